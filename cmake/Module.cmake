@@ -1,0 +1,18 @@
+# agentbox_module(NAME DEPS...): a static library from src/NAME/*.cpp, linked only to DEPS, so an
+# arrow that points the wrong way fails to link. Sources are globbed so that adding a file needs no
+# edit of a shared list.
+function(agentbox_module name)
+  cmake_parse_arguments(M "" "" "DEPS" ${ARGN})
+  file(GLOB srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cpp)
+  list(FILTER srcs EXCLUDE REGEX "_(test|fuzz|bench)\\.cpp$")
+  if(srcs)
+    add_library(agentbox_${name} STATIC ${srcs})
+    target_include_directories(agentbox_${name} PUBLIC ${PROJECT_SOURCE_DIR}/include)
+    target_link_libraries(agentbox_${name} PUBLIC ${M_DEPS})
+  else()
+    add_library(agentbox_${name} INTERFACE)
+    target_include_directories(agentbox_${name} INTERFACE ${PROJECT_SOURCE_DIR}/include)
+    target_link_libraries(agentbox_${name} INTERFACE ${M_DEPS})
+  endif()
+  add_library(agentbox::${name} ALIAS agentbox_${name})
+endfunction()

@@ -1,0 +1,102 @@
+// The audit log: one JSON object per line, versioned schema, one shared sink per session.
+//
+// Every module that allows or blocks something emits an Event here (session start/end, grants,
+// DNS answers, connections, requests, credential uses, denied syscalls, policy changes). The log
+// is for machines and for the user afterwards; diagnostics for humans go to stderr instead.
+// Schema (version 1): {"v":1,"ts":"<RFC 3339 UTC, ms>","session":"<id>","type":"<kind>", ...}
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "agentbox/base/result.hpp"
+#include "agentbox/base/unique_fd.hpp"
+
+namespace agentbox::audit {
+
+inline constexpr int kSchemaVersion = 1;
+
+// Appends `s` to `out` as a JSON string body (no quotes). Invalid UTF-8 becomes U+FFFD, so
+// hostile bytes from the box can never break a line of the log.
+void json_escape(std::string_view s, std::string& out);
+
+// Builder for one event. Field order is insertion order; keys are trusted literals.
+class Event {
+ public:
+  explicit Event(std::string_view type);
+  Event& str(std::string_view key, std::string_view value);
+  Event& num(std::string_view key, int64_t value);
+  Event& boolean(std::string_view key, bool value);
+  Event& strs(std::string_view key, std::span<const std::string> values);
+  [[nodiscard]] const std::string& type() const { return type_; }
+  // The fields after "type", as `,"k":v,...` (used by sinks to build the line).
+  [[nodiscard]] const std::string& fields() const { return fields_; }
+
+ private:
+  void key(std::string_view k);
+  std::string type_;
+  std::string fields_;
+};
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  // Never fails from the caller's view: an audit write error is counted and reported once.
+  virtual void emit(const Event& event) noexcept = 0;
+};
+
+// Counts per event type, kept by every sink for the exit summary.
+class Tally {
+ public:
+  void add(const std::string& type);
+  [[nodiscard]] uint64_t count(std::string_view type) const;
+  [[nodiscard]] std::map<std::string, uint64_t> snapshot() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, uint64_t, std::less<>> counts_;
+};
+
+// Appends lines to a file opened O_APPEND; each event is one write(2).
+class JsonlSink final : public Sink {
+ public:
+  [[nodiscard]] static base::Result<JsonlSink> open(const std::string& path,
+                                                    std::string session_id);
+  void emit(const Event& event) noexcept override;
+  [[nodiscard]] const Tally& tally() const { return *tally_; }
+  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] uint64_t write_errors() const { return write_errors_; }
+
+ private:
+  JsonlSink(base::UniqueFd fd, std::string path, std::string session_id);
+  base::UniqueFd fd_;
+  std::string path_;
+  std::string session_id_;
+  std::unique_ptr<Tally> tally_ = std::make_unique<Tally>();
+  uint64_t write_errors_ = 0;
+};
+
+// Keeps lines in memory: for tests, and before the session folder exists.
+class MemorySink final : public Sink {
+ public:
+  explicit MemorySink(std::string session_id = "test") : session_id_(std::move(session_id)) {}
+  void emit(const Event& event) noexcept override;
+  [[nodiscard]] std::string lines() const;
+  [[nodiscard]] const Tally& tally() const { return tally_; }
+
+ private:
+  std::string session_id_;
+  mutable std::mutex mu_;
+  std::string lines_;
+  Tally tally_;
+};
+
+// Renders one full line (with trailing newline) for `event` at the current time.
+[[nodiscard]] std::string render_line(const Event& event, std::string_view session_id);
+
+}  // namespace agentbox::audit

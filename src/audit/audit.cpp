@@ -1,0 +1,199 @@
+// JSON-lines audit sink. Hand-written writer: the log only ever writes flat objects of strings and
+// numbers, must be noexcept on the event loop and must survive hostile bytes; nlohmann-json (the
+// Debian option) allocates a node tree per event and throws on invalid UTF-8.
+#include "agentbox/audit/audit.hpp"
+
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+
+#include "agentbox/base/sys.hpp"
+
+namespace agentbox::audit {
+
+namespace {
+
+// Length of the valid UTF-8 sequence at s[i], or 0 if it is not one (overlongs and surrogates too).
+size_t utf8_len(std::string_view s, size_t i) {
+  auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = b(i);
+  size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+  if (n == 0 || c > 0xF4 || i + n > s.size()) {
+    return 0;
+  }
+  for (size_t k = 1; k < n; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) {
+      return 0;
+    }
+  }
+  if ((c == 0xE0 && b(i + 1) < 0xA0) || (c == 0xED && b(i + 1) > 0x9F) ||
+      (c == 0xF0 && b(i + 1) < 0x90) || (c == 0xF4 && b(i + 1) > 0x8F)) {
+    return 0;
+  }
+  return n;
+}
+
+std::string now_rfc3339() {
+  using namespace std::chrono;
+  auto now = system_clock::now();
+  auto secs = system_clock::to_time_t(now);
+  auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:03}Z", buf, ms);
+}
+
+}  // namespace
+
+void json_escape(std::string_view s, std::string& out) {
+  for (size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      switch (c) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        default:
+          if (c < 0x20 || c == 0x7f) {
+            out += fmt::format("\\u{:04x}", c);
+          } else {
+            out.push_back(static_cast<char>(c));
+          }
+      }
+      ++i;
+      continue;
+    }
+    size_t n = utf8_len(s, i);
+    if (n == 0) {
+      out += "\\ufffd";
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+}
+
+Event::Event(std::string_view type) : type_(type) {}
+
+void Event::key(std::string_view k) {
+  fields_ += ",\"";
+  json_escape(k, fields_);
+  fields_ += "\":";
+}
+
+Event& Event::str(std::string_view k, std::string_view value) {
+  key(k);
+  fields_ += '"';
+  json_escape(value, fields_);
+  fields_ += '"';
+  return *this;
+}
+
+Event& Event::num(std::string_view k, int64_t value) {
+  key(k);
+  fields_ += fmt::format("{}", value);
+  return *this;
+}
+
+Event& Event::boolean(std::string_view k, bool value) {
+  key(k);
+  fields_ += value ? "true" : "false";
+  return *this;
+}
+
+Event& Event::strs(std::string_view k, std::span<const std::string> values) {
+  key(k);
+  fields_ += '[';
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i != 0) {
+      fields_ += ',';
+    }
+    fields_ += '"';
+    json_escape(values[i], fields_);
+    fields_ += '"';
+  }
+  fields_ += ']';
+  return *this;
+}
+
+std::string render_line(const Event& event, std::string_view session_id) {
+  std::string line =
+      fmt::format("{{\"v\":{},\"ts\":\"{}\",\"session\":\"", kSchemaVersion, now_rfc3339());
+  json_escape(session_id, line);
+  line += "\",\"type\":\"";
+  json_escape(event.type(), line);
+  line += '"';
+  line += event.fields();
+  line += "}\n";
+  return line;
+}
+
+void Tally::add(const std::string& type) {
+  std::lock_guard lock(mu_);
+  ++counts_[type];
+}
+
+uint64_t Tally::count(std::string_view type) const {
+  std::lock_guard lock(mu_);
+  auto it = counts_.find(type);
+  return it == counts_.end() ? 0 : it->second;
+}
+
+std::map<std::string, uint64_t> Tally::snapshot() const {
+  std::lock_guard lock(mu_);
+  return {counts_.begin(), counts_.end()};
+}
+
+base::Result<JsonlSink> JsonlSink::open(const std::string& path, std::string session_id) {
+  AGENTBOX_ASSIGN_OR_RETURN(base::UniqueFd fd,
+                            base::open_fd(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600));
+  return JsonlSink(std::move(fd), path, std::move(session_id));
+}
+
+JsonlSink::JsonlSink(base::UniqueFd fd, std::string path, std::string session_id)
+    : fd_(std::move(fd)), path_(std::move(path)), session_id_(std::move(session_id)) {}
+
+void JsonlSink::emit(const Event& event) noexcept {
+  try {
+    tally_->add(event.type());
+    if (!base::write_all(fd_.get(), render_line(event, session_id_))) {
+      ++write_errors_;
+    }
+  } catch (...) {  // allocation failure: drop the line, keep serving
+    ++write_errors_;
+  }
+}
+
+void MemorySink::emit(const Event& event) noexcept {
+  try {
+    tally_.add(event.type());
+    std::lock_guard lock(mu_);
+    lines_ += render_line(event, session_id_);
+  } catch (...) {
+  }
+}
+
+std::string MemorySink::lines() const {
+  std::lock_guard lock(mu_);
+  return lines_;
+}
+
+}  // namespace agentbox::audit
