@@ -1,0 +1,59 @@
+// Loading the layered configuration into one Policy.
+//
+// Layers, lowest first: built-in defaults, /etc/agentbox/config.toml,
+// $XDG_CONFIG_HOME/agentbox/config.toml (~/.config when unset), the named profile (user profiles
+// folder $XDG_CONFIG_HOME/agentbox/profiles/NAME.toml first, then the shipped ones), then the
+// command-line flags. A workspace file (.agentbox.toml at the workspace root) may only narrow.
+// Errors carry file:line:col, the source line and a caret; every problem is reported, then stop.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agentbox/base/result.hpp"
+#include "agentbox/config/model.hpp"
+
+namespace agentbox::config {
+
+// What the command line said, before validation. Strings are exactly as typed.
+struct Flags {
+  std::optional<std::string> profile;
+  std::optional<std::string> workspace;
+  std::vector<std::string> ro;
+  std::vector<std::string> rw;
+  std::vector<std::string> env;         // --env NAME (pass through) or NAME=VALUE (set)
+  std::vector<std::string> allow;       // --allow HOST[:PORT]
+  std::vector<std::string> connect_to;  // --connect-to HOST:PORT:ADDR:PORT
+  std::vector<std::string> upstream_ca;
+  std::vector<std::string> seccomp_allow;  // --allow-syscalls GROUP
+  std::optional<std::string> timeout;   // "90s", "2h"
+  std::optional<std::string> memory;    // "2G"
+  std::optional<std::string> pids;
+  std::optional<std::string> cpus;
+};
+
+struct LoadOptions {
+  Flags flags;
+  // Overrides for tests; empty means the standard locations.
+  std::optional<std::string> system_file;     // default /etc/agentbox/config.toml
+  std::optional<std::string> user_dir;        // default $XDG_CONFIG_HOME/agentbox
+  std::vector<std::string> profile_dirs;      // searched after user_dir/profiles
+  bool no_user_config = false;                // --no-config: built-in + profile + flags only
+};
+
+// The loaded policy, plus the files that were read (for explain and the audit log).
+struct Loaded {
+  Policy policy;
+  std::vector<std::string> files_read;
+};
+
+[[nodiscard]] base::Result<Loaded> load(const LoadOptions& options);
+
+// Where the shipped profiles live (install prefix, then the source tree for a build-dir run).
+[[nodiscard]] std::vector<std::string> default_profile_dirs();
+
+// `agentbox explain`: the effective policy, one grant per line, each with its origin.
+[[nodiscard]] std::string explain(const Loaded& loaded);
+
+}  // namespace agentbox::config
