@@ -1,17 +1,19 @@
 // agentbox: parse the command line, dispatch to one verb, map the outcome to an exit code.
-#include <fmt/core.h>
-
 #include <CLI/CLI.hpp>
+
+#include "verbs.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"agentbox: run coding agents in a box that holds no real secrets", "agentbox"};
   app.set_version_flag("--version", std::string("agentbox ") + AGENTBOX_VERSION);
   app.require_subcommand(1);
+  int exit_code = 0;
+  agentbox::cli::register_doctor(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 125;
   }
-  return 0;
+  return exit_code;
 }
