@@ -1,9 +1,14 @@
 // agentbox: parse the command line, dispatch to one verb, map the outcome to an exit code.
 #include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <exception>
 
 #include "verbs.hpp"
 
-int main(int argc, char** argv) {
+namespace {
+
+int dispatch(int argc, char** argv) {
   CLI::App app{"agentbox: run coding agents in a box that holds no real secrets", "agentbox"};
   app.set_version_flag("--version", std::string("agentbox ") + AGENTBOX_VERSION);
   app.require_subcommand(1);
@@ -16,4 +21,17 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 125;
   }
   return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return dispatch(argc, argv);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "agentbox: error: {}\n", e.what());
+  } catch (...) {
+    fmt::print(stderr, "agentbox: error: unexpected failure\n");
+  }
+  return 125;
 }
