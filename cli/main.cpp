@@ -1,7 +1,7 @@
 // agentbox: parse the command line, dispatch to one verb, map the outcome to an exit code.
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <CLI/CLI.hpp>
 #include <exception>
 
 #include "verbs.hpp"
