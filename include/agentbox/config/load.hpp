@@ -27,8 +27,8 @@ struct Flags {
   std::vector<std::string> connect_to;  // --connect-to HOST:PORT:ADDR:PORT
   std::vector<std::string> upstream_ca;
   std::vector<std::string> seccomp_allow;  // --allow-syscalls GROUP
-  std::optional<std::string> timeout;   // "90s", "2h"
-  std::optional<std::string> memory;    // "2G"
+  std::optional<std::string> timeout;      // "90s", "2h"
+  std::optional<std::string> memory;       // "2G"
   std::optional<std::string> pids;
   std::optional<std::string> cpus;
 };
@@ -36,10 +36,10 @@ struct Flags {
 struct LoadOptions {
   Flags flags;
   // Overrides for tests; empty means the standard locations.
-  std::optional<std::string> system_file;     // default /etc/agentbox/config.toml
-  std::optional<std::string> user_dir;        // default $XDG_CONFIG_HOME/agentbox
-  std::vector<std::string> profile_dirs;      // searched after user_dir/profiles
-  bool no_user_config = false;                // --no-config: built-in + profile + flags only
+  std::optional<std::string> system_file;  // default /etc/agentbox/config.toml
+  std::optional<std::string> user_dir;     // default $XDG_CONFIG_HOME/agentbox
+  std::vector<std::string> profile_dirs;   // searched after user_dir/profiles
+  bool no_user_config = false;             // --no-config: built-in + profile + flags only
 };
 
 // The loaded policy, plus the files that were read (for explain and the audit log).
