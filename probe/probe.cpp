@@ -10,7 +10,8 @@
 //   mkdir PATH          `mkdir PATH ok|ENAME`
 //   symlink TO LINK     `symlink LINK ok|ENAME`
 //   ls DIR              `ls DIR a b c` (sorted)
-//   tty                 `tty isatty=0|1 name=... rdev=D:D,... tiocsti=ok|ENAME`
+//   tty                 `tty isatty=0|1 name=... files=DEV:INO,DEV:INO,DEV:INO` (fds 0-2)
+//   tiocsti             `tiocsti ok|ENAME` (pushes a space into fd 0's input queue)
 //   readline            reads one line from stdin, prints `readline got=LINE`
 //   sleep SECONDS       sleeps
 //   kill SIG            kill(getpid(), SIG)
@@ -19,7 +20,6 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -140,19 +140,21 @@ int run(const std::vector<std::string>& a) {
     }
     out(line);
   } else if (q == "tty") {
+    // dev:ino of the files behind fds 0-2 (st_dev tells one devpts instance from another;
+    // st_rdev does not: every instance numbers its ptys from 0).
     std::string line = "tty isatty=" + std::to_string(::isatty(0));
     const char* name = ::ttyname(0);
     line += std::string(" name=") + (name != nullptr ? name : "none");
-    line += " rdev=";
+    line += " files=";
     for (int fd = 0; fd < 3; ++fd) {
       struct stat st {};
       ::fstat(fd, &st);
-      line += std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev)) +
-              (fd < 2 ? "," : "");
+      line += std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + (fd < 2 ? "," : "");
     }
-    char c = '\n';
-    line += std::string(" tiocsti=") + (::ioctl(0, TIOCSTI, &c) == 0 ? "ok" : ename(errno));
     out(line);
+  } else if (q == "tiocsti") {
+    char c = ' ';
+    out(std::string("tiocsti ") + (::ioctl(0, TIOCSTI, &c) == 0 ? "ok" : ename(errno)));
   } else if (q == "readline") {
     std::string l;
     std::getline(std::cin, l);
