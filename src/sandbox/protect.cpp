@@ -82,6 +82,9 @@ base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
     for (size_t i = 0; i < parts.size() && !done; ++i) {
       prefix += (i ? "/" : "") + parts[i];
       bool last = i + 1 == parts.size();
+      if (std::find(out.paths.begin(), out.paths.end(), prefix) != out.paths.end()) {
+        break;  // already read-only as a whole
+      }
       struct stat st {};
       if (::fstatat(ws.get(), prefix.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISLNK(st.st_mode) || (!S_ISDIR(st.st_mode) && !last)) {
