@@ -11,6 +11,7 @@
 //   symlink TO LINK     `symlink LINK ok|ENAME`
 //   ls DIR              `ls DIR a b c` (sorted)
 //   tty                 `tty isatty=0|1 name=... files=DEV:INO,DEV:INO,DEV:INO` (fds 0-2)
+//   winsize             `winsize ROWSxCOLS` of fd 0
 //   tiocsti             `tiocsti ok|ENAME` (pushes a space into fd 0's input queue)
 //   readline            reads one line from stdin, prints `readline got=LINE`
 //   sleep SECONDS       sleeps
@@ -152,6 +153,13 @@ int run(const std::vector<std::string>& a) {
       line += std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + (fd < 2 ? "," : "");
     }
     out(line);
+  } else if (q == "winsize") {
+    struct winsize ws {};
+    if (::ioctl(0, TIOCGWINSZ, &ws) == 0) {
+      out("winsize " + std::to_string(ws.ws_row) + "x" + std::to_string(ws.ws_col));
+    } else {
+      out("winsize " + ename(errno));
+    }
   } else if (q == "tiocsti") {
     char c = ' ';
     out(std::string("tiocsti ") + (::ioctl(0, TIOCSTI, &c) == 0 ? "ok" : ename(errno)));

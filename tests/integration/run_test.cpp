@@ -431,6 +431,141 @@ TEST_P(RunTest, NoTiocstiIntoTheUsersTerminal) {
   ::close(master);
 }
 
+// The user's terminal, played by a pty the test owns: agentbox gets the slave as fds 0-2.
+class OuterTerminal {
+ public:
+  OuterTerminal() {
+    master_ = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master_ < 0 || ::grantpt(master_) != 0 || ::unlockpt(master_) != 0) {
+      return;
+    }
+    slave_ = ::open(::ptsname(master_), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    ::fcntl(master_, F_SETFL, O_NONBLOCK);
+  }
+  ~OuterTerminal() {
+    if (pid_ > 0 && status_ < 0) {
+      ::kill(pid_, SIGKILL);
+      wait_for(pid_, 5000);
+    }
+    for (int fd : {out_, err_, slave_, master_}) {
+      if (fd >= 0) {
+        ::close(fd);
+      }
+    }
+  }
+  [[nodiscard]] bool ok() const { return slave_ >= 0; }
+  int slave() const { return slave_; }
+  int master() const { return master_; }
+  pid_t start(const World& w, const Args& args) {
+    RunOptions o;
+    o.stdin_fd = slave_;
+    o.stdout_fd = slave_;
+    pid_ = spawn(w, args, o, &out_, &err_);
+    return pid_;
+  }
+  // Reads the terminal until `text` shows up (true) or the timeout/the exit of agentbox.
+  bool wait_for_text(const std::string& text, int timeout_ms = 10000) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      pump();
+      if (seen_.find(text) != std::string::npos) {
+        return true;
+      }
+      if (status_ >= 0) {
+        pump();
+        return seen_.find(text) != std::string::npos;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  }
+  void type(const std::string& s) {
+    ASSERT_EQ(::write(master_, s.data(), s.size()), static_cast<ssize_t>(s.size()));
+  }
+  int finish(int timeout_ms = 10000) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (status_ < 0 && std::chrono::steady_clock::now() < deadline) {
+      pump();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    pump();
+    return status_;
+  }
+  const std::string& seen() const { return seen_; }
+
+ private:
+  void pump() {
+    char buf[1024];
+    ssize_t n;
+    while ((n = ::read(master_, buf, sizeof buf)) > 0) {
+      seen_.append(buf, static_cast<size_t>(n));
+    }
+    int st = 0;
+    if (status_ < 0 && ::waitpid(pid_, &st, WNOHANG) == pid_) {
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+  }
+  int master_ = -1;
+  int slave_ = -1;
+  int out_ = -1;
+  int err_ = -1;
+  pid_t pid_ = -1;
+  int status_ = -1;
+  std::string seen_;
+};
+
+TEST_P(RunTest, CtrlCInTheTerminalReachesTheProgram) {
+  OuterTerminal t;
+  ASSERT_TRUE(t.ok());
+  ASSERT_GT(t.start(w_, {"run", "-q", "--", "sh", "-c",
+                         "trap 'echo got-int; exit 0' INT; echo ready; "
+                         "while :; do sleep 0.1; done"}),
+            0);
+  ASSERT_TRUE(t.wait_for_text("ready")) << t.seen();
+  t.type("\x03");
+  EXPECT_TRUE(t.wait_for_text("got-int")) << t.seen();
+  EXPECT_EQ(t.finish(), 0) << t.seen();
+}
+
+TEST_P(RunTest, WindowSizeFollowsTheUsersTerminal) {
+  OuterTerminal t;
+  ASSERT_TRUE(t.ok());
+  struct winsize ws {};
+  ws.ws_row = 33;
+  ws.ws_col = 111;
+  ASSERT_EQ(::ioctl(t.master(), TIOCSWINSZ, &ws), 0);
+  pid_t pid = t.start(w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "winsize", ";", "readline",
+                           ";", "winsize"});
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(t.wait_for_text("winsize 33x111")) << t.seen();
+  ws.ws_row = 44;
+  ws.ws_col = 122;
+  ASSERT_EQ(::ioctl(t.master(), TIOCSWINSZ, &ws), 0);
+  ::kill(pid, SIGWINCH);  // what the kernel sends the terminal's foreground group
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  t.type("go\r");
+  EXPECT_TRUE(t.wait_for_text("winsize 44x122")) << t.seen();
+  EXPECT_EQ(t.finish(), 0) << t.seen();
+}
+
+TEST_P(RunTest, SigintIsForwardedWithoutATerminal) {
+  int out = -1;
+  int err = -1;
+  std::string marker = fmt::format("marker-int-{}", ::getpid());
+  pid_t pid =
+      spawn(w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "sleep", "30", ";", "id", marker}, {},
+            &out, &err);
+  ASSERT_GT(pid, 0);
+  for (int i = 0; i < 500 && pids_with_cmdline(marker).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE(pids_with_cmdline(marker).empty());
+  ::kill(pid, SIGINT);
+  EXPECT_EQ(wait_for(pid, 10000), 128 + SIGINT);
+  ::close(out);
+  ::close(err);
+}
+
 INSTANTIATE_TEST_SUITE_P(As, RunTest, ::testing::Values("root", "user"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
