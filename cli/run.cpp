@@ -89,7 +89,8 @@ int run_verb(const RunOptions& o) {
 
 void register_run(CLI::App& app, int& exit_code) {
   auto opts = std::make_shared<RunOptions>();
-  CLI::App* sub = app.add_subcommand("run", "Run a command inside a box");
+  CLI::App* sub = app.add_subcommand(
+      "run", "Run a command inside a box (agentbox run [OPTIONS] -- CMD ARGS...)");
   sub->footer(
       "\nThe box sees the workspace (the git repository around the current directory, or\n"
       "--workspace) read-write at its real path, system directories read-only, an empty\n"

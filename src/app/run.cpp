@@ -413,6 +413,11 @@ int run(const RunRequest& req) {
     if (userns && (failure.err == EPERM || failure.err == EACCES || failure.err == ENOSPC ||
                    failure.err == EINVAL)) {
       err.hint(userns_hint(failure.err) + "; `agentbox doctor` checks this machine");
+    } else if (failure.stage == sb::Stage::kExec && failure.err == ENOENT) {
+      err.hint(req.command[0].find('/') == std::string::npos
+                   ? "the box's PATH is " + std::string(sb::kDefaultPath) +
+                         "; show more with `--ro DIR` or set PATH with `--env PATH=...`"
+                   : "the box shows system directories, the workspace and what --ro/--rw grant");
     }
     fmt::print(stderr, "{}", err.render());
     code = sb::launch_exit_code(failure);

@@ -204,7 +204,10 @@ TEST_P(RunTest, ProtectedPathsAreReadOnlyEvenWhenMissing) {
                     ws + "/envrc-link",
                     ";",
                     "write",
-                    ws + "/fine.txt"});
+                    ws + "/fine.txt",
+                    ";",
+                    "stat",
+                    ws + "/.vscode"});
   ASSERT_EQ(r.status, 0) << r.err;
   for (const auto& p :
        {ws + "/.git/hooks/pre-commit", ws + "/.git/config", ws + "/.envrc", ws + "/.gitmodules",
@@ -216,6 +219,8 @@ TEST_P(RunTest, ProtectedPathsAreReadOnlyEvenWhenMissing) {
   EXPECT_EQ(r.line_starting("mkdir " + ws + "/.idea/x ").find(" ok"), std::string::npos) << r.out;
   EXPECT_EQ(r.line_starting("symlink " + ws + "/.idea ").find(" ok"), std::string::npos) << r.out;
   EXPECT_TRUE(r.has_line("write " + ws + "/fine.txt ok")) << r.out;
+  // The pre-existing link is covered by a read-only empty file inside the box.
+  EXPECT_TRUE(r.has_line("stat " + ws + "/.vscode file")) << r.out;
   // Nothing reached the host, and no placeholder outlives the session.
   struct stat st {};
   EXPECT_NE(::lstat((ws + "/.git/hooks/pre-commit").c_str(), &st), 0);
@@ -274,6 +279,14 @@ TEST_P(RunTest, SigtermEndsTheBoxCleanly) {
   ::close(err);
   EXPECT_EQ(status, 128 + SIGTERM);
   EXPECT_TRUE(pids_with_cmdline("marker-term-" + marker).empty());
+}
+
+TEST_P(RunTest, TimeoutStopsTheBox) {
+  auto t0 = std::chrono::steady_clock::now();
+  Output r = probe({"sleep", "30"}, {}, {"--timeout", "1s"});
+  auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.status, 128 + SIGTERM) << r.err;
+  EXPECT_LT(secs, 10.0);
 }
 
 TEST_P(RunTest, SupervisorKilledLeavesNothingBehind) {
