@@ -408,12 +408,13 @@ int run(const RunRequest& req) {
   std::string error;
   if (!box) {
     Error err = std::move(box).error();
-    bool userns = failure.stage == sb::Stage::kNone || failure.stage == sb::Stage::kUidMap ||
-                  failure.stage == sb::Stage::kGidMap || failure.stage == sb::Stage::kSetgroups;
+    bool userns =
+        failure.stage == sb::SetupStage::kNone || failure.stage == sb::SetupStage::kUidMap ||
+        failure.stage == sb::SetupStage::kGidMap || failure.stage == sb::SetupStage::kSetgroups;
     if (userns && (failure.err == EPERM || failure.err == EACCES || failure.err == ENOSPC ||
                    failure.err == EINVAL)) {
       err.hint(userns_hint(failure.err) + "; `agentbox doctor` checks this machine");
-    } else if (failure.stage == sb::Stage::kExec && failure.err == ENOENT) {
+    } else if (failure.stage == sb::SetupStage::kExec && failure.err == ENOENT) {
       err.hint(req.command[0].find('/') == std::string::npos
                    ? "the box's PATH is " + std::string(sb::kDefaultPath) +
                          "; show more with `--ro DIR` or set PATH with `--env PATH=...`"
@@ -421,7 +422,7 @@ int run(const RunRequest& req) {
     }
     fmt::print(stderr, "{}", err.render());
     code = sb::launch_exit_code(failure);
-    reason = failure.stage == sb::Stage::kExec ? "exec failed" : "setup failed";
+    reason = failure.stage == sb::SetupStage::kExec ? "exec failed" : "setup failed";
     error = err.message();
   } else {
     base::log::debug("box started in {} us", std::chrono::duration_cast<std::chrono::microseconds>(

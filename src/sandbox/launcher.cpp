@@ -30,66 +30,68 @@ using base::Error;
 using base::Result;
 using base::UniqueFd;
 
-const char* stage_name(Stage stage) {
+const char* setup_stage_name(SetupStage stage) {
   switch (stage) {
-    case Stage::kNone:
+    case SetupStage::kNone:
       return "starting the box";
-    case Stage::kParentGone:
+    case SetupStage::kParentGone:
       return "the supervisor went away";
-    case Stage::kPdeathsig:
+    case SetupStage::kPdeathsig:
       return "prctl PR_SET_PDEATHSIG";
-    case Stage::kSetgroups:
+    case SetupStage::kSetgroups:
       return "writing /proc/self/setgroups";
-    case Stage::kUidMap:
+    case SetupStage::kUidMap:
       return "writing /proc/self/uid_map";
-    case Stage::kGidMap:
+    case SetupStage::kGidMap:
       return "writing /proc/self/gid_map";
-    case Stage::kMountPrivate:
+    case SetupStage::kMountPrivate:
       return "making mounts private";
-    case Stage::kStaging:
+    case SetupStage::kStaging:
       return "mounting the staging tmpfs on `/tmp`";
-    case Stage::kPivotStaging:
+    case SetupStage::kPivotStaging:
       return "pivot_root into the staging tmpfs";
-    case Stage::kMountOp:
+    case SetupStage::kMountOp:
       return "mount";
-    case Stage::kHostname:
+    case SetupStage::kHostname:
       return "sethostname";
-    case Stage::kLoopback:
+    case SetupStage::kLoopback:
       return "bringing up `lo`";
-    case Stage::kPivotRoot:
+    case SetupStage::kPivotRoot:
       return "pivot_root into the box";
-    case Stage::kChdir:
+    case SetupStage::kChdir:
       return "chdir into the working directory";
-    case Stage::kPty:
+    case SetupStage::kPty:
       return "opening the box's pty";
-    case Stage::kForkProgram:
+    case SetupStage::kForkProgram:
       return "fork";
-    case Stage::kSetsid:
+    case SetupStage::kSetsid:
       return "setsid";
-    case Stage::kControllingTty:
+    case SetupStage::kControllingTty:
       return "ioctl TIOCSCTTY";
-    case Stage::kCloseFds:
+    case SetupStage::kCloseFds:
       return "close_range";
-    case Stage::kLandlock:
+    case SetupStage::kLandlock:
       return "applying Landlock";
-    case Stage::kCapabilities:
+    case SetupStage::kCapabilities:
       return "dropping capabilities";
-    case Stage::kNoNewPrivs:
+    case SetupStage::kNoNewPrivs:
       return "prctl PR_SET_NO_NEW_PRIVS";
-    case Stage::kSeccomp:
+    case SetupStage::kSeccomp:
       return "loading the seccomp filter";
-    case Stage::kRlimits:
+    case SetupStage::kRlimits:
       return "setting resource limits";
-    case Stage::kConfine:
+    case SetupStage::kProtectCheck:
+      return "checking that protected paths are read-only";
+    case SetupStage::kConfine:
       return "confining the program";
-    case Stage::kExec:
+    case SetupStage::kExec:
       return "execve";
   }
   return "?";
 }
 
 int launch_exit_code(const LaunchFailure& f) {
-  if (f.stage != Stage::kExec) {
+  if (f.stage != SetupStage::kExec) {
     return 125;
   }
   return (f.err == ENOENT || f.err == ENOTDIR) ? 127 : 126;
@@ -218,7 +220,7 @@ Prepared prepare(const LaunchSpec& spec, std::vector<std::string>& argv_store,
 
 // ---- child side: system calls only, no allocation --------------------------------------------
 
-[[noreturn]] void fail(const Prepared& p, Stage stage, int err, int index = -1) {
+[[noreturn]] void fail(const Prepared& p, SetupStage stage, int err, int index = -1) {
   Msg m{MsgType::kFailure, static_cast<uint16_t>(stage), err, index};
   [[maybe_unused]] ssize_t n = ::send(p.ctl, &m, sizeof m, MSG_NOSIGNAL);
   ::_exit(125);
@@ -407,7 +409,7 @@ void send_fd(const Prepared& p, int fd) {
   c->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
   if (::sendmsg(p.ctl, &mh, MSG_NOSIGNAL) < 0) {
-    fail(p, Stage::kPty, errno);
+    fail(p, SetupStage::kPty, errno);
   }
 }
 
@@ -416,15 +418,15 @@ void send_fd(const Prepared& p, int fd) {
 int open_pty(const Prepared& p) {
   int master = ::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (master < 0) {
-    fail(p, Stage::kPty, errno);
+    fail(p, SetupStage::kPty, errno);
   }
   int unlock = 0;
   if (::ioctl(master, TIOCSPTLCK, &unlock) != 0) {
-    fail(p, Stage::kPty, errno);
+    fail(p, SetupStage::kPty, errno);
   }
   int slave = ::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (slave < 0) {
-    fail(p, Stage::kPty, errno);
+    fail(p, SetupStage::kPty, errno);
   }
   if (p.termios) {
     ::tcsetattr(slave, TCSANOW, &*p.termios);
@@ -442,15 +444,15 @@ int open_pty(const Prepared& p) {
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   if (::setsid() < 0) {
-    fail(p, Stage::kSetsid, errno);
+    fail(p, SetupStage::kSetsid, errno);
   }
   if (slave >= 0) {
     if (::ioctl(slave, TIOCSCTTY, 0) != 0) {
-      fail(p, Stage::kControllingTty, errno);
+      fail(p, SetupStage::kControllingTty, errno);
     }
     for (int fd = 0; fd < 3; ++fd) {
       if (::dup2(slave, fd) < 0) {
-        fail(p, Stage::kControllingTty, errno);
+        fail(p, SetupStage::kControllingTty, errno);
       }
     }
     if (slave > 2) {
@@ -460,13 +462,13 @@ int open_pty(const Prepared& p) {
   // Nothing but 0-2 may reach the program. CLOEXEC rather than close: the control socket must
   // stay open until execve succeeds, to report its failure.
   if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
-    fail(p, Stage::kCloseFds, errno);
+    fail(p, SetupStage::kCloseFds, errno);
   }
   // ---- confinement hook: Landlock, capabilities, no_new_privs, seccomp, rlimits ----
   if (p.confinement != nullptr) {
-    StageError e = p.confinement->apply();
+    ConfineResult e = p.confinement->apply();
     if (e.err != 0) {
-      fail(p, e.stage == Stage::kNone ? Stage::kConfine : e.stage, e.err);
+      fail(p, e.stage == SetupStage::kNone ? SetupStage::kConfine : e.stage, e.err);
     }
   }
   int err = ENOENT;
@@ -484,7 +486,7 @@ int open_pty(const Prepared& p) {
   if (denied && (err == ENOENT || err == ENOTDIR)) {
     err = EACCES;  // as execvp: "permission denied" beats "not found" further along the PATH
   }
-  Msg m{MsgType::kFailure, static_cast<uint16_t>(Stage::kExec), err, -1};
+  Msg m{MsgType::kFailure, static_cast<uint16_t>(SetupStage::kExec), err, -1};
   [[maybe_unused]] ssize_t n = ::send(p.ctl, &m, sizeof m, MSG_NOSIGNAL);
   ::_exit((err == ENOENT || err == ENOTDIR) ? 127 : 126);
 }
@@ -517,7 +519,7 @@ int open_pty(const Prepared& p) {
 
 [[noreturn]] void box_init(const Prepared& p) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
-    fail(p, Stage::kPdeathsig, errno);
+    fail(p, SetupStage::kPdeathsig, errno);
   }
   // The supervisor may have died before PR_SET_PDEATHSIG took effect: its end of the control
   // socket is then closed.
@@ -530,54 +532,54 @@ int open_pty(const Prepared& p) {
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
 
   if (!write_proc("/proc/self/setgroups", "deny")) {
-    fail(p, Stage::kSetgroups, errno);
+    fail(p, SetupStage::kSetgroups, errno);
   }
   if (!write_proc("/proc/self/uid_map", p.uid_map)) {
-    fail(p, Stage::kUidMap, errno);
+    fail(p, SetupStage::kUidMap, errno);
   }
   if (!write_proc("/proc/self/gid_map", p.gid_map)) {
-    fail(p, Stage::kGidMap, errno);
+    fail(p, SetupStage::kGidMap, errno);
   }
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-    fail(p, Stage::kMountPrivate, errno);
+    fail(p, SetupStage::kMountPrivate, errno);
   }
   if (::mount("tmpfs", kStaging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") != 0 ||
       ::chdir(kStaging) != 0 || ::mkdir("oldroot", 0755) != 0 || ::mkdir("newroot", 0755) != 0 ||
       ::mount("tmpfs", "newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m") != 0) {
-    fail(p, Stage::kStaging, errno);
+    fail(p, SetupStage::kStaging, errno);
   }
   if (::syscall(SYS_pivot_root, ".", "oldroot") != 0 || ::chdir("/") != 0) {
-    fail(p, Stage::kPivotStaging, errno);
+    fail(p, SetupStage::kPivotStaging, errno);
   }
   if (!make_file(kEmptyFile, 0444)) {
-    fail(p, Stage::kStaging, errno);
+    fail(p, SetupStage::kStaging, errno);
   }
   for (size_t i = 0; i < p.ops.size(); ++i) {
     if (!run_op(p.ops[i])) {
-      fail(p, Stage::kMountOp, errno, static_cast<int>(i));
+      fail(p, SetupStage::kMountOp, errno, static_cast<int>(i));
     }
   }
   if (::sethostname(p.hostname.data(), p.hostname.size()) != 0) {
-    fail(p, Stage::kHostname, errno);
+    fail(p, SetupStage::kHostname, errno);
   }
   if (!loopback_up()) {
-    fail(p, Stage::kLoopback, errno);
+    fail(p, SetupStage::kLoopback, errno);
   }
   // Into the box: pivot_root(".", ".") stacks the staging root on top of the new one; detaching
   // it takes the staging tmpfs and the whole host tree (/oldroot) out of this namespace.
   int old_root = ::open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
   if (old_root < 0 || ::chdir("/newroot") != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 ||
       ::fchdir(old_root) != 0 || ::umount2(".", MNT_DETACH) != 0 || ::chdir("/") != 0) {
-    fail(p, Stage::kPivotRoot, errno);
+    fail(p, SetupStage::kPivotRoot, errno);
   }
   ::close(old_root);
   if (::chdir(p.cwd.c_str()) != 0) {
-    fail(p, Stage::kChdir, errno);
+    fail(p, SetupStage::kChdir, errno);
   }
   int slave = p.pty ? open_pty(p) : -1;
   pid_t program = ::fork();
   if (program < 0) {
-    fail(p, Stage::kForkProgram, errno);
+    fail(p, SetupStage::kForkProgram, errno);
   }
   if (program == 0) {
     run_program(p, slave);
@@ -616,7 +618,7 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
   if (pid < 0) {
     int err = errno;
     if (failure != nullptr) {
-      *failure = LaunchFailure{Stage::kNone, err, -1};
+      *failure = LaunchFailure{SetupStage::kNone, err, -1};
     }
     return Error::sys(err, "clone3", "new user, mount, pid, net, ipc, uts and cgroup namespaces")
         .context("creating the box");
@@ -659,16 +661,16 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
       box.pty_master_ = UniqueFd(fd);
       continue;
     }
-    LaunchFailure f{static_cast<Stage>(m.stage), m.err, m.index};
+    LaunchFailure f{static_cast<SetupStage>(m.stage), m.err, m.index};
     if (failure != nullptr) {
       *failure = f;
     }
     [[maybe_unused]] auto reaped = box.reap(true);
-    if (f.stage == Stage::kExec) {
+    if (f.stage == SetupStage::kExec) {
       return Error::sys(f.err, "execve", spec.argv[0]).context("running the command");
     }
-    std::string what = stage_name(f.stage);
-    if (f.stage == Stage::kMountOp && f.index >= 0 &&
+    std::string what = setup_stage_name(f.stage);
+    if (f.stage == SetupStage::kMountOp && f.index >= 0 &&
         static_cast<size_t>(f.index) < spec.mounts.size()) {
       what = spec.mounts[static_cast<size_t>(f.index)].describe();
     }

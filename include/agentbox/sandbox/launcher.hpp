@@ -52,7 +52,7 @@ struct LaunchSpec {
 
 // Why start() failed inside the box (stage kNone when it failed in the supervisor).
 struct LaunchFailure {
-  Stage stage = Stage::kNone;
+  SetupStage stage = SetupStage::kNone;
   int err = 0;
   int index = -1;  // MountOp index for kMountOp
 };
