@@ -61,7 +61,7 @@ std::vector<std::string> build_environment(const EnvInputs& in) {
   std::vector<std::string> out;
   out.reserve(env.size());
   for (const auto& [name, value] : env) {
-    out.push_back(name + "=" + value);
+    out.push_back(fmt::format("{}={}", name, value));
   }
   return out;
 }

@@ -2,6 +2,7 @@
 #include "agentbox/sandbox/protect.hpp"
 
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -98,7 +99,7 @@ base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
         continue;
       }
       if (errno != ENOENT) {
-        return Error::sys(errno, "stat", workspace + "/" + prefix);
+        return Error::sys(errno, "stat", fmt::format("{}/{}", workspace, prefix));
       }
       // Create the missing component in its (symlink-free) parent.
       std::string parent_rel = prefix.find('/') == std::string::npos
@@ -106,7 +107,7 @@ base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
                                    : prefix.substr(0, prefix.rfind('/'));
       UniqueFd parent = open_beneath(ws.get(), parent_rel, O_PATH | O_DIRECTORY);
       if (!parent) {
-        return Error::sys(errno, "open", workspace + "/" + parent_rel);
+        return Error::sys(errno, "open", fmt::format("{}/{}", workspace, parent_rel));
       }
       // A missing intermediate directory (`.git` outside a repository) is itself protected: a
       // read-only empty directory, so nothing can be created below it.
@@ -124,11 +125,12 @@ base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
         return fd < 0 ? -1 : 0;
       }();
       if (r != 0) {
-        return Error::sys(errno, dir ? "mkdir" : "create", workspace + "/" + prefix)
+        return Error::sys(errno, dir ? "mkdir" : "create", fmt::format("{}/{}", workspace, prefix))
             .context("creating a placeholder for a protected path");
       }
       if (::fstatat(ws.get(), prefix.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        out.placeholders.items.push_back({workspace + "/" + prefix, dir, st.st_dev, st.st_ino});
+        out.placeholders.items.push_back(
+            {fmt::format("{}/{}", workspace, prefix), dir, st.st_dev, st.st_ino});
       }
       if (last) {
         out.paths.push_back(prefix);
