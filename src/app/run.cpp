@@ -441,8 +441,9 @@ int run(const RunRequest& req) {
   }
   s.sink->emit(end);
   if (!req.quiet) {
-    base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0],
-                    describe_exit(code), secs, s.dir);
+    std::string what = !box ? fmt::format("did not run (status {})", code) : describe_exit(code);
+    base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,
+                    s.dir);
   }
   return code;
 }

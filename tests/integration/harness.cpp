@@ -170,7 +170,8 @@ pid_t spawn(const World& w, const std::vector<std::string>& args, const RunOptio
   if (o.stderr_fd < 0 && ::pipe2(err, O_CLOEXEC) != 0) {
     return -1;
   }
-  std::vector<std::string> argv_s = {w.agentbox};
+  std::vector<std::string> argv_s = o.wrapper;
+  argv_s.push_back(w.agentbox);
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::map<std::string, std::string> env = {{"HOME", w.as.home},
                                             {"PATH", "/usr/local/bin:/usr/bin:/bin"},

@@ -46,7 +46,8 @@ struct RunOptions {
   int stderr_fd = -1;                      // default: captured
   std::vector<int> leak_fds;               // opened without CLOEXEC in the child (fd numbers)
   int timeout_ms = 30000;
-  std::string cwd;  // default: the workspace
+  std::string cwd;                   // default: the workspace
+  std::vector<std::string> wrapper;  // runs `wrapper... agentbox args...` instead
 };
 
 // The variant (root / user). Creates the user `agentbox-test` when root and it is missing.

@@ -281,6 +281,20 @@ TEST_P(RunTest, SigtermEndsTheBoxCleanly) {
   EXPECT_TRUE(pids_with_cmdline("marker-term-" + marker).empty());
 }
 
+// Without user namespaces (here: a user namespace whose limit is 0), run fails with 125, one
+// error line and the hint that points at `agentbox doctor`.
+TEST_P(RunTest, RefusedUserNamespaceGivesAHint) {
+  RunOptions o;
+  o.wrapper = {"/usr/bin/unshare", "-Ur", "/bin/sh", "-c",
+               "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" \"$@\""};
+  Output r = run(w_, {"run", "--", "true"}, o);
+  EXPECT_EQ(r.status, 125) << r.err;
+  EXPECT_EQ(r.err.rfind("agentbox: error: creating the box: clone3", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("\nhint: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("agentbox doctor"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("`true` did not run (status 125)"), std::string::npos) << r.err;
+}
+
 TEST_P(RunTest, TimeoutStopsTheBox) {
   auto t0 = std::chrono::steady_clock::now();
   Output r = probe({"sleep", "30"}, {}, {"--timeout", "1s"});
