@@ -142,8 +142,9 @@ bool make_world(const std::string& label, World& w, std::string& why) {
   write_file(w.ws + "/.git/config", "[core]\n");
   write_file(w.ws + "/.git/HEAD", "ref: refs/heads/main\n");
   write_file(w.root + "/outside.txt", "outside the workspace\n");
-  if (w.as.label == "root") {
-    w.as.home = w.root + "/home";  // never plant test secrets in the real /root
+  if (w.as.label == "root" || ::geteuid() != 0) {
+    // Never plant test secrets in a real home: only the dedicated agentbox-test user's is used.
+    w.as.home = w.root + "/home";
     ::mkdir(w.as.home.c_str(), 0700);
   }
   w.agentbox = w.bin + "/agentbox";

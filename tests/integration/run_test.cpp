@@ -331,7 +331,6 @@ TEST_P(RunTest, HundredRunsLeaveNoMountProcessOrFile) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   size_t mounts_before = mountinfo_lines();
   auto ws_entries = [&] {
-    Output dummy;
     std::string names;
     for (const auto& e : {".envrc", ".gitmodules", ".idea", ".vscode"}) {
       struct stat st {};
