@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -323,6 +324,21 @@ std::vector<pid_t> pids_with_cmdline(const std::string& needle) {
     }
   }
   ::closedir(d);
+  return out;
+}
+
+std::vector<std::string> mount_table() {
+  std::ifstream f("/proc/self/mountinfo");
+  std::vector<std::string> out;
+  std::string l;
+  while (std::getline(f, l)) {
+    // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": drop the ids.
+    std::istringstream in(l);
+    std::string id, parent, devno, root, point;
+    in >> id >> parent >> devno >> root >> point;
+    out.push_back(root + " " + point + l.substr(l.find(" - ")));
+  }
+  std::sort(out.begin(), out.end());
   return out;
 }
 

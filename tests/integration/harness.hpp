@@ -66,6 +66,8 @@ int wait_for(pid_t pid, int timeout_ms);
 // Host facts.
 std::vector<pid_t> pids_with_cmdline(const std::string& needle);
 size_t mountinfo_lines();
+// The host's mount table (mount point and source fields of /proc/self/mountinfo), one per line.
+std::vector<std::string> mount_table();
 bool must_work();
 void chown_tree(const std::string& path, uid_t uid, gid_t gid);
 void write_file(const std::string& path, const std::string& data, mode_t mode = 0644);
