@@ -136,8 +136,7 @@ void Stack::on_ipv4(const Ethernet& eth, Clock::time_point now) {
     case kProtoIcmp: {
       auto echo = parse_icmp_echo(ip->payload);
       if (echo && echo->type == 8 && (ip->dst == config_.gateway_ip || ip->dst == config_.dns_ip)) {
-        build_icmp_echo_reply(frame_, reply, ip->dst, ip->src, echo->id, echo->seq,
-                              echo->payload);
+        build_icmp_echo_reply(frame_, reply, ip->dst, ip->src, echo->id, echo->seq, echo->payload);
         ++counters_.icmp_replies;
         sink_.send_frame(frame_);
         return;

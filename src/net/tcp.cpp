@@ -127,8 +127,8 @@ void TcpTranslator::send_rst_for(const Ipv4& ip, const Tcp& seg, const Mac& box_
     t.seq = seg.ack;
     t.flags = tcpflag::kRst;
   } else {
-    t.ack = seg.seq + static_cast<uint32_t>(seg.payload.size()) +
-            (seg.has(tcpflag::kSyn) ? 1 : 0) + (seg.has(tcpflag::kFin) ? 1 : 0);
+    t.ack = seg.seq + static_cast<uint32_t>(seg.payload.size()) + (seg.has(tcpflag::kSyn) ? 1 : 0) +
+            (seg.has(tcpflag::kFin) ? 1 : 0);
     t.flags = tcpflag::kRst | tcpflag::kAck;
   }
   build_tcp(frame_, L2{.src = config_.gateway_mac, .dst = box_mac}, t, {});
@@ -295,8 +295,8 @@ bool TcpTranslator::process_ack(Flow& f, const Tcp& seg, Clock::time_point now) 
     // Discard the acknowledged bytes from the socket: they were only ever peeked.
     uint32_t left = acked;
     while (left > 0) {
-      ssize_t n = recv(f.fd.get(), data_.data(), std::min<size_t>(left, data_.size()),
-                       MSG_DONTWAIT);
+      ssize_t n =
+          recv(f.fd.get(), data_.data(), std::min<size_t>(left, data_.size()), MSG_DONTWAIT);
       if (n <= 0) {
         reset_flow(f, "socket lost acknowledged data");
         return false;

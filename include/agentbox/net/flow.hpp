@@ -37,13 +37,13 @@ struct Endpoint {
 };
 
 struct FlowInfo {
-  uint64_t id = 0;          // unique per session, stable for the flow's life
-  std::string name;         // allowed host name (from the synthetic address), or the literal
-  bool literal = false;     // the box connected to a literal address (a CIDR rule allowed it)
-  uint16_t orig_port = 0;   // destination port the box used
-  Ip4 synthetic_dst = 0;    // destination address the box used
-  Endpoint box_src;         // the box's address and port
-  std::string rule;         // the egress rule that allowed the flow (for logs and audit)
+  uint64_t id = 0;         // unique per session, stable for the flow's life
+  std::string name;        // allowed host name (from the synthetic address), or the literal
+  bool literal = false;    // the box connected to a literal address (a CIDR rule allowed it)
+  uint16_t orig_port = 0;  // destination port the box used
+  Ip4 synthetic_dst = 0;   // destination address the box used
+  Endpoint box_src;        // the box's address and port
+  std::string rule;        // the egress rule that allowed the flow (for logs and audit)
 };
 
 struct FlowStats {
@@ -53,8 +53,8 @@ struct FlowStats {
 };
 
 struct OpenResult {
-  base::UniqueFd fd;       // SOCK_STREAM, O_NONBLOCK, O_CLOEXEC
-  bool connected = true;   // false: non-blocking connect(2) in progress
+  base::UniqueFd fd;      // SOCK_STREAM, O_NONBLOCK, O_CLOEXEC
+  bool connected = true;  // false: non-blocking connect(2) in progress
 };
 
 class FlowHandler {
