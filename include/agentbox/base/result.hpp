@@ -83,9 +83,12 @@ inline Status ok() {
 // AGENTBOX_ASSIGN_OR_RETURN(auto fd, open_thing()); declares/assigns lhs or returns the error.
 #define AGENTBOX_ASSIGN_OR_RETURN(lhs, expr) \
   AGENTBOX_ASSIGN_OR_RETURN_IMPL(AGENTBOX_CONCAT(agentbox_r_, __LINE__), lhs, expr)
+// NOLINTBEGIN(bugprone-macro-parentheses): `lhs` is a declaration and `tmp` a name, neither can
+// be parenthesized.
 #define AGENTBOX_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                                   \
   if (!tmp) {                                          \
     return std::move(tmp).error();                     \
   }                                                    \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)

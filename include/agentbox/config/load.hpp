@@ -27,8 +27,8 @@ struct Flags {
   std::vector<std::string> connect_to;  // --connect-to HOST:PORT:ADDR:PORT
   std::vector<std::string> upstream_ca;
   std::vector<std::string> seccomp_allow;  // --allow-syscalls GROUP
-  std::optional<std::string> timeout;   // "90s", "2h"
-  std::optional<std::string> memory;    // "2G"
+  std::optional<std::string> timeout;      // "90s", "2h"
+  std::optional<std::string> memory;       // "2G"
   std::optional<std::string> pids;
   std::optional<std::string> cpus;
 };
@@ -36,10 +36,10 @@ struct Flags {
 struct LoadOptions {
   Flags flags;
   // Overrides for tests; empty means the standard locations.
-  std::optional<std::string> system_file;     // default /etc/agentbox/config.toml
-  std::optional<std::string> user_dir;        // default $XDG_CONFIG_HOME/agentbox
-  std::vector<std::string> profile_dirs;      // searched after user_dir/profiles
-  bool no_user_config = false;                // --no-config: built-in + profile + flags only
+  std::optional<std::string> system_file;  // default /etc/agentbox/config.toml
+  std::optional<std::string> user_dir;     // default $XDG_CONFIG_HOME/agentbox
+  std::vector<std::string> profile_dirs;   // searched after user_dir/profiles
+  bool no_user_config = false;             // --no-config: built-in + profile + flags only
 };
 
 // The loaded policy, plus the files that were read (for explain and the audit log).
@@ -49,6 +49,16 @@ struct Loaded {
 };
 
 [[nodiscard]] base::Result<Loaded> load(const LoadOptions& options);
+
+// Narrows `loaded` with the workspace's own file (.agentbox.toml at its root), written by whoever
+// controls the workspace, possibly the agent: it may keep a subset of the granted lists (ro, rw,
+// env, network.allow, network.raw_tcp, seccomp.allow), lower limits and tmpfs sizes, and add
+// protected paths; anything that would widen is an error at its file:line:col. A missing file is
+// not an error.
+[[nodiscard]] base::Status narrow_with_workspace_file(Loaded& loaded, const std::string& path);
+
+// Names of the profiles found in `dirs` (for "did you mean" and `agentbox explain --list`).
+[[nodiscard]] std::vector<std::string> available_profiles(const std::vector<std::string>& dirs);
 
 // Where the shipped profiles live (install prefix, then the source tree for a build-dir run).
 [[nodiscard]] std::vector<std::string> default_profile_dirs();
