@@ -18,7 +18,7 @@ namespace agentbox::proxy {
 
 namespace {
 
-constexpr size_t kMaxSecretBytes = 64 * 1024;
+constexpr size_t kMaxSecretBytes = size_t{64} * 1024;
 constexpr int kCmdTimeoutMs = 10'000;
 
 std::string trim(std::string s) {

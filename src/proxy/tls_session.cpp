@@ -186,7 +186,7 @@ TlsChannel::Status TlsChannel::handshake() {
 }
 
 TlsChannel::Status TlsChannel::read(std::string& out) {
-  std::array<char, 16 * 1024> buf{};
+  std::array<char, 16384> buf{};
   for (;;) {
     size_t n = 0;
     const int r = SSL_read_ex(ssl_.get(), buf.data(), buf.size(), &n);
@@ -229,7 +229,7 @@ long TlsChannel::verify_result() const {
 }
 
 base::Result<bool> pull(int fd, TlsChannel& channel, size_t max_bytes) {
-  std::array<std::byte, 16 * 1024> buf{};
+  std::array<std::byte, 16384> buf{};
   size_t total = 0;
   while (total < max_bytes) {
     const ssize_t n = base::retry_eintr([&] { return ::read(fd, buf.data(), buf.size()); });

@@ -43,9 +43,9 @@ enum class Framing {
 };
 
 struct Limits {
-  size_t max_line = 8 * 1024;   // request line / status line
-  size_t max_head = 64 * 1024;  // the whole head including the empty line
-  size_t max_headers = 128;     // number of fields
+  size_t max_line = size_t{8} * 1024;   // request line / status line
+  size_t max_head = size_t{64} * 1024;  // the whole head including the empty line
+  size_t max_headers = 128;             // number of fields
 };
 
 struct Message {
@@ -114,9 +114,9 @@ class ChunkedDecoder {
  public:
   enum class State { kMore, kDone, kError };
   struct Caps {
-    size_t max_size_line = 4096;      // chunk-size + extensions
-    size_t max_trailers = 16 * 1024;  // trailer section bytes
-    uint64_t max_body = UINT64_MAX;   // decoded bytes in total
+    size_t max_size_line = 4096;              // chunk-size + extensions
+    size_t max_trailers = size_t{16} * 1024;  // trailer section bytes
+    uint64_t max_body = UINT64_MAX;           // decoded bytes in total
   };
   ChunkedDecoder() = default;
   explicit ChunkedDecoder(Caps caps) : caps_(caps) {}

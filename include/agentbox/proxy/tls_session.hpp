@@ -80,7 +80,8 @@ class TlsChannel {
 // Event-loop adapters for non-blocking fds. pull() reads what `fd` has (bounded per call) and
 // feeds it, calling feed_eof() on EOF; returns true at EOF. push() writes `pending` plus newly
 // drained ciphertext, keeping what the socket did not take in `pending`.
-[[nodiscard]] base::Result<bool> pull(int fd, TlsChannel& channel, size_t max_bytes = 256 * 1024);
+[[nodiscard]] base::Result<bool> pull(int fd, TlsChannel& channel,
+                                      size_t max_bytes = size_t{256} * 1024);
 [[nodiscard]] base::Status push(int fd, TlsChannel& channel, std::string& pending);
 
 }  // namespace agentbox::proxy

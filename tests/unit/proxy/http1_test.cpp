@@ -87,6 +87,7 @@ TEST(Request, SmugglingDefences) {
       {"TE xchunked", "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: xchunked\r\n\r\n", 501},
       {"TE in 1.0", "POST / HTTP/1.0\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n", 400},
       {"no Host", "GET / HTTP/1.1\r\n\r\n", 400},
+      {"empty Host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", 400},
       {"two Hosts", "GET / HTTP/1.1\r\n" + h + h + "\r\n", 400},
       {"Host NUL", std::string("GET / HTTP/1.1\r\nHost: a.com\0.b.com\r\n\r\n", 38), 400},
       {"Host userinfo", "GET / HTTP/1.1\r\nHost: u@a.com\r\n\r\n", 400},
