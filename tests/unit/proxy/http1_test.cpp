@@ -265,3 +265,68 @@ TEST(Chunked, Errors) {
 
 }  // namespace
 }  // namespace agentbox::proxy::http1
+
+namespace agentbox::proxy::http1 {
+namespace {
+
+std::span<const std::byte> Bv(std::string_view s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
+
+TEST(BodyReader, ContentLengthStopsAtTheEnd) {
+  BodyReader r(Framing::kContentLength, 5);
+  std::string out;
+  EXPECT_EQ(r.feed(Bv("hel"), out), 3u);
+  EXPECT_FALSE(r.done());
+  EXPECT_EQ(r.feed(Bv("loGET /"), out), 2u);
+  EXPECT_TRUE(r.done());
+  EXPECT_EQ(out, "hello");
+  BodyReader cut(Framing::kContentLength, 5);
+  (void)cut.feed(Bv("he"), out);
+  cut.finish_eof();
+  EXPECT_TRUE(cut.failed());
+}
+
+TEST(BodyReader, ChunkedUntilCloseNoneTunnel) {
+  std::string out;
+  BodyReader c(Framing::kChunked, 0);
+  EXPECT_EQ(c.feed(Bv("3\r\nabc\r\n0\r\n\r\nX"), out), 13u);
+  EXPECT_TRUE(c.done());
+  EXPECT_EQ(out, "abc");
+  BodyReader u(Framing::kUntilClose, 0);
+  EXPECT_EQ(u.feed(Bv("all of it"), out), 9u);
+  EXPECT_FALSE(u.done());
+  u.finish_eof();
+  EXPECT_TRUE(u.done());
+  EXPECT_TRUE(BodyReader(Framing::kNone, 0).done());
+  EXPECT_TRUE(BodyReader(Framing::kContentLength, 0).done());
+  EXPECT_TRUE(BodyReader(Framing::kTunnel, 0).failed());
+}
+
+TEST(ChunkEncoding, RoundTripsThroughTheDecoder) {
+  const std::string data(300, 'z');
+  const std::string wire =
+      encode_chunk(data) + encode_chunk("") + encode_chunk("!") + std::string(kLastChunk);
+  EXPECT_EQ(wire.substr(0, 5), "12c\r\n");
+  ChunkedDecoder d;
+  std::string out;
+  EXPECT_EQ(d.feed(Bv(wire), out), wire.size());
+  EXPECT_EQ(d.state(), ChunkedDecoder::State::kDone);
+  EXPECT_EQ(out, data + "!");
+}
+
+TEST(Denial, TellsTheAgentWhyAndCannotBeSplit) {
+  const std::string r = denial_response(403, "credential github sent to evil.example\r\nX: y");
+  auto p = parse_response(Bv(r), {});
+  ASSERT_EQ(p.status, ParseStatus::kOk) << p.reason;
+  EXPECT_EQ(p.message.status, 403);
+  EXPECT_EQ(p.message.header("x-agentbox-denied"), "1");
+  EXPECT_FALSE(p.message.keep_alive);
+  EXPECT_EQ(p.message.count("x"), 0u);
+  const std::string body = r.substr(p.head_bytes);
+  EXPECT_EQ(body.size(), p.message.content_length);
+  EXPECT_EQ(body, "agentbox: request blocked: credential github sent to evil.example??X: y\n");
+}
+
+}  // namespace
+}  // namespace agentbox::proxy::http1
