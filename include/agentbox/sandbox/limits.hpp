@@ -1,0 +1,92 @@
+// Limits: rlimits applied in the child, and the session cgroup the supervisor manages.
+//
+// Memory and process counts are enforced by a session cgroup when one can be made (a delegated
+// cgroup v2 subtree; or, for root on a legacy/hybrid host, the v1 memory/pids/cpu hierarchies).
+// Without one, --memory falls back to RLIMIT_AS (per process, counts address space not memory:
+// weaker, and breaks programs that reserve large ranges) and --pids to RLIMIT_NPROC, which counts
+// every process of the real uid on the whole machine (not only the box's), and does not bind
+// real root at all (the kernel exempts INIT_USER). RLIMIT_CORE is always 0: a core dump would
+// write the box's memory (placeholders, tokens it read) into the workspace.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agentbox/base/result.hpp"
+
+namespace agentbox::sandbox {
+
+struct Limits {
+  std::optional<uint64_t> address_space;  // RLIMIT_AS, bytes (memory fallback)
+  std::optional<uint64_t> processes;      // RLIMIT_NPROC (pids fallback; see above)
+  std::optional<uint64_t> file_size;      // RLIMIT_FSIZE, bytes (SIGXFSZ, then EFBIG)
+  std::optional<uint64_t> open_files;     // RLIMIT_NOFILE
+};
+
+// The rlimits for a session: file size and fd limits as asked, memory/pids only as a fallback
+// when no cgroup enforces them.
+[[nodiscard]] Limits rlimits_for(std::optional<uint64_t> memory_bytes, std::optional<uint64_t> pids,
+                                 std::optional<uint64_t> file_size,
+                                 std::optional<uint64_t> open_files, bool have_cgroup);
+
+// Child side, async-signal-safe: sets each limit (soft = hard = value, never above the current
+// hard limit) and RLIMIT_CORE to 0. Returns 0 or an errno.
+[[nodiscard]] int apply_rlimits(const Limits& limits) noexcept;
+
+struct CgroupLimits {
+  std::optional<uint64_t> memory_bytes;  // memory.max (v1: memory.limit_in_bytes)
+  std::optional<uint64_t> pids;          // pids.max
+  std::optional<double> cpus;            // cpu.max "quota period" (v1: cfs_quota_us/period_us)
+};
+
+// What the kernel counted, read at the end to say which limit the box hit.
+struct CgroupEvents {
+  uint64_t oom_kills = 0;   // memory.events oom_kill (v1: memory.oom_control oom_kill)
+  uint64_t memory_max = 0;  // memory.events max (v1: memory.failcnt)
+  uint64_t pids_max = 0;    // pids.events max: forks refused
+};
+
+enum class CgroupVersion : uint8_t { kV2, kV1 };
+
+struct CgroupOptions {
+  bool allow_v2 = true;
+  bool allow_v1 = true;  // only works for root; v1 has no safe delegation
+  std::string proc_self_cgroup = "/proc/self/cgroup";
+  std::string mountinfo = "/proc/self/mountinfo";
+};
+
+// A cgroup per session, removed (after killing what is left in it) when destroyed.
+class SessionCgroup {
+ public:
+  // Finds where we may create a child cgroup with the memory and pids controllers, creates
+  // `<that>/<name>` and writes the limits. An error says why none is available (the caller
+  // falls back to rlimits and says so).
+  [[nodiscard]] static base::Result<SessionCgroup> create(const std::string& name,
+                                                          const CgroupLimits& limits,
+                                                          const CgroupOptions& options = {});
+  SessionCgroup(SessionCgroup&& other) noexcept;
+  SessionCgroup& operator=(SessionCgroup&&) = delete;
+  SessionCgroup(const SessionCgroup&) = delete;
+  ~SessionCgroup();
+
+  // Moves `pid` (the box's init, before it forks the agent) into the session cgroup.
+  [[nodiscard]] base::Status add(pid_t pid) const;
+  [[nodiscard]] base::Result<CgroupEvents> events() const;
+  [[nodiscard]] CgroupVersion version() const { return version_; }
+  // The directories (one for v2; one per controller for v1).
+  [[nodiscard]] const std::vector<std::string>& dirs() const { return dirs_; }
+  // Kills whatever is left and removes the directories (also done by the destructor).
+  void destroy() noexcept;
+
+ private:
+  SessionCgroup(CgroupVersion v, std::vector<std::string> dirs)
+      : version_(v), dirs_(std::move(dirs)) {}
+  CgroupVersion version_;
+  std::vector<std::string> dirs_;  // v1 order: memory, pids, cpu (cpu may be absent)
+};
+
+}  // namespace agentbox::sandbox

@@ -1,0 +1,103 @@
+// seccomp: the syscall filter of the box, compiled in the parent, loaded in the child, and the
+// supervisor side that answers (and audits) each denied call.
+//
+// Theory of operation:
+//   1. compile_seccomp() (parent) builds the filter with libseccomp, default ALLOW and explicit
+//      denies, and exports it twice as classic BPF: once with every deny as
+//      SECCOMP_RET_USER_NOTIF (the supervisor answers EPERM and writes a "seccomp.deny" audit
+//      event), once with SECCOMP_RET_ERRNO(EPERM) (no supervisor, or nested under a filter that
+//      already has a listener). clone3 is always ERRNO(ENOSYS) so libc falls back to clone(2),
+//      whose flags the filter can read. Foreign ABIs (i386 via int 0x80, x32) kill the process.
+//   2. load_seccomp() (child, last step before execve, no allocation) installs the notify
+//      program with SECCOMP_FILTER_FLAG_NEW_LISTENER, sends the listener fd to the supervisor over
+//      a unix socket (SCM_RIGHTS) and closes its copy.
+//   3. DenialMonitor (supervisor, event loop) owns the listener: fd() goes into epoll,
+//      on_readable() answers every pending notification. If the supervisor is gone the kernel
+//      fails the notified calls with ENOSYS: the box never hangs on a dead listener.
+#pragma once
+
+#include <linux/filter.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "agentbox/audit/audit.hpp"
+#include "agentbox/base/result.hpp"
+#include "agentbox/base/unique_fd.hpp"
+
+struct seccomp_notif;
+struct seccomp_notif_resp;
+
+namespace agentbox::sandbox {
+
+// Groups of denied syscalls a profile may loosen by name ([seccomp] allow = ["ptrace"]):
+//   "ptrace" : ptrace, process_vm_readv/writev, process_madvise, pidfd_getfd, kcmp (debuggers,
+//              strace, rr). Still limited by the PID namespace: nothing outside the box is visible.
+//   "perf"   : perf_event_open (profilers); kernel.perf_event_paranoid still applies.
+//   "userns" : new namespaces (unshare/clone CLONE_NEW*, setns) and the mount family inside them,
+//              for nested sandboxes (bwrap, chromium, podman). Widens kernel attack surface.
+[[nodiscard]] const std::vector<std::string>& known_seccomp_groups();
+
+struct SeccompProgram {
+  std::vector<sock_filter> notify;      // denies answered by the supervisor
+  std::vector<sock_filter> errno_only;  // denies answered by the kernel with EPERM
+};
+
+// Unknown group names are an error (config validates with known_seccomp_groups()).
+[[nodiscard]] base::Result<SeccompProgram> compile_seccomp(
+    const std::set<std::string>& allow_groups);
+
+enum class SeccompMode : uint8_t { kNotified, kErrnoOnly };
+
+// Child side, async-signal-safe. With notify_socket >= 0: load the notify program, send the
+// listener over notify_socket and close it; if the kernel refuses a second listener (EBUSY: an
+// outer sandbox already has one) fall back to the errno program. With notify_socket < 0: the errno
+// program. Returns 0 or an errno; `mode` (optional) says which program is active.
+[[nodiscard]] int load_seccomp(const SeccompProgram& program, int notify_socket,
+                               SeccompMode* mode = nullptr) noexcept;
+
+// Sends/receives one fd over a unix socket (SCM_RIGHTS). send_fd is async-signal-safe.
+[[nodiscard]] int send_fd(int sock, int fd) noexcept;
+[[nodiscard]] base::Result<base::UniqueFd> receive_fd(int sock);
+
+// Supervisor side of SECCOMP_RET_USER_NOTIF. Every notification is answered with EPERM and
+// audited as {"type":"seccomp.deny","syscall":..,"nr":..,"pid":..,"exe":..,"arg0":..}. Events per
+// syscall are capped (the first kAuditBurst, then every 1024th with a "count") so a box looping on
+// a denied call cannot flood the log; the counters stay exact.
+class DenialMonitor {
+ public:
+  static constexpr uint64_t kAuditBurst = 50;
+
+  [[nodiscard]] static base::Result<DenialMonitor> create(base::UniqueFd listener,
+                                                          audit::Sink& sink);
+  DenialMonitor(DenialMonitor&& other) noexcept;
+  DenialMonitor& operator=(DenialMonitor&&) = delete;
+  DenialMonitor(const DenialMonitor&) = delete;
+  ~DenialMonitor();
+
+  [[nodiscard]] int fd() const { return listener_.get(); }
+  // Answers every pending notification (bounded per call). Returns false once the listener is
+  // dead (every filtered task has exited): the loop should remove fd() then.
+  bool on_readable() noexcept;
+  [[nodiscard]] uint64_t denied() const { return denied_; }
+  // Denials per syscall name, for the session summary.
+  [[nodiscard]] const std::map<std::string, uint64_t>& by_syscall() const { return by_name_; }
+
+ private:
+  DenialMonitor(base::UniqueFd listener, audit::Sink& sink, seccomp_notif* req,
+                seccomp_notif_resp* resp);
+  void handle_one() noexcept;
+  base::UniqueFd listener_;
+  audit::Sink* sink_;
+  seccomp_notif* req_ = nullptr;
+  seccomp_notif_resp* resp_ = nullptr;
+  uint64_t denied_ = 0;
+  std::map<std::string, uint64_t> by_name_;
+};
+
+}  // namespace agentbox::sandbox

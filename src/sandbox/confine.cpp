@@ -1,0 +1,114 @@
+// Confinement: prepare() in the parent, apply() in the child; see confine.hpp for the stages.
+#include "agentbox/sandbox/confine.hpp"
+
+#include <sys/prctl.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace agentbox::sandbox {
+
+void add_system_grants(ConfinementSpec& spec) {
+  for (const char* p : {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+                        "/opt", "/run/systemd/resolve", "/sys", "/dev/urandom", "/dev/random"}) {
+    spec.ro_paths.emplace_back(p);
+  }
+  // /dev/pts and /dev/ptmx: the box's own devpts; /dev/shm: POSIX shared memory (a tmpfs of the
+  // box); /proc: the box's own procfs (writes like /proc/self/oom_score_adj, /proc/self/attr).
+  for (const char* p : {"/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx",
+                        "/dev/pts", "/dev/shm", "/proc"}) {
+    spec.rw_paths.emplace_back(p);
+  }
+}
+
+const char* stage_name(Stage stage) {
+  switch (stage) {
+    case Stage::kNone:
+      return "none";
+    case Stage::kLimits:
+      return "setting resource limits";
+    case Stage::kNoNewPrivs:
+      return "setting no_new_privs";
+    case Stage::kLandlock:
+      return "enforcing Landlock";
+    case Stage::kProtect:
+      return "checking protected paths are read-only";
+    case Stage::kCaps:
+      return "dropping capabilities";
+    case Stage::kSeccomp:
+      return "loading the seccomp filter";
+  }
+  return "?";
+}
+
+base::Result<PreparedConfinement> prepare(const ConfinementSpec& spec) {
+  AGENTBOX_ASSIGN_OR_RETURN(SeccompProgram bpf, compile_seccomp(spec.seccomp_allow_groups));
+  LandlockPlan plan;
+  if (spec.landlock) {
+    AGENTBOX_ASSIGN_OR_RETURN(plan,
+                              plan_landlock(spec.ro_paths, spec.rw_paths, spec.landlock_abi_cap));
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(CapDrop caps, CapDrop::prepare());
+  for (const auto& p : spec.ro_within_rw) {
+    if (p.empty() || p[0] != '/') {
+      return base::Error::msg("protected path `" + p + "` is not absolute");
+    }
+  }
+  return PreparedConfinement{.spec = spec,
+                             .seccomp = std::move(bpf),
+                             .landlock = std::move(plan),
+                             .caps = std::move(caps),
+                             .protected_paths = spec.ro_within_rw};
+}
+
+ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
+  if (int err = apply_rlimits(p.spec.limits); err != 0) {
+    return {Stage::kLimits, err};
+  }
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    return {Stage::kNoNewPrivs, errno};
+  }
+  for (const auto& path : p.protected_paths) {
+    struct statfs st {};
+    if (statfs(path.c_str(), &st) != 0) {
+      if (errno == ENOENT || errno == ENOTDIR) {
+        continue;  // the mount layer covers missing ones
+      }
+      return {Stage::kProtect, errno};
+    }
+    if ((st.f_flags & ST_RDONLY) == 0) {
+      return {Stage::kProtect, EROFS};  // "should have been read-only"
+    }
+  }
+  if (p.spec.landlock) {
+    if (int err = apply_landlock(p.landlock); err != 0) {
+      return {Stage::kLandlock, err};
+    }
+  }
+  if (p.spec.drop_caps) {
+    if (int err = p.caps.apply(); err != 0) {
+      return {Stage::kCaps, err};
+    }
+  }
+  if (p.spec.seccomp) {
+    if (int err = load_seccomp(p.seccomp, notify_socket); err != 0) {
+      return {Stage::kSeccomp, err};
+    }
+  }
+  return {};
+}
+
+base::Error to_error(const ChildFailure& f) {
+  base::Error e = base::Error::sys(f.err, stage_name(f.stage));
+  if (f.stage == Stage::kProtect && f.err == EROFS) {
+    e = base::Error::msg("a protected path is writable inside the box");
+    e.hint("protected paths must be bind-mounted read-only by the mount layer");
+  } else if (f.stage == Stage::kCaps && f.err == EPERM) {
+    e.hint("capabilities are dropped inside the box's user namespace, where it holds CAP_SETPCAP");
+  }
+  return std::move(e).context("confining the agent");
+}
+
+}  // namespace agentbox::sandbox
