@@ -17,8 +17,8 @@ void add_system_grants(ConfinementSpec& spec) {
   }
   // /dev/pts and /dev/ptmx: the box's own devpts; /dev/shm: POSIX shared memory (a tmpfs of the
   // box); /proc: the box's own procfs (writes like /proc/self/oom_score_adj, /proc/self/attr).
-  for (const char* p : {"/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx",
-                        "/dev/pts", "/dev/shm", "/proc"}) {
+  for (const char* p : {"/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx", "/dev/pts",
+                        "/dev/shm", "/proc"}) {
     spec.rw_paths.emplace_back(p);
   }
 }

@@ -209,8 +209,8 @@ Result<std::vector<std::string>> create_v1(const std::string& name, const Cgroup
       if (std::string(ctrl) == "cpu") {
         continue;  // optional
       }
-      return undo(Error::msg(std::string("no cgroup v1 hierarchy with the ") + ctrl +
-                             " controller"));
+      return undo(
+          Error::msg(std::string("no cgroup v1 hierarchy with the ") + ctrl + " controller"));
     }
     std::string dir = dir_of(*m, path) + "/" + name;
     if (mkdir(dir.c_str(), 0755) != 0) {

@@ -1,5 +1,5 @@
-// Capabilities: the box keeps none. Prepared in the parent (libcap objects allocate), dropped in the
-// child while it still holds CAP_SETPCAP in its user namespace.
+// Capabilities: the box keeps none. Prepared in the parent (libcap objects allocate), dropped in
+// the child while it still holds CAP_SETPCAP in its user namespace.
 //
 // Order (capabilities(7)): lock securebits (needs CAP_SETPCAP) -> drop every bounding-set cap
 // (needs CAP_SETPCAP) -> clear ambient -> clear effective/permitted/inheritable. After this no

@@ -35,7 +35,7 @@
 
 namespace agentbox::sandbox {
 
-struct ConfinementSpec {  // plain data, no TOML
+struct ConfinementSpec {                  // plain data, no TOML
   std::vector<std::string> ro_paths;      // Landlock read+execute grants (paths inside the box)
   std::vector<std::string> rw_paths;      // Landlock read-write grants
   std::vector<std::string> ro_within_rw;  // protected: read-only though under an rw path

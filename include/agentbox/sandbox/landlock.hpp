@@ -27,9 +27,9 @@ struct LandlockRule {
 };
 
 struct LandlockPlan {
-  int abi = 0;                  // 0: nothing to enforce (apply is a no-op)
-  uint64_t handled_fs = 0;      // every right the ruleset restricts
-  uint64_t scoped = 0;          // LANDLOCK_SCOPE_* (ABI >= 6)
+  int abi = 0;              // 0: nothing to enforce (apply is a no-op)
+  uint64_t handled_fs = 0;  // every right the ruleset restricts
+  uint64_t scoped = 0;      // LANDLOCK_SCOPE_* (ABI >= 6)
   std::vector<std::string> paths;
   std::vector<LandlockRule> rules;
 

@@ -44,7 +44,7 @@ namespace agentbox::sandbox {
 [[nodiscard]] const std::vector<std::string>& known_seccomp_groups();
 
 struct SeccompProgram {
-  std::vector<sock_filter> notify;    // denies answered by the supervisor
+  std::vector<sock_filter> notify;      // denies answered by the supervisor
   std::vector<sock_filter> errno_only;  // denies answered by the kernel with EPERM
 };
 
