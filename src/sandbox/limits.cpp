@@ -221,6 +221,10 @@ Result<std::vector<std::string>> create_v1(const std::string& name, const Cgroup
   Status st = base::ok();
   if (limits.memory_bytes) {
     st = write_str(dirs[0] + "/memory.limit_in_bytes", std::to_string(*limits.memory_bytes));
+    if (st) {  // memory+swap at the same value: no swap escape (absent without swap accounting)
+      (void)write_str(dirs[0] + "/memory.memsw.limit_in_bytes",
+                      std::to_string(*limits.memory_bytes));
+    }
   }
   if (st && limits.pids) {
     st = write_str(dirs[1] + "/pids.max", std::to_string(*limits.pids));
