@@ -21,23 +21,9 @@
 namespace agentbox::sandbox {
 namespace {
 
+using testing::become_root_in_userns;
 using testing::describe;
 using testing::run_in_child;
-
-// Unprivileged runs get their capabilities from a new user namespace, as the box does.
-bool become_root_in_userns() {
-  if (geteuid() == 0) {
-    return true;
-  }
-  uid_t uid = getuid();
-  gid_t gid = getgid();
-  if (unshare(CLONE_NEWUSER) != 0) {
-    return false;
-  }
-  return base::write_file("/proc/self/setgroups", "deny") &&
-         base::write_file("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1") &&
-         base::write_file("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1");
-}
 
 // "CapEff:\t0000..." -> the hex value for each Cap* line of /proc/self/status.
 std::string cap_lines(const std::string& status) {

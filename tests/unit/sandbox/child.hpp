@@ -1,6 +1,7 @@
 // Test helper: run a lambda in a forked child and collect how it ended (exit code or signal).
 #pragma once
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -8,6 +9,8 @@
 
 #include <cerrno>
 #include <string>
+
+#include "agentbox/base/sys.hpp"
 
 namespace agentbox::sandbox::testing {
 
@@ -44,6 +47,21 @@ ChildResult run_in_child(F&& f, unsigned timeout = 20) {
 // The errno of a failed call (or 0 on success), as a child exit code.
 inline int errno_of(long rc) {
   return rc == -1 ? errno : 0;
+}
+
+// Unprivileged runs get their capabilities from a new user namespace, as the box does.
+inline bool become_root_in_userns() {
+  if (geteuid() == 0) {
+    return true;
+  }
+  uid_t uid = getuid();
+  gid_t gid = getgid();
+  if (unshare(CLONE_NEWUSER) != 0) {
+    return false;
+  }
+  return base::write_file("/proc/self/setgroups", "deny") &&
+         base::write_file("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1") &&
+         base::write_file("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1");
 }
 
 inline std::string describe(const ChildResult& r) {
