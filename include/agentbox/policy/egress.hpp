@@ -1,0 +1,74 @@
+// EgressPolicy: deny-by-default allow rules for outbound connections, and the decision function.
+//
+// Rules, as written in config (`policy.net_allow`) or on the command line (`--allow`):
+//   host[:port]       example.com, example.com:8443, *.example.com, example.com:*
+//   CIDR[:port]       10.1.2.0/24:5432, 1.2.3.4, [fd00::/8]:22, [::1]:8080
+// Without a port a rule allows 443 and 80. Names and literal addresses are separate worlds: a
+// host rule never matches a literal address, a CIDR rule never matches a name.
+// A literal in any spelling (2130706433, 0x7f000001, 0177.0.0.1, 127.1) is an address.
+//
+// Special ranges (loopback, private, link-local, metadata, ...; see ip.hpp) are refused unless a
+// CIDR rule names them explicitly: it contains the address and is no wider than the special
+// range itself (10.0.0.0/8 names the private range; 0.0.0.0/0 does not). This applies both to
+// literal destinations and to the address an allowed name resolved to (check_resolved).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "agentbox/base/result.hpp"
+#include "agentbox/policy/host.hpp"
+#include "agentbox/policy/ip.hpp"
+
+namespace agentbox::policy {
+
+struct PortSet {
+  bool any = false;
+  std::vector<uint16_t> ports;  // used when !any
+  [[nodiscard]] bool contains(uint16_t p) const;
+  [[nodiscard]] std::string to_string() const;
+};
+
+struct EgressRule {
+  std::variant<HostPattern, Cidr> target;
+  PortSet ports;
+  std::string text;  // as written, for audit and explain
+
+  [[nodiscard]] static base::Result<EgressRule> parse(std::string_view s);
+};
+
+struct Decision {
+  bool allowed = false;
+  std::optional<size_t> rule;  // index into rules() of the matching rule
+  std::string rule_text;       // empty when denied
+  std::string reason;          // why denied ("no rule", "invalid name", "loopback address", ...)
+};
+
+class EgressPolicy {
+ public:
+  EgressPolicy() = default;
+  explicit EgressPolicy(std::vector<EgressRule> rules) : rules_(std::move(rules)) {}
+  // Parses every rule, reporting all bad ones in one error.
+  [[nodiscard]] static base::Result<EgressPolicy> parse(const std::vector<std::string>& rules);
+
+  void add(EgressRule r) { rules_.push_back(std::move(r)); }
+  [[nodiscard]] const std::vector<EgressRule>& rules() const { return rules_; }
+
+  // `target` is a host name or an address literal in any spelling.
+  [[nodiscard]] Decision decide(std::string_view target, uint16_t port) const;
+  [[nodiscard]] Decision decide_address(const IpAddr& addr, uint16_t port) const;
+  // Would any port of `name` be allowed? (DNS answers before the port is known.)
+  [[nodiscard]] Decision decide_name_any_port(std::string_view name) const;
+  // For an allowed name: may we connect to the address it resolved to? Public addresses yes;
+  // special ones only when a CIDR rule names them explicitly (DNS rebinding / SSRF guard).
+  [[nodiscard]] Decision check_resolved(const IpAddr& addr, uint16_t port) const;
+
+ private:
+  std::vector<EgressRule> rules_;
+};
+
+}  // namespace agentbox::policy

@@ -1,0 +1,189 @@
+// ClientHello reader: real OpenSSL hellos, every prefix, and crafted edge cases.
+#include "agentbox/proxy/sni.hpp"
+
+#include <gtest/gtest.h>
+
+#include "agentbox/proxy/hostname.hpp"
+#include "tls_test_util.hpp"
+
+namespace agentbox::proxy {
+namespace {
+
+using testing::Bytes;
+
+TEST(Hostname, AcceptsAndNormalizes) {
+  EXPECT_EQ(normalize_hostname("API.GitHub.com."), "api.github.com");
+  EXPECT_EQ(normalize_hostname("a-b.c0"), "a-b.c0");
+  EXPECT_EQ(normalize_hostname("localhost"), "localhost");
+  EXPECT_EQ(normalize_hostname("a."), "a");
+  EXPECT_EQ(normalize_hostname(std::string(63, 'a') + ".com"), std::string(63, 'a') + ".com");
+}
+
+TEST(Hostname, RejectsBadGrammar) {
+  for (std::string_view bad :
+       {"", ".", "..", "a..b", ".a", "-a.com", "a-.com", "a_b.com", "a b.com", "a%2e.com",
+        "1.2.3.4", "1.2.3.4.", "x.123", "é.com", "a.com..", "a:443", "a/b"}) {
+    EXPECT_FALSE(normalize_hostname(bad).has_value()) << bad;
+  }
+  EXPECT_FALSE(normalize_hostname(std::string("evil.com\0.github.com", 20)).has_value());
+  EXPECT_FALSE(normalize_hostname(std::string(64, 'a') + ".com").has_value());
+  std::string long_name;
+  for (int i = 0; i < 64; ++i) {
+    long_name += "abc.";
+  }
+  EXPECT_FALSE(normalize_hostname(long_name + "com").has_value());
+}
+
+TEST(Sni, ParsesOpenSslHelloTls13) {
+  const Bytes b = testing::openssl_client_hello("API.github.com", {"h2", "http/1.1"});
+  const auto r = parse_client_hello(b);
+  ASSERT_EQ(r.status, HelloStatus::kOk) << r.reason;
+  EXPECT_TRUE(r.hello.has_sni);
+  EXPECT_EQ(r.hello.sni, "api.github.com");
+  EXPECT_EQ(r.hello.alpn, (std::vector<std::string>{"h2", "http/1.1"}));
+  EXPECT_TRUE(r.hello.offers_tls13);
+  EXPECT_FALSE(r.hello.has_ech);
+  EXPECT_EQ(r.hello.record_bytes, b.size());
+}
+
+TEST(Sni, ParsesOpenSslHelloTls12NoAlpn) {
+  const Bytes b = testing::openssl_client_hello("example.org", {}, TLS1_2_VERSION);
+  const auto r = parse_client_hello(b);
+  ASSERT_EQ(r.status, HelloStatus::kOk) << r.reason;
+  EXPECT_EQ(r.hello.sni, "example.org");
+  EXPECT_TRUE(r.hello.alpn.empty());
+  EXPECT_FALSE(r.hello.offers_tls13);
+}
+
+TEST(Sni, NoSniIsOkButFlagged) {
+  const auto r = parse_client_hello(testing::openssl_client_hello("", {"http/1.1"}));
+  ASSERT_EQ(r.status, HelloStatus::kOk);
+  EXPECT_FALSE(r.hello.has_sni);
+}
+
+TEST(Sni, EveryPrefixNeedsMore) {
+  const Bytes b = testing::openssl_client_hello("a.example", {"http/1.1"});
+  for (size_t n = 0; n < b.size(); ++n) {
+    const auto r = parse_client_hello(std::span(b).first(n));
+    ASSERT_EQ(r.status, HelloStatus::kNeedMore) << "prefix " << n << ": " << r.reason;
+  }
+}
+
+TEST(Sni, TrailingApplicationBytesAreNotPartOfTheHello) {
+  Bytes b = testing::openssl_client_hello("a.example", {});
+  const size_t n = b.size();
+  testing::put_str(b, "GET / HTTP/1.1\r\n");
+  const auto r = parse_client_hello(b);
+  ASSERT_EQ(r.status, HelloStatus::kOk);
+  EXPECT_EQ(r.hello.record_bytes, n);
+}
+
+TEST(Sni, NotTls) {
+  const std::string get = "GET / HTTP/1.1\r\n";
+  EXPECT_EQ(parse_client_hello(std::as_bytes(std::span(get))).status, HelloStatus::kNotTls);
+  const Bytes sslv2{std::byte{0x80}, std::byte{0x2e}, std::byte{0x01}};
+  EXPECT_EQ(parse_client_hello(sslv2).status, HelloStatus::kNotTls);
+  const Bytes bad_version{std::byte{22}, std::byte{2}};
+  EXPECT_EQ(parse_client_hello(bad_version).status, HelloStatus::kNotTls);
+  EXPECT_EQ(parse_client_hello(Bytes{std::byte{22}}).status, HelloStatus::kNeedMore);
+}
+
+TEST(Sni, SplitAcrossRecords) {
+  const Bytes body = testing::hello_body({testing::sni_ext("split.example")});
+  const auto r = parse_client_hello(testing::records(body, 7));
+  // 7-byte records: more than the record cap.
+  EXPECT_EQ(r.status, HelloStatus::kMalformed);
+  const auto r2 = parse_client_hello(testing::records(body, 40));
+  ASSERT_EQ(r2.status, HelloStatus::kOk) << r2.reason;
+  EXPECT_EQ(r2.hello.sni, "split.example");
+}
+
+TEST(Sni, LargeHelloOver16KiBSpansRecords) {
+  testing::Ext pad{21, Bytes(20000, std::byte{0})};  // padding extension
+  const Bytes body = testing::hello_body({testing::sni_ext("big.example"), pad});
+  const Bytes wire = testing::records(body);
+  const auto r = parse_client_hello(wire);
+  ASSERT_EQ(r.status, HelloStatus::kOk) << r.reason;
+  EXPECT_EQ(r.hello.sni, "big.example");
+  EXPECT_EQ(r.hello.record_bytes, wire.size());
+  // Over the cap: refused before the whole message has arrived.
+  EXPECT_EQ(parse_client_hello(std::span(wire).first(100), 1024).status, HelloStatus::kMalformed);
+}
+
+TEST(Sni, OversizedRecordIsMalformed) {
+  Bytes b;
+  testing::put8(b, 22);
+  testing::put16(b, 0x0301);
+  testing::put16(b, 16385);
+  EXPECT_EQ(parse_client_hello(b).status, HelloStatus::kMalformed);
+}
+
+TEST(Sni, RejectsBadNames) {
+  for (const std::string& name :
+       {std::string("evil.com\0.github.com", 20), std::string("a..b"), std::string("x_y.com"),
+        std::string(""), std::string("10.0.0.1")}) {
+    const auto r =
+        parse_client_hello(testing::records(testing::hello_body({testing::sni_ext(name)})));
+    EXPECT_EQ(r.status, HelloStatus::kMalformed) << name;
+  }
+  const auto ok =
+      parse_client_hello(testing::records(testing::hello_body({testing::sni_ext("Trail.Dot.")})));
+  ASSERT_EQ(ok.status, HelloStatus::kOk);
+  EXPECT_EQ(ok.hello.sni, "trail.dot");
+}
+
+TEST(Sni, TwoHostNamesOrDuplicateExtensionsAreMalformed) {
+  testing::Ext two{0, {}};
+  Bytes list;
+  for (const std::string n : {"a.example", "b.example"}) {
+    testing::put8(list, 0);
+    testing::put16(list, static_cast<unsigned>(n.size()));
+    testing::put_str(list, n);
+  }
+  testing::put16(two.data, static_cast<unsigned>(list.size()));
+  two.data.insert(two.data.end(), list.begin(), list.end());
+  EXPECT_EQ(parse_client_hello(testing::records(testing::hello_body({two}))).status,
+            HelloStatus::kMalformed);
+  EXPECT_EQ(parse_client_hello(testing::records(testing::hello_body(
+                                   {testing::sni_ext("a.example"), testing::sni_ext("a.example")})))
+                .status,
+            HelloStatus::kMalformed);
+}
+
+TEST(Sni, FlagsEchAndEsni) {
+  const auto r = parse_client_hello(testing::records(
+      testing::hello_body({testing::sni_ext("public.example"), {0xfe0d, Bytes(8, std::byte{1})}})));
+  ASSERT_EQ(r.status, HelloStatus::kOk);
+  EXPECT_TRUE(r.hello.has_ech);
+  EXPECT_FALSE(r.hello.has_esni);
+  EXPECT_EQ(r.hello.sni, "public.example");
+  const auto r2 =
+      parse_client_hello(testing::records(testing::hello_body({{0xffce, Bytes(4, std::byte{0})}})));
+  ASSERT_EQ(r2.status, HelloStatus::kOk);
+  EXPECT_TRUE(r2.hello.has_esni);
+}
+
+TEST(Sni, BadAlpnAndTrailingBytes) {
+  Bytes alpn;
+  testing::put16(alpn, 3);
+  testing::put8(alpn, 0);  // empty protocol name
+  testing::put16(alpn, 0);
+  EXPECT_EQ(parse_client_hello(testing::records(testing::hello_body({{16, alpn}}))).status,
+            HelloStatus::kMalformed);
+  Bytes body = testing::hello_body({testing::sni_ext("a.example")});
+  body.push_back(std::byte{0});
+  EXPECT_EQ(parse_client_hello(testing::records(body)).status, HelloStatus::kMalformed);
+}
+
+TEST(Sni, NotAClientHelloMessage) {
+  Bytes b;
+  testing::put8(b, 22);
+  testing::put16(b, 0x0303);
+  testing::put16(b, 4);
+  testing::put8(b, 2);  // server_hello
+  testing::put24(b, 0);
+  EXPECT_EQ(parse_client_hello(b).status, HelloStatus::kMalformed);
+}
+
+}  // namespace
+}  // namespace agentbox::proxy
