@@ -23,21 +23,21 @@ void add_system_grants(ConfinementSpec& spec) {
   }
 }
 
-const char* stage_name(Stage stage) {
+const char* confine_stage_name(ConfineStage stage) {
   switch (stage) {
-    case Stage::kNone:
+    case ConfineStage::kNone:
       return "none";
-    case Stage::kLimits:
+    case ConfineStage::kLimits:
       return "setting resource limits";
-    case Stage::kNoNewPrivs:
+    case ConfineStage::kNoNewPrivs:
       return "setting no_new_privs";
-    case Stage::kLandlock:
+    case ConfineStage::kLandlock:
       return "enforcing Landlock";
-    case Stage::kProtect:
+    case ConfineStage::kProtect:
       return "checking protected paths are read-only";
-    case Stage::kCaps:
+    case ConfineStage::kCaps:
       return "dropping capabilities";
-    case Stage::kSeccomp:
+    case ConfineStage::kSeccomp:
       return "loading the seccomp filter";
   }
   return "?";
@@ -65,10 +65,10 @@ base::Result<PreparedConfinement> prepare(const ConfinementSpec& spec) {
 
 ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
   if (int err = apply_rlimits(p.spec.limits); err != 0) {
-    return {Stage::kLimits, err};
+    return {ConfineStage::kLimits, err};
   }
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    return {Stage::kNoNewPrivs, errno};
+    return {ConfineStage::kNoNewPrivs, errno};
   }
   for (const auto& path : p.protected_paths) {
     struct statfs st {};
@@ -76,36 +76,36 @@ ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
       if (errno == ENOENT || errno == ENOTDIR) {
         continue;  // the mount layer covers missing ones
       }
-      return {Stage::kProtect, errno};
+      return {ConfineStage::kProtect, errno};
     }
     if ((st.f_flags & ST_RDONLY) == 0) {
-      return {Stage::kProtect, EROFS};  // "should have been read-only"
+      return {ConfineStage::kProtect, EROFS};  // "should have been read-only"
     }
   }
   if (p.spec.landlock) {
     if (int err = apply_landlock(p.landlock); err != 0) {
-      return {Stage::kLandlock, err};
+      return {ConfineStage::kLandlock, err};
     }
   }
   if (p.spec.drop_caps) {
     if (int err = p.caps.apply(); err != 0) {
-      return {Stage::kCaps, err};
+      return {ConfineStage::kCaps, err};
     }
   }
   if (p.spec.seccomp) {
     if (int err = load_seccomp(p.seccomp, notify_socket); err != 0) {
-      return {Stage::kSeccomp, err};
+      return {ConfineStage::kSeccomp, err};
     }
   }
   return {};
 }
 
 base::Error to_error(const ChildFailure& f) {
-  base::Error e = base::Error::sys(f.err, stage_name(f.stage));
-  if (f.stage == Stage::kProtect && f.err == EROFS) {
+  base::Error e = base::Error::sys(f.err, confine_stage_name(f.stage));
+  if (f.stage == ConfineStage::kProtect && f.err == EROFS) {
     e = base::Error::msg("a protected path is writable inside the box");
     e.hint("protected paths must be bind-mounted read-only by the mount layer");
-  } else if (f.stage == Stage::kCaps && f.err == EPERM) {
+  } else if (f.stage == ConfineStage::kCaps && f.err == EPERM) {
     e.hint("capabilities are dropped inside the box's user namespace, where it holds CAP_SETPCAP");
   }
   return std::move(e).context("confining the agent");

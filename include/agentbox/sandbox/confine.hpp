@@ -51,7 +51,7 @@ struct ConfinementSpec {                  // plain data, no TOML
 // /proc as programs expect them. Paths that do not exist in the box are skipped at apply().
 void add_system_grants(ConfinementSpec& spec);
 
-enum class Stage : uint8_t {
+enum class ConfineStage : uint8_t {
   kNone,
   kLimits,
   kNoNewPrivs,
@@ -60,12 +60,12 @@ enum class Stage : uint8_t {
   kCaps,
   kSeccomp,
 };
-[[nodiscard]] const char* stage_name(Stage stage);
+[[nodiscard]] const char* confine_stage_name(ConfineStage stage);
 
 struct ChildFailure {
-  Stage stage = Stage::kNone;
+  ConfineStage stage = ConfineStage::kNone;
   int err = 0;
-  explicit operator bool() const { return stage != Stage::kNone; }
+  explicit operator bool() const { return stage != ConfineStage::kNone; }
 };
 
 struct PreparedConfinement {
