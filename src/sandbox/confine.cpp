@@ -23,21 +23,21 @@ void add_system_grants(ConfinementSpec& spec) {
   }
 }
 
-const char* confine_stage_name(ConfineStage stage) {
+const char* stage_name(Stage stage) {
   switch (stage) {
-    case ConfineStage::kNone:
+    case Stage::kNone:
       return "none";
-    case ConfineStage::kLimits:
+    case Stage::kLimits:
       return "setting resource limits";
-    case ConfineStage::kNoNewPrivs:
+    case Stage::kNoNewPrivs:
       return "setting no_new_privs";
-    case ConfineStage::kLandlock:
+    case Stage::kLandlock:
       return "enforcing Landlock";
-    case ConfineStage::kProtect:
+    case Stage::kProtect:
       return "checking protected paths are read-only";
-    case ConfineStage::kCaps:
+    case Stage::kCaps:
       return "dropping capabilities";
-    case ConfineStage::kSeccomp:
+    case Stage::kSeccomp:
       return "loading the seccomp filter";
   }
   return "?";
@@ -65,10 +65,10 @@ base::Result<PreparedConfinement> prepare(const ConfinementSpec& spec) {
 
 ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
   if (int err = apply_rlimits(p.spec.limits); err != 0) {
-    return {ConfineStage::kLimits, err};
+    return {Stage::kLimits, err};
   }
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    return {ConfineStage::kNoNewPrivs, errno};
+    return {Stage::kNoNewPrivs, errno};
   }
   for (const auto& path : p.protected_paths) {
     struct statfs st {};
@@ -76,36 +76,36 @@ ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
       if (errno == ENOENT || errno == ENOTDIR) {
         continue;  // the mount layer covers missing ones
       }
-      return {ConfineStage::kProtect, errno};
+      return {Stage::kProtect, errno};
     }
     if ((st.f_flags & ST_RDONLY) == 0) {
-      return {ConfineStage::kProtect, EROFS};  // "should have been read-only"
+      return {Stage::kProtect, EROFS};  // "should have been read-only"
     }
   }
   if (p.spec.landlock) {
     if (int err = apply_landlock(p.landlock); err != 0) {
-      return {ConfineStage::kLandlock, err};
+      return {Stage::kLandlock, err};
     }
   }
   if (p.spec.drop_caps) {
     if (int err = p.caps.apply(); err != 0) {
-      return {ConfineStage::kCaps, err};
+      return {Stage::kCaps, err};
     }
   }
   if (p.spec.seccomp) {
     if (int err = load_seccomp(p.seccomp, notify_socket); err != 0) {
-      return {ConfineStage::kSeccomp, err};
+      return {Stage::kSeccomp, err};
     }
   }
   return {};
 }
 
 base::Error to_error(const ChildFailure& f) {
-  base::Error e = base::Error::sys(f.err, confine_stage_name(f.stage));
-  if (f.stage == ConfineStage::kProtect && f.err == EROFS) {
+  base::Error e = base::Error::sys(f.err, stage_name(f.stage));
+  if (f.stage == Stage::kProtect && f.err == EROFS) {
     e = base::Error::msg("a protected path is writable inside the box");
     e.hint("protected paths must be bind-mounted read-only by the mount layer");
-  } else if (f.stage == ConfineStage::kCaps && f.err == EPERM) {
+  } else if (f.stage == Stage::kCaps && f.err == EPERM) {
     e.hint("capabilities are dropped inside the box's user namespace, where it holds CAP_SETPCAP");
   }
   return std::move(e).context("confining the agent");

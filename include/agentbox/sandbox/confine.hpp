@@ -51,7 +51,7 @@ struct ConfinementSpec {                  // plain data, no TOML
 // /proc as programs expect them. Paths that do not exist in the box are skipped at apply().
 void add_system_grants(ConfinementSpec& spec);
 
-enum class ConfineStage : uint8_t {
+enum class Stage : uint8_t {
   kNone,
   kLimits,
   kNoNewPrivs,
@@ -60,12 +60,12 @@ enum class ConfineStage : uint8_t {
   kCaps,
   kSeccomp,
 };
-[[nodiscard]] const char* confine_stage_name(ConfineStage stage);
+[[nodiscard]] const char* stage_name(Stage stage);
 
 struct ChildFailure {
-  ConfineStage stage = ConfineStage::kNone;
+  Stage stage = Stage::kNone;
   int err = 0;
-  explicit operator bool() const { return stage != ConfineStage::kNone; }
+  explicit operator bool() const { return stage != Stage::kNone; }
 };
 
 struct PreparedConfinement {

@@ -113,7 +113,7 @@ TEST_F(ConfineTest, WritableProtectedPathRefusesToStart) {
       return 100;
     }
     ChildFailure f = apply(*prepared);  // .git/hooks is NOT read-only here
-    return f.stage == ConfineStage::kProtect && f.err == EROFS ? 0 : 1;
+    return f.stage == Stage::kProtect && f.err == EROFS ? 0 : 1;
   });
   EXPECT_TRUE(r.exited && r.code == 0) << describe(r);
 }
@@ -153,7 +153,7 @@ TEST_F(ConfineTest, NotifiedDenialReachesSupervisor) {
 }
 
 TEST(Confine, ErrorsNameTheStage) {
-  base::Error e = to_error({ConfineStage::kCaps, EPERM});
+  base::Error e = to_error({Stage::kCaps, EPERM});
   EXPECT_NE(e.render().find("dropping capabilities"), std::string::npos) << e.render();
   EXPECT_NE(e.render().find("EPERM"), std::string::npos) << e.render();
   EXPECT_FALSE(e.hint().empty());
