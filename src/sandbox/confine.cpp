@@ -64,6 +64,9 @@ base::Result<PreparedConfinement> prepare(const ConfinementSpec& spec) {
 }
 
 ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
+  if (int err = join_cgroup(p.cgroup_procs_fds.data(), p.cgroup_procs_fds.size()); err != 0) {
+    return {Stage::kLimits, err};
+  }
   if (int err = apply_rlimits(p.spec.limits); err != 0) {
     return {Stage::kLimits, err};
   }
@@ -98,6 +101,30 @@ ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
     }
   }
   return {};
+}
+
+audit::Event confinement_event(const PreparedConfinement& p, bool notified) {
+  audit::Event ev("sandbox.confine");
+  ev.num("landlock_abi", p.spec.landlock ? p.landlock.abi : 0);
+  ev.str("seccomp", !p.spec.seccomp ? "off" : notified ? "notify" : "errno");
+  std::vector<std::string> groups(p.spec.seccomp_allow_groups.begin(),
+                                  p.spec.seccomp_allow_groups.end());
+  ev.strs("seccomp_allow", groups);
+  ev.strs("ro", p.spec.ro_paths).strs("rw", p.spec.rw_paths).strs("protected", p.protected_paths);
+  ev.str("caps", p.spec.drop_caps ? "none" : "kept");
+  ev.boolean("cgroup", !p.cgroup_procs_fds.empty());
+  const Limits& l = p.spec.limits;
+  const std::pair<const char*, const std::optional<uint64_t>*> rl[] = {
+      {"rlimit_as", &l.address_space},
+      {"rlimit_nproc", &l.processes},
+      {"rlimit_fsize", &l.file_size},
+      {"rlimit_nofile", &l.open_files}};
+  for (const auto& [key, value] : rl) {
+    if (value->has_value()) {
+      ev.num(key, static_cast<int64_t>(**value));
+    }
+  }
+  return ev;
 }
 
 base::Error to_error(const ChildFailure& f) {

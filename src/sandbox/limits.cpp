@@ -309,6 +309,28 @@ Status SessionCgroup::add(pid_t pid) const {
   return base::ok();
 }
 
+Result<std::vector<base::UniqueFd>> SessionCgroup::open_procs() const {
+  std::vector<base::UniqueFd> fds;
+  for (const auto& d : dirs_) {
+    std::string path = d + "/cgroup.procs";
+    base::UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) {
+      return Error::sys(errno, "open", path);
+    }
+    fds.push_back(std::move(fd));
+  }
+  return fds;
+}
+
+int join_cgroup(const int* procs_fds, size_t count) noexcept {
+  for (size_t i = 0; i < count; ++i) {
+    if (write(procs_fds[i], "0", 1) != 1) {
+      return errno;
+    }
+  }
+  return 0;
+}
+
 Result<CgroupEvents> SessionCgroup::events() const {
   CgroupEvents ev;
   if (dirs_.empty()) {

@@ -170,3 +170,29 @@ TEST(Confine, RejectsRelativeProtectedPath) {
 
 }  // namespace
 }  // namespace agentbox::sandbox
+
+namespace agentbox::sandbox {
+namespace {
+
+TEST(Confine, AuditEventSaysWhatIsEnforced) {
+  ConfinementSpec s;
+  s.rw_paths = {"/work"};
+  s.ro_within_rw = {"/work/.git/hooks"};
+  s.seccomp_allow_groups = {"ptrace"};
+  s.limits.file_size = 4096;
+  auto p = prepare(s);
+  ASSERT_TRUE(p) << p.error().render();
+  audit::MemorySink sink;
+  sink.emit(confinement_event(*p, true));
+  std::string line = sink.lines();
+  EXPECT_NE(line.find(R"("type":"sandbox.confine")"), std::string::npos) << line;
+  EXPECT_NE(line.find(R"("landlock_abi":)" + std::to_string(landlock_abi())), std::string::npos)
+      << line;
+  EXPECT_NE(line.find(R"("seccomp":"notify")"), std::string::npos) << line;
+  EXPECT_NE(line.find(R"("seccomp_allow":["ptrace"])"), std::string::npos) << line;
+  EXPECT_NE(line.find(R"("protected":["/work/.git/hooks"])"), std::string::npos) << line;
+  EXPECT_NE(line.find(R"("rlimit_fsize":4096)"), std::string::npos) << line;
+}
+
+}  // namespace
+}  // namespace agentbox::sandbox

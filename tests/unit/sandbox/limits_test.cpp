@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "agentbox/base/sys.hpp"
 #include "child.hpp"
 
 namespace agentbox::sandbox {
@@ -267,6 +269,56 @@ TEST(SessionCgroup, V1AsRoot) {
 TEST(SessionCgroup, BadNameIsRefused) {
   EXPECT_FALSE(SessionCgroup::create("../escape", {}));
   EXPECT_FALSE(SessionCgroup::create("", {}));
+}
+
+}  // namespace
+}  // namespace agentbox::sandbox
+
+namespace agentbox::sandbox {
+namespace {
+
+// The agent joins the session cgroup itself, from inside new user and cgroup namespaces, through
+// an fd the supervisor opened: nothing it forks later can start outside the cgroup.
+TEST(SessionCgroup, ChildJoinsThroughAnFdFromInsideItsNamespaces) {
+  auto cg = SessionCgroup::create(unique_name(), {.pids = 64});
+  if (!cg) {
+    if (must_work()) {
+      FAIL() << cg.error().render();
+    }
+    GTEST_SKIP() << "skipped: no session cgroup: " << cg.error().message();
+  }
+  auto fds = cg->open_procs();
+  ASSERT_TRUE(fds) << fds.error().render();
+  std::vector<int> raw;
+  for (const auto& fd : *fds) {
+    raw.push_back(fd.get());
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    alarm(10);
+    if (unshare(CLONE_NEWUSER | CLONE_NEWCGROUP) != 0) {
+      _exit(100);
+    }
+    if (join_cgroup(raw.data(), raw.size()) != 0) {
+      _exit(101);
+    }
+    pause();
+    _exit(0);
+  }
+  ASSERT_GT(pid, 0);
+  bool found = false;
+  for (int i = 0; i < 200 && !found; ++i) {
+    std::string procs = base::read_file(cg->dirs()[0] + "/cgroup.procs").value_or("");
+    found = ("\n" + procs).find("\n" + std::to_string(pid) + "\n") != std::string::npos;
+    if (!found) {
+      usleep(10000);
+    }
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(found) << "child " << pid << " did not join; status " << status;
 }
 
 }  // namespace
