@@ -11,14 +11,18 @@
 namespace agentbox::sandbox {
 
 void add_system_grants(ConfinementSpec& spec) {
-  for (const char* p : {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
-                        "/opt", "/run/systemd/resolve", "/sys", "/dev/urandom", "/dev/random"}) {
+  // /proc read-only: a box whose uid is 0 (agentbox run as root) passes the owner check of
+  // /proc/sys/* and /proc/sysrq-trigger with no capability at all (sysctl test_perm() compares
+  // euid with GLOBAL_ROOT_UID), so only this rule (or a read-only mount) keeps it from rewriting
+  // kernel.core_pattern. Lost: writes to /proc/self/{oom_score_adj,attr/*,task/*/comm}.
+  for (const char* p :
+       {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
+        "/run/systemd/resolve", "/sys", "/dev/urandom", "/dev/random", "/proc"}) {
     spec.ro_paths.emplace_back(p);
   }
-  // /dev/pts and /dev/ptmx: the box's own devpts; /dev/shm: POSIX shared memory (a tmpfs of the
-  // box); /proc: the box's own procfs (writes like /proc/self/oom_score_adj, /proc/self/attr).
-  for (const char* p : {"/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx", "/dev/pts",
-                        "/dev/shm", "/proc"}) {
+  // /dev/pts and /dev/ptmx: the box's own devpts; /dev/shm: POSIX shared memory (the box's).
+  for (const char* p :
+       {"/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx", "/dev/pts", "/dev/shm"}) {
     spec.rw_paths.emplace_back(p);
   }
 }
