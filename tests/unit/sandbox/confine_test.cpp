@@ -95,6 +95,10 @@ TEST_F(ConfineTest, EveryLayerIsInPlace) {
         errno_of(open((outside_ + "/x").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644)) != EACCES) {
       return 105;  // Landlock: nothing outside the grants
     }
+    if (landlock_abi() > 0 &&
+        errno_of(open("/proc/sys/kernel/printk_ratelimit", O_WRONLY | O_CLOEXEC)) != EACCES) {
+      return 107;  // /proc is read-only: euid 0 without caps would pass the sysctl owner check
+    }
     if (errno_of(syscall(SYS_mount, nullptr, "/", nullptr, MS_REMOUNT, nullptr)) != EPERM) {
       return 106;  // seccomp
     }
