@@ -14,6 +14,7 @@ int dispatch(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = 0;
   agentbox::cli::register_doctor(app, exit_code);
+  agentbox::cli::register_explain(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
