@@ -13,6 +13,7 @@ int dispatch(int argc, char** argv) {
   app.set_version_flag("--version", std::string("agentbox ") + AGENTBOX_VERSION);
   app.require_subcommand(1);
   int exit_code = 0;
+  agentbox::cli::register_run(app, exit_code);
   agentbox::cli::register_doctor(app, exit_code);
   agentbox::cli::register_explain(app, exit_code);
   try {

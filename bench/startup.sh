@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Startup cost of a box: `agentbox run -- true` against bubblewrap with an equivalent profile and
+# against bare `unshare -Urmnp --fork true` (the floor: namespaces, no mounts). The three run
+# interleaved, round after round (rotating which goes first), so machine load hits all alike;
+# prints the median and 90th percentile of each and the ratios of the medians.
+#
+#   bench/startup.sh [AGENTBOX] [ROUNDS]      (defaults: build/cli/agentbox, 200)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+agentbox="${1:-$here/../build/cli/agentbox}"
+rounds="${2:-200}"
+[[ -x "$agentbox" ]] || { echo "startup.sh: no agentbox binary at $agentbox" >&2; exit 2; }
+command -v bwrap >/dev/null || { echo "startup.sh: bwrap is not installed" >&2; exit 2; }
+
+tmp="$(mktemp -d /tmp/agentbox-bench-XXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+ws="$tmp/ws"
+home="$tmp/home"
+mkdir -p "$ws/.git/hooks" "$home"
+export HOME="$home" XDG_STATE_HOME="$tmp/state"
+cd "$ws"
+
+# bubblewrap with what agentbox sets up: all namespaces, system trees read-only (merged-/usr
+# links recreated), the same /etc files, /proc, /dev, tmpfs HOME and /tmp, the workspace
+# read-write, the protected paths read-only, a new session, death with the parent, a clean env.
+bw=(bwrap --unshare-all --die-with-parent --new-session --clearenv
+    --setenv PATH /usr/local/bin:/usr/bin:/bin --setenv HOME "$home")
+for d in /usr /bin /sbin /lib /lib32 /lib64 /libx32 /opt; do
+  if [[ -L $d ]]; then bw+=(--symlink "$(readlink "$d")" "$d")
+  elif [[ -d $d ]]; then bw+=(--ro-bind "$d" "$d"); fi
+done
+for e in ssl ca-certificates ca-certificates.conf alternatives ld.so.cache ld.so.conf \
+         ld.so.conf.d nsswitch.conf host.conf gai.conf localtime timezone os-release \
+         debian_version gitconfig mime.types protocols services inputrc bash.bashrc profile \
+         profile.d shells terminfo locale.alias login.defs passwd group hosts; do
+  [[ -e /etc/$e ]] && bw+=(--ro-bind "/etc/$e" "/etc/$e")
+done
+bw+=(--proc /proc --dev /dev --tmpfs /tmp --tmpfs "$home" --bind "$ws" "$ws"
+     --ro-bind "$ws/.git/hooks" "$ws/.git/hooks" --chdir "$ws" true)
+
+names=(agentbox bwrap unshare)
+run_one() {
+  case $1 in
+    agentbox) "$agentbox" run -q -- true ;;
+    bwrap) "${bw[@]}" ;;
+    unshare) unshare -Urmnp --fork true ;;
+  esac
+}
+
+# Each must work before it is timed.
+for n in "${names[@]}"; do
+  run_one "$n" >/dev/null 2>&1 || { echo "startup.sh: $n does not run here" >&2; exit 1; }
+done
+for n in "${names[@]}"; do : >"$tmp/$n.times"; done
+for ((r = 0; r < rounds; r++)); do
+  for ((k = 0; k < 3; k++)); do
+    n=${names[$(((r + k) % 3))]}
+    t0=$EPOCHREALTIME
+    run_one "$n" >/dev/null 2>&1
+    t1=$EPOCHREALTIME
+    echo "$t0 $t1" | awk '{printf "%.3f\n", ($2 - $1) * 1000}' >>"$tmp/$n.times"
+  done
+done
+
+stat() {  # median and p90 in ms
+  sort -n "$tmp/$1.times" | awk '{a[NR] = $1} END {
+    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+    p = a[int(NR * 0.9 + 0.5)]
+    printf "%.2f %.2f\n", m, p }'
+}
+read -r am ap < <(stat agentbox)
+read -r bm bp < <(stat bwrap)
+read -r um up < <(stat unshare)
+printf 'startup, %d interleaved rounds (%s, %s cpus, load %s)\n' "$rounds" "$(uname -r)" \
+  "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '  %-34s median %7.2f ms   p90 %7.2f ms\n' "agentbox run -- true" "$am" "$ap"
+printf '  %-34s median %7.2f ms   p90 %7.2f ms\n' "bwrap (equivalent profile) true" "$bm" "$bp"
+printf '  %-34s median %7.2f ms   p90 %7.2f ms\n' "unshare -Urmnp --fork true" "$um" "$up"
+awk -v a="$am" -v b="$bm" -v u="$um" 'BEGIN {
+  printf "  agentbox / bwrap   = %.2f\n  agentbox / unshare = %.2f\n", a / b, a / u }'

@@ -1,0 +1,97 @@
+// Starting the box: clone3 into new namespaces, the box's init (pid 1), the program.
+//
+// Theory of operation:
+//   supervisor  prepares everything (paths with staging prefixes, argv, envp, candidate paths
+//               for the PATH search, /proc/self/*_map contents), then clone3(CLONE_NEWUSER|NEWNS|
+//               NEWPID|NEWIPC|NEWUTS|NEWNET|NEWCGROUP|CLONE_PIDFD) and reads the control socket.
+//   init (pid 1) PR_SET_PDEATHSIG(SIGKILL) and a check that the supervisor still lives; maps its
+//               own uid/gid 1:1 (setgroups=deny first); makes mounts private; mounts a staging
+//               tmpfs on /tmp and pivots into it (the host stays reachable at /oldroot); builds
+//               the box's root at /newroot by running the MountPlan; sets the hostname; brings
+//               lo up; pivots into /newroot and detaches the old root; chdir; with a terminal,
+//               opens the box's own /dev/ptmx and sends the master to the supervisor
+//               (SCM_RIGHTS); forks the program; then reaps, forwards signals to the program's
+//               process group, and exits with the program's status (128+N for signal N).
+//   program     empty signal mask; setsid (no controlling terminal of the user's, ever); the pty
+//               slave as ctty and fds 0-2 when there is a terminal; fds >= 3 marked
+//               close-on-exec (close_range); the Confinement hook; execve along the PATH.
+// Every failure in init or the program is one {stage, errno, index} message on the control
+// socket (SOCK_SEQPACKET, close-on-exec), so the supervisor can print one precise line. EOF on
+// the socket without a failure means the program was executed.
+#pragma once
+
+#include <sys/ioctl.h>
+#include <sys/types.h>
+#include <termios.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agentbox/base/result.hpp"
+#include "agentbox/base/unique_fd.hpp"
+#include "agentbox/sandbox/confinement.hpp"
+#include "agentbox/sandbox/mount_plan.hpp"
+
+namespace agentbox::sandbox {
+
+struct LaunchSpec {
+  std::vector<std::string> argv;  // argv[0] without '/' is searched in the box's PATH
+  std::vector<std::string> env;   // NAME=value, complete
+  std::string cwd;                // inside the box
+  std::string hostname = "agentbox";
+  unsigned uid = 0;
+  unsigned gid = 0;
+  std::vector<MountOp> mounts;
+  // With a terminal: a pty inside the box; its initial settings copied from the user's tty.
+  bool pty = false;
+  std::optional<struct winsize> winsize;
+  std::optional<struct termios> termios;
+  const Confinement* confinement = nullptr;  // applied right before execve; may be null
+};
+
+// Why start() failed inside the box (stage kNone when it failed in the supervisor).
+struct LaunchFailure {
+  SetupStage stage = SetupStage::kNone;
+  int err = 0;
+  int index = -1;  // MountOp index for kMountOp
+};
+
+// The exit code for a failed start: 127 command not found, 126 cannot execute, 125 otherwise.
+[[nodiscard]] int launch_exit_code(const LaunchFailure& failure);
+
+// The running box: a pidfd-backed handle on its init. Destroying it kills (SIGKILL) and reaps the
+// box if it was not reaped yet, so no path out of the supervisor leaves a box behind.
+class Box {
+ public:
+  // Starts the box and waits until the program was executed (or setup failed: then `failure`
+  // says where, and the Error says it for humans).
+  [[nodiscard]] static base::Result<Box> start(const LaunchSpec& spec, LaunchFailure* failure);
+
+  Box(Box&& other) noexcept;
+  Box& operator=(Box&& other) noexcept = delete;
+  Box(const Box&) = delete;
+  ~Box();
+
+  [[nodiscard]] int pidfd() const { return pidfd_.get(); }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  // The pty master (supervisor side) when spec.pty; invalid otherwise. Ownership moves out.
+  [[nodiscard]] base::UniqueFd take_pty_master() { return std::move(pty_master_); }
+
+  // pidfd_send_signal to init (which forwards to the program's process group; SIGKILL ends the
+  // whole box at once since init is pid 1 of its namespace).
+  [[nodiscard]] base::Status signal(int sig) const;
+  // Non-blocking when `block` is false: nullopt while still running. Returns the exit code as a
+  // shell reports it (128+N for signal N).
+  [[nodiscard]] base::Result<std::optional<int>> reap(bool block);
+  [[nodiscard]] bool reaped() const { return reaped_; }
+
+ private:
+  Box(base::UniqueFd pidfd, pid_t pid) : pidfd_(std::move(pidfd)), pid_(pid) {}
+  base::UniqueFd pidfd_;
+  pid_t pid_ = -1;
+  base::UniqueFd pty_master_;
+  bool reaped_ = false;
+};
+
+}  // namespace agentbox::sandbox

@@ -1,0 +1,101 @@
+// The mount plan: a pure function from what the box should see to an ordered list of mount
+// operations, executed later by the box's init inside its new mount namespace.
+//
+// Paths in the plan are paths as the box sees them ("/usr", "/home/me/proj"); sources are host
+// paths. The executor prefixes them with the staging directories (see launcher.cpp). Order matters
+// and is the plan's job: the root tmpfs first, then system trees, /etc, /proc, /dev, then the
+// user's trees sorted parents-first (HOME and /tmp tmpfs before a workspace that lives inside
+// them, the workspace before grants inside it), protected workspace paths, and last the remount
+// of the root read-only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace agentbox::sandbox {
+
+enum class MountKind {
+  kMkdir,       // create directory `target` (mode), parents must exist
+  kBindDir,     // bind `source` (a directory) on `target`, creating the mountpoint dir
+  kBindFile,    // bind `source` (a non-directory) on `target`, creating an empty file
+  kSymlink,     // symlink `target` -> `source` (source is the link text)
+  kWriteFile,   // create `target` with `data` (mode)
+  kTmpfs,       // tmpfs on `target` (mode, size_bytes), creating the mountpoint dir
+  kProc,        // new procfs on `target`
+  kDevpts,      // new devpts instance on `target`
+  kProtect,     // make workspace-relative `source` under workspace `target` read-only (openat2)
+  kRemountRoot  // remount the box's root tmpfs read-only (last)
+};
+
+struct MountOp {
+  MountKind kind = MountKind::kMkdir;
+  std::string target;  // box path
+  std::string source;  // host path, link text or workspace-relative path
+  std::string data;    // file contents for kWriteFile
+  bool read_only = false;
+  bool recursive = true;  // binds: MS_REC
+  bool optional = false;  // a missing source is skipped, not an error
+  bool devices = false;   // binds: keep device nodes usable (no MOUNT_ATTR_NODEV)
+  uint32_t mode = 0755;
+  uint64_t size_bytes = 0;  // tmpfs
+  // A short human description for error messages: "bind `/usr` (read-only)".
+  [[nodiscard]] std::string describe() const;
+};
+
+// What the plan needs to know about the host, behind an interface so tests can fake it.
+class HostFs {
+ public:
+  enum class Kind { kMissing, kDir, kFile, kSymlink, kOther };
+  virtual ~HostFs() = default;
+  // lstat-like: does not follow a final symlink.
+  [[nodiscard]] virtual Kind kind(const std::string& path) const = 0;
+  // stat-like: follows symlinks (kMissing when dangling).
+  [[nodiscard]] virtual Kind kind_follow(const std::string& path) const = 0;
+  [[nodiscard]] virtual std::string read_link(const std::string& path) const = 0;
+};
+
+// The real host, via lstat/stat/readlink.
+class RealHostFs final : public HostFs {
+ public:
+  [[nodiscard]] Kind kind(const std::string& path) const override;
+  [[nodiscard]] Kind kind_follow(const std::string& path) const override;
+  [[nodiscard]] std::string read_link(const std::string& path) const override;
+};
+
+struct Grant {
+  std::string path;  // absolute, canonical host path; shown at the same path in the box
+  bool writable = false;
+};
+
+struct MountSpec {
+  std::string workspace;  // absolute canonical; read-write at the same path
+  std::string home;       // the user's real home path; an empty private tmpfs there
+  uint64_t home_size = 256ull << 20;
+  uint64_t tmp_size = 1ull << 30;
+  bool mount_sys = false;
+  std::vector<Grant> grants;                 // --ro/--rw and policy ro/rw, canonical
+  std::vector<std::string> protected_paths;  // workspace-relative, e.g. ".git/hooks"
+  // Synthesized /etc files (contents prepared by the caller).
+  std::string etc_passwd;
+  std::string etc_group;
+  std::string etc_hosts;
+  std::string etc_hostname;
+  std::string etc_resolv_conf;
+};
+
+// System trees bound read-only when they exist (symlinks, as in merged-/usr, are recreated).
+[[nodiscard]] const std::vector<std::string>& system_trees();
+// Harmless /etc entries bound read-only when they exist. Never shadow, gshadow, sudoers, ssh keys.
+[[nodiscard]] const std::vector<std::string>& etc_entries();
+// Workspace paths protected by default.
+[[nodiscard]] const std::vector<std::string>& default_protected_paths();
+
+[[nodiscard]] std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host);
+
+// "/a/b/../c" style normalisation without touching the filesystem; "" for relative paths.
+[[nodiscard]] std::string lexically_normal_abs(const std::string& path);
+// True when `path` equals `dir` or lies below it (both normalised absolute paths).
+[[nodiscard]] bool path_within(const std::string& path, const std::string& dir);
+
+}  // namespace agentbox::sandbox

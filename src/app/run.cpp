@@ -1,0 +1,451 @@
+// `agentbox run`: policy -> specs -> box -> exit status, with the audit log and the summary.
+#include "agentbox/app/run.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <memory>
+
+#include "agentbox/app/doctor.hpp"
+#include "agentbox/app/terminal.hpp"
+#include "agentbox/audit/audit.hpp"
+#include "agentbox/base/log.hpp"
+#include "agentbox/event/loop.hpp"
+#include "agentbox/sandbox/launcher.hpp"
+#include "agentbox/sandbox/protect.hpp"
+#include "agentbox/sandbox/workspace.hpp"
+
+extern char** environ;
+
+namespace agentbox::app {
+
+using base::Error;
+using base::Result;
+namespace sb = sandbox;
+
+std::string expand_home(const std::string& path, const std::string& home) {
+  if (path == "~") {
+    return home;
+  }
+  if (path.rfind("~/", 0) == 0) {
+    return home + path.substr(1);
+  }
+  return path;
+}
+
+std::string sessions_dir(const std::map<std::string, std::string>& env, const std::string& home) {
+  auto it = env.find("XDG_STATE_HOME");
+  std::string base = (it != env.end() && !it->second.empty() && it->second[0] == '/')
+                         ? it->second
+                         : home + "/.local/state";
+  return base + "/agentbox/sessions";
+}
+
+std::string describe_exit(int code) {
+  if (code > 128 && code < 128 + 65) {
+    const char* name = sigabbrev_np(code - 128);
+    return fmt::format("killed by signal {} (SIG{})", code - 128, name ? name : "?");
+  }
+  return fmt::format("exited with status {}", code);
+}
+
+namespace {
+
+// Where a setting came from, for messages ("--rw", "profile.toml:3:1"). Local, so that the app
+// does not depend on the config library's implementation for one string.
+std::string origin_text(const config::Origin& o) {
+  if (o.line > 0) {
+    return fmt::format("{}:{}:{}", o.source, o.line, o.column);
+  }
+  return o.source.empty() ? std::string("built-in") : o.source;
+}
+
+Result<std::string> real_path(const std::string& path) {
+  char buf[PATH_MAX];
+  if (::realpath(path.c_str(), buf) == nullptr) {
+    return Error::sys(errno, "realpath", path);
+  }
+  return std::string(buf);
+}
+
+sb::UserInfo who_runs(const std::map<std::string, std::string>& env) {
+  sb::UserInfo u;
+  u.uid = ::getuid();
+  u.gid = ::getgid();
+  struct passwd pw {};
+  struct passwd* pwp = nullptr;
+  char buf[4096];
+  if (::getpwuid_r(u.uid, &pw, buf, sizeof buf, &pwp) == 0 && pwp != nullptr) {
+    u.name = pw.pw_name;
+    u.gecos = pw.pw_gecos != nullptr ? pw.pw_gecos : "";
+    u.home = pw.pw_dir;
+    u.shell = pw.pw_shell != nullptr ? pw.pw_shell : "";
+  } else {
+    u.name = fmt::format("user{}", u.uid);
+  }
+  // $HOME wins: it is where the user's tools look, and tests point it elsewhere.
+  auto home = env.find("HOME");
+  if (home != env.end() && !home->second.empty() && home->second[0] == '/') {
+    u.home = home->second;
+  }
+  if (u.home.empty()) {
+    u.home = "/";
+  }
+  if (auto canon = real_path(u.home)) {
+    u.home = *canon;
+  }
+  struct group gr {};
+  struct group* grp = nullptr;
+  if (::getgrgid_r(u.gid, &gr, buf, sizeof buf, &grp) == 0 && grp != nullptr) {
+    u.group = gr.gr_name;
+  } else {
+    u.group = fmt::format("group{}", u.gid);
+  }
+  // The shell must exist in the box (system trees only); otherwise /bin/sh.
+  bool shell_ok = false;
+  for (const auto& t : sb::system_trees()) {
+    shell_ok = shell_ok || sb::path_within(u.shell, t);
+  }
+  if (!shell_ok || ::access(u.shell.c_str(), X_OK) != 0) {
+    u.shell = "/bin/sh";
+  }
+  return u;
+}
+
+std::string new_session_id() {
+  unsigned char rnd[3] = {};
+  [[maybe_unused]] ssize_t n = ::getrandom(rnd, sizeof rnd, 0);
+  std::time_t now = std::time(nullptr);
+  struct tm tm {};
+  ::gmtime_r(&now, &tm);
+  char ts[32];
+  std::strftime(ts, sizeof ts, "%Y%m%dT%H%M%SZ", &tm);
+  return fmt::format("{}-{:02x}{:02x}{:02x}", ts, rnd[0], rnd[1], rnd[2]);
+}
+
+base::Status mkdir_p(const std::string& path, mode_t mode) {
+  std::string cur;
+  size_t i = 1;
+  while (i <= path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) {
+      j = path.size();
+    }
+    cur = path.substr(0, j);
+    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) {
+      return Error::sys(errno, "mkdir", cur);
+    }
+    i = j + 1;
+  }
+  return base::ok();
+}
+
+// Everything prepared before the clone.
+struct Session {
+  sb::UserInfo user;
+  std::string cwd;
+  std::string workspace;
+  std::vector<sb::Grant> grants;
+  sb::ProtectedSet protect;
+  sb::LaunchSpec launch;
+  std::string id;
+  std::string dir;
+  std::unique_ptr<audit::JsonlSink> sink;
+};
+
+Result<std::vector<sb::Grant>> resolve_grants(const config::Policy& policy,
+                                              const std::string& home) {
+  std::vector<sb::Grant> out;
+  auto add = [&](const std::vector<config::Sourced<std::string>>& list, bool writable) {
+    for (const auto& g : list) {
+      std::string p = expand_home(g.value, home);
+      auto canon = real_path(p);
+      if (!canon) {
+        base::log::warn("{} `{}` ({}): {}: not shown in the box", writable ? "--rw" : "--ro",
+                        g.value, origin_text(g.origin), std::strerror(canon.error().err()));
+        continue;
+      }
+      out.push_back({*canon, writable});
+    }
+  };
+  add(policy.ro, false);
+  add(policy.rw, true);
+  return out;
+}
+
+Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::string>& env) {
+  Session s;
+  s.user = who_runs(env);
+  char cwd_buf[PATH_MAX];
+  if (::getcwd(cwd_buf, sizeof cwd_buf) == nullptr) {
+    return Error::sys(errno, "getcwd");
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(s.cwd, real_path(cwd_buf));
+  if (req.policy.workspace) {
+    std::string ws = expand_home(req.policy.workspace->value, s.user.home);
+    auto canon = real_path(ws);
+    if (!canon) {
+      return std::move(canon).error().context(
+          fmt::format("workspace ({})", origin_text(req.policy.workspace->origin)));
+    }
+    s.workspace = *canon;
+  } else {
+    s.workspace = sb::detect_workspace(s.cwd, sb::dir_has_git);
+  }
+  if (auto problem = sb::workspace_problem(s.workspace, s.user.home); !problem.empty()) {
+    return Error::msg(fmt::format("refusing the workspace `{}`: {}", s.workspace, problem))
+        .hint("cd into a project directory or pass `--workspace DIR`");
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(s.grants, resolve_grants(req.policy, s.user.home));
+
+  std::vector<std::string> rels = sb::default_protected_paths();
+  for (const auto& p : req.policy.protected_paths) {
+    rels.push_back(p.value);
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(s.protect, sb::prepare_protected(s.workspace, rels));
+
+  const std::string& hostname = req.policy.hostname.value;
+  sb::MountSpec ms{.workspace = s.workspace,
+                   .home = s.user.home,
+                   .home_size = req.policy.home_size.value,
+                   .tmp_size = req.policy.tmp_size.value,
+                   .mount_sys = req.policy.mount_sys.value,
+                   .grants = s.grants,
+                   .protected_paths = s.protect.paths,
+                   .etc_passwd = sb::make_etc_passwd(s.user),
+                   .etc_group = sb::make_etc_group(s.user),
+                   .etc_hosts = sb::make_etc_hosts(hostname),
+                   .etc_hostname = hostname + "\n",
+                   .etc_resolv_conf = "nameserver 10.0.2.3\n"};
+  sb::RealHostFs host;
+  s.launch.mounts = sb::build_mount_plan(ms, host);
+
+  bool tty = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDOUT_FILENO) == 1;
+  sb::EnvInputs ein{.caller = env, .user = s.user, .tty = tty};
+  for (const auto& e : req.policy.env) {
+    ein.pass.push_back(e.value);
+  }
+  for (const auto& [name, value] : req.policy.setenv) {
+    ein.set.emplace_back(name, value.value);
+  }
+  s.launch.env = sb::build_environment(ein);
+  s.launch.argv = req.command;
+  s.launch.cwd = sb::box_cwd(s.cwd, s.workspace);
+  s.launch.hostname = hostname;
+  s.launch.uid = s.user.uid;
+  s.launch.gid = s.user.gid;
+  s.launch.pty = tty;
+  if (tty) {
+    struct termios t {};
+    if (::tcgetattr(STDIN_FILENO, &t) == 0) {
+      s.launch.termios = t;
+    }
+    struct winsize w {};
+    if (::ioctl(STDIN_FILENO, TIOCGWINSZ, &w) == 0) {
+      s.launch.winsize = w;
+    }
+  }
+
+  s.id = new_session_id();
+  s.dir = sessions_dir(env, s.user.home) + "/" + s.id;
+  AGENTBOX_TRY(mkdir_p(s.dir, 0700));
+  auto sink = audit::JsonlSink::open(s.dir + "/audit.jsonl", s.id);
+  if (!sink) {
+    return std::move(sink).error().context("opening the audit log");
+  }
+  s.sink = std::make_unique<audit::JsonlSink>(std::move(*sink));
+  return s;
+}
+
+void log_start(Session& s, const RunRequest& req) {
+  std::vector<std::string> ro;
+  std::vector<std::string> rw;
+  for (const auto& g : s.grants) {
+    (g.writable ? rw : ro).push_back(g.path);
+  }
+  audit::Event ev("session.start");
+  ev.strs("argv", req.command)
+      .str("workspace", s.workspace)
+      .str("cwd", s.launch.cwd)
+      .strs("ro", ro)
+      .strs("rw", rw)
+      .strs("protected", s.protect.paths)
+      .strs("config", req.config_files)
+      .boolean("tty", s.launch.pty)
+      .num("uid", s.user.uid);
+  s.sink->emit(ev);
+}
+
+// The supervisor's part once the box runs: relay, signals, timeout, reap.
+struct Outcome {
+  int code = 125;
+  std::string reason;
+};
+
+Outcome supervise(sb::Box& box, event::Loop& loop, const RunRequest& req, event::WatchId& signals) {
+  int exit_code = 125;
+  std::unique_ptr<RawMode> raw;
+  std::unique_ptr<PtyRelay> relay;
+  base::UniqueFd master = box.take_pty_master();
+  if (master) {
+    raw = std::make_unique<RawMode>(STDIN_FILENO);
+    relay = std::make_unique<PtyRelay>(loop, STDIN_FILENO, STDOUT_FILENO, master.get());
+    if (auto r = relay->start(); !r) {
+      base::log::warn("terminal relay: {}", r.error().message());
+    }
+  }
+  event::WatchId kill_timer = 0;
+  auto arm_kill = [&] {
+    if (kill_timer != 0) {
+      return;
+    }
+    auto t = loop.add_timer(std::chrono::seconds(3), std::chrono::milliseconds(0),
+                            [&](uint64_t) { [[maybe_unused]] auto r = box.signal(SIGKILL); });
+    kill_timer = t ? *t : 0;
+  };
+  std::string ended_by = "exit";
+  loop.unwatch(signals);
+  auto sig = loop.watch_signals({SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH, SIGUSR1, SIGUSR2},
+                                [&](const signalfd_siginfo& si) {
+                                  int n = static_cast<int>(si.ssi_signo);
+                                  if (n == SIGWINCH) {
+                                    if (relay) {
+                                      relay->resize();
+                                    }
+                                    return;
+                                  }
+                                  [[maybe_unused]] auto r = box.signal(n);
+                                  if (n == SIGTERM || n == SIGHUP) {
+                                    ended_by = n == SIGTERM ? "SIGTERM" : "SIGHUP";
+                                    arm_kill();
+                                  }
+                                });
+  if (sig) {
+    signals = *sig;
+  }
+  if (auto& t = req.policy.limits.timeout_seconds) {
+    [[maybe_unused]] auto timer =
+        loop.add_timer(std::chrono::seconds(t->value), std::chrono::milliseconds(0), [&](uint64_t) {
+          base::log::info("timeout of {}s reached ({}): stopping the box", t->value,
+                          origin_text(t->origin));
+          ended_by = "timeout";
+          [[maybe_unused]] auto r = box.signal(SIGTERM);
+          arm_kill();
+        });
+  }
+  [[maybe_unused]] auto child = loop.watch_child(box.pidfd(), [&] {
+    auto r = box.reap(true);
+    exit_code = r && r->has_value() ? **r : 125;
+    if (relay) {
+      relay->drain();
+    }
+    loop.stop();
+  });
+  if (auto r = loop.run(); !r) {
+    base::log::warn("event loop: {}", r.error().message());
+  }
+  if (!box.reaped()) {
+    [[maybe_unused]] auto k = box.signal(SIGKILL);
+    auto r = box.reap(true);
+    exit_code = r && r->has_value() ? **r : 125;
+  }
+  relay.reset();
+  raw.reset();  // the user's terminal is cooked again before anything else is printed
+  return {exit_code, ended_by};
+}
+
+}  // namespace
+
+int run(const RunRequest& req) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto env = sb::parse_environ(environ);
+  if (req.command.empty()) {
+    fmt::print(stderr, "{}",
+               Error::msg("no command given: agentbox run [options] -- CMD ARGS...").render());
+    return 125;
+  }
+  auto prepared = prepare(req, env);
+  if (!prepared) {
+    fmt::print(stderr, "{}", prepared.error().render());
+    return 125;
+  }
+  Session& s = *prepared;
+  log_start(s, req);
+  base::log::debug("workspace {}, cwd {}, {} mount operations, session {}", s.workspace,
+                   s.launch.cwd, s.launch.mounts.size(), s.id);
+
+  auto loop = event::Loop::create();
+  if (!loop) {
+    fmt::print(stderr, "{}", loop.error().render());
+    return 125;
+  }
+  // Block the signals before the clone so none is lost while the box starts.
+  auto signals = loop->watch_signals({SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH, SIGUSR1, SIGUSR2},
+                                     [](const signalfd_siginfo&) {});
+  if (!signals) {
+    fmt::print(stderr, "{}", signals.error().render());
+    return 125;
+  }
+  event::WatchId sig_watch = *signals;
+
+  sb::LaunchFailure failure;
+  auto box = sb::Box::start(s.launch, &failure);
+  int code;
+  std::string reason;
+  std::string error;
+  if (!box) {
+    Error err = std::move(box).error();
+    bool userns =
+        failure.stage == sb::SetupStage::kNone || failure.stage == sb::SetupStage::kUidMap ||
+        failure.stage == sb::SetupStage::kGidMap || failure.stage == sb::SetupStage::kSetgroups;
+    if (userns && (failure.err == EPERM || failure.err == EACCES || failure.err == ENOSPC ||
+                   failure.err == EINVAL)) {
+      err.hint(userns_hint(failure.err) + "; `agentbox doctor` checks this machine");
+    } else if (failure.stage == sb::SetupStage::kExec && failure.err == ENOENT) {
+      err.hint(req.command[0].find('/') == std::string::npos
+                   ? "the box's PATH is " + std::string(sb::kDefaultPath) +
+                         "; show more with `--ro DIR` or set PATH with `--env PATH=...`"
+                   : "the box shows system directories, the workspace and what --ro/--rw grant");
+    }
+    fmt::print(stderr, "{}", err.render());
+    code = sb::launch_exit_code(failure);
+    reason = failure.stage == sb::SetupStage::kExec ? "exec failed" : "setup failed";
+    error = err.message();
+  } else {
+    base::log::debug("box started in {} us", std::chrono::duration_cast<std::chrono::microseconds>(
+                                                 std::chrono::steady_clock::now() - t0)
+                                                 .count());
+    Outcome out = supervise(*box, *loop, req, sig_watch);
+    code = out.code;
+    reason = out.reason;
+  }
+  s.protect.placeholders.remove();
+  auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  audit::Event end("session.end");
+  end.num("exit", code).str("reason", reason).num("duration_ms", static_cast<int64_t>(secs * 1000));
+  if (!error.empty()) {
+    end.str("error", error);
+  }
+  s.sink->emit(end);
+  if (!req.quiet) {
+    std::string what = !box ? fmt::format("did not run (status {})", code) : describe_exit(code);
+    base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,
+                    s.dir);
+  }
+  return code;
+}
+
+}  // namespace agentbox::app

@@ -1,0 +1,723 @@
+// The launcher: prepares in the supervisor, clones into namespaces, runs init and the program.
+// (Theory of operation: include/agentbox/sandbox/launcher.hpp.)
+#include "agentbox/sandbox/launcher.hpp"
+
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <linux/mount.h>
+#include <linux/openat2.h>
+#include <linux/sched.h>
+#include <net/if.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "agentbox/base/sys.hpp"
+
+namespace agentbox::sandbox {
+
+using base::Error;
+using base::Result;
+using base::UniqueFd;
+
+const char* setup_stage_name(SetupStage stage) {
+  switch (stage) {
+    case SetupStage::kNone:
+      return "starting the box";
+    case SetupStage::kParentGone:
+      return "the supervisor went away";
+    case SetupStage::kPdeathsig:
+      return "prctl PR_SET_PDEATHSIG";
+    case SetupStage::kSetgroups:
+      return "writing /proc/self/setgroups";
+    case SetupStage::kUidMap:
+      return "writing /proc/self/uid_map";
+    case SetupStage::kGidMap:
+      return "writing /proc/self/gid_map";
+    case SetupStage::kMountPrivate:
+      return "making mounts private";
+    case SetupStage::kStaging:
+      return "mounting the staging tmpfs on `/tmp`";
+    case SetupStage::kPivotStaging:
+      return "pivot_root into the staging tmpfs";
+    case SetupStage::kMountOp:
+      return "mount";
+    case SetupStage::kHostname:
+      return "sethostname";
+    case SetupStage::kLoopback:
+      return "bringing up `lo`";
+    case SetupStage::kPivotRoot:
+      return "pivot_root into the box";
+    case SetupStage::kChdir:
+      return "chdir into the working directory";
+    case SetupStage::kPty:
+      return "opening the box's pty";
+    case SetupStage::kForkProgram:
+      return "fork";
+    case SetupStage::kSetsid:
+      return "setsid";
+    case SetupStage::kControllingTty:
+      return "ioctl TIOCSCTTY";
+    case SetupStage::kCloseFds:
+      return "close_range";
+    case SetupStage::kLandlock:
+      return "applying Landlock";
+    case SetupStage::kCapabilities:
+      return "dropping capabilities";
+    case SetupStage::kNoNewPrivs:
+      return "prctl PR_SET_NO_NEW_PRIVS";
+    case SetupStage::kSeccomp:
+      return "loading the seccomp filter";
+    case SetupStage::kRlimits:
+      return "setting resource limits";
+    case SetupStage::kProtectCheck:
+      return "checking that protected paths are read-only";
+    case SetupStage::kConfine:
+      return "confining the program";
+    case SetupStage::kExec:
+      return "execve";
+  }
+  return "?";
+}
+
+int launch_exit_code(const LaunchFailure& f) {
+  if (f.stage != SetupStage::kExec) {
+    return 125;
+  }
+  return (f.err == ENOENT || f.err == ENOTDIR) ? 127 : 126;
+}
+
+namespace {
+
+constexpr const char* kStaging = "/tmp";  // exists everywhere; shadowed only inside our mount ns
+constexpr const char* kEmptyFile = "/empty";  // in the staging root: covers protected symlinks
+
+enum class MsgType : uint32_t { kFailure = 1, kPtyMaster = 2 };
+struct Msg {
+  MsgType type;
+  uint16_t stage;
+  int32_t err;
+  int32_t index;
+};
+
+// Everything the child needs, as ready strings: it only makes system calls.
+struct PreparedOp {
+  MountKind kind;
+  std::string target;  // "/newroot/usr"
+  std::string source;  // "/oldroot/usr", link text, or workspace-relative
+  std::string data;    // file contents or tmpfs options
+  bool read_only;
+  bool recursive;
+  bool optional;
+  bool devices;
+  uint32_t mode;
+};
+
+struct Prepared {
+  std::vector<PreparedOp> ops;
+  std::string uid_map;
+  std::string gid_map;
+  std::string cwd;
+  std::string hostname;
+  std::vector<std::string> exec_candidates;
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  bool pty = false;
+  std::optional<struct winsize> winsize;
+  std::optional<struct termios> termios;
+  const Confinement* confinement = nullptr;
+  int ctl = -1;  // the child's end of the control socket
+};
+
+std::string box_path_env(const std::vector<std::string>& env) {
+  for (const auto& e : env) {
+    if (e.rfind("PATH=", 0) == 0) {
+      return e.substr(5);
+    }
+  }
+  return "/usr/local/bin:/usr/bin:/bin";
+}
+
+Prepared prepare(const LaunchSpec& spec, std::vector<std::string>& argv_store,
+                 std::vector<std::string>& env_store) {
+  Prepared p;
+  p.ops.reserve(spec.mounts.size());
+  for (const auto& op : spec.mounts) {
+    PreparedOp po{.kind = op.kind,
+                  .target = "/newroot" + (op.target == "/" ? std::string() : op.target),
+                  .source = op.source,
+                  .data = op.data,
+                  .read_only = op.read_only,
+                  .recursive = op.recursive,
+                  .optional = op.optional,
+                  .devices = op.devices,
+                  .mode = op.mode};
+    switch (op.kind) {
+      case MountKind::kBindDir:
+      case MountKind::kBindFile:
+        po.source = "/oldroot" + op.source;
+        break;
+      case MountKind::kTmpfs:
+        po.data = fmt::format("mode={:o},size={}", op.mode, op.size_bytes);
+        break;
+      case MountKind::kMkdir:
+      case MountKind::kSymlink:
+      case MountKind::kWriteFile:
+      case MountKind::kProc:
+      case MountKind::kDevpts:
+      case MountKind::kProtect:
+      case MountKind::kRemountRoot:
+        break;
+    }
+    p.ops.push_back(std::move(po));
+  }
+  p.uid_map = fmt::format("{0} {0} 1\n", spec.uid);
+  p.gid_map = fmt::format("{0} {0} 1\n", spec.gid);
+  p.cwd = spec.cwd;
+  p.hostname = spec.hostname;
+  const std::string& cmd = spec.argv.at(0);
+  if (cmd.find('/') != std::string::npos) {
+    p.exec_candidates.push_back(cmd);
+  } else {
+    std::string path = box_path_env(spec.env);
+    size_t i = 0;
+    while (i <= path.size()) {
+      size_t j = path.find(':', i);
+      if (j == std::string::npos) {
+        j = path.size();
+      }
+      std::string dir = path.substr(i, j - i);
+      p.exec_candidates.push_back((dir.empty() ? std::string(".") : dir) + "/" + cmd);
+      i = j + 1;
+    }
+  }
+  argv_store = spec.argv;
+  env_store = spec.env;
+  for (auto& a : argv_store) {
+    p.argv.push_back(a.data());
+  }
+  p.argv.push_back(nullptr);
+  for (auto& e : env_store) {
+    p.envp.push_back(e.data());
+  }
+  p.envp.push_back(nullptr);
+  p.pty = spec.pty;
+  p.winsize = spec.winsize;
+  p.termios = spec.termios;
+  p.confinement = spec.confinement;
+  return p;
+}
+
+// ---- child side: system calls only, no allocation --------------------------------------------
+
+[[noreturn]] void fail(const Prepared& p, SetupStage stage, int err, int index = -1) {
+  Msg m{MsgType::kFailure, static_cast<uint16_t>(stage), err, index};
+  [[maybe_unused]] ssize_t n = ::send(p.ctl, &m, sizeof m, MSG_NOSIGNAL);
+  ::_exit(125);
+}
+
+bool write_proc(const char* path, const std::string& data) {
+  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return false;
+  }
+  ssize_t n = ::write(fd, data.data(), data.size());
+  int saved = errno;
+  ::close(fd);
+  errno = saved;
+  return n == static_cast<ssize_t>(data.size());
+}
+
+int sys_mount_setattr(int dfd, const char* path, unsigned flags, uint64_t attr_set) {
+  struct mount_attr attr {};
+  attr.attr_set = attr_set;
+  return static_cast<int>(::syscall(SYS_mount_setattr, dfd, path, flags, &attr, sizeof attr));
+}
+
+// Read-only (and nosuid/nodev) on a bind mount, recursively when asked. mount_setattr only sets
+// flags, so flags locked by the host mount (nosuid, noexec, ...) are kept, as the kernel demands
+// in a user namespace. Falls back to a plain remount on kernels before 5.12.
+bool restrict_mount(const char* target, bool read_only, bool recursive, bool devices) {
+  uint64_t attrs =
+      MOUNT_ATTR_NOSUID | (devices ? 0 : MOUNT_ATTR_NODEV) | (read_only ? MOUNT_ATTR_RDONLY : 0);
+  if (sys_mount_setattr(AT_FDCWD, target, recursive ? AT_RECURSIVE : 0, attrs) == 0) {
+    return true;
+  }
+  if (errno != ENOSYS) {
+    return false;
+  }
+  unsigned long flags =
+      MS_REMOUNT | MS_BIND | MS_NOSUID | (devices ? 0 : MS_NODEV) | (read_only ? MS_RDONLY : 0);
+  return ::mount(nullptr, target, nullptr, flags, nullptr) == 0;
+}
+
+bool make_file(const char* path, uint32_t mode) {
+  int fd = ::open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) {
+    return false;
+  }
+  ::close(fd);
+  return true;
+}
+
+bool mkdir_ok(const char* path, uint32_t mode) {
+  return ::mkdir(path, mode) == 0 || errno == EEXIST;
+}
+
+// Makes workspace-relative `rel` read-only without following any symlink: openat2 with
+// RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS refuses links anywhere in the path (a link planted there
+// would otherwise redirect the read-only mount elsewhere and leave the real path writable), then
+// the new mount API clones the very inode we opened and mounts the read-only clone on it.
+bool protect(const PreparedOp& op) {
+  int ws = ::open(op.target.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (ws < 0) {
+    return false;
+  }
+  struct open_how how {};
+  how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;  // a final symlink is opened as itself
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  int fd = static_cast<int>(::syscall(SYS_openat2, ws, op.source.c_str(), &how, sizeof how));
+  int saved = errno;
+  ::close(ws);
+  if (fd < 0) {
+    errno = saved;
+    return false;
+  }
+  struct stat st {};
+  if (::fstatat(fd, "", &st, AT_EMPTY_PATH) != 0) {
+    saved = errno;
+    ::close(fd);
+    errno = saved;
+    return false;
+  }
+  // A symlink is covered by a read-only empty file (the new mount API can mount on the link
+  // itself): the box can neither write through it nor replace it.
+  int tree = S_ISLNK(st.st_mode)
+                 ? static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, kEmptyFile,
+                                              OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC))
+                 : static_cast<int>(::syscall(SYS_open_tree, fd, "",
+                                              OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+  bool ok = tree >= 0 &&
+            sys_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE,
+                              MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) == 0 &&
+            ::syscall(SYS_move_mount, tree, "", fd, "",
+                      MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) == 0;
+  saved = errno;
+  if (tree >= 0) {
+    ::close(tree);
+  }
+  ::close(fd);
+  errno = saved;
+  return ok;
+}
+
+bool run_op(const PreparedOp& op) {
+  const char* t = op.target.c_str();
+  switch (op.kind) {
+    case MountKind::kMkdir:
+      return mkdir_ok(t, op.mode);
+    case MountKind::kBindDir:
+    case MountKind::kBindFile: {
+      struct stat st {};
+      if (op.optional && ::stat(op.source.c_str(), &st) != 0) {
+        return true;
+      }
+      if (!(op.kind == MountKind::kBindDir ? mkdir_ok(t, 0755) : make_file(t, 0644))) {
+        // An existing mountpoint inside a read-only tree is fine; a missing one is not.
+        if (errno != EROFS || ::stat(t, &st) != 0) {
+          return false;
+        }
+      }
+      unsigned long flags = MS_BIND | (op.recursive ? MS_REC : 0);
+      if (::mount(op.source.c_str(), t, nullptr, flags, nullptr) != 0) {
+        return false;
+      }
+      return restrict_mount(t, op.read_only, op.recursive, op.devices);
+    }
+    case MountKind::kSymlink:
+      return ::symlink(op.source.c_str(), t) == 0 || errno == EEXIST;
+    case MountKind::kWriteFile: {
+      int fd = ::open(t, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, op.mode);
+      if (fd < 0) {
+        return false;
+      }
+      ssize_t n = ::write(fd, op.data.data(), op.data.size());
+      int saved = errno;
+      ::close(fd);
+      errno = saved;
+      return n == static_cast<ssize_t>(op.data.size());
+    }
+    case MountKind::kTmpfs:
+      return mkdir_ok(t, 0755) &&
+             ::mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, op.data.c_str()) == 0;
+    case MountKind::kProc:
+      return mkdir_ok(t, 0555) &&
+             ::mount("proc", t, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0;
+    case MountKind::kDevpts:
+      return mkdir_ok(t, 0755) && ::mount("devpts", t, "devpts", MS_NOSUID | MS_NOEXEC,
+                                          "newinstance,ptmxmode=0666,mode=620") == 0;
+    case MountKind::kProtect:
+      return protect(op);
+    case MountKind::kRemountRoot:
+      return ::mount(nullptr, t, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
+                     nullptr) == 0;
+  }
+  errno = EINVAL;
+  return false;
+}
+
+bool loopback_up() {
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    return false;
+  }
+  struct ifreq ifr {};
+  std::memcpy(ifr.ifr_name, "lo", 3);
+  bool ok = ::ioctl(s, SIOCGIFFLAGS, &ifr) == 0;
+  if (ok) {
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
+    ok = ::ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
+  }
+  int saved = errno;
+  ::close(s);
+  errno = saved;
+  return ok;
+}
+
+void send_fd(const Prepared& p, int fd) {
+  Msg m{MsgType::kPtyMaster, 0, 0, -1};
+  iovec iov{&m, sizeof m};
+  alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(int))] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = buf;
+  mh.msg_controllen = sizeof buf;
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  if (::sendmsg(p.ctl, &mh, MSG_NOSIGNAL) < 0) {
+    fail(p, SetupStage::kPty, errno);
+  }
+}
+
+// Opens the box's own pty (from the devpts instance mounted at /dev/pts) and hands the master to
+// the supervisor. Returns the slave.
+int open_pty(const Prepared& p) {
+  int master = ::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) {
+    fail(p, SetupStage::kPty, errno);
+  }
+  int unlock = 0;
+  if (::ioctl(master, TIOCSPTLCK, &unlock) != 0) {
+    fail(p, SetupStage::kPty, errno);
+  }
+  int slave = ::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) {
+    fail(p, SetupStage::kPty, errno);
+  }
+  if (p.termios) {
+    ::tcsetattr(slave, TCSANOW, &*p.termios);
+  }
+  if (p.winsize) {
+    ::ioctl(slave, TIOCSWINSZ, &*p.winsize);
+  }
+  send_fd(p, master);
+  ::close(master);
+  return slave;
+}
+
+[[noreturn]] void run_program(const Prepared& p, int slave) {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (::setsid() < 0) {
+    fail(p, SetupStage::kSetsid, errno);
+  }
+  if (slave >= 0) {
+    if (::ioctl(slave, TIOCSCTTY, 0) != 0) {
+      fail(p, SetupStage::kControllingTty, errno);
+    }
+    for (int fd = 0; fd < 3; ++fd) {
+      if (::dup2(slave, fd) < 0) {
+        fail(p, SetupStage::kControllingTty, errno);
+      }
+    }
+    if (slave > 2) {
+      ::close(slave);
+    }
+  }
+  // Nothing but 0-2 may reach the program. CLOEXEC rather than close: the control socket must
+  // stay open until execve succeeds, to report its failure.
+  if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+    fail(p, SetupStage::kCloseFds, errno);
+  }
+  // ---- confinement hook: Landlock, capabilities, no_new_privs, seccomp, rlimits ----
+  if (p.confinement != nullptr) {
+    ConfineResult e = p.confinement->apply();
+    if (e.err != 0) {
+      fail(p, e.stage == SetupStage::kNone ? SetupStage::kConfine : e.stage, e.err);
+    }
+  }
+  int err = ENOENT;
+  bool denied = false;
+  for (const auto& path : p.exec_candidates) {
+    ::execve(path.c_str(), p.argv.data(), p.envp.data());
+    err = errno;
+    if (err == EACCES) {
+      denied = true;
+    } else if (err != ENOENT && err != ENOTDIR && err != ESTALE && err != ELOOP &&
+               err != ENAMETOOLONG) {
+      break;
+    }
+  }
+  if (denied && (err == ENOENT || err == ENOTDIR)) {
+    err = EACCES;  // as execvp: "permission denied" beats "not found" further along the PATH
+  }
+  Msg m{MsgType::kFailure, static_cast<uint16_t>(SetupStage::kExec), err, -1};
+  [[maybe_unused]] ssize_t n = ::send(p.ctl, &m, sizeof m, MSG_NOSIGNAL);
+  ::_exit((err == ENOENT || err == ENOTDIR) ? 127 : 126);
+}
+
+// pid 1: reap everything, forward signals to the program's process group, mirror its status.
+[[noreturn]] void init_loop(pid_t program) {
+  sigset_t all;
+  sigfillset(&all);
+  while (true) {
+    siginfo_t si{};
+    int sig = ::sigwaitinfo(&all, &si);
+    if (sig < 0) {
+      continue;
+    }
+    if (sig == SIGCHLD) {
+      int status = 0;
+      pid_t pid;
+      while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == program) {
+          ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        }
+      }
+      continue;
+    }
+    if (::kill(-program, sig) != 0) {
+      ::kill(program, sig);
+    }
+  }
+}
+
+[[noreturn]] void box_init(const Prepared& p) {
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+    fail(p, SetupStage::kPdeathsig, errno);
+  }
+  // The supervisor may have died before PR_SET_PDEATHSIG took effect: its end of the control
+  // socket is then closed.
+  pollfd pfd{p.ctl, POLLRDHUP, 0};
+  if (::poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLRDHUP)) != 0) {
+    ::_exit(125);
+  }
+  sigset_t all;
+  sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+
+  if (!write_proc("/proc/self/setgroups", "deny")) {
+    fail(p, SetupStage::kSetgroups, errno);
+  }
+  if (!write_proc("/proc/self/uid_map", p.uid_map)) {
+    fail(p, SetupStage::kUidMap, errno);
+  }
+  if (!write_proc("/proc/self/gid_map", p.gid_map)) {
+    fail(p, SetupStage::kGidMap, errno);
+  }
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    fail(p, SetupStage::kMountPrivate, errno);
+  }
+  if (::mount("tmpfs", kStaging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") != 0 ||
+      ::chdir(kStaging) != 0 || ::mkdir("oldroot", 0755) != 0 || ::mkdir("newroot", 0755) != 0 ||
+      ::mount("tmpfs", "newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m") != 0) {
+    fail(p, SetupStage::kStaging, errno);
+  }
+  if (::syscall(SYS_pivot_root, ".", "oldroot") != 0 || ::chdir("/") != 0) {
+    fail(p, SetupStage::kPivotStaging, errno);
+  }
+  if (!make_file(kEmptyFile, 0444)) {
+    fail(p, SetupStage::kStaging, errno);
+  }
+  for (size_t i = 0; i < p.ops.size(); ++i) {
+    if (!run_op(p.ops[i])) {
+      fail(p, SetupStage::kMountOp, errno, static_cast<int>(i));
+    }
+  }
+  if (::sethostname(p.hostname.data(), p.hostname.size()) != 0) {
+    fail(p, SetupStage::kHostname, errno);
+  }
+  if (!loopback_up()) {
+    fail(p, SetupStage::kLoopback, errno);
+  }
+  // Into the box: pivot_root(".", ".") stacks the staging root on top of the new one; detaching
+  // it takes the staging tmpfs and the whole host tree (/oldroot) out of this namespace.
+  int old_root = ::open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+  if (old_root < 0 || ::chdir("/newroot") != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 ||
+      ::fchdir(old_root) != 0 || ::umount2(".", MNT_DETACH) != 0 || ::chdir("/") != 0) {
+    fail(p, SetupStage::kPivotRoot, errno);
+  }
+  ::close(old_root);
+  if (::chdir(p.cwd.c_str()) != 0) {
+    fail(p, SetupStage::kChdir, errno);
+  }
+  int slave = p.pty ? open_pty(p) : -1;
+  pid_t program = ::fork();
+  if (program < 0) {
+    fail(p, SetupStage::kForkProgram, errno);
+  }
+  if (program == 0) {
+    run_program(p, slave);
+  }
+  if (slave >= 0) {
+    ::close(slave);
+  }
+  ::close(p.ctl);  // the supervisor sees EOF once the program has executed (or failed)
+  init_loop(program);
+}
+
+}  // namespace
+
+Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
+  if (spec.argv.empty()) {
+    return Error::msg("no command to run");
+  }
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return Error::sys(errno, "socketpair");
+  }
+  UniqueFd ours(sv[0]);
+  UniqueFd theirs(sv[1]);
+  std::vector<std::string> argv_store;
+  std::vector<std::string> env_store;
+  Prepared p = prepare(spec, argv_store, env_store);
+  p.ctl = theirs.get();
+
+  int pidfd = -1;
+  clone_args args{};
+  args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+               CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);  // NOLINT: the kernel ABI takes an address
+  args.exit_signal = SIGCHLD;
+  long pid = ::syscall(SYS_clone3, &args, sizeof args);
+  if (pid < 0) {
+    int err = errno;
+    if (failure != nullptr) {
+      *failure = LaunchFailure{SetupStage::kNone, err, -1};
+    }
+    return Error::sys(err, "clone3", "new user, mount, pid, net, ipc, uts and cgroup namespaces")
+        .context("creating the box");
+  }
+  if (pid == 0) {
+    [[maybe_unused]] int keep =
+        ours.release();  // no destructors in the child: it leaves through _exit or execve
+    box_init(p);
+  }
+  Box box(UniqueFd(pidfd), static_cast<pid_t>(pid));
+  theirs.reset();
+
+  // Read reports until EOF (program executed) or a failure.
+  while (true) {
+    Msg m{};
+    iovec iov{&m, sizeof m};
+    alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(int))] = {};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = buf;
+    mh.msg_controllen = sizeof buf;
+    ssize_t n = base::retry_eintr([&] { return ::recvmsg(ours.get(), &mh, MSG_CMSG_CLOEXEC); });
+    if (n < 0) {
+      return Error::sys(errno, "recvmsg", "control socket").context("starting the box");
+    }
+    if (n == 0) {
+      break;
+    }
+    if (static_cast<size_t>(n) != sizeof m) {
+      return Error::msg("short message on the box's control socket");
+    }
+    if (m.type == MsgType::kPtyMaster) {
+      cmsghdr* c = CMSG_FIRSTHDR(&mh);
+      if (c == nullptr || c->cmsg_type != SCM_RIGHTS) {
+        return Error::msg("pty message without a file descriptor");
+      }
+      int fd = -1;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      box.pty_master_ = UniqueFd(fd);
+      continue;
+    }
+    LaunchFailure f{static_cast<SetupStage>(m.stage), m.err, m.index};
+    if (failure != nullptr) {
+      *failure = f;
+    }
+    [[maybe_unused]] auto reaped = box.reap(true);
+    if (f.stage == SetupStage::kExec) {
+      return Error::sys(f.err, "execve", spec.argv[0]).context("running the command");
+    }
+    std::string what = setup_stage_name(f.stage);
+    if (f.stage == SetupStage::kMountOp && f.index >= 0 &&
+        static_cast<size_t>(f.index) < spec.mounts.size()) {
+      what = spec.mounts[static_cast<size_t>(f.index)].describe();
+    }
+    return Error(what, f.err).context("setting up the box");
+  }
+  return box;
+}
+
+Box::Box(Box&& other) noexcept
+    : pidfd_(std::move(other.pidfd_)),
+      pid_(other.pid_),
+      pty_master_(std::move(other.pty_master_)),
+      reaped_(other.reaped_) {
+  other.reaped_ = true;
+}
+
+Box::~Box() {
+  if (!reaped_ && pidfd_.valid()) {
+    ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+    siginfo_t info{};
+    base::retry_eintr(
+        [&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED); });
+  }
+}
+
+base::Status Box::signal(int sig) const {
+  if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) != 0) {
+    return Error::sys(errno, "pidfd_send_signal");
+  }
+  return base::ok();
+}
+
+Result<std::optional<int>> Box::reap(bool block) {
+  siginfo_t info{};
+  int r = base::retry_eintr([&] {
+    return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info,
+                    WEXITED | (block ? 0 : WNOHANG));
+  });
+  if (r != 0) {
+    return Error::sys(errno, "waitid");
+  }
+  if (info.si_pid == 0) {
+    return std::optional<int>();
+  }
+  reaped_ = true;
+  int code = info.si_code == CLD_EXITED ? info.si_status : 128 + info.si_status;
+  return std::optional<int>(code);
+}
+
+}  // namespace agentbox::sandbox

@@ -1,0 +1,355 @@
+// Integration harness: worlds per variant, spawning agentbox as a user, bounded waits.
+#include "harness.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace agentbox::it {
+
+namespace {
+
+constexpr const char* kTestUser = "agentbox-test";
+
+bool lookup(const std::string& name, RunAs& as) {
+  struct passwd* pw = ::getpwnam(name.c_str());
+  if (pw == nullptr) {
+    return false;
+  }
+  as.uid = pw->pw_uid;
+  as.gid = pw->pw_gid;
+  as.name = pw->pw_name;
+  as.home = pw->pw_dir;
+  return true;
+}
+
+void copy_file(const std::string& from, const std::string& to, mode_t mode) {
+  std::ifstream in(from, std::ios::binary);
+  std::ofstream out(to, std::ios::binary | std::ios::trunc);
+  out << in.rdbuf();
+  out.close();
+  ::chmod(to.c_str(), mode);
+}
+
+int shell(const std::string& cmd) {
+  int rc = std::system(cmd.c_str());  // NOLINT: fixed strings built by the harness
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+}  // namespace
+
+bool must_work() {
+  const char* v = std::getenv("AGENTBOX_MUST_WORK");
+  return v != nullptr && std::string(v) == "1";
+}
+
+bool Output::has_line(const std::string& line) const {
+  std::istringstream s(out);
+  std::string l;
+  while (std::getline(s, l)) {
+    if (!l.empty() && l.back() == '\r') {
+      l.pop_back();
+    }
+    if (l == line) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string Output::line_starting(const std::string& prefix) const {
+  std::istringstream s(out);
+  std::string l;
+  while (std::getline(s, l)) {
+    if (!l.empty() && l.back() == '\r') {
+      l.pop_back();
+    }
+    if (l.rfind(prefix, 0) == 0) {
+      return l;
+    }
+  }
+  return {};
+}
+
+void write_file(const std::string& path, const std::string& data, mode_t mode) {
+  std::ofstream f(path, std::ios::trunc);
+  f << data;
+  f.close();
+  ::chmod(path.c_str(), mode);
+}
+
+void chown_tree(const std::string& path, uid_t uid, gid_t gid) {
+  shell(fmt::format("chown -R {}:{} '{}'", uid, gid, path));
+}
+
+bool make_world(const std::string& label, World& w, std::string& why) {
+  bool root = ::geteuid() == 0;
+  if (label == "root") {
+    if (!root) {
+      why = "not running as root";
+      return false;
+    }
+    w.as = RunAs{"root", 0, 0, "root", ""};
+  } else if (root) {
+    if (!lookup(kTestUser, w.as)) {
+      shell(fmt::format("useradd -m {} >/dev/null 2>&1", kTestUser));
+      if (!lookup(kTestUser, w.as)) {
+        why = "cannot create the user agentbox-test (useradd failed)";
+        return false;
+      }
+    }
+    w.as.label = "user";
+    ::mkdir(w.as.home.c_str(), 0755);
+    [[maybe_unused]] int rc = ::chown(w.as.home.c_str(), w.as.uid, w.as.gid);
+  } else {
+    w.as.label = "user";
+    w.as.uid = ::getuid();
+    w.as.gid = ::getgid();
+    struct passwd* pw = ::getpwuid(w.as.uid);
+    w.as.name = pw != nullptr ? pw->pw_name : "me";
+    const char* h = std::getenv("HOME");
+    w.as.home = h != nullptr ? h : (pw != nullptr ? pw->pw_dir : "/tmp");
+  }
+  char tmpl[] = "/tmp/agentbox-it-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    why = "mkdtemp failed";
+    return false;
+  }
+  w.root = tmpl;
+  ::chmod(w.root.c_str(), 0755);
+  w.bin = w.root + "/bin";
+  w.ws = w.root + "/ws";
+  w.state = w.root + "/state";
+  ::mkdir(w.bin.c_str(), 0755);
+  ::mkdir(w.ws.c_str(), 0755);
+  ::mkdir(w.state.c_str(), 0700);
+  ::mkdir((w.ws + "/.git").c_str(), 0755);
+  ::mkdir((w.ws + "/.git/hooks").c_str(), 0755);
+  write_file(w.ws + "/.git/config", "[core]\n");
+  write_file(w.ws + "/.git/HEAD", "ref: refs/heads/main\n");
+  write_file(w.root + "/outside.txt", "outside the workspace\n");
+  if (w.as.label == "root" || ::geteuid() != 0) {
+    // Never plant test secrets in a real home: only the dedicated agentbox-test user's is used.
+    w.as.home = w.root + "/home";
+    ::mkdir(w.as.home.c_str(), 0700);
+  }
+  w.agentbox = w.bin + "/agentbox";
+  w.probe = w.bin + "/agentbox-probe";
+  copy_file(AGENTBOX_BIN, w.agentbox, 0755);
+  copy_file(AGENTBOX_PROBE_BIN, w.probe, 0755);
+  chown_tree(w.root, w.as.uid, w.as.gid);
+  return true;
+}
+
+void destroy_world(const World& w) {
+  if (w.root.rfind("/tmp/agentbox-it-", 0) == 0) {
+    shell(fmt::format("rm -rf '{}'", w.root));
+  }
+}
+
+pid_t spawn(const World& w, const std::vector<std::string>& args, const RunOptions& o, int* out_fd,
+            int* err_fd) {
+  int out[2] = {-1, -1};
+  int err[2] = {-1, -1};
+  if (o.stdout_fd < 0 && ::pipe2(out, O_CLOEXEC) != 0) {
+    return -1;
+  }
+  if (o.stderr_fd < 0 && ::pipe2(err, O_CLOEXEC) != 0) {
+    return -1;
+  }
+  std::vector<std::string> argv_s = o.wrapper;
+  argv_s.push_back(w.agentbox);
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::map<std::string, std::string> env = {{"HOME", w.as.home},
+                                            {"PATH", "/usr/local/bin:/usr/bin:/bin"},
+                                            {"XDG_STATE_HOME", w.state},
+                                            {"LANG", "C.UTF-8"}};
+  for (const auto& [k, v] : o.env) {
+    env[k] = v;
+  }
+  std::vector<std::string> env_s;
+  for (const auto& [k, v] : env) {
+    env_s.push_back(k + "=" + v);
+  }
+  std::vector<char*> argv;
+  for (auto& a : argv_s) {
+    argv.push_back(a.data());
+  }
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& e : env_s) {
+    envp.push_back(e.data());
+  }
+  envp.push_back(nullptr);
+  std::string cwd = o.cwd.empty() ? w.ws : o.cwd;
+  bool switch_user = ::geteuid() == 0 && w.as.uid != 0;
+
+  pid_t pid = ::fork();
+  if (pid != 0) {
+    if (out[1] >= 0) {
+      ::close(out[1]);
+    }
+    if (err[1] >= 0) {
+      ::close(err[1]);
+    }
+    *out_fd = out[0];
+    *err_fd = err[0];
+    return pid;
+  }
+  // child
+  int in = o.stdin_fd >= 0 ? o.stdin_fd : ::open("/dev/null", O_RDONLY);
+  ::dup2(in, 0);
+  ::dup2(o.stdout_fd >= 0 ? o.stdout_fd : out[1], 1);
+  ::dup2(o.stderr_fd >= 0 ? o.stderr_fd : err[1], 2);
+  for (int fd : o.leak_fds) {
+    int n = ::open("/dev/null", O_RDONLY);  // deliberately without O_CLOEXEC
+    ::dup2(n, fd);
+  }
+  if (switch_user) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(w.as.gid, w.as.gid, w.as.gid) != 0 ||
+        ::setresuid(w.as.uid, w.as.uid, w.as.uid) != 0) {
+      ::_exit(121);
+    }
+  }
+  if (::chdir(cwd.c_str()) != 0) {
+    ::_exit(122);
+  }
+  ::execve(argv[0], argv.data(), envp.data());
+  ::_exit(123);
+}
+
+int wait_for(pid_t pid, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    int st = 0;
+    pid_t r = ::waitpid(pid, &st, WNOHANG);
+    if (r == pid) {
+      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    if (r < 0 || std::chrono::steady_clock::now() > deadline) {
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+Output run(const World& w, const std::vector<std::string>& args, const RunOptions& o) {
+  Output res;
+  int out = -1;
+  int err = -1;
+  pid_t pid = spawn(w, args, o, &out, &err);
+  if (pid < 0) {
+    return res;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.timeout_ms);
+  std::vector<pollfd> fds;
+  if (out >= 0) {
+    fds.push_back({out, POLLIN, 0});
+  }
+  if (err >= 0) {
+    fds.push_back({err, POLLIN, 0});
+  }
+  bool timed_out = false;
+  while (!fds.empty()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
+    if (left <= 0) {
+      timed_out = true;
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    int n = ::poll(fds.data(), fds.size(), static_cast<int>(left));
+    if (n <= 0) {
+      continue;
+    }
+    for (size_t i = 0; i < fds.size();) {
+      if (fds[i].revents == 0) {
+        ++i;
+        continue;
+      }
+      char buf[4096];
+      ssize_t r = ::read(fds[i].fd, buf, sizeof buf);
+      if (r > 0) {
+        (fds[i].fd == out ? res.out : res.err).append(buf, static_cast<size_t>(r));
+        ++i;
+      } else {
+        fds.erase(fds.begin() + static_cast<long>(i));
+      }
+    }
+  }
+  if (out >= 0) {
+    ::close(out);
+  }
+  if (err >= 0) {
+    ::close(err);
+  }
+  res.status = wait_for(pid, timed_out ? 5000 : o.timeout_ms);
+  if (timed_out) {
+    res.status = -1;
+  }
+  return res;
+}
+
+std::vector<pid_t> pids_with_cmdline(const std::string& needle) {
+  std::vector<pid_t> out;
+  DIR* d = ::opendir("/proc");
+  if (d == nullptr) {
+    return out;
+  }
+  while (dirent* e = ::readdir(d)) {
+    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) {
+      continue;
+    }
+    std::ifstream f(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (cmd.find(needle) != std::string::npos) {
+      out.push_back(pid);
+    }
+  }
+  ::closedir(d);
+  return out;
+}
+
+std::vector<std::string> mount_table() {
+  std::ifstream f("/proc/self/mountinfo");
+  std::vector<std::string> out;
+  std::string l;
+  while (std::getline(f, l)) {
+    // "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": drop the ids.
+    std::istringstream in(l);
+    std::string id, parent, devno, root, point;
+    in >> id >> parent >> devno >> root >> point;
+    out.push_back(root + " " + point + l.substr(l.find(" - ")));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+size_t mountinfo_lines() {
+  std::ifstream f("/proc/self/mountinfo");
+  size_t n = 0;
+  std::string l;
+  while (std::getline(f, l)) {
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace agentbox::it

@@ -1,0 +1,75 @@
+// Integration harness: runs the real agentbox binary as a chosen user, with bounded waits.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace agentbox::it {
+
+// Who runs agentbox in a test: root, or the unprivileged test user (when the harness is root),
+// or the current user (when it is not).
+struct RunAs {
+  std::string label;  // "root" or "user"
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string name;
+  std::string home;  // HOME for agentbox (a private dir for root, the real home for the user)
+};
+
+// One variant's private world under /tmp, readable by that user:
+//   ROOT/bin/{agentbox,agentbox-probe}  ROOT/ws (a git-like workspace)  ROOT/state (audit logs)
+struct World {
+  RunAs as;
+  std::string root;
+  std::string bin;
+  std::string probe;  // path of the probe (granted read-only into the box)
+  std::string agentbox;
+  std::string ws;
+  std::string state;
+};
+
+struct Output {
+  int status = -1;  // exit code, or 128+N when killed by signal N; -1 when timed out
+  std::string out;
+  std::string err;
+  [[nodiscard]] bool has_line(const std::string& line) const;
+  [[nodiscard]] std::string line_starting(const std::string& prefix) const;
+};
+
+struct RunOptions {
+  std::map<std::string, std::string> env;  // added to HOME/PATH/XDG_STATE_HOME
+  int stdin_fd = -1;                       // default /dev/null
+  int stdout_fd = -1;                      // default: captured
+  int stderr_fd = -1;                      // default: captured
+  std::vector<int> leak_fds;               // opened without CLOEXEC in the child (fd numbers)
+  int timeout_ms = 30000;
+  std::string cwd;                   // default: the workspace
+  std::vector<std::string> wrapper;  // runs `wrapper... agentbox args...` instead
+};
+
+// The variant (root / user). Creates the user `agentbox-test` when root and it is missing.
+// Returns false with `why` when the variant cannot run here (not root, ...).
+bool make_world(const std::string& label, World& world, std::string& why);
+void destroy_world(const World& world);
+
+// Starts agentbox with `args` (after "agentbox"), returns its pid; `out`/`err` pipes when captured.
+pid_t spawn(const World& w, const std::vector<std::string>& args, const RunOptions& o, int* out_fd,
+            int* err_fd);
+// Runs to completion (bounded by o.timeout_ms; SIGKILL on timeout).
+Output run(const World& w, const std::vector<std::string>& args, const RunOptions& o = {});
+// Waits for `pid` at most timeout_ms; returns the shell-style status or -1.
+int wait_for(pid_t pid, int timeout_ms);
+
+// Host facts.
+std::vector<pid_t> pids_with_cmdline(const std::string& needle);
+size_t mountinfo_lines();
+// The host's mount table (mount point and source fields of /proc/self/mountinfo), one per line.
+std::vector<std::string> mount_table();
+bool must_work();
+void chown_tree(const std::string& path, uid_t uid, gid_t gid);
+void write_file(const std::string& path, const std::string& data, mode_t mode = 0644);
+
+}  // namespace agentbox::it

@@ -1,0 +1,623 @@
+// `agentbox run` end to end: the real binary, a probe inside the box, as root and as a user.
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <thread>
+
+#include "harness.hpp"
+
+namespace agentbox::it {
+namespace {
+
+using Args = std::vector<std::string>;
+
+class RunTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!make_world(GetParam(), w_, why)) {
+      skip(why);
+      return;
+    }
+    made_ = true;
+    // Can this machine make a box for this user at all?
+    Output o = run(w_, {"run", "-q", "--", "true"});
+    if (o.status != 0) {
+      std::string first = o.err.substr(0, o.err.find('\n'));
+      skip(fmt::format("cannot create a box as {} (status {}): {}", w_.as.label, o.status, first));
+    }
+  }
+  void TearDown() override {
+    if (made_) {
+      destroy_world(w_);
+    }
+  }
+  void skip(const std::string& why) {
+    if (must_work()) {
+      FAIL() << "AGENTBOX_MUST_WORK=1 and this would be skipped: " << why;
+    }
+    GTEST_SKIP() << "skipped: " << why;
+  }
+  // `agentbox run --ro BIN -- probe ARGS...`
+  Output probe(const Args& probe_args, RunOptions o = {}, const Args& flags = {}) {
+    Args a = {"run", "-q", "--ro", w_.bin};
+    a.insert(a.end(), flags.begin(), flags.end());
+    a.push_back("--");
+    a.push_back(w_.probe);
+    a.insert(a.end(), probe_args.begin(), probe_args.end());
+    return run(w_, a, o);
+  }
+  World w_;
+  bool made_ = false;
+};
+
+TEST_P(RunTest, SecretsInHomeAndEnvironmentAreInvisible) {
+  std::string ssh = w_.as.home + "/.ssh";
+  std::string aws = w_.as.home + "/.aws";
+  ::mkdir(ssh.c_str(), 0700);
+  ::mkdir(aws.c_str(), 0700);
+  write_file(ssh + "/id_rsa", "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n", 0600);
+  write_file(aws + "/credentials", "[default]\naws_secret_access_key=secret\n", 0600);
+  chown_tree(ssh, w_.as.uid, w_.as.gid);
+  chown_tree(aws, w_.as.uid, w_.as.gid);
+  RunOptions o;
+  o.env["AGENTBOX_CANARY"] = "canary-7f3a";
+  o.env["SSH_AUTH_SOCK"] = "/tmp/ssh-agent.sock";
+  Output r = probe({"stat", ssh + "/id_rsa", ";", "stat", aws + "/credentials", ";", "ls",
+                    w_.as.home, ";", "env"},
+                   o);
+  ::unlink((ssh + "/id_rsa").c_str());
+  ::unlink((aws + "/credentials").c_str());
+  ::rmdir(ssh.c_str());
+  ::rmdir(aws.c_str());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.has_line("stat " + ssh + "/id_rsa missing")) << r.out;
+  EXPECT_TRUE(r.has_line("stat " + aws + "/credentials missing")) << r.out;
+  EXPECT_TRUE(r.has_line("ls " + w_.as.home)) << "HOME in the box is not empty:\n" << r.out;
+  EXPECT_EQ(r.out.find("canary-7f3a"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("SSH_AUTH_SOCK"), std::string::npos) << r.out;
+  EXPECT_TRUE(r.has_line("env HOME=" + w_.as.home)) << r.out;
+  EXPECT_TRUE(r.has_line("env USER=" + w_.as.name)) << r.out;
+}
+
+TEST_P(RunTest, EnvPassesOnlyWhatIsNamed) {
+  RunOptions o;
+  o.env["PASSED_VAR"] = "yes";
+  o.env["OTHER_VAR"] = "no";
+  Output r = probe({"env"}, o, {"--env", "PASSED_VAR", "--env", "SET_VAR=fixed"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.has_line("env PASSED_VAR=yes")) << r.out;
+  EXPECT_TRUE(r.has_line("env SET_VAR=fixed")) << r.out;
+  EXPECT_EQ(r.out.find("OTHER_VAR"), std::string::npos) << r.out;
+}
+
+TEST_P(RunTest, WorkspaceIsWritableAndFilesBelongToTheUser) {
+  Output r = probe({"write", w_.ws + "/created.txt", ";", "id"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.has_line("write " + w_.ws + "/created.txt ok")) << r.out;
+  EXPECT_TRUE(r.has_line(fmt::format("id uid={} gid={}", w_.as.uid, w_.as.gid))) << r.out;
+  struct stat st {};
+  ASSERT_EQ(::lstat((w_.ws + "/created.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, w_.as.uid);
+  EXPECT_EQ(st.st_gid, w_.as.gid);
+}
+
+TEST_P(RunTest, OutsideTheWorkspaceIsAbsentOrReadOnly) {
+  Output r = probe({"stat",
+                    "/etc/shadow",
+                    ";",
+                    "stat",
+                    w_.root + "/outside.txt",
+                    ";",
+                    "stat",
+                    "/run",
+                    ";",
+                    "stat",
+                    "/sys",
+                    ";",
+                    "stat",
+                    "/var/log",
+                    ";",
+                    "stat",
+                    w_.as.uid == 0 ? "/home/agentbox-test" : "/root",
+                    ";",
+                    "write",
+                    "/usr/x",
+                    ";",
+                    "write",
+                    "/etc/x",
+                    ";",
+                    "write",
+                    "/x",
+                    ";",
+                    "write",
+                    w_.probe,
+                    ";",
+                    "stat",
+                    "/etc/passwd"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const auto& p : {std::string("/etc/shadow"), w_.root + "/outside.txt", std::string("/run"),
+                        std::string("/sys"), std::string("/var/log")}) {
+    EXPECT_TRUE(r.has_line("stat " + p + " missing")) << p << "\n" << r.out;
+  }
+  EXPECT_TRUE(r.has_line("stat /etc/passwd file")) << r.out;
+  for (const auto& p :
+       {std::string("/usr/x"), std::string("/etc/x"), std::string("/x"), w_.probe}) {
+    std::string l = r.line_starting("write " + p + " ");
+    EXPECT_FALSE(l.empty()) << r.out;
+    EXPECT_EQ(l.find(" ok"), std::string::npos) << l;
+  }
+}
+
+TEST_P(RunTest, ProtectedPathsAreReadOnlyEvenWhenMissing) {
+  // A symlinked protected name that exists before the box: covered, never followed.
+  ::mkdir((w_.ws + "/vsdir").c_str(), 0755);
+  ASSERT_EQ(::symlink("vsdir", (w_.ws + "/.vscode").c_str()), 0);
+  chown_tree(w_.ws, w_.as.uid, w_.as.gid);
+  ASSERT_EQ(::lchown((w_.ws + "/.vscode").c_str(), w_.as.uid, w_.as.gid), 0);
+  const std::string ws = w_.ws;
+  Output r = probe({"write",
+                    ws + "/.git/hooks/pre-commit",
+                    ";",
+                    "write",
+                    ws + "/.git/config",
+                    ";",
+                    "write",
+                    ws + "/.envrc",
+                    ";",
+                    "write",
+                    ws + "/.gitmodules",
+                    ";",
+                    "mkdir",
+                    ws + "/.idea/x",
+                    ";",
+                    "symlink",
+                    "/tmp",
+                    ws + "/.idea",
+                    ";",
+                    "write",
+                    ws + "/.vscode/settings.json",
+                    ";",
+                    "symlink",
+                    ws + "/.git/hooks",
+                    ws + "/hooks-link",
+                    ";",
+                    "write",
+                    ws + "/hooks-link/post-checkout",
+                    ";",
+                    "symlink",
+                    ws + "/.envrc",
+                    ws + "/envrc-link",
+                    ";",
+                    "write",
+                    ws + "/envrc-link",
+                    ";",
+                    "write",
+                    ws + "/fine.txt",
+                    ";",
+                    "stat",
+                    ws + "/.vscode"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const auto& p :
+       {ws + "/.git/hooks/pre-commit", ws + "/.git/config", ws + "/.envrc", ws + "/.gitmodules",
+        ws + "/.vscode/settings.json", ws + "/hooks-link/post-checkout", ws + "/envrc-link"}) {
+    std::string l = r.line_starting("write " + p + " ");
+    ASSERT_FALSE(l.empty()) << p << "\n" << r.out;
+    EXPECT_EQ(l.find(" ok"), std::string::npos) << l;
+  }
+  EXPECT_EQ(r.line_starting("mkdir " + ws + "/.idea/x ").find(" ok"), std::string::npos) << r.out;
+  EXPECT_EQ(r.line_starting("symlink " + ws + "/.idea ").find(" ok"), std::string::npos) << r.out;
+  EXPECT_TRUE(r.has_line("write " + ws + "/fine.txt ok")) << r.out;
+  // The pre-existing link is covered by a read-only empty file inside the box.
+  EXPECT_TRUE(r.has_line("stat " + ws + "/.vscode file")) << r.out;
+  // Nothing reached the host, and no placeholder outlives the session.
+  struct stat st {};
+  EXPECT_NE(::lstat((ws + "/.git/hooks/pre-commit").c_str(), &st), 0);
+  EXPECT_NE(::lstat((ws + "/vsdir/settings.json").c_str(), &st), 0);
+  EXPECT_NE(::lstat((ws + "/.envrc").c_str(), &st), 0) << "placeholder left behind";
+  EXPECT_NE(::lstat((ws + "/.idea").c_str(), &st), 0) << "placeholder left behind";
+  EXPECT_NE(::lstat((ws + "/.gitmodules").c_str(), &st), 0) << "placeholder left behind";
+  ASSERT_EQ(::lstat((ws + "/.vscode").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+}
+
+TEST_P(RunTest, ProcShowsOnlyTheBox) {
+  Output r = probe({"pids"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.has_line("pids 1 2")) << r.out;
+}
+
+TEST_P(RunTest, ExitCodesPropagate) {
+  EXPECT_EQ(probe({"exit", "3"}).status, 3);
+  EXPECT_EQ(probe({"exit", "0"}).status, 0);
+  EXPECT_EQ(probe({"kill", "9"}).status, 137);
+  EXPECT_EQ(probe({"kill", "15"}).status, 143);
+  Output missing = run(w_, {"run", "-q", "--", "agentbox-no-such-command"});
+  EXPECT_EQ(missing.status, 127) << missing.err;
+  EXPECT_NE(missing.err.find("agentbox: error:"), std::string::npos) << missing.err;
+  write_file(w_.ws + "/not-executable", "#!/bin/sh\nexit 0\n", 0644);
+  chown_tree(w_.ws, w_.as.uid, w_.as.gid);
+  Output noexec = run(w_, {"run", "-q", "--", "./not-executable"});
+  EXPECT_EQ(noexec.status, 126) << noexec.err;
+}
+
+TEST_P(RunTest, NoFileDescriptorBeyondStdio) {
+  RunOptions o;
+  o.leak_fds = {5, 9, 42};
+  Output r = probe({"fds"}, o);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.has_line("fds 0 1 2")) << r.out;
+}
+
+TEST_P(RunTest, SigtermEndsTheBoxCleanly) {
+  std::string marker = fmt::format("{}", 1000 + ::getpid() % 9000);
+  int out = -1;
+  int err = -1;
+  pid_t pid = spawn(w_,
+                    {"run", "-q", "--ro", w_.bin, "--", w_.probe, "sleep", "30", ";", "id",
+                     "marker-term-" + marker},
+                    {}, &out, &err);
+  ASSERT_GT(pid, 0);
+  for (int i = 0; i < 500 && pids_with_cmdline("marker-term-" + marker).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE(pids_with_cmdline("marker-term-" + marker).empty());
+  ::kill(pid, SIGTERM);
+  int status = wait_for(pid, 10000);
+  ::close(out);
+  ::close(err);
+  EXPECT_EQ(status, 128 + SIGTERM);
+  EXPECT_TRUE(pids_with_cmdline("marker-term-" + marker).empty());
+}
+
+// Without user namespaces (here: a user namespace whose limit is 0), run fails with 125, one
+// error line and the hint that points at `agentbox doctor`.
+TEST_P(RunTest, RefusedUserNamespaceGivesAHint) {
+  RunOptions o;
+  o.wrapper = {"/usr/bin/unshare", "-Ur", "/bin/sh", "-c",
+               "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" \"$@\""};
+  Output r = run(w_, {"run", "--", "true"}, o);
+  EXPECT_EQ(r.status, 125) << r.err;
+  EXPECT_EQ(r.err.rfind("agentbox: error: creating the box: clone3", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("\nhint: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("agentbox doctor"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("`true` did not run (status 125)"), std::string::npos) << r.err;
+}
+
+TEST_P(RunTest, TimeoutStopsTheBox) {
+  auto t0 = std::chrono::steady_clock::now();
+  Output r = probe({"sleep", "30"}, {}, {"--timeout", "1s"});
+  auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.status, 128 + SIGTERM) << r.err;
+  EXPECT_LT(secs, 10.0);
+}
+
+TEST_P(RunTest, SupervisorKilledLeavesNothingBehind) {
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  std::string marker = fmt::format("marker-kill-{}", ::getpid());
+  int out = -1;
+  int err = -1;
+  pid_t pid =
+      spawn(w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "sleep", "30", ";", "id", marker}, {},
+            &out, &err);
+  ASSERT_GT(pid, 0);
+  for (int i = 0; i < 1500 && pids_with_cmdline(marker).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE(pids_with_cmdline(marker).empty()) << "the box never started";
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  EXPECT_EQ(wait_for(pid, 5000), 128 + SIGKILL);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // Orphans would have been reparented to us (subreaper): reap zombies, then look again.
+  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+  EXPECT_TRUE(pids_with_cmdline(marker).empty()) << "a box process survived its supervisor";
+  // Reap the orphaned init (our child now, as subreaper) so later tests start clean.
+  for (int i = 0; i < 500 && ::waitpid(-1, nullptr, WNOHANG) >= 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::close(out);
+  ::close(err);
+}
+
+TEST_P(RunTest, HundredRunsLeaveNoMountProcessOrFile) {
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  while (::waitpid(-1, nullptr, WNOHANG) > 0) {  // leftovers of earlier tests in this process
+  }
+  std::vector<std::string> mounts_before = mount_table();
+  auto ws_entries = [&] {
+    std::string names;
+    for (const auto& e : {".envrc", ".gitmodules", ".idea", ".vscode"}) {
+      struct stat st {};
+      names += ::lstat((w_.ws + "/" + e).c_str(), &st) == 0 ? std::string(e) + " " : "";
+    }
+    return names;
+  };
+  std::string before = ws_entries();
+  for (int i = 0; i < 100; ++i) {
+    Output r = run(w_, {"run", "-q", "--", "true"});
+    ASSERT_EQ(r.status, 0) << "run " << i << ": " << r.err;
+  }
+  // Other programs on the machine may mount meanwhile; anything of ours would show up as a
+  // mount on the workspace, /tmp (staging) or under the test's folder.
+  std::vector<std::string> mounts_after = mount_table();
+  std::vector<std::string> added;
+  std::set_difference(mounts_after.begin(), mounts_after.end(), mounts_before.begin(),
+                      mounts_before.end(), std::back_inserter(added));
+  for (const auto& m : added) {
+    EXPECT_EQ(m.find(w_.root), std::string::npos) << "leftover mount: " << m;
+    EXPECT_EQ(m.find(" /tmp "), std::string::npos) << "leftover mount: " << m;
+    EXPECT_EQ(m.find("/newroot"), std::string::npos) << "leftover mount: " << m;
+    EXPECT_EQ(m.find("/oldroot"), std::string::npos) << "leftover mount: " << m;
+  }
+  if (mounts_after.size() != mounts_before.size()) {
+    std::cerr << "note: the host's mount table changed size during the test ("
+              << mounts_before.size() << " -> " << mounts_after.size() << ")\n";
+  }
+  EXPECT_EQ(ws_entries(), before);
+  // No orphan was reparented to us: every box process died with its run.
+  int st = 0;
+  EXPECT_EQ(::waitpid(-1, &st, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+}
+
+TEST_P(RunTest, AuditLogRecordsTheSession) {
+  Output r = run(w_, {"run", "--", "sh", "-c", "exit 7"});
+  ASSERT_EQ(r.status, 7) << r.err;
+  EXPECT_NE(r.err.find("exited with status 7"), std::string::npos) << r.err;
+  auto pos = r.err.find("audit log: ");
+  ASSERT_NE(pos, std::string::npos) << r.err;
+  std::string path = r.err.substr(pos + 11);
+  path = path.substr(0, path.find('\n'));
+  EXPECT_EQ(path.rfind(w_.state + "/agentbox/sessions/", 0), 0u) << path;
+  std::ifstream f(path);
+  std::string log((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("\"type\":\"session.start\""), std::string::npos) << log;
+  EXPECT_NE(log.find("\"workspace\":\"" + w_.ws + "\""), std::string::npos) << log;
+  EXPECT_NE(log.find("\"type\":\"session.end\",\"exit\":7"), std::string::npos) << log;
+  Output quiet = run(w_, {"run", "-q", "--", "true"});
+  EXPECT_EQ(quiet.err, "");
+}
+
+// The user's terminal is never inside the box: programs get a pty of the box's own devpts.
+TEST_P(RunTest, TerminalIsAFreshPty) {
+  int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  std::string slave_name = ::ptsname(master);
+  int slave = ::open(slave_name.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(slave, 0);
+  struct termios before {};
+  ASSERT_EQ(::tcgetattr(slave, &before), 0);
+  struct stat outer {};
+  ::fstat(slave, &outer);
+  RunOptions o;
+  o.stdin_fd = slave;
+  o.stdout_fd = slave;
+  int out = -1;
+  int err = -1;
+  pid_t pid = spawn(w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "tty", ";", "readline"}, o,
+                    &out, &err);
+  ASSERT_GT(pid, 0);
+  std::string seen;
+  bool sent = false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int status = -1;
+  while (std::chrono::steady_clock::now() < deadline) {
+    char buf[1024];
+    ::fcntl(master, F_SETFL, O_NONBLOCK);
+    ssize_t n = ::read(master, buf, sizeof buf);
+    if (n > 0) {
+      seen.append(buf, static_cast<size_t>(n));
+    }
+    if (!sent && seen.find("tty isatty=") != std::string::npos) {
+      ASSERT_EQ(::write(master, "hello\r", 6), 6);
+      sent = true;
+    }
+    int st = 0;
+    if (::waitpid(pid, &st, WNOHANG) == pid) {
+      status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (status < 0) {
+    ::kill(pid, SIGKILL);
+    wait_for(pid, 5000);
+  }
+  ::close(out);
+  ::close(err);
+  EXPECT_EQ(status, 0) << seen;
+  EXPECT_NE(seen.find("tty isatty=1 name=/dev/pts/0"), std::string::npos) << seen;
+  EXPECT_NE(seen.find("readline got=hello"), std::string::npos) << seen;
+  std::string outer_file = fmt::format("{}:{}", outer.st_dev, outer.st_ino);
+  EXPECT_EQ(seen.find(outer_file), std::string::npos)
+      << "the box holds the user's terminal " << outer_file << ": " << seen;
+  struct termios after {};
+  ASSERT_EQ(::tcgetattr(slave, &after), 0);
+  EXPECT_EQ(after.c_lflag, before.c_lflag) << "raw mode not restored";
+  EXPECT_EQ(after.c_iflag, before.c_iflag);
+  EXPECT_EQ(after.c_oflag, before.c_oflag);
+  ::close(slave);
+  ::close(master);
+}
+
+// Without a pty (stdout is a pipe), the box still cannot type into the user's terminal: it runs
+// in a new session, so TIOCSTI on the inherited tty fails and nothing reaches its input queue.
+TEST_P(RunTest, NoTiocstiIntoTheUsersTerminal) {
+  int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(slave, 0);
+  RunOptions o;
+  o.stdin_fd = slave;
+  Output r = probe({"tty", ";", "tiocsti"}, o);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.line_starting("tty ").find("isatty=1"), std::string::npos) << r.out;
+  std::string l = r.line_starting("tiocsti ");
+  EXPECT_FALSE(l.empty()) << r.out;
+  EXPECT_EQ(l.find(" ok"), std::string::npos) << l;
+  int pending = -1;
+  ASSERT_EQ(::ioctl(slave, FIONREAD, &pending), 0);
+  EXPECT_EQ(pending, 0);
+  ::close(slave);
+  ::close(master);
+}
+
+// The user's terminal, played by a pty the test owns: agentbox gets the slave as fds 0-2.
+class OuterTerminal {
+ public:
+  OuterTerminal() {
+    master_ = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master_ < 0 || ::grantpt(master_) != 0 || ::unlockpt(master_) != 0) {
+      return;
+    }
+    slave_ = ::open(::ptsname(master_), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    ::fcntl(master_, F_SETFL, O_NONBLOCK);
+  }
+  ~OuterTerminal() {
+    if (pid_ > 0 && status_ < 0) {
+      ::kill(pid_, SIGKILL);
+      wait_for(pid_, 5000);
+    }
+    for (int fd : {out_, err_, slave_, master_}) {
+      if (fd >= 0) {
+        ::close(fd);
+      }
+    }
+  }
+  [[nodiscard]] bool ok() const { return slave_ >= 0; }
+  int slave() const { return slave_; }
+  int master() const { return master_; }
+  pid_t start(const World& w, const Args& args) {
+    RunOptions o;
+    o.stdin_fd = slave_;
+    o.stdout_fd = slave_;
+    pid_ = spawn(w, args, o, &out_, &err_);
+    return pid_;
+  }
+  // Reads the terminal until `text` shows up (true) or the timeout/the exit of agentbox.
+  bool wait_for_text(const std::string& text, int timeout_ms = 10000) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      pump();
+      if (seen_.find(text) != std::string::npos) {
+        return true;
+      }
+      if (status_ >= 0) {
+        pump();
+        return seen_.find(text) != std::string::npos;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  }
+  void type(const std::string& s) {
+    ASSERT_EQ(::write(master_, s.data(), s.size()), static_cast<ssize_t>(s.size()));
+  }
+  int finish(int timeout_ms = 10000) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (status_ < 0 && std::chrono::steady_clock::now() < deadline) {
+      pump();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    pump();
+    return status_;
+  }
+  const std::string& seen() const { return seen_; }
+
+ private:
+  void pump() {
+    char buf[1024];
+    ssize_t n;
+    while ((n = ::read(master_, buf, sizeof buf)) > 0) {
+      seen_.append(buf, static_cast<size_t>(n));
+    }
+    int st = 0;
+    if (status_ < 0 && ::waitpid(pid_, &st, WNOHANG) == pid_) {
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+  }
+  int master_ = -1;
+  int slave_ = -1;
+  int out_ = -1;
+  int err_ = -1;
+  pid_t pid_ = -1;
+  int status_ = -1;
+  std::string seen_;
+};
+
+TEST_P(RunTest, CtrlCInTheTerminalReachesTheProgram) {
+  OuterTerminal t;
+  ASSERT_TRUE(t.ok());
+  ASSERT_GT(t.start(w_, {"run", "-q", "--", "sh", "-c",
+                         "trap 'echo got-int; exit 0' INT; echo ready; "
+                         "while :; do sleep 0.1; done"}),
+            0);
+  ASSERT_TRUE(t.wait_for_text("ready")) << t.seen();
+  t.type("\x03");
+  EXPECT_TRUE(t.wait_for_text("got-int")) << t.seen();
+  EXPECT_EQ(t.finish(), 0) << t.seen();
+}
+
+TEST_P(RunTest, WindowSizeFollowsTheUsersTerminal) {
+  OuterTerminal t;
+  ASSERT_TRUE(t.ok());
+  struct winsize ws {};
+  ws.ws_row = 33;
+  ws.ws_col = 111;
+  ASSERT_EQ(::ioctl(t.master(), TIOCSWINSZ, &ws), 0);
+  pid_t pid = t.start(w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "winsize", ";", "readline",
+                           ";", "winsize"});
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(t.wait_for_text("winsize 33x111")) << t.seen();
+  ws.ws_row = 44;
+  ws.ws_col = 122;
+  ASSERT_EQ(::ioctl(t.master(), TIOCSWINSZ, &ws), 0);
+  ::kill(pid, SIGWINCH);  // what the kernel sends the terminal's foreground group
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  t.type("go\r");
+  EXPECT_TRUE(t.wait_for_text("winsize 44x122")) << t.seen();
+  EXPECT_EQ(t.finish(), 0) << t.seen();
+}
+
+TEST_P(RunTest, SigintIsForwardedWithoutATerminal) {
+  int out = -1;
+  int err = -1;
+  std::string marker = fmt::format("marker-int-{}", ::getpid());
+  pid_t pid =
+      spawn(w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "sleep", "30", ";", "id", marker}, {},
+            &out, &err);
+  ASSERT_GT(pid, 0);
+  for (int i = 0; i < 500 && pids_with_cmdline(marker).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE(pids_with_cmdline(marker).empty());
+  ::kill(pid, SIGINT);
+  EXPECT_EQ(wait_for(pid, 10000), 128 + SIGINT);
+  ::close(out);
+  ::close(err);
+}
+
+INSTANTIATE_TEST_SUITE_P(As, RunTest, ::testing::Values("root", "user"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+}  // namespace
+}  // namespace agentbox::it

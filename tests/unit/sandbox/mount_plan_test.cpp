@@ -1,0 +1,253 @@
+// The mount plan: what is mounted, how, and in which order (against a fake host).
+#include "agentbox/sandbox/mount_plan.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace agentbox::sandbox {
+namespace {
+
+class FakeHost final : public HostFs {
+ public:
+  std::map<std::string, Kind> kinds;
+  std::map<std::string, std::string> links;
+  Kind kind(const std::string& p) const override {
+    auto it = kinds.find(p);
+    return it == kinds.end() ? Kind::kMissing : it->second;
+  }
+  Kind kind_follow(const std::string& p) const override {
+    Kind k = kind(p);
+    return k == Kind::kSymlink ? Kind::kDir : k;
+  }
+  std::string read_link(const std::string& p) const override {
+    auto it = links.find(p);
+    return it == links.end() ? std::string() : it->second;
+  }
+};
+
+// A merged-/usr Debian host.
+FakeHost debian() {
+  FakeHost h;
+  h.kinds = {{"/usr", HostFs::Kind::kDir},
+             {"/bin", HostFs::Kind::kSymlink},
+             {"/lib", HostFs::Kind::kSymlink},
+             {"/lib64", HostFs::Kind::kSymlink},
+             {"/sbin", HostFs::Kind::kSymlink},
+             {"/etc/ssl", HostFs::Kind::kDir},
+             {"/etc/ld.so.cache", HostFs::Kind::kFile},
+             {"/etc/localtime", HostFs::Kind::kSymlink},
+             {"/etc/shadow", HostFs::Kind::kFile},
+             {"/etc/passwd", HostFs::Kind::kFile},
+             {"/etc/ssh/ssh_config", HostFs::Kind::kFile},
+             {"/etc/ssh/ssh_host_rsa_key", HostFs::Kind::kFile},
+             {"/home/a/.gitconfig", HostFs::Kind::kFile},
+             {"/home/a/.cache/pip", HostFs::Kind::kDir}};
+  h.links = {{"/bin", "usr/bin"},
+             {"/lib", "usr/lib"},
+             {"/lib64", "usr/lib64"},
+             {"/sbin", "usr/sbin"},
+             {"/etc/localtime", "/usr/share/zoneinfo/Etc/UTC"}};
+  return h;
+}
+
+MountSpec spec() {
+  return MountSpec{.workspace = "/home/a/src/proj",
+                   .home = "/home/a",
+                   .home_size = 1 << 20,
+                   .tmp_size = 2 << 20,
+                   .grants = {{"/home/a/.gitconfig", false},
+                              {"/home/a/.cache/pip", true},
+                              {"/nonexistent", false}},
+                   .protected_paths = {".git/hooks", ".envrc"},
+                   .etc_passwd = "root:x:0:0::/root:/bin/sh\n"};
+}
+
+const MountOp* find(const std::vector<MountOp>& ops, MountKind k, const std::string& target) {
+  for (const auto& op : ops) {
+    if (op.kind == k && op.target == target) {
+      return &op;
+    }
+  }
+  return nullptr;
+}
+
+size_t index_of(const std::vector<MountOp>& ops, const std::string& target) {
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (ops[i].target == target && ops[i].kind != MountKind::kMkdir) {
+      return i;
+    }
+  }
+  return ops.size();
+}
+
+TEST(MountPlan, SystemTreesReadOnlyAndMergedUsrLinksRecreated) {
+  auto ops = build_mount_plan(spec(), debian());
+  const MountOp* usr = find(ops, MountKind::kBindDir, "/usr");
+  ASSERT_NE(usr, nullptr);
+  EXPECT_TRUE(usr->read_only);
+  EXPECT_EQ(usr->source, "/usr");
+  const MountOp* bin = find(ops, MountKind::kSymlink, "/bin");
+  ASSERT_NE(bin, nullptr);
+  EXPECT_EQ(bin->source, "usr/bin");
+  EXPECT_EQ(find(ops, MountKind::kBindDir, "/opt"), nullptr);  // missing on the host: absent
+  EXPECT_EQ(index_of(ops, "/run"), ops.size());
+  EXPECT_EQ(index_of(ops, "/sys"), ops.size());
+}
+
+TEST(MountPlan, EtcIsSelectiveAndSynthesized) {
+  auto ops = build_mount_plan(spec(), debian());
+  EXPECT_NE(find(ops, MountKind::kBindDir, "/etc/ssl"), nullptr);
+  EXPECT_NE(find(ops, MountKind::kBindFile, "/etc/ld.so.cache"), nullptr);
+  EXPECT_NE(find(ops, MountKind::kBindFile, "/etc/ssh/ssh_config"), nullptr);
+  EXPECT_NE(find(ops, MountKind::kMkdir, "/etc/ssh"), nullptr);
+  EXPECT_EQ(index_of(ops, "/etc/ssh/ssh_host_rsa_key"), ops.size());
+  EXPECT_EQ(index_of(ops, "/etc/shadow"), ops.size());
+  EXPECT_EQ(find(ops, MountKind::kBindFile, "/etc/passwd"), nullptr);  // never the host's
+  const MountOp* passwd = find(ops, MountKind::kWriteFile, "/etc/passwd");
+  ASSERT_NE(passwd, nullptr);
+  EXPECT_EQ(passwd->data, "root:x:0:0::/root:/bin/sh\n");
+  for (const char* f : {"/etc/group", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}) {
+    EXPECT_NE(find(ops, MountKind::kWriteFile, f), nullptr) << f;
+  }
+  const MountOp* tz = find(ops, MountKind::kSymlink, "/etc/localtime");
+  ASSERT_NE(tz, nullptr);
+  EXPECT_EQ(tz->source, "/usr/share/zoneinfo/Etc/UTC");
+  for (const auto& e : etc_entries()) {
+    EXPECT_EQ(e.find("shadow"), std::string::npos);
+    EXPECT_EQ(e.find("sudoers"), std::string::npos);
+    EXPECT_EQ(e.find("_key"), std::string::npos);
+  }
+}
+
+TEST(MountPlan, ProcDevAndTmp) {
+  auto ops = build_mount_plan(spec(), debian());
+  EXPECT_NE(find(ops, MountKind::kProc, "/proc"), nullptr);
+  EXPECT_NE(find(ops, MountKind::kTmpfs, "/dev"), nullptr);
+  EXPECT_NE(find(ops, MountKind::kDevpts, "/dev/pts"), nullptr);
+  const MountOp* ptmx = find(ops, MountKind::kSymlink, "/dev/ptmx");
+  ASSERT_NE(ptmx, nullptr);
+  EXPECT_EQ(ptmx->source, "pts/ptmx");
+  for (const char* d :
+       {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"}) {
+    const MountOp* op = find(ops, MountKind::kBindFile, d);
+    ASSERT_NE(op, nullptr) << d;
+    EXPECT_TRUE(op->devices) << d;
+  }
+  EXPECT_LT(index_of(ops, "/dev"), index_of(ops, "/dev/null"));
+  const MountOp* tmp = find(ops, MountKind::kTmpfs, "/tmp");
+  ASSERT_NE(tmp, nullptr);
+  EXPECT_EQ(tmp->mode, 01777u);
+  EXPECT_EQ(tmp->size_bytes, 2u << 20);
+}
+
+TEST(MountPlan, HomeIsAPrivateTmpfsMountedBeforeWhatLivesInIt) {
+  auto ops = build_mount_plan(spec(), debian());
+  const MountOp* home = find(ops, MountKind::kTmpfs, "/home/a");
+  ASSERT_NE(home, nullptr);
+  EXPECT_EQ(home->mode, 0700u);
+  EXPECT_EQ(home->size_bytes, 1u << 20);
+  const MountOp* ws = find(ops, MountKind::kBindDir, "/home/a/src/proj");
+  ASSERT_NE(ws, nullptr);
+  EXPECT_FALSE(ws->read_only);
+  EXPECT_LT(index_of(ops, "/home/a"), index_of(ops, "/home/a/src/proj"));
+  EXPECT_LT(index_of(ops, "/home/a"), index_of(ops, "/home/a/.gitconfig"));
+  // The directories between the home tmpfs and the workspace are created inside it, in order.
+  size_t mk = ops.size();
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (ops[i].kind == MountKind::kMkdir && ops[i].target == "/home/a/src") {
+      mk = i;
+    }
+  }
+  EXPECT_LT(index_of(ops, "/home/a"), mk);
+  EXPECT_LT(mk, index_of(ops, "/home/a/src/proj"));
+}
+
+TEST(MountPlan, GrantsKeepTheirModeAndMissingOnesAreSkipped) {
+  auto ops = build_mount_plan(spec(), debian());
+  const MountOp* gc = find(ops, MountKind::kBindFile, "/home/a/.gitconfig");
+  ASSERT_NE(gc, nullptr);
+  EXPECT_TRUE(gc->read_only);
+  const MountOp* pip = find(ops, MountKind::kBindDir, "/home/a/.cache/pip");
+  ASSERT_NE(pip, nullptr);
+  EXPECT_FALSE(pip->read_only);
+  EXPECT_EQ(index_of(ops, "/nonexistent"), ops.size());
+}
+
+TEST(MountPlan, WorkspaceUnderTmpComesAfterTheTmpTmpfs) {
+  MountSpec s = spec();
+  s.workspace = "/tmp/x/ws";
+  auto ops = build_mount_plan(s, debian());
+  EXPECT_LT(index_of(ops, "/tmp"), index_of(ops, "/tmp/x/ws"));
+}
+
+TEST(MountPlan, GrantInsideTheWorkspaceComesAfterIt) {
+  MountSpec s = spec();
+  s.grants = {{"/home/a/src/proj/secrets", false}};
+  FakeHost h = debian();
+  h.kinds["/home/a/src/proj/secrets"] = HostFs::Kind::kDir;
+  auto ops = build_mount_plan(s, h);
+  EXPECT_LT(index_of(ops, "/home/a/src/proj"), index_of(ops, "/home/a/src/proj/secrets"));
+}
+
+TEST(MountPlan, ProtectedPathsAfterTheWorkspaceAndRootReadOnlyLast) {
+  auto ops = build_mount_plan(spec(), debian());
+  size_t ws = index_of(ops, "/home/a/src/proj");
+  std::vector<std::string> protected_paths;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (ops[i].kind == MountKind::kProtect) {
+      EXPECT_GT(i, ws);
+      EXPECT_EQ(ops[i].target, "/home/a/src/proj");
+      protected_paths.push_back(ops[i].source);
+    }
+  }
+  EXPECT_EQ(protected_paths, (std::vector<std::string>{".git/hooks", ".envrc"}));
+  EXPECT_EQ(ops.back().kind, MountKind::kRemountRoot);
+}
+
+TEST(MountPlan, SysOnlyWhenAsked) {
+  MountSpec s = spec();
+  s.mount_sys = true;
+  auto ops = build_mount_plan(s, debian());
+  const MountOp* sys = find(ops, MountKind::kBindDir, "/sys");
+  ASSERT_NE(sys, nullptr);
+  EXPECT_TRUE(sys->read_only);
+}
+
+TEST(MountPlan, EveryParentIsCreatedBeforeItsChild) {
+  auto ops = build_mount_plan(spec(), debian());
+  std::set<std::string> made = {"/"};
+  for (const auto& op : ops) {
+    if (op.kind == MountKind::kProtect || op.kind == MountKind::kRemountRoot) {
+      continue;
+    }
+    std::string parent = op.target.substr(0, op.target.rfind('/'));
+    if (parent.empty()) {
+      parent = "/";
+    }
+    EXPECT_TRUE(made.count(parent)) << op.describe();
+    made.insert(op.target);
+  }
+}
+
+TEST(Paths, NormalAndWithin) {
+  EXPECT_EQ(lexically_normal_abs("/a/./b/../c//d/"), "/a/c/d");
+  EXPECT_EQ(lexically_normal_abs("/.."), "/");
+  EXPECT_EQ(lexically_normal_abs("rel"), "");
+  EXPECT_TRUE(path_within("/a/b", "/a"));
+  EXPECT_TRUE(path_within("/a", "/a"));
+  EXPECT_FALSE(path_within("/ab", "/a"));
+  EXPECT_TRUE(path_within("/x", "/"));
+}
+
+TEST(MountOp, DescribeNamesTheObject) {
+  MountOp op{.kind = MountKind::kBindDir, .target = "/usr", .source = "/usr", .read_only = true};
+  EXPECT_EQ(op.describe(), "bind `/usr` (read-only)");
+  MountOp t{.kind = MountKind::kTmpfs, .target = "/tmp"};
+  EXPECT_EQ(t.describe(), "mount tmpfs `/tmp`");
+}
+
+}  // namespace
+}  // namespace agentbox::sandbox
