@@ -371,6 +371,16 @@ Outcome supervise(sb::Box& box, event::Loop& loop, const RunRequest& req, event:
 
 int run(const RunRequest& req) {
   auto t0 = std::chrono::steady_clock::now();
+  // fds 0-2 must be open: otherwise the next socket or pipe would land there and reach the box
+  // as its stdin/stdout/stderr.
+  for (int fd = 0; fd < 3; ++fd) {
+    if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      int n = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);  // NOLINT: lands on fd, kept
+      if (n != fd && n >= 0) {
+        ::close(n);
+      }
+    }
+  }
   auto env = sb::parse_environ(environ);
   if (req.command.empty()) {
     fmt::print(stderr, "{}",

@@ -521,6 +521,13 @@ int open_pty(const Prepared& p) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
     fail(p, SetupStage::kPdeathsig, errno);
   }
+  // Drop what the supervisor had open (its end of the control socket, epoll, signalfd, the
+  // audit log): init needs none of it, and the liveness check below needs the supervisor's end
+  // of the socket to be held by the supervisor alone.
+  if ((p.ctl > 3 && ::syscall(SYS_close_range, 3U, static_cast<unsigned>(p.ctl - 1), 0U) != 0) ||
+      ::syscall(SYS_close_range, static_cast<unsigned>(p.ctl + 1), ~0U, 0U) != 0) {
+    fail(p, SetupStage::kCloseFds, errno);
+  }
   // The supervisor may have died before PR_SET_PDEATHSIG took effect: its end of the control
   // socket is then closed.
   pollfd pfd{p.ctl, POLLRDHUP, 0};
@@ -624,8 +631,9 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
         .context("creating the box");
   }
   if (pid == 0) {
-    [[maybe_unused]] int keep =
-        ours.release();  // no destructors in the child: it leaves through _exit or execve
+    // No destructors in the child: it leaves through _exit or execve. box_init closes every
+    // inherited fd but 0-2 and its end of the control socket.
+    [[maybe_unused]] int inherited = ours.release();
     box_init(p);
   }
   Box box(UniqueFd(pidfd), static_cast<pid_t>(pid));

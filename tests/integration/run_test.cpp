@@ -306,6 +306,36 @@ TEST_P(RunTest, TimeoutStopsTheBox) {
   EXPECT_LT(secs, 10.0);
 }
 
+// Killed while the box is still being set up (before init's PR_SET_PDEATHSIG may have taken
+// effect): init notices the supervisor is gone and nothing survives either.
+TEST_P(RunTest, SupervisorKilledDuringStartLeavesNothingBehind) {
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  std::vector<std::string> markers;
+  for (int round = 0; round < 20; ++round) {
+    markers.push_back(fmt::format("marker-early-{}-{}", ::getpid(), round));
+    int out = -1;
+    int err = -1;
+    pid_t pid = spawn(
+        w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "sleep", "30", ";", "id", markers.back()},
+        {}, &out, &err);
+    ASSERT_GT(pid, 0);
+    std::this_thread::sleep_for(std::chrono::microseconds(500 * round));  // 0 to 10 ms in
+    ::kill(pid, SIGKILL);
+    wait_for(pid, 5000);
+    ::close(out);
+    ::close(err);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+  for (const auto& m : markers) {
+    EXPECT_TRUE(pids_with_cmdline(m).empty()) << m << ": a box survived its supervisor";
+  }
+  for (int i = 0; i < 500 && ::waitpid(-1, nullptr, WNOHANG) >= 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 TEST_P(RunTest, SupervisorKilledLeavesNothingBehind) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   std::string marker = fmt::format("marker-kill-{}", ::getpid());
@@ -315,17 +345,24 @@ TEST_P(RunTest, SupervisorKilledLeavesNothingBehind) {
       spawn(w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "sleep", "30", ";", "id", marker}, {},
             &out, &err);
   ASSERT_GT(pid, 0);
-  for (int i = 0; i < 1500 && pids_with_cmdline(marker).empty(); ++i) {
+  // The supervisor's and init's argv hold the marker too: wait for all three (the probe runs).
+  for (int i = 0; i < 1500 && pids_with_cmdline(marker).size() < 3; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  ASSERT_FALSE(pids_with_cmdline(marker).empty()) << "the box never started";
+  ASSERT_EQ(pids_with_cmdline(marker).size(), 3u) << "the box never started";
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   EXPECT_EQ(wait_for(pid, 5000), 128 + SIGKILL);
   std::this_thread::sleep_for(std::chrono::seconds(1));
   // Orphans would have been reparented to us (subreaper): reap zombies, then look again.
   while (::waitpid(-1, nullptr, WNOHANG) > 0) {
   }
-  EXPECT_TRUE(pids_with_cmdline(marker).empty()) << "a box process survived its supervisor";
+  for (pid_t p : pids_with_cmdline(marker)) {
+    std::ifstream st(fmt::format("/proc/{}/status", p));
+    std::string status((std::istreambuf_iterator<char>(st)), std::istreambuf_iterator<char>());
+    ADD_FAILURE() << "a box process survived its supervisor: pid " << p << " (we are " << ::getpid()
+                  << ", agentbox was " << pid << ")\n"
+                  << status;
+  }
   // Reap the orphaned init (our child now, as subreaper) so later tests start clean.
   for (int i = 0; i < 500 && ::waitpid(-1, nullptr, WNOHANG) >= 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
