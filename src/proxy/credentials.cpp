@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "agentbox/proxy/hostname.hpp"
+#include "agentbox/policy/host.hpp"
 #include "agentbox/proxy/placeholder.hpp"
 
 namespace agentbox::proxy {
@@ -50,19 +50,12 @@ struct CredentialSet::Entry {
   InjectSpec inject;
   std::string secret;
   std::string placeholder;
+  std::vector<policy::HostPattern> scope;
   bool revoked = false;
   std::string failure;  // non-empty: unavailable (refresh failed)
   Clock::time_point fetched;
   std::vector<std::pair<std::string, std::string>> basic_forms;  // b64(real) -> b64(placeholder)
 };
-
-bool host_matches(std::string_view pattern, std::string_view host) {
-  if (pattern.substr(0, 2) == "*.") {
-    const auto base = pattern.substr(1);  // ".example.com"
-    return host.size() > base.size() && host.substr(host.size() - base.size()) == base;
-  }
-  return pattern == host;
-}
 
 base::Result<InjectSpec> InjectSpec::parse(std::string_view s) {
   InjectSpec spec;
@@ -107,12 +100,12 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
     }
     e->inject = *inject;
     for (auto& h : spec.hosts) {
-      const bool wild = h.substr(0, 2) == "*.";
-      auto canon = normalize_hostname(wild ? std::string_view(h).substr(2) : std::string_view(h));
-      if (!canon) {
+      auto pattern = policy::HostPattern::parse(h);
+      if (!pattern) {
         return base::Error::msg("host pattern `" + h + "` is not a hostname").context(ctx);
       }
-      h = (wild ? "*." : "") + *canon;
+      h = pattern->to_string();
+      e->scope.push_back(std::move(*pattern));
     }
     auto secret = set.source_->read(spec.from);
     if (!secret) {
@@ -288,9 +281,9 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
     if (where.empty()) {
       continue;
     }
-    const auto& hosts = e->spec.hosts;
-    const bool in_scope = std::any_of(hosts.begin(), hosts.end(),
-                                      [&](const std::string& p) { return host_matches(p, host); });
+    const bool in_scope =
+        std::any_of(e->scope.begin(), e->scope.end(),
+                    [&](const policy::HostPattern& p) { return p.matches(host); });
     std::string why;
     if (!in_scope) {
       why = "credential " + e->spec.name + " sent to " + std::string(host);

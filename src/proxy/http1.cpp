@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <charconv>
 
-#include "agentbox/proxy/hostname.hpp"
+#include "agentbox/policy/host.hpp"
 #include "byte_reader.hpp"
 
 namespace agentbox::proxy::http1 {
@@ -224,7 +224,7 @@ bool parse_authority(std::string_view a, Request& r) {
   if (host.front() == '[') {
     return host.size() > 2;  // IPv6 literal: no name to bind
   }
-  if (auto canon = normalize_hostname(host)) {
+  if (auto canon = policy::normalize_name(host)) {
     r.host = std::move(*canon);
     return true;
   }

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <optional>
 
-#include "agentbox/proxy/hostname.hpp"
+#include "agentbox/policy/host.hpp"
 #include "byte_reader.hpp"
 
 namespace agentbox::proxy {
@@ -52,7 +52,7 @@ std::optional<std::string> parse_server_name(std::span<const std::byte> data, Cl
     if (out.has_sni) {
       return "server_name: more than one host_name";
     }
-    auto canon = normalize_hostname(detail::as_chars(*name));
+    auto canon = policy::normalize_name(detail::as_chars(*name));
     if (!canon) {
       return "server_name: not a valid hostname";
     }

@@ -5,12 +5,12 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <ctime>
 
 #include "agentbox/base/sys.hpp"
-#include "agentbox/proxy/credentials.hpp"
-#include "agentbox/proxy/hostname.hpp"
+#include "agentbox/policy/host.hpp"
 
 namespace agentbox::proxy {
 
@@ -105,14 +105,13 @@ base::Result<SessionCa> SessionCa::create(const CaOptions& options) {
   // takes it). permits() keeps the exact pattern semantics on our side.
   std::string constraints = "critical";
   for (const auto& h : options.hosts) {
-    const bool wild = h.substr(0, 2) == "*.";
-    auto canon = normalize_hostname(wild ? std::string_view(h).substr(2) : std::string_view(h));
-    if (!canon) {
+    auto pattern = policy::HostPattern::parse(h);
+    if (!pattern) {
       return base::Error::msg("host pattern `" + h + "` is not a hostname")
           .context("making the session CA");
     }
-    ca.patterns_.push_back((wild ? "*." : "") + *canon);
-    constraints += ",permitted;DNS:" + *canon;
+    constraints += ",permitted;DNS:" + pattern->base();
+    ca.patterns_.push_back(std::move(*pattern));
   }
   if (ca.patterns_.empty()) {
     // An empty permitted list would mean "no constraint": never make an unconstrained CA.
@@ -140,7 +139,7 @@ base::Result<SessionCa> SessionCa::create(const CaOptions& options) {
 
 bool SessionCa::permits(std::string_view host) const {
   return std::any_of(patterns_.begin(), patterns_.end(),
-                     [&](const std::string& p) { return host_matches(p, host); });
+                     [&](const policy::HostPattern& p) { return p.matches(host); });
 }
 
 base::Result<std::shared_ptr<const Leaf>> SessionCa::leaf_for(std::string_view host) {
@@ -159,7 +158,7 @@ base::Result<std::shared_ptr<const Leaf>> SessionCa::leaf_for(std::string_view h
 }
 
 base::Result<std::shared_ptr<const Leaf>> SessionCa::mint_unchecked(std::string_view host) {
-  auto canon = normalize_hostname(host);
+  auto canon = policy::normalize_name(host);
   if (!canon || *canon != host) {
     return base::Error::msg("`" + std::string(host) + "` is not a canonical hostname");
   }

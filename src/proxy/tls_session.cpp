@@ -56,10 +56,8 @@ base::Result<ossl::SslCtxPtr> make_upstream_ctx(const std::string& system_bundle
   if (!ctx || SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION) != 1) {
     return ssl_error("making the upstream TLS context");
   }
-  for (const auto& file : {system_bundle}) {
-    if (SSL_CTX_load_verify_file(ctx.get(), file.c_str()) != 1) {
-      return ssl_error("loading the system trust store `" + file + "`");
-    }
+  if (SSL_CTX_load_verify_file(ctx.get(), system_bundle.c_str()) != 1) {
+    return ssl_error("loading the system trust store `" + system_bundle + "`");
   }
   for (const auto& file : extra_ca_files) {
     if (SSL_CTX_load_verify_file(ctx.get(), file.c_str()) != 1) {

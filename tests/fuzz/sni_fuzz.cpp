@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <span>
 
-#include "agentbox/proxy/hostname.hpp"
+#include "agentbox/policy/host.hpp"
 #include "agentbox/proxy/sni.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (r.hello.record_bytes > size) {
       std::abort();
     }
-    if (r.hello.has_sni && agentbox::proxy::normalize_hostname(r.hello.sni) != r.hello.sni) {
+    if (r.hello.has_sni && agentbox::policy::normalize_name(r.hello.sni) != r.hello.sni) {
       std::abort();  // the name handed on must already be canonical
     }
     // A complete hello stays complete (and identical) with more bytes after it, and every

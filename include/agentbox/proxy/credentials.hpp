@@ -29,6 +29,7 @@
 
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/result.hpp"
+#include "agentbox/policy/host.hpp"
 #include "agentbox/proxy/http1.hpp"
 
 namespace agentbox::proxy {
@@ -47,7 +48,7 @@ struct CredentialSpec {
   std::string name;                // [credentials.NAME]
   std::string env;                 // variable the box sees
   std::string from;                // "env:VAR" | "file:/abs/path" | "cmd:COMMAND"
-  std::vector<std::string> hosts;  // "api.github.com", "*.github.com" (labels below, not apex)
+  std::vector<std::string> hosts;  // policy::HostPattern: "api.github.com", "*.github.com"
   std::string inject;              // see InjectSpec::parse
   std::string placeholder_prefix;  // optional override
   uint64_t ttl_seconds = 300;      // how long a file:/cmd: value is cached
@@ -131,10 +132,5 @@ class CredentialSet {
   std::unique_ptr<SecretSource> source_;
   audit::Sink* sink_ = nullptr;
 };
-
-// "api.github.com" matches itself; "*.github.com" matches names with at least one more label
-// (never github.com itself). Both canonical. Label-wise, never substring.
-// TODO(coordinator): replace with policy::HostPattern once the policy module lands on main.
-[[nodiscard]] bool host_matches(std::string_view pattern, std::string_view host);
 
 }  // namespace agentbox::proxy

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "agentbox/base/result.hpp"
+#include "agentbox/policy/host.hpp"
 #include "agentbox/proxy/openssl_ptr.hpp"
 
 namespace agentbox::proxy {
@@ -55,7 +56,7 @@ class SessionCa {
   SessionCa() = default;
   CaOptions options_;
   std::time_t created_ = 0;
-  std::vector<std::string> patterns_;  // canonical, "*." kept for wildcards
+  std::vector<policy::HostPattern> patterns_;
   ossl::PkeyPtr key_;
   ossl::PkeyPtr leaf_key_;
   ossl::X509Ptr cert_;
