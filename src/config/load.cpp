@@ -336,9 +336,12 @@ void walk(Ctx& c, const Value& table, std::string_view section, const Schema& sc
     problem(c, table, fmt::format("`{}` must be a table, found {}", section, type_name(table)));
     return;
   }
-  for (const auto& [key, value] : table.as_table()) {
+  for (const auto& kv : table.as_table()) {
+    // Named, not structured-bound: clang 14 cannot capture structured bindings in lambdas.
+    const std::string& key = kv.first;
+    const Value& value = kv.second;
     auto it = std::find_if(schema.begin(), schema.end(),
-                           [&](const auto& entry) { return entry.first == key; });
+                           [&key](const auto& entry) { return entry.first == key; });
     if (it != schema.end()) {
       it->second(c, value);
       continue;
