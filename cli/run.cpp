@@ -106,11 +106,15 @@ void register_run(CLI::App& app, int& exit_code) {
   sub->add_option("--profile", f.profile, "Named profile to apply (e.g. claude, codex)");
   sub->add_option("--workspace", f.workspace,
                   "Directory shown read-write (default: the enclosing git repository, else .)");
-  sub->add_option("--ro", f.ro, "Also show PATH read-only (repeatable; ~ is your home)");
-  sub->add_option("--rw", f.rw, "Also show PATH read-write (repeatable)");
-  sub->add_option("--env", f.env, "Pass NAME from your environment, or set NAME=VALUE");
-  sub->add_option("--allow", f.allow, "Allow connections to HOST[:PORT] (repeatable)");
-  sub->add_option("--connect-to", f.connect_to, "Route HOST:PORT to ADDR:PORT");
+  sub->add_option("--ro", f.ro, "Also show PATH read-only (repeatable, ~ is your home)")
+      ->allow_extra_args(false);
+  sub->add_option("--rw", f.rw, "Also show PATH read-write (repeatable)")->allow_extra_args(false);
+  sub->add_option("--env", f.env, "Pass NAME from your environment, or set NAME=VALUE")
+      ->allow_extra_args(false);
+  sub->add_option("--allow", f.allow, "Allow connections to HOST[:PORT] (repeatable)")
+      ->allow_extra_args(false);
+  sub->add_option("--connect-to", f.connect_to, "Route HOST:PORT to ADDR:PORT")
+      ->allow_extra_args(false);
   sub->add_option("--timeout", f.timeout, "Stop the box after this long (90s, 5m, 2h)");
   sub->add_option("--memory", f.memory, "Memory limit (e.g. 4G)");
   sub->add_option("--pids", f.pids, "Maximum number of processes");

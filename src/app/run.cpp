@@ -73,6 +73,14 @@ std::string origin_text(const config::Origin& o) {
   return o.source.empty() ? std::string("built-in") : o.source;
 }
 
+// " (from profile.toml:3:1)" for grants out of a file; nothing for command-line flags.
+std::string from_text(const config::Origin& o) {
+  if (o.source.rfind("--", 0) == 0) {
+    return {};
+  }
+  return fmt::format(" (from {})", origin_text(o));
+}
+
 Result<std::string> real_path(const std::string& path) {
   char buf[PATH_MAX];
   if (::realpath(path.c_str(), buf) == nullptr) {
@@ -166,16 +174,26 @@ struct Session {
   std::unique_ptr<audit::JsonlSink> sink;
 };
 
-Result<std::vector<sb::Grant>> resolve_grants(const config::Policy& policy,
-                                              const std::string& home) {
+// Grants are resolved to their real paths, except that a path inside the workspace must stay
+// inside it: the workspace's content may have been written by an agent, and a link it planted
+// there (`cache -> ~/.ssh`) must not turn a grant of a workspace folder into one of a secret.
+Result<std::vector<sb::Grant>> resolve_grants(const config::Policy& policy, const std::string& home,
+                                              const std::string& workspace,
+                                              const std::string& cwd) {
   std::vector<sb::Grant> out;
   auto add = [&](const std::vector<config::Sourced<std::string>>& list, bool writable) {
     for (const auto& g : list) {
       std::string p = expand_home(g.value, home);
       auto canon = real_path(p);
       if (!canon) {
-        base::log::warn("{} `{}` ({}): {}: not shown in the box", writable ? "--rw" : "--ro",
-                        g.value, origin_text(g.origin), std::strerror(canon.error().err()));
+        base::log::warn("{} `{}`{}: {}: not shown in the box", writable ? "--rw" : "--ro", g.value,
+                        from_text(g.origin), std::strerror(canon.error().err()));
+        continue;
+      }
+      std::string abs = sb::lexically_normal_abs(p.empty() || p[0] != '/' ? cwd + "/" + p : p);
+      if (sb::path_within(abs, workspace) && !sb::path_within(*canon, workspace)) {
+        base::log::warn("{} `{}`{}: a link inside the workspace leads to `{}`: not shown",
+                        writable ? "--rw" : "--ro", g.value, from_text(g.origin), *canon);
         continue;
       }
       out.push_back({*canon, writable});
@@ -209,7 +227,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
     return Error::msg(fmt::format("refusing the workspace `{}`: {}", s.workspace, problem))
         .hint("cd into a project directory or pass `--workspace DIR`");
   }
-  AGENTBOX_ASSIGN_OR_RETURN(s.grants, resolve_grants(req.policy, s.user.home));
+  AGENTBOX_ASSIGN_OR_RETURN(s.grants, resolve_grants(req.policy, s.user.home, s.workspace, s.cwd));
 
   std::vector<std::string> rels = sb::default_protected_paths();
   for (const auto& p : req.policy.protected_paths) {
