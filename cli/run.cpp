@@ -23,7 +23,16 @@ struct RunOptions {
 // Interim until the config module lands: the flags alone, as the loader would layer them last.
 base::Result<config::Loaded> load_flags_only(const config::LoadOptions& o) {
   config::Loaded out;
-  config::Origin flag{"--flag"};
+  auto not_yet = [](bool given, const char* flag) {
+    if (given) {
+      base::log::warn("{} is accepted but not applied by this build yet", flag);
+    }
+  };
+  not_yet(o.flags.profile.has_value(), "--profile");
+  not_yet(!o.flags.allow.empty(), "--allow");
+  not_yet(!o.flags.connect_to.empty(), "--connect-to");
+  not_yet(o.flags.memory.has_value(), "--memory");
+  not_yet(o.flags.pids.has_value(), "--pids");
   if (o.flags.workspace) {
     out.policy.workspace = config::Sourced<std::string>{*o.flags.workspace, {"--workspace"}};
   }
