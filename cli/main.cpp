@@ -15,6 +15,7 @@ int dispatch(int argc, char** argv) {
   int exit_code = 0;
   agentbox::cli::register_run(app, exit_code);
   agentbox::cli::register_doctor(app, exit_code);
+  agentbox::cli::register_explain(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -20,6 +20,7 @@
 #include <memory>
 
 #include "agentbox/app/doctor.hpp"
+#include "agentbox/app/session_confinement.hpp"
 #include "agentbox/app/terminal.hpp"
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/log.hpp"
@@ -172,6 +173,7 @@ struct Session {
   std::string id;
   std::string dir;
   std::unique_ptr<audit::JsonlSink> sink;
+  std::unique_ptr<SessionConfinement> confinement;  // Landlock, caps, seccomp, rlimits, cgroup
 };
 
 // Grants are resolved to their real paths, except that a path inside the workspace must stay
@@ -285,6 +287,28 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
     return std::move(sink).error().context("opening the audit log");
   }
   s.sink = std::make_unique<audit::JsonlSink>(std::move(*sink));
+
+  ConfineInputs ci{.session_id = s.id,
+                   .workspace = s.workspace,
+                   .home = s.user.home,
+                   .mount_sys = req.policy.mount_sys.value,
+                   .limits = req.policy.limits};
+  for (const auto& g : s.grants) {
+    (g.writable ? ci.rw : ci.ro).push_back(g.path);
+  }
+  for (const auto& rel : s.protect.paths) {
+    ci.protected_abs.push_back(fmt::format("{}/{}", s.workspace, rel));
+  }
+  for (const auto& g : req.policy.seccomp_allow) {
+    ci.seccomp_allow.push_back(g.value);
+  }
+  auto confinement = SessionConfinement::create(ci, *s.sink);
+  if (!confinement) {
+    return std::move(confinement).error().context("preparing the confinement");
+  }
+  s.confinement = std::move(*confinement);
+  s.launch.confinement = s.confinement.get();
+  s.launch.keep_fds = s.confinement->child_fds();
   return s;
 }
 
@@ -456,9 +480,14 @@ int run(const RunRequest& req) {
     base::log::debug("box started in {} us", std::chrono::duration_cast<std::chrono::microseconds>(
                                                  std::chrono::steady_clock::now() - t0)
                                                  .count());
+    s.confinement->started(*loop);
     Outcome out = supervise(*box, *loop, req, sig_watch);
     code = out.code;
     reason = out.reason;
+    if (std::string hit = s.confinement->finished(); !hit.empty()) {
+      reason = hit;
+      base::log::info("the box reached its {}", hit);
+    }
   }
   s.protect.placeholders.remove();
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

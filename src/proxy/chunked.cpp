@@ -166,3 +166,97 @@ size_t ChunkedDecoder::feed(std::span<const std::byte> in, std::string& out) {
 }
 
 }  // namespace agentbox::proxy::http1
+
+namespace agentbox::proxy::http1 {
+
+BodyReader::BodyReader(Framing framing, uint64_t content_length, ChunkedDecoder::Caps caps)
+    : framing_(framing), remaining_(content_length), chunked_(caps) {
+  if (framing_ == Framing::kNone || (framing_ == Framing::kContentLength && remaining_ == 0)) {
+    state_ = ChunkedDecoder::State::kDone;
+  } else if (framing_ == Framing::kTunnel) {
+    state_ = ChunkedDecoder::State::kError;
+    error_ = "a tunnel has no body framing";
+  }
+}
+
+size_t BodyReader::feed(std::span<const std::byte> in, std::string& out) {
+  if (state_ != ChunkedDecoder::State::kMore) {
+    return 0;
+  }
+  switch (framing_) {
+    case Framing::kContentLength: {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, in.size()));
+      out.append(detail::as_chars(in.first(n)));
+      remaining_ -= n;
+      if (remaining_ == 0) {
+        state_ = ChunkedDecoder::State::kDone;
+      }
+      return n;
+    }
+    case Framing::kChunked: {
+      const size_t n = chunked_.feed(in, out);
+      state_ = chunked_.state();
+      error_ = chunked_.error();
+      return n;
+    }
+    case Framing::kUntilClose:
+      out.append(detail::as_chars(in));
+      return in.size();
+    case Framing::kNone:
+    case Framing::kTunnel:
+      break;
+  }
+  return 0;
+}
+
+void BodyReader::finish_eof() {
+  if (state_ != ChunkedDecoder::State::kMore) {
+    return;
+  }
+  if (framing_ == Framing::kUntilClose) {
+    state_ = ChunkedDecoder::State::kDone;
+    return;
+  }
+  state_ = ChunkedDecoder::State::kError;
+  error_ = "connection closed before the end of the body";
+}
+
+std::string encode_chunk(std::string_view data) {
+  if (data.empty()) {
+    return {};  // an empty chunk would read as the last chunk
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  size_t n = data.size();
+  std::string size;
+  do {
+    size.insert(size.begin(), kHex[n & 15]);
+    n >>= 4;
+  } while (n != 0);
+  out.reserve(size.size() + data.size() + 4);
+  out += size;
+  out += "\r\n";
+  out += data;
+  out += "\r\n";
+  return out;
+}
+
+std::string denial_response(int status, std::string_view why) {
+  std::string body = "agentbox: request blocked: ";
+  for (char c : why) {
+    const auto u = static_cast<unsigned char>(c);
+    body.push_back(u < 0x20 || u == 0x7f ? '?' : c);
+  }
+  body += '\n';
+  const char* reason = status == 403   ? "Forbidden"
+                       : status == 400 ? "Bad Request"
+                       : status == 502 ? "Bad Gateway"
+                       : status == 405 ? "Method Not Allowed"
+                                       : "Blocked";
+  return "HTTP/1.1 " + std::to_string(status) + " " + reason +
+         "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+         std::to_string(body.size()) +
+         "\r\nX-Agentbox-Denied: 1\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n" + body;
+}
+
+}  // namespace agentbox::proxy::http1

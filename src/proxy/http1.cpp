@@ -253,6 +253,9 @@ HeadError request_semantics(Request& r) {
   }
   if (hosts == 1) {
     const auto host_field = *r.header("host");
+    if (host_field.empty()) {
+      return {400, "empty Host"};  // no name to bind the request to
+    }
     if (!authority.empty() && !iequals(host_field, authority)) {
       return {400, "Host does not match the request target's authority"};
     }
@@ -326,11 +329,11 @@ HeadError response_semantics(Response& r, const RequestContext& ctx) {
 }
 
 template <class T>
-Parsed<T> error(int status, std::string reason) {
+Parsed<T> error(int status, std::string_view reason) {
   Parsed<T> p;
   p.status = ParseStatus::kError;
   p.http_status = status;
-  p.reason = std::move(reason);
+  p.reason = reason;
   return p;
 }
 

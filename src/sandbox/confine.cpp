@@ -11,14 +11,18 @@
 namespace agentbox::sandbox {
 
 void add_system_grants(ConfinementSpec& spec) {
-  for (const char* p : {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
-                        "/opt", "/run/systemd/resolve", "/sys", "/dev/urandom", "/dev/random"}) {
+  // /proc read-only: a box whose uid is 0 (agentbox run as root) passes the owner check of
+  // /proc/sys/* and /proc/sysrq-trigger with no capability at all (sysctl test_perm() compares
+  // euid with GLOBAL_ROOT_UID), so only this rule (or a read-only mount) keeps it from rewriting
+  // kernel.core_pattern. Lost: writes to /proc/self/{oom_score_adj,attr/*,task/*/comm}.
+  for (const char* p :
+       {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
+        "/run/systemd/resolve", "/sys", "/dev/urandom", "/dev/random", "/proc"}) {
     spec.ro_paths.emplace_back(p);
   }
-  // /dev/pts and /dev/ptmx: the box's own devpts; /dev/shm: POSIX shared memory (a tmpfs of the
-  // box); /proc: the box's own procfs (writes like /proc/self/oom_score_adj, /proc/self/attr).
-  for (const char* p : {"/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx",
-                        "/dev/pts", "/dev/shm", "/proc"}) {
+  // /dev/pts and /dev/ptmx: the box's own devpts; /dev/shm: POSIX shared memory (the box's).
+  for (const char* p :
+       {"/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx", "/dev/pts", "/dev/shm"}) {
     spec.rw_paths.emplace_back(p);
   }
 }
@@ -64,6 +68,9 @@ base::Result<PreparedConfinement> prepare(const ConfinementSpec& spec) {
 }
 
 ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
+  if (int err = join_cgroup(p.cgroup_procs_fds.data(), p.cgroup_procs_fds.size()); err != 0) {
+    return {Stage::kLimits, err};
+  }
   if (int err = apply_rlimits(p.spec.limits); err != 0) {
     return {Stage::kLimits, err};
   }
@@ -98,6 +105,30 @@ ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
     }
   }
   return {};
+}
+
+audit::Event confinement_event(const PreparedConfinement& p, bool notified) {
+  audit::Event ev("sandbox.confine");
+  ev.num("landlock_abi", p.spec.landlock ? p.landlock.abi : 0);
+  ev.str("seccomp", !p.spec.seccomp ? "off" : notified ? "notify" : "errno");
+  std::vector<std::string> groups(p.spec.seccomp_allow_groups.begin(),
+                                  p.spec.seccomp_allow_groups.end());
+  ev.strs("seccomp_allow", groups);
+  ev.strs("ro", p.spec.ro_paths).strs("rw", p.spec.rw_paths).strs("protected", p.protected_paths);
+  ev.str("caps", p.spec.drop_caps ? "none" : "kept");
+  ev.boolean("cgroup", !p.cgroup_procs_fds.empty());
+  const Limits& l = p.spec.limits;
+  const std::pair<const char*, const std::optional<uint64_t>*> rl[] = {
+      {"rlimit_as", &l.address_space},
+      {"rlimit_nproc", &l.processes},
+      {"rlimit_fsize", &l.file_size},
+      {"rlimit_nofile", &l.open_files}};
+  for (const auto& [key, value] : rl) {
+    if (value->has_value()) {
+      ev.num(key, static_cast<int64_t>(**value));
+    }
+  }
+  return ev;
 }
 
 base::Error to_error(const ChildFailure& f) {

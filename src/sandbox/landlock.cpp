@@ -25,7 +25,8 @@ constexpr uint64_t kAbi1Fs = (1ULL << 13) - 1;
 constexpr uint64_t kScopeAbstractUnix = 1ULL << 0;  // ABI 6
 constexpr uint64_t kScopeSignal = 1ULL << 1;        // ABI 6
 // Rights that make sense on a non-directory (the kernel rejects the others with EINVAL).
-constexpr uint64_t kFileRights = kFsExecute | kFsWriteFile | kFsReadFile | kFsTruncate | kFsIoctlDev;
+constexpr uint64_t kFileRights =
+    kFsExecute | kFsWriteFile | kFsReadFile | kFsTruncate | kFsIoctlDev;
 constexpr uint64_t kReadRights = kFsExecute | kFsReadFile | kFsReadDir;
 constexpr int kRuleTypePathBeneath = 1;  // LANDLOCK_RULE_PATH_BENEATH
 
@@ -119,8 +120,8 @@ int apply_landlock(const LandlockPlan& plan) noexcept {
   if (plan.abi == 0) {
     return 0;
   }
-  RulesetAttr attr{.handled_access_fs = plan.handled_fs, .handled_access_net = 0,
-                   .scoped = plan.scoped};
+  RulesetAttr attr{
+      .handled_access_fs = plan.handled_fs, .handled_access_net = 0, .scoped = plan.scoped};
   // Pass only the prefix this ABI knows: net from ABI 4, scoped from ABI 6.
   size_t size = plan.abi >= 6 ? sizeof(RulesetAttr) : plan.abi >= 4 ? 16 : 8;
   int ruleset = static_cast<int>(syscall(SYS_landlock_create_ruleset, &attr, size, 0));

@@ -209,8 +209,8 @@ Result<std::vector<std::string>> create_v1(const std::string& name, const Cgroup
       if (std::string(ctrl) == "cpu") {
         continue;  // optional
       }
-      return undo(Error::msg(std::string("no cgroup v1 hierarchy with the ") + ctrl +
-                             " controller"));
+      return undo(
+          Error::msg(std::string("no cgroup v1 hierarchy with the ") + ctrl + " controller"));
     }
     std::string dir = dir_of(*m, path) + "/" + name;
     if (mkdir(dir.c_str(), 0755) != 0) {
@@ -221,6 +221,10 @@ Result<std::vector<std::string>> create_v1(const std::string& name, const Cgroup
   Status st = base::ok();
   if (limits.memory_bytes) {
     st = write_str(dirs[0] + "/memory.limit_in_bytes", std::to_string(*limits.memory_bytes));
+    if (st) {  // memory+swap at the same value: no swap escape (absent without swap accounting)
+      (void)write_str(dirs[0] + "/memory.memsw.limit_in_bytes",
+                      std::to_string(*limits.memory_bytes));
+    }
   }
   if (st && limits.pids) {
     st = write_str(dirs[1] + "/pids.max", std::to_string(*limits.pids));
@@ -303,6 +307,28 @@ Status SessionCgroup::add(pid_t pid) const {
     AGENTBOX_TRY(write_str(d + "/cgroup.procs", std::to_string(pid)));
   }
   return base::ok();
+}
+
+Result<std::vector<base::UniqueFd>> SessionCgroup::open_procs() const {
+  std::vector<base::UniqueFd> fds;
+  for (const auto& d : dirs_) {
+    std::string path = d + "/cgroup.procs";
+    base::UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) {
+      return Error::sys(errno, "open", path);
+    }
+    fds.push_back(std::move(fd));
+  }
+  return fds;
+}
+
+int join_cgroup(const int* procs_fds, size_t count) noexcept {
+  for (size_t i = 0; i < count; ++i) {
+    if (write(procs_fds[i], "0", 1) != 1) {
+      return errno;
+    }
+  }
+  return 0;
 }
 
 Result<CgroupEvents> SessionCgroup::events() const {

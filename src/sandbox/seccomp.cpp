@@ -3,6 +3,7 @@
 #include "agentbox/sandbox/seccomp.hpp"
 
 #include <fcntl.h>
+#include <linux/netlink.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
@@ -18,7 +19,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
-#include <linux/netlink.h>
 
 #include "agentbox/base/log.hpp"
 #include "agentbox/base/scope_exit.hpp"
@@ -37,28 +37,28 @@ constexpr uint64_t CLONE_NEWTIME = 0x00000080;
 
 // CLONE_NEW* flags readable in clone(2)'s first argument. CLONE_NEWTIME (0x80) is absent: in
 // clone(2) that bit belongs to the exit signal; it only means NEWTIME to unshare(2) and clone3.
-constexpr uint64_t kCloneNewFlags[] = {CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
-                                       CLONE_NEWUSER, CLONE_NEWPID,   CLONE_NEWNET};
+constexpr uint64_t kCloneNewFlags[] = {CLONE_NEWNS,   CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+                                       CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET};
 
 // Denied unconditionally: kernel attack surface or host state an agent never needs.
 constexpr const char* kAlwaysDenied[] = {
     "bpf", "userfaultfd", "keyctl", "add_key", "request_key",
     // io_uring operations bypass seccomp entirely (they run in kernel workers).
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
-    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
-    "create_module", "get_kernel_syms", "query_module", "acct", "swapon", "swapoff", "reboot",
-    "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "stime",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "kexec_load", "kexec_file_load",
+    "init_module", "finit_module", "delete_module", "create_module", "get_kernel_syms",
+    "query_module", "acct", "swapon", "swapoff", "reboot", "settimeofday", "clock_settime",
+    "adjtimex", "clock_adjtime", "stime",
     // file handles bypass path-based checks (the "shocker" container escape).
     "name_to_handle_at", "open_by_handle_at", "vmsplice", "quotactl", "quotactl_fd", "iopl",
-    "ioperm", "modify_ldt", "syslog", "lookup_dcookie", "nfsservctl", "uselib", "_sysctl",
-    "ustat", "sysfs", "vhangup"};
+    "ioperm", "modify_ldt", "syslog", "lookup_dcookie", "nfsservctl", "uselib", "_sysctl", "ustat",
+    "sysfs", "vhangup"};
 
 constexpr const char* kPtraceGroup[] = {"ptrace",          "process_vm_readv", "process_vm_writev",
                                         "process_madvise", "pidfd_getfd",      "kcmp"};
 constexpr const char* kPerfGroup[] = {"perf_event_open"};
-constexpr const char* kMountFamily[] = {"mount",    "umount2", "open_tree",     "move_mount",
-                                        "fsopen",   "fsconfig", "fsmount",      "fspick",
-                                        "mount_setattr", "pivot_root", "chroot", "setns"};
+constexpr const char* kMountFamily[] = {"mount",         "umount2",    "open_tree", "move_mount",
+                                        "fsopen",        "fsconfig",   "fsmount",   "fspick",
+                                        "mount_setattr", "pivot_root", "chroot",    "setns"};
 
 // Address families a coding agent uses. AF_NETLINK only as NETLINK_ROUTE (ip addr, getifaddrs).
 bool family_allowed(int family) {
@@ -73,7 +73,7 @@ class Builder {
   // skipped (iopl on arm64, ...).
   Status add(const char* name, uint32_t action, std::initializer_list<scmp_arg_cmp> args = {}) {
     int nr = seccomp_syscall_resolve_name(name);
-    if (nr == __NR_SCMP_ERROR) {
+    if (nr < 0) {  // __NR_SCMP_ERROR, or a pseudo number: not a syscall of the native ABI
       return base::ok();
     }
     std::vector<scmp_arg_cmp> v(args);
@@ -132,12 +132,13 @@ Status add_socket_rules(Builder& b) {
     for (int family : {AF_INET, AF_INET6}) {
       for (int type : {SOCK_RAW, SOCK_PACKET}) {
         // SOCK_NONBLOCK/SOCK_CLOEXEC live above the type mask (0xf).
-        AGENTBOX_TRY(b.deny(call, {SCMP_A0_64(SCMP_CMP_EQ, static_cast<uint64_t>(family)),
-                                   SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xf, static_cast<uint64_t>(type))}));
+        AGENTBOX_TRY(
+            b.deny(call, {SCMP_A0_64(SCMP_CMP_EQ, static_cast<uint64_t>(family)),
+                          SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xf, static_cast<uint64_t>(type))}));
       }
     }
-    AGENTBOX_TRY(b.deny(call, {SCMP_A0_64(SCMP_CMP_EQ, AF_NETLINK),
-                               SCMP_A2_64(SCMP_CMP_NE, NETLINK_ROUTE)}));
+    AGENTBOX_TRY(b.deny(
+        call, {SCMP_A0_64(SCMP_CMP_EQ, AF_NETLINK), SCMP_A2_64(SCMP_CMP_NE, NETLINK_ROUTE)}));
   }
   return base::ok();
 }
@@ -276,8 +277,8 @@ Result<base::UniqueFd> receive_fd(int sock) {
 
 int load_seccomp(const SeccompProgram& program, int notify_socket, SeccompMode* mode) noexcept {
   if (notify_socket >= 0) {
-    int listener = seccomp_syscall(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                                   program.notify);
+    int listener =
+        seccomp_syscall(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, program.notify);
     if (listener >= 0) {
       // Until the listener is closed here, a denied call would wait for an answer nobody gives:
       // nothing between load and close makes one. After the close, only the supervisor holds it.
@@ -310,9 +311,8 @@ Result<DenialMonitor> DenialMonitor::create(base::UniqueFd listener, audit::Sink
   if (int rc = seccomp_notify_alloc(&req, &resp); rc != 0) {
     return Error::sys(-rc, "seccomp_notify_alloc");
   }
-  if (int flags = fcntl(listener.get(), F_GETFL); flags < 0 ||
-                                                 fcntl(listener.get(), F_SETFL,
-                                                       flags | O_NONBLOCK) != 0) {
+  if (int flags = fcntl(listener.get(), F_GETFL);
+      flags < 0 || fcntl(listener.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
     int err = errno;
     seccomp_notify_free(req, resp);
     return Error::sys(err, "fcntl", "seccomp listener");

@@ -50,6 +50,16 @@ struct Loaded {
 
 [[nodiscard]] base::Result<Loaded> load(const LoadOptions& options);
 
+// Narrows `loaded` with the workspace's own file (.agentbox.toml at its root), written by whoever
+// controls the workspace, possibly the agent: it may keep a subset of the granted lists (ro, rw,
+// env, network.allow, network.raw_tcp, seccomp.allow), lower limits and tmpfs sizes, and add
+// protected paths; anything that would widen is an error at its file:line:col. A missing file is
+// not an error.
+[[nodiscard]] base::Status narrow_with_workspace_file(Loaded& loaded, const std::string& path);
+
+// Names of the profiles found in `dirs` (for "did you mean" and `agentbox explain --list`).
+[[nodiscard]] std::vector<std::string> available_profiles(const std::vector<std::string>& dirs);
+
 // Where the shipped profiles live (install prefix, then the source tree for a build-dir run).
 [[nodiscard]] std::vector<std::string> default_profile_dirs();
 

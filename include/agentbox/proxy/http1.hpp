@@ -43,9 +43,9 @@ enum class Framing {
 };
 
 struct Limits {
-  size_t max_line = 8 * 1024;   // request line / status line
-  size_t max_head = 64 * 1024;  // the whole head including the empty line
-  size_t max_headers = 128;     // number of fields
+  size_t max_line = size_t{8} * 1024;   // request line / status line
+  size_t max_head = size_t{64} * 1024;  // the whole head including the empty line
+  size_t max_headers = 128;             // number of fields
 };
 
 struct Message {
@@ -114,9 +114,9 @@ class ChunkedDecoder {
  public:
   enum class State { kMore, kDone, kError };
   struct Caps {
-    size_t max_size_line = 4096;      // chunk-size + extensions
-    size_t max_trailers = 16 * 1024;  // trailer section bytes
-    uint64_t max_body = UINT64_MAX;   // decoded bytes in total
+    size_t max_size_line = 4096;              // chunk-size + extensions
+    size_t max_trailers = size_t{16} * 1024;  // trailer section bytes
+    uint64_t max_body = UINT64_MAX;           // decoded bytes in total
   };
   ChunkedDecoder() = default;
   explicit ChunkedDecoder(Caps caps) : caps_(caps) {}
@@ -144,6 +144,38 @@ class ChunkedDecoder {
   std::vector<Header> trailers_;
   std::string error_;
 };
+
+// Streams a message body by its framing: kContentLength counts down, kChunked decodes (caps as
+// ChunkedDecoder), kUntilClose takes everything until finish_eof(), kNone is done at once.
+// kTunnel is not a body (the caller splices raw bytes) and is an error here.
+class BodyReader {
+ public:
+  BodyReader(Framing framing, uint64_t content_length, ChunkedDecoder::Caps caps = {});
+  // Appends decoded body bytes of `in` to `out`; returns bytes consumed (the rest belongs to
+  // the next message).
+  size_t feed(std::span<const std::byte> in, std::string& out);
+  // The peer closed: fine for kUntilClose, truncation (error) for the others if not done.
+  void finish_eof();
+  [[nodiscard]] bool done() const { return state_ == ChunkedDecoder::State::kDone; }
+  [[nodiscard]] bool failed() const { return state_ == ChunkedDecoder::State::kError; }
+  [[nodiscard]] const std::string& error() const { return error_; }
+
+ private:
+  Framing framing_;
+  uint64_t remaining_;
+  ChunkedDecoder chunked_;
+  ChunkedDecoder::State state_ = ChunkedDecoder::State::kMore;
+  std::string error_;
+};
+
+// Chunked encoding of `data` as one chunk (nothing for empty data), and the last chunk.
+[[nodiscard]] std::string encode_chunk(std::string_view data);
+inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
+
+// A complete response the proxy sends instead of forwarding: `status`, a plain-text body that
+// tells the agent why (agents read it and adapt), `X-Agentbox-Denied: 1`, Connection: close.
+// CTLs in `why` are replaced, so text derived from box input cannot split the response.
+[[nodiscard]] std::string denial_response(int status, std::string_view why);
 
 // Case-insensitive ASCII comparison of field names and tokens.
 [[nodiscard]] bool iequals(std::string_view a, std::string_view b);

@@ -49,7 +49,7 @@ struct HelloResult {
 
 // Default cap on the reassembled handshake message: real ClientHellos are < 2 KiB, post-quantum
 // key shares bring them to ~1.8-3 KiB; 64 KiB leaves room and bounds memory per connection.
-inline constexpr size_t kMaxClientHello = 64 * 1024;
+inline constexpr size_t kMaxClientHello = size_t{64} * 1024;
 
 [[nodiscard]] HelloResult parse_client_hello(std::span<const std::byte> stream,
                                              size_t max_hello = kMaxClientHello);

@@ -5,7 +5,7 @@
 //                      running kernel's ABI, allocates the libcap state, copies the rlimits and
 //                      the protected paths into C strings. Everything the child needs exists now.
 //   apply()    child   after pivot_root, no allocation, async-signal-safe, in this order:
-//     1. rlimits        (lowering needs no privilege; RLIMIT_CORE = 0)
+//     1. limits         join the session cgroup (if any), then rlimits (RLIMIT_CORE = 0)
 //     2. no_new_privs   (first, so Landlock works without CAP_SYS_ADMIN and nothing later can
 //                        regain privilege through execve of a setuid/file-caps binary)
 //     3. Landlock       (same grants as the mount view)
@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "agentbox/audit/audit.hpp"
 #include "agentbox/base/result.hpp"
 #include "agentbox/sandbox/caps.hpp"
 #include "agentbox/sandbox/landlock.hpp"
@@ -74,6 +75,9 @@ struct PreparedConfinement {
   LandlockPlan landlock;
   CapDrop caps;
   std::vector<std::string> protected_paths;
+  // Borrowed cgroup.procs fds (SessionCgroup::open_procs()); the agent joins them first thing.
+  // Set after prepare(), kept open by the supervisor until the box has started.
+  std::vector<int> cgroup_procs_fds;
 };
 
 [[nodiscard]] base::Result<PreparedConfinement> prepare(const ConfinementSpec& spec);
@@ -82,6 +86,11 @@ struct PreparedConfinement {
 // receive_fd() + DenialMonitor); < 0: denials are answered by the kernel (EPERM), unaudited.
 [[nodiscard]] ChildFailure apply(const PreparedConfinement& prepared,
                                  int notify_socket = -1) noexcept;
+
+// The audit record of what was enforced: {"type":"sandbox.confine","landlock_abi":N,
+// "seccomp":"notify"|"errno","seccomp_allow":[..],"ro":[..],"rw":[..],"protected":[..],
+// "caps":"none", and the rlimits set}. `notified`: the supervisor received the listener.
+[[nodiscard]] audit::Event confinement_event(const PreparedConfinement& prepared, bool notified);
 
 // The failure as an Error for the supervisor ("confining the agent: <stage>: ...").
 [[nodiscard]] base::Error to_error(const ChildFailure& failure);

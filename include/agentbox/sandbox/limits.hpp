@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "agentbox/base/result.hpp"
+#include "agentbox/base/unique_fd.hpp"
 
 namespace agentbox::sandbox {
 
@@ -32,6 +33,10 @@ struct Limits {
 [[nodiscard]] Limits rlimits_for(std::optional<uint64_t> memory_bytes, std::optional<uint64_t> pids,
                                  std::optional<uint64_t> file_size,
                                  std::optional<uint64_t> open_files, bool have_cgroup);
+
+// Child side, async-signal-safe: writes "0" (the writer itself) to each fd from
+// SessionCgroup::open_procs(). Returns 0 or an errno.
+[[nodiscard]] int join_cgroup(const int* procs_fds, size_t count) noexcept;
 
 // Child side, async-signal-safe: sets each limit (soft = hard = value, never above the current
 // hard limit) and RLIMIT_CORE to 0. Returns 0 or an errno.
@@ -73,8 +78,13 @@ class SessionCgroup {
   SessionCgroup(const SessionCgroup&) = delete;
   ~SessionCgroup();
 
-  // Moves `pid` (the box's init, before it forks the agent) into the session cgroup.
+  // Moves `pid` into the session cgroup (its later children follow; earlier ones do not).
   [[nodiscard]] base::Status add(pid_t pid) const;
+  // cgroup.procs of each directory, opened O_WRONLY|O_CLOEXEC here, for join_cgroup() in the
+  // child: the kernel checks a migration against the opener's credentials and cgroup namespace
+  // (Linux >= 5.16), so the agent can move itself in from inside its own namespaces, before
+  // execve, with no race against its first fork.
+  [[nodiscard]] base::Result<std::vector<base::UniqueFd>> open_procs() const;
   [[nodiscard]] base::Result<CgroupEvents> events() const;
   [[nodiscard]] CgroupVersion version() const { return version_; }
   // The directories (one for v2; one per controller for v1).

@@ -87,6 +87,7 @@ TEST(Request, SmugglingDefences) {
       {"TE xchunked", "POST / HTTP/1.1\r\n" + h + "Transfer-Encoding: xchunked\r\n\r\n", 501},
       {"TE in 1.0", "POST / HTTP/1.0\r\n" + h + "Transfer-Encoding: chunked\r\n\r\n", 400},
       {"no Host", "GET / HTTP/1.1\r\n\r\n", 400},
+      {"empty Host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", 400},
       {"two Hosts", "GET / HTTP/1.1\r\n" + h + h + "\r\n", 400},
       {"Host NUL", std::string("GET / HTTP/1.1\r\nHost: a.com\0.b.com\r\n\r\n", 38), 400},
       {"Host userinfo", "GET / HTTP/1.1\r\nHost: u@a.com\r\n\r\n", 400},
@@ -260,6 +261,71 @@ TEST(Chunked, Errors) {
   ChunkedDecoder long_line({.max_size_line = 8});
   long_line.feed(B("1;aaaaaaaaaaaaaaaaaa"), out);
   EXPECT_EQ(long_line.state(), ChunkedDecoder::State::kError);
+}
+
+}  // namespace
+}  // namespace agentbox::proxy::http1
+
+namespace agentbox::proxy::http1 {
+namespace {
+
+std::span<const std::byte> Bv(std::string_view s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
+
+TEST(BodyReader, ContentLengthStopsAtTheEnd) {
+  BodyReader r(Framing::kContentLength, 5);
+  std::string out;
+  EXPECT_EQ(r.feed(Bv("hel"), out), 3u);
+  EXPECT_FALSE(r.done());
+  EXPECT_EQ(r.feed(Bv("loGET /"), out), 2u);
+  EXPECT_TRUE(r.done());
+  EXPECT_EQ(out, "hello");
+  BodyReader cut(Framing::kContentLength, 5);
+  (void)cut.feed(Bv("he"), out);
+  cut.finish_eof();
+  EXPECT_TRUE(cut.failed());
+}
+
+TEST(BodyReader, ChunkedUntilCloseNoneTunnel) {
+  std::string out;
+  BodyReader c(Framing::kChunked, 0);
+  EXPECT_EQ(c.feed(Bv("3\r\nabc\r\n0\r\n\r\nX"), out), 13u);
+  EXPECT_TRUE(c.done());
+  EXPECT_EQ(out, "abc");
+  BodyReader u(Framing::kUntilClose, 0);
+  EXPECT_EQ(u.feed(Bv("all of it"), out), 9u);
+  EXPECT_FALSE(u.done());
+  u.finish_eof();
+  EXPECT_TRUE(u.done());
+  EXPECT_TRUE(BodyReader(Framing::kNone, 0).done());
+  EXPECT_TRUE(BodyReader(Framing::kContentLength, 0).done());
+  EXPECT_TRUE(BodyReader(Framing::kTunnel, 0).failed());
+}
+
+TEST(ChunkEncoding, RoundTripsThroughTheDecoder) {
+  const std::string data(300, 'z');
+  const std::string wire =
+      encode_chunk(data) + encode_chunk("") + encode_chunk("!") + std::string(kLastChunk);
+  EXPECT_EQ(wire.substr(0, 5), "12c\r\n");
+  ChunkedDecoder d;
+  std::string out;
+  EXPECT_EQ(d.feed(Bv(wire), out), wire.size());
+  EXPECT_EQ(d.state(), ChunkedDecoder::State::kDone);
+  EXPECT_EQ(out, data + "!");
+}
+
+TEST(Denial, TellsTheAgentWhyAndCannotBeSplit) {
+  const std::string r = denial_response(403, "credential github sent to evil.example\r\nX: y");
+  auto p = parse_response(Bv(r), {});
+  ASSERT_EQ(p.status, ParseStatus::kOk) << p.reason;
+  EXPECT_EQ(p.message.status, 403);
+  EXPECT_EQ(p.message.header("x-agentbox-denied"), "1");
+  EXPECT_FALSE(p.message.keep_alive);
+  EXPECT_EQ(p.message.count("x"), 0u);
+  const std::string body = r.substr(p.head_bytes);
+  EXPECT_EQ(body.size(), p.message.content_length);
+  EXPECT_EQ(body, "agentbox: request blocked: credential github sent to evil.example??X: y\n");
 }
 
 }  // namespace

@@ -1,0 +1,73 @@
+// The session's kernel-enforced confinement, seen from app: builds the ConfinementSpec from the
+// policy, is the launcher's Confinement hook, and after the start owns the seccomp listener
+// (denials audited from the event loop) and the session cgroup (limits reported at the end).
+#pragma once
+
+// Until the launcher (sandbox/confinement.hpp, event/loop.hpp) is on this branch, this glue is
+// compiled out; app/run.cpp is its only user.
+#if __has_include("agentbox/sandbox/confinement.hpp") && __has_include("agentbox/event/loop.hpp")
+#define AGENTBOX_HAVE_LAUNCHER 1
+
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agentbox/audit/audit.hpp"
+#include "agentbox/base/result.hpp"
+#include "agentbox/base/unique_fd.hpp"
+#include "agentbox/config/model.hpp"
+#include "agentbox/event/loop.hpp"
+#include "agentbox/sandbox/confine.hpp"
+#include "agentbox/sandbox/confinement.hpp"
+
+namespace agentbox::app {
+
+struct ConfineInputs {
+  std::string session_id;
+  std::string workspace;                   // box path = host path
+  std::string home;                        // the box's HOME (a tmpfs)
+  std::vector<std::string> ro;             // extra read-only grants (box paths)
+  std::vector<std::string> rw;             // extra read-write grants
+  std::vector<std::string> protected_abs;  // absolute paths of the protected workspace entries
+  bool mount_sys = false;
+  std::vector<std::string> seccomp_allow;  // group names (validated by prepare)
+  config::Limits limits;
+};
+
+class SessionConfinement final : public sandbox::Confinement {
+ public:
+  [[nodiscard]] static base::Result<std::unique_ptr<SessionConfinement>> create(
+      const ConfineInputs& in, audit::Sink& sink);
+  ~SessionConfinement() override;
+
+  // In the program's process (launcher hook): sandbox::apply with the notify socket.
+  [[nodiscard]] sandbox::ConfineResult apply() const noexcept override;
+  // The fds apply() uses in the box (notify socket, cgroup.procs): init must keep them open.
+  [[nodiscard]] std::vector<int> child_fds() const;
+
+  // After Box::start succeeded: takes the seccomp listener, watches it on `loop`, writes the
+  // sandbox.confine audit event. A missing listener is not fatal (errno mode), but logged.
+  void started(event::Loop& loop);
+  // After the box ended: a "limits" audit event (which cgroup limit was hit), cgroup removed.
+  // Returns a short human phrase when a limit was hit ("memory limit (OOM kill)"), else "".
+  std::string finished();
+
+ private:
+  SessionConfinement(sandbox::PreparedConfinement p, audit::Sink& sink)
+      : prepared_(std::move(p)), sink_(&sink) {}
+  sandbox::PreparedConfinement prepared_;
+  audit::Sink* sink_;
+  base::UniqueFd notify_parent_;
+  base::UniqueFd notify_child_;
+  std::optional<sandbox::SessionCgroup> cgroup_;
+  std::vector<base::UniqueFd> cgroup_fds_;
+  std::optional<sandbox::DenialMonitor> monitor_;
+  event::Loop* loop_ = nullptr;
+  event::WatchId watch_ = 0;
+};
+
+}  // namespace agentbox::app
+
+#endif  // AGENTBOX_HAVE_LAUNCHER

@@ -1,0 +1,53 @@
+// The default FlowHandler: resolve the name in the supervisor, check the address, connect.
+//
+// Order: a `--connect-to HOST:PORT:ADDR:PORT` override (the user's own mapping: its address is
+// trusted, so tests and local services can be reached on loopback) -> otherwise resolve the name
+// (getaddrinfo, or an injected resolver) -> drop every address in a special range unless a CIDR
+// rule names it (EgressPolicy::check_resolved: DNS rebinding / SSRF guard) -> non-blocking
+// connect to the first remaining address. The translator answers SYN-ACK when it completes.
+// Known limit: getaddrinfo blocks the loop; an asynchronous resolver is a follow-up.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "agentbox/net/flow.hpp"
+#include "agentbox/policy/egress.hpp"
+
+namespace agentbox::net {
+
+struct ConnectTo {
+  std::string host;  // normalized name
+  uint16_t port = 0;
+  policy::IpAddr addr;
+  uint16_t to_port = 0;
+};
+
+// "HOST:PORT:ADDR:PORT" (curl's --connect-to shape; ADDR an IP literal, IPv6 in brackets).
+[[nodiscard]] base::Result<ConnectTo> parse_connect_to(std::string_view s);
+[[nodiscard]] base::Result<std::vector<ConnectTo>> parse_connect_to(
+    const std::vector<std::string>& specs);
+
+using Resolver = std::function<base::Result<std::vector<policy::IpAddr>>(const std::string&)>;
+// getaddrinfo(AF_UNSPEC, SOCK_STREAM).
+[[nodiscard]] base::Result<std::vector<policy::IpAddr>> system_resolve(const std::string& name);
+
+class ConnectHandler : public FlowHandler {
+ public:
+  ConnectHandler(const policy::EgressPolicy& policy, std::vector<ConnectTo> overrides,
+                 Resolver resolver = system_resolve)
+      : policy_(policy), overrides_(std::move(overrides)), resolver_(std::move(resolver)) {}
+  [[nodiscard]] base::Result<OpenResult> on_open(const FlowInfo& info) override;
+
+ private:
+  const policy::EgressPolicy& policy_;
+  std::vector<ConnectTo> overrides_;
+  Resolver resolver_;
+};
+
+// Non-blocking, close-on-exec connect to addr:port. connected=false while in progress.
+[[nodiscard]] base::Result<OpenResult> connect_nonblocking(const policy::IpAddr& addr,
+                                                           uint16_t port);
+
+}  // namespace agentbox::net

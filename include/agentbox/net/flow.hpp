@@ -1,0 +1,88 @@
+// The seams of the network stack: FlowHandler (who serves a box connection), Poller (how fds
+// join an event loop) and FrameSink (where frames to the box go).
+//
+// FlowHandler is where the L7 proxy plugs in. The translator calls on_open once per SYN that
+// the egress policy allowed, with everything known about the flow: the name the box resolved
+// (or the literal address), the original port, the synthetic destination and the box's source.
+// The handler returns a connected-or-connecting stream socket; the translator then moves bytes
+// between that socket and the box, with no buffer of its own (passt's design: unacknowledged
+// host->box data stays in the socket and is re-read with MSG_PEEK).
+//
+// Two ways to serve a flow:
+//   * connect first: return a non-blocking TCP socket with `connected = false` while connect(2)
+//     is in progress; the box gets SYN-ACK when it completes and RST if it fails. (The default
+//     ConnectHandler does this.)
+//   * accept first: return one end of socketpair(AF_UNIX, SOCK_STREAM) with `connected = true`;
+//     the box gets SYN-ACK at once and its first bytes (ClientHello, HTTP request line) appear on
+//     the other end, which the handler keeps; it reads them, decides, connects upstream whenever
+//     it likes and relays. Unix stream sockets support MSG_PEEK and SO_PEEK_OFF, so the
+//     translator works unchanged. The advertised window is the socket's free send space, so a
+//     handler that does not read yet applies back-pressure (the box sees a modest, then zero,
+//     window) instead of making anyone buffer.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "agentbox/base/result.hpp"
+#include "agentbox/base/unique_fd.hpp"
+#include "agentbox/net/wire.hpp"
+
+namespace agentbox::net {
+
+struct Endpoint {
+  Ip4 addr = 0;
+  uint16_t port = 0;
+  bool operator==(const Endpoint&) const = default;
+};
+
+struct FlowInfo {
+  uint64_t id = 0;         // unique per session, stable for the flow's life
+  std::string name;        // allowed host name (from the synthetic address), or the literal
+  bool literal = false;    // the box connected to a literal address (a CIDR rule allowed it)
+  uint16_t orig_port = 0;  // destination port the box used
+  Ip4 synthetic_dst = 0;   // destination address the box used
+  Endpoint box_src;        // the box's address and port
+  std::string rule;        // the egress rule that allowed the flow (for logs and audit)
+};
+
+struct FlowStats {
+  uint64_t bytes_up = 0;    // box -> host, written to the socket
+  uint64_t bytes_down = 0;  // host -> box, acknowledged by the box
+  bool reset = false;       // ended by RST (either side) rather than FIN/FIN
+};
+
+struct OpenResult {
+  base::UniqueFd fd;      // SOCK_STREAM, O_NONBLOCK, O_CLOEXEC
+  bool connected = true;  // false: non-blocking connect(2) in progress
+};
+
+class FlowHandler {
+ public:
+  virtual ~FlowHandler() = default;
+  // An error means "refuse": the box gets RST and the error is audited ("net.fail").
+  [[nodiscard]] virtual base::Result<OpenResult> on_open(const FlowInfo& info) = 0;
+  // The flow is gone (its fd already closed by the translator).
+  virtual void on_close(const FlowInfo& info, const FlowStats& stats) {
+    (void)info;
+    (void)stats;
+  }
+};
+
+// Level-triggered readiness for fds the stack owns; epoll(7) event bits (EPOLLIN, ...).
+class Poller {
+ public:
+  virtual ~Poller() = default;
+  // Adds `fd` or changes its interest set; `token` comes back with its events.
+  virtual void watch(int fd, uint32_t events, uint64_t token) = 0;
+  virtual void unwatch(int fd) = 0;
+};
+
+// Frames to the box (the tap's write side). Dropping a frame is allowed (the box retransmits).
+class FrameSink {
+ public:
+  virtual ~FrameSink() = default;
+  virtual void send_frame(Bytes frame) = 0;
+};
+
+}  // namespace agentbox::net

@@ -1,0 +1,133 @@
+// The TCP translator: terminates every TCP connection of the box onto a host stream socket.
+//
+// Theory of operation (after passt; no TCP stack, no retransmit buffer of our own):
+//   1. SYN from the box: the destination is a synthetic address (-> the name it stands for) or a
+//      literal. The EgressPolicy decides by name/address and port; denied -> RST + "net.deny".
+//   2. Allowed: FlowHandler::on_open returns a stream socket (connecting or connected). SYN-ACK
+//      when it is connected (MSS from our MTU, window scale if the box offered it), RST if the
+//      connect fails.
+//   3. Box -> host: in-order payload is written to the socket (send, MSG_NOSIGNAL); what the
+//      kernel accepted is acknowledged. Out-of-order segments are dropped with a duplicate ACK
+//      (the box retransmits; we keep no reassembly queue). The advertised window is the socket's
+//      free send space (SO_SNDBUF - SIOCOUTQ), so a slow peer pushes back on the box and never
+//      grows our memory. When space frees up (EPOLLOUT) a window update goes out.
+//   4. Host -> box: data stays in the socket's receive queue until the box acknowledges it. New
+//      bytes are read with recv(MSG_PEEK) at offset snd_nxt - snd_una (SO_PEEK_OFF; on kernels
+//      whose TCP lacks it, a scratch iovec skips the bytes already sent), cut into MSS-sized
+//      segments within the box's window. An ACK discards the acknowledged bytes (plain recv). A
+//      third duplicate ACK or the retransmission timer rewinds snd_nxt to snd_una and re-peeks.
+//      A zero window arms a persist timer that probes with an ACK.
+//   5. Close: box FIN -> shutdown(SHUT_WR) after its data; host EOF (peek returns 0) -> FIN to
+//      the box after our data. Both FINs acknowledged -> the socket is closed at once (no fd
+//      lingers, unlike slirp4netns's 10 s). RST either way: box RST -> close with SO_LINGER 0
+//      (the host peer sees RST); socket error -> RST to the box.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "agentbox/audit/audit.hpp"
+#include "agentbox/net/dns.hpp"
+#include "agentbox/net/flow.hpp"
+#include "agentbox/policy/egress.hpp"
+
+namespace agentbox::net {
+
+using Clock = std::chrono::steady_clock;
+
+struct TcpConfig {
+  Ip4 box_ip = ip4(10, 0, 2, 100);
+  Mac gateway_mac = {0x52, 0x55, 0x0a, 0x00, 0x02, 0x02};
+  uint32_t mtu = 65520;
+  size_t max_flows = 4096;
+  uint32_t max_inflight = 4u << 20;  // bytes peeked ahead of the box's ACK
+  std::chrono::milliseconds rto_initial{1000};
+  std::chrono::milliseconds rto_max{30000};
+  int max_retries = 8;
+  bool use_peek_off = true;  // false forces the scratch-iovec path (tests of the fallback)
+};
+
+struct TcpCounters {
+  uint64_t flows_opened = 0;
+  uint64_t flows_denied = 0;
+  uint64_t flows_failed = 0;
+  uint64_t flows_closed = 0;
+  uint64_t resets_sent = 0;
+  uint64_t retransmits = 0;
+  uint64_t out_of_order = 0;
+  uint64_t segments_in = 0;
+  uint64_t segments_out = 0;
+};
+
+class TcpTranslator {
+ public:
+  TcpTranslator(TcpConfig config, const policy::EgressPolicy& policy, const SyntheticPool& pool,
+                FlowHandler& handler, Poller& poller, FrameSink& sink, audit::Sink& audit);
+  ~TcpTranslator();
+  TcpTranslator(const TcpTranslator&) = delete;
+  TcpTranslator& operator=(const TcpTranslator&) = delete;
+
+  // A TCP segment from the box (already parsed and checksum-verified).
+  void on_segment(const Ipv4& ip, const Tcp& seg, const Mac& box_mac, Clock::time_point now);
+  // Readiness of a flow's socket; `token` is what the translator gave Poller::watch.
+  void on_socket(uint64_t token, uint32_t events, Clock::time_point now);
+  // Retransmission and persist timers.
+  void on_timer(Clock::time_point now);
+  [[nodiscard]] std::optional<Clock::time_point> next_deadline() const;
+
+  [[nodiscard]] size_t flow_count() const { return flows_.size(); }
+  [[nodiscard]] const TcpCounters& counters() const { return counters_; }
+
+  struct Flow;
+
+ private:
+  struct Key {
+    uint16_t box_port;
+    Ip4 dst;
+    uint16_t dst_port;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const {
+      return std::hash<uint64_t>()((uint64_t{k.box_port} << 48) ^ (uint64_t{k.dst_port} << 32) ^
+                                   k.dst);
+    }
+  };
+
+  void on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac, Clock::time_point now);
+  void on_flow_segment(Flow& f, const Tcp& seg, Clock::time_point now);
+  bool process_ack(Flow& f, const Tcp& seg, Clock::time_point now);
+  bool process_payload(Flow& f, const Tcp& seg);
+  void send_data(Flow& f, Clock::time_point now);
+  void send_segment(Flow& f, uint8_t flags, uint32_t seq, Bytes payload, bool syn_options);
+  void send_ack(Flow& f) { send_segment(f, tcpflag::kAck, f_snd_nxt(f), {}, false); }
+  static uint32_t f_snd_nxt(const Flow& f);
+  void send_rst_for(const Ipv4& ip, const Tcp& seg, const Mac& box_mac);
+  [[nodiscard]] uint16_t window_field(Flow& f);
+  void rewind(Flow& f);
+  void update_interest(Flow& f);
+  void reset_flow(Flow& f, std::string_view why);
+  void finish(uint64_t id, bool reset);
+  void maybe_close(Flow& f);
+
+  TcpConfig config_;
+  const policy::EgressPolicy& policy_;
+  const SyntheticPool& pool_;
+  FlowHandler& handler_;
+  Poller& poller_;
+  FrameSink& sink_;
+  audit::Sink& audit_;
+  std::unordered_map<uint64_t, std::unique_ptr<Flow>> flows_;
+  std::unordered_map<Key, uint64_t, KeyHash> by_key_;
+  uint64_t next_id_ = 1;
+  std::vector<std::byte> frame_;
+  std::vector<std::byte> data_;
+  std::vector<std::byte> scratch_;
+  TcpCounters counters_;
+};
+
+}  // namespace agentbox::net

@@ -1,0 +1,140 @@
+// Credentials: placeholders for the box, the real secret swapped in only for scoped hosts.
+//
+// Theory of operation, per session:
+//   1. load: every CredentialSpec's source is resolved once (env: from the launching
+//      environment, file:, cmd:) and a placeholder is made for it; placeholders are regenerated
+//      until none is a substring of another placeholder or of any secret. Any failure fails the
+//      whole load (fail closed: the box never starts with a real secret or without its stand-in).
+//   2. the box gets placeholder_env() (VAR=placeholder) and never the real value.
+//   3. inspect(request, host): every header value, the request target and (when the caller passes
+//      it, capped) the body are scanned for every placeholder, raw and inside Basic credentials.
+//        - placeholder of C, host outside C's scope  -> Block "credential C sent to HOST";
+//        - placeholder of C in C's inject place (header:NAME, basic, query:PARAM), host in
+//          scope -> swapped for the secret (same length), Accept-Encoding forced to identity so
+//          the response can be scrubbed, an audit "credential.use" event;
+//        - a revoked credential, a failed refresh, or sigv4 (not yet re-signed) -> Block.
+//   4. responses run through a Scrubber that turns any secret (raw, base64, and the Basic form
+//      that was sent) back into its placeholder, across buffer boundaries, same length.
+// Nothing here ever logs or audits a secret value; only credential names and hosts.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agentbox/audit/audit.hpp"
+#include "agentbox/base/result.hpp"
+#include "agentbox/proxy/http1.hpp"
+
+namespace agentbox::proxy {
+
+enum class InjectKind { kHeader, kBasic, kQuery, kSigV4 };
+
+struct InjectSpec {
+  InjectKind kind = InjectKind::kHeader;
+  std::string name;  // header name (kHeader) or query parameter (kQuery)
+  // "header:NAME" | "basic" | "query:PARAM" | "sigv4"
+  [[nodiscard]] static base::Result<InjectSpec> parse(std::string_view s);
+};
+
+// A credential as the proxy needs it (app translates config::Credential into this).
+struct CredentialSpec {
+  std::string name;                // [credentials.NAME]
+  std::string env;                 // variable the box sees
+  std::string from;                // "env:VAR" | "file:/abs/path" | "cmd:COMMAND"
+  std::vector<std::string> hosts;  // "api.github.com", "*.github.com" (labels below, not apex)
+  std::string inject;              // see InjectSpec::parse
+  std::string placeholder_prefix;  // optional override
+  uint64_t ttl_seconds = 300;      // how long a file:/cmd: value is cached
+};
+
+// Reads a secret from its source. env: looks up the environment given at construction (the
+// launching shell's, captured once); file: reads the file (<= 64 KiB) and trims trailing
+// whitespace; cmd: runs `/bin/sh -c COMMAND` (the user's own config, like git's `!helper`: a
+// shell allows `pass show x | head -1`) outside the box with the supervisor's environment (helpers
+// such as secret-tool need the user's D-Bus address), stdin and stderr on /dev/null, a 10 s
+// timeout, <= 64 KiB of stdout, exit status 0 required, output trimmed. Empty values fail.
+class SecretSource {
+ public:
+  using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+  explicit SecretSource(EnvLookup env) : env_(std::move(env)) {}
+  [[nodiscard]] base::Result<std::string> read(std::string_view from) const;
+
+ private:
+  EnvLookup env_;
+};
+
+// Streaming same-length replacer: feed() returns the bytes that are final, holding back the
+// last (longest needle - 1) bytes so a secret split across two reads is still caught.
+class Scrubber {
+ public:
+  Scrubber() = default;
+  // Adds needle -> replacement; both must be non-empty and of equal length.
+  void add(std::string needle, std::string replacement);
+  [[nodiscard]] std::string feed(std::string_view data);
+  [[nodiscard]] std::string finish();  // the held-back tail, scrubbed
+  [[nodiscard]] bool empty() const { return pairs_.empty(); }
+  [[nodiscard]] uint64_t replaced() const { return replaced_; }
+
+ private:
+  void scrub(std::string& buf);
+  std::vector<std::pair<std::string, std::string>> pairs_;
+  std::string tail_;
+  size_t keep_ = 0;
+  uint64_t replaced_ = 0;
+};
+
+struct Verdict {
+  bool blocked = false;
+  std::string reason;             // "credential github sent to evil.example" (for the agent)
+  std::vector<std::string> used;  // credentials swapped into the request
+};
+
+class CredentialSet {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  [[nodiscard]] static base::Result<CredentialSet> load(std::vector<CredentialSpec> specs,
+                                                        SecretSource source, audit::Sink* sink);
+  CredentialSet(CredentialSet&&) noexcept;
+  CredentialSet& operator=(CredentialSet&&) noexcept;
+  ~CredentialSet();
+
+  // VAR=placeholder for each credential, for the box's environment.
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> placeholder_env() const;
+  [[nodiscard]] std::optional<std::string> placeholder(std::string_view name) const;
+
+  // Scans and rewrites `req` bound for `host` (a canonical hostname). `body`, when given, is
+  // scanned up to max_body_scan bytes (placeholders in bodies are blocked off-scope, never
+  // swapped: body injection needs explicit opt-in, not built yet).
+  [[nodiscard]] Verdict inspect(http1::Request& req, std::string_view host,
+                                std::string_view body = {});
+  // A scrubber loaded with every secret form this set knows (call per response).
+  [[nodiscard]] Scrubber scrubber() const;
+  // Revocation: the next request carrying its placeholder is blocked. Returns false if unknown.
+  bool revoke(std::string_view name);
+  // Hosts the credentials are scoped to (the TLS CA must be allowed to intercept them).
+  [[nodiscard]] std::vector<std::string> host_patterns() const;
+
+  static constexpr size_t kMaxBodyScan = 1 << 20;
+
+ private:
+  struct Entry;
+  CredentialSet() = default;
+  base::Status refresh_if_due(Entry& e);
+  std::vector<std::unique_ptr<Entry>> entries_;
+  std::unique_ptr<SecretSource> source_;
+  audit::Sink* sink_ = nullptr;
+};
+
+// "api.github.com" matches itself; "*.github.com" matches names with at least one more label
+// (never github.com itself). Both canonical. Label-wise, never substring.
+// TODO(coordinator): replace with policy::HostPattern once the policy module lands on main.
+[[nodiscard]] bool host_matches(std::string_view pattern, std::string_view host);
+
+}  // namespace agentbox::proxy

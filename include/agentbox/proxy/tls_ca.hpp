@@ -1,0 +1,72 @@
+// The session CA: an in-memory, name-constrained ECDSA CA that mints leaf certificates.
+//
+// Theory of operation: one CA per session, made at start (P-256 key that never leaves memory,
+// valid from now-1h to now+24h, basicConstraints CA:TRUE pathlen:0, keyUsage keyCertSign,
+// and critical X.509 name constraints that permit only the DNS names the session may intercept
+// and exclude every IPv4/IPv6 address). Its PEM is added to the box's trust bundle. Because
+// OpenSSL, Go and Node enforce name constraints on a root, even a leaked CA key could not vouch
+// for any other name inside the box. Leaves (SAN dNSName, EKU serverAuth, signed by the CA,
+// never self-signed) share one session leaf key and are cached per name.
+#pragma once
+
+#include <chrono>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agentbox/base/result.hpp"
+#include "agentbox/proxy/openssl_ptr.hpp"
+
+namespace agentbox::proxy {
+
+struct CaOptions {
+  // Names the CA may sign for: "api.github.com" or "*.github.com" (labels below only).
+  std::vector<std::string> hosts;
+  std::chrono::seconds backdate{3600};  // clock skew in the box
+  std::chrono::seconds lifetime{24 * 3600};
+  std::string common_name = "agentbox session CA";
+};
+
+struct Leaf {
+  ossl::X509Ptr cert;
+  ossl::PkeyPtr key;  // a reference to the session leaf key
+  std::string host;
+};
+
+class SessionCa {
+ public:
+  [[nodiscard]] static base::Result<SessionCa> create(const CaOptions& options);
+
+  // True when `host` (canonical) is one of the names the CA may mint for.
+  [[nodiscard]] bool permits(std::string_view host) const;
+  // The cached leaf for `host`, minted on first use; error if !permits(host).
+  [[nodiscard]] base::Result<std::shared_ptr<const Leaf>> leaf_for(std::string_view host);
+  // Mints without the permits() check (tests prove the name constraints still bite).
+  [[nodiscard]] base::Result<std::shared_ptr<const Leaf>> mint_unchecked(std::string_view host);
+
+  [[nodiscard]] X509* cert() const { return cert_.get(); }
+  [[nodiscard]] std::string pem() const;
+  [[nodiscard]] size_t cached_leaves() const { return leaves_.size(); }
+
+ private:
+  SessionCa() = default;
+  CaOptions options_;
+  std::time_t created_ = 0;
+  std::vector<std::string> patterns_;  // canonical, "*." kept for wildcards
+  ossl::PkeyPtr key_;
+  ossl::PkeyPtr leaf_key_;
+  ossl::X509Ptr cert_;
+  std::map<std::string, std::shared_ptr<const Leaf>, std::less<>> leaves_;
+};
+
+// The box's trust bundle: the system bundle (PEM, e.g. /etc/ssl/certs/ca-certificates.crt)
+// followed by the session CA.
+[[nodiscard]] base::Result<std::string> merged_trust_bundle(const std::string& system_bundle,
+                                                            const SessionCa& ca);
+
+inline constexpr const char* kSystemBundle = "/etc/ssl/certs/ca-certificates.crt";
+
+}  // namespace agentbox::proxy

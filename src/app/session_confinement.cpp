@@ -1,0 +1,192 @@
+// The session's confinement: policy -> ConfinementSpec, launcher hook, listener and cgroup.
+#include "agentbox/app/session_confinement.hpp"
+
+#ifdef AGENTBOX_HAVE_LAUNCHER
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "agentbox/base/log.hpp"
+
+namespace agentbox::app {
+
+namespace sb = sandbox;
+
+base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
+    const ConfineInputs& in, audit::Sink& sink) {
+  sb::ConfinementSpec spec;
+  sb::add_system_grants(spec);
+  if (!in.mount_sys) {
+    std::erase(spec.ro_paths, "/sys");
+  }
+  spec.ro_paths.insert(spec.ro_paths.end(), in.ro.begin(), in.ro.end());
+  spec.rw_paths.push_back(in.workspace);
+  spec.rw_paths.emplace_back("/tmp");
+  if (!in.home.empty() && in.home != "/") {
+    spec.rw_paths.push_back(in.home);
+  }
+  spec.rw_paths.insert(spec.rw_paths.end(), in.rw.begin(), in.rw.end());
+  spec.ro_within_rw = in.protected_abs;
+  spec.seccomp_allow_groups =
+      std::set<std::string>(in.seccomp_allow.begin(), in.seccomp_allow.end());
+
+  std::optional<uint64_t> memory;
+  std::optional<uint64_t> pids;
+  sb::CgroupLimits cl;
+  if (in.limits.memory_bytes) {
+    memory = cl.memory_bytes = in.limits.memory_bytes->value;
+  }
+  if (in.limits.pids) {
+    pids = cl.pids = in.limits.pids->value;
+  }
+  if (in.limits.cpus) {
+    cl.cpus = in.limits.cpus->value;
+  }
+  std::optional<sb::SessionCgroup> cgroup;
+  if (memory || pids || cl.cpus) {
+    auto cg = sb::SessionCgroup::create("agentbox-" + in.session_id, cl);
+    if (cg) {
+      cgroup.emplace(std::move(*cg));
+    } else {
+      base::log::warn("{}; --memory/--pids fall back to rlimits (weaker), --cpus is not enforced",
+                      cg.error().message());
+    }
+  }
+  std::optional<uint64_t> fsize;
+  std::optional<uint64_t> nofile;
+  if (in.limits.file_size_bytes) {
+    fsize = in.limits.file_size_bytes->value;
+  }
+  if (in.limits.nofile) {
+    nofile = in.limits.nofile->value;
+  }
+  spec.limits = sb::rlimits_for(memory, pids, fsize, nofile, cgroup.has_value());
+
+  AGENTBOX_ASSIGN_OR_RETURN(sb::PreparedConfinement prepared, sb::prepare(spec));
+  std::unique_ptr<SessionConfinement> c(new SessionConfinement(std::move(prepared), sink));
+  if (cgroup) {
+    AGENTBOX_ASSIGN_OR_RETURN(c->cgroup_fds_, cgroup->open_procs());
+    for (const auto& fd : c->cgroup_fds_) {
+      c->prepared_.cgroup_procs_fds.push_back(fd.get());
+    }
+    c->cgroup_.emplace(std::move(*cgroup));
+  }
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return base::Error::sys(errno, "socketpair", "seccomp listener channel");
+  }
+  c->notify_parent_.reset(sv[0]);
+  c->notify_child_.reset(sv[1]);
+  return c;
+}
+
+SessionConfinement::~SessionConfinement() {
+  if (loop_ != nullptr && watch_ != 0) {
+    loop_->unwatch(watch_);
+  }
+}
+
+sb::ConfineResult SessionConfinement::apply() const noexcept {
+  sb::ChildFailure f = sb::apply(prepared_, notify_child_.get());
+  sb::SetupStage stage = sb::SetupStage::kNone;
+  switch (f.stage) {
+    case sb::Stage::kNone:
+      return {};
+    case sb::Stage::kLimits:
+      stage = sb::SetupStage::kRlimits;
+      break;
+    case sb::Stage::kNoNewPrivs:
+      stage = sb::SetupStage::kNoNewPrivs;
+      break;
+    case sb::Stage::kLandlock:
+      stage = sb::SetupStage::kLandlock;
+      break;
+    case sb::Stage::kProtect:
+      stage = sb::SetupStage::kProtectCheck;
+      break;
+    case sb::Stage::kCaps:
+      stage = sb::SetupStage::kCapabilities;
+      break;
+    case sb::Stage::kSeccomp:
+      stage = sb::SetupStage::kSeccomp;
+      break;
+  }
+  return {stage, f.err};
+}
+
+std::vector<int> SessionConfinement::child_fds() const {
+  std::vector<int> fds = prepared_.cgroup_procs_fds;
+  if (notify_child_) {
+    fds.push_back(notify_child_.get());
+  }
+  return fds;
+}
+
+void SessionConfinement::started(event::Loop& loop) {
+  notify_child_.reset();  // only the box holds it now: EOF if it never sends a listener
+  bool notified = false;
+  auto listener = sb::receive_fd(notify_parent_.get());
+  notify_parent_.reset();
+  if (listener) {
+    auto mon = sb::DenialMonitor::create(std::move(*listener), *sink_);
+    if (mon) {
+      monitor_.emplace(std::move(*mon));
+      auto w = loop.watch_fd(monitor_->fd(), EPOLLIN, [this](uint32_t) {
+        if (!monitor_->on_readable() && loop_ != nullptr && watch_ != 0) {
+          loop_->unwatch(watch_);  // every filtered process has exited
+          watch_ = 0;
+        }
+      });
+      if (w) {
+        loop_ = &loop;
+        watch_ = *w;
+        notified = true;
+      } else {
+        base::log::warn("seccomp denials will not be audited: {}", w.error().message());
+      }
+    } else {
+      base::log::warn("seccomp denials will not be audited: {}", mon.error().message());
+    }
+  } else {
+    base::log::debug("no seccomp listener: {}", listener.error().message());
+  }
+  sink_->emit(sb::confinement_event(prepared_, notified));
+  cgroup_fds_.clear();  // the agent has joined (it runs): the supervisor needs them no more
+  prepared_.cgroup_procs_fds.clear();
+}
+
+std::string SessionConfinement::finished() {
+  if (loop_ != nullptr && watch_ != 0) {
+    if (monitor_) {
+      monitor_->on_readable();  // answer what is left
+    }
+    loop_->unwatch(watch_);
+    watch_ = 0;
+  }
+  std::string hit;
+  if (cgroup_) {
+    auto ev = cgroup_->events();
+    if (ev) {
+      audit::Event e("limits");
+      e.num("oom_kills", static_cast<int64_t>(ev->oom_kills))
+          .num("memory_max", static_cast<int64_t>(ev->memory_max))
+          .num("pids_max", static_cast<int64_t>(ev->pids_max));
+      sink_->emit(e);
+      if (ev->oom_kills > 0) {
+        hit = "memory limit (OOM kill)";
+      } else if (ev->pids_max > 0) {
+        hit = "process limit (fork refused)";
+      }
+    }
+    cgroup_->destroy();
+  }
+  if (monitor_ && monitor_->denied() > 0) {
+    base::log::info("{} system call(s) denied by seccomp (see the audit log)", monitor_->denied());
+  }
+  return hit;
+}
+
+}  // namespace agentbox::app
+
+#endif  // AGENTBOX_HAVE_LAUNCHER

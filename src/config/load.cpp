@@ -1,0 +1,1013 @@
+// Config loading: TOML layers -> one Policy, every value with its origin.
+//
+// Theory of operation:
+//   1. Start from the built-in defaults (protected workspace paths, tmpfs sizes).
+//   2. For each file layer (system, user, profile) parse the TOML with toml11, then walk it against
+//      the schema below: unknown keys, wrong types and bad values become Problems (with
+//      file:line:col and "did you mean"), good values are applied. Lists accumulate across layers,
+//      scalars override, a [credentials.NAME] table replaces an earlier one of the same name.
+//   3. Apply the command-line flags the same way, with the flag name as origin.
+//   4. If any layer had a problem, report all of them and stop: nothing runs on a bad config.
+// A workspace file (narrow_with_workspace_file) is walked in narrowing mode: it may only keep a
+// subset of what the user granted, lower limits, or add protected paths.
+// toml11 throws; exceptions stay inside this file.
+#include "agentbox/config/load.hpp"
+
+#include <fmt/core.h>
+#include <fmt/ranges.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <set>
+#include <toml.hpp>
+#include <tuple>
+
+#include "agentbox/config/units.hpp"
+#include "agentbox/policy/egress.hpp"
+#include "agentbox/policy/host.hpp"
+#include "problems.hpp"
+
+namespace agentbox::config {
+
+std::string Origin::describe() const {
+  if (line > 0) {
+    return fmt::format("{}:{}:{}", source, line, column);
+  }
+  return source;
+}
+
+std::string Problems::render() const {
+  std::vector<Problem> sorted = list_;
+  std::stable_sort(sorted.begin(), sorted.end(), [](const Problem& a, const Problem& b) {
+    return std::tie(a.at.source, a.at.line, a.at.column) <
+           std::tie(b.at.source, b.at.line, b.at.column);
+  });
+  std::string out;
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    const Problem& p = sorted[i];
+    if (i != 0) {
+      out += "\nagentbox: error: ";
+    }
+    out += fmt::format("{}: {}", p.at.describe(), p.what);
+    if (p.at.line > 0 && !p.line_text.empty()) {
+      std::string gutter = fmt::format("{:>5} | ", p.at.line);
+      out += fmt::format("\n{}{}\n{:>{}}^", gutter, p.line_text, "",
+                         gutter.size() + static_cast<size_t>(std::max(p.at.column, 1)) - 1);
+    }
+    if (!p.note.empty()) {
+      out += "\n      " + p.note;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+using Value = toml::value;
+enum class Mode { kGrant, kNarrow };
+
+struct Ctx {
+  Mode mode;
+  Policy& p;
+  Problems& problems;
+};
+
+std::string type_name(const Value& v) {
+  switch (v.type()) {
+    case toml::value_t::empty:
+      return "nothing";
+    case toml::value_t::boolean:
+      return "a boolean";
+    case toml::value_t::integer:
+      return "an integer";
+    case toml::value_t::floating:
+      return "a float";
+    case toml::value_t::string:
+      return "a string";
+    case toml::value_t::offset_datetime:
+    case toml::value_t::local_datetime:
+    case toml::value_t::local_date:
+    case toml::value_t::local_time:
+      return "a date/time";
+    case toml::value_t::array:
+      return "an array";
+    case toml::value_t::table:
+      return "a table";
+  }
+  return "a value";
+}
+
+Origin origin_of(const Value& v) {
+  auto loc = v.location();
+  return {loc.file_name(), static_cast<int>(loc.line()), static_cast<int>(loc.column())};
+}
+
+// The position of `key` itself when it stands on the value's line before the value.
+Origin key_origin(const Value& v, std::string_view key) {
+  Origin o = origin_of(v);
+  std::string line = v.location().line_str();
+  size_t pos = line.find(key);
+  if (pos != std::string::npos && static_cast<int>(pos) < o.column) {
+    o.column = static_cast<int>(pos) + 1;
+  }
+  return o;
+}
+
+void problem(Ctx& c, const Value& v, std::string what, std::string note = {}) {
+  c.problems.add(origin_of(v), v.location().line_str(), std::move(what), std::move(note));
+}
+
+std::optional<std::string> get_string(Ctx& c, const Value& v, std::string_view name) {
+  if (!v.is_string()) {
+    problem(c, v, fmt::format("`{}` must be a string, found {}", name, type_name(v)));
+    return std::nullopt;
+  }
+  return v.as_string().str;
+}
+
+std::optional<std::vector<std::string>> get_strings(Ctx& c, const Value& v, std::string_view name) {
+  if (!v.is_array()) {
+    problem(c, v, fmt::format("`{}` must be an array of strings, found {}", name, type_name(v)));
+    return std::nullopt;
+  }
+  std::vector<std::string> out;
+  bool ok = true;
+  for (const Value& e : v.as_array()) {
+    if (!e.is_string()) {
+      problem(c, e, fmt::format("`{}` must contain only strings, found {}", name, type_name(e)));
+      ok = false;
+    } else {
+      out.push_back(e.as_string().str);
+    }
+  }
+  return ok ? std::optional(out) : std::nullopt;
+}
+
+std::optional<uint64_t> get_size(Ctx& c, const Value& v, std::string_view name) {
+  if (v.is_integer() && v.as_integer() >= 0) {
+    return static_cast<uint64_t>(v.as_integer());
+  }
+  if (v.is_string()) {
+    if (auto s = parse_size(v.as_string().str)) {
+      return s;
+    }
+    problem(c, v, fmt::format("`{}`: invalid size `{}`", name, v.as_string().str),
+            "expected a number with an optional K, M, G or T suffix, e.g. \"512M\"");
+    return std::nullopt;
+  }
+  problem(c, v, fmt::format("`{}` must be a size such as \"512M\", found {}", name, type_name(v)));
+  return std::nullopt;
+}
+
+std::optional<uint64_t> get_duration(Ctx& c, const Value& v, std::string_view name) {
+  if (v.is_integer() && v.as_integer() > 0) {
+    return static_cast<uint64_t>(v.as_integer());
+  }
+  if (v.is_string()) {
+    if (auto s = parse_duration(v.as_string().str)) {
+      return s;
+    }
+    problem(c, v, fmt::format("`{}`: invalid duration `{}`", name, v.as_string().str),
+            "expected e.g. \"90s\", \"5m\", \"1h30m\"");
+    return std::nullopt;
+  }
+  problem(c, v,
+          fmt::format("`{}` must be a duration such as \"2h\", found {}", name, type_name(v)));
+  return std::nullopt;
+}
+
+std::optional<uint64_t> get_count(Ctx& c, const Value& v, std::string_view name) {
+  if (v.is_integer() && v.as_integer() > 0) {
+    return static_cast<uint64_t>(v.as_integer());
+  }
+  problem(c, v, fmt::format("`{}` must be a positive integer, found {}", name, type_name(v)));
+  return std::nullopt;
+}
+
+bool valid_env_name(std::string_view s) {
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0])) != 0) {
+    return false;
+  }
+  return std::all_of(s.begin(), s.end(), [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '_';
+  });
+}
+
+bool valid_path(std::string_view s) {
+  return !s.empty() && (s[0] == '/' || s[0] == '~');
+}
+
+bool valid_relative(std::string_view s) {
+  if (s.empty() || s[0] == '/' || s.find('\0') != std::string_view::npos) {
+    return false;
+  }
+  std::string_view rest = s;
+  while (!rest.empty()) {
+    size_t slash = rest.find('/');
+    std::string_view part = rest.substr(0, slash);
+    if (part == ".." || part == ".") {
+      return false;
+    }
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  }
+  return true;
+}
+
+// "HOST:PORT:ADDR:PORT" as in curl; ADDR may be [v6].
+bool valid_connect_to(std::string_view s) {
+  auto port_ok = [](std::string_view p) {
+    if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char ch) {
+          return std::isdigit(static_cast<unsigned char>(ch)) != 0;
+        })) {
+      return false;
+    }
+    return std::stoul(std::string(p)) <= 65535;
+  };
+  size_t a = s.find(':');
+  if (a == std::string_view::npos || !policy::normalize_name(s.substr(0, a))) {
+    return false;
+  }
+  size_t b = s.find(':', a + 1);
+  size_t last = s.rfind(':');
+  if (b == std::string_view::npos || last <= b) {
+    return false;
+  }
+  std::string_view addr = s.substr(b + 1, last - b - 1);
+  if (addr.size() >= 2 && addr.front() == '[' && addr.back() == ']') {
+    addr = addr.substr(1, addr.size() - 2);
+  }
+  return port_ok(s.substr(a + 1, b - a - 1)) && port_ok(s.substr(last + 1)) && !addr.empty();
+}
+
+using Validator = std::function<std::optional<std::string>(const std::string&)>;
+
+// Checks each element; returns the message for the first bad one (element-located problems).
+bool validate_each(Ctx& c, const Value& arr, const std::vector<std::string>& items,
+                   const Validator& check) {
+  bool ok = true;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (auto err = check(items[i])) {
+      problem(c, arr.as_array()[i], *err);
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+Validator path_validator(std::string name) {
+  return [name](const std::string& s) -> std::optional<std::string> {
+    if (valid_path(s)) {
+      return std::nullopt;
+    }
+    return fmt::format("`{}`: `{}` must be an absolute path or start with ~", name, s);
+  };
+}
+
+Validator egress_validator(std::string name) {
+  return [name](const std::string& s) -> std::optional<std::string> {
+    auto r = policy::EgressRule::parse(s);
+    if (r) {
+      return std::nullopt;
+    }
+    return fmt::format("`{}`: {}", name, r.error().message());
+  };
+}
+
+// Points at the key itself: the whole entry is what the workspace file may not say.
+void widen_error(Ctx& c, const Value& v, std::string_view name) {
+  std::string_view key = name.substr(name.rfind('.') + 1);
+  key = key.substr(0, key.find(' '));
+  c.problems.add(key_origin(v, key), v.location().line_str(),
+                 fmt::format("`{}` cannot be set by a workspace file", name),
+                 "a workspace file may only narrow what your own configuration grants");
+}
+
+// Lists: grant mode appends; narrow mode keeps only the granted entries it names.
+void apply_list(Ctx& c, const Value& v, std::string_view name,
+                std::vector<Sourced<std::string>>& into, const Validator& check) {
+  auto items = get_strings(c, v, name);
+  if (!items || (check && !validate_each(c, v, *items, check))) {
+    return;
+  }
+  if (c.mode == Mode::kGrant) {
+    for (size_t i = 0; i < items->size(); ++i) {
+      into.push_back({(*items)[i], origin_of(v.as_array()[i])});
+    }
+    return;
+  }
+  for (size_t i = 0; i < items->size(); ++i) {
+    bool granted = std::any_of(into.begin(), into.end(), [&](const Sourced<std::string>& g) {
+      return g.value == (*items)[i];
+    });
+    if (!granted) {
+      problem(c, v.as_array()[i],
+              fmt::format("`{}`: `{}` is not granted by your configuration, so a workspace file "
+                          "cannot add it",
+                          name, (*items)[i]));
+    }
+  }
+  std::erase_if(into, [&](const Sourced<std::string>& g) {
+    return std::find(items->begin(), items->end(), g.value) == items->end();
+  });
+}
+
+void apply_limit(Ctx& c, const Value& v, std::string_view name,
+                 std::optional<Sourced<uint64_t>>& into, std::optional<uint64_t> value) {
+  if (!value) {
+    return;
+  }
+  if (c.mode == Mode::kNarrow && into && *value > into->value) {
+    problem(c, v, fmt::format("`{}` may only be lowered by a workspace file", name));
+    return;
+  }
+  into = Sourced<uint64_t>{*value, origin_of(v)};
+}
+
+using KeyHandler = std::function<void(Ctx&, const Value&)>;
+using Schema = std::vector<std::pair<std::string, KeyHandler>>;
+
+void walk(Ctx& c, const Value& table, std::string_view section, const Schema& schema) {
+  if (!table.is_table()) {
+    problem(c, table, fmt::format("`{}` must be a table, found {}", section, type_name(table)));
+    return;
+  }
+  for (const auto& [key, value] : table.as_table()) {
+    auto it = std::find_if(schema.begin(), schema.end(),
+                           [&](const auto& entry) { return entry.first == key; });
+    if (it != schema.end()) {
+      it->second(c, value);
+      continue;
+    }
+    std::string best;
+    size_t best_d = 3;
+    for (const auto& entry : schema) {
+      size_t d = edit_distance(key, entry.first);
+      if (d < best_d) {
+        best_d = d;
+        best = entry.first;
+      }
+    }
+    std::string where = section.empty() ? "at the top level" : fmt::format("in [{}]", section);
+    Origin o = key_origin(value, key);
+    std::vector<std::string> names;
+    for (const auto& entry : schema) {
+      names.push_back(entry.first);
+    }
+    c.problems.add(o, value.location().line_str(), fmt::format("unknown key `{}` {}", key, where),
+                   best.empty() ? fmt::format("expected one of: {}", fmt::join(names, ", "))
+                                : fmt::format("did you mean `{}`?", best));
+  }
+}
+
+Schema sandbox_schema() {
+  auto grant_only = [](std::string name, std::function<void(Ctx&, const Value&)> f) {
+    return std::pair<std::string, KeyHandler>(name, [name, f](Ctx& c, const Value& v) {
+      if (c.mode == Mode::kNarrow) {
+        widen_error(c, v, "sandbox." + name);
+      } else {
+        f(c, v);
+      }
+    });
+  };
+  return {
+      grant_only("workspace",
+                 [](Ctx& c, const Value& v) {
+                   if (auto s = get_string(c, v, "sandbox.workspace")) {
+                     if (!valid_path(*s)) {
+                       problem(c, v,
+                               "`sandbox.workspace` must be an absolute path or start with ~");
+                     } else {
+                       c.p.workspace = Sourced<std::string>{*s, origin_of(v)};
+                     }
+                   }
+                 }),
+      {"ro",
+       [](Ctx& c, const Value& v) {
+         apply_list(c, v, "sandbox.ro", c.p.ro, path_validator("sandbox.ro"));
+       }},
+      {"rw",
+       [](Ctx& c, const Value& v) {
+         apply_list(c, v, "sandbox.rw", c.p.rw, path_validator("sandbox.rw"));
+       }},
+      {"env",
+       [](Ctx& c, const Value& v) {
+         apply_list(c, v, "sandbox.env", c.p.env,
+                    [](const std::string& s) -> std::optional<std::string> {
+                      if (valid_env_name(s)) {
+                        return std::nullopt;
+                      }
+                      return fmt::format("`sandbox.env`: `{}` is not a variable name", s);
+                    });
+       }},
+      grant_only(
+          "setenv",
+          [](Ctx& c, const Value& v) {
+            if (!v.is_table()) {
+              problem(c, v,
+                      fmt::format("`sandbox.setenv` must be a table, found {}", type_name(v)));
+              return;
+            }
+            for (const auto& [k, val] : v.as_table()) {
+              if (!valid_env_name(k)) {
+                problem(c, val, fmt::format("`sandbox.setenv`: `{}` is not a variable name", k));
+              } else if (auto s = get_string(c, val, "sandbox.setenv." + k)) {
+                c.p.setenv[k] = {*s, origin_of(val)};
+              }
+            }
+          }),
+      {"protected",
+       [](Ctx& c, const Value& v) {
+         auto items = get_strings(c, v, "sandbox.protected");
+         if (!items) {
+           return;
+         }
+         for (size_t i = 0; i < items->size(); ++i) {
+           const Value& e = v.as_array()[i];
+           if (!valid_relative((*items)[i])) {
+             problem(c, e,
+                     fmt::format("`sandbox.protected`: `{}` must be a path relative to the "
+                                 "workspace, without . or .. components",
+                                 (*items)[i]));
+           } else {
+             c.p.protected_paths.push_back({(*items)[i], origin_of(e)});
+           }
+         }
+       }},
+      {"home_size",
+       [](Ctx& c, const Value& v) {
+         std::optional<Sourced<uint64_t>> cur = c.p.home_size;
+         apply_limit(c, v, "sandbox.home_size", cur, get_size(c, v, "sandbox.home_size"));
+         c.p.home_size = *cur;
+       }},
+      {"tmp_size",
+       [](Ctx& c, const Value& v) {
+         std::optional<Sourced<uint64_t>> cur = c.p.tmp_size;
+         apply_limit(c, v, "sandbox.tmp_size", cur, get_size(c, v, "sandbox.tmp_size"));
+         c.p.tmp_size = *cur;
+       }},
+      {"sys",
+       [](Ctx& c, const Value& v) {
+         if (!v.is_boolean()) {
+           problem(c, v,
+                   fmt::format("`sandbox.sys` must be true or false, found {}", type_name(v)));
+         } else if (c.mode == Mode::kNarrow && v.as_boolean() && !c.p.mount_sys.value) {
+           widen_error(c, v, "sandbox.sys = true");
+         } else {
+           c.p.mount_sys = {v.as_boolean(), origin_of(v)};
+         }
+       }},
+      grant_only("hostname",
+                 [](Ctx& c, const Value& v) {
+                   if (auto s = get_string(c, v, "sandbox.hostname")) {
+                     if (!policy::normalize_name(*s) || s->size() > 64) {
+                       problem(c, v,
+                               fmt::format("`sandbox.hostname`: `{}` is not a host name", *s));
+                     } else {
+                       c.p.hostname = {*s, origin_of(v)};
+                     }
+                   }
+                 }),
+  };
+}
+
+Schema limits_schema() {
+  return {
+      {"timeout",
+       [](Ctx& c, const Value& v) {
+         apply_limit(c, v, "limits.timeout", c.p.limits.timeout_seconds,
+                     get_duration(c, v, "limits.timeout"));
+       }},
+      {"memory",
+       [](Ctx& c, const Value& v) {
+         apply_limit(c, v, "limits.memory", c.p.limits.memory_bytes,
+                     get_size(c, v, "limits.memory"));
+       }},
+      {"pids",
+       [](Ctx& c, const Value& v) {
+         apply_limit(c, v, "limits.pids", c.p.limits.pids, get_count(c, v, "limits.pids"));
+       }},
+      {"nofile",
+       [](Ctx& c, const Value& v) {
+         apply_limit(c, v, "limits.nofile", c.p.limits.nofile, get_count(c, v, "limits.nofile"));
+       }},
+      {"file_size",
+       [](Ctx& c, const Value& v) {
+         apply_limit(c, v, "limits.file_size", c.p.limits.file_size_bytes,
+                     get_size(c, v, "limits.file_size"));
+       }},
+      {"cpus",
+       [](Ctx& c, const Value& v) {
+         double d = v.is_floating()  ? v.as_floating()
+                    : v.is_integer() ? static_cast<double>(v.as_integer())
+                                     : -1;
+         if (d <= 0 || d > 4096) {
+           problem(c, v, "`limits.cpus` must be a positive number of CPUs, e.g. 1.5");
+         } else if (c.mode == Mode::kNarrow && c.p.limits.cpus && d > c.p.limits.cpus->value) {
+           problem(c, v, "`limits.cpus` may only be lowered by a workspace file");
+         } else {
+           c.p.limits.cpus = Sourced<double>{d, origin_of(v)};
+         }
+       }},
+  };
+}
+
+bool valid_group(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
+    return std::islower(static_cast<unsigned char>(ch)) != 0 ||
+           std::isdigit(static_cast<unsigned char>(ch)) != 0 || ch == '_' || ch == '-';
+  });
+}
+
+Schema seccomp_schema() {
+  return {{"allow", [](Ctx& c, const Value& v) {
+             apply_list(c, v, "seccomp.allow", c.p.seccomp_allow,
+                        [](const std::string& s) -> std::optional<std::string> {
+                          if (valid_group(s)) {
+                            return std::nullopt;
+                          }
+                          return fmt::format("`seccomp.allow`: `{}` is not a group name", s);
+                        });
+           }}};
+}
+
+std::optional<HttpRule> parse_rule(Ctx& c, const Value& t) {
+  HttpRule rule{.origin = origin_of(t)};
+  bool ok = true;
+  Ctx inner = c;
+  Schema schema = {
+      {"host",
+       [&](Ctx& cc, const Value& v) {
+         if (auto s = get_string(cc, v, "network.rule.host")) {
+           if (!policy::HostPattern::parse(*s)) {
+             problem(cc, v, fmt::format("`network.rule.host`: `{}` is not a host pattern", *s));
+             ok = false;
+           }
+           rule.host = *s;
+         }
+       }},
+      {"methods",
+       [&](Ctx& cc, const Value& v) {
+         if (auto m = get_strings(cc, v, "network.rule.methods")) {
+           rule.methods = *m;
+         }
+       }},
+      {"paths",
+       [&](Ctx& cc, const Value& v) {
+         if (auto m = get_strings(cc, v, "network.rule.paths")) {
+           rule.paths = *m;
+         }
+       }},
+      {"max_body",
+       [&](Ctx& cc, const Value& v) { rule.max_body = get_size(cc, v, "network.rule.max_body"); }},
+  };
+  size_t before = c.problems.size();
+  walk(inner, t, "network.rule", schema);
+  if (rule.host.empty() && before == c.problems.size()) {
+    problem(c, t, "`[[network.rule]]` needs a `host`");
+  }
+  return ok && before == c.problems.size() ? std::optional(rule) : std::nullopt;
+}
+
+Schema network_schema() {
+  auto grant_only_list = [](std::string name, std::vector<Sourced<std::string>> Policy::*field,
+                            Validator check) {
+    return std::pair<std::string, KeyHandler>(name, [name, field, check](Ctx& c, const Value& v) {
+      if (c.mode == Mode::kNarrow) {
+        widen_error(c, v, "network." + name);
+      } else {
+        apply_list(c, v, "network." + name, c.p.*field, check);
+      }
+    });
+  };
+  return {
+      {"allow",
+       [](Ctx& c, const Value& v) {
+         apply_list(c, v, "network.allow", c.p.net_allow, egress_validator("network.allow"));
+       }},
+      {"raw_tcp",
+       [](Ctx& c, const Value& v) {
+         apply_list(c, v, "network.raw_tcp", c.p.raw_tcp, egress_validator("network.raw_tcp"));
+       }},
+      grant_only_list("connect_to", &Policy::connect_to,
+                      [](const std::string& s) -> std::optional<std::string> {
+                        if (valid_connect_to(s)) {
+                          return std::nullopt;
+                        }
+                        return fmt::format(
+                            "`network.connect_to`: `{}`: expected HOST:PORT:ADDR:PORT", s);
+                      }),
+      grant_only_list("upstream_ca", &Policy::upstream_ca, path_validator("network.upstream_ca")),
+      {"rule",
+       [](Ctx& c, const Value& v) {
+         if (c.mode == Mode::kNarrow) {
+           widen_error(c, v, "network.rule");
+           return;
+         }
+         if (!v.is_array()) {
+           problem(c, v, "`network.rule` must be an array of tables ([[network.rule]])");
+           return;
+         }
+         for (const Value& t : v.as_array()) {
+           if (auto r = parse_rule(c, t)) {
+             c.p.http_rules.push_back(std::move(*r));
+           }
+         }
+       }},
+  };
+}
+
+std::optional<Credential> parse_credential(Ctx& c, const std::string& name, const Value& t) {
+  Credential cred{.origin = origin_of(t), .name = name, .inject = "header:Authorization"};
+  size_t before = c.problems.size();
+  Schema schema = {
+      {"env",
+       [&](Ctx& cc, const Value& v) {
+         if (auto s = get_string(cc, v, "credentials.env")) {
+           if (!valid_env_name(*s)) {
+             problem(cc, v, fmt::format("`env`: `{}` is not a variable name", *s));
+           }
+           cred.env = *s;
+         }
+       }},
+      {"from",
+       [&](Ctx& cc, const Value& v) {
+         if (auto s = get_string(cc, v, "credentials.from")) {
+           bool ok = (s->rfind("env:", 0) == 0 && valid_env_name(s->substr(4))) ||
+                     (s->rfind("file:", 0) == 0 && valid_path(s->substr(5))) ||
+                     (s->rfind("cmd:", 0) == 0 && s->size() > 4);
+           if (!ok) {
+             problem(cc, v, fmt::format("`from`: `{}` is not a credential source", *s),
+                     "expected \"env:NAME\", \"file:/path\" or \"cmd:COMMAND\"");
+           }
+           cred.from = *s;
+         }
+       }},
+      {"hosts",
+       [&](Ctx& cc, const Value& v) {
+         if (auto hs = get_strings(cc, v, "credentials.hosts")) {
+           validate_each(cc, v, *hs, [](const std::string& h) -> std::optional<std::string> {
+             if (policy::HostPattern::parse(h)) {
+               return std::nullopt;
+             }
+             return fmt::format("`hosts`: `{}` is not a host pattern", h);
+           });
+           cred.hosts = *hs;
+         }
+       }},
+      {"inject",
+       [&](Ctx& cc, const Value& v) {
+         if (auto s = get_string(cc, v, "credentials.inject")) {
+           bool ok = *s == "basic" || *s == "sigv4" ||
+                     (s->rfind("header:", 0) == 0 && s->size() > 7) ||
+                     (s->rfind("query:", 0) == 0 && s->size() > 6);
+           if (!ok) {
+             problem(cc, v, fmt::format("`inject`: `{}` is not an injection", *s),
+                     "expected \"header:NAME\", \"basic\", \"query:NAME\" or \"sigv4\"");
+           }
+           cred.inject = *s;
+         }
+       }},
+      {"format",
+       [&](Ctx& cc, const Value& v) {
+         if (auto s = get_string(cc, v, "credentials.format")) {
+           size_t first = s->find("{}");
+           if (first == std::string::npos || s->find("{}", first + 2) != std::string::npos) {
+             problem(cc, v, "`format` must contain `{}` exactly once");
+           }
+           cred.format = *s;
+         }
+       }},
+      {"ttl",
+       [&](Ctx& cc, const Value& v) {
+         if (auto d = get_duration(cc, v, "credentials.ttl")) {
+           cred.ttl_seconds = *d;
+         }
+       }},
+      {"prefix",
+       [&](Ctx& cc, const Value& v) {
+         if (auto s = get_string(cc, v, "credentials.prefix")) {
+           cred.placeholder_prefix = *s;
+         }
+       }},
+  };
+  walk(c, t, "credentials." + name, schema);
+  for (auto [field, key] : {std::pair{&cred.env, "env"}, {&cred.from, "from"}}) {
+    if (field->empty()) {
+      problem(c, t, fmt::format("[credentials.{}] needs `{}`", name, key));
+    }
+  }
+  if (cred.hosts.empty()) {
+    problem(c, t,
+            fmt::format("[credentials.{}] needs `hosts`: a credential is scoped to hosts", name));
+  }
+  return before == c.problems.size() ? std::optional(cred) : std::nullopt;
+}
+
+void apply_credentials(Ctx& c, const Value& v) {
+  if (c.mode == Mode::kNarrow) {
+    widen_error(c, v, "credentials");
+    return;
+  }
+  if (!v.is_table()) {
+    problem(c, v, "`credentials` must be a table of [credentials.NAME] tables");
+    return;
+  }
+  for (const auto& [name, t] : v.as_table()) {
+    if (!t.is_table()) {
+      problem(c, t, fmt::format("`credentials.{}` must be a table", name));
+    } else if (auto cred = parse_credential(c, name, t)) {
+      c.p.credentials[name] = std::move(*cred);
+    }
+  }
+}
+
+void apply_token_files(Ctx& c, const Value& v) {
+  if (c.mode == Mode::kNarrow) {
+    widen_error(c, v, "token_file");
+    return;
+  }
+  if (!v.is_array()) {
+    problem(c, v, "`token_file` must be an array of tables ([[token_file]])");
+    return;
+  }
+  for (const Value& t : v.as_array()) {
+    TokenFile tf{.origin = origin_of(t)};
+    size_t before = c.problems.size();
+    walk(c, t, "token_file",
+         {{"path",
+           [&](Ctx& cc, const Value& pv) {
+             if (auto s = get_string(cc, pv, "token_file.path")) {
+               if (!valid_path(*s)) {
+                 problem(cc, pv, "`token_file.path` must be an absolute path or start with ~");
+               }
+               tf.path = *s;
+             }
+           }},
+          {"json_fields",
+           [&](Ctx& cc, const Value& fv) {
+             tf.json_fields =
+                 get_strings(cc, fv, "token_file.json_fields").value_or(std::vector<std::string>{});
+           }},
+          {"regexes", [&](Ctx& cc, const Value& rv) {
+             tf.regexes =
+                 get_strings(cc, rv, "token_file.regexes").value_or(std::vector<std::string>{});
+           }}});
+    if (tf.path.empty() && before == c.problems.size()) {
+      problem(c, t, "`[[token_file]]` needs a `path`");
+    } else if (before == c.problems.size()) {
+      c.p.token_files.push_back(std::move(tf));
+    }
+  }
+}
+
+void apply_root(Ctx& c, const Value& root) {
+  Schema schema = {
+      {"description", [](Ctx& cc, const Value& v) { (void)get_string(cc, v, "description"); }},
+      {"sandbox", [](Ctx& cc, const Value& v) { walk(cc, v, "sandbox", sandbox_schema()); }},
+      {"limits", [](Ctx& cc, const Value& v) { walk(cc, v, "limits", limits_schema()); }},
+      {"seccomp", [](Ctx& cc, const Value& v) { walk(cc, v, "seccomp", seccomp_schema()); }},
+      {"network", [](Ctx& cc, const Value& v) { walk(cc, v, "network", network_schema()); }},
+      {"credentials", apply_credentials},
+      {"token_file", apply_token_files},
+  };
+  walk(c, root, "", schema);
+}
+
+// Parses `path` and applies it. Returns false if the file does not exist.
+bool apply_file(const std::string& path, Mode mode, Policy& p, Problems& problems) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
+    return false;
+  }
+  Ctx c{mode, p, problems};
+  try {
+    Value root = toml::parse(path);
+    apply_root(c, root);
+  } catch (const toml::exception& e) {
+    const auto& loc = e.location();
+    std::string what = e.what();
+    // toml11's own message is multi-line with its own excerpt: keep its first line's text.
+    if (size_t nl = what.find('\n'); nl != std::string::npos) {
+      what.resize(nl);
+    }
+    if (what.rfind("[error] ", 0) == 0) {
+      what.erase(0, 8);
+    }
+    problems.add({path, static_cast<int>(loc.line()), static_cast<int>(loc.column())},
+                 loc.line_str(), "invalid TOML: " + what);
+  } catch (const std::exception& e) {
+    problems.add({path}, "", fmt::format("cannot read: {}", e.what()));
+  }
+  return true;
+}
+
+void flag_problem(Problems& problems, std::string_view flag, std::string what,
+                  std::string note = {}) {
+  problems.add({std::string(flag)}, "", std::move(what), std::move(note));
+}
+
+void apply_flags(const Flags& f, Policy& p, Problems& problems) {
+  auto path_list = [&](std::string_view flag, const std::vector<std::string>& in,
+                       std::vector<Sourced<std::string>>& out) {
+    for (const auto& s : in) {
+      if (!valid_path(s) && s.empty()) {
+        flag_problem(problems, flag, "empty path");
+      } else {
+        out.push_back({s, {std::string(flag)}});
+      }
+    }
+  };
+  if (f.workspace) {
+    p.workspace = Sourced<std::string>{*f.workspace, {"--workspace"}};
+  }
+  path_list("--ro", f.ro, p.ro);
+  path_list("--rw", f.rw, p.rw);
+  path_list("--upstream-ca", f.upstream_ca, p.upstream_ca);
+  for (const auto& e : f.env) {
+    size_t eq = e.find('=');
+    std::string name = e.substr(0, eq);
+    if (!valid_env_name(name)) {
+      flag_problem(problems, "--env", fmt::format("`{}` is not a variable name", name),
+                   "expected NAME (pass it through) or NAME=VALUE (set it)");
+    } else if (eq == std::string::npos) {
+      p.env.push_back({name, {"--env"}});
+    } else {
+      p.setenv[name] = {e.substr(eq + 1), {"--env"}};
+    }
+  }
+  for (const auto& a : f.allow) {
+    if (auto r = policy::EgressRule::parse(a); !r) {
+      flag_problem(problems, "--allow", r.error().message());
+    } else {
+      p.net_allow.push_back({a, {"--allow"}});
+    }
+  }
+  for (const auto& a : f.connect_to) {
+    if (!valid_connect_to(a)) {
+      flag_problem(problems, "--connect-to", fmt::format("`{}`: expected HOST:PORT:ADDR:PORT", a));
+    } else {
+      p.connect_to.push_back({a, {"--connect-to"}});
+    }
+  }
+  for (const auto& g : f.seccomp_allow) {
+    if (!valid_group(g)) {
+      flag_problem(problems, "--allow-syscalls", fmt::format("`{}` is not a group name", g));
+    } else {
+      p.seccomp_allow.push_back({g, {"--allow-syscalls"}});
+    }
+  }
+  if (f.timeout) {
+    if (auto d = parse_duration(*f.timeout)) {
+      p.limits.timeout_seconds = Sourced<uint64_t>{*d, {"--timeout"}};
+    } else {
+      flag_problem(problems, "--timeout", fmt::format("invalid duration `{}`", *f.timeout),
+                   "expected e.g. 90s, 5m, 1h30m");
+    }
+  }
+  if (f.memory) {
+    if (auto s = parse_size(*f.memory)) {
+      p.limits.memory_bytes = Sourced<uint64_t>{*s, {"--memory"}};
+    } else {
+      flag_problem(problems, "--memory", fmt::format("invalid size `{}`", *f.memory),
+                   "expected a number with an optional K, M, G or T suffix, e.g. 4G");
+    }
+  }
+  if (f.pids) {
+    char* end = nullptr;
+    unsigned long long n = std::strtoull(f.pids->c_str(), &end, 10);
+    if (f.pids->empty() || *end != '\0' || n == 0 || f.pids->front() == '-') {
+      flag_problem(problems, "--pids", fmt::format("invalid count `{}`", *f.pids),
+                   "expected a positive integer");
+    } else {
+      p.limits.pids = Sourced<uint64_t>{n, {"--pids"}};
+    }
+  }
+  if (f.cpus) {
+    char* end = nullptr;
+    double d = std::strtod(f.cpus->c_str(), &end);
+    if (f.cpus->empty() || *end != '\0' || !(d > 0) || d > 4096) {
+      flag_problem(problems, "--cpus", fmt::format("invalid CPU count `{}`", *f.cpus),
+                   "expected a positive number, e.g. 1.5");
+    } else {
+      p.limits.cpus = Sourced<double>{d, {"--cpus"}};
+    }
+  }
+}
+
+std::string user_config_dir() {
+  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x != nullptr && x[0] == '/') {
+    return std::string(x) + "/agentbox";
+  }
+  if (const char* h = std::getenv("HOME"); h != nullptr && h[0] == '/') {
+    return std::string(h) + "/.config/agentbox";
+  }
+  return {};
+}
+
+bool valid_profile_name(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '-' || ch == '_';
+  });
+}
+
+void apply_builtins(Policy& p) {
+  for (const char* path :
+       {".git/hooks", ".git/config", ".gitmodules", ".envrc", ".vscode", ".idea"}) {
+    p.protected_paths.push_back({path, {"built-in"}});
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> default_profile_dirs() {
+  return {AGENTBOX_DATA_PROFILES, AGENTBOX_SOURCE_PROFILES};
+}
+
+std::vector<std::string> available_profiles(const std::vector<std::string>& dirs) {
+  std::set<std::string> names;
+  for (const auto& d : dirs) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(d, ec)) {
+      if (e.path().extension() == ".toml") {
+        names.insert(e.path().stem().string());
+      }
+    }
+  }
+  return {names.begin(), names.end()};
+}
+
+base::Result<Loaded> load(const LoadOptions& options) {
+  Loaded out;
+  Problems problems;
+  apply_builtins(out.policy);
+  std::string user_dir = options.user_dir.value_or(user_config_dir());
+  if (!options.no_user_config) {
+    std::string system = options.system_file.value_or("/etc/agentbox/config.toml");
+    if (apply_file(system, Mode::kGrant, out.policy, problems)) {
+      out.files_read.push_back(system);
+    }
+    if (!user_dir.empty()) {
+      std::string user = user_dir + "/config.toml";
+      if (apply_file(user, Mode::kGrant, out.policy, problems)) {
+        out.files_read.push_back(user);
+      }
+    }
+  }
+  if (options.flags.profile) {
+    const std::string& name = *options.flags.profile;
+    std::vector<std::string> dirs;
+    if (!user_dir.empty()) {
+      dirs.push_back(user_dir + "/profiles");
+    }
+    auto extra = options.profile_dirs.empty() ? default_profile_dirs() : options.profile_dirs;
+    dirs.insert(dirs.end(), extra.begin(), extra.end());
+    bool found = false;
+    if (valid_profile_name(name)) {
+      for (const auto& d : dirs) {
+        std::string path = d + "/" + name + ".toml";
+        if (apply_file(path, Mode::kGrant, out.policy, problems)) {
+          out.files_read.push_back(path);
+          found = true;
+          break;
+        }
+      }
+    }
+    if (!found) {
+      auto names = available_profiles(dirs);
+      std::string best;
+      size_t best_d = 3;
+      for (const auto& n : names) {
+        if (size_t d = edit_distance(name, n); d < best_d) {
+          best_d = d;
+          best = n;
+        }
+      }
+      flag_problem(problems, "--profile", fmt::format("no profile named `{}`", name),
+                   best.empty() ? fmt::format("available: {}", fmt::join(names, ", "))
+                                : fmt::format("did you mean `{}`?", best));
+    }
+  }
+  apply_flags(options.flags, out.policy, problems);
+  if (!problems.empty()) {
+    return base::Error::msg(problems.render());
+  }
+  return out;
+}
+
+base::Status narrow_with_workspace_file(Loaded& loaded, const std::string& path) {
+  Problems problems;
+  if (apply_file(path, Mode::kNarrow, loaded.policy, problems)) {
+    loaded.files_read.push_back(path);
+  }
+  if (!problems.empty()) {
+    return base::Error::msg(problems.render());
+  }
+  return base::ok();
+}
+
+}  // namespace agentbox::config

@@ -1,0 +1,168 @@
+// Default FlowHandler: --connect-to overrides, supervisor-side resolution, rebinding guard.
+#include "agentbox/net/connect.hpp"
+
+#include <arpa/inet.h>
+#include <fmt/core.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+namespace agentbox::net {
+
+using base::Error;
+using base::Result;
+
+namespace {
+
+std::optional<uint16_t> parse_port(std::string_view s) {
+  unsigned v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v == 0 || v > 65535) {
+    return std::nullopt;
+  }
+  return static_cast<uint16_t>(v);
+}
+
+}  // namespace
+
+Result<ConnectTo> parse_connect_to(std::string_view s) {
+  auto bad = [&](std::string_view why) {
+    return Error::msg(fmt::format("bad --connect-to `{}`: {}", s, why))
+        .hint("write HOST:PORT:ADDR:PORT, e.g. api.example.com:443:127.0.0.1:8443");
+  };
+  auto c1 = s.find(':');
+  auto c2 = c1 == std::string_view::npos ? c1 : s.find(':', c1 + 1);
+  auto c3 = s.rfind(':');
+  if (c1 == std::string_view::npos || c2 == std::string_view::npos || c3 <= c2) {
+    return bad("expected four fields");
+  }
+  ConnectTo ct;
+  auto host = policy::normalize_name(s.substr(0, c1));
+  auto port = parse_port(s.substr(c1 + 1, c2 - c1 - 1));
+  auto addr_text = s.substr(c2 + 1, c3 - c2 - 1);
+  if (addr_text.size() >= 2 && addr_text.front() == '[' && addr_text.back() == ']') {
+    addr_text = addr_text.substr(1, addr_text.size() - 2);
+  }
+  auto addr = policy::parse_ip(addr_text);
+  auto to_port = parse_port(s.substr(c3 + 1));
+  if (!host) {
+    return bad("HOST is not a valid host name");
+  }
+  if (!port || !to_port) {
+    return bad("ports must be 1-65535");
+  }
+  if (!addr) {
+    return bad("ADDR must be an IP address");
+  }
+  return ConnectTo{.host = *host, .port = *port, .addr = *addr, .to_port = *to_port};
+}
+
+Result<std::vector<ConnectTo>> parse_connect_to(const std::vector<std::string>& specs) {
+  std::vector<ConnectTo> out;
+  for (const auto& s : specs) {
+    AGENTBOX_ASSIGN_OR_RETURN(auto ct, parse_connect_to(std::string_view(s)));
+    out.push_back(std::move(ct));
+  }
+  return out;
+}
+
+Result<std::vector<policy::IpAddr>> system_resolve(const std::string& name) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  int rc = getaddrinfo(name.c_str(), nullptr, &hints, &res);
+  if (rc != 0) {
+    return Error::msg(fmt::format("resolve `{}`: {}", name, gai_strerror(rc)));
+  }
+  std::vector<policy::IpAddr> out;
+  for (auto* ai = res; ai != nullptr; ai = ai->ai_next) {
+    policy::IpAddr a;
+    if (ai->ai_family == AF_INET) {
+      sockaddr_in sin{};
+      std::memcpy(&sin, ai->ai_addr, sizeof sin);
+      a = policy::IpAddr::v4(ntohl(sin.sin_addr.s_addr));
+    } else if (ai->ai_family == AF_INET6) {
+      sockaddr_in6 sin6{};
+      std::memcpy(&sin6, ai->ai_addr, sizeof sin6);
+      std::array<uint8_t, 16> b{};
+      std::memcpy(b.data(), &sin6.sin6_addr, 16);
+      a = policy::IpAddr::v6(b);
+    } else {
+      continue;
+    }
+    out.push_back(a);
+  }
+  freeaddrinfo(res);
+  return out;
+}
+
+Result<OpenResult> connect_nonblocking(const policy::IpAddr& addr, uint16_t port) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (addr.is_v4()) {
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(port);
+    sin.sin_addr.s_addr = htonl(addr.v4_value());
+    std::memcpy(&ss, &sin, sizeof sin);
+    len = sizeof sin;
+  } else {
+    sockaddr_in6 sin6{};
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(port);
+    std::memcpy(&sin6.sin6_addr, addr.bytes.data(), 16);
+    std::memcpy(&ss, &sin6, sizeof sin6);
+    len = sizeof sin6;
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return Error::sys(errno, "socket");
+  }
+  base::UniqueFd owned(fd);
+  std::string where = fmt::format("{}:{}", addr.to_string(), port);
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&ss), len) == 0) {
+    return OpenResult{.fd = std::move(owned), .connected = true};
+  }
+  if (errno != EINPROGRESS) {
+    return Error::sys(errno, "connect", where);
+  }
+  return OpenResult{.fd = std::move(owned), .connected = false};
+}
+
+Result<OpenResult> ConnectHandler::on_open(const FlowInfo& info) {
+  for (const auto& o : overrides_) {
+    if (!info.literal && o.host == info.name && o.port == info.orig_port) {
+      return connect_nonblocking(o.addr, o.to_port);
+    }
+  }
+  if (info.literal) {
+    // The translator already applied decide_address (CIDR rules, special ranges).
+    auto addr = policy::parse_ip(info.name);
+    if (!addr) {
+      return Error::msg(fmt::format("bad literal `{}`", info.name));
+    }
+    return connect_nonblocking(*addr, info.orig_port);
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(auto addrs, resolver_(info.name));
+  std::string refused;
+  for (const auto& a : addrs) {
+    auto d = policy_.check_resolved(a, info.orig_port);
+    if (d.allowed) {
+      return connect_nonblocking(a, info.orig_port);
+    }
+    refused = d.reason;
+  }
+  if (!refused.empty()) {
+    return Error::msg(
+               fmt::format("`{}` resolved only to refused addresses: {}", info.name, refused))
+        .hint("add a CIDR rule naming the range, or --connect-to for a local service");
+  }
+  return Error::msg(fmt::format("`{}` has no address", info.name));
+}
+
+}  // namespace agentbox::net

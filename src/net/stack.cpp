@@ -1,0 +1,165 @@
+// Frame dispatch for the tap link: ARP, ICMP echo, DNS, TCP; everything else dropped and audited.
+#include "agentbox/net/stack.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "agentbox/base/sys.hpp"
+
+namespace agentbox::net {
+
+namespace {
+constexpr size_t kMaxDropKinds = 4096;
+}
+
+base::Result<size_t> FdTap::read_frame(std::span<std::byte> buf) {
+  ssize_t n = base::retry_eintr([&] { return ::read(fd_.get(), buf.data(), buf.size()); });
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return size_t{0};
+    }
+    return base::Error::sys(errno, "read", "tap");
+  }
+  return static_cast<size_t>(n);
+}
+
+void FdTap::send_frame(Bytes frame) {
+  // A full tap queue drops the frame, as a wire would; TCP retransmits.
+  if (::write(fd_.get(), frame.data(), frame.size()) != static_cast<ssize_t>(frame.size())) {
+    ++write_errors_;
+  }
+}
+
+Stack::Stack(StackConfig config, const policy::EgressPolicy& policy, FlowHandler& handler,
+             Poller& poller, FrameSink& sink, audit::Sink& audit)
+    : config_(config),
+      sink_(sink),
+      audit_(audit),
+      dns_(policy, pool_, audit),
+      tcp_(
+          [&] {
+            TcpConfig t = config.tcp;
+            t.box_ip = config.box_ip;
+            t.gateway_mac = config.gateway_mac;
+            t.mtu = config.mtu;
+            return t;
+          }(),
+          policy, pool_, handler, poller, sink, audit),
+      rx_(config.mtu + kEthHeader + 64) {}
+
+base::Result<size_t> Stack::drain(Tap& tap, Clock::time_point now, size_t budget) {
+  size_t handled = 0;
+  while (handled < budget) {
+    AGENTBOX_ASSIGN_OR_RETURN(size_t n, tap.read_frame(rx_));
+    if (n == 0) {
+      break;
+    }
+    on_frame(Bytes(rx_).first(n), now);
+    ++handled;
+  }
+  return handled;
+}
+
+void Stack::on_frame(Bytes frame, Clock::time_point now) {
+  ++counters_.frames_in;
+  auto eth = parse_ethernet(frame);
+  if (!eth) {
+    ++counters_.malformed;
+    return;
+  }
+  switch (eth->type) {
+    case kEtherArp:
+      on_arp(*eth);
+      return;
+    case kEtherIpv4:
+      on_ipv4(*eth, now);
+      return;
+    case kEtherIpv6:
+      drop("ipv6", 0, 0);
+      return;
+    default:
+      drop("ethertype", eth->type, 0);
+      return;
+  }
+}
+
+void Stack::on_arp(const Ethernet& eth) {
+  auto arp = parse_arp(eth.payload);
+  if (!arp) {
+    ++counters_.malformed;
+    return;
+  }
+  if (arp->op != 1 || (arp->tpa != config_.gateway_ip && arp->tpa != config_.dns_ip)) {
+    return;  // gratuitous ARP, probes for other addresses: nothing to say
+  }
+  build_arp_reply(frame_, L2{.src = config_.gateway_mac, .dst = arp->sha}, arp->tpa, arp->spa);
+  ++counters_.arp_replies;
+  sink_.send_frame(frame_);
+}
+
+void Stack::on_ipv4(const Ethernet& eth, Clock::time_point now) {
+  auto ip = parse_ipv4(eth.payload);
+  if (!ip) {
+    ++counters_.malformed;
+    return;
+  }
+  L2 reply{.src = config_.gateway_mac, .dst = eth.src};
+  switch (ip->proto) {
+    case kProtoTcp: {
+      auto tcp = parse_tcp(ip->payload, ip->src, ip->dst);
+      if (!tcp) {
+        ++counters_.malformed;
+        return;
+      }
+      tcp_.on_segment(*ip, *tcp, eth.src, now);
+      return;
+    }
+    case kProtoUdp: {
+      auto udp = parse_udp(ip->payload, ip->src, ip->dst);
+      if (!udp) {
+        ++counters_.malformed;
+        return;
+      }
+      if (ip->dst != config_.dns_ip || udp->dport != 53 || ip->src != config_.box_ip) {
+        drop("udp", ip->dst, udp->dport);
+        return;
+      }
+      ++counters_.dns_queries;
+      auto answer = dns_.answer(udp->payload);
+      if (!answer.empty()) {
+        build_udp(frame_, reply, ip->dst, ip->src, 53, udp->sport, answer);
+        sink_.send_frame(frame_);
+      }
+      return;
+    }
+    case kProtoIcmp: {
+      auto echo = parse_icmp_echo(ip->payload);
+      if (echo && echo->type == 8 && (ip->dst == config_.gateway_ip || ip->dst == config_.dns_ip)) {
+        build_icmp_echo_reply(frame_, reply, ip->dst, ip->src, echo->id, echo->seq, echo->payload);
+        ++counters_.icmp_replies;
+        sink_.send_frame(frame_);
+        return;
+      }
+      drop("icmp", ip->dst, 0);
+      return;
+    }
+    default:
+      drop("ip", ip->dst, ip->proto);
+      return;
+  }
+}
+
+void Stack::drop(std::string_view proto, Ip4 dst, uint16_t port) {
+  ++counters_.dropped;
+  auto key = std::tuple(std::string(proto), dst, port);
+  if (drops_seen_.size() >= kMaxDropKinds || !drops_seen_.insert(key).second) {
+    return;  // audit each kind of drop once; the counter has the volume
+  }
+  audit_.emit(audit::Event("net.drop")
+                  .str("proto", proto)
+                  .str("dst", ip4_to_string(dst))
+                  .num("port", port));
+}
+
+}  // namespace agentbox::net

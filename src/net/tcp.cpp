@@ -1,0 +1,647 @@
+// TCP translator: box TCP segments <-> host stream sockets, with no retransmit buffer of its own.
+// The stages are described in include/agentbox/net/tcp.hpp; docs/NETWORK.md has the long form.
+#include "agentbox/net/tcp.hpp"
+
+#include <linux/sockios.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "agentbox/base/error.hpp"
+#include "agentbox/base/log.hpp"
+
+namespace agentbox::net {
+
+namespace {
+
+constexpr uint8_t kOurWscale = 7;
+constexpr size_t kPeekChunk = 256 * 1024;
+// Edge-triggered: a socket whose queue holds only bytes already sent (awaiting the box's ACK) is
+// level-readable forever; we re-peek on ACKs and timers ourselves and need epoll only for news.
+constexpr uint32_t kInterest = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+
+bool seq_lt(uint32_t a, uint32_t b) {
+  return static_cast<int32_t>(a - b) < 0;
+}
+bool seq_le(uint32_t a, uint32_t b) {
+  return static_cast<int32_t>(a - b) <= 0;
+}
+
+uint32_t random_iss() {
+  static std::mt19937 rng{std::random_device{}()};
+  return static_cast<uint32_t>(rng());
+}
+
+}  // namespace
+
+struct TcpTranslator::Flow {
+  enum class State : uint8_t { kConnecting, kSynRcvd, kEstablished };
+  FlowInfo info;
+  Key key{};
+  base::UniqueFd fd;
+  Mac box_mac{};
+  State state = State::kConnecting;
+  uint32_t iss = 0;
+  uint32_t rcv_nxt = 0;  // next byte expected from the box (what we acknowledge)
+  uint32_t snd_una = 0;  // oldest byte the box has not acknowledged
+  uint32_t snd_nxt = 0;  // next byte to send (a sent FIN counts one)
+  uint32_t snd_max = 0;  // highest snd_nxt ever (a rewind lowers snd_nxt, not this)
+  uint32_t eof_seq = 0;  // snd_nxt at which the host's EOF was seen
+  uint32_t box_wnd = 0;  // bytes, scaled
+  uint8_t box_wscale = 0;
+  bool wscale_ok = false;
+  uint16_t mss = 536;
+  bool box_fin = false;
+  bool host_eof = false;
+  bool rdhup = false;
+  bool fin_sent = false;
+  bool fin_acked = false;
+  bool sock_full = false;
+  bool peek_off = false;
+  int sndbuf = 0;
+  uint32_t dup_acks = 0;
+  std::optional<Clock::time_point> rto_at;
+  std::chrono::milliseconds rto{1000};
+  int retries = 0;
+  std::optional<Clock::time_point> persist_at;
+  FlowStats stats;
+
+  [[nodiscard]] uint32_t data_inflight() const {
+    return snd_nxt - snd_una - (fin_sent && !fin_acked ? 1 : 0);
+  }
+};
+
+TcpTranslator::TcpTranslator(TcpConfig config, const policy::EgressPolicy& policy,
+                             const SyntheticPool& pool, FlowHandler& handler, Poller& poller,
+                             FrameSink& sink, audit::Sink& audit)
+    : config_(config),
+      policy_(policy),
+      pool_(pool),
+      handler_(handler),
+      poller_(poller),
+      sink_(sink),
+      audit_(audit),
+      data_(kPeekChunk) {}
+
+TcpTranslator::~TcpTranslator() {
+  for (auto& [id, f] : flows_) {
+    poller_.unwatch(f->fd.get());
+  }
+}
+
+uint32_t TcpTranslator::f_snd_nxt(const Flow& f) {
+  return f.snd_nxt;
+}
+
+void TcpTranslator::on_segment(const Ipv4& ip, const Tcp& seg, const Mac& box_mac,
+                               Clock::time_point now) {
+  ++counters_.segments_in;
+  if (ip.src != config_.box_ip) {
+    return;  // spoofed source: the box has one address
+  }
+  auto it = by_key_.find(Key{seg.sport, ip.dst, seg.dport});
+  if (it == by_key_.end()) {
+    if (seg.has(tcpflag::kSyn) && !seg.has(tcpflag::kAck) && !seg.has(tcpflag::kRst)) {
+      on_syn(ip, seg, box_mac, now);
+    } else if (!seg.has(tcpflag::kRst)) {
+      send_rst_for(ip, seg, box_mac);
+    }
+    return;
+  }
+  on_flow_segment(*flows_.at(it->second), seg, now);
+}
+
+void TcpTranslator::send_rst_for(const Ipv4& ip, const Tcp& seg, const Mac& box_mac) {
+  TcpOut t;
+  t.src = ip.dst;
+  t.dst = ip.src;
+  t.sport = seg.dport;
+  t.dport = seg.sport;
+  if (seg.has(tcpflag::kAck)) {
+    t.seq = seg.ack;
+    t.flags = tcpflag::kRst;
+  } else {
+    t.ack = seg.seq + static_cast<uint32_t>(seg.payload.size()) + (seg.has(tcpflag::kSyn) ? 1 : 0) +
+            (seg.has(tcpflag::kFin) ? 1 : 0);
+    t.flags = tcpflag::kRst | tcpflag::kAck;
+  }
+  build_tcp(frame_, L2{.src = config_.gateway_mac, .dst = box_mac}, t, {});
+  ++counters_.resets_sent;
+  ++counters_.segments_out;
+  sink_.send_frame(frame_);
+}
+
+void TcpTranslator::on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac,
+                           Clock::time_point now) {
+  FlowInfo info;
+  info.orig_port = seg.dport;
+  info.synthetic_dst = ip.dst;
+  info.box_src = Endpoint{ip.src, seg.sport};
+  policy::Decision d;
+  if (pool_.contains(ip.dst)) {
+    auto name = pool_.name_of(ip.dst);
+    if (!name) {
+      d.reason = "synthetic address not handed out in this session";
+      info.name = ip4_to_string(ip.dst);
+    } else {
+      info.name = *name;
+      d = policy_.decide(*name, seg.dport);
+    }
+  } else {
+    info.literal = true;
+    info.name = ip4_to_string(ip.dst);
+    d = policy_.decide_address(policy::IpAddr::v4(ip.dst), seg.dport);
+  }
+  if (d.allowed && flows_.size() >= config_.max_flows) {
+    d = policy::Decision{.allowed = false, .rule = {}, .rule_text = {}, .reason = "too many flows"};
+  }
+  if (!d.allowed) {
+    ++counters_.flows_denied;
+    audit_.emit(audit::Event("net.deny")
+                    .str("proto", "tcp")
+                    .str("name", info.name)
+                    .str("dst", ip4_to_string(ip.dst))
+                    .num("port", seg.dport)
+                    .str("reason", d.reason));
+    base::log::debug("deny tcp {}:{} ({})", info.name, seg.dport, d.reason);
+    send_rst_for(ip, seg, box_mac);
+    return;
+  }
+  info.rule = d.rule_text;
+  info.id = next_id_++;
+  auto opened = handler_.on_open(info);
+  if (!opened) {
+    ++counters_.flows_failed;
+    audit_.emit(audit::Event("net.fail")
+                    .num("id", static_cast<int64_t>(info.id))
+                    .str("name", info.name)
+                    .num("port", seg.dport)
+                    .str("error", opened.error().message()));
+    base::log::debug("tcp {}:{} refused by handler: {}", info.name, seg.dport,
+                     opened.error().message());
+    send_rst_for(ip, seg, box_mac);
+    return;
+  }
+  auto f = std::make_unique<Flow>();
+  f->info = std::move(info);
+  f->key = Key{seg.sport, ip.dst, seg.dport};
+  f->fd = std::move(opened->fd);
+  f->box_mac = box_mac;
+  f->iss = random_iss();
+  f->snd_una = f->snd_nxt = f->snd_max = f->iss;
+  f->rcv_nxt = seg.seq + 1;
+  f->wscale_ok = seg.options.wscale.has_value();
+  f->box_wscale = seg.options.wscale.value_or(0);
+  f->box_wnd = seg.window;  // never scaled in a SYN (RFC 7323)
+  uint16_t our_mss = static_cast<uint16_t>(std::min<uint32_t>(config_.mtu - 40, 65495));
+  f->mss = std::min<uint16_t>(seg.options.mss.value_or(536), our_mss);
+  f->rto = config_.rto_initial;
+  int zero = 0;
+  f->peek_off = config_.use_peek_off &&
+                setsockopt(f->fd.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) == 0;
+  socklen_t len = sizeof f->sndbuf;
+  if (getsockopt(f->fd.get(), SOL_SOCKET, SO_SNDBUF, &f->sndbuf, &len) != 0) {
+    f->sndbuf = 64 * 1024;
+  }
+  int one = 1;
+  (void)setsockopt(f->fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);  // TCP only
+  ++counters_.flows_opened;
+  audit_.emit(audit::Event("net.connect")
+                  .num("id", static_cast<int64_t>(f->info.id))
+                  .str("proto", "tcp")
+                  .str("name", f->info.name)
+                  .num("port", seg.dport)
+                  .str("dst", ip4_to_string(ip.dst))
+                  .num("src_port", seg.sport)
+                  .str("rule", f->info.rule));
+  base::log::debug("tcp #{} {}:{} allowed by `{}`", f->info.id, f->info.name, seg.dport,
+                   f->info.rule);
+  uint64_t id = f->info.id;
+  Flow& flow = *f;
+  by_key_[f->key] = id;
+  flows_[id] = std::move(f);
+  poller_.watch(flow.fd.get(), kInterest, id);
+  if (opened->connected) {
+    flow.state = Flow::State::kSynRcvd;
+    send_segment(flow, tcpflag::kSyn | tcpflag::kAck, flow.iss, {}, true);
+    flow.rto_at = now + flow.rto;
+  }
+}
+
+void TcpTranslator::on_flow_segment(Flow& f, const Tcp& seg, Clock::time_point now) {
+  if (seg.has(tcpflag::kRst)) {
+    // RFC 5961: only an in-window RST counts; anything else could be blind injection.
+    uint32_t wnd = std::max<uint32_t>(window_field(f), 1u) << (f.wscale_ok ? kOurWscale : 0);
+    if (seq_le(f.rcv_nxt, seg.seq) && seq_lt(seg.seq, f.rcv_nxt + wnd)) {
+      linger lg{1, 0};  // close now with RST to the host peer
+      (void)setsockopt(f.fd.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      finish(f.info.id, true);
+    }
+    return;
+  }
+  if (seg.has(tcpflag::kSyn)) {
+    if (f.state == Flow::State::kSynRcvd && seg.seq + 1 == f.rcv_nxt) {
+      send_segment(f, tcpflag::kSyn | tcpflag::kAck, f.iss, {}, true);  // SYN-ACK was lost
+    } else if (f.state != Flow::State::kConnecting) {
+      send_ack(f);  // challenge ACK
+    }
+    return;
+  }
+  if (f.state == Flow::State::kConnecting) {
+    return;  // nothing is acknowledged yet; the box will retransmit
+  }
+  if (!process_ack(f, seg, now)) {
+    return;
+  }
+  if (!process_payload(f, seg)) {
+    return;
+  }
+  send_data(f, now);
+}
+
+bool TcpTranslator::process_ack(Flow& f, const Tcp& seg, Clock::time_point now) {
+  if (!seg.has(tcpflag::kAck)) {
+    return true;
+  }
+  if (f.state == Flow::State::kSynRcvd) {
+    if (seg.ack != f.iss + 1) {
+      return true;  // not for our SYN-ACK; ignore
+    }
+    f.state = Flow::State::kEstablished;
+    f.snd_una = f.snd_nxt = f.snd_max = f.iss + 1;
+    f.rto_at.reset();
+    f.retries = 0;
+  }
+  if (seq_lt(f.snd_max, seg.ack)) {
+    send_ack(f);  // acknowledges something never sent
+    return true;
+  }
+  uint32_t wnd = uint32_t{seg.window} << (f.wscale_ok ? f.box_wscale : 0);
+  if (seq_lt(f.snd_una, seg.ack)) {
+    uint32_t acked = seg.ack - f.snd_una;
+    if (f.fin_sent || (f.host_eof && seg.ack == f.eof_seq + 1)) {
+      if (seg.ack == f.eof_seq + 1) {
+        f.fin_acked = true;
+        f.fin_sent = true;
+        acked -= 1;
+      }
+    }
+    // Discard the acknowledged bytes from the socket: they were only ever peeked.
+    uint32_t left = acked;
+    while (left > 0) {
+      ssize_t n =
+          recv(f.fd.get(), data_.data(), std::min<size_t>(left, data_.size()), MSG_DONTWAIT);
+      if (n <= 0) {
+        reset_flow(f, "socket lost acknowledged data");
+        return false;
+      }
+      left -= static_cast<uint32_t>(n);
+    }
+    f.stats.bytes_down += acked;
+    f.snd_una = seg.ack;
+    if (seq_lt(f.snd_nxt, f.snd_una)) {
+      f.snd_nxt = f.snd_una;  // acknowledged past a rewind
+    }
+    if (f.peek_off) {
+      int off = static_cast<int>(f.data_inflight());
+      (void)setsockopt(f.fd.get(), SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off);
+    }
+    f.dup_acks = 0;
+    f.retries = 0;
+    f.rto = config_.rto_initial;
+    f.rto_at = f.snd_una == f.snd_nxt ? std::nullopt : std::optional(now + f.rto);
+  } else if (seg.ack == f.snd_una && seg.payload.empty() && !seg.has(tcpflag::kFin) &&
+             wnd == f.box_wnd && f.snd_nxt != f.snd_una) {
+    if (++f.dup_acks == 3) {
+      ++counters_.retransmits;
+      rewind(f);
+    }
+  }
+  f.box_wnd = wnd;
+  if (wnd > 0) {
+    f.persist_at.reset();
+  }
+  uint64_t id = f.info.id;
+  maybe_close(f);  // may destroy f
+  return flows_.count(id) != 0;
+}
+
+bool TcpTranslator::process_payload(Flow& f, const Tcp& seg) {
+  Bytes data = seg.payload;
+  bool fin = seg.has(tcpflag::kFin);
+  uint32_t seq = seg.seq;
+  if (data.empty() && !fin) {
+    if (seq_lt(seq, f.rcv_nxt)) {
+      send_ack(f);  // keep-alive probe (seq = rcv_nxt - 1)
+    }
+    return true;
+  }
+  if (f.box_fin) {
+    send_ack(f);  // retransmitted FIN or data after it
+    return true;
+  }
+  if (seq_lt(seq, f.rcv_nxt)) {
+    uint32_t trim = f.rcv_nxt - seq;
+    if (trim > data.size() || (trim == data.size() && !fin)) {
+      send_ack(f);  // entirely old: a retransmission of what we have
+      return true;
+    }
+    data = data.subspan(trim);
+    seq = f.rcv_nxt;
+  }
+  if (seq != f.rcv_nxt) {
+    ++counters_.out_of_order;
+    send_ack(f);  // duplicate ACK; no reassembly queue, the box retransmits
+    return true;
+  }
+  size_t written = 0;
+  if (!data.empty()) {
+    ssize_t n = send(f.fd.get(), data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      reset_flow(f, base::errno_name(errno));
+      return false;
+    }
+    written = n < 0 ? 0 : static_cast<size_t>(n);
+    f.rcv_nxt += static_cast<uint32_t>(written);
+    f.stats.bytes_up += written;
+    f.sock_full = written < data.size();
+  }
+  if (fin && written == data.size()) {
+    f.rcv_nxt += 1;
+    f.box_fin = true;
+    (void)shutdown(f.fd.get(), SHUT_WR);
+  }
+  send_ack(f);
+  uint64_t id = f.info.id;
+  maybe_close(f);  // may destroy f
+  return flows_.count(id) != 0;
+}
+
+void TcpTranslator::send_data(Flow& f, Clock::time_point now) {
+  if (f.state != Flow::State::kEstablished || f.fin_sent) {
+    return;
+  }
+  uint32_t limit = std::min(f.box_wnd, config_.max_inflight);
+  while (!(f.host_eof && f.snd_nxt == f.eof_seq)) {
+    uint32_t inflight = f.data_inflight();
+    if (inflight >= limit) {
+      break;
+    }
+    size_t want = std::min<size_t>(limit - inflight, data_.size());
+    ssize_t n;
+    if (f.peek_off) {
+      n = recv(f.fd.get(), data_.data(), want, MSG_PEEK | MSG_DONTWAIT);
+    } else {
+      scratch_.resize(std::max<size_t>(inflight, 1));
+      iovec iov[2] = {{scratch_.data(), inflight}, {data_.data(), want}};
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = 2;
+      n = recvmsg(f.fd.get(), &msg, MSG_PEEK | MSG_DONTWAIT);
+      if (n >= 0) {
+        if (static_cast<size_t>(n) < inflight) {
+          reset_flow(f, "socket lost unacknowledged data");
+          return;
+        }
+        n -= static_cast<ssize_t>(inflight);
+        if (n == 0 && !f.rdhup) {
+          break;  // nothing new yet (the queue holds only bytes already sent)
+        }
+      }
+    }
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        break;
+      }
+      reset_flow(f, base::errno_name(errno));
+      return;
+    }
+    if (n == 0) {
+      f.host_eof = true;
+      f.eof_seq = f.snd_nxt;
+      break;
+    }
+    for (size_t off = 0; off < static_cast<size_t>(n); off += f.mss) {
+      size_t len = std::min<size_t>(f.mss, static_cast<size_t>(n) - off);
+      bool last = off + len == static_cast<size_t>(n);
+      send_segment(f, tcpflag::kAck | (last ? tcpflag::kPsh : 0), f.snd_nxt,
+                   Bytes(data_).subspan(off, len), false);
+      f.snd_nxt += static_cast<uint32_t>(len);
+    }
+    if (seq_lt(f.snd_max, f.snd_nxt)) {
+      f.snd_max = f.snd_nxt;
+    }
+    if (!f.rto_at) {
+      f.rto_at = now + f.rto;
+    }
+    if (static_cast<size_t>(n) < want) {
+      break;  // drained for now
+    }
+  }
+  if (f.host_eof && f.snd_nxt == f.eof_seq && !f.fin_sent) {
+    send_segment(f, tcpflag::kFin | tcpflag::kAck, f.snd_nxt, {}, false);
+    f.fin_sent = true;
+    f.snd_nxt += 1;
+    if (seq_lt(f.snd_max, f.snd_nxt)) {
+      f.snd_max = f.snd_nxt;
+    }
+    if (!f.rto_at) {
+      f.rto_at = now + f.rto;
+    }
+  }
+  if (f.box_wnd == 0 && !f.host_eof && !f.persist_at) {
+    f.persist_at = now + f.rto;
+  }
+}
+
+void TcpTranslator::rewind(Flow& f) {
+  f.snd_nxt = f.snd_una;
+  f.fin_sent = false;
+  f.dup_acks = 0;
+  if (f.peek_off) {
+    int zero = 0;
+    (void)setsockopt(f.fd.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero);
+  }
+}
+
+uint16_t TcpTranslator::window_field(Flow& f) {
+  int outq = 0;
+  if (ioctl(f.fd.get(), SIOCOUTQ, &outq) != 0) {
+    outq = 0;
+  }
+  uint32_t free_space = f.sndbuf > outq ? static_cast<uint32_t>(f.sndbuf - outq) : 0;
+  if (f.box_fin) {
+    free_space = 0xffff;  // nothing more will come; keep the box from probing
+  }
+  uint32_t field = f.wscale_ok ? free_space >> kOurWscale : free_space;
+  return static_cast<uint16_t>(std::min<uint32_t>(field, 0xffff));
+}
+
+void TcpTranslator::send_segment(Flow& f, uint8_t flags, uint32_t seq, Bytes payload,
+                                 bool syn_options) {
+  TcpOut t;
+  t.src = f.key.dst;
+  t.dst = config_.box_ip;
+  t.sport = f.key.dst_port;
+  t.dport = f.key.box_port;
+  t.seq = seq;
+  t.ack = f.rcv_nxt;
+  t.flags = flags;
+  if (syn_options) {
+    // The SYN-ACK window is never scaled; advertise what fits in 16 bits.
+    t.window = 0xffff;
+    t.mss = static_cast<uint16_t>(std::min<uint32_t>(config_.mtu - 40, 65495));
+    if (f.wscale_ok) {
+      t.wscale = kOurWscale;
+    }
+  } else {
+    t.window = window_field(f);
+  }
+  build_tcp(frame_, L2{.src = config_.gateway_mac, .dst = f.box_mac}, t, payload);
+  ++counters_.segments_out;
+  sink_.send_frame(frame_);
+}
+
+void TcpTranslator::on_socket(uint64_t token, uint32_t events, Clock::time_point now) {
+  auto it = flows_.find(token);
+  if (it == flows_.end()) {
+    return;
+  }
+  Flow& f = *it->second;
+  if (f.state == Flow::State::kConnecting) {
+    if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) {
+      return;
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(f.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+      err = errno;
+    }
+    if (err != 0) {
+      ++counters_.flows_failed;
+      audit_.emit(audit::Event("net.fail")
+                      .num("id", static_cast<int64_t>(f.info.id))
+                      .str("name", f.info.name)
+                      .num("port", f.info.orig_port)
+                      .str("error", base::Error::sys(err, "connect").message()));
+      reset_flow(f, base::errno_name(err));
+      return;
+    }
+    f.state = Flow::State::kSynRcvd;
+    send_segment(f, tcpflag::kSyn | tcpflag::kAck, f.iss, {}, true);
+    f.rto_at = now + f.rto;
+    return;
+  }
+  if ((events & EPOLLERR) != 0) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    (void)getsockopt(f.fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      reset_flow(f, base::errno_name(err));
+      return;
+    }
+  }
+  if ((events & (EPOLLRDHUP | EPOLLHUP)) != 0) {
+    f.rdhup = true;
+  }
+  if ((events & EPOLLOUT) != 0 && f.sock_full && f.state == Flow::State::kEstablished) {
+    f.sock_full = false;
+    send_ack(f);  // window update: the socket drained
+  }
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0) {
+    send_data(f, now);
+  }
+}
+
+void TcpTranslator::on_timer(Clock::time_point now) {
+  std::vector<uint64_t> due;
+  for (auto& [id, f] : flows_) {
+    if ((f->rto_at && *f->rto_at <= now) || (f->persist_at && *f->persist_at <= now)) {
+      due.push_back(id);
+    }
+  }
+  for (uint64_t id : due) {
+    auto it = flows_.find(id);
+    if (it == flows_.end()) {
+      continue;
+    }
+    Flow& f = *it->second;
+    if (f.persist_at && *f.persist_at <= now) {
+      // Zero-window probe: an ACK one below snd_nxt makes the box answer with its window.
+      send_segment(f, tcpflag::kAck, f.snd_nxt - 1, {}, false);
+      f.persist_at = now + std::min(f.rto * 2, config_.rto_max);
+    }
+    if (f.rto_at && *f.rto_at <= now) {
+      if (++f.retries > config_.max_retries) {
+        reset_flow(f, "retransmission limit");
+        continue;
+      }
+      ++counters_.retransmits;
+      f.rto = std::min(f.rto * 2, config_.rto_max);
+      f.rto_at = now + f.rto;
+      if (f.state == Flow::State::kSynRcvd) {
+        send_segment(f, tcpflag::kSyn | tcpflag::kAck, f.iss, {}, true);
+      } else if (f.state == Flow::State::kEstablished) {
+        rewind(f);
+        send_data(f, now);
+      }
+    }
+  }
+}
+
+std::optional<Clock::time_point> TcpTranslator::next_deadline() const {
+  std::optional<Clock::time_point> best;
+  for (const auto& [id, f] : flows_) {
+    for (const auto& t : {f->rto_at, f->persist_at}) {
+      if (t && (!best || *t < *best)) {
+        best = t;
+      }
+    }
+  }
+  return best;
+}
+
+void TcpTranslator::reset_flow(Flow& f, std::string_view why) {
+  base::log::debug("tcp #{} {}:{} reset: {}", f.info.id, f.info.name, f.info.orig_port, why);
+  send_segment(f, tcpflag::kRst | tcpflag::kAck, f.snd_nxt, {}, false);
+  ++counters_.resets_sent;
+  linger lg{1, 0};
+  (void)setsockopt(f.fd.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  finish(f.info.id, true);
+}
+
+void TcpTranslator::maybe_close(Flow& f) {
+  if (f.box_fin && f.fin_acked) {
+    finish(f.info.id, false);
+  }
+}
+
+void TcpTranslator::finish(uint64_t id, bool reset) {
+  auto it = flows_.find(id);
+  if (it == flows_.end()) {
+    return;
+  }
+  std::unique_ptr<Flow> f = std::move(it->second);
+  flows_.erase(it);
+  by_key_.erase(f->key);
+  poller_.unwatch(f->fd.get());
+  f->fd.reset();
+  f->stats.reset = reset;
+  ++counters_.flows_closed;
+  audit_.emit(audit::Event("net.close")
+                  .num("id", static_cast<int64_t>(id))
+                  .str("name", f->info.name)
+                  .num("port", f->info.orig_port)
+                  .num("bytes_up", static_cast<int64_t>(f->stats.bytes_up))
+                  .num("bytes_down", static_cast<int64_t>(f->stats.bytes_down))
+                  .boolean("reset", reset));
+  handler_.on_close(f->info, f->stats);
+}
+
+}  // namespace agentbox::net

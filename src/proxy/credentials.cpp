@@ -1,0 +1,375 @@
+// Credential set: load, placeholders, request inspection and swapping (see credentials.hpp).
+#include "agentbox/proxy/credentials.hpp"
+
+#include <algorithm>
+
+#include "agentbox/proxy/hostname.hpp"
+#include "agentbox/proxy/placeholder.hpp"
+
+namespace agentbox::proxy {
+
+namespace {
+
+constexpr int kPlaceholderAttempts = 16;
+constexpr size_t kMaxBasicForms = 16;
+
+bool starts_with_basic(std::string_view v) {
+  return v.size() > 6 && http1::iequals(v.substr(0, 6), "basic ");
+}
+
+bool contains(std::string_view hay, std::string_view needle) {
+  return !needle.empty() && hay.find(needle) != std::string_view::npos;
+}
+
+size_t replace_all(std::string& s, std::string_view from, std::string_view to) {
+  size_t n = 0;
+  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
+    s.replace(pos, from.size(), to);
+    ++n;
+  }
+  return n;
+}
+
+// The decoded user:pass of a Basic value, if it is one.
+std::optional<std::string> basic_decoded(std::string_view value) {
+  if (!starts_with_basic(value)) {
+    return std::nullopt;
+  }
+  auto b64 = value.substr(6);
+  while (!b64.empty() && b64.front() == ' ') {
+    b64.remove_prefix(1);
+  }
+  auto d = base64_decode(b64);
+  return d ? std::optional<std::string>(std::move(*d)) : std::nullopt;
+}
+
+}  // namespace
+
+struct CredentialSet::Entry {
+  CredentialSpec spec;
+  InjectSpec inject;
+  std::string secret;
+  std::string placeholder;
+  bool revoked = false;
+  std::string failure;  // non-empty: unavailable (refresh failed)
+  Clock::time_point fetched;
+  std::vector<std::pair<std::string, std::string>> basic_forms;  // b64(real) -> b64(placeholder)
+};
+
+bool host_matches(std::string_view pattern, std::string_view host) {
+  if (pattern.substr(0, 2) == "*.") {
+    const auto base = pattern.substr(1);  // ".example.com"
+    return host.size() > base.size() && host.substr(host.size() - base.size()) == base;
+  }
+  return pattern == host;
+}
+
+base::Result<InjectSpec> InjectSpec::parse(std::string_view s) {
+  InjectSpec spec;
+  auto arg = [&](std::string_view prefix) -> std::optional<std::string> {
+    if (s.substr(0, prefix.size()) != prefix || s.size() == prefix.size()) {
+      return std::nullopt;
+    }
+    return std::string(s.substr(prefix.size()));
+  };
+  if (auto h = arg("header:")) {
+    spec.kind = InjectKind::kHeader;
+    spec.name = std::move(*h);
+  } else if (auto q = arg("query:")) {
+    spec.kind = InjectKind::kQuery;
+    spec.name = std::move(*q);
+  } else if (s == "basic") {
+    spec.kind = InjectKind::kBasic;
+  } else if (s == "sigv4") {
+    spec.kind = InjectKind::kSigV4;
+  } else {
+    return base::Error::msg("inject `" + std::string(s) +
+                            "`: want header:NAME, basic, query:PARAM or sigv4");
+  }
+  return spec;
+}
+
+CredentialSet::CredentialSet(CredentialSet&&) noexcept = default;
+CredentialSet& CredentialSet::operator=(CredentialSet&&) noexcept = default;
+CredentialSet::~CredentialSet() = default;
+
+base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> specs,
+                                                SecretSource source, audit::Sink* sink) {
+  CredentialSet set;
+  set.source_ = std::make_unique<SecretSource>(std::move(source));
+  set.sink_ = sink;
+  for (auto& spec : specs) {
+    auto e = std::make_unique<Entry>();
+    const std::string ctx = "credential `" + spec.name + "`";
+    auto inject = InjectSpec::parse(spec.inject);
+    if (!inject) {
+      return std::move(inject).error().context(ctx);
+    }
+    e->inject = *inject;
+    for (auto& h : spec.hosts) {
+      const bool wild = h.substr(0, 2) == "*.";
+      auto canon = normalize_hostname(wild ? std::string_view(h).substr(2) : std::string_view(h));
+      if (!canon) {
+        return base::Error::msg("host pattern `" + h + "` is not a hostname").context(ctx);
+      }
+      h = (wild ? "*." : "") + *canon;
+    }
+    auto secret = set.source_->read(spec.from);
+    if (!secret) {
+      return std::move(secret).error().context(ctx);
+    }
+    e->secret = std::move(*secret);
+    e->fetched = Clock::now();
+    e->spec = std::move(spec);
+    set.entries_.push_back(std::move(e));
+  }
+  // Placeholders last, so each is checked against every secret and every other placeholder.
+  for (auto& e : set.entries_) {
+    for (int attempt = 0;; ++attempt) {
+      if (attempt == kPlaceholderAttempts) {
+        return base::Error::msg("could not make a distinct placeholder")
+            .context("credential `" + e->spec.name + "`");
+      }
+      auto ph = make_placeholder(e->secret, e->spec.placeholder_prefix);
+      if (!ph) {
+        return std::move(ph).error().context("credential `" + e->spec.name + "`");
+      }
+      const bool clash = std::any_of(set.entries_.begin(), set.entries_.end(), [&](const auto& o) {
+        return contains(o->secret, *ph) || contains(*ph, o->secret) ||
+               (o != e && (contains(o->placeholder, *ph) || contains(*ph, o->placeholder)));
+      });
+      if (!clash) {
+        e->placeholder = std::move(*ph);
+        break;
+      }
+    }
+    if (sink != nullptr) {
+      const auto kind = std::string_view(e->spec.from).substr(0, e->spec.from.find(':'));
+      sink->emit(audit::Event("credential.load")
+                     .str("credential", e->spec.name)
+                     .str("source", kind)
+                     .str("shape", placeholder_shape(e->secret))
+                     .strs("hosts", e->spec.hosts));
+    }
+  }
+  return set;
+}
+
+std::vector<std::pair<std::string, std::string>> CredentialSet::placeholder_env() const {
+  std::vector<std::pair<std::string, std::string>> env;
+  for (const auto& e : entries_) {
+    if (!e->spec.env.empty()) {
+      env.emplace_back(e->spec.env, e->placeholder);
+    }
+  }
+  return env;
+}
+
+std::optional<std::string> CredentialSet::placeholder(std::string_view name) const {
+  for (const auto& e : entries_) {
+    if (e->spec.name == name) {
+      return e->placeholder;
+    }
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> CredentialSet::host_patterns() const {
+  std::vector<std::string> out;
+  for (const auto& e : entries_) {
+    out.insert(out.end(), e->spec.hosts.begin(), e->spec.hosts.end());
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+bool CredentialSet::revoke(std::string_view name) {
+  for (auto& e : entries_) {
+    if (e->spec.name == name) {
+      e->revoked = true;
+      if (sink_ != nullptr) {
+        sink_->emit(audit::Event("credential.revoke").str("credential", name));
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+base::Status CredentialSet::refresh_if_due(Entry& e) {
+  if (e.spec.from.substr(0, 4) == "env:" ||
+      Clock::now() - e.fetched < std::chrono::seconds(e.spec.ttl_seconds)) {
+    return base::ok();
+  }
+  auto fresh = source_->read(e.spec.from);
+  if (!fresh) {
+    return std::move(fresh).error();
+  }
+  if (fresh->size() != e.placeholder.size()) {
+    // The box holds a placeholder of the old length; a swap must never change lengths.
+    return base::Error::msg("the refreshed secret changed length; restart the session");
+  }
+  e.secret = std::move(*fresh);
+  e.fetched = Clock::now();
+  e.basic_forms.clear();
+  return base::ok();
+}
+
+namespace {
+
+// Swaps the placeholder in a header value: raw, or inside a Basic user:pass. Returns the
+// Basic pair (b64 real, b64 placeholder) through `basic` when that form was used.
+bool swap_value(std::string& value, std::string_view ph, std::string_view secret,
+                std::pair<std::string, std::string>* basic) {
+  if (auto decoded = basic_decoded(value); decoded && contains(*decoded, ph)) {
+    const std::string before = base64_encode(*decoded);
+    replace_all(*decoded, ph, secret);
+    const std::string after = base64_encode(*decoded);
+    value = std::string(value.substr(0, 6)) + after;
+    *basic = {after, before};
+    return true;
+  }
+  return replace_all(value, ph, secret) > 0;
+}
+
+// Swaps the placeholder inside the value of query parameter `param` of `target`.
+bool swap_query(std::string& target, std::string_view param, std::string_view ph,
+                std::string_view secret) {
+  const size_t q = target.find('?');
+  if (q == std::string::npos) {
+    return false;
+  }
+  bool swapped = false;
+  size_t pos = q + 1;
+  while (pos <= target.size()) {
+    size_t end = target.find('&', pos);
+    end = end == std::string::npos ? target.find('#', pos) : end;
+    end = end == std::string::npos ? target.size() : end;
+    const size_t eq = target.find('=', pos);
+    if (eq != std::string::npos && eq < end &&
+        std::string_view(target).substr(pos, eq - pos) == param) {
+      std::string v = target.substr(eq + 1, end - eq - 1);
+      if (replace_all(v, ph, secret) > 0) {
+        target.replace(eq + 1, end - eq - 1, v);
+        end = eq + 1 + v.size();
+        swapped = true;
+      }
+    }
+    if (end >= target.size() || target[end] == '#') {
+      break;
+    }
+    pos = end + 1;
+  }
+  return swapped;
+}
+
+}  // namespace
+
+Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::string_view body) {
+  Verdict v;
+  body = body.substr(0, std::min(body.size(), kMaxBodyScan));
+  std::vector<Entry*> present;
+  // Pass 1: where does each placeholder appear? Any block decides before anything is swapped.
+  for (auto& e : entries_) {
+    std::string where;
+    if (contains(req.target, e->placeholder)) {
+      where = "request target";
+    }
+    for (const auto& h : req.headers) {
+      if (where.empty() && (contains(h.value, e->placeholder) ||
+                            contains(basic_decoded(h.value).value_or(""), e->placeholder))) {
+        where = "header " + h.name;
+      }
+    }
+    if (where.empty() && contains(body, e->placeholder)) {
+      where = "body";
+    }
+    if (where.empty()) {
+      continue;
+    }
+    const auto& hosts = e->spec.hosts;
+    const bool in_scope = std::any_of(hosts.begin(), hosts.end(),
+                                      [&](const std::string& p) { return host_matches(p, host); });
+    std::string why;
+    if (!in_scope) {
+      why = "credential " + e->spec.name + " sent to " + std::string(host);
+    } else if (e->revoked) {
+      why = "credential " + e->spec.name + " was revoked";
+    } else if (e->inject.kind == InjectKind::kSigV4) {
+      why = "credential " + e->spec.name + " needs SigV4 re-signing, which is not supported yet";
+    } else if (auto st = refresh_if_due(*e); !st) {
+      e->failure = st.error().message();
+    } else {
+      e->failure.clear();
+    }
+    if (why.empty() && !e->failure.empty()) {
+      why = "credential " + e->spec.name + " is unavailable: " + e->failure;
+    }
+    if (!why.empty()) {
+      if (sink_ != nullptr) {
+        sink_->emit(audit::Event("credential.blocked")
+                        .str("credential", e->spec.name)
+                        .str("host", host)
+                        .str("where", where)
+                        .str("reason", why));
+      }
+      v.blocked = true;
+      v.reason = std::move(why);
+      return v;
+    }
+    present.push_back(e.get());
+  }
+  // Pass 2: swap in the configured place only; elsewhere the placeholder goes on unchanged
+  // (it is worthless to the scoped host).
+  for (Entry* e : present) {
+    bool swapped = false;
+    std::pair<std::string, std::string> basic;
+    for (auto& h : req.headers) {
+      const bool target_header =
+          (e->inject.kind == InjectKind::kHeader && http1::iequals(h.name, e->inject.name)) ||
+          (e->inject.kind == InjectKind::kBasic && (http1::iequals(h.name, "authorization") ||
+                                                    http1::iequals(h.name, "proxy-authorization")));
+      if (target_header && swap_value(h.value, e->placeholder, e->secret, &basic)) {
+        swapped = true;
+        if (!basic.first.empty() && e->basic_forms.size() < kMaxBasicForms) {
+          e->basic_forms.push_back(basic);
+        }
+      }
+    }
+    if (e->inject.kind == InjectKind::kQuery) {
+      swapped = swap_query(req.target, e->inject.name, e->placeholder, e->secret) || swapped;
+    }
+    if (swapped) {
+      v.used.push_back(e->spec.name);
+      if (sink_ != nullptr) {
+        sink_->emit(
+            audit::Event("credential.use").str("credential", e->spec.name).str("host", host));
+      }
+    }
+  }
+  if (!v.used.empty()) {
+    req.set_header("Accept-Encoding", "identity");  // so the response can be scrubbed
+  }
+  return v;
+}
+
+Scrubber CredentialSet::scrubber() const {
+  Scrubber s;
+  for (const auto& e : entries_) {
+    s.add(e->secret, e->placeholder);
+    // Base64 of the secret inside a larger encoded blob: only whole 3-byte groups encode the
+    // same whatever follows, so the needle covers those (alignment 0 within the blob).
+    const size_t whole = e->secret.size() / 3 * 3;
+    const auto real = std::string_view(e->secret).substr(0, whole);
+    const auto ph = std::string_view(e->placeholder).substr(0, whole);
+    s.add(base64_encode(real), base64_encode(ph));
+    s.add(base64_encode(real, true), base64_encode(ph, true));
+    for (const auto& [b64_real, b64_ph] : e->basic_forms) {
+      s.add(b64_real, b64_ph);
+    }
+  }
+  return s;
+}
+
+}  // namespace agentbox::proxy

@@ -1,0 +1,268 @@
+// TLS channels over memory BIOs, their contexts, and the name agreement rule (tls_session.hpp).
+#include "agentbox/proxy/tls_session.hpp"
+
+#include <openssl/err.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+
+#include "agentbox/base/sys.hpp"
+
+namespace agentbox::proxy {
+
+namespace {
+
+constexpr std::string_view kAlpnHttp11 = "\x08http/1.1";
+
+base::Error ssl_error(std::string what) {
+  if (auto detail = ossl::drain_errors(); !detail.empty()) {
+    what += ": " + detail;
+  }
+  return base::Error::msg(std::move(what));
+}
+
+// ALPN on the box side: http/1.1 if offered, otherwise no ALPN at all.
+int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                unsigned int inlen, void*) {
+  unsigned char* selected = nullptr;
+  const auto* ours = reinterpret_cast<const unsigned char*>(kAlpnHttp11.data());
+  if (SSL_select_next_proto(&selected, outlen, ours, static_cast<unsigned>(kAlpnHttp11.size()), in,
+                            inlen) == OPENSSL_NPN_NEGOTIATED) {
+    *out = selected;
+    return SSL_TLSEXT_ERR_OK;
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+}  // namespace
+
+base::Result<ossl::SslCtxPtr> make_box_ctx() {
+  ossl::SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
+  if (!ctx || SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION) != 1) {
+    return ssl_error("making the box-side TLS context");
+  }
+  SSL_CTX_set_alpn_select_cb(ctx.get(), select_alpn, nullptr);
+  // No session tickets or cache: every interception is its own short-lived session.
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);
+  return ctx;
+}
+
+base::Result<ossl::SslCtxPtr> make_upstream_ctx(const std::string& system_bundle,
+                                                const std::vector<std::string>& extra_ca_files) {
+  ossl::SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx || SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION) != 1) {
+    return ssl_error("making the upstream TLS context");
+  }
+  for (const auto& file : {system_bundle}) {
+    if (SSL_CTX_load_verify_file(ctx.get(), file.c_str()) != 1) {
+      return ssl_error("loading the system trust store `" + file + "`");
+    }
+  }
+  for (const auto& file : extra_ca_files) {
+    if (SSL_CTX_load_verify_file(ctx.get(), file.c_str()) != 1) {
+      return ssl_error("loading upstream CA file `" + file + "`");
+    }
+  }
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  const auto* alpn = reinterpret_cast<const unsigned char*>(kAlpnHttp11.data());
+  if (SSL_CTX_set_alpn_protos(ctx.get(), alpn, static_cast<unsigned>(kAlpnHttp11.size())) != 0) {
+    return ssl_error("setting upstream ALPN");
+  }
+  return ctx;
+}
+
+base::Status names_agree(std::string_view flow_name, const ClientHello& hello,
+                         const http1::Request* request) {
+  if (hello.has_ech || hello.has_esni) {
+    return base::Error::msg("encrypted ClientHello for `" + std::string(flow_name) +
+                            "`: the name cannot be checked");
+  }
+  if (!hello.has_sni) {
+    return base::Error::msg("TLS without SNI to `" + std::string(flow_name) + "`");
+  }
+  if (hello.sni != flow_name) {
+    return base::Error::msg("SNI `" + hello.sni + "` does not match the connection's name `" +
+                            std::string(flow_name) + "`");
+  }
+  if (request != nullptr && request->host != hello.sni) {
+    return base::Error::msg("Host `" + std::string(request->header("host").value_or("")) +
+                            "` does not match SNI `" + hello.sni + "` (domain fronting)");
+  }
+  return base::ok();
+}
+
+base::Result<TlsChannel> TlsChannel::accept(SSL_CTX* ctx, const Leaf& leaf) {
+  TlsChannel ch;
+  ch.ssl_.reset(SSL_new(ctx));
+  if (!ch.ssl_ || SSL_use_certificate(ch.ssl_.get(), leaf.cert.get()) != 1 ||
+      SSL_use_PrivateKey(ch.ssl_.get(), leaf.key.get()) != 1) {
+    return ssl_error("setting up TLS for `" + leaf.host + "`");
+  }
+  ch.rbio_ = BIO_new(BIO_s_mem());
+  ch.wbio_ = BIO_new(BIO_s_mem());
+  if (ch.rbio_ == nullptr || ch.wbio_ == nullptr) {
+    BIO_free(ch.rbio_);
+    BIO_free(ch.wbio_);
+    return ssl_error("allocating TLS buffers");
+  }
+  BIO_set_mem_eof_return(ch.rbio_, -1);  // empty means "more later", not EOF
+  SSL_set_bio(ch.ssl_.get(), ch.rbio_, ch.wbio_);
+  SSL_set_accept_state(ch.ssl_.get());
+  return ch;
+}
+
+base::Result<TlsChannel> TlsChannel::connect(SSL_CTX* ctx, const std::string& host) {
+  TlsChannel ch;
+  ch.ssl_.reset(SSL_new(ctx));
+  if (!ch.ssl_) {
+    return ssl_error("setting up TLS to `" + host + "`");
+  }
+  // SSL_set_tlsext_host_name() is a macro with a C cast; this is the call it expands to.
+  if (SSL_ctrl(ch.ssl_.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+               const_cast<char*>(host.c_str())) != 1 ||
+      SSL_set1_host(ch.ssl_.get(), host.c_str()) != 1) {
+    return ssl_error("setting the upstream name `" + host + "`");
+  }
+  SSL_set_hostflags(ch.ssl_.get(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  ch.rbio_ = BIO_new(BIO_s_mem());
+  ch.wbio_ = BIO_new(BIO_s_mem());
+  if (ch.rbio_ == nullptr || ch.wbio_ == nullptr) {
+    BIO_free(ch.rbio_);
+    BIO_free(ch.wbio_);
+    return ssl_error("allocating TLS buffers");
+  }
+  BIO_set_mem_eof_return(ch.rbio_, -1);
+  SSL_set_bio(ch.ssl_.get(), ch.rbio_, ch.wbio_);
+  SSL_set_connect_state(ch.ssl_.get());
+  return ch;
+}
+
+void TlsChannel::feed(std::span<const std::byte> data) {
+  if (!data.empty()) {
+    BIO_write(rbio_, data.data(), static_cast<int>(data.size()));
+  }
+}
+
+void TlsChannel::feed_eof() {
+  BIO_set_mem_eof_return(rbio_, 0);
+}
+
+std::string TlsChannel::drain() {
+  std::string out;
+  char* data = nullptr;
+  const long n = BIO_ctrl(wbio_, BIO_CTRL_INFO, 0, &data);  // BIO_get_mem_data()
+  if (n > 0) {
+    out.assign(data, static_cast<size_t>(n));
+    (void)BIO_ctrl(wbio_, BIO_CTRL_RESET, 0, nullptr);
+  }
+  return out;
+}
+
+TlsChannel::Status TlsChannel::fail(int ret) {
+  const int err = SSL_get_error(ssl_.get(), ret);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    return Status::kWant;
+  }
+  if (err == SSL_ERROR_ZERO_RETURN) {
+    return Status::kClosed;
+  }
+  error_ = ossl::drain_errors();
+  if (const long v = SSL_get_verify_result(ssl_.get()); v != X509_V_OK) {
+    error_ = std::string("certificate verification failed: ") + X509_verify_cert_error_string(v) +
+             (error_.empty() ? "" : "; " + error_);
+  }
+  if (error_.empty()) {
+    error_ = err == SSL_ERROR_SYSCALL ? "connection closed without close_notify" : "TLS error";
+  }
+  return Status::kError;
+}
+
+TlsChannel::Status TlsChannel::handshake() {
+  const int r = SSL_do_handshake(ssl_.get());
+  return r == 1 ? Status::kDone : fail(r);
+}
+
+TlsChannel::Status TlsChannel::read(std::string& out) {
+  std::array<char, 16384> buf{};
+  for (;;) {
+    size_t n = 0;
+    const int r = SSL_read_ex(ssl_.get(), buf.data(), buf.size(), &n);
+    if (r != 1) {
+      return fail(r);
+    }
+    out.append(buf.data(), n);
+  }
+}
+
+TlsChannel::Status TlsChannel::write(std::string_view data) {
+  while (!data.empty()) {
+    size_t n = 0;
+    const int r = SSL_write_ex(ssl_.get(), data.data(), data.size(), &n);
+    if (r != 1) {
+      return fail(r);
+    }
+    data.remove_prefix(n);
+  }
+  return Status::kDone;
+}
+
+void TlsChannel::close() {
+  (void)SSL_shutdown(ssl_.get());
+}
+
+bool TlsChannel::handshake_done() const {
+  return SSL_is_init_finished(ssl_.get()) == 1;
+}
+
+std::string TlsChannel::alpn() const {
+  const unsigned char* p = nullptr;
+  unsigned int n = 0;
+  SSL_get0_alpn_selected(ssl_.get(), &p, &n);
+  return p != nullptr ? std::string(reinterpret_cast<const char*>(p), n) : std::string();
+}
+
+long TlsChannel::verify_result() const {
+  return SSL_get_verify_result(ssl_.get());
+}
+
+base::Result<bool> pull(int fd, TlsChannel& channel, size_t max_bytes) {
+  std::array<std::byte, 16384> buf{};
+  size_t total = 0;
+  while (total < max_bytes) {
+    const ssize_t n = base::retry_eintr([&] { return ::read(fd, buf.data(), buf.size()); });
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return false;
+      }
+      return base::Error::sys(errno, "read", "TLS peer");
+    }
+    if (n == 0) {
+      channel.feed_eof();
+      return true;
+    }
+    channel.feed(std::span(buf).first(static_cast<size_t>(n)));
+    total += static_cast<size_t>(n);
+  }
+  return false;
+}
+
+base::Status push(int fd, TlsChannel& channel, std::string& pending) {
+  pending += channel.drain();
+  while (!pending.empty()) {
+    const ssize_t n =
+        base::retry_eintr([&] { return ::send(fd, pending.data(), pending.size(), MSG_NOSIGNAL); });
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return base::ok();
+      }
+      return base::Error::sys(errno, "send", "TLS peer");
+    }
+    pending.erase(0, static_cast<size_t>(n));
+  }
+  return base::ok();
+}
+
+}  // namespace agentbox::proxy

@@ -1,0 +1,433 @@
+// agentbox-attack: one escape or exfiltration attempt per invocation, run inside the box (and as a
+// control outside it). Prints "<attack> ok" or "<attack> <ENAME>" and exits 0; attacks that the
+// sandbox answers with a signal (foreign syscall ABIs) never print.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/keyctl.h>
+#include <linux/netlink.h>
+#include <linux/perf_event.h>
+#include <linux/userfaultfd.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/capability.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Args = std::vector<std::string>;
+
+int err(long rc) {
+  return rc < 0 ? errno : 0;
+}
+
+int closing(int fd) {
+  if (fd < 0) {
+    return errno;
+  }
+  close(fd);
+  return 0;
+}
+
+// A child that sleeps, for the ptrace-family attacks (our own child: allowed without the box).
+pid_t sleeper() {
+  pid_t p = fork();
+  if (p == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    for (;;) {
+      pause();
+    }
+  }
+  return p;
+}
+
+int with_sleeper(const std::function<int(pid_t)>& f) {
+  pid_t p = sleeper();
+  if (p < 0) {
+    return errno;
+  }
+  int e = f(p);
+  kill(p, SIGKILL);
+  waitpid(p, nullptr, 0);
+  return e;
+}
+
+int raw_clone(unsigned long flags) {
+  long p = syscall(SYS_clone, flags | SIGCHLD, 0, nullptr, nullptr, 0);
+  if (p == 0) {
+    _exit(0);
+  }
+  if (p < 0) {
+    return errno;
+  }
+  waitpid(static_cast<pid_t>(p), nullptr, 0);
+  return 0;
+}
+
+// A pty pair whose slave is our controlling terminal; returns the slave fd (or -errno).
+int own_pty(int* master_out) {
+  setsid();
+  int m = posix_openpt(O_RDWR | O_NOCTTY);
+  if (m < 0 || grantpt(m) != 0 || unlockpt(m) != 0) {
+    return -errno;
+  }
+  int s = open(ptsname(m), O_RDWR);
+  if (s < 0 || ioctl(s, TIOCSCTTY, 0) != 0) {
+    return -errno;
+  }
+  *master_out = m;
+  return s;
+}
+
+int connect_unix(const std::string& path, bool abstract) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return errno;
+  }
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  size_t off = abstract ? 1 : 0;
+  std::memcpy(a.sun_path + off, path.data(), std::min(path.size(), sizeof(a.sun_path) - 1 - off));
+  socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + off + path.size());
+  int e = err(connect(fd, reinterpret_cast<sockaddr*>(&a), len));
+  close(fd);
+  return e;
+}
+
+const std::map<std::string, std::function<int(const Args&)>>& attacks() {
+  static const std::map<std::string, std::function<int(const Args&)>> table = {
+      {"read",
+       [](const Args& a) {
+         int fd = open(a.at(0).c_str(), O_RDONLY | O_CLOEXEC);
+         if (fd < 0) {
+           return errno;
+         }
+         char c;
+         int e = err(read(fd, &c, 1));
+         close(fd);
+         return e;
+       }},
+      {"write",
+       [](const Args& a) {
+         for (size_t i = 1; i < a.at(0).size(); ++i) {  // mkdir -p the parents
+           if (a.at(0)[i] == '/') {
+             mkdir(a.at(0).substr(0, i).c_str(), 0755);
+           }
+         }
+         int fd = open(a.at(0).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+         if (fd < 0) {
+           return errno;
+         }
+         int e = err(write(fd, "pwned\n", 6));
+         close(fd);
+         return e;
+       }},
+      {"append",
+       [](const Args& a) {
+         int fd = open(a.at(0).c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+         if (fd < 0) {
+           return errno;
+         }
+         int e = err(write(fd, "pwned\n", 6));
+         close(fd);
+         return e;
+       }},
+      {"stat",
+       [](const Args& a) {
+         struct stat st {};
+         return err(lstat(a.at(0).c_str(), &st));
+       }},
+      {"unlink", [](const Args& a) { return err(unlink(a.at(0).c_str())); }},
+      {"rmdir", [](const Args& a) { return err(rmdir(a.at(0).c_str())); }},
+      {"rename", [](const Args& a) { return err(rename(a.at(0).c_str(), a.at(1).c_str())); }},
+      {"symlink", [](const Args& a) { return err(symlink(a.at(0).c_str(), a.at(1).c_str())); }},
+      {"chmod", [](const Args& a) { return err(chmod(a.at(0).c_str(), 0777)); }},
+      {"mknod",
+       [](const Args& a) { return err(mknod(a.at(0).c_str(), S_IFCHR | 0666, makedev(1, 3))); }},
+      {"connect_unix", [](const Args& a) { return connect_unix(a.at(0), false); }},
+      {"connect_abstract", [](const Args& a) { return connect_unix(a.at(0), true); }},
+      {"connect_tcp",
+       [](const Args& a) {
+         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+         sockaddr_in sin{};
+         sin.sin_family = AF_INET;
+         sin.sin_port = htons(static_cast<uint16_t>(std::stoi(a.at(1))));
+         inet_pton(AF_INET, a.at(0).c_str(), &sin.sin_addr);
+         int e = err(connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)));
+         close(fd);
+         return e;
+       }},
+      {"kill", [](const Args& a) { return err(kill(std::stoi(a.at(0)), SIGKILL)); }},
+      {"env_has", [](const Args& a) { return getenv(a.at(0).c_str()) != nullptr ? 0 : ENOENT; }},
+      {"mount_tmpfs",
+       [](const Args& a) { return err(mount("none", a.at(0).c_str(), "tmpfs", 0, "size=1m")); }},
+      {"remount_rw",
+       [](const Args& a) {
+         return err(mount(nullptr, a.at(0).c_str(), nullptr, MS_REMOUNT | MS_BIND, nullptr));
+       }},
+      {"umount", [](const Args& a) { return err(umount2(a.at(0).c_str(), MNT_DETACH)); }},
+      {"userns_mount",
+       [](const Args& a) {
+         if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) {
+           return errno;
+         }
+         return err(mount("none", a.at(0).c_str(), "tmpfs", 0, "size=1m"));
+       }},
+      {"unshare_user", [](const Args&) { return err(unshare(CLONE_NEWUSER)); }},
+      {"unshare_net", [](const Args&) { return err(unshare(CLONE_NEWUSER | CLONE_NEWNET)); }},
+      {"clone_newuser", [](const Args&) { return raw_clone(CLONE_NEWUSER); }},
+      {"clone3",
+       [](const Args&) {
+         struct {
+           uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+         } args{CLONE_NEWUSER, 0, 0, 0, SIGCHLD, 0, 0, 0};
+         long p = syscall(SYS_clone3, &args, sizeof(args));
+         if (p == 0) {
+           _exit(0);
+         }
+         if (p < 0) {
+           return errno;
+         }
+         waitpid(static_cast<pid_t>(p), nullptr, 0);
+         return 0;
+       }},
+      {"setns_self_net",
+       [](const Args&) {
+         int fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+         int e = err(setns(fd, CLONE_NEWNET));
+         close(fd);
+         return e;
+       }},
+      {"chroot", [](const Args& a) { return err(chroot(a.at(0).c_str())); }},
+      {"fsopen",
+       [](const Args&) { return closing(static_cast<int>(syscall(SYS_fsopen, "tmpfs", 0))); }},
+      {"open_tree",
+       [](const Args& a) {
+         return closing(static_cast<int>(syscall(SYS_open_tree, AT_FDCWD, a.at(0).c_str(), 1)));
+       }},
+      {"ptrace_child",
+       [](const Args&) {
+         return with_sleeper([](pid_t p) {
+           int e = err(syscall(SYS_ptrace, 16 /*PTRACE_ATTACH*/, p, 0, 0));
+           return e;
+         });
+       }},
+      {"vm_read_child",
+       [](const Args&) {
+         return with_sleeper([](pid_t p) {
+           static char buf[16];
+           iovec local{buf, sizeof(buf)};
+           iovec remote{buf, sizeof(buf)};  // same address in the forked child
+           return err(process_vm_readv(p, &local, 1, &remote, 1, 0));
+         });
+       }},
+      {"pidfd_getfd_child",
+       [](const Args&) {
+         return with_sleeper([](pid_t p) {
+           int pfd = static_cast<int>(syscall(SYS_pidfd_open, p, 0));
+           if (pfd < 0) {
+             return errno;
+           }
+           int e = closing(static_cast<int>(syscall(SYS_pidfd_getfd, pfd, 0, 0)));
+           close(pfd);
+           return e;
+         });
+       }},
+      {"io_uring",
+       [](const Args&) {
+         char params[120] = {};
+         return closing(static_cast<int>(syscall(SYS_io_uring_setup, 4, params)));
+       }},
+      {"userfaultfd",
+       [](const Args&) {
+         return closing(
+             static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | 1 /*USER_MODE_ONLY*/)));
+       }},
+      {"add_key",
+       [](const Args&) {
+         return err(
+             syscall(SYS_add_key, "user", "agentbox-attack", "x", 1, KEY_SPEC_PROCESS_KEYRING));
+       }},
+      {"keyctl_join",
+       [](const Args&) {
+         return err(syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, "agentbox-attack"));
+       }},
+      {"perf_self",
+       [](const Args&) {
+         perf_event_attr attr{};
+         attr.type = PERF_TYPE_SOFTWARE;
+         attr.size = sizeof(attr);
+         attr.config = PERF_COUNT_SW_TASK_CLOCK;
+         attr.exclude_kernel = 1;
+         return closing(static_cast<int>(syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0)));
+       }},
+      {"bpf_map",
+       [](const Args&) {
+         uint32_t attr[16] = {2 /*ARRAY*/, 4, 4, 1};
+         return closing(static_cast<int>(syscall(SYS_bpf, 0 /*MAP_CREATE*/, attr, sizeof(attr))));
+       }},
+      {"raw_socket",
+       [](const Args&) { return closing(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP)); }},
+      {"packet_socket",
+       [](const Args&) { return closing(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0)); }},
+      {"netlink_audit",
+       [](const Args&) {
+         return closing(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_AUDIT));
+       }},
+      {"af_alg",
+       [](const Args&) { return closing(socket(AF_ALG, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)); }},
+      {"personality_aslr", [](const Args&) { return err(syscall(SYS_personality, 0x0040000)); }},
+      {"name_to_handle",
+       [](const Args& a) {
+         struct {
+           unsigned int bytes;
+           int type;
+           unsigned char h[128];
+         } fh{128, 0, {}};
+         int mount_id = 0;
+         return err(syscall(SYS_name_to_handle_at, AT_FDCWD, a.at(0).c_str(), &fh, &mount_id, 0));
+       }},
+      {"tiocsti_own_pty",
+       [](const Args&) {
+         int m = -1;
+         int s = own_pty(&m);
+         if (s < 0) {
+           return -s;
+         }
+         char c = 'x';
+         return err(syscall(SYS_ioctl, s, 0xdeadbeef00005412UL, &c));
+       }},
+      {"tiocsti_fd0",
+       [](const Args& a) {
+         int e = 0;
+         for (char c : a.at(0) + "\n") {
+           e = err(syscall(SYS_ioctl, 0, 0x100005412UL, &c));
+           if (e != 0) {
+             break;
+           }
+         }
+         return e;
+       }},
+      {"tioclinux_fd0",
+       [](const Args&) {
+         char sub = 2;  // TIOCL_SETSEL-ish; any subcode: the request itself is refused
+         return err(syscall(SYS_ioctl, 0, TIOCLINUX, &sub));
+       }},
+      {"reboot_probe", [](const Args&) { return err(syscall(SYS_reboot, 0, 0, 0, nullptr)); }},
+      {"init_module", [](const Args&) { return err(syscall(SYS_init_module, "", 0, "")); }},
+      {"open_kcore",
+       [](const Args&) { return closing(open("/proc/kcore", O_RDONLY | O_CLOEXEC)); }},
+      {"daemonize",
+       [](const Args& a) {
+         int gate[2];
+         if (pipe2(gate, O_CLOEXEC) != 0) {
+           return errno;
+         }
+         pid_t p = fork();
+         if (p == 0) {
+           setsid();
+           if (fork() == 0) {
+             int null = open("/dev/null", O_RDWR);  // detach from the caller's pipes
+             dup2(null, 0);
+             dup2(null, 1);
+             dup2(null, 2);
+             execl("/proc/self/exe", "agentbox-attack", "sleep", a.at(0).c_str(),
+                   static_cast<char*>(nullptr));
+             _exit(127);
+           }
+           _exit(0);
+         }
+         close(gate[1]);
+         char c;
+         (void)!read(gate[0], &c, 1);  // EOF once the daemon has executed (close-on-exec)
+         close(gate[0]);
+         waitpid(p, nullptr, 0);
+         return 0;
+       }},
+      {"sleep",
+       [](const Args&) {
+         sleep(5);
+         return 0;
+       }},
+      {"write_same",  // writes a file's own content back (a sysctl: no change, but the access)
+       [](const Args& a) {
+         int fd = open(a.at(0).c_str(), O_RDWR | O_CLOEXEC);
+         if (fd < 0) {
+           return errno;
+         }
+         char buf[256];
+         ssize_t n = read(fd, buf, sizeof(buf));
+         int e = n < 0 ? errno : err(pwrite(fd, buf, static_cast<size_t>(n), 0));
+         close(fd);
+         return e;
+       }},
+      {"core_enabled",
+       [](const Args&) {
+         rlimit r{RLIM_INFINITY, RLIM_INFINITY};
+         setrlimit(RLIMIT_CORE, &r);  // try to raise it back
+         getrlimit(RLIMIT_CORE, &r);
+         return r.rlim_cur > 0 ? 0 : EPERM;
+       }},
+      {"has_caps",
+       [](const Args&) {
+         cap_t c = cap_get_proc();
+         cap_t empty = cap_init();
+         int same = cap_compare(c, empty);
+         cap_free(c);
+         cap_free(empty);
+         return same == 0 ? EPERM : 0;  // "ok" = some capability held
+       }},
+      {"regain_privs",
+       [](const Args&) { return prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1 ? EPERM : 0; }},
+      {"int80",
+       [](const Args&) {
+         long ret = 20;  // i386 getpid
+         asm volatile("int $0x80" : "+a"(ret) : : "memory");
+         return ret > 0 ? 0 : static_cast<int>(-ret);
+       }},
+      {"x32", [](const Args&) { return err(syscall(0x40000000 | SYS_getpid)); }},
+  };
+  return table;
+}
+
+std::string ename(int e) {
+  if (e == 0) {
+    return "ok";
+  }
+  const char* n = strerrorname_np(e);
+  return n != nullptr ? n : "E" + std::to_string(e);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || attacks().count(argv[1]) == 0) {
+    std::fprintf(stderr, "usage: agentbox-attack NAME [ARGS...]\n");
+    return 2;
+  }
+  Args args(argv + 2, argv + argc);
+  int e = attacks().at(argv[1])(args);
+  std::printf("%s %s\n", argv[1], ename(e).c_str());
+  return 0;
+}

@@ -1,0 +1,551 @@
+// The attack suite: one named test per escape, exfiltration, persistence, terminal or DoS attempt,
+// run by the real agentbox as root and as an unprivileged user. Each asserts three things:
+//   1. the block: what the attack saw inside the box (agentbox-attack prints "<name> <result>");
+//   2. the ground truth outside: the host file unchanged, the sentinel alive, nothing left behind;
+//   3. a control: the same attack run without the box (directly, or in `unshare -Urmn` for the
+//      privileged ones so the host is never touched) gets through, so the test can fail.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "../integration/harness.hpp"
+
+namespace agentbox::it {
+namespace {
+
+using Args = std::vector<std::string>;
+
+enum class Control {
+  kDirect,  // the attack binary as the same user, outside any box
+  kUserns,  // in `unshare -Urmn --fork` (root of a throwaway namespace; the host is untouched)
+  kRoot,    // directly, only meaningful as root (an unprivileged user is refused by the kernel)
+};
+
+struct Fixture;
+
+struct Attack {
+  const char* name;
+  const char* category;
+  std::function<Args(Fixture&)> args;  // attack name and arguments
+  std::set<std::string> blocked;       // results that mean "blocked" inside the box; empty: any
+  Control control;
+  // Ground truth after the box run: "" when the host is intact, else what went wrong.
+  std::function<std::string(Fixture&)> truth = nullptr;
+  const char* audit_syscall = nullptr;              // expect a seccomp.deny event for it
+  std::function<void(Fixture&)> restore = nullptr;  // undoes what the control did to the host
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+// Per-test world and the bait the attacks go for.
+struct Fixture {
+  World w;
+  std::string attack_bin;
+  std::string secret_dir;  // a sibling of the workspace
+  std::string host_tmp;    // a file in the host's /tmp
+  std::string unix_path;   // a listening unix socket (like SSH_AUTH_SOCK)
+  std::string abstract_name;
+  int unix_fd = -1, abstract_fd = -1, tcp_fd = -1;
+  int tcp_port = 0;
+  pid_t sentinel = -1;                        // a process of the same user outside the box
+  std::string marker;                         // unique string for processes the box leaves behind
+  std::map<std::string, std::string> before;  // host files as they were before the attack
+
+  std::string home(const std::string& rel) const { return w.as.home + "/" + rel; }
+  std::string ws(const std::string& rel) const { return w.ws + "/" + rel; }
+
+  void plant_home(const std::string& rel, const std::string& data) {
+    std::filesystem::create_directories(std::filesystem::path(home(rel)).parent_path());
+    write_file(home(rel), data, 0600);
+    chown_tree(w.as.home, w.as.uid, w.as.gid);
+  }
+};
+
+std::string unchanged(const std::string& path, const std::string& before) {
+  std::string now = exists(path) ? slurp(path) : "<missing>";
+  return now == before ? "" : fmt::format("{} changed on the host: `{}`", path, now);
+}
+std::string absent(const std::string& path) {
+  return exists(path) ? path + " was created on the host" : "";
+}
+
+std::vector<Attack> make_attacks() {
+  std::vector<Attack> v;
+  auto secret = [&](const char* name, const char* rel) {
+    v.push_back({name,
+                 "secret",
+                 [rel](Fixture& f) {
+                   f.plant_home(rel, "TOP-SECRET\n");
+                   return Args{"read", f.home(rel)};
+                 },
+                 {"ENOENT"},
+                 Control::kDirect});
+  };
+  secret("read_ssh_private_key", ".ssh/id_ed25519");
+  secret("read_aws_credentials", ".aws/credentials");
+  secret("read_gnupg_private_key", ".gnupg/private-keys-v1.d/key.key");
+  secret("read_shell_history", ".bash_history");
+  secret("read_netrc", ".netrc");
+  secret("read_docker_config", ".docker/config.json");
+  secret("read_kube_config", ".kube/config");
+  secret("read_gh_token", ".config/gh/hosts.yml");
+  secret("read_git_credentials", ".git-credentials");
+  secret("read_npmrc_token", ".npmrc");
+  v.push_back({"read_sibling_project",
+               "secret",
+               [](Fixture& f) {
+                 return Args{"read", f.secret_dir + "/.env"};
+               },
+               {"ENOENT"},
+               Control::kDirect});
+  v.push_back({"read_host_tmp",
+               "secret",
+               [](Fixture& f) {
+                 return Args{"read", f.host_tmp};
+               },
+               {"ENOENT"},
+               Control::kDirect});
+  v.push_back({"read_etc_shadow",
+               "secret",
+               [](Fixture&) {
+                 return Args{"read", "/etc/shadow"};
+               },
+               {"ENOENT"},
+               Control::kRoot});
+  v.push_back({"env_secret_not_inherited",
+               "secret",
+               [](Fixture&) {
+                 return Args{"env_has", "AWS_SECRET_ACCESS_KEY"};
+               },
+               {"ENOENT"},
+               Control::kDirect});
+  v.push_back({"ssh_agent_socket",
+               "secret",
+               [](Fixture& f) {
+                 return Args{"connect_unix", f.unix_path};
+               },
+               {"ENOENT", "ECONNREFUSED", "EACCES"},
+               Control::kDirect});
+  v.push_back({"abstract_socket_on_host",
+               "secret",
+               [](Fixture& f) {
+                 return Args{"connect_abstract", f.abstract_name};
+               },
+               {"ECONNREFUSED", "EPERM"},
+               Control::kDirect});
+  v.push_back({"host_loopback_service",
+               "secret",
+               [](Fixture& f) {
+                 return Args{"connect_tcp", "127.0.0.1", std::to_string(f.tcp_port)};
+               },
+               {"ECONNREFUSED", "ENETUNREACH", "EPERM"},
+               Control::kDirect});
+  v.push_back({"proc_of_sentinel",
+               "secret",
+               [](Fixture& f) {
+                 return Args{"read", fmt::format("/proc/{}/environ", f.sentinel)};
+               },
+               {"ENOENT"},
+               Control::kDirect});
+  v.push_back({"file_handle_shocker",
+               "secret",
+               [](Fixture& f) {
+                 return Args{"name_to_handle", f.ws(".git/HEAD")};
+               },
+               {"EPERM"},
+               Control::kDirect,
+               nullptr,
+               "name_to_handle_at"});
+  v.push_back({"host_device_visible",
+               "secret",
+               [](Fixture&) {
+                 return Args{"stat", "/dev/kmsg"};
+               },
+               {"ENOENT"},
+               Control::kDirect});
+  // euid 0 without capabilities still passes the DAC check of /proc/sys (owner root): only
+  // Landlock (/proc read-only) or a read-only /proc/sys mount stops the root variant.
+  v.push_back({"write_global_sysctl",
+               "escape",
+               [](Fixture&) {
+                 return Args{"write_same", "/proc/sys/kernel/printk_ratelimit"};
+               },
+               {"EACCES", "EROFS", "EPERM"},
+               Control::kRoot});
+
+  // Escape: namespaces, mounts, kernel interfaces.
+  auto sys = [&](const char* name, Args a, std::set<std::string> blocked, Control c,
+                 const char* audit) {
+    v.push_back(
+        {name, "escape", [a](Fixture&) { return a; }, std::move(blocked), c, nullptr, audit});
+  };
+  sys("unshare_user_namespace", {"unshare_user"}, {"EPERM"}, Control::kDirect, "unshare");
+  sys("unshare_network_namespace", {"unshare_net"}, {"EPERM"}, Control::kDirect, "unshare");
+  sys("clone_new_user_namespace", {"clone_newuser"}, {"EPERM"}, Control::kDirect, "clone");
+  sys("clone3_new_user_namespace", {"clone3"}, {"ENOSYS"}, Control::kDirect, nullptr);
+  sys("userns_then_mount", {"userns_mount", "/tmp"}, {"EPERM"}, Control::kDirect, "unshare");
+  sys("mount_tmpfs", {"mount_tmpfs", "/tmp"}, {"EPERM"}, Control::kUserns, "mount");
+  sys("fsopen_new_mount_api", {"fsopen"}, {"EPERM"}, Control::kUserns, "fsopen");
+  sys("open_tree_clone", {"open_tree", "/tmp"}, {"EPERM"}, Control::kUserns, "open_tree");
+  sys("chroot", {"chroot", "/tmp"}, {"EPERM"}, Control::kUserns, "chroot");
+  sys("setns_network", {"setns_self_net"}, {"EPERM"}, Control::kUserns, "setns");
+  sys("ptrace_attach", {"ptrace_child"}, {"EPERM"}, Control::kDirect, "ptrace");
+  sys("process_vm_readv", {"vm_read_child"}, {"EPERM"}, Control::kDirect, "process_vm_readv");
+  sys("pidfd_getfd_steal", {"pidfd_getfd_child"}, {"EPERM"}, Control::kDirect, "pidfd_getfd");
+  sys("io_uring_bypass", {"io_uring"}, {"EPERM"}, Control::kDirect, "io_uring_setup");
+  sys("userfaultfd_race", {"userfaultfd"}, {"EPERM"}, Control::kDirect, "userfaultfd");
+  sys("keyring_add_key", {"add_key"}, {"EPERM"}, Control::kDirect, "add_key");
+  sys("keyring_join_session", {"keyctl_join"}, {"EPERM"}, Control::kDirect, "keyctl");
+  sys("perf_event_open", {"perf_self"}, {"EPERM"}, Control::kDirect, "perf_event_open");
+  sys("bpf_map_create", {"bpf_map"}, {"EPERM"}, Control::kRoot, "bpf");
+  sys("raw_socket", {"raw_socket"}, {"EPERM"}, Control::kUserns, "socket");
+  sys("packet_socket", {"packet_socket"}, {"EPERM"}, Control::kUserns, "socket");
+  sys("netlink_audit_socket", {"netlink_audit"}, {"EPERM"}, Control::kDirect, "socket");
+  sys("af_alg_socket", {"af_alg"}, {"EPERM"}, Control::kDirect, "socket");
+  sys("personality_disable_aslr", {"personality_aslr"}, {"EPERM"}, Control::kDirect, "personality");
+  sys("init_module", {"init_module"}, {"EPERM"}, Control::kRoot, "init_module");
+  sys("reboot", {"reboot_probe"}, {"EPERM"}, Control::kRoot, "reboot");
+  sys("int80_i386_abi", {"int80"}, {"SIGSYS"}, Control::kDirect, nullptr);
+  sys("x32_abi", {"x32"}, {"SIGSYS"}, Control::kDirect, nullptr);
+  sys("capabilities_held", {"has_caps"}, {"EPERM"}, Control::kUserns, nullptr);
+  sys("no_new_privs_off", {"regain_privs"}, {"EPERM"}, Control::kDirect, nullptr);
+  v.push_back({"kill_sentinel_outside",
+               "escape",
+               [](Fixture& f) {
+                 return Args{"kill", std::to_string(f.sentinel)};
+               },
+               {"ESRCH"},
+               Control::kDirect,
+               [](Fixture& f) {
+                 return ::kill(f.sentinel, 0) == 0 ? "" : "the sentinel outside was killed";
+               }});
+
+  // Persistence: everything that would run later, outside the box.
+  auto persist = [&](const char* name, std::function<std::string(Fixture&)> target,
+                     std::set<std::string> blocked) {
+    v.push_back({name, "persistence",
+                 [target](Fixture& f) {
+                   std::string p = target(f);
+                   f.before[p] = exists(p) ? slurp(p) : "<missing>";
+                   return Args{"write", p};
+                 },
+                 std::move(blocked), Control::kDirect,
+                 [target](Fixture& f) {
+                   std::string p = target(f);
+                   return unchanged(p, f.before[p]);
+                 },
+                 nullptr,
+                 [target](Fixture& f) {
+                   std::string p = target(f);
+                   if (f.before[p] == "<missing>") {
+                     ::unlink(p.c_str());
+                   } else {
+                     write_file(p, f.before[p]);
+                   }
+                 }});
+  };
+  persist("git_hook_pre_commit", [](Fixture& f) { return f.ws(".git/hooks/pre-commit"); },
+          {"EROFS", "EACCES"});
+  persist("git_hook_post_checkout", [](Fixture& f) { return f.ws(".git/hooks/post-checkout"); },
+          {"EROFS", "EACCES"});
+  persist("git_config_core_hookspath", [](Fixture& f) { return f.ws(".git/config"); },
+          {"EROFS", "EACCES"});
+  persist("gitmodules", [](Fixture& f) { return f.ws(".gitmodules"); }, {"EROFS", "EACCES"});
+  persist("direnv_envrc", [](Fixture& f) { return f.ws(".envrc"); }, {"EROFS", "EACCES", "EISDIR"});
+  persist("bashrc_in_home", [](Fixture& f) { return f.home(".bashrc"); }, {});
+  persist("profile_in_home", [](Fixture& f) { return f.home(".profile"); }, {});
+  persist("ssh_authorized_keys", [](Fixture& f) { return f.home(".ssh/authorized_keys"); }, {});
+  persist("systemd_user_unit", [](Fixture& f) { return f.home(".config/systemd/user/x.service"); },
+          {});
+  persist("autostart_desktop_entry",
+          [](Fixture& f) { return f.home(".config/autostart/x.desktop"); }, {});
+  persist("file_next_to_workspace", [](Fixture& f) { return f.w.root + "/dropped.sh"; }, {});
+  v.push_back(
+      {"replace_git_hooks_dir",
+       "persistence",
+       [](Fixture& f) {
+         return Args{"rename", f.ws(".git/hooks"), f.ws(".git/hooks.old")};
+       },
+       {"EBUSY", "EROFS", "EACCES", "EXDEV"},
+       Control::kDirect,
+       [](Fixture& f) { return absent(f.ws(".git/hooks.old")); },
+       nullptr,
+       [](Fixture& f) { ::rename(f.ws(".git/hooks.old").c_str(), f.ws(".git/hooks").c_str()); }});
+  v.push_back({"unlink_git_config",
+               "persistence",
+               [](Fixture& f) {
+                 return Args{"unlink", f.ws(".git/config")};
+               },
+               {"EBUSY", "EROFS", "EACCES"},
+               Control::kDirect,
+               [](Fixture& f) { return unchanged(f.ws(".git/config"), "[core]\n"); },
+               nullptr,
+               [](Fixture& f) { write_file(f.ws(".git/config"), "[core]\n"); }});
+  v.push_back({"write_system_binary",
+               "persistence",
+               [](Fixture&) {
+                 return Args{"write", "/usr/local/bin/agentbox-pwned"};
+               },
+               {"EROFS", "EACCES", "ENOENT"},
+               Control::kRoot,
+               [](Fixture&) { return absent("/usr/local/bin/agentbox-pwned"); },
+               nullptr,
+               [](Fixture&) { ::unlink("/usr/local/bin/agentbox-pwned"); }});
+  v.push_back({"core_dump_enabled",
+               "persistence",
+               [](Fixture&) { return Args{"core_enabled"}; },
+               {"EPERM"},
+               Control::kDirect});
+
+  // Terminal.
+  v.push_back({"tiocsti_own_pty_high_bits",
+               "terminal",
+               [](Fixture&) { return Args{"tiocsti_own_pty"}; },
+               {"EPERM"},
+               Control::kDirect,
+               nullptr,
+               "ioctl"});
+  v.push_back({"tioclinux",
+               "terminal",
+               [](Fixture&) { return Args{"tioclinux_fd0"}; },
+               {"EPERM"},
+               Control::kDirect,
+               nullptr,
+               "ioctl"});
+
+  // DoS: nothing outlives the box.
+  v.push_back({"daemon_survives_box",
+               "dos",
+               [](Fixture& f) {
+                 return Args{"daemonize", f.marker};
+               },
+               {},
+               Control::kDirect,
+               [](Fixture& f) {
+                 for (int i = 0; i < 50; ++i) {  // init's death kills the PID namespace
+                   if (pids_with_cmdline(f.marker).empty()) {
+                     return std::string();
+                   }
+                   ::usleep(20000);
+                 }
+                 return std::string("a process started in the box is still running on the host");
+               }});
+  return v;
+}
+
+const std::vector<Attack>& attacks() {
+  static const std::vector<Attack> all = make_attacks();
+  return all;
+}
+
+int listen_unix(const std::string& name, bool abstract) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  size_t off = abstract ? 1 : 0;
+  std::memcpy(a.sun_path + off, name.data(), name.size());
+  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + off + name.size());
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) != 0 || ::listen(fd, 64) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+class AttackTest : public ::testing::TestWithParam<std::tuple<size_t, std::string>> {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!make_world(std::get<1>(GetParam()), f_.w, why)) {
+      skip(why);
+      return;
+    }
+    made_ = true;
+    World& w = f_.w;
+    f_.attack_bin = w.bin + "/agentbox-attack";
+    std::filesystem::copy_file(AGENTBOX_ATTACK_BIN, f_.attack_bin);
+    ::chmod(f_.attack_bin.c_str(), 0755);
+    f_.secret_dir = w.root + "/other-project";
+    ::mkdir(f_.secret_dir.c_str(), 0755);
+    write_file(f_.secret_dir + "/.env", "DB_PASSWORD=hunter2\n", 0644);
+    f_.host_tmp = w.root + ".tmp-secret";
+    write_file(f_.host_tmp, "host tmp secret\n", 0644);
+    f_.unix_path = w.root + "/agent.sock";
+    f_.unix_fd = listen_unix(f_.unix_path, false);
+    ::chmod(f_.unix_path.c_str(), 0777);
+    f_.abstract_name = "agentbox-attack-" + std::to_string(::getpid());
+    f_.abstract_fd = listen_unix(f_.abstract_name, true);
+    f_.tcp_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof(sin);
+    ::bind(f_.tcp_fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin));
+    ::listen(f_.tcp_fd, 64);
+    ::getsockname(f_.tcp_fd, reinterpret_cast<sockaddr*>(&sin), &sl);
+    f_.tcp_port = ntohs(sin.sin_port);
+    f_.marker = "agentbox-attack-marker-" + std::to_string(::getpid()) + "-" +
+                std::to_string(::rand());  // NOLINT
+    chown_tree(w.root, w.as.uid, w.as.gid);
+    f_.sentinel = start_sentinel();
+    // Can this machine make a box at all for this variant?
+    Output o = run(w, {"run", "-q", "--", "true"});
+    if (o.status != 0) {
+      skip(fmt::format("cannot create a box as {}: {}", w.as.label, o.err));
+    }
+  }
+  void TearDown() override {
+    if (f_.sentinel > 0) {
+      ::kill(f_.sentinel, SIGKILL);
+      ::waitpid(f_.sentinel, nullptr, 0);
+    }
+    for (pid_t p : pids_with_cmdline(f_.marker)) {
+      ::kill(p, SIGKILL);
+    }
+    for (int fd : {f_.unix_fd, f_.abstract_fd, f_.tcp_fd}) {
+      if (fd >= 0) {
+        ::close(fd);
+      }
+    }
+    ::unlink(f_.host_tmp.c_str());
+    if (made_) {
+      destroy_world(f_.w);
+    }
+  }
+  void skip(const std::string& why) {
+    if (must_work()) {
+      FAIL() << "AGENTBOX_MUST_WORK=1 and this would be skipped: " << why;
+    }
+    GTEST_SKIP() << "skipped: " << why;
+  }
+  // A `sleep` of the same user, outside the box.
+  pid_t start_sentinel() {
+    pid_t p = ::fork();
+    if (p == 0) {
+      if (::geteuid() == 0 && f_.w.as.uid != 0) {
+        if (::setgid(f_.w.as.gid) != 0 || ::setuid(f_.w.as.uid) != 0) {
+          _exit(1);
+        }
+      }
+      ::execl("/bin/sleep", "sleep", "60", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    return p;
+  }
+  static std::string result_of(const Output& o, const std::string& attack) {
+    if (o.status == 128 + SIGSYS) {
+      return "SIGSYS";
+    }
+    std::string line = o.line_starting(attack + " ");
+    return line.empty() ? fmt::format("<no result, status {}: {}>", o.status, o.err)
+                        : line.substr(attack.size() + 1);
+  }
+  std::string newest_audit_log() const {
+    std::string best;
+    auto t = std::filesystem::file_time_type::min();  // libstdc++ file_clock: now is < 0
+    for (const auto& e : std::filesystem::recursive_directory_iterator(f_.w.state)) {
+      if (e.path().filename() == "audit.jsonl" && e.last_write_time() >= t) {
+        t = e.last_write_time();
+        best = e.path();
+      }
+    }
+    return best;
+  }
+
+  Fixture f_;
+  bool made_ = false;
+};
+
+TEST_P(AttackTest, IsBlocked) {
+  const Attack& a = attacks()[std::get<0>(GetParam())];
+  Args args = a.args(f_);
+  // 1. In the box (stdin is the test's /dev/null; the attack binary is granted read-only).
+  Args box = {"run", "-q", "--ro", f_.w.bin, "--", f_.attack_bin};
+  box.insert(box.end(), args.begin(), args.end());
+  RunOptions ro;
+  ro.env["AWS_SECRET_ACCESS_KEY"] = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+  ro.env["SSH_AUTH_SOCK"] = f_.unix_path;
+  ro.timeout_ms = 20000;
+  Output in = run(f_.w, box, ro);
+  std::string got = result_of(in, args[0]);
+  if (a.blocked.empty()) {
+    EXPECT_EQ(got.rfind("<no result", 0), std::string::npos) << got;
+  } else {
+    EXPECT_TRUE(a.blocked.contains(got)) << a.name << " inside the box: " << got << "\n" << in.err;
+  }
+  // 2. Ground truth outside.
+  if (a.truth) {
+    EXPECT_EQ(a.truth(f_), "") << a.name;
+  }
+  if (a.audit_syscall != nullptr) {
+    std::string log = slurp(newest_audit_log());
+    EXPECT_NE(log.find(fmt::format(R"("type":"seccomp.deny","syscall":"{}")", a.audit_syscall)),
+              std::string::npos)
+        << "no seccomp.deny for " << a.audit_syscall << " in the audit log:\n"
+        << log;
+  }
+  // 3. The control, without the box.
+  if (a.control == Control::kRoot && f_.w.as.uid != 0) {
+    return;  // the kernel refuses an unprivileged user by itself; the root variant proves it
+  }
+  World c = f_.w;
+  Args cargs = args;
+  if (a.control == Control::kUserns) {
+    c.agentbox = "/usr/bin/unshare";
+    cargs = {"-Urmn", "--fork", "--", f_.attack_bin};
+    cargs.insert(cargs.end(), args.begin(), args.end());
+  } else {
+    c.agentbox = f_.attack_bin;
+  }
+  Output out = run(c, cargs, ro);
+  std::string control = result_of(out, args[0]);
+  std::string control_truth = a.truth ? a.truth(f_) : "";
+  if (a.restore) {
+    a.restore(f_);
+  }
+  if (a.blocked.empty()) {
+    EXPECT_FALSE(control_truth.empty()) << "control: the attack should work without the box";
+  } else {
+    EXPECT_FALSE(a.blocked.contains(control))
+        << "control without the box is blocked too (" << control << "): the test proves nothing";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, AttackTest,
+                         ::testing::Combine(::testing::Range<size_t>(0, attacks().size()),
+                                            ::testing::Values(std::string("root"),
+                                                              std::string("user"))),
+                         [](const ::testing::TestParamInfo<std::tuple<size_t, std::string>>& p) {
+                           const Attack& a = attacks()[std::get<0>(p.param)];
+                           return fmt::format("{}_{}_{}", a.category, a.name, std::get<1>(p.param));
+                         });
+
+}  // namespace
+}  // namespace agentbox::it

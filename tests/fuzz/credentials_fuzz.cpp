@@ -1,0 +1,80 @@
+// Fuzz target: credential inspection and response scrubbing on arbitrary requests and bodies.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "agentbox/proxy/credentials.hpp"
+
+namespace {
+
+const std::string kSecret = "ghp_FuzzRealSecretValue0123456789abcdefg";
+
+agentbox::proxy::CredentialSet& set() {
+  static auto* s = [] {
+    auto r = agentbox::proxy::CredentialSet::load(
+        {{.name = "gh",
+          .env = "GH",
+          .from = "env:GH",
+          .hosts = {"api.github.com"},
+          .inject = "header:Authorization"},
+         {.name = "git",
+          .env = "GIT",
+          .from = "env:GIT",
+          .hosts = {"*.github.com"},
+          .inject = "basic"},
+         {.name = "q", .env = "Q", .from = "env:Q", .hosts = {"q.example"}, .inject = "query:key"}},
+        agentbox::proxy::SecretSource([](const std::string& k) -> std::optional<std::string> {
+          if (k == "GH")
+            return kSecret;
+          if (k == "GIT")
+            return std::string("gho_FuzzGitSecretValue0123456789abcdefgh");
+          return std::string("qkey-0123456789-FUZZ");
+        }),
+        nullptr);
+    if (!r) {
+      std::abort();
+    }
+    return new agentbox::proxy::CredentialSet(std::move(*r));
+  }();
+  return *s;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace agentbox::proxy;
+  const auto bytes = std::as_bytes(std::span(data, size));
+  auto p = http1::parse_request(bytes);
+  if (p.status == http1::ParseStatus::kOk) {
+    const std::string_view body(reinterpret_cast<const char*>(data) + p.head_bytes,
+                                size - p.head_bytes);
+    for (const char* host : {"api.github.com", "x.github.com", "q.example", "evil.example"}) {
+      auto req = p.message;
+      const auto v = set().inspect(req, host, body);
+      if (v.blocked && v.reason.empty()) {
+        std::abort();
+      }
+      // A rewritten request still parses.
+      const std::string out = http1::serialize_head(req);
+      if (http1::parse_request(std::as_bytes(std::span(out.data(), out.size()))).status !=
+          http1::ParseStatus::kOk) {
+        std::abort();
+      }
+    }
+  }
+  // Scrubbing never changes the length and never lets the secret through, at any split.
+  std::string input(reinterpret_cast<const char*>(data), size);
+  input += kSecret;
+  auto s = set().scrubber();
+  const size_t split = size / 2;
+  std::string out = s.feed(std::string_view(input).substr(0, split));
+  out += s.feed(std::string_view(input).substr(split));
+  out += s.finish();
+  if (out.size() != input.size() || out.find(kSecret) != std::string::npos) {
+    std::abort();
+  }
+  return 0;
+}

@@ -1,0 +1,52 @@
+// Fuzz target: arbitrary frames into the whole stack (dispatch, ARP, ICMP, DNS, TCP translator).
+// The handler accepts with socketpairs, so TCP flows really open and carry data.
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "agentbox/net/epoll_poller.hpp"
+#include "agentbox/net/stack.hpp"
+
+using namespace agentbox;
+
+namespace {
+
+struct NullSink : net::FrameSink {
+  void send_frame(net::Bytes) override {}
+};
+
+struct PairHandler : net::FlowHandler {
+  base::Result<net::OpenResult> on_open(const net::FlowInfo&) override {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
+      return base::Error::sys(errno, "socketpair");
+    }
+    peer.reset(sv[1]);  // keep only the latest peer open
+    return net::OpenResult{.fd = base::UniqueFd(sv[0]), .connected = true};
+  }
+  base::UniqueFd peer;
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static auto poller = *net::EpollPoller::create();
+  static const auto policy = *policy::EgressPolicy::parse({"example.com", "10.0.2.0/24:*"});
+  static NullSink sink;
+  static PairHandler handler;
+  static audit::MemorySink audit;
+  static std::optional<net::Stack> stack;
+  if (!stack) {
+    stack.emplace(net::StackConfig{}, policy, handler, poller, sink, audit);
+    (void)stack->pool().assign("example.com");  // 198.18.0.1
+  }
+  auto now = net::Clock::now();
+  stack->on_frame({reinterpret_cast<const std::byte*>(data), size}, now);
+  for (auto [token, events] : poller.wait(0)) {
+    stack->tcp().on_socket(token, events, now);
+  }
+  stack->tcp().on_timer(now + std::chrono::seconds(5));
+  return 0;
+}

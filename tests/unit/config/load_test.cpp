@@ -1,0 +1,342 @@
+// Config loading: every key, layering and origins, golden errors, flags, workspace narrowing.
+#include "agentbox/config/load.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "agentbox/base/sys.hpp"
+#include "agentbox/config/units.hpp"
+
+namespace agentbox::config {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kData = AGENTBOX_TEST_DATA;
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/agentbox-config-test-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string write(const std::string& rel, const std::string& text) const {
+    fs::path p = fs::path(path_) / rel;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+    return p.string();
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+LoadOptions isolated(const TempDir& dir) {
+  LoadOptions o;
+  o.system_file = dir.path() + "/system.toml";
+  o.user_dir = dir.path() + "/user";
+  o.profile_dirs = {dir.path() + "/profiles"};
+  return o;
+}
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) {
+    s.replace(pos, from.size(), to);
+  }
+  return s;
+}
+
+TEST(Units, Sizes) {
+  EXPECT_EQ(parse_size("512"), 512u);
+  EXPECT_EQ(parse_size("4K"), 4096u);
+  EXPECT_EQ(parse_size("4k"), 4096u);
+  EXPECT_EQ(parse_size("2G"), 2ull << 30);
+  EXPECT_EQ(parse_size("2GiB"), 2ull << 30);
+  EXPECT_EQ(parse_size("2GB"), 2ull << 30);
+  EXPECT_EQ(parse_size("1T"), 1ull << 40);
+  EXPECT_FALSE(parse_size(""));
+  EXPECT_FALSE(parse_size("G"));
+  EXPECT_FALSE(parse_size("12X"));
+  EXPECT_FALSE(parse_size("1.5G"));
+  EXPECT_FALSE(parse_size("-1"));
+  EXPECT_FALSE(parse_size("99999999999999999999"));
+  EXPECT_FALSE(parse_size("99999999999T"));
+  EXPECT_EQ(format_size(512ull << 20), "512M");
+  EXPECT_EQ(format_size(1000), "1000");
+}
+
+TEST(Units, Durations) {
+  EXPECT_EQ(parse_duration("90"), 90u);
+  EXPECT_EQ(parse_duration("90s"), 90u);
+  EXPECT_EQ(parse_duration("5m"), 300u);
+  EXPECT_EQ(parse_duration("1h30m"), 5400u);
+  EXPECT_EQ(parse_duration("1d"), 86400u);
+  EXPECT_FALSE(parse_duration("1h30"));
+  EXPECT_FALSE(parse_duration("0s"));
+  EXPECT_FALSE(parse_duration(""));
+  EXPECT_FALSE(parse_duration("5x"));
+  EXPECT_FALSE(parse_duration("m"));
+  EXPECT_EQ(format_duration(5400), "1h30m");
+  EXPECT_EQ(format_duration(59), "59s");
+}
+
+TEST(Load, BuiltinsOnly) {
+  TempDir dir;
+  auto r = load(isolated(dir));
+  ASSERT_TRUE(r) << r.error().render();
+  EXPECT_TRUE(r->files_read.empty());
+  EXPECT_EQ(r->policy.protected_paths.size(), 6u);
+  EXPECT_EQ(r->policy.protected_paths[0].value, ".git/hooks");
+  EXPECT_EQ(r->policy.protected_paths[0].origin.describe(), "built-in");
+  EXPECT_EQ(r->policy.home_size.value, 256ull << 20);
+}
+
+TEST(Load, EveryKeyOfAValidFile) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  o.system_file = kData + "/good.toml";
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  const Policy& p = r->policy;
+  EXPECT_EQ(p.workspace->value, "/srv/work");
+  EXPECT_EQ(p.workspace->origin.describe(), kData + "/good.toml:4:13");
+  EXPECT_EQ(p.ro.at(0).value, "~/.gitconfig");
+  EXPECT_EQ(p.rw.at(0).value, "~/.cache/pip");
+  EXPECT_EQ(p.env.at(0).value, "ANTHROPIC_BASE_URL");
+  EXPECT_EQ(p.setenv.at("EDITOR").value, "vi");
+  EXPECT_EQ(p.protected_paths.back().value, "Makefile.local");
+  EXPECT_EQ(p.home_size.value, 512ull << 20);
+  EXPECT_EQ(p.tmp_size.value, 2ull << 30);
+  EXPECT_EQ(p.hostname.value, "box");
+  EXPECT_EQ(p.limits.timeout_seconds->value, 5400u);
+  EXPECT_EQ(p.limits.memory_bytes->value, 4ull << 30);
+  EXPECT_EQ(p.limits.pids->value, 512u);
+  EXPECT_DOUBLE_EQ(p.limits.cpus->value, 1.5);
+  EXPECT_EQ(p.limits.nofile->value, 4096u);
+  EXPECT_EQ(p.limits.file_size_bytes->value, 10ull << 30);
+  EXPECT_EQ(p.seccomp_allow.at(0).value, "ptrace");
+  ASSERT_EQ(p.net_allow.size(), 3u);
+  EXPECT_EQ(p.raw_tcp.at(0).value, "github.com:22");
+  EXPECT_EQ(p.connect_to.at(0).value, "api.example.com:443:127.0.0.1:8443");
+  EXPECT_EQ(p.upstream_ca.at(0).value, "/etc/corp/root.pem");
+  ASSERT_EQ(p.http_rules.size(), 1u);
+  EXPECT_EQ(p.http_rules[0].host, "docs.rs");
+  EXPECT_EQ(p.http_rules[0].methods, (std::vector<std::string>{"GET", "HEAD"}));
+  EXPECT_EQ(p.http_rules[0].max_body, 1u << 20);
+  const Credential& gh = p.credentials.at("github");
+  EXPECT_EQ(gh.env, "GITHUB_TOKEN");
+  EXPECT_EQ(gh.from, "env:GITHUB_TOKEN");
+  EXPECT_EQ(gh.hosts.size(), 2u);
+  EXPECT_EQ(gh.inject, "basic");
+  EXPECT_EQ(gh.ttl_seconds, 600u);
+  ASSERT_EQ(p.token_files.size(), 1u);
+  EXPECT_EQ(p.token_files[0].json_fields.at(0), "oauth.access_token");
+}
+
+TEST(Load, GoldenErrorsReportEveryProblemInFileOrder) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  o.system_file = kData + "/bad.toml";
+  auto r = load(o);
+  ASSERT_FALSE(r);
+  std::string got = replace_all(r.error().render(), kData + "/", "DATA/");
+  auto expected = base::read_file(kData + "/bad.expected");
+  ASSERT_TRUE(expected);
+  EXPECT_EQ(got, *expected);
+}
+
+TEST(Load, TomlSyntaxErrorHasLineAndColumn) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  o.system_file = dir.write("system.toml", "[sandbox]\nro = [\"/a\",\n  oops ]\n");
+  auto r = load(o);
+  ASSERT_FALSE(r);
+  std::string msg = r.error().render();
+  EXPECT_NE(msg.find(dir.path() + "/system.toml:3:"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("invalid TOML"), std::string::npos) << msg;
+}
+
+TEST(Load, WrongTypeSaysWhatWasExpected) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  o.system_file = dir.write("system.toml", "[sandbox]\nro = \"/a\"\n");
+  auto r = load(o);
+  ASSERT_FALSE(r);
+  EXPECT_NE(
+      r.error().message().find(":2:6: `sandbox.ro` must be an array of strings, found a string"),
+      std::string::npos)
+      << r.error().message();
+}
+
+TEST(Load, LayersAccumulateListsOverrideScalarsAndKeepOrigins) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("system.toml", "[sandbox]\nro = [\"/sys-ro\"]\nhostname = \"sys\"\n");
+  dir.write("user/config.toml", "[sandbox]\nro = [\"/user-ro\"]\nhostname = \"user\"\n");
+  dir.write("profiles/p.toml", "[sandbox]\nro = [\"/prof-ro\"]\n[limits]\npids = 10\n");
+  o.flags.profile = "p";
+  o.flags.ro = {"/flag-ro"};
+  o.flags.pids = "20";
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  const Policy& p = r->policy;
+  ASSERT_EQ(p.ro.size(), 4u);
+  EXPECT_EQ(p.ro[0].value, "/sys-ro");
+  EXPECT_EQ(p.ro[1].value, "/user-ro");
+  EXPECT_EQ(p.ro[2].value, "/prof-ro");
+  EXPECT_EQ(p.ro[3].value, "/flag-ro");
+  EXPECT_EQ(p.ro[3].origin.describe(), "--ro");
+  EXPECT_EQ(p.ro[1].origin.describe(), dir.path() + "/user/config.toml:2:7");
+  EXPECT_EQ(p.hostname.value, "user");
+  EXPECT_EQ(p.limits.pids->value, 20u);
+  EXPECT_EQ(p.limits.pids->origin.describe(), "--pids");
+  EXPECT_EQ(r->files_read.size(), 3u);
+}
+
+TEST(Load, NoConfigSkipsSystemAndUserFiles) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("system.toml", "[sandbox]\nro = [\"/sys-ro\"]\n");
+  o.no_user_config = true;
+  auto r = load(o);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->policy.ro.empty());
+}
+
+TEST(Load, UnknownProfileSuggestsTheClosest) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("profiles/claude.toml", "");
+  dir.write("profiles/codex.toml", "");
+  o.flags.profile = "claud";
+  auto r = load(o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().render(),
+            "agentbox: error: --profile: no profile named `claud`\n      did you mean `claude`?\n");
+  o.flags.profile = "../../etc/passwd";
+  r = load(o);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("available: claude, codex"), std::string::npos);
+}
+
+TEST(Load, BadFlagsNameTheFlag) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  o.flags.memory = "2X";
+  o.flags.timeout = "soon";
+  o.flags.env = {"1BAD"};
+  o.flags.allow = {"bad host"};
+  o.flags.connect_to = {"a.example:443:127.0.0.1"};
+  o.flags.pids = "-3";
+  auto r = load(o);
+  ASSERT_FALSE(r);
+  std::string m = r.error().render();
+  for (const char* needle :
+       {"--memory: invalid size `2X`", "--timeout: invalid duration `soon`",
+        "--env: `1BAD` is not a variable name",
+        "--allow: ", "--connect-to: `a.example:443:127.0.0.1`: expected HOST:PORT:ADDR:PORT",
+        "--pids: invalid count `-3`"}) {
+    EXPECT_NE(m.find(needle), std::string::npos) << needle << "\n" << m;
+  }
+}
+
+TEST(Load, EnvFlagPassesOrSets) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  o.flags.env = {"FOO", "BAR=baz=qux"};
+  auto r = load(o);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->policy.env.at(0).value, "FOO");
+  EXPECT_EQ(r->policy.setenv.at("BAR").value, "baz=qux");
+}
+
+TEST(Narrow, WorkspaceFileMayKeepASubsetLowerLimitsAndProtectMore) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("system.toml",
+            "[sandbox]\nrw = [\"/a\", \"/b\"]\n[network]\nallow = [\"x.example\", \"y.example\"]\n"
+            "[limits]\nmemory = \"4G\"\n");
+  auto r = load(o);
+  ASSERT_TRUE(r);
+  std::string ws = dir.write("ws/.agentbox.toml",
+                             "[sandbox]\nrw = [\"/a\"]\nprotected = [\"build.sh\"]\n"
+                             "[network]\nallow = [\"y.example\"]\n[limits]\nmemory = \"1G\"\n"
+                             "timeout = \"10m\"\n");
+  ASSERT_TRUE(narrow_with_workspace_file(*r, ws));
+  const Policy& p = r->policy;
+  ASSERT_EQ(p.rw.size(), 1u);
+  EXPECT_EQ(p.rw[0].value, "/a");
+  ASSERT_EQ(p.net_allow.size(), 1u);
+  EXPECT_EQ(p.net_allow[0].value, "y.example");
+  EXPECT_EQ(p.limits.memory_bytes->value, 1ull << 30);
+  EXPECT_EQ(p.limits.timeout_seconds->value, 600u);
+  EXPECT_EQ(p.protected_paths.back().value, "build.sh");
+  EXPECT_TRUE(narrow_with_workspace_file(*r, dir.path() + "/missing.toml"));
+}
+
+TEST(Narrow, WorkspaceFileCannotWiden) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("system.toml", "[limits]\nmemory = \"1G\"\n[network]\nallow = [\"x.example\"]\n");
+  auto r = load(o);
+  ASSERT_TRUE(r);
+  std::string ws = dir.write(".agentbox.toml",
+                             "[network]\nallow = [\"evil.example\"]\nconnect_to = "
+                             "[\"x.example:443:127.0.0.1:1\"]\n[limits]\nmemory = \"8G\"\n"
+                             "[sandbox]\nsetenv = { A = \"b\" }\nrw = [\"/home\"]\n"
+                             "[credentials.x]\nenv = \"X\"\nfrom = \"env:X\"\nhosts = [\"a.b\"]\n");
+  Policy before = r->policy;
+  auto st = narrow_with_workspace_file(*r, ws);
+  ASSERT_FALSE(st);
+  std::string m = st.error().render();
+  for (const char* needle :
+       {":2:10: `network.allow`: `evil.example` is not granted",
+        ":3:1: `network.connect_to` cannot be set by a workspace file",
+        ":5:10: `limits.memory` may only be lowered", ":7:1: `sandbox.setenv` cannot be set",
+        ":8:7: `sandbox.rw`: `/home` is not granted", "`credentials` cannot be set"}) {
+    EXPECT_NE(m.find(needle), std::string::npos) << needle << "\n" << m;
+  }
+}
+
+TEST(Explain, EachLineNamesItsOrigin) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("system.toml", "[sandbox]\nro = [\"/etc/extra\"]\n");
+  o.flags.rw = {"/data"};
+  o.flags.allow = {"api.example.com"};
+  auto r = load(o);
+  ASSERT_TRUE(r);
+  std::string e = explain(*r);
+  auto line_with = [&](const std::string& needle) {
+    size_t pos = e.find(needle);
+    EXPECT_NE(pos, std::string::npos) << needle << "\n" << e;
+    size_t end = e.find('\n', pos);
+    size_t start = e.rfind('\n', pos) + 1;
+    return e.substr(start, end - start);
+  };
+  EXPECT_NE(line_with("/etc/extra").find("# " + dir.path() + "/system.toml:2:7"),
+            std::string::npos);
+  EXPECT_NE(line_with("/data").find("# --rw"), std::string::npos);
+  EXPECT_NE(line_with("api.example.com").find("# --allow"), std::string::npos);
+  EXPECT_NE(line_with(".git/hooks").find("# built-in"), std::string::npos);
+}
+
+TEST(Profiles, EveryShippedProfileLoads) {
+  auto names = available_profiles({std::string(AGENTBOX_SOURCE_DIR) + "/profiles"});
+  ASSERT_GE(names.size(), 5u);
+  TempDir dir;
+  for (const auto& n : names) {
+    LoadOptions o = isolated(dir);
+    o.profile_dirs = {std::string(AGENTBOX_SOURCE_DIR) + "/profiles"};
+    o.flags.profile = n;
+    auto r = load(o);
+    EXPECT_TRUE(r) << n << ": " << (r ? "" : r.error().render());
+  }
+}
+
+}  // namespace
+}  // namespace agentbox::config

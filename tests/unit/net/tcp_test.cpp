@@ -1,0 +1,560 @@
+// TCP translator through the whole stack: box frames in, real host sockets (socketpairs and
+// loopback TCP) on the other side, an in-memory tap capturing frames to the box.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <map>
+#include <random>
+
+#include "agentbox/net/epoll_poller.hpp"
+#include "agentbox/net/stack.hpp"
+
+namespace agentbox::net {
+namespace {
+
+using namespace std::chrono_literals;
+
+const Ip4 kBox = ip4(10, 0, 2, 100);
+const Mac kBoxMac = {0x02, 0, 0, 0, 0, 0x01};
+
+struct CaptureTap : FrameSink {
+  std::vector<std::vector<std::byte>> frames;
+  void send_frame(Bytes f) override { frames.emplace_back(f.begin(), f.end()); }
+};
+
+struct Seg {
+  uint8_t flags = 0;
+  uint32_t seq = 0;
+  uint32_t ack = 0;
+  uint16_t window = 0;
+  std::optional<uint16_t> mss;
+  std::optional<uint8_t> wscale;
+  std::string data;
+  bool has(uint8_t f) const { return (flags & f) != 0; }
+};
+
+// Accept first: one end of a socketpair to the translator, the other kept as the "host peer".
+struct PairHandler : FlowHandler {
+  std::map<uint64_t, base::UniqueFd> peers;
+  std::vector<FlowInfo> opened;
+  int closed = 0;
+  base::Result<OpenResult> on_open(const FlowInfo& info) override {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
+      return base::Error::sys(errno, "socketpair");
+    }
+    peers[info.id] = base::UniqueFd(sv[1]);
+    opened.push_back(info);
+    return OpenResult{.fd = base::UniqueFd(sv[0]), .connected = true};
+  }
+  void on_close(const FlowInfo&, const FlowStats&) override { ++closed; }
+};
+
+// Connect first: a non-blocking connect to a loopback port.
+struct LoopbackHandler : FlowHandler {
+  uint16_t port = 0;
+  base::Result<OpenResult> on_open(const FlowInfo&) override {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    base::UniqueFd owned(fd);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
+      return base::Error::sys(errno, "connect");
+    }
+    return OpenResult{.fd = std::move(owned), .connected = false};
+  }
+};
+
+class TcpTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    auto p = EpollPoller::create();
+    ASSERT_TRUE(p);
+    poller_.emplace(std::move(*p));
+    policy_ = *policy::EgressPolicy::parse({"example.com", "*.example.org:*"});
+    StackConfig cfg;
+    cfg.tcp.use_peek_off = GetParam();
+    stack_.emplace(cfg, policy_, *handler_, *poller_, tap_, audit_);
+    dst_ = *stack_->pool().assign("example.com");
+  }
+
+  void use(FlowHandler& h) {
+    StackConfig cfg;
+    cfg.tcp.use_peek_off = GetParam();
+    stack_.reset();
+    stack_.emplace(cfg, policy_, h, *poller_, tap_, audit_);
+    dst_ = *stack_->pool().assign("example.com");
+  }
+
+  void box_send(uint8_t flags, uint32_t seq, uint32_t ack, std::string_view data = {},
+                uint16_t window = 0xffff, uint16_t dport = 443, bool syn_opts = false) {
+    TcpOut t;
+    t.src = kBox;
+    t.dst = dst_;
+    t.sport = sport_;
+    t.dport = dport;
+    t.seq = seq;
+    t.ack = ack;
+    t.flags = flags;
+    t.window = window;
+    if (syn_opts) {
+      t.mss = mss_;
+      t.wscale = 0;  // window scale offered, factor 1: windows stay exact in tests
+    }
+    std::vector<std::byte> f;
+    build_tcp(f, L2{.src = kBoxMac, .dst = {}}, t,
+              Bytes(reinterpret_cast<const std::byte*>(data.data()), data.size()));
+    stack_->on_frame(f, now_);
+  }
+
+  // Runs socket events until nothing happens for a moment (bounded).
+  void pump(int rounds = 50) {
+    for (int i = 0; i < rounds; ++i) {
+      auto evs = poller_->wait(i == 0 ? 20 : 5);
+      if (evs.empty() && i > 0) {
+        return;
+      }
+      for (auto [token, events] : evs) {
+        stack_->tcp().on_socket(token, events, now_);
+      }
+    }
+  }
+
+  std::vector<Seg> take() {
+    std::vector<Seg> out;
+    for (auto& f : tap_.frames) {
+      auto e = parse_ethernet(f);
+      EXPECT_TRUE(e);
+      auto ip = parse_ipv4(e->payload);
+      EXPECT_TRUE(ip);
+      EXPECT_EQ(ip->dst, kBox);
+      auto t = parse_tcp(ip->payload, ip->src, ip->dst);
+      EXPECT_TRUE(t);
+      if (!t) {
+        continue;
+      }
+      out.push_back(
+          Seg{t->flags, t->seq, t->ack, t->window, t->options.mss, t->options.wscale,
+              std::string(reinterpret_cast<const char*>(t->payload.data()), t->payload.size())});
+    }
+    tap_.frames.clear();
+    return out;
+  }
+
+  // SYN -> SYN-ACK -> ACK. Returns the server's ISS+1 (first data seq from the host).
+  uint32_t handshake() {
+    box_send(tcpflag::kSyn, 1000, 0, {}, 0xffff, 443, true);
+    pump();
+    auto segs = take();
+    EXPECT_EQ(segs.size(), 1u);
+    if (segs.empty()) {
+      return 0;
+    }
+    EXPECT_EQ(segs[0].flags, tcpflag::kSyn | tcpflag::kAck);
+    EXPECT_EQ(segs[0].ack, 1001u);
+    box_send(tcpflag::kAck, 1001, segs[0].seq + 1);
+    return segs[0].seq + 1;
+  }
+
+  static std::string read_all(int fd) {
+    std::string out;
+    char buf[65536];
+    while (true) {
+      ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) {
+        break;
+      }
+      out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+  }
+
+  PairHandler pair_;
+  FlowHandler* handler_ = &pair_;
+  std::optional<EpollPoller> poller_;
+  policy::EgressPolicy policy_;
+  CaptureTap tap_;
+  audit::MemorySink audit_;
+  std::optional<Stack> stack_;
+  Ip4 dst_ = 0;
+  uint16_t sport_ = 40000;
+  uint16_t mss_ = 1460;
+  Clock::time_point now_ = Clock::now();
+};
+
+TEST_P(TcpTest, DeniedSynGetsRstAndAudit) {
+  box_send(tcpflag::kSyn, 5, 0, {}, 0xffff, 22);  // example.com allows 443/80 only
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].flags, tcpflag::kRst | tcpflag::kAck);
+  EXPECT_EQ(segs[0].ack, 6u);
+  EXPECT_TRUE(pair_.opened.empty());
+  EXPECT_NE(audit_.lines().find(R"("type":"net.deny","proto":"tcp","name":"example.com")"),
+            std::string::npos)
+      << audit_.lines();
+  dst_ = ip4(127, 0, 0, 1);  // a literal, no CIDR rule
+  box_send(tcpflag::kSyn, 5, 0);
+  EXPECT_EQ(take().at(0).flags, tcpflag::kRst | tcpflag::kAck);
+  dst_ = ip4(198, 18, 7, 7);  // synthetic, never handed out
+  box_send(tcpflag::kSyn, 5, 0);
+  EXPECT_EQ(take().at(0).flags, tcpflag::kRst | tcpflag::kAck);
+  EXPECT_EQ(stack_->tcp().flow_count(), 0u);
+}
+
+TEST_P(TcpTest, HandshakeGivesHandlerTheFlowInfo) {
+  uint32_t iss1 = handshake();
+  EXPECT_NE(iss1, 0u);
+  ASSERT_EQ(pair_.opened.size(), 1u);
+  const auto& fi = pair_.opened[0];
+  EXPECT_EQ(fi.name, "example.com");
+  EXPECT_EQ(fi.orig_port, 443);
+  EXPECT_EQ(fi.synthetic_dst, dst_);
+  EXPECT_EQ(fi.box_src, (Endpoint{kBox, 40000}));
+  EXPECT_EQ(fi.rule, "example.com");
+  EXPECT_FALSE(fi.literal);
+  EXPECT_EQ(stack_->tcp().flow_count(), 1u);
+}
+
+TEST_P(TcpTest, DataBothWaysAndAckDiscards) {
+  uint32_t hs = handshake();
+  box_send(tcpflag::kAck | tcpflag::kPsh, 1001, hs, "hello");
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].ack, 1006u);
+  int peer = pair_.peers.begin()->second.get();
+  EXPECT_EQ(read_all(peer), "hello");
+  ASSERT_EQ(write(peer, "world", 5), 5);
+  pump();
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "world");
+  EXPECT_EQ(segs[0].seq, hs);
+  box_send(tcpflag::kAck, 1006, hs + 5);
+  ASSERT_EQ(write(peer, "again", 5), 5);
+  pump();
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "again");  // "world" was discarded on ACK, not re-sent
+  EXPECT_EQ(segs[0].seq, hs + 5);
+}
+
+TEST_P(TcpTest, LargeDataIsCutIntoMssSegmentsWithinTheWindow) {
+  mss_ = 1000;
+  uint32_t hs = handshake();
+  int peer = pair_.peers.begin()->second.get();
+  std::string blob(5000, 'x');
+  ASSERT_EQ(write(peer, blob.data(), blob.size()), 5000);
+  box_send(tcpflag::kAck, 1001, hs, {}, 2500);  // window 2500
+  pump();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 3u);
+  EXPECT_EQ(segs[0].data.size(), 1000u);
+  EXPECT_EQ(segs[2].data.size(), 500u);
+  box_send(tcpflag::kAck, 1001, hs + 2500, {}, 10000);
+  segs = take();
+  size_t total = 0;
+  for (auto& s : segs) {
+    total += s.data.size();
+  }
+  EXPECT_EQ(total, 2500u);
+}
+
+TEST_P(TcpTest, OutOfOrderAndDuplicatesAreNotWrittenTwice) {
+  uint32_t hs = handshake();
+  int peer = pair_.peers.begin()->second.get();
+  box_send(tcpflag::kAck, 1006, hs, "world");  // ahead of rcv_nxt
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].ack, 1001u);  // duplicate ACK
+  EXPECT_EQ(read_all(peer), "");
+  box_send(tcpflag::kAck, 1001, hs, "hello");
+  box_send(tcpflag::kAck, 1001, hs, "hello");   // duplicate
+  box_send(tcpflag::kAck, 1003, hs, "llowor");  // overlap: only "wor" is new
+  box_send(tcpflag::kAck, 1009, hs, "ld");
+  EXPECT_EQ(read_all(peer), "helloworld");
+  EXPECT_EQ(take().back().ack, 1011u);
+  EXPECT_EQ(stack_->tcp().counters().out_of_order, 1u);
+}
+
+TEST_P(TcpTest, RetransmitOnTimeoutAndOnThirdDuplicateAck) {
+  uint32_t hs = handshake();
+  int peer = pair_.peers.begin()->second.get();
+  ASSERT_EQ(write(peer, "abcdef", 6), 6);
+  pump();
+  ASSERT_EQ(take().at(0).data, "abcdef");
+  box_send(tcpflag::kAck, 1001, hs + 3);  // acks "abc"
+  EXPECT_TRUE(take().empty());
+  now_ += 5s;
+  stack_->tcp().on_timer(now_);
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].seq, hs + 3);
+  EXPECT_EQ(segs[0].data, "def");
+  // Three duplicate ACKs rewind too.
+  ASSERT_EQ(write(peer, "gh", 2), 2);
+  pump();
+  ASSERT_EQ(take().at(0).data, "gh");
+  for (int i = 0; i < 3; ++i) {
+    box_send(tcpflag::kAck, 1001, hs + 3);
+  }
+  segs = take();
+  ASSERT_FALSE(segs.empty());
+  EXPECT_EQ(segs[0].seq, hs + 3);
+  EXPECT_EQ(segs[0].data, "defgh");
+  EXPECT_GE(stack_->tcp().counters().retransmits, 2u);
+}
+
+TEST_P(TcpTest, ZeroWindowIsProbedAndReopened) {
+  uint32_t hs = handshake();
+  int peer = pair_.peers.begin()->second.get();
+  box_send(tcpflag::kAck, 1001, hs, {}, 0);
+  ASSERT_EQ(write(peer, "data", 4), 4);
+  pump();
+  EXPECT_TRUE(take().empty());
+  now_ += 2s;
+  stack_->tcp().on_timer(now_);
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);  // probe: bare ACK below snd_nxt
+  EXPECT_TRUE(segs[0].data.empty());
+  EXPECT_EQ(segs[0].seq, hs - 1);
+  box_send(tcpflag::kAck, 1001, hs, {}, 100);
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "data");
+}
+
+TEST_P(TcpTest, HalfCloseBothWaysThenTheFlowIsGone) {
+  uint32_t hs = handshake();
+  int peer = pair_.peers.begin()->second.get();
+  box_send(tcpflag::kAck | tcpflag::kFin, 1001, hs, "bye");
+  EXPECT_EQ(take().at(0).ack, 1005u);  // 3 bytes + FIN
+  char buf[8];
+  EXPECT_EQ(read(peer, buf, sizeof buf), 3);
+  EXPECT_EQ(read(peer, buf, sizeof buf), 0);  // EOF: box shut its side
+  ASSERT_EQ(write(peer, "late", 4), 4);       // the other direction still works
+  pump();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "late");
+  pair_.peers.clear();  // host side closes
+  pump();
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_TRUE(segs[0].has(tcpflag::kFin));
+  EXPECT_EQ(segs[0].seq, hs + 4);
+  EXPECT_EQ(stack_->tcp().flow_count(), 1u);
+  box_send(tcpflag::kAck, 1005, hs + 5);
+  EXPECT_EQ(stack_->tcp().flow_count(), 0u);
+  EXPECT_EQ(pair_.closed, 1);
+  EXPECT_NE(audit_.lines().find(R"("bytes_up":3,"bytes_down":4,"reset":false)"), std::string::npos)
+      << audit_.lines();
+}
+
+TEST_P(TcpTest, HostClosesFirst) {
+  uint32_t hs = handshake();
+  pair_.peers.clear();
+  pump();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_TRUE(segs[0].has(tcpflag::kFin));
+  box_send(tcpflag::kAck, 1001, hs + 1);
+  EXPECT_EQ(stack_->tcp().flow_count(), 1u);
+  box_send(tcpflag::kAck | tcpflag::kFin, 1001, hs + 1);
+  EXPECT_EQ(take().at(0).ack, 1002u);
+  EXPECT_EQ(stack_->tcp().flow_count(), 0u);
+}
+
+TEST_P(TcpTest, BoxRstClosesTheSocket) {
+  handshake();
+  int peer = pair_.peers.begin()->second.get();
+  box_send(tcpflag::kRst, 1001 + 10000000, 0);  // out of window: ignored
+  EXPECT_EQ(stack_->tcp().flow_count(), 1u);
+  box_send(tcpflag::kRst, 1001, 0);
+  EXPECT_EQ(stack_->tcp().flow_count(), 0u);
+  char c;
+  EXPECT_EQ(read(peer, &c, 1), 0);
+  EXPECT_NE(audit_.lines().find(R"("reset":true)"), std::string::npos);
+}
+
+TEST_P(TcpTest, HostResetIsRstToBox) {
+  uint32_t hs = handshake();
+  box_send(tcpflag::kAck, 1001, hs, "unread");
+  take();
+  pair_.peers.clear();  // closing with unread data: ECONNRESET on our end
+  pump();
+  auto segs = take();
+  ASSERT_FALSE(segs.empty());
+  EXPECT_TRUE(segs.back().has(tcpflag::kRst));
+  EXPECT_EQ(stack_->tcp().flow_count(), 0u);
+}
+
+TEST_P(TcpTest, KeepAliveProbeIsAnswered) {
+  uint32_t hs = handshake();
+  box_send(tcpflag::kAck, 1000, hs);  // seq = rcv_nxt - 1, no data
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].ack, 1001u);
+  EXPECT_EQ(stack_->tcp().flow_count(), 1u);
+}
+
+TEST_P(TcpTest, UnknownFlowSegmentsGetRst) {
+  box_send(tcpflag::kAck, 1, 77, "x");
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].flags, tcpflag::kRst);
+  EXPECT_EQ(segs[0].seq, 77u);
+  box_send(tcpflag::kRst, 1, 0);
+  EXPECT_TRUE(take().empty());  // never answer a RST
+}
+
+TEST_P(TcpTest, TruncatedFramesNeverReachTheTranslator) {
+  uint32_t hs = handshake();
+  TcpOut t;
+  t.src = kBox;
+  t.dst = dst_;
+  t.sport = sport_;
+  t.dport = 443;
+  t.seq = 1001;
+  t.ack = hs;
+  t.flags = tcpflag::kAck;
+  t.window = 0xffff;
+  std::vector<std::byte> f;
+  std::string payload = "payload";
+  build_tcp(f, L2{.src = kBoxMac, .dst = {}}, t,
+            Bytes(reinterpret_cast<const std::byte*>(payload.data()), payload.size()));
+  for (size_t n = 0; n < f.size(); ++n) {
+    stack_->on_frame(Bytes(f.data(), n), now_);
+  }
+  EXPECT_EQ(stack_->counters().malformed, f.size());
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(read_all(pair_.peers.begin()->second.get()), "");
+}
+
+TEST_P(TcpTest, LoopbackConnectFirstWithChecksummedBulkBothWays) {
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  base::UniqueFd listener(lfd);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(listen(lfd, 8), 0);
+  socklen_t len = sizeof sa;
+  getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
+  LoopbackHandler lh;
+  lh.port = ntohs(sa.sin_port);
+  use(lh);
+  mss_ = 65000;
+  box_send(tcpflag::kSyn, 1000, 0, {}, 0xffff, 443, true);
+  pump();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  ASSERT_EQ(segs[0].flags, tcpflag::kSyn | tcpflag::kAck);
+  uint32_t hs = segs[0].seq + 1;
+  box_send(tcpflag::kAck, 1001, hs);
+  base::UniqueFd server(accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  ASSERT_TRUE(server);
+
+  // 4 MiB each way, pseudo-random, compared byte for byte.
+  std::mt19937 rng(42);
+  std::string up(4 << 20, '\0'), down(4 << 20, '\0');
+  for (auto& c : up)
+    c = static_cast<char>(rng());
+  for (auto& c : down)
+    c = static_cast<char>(rng());
+  std::string got_up, got_down;
+  size_t up_sent = 0, down_written = 0;
+  uint32_t box_seq = 1001;
+  for (int iter = 0; iter < 20000 && (got_up.size() < up.size() || got_down.size() < down.size());
+       ++iter) {
+    if (down_written < down.size()) {
+      ssize_t n = write(server.get(), down.data() + down_written,
+                        std::min<size_t>(down.size() - down_written, 1 << 18));
+      if (n > 0)
+        down_written += static_cast<size_t>(n);
+    }
+    // Box side: send up to 64 KiB, in segments of the MSS it got.
+    uint16_t their_wnd = 0xffff;
+    if (up_sent < up.size()) {
+      size_t chunk = std::min<size_t>(up.size() - up_sent, 32000);
+      box_send(tcpflag::kAck, box_seq, hs + static_cast<uint32_t>(got_down.size()),
+               std::string_view(up).substr(up_sent, chunk), their_wnd);
+    }
+    pump(3);
+    for (auto& s : take()) {
+      if (s.ack - 1001 > up_sent) {
+        up_sent = s.ack - 1001;  // acknowledged by the translator
+        box_seq = s.ack;
+      }
+      if (!s.data.empty() && s.seq == hs + got_down.size()) {
+        got_down += s.data;
+      }
+    }
+    // ACK what arrived, opening the window again.
+    box_send(tcpflag::kAck, box_seq, hs + static_cast<uint32_t>(got_down.size()), {}, their_wnd);
+    got_up += read_all(server.get());
+  }
+  EXPECT_EQ(got_up.size(), up.size());
+  EXPECT_TRUE(got_up == up);
+  EXPECT_EQ(got_down.size(), down.size());
+  EXPECT_TRUE(got_down == down);
+}
+
+TEST_P(TcpTest, ConnectFailureIsRst) {
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  socklen_t len = sizeof sa;
+  getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
+  close(lfd);  // nothing listens there now
+  LoopbackHandler lh;
+  lh.port = ntohs(sa.sin_port);
+  use(lh);
+  box_send(tcpflag::kSyn, 1000, 0, {}, 0xffff, 443, true);
+  pump();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_TRUE(segs[0].has(tcpflag::kRst));
+  EXPECT_EQ(stack_->tcp().flow_count(), 0u);
+  EXPECT_NE(audit_.lines().find("net.fail"), std::string::npos);
+}
+
+TEST_P(TcpTest, ManyShortConnectionsLeaveNoFds) {
+  auto count_fds = [] {
+    int n = 0;
+    for (int fd = 0; fd < 4096; ++fd) {
+      if (fcntl(fd, F_GETFD) != -1)
+        ++n;
+    }
+    return n;
+  };
+  int before = count_fds();
+  for (int i = 0; i < 200; ++i) {
+    pair_.peers.clear();
+    sport_ = static_cast<uint16_t>(20000 + i);
+    uint32_t hs = handshake();
+    box_send(tcpflag::kAck | tcpflag::kFin, 1001, hs, "q");
+    EXPECT_EQ(read_all(pair_.peers.begin()->second.get()), "q");
+    pair_.peers.clear();  // (closing with unread data would be a reset, as with TCP)
+    pump();
+    take();
+    box_send(tcpflag::kAck, 1003, hs + 1);
+  }
+  EXPECT_EQ(stack_->tcp().flow_count(), 0u);
+  EXPECT_EQ(count_fds(), before);
+}
+
+INSTANTIATE_TEST_SUITE_P(PeekOff, TcpTest, ::testing::Values(true, false),
+                         [](const auto& p) { return p.param ? "SoPeekOff" : "ScratchIov"; });
+
+}  // namespace
+}  // namespace agentbox::net
