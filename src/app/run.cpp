@@ -192,7 +192,8 @@ Result<std::vector<sb::Grant>> resolve_grants(const config::Policy& policy, cons
                         from_text(g.origin), std::strerror(canon.error().err()));
         continue;
       }
-      std::string abs = sb::lexically_normal_abs(p.empty() || p[0] != '/' ? cwd + "/" + p : p);
+      std::string abs =
+          sb::lexically_normal_abs(p.empty() || p[0] != '/' ? fmt::format("{}/{}", cwd, p) : p);
       if (sb::path_within(abs, workspace) && !sb::path_within(*canon, workspace)) {
         base::log::warn("{} `{}`{}: a link inside the workspace leads to `{}`: not shown",
                         writable ? "--rw" : "--ro", g.value, from_text(g.origin), *canon);
@@ -455,6 +456,7 @@ int run(const RunRequest& req) {
 
   sb::LaunchFailure failure;
   auto box = sb::Box::start(s.launch, &failure);
+  const bool started = box.has_value();
   int code;
   std::string reason;
   std::string error;
@@ -498,7 +500,8 @@ int run(const RunRequest& req) {
   }
   s.sink->emit(end);
   if (!req.quiet) {
-    std::string what = !box ? fmt::format("did not run (status {})", code) : describe_exit(code);
+    std::string what =
+        !started ? fmt::format("did not run (status {})", code) : describe_exit(code);
     base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,
                     s.dir);
   }
