@@ -10,6 +10,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 agentbox="${1:-$here/../build/cli/agentbox}"
 rounds="${2:-200}"
 [[ -x "$agentbox" ]] || { echo "startup.sh: no agentbox binary at $agentbox" >&2; exit 2; }
+agentbox="$(realpath "$agentbox")"
 command -v bwrap >/dev/null || { echo "startup.sh: bwrap is not installed" >&2; exit 2; }
 
 tmp="$(mktemp -d /tmp/agentbox-bench-XXXXXX)"

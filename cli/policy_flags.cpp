@@ -3,20 +3,28 @@
 
 namespace agentbox::cli {
 
+// Repeatable options take one value per occurrence (allow_extra_args(false)): otherwise CLI11
+// lets `--ro X -- cmd -x` swallow the `--` into --ro's list and parse `-x` as an option of ours.
 void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
   auto& f = o.flags;
   sub->add_option("-p,--profile", f.profile, "Apply the named profile (claude, codex, node, ...)");
   sub->add_option("-w,--workspace", f.workspace,
                   "The read-write directory (default: the enclosing git repository, else .)");
-  sub->add_option("--ro", f.ro, "Also show PATH read-only (repeatable; ~ is your home)");
-  sub->add_option("--rw", f.rw, "Also show PATH read-write (repeatable)");
-  sub->add_option("-e,--env", f.env, "Pass NAME from your environment, or set NAME=VALUE");
-  sub->add_option("--allow", f.allow, "Allow connections to HOST[:PORT] or CIDR[:PORT]");
+  sub->add_option("--ro", f.ro, "Also show PATH read-only (repeatable; ~ is your home)")
+      ->allow_extra_args(false);
+  sub->add_option("--rw", f.rw, "Also show PATH read-write (repeatable)")->allow_extra_args(false);
+  sub->add_option("-e,--env", f.env, "Pass NAME from your environment, or set NAME=VALUE")
+      ->allow_extra_args(false);
+  sub->add_option("--allow", f.allow, "Allow connections to HOST[:PORT] or CIDR[:PORT]")
+      ->allow_extra_args(false);
   sub->add_option("--connect-to", f.connect_to,
-                  "Send connections for HOST:PORT to ADDR:PORT (as curl's --connect-to)");
-  sub->add_option("--upstream-ca", f.upstream_ca, "Also trust this PEM file for upstream TLS");
+                  "Send connections for HOST:PORT to ADDR:PORT (as curl's --connect-to)")
+      ->allow_extra_args(false);
+  sub->add_option("--upstream-ca", f.upstream_ca, "Also trust this PEM file for upstream TLS")
+      ->allow_extra_args(false);
   sub->add_option("--allow-syscalls", f.seccomp_allow,
-                  "Loosen a named seccomp group (e.g. ptrace for debuggers)");
+                  "Loosen a named seccomp group (e.g. ptrace for debuggers)")
+      ->allow_extra_args(false);
   sub->add_option("--timeout", f.timeout, "Kill the box after this long (90s, 5m, 1h30m)");
   sub->add_option("--memory", f.memory, "Memory limit for the whole box (e.g. 4G)");
   sub->add_option("--pids", f.pids, "Maximum number of processes in the box");

@@ -19,7 +19,6 @@ struct RunOptions {
   bool quiet = false;
 };
 
-
 int run_verb(const RunOptions& o) {
   using base::log::Level;
   base::log::set_level(o.quiet          ? Level::kQuiet

@@ -20,6 +20,7 @@
 #include <memory>
 
 #include "agentbox/app/doctor.hpp"
+#include "agentbox/app/session_confinement.hpp"
 #include "agentbox/app/terminal.hpp"
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/log.hpp"
@@ -71,6 +72,14 @@ std::string origin_text(const config::Origin& o) {
     return fmt::format("{}:{}:{}", o.source, o.line, o.column);
   }
   return o.source.empty() ? std::string("built-in") : o.source;
+}
+
+// " (from profile.toml:3:1)" for grants out of a file; nothing for command-line flags.
+std::string from_text(const config::Origin& o) {
+  if (o.source.rfind("--", 0) == 0) {
+    return {};
+  }
+  return fmt::format(" (from {})", origin_text(o));
 }
 
 Result<std::string> real_path(const std::string& path) {
@@ -164,18 +173,30 @@ struct Session {
   std::string id;
   std::string dir;
   std::unique_ptr<audit::JsonlSink> sink;
+  std::unique_ptr<SessionConfinement> confinement;  // Landlock, caps, seccomp, rlimits, cgroup
 };
 
-Result<std::vector<sb::Grant>> resolve_grants(const config::Policy& policy,
-                                              const std::string& home) {
+// Grants are resolved to their real paths, except that a path inside the workspace must stay
+// inside it: the workspace's content may have been written by an agent, and a link it planted
+// there (`cache -> ~/.ssh`) must not turn a grant of a workspace folder into one of a secret.
+Result<std::vector<sb::Grant>> resolve_grants(const config::Policy& policy, const std::string& home,
+                                              const std::string& workspace,
+                                              const std::string& cwd) {
   std::vector<sb::Grant> out;
   auto add = [&](const std::vector<config::Sourced<std::string>>& list, bool writable) {
     for (const auto& g : list) {
       std::string p = expand_home(g.value, home);
       auto canon = real_path(p);
       if (!canon) {
-        base::log::warn("{} `{}` ({}): {}: not shown in the box", writable ? "--rw" : "--ro",
-                        g.value, origin_text(g.origin), std::strerror(canon.error().err()));
+        base::log::warn("{} `{}`{}: {}: not shown in the box", writable ? "--rw" : "--ro", g.value,
+                        from_text(g.origin), std::strerror(canon.error().err()));
+        continue;
+      }
+      std::string abs =
+          sb::lexically_normal_abs(p.empty() || p[0] != '/' ? fmt::format("{}/{}", cwd, p) : p);
+      if (sb::path_within(abs, workspace) && !sb::path_within(*canon, workspace)) {
+        base::log::warn("{} `{}`{}: a link inside the workspace leads to `{}`: not shown",
+                        writable ? "--rw" : "--ro", g.value, from_text(g.origin), *canon);
         continue;
       }
       out.push_back({*canon, writable});
@@ -209,7 +230,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
     return Error::msg(fmt::format("refusing the workspace `{}`: {}", s.workspace, problem))
         .hint("cd into a project directory or pass `--workspace DIR`");
   }
-  AGENTBOX_ASSIGN_OR_RETURN(s.grants, resolve_grants(req.policy, s.user.home));
+  AGENTBOX_ASSIGN_OR_RETURN(s.grants, resolve_grants(req.policy, s.user.home, s.workspace, s.cwd));
 
   std::vector<std::string> rels = sb::default_protected_paths();
   for (const auto& p : req.policy.protected_paths) {
@@ -267,6 +288,28 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
     return std::move(sink).error().context("opening the audit log");
   }
   s.sink = std::make_unique<audit::JsonlSink>(std::move(*sink));
+
+  ConfineInputs ci{.session_id = s.id,
+                   .workspace = s.workspace,
+                   .home = s.user.home,
+                   .mount_sys = req.policy.mount_sys.value,
+                   .limits = req.policy.limits};
+  for (const auto& g : s.grants) {
+    (g.writable ? ci.rw : ci.ro).push_back(g.path);
+  }
+  for (const auto& rel : s.protect.paths) {
+    ci.protected_abs.push_back(fmt::format("{}/{}", s.workspace, rel));
+  }
+  for (const auto& g : req.policy.seccomp_allow) {
+    ci.seccomp_allow.push_back(g.value);
+  }
+  auto confinement = SessionConfinement::create(ci, *s.sink);
+  if (!confinement) {
+    return std::move(confinement).error().context("preparing the confinement");
+  }
+  s.confinement = std::move(*confinement);
+  s.launch.confinement = s.confinement.get();
+  s.launch.keep_fds = s.confinement->child_fds();
   return s;
 }
 
@@ -413,6 +456,7 @@ int run(const RunRequest& req) {
 
   sb::LaunchFailure failure;
   auto box = sb::Box::start(s.launch, &failure);
+  const bool started = box.has_value();
   int code;
   std::string reason;
   std::string error;
@@ -438,9 +482,14 @@ int run(const RunRequest& req) {
     base::log::debug("box started in {} us", std::chrono::duration_cast<std::chrono::microseconds>(
                                                  std::chrono::steady_clock::now() - t0)
                                                  .count());
+    s.confinement->started(*loop);
     Outcome out = supervise(*box, *loop, req, sig_watch);
     code = out.code;
     reason = out.reason;
+    if (std::string hit = s.confinement->finished(); !hit.empty()) {
+      reason = hit;
+      base::log::info("the box reached its {}", hit);
+    }
   }
   s.protect.placeholders.remove();
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -451,7 +500,8 @@ int run(const RunRequest& req) {
   }
   s.sink->emit(end);
   if (!req.quiet) {
-    std::string what = !box ? fmt::format("did not run (status {})", code) : describe_exit(code);
+    std::string what =
+        !started ? fmt::format("did not run (status {})", code) : describe_exit(code);
     base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,
                     s.dir);
   }

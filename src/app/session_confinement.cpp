@@ -115,6 +115,14 @@ sb::ConfineResult SessionConfinement::apply() const noexcept {
   return {stage, f.err};
 }
 
+std::vector<int> SessionConfinement::child_fds() const {
+  std::vector<int> fds = prepared_.cgroup_procs_fds;
+  if (notify_child_) {
+    fds.push_back(notify_child_.get());
+  }
+  return fds;
+}
+
 void SessionConfinement::started(event::Loop& loop) {
   notify_child_.reset();  // only the box holds it now: EOF if it never sends a listener
   bool notified = false;

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -136,7 +137,8 @@ struct Prepared {
   std::optional<struct winsize> winsize;
   std::optional<struct termios> termios;
   const Confinement* confinement = nullptr;
-  int ctl = -1;  // the child's end of the control socket
+  int ctl = -1;           // the child's end of the control socket
+  std::vector<int> keep;  // sorted: ctl and the confinement's fds
 };
 
 std::string box_path_env(const std::vector<std::string>& env) {
@@ -215,6 +217,7 @@ Prepared prepare(const LaunchSpec& spec, std::vector<std::string>& argv_store,
   p.winsize = spec.winsize;
   p.termios = spec.termios;
   p.confinement = spec.confinement;
+  p.keep = spec.keep_fds;
   return p;
 }
 
@@ -524,8 +527,15 @@ int open_pty(const Prepared& p) {
   // Drop what the supervisor had open (its end of the control socket, epoll, signalfd, the
   // audit log): init needs none of it, and the liveness check below needs the supervisor's end
   // of the socket to be held by the supervisor alone.
-  if ((p.ctl > 3 && ::syscall(SYS_close_range, 3U, static_cast<unsigned>(p.ctl - 1), 0U) != 0) ||
-      ::syscall(SYS_close_range, static_cast<unsigned>(p.ctl + 1), ~0U, 0U) != 0) {
+  unsigned from = 3;
+  for (int keep : p.keep) {
+    auto k = static_cast<unsigned>(keep);
+    if (k >= from && k > from && ::syscall(SYS_close_range, from, k - 1, 0U) != 0) {
+      fail(p, SetupStage::kCloseFds, errno);
+    }
+    from = std::max(from, k + 1);
+  }
+  if (::syscall(SYS_close_range, from, ~0U, 0U) != 0) {
     fail(p, SetupStage::kCloseFds, errno);
   }
   // The supervisor may have died before PR_SET_PDEATHSIG took effect: its end of the control
@@ -614,6 +624,8 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
   std::vector<std::string> env_store;
   Prepared p = prepare(spec, argv_store, env_store);
   p.ctl = theirs.get();
+  p.keep.push_back(p.ctl);
+  std::sort(p.keep.begin(), p.keep.end());
 
   int pidfd = -1;
   clone_args args{};

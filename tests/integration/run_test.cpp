@@ -163,6 +163,19 @@ TEST_P(RunTest, OutsideTheWorkspaceIsAbsentOrReadOnly) {
   }
 }
 
+// A link planted in the workspace (by an earlier agent) must not turn a grant of a workspace
+// folder into a grant of what it points at.
+TEST_P(RunTest, GrantThroughALinkInTheWorkspaceIsRefused) {
+  ASSERT_EQ(::symlink(w_.root.c_str(), (w_.ws + "/cache").c_str()), 0);
+  ASSERT_EQ(::lchown((w_.ws + "/cache").c_str(), w_.as.uid, w_.as.gid), 0);
+  Args a = {
+      "run", "--ro", w_.bin, "--rw", "cache", "--", w_.probe, "stat", w_.root + "/outside.txt"};
+  Output r = run(w_, a);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.has_line("stat " + w_.root + "/outside.txt missing")) << r.out;
+  EXPECT_NE(r.err.find("a link inside the workspace leads to"), std::string::npos) << r.err;
+}
+
 TEST_P(RunTest, ProtectedPathsAreReadOnlyEvenWhenMissing) {
   // A symlinked protected name that exists before the box: covered, never followed.
   ::mkdir((w_.ws + "/vsdir").c_str(), 0755);

@@ -44,6 +44,8 @@ class SessionConfinement final : public sandbox::Confinement {
 
   // In the program's process (launcher hook): sandbox::apply with the notify socket.
   [[nodiscard]] sandbox::ConfineResult apply() const noexcept override;
+  // The fds apply() uses in the box (notify socket, cgroup.procs): init must keep them open.
+  [[nodiscard]] std::vector<int> child_fds() const;
 
   // After Box::start succeeded: takes the seccomp listener, watches it on `loop`, writes the
   // sandbox.confine audit event. A missing listener is not fatal (errno mode), but logged.

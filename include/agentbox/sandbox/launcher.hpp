@@ -48,6 +48,9 @@ struct LaunchSpec {
   std::optional<struct winsize> winsize;
   std::optional<struct termios> termios;
   const Confinement* confinement = nullptr;  // applied right before execve; may be null
+  // fds (besides 0-2) that init keeps open for the confinement hook; everything else the
+  // supervisor had open is closed in init at once, and all of it is close-on-exec in the program.
+  std::vector<int> keep_fds;
 };
 
 // Why start() failed inside the box (stage kNone when it failed in the supervisor).
