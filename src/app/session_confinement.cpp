@@ -3,9 +3,13 @@
 
 #ifdef AGENTBOX_HAVE_LAUNCHER
 
+#include <fmt/core.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <cstdlib>
+#include <string_view>
 
 #include "agentbox/base/log.hpp"
 
@@ -30,6 +34,17 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
   spec.ro_within_rw = in.protected_abs;
   spec.seccomp_allow_groups =
       std::set<std::string>(in.seccomp_allow.begin(), in.seccomp_allow.end());
+  const char* unsafe = std::getenv(kUnsafeBenchUnconfinedEnv);
+  const bool unconfined = unsafe != nullptr && std::string_view(unsafe) == "1";
+  if (unconfined) {
+    // Printed even with -q: a box without seccomp and Landlock must never go unnoticed.
+    fmt::print(stderr,
+               "agentbox: warning: {}=1: seccomp and Landlock are OFF for this box (benchmark "
+               "use only)\n",
+               kUnsafeBenchUnconfinedEnv);
+    spec.seccomp = false;
+    spec.landlock = false;
+  }
 
   std::optional<uint64_t> memory;
   std::optional<uint64_t> pids;
@@ -65,6 +80,7 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
 
   AGENTBOX_ASSIGN_OR_RETURN(sb::PreparedConfinement prepared, sb::prepare(spec));
   std::unique_ptr<SessionConfinement> c(new SessionConfinement(std::move(prepared), sink));
+  c->unsafe_unconfined_ = unconfined;
   if (cgroup) {
     AGENTBOX_ASSIGN_OR_RETURN(c->cgroup_fds_, cgroup->open_procs());
     for (const auto& fd : c->cgroup_fds_) {
@@ -72,12 +88,14 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
     }
     c->cgroup_.emplace(std::move(*cgroup));
   }
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    return base::Error::sys(errno, "socketpair", "seccomp listener channel");
+  if (spec.seccomp) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+      return base::Error::sys(errno, "socketpair", "seccomp listener channel");
+    }
+    c->notify_parent_.reset(sv[0]);
+    c->notify_child_.reset(sv[1]);
   }
-  c->notify_parent_.reset(sv[0]);
-  c->notify_child_.reset(sv[1]);
   return c;
 }
 
@@ -126,7 +144,8 @@ std::vector<int> SessionConfinement::child_fds() const {
 void SessionConfinement::started(event::Loop& loop) {
   notify_child_.reset();  // only the box holds it now: EOF if it never sends a listener
   bool notified = false;
-  auto listener = sb::receive_fd(notify_parent_.get());
+  auto listener = notify_parent_ ? sb::receive_fd(notify_parent_.get())
+                                 : base::Result<base::UniqueFd>(base::Error::msg("seccomp is off"));
   notify_parent_.reset();
   if (listener) {
     auto mon = sb::DenialMonitor::create(std::move(*listener), *sink_);
@@ -151,7 +170,11 @@ void SessionConfinement::started(event::Loop& loop) {
   } else {
     base::log::debug("no seccomp listener: {}", listener.error().message());
   }
-  sink_->emit(sb::confinement_event(prepared_, notified));
+  audit::Event ev = sb::confinement_event(prepared_, notified);
+  if (unsafe_unconfined_) {
+    ev.boolean("unsafe_bench_unconfined", true);
+  }
+  sink_->emit(ev);
   cgroup_fds_.clear();  // the agent has joined (it runs): the supervisor needs them no more
   prepared_.cgroup_procs_fds.clear();
 }

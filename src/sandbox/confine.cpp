@@ -48,7 +48,12 @@ const char* stage_name(Stage stage) {
 }
 
 base::Result<PreparedConfinement> prepare(const ConfinementSpec& spec) {
-  AGENTBOX_ASSIGN_OR_RETURN(SeccompProgram bpf, compile_seccomp(spec.seccomp_allow_groups));
+  SeccompProgram bpf;
+  if (spec.seccomp) {
+    AGENTBOX_ASSIGN_OR_RETURN(bpf, compile_seccomp(spec.seccomp_allow_groups));
+  } else {
+    AGENTBOX_TRY(check_seccomp_groups(spec.seccomp_allow_groups));
+  }
   LandlockPlan plan;
   if (spec.landlock) {
     AGENTBOX_ASSIGN_OR_RETURN(plan,
