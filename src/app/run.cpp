@@ -236,7 +236,10 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   for (const auto& p : req.policy.protected_paths) {
     rels.push_back(p.value);
   }
-  AGENTBOX_ASSIGN_OR_RETURN(s.protect, sb::prepare_protected(s.workspace, rels));
+  // Placeholders are recycled through agentbox's state dir (see protect.hpp: start-up cost).
+  std::string stash = sessions_dir(env, s.user.home);
+  stash.replace(stash.rfind('/') + 1, std::string::npos, "placeholders");
+  AGENTBOX_ASSIGN_OR_RETURN(s.protect, sb::prepare_protected(s.workspace, rels, stash));
 
   const std::string& hostname = req.policy.hostname.value;
   sb::MountSpec ms{.workspace = s.workspace,
