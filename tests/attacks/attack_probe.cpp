@@ -370,6 +370,15 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
          sleep(5);
          return 0;
        }},
+      {"open_wronly",  // opens for writing and closes: the access check without a write
+       [](const Args& a) {
+         int fd = open(a.at(0).c_str(), O_WRONLY | O_CLOEXEC);
+         if (fd < 0) {
+           return errno;
+         }
+         close(fd);
+         return 0;
+       }},
       {"write_same",  // writes a file's own content back (a sysctl: no change, but the access)
        [](const Args& a) {
          int fd = open(a.at(0).c_str(), O_RDWR | O_CLOEXEC);

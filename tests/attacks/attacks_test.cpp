@@ -50,6 +50,11 @@ struct Attack {
   std::function<std::string(Fixture&)> truth = nullptr;
   const char* audit_syscall = nullptr;              // expect a seccomp.deny event for it
   std::function<void(Fixture&)> restore = nullptr;  // undoes what the control did to the host
+  // Extra environment of `agentbox run` (AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 tests one layer alone).
+  std::map<std::string, std::string> box_env = {};
+  // When not empty: the results that mean "blocked" for the root variant (stricter than `blocked`,
+  // e.g. EROFS only, where the user variant is refused by file permissions first).
+  std::set<std::string> blocked_as_root = {};
 };
 
 std::string slurp(const std::string& path) {
@@ -199,6 +204,35 @@ std::vector<Attack> make_attacks() {
                },
                {"EACCES", "EROFS", "EPERM"},
                Control::kRoot});
+
+  // The same write with seccomp and Landlock off: the mount layer alone (a read-only bind of the
+  // box's /proc/sys) must stop it, as on a kernel without Landlock.
+  v.push_back({"write_global_sysctl_mount_layer_only",
+               "escape",
+               [](Fixture&) {
+                 return Args{"write_same", "/proc/sys/kernel/printk_ratelimit"};
+               },
+               {"EROFS", "EACCES"},
+               Control::kRoot,
+               nullptr,
+               nullptr,
+               nullptr,
+               {{"AGENTBOX_UNSAFE_BENCH_UNCONFINED", "1"}},
+               {"EROFS"}});
+  v.push_back({"core_pattern_mount_layer_only",
+               "escape",
+               [](Fixture&) {
+                 // Opened for writing and closed: nothing is ever written (the control runs on the
+                 // host as root). kernel.core_pattern = code execution as host root.
+                 return Args{"open_wronly", "/proc/sys/kernel/core_pattern"};
+               },
+               {"EROFS", "EACCES"},
+               Control::kRoot,
+               nullptr,
+               nullptr,
+               nullptr,
+               {{"AGENTBOX_UNSAFE_BENCH_UNCONFINED", "1"}},
+               {"EROFS"}});
 
   // Escape: namespaces, mounts, kernel interfaces.
   auto sys = [&](const char* name, Args a, std::set<std::string> blocked, Control c,
@@ -493,12 +527,25 @@ TEST_P(AttackTest, IsBlocked) {
   ro.env["AWS_SECRET_ACCESS_KEY"] = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
   ro.env["SSH_AUTH_SOCK"] = f_.unix_path;
   ro.timeout_ms = 20000;
-  Output in = run(f_.w, box, ro);
+  RunOptions box_ro = ro;
+  for (const auto& [k, val] : a.box_env) {
+    box_ro.env[k] = val;
+  }
+  Output in = run(f_.w, box, box_ro);
   std::string got = result_of(in, args[0]);
-  if (a.blocked.empty()) {
+  const std::set<std::string>& blocked =
+      f_.w.as.uid == 0 && !a.blocked_as_root.empty() ? a.blocked_as_root : a.blocked;
+  if (blocked.empty()) {
     EXPECT_EQ(got.rfind("<no result", 0), std::string::npos) << got;
   } else {
-    EXPECT_TRUE(a.blocked.contains(got)) << a.name << " inside the box: " << got << "\n" << in.err;
+    EXPECT_TRUE(blocked.contains(got)) << a.name << " inside the box: " << got << "\n" << in.err;
+  }
+  if (a.box_env.contains("AGENTBOX_UNSAFE_BENCH_UNCONFINED")) {
+    // The benchmark-only switch is never silent: a warning even with -q, and the audit log.
+    EXPECT_NE(in.err.find("seccomp and Landlock are OFF"), std::string::npos) << in.err;
+    std::string log = slurp(newest_audit_log());
+    EXPECT_NE(log.find(R"("seccomp":"off")"), std::string::npos) << log;
+    EXPECT_NE(log.find(R"("unsafe_bench_unconfined":true)"), std::string::npos) << log;
   }
   // 2. Ground truth outside.
   if (a.truth) {
