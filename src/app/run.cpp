@@ -303,9 +303,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   for (const auto& rel : s.protect.paths) {
     ci.protected_abs.push_back(fmt::format("{}/{}", s.workspace, rel));
   }
-  for (const auto& g : req.policy.seccomp_allow) {
-    ci.seccomp_allow.push_back(g.value);
-  }
+  ci.seccomp_allow = req.policy.seccomp_allow;
   auto confinement = SessionConfinement::create(ci, *s.sink);
   if (!confinement) {
     return std::move(confinement).error().context("preparing the confinement");
@@ -489,6 +487,9 @@ int run(const RunRequest& req) {
     Outcome out = supervise(*box, *loop, req, sig_watch);
     code = out.code;
     reason = out.reason;
+    if (reason == "timeout") {
+      code = 124;  // as timeout(1): the status itself says the time ran out
+    }
     if (std::string hit = s.confinement->finished(); !hit.empty()) {
       reason = hit;
       base::log::info("the box reached its {}", hit);
@@ -503,8 +504,9 @@ int run(const RunRequest& req) {
   }
   s.sink->emit(end);
   if (!req.quiet) {
-    std::string what =
-        !started ? fmt::format("did not run (status {})", code) : describe_exit(code);
+    std::string what = !started              ? fmt::format("did not run (status {})", code)
+                       : reason == "timeout" ? "was stopped by --timeout (status 124)"
+                                             : describe_exit(code);
     base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,
                     s.dir);
   }

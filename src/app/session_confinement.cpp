@@ -32,8 +32,15 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
   }
   spec.rw_paths.insert(spec.rw_paths.end(), in.rw.begin(), in.rw.end());
   spec.ro_within_rw = in.protected_abs;
-  spec.seccomp_allow_groups =
-      std::set<std::string>(in.seccomp_allow.begin(), in.seccomp_allow.end());
+  for (const auto& g : in.seccomp_allow) {
+    if (auto ok = sb::check_seccomp_groups({g.value}); !ok) {
+      return std::move(ok).error().context(
+          fmt::format("seccomp.allow (from {})", g.origin.describe()));
+    }
+    spec.seccomp_allow_groups.insert(g.value);
+    // Never loosened silently: said here (and in the sandbox.confine audit event).
+    base::log::info("seccomp: the `{}` group is allowed (from {})", g.value, g.origin.describe());
+  }
   const char* unsafe = std::getenv(kUnsafeBenchUnconfinedEnv);
   const bool unconfined = unsafe != nullptr && std::string_view(unsafe) == "1";
   if (unconfined) {
@@ -204,8 +211,14 @@ std::string SessionConfinement::finished() {
     }
     cgroup_->destroy();
   }
-  if (monitor_ && monitor_->denied() > 0) {
-    base::log::info("{} system call(s) denied by seccomp (see the audit log)", monitor_->denied());
+  if (monitor_) {
+    audit::Event e("seccomp.summary");
+    e.num("denied", static_cast<int64_t>(monitor_->denied()));
+    sink_->emit(e);
+    if (monitor_->denied() > 0) {
+      base::log::info("{} system call(s) denied by seccomp (see the audit log)",
+                      monitor_->denied());
+    }
   }
   return hit;
 }

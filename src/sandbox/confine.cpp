@@ -4,6 +4,7 @@
 #include <sys/prctl.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <sys/utsname.h>
 
 #include <cerrno>
 #include <cstring>
@@ -115,6 +116,8 @@ ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
 audit::Event confinement_event(const PreparedConfinement& p, bool notified) {
   audit::Event ev("sandbox.confine");
   ev.num("landlock_abi", p.spec.landlock ? p.landlock.abi : 0);
+  struct utsname u {};
+  ev.str("kernel", ::uname(&u) == 0 ? std::string(u.release) : std::string("?"));
   ev.str("seccomp", !p.spec.seccomp ? "off" : notified ? "notify" : "errno");
   std::vector<std::string> groups(p.spec.seccomp_allow_groups.begin(),
                                   p.spec.seccomp_allow_groups.end());

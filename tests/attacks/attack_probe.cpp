@@ -26,6 +26,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -369,6 +370,76 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
        [](const Args&) {
          sleep(5);
          return 0;
+       }},
+      // DoS probes, each bounded so that the control (run on the host) is harmless.
+      {"fork_bomb",  // fork_bomb N [MARKER]: N sleeping children, then all killed; EAGAIN = capped
+       [](const Args& a) {
+         int n = std::min(std::stoi(a.at(0)), 400);
+         std::vector<pid_t> kids;
+         int result = 0;
+         for (int i = 0; i < n; ++i) {
+           pid_t p = fork();
+           if (p == 0) {
+             pause();
+             _exit(0);
+           }
+           if (p < 0) {
+             result = errno;
+             break;
+           }
+           kids.push_back(p);
+         }
+         for (pid_t p : kids) {
+           kill(p, SIGKILL);
+         }
+         for (pid_t p : kids) {
+           waitpid(p, nullptr, 0);
+         }
+         return result;
+       }},
+      {"balloon",  // balloon MIB: touches MIB MiB (<= 1024); ENOMEM, or killed by the OOM killer
+       [](const Args& a) {
+         int mib = std::min(std::stoi(a.at(0)), 1024);
+         std::vector<char*> blocks;
+         int result = 0;
+         for (int i = 0; i < mib; ++i) {
+           auto* b = static_cast<char*>(malloc(1 << 20));  // NOLINT: raw memory on purpose
+           if (b == nullptr) {
+             result = ENOMEM;
+             break;
+           }
+           memset(b, i + 1, 1 << 20);
+           blocks.push_back(b);
+         }
+         for (char* b : blocks) {
+           free(b);  // NOLINT
+         }
+         return result;
+       }},
+      {"fill",  // fill FILE MIB: writes up to MIB MiB (<= 1024) to FILE, then removes it
+       [](const Args& a) {
+         int mib = std::min(std::stoi(a.at(1)), 1024);
+         signal(SIGXFSZ, SIG_IGN);  // an RLIMIT_FSIZE cap shows as EFBIG, not a kill
+         int fd = open(a.at(0).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+         if (fd < 0) {
+           return errno;
+         }
+         std::vector<char> chunk(1 << 20, 'x');
+         int result = 0;
+         for (int i = 0; i < mib && result == 0; ++i) {
+           size_t done = 0;
+           while (done < chunk.size()) {
+             ssize_t w = write(fd, chunk.data() + done, chunk.size() - done);
+             if (w < 0) {
+               result = errno;
+               break;
+             }
+             done += static_cast<size_t>(w);
+           }
+         }
+         close(fd);
+         unlink(a.at(0).c_str());
+         return result;
        }},
       {"open_wronly",  // opens for writing and closes: the access check without a write
        [](const Args& a) {

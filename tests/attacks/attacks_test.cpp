@@ -55,6 +55,9 @@ struct Attack {
   // When not empty: the results that mean "blocked" for the root variant (stricter than `blocked`,
   // e.g. EROFS only, where the user variant is refused by file permissions first).
   std::set<std::string> blocked_as_root = {};
+  Args box_flags = {};  // extra `agentbox run` flags (limits)
+  // When the session had a cgroup (audit: "cgroup":true), the exit summary must contain this.
+  const char* summary_with_cgroup = nullptr;
 };
 
 std::string slurp(const std::string& path) {
@@ -374,6 +377,80 @@ std::vector<Attack> make_attacks() {
                nullptr,
                "ioctl"});
 
+  // DoS: limits end or fail the attempt inside the box; the host and the supervisor are fine.
+  auto host_ok = [](Fixture& f) {
+    if (::kill(f.sentinel, 0) != 0) {
+      return std::string("the sentinel outside was killed");
+    }
+    for (int i = 0; i < 50; ++i) {
+      if (pids_with_cmdline(f.marker).empty()) {
+        return std::string();
+      }
+      ::usleep(20000);
+    }
+    return std::string("processes of the attack are still running on the host");
+  };
+  v.push_back({"fork_bomb",
+               "dos",
+               [](Fixture& f) {
+                 return Args{"fork_bomb", "300", f.marker};
+               },
+               {"EAGAIN"},
+               Control::kDirect,
+               host_ok,
+               nullptr,
+               nullptr,
+               {},
+               {},
+               {"--pids", "32"},
+               "process limit"});
+  v.push_back({"memory_balloon",
+               "dos",
+               [](Fixture& f) {
+                 return Args{"balloon", "512", f.marker};
+               },
+               {"ENOMEM", "SIGKILL"},
+               Control::kDirect,
+               host_ok,
+               nullptr,
+               nullptr,
+               {},
+               {},
+               {"--memory", "64M"},
+               "memory limit"});
+  // The box's HOME and /tmp are size-limited tmpfs (here 8 MiB from the user's config): a disk
+  // filler gets ENOSPC there; the control writes the same 32 MiB to the host and removes it.
+  auto fill = [&](const char* name, const char* dir) {
+    v.push_back({name,
+                 "dos",
+                 [dir](Fixture& f) {
+                   std::string d = std::string(dir) == "HOME" ? f.w.as.home : std::string(dir);
+                   return Args{"fill", d + "/agentbox-fill-" + f.marker, "32"};
+                 },
+                 {"ENOSPC"},
+                 Control::kDirect,
+                 [dir](Fixture& f) {
+                   std::string d = std::string(dir) == "HOME" ? f.w.as.home : std::string(dir);
+                   return absent(d + "/agentbox-fill-" + f.marker);
+                 },
+                 nullptr,
+                 nullptr,
+                 {{"XDG_CONFIG_HOME", "@config"}}});
+  };
+  fill("disk_filler_home", "HOME");
+  fill("disk_filler_tmp", "/tmp");
+  v.push_back({"runs_past_timeout",
+               "dos",
+               [](Fixture&) { return Args{"sleep"}; },  // 5 s; the box allows 1 s
+               {"TIMEOUT"},
+               Control::kDirect,
+               nullptr,
+               nullptr,
+               nullptr,
+               {},
+               {},
+               {"--timeout", "1s"}});
+
   // DoS: nothing outlives the box.
   v.push_back({"daemon_survives_box",
                "dos",
@@ -497,6 +574,9 @@ class AttackTest : public ::testing::TestWithParam<std::tuple<size_t, std::strin
     if (o.status == 128 + SIGSYS) {
       return "SIGSYS";
     }
+    if (o.status == 128 + SIGKILL) {
+      return "SIGKILL";  // the OOM killer
+    }
     std::string line = o.line_starting(attack + " ");
     return line.empty() ? fmt::format("<no result, status {}: {}>", o.status, o.err)
                         : line.substr(attack.size() + 1);
@@ -521,7 +601,13 @@ TEST_P(AttackTest, IsBlocked) {
   const Attack& a = attacks()[std::get<0>(GetParam())];
   Args args = a.args(f_);
   // 1. In the box (stdin is the test's /dev/null; the attack binary is granted read-only).
-  Args box = {"run", "-q", "--ro", f_.w.bin, "--", f_.attack_bin};
+  Args box = {"run", "--ro", f_.w.bin};
+  if (a.summary_with_cgroup == nullptr) {
+    box.insert(box.begin() + 1, "-q");
+  }
+  box.insert(box.end(), a.box_flags.begin(), a.box_flags.end());
+  box.push_back("--");
+  box.push_back(f_.attack_bin);
   box.insert(box.end(), args.begin(), args.end());
   RunOptions ro;
   ro.env["AWS_SECRET_ACCESS_KEY"] = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
@@ -531,14 +617,33 @@ TEST_P(AttackTest, IsBlocked) {
   for (const auto& [k, val] : a.box_env) {
     box_ro.env[k] = val;
   }
+  if (box_ro.env.contains("XDG_CONFIG_HOME")) {  // "@config": a user config with small tmpfs
+    std::string dir = f_.w.root + "/config";
+    std::filesystem::create_directories(dir + "/agentbox");
+    write_file(dir + "/agentbox/config.toml", "[sandbox]\nhome_size = \"8M\"\ntmp_size = \"8M\"\n",
+               0644);
+    chown_tree(dir, f_.w.as.uid, f_.w.as.gid);
+    box_ro.env["XDG_CONFIG_HOME"] = dir;
+  }
   Output in = run(f_.w, box, box_ro);
-  std::string got = result_of(in, args[0]);
+  std::string got = in.status == 124 ? "TIMEOUT" : result_of(in, args[0]);
   const std::set<std::string>& blocked =
       f_.w.as.uid == 0 && !a.blocked_as_root.empty() ? a.blocked_as_root : a.blocked;
   if (blocked.empty()) {
     EXPECT_EQ(got.rfind("<no result", 0), std::string::npos) << got;
   } else {
     EXPECT_TRUE(blocked.contains(got)) << a.name << " inside the box: " << got << "\n" << in.err;
+  }
+  if (a.summary_with_cgroup != nullptr) {
+    std::string log = slurp(newest_audit_log());
+    if (log.find(R"("cgroup":true)") != std::string::npos) {
+      EXPECT_NE(in.err.find(fmt::format("the box reached its {}", a.summary_with_cgroup)),
+                std::string::npos)
+          << in.err;
+    } else {
+      std::cerr
+          << "note: no cgroup for this variant (rlimits): the summary cannot name the limit\n";
+    }
   }
   if (a.box_env.contains("AGENTBOX_UNSAFE_BENCH_UNCONFINED")) {
     // The benchmark-only switch is never silent: a warning even with -q, and the audit log.

@@ -313,10 +313,22 @@ TEST_P(RunTest, RefusedUserNamespaceGivesAHint) {
 
 TEST_P(RunTest, TimeoutStopsTheBox) {
   auto t0 = std::chrono::steady_clock::now();
-  Output r = probe({"sleep", "30"}, {}, {"--timeout", "1s"});
+  Args a = {"run", "--ro", w_.bin, "--timeout", "1s", "--", w_.probe, "sleep", "30"};
+  Output r = run(w_, a);
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_EQ(r.status, 128 + SIGTERM) << r.err;
+  // The status and the message say why: 124 (as timeout(1)), "timeout", "--timeout".
+  EXPECT_EQ(r.status, 124) << r.err;
+  EXPECT_NE(r.err.find("timeout of 1s reached (--timeout): stopping the box"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("was stopped by --timeout (status 124)"), std::string::npos) << r.err;
   EXPECT_LT(secs, 10.0);
+  auto pos = r.err.find("audit log: ");
+  ASSERT_NE(pos, std::string::npos) << r.err;
+  std::string path = r.err.substr(pos + 11);
+  std::ifstream f(path.substr(0, path.find('\n')));
+  std::string log((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find(R"("type":"session.end","exit":124,"reason":"timeout")"), std::string::npos)
+      << log;
 }
 
 // Killed while the box is still being set up (before init's PR_SET_PDEATHSIG may have taken

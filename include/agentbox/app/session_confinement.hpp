@@ -40,7 +40,9 @@ struct ConfineInputs {
   std::vector<std::string> rw;             // extra read-write grants
   std::vector<std::string> protected_abs;  // absolute paths of the protected workspace entries
   bool mount_sys = false;
-  std::vector<std::string> seccomp_allow;  // group names (validated by prepare)
+  // Named groups loosened, with where each was asked for: an unknown name is an error that says
+  // where it came from (`path:line:col` or the flag).
+  std::vector<config::Sourced<std::string>> seccomp_allow;
   config::Limits limits;
 };
 
