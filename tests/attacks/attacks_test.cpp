@@ -8,12 +8,15 @@
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <gtest/gtest.h>
+#include <linux/landlock.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -21,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -689,6 +693,21 @@ TEST_P(AttackTest, IsBlocked) {
         << "control without the box is blocked too (" << control << "): the test proves nothing";
   }
 }
+
+// The log names what the suite ran on: kernel release and the Landlock ABI it offers.
+class RanOn : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    struct utsname u {};
+    ::uname(&u);
+    long abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    std::cout << "attacks: kernel " << u.release << ", Landlock ABI "
+              << (abi > 0 ? std::to_string(abi) : "none") << ", euid " << ::geteuid() << "\n";
+    ::testing::Test::RecordProperty("kernel", u.release);
+    ::testing::Test::RecordProperty("landlock_abi", static_cast<int>(abi > 0 ? abi : 0));
+  }
+};
+[[maybe_unused]] const auto* const kRanOn = ::testing::AddGlobalTestEnvironment(new RanOn);
 
 INSTANTIATE_TEST_SUITE_P(All, AttackTest,
                          ::testing::Combine(::testing::Range<size_t>(0, attacks().size()),
