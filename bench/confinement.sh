@@ -9,7 +9,7 @@
 # Workloads (each one box start; each takes more than a second bare on a 2-core VM):
 #   cc      make -j2 of a generated 50-file C program (gcc -O2), from clean
 #   git     `git status` x100 in a generated repository of 5,000 committed files
-#   python  a fresh /usr/bin/python3 importing 25 stdlib modules, x10
+#   python  a fresh /usr/bin/python3 importing 25 stdlib modules, x20
 # Bare runs get the box's environment (env -i, the box's PATH, HOME): the same programs with the
 # same variables, so only the box differs (a shell's PYTHON*/pyenv settings would not).
 set -euo pipefail
@@ -113,7 +113,7 @@ cmd[cc]='make -s clean && make -s -j2 >/dev/null'
 dir[git]=$git_dir
 cmd[git]='for i in $(seq 100); do git status --porcelain >/dev/null; done'
 dir[python]=$py_dir
-cmd[python]="for i in \$(seq 10); do /usr/bin/python3 -c '$py_import'; done"
+cmd[python]="for i in \$(seq 20); do /usr/bin/python3 -c '$py_import'; done"
 workloads=(cc git python)
 variants=(bare unconfined box)
 

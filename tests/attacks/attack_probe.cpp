@@ -196,6 +196,55 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
          return err(mount("none", a.at(0).c_str(), "tmpfs", 0, "size=1m"));
        }},
       {"unshare_user", [](const Args&) { return err(unshare(CLONE_NEWUSER)); }},
+      // A copy of this binary (a fresh file, as an agent would download one) exec'd to try the
+      // same: the filter, no_new_privs and the dropped capabilities are inherited across execve.
+      {"userns_copy",
+       [](const Args& a) {
+         std::string copy = a.at(0);
+         int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+         int out = open(copy.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+         if (in < 0 || out < 0) {
+           return errno;
+         }
+         char buf[65536];
+         ssize_t n = 0;
+         while ((n = read(in, buf, sizeof buf)) > 0) {
+           if (write(out, buf, static_cast<size_t>(n)) != n) {
+             return errno;
+           }
+         }
+         close(in);
+         close(out);
+         pid_t p = fork();
+         if (p == 0) {
+           execl(copy.c_str(), "agentbox-attack", "unshare_user_exit", static_cast<char*>(nullptr));
+           _exit(127);
+         }
+         int st = 0;
+         waitpid(p, &st, 0);
+         unlink(copy.c_str());
+         return WIFEXITED(st) ? WEXITSTATUS(st) : EINTR;
+       }},
+      // read_via_proc_root PATH: PATH through /proc/1/root (init's root), then /proc/self/root;
+      // the first that works wins. In the box both are the box's own root.
+      {"read_via_proc_root",
+       [](const Args& a) {
+         int first = 0;
+         for (const char* pfx : {"/proc/1/root", "/proc/self/root"}) {
+           int fd = open((std::string(pfx) + a.at(0)).c_str(), O_RDONLY | O_CLOEXEC);
+           if (fd >= 0) {
+             char c = 0;
+             ssize_t n = read(fd, &c, 1);
+             close(fd);
+             if (n >= 0) {
+               return 0;
+             }
+           }
+           first = first != 0 ? first : errno;
+         }
+         return first;
+       }},
+      {"unshare_user_exit", [](const Args&) -> int { _exit(err(unshare(CLONE_NEWUSER))); }},
       {"unshare_net", [](const Args&) { return err(unshare(CLONE_NEWUSER | CLONE_NEWNET)); }},
       {"clone_newuser", [](const Args&) { return raw_clone(CLONE_NEWUSER); }},
       {"clone3",

@@ -151,6 +151,15 @@ std::vector<Attack> make_attacks() {
                },
                {"ENOENT"},
                Control::kRoot});
+  // /proc/1/root and /proc/self/root in the box are the box's own root (init pivoted and
+  // detached the host tree): a host path through them does not exist. Outside, they reach it.
+  v.push_back({"proc_root_trick",
+               "secret",
+               [](Fixture& f) {
+                 return Args{"read_via_proc_root", f.secret_dir + "/.env"};
+               },
+               {"ENOENT", "EACCES"},
+               Control::kDirect});
   v.push_back({"env_secret_not_inherited",
                "secret",
                [](Fixture&) {
@@ -248,6 +257,15 @@ std::vector<Attack> make_attacks() {
         {name, "escape", [a](Fixture&) { return a; }, std::move(blocked), c, nullptr, audit});
   };
   sys("unshare_user_namespace", {"unshare_user"}, {"EPERM"}, Control::kDirect, "unshare");
+  v.push_back({"userns_via_copied_binary",
+               "escape",
+               [](Fixture& f) {
+                 return Args{"userns_copy", f.w.as.home + "/agentbox-attack-copy-" + f.marker};
+               },
+               {"EPERM"},
+               Control::kDirect,
+               nullptr,
+               "unshare"});
   sys("unshare_network_namespace", {"unshare_net"}, {"EPERM"}, Control::kDirect, "unshare");
   sys("clone_new_user_namespace", {"clone_newuser"}, {"EPERM"}, Control::kDirect, "clone");
   sys("clone3_new_user_namespace", {"clone3"}, {"ENOSYS"}, Control::kDirect, nullptr);
@@ -319,6 +337,16 @@ std::vector<Attack> make_attacks() {
   persist("git_config_core_hookspath", [](Fixture& f) { return f.ws(".git/config"); },
           {"EROFS", "EACCES"});
   persist("gitmodules", [](Fixture& f) { return f.ws(".gitmodules"); }, {"EROFS", "EACCES"});
+  // IDE configs that run tasks outside the box (the folders exist, so the control can write).
+  auto ide = [](const char* dir, const char* file) {
+    return [dir, file](Fixture& f) {
+      std::filesystem::create_directories(f.ws(dir));
+      chown_tree(f.ws(dir), f.w.as.uid, f.w.as.gid);
+      return f.ws(std::string(dir) + "/" + file);
+    };
+  };
+  persist("vscode_tasks", ide(".vscode", "tasks.json"), {"EROFS", "EACCES"});
+  persist("idea_workspace", ide(".idea", "workspace.xml"), {"EROFS", "EACCES"});
   persist("direnv_envrc", [](Fixture& f) { return f.ws(".envrc"); }, {"EROFS", "EACCES", "EISDIR"});
   persist("bashrc_in_home", [](Fixture& f) { return f.home(".bashrc"); }, {});
   persist("profile_in_home", [](Fixture& f) { return f.home(".profile"); }, {});
