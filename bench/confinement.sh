@@ -10,8 +10,10 @@
 #   cc      make -j2 of a generated 50-file C program (gcc -O2), from clean
 #   git     `git status` x100 in a generated repository of 5,000 committed files
 #   python  a fresh /usr/bin/python3 importing 25 stdlib modules, x20
-# Bare runs get the box's environment (env -i, the box's PATH, HOME): the same programs with the
-# same variables, so only the box differs (a shell's PYTHON*/pyenv settings would not).
+# Bare runs get the box's environment (env -i, the box's PATH, HOME) and a new session: the same
+# programs with the same variables, so only the box differs (a shell's PYTHON*/pyenv would not).
+# Two figures: wall time (what a user waits; on a loaded machine mostly scheduling noise) and CPU
+# time (user+sys of every process of the run: what seccomp and Landlock add to the work itself).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 agentbox="${1:-$here/../build/cli/agentbox}"
@@ -121,7 +123,9 @@ run_one() {  # run_one WORKLOAD VARIANT
   local w=$1
   cd "${dir[$w]}"
   case $2 in
-    bare) env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME" /bin/sh -c "${cmd[$w]}" ;;
+    # setsid: the box always runs in a new session, which with CONFIG_SCHED_AUTOGROUP is its
+    # own scheduling group; bare gets one too, so that load elsewhere weighs on both alike.
+    bare) env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME" setsid -w /bin/sh -c "${cmd[$w]}" ;;
     unconfined)
       AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 "$agentbox" run -q --workspace "${dir[$w]}" -- \
         /bin/sh -c "${cmd[$w]}" 2>/dev/null ;;
