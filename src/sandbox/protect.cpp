@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <linux/openat2.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -98,6 +99,68 @@ bool pristine(int parent, const char* name, bool dir, ino_t* ino) {
   return S_ISREG(st.st_mode) && st.st_size == 0 && st.st_nlink == 1;
 }
 
+// Sessions sharing a workspace share its placeholders (see protect.hpp): `ws-<hash>.reg` in the
+// stash lists them ("dev ino d|f path" lines) and is flock'ed exclusively around every change;
+// `ws-<hash>.alive` is flock'ed shared by every live session. The kernel drops both locks of a
+// session that dies, however it dies.
+std::string workspace_key(const std::string& workspace) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a: a file name, not a security boundary
+  for (unsigned char c : workspace) {
+    h = (h ^ c) * 1099511628211ULL;
+  }
+  return fmt::format("ws-{:016x}", h);
+}
+
+std::vector<Placeholders::Item> read_registry(int fd) {
+  std::vector<Placeholders::Item> out;
+  std::string text;
+  char buf[4096];
+  for (int i = 0; i < 64; ++i) {  // a few hundred bytes in practice; bounded
+    ssize_t n = ::pread(fd, buf, sizeof buf, static_cast<off_t>(text.size()));
+    if (n <= 0) {
+      break;
+    }
+    text.append(buf, static_cast<size_t>(n));
+  }
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t j = text.find('\n', i);
+    if (j == std::string::npos) {
+      break;
+    }
+    std::string line = text.substr(i, j - i);
+    i = j + 1;
+    unsigned long long dev = 0;
+    unsigned long long ino = 0;
+    char kind = 0;
+    int used = 0;
+    if (std::sscanf(line.c_str(), "%llu %llu %c %n", &dev, &ino, &kind, &used) == 3 && used > 0 &&
+        line[static_cast<size_t>(used)] == '/' && (kind == 'd' || kind == 'f')) {
+      out.push_back({line.substr(static_cast<size_t>(used)), kind == 'd', static_cast<dev_t>(dev),
+                     static_cast<ino_t>(ino)});
+    }
+  }
+  return out;
+}
+
+void write_registry(int fd, const std::vector<Placeholders::Item>& items) {
+  std::string text;
+  for (const auto& it : items) {
+    if (it.path.find('\n') == std::string::npos) {
+      text += fmt::format("{} {} {} {}\n", static_cast<unsigned long long>(it.dev),
+                          static_cast<unsigned long long>(it.ino), it.dir ? 'd' : 'f', it.path);
+    }
+  }
+  if (::ftruncate(fd, 0) == 0) {
+    [[maybe_unused]] ssize_t n = ::pwrite(fd, text.data(), text.size(), 0);
+  }
+}
+
+bool same_inode(const Placeholders::Item& it) {
+  struct stat st {};
+  return ::lstat(it.path.c_str(), &st) == 0 && st.st_dev == it.dev && st.st_ino == it.ino;
+}
+
 // Moves a stashed placeholder of the right kind to parent/name. True: it is there, pristine.
 bool take_from_stash(int stash, int parent, const char* name, bool dir) {
   for (int i = 0; i < kStashSlots; ++i) {
@@ -170,12 +233,37 @@ std::vector<std::string> split(const std::string& rel) {
 }  // namespace
 
 void Placeholders::remove() noexcept {
+  std::vector<Item> todo = std::move(items);
+  items.clear();
+  if (registry_) {
+    // Only the last live session of the workspace removes placeholders (its own and those that
+    // dead or earlier sessions left): removing one that another box has mounted read-only would
+    // make the kernel drop that mount (a mountpoint unlinked or renamed in another namespace is
+    // detached) and the path writable in that box.
+    (void)::flock(registry_.get(), LOCK_EX);
+    bool last = alive_ && ::flock(alive_.get(), LOCK_EX | LOCK_NB) == 0;
+    std::vector<Item> listed = read_registry(registry_.get());
+    if (!last) {
+      alive_.reset();
+      registry_.reset();  // unlocks
+      return;
+    }
+    for (auto& it : listed) {
+      if (std::none_of(todo.begin(), todo.end(),
+                       [&](const Item& t) { return t.path == it.path; })) {
+        todo.push_back(std::move(it));
+      }
+    }
+    std::sort(todo.begin(), todo.end(),
+              [](const Item& a, const Item& b) { return a.path.size() < b.path.size(); });
+    write_registry(registry_.get(), {});
+  }
   UniqueFd stash;
-  if (!stash_dir.empty() && !items.empty()) {
+  if (!stash_dir.empty() && !todo.empty()) {
     (void)::mkdir(stash_dir.c_str(), 0700);  // EEXIST is the usual case
     stash = open_stash(stash_dir);
   }
-  for (auto it = items.rbegin(); it != items.rend(); ++it) {
+  for (auto it = todo.rbegin(); it != todo.rend(); ++it) {  // deepest first
     struct stat st {};
     if (::lstat(it->path.c_str(), &st) != 0 || st.st_dev != it->dev || st.st_ino != it->ino) {
       continue;
@@ -189,7 +277,8 @@ void Placeholders::remove() noexcept {
       ::unlink(it->path.c_str());
     }
   }
-  items.clear();
+  alive_.reset();
+  registry_.reset();
 }
 
 base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
@@ -197,11 +286,47 @@ base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
                                              const std::string& stash_dir) {
   ProtectedSet out;
   out.placeholders.stash_dir = stash_dir;
+  if (!stash_dir.empty() && ::mkdir(stash_dir.c_str(), 0700) != 0 && errno == ENOENT) {
+    // The first run under this state dir: make its parents (0700, as the session folders).
+    for (size_t i = 1; i < stash_dir.size(); ++i) {
+      if (stash_dir[i] == '/') {
+        (void)::mkdir(stash_dir.substr(0, i).c_str(), 0700);
+      }
+    }
+    (void)::mkdir(stash_dir.c_str(), 0700);
+  }
   UniqueFd stash = open_stash(stash_dir);
   UniqueFd ws(::open(workspace.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!ws) {
     return Error::sys(errno, "open", workspace);
   }
+  std::vector<Placeholders::Item> listed;  // placeholders other sessions made here
+  if (stash) {
+    std::string key = workspace_key(workspace);
+    UniqueFd reg(::openat(stash.get(), (key + ".reg").c_str(),
+                          O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    UniqueFd alive(::openat(stash.get(), (key + ".alive").c_str(),
+                            O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (reg && alive && ::flock(reg.get(), LOCK_EX) == 0 && ::flock(alive.get(), LOCK_SH) == 0) {
+      for (auto& it : read_registry(reg.get())) {
+        if (same_inode(it)) {
+          listed.push_back(std::move(it));
+        }
+      }
+      out.placeholders.registry_ = std::move(reg);
+      out.placeholders.alive_ = std::move(alive);
+    }
+  }
+  auto adopt = [&](const std::string& abs) {
+    auto it = std::find_if(listed.begin(), listed.end(),
+                           [&](const Placeholders::Item& l) { return l.path == abs; });
+    if (it == listed.end()) {
+      return false;
+    }
+    out.placeholders.items.push_back(*it);
+    listed.erase(it);
+    return true;
+  };
   for (const auto& rel : rels) {
     auto parts = split(rel);
     if (parts.empty() || std::find(parts.begin(), parts.end(), "..") != parts.end()) {
@@ -217,6 +342,13 @@ base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
       }
       struct stat st {};
       if (::fstatat(ws.get(), prefix.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (adopt(fmt::format("{}/{}", workspace, prefix))) {
+          // A placeholder of another session (live, or killed before it could remove it): ours
+          // now too, protected as a whole as when we make one.
+          out.paths.push_back(prefix);
+          done = true;
+          continue;
+        }
         if (S_ISLNK(st.st_mode) || (!S_ISDIR(st.st_mode) && !last)) {
           // A link (covered by init) or a file where a directory was expected (a worktree's
           // `.git` file): protect this component itself.
@@ -268,6 +400,12 @@ base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
         out.paths.push_back(prefix);
       }
     }
+  }
+  if (out.placeholders.registry_) {
+    std::vector<Placeholders::Item> all = out.placeholders.items;
+    all.insert(all.end(), listed.begin(), listed.end());  // others' we did not need: still listed
+    write_registry(out.placeholders.registry_.get(), all);
+    (void)::flock(out.placeholders.registry_.get(), LOCK_UN);  // the alive lock stays
   }
   std::sort(out.paths.begin(), out.paths.end());
   out.paths.erase(std::unique(out.paths.begin(), out.paths.end()), out.paths.end());

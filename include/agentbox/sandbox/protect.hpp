@@ -9,6 +9,15 @@
 // when the session ends if they are still empty and still the inode we made. A supervisor killed
 // by SIGKILL leaves them behind: empty, inert, and reused by the next run.
 //
+// Concurrent sessions on one workspace: a placeholder one box has mounted read-only must not be
+// removed (or renamed away) by another session ending first: the kernel detaches a mount whose
+// mountpoint is unlinked or renamed from another namespace, and the path becomes writable in the
+// box that is still running. So, with a stash directory, every session registers its placeholders
+// in `ws-<hash>.reg` (under an exclusive flock), holds a shared flock on `ws-<hash>.alive` while
+// it lives, adopts the registered placeholders it finds in place, and only the session that can
+// take `.alive` exclusively at its end (the last one alive) removes them all. A session killed by
+// SIGKILL drops its locks with it; its placeholders are adopted and removed by the next ones.
+//
 // Recycling: with a stash directory (agentbox's state dir, `placeholders/`), the placeholders of a
 // session are renamed into the stash at its end (slots f0..f7, d0..d7) and renamed back out by the
 // next session instead of being created and deleted each time. Creating and deleting inodes was
@@ -28,6 +37,7 @@
 #include <vector>
 
 #include "agentbox/base/result.hpp"
+#include "agentbox/base/unique_fd.hpp"
 
 namespace agentbox::sandbox {
 
@@ -49,7 +59,9 @@ class Placeholders {
   // Removes (or returns to the stash) what is still empty and ours, deepest first. Idempotent.
   void remove() noexcept;
   std::vector<Item> items;
-  std::string stash_dir;  // "" = no recycling
+  std::string stash_dir;     // "" = no recycling and no sharing with concurrent sessions
+  base::UniqueFd registry_;  // ws-<hash>.reg in the stash (see prepare_protected)
+  base::UniqueFd alive_;     // ws-<hash>.alive, flock'ed shared while the session lives
 };
 
 struct ProtectedSet {

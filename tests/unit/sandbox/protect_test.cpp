@@ -95,6 +95,47 @@ TEST_F(Protect, PlaceholdersAreRecycledThroughTheStash) {
                exists("ws/.idea"));
 }
 
+// Concurrent sessions share placeholders: the second adopts the first's, the first to end
+// leaves them (the other box has them mounted), the last one removes them. A session that died
+// without cleaning up leaves them registered, and the next one adopts and removes them.
+TEST_F(Protect, ConcurrentSessionsShareAndTheLastRemoves) {
+  std::string stash = dir_ + "/state/placeholders";  // parents made on first use
+  ASSERT_EQ(::mkdir((dir_ + "/ws").c_str(), 0755), 0);
+  std::string ws = dir_ + "/ws";
+  const std::vector<std::string> rels = {".envrc", ".vscode"};
+  auto a = prepare_protected(ws, rels, stash);
+  ASSERT_TRUE(a) << a.error().message();
+  auto b = prepare_protected(ws, rels, stash);
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_EQ(b->paths, (std::vector<std::string>{".envrc", ".vscode"}));
+  ASSERT_EQ(b->placeholders.items.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(b->placeholders.items[i].ino, a->placeholders.items[i].ino);  // adopted, not new
+  }
+  a->placeholders.remove();  // the first session ends: b's box still has them mounted
+  EXPECT_TRUE(exists("ws/.envrc"));
+  EXPECT_TRUE(exists("ws/.vscode"));
+  b->placeholders.remove();  // the last one out
+  EXPECT_FALSE(exists("ws/.envrc"));
+  EXPECT_FALSE(exists("ws/.vscode"));
+
+  {
+    auto killed = prepare_protected(ws, rels, stash);
+    ASSERT_TRUE(killed);
+    killed->placeholders.items.clear();  // SIGKILL: no cleanup; the kernel drops the locks
+    killed->placeholders.alive_.reset();
+    killed->placeholders.registry_.reset();
+  }
+  EXPECT_TRUE(exists("ws/.envrc"));
+  {
+    auto next = prepare_protected(ws, rels, stash);
+    ASSERT_TRUE(next);
+    EXPECT_EQ(next->placeholders.items.size(), 2u);
+  }
+  EXPECT_FALSE(exists("ws/.envrc"));
+  EXPECT_FALSE(exists("ws/.vscode"));
+}
+
 // A stashed entry that is not what a fresh placeholder is (here: written to, as a planted
 // `.envrc` would be) is never put in the workspace: it is quarantined and a fresh one is made.
 TEST_F(Protect, TamperedStashEntryIsQuarantinedNotUsed) {
