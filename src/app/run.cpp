@@ -21,6 +21,7 @@
 
 #include "agentbox/app/doctor.hpp"
 #include "agentbox/app/session_confinement.hpp"
+#include "agentbox/app/session_network.hpp"
 #include "agentbox/app/terminal.hpp"
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/log.hpp"
@@ -174,6 +175,7 @@ struct Session {
   std::string dir;
   std::unique_ptr<audit::JsonlSink> sink;
   std::unique_ptr<SessionConfinement> confinement;  // Landlock, caps, seccomp, rlimits, cgroup
+  std::unique_ptr<SessionNetwork> network;          // the tap in the box, the stack out here
 };
 
 // Grants are resolved to their real paths, except that a path inside the workspace must stay
@@ -317,6 +319,12 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   s.confinement = std::move(*confinement);
   s.launch.confinement = s.confinement.get();
   s.launch.keep_fds = s.confinement->child_fds();
+  auto network = SessionNetwork::create(req.policy, s.user.gid, *s.sink);
+  if (!network) {
+    return std::move(network).error().context("preparing the network");
+  }
+  s.network = std::move(*network);
+  s.launch.network = s.network->box_hook();
   return s;
 }
 
@@ -467,6 +475,7 @@ int run(const RunRequest& req) {
   int code;
   std::string reason;
   std::string error;
+  std::vector<std::string> net_summary;
   if (!box) {
     Error err = std::move(box).error();
     bool userns =
@@ -475,6 +484,9 @@ int run(const RunRequest& req) {
     if (userns && (failure.err == EPERM || failure.err == EACCES || failure.err == ENOSPC ||
                    failure.err == EINVAL)) {
       err.hint(userns_hint(failure.err) + "; `agentbox doctor` checks this machine");
+    } else if (failure.stage == sb::SetupStage::kTunOpen ||
+               failure.stage == sb::SetupStage::kTapCreate) {
+      err.hint(tun_fix(failure.err) + "; `agentbox doctor` checks this machine");
     } else if (failure.stage == sb::SetupStage::kExec && failure.err == ENOENT) {
       err.hint(req.command[0].find('/') == std::string::npos
                    ? "the box's PATH is " + std::string(sb::kDefaultPath) +
@@ -490,9 +502,17 @@ int run(const RunRequest& req) {
                                                  std::chrono::steady_clock::now() - t0)
                                                  .count());
     s.confinement->started(*loop);
+    bool net_failed = false;
+    if (auto r = s.network->start(box->take_tap(), *loop); !r) {
+      error = std::move(r).error().context("starting the network").render();
+      fmt::print(stderr, "{}", error);
+      [[maybe_unused]] auto k = box->signal(SIGKILL);
+      net_failed = true;
+    }
     Outcome out = supervise(*box, *loop, req, sig_watch);
-    code = out.code;
-    reason = out.reason;
+    net_summary = s.network->finish();
+    code = net_failed ? 125 : out.code;
+    reason = net_failed ? "setup failed" : out.reason;
     if (std::string hit = s.confinement->finished(); !hit.empty()) {
       reason = hit;
       base::log::info("the box reached its {}", hit);
@@ -507,6 +527,9 @@ int run(const RunRequest& req) {
   }
   s.sink->emit(end);
   if (!req.quiet) {
+    for (const auto& line : net_summary) {
+      base::log::info("{}", line);
+    }
     std::string what =
         !started ? fmt::format("did not run (status {})", code) : describe_exit(code);
     base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,
