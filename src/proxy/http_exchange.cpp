@@ -116,9 +116,7 @@ bool begin_request(ProxyHandler::Internals& in, Conn& c) {
   x.ctx.asked_upgrade = r.wants_upgrade;
   x.close_after = !r.keep_alive;
   c.up.send(http1::serialize_head(r));
-  http1::ChunkedDecoder::Caps caps;
-  caps.max_body = x.max_body.value_or(UINT64_MAX);
-  x.req_body.emplace(r.framing, r.content_length, caps);
+  x.req_body.emplace(r.framing, r.content_length);  // max_body is counted in request_body
   x.req = x.req_body->done() ? Req::kDone : Req::kBody;
   x.resp = Resp::kHead;
   ++in.counters.requests;

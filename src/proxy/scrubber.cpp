@@ -14,7 +14,12 @@ void Scrubber::add(std::string needle, std::string replacement) {
       return;
     }
   }
-  pairs_.emplace_back(std::move(needle), std::move(replacement));
+  // Longest needle first: the Basic form of user:secret contains the base64 of the secret's
+  // whole groups, and replacing that part first would leave the full form unmatched (and the
+  // secret's last bytes visible).
+  auto pos = std::find_if(pairs_.begin(), pairs_.end(),
+                          [&](const auto& p) { return p.first.size() < needle.size(); });
+  pairs_.emplace(pos, std::move(needle), std::move(replacement));
 }
 
 void Scrubber::scrub(std::string& buf) {
