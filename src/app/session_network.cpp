@@ -240,8 +240,13 @@ struct SessionNetwork::Impl {
   NetAudit audit;
   TapHook hook;
   std::unique_ptr<net::FlowHandler> handler;
+  SessionNetwork::HandlerFactory factory;
   std::unique_ptr<Running> running;
 };
+
+void SessionNetwork::use_handler_factory(HandlerFactory factory) {
+  impl_->factory = std::move(factory);
+}
 
 SessionNetwork::SessionNetwork(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SessionNetwork::~SessionNetwork() = default;
@@ -309,6 +314,10 @@ base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop) {
   if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, 65536);
     (void)::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (impl_->factory) {
+    AGENTBOX_ASSIGN_OR_RETURN(impl_->handler,
+                              impl_->factory(loop, impl_->policy, impl_->overrides));
   }
   auto run = std::make_unique<Running>(loop, std::move(tap));
   int tfd = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);

@@ -15,6 +15,7 @@
 // the debug stream (the stack itself logs opens and denials there).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,9 @@
 #include "agentbox/base/unique_fd.hpp"
 #include "agentbox/config/model.hpp"
 #include "agentbox/event/loop.hpp"
+#include "agentbox/net/connect.hpp"
+#include "agentbox/net/flow.hpp"
+#include "agentbox/policy/egress.hpp"
 #include "agentbox/sandbox/box_network.hpp"
 
 namespace agentbox::app {
@@ -37,6 +41,11 @@ class SessionNetwork {
   ~SessionNetwork();
   SessionNetwork(const SessionNetwork&) = delete;
   SessionNetwork& operator=(const SessionNetwork&) = delete;
+
+  // Who serves allowed flows once the loop runs (the L7 proxy); without one, connect first.
+  using HandlerFactory = std::function<base::Result<std::unique_ptr<net::FlowHandler>>(
+      event::Loop&, const policy::EgressPolicy&, const std::vector<net::ConnectTo>&)>;
+  void use_handler_factory(HandlerFactory factory);
 
   // The launcher's hook (LaunchSpec::network): creates and configures the tap in init.
   [[nodiscard]] const sandbox::BoxNetwork* box_hook() const;
