@@ -13,10 +13,12 @@
 #include <optional>
 
 #include "agentbox/base/log.hpp"
+#include "agentbox/base/sys.hpp"
 #include "agentbox/proxy/credentials.hpp"
 #include "agentbox/proxy/http_rules.hpp"
 #include "agentbox/proxy/proxy_handler.hpp"
 #include "agentbox/proxy/tls_ca.hpp"
+#include "agentbox/proxy/token_file.hpp"
 
 namespace agentbox::app {
 
@@ -119,6 +121,7 @@ struct SessionProxy::Impl {
   std::string cert_dir;     // host path of the hashed CA directory
   std::vector<std::pair<std::string, std::string>> env;
   std::set<std::string> secret_sources;
+  std::vector<sandbox::Overlay> token_overlays;  // masked token files
   std::unique_ptr<proxy::ProxyHandler> handler;
   proxy::ProxyCounters last;  // counters kept after the handler is gone
 };
@@ -147,11 +150,51 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
       impl->secret_sources.insert(c.from.substr(4));
     }
   }
+  // Token files: each value to mask becomes a credential scoped to the file's hosts, read
+  // through a private name that no environment variable can have.
+  std::map<std::string, std::string> token_values;
+  struct Masked {
+    std::string target;
+    std::string text;
+    std::vector<std::string> names;
+    std::vector<std::string> values;
+  };
+  std::vector<Masked> masked;
+  for (size_t i = 0; i < policy.token_files.size(); ++i) {
+    const config::TokenFile& tf = policy.token_files[i];
+    std::string path = expand_home(tf.path, home);
+    auto text = base::read_file(path, size_t{1} << 20);
+    if (!text) {
+      base::log::warn("token file `{}` ({}): {}: not shown", tf.path, tf.origin.describe(),
+                      text.error().message());
+      continue;
+    }
+    auto values =
+        proxy::find_token_secrets(*text, {.json_fields = tf.json_fields, .regexes = tf.regexes});
+    if (!values) {
+      return std::move(values).error().context(
+          fmt::format("token file `{}` ({})", tf.path, tf.origin.describe()));
+    }
+    Masked m{.target = path, .text = std::move(*text)};
+    for (size_t j = 0; j < values->size(); ++j) {
+      std::string key = fmt::format("@token_file/{}/{}", i, j);
+      std::string name = fmt::format("{}#{}", tf.path, j + 1);
+      token_values[key] = (*values)[j];
+      specs.push_back({.name = name, .from = "env:" + key, .hosts = tf.hosts, .inject = tf.inject});
+      m.names.push_back(name);
+      m.values.push_back((*values)[j]);
+    }
+    masked.push_back(std::move(m));
+  }
   if (!specs.empty()) {
-    proxy::SecretSource source([&caller_env](const std::string& k) -> std::optional<std::string> {
-      auto it = caller_env.find(k);
-      return it == caller_env.end() ? std::nullopt : std::optional<std::string>(it->second);
-    });
+    proxy::SecretSource source(
+        [&caller_env, &token_values](const std::string& k) -> std::optional<std::string> {
+          if (auto t = token_values.find(k); t != token_values.end()) {
+            return t->second;
+          }
+          auto it = caller_env.find(k);
+          return it == caller_env.end() ? std::nullopt : std::optional<std::string>(it->second);
+        });
     auto set = proxy::CredentialSet::load(std::move(specs), std::move(source), &sink);
     if (!set) {
       return std::move(set).error().context("loading the credentials");
@@ -160,6 +203,15 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
     for (auto& [var, placeholder] : impl->credentials->placeholder_env()) {
       impl->env.emplace_back(var, placeholder);
     }
+  }
+  for (size_t i = 0; i < masked.size(); ++i) {
+    std::vector<std::pair<std::string, std::string>> swaps;
+    for (size_t j = 0; j < masked[i].names.size(); ++j) {
+      swaps.emplace_back(masked[i].values[j], *impl->credentials->placeholder(masked[i].names[j]));
+    }
+    std::string file = fmt::format("{}/token-file-{}", session_dir, i);
+    AGENTBOX_TRY(write_file(file, proxy::mask_token_text(std::move(masked[i].text), swaps), 0600));
+    impl->token_overlays.push_back({.target = masked[i].target, .source = file});
   }
 
   for (const auto& r : policy.http_rules) {
@@ -242,7 +294,7 @@ std::vector<std::pair<std::string, std::string>> SessionProxy::box_env() const {
 }
 
 std::vector<sandbox::Overlay> SessionProxy::overlays() const {
-  std::vector<sandbox::Overlay> out;
+  std::vector<sandbox::Overlay> out = impl_->token_overlays;
   if (impl_->bundle_path.empty()) {
     return out;
   }

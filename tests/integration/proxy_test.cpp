@@ -26,6 +26,7 @@ using Args = std::vector<std::string>;
 // Same shape as GitHub tokens; the box must only ever see placeholders of them.
 const std::string kRealApi = "ghp_RealApiTokenAAAA0123456789abcdefWXYZ";
 const std::string kRealGit = "ghp_RealGitTokenBBBB0123456789abcdefWXYZ";
+const std::string kRealFile = "sk-ant-oat01-RealFileTokenCCCC0123456789abcdef";
 
 int sh(const std::string& cmd) {
   int rc = std::system(cmd.c_str());  // NOLINT: fixed strings built by the test
@@ -119,6 +120,14 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
                "from = \"env:REAL_GIT_TOKEN\"\n"
                "hosts = [\"git.example.test\"]\n"
                "inject = \"basic\"\n");
+    // An agent's auth file holding a token: shown in the box with the token masked.
+    auth_ = w_.root + "/auth.json";
+    write_file(auth_,
+               "{\n  \"oauth\": {\"access_token\": \"" + kRealFile + "\", \"expires\": 99}\n}\n");
+    ASSERT_EQ(::chown(auth_.c_str(), w_.as.uid, w_.as.gid), 0);
+    std::ofstream(cfg_ + "/agentbox/config.toml", std::ios::app)
+        << "[[token_file]]\npath = \"" << auth_
+        << "\"\njson_fields = [\"oauth.access_token\"]\nhosts = [\"api.example.test\"]\n";
     chown_tree(cfg_, w_.as.uid, w_.as.gid);
   }
   void TearDown() override {
@@ -128,7 +137,9 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
     }
     if (made_) {
       // The real secrets are in no file agentbox wrote (audit log, session folder).
-      EXPECT_NE(sh(fmt::format("grep -rqs -e {} -e {} {}", kRealApi, kRealGit, w_.state)), 0)
+      EXPECT_NE(sh(fmt::format("grep -rqs -e {} -e {} -e {} {}", kRealApi, kRealGit, kRealFile,
+                               w_.state)),
+                0)
           << "a real secret in " << w_.state;
       destroy_world(w_);
     }
@@ -154,6 +165,7 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
     // Whatever the box printed, the real secrets were never in it.
     EXPECT_EQ(r.out.find(kRealApi), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find(kRealGit), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find(kRealFile), std::string::npos) << r.out;
     EXPECT_EQ(r.err.find(kRealApi), std::string::npos) << r.err;
     return r;
   }
@@ -163,6 +175,7 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
   bool made_ = false;
   std::string up_;
   std::string cfg_;
+  std::string auth_;
   uint16_t port_ = 0;
   pid_t server_ = -1;
 };
@@ -186,6 +199,24 @@ TEST_P(ProxyTest, CurlReachesTheHostWithTheRealTokenWhileTheBoxHoldsAPlaceholder
   EXPECT_TRUE(r.has_line("you sent: Bearer " + token)) << r.out;
   EXPECT_TRUE(r.has_line("environ=0")) << r.out;
   EXPECT_TRUE(r.has_line("files=0")) << r.out;
+}
+
+TEST_P(ProxyTest, ATokenFileIsShownMaskedAndItsTokenWorksUpstream) {
+  Output r = box(fmt::format(
+      "cat {0}; tok=$(python3 -c 'import json; print(json.load(open(\"{0}\"))[\"oauth\"]"
+      "[\"access_token\"])'); echo \"token=$tok\"; "
+      "curl -sS https://api.example.test/echo/tokenfile -H \"Authorization: Bearer $tok\"; "
+      "(echo x > {0}) 2>/dev/null && echo writable || echo read-only",
+      auth_));
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string token = r.line_starting("token=").substr(6);
+  ASSERT_EQ(token.size(), kRealFile.size()) << r.out;
+  EXPECT_EQ(token.substr(0, 13), "sk-ant-oat01-") << "the placeholder keeps the token's shape";
+  EXPECT_NE(r.out.find("\"expires\": 99"), std::string::npos) << "the rest is unchanged: " << r.out;
+  EXPECT_NE(seen().find("GET /echo/tokenfile Bearer " + kRealFile), std::string::npos) << seen();
+  EXPECT_TRUE(r.has_line("you sent: Bearer " + token)) << r.out;
+  EXPECT_TRUE(r.has_line("read-only")) << r.out;
+  EXPECT_NE(slurp(auth_).find(kRealFile), std::string::npos) << "the real file is untouched";
 }
 
 TEST_P(ProxyTest, PythonNodeAndRequestsTrustTheSessionWithoutProxyVariables) {
