@@ -170,6 +170,12 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
     return r;
   }
   std::string seen() { return slurp(up_ + "/seen.log"); }
+  // Every audit line of every session this world ran.
+  std::string audit() {
+    (void)sh(fmt::format("cat {}/agentbox/sessions/*/audit.jsonl > {}/audit.all 2>/dev/null",
+                         w_.state, w_.root));
+    return slurp(w_.root + "/audit.all");
+  }
 
   World w_;
   bool made_ = false;
@@ -297,11 +303,25 @@ TEST_P(ProxyTest, FrontingConnectAndUnknownBytesAreRefused) {
       // Bytes that are neither TLS nor HTTP to port 443.
       "python3 -c 'import socket; s = socket.create_connection((\"api.example.test\", 443), 5); "
       "s.sendall(b\"hello there, not tls\\n\"); s.settimeout(5); print(\"raw\", len(s.recv(100)))' "
-      "2>/dev/null || echo raw refused");
+      "2>/dev/null || echo raw refused; "
+      // DNS over HTTPS to resolvers nobody allowed: by name (no DNS answer) and by address (no
+      // rule for it; a documentation address, so nothing could leave even by mistake).
+      "curl -sS -m 5 -o /dev/null 'https://doh.example.test/dns-query?name=x' 2>/dev/null || "
+      "echo doh-name refused; "
+      "curl -sS -m 5 -o /dev/null -k 'https://192.0.2.53/dns-query?name=x' 2>/dev/null || "
+      "echo doh-ip refused");
   EXPECT_FALSE(r.has_line("fronted 200")) << r.out;
   EXPECT_TRUE(r.has_line("sni refused")) << r.out;
   EXPECT_FALSE(r.has_line("connect 200")) << r.out;
   EXPECT_TRUE(r.has_line("raw 0") || r.has_line("raw refused")) << r.out;
+  EXPECT_TRUE(r.has_line("doh-name refused")) << r.out;
+  EXPECT_TRUE(r.has_line("doh-ip refused")) << r.out;
+  // Each refusal is in the audit log.
+  std::string log = audit();
+  EXPECT_NE(log.find("\"type\":\"proxy.drop\""), std::string::npos) << log;
+  EXPECT_NE(log.find("\"type\":\"net.deny\""), std::string::npos) << log;
+  EXPECT_NE(log.find("doh.example.test"), std::string::npos) << log;
+  EXPECT_NE(log.find("192.0.2.53"), std::string::npos) << log;
   for (const char* path : {"/echo/front", "/echo/sni", "elsewhere"}) {
     EXPECT_EQ(seen().find(path), std::string::npos) << path << "\n" << seen();
   }
