@@ -14,6 +14,7 @@
 
 #include "agentbox/base/log.hpp"
 #include "agentbox/base/sys.hpp"
+#include "agentbox/config/load.hpp"
 #include "agentbox/proxy/credentials.hpp"
 #include "agentbox/proxy/http_rules.hpp"
 #include "agentbox/proxy/proxy_handler.hpp"
@@ -137,6 +138,24 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
 
   std::vector<proxy::CredentialSpec> specs;
   for (const auto& [name, c] : policy.credentials) {
+    if (c.from.rfind("env:", 0) == 0 && caller_env.count(c.from.substr(4)) == 0) {
+      // Nothing to protect and nothing to give: the box simply has no such variable. Profiles
+      // name the usual variables (ANTHROPIC_API_KEY) that many users do not set (OAuth logins),
+      // so only a credential of the user's own config says so out loud.
+      bool shipped = false;
+      for (const auto& dir : config::default_profile_dirs()) {
+        shipped = shipped || c.origin.source.rfind(dir + "/", 0) == 0;
+      }
+      if (shipped) {
+        base::log::debug("credential `{}`: {} is not set; the box gets no {}", name,
+                         c.from.substr(4), c.env);
+      } else {
+        base::log::warn("credential `{}` ({}): {} is not set; the box gets no {}", name,
+                        c.origin.describe(), c.from.substr(4), c.env);
+      }
+      impl->secret_sources.insert(c.from.substr(4));
+      continue;
+    }
     specs.push_back({.name = c.name,
                      .env = c.env,
                      .from = c.from.rfind("file:", 0) == 0
