@@ -200,6 +200,10 @@ TapResult TapSetup::apply(const char* host_root) const noexcept {
     ::close(fd);
     return {TapStep::kConfigure, err, -1};
   }
+  // Persistent: closing the last fd then does not unregister the device synchronously (an RCU
+  // wait of ~10 ms in the supervisor's exit path, half of `agentbox run -- true`); it dies with
+  // the box's network namespace in the kernel's asynchronous cleanup. Best effort.
+  (void)::ioctl(fd, TUNSETPERSIST, 1);
   return {TapStep::kNone, 0, fd};
 }
 
