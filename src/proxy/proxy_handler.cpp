@@ -207,6 +207,9 @@ void ProxyHandler::destroy(uint64_t id) {
 void ProxyHandler::update_interest(Conn& c) {
   for (Side* s : {&c.box, &c.up}) {
     const bool box_side = s == &c.box;
+    if (s->failed() && s->open()) {
+      s->close_fd();  // a failed socket may stay "ready" (EPOLLERR) forever: let it go now
+    }
     if (!s->open()) {
       if (s->watch != 0) {
         in_->loop.unwatch(s->watch);
@@ -388,6 +391,10 @@ void ProxyHandler::on_sweep() noexcept {
         ++counters_.timeouts;
         answer(*in_, c, 408, "request blocked: request head not complete in time");
         audit_request(*in_, c, "denied", "request head timeout");
+      } else if (c.mode == Mode::kHttp && !c.box.handshake_done() &&
+                 now - c.opened > o.head_timeout) {
+        ++counters_.timeouts;
+        drop(*in_, c, "TLS handshake with the box not complete in time");
       } else if (c.mode == Mode::kClosing && now - c.last_activity > kClosingGrace) {
         c.done = true;
       } else if (now - c.last_activity > o.idle_timeout) {

@@ -398,6 +398,14 @@ class Upstream {
       char size[16];
       std::snprintf(size, sizeof size, "%zx\r\n", e2.size());
       s.write(std::string(size) + e2 + "\r\n0\r\n\r\n");
+    } else if (path == "/sse-g") {
+      // Ends a chunk with "g", which could start the secret "ghp_...": the proxy holds it back
+      // until more data comes or its short hold expires; the test waits without sending more.
+      s.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\ndata: g\r\n");
+      std::unique_lock lk(mu_);
+      cv_.wait_for(lk, 10s, [this] { return sse_gate_; });
+      lk.unlock();
+      s.write("2\r\n\n\n\r\n0\r\n\r\n");
     } else if (path.rfind("/big/", 0) == 0) {
       const uint64_t n = std::stoull(path.substr(5));
       s.write("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(n) + "\r\n" + conn + "\r\n");
