@@ -200,7 +200,11 @@ bool request_body(ProxyHandler::Internals& in, Conn& c) {
 
 void send_body(Conn& c, std::string_view data) {
   if (!data.empty()) {
-    c.box.send(c.http.resp_chunked ? http1::encode_chunk(data) : std::string(data));
+    if (c.http.resp_chunked) {
+      c.box.send(http1::encode_chunk(data));
+    } else {
+      c.box.send(data);
+    }
   }
 }
 

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -66,12 +67,28 @@ inline std::string sha256_hex(std::string_view data) {
   return out;
 }
 
-// Deterministic bytes for large transfers.
+// Deterministic bytes for large transfers: a pseudo-random table with a prime period, copied
+// (cheap, so that the servers measure the proxy and not the pattern).
 inline void pattern(std::string& out, uint64_t offset, size_t n) {
+  constexpr size_t kPeriod = 65521;
+  static const std::string table = [] {
+    std::string t(kPeriod, '\0');
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (auto& ch : t) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      ch = static_cast<char>(x >> 24);
+    }
+    return t;
+  }();
   out.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    const uint64_t k = offset + i;
-    out[i] = static_cast<char>((k * 2654435761u) >> 13);
+  size_t done = 0;
+  while (done < n) {
+    const size_t at = static_cast<size_t>((offset + done) % kPeriod);
+    const size_t k = std::min(n - done, kPeriod - at);
+    std::memcpy(out.data() + done, table.data() + at, k);
+    done += k;
   }
 }
 
