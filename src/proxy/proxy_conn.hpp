@@ -113,7 +113,8 @@ struct Conn {
   std::optional<Scrubber> tunnel_scrubber;
   Clock::time_point opened{};
   Clock::time_point last_activity{};
-  bool done = false;  // destroy after the current callback
+  uint64_t lingered = 0;  // bytes discarded while closing
+  bool done = false;      // destroy after the current callback
 };
 
 // What the connection code needs from the handler.

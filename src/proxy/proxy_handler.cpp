@@ -20,9 +20,11 @@ constexpr int kMaxRounds = 64;                     // per callback, for fairness
 constexpr std::chrono::seconds kClosingGrace{10};
 
 bool can_read(const ProxyOptions& o, const Conn& c, const Side& s) {
-  if (!s.open() || s.connecting || s.fd_eof || s.failed() || c.mode == Mode::kClosing ||
-      s.rx.size() >= o.buffer) {
+  if (!s.open() || s.connecting || s.fd_eof || s.failed() || s.rx.size() >= o.buffer) {
     return false;
+  }
+  if (c.mode == Mode::kClosing) {
+    return &s == &c.box;  // lingering close: see closing_step
   }
   if (c.mode == Mode::kClassify) {
     return &s == &c.box;
@@ -31,20 +33,30 @@ bool can_read(const ProxyOptions& o, const Conn& c, const Side& s) {
   return other.pending() < o.buffer;
 }
 
+// Lingering close (as HTTP servers do): after our last bytes and FIN, what the box still sends
+// (the body of a denied upload) is read and discarded until its EOF, so that closing with
+// unread data does not reset the connection and destroy the answer in flight to the agent.
 bool closing_step(Conn& c) {
+  constexpr uint64_t kMaxLinger = uint64_t{1} << 20;
   if (c.box.failed() || !c.box.open()) {
     c.done = true;
     return true;
+  }
+  bool progress = false;
+  if (!c.box.rx.empty()) {
+    c.lingered += c.box.rx.size();
+    c.box.rx.clear();
+    progress = true;
   }
   if (!c.box.want_shut) {
     c.box.want_shut = true;
     return true;
   }
-  if (c.box.shut) {
+  if (c.box.shut && (c.box.eof || c.lingered > kMaxLinger)) {
     c.done = true;
     return true;
   }
-  return false;
+  return progress;
 }
 
 }  // namespace

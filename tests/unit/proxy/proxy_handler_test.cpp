@@ -41,9 +41,11 @@ class BoxClient {
     SSL_CTX_set_alpn_protos(ctx_.get(), kAlpn, 12);
     ssl_.reset(SSL_new(ctx_.get()));
     SSL_set_fd(ssl_.get(), fd_.get());
-    SSL_ctrl(ssl_.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-             const_cast<char*>(sni_.c_str()));
-    SSL_set1_host(ssl_.get(), sni_.c_str());
+    if (!sni_.empty()) {
+      SSL_ctrl(ssl_.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+               const_cast<char*>(sni_.c_str()));
+      SSL_set1_host(ssl_.get(), sni_.c_str());
+    }
     if (SSL_connect(ssl_.get()) != 1) {
       error_ = ossl::drain_errors();
       return false;
@@ -402,6 +404,13 @@ TEST_F(ProxyHandlerTest, FrontingRefused) {
   });
   EXPECT_FALSE(handshake);
   EXPECT_NE(audit().find("does not match the connection's name"), std::string::npos) << audit();
+  // No SNI at all: nothing to check the name against, refused the same way.
+  UniqueFd no_sni = open_flow(kApi);
+  EXPECT_FALSE(while_pumping(*loop_, [&, fd = std::move(no_sni)]() mutable {
+    BoxClient c(std::move(fd), "", session_ca_file_);
+    return c.handshake();
+  }));
+  EXPECT_NE(audit().find("TLS without SNI"), std::string::npos) << audit();
   // Host differs from SNI (= flow name): 403, never forwarded.
   const auto r = request(kApi, get(kDocs, "/docs/a"));
   EXPECT_EQ(r.substr(0, 12), "HTTP/1.1 403") << r;
