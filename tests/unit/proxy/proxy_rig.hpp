@@ -297,7 +297,7 @@ class Upstream {
       return;
     }
     std::string buf;
-    for (int i = 0; i < 1000; ++i) {
+    for (int i = 0; i < 1000000; ++i) {  // bounded; clients close long before
       if (!one_request(s, buf)) {
         break;
       }
