@@ -101,8 +101,8 @@ bool Side::fill(size_t budget) {
 }
 
 void Side::send(std::string_view plain) {
-  if (plain.empty()) {
-    return;
+  if (plain.empty() || !open()) {
+    return;  // a closed side takes nothing: nothing may pile up for a peer that is gone
   }
   if (!tls) {
     tx.append(plain);
