@@ -65,7 +65,9 @@ class Side {
 // The HTTP/1.1 exchange on one connection: at most one request in flight; the next is parsed
 // only when the previous response is complete (pipelined bytes wait in box.rx, bounded).
 struct Exchange {
-  enum class Req { kHead, kBody, kDone };
+  // kHold: a SigV4 request without x-amz-content-sha256 whose body must be read whole before
+  // the head can be re-signed (the signature covers the body's hash).
+  enum class Req { kHead, kHold, kBody, kDone };
   enum class Resp { kIdle, kHead, kBody, kDone };
   Req req = Req::kHead;
   Resp resp = Resp::kIdle;
@@ -81,6 +83,7 @@ struct Exchange {
   std::optional<uint64_t> max_body;
   uint64_t body_up = 0;    // request body bytes (decoded)
   uint64_t body_down = 0;  // response body bytes (decoded)
+  std::string held_body;   // kHold: the body so far (<= CredentialSet::kMaxBodyScan)
   uint64_t scanned = 0;    // request body bytes scanned for placeholders
   std::string scan_tail;   // last bytes of the previous body piece (a placeholder split in two)
   // For the audit event.

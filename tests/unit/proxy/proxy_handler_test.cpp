@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "agentbox/proxy/sigv4.hpp"
 #include "proxy_test_util.hpp"
 
 namespace agentbox::proxy {
@@ -21,6 +22,7 @@ constexpr const char* kPlain = "plain.example.test";  // plain HTTP on port 80
 constexpr const char* kSsh = "ssh.example.test";      // raw_tcp on port 22
 constexpr const char* kRealGh = "ghp_realSECRETrealSECRETrealSECRET123456";
 constexpr const char* kRealGit = "gitsecret-0123456789abcdef";
+constexpr const char* kRealAws = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
 // A blocking client on the box's end of a flow: TLS (verifying against `ca_file`) or plain.
 class BoxClient {
@@ -151,7 +153,8 @@ class ProxyHandlerTest : public ::testing::Test {
     plain_ = std::make_unique<Upstream>(Upstream::Kind::kPlain);
     banner_ = std::make_unique<Upstream>(Upstream::Kind::kBanner);
 
-    std::map<std::string, std::string> env = {{"REAL_GH", kRealGh}, {"REAL_GIT", kRealGit}};
+    std::map<std::string, std::string> env = {
+        {"REAL_GH", kRealGh}, {"REAL_GIT", kRealGit}, {"REAL_AWS", kRealAws}};
     auto creds =
         CredentialSet::load({{.name = "github",
                               .env = "GITHUB_TOKEN",
@@ -162,7 +165,12 @@ class ProxyHandlerTest : public ::testing::Test {
                               .env = "GIT_TOKEN",
                               .from = "env:REAL_GIT",
                               .hosts = {kGit},
-                              .inject = "basic"}},
+                              .inject = "basic"},
+                             {.name = "aws",
+                              .env = "AWS_SECRET_ACCESS_KEY",
+                              .from = "env:REAL_AWS",
+                              .hosts = {kApi},
+                              .inject = "sigv4"}},
                             SecretSource([env](const std::string& k) -> std::optional<std::string> {
                               auto it = env.find(k);
                               return it == env.end() ? std::nullopt : std::optional(it->second);
@@ -319,6 +327,40 @@ TEST_F(ProxyHandlerTest, BasicAuthPasswordSwapped) {
   EXPECT_NE(r.find("X-Echo-Auth: Basic " + basic), std::string::npos) << r;  // scrubbed back
   EXPECT_NE(r.find("Authorization: Basic " + basic), std::string::npos) << r;
   EXPECT_EQ(r.find(base64_encode(std::string("x-access-token:") + kRealGit)), std::string::npos);
+}
+
+// A SigV4 request signed with the placeholder key and no x-amz-content-sha256: the proxy reads
+// the body, verifies the box's signature and re-signs with the real key before forwarding.
+TEST_F(ProxyHandlerTest, SigV4BodyHeldAndResigned) {
+  const std::string body = "Action=GetCallerIdentity&Version=2011-06-15";
+  auto signed_by = [&](const std::string& key) {
+    http1::Request r;
+    r.method = "POST";
+    r.target = "/echo";
+    r.headers = {{"Host", kApi},
+                 {"Content-Type", "application/x-www-form-urlencoded"},
+                 {"X-Amz-Date", "20261127T053000Z"},
+                 {"Content-Length", std::to_string(body.size())}};
+    sigv4::Authorization a{.access_key = "AKIAEXAMPLE",
+                           .date = "20261127",
+                           .region = "us-east-1",
+                           .service = "sts",
+                           .signed_headers = {"content-type", "host", "x-amz-date"}};
+    auto cr = sigv4::canonical_request(r, a, sigv4::sha256_hex(body), sigv4::UriStyle::kNormalized);
+    a.signature = sigv4::signature(key, a, "20261127T053000Z", *cr);
+    r.headers.push_back({"Authorization", a.render()});
+    return r;
+  };
+  const auto box_key = creds_->placeholder("aws");
+  ASSERT_TRUE(box_key.has_value());
+  const auto box_req = signed_by(*box_key);
+  const auto r = request(kApi, http1::serialize_head(box_req) + body);
+  ASSERT_EQ(r.substr(0, 15), "HTTP/1.1 200 OK") << r;
+  const auto seen = servers_[kApi]->seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(header_of(seen[0].head, "authorization"), *signed_by(kRealAws).header("authorization"));
+  EXPECT_EQ(seen[0].body, body);
+  EXPECT_EQ(r.find(kRealAws), std::string::npos);
 }
 
 TEST_F(ProxyHandlerTest, PlaceholderToWrongHostBlocked) {
