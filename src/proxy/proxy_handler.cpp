@@ -20,9 +20,11 @@ constexpr int kMaxRounds = 64;                     // per callback, for fairness
 constexpr std::chrono::seconds kClosingGrace{10};
 
 bool can_read(const ProxyOptions& o, const Conn& c, const Side& s) {
-  if (!s.open() || s.connecting || s.fd_eof || s.failed() || c.mode == Mode::kClosing ||
-      s.rx.size() >= o.buffer) {
+  if (!s.open() || s.connecting || s.fd_eof || s.failed() || s.rx.size() >= o.buffer) {
     return false;
+  }
+  if (c.mode == Mode::kClosing) {
+    return &s == &c.box;  // lingering close: see closing_step
   }
   if (c.mode == Mode::kClassify) {
     return &s == &c.box;
@@ -31,20 +33,30 @@ bool can_read(const ProxyOptions& o, const Conn& c, const Side& s) {
   return other.pending() < o.buffer;
 }
 
+// Lingering close (as HTTP servers do): after our last bytes and FIN, what the box still sends
+// (the body of a denied upload) is read and discarded until its EOF, so that closing with
+// unread data does not reset the connection and destroy the answer in flight to the agent.
 bool closing_step(Conn& c) {
+  constexpr uint64_t kMaxLinger = uint64_t{1} << 20;
   if (c.box.failed() || !c.box.open()) {
     c.done = true;
     return true;
+  }
+  bool progress = false;
+  if (!c.box.rx.empty()) {
+    c.lingered += c.box.rx.size();
+    c.box.rx.clear();
+    progress = true;
   }
   if (!c.box.want_shut) {
     c.box.want_shut = true;
     return true;
   }
-  if (c.box.shut) {
+  if (c.box.shut && (c.box.eof || c.lingered > kMaxLinger)) {
     c.done = true;
     return true;
   }
-  return false;
+  return progress;
 }
 
 }  // namespace
@@ -207,6 +219,9 @@ void ProxyHandler::destroy(uint64_t id) {
 void ProxyHandler::update_interest(Conn& c) {
   for (Side* s : {&c.box, &c.up}) {
     const bool box_side = s == &c.box;
+    if (s->failed() && s->open()) {
+      s->close_fd();  // a failed socket may stay "ready" (EPOLLERR) forever: let it go now
+    }
     if (!s->open()) {
       if (s->watch != 0) {
         in_->loop.unwatch(s->watch);
@@ -388,6 +403,10 @@ void ProxyHandler::on_sweep() noexcept {
         ++counters_.timeouts;
         answer(*in_, c, 408, "request blocked: request head not complete in time");
         audit_request(*in_, c, "denied", "request head timeout");
+      } else if (c.mode == Mode::kHttp && !c.box.handshake_done() &&
+                 now - c.opened > o.head_timeout) {
+        ++counters_.timeouts;
+        drop(*in_, c, "TLS handshake with the box not complete in time");
       } else if (c.mode == Mode::kClosing && now - c.last_activity > kClosingGrace) {
         c.done = true;
       } else if (now - c.last_activity > o.idle_timeout) {
