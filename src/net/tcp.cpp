@@ -371,6 +371,9 @@ bool TcpTranslator::process_payload(Flow& f, const Tcp& seg) {
     f.rcv_nxt += static_cast<uint32_t>(written);
     f.stats.bytes_up += written;
     f.sock_full = written < data.size();
+    if (f.sock_full) {
+      ++counters_.short_writes;
+    }
   }
   if (fin && written == data.size()) {
     f.rcv_nxt += 1;

@@ -59,6 +59,7 @@ struct TcpCounters {
   uint64_t resets_sent = 0;
   uint64_t retransmits = 0;
   uint64_t out_of_order = 0;
+  uint64_t short_writes = 0;  // the socket took less than a segment: the rest is dropped
   uint64_t segments_in = 0;
   uint64_t segments_out = 0;
 };
