@@ -7,7 +7,8 @@
 # first) so machine load hits all alike; medians and ratios to loopback are printed at the end.
 #
 #   sudo bench/net/net.sh [NET_BENCH] [ROUNDS]     (defaults: build/bench/net/net_bench, 5)
-#   NET_BENCH_ONLY="tput conn rss attach" selects parts; NET_BENCH_SECONDS=3 per iperf3 run.
+#   NET_BENCH_ONLY="tput conn rss attach" selects parts, NET_BENCH_PEERS="loopback agentbox" the
+#   peers compared; NET_BENCH_SECONDS=3 per iperf3 run.
 #
 # Needs root (network namespaces, tap), iperf3, slirp4netns, pasta: installed below if missing.
 set -euo pipefail
@@ -74,7 +75,7 @@ pasta_gw="$(ip netns exec nb-pasta ip -4 route show default | awk '{print $3; ex
 declare -A addr=([loopback]=127.0.0.1 [agentbox]=$ab_addr [slirp4netns]=10.0.2.2
                  [pasta]=$pasta_gw)
 declare -A netns=([loopback]="" [agentbox]=nb-ab [slirp4netns]=nb-slirp [pasta]=nb-pasta)
-peers=(loopback agentbox pasta slirp4netns)
+read -r -a peers <<<"${NET_BENCH_PEERS:-loopback agentbox pasta slirp4netns}"
 inside() {  # inside PEER CMD...: run CMD where PEER's client lives
   local ns=${netns[$1]}
   shift
