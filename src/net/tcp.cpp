@@ -23,9 +23,13 @@ namespace {
 
 constexpr uint8_t kOurWscale = 7;
 constexpr size_t kPeekChunk = 256 * 1024;
-// A window below this (bytes) is "small": check for a reopened window on a short timer.
+// A window below this (or a quarter of the buffer) is "small": check on a short timer whether
+// it reopened.
 constexpr uint32_t kLowWindow = 256 * 1024;
 constexpr std::chrono::microseconds kWndCheckFirst{500};
+// What the kernel charges a send buffer beyond the payload, per segment (sk_buff, shared info,
+// allocation rounding; measured up to ~1.2 KiB for an AF_UNIX skb of 1460 bytes).
+constexpr uint32_t kSkbOverhead = 2048;
 constexpr std::chrono::microseconds kWndCheckMax{64000};
 // Edge-triggered: a socket whose queue holds only bytes already sent (awaiting the box's ACK) is
 // level-readable forever; we re-peek on ACKs and timers ourselves and need epoll only for news.
@@ -498,29 +502,38 @@ uint16_t TcpTranslator::window_field(Flow& f) {
 uint32_t TcpTranslator::send_space(Flow& f) {
   // Offer only what the socket is sure to take. The kernel charges each buffer's true size
   // (payload plus skb overhead) against SO_SNDBUF, so a window of "SO_SNDBUF minus bytes queued"
-  // promises more than fits: the box sends it, send() comes up short, the rest is dropped and
-  // the box falls into retransmission timeouts (measured: uploads stalling for seconds).
-  // SO_MEMINFO gives the live buffer size (autotuning grows it) and the charged memory; 7/8 of
-  // the difference leaves room for the overhead. TCP queues in wmem_queued, AF_UNIX in
-  // wmem_alloc; the larger is what the next send() is checked against.
+  // promises more than fits: the box sends it, send() comes up short, the rest of the burst is
+  // dropped and the box falls into retransmission timeouts (measured: uploads stalling for
+  // seconds). SO_MEMINFO gives the live buffer size (autotuning grows it) and the memory
+  // charged; TCP queues in wmem_queued, AF_UNIX in wmem_alloc, and the next send() is checked
+  // against the larger. Offer as many MSS-sized segments as fit when each is charged
+  // kSkbOverhead on top (within 3% for the usual 64 KiB segments).
+  uint32_t free_mem = 0;
   uint32_t mem[SK_MEMINFO_VARS] = {};
   socklen_t len = sizeof mem;
   if (getsockopt(f.fd.get(), SOL_SOCKET, SO_MEMINFO, mem, &len) == 0 &&
       len >= sizeof(uint32_t) * (SK_MEMINFO_WMEM_QUEUED + 1)) {
     uint32_t used = std::max(mem[SK_MEMINFO_WMEM_QUEUED], mem[SK_MEMINFO_WMEM_ALLOC]);
     uint32_t buf = mem[SK_MEMINFO_SNDBUF];
-    return buf > used ? (buf - used) / 8 * 7 : 0;
+    f.sndbuf = static_cast<int>(std::min<uint32_t>(buf, INT32_MAX));
+    free_mem = buf > used ? buf - used : 0;
+  } else {
+    int outq = 0;
+    if (ioctl(f.fd.get(), SIOCOUTQ, &outq) != 0) {
+      outq = 0;
+    }
+    free_mem = f.sndbuf > outq ? static_cast<uint32_t>(f.sndbuf - outq) : 0;
   }
-  int outq = 0;
-  if (ioctl(f.fd.get(), SIOCOUTQ, &outq) != 0) {
-    outq = 0;
-  }
-  return f.sndbuf > outq ? static_cast<uint32_t>(f.sndbuf - outq) / 8 * 7 : 0;
+  uint64_t segments = free_mem / (uint64_t{f.mss} + kSkbOverhead);
+  return static_cast<uint32_t>(std::min<uint64_t>(segments * f.mss, UINT32_MAX / 2));
 }
 
 void TcpTranslator::note_window(Flow& f, uint32_t wnd) {
   f.adv_wnd = wnd;
-  if (wnd >= kLowWindow || f.box_fin || f.state != Flow::State::kEstablished) {
+  // "Small" means the socket is mostly full, not that its buffer is small: an idle flow on a
+  // small AF_UNIX buffer (the proxy's socketpair) must not wake the loop.
+  uint32_t low = std::min<uint32_t>(kLowWindow, static_cast<uint32_t>(f.sndbuf) / 4);
+  if (wnd >= low || f.box_fin || f.state != Flow::State::kEstablished) {
     f.wnd_check_at.reset();
     f.wnd_check_every = kWndCheckFirst;
   } else if (!f.wnd_check_at) {
@@ -622,7 +635,8 @@ void TcpTranslator::on_timer(Clock::time_point now) {
     if (f.wnd_check_at && *f.wnd_check_at <= now) {
       f.wnd_check_at.reset();
       uint32_t wnd = uint32_t{window_field(f)} << (f.wscale_ok ? kOurWscale : 0);
-      if (wnd >= kLowWindow || wnd >= 2 * f.adv_wnd + f.mss) {
+      uint32_t low = std::min<uint32_t>(kLowWindow, static_cast<uint32_t>(f.sndbuf) / 4);
+      if (wnd >= low || wnd >= 2 * f.adv_wnd + f.mss) {
         f.wnd_check_every = kWndCheckFirst;
         send_ack(f);  // the window reopened: tell the box now
       } else {
