@@ -26,9 +26,8 @@ int run_verb(const RunOptions& o) {
                        : o.verbose == 1 ? Level::kVerbose
                                         : Level::kNormal);
   const config::LoadOptions& lo = o.load;
-  auto loaded = config::load(lo);
+  auto loaded = load_policy(lo);
   if (!loaded) {
-    fmt::print(stderr, "{}", loaded.error().render());
     return 125;
   }
   app::RunRequest req{.policy = std::move(loaded->policy),

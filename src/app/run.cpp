@@ -209,6 +209,27 @@ Result<std::vector<sb::Grant>> resolve_grants(const config::Policy& policy, cons
   return out;
 }
 
+Result<std::string> workspace_for(const config::Policy& policy, const std::string& home,
+                                  const std::string& cwd) {
+  std::string workspace;
+  if (policy.workspace) {
+    std::string ws = expand_home(policy.workspace->value, home);
+    auto canon = real_path(ws);
+    if (!canon) {
+      return std::move(canon).error().context(
+          fmt::format("workspace ({})", origin_text(policy.workspace->origin)));
+    }
+    workspace = *canon;
+  } else {
+    workspace = sb::detect_workspace(cwd, sb::dir_has_git);
+  }
+  if (auto problem = sb::workspace_problem(workspace, home); !problem.empty()) {
+    return Error::msg(fmt::format("refusing the workspace `{}`: {}", workspace, problem))
+        .hint("cd into a project directory or pass `--workspace DIR`");
+  }
+  return workspace;
+}
+
 Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::string>& env) {
   Session s;
   s.user = who_runs(env);
@@ -217,21 +238,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
     return Error::sys(errno, "getcwd");
   }
   AGENTBOX_ASSIGN_OR_RETURN(s.cwd, real_path(cwd_buf));
-  if (req.policy.workspace) {
-    std::string ws = expand_home(req.policy.workspace->value, s.user.home);
-    auto canon = real_path(ws);
-    if (!canon) {
-      return std::move(canon).error().context(
-          fmt::format("workspace ({})", origin_text(req.policy.workspace->origin)));
-    }
-    s.workspace = *canon;
-  } else {
-    s.workspace = sb::detect_workspace(s.cwd, sb::dir_has_git);
-  }
-  if (auto problem = sb::workspace_problem(s.workspace, s.user.home); !problem.empty()) {
-    return Error::msg(fmt::format("refusing the workspace `{}`: {}", s.workspace, problem))
-        .hint("cd into a project directory or pass `--workspace DIR`");
-  }
+  AGENTBOX_ASSIGN_OR_RETURN(s.workspace, workspace_for(req.policy, s.user.home, s.cwd));
   AGENTBOX_ASSIGN_OR_RETURN(s.grants, resolve_grants(req.policy, s.user.home, s.workspace, s.cwd));
 
   std::vector<std::string> rels = sb::default_protected_paths();
@@ -529,6 +536,17 @@ int run(const RunRequest& req) {
                     s.dir);
   }
   return code;
+}
+
+Result<std::string> resolve_workspace(const config::Policy& policy) {
+  auto env = sb::parse_environ(environ);
+  sb::UserInfo user = who_runs(env);
+  char cwd_buf[PATH_MAX];
+  if (::getcwd(cwd_buf, sizeof cwd_buf) == nullptr) {
+    return Error::sys(errno, "getcwd");
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(std::string cwd, real_path(cwd_buf));
+  return workspace_for(policy, user.home, cwd);
 }
 
 }  // namespace agentbox::app

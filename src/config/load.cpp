@@ -13,6 +13,7 @@
 // toml11 throws; exceptions stay inside this file.
 #include "agentbox/config/load.hpp"
 
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 #include <sys/stat.h>
@@ -24,6 +25,7 @@
 #include <filesystem>
 #include <functional>
 #include <set>
+#include <sstream>
 #include <toml.hpp>
 #include <tuple>
 
@@ -765,14 +767,23 @@ void apply_root(Ctx& c, const Value& root) {
 }
 
 // Parses `path` and applies it. Returns false if the file does not exist.
-bool apply_file(const std::string& path, Mode mode, Policy& p, Problems& problems) {
+// `text`, when given, is the file's content already read (the workspace file is read once,
+// through an fd opened without following links).
+bool apply_file(const std::string& path, Mode mode, Policy& p, Problems& problems,
+                const std::string* text = nullptr) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
+  if (text == nullptr && ::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
     return false;
   }
   Ctx c{mode, p, problems};
   try {
-    Value root = toml::parse(path);
+    Value root;
+    if (text != nullptr) {
+      std::istringstream in(*text);
+      root = toml::parse(in, path);
+    } else {
+      root = toml::parse(path);
+    }
     apply_root(c, root);
   } catch (const toml::exception& e) {
     const auto& loc = e.location();
@@ -987,7 +998,36 @@ base::Result<Loaded> load(const LoadOptions& options) {
 
 base::Status narrow_with_workspace_file(Loaded& loaded, const std::string& path) {
   Problems problems;
-  if (apply_file(path, Mode::kNarrow, loaded.policy, problems)) {
+  // Whoever controls the workspace wrote this file, possibly the agent: a link planted as
+  // .agentbox.toml would make agentbox parse (and quote in its errors) a file the box cannot read.
+  // So: O_NOFOLLOW, a regular file, bounded, and parsed from the bytes read through that one fd.
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return base::ok();
+    }
+    return base::Error::sys(errno, "open", path)
+        .context("workspace config (it must be a regular file, not a link)");
+  }
+  std::string text;
+  {
+    struct stat st {};
+    constexpr off_t kMaxWorkspaceFile = 256 * 1024;
+    bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= kMaxWorkspaceFile;
+    char buf[16384];
+    ssize_t n = 0;
+    while (ok && (n = ::read(fd, buf, sizeof buf)) > 0 &&
+           text.size() <= static_cast<size_t>(kMaxWorkspaceFile)) {
+      text.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    if (!ok || n < 0 || text.size() > static_cast<size_t>(kMaxWorkspaceFile)) {
+      return base::Error::msg(
+          fmt::format("{}: the workspace config must be a readable regular file of at most {} KiB",
+                      path, kMaxWorkspaceFile / 1024));
+    }
+  }
+  if (apply_file(path, Mode::kNarrow, loaded.policy, problems, &text)) {
     loaded.files_read.push_back(path);
   }
   if (!problems.empty()) {

@@ -347,6 +347,12 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
   for (auto& t : trees) {
     plan.add(std::move(t.op));
   }
+  for (const auto& o : spec.overlays) {
+    plan.add({.kind = o.dir ? MountKind::kBindDir : MountKind::kBindFile,
+              .target = o.target,
+              .source = o.source,
+              .read_only = true});
+  }
 
   // Protected workspace paths: read-only over whatever is there, placeholders for what is not.
   std::set<std::string> seen;

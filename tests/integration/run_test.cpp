@@ -176,6 +176,36 @@ TEST_P(RunTest, GrantThroughALinkInTheWorkspaceIsRefused) {
   EXPECT_NE(r.err.find("a link inside the workspace leads to"), std::string::npos) << r.err;
 }
 
+// The workspace's own .agentbox.toml (possibly written by the agent) narrows what the user
+// granted and can never widen it; a widening attempt stops the run before anything starts.
+TEST_P(RunTest, WorkspaceFileNarrowsAndCannotWiden) {
+  std::string extra = w_.root + "/extra";
+  ASSERT_EQ(::mkdir(extra.c_str(), 0755), 0);
+  write_file(extra + "/granted.txt", "granted\n");
+  chown_tree(extra, w_.as.uid, w_.as.gid);
+  Args a = {"run", "-q", "--ro",   w_.bin, "--ro",
+            extra, "--", w_.probe, "stat", extra + "/granted.txt"};
+  Output before = run(w_, a);
+  ASSERT_EQ(before.status, 0) << before.err;
+  ASSERT_FALSE(before.has_line("stat " + extra + "/granted.txt missing")) << before.out;
+
+  std::string cfg = w_.ws + "/.agentbox.toml";
+  write_file(cfg, fmt::format("[sandbox]\nro = [\"{}\"]\n", w_.bin));
+  ASSERT_EQ(::chown(cfg.c_str(), w_.as.uid, w_.as.gid), 0);
+  Output narrowed = run(w_, a);
+  ASSERT_EQ(narrowed.status, 0) << narrowed.err;
+  EXPECT_TRUE(narrowed.has_line("stat " + extra + "/granted.txt missing")) << narrowed.out;
+
+  write_file(cfg, "# the agent tries to widen\n[sandbox]\nrw = [\"/etc\"]\n");
+  Output widened =
+      run(w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "write", w_.ws + "/ran.txt"});
+  EXPECT_EQ(widened.status, 125);
+  EXPECT_NE(widened.err.find(".agentbox.toml:3:"), std::string::npos) << widened.err;
+  EXPECT_NE(widened.err.find("is not granted"), std::string::npos) << widened.err;
+  struct stat st {};
+  EXPECT_NE(::stat((w_.ws + "/ran.txt").c_str(), &st), 0) << "the program ran";
+}
+
 TEST_P(RunTest, ProtectedPathsAreReadOnlyEvenWhenMissing) {
   // A symlinked protected name that exists before the box: covered, never followed.
   ::mkdir((w_.ws + "/vsdir").c_str(), 0755);

@@ -12,7 +12,10 @@
 //        - placeholder of C in C's inject place (header:NAME, basic, query:PARAM), host in
 //          scope -> swapped for the secret (same length), Accept-Encoding forced to identity so
 //          the response can be scrubbed, an audit "credential.use" event;
-//        - a revoked credential, a failed refresh, or sigv4 (not yet re-signed) -> Block.
+//        - a SigV4 signing key (inject = sigv4) never travels: a request whose AWS4-HMAC-SHA256
+//          signature verifies under its placeholder is re-signed with the real key after every
+//          other swap (sigv4.hpp); the placeholder itself in a request is blocked;
+//        - a revoked credential or a failed refresh -> Block.
 //   4. responses run through a Scrubber that turns any secret (raw, base64, and the Basic form
 //      that was sent) back into its placeholder, across buffer boundaries, same length.
 // Nothing here ever logs or audits a secret value; only credential names and hosts.
@@ -111,8 +114,9 @@ class CredentialSet {
   [[nodiscard]] std::optional<std::string> placeholder(std::string_view name) const;
 
   // Scans and rewrites `req` bound for `host` (a canonical hostname). `body`, when given, is
-  // scanned up to max_body_scan bytes (placeholders in bodies are blocked off-scope, never
-  // swapped: body injection needs explicit opt-in, not built yet).
+  // scanned up to max_body_scan bytes (and hashed for a SigV4 request that carries no
+  // x-amz-content-sha256: pass the whole body for those) (placeholders in bodies are blocked
+  // off-scope, never swapped: body injection needs explicit opt-in, not built yet).
   [[nodiscard]] Verdict inspect(http1::Request& req, std::string_view host,
                                 std::string_view body = {});
   // A scrubber loaded with every secret form this set knows (call per response).

@@ -216,6 +216,36 @@ TEST(MountPlan, SysOnlyWhenAsked) {
   EXPECT_TRUE(sys->read_only);
 }
 
+TEST(MountPlan, OverlaysComeAfterTheUserTreesReadOnly) {
+  MountSpec s = spec();
+  s.overlays = {{.target = "/etc/ssl/certs/ca-certificates.crt", .source = "/state/s1/bundle.pem"},
+                {.target = "/etc/agentbox/certs", .source = "/state/s1/certs", .dir = true},
+                {.target = "/home/a/.config/tool/auth.json", .source = "/state/s1/auth.json"}};
+  auto ops = build_mount_plan(s, debian());
+  auto at = [&](const std::string& target) {
+    return std::find_if(ops.begin(), ops.end(),
+                        [&](const MountOp& o) { return o.target == target; }) -
+           ops.begin();
+  };
+  const auto bundle = at("/etc/ssl/certs/ca-certificates.crt");
+  const auto certs = at("/etc/agentbox/certs");
+  const auto auth = at("/home/a/.config/tool/auth.json");
+  ASSERT_LT(bundle, static_cast<long>(ops.size()));
+  ASSERT_LT(certs, static_cast<long>(ops.size()));
+  ASSERT_LT(auth, static_cast<long>(ops.size()));
+  EXPECT_EQ(ops[bundle].kind, MountKind::kBindFile);
+  EXPECT_EQ(ops[bundle].source, "/state/s1/bundle.pem");
+  EXPECT_TRUE(ops[bundle].read_only);
+  EXPECT_EQ(ops[certs].kind, MountKind::kBindDir);
+  EXPECT_TRUE(ops[auth].read_only);
+  // After the HOME tmpfs and the /etc/ssl bind they sit in, with their parents created first.
+  EXPECT_GT(auth, at("/home/a"));
+  EXPECT_GT(bundle, at("/etc/ssl"));
+  EXPECT_LT(at("/home/a/.config/tool"), auth);
+  EXPECT_LT(at("/home/a/.config"), at("/home/a/.config/tool"));
+  EXPECT_LT(auth, at("/"));  // the root is remounted read-only last
+}
+
 TEST(MountPlan, EveryParentIsCreatedBeforeItsChild) {
   auto ops = build_mount_plan(spec(), debian());
   std::set<std::string> made = {"/"};
