@@ -323,15 +323,16 @@ base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop) {
   });
   run->stack = std::make_unique<net::Stack>(impl_->stack_config, impl_->policy, *impl_->handler,
                                             *run->poller, run->tap, impl_->audit);
-  auto tw = loop.watch_fd(run->tap.fd(), EPOLLIN, [r](uint32_t) {
+  auto tw = loop.watch_fd(run->tap.fd(), EPOLLIN, [r](uint32_t events) {
     if (r->tap_failed) {
       return;
     }
     auto n = r->stack->drain(r->tap, net::Clock::now());
-    if (!n) {
-      // The box's namespace is going away (the device is gone): stop reading it.
+    if (!n || (*n == 0 && (events & (EPOLLERR | EPOLLHUP)) != 0)) {
+      // The box's namespace is going away (the device is gone): stop reading it, rather than
+      // spin on a level-triggered error.
       r->tap_failed = true;
-      base::log::debug("network: {}", n.error().message());
+      base::log::debug("network: the tap is gone{}", n ? "" : ": " + n.error().message());
       r->loop.unwatch(r->tap_watch);
       r->tap_watch = 0;
     }
