@@ -689,10 +689,16 @@ TEST_P(NetTest, PythonDownloadsAndUploadsWithChecksums) {
   uint64_t n = bulk_bytes();
   Args flags = reach("data.test", port);
   flags.push_back("-q");
+  auto t0 = std::chrono::steady_clock::now();
   Output d = py({"download", fmt::format("http://data.test:{}/blob/{}", port, n)}, flags);
+  auto t1 = std::chrono::steady_clock::now();
   ASSERT_EQ(d.status, 0) << d.err;
   EXPECT_TRUE(d.has_line(fmt::format("download {} {}", http.sent_digest(), n))) << d.out;
   Output u = py({"upload", "data.test", std::to_string(port), std::to_string(n)}, flags);
+  auto t2 = std::chrono::steady_clock::now();
+  std::cerr << fmt::format("[ python {} MiB down {:.1f}s, up {:.1f}s ]\n", n >> 20,
+                           std::chrono::duration<double>(t1 - t0).count(),
+                           std::chrono::duration<double>(t2 - t1).count());
   ASSERT_EQ(u.status, 0) << u.err;
   std::string line = u.line_starting("upload ");
   std::istringstream in(line);
