@@ -1014,7 +1014,7 @@ TEST_P(NetTest, VerboseShowsConnectionsAndTheSummaryCountsHosts) {
                               p)},
                  [&] {
                    Args f = reach("data.test", http.port());
-                   f.push_back("-v");
+                   f.insert(f.end(), {"-v", "--connect-to", "nope.test:80:127.0.0.1:9"});
                    return f;
                  }());
   ASSERT_EQ(r.status, 0) << r.err;
@@ -1029,6 +1029,11 @@ TEST_P(NetTest, VerboseShowsConnectionsAndTheSummaryCountsHosts) {
       << r.err;
   EXPECT_NE(r.err.find("denied.test 1"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("10.9.9.9 1"), std::string::npos) << r.err;
+  // A mapping grants nothing; saying so beats a silent RST later.
+  EXPECT_NE(r.err.find("warning: --connect-to `nope.test:80:127.0.0.1:9`: no rule allows "
+                       "nope.test:80"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST_P(NetTest, BadRulesAreOneLineErrorsAndNothingRuns) {
