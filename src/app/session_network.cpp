@@ -31,6 +31,7 @@ using base::Result;
 namespace {
 
 constexpr size_t kSummaryHosts = 8;  // hosts named per summary line; the rest are counted
+constexpr size_t kMaxHosts = 4096;   // distinct names remembered per list
 
 // The launcher's BoxNetwork hook over net::TapSetup (sandbox never sees net).
 class TapHook final : public sandbox::BoxNetwork {
@@ -112,13 +113,23 @@ class LoopPoller final : public net::Poller {
   std::unordered_map<int, W> watches_;
 };
 
-// Per-host counts for the exit summary, in first-seen order of the count's size.
+// Per-host counts for the exit summary, largest first. Bounded: the box chooses the names (a
+// flood of random denied names must not grow the supervisor), so past kMaxHosts distinct names
+// the rest are only counted.
 struct HostCounts {
-  std::map<std::string, uint64_t> by_host;
+  std::map<std::string, uint64_t, std::less<>> by_host;
   uint64_t total = 0;
+  uint64_t unnamed = 0;  // counted after the map was full
   void add(std::string_view host) {
-    ++by_host[std::string(host.substr(0, 80))];
     ++total;
+    host = host.substr(0, 80);
+    if (auto it = by_host.find(host); it != by_host.end()) {
+      ++it->second;
+    } else if (by_host.size() < kMaxHosts) {
+      by_host.emplace(host, 1);
+    } else {
+      ++unnamed;
+    }
   }
   [[nodiscard]] std::string list() const {
     std::vector<std::pair<std::string, uint64_t>> v(by_host.begin(), by_host.end());
@@ -128,8 +139,10 @@ struct HostCounts {
     for (size_t i = 0; i < v.size() && i < kSummaryHosts; ++i) {
       out += fmt::format("{}{} {}", i == 0 ? "" : ", ", v[i].first, v[i].second);
     }
-    if (v.size() > kSummaryHosts) {
-      out += fmt::format(", and {} more hosts", v.size() - kSummaryHosts);
+    if (v.size() > kSummaryHosts || unnamed > 0) {
+      uint64_t more = v.size() > kSummaryHosts ? v.size() - kSummaryHosts : 0;
+      out += unnamed > 0 ? fmt::format(", and {}+ more hosts", more + 1)
+                         : fmt::format(", and {} more hosts", more);
     }
     return out;
   }

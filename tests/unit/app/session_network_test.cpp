@@ -197,6 +197,31 @@ TEST_F(SessionNetworkTest, ServesDnsAndConnectionsOnTheLoop) {
   EXPECT_EQ(loop->watch_count(), 0u) << "finish() left watches on the loop";
 }
 
+// The box chooses the names it asks for: a flood of distinct denied names is counted, but the
+// summary remembers a bounded number of them.
+TEST_F(SessionNetworkTest, SummaryOfAFloodOfNamesIsBounded) {
+  audit::MemorySink sink;
+  auto network = SessionNetwork::create(config::Policy{}, ::getgid(), sink);
+  ASSERT_TRUE(network);
+  auto loop = event::Loop::create();
+  ASSERT_TRUE(loop);
+  ASSERT_TRUE((*network)->start(std::move(tap_), *loop));
+  std::vector<std::byte> frame;
+  constexpr int kNames = 5000;
+  for (int i = 0; i < kNames; ++i) {
+    net::build_udp(frame, net::L2{.src = kBoxMac, .dst = kGwMac}, kBox, kDns, 5353, 53,
+                   dns_query("x" + std::to_string(i) + ".exfil.test", static_cast<uint16_t>(i)));
+    send(frame);
+    ASSERT_TRUE(pump(
+        *loop, [](const Frame& f) { return f.udp.has_value(); }, 2s));
+  }
+  std::vector<std::string> summary = (*network)->finish();
+  ASSERT_EQ(summary.size(), 1u);
+  EXPECT_EQ(summary[0].rfind("network: 5000 denied (DNS queries and connections): ", 0), 0u)
+      << summary[0];
+  EXPECT_NE(summary[0].find(", and 4089+ more hosts"), std::string::npos) << summary[0];
+}
+
 TEST(SessionNetwork, UnvalidatedBadRuleNamesItsOrigin) {
   config::Policy policy;
   policy.net_allow.push_back({"bad host", {"work.toml", 3, 5}});
