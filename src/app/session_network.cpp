@@ -190,10 +190,16 @@ class NetAudit final : public audit::Sink {
 
 // The one place where the handler serving the box's connections is chosen. Connect first
 // (ConnectHandler: --connect-to, supervisor-side resolution, rebinding guard) until the L7 proxy
-// (issue #5) plugs its ProxyHandler in here, over the same net::FlowHandler seam.
-std::unique_ptr<net::FlowHandler> choose_flow_handler(const policy::EgressPolicy& policy,
-                                                      std::vector<net::ConnectTo> overrides) {
-  return std::make_unique<net::ConnectHandler>(policy, std::move(overrides));
+// (issue #5) plugs its ProxyHandler in here, over the same net::FlowHandler seam; it gets what
+// a handler may need: the policy, the overrides, the loop (to relay on) and the audit sink. It
+// lives from start() to finish(), and everything it references outlives it.
+Result<std::unique_ptr<net::FlowHandler>> choose_flow_handler(
+    const policy::EgressPolicy& policy, const std::vector<net::ConnectTo>& overrides,
+    event::Loop& loop, audit::Sink& audit) {
+  (void)loop;
+  (void)audit;
+  return std::unique_ptr<net::FlowHandler>(
+      std::make_unique<net::ConnectHandler>(policy, overrides));
 }
 
 std::string origin_of(const config::Origin& o) {
@@ -205,6 +211,7 @@ struct Running {
   Running(event::Loop& l, base::UniqueFd tap_fd) : loop(l), tap(std::move(tap_fd)) {}
   ~Running() {
     stack.reset();  // unwatches every flow socket through the poller
+    handler.reset();
     for (event::WatchId id : {tap_watch, timer_watch}) {
       loop.unwatch(id);
     }
@@ -235,6 +242,7 @@ struct Running {
   net::FdTap tap;
   base::UniqueFd timer;
   std::unique_ptr<LoopPoller> poller;
+  std::unique_ptr<net::FlowHandler> handler;
   std::unique_ptr<net::Stack> stack;
   event::WatchId tap_watch = 0;
   event::WatchId timer_watch = 0;
@@ -252,7 +260,6 @@ struct SessionNetwork::Impl {
   net::StackConfig stack_config;
   NetAudit audit;
   TapHook hook;
-  std::unique_ptr<net::FlowHandler> handler;
   std::unique_ptr<Running> running;
 };
 
@@ -301,7 +308,6 @@ Result<std::unique_ptr<SessionNetwork>> SessionNetwork::create(const config::Pol
     base::log::debug("network: allow `{}` ({})", impl->policy.rules()[i].text,
                      origin_of(impl->rule_origins[i]));
   }
-  impl->handler = choose_flow_handler(impl->policy, impl->overrides);
   return std::unique_ptr<SessionNetwork>(new SessionNetwork(std::move(impl)));
 }
 
@@ -334,7 +340,9 @@ base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop) {
     r->stack->tcp().on_socket(token, events, net::Clock::now());
     r->rearm();
   });
-  run->stack = std::make_unique<net::Stack>(impl_->stack_config, impl_->policy, *impl_->handler,
+  AGENTBOX_ASSIGN_OR_RETURN(
+      run->handler, choose_flow_handler(impl_->policy, impl_->overrides, loop, impl_->audit));
+  run->stack = std::make_unique<net::Stack>(impl_->stack_config, impl_->policy, *run->handler,
                                             *run->poller, run->tap, impl_->audit);
   auto tw = loop.watch_fd(run->tap.fd(), EPOLLIN, [r](uint32_t events) {
     if (r->tap_failed) {
