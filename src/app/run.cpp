@@ -475,7 +475,7 @@ int run(const RunRequest& req) {
   int code;
   std::string reason;
   std::string error;
-  std::vector<std::string> net_summary;
+  bool net_failed = false;
   if (!box) {
     Error err = std::move(box).error();
     bool userns =
@@ -502,21 +502,26 @@ int run(const RunRequest& req) {
                                                  std::chrono::steady_clock::now() - t0)
                                                  .count());
     s.confinement->started(*loop);
-    bool net_failed = false;
     if (auto r = s.network->start(box->take_tap(), *loop); !r) {
-      error = std::move(r).error().context("starting the network").render();
-      fmt::print(stderr, "{}", error);
+      Error e = std::move(r).error().context("starting the network");
+      fmt::print(stderr, "{}", e.render());
+      error = e.message();
       [[maybe_unused]] auto k = box->signal(SIGKILL);
       net_failed = true;
     }
     Outcome out = supervise(*box, *loop, req, sig_watch);
-    net_summary = s.network->finish();
-    code = net_failed ? 125 : out.code;
-    reason = net_failed ? "setup failed" : out.reason;
+    code = out.code;
+    reason = out.reason;
     if (std::string hit = s.confinement->finished(); !hit.empty()) {
       reason = hit;
       base::log::info("the box reached its {}", hit);
     }
+  }
+  // The stack goes before the loop does; its summary is printed with the exit line.
+  std::vector<std::string> net_summary = s.network->finish();
+  if (net_failed) {
+    code = 125;
+    reason = "setup failed";
   }
   s.protect.placeholders.remove();
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
