@@ -517,8 +517,13 @@ int run(const RunRequest& req) {
       base::log::info("the box reached its {}", hit);
     }
   }
-  // The stack goes before the loop does; its summary is printed with the exit line.
+  // The stack goes before the loop does; its summary comes just before the exit line.
   std::vector<std::string> net_summary = s.network->finish();
+  if (!req.quiet) {
+    for (const auto& line : net_summary) {
+      base::log::info("{}", line);
+    }
+  }
   if (net_failed) {
     code = 125;
     reason = "setup failed";
@@ -532,9 +537,6 @@ int run(const RunRequest& req) {
   }
   s.sink->emit(end);
   if (!req.quiet) {
-    for (const auto& line : net_summary) {
-      base::log::info("{}", line);
-    }
     std::string what =
         !started ? fmt::format("did not run (status {})", code) : describe_exit(code);
     base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,
