@@ -484,9 +484,12 @@ int run(const RunRequest& req) {
     if (userns && (failure.err == EPERM || failure.err == EACCES || failure.err == ENOSPC ||
                    failure.err == EINVAL)) {
       err.hint(userns_hint(failure.err) + "; `agentbox doctor` checks this machine");
-    } else if (failure.stage == sb::SetupStage::kTunOpen ||
-               failure.stage == sb::SetupStage::kTapCreate) {
+    } else if (failure.stage == sb::SetupStage::kTunOpen) {
       err.hint(tun_fix(failure.err) + "; `agentbox doctor` checks this machine");
+    } else if (failure.stage == sb::SetupStage::kTapCreate) {
+      err.hint(
+          "the kernel refused a tap device in the box's own network namespace (a security "
+          "module or a container policy?); `agentbox doctor` checks /dev/net/tun");
     } else if (failure.stage == sb::SetupStage::kExec && failure.err == ENOENT) {
       err.hint(req.command[0].find('/') == std::string::npos
                    ? "the box's PATH is " + std::string(sb::kDefaultPath) +

@@ -165,7 +165,7 @@ def udp(port, *hosts):
 def icmp(*hosts):
     for h in hosts:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
-        s.settimeout(1)
+        s.settimeout(0.5)
         try:
             s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 1) + b"agentbox-exfil", (h, 0))
             s.recvfrom(1024)
