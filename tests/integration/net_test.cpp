@@ -992,12 +992,23 @@ TEST_P(NetTest, TenThousandShortConnectionsLeaveNoFdBehind) {
               std::to_string(echo.port()), "10000"};
   Live live(w_, run_args(flags, cmd), opts());
   ASSERT_EQ(live.line("warm", 30s), "warm 10");
-  std::this_thread::sleep_for(100ms);
+  // The last flows may still be closing: wait for a steady count (bounded).
   size_t before = fd_count(live.pid());
+  for (int i = 0; i < 20; ++i) {
+    std::this_thread::sleep_for(100ms);
+    size_t now = fd_count(live.pid());
+    if (now == before) {
+      break;
+    }
+    before = now;
+  }
   live.say("\n");
   EXPECT_EQ(live.line("short", 120s), "short 10000");
-  std::this_thread::sleep_for(200ms);
   size_t after = fd_count(live.pid());
+  for (int i = 0; i < 30 && after > before; ++i) {
+    std::this_thread::sleep_for(100ms);
+    after = fd_count(live.pid());
+  }
   live.say("\n");
   EXPECT_EQ(live.finish(30000), 0);
   EXPECT_GT(before, 0u);
