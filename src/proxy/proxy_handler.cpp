@@ -163,7 +163,7 @@ base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) 
   c->opened = c->last_activity = Clock::now();
   ++counters_.opened;
   if (in_->raw_tcp.decide(info.name, info.orig_port).allowed) {
-    // Raw TCP: the server may speak first (SSH), so connect now and splice from the start.
+    // Raw TCP: the server may speak first (SSH), so splice from the start.
     c->mode = Mode::kSplice;
     ++counters_.raw;
     in_->audit.emit(audit::Event("proxy.open")
@@ -171,9 +171,13 @@ base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) 
                         .str("host", info.name)
                         .num("port", info.orig_port)
                         .str("mode", "raw"));
-    if (!open_upstream(*in_, *c)) {
-      return base::Error::msg("cannot reach `" + info.name + "`: " + c->up.error);
-    }
+  }
+  // The upstream is connected now, whatever the first bytes turn out to be: where bytes may go
+  // does not depend on them (SNI and Host must equal the flow's name), a name that resolves
+  // only to refused addresses (rebinding) or to nothing is answered with a RST as on the plain
+  // path, and the connect overlaps the box's handshake instead of following it.
+  if (!open_upstream(*in_, *c)) {
+    return base::Error::msg("cannot reach `" + info.name + "`: " + c->up.error);
   }
   Conn& ref = *c;
   by_flow_[info.id] = c->id;

@@ -617,6 +617,12 @@ class NetTest : public ::testing::TestWithParam<std::string> {
     return {"--allow", fmt::format("{}:{}", name, port), "--connect-to",
             fmt::format("{}:{}:127.0.0.1:{}", name, port, port)};
   }
+  // --raw-tcp NAME:PORT --connect-to NAME:PORT:127.0.0.1:PORT: a byte stream that is neither
+  // TLS nor HTTP (the echo protocols here), spliced by the proxy as a raw_tcp rule allows.
+  static Args reach_raw(const std::string& name, uint16_t port) {
+    return {"--raw-tcp", fmt::format("{}:{}", name, port), "--connect-to",
+            fmt::format("{}:{}:127.0.0.1:{}", name, port, port)};
+  }
   // Every audit log of this world's sessions, concatenated (names sort by second only).
   std::string audit_log() {
     std::string dir = w_.state + "/agentbox/sessions";
@@ -716,7 +722,7 @@ TEST_P(NetTest, TwoHundredConcurrentConnections) {
   int lfd = ns_.in([] { return listen_on("127.0.0.1", 0); });
   ASSERT_GE(lfd, 0);
   EchoServer echo(lfd);
-  Args flags = reach("echo.test", echo.port());
+  Args flags = reach_raw("echo.test", echo.port());
   flags.push_back("-q");
   Output r = py({"concurrent", "echo.test", std::to_string(echo.port()), "200"}, flags);
   ASSERT_EQ(r.status, 0) << r.err;
@@ -813,8 +819,8 @@ TEST_P(NetTest, HalfClosedStreamsBothWays) {
     std::lock_guard<std::mutex> lk(mu);
     peer_digest = hex(d, 32);
   });
-  Args flags = reach("echo.test", echo.port());
-  Args more = reach("peer.test", peer.port());
+  Args flags = reach_raw("echo.test", echo.port());
+  Args more = reach_raw("peer.test", peer.port());
   flags.insert(flags.end(), more.begin(), more.end());
   flags.push_back("-q");
   Output r = box({"/bin/sh", "-c",
@@ -986,7 +992,7 @@ TEST_P(NetTest, TenThousandShortConnectionsLeaveNoFdBehind) {
   int lfd = ns_.in([] { return listen_on("127.0.0.1", 0); });
   ASSERT_GE(lfd, 0);
   EchoServer echo(lfd);
-  Args flags = reach("echo.test", echo.port());
+  Args flags = reach_raw("echo.test", echo.port());
   flags.push_back("-q");
   Args cmd = {"/usr/bin/python3",          client_, "phases", "echo.test",
               std::to_string(echo.port()), "10000"};
