@@ -188,11 +188,10 @@ class NetAudit final : public audit::Sink {
   audit::Sink& next_;
 };
 
-// The one place where the handler serving the box's connections is chosen. Connect first
-// (ConnectHandler: --connect-to, supervisor-side resolution, rebinding guard) until the L7 proxy
-// (issue #5) plugs its ProxyHandler in here, over the same net::FlowHandler seam; it gets what
-// a handler may need: the policy, the overrides, the loop (to relay on) and the audit sink. It
-// lives from start() to finish(), and everything it references outlives it.
+// The handler when no factory was set (run sets the L7 proxy's): connect first (ConnectHandler:
+// --connect-to, supervisor-side resolution, rebinding guard). It gets what a handler may need:
+// the policy, the overrides, the loop (to relay on) and the audit sink. It lives from start() to
+// finish(), and everything it references outlives it.
 Result<std::unique_ptr<net::FlowHandler>> choose_flow_handler(
     const policy::EgressPolicy& policy, const std::vector<net::ConnectTo>& overrides,
     event::Loop& loop, audit::Sink& audit) {
@@ -283,8 +282,7 @@ Result<std::unique_ptr<SessionNetwork>> SessionNetwork::create(const config::Pol
   AGENTBOX_ASSIGN_OR_RETURN(auto tap, net::TapSetup::prepare(ts));
   auto impl = std::make_unique<Impl>(sink, TapHook(std::move(tap)));
   impl->stack_config = sc;
-  // raw_tcp entries are allow rules too: for the connect-first handler every allowed flow is a
-  // byte stream; the L7 proxy will treat them as "no TLS/HTTP inspection".
+  // raw_tcp entries are allow rules too; the L7 proxy also splices them without inspection.
   for (const auto* list : {&policy.net_allow, &policy.raw_tcp}) {
     for (const auto& r : *list) {
       auto rule = policy::EgressRule::parse(r.value);
@@ -346,8 +344,7 @@ base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop) {
     r->rearm();
   });
   if (impl_->factory) {
-    AGENTBOX_ASSIGN_OR_RETURN(run->handler,
-                              impl_->factory(loop, impl_->policy, impl_->overrides));
+    AGENTBOX_ASSIGN_OR_RETURN(run->handler, impl_->factory(loop, impl_->policy, impl_->overrides));
   } else {
     AGENTBOX_ASSIGN_OR_RETURN(
         run->handler, choose_flow_handler(impl_->policy, impl_->overrides, loop, impl_->audit));
