@@ -324,8 +324,14 @@ void ProxyHandler::on_fd(uint64_t id, bool box_side, uint32_t events) noexcept {
       s.watch = 0;
     }
     s.close_fd();
-    if (box_side) {
-      c.done = true;  // nothing can reach the box any more
+    // Nothing can reach the box any more, but what it sent before its FIN may still be on its
+    // way up: a splice keeps going until that is flushed (then the done rule in splice() holds).
+    // Ending here lost up to a buffer of the box's last bytes when the upstream had already sent
+    // its FIN (the peer-fin-first half-close test, intermittently).
+    const bool draining = (c.mode == Mode::kSplice || c.mode == Mode::kTunnel) && !c.box.failed() &&
+                          (!c.box.rx.empty() || c.up.pending() > 0);
+    if (box_side && !draining) {
+      c.done = true;
     }
   }
   if (!c.done) {
