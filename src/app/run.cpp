@@ -503,7 +503,7 @@ int run(const RunRequest& req) {
   int code;
   std::string reason;
   std::string error;
-  std::vector<std::string> net_summary;
+  bool net_failed = false;
   if (!box) {
     Error err = std::move(box).error();
     bool userns =
@@ -512,9 +512,12 @@ int run(const RunRequest& req) {
     if (userns && (failure.err == EPERM || failure.err == EACCES || failure.err == ENOSPC ||
                    failure.err == EINVAL)) {
       err.hint(userns_hint(failure.err) + "; `agentbox doctor` checks this machine");
-    } else if (failure.stage == sb::SetupStage::kTunOpen ||
-               failure.stage == sb::SetupStage::kTapCreate) {
+    } else if (failure.stage == sb::SetupStage::kTunOpen) {
       err.hint(tun_fix(failure.err) + "; `agentbox doctor` checks this machine");
+    } else if (failure.stage == sb::SetupStage::kTapCreate) {
+      err.hint(
+          "the kernel refused a tap device in the box's own network namespace (a security "
+          "module or a container policy?); `agentbox doctor` checks /dev/net/tun");
     } else if (failure.stage == sb::SetupStage::kExec && failure.err == ENOENT) {
       err.hint(req.command[0].find('/') == std::string::npos
                    ? "the box's PATH is " + std::string(sb::kDefaultPath) +
@@ -530,20 +533,16 @@ int run(const RunRequest& req) {
                                                  std::chrono::steady_clock::now() - t0)
                                                  .count());
     s.confinement->started(*loop);
-    bool net_failed = false;
     if (auto r = s.network->start(box->take_tap(), *loop); !r) {
-      error = std::move(r).error().context("starting the network").render();
-      fmt::print(stderr, "{}", error);
+      Error e = std::move(r).error().context("starting the network");
+      fmt::print(stderr, "{}", e.render());
+      error = e.message();
       [[maybe_unused]] auto k = box->signal(SIGKILL);
       net_failed = true;
     }
     Outcome out = supervise(*box, *loop, req, sig_watch);
-    net_summary = s.network->finish();
-    for (auto& line : s.proxy->finish()) {
-      net_summary.push_back(std::move(line));
-    }
-    code = net_failed ? 125 : out.code;
-    reason = net_failed ? "setup failed" : out.reason;
+    code = out.code;
+    reason = out.reason;
     if (reason == "timeout") {
       code = 124;  // as timeout(1): the status itself says the time ran out
     }
@@ -551,6 +550,20 @@ int run(const RunRequest& req) {
       reason = hit;
       base::log::info("the box reached its {}", hit);
     }
+  }
+  // The stack goes before the loop does; its summary comes just before the exit line.
+  std::vector<std::string> net_summary = s.network->finish();
+  for (auto& line : s.proxy->finish()) {
+    net_summary.push_back(std::move(line));
+  }
+  if (!req.quiet) {
+    for (const auto& line : net_summary) {
+      base::log::info("{}", line);
+    }
+  }
+  if (net_failed) {
+    code = 125;
+    reason = "setup failed";
   }
   s.protect.placeholders.remove();
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -561,9 +574,6 @@ int run(const RunRequest& req) {
   }
   s.sink->emit(end);
   if (!req.quiet) {
-    for (const auto& line : net_summary) {
-      base::log::info("{}", line);
-    }
     std::string what = !started              ? fmt::format("did not run (status {})", code)
                        : reason == "timeout" ? "was stopped by --timeout (status 124)"
                                              : describe_exit(code);

@@ -20,9 +20,11 @@ constexpr int kMaxRounds = 64;                     // per callback, for fairness
 constexpr std::chrono::seconds kClosingGrace{10};
 
 bool can_read(const ProxyOptions& o, const Conn& c, const Side& s) {
-  if (!s.open() || s.connecting || s.fd_eof || s.failed() || c.mode == Mode::kClosing ||
-      s.rx.size() >= o.buffer) {
+  if (!s.open() || s.connecting || s.fd_eof || s.failed() || s.rx.size() >= o.buffer) {
     return false;
+  }
+  if (c.mode == Mode::kClosing) {
+    return &s == &c.box;  // lingering close: see closing_step
   }
   if (c.mode == Mode::kClassify) {
     return &s == &c.box;
@@ -31,20 +33,30 @@ bool can_read(const ProxyOptions& o, const Conn& c, const Side& s) {
   return other.pending() < o.buffer;
 }
 
+// Lingering close (as HTTP servers do): after our last bytes and FIN, what the box still sends
+// (the body of a denied upload) is read and discarded until its EOF, so that closing with
+// unread data does not reset the connection and destroy the answer in flight to the agent.
 bool closing_step(Conn& c) {
+  constexpr uint64_t kMaxLinger = uint64_t{1} << 20;
   if (c.box.failed() || !c.box.open()) {
     c.done = true;
     return true;
+  }
+  bool progress = false;
+  if (!c.box.rx.empty()) {
+    c.lingered += c.box.rx.size();
+    c.box.rx.clear();
+    progress = true;
   }
   if (!c.box.want_shut) {
     c.box.want_shut = true;
     return true;
   }
-  if (c.box.shut) {
+  if (c.box.shut && (c.box.eof || c.lingered > kMaxLinger)) {
     c.done = true;
     return true;
   }
-  return false;
+  return progress;
 }
 
 }  // namespace
@@ -151,7 +163,7 @@ base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) 
   c->opened = c->last_activity = Clock::now();
   ++counters_.opened;
   if (in_->raw_tcp.decide(info.name, info.orig_port).allowed) {
-    // Raw TCP: the server may speak first (SSH), so connect now and splice from the start.
+    // Raw TCP: the server may speak first (SSH), so splice from the start.
     c->mode = Mode::kSplice;
     ++counters_.raw;
     in_->audit.emit(audit::Event("proxy.open")
@@ -159,9 +171,13 @@ base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) 
                         .str("host", info.name)
                         .num("port", info.orig_port)
                         .str("mode", "raw"));
-    if (!open_upstream(*in_, *c)) {
-      return base::Error::msg("cannot reach `" + info.name + "`: " + c->up.error);
-    }
+  }
+  // The upstream is connected now, whatever the first bytes turn out to be: where bytes may go
+  // does not depend on them (SNI and Host must equal the flow's name), a name that resolves
+  // only to refused addresses (rebinding) or to nothing is answered with a RST as on the plain
+  // path, and the connect overlaps the box's handshake instead of following it.
+  if (!open_upstream(*in_, *c)) {
+    return base::Error::msg("cannot reach `" + info.name + "`: " + c->up.error);
   }
   Conn& ref = *c;
   by_flow_[info.id] = c->id;
@@ -207,6 +223,9 @@ void ProxyHandler::destroy(uint64_t id) {
 void ProxyHandler::update_interest(Conn& c) {
   for (Side* s : {&c.box, &c.up}) {
     const bool box_side = s == &c.box;
+    if (s->failed() && s->open()) {
+      s->close_fd();  // a failed socket may stay "ready" (EPOLLERR) forever: let it go now
+    }
     if (!s->open()) {
       if (s->watch != 0) {
         in_->loop.unwatch(s->watch);
@@ -305,8 +324,14 @@ void ProxyHandler::on_fd(uint64_t id, bool box_side, uint32_t events) noexcept {
       s.watch = 0;
     }
     s.close_fd();
-    if (box_side) {
-      c.done = true;  // nothing can reach the box any more
+    // Nothing can reach the box any more, but what it sent before its FIN may still be on its
+    // way up: a splice keeps going until that is flushed (then the done rule in splice() holds).
+    // Ending here lost up to a buffer of the box's last bytes when the upstream had already sent
+    // its FIN (the peer-fin-first half-close test, intermittently).
+    const bool draining = (c.mode == Mode::kSplice || c.mode == Mode::kTunnel) && !c.box.failed() &&
+                          (!c.box.rx.empty() || c.up.pending() > 0);
+    if (box_side && !draining) {
+      c.done = true;
     }
   }
   if (!c.done) {
@@ -388,6 +413,10 @@ void ProxyHandler::on_sweep() noexcept {
         ++counters_.timeouts;
         answer(*in_, c, 408, "request blocked: request head not complete in time");
         audit_request(*in_, c, "denied", "request head timeout");
+      } else if (c.mode == Mode::kHttp && !c.box.handshake_done() &&
+                 now - c.opened > o.head_timeout) {
+        ++counters_.timeouts;
+        drop(*in_, c, "TLS handshake with the box not complete in time");
       } else if (c.mode == Mode::kClosing && now - c.last_activity > kClosingGrace) {
         c.done = true;
       } else if (now - c.last_activity > o.idle_timeout) {

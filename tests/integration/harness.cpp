@@ -221,6 +221,9 @@ pid_t spawn(const World& w, const std::vector<std::string>& args, const RunOptio
     int n = ::open("/dev/null", O_RDONLY);  // deliberately without O_CLOEXEC
     ::dup2(n, fd);
   }
+  if (o.before_exec && !o.before_exec()) {
+    ::_exit(120);
+  }
   if (switch_user) {
     if (::setgroups(0, nullptr) != 0 || ::setresgid(w.as.gid, w.as.gid, w.as.gid) != 0 ||
         ::setresuid(w.as.uid, w.as.uid, w.as.uid) != 0) {
