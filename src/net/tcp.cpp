@@ -146,7 +146,7 @@ void TcpTranslator::send_rst_for(const Ipv4& ip, const Tcp& seg, const Mac& box_
             (seg.has(tcpflag::kFin) ? 1 : 0);
     t.flags = tcpflag::kRst | tcpflag::kAck;
   }
-  build_tcp(frame_, L2{.src = config_.gateway_mac, .dst = box_mac}, t, {});
+  build_tcp(frame_, L2{.src = config_.gateway_mac, .dst = box_mac}, t, {}, config_.tx_checksum);
   ++counters_.resets_sent;
   ++counters_.segments_out;
   sink_.send_frame(frame_);
@@ -562,7 +562,8 @@ void TcpTranslator::send_segment(Flow& f, uint8_t flags, uint32_t seq, Bytes pay
     t.window = window_field(f);
     note_window(f, uint32_t{t.window} << (f.wscale_ok ? kOurWscale : 0));
   }
-  build_tcp(frame_, L2{.src = config_.gateway_mac, .dst = f.box_mac}, t, payload);
+  build_tcp(frame_, L2{.src = config_.gateway_mac, .dst = f.box_mac}, t, payload,
+            config_.tx_checksum);
   ++counters_.segments_out;
   sink_.send_frame(frame_);
 }
