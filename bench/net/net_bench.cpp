@@ -10,9 +10,10 @@
 //       (what the box's DNS would answer) to FILE once ready. Counters go to stderr at exit.
 //   serve --port P
 //       Loopback server for the connection tests: answers the first byte of each connection
-//       with one byte, closes on EOF. Keeps every connection open until the client closes.
+//       with one byte; after 'x' it closes at once (short connections: the server closes first,
+//       so no client port sits in TIME_WAIT), after 'h' it keeps the connection until EOF.
 //   connrate --addr A --port P --count N
-//       N short connections in a row (connect, 1 byte each way, close); prints
+//       N short connections in a row (connect, 'x', read the answer and EOF, close); prints
 //       "conns=N ok=K failed=F seconds=S rate=R" (first failure's error on stderr).
 //   hold --addr A --port P --count N
 //       Opens N connections (1 byte each way) and keeps them until stdin closes; prints "held N".
@@ -372,6 +373,9 @@ int cmd_serve(const Args& a) {
         if (!answered[static_cast<size_t>(fd)]) {
           answered[static_cast<size_t>(fd)] = true;
           (void)!write(fd, "y", 1);
+          if (buf[0] == 'x') {
+            close(fd);  // a short connection: the server closes first, as HTTP/1.0 would
+          }
         }
       } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
         close(fd);  // also removes it from the epoll set
@@ -392,7 +396,8 @@ sockaddr_in target(const Args& a) {
 }
 
 // connect, one byte each way; the fd on success, -1 (errno set) on failure.
-int one_exchange(const sockaddr_in& sin) {
+// `cmd` 'x': the server answers and closes (short connection); 'h': it keeps the connection.
+int one_exchange(const sockaddr_in& sin, char cmd) {
   int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (s < 0) {
     return -1;
@@ -402,7 +407,7 @@ int one_exchange(const sockaddr_in& sin) {
   setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   char c = 0;
   if (connect(s, reinterpret_cast<const sockaddr*>(&sin), sizeof sin) != 0 ||
-      write(s, "x", 1) != 1 || read(s, &c, 1) != 1) {
+      write(s, &cmd, 1) != 1 || read(s, &c, 1) != 1 || (cmd == 'x' && read(s, &c, 1) != 0)) {
     int e = errno == 0 ? EPROTO : errno;
     close(s);
     errno = e;
@@ -420,7 +425,7 @@ int cmd_connrate(const Args& a) {
   auto t0 = Clock::now();
   for (long i = 0; i < count; ++i) {
     errno = 0;
-    int s = one_exchange(sin);
+    int s = one_exchange(sin, 'x');
     if (s < 0) {
       if (first_error.empty()) {
         first_error = fmt::format("connection {}: {}", i, std::strerror(errno));
@@ -449,7 +454,7 @@ int cmd_hold(const Args& a) {
   long count = std::atol(a.get("count", "1000").c_str());
   std::vector<int> fds;
   for (long i = 0; i < count; ++i) {
-    int s = one_exchange(sin);
+    int s = one_exchange(sin, 'h');
     if (s < 0) {
       die_errno(fmt::format("hold: connection {}", i));
     }
