@@ -25,9 +25,8 @@ void register_explain(CLI::App& app, int& exit_code) {
       exit_code = 0;
       return;
     }
-    auto loaded = config::load(*options);
+    auto loaded = load_policy(*options);
     if (!loaded) {
-      fmt::print(stderr, "{}", loaded.error().render());
       exit_code = 125;
       return;
     }

@@ -1,6 +1,10 @@
 // The grant flags shared by `run` and `explain`.
 #include "policy_flags.hpp"
 
+#include <fmt/core.h>
+
+#include "agentbox/app/run.hpp"
+
 namespace agentbox::cli {
 
 // Repeatable options take one value per occurrence (allow_extra_args(false)): otherwise CLI11
@@ -17,6 +21,10 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
       ->allow_extra_args(false);
   sub->add_option("--allow", f.allow, "Allow connections to HOST[:PORT] or CIDR[:PORT]")
       ->allow_extra_args(false);
+  sub->add_option(
+         "--raw-tcp", f.raw_tcp,
+         "Allow HOST:PORT for bytes that are neither TLS nor HTTP (e.g. ssh to a git host)")
+      ->allow_extra_args(false);
   sub->add_option("--connect-to", f.connect_to,
                   "Send connections for HOST:PORT to ADDR:PORT (as curl's --connect-to)")
       ->allow_extra_args(false);
@@ -31,6 +39,23 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
   sub->add_option("--cpus", f.cpus, "CPU limit (e.g. 1.5)");
   sub->add_flag("--no-config", o.no_user_config,
                 "Ignore /etc/agentbox and your user config (built-ins, profile and flags only)");
+}
+
+std::optional<config::Loaded> load_policy(const config::LoadOptions& options) {
+  auto loaded = config::load(options);
+  if (!loaded) {
+    fmt::print(stderr, "{}", loaded.error().render());
+    return std::nullopt;
+  }
+  // A workspace that cannot be used is reported by `run` itself, with its hint; `explain` then
+  // shows the policy without a workspace file.
+  if (auto ws = app::resolve_workspace(loaded->policy)) {
+    if (auto st = config::narrow_with_workspace_file(*loaded, *ws + "/.agentbox.toml"); !st) {
+      fmt::print(stderr, "{}", st.error().render());
+      return std::nullopt;
+    }
+  }
+  return std::move(*loaded);
 }
 
 }  // namespace agentbox::cli

@@ -26,9 +26,8 @@ int run_verb(const RunOptions& o) {
                        : o.verbose == 1 ? Level::kVerbose
                                         : Level::kNormal);
   const config::LoadOptions& lo = o.load;
-  auto loaded = config::load(lo);
+  auto loaded = load_policy(lo);
   if (!loaded) {
-    fmt::print(stderr, "{}", loaded.error().render());
     return 125;
   }
   app::RunRequest req{.policy = std::move(loaded->policy),
@@ -49,8 +48,8 @@ void register_run(CLI::App& app, int& exit_code) {
       "--workspace) read-write at its real path, system directories read-only, an empty\n"
       "private HOME and /tmp, and an environment built from scratch. .git/hooks, .git/config,\n"
       ".gitmodules, .envrc, .vscode and .idea stay read-only. The exit status is the\n"
-      "command's own (128+N for signal N); 125 means agentbox failed, 126 the command could\n"
-      "not be executed, 127 it was not found.\n\n"
+      "command's own (128+N for signal N); 124 means --timeout stopped it, 125 agentbox\n"
+      "failed, 126 the command could not be executed, 127 it was not found.\n\n"
       "Examples:\n"
       "  agentbox run -- claude\n"
       "  agentbox run --profile codex --ro ~/.gitconfig -- codex\n"

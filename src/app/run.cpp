@@ -21,6 +21,8 @@
 
 #include "agentbox/app/doctor.hpp"
 #include "agentbox/app/session_confinement.hpp"
+#include "agentbox/app/session_network.hpp"
+#include "agentbox/app/session_proxy.hpp"
 #include "agentbox/app/terminal.hpp"
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/log.hpp"
@@ -174,6 +176,8 @@ struct Session {
   std::string dir;
   std::unique_ptr<audit::JsonlSink> sink;
   std::unique_ptr<SessionConfinement> confinement;  // Landlock, caps, seccomp, rlimits, cgroup
+  std::unique_ptr<SessionProxy> proxy;              // credentials, session CA, L7 handler
+  std::unique_ptr<SessionNetwork> network;          // the tap in the box, the stack out here
 };
 
 // Grants are resolved to their real paths, except that a path inside the workspace must stay
@@ -207,6 +211,27 @@ Result<std::vector<sb::Grant>> resolve_grants(const config::Policy& policy, cons
   return out;
 }
 
+Result<std::string> workspace_for(const config::Policy& policy, const std::string& home,
+                                  const std::string& cwd) {
+  std::string workspace;
+  if (policy.workspace) {
+    std::string ws = expand_home(policy.workspace->value, home);
+    auto canon = real_path(ws);
+    if (!canon) {
+      return std::move(canon).error().context(
+          fmt::format("workspace ({})", origin_text(policy.workspace->origin)));
+    }
+    workspace = *canon;
+  } else {
+    workspace = sb::detect_workspace(cwd, sb::dir_has_git);
+  }
+  if (auto problem = sb::workspace_problem(workspace, home); !problem.empty()) {
+    return Error::msg(fmt::format("refusing the workspace `{}`: {}", workspace, problem))
+        .hint("cd into a project directory or pass `--workspace DIR`");
+  }
+  return workspace;
+}
+
 Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::string>& env) {
   Session s;
   s.user = who_runs(env);
@@ -215,28 +240,34 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
     return Error::sys(errno, "getcwd");
   }
   AGENTBOX_ASSIGN_OR_RETURN(s.cwd, real_path(cwd_buf));
-  if (req.policy.workspace) {
-    std::string ws = expand_home(req.policy.workspace->value, s.user.home);
-    auto canon = real_path(ws);
-    if (!canon) {
-      return std::move(canon).error().context(
-          fmt::format("workspace ({})", origin_text(req.policy.workspace->origin)));
-    }
-    s.workspace = *canon;
-  } else {
-    s.workspace = sb::detect_workspace(s.cwd, sb::dir_has_git);
-  }
-  if (auto problem = sb::workspace_problem(s.workspace, s.user.home); !problem.empty()) {
-    return Error::msg(fmt::format("refusing the workspace `{}`: {}", s.workspace, problem))
-        .hint("cd into a project directory or pass `--workspace DIR`");
-  }
+  AGENTBOX_ASSIGN_OR_RETURN(s.workspace, workspace_for(req.policy, s.user.home, s.cwd));
   AGENTBOX_ASSIGN_OR_RETURN(s.grants, resolve_grants(req.policy, s.user.home, s.workspace, s.cwd));
 
   std::vector<std::string> rels = sb::default_protected_paths();
   for (const auto& p : req.policy.protected_paths) {
     rels.push_back(p.value);
   }
-  AGENTBOX_ASSIGN_OR_RETURN(s.protect, sb::prepare_protected(s.workspace, rels));
+  // Placeholders are recycled through agentbox's state dir (see protect.hpp: start-up cost).
+  std::string stash = sessions_dir(env, s.user.home);
+  stash.replace(stash.rfind('/') + 1, std::string::npos, "placeholders");
+  AGENTBOX_ASSIGN_OR_RETURN(s.protect, sb::prepare_protected(s.workspace, rels, stash));
+
+  s.id = new_session_id();
+  s.dir = sessions_dir(env, s.user.home) + "/" + s.id;
+  AGENTBOX_TRY(mkdir_p(s.dir, 0700));
+  auto sink = audit::JsonlSink::open(s.dir + "/audit.jsonl", s.id);
+  if (!sink) {
+    return std::move(sink).error().context("opening the audit log");
+  }
+  s.sink = std::make_unique<audit::JsonlSink>(std::move(*sink));
+
+  // Credentials and trust before the mount plan and the environment: the box is shown the
+  // merged trust bundle and given placeholders, never the real values.
+  auto proxy = SessionProxy::create(req.policy, env, s.user.home, s.dir, *s.sink);
+  if (!proxy) {
+    return std::move(proxy).error().context("preparing the proxy");
+  }
+  s.proxy = std::move(*proxy);
 
   const std::string& hostname = req.policy.hostname.value;
   sb::MountSpec ms{.workspace = s.workspace,
@@ -251,16 +282,28 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
                    .etc_hosts = sb::make_etc_hosts(hostname),
                    .etc_hostname = hostname + "\n",
                    .etc_resolv_conf = "nameserver 10.0.2.3\n"};
+  ms.overlays = s.proxy->overlays();
   sb::RealHostFs host;
   s.launch.mounts = sb::build_mount_plan(ms, host);
 
   bool tty = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDOUT_FILENO) == 1;
   sb::EnvInputs ein{.caller = env, .user = s.user, .tty = tty};
   for (const auto& e : req.policy.env) {
+    if (s.proxy->secret_env_sources().count(e.value) != 0) {
+      base::log::warn(
+          "--env {}{}: it holds the real value of a credential; the box gets its "
+          "placeholder instead",
+          e.value, from_text(e.origin));
+      continue;
+    }
     ein.pass.push_back(e.value);
   }
   for (const auto& [name, value] : req.policy.setenv) {
     ein.set.emplace_back(name, value.value);
+  }
+  // Last, so they win over a pass-through or setenv of the same name.
+  for (auto& kv : s.proxy->box_env()) {
+    ein.set.push_back(std::move(kv));
   }
   s.launch.env = sb::build_environment(ein);
   s.launch.argv = req.command;
@@ -280,15 +323,6 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
     }
   }
 
-  s.id = new_session_id();
-  s.dir = sessions_dir(env, s.user.home) + "/" + s.id;
-  AGENTBOX_TRY(mkdir_p(s.dir, 0700));
-  auto sink = audit::JsonlSink::open(s.dir + "/audit.jsonl", s.id);
-  if (!sink) {
-    return std::move(sink).error().context("opening the audit log");
-  }
-  s.sink = std::make_unique<audit::JsonlSink>(std::move(*sink));
-
   ConfineInputs ci{.session_id = s.id,
                    .workspace = s.workspace,
                    .home = s.user.home,
@@ -300,9 +334,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   for (const auto& rel : s.protect.paths) {
     ci.protected_abs.push_back(fmt::format("{}/{}", s.workspace, rel));
   }
-  for (const auto& g : req.policy.seccomp_allow) {
-    ci.seccomp_allow.push_back(g.value);
-  }
+  ci.seccomp_allow = req.policy.seccomp_allow;
   auto confinement = SessionConfinement::create(ci, *s.sink);
   if (!confinement) {
     return std::move(confinement).error().context("preparing the confinement");
@@ -310,6 +342,17 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   s.confinement = std::move(*confinement);
   s.launch.confinement = s.confinement.get();
   s.launch.keep_fds = s.confinement->child_fds();
+  auto network = SessionNetwork::create(req.policy, s.user.gid, *s.sink);
+  if (!network) {
+    return std::move(network).error().context("preparing the network");
+  }
+  s.network = std::move(*network);
+  s.network->use_handler_factory(
+      [proxy = s.proxy.get()](event::Loop& loop, const policy::EgressPolicy& policy,
+                              const std::vector<net::ConnectTo>& overrides) {
+        return proxy->make_handler(loop, policy, overrides);
+      });
+  s.launch.network = s.network->box_hook();
   return s;
 }
 
@@ -460,6 +503,7 @@ int run(const RunRequest& req) {
   int code;
   std::string reason;
   std::string error;
+  bool net_failed = false;
   if (!box) {
     Error err = std::move(box).error();
     bool userns =
@@ -468,6 +512,12 @@ int run(const RunRequest& req) {
     if (userns && (failure.err == EPERM || failure.err == EACCES || failure.err == ENOSPC ||
                    failure.err == EINVAL)) {
       err.hint(userns_hint(failure.err) + "; `agentbox doctor` checks this machine");
+    } else if (failure.stage == sb::SetupStage::kTunOpen) {
+      err.hint(tun_fix(failure.err) + "; `agentbox doctor` checks this machine");
+    } else if (failure.stage == sb::SetupStage::kTapCreate) {
+      err.hint(
+          "the kernel refused a tap device in the box's own network namespace (a security "
+          "module or a container policy?); `agentbox doctor` checks /dev/net/tun");
     } else if (failure.stage == sb::SetupStage::kExec && failure.err == ENOENT) {
       err.hint(req.command[0].find('/') == std::string::npos
                    ? "the box's PATH is " + std::string(sb::kDefaultPath) +
@@ -483,13 +533,37 @@ int run(const RunRequest& req) {
                                                  std::chrono::steady_clock::now() - t0)
                                                  .count());
     s.confinement->started(*loop);
+    if (auto r = s.network->start(box->take_tap(), *loop); !r) {
+      Error e = std::move(r).error().context("starting the network");
+      fmt::print(stderr, "{}", e.render());
+      error = e.message();
+      [[maybe_unused]] auto k = box->signal(SIGKILL);
+      net_failed = true;
+    }
     Outcome out = supervise(*box, *loop, req, sig_watch);
     code = out.code;
     reason = out.reason;
+    if (reason == "timeout") {
+      code = 124;  // as timeout(1): the status itself says the time ran out
+    }
     if (std::string hit = s.confinement->finished(); !hit.empty()) {
       reason = hit;
       base::log::info("the box reached its {}", hit);
     }
+  }
+  // The stack goes before the loop does; its summary comes just before the exit line.
+  std::vector<std::string> net_summary = s.network->finish();
+  for (auto& line : s.proxy->finish()) {
+    net_summary.push_back(std::move(line));
+  }
+  if (!req.quiet) {
+    for (const auto& line : net_summary) {
+      base::log::info("{}", line);
+    }
+  }
+  if (net_failed) {
+    code = 125;
+    reason = "setup failed";
   }
   s.protect.placeholders.remove();
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -500,12 +574,24 @@ int run(const RunRequest& req) {
   }
   s.sink->emit(end);
   if (!req.quiet) {
-    std::string what =
-        !started ? fmt::format("did not run (status {})", code) : describe_exit(code);
+    std::string what = !started              ? fmt::format("did not run (status {})", code)
+                       : reason == "timeout" ? "was stopped by --timeout (status 124)"
+                                             : describe_exit(code);
     base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,
                     s.dir);
   }
   return code;
+}
+
+Result<std::string> resolve_workspace(const config::Policy& policy) {
+  auto env = sb::parse_environ(environ);
+  sb::UserInfo user = who_runs(env);
+  char cwd_buf[PATH_MAX];
+  if (::getcwd(cwd_buf, sizeof cwd_buf) == nullptr) {
+    return Error::sys(errno, "getcwd");
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(std::string cwd, real_path(cwd_buf));
+  return workspace_for(policy, user.home, cwd);
 }
 
 }  // namespace agentbox::app

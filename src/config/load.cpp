@@ -13,6 +13,7 @@
 // toml11 throws; exceptions stay inside this file.
 #include "agentbox/config/load.hpp"
 
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 #include <sys/stat.h>
@@ -23,11 +24,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <regex>
 #include <set>
+#include <sstream>
 #include <toml.hpp>
 #include <tuple>
 
 #include "agentbox/config/units.hpp"
+#include "agentbox/policy/connect_to.hpp"
 #include "agentbox/policy/egress.hpp"
 #include "agentbox/policy/host.hpp"
 #include "problems.hpp"
@@ -218,30 +222,13 @@ bool valid_relative(std::string_view s) {
   return true;
 }
 
-// "HOST:PORT:ADDR:PORT" as in curl; ADDR may be [v6].
-bool valid_connect_to(std::string_view s) {
-  auto port_ok = [](std::string_view p) {
-    if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char ch) {
-          return std::isdigit(static_cast<unsigned char>(ch)) != 0;
-        })) {
-      return false;
-    }
-    return std::stoul(std::string(p)) <= 65535;
-  };
-  size_t a = s.find(':');
-  if (a == std::string_view::npos || !policy::normalize_name(s.substr(0, a))) {
-    return false;
+// "HOST:PORT:ADDR:PORT" as in curl (policy's grammar, so validation and use never disagree).
+std::optional<std::string> connect_to_problem(std::string_view s) {
+  auto r = policy::parse_connect_to(s);
+  if (r) {
+    return std::nullopt;
   }
-  size_t b = s.find(':', a + 1);
-  size_t last = s.rfind(':');
-  if (b == std::string_view::npos || last <= b) {
-    return false;
-  }
-  std::string_view addr = s.substr(b + 1, last - b - 1);
-  if (addr.size() >= 2 && addr.front() == '[' && addr.back() == ']') {
-    addr = addr.substr(1, addr.size() - 2);
-  }
-  return port_ok(s.substr(a + 1, b - a - 1)) && port_ok(s.substr(last + 1)) && !addr.empty();
+  return fmt::format("`{}`: expected HOST:PORT:ADDR:PORT ({})", s, r.error().message());
 }
 
 using Validator = std::function<std::optional<std::string>(const std::string&)>;
@@ -598,11 +585,10 @@ Schema network_schema() {
        }},
       grant_only_list("connect_to", &Policy::connect_to,
                       [](const std::string& s) -> std::optional<std::string> {
-                        if (valid_connect_to(s)) {
-                          return std::nullopt;
+                        if (auto why = connect_to_problem(s)) {
+                          return fmt::format("`network.connect_to`: {}", *why);
                         }
-                        return fmt::format(
-                            "`network.connect_to`: `{}`: expected HOST:PORT:ADDR:PORT", s);
+                        return std::nullopt;
                       }),
       grant_only_list("upstream_ca", &Policy::upstream_ca, path_validator("network.upstream_ca")),
       {"rule",
@@ -756,12 +742,54 @@ void apply_token_files(Ctx& c, const Value& v) {
              tf.json_fields =
                  get_strings(cc, fv, "token_file.json_fields").value_or(std::vector<std::string>{});
            }},
-          {"regexes", [&](Ctx& cc, const Value& rv) {
-             tf.regexes =
-                 get_strings(cc, rv, "token_file.regexes").value_or(std::vector<std::string>{});
+          {"regexes",
+           [&](Ctx& cc, const Value& rv) {
+             auto rs = get_strings(cc, rv, "token_file.regexes");
+             if (!rs) {
+               return;
+             }
+             validate_each(cc, rv, *rs, [](const std::string& r) -> std::optional<std::string> {
+               try {
+                 std::regex re(r);
+                 if (re.mark_count() < 1) {
+                   return fmt::format("`regexes`: `{}` has no group to mask", r);
+                 }
+               } catch (const std::regex_error& e) {
+                 return fmt::format("`regexes`: `{}` is not a regular expression: {}", r, e.what());
+               }
+               return std::nullopt;
+             });
+             tf.regexes = *rs;
+           }},
+          {"hosts",
+           [&](Ctx& cc, const Value& hv) {
+             if (auto hs = get_strings(cc, hv, "token_file.hosts")) {
+               validate_each(cc, hv, *hs, [](const std::string& h) -> std::optional<std::string> {
+                 if (policy::HostPattern::parse(h)) {
+                   return std::nullopt;
+                 }
+                 return fmt::format("`hosts`: `{}` is not a host pattern", h);
+               });
+               tf.hosts = *hs;
+             }
+           }},
+          {"inject", [&](Ctx& cc, const Value& iv) {
+             if (auto s = get_string(cc, iv, "token_file.inject")) {
+               bool ok = *s == "basic" || (s->rfind("header:", 0) == 0 && s->size() > 7) ||
+                         (s->rfind("query:", 0) == 0 && s->size() > 6);
+               if (!ok) {
+                 problem(cc, iv, fmt::format("`inject`: `{}` is not an injection", *s),
+                         "expected \"header:NAME\", \"basic\" or \"query:NAME\"");
+               }
+               tf.inject = *s;
+             }
            }}});
     if (tf.path.empty() && before == c.problems.size()) {
       problem(c, t, "`[[token_file]]` needs a `path`");
+    } else if (tf.hosts.empty() && before == c.problems.size()) {
+      problem(c, t, "`[[token_file]]` needs `hosts`: where its masked values may be used");
+    } else if (tf.json_fields.empty() && tf.regexes.empty() && before == c.problems.size()) {
+      problem(c, t, "`[[token_file]]` needs `json_fields` or `regexes`: what to mask");
     } else if (before == c.problems.size()) {
       c.p.token_files.push_back(std::move(tf));
     }
@@ -782,14 +810,23 @@ void apply_root(Ctx& c, const Value& root) {
 }
 
 // Parses `path` and applies it. Returns false if the file does not exist.
-bool apply_file(const std::string& path, Mode mode, Policy& p, Problems& problems) {
+// `text`, when given, is the file's content already read (the workspace file is read once,
+// through an fd opened without following links).
+bool apply_file(const std::string& path, Mode mode, Policy& p, Problems& problems,
+                const std::string* text = nullptr) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
+  if (text == nullptr && ::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
     return false;
   }
   Ctx c{mode, p, problems};
   try {
-    Value root = toml::parse(path);
+    Value root;
+    if (text != nullptr) {
+      std::istringstream in(*text);
+      root = toml::parse(in, path);
+    } else {
+      root = toml::parse(path);
+    }
     apply_root(c, root);
   } catch (const toml::exception& e) {
     const auto& loc = e.location();
@@ -850,9 +887,16 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
       p.net_allow.push_back({a, {"--allow"}});
     }
   }
+  for (const auto& a : f.raw_tcp) {
+    if (auto r = policy::EgressRule::parse(a); !r) {
+      flag_problem(problems, "--raw-tcp", r.error().message());
+    } else {
+      p.raw_tcp.push_back({a, {"--raw-tcp"}});
+    }
+  }
   for (const auto& a : f.connect_to) {
-    if (!valid_connect_to(a)) {
-      flag_problem(problems, "--connect-to", fmt::format("`{}`: expected HOST:PORT:ADDR:PORT", a));
+    if (auto why = connect_to_problem(a)) {
+      flag_problem(problems, "--connect-to", *why);
     } else {
       p.connect_to.push_back({a, {"--connect-to"}});
     }
@@ -1004,7 +1048,36 @@ base::Result<Loaded> load(const LoadOptions& options) {
 
 base::Status narrow_with_workspace_file(Loaded& loaded, const std::string& path) {
   Problems problems;
-  if (apply_file(path, Mode::kNarrow, loaded.policy, problems)) {
+  // Whoever controls the workspace wrote this file, possibly the agent: a link planted as
+  // .agentbox.toml would make agentbox parse (and quote in its errors) a file the box cannot read.
+  // So: O_NOFOLLOW, a regular file, bounded, and parsed from the bytes read through that one fd.
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return base::ok();
+    }
+    return base::Error::sys(errno, "open", path)
+        .context("workspace config (it must be a regular file, not a link)");
+  }
+  std::string text;
+  {
+    struct stat st {};
+    constexpr off_t kMaxWorkspaceFile = 256 * 1024;
+    bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= kMaxWorkspaceFile;
+    char buf[16384];
+    ssize_t n = 0;
+    while (ok && (n = ::read(fd, buf, sizeof buf)) > 0 &&
+           text.size() <= static_cast<size_t>(kMaxWorkspaceFile)) {
+      text.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    if (!ok || n < 0 || text.size() > static_cast<size_t>(kMaxWorkspaceFile)) {
+      return base::Error::msg(
+          fmt::format("{}: the workspace config must be a readable regular file of at most {} KiB",
+                      path, kMaxWorkspaceFile / 1024));
+    }
+  }
+  if (apply_file(path, Mode::kNarrow, loaded.policy, problems, &text)) {
     loaded.files_read.push_back(path);
   }
   if (!problems.empty()) {

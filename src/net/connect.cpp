@@ -8,57 +8,23 @@
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstring>
+#include <optional>
+
+#include "agentbox/base/log.hpp"
 
 namespace agentbox::net {
 
 using base::Error;
 using base::Result;
 
-namespace {
-
-std::optional<uint16_t> parse_port(std::string_view s) {
-  unsigned v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v == 0 || v > 65535) {
-    return std::nullopt;
-  }
-  return static_cast<uint16_t>(v);
-}
-
-}  // namespace
-
 Result<ConnectTo> parse_connect_to(std::string_view s) {
-  auto bad = [&](std::string_view why) {
-    return Error::msg(fmt::format("bad --connect-to `{}`: {}", s, why))
+  auto r = policy::parse_connect_to(s);
+  if (!r) {
+    return Error::msg(fmt::format("bad --connect-to `{}`: {}", s, r.error().message()))
         .hint("write HOST:PORT:ADDR:PORT, e.g. api.example.com:443:127.0.0.1:8443");
-  };
-  auto c1 = s.find(':');
-  auto c2 = c1 == std::string_view::npos ? c1 : s.find(':', c1 + 1);
-  auto c3 = s.rfind(':');
-  if (c1 == std::string_view::npos || c2 == std::string_view::npos || c3 <= c2) {
-    return bad("expected four fields");
   }
-  ConnectTo ct;
-  auto host = policy::normalize_name(s.substr(0, c1));
-  auto port = parse_port(s.substr(c1 + 1, c2 - c1 - 1));
-  auto addr_text = s.substr(c2 + 1, c3 - c2 - 1);
-  if (addr_text.size() >= 2 && addr_text.front() == '[' && addr_text.back() == ']') {
-    addr_text = addr_text.substr(1, addr_text.size() - 2);
-  }
-  auto addr = policy::parse_ip(addr_text);
-  auto to_port = parse_port(s.substr(c3 + 1));
-  if (!host) {
-    return bad("HOST is not a valid host name");
-  }
-  if (!port || !to_port) {
-    return bad("ports must be 1-65535");
-  }
-  if (!addr) {
-    return bad("ADDR must be an IP address");
-  }
-  return ConnectTo{.host = *host, .port = *port, .addr = *addr, .to_port = *to_port};
+  return r;
 }
 
 Result<std::vector<ConnectTo>> parse_connect_to(const std::vector<std::string>& specs) {
@@ -137,6 +103,8 @@ Result<OpenResult> connect_nonblocking(const policy::IpAddr& addr, uint16_t port
 Result<OpenResult> ConnectHandler::on_open(const FlowInfo& info) {
   for (const auto& o : overrides_) {
     if (!info.literal && o.host == info.name && o.port == info.orig_port) {
+      base::log::debug("tcp #{} {}:{} -> {}:{} (--connect-to)", info.id, info.name, info.orig_port,
+                       o.addr.to_string(), o.to_port);
       return connect_nonblocking(o.addr, o.to_port);
     }
   }
@@ -150,12 +118,24 @@ Result<OpenResult> ConnectHandler::on_open(const FlowInfo& info) {
   }
   AGENTBOX_ASSIGN_OR_RETURN(auto addrs, resolver_(info.name));
   std::string refused;
+  std::optional<Error> failed;
   for (const auto& a : addrs) {
     auto d = policy_.check_resolved(a, info.orig_port);
-    if (d.allowed) {
-      return connect_nonblocking(a, info.orig_port);
+    if (!d.allowed) {
+      refused = d.reason;
+      continue;
     }
-    refused = d.reason;
+    // An address that fails at once (ENETUNREACH for IPv6 on a host without it) is skipped
+    // for the next one; a connect in progress is the answer.
+    auto r = connect_nonblocking(a, info.orig_port);
+    if (r) {
+      base::log::debug("tcp #{} {}:{} -> {}", info.id, info.name, info.orig_port, a.to_string());
+      return r;
+    }
+    failed = std::move(r).error();
+  }
+  if (failed) {
+    return std::move(*failed);
   }
   if (!refused.empty()) {
     return Error::msg(

@@ -2,9 +2,11 @@
 #include "agentbox/proxy/credentials.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include "agentbox/policy/host.hpp"
 #include "agentbox/proxy/placeholder.hpp"
+#include "agentbox/proxy/sigv4.hpp"
 
 namespace agentbox::proxy {
 
@@ -259,13 +261,31 @@ bool swap_query(std::string& target, std::string_view param, std::string_view ph
 
 }  // namespace
 
-Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::string_view body) {
+Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::string_view body,
+                               bool cleartext) {
   Verdict v;
   body = body.substr(0, std::min(body.size(), kMaxBodyScan));
   std::vector<Entry*> present;
+  std::vector<std::pair<Entry*, sigv4::Verified>> resign;
+  // SigV4: the placeholder secret never travels, it only keyed the box's signature, so "present"
+  // means "the signature verifies under it". The body is hashed only when the SDK did not send
+  // x-amz-content-sha256 and the caller passed the whole body.
+  const auto authz = req.header("authorization");
+  const bool signed_v4 = authz && sigv4::is_sigv4(*authz);
+  std::string body_sha;
+  if (signed_v4 && !req.header("x-amz-content-sha256") && body.size() < kMaxBodyScan) {
+    body_sha = sigv4::sha256_hex(body);
+  }
   // Pass 1: where does each placeholder appear? Any block decides before anything is swapped.
   for (auto& e : entries_) {
     std::string where;
+    std::optional<sigv4::Verified> verified;
+    if (signed_v4 && e->inject.kind == InjectKind::kSigV4) {
+      if (auto r = sigv4::verify(req, e->placeholder, body_sha)) {
+        verified = std::move(*r);
+        where = "SigV4 signature";
+      }
+    }
     if (contains(req.target, e->placeholder)) {
       where = "request target";
     }
@@ -287,10 +307,13 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
     std::string why;
     if (!in_scope) {
       why = "credential " + e->spec.name + " sent to " + std::string(host);
+    } else if (cleartext) {
+      why = "credential " + e->spec.name + " would be sent unencrypted to " + std::string(host);
     } else if (e->revoked) {
       why = "credential " + e->spec.name + " was revoked";
-    } else if (e->inject.kind == InjectKind::kSigV4) {
-      why = "credential " + e->spec.name + " needs SigV4 re-signing, which is not supported yet";
+    } else if (e->inject.kind == InjectKind::kSigV4 && !verified) {
+      why =
+          "credential " + e->spec.name + " is a SigV4 signing key: it only signs, it is never sent";
     } else if (auto st = refresh_if_due(*e); !st) {
       e->failure = st.error().message();
     } else {
@@ -311,7 +334,11 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
       v.reason = std::move(why);
       return v;
     }
-    present.push_back(e.get());
+    if (verified) {
+      resign.emplace_back(e.get(), std::move(*verified));
+    } else {
+      present.push_back(e.get());
+    }
   }
   // Pass 2: swap in the configured place only; elsewhere the placeholder goes on unchanged
   // (it is worthless to the scoped host).
@@ -341,8 +368,39 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
       }
     }
   }
-  if (!v.used.empty()) {
+  if (!v.used.empty() || !resign.empty()) {
     req.set_header("Accept-Encoding", "identity");  // so the response can be scrubbed
+  }
+  // Re-signing comes last: the signature must cover the request as it leaves, including the
+  // swaps above (a session token header, the access key id in Credential=).
+  for (auto& [e, verified] : resign) {
+    std::string key_id;
+    if (auto now = req.header("authorization")) {
+      if (auto parsed = sigv4::parse_authorization(*now)) {
+        key_id = parsed->access_key;
+      }
+    }
+    auto signed_value = sigv4::sign(req, verified, e->secret, key_id);
+    if (!signed_value) {
+      v.blocked = true;
+      v.reason = "credential " + e->spec.name + ": " + signed_value.error().message();
+      if (sink_ != nullptr) {
+        sink_->emit(audit::Event("credential.blocked")
+                        .str("credential", e->spec.name)
+                        .str("host", host)
+                        .str("where", "SigV4 signature")
+                        .str("reason", v.reason));
+      }
+      return v;
+    }
+    req.set_header("Authorization", std::move(*signed_value));
+    v.used.push_back(e->spec.name);
+    if (sink_ != nullptr) {
+      sink_->emit(audit::Event("credential.use")
+                      .str("credential", e->spec.name)
+                      .str("host", host)
+                      .str("how", "sigv4"));
+    }
   }
   return v;
 }

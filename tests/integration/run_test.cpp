@@ -13,9 +13,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <regex>
 #include <thread>
 
 #include "harness.hpp"
@@ -176,6 +178,36 @@ TEST_P(RunTest, GrantThroughALinkInTheWorkspaceIsRefused) {
   EXPECT_NE(r.err.find("a link inside the workspace leads to"), std::string::npos) << r.err;
 }
 
+// The workspace's own .agentbox.toml (possibly written by the agent) narrows what the user
+// granted and can never widen it; a widening attempt stops the run before anything starts.
+TEST_P(RunTest, WorkspaceFileNarrowsAndCannotWiden) {
+  std::string extra = w_.root + "/extra";
+  ASSERT_EQ(::mkdir(extra.c_str(), 0755), 0);
+  write_file(extra + "/granted.txt", "granted\n");
+  chown_tree(extra, w_.as.uid, w_.as.gid);
+  Args a = {"run", "-q", "--ro",   w_.bin, "--ro",
+            extra, "--", w_.probe, "stat", extra + "/granted.txt"};
+  Output before = run(w_, a);
+  ASSERT_EQ(before.status, 0) << before.err;
+  ASSERT_FALSE(before.has_line("stat " + extra + "/granted.txt missing")) << before.out;
+
+  std::string cfg = w_.ws + "/.agentbox.toml";
+  write_file(cfg, fmt::format("[sandbox]\nro = [\"{}\"]\n", w_.bin));
+  ASSERT_EQ(::chown(cfg.c_str(), w_.as.uid, w_.as.gid), 0);
+  Output narrowed = run(w_, a);
+  ASSERT_EQ(narrowed.status, 0) << narrowed.err;
+  EXPECT_TRUE(narrowed.has_line("stat " + extra + "/granted.txt missing")) << narrowed.out;
+
+  write_file(cfg, "# the agent tries to widen\n[sandbox]\nrw = [\"/etc\"]\n");
+  Output widened =
+      run(w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "write", w_.ws + "/ran.txt"});
+  EXPECT_EQ(widened.status, 125);
+  EXPECT_NE(widened.err.find(".agentbox.toml:3:"), std::string::npos) << widened.err;
+  EXPECT_NE(widened.err.find("is not granted"), std::string::npos) << widened.err;
+  struct stat st {};
+  EXPECT_NE(::stat((w_.ws + "/ran.txt").c_str(), &st), 0) << "the program ran";
+}
+
 TEST_P(RunTest, ProtectedPathsAreReadOnlyEvenWhenMissing) {
   // A symlinked protected name that exists before the box: covered, never followed.
   ::mkdir((w_.ws + "/vsdir").c_str(), 0755);
@@ -313,10 +345,73 @@ TEST_P(RunTest, RefusedUserNamespaceGivesAHint) {
 
 TEST_P(RunTest, TimeoutStopsTheBox) {
   auto t0 = std::chrono::steady_clock::now();
-  Output r = probe({"sleep", "30"}, {}, {"--timeout", "1s"});
+  Args a = {"run", "--ro", w_.bin, "--timeout", "1s", "--", w_.probe, "sleep", "30"};
+  Output r = run(w_, a);
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_EQ(r.status, 128 + SIGTERM) << r.err;
+  // The status and the message say why: 124 (as timeout(1)), "timeout", "--timeout".
+  EXPECT_EQ(r.status, 124) << r.err;
+  EXPECT_NE(r.err.find("timeout of 1s reached (--timeout): stopping the box"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("was stopped by --timeout (status 124)"), std::string::npos) << r.err;
   EXPECT_LT(secs, 10.0);
+  auto pos = r.err.find("audit log: ");
+  ASSERT_NE(pos, std::string::npos) << r.err;
+  std::string path = r.err.substr(pos + 11);
+  std::ifstream f(path.substr(0, path.find('\n')));
+  std::string log((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find(R"("type":"session.end","exit":124,"reason":"timeout")"), std::string::npos)
+      << log;
+}
+
+// seccomp groups are loosened only by name, never silently, and a name agentbox does not know
+// is an error that says where it came from (the flag, or file:line:col of a config).
+TEST_P(RunTest, SeccompGroupsAreNamedAnnouncedAndTraced) {
+  Output bad = run(w_, {"run", "--allow-syscalls", "raw-sockets", "--", "true"});
+  EXPECT_EQ(bad.status, 125) << bad.err;
+  EXPECT_NE(bad.err.find("seccomp.allow (from --allow-syscalls): unknown seccomp group "
+                         "`raw-sockets`"),
+            std::string::npos)
+      << bad.err;
+  EXPECT_NE(bad.err.find("known groups: perf, ptrace, userns"), std::string::npos) << bad.err;
+
+  std::string cfg = w_.root + "/config";
+  std::filesystem::create_directories(cfg + "/agentbox");
+  write_file(cfg + "/agentbox/config.toml", "[seccomp]\nallow = [\"nope\"]\n", 0644);
+  chown_tree(cfg, w_.as.uid, w_.as.gid);
+  RunOptions o;
+  o.env["XDG_CONFIG_HOME"] = cfg;
+  Output from_file = run(w_, {"run", "--", "true"}, o);
+  EXPECT_EQ(from_file.status, 125) << from_file.err;
+  EXPECT_NE(from_file.err.find("(from " + cfg + "/agentbox/config.toml:2:"), std::string::npos)
+      << from_file.err;
+
+  Output ok = run(w_, {"run", "--allow-syscalls", "ptrace", "--", "true"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_NE(ok.err.find("seccomp: the `ptrace` group is allowed (from --allow-syscalls)"),
+            std::string::npos)
+      << ok.err;
+}
+
+// The exit summary counts the calls seccomp denied; the audit log has each and the total.
+TEST_P(RunTest, SummaryCountsSeccompDenials) {
+  Output r = run(w_, {"run", "--", "/bin/sh", "-c", "unshare -U true; unshare -n true; exit 0"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_search(r.err, m, std::regex(R"(([0-9]+) system call\(s\) denied by seccomp)")))
+      << r.err;
+  EXPECT_GE(std::stoi(m[1]), 2) << r.err;
+  auto pos = r.err.find("audit log: ");
+  ASSERT_NE(pos, std::string::npos) << r.err;
+  std::string path = r.err.substr(pos + 11);
+  std::ifstream f(path.substr(0, path.find('\n')));
+  std::string log((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find(R"("type":"seccomp.deny","syscall":"unshare")"), std::string::npos) << log;
+  EXPECT_NE(log.find(fmt::format(R"("type":"seccomp.summary","denied":{})", m[1].str())),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find(R"("kernel":")"), std::string::npos) << log;
+  EXPECT_NE(log.find(R"("landlock_abi":)"), std::string::npos) << log;
 }
 
 // Killed while the box is still being set up (before init's PR_SET_PDEATHSIG may have taken

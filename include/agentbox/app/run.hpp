@@ -30,6 +30,11 @@ struct RunRequest {
 // 125 when agentbox failed, 126/127 when the command could not be executed). Errors are printed.
 [[nodiscard]] int run(const RunRequest& request);
 
+// The workspace a session with `policy` gets, canonical: the one the policy names, else the git
+// repository around the current directory, else that directory. Refused when it is "/", the home
+// directory or one of its ancestors. The CLI uses it to find the workspace's .agentbox.toml.
+[[nodiscard]] base::Result<std::string> resolve_workspace(const config::Policy& policy);
+
 // Pieces of run() that are pure, exposed for tests.
 // `~` and `~/x` expanded against `home`; anything else unchanged.
 [[nodiscard]] std::string expand_home(const std::string& path, const std::string& home);

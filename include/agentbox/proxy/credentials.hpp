@@ -12,7 +12,10 @@
 //        - placeholder of C in C's inject place (header:NAME, basic, query:PARAM), host in
 //          scope -> swapped for the secret (same length), Accept-Encoding forced to identity so
 //          the response can be scrubbed, an audit "credential.use" event;
-//        - a revoked credential, a failed refresh, or sigv4 (not yet re-signed) -> Block.
+//        - a SigV4 signing key (inject = sigv4) never travels: a request whose AWS4-HMAC-SHA256
+//          signature verifies under its placeholder is re-signed with the real key after every
+//          other swap (sigv4.hpp); the placeholder itself in a request is blocked;
+//        - a revoked credential or a failed refresh -> Block.
 //   4. responses run through a Scrubber that turns any secret (raw, base64, and the Basic form
 //      that was sent) back into its placeholder, across buffer boundaries, same length.
 // Nothing here ever logs or audits a secret value; only credential names and hosts.
@@ -70,8 +73,9 @@ class SecretSource {
   EnvLookup env_;
 };
 
-// Streaming same-length replacer: feed() returns the bytes that are final, holding back the
-// last (longest needle - 1) bytes so a secret split across two reads is still caught.
+// Streaming same-length replacer: feed() returns the bytes that are final, holding back only
+// the longest tail that is a proper prefix of a needle, so a secret split across two reads is
+// still caught and everything else streams through at once.
 class Scrubber {
  public:
   Scrubber() = default;
@@ -81,12 +85,13 @@ class Scrubber {
   [[nodiscard]] std::string finish();  // the held-back tail, scrubbed
   [[nodiscard]] bool empty() const { return pairs_.empty(); }
   [[nodiscard]] uint64_t replaced() const { return replaced_; }
+  [[nodiscard]] size_t held() const { return tail_.size(); }
 
  private:
   void scrub(std::string& buf);
+  [[nodiscard]] size_t hold_length(std::string_view buf) const;
   std::vector<std::pair<std::string, std::string>> pairs_;
   std::string tail_;
-  size_t keep_ = 0;
   uint64_t replaced_ = 0;
 };
 
@@ -111,10 +116,13 @@ class CredentialSet {
   [[nodiscard]] std::optional<std::string> placeholder(std::string_view name) const;
 
   // Scans and rewrites `req` bound for `host` (a canonical hostname). `body`, when given, is
-  // scanned up to max_body_scan bytes (placeholders in bodies are blocked off-scope, never
-  // swapped: body injection needs explicit opt-in, not built yet).
+  // scanned up to max_body_scan bytes (and hashed for a SigV4 request that carries no
+  // x-amz-content-sha256: pass the whole body for those); placeholders in bodies are blocked
+  // off-scope, never swapped (body injection needs explicit opt-in, not built yet).
+  // `cleartext`: the request goes out as plain HTTP, so any placeholder of a credential, even in
+  // scope, is blocked rather than swapped (the secret would cross the network unencrypted).
   [[nodiscard]] Verdict inspect(http1::Request& req, std::string_view host,
-                                std::string_view body = {});
+                                std::string_view body = {}, bool cleartext = false);
   // A scrubber loaded with every secret form this set knows (call per response).
   [[nodiscard]] Scrubber scrubber() const;
   // Revocation: the next request carrying its placeholder is blocked. Returns false if unknown.

@@ -68,6 +68,17 @@ struct Grant {
   bool writable = false;
 };
 
+// A host file or directory shown read-only at another path in the box: the merged trust bundle
+// over the distributions' trust-store files, the session CA's certificate directory, a token
+// file with its secrets masked. Overlays come after the user's trees, so one inside HOME lands in
+// the private tmpfs (its parents created there), and one over a system file is bound on top of
+// it (its parents already exist in the read-only tree, so nothing is created there).
+struct Overlay {
+  std::string target;  // box path
+  std::string source;  // host path (prepared by the supervisor, e.g. in the session folder)
+  bool dir = false;
+};
+
 struct MountSpec {
   std::string workspace;  // absolute canonical; read-write at the same path
   std::string home;       // the user's real home path; an empty private tmpfs there
@@ -76,6 +87,7 @@ struct MountSpec {
   bool mount_sys = false;
   std::vector<Grant> grants;                 // --ro/--rw and policy ro/rw, canonical
   std::vector<std::string> protected_paths;  // workspace-relative, e.g. ".git/hooks"
+  std::vector<Overlay> overlays;             // shown read-only, after the user's trees
   // Synthesized /etc files (contents prepared by the caller).
   std::string etc_passwd;
   std::string etc_group;

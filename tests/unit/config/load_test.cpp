@@ -302,6 +302,33 @@ TEST(Narrow, WorkspaceFileCannotWiden) {
   }
 }
 
+TEST(Narrow, WorkspaceFileThatIsALinkIsRefusedWithoutReadingTheTarget) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  auto r = load(o);
+  ASSERT_TRUE(r);
+  // A planted link to a secret must not be parsed (its lines would be quoted in errors).
+  std::string secret = dir.write("secret.txt", "ghp_realsecretvalue = 1\n");
+  std::string link = dir.path() + "/.agentbox.toml";
+  ASSERT_EQ(::symlink(secret.c_str(), link.c_str()), 0);
+  auto st = narrow_with_workspace_file(*r, link);
+  ASSERT_FALSE(st);
+  std::string m = st.error().render();
+  EXPECT_NE(m.find("not a link"), std::string::npos) << m;
+  EXPECT_EQ(m.find("ghp_realsecretvalue"), std::string::npos) << m;
+}
+
+TEST(Narrow, WorkspaceFileTooLargeIsRefused) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  auto r = load(o);
+  ASSERT_TRUE(r);
+  std::string big = dir.write(".agentbox.toml", std::string(300 * 1024, '#'));
+  auto st = narrow_with_workspace_file(*r, big);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().render().find("at most 256 KiB"), std::string::npos);
+}
+
 TEST(Explain, EachLineNamesItsOrigin) {
   TempDir dir;
   LoadOptions o = isolated(dir);

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "agentbox/proxy/placeholder.hpp"
+#include "agentbox/proxy/sigv4.hpp"
 
 namespace agentbox::proxy {
 namespace {
@@ -15,6 +16,7 @@ namespace {
 const std::string kGithub = "ghp_R3alS3cretT0kenAbCdEfGhIjKlMnOpQrSt";
 const std::string kOther = "sk-ant-api03-RealAnthropicKeyValue0123456789abcdefXYZ";
 const std::string kQuery = "qk_0123456789abcdefREALQUERYKEY";
+const std::string kBody = "Action=GetCallerIdentity&Version=2011-06-15";
 
 SecretSource fake_env(std::map<std::string, std::string> vars) {
   return SecretSource([vars](const std::string& k) -> std::optional<std::string> {
@@ -168,7 +170,7 @@ TEST_F(CredentialsTest, WildcardIsNotApex) {
   EXPECT_TRUE(set_->inspect(req, "github.com").blocked);
 }
 
-TEST_F(CredentialsTest, RevocationAndSigV4FailClosed) {
+TEST_F(CredentialsTest, RevocationAndRawSigV4KeysFailClosed) {
   ASSERT_TRUE(set_->revoke("github"));
   auto req =
       parse("GET / HTTP/1.1\r\nHost: api.github.com\r\nAuthorization: token " + ph_ + "\r\n\r\n");
@@ -181,6 +183,56 @@ TEST_F(CredentialsTest, RevocationAndSigV4FailClosed) {
             "\r\n\r\n");
   EXPECT_TRUE(set_->inspect(aws, "s3.amazonaws.com").blocked);
   EXPECT_FALSE(set_->revoke("nope"));
+}
+
+// The box's SDK signs with the placeholder key; the proxy checks that signature and signs again
+// with the real key, after any other swap (here the access key id), and only for scoped hosts.
+TEST_F(CredentialsTest, SigV4RequestsAreResignedWithTheRealKeyOnlyInScope) {
+  const std::string box_key = *set_->placeholder("aws");
+  const std::string real_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+  auto box_signed = [&](const std::string& host, const std::string& key_id,
+                        const std::string& key) {
+    http1::Request r;
+    r.method = "POST";
+    r.target = "/";
+    r.headers = {{"Host", host},
+                 {"Content-Type", "application/x-www-form-urlencoded"},
+                 {"X-Amz-Date", "20261127T053000Z"}};
+    sigv4::Authorization a{.access_key = key_id,
+                           .date = "20261127",
+                           .region = "us-east-1",
+                           .service = "sts",
+                           .signed_headers = {"content-type", "host", "x-amz-date"}};
+    auto cr =
+        sigv4::canonical_request(r, a, sigv4::sha256_hex(kBody), sigv4::UriStyle::kNormalized);
+    EXPECT_TRUE(cr);
+    a.signature = sigv4::signature(key, a, "20261127T053000Z", *cr);
+    r.headers.push_back({"Authorization", a.render()});
+    return r;
+  };
+  auto req = box_signed("sts.amazonaws.com", "AKIAEXAMPLE", box_key);
+  const auto v = set_->inspect(req, "sts.amazonaws.com", kBody);
+  ASSERT_FALSE(v.blocked) << v.reason;
+  EXPECT_EQ(v.used, std::vector<std::string>{"aws"});
+  // Exactly what the SDK would have sent had it held the real key.
+  auto expected = box_signed("sts.amazonaws.com", "AKIAEXAMPLE", real_key);
+  EXPECT_EQ(req.header("authorization"), expected.header("authorization"));
+  EXPECT_NE(sink_.lines().find("\"how\":\"sigv4\""), std::string::npos) << sink_.lines();
+
+  // Signed with the placeholder, sent elsewhere: the key was used off-scope.
+  auto off = box_signed("evil.example", "AKIAEXAMPLE", box_key);
+  const auto blocked = set_->inspect(off, "evil.example", kBody);
+  EXPECT_TRUE(blocked.blocked);
+  EXPECT_EQ(blocked.reason, "credential aws sent to evil.example");
+
+  // Signed with some other key (the box never had the real one): left alone, not re-signed.
+  auto other =
+      box_signed("sts.amazonaws.com", "AKIAEXAMPLE", "AnotherKeyTheBoxMadeUp0123456789abcdefgh");
+  const std::string before = std::string(*other.header("authorization"));
+  const auto untouched = set_->inspect(other, "sts.amazonaws.com", kBody);
+  EXPECT_FALSE(untouched.blocked);
+  EXPECT_TRUE(untouched.used.empty());
+  EXPECT_EQ(other.header("authorization"), before);
 }
 
 TEST_F(CredentialsTest, RequestsWithoutPlaceholdersPass) {

@@ -125,6 +125,15 @@ TEST(MountPlan, EtcIsSelectiveAndSynthesized) {
 TEST(MountPlan, ProcDevAndTmp) {
   auto ops = build_mount_plan(spec(), debian());
   EXPECT_NE(find(ops, MountKind::kProc, "/proc"), nullptr);
+  // The writable parts of /proc are read-only in the mount layer too (not only by Landlock).
+  for (const char* p : {"sys", "sysrq-trigger", "irq", "bus"}) {
+    auto it = std::find_if(ops.begin(), ops.end(), [&](const MountOp& op) {
+      return op.kind == MountKind::kProtect && op.target == "/proc" && op.source == p;
+    });
+    ASSERT_NE(it, ops.end()) << p;
+    EXPECT_TRUE(it->read_only && it->optional) << p;
+    EXPECT_GT(static_cast<size_t>(it - ops.begin()), index_of(ops, "/proc")) << p;
+  }
   EXPECT_NE(find(ops, MountKind::kTmpfs, "/dev"), nullptr);
   EXPECT_NE(find(ops, MountKind::kDevpts, "/dev/pts"), nullptr);
   const MountOp* ptmx = find(ops, MountKind::kSymlink, "/dev/ptmx");
@@ -197,7 +206,7 @@ TEST(MountPlan, ProtectedPathsAfterTheWorkspaceAndRootReadOnlyLast) {
   size_t ws = index_of(ops, "/home/a/src/proj");
   std::vector<std::string> protected_paths;
   for (size_t i = 0; i < ops.size(); ++i) {
-    if (ops[i].kind == MountKind::kProtect) {
+    if (ops[i].kind == MountKind::kProtect && ops[i].target != "/proc") {
       EXPECT_GT(i, ws);
       EXPECT_EQ(ops[i].target, "/home/a/src/proj");
       protected_paths.push_back(ops[i].source);
@@ -214,6 +223,36 @@ TEST(MountPlan, SysOnlyWhenAsked) {
   const MountOp* sys = find(ops, MountKind::kBindDir, "/sys");
   ASSERT_NE(sys, nullptr);
   EXPECT_TRUE(sys->read_only);
+}
+
+TEST(MountPlan, OverlaysComeAfterTheUserTreesReadOnly) {
+  MountSpec s = spec();
+  s.overlays = {{.target = "/etc/ssl/certs/ca-certificates.crt", .source = "/state/s1/bundle.pem"},
+                {.target = "/etc/agentbox/certs", .source = "/state/s1/certs", .dir = true},
+                {.target = "/home/a/.config/tool/auth.json", .source = "/state/s1/auth.json"}};
+  auto ops = build_mount_plan(s, debian());
+  auto at = [&](const std::string& target) {
+    return std::find_if(ops.begin(), ops.end(),
+                        [&](const MountOp& o) { return o.target == target; }) -
+           ops.begin();
+  };
+  const auto bundle = at("/etc/ssl/certs/ca-certificates.crt");
+  const auto certs = at("/etc/agentbox/certs");
+  const auto auth = at("/home/a/.config/tool/auth.json");
+  ASSERT_LT(bundle, static_cast<long>(ops.size()));
+  ASSERT_LT(certs, static_cast<long>(ops.size()));
+  ASSERT_LT(auth, static_cast<long>(ops.size()));
+  EXPECT_EQ(ops[bundle].kind, MountKind::kBindFile);
+  EXPECT_EQ(ops[bundle].source, "/state/s1/bundle.pem");
+  EXPECT_TRUE(ops[bundle].read_only);
+  EXPECT_EQ(ops[certs].kind, MountKind::kBindDir);
+  EXPECT_TRUE(ops[auth].read_only);
+  // After the HOME tmpfs and the /etc/ssl bind they sit in, with their parents created first.
+  EXPECT_GT(auth, at("/home/a"));
+  EXPECT_GT(bundle, at("/etc/ssl"));
+  EXPECT_LT(at("/home/a/.config/tool"), auth);
+  EXPECT_LT(at("/home/a/.config"), at("/home/a/.config/tool"));
+  EXPECT_LT(auth, at("/"));  // the root is remounted read-only last
 }
 
 TEST(MountPlan, EveryParentIsCreatedBeforeItsChild) {
