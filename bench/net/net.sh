@@ -39,14 +39,17 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-ulimit -n 65536 || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 iperf_port=5201
-conn_port=5202
+# One connection server per peer: TIME_WAIT entries of one peer's 4-tuples must not slow another.
+declare -A cport=([loopback]=5202 [agentbox]=5203 [pasta]=5204 [slirp4netns]=5205)
 iperf3 -s -B 127.0.0.1 -p $iperf_port >/dev/null 2>&1 &
 pids+=($!)
-"$nb" serve --port $conn_port &
-pids+=($!)
+for p in "${!cport[@]}"; do
+  "$nb" serve --port "${cport[$p]}" &
+  pids+=($!)
+done
 
 for ns in nb-ab nb-slirp nb-pasta; do
   ip netns del "$ns" 2>/dev/null || true
@@ -54,7 +57,7 @@ for ns in nb-ab nb-slirp nb-pasta; do
 done
 "$nb" stack --netns /run/netns/nb-ab --allow 'bench.test:*' \
   --connect-to bench.test:$iperf_port:127.0.0.1:$iperf_port \
-  --connect-to bench.test:$conn_port:127.0.0.1:$conn_port \
+  --connect-to bench.test:${cport[agentbox]}:127.0.0.1:${cport[agentbox]} \
   --name bench.test --ready "$tmp/ab.ready" 2>"$tmp/stack.err" &
 ab_pid=$!
 pids+=($ab_pid)
@@ -102,21 +105,22 @@ if [[ $only == *tput* ]]; then
   done
 fi
 
-# New-connection rate: connect, 1 byte each way, close; 2,000 per run. Then 10,000 in a row.
+# New-connection rate: 10,000 in a row first, then interleaved rounds of 2,000 (connect, 1 byte
+# each way, the server closes first).
 if [[ $only == *conn* ]]; then
+  for p in "${peers[@]}"; do
+    out=$(inside "$p" "$nb" connrate --addr "${addr[$p]}" --port "${cport[$p]}" --count 10000 2>&1 ||
+          true)
+    echo "conn10k $p $(tr '\n' ' ' <<<"$out")" | tee -a "$results" >&2
+  done
   for ((r = 0; r < rounds; r++)); do
     for ((k = 0; k < ${#peers[@]}; k++)); do
       p=${peers[$(((r + k) % ${#peers[@]}))]}
-      out=$(inside "$p" "$nb" connrate --addr "${addr[$p]}" --port $conn_port --count 2000 \
+      out=$(inside "$p" "$nb" connrate --addr "${addr[$p]}" --port "${cport[$p]}" --count 2000 \
               2>/dev/null || true)
       v=$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' <<<"$out")
       echo "connrate $p ${v:-0}" | tee -a "$results" >&2
     done
-  done
-  for p in "${peers[@]}"; do
-    out=$(inside "$p" "$nb" connrate --addr "${addr[$p]}" --port $conn_port --count 10000 2>&1 ||
-          true)
-    echo "conn10k $p $(tr '\n' ' ' <<<"$out")" | tee -a "$results" >&2
   done
 fi
 
@@ -128,7 +132,7 @@ if [[ $only == *rss* ]]; then
   for p in agentbox slirp4netns pasta; do
     idle=$(rss_kib "${daemon[$p]}")
     mkfifo "$tmp/hold.$p"
-    inside "$p" "$nb" hold --addr "${addr[$p]}" --port $conn_port --count 1000 \
+    inside "$p" "$nb" hold --addr "${addr[$p]}" --port "${cport[$p]}" --count 1000 \
       <"$tmp/hold.$p" >"$tmp/hold.$p.out" 2>&1 &
     hold_pid=$!
     exec 7>"$tmp/hold.$p"
@@ -163,16 +167,21 @@ for line in lines:
     if kind in ("conn10k", "rss"):
         continue
     vals[(kind, peer)].append(float(rest[0]))
-def table(kind, unit, higher_better=True):
-    base = statistics.median(vals[(kind, "loopback")]) if vals.get((kind, "loopback")) else None
-    print(f"\n{kind} ({unit}, median of {len(next(iter([v for (k, p), v in vals.items() if k == kind] or [[]])))}):")
+def table(kind, unit):
+    # Ratios: of the medians, and the median of per-round ratios (same round = same load).
+    loop = vals.get((kind, "loopback"))
+    base = statistics.median(loop) if loop else None
+    print(f"\n{kind} ({unit}; median, min-max; ratio of medians; median of per-round ratios):")
     for peer in ("loopback", "agentbox", "pasta", "slirp4netns"):
         v = vals.get((kind, peer))
         if not v:
             continue
         m = statistics.median(v)
-        ratio = f"  {m / base:.2f}x loopback" if base else ""
-        print(f"  {peer:12} {m:10.1f}  (min {min(v):.1f}, max {max(v):.1f}){ratio}")
+        ratio = ""
+        if base:
+            paired = [a / b for a, b in zip(v, loop) if b > 0]
+            ratio = f"  {m / base:.2f}x  {statistics.median(paired):.2f}x"
+        print(f"  {peer:12} {m:9.0f}  ({min(v):.0f}-{max(v):.0f}){ratio}")
 for kind, unit in (("tput_up", "Mbit/s, box->host"), ("tput_down", "Mbit/s, host->box"),
                    ("connrate", "connections/s")):
     if any(k == kind for k, _ in vals):

@@ -2,15 +2,18 @@
 // loopback, slirp4netns and pasta. Runs as root. Subcommands:
 //
 //   stack --netns PATH [--allow RULE]... [--connect-to H:P:A:P]... [--name NAME] [--ready FILE]
+//         [--no-offload]
 //       Creates tap0 inside the network namespace PATH (configured like the box: 10.0.2.100/24,
-//       gateway 10.0.2.2, MTU 65520, lo up), then serves it in-process with net::Stack + FdTap +
+//       gateway 10.0.2.2, MTU 65520, lo up; IFF_VNET_HDR + TUN_F_CSUM checksum offload unless
+//       --no-offload), then serves it in-process with net::Stack + FdTap +
 //       EpollPoller + ConnectHandler until SIGTERM/SIGINT. Writes the synthetic address of NAME
 //       (what the box's DNS would answer) to FILE once ready. Counters go to stderr at exit.
 //   serve --port P
 //       Loopback server for the connection tests: answers the first byte of each connection
-//       with one byte, closes on EOF. Keeps every connection open until the client closes.
+//       with one byte; after 'x' it closes at once (short connections: the server closes first,
+//       so no client port sits in TIME_WAIT), after 'h' it keeps the connection until EOF.
 //   connrate --addr A --port P --count N
-//       N short connections in a row (connect, 1 byte each way, close); prints
+//       N short connections in a row (connect, 'x', read the answer and EOF, close); prints
 //       "conns=N ok=K failed=F seconds=S rate=R" (first failure's error on stderr).
 //   hold --addr A --port P --count N
 //       Opens N connections (1 byte each way) and keeps them until stdin closes; prints "held N".
@@ -145,16 +148,19 @@ void if_up(int s, const char* name) {
 }
 
 // tap0 as the box sees it: 10.0.2.100/24, default route via 10.0.2.2, MTU 65520, lo up.
-int create_tap() {
+int create_tap(bool offload) {
   int tun = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (tun < 0) {
     die_errno("open /dev/net/tun");
   }
   ifreq ifr;
   ifreq_name(ifr, "tap0");
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0));
   if (ioctl(tun, TUNSETIFF, &ifr) != 0) {
     die_errno("TUNSETIFF tap0");
+  }
+  if (offload && ioctl(tun, TUNSETOFFLOAD, TUN_F_CSUM) != 0) {
+    die_errno("TUNSETOFFLOAD TUN_F_CSUM");
   }
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (s < 0) {
@@ -191,7 +197,7 @@ int create_tap() {
   return tun;
 }
 
-int tap_in_netns(const std::string& path) {
+int tap_in_netns(const std::string& path, bool offload) {
   int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
   int target = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (self < 0 || target < 0) {
@@ -200,7 +206,7 @@ int tap_in_netns(const std::string& path) {
   if (setns(target, CLONE_NEWNET) != 0) {
     die_errno("setns target");
   }
-  int tun = create_tap();
+  int tun = create_tap(offload);
   if (setns(self, CLONE_NEWNET) != 0) {
     die_errno("setns back");
   }
@@ -240,13 +246,16 @@ int cmd_stack(const Args& a) {
   if (!jsonl) {
     die(jsonl.error().message());
   }
-  net::FdTap tap{base::UniqueFd(tap_in_netns(netns))};
+  bool offload = !a.has("no-offload");
+  net::FdTap tap{base::UniqueFd(tap_in_netns(netns, offload)), offload};
   auto poller = net::EpollPoller::create();
   if (!poller) {
     die(poller.error().message());
   }
   net::ConnectHandler handler(*policy, std::move(*overrides));
-  net::Stack stack(net::StackConfig{}, *policy, handler, *poller, tap, *jsonl);
+  net::StackConfig config;
+  config.tap_offload = offload;
+  net::Stack stack(config, *policy, handler, *poller, tap, *jsonl);
   std::string addr;
   if (a.has("name")) {
     auto ip = stack.pool().assign(a.get("name"));
@@ -304,6 +313,13 @@ int cmd_stack(const Args& a) {
       c.frames_in, c.malformed, c.dropped, tap.write_errors(), t.flows_opened, t.flows_closed,
       t.flows_failed, t.resets_sent, t.retransmits, t.out_of_order, t.short_writes, t.segments_in,
       t.segments_out);
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](timeval tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  fmt::print(stderr, "stack: cpu user={:.3f}s sys={:.3f}s maxrss={}KiB\n", secs(ru.ru_utime),
+             secs(ru.ru_stime), ru.ru_maxrss);
   return 0;
 }
 
@@ -357,6 +373,9 @@ int cmd_serve(const Args& a) {
         if (!answered[static_cast<size_t>(fd)]) {
           answered[static_cast<size_t>(fd)] = true;
           (void)!write(fd, "y", 1);
+          if (buf[0] == 'x') {
+            close(fd);  // a short connection: the server closes first, as HTTP/1.0 would
+          }
         }
       } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
         close(fd);  // also removes it from the epoll set
@@ -377,7 +396,8 @@ sockaddr_in target(const Args& a) {
 }
 
 // connect, one byte each way; the fd on success, -1 (errno set) on failure.
-int one_exchange(const sockaddr_in& sin) {
+// `cmd` 'x': the server answers and closes (short connection); 'h': it keeps the connection.
+int one_exchange(const sockaddr_in& sin, char cmd) {
   int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (s < 0) {
     return -1;
@@ -387,7 +407,7 @@ int one_exchange(const sockaddr_in& sin) {
   setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   char c = 0;
   if (connect(s, reinterpret_cast<const sockaddr*>(&sin), sizeof sin) != 0 ||
-      write(s, "x", 1) != 1 || read(s, &c, 1) != 1) {
+      write(s, &cmd, 1) != 1 || read(s, &c, 1) != 1 || (cmd == 'x' && read(s, &c, 1) != 0)) {
     int e = errno == 0 ? EPROTO : errno;
     close(s);
     errno = e;
@@ -405,7 +425,7 @@ int cmd_connrate(const Args& a) {
   auto t0 = Clock::now();
   for (long i = 0; i < count; ++i) {
     errno = 0;
-    int s = one_exchange(sin);
+    int s = one_exchange(sin, 'x');
     if (s < 0) {
       if (first_error.empty()) {
         first_error = fmt::format("connection {}: {}", i, std::strerror(errno));
@@ -434,7 +454,7 @@ int cmd_hold(const Args& a) {
   long count = std::atol(a.get("count", "1000").c_str());
   std::vector<int> fds;
   for (long i = 0; i < count; ++i) {
-    int s = one_exchange(sin);
+    int s = one_exchange(sin, 'h');
     if (s < 0) {
       die_errno(fmt::format("hold: connection {}", i));
     }
@@ -466,7 +486,7 @@ double attach_ours() {
       _exit(2);
     }
     auto t0 = Clock::now();
-    int tun = create_tap();
+    int tun = create_tap(true);
     double ms = ms_since(t0);
     (void)!write(p[1], &ms, sizeof ms);
     close(tun);

@@ -19,8 +19,9 @@ void EpollPoller::watch(int fd, uint32_t events, uint64_t token) {
   epoll_event ev{};
   ev.events = events;
   ev.data.u64 = token;
-  if (epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT) {
-    (void)epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev);
+  // New fds are the common case (one watch per flow): ADD first, MOD only if already there.
+  if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST) {
+    (void)epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, fd, &ev);
   }
 }
 

@@ -1,6 +1,7 @@
 // Frame dispatch for the tap link: ARP, ICMP echo, DNS, TCP; everything else dropped and audited.
 #include "agentbox/net/stack.hpp"
 
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,22 +12,60 @@ namespace agentbox::net {
 
 namespace {
 constexpr size_t kMaxDropKinds = 4096;
-}
+
+// struct virtio_net_hdr of <linux/virtio_net.h> (that header does not compile as C++).
+struct VnetHdr {
+  uint8_t flags = 0;
+  uint8_t gso_type = 0;
+  uint16_t hdr_len = 0;
+  uint16_t gso_size = 0;
+  uint16_t csum_start = 0;
+  uint16_t csum_offset = 0;
+};
+static_assert(sizeof(VnetHdr) == 10);
+constexpr uint8_t kVnetNeedsCsum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+constexpr uint8_t kVnetDataValid = 2;  // VIRTIO_NET_HDR_F_DATA_VALID
+}  // namespace
 
 base::Result<size_t> FdTap::read_frame(std::span<std::byte> buf) {
-  ssize_t n = base::retry_eintr([&] { return ::read(fd_.get(), buf.data(), buf.size()); });
+  VnetHdr hdr;
+  iovec iov[2] = {{&hdr, sizeof hdr}, {buf.data(), buf.size()}};
+  int first = vnet_hdr_ ? 0 : 1;
+  ssize_t n = base::retry_eintr([&] { return ::readv(fd_.get(), iov + first, 2 - first); });
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       return size_t{0};
     }
     return base::Error::sys(errno, "read", "tap");
   }
+  last_ok_ = false;
+  if (vnet_hdr_) {
+    if (static_cast<size_t>(n) < sizeof hdr) {
+      return base::Error::msg("tap: frame shorter than its virtio_net_hdr");
+    }
+    n -= static_cast<ssize_t>(sizeof hdr);
+    last_ok_ = (hdr.flags & (kVnetNeedsCsum | kVnetDataValid)) != 0;
+  }
   return static_cast<size_t>(n);
 }
 
 void FdTap::send_frame(Bytes frame) {
+  // IPv4/TCP frames go with NEEDS_CSUM: the translator left their checksum partial
+  // (StackConfig::tap_offload), and the box's kernel delivers a CHECKSUM_PARTIAL packet locally
+  // without summing it (DATA_VALID would be ignored by tun). Other frames carry full checksums.
+  VnetHdr hdr;
+  if (vnet_hdr_ && frame.size() >= kEthHeader + kIpv4Header && frame[12] == std::byte{0x08} &&
+      frame[13] == std::byte{0x00} && frame[kEthHeader + 9] == std::byte{kProtoTcp}) {
+    size_t ihl = (std::to_integer<size_t>(frame[kEthHeader]) & 0x0f) * 4;
+    hdr.flags = kVnetNeedsCsum;
+    hdr.csum_start = static_cast<uint16_t>(kEthHeader + ihl);
+    hdr.csum_offset = 16;  // TCP checksum field
+  }
+  iovec iov[2] = {{&hdr, sizeof hdr}, {const_cast<std::byte*>(frame.data()), frame.size()}};
+  int first = vnet_hdr_ ? 0 : 1;
+  size_t want = frame.size() + (vnet_hdr_ ? sizeof hdr : 0);
   // A full tap queue drops the frame, as a wire would; TCP retransmits.
-  if (::write(fd_.get(), frame.data(), frame.size()) != static_cast<ssize_t>(frame.size())) {
+  if (::writev(fd_.get(), iov + first, 2 - first) != static_cast<ssize_t>(want)) {
     ++write_errors_;
   }
 }
@@ -43,6 +82,7 @@ Stack::Stack(StackConfig config, const policy::EgressPolicy& policy, FlowHandler
             t.box_ip = config.box_ip;
             t.gateway_mac = config.gateway_mac;
             t.mtu = config.mtu;
+            t.tx_checksum = !config.tap_offload;
             return t;
           }(),
           policy, pool_, handler, poller, sink, audit),
@@ -55,13 +95,13 @@ base::Result<size_t> Stack::drain(Tap& tap, Clock::time_point now, size_t budget
     if (n == 0) {
       break;
     }
-    on_frame(Bytes(rx_).first(n), now);
+    on_frame(Bytes(rx_).first(n), now, tap.last_frame_checksum_ok());
     ++handled;
   }
   return handled;
 }
 
-void Stack::on_frame(Bytes frame, Clock::time_point now) {
+void Stack::on_frame(Bytes frame, Clock::time_point now, bool checksum_ok) {
   ++counters_.frames_in;
   auto eth = parse_ethernet(frame);
   if (!eth) {
@@ -73,7 +113,7 @@ void Stack::on_frame(Bytes frame, Clock::time_point now) {
       on_arp(*eth);
       return;
     case kEtherIpv4:
-      on_ipv4(*eth, now);
+      on_ipv4(*eth, now, checksum_ok);
       return;
     case kEtherIpv6:
       drop("ipv6", 0, 0);
@@ -98,7 +138,7 @@ void Stack::on_arp(const Ethernet& eth) {
   sink_.send_frame(frame_);
 }
 
-void Stack::on_ipv4(const Ethernet& eth, Clock::time_point now) {
+void Stack::on_ipv4(const Ethernet& eth, Clock::time_point now, bool checksum_ok) {
   auto ip = parse_ipv4(eth.payload);
   if (!ip) {
     ++counters_.malformed;
@@ -107,7 +147,7 @@ void Stack::on_ipv4(const Ethernet& eth, Clock::time_point now) {
   L2 reply{.src = config_.gateway_mac, .dst = eth.src};
   switch (ip->proto) {
     case kProtoTcp: {
-      auto tcp = parse_tcp(ip->payload, ip->src, ip->dst);
+      auto tcp = parse_tcp(ip->payload, ip->src, ip->dst, !checksum_ok);
       if (!tcp) {
         ++counters_.malformed;
         return;
@@ -116,7 +156,7 @@ void Stack::on_ipv4(const Ethernet& eth, Clock::time_point now) {
       return;
     }
     case kProtoUdp: {
-      auto udp = parse_udp(ip->payload, ip->src, ip->dst);
+      auto udp = parse_udp(ip->payload, ip->src, ip->dst, !checksum_ok);
       if (!udp) {
         ++counters_.malformed;
         return;

@@ -69,6 +69,10 @@ struct TcpTranslator::Flow {
   bool box_fin = false;
   bool host_eof = false;
   bool rdhup = false;
+  // The socket may hold bytes not yet peeked. Cleared when a peek drains it, set again by
+  // EPOLLIN (edge-triggered: one per arrival) and by a rewind, so an ACK from the box costs no
+  // peek that would only say EAGAIN.
+  bool readable = true;
   bool fin_sent = false;
   bool fin_acked = false;
   bool sock_full = false;
@@ -149,7 +153,7 @@ void TcpTranslator::send_rst_for(const Ipv4& ip, const Tcp& seg, const Mac& box_
             (seg.has(tcpflag::kFin) ? 1 : 0);
     t.flags = tcpflag::kRst | tcpflag::kAck;
   }
-  build_tcp(frame_, L2{.src = config_.gateway_mac, .dst = box_mac}, t, {});
+  build_tcp(frame_, L2{.src = config_.gateway_mac, .dst = box_mac}, t, {}, config_.tx_checksum);
   ++counters_.resets_sent;
   ++counters_.segments_out;
   sink_.send_frame(frame_);
@@ -292,6 +296,7 @@ bool TcpTranslator::process_ack(Flow& f, const Tcp& seg, Clock::time_point now) 
       return true;  // not for our SYN-ACK; ignore
     }
     f.state = Flow::State::kEstablished;
+    f.readable = true;  // bytes may have arrived (and their edge passed) before the handshake
     f.snd_una = f.snd_nxt = f.snd_max = f.iss + 1;
     f.rto_at.reset();
     f.retries = 0;
@@ -326,10 +331,8 @@ bool TcpTranslator::process_ack(Flow& f, const Tcp& seg, Clock::time_point now) 
     if (seq_lt(f.snd_nxt, f.snd_una)) {
       f.snd_nxt = f.snd_una;  // acknowledged past a rewind
     }
-    if (f.peek_off) {
-      int off = static_cast<int>(f.data_inflight());
-      (void)setsockopt(f.fd.get(), SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off);
-    }
+    // No SO_PEEK_OFF update: a plain recv moves the peek offset back by what it consumed (TCP
+    // and AF_UNIX alike, clamped at 0 after a rewind), so it already equals data_inflight().
     f.dup_acks = 0;
     f.retries = 0;
     f.rto = config_.rto_initial;
@@ -409,7 +412,7 @@ void TcpTranslator::send_data(Flow& f, Clock::time_point now) {
     return;
   }
   uint32_t limit = std::min(f.box_wnd, config_.max_inflight);
-  while (!(f.host_eof && f.snd_nxt == f.eof_seq)) {
+  while (f.readable && !(f.host_eof && f.snd_nxt == f.eof_seq)) {
     uint32_t inflight = f.data_inflight();
     if (inflight >= limit) {
       break;
@@ -432,12 +435,14 @@ void TcpTranslator::send_data(Flow& f, Clock::time_point now) {
         }
         n -= static_cast<ssize_t>(inflight);
         if (n == 0 && !f.rdhup) {
+          f.readable = false;
           break;  // nothing new yet (the queue holds only bytes already sent)
         }
       }
     }
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        f.readable = f.rdhup;  // after EOF a peek must still see it (no further edge comes)
         break;
       }
       reset_flow(f, base::errno_name(errno));
@@ -462,6 +467,7 @@ void TcpTranslator::send_data(Flow& f, Clock::time_point now) {
       f.rto_at = now + f.rto;
     }
     if (static_cast<size_t>(n) < want) {
+      f.readable = f.rdhup;
       break;  // drained for now
     }
   }
@@ -483,6 +489,7 @@ void TcpTranslator::send_data(Flow& f, Clock::time_point now) {
 
 void TcpTranslator::rewind(Flow& f) {
   f.snd_nxt = f.snd_una;
+  f.readable = true;
   f.fin_sent = false;
   f.dup_acks = 0;
   if (f.peek_off) {
@@ -573,7 +580,8 @@ void TcpTranslator::send_segment(Flow& f, uint8_t flags, uint32_t seq, Bytes pay
     t.window = window_field(f);
     note_window(f, uint32_t{t.window} << (f.wscale_ok ? kOurWscale : 0));
   }
-  build_tcp(frame_, L2{.src = config_.gateway_mac, .dst = f.box_mac}, t, payload);
+  build_tcp(frame_, L2{.src = config_.gateway_mac, .dst = f.box_mac}, t, payload,
+            config_.tx_checksum);
   ++counters_.segments_out;
   sink_.send_frame(frame_);
 }
@@ -619,6 +627,9 @@ void TcpTranslator::on_socket(uint64_t token, uint32_t events, Clock::time_point
   }
   if ((events & (EPOLLRDHUP | EPOLLHUP)) != 0) {
     f.rdhup = true;
+  }
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0) {
+    f.readable = true;
   }
   if ((events & EPOLLOUT) != 0 && f.state == Flow::State::kEstablished && !f.box_fin) {
     // The socket drained (an edge: the peer read). When the window we last offered held fewer

@@ -271,7 +271,7 @@ bool transport_checksum_ok(Bytes seg, Ip4 src, Ip4 dst, uint8_t proto) {
 
 }  // namespace
 
-std::optional<Tcp> parse_tcp(Bytes segment, Ip4 src, Ip4 dst) {
+std::optional<Tcp> parse_tcp(Bytes segment, Ip4 src, Ip4 dst, bool verify_checksum) {
   Reader r(segment);
   Tcp t;
   t.sport = r.u16();
@@ -286,7 +286,7 @@ std::optional<Tcp> parse_tcp(Bytes segment, Ip4 src, Ip4 dst) {
   if (!r.ok() || hlen < kTcpHeader || hlen > segment.size()) {
     return std::nullopt;
   }
-  if (!transport_checksum_ok(segment, src, dst, kProtoTcp)) {
+  if (verify_checksum && !transport_checksum_ok(segment, src, dst, kProtoTcp)) {
     return std::nullopt;
   }
   parse_tcp_options(segment.subspan(kTcpHeader, hlen - kTcpHeader), t.options);
@@ -294,7 +294,7 @@ std::optional<Tcp> parse_tcp(Bytes segment, Ip4 src, Ip4 dst) {
   return t;
 }
 
-std::optional<Udp> parse_udp(Bytes datagram, Ip4 src, Ip4 dst) {
+std::optional<Udp> parse_udp(Bytes datagram, Ip4 src, Ip4 dst, bool verify_checksum) {
   Reader r(datagram);
   Udp u;
   u.sport = r.u16();
@@ -305,7 +305,7 @@ std::optional<Udp> parse_udp(Bytes datagram, Ip4 src, Ip4 dst) {
     return std::nullopt;
   }
   auto d = datagram.first(len);
-  if (sum != 0 && !transport_checksum_ok(d, src, dst, kProtoUdp)) {
+  if (verify_checksum && sum != 0 && !transport_checksum_ok(d, src, dst, kProtoUdp)) {
     return std::nullopt;
   }
   u.payload = d.subspan(kUdpHeader);
@@ -343,7 +343,8 @@ void build_arp_reply(std::vector<std::byte>& out, const L2& l2, Ip4 sender_ip, I
   w.u32(target_ip);
 }
 
-void build_tcp(std::vector<std::byte>& out, const L2& l2, const TcpOut& t, Bytes payload) {
+void build_tcp(std::vector<std::byte>& out, const L2& l2, const TcpOut& t, Bytes payload,
+               bool checksum) {
   out.clear();
   out.reserve(kEthHeader + kIpv4Header + kTcpHeader + 8 + payload.size());
   Writer w(out);
@@ -374,7 +375,12 @@ void build_tcp(std::vector<std::byte>& out, const L2& l2, const TcpOut& t, Bytes
   }
   w.bytes(payload);
   uint32_t sum = pseudo_header_sum(t.src, t.dst, kProtoTcp, seg_len);
-  w.put16(at + 16, checksum_fold(checksum_add(sum, w.from(at))));
+  if (checksum) {
+    w.put16(at + 16, checksum_fold(checksum_add(sum, w.from(at))));
+  } else {
+    // CHECKSUM_PARTIAL convention: the folded pseudo-header sum, not complemented.
+    w.put16(at + 16, static_cast<uint16_t>(~checksum_fold(sum)));
+  }
 }
 
 void build_udp(std::vector<std::byte>& out, const L2& l2, Ip4 src, Ip4 dst, uint16_t sport,

@@ -49,6 +49,7 @@ struct TcpConfig {
   std::chrono::milliseconds rto_max{30000};
   int max_retries = 8;
   bool use_peek_off = true;  // false forces the scratch-iovec path (tests of the fallback)
+  bool tx_checksum = true;   // false: partial checksums, the tap sends NEEDS_CSUM (tap_offload)
 };
 
 struct TcpCounters {

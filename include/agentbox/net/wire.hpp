@@ -108,14 +108,18 @@ struct Tcp {
   [[nodiscard]] bool has(uint8_t f) const { return (flags & f) != 0; }
 };
 // `segment` is the IPv4 payload; src/dst are needed for the pseudo-header checksum.
-[[nodiscard]] std::optional<Tcp> parse_tcp(Bytes segment, Ip4 src, Ip4 dst);
+// `verify_checksum = false` for frames whose checksum the tap vouches for (checksum offload: the
+// box's kernel leaves it partial; nothing crossed a wire that could corrupt it).
+[[nodiscard]] std::optional<Tcp> parse_tcp(Bytes segment, Ip4 src, Ip4 dst,
+                                           bool verify_checksum = true);
 
 struct Udp {
   uint16_t sport = 0;
   uint16_t dport = 0;
   Bytes payload;
 };
-[[nodiscard]] std::optional<Udp> parse_udp(Bytes datagram, Ip4 src, Ip4 dst);
+[[nodiscard]] std::optional<Udp> parse_udp(Bytes datagram, Ip4 src, Ip4 dst,
+                                           bool verify_checksum = true);
 
 struct IcmpEcho {
   uint8_t type = 0;  // 8 request, 0 reply
@@ -152,7 +156,10 @@ struct TcpOut {
   std::optional<uint16_t> mss;    // only on SYN
   std::optional<uint8_t> wscale;  // only on SYN
 };
-void build_tcp(std::vector<std::byte>& out, const L2& l2, const TcpOut& t, Bytes payload);
+// `checksum = false` leaves the checksum partial (the pseudo-header sum only, as the kernel does
+// with CHECKSUM_PARTIAL): for a vnet_hdr tap, which sends such frames with NEEDS_CSUM.
+void build_tcp(std::vector<std::byte>& out, const L2& l2, const TcpOut& t, Bytes payload,
+               bool checksum = true);
 
 void build_udp(std::vector<std::byte>& out, const L2& l2, Ip4 src, Ip4 dst, uint16_t sport,
                uint16_t dport, Bytes payload);

@@ -162,7 +162,7 @@ void set_addr(sockaddr& sa, const char* addr) {
 }
 
 // In the calling thread's (new) netns: tap0 like the box's, lo up. Returns the tap fd or -1.
-int make_tap(std::string& why) {
+int make_tap(bool offload, std::string& why) {
   int tun = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (tun < 0) {
     why = std::string("open /dev/net/tun: ") + std::strerror(errno);
@@ -170,7 +170,7 @@ int make_tap(std::string& why) {
   }
   ifreq ifr{};
   std::strncpy(ifr.ifr_name, "tap0", IFNAMSIZ - 1);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0));
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   auto fail = [&](const char* op) {
     why = std::string(op) + ": " + std::strerror(errno);
@@ -180,6 +180,9 @@ int make_tap(std::string& why) {
   };
   if (ioctl(tun, TUNSETIFF, &ifr) != 0) {
     return fail("TUNSETIFF");
+  }
+  if (offload && ioctl(tun, TUNSETOFFLOAD, TUN_F_CSUM) != 0) {
+    return fail("TUNSETOFFLOAD");
   }
   for (const char* name : {"lo", "tap0"}) {
     ifreq f{};
@@ -280,7 +283,12 @@ struct NullAudit final : audit::Sink {
   void emit(const audit::Event&) noexcept override {}
 };
 
-TEST(TapEndToEnd, BulkBothWaysShortAndConcurrentConnections) {
+// Parameter: checksum offload (IFF_VNET_HDR + TUN_F_CSUM, FdTap vnet_hdr, partial checksums
+// both ways) or plain frames with full checksums.
+class TapEndToEnd : public ::testing::TestWithParam<bool> {};
+
+TEST_P(TapEndToEnd, BulkBothWaysShortAndConcurrentConnections) {
+  const bool offload = GetParam();
   if (geteuid() != 0) {
     GTEST_SKIP() << "skipped: needs root to create a netns";
   }
@@ -293,7 +301,7 @@ TEST(TapEndToEnd, BulkBothWaysShortAndConcurrentConnections) {
   ASSERT_GE(self_ns, 0);
   ASSERT_EQ(unshare(CLONE_NEWNET), 0) << std::strerror(errno);
   std::string why;
-  int tun = make_tap(why);
+  int tun = make_tap(offload, why);
   int box_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   ASSERT_EQ(setns(self_ns, CLONE_NEWNET), 0) << std::strerror(errno);
   close(self_ns);
@@ -324,11 +332,13 @@ TEST(TapEndToEnd, BulkBothWaysShortAndConcurrentConnections) {
   auto overrides = parse_connect_to(std::vector<std::string>{"bench.test:80:127.0.0.1:" + port});
   ASSERT_TRUE(overrides);
   NullAudit audit;
-  FdTap tap{base::UniqueFd(tun)};
+  FdTap tap{base::UniqueFd(tun), offload};
   auto poller = EpollPoller::create();
   ASSERT_TRUE(poller);
   ConnectHandler handler(*policy, std::move(*overrides));
-  Stack stack(StackConfig{}, *policy, handler, *poller, tap, audit);
+  StackConfig config;
+  config.tap_offload = offload;
+  Stack stack(config, *policy, handler, *poller, tap, audit);
   auto addr = stack.pool().assign("bench.test");
   ASSERT_TRUE(addr);
   std::string box_addr = ip4_to_string(*addr);
@@ -382,6 +392,9 @@ TEST(TapEndToEnd, BulkBothWaysShortAndConcurrentConnections) {
   close(box_ns);
   unlink(script.c_str());
 }
+
+INSTANTIATE_TEST_SUITE_P(Tap, TapEndToEnd, ::testing::Values(false, true),
+                         [](const auto& p) { return p.param ? "Offload" : "Plain"; });
 
 }  // namespace
 }  // namespace agentbox::net

@@ -198,6 +198,37 @@ TEST(Wire, SeedFramesFromTheIndependentGeneratorParse) {
   EXPECT_FALSE(parse_ipv4(seed("ipv4/frag")));
 }
 
+// Checksum offload: build_tcp(checksum = false) leaves the CHECKSUM_PARTIAL form (pseudo-header
+// sum only). Verified parsing rejects it; parse_tcp(verify_checksum = false) takes it; completing
+// the sum over the segment (what a NIC would do) gives the full checksum build_tcp computes.
+TEST(Checksum, PartialTcpChecksumForOffload) {
+  TcpOut t;
+  t.src = ip4(198, 18, 0, 1);
+  t.dst = ip4(10, 0, 2, 100);
+  t.sport = 443;
+  t.dport = 40000;
+  t.seq = 7;
+  t.flags = tcpflag::kAck;
+  std::vector<std::byte> payload(1001, std::byte{0x5a});
+  std::vector<std::byte> full;
+  std::vector<std::byte> partial;
+  build_tcp(full, L2{}, t, payload);
+  build_tcp(partial, L2{}, t, payload, false);
+  ASSERT_EQ(full.size(), partial.size());
+  Bytes seg = Bytes(partial).subspan(kEthHeader + kIpv4Header);
+  EXPECT_FALSE(parse_tcp(seg, t.src, t.dst));
+  auto parsed = parse_tcp(seg, t.src, t.dst, false);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->payload.size(), 1001u);
+  // Complete it: sum the segment with the partial value in place, store the complement.
+  std::vector<std::byte> done = partial;
+  auto s = std::span(done).subspan(kEthHeader + kIpv4Header);
+  uint16_t c = checksum_fold(checksum_add(0, s));
+  s[16] = std::byte{static_cast<uint8_t>(c >> 8)};
+  s[17] = std::byte{static_cast<uint8_t>(c)};
+  EXPECT_EQ(done, full);
+}
+
 // checksum_add (word-at-a-time, native order) against the textbook 16-bit big-endian loop, over
 // every length up to 300 at every alignment, plus a full 64 KiB segment and a chained sum.
 uint32_t reference_sum(uint32_t sum, Bytes d) {
