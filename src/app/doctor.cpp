@@ -147,8 +147,7 @@ Check check_tun() {
   }
   c.state = CheckState::kFail;
   c.detail = fmt::format("cannot open: {} ({})", std::strerror(errno), base::errno_name(errno));
-  c.fix = errno == ENOENT ? "sudo modprobe tun  (and add `tun` to /etc/modules-load.d/)"
-                          : "make /dev/net/tun mode 0666 (the distribution default)";
+  c.fix = tun_fix(errno);
   return c;
 }
 
@@ -216,6 +215,11 @@ Check check_cgroup() {
 }
 
 }  // namespace
+
+std::string tun_fix(int err) {
+  return err == ENOENT ? "sudo modprobe tun  (and add `tun` to /etc/modules-load.d/)"
+                       : "make /dev/net/tun mode 0666 (the distribution default)";
+}
 
 std::string userns_hint(int err) {
   if (sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1") {

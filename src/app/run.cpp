@@ -21,6 +21,8 @@
 
 #include "agentbox/app/doctor.hpp"
 #include "agentbox/app/session_confinement.hpp"
+#include "agentbox/app/session_network.hpp"
+#include "agentbox/app/session_proxy.hpp"
 #include "agentbox/app/terminal.hpp"
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/log.hpp"
@@ -174,6 +176,8 @@ struct Session {
   std::string dir;
   std::unique_ptr<audit::JsonlSink> sink;
   std::unique_ptr<SessionConfinement> confinement;  // Landlock, caps, seccomp, rlimits, cgroup
+  std::unique_ptr<SessionProxy> proxy;              // credentials, session CA, L7 handler
+  std::unique_ptr<SessionNetwork> network;          // the tap in the box, the stack out here
 };
 
 // Grants are resolved to their real paths, except that a path inside the workspace must stay
@@ -245,6 +249,23 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   }
   AGENTBOX_ASSIGN_OR_RETURN(s.protect, sb::prepare_protected(s.workspace, rels));
 
+  s.id = new_session_id();
+  s.dir = sessions_dir(env, s.user.home) + "/" + s.id;
+  AGENTBOX_TRY(mkdir_p(s.dir, 0700));
+  auto sink = audit::JsonlSink::open(s.dir + "/audit.jsonl", s.id);
+  if (!sink) {
+    return std::move(sink).error().context("opening the audit log");
+  }
+  s.sink = std::make_unique<audit::JsonlSink>(std::move(*sink));
+
+  // Credentials and trust before the mount plan and the environment: the box is shown the
+  // merged trust bundle and given placeholders, never the real values.
+  auto proxy = SessionProxy::create(req.policy, env, s.user.home, s.dir, *s.sink);
+  if (!proxy) {
+    return std::move(proxy).error().context("preparing the proxy");
+  }
+  s.proxy = std::move(*proxy);
+
   const std::string& hostname = req.policy.hostname.value;
   sb::MountSpec ms{.workspace = s.workspace,
                    .home = s.user.home,
@@ -258,16 +279,28 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
                    .etc_hosts = sb::make_etc_hosts(hostname),
                    .etc_hostname = hostname + "\n",
                    .etc_resolv_conf = "nameserver 10.0.2.3\n"};
+  ms.overlays = s.proxy->overlays();
   sb::RealHostFs host;
   s.launch.mounts = sb::build_mount_plan(ms, host);
 
   bool tty = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDOUT_FILENO) == 1;
   sb::EnvInputs ein{.caller = env, .user = s.user, .tty = tty};
   for (const auto& e : req.policy.env) {
+    if (s.proxy->secret_env_sources().count(e.value) != 0) {
+      base::log::warn(
+          "--env {}{}: it holds the real value of a credential; the box gets its "
+          "placeholder instead",
+          e.value, from_text(e.origin));
+      continue;
+    }
     ein.pass.push_back(e.value);
   }
   for (const auto& [name, value] : req.policy.setenv) {
     ein.set.emplace_back(name, value.value);
+  }
+  // Last, so they win over a pass-through or setenv of the same name.
+  for (auto& kv : s.proxy->box_env()) {
+    ein.set.push_back(std::move(kv));
   }
   s.launch.env = sb::build_environment(ein);
   s.launch.argv = req.command;
@@ -286,15 +319,6 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
       s.launch.winsize = w;
     }
   }
-
-  s.id = new_session_id();
-  s.dir = sessions_dir(env, s.user.home) + "/" + s.id;
-  AGENTBOX_TRY(mkdir_p(s.dir, 0700));
-  auto sink = audit::JsonlSink::open(s.dir + "/audit.jsonl", s.id);
-  if (!sink) {
-    return std::move(sink).error().context("opening the audit log");
-  }
-  s.sink = std::make_unique<audit::JsonlSink>(std::move(*sink));
 
   ConfineInputs ci{.session_id = s.id,
                    .workspace = s.workspace,
@@ -317,6 +341,17 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   s.confinement = std::move(*confinement);
   s.launch.confinement = s.confinement.get();
   s.launch.keep_fds = s.confinement->child_fds();
+  auto network = SessionNetwork::create(req.policy, s.user.gid, *s.sink);
+  if (!network) {
+    return std::move(network).error().context("preparing the network");
+  }
+  s.network = std::move(*network);
+  s.network->use_handler_factory(
+      [proxy = s.proxy.get()](event::Loop& loop, const policy::EgressPolicy& policy,
+                              const std::vector<net::ConnectTo>& overrides) {
+        return proxy->make_handler(loop, policy, overrides);
+      });
+  s.launch.network = s.network->box_hook();
   return s;
 }
 
@@ -467,6 +502,7 @@ int run(const RunRequest& req) {
   int code;
   std::string reason;
   std::string error;
+  std::vector<std::string> net_summary;
   if (!box) {
     Error err = std::move(box).error();
     bool userns =
@@ -475,6 +511,9 @@ int run(const RunRequest& req) {
     if (userns && (failure.err == EPERM || failure.err == EACCES || failure.err == ENOSPC ||
                    failure.err == EINVAL)) {
       err.hint(userns_hint(failure.err) + "; `agentbox doctor` checks this machine");
+    } else if (failure.stage == sb::SetupStage::kTunOpen ||
+               failure.stage == sb::SetupStage::kTapCreate) {
+      err.hint(tun_fix(failure.err) + "; `agentbox doctor` checks this machine");
     } else if (failure.stage == sb::SetupStage::kExec && failure.err == ENOENT) {
       err.hint(req.command[0].find('/') == std::string::npos
                    ? "the box's PATH is " + std::string(sb::kDefaultPath) +
@@ -490,9 +529,20 @@ int run(const RunRequest& req) {
                                                  std::chrono::steady_clock::now() - t0)
                                                  .count());
     s.confinement->started(*loop);
+    bool net_failed = false;
+    if (auto r = s.network->start(box->take_tap(), *loop); !r) {
+      error = std::move(r).error().context("starting the network").render();
+      fmt::print(stderr, "{}", error);
+      [[maybe_unused]] auto k = box->signal(SIGKILL);
+      net_failed = true;
+    }
     Outcome out = supervise(*box, *loop, req, sig_watch);
-    code = out.code;
-    reason = out.reason;
+    net_summary = s.network->finish();
+    for (auto& line : s.proxy->finish()) {
+      net_summary.push_back(std::move(line));
+    }
+    code = net_failed ? 125 : out.code;
+    reason = net_failed ? "setup failed" : out.reason;
     if (std::string hit = s.confinement->finished(); !hit.empty()) {
       reason = hit;
       base::log::info("the box reached its {}", hit);
@@ -507,6 +557,9 @@ int run(const RunRequest& req) {
   }
   s.sink->emit(end);
   if (!req.quiet) {
+    for (const auto& line : net_summary) {
+      base::log::info("{}", line);
+    }
     std::string what =
         !started ? fmt::format("did not run (status {})", code) : describe_exit(code);
     base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,

@@ -107,6 +107,35 @@ Event& Event::str(std::string_view k, std::string_view value) {
   return *this;
 }
 
+std::optional<std::string_view> Event::field(std::string_view k) const {
+  // Keys are trusted literals and every value's quotes are escaped, so `,"key":` can only be
+  // the start of a field.
+  std::string needle = ",\"";
+  json_escape(k, needle);
+  needle += "\":";
+  size_t at = fields_.find(needle);
+  if (at == std::string::npos) {
+    return std::nullopt;
+  }
+  std::string_view rest = std::string_view(fields_).substr(at + needle.size());
+  if (!rest.empty() && rest[0] == '"') {
+    for (size_t i = 1; i < rest.size(); ++i) {
+      if (rest[i] == '\\') {
+        ++i;
+      } else if (rest[i] == '"') {
+        return rest.substr(1, i - 1);
+      }
+    }
+    return std::nullopt;
+  }
+  size_t end = rest.find_first_of(",]");
+  std::string_view v = rest.substr(0, end);
+  if (v.empty() || v[0] == '[') {
+    return std::nullopt;
+  }
+  return v;
+}
+
 Event& Event::num(std::string_view k, int64_t value) {
   key(k);
   fields_ += fmt::format("{}", value);

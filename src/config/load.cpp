@@ -24,12 +24,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <toml.hpp>
 #include <tuple>
 
 #include "agentbox/config/units.hpp"
+#include "agentbox/policy/connect_to.hpp"
 #include "agentbox/policy/egress.hpp"
 #include "agentbox/policy/host.hpp"
 #include "problems.hpp"
@@ -220,30 +222,13 @@ bool valid_relative(std::string_view s) {
   return true;
 }
 
-// "HOST:PORT:ADDR:PORT" as in curl; ADDR may be [v6].
-bool valid_connect_to(std::string_view s) {
-  auto port_ok = [](std::string_view p) {
-    if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char ch) {
-          return std::isdigit(static_cast<unsigned char>(ch)) != 0;
-        })) {
-      return false;
-    }
-    return std::stoul(std::string(p)) <= 65535;
-  };
-  size_t a = s.find(':');
-  if (a == std::string_view::npos || !policy::normalize_name(s.substr(0, a))) {
-    return false;
+// "HOST:PORT:ADDR:PORT" as in curl (policy's grammar, so validation and use never disagree).
+std::optional<std::string> connect_to_problem(std::string_view s) {
+  auto r = policy::parse_connect_to(s);
+  if (r) {
+    return std::nullopt;
   }
-  size_t b = s.find(':', a + 1);
-  size_t last = s.rfind(':');
-  if (b == std::string_view::npos || last <= b) {
-    return false;
-  }
-  std::string_view addr = s.substr(b + 1, last - b - 1);
-  if (addr.size() >= 2 && addr.front() == '[' && addr.back() == ']') {
-    addr = addr.substr(1, addr.size() - 2);
-  }
-  return port_ok(s.substr(a + 1, b - a - 1)) && port_ok(s.substr(last + 1)) && !addr.empty();
+  return fmt::format("`{}`: expected HOST:PORT:ADDR:PORT ({})", s, r.error().message());
 }
 
 using Validator = std::function<std::optional<std::string>(const std::string&)>;
@@ -600,11 +585,10 @@ Schema network_schema() {
        }},
       grant_only_list("connect_to", &Policy::connect_to,
                       [](const std::string& s) -> std::optional<std::string> {
-                        if (valid_connect_to(s)) {
-                          return std::nullopt;
+                        if (auto why = connect_to_problem(s)) {
+                          return fmt::format("`network.connect_to`: {}", *why);
                         }
-                        return fmt::format(
-                            "`network.connect_to`: `{}`: expected HOST:PORT:ADDR:PORT", s);
+                        return std::nullopt;
                       }),
       grant_only_list("upstream_ca", &Policy::upstream_ca, path_validator("network.upstream_ca")),
       {"rule",
@@ -758,12 +742,54 @@ void apply_token_files(Ctx& c, const Value& v) {
              tf.json_fields =
                  get_strings(cc, fv, "token_file.json_fields").value_or(std::vector<std::string>{});
            }},
-          {"regexes", [&](Ctx& cc, const Value& rv) {
-             tf.regexes =
-                 get_strings(cc, rv, "token_file.regexes").value_or(std::vector<std::string>{});
+          {"regexes",
+           [&](Ctx& cc, const Value& rv) {
+             auto rs = get_strings(cc, rv, "token_file.regexes");
+             if (!rs) {
+               return;
+             }
+             validate_each(cc, rv, *rs, [](const std::string& r) -> std::optional<std::string> {
+               try {
+                 std::regex re(r);
+                 if (re.mark_count() < 1) {
+                   return fmt::format("`regexes`: `{}` has no group to mask", r);
+                 }
+               } catch (const std::regex_error& e) {
+                 return fmt::format("`regexes`: `{}` is not a regular expression: {}", r, e.what());
+               }
+               return std::nullopt;
+             });
+             tf.regexes = *rs;
+           }},
+          {"hosts",
+           [&](Ctx& cc, const Value& hv) {
+             if (auto hs = get_strings(cc, hv, "token_file.hosts")) {
+               validate_each(cc, hv, *hs, [](const std::string& h) -> std::optional<std::string> {
+                 if (policy::HostPattern::parse(h)) {
+                   return std::nullopt;
+                 }
+                 return fmt::format("`hosts`: `{}` is not a host pattern", h);
+               });
+               tf.hosts = *hs;
+             }
+           }},
+          {"inject", [&](Ctx& cc, const Value& iv) {
+             if (auto s = get_string(cc, iv, "token_file.inject")) {
+               bool ok = *s == "basic" || (s->rfind("header:", 0) == 0 && s->size() > 7) ||
+                         (s->rfind("query:", 0) == 0 && s->size() > 6);
+               if (!ok) {
+                 problem(cc, iv, fmt::format("`inject`: `{}` is not an injection", *s),
+                         "expected \"header:NAME\", \"basic\" or \"query:NAME\"");
+               }
+               tf.inject = *s;
+             }
            }}});
     if (tf.path.empty() && before == c.problems.size()) {
       problem(c, t, "`[[token_file]]` needs a `path`");
+    } else if (tf.hosts.empty() && before == c.problems.size()) {
+      problem(c, t, "`[[token_file]]` needs `hosts`: where its masked values may be used");
+    } else if (tf.json_fields.empty() && tf.regexes.empty() && before == c.problems.size()) {
+      problem(c, t, "`[[token_file]]` needs `json_fields` or `regexes`: what to mask");
     } else if (before == c.problems.size()) {
       c.p.token_files.push_back(std::move(tf));
     }
@@ -862,8 +888,8 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
     }
   }
   for (const auto& a : f.connect_to) {
-    if (!valid_connect_to(a)) {
-      flag_problem(problems, "--connect-to", fmt::format("`{}`: expected HOST:PORT:ADDR:PORT", a));
+    if (auto why = connect_to_problem(a)) {
+      flag_problem(problems, "--connect-to", *why);
     } else {
       p.connect_to.push_back({a, {"--connect-to"}});
     }

@@ -8,7 +8,6 @@
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 
 namespace agentbox::net {
@@ -16,49 +15,13 @@ namespace agentbox::net {
 using base::Error;
 using base::Result;
 
-namespace {
-
-std::optional<uint16_t> parse_port(std::string_view s) {
-  unsigned v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v == 0 || v > 65535) {
-    return std::nullopt;
-  }
-  return static_cast<uint16_t>(v);
-}
-
-}  // namespace
-
 Result<ConnectTo> parse_connect_to(std::string_view s) {
-  auto bad = [&](std::string_view why) {
-    return Error::msg(fmt::format("bad --connect-to `{}`: {}", s, why))
+  auto r = policy::parse_connect_to(s);
+  if (!r) {
+    return Error::msg(fmt::format("bad --connect-to `{}`: {}", s, r.error().message()))
         .hint("write HOST:PORT:ADDR:PORT, e.g. api.example.com:443:127.0.0.1:8443");
-  };
-  auto c1 = s.find(':');
-  auto c2 = c1 == std::string_view::npos ? c1 : s.find(':', c1 + 1);
-  auto c3 = s.rfind(':');
-  if (c1 == std::string_view::npos || c2 == std::string_view::npos || c3 <= c2) {
-    return bad("expected four fields");
   }
-  ConnectTo ct;
-  auto host = policy::normalize_name(s.substr(0, c1));
-  auto port = parse_port(s.substr(c1 + 1, c2 - c1 - 1));
-  auto addr_text = s.substr(c2 + 1, c3 - c2 - 1);
-  if (addr_text.size() >= 2 && addr_text.front() == '[' && addr_text.back() == ']') {
-    addr_text = addr_text.substr(1, addr_text.size() - 2);
-  }
-  auto addr = policy::parse_ip(addr_text);
-  auto to_port = parse_port(s.substr(c3 + 1));
-  if (!host) {
-    return bad("HOST is not a valid host name");
-  }
-  if (!port || !to_port) {
-    return bad("ports must be 1-65535");
-  }
-  if (!addr) {
-    return bad("ADDR must be an IP address");
-  }
-  return ConnectTo{.host = *host, .port = *port, .addr = *addr, .to_port = *to_port};
+  return r;
 }
 
 Result<std::vector<ConnectTo>> parse_connect_to(const std::vector<std::string>& specs) {

@@ -57,6 +57,14 @@ const char* setup_stage_name(SetupStage stage) {
       return "sethostname";
     case SetupStage::kLoopback:
       return "bringing up `lo`";
+    case SetupStage::kTunOpen:
+      return "opening `/dev/net/tun`";
+    case SetupStage::kTapCreate:
+      return "creating the box's tap device (TUNSETIFF)";
+    case SetupStage::kTapConfigure:
+      return "configuring the box's network (netlink)";
+    case SetupStage::kTapSend:
+      return "handing the tap device to the supervisor";
     case SetupStage::kPivotRoot:
       return "pivot_root into the box";
     case SetupStage::kChdir:
@@ -103,7 +111,7 @@ namespace {
 constexpr const char* kStaging = "/tmp";  // exists everywhere; shadowed only inside our mount ns
 constexpr const char* kEmptyFile = "/empty";  // in the staging root: covers protected symlinks
 
-enum class MsgType : uint32_t { kFailure = 1, kPtyMaster = 2 };
+enum class MsgType : uint32_t { kFailure = 1, kPtyMaster = 2, kTap = 3 };
 struct Msg {
   MsgType type;
   uint16_t stage;
@@ -137,6 +145,7 @@ struct Prepared {
   std::optional<struct winsize> winsize;
   std::optional<struct termios> termios;
   const Confinement* confinement = nullptr;
+  const BoxNetwork* network = nullptr;
   int ctl = -1;           // the child's end of the control socket
   std::vector<int> keep;  // sorted: ctl and the confinement's fds
 };
@@ -217,6 +226,7 @@ Prepared prepare(const LaunchSpec& spec, std::vector<std::string>& argv_store,
   p.winsize = spec.winsize;
   p.termios = spec.termios;
   p.confinement = spec.confinement;
+  p.network = spec.network;
   p.keep = spec.keep_fds;
   return p;
 }
@@ -265,6 +275,13 @@ bool restrict_mount(const char* target, bool read_only, bool recursive, bool dev
 }
 
 bool make_file(const char* path, uint32_t mode) {
+  // An existing file is a mountpoint as it is. Opening it for writing would fail with EACCES
+  // (not ours) before EROFS (read-only bind) for a user, though binding over it is allowed.
+  struct stat st {};
+  if (::lstat(path, &st) == 0) {
+    errno = S_ISLNK(st.st_mode) ? ELOOP : EISDIR;
+    return !S_ISLNK(st.st_mode) && !S_ISDIR(st.st_mode);
+  }
   int fd = ::open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) {
     return false;
@@ -397,8 +414,8 @@ bool loopback_up() {
   return ok;
 }
 
-void send_fd(const Prepared& p, int fd) {
-  Msg m{MsgType::kPtyMaster, 0, 0, -1};
+void send_fd(const Prepared& p, int fd, MsgType type, SetupStage stage) {
+  Msg m{type, 0, 0, -1};
   iovec iov{&m, sizeof m};
   alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(int))] = {};
   msghdr mh{};
@@ -412,7 +429,7 @@ void send_fd(const Prepared& p, int fd) {
   c->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
   if (::sendmsg(p.ctl, &mh, MSG_NOSIGNAL) < 0) {
-    fail(p, SetupStage::kPty, errno);
+    fail(p, stage, errno);
   }
 }
 
@@ -437,7 +454,7 @@ int open_pty(const Prepared& p) {
   if (p.winsize) {
     ::ioctl(slave, TIOCSWINSZ, &*p.winsize);
   }
-  send_fd(p, master);
+  send_fd(p, master, MsgType::kPtyMaster, SetupStage::kPty);
   ::close(master);
   return slave;
 }
@@ -582,6 +599,14 @@ int open_pty(const Prepared& p) {
   if (!loopback_up()) {
     fail(p, SetupStage::kLoopback, errno);
   }
+  if (p.network != nullptr) {
+    NetworkSetupResult net = p.network->setup("/oldroot");
+    if (net.err != 0) {
+      fail(p, net.stage == SetupStage::kNone ? SetupStage::kTapConfigure : net.stage, net.err);
+    }
+    send_fd(p, net.fd, MsgType::kTap, SetupStage::kTapSend);
+    ::close(net.fd);  // the supervisor's copy keeps the tap alive; the program never sees it
+  }
   // Into the box: pivot_root(".", ".") stacks the staging root on top of the new one; detaching
   // it takes the staging tmpfs and the whole host tree (/oldroot) out of this namespace.
   int old_root = ::open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
@@ -671,14 +696,14 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
     if (static_cast<size_t>(n) != sizeof m) {
       return Error::msg("short message on the box's control socket");
     }
-    if (m.type == MsgType::kPtyMaster) {
+    if (m.type == MsgType::kPtyMaster || m.type == MsgType::kTap) {
       cmsghdr* c = CMSG_FIRSTHDR(&mh);
       if (c == nullptr || c->cmsg_type != SCM_RIGHTS) {
-        return Error::msg("pty message without a file descriptor");
+        return Error::msg("fd message without a file descriptor");
       }
       int fd = -1;
       std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-      box.pty_master_ = UniqueFd(fd);
+      (m.type == MsgType::kTap ? box.tap_ : box.pty_master_) = UniqueFd(fd);
       continue;
     }
     LaunchFailure f{static_cast<SetupStage>(m.stage), m.err, m.index};
@@ -703,6 +728,7 @@ Box::Box(Box&& other) noexcept
     : pidfd_(std::move(other.pidfd_)),
       pid_(other.pid_),
       pty_master_(std::move(other.pty_master_)),
+      tap_(std::move(other.tap_)),
       reaped_(other.reaped_) {
   other.reaped_ = true;
 }

@@ -25,4 +25,7 @@ struct Check {
 // doctor's user-namespace check, so `run` and `doctor` never disagree.
 [[nodiscard]] std::string userns_hint(int err);
 
+// The fix for /dev/net/tun failing with `err` (doctor's check and run's hint share it).
+[[nodiscard]] std::string tun_fix(int err);
+
 }  // namespace agentbox::app

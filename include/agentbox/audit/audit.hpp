@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,6 +37,10 @@ class Event {
   [[nodiscard]] const std::string& type() const { return type_; }
   // The fields after "type", as `,"k":v,...` (used by sinks to build the line).
   [[nodiscard]] const std::string& fields() const { return fields_; }
+  // The value of field `key` as written in the line: a string's JSON-escaped text without the
+  // quotes (printable: control bytes are escaped), a number's digits. For sinks that summarise
+  // (the exit summary counts hosts); nullopt when absent or not a string/number.
+  [[nodiscard]] std::optional<std::string_view> field(std::string_view key) const;
 
  private:
   void key(std::string_view k);

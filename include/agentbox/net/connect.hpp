@@ -13,18 +13,14 @@
 #include <vector>
 
 #include "agentbox/net/flow.hpp"
+#include "agentbox/policy/connect_to.hpp"
 #include "agentbox/policy/egress.hpp"
 
 namespace agentbox::net {
 
-struct ConnectTo {
-  std::string host;  // normalized name
-  uint16_t port = 0;
-  policy::IpAddr addr;
-  uint16_t to_port = 0;
-};
-
-// "HOST:PORT:ADDR:PORT" (curl's --connect-to shape; ADDR an IP literal, IPv6 in brackets).
+// The --connect-to grammar lives in policy (config validates with it too).
+using ConnectTo = policy::ConnectTo;
+// Each spec parsed; the first bad one is the error, naming it.
 [[nodiscard]] base::Result<ConnectTo> parse_connect_to(std::string_view s);
 [[nodiscard]] base::Result<std::vector<ConnectTo>> parse_connect_to(
     const std::vector<std::string>& specs);

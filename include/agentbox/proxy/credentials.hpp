@@ -117,10 +117,10 @@ class CredentialSet {
 
   // Scans and rewrites `req` bound for `host` (a canonical hostname). `body`, when given, is
   // scanned up to max_body_scan bytes (and hashed for a SigV4 request that carries no
-  // x-amz-content-sha256: pass the whole body for those) (placeholders in bodies are blocked
-  // off-scope, never swapped: body injection needs explicit opt-in, not built yet).
-  // `cleartext`: the request goes out as plain HTTP, so any placeholder of a credential, even
-  // in scope, is blocked rather than swapped (the secret would cross the network unencrypted).
+  // x-amz-content-sha256: pass the whole body for those); placeholders in bodies are blocked
+  // off-scope, never swapped (body injection needs explicit opt-in, not built yet).
+  // `cleartext`: the request goes out as plain HTTP, so any placeholder of a credential, even in
+  // scope, is blocked rather than swapped (the secret would cross the network unencrypted).
   [[nodiscard]] Verdict inspect(http1::Request& req, std::string_view host,
                                 std::string_view body = {}, bool cleartext = false);
   // A scrubber loaded with every secret form this set knows (call per response).

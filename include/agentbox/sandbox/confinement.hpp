@@ -33,6 +33,10 @@ enum class SetupStage : uint16_t {
   kMountOp,  // index says which MountOp
   kHostname,
   kLoopback,
+  kTunOpen,       // the box's network (BoxNetwork hook): opening /dev/net/tun
+  kTapCreate,     // TUNSETIFF
+  kTapConfigure,  // netlink: MTU, link up, address, default route
+  kTapSend,       // handing the tap fd to the supervisor
   kPivotRoot,
   kChdir,
   kPty,

@@ -8,8 +8,9 @@
 //               own uid/gid 1:1 (setgroups=deny first); makes mounts private; mounts a staging
 //               tmpfs on /tmp and pivots into it (the host stays reachable at /oldroot); builds
 //               the box's root at /newroot by running the MountPlan; sets the hostname; brings
-//               lo up; pivots into /newroot and detaches the old root; chdir; with a terminal,
-//               opens the box's own /dev/ptmx and sends the master to the supervisor
+//               lo up; runs the BoxNetwork hook (the tap; its fd goes to the supervisor over
+//               SCM_RIGHTS); pivots into /newroot and detaches the old root; chdir; with a
+//               terminal, opens the box's own /dev/ptmx and sends the master to the supervisor
 //               (SCM_RIGHTS); forks the program; then reaps, forwards signals to the program's
 //               process group, and exits with the program's status (128+N for signal N).
 //   program     empty signal mask; setsid (no controlling terminal of the user's, ever); the pty
@@ -30,6 +31,7 @@
 
 #include "agentbox/base/result.hpp"
 #include "agentbox/base/unique_fd.hpp"
+#include "agentbox/sandbox/box_network.hpp"
 #include "agentbox/sandbox/confinement.hpp"
 #include "agentbox/sandbox/mount_plan.hpp"
 
@@ -48,6 +50,9 @@ struct LaunchSpec {
   std::optional<struct winsize> winsize;
   std::optional<struct termios> termios;
   const Confinement* confinement = nullptr;  // applied right before execve; may be null
+  // Creates the box's tap in init (after lo is up); its fd reaches the supervisor (take_tap()).
+  // Null: the box has only `lo`.
+  const BoxNetwork* network = nullptr;
   // fds (besides 0-2) that init keeps open for the confinement hook; everything else the
   // supervisor had open is closed in init at once, and all of it is close-on-exec in the program.
   std::vector<int> keep_fds;
@@ -80,6 +85,8 @@ class Box {
   [[nodiscard]] pid_t pid() const { return pid_; }
   // The pty master (supervisor side) when spec.pty; invalid otherwise. Ownership moves out.
   [[nodiscard]] base::UniqueFd take_pty_master() { return std::move(pty_master_); }
+  // The box's tap device (supervisor side) when spec.network; invalid otherwise.
+  [[nodiscard]] base::UniqueFd take_tap() { return std::move(tap_); }
 
   // pidfd_send_signal to init (which forwards to the program's process group; SIGKILL ends the
   // whole box at once since init is pid 1 of its namespace).
@@ -94,6 +101,7 @@ class Box {
   base::UniqueFd pidfd_;
   pid_t pid_ = -1;
   base::UniqueFd pty_master_;
+  base::UniqueFd tap_;
   bool reaped_ = false;
 };
 

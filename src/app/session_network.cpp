@@ -1,0 +1,396 @@
+// The session's network: config -> EgressPolicy, the tap hook for init, the stack on the loop.
+// (Theory of operation: include/agentbox/app/session_network.hpp.)
+#include "agentbox/app/session_network.hpp"
+
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+
+#include "agentbox/base/log.hpp"
+#include "agentbox/net/connect.hpp"
+#include "agentbox/net/stack.hpp"
+#include "agentbox/net/tap_setup.hpp"
+#include "agentbox/policy/egress.hpp"
+
+namespace agentbox::app {
+
+using base::Error;
+using base::Result;
+
+namespace {
+
+constexpr size_t kSummaryHosts = 8;  // hosts named per summary line; the rest are counted
+
+// The launcher's BoxNetwork hook over net::TapSetup (sandbox never sees net).
+class TapHook final : public sandbox::BoxNetwork {
+ public:
+  explicit TapHook(net::TapSetup setup) : setup_(std::move(setup)) {}
+  [[nodiscard]] sandbox::NetworkSetupResult setup(const char* host_root) const noexcept override {
+    net::TapResult r = setup_.apply(host_root);
+    sandbox::SetupStage stage = sandbox::SetupStage::kNone;
+    switch (r.step) {
+      case net::TapStep::kNone:
+        break;
+      case net::TapStep::kOpenTun:
+        stage = sandbox::SetupStage::kTunOpen;
+        break;
+      case net::TapStep::kCreate:
+        stage = sandbox::SetupStage::kTapCreate;
+        break;
+      case net::TapStep::kConfigure:
+        stage = sandbox::SetupStage::kTapConfigure;
+        break;
+    }
+    return {stage, r.err, r.fd};
+  }
+
+ private:
+  net::TapSetup setup_;
+};
+
+// net::Poller over the session's event::Loop: flow sockets join the loop's one epoll set.
+// Events come back as (token, events) through `on_event`.
+class LoopPoller final : public net::Poller {
+ public:
+  using OnEvent = std::function<void(uint64_t token, uint32_t events)>;
+  LoopPoller(event::Loop& loop, OnEvent on_event) : loop_(loop), on_event_(std::move(on_event)) {}
+  ~LoopPoller() override {
+    for (auto& [fd, w] : watches_) {
+      loop_.unwatch(w.id);
+    }
+  }
+  LoopPoller(const LoopPoller&) = delete;
+  LoopPoller& operator=(const LoopPoller&) = delete;
+
+  void watch(int fd, uint32_t events, uint64_t token) override {
+    auto it = watches_.find(fd);
+    if (it != watches_.end() && it->second.token == token) {
+      if (auto r = loop_.modify(it->second.id, events); !r) {
+        base::log::debug("network: {}", r.error().message());
+      }
+      return;
+    }
+    if (it != watches_.end()) {
+      loop_.unwatch(it->second.id);
+      watches_.erase(it);
+    }
+    auto id = loop_.watch_fd(fd, events, [this, token](uint32_t ev) { on_event_(token, ev); });
+    if (!id) {
+      // The flow then sees no readiness and ends by its retransmission limit; nothing else
+      // stalls. (EPOLL_CTL_ADD fails only for ENOMEM/ENOSPC: max_user_watches.)
+      base::log::warn("network: cannot watch a connection's socket: {}", id.error().message());
+      return;
+    }
+    watches_[fd] = W{*id, token};
+  }
+  void unwatch(int fd) override {
+    auto it = watches_.find(fd);
+    if (it != watches_.end()) {
+      loop_.unwatch(it->second.id);
+      watches_.erase(it);
+    }
+  }
+
+ private:
+  struct W {
+    event::WatchId id;
+    uint64_t token;
+  };
+  event::Loop& loop_;
+  OnEvent on_event_;
+  std::unordered_map<int, W> watches_;
+};
+
+// Per-host counts for the exit summary, in first-seen order of the count's size.
+struct HostCounts {
+  std::map<std::string, uint64_t> by_host;
+  uint64_t total = 0;
+  void add(std::string_view host) {
+    ++by_host[std::string(host.substr(0, 80))];
+    ++total;
+  }
+  [[nodiscard]] std::string list() const {
+    std::vector<std::pair<std::string, uint64_t>> v(by_host.begin(), by_host.end());
+    std::stable_sort(v.begin(), v.end(),
+                     [](const auto& a, const auto& b) { return a.second > b.second; });
+    std::string out;
+    for (size_t i = 0; i < v.size() && i < kSummaryHosts; ++i) {
+      out += fmt::format("{}{} {}", i == 0 ? "" : ", ", v[i].first, v[i].second);
+    }
+    if (v.size() > kSummaryHosts) {
+      out += fmt::format(", and {} more hosts", v.size() - kSummaryHosts);
+    }
+    return out;
+  }
+};
+
+// Forwards every event to the session's log; keeps the counts for the summary; prints closes
+// and DNS answers on the debug stream (-v). Field values are the log's escaped text, so a
+// hostile name from the box cannot put control bytes on the user's terminal.
+class NetAudit final : public audit::Sink {
+ public:
+  explicit NetAudit(audit::Sink& next) : next_(next) {}
+  void emit(const audit::Event& ev) noexcept override {
+    next_.emit(ev);
+    const std::string& t = ev.type();
+    auto f = [&](std::string_view key) { return ev.field(key).value_or(""); };
+    if (t == "net.connect") {
+      allowed.add(f("name"));
+    } else if (t == "net.deny") {
+      denied.add(f("name"));
+    } else if (t == "net.fail") {
+      failed.add(f("name"));
+      base::log::debug("tcp #{} {}:{} failed: {}", f("id"), f("name"), f("port"), f("error"));
+    } else if (t == "net.close") {
+      base::log::debug("tcp #{} {}:{} closed{}: {} bytes up, {} down", f("id"), f("name"),
+                       f("port"), f("reset") == "true" ? " by reset" : "", f("bytes_up"),
+                       f("bytes_down"));
+    } else if (t == "dns.query") {
+      std::string_view result = f("result");
+      // glibc asks A and AAAA together: count a denied lookup once, by its A query.
+      if (result == "denied" && f("qtype") != "AAAA") {
+        denied.add(f("name"));
+      }
+      std::string_view answer = f("answer");
+      base::log::debug("dns {} {}: {}{}{}", f("name"), f("qtype"), result,
+                       answer.empty() ? "" : " ", answer);
+    }
+  }
+  HostCounts allowed;
+  HostCounts denied;
+  HostCounts failed;
+
+ private:
+  audit::Sink& next_;
+};
+
+// The one place where the handler serving the box's connections is chosen. Connect first
+// (ConnectHandler: --connect-to, supervisor-side resolution, rebinding guard) until the L7 proxy
+// (issue #5) plugs its ProxyHandler in here, over the same net::FlowHandler seam.
+std::unique_ptr<net::FlowHandler> choose_flow_handler(const policy::EgressPolicy& policy,
+                                                      std::vector<net::ConnectTo> overrides) {
+  return std::make_unique<net::ConnectHandler>(policy, std::move(overrides));
+}
+
+std::string origin_of(const config::Origin& o) {
+  return o.describe();
+}
+
+// The stack and everything on the loop; exists between start() and finish().
+struct Running {
+  Running(event::Loop& l, base::UniqueFd tap_fd) : loop(l), tap(std::move(tap_fd)) {}
+  ~Running() {
+    stack.reset();  // unwatches every flow socket through the poller
+    for (event::WatchId id : {tap_watch, timer_watch}) {
+      loop.unwatch(id);
+    }
+  }
+  Running(const Running&) = delete;
+  Running& operator=(const Running&) = delete;
+
+  // Sets the one timerfd to the stack's earliest TCP deadline (or disarms it).
+  void rearm() noexcept {
+    auto next = stack->tcp().next_deadline();
+    if (next == armed) {
+      return;
+    }
+    armed = next;
+    itimerspec its{};
+    if (next) {
+      // steady_clock is CLOCK_MONOTONIC (libstdc++), the timerfd's clock.
+      auto ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(next->time_since_epoch()).count();
+      ns = std::max<int64_t>(ns, 1);
+      its.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+      its.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+    }
+    (void)::timerfd_settime(timer.get(), TFD_TIMER_ABSTIME, &its, nullptr);
+  }
+
+  event::Loop& loop;
+  net::FdTap tap;
+  base::UniqueFd timer;
+  std::unique_ptr<LoopPoller> poller;
+  std::unique_ptr<net::Stack> stack;
+  event::WatchId tap_watch = 0;
+  event::WatchId timer_watch = 0;
+  std::optional<net::Clock::time_point> armed;
+  bool tap_failed = false;
+};
+
+}  // namespace
+
+struct SessionNetwork::Impl {
+  Impl(audit::Sink& sink, TapHook h) : audit(sink), hook(std::move(h)) {}
+  policy::EgressPolicy policy;
+  std::vector<config::Origin> rule_origins;  // parallel to policy.rules()
+  std::vector<net::ConnectTo> overrides;
+  net::StackConfig stack_config;
+  NetAudit audit;
+  TapHook hook;
+  std::unique_ptr<net::FlowHandler> handler;
+  SessionNetwork::HandlerFactory factory;
+  std::unique_ptr<Running> running;
+};
+
+void SessionNetwork::use_handler_factory(HandlerFactory factory) {
+  impl_->factory = std::move(factory);
+}
+
+SessionNetwork::SessionNetwork(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SessionNetwork::~SessionNetwork() = default;
+
+Result<std::unique_ptr<SessionNetwork>> SessionNetwork::create(const config::Policy& policy,
+                                                               unsigned gid, audit::Sink& sink) {
+  net::StackConfig sc;
+  net::TapSpec ts{.name = "eth0",
+                  .address = sc.box_ip,
+                  .prefix = 24,
+                  .gateway = sc.gateway_ip,
+                  .mtu = sc.mtu,
+                  .ping_gid = gid};
+  AGENTBOX_ASSIGN_OR_RETURN(auto tap, net::TapSetup::prepare(ts));
+  auto impl = std::make_unique<Impl>(sink, TapHook(std::move(tap)));
+  impl->stack_config = sc;
+  // raw_tcp entries are allow rules too: for the connect-first handler every allowed flow is a
+  // byte stream; the L7 proxy will treat them as "no TLS/HTTP inspection".
+  for (const auto* list : {&policy.net_allow, &policy.raw_tcp}) {
+    for (const auto& r : *list) {
+      auto rule = policy::EgressRule::parse(r.value);
+      if (!rule) {
+        return Error::msg(
+            fmt::format("{}: `{}`: {}", origin_of(r.origin), r.value, rule.error().message()));
+      }
+      impl->policy.add(std::move(*rule));
+      impl->rule_origins.push_back(r.origin);
+    }
+  }
+  for (const auto& c : policy.connect_to) {
+    auto ct = policy::parse_connect_to(c.value);
+    if (!ct) {
+      return Error::msg(
+          fmt::format("{}: `{}`: {}", origin_of(c.origin), c.value, ct.error().message()));
+    }
+    if (!impl->policy.decide(ct->host, ct->port).allowed) {
+      base::log::warn("{} `{}`: no rule allows {}:{}, so the box cannot use this mapping",
+                      c.origin.source.rfind("--", 0) == 0 ? c.origin.source : origin_of(c.origin),
+                      c.value, ct->host, ct->port);
+    }
+    impl->overrides.push_back(std::move(*ct));
+  }
+  for (size_t i = 0; i < impl->policy.rules().size(); ++i) {
+    base::log::debug("network: allow `{}` ({})", impl->policy.rules()[i].text,
+                     origin_of(impl->rule_origins[i]));
+  }
+  impl->handler = choose_flow_handler(impl->policy, impl->overrides);
+  return std::unique_ptr<SessionNetwork>(new SessionNetwork(std::move(impl)));
+}
+
+const sandbox::BoxNetwork* SessionNetwork::box_hook() const {
+  return &impl_->hook;
+}
+
+base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop) {
+  if (!tap) {
+    return Error::msg("the box sent no tap device");
+  }
+  int flags = ::fcntl(tap.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(tap.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+    return Error::sys(errno, "fcntl O_NONBLOCK", "tap");
+  }
+  // One fd per open flow: lift the soft limit (the box does not inherit it: it already runs).
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, 65536);
+    (void)::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (impl_->factory) {
+    AGENTBOX_ASSIGN_OR_RETURN(impl_->handler,
+                              impl_->factory(loop, impl_->policy, impl_->overrides));
+  }
+  auto run = std::make_unique<Running>(loop, std::move(tap));
+  int tfd = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (tfd < 0) {
+    return Error::sys(errno, "timerfd_create");
+  }
+  run->timer = base::UniqueFd(tfd);
+  Running* r = run.get();
+  run->poller = std::make_unique<LoopPoller>(loop, [r](uint64_t token, uint32_t events) {
+    r->stack->tcp().on_socket(token, events, net::Clock::now());
+    r->rearm();
+  });
+  run->stack = std::make_unique<net::Stack>(impl_->stack_config, impl_->policy, *impl_->handler,
+                                            *run->poller, run->tap, impl_->audit);
+  auto tw = loop.watch_fd(run->tap.fd(), EPOLLIN, [r](uint32_t) {
+    if (r->tap_failed) {
+      return;
+    }
+    auto n = r->stack->drain(r->tap, net::Clock::now());
+    if (!n) {
+      // The box's namespace is going away (the device is gone): stop reading it.
+      r->tap_failed = true;
+      base::log::debug("network: {}", n.error().message());
+      r->loop.unwatch(r->tap_watch);
+      r->tap_watch = 0;
+    }
+    r->rearm();
+  });
+  if (!tw) {
+    return std::move(tw).error().context("watching the tap");
+  }
+  run->tap_watch = *tw;
+  auto timer = loop.watch_fd(run->timer.get(), EPOLLIN, [r](uint32_t) {
+    uint64_t n = 0;
+    [[maybe_unused]] ssize_t got = ::read(r->timer.get(), &n, sizeof n);
+    r->armed.reset();
+    r->stack->tcp().on_timer(net::Clock::now());
+    r->rearm();
+  });
+  if (!timer) {
+    return std::move(timer).error().context("watching the TCP timer");
+  }
+  run->timer_watch = *timer;
+  impl_->running = std::move(run);
+  return base::ok();
+}
+
+std::vector<std::string> SessionNetwork::finish() {
+  uint64_t dropped = 0;
+  if (impl_->running) {
+    dropped = impl_->running->stack->counters().dropped;
+    impl_->running.reset();
+  }
+  const NetAudit& a = impl_->audit;
+  std::vector<std::string> lines;
+  if (a.allowed.total > 0) {
+    lines.push_back(fmt::format("network: {} connection{} allowed: {}", a.allowed.total,
+                                a.allowed.total == 1 ? "" : "s", a.allowed.list()));
+  }
+  if (a.failed.total > 0) {
+    lines.push_back(fmt::format("network: {} allowed connection{} failed upstream: {}",
+                                a.failed.total, a.failed.total == 1 ? "" : "s", a.failed.list()));
+  }
+  if (a.denied.total > 0) {
+    lines.push_back(fmt::format("network: {} denied (DNS queries and connections): {}",
+                                a.denied.total, a.denied.list()));
+  }
+  if (dropped > 0) {
+    lines.push_back(fmt::format(
+        "network: {} packet{} dropped (UDP other than DNS, ICMP beyond the gateway, IPv6)", dropped,
+        dropped == 1 ? "" : "s"));
+  }
+  return lines;
+}
+
+}  // namespace agentbox::app
