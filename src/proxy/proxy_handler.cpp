@@ -89,6 +89,7 @@ base::Result<std::unique_ptr<ProxyHandler>> ProxyHandler::create(
   if (ca != nullptr) {
     AGENTBOX_ASSIGN_OR_RETURN(upstream_ctx,
                               make_upstream_ctx(options.system_bundle, options.upstream_ca));
+    UpstreamSessions::attach(upstream_ctx.get());
   }
   std::vector<policy::HostPattern> intercept;
   for (const auto& p : intercept_hosts(options.http_rules, credentials)) {
@@ -208,6 +209,9 @@ void ProxyHandler::destroy(uint64_t id) {
       in_->loop.unwatch(s->watch);
       s->watch = 0;
     }
+  }
+  if (c.up.tls && c.up.tls->handshake_done() && c.up.tls->resumed()) {
+    ++counters_.upstream_resumed;
   }
   auto f = by_flow_.find(c.info.id);
   if (f != by_flow_.end() && f->second == id) {

@@ -75,6 +75,7 @@ struct ProxyCounters {
   uint64_t requests = 0;
   uint64_t denied = 0;  // requests answered by the proxy itself (403, 413, 400, 502, ...)
   uint64_t upstream_failures = 0;
+  uint64_t upstream_resumed = 0;  // intercepted connections whose upstream TLS was resumed
   uint64_t timeouts = 0;
   uint64_t internal_errors = 0;  // an exception in a callback: connection closed
 };

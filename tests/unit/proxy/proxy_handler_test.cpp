@@ -559,6 +559,18 @@ TEST_F(ProxyHandlerTest, KeepAliveSeveralRequestsOneUpstreamConnection) {
   EXPECT_EQ(handler_->counters().requests, 5u);
 }
 
+TEST_F(ProxyHandlerTest, UpstreamTlsSessionsAreResumed) {
+  for (int i = 0; i < 3; ++i) {
+    const auto r = request(kApi, get(kApi, "/n" + std::to_string(i)));
+    EXPECT_EQ(r.substr(0, 15), "HTTP/1.1 200 OK") << r;
+    ASSERT_TRUE(pump_until(
+        *loop_, [&] { return handler_->connection_count() == 0; }, 5s));
+  }
+  EXPECT_EQ(servers_[kApi]->connections(), 3);
+  EXPECT_EQ(handler_->counters().upstream_resumed, 2u);  // every connection after the first
+  EXPECT_EQ(servers_[kApi]->seen().size(), 3u);
+}
+
 TEST_F(ProxyHandlerTest, ServerSentEventsArriveIncrementally) {
   UniqueFd fd = open_flow(kApi);
   Upstream& server = *servers_[kApi];
