@@ -296,7 +296,34 @@ void ProxyHandler::run(Conn& c) noexcept {
   }
 }
 
+// The loop's callbacks: nothing may escape them (an allocation failure closes what it can and
+// is counted), the loop and every other flow go on.
 void ProxyHandler::on_fd(uint64_t id, bool box_side, uint32_t events) noexcept {
+  try {
+    handle_fd(id, box_side, events);
+  } catch (...) {
+    ++counters_.internal_errors;
+  }
+}
+
+void ProxyHandler::on_flush_timer() noexcept {
+  flush_timer_ = 0;  // one-shot: the loop removed it
+  try {
+    handle_flush_timer();
+  } catch (...) {
+    ++counters_.internal_errors;
+  }
+}
+
+void ProxyHandler::on_sweep() noexcept {
+  try {
+    handle_sweep();
+  } catch (...) {
+    ++counters_.internal_errors;
+  }
+}
+
+void ProxyHandler::handle_fd(uint64_t id, bool box_side, uint32_t events) {
   auto it = conns_.find(id);
   if (it == conns_.end()) {
     return;
@@ -351,8 +378,7 @@ void ProxyHandler::arm_flush_timer() {
   flush_timer_ = w ? *w : 0;
 }
 
-void ProxyHandler::on_flush_timer() noexcept {
-  flush_timer_ = 0;  // one-shot: the loop removed it
+void ProxyHandler::handle_flush_timer() {
   const auto now = Clock::now();
   bool again = false;
   std::vector<uint64_t> ids;
@@ -383,7 +409,7 @@ void ProxyHandler::on_flush_timer() noexcept {
   }
 }
 
-void ProxyHandler::on_sweep() noexcept {
+void ProxyHandler::handle_sweep() {
   const auto now = Clock::now();
   const auto& o = in_->options;
   std::vector<uint64_t> ids;

@@ -118,6 +118,9 @@ class ProxyHandler final : public net::FlowHandler {
   void on_fd(uint64_t id, bool box_side, uint32_t events) noexcept;
   void on_sweep() noexcept;
   void on_flush_timer() noexcept;
+  void handle_fd(uint64_t id, bool box_side, uint32_t events);
+  void handle_sweep();
+  void handle_flush_timer();
   void arm_flush_timer();
   void run(Conn& c) noexcept;
   void update_interest(Conn& c);

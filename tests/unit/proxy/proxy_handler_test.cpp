@@ -131,7 +131,7 @@ class BoxClient {
   std::string error_;
 };
 
-std::string get(std::string_view host, std::string_view path, std::string extra = {}) {
+std::string get(std::string_view host, std::string_view path, const std::string& extra = {}) {
   return "GET " + std::string(path) + " HTTP/1.1\r\nHost: " + std::string(host) + "\r\n" + extra +
          "\r\n";
 }
@@ -802,9 +802,9 @@ TEST_F(ProxyHandlerTest, HostileBytesNeverStopOtherFlows) {
     std::string bytes;
     pattern(bytes, static_cast<uint64_t>(i) * 977, 64 + static_cast<size_t>(i) * 37);
     if (i % 3 == 0) {
-      bytes = "\x16\x03\x01\xff\xff" + bytes;  // a huge announced record
+      bytes.insert(0, "\x16\x03\x01\xff\xff");  // a huge announced record
     } else if (i % 3 == 1) {
-      bytes = "GET / HTTP/1.1\r\nHost: " + bytes;
+      bytes.insert(0, "GET / HTTP/1.1\r\nHost: ");
     }
     (void)::send(fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (i % 4 == 0) {
