@@ -307,7 +307,10 @@ void ProxyHandler::on_fd(uint64_t id, bool box_side, uint32_t events) noexcept {
 }
 
 void ProxyHandler::on_flush_timer() noexcept {
-  flush_timer_ = 0;  // one-shot: the loop removed it
+  // A fired one-shot timer stays registered (disarmed) until unwatched: drop it, or every hold
+  // would leave a timerfd behind.
+  in_->loop.unwatch(flush_timer_);
+  flush_timer_ = 0;
   try {
     handle_flush_timer();
   } catch (...) {

@@ -93,6 +93,10 @@ TEST_F(ProxyHandlerTest, HeldPrefixOfASecretIsReleasedAfterTheHold) {
   });
   EXPECT_NE(r.find("0\r\n\r\n"), std::string::npos) << r;
   EXPECT_EQ(r.find("held forever"), std::string::npos) << r;
+  // The one-shot flush timer is gone once it fired: only the sweep timer is left.
+  ASSERT_TRUE(pump_until(
+      *loop_, [&] { return handler_->connection_count() == 0; }, 5s));
+  EXPECT_EQ(loop_->watch_count(), 1u);
 }
 
 TEST_F(ProxyHandlerTest, PipelinedRequestsAnsweredInOrder) {
