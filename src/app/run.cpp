@@ -247,7 +247,10 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   for (const auto& p : req.policy.protected_paths) {
     rels.push_back(p.value);
   }
-  AGENTBOX_ASSIGN_OR_RETURN(s.protect, sb::prepare_protected(s.workspace, rels));
+  // Placeholders are recycled through agentbox's state dir (see protect.hpp: start-up cost).
+  std::string stash = sessions_dir(env, s.user.home);
+  stash.replace(stash.rfind('/') + 1, std::string::npos, "placeholders");
+  AGENTBOX_ASSIGN_OR_RETURN(s.protect, sb::prepare_protected(s.workspace, rels, stash));
 
   s.id = new_session_id();
   s.dir = sessions_dir(env, s.user.home) + "/" + s.id;
@@ -331,9 +334,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   for (const auto& rel : s.protect.paths) {
     ci.protected_abs.push_back(fmt::format("{}/{}", s.workspace, rel));
   }
-  for (const auto& g : req.policy.seccomp_allow) {
-    ci.seccomp_allow.push_back(g.value);
-  }
+  ci.seccomp_allow = req.policy.seccomp_allow;
   auto confinement = SessionConfinement::create(ci, *s.sink);
   if (!confinement) {
     return std::move(confinement).error().context("preparing the confinement");
@@ -502,7 +503,7 @@ int run(const RunRequest& req) {
   int code;
   std::string reason;
   std::string error;
-  std::vector<std::string> net_summary;
+  bool net_failed = false;
   if (!box) {
     Error err = std::move(box).error();
     bool userns =
@@ -511,9 +512,12 @@ int run(const RunRequest& req) {
     if (userns && (failure.err == EPERM || failure.err == EACCES || failure.err == ENOSPC ||
                    failure.err == EINVAL)) {
       err.hint(userns_hint(failure.err) + "; `agentbox doctor` checks this machine");
-    } else if (failure.stage == sb::SetupStage::kTunOpen ||
-               failure.stage == sb::SetupStage::kTapCreate) {
+    } else if (failure.stage == sb::SetupStage::kTunOpen) {
       err.hint(tun_fix(failure.err) + "; `agentbox doctor` checks this machine");
+    } else if (failure.stage == sb::SetupStage::kTapCreate) {
+      err.hint(
+          "the kernel refused a tap device in the box's own network namespace (a security "
+          "module or a container policy?); `agentbox doctor` checks /dev/net/tun");
     } else if (failure.stage == sb::SetupStage::kExec && failure.err == ENOENT) {
       err.hint(req.command[0].find('/') == std::string::npos
                    ? "the box's PATH is " + std::string(sb::kDefaultPath) +
@@ -529,24 +533,37 @@ int run(const RunRequest& req) {
                                                  std::chrono::steady_clock::now() - t0)
                                                  .count());
     s.confinement->started(*loop);
-    bool net_failed = false;
     if (auto r = s.network->start(box->take_tap(), *loop); !r) {
-      error = std::move(r).error().context("starting the network").render();
-      fmt::print(stderr, "{}", error);
+      Error e = std::move(r).error().context("starting the network");
+      fmt::print(stderr, "{}", e.render());
+      error = e.message();
       [[maybe_unused]] auto k = box->signal(SIGKILL);
       net_failed = true;
     }
     Outcome out = supervise(*box, *loop, req, sig_watch);
-    net_summary = s.network->finish();
-    for (auto& line : s.proxy->finish()) {
-      net_summary.push_back(std::move(line));
+    code = out.code;
+    reason = out.reason;
+    if (reason == "timeout") {
+      code = 124;  // as timeout(1): the status itself says the time ran out
     }
-    code = net_failed ? 125 : out.code;
-    reason = net_failed ? "setup failed" : out.reason;
     if (std::string hit = s.confinement->finished(); !hit.empty()) {
       reason = hit;
       base::log::info("the box reached its {}", hit);
     }
+  }
+  // The stack goes before the loop does; its summary comes just before the exit line.
+  std::vector<std::string> net_summary = s.network->finish();
+  for (auto& line : s.proxy->finish()) {
+    net_summary.push_back(std::move(line));
+  }
+  if (!req.quiet) {
+    for (const auto& line : net_summary) {
+      base::log::info("{}", line);
+    }
+  }
+  if (net_failed) {
+    code = 125;
+    reason = "setup failed";
   }
   s.protect.placeholders.remove();
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -557,11 +574,9 @@ int run(const RunRequest& req) {
   }
   s.sink->emit(end);
   if (!req.quiet) {
-    for (const auto& line : net_summary) {
-      base::log::info("{}", line);
-    }
-    std::string what =
-        !started ? fmt::format("did not run (status {})", code) : describe_exit(code);
+    std::string what = !started              ? fmt::format("did not run (status {})", code)
+                       : reason == "timeout" ? "was stopped by --timeout (status 124)"
+                                             : describe_exit(code);
     base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,
                     s.dir);
   }

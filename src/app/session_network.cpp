@@ -31,6 +31,7 @@ using base::Result;
 namespace {
 
 constexpr size_t kSummaryHosts = 8;  // hosts named per summary line; the rest are counted
+constexpr size_t kMaxHosts = 4096;   // distinct names remembered per list
 
 // The launcher's BoxNetwork hook over net::TapSetup (sandbox never sees net).
 class TapHook final : public sandbox::BoxNetwork {
@@ -112,13 +113,23 @@ class LoopPoller final : public net::Poller {
   std::unordered_map<int, W> watches_;
 };
 
-// Per-host counts for the exit summary, in first-seen order of the count's size.
+// Per-host counts for the exit summary, largest first. Bounded: the box chooses the names (a
+// flood of random denied names must not grow the supervisor), so past kMaxHosts distinct names
+// the rest are only counted.
 struct HostCounts {
-  std::map<std::string, uint64_t> by_host;
+  std::map<std::string, uint64_t, std::less<>> by_host;
   uint64_t total = 0;
+  uint64_t unnamed = 0;  // counted after the map was full
   void add(std::string_view host) {
-    ++by_host[std::string(host.substr(0, 80))];
     ++total;
+    host = host.substr(0, 80);
+    if (auto it = by_host.find(host); it != by_host.end()) {
+      ++it->second;
+    } else if (by_host.size() < kMaxHosts) {
+      by_host.emplace(host, 1);
+    } else {
+      ++unnamed;
+    }
   }
   [[nodiscard]] std::string list() const {
     std::vector<std::pair<std::string, uint64_t>> v(by_host.begin(), by_host.end());
@@ -128,8 +139,10 @@ struct HostCounts {
     for (size_t i = 0; i < v.size() && i < kSummaryHosts; ++i) {
       out += fmt::format("{}{} {}", i == 0 ? "" : ", ", v[i].first, v[i].second);
     }
-    if (v.size() > kSummaryHosts) {
-      out += fmt::format(", and {} more hosts", v.size() - kSummaryHosts);
+    if (v.size() > kSummaryHosts || unnamed > 0) {
+      uint64_t more = v.size() > kSummaryHosts ? v.size() - kSummaryHosts : 0;
+      out += unnamed > 0 ? fmt::format(", and {}+ more hosts", more + 1)
+                         : fmt::format(", and {} more hosts", more);
     }
     return out;
   }
@@ -175,12 +188,17 @@ class NetAudit final : public audit::Sink {
   audit::Sink& next_;
 };
 
-// The one place where the handler serving the box's connections is chosen. Connect first
-// (ConnectHandler: --connect-to, supervisor-side resolution, rebinding guard) until the L7 proxy
-// (issue #5) plugs its ProxyHandler in here, over the same net::FlowHandler seam.
-std::unique_ptr<net::FlowHandler> choose_flow_handler(const policy::EgressPolicy& policy,
-                                                      std::vector<net::ConnectTo> overrides) {
-  return std::make_unique<net::ConnectHandler>(policy, std::move(overrides));
+// The handler when no factory was set (run sets the L7 proxy's): connect first (ConnectHandler:
+// --connect-to, supervisor-side resolution, rebinding guard). It gets what a handler may need:
+// the policy, the overrides, the loop (to relay on) and the audit sink. It lives from start() to
+// finish(), and everything it references outlives it.
+Result<std::unique_ptr<net::FlowHandler>> choose_flow_handler(
+    const policy::EgressPolicy& policy, const std::vector<net::ConnectTo>& overrides,
+    event::Loop& loop, audit::Sink& audit) {
+  (void)loop;
+  (void)audit;
+  return std::unique_ptr<net::FlowHandler>(
+      std::make_unique<net::ConnectHandler>(policy, overrides));
 }
 
 std::string origin_of(const config::Origin& o) {
@@ -192,6 +210,7 @@ struct Running {
   Running(event::Loop& l, base::UniqueFd tap_fd) : loop(l), tap(std::move(tap_fd)) {}
   ~Running() {
     stack.reset();  // unwatches every flow socket through the poller
+    handler.reset();
     for (event::WatchId id : {tap_watch, timer_watch}) {
       loop.unwatch(id);
     }
@@ -222,6 +241,7 @@ struct Running {
   net::FdTap tap;
   base::UniqueFd timer;
   std::unique_ptr<LoopPoller> poller;
+  std::unique_ptr<net::FlowHandler> handler;
   std::unique_ptr<net::Stack> stack;
   event::WatchId tap_watch = 0;
   event::WatchId timer_watch = 0;
@@ -239,7 +259,6 @@ struct SessionNetwork::Impl {
   net::StackConfig stack_config;
   NetAudit audit;
   TapHook hook;
-  std::unique_ptr<net::FlowHandler> handler;
   SessionNetwork::HandlerFactory factory;
   std::unique_ptr<Running> running;
 };
@@ -263,8 +282,7 @@ Result<std::unique_ptr<SessionNetwork>> SessionNetwork::create(const config::Pol
   AGENTBOX_ASSIGN_OR_RETURN(auto tap, net::TapSetup::prepare(ts));
   auto impl = std::make_unique<Impl>(sink, TapHook(std::move(tap)));
   impl->stack_config = sc;
-  // raw_tcp entries are allow rules too: for the connect-first handler every allowed flow is a
-  // byte stream; the L7 proxy will treat them as "no TLS/HTTP inspection".
+  // raw_tcp entries are allow rules too; the L7 proxy also splices them without inspection.
   for (const auto* list : {&policy.net_allow, &policy.raw_tcp}) {
     for (const auto& r : *list) {
       auto rule = policy::EgressRule::parse(r.value);
@@ -293,7 +311,6 @@ Result<std::unique_ptr<SessionNetwork>> SessionNetwork::create(const config::Pol
     base::log::debug("network: allow `{}` ({})", impl->policy.rules()[i].text,
                      origin_of(impl->rule_origins[i]));
   }
-  impl->handler = choose_flow_handler(impl->policy, impl->overrides);
   return std::unique_ptr<SessionNetwork>(new SessionNetwork(std::move(impl)));
 }
 
@@ -315,10 +332,6 @@ base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop) {
     rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, 65536);
     (void)::setrlimit(RLIMIT_NOFILE, &rl);
   }
-  if (impl_->factory) {
-    AGENTBOX_ASSIGN_OR_RETURN(impl_->handler,
-                              impl_->factory(loop, impl_->policy, impl_->overrides));
-  }
   auto run = std::make_unique<Running>(loop, std::move(tap));
   int tfd = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   if (tfd < 0) {
@@ -330,17 +343,24 @@ base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop) {
     r->stack->tcp().on_socket(token, events, net::Clock::now());
     r->rearm();
   });
-  run->stack = std::make_unique<net::Stack>(impl_->stack_config, impl_->policy, *impl_->handler,
+  if (impl_->factory) {
+    AGENTBOX_ASSIGN_OR_RETURN(run->handler, impl_->factory(loop, impl_->policy, impl_->overrides));
+  } else {
+    AGENTBOX_ASSIGN_OR_RETURN(
+        run->handler, choose_flow_handler(impl_->policy, impl_->overrides, loop, impl_->audit));
+  }
+  run->stack = std::make_unique<net::Stack>(impl_->stack_config, impl_->policy, *run->handler,
                                             *run->poller, run->tap, impl_->audit);
-  auto tw = loop.watch_fd(run->tap.fd(), EPOLLIN, [r](uint32_t) {
+  auto tw = loop.watch_fd(run->tap.fd(), EPOLLIN, [r](uint32_t events) {
     if (r->tap_failed) {
       return;
     }
     auto n = r->stack->drain(r->tap, net::Clock::now());
-    if (!n) {
-      // The box's namespace is going away (the device is gone): stop reading it.
+    if (!n || (*n == 0 && (events & (EPOLLERR | EPOLLHUP)) != 0)) {
+      // The box's namespace is going away (the device is gone): stop reading it, rather than
+      // spin on a level-triggered error.
       r->tap_failed = true;
-      base::log::debug("network: {}", n.error().message());
+      base::log::debug("network: the tap is gone{}", n ? "" : ": " + n.error().message());
       r->loop.unwatch(r->tap_watch);
       r->tap_watch = 0;
     }

@@ -9,6 +9,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
+
+#include "agentbox/base/log.hpp"
 
 namespace agentbox::net {
 
@@ -100,6 +103,8 @@ Result<OpenResult> connect_nonblocking(const policy::IpAddr& addr, uint16_t port
 Result<OpenResult> ConnectHandler::on_open(const FlowInfo& info) {
   for (const auto& o : overrides_) {
     if (!info.literal && o.host == info.name && o.port == info.orig_port) {
+      base::log::debug("tcp #{} {}:{} -> {}:{} (--connect-to)", info.id, info.name, info.orig_port,
+                       o.addr.to_string(), o.to_port);
       return connect_nonblocking(o.addr, o.to_port);
     }
   }
@@ -113,12 +118,24 @@ Result<OpenResult> ConnectHandler::on_open(const FlowInfo& info) {
   }
   AGENTBOX_ASSIGN_OR_RETURN(auto addrs, resolver_(info.name));
   std::string refused;
+  std::optional<Error> failed;
   for (const auto& a : addrs) {
     auto d = policy_.check_resolved(a, info.orig_port);
-    if (d.allowed) {
-      return connect_nonblocking(a, info.orig_port);
+    if (!d.allowed) {
+      refused = d.reason;
+      continue;
     }
-    refused = d.reason;
+    // An address that fails at once (ENETUNREACH for IPv6 on a host without it) is skipped
+    // for the next one; a connect in progress is the answer.
+    auto r = connect_nonblocking(a, info.orig_port);
+    if (r) {
+      base::log::debug("tcp #{} {}:{} -> {}", info.id, info.name, info.orig_port, a.to_string());
+      return r;
+    }
+    failed = std::move(r).error();
+  }
+  if (failed) {
+    return std::move(*failed);
   }
   if (!refused.empty()) {
     return Error::msg(

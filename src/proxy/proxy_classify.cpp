@@ -133,6 +133,12 @@ int UpstreamSessions::on_new_session(SSL* ssl, SSL_SESSION* session) {
 }
 
 bool open_upstream(ProxyHandler::Internals& in, Conn& c) {
+  if (c.up.fd) {
+    return true;  // opened when the flow was (ProxyHandler::serve)
+  }
+  if (!c.up.error.empty()) {
+    return false;
+  }
   auto r = in.connector.on_open(c.info);
   if (!r) {
     ++in.counters.upstream_failures;

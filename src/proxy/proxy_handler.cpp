@@ -164,7 +164,7 @@ base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) 
   c->opened = c->last_activity = Clock::now();
   ++counters_.opened;
   if (in_->raw_tcp.decide(info.name, info.orig_port).allowed) {
-    // Raw TCP: the server may speak first (SSH), so connect now and splice from the start.
+    // Raw TCP: the server may speak first (SSH), so splice from the start.
     c->mode = Mode::kSplice;
     ++counters_.raw;
     in_->audit.emit(audit::Event("proxy.open")
@@ -172,9 +172,13 @@ base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) 
                         .str("host", info.name)
                         .num("port", info.orig_port)
                         .str("mode", "raw"));
-    if (!open_upstream(*in_, *c)) {
-      return base::Error::msg("cannot reach `" + info.name + "`: " + c->up.error);
-    }
+  }
+  // The upstream is connected now, whatever the first bytes turn out to be: where bytes may go
+  // does not depend on them (SNI and Host must equal the flow's name), a name that resolves
+  // only to refused addresses (rebinding) or to nothing is answered with a RST as on the plain
+  // path, and the connect overlaps the box's handshake instead of following it.
+  if (!open_upstream(*in_, *c)) {
+    return base::Error::msg("cannot reach `" + info.name + "`: " + c->up.error);
   }
   Conn& ref = *c;
   by_flow_[info.id] = c->id;
@@ -354,8 +358,14 @@ void ProxyHandler::handle_fd(uint64_t id, bool box_side, uint32_t events) {
       s.watch = 0;
     }
     s.close_fd();
-    if (box_side) {
-      c.done = true;  // nothing can reach the box any more
+    // Nothing can reach the box any more, but what it sent before its FIN may still be on its
+    // way up: a splice keeps going until that is flushed (then the done rule in splice() holds).
+    // Ending here lost up to a buffer of the box's last bytes when the upstream had already sent
+    // its FIN (the peer-fin-first half-close test, intermittently).
+    const bool draining = (c.mode == Mode::kSplice || c.mode == Mode::kTunnel) && !c.box.failed() &&
+                          (!c.box.rx.empty() || c.up.pending() > 0);
+    if (box_side && !draining) {
+      c.done = true;
     }
   }
   if (!c.done) {

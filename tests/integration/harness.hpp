@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -48,6 +49,10 @@ struct RunOptions {
   int timeout_ms = 30000;
   std::string cwd;                   // default: the workspace
   std::vector<std::string> wrapper;  // runs `wrapper... agentbox args...` instead
+  // Runs in the forked child, still as the harness's user (root), before switching to the
+  // variant's user and exec: setns into a test network namespace, private mounts, ... Must only
+  // make system calls (the harness may have threads). false -> the child exits with 120.
+  std::function<bool()> before_exec;
 };
 
 // The variant (root / user). Creates the user `agentbox-test` when root and it is missing.

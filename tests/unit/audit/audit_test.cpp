@@ -23,6 +23,24 @@ TEST(Audit, LineHasSchemaTimestampSessionAndFields) {
   EXPECT_EQ(sink.tally().count("other"), 0u);
 }
 
+// Sinks that summarise read fields back: a value can never be mistaken for a key.
+TEST(Audit, FieldReadsBackStringsAndNumbers) {
+  std::vector<std::string> list{"name", "x"};
+  Event ev("dns.query");
+  ev.str("reason", R"(a","name":"fake)")
+      .strs("list", list)
+      .str("name", "evil\".example\x1b")
+      .num("port", 443)
+      .boolean("reset", true);
+  EXPECT_EQ(ev.field("name"), R"(evil\".example\u001b)");
+  EXPECT_EQ(ev.field("port"), "443");
+  EXPECT_EQ(ev.field("reset"), "true");
+  EXPECT_EQ(ev.field("reason"), R"(a\",\"name\":\"fake)");
+  EXPECT_FALSE(ev.field("list"));
+  EXPECT_FALSE(ev.field("missing"));
+  EXPECT_FALSE(ev.field("ame"));
+}
+
 TEST(Audit, EscapesControlQuotesAndInvalidUtf8) {
   std::string out;
   json_escape(std::string("a\"b\\c\n\x01\xff\xc3\xa9\xed\xa0\x80", 13), out);

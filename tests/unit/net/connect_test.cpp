@@ -87,6 +87,28 @@ TEST(ConnectHandler, ResolvedSpecialAddressesAreRefused) {
   EXPECT_FALSE(l.has_pending());  // nothing ever reached the listener
 }
 
+// An address that cannot even be tried (here multicast: connect(2) says ENETUNREACH at once,
+// as it does for IPv6 on a host without it) gives way to the next one.
+TEST(ConnectHandler, AddressThatFailsAtOnceFallsThroughToTheNext) {
+  Listener l;
+  auto policy =
+      *policy::EgressPolicy::parse({"svc.example.com:*", "224.0.0.0/4:*", "127.0.0.1/32:*"});
+  ConnectHandler h(policy, {}, [&](const std::string&) {
+    return base::Result<std::vector<policy::IpAddr>>(std::vector<policy::IpAddr>{
+        *policy::parse_ip("224.0.0.1"), *policy::parse_ip("127.0.0.1")});
+  });
+  auto r = h.on_open(flow("svc.example.com", l.port));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_TRUE(l.has_pending());
+  ConnectHandler only_bad(policy, {}, [&](const std::string&) {
+    return base::Result<std::vector<policy::IpAddr>>(
+        std::vector<policy::IpAddr>{*policy::parse_ip("224.0.0.1")});
+  });
+  auto bad = only_bad.on_open(flow("svc.example.com", l.port));
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("connect"), std::string::npos) << bad.error().message();
+}
+
 TEST(ConnectHandler, SpecialAddressAllowedWhenACidrRuleNamesIt) {
   Listener l;
   auto policy = *policy::EgressPolicy::parse({"svc.example.com:*", "127.0.0.1/32:*"});
