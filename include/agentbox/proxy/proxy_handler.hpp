@@ -3,8 +3,9 @@
 // Theory of operation, per flow (docs/PROXY.md has the long form):
 //   1. on_open answers "accept first": one end of socketpair(AF_UNIX, SOCK_STREAM) goes to the
 //      translator (the box gets SYN-ACK at once), the other end is the box side of a Conn here.
-//      A raw_tcp rule for name:port instead connects upstream at once and splices (protocols
-//      where the server speaks first, such as SSH, work; nothing is checked inside).
+//      The upstream connect (net::ConnectHandler) starts at once; a name that cannot be
+//      reached is refused (RST). A raw_tcp rule for name:port splices from the first byte
+//      (protocols where the server speaks first, such as SSH, work; nothing is checked inside).
 //   2. classify the first bytes: TLS ClientHello (SNI), an HTTP/1.x request line, or anything
 //      else (dropped, audited). SNI = the flow's DNS name; ECH / no SNI refused.
 //   3. TLS to a host no credential and no HTTP rule names: passthrough (the ClientHello bytes
