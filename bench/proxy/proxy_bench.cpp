@@ -118,6 +118,69 @@ void print(const char* what, Stats& s) {
   std::printf("  %-44s median %8.3f ms   p90 %8.3f ms\n", what, s.median(), s.p90());
 }
 
+// Alternating direct and proxied requests on new connections, then on kept-alive ones (`d`
+// and `p` stay connected for the throughput part).
+bool latency(int rounds, uint16_t direct_port, const std::string& direct_ca, uint16_t proxy_port,
+             const std::string& proxy_ca, const std::string& auth, Client& d, Client& p) {
+  Stats direct_new, proxy_new, direct_reused, proxy_reused;
+  Client cd;  // each client keeps its own context (its own trust anchor)
+  Client cp;
+  for (int i = 0; i < rounds; ++i) {
+    auto t0 = Clock::now();
+    if (!cd.connect(direct_port, direct_ca) || cd.get("/", "") != 3) {
+      std::fprintf(stderr, "direct request failed\n");
+      std::exit(1);
+    }
+    direct_new.v.push_back(ms(Clock::now() - t0));
+    cd.close();
+    t0 = Clock::now();
+    if (!cp.connect(proxy_port, proxy_ca) || cp.get("/", auth) != 3) {
+      std::fprintf(stderr, "proxied request failed\n");
+      std::exit(1);
+    }
+    proxy_new.v.push_back(ms(Clock::now() - t0));
+    cp.close();
+  }
+  if (!d.connect(direct_port, direct_ca) || !p.connect(proxy_port, proxy_ca)) {
+    return false;
+  }
+  for (int i = 0; i < rounds * 4; ++i) {
+    auto t0 = Clock::now();
+    (void)d.get("/", "");
+    direct_reused.v.push_back(ms(Clock::now() - t0));
+    t0 = Clock::now();
+    (void)p.get("/", auth);
+    proxy_reused.v.push_back(ms(Clock::now() - t0));
+  }
+  print("direct, new connection", direct_new);
+  print("intercept+inject, new connection", proxy_new);
+  print("direct, reused connection", direct_reused);
+  print("intercept+inject, reused connection", proxy_reused);
+  std::printf("  added: new %+.3f ms (goal <= +1 ms), reused %+.3f ms (goal <= +0.2 ms)\n",
+              proxy_new.median() - direct_new.median(),
+              proxy_reused.median() - direct_reused.median());
+  return true;
+}
+
+void throughput(uint64_t mib, Client& plain, Client& d, Client& p, const std::string& auth) {
+  const std::string big = "/big/" + std::to_string(mib << 20);
+  auto measure = [&](Client& cl, const std::string& a) {
+    const auto t0 = Clock::now();
+    const int64_t n = cl.get(big, a);
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    return n > 0 ? static_cast<double>(n) / s / (1 << 20) : 0.0;
+  };
+  const double loop_mibs = measure(plain, "");
+  const double direct_mibs = measure(d, "");
+  const double proxy_mibs = measure(p, auth);
+  std::printf("download of %llu MiB, one connection:\n", static_cast<unsigned long long>(mib));
+  std::printf("  plain TCP loopback                 %8.0f MiB/s\n", loop_mibs);
+  std::printf("  TLS direct                         %8.0f MiB/s\n", direct_mibs);
+  std::printf("  TLS intercepted (+scrub)           %8.0f MiB/s\n", proxy_mibs);
+  std::printf("  intercepted / loopback = %.2f (goal >= 0.3), intercepted / direct TLS = %.2f\n",
+              proxy_mibs / loop_mibs, proxy_mibs / direct_mibs);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -171,7 +234,7 @@ int main(int argc, char** argv) {
   }
 
   double load[3] = {0, 0, 0};
-  FILE* f = std::fopen("/proc/loadavg", "r");
+  FILE* f = std::fopen("/proc/loadavg", "re");
   if (f != nullptr) {
     if (std::fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) {
       load[0] = load[1] = load[2] = 0;
@@ -181,67 +244,16 @@ int main(int argc, char** argv) {
   std::printf("proxy latency, %d interleaved rounds (%u cpus, load %.2f %.2f %.2f)\n", rounds,
               std::thread::hardware_concurrency(), load[0], load[1], load[2]);
 
-  Stats direct_new, proxy_new, direct_reused, proxy_reused;
-  Client cd;  // each client keeps its own context (its own trust anchor)
-  Client cp;
-  for (int i = 0; i < rounds; ++i) {
-    auto t0 = Clock::now();
-    if (!cd.connect(tls_server.port(), up_ca_file) || cd.get("/", "") != 3) {
-      std::fprintf(stderr, "direct request failed\n");
-      std::exit(1);
-    }
-    direct_new.v.push_back(ms(Clock::now() - t0));
-    cd.close();
-    t0 = Clock::now();
-    if (!cp.connect(proxy_port, session_ca_file) || cp.get("/", auth) != 3) {
-      std::fprintf(stderr, "proxied request failed\n");
-      std::exit(1);
-    }
-    proxy_new.v.push_back(ms(Clock::now() - t0));
-    cp.close();
-  }
   Client d;
   Client p;
-  if (!d.connect(tls_server.port(), up_ca_file) || !p.connect(proxy_port, session_ca_file)) {
+  if (!latency(rounds, tls_server.port(), up_ca_file, proxy_port, session_ca_file, auth, d, p)) {
     return 1;
   }
-  for (int i = 0; i < rounds * 4; ++i) {
-    auto t0 = Clock::now();
-    (void)d.get("/", "");
-    direct_reused.v.push_back(ms(Clock::now() - t0));
-    t0 = Clock::now();
-    (void)p.get("/", auth);
-    proxy_reused.v.push_back(ms(Clock::now() - t0));
-  }
-  print("direct, new connection", direct_new);
-  print("intercept+inject, new connection", proxy_new);
-  print("direct, reused connection", direct_reused);
-  print("intercept+inject, reused connection", proxy_reused);
-  std::printf("  added: new %+.3f ms (goal <= +1 ms), reused %+.3f ms (goal <= +0.2 ms)\n",
-              proxy_new.median() - direct_new.median(),
-              proxy_reused.median() - direct_reused.median());
-
-  const std::string big = "/big/" + std::to_string(mib << 20);
-  auto throughput = [&](Client& cl, const std::string& a) {
-    const auto t0 = Clock::now();
-    const int64_t n = cl.get(big, a);
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    return n > 0 ? static_cast<double>(n) / s / (1 << 20) : 0.0;
-  };
   Client plain;
   if (!plain.connect(plain_server.port(), "", false)) {
     return 1;
   }
-  const double loop_mibs = throughput(plain, "");
-  const double direct_mibs = throughput(d, "");
-  const double proxy_mibs = throughput(p, auth);
-  std::printf("download of %llu MiB, one connection:\n", static_cast<unsigned long long>(mib));
-  std::printf("  plain TCP loopback                 %8.0f MiB/s\n", loop_mibs);
-  std::printf("  TLS direct                         %8.0f MiB/s\n", direct_mibs);
-  std::printf("  TLS intercepted (+scrub)           %8.0f MiB/s\n", proxy_mibs);
-  std::printf("  intercepted / loopback = %.2f (goal >= 0.3), intercepted / direct TLS = %.2f\n",
-              proxy_mibs / loop_mibs, proxy_mibs / direct_mibs);
-
+  throughput(mib, plain, d, p, auth);
   d.close();
   p.close();
   plain.close();

@@ -60,7 +60,9 @@ bool start_interception(ProxyHandler::Internals& in, Conn& c) {
     return true;
   }
   auto box_tls = TlsChannel::accept(in.box_ctx.get(), **leaf);
-  auto up_tls = TlsChannel::connect(in.upstream_ctx.get(), c.sni);
+  c.session_tag = {.cache = &in.sessions, .key = c.sni + ":" + std::to_string(c.info.orig_port)};
+  const auto resume = in.sessions.take(c.session_tag.key);
+  auto up_tls = TlsChannel::connect(in.upstream_ctx.get(), c.sni, resume.get());
   if (!box_tls || !up_tls) {
     drop(in, c, "TLS setup failed");
     return true;
@@ -75,11 +77,60 @@ bool start_interception(ProxyHandler::Internals& in, Conn& c) {
     return true;  // http_step answers the first request with a 502 naming the cause
   }
   c.up.tls = std::move(*up_tls);
+  UpstreamSessions::tag(c.up.tls->native(), &c.session_tag);
   c.up.start_tls();
   return true;
 }
 
 }  // namespace
+
+namespace {
+
+int session_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+}  // namespace
+
+void UpstreamSessions::attach(SSL_CTX* ctx) {
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx, &UpstreamSessions::on_new_session);
+}
+
+void UpstreamSessions::tag(SSL* ssl, Tag* tag) {
+  (void)SSL_set_ex_data(ssl, session_index(), tag);
+}
+
+ossl::SessionPtr UpstreamSessions::take(const std::string& key) {
+  auto it = sessions_.find(key);
+  if (it == sessions_.end()) {
+    return nullptr;
+  }
+  ossl::SessionPtr s = std::move(it->second);
+  sessions_.erase(it);
+  return s;
+}
+
+int UpstreamSessions::on_new_session(SSL* ssl, SSL_SESSION* session) {
+  constexpr size_t kMaxSessions = 256;
+  auto* tag = static_cast<Tag*>(SSL_get_ex_data(ssl, session_index()));
+  if (tag == nullptr || tag->cache == nullptr || SSL_SESSION_is_resumable(session) != 1) {
+    return 0;
+  }
+  auto& m = tag->cache->sessions_;
+  if (m.size() >= kMaxSessions && m.find(tag->key) == m.end()) {
+    m.erase(m.begin());
+  }
+  // A copy: OpenSSL marks the connection's own session object not resumable when that
+  // connection ends without close_notify (ours often do, torn down with the box's flow), which
+  // says nothing about the ticket the verified server issued.
+  ossl::SessionPtr copy(SSL_SESSION_dup(session));
+  if (copy) {
+    m[tag->key] = std::move(copy);
+  }
+  return 0;  // the connection keeps its own reference
+}
 
 bool open_upstream(ProxyHandler::Internals& in, Conn& c) {
   if (c.up.fd) {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +17,29 @@
 namespace agentbox::proxy {
 
 using Clock = std::chrono::steady_clock;
+
+// Upstream TLS sessions for resumption, per host:port. A session comes only from a verified
+// handshake with that host (the new-session callback fires after verification), and is used
+// once: taken out of the cache when a new connection resumes it (the server's next ticket
+// replaces it). Bounded; the oldest key goes when full.
+class UpstreamSessions {
+ public:
+  struct Tag {
+    UpstreamSessions* cache = nullptr;
+    std::string key;
+  };
+  // Client-side cache mode and the new-session callback on `ctx`.
+  static void attach(SSL_CTX* ctx);
+  // Takes the session stored under `key` (null if none).
+  [[nodiscard]] ossl::SessionPtr take(const std::string& key);
+  // Tickets that `ssl` receives are stored under tag->key (tag must outlive ssl's reads).
+  static void tag(SSL* ssl, Tag* tag);
+  [[nodiscard]] size_t size() const { return sessions_.size(); }
+
+ private:
+  static int on_new_session(SSL* ssl, SSL_SESSION* session);
+  std::map<std::string, ossl::SessionPtr> sessions_;
+};
 
 // One end of a proxied connection. Bytes from the fd land in `rx` (decrypted first when `tls`);
 // send() queues bytes for the peer (encrypted when `tls`; held in `out` until the handshake is
@@ -114,6 +138,7 @@ struct Conn {
   std::string sni;
   Exchange http;
   std::optional<Scrubber> tunnel_scrubber;
+  UpstreamSessions::Tag session_tag;  // where the upstream's tickets are kept
   Clock::time_point opened{};
   Clock::time_point last_activity{};
   uint64_t lingered = 0;  // bytes discarded while closing
@@ -134,6 +159,7 @@ struct ProxyHandler::Internals {
   SessionCa* ca;
   audit::Sink& audit;
   std::vector<policy::HostPattern> intercept;  // credential scopes + rule hosts
+  UpstreamSessions sessions;
   ProxyCounters& counters;
 };
 

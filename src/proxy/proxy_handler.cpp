@@ -89,6 +89,7 @@ base::Result<std::unique_ptr<ProxyHandler>> ProxyHandler::create(
   if (ca != nullptr) {
     AGENTBOX_ASSIGN_OR_RETURN(upstream_ctx,
                               make_upstream_ctx(options.system_bundle, options.upstream_ca));
+    UpstreamSessions::attach(upstream_ctx.get());
   }
   std::vector<policy::HostPattern> intercept;
   for (const auto& p : intercept_hosts(options.http_rules, credentials)) {
@@ -213,6 +214,9 @@ void ProxyHandler::destroy(uint64_t id) {
       s->watch = 0;
     }
   }
+  if (c.up.tls && c.up.tls->handshake_done() && c.up.tls->resumed()) {
+    ++counters_.upstream_resumed;
+  }
   auto f = by_flow_.find(c.info.id);
   if (f != by_flow_.end() && f->second == id) {
     by_flow_.erase(f);
@@ -296,7 +300,37 @@ void ProxyHandler::run(Conn& c) noexcept {
   }
 }
 
+// The loop's callbacks: nothing may escape them (an allocation failure closes what it can and
+// is counted), the loop and every other flow go on.
 void ProxyHandler::on_fd(uint64_t id, bool box_side, uint32_t events) noexcept {
+  try {
+    handle_fd(id, box_side, events);
+  } catch (...) {
+    ++counters_.internal_errors;
+  }
+}
+
+void ProxyHandler::on_flush_timer() noexcept {
+  // A fired one-shot timer stays registered (disarmed) until unwatched: drop it, or every hold
+  // would leave a timerfd behind.
+  in_->loop.unwatch(flush_timer_);
+  flush_timer_ = 0;
+  try {
+    handle_flush_timer();
+  } catch (...) {
+    ++counters_.internal_errors;
+  }
+}
+
+void ProxyHandler::on_sweep() noexcept {
+  try {
+    handle_sweep();
+  } catch (...) {
+    ++counters_.internal_errors;
+  }
+}
+
+void ProxyHandler::handle_fd(uint64_t id, bool box_side, uint32_t events) {
   auto it = conns_.find(id);
   if (it == conns_.end()) {
     return;
@@ -357,8 +391,7 @@ void ProxyHandler::arm_flush_timer() {
   flush_timer_ = w ? *w : 0;
 }
 
-void ProxyHandler::on_flush_timer() noexcept {
-  flush_timer_ = 0;  // one-shot: the loop removed it
+void ProxyHandler::handle_flush_timer() {
   const auto now = Clock::now();
   bool again = false;
   std::vector<uint64_t> ids;
@@ -389,7 +422,7 @@ void ProxyHandler::on_flush_timer() noexcept {
   }
 }
 
-void ProxyHandler::on_sweep() noexcept {
+void ProxyHandler::handle_sweep() {
   const auto now = Clock::now();
   const auto& o = in_->options;
   std::vector<uint64_t> ids;

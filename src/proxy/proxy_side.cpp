@@ -45,15 +45,10 @@ void Side::after_tls_input() {
   }
   const auto st = tls->read(rx);
   tls->drain_into(tx);  // post-handshake messages (tickets, key updates, alerts)
-  if (st == TlsChannel::Status::kClosed) {
-    eof = true;
-  } else if (st == TlsChannel::Status::kError) {
-    if (fd_eof) {
-      eof = true;  // EOF without close_notify: the framing above decides if that truncated
-    } else {
-      error = tls->error();
-    }
-  } else if (fd_eof) {
+  // EOF without close_notify counts as EOF: the framing above decides if that truncated.
+  if (st == TlsChannel::Status::kError && !fd_eof) {
+    error = tls->error();
+  } else if (st == TlsChannel::Status::kClosed || fd_eof) {
     eof = true;
   }
 }

@@ -112,11 +112,15 @@ base::Result<TlsChannel> TlsChannel::accept(SSL_CTX* ctx, const Leaf& leaf) {
   return ch;
 }
 
-base::Result<TlsChannel> TlsChannel::connect(SSL_CTX* ctx, const std::string& host) {
+base::Result<TlsChannel> TlsChannel::connect(SSL_CTX* ctx, const std::string& host,
+                                             SSL_SESSION* resume) {
   TlsChannel ch;
   ch.ssl_.reset(SSL_new(ctx));
   if (!ch.ssl_) {
     return ssl_error("setting up TLS to `" + host + "`");
+  }
+  if (resume != nullptr && SSL_set_session(ch.ssl_.get(), resume) != 1) {
+    (void)ossl::drain_errors();  // not resumable: a full handshake instead
   }
   // SSL_set_tlsext_host_name() is a macro with a C cast; this is the call it expands to.
   if (SSL_ctrl(ch.ssl_.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
@@ -225,6 +229,10 @@ std::string TlsChannel::alpn() const {
   unsigned int n = 0;
   SSL_get0_alpn_selected(ssl_.get(), &p, &n);
   return p != nullptr ? std::string(reinterpret_cast<const char*>(p), n) : std::string();
+}
+
+bool TlsChannel::resumed() const {
+  return SSL_session_reused(ssl_.get()) == 1;
 }
 
 long TlsChannel::verify_result() const {

@@ -3,8 +3,9 @@
 // Theory of operation, per flow (docs/PROXY.md has the long form):
 //   1. on_open answers "accept first": one end of socketpair(AF_UNIX, SOCK_STREAM) goes to the
 //      translator (the box gets SYN-ACK at once), the other end is the box side of a Conn here.
-//      A raw_tcp rule for name:port instead connects upstream at once and splices (protocols
-//      where the server speaks first, such as SSH, work; nothing is checked inside).
+//      The upstream connect (net::ConnectHandler) starts at once; a name that cannot be
+//      reached is refused (RST). A raw_tcp rule for name:port splices from the first byte
+//      (protocols where the server speaks first, such as SSH, work; nothing is checked inside).
 //   2. classify the first bytes: TLS ClientHello (SNI), an HTTP/1.x request line, or anything
 //      else (dropped, audited). SNI = the flow's DNS name; ECH / no SNI refused.
 //   3. TLS to a host no credential and no HTTP rule names: passthrough (the ClientHello bytes
@@ -75,6 +76,7 @@ struct ProxyCounters {
   uint64_t requests = 0;
   uint64_t denied = 0;  // requests answered by the proxy itself (403, 413, 400, 502, ...)
   uint64_t upstream_failures = 0;
+  uint64_t upstream_resumed = 0;  // intercepted connections whose upstream TLS was resumed
   uint64_t timeouts = 0;
   uint64_t internal_errors = 0;  // an exception in a callback: connection closed
 };
@@ -117,6 +119,9 @@ class ProxyHandler final : public net::FlowHandler {
   void on_fd(uint64_t id, bool box_side, uint32_t events) noexcept;
   void on_sweep() noexcept;
   void on_flush_timer() noexcept;
+  void handle_fd(uint64_t id, bool box_side, uint32_t events);
+  void handle_sweep();
+  void handle_flush_timer();
   void arm_flush_timer();
   void run(Conn& c) noexcept;
   void update_interest(Conn& c);

@@ -47,8 +47,10 @@ class TlsChannel {
 
   // Box side: presents `leaf` (and its CA chain is the box's trust anchor).
   [[nodiscard]] static base::Result<TlsChannel> accept(SSL_CTX* ctx, const Leaf& leaf);
-  // Upstream side: SNI and hostname verification for `host`.
-  [[nodiscard]] static base::Result<TlsChannel> connect(SSL_CTX* ctx, const std::string& host);
+  // Upstream side: SNI and hostname verification for `host`; `resume`, when given, is a session
+  // from an earlier verified handshake with the same host (abbreviated handshake).
+  [[nodiscard]] static base::Result<TlsChannel> connect(SSL_CTX* ctx, const std::string& host,
+                                                        SSL_SESSION* resume = nullptr);
 
   // Ciphertext from the peer; feed_eof() when its fd reached EOF.
   void feed(std::span<const std::byte> data);
@@ -67,6 +69,8 @@ class TlsChannel {
   [[nodiscard]] bool handshake_done() const;
   [[nodiscard]] std::string alpn() const;
   [[nodiscard]] long verify_result() const;  // X509_V_OK when the peer verified
+  [[nodiscard]] bool resumed() const;        // the handshake resumed an earlier session
+  [[nodiscard]] SSL* native() const { return ssl_.get(); }
   [[nodiscard]] const std::string& error() const { return error_; }
 
  private:
