@@ -188,10 +188,12 @@ for kind, unit in (("tput_up", "Mbit/s, box->host"), ("tput_down", "Mbit/s, host
         table(kind, unit)
 if any(k == "attach" for k, _ in vals):
     print("\nattach (ms, spawn/create -> ready; median, p90):")
-    for peer in ("agentbox", "slirp4netns", "pasta"):
-        v = sorted(vals.get(("attach", peer), []))
+    for peer in ("agentbox", "agentbox-ioctl", "slirp4netns", "pasta"):
+        all_v = vals.get(("attach", peer), [])
+        v = sorted(x for x in all_v if x >= 0)
         if v:
-            print(f"  {peer:12} {statistics.median(v):8.3f}  p90 {v[int(len(v) * 0.9)]:.3f}")
+            print(f"  {peer:14} {statistics.median(v):8.3f}  p90 {v[int(len(v) * 0.9)]:.3f}"
+                  f"  ({len(all_v) - len(v)} of {len(all_v)} failed to start)")
 for line in lines:
     if line.startswith(("conn10k", "rss")):
         print(line)

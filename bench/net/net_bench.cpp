@@ -18,8 +18,9 @@
 //   hold --addr A --port P --count N
 //       Opens N connections (1 byte each way) and keeps them until stdin closes; prints "held N".
 //   attach --rounds N [--peers]
-//       Network attach time: in a fresh netns, create + configure the tap (what the supervisor
-//       adds to box start). With --peers, also slirp4netns and pasta (spawn -> ready), interleaved.
+//       Network attach time: in a fresh netns, create + configure the tap (what the box adds to
+//       its start): "agentbox" with the product's net::TapSetup (libnl), "agentbox-ioctl" with
+//       this file's ioctl version. With --peers, also slirp4netns and pasta (spawn -> ready).
 //       Prints the samples per method in milliseconds, one "name ms" per line.
 //
 // The bench configures the tap with ioctl(2) (SIOCSIF*, SIOCADDRT); the product uses libnl. Both
@@ -59,6 +60,7 @@
 #include "agentbox/net/connect.hpp"
 #include "agentbox/net/epoll_poller.hpp"
 #include "agentbox/net/stack.hpp"
+#include "agentbox/net/tap_setup.hpp"
 #include "agentbox/policy/egress.hpp"
 
 extern char** environ;
@@ -474,8 +476,13 @@ int cmd_hold(const Args& a) {
 // ---- attach time ----
 
 // In a child: unshare a netns (not timed: the box makes one anyway), then time tap creation and
-// configuration. Returns milliseconds.
-double attach_ours() {
+// configuration: the product's net::TapSetup (libnl, what the box's init runs) when `product`,
+// else this file's ioctl version. Returns milliseconds.
+double attach_ours(bool product) {
+  auto setup = net::TapSetup::prepare(net::TapSpec{});
+  if (!setup) {
+    die(setup.error().message());
+  }
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) {
     die_errno("pipe");
@@ -486,8 +493,14 @@ double attach_ours() {
       _exit(2);
     }
     auto t0 = Clock::now();
-    int tun = create_tap(true);
-    double ms = ms_since(t0);
+    int tun = -1;
+    if (product) {
+      net::TapResult r = setup->apply("");
+      tun = r.err == 0 ? r.fd : -1;
+    } else {
+      tun = create_tap(true);
+    }
+    double ms = tun >= 0 ? ms_since(t0) : -1;
     (void)!write(p[1], &ms, sizeof ms);
     close(tun);
     _exit(0);
@@ -582,15 +595,15 @@ int cmd_attach(const Args& a) {
   bool peers = a.has("peers");
   signal(SIGCHLD, SIG_DFL);
   for (int r = 0; r < rounds; ++r) {
-    std::vector<std::string> order = {"agentbox"};
+    std::vector<std::string> order = {"agentbox", "agentbox-ioctl"};
     if (peers) {
-      order = {"agentbox", "slirp4netns", "pasta"};
-      std::rotate(order.begin(), order.begin() + (r % 3), order.end());
+      order = {"agentbox", "agentbox-ioctl", "slirp4netns", "pasta"};
     }
+    std::rotate(order.begin(), order.begin() + static_cast<long>(r % order.size()), order.end());
     for (const auto& m : order) {
       double ms = 0;
-      if (m == "agentbox") {
-        ms = attach_ours();
+      if (m == "agentbox" || m == "agentbox-ioctl") {
+        ms = attach_ours(m == "agentbox");
       } else {
         pid_t ns = netns_holder();
         ms = m == "pasta" ? attach_pasta(ns) : attach_slirp(ns);
