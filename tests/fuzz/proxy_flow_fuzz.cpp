@@ -69,10 +69,14 @@ struct World {
   }
 };
 
-void drain(int fd) {
+size_t drain(int fd) {
   char buf[4096];
-  while (::read(fd, buf, sizeof buf) > 0) {
+  size_t total = 0;
+  ssize_t n = 0;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) {
+    total += static_cast<size_t>(n);
   }
+  return total;
 }
 
 }  // namespace
@@ -85,6 +89,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string box(in.substr(0, split));
   const std::string up(split == std::string_view::npos ? std::string_view()
                                                        : in.substr(split + kSplit.size()));
+  // Connections of earlier flows that ended before their upstream was accepted: drop them, so
+  // the first accept below is this flow's own (the handler connects as the flow opens).
+  for (int i = 0; i < 64; ++i) {
+    base::UniqueFd stale(accept4(w.listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!stale) {
+      break;
+    }
+  }
   auto r = w.handler->on_open({.id = ++w.flow, .name = "fuzz.test", .orig_port = 80});
   if (!r) {
     std::abort();
@@ -92,6 +104,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   base::UniqueFd fd = std::move(r->fd);
   base::UniqueFd upstream;
   size_t up_sent = 0;
+  size_t up_heard = 0;
   bool box_shut = false;
   const auto deadline = std::chrono::steady_clock::now() + 2s;
   while (w.handler->connection_count() > 0) {
@@ -109,11 +122,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)::shutdown(fd.get(), SHUT_WR);
       box_shut = true;
     }
-    drain(fd.get());
+    (void)drain(fd.get());
     if (!upstream) {
       upstream.reset(accept4(w.listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     }
     if (upstream) {
+      // An HTTP server answers a request: it speaks once the proxy has forwarded something.
+      up_heard += drain(upstream.get());
+    }
+    if (upstream && up_heard > 0) {
       if (up_sent < up.size()) {
         const ssize_t n = ::send(upstream.get(), up.data() + up_sent, up.size() - up_sent,
                                  MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -122,7 +139,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         (void)::shutdown(upstream.get(), SHUT_WR);
         ++up_sent;
       }
-      drain(upstream.get());
     }
     (void)w.loop->run_once(1ms);
   }
