@@ -22,6 +22,7 @@
 #include "agentbox/app/doctor.hpp"
 #include "agentbox/app/session_confinement.hpp"
 #include "agentbox/app/session_network.hpp"
+#include "agentbox/app/session_proxy.hpp"
 #include "agentbox/app/terminal.hpp"
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/log.hpp"
@@ -175,6 +176,7 @@ struct Session {
   std::string dir;
   std::unique_ptr<audit::JsonlSink> sink;
   std::unique_ptr<SessionConfinement> confinement;  // Landlock, caps, seccomp, rlimits, cgroup
+  std::unique_ptr<SessionProxy> proxy;              // credentials, session CA, L7 handler
   std::unique_ptr<SessionNetwork> network;          // the tap in the box, the stack out here
 };
 
@@ -247,6 +249,23 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   }
   AGENTBOX_ASSIGN_OR_RETURN(s.protect, sb::prepare_protected(s.workspace, rels));
 
+  s.id = new_session_id();
+  s.dir = sessions_dir(env, s.user.home) + "/" + s.id;
+  AGENTBOX_TRY(mkdir_p(s.dir, 0700));
+  auto sink = audit::JsonlSink::open(s.dir + "/audit.jsonl", s.id);
+  if (!sink) {
+    return std::move(sink).error().context("opening the audit log");
+  }
+  s.sink = std::make_unique<audit::JsonlSink>(std::move(*sink));
+
+  // Credentials and trust before the mount plan and the environment: the box is shown the
+  // merged trust bundle and given placeholders, never the real values.
+  auto proxy = SessionProxy::create(req.policy, env, s.user.home, s.dir, *s.sink);
+  if (!proxy) {
+    return std::move(proxy).error().context("preparing the proxy");
+  }
+  s.proxy = std::move(*proxy);
+
   const std::string& hostname = req.policy.hostname.value;
   sb::MountSpec ms{.workspace = s.workspace,
                    .home = s.user.home,
@@ -260,16 +279,28 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
                    .etc_hosts = sb::make_etc_hosts(hostname),
                    .etc_hostname = hostname + "\n",
                    .etc_resolv_conf = "nameserver 10.0.2.3\n"};
+  ms.overlays = s.proxy->overlays();
   sb::RealHostFs host;
   s.launch.mounts = sb::build_mount_plan(ms, host);
 
   bool tty = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDOUT_FILENO) == 1;
   sb::EnvInputs ein{.caller = env, .user = s.user, .tty = tty};
   for (const auto& e : req.policy.env) {
+    if (s.proxy->secret_env_sources().count(e.value) != 0) {
+      base::log::warn(
+          "--env {}{}: it holds the real value of a credential; the box gets its "
+          "placeholder instead",
+          e.value, from_text(e.origin));
+      continue;
+    }
     ein.pass.push_back(e.value);
   }
   for (const auto& [name, value] : req.policy.setenv) {
     ein.set.emplace_back(name, value.value);
+  }
+  // Last, so they win over a pass-through or setenv of the same name.
+  for (auto& kv : s.proxy->box_env()) {
+    ein.set.push_back(std::move(kv));
   }
   s.launch.env = sb::build_environment(ein);
   s.launch.argv = req.command;
@@ -288,15 +319,6 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
       s.launch.winsize = w;
     }
   }
-
-  s.id = new_session_id();
-  s.dir = sessions_dir(env, s.user.home) + "/" + s.id;
-  AGENTBOX_TRY(mkdir_p(s.dir, 0700));
-  auto sink = audit::JsonlSink::open(s.dir + "/audit.jsonl", s.id);
-  if (!sink) {
-    return std::move(sink).error().context("opening the audit log");
-  }
-  s.sink = std::make_unique<audit::JsonlSink>(std::move(*sink));
 
   ConfineInputs ci{.session_id = s.id,
                    .workspace = s.workspace,
@@ -324,6 +346,11 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
     return std::move(network).error().context("preparing the network");
   }
   s.network = std::move(*network);
+  s.network->use_handler_factory(
+      [proxy = s.proxy.get()](event::Loop& loop, const policy::EgressPolicy& policy,
+                              const std::vector<net::ConnectTo>& overrides) {
+        return proxy->make_handler(loop, policy, overrides);
+      });
   s.launch.network = s.network->box_hook();
   return s;
 }
@@ -520,8 +547,12 @@ int run(const RunRequest& req) {
       base::log::info("the box reached its {}", hit);
     }
   }
-  // The stack goes before the loop does; its summary comes just before the exit line.
+  // The stack and then the proxy's handler go before the loop does; their summaries come just
+  // before the exit line.
   std::vector<std::string> net_summary = s.network->finish();
+  for (auto& line : s.proxy->finish()) {
+    net_summary.push_back(std::move(line));
+  }
   if (!req.quiet) {
     for (const auto& line : net_summary) {
       base::log::info("{}", line);

@@ -188,16 +188,16 @@ class NetAudit final : public audit::Sink {
   audit::Sink& next_;
 };
 
-// The one place where the handler serving the box's connections is chosen. Connect first
-// (ConnectHandler: --connect-to, supervisor-side resolution, rebinding guard) until the L7 proxy
-// (issue #5) plugs its ProxyHandler in here, over the same net::FlowHandler seam; it gets what
-// a handler may need: the policy, the overrides, the loop (to relay on) and the audit sink. It
-// lives from start() to finish(), and everything it references outlives it.
+// The one place where the handler serving the box's connections is chosen: the session's
+// factory when it has one (the L7 proxy: SessionProxy::make_handler, which relays on the same
+// loop), else connect first (ConnectHandler: --connect-to, supervisor-side resolution,
+// rebinding guard). The handler lives from start() to finish(), destroyed after the stack.
 Result<std::unique_ptr<net::FlowHandler>> choose_flow_handler(
-    const policy::EgressPolicy& policy, const std::vector<net::ConnectTo>& overrides,
-    event::Loop& loop, audit::Sink& audit) {
-  (void)loop;
-  (void)audit;
+    const SessionNetwork::HandlerFactory& factory, const policy::EgressPolicy& policy,
+    const std::vector<net::ConnectTo>& overrides, event::Loop& loop) {
+  if (factory) {
+    return factory(loop, policy, overrides);
+  }
   return std::unique_ptr<net::FlowHandler>(
       std::make_unique<net::ConnectHandler>(policy, overrides));
 }
@@ -260,8 +260,13 @@ struct SessionNetwork::Impl {
   net::StackConfig stack_config;
   NetAudit audit;
   TapHook hook;
+  SessionNetwork::HandlerFactory factory;  // the L7 proxy's, when the session has one
   std::unique_ptr<Running> running;
 };
+
+void SessionNetwork::use_handler_factory(HandlerFactory factory) {
+  impl_->factory = std::move(factory);
+}
 
 SessionNetwork::SessionNetwork(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SessionNetwork::~SessionNetwork() = default;
@@ -341,7 +346,7 @@ base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop) {
     r->rearm();
   });
   AGENTBOX_ASSIGN_OR_RETURN(
-      run->handler, choose_flow_handler(impl_->policy, impl_->overrides, loop, impl_->audit));
+      run->handler, choose_flow_handler(impl_->factory, impl_->policy, impl_->overrides, loop));
   run->stack = std::make_unique<net::Stack>(impl_->stack_config, impl_->policy, *run->handler,
                                             *run->poller, run->tap, impl_->audit);
   auto tw = loop.watch_fd(run->tap.fd(), EPOLLIN, [r](uint32_t events) {

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <toml.hpp>
@@ -741,12 +742,54 @@ void apply_token_files(Ctx& c, const Value& v) {
              tf.json_fields =
                  get_strings(cc, fv, "token_file.json_fields").value_or(std::vector<std::string>{});
            }},
-          {"regexes", [&](Ctx& cc, const Value& rv) {
-             tf.regexes =
-                 get_strings(cc, rv, "token_file.regexes").value_or(std::vector<std::string>{});
+          {"regexes",
+           [&](Ctx& cc, const Value& rv) {
+             auto rs = get_strings(cc, rv, "token_file.regexes");
+             if (!rs) {
+               return;
+             }
+             validate_each(cc, rv, *rs, [](const std::string& r) -> std::optional<std::string> {
+               try {
+                 std::regex re(r);
+                 if (re.mark_count() < 1) {
+                   return fmt::format("`regexes`: `{}` has no group to mask", r);
+                 }
+               } catch (const std::regex_error& e) {
+                 return fmt::format("`regexes`: `{}` is not a regular expression: {}", r, e.what());
+               }
+               return std::nullopt;
+             });
+             tf.regexes = *rs;
+           }},
+          {"hosts",
+           [&](Ctx& cc, const Value& hv) {
+             if (auto hs = get_strings(cc, hv, "token_file.hosts")) {
+               validate_each(cc, hv, *hs, [](const std::string& h) -> std::optional<std::string> {
+                 if (policy::HostPattern::parse(h)) {
+                   return std::nullopt;
+                 }
+                 return fmt::format("`hosts`: `{}` is not a host pattern", h);
+               });
+               tf.hosts = *hs;
+             }
+           }},
+          {"inject", [&](Ctx& cc, const Value& iv) {
+             if (auto s = get_string(cc, iv, "token_file.inject")) {
+               bool ok = *s == "basic" || (s->rfind("header:", 0) == 0 && s->size() > 7) ||
+                         (s->rfind("query:", 0) == 0 && s->size() > 6);
+               if (!ok) {
+                 problem(cc, iv, fmt::format("`inject`: `{}` is not an injection", *s),
+                         "expected \"header:NAME\", \"basic\" or \"query:NAME\"");
+               }
+               tf.inject = *s;
+             }
            }}});
     if (tf.path.empty() && before == c.problems.size()) {
       problem(c, t, "`[[token_file]]` needs a `path`");
+    } else if (tf.hosts.empty() && before == c.problems.size()) {
+      problem(c, t, "`[[token_file]]` needs `hosts`: where its masked values may be used");
+    } else if (tf.json_fields.empty() && tf.regexes.empty() && before == c.problems.size()) {
+      problem(c, t, "`[[token_file]]` needs `json_fields` or `regexes`: what to mask");
     } else if (before == c.problems.size()) {
       c.p.token_files.push_back(std::move(tf));
     }

@@ -242,7 +242,7 @@ std::string encode_chunk(std::string_view data) {
 }
 
 std::string denial_response(int status, std::string_view why) {
-  std::string body = "agentbox: request blocked: ";
+  std::string body = "agentbox: ";
   for (char c : why) {
     const auto u = static_cast<unsigned char>(c);
     body.push_back(u < 0x20 || u == 0x7f ? '?' : c);
@@ -252,6 +252,12 @@ std::string denial_response(int status, std::string_view why) {
                        : status == 400 ? "Bad Request"
                        : status == 502 ? "Bad Gateway"
                        : status == 405 ? "Method Not Allowed"
+                       : status == 408 ? "Request Timeout"
+                       : status == 413 ? "Content Too Large"
+                       : status == 414 ? "URI Too Long"
+                       : status == 431 ? "Request Header Fields Too Large"
+                       : status == 501 ? "Not Implemented"
+                       : status == 505 ? "HTTP Version Not Supported"
                                        : "Blocked";
   return "HTTP/1.1 " + std::to_string(status) + " " + reason +
          "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +

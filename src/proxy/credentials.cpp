@@ -261,7 +261,8 @@ bool swap_query(std::string& target, std::string_view param, std::string_view ph
 
 }  // namespace
 
-Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::string_view body) {
+Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::string_view body,
+                               bool cleartext) {
   Verdict v;
   body = body.substr(0, std::min(body.size(), kMaxBodyScan));
   std::vector<Entry*> present;
@@ -306,6 +307,8 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
     std::string why;
     if (!in_scope) {
       why = "credential " + e->spec.name + " sent to " + std::string(host);
+    } else if (cleartext) {
+      why = "credential " + e->spec.name + " would be sent unencrypted to " + std::string(host);
     } else if (e->revoked) {
       why = "credential " + e->spec.name + " was revoked";
     } else if (e->inject.kind == InjectKind::kSigV4 && !verified) {

@@ -14,8 +14,12 @@ void Scrubber::add(std::string needle, std::string replacement) {
       return;
     }
   }
-  keep_ = std::max(keep_, needle.size() - 1);
-  pairs_.emplace_back(std::move(needle), std::move(replacement));
+  // Longest needle first: the Basic form of user:secret contains the base64 of the secret's
+  // whole groups, and replacing that part first would leave the full form unmatched (and the
+  // secret's last bytes visible).
+  auto pos = std::find_if(pairs_.begin(), pairs_.end(),
+                          [&](const auto& p) { return p.first.size() < needle.size(); });
+  pairs_.emplace(pos, std::move(needle), std::move(replacement));
 }
 
 void Scrubber::scrub(std::string& buf) {
@@ -28,19 +32,34 @@ void Scrubber::scrub(std::string& buf) {
   }
 }
 
+size_t Scrubber::hold_length(std::string_view buf) const {
+  // The longest tail of `buf` that is a proper prefix of some needle: only those bytes can
+  // still become a secret when more data comes, so a stream that ends an event with "\n\n"
+  // (SSE) or any byte no needle starts with goes out at once.
+  size_t hold = 0;
+  for (const auto& [needle, repl] : pairs_) {
+    const size_t max_k = std::min(needle.size() - 1, buf.size());
+    for (size_t k = max_k; k > hold; --k) {
+      if (buf[buf.size() - k] == needle[0] && buf.substr(buf.size() - k) == needle.substr(0, k)) {
+        hold = k;
+        break;
+      }
+    }
+  }
+  return hold;
+}
+
 std::string Scrubber::feed(std::string_view data) {
   if (pairs_.empty()) {
     return std::string(data);
   }
   std::string buf = std::move(tail_);
+  tail_.clear();
   buf.append(data);
   scrub(buf);
-  if (buf.size() <= keep_) {
-    tail_ = std::move(buf);
-    return {};
-  }
-  tail_ = buf.substr(buf.size() - keep_);
-  buf.resize(buf.size() - keep_);
+  const size_t hold = hold_length(buf);
+  tail_ = buf.substr(buf.size() - hold);
+  buf.resize(buf.size() - hold);
   return buf;
 }
 

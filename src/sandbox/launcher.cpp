@@ -275,6 +275,13 @@ bool restrict_mount(const char* target, bool read_only, bool recursive, bool dev
 }
 
 bool make_file(const char* path, uint32_t mode) {
+  // An existing file is a mountpoint as it is. Opening it for writing would fail with EACCES
+  // (not ours) before EROFS (read-only bind) for a user, though binding over it is allowed.
+  struct stat st {};
+  if (::lstat(path, &st) == 0) {
+    errno = S_ISLNK(st.st_mode) ? ELOOP : EISDIR;
+    return !S_ISLNK(st.st_mode) && !S_ISDIR(st.st_mode);
+  }
   int fd = ::open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) {
     return false;

@@ -6,7 +6,8 @@
 //             policy::EgressPolicy + --connect-to overrides (already validated by config::load:
 //             one grammar, in policy/); prepares net::TapSetup for the launcher's BoxNetwork hook.
 //   start()   takes the tap fd init sent, builds the Stack (FdTap, a Poller over the loop's epoll,
-//             the FlowHandler chosen in one place: choose_flow_handler) and one timerfd for the
+//             the FlowHandler chosen in one place, choose_flow_handler: the factory's (the L7
+//             proxy) when one was installed, else ConnectHandler) and one timerfd for the
 //             TCP retransmission/persist deadlines, re-armed after every event.
 //   finish()  after the box ended: every flow and watch is dropped (before the loop goes away),
 //             and the summary lines say which hosts were allowed and denied how often.
@@ -15,6 +16,7 @@
 // the debug stream (the stack itself logs opens and denials there).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +26,9 @@
 #include "agentbox/base/unique_fd.hpp"
 #include "agentbox/config/model.hpp"
 #include "agentbox/event/loop.hpp"
+#include "agentbox/net/connect.hpp"
+#include "agentbox/net/flow.hpp"
+#include "agentbox/policy/egress.hpp"
 #include "agentbox/sandbox/box_network.hpp"
 
 namespace agentbox::app {
@@ -37,6 +42,11 @@ class SessionNetwork {
   ~SessionNetwork();
   SessionNetwork(const SessionNetwork&) = delete;
   SessionNetwork& operator=(const SessionNetwork&) = delete;
+
+  // Who serves allowed flows once the loop runs (the L7 proxy); without one, connect first.
+  using HandlerFactory = std::function<base::Result<std::unique_ptr<net::FlowHandler>>(
+      event::Loop&, const policy::EgressPolicy&, const std::vector<net::ConnectTo>&)>;
+  void use_handler_factory(HandlerFactory factory);
 
   // The launcher's hook (LaunchSpec::network): creates and configures the tap in init.
   [[nodiscard]] const sandbox::BoxNetwork* box_hook() const;

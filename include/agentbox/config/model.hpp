@@ -54,6 +54,8 @@ struct TokenFile {
   std::string path;                      // shown inside the box with secrets masked
   std::vector<std::string> json_fields;  // dotted JSON paths to mask
   std::vector<std::string> regexes;      // or regexes whose first group is masked
+  std::vector<std::string> hosts;        // where the masked values are swapped back (required)
+  std::string inject = "header:Authorization";  // as for credentials
 };
 
 struct Limits {

@@ -73,8 +73,9 @@ class SecretSource {
   EnvLookup env_;
 };
 
-// Streaming same-length replacer: feed() returns the bytes that are final, holding back the
-// last (longest needle - 1) bytes so a secret split across two reads is still caught.
+// Streaming same-length replacer: feed() returns the bytes that are final, holding back only
+// the longest tail that is a proper prefix of a needle, so a secret split across two reads is
+// still caught and everything else streams through at once.
 class Scrubber {
  public:
   Scrubber() = default;
@@ -84,12 +85,13 @@ class Scrubber {
   [[nodiscard]] std::string finish();  // the held-back tail, scrubbed
   [[nodiscard]] bool empty() const { return pairs_.empty(); }
   [[nodiscard]] uint64_t replaced() const { return replaced_; }
+  [[nodiscard]] size_t held() const { return tail_.size(); }
 
  private:
   void scrub(std::string& buf);
+  [[nodiscard]] size_t hold_length(std::string_view buf) const;
   std::vector<std::pair<std::string, std::string>> pairs_;
   std::string tail_;
-  size_t keep_ = 0;
   uint64_t replaced_ = 0;
 };
 
@@ -115,10 +117,12 @@ class CredentialSet {
 
   // Scans and rewrites `req` bound for `host` (a canonical hostname). `body`, when given, is
   // scanned up to max_body_scan bytes (and hashed for a SigV4 request that carries no
-  // x-amz-content-sha256: pass the whole body for those) (placeholders in bodies are blocked
-  // off-scope, never swapped: body injection needs explicit opt-in, not built yet).
+  // x-amz-content-sha256: pass the whole body for those); placeholders in bodies are blocked
+  // off-scope, never swapped (body injection needs explicit opt-in, not built yet).
+  // `cleartext`: the request goes out as plain HTTP, so any placeholder of a credential, even in
+  // scope, is blocked rather than swapped (the secret would cross the network unencrypted).
   [[nodiscard]] Verdict inspect(http1::Request& req, std::string_view host,
-                                std::string_view body = {});
+                                std::string_view body = {}, bool cleartext = false);
   // A scrubber loaded with every secret form this set knows (call per response).
   [[nodiscard]] Scrubber scrubber() const;
   // Revocation: the next request carrying its placeholder is blocked. Returns false if unknown.

@@ -174,7 +174,8 @@ inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
 // A complete response the proxy sends instead of forwarding: `status`, a plain-text body that
 // tells the agent why (agents read it and adapt), `X-Agentbox-Denied: 1`, Connection: close.
-// CTLs in `why` are replaced, so text derived from box input cannot split the response.
+// The body is one line, "agentbox: " + `why` (e.g. "POST https://h/p denied by rule R"). CTLs
+// in `why` are replaced, so text derived from box input cannot split the response.
 [[nodiscard]] std::string denial_response(int status, std::string_view why);
 
 // Case-insensitive ASCII comparison of field names and tokens.

@@ -316,7 +316,8 @@ TEST(ChunkEncoding, RoundTripsThroughTheDecoder) {
 }
 
 TEST(Denial, TellsTheAgentWhyAndCannotBeSplit) {
-  const std::string r = denial_response(403, "credential github sent to evil.example\r\nX: y");
+  const std::string r =
+      denial_response(403, "request blocked: credential github sent to evil.example\r\nX: y");
   auto p = parse_response(Bv(r), {});
   ASSERT_EQ(p.status, ParseStatus::kOk) << p.reason;
   EXPECT_EQ(p.message.status, 403);

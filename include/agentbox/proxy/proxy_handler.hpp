@@ -1,0 +1,135 @@
+// ProxyHandler: the net::FlowHandler that serves every allowed box connection (the L7 proxy).
+//
+// Theory of operation, per flow (docs/PROXY.md has the long form):
+//   1. on_open answers "accept first": one end of socketpair(AF_UNIX, SOCK_STREAM) goes to the
+//      translator (the box gets SYN-ACK at once), the other end is the box side of a Conn here.
+//      A raw_tcp rule for name:port instead connects upstream at once and splices (protocols
+//      where the server speaks first, such as SSH, work; nothing is checked inside).
+//   2. classify the first bytes: TLS ClientHello (SNI), an HTTP/1.x request line, or anything
+//      else (dropped, audited). SNI = the flow's DNS name; ECH / no SNI refused.
+//   3. TLS to a host no credential and no HTTP rule names: passthrough (the ClientHello bytes
+//      are replayed upstream, then bytes are spliced; nothing is decrypted). Otherwise intercept:
+//      a leaf from the SessionCa answers the box (ALPN http/1.1), the upstream is a verified
+//      TLS client (system trust store + --upstream-ca files).
+//   4. HTTP/1.1 on intercepted and plain connections (http_exchange.cpp): one request at a time
+//      per connection, each checked (Host = SNI = flow name, CONNECT/TRACE/TRACK refused, HTTP
+//      rules, credentials injected or blocked), its body streamed; the response scrubbed and
+//      streamed (SSE unbuffered); after a 101, a tunnel in both directions. Every request is
+//      one "http.request" audit event.
+//   5. upstream sockets come from net::ConnectHandler (--connect-to, supervisor-side resolution,
+//      rebinding guard), so the proxy and the plain path share one rule for where bytes may go.
+// Event integration: the handler takes the session's event::Loop and registers each of its fds
+// with a callback (level-triggered, interest recomputed from buffer state after every event),
+// plus one periodic sweep timer for deadlines. All callbacks are noexcept; a connection that
+// misbehaves is closed, never the loop. Every buffer is bounded (Options::buffer): a side is
+// read only while the bytes it feeds have somewhere to go, so back-pressure reaches both peers
+// through their socket windows.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agentbox/audit/audit.hpp"
+#include "agentbox/base/result.hpp"
+#include "agentbox/event/loop.hpp"
+#include "agentbox/net/connect.hpp"
+#include "agentbox/net/flow.hpp"
+#include "agentbox/policy/egress.hpp"
+#include "agentbox/proxy/credentials.hpp"
+#include "agentbox/proxy/http_rules.hpp"
+#include "agentbox/proxy/openssl_ptr.hpp"
+#include "agentbox/proxy/tls_ca.hpp"
+
+namespace agentbox::proxy {
+
+struct ProxyOptions {
+  std::vector<HttpRuleSpec> http_rules;
+  std::vector<std::string> raw_tcp;  // egress rule grammar: "git.example.com:22", "CIDR:port"
+  std::vector<net::ConnectTo> connect_to;
+  net::Resolver resolver = net::system_resolve;
+  std::string system_bundle = kSystemBundle;  // upstream trust
+  std::vector<std::string> upstream_ca;       // extra PEM files trusted upstream
+  // Bytes buffered per direction and side before reading stops (back-pressure).
+  size_t buffer = size_t{128} * 1024;
+  size_t max_connections = 4096;
+  std::chrono::milliseconds first_bytes_timeout{10'000};  // classification
+  std::chrono::milliseconds head_timeout{30'000};         // a started request head (slowloris)
+  std::chrono::milliseconds idle_timeout{600'000};        // no byte either way
+  std::chrono::milliseconds sweep_interval{1'000};
+  // A response body byte held back by the scrubber (it may start a secret) goes out after this
+  // long without more data from the upstream.
+  std::chrono::milliseconds scrub_hold{50};
+};
+
+struct ProxyCounters {
+  uint64_t opened = 0;
+  uint64_t passthrough = 0;
+  uint64_t intercepted = 0;
+  uint64_t plain_http = 0;
+  uint64_t raw = 0;
+  uint64_t dropped = 0;  // classification or name check failed
+  uint64_t requests = 0;
+  uint64_t denied = 0;  // requests answered by the proxy itself (403, 413, 400, 502, ...)
+  uint64_t upstream_failures = 0;
+  uint64_t timeouts = 0;
+  uint64_t internal_errors = 0;  // an exception in a callback: connection closed
+};
+
+struct Conn;
+
+class ProxyHandler final : public net::FlowHandler {
+ public:
+  // `credentials` and `ca` may be null (nothing is then intercepted for credentials; a host
+  // named by an HTTP rule without a CA is refused, never passed through unchecked). Every
+  // reference must outlive the handler.
+  [[nodiscard]] static base::Result<std::unique_ptr<ProxyHandler>> create(
+      event::Loop& loop, const policy::EgressPolicy& policy, ProxyOptions options,
+      CredentialSet* credentials, SessionCa* ca, audit::Sink& audit);
+  ~ProxyHandler() override;
+  ProxyHandler(const ProxyHandler&) = delete;
+  ProxyHandler& operator=(const ProxyHandler&) = delete;
+
+  [[nodiscard]] base::Result<net::OpenResult> on_open(const net::FlowInfo& info) override;
+  void on_close(const net::FlowInfo& info, const net::FlowStats& stats) override;
+
+  // Serves `box` (any connected stream socket; made non-blocking here) as the box's end of the
+  // flow. on_open calls it with its socketpair end; tests and benchmarks hand it accepted TCP
+  // sockets so that real clients can connect.
+  [[nodiscard]] base::Status serve(const net::FlowInfo& info, base::UniqueFd box);
+
+  [[nodiscard]] const ProxyCounters& counters() const { return counters_; }
+  [[nodiscard]] size_t connection_count() const { return conns_.size(); }
+  // Hosts the session CA must be able to sign for: the credentials' scopes and the HTTP rules'
+  // hosts (what the app passes as CaOptions::hosts).
+  [[nodiscard]] static std::vector<std::string> intercept_hosts(
+      const std::vector<HttpRuleSpec>& rules, const CredentialSet* credentials);
+
+  // Internal API for the connection code (http_exchange.cpp, proxy_conn.cpp).
+  struct Internals;
+  [[nodiscard]] Internals& internals() { return *in_; }
+
+ private:
+  ProxyHandler() = default;
+  void on_fd(uint64_t id, bool box_side, uint32_t events) noexcept;
+  void on_sweep() noexcept;
+  void on_flush_timer() noexcept;
+  void arm_flush_timer();
+  void run(Conn& c) noexcept;
+  void update_interest(Conn& c);
+  void destroy(uint64_t id);
+  base::Status watch(Conn& c);
+
+  std::unique_ptr<Internals> in_;
+  std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns_;
+  std::unordered_map<uint64_t, uint64_t> by_flow_;  // FlowInfo::id -> conn id
+  uint64_t next_id_ = 1;
+  event::WatchId sweep_ = 0;
+  event::WatchId flush_timer_ = 0;
+  ProxyCounters counters_;
+};
+
+}  // namespace agentbox::proxy

@@ -1,0 +1,389 @@
+// HTTP/1.1 through the proxy: per-request policy, credential swap, streamed and scrubbed bodies.
+//
+// Stages of one exchange (Exchange in proxy_conn.hpp), each resumable when bytes are missing:
+//   request head  parse (strict) -> CONNECT/TRACE/TRACK refused -> Host = flow name (= SNI) ->
+//                 HTTP rules -> max_body against Content-Length -> CredentialSet::inspect
+//                 (headers: swap or block) -> head forwarded (Expect: 100-continue included;
+//                 the upstream's 100 comes back like any interim response)
+//   request body  BodyReader validates the framing; the raw bytes go on unchanged, the decoded
+//                 bytes are counted (max_body) and scanned for placeholders (first 1 MiB)
+//   response head parse (framing from the request) -> scrubbed -> to the box; 1xx loop; 101 ->
+//                 tunnel (proxy_classify.cpp splice, responses scrubbed)
+//   response body BodyReader -> Scrubber (same length) -> as is (Content-Length, until close)
+//                 or re-chunked (chunked; trailers dropped) -> the box, as it arrives
+// A request denied by the proxy is answered with a one-line 403/4xx body and the connection
+// is closed (no body to drain, no state to resynchronize).
+#include <fmt/core.h>
+
+#include <algorithm>
+
+#include "agentbox/policy/ip.hpp"
+#include "proxy_conn.hpp"
+
+namespace agentbox::proxy {
+
+namespace {
+
+using Req = Exchange::Req;
+using Resp = Exchange::Resp;
+
+constexpr size_t kScanOverlap = 4096;  // longer than any placeholder
+
+std::span<const std::byte> as_bytes(std::string_view s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
+
+std::string scheme(const Conn& c) {
+  return c.tls ? "https" : "http";
+}
+
+// Denies the request in flight: answered by the proxy, audited, connection closed.
+bool deny(ProxyHandler::Internals& in, Conn& c, int status, const std::string& line) {
+  answer(in, c, status, line);
+  audit_request(in, c, "denied", line);
+  return true;
+}
+
+// The Host field names the connection's host (and port), so no request reaches a host other
+// than the one the name checks were made for.
+std::string host_mismatch(const Conn& c, const http1::Request& r) {
+  const std::string sent(r.header("host").value_or(""));
+  if (c.info.literal) {
+    auto host = std::string_view(sent);
+    if (!host.empty() && host.front() == '[') {
+      host = host.substr(1, host.find(']') == std::string_view::npos ? 0 : host.find(']') - 1);
+    } else {
+      host = host.substr(0, host.rfind(':'));
+    }
+    const auto a = policy::parse_ip(host);
+    const auto b = policy::parse_ip(c.info.name);
+    if (!a || !b || !(*a == *b)) {
+      return "Host `" + sent + "` does not match the connection's address " + c.info.name;
+    }
+  } else if (r.host != c.info.name) {
+    return "Host `" + sent + "` does not match the connection's name `" + c.info.name +
+           "` (domain fronting)";
+  }
+  if (r.port && *r.port != c.info.orig_port) {
+    return "Host `" + sent + "` names port " + std::to_string(*r.port) + ", the connection is to " +
+           std::to_string(c.info.orig_port);
+  }
+  return {};
+}
+
+bool begin_request(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  auto& r = x.request;
+  x.method = r.method;
+  x.path = audit_path(r.target);
+  const std::string url = scheme(c) + "://" + c.info.name + std::string(target_path(r.target));
+  if (r.refused_method()) {
+    return deny(in, c, 405,
+                r.method + " " + url + " refused: agentbox does not relay " + r.method +
+                    " (no tunnels past the name checks, no TRACE echoes)");
+  }
+  if (auto why = host_mismatch(c, r); !why.empty()) {
+    return deny(in, c, 403, "request blocked: " + why);
+  }
+  const auto rv = in.rules.check(c.info.name, r.method, r.target);
+  if (!rv.allowed) {
+    x.rule = rv.rule;
+    return deny(in, c, 403,
+                r.method + " " + url + " denied by rule " + rv.rule +
+                    (rv.why.empty() ? "" : " (" + rv.why + ")"));
+  }
+  x.rule = rv.named ? rv.rule : c.info.rule;
+  x.max_body = rv.max_body;
+  if (x.max_body && r.framing == http1::Framing::kContentLength && r.content_length > *x.max_body) {
+    return deny(in, c, 413,
+                r.method + " " + url + " denied by rule " + rv.rule + " (body of " +
+                    std::to_string(r.content_length) + " bytes exceeds max_body " +
+                    std::to_string(*x.max_body) + ")");
+  }
+  if (in.credentials != nullptr) {
+    const auto v = in.credentials->inspect(r, c.info.name, {}, /*cleartext=*/!c.tls);
+    if (v.blocked) {
+      return deny(in, c, 403, "request blocked: " + v.reason);
+    }
+    x.credentials = v.used;
+  }
+  if (!c.up.open()) {
+    return deny(in, c, 502,
+                "request blocked: cannot reach " + c.info.name + ": " +
+                    (c.up.error.empty() ? "no upstream connection" : c.up.error));
+  }
+  x.ctx.head = r.method == "HEAD";
+  x.ctx.asked_upgrade = r.wants_upgrade;
+  x.close_after = !r.keep_alive;
+  c.up.send(http1::serialize_head(r));
+  x.req_body.emplace(r.framing, r.content_length);  // max_body is counted in request_body
+  x.req = x.req_body->done() ? Req::kDone : Req::kBody;
+  x.resp = Resp::kHead;
+  ++in.counters.requests;
+  return true;
+}
+
+bool request_head(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  if (c.box.rx.empty()) {
+    if (c.box.eof) {
+      drop(in, c, {});  // the box is done: a clean end of the connection
+      return true;
+    }
+    return false;
+  }
+  if (x.head_started == Clock::time_point{}) {
+    x.head_started = Clock::now();
+  }
+  auto p = http1::parse_request(as_bytes(c.box.rx));
+  if (p.status == http1::ParseStatus::kNeedMore) {
+    if (c.box.eof) {
+      drop(in, c, "request head cut short");
+      return true;
+    }
+    if (c.box.rx.size() >= in.options.buffer) {
+      return deny(in, c, 431, "request blocked: request head too large");
+    }
+    return false;
+  }
+  if (p.status == http1::ParseStatus::kError) {
+    return deny(in, c, p.http_status, "request blocked: malformed request: " + p.reason);
+  }
+  c.box.rx.erase(0, p.head_bytes);
+  x.request = std::move(p.message);
+  return begin_request(in, c);
+}
+
+bool request_body(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  const size_t cap = in.options.buffer;
+  if (c.box.rx.empty() || c.up.pending() >= cap) {
+    if (c.box.eof && c.box.rx.empty()) {
+      audit_request(in, c, "aborted", "the box closed in the middle of the request body");
+      x = Exchange{};
+      drop(in, c, {});
+      return true;
+    }
+    return false;
+  }
+  const size_t room = std::min(c.box.rx.size(), cap - c.up.pending());
+  std::string decoded;
+  const size_t used = x.req_body->feed(as_bytes(c.box.rx).first(room), decoded);
+  x.body_up += decoded.size();
+  const std::string url =
+      scheme(c) + "://" + c.info.name + std::string(target_path(x.request.target));
+  if (x.max_body && x.body_up > *x.max_body) {
+    return deny(in, c, 413,
+                x.method + " " + url + " denied by rule " + x.rule + " (body exceeds max_body " +
+                    std::to_string(*x.max_body) + ")");
+  }
+  if (x.req_body->failed()) {
+    return deny(in, c, 400, "request blocked: malformed request body: " + x.req_body->error());
+  }
+  if (in.credentials != nullptr && x.scanned < CredentialSet::kMaxBodyScan && !decoded.empty()) {
+    std::string window = x.scan_tail + decoded;
+    http1::Request none;
+    const auto v = in.credentials->inspect(none, c.info.name, window, !c.tls);
+    if (v.blocked) {
+      return deny(in, c, 403, "request blocked: " + v.reason);
+    }
+    x.scanned += decoded.size();
+    x.scan_tail = window.substr(window.size() - std::min(window.size(), kScanOverlap));
+  }
+  c.up.send(std::string_view(c.box.rx).substr(0, used));
+  c.box.rx.erase(0, used);
+  if (x.req_body->done()) {
+    x.req = Req::kDone;
+  }
+  return used > 0;
+}
+
+void send_body(Conn& c, std::string_view data) {
+  if (!data.empty()) {
+    c.box.send(c.http.resp_chunked ? http1::encode_chunk(data) : std::string(data));
+  }
+}
+
+void finish_response(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  if (x.scrubber) {
+    send_body(c, x.scrubber->finish());
+  }
+  if (x.resp_chunked) {
+    c.box.send(http1::kLastChunk);
+  }
+  x.resp = Resp::kDone;
+  audit_request(in, c, "allowed");
+  const bool until_close = x.resp_body && !x.resp_body->done();
+  if (x.close_after || x.req != Req::kDone || until_close || c.up.eof) {
+    x = Exchange{};
+    drop(in, c, {});
+    return;
+  }
+  x = Exchange{};
+}
+
+bool response_head(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  if (c.box.pending() >= in.options.buffer) {
+    return false;
+  }
+  auto p = http1::parse_response(as_bytes(c.up.rx), x.ctx);
+  if (p.status == http1::ParseStatus::kNeedMore) {
+    if (c.up.eof || c.up.failed() || c.up.rx.size() >= in.options.buffer) {
+      std::string why = "the upstream closed without answering";
+      if (c.up.failed()) {
+        why = c.up.error;
+      } else if (!c.up.eof) {
+        why = "response head too large";
+      }
+      ++in.counters.upstream_failures;
+      if (x.resp_started) {
+        audit_request(in, c, "aborted", why);
+        x = Exchange{};
+        drop(in, c, {});
+        return true;
+      }
+      return deny(in, c, 502, "request blocked: " + c.info.name + ": " + why);
+    }
+    return false;
+  }
+  if (p.status == http1::ParseStatus::kError) {
+    ++in.counters.upstream_failures;
+    return deny(in, c, 502, "request blocked: bad response from " + c.info.name + ": " + p.reason);
+  }
+  c.up.rx.erase(0, p.head_bytes);
+  auto& resp = p.message;
+  std::string head = http1::serialize_head(resp);
+  if (in.credentials != nullptr) {
+    Scrubber s = in.credentials->scrubber();
+    head = s.feed(head) + s.finish();
+  }
+  c.box.send(head);
+  x.resp_started = true;
+  x.status = resp.status;
+  if (resp.interim()) {
+    return true;
+  }
+  if (resp.framing == http1::Framing::kTunnel) {
+    audit_request(in, c, "allowed", "switching protocols");
+    if (in.credentials != nullptr) {
+      c.tunnel_scrubber = in.credentials->scrubber();
+    }
+    x = Exchange{};
+    c.mode = Mode::kTunnel;
+    return true;
+  }
+  x.close_after = x.close_after || !resp.keep_alive;
+  x.resp_chunked = resp.framing == http1::Framing::kChunked;
+  x.resp_body.emplace(resp.framing, resp.content_length);
+  if (in.credentials != nullptr) {
+    x.scrubber = in.credentials->scrubber();
+  }
+  x.resp = Resp::kBody;
+  if (x.resp_body->done()) {
+    finish_response(in, c);
+  }
+  return true;
+}
+
+bool response_body(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  const size_t cap = in.options.buffer;
+  if (c.box.pending() >= cap) {
+    return false;
+  }
+  const size_t room = std::min(c.up.rx.size(), cap - c.box.pending());
+  std::string decoded;
+  const size_t used = x.resp_body->feed(as_bytes(c.up.rx).first(room), decoded);
+  c.up.rx.erase(0, used);
+  bool progress = used > 0;
+  if (!x.resp_body->done() && c.up.rx.empty() && (c.up.eof || c.up.failed())) {
+    x.resp_body->finish_eof();
+    progress = true;
+  }
+  x.body_down += decoded.size();
+  if (x.scrubber) {
+    decoded = x.scrubber->feed(decoded);
+    x.held_since = x.scrubber->held() > 0 ? Clock::now() : Clock::time_point{};
+  }
+  send_body(c, decoded);
+  if (x.resp_body->failed()) {
+    ++in.counters.upstream_failures;
+    audit_request(in, c, "aborted", "response body: " + x.resp_body->error());
+    x = Exchange{};
+    drop(in, c, {});  // the box sees the body cut short, never a made-up end
+    return true;
+  }
+  if (x.resp_body->done()) {
+    x.resp_body.reset();  // done: no until-close pending
+    finish_response(in, c);
+    return true;
+  }
+  return progress;
+}
+
+}  // namespace
+
+bool holds_bytes(const Conn& c) {
+  return (c.http.scrubber && c.http.scrubber->held() > 0) ||
+         (c.tunnel_scrubber && c.tunnel_scrubber->held() > 0);
+}
+
+void release_held(ProxyHandler::Internals&, Conn& c) {
+  if (c.mode == Mode::kHttp && c.http.scrubber && c.http.resp == Resp::kBody) {
+    send_body(c, c.http.scrubber->finish());
+  } else if (c.mode == Mode::kTunnel && c.tunnel_scrubber) {
+    c.box.send(c.tunnel_scrubber->finish());
+  }
+  c.http.held_since = Clock::time_point{};
+}
+
+bool http_step(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  if (c.box.failed() && !c.box.handshake_done()) {
+    drop(in, c, "TLS with the box failed: " + c.box.error);
+    return true;
+  }
+  if (c.box.failed()) {
+    if (x.req != Req::kHead || x.resp != Resp::kIdle) {
+      audit_request(in, c, "aborted", "box side: " + c.box.error);
+      x = Exchange{};
+    }
+    c.done = true;
+    return true;
+  }
+  if (!c.box.handshake_done()) {
+    return false;  // the box's TLS handshake is still running (fill/flush drive it)
+  }
+  bool progress = false;
+  for (int i = 0; i < 8 && c.mode == Mode::kHttp; ++i) {
+    bool step = false;
+    if (x.req == Req::kHead && x.resp == Resp::kIdle) {
+      if (!c.up.rx.empty() || c.up.eof) {
+        // Bytes (or a close) from the upstream with no request in flight: end the connection;
+        // a client retries a closed keep-alive connection.
+        drop(in, c, {});
+        return true;
+      }
+      step = request_head(in, c);
+    } else if (x.req == Req::kBody) {
+      step = request_body(in, c);
+    }
+    if (c.mode != Mode::kHttp) {
+      return true;
+    }
+    if (x.resp == Resp::kHead) {
+      step = response_head(in, c) || step;
+    } else if (x.resp == Resp::kBody) {
+      step = response_body(in, c) || step;
+    }
+    if (!step) {
+      break;
+    }
+    progress = true;
+  }
+  return progress;
+}
+
+}  // namespace agentbox::proxy

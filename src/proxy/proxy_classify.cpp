@@ -1,0 +1,210 @@
+// First bytes of a box flow -> passthrough, interception, plain HTTP or drop; and the splice.
+#include <algorithm>
+
+#include "agentbox/base/log.hpp"
+#include "agentbox/policy/ip.hpp"
+#include "proxy_conn.hpp"
+
+namespace agentbox::proxy {
+
+namespace {
+
+std::span<const std::byte> as_bytes(const std::string& s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
+
+void audit_open(ProxyHandler::Internals& in, const Conn& c, std::string_view mode) {
+  audit::Event e("proxy.open");
+  e.num("id", static_cast<int64_t>(c.info.id))
+      .str("host", c.info.name)
+      .num("port", c.info.orig_port)
+      .str("mode", mode);
+  if (!c.sni.empty()) {
+    e.str("sni", c.sni);
+  }
+  in.audit.emit(e);
+}
+
+bool needs_interception(const ProxyHandler::Internals& in, std::string_view host) {
+  return std::any_of(in.intercept.begin(), in.intercept.end(),
+                     [&](const policy::HostPattern& p) { return p.matches(host); });
+}
+
+bool start_passthrough(ProxyHandler::Internals& in, Conn& c) {
+  c.mode = Mode::kSplice;
+  ++in.counters.passthrough;
+  audit_open(in, c, "passthrough");
+  if (!open_upstream(in, c)) {
+    drop(in, c, "cannot reach upstream: " + c.up.error);
+    return true;
+  }
+  // The ClientHello (and anything after it) is replayed as read; splice() moves box.rx.
+  return true;
+}
+
+bool start_interception(ProxyHandler::Internals& in, Conn& c) {
+  if (in.ca == nullptr || in.upstream_ctx == nullptr || !in.ca->permits(c.sni)) {
+    drop(in, c,
+         "`" + c.sni +
+             "` must be intercepted (a credential or HTTP rule names it) but the "
+             "session CA cannot sign for it");
+    return true;
+  }
+  auto leaf = in.ca->leaf_for(c.sni);
+  if (!leaf) {
+    drop(in, c, "minting a certificate for `" + c.sni + "`: " + leaf.error().message());
+    return true;
+  }
+  auto box_tls = TlsChannel::accept(in.box_ctx.get(), **leaf);
+  auto up_tls = TlsChannel::connect(in.upstream_ctx.get(), c.sni);
+  if (!box_tls || !up_tls) {
+    drop(in, c, "TLS setup failed");
+    return true;
+  }
+  c.intercept = true;
+  c.mode = Mode::kHttp;
+  ++in.counters.intercepted;
+  audit_open(in, c, "intercept");
+  // The box side continues from the bytes already read: nothing is lost or replayed.
+  c.box.adopt_tls(std::move(*box_tls));
+  if (!open_upstream(in, c)) {
+    return true;  // http_step answers the first request with a 502 naming the cause
+  }
+  c.up.tls = std::move(*up_tls);
+  c.up.start_tls();
+  return true;
+}
+
+}  // namespace
+
+bool open_upstream(ProxyHandler::Internals& in, Conn& c) {
+  auto r = in.connector.on_open(c.info);
+  if (!r) {
+    ++in.counters.upstream_failures;
+    c.up.error = r.error().message();
+    in.audit.emit(audit::Event("proxy.upstream")
+                      .num("id", static_cast<int64_t>(c.info.id))
+                      .str("host", c.info.name)
+                      .num("port", c.info.orig_port)
+                      .str("error", c.up.error));
+    return false;
+  }
+  c.up.fd = std::move(r->fd);
+  c.up.connecting = !r->connected;
+  return true;
+}
+
+bool classify(ProxyHandler::Internals& in, Conn& c) {
+  if (c.box.failed()) {
+    c.done = true;
+    return true;
+  }
+  const auto bytes = as_bytes(c.box.rx);
+  const std::string where = c.info.name + ":" + std::to_string(c.info.orig_port);
+  switch (http1::classify_stream(bytes)) {
+    case http1::StreamKind::kNeedMore:
+      if (c.box.eof) {
+        drop(in, c, c.box.rx.empty() ? "closed before sending anything" : "closed mid-preamble");
+        return true;
+      }
+      return false;
+    case http1::StreamKind::kOther:
+      drop(in, c, "neither TLS nor HTTP to " + where + " (no raw_tcp rule allows it)");
+      return true;
+    case http1::StreamKind::kHttp1:
+      c.mode = Mode::kHttp;
+      ++in.counters.plain_http;
+      audit_open(in, c, "http");
+      (void)open_upstream(in, c);  // a failure is answered as a 502 to the first request
+      return true;
+    case http1::StreamKind::kTls:
+      break;
+  }
+  const auto r = parse_client_hello(bytes);
+  switch (r.status) {
+    case HelloStatus::kNeedMore:
+      if (c.box.eof) {
+        drop(in, c, "closed in the middle of a TLS ClientHello");
+        return true;
+      }
+      return false;
+    case HelloStatus::kNotTls:
+    case HelloStatus::kMalformed:
+      drop(in, c, "malformed TLS ClientHello to " + where + ": " + r.reason);
+      return true;
+    case HelloStatus::kOk:
+      break;
+  }
+  c.tls = true;
+  if (c.info.literal) {
+    // A CIDR rule allowed this address: no name to check, and an SNI would name something else.
+    if (r.hello.has_sni || r.hello.has_ech || r.hello.has_esni) {
+      drop(in, c, "TLS to the address " + c.info.name + " names a host (SNI); connect by name");
+      return true;
+    }
+    return start_passthrough(in, c);
+  }
+  if (auto st = names_agree(c.info.name, r.hello); !st) {
+    drop(in, c, st.error().message());
+    return true;
+  }
+  c.sni = r.hello.sni;
+  return needs_interception(in, c.sni) ? start_interception(in, c) : start_passthrough(in, c);
+}
+
+bool splice(ProxyHandler::Internals& in, Conn& c) {
+  const size_t cap = in.options.buffer;
+  if (c.box.failed()) {
+    c.done = true;
+    return true;
+  }
+  if (c.up.failed()) {
+    base::log::debug("proxy #{}: upstream: {}", c.info.id, c.up.error);
+    if (c.mode == Mode::kSplice) {
+      in.audit.emit(audit::Event("proxy.upstream")
+                        .num("id", static_cast<int64_t>(c.info.id))
+                        .str("host", c.info.name)
+                        .num("port", c.info.orig_port)
+                        .str("error", c.up.error));
+    }
+    drop(in, c, {});
+    return true;
+  }
+  bool progress = false;
+  if (!c.box.rx.empty() && c.up.pending() < cap) {
+    const size_t n = std::min(c.box.rx.size(), cap - c.up.pending());
+    c.up.send(std::string_view(c.box.rx).substr(0, n));
+    c.box.rx.erase(0, n);
+    progress = true;
+  }
+  if (!c.up.rx.empty() && c.box.pending() < cap) {
+    const size_t n = std::min(c.up.rx.size(), cap - c.box.pending());
+    const auto piece = std::string_view(c.up.rx).substr(0, n);
+    if (c.tunnel_scrubber) {
+      c.box.send(c.tunnel_scrubber->feed(piece));
+      c.http.held_since = c.tunnel_scrubber->held() > 0 ? Clock::now() : Clock::time_point{};
+    } else {
+      c.box.send(piece);
+    }
+    c.up.rx.erase(0, n);
+    progress = true;
+  }
+  if (c.box.eof && c.box.rx.empty() && !c.up.want_shut) {
+    c.up.want_shut = true;
+    progress = true;
+  }
+  if (c.up.eof && c.up.rx.empty() && !c.box.want_shut) {
+    if (c.tunnel_scrubber) {
+      c.box.send(c.tunnel_scrubber->finish());
+    }
+    c.box.want_shut = true;
+    progress = true;
+  }
+  if (c.box.eof && c.up.eof && c.box.shut && c.up.shut && c.box.pending() == 0) {
+    c.done = true;
+    progress = true;
+  }
+  return progress;
+}
+
+}  // namespace agentbox::proxy

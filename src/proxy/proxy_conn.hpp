@@ -1,0 +1,159 @@
+// Internals of the ProxyHandler: one side of a connection (fd, optional TLS, bounded buffers),
+// the per-connection state, and the HTTP exchange state machine (proxy_handler.hpp).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agentbox/proxy/proxy_handler.hpp"
+#include "agentbox/proxy/sni.hpp"
+#include "agentbox/proxy/tls_session.hpp"
+
+namespace agentbox::proxy {
+
+using Clock = std::chrono::steady_clock;
+
+// One end of a proxied connection. Bytes from the fd land in `rx` (decrypted first when `tls`);
+// send() queues bytes for the peer (encrypted when `tls`; held in `out` until the handshake is
+// done); flush() writes what the socket takes. The owner reads a side only while rx is below its
+// cap and the consumer of rx has room: that is the whole back-pressure scheme.
+class Side {
+ public:
+  base::UniqueFd fd;
+  event::WatchId watch = 0;
+  uint32_t interest = 0;
+  bool connecting = false;        // non-blocking connect(2) in progress
+  std::optional<TlsChannel> tls;  // set when this side speaks TLS through the proxy
+  std::string rx;                 // plaintext from the peer, not consumed yet
+  std::string out;                // plaintext waiting for the TLS handshake
+  std::string tx;                 // bytes for the fd (ciphertext when tls)
+  bool fd_eof = false;            // read(2) returned 0
+  bool eof = false;               // the peer sends no more (fd EOF or close_notify)
+  bool want_shut = false;         // send FIN (after close_notify) once everything is written
+  bool shut = false;              // FIN sent
+  bool notified = false;          // close_notify queued
+  std::string error;              // non-empty: the side failed (reset, TLS error, ...)
+  uint64_t bytes_in = 0;          // from the fd
+  uint64_t bytes_out = 0;         // to the fd
+
+  [[nodiscard]] bool open() const { return fd.valid(); }
+  [[nodiscard]] bool failed() const { return !error.empty(); }
+  [[nodiscard]] size_t pending() const { return tx.size() + out.size(); }
+  [[nodiscard]] bool handshake_done() const { return !tls || tls->handshake_done(); }
+  // Reads up to `budget` bytes. Returns true when anything changed (bytes, EOF, error).
+  bool fill(size_t budget);
+  // Drives a TLS handshake that needs no input (the client's first flight).
+  void start_tls();
+  // Continues as TLS from the bytes already in rx (the ClientHello that was classified).
+  void adopt_tls(TlsChannel channel);
+  void send(std::string_view plain);
+  // Writes queued bytes; sends FIN when asked and all is written. Returns true on progress.
+  bool flush();
+  // connect(2) finished (EPOLLOUT): clears `connecting` or sets `error`.
+  void finish_connect();
+  // Drops the fd (its watch must be removed first).
+  void close_fd() { fd.reset(); }
+
+ private:
+  void after_tls_input();
+};
+
+// The HTTP/1.1 exchange on one connection: at most one request in flight; the next is parsed
+// only when the previous response is complete (pipelined bytes wait in box.rx, bounded).
+struct Exchange {
+  enum class Req { kHead, kBody, kDone };
+  enum class Resp { kIdle, kHead, kBody, kDone };
+  Req req = Req::kHead;
+  Resp resp = Resp::kIdle;
+  http1::Request request;
+  http1::RequestContext ctx;
+  std::optional<http1::BodyReader> req_body;
+  std::optional<http1::BodyReader> resp_body;
+  bool resp_chunked = false;  // re-chunk the scrubbed body
+  bool resp_started = false;  // bytes of this response went to the box
+  bool close_after = false;   // Connection: close on either message (or an early response)
+  std::optional<Scrubber> scrubber;
+  Clock::time_point held_since{};  // scrubber holds bytes since (for the flush timer)
+  std::optional<uint64_t> max_body;
+  uint64_t body_up = 0;    // request body bytes (decoded)
+  uint64_t body_down = 0;  // response body bytes (decoded)
+  uint64_t scanned = 0;    // request body bytes scanned for placeholders
+  std::string scan_tail;   // last bytes of the previous body piece (a placeholder split in two)
+  // For the audit event.
+  std::string method;
+  std::string path;
+  std::string rule;
+  std::vector<std::string> credentials;
+  int status = 0;
+  Clock::time_point head_started{};  // first byte of a request head (slowloris deadline)
+};
+
+enum class Mode {
+  kClassify,  // waiting for the first bytes
+  kSplice,    // passthrough TLS / raw TCP: bytes both ways, unchanged
+  kHttp,      // HTTP/1.1 exchanges (intercepted TLS or plain)
+  kTunnel,    // after 101 on an HTTP connection: bytes both ways, responses scrubbed
+  kClosing,   // flushing the last bytes to the box, then closed
+};
+
+struct Conn {
+  uint64_t id = 0;
+  net::FlowInfo info;
+  Mode mode = Mode::kClassify;
+  Side box;
+  Side up;
+  bool tls = false;        // the box speaks TLS
+  bool intercept = false;  // ... and the proxy terminates it
+  std::string sni;
+  Exchange http;
+  std::optional<Scrubber> tunnel_scrubber;
+  Clock::time_point opened{};
+  Clock::time_point last_activity{};
+  bool done = false;  // destroy after the current callback
+};
+
+// What the connection code needs from the handler.
+struct ProxyHandler::Internals {
+  event::Loop& loop;
+  const policy::EgressPolicy& policy;
+  ProxyOptions options;
+  HttpRules rules;
+  policy::EgressPolicy raw_tcp;
+  net::ConnectHandler connector;
+  ossl::SslCtxPtr box_ctx;
+  ossl::SslCtxPtr upstream_ctx;  // null when nothing can be intercepted
+  CredentialSet* credentials;
+  SessionCa* ca;
+  audit::Sink& audit;
+  std::vector<policy::HostPattern> intercept;  // credential scopes + rule hosts
+  ProxyCounters& counters;
+};
+
+// proxy_classify.cpp: first bytes -> mode. Returns true on progress.
+bool classify(ProxyHandler::Internals& in, Conn& c);
+// Opens the upstream socket for the flow (connecting); false (and the conn closing) on error.
+bool open_upstream(ProxyHandler::Internals& in, Conn& c);
+// proxy_splice.cpp: kSplice / kTunnel step. Returns true on progress.
+bool splice(ProxyHandler::Internals& in, Conn& c);
+// http_exchange.cpp: kHttp step. Returns true on progress.
+bool http_step(ProxyHandler::Internals& in, Conn& c);
+// Flushes a scrubber's held bytes of a response (the hold expired).
+void release_held(ProxyHandler::Internals& in, Conn& c);
+// Whether a scrubber holds bytes for this connection.
+[[nodiscard]] bool holds_bytes(const Conn& c);
+
+// Unwatches and closes a side; it counts as finished both ways.
+void close_side(ProxyHandler::Internals& in, Side& s);
+// Ends the flow: an audit "proxy.drop" (when `why` is set), the box side flushed, then closed.
+void drop(ProxyHandler::Internals& in, Conn& c, std::string_view why);
+// Sends a complete response made by the proxy and closes after it.
+void answer(ProxyHandler::Internals& in, Conn& c, int status, std::string_view line);
+// Audits the exchange as one "http.request" event.
+void audit_request(ProxyHandler::Internals& in, Conn& c, std::string_view decision,
+                   std::string_view reason = {});
+
+}  // namespace agentbox::proxy

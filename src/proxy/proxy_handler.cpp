@@ -1,0 +1,472 @@
+// ProxyHandler: flow lifecycle, event-loop plumbing, deadlines (theory in proxy_handler.hpp).
+#include "agentbox/proxy/proxy_handler.hpp"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <exception>
+
+#include "agentbox/base/log.hpp"
+#include "proxy_conn.hpp"
+
+namespace agentbox::proxy {
+
+namespace {
+
+constexpr size_t kReadBudget = size_t{64} * 1024;  // per side per round
+constexpr int kMaxRounds = 64;                     // per callback, for fairness
+constexpr std::chrono::seconds kClosingGrace{10};
+
+bool can_read(const ProxyOptions& o, const Conn& c, const Side& s) {
+  if (!s.open() || s.connecting || s.fd_eof || s.failed() || c.mode == Mode::kClosing ||
+      s.rx.size() >= o.buffer) {
+    return false;
+  }
+  if (c.mode == Mode::kClassify) {
+    return &s == &c.box;
+  }
+  const Side& other = &s == &c.box ? c.up : c.box;
+  return other.pending() < o.buffer;
+}
+
+bool closing_step(Conn& c) {
+  if (c.box.failed() || !c.box.open()) {
+    c.done = true;
+    return true;
+  }
+  if (!c.box.want_shut) {
+    c.box.want_shut = true;
+    return true;
+  }
+  if (c.box.shut) {
+    c.done = true;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<std::string> ProxyHandler::intercept_hosts(const std::vector<HttpRuleSpec>& rules,
+                                                       const CredentialSet* credentials) {
+  std::vector<std::string> out;
+  for (const auto& r : rules) {
+    if (auto p = policy::HostPattern::parse(r.host)) {
+      out.push_back(p->to_string());
+    }
+  }
+  if (credentials != nullptr) {
+    auto hosts = credentials->host_patterns();
+    out.insert(out.end(), hosts.begin(), hosts.end());
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+base::Result<std::unique_ptr<ProxyHandler>> ProxyHandler::create(
+    event::Loop& loop, const policy::EgressPolicy& policy, ProxyOptions options,
+    CredentialSet* credentials, SessionCa* ca, audit::Sink& audit) {
+  std::unique_ptr<ProxyHandler> h(new ProxyHandler());
+  AGENTBOX_ASSIGN_OR_RETURN(auto rules, HttpRules::create(options.http_rules));
+  AGENTBOX_ASSIGN_OR_RETURN(auto raw, policy::EgressPolicy::parse(options.raw_tcp));
+  AGENTBOX_ASSIGN_OR_RETURN(auto box_ctx, make_box_ctx());
+  ossl::SslCtxPtr upstream_ctx;
+  if (ca != nullptr) {
+    AGENTBOX_ASSIGN_OR_RETURN(upstream_ctx,
+                              make_upstream_ctx(options.system_bundle, options.upstream_ca));
+  }
+  std::vector<policy::HostPattern> intercept;
+  for (const auto& p : intercept_hosts(options.http_rules, credentials)) {
+    if (auto hp = policy::HostPattern::parse(p)) {
+      intercept.push_back(std::move(*hp));
+    }
+  }
+  auto connect_to = options.connect_to;
+  auto resolver = options.resolver;
+  h->in_ = std::unique_ptr<Internals>(new Internals{
+      .loop = loop,
+      .policy = policy,
+      .options = std::move(options),
+      .rules = std::move(rules),
+      .raw_tcp = std::move(raw),
+      .connector = net::ConnectHandler(policy, std::move(connect_to), std::move(resolver)),
+      .box_ctx = std::move(box_ctx),
+      .upstream_ctx = std::move(upstream_ctx),
+      .credentials = credentials,
+      .ca = ca,
+      .audit = audit,
+      .intercept = std::move(intercept),
+      .counters = h->counters_,
+  });
+  ProxyHandler* self = h.get();
+  AGENTBOX_ASSIGN_OR_RETURN(
+      h->sweep_, loop.add_timer(h->in_->options.sweep_interval, h->in_->options.sweep_interval,
+                                [self](uint64_t) { self->on_sweep(); }));
+  return h;
+}
+
+ProxyHandler::~ProxyHandler() {
+  if (!in_) {
+    return;
+  }
+  for (auto& [id, c] : conns_) {
+    for (Side* s : {&c->box, &c->up}) {
+      if (s->watch != 0) {
+        in_->loop.unwatch(s->watch);
+      }
+    }
+  }
+  in_->loop.unwatch(sweep_);
+  if (flush_timer_ != 0) {
+    in_->loop.unwatch(flush_timer_);
+  }
+}
+
+base::Result<net::OpenResult> ProxyHandler::on_open(const net::FlowInfo& info) {
+  int sv[2] = {-1, -1};
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
+    return base::Error::sys(errno, "socketpair", "proxy flow");
+  }
+  base::UniqueFd theirs(sv[0]);
+  base::UniqueFd ours(sv[1]);
+  AGENTBOX_TRY(serve(info, std::move(ours)));
+  return net::OpenResult{.fd = std::move(theirs), .connected = true};
+}
+
+base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) {
+  if (conns_.size() >= in_->options.max_connections) {
+    return base::Error::msg("too many proxied connections");
+  }
+  const int flags = ::fcntl(box.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(box.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
+    return base::Error::sys(errno, "fcntl O_NONBLOCK", "proxy flow");
+  }
+  auto c = std::make_unique<Conn>();
+  c->id = next_id_++;
+  c->info = info;
+  c->box.fd = std::move(box);
+  c->opened = c->last_activity = Clock::now();
+  ++counters_.opened;
+  if (in_->raw_tcp.decide(info.name, info.orig_port).allowed) {
+    // Raw TCP: the server may speak first (SSH), so connect now and splice from the start.
+    c->mode = Mode::kSplice;
+    ++counters_.raw;
+    in_->audit.emit(audit::Event("proxy.open")
+                        .num("id", static_cast<int64_t>(info.id))
+                        .str("host", info.name)
+                        .num("port", info.orig_port)
+                        .str("mode", "raw"));
+    if (!open_upstream(*in_, *c)) {
+      return base::Error::msg("cannot reach `" + info.name + "`: " + c->up.error);
+    }
+  }
+  Conn& ref = *c;
+  by_flow_[info.id] = c->id;
+  conns_.emplace(c->id, std::move(c));
+  update_interest(ref);
+  if (ref.done) {
+    destroy(ref.id);
+    return base::Error::msg("cannot watch the proxied connection");
+  }
+  return base::ok();
+}
+
+void ProxyHandler::on_close(const net::FlowInfo& info, const net::FlowStats&) {
+  auto it = by_flow_.find(info.id);
+  if (it != by_flow_.end()) {
+    destroy(it->second);
+  }
+}
+
+void ProxyHandler::destroy(uint64_t id) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) {
+    return;
+  }
+  Conn& c = *it->second;
+  const auto& x = c.http;
+  if (c.mode == Mode::kHttp && (x.req != Exchange::Req::kHead || x.resp != Exchange::Resp::kIdle)) {
+    audit_request(*in_, c, "aborted", c.box.failed() ? c.box.error : "connection closed");
+  }
+  for (Side* s : {&c.box, &c.up}) {
+    if (s->watch != 0) {
+      in_->loop.unwatch(s->watch);
+      s->watch = 0;
+    }
+  }
+  auto f = by_flow_.find(c.info.id);
+  if (f != by_flow_.end() && f->second == id) {
+    by_flow_.erase(f);
+  }
+  conns_.erase(it);
+}
+
+void ProxyHandler::update_interest(Conn& c) {
+  for (Side* s : {&c.box, &c.up}) {
+    const bool box_side = s == &c.box;
+    if (!s->open()) {
+      if (s->watch != 0) {
+        in_->loop.unwatch(s->watch);
+        s->watch = 0;
+      }
+      continue;
+    }
+    uint32_t ev = 0;
+    if (can_read(in_->options, c, *s)) {
+      ev |= EPOLLIN;
+    }
+    if (s->connecting || !s->tx.empty() || (!s->out.empty() && s->handshake_done()) ||
+        (s->want_shut && !s->shut)) {
+      ev |= EPOLLOUT;
+    }
+    if (s->watch == 0) {
+      const uint64_t id = c.id;
+      auto w = in_->loop.watch_fd(
+          s->fd.get(), ev, [this, id, box_side](uint32_t events) { on_fd(id, box_side, events); });
+      if (!w) {
+        c.done = true;
+        return;
+      }
+      s->watch = *w;
+      s->interest = ev;
+    } else if (ev != s->interest) {
+      (void)in_->loop.modify(s->watch, ev);
+      s->interest = ev;
+    }
+  }
+}
+
+void ProxyHandler::run(Conn& c) noexcept {
+  try {
+    for (int round = 0; round < kMaxRounds && !c.done; ++round) {
+      bool progress = false;
+      for (Side* s : {&c.box, &c.up}) {
+        if (can_read(in_->options, c, *s)) {
+          progress = s->fill(kReadBudget) || progress;
+        }
+      }
+      switch (c.mode) {
+        case Mode::kClassify:
+          progress = classify(*in_, c) || progress;
+          break;
+        case Mode::kSplice:
+        case Mode::kTunnel:
+          progress = splice(*in_, c) || progress;
+          break;
+        case Mode::kHttp:
+          progress = http_step(*in_, c) || progress;
+          break;
+        case Mode::kClosing:
+          progress = closing_step(c) || progress;
+          break;
+      }
+      progress = c.box.flush() || progress;
+      progress = c.up.flush() || progress;
+      if (!progress) {
+        break;
+      }
+      c.last_activity = Clock::now();
+    }
+  } catch (const std::exception& e) {
+    ++counters_.internal_errors;
+    base::log::debug("proxy #{}: internal error: {}", c.info.id, e.what());
+    c.done = true;
+  }
+}
+
+void ProxyHandler::on_fd(uint64_t id, bool box_side, uint32_t events) noexcept {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) {
+    return;
+  }
+  Conn& c = *it->second;
+  Side& s = box_side ? c.box : c.up;
+  if (s.connecting && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0) {
+    s.finish_connect();
+  }
+  if ((events & EPOLLHUP) != 0 && !s.connecting) {
+    // Both directions are closed: take what is still queued, then drop the fd (a hung-up fd
+    // stays "ready" for epoll forever).
+    try {
+      for (int i = 0; i < 1024 && s.fill(kReadBudget) && !s.fd_eof && !s.failed(); ++i) {
+      }
+    } catch (const std::exception&) {
+      c.done = true;
+    }
+    if (!s.failed() && !s.tx.empty()) {
+      s.error = "peer hung up";
+    }
+    s.eof = s.fd_eof = s.shut = true;
+    if (s.watch != 0) {
+      in_->loop.unwatch(s.watch);
+      s.watch = 0;
+    }
+    s.close_fd();
+    if (box_side) {
+      c.done = true;  // nothing can reach the box any more
+    }
+  }
+  if (!c.done) {
+    run(c);
+  }
+  if (c.done) {
+    destroy(id);
+    return;
+  }
+  update_interest(c);
+  if (c.done) {
+    destroy(id);
+    return;
+  }
+  if (flush_timer_ == 0 && holds_bytes(c)) {
+    arm_flush_timer();
+  }
+}
+
+void ProxyHandler::arm_flush_timer() {
+  auto w = in_->loop.add_timer(in_->options.scrub_hold, std::chrono::milliseconds(0),
+                               [this](uint64_t) { on_flush_timer(); });
+  flush_timer_ = w ? *w : 0;
+}
+
+void ProxyHandler::on_flush_timer() noexcept {
+  flush_timer_ = 0;  // one-shot: the loop removed it
+  const auto now = Clock::now();
+  bool again = false;
+  std::vector<uint64_t> ids;
+  for (auto& [id, c] : conns_) {
+    if (holds_bytes(*c)) {
+      ids.push_back(id);
+    }
+  }
+  for (uint64_t id : ids) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) {
+      continue;
+    }
+    Conn& c = *it->second;
+    if (now - c.http.held_since >= in_->options.scrub_hold) {
+      release_held(*in_, c);
+      run(c);
+    }
+    if (c.done) {
+      destroy(id);
+      continue;
+    }
+    update_interest(c);
+    again = again || holds_bytes(c);
+  }
+  if (again) {
+    arm_flush_timer();
+  }
+}
+
+void ProxyHandler::on_sweep() noexcept {
+  const auto now = Clock::now();
+  const auto& o = in_->options;
+  std::vector<uint64_t> ids;
+  ids.reserve(conns_.size());
+  for (auto& [id, c] : conns_) {
+    ids.push_back(id);
+  }
+  for (uint64_t id : ids) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) {
+      continue;
+    }
+    Conn& c = *it->second;
+    try {
+      if (c.mode == Mode::kClassify && now - c.opened > o.first_bytes_timeout) {
+        ++counters_.timeouts;
+        drop(*in_, c, "no TLS ClientHello or HTTP request within the first-bytes timeout");
+      } else if (c.mode == Mode::kHttp && c.http.req == Exchange::Req::kHead && !c.box.rx.empty() &&
+                 c.http.head_started != Clock::time_point{} &&
+                 now - c.http.head_started > o.head_timeout) {
+        ++counters_.timeouts;
+        answer(*in_, c, 408, "request blocked: request head not complete in time");
+        audit_request(*in_, c, "denied", "request head timeout");
+      } else if (c.mode == Mode::kClosing && now - c.last_activity > kClosingGrace) {
+        c.done = true;
+      } else if (now - c.last_activity > o.idle_timeout) {
+        ++counters_.timeouts;
+        drop(*in_, c, "idle timeout");
+      } else {
+        continue;
+      }
+    } catch (const std::exception&) {
+      c.done = true;
+    }
+    if (!c.done) {
+      run(c);
+    }
+    if (c.done) {
+      destroy(id);
+    } else {
+      update_interest(c);
+    }
+  }
+}
+
+// --- helpers shared by the connection code -----------------------------------------------------
+
+void close_side(ProxyHandler::Internals& in, Side& s) {
+  if (s.watch != 0) {
+    in.loop.unwatch(s.watch);
+    s.watch = 0;
+  }
+  s.close_fd();
+  s.rx.clear();
+  s.tx.clear();
+  s.out.clear();
+  s.connecting = false;
+  s.eof = s.fd_eof = s.shut = true;
+}
+
+void drop(ProxyHandler::Internals& in, Conn& c, std::string_view why) {
+  if (!why.empty()) {
+    ++in.counters.dropped;
+    in.audit.emit(audit::Event("proxy.drop")
+                      .num("id", static_cast<int64_t>(c.info.id))
+                      .str("host", c.info.name)
+                      .num("port", c.info.orig_port)
+                      .str("reason", why));
+    base::log::debug("proxy #{} {}:{} dropped: {}", c.info.id, c.info.name, c.info.orig_port, why);
+  }
+  close_side(in, c.up);
+  c.mode = Mode::kClosing;
+}
+
+void answer(ProxyHandler::Internals& in, Conn& c, int status, std::string_view line) {
+  ++in.counters.denied;
+  c.http.status = status;
+  c.box.rx.clear();
+  c.box.send(http1::denial_response(status, line));
+  close_side(in, c.up);
+  c.mode = Mode::kClosing;
+}
+
+void audit_request(ProxyHandler::Internals& in, Conn& c, std::string_view decision,
+                   std::string_view reason) {
+  const auto& x = c.http;
+  audit::Event e("http.request");
+  e.num("id", static_cast<int64_t>(c.info.id))
+      .str("host", c.info.name)
+      .str("scheme", c.tls ? "https" : "http")
+      .str("method", x.method)
+      .str("path", x.path)
+      .num("status", x.status)
+      .num("bytes_up", static_cast<int64_t>(x.body_up))
+      .num("bytes_down", static_cast<int64_t>(x.body_down))
+      .strs("credentials", x.credentials)
+      .str("rule", x.rule)
+      .str("decision", decision);
+  if (!reason.empty()) {
+    e.str("reason", reason);
+  }
+  in.audit.emit(e);
+}
+
+}  // namespace agentbox::proxy

@@ -1,0 +1,186 @@
+# A TLS upstream for the proxy's integration tests, on loopback only, with its own test CA.
+#
+#   upstream.py DIR PORT REAL_TOKEN
+# DIR holds srv.pem/srv.key (written by the test) and receives:
+#   ready         written once listening
+#   seen.log      one line per request: "METHOD PATH AUTHORIZATION"
+# Endpoints:
+#   GET  /echo...          200, body "you sent: <Authorization>" (a secret echoed back)
+#   POST /upload           200, body = sha256 hex of the request body (Content-Length or chunked)
+#   GET  /download?n=N     200, N bytes of a fixed pattern (Content-Length), for checksums
+#   GET  /sse              text/event-stream, 3 events 600 ms apart, then close
+#   GET  /ws               WebSocket echo (RFC 6455, unmasked text frames back)
+#   *    /git/...          git http-backend (smart HTTP) over DIR/git, Basic auth required:
+#                          the password must be REAL_TOKEN, else 401
+import base64
+import hashlib
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+DIR, PORT, REAL = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+LOCK = threading.Lock()
+PATTERN = bytes(range(256)) * 256  # 64 KiB
+
+
+def record(method, path, auth):
+    with LOCK, open(os.path.join(DIR, "seen.log"), "a") as f:
+        f.write(f"{method} {path} {auth}\n")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return
+                yield self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get("Content-Length", "0"))
+        while n > 0:
+            chunk = self.rfile.read(min(n, 1 << 16))
+            if not chunk:
+                return
+            n -= len(chunk)
+            yield chunk
+
+    def reply(self, status, body, ctype="text/plain", extra=()):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def handle_any(self):
+        url = urlsplit(self.path)
+        auth = self.headers.get("Authorization", "")
+        record(self.command, url.path, auth)
+        if url.path.startswith("/git/"):
+            return self.git(url, auth)
+        if url.path.startswith("/echo"):
+            for _ in self.body():
+                pass
+            return self.reply(200, f"you sent: {auth}\n".encode())
+        if url.path == "/upload":
+            h = hashlib.sha256()
+            for chunk in self.body():
+                h.update(chunk)
+            return self.reply(200, (h.hexdigest() + "\n").encode())
+        if url.path == "/download":
+            n = int(parse_qs(url.query).get("n", ["0"])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            while n > 0:
+                part = PATTERN[: min(n, len(PATTERN))]
+                self.wfile.write(part)
+                n -= len(part)
+            return
+        if url.path == "/sse":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for i in range(3):
+                self.wfile.write(f"data: event {i}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(0.6)
+            self.close_connection = True
+            return
+        if url.path == "/ws":
+            return self.websocket()
+        return self.reply(404, b"not found\n")
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
+
+    def websocket(self):
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(
+            hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept.decode())
+        self.end_headers()
+        self.wfile.flush()
+        for _ in range(16):
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                return
+            opcode, n = head[0] & 0x0F, head[1] & 0x7F
+            if n == 126:
+                n = int.from_bytes(self.rfile.read(2), "big")
+            mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(n)))
+            if opcode == 8:
+                return
+            out = b"echo: " + data
+            self.wfile.write(bytes([0x81, len(out)]) + out)
+            self.wfile.flush()
+        self.close_connection = True
+
+    def git(self, url, auth):
+        ok = False
+        if auth.startswith("Basic "):
+            user_pass = base64.b64decode(auth[6:]).decode(errors="replace")
+            ok = user_pass.partition(":")[2] == REAL
+        if not ok:
+            for _ in self.body():
+                pass
+            return self.reply(401, b"auth required\n", extra=[("WWW-Authenticate", 'Basic realm="git"')])
+        env = {
+            "GIT_PROJECT_ROOT": os.path.join(DIR, "git"),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": url.path[len("/git"):],
+            "QUERY_STRING": url.query,
+            "REQUEST_METHOD": self.command,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "REMOTE_USER": "agent",
+            "REMOTE_ADDR": "127.0.0.1",
+            "PATH": "/usr/bin:/bin",
+        }
+        if self.headers.get("Content-Encoding"):
+            env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
+        data = b"".join(self.body())
+        out = subprocess.run(["git", "http-backend"], input=data, env=env, capture_output=True).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.split(b"\r\n"):
+            k, _, v = line.decode().partition(": ")
+            if k.lower() == "status":
+                status = int(v.split()[0])
+            elif k:
+                headers.append((k, v))
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+server.daemon_threads = True
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(os.path.join(DIR, "srv.pem"), os.path.join(DIR, "srv.key"))
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+open(os.path.join(DIR, "ready"), "w").close()
+server.serve_forever()

@@ -1,0 +1,115 @@
+// SessionProxy: what the box is given (placeholders, trust, git helper) and what it never gets.
+#include "agentbox/app/session_proxy.hpp"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+namespace agentbox::app {
+namespace {
+
+const std::string kReal = "ghp_RealSessionToken0123456789abcdefABCD";
+
+struct TempDir {
+  TempDir() {
+    char tmpl[] = "/tmp/agentbox-sp-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string path;
+};
+
+config::Credential github(const std::string& from) {
+  return {.origin = {"/home/u/.config/agentbox/config.toml", 3, 1},
+          .name = "github",
+          .env = "GITHUB_TOKEN",
+          .from = from,
+          .hosts = {"github.com"},
+          .inject = "basic"};
+}
+
+std::map<std::string, std::string> as_map(
+    const std::vector<std::pair<std::string, std::string>>& v) {
+  return {v.begin(), v.end()};
+}
+
+TEST(SessionProxy, ACredentialGivesThePlaceholderTrustAndAGitHelperNeverTheSecret) {
+  TempDir dir;
+  config::Policy p;
+  p.credentials["github"] = github("env:REAL_GH");
+  audit::MemorySink sink;
+  auto sp = SessionProxy::create(p, {{"REAL_GH", kReal}}, "/home/u", dir.path, sink);
+  ASSERT_TRUE(sp) << sp.error().message();
+  auto env = as_map((*sp)->box_env());
+  ASSERT_EQ(env.count("GITHUB_TOKEN"), 1u);
+  EXPECT_EQ(env["GITHUB_TOKEN"].size(), kReal.size());
+  EXPECT_NE(env["GITHUB_TOKEN"], kReal);
+  for (const auto& [k, v] : env) {
+    EXPECT_EQ(v.find(kReal), std::string::npos) << k;
+  }
+  EXPECT_EQ(env["SSL_CERT_FILE"], kBoxBundle);
+  EXPECT_EQ(env["NODE_EXTRA_CA_CERTS"], kBoxBundle);
+  EXPECT_EQ(env["GIT_CONFIG_COUNT"], "1");
+  EXPECT_EQ(env["GIT_CONFIG_KEY_0"], "credential.https://github.com.helper");
+  EXPECT_NE(env["GIT_CONFIG_VALUE_0"].find("$GITHUB_TOKEN"), std::string::npos);
+  EXPECT_EQ((*sp)->secret_env_sources().count("REAL_GH"), 1u);
+  // The merged bundle is bound at /etc/agentbox and over the host's trust file.
+  auto ov = (*sp)->overlays();
+  auto has = [&](const std::string& t) {
+    return std::any_of(ov.begin(), ov.end(), [&](const auto& o) { return o.target == t; });
+  };
+  EXPECT_TRUE(has(kBoxBundle));
+  EXPECT_TRUE(has(kBoxCertDir));
+  if (::access("/etc/ssl/certs/ca-certificates.crt", R_OK) == 0) {
+    EXPECT_TRUE(has("/etc/ssl/certs/ca-certificates.crt"));
+  }
+  std::ifstream bundle(dir.path + "/ca-bundle.pem");
+  std::string text((std::istreambuf_iterator<char>(bundle)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("BEGIN CERTIFICATE"), std::string::npos);
+  EXPECT_EQ(sink.lines().find(kReal), std::string::npos);
+}
+
+TEST(SessionProxy, AnUnsetEnvSourceMeansNoVariableNotAFailure) {
+  TempDir dir;
+  config::Policy p;
+  p.credentials["github"] = github("env:NOT_SET_ANYWHERE");
+  audit::MemorySink sink;
+  auto sp = SessionProxy::create(p, {}, "/home/u", dir.path, sink);
+  ASSERT_TRUE(sp) << sp.error().message();
+  auto env = as_map((*sp)->box_env());
+  EXPECT_EQ(env.count("GITHUB_TOKEN"), 0u);
+  EXPECT_EQ((*sp)->secret_env_sources().count("NOT_SET_ANYWHERE"), 1u);
+}
+
+TEST(SessionProxy, NothingToInterceptMeansNoCaAndUntouchedTrustStores) {
+  TempDir dir;
+  config::Policy p;
+  audit::MemorySink sink;
+  auto sp = SessionProxy::create(p, {}, "/home/u", dir.path, sink);
+  ASSERT_TRUE(sp);
+  EXPECT_TRUE((*sp)->overlays().empty());
+  EXPECT_TRUE((*sp)->box_env().empty());
+  EXPECT_NE(::access((dir.path + "/ca-bundle.pem").c_str(), F_OK), 0);
+}
+
+TEST(SessionProxy, ABadFileSourceFailsTheSession) {
+  TempDir dir;
+  config::Policy p;
+  p.credentials["github"] = github("file:/nonexistent/token");
+  audit::MemorySink sink;
+  auto sp = SessionProxy::create(p, {}, "/home/u", dir.path, sink);
+  ASSERT_FALSE(sp);
+  EXPECT_NE(sp.error().render().find("credential `github`"), std::string::npos)
+      << sp.error().render();
+}
+
+}  // namespace
+}  // namespace agentbox::app
