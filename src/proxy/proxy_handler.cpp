@@ -174,11 +174,20 @@ base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) 
   return base::ok();
 }
 
-void ProxyHandler::on_close(const net::FlowInfo& info, const net::FlowStats&) {
+void ProxyHandler::on_close(const net::FlowInfo& info, const net::FlowStats& stats) {
   auto it = by_flow_.find(info.id);
-  if (it != by_flow_.end()) {
-    destroy(it->second);
+  if (it == by_flow_.end()) {
+    return;
   }
+  // An orderly end of a spliced stream (both FINs) can leave what the box sent last in the
+  // socketpair and in our buffers: the box side's hang-up (on_fd) drains it to the upstream and
+  // splice() ends the connection. A reset ends everything now.
+  auto c = conns_.find(it->second);
+  if (!stats.reset && c != conns_.end() &&
+      (c->second->mode == Mode::kSplice || c->second->mode == Mode::kTunnel)) {
+    return;
+  }
+  destroy(it->second);
 }
 
 void ProxyHandler::destroy(uint64_t id) {
@@ -290,6 +299,11 @@ void ProxyHandler::on_fd(uint64_t id, bool box_side, uint32_t events) noexcept {
   if ((events & EPOLLHUP) != 0 && !s.connecting) {
     // Both directions are closed: take what is still queued, then drop the fd (a hung-up fd
     // stays "ready" for epoll forever).
+    // A half-closed stream: the upstream ended first (we already sent the box our FIN), then the
+    // box finished sending. What it sent still has to reach the upstream; splice() ends the
+    // flow once that is flushed and the upstream is shut down.
+    const bool box_finished_after_us =
+        box_side && s.shut && (c.mode == Mode::kSplice || c.mode == Mode::kTunnel);
     try {
       for (int i = 0; i < 1024 && s.fill(kReadBudget) && !s.fd_eof && !s.failed(); ++i) {
       }
@@ -305,7 +319,10 @@ void ProxyHandler::on_fd(uint64_t id, bool box_side, uint32_t events) noexcept {
       s.watch = 0;
     }
     s.close_fd();
-    if (box_side) {
+    if (box_finished_after_us) {
+      s.tx.clear();  // nothing can reach the box any more
+      s.out.clear();
+    } else if (box_side) {
       c.done = true;  // nothing can reach the box any more
     }
   }
