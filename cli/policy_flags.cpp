@@ -21,6 +21,10 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
       ->allow_extra_args(false);
   sub->add_option("--allow", f.allow, "Allow connections to HOST[:PORT] or CIDR[:PORT]")
       ->allow_extra_args(false);
+  sub->add_option(
+         "--raw-tcp", f.raw_tcp,
+         "Allow HOST:PORT for bytes that are neither TLS nor HTTP (e.g. ssh to a git host)")
+      ->allow_extra_args(false);
   sub->add_option("--connect-to", f.connect_to,
                   "Send connections for HOST:PORT to ADDR:PORT (as curl's --connect-to)")
       ->allow_extra_args(false);

@@ -247,7 +247,10 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   for (const auto& p : req.policy.protected_paths) {
     rels.push_back(p.value);
   }
-  AGENTBOX_ASSIGN_OR_RETURN(s.protect, sb::prepare_protected(s.workspace, rels));
+  // Placeholders are recycled through agentbox's state dir (see protect.hpp: start-up cost).
+  std::string stash = sessions_dir(env, s.user.home);
+  stash.replace(stash.rfind('/') + 1, std::string::npos, "placeholders");
+  AGENTBOX_ASSIGN_OR_RETURN(s.protect, sb::prepare_protected(s.workspace, rels, stash));
 
   s.id = new_session_id();
   s.dir = sessions_dir(env, s.user.home) + "/" + s.id;
@@ -331,9 +334,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   for (const auto& rel : s.protect.paths) {
     ci.protected_abs.push_back(fmt::format("{}/{}", s.workspace, rel));
   }
-  for (const auto& g : req.policy.seccomp_allow) {
-    ci.seccomp_allow.push_back(g.value);
-  }
+  ci.seccomp_allow = req.policy.seccomp_allow;
   auto confinement = SessionConfinement::create(ci, *s.sink);
   if (!confinement) {
     return std::move(confinement).error().context("preparing the confinement");
@@ -542,13 +543,15 @@ int run(const RunRequest& req) {
     Outcome out = supervise(*box, *loop, req, sig_watch);
     code = out.code;
     reason = out.reason;
+    if (reason == "timeout") {
+      code = 124;  // as timeout(1): the status itself says the time ran out
+    }
     if (std::string hit = s.confinement->finished(); !hit.empty()) {
       reason = hit;
       base::log::info("the box reached its {}", hit);
     }
   }
-  // The stack and then the proxy's handler go before the loop does; their summaries come just
-  // before the exit line.
+  // The stack goes before the loop does; its summary comes just before the exit line.
   std::vector<std::string> net_summary = s.network->finish();
   for (auto& line : s.proxy->finish()) {
     net_summary.push_back(std::move(line));
@@ -571,8 +574,9 @@ int run(const RunRequest& req) {
   }
   s.sink->emit(end);
   if (!req.quiet) {
-    std::string what =
-        !started ? fmt::format("did not run (status {})", code) : describe_exit(code);
+    std::string what = !started              ? fmt::format("did not run (status {})", code)
+                       : reason == "timeout" ? "was stopped by --timeout (status 124)"
+                                             : describe_exit(code);
     base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,
                     s.dir);
   }

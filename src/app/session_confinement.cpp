@@ -3,9 +3,13 @@
 
 #ifdef AGENTBOX_HAVE_LAUNCHER
 
+#include <fmt/core.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <cstdlib>
+#include <string_view>
 
 #include "agentbox/base/log.hpp"
 
@@ -28,8 +32,26 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
   }
   spec.rw_paths.insert(spec.rw_paths.end(), in.rw.begin(), in.rw.end());
   spec.ro_within_rw = in.protected_abs;
-  spec.seccomp_allow_groups =
-      std::set<std::string>(in.seccomp_allow.begin(), in.seccomp_allow.end());
+  for (const auto& g : in.seccomp_allow) {
+    if (auto ok = sb::check_seccomp_groups({g.value}); !ok) {
+      return std::move(ok).error().context(
+          fmt::format("seccomp.allow (from {})", g.origin.describe()));
+    }
+    spec.seccomp_allow_groups.insert(g.value);
+    // Never loosened silently: said here (and in the sandbox.confine audit event).
+    base::log::info("seccomp: the `{}` group is allowed (from {})", g.value, g.origin.describe());
+  }
+  const char* unsafe = std::getenv(kUnsafeBenchUnconfinedEnv);
+  const bool unconfined = unsafe != nullptr && std::string_view(unsafe) == "1";
+  if (unconfined) {
+    // Printed even with -q: a box without seccomp and Landlock must never go unnoticed.
+    fmt::print(stderr,
+               "agentbox: warning: {}=1: seccomp and Landlock are OFF for this box (benchmark "
+               "use only)\n",
+               kUnsafeBenchUnconfinedEnv);
+    spec.seccomp = false;
+    spec.landlock = false;
+  }
 
   std::optional<uint64_t> memory;
   std::optional<uint64_t> pids;
@@ -65,6 +87,7 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
 
   AGENTBOX_ASSIGN_OR_RETURN(sb::PreparedConfinement prepared, sb::prepare(spec));
   std::unique_ptr<SessionConfinement> c(new SessionConfinement(std::move(prepared), sink));
+  c->unsafe_unconfined_ = unconfined;
   if (cgroup) {
     AGENTBOX_ASSIGN_OR_RETURN(c->cgroup_fds_, cgroup->open_procs());
     for (const auto& fd : c->cgroup_fds_) {
@@ -72,12 +95,14 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
     }
     c->cgroup_.emplace(std::move(*cgroup));
   }
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    return base::Error::sys(errno, "socketpair", "seccomp listener channel");
+  if (spec.seccomp) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+      return base::Error::sys(errno, "socketpair", "seccomp listener channel");
+    }
+    c->notify_parent_.reset(sv[0]);
+    c->notify_child_.reset(sv[1]);
   }
-  c->notify_parent_.reset(sv[0]);
-  c->notify_child_.reset(sv[1]);
   return c;
 }
 
@@ -126,7 +151,8 @@ std::vector<int> SessionConfinement::child_fds() const {
 void SessionConfinement::started(event::Loop& loop) {
   notify_child_.reset();  // only the box holds it now: EOF if it never sends a listener
   bool notified = false;
-  auto listener = sb::receive_fd(notify_parent_.get());
+  auto listener = notify_parent_ ? sb::receive_fd(notify_parent_.get())
+                                 : base::Result<base::UniqueFd>(base::Error::msg("seccomp is off"));
   notify_parent_.reset();
   if (listener) {
     auto mon = sb::DenialMonitor::create(std::move(*listener), *sink_);
@@ -151,7 +177,11 @@ void SessionConfinement::started(event::Loop& loop) {
   } else {
     base::log::debug("no seccomp listener: {}", listener.error().message());
   }
-  sink_->emit(sb::confinement_event(prepared_, notified));
+  audit::Event ev = sb::confinement_event(prepared_, notified);
+  if (unsafe_unconfined_) {
+    ev.boolean("unsafe_bench_unconfined", true);
+  }
+  sink_->emit(ev);
   cgroup_fds_.clear();  // the agent has joined (it runs): the supervisor needs them no more
   prepared_.cgroup_procs_fds.clear();
 }
@@ -181,8 +211,14 @@ std::string SessionConfinement::finished() {
     }
     cgroup_->destroy();
   }
-  if (monitor_ && monitor_->denied() > 0) {
-    base::log::info("{} system call(s) denied by seccomp (see the audit log)", monitor_->denied());
+  if (monitor_) {
+    audit::Event e("seccomp.summary");
+    e.num("denied", static_cast<int64_t>(monitor_->denied()));
+    sink_->emit(e);
+    if (monitor_->denied() > 0) {
+      base::log::info("{} system call(s) denied by seccomp (see the audit log)",
+                      monitor_->denied());
+    }
   }
   return hit;
 }

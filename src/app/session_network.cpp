@@ -188,16 +188,15 @@ class NetAudit final : public audit::Sink {
   audit::Sink& next_;
 };
 
-// The one place where the handler serving the box's connections is chosen: the session's
-// factory when it has one (the L7 proxy: SessionProxy::make_handler, which relays on the same
-// loop), else connect first (ConnectHandler: --connect-to, supervisor-side resolution,
-// rebinding guard). The handler lives from start() to finish(), destroyed after the stack.
+// The handler when no factory was set (run sets the L7 proxy's): connect first (ConnectHandler:
+// --connect-to, supervisor-side resolution, rebinding guard). It gets what a handler may need:
+// the policy, the overrides, the loop (to relay on) and the audit sink. It lives from start() to
+// finish(), and everything it references outlives it.
 Result<std::unique_ptr<net::FlowHandler>> choose_flow_handler(
-    const SessionNetwork::HandlerFactory& factory, const policy::EgressPolicy& policy,
-    const std::vector<net::ConnectTo>& overrides, event::Loop& loop) {
-  if (factory) {
-    return factory(loop, policy, overrides);
-  }
+    const policy::EgressPolicy& policy, const std::vector<net::ConnectTo>& overrides,
+    event::Loop& loop, audit::Sink& audit) {
+  (void)loop;
+  (void)audit;
   return std::unique_ptr<net::FlowHandler>(
       std::make_unique<net::ConnectHandler>(policy, overrides));
 }
@@ -260,7 +259,7 @@ struct SessionNetwork::Impl {
   net::StackConfig stack_config;
   NetAudit audit;
   TapHook hook;
-  SessionNetwork::HandlerFactory factory;  // the L7 proxy's, when the session has one
+  SessionNetwork::HandlerFactory factory;
   std::unique_ptr<Running> running;
 };
 
@@ -283,8 +282,7 @@ Result<std::unique_ptr<SessionNetwork>> SessionNetwork::create(const config::Pol
   AGENTBOX_ASSIGN_OR_RETURN(auto tap, net::TapSetup::prepare(ts));
   auto impl = std::make_unique<Impl>(sink, TapHook(std::move(tap)));
   impl->stack_config = sc;
-  // raw_tcp entries are allow rules too: for the connect-first handler every allowed flow is a
-  // byte stream; the L7 proxy will treat them as "no TLS/HTTP inspection".
+  // raw_tcp entries are allow rules too; the L7 proxy also splices them without inspection.
   for (const auto* list : {&policy.net_allow, &policy.raw_tcp}) {
     for (const auto& r : *list) {
       auto rule = policy::EgressRule::parse(r.value);
@@ -345,8 +343,12 @@ base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop) {
     r->stack->tcp().on_socket(token, events, net::Clock::now());
     r->rearm();
   });
-  AGENTBOX_ASSIGN_OR_RETURN(
-      run->handler, choose_flow_handler(impl_->factory, impl_->policy, impl_->overrides, loop));
+  if (impl_->factory) {
+    AGENTBOX_ASSIGN_OR_RETURN(run->handler, impl_->factory(loop, impl_->policy, impl_->overrides));
+  } else {
+    AGENTBOX_ASSIGN_OR_RETURN(
+        run->handler, choose_flow_handler(impl_->policy, impl_->overrides, loop, impl_->audit));
+  }
   run->stack = std::make_unique<net::Stack>(impl_->stack_config, impl_->policy, *run->handler,
                                             *run->poller, run->tap, impl_->audit);
   auto tw = loop.watch_fd(run->tap.fd(), EPOLLIN, [r](uint32_t events) {

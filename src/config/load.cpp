@@ -887,6 +887,13 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
       p.net_allow.push_back({a, {"--allow"}});
     }
   }
+  for (const auto& a : f.raw_tcp) {
+    if (auto r = policy::EgressRule::parse(a); !r) {
+      flag_problem(problems, "--raw-tcp", r.error().message());
+    } else {
+      p.raw_tcp.push_back({a, {"--raw-tcp"}});
+    }
+  }
   for (const auto& a : f.connect_to) {
     if (auto why = connect_to_problem(a)) {
       flag_problem(problems, "--connect-to", *why);

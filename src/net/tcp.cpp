@@ -2,6 +2,7 @@
 // The stages are described in include/agentbox/net/tcp.hpp; docs/NETWORK.md has the long form.
 #include "agentbox/net/tcp.hpp"
 
+#include <linux/sock_diag.h>
 #include <linux/sockios.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -22,6 +23,14 @@ namespace {
 
 constexpr uint8_t kOurWscale = 7;
 constexpr size_t kPeekChunk = 256 * 1024;
+// A window below this (or a quarter of the buffer) is "small": check on a short timer whether
+// it reopened.
+constexpr uint32_t kLowWindow = 256 * 1024;
+constexpr std::chrono::microseconds kWndCheckFirst{500};
+// What the kernel charges a send buffer beyond the payload, per segment (sk_buff, shared info,
+// allocation rounding; measured up to ~1.2 KiB for an AF_UNIX skb of 1460 bytes).
+constexpr uint32_t kSkbOverhead = 2048;
+constexpr std::chrono::microseconds kWndCheckMax{64000};
 // Edge-triggered: a socket whose queue holds only bytes already sent (awaiting the box's ACK) is
 // level-readable forever; we re-peek on ACKs and timers ourselves and need epoll only for news.
 constexpr uint32_t kInterest = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -63,6 +72,9 @@ struct TcpTranslator::Flow {
   bool fin_sent = false;
   bool fin_acked = false;
   bool sock_full = false;
+  // The window last computed was cut by bytes still queued in the socket (at least a segment
+  // less than an empty buffer would give): a drain (EPOLLOUT) is then worth a window update.
+  bool wnd_constrained = false;
   bool peek_off = false;
   int sndbuf = 0;
   uint32_t dup_acks = 0;
@@ -70,6 +82,12 @@ struct TcpTranslator::Flow {
   std::chrono::milliseconds rto{1000};
   int retries = 0;
   std::optional<Clock::time_point> persist_at;
+  // Window-update check: armed while the window we last offered is small, because a socket that
+  // drains without a failed send() raises no EPOLLOUT edge and the box would wait for its own
+  // persist timer (200 ms and up) to learn that the window reopened.
+  std::optional<Clock::time_point> wnd_check_at;
+  std::chrono::microseconds wnd_check_every{kWndCheckFirst};
+  uint32_t adv_wnd = 0;  // bytes offered in the last segment
   FlowStats stats;
 
   [[nodiscard]] uint32_t data_inflight() const {
@@ -371,6 +389,9 @@ bool TcpTranslator::process_payload(Flow& f, const Tcp& seg) {
     f.rcv_nxt += static_cast<uint32_t>(written);
     f.stats.bytes_up += written;
     f.sock_full = written < data.size();
+    if (f.sock_full) {
+      ++counters_.short_writes;
+    }
   }
   if (fin && written == data.size()) {
     f.rcv_nxt += 1;
@@ -471,16 +492,64 @@ void TcpTranslator::rewind(Flow& f) {
 }
 
 uint16_t TcpTranslator::window_field(Flow& f) {
-  int outq = 0;
-  if (ioctl(f.fd.get(), SIOCOUTQ, &outq) != 0) {
-    outq = 0;
-  }
-  uint32_t free_space = f.sndbuf > outq ? static_cast<uint32_t>(f.sndbuf - outq) : 0;
+  uint32_t free_space = 0;
   if (f.box_fin) {
     free_space = 0xffff;  // nothing more will come; keep the box from probing
+  } else if (!f.sock_full) {
+    free_space = send_space(f);
   }
   uint32_t field = f.wscale_ok ? free_space >> kOurWscale : free_space;
   return static_cast<uint16_t>(std::min<uint32_t>(field, 0xffff));
+}
+
+uint32_t TcpTranslator::send_space(Flow& f) {
+  // Offer only what the socket is sure to take. The kernel charges each buffer's true size
+  // (payload plus skb overhead) against SO_SNDBUF, so a window of "SO_SNDBUF minus bytes queued"
+  // promises more than fits: the box sends it, send() comes up short, the rest of the burst is
+  // dropped and the box falls into retransmission timeouts (measured: uploads stalling for
+  // seconds). SO_MEMINFO gives the live buffer size (autotuning grows it) and the memory
+  // charged; TCP queues in wmem_queued, AF_UNIX in wmem_alloc, and the next send() is checked
+  // against the larger. Offer as many MSS-sized segments as fit when each is charged
+  // kSkbOverhead on top (within 3% for the usual 64 KiB segments).
+  uint32_t free_mem = 0;
+  uint32_t mem[SK_MEMINFO_VARS] = {};
+  socklen_t len = sizeof mem;
+  if (getsockopt(f.fd.get(), SOL_SOCKET, SO_MEMINFO, mem, &len) == 0 &&
+      len >= sizeof(uint32_t) * (SK_MEMINFO_WMEM_QUEUED + 1)) {
+    uint32_t used = std::max(mem[SK_MEMINFO_WMEM_QUEUED], mem[SK_MEMINFO_WMEM_ALLOC]);
+    uint32_t buf = mem[SK_MEMINFO_SNDBUF];
+    f.sndbuf = static_cast<int>(std::min<uint32_t>(buf, INT32_MAX));
+    free_mem = buf > used ? buf - used : 0;
+    f.wnd_constrained = used > 0 && uint64_t{free_mem} + f.mss + kSkbOverhead <= buf;
+  } else {
+    int outq = 0;
+    if (ioctl(f.fd.get(), SIOCOUTQ, &outq) != 0) {
+      outq = 0;
+    }
+    free_mem = f.sndbuf > outq ? static_cast<uint32_t>(f.sndbuf - outq) : 0;
+  }
+  uint64_t segments = free_mem / (uint64_t{f.mss} + kSkbOverhead);
+  uint64_t wnd = segments * f.mss;
+  if (segments == 0 && free_mem > 2 * kSkbOverhead) {
+    // Not one full segment fits: a fresh TCP socket starts with a 16 KiB buffer, which
+    // autotuning grows only once data flows, and the box's MSS is near 64 KiB. Offer what fits as
+    // one smaller segment; a zero window here stalled uploads at ~1 MB/s (persist probes).
+    wnd = free_mem - kSkbOverhead;
+  }
+  return static_cast<uint32_t>(std::min<uint64_t>(wnd, UINT32_MAX / 2));
+}
+
+void TcpTranslator::note_window(Flow& f, uint32_t wnd) {
+  f.adv_wnd = wnd;
+  // "Small" means the socket is mostly full, not that its buffer is small: an idle flow on a
+  // small AF_UNIX buffer (the proxy's socketpair) must not wake the loop.
+  uint32_t low = std::min<uint32_t>(kLowWindow, static_cast<uint32_t>(f.sndbuf) / 4);
+  if (wnd >= low || f.box_fin || f.state != Flow::State::kEstablished) {
+    f.wnd_check_at.reset();
+    f.wnd_check_every = kWndCheckFirst;
+  } else if (!f.wnd_check_at) {
+    f.wnd_check_at = Clock::now() + f.wnd_check_every;
+  }
 }
 
 void TcpTranslator::send_segment(Flow& f, uint8_t flags, uint32_t seq, Bytes payload,
@@ -502,6 +571,7 @@ void TcpTranslator::send_segment(Flow& f, uint8_t flags, uint32_t seq, Bytes pay
     }
   } else {
     t.window = window_field(f);
+    note_window(f, uint32_t{t.window} << (f.wscale_ok ? kOurWscale : 0));
   }
   build_tcp(frame_, L2{.src = config_.gateway_mac, .dst = f.box_mac}, t, payload);
   ++counters_.segments_out;
@@ -550,9 +620,21 @@ void TcpTranslator::on_socket(uint64_t token, uint32_t events, Clock::time_point
   if ((events & (EPOLLRDHUP | EPOLLHUP)) != 0) {
     f.rdhup = true;
   }
-  if ((events & EPOLLOUT) != 0 && f.sock_full && f.state == Flow::State::kEstablished) {
+  if ((events & EPOLLOUT) != 0 && f.state == Flow::State::kEstablished && !f.box_fin) {
+    // The socket drained (an edge: the peer read). When the window we last offered held fewer
+    // than four segments, the box's ACK clock is too weak to reopen it by itself: tell it as soon
+    // as the window grew by a segment. Waiting for its persist timer or our window check cost
+    // ~200 ms per window with near-64 KiB segments (measured: uploads at ~1 MB/s).
+    const bool was_full = f.sock_full;
     f.sock_full = false;
-    send_ack(f);  // window update: the socket drained
+    if (was_full) {
+      send_ack(f);  // window update
+    } else if (f.wnd_constrained && f.adv_wnd < 4 * f.mss) {
+      uint32_t wnd = uint32_t{window_field(f)} << (f.wscale_ok ? kOurWscale : 0);
+      if (wnd >= f.adv_wnd + f.mss) {
+        send_ack(f);  // window update
+      }
+    }
   }
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0) {
     send_data(f, now);
@@ -562,7 +644,8 @@ void TcpTranslator::on_socket(uint64_t token, uint32_t events, Clock::time_point
 void TcpTranslator::on_timer(Clock::time_point now) {
   std::vector<uint64_t> due;
   for (auto& [id, f] : flows_) {
-    if ((f->rto_at && *f->rto_at <= now) || (f->persist_at && *f->persist_at <= now)) {
+    if ((f->rto_at && *f->rto_at <= now) || (f->persist_at && *f->persist_at <= now) ||
+        (f->wnd_check_at && *f->wnd_check_at <= now)) {
       due.push_back(id);
     }
   }
@@ -572,6 +655,19 @@ void TcpTranslator::on_timer(Clock::time_point now) {
       continue;
     }
     Flow& f = *it->second;
+    if (f.wnd_check_at && *f.wnd_check_at <= now) {
+      f.wnd_check_at.reset();
+      uint32_t wnd = uint32_t{window_field(f)} << (f.wscale_ok ? kOurWscale : 0);
+      uint32_t low = std::min<uint32_t>(kLowWindow, static_cast<uint32_t>(f.sndbuf) / 4);
+      if (wnd >= low || wnd >= 2 * f.adv_wnd + f.mss) {
+        f.wnd_check_every = kWndCheckFirst;
+        send_ack(f);  // the window reopened: tell the box now
+      } else {
+        // Still small: the peer is slow. Back off so an idle slow flow costs next to nothing.
+        f.wnd_check_every = std::min(f.wnd_check_every * 2, kWndCheckMax);
+        f.wnd_check_at = now + f.wnd_check_every;
+      }
+    }
     if (f.persist_at && *f.persist_at <= now) {
       // Zero-window probe: an ACK one below snd_nxt makes the box answer with its window.
       send_segment(f, tcpflag::kAck, f.snd_nxt - 1, {}, false);
@@ -598,7 +694,7 @@ void TcpTranslator::on_timer(Clock::time_point now) {
 std::optional<Clock::time_point> TcpTranslator::next_deadline() const {
   std::optional<Clock::time_point> best;
   for (const auto& [id, f] : flows_) {
-    for (const auto& t : {f->rto_at, f->persist_at}) {
+    for (const auto& t : {f->rto_at, f->persist_at, f->wnd_check_at}) {
       if (t && (!best || *t < *best)) {
         best = t;
       }

@@ -4,6 +4,8 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 
 namespace agentbox::net {
 
@@ -100,17 +102,51 @@ size_t ipv4_header(Writer& w, Ip4 src, Ip4 dst, uint8_t proto, size_t len) {
 }  // namespace
 
 uint32_t checksum_add(uint32_t sum, Bytes data) {
-  size_t i = 0;
-  for (; i + 1 < data.size(); i += 2) {
-    sum += (std::to_integer<uint32_t>(data[i]) << 8) | std::to_integer<uint32_t>(data[i + 1]);
-    if (sum & 0x80000000u) {
-      sum = (sum & 0xffff) + (sum >> 16);
-    }
+  // RFC 1071 section 2(B): the one's-complement sum is byte-order independent, so add native
+  // 32-bit words into a 64-bit accumulator (no carry handling inside the loop: 2^32 words would
+  // be needed to overflow) and swap once at the end. Several times faster than 16-bit big-endian
+  // steps, and every data byte of every frame goes through here.
+  const std::byte* p = data.data();
+  size_t n = data.size();
+  uint64_t acc = 0;
+  while (n >= 16) {
+    uint32_t w[4];
+    std::memcpy(w, p, sizeof w);
+    acc += uint64_t{w[0]} + w[1] + w[2] + w[3];
+    p += 16;
+    n -= 16;
   }
-  if (i < data.size()) {
-    sum += std::to_integer<uint32_t>(data[i]) << 8;
+  while (n >= 4) {
+    uint32_t w;
+    std::memcpy(&w, p, sizeof w);
+    acc += w;
+    p += 4;
+    n -= 4;
   }
-  return sum;
+  if (n >= 2) {
+    uint16_t h;
+    std::memcpy(&h, p, sizeof h);
+    acc += h;
+    p += 2;
+    n -= 2;
+  }
+  if (n == 1) {
+    // A trailing odd byte is the high byte of a big-endian word padded with zero.
+    uint16_t h = 0;
+    std::memcpy(&h, p, 1);
+    acc += h;
+  }
+  acc = (acc & 0xffffffffu) + (acc >> 32);
+  acc = (acc & 0xffffffffu) + (acc >> 32);
+  acc = (acc & 0xffffu) + (acc >> 16);
+  acc = (acc & 0xffffu) + (acc >> 16);
+  auto folded = static_cast<uint16_t>(acc);
+  if constexpr (std::endian::native == std::endian::little) {
+    folded = static_cast<uint16_t>((folded >> 8) | (folded << 8));
+  }
+  // Keep the caller's running sum below the top bit, as checksum_fold expects.
+  uint64_t total = uint64_t{sum} + folded;
+  return static_cast<uint32_t>(total >= 0x80000000u ? (total & 0xffff) + (total >> 16) : total);
 }
 
 uint16_t checksum_fold(uint32_t sum) {

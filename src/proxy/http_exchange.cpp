@@ -18,6 +18,7 @@
 #include <algorithm>
 
 #include "agentbox/policy/ip.hpp"
+#include "agentbox/proxy/sigv4.hpp"
 #include "proxy_conn.hpp"
 
 namespace agentbox::proxy {
@@ -71,6 +72,33 @@ std::string host_mismatch(const Conn& c, const http1::Request& r) {
   return {};
 }
 
+// Credentials (with the body when a SigV4 signature needs it), then the head goes upstream.
+bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body) {
+  auto& x = c.http;
+  auto& r = x.request;
+  if (in.credentials != nullptr) {
+    const auto v = in.credentials->inspect(r, c.info.name, body, /*cleartext=*/!c.tls);
+    if (v.blocked) {
+      return deny(in, c, 403, "request blocked: " + v.reason);
+    }
+    x.credentials = v.used;
+  }
+  if (!c.up.open()) {
+    return deny(in, c, 502,
+                "request blocked: cannot reach " + c.info.name + ": " +
+                    (c.up.error.empty() ? "no upstream connection" : c.up.error));
+  }
+  x.ctx.head = r.method == "HEAD";
+  x.ctx.asked_upgrade = r.wants_upgrade;
+  x.close_after = !r.keep_alive;
+  c.up.send(http1::serialize_head(r));
+  x.req_body.emplace(r.framing, r.content_length);  // max_body is counted in request_body
+  x.req = x.req_body->done() ? Req::kDone : Req::kBody;
+  x.resp = Resp::kHead;
+  ++in.counters.requests;
+  return true;
+}
+
 bool begin_request(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
   auto& r = x.request;
@@ -100,27 +128,45 @@ bool begin_request(ProxyHandler::Internals& in, Conn& c) {
                     std::to_string(r.content_length) + " bytes exceeds max_body " +
                     std::to_string(*x.max_body) + ")");
   }
-  if (in.credentials != nullptr) {
-    const auto v = in.credentials->inspect(r, c.info.name, {}, /*cleartext=*/!c.tls);
-    if (v.blocked) {
-      return deny(in, c, 403, "request blocked: " + v.reason);
+  if (in.credentials != nullptr && r.framing != http1::Framing::kNone &&
+      sigv4::is_sigv4(r.header("authorization").value_or("")) &&
+      !r.header("x-amz-content-sha256")) {
+    // The signature covers the body's hash and the request does not state it: the body must be
+    // read whole before the head can be checked and re-signed.
+    if (r.framing != http1::Framing::kContentLength ||
+        r.content_length >= CredentialSet::kMaxBodyScan) {
+      return deny(in, c, 413,
+                  "request blocked: a SigV4 request without x-amz-content-sha256 can be re-signed "
+                  "only with a Content-Length body under 1 MiB");
     }
-    x.credentials = v.used;
+    x.req = Req::kHold;
+    return true;
   }
-  if (!c.up.open()) {
-    return deny(in, c, 502,
-                "request blocked: cannot reach " + c.info.name + ": " +
-                    (c.up.error.empty() ? "no upstream connection" : c.up.error));
+  return forward_request(in, c, {});
+}
+
+bool hold_body(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  const uint64_t want = x.request.content_length - x.held_body.size();
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(want, c.box.rx.size()));
+  x.held_body.append(c.box.rx, 0, n);
+  c.box.rx.erase(0, n);
+  if (x.held_body.size() == x.request.content_length) {
+    std::string body = std::move(x.held_body);
+    x.held_body.clear();
+    (void)forward_request(in, c, body);
+    if (c.mode == Mode::kHttp) {
+      c.box.rx.insert(0, body);  // the ordinary body path forwards (and scans) it
+    }
+    return true;
   }
-  x.ctx.head = r.method == "HEAD";
-  x.ctx.asked_upgrade = r.wants_upgrade;
-  x.close_after = !r.keep_alive;
-  c.up.send(http1::serialize_head(r));
-  x.req_body.emplace(r.framing, r.content_length);  // max_body is counted in request_body
-  x.req = x.req_body->done() ? Req::kDone : Req::kBody;
-  x.resp = Resp::kHead;
-  ++in.counters.requests;
-  return true;
+  if (c.box.eof) {
+    audit_request(in, c, "aborted", "the box closed in the middle of the request body");
+    x = Exchange{};
+    drop(in, c, {});
+    return true;
+  }
+  return n > 0;
 }
 
 bool request_head(ProxyHandler::Internals& in, Conn& c) {
@@ -200,7 +246,11 @@ bool request_body(ProxyHandler::Internals& in, Conn& c) {
 
 void send_body(Conn& c, std::string_view data) {
   if (!data.empty()) {
-    c.box.send(c.http.resp_chunked ? http1::encode_chunk(data) : std::string(data));
+    if (c.http.resp_chunked) {
+      c.box.send(http1::encode_chunk(data));
+    } else {
+      c.box.send(data);
+    }
   }
 }
 
@@ -367,6 +417,8 @@ bool http_step(ProxyHandler::Internals& in, Conn& c) {
         return true;
       }
       step = request_head(in, c);
+    } else if (x.req == Req::kHold) {
+      step = hold_body(in, c);
     } else if (x.req == Req::kBody) {
       step = request_body(in, c);
     }

@@ -1,4 +1,8 @@
 // First bytes of a box flow -> passthrough, interception, plain HTTP or drop; and the splice.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 
 #include "agentbox/base/log.hpp"
@@ -78,6 +82,12 @@ bool start_interception(ProxyHandler::Internals& in, Conn& c) {
 }  // namespace
 
 bool open_upstream(ProxyHandler::Internals& in, Conn& c) {
+  if (c.up.fd) {
+    return true;  // opened when the flow was (ProxyHandler::serve)
+  }
+  if (!c.up.error.empty()) {
+    return false;
+  }
   auto r = in.connector.on_open(c.info);
   if (!r) {
     ++in.counters.upstream_failures;
@@ -91,6 +101,10 @@ bool open_upstream(ProxyHandler::Internals& in, Conn& c) {
   }
   c.up.fd = std::move(r->fd);
   c.up.connecting = !r->connected;
+  // Every flush is one send() of what is ready; Nagle would hold a request behind the ACK of
+  // the TLS Finished (a 40 ms delayed-ACK stall per new connection).
+  int one = 1;
+  (void)::setsockopt(c.up.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return true;
 }
 

@@ -65,7 +65,9 @@ class Side {
 // The HTTP/1.1 exchange on one connection: at most one request in flight; the next is parsed
 // only when the previous response is complete (pipelined bytes wait in box.rx, bounded).
 struct Exchange {
-  enum class Req { kHead, kBody, kDone };
+  // kHold: a SigV4 request without x-amz-content-sha256 whose body must be read whole before
+  // the head can be re-signed (the signature covers the body's hash).
+  enum class Req { kHead, kHold, kBody, kDone };
   enum class Resp { kIdle, kHead, kBody, kDone };
   Req req = Req::kHead;
   Resp resp = Resp::kIdle;
@@ -81,6 +83,7 @@ struct Exchange {
   std::optional<uint64_t> max_body;
   uint64_t body_up = 0;    // request body bytes (decoded)
   uint64_t body_down = 0;  // response body bytes (decoded)
+  std::string held_body;   // kHold: the body so far (<= CredentialSet::kMaxBodyScan)
   uint64_t scanned = 0;    // request body bytes scanned for placeholders
   std::string scan_tail;   // last bytes of the previous body piece (a placeholder split in two)
   // For the audit event.
@@ -113,7 +116,8 @@ struct Conn {
   std::optional<Scrubber> tunnel_scrubber;
   Clock::time_point opened{};
   Clock::time_point last_activity{};
-  bool done = false;  // destroy after the current callback
+  uint64_t lingered = 0;  // bytes discarded while closing
+  bool done = false;      // destroy after the current callback
 };
 
 // What the connection code needs from the handler.

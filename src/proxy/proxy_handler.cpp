@@ -20,9 +20,11 @@ constexpr int kMaxRounds = 64;                     // per callback, for fairness
 constexpr std::chrono::seconds kClosingGrace{10};
 
 bool can_read(const ProxyOptions& o, const Conn& c, const Side& s) {
-  if (!s.open() || s.connecting || s.fd_eof || s.failed() || c.mode == Mode::kClosing ||
-      s.rx.size() >= o.buffer) {
+  if (!s.open() || s.connecting || s.fd_eof || s.failed() || s.rx.size() >= o.buffer) {
     return false;
+  }
+  if (c.mode == Mode::kClosing) {
+    return &s == &c.box;  // lingering close: see closing_step
   }
   if (c.mode == Mode::kClassify) {
     return &s == &c.box;
@@ -31,20 +33,30 @@ bool can_read(const ProxyOptions& o, const Conn& c, const Side& s) {
   return other.pending() < o.buffer;
 }
 
+// Lingering close (as HTTP servers do): after our last bytes and FIN, what the box still sends
+// (the body of a denied upload) is read and discarded until its EOF, so that closing with
+// unread data does not reset the connection and destroy the answer in flight to the agent.
 bool closing_step(Conn& c) {
+  constexpr uint64_t kMaxLinger = uint64_t{1} << 20;
   if (c.box.failed() || !c.box.open()) {
     c.done = true;
     return true;
+  }
+  bool progress = false;
+  if (!c.box.rx.empty()) {
+    c.lingered += c.box.rx.size();
+    c.box.rx.clear();
+    progress = true;
   }
   if (!c.box.want_shut) {
     c.box.want_shut = true;
     return true;
   }
-  if (c.box.shut) {
+  if (c.box.shut && (c.box.eof || c.lingered > kMaxLinger)) {
     c.done = true;
     return true;
   }
-  return false;
+  return progress;
 }
 
 }  // namespace
@@ -151,7 +163,7 @@ base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) 
   c->opened = c->last_activity = Clock::now();
   ++counters_.opened;
   if (in_->raw_tcp.decide(info.name, info.orig_port).allowed) {
-    // Raw TCP: the server may speak first (SSH), so connect now and splice from the start.
+    // Raw TCP: the server may speak first (SSH), so splice from the start.
     c->mode = Mode::kSplice;
     ++counters_.raw;
     in_->audit.emit(audit::Event("proxy.open")
@@ -159,9 +171,13 @@ base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) 
                         .str("host", info.name)
                         .num("port", info.orig_port)
                         .str("mode", "raw"));
-    if (!open_upstream(*in_, *c)) {
-      return base::Error::msg("cannot reach `" + info.name + "`: " + c->up.error);
-    }
+  }
+  // The upstream is connected now, whatever the first bytes turn out to be: where bytes may go
+  // does not depend on them (SNI and Host must equal the flow's name), a name that resolves
+  // only to refused addresses (rebinding) or to nothing is answered with a RST as on the plain
+  // path, and the connect overlaps the box's handshake instead of following it.
+  if (!open_upstream(*in_, *c)) {
+    return base::Error::msg("cannot reach `" + info.name + "`: " + c->up.error);
   }
   Conn& ref = *c;
   by_flow_[info.id] = c->id;
@@ -174,20 +190,11 @@ base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) 
   return base::ok();
 }
 
-void ProxyHandler::on_close(const net::FlowInfo& info, const net::FlowStats& stats) {
+void ProxyHandler::on_close(const net::FlowInfo& info, const net::FlowStats&) {
   auto it = by_flow_.find(info.id);
-  if (it == by_flow_.end()) {
-    return;
+  if (it != by_flow_.end()) {
+    destroy(it->second);
   }
-  // An orderly end of a spliced stream (both FINs) can leave what the box sent last in the
-  // socketpair and in our buffers: the box side's hang-up (on_fd) drains it to the upstream and
-  // splice() ends the connection. A reset ends everything now.
-  auto c = conns_.find(it->second);
-  if (!stats.reset && c != conns_.end() &&
-      (c->second->mode == Mode::kSplice || c->second->mode == Mode::kTunnel)) {
-    return;
-  }
-  destroy(it->second);
 }
 
 void ProxyHandler::destroy(uint64_t id) {
@@ -216,6 +223,9 @@ void ProxyHandler::destroy(uint64_t id) {
 void ProxyHandler::update_interest(Conn& c) {
   for (Side* s : {&c.box, &c.up}) {
     const bool box_side = s == &c.box;
+    if (s->failed() && s->open()) {
+      s->close_fd();  // a failed socket may stay "ready" (EPOLLERR) forever: let it go now
+    }
     if (!s->open()) {
       if (s->watch != 0) {
         in_->loop.unwatch(s->watch);
@@ -299,11 +309,6 @@ void ProxyHandler::on_fd(uint64_t id, bool box_side, uint32_t events) noexcept {
   if ((events & EPOLLHUP) != 0 && !s.connecting) {
     // Both directions are closed: take what is still queued, then drop the fd (a hung-up fd
     // stays "ready" for epoll forever).
-    // A half-closed stream: the upstream ended first (we already sent the box our FIN), then the
-    // box finished sending. What it sent still has to reach the upstream; splice() ends the
-    // flow once that is flushed and the upstream is shut down.
-    const bool box_finished_after_us =
-        box_side && s.shut && (c.mode == Mode::kSplice || c.mode == Mode::kTunnel);
     try {
       for (int i = 0; i < 1024 && s.fill(kReadBudget) && !s.fd_eof && !s.failed(); ++i) {
       }
@@ -319,11 +324,14 @@ void ProxyHandler::on_fd(uint64_t id, bool box_side, uint32_t events) noexcept {
       s.watch = 0;
     }
     s.close_fd();
-    if (box_finished_after_us) {
-      s.tx.clear();  // nothing can reach the box any more
-      s.out.clear();
-    } else if (box_side) {
-      c.done = true;  // nothing can reach the box any more
+    // Nothing can reach the box any more, but what it sent before its FIN may still be on its
+    // way up: a splice keeps going until that is flushed (then the done rule in splice() holds).
+    // Ending here lost up to a buffer of the box's last bytes when the upstream had already sent
+    // its FIN (the peer-fin-first half-close test, intermittently).
+    const bool draining = (c.mode == Mode::kSplice || c.mode == Mode::kTunnel) && !c.box.failed() &&
+                          (!c.box.rx.empty() || c.up.pending() > 0);
+    if (box_side && !draining) {
+      c.done = true;
     }
   }
   if (!c.done) {
@@ -405,6 +413,10 @@ void ProxyHandler::on_sweep() noexcept {
         ++counters_.timeouts;
         answer(*in_, c, 408, "request blocked: request head not complete in time");
         audit_request(*in_, c, "denied", "request head timeout");
+      } else if (c.mode == Mode::kHttp && !c.box.handshake_done() &&
+                 now - c.opened > o.head_timeout) {
+        ++counters_.timeouts;
+        drop(*in_, c, "TLS handshake with the box not complete in time");
       } else if (c.mode == Mode::kClosing && now - c.last_activity > kClosingGrace) {
         c.done = true;
       } else if (now - c.last_activity > o.idle_timeout) {

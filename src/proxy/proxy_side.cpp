@@ -16,7 +16,7 @@ void Side::start_tls() {
     if (tls->handshake() == TlsChannel::Status::kError) {
       error = tls->error();
     }
-    tx += tls->drain();
+    tls->drain_into(tx);
   }
 }
 
@@ -31,7 +31,7 @@ void Side::adopt_tls(TlsChannel channel) {
 void Side::after_tls_input() {
   if (!tls->handshake_done()) {
     const auto st = tls->handshake();
-    tx += tls->drain();
+    tls->drain_into(tx);
     if (st == TlsChannel::Status::kError) {
       error = tls->error();
       return;
@@ -44,7 +44,7 @@ void Side::after_tls_input() {
     }
   }
   const auto st = tls->read(rx);
-  tx += tls->drain();  // post-handshake messages (tickets, key updates, alerts)
+  tls->drain_into(tx);  // post-handshake messages (tickets, key updates, alerts)
   if (st == TlsChannel::Status::kClosed) {
     eof = true;
   } else if (st == TlsChannel::Status::kError) {
@@ -62,7 +62,8 @@ bool Side::fill(size_t budget) {
   if (!open() || connecting || fd_eof || failed()) {
     return false;
   }
-  std::array<std::byte, 16384> buf{};
+  // Not zeroed on purpose (read(2) fills what it reports); 64 KiB per call keeps syscalls few.
+  thread_local std::array<std::byte, 65536> buf;
   size_t total = 0;
   bool changed = false;
   while (total < budget) {
@@ -100,8 +101,8 @@ bool Side::fill(size_t budget) {
 }
 
 void Side::send(std::string_view plain) {
-  if (plain.empty()) {
-    return;
+  if (plain.empty() || !open()) {
+    return;  // a closed side takes nothing: nothing may pile up for a peer that is gone
   }
   if (!tls) {
     tx.append(plain);
@@ -111,7 +112,7 @@ void Side::send(std::string_view plain) {
     if (tls->write(plain) == TlsChannel::Status::kError) {
       error = tls->error();
     }
-    tx += tls->drain();
+    tls->drain_into(tx);
   }
 }
 
@@ -126,11 +127,11 @@ bool Side::flush() {
       return true;
     }
     out.clear();
-    tx += tls->drain();
+    tls->drain_into(tx);
   }
   if (want_shut && !notified && out.empty() && tls && tls->handshake_done()) {
     tls->close();  // close_notify, once; the peer may still send (TLS half-close)
-    tx += tls->drain();
+    tls->drain_into(tx);
     notified = true;
   }
   while (!tx.empty()) {

@@ -150,13 +150,17 @@ void TlsChannel::feed_eof() {
 
 std::string TlsChannel::drain() {
   std::string out;
+  drain_into(out);
+  return out;
+}
+
+void TlsChannel::drain_into(std::string& out) {
   char* data = nullptr;
   const long n = BIO_ctrl(wbio_, BIO_CTRL_INFO, 0, &data);  // BIO_get_mem_data()
   if (n > 0) {
-    out.assign(data, static_cast<size_t>(n));
+    out.append(data, static_cast<size_t>(n));
     (void)BIO_ctrl(wbio_, BIO_CTRL_RESET, 0, nullptr);
   }
-  return out;
 }
 
 TlsChannel::Status TlsChannel::fail(int ret) {
@@ -184,7 +188,8 @@ TlsChannel::Status TlsChannel::handshake() {
 }
 
 TlsChannel::Status TlsChannel::read(std::string& out) {
-  std::array<char, 16384> buf{};
+  // Not zeroed on purpose: SSL_read_ex writes what it reports, and this runs per record.
+  thread_local std::array<char, 16384> buf;
   for (;;) {
     size_t n = 0;
     const int r = SSL_read_ex(ssl_.get(), buf.data(), buf.size(), &n);

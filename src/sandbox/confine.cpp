@@ -4,6 +4,7 @@
 #include <sys/prctl.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <sys/utsname.h>
 
 #include <cerrno>
 #include <cstring>
@@ -48,7 +49,12 @@ const char* stage_name(Stage stage) {
 }
 
 base::Result<PreparedConfinement> prepare(const ConfinementSpec& spec) {
-  AGENTBOX_ASSIGN_OR_RETURN(SeccompProgram bpf, compile_seccomp(spec.seccomp_allow_groups));
+  SeccompProgram bpf;
+  if (spec.seccomp) {
+    AGENTBOX_ASSIGN_OR_RETURN(bpf, compile_seccomp(spec.seccomp_allow_groups));
+  } else {
+    AGENTBOX_TRY(check_seccomp_groups(spec.seccomp_allow_groups));
+  }
   LandlockPlan plan;
   if (spec.landlock) {
     AGENTBOX_ASSIGN_OR_RETURN(plan,
@@ -110,6 +116,8 @@ ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
 audit::Event confinement_event(const PreparedConfinement& p, bool notified) {
   audit::Event ev("sandbox.confine");
   ev.num("landlock_abi", p.spec.landlock ? p.landlock.abi : 0);
+  struct utsname u {};
+  ev.str("kernel", ::uname(&u) == 0 ? std::string(u.release) : std::string("?"));
   ev.str("seccomp", !p.spec.seccomp ? "off" : notified ? "notify" : "errno");
   std::vector<std::string> groups(p.spec.seccomp_allow_groups.begin(),
                                   p.spec.seccomp_allow_groups.end());

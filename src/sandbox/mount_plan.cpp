@@ -280,6 +280,17 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
   write("/etc/resolv.conf", spec.etc_resolv_conf);
 
   plan.add({.kind = MountKind::kProc, .target = "/proc"});
+  // Read-only over the writable parts of the box's /proc, as bubblewrap does: a box whose uid is 0
+  // passes the owner check of /proc/sys/* and /proc/sysrq-trigger with no capability at all
+  // (sysctl test_perm() compares the euid with GLOBAL_ROOT_UID), so without these mounts only
+  // Landlock would keep it from rewriting kernel.core_pattern; a kernel without Landlock has them.
+  for (const char* p : {"sys", "sysrq-trigger", "irq", "bus"}) {
+    plan.add({.kind = MountKind::kProtect,
+              .target = "/proc",
+              .source = p,
+              .read_only = true,
+              .optional = true});
+  }
   if (spec.mount_sys) {
     plan.add({.kind = MountKind::kBindDir, .target = "/sys", .source = "/sys", .read_only = true});
   }

@@ -220,7 +220,7 @@ const std::vector<std::string>& known_seccomp_groups() {
   return groups;
 }
 
-Result<SeccompProgram> compile_seccomp(const std::set<std::string>& allow_groups) {
+Status check_seccomp_groups(const std::set<std::string>& allow_groups) {
   const auto& known = known_seccomp_groups();
   for (const auto& g : allow_groups) {
     if (std::find(known.begin(), known.end(), g) == known.end()) {
@@ -228,10 +228,22 @@ Result<SeccompProgram> compile_seccomp(const std::set<std::string>& allow_groups
           .hint("known groups: perf, ptrace, userns");
     }
   }
-  SeccompProgram out;
-  AGENTBOX_ASSIGN_OR_RETURN(out.notify, build(allow_groups, SCMP_ACT_NOTIFY));
-  AGENTBOX_ASSIGN_OR_RETURN(out.errno_only, build(allow_groups, SCMP_ACT_ERRNO(EPERM)));
-  return out;
+  return base::ok();
+}
+
+std::vector<sock_filter> notify_to_errno(std::vector<sock_filter> prog) {
+  for (auto& insn : prog) {
+    if (insn.code == (BPF_RET | BPF_K) && insn.k == SECCOMP_RET_USER_NOTIF) {
+      insn.k = SECCOMP_RET_ERRNO | EPERM;
+    }
+  }
+  return prog;
+}
+
+Result<std::vector<sock_filter>> compile_seccomp_with(const std::set<std::string>& allow_groups,
+                                                      bool notify) {
+  AGENTBOX_TRY(check_seccomp_groups(allow_groups));
+  return build(allow_groups, notify ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(EPERM));
 }
 
 int send_fd(int sock, int fd) noexcept {

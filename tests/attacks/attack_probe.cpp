@@ -26,6 +26,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -195,6 +196,55 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
          return err(mount("none", a.at(0).c_str(), "tmpfs", 0, "size=1m"));
        }},
       {"unshare_user", [](const Args&) { return err(unshare(CLONE_NEWUSER)); }},
+      // A copy of this binary (a fresh file, as an agent would download one) exec'd to try the
+      // same: the filter, no_new_privs and the dropped capabilities are inherited across execve.
+      {"userns_copy",
+       [](const Args& a) {
+         std::string copy = a.at(0);
+         int in = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+         int out = open(copy.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+         if (in < 0 || out < 0) {
+           return errno;
+         }
+         char buf[65536];
+         ssize_t n = 0;
+         while ((n = read(in, buf, sizeof buf)) > 0) {
+           if (write(out, buf, static_cast<size_t>(n)) != n) {
+             return errno;
+           }
+         }
+         close(in);
+         close(out);
+         pid_t p = fork();
+         if (p == 0) {
+           execl(copy.c_str(), "agentbox-attack", "unshare_user_exit", static_cast<char*>(nullptr));
+           _exit(127);
+         }
+         int st = 0;
+         waitpid(p, &st, 0);
+         unlink(copy.c_str());
+         return WIFEXITED(st) ? WEXITSTATUS(st) : EINTR;
+       }},
+      // read_via_proc_root PATH: PATH through /proc/1/root (init's root), then /proc/self/root;
+      // the first that works wins. In the box both are the box's own root.
+      {"read_via_proc_root",
+       [](const Args& a) {
+         int first = 0;
+         for (const char* pfx : {"/proc/1/root", "/proc/self/root"}) {
+           int fd = open((std::string(pfx) + a.at(0)).c_str(), O_RDONLY | O_CLOEXEC);
+           if (fd >= 0) {
+             char c = 0;
+             ssize_t n = read(fd, &c, 1);
+             close(fd);
+             if (n >= 0) {
+               return 0;
+             }
+           }
+           first = first != 0 ? first : errno;
+         }
+         return first;
+       }},
+      {"unshare_user_exit", [](const Args&) -> int { _exit(err(unshare(CLONE_NEWUSER))); }},
       {"unshare_net", [](const Args&) { return err(unshare(CLONE_NEWUSER | CLONE_NEWNET)); }},
       {"clone_newuser", [](const Args&) { return raw_clone(CLONE_NEWUSER); }},
       {"clone3",
@@ -368,6 +418,85 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
       {"sleep",
        [](const Args&) {
          sleep(5);
+         return 0;
+       }},
+      // DoS probes, each bounded so that the control (run on the host) is harmless.
+      {"fork_bomb",  // fork_bomb N [MARKER]: N sleeping children, then all killed; EAGAIN = capped
+       [](const Args& a) {
+         int n = std::min(std::stoi(a.at(0)), 400);
+         std::vector<pid_t> kids;
+         int result = 0;
+         for (int i = 0; i < n; ++i) {
+           pid_t p = fork();
+           if (p == 0) {
+             pause();
+             _exit(0);
+           }
+           if (p < 0) {
+             result = errno;
+             break;
+           }
+           kids.push_back(p);
+         }
+         for (pid_t p : kids) {
+           kill(p, SIGKILL);
+         }
+         for (pid_t p : kids) {
+           waitpid(p, nullptr, 0);
+         }
+         return result;
+       }},
+      {"balloon",  // balloon MIB: touches MIB MiB (<= 1024); ENOMEM, or killed by the OOM killer
+       [](const Args& a) {
+         int mib = std::min(std::stoi(a.at(0)), 1024);
+         std::vector<char*> blocks;
+         int result = 0;
+         for (int i = 0; i < mib; ++i) {
+           auto* b = static_cast<char*>(malloc(1 << 20));  // NOLINT: raw memory on purpose
+           if (b == nullptr) {
+             result = ENOMEM;
+             break;
+           }
+           memset(b, i + 1, 1 << 20);
+           blocks.push_back(b);
+         }
+         for (char* b : blocks) {
+           free(b);  // NOLINT
+         }
+         return result;
+       }},
+      {"fill",  // fill FILE MIB: writes up to MIB MiB (<= 1024) to FILE, then removes it
+       [](const Args& a) {
+         int mib = std::min(std::stoi(a.at(1)), 1024);
+         signal(SIGXFSZ, SIG_IGN);  // an RLIMIT_FSIZE cap shows as EFBIG, not a kill
+         int fd = open(a.at(0).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+         if (fd < 0) {
+           return errno;
+         }
+         std::vector<char> chunk(1 << 20, 'x');
+         int result = 0;
+         for (int i = 0; i < mib && result == 0; ++i) {
+           size_t done = 0;
+           while (done < chunk.size()) {
+             ssize_t w = write(fd, chunk.data() + done, chunk.size() - done);
+             if (w < 0) {
+               result = errno;
+               break;
+             }
+             done += static_cast<size_t>(w);
+           }
+         }
+         close(fd);
+         unlink(a.at(0).c_str());
+         return result;
+       }},
+      {"open_wronly",  // opens for writing and closes: the access check without a write
+       [](const Args& a) {
+         int fd = open(a.at(0).c_str(), O_WRONLY | O_CLOEXEC);
+         if (fd < 0) {
+           return errno;
+         }
+         close(fd);
          return 0;
        }},
       {"write_same",  // writes a file's own content back (a sysctl: no change, but the access)

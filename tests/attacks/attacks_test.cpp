@@ -8,12 +8,15 @@
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <gtest/gtest.h>
+#include <linux/landlock.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -21,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -50,6 +54,14 @@ struct Attack {
   std::function<std::string(Fixture&)> truth = nullptr;
   const char* audit_syscall = nullptr;              // expect a seccomp.deny event for it
   std::function<void(Fixture&)> restore = nullptr;  // undoes what the control did to the host
+  // Extra environment of `agentbox run` (AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 tests one layer alone).
+  std::map<std::string, std::string> box_env = {};
+  // When not empty: the results that mean "blocked" for the root variant (stricter than `blocked`,
+  // e.g. EROFS only, where the user variant is refused by file permissions first).
+  std::set<std::string> blocked_as_root = {};
+  Args box_flags = {};  // extra `agentbox run` flags (limits)
+  // When the session had a cgroup (audit: "cgroup":true), the exit summary must contain this.
+  const char* summary_with_cgroup = nullptr;
 };
 
 std::string slurp(const std::string& path) {
@@ -139,6 +151,15 @@ std::vector<Attack> make_attacks() {
                },
                {"ENOENT"},
                Control::kRoot});
+  // /proc/1/root and /proc/self/root in the box are the box's own root (init pivoted and
+  // detached the host tree): a host path through them does not exist. Outside, they reach it.
+  v.push_back({"proc_root_trick",
+               "secret",
+               [](Fixture& f) {
+                 return Args{"read_via_proc_root", f.secret_dir + "/.env"};
+               },
+               {"ENOENT", "EACCES"},
+               Control::kDirect});
   v.push_back({"env_secret_not_inherited",
                "secret",
                [](Fixture&) {
@@ -200,6 +221,35 @@ std::vector<Attack> make_attacks() {
                {"EACCES", "EROFS", "EPERM"},
                Control::kRoot});
 
+  // The same write with seccomp and Landlock off: the mount layer alone (a read-only bind of the
+  // box's /proc/sys) must stop it, as on a kernel without Landlock.
+  v.push_back({"write_global_sysctl_mount_layer_only",
+               "escape",
+               [](Fixture&) {
+                 return Args{"write_same", "/proc/sys/kernel/printk_ratelimit"};
+               },
+               {"EROFS", "EACCES"},
+               Control::kRoot,
+               nullptr,
+               nullptr,
+               nullptr,
+               {{"AGENTBOX_UNSAFE_BENCH_UNCONFINED", "1"}},
+               {"EROFS"}});
+  v.push_back({"core_pattern_mount_layer_only",
+               "escape",
+               [](Fixture&) {
+                 // Opened for writing and closed: nothing is ever written (the control runs on the
+                 // host as root). kernel.core_pattern = code execution as host root.
+                 return Args{"open_wronly", "/proc/sys/kernel/core_pattern"};
+               },
+               {"EROFS", "EACCES"},
+               Control::kRoot,
+               nullptr,
+               nullptr,
+               nullptr,
+               {{"AGENTBOX_UNSAFE_BENCH_UNCONFINED", "1"}},
+               {"EROFS"}});
+
   // Escape: namespaces, mounts, kernel interfaces.
   auto sys = [&](const char* name, Args a, std::set<std::string> blocked, Control c,
                  const char* audit) {
@@ -207,6 +257,15 @@ std::vector<Attack> make_attacks() {
         {name, "escape", [a](Fixture&) { return a; }, std::move(blocked), c, nullptr, audit});
   };
   sys("unshare_user_namespace", {"unshare_user"}, {"EPERM"}, Control::kDirect, "unshare");
+  v.push_back({"userns_via_copied_binary",
+               "escape",
+               [](Fixture& f) {
+                 return Args{"userns_copy", f.w.as.home + "/agentbox-attack-copy-" + f.marker};
+               },
+               {"EPERM"},
+               Control::kDirect,
+               nullptr,
+               "unshare"});
   sys("unshare_network_namespace", {"unshare_net"}, {"EPERM"}, Control::kDirect, "unshare");
   sys("clone_new_user_namespace", {"clone_newuser"}, {"EPERM"}, Control::kDirect, "clone");
   sys("clone3_new_user_namespace", {"clone3"}, {"ENOSYS"}, Control::kDirect, nullptr);
@@ -278,6 +337,16 @@ std::vector<Attack> make_attacks() {
   persist("git_config_core_hookspath", [](Fixture& f) { return f.ws(".git/config"); },
           {"EROFS", "EACCES"});
   persist("gitmodules", [](Fixture& f) { return f.ws(".gitmodules"); }, {"EROFS", "EACCES"});
+  // IDE configs that run tasks outside the box (the folders exist, so the control can write).
+  auto ide = [](const char* dir, const char* file) {
+    return [dir, file](Fixture& f) {
+      std::filesystem::create_directories(f.ws(dir));
+      chown_tree(f.ws(dir), f.w.as.uid, f.w.as.gid);
+      return f.ws(std::string(dir) + "/" + file);
+    };
+  };
+  persist("vscode_tasks", ide(".vscode", "tasks.json"), {"EROFS", "EACCES"});
+  persist("idea_workspace", ide(".idea", "workspace.xml"), {"EROFS", "EACCES"});
   persist("direnv_envrc", [](Fixture& f) { return f.ws(".envrc"); }, {"EROFS", "EACCES", "EISDIR"});
   persist("bashrc_in_home", [](Fixture& f) { return f.home(".bashrc"); }, {});
   persist("profile_in_home", [](Fixture& f) { return f.home(".profile"); }, {});
@@ -339,6 +408,80 @@ std::vector<Attack> make_attacks() {
                Control::kDirect,
                nullptr,
                "ioctl"});
+
+  // DoS: limits end or fail the attempt inside the box; the host and the supervisor are fine.
+  auto host_ok = [](Fixture& f) {
+    if (::kill(f.sentinel, 0) != 0) {
+      return std::string("the sentinel outside was killed");
+    }
+    for (int i = 0; i < 50; ++i) {
+      if (pids_with_cmdline(f.marker).empty()) {
+        return std::string();
+      }
+      ::usleep(20000);
+    }
+    return std::string("processes of the attack are still running on the host");
+  };
+  v.push_back({"fork_bomb",
+               "dos",
+               [](Fixture& f) {
+                 return Args{"fork_bomb", "300", f.marker};
+               },
+               {"EAGAIN"},
+               Control::kDirect,
+               host_ok,
+               nullptr,
+               nullptr,
+               {},
+               {},
+               {"--pids", "32"},
+               "process limit"});
+  v.push_back({"memory_balloon",
+               "dos",
+               [](Fixture& f) {
+                 return Args{"balloon", "512", f.marker};
+               },
+               {"ENOMEM", "SIGKILL"},
+               Control::kDirect,
+               host_ok,
+               nullptr,
+               nullptr,
+               {},
+               {},
+               {"--memory", "64M"},
+               "memory limit"});
+  // The box's HOME and /tmp are size-limited tmpfs (here 8 MiB from the user's config): a disk
+  // filler gets ENOSPC there; the control writes the same 32 MiB to the host and removes it.
+  auto fill = [&](const char* name, const char* dir) {
+    v.push_back({name,
+                 "dos",
+                 [dir](Fixture& f) {
+                   std::string d = std::string(dir) == "HOME" ? f.w.as.home : std::string(dir);
+                   return Args{"fill", d + "/agentbox-fill-" + f.marker, "32"};
+                 },
+                 {"ENOSPC"},
+                 Control::kDirect,
+                 [dir](Fixture& f) {
+                   std::string d = std::string(dir) == "HOME" ? f.w.as.home : std::string(dir);
+                   return absent(d + "/agentbox-fill-" + f.marker);
+                 },
+                 nullptr,
+                 nullptr,
+                 {{"XDG_CONFIG_HOME", "@config"}}});
+  };
+  fill("disk_filler_home", "HOME");
+  fill("disk_filler_tmp", "/tmp");
+  v.push_back({"runs_past_timeout",
+               "dos",
+               [](Fixture&) { return Args{"sleep"}; },  // 5 s; the box allows 1 s
+               {"TIMEOUT"},
+               Control::kDirect,
+               nullptr,
+               nullptr,
+               nullptr,
+               {},
+               {},
+               {"--timeout", "1s"}});
 
   // DoS: nothing outlives the box.
   v.push_back({"daemon_survives_box",
@@ -463,6 +606,9 @@ class AttackTest : public ::testing::TestWithParam<std::tuple<size_t, std::strin
     if (o.status == 128 + SIGSYS) {
       return "SIGSYS";
     }
+    if (o.status == 128 + SIGKILL) {
+      return "SIGKILL";  // the OOM killer
+    }
     std::string line = o.line_starting(attack + " ");
     return line.empty() ? fmt::format("<no result, status {}: {}>", o.status, o.err)
                         : line.substr(attack.size() + 1);
@@ -487,18 +633,56 @@ TEST_P(AttackTest, IsBlocked) {
   const Attack& a = attacks()[std::get<0>(GetParam())];
   Args args = a.args(f_);
   // 1. In the box (stdin is the test's /dev/null; the attack binary is granted read-only).
-  Args box = {"run", "-q", "--ro", f_.w.bin, "--", f_.attack_bin};
+  Args box = {"run", "--ro", f_.w.bin};
+  if (a.summary_with_cgroup == nullptr) {
+    box.insert(box.begin() + 1, "-q");
+  }
+  box.insert(box.end(), a.box_flags.begin(), a.box_flags.end());
+  box.push_back("--");
+  box.push_back(f_.attack_bin);
   box.insert(box.end(), args.begin(), args.end());
   RunOptions ro;
   ro.env["AWS_SECRET_ACCESS_KEY"] = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
   ro.env["SSH_AUTH_SOCK"] = f_.unix_path;
   ro.timeout_ms = 20000;
-  Output in = run(f_.w, box, ro);
-  std::string got = result_of(in, args[0]);
-  if (a.blocked.empty()) {
+  RunOptions box_ro = ro;
+  for (const auto& [k, val] : a.box_env) {
+    box_ro.env[k] = val;
+  }
+  if (box_ro.env.contains("XDG_CONFIG_HOME")) {  // "@config": a user config with small tmpfs
+    std::string dir = f_.w.root + "/config";
+    std::filesystem::create_directories(dir + "/agentbox");
+    write_file(dir + "/agentbox/config.toml", "[sandbox]\nhome_size = \"8M\"\ntmp_size = \"8M\"\n",
+               0644);
+    chown_tree(dir, f_.w.as.uid, f_.w.as.gid);
+    box_ro.env["XDG_CONFIG_HOME"] = dir;
+  }
+  Output in = run(f_.w, box, box_ro);
+  std::string got = in.status == 124 ? "TIMEOUT" : result_of(in, args[0]);
+  const std::set<std::string>& blocked =
+      f_.w.as.uid == 0 && !a.blocked_as_root.empty() ? a.blocked_as_root : a.blocked;
+  if (blocked.empty()) {
     EXPECT_EQ(got.rfind("<no result", 0), std::string::npos) << got;
   } else {
-    EXPECT_TRUE(a.blocked.contains(got)) << a.name << " inside the box: " << got << "\n" << in.err;
+    EXPECT_TRUE(blocked.contains(got)) << a.name << " inside the box: " << got << "\n" << in.err;
+  }
+  if (a.summary_with_cgroup != nullptr) {
+    std::string log = slurp(newest_audit_log());
+    if (log.find(R"("cgroup":true)") != std::string::npos) {
+      EXPECT_NE(in.err.find(fmt::format("the box reached its {}", a.summary_with_cgroup)),
+                std::string::npos)
+          << in.err;
+    } else {
+      std::cerr
+          << "note: no cgroup for this variant (rlimits): the summary cannot name the limit\n";
+    }
+  }
+  if (a.box_env.contains("AGENTBOX_UNSAFE_BENCH_UNCONFINED")) {
+    // The benchmark-only switch is never silent: a warning even with -q, and the audit log.
+    EXPECT_NE(in.err.find("seccomp and Landlock are OFF"), std::string::npos) << in.err;
+    std::string log = slurp(newest_audit_log());
+    EXPECT_NE(log.find(R"("seccomp":"off")"), std::string::npos) << log;
+    EXPECT_NE(log.find(R"("unsafe_bench_unconfined":true)"), std::string::npos) << log;
   }
   // 2. Ground truth outside.
   if (a.truth) {
@@ -537,6 +721,21 @@ TEST_P(AttackTest, IsBlocked) {
         << "control without the box is blocked too (" << control << "): the test proves nothing";
   }
 }
+
+// The log names what the suite ran on: kernel release and the Landlock ABI it offers.
+class RanOn : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    struct utsname u {};
+    ::uname(&u);
+    long abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    std::cout << "attacks: kernel " << u.release << ", Landlock ABI "
+              << (abi > 0 ? std::to_string(abi) : "none") << ", euid " << ::geteuid() << "\n";
+    ::testing::Test::RecordProperty("kernel", u.release);
+    ::testing::Test::RecordProperty("landlock_abi", static_cast<int>(abi > 0 ? abi : 0));
+  }
+};
+[[maybe_unused]] const auto* const kRanOn = ::testing::AddGlobalTestEnvironment(new RanOn);
 
 INSTANTIATE_TEST_SUITE_P(All, AttackTest,
                          ::testing::Combine(::testing::Range<size_t>(0, attacks().size()),

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -310,20 +311,40 @@ Output run(const World& w, const std::vector<std::string>& args, const RunOption
 }
 
 std::vector<pid_t> pids_with_cmdline(const std::string& needle) {
+  // Processes come and go while /proc is walked: a pid whose directory vanished, or whose cmdline
+  // read fails (ESRCH from an exiting task), is simply not a match. Raw open/read on purpose:
+  // std::ifstream throws from underflow() when read(2) fails mid-file.
   std::vector<pid_t> out;
   DIR* d = ::opendir("/proc");
   if (d == nullptr) {
     return out;
   }
   while (dirent* e = ::readdir(d)) {
-    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
-    if (pid <= 0) {
+    char* end = nullptr;
+    long pid = std::strtol(e->d_name, &end, 10);
+    if (pid <= 0 || end == e->d_name || *end != '\0') {
       continue;
     }
-    std::ifstream f(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
-    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::string path = fmt::format("/proc/{}/cmdline", pid);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      continue;
+    }
+    std::string cmd;
+    char buf[4096];
+    for (int i = 0; i < 64; ++i) {  // cmdline is at most a few pages; bound the loop anyway
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        break;
+      }
+      cmd.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
     if (cmd.find(needle) != std::string::npos) {
-      out.push_back(pid);
+      out.push_back(static_cast<pid_t>(pid));
     }
   }
   ::closedir(d);

@@ -13,9 +13,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <regex>
 #include <thread>
 
 #include "harness.hpp"
@@ -343,10 +345,73 @@ TEST_P(RunTest, RefusedUserNamespaceGivesAHint) {
 
 TEST_P(RunTest, TimeoutStopsTheBox) {
   auto t0 = std::chrono::steady_clock::now();
-  Output r = probe({"sleep", "30"}, {}, {"--timeout", "1s"});
+  Args a = {"run", "--ro", w_.bin, "--timeout", "1s", "--", w_.probe, "sleep", "30"};
+  Output r = run(w_, a);
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_EQ(r.status, 128 + SIGTERM) << r.err;
+  // The status and the message say why: 124 (as timeout(1)), "timeout", "--timeout".
+  EXPECT_EQ(r.status, 124) << r.err;
+  EXPECT_NE(r.err.find("timeout of 1s reached (--timeout): stopping the box"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("was stopped by --timeout (status 124)"), std::string::npos) << r.err;
   EXPECT_LT(secs, 10.0);
+  auto pos = r.err.find("audit log: ");
+  ASSERT_NE(pos, std::string::npos) << r.err;
+  std::string path = r.err.substr(pos + 11);
+  std::ifstream f(path.substr(0, path.find('\n')));
+  std::string log((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find(R"("type":"session.end","exit":124,"reason":"timeout")"), std::string::npos)
+      << log;
+}
+
+// seccomp groups are loosened only by name, never silently, and a name agentbox does not know
+// is an error that says where it came from (the flag, or file:line:col of a config).
+TEST_P(RunTest, SeccompGroupsAreNamedAnnouncedAndTraced) {
+  Output bad = run(w_, {"run", "--allow-syscalls", "raw-sockets", "--", "true"});
+  EXPECT_EQ(bad.status, 125) << bad.err;
+  EXPECT_NE(bad.err.find("seccomp.allow (from --allow-syscalls): unknown seccomp group "
+                         "`raw-sockets`"),
+            std::string::npos)
+      << bad.err;
+  EXPECT_NE(bad.err.find("known groups: perf, ptrace, userns"), std::string::npos) << bad.err;
+
+  std::string cfg = w_.root + "/config";
+  std::filesystem::create_directories(cfg + "/agentbox");
+  write_file(cfg + "/agentbox/config.toml", "[seccomp]\nallow = [\"nope\"]\n", 0644);
+  chown_tree(cfg, w_.as.uid, w_.as.gid);
+  RunOptions o;
+  o.env["XDG_CONFIG_HOME"] = cfg;
+  Output from_file = run(w_, {"run", "--", "true"}, o);
+  EXPECT_EQ(from_file.status, 125) << from_file.err;
+  EXPECT_NE(from_file.err.find("(from " + cfg + "/agentbox/config.toml:2:"), std::string::npos)
+      << from_file.err;
+
+  Output ok = run(w_, {"run", "--allow-syscalls", "ptrace", "--", "true"});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_NE(ok.err.find("seccomp: the `ptrace` group is allowed (from --allow-syscalls)"),
+            std::string::npos)
+      << ok.err;
+}
+
+// The exit summary counts the calls seccomp denied; the audit log has each and the total.
+TEST_P(RunTest, SummaryCountsSeccompDenials) {
+  Output r = run(w_, {"run", "--", "/bin/sh", "-c", "unshare -U true; unshare -n true; exit 0"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_search(r.err, m, std::regex(R"(([0-9]+) system call\(s\) denied by seccomp)")))
+      << r.err;
+  EXPECT_GE(std::stoi(m[1]), 2) << r.err;
+  auto pos = r.err.find("audit log: ");
+  ASSERT_NE(pos, std::string::npos) << r.err;
+  std::string path = r.err.substr(pos + 11);
+  std::ifstream f(path.substr(0, path.find('\n')));
+  std::string log((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find(R"("type":"seccomp.deny","syscall":"unshare")"), std::string::npos) << log;
+  EXPECT_NE(log.find(fmt::format(R"("type":"seccomp.summary","denied":{})", m[1].str())),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find(R"("kernel":")"), std::string::npos) << log;
+  EXPECT_NE(log.find(R"("landlock_abi":)"), std::string::npos) << log;
 }
 
 // Killed while the box is still being set up (before init's PR_SET_PDEATHSIG may have taken

@@ -24,6 +24,14 @@
 
 namespace agentbox::app {
 
+// Benchmark-only switch (bench/confinement.sh): with AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 in the
+// environment of `agentbox run`, seccomp and Landlock are not applied (namespaces, mounts,
+// protected paths, capabilities, rlimits and cgroup stay), to measure what those two layers cost
+// on real work. Never set by agentbox; the box cannot set it for a later run (it is read from the
+// launching shell only). Warned about on stderr even with -q and recorded in the audit log
+// (sandbox.confine: "unsafe_bench_unconfined": true, seccomp "off", landlock_abi 0).
+inline constexpr const char* kUnsafeBenchUnconfinedEnv = "AGENTBOX_UNSAFE_BENCH_UNCONFINED";
+
 struct ConfineInputs {
   std::string session_id;
   std::string workspace;                   // box path = host path
@@ -32,7 +40,9 @@ struct ConfineInputs {
   std::vector<std::string> rw;             // extra read-write grants
   std::vector<std::string> protected_abs;  // absolute paths of the protected workspace entries
   bool mount_sys = false;
-  std::vector<std::string> seccomp_allow;  // group names (validated by prepare)
+  // Named groups loosened, with where each was asked for: an unknown name is an error that says
+  // where it came from (`path:line:col` or the flag).
+  std::vector<config::Sourced<std::string>> seccomp_allow;
   config::Limits limits;
 };
 
@@ -59,6 +69,7 @@ class SessionConfinement final : public sandbox::Confinement {
       : prepared_(std::move(p)), sink_(&sink) {}
   sandbox::PreparedConfinement prepared_;
   audit::Sink* sink_;
+  bool unsafe_unconfined_ = false;  // kUnsafeBenchUnconfinedEnv
   base::UniqueFd notify_parent_;
   base::UniqueFd notify_child_;
   std::optional<sandbox::SessionCgroup> cgroup_;

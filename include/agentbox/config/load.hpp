@@ -25,6 +25,7 @@ struct Flags {
   std::vector<std::string> env;         // --env NAME (pass through) or NAME=VALUE (set)
   std::vector<std::string> allow;       // --allow HOST[:PORT]
   std::vector<std::string> connect_to;  // --connect-to HOST:PORT:ADDR:PORT
+  std::vector<std::string> raw_tcp;     // --raw-tcp HOST:PORT (neither TLS nor HTTP, e.g. ssh)
   std::vector<std::string> upstream_ca;
   std::vector<std::string> seccomp_allow;  // --allow-syscalls GROUP
   std::optional<std::string> timeout;      // "90s", "2h"

@@ -59,6 +59,7 @@ struct TcpCounters {
   uint64_t resets_sent = 0;
   uint64_t retransmits = 0;
   uint64_t out_of_order = 0;
+  uint64_t short_writes = 0;  // the socket took less than a segment: the rest is dropped
   uint64_t segments_in = 0;
   uint64_t segments_out = 0;
 };
@@ -108,6 +109,8 @@ class TcpTranslator {
   static uint32_t f_snd_nxt(const Flow& f);
   void send_rst_for(const Ipv4& ip, const Tcp& seg, const Mac& box_mac);
   [[nodiscard]] uint16_t window_field(Flow& f);
+  [[nodiscard]] static uint32_t send_space(Flow& f);  // also refreshes f.sndbuf
+  static void note_window(Flow& f, uint32_t wnd);
   void rewind(Flow& f);
   void update_interest(Flow& f);
   void reset_flow(Flow& f, std::string_view why);

@@ -55,6 +55,7 @@ class TlsChannel {
   void feed_eof();
   // Ciphertext for the peer (empties the buffer).
   [[nodiscard]] std::string drain();
+  void drain_into(std::string& out);  // appends, saving a copy on the data path
 
   Status handshake();
   // Appends the plaintext available now; kClosed after close_notify or EOF.

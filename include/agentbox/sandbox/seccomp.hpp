@@ -49,8 +49,20 @@ struct SeccompProgram {
 };
 
 // Unknown group names are an error (config validates with known_seccomp_groups()).
+[[nodiscard]] base::Status check_seccomp_groups(const std::set<std::string>& allow_groups);
+// The notify program comes from the table compiled into agentbox at build time
+// (prebuilt_seccomp), else from libseccomp now; errno_only is notify_to_errno() of it.
 [[nodiscard]] base::Result<SeccompProgram> compile_seccomp(
     const std::set<std::string>& allow_groups);
+// The build-time program for these groups, or nullptr (the build could not compile one).
+[[nodiscard]] const std::vector<sock_filter>* prebuilt_seccomp(
+    const std::set<std::string>& allow_groups);
+// One program straight from libseccomp, with every deny as USER_NOTIF (notify) or ERRNO(EPERM).
+// compile_seccomp() uses the first; tests compare notify_to_errno() against the second.
+[[nodiscard]] base::Result<std::vector<sock_filter>> compile_seccomp_with(
+    const std::set<std::string>& allow_groups, bool notify);
+// Every `return SECCOMP_RET_USER_NOTIF` of `prog` becomes `return SECCOMP_RET_ERRNO | EPERM`.
+[[nodiscard]] std::vector<sock_filter> notify_to_errno(std::vector<sock_filter> prog);
 
 enum class SeccompMode : uint8_t { kNotified, kErrnoOnly };
 

@@ -331,6 +331,79 @@ TEST_P(TcpTest, ZeroWindowIsProbedAndReopened) {
   EXPECT_EQ(segs[0].data, "data");
 }
 
+// The window offered is what the socket takes: a box that fills every window it is offered,
+// into a host peer that does not read, never meets a short write (which would drop the rest of
+// its burst); the window closes instead. When the peer drains, the translator reopens the window
+// by itself (no segment from the box, no EPOLLOUT edge: only a timer notices).
+TEST_P(TcpTest, WindowIsWhatTheSocketTakesAndReopensByItself) {
+  uint32_t hs = handshake();
+  int peer = pair_.peers.begin()->second.get();
+  uint32_t seq = 1001;
+  box_send(tcpflag::kAck | tcpflag::kPsh, seq, hs, "x");
+  seq += 1;
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  auto bytes = [](const Seg& s) { return uint32_t{s.window} << 7; };  // we scale by 7
+  uint32_t wnd = bytes(segs[0]);
+  ASSERT_GE(wnd, 10u * mss_);
+  std::string chunk(mss_, 'w');
+  for (int round = 0; round < 1000 && wnd >= mss_; ++round) {
+    for (uint32_t sent = 0; sent + mss_ <= wnd; sent += mss_) {
+      box_send(tcpflag::kAck, seq, hs, chunk);
+      seq += mss_;
+    }
+    segs = take();
+    ASSERT_FALSE(segs.empty());
+    ASSERT_EQ(segs.back().ack, seq) << "the socket took less than the window offered";
+    wnd = bytes(segs.back());
+  }
+  EXPECT_LT(wnd, uint32_t{mss_});
+  EXPECT_EQ(stack_->tcp().counters().short_writes, 0u);
+  EXPECT_EQ(read_all(peer).size(), seq - 1001);
+  segs.clear();
+  for (int i = 0; i < 50 && segs.empty(); ++i) {
+    now_ += 100ms;
+    stack_->tcp().on_timer(now_);
+    segs = take();
+  }
+  ASSERT_EQ(segs.size(), 1u) << "no window update after the peer drained";
+  EXPECT_EQ(segs[0].ack, seq);
+  EXPECT_GE(bytes(segs[0]), 10u * mss_);
+  EXPECT_FALSE(stack_->tcp().next_deadline().has_value()) << "the check stops once reopened";
+}
+
+// Large segments leave few in flight, so the box cannot count on ACKs to learn that the window
+// reopened: the drain itself (EPOLLOUT) must bring the update, with no timer (uploads stalled at
+// ~1 MB/s on the box's 200 ms persist timer before).
+TEST_P(TcpTest, ADrainedSocketReopensTheWindowAtOnce) {
+  uint32_t hs = handshake();
+  int peer = pair_.peers.begin()->second.get();
+  uint32_t seq = 1001;
+  box_send(tcpflag::kAck | tcpflag::kPsh, seq, hs, "x");
+  seq += 1;
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  auto bytes = [](const Seg& s) { return uint32_t{s.window} << 7; };
+  uint32_t wnd = bytes(segs[0]);
+  std::string chunk(mss_, 'w');
+  for (int round = 0; round < 1000 && wnd >= 3 * mss_; ++round) {
+    for (uint32_t sent = 0; sent + mss_ <= wnd && sent < 8 * mss_; sent += mss_) {
+      box_send(tcpflag::kAck, seq, hs, chunk);
+      seq += mss_;
+    }
+    segs = take();
+    ASSERT_FALSE(segs.empty());
+    wnd = bytes(segs.back());
+  }
+  ASSERT_LT(wnd, 4u * mss_) << "the socket never filled";
+  EXPECT_EQ(read_all(peer).size(), seq - 1001);
+  pump();  // the drain shows as EPOLLOUT; the clock does not move
+  segs = take();
+  ASSERT_FALSE(segs.empty()) << "no window update on the drain";
+  EXPECT_EQ(segs.back().ack, seq);
+  EXPECT_GE(bytes(segs.back()), wnd + mss_);
+}
+
 TEST_P(TcpTest, HalfCloseBothWaysThenTheFlowIsGone) {
   uint32_t hs = handshake();
   int peer = pair_.peers.begin()->second.get();

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "agentbox/proxy/sigv4.hpp"
 #include "proxy_test_util.hpp"
 
 namespace agentbox::proxy {
@@ -21,6 +22,7 @@ constexpr const char* kPlain = "plain.example.test";  // plain HTTP on port 80
 constexpr const char* kSsh = "ssh.example.test";      // raw_tcp on port 22
 constexpr const char* kRealGh = "ghp_realSECRETrealSECRETrealSECRET123456";
 constexpr const char* kRealGit = "gitsecret-0123456789abcdef";
+constexpr const char* kRealAws = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
 // A blocking client on the box's end of a flow: TLS (verifying against `ca_file`) or plain.
 class BoxClient {
@@ -41,9 +43,11 @@ class BoxClient {
     SSL_CTX_set_alpn_protos(ctx_.get(), kAlpn, 12);
     ssl_.reset(SSL_new(ctx_.get()));
     SSL_set_fd(ssl_.get(), fd_.get());
-    SSL_ctrl(ssl_.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-             const_cast<char*>(sni_.c_str()));
-    SSL_set1_host(ssl_.get(), sni_.c_str());
+    if (!sni_.empty()) {
+      SSL_ctrl(ssl_.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+               const_cast<char*>(sni_.c_str()));
+      SSL_set1_host(ssl_.get(), sni_.c_str());
+    }
     if (SSL_connect(ssl_.get()) != 1) {
       error_ = ossl::drain_errors();
       return false;
@@ -149,7 +153,8 @@ class ProxyHandlerTest : public ::testing::Test {
     plain_ = std::make_unique<Upstream>(Upstream::Kind::kPlain);
     banner_ = std::make_unique<Upstream>(Upstream::Kind::kBanner);
 
-    std::map<std::string, std::string> env = {{"REAL_GH", kRealGh}, {"REAL_GIT", kRealGit}};
+    std::map<std::string, std::string> env = {
+        {"REAL_GH", kRealGh}, {"REAL_GIT", kRealGit}, {"REAL_AWS", kRealAws}};
     auto creds =
         CredentialSet::load({{.name = "github",
                               .env = "GITHUB_TOKEN",
@@ -160,7 +165,12 @@ class ProxyHandlerTest : public ::testing::Test {
                               .env = "GIT_TOKEN",
                               .from = "env:REAL_GIT",
                               .hosts = {kGit},
-                              .inject = "basic"}},
+                              .inject = "basic"},
+                             {.name = "aws",
+                              .env = "AWS_SECRET_ACCESS_KEY",
+                              .from = "env:REAL_AWS",
+                              .hosts = {kApi},
+                              .inject = "sigv4"}},
                             SecretSource([env](const std::string& k) -> std::optional<std::string> {
                               auto it = env.find(k);
                               return it == env.end() ? std::nullopt : std::optional(it->second);
@@ -319,6 +329,40 @@ TEST_F(ProxyHandlerTest, BasicAuthPasswordSwapped) {
   EXPECT_EQ(r.find(base64_encode(std::string("x-access-token:") + kRealGit)), std::string::npos);
 }
 
+// A SigV4 request signed with the placeholder key and no x-amz-content-sha256: the proxy reads
+// the body, verifies the box's signature and re-signs with the real key before forwarding.
+TEST_F(ProxyHandlerTest, SigV4BodyHeldAndResigned) {
+  const std::string body = "Action=GetCallerIdentity&Version=2011-06-15";
+  auto signed_by = [&](const std::string& key) {
+    http1::Request r;
+    r.method = "POST";
+    r.target = "/echo";
+    r.headers = {{"Host", kApi},
+                 {"Content-Type", "application/x-www-form-urlencoded"},
+                 {"X-Amz-Date", "20261127T053000Z"},
+                 {"Content-Length", std::to_string(body.size())}};
+    sigv4::Authorization a{.access_key = "AKIAEXAMPLE",
+                           .date = "20261127",
+                           .region = "us-east-1",
+                           .service = "sts",
+                           .signed_headers = {"content-type", "host", "x-amz-date"}};
+    auto cr = sigv4::canonical_request(r, a, sigv4::sha256_hex(body), sigv4::UriStyle::kNormalized);
+    a.signature = sigv4::signature(key, a, "20261127T053000Z", *cr);
+    r.headers.push_back({"Authorization", a.render()});
+    return r;
+  };
+  const auto box_key = creds_->placeholder("aws");
+  ASSERT_TRUE(box_key.has_value());
+  const auto box_req = signed_by(*box_key);
+  const auto r = request(kApi, http1::serialize_head(box_req) + body);
+  ASSERT_EQ(r.substr(0, 15), "HTTP/1.1 200 OK") << r;
+  const auto seen = servers_[kApi]->seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(header_of(seen[0].head, "authorization"), *signed_by(kRealAws).header("authorization"));
+  EXPECT_EQ(seen[0].body, body);
+  EXPECT_EQ(r.find(kRealAws), std::string::npos);
+}
+
 TEST_F(ProxyHandlerTest, PlaceholderToWrongHostBlocked) {
   const auto r = request(kDocs, get(kDocs, "/docs/a", "Authorization: Bearer " + gh_ph_ + "\r\n"));
   EXPECT_EQ(r.substr(0, 12), "HTTP/1.1 403") << r;
@@ -402,6 +446,13 @@ TEST_F(ProxyHandlerTest, FrontingRefused) {
   });
   EXPECT_FALSE(handshake);
   EXPECT_NE(audit().find("does not match the connection's name"), std::string::npos) << audit();
+  // No SNI at all: nothing to check the name against, refused the same way.
+  UniqueFd no_sni = open_flow(kApi);
+  EXPECT_FALSE(while_pumping(*loop_, [&, fd = std::move(no_sni)]() mutable {
+    BoxClient c(std::move(fd), "", session_ca_file_);
+    return c.handshake();
+  }));
+  EXPECT_NE(audit().find("TLS without SNI"), std::string::npos) << audit();
   // Host differs from SNI (= flow name): 403, never forwarded.
   const auto r = request(kApi, get(kDocs, "/docs/a"));
   EXPECT_EQ(r.substr(0, 12), "HTTP/1.1 403") << r;
@@ -436,7 +487,9 @@ TEST_F(ProxyHandlerTest, NeitherTlsNorHttpDropped) {
     EXPECT_TRUE(closed);
   }
   EXPECT_EQ(handler_->counters().dropped, 3u);
-  EXPECT_EQ(servers_[kApi]->connections(), 0);
+  // The upstream is connected when the flow opens (so a refused name is a RST, and the connect
+  // overlaps the box's handshake): one connection per flow, closed without a byte of the box's.
+  EXPECT_EQ(servers_[kApi]->connections(), 3);
   EXPECT_NE(audit().find("neither TLS nor HTTP to api.example.test:443"), std::string::npos);
   EXPECT_NE(audit().find("malformed TLS ClientHello"), std::string::npos) << audit();
 }
@@ -530,6 +583,53 @@ TEST_F(ProxyHandlerTest, ServerSentEventsArriveIncrementally) {
   });
   EXPECT_NE(r.find("data: one\n\n"), std::string::npos) << r;
   EXPECT_NE(r.find("data: two\n\n"), std::string::npos) << r;
+}
+
+TEST_F(ProxyHandlerTest, HeldPrefixOfASecretIsReleasedAfterTheHold) {
+  UniqueFd fd = open_flow(kApi);
+  Upstream& server = *servers_[kApi];
+  const auto r = while_pumping(*loop_, [&, fd = std::move(fd)]() mutable {
+    BoxClient c(std::move(fd), kApi, session_ca_file_);
+    std::string got;
+    if (!c.handshake()) {
+      return got;
+    }
+    c.send(get(kApi, "/sse-g"));
+    Stream s = c.stream();
+    // "g" arrives, as its own chunk once released (or in the first chunk if never held).
+    const bool arrived = s.read_until(got, "g\r\n") != std::string::npos;
+    server.open_sse_gate();
+    s.read_until(got, "0\r\n\r\n");
+    return arrived ? got : "held forever: " + got;
+  });
+  EXPECT_NE(r.find("0\r\n\r\n"), std::string::npos) << r;
+  EXPECT_EQ(r.find("held forever"), std::string::npos) << r;
+}
+
+TEST_F(ProxyHandlerTest, PipelinedRequestsAnsweredInOrder) {
+  UniqueFd fd = open_flow(kApi);
+  const auto r = while_pumping(*loop_, [&, fd = std::move(fd)]() mutable {
+    BoxClient c(std::move(fd), kApi, session_ca_file_);
+    std::vector<std::string> out;
+    if (!c.handshake()) {
+      return out;
+    }
+    out.push_back(c.alpn());
+    c.send(get(kApi, "/echo") + get(kApi, "/second") +
+           get(kApi, "/third", "Connection: close\r\n"));
+    for (int i = 0; i < 3; ++i) {
+      out.push_back(c.response());
+    }
+    out.push_back(c.closed() ? "closed" : "open");
+    return out;
+  });
+  ASSERT_EQ(r.size(), 5u);
+  EXPECT_EQ(r[0], "http/1.1");  // offered h2 and http/1.1: the proxy speaks HTTP/1.1
+  EXPECT_NE(r[1].find("GET /echo HTTP/1.1"), std::string::npos) << r[1];
+  EXPECT_EQ(r[2].substr(0, 15), "HTTP/1.1 200 OK");
+  EXPECT_EQ(r[3].substr(0, 15), "HTTP/1.1 200 OK");
+  EXPECT_EQ(r[4], "closed");
+  EXPECT_EQ(servers_[kApi]->seen().size(), 3u);
 }
 
 TEST_F(ProxyHandlerTest, WebSocketEchoAfterUpgrade) {

@@ -125,6 +125,15 @@ TEST(MountPlan, EtcIsSelectiveAndSynthesized) {
 TEST(MountPlan, ProcDevAndTmp) {
   auto ops = build_mount_plan(spec(), debian());
   EXPECT_NE(find(ops, MountKind::kProc, "/proc"), nullptr);
+  // The writable parts of /proc are read-only in the mount layer too (not only by Landlock).
+  for (const char* p : {"sys", "sysrq-trigger", "irq", "bus"}) {
+    auto it = std::find_if(ops.begin(), ops.end(), [&](const MountOp& op) {
+      return op.kind == MountKind::kProtect && op.target == "/proc" && op.source == p;
+    });
+    ASSERT_NE(it, ops.end()) << p;
+    EXPECT_TRUE(it->read_only && it->optional) << p;
+    EXPECT_GT(static_cast<size_t>(it - ops.begin()), index_of(ops, "/proc")) << p;
+  }
   EXPECT_NE(find(ops, MountKind::kTmpfs, "/dev"), nullptr);
   EXPECT_NE(find(ops, MountKind::kDevpts, "/dev/pts"), nullptr);
   const MountOp* ptmx = find(ops, MountKind::kSymlink, "/dev/ptmx");
@@ -197,7 +206,7 @@ TEST(MountPlan, ProtectedPathsAfterTheWorkspaceAndRootReadOnlyLast) {
   size_t ws = index_of(ops, "/home/a/src/proj");
   std::vector<std::string> protected_paths;
   for (size_t i = 0; i < ops.size(); ++i) {
-    if (ops[i].kind == MountKind::kProtect) {
+    if (ops[i].kind == MountKind::kProtect && ops[i].target != "/proc") {
       EXPECT_GT(i, ws);
       EXPECT_EQ(ops[i].target, "/home/a/src/proj");
       protected_paths.push_back(ops[i].source);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/netlink.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include <functional>
+#include <set>
 #include <thread>
 
 #include "agentbox/audit/audit.hpp"
@@ -311,6 +313,63 @@ TEST(Seccomp, UnknownGroupIsAnError) {
   auto r = compile_seccomp({"ptrace", "raw-sockets"});
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("raw-sockets"), std::string::npos);
+}
+
+// compile_seccomp() compiles once and derives the errno program by rewriting the notify
+// program's returns: it must be exactly what libseccomp builds with ERRNO(EPERM) as the deny
+// action, for every combination of loosened groups.
+TEST(Seccomp, DerivedErrnoProgramEqualsLibseccompsOwn) {
+  const std::vector<std::set<std::string>> combos = {
+      {}, {"ptrace"}, {"perf"}, {"userns"}, {"ptrace", "perf"}, {"perf", "ptrace", "userns"}};
+  for (const auto& groups : combos) {
+    auto p = compile_seccomp(groups);
+    auto direct = compile_seccomp_with(groups, false);
+    ASSERT_TRUE(p && direct);
+    ASSERT_EQ(p->errno_only.size(), direct->size());
+    size_t notify_returns = 0;
+    for (size_t i = 0; i < direct->size(); ++i) {
+      const sock_filter& a = p->errno_only[i];
+      const sock_filter& b = (*direct)[i];
+      EXPECT_TRUE(a.code == b.code && a.jt == b.jt && a.jf == b.jf && a.k == b.k)
+          << "instruction " << i << " differs";
+      const sock_filter& n = p->notify[i];
+      notify_returns += n.code == (BPF_RET | BPF_K) && n.k == SECCOMP_RET_USER_NOTIF ? 1 : 0;
+    }
+    EXPECT_GT(notify_returns, 0u);  // the rewrite had something to do
+  }
+}
+
+// The programs compiled into agentbox at build time are what libseccomp builds now, for every
+// combination of groups (a mismatch means the build's libseccomp or kernel API level differed).
+TEST(Seccomp, BuildTimeProgramsEqualLibseccompsOwn) {
+  const auto& known = known_seccomp_groups();
+  for (size_t mask = 0; mask < (size_t{1} << known.size()); ++mask) {
+    std::set<std::string> groups;
+    for (size_t i = 0; i < known.size(); ++i) {
+      if ((mask & (size_t{1} << i)) != 0) {
+        groups.insert(known[i]);
+      }
+    }
+    const auto* built = prebuilt_seccomp(groups);
+    ASSERT_NE(built, nullptr) << "no build-time program for group mask " << mask
+                              << " (agentbox_seccomp_gen warned at build time)";
+    auto now = compile_seccomp_with(groups, true);
+    ASSERT_TRUE(now);
+    ASSERT_EQ(built->size(), now->size()) << "mask " << mask;
+    for (size_t i = 0; i < now->size(); ++i) {
+      const sock_filter& a = (*built)[i];
+      const sock_filter& b = (*now)[i];
+      ASSERT_TRUE(a.code == b.code && a.jt == b.jt && a.jf == b.jf && a.k == b.k)
+          << "mask " << mask << ": instruction " << i << " differs";
+    }
+  }
+  EXPECT_EQ(prebuilt_seccomp({"no-such-group"}), nullptr);
+}
+
+TEST(Seccomp, UnknownGroupIsAnErrorEvenWithoutCompiling) {
+  auto s = check_seccomp_groups({"ptrace", "raw-sockets"});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message().find("raw-sockets"), std::string::npos);
 }
 
 TEST(Seccomp, PtraceGroupLoosensOnlyPtrace) {

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Cost of confinement on real work: each workload runs bare, in the box without seccomp and
+# Landlock (AGENTBOX_UNSAFE_BENCH_UNCONFINED=1: namespaces, mounts, protected paths, capabilities
+# and rlimits stay), and in the full box. The three variants alternate round by round (rotating
+# which goes first) so machine load hits all alike; prints medians and the ratios of the medians.
+#
+#   bench/confinement.sh [AGENTBOX] [ROUNDS]      (defaults: build/cli/agentbox, 7)
+#
+# Workloads (each one box start; each takes more than a second bare on a 2-core VM):
+#   cc      make -j2 of a generated 50-file C program (gcc -O2), from clean
+#   git     `git status` x100 in a generated repository of 5,000 committed files
+#   python  a fresh /usr/bin/python3 importing 25 stdlib modules, x20
+# Bare runs get the box's environment (env -i, the box's PATH, HOME): the same programs with the
+# same variables, so only the box differs (a shell's PYTHON*/pyenv settings would not).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+agentbox="${1:-$here/../build/cli/agentbox}"
+rounds="${2:-7}"
+[[ -x "$agentbox" ]] || { echo "confinement.sh: no agentbox binary at $agentbox" >&2; exit 2; }
+agentbox="$(realpath "$agentbox")"
+for tool in gcc make git /usr/bin/python3; do
+  command -v "$tool" >/dev/null || { echo "confinement.sh: $tool is not installed" >&2; exit 2; }
+done
+
+tmp="$(mktemp -d /tmp/agentbox-bench-XXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+export HOME="$tmp/home" XDG_STATE_HOME="$tmp/state"
+mkdir -p "$HOME"
+
+# --- the workloads' inputs (made once, outside any timing) ---------------------------------------
+cc_dir="$tmp/cc"
+mkdir -p "$cc_dir"
+{
+  echo '#pragma once'
+  for ((i = 0; i < 50; i++)); do echo "long unit$i(long n);"; done
+} >"$cc_dir/units.h"
+for ((i = 0; i < 50; i++)); do
+  # Enough code per file that gcc -O2 spends a few tens of milliseconds on each.
+  {
+    echo '#include <stdio.h>'
+    echo '#include <stdlib.h>'
+    echo '#include <string.h>'
+    echo '#include "units.h"'
+    for ((f = 0; f < 3; f++)); do
+      cat <<EOF
+static long u${i}_f$f(long n) {
+  long acc = $i;
+  char buf[64];
+  for (long k = 0; k < n; ++k) {
+    acc = acc * 6364136223846793005L + (k ^ $f);
+    snprintf(buf, sizeof buf, "%ld", acc);
+    acc += (long)strlen(buf) * (k % 7 == 0 ? 3 : 5);
+    switch ((int)(acc & 7)) {
+      case 0: acc ^= 0x5bd1e995; break;
+      case 1: acc += k * $f; break;
+      case 2: acc -= n; break;
+      case 3: acc = acc << 1 | (acc < 0); break;
+      default: acc ^= acc >> 13;
+    }
+  }
+  return acc;
+}
+EOF
+    done
+    echo "long unit$i(long n) { long s = 0;"
+    for ((f = 0; f < 3; f++)); do echo "  s += u${i}_f$f(n + $f);"; done
+    echo "  return s; }"
+  } >"$cc_dir/unit$i.c"
+done
+{
+  echo '#include <stdio.h>'
+  echo '#include "units.h"'
+  echo 'int main(void) { long s = 0;'
+  for ((i = 0; i < 50; i++)); do echo "  s += unit$i(10);"; done
+  echo '  printf("%ld\n", s); return 0; }'
+} >"$cc_dir/main.c"
+cat >"$cc_dir/Makefile" <<'EOF'
+SRCS := main.c $(wildcard unit*.c)
+OBJS := $(SRCS:.c=.o)
+prog: $(OBJS)
+	$(CC) -o $@ $(OBJS)
+%.o: %.c units.h
+	$(CC) -O2 -c -o $@ $<
+clean:
+	rm -f $(OBJS) prog
+EOF
+
+git_dir="$tmp/repo"
+mkdir -p "$git_dir"
+(
+  cd "$git_dir"
+  for ((d = 0; d < 50; d++)); do
+    mkdir -p "src/mod$d"
+    for ((f = 0; f < 100; f++)); do echo "module $d file $f" >"src/mod$d/f$f.txt"; done
+  done
+  git init -q .
+  git -c user.name=bench -c user.email=bench@localhost add -A
+  git -c user.name=bench -c user.email=bench@localhost commit -qm "5,000 files"
+  echo change >>src/mod7/f7.txt  # one modified file, so status has something to say
+  git status --porcelain >/dev/null
+)
+
+py_dir="$tmp/py"
+mkdir -p "$py_dir"
+mods="json re os sys collections functools itertools subprocess pathlib typing dataclasses
+      argparse logging datetime decimal fractions email.parser http.client urllib.parse
+      xml.etree.ElementTree csv sqlite3 hashlib tempfile shutil"
+py_import="import $(echo $mods | tr ' ' ',')"
+
+declare -A dir cmd
+dir[cc]=$cc_dir
+cmd[cc]='make -s clean && make -s -j2 >/dev/null'
+dir[git]=$git_dir
+cmd[git]='for i in $(seq 100); do git status --porcelain >/dev/null; done'
+dir[python]=$py_dir
+cmd[python]="for i in \$(seq 20); do /usr/bin/python3 -c '$py_import'; done"
+workloads=(cc git python)
+variants=(bare unconfined box)
+
+run_one() {  # run_one WORKLOAD VARIANT
+  local w=$1
+  cd "${dir[$w]}"
+  case $2 in
+    bare) env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME" /bin/sh -c "${cmd[$w]}" ;;
+    unconfined)
+      AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 "$agentbox" run -q --workspace "${dir[$w]}" -- \
+        /bin/sh -c "${cmd[$w]}" 2>/dev/null ;;
+    box) "$agentbox" run -q --workspace "${dir[$w]}" -- /bin/sh -c "${cmd[$w]}" ;;
+  esac
+}
+
+# Each must work before it is timed (and the first runs warm the page cache).
+for w in "${workloads[@]}"; do
+  for v in "${variants[@]}"; do
+    run_one "$w" "$v" >/dev/null || { echo "confinement.sh: $w ($v) failed" >&2; exit 1; }
+    : >"$tmp/$w.$v.times"
+    : >"$tmp/$w.$v.cpu"
+  done
+done
+# Wall time, and CPU time (user + system of everything the run started, the box's processes
+# included: agentbox reaps init, init reaps the command), from bash's `times` in a subshell.
+for ((r = 0; r < rounds; r++)); do
+  for w in "${workloads[@]}"; do
+    for ((k = 0; k < 3; k++)); do
+      v=${variants[$(((r + k) % 3))]}
+      t0=$EPOCHREALTIME
+      cpu=$(
+        run_one "$w" "$v" >/dev/null
+        times  # no pipe: a pipeline's subshell would report its own (empty) children
+      )
+      cpu=${cpu##*$'\n'}
+      t1=$EPOCHREALTIME
+      echo "$t0 $t1" | awk '{printf "%.3f\n", ($2 - $1) * 1000}' >>"$tmp/$w.$v.times"
+      echo "$cpu" | awk '{ gsub(/s/, "", $1); gsub(/s/, "", $2); split($1, u, "m"); split($2, s, "m")
+        printf "%.3f\n", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1000 }' >>"$tmp/$w.$v.cpu"
+    done
+  done
+done
+
+median() {
+  sort -n "$1" | awk '{a[NR] = $1} END {
+    printf "%.1f\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+printf 'confinement cost, %d interleaved rounds as %s (%s, %s cpus, load %s)\n' "$rounds" \
+  "$(id -un)" "$(uname -r)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+for kind in times cpu; do
+  [[ $kind == times ]] && echo "  wall time, medians:" || echo "  CPU time (user+sys), medians:"
+  printf '    %-8s %10s %15s %10s %16s %10s\n' workload "bare ms" "unconfined ms" "box ms" \
+    "unconfined/bare" "box/bare"
+  for w in "${workloads[@]}"; do
+    b=$(median "$tmp/$w.bare.$kind")
+    u=$(median "$tmp/$w.unconfined.$kind")
+    x=$(median "$tmp/$w.box.$kind")
+    awk -v w="$w" -v b="$b" -v u="$u" -v x="$x" 'BEGIN {
+      printf "    %-8s %10.1f %15.1f %10.1f %16.3f %10.3f\n", w, b, u, x, u / b, x / b }'
+  done
+done

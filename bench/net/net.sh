@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# The box network (src/net: Stack + FdTap + TcpTranslator + ConnectHandler, in-process in
+# net_bench) side by side with host loopback, slirp4netns --mtu=65520 and pasta, on this machine.
+# Each peer serves its own network namespace; the clients run inside it and reach one server on
+# host loopback (agentbox: a synthetic address + --connect-to; slirp4netns: 10.0.2.2; pasta: the
+# gateway address, which pasta maps to the host). Rounds are interleaved (rotating which peer goes
+# first) so machine load hits all alike; medians and ratios to loopback are printed at the end.
+#
+#   sudo bench/net/net.sh [NET_BENCH] [ROUNDS]     (defaults: build/bench/net/net_bench, 5)
+#   NET_BENCH_ONLY="tput conn rss attach" selects parts, NET_BENCH_PEERS="loopback agentbox" the
+#   peers compared; NET_BENCH_SECONDS=3 per iperf3 run.
+#
+# Needs root (network namespaces, tap), iperf3, slirp4netns, pasta: installed below if missing.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+nb="$(realpath "${1:-$here/../../build/bench/net/net_bench}")"
+rounds="${2:-5}"
+secs="${NET_BENCH_SECONDS:-3}"
+only="${NET_BENCH_ONLY:-tput conn rss attach}"
+[[ -x "$nb" ]] || { echo "net.sh: no net_bench at $nb (ninja -C build net_bench)" >&2; exit 2; }
+[[ $(id -u) -eq 0 ]] || { echo "net.sh: needs root (network namespaces, tap devices)" >&2; exit 2; }
+
+# Dependency step: the peers and the load generator (Debian packages; not needed by the tests).
+missing=()
+for p in iperf3:iperf3 slirp4netns:slirp4netns pasta:passt; do
+  command -v "${p%%:*}" >/dev/null || missing+=("${p#*:}")
+done
+if ((${#missing[@]})); then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+tmp="$(mktemp -d /tmp/agentbox-netbench-XXXXXX)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [[ -f $tmp/pasta.pid ]] && kill "$(cat "$tmp/pasta.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  for ns in nb-ab nb-slirp nb-pasta; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+ulimit -n 65536 || true
+
+iperf_port=5201
+conn_port=5202
+iperf3 -s -B 127.0.0.1 -p $iperf_port >/dev/null 2>&1 &
+pids+=($!)
+"$nb" serve --port $conn_port &
+pids+=($!)
+
+for ns in nb-ab nb-slirp nb-pasta; do
+  ip netns del "$ns" 2>/dev/null || true
+  ip netns add "$ns"
+done
+"$nb" stack --netns /run/netns/nb-ab --allow 'bench.test:*' \
+  --connect-to bench.test:$iperf_port:127.0.0.1:$iperf_port \
+  --connect-to bench.test:$conn_port:127.0.0.1:$conn_port \
+  --name bench.test --ready "$tmp/ab.ready" 2>"$tmp/stack.err" &
+ab_pid=$!
+pids+=($ab_pid)
+slirp4netns --configure --mtu=65520 --netns-type=path /run/netns/nb-slirp tap0 \
+  >"$tmp/slirp.log" 2>&1 &
+slirp_pid=$!
+pids+=($slirp_pid)
+pasta --config-net -q --runas 0 --pid "$tmp/pasta.pid" --netns /run/netns/nb-pasta >"$tmp/pasta.log" 2>&1
+
+for _ in $(seq 100); do
+  [[ -s $tmp/ab.ready ]] && ip netns exec nb-slirp ip -4 -br addr show tap0 2>/dev/null |
+    grep -q 10.0.2.100 && break
+  sleep 0.05
+done
+ab_addr="$(cat "$tmp/ab.ready")"
+pasta_pid="$(cat "$tmp/pasta.pid")"
+pasta_gw="$(ip netns exec nb-pasta ip -4 route show default | awk '{print $3; exit}')"
+declare -A addr=([loopback]=127.0.0.1 [agentbox]=$ab_addr [slirp4netns]=10.0.2.2
+                 [pasta]=$pasta_gw)
+declare -A netns=([loopback]="" [agentbox]=nb-ab [slirp4netns]=nb-slirp [pasta]=nb-pasta)
+read -r -a peers <<<"${NET_BENCH_PEERS:-loopback agentbox pasta slirp4netns}"
+inside() {  # inside PEER CMD...: run CMD where PEER's client lives
+  local ns=${netns[$1]}
+  shift
+  if [[ -n $ns ]]; then ip netns exec "$ns" "$@"; else "$@"; fi
+}
+echo "net.sh: agentbox=$ab_addr slirp4netns=10.0.2.2 pasta=$pasta_gw; $(nproc) cores;" \
+  "kernel $(uname -r); rounds=$rounds" >&2
+results="$tmp/results"
+: >"$results"
+
+# Throughput, one TCP stream, iperf3 (-R: host->box, "down").
+if [[ $only == *tput* ]]; then
+  for ((r = 0; r < rounds; r++)); do
+    for ((k = 0; k < ${#peers[@]}; k++)); do
+      p=${peers[$(((r + k) % ${#peers[@]}))]}
+      for dir in up down; do
+        flag=""
+        [[ $dir == down ]] && flag=-R
+        v=$(inside "$p" timeout $((secs + 20)) iperf3 -c "${addr[$p]}" -p $iperf_port -t "$secs" \
+              -f m $flag 2>/dev/null | awk '/receiver/ {print $7}')
+        echo "tput_$dir $p ${v:-0}" | tee -a "$results" >&2
+      done
+    done
+  done
+fi
+
+# New-connection rate: connect, 1 byte each way, close; 2,000 per run. Then 10,000 in a row.
+if [[ $only == *conn* ]]; then
+  for ((r = 0; r < rounds; r++)); do
+    for ((k = 0; k < ${#peers[@]}; k++)); do
+      p=${peers[$(((r + k) % ${#peers[@]}))]}
+      out=$(inside "$p" "$nb" connrate --addr "${addr[$p]}" --port $conn_port --count 2000 \
+              2>/dev/null || true)
+      v=$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' <<<"$out")
+      echo "connrate $p ${v:-0}" | tee -a "$results" >&2
+    done
+  done
+  for p in "${peers[@]}"; do
+    out=$(inside "$p" "$nb" connrate --addr "${addr[$p]}" --port $conn_port --count 10000 2>&1 ||
+          true)
+    echo "conn10k $p $(tr '\n' ' ' <<<"$out")" | tee -a "$results" >&2
+  done
+fi
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# Supervisor RSS: idle, and with 1,000 open flows (client holds them, server keeps its end).
+if [[ $only == *rss* ]]; then
+  sleep 12  # let slirp4netns drop the sockets it keeps for 10 s after close
+  declare -A daemon=([agentbox]=$ab_pid [slirp4netns]=$slirp_pid [pasta]=$pasta_pid)
+  for p in agentbox slirp4netns pasta; do
+    idle=$(rss_kib "${daemon[$p]}")
+    mkfifo "$tmp/hold.$p"
+    inside "$p" "$nb" hold --addr "${addr[$p]}" --port $conn_port --count 1000 \
+      <"$tmp/hold.$p" >"$tmp/hold.$p.out" 2>&1 &
+    hold_pid=$!
+    exec 7>"$tmp/hold.$p"
+    for _ in $(seq 200); do
+      grep -q held "$tmp/hold.$p.out" 2>/dev/null && break
+      grep -q net_bench "$tmp/hold.$p.out" 2>/dev/null && break
+      sleep 0.05
+    done
+    held=$(cat "$tmp/hold.$p.out" | tr '\n' ' ')
+    busy=$(rss_kib "${daemon[$p]}")
+    exec 7>&-
+    wait $hold_pid || true
+    echo "rss $p idle_kib=$idle flows1000_kib=$busy ($held)" | tee -a "$results" >&2
+  done
+fi
+
+# Network attach: tap created + configured in a fresh netns (agentbox) vs spawn -> ready.
+if [[ $only == *attach* ]]; then
+  "$nb" attach --rounds $((rounds * 10)) --peers | sed 's/^/attach /' >>"$results"
+fi
+
+kill -INT $ab_pid 2>/dev/null || true
+wait $ab_pid 2>/dev/null || true
+cat "$tmp/stack.err" >&2
+
+python3 - "$results" <<'EOF'
+import statistics, sys, collections
+vals = collections.defaultdict(list)
+lines = open(sys.argv[1]).read().splitlines()
+for line in lines:
+    kind, peer, *rest = line.split()
+    if kind in ("conn10k", "rss"):
+        continue
+    vals[(kind, peer)].append(float(rest[0]))
+def table(kind, unit, higher_better=True):
+    base = statistics.median(vals[(kind, "loopback")]) if vals.get((kind, "loopback")) else None
+    print(f"\n{kind} ({unit}, median of {len(next(iter([v for (k, p), v in vals.items() if k == kind] or [[]])))}):")
+    for peer in ("loopback", "agentbox", "pasta", "slirp4netns"):
+        v = vals.get((kind, peer))
+        if not v:
+            continue
+        m = statistics.median(v)
+        ratio = f"  {m / base:.2f}x loopback" if base else ""
+        print(f"  {peer:12} {m:10.1f}  (min {min(v):.1f}, max {max(v):.1f}){ratio}")
+for kind, unit in (("tput_up", "Mbit/s, box->host"), ("tput_down", "Mbit/s, host->box"),
+                   ("connrate", "connections/s")):
+    if any(k == kind for k, _ in vals):
+        table(kind, unit)
+if any(k == "attach" for k, _ in vals):
+    print("\nattach (ms, spawn/create -> ready; median, p90):")
+    for peer in ("agentbox", "slirp4netns", "pasta"):
+        v = sorted(vals.get(("attach", peer), []))
+        if v:
+            print(f"  {peer:12} {statistics.median(v):8.3f}  p90 {v[int(len(v) * 0.9)]:.3f}")
+for line in lines:
+    if line.startswith(("conn10k", "rss")):
+        print(line)
+EOF

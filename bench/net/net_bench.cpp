@@ -1,0 +1,613 @@
+// net_bench: the pieces bench/net/net.sh needs to measure the box network (src/net) against host
+// loopback, slirp4netns and pasta. Runs as root. Subcommands:
+//
+//   stack --netns PATH [--allow RULE]... [--connect-to H:P:A:P]... [--name NAME] [--ready FILE]
+//       Creates tap0 inside the network namespace PATH (configured like the box: 10.0.2.100/24,
+//       gateway 10.0.2.2, MTU 65520, lo up), then serves it in-process with net::Stack + FdTap +
+//       EpollPoller + ConnectHandler until SIGTERM/SIGINT. Writes the synthetic address of NAME
+//       (what the box's DNS would answer) to FILE once ready. Counters go to stderr at exit.
+//   serve --port P
+//       Loopback server for the connection tests: answers the first byte of each connection
+//       with one byte, closes on EOF. Keeps every connection open until the client closes.
+//   connrate --addr A --port P --count N
+//       N short connections in a row (connect, 1 byte each way, close); prints
+//       "conns=N ok=K failed=F seconds=S rate=R" (first failure's error on stderr).
+//   hold --addr A --port P --count N
+//       Opens N connections (1 byte each way) and keeps them until stdin closes; prints "held N".
+//   attach --rounds N [--peers]
+//       Network attach time: in a fresh netns, create + configure the tap (what the supervisor
+//       adds to box start). With --peers, also slirp4netns and pasta (spawn -> ready), interleaved.
+//       Prints the samples per method in milliseconds, one "name ms" per line.
+//
+// The bench configures the tap with ioctl(2) (SIOCSIF*, SIOCADDRT); the product uses libnl. Both
+// are a handful of kernel calls; the difference is far below the 2 ms budget being measured.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "agentbox/audit/audit.hpp"
+#include "agentbox/net/connect.hpp"
+#include "agentbox/net/epoll_poller.hpp"
+#include "agentbox/net/stack.hpp"
+#include "agentbox/policy/egress.hpp"
+
+extern char** environ;
+
+namespace {
+
+using namespace agentbox;
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void die(const std::string& what) {
+  fmt::print(stderr, "net_bench: {}\n", what);
+  std::exit(1);
+}
+
+[[noreturn]] void die_errno(const std::string& what) {
+  die(fmt::format("{}: {}", what, std::strerror(errno)));
+}
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+struct Args {
+  std::vector<std::string> rest;
+  std::unordered_map<std::string, std::vector<std::string>> opts;
+  [[nodiscard]] std::string get(const std::string& k, std::string def = {}) const {
+    auto it = opts.find(k);
+    return it == opts.end() || it->second.empty() ? def : it->second.back();
+  }
+  [[nodiscard]] std::vector<std::string> all(const std::string& k) const {
+    auto it = opts.find(k);
+    return it == opts.end() ? std::vector<std::string>{} : it->second;
+  }
+  [[nodiscard]] bool has(const std::string& k) const { return opts.count(k) != 0; }
+};
+
+Args parse_args(int argc, char** argv, int from) {
+  Args a;
+  for (int i = from; i < argc; ++i) {
+    std::string_view s = argv[i];
+    if (s.starts_with("--")) {
+      std::string key(s.substr(2));
+      if (i + 1 < argc && !std::string_view(argv[i + 1]).starts_with("--")) {
+        a.opts[key].push_back(argv[++i]);
+      } else {
+        a.opts[key];
+      }
+    } else {
+      a.rest.emplace_back(s);
+    }
+  }
+  return a;
+}
+
+void raise_nofile() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+// ---- tap creation and configuration (inside the current network namespace) ----
+
+void ifreq_name(ifreq& ifr, const char* name) {
+  std::memset(&ifr, 0, sizeof ifr);
+  std::strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+}
+
+void set_addr(sockaddr& sa, const char* addr) {
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  inet_pton(AF_INET, addr, &sin.sin_addr);
+  std::memcpy(&sa, &sin, sizeof sin);
+}
+
+void if_up(int s, const char* name) {
+  ifreq ifr;
+  ifreq_name(ifr, name);
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) {
+    die_errno(fmt::format("SIOCGIFFLAGS {}", name));
+  }
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) {
+    die_errno(fmt::format("SIOCSIFFLAGS {}", name));
+  }
+}
+
+// tap0 as the box sees it: 10.0.2.100/24, default route via 10.0.2.2, MTU 65520, lo up.
+int create_tap() {
+  int tun = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (tun < 0) {
+    die_errno("open /dev/net/tun");
+  }
+  ifreq ifr;
+  ifreq_name(ifr, "tap0");
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  if (ioctl(tun, TUNSETIFF, &ifr) != 0) {
+    die_errno("TUNSETIFF tap0");
+  }
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    die_errno("socket");
+  }
+  if_up(s, "lo");
+  ifreq_name(ifr, "tap0");
+  set_addr(ifr.ifr_addr, "10.0.2.100");
+  if (ioctl(s, SIOCSIFADDR, &ifr) != 0) {
+    die_errno("SIOCSIFADDR");
+  }
+  ifreq_name(ifr, "tap0");
+  set_addr(ifr.ifr_netmask, "255.255.255.0");
+  if (ioctl(s, SIOCSIFNETMASK, &ifr) != 0) {
+    die_errno("SIOCSIFNETMASK");
+  }
+  ifreq_name(ifr, "tap0");
+  ifr.ifr_mtu = 65520;
+  if (ioctl(s, SIOCSIFMTU, &ifr) != 0) {
+    die_errno("SIOCSIFMTU");
+  }
+  if_up(s, "tap0");
+  rtentry rt{};
+  set_addr(rt.rt_dst, "0.0.0.0");
+  set_addr(rt.rt_genmask, "0.0.0.0");
+  set_addr(rt.rt_gateway, "10.0.2.2");
+  rt.rt_flags = RTF_UP | RTF_GATEWAY;
+  char dev[] = "tap0";
+  rt.rt_dev = dev;
+  if (ioctl(s, SIOCADDRT, &rt) != 0) {
+    die_errno("SIOCADDRT default via 10.0.2.2");
+  }
+  close(s);
+  return tun;
+}
+
+int tap_in_netns(const std::string& path) {
+  int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  int target = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (self < 0 || target < 0) {
+    die_errno(fmt::format("open netns {}", path));
+  }
+  if (setns(target, CLONE_NEWNET) != 0) {
+    die_errno("setns target");
+  }
+  int tun = create_tap();
+  if (setns(self, CLONE_NEWNET) != 0) {
+    die_errno("setns back");
+  }
+  close(self);
+  close(target);
+  return tun;
+}
+
+// ---- stack ----
+
+volatile sig_atomic_t g_stop = 0;
+void on_signal(int) {
+  g_stop = 1;
+}
+
+struct NullAudit final : audit::Sink {
+  void emit(const audit::Event&) noexcept override {}
+};
+
+int cmd_stack(const Args& a) {
+  raise_nofile();
+  std::string netns = a.get("netns");
+  if (netns.empty()) {
+    die("stack: --netns PATH is required");
+  }
+  auto policy = policy::EgressPolicy::parse(a.all("allow"));
+  if (!policy) {
+    die(policy.error().message());
+  }
+  auto overrides = net::parse_connect_to(a.all("connect-to"));
+  if (!overrides) {
+    die(overrides.error().message());
+  }
+  // Audit to a real JSONL file (or /dev/null): the per-flow events are part of the cost.
+  std::string audit_path = a.get("audit", "/dev/null");
+  auto jsonl = audit::JsonlSink::open(audit_path, "bench");
+  if (!jsonl) {
+    die(jsonl.error().message());
+  }
+  net::FdTap tap{base::UniqueFd(tap_in_netns(netns))};
+  auto poller = net::EpollPoller::create();
+  if (!poller) {
+    die(poller.error().message());
+  }
+  net::ConnectHandler handler(*policy, std::move(*overrides));
+  net::Stack stack(net::StackConfig{}, *policy, handler, *poller, tap, *jsonl);
+  std::string addr;
+  if (a.has("name")) {
+    auto ip = stack.pool().assign(a.get("name"));
+    if (!ip) {
+      die("pool full");
+    }
+    addr = net::ip4_to_string(*ip);
+  }
+  constexpr uint64_t kTapToken = ~uint64_t{0};
+  poller->watch(tap.fd(), EPOLLIN, kTapToken);
+
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  if (a.has("ready")) {
+    std::string tmp = a.get("ready") + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (f == nullptr) {
+      die_errno("write ready file");
+    }
+    fmt::print(f, "{}\n", addr);
+    std::fclose(f);
+    std::rename(tmp.c_str(), a.get("ready").c_str());
+  }
+  while (g_stop == 0) {
+    int timeout = 1000;
+    if (auto dl = stack.tcp().next_deadline()) {
+      auto d = std::chrono::duration_cast<std::chrono::milliseconds>(*dl - Clock::now()).count();
+      timeout = static_cast<int>(std::clamp<int64_t>(d + 1, 0, 1000));
+    }
+    auto events = poller->wait(timeout);
+    auto now = Clock::now();
+    for (auto [token, ev] : events) {
+      if (token == kTapToken) {
+        auto n = stack.drain(tap, now);
+        if (!n) {
+          die(n.error().message());
+        }
+      } else {
+        stack.tcp().on_socket(token, ev, now);
+      }
+    }
+    if (auto dl = stack.tcp().next_deadline(); dl && *dl <= now) {
+      stack.tcp().on_timer(now);
+    }
+  }
+  const auto& c = stack.counters();
+  const auto& t = stack.tcp().counters();
+  fmt::print(
+      stderr,
+      "stack: frames_in={} malformed={} dropped={} tap_write_errors={} flows_opened={} "
+      "flows_closed={} flows_failed={} resets={} retransmits={} out_of_order={} short_writes={} "
+      "segments_in={} segments_out={}\n",
+      c.frames_in, c.malformed, c.dropped, tap.write_errors(), t.flows_opened, t.flows_closed,
+      t.flows_failed, t.resets_sent, t.retransmits, t.out_of_order, t.short_writes, t.segments_in,
+      t.segments_out);
+  return 0;
+}
+
+// ---- loopback server and clients ----
+
+int cmd_serve(const Args& a) {
+  raise_nofile();
+  int port = std::atoi(a.get("port", "0").c_str());
+  int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(static_cast<uint16_t>(port));
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(ls, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 || listen(ls, 4096) != 0) {
+    die_errno(fmt::format("listen 127.0.0.1:{}", port));
+  }
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = ls;
+  epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev);
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  std::vector<bool> answered(1 << 20);
+  epoll_event evs[256];
+  char buf[4096];
+  while (g_stop == 0) {
+    int n = epoll_wait(ep, evs, 256, 1000);
+    for (int i = 0; i < n; ++i) {
+      int fd = evs[i].data.fd;
+      if (fd == ls) {
+        for (;;) {
+          int c = accept4(ls, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          if (c < 0) {
+            break;
+          }
+          answered[static_cast<size_t>(c)] = false;
+          epoll_event cev{};
+          cev.events = EPOLLIN | EPOLLRDHUP;
+          cev.data.fd = c;
+          epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+        }
+        continue;
+      }
+      ssize_t r = read(fd, buf, sizeof buf);
+      if (r > 0) {
+        if (!answered[static_cast<size_t>(fd)]) {
+          answered[static_cast<size_t>(fd)] = true;
+          (void)!write(fd, "y", 1);
+        }
+      } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+        close(fd);  // also removes it from the epoll set
+      }
+    }
+  }
+  return 0;
+}
+
+sockaddr_in target(const Args& a) {
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(static_cast<uint16_t>(std::atoi(a.get("port", "0").c_str())));
+  if (inet_pton(AF_INET, a.get("addr", "").c_str(), &sin.sin_addr) != 1) {
+    die("--addr must be an IPv4 address");
+  }
+  return sin;
+}
+
+// connect, one byte each way; the fd on success, -1 (errno set) on failure.
+int one_exchange(const sockaddr_in& sin) {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    return -1;
+  }
+  timeval tv{5, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  char c = 0;
+  if (connect(s, reinterpret_cast<const sockaddr*>(&sin), sizeof sin) != 0 ||
+      write(s, "x", 1) != 1 || read(s, &c, 1) != 1) {
+    int e = errno == 0 ? EPROTO : errno;
+    close(s);
+    errno = e;
+    return -1;
+  }
+  return s;
+}
+
+int cmd_connrate(const Args& a) {
+  auto sin = target(a);
+  long count = std::atol(a.get("count", "1000").c_str());
+  long ok = 0;
+  long failed = 0;
+  std::string first_error;
+  auto t0 = Clock::now();
+  for (long i = 0; i < count; ++i) {
+    errno = 0;
+    int s = one_exchange(sin);
+    if (s < 0) {
+      if (first_error.empty()) {
+        first_error = fmt::format("connection {}: {}", i, std::strerror(errno));
+      }
+      ++failed;
+      if (failed > 20) {
+        break;  // the path is broken; don't wait 5 s per remaining connection
+      }
+      continue;
+    }
+    close(s);
+    ++ok;
+  }
+  double secs = ms_since(t0) / 1000;
+  if (!first_error.empty()) {
+    fmt::print(stderr, "connrate: first failure at {}\n", first_error);
+  }
+  fmt::print("conns={} ok={} failed={} seconds={:.3f} rate={:.0f}\n", count, ok, failed, secs,
+             static_cast<double>(ok) / secs);
+  return failed == 0 ? 0 : 1;
+}
+
+int cmd_hold(const Args& a) {
+  raise_nofile();
+  auto sin = target(a);
+  long count = std::atol(a.get("count", "1000").c_str());
+  std::vector<int> fds;
+  for (long i = 0; i < count; ++i) {
+    int s = one_exchange(sin);
+    if (s < 0) {
+      die_errno(fmt::format("hold: connection {}", i));
+    }
+    fds.push_back(s);
+  }
+  fmt::print("held {}\n", fds.size());
+  std::fflush(stdout);
+  char c;
+  while (read(0, &c, 1) > 0) {
+  }
+  for (int s : fds) {
+    close(s);
+  }
+  return 0;
+}
+
+// ---- attach time ----
+
+// In a child: unshare a netns (not timed: the box makes one anyway), then time tap creation and
+// configuration. Returns milliseconds.
+double attach_ours() {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    die_errno("pipe");
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (unshare(CLONE_NEWNET) != 0) {
+      _exit(2);
+    }
+    auto t0 = Clock::now();
+    int tun = create_tap();
+    double ms = ms_since(t0);
+    (void)!write(p[1], &ms, sizeof ms);
+    close(tun);
+    _exit(0);
+  }
+  close(p[1]);
+  double ms = -1;
+  if (read(p[0], &ms, sizeof ms) != sizeof ms) {
+    ms = -1;
+  }
+  close(p[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return ms;
+}
+
+// A process parked in a fresh netns for a peer to attach to.
+pid_t netns_holder() {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (unshare(CLONE_NEWNET) != 0) {
+      _exit(2);
+    }
+    pause();
+    _exit(0);
+  }
+  usleep(2000);  // let it unshare
+  return pid;
+}
+
+double attach_slirp(pid_t ns) {
+  int p[2];
+  if (pipe2(p, 0) != 0) {
+    die_errno("pipe");
+  }
+  std::string fd = fmt::format("--ready-fd={}", p[1]);
+  std::string pid = std::to_string(ns);
+  const char* argv[] = {"slirp4netns", "--configure", "--mtu=65520", fd.c_str(),
+                        pid.c_str(),   "tap0",        nullptr};
+  auto t0 = Clock::now();
+  pid_t child = 0;
+  if (posix_spawnp(&child, "slirp4netns", nullptr, nullptr, const_cast<char**>(argv), environ) !=
+      0) {
+    die("spawn slirp4netns");
+  }
+  close(p[1]);
+  char c;
+  double ms = read(p[0], &c, 1) == 1 ? ms_since(t0) : -1;
+  close(p[0]);
+  kill(child, SIGTERM);
+  waitpid(child, nullptr, 0);
+  return ms;
+}
+
+double attach_pasta(pid_t ns) {
+  std::string pidfile = fmt::format("/tmp/net_bench_pasta.{}.pid", getpid());
+  // pasta drops its capabilities before opening the namespace, so /proc/PID/ns/net (a ptrace
+  // check) is out of reach; a bind mount of it (what `ip netns add` makes) is not.
+  std::string netns = fmt::format("/tmp/net_bench_pasta.{}.ns", getpid());
+  if (int fd = open(netns.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600); fd >= 0) {
+    close(fd);
+  }
+  if (mount(fmt::format("/proc/{}/ns/net", ns).c_str(), netns.c_str(), nullptr, MS_BIND, nullptr) !=
+      0) {
+    die_errno("bind-mount the netns for pasta");
+  }
+  const char* argv[] = {"pasta", "--config-net",  "-q",      "--runas",     "0",
+                        "--pid", pidfile.c_str(), "--netns", netns.c_str(), nullptr};
+  auto t0 = Clock::now();
+  pid_t child = 0;
+  // pasta forks to the background once the namespace is configured: its exit is "ready".
+  if (posix_spawnp(&child, "pasta", nullptr, nullptr, const_cast<char**>(argv), environ) != 0) {
+    die("spawn pasta");
+  }
+  int st = 0;
+  waitpid(child, &st, 0);
+  double ms = WIFEXITED(st) && WEXITSTATUS(st) == 0 ? ms_since(t0) : -1;
+  if (FILE* f = std::fopen(pidfile.c_str(), "r")) {
+    int bg = 0;
+    if (std::fscanf(f, "%d", &bg) == 1 && bg > 0) {
+      kill(bg, SIGTERM);
+    }
+    std::fclose(f);
+  }
+  unlink(pidfile.c_str());
+  umount2(netns.c_str(), MNT_DETACH);
+  unlink(netns.c_str());
+  return ms;
+}
+
+int cmd_attach(const Args& a) {
+  int rounds = std::atoi(a.get("rounds", "50").c_str());
+  bool peers = a.has("peers");
+  signal(SIGCHLD, SIG_DFL);
+  for (int r = 0; r < rounds; ++r) {
+    std::vector<std::string> order = {"agentbox"};
+    if (peers) {
+      order = {"agentbox", "slirp4netns", "pasta"};
+      std::rotate(order.begin(), order.begin() + (r % 3), order.end());
+    }
+    for (const auto& m : order) {
+      double ms = 0;
+      if (m == "agentbox") {
+        ms = attach_ours();
+      } else {
+        pid_t ns = netns_holder();
+        ms = m == "pasta" ? attach_pasta(ns) : attach_slirp(ns);
+        kill(ns, SIGKILL);
+        waitpid(ns, nullptr, 0);
+      }
+      fmt::print("{} {:.3f}\n", m, ms);
+    }
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    fmt::print(stderr, "usage: net_bench stack|serve|connrate|hold|attach [options]\n");
+    return 2;
+  }
+  std::string_view cmd = argv[1];
+  Args a = parse_args(argc, argv, 2);
+  if (cmd == "stack") {
+    return cmd_stack(a);
+  }
+  if (cmd == "serve") {
+    return cmd_serve(a);
+  }
+  if (cmd == "connrate") {
+    return cmd_connrate(a);
+  }
+  if (cmd == "hold") {
+    return cmd_hold(a);
+  }
+  if (cmd == "attach") {
+    return cmd_attach(a);
+  }
+  fmt::print(stderr, "net_bench: unknown command `{}`\n", cmd);
+  return 2;
+}

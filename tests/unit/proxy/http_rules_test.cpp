@@ -1,0 +1,90 @@
+// HTTP rules (globs, per-host allow-lists, audit paths) and the scrubber's streaming hold.
+#include "agentbox/proxy/http_rules.hpp"
+
+#include <gtest/gtest.h>
+
+#include "agentbox/proxy/credentials.hpp"
+
+namespace agentbox::proxy {
+namespace {
+
+TEST(Glob, StarStaysInSegmentDoubleStarCrosses) {
+  EXPECT_TRUE(glob_match("/v1/*", "/v1/messages"));
+  EXPECT_FALSE(glob_match("/v1/*", "/v1/a/b"));
+  EXPECT_TRUE(glob_match("/v1/**", "/v1/a/b"));
+  EXPECT_TRUE(glob_match("/v1/**", "/v1/"));
+  EXPECT_FALSE(glob_match("/v1/**", "/v1"));
+  EXPECT_FALSE(glob_match("/v1/**", "/v2/x"));
+  EXPECT_TRUE(glob_match("/docs/*/intro", "/docs/x/intro"));
+  EXPECT_FALSE(glob_match("/docs/*/intro", "/docs/x/y/intro"));
+  EXPECT_TRUE(glob_match("/a*c", "/abbbc"));
+  EXPECT_TRUE(glob_match("**", "/anything/at/all"));
+  EXPECT_FALSE(glob_match("/exact", "/exact/"));
+  // Pathological patterns stay polynomial.
+  EXPECT_FALSE(glob_match("/*a*a*a*a*a*a*a*b", "/" + std::string(200, 'a')));
+}
+
+TEST(Paths, TargetAndAuditForms) {
+  EXPECT_EQ(target_path("/a/b?x=1#f"), "/a/b");
+  EXPECT_EQ(target_path("https://h.test/a?q"), "/a");
+  EXPECT_EQ(target_path("https://h.test"), "/");
+  EXPECT_EQ(target_path("*"), "*");
+  EXPECT_EQ(audit_path("/s?q=secret&x&token=abc#frag"), "/s?q=&x&token=");
+  EXPECT_EQ(audit_path("/plain"), "/plain");
+  EXPECT_LE(audit_path("/" + std::string(5000, 'a')).size(), 512u);
+}
+
+TEST(HttpRules, AllowListPerHost) {
+  auto rules = HttpRules::create({
+      {.origin = "a.toml:1:1", .host = "api.test", .methods = {"get"}, .paths = {"/v1/**"}},
+      {.origin = "a.toml:5:1",
+       .host = "api.test",
+       .methods = {"POST"},
+       .paths = {"/v1/messages"},
+       .max_body = 100},
+      {.origin = "a.toml:9:1", .host = "*.docs.test"},
+  });
+  ASSERT_TRUE(rules.has_value());
+  auto v = rules->check("api.test", "GET", "/v1/models?x=1");
+  EXPECT_TRUE(v.allowed);
+  EXPECT_EQ(v.rule, "a.toml:1:1");
+  v = rules->check("api.test", "POST", "/v1/messages");
+  EXPECT_TRUE(v.allowed);
+  EXPECT_EQ(v.max_body, 100u);
+  v = rules->check("api.test", "DELETE", "/v1/x");
+  EXPECT_FALSE(v.allowed);
+  EXPECT_EQ(v.rule, "a.toml:1:1, a.toml:5:1");
+  v = rules->check("api.test", "GET", "/v1/../admin");
+  EXPECT_FALSE(v.allowed);
+  EXPECT_FALSE(v.why.empty());
+  EXPECT_FALSE(rules->check("api.test", "GET", "/v1/%2e%2e/admin").allowed);
+  EXPECT_FALSE(rules->check("api.test", "GET", "/v1/a%2fb").allowed);
+  EXPECT_TRUE(rules->check("x.docs.test", "PATCH", "/anything").allowed);
+  EXPECT_FALSE(rules->check("docs.test", "GET", "/").named);
+  EXPECT_TRUE(rules->names("api.test"));
+  EXPECT_FALSE(rules->names("other.test"));
+  EXPECT_EQ(rules->host_patterns(), (std::vector<std::string>{"*.docs.test", "api.test"}));
+  EXPECT_FALSE(HttpRules::create({{.origin = "x", .host = "bad host"}}).has_value());
+}
+
+TEST(Scrubber, HoldsOnlyWhatCouldStartASecret) {
+  Scrubber s;
+  s.add("sk-secret-123", "sk-placeh-987");
+  EXPECT_EQ(s.feed("data: one\n\n"), "data: one\n\n");  // nothing held: SSE streams at once
+  EXPECT_EQ(s.held(), 0u);
+  EXPECT_EQ(s.feed("token sk-sec"), "token ");
+  EXPECT_EQ(s.held(), 6u);
+  EXPECT_EQ(s.feed("ret-123 end"), "sk-placeh-987 end");
+  EXPECT_EQ(s.feed("x s"), "x ");
+  EXPECT_EQ(s.finish(), "s");  // a prefix that never completed goes out unchanged
+}
+
+TEST(Scrubber, LongestNeedleFirst) {
+  Scrubber s;
+  s.add("abc", "xyz");
+  s.add("--abc--", "==pqr==");
+  EXPECT_EQ(s.feed("--abc--") + s.finish(), "==pqr==");  // not "--xyz--"
+}
+
+}  // namespace
+}  // namespace agentbox::proxy
