@@ -122,8 +122,13 @@ def peerfin(host, port):
     data = random.Random(9).randbytes(2 << 20)
     s.sendall(data)
     s.shutdown(socket.SHUT_WR)
-    s.recv(1)  # the peer closes when it has read everything
-    out("peer-fin-first", len(got), hashlib.sha256(data).hexdigest())
+    # Our read side is at EOF already, so ask on a second connection whether the peer has it all
+    # (exiting earlier would end the box, and the session, with bytes still on their way).
+    t = socket.create_connection((host, int(port)), timeout=30)
+    t.sendall(b"?")
+    t.shutdown(socket.SHUT_WR)
+    answer = t.recv(100).decode().strip()
+    out("peer-fin-first", len(got), hashlib.sha256(data).hexdigest(), answer)
 
 
 def dns(name, qtype):

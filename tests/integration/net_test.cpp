@@ -802,7 +802,18 @@ TEST_P(NetTest, HalfClosedStreamsBothWays) {
   std::atomic<uint64_t> peer_got{0};
   std::string peer_digest;
   std::mutex mu;
+  std::atomic<int> peer_conns{0};
   Server peer(pfd, [&](int c) {
+    if (peer_conns++ > 0) {
+      // The box's question on a second connection: has the first one's data all arrived? (Its
+      // read side is at EOF, and exiting would end the session with bytes still on their way.)
+      for (int i = 0; i < 200 && peer_got < (2u << 20); ++i) {
+        std::this_thread::sleep_for(50ms);
+      }
+      std::string a = fmt::format("{}\n", peer_got.load());
+      write_all(c, a.data(), a.size());
+      return;
+    }
     std::string part(1 << 20, 'p');
     write_all(c, part.data(), part.size());
     ::shutdown(c, SHUT_WR);  // our FIN first; the box keeps sending
@@ -833,7 +844,7 @@ TEST_P(NetTest, HalfClosedStreamsBothWays) {
   std::string line = r.line_starting("peer-fin-first ");
   ASSERT_FALSE(line.empty()) << r.out;
   std::lock_guard<std::mutex> lk(mu);
-  EXPECT_EQ(line, fmt::format("peer-fin-first {} {}", 1 << 20, peer_digest));
+  EXPECT_EQ(line, fmt::format("peer-fin-first {} {} {}", 1 << 20, peer_digest, 2 << 20));
   EXPECT_EQ(peer_got, 2u << 20);
 }
 

@@ -6,7 +6,8 @@
 //             policy::EgressPolicy + --connect-to overrides (already validated by config::load:
 //             one grammar, in policy/); prepares net::TapSetup for the launcher's BoxNetwork hook.
 //   start()   takes the tap fd init sent, builds the Stack (FdTap, a Poller over the loop's epoll,
-//             the FlowHandler chosen in one place: choose_flow_handler) and one timerfd for the
+//             the FlowHandler chosen in one place, choose_flow_handler: the factory's (the L7
+//             proxy) when one was installed, else ConnectHandler) and one timerfd for the
 //             TCP retransmission/persist deadlines, re-armed after every event.
 //   finish()  after the box ended: every flow and watch is dropped (before the loop goes away),
 //             and the summary lines say which hosts were allowed and denied how often.
