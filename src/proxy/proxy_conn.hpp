@@ -153,7 +153,7 @@ struct ProxyHandler::Internals {
   HttpRules rules;
   policy::EgressPolicy raw_tcp;
   net::ConnectHandler connector;
-  ossl::SslCtxPtr box_ctx;
+  ossl::SslCtxPtr box_ctx;       // null when nothing can be intercepted
   ossl::SslCtxPtr upstream_ctx;  // null when nothing can be intercepted
   CredentialSet* credentials;
   SessionCa* ca;
