@@ -72,7 +72,8 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
                   "-nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=upstream test CA' && "
                   "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key "
                   "-out srv.csr -subj /CN=api.example.test && printf 'subjectAltName=DNS:api."
-                  "example.test,DNS:git.example.test,DNS:rules.example.test\\n' > ext.cnf && "
+                  "example.test,DNS:git.example.test,DNS:rules.example.test,DNS:pypi.example.test,"
+                  "DNS:npm.example.test\\n' > ext.cnf && "
                   "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
                   "-out srv.pem -days 2 -extfile ext.cnf && chmod 644 ca.pem) >/dev/null 2>&1",
                   up_)),
@@ -105,7 +106,15 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
     ASSERT_EQ(::mkdir((cfg_ + "/agentbox").c_str(), 0755), 0);
     write_file(cfg_ + "/agentbox/config.toml",
                "[network]\n"
-               "allow = [\"api.example.test\", \"git.example.test\", \"rules.example.test\"]\n"
+               "allow = [\"api.example.test\", \"git.example.test\", \"rules.example.test\",\n"
+               "         \"pypi.example.test\", \"npm.example.test\"]\n"
+               // Package registries: read-only (and so intercepted, under the session CA).
+               "[[network.rule]]\n"
+               "host = \"pypi.example.test\"\n"
+               "methods = [\"GET\", \"HEAD\"]\n"
+               "[[network.rule]]\n"
+               "host = \"npm.example.test\"\n"
+               "methods = [\"GET\", \"HEAD\"]\n"
                "[[network.rule]]\n"
                "host = \"rules.example.test\"\n"
                "methods = [\"GET\"]\n"
@@ -153,7 +162,7 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
   // `agentbox run` with the test's network config, `sh -c SCRIPT` inside.
   Output box(const std::string& script, int timeout_ms = 60000) {
     Args a = {"run", "-q", "--upstream-ca", up_ + "/ca.pem"};
-    for (const char* host : {"api", "git", "rules"}) {
+    for (const char* host : {"api", "git", "rules", "pypi", "npm"}) {
       a.push_back("--connect-to");
       a.push_back(fmt::format("{}.example.test:443:127.0.0.1:{}", host, port_));
     }
@@ -245,6 +254,24 @@ TEST_P(ProxyTest, PythonNodeAndRequestsTrustTheSessionWithoutProxyVariables) {
         << who << "\n"
         << seen();
   }
+}
+
+// Package managers, untouched: no proxy variable, no CA flag; they trust the session through
+// the variables agentbox sets (PIP_CERT, NPM_CONFIG_CAFILE) and the bound system bundle.
+TEST_P(ProxyTest, PipAndNpmFetchFromRegistriesWithoutProxySettings) {
+  Output r =
+      box("cd /tmp && python3 -m pip download -q --no-deps --disable-pip-version-check "
+          "--index-url https://pypi.example.test/simple/ -d dl demo-pkg && ls dl; "
+          "if command -v npm >/dev/null; then echo \"npm $(npm view demo-pkg version "
+          "--registry https://npm.example.test/ 2>&1 | tail -1)\"; else echo npm missing; fi",
+          120000);
+  EXPECT_TRUE(r.has_line("demo_pkg-1.0-py3-none-any.whl")) << r.out << r.err;
+  EXPECT_NE(seen().find("GET /files/demo_pkg-1.0-py3-none-any.whl"), std::string::npos) << seen();
+  if (r.has_line("npm missing")) {
+    GTEST_SKIP() << "skipped: npm is not installed on this machine (pip was checked)";
+  }
+  EXPECT_TRUE(r.has_line("npm 1.0.0")) << r.out << r.err;
+  EXPECT_NE(seen().find("GET /demo-pkg"), std::string::npos) << seen();
 }
 
 TEST_P(ProxyTest, APlaceholderSentToAnotherHostIsBlocked) {

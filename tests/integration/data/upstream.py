@@ -10,10 +10,13 @@
 #   GET  /download?n=N     200, N bytes of a fixed pattern (Content-Length), for checksums
 #   GET  /sse              text/event-stream, 3 events 600 ms apart, then close
 #   GET  /ws               WebSocket echo (RFC 6455, unmasked text frames back)
+#   GET  /simple/demo-pkg/, /files/...   a PEP 503 index with one wheel (DIR/demo_pkg-1.0-...)
+#   GET  /demo-pkg         an npm registry document for one package
 #   *    /git/...          git http-backend (smart HTTP) over DIR/git, Basic auth required:
 #                          the password must be REAL_TOKEN, else 401
 import base64
 import hashlib
+import zipfile
 import os
 import socket
 import ssl
@@ -106,6 +109,19 @@ class Handler(BaseHTTPRequestHandler):
             return
         if url.path == "/ws":
             return self.websocket()
+        # A package index (PEP 503) and an npm registry, each with one package.
+        if url.path == "/simple/demo-pkg/":
+            return self.reply(200, b'<html><body><a href="/files/demo_pkg-1.0-py3-none-any.whl">'
+                              b'demo_pkg-1.0-py3-none-any.whl</a></body></html>', "text/html")
+        if url.path.startswith("/files/"):
+            with open(os.path.join(DIR, "demo_pkg-1.0-py3-none-any.whl"), "rb") as f:
+                return self.reply(200, f.read(), "application/octet-stream")
+        if url.path == "/demo-pkg":
+            host = self.headers.get("Host", "")
+            doc = ('{"name":"demo-pkg","dist-tags":{"latest":"1.0.0"},"versions":{"1.0.0":'
+                   '{"name":"demo-pkg","version":"1.0.0","dist":{"tarball":"https://%s/demo-pkg/-/'
+                   'demo-pkg-1.0.0.tgz"}}}}' % host)
+            return self.reply(200, doc.encode(), "application/json")
         return self.reply(404, b"not found\n")
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
@@ -176,6 +192,16 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+
+# The wheel pip downloads: the smallest valid one.
+with zipfile.ZipFile(os.path.join(DIR, "demo_pkg-1.0-py3-none-any.whl"), "w") as whl:
+    whl.writestr("demo_pkg/__init__.py", "")
+    whl.writestr("demo_pkg-1.0.dist-info/METADATA",
+                 "Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n")
+    whl.writestr("demo_pkg-1.0.dist-info/WHEEL",
+                 "Wheel-Version: 1.0\nGenerator: agentbox-test\nRoot-Is-Purelib: true\n"
+                 "Tag: py3-none-any\n")
+    whl.writestr("demo_pkg-1.0.dist-info/RECORD", "")
 
 server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
 server.daemon_threads = True
