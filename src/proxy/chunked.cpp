@@ -3,25 +3,13 @@
 
 #include "agentbox/proxy/http1.hpp"
 #include "byte_reader.hpp"
+#include "text.hpp"
 
 namespace agentbox::proxy::http1 {
 
-namespace {
+using detail::hex_value;
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 bool ChunkedDecoder::fail(std::string why) {
   state_ = State::kError;

@@ -7,8 +7,11 @@
 #include "agentbox/policy/host.hpp"
 #include "agentbox/proxy/placeholder.hpp"
 #include "agentbox/proxy/sigv4.hpp"
+#include "text.hpp"
 
 namespace agentbox::proxy {
+
+using detail::replace_all;
 
 namespace {
 
@@ -21,15 +24,6 @@ bool starts_with_basic(std::string_view v) {
 
 bool contains(std::string_view hay, std::string_view needle) {
   return !needle.empty() && hay.find(needle) != std::string_view::npos;
-}
-
-size_t replace_all(std::string& s, std::string_view from, std::string_view to) {
-  size_t n = 0;
-  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
-    s.replace(pos, from.size(), to);
-    ++n;
-  }
-  return n;
 }
 
 // The decoded user:pass of a Basic value, if it is one.

@@ -11,22 +11,20 @@
 #include <array>
 #include <utility>
 
+#include "text.hpp"
+
 namespace agentbox::proxy::sigv4 {
 
 using base::Error;
 using base::Result;
 
+using detail::hex_value;
+using http1::iequals;
+
 namespace {
 
 constexpr std::string_view kHex = "0123456789abcdef";
 constexpr std::string_view kHexUpper = "0123456789ABCDEF";
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-           return lower(x) == lower(y);
-         });
-}
 
 std::string hex(const unsigned char* p, size_t n) {
   std::string out;
@@ -71,19 +69,6 @@ std::string encode(std::string_view s, bool keep_slash) {
     }
   }
   return out;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
 }
 
 std::string decode(std::string_view s) {

@@ -7,7 +7,11 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "text.hpp"
+
 namespace agentbox::proxy {
+
+using detail::replace_all;
 
 namespace {
 
@@ -45,15 +49,6 @@ void add_unique(std::vector<std::string>& out, std::string v) {
   if (std::find(out.begin(), out.end(), v) == out.end()) {
     out.push_back(std::move(v));
   }
-}
-
-size_t replace_all(std::string& s, std::string_view from, std::string_view to) {
-  size_t n = 0;
-  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
-    s.replace(pos, from.size(), to);
-    ++n;
-  }
-  return n;
 }
 
 // The value as it appears inside a JSON string literal (without the quotes).
