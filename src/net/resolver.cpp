@@ -73,9 +73,6 @@ base::Result<std::unique_ptr<Worker>> Worker::create(event::Loop& loop, Options 
     return base::Error::sys(errno, "eventfd", "worker");
   }
   w->state_->event = base::UniqueFd(fd);
-  Worker* self = w.get();
-  AGENTBOX_ASSIGN_OR_RETURN(w->watch_,
-                            loop.watch_fd(fd, EPOLLIN, [self](uint32_t) { self->on_ready(); }));
   return w;
 }
 
@@ -100,6 +97,15 @@ size_t Worker::threads() const {
 }
 
 bool Worker::post(std::function<void()> job, std::function<void()> done) {
+  if (watch_ == 0) {
+    // Watched from the first job on: a session that never needs the worker has no watch and
+    // no thread.
+    auto w = loop_->watch_fd(state_->event.get(), EPOLLIN, [this](uint32_t) { on_ready(); });
+    if (!w) {
+      return false;
+    }
+    watch_ = *w;
+  }
   std::lock_guard lock(state_->mu);
   if (state_->queue.size() + state_->running >= state_->max_queue) {
     return false;

@@ -3,7 +3,8 @@
 //
 // Theory of operation:
 //   * Worker: jobs go into a bounded queue; up to `threads` threads (started on first use, with
-//     every signal blocked so signals keep arriving through the loop's signalfd) run them. A
+//     every signal blocked so signals keep arriving through the loop's signalfd) run them; the
+//     eventfd joins the loop with the first job, so an unused Worker costs one fd. A
 //     finished job's completion is queued back and an eventfd watched by the event::Loop wakes
 //     the loop, which runs the completions on its own thread. So completions touch loop-side
 //     state freely and jobs touch nothing but what they captured. The threads share one state
