@@ -127,8 +127,8 @@ Result<OpenResult> ConnectHandler::on_open(const FlowInfo& info) {
   return connect_resolved(info, addrs);
 }
 
-Result<OpenResult> ConnectHandler::connect_resolved(const FlowInfo& info,
-                                                    const std::vector<policy::IpAddr>& addrs) const {
+Result<OpenResult> ConnectHandler::connect_resolved(
+    const FlowInfo& info, const std::vector<policy::IpAddr>& addrs) const {
   std::string refused;
   std::optional<Error> failed;
   for (const auto& a : addrs) {

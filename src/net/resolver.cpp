@@ -7,10 +7,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
-#include <algorithm>
 #include <thread>
 
 namespace agentbox::net {
@@ -154,9 +154,9 @@ void Worker::on_ready() noexcept {
 // --- AsyncResolver ---------------------------------------------------------------------------
 
 base::Result<std::unique_ptr<AsyncResolver>> AsyncResolver::create(event::Loop& loop,
-                                                                    Options options) {
-  AGENTBOX_ASSIGN_OR_RETURN(
-      auto worker, Worker::create(loop, {.threads = options.threads, .max_queue = options.max_queue}));
+                                                                   Options options) {
+  AGENTBOX_ASSIGN_OR_RETURN(auto worker, Worker::create(loop, {.threads = options.threads,
+                                                               .max_queue = options.max_queue}));
   return std::unique_ptr<AsyncResolver>(
       new AsyncResolver(loop, std::move(options), std::move(worker)));
 }
@@ -217,13 +217,12 @@ uint64_t AsyncResolver::resolve(const std::string& name, Done done) {
   auto result = std::make_shared<Addrs>(base::Error::msg("not resolved"));
   std::weak_ptr<bool> alive = alive_;
   auto resolve = options_.resolve;
-  const bool posted = worker_->post(
-      [result, resolve, name] { *result = resolve(name); },
-      [this, alive, result, name] {
-        if (auto a = alive.lock(); a && *a) {
-          finish(name, *result, false);
-        }
-      });
+  const bool posted = worker_->post([result, resolve, name] { *result = resolve(name); },
+                                    [this, alive, result, name] {
+                                      if (auto a = alive.lock(); a && *a) {
+                                        finish(name, *result, false);
+                                      }
+                                    });
   if (!posted) {
     ++counters_.refused;
     // Answered on the loop's next turn, as every answer is (never inside resolve()).
@@ -238,17 +237,16 @@ uint64_t AsyncResolver::resolve(const std::string& name, Done done) {
     return ticket;
   }
   ++counters_.lookups;
-  auto t = loop_.add_timer(options_.timeout, std::chrono::milliseconds(0),
-                           [this, alive, name](uint64_t) {
-                             if (auto a = alive.lock(); a && *a) {
-                               ++counters_.timeouts;
-                               finish(name,
-                                      base::Error::msg(fmt::format(
-                                          "resolving `{}` took longer than {} ms", name,
-                                          options_.timeout.count())),
-                                      true);
-                             }
-                           });
+  auto t = loop_.add_timer(
+      options_.timeout, std::chrono::milliseconds(0), [this, alive, name](uint64_t) {
+        if (auto a = alive.lock(); a && *a) {
+          ++counters_.timeouts;
+          finish(name,
+                 base::Error::msg(fmt::format("resolving `{}` took longer than {} ms", name,
+                                              options_.timeout.count())),
+                 true);
+        }
+      });
   p.timer = t ? *t : 0;
   return ticket;
 }

@@ -52,7 +52,7 @@ struct CredentialSet::Entry {
   Clock::time_point fetched;
   Clock::time_point attempted;  // last refresh started (re-reads at most once a second)
   bool refreshing = false;      // a background re-read is running
-  std::vector<std::function<void()>> waiters;  // woken when it finishes
+  std::vector<std::function<void()>> waiters;                    // woken when it finishes
   std::vector<std::pair<std::string, std::string>> basic_forms;  // b64(real) -> b64(placeholder)
 };
 
@@ -93,8 +93,9 @@ base::Result<InjectSpec> InjectSpec::parse(std::string_view s) {
   };
   if (auto h = arg("header:")) {
     if (!is_header_token(*h)) {
-      return base::Error::msg("inject `" + std::string(s) +
-                              "`: the header name must be a token (letters, digits, !#$%&'*+-.^_`|~)");
+      return base::Error::msg(
+          "inject `" + std::string(s) +
+          "`: the header name must be a token (letters, digits, !#$%&'*+-.^_`|~)");
     }
     spec.kind = InjectKind::kHeader;
     spec.name = std::move(*h);

@@ -159,7 +159,7 @@ struct Conn {
     int sndbuf = 0;       // the translator end's SO_SNDBUF before
   };
   std::optional<Plug> plug;
-  bool done = false;      // destroy after the current callback
+  bool done = false;  // destroy after the current callback
 };
 
 // What the connection code needs from the handler.

@@ -205,8 +205,7 @@ base::Result<std::unique_ptr<ProxyHandler>> ProxyHandler::create(
     credentials->set_refresher(
         [worker, source](std::string from,
                          std::function<void(base::Result<std::string>)> done) -> bool {
-          auto result =
-              std::make_shared<base::Result<std::string>>(base::Error::msg("not read"));
+          auto result = std::make_shared<base::Result<std::string>>(base::Error::msg("not read"));
           return worker->post([result, source, from] { *result = source->read(from); },
                               [result, done] { done(std::move(*result)); });
         });
@@ -291,7 +290,7 @@ base::Status ProxyHandler::serve_flow(const net::FlowInfo& info, base::UniqueFd 
     known = in_->resolver->cached(info.name);
   }
   if (direct || known) {
-    auto r = direct      ? std::move(*direct)
+    auto r = direct     ? std::move(*direct)
              : (*known) ? in_->connector.connect_resolved(info, **known)
                         : base::Result<net::OpenResult>(known->error());
     if (!adopt_upstream(*in_, *c, std::move(r))) {

@@ -61,11 +61,11 @@ class ProxyCredTest : public UpstreamFixture {
 };
 
 TEST_P(ProxyCredTest, FormatAddsTheHeaderSwapsThePlaceholderAndLeavesTheBoxsOwnValue) {
-  Output r = box(
-      "echo \"fmt=$FMT_TOKEN\"; "
-      "curl -sS https://api.example.test/echo/added; "
-      "curl -sS https://api.example.test/echo/swapped -H \"Authorization: Bearer $FMT_TOKEN\"; "
-      "curl -sS https://api.example.test/echo/own -H 'Authorization: token mine'");
+  Output r =
+      box("echo \"fmt=$FMT_TOKEN\"; "
+          "curl -sS https://api.example.test/echo/added; "
+          "curl -sS https://api.example.test/echo/swapped -H \"Authorization: Bearer $FMT_TOKEN\"; "
+          "curl -sS https://api.example.test/echo/own -H 'Authorization: token mine'");
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   const std::string ph = r.line_starting("fmt=").substr(4);
   ASSERT_EQ(ph.size(), kRealFmt.size()) << "the placeholder variable still exists: " << r.out;
@@ -78,28 +78,30 @@ TEST_P(ProxyCredTest, FormatAddsTheHeaderSwapsThePlaceholderAndLeavesTheBoxsOwnV
   EXPECT_TRUE(r.has_line("you sent: Bearer " + ph)) << r.out;
   EXPECT_TRUE(r.has_line("you sent: token mine")) << r.out;
   const std::string log = audit();
-  EXPECT_NE(log.find(R"("type":"credential.use","credential":"fmt","host":"api.example.test","how":"added")"),
-            std::string::npos)
+  EXPECT_NE(
+      log.find(
+          R"("type":"credential.use","credential":"fmt","host":"api.example.test","how":"added")"),
+      std::string::npos)
       << log;
   EXPECT_NE(log.find(R"("type":"credential.skip","credential":"fmt")"), std::string::npos) << log;
 }
 
 TEST_P(ProxyCredTest, BodyPlaceholdersAreSwappedOnlyWhereOptedIn) {
-  Output r = box(
-      "echo \"nobody=$NOBODY_TOKEN\"; "
-      "curl -sS --data \"token=$BODY_TOKEN&x=1\" https://body.example.test/record-body; "
-      // Chunked, with the placeholder split across chunks.
-      "python3 -c 'import http.client, os\n"
-      "ph = os.environ[\"BODY_TOKEN\"].encode()\n"
-      "def chunks():\n"
-      "    yield b\"{\\\"token\\\":\\\"\" + ph[:5]\n"
-      "    yield ph[5:17]\n"
-      "    yield ph[17:] + b\"\\\",\\\"n\\\":1}\"\n"
-      "c = http.client.HTTPSConnection(\"body.example.test\")\n"
-      "c.request(\"POST\", \"/record-body\", body=chunks(), encode_chunked=True)\n"
-      "print(\"chunked\", c.getresponse().status)'; "
-      // No `body = true`: forwarded unchanged (worthless to the scoped host).
-      "curl -sS --data \"token=$NOBODY_TOKEN\" https://plain.example.test/record-body");
+  Output r =
+      box("echo \"nobody=$NOBODY_TOKEN\"; "
+          "curl -sS --data \"token=$BODY_TOKEN&x=1\" https://body.example.test/record-body; "
+          // Chunked, with the placeholder split across chunks.
+          "python3 -c 'import http.client, os\n"
+          "ph = os.environ[\"BODY_TOKEN\"].encode()\n"
+          "def chunks():\n"
+          "    yield b\"{\\\"token\\\":\\\"\" + ph[:5]\n"
+          "    yield ph[5:17]\n"
+          "    yield ph[17:] + b\"\\\",\\\"n\\\":1}\"\n"
+          "c = http.client.HTTPSConnection(\"body.example.test\")\n"
+          "c.request(\"POST\", \"/record-body\", body=chunks(), encode_chunked=True)\n"
+          "print(\"chunked\", c.getresponse().status)'; "
+          // No `body = true`: forwarded unchanged (worthless to the scoped host).
+          "curl -sS --data \"token=$NOBODY_TOKEN\" https://plain.example.test/record-body");
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_TRUE(r.has_line("chunked 200")) << r.out << r.err;
   const std::string nobody = r.line_starting("nobody=").substr(7);
@@ -117,10 +119,10 @@ TEST_P(ProxyCredTest, BodyPlaceholdersAreSwappedOnlyWhereOptedIn) {
 }
 
 TEST_P(ProxyCredTest, CmdCredentialIsReReadAfterItsTtl) {
-  Output r = box(
-      "curl -sS https://cmd.example.test/echo/first -H \"Authorization: token $CMD_TOKEN\"; "
-      "sleep 1.5; "
-      "curl -sS https://cmd.example.test/echo/second -H \"Authorization: token $CMD_TOKEN\"");
+  Output r =
+      box("curl -sS https://cmd.example.test/echo/first -H \"Authorization: token $CMD_TOKEN\"; "
+          "sleep 1.5; "
+          "curl -sS https://cmd.example.test/echo/second -H \"Authorization: token $CMD_TOKEN\"");
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   const std::string s = seen();
   EXPECT_NE(s.find("GET /echo/first token " + kCmdV1), std::string::npos) << s;

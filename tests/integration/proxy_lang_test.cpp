@@ -73,9 +73,9 @@ TEST_P(ProxyLangTest, GoProgramReachesTheHostWithTheRealToken) {
             0)
       << slurp(src + "/build.log");
   chown_tree(w_.ws + "/gohello", w_.as.uid, w_.as.gid);
-  Output r = box(
-      "env | grep -ci '_proxy=' ; echo \"token=$API_TOKEN\"; "
-      "./gohello https://api.example.test/echo/go");
+  Output r =
+      box("env | grep -ci '_proxy=' ; echo \"token=$API_TOKEN\"; "
+          "./gohello https://api.example.test/echo/go");
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_TRUE(r.has_line("0")) << "no proxy variables: " << r.out;
   const std::string token = r.line_starting("token=").substr(6);
@@ -103,10 +103,10 @@ TEST_P(ProxyLangTest, CargoFetchesADependencyFromAnHttpsRegistry) {
              "[source.crates-io]\nreplace-with = \"demo\"\n\n"
              "[source.demo]\nregistry = \"https://cargo.example.test/pub/index.git\"\n");
   chown_tree(proj, w_.as.uid, w_.as.gid);
-  Output r = box(
-      "env | grep -ci '_proxy=' ; cd cargoproj && /usr/bin/cargo build -q 2>&1 && "
-      "./target/debug/cargoproj",
-      180000);
+  Output r =
+      box("env | grep -ci '_proxy=' ; cd cargoproj && /usr/bin/cargo build -q 2>&1 && "
+          "./target/debug/cargoproj",
+          180000);
   EXPECT_TRUE(r.has_line("0")) << "no proxy variables: " << r.out;
   EXPECT_TRUE(r.has_line("cargo says hello from the registry")) << r.out << r.err;
   const std::string s = seen();

@@ -75,11 +75,11 @@ class AsyncResolver {
     size_t max_cache = 1024;
   };
   struct Counters {
-    uint64_t lookups = 0;    // jobs run on the worker
+    uint64_t lookups = 0;  // jobs run on the worker
     uint64_t cache_hits = 0;
-    uint64_t shared = 0;     // waited on a lookup already running
+    uint64_t shared = 0;  // waited on a lookup already running
     uint64_t timeouts = 0;
-    uint64_t refused = 0;    // queue full
+    uint64_t refused = 0;  // queue full
   };
 
   [[nodiscard]] static base::Result<std::unique_ptr<AsyncResolver>> create(event::Loop& loop,

@@ -171,8 +171,8 @@ class CredentialSet {
 
   // Runs `read(from)` off the caller's thread and calls `done(result)` back on it (the proxy
   // passes its worker). Without one, stale values are re-read synchronously inside inspect().
-  using Refresher = std::function<bool(std::string from,
-                                       std::function<void(base::Result<std::string>)> done)>;
+  using Refresher =
+      std::function<bool(std::string from, std::function<void(base::Result<std::string>)> done)>;
   void set_refresher(Refresher r) { refresher_ = std::move(r); }
   // For a request about to be inspected: starts a background refresh of every stale credential
   // it would use (placeholder in target or headers, a `format` header to add, a `body`

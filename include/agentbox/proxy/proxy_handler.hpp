@@ -58,7 +58,7 @@ struct ProxyOptions {
   net::Resolver resolver = net::system_resolve;
   size_t resolver_threads = 2;
   std::chrono::milliseconds resolve_timeout{5'000};
-  std::chrono::milliseconds dns_ttl{30'000};        // answers cached per session
+  std::chrono::milliseconds dns_ttl{30'000};  // answers cached per session
   std::chrono::milliseconds dns_negative_ttl{5'000};
   std::string system_bundle = kSystemBundle;  // upstream trust
   std::vector<std::string> upstream_ca;       // extra PEM files trusted upstream

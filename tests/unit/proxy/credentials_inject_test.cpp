@@ -98,8 +98,7 @@ TEST_F(InjectTest, FormatLeavesTheBoxsOwnValueAndAuditsIt) {
   ASSERT_FALSE(v.blocked);
   EXPECT_TRUE(v.used.empty());
   EXPECT_EQ(req.header("authorization"), "Bearer someone-elses");
-  EXPECT_NE(sink_.lines().find(R"("type":"credential.skip","credential":"api")"),
-            std::string::npos)
+  EXPECT_NE(sink_.lines().find(R"("type":"credential.skip","credential":"api")"), std::string::npos)
       << sink_.lines();
 }
 
@@ -133,14 +132,24 @@ TEST(InjectSpecs, FormatAndHeaderNamesAreChecked) {
   auto load = [](CredentialSpec s) {
     return CredentialSet::load({std::move(s)}, fake_env({{"K", kApi}}), nullptr);
   };
-  EXPECT_FALSE(load({.name = "a", .from = "env:K", .hosts = {"x.test"}, .inject = "basic",
+  EXPECT_FALSE(load({.name = "a",
+                     .from = "env:K",
+                     .hosts = {"x.test"},
+                     .inject = "basic",
                      .format = "Bearer {}"}));
-  EXPECT_FALSE(load({.name = "a", .from = "env:K", .hosts = {"x.test"},
-                     .inject = "header:Authorization", .format = "Bearer {}\r\n"}));
-  EXPECT_FALSE(load({.name = "a", .from = "env:K", .hosts = {"x.test"}, .inject = "sigv4",
-                     .body = true}));
-  EXPECT_TRUE(load({.name = "a", .from = "env:K", .hosts = {"x.test"},
-                    .inject = "header:Authorization", .format = "token {}", .body = true}));
+  EXPECT_FALSE(load({.name = "a",
+                     .from = "env:K",
+                     .hosts = {"x.test"},
+                     .inject = "header:Authorization",
+                     .format = "Bearer {}\r\n"}));
+  EXPECT_FALSE(
+      load({.name = "a", .from = "env:K", .hosts = {"x.test"}, .inject = "sigv4", .body = true}));
+  EXPECT_TRUE(load({.name = "a",
+                    .from = "env:K",
+                    .hosts = {"x.test"},
+                    .inject = "header:Authorization",
+                    .format = "token {}",
+                    .body = true}));
 }
 
 TEST_F(InjectTest, BodyInjectorSwapsAcrossEveryPossibleSplit) {
@@ -201,8 +210,8 @@ TEST(Refresh, StaleValueWaitsForTheRefresherOthersDoNot) {
   });
   std::ofstream(file) << v2 << "\n";
   ::sleep(1);  // values are re-read at most once a second
-  auto req = parse("GET / HTTP/1.1\r\nHost: api.github.test\r\nAuthorization: token " + ph +
-                   "\r\n\r\n");
+  auto req =
+      parse("GET / HTTP/1.1\r\nHost: api.github.test\r\nAuthorization: token " + ph + "\r\n\r\n");
   int woken = 0;
   EXPECT_TRUE(set->await_fresh(req, "api.github.test", false, [&] { ++woken; }));
   ASSERT_EQ(jobs.size(), 1u);
@@ -221,8 +230,8 @@ TEST(Refresh, StaleValueWaitsForTheRefresherOthersDoNot) {
   // A failed refresh: the request goes on once (no endless wait) and is blocked as unavailable.
   ::unlink(file.c_str());
   ::sleep(1);
-  auto again = parse("GET / HTTP/1.1\r\nHost: api.github.test\r\nAuthorization: token " + ph +
-                     "\r\n\r\n");
+  auto again =
+      parse("GET / HTTP/1.1\r\nHost: api.github.test\r\nAuthorization: token " + ph + "\r\n\r\n");
   EXPECT_TRUE(set->await_fresh(again, "api.github.test", false, [] {}));
   ASSERT_EQ(jobs.size(), 2u);
   jobs[1].second(set->source().read(jobs[1].first));

@@ -73,9 +73,9 @@ class TinyServer {
       const size_t sp = got.find(' ');
       const std::string path = got.substr(sp + 1, got.find(' ', sp + 1) - sp - 1);
       const std::string body = "ok " + path;
-      const std::string resp = fmt::format(
-          "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}", body.size(),
-          body);
+      const std::string resp =
+          fmt::format("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                      body.size(), body);
       (void)::send(c.get(), resp.data(), resp.size(), MSG_NOSIGNAL);
     }
   }
@@ -148,8 +148,8 @@ class ResolveTest : public ::testing::Test {
   }
   // The box's side of a flow: sends a request, reads the whole response (pumping the loop).
   std::string exchange(int fd, const std::string& host) {
-    const std::string req = fmt::format("GET /{} HTTP/1.1\r\nHost: {}:{}\r\n\r\n", host, host,
-                                        server_.port());
+    const std::string req =
+        fmt::format("GET /{} HTTP/1.1\r\nHost: {}:{}\r\n\r\n", host, host, server_.port());
     EXPECT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
     std::string got;
     (void)pump_until(*loop_, [&] {
@@ -183,7 +183,8 @@ TEST_F(ResolveTest, SlowLookupDoesNotStallAnotherFlow) {
 
   auto fast = handler_->on_open(flow(2, "fast.test", server_.port()));
   ASSERT_TRUE(fast) << fast.error().message();
-  ASSERT_TRUE(pump_until(*loop_, [&] { return (poll_now(fast->fd.get(), POLLOUT) & POLLOUT) != 0; }));
+  ASSERT_TRUE(
+      pump_until(*loop_, [&] { return (poll_now(fast->fd.get(), POLLOUT) & POLLOUT) != 0; }));
   const std::string got = exchange(fast->fd.get(), "fast.test");
   EXPECT_NE(got.find("200 OK"), std::string::npos) << got;
   EXPECT_NE(got.find("ok /fast.test"), std::string::npos) << got;
@@ -193,7 +194,8 @@ TEST_F(ResolveTest, SlowLookupDoesNotStallAnotherFlow) {
   EXPECT_EQ(server_.accepted(), 1);
 
   slow_release_ = true;
-  ASSERT_TRUE(pump_until(*loop_, [&] { return (poll_now(slow->fd.get(), POLLOUT) & POLLOUT) != 0; }));
+  ASSERT_TRUE(
+      pump_until(*loop_, [&] { return (poll_now(slow->fd.get(), POLLOUT) & POLLOUT) != 0; }));
   int err = -1;
   socklen_t len = sizeof err;
   ASSERT_EQ(::getsockopt(slow->fd.get(), SOL_SOCKET, SO_ERROR, &err, &len), 0);
