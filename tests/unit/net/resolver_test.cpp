@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <thread>
 
 namespace agentbox::net {
@@ -165,9 +166,10 @@ TEST(AsyncResolver, CancelledTicketIsNeverAnswered) {
 // and the detached thread finishes on its own.
 TEST(AsyncResolver, DestroyedWithALookupInFlight) {
   auto loop = event::Loop::create();
-  std::atomic<bool> release{false};
-  auto fake = [&release](const std::string&) -> Addrs {
-    for (int i = 0; i < 2000 && !release; ++i) {
+  // Shared with the detached thread, which may outlive this test's frame.
+  auto release = std::make_shared<std::atomic<bool>>(false);
+  auto fake = [release](const std::string&) -> Addrs {
+    for (int i = 0; i < 2000 && !*release; ++i) {
       std::this_thread::sleep_for(1ms);
     }
     return std::vector<policy::IpAddr>{};
@@ -179,13 +181,12 @@ TEST(AsyncResolver, DestroyedWithALookupInFlight) {
     (*r)->resolve("gone.test", [&](const Addrs&) { called = true; });
     (void)loop->run_once(10ms);
   }
-  release = true;
+  *release = true;
   for (int i = 0; i < 10; ++i) {
     (void)loop->run_once(10ms);
   }
   EXPECT_FALSE(called);
   EXPECT_EQ(loop->watch_count(), 0u);
-  std::this_thread::sleep_for(20ms);  // the detached thread leaves before `release` goes away
 }
 
 }  // namespace

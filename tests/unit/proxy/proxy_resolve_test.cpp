@@ -124,11 +124,13 @@ class ResolveTest : public ::testing::Test {
     ASSERT_TRUE(policy) << policy.error().message();
     policy_.emplace(std::move(*policy));
     ProxyOptions o;
-    o.resolver = [this](const std::string& name) -> base::Result<std::vector<policy::IpAddr>> {
-      ++lookups_;
+    // Runs on the worker thread, which is detached and may outlive the fixture: it touches only
+    // the shared state.
+    o.resolver = [st = st_](const std::string& name) -> base::Result<std::vector<policy::IpAddr>> {
+      ++st->lookups;
       if (name == "slow.test") {
-        slow_running_ = true;
-        for (int i = 0; i < 5000 && !slow_release_; ++i) {
+        st->slow_running = true;
+        for (int i = 0; i < 5000 && !st->slow_release; ++i) {
           std::this_thread::sleep_for(1ms);
         }
       }
@@ -142,9 +144,8 @@ class ResolveTest : public ::testing::Test {
     handler_ = std::move(*h);
   }
   void TearDown() override {
-    slow_release_ = true;
+    st_->slow_release = true;
     handler_.reset();
-    std::this_thread::sleep_for(20ms);  // a detached lookup sees the release and leaves
   }
   // The box's side of a flow: sends a request, reads the whole response (pumping the loop).
   std::string exchange(int fd, const std::string& host) {
@@ -168,9 +169,12 @@ class ResolveTest : public ::testing::Test {
   std::optional<policy::EgressPolicy> policy_;
   audit::MemorySink audit_;
   std::unique_ptr<ProxyHandler> handler_;
-  std::atomic<int> lookups_{0};
-  std::atomic<bool> slow_running_{false};
-  std::atomic<bool> slow_release_{false};
+  struct Shared {
+    std::atomic<int> lookups{0};
+    std::atomic<bool> slow_running{false};
+    std::atomic<bool> slow_release{false};
+  };
+  std::shared_ptr<Shared> st_ = std::make_shared<Shared>();
 };
 
 TEST_F(ResolveTest, SlowLookupDoesNotStallAnotherFlow) {
@@ -178,7 +182,7 @@ TEST_F(ResolveTest, SlowLookupDoesNotStallAnotherFlow) {
   ASSERT_TRUE(slow) << slow.error().message();
   // Not connected yet: the translator waits for writability before it answers the box's SYN.
   EXPECT_FALSE(slow->connected);
-  ASSERT_TRUE(pump_until(*loop_, [&] { return slow_running_.load(); }));
+  ASSERT_TRUE(pump_until(*loop_, [&] { return st_->slow_running.load(); }));
   EXPECT_EQ(poll_now(slow->fd.get(), POLLOUT), 0) << "the box would get SYN-ACK before the lookup";
 
   auto fast = handler_->on_open(flow(2, "fast.test", server_.port()));
@@ -189,11 +193,11 @@ TEST_F(ResolveTest, SlowLookupDoesNotStallAnotherFlow) {
   EXPECT_NE(got.find("200 OK"), std::string::npos) << got;
   EXPECT_NE(got.find("ok /fast.test"), std::string::npos) << got;
   // All of that happened while the slow lookup was still running.
-  EXPECT_FALSE(slow_release_.load());
+  EXPECT_FALSE(st_->slow_release.load());
   EXPECT_EQ(poll_now(slow->fd.get(), POLLOUT), 0);
   EXPECT_EQ(server_.accepted(), 1);
 
-  slow_release_ = true;
+  st_->slow_release = true;
   ASSERT_TRUE(
       pump_until(*loop_, [&] { return (poll_now(slow->fd.get(), POLLOUT) & POLLOUT) != 0; }));
   int err = -1;
@@ -203,11 +207,11 @@ TEST_F(ResolveTest, SlowLookupDoesNotStallAnotherFlow) {
   const std::string got2 = exchange(slow->fd.get(), "slow.test");
   EXPECT_NE(got2.find("ok /slow.test"), std::string::npos) << got2;
   // A second flow to the same name is answered from the session's cache: connected at once.
-  const int before = lookups_;
+  const int before = st_->lookups;
   auto again = handler_->on_open(flow(3, "fast.test", server_.port()));
   ASSERT_TRUE(again);
   EXPECT_TRUE(again->connected);
-  EXPECT_EQ(lookups_.load(), before);
+  EXPECT_EQ(st_->lookups.load(), before);
   EXPECT_NE(exchange(again->fd.get(), "fast.test").find("ok /fast.test"), std::string::npos);
 }
 
