@@ -366,6 +366,67 @@ bool swap_query(std::string& target, std::string_view param, std::string_view ph
 
 }  // namespace
 
+// Pass 3 of inspect: `format` credentials scoped to this host add their header when the box did
+// not send it. A box that sent its own value keeps it (its choice, audited); the placeholder case
+// was swapped in pass 2 (`added_or_swapped`). False when the request must be blocked (v says why).
+bool CredentialSet::add_formatted(http1::Request& req, std::string_view host, bool cleartext,
+                                  const std::vector<Entry*>& added_or_swapped, Verdict& v) {
+  for (auto& e : entries_) {
+    if (e->spec.format.empty() || cleartext ||
+        std::find(added_or_swapped.begin(), added_or_swapped.end(), e.get()) !=
+            added_or_swapped.end() ||
+        !std::any_of(e->scope.begin(), e->scope.end(),
+                     [&](const policy::HostPattern& p) { return p.matches(host); })) {
+      continue;
+    }
+    if (req.header(e->inject.name)) {
+      if (sink_ != nullptr) {
+        sink_->emit(audit::Event("credential.skip")
+                        .str("credential", e->spec.name)
+                        .str("host", host)
+                        .str("header", e->inject.name)
+                        .str("reason", "the box sent its own value"));
+      }
+      continue;
+    }
+    std::string why;
+    if (e->revoked) {
+      why = "credential " + e->spec.name + " was revoked";
+    } else if (auto st = refresh_if_due(*e); !st) {
+      why = "credential " + e->spec.name + " is unavailable: " + st.error().message();
+    } else if (std::any_of(e->secret.begin(), e->secret.end(), [](char ch) {
+                 const auto u = static_cast<unsigned char>(ch);
+                 return (u < 0x20 && ch != '\t') || u == 0x7f;
+               })) {
+      why = "credential " + e->spec.name + " holds control characters; not sent as a header";
+    }
+    if (!why.empty()) {
+      if (sink_ != nullptr) {
+        sink_->emit(audit::Event("credential.blocked")
+                        .str("credential", e->spec.name)
+                        .str("host", host)
+                        .str("where", "header " + e->inject.name + " (added)")
+                        .str("reason", why));
+      }
+      v.blocked = true;
+      v.reason = std::move(why);
+      v.used.clear();
+      return false;
+    }
+    std::string value = e->spec.format;
+    value.replace(value.find("{}"), 2, e->secret);
+    req.headers.push_back({e->inject.name, std::move(value)});
+    v.used.push_back(e->spec.name);
+    if (sink_ != nullptr) {
+      sink_->emit(audit::Event("credential.use")
+                      .str("credential", e->spec.name)
+                      .str("host", host)
+                      .str("how", "added"));
+    }
+  }
+  return true;
+}
+
 Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::string_view body,
                                bool cleartext) {
   Verdict v;
@@ -476,61 +537,8 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
       }
     }
   }
-  // Pass 3: `format` credentials scoped to this host add their header when the box did not send
-  // it. A box that sent its own value keeps it (its choice, audited); the placeholder case was
-  // swapped above.
-  for (auto& e : entries_) {
-    if (e->spec.format.empty() || cleartext ||
-        std::find(added_or_swapped.begin(), added_or_swapped.end(), e.get()) !=
-            added_or_swapped.end() ||
-        !std::any_of(e->scope.begin(), e->scope.end(),
-                     [&](const policy::HostPattern& p) { return p.matches(host); })) {
-      continue;
-    }
-    if (req.header(e->inject.name)) {
-      if (sink_ != nullptr) {
-        sink_->emit(audit::Event("credential.skip")
-                        .str("credential", e->spec.name)
-                        .str("host", host)
-                        .str("header", e->inject.name)
-                        .str("reason", "the box sent its own value"));
-      }
-      continue;
-    }
-    std::string why;
-    if (e->revoked) {
-      why = "credential " + e->spec.name + " was revoked";
-    } else if (auto st = refresh_if_due(*e); !st) {
-      why = "credential " + e->spec.name + " is unavailable: " + st.error().message();
-    } else if (std::any_of(e->secret.begin(), e->secret.end(), [](char ch) {
-                 const auto u = static_cast<unsigned char>(ch);
-                 return (u < 0x20 && ch != '\t') || u == 0x7f;
-               })) {
-      why = "credential " + e->spec.name + " holds control characters; not sent as a header";
-    }
-    if (!why.empty()) {
-      if (sink_ != nullptr) {
-        sink_->emit(audit::Event("credential.blocked")
-                        .str("credential", e->spec.name)
-                        .str("host", host)
-                        .str("where", "header " + e->inject.name + " (added)")
-                        .str("reason", why));
-      }
-      v.blocked = true;
-      v.reason = std::move(why);
-      v.used.clear();
-      return v;
-    }
-    std::string value = e->spec.format;
-    value.replace(value.find("{}"), 2, e->secret);
-    req.headers.push_back({e->inject.name, std::move(value)});
-    v.used.push_back(e->spec.name);
-    if (sink_ != nullptr) {
-      sink_->emit(audit::Event("credential.use")
-                      .str("credential", e->spec.name)
-                      .str("host", host)
-                      .str("how", "added"));
-    }
+  if (!add_formatted(req, host, cleartext, added_or_swapped, v)) {
+    return v;
   }
   if (!v.used.empty() || !resign.empty()) {
     req.set_header("Accept-Encoding", "identity");  // so the response can be scrubbed

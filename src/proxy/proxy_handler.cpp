@@ -203,8 +203,8 @@ base::Result<std::unique_ptr<ProxyHandler>> ProxyHandler::create(
     auto source = std::make_shared<SecretSource>(credentials->source());
     net::Worker* worker = h->in_->refresher.get();
     credentials->set_refresher(
-        [worker, source](std::string from,
-                         std::function<void(base::Result<std::string>)> done) -> bool {
+        [worker, source](const std::string& from,
+                         const std::function<void(base::Result<std::string>)>& done) -> bool {
           auto result = std::make_shared<base::Result<std::string>>(base::Error::msg("not read"));
           return worker->post([result, source, from] { *result = source->read(from); },
                               [result, done] { done(std::move(*result)); });
@@ -328,62 +328,64 @@ base::Status ProxyHandler::serve_flow(const net::FlowInfo& info, base::UniqueFd 
 }
 
 void ProxyHandler::on_resolved(uint64_t id, const net::AsyncResolver::Addrs& addrs) noexcept {
+  try {
+    handle_resolved(id, addrs);
+  } catch (...) {
+    ++counters_.internal_errors;
+    auto it = conns_.find(id);
+    if (it != conns_.end()) {
+      it->second->done = true;
+    }
+  }
+}
+
+void ProxyHandler::handle_resolved(uint64_t id, const net::AsyncResolver::Addrs& addrs) {
   auto it = conns_.find(id);
   if (it == conns_.end()) {
     return;
   }
   Conn& c = *it->second;
-  try {
-    c.resolving = 0;
-    auto r = addrs ? in_->connector.connect_resolved(c.info, *addrs)
-                   : base::Result<net::OpenResult>(addrs.error());
-    const bool ok = adopt_upstream(*in_, c, std::move(r));
-    if (c.plug) {
-      if (!ok || !unplug(*c.plug, c.box.fd.get())) {
-        // Our end closes with the filler unread: the translator sees ECONNRESET and resets the
-        // box's connection attempt (as a refusal at SYN time would).
-        destroy(id);
-        return;
-      }
-      c.plug.reset();
-    } else if (!ok) {
-      drop(*in_, c, "cannot reach `" + c.info.name + "`: " + c.up.error);
+  c.resolving = 0;
+  auto r = addrs ? in_->connector.connect_resolved(c.info, *addrs)
+                 : base::Result<net::OpenResult>(addrs.error());
+  const bool ok = adopt_upstream(*in_, c, std::move(r));
+  if (c.plug) {
+    if (!ok || !unplug(*c.plug, c.box.fd.get())) {
+      // Our end closes with the filler unread: the translator sees ECONNRESET and resets the
+      // box's connection attempt (as a refusal at SYN time would).
+      destroy(id);
+      return;
     }
-    run(c);
-  } catch (...) {
-    ++counters_.internal_errors;
-    c.done = true;
+    c.plug.reset();
+  } else if (!ok) {
+    drop(*in_, c, "cannot reach `" + c.info.name + "`: " + c.up.error);
   }
-  if (c.done) {
-    destroy(id);
-    return;
+  run(c);
+  if (!c.done) {
+    update_interest(c);
   }
-  update_interest(c);
   if (c.done) {
     destroy(id);
   }
 }
 
 void ProxyHandler::on_wake(uint64_t id) noexcept {
-  auto it = conns_.find(id);
-  if (it == conns_.end()) {
-    return;
-  }
-  Conn& c = *it->second;
-  c.http.woken = true;
-  run(c);
-  if (c.done) {
-    destroy(id);
-    return;
-  }
   try {
-    update_interest(c);
+    auto it = conns_.find(id);
+    if (it == conns_.end()) {
+      return;
+    }
+    Conn& c = *it->second;
+    c.http.woken = true;
+    run(c);
+    if (!c.done) {
+      update_interest(c);
+    }
+    if (c.done) {
+      destroy(id);
+    }
   } catch (...) {
     ++counters_.internal_errors;
-    c.done = true;
-  }
-  if (c.done) {
-    destroy(id);
   }
 }
 

@@ -198,6 +198,8 @@ class CredentialSet {
   CredentialSet() = default;
   base::Status refresh_if_due(Entry& e);
   [[nodiscard]] bool due(const Entry& e) const;
+  [[nodiscard]] bool add_formatted(http1::Request& req, std::string_view host, bool cleartext,
+                                   const std::vector<Entry*>& swapped, Verdict& v);
   void apply_refresh(Entry& e, base::Result<std::string> fresh);
   std::vector<std::unique_ptr<Entry>> entries_;
   Refresher refresher_;

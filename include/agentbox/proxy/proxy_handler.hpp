@@ -127,6 +127,7 @@ class ProxyHandler final : public net::FlowHandler {
   void on_fd(uint64_t id, bool box_side, uint32_t events) noexcept;
   void on_wake(uint64_t id) noexcept;
   void on_resolved(uint64_t id, const base::Result<std::vector<policy::IpAddr>>& addrs) noexcept;
+  void handle_resolved(uint64_t id, const base::Result<std::vector<policy::IpAddr>>& addrs);
   base::Status serve_flow(const net::FlowInfo& info, base::UniqueFd box, int translator_end,
                           bool& plugged);
   void on_sweep() noexcept;
