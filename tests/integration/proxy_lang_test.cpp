@@ -19,6 +19,52 @@ bool have(const std::string& tool) {
   return sh("command -v " + tool + " >/dev/null 2>&1") == 0;
 }
 
+// Built once per test process, outside the box, offline, with its caches in its own folder
+// (both variants run the same binary). Empty on failure (the log is in go_dir()/build.log).
+const std::string& go_dir() {
+  static const std::string dir = [] {
+    char tmpl[] = "/tmp/agentbox-go-XXXXXX";
+    return std::string(::mkdtemp(tmpl) != nullptr ? tmpl : "");
+  }();
+  // Removed when the test process ends (the Go build cache is tens of MiB).
+  static const struct Cleanup {
+    ~Cleanup() {
+      if (!dir.empty()) {
+        (void)sh("rm -rf " + dir);
+      }
+    }
+  } cleanup;
+  return dir;
+}
+
+std::string go_program() {
+  static const std::string built = [] {
+    const std::string& src = go_dir();
+    if (src.empty()) {
+      return std::string();
+    }
+    write_file(src + "/go.mod", "module agentboxgo\n\ngo 1.19\n");
+    write_file(src + "/main.go",
+               "package main\n\n"
+               "import (\n\t\"fmt\"\n\t\"io\"\n\t\"net/http\"\n\t\"os\"\n)\n\n"
+               "func main() {\n"
+               "\treq, _ := http.NewRequest(\"GET\", os.Args[1], nil)\n"
+               "\treq.Header.Set(\"Authorization\", \"Bearer \"+os.Getenv(\"API_TOKEN\"))\n"
+               "\tresp, err := http.DefaultClient.Do(req)\n"
+               "\tif err != nil {\n\t\tfmt.Println(\"go error\", err)\n\t\tos.Exit(1)\n\t}\n"
+               "\tbody, _ := io.ReadAll(resp.Body)\n"
+               "\tfmt.Printf(\"go %d %s\", resp.StatusCode, body)\n"
+               "}\n");
+    const int rc =
+        sh(fmt::format("cd {0} && env -i PATH=/usr/bin:/bin HOME={0} GOCACHE={0}/cache "
+                       "GOPATH={0}/gopath GOFLAGS=-mod=mod GOPROXY=off CGO_ENABLED=0 "
+                       "go build -o {0}/gohello . >{0}/build.log 2>&1",
+                       src));
+    return rc == 0 ? src + "/gohello" : std::string();
+  }();
+  return built;
+}
+
 class ProxyLangTest : public UpstreamFixture {
  protected:
   std::vector<std::string> hosts() const override {
@@ -51,27 +97,9 @@ TEST_P(ProxyLangTest, GoProgramReachesTheHostWithTheRealToken) {
     skip("go is not installed (Debian package golang-go)");
     return;
   }
-  const std::string src = w_.root + "/gosrc";
-  ASSERT_EQ(::mkdir(src.c_str(), 0755), 0);
-  write_file(src + "/go.mod", "module agentboxgo\n\ngo 1.19\n");
-  write_file(src + "/main.go",
-             "package main\n\n"
-             "import (\n\t\"fmt\"\n\t\"io\"\n\t\"net/http\"\n\t\"os\"\n)\n\n"
-             "func main() {\n"
-             "\treq, _ := http.NewRequest(\"GET\", os.Args[1], nil)\n"
-             "\treq.Header.Set(\"Authorization\", \"Bearer \"+os.Getenv(\"API_TOKEN\"))\n"
-             "\tresp, err := http.DefaultClient.Do(req)\n"
-             "\tif err != nil {\n\t\tfmt.Println(\"go error\", err)\n\t\tos.Exit(1)\n\t}\n"
-             "\tbody, _ := io.ReadAll(resp.Body)\n"
-             "\tfmt.Printf(\"go %d %s\", resp.StatusCode, body)\n"
-             "}\n");
-  // Built outside the box, offline, with its caches in the test's own folder.
-  ASSERT_EQ(sh(fmt::format("cd {0} && env -i PATH=/usr/bin:/bin HOME={0} GOCACHE={0}/cache "
-                           "GOPATH={0}/gopath GOFLAGS=-mod=mod GOPROXY=off CGO_ENABLED=0 "
-                           "go build -o {1}/gohello . >{0}/build.log 2>&1",
-                           src, w_.ws)),
-            0)
-      << slurp(src + "/build.log");
+  const std::string bin = go_program();
+  ASSERT_FALSE(bin.empty()) << "go build failed: " << slurp(go_dir() + "/build.log");
+  ASSERT_EQ(sh(fmt::format("cp {} {}/gohello", bin, w_.ws)), 0);
   chown_tree(w_.ws + "/gohello", w_.as.uid, w_.as.gid);
   Output r =
       box("env | grep -ci '_proxy=' ; echo \"token=$API_TOKEN\"; "
