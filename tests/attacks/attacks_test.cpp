@@ -64,13 +64,6 @@ struct Attack {
   const char* summary_with_cgroup = nullptr;
 };
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 bool exists(const std::string& path) {
   struct stat st {};
   return ::lstat(path.c_str(), &st) == 0;
@@ -559,9 +552,8 @@ class AttackTest : public ::testing::TestWithParam<std::tuple<size_t, std::strin
     chown_tree(w.root, w.as.uid, w.as.gid);
     f_.sentinel = start_sentinel();
     // Can this machine make a box at all for this variant?
-    Output o = run(w, {"run", "-q", "--", "true"});
-    if (o.status != 0) {
-      skip(fmt::format("cannot create a box as {}: {}", w.as.label, o.err));
+    if (std::string no = cannot_box(w, run(w, {"run", "-q", "--", "true"})); !no.empty()) {
+      skip(no);
     }
   }
   void TearDown() override {
@@ -581,12 +573,6 @@ class AttackTest : public ::testing::TestWithParam<std::tuple<size_t, std::strin
     if (made_) {
       destroy_world(f_.w);
     }
-  }
-  void skip(const std::string& why) {
-    if (must_work()) {
-      FAIL() << "AGENTBOX_MUST_WORK=1 and this would be skipped: " << why;
-    }
-    GTEST_SKIP() << "skipped: " << why;
   }
   // A `sleep` of the same user, outside the box.
   pid_t start_sentinel() {
