@@ -421,9 +421,12 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
          return 0;
        }},
       // DoS probes, each bounded so that the control (run on the host) is harmless.
-      {"fork_bomb",  // fork_bomb N [MARKER]: N sleeping children, then all killed; EAGAIN = capped
+      // fork_bomb N [MARKER [HOLD_MS]]: up to N sleeping children, held HOLD_MS (<= 5000) once
+      // capped or done (as a bomb keeps what it has), then all killed; EAGAIN = capped.
+      {"fork_bomb",
        [](const Args& a) {
          int n = std::min(std::stoi(a.at(0)), 400);
+         int hold_ms = a.size() > 2 ? std::min(std::stoi(a.at(2)), 5000) : 0;
          std::vector<pid_t> kids;
          int result = 0;
          for (int i = 0; i < n; ++i) {
@@ -438,6 +441,7 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
            }
            kids.push_back(p);
          }
+         usleep(static_cast<useconds_t>(hold_ms) * 1000);
          for (pid_t p : kids) {
            kill(p, SIGKILL);
          }
@@ -446,9 +450,12 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
          }
          return result;
        }},
-      {"balloon",  // balloon MIB: touches MIB MiB (<= 1024); ENOMEM, or killed by the OOM killer
+      // balloon MIB [MARKER [HOLD_MS]]: touches MIB MiB (<= 1024), holds what it got HOLD_MS
+      // (<= 5000); ENOMEM, or killed by the OOM killer.
+      {"balloon",
        [](const Args& a) {
          int mib = std::min(std::stoi(a.at(0)), 1024);
+         int hold_ms = a.size() > 2 ? std::min(std::stoi(a.at(2)), 5000) : 0;
          std::vector<char*> blocks;
          int result = 0;
          for (int i = 0; i < mib; ++i) {
@@ -460,14 +467,18 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
            memset(b, i + 1, 1 << 20);
            blocks.push_back(b);
          }
+         usleep(static_cast<useconds_t>(hold_ms) * 1000);
          for (char* b : blocks) {
            free(b);  // NOLINT
          }
          return result;
        }},
-      {"fill",  // fill FILE MIB: writes up to MIB MiB (<= 1024) to FILE, then removes it
+      // fill FILE MIB [HOLD_MS]: writes up to MIB MiB (<= 1024) to FILE, keeps it HOLD_MS
+      // (<= 5000), then removes it.
+      {"fill",
        [](const Args& a) {
          int mib = std::min(std::stoi(a.at(1)), 1024);
+         int hold_ms = a.size() > 2 ? std::min(std::stoi(a.at(2)), 5000) : 0;
          signal(SIGXFSZ, SIG_IGN);  // an RLIMIT_FSIZE cap shows as EFBIG, not a kill
          int fd = open(a.at(0).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
          if (fd < 0) {
@@ -486,9 +497,31 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
              done += static_cast<size_t>(w);
            }
          }
+         usleep(static_cast<useconds_t>(hold_ms) * 1000);
          close(fd);
          unlink(a.at(0).c_str());
          return result;
+       }},
+      // grow FILE MIB: appends up to MIB MiB (<= 1024) to FILE with SIGXFSZ at its default (as
+      // dd or cp would: an RLIMIT_FSIZE cap kills it), then removes it.
+      {"grow",
+       [](const Args& a) {
+         int mib = std::min(std::stoi(a.at(1)), 1024);
+         int fd = open(a.at(0).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+         if (fd < 0) {
+           return errno;
+         }
+         unlink(a.at(0).c_str());  // the open fd keeps it until exit, whatever ends it
+         std::vector<char> chunk(1 << 20, 'x');
+         for (int i = 0; i < mib; ++i) {
+           if (write(fd, chunk.data(), chunk.size()) < 0) {
+             int e = errno;
+             close(fd);
+             return e;
+           }
+         }
+         close(fd);
+         return 0;
        }},
       {"open_wronly",  // opens for writing and closes: the access check without a write
        [](const Args& a) {

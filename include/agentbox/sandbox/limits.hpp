@@ -50,9 +50,10 @@ struct CgroupLimits {
 
 // What the kernel counted, read at the end to say which limit the box hit.
 struct CgroupEvents {
-  uint64_t oom_kills = 0;   // memory.events oom_kill (v1: memory.oom_control oom_kill)
-  uint64_t memory_max = 0;  // memory.events max (v1: memory.failcnt)
-  uint64_t pids_max = 0;    // pids.events max: forks refused
+  uint64_t oom_kills = 0;      // memory.events oom_kill (v1: memory.oom_control oom_kill)
+  uint64_t memory_max = 0;     // memory.events max (v1: memory.failcnt)
+  uint64_t pids_max = 0;       // pids.events max: forks refused
+  uint64_t cpu_throttled = 0;  // cpu.stat nr_throttled: periods the quota of cpu.max ran out
 };
 
 enum class CgroupVersion : uint8_t { kV2, kV1 };
