@@ -24,6 +24,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -501,6 +502,24 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
          close(fd);
          unlink(a.at(0).c_str());
          return result;
+       }},
+      // spin MS: busy for MS wall-clock ms (<= 5000), then prints "spin <CPU ms it used>".
+      {"spin",
+       [](const Args& a) {
+         int ms = std::min(std::stoi(a.at(0)), 5000);
+         timespec start{};
+         timespec now{};
+         clock_gettime(CLOCK_MONOTONIC, &start);
+         do {
+           clock_gettime(CLOCK_MONOTONIC, &now);
+         } while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 <
+                  ms);
+         timespec cpu{};
+         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+         std::printf("spin %ld\n", cpu.tv_sec * 1000 + cpu.tv_nsec / 1000000);
+         std::fflush(stdout);
+         _exit(0);  // one result line
+         return 0;
        }},
       // grow FILE MIB: appends up to MIB MiB (<= 1024) to FILE with SIGXFSZ at its default (as
       // dd or cp would: an RLIMIT_FSIZE cap kills it), then removes it.
