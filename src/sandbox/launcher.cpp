@@ -325,6 +325,24 @@ bool protect(const PreparedOp& op) {
     errno = saved;
     return false;
   }
+  if (!op.read_only) {
+    // A parent of protected paths, pinned (mount_plan.cpp): a read-write bind of a directory
+    // onto itself, with the attributes of the workspace's mount. Nothing to pin otherwise.
+    bool ok = true;
+    if (S_ISDIR(st.st_mode)) {
+      int pin = static_cast<int>(
+          ::syscall(SYS_open_tree, fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+      ok = pin >= 0 && ::syscall(SYS_move_mount, pin, "", fd, "",
+                                 MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) == 0;
+      saved = errno;
+      if (pin >= 0) {
+        ::close(pin);
+      }
+    }
+    ::close(fd);
+    errno = saved;
+    return ok;
+  }
   // A symlink is covered by a read-only empty file (the new mount API can mount on the link
   // itself): the box can neither write through it nor replace it.
   int tree = S_ISLNK(st.st_mode)

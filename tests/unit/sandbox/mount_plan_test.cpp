@@ -210,9 +210,10 @@ TEST(MountPlan, ProtectedPathsAfterTheWorkspaceAndRootReadOnlyLast) {
       EXPECT_GT(i, ws);
       EXPECT_EQ(ops[i].target, "/home/a/src/proj");
       protected_paths.push_back(ops[i].source);
+      EXPECT_EQ(ops[i].read_only, ops[i].source != ".git") << ops[i].source;  // .git: pinned
     }
   }
-  EXPECT_EQ(protected_paths, (std::vector<std::string>{".git/hooks", ".envrc"}));
+  EXPECT_EQ(protected_paths, (std::vector<std::string>{".git", ".git/hooks", ".envrc"}));
   EXPECT_EQ(ops.back().kind, MountKind::kRemountRoot);
 }
 
