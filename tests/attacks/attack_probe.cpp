@@ -503,6 +503,70 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
          unlink(a.at(0).c_str());
          return result;
        }},
+      // race_protected MS: in the current directory (a workspace), one process swaps what is at
+      // the protected paths (renames them and their parent aside, puts symlinks and fresh
+      // directories in their place, renames back) while another keeps writing to them, for MS
+      // wall-clock ms (<= 3000) or 20,000 rounds each. "ok" when any write went through.
+      {"race_protected",
+       [](const Args& a) {
+         int ms = std::min(std::stoi(a.at(0)), 3000);
+         timespec start{};
+         clock_gettime(CLOCK_MONOTONIC, &start);
+         auto running = [&](int round) {
+           timespec now{};
+           clock_gettime(CLOCK_MONOTONIC, &now);
+           return round < 20000 &&
+                  (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 < ms;
+         };
+         mkdir("race-elsewhere", 0755);  // where swapped-in links lead: plain workspace
+         pid_t swapper = fork();
+         if (swapper == 0) {
+           for (int i = 0; running(i); ++i) {
+             std::string n = std::to_string(i);
+             // The hooks directory: aside, a link to it in its place, back.
+             rename(".git/hooks", ".git/hooks.swap");
+             (void)!symlink("hooks.swap", ".git/hooks");
+             unlink(".git/hooks");
+             rename(".git/hooks.swap", ".git/hooks");
+             // A protected file that did not exist: replaced by a link, atomically.
+             (void)!symlink("race-elsewhere/envrc", ".envrc.tmp");
+             rename(".envrc.tmp", ".envrc");
+             unlink(".envrc");
+             unlink(".envrc.tmp");
+             // A protected directory that did not exist: aside, link, fresh directory.
+             rename(".vscode", (".vscode.swap" + n).c_str());
+             (void)!symlink("race-elsewhere", ".vscode");
+             unlink(".vscode");
+             mkdir(".vscode", 0755);
+             // The parent: .git aside and a fresh one with an empty hooks directory.
+             if (rename(".git", ".git.swap") == 0) {
+               mkdir(".git", 0755);
+               mkdir(".git/hooks", 0755);
+               rename(".git", (".git.fake" + n).c_str());
+               rename(".git.swap", ".git");
+             }
+           }
+           _exit(0);
+         }
+         int got = 0;
+         int last = 0;
+         for (int i = 0; running(i); ++i) {
+           for (const char* path :
+                {".git/hooks/pre-commit", ".envrc", ".vscode/tasks.json", ".git/config"}) {
+             int flags = std::string(path) == ".git/config" ? O_WRONLY | O_APPEND
+                                                            : O_WRONLY | O_CREAT | O_TRUNC;
+             int fd = open(path, flags | O_CLOEXEC, 0755);
+             if (fd < 0) {
+               last = errno;
+               continue;
+             }
+             got += write(fd, "pwned\n", 6) == 6 ? 1 : 0;
+             close(fd);
+           }
+         }
+         waitpid(swapper, nullptr, 0);
+         return got > 0 ? 0 : (last != 0 ? last : EIO);
+       }},
       // spin MS: busy for MS wall-clock ms (<= 5000), then prints "spin <CPU ms it used>".
       {"spin",
        [](const Args& a) {

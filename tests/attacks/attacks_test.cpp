@@ -381,6 +381,18 @@ std::vector<Attack> make_attacks() {
        [](Fixture& f) { return absent(f.ws(".git/hooks.old")); },
        nullptr,
        [](Fixture& f) { ::rename(f.ws(".git/hooks.old").c_str(), f.ws(".git/hooks").c_str()); }});
+  // The parent of protected paths moved aside, to create a fresh .git/hooks where it was: the
+  // parents are pinned (a mountpoint cannot be renamed).
+  v.push_back({"protected_parent_renamed",
+               "persistence",
+               [](Fixture& f) {
+                 return Args{"rename", f.ws(".git"), f.ws(".git.old")};
+               },
+               {"EBUSY"},
+               Control::kDirect,
+               [](Fixture& f) { return absent(f.ws(".git.old")); },
+               nullptr,
+               [](Fixture& f) { ::rename(f.ws(".git.old").c_str(), f.ws(".git").c_str()); }});
   v.push_back({"unlink_git_config",
                "persistence",
                [](Fixture& f) {
@@ -864,6 +876,82 @@ TEST_P(LimitTest, CpusIsEnforcedOrSaidNotToBe) {
 }
 
 INSTANTIATE_TEST_SUITE_P(As, LimitTest, ::testing::Values(std::string("root"), std::string("user")),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+
+// A timing attack on the protected workspace paths: inside the box one process swaps what is at
+// .git/hooks, .envrc (missing before the run), .vscode (missing) and their parent .git (renamed
+// aside, symlinks and fresh directories put in their place) while another keeps writing
+// .git/hooks/pre-commit, .envrc, .vscode/tasks.json and .git/config, for 1.5 s. From outside:
+// nothing protected was created or changed. Control: the same race in a copy of the workspace
+// without the box gets its writes through.
+class RaceTest : public LimitTest {};
+
+// "" when the protected paths of workspace `ws` are as `hooks_before`/`config_before` say and
+// nothing protected was created; else what changed.
+std::string protected_intact(const std::string& ws, const std::set<std::string>& hooks_before,
+                             const std::string& config_before) {
+  std::set<std::string> hooks;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(ws + "/.git/hooks", ec)) {
+    hooks.insert(e.path().filename());
+  }
+  if (ec) {
+    return ws + "/.git/hooks: " + ec.message();
+  }
+  if (hooks != hooks_before) {
+    return ws + "/.git/hooks has new or missing entries";
+  }
+  if (slurp(ws + "/.git/config") != config_before) {
+    return ws + "/.git/config changed: " + slurp(ws + "/.git/config");
+  }
+  if (exists(ws + "/.envrc") && !slurp(ws + "/.envrc").empty()) {
+    return ws + "/.envrc was written";
+  }
+  if (exists(ws + "/.vscode/tasks.json")) {
+    return ws + "/.vscode/tasks.json was created";
+  }
+  for (const auto& e : std::filesystem::directory_iterator(ws, ec)) {
+    std::string name = e.path().filename();
+    if (name.rfind(".git.fake", 0) == 0 && exists(e.path().string() + "/hooks/pre-commit")) {
+      return e.path().string() + "/hooks/pre-commit was created";
+    }
+  }
+  return "";
+}
+
+TEST_P(RaceTest, SymlinkSwapRaceAgainstProtectedPaths) {
+  std::set<std::string> hooks;
+  write_file(w_.ws + "/.git/hooks/pre-push.sample", "#!/bin/sh\n", 0755);
+  hooks.insert("pre-push.sample");
+  chown_tree(w_.ws, w_.as.uid, w_.as.gid);
+  const std::string config = slurp(w_.ws + "/.git/config");
+  ASSERT_FALSE(exists(w_.ws + "/.envrc"));
+  ASSERT_FALSE(exists(w_.ws + "/.vscode"));
+
+  Output in = box({"-q"}, {attack_, "race_protected", "1500"});
+  std::string got = in.line_starting("race_protected ");
+  EXPECT_NE(got, "") << in.out << in.err;
+  EXPECT_NE(got, "race_protected ok") << "a protected write went through inside the box";
+  EXPECT_EQ(protected_intact(w_.ws, hooks, config), "");
+  EXPECT_TRUE(exists(w_.ws + "/.git/HEAD")) << "the real .git was moved";
+
+  // Control: the same race in a copy of the workspace's layout, without the box.
+  std::string ctl = w_.root + "/control-ws";
+  std::filesystem::create_directories(ctl + "/.git/hooks");
+  write_file(ctl + "/.git/config", config);
+  write_file(ctl + "/.git/hooks/pre-push.sample", "#!/bin/sh\n", 0755);
+  chown_tree(ctl, w_.as.uid, w_.as.gid);
+  World c = w_;
+  c.agentbox = attack_;
+  RunOptions co;
+  co.cwd = ctl;
+  Output out = run(c, {"race_protected", "1500"}, co);
+  EXPECT_EQ(out.line_starting("race_protected "), "race_protected ok") << out.out << out.err;
+  EXPECT_NE(protected_intact(ctl, hooks, config), "")
+      << "control: the race without the box should get through, or the test proves nothing";
+}
+
+INSTANTIATE_TEST_SUITE_P(As, RaceTest, ::testing::Values(std::string("root"), std::string("user")),
                          [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
 // The log names what the suite ran on: kernel release and the Landlock ABI it offers.
