@@ -217,6 +217,23 @@ TEST(MountPlan, ProtectedPathsAfterTheWorkspaceAndRootReadOnlyLast) {
   EXPECT_EQ(ops.back().kind, MountKind::kRemountRoot);
 }
 
+// A protected parent of protected paths keeps its read-only mount; it is not pinned read-write.
+TEST(MountPlan, ProtectedParentIsReadOnlyNotPinned) {
+  MountSpec s = spec();
+  s.protected_paths = {".git/hooks", ".git", "a/b/c"};
+  auto ops = build_mount_plan(s, debian());
+  std::vector<std::pair<std::string, bool>> got;
+  for (const auto& op : ops) {
+    if (op.kind == MountKind::kProtect && op.target != "/proc") {
+      got.emplace_back(op.source, op.read_only);
+    }
+  }
+  EXPECT_EQ(
+      got,
+      (std::vector<std::pair<std::string, bool>>{
+          {"a", false}, {"a/b", false}, {".git/hooks", true}, {".git", true}, {"a/b/c", true}}));
+}
+
 TEST(MountPlan, SysOnlyWhenAsked) {
   MountSpec s = spec();
   s.mount_sys = true;
