@@ -122,6 +122,13 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
   if (!in.home.empty() && in.home != "/") {
     c->watch_spec_.tmpfs.push_back({"HOME", in.home, "sandbox.home_size"});
   }
+  c->cpus_enforced_ = cgroup && cgroup->limits_cpu();
+  if (cl.cpus && cgroup && !c->cpus_enforced_) {
+    fmt::print(stderr,
+               "agentbox: warning: --cpus {} (from {}) is NOT enforced: the session cgroup has no "
+               "cpu controller here; `agentbox doctor` explains\n",
+               *cl.cpus, in.limits.cpus->origin.describe());
+  }
   if (cgroup) {
     AGENTBOX_ASSIGN_OR_RETURN(c->cgroup_fds_, cgroup->open_procs());
     for (const auto& fd : c->cgroup_fds_) {
@@ -143,6 +150,9 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
 SessionConfinement::~SessionConfinement() {
   if (loop_ != nullptr && watch_ != 0) {
     loop_->unwatch(watch_);
+  }
+  if (loop_ != nullptr && sample_timer_ != 0) {
+    loop_->unwatch(sample_timer_);  // its callback points at this object
   }
 }
 
@@ -224,7 +234,7 @@ void SessionConfinement::started(event::Loop& loop, pid_t init) {
     ev.boolean("unsafe_bench_unconfined", true);
   }
   if (cpus_) {
-    ev.str("cpus", cgroup_ ? "cgroup" : "not enforced");
+    ev.str("cpus", cpus_enforced_ ? "cgroup" : "not enforced");
   }
   sink_->emit(ev);
   cgroup_fds_.clear();  // the agent has joined (it runs): the supervisor needs them no more

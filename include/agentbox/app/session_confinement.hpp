@@ -91,6 +91,7 @@ class SessionConfinement final : public sandbox::Confinement {
   sandbox::LimitWatch limit_watch_;
   event::WatchId sample_timer_ = 0;
   std::optional<double> cpus_;  // --cpus, enforced only by a cgroup
+  bool cpus_enforced_ = false;  // the session cgroup writes cpu.max
   bool program_exited_ = false;
 };
 

@@ -88,6 +88,11 @@ class SessionCgroup {
   [[nodiscard]] base::Result<std::vector<base::UniqueFd>> open_procs() const;
   [[nodiscard]] base::Result<CgroupEvents> events() const;
   [[nodiscard]] CgroupVersion version() const { return version_; }
+  // cpu.max is written (v2: always, creation fails without the controller; v1: only when a cpu
+  // hierarchy is mounted, which is optional).
+  [[nodiscard]] bool limits_cpu() const {
+    return version_ == CgroupVersion::kV2 || dirs_.size() > 2;
+  }
   // The directories (one for v2; one per controller for v1).
   [[nodiscard]] const std::vector<std::string>& dirs() const { return dirs_; }
   // Kills whatever is left and removes the directories (also done by the destructor).
