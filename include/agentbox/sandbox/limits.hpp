@@ -3,10 +3,12 @@
 // Memory and process counts are enforced by a session cgroup when one can be made (a delegated
 // cgroup v2 subtree; or, for root on a legacy/hybrid host, the v1 memory/pids/cpu hierarchies).
 // Without one, --memory falls back to RLIMIT_AS (per process, counts address space not memory:
-// weaker, and breaks programs that reserve large ranges) and --pids to RLIMIT_NPROC, which counts
-// every process of the real uid on the whole machine (not only the box's), and does not bind
-// real root at all (the kernel exempts INIT_USER). RLIMIT_CORE is always 0: a core dump would
-// write the box's memory (placeholders, tokens it read) into the workspace.
+// weaker, and breaks programs that reserve large ranges) and --pids to RLIMIT_NPROC, which since
+// Linux 5.14 (rlimits on ucounts) counts the tasks of the uid in the box's user namespace, i.e.
+// the box's own tasks, threads and init included (before 5.14: every process of the real uid on
+// the machine), and does not bind real root at all (the kernel exempts INIT_USER). RLIMIT_CORE is
+// always 0: a core dump would write the box's memory (placeholders, tokens it read) into the
+// workspace.
 #pragma once
 
 #include <sys/types.h>
