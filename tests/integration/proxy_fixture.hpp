@@ -1,7 +1,6 @@
 // A loopback TLS upstream with its own CA (tests/integration/data/upstream.py) and
 // `agentbox run` pointed at it with --connect-to, for the proxy tests outside proxy_test.cpp.
-// Copied in part from proxy_test.cpp's private helpers (sh, slurp, free_port, the upstream set-up)
-// while the shared harness is being refactored; to be folded into harness.{hpp,cpp}.
+// sh, slurp and free_port come from the shared harness.
 #pragma once
 
 #include <fmt/core.h>
@@ -24,33 +23,6 @@
 namespace agentbox::it {
 
 using Args = std::vector<std::string>;
-
-inline int sh(const std::string& cmd) {
-  int rc = std::system(cmd.c_str());  // NOLINT: fixed strings built by the test
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-inline std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-inline uint16_t free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(s);
-    return 0;
-  }
-  ::close(s);
-  return ntohs(a.sin_port);
-}
 
 // The upstream answers for every name in hosts() (one certificate, one port); the subclass
 // writes the agentbox config (config()) and names the secrets that must never show up.
