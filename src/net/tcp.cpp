@@ -315,11 +315,13 @@ bool TcpTranslator::process_ack(Flow& f, const Tcp& seg, Clock::time_point now) 
         acked -= 1;
       }
     }
-    // Discard the acknowledged bytes from the socket: they were only ever peeked.
+    // Discard the acknowledged bytes from the socket: they were only ever peeked. MSG_TRUNC
+    // makes TCP drop them without copying (a second copy of every downloaded byte otherwise);
+    // AF_UNIX ignores the flag and copies into the buffer, so one call serves both.
     uint32_t left = acked;
     while (left > 0) {
-      ssize_t n =
-          recv(f.fd.get(), data_.data(), std::min<size_t>(left, data_.size()), MSG_DONTWAIT);
+      ssize_t n = recv(f.fd.get(), data_.data(), std::min<size_t>(left, data_.size()),
+                       MSG_DONTWAIT | MSG_TRUNC);
       if (n <= 0) {
         reset_flow(f, "socket lost acknowledged data");
         return false;
