@@ -455,12 +455,34 @@ void TcpTranslator::send_data(Flow& f, Clock::time_point now) {
       f.eof_seq = f.snd_nxt;
       break;
     }
+    // The host's FIN already arrived (EPOLLRDHUP) and the peek took less than it asked for: these
+    // are the last bytes, so the FIN rides on the last segment (one frame, one peek and one
+    // wakeup of the box less per short connection). A retransmission that reaches the EOF again
+    // carries it too.
+    const uint32_t end = f.snd_nxt + static_cast<uint32_t>(n);
+    const bool eof_after = f.host_eof ? end == f.eof_seq : f.rdhup && static_cast<size_t>(n) < want;
     for (size_t off = 0; off < static_cast<size_t>(n); off += f.mss) {
       size_t len = std::min<size_t>(f.mss, static_cast<size_t>(n) - off);
       bool last = off + len == static_cast<size_t>(n);
-      send_segment(f, tcpflag::kAck | (last ? tcpflag::kPsh : 0), f.snd_nxt,
-                   Bytes(data_).subspan(off, len), false);
+      uint8_t flags = tcpflag::kAck | (last ? tcpflag::kPsh : 0);
+      if (last && eof_after) {
+        flags |= tcpflag::kFin;
+        f.host_eof = true;
+        f.eof_seq = end;
+        f.fin_sent = true;
+      }
+      send_segment(f, flags, f.snd_nxt, Bytes(data_).subspan(off, len), false);
       f.snd_nxt += static_cast<uint32_t>(len);
+    }
+    if (f.fin_sent) {
+      f.snd_nxt += 1;  // the FIN's sequence number
+      if (seq_lt(f.snd_max, f.snd_nxt)) {
+        f.snd_max = f.snd_nxt;
+      }
+      if (!f.rto_at) {
+        f.rto_at = now + f.rto;
+      }
+      return;
     }
     if (seq_lt(f.snd_max, f.snd_nxt)) {
       f.snd_max = f.snd_nxt;

@@ -445,6 +445,62 @@ TEST_P(TcpTest, HostClosesFirst) {
   EXPECT_EQ(stack_->tcp().flow_count(), 0u);
 }
 
+// A host that answers and closes at once (HTTP/1.0, the bench's server): the FIN rides on the
+// segment with the last bytes, and a retransmission carries both again.
+TEST_P(TcpTest, FinRidesOnTheLastDataSegment) {
+  uint32_t hs = handshake();
+  int peer = pair_.peers.begin()->second.get();
+  ASSERT_EQ(write(peer, "reply", 5), 5);
+  ASSERT_EQ(shutdown(peer, SHUT_WR), 0);
+  pump();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "reply");
+  EXPECT_EQ(segs[0].flags, tcpflag::kAck | tcpflag::kPsh | tcpflag::kFin);
+  EXPECT_EQ(segs[0].seq, hs);
+  box_send(tcpflag::kAck, 1001, hs + 2);  // acks "re" only
+  EXPECT_TRUE(take().empty());
+  now_ += 5s;
+  stack_->tcp().on_timer(now_);
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);  // "ply" + FIN again, in one segment
+  EXPECT_EQ(segs[0].data, "ply");
+  EXPECT_EQ(segs[0].seq, hs + 2);
+  EXPECT_TRUE(segs[0].has(tcpflag::kFin));
+  box_send(tcpflag::kAck, 1001, hs + 6);  // data and FIN acknowledged
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(stack_->tcp().flow_count(), 1u);
+  box_send(tcpflag::kAck | tcpflag::kFin, 1001, hs + 6);
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].ack, 1002u);
+  EXPECT_EQ(stack_->tcp().flow_count(), 0u);
+  EXPECT_NE(audit_.lines().find(R"("bytes_up":0,"bytes_down":5,"reset":false)"), std::string::npos)
+      << audit_.lines();
+}
+
+// Data beyond the box's window: the FIN waits for the last segment, which only goes once the
+// window opens.
+TEST_P(TcpTest, FinWaitsForTheWindowWithTheLastData) {
+  mss_ = 1000;
+  uint32_t hs = handshake();
+  int peer = pair_.peers.begin()->second.get();
+  std::string blob(3000, 'z');
+  ASSERT_EQ(write(peer, blob.data(), blob.size()), 3000);
+  ASSERT_EQ(shutdown(peer, SHUT_WR), 0);
+  box_send(tcpflag::kAck, 1001, hs, {}, 2000);
+  pump();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 2u);
+  EXPECT_FALSE(segs[0].has(tcpflag::kFin));
+  EXPECT_FALSE(segs[1].has(tcpflag::kFin));
+  box_send(tcpflag::kAck, 1001, hs + 2000, {}, 2000);
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data.size(), 1000u);
+  EXPECT_TRUE(segs[0].has(tcpflag::kFin));
+}
+
 TEST_P(TcpTest, BoxRstClosesTheSocket) {
   handshake();
   int peer = pair_.peers.begin()->second.get();
