@@ -4,6 +4,7 @@
 
 #include <linux/sock_diag.h>
 #include <linux/sockios.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -249,7 +250,16 @@ void TcpTranslator::on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac,
   by_key_[f->key] = id;
   flows_[id] = std::move(f);
   poller_.watch(flow.fd.get(), kInterest, id);
-  if (opened->connected) {
+  bool connected = opened->connected;
+  if (!connected) {
+    // A non-blocking connect to loopback (or any local address) runs the whole handshake inside
+    // connect(2) and is usually complete when it returns EINPROGRESS: answer the SYN now, not
+    // after an epoll round trip and SO_ERROR. POLLOUT without POLLERR/POLLHUP means established;
+    // anything else (still connecting, refused) is left to on_socket as before.
+    pollfd p{.fd = flow.fd.get(), .events = POLLOUT, .revents = 0};
+    connected = ::poll(&p, 1, 0) == 1 && (p.revents & (POLLOUT | POLLERR | POLLHUP)) == POLLOUT;
+  }
+  if (connected) {
     flow.state = Flow::State::kSynRcvd;
     send_segment(flow, tcpflag::kSyn | tcpflag::kAck, flow.iss, {}, true);
     flow.rto_at = now + flow.rto;
