@@ -80,8 +80,11 @@ struct TcpTranslator::Flow {
   // The window last computed was cut by bytes still queued in the socket (at least a segment
   // less than an empty buffer would give): a drain (EPOLLOUT) is then worth a window update.
   bool wnd_constrained = false;
-  bool peek_off = false;
-  int sndbuf = 0;
+  // SO_PEEK_OFF is switched on only when a peek first has bytes in flight to skip: a short
+  // exchange whose answer fits one peek never needs it (one setsockopt less per connection).
+  enum class PeekOff : uint8_t { kUntried, kOn, kOff };
+  PeekOff peek_off = PeekOff::kUntried;
+  int sndbuf = 64 * 1024;  // refreshed by every send_space() (SO_MEMINFO)
   uint32_t dup_acks = 0;
   std::optional<Clock::time_point> rto_at;
   std::chrono::milliseconds rto{1000};
@@ -225,13 +228,7 @@ void TcpTranslator::on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac,
   uint16_t our_mss = static_cast<uint16_t>(std::min<uint32_t>(config_.mtu - 40, 65495));
   f->mss = std::min<uint16_t>(seg.options.mss.value_or(536), our_mss);
   f->rto = config_.rto_initial;
-  int zero = 0;
-  f->peek_off = config_.use_peek_off &&
-                setsockopt(f->fd.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) == 0;
-  socklen_t len = sizeof f->sndbuf;
-  if (getsockopt(f->fd.get(), SOL_SOCKET, SO_SNDBUF, &f->sndbuf, &len) != 0) {
-    f->sndbuf = 64 * 1024;
-  }
+  f->peek_off = config_.use_peek_off ? Flow::PeekOff::kUntried : Flow::PeekOff::kOff;
   int one = 1;
   (void)setsockopt(f->fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);  // TCP only
   ++counters_.flows_opened;
@@ -411,7 +408,9 @@ bool TcpTranslator::process_payload(Flow& f, const Tcp& seg) {
   if (fin && written == data.size()) {
     f.rcv_nxt += 1;
     f.box_fin = true;
-    (void)shutdown(f.fd.get(), SHUT_WR);
+    if (!f.fin_acked) {
+      (void)shutdown(f.fd.get(), SHUT_WR);  // else maybe_close() closes it now: close sends the FIN
+    }
   }
   send_ack(f);
   uint64_t id = f.info.id;
@@ -431,7 +430,14 @@ void TcpTranslator::send_data(Flow& f, Clock::time_point now) {
     }
     size_t want = std::min<size_t>(limit - inflight, data_.size());
     ssize_t n;
-    if (f.peek_off) {
+    if (f.peek_off == Flow::PeekOff::kUntried && inflight > 0) {
+      int off = static_cast<int>(inflight);
+      f.peek_off = setsockopt(f.fd.get(), SOL_SOCKET, SO_PEEK_OFF, &off, sizeof off) == 0
+                       ? Flow::PeekOff::kOn
+                       : Flow::PeekOff::kOff;
+    }
+    // Untried means nothing is in flight: a plain peek starts at the right byte.
+    if (f.peek_off != Flow::PeekOff::kOff) {
       n = recv(f.fd.get(), data_.data(), want, MSG_PEEK | MSG_DONTWAIT);
     } else {
       scratch_.resize(std::max<size_t>(inflight, 1));
@@ -526,7 +532,7 @@ void TcpTranslator::rewind(Flow& f) {
   f.readable = true;
   f.fin_sent = false;
   f.dup_acks = 0;
-  if (f.peek_off) {
+  if (f.peek_off == Flow::PeekOff::kOn) {
     int zero = 0;
     (void)setsockopt(f.fd.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero);
   }
@@ -563,6 +569,10 @@ uint32_t TcpTranslator::send_space(Flow& f) {
     free_mem = buf > used ? buf - used : 0;
     f.wnd_constrained = used > 0 && uint64_t{free_mem} + f.mss + kSkbOverhead <= buf;
   } else {
+    socklen_t slen = sizeof f.sndbuf;
+    if (getsockopt(f.fd.get(), SOL_SOCKET, SO_SNDBUF, &f.sndbuf, &slen) != 0) {
+      f.sndbuf = 64 * 1024;
+    }
     int outq = 0;
     if (ioctl(f.fd.get(), SIOCOUTQ, &outq) != 0) {
       outq = 0;
