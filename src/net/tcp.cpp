@@ -73,7 +73,9 @@ struct TcpTranslator::Flow {
   // The socket may hold bytes not yet peeked. Cleared when a peek drains it, set again by
   // EPOLLIN (edge-triggered: one per arrival) and by a rewind, so an ACK from the box costs no
   // peek that would only say EAGAIN.
-  bool readable = true;
+  // Starts false: EPOLL_CTL_ADD reports bytes already queued as an edge of its own, so the
+  // handshake's end needs no peek that would only say EAGAIN.
+  bool readable = false;
   bool fin_sent = false;
   bool fin_acked = false;
   bool sock_full = false;
@@ -303,7 +305,6 @@ bool TcpTranslator::process_ack(Flow& f, const Tcp& seg, Clock::time_point now) 
       return true;  // not for our SYN-ACK; ignore
     }
     f.state = Flow::State::kEstablished;
-    f.readable = true;  // bytes may have arrived (and their edge passed) before the handshake
     f.snd_una = f.snd_nxt = f.snd_max = f.iss + 1;
     f.rto_at.reset();
     f.retries = 0;
@@ -656,6 +657,14 @@ void TcpTranslator::on_socket(uint64_t token, uint32_t events, Clock::time_point
       return;
     }
     f.state = Flow::State::kSynRcvd;
+    // The connect's edge may carry the host's first bytes (a banner) or its FIN too: no other
+    // edge comes for them.
+    if ((events & (EPOLLRDHUP | EPOLLHUP)) != 0) {
+      f.rdhup = true;
+    }
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0) {
+      f.readable = true;
+    }
     send_segment(f, tcpflag::kSyn | tcpflag::kAck, f.iss, {}, true);
     f.rto_at = now + f.rto;
     return;

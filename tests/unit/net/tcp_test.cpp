@@ -501,6 +501,45 @@ TEST_P(TcpTest, FinWaitsForTheWindowWithTheLastData) {
   EXPECT_TRUE(segs[0].has(tcpflag::kFin));
 }
 
+// A host that speaks first (SSH, SMTP banners): bytes queued before the socket joins epoll, and
+// bytes arriving before the box's handshake ACK, both reach the box right after the handshake.
+TEST_P(TcpTest, HostBytesBeforeTheHandshakeEndsAreSentAfterIt) {
+  struct BannerHandler : PairHandler {
+    base::Result<OpenResult> on_open(const FlowInfo& info) override {
+      auto r = PairHandler::on_open(info);
+      if (r && write(peers[info.id].get(), "banner", 6) != 6) {
+        return base::Error::msg("write banner");
+      }
+      return r;
+    }
+  } banner;
+  use(banner);
+  box_send(tcpflag::kSyn, 1000, 0, {}, 0xffff, 443, true);
+  pump();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  uint32_t hs = segs[0].seq + 1;
+  box_send(tcpflag::kAck, 1001, hs);
+  pump();
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "banner");
+
+  sport_ = 40001;
+  use(pair_);
+  box_send(tcpflag::kSyn, 1000, 0, {}, 0xffff, 443, true);
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  hs = segs[0].seq + 1;
+  ASSERT_EQ(write(pair_.peers.begin()->second.get(), "early", 5), 5);
+  pump();  // the edge arrives while the handshake is still open
+  EXPECT_TRUE(take().empty());
+  box_send(tcpflag::kAck, 1001, hs);
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "early");
+}
+
 TEST_P(TcpTest, BoxRstClosesTheSocket) {
   handshake();
   int peer = pair_.peers.begin()->second.get();
