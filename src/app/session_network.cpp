@@ -218,22 +218,23 @@ struct Running {
   Running(const Running&) = delete;
   Running& operator=(const Running&) = delete;
 
-  // Sets the one timerfd to the stack's earliest TCP deadline (or disarms it).
+  // Sets the one timerfd to the stack's earliest TCP deadline. Only an earlier deadline re-arms
+  // it: one armed too early just fires, finds nothing due and re-arms from there. Following every
+  // move cost one timerfd_settime per event (each ACK pushes a flow's retransmission deadline
+  // later; a short connection moved it 3-4 times), where this costs one per RTO at most.
   void rearm() noexcept {
     auto next = stack->tcp().next_deadline();
-    if (next == armed) {
+    if (next == armed || !next || (armed && *armed <= *next)) {
       return;
     }
     armed = next;
     itimerspec its{};
-    if (next) {
-      // steady_clock is CLOCK_MONOTONIC (libstdc++), the timerfd's clock.
-      auto ns =
-          std::chrono::duration_cast<std::chrono::nanoseconds>(next->time_since_epoch()).count();
-      ns = std::max<int64_t>(ns, 1);
-      its.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
-      its.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
-    }
+    // steady_clock is CLOCK_MONOTONIC (libstdc++), the timerfd's clock.
+    auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(next->time_since_epoch()).count();
+    ns = std::max<int64_t>(ns, 1);
+    its.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+    its.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
     (void)::timerfd_settime(timer.get(), TFD_TIMER_ABSTIME, &its, nullptr);
   }
 
