@@ -311,10 +311,10 @@ int cmd_stack(const Args& a) {
       stderr,
       "stack: frames_in={} malformed={} dropped={} tap_write_errors={} flows_opened={} "
       "flows_closed={} flows_failed={} resets={} retransmits={} out_of_order={} short_writes={} "
-      "segments_in={} segments_out={}\n",
+      "segments_in={} segments_out={} acks_coalesced={}\n",
       c.frames_in, c.malformed, c.dropped, tap.write_errors(), t.flows_opened, t.flows_closed,
       t.flows_failed, t.resets_sent, t.retransmits, t.out_of_order, t.short_writes, t.segments_in,
-      t.segments_out);
+      t.segments_out, t.acks_coalesced);
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   auto secs = [](timeval tv) {

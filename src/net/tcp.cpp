@@ -97,7 +97,8 @@ struct TcpTranslator::Flow {
   // persist timer (200 ms and up) to learn that the window reopened.
   std::optional<Clock::time_point> wnd_check_at;
   std::chrono::microseconds wnd_check_every{kWndCheckFirst};
-  uint32_t adv_wnd = 0;  // bytes offered in the last segment
+  uint32_t adv_wnd = 0;      // bytes offered in the last segment
+  bool ack_pending = false;  // an ACK is held back until the end of the tap batch
   FlowStats stats;
 
   [[nodiscard]] uint32_t data_inflight() const {
@@ -412,8 +413,10 @@ bool TcpTranslator::process_payload(Flow& f, const Tcp& seg) {
     if (!f.fin_acked) {
       (void)shutdown(f.fd.get(), SHUT_WR);  // else maybe_close() closes it now: close sends the FIN
     }
+    send_ack(f);  // at once: the flow may be gone before the batch ends
+  } else {
+    ack_data(f);
   }
-  send_ack(f);
   uint64_t id = f.info.id;
   maybe_close(f);  // may destroy f
   return flows_.count(id) != 0;
@@ -604,8 +607,33 @@ void TcpTranslator::note_window(Flow& f, uint32_t wnd) {
   }
 }
 
+void TcpTranslator::ack_data(Flow& f) {
+  if (!batching_) {
+    send_ack(f);
+    return;
+  }
+  if (f.ack_pending) {
+    ++counters_.acks_coalesced;
+    return;
+  }
+  f.ack_pending = true;
+  pending_acks_.push_back(f.info.id);
+}
+
+void TcpTranslator::end_batch() {
+  batching_ = false;
+  for (uint64_t id : pending_acks_) {
+    auto it = flows_.find(id);
+    if (it != flows_.end() && it->second->ack_pending) {
+      send_ack(*it->second);
+    }
+  }
+  pending_acks_.clear();
+}
+
 void TcpTranslator::send_segment(Flow& f, uint8_t flags, uint32_t seq, Bytes payload,
                                  bool syn_options) {
+  f.ack_pending = false;  // every segment carries the latest acknowledgement
   TcpOut t;
   t.src = f.key.dst;
   t.dst = config_.box_ip;

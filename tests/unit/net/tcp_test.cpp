@@ -540,6 +540,58 @@ TEST_P(TcpTest, HostBytesBeforeTheHandshakeEndsAreSentAfterIt) {
   EXPECT_EQ(segs[0].data, "early");
 }
 
+// One tap batch: in-order segments of a flow get one ACK at the end (the latest sequence), per
+// flow; an out-of-order segment's duplicate ACK and a FIN's ACK still go at once.
+TEST_P(TcpTest, AcksOfOneBatchAreCoalescedPerFlow) {
+  uint32_t hs1 = handshake();
+  int peer1 = pair_.peers.begin()->second.get();
+  sport_ = 40001;
+  uint32_t hs2 = handshake();
+  int peer2 = pair_.peers.rbegin()->second.get();
+  auto& tcp = stack_->tcp();
+  tcp.begin_batch();
+  sport_ = 40000;
+  box_send(tcpflag::kAck, 1001, hs1, "aaa");
+  box_send(tcpflag::kAck, 1004, hs1, "bbb");
+  sport_ = 40001;
+  box_send(tcpflag::kAck, 1001, hs2, "cc");
+  sport_ = 40000;
+  box_send(tcpflag::kAck, 1007, hs1, "ddd");
+  EXPECT_TRUE(take().empty()) << "ACKs wait for the end of the batch";
+  tcp.end_batch();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 2u);
+  EXPECT_EQ(segs[0].ack, 1010u);  // flow 1: all of aaa, bbb, ddd
+  EXPECT_EQ(segs[1].ack, 1003u);  // flow 2: cc
+  EXPECT_EQ(read_all(peer1), "aaabbbddd");
+  EXPECT_EQ(read_all(peer2), "cc");
+  EXPECT_EQ(tcp.counters().acks_coalesced, 2u);
+
+  tcp.begin_batch();
+  box_send(tcpflag::kAck, 1020, hs1, "gap");  // out of order: duplicate ACK now
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].ack, 1010u);
+  box_send(tcpflag::kAck, 1010, hs1, "e");
+  ASSERT_EQ(write(peer1, "reply", 5), 5);
+  pump();  // data to the box carries the held-back ACK
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "reply");
+  EXPECT_EQ(segs[0].ack, 1011u);
+  box_send(tcpflag::kAck | tcpflag::kFin, 1011, hs1 + 5, "f");  // FIN: ACK at once
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].ack, 1013u);
+  tcp.end_batch();
+  EXPECT_TRUE(take().empty()) << "nothing left to acknowledge";
+  // Outside a batch every ACK goes at once, as before.
+  sport_ = 40001;
+  box_send(tcpflag::kAck, 1003, hs2, "x");
+  box_send(tcpflag::kAck, 1004, hs2, "y");
+  EXPECT_EQ(take().size(), 2u);
+}
+
 TEST_P(TcpTest, BoxRstClosesTheSocket) {
   handshake();
   int peer = pair_.peers.begin()->second.get();
