@@ -23,7 +23,10 @@ namespace agentbox::net {
 namespace {
 
 constexpr uint8_t kOurWscale = 7;
-constexpr size_t kPeekChunk = 256 * 1024;
+// Bytes peeked per call. Each peek at an offset walks the socket's queue up to it, so bigger peeks
+// cost less kernel time per byte (measured: stack CPU per 4 GiB download about 20% lower than with
+// 256 KiB). Allocated uninitialised: pages count towards RSS only once a download uses them.
+constexpr size_t kPeekChunk = 1024 * 1024;
 // A window below this (or a quarter of the buffer) is "small": check on a short timer whether
 // it reopened.
 constexpr uint32_t kLowWindow = 256 * 1024;
@@ -116,7 +119,8 @@ TcpTranslator::TcpTranslator(TcpConfig config, const policy::EgressPolicy& polic
       poller_(poller),
       sink_(sink),
       audit_(audit),
-      data_(kPeekChunk) {}
+      data_buf_(new std::byte[kPeekChunk]),
+      data_(data_buf_.get(), kPeekChunk) {}
 
 TcpTranslator::~TcpTranslator() {
   for (auto& [id, f] : flows_) {

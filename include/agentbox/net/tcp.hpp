@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -138,7 +139,8 @@ class TcpTranslator {
   std::unordered_map<Key, uint64_t, KeyHash> by_key_;
   uint64_t next_id_ = 1;
   std::vector<std::byte> frame_;
-  std::vector<std::byte> data_;
+  std::unique_ptr<std::byte[]> data_buf_;  // peek buffer, kPeekChunk bytes
+  std::span<std::byte> data_;
   std::vector<std::byte> scratch_;
   TcpCounters counters_;
   bool batching_ = false;
