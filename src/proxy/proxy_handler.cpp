@@ -551,8 +551,7 @@ void ProxyHandler::on_fd(uint64_t id, bool box_side, uint32_t events) noexcept {
 }
 
 void ProxyHandler::on_flush_timer() noexcept {
-  // A fired one-shot timer stays registered (disarmed) until unwatched: drop it, or every hold
-  // would leave a timerfd behind.
+  // The loop already dropped this fired one-shot timer; unwatching it again is harmless.
   in_->loop.unwatch(flush_timer_);
   flush_timer_ = 0;
   try {
