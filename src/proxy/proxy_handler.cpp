@@ -282,7 +282,7 @@ void ProxyHandler::update_interest(Conn& c) {
     if (can_read(in_->options, c, *s)) {
       ev |= EPOLLIN;
     }
-    if (s->connecting || !s->tx.empty() || (!s->out.empty() && s->handshake_done()) ||
+    if (s->connecting || s->unsent() > 0 || (!s->out.empty() && s->handshake_done()) ||
         (s->want_shut && !s->shut)) {
       ev |= EPOLLOUT;
     }
@@ -390,7 +390,7 @@ void ProxyHandler::handle_fd(uint64_t id, bool box_side, uint32_t events) {
     } catch (const std::exception&) {
       c.done = true;
     }
-    if (!s.failed() && !s.tx.empty()) {
+    if (!s.failed() && s.unsent() > 0) {
       s.error = "peer hung up";
     }
     s.eof = s.fd_eof = s.shut = true;
@@ -522,8 +522,7 @@ void close_side(ProxyHandler::Internals& in, Side& s) {
   }
   s.close_fd();
   s.rx.clear();
-  s.tx.clear();
-  s.out.clear();
+  s.discard_output();
   s.connecting = false;
   s.eof = s.fd_eof = s.shut = true;
 }

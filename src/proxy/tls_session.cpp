@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <array>
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
+#include <cstring>
 
 #include "agentbox/base/sys.hpp"
 
@@ -35,6 +38,61 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
   }
   return SSL_TLSEXT_ERR_NOACK;
 }
+
+// The channel's BIO: reads from Wire::in, writes to Wire::out (both ByteBuffers), never blocks.
+// Empty input is "retry later" until feed_eof(), then EOF, as a memory BIO with
+// BIO_set_mem_eof_return(-1) would do, without the memory BIO's own copy of every byte.
+struct WireBio {
+  static TlsChannel::Wire& wire(BIO* b) { return *static_cast<TlsChannel::Wire*>(BIO_get_data(b)); }
+  static int write_ex(BIO* b, const char* data, size_t n, size_t* written) {
+    wire(b).out.append(std::string_view(data, n));
+    *written = n;
+    return 1;
+  }
+  static int read_ex(BIO* b, char* data, size_t n, size_t* got) {
+    BIO_clear_retry_flags(b);
+    auto& in = wire(b).in;
+    if (in.empty()) {
+      *got = 0;
+      if (!wire(b).eof) {
+        BIO_set_retry_read(b);
+      }
+      return 0;
+    }
+    const size_t k = std::min(n, in.size());
+    std::memcpy(data, in.data(), k);
+    in.consume(k);
+    *got = k;
+    return 1;
+  }
+  static long ctrl(BIO* b, int cmd, long, void*) {
+    switch (cmd) {
+      case BIO_CTRL_FLUSH:
+        return 1;
+      case BIO_CTRL_PENDING:
+        return static_cast<long>(wire(b).in.size());
+      case BIO_CTRL_WPENDING:
+        return static_cast<long>(wire(b).out.size());
+      case BIO_CTRL_EOF:
+        return wire(b).in.empty() ? 1 : 0;
+      default:
+        return 0;
+    }
+  }
+
+  static const BIO_METHOD* method() {
+    static BIO_METHOD* m = [] {
+      BIO_METHOD* bm = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "agentbox wire");
+      if (bm != nullptr) {
+        BIO_meth_set_write_ex(bm, write_ex);
+        BIO_meth_set_read_ex(bm, read_ex);
+        BIO_meth_set_ctrl(bm, ctrl);
+      }
+      return bm;
+    }();
+    return m;
+  }
+};
 
 }  // namespace
 
@@ -92,33 +150,35 @@ base::Status names_agree(std::string_view flow_name, const ClientHello& hello,
   return base::ok();
 }
 
-base::Result<TlsChannel> TlsChannel::accept(SSL_CTX* ctx, const Leaf& leaf) {
+base::Result<TlsChannel> TlsChannel::make(SSL_CTX* ctx) {
   TlsChannel ch;
+  ch.io_ = std::make_unique<Wire>();
   ch.ssl_.reset(SSL_new(ctx));
-  if (!ch.ssl_ || SSL_use_certificate(ch.ssl_.get(), leaf.cert.get()) != 1 ||
+  const BIO_METHOD* method = WireBio::method();
+  BIO* bio = method != nullptr && ch.ssl_ ? BIO_new(method) : nullptr;
+  if (bio == nullptr) {
+    return ssl_error("setting up a TLS channel");
+  }
+  BIO_set_data(bio, ch.io_.get());
+  BIO_set_init(bio, 1);
+  SSL_set_bio(ch.ssl_.get(), bio, bio);  // one BIO both ways; SSL_set_bio takes both references
+  BIO_up_ref(bio);
+  return ch;
+}
+
+base::Result<TlsChannel> TlsChannel::accept(SSL_CTX* ctx, const Leaf& leaf) {
+  AGENTBOX_ASSIGN_OR_RETURN(auto ch, make(ctx));
+  if (SSL_use_certificate(ch.ssl_.get(), leaf.cert.get()) != 1 ||
       SSL_use_PrivateKey(ch.ssl_.get(), leaf.key.get()) != 1) {
     return ssl_error("setting up TLS for `" + leaf.host + "`");
   }
-  ch.rbio_ = BIO_new(BIO_s_mem());
-  ch.wbio_ = BIO_new(BIO_s_mem());
-  if (ch.rbio_ == nullptr || ch.wbio_ == nullptr) {
-    BIO_free(ch.rbio_);
-    BIO_free(ch.wbio_);
-    return ssl_error("allocating TLS buffers");
-  }
-  BIO_set_mem_eof_return(ch.rbio_, -1);  // empty means "more later", not EOF
-  SSL_set_bio(ch.ssl_.get(), ch.rbio_, ch.wbio_);
   SSL_set_accept_state(ch.ssl_.get());
   return ch;
 }
 
 base::Result<TlsChannel> TlsChannel::connect(SSL_CTX* ctx, const std::string& host,
                                              SSL_SESSION* resume) {
-  TlsChannel ch;
-  ch.ssl_.reset(SSL_new(ctx));
-  if (!ch.ssl_) {
-    return ssl_error("setting up TLS to `" + host + "`");
-  }
+  AGENTBOX_ASSIGN_OR_RETURN(auto ch, make(ctx));
   if (resume != nullptr && SSL_set_session(ch.ssl_.get(), resume) != 1) {
     (void)ossl::drain_errors();  // not resumable: a full handshake instead
   }
@@ -129,27 +189,16 @@ base::Result<TlsChannel> TlsChannel::connect(SSL_CTX* ctx, const std::string& ho
     return ssl_error("setting the upstream name `" + host + "`");
   }
   SSL_set_hostflags(ch.ssl_.get(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-  ch.rbio_ = BIO_new(BIO_s_mem());
-  ch.wbio_ = BIO_new(BIO_s_mem());
-  if (ch.rbio_ == nullptr || ch.wbio_ == nullptr) {
-    BIO_free(ch.rbio_);
-    BIO_free(ch.wbio_);
-    return ssl_error("allocating TLS buffers");
-  }
-  BIO_set_mem_eof_return(ch.rbio_, -1);
-  SSL_set_bio(ch.ssl_.get(), ch.rbio_, ch.wbio_);
   SSL_set_connect_state(ch.ssl_.get());
   return ch;
 }
 
 void TlsChannel::feed(std::span<const std::byte> data) {
-  if (!data.empty()) {
-    BIO_write(rbio_, data.data(), static_cast<int>(data.size()));
-  }
+  io_->in.append(std::string_view(reinterpret_cast<const char*>(data.data()), data.size()));
 }
 
 void TlsChannel::feed_eof() {
-  BIO_set_mem_eof_return(rbio_, 0);
+  io_->eof = true;
 }
 
 std::string TlsChannel::drain() {
@@ -159,12 +208,8 @@ std::string TlsChannel::drain() {
 }
 
 void TlsChannel::drain_into(std::string& out) {
-  char* data = nullptr;
-  const long n = BIO_ctrl(wbio_, BIO_CTRL_INFO, 0, &data);  // BIO_get_mem_data()
-  if (n > 0) {
-    out.append(data, static_cast<size_t>(n));
-    (void)BIO_ctrl(wbio_, BIO_CTRL_RESET, 0, nullptr);
-  }
+  out.append(io_->out.view());
+  io_->out.clear();
 }
 
 TlsChannel::Status TlsChannel::fail(int ret) {
@@ -192,15 +237,22 @@ TlsChannel::Status TlsChannel::handshake() {
 }
 
 TlsChannel::Status TlsChannel::read(std::string& out) {
-  // Not zeroed on purpose: SSL_read_ex writes what it reports, and this runs per record.
-  thread_local std::array<char, 16384> buf;
+  ByteBuffer plain;
+  const Status st = read_into(plain);
+  out.append(plain.view());
+  return st;
+}
+
+TlsChannel::Status TlsChannel::read_into(ByteBuffer& out) {
+  constexpr size_t kRecord = 16384;  // SSL_read_ex returns at most one record's plaintext
   for (;;) {
+    const auto space = out.prepare(kRecord);
     size_t n = 0;
-    const int r = SSL_read_ex(ssl_.get(), buf.data(), buf.size(), &n);
+    const int r = SSL_read_ex(ssl_.get(), space.data(), space.size(), &n);
     if (r != 1) {
       return fail(r);
     }
-    out.append(buf.data(), n);
+    out.commit(n);
   }
 }
 

@@ -34,6 +34,7 @@
 #include "agentbox/base/result.hpp"
 #include "agentbox/policy/host.hpp"
 #include "agentbox/proxy/http1.hpp"
+#include "agentbox/proxy/scrubber.hpp"
 
 namespace agentbox::proxy {
 
@@ -71,28 +72,6 @@ class SecretSource {
 
  private:
   EnvLookup env_;
-};
-
-// Streaming same-length replacer: feed() returns the bytes that are final, holding back only
-// the longest tail that is a proper prefix of a needle, so a secret split across two reads is
-// still caught and everything else streams through at once.
-class Scrubber {
- public:
-  Scrubber() = default;
-  // Adds needle -> replacement; both must be non-empty and of equal length.
-  void add(std::string needle, std::string replacement);
-  [[nodiscard]] std::string feed(std::string_view data);
-  [[nodiscard]] std::string finish();  // the held-back tail, scrubbed
-  [[nodiscard]] bool empty() const { return pairs_.empty(); }
-  [[nodiscard]] uint64_t replaced() const { return replaced_; }
-  [[nodiscard]] size_t held() const { return tail_.size(); }
-
- private:
-  void scrub(std::string& buf);
-  [[nodiscard]] size_t hold_length(std::string_view buf) const;
-  std::vector<std::pair<std::string, std::string>> pairs_;
-  std::string tail_;
-  uint64_t replaced_ = 0;
 };
 
 struct Verdict {
