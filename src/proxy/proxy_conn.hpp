@@ -150,6 +150,7 @@ struct Conn {
   Clock::time_point last_activity{};
   uint64_t lingered = 0;  // bytes discarded while closing
   bool done = false;      // destroy after the current callback
+  bool yielded = false;   // run() stopped at its round limit with work left
 };
 
 // What the connection code needs from the handler.

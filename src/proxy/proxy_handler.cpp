@@ -286,6 +286,9 @@ void ProxyHandler::update_interest(Conn& c) {
         (s->want_shut && !s->shut)) {
       ev |= EPOLLOUT;
     }
+    if (c.yielded && !c.done && (!box_side || !c.up.open())) {
+      ev |= EPOLLOUT;  // a writable socket: the next loop iteration runs the flow again
+    }
     if (s->watch == 0) {
       const uint64_t id = c.id;
       auto w = in_->loop.watch_fd(
@@ -304,6 +307,11 @@ void ProxyHandler::update_interest(Conn& c) {
 }
 
 void ProxyHandler::run(Conn& c) noexcept {
+  // Ending on the round limit with work left must not end the flow's progress: the bytes may
+  // sit in our buffers with no fd event to come (rx at its cap, the other side all written).
+  // `yielded` asks update_interest for an EPOLLOUT that fires on the next loop iteration, so
+  // the flow goes on after the others had their turn.
+  c.yielded = true;
   try {
     for (int round = 0; round < kMaxRounds && !c.done; ++round) {
       bool progress = false;
@@ -330,6 +338,7 @@ void ProxyHandler::run(Conn& c) noexcept {
       progress = c.box.flush() || progress;
       progress = c.up.flush() || progress;
       if (!progress) {
+        c.yielded = false;
         break;
       }
       c.last_activity = Clock::now();
