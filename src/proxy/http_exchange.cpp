@@ -280,6 +280,8 @@ void finish_response(ProxyHandler::Internals& in, Conn& c) {
     return;
   }
   x = Exchange{};
+  c.box.trim();
+  c.up.trim();
 }
 
 bool response_head(ProxyHandler::Internals& in, Conn& c) {

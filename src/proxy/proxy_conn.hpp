@@ -81,6 +81,8 @@ class Side {
   void send(std::string_view plain);
   // Drops everything queued for the fd.
   void discard_output();
+  // Frees large empty buffers (after a download, a kept-alive connection waits with little).
+  void trim();
   // Writes queued bytes; sends FIN when asked and all is written. Returns true on progress.
   bool flush();
   // connect(2) finished (EPOLLOUT): clears `connecting` or sets `error`.

@@ -109,6 +109,16 @@ void Side::send(std::string_view plain) {
   }
 }
 
+void Side::trim() {
+  constexpr size_t kKeep = size_t{64} * 1024;
+  rx.shrink_if_empty(kKeep);
+  tx.shrink_if_empty(kKeep);
+  if (tls) {
+    tls->input().shrink_if_empty(kKeep);
+    tls->output().shrink_if_empty(kKeep);
+  }
+}
+
 void Side::discard_output() {
   tx.clear();
   out.clear();
