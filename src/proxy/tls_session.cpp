@@ -174,8 +174,8 @@ base::Result<TlsChannel> TlsChannel::make(SSL_CTX* ctx) {
   }
   BIO_set_data(bio, ch.io_.get());
   BIO_set_init(bio, 1);
-  SSL_set_bio(ch.ssl_.get(), bio, bio);  // one BIO both ways; SSL_set_bio takes both references
-  BIO_up_ref(bio);
+  // One BIO both ways: SSL_set_bio takes our one reference (and up-refs for the second use).
+  SSL_set_bio(ch.ssl_.get(), bio, bio);
   return ch;
 }
 
