@@ -88,6 +88,14 @@ bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body
   x.ctx.head = r.method == "HEAD";
   x.ctx.asked_upgrade = r.wants_upgrade;
   x.close_after = !r.keep_alive;
+  if (in.credentials != nullptr && r.framing != http1::Framing::kNone) {
+    auto inj = in.credentials->body_injector(c.info.name, /*cleartext=*/!c.tls);
+    if (!inj.empty()) {
+      x.injector.emplace(std::move(inj));
+      // Trailers are dropped with the re-chunking (as on responses).
+      x.rechunk = r.framing == http1::Framing::kChunked;
+    }
+  }
   c.up.send(http1::serialize_head(r));
   x.req_body.emplace(r.framing, r.content_length);  // max_body is counted in request_body
   x.req = x.req_body->done() ? Req::kDone : Req::kBody;
@@ -95,6 +103,9 @@ bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body
   ++in.counters.requests;
   return true;
 }
+
+bool await_credentials(ProxyHandler::Internals& in, Conn& c);
+bool continue_request(ProxyHandler::Internals& in, Conn& c);
 
 bool begin_request(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
@@ -125,6 +136,30 @@ bool begin_request(ProxyHandler::Internals& in, Conn& c) {
                     std::to_string(r.content_length) + " bytes exceeds max_body " +
                     std::to_string(*x.max_body) + ")");
   }
+  return await_credentials(in, c);
+}
+
+// A file:/cmd: credential this request needs is stale: its re-read runs on the worker and the
+// request waits (kFresh); other connections go on. Then the request continues.
+bool await_credentials(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  if (in.credentials != nullptr) {
+    const uint64_t id = c.id;
+    auto wake = in.wake;
+    x.woken = false;
+    if (in.credentials->await_fresh(x.request, c.info.name, /*cleartext=*/!c.tls,
+                                    [wake, id] { wake(id); })) {
+      x.req = Req::kFresh;
+      return true;
+    }
+  }
+  return continue_request(in, c);
+}
+
+bool continue_request(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  auto& r = x.request;
+  x.req = Req::kHead;
   if (in.credentials != nullptr && r.framing != http1::Framing::kNone &&
       sigv4::is_sigv4(r.header("authorization").value_or("")) &&
       !r.header("x-amz-content-sha256")) {
@@ -197,6 +232,50 @@ bool request_head(ProxyHandler::Internals& in, Conn& c) {
   return begin_request(in, c);
 }
 
+// Request body bytes (decoded) to the upstream, re-chunked when the injector changed framing.
+void send_up(Conn& c, std::string_view data) {
+  if (data.empty()) {
+    return;
+  }
+  if (c.http.rechunk) {
+    c.up.send(http1::encode_chunk(data));
+  } else {
+    c.up.send(data);
+  }
+}
+
+void note_body_uses(ProxyHandler::Internals& in, Conn& c) {
+  for (auto& name : c.http.injector->take_new_uses()) {
+    in.audit.emit(audit::Event("credential.use")
+                      .str("credential", name)
+                      .str("host", c.info.name)
+                      .str("how", "body"));
+    if (std::find(c.http.credentials.begin(), c.http.credentials.end(), name) ==
+        c.http.credentials.end()) {
+      c.http.credentials.push_back(std::move(name));
+    }
+  }
+}
+
+// Body injection: the decoded bytes go through the swapper (same length: Content-Length holds)
+// for the first kMaxBodyScan bytes, then as they are; the held tail is released at the bound.
+void inject_body(ProxyHandler::Internals& in, Conn& c, std::string_view decoded) {
+  auto& x = c.http;
+  const uint64_t before = x.body_up - decoded.size();
+  const size_t swap_part = before >= CredentialSet::kMaxBodyScan
+                               ? 0
+                               : static_cast<size_t>(std::min<uint64_t>(
+                                     decoded.size(), CredentialSet::kMaxBodyScan - before));
+  if (swap_part > 0) {
+    send_up(c, x.injector->feed(decoded.substr(0, swap_part)));
+    if (before + swap_part >= CredentialSet::kMaxBodyScan) {
+      send_up(c, x.injector->finish());
+    }
+    note_body_uses(in, c);
+  }
+  send_up(c, decoded.substr(swap_part));
+}
+
 bool request_body(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
   const size_t cap = in.options.buffer;
@@ -245,9 +324,21 @@ bool request_body(ProxyHandler::Internals& in, Conn& c) {
     x.scanned += decoded.size();
     x.scan_tail = window.substr(window.size() - std::min(window.size(), kScanOverlap));
   }
-  c.up.send(c.box.rx.view().substr(0, used));
+  if (x.injector) {
+    inject_body(in, c, decoded);
+  } else {
+    c.up.send(c.box.rx.view().substr(0, used));
+  }
   c.box.rx.consume(used);
   if (x.req_body->done()) {
+    if (x.injector) {
+      send_up(c, x.injector->finish());
+      note_body_uses(in, c);
+      x.injector.reset();
+    }
+    if (x.rechunk) {
+      c.up.send(http1::kLastChunk);
+    }
     x.req = Req::kDone;
   }
   return used > 0;
@@ -481,6 +572,8 @@ bool http_step(ProxyHandler::Internals& in, Conn& c) {
         return true;
       }
       step = request_head(in, c);
+    } else if (x.req == Req::kFresh) {
+      step = x.woken && await_credentials(in, c);
     } else if (x.req == Req::kHold) {
       step = hold_body(in, c);
     } else if (x.req == Req::kBody) {

@@ -128,14 +128,14 @@ int UpstreamSessions::on_new_session(SSL* ssl, SSL_SESSION* session) {
   return 0;  // the connection keeps its own reference
 }
 
-bool open_upstream(ProxyHandler::Internals& in, Conn& c) {
-  if (c.up.fd) {
-    return true;  // opened when the flow was (ProxyHandler::serve)
+bool open_upstream(ProxyHandler::Internals&, Conn& c) {
+  if (!c.up.fd && c.up.error.empty()) {
+    c.up.error = "no upstream connection";
   }
-  if (!c.up.error.empty()) {
-    return false;
-  }
-  auto r = in.connector.on_open(c.info);
+  return c.up.fd.valid();  // opened as the flow was, or when its name resolved
+}
+
+bool adopt_upstream(ProxyHandler::Internals& in, Conn& c, base::Result<net::OpenResult> r) {
   if (!r) {
     ++in.counters.upstream_failures;
     c.up.error = r.error().message();

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agentbox/net/resolver.hpp"
 #include "agentbox/proxy/byte_buffer.hpp"
 #include "agentbox/proxy/proxy_handler.hpp"
 #include "agentbox/proxy/sni.hpp"
@@ -99,7 +100,8 @@ class Side {
 struct Exchange {
   // kHold: a SigV4 request without x-amz-content-sha256 whose body must be read whole before
   // the head can be re-signed (the signature covers the body's hash).
-  enum class Req { kHead, kHold, kBody, kDone };
+  // kFresh: a file:/cmd: credential the request needs is being re-read off the loop.
+  enum class Req { kHead, kFresh, kHold, kBody, kDone };
   enum class Resp { kIdle, kHead, kBody, kDone };
   Req req = Req::kHead;
   Resp resp = Resp::kIdle;
@@ -119,6 +121,11 @@ struct Exchange {
   std::string held_body;   // kHold: the body so far (<= CredentialSet::kMaxBodyScan)
   uint64_t scanned = 0;    // request body bytes scanned for placeholders
   std::string scan_tail;   // last bytes of the previous body piece (a placeholder split in two)
+  // `body = true` credentials scoped to the host: the decoded body goes through it (first
+  // CredentialSet::kMaxBodyScan bytes) and a chunked body is re-chunked.
+  std::optional<BodyInjector> injector;
+  bool rechunk = false;
+  bool woken = false;  // kFresh: a refresh it waited for finished
   // For the audit event.
   std::string method;
   std::string path;
@@ -151,8 +158,18 @@ struct Conn {
   Clock::time_point opened{};
   Clock::time_point last_activity{};
   uint64_t lingered = 0;  // bytes discarded while closing
-  bool done = false;      // destroy after the current callback
-  bool yielded = false;   // run() stopped at its round limit with work left
+  // Upstream name resolution on the worker (0: none running). While it runs the box side is not
+  // read; `plug` keeps the translator's end unwritable so the box gets its SYN-ACK (or RST) only
+  // once the upstream is known (ProxyHandler::on_open).
+  uint64_t resolving = 0;
+  struct Plug {
+    base::UniqueFd peer;  // a dup of the translator's end
+    size_t junk = 0;      // bytes written into our end to fill it
+    int sndbuf = 0;       // the translator end's SO_SNDBUF before
+  };
+  std::optional<Plug> plug;
+  bool done = false;     // destroy after the current callback
+  bool yielded = false;  // run() stopped at its round limit with work left
 };
 
 // What the connection code needs from the handler.
@@ -171,11 +188,17 @@ struct ProxyHandler::Internals {
   std::vector<policy::HostPattern> intercept;  // credential scopes + rule hosts
   UpstreamSessions sessions;
   ProxyCounters& counters;
+  // Runs a connection's state machine again (a background job it waited for finished).
+  std::function<void(uint64_t conn_id)> wake;
+  std::unique_ptr<net::AsyncResolver> resolver;  // upstream names, off the loop
+  std::unique_ptr<net::Worker> refresher;        // file:/cmd: credential re-reads, off the loop
 };
 
 // proxy_classify.cpp: first bytes -> mode. Returns true on progress.
 bool classify(ProxyHandler::Internals& in, Conn& c);
-// Opens the upstream socket for the flow (connecting); false (and the conn closing) on error.
+// Takes the upstream socket (connecting) for the flow; false (c.up.error set, audited) on error.
+bool adopt_upstream(ProxyHandler::Internals& in, Conn& c, base::Result<net::OpenResult> r);
+// Whether the flow has its upstream socket (opened when the flow was, or once resolved).
 bool open_upstream(ProxyHandler::Internals& in, Conn& c);
 // proxy_splice.cpp: kSplice / kTunnel step. Returns true on progress.
 bool splice(ProxyHandler::Internals& in, Conn& c);
