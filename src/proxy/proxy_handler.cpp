@@ -485,7 +485,7 @@ void ProxyHandler::update_interest(Conn& c) {
         (s->want_shut && !s->shut)) {
       ev |= EPOLLOUT;
     }
-    if (c.yielded && !c.done && (!box_side || !c.up.open())) {
+    if (c.yielded && !c.done && (!box_side || !c.up.open() || c.up.failed())) {
       ev |= EPOLLOUT;  // a writable socket: the next loop iteration runs the flow again
     }
     if (s->watch == 0) {

@@ -220,6 +220,35 @@ TEST_F(ProxyHandlerTest, LargeTransfersBothWaysWithChecksums) {
   EXPECT_NE(r.second.find(want + " " + std::to_string(kSize)), std::string::npos) << r.second;
 }
 
+// With a tiny buffer cap a single read puts rx far above it, and a callback ends on its round
+// limit with the bytes all in our buffers and the box side written: no fd event would come.
+// The flow must go on by itself (the EPOLLOUT kick), not wait for the 10-minute idle sweep.
+TEST_F(ProxyHandlerTest, FlowAtTheRoundLimitGoesOn) {
+  options_.buffer = 2048;
+  make_handler();
+  constexpr uint64_t kSize = 8ull << 20;
+  UniqueFd fd = open_flow(kApi);
+  const auto r = while_pumping(
+      *loop_,
+      [&, fd = std::move(fd)]() mutable {
+        BoxClient c(std::move(fd), kApi, session_ca_file_);
+        std::string sha;
+        if (!c.handshake()) {
+          return sha;
+        }
+        c.send(
+            get(kApi, "/big/" + std::to_string(kSize), "Authorization: Bearer " + gh_ph_ + "\r\n"));
+        const std::string resp = c.response();
+        const size_t body = resp.find("\r\n\r\n") + 4;
+        return resp.size() - body == kSize ? sha256_hex(std::string_view(resp).substr(body))
+                                           : "short: " + std::to_string(resp.size() - body);
+      },
+      60s);
+  std::string want;
+  pattern(want, 0, kSize);
+  EXPECT_EQ(r, sha256_hex(want));
+}
+
 TEST_F(ProxyHandlerTest, ExpectContinueAndChunkedUpload) {
   UniqueFd fd = open_flow(kApi);
   const auto r = while_pumping(*loop_, [&, fd = std::move(fd)]() mutable {
