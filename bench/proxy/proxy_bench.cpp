@@ -190,16 +190,19 @@ void throughput(uint64_t mib, int rounds, Client& plain, Client& d, Client& p,
     }
     return static_cast<double>(n) / s / (1 << 20);
   };
-  Stats loop_mibs, direct_mibs, proxy_mibs, proxy_cpu, all_cpu;
-  for (int i = 0; i < rounds; ++i) {
-    loop_mibs.v.push_back(measure(plain, ""));
-    direct_mibs.v.push_back(measure(d, ""));
-    const double c0 = cpu_seconds(proxy_clock);
+  Stats loop_mibs, direct_mibs, proxy_mibs, proxy_cpu, all_cpu, loop_cpu, direct_cpu;
+  const double per_gib = 1000.0 * 1024.0 / static_cast<double>(mib);
+  auto process_cpu = [&](Stats& mibs, Stats& cpu, Client& cl, const std::string& a) {
     const double a0 = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID);
-    proxy_mibs.v.push_back(measure(p, auth));
-    const double per_gib = 1000.0 * 1024.0 / static_cast<double>(mib);
+    mibs.v.push_back(measure(cl, a));
+    cpu.v.push_back((cpu_seconds(CLOCK_PROCESS_CPUTIME_ID) - a0) * per_gib);
+  };
+  for (int i = 0; i < rounds; ++i) {
+    process_cpu(loop_mibs, loop_cpu, plain, "");
+    process_cpu(direct_mibs, direct_cpu, d, "");
+    const double c0 = cpu_seconds(proxy_clock);
+    process_cpu(proxy_mibs, all_cpu, p, auth);
     proxy_cpu.v.push_back((cpu_seconds(proxy_clock) - c0) * per_gib);
-    all_cpu.v.push_back((cpu_seconds(CLOCK_PROCESS_CPUTIME_ID) - a0) * per_gib);
   }
   const double l = loop_mibs.median();
   const double dt = direct_mibs.median();
@@ -211,6 +214,8 @@ void throughput(uint64_t mib, int rounds, Client& plain, Client& d, Client& p,
   std::printf("  TLS intercepted (+scrub)           %8.0f MiB/s\n", px);
   std::printf("  CPU per GiB intercepted: proxy thread %.0f ms, all threads %.0f ms\n",
               proxy_cpu.median(), all_cpu.median());
+  std::printf("  CPU per GiB, all threads: loopback %.0f ms, direct TLS %.0f ms\n",
+              loop_cpu.median(), direct_cpu.median());
   std::printf("  intercepted / loopback = %.2f (goal >= 0.3), intercepted / direct TLS = %.2f\n",
               px / l, px / dt);
 }
