@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "agentbox/net/resolver.hpp"
+#include "agentbox/proxy/byte_buffer.hpp"
 #include "agentbox/proxy/proxy_handler.hpp"
 #include "agentbox/proxy/sni.hpp"
 #include "agentbox/proxy/tls_session.hpp"
@@ -42,10 +43,11 @@ class UpstreamSessions {
   std::map<std::string, ossl::SessionPtr> sessions_;
 };
 
-// One end of a proxied connection. Bytes from the fd land in `rx` (decrypted first when `tls`);
-// send() queues bytes for the peer (encrypted when `tls`; held in `out` until the handshake is
-// done); flush() writes what the socket takes. The owner reads a side only while rx is below its
-// cap and the consumer of rx has room: that is the whole back-pressure scheme.
+// One end of a proxied connection. Bytes from the fd land in `rx` (decrypted first when `tls`:
+// read(2) writes into the channel's input buffer, SSL_read_ex into rx); send() queues bytes for
+// the peer (plain in `tx`, or encrypted into the channel's output buffer; held in `out` until
+// the handshake is done); flush() writes what the socket takes. The owner reads a side only while
+// rx is below its cap and the consumer of rx has room: that is the whole back-pressure scheme.
 class Side {
  public:
   base::UniqueFd fd;
@@ -53,9 +55,9 @@ class Side {
   uint32_t interest = 0;
   bool connecting = false;        // non-blocking connect(2) in progress
   std::optional<TlsChannel> tls;  // set when this side speaks TLS through the proxy
-  std::string rx;                 // plaintext from the peer, not consumed yet
+  ByteBuffer rx;                  // plaintext from the peer, not consumed yet
   std::string out;                // plaintext waiting for the TLS handshake
-  std::string tx;                 // bytes for the fd (ciphertext when tls)
+  ByteBuffer tx;                  // bytes for the fd sent before TLS (if any): go first
   bool fd_eof = false;            // read(2) returned 0
   bool eof = false;               // the peer sends no more (fd EOF or close_notify)
   bool want_shut = false;         // send FIN (after close_notify) once everything is written
@@ -67,7 +69,9 @@ class Side {
 
   [[nodiscard]] bool open() const { return fd.valid(); }
   [[nodiscard]] bool failed() const { return !error.empty(); }
-  [[nodiscard]] size_t pending() const { return tx.size() + out.size(); }
+  // Bytes waiting for the fd (plain, or ciphertext made by the TLS channel).
+  [[nodiscard]] size_t unsent() const { return tx.size() + (tls ? tls->output().size() : 0); }
+  [[nodiscard]] size_t pending() const { return unsent() + out.size(); }
   [[nodiscard]] bool handshake_done() const { return !tls || tls->handshake_done(); }
   // Reads up to `budget` bytes. Returns true when anything changed (bytes, EOF, error).
   bool fill(size_t budget);
@@ -76,6 +80,10 @@ class Side {
   // Continues as TLS from the bytes already in rx (the ClientHello that was classified).
   void adopt_tls(TlsChannel channel);
   void send(std::string_view plain);
+  // Drops everything queued for the fd.
+  void discard_output();
+  // Frees large empty buffers (after a download, a kept-alive connection waits with little).
+  void trim();
   // Writes queued bytes; sends FIN when asked and all is written. Returns true on progress.
   bool flush();
   // connect(2) finished (EPOLLOUT): clears `connecting` or sets `error`.
@@ -105,6 +113,7 @@ struct Exchange {
   bool resp_started = false;  // bytes of this response went to the box
   bool close_after = false;   // Connection: close on either message (or an early response)
   std::optional<Scrubber> scrubber;
+  size_t held = 0;                 // verbatim body: scrubbed bytes held at the front of up.rx
   Clock::time_point held_since{};  // scrubber holds bytes since (for the flush timer)
   std::optional<uint64_t> max_body;
   uint64_t body_up = 0;    // request body bytes (decoded)
@@ -159,7 +168,8 @@ struct Conn {
     int sndbuf = 0;       // the translator end's SO_SNDBUF before
   };
   std::optional<Plug> plug;
-  bool done = false;  // destroy after the current callback
+  bool done = false;     // destroy after the current callback
+  bool yielded = false;  // run() stopped at its round limit with work left
 };
 
 // What the connection code needs from the handler.

@@ -481,9 +481,12 @@ void ProxyHandler::update_interest(Conn& c) {
     if (can_read(in_->options, c, *s)) {
       ev |= EPOLLIN;
     }
-    if (s->connecting || !s->tx.empty() || (!s->out.empty() && s->handshake_done()) ||
+    if (s->connecting || s->unsent() > 0 || (!s->out.empty() && s->handshake_done()) ||
         (s->want_shut && !s->shut)) {
       ev |= EPOLLOUT;
+    }
+    if (c.yielded && !c.done && (!box_side || !c.up.open() || c.up.failed())) {
+      ev |= EPOLLOUT;  // a writable socket: the next loop iteration runs the flow again
     }
     if (s->watch == 0) {
       const uint64_t id = c.id;
@@ -503,6 +506,11 @@ void ProxyHandler::update_interest(Conn& c) {
 }
 
 void ProxyHandler::run(Conn& c) noexcept {
+  // Ending on the round limit with work left must not end the flow's progress: the bytes may
+  // sit in our buffers with no fd event to come (rx at its cap, the other side all written).
+  // `yielded` asks update_interest for an EPOLLOUT that fires on the next loop iteration, so
+  // the flow goes on after the others had their turn.
+  c.yielded = true;
   try {
     for (int round = 0; round < kMaxRounds && !c.done; ++round) {
       bool progress = false;
@@ -529,6 +537,7 @@ void ProxyHandler::run(Conn& c) noexcept {
       progress = c.box.flush() || progress;
       progress = c.up.flush() || progress;
       if (!progress) {
+        c.yielded = false;
         break;
       }
       c.last_activity = Clock::now();
@@ -588,7 +597,7 @@ void ProxyHandler::handle_fd(uint64_t id, bool box_side, uint32_t events) {
     } catch (const std::exception&) {
       c.done = true;
     }
-    if (!s.failed() && !s.tx.empty()) {
+    if (!s.failed() && s.unsent() > 0) {
       s.error = "peer hung up";
     }
     s.eof = s.fd_eof = s.shut = true;
@@ -720,8 +729,7 @@ void close_side(ProxyHandler::Internals& in, Side& s) {
   }
   s.close_fd();
   s.rx.clear();
-  s.tx.clear();
-  s.out.clear();
+  s.discard_output();
   s.connecting = false;
   s.eof = s.fd_eof = s.shut = true;
 }

@@ -44,6 +44,7 @@
 #include "agentbox/base/result.hpp"
 #include "agentbox/policy/host.hpp"
 #include "agentbox/proxy/http1.hpp"
+#include "agentbox/proxy/scrubber.hpp"
 
 namespace agentbox::proxy {
 
@@ -92,26 +93,27 @@ class SecretSource {
   EnvLookup env_;
 };
 
-// Streaming same-length replacer: feed() returns the bytes that are final, holding back only
-// the longest tail that is a proper prefix of a needle, so a secret split across two reads is
-// still caught and everything else streams through at once.
-class Scrubber {
+// Streams a request body through same-length placeholder -> secret swaps (one Scrubber per
+// credential, chained, so a placeholder split across reads or chunks is still swapped: each
+// holds back only the tail that may start its placeholder). Made per request by
+// CredentialSet::body_injector for the credentials with `body = true` scoped to the host.
+class BodyInjector {
  public:
-  Scrubber() = default;
-  // Adds needle -> replacement; both must be non-empty and of equal length.
-  void add(std::string needle, std::string replacement);
   [[nodiscard]] std::string feed(std::string_view data);
-  [[nodiscard]] std::string finish();  // the held-back tail, scrubbed
-  [[nodiscard]] bool empty() const { return pairs_.empty(); }
-  [[nodiscard]] uint64_t replaced() const { return replaced_; }
-  [[nodiscard]] size_t held() const { return tail_.size(); }
+  [[nodiscard]] std::string finish();
+  // Names of the credentials swapped so far, each reported once by take_new_uses().
+  [[nodiscard]] std::vector<std::string> take_new_uses();
+  [[nodiscard]] bool empty() const { return stages_.empty(); }
+  [[nodiscard]] size_t held() const;
 
  private:
-  void scrub(std::string& buf);
-  [[nodiscard]] size_t hold_length(std::string_view buf) const;
-  std::vector<std::pair<std::string, std::string>> pairs_;
-  std::string tail_;
-  uint64_t replaced_ = 0;
+  friend class CredentialSet;
+  struct Stage {
+    std::string name;
+    Scrubber swap;
+    bool reported = false;
+  };
+  std::vector<Stage> stages_;
 };
 
 // Streams a request body through same-length placeholder -> secret swaps (one Scrubber per
