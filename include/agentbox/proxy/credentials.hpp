@@ -116,29 +116,6 @@ class BodyInjector {
   std::vector<Stage> stages_;
 };
 
-// Streams a request body through same-length placeholder -> secret swaps (one Scrubber per
-// credential, chained, so a placeholder split across reads or chunks is still swapped: each
-// holds back only the tail that may start its placeholder). Made per request by
-// CredentialSet::body_injector for the credentials with `body = true` scoped to the host.
-class BodyInjector {
- public:
-  [[nodiscard]] std::string feed(std::string_view data);
-  [[nodiscard]] std::string finish();
-  // Names of the credentials swapped so far, each reported once by take_new_uses().
-  [[nodiscard]] std::vector<std::string> take_new_uses();
-  [[nodiscard]] bool empty() const { return stages_.empty(); }
-  [[nodiscard]] size_t held() const;
-
- private:
-  friend class CredentialSet;
-  struct Stage {
-    std::string name;
-    Scrubber swap;
-    bool reported = false;
-  };
-  std::vector<Stage> stages_;
-};
-
 struct Verdict {
   bool blocked = false;
   std::string reason;             // "credential github sent to evil.example" (for the agent)
