@@ -1,5 +1,6 @@
 // agentbox: parse the command line, dispatch to one verb, map the outcome to an exit code.
 #include <fmt/core.h>
+#include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <exception>
@@ -7,6 +8,20 @@
 #include "verbs.hpp"
 
 namespace {
+
+void on_sigpipe(int /*sig*/) {}
+
+// A write to a closed pipe or a hung-up peer (stderr piped into a reader that quit, an upstream
+// socket, the pty) must fail with EPIPE, not kill the supervisor and with it the box and its exit
+// status. A no-op handler rather than SIG_IGN: execve resets caught signals to the default, but
+// an ignored SIGPIPE would be inherited by the program in the box (`yes | head` relies on it).
+void survive_sigpipe() {
+  struct sigaction sa {};
+  sa.sa_handler = on_sigpipe;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ::sigaction(SIGPIPE, &sa, nullptr);
+}
 
 int dispatch(int argc, char** argv) {
   CLI::App app{"agentbox: run coding agents in a box that holds no real secrets", "agentbox"};
@@ -28,6 +43,7 @@ int dispatch(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  survive_sigpipe();
   try {
     return dispatch(argc, argv);
   } catch (const std::exception& e) {

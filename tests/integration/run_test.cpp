@@ -292,6 +292,34 @@ TEST_P(RunTest, ExitCodesPropagate) {
   EXPECT_EQ(noexec.status, 126) << noexec.err;
 }
 
+// The supervisor survives a closed stderr (its exit summary meets EPIPE, not SIGPIPE), and the
+// program in the box still gets the default SIGPIPE (neither ignored nor caught).
+TEST_P(RunTest, SigpipeKillsTheProgramNotTheSupervisor) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  ::close(p[0]);
+  RunOptions o;
+  o.stderr_fd = p[1];
+  // The harness ignores SIGPIPE for itself; agentbox must not rely on inheriting that.
+  o.before_exec = [] { return ::signal(SIGPIPE, SIG_DFL) != SIG_ERR; };
+  Output closed = run(w_, {"run", "--ro", w_.bin, "--", w_.probe, "exit", "3"}, o);
+  ::close(p[1]);
+  EXPECT_EQ(closed.status, 3) << "a supervisor killed by SIGPIPE exits 141";
+
+  Output r = run(w_, {"run", "-q", "--", "sh", "-c", "grep -E '^Sig(Ign|Cgt):' /proc/self/status"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* field : {"SigIgn:", "SigCgt:"}) {
+    const std::string line = r.line_starting(field);
+    ASSERT_FALSE(line.empty()) << r.out;
+    const unsigned long long mask =
+        std::stoull(line.substr(std::string(field).size()), nullptr, 16);
+    EXPECT_EQ(mask & (1ULL << (SIGPIPE - 1)), 0U) << line;
+  }
+  Output yes = run(w_, {"run", "-q", "--", "sh", "-c", "yes | head -c 1 >/dev/null; echo done"});
+  EXPECT_EQ(yes.status, 0) << yes.err;
+  EXPECT_TRUE(yes.has_line("done")) << yes.out;
+}
+
 TEST_P(RunTest, NoFileDescriptorBeyondStdio) {
   RunOptions o;
   o.leak_fds = {5, 9, 42};
