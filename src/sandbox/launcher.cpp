@@ -9,8 +9,11 @@
 #include <linux/sched.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -537,6 +540,75 @@ int open_pty(const Prepared& p) {
   }
 }
 
+// The program's process: posix_spawn's way, CLONE_VM|CLONE_VFORK on a stack of its own, so the
+// kernel neither copies init's page tables (init is a copy of the whole supervisor) nor tears the
+// copy down again at execve. init is suspended until the program has executed or failed; the
+// child only makes system calls (run_program and the confinement hook allocate nothing), and init
+// has no signal handlers that could run on the shared memory.
+pid_t spawn_program(const Prepared& p, int slave) {
+  constexpr size_t kStack = 256 * 1024;
+  void* stack = ::mmap(nullptr, kStack, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) {
+    return -1;
+  }
+  struct Args {
+    const Prepared* p;
+    int slave;
+  } args{&p, slave};
+  pid_t pid = ::clone(
+      [](void* a) -> int {
+        const auto* in = static_cast<const Args*>(a);
+        run_program(*in->p, in->slave);
+      },
+      static_cast<char*>(stack) + kStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+  int saved = errno;
+  ::munmap(stack, kStack);  // the child has executed or exited: its stack is ours again
+  errno = saved;
+  return pid;
+}
+
+// `lo` up, then the network hook; on a second thread of init while the first one mounts (init
+// was cloned from the single-threaded supervisor, so glibc's state is a fork's: creating a thread
+// is allowed, and each thread has its own errno and malloc cache for libnl).
+struct NetSetup {
+  explicit NetSetup(const Prepared& prepared) : p(prepared) {}
+  const Prepared& p;
+  NetworkSetupResult result;
+  pthread_t thread{};
+  bool threaded = false;
+
+  void run() noexcept {
+    if (!loopback_up()) {
+      result = {SetupStage::kLoopback, errno, -1};
+      return;
+    }
+    if (p.network != nullptr) {
+      result = p.network->setup("/oldroot");
+      if (result.err != 0 && result.stage == SetupStage::kNone) {
+        result.stage = SetupStage::kTapConfigure;
+      }
+    }
+  }
+  void start() noexcept {
+    threaded = ::pthread_create(
+                   &thread, nullptr,
+                   [](void* self) -> void* {
+                     static_cast<NetSetup*>(self)->run();
+                     return nullptr;
+                   },
+                   this) == 0;
+  }
+  // Without a thread (pthread_create failed: EAGAIN under a thread limit), inline.
+  void join() noexcept {
+    if (threaded) {
+      ::pthread_join(thread, nullptr);
+    } else {
+      run();
+    }
+  }
+};
+
 [[noreturn]] void box_init(const Prepared& p) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
     fail(p, SetupStage::kPdeathsig, errno);
@@ -585,6 +657,11 @@ int open_pty(const Prepared& p) {
   if (::syscall(SYS_pivot_root, ".", "oldroot") != 0 || ::chdir("/") != 0) {
     fail(p, SetupStage::kPivotStaging, errno);
   }
+  // The network (`lo`, the tap made and configured over netlink) is independent of the mount
+  // tree and about as long to set up: a second thread does it meanwhile, joined before the host's
+  // tree goes away (it reaches /dev/net/tun and /proc/sys through /oldroot).
+  NetSetup net(p);
+  net.start();
   if (!make_file(kEmptyFile, 0444)) {
     fail(p, SetupStage::kStaging, errno);
   }
@@ -596,16 +673,13 @@ int open_pty(const Prepared& p) {
   if (::sethostname(p.hostname.data(), p.hostname.size()) != 0) {
     fail(p, SetupStage::kHostname, errno);
   }
-  if (!loopback_up()) {
-    fail(p, SetupStage::kLoopback, errno);
+  net.join();
+  if (net.result.err != 0) {
+    fail(p, net.result.stage, net.result.err);
   }
   if (p.network != nullptr) {
-    NetworkSetupResult net = p.network->setup("/oldroot");
-    if (net.err != 0) {
-      fail(p, net.stage == SetupStage::kNone ? SetupStage::kTapConfigure : net.stage, net.err);
-    }
-    send_fd(p, net.fd, MsgType::kTap, SetupStage::kTapSend);
-    ::close(net.fd);  // the supervisor's copy keeps the tap alive; the program never sees it
+    send_fd(p, net.result.fd, MsgType::kTap, SetupStage::kTapSend);
+    ::close(net.result.fd);  // the supervisor's copy keeps the tap alive; the program never sees it
   }
   // Into the box: pivot_root(".", ".") stacks the staging root on top of the new one; detaching
   // it takes the staging tmpfs and the whole host tree (/oldroot) out of this namespace.
@@ -619,12 +693,9 @@ int open_pty(const Prepared& p) {
     fail(p, SetupStage::kChdir, errno);
   }
   int slave = p.pty ? open_pty(p) : -1;
-  pid_t program = ::fork();
+  pid_t program = spawn_program(p, slave);
   if (program < 0) {
     fail(p, SetupStage::kForkProgram, errno);
-  }
-  if (program == 0) {
-    run_program(p, slave);
   }
   if (slave >= 0) {
     ::close(slave);
