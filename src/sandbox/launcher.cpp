@@ -546,7 +546,7 @@ int open_pty(const Prepared& p) {
 // child only makes system calls (run_program and the confinement hook allocate nothing), and init
 // has no signal handlers that could run on the shared memory.
 pid_t spawn_program(const Prepared& p, int slave) {
-  constexpr size_t kStack = 256 * 1024;
+  constexpr size_t kStack = size_t{256} * 1024;
   void* stack = ::mmap(nullptr, kStack, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) {
