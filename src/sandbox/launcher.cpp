@@ -278,19 +278,22 @@ bool restrict_mount(const char* target, bool read_only, bool recursive, bool dev
 }
 
 bool make_file(const char* path, uint32_t mode) {
-  // An existing file is a mountpoint as it is. Opening it for writing would fail with EACCES
-  // (not ours) before EROFS (read-only bind) for a user, though binding over it is allowed.
-  struct stat st {};
-  if (::lstat(path, &st) == 0) {
-    errno = S_ISLNK(st.st_mode) ? ELOOP : EISDIR;
-    return !S_ISLNK(st.st_mode) && !S_ISDIR(st.st_mode);
+  // mknod rather than open(O_CREAT) + close: one system call per file mountpoint instead of
+  // three (lstat, open, close), and it never follows a link. An existing file is a mountpoint as
+  // it is (EEXIST comes before EROFS, so this also holds inside a read-only bind, where opening it
+  // for writing would fail) unless it is a link or a directory.
+  if (::mknod(path, S_IFREG | mode, 0) == 0) {
+    return true;
   }
-  int fd = ::open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode);
-  if (fd < 0) {
+  if (errno != EEXIST) {
     return false;
   }
-  ::close(fd);
-  return true;
+  struct stat st {};
+  if (::lstat(path, &st) != 0) {
+    return false;
+  }
+  errno = S_ISLNK(st.st_mode) ? ELOOP : EISDIR;
+  return !S_ISLNK(st.st_mode) && !S_ISDIR(st.st_mode);
 }
 
 bool mkdir_ok(const char* path, uint32_t mode) {
