@@ -60,6 +60,8 @@ const char* setup_stage_name(SetupStage stage) {
       return "sethostname";
     case SetupStage::kLoopback:
       return "bringing up `lo`";
+    case SetupStage::kNetns:
+      return "creating the box's network namespace";
     case SetupStage::kTunOpen:
       return "opening `/dev/net/tun`";
     case SetupStage::kTapCreate:
@@ -598,7 +600,22 @@ struct NetSetup {
   pthread_t thread{};
   bool threaded = false;
 
+  int netns = -1;  // the box's network namespace, for the main thread's setns
+
   void run() noexcept {
+    // The box's network namespace is made here rather than by clone3: creating one is most of
+    // clone3's cost (~0.6 ms of pernet set-up, more while the kernel still cleans up a previous
+    // box's), and here it overlaps the mount tree. The main thread joins it before the program
+    // starts; until then it holds no socket and makes no network call.
+    if (::unshare(CLONE_NEWNET) != 0) {
+      result = {SetupStage::kNetns, errno, -1};
+      return;
+    }
+    netns = ::open("/oldroot/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (netns < 0) {
+      result = {SetupStage::kNetns, errno, -1};
+      return;
+    }
     if (!loopback_up()) {
       result = {SetupStage::kLoopback, errno, -1};
       return;
@@ -697,6 +714,10 @@ struct NetSetup {
   if (net.result.err != 0) {
     fail(p, net.result.stage, net.result.err);
   }
+  if (::setns(net.netns, CLONE_NEWNET) != 0) {
+    fail(p, SetupStage::kNetns, errno);
+  }
+  ::close(net.netns);
   if (p.network != nullptr) {
     send_fd(p, net.result.fd, MsgType::kTap, SetupStage::kTapSend);
     ::close(net.result.fd);  // the supervisor's copy keeps the tap alive; the program never sees it
@@ -745,8 +766,9 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
 
   int pidfd = -1;
   clone_args args{};
+  // No CLONE_NEWNET: init's network thread makes the box's network namespace (box_init).
   args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-               CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_PIDFD;
+               CLONE_NEWCGROUP | CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);  // NOLINT: the kernel ABI takes an address
   args.exit_signal = SIGCHLD;
   long pid = ::syscall(SYS_clone3, &args, sizeof args);
@@ -755,7 +777,7 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
     if (failure != nullptr) {
       *failure = LaunchFailure{SetupStage::kNone, err, -1};
     }
-    return Error::sys(err, "clone3", "new user, mount, pid, net, ipc, uts and cgroup namespaces")
+    return Error::sys(err, "clone3", "new user, mount, pid, ipc, uts and cgroup namespaces")
         .context("creating the box");
   }
   if (pid == 0) {

@@ -54,6 +54,7 @@ enum class SetupStage : uint16_t {
   kProtectCheck,  // a protected path found writable right before execve
   kConfine,       // any other confinement step
   kExec,
+  kNetns,  // init's network thread: unshare(CLONE_NEWNET); init's setns into it
 };
 
 // A short phrase for messages: "writing /proc/self/uid_map", "applying seccomp".
