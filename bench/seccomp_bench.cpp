@@ -5,6 +5,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -32,10 +33,13 @@ class NullSink final : public agentbox::audit::Sink {
 };
 
 enum class Mode { kNone, kErrno, kNotify };
+// getppid: allowed whatever its arguments (the kernel's action cache skips the filter);
+// ioctl(-1, TCGETS): allowed after the filter looked at its request (runs the filter; the kernel
+// then fails it with EBADF at once); bpf(-1): denied.
+enum class Call { kGetppid, kIoctl, kBpf };
 
-// Child: optional filter, then `calls` of either bpf(-1) (denied) or getppid (allowed); writes
-// the elapsed ns per call to `out`.
-void child(const SeccompProgram& prog, Mode mode, int sock, int out, int calls, bool denied) {
+// Child: optional filter, then `calls` of `call`; writes the elapsed ns per call to `out`.
+void child(const SeccompProgram& prog, Mode mode, int sock, int out, int calls, Call call) {
   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
   if (mode != Mode::kNone &&
       agentbox::sandbox::load_seccomp(prog, mode == Mode::kNotify ? sock : -1) != 0) {
@@ -43,10 +47,16 @@ void child(const SeccompProgram& prog, Mode mode, int sock, int out, int calls, 
   }
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < calls; ++i) {
-    if (denied) {
-      syscall(SYS_bpf, -1, nullptr, 0);
-    } else {
-      syscall(SYS_getppid);
+    switch (call) {
+      case Call::kGetppid:
+        syscall(SYS_getppid);
+        break;
+      case Call::kIoctl:
+        syscall(SYS_ioctl, -1, TCGETS, nullptr);
+        break;
+      case Call::kBpf:
+        syscall(SYS_bpf, -1, nullptr, 0);
+        break;
     }
   }
   double ns =
@@ -56,7 +66,7 @@ void child(const SeccompProgram& prog, Mode mode, int sock, int out, int calls, 
   _exit(0);
 }
 
-double run(const SeccompProgram& prog, Mode mode, int calls, bool denied) {
+double run(const SeccompProgram& prog, Mode mode, int calls, Call call) {
   int sv[2];
   int p[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 || pipe2(p, O_CLOEXEC) != 0) {
@@ -64,7 +74,7 @@ double run(const SeccompProgram& prog, Mode mode, int calls, bool denied) {
   }
   pid_t pid = fork();
   if (pid == 0) {
-    child(prog, mode, sv[1], p[1], calls, denied);
+    child(prog, mode, sv[1], p[1], calls, call);
   }
   close(sv[1]);
   close(p[1]);
@@ -99,42 +109,60 @@ double run(const SeccompProgram& prog, Mode mode, int calls, bool denied) {
 int main(int argc, char** argv) {
   int calls = argc > 1 ? std::atoi(argv[1]) : 20000;
   auto prog = agentbox::sandbox::compile_seccomp({});
-  if (!prog) {
-    std::fputs(prog.error().render().c_str(), stderr);
+  auto linear =
+      agentbox::sandbox::compile_seccomp_with({}, false, agentbox::sandbox::SeccompLayout::kLinear);
+  if (!prog || !linear) {
+    std::fputs((prog ? linear.error() : prog.error()).render().c_str(), stderr);
     return 1;
   }
-  std::printf("seccomp_bench: %d calls per row, ns per call (median of 3)\n", calls);
+  SeccompProgram linear_prog;
+  linear_prog.errno_only = *linear;
+  linear_prog.notify = *linear;
+  std::printf("seccomp_bench: %d calls per row, ns per call (median of 7 interleaved rounds)\n",
+              calls);
   struct Row {
     const char* name;
     Mode mode;
-    bool denied;
+    Call call;
   };
   // A one-instruction allow-all filter: what any filter costs an allowed call (the seccomp entry
   // path), against which the agentbox filter's own evaluation shows.
   SeccompProgram allow_all;
   allow_all.errno_only = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
   allow_all.notify = allow_all.errno_only;
-  const Row rows[] = {{"allowed getppid, no filter", Mode::kNone, false},
-                      {"allowed getppid, allow-all filter", Mode::kErrno, false},
-                      {"allowed getppid, agentbox filter", Mode::kErrno, false},
-                      {"denied bpf, no filter (kernel EINVAL)", Mode::kNone, true},
-                      {"denied bpf, RET_ERRNO", Mode::kErrno, true},
-                      {"denied bpf, RET_USER_NOTIF + supervisor", Mode::kNotify, true}};
-  double base_denied = 0;
-  double base_allowed = 0;
-  for (const auto& r : rows) {
-    double v[3];
-    for (double& x : v) {
-      x = run(std::strstr(r.name, "allow-all") != nullptr ? allow_all : *prog, r.mode, calls,
-              r.denied);
+  const Row rows[] = {{"allowed getppid, no filter", Mode::kNone, Call::kGetppid},
+                      {"allowed getppid, allow-all filter", Mode::kErrno, Call::kGetppid},
+                      {"allowed getppid, agentbox filter", Mode::kErrno, Call::kGetppid},
+                      {"allowed ioctl TCGETS, no filter", Mode::kNone, Call::kIoctl},
+                      {"allowed ioctl TCGETS, allow-all filter", Mode::kErrno, Call::kIoctl},
+                      {"allowed ioctl TCGETS, agentbox filter linear", Mode::kErrno, Call::kIoctl},
+                      {"allowed ioctl TCGETS, agentbox filter", Mode::kErrno, Call::kIoctl},
+                      {"denied bpf, no filter (kernel EINVAL)", Mode::kNone, Call::kBpf},
+                      {"denied bpf, RET_ERRNO", Mode::kErrno, Call::kBpf},
+                      {"denied bpf, RET_USER_NOTIF + supervisor", Mode::kNotify, Call::kBpf}};
+  // Rows interleaved round by round (a shared machine's load then weighs on all alike).
+  constexpr int kRounds = 7;
+  constexpr size_t kRows = sizeof(rows) / sizeof(rows[0]);
+  double v[kRows][kRounds];
+  for (int round = 0; round < kRounds; ++round) {
+    for (size_t i = 0; i < kRows; ++i) {
+      const Row& r = rows[i];
+      const SeccompProgram& p = std::strstr(r.name, "allow-all") != nullptr ? allow_all
+                                : std::strstr(r.name, "linear") != nullptr  ? linear_prog
+                                                                            : *prog;
+      v[i][round] = run(p, r.mode, calls, r.call);
     }
-    std::sort(v, v + 3);
-    double med = v[1];
+  }
+  double base[3] = {0, 0, 0};
+  for (size_t i = 0; i < kRows; ++i) {
+    const Row& r = rows[i];
+    std::sort(v[i], v[i] + kRounds);
+    double med = v[i][kRounds / 2];
+    auto& b = base[static_cast<int>(r.call)];
     if (r.mode == Mode::kNone) {
-      (r.denied ? base_denied : base_allowed) = med;
+      b = med;
     }
-    double base = r.denied ? base_denied : base_allowed;
-    std::printf("  %-44s %10.0f ns   x%.1f\n", r.name, med, base > 0 ? med / base : 0.0);
+    std::printf("  %-46s %10.0f ns   x%.2f\n", r.name, med, b > 0 ? med / b : 0.0);
   }
   return 0;
 }

@@ -9,6 +9,10 @@
 #   sudo bench/net/net.sh [NET_BENCH] [ROUNDS]     (defaults: build/bench/net/net_bench, 5)
 #   NET_BENCH_ONLY="tput conn rss attach" selects parts, NET_BENCH_PEERS="loopback agentbox" the
 #   peers compared; NET_BENCH_SECONDS=3 per iperf3 run.
+#   Peer "agentbox-run" (not in the default list): the product itself, the clients run by
+#   `agentbox run --raw-tcp ...` from the repository root (the box sees only its workspace), so
+#   every flow also goes through the L7 proxy's handler and the session loop.
+#   NET_BENCH_AGENTBOX=PATH names the binary (default: build/cli/agentbox next to NET_BENCH).
 #
 # Needs root (network namespaces, tap), iperf3, slirp4netns, pasta: installed below if missing.
 set -euo pipefail
@@ -43,7 +47,10 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 iperf_port=5201
 # One connection server per peer: TIME_WAIT entries of one peer's 4-tuples must not slow another.
-declare -A cport=([loopback]=5202 [agentbox]=5203 [pasta]=5204 [slirp4netns]=5205)
+declare -A cport=([loopback]=5202 [agentbox]=5203 [pasta]=5204 [slirp4netns]=5205
+                   [agentbox-run]=5206)
+ab_bin="$(realpath -m "${NET_BENCH_AGENTBOX:-$(dirname "$nb")/../../cli/agentbox}")"
+repo_root="$(cd "$here/../.." && pwd)"
 iperf3 -s -B 127.0.0.1 -p $iperf_port >/dev/null 2>&1 &
 pids+=($!)
 for p in "${!cport[@]}"; do
@@ -76,14 +83,27 @@ ab_addr="$(cat "$tmp/ab.ready")"
 pasta_pid="$(cat "$tmp/pasta.pid")"
 pasta_gw="$(ip netns exec nb-pasta ip -4 route show default | awk '{print $3; exit}')"
 declare -A addr=([loopback]=127.0.0.1 [agentbox]=$ab_addr [slirp4netns]=10.0.2.2
-                 [pasta]=$pasta_gw)
-declare -A netns=([loopback]="" [agentbox]=nb-ab [slirp4netns]=nb-slirp [pasta]=nb-pasta)
+                 [pasta]=$pasta_gw [agentbox-run]=bench.test)
+declare -A netns=([loopback]="" [agentbox]=nb-ab [slirp4netns]=nb-slirp [pasta]=nb-pasta
+                  [agentbox-run]="")
 read -r -a peers <<<"${NET_BENCH_PEERS:-loopback agentbox pasta slirp4netns}"
 inside() {  # inside PEER CMD...: run CMD where PEER's client lives
+  if [[ $1 == agentbox-run ]]; then
+    shift
+    local p=${cport[agentbox-run]}
+    (cd "$repo_root" && "$ab_bin" run -q --raw-tcp "bench.test:$iperf_port" --raw-tcp "bench.test:$p" \
+      --connect-to "bench.test:$iperf_port:127.0.0.1:$iperf_port" \
+      --connect-to "bench.test:$p:127.0.0.1:$p" -- "$@")
+    return
+  fi
   local ns=${netns[$1]}
   shift
   if [[ -n $ns ]]; then ip netns exec "$ns" "$@"; else "$@"; fi
 }
+if [[ " ${peers[*]} " == *" agentbox-run "* && ! -x $ab_bin ]]; then
+  echo "net.sh: no agentbox binary at $ab_bin (ninja -C build agentbox)" >&2
+  exit 2
+fi
 echo "net.sh: agentbox=$ab_addr slirp4netns=10.0.2.2 pasta=$pasta_gw; $(nproc) cores;" \
   "kernel $(uname -r); rounds=$rounds" >&2
 results="$tmp/results"
@@ -172,7 +192,7 @@ def table(kind, unit):
     loop = vals.get((kind, "loopback"))
     base = statistics.median(loop) if loop else None
     print(f"\n{kind} ({unit}; median, min-max; ratio of medians; median of per-round ratios):")
-    for peer in ("loopback", "agentbox", "pasta", "slirp4netns"):
+    for peer in ("loopback", "agentbox", "agentbox-run", "pasta", "slirp4netns"):
         v = vals.get((kind, peer))
         if not v:
             continue

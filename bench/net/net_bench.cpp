@@ -12,7 +12,7 @@
 //       Loopback server for the connection tests: answers the first byte of each connection
 //       with one byte; after 'x' it closes at once (short connections: the server closes first,
 //       so no client port sits in TIME_WAIT), after 'h' it keeps the connection until EOF.
-//   connrate --addr A --port P --count N
+//   connrate --addr A --port P --count N       (A: an IPv4 address or a name, resolved once)
 //       N short connections in a row (connect, 'x', read the answer and EOF, close); prints
 //       "conns=N ok=K failed=F seconds=S rate=R" (first failure's error on stderr).
 //   hold --addr A --port P --count N
@@ -31,6 +31,7 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <net/route.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -311,10 +312,10 @@ int cmd_stack(const Args& a) {
       stderr,
       "stack: frames_in={} malformed={} dropped={} tap_write_errors={} flows_opened={} "
       "flows_closed={} flows_failed={} resets={} retransmits={} out_of_order={} short_writes={} "
-      "segments_in={} segments_out={}\n",
+      "segments_in={} segments_out={} acks_coalesced={}\n",
       c.frames_in, c.malformed, c.dropped, tap.write_errors(), t.flows_opened, t.flows_closed,
       t.flows_failed, t.resets_sent, t.retransmits, t.out_of_order, t.short_writes, t.segments_in,
-      t.segments_out);
+      t.segments_out, t.acks_coalesced);
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   auto secs = [](timeval tv) {
@@ -391,9 +392,23 @@ sockaddr_in target(const Args& a) {
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
   sin.sin_port = htons(static_cast<uint16_t>(std::atoi(a.get("port", "0").c_str())));
-  if (inet_pton(AF_INET, a.get("addr", "").c_str(), &sin.sin_addr) != 1) {
-    die("--addr must be an IPv4 address");
+  std::string addr = a.get("addr", "");
+  if (inet_pton(AF_INET, addr.c_str(), &sin.sin_addr) == 1) {
+    return sin;
   }
+  // A name (inside `agentbox run`, the box's DNS answers with a synthetic address): resolved
+  // once, before the timed loop.
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(addr.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) {
+    die(fmt::format("--addr `{}`: not an IPv4 address and does not resolve", addr));
+  }
+  sockaddr_in found{};
+  std::memcpy(&found, res->ai_addr, sizeof found);
+  freeaddrinfo(res);
+  sin.sin_addr = found.sin_addr;
   return sin;
 }
 

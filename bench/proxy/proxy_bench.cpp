@@ -1,7 +1,8 @@
 // Added latency and throughput of the ProxyHandler's interception path, side by side with a
 // direct connection to the same loopback TLS server (timings are printed, never asserted).
 //
-//   bench_proxy [ROUNDS] [MIB]     (defaults 300 and 256; the figure uses MIB=1024)
+//   bench_proxy [ROUNDS] [MIB] [DOWNLOADS]   (defaults 300, 256 and 1; the figure uses
+//                                             MIB=1024)
 //
 // The proxy runs on its own thread with its own event::Loop (as the supervisor would), behind
 // a loopback acceptor that hands each accepted connection to ProxyHandler::serve; the client is
@@ -11,9 +12,12 @@
 //   reused: GET + response on a kept-alive connection;
 // and the throughput of one large download: plain TCP loopback, direct TLS, and TLS through the
 // proxy's interception (decrypt, parse, scrub, re-encrypt).
+#include <pthread.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <thread>
 
 #include "../../tests/unit/proxy/proxy_rig.hpp"
@@ -162,23 +166,58 @@ bool latency(int rounds, uint16_t direct_port, const std::string& direct_ca, uin
   return true;
 }
 
-void throughput(uint64_t mib, Client& plain, Client& d, Client& p, const std::string& auth) {
+double cpu_seconds(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// `rounds` downloads of `mib` each, in turn: plain loopback, direct TLS, intercepted (so load on
+// the shared machine hits all three alike); medians reported. Also the CPU time the proxy's
+// thread spent per GiB intercepted (user + system, from its thread CPU clock), and all threads
+// (server, proxy, client): unlike MiB/s they hardly depend on what else runs on the machine, so
+// they are the figures to compare versions by.
+void throughput(uint64_t mib, int rounds, Client& plain, Client& d, Client& p,
+                const std::string& auth, clockid_t proxy_clock) {
   const std::string big = "/big/" + std::to_string(mib << 20);
   auto measure = [&](Client& cl, const std::string& a) {
     const auto t0 = Clock::now();
     const int64_t n = cl.get(big, a);
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    return n > 0 ? static_cast<double>(n) / s / (1 << 20) : 0.0;
+    if (n <= 0) {
+      std::fprintf(stderr, "download failed\n");
+      std::exit(1);
+    }
+    return static_cast<double>(n) / s / (1 << 20);
   };
-  const double loop_mibs = measure(plain, "");
-  const double direct_mibs = measure(d, "");
-  const double proxy_mibs = measure(p, auth);
-  std::printf("download of %llu MiB, one connection:\n", static_cast<unsigned long long>(mib));
-  std::printf("  plain TCP loopback                 %8.0f MiB/s\n", loop_mibs);
-  std::printf("  TLS direct                         %8.0f MiB/s\n", direct_mibs);
-  std::printf("  TLS intercepted (+scrub)           %8.0f MiB/s\n", proxy_mibs);
+  Stats loop_mibs, direct_mibs, proxy_mibs, proxy_cpu, all_cpu, loop_cpu, direct_cpu;
+  const double per_gib = 1000.0 * 1024.0 / static_cast<double>(mib);
+  auto process_cpu = [&](Stats& mibs, Stats& cpu, Client& cl, const std::string& a) {
+    const double a0 = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID);
+    mibs.v.push_back(measure(cl, a));
+    cpu.v.push_back((cpu_seconds(CLOCK_PROCESS_CPUTIME_ID) - a0) * per_gib);
+  };
+  for (int i = 0; i < rounds; ++i) {
+    process_cpu(loop_mibs, loop_cpu, plain, "");
+    process_cpu(direct_mibs, direct_cpu, d, "");
+    const double c0 = cpu_seconds(proxy_clock);
+    process_cpu(proxy_mibs, all_cpu, p, auth);
+    proxy_cpu.v.push_back((cpu_seconds(proxy_clock) - c0) * per_gib);
+  }
+  const double l = loop_mibs.median();
+  const double dt = direct_mibs.median();
+  const double px = proxy_mibs.median();
+  std::printf("download of %llu MiB, one connection, %d interleaved rounds (medians):\n",
+              static_cast<unsigned long long>(mib), rounds);
+  std::printf("  plain TCP loopback                 %8.0f MiB/s\n", l);
+  std::printf("  TLS direct                         %8.0f MiB/s\n", dt);
+  std::printf("  TLS intercepted (+scrub)           %8.0f MiB/s\n", px);
+  std::printf("  CPU per GiB intercepted: proxy thread %.0f ms, all threads %.0f ms\n",
+              proxy_cpu.median(), all_cpu.median());
+  std::printf("  CPU per GiB, all threads: loopback %.0f ms, direct TLS %.0f ms\n",
+              loop_cpu.median(), direct_cpu.median());
   std::printf("  intercepted / loopback = %.2f (goal >= 0.3), intercepted / direct TLS = %.2f\n",
-              proxy_mibs / loop_mibs, proxy_mibs / direct_mibs);
+              px / l, px / dt);
 }
 
 }  // namespace
@@ -187,6 +226,7 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 300;
   const uint64_t mib = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 256;
+  const int downloads = argc > 3 ? std::max(1, std::atoi(argv[3])) : 1;
 
   auto up_ca = SessionCa::create({.hosts = {kHost}, .common_name = "bench upstream CA"});
   const std::string up_ca_file = temp_file(up_ca->pem());
@@ -217,6 +257,7 @@ int main(int argc, char** argv) {
   std::atomic<bool> stop{false};
   std::atomic<uint16_t> proxy_port{0};
   std::thread proxy_thread([&] {
+    pthread_setname_np(pthread_self(), "proxy");  // for perf --comm and top -H
     auto loop = event::Loop::create();
     auto handler = ProxyHandler::create(*loop, policy, options, &*creds, &*session_ca, audit);
     if (!handler) {
@@ -253,7 +294,11 @@ int main(int argc, char** argv) {
   if (!plain.connect(plain_server.port(), "", false)) {
     return 1;
   }
-  throughput(mib, plain, d, p, auth);
+  clockid_t proxy_clock{};
+  if (pthread_getcpuclockid(proxy_thread.native_handle(), &proxy_clock) != 0) {
+    return 1;
+  }
+  throughput(mib, downloads, plain, d, p, auth, proxy_clock);
   d.close();
   p.close();
   plain.close();

@@ -205,10 +205,20 @@ Check check_cgroup() {
     c.detail = fmt::format("{} is delegated (controllers: {})", dir, controllers);
     return c;
   }
+  bool v1 = geteuid() == 0 && access("/sys/fs/cgroup/memory/cgroup.procs", W_OK) == 0 &&
+            access("/sys/fs/cgroup/pids/cgroup.procs", W_OK) == 0;
+  if (v1) {
+    c.detail = "root: the cgroup v1 memory, pids (and cpu) hierarchies are used";
+    return c;
+  }
   c.state = CheckState::kWarn;
   c.detail = unified ? fmt::format("{} is not writable with memory and pids controllers", dir)
                      : "no unified cgroup v2 hierarchy at /sys/fs/cgroup";
-  c.detail += "; --memory/--pids fall back to rlimits (weaker)";
+  // What each limit becomes without a cgroup (docs/CONFINEMENT.md, "Limits").
+  c.detail +=
+      "; --memory/--pids fall back to rlimits (RLIMIT_AS, RLIMIT_NPROC: per process, weaker; "
+      "RLIMIT_NPROC does not bind root), and --cpus is NOT enforced: only a cgroup limits a CPU "
+      "rate";
   c.fix = unified ? "run inside a systemd user session (`systemd-run --user --scope agentbox ...`)"
                   : "boot with systemd.unified_cgroup_hierarchy=1";
   return c;

@@ -342,6 +342,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   s.confinement = std::move(*confinement);
   s.launch.confinement = s.confinement.get();
   s.launch.keep_fds = s.confinement->child_fds();
+  s.launch.exit_report_fd = s.confinement->exit_report_fd();
   auto network = SessionNetwork::create(req.policy, s.user.gid, *s.sink);
   if (!network) {
     return std::move(network).error().context("preparing the network");
@@ -532,7 +533,7 @@ int run(const RunRequest& req) {
     base::log::debug("box started in {} us", std::chrono::duration_cast<std::chrono::microseconds>(
                                                  std::chrono::steady_clock::now() - t0)
                                                  .count());
-    s.confinement->started(*loop);
+    s.confinement->started(*loop, box->pid());
     if (auto r = s.network->start(box->take_tap(), *loop); !r) {
       Error e = std::move(r).error().context("starting the network");
       fmt::print(stderr, "{}", e.render());
@@ -547,7 +548,7 @@ int run(const RunRequest& req) {
       code = 124;  // as timeout(1): the status itself says the time ran out
     }
     if (std::string hit = s.confinement->finished(); !hit.empty()) {
-      reason = hit;
+      reason = reason == "timeout" ? reason : hit;
       base::log::info("the box reached its {}", hit);
     }
   }
@@ -576,7 +577,9 @@ int run(const RunRequest& req) {
   if (!req.quiet) {
     std::string what = !started              ? fmt::format("did not run (status {})", code)
                        : reason == "timeout" ? "was stopped by --timeout (status 124)"
-                                             : describe_exit(code);
+                       : s.confinement->program_exited()
+                           ? fmt::format("exited with status {}", code)
+                           : describe_exit(code);
     base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,
                     s.dir);
   }

@@ -3,9 +3,11 @@
 
 #ifdef AGENTBOX_HAVE_LAUNCHER
 
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -71,8 +73,22 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
     if (cg) {
       cgroup.emplace(std::move(*cg));
     } else {
-      base::log::warn("{}; --memory/--pids fall back to rlimits (weaker), --cpus is not enforced",
-                      cg.error().message());
+      if (memory || pids) {
+        base::log::warn("{}; --memory/--pids fall back to rlimits (weaker)", cg.error().message());
+      }
+      // Printed even with -q, as every limit that does not hold: only a cgroup limits a rate.
+      if (cl.cpus) {
+        fmt::print(stderr,
+                   "agentbox: warning: --cpus {} (from {}) is NOT enforced: only a cgroup can "
+                   "limit CPU use and none can be made here ({}); `agentbox doctor` explains\n",
+                   *cl.cpus, in.limits.cpus->origin.describe(), cg.error().message());
+      }
+      if (pids && ::geteuid() == 0) {
+        fmt::print(stderr,
+                   "agentbox: warning: --pids {} (from {}) is NOT enforced: without a cgroup it "
+                   "is RLIMIT_NPROC, which the kernel does not apply to root\n",
+                   *pids, in.limits.pids->origin.describe());
+      }
     }
   }
   std::optional<uint64_t> fsize;
@@ -88,6 +104,31 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
   AGENTBOX_ASSIGN_OR_RETURN(sb::PreparedConfinement prepared, sb::prepare(spec));
   std::unique_ptr<SessionConfinement> c(new SessionConfinement(std::move(prepared), sink));
   c->unsafe_unconfined_ = unconfined;
+  c->cpus_ = cl.cpus;
+  {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
+      return base::Error::sys(errno, "pipe2", "init's exit report");
+    }
+    c->report_read_.reset(p[0]);
+    c->report_write_.reset(p[1]);
+  }
+  // What LimitWatch looks at: the rlimits the program runs under (RLIMIT_NPROC only where it
+  // binds: not for root), the box's HOME and /tmp tmpfs.
+  c->watch_spec_.nproc = ::geteuid() == 0 ? std::nullopt : spec.limits.processes;
+  c->watch_spec_.address_space = spec.limits.address_space;
+  c->watch_spec_.file_size = spec.limits.file_size;
+  c->watch_spec_.tmpfs.push_back({"/tmp", "/tmp", "sandbox.tmp_size"});
+  if (!in.home.empty() && in.home != "/") {
+    c->watch_spec_.tmpfs.push_back({"HOME", in.home, "sandbox.home_size"});
+  }
+  c->cpus_enforced_ = cgroup && cgroup->limits_cpu();
+  if (cl.cpus && cgroup && !c->cpus_enforced_) {
+    fmt::print(stderr,
+               "agentbox: warning: --cpus {} (from {}) is NOT enforced: the session cgroup has no "
+               "cpu controller here; `agentbox doctor` explains\n",
+               *cl.cpus, in.limits.cpus->origin.describe());
+  }
   if (cgroup) {
     AGENTBOX_ASSIGN_OR_RETURN(c->cgroup_fds_, cgroup->open_procs());
     for (const auto& fd : c->cgroup_fds_) {
@@ -109,6 +150,9 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
 SessionConfinement::~SessionConfinement() {
   if (loop_ != nullptr && watch_ != 0) {
     loop_->unwatch(watch_);
+  }
+  if (loop_ != nullptr && sample_timer_ != 0) {
+    loop_->unwatch(sample_timer_);  // its callback points at this object
   }
 }
 
@@ -148,8 +192,16 @@ std::vector<int> SessionConfinement::child_fds() const {
   return fds;
 }
 
-void SessionConfinement::started(event::Loop& loop) {
+void SessionConfinement::started(event::Loop& loop, pid_t init) {
   notify_child_.reset();  // only the box holds it now: EOF if it never sends a listener
+  report_write_.reset();  // only init holds it now
+  watch_spec_.init = init;
+  limit_watch_ = sb::LimitWatch::start(watch_spec_);
+  if (auto t = loop.add_timer(sb::kSampleInterval, sb::kSampleInterval,
+                              [this](uint64_t) { limit_watch_.sample(); })) {
+    sample_timer_ = *t;
+    loop_ = &loop;
+  }
   bool notified = false;
   auto listener = notify_parent_ ? sb::receive_fd(notify_parent_.get())
                                  : base::Result<base::UniqueFd>(base::Error::msg("seccomp is off"));
@@ -181,6 +233,9 @@ void SessionConfinement::started(event::Loop& loop) {
   if (unsafe_unconfined_) {
     ev.boolean("unsafe_bench_unconfined", true);
   }
+  if (cpus_) {
+    ev.str("cpus", cpus_enforced_ ? "cgroup" : "not enforced");
+  }
   sink_->emit(ev);
   cgroup_fds_.clear();  // the agent has joined (it runs): the supervisor needs them no more
   prepared_.cgroup_procs_fds.clear();
@@ -194,23 +249,59 @@ std::string SessionConfinement::finished() {
     loop_->unwatch(watch_);
     watch_ = 0;
   }
-  std::string hit;
+  if (loop_ != nullptr && sample_timer_ != 0) {
+    loop_->unwatch(sample_timer_);
+    sample_timer_ = 0;
+  }
+  std::optional<sb::ExitReport> report;
+  sb::ExitReport r;
+  if (report_read_ && ::read(report_read_.get(), &r, sizeof r) == sizeof r) {
+    report = r;
+    program_exited_ = WIFEXITED(r.program_status);
+  }
+  std::vector<sb::LimitHit> hits;
+  audit::Event lim("limits");
+  lim.str("source", cgroup_ ? "cgroup" : "rlimits");
   if (cgroup_) {
     auto ev = cgroup_->events();
     if (ev) {
-      audit::Event e("limits");
-      e.num("oom_kills", static_cast<int64_t>(ev->oom_kills))
+      lim.num("oom_kills", static_cast<int64_t>(ev->oom_kills))
           .num("memory_max", static_cast<int64_t>(ev->memory_max))
-          .num("pids_max", static_cast<int64_t>(ev->pids_max));
-      sink_->emit(e);
+          .num("pids_max", static_cast<int64_t>(ev->pids_max))
+          .num("cpu_throttled", static_cast<int64_t>(ev->cpu_throttled));
       if (ev->oom_kills > 0) {
-        hit = "memory limit (OOM kill)";
-      } else if (ev->pids_max > 0) {
-        hit = "process limit (fork refused)";
+        hits.push_back({"memory", "memory limit (OOM kill)"});
+      }
+      if (ev->pids_max > 0) {
+        hits.push_back({"pids", "process limit (fork refused)"});
+      }
+      if (cpus_ && ev->cpu_throttled > 0) {
+        hits.push_back({"cpus", fmt::format("CPU limit (--cpus {}: throttled {} time(s))", *cpus_,
+                                            ev->cpu_throttled)});
       }
     }
     cgroup_->destroy();
   }
+  for (auto& h : limit_watch_.finish(report)) {
+    hits.push_back(std::move(h));
+  }
+  if (limit_watch_.walks_tasks()) {
+    lim.num("max_tasks", static_cast<int64_t>(limit_watch_.max_tasks()))
+        .num("max_vm_peak", static_cast<int64_t>(limit_watch_.max_vm_peak()));
+  }
+  if (report) {
+    lim.num("died_of_sigxfsz", report->died_of_sigxfsz)
+        .num("died_of_sigxcpu", report->died_of_sigxcpu)
+        .boolean("program_signaled", WIFSIGNALED(report->program_status));
+  }
+  std::vector<std::string> keys;
+  std::string hit;
+  for (const auto& h : hits) {
+    keys.push_back(h.key);
+    hit += (hit.empty() ? "" : " and its ") + h.phrase;
+  }
+  lim.strs("hit", keys);
+  sink_->emit(lim);
   if (monitor_) {
     audit::Event e("seccomp.summary");
     e.num("denied", static_cast<int64_t>(monitor_->denied()));

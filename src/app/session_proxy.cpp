@@ -164,7 +164,9 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
                      .hosts = c.hosts,
                      .inject = c.inject,
                      .placeholder_prefix = c.placeholder_prefix,
-                     .ttl_seconds = c.ttl_seconds});
+                     .ttl_seconds = c.ttl_seconds,
+                     .format = c.format,
+                     .body = c.body});
     if (c.from.rfind("env:", 0) == 0) {
       impl->secret_sources.insert(c.from.substr(4));
     }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
@@ -104,6 +105,15 @@ std::string type_name(const Value& v) {
       return "a table";
   }
   return "a value";
+}
+
+// RFC 9110 token (a header field name).
+bool is_token(std::string_view s) {
+  static constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
+    auto u = static_cast<unsigned char>(ch);
+    return std::isalnum(u) != 0 || kExtra.find(ch) != std::string_view::npos;
+  });
 }
 
 Origin origin_of(const Value& v) {
@@ -613,6 +623,8 @@ Schema network_schema() {
 std::optional<Credential> parse_credential(Ctx& c, const std::string& name, const Value& t) {
   Credential cred{.origin = origin_of(t), .name = name, .inject = "header:Authorization"};
   size_t before = c.problems.size();
+  const Value* inject_value = nullptr;
+  const Value* format_value = nullptr;
   Schema schema = {
       {"env",
        [&](Ctx& cc, const Value& v) {
@@ -657,8 +669,12 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
            if (!ok) {
              problem(cc, v, fmt::format("`inject`: `{}` is not an injection", *s),
                      "expected \"header:NAME\", \"basic\", \"query:NAME\" or \"sigv4\"");
+           } else if (s->rfind("header:", 0) == 0 && !is_token(s->substr(7))) {
+             problem(cc, v, fmt::format("`inject`: `{}` is not a header name", s->substr(7)),
+                     "a header name is letters, digits and !#$%&'*+-.^_`|~");
            }
            cred.inject = *s;
+           inject_value = &v;
          }
        }},
       {"format",
@@ -666,9 +682,25 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
          if (auto s = get_string(cc, v, "credentials.format")) {
            size_t first = s->find("{}");
            if (first == std::string::npos || s->find("{}", first + 2) != std::string::npos) {
-             problem(cc, v, "`format` must contain `{}` exactly once");
+             problem(cc, v, "`format` must contain `{}` exactly once",
+                     "e.g. \"Bearer {}\": `{}` is where the secret goes");
+           } else if (std::any_of(s->begin(), s->end(), [](char ch) {
+                        auto u = static_cast<unsigned char>(ch);
+                        return (u < 0x20 && ch != '\t') || u == 0x7f;
+                      })) {
+             problem(cc, v, "`format` must not contain CR, LF or other control characters",
+                     "it becomes a header value");
            }
            cred.format = *s;
+           format_value = &v;
+         }
+       }},
+      {"body",
+       [&](Ctx& cc, const Value& v) {
+         if (!v.is_boolean()) {
+           problem(cc, v, "`body` must be true or false");
+         } else {
+           cred.body = v.as_boolean();
          }
        }},
       {"ttl",
@@ -685,6 +717,14 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
        }},
   };
   walk(c, t, "credentials." + name, schema);
+  if (format_value != nullptr && cred.inject.rfind("header:", 0) != 0) {
+    problem(c, *format_value, "`format` applies only to inject = \"header:NAME\"",
+            fmt::format("this credential injects `{}`", cred.inject));
+  }
+  if (cred.body && cred.inject == "sigv4") {
+    problem(c, inject_value != nullptr ? *inject_value : t,
+            "`body = true` cannot apply to a SigV4 signing key (it is never sent)");
+  }
   for (auto [field, key] : {std::pair{&cred.env, "env"}, {&cred.from, "from"}}) {
     if (field->empty()) {
       problem(c, t, fmt::format("[credentials.{}] needs `{}`", name, key));

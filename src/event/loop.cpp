@@ -101,6 +101,7 @@ Result<WatchId> Loop::add_timer(std::chrono::milliseconds delay, std::chrono::mi
   e->kind = Kind::kTimer;
   e->fd = fd;
   e->owned = std::move(owned);
+  e->once = interval.count() <= 0;
   e->on_timer = std::move(cb);
   return add(std::move(e), EPOLLIN);
 }
@@ -147,9 +148,18 @@ void Loop::dispatch(WatchId id, uint32_t events) noexcept {
     case Kind::kTimer: {
       uint64_t n = 0;
       ssize_t r = ::read(e.fd, &n, sizeof n);
-      if (r == static_cast<ssize_t>(sizeof n) && n > 0) {
-        e.on_timer(n);
+      if (r != static_cast<ssize_t>(sizeof n) || n == 0) {
+        return;
       }
+      if (e.once) {
+        // A fired one-shot timerfd is disarmed for good: drop it now, or every one-shot timer
+        // would keep its timerfd and table entry until the owner remembered to unwatch it.
+        TimerCallback cb = std::move(e.on_timer);
+        unwatch(id);
+        cb(n);
+        return;
+      }
+      e.on_timer(n);
       return;
     }
     case Kind::kSignal: {

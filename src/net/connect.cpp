@@ -100,7 +100,7 @@ Result<OpenResult> connect_nonblocking(const policy::IpAddr& addr, uint16_t port
   return OpenResult{.fd = std::move(owned), .connected = false};
 }
 
-Result<OpenResult> ConnectHandler::on_open(const FlowInfo& info) {
+std::optional<Result<OpenResult>> ConnectHandler::open_direct(const FlowInfo& info) const {
   for (const auto& o : overrides_) {
     if (!info.literal && o.host == info.name && o.port == info.orig_port) {
       base::log::debug("tcp #{} {}:{} -> {}:{} (--connect-to)", info.id, info.name, info.orig_port,
@@ -112,11 +112,23 @@ Result<OpenResult> ConnectHandler::on_open(const FlowInfo& info) {
     // The translator already applied decide_address (CIDR rules, special ranges).
     auto addr = policy::parse_ip(info.name);
     if (!addr) {
-      return Error::msg(fmt::format("bad literal `{}`", info.name));
+      return Result<OpenResult>(Error::msg(fmt::format("bad literal `{}`", info.name)));
     }
     return connect_nonblocking(*addr, info.orig_port);
   }
+  return std::nullopt;
+}
+
+Result<OpenResult> ConnectHandler::on_open(const FlowInfo& info) {
+  if (auto direct = open_direct(info)) {
+    return std::move(*direct);
+  }
   AGENTBOX_ASSIGN_OR_RETURN(auto addrs, resolver_(info.name));
+  return connect_resolved(info, addrs);
+}
+
+Result<OpenResult> ConnectHandler::connect_resolved(
+    const FlowInfo& info, const std::vector<policy::IpAddr>& addrs) const {
   std::string refused;
   std::optional<Error> failed;
   for (const auto& a : addrs) {

@@ -90,13 +90,19 @@ Stack::Stack(StackConfig config, const policy::EgressPolicy& policy, FlowHandler
 
 base::Result<size_t> Stack::drain(Tap& tap, Clock::time_point now, size_t budget) {
   size_t handled = 0;
+  tcp_.begin_batch();  // one ACK per flow for the whole batch
+  base::Result<size_t> r = size_t{0};
   while (handled < budget) {
-    AGENTBOX_ASSIGN_OR_RETURN(size_t n, tap.read_frame(rx_));
-    if (n == 0) {
+    r = tap.read_frame(rx_);
+    if (!r || *r == 0) {
       break;
     }
-    on_frame(Bytes(rx_).first(n), now, tap.last_frame_checksum_ok());
+    on_frame(Bytes(rx_).first(*r), now, tap.last_frame_checksum_ok());
     ++handled;
+  }
+  tcp_.end_batch();
+  if (!r) {
+    return std::move(r).error();
   }
   return handled;
 }

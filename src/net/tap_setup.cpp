@@ -190,11 +190,16 @@ TapResult TapSetup::apply(const char* host_root) const noexcept {
   }
   ifreq ifr{};
   std::memcpy(ifr.ifr_name, spec_.name.c_str(), spec_.name.size() + 1);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | (spec_.offload ? IFF_VNET_HDR : 0));
   if (::ioctl(fd, TUNSETIFF, &ifr) != 0) {
     int err = errno;
     ::close(fd);
     return {TapStep::kCreate, err, -1};
+  }
+  if (spec_.offload) {
+    // The box's kernel may then hand over TCP/UDP with partial checksums (NEEDS_CSUM). Best
+    // effort: without it the box sums them itself, and the vnet header is there all the same.
+    (void)::ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM);
   }
   if (int err = configure(spec_); err != 0) {
     ::close(fd);

@@ -197,6 +197,25 @@ size_t BodyReader::feed(std::span<const std::byte> in, std::string& out) {
   return 0;
 }
 
+size_t BodyReader::verbatim_limit(size_t available) const {
+  if (state_ != ChunkedDecoder::State::kMore || !verbatim()) {
+    return 0;
+  }
+  return framing_ == Framing::kContentLength
+             ? static_cast<size_t>(std::min<uint64_t>(remaining_, available))
+             : available;
+}
+
+void BodyReader::skip(size_t n) {
+  if (state_ != ChunkedDecoder::State::kMore || framing_ != Framing::kContentLength) {
+    return;
+  }
+  remaining_ -= std::min<uint64_t>(n, remaining_);
+  if (remaining_ == 0) {
+    state_ = ChunkedDecoder::State::kDone;
+  }
+}
+
 void BodyReader::finish_eof() {
   if (state_ != ChunkedDecoder::State::kMore) {
     return;

@@ -50,8 +50,38 @@ struct CredentialSet::Entry {
   bool revoked = false;
   std::string failure;  // non-empty: unavailable (refresh failed)
   Clock::time_point fetched;
+  Clock::time_point attempted;  // last refresh started (re-reads at most once a second)
+  bool refreshing = false;      // a background re-read is running
+  std::vector<std::function<void()>> waiters;                    // woken when it finishes
   std::vector<std::pair<std::string, std::string>> basic_forms;  // b64(real) -> b64(placeholder)
 };
+
+bool is_header_token(std::string_view s) {
+  static constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
+    const auto u = static_cast<unsigned char>(ch);
+    return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
+           kExtra.find(ch) != std::string_view::npos;
+  });
+}
+
+base::Status check_format(std::string_view format) {
+  if (format.empty()) {
+    return base::ok();
+  }
+  const size_t first = format.find("{}");
+  if (first == std::string_view::npos || format.find("{}", first + 2) != std::string_view::npos) {
+    return base::Error::msg("`format` must contain `{}` exactly once");
+  }
+  for (char ch : format) {
+    const auto u = static_cast<unsigned char>(ch);
+    if ((u < 0x20 && ch != '\t') || u == 0x7f) {
+      return base::Error::msg(
+          "`format` must not contain control characters (CR, LF, ...): it becomes a header value");
+    }
+  }
+  return base::ok();
+}
 
 base::Result<InjectSpec> InjectSpec::parse(std::string_view s) {
   InjectSpec spec;
@@ -62,6 +92,11 @@ base::Result<InjectSpec> InjectSpec::parse(std::string_view s) {
     return std::string(s.substr(prefix.size()));
   };
   if (auto h = arg("header:")) {
+    if (!is_header_token(*h)) {
+      return base::Error::msg(
+          "inject `" + std::string(s) +
+          "`: the header name must be a token (letters, digits, !#$%&'*+-.^_`|~)");
+    }
     spec.kind = InjectKind::kHeader;
     spec.name = std::move(*h);
   } else if (auto q = arg("query:")) {
@@ -95,6 +130,16 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
       return std::move(inject).error().context(ctx);
     }
     e->inject = *inject;
+    if (auto st = check_format(spec.format); !st) {
+      return std::move(st).error().context(ctx);
+    }
+    if (!spec.format.empty() && e->inject.kind != InjectKind::kHeader) {
+      return base::Error::msg("`format` needs inject = \"header:NAME\"").context(ctx);
+    }
+    if (spec.body && e->inject.kind == InjectKind::kSigV4) {
+      return base::Error::msg("a SigV4 signing key is never sent, so `body` cannot apply")
+          .context(ctx);
+    }
     for (auto& h : spec.hosts) {
       auto pattern = policy::HostPattern::parse(h);
       if (!pattern) {
@@ -108,7 +153,7 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
       return std::move(secret).error().context(ctx);
     }
     e->secret = std::move(*secret);
-    e->fetched = Clock::now();
+    e->fetched = e->attempted = Clock::now();
     e->spec = std::move(spec);
     set.entries_.push_back(std::move(e));
   }
@@ -186,23 +231,89 @@ bool CredentialSet::revoke(std::string_view name) {
   return false;
 }
 
-base::Status CredentialSet::refresh_if_due(Entry& e) {
-  if (e.spec.from.substr(0, 4) == "env:" ||
-      Clock::now() - e.fetched < std::chrono::seconds(e.spec.ttl_seconds)) {
-    return base::ok();
+bool CredentialSet::due(const Entry& e) const {
+  const auto now = Clock::now();
+  if (e.spec.from.substr(0, 4) == "env:" || e.refreshing ||
+      now - e.attempted < std::chrono::seconds(1)) {
+    return false;
   }
-  auto fresh = source_->read(e.spec.from);
+  return !e.failure.empty() || now - e.fetched >= std::chrono::seconds(e.spec.ttl_seconds);
+}
+
+void CredentialSet::apply_refresh(Entry& e, base::Result<std::string> fresh) {
+  e.attempted = Clock::now();
   if (!fresh) {
-    return std::move(fresh).error();
+    e.failure = fresh.error().message();
+    return;
   }
   if (fresh->size() != e.placeholder.size()) {
     // The box holds a placeholder of the old length; a swap must never change lengths.
-    return base::Error::msg("the refreshed secret changed length; restart the session");
+    e.failure = "the refreshed secret changed length; restart the session";
+    return;
   }
   e.secret = std::move(*fresh);
-  e.fetched = Clock::now();
+  e.fetched = e.attempted;
+  e.failure.clear();
   e.basic_forms.clear();
+}
+
+base::Status CredentialSet::refresh_if_due(Entry& e) {
+  // With a refresher the re-read already ran off the loop (await_fresh); never block here.
+  if (!refresher_ && due(e)) {
+    apply_refresh(e, source_->read(e.spec.from));
+  }
+  if (!e.failure.empty()) {
+    return base::Error::msg(e.failure);
+  }
   return base::ok();
+}
+
+bool CredentialSet::await_fresh(const http1::Request& req, std::string_view host, bool cleartext,
+                                const std::function<void()>& wake) {
+  if (!refresher_) {
+    return false;
+  }
+  bool wait = false;
+  for (auto& e : entries_) {
+    if (e->revoked || e->spec.from.substr(0, 4) == "env:" ||
+        !std::any_of(e->scope.begin(), e->scope.end(),
+                     [&](const policy::HostPattern& p) { return p.matches(host); })) {
+      continue;
+    }
+    bool needed = !cleartext && (!e->spec.format.empty() || e->spec.body);
+    needed = needed || contains(req.target, e->placeholder);
+    for (const auto& h : req.headers) {
+      needed = needed || contains(h.value, e->placeholder) ||
+               contains(basic_decoded(h.value).value_or(""), e->placeholder);
+    }
+    if (!needed) {
+      continue;
+    }
+    if (!e->refreshing && due(*e)) {
+      Entry* entry = e.get();
+      entry->refreshing = true;
+      entry->attempted = Clock::now();
+      const bool started = refresher_(entry->spec.from, [this, entry](base::Result<std::string> r) {
+        entry->refreshing = false;
+        apply_refresh(*entry, std::move(r));
+        auto waiters = std::move(entry->waiters);
+        entry->waiters.clear();
+        for (auto& w : waiters) {
+          w();
+        }
+      });
+      if (!started) {
+        entry->refreshing = false;
+        entry->failure = "the refresh queue is full";
+        continue;
+      }
+    }
+    if (e->refreshing) {
+      e->waiters.push_back(wake);
+      wait = true;
+    }
+  }
+  return wait;
 }
 
 namespace {
@@ -254,6 +365,67 @@ bool swap_query(std::string& target, std::string_view param, std::string_view ph
 }
 
 }  // namespace
+
+// Pass 3 of inspect: `format` credentials scoped to this host add their header when the box did
+// not send it. A box that sent its own value keeps it (its choice, audited); the placeholder case
+// was swapped in pass 2 (`added_or_swapped`). False when the request must be blocked (v says why).
+bool CredentialSet::add_formatted(http1::Request& req, std::string_view host, bool cleartext,
+                                  const std::vector<Entry*>& added_or_swapped, Verdict& v) {
+  for (auto& e : entries_) {
+    if (e->spec.format.empty() || cleartext ||
+        std::find(added_or_swapped.begin(), added_or_swapped.end(), e.get()) !=
+            added_or_swapped.end() ||
+        !std::any_of(e->scope.begin(), e->scope.end(),
+                     [&](const policy::HostPattern& p) { return p.matches(host); })) {
+      continue;
+    }
+    if (req.header(e->inject.name)) {
+      if (sink_ != nullptr) {
+        sink_->emit(audit::Event("credential.skip")
+                        .str("credential", e->spec.name)
+                        .str("host", host)
+                        .str("header", e->inject.name)
+                        .str("reason", "the box sent its own value"));
+      }
+      continue;
+    }
+    std::string why;
+    if (e->revoked) {
+      why = "credential " + e->spec.name + " was revoked";
+    } else if (auto st = refresh_if_due(*e); !st) {
+      why = "credential " + e->spec.name + " is unavailable: " + st.error().message();
+    } else if (std::any_of(e->secret.begin(), e->secret.end(), [](char ch) {
+                 const auto u = static_cast<unsigned char>(ch);
+                 return (u < 0x20 && ch != '\t') || u == 0x7f;
+               })) {
+      why = "credential " + e->spec.name + " holds control characters; not sent as a header";
+    }
+    if (!why.empty()) {
+      if (sink_ != nullptr) {
+        sink_->emit(audit::Event("credential.blocked")
+                        .str("credential", e->spec.name)
+                        .str("host", host)
+                        .str("where", "header " + e->inject.name + " (added)")
+                        .str("reason", why));
+      }
+      v.blocked = true;
+      v.reason = std::move(why);
+      v.used.clear();
+      return false;
+    }
+    std::string value = e->spec.format;
+    value.replace(value.find("{}"), 2, e->secret);
+    req.headers.push_back({e->inject.name, std::move(value)});
+    v.used.push_back(e->spec.name);
+    if (sink_ != nullptr) {
+      sink_->emit(audit::Event("credential.use")
+                      .str("credential", e->spec.name)
+                      .str("host", host)
+                      .str("how", "added"));
+    }
+  }
+  return true;
+}
 
 Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::string_view body,
                                bool cleartext) {
@@ -334,6 +506,8 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
       present.push_back(e.get());
     }
   }
+  // Which headers the box sent itself, before any swap (for `format`: never add a second one).
+  std::vector<Entry*> added_or_swapped;
   // Pass 2: swap in the configured place only; elsewhere the placeholder goes on unchanged
   // (it is worthless to the scoped host).
   for (Entry* e : present) {
@@ -355,12 +529,16 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
       swapped = swap_query(req.target, e->inject.name, e->placeholder, e->secret) || swapped;
     }
     if (swapped) {
+      added_or_swapped.push_back(e);
       v.used.push_back(e->spec.name);
       if (sink_ != nullptr) {
         sink_->emit(
             audit::Event("credential.use").str("credential", e->spec.name).str("host", host));
       }
     }
+  }
+  if (!add_formatted(req, host, cleartext, added_or_swapped, v)) {
+    return v;
   }
   if (!v.used.empty() || !resign.empty()) {
     req.set_header("Accept-Encoding", "identity");  // so the response can be scrubbed
@@ -397,6 +575,61 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
     }
   }
   return v;
+}
+
+BodyInjector CredentialSet::body_injector(std::string_view host, bool cleartext) const {
+  BodyInjector inj;
+  if (cleartext) {
+    return inj;
+  }
+  for (const auto& e : entries_) {
+    if (!e->spec.body || e->revoked || !e->failure.empty() ||
+        !std::any_of(e->scope.begin(), e->scope.end(),
+                     [&](const policy::HostPattern& p) { return p.matches(host); })) {
+      continue;
+    }
+    BodyInjector::Stage st{.name = e->spec.name, .swap = {}, .reported = false};
+    st.swap.add(e->placeholder, e->secret);
+    inj.stages_.push_back(std::move(st));
+  }
+  return inj;
+}
+
+std::string BodyInjector::feed(std::string_view data) {
+  std::string buf(data);
+  for (auto& st : stages_) {
+    buf = st.swap.feed(buf);
+  }
+  return buf;
+}
+
+std::string BodyInjector::finish() {
+  // Each stage's held tail is final now; it still passes the later stages.
+  std::string buf;
+  for (auto& st : stages_) {
+    buf = st.swap.feed(buf);
+    buf += st.swap.finish();
+  }
+  return buf;
+}
+
+std::vector<std::string> BodyInjector::take_new_uses() {
+  std::vector<std::string> out;
+  for (auto& st : stages_) {
+    if (!st.reported && st.swap.replaced() > 0) {
+      st.reported = true;
+      out.push_back(st.name);
+    }
+  }
+  return out;
+}
+
+size_t BodyInjector::held() const {
+  size_t n = 0;
+  for (const auto& st : stages_) {
+    n += st.swap.held();
+  }
+  return n;
 }
 
 Scrubber CredentialSet::scrubber() const {

@@ -16,6 +16,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "agentbox/policy/ip.hpp"
 #include "agentbox/proxy/sigv4.hpp"
@@ -29,10 +30,6 @@ using Req = Exchange::Req;
 using Resp = Exchange::Resp;
 
 constexpr size_t kScanOverlap = 4096;  // longer than any placeholder
-
-std::span<const std::byte> as_bytes(std::string_view s) {
-  return std::as_bytes(std::span(s.data(), s.size()));
-}
 
 std::string scheme(const Conn& c) {
   return c.tls ? "https" : "http";
@@ -91,6 +88,14 @@ bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body
   x.ctx.head = r.method == "HEAD";
   x.ctx.asked_upgrade = r.wants_upgrade;
   x.close_after = !r.keep_alive;
+  if (in.credentials != nullptr && r.framing != http1::Framing::kNone) {
+    auto inj = in.credentials->body_injector(c.info.name, /*cleartext=*/!c.tls);
+    if (!inj.empty()) {
+      x.injector.emplace(std::move(inj));
+      // Trailers are dropped with the re-chunking (as on responses).
+      x.rechunk = r.framing == http1::Framing::kChunked;
+    }
+  }
   c.up.send(http1::serialize_head(r));
   x.req_body.emplace(r.framing, r.content_length);  // max_body is counted in request_body
   x.req = x.req_body->done() ? Req::kDone : Req::kBody;
@@ -98,6 +103,9 @@ bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body
   ++in.counters.requests;
   return true;
 }
+
+bool await_credentials(ProxyHandler::Internals& in, Conn& c);
+bool continue_request(ProxyHandler::Internals& in, Conn& c);
 
 bool begin_request(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
@@ -128,6 +136,30 @@ bool begin_request(ProxyHandler::Internals& in, Conn& c) {
                     std::to_string(r.content_length) + " bytes exceeds max_body " +
                     std::to_string(*x.max_body) + ")");
   }
+  return await_credentials(in, c);
+}
+
+// A file:/cmd: credential this request needs is stale: its re-read runs on the worker and the
+// request waits (kFresh); other connections go on. Then the request continues.
+bool await_credentials(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  if (in.credentials != nullptr) {
+    const uint64_t id = c.id;
+    auto wake = in.wake;
+    x.woken = false;
+    if (in.credentials->await_fresh(x.request, c.info.name, /*cleartext=*/!c.tls,
+                                    [wake, id] { wake(id); })) {
+      x.req = Req::kFresh;
+      return true;
+    }
+  }
+  return continue_request(in, c);
+}
+
+bool continue_request(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  auto& r = x.request;
+  x.req = Req::kHead;
   if (in.credentials != nullptr && r.framing != http1::Framing::kNone &&
       sigv4::is_sigv4(r.header("authorization").value_or("")) &&
       !r.header("x-amz-content-sha256")) {
@@ -149,14 +181,14 @@ bool hold_body(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
   const uint64_t want = x.request.content_length - x.held_body.size();
   const size_t n = static_cast<size_t>(std::min<uint64_t>(want, c.box.rx.size()));
-  x.held_body.append(c.box.rx, 0, n);
-  c.box.rx.erase(0, n);
+  x.held_body.append(c.box.rx.view().substr(0, n));
+  c.box.rx.consume(n);
   if (x.held_body.size() == x.request.content_length) {
     std::string body = std::move(x.held_body);
     x.held_body.clear();
     (void)forward_request(in, c, body);
     if (c.mode == Mode::kHttp) {
-      c.box.rx.insert(0, body);  // the ordinary body path forwards (and scans) it
+      c.box.rx.prepend(body);  // the ordinary body path forwards (and scans) it
     }
     return true;
   }
@@ -181,7 +213,7 @@ bool request_head(ProxyHandler::Internals& in, Conn& c) {
   if (x.head_started == Clock::time_point{}) {
     x.head_started = Clock::now();
   }
-  auto p = http1::parse_request(as_bytes(c.box.rx));
+  auto p = http1::parse_request(c.box.rx.bytes());
   if (p.status == http1::ParseStatus::kNeedMore) {
     if (c.box.eof) {
       drop(in, c, "request head cut short");
@@ -195,9 +227,53 @@ bool request_head(ProxyHandler::Internals& in, Conn& c) {
   if (p.status == http1::ParseStatus::kError) {
     return deny(in, c, p.http_status, "request blocked: malformed request: " + p.reason);
   }
-  c.box.rx.erase(0, p.head_bytes);
+  c.box.rx.consume(p.head_bytes);
   x.request = std::move(p.message);
   return begin_request(in, c);
+}
+
+// Request body bytes (decoded) to the upstream, re-chunked when the injector changed framing.
+void send_up(Conn& c, std::string_view data) {
+  if (data.empty()) {
+    return;
+  }
+  if (c.http.rechunk) {
+    c.up.send(http1::encode_chunk(data));
+  } else {
+    c.up.send(data);
+  }
+}
+
+void note_body_uses(ProxyHandler::Internals& in, Conn& c) {
+  for (auto& name : c.http.injector->take_new_uses()) {
+    in.audit.emit(audit::Event("credential.use")
+                      .str("credential", name)
+                      .str("host", c.info.name)
+                      .str("how", "body"));
+    if (std::find(c.http.credentials.begin(), c.http.credentials.end(), name) ==
+        c.http.credentials.end()) {
+      c.http.credentials.push_back(std::move(name));
+    }
+  }
+}
+
+// Body injection: the decoded bytes go through the swapper (same length: Content-Length holds)
+// for the first kMaxBodyScan bytes, then as they are; the held tail is released at the bound.
+void inject_body(ProxyHandler::Internals& in, Conn& c, std::string_view decoded) {
+  auto& x = c.http;
+  const uint64_t before = x.body_up - decoded.size();
+  const size_t swap_part = before >= CredentialSet::kMaxBodyScan
+                               ? 0
+                               : static_cast<size_t>(std::min<uint64_t>(
+                                     decoded.size(), CredentialSet::kMaxBodyScan - before));
+  if (swap_part > 0) {
+    send_up(c, x.injector->feed(decoded.substr(0, swap_part)));
+    if (before + swap_part >= CredentialSet::kMaxBodyScan) {
+      send_up(c, x.injector->finish());
+    }
+    note_body_uses(in, c);
+  }
+  send_up(c, decoded.substr(swap_part));
 }
 
 bool request_body(ProxyHandler::Internals& in, Conn& c) {
@@ -213,8 +289,19 @@ bool request_body(ProxyHandler::Internals& in, Conn& c) {
     return false;
   }
   const size_t room = std::min(c.box.rx.size(), cap - c.up.pending());
-  std::string decoded;
-  const size_t used = x.req_body->feed(as_bytes(c.box.rx).first(room), decoded);
+  // The raw bytes go upstream as they are; the decoded ones are counted and scanned. A
+  // Content-Length body is its raw bytes (no decoded copy).
+  std::string decoded_copy;
+  std::string_view decoded;
+  size_t used = 0;
+  if (x.req_body->verbatim()) {
+    used = x.req_body->verbatim_limit(room);
+    x.req_body->skip(used);
+    decoded = c.box.rx.view().substr(0, used);
+  } else {
+    used = x.req_body->feed(c.box.rx.bytes().first(room), decoded_copy);
+    decoded = decoded_copy;
+  }
   x.body_up += decoded.size();
   const std::string url =
       scheme(c) + "://" + c.info.name + std::string(target_path(x.request.target));
@@ -227,7 +314,8 @@ bool request_body(ProxyHandler::Internals& in, Conn& c) {
     return deny(in, c, 400, "request blocked: malformed request body: " + x.req_body->error());
   }
   if (in.credentials != nullptr && x.scanned < CredentialSet::kMaxBodyScan && !decoded.empty()) {
-    std::string window = x.scan_tail + decoded;
+    std::string window = x.scan_tail;
+    window.append(decoded.substr(0, CredentialSet::kMaxBodyScan));
     http1::Request none;
     const auto v = in.credentials->inspect(none, c.info.name, window, !c.tls);
     if (v.blocked) {
@@ -236,9 +324,21 @@ bool request_body(ProxyHandler::Internals& in, Conn& c) {
     x.scanned += decoded.size();
     x.scan_tail = window.substr(window.size() - std::min(window.size(), kScanOverlap));
   }
-  c.up.send(std::string_view(c.box.rx).substr(0, used));
-  c.box.rx.erase(0, used);
+  if (x.injector) {
+    inject_body(in, c, decoded);
+  } else {
+    c.up.send(c.box.rx.view().substr(0, used));
+  }
+  c.box.rx.consume(used);
   if (x.req_body->done()) {
+    if (x.injector) {
+      send_up(c, x.injector->finish());
+      note_body_uses(in, c);
+      x.injector.reset();
+    }
+    if (x.rechunk) {
+      c.up.send(http1::kLastChunk);
+    }
     x.req = Req::kDone;
   }
   return used > 0;
@@ -271,6 +371,8 @@ void finish_response(ProxyHandler::Internals& in, Conn& c) {
     return;
   }
   x = Exchange{};
+  c.box.trim();
+  c.up.trim();
 }
 
 bool response_head(ProxyHandler::Internals& in, Conn& c) {
@@ -278,7 +380,7 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
   if (c.box.pending() >= in.options.buffer) {
     return false;
   }
-  auto p = http1::parse_response(as_bytes(c.up.rx), x.ctx);
+  auto p = http1::parse_response(c.up.rx.bytes(), x.ctx);
   if (p.status == http1::ParseStatus::kNeedMore) {
     if (c.up.eof || c.up.failed() || c.up.rx.size() >= in.options.buffer) {
       std::string why = "the upstream closed without answering";
@@ -302,7 +404,7 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
     ++in.counters.upstream_failures;
     return deny(in, c, 502, "request blocked: bad response from " + c.info.name + ": " + p.reason);
   }
-  c.up.rx.erase(0, p.head_bytes);
+  c.up.rx.consume(p.head_bytes);
   auto& resp = p.message;
   std::string head = http1::serialize_head(resp);
   if (in.credentials != nullptr) {
@@ -337,27 +439,77 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
   return true;
 }
 
+// Sends `n` bytes from the front of up.rx, already scrubbed, as response body bytes.
+void send_verbatim(Conn& c, size_t n) {
+  auto& x = c.http;
+  if (n == 0) {
+    return;
+  }
+  x.resp_body->skip(n);
+  x.body_down += n;
+  c.box.send(c.up.rx.view().substr(0, n));
+  c.up.rx.consume(n);
+}
+
+// Content-Length and until-close bodies: scrubbed in place in up.rx and encrypted for the box
+// straight from there (no copy). Bytes the scrubber holds back (a possible start of a secret)
+// stay at the front of up.rx (`held`) and are scanned again with what follows, until the body
+// ends or the hold expires (release_held).
+bool response_body_verbatim(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  const size_t room = in.options.buffer - c.box.pending();
+  const size_t avail = x.resp_body->verbatim_limit(c.up.rx.size());
+  const size_t n = std::min(avail, room);
+  const bool no_more = c.up.eof || c.up.failed();
+  // The last bytes of the body (or of the stream) are final: nothing can complete a secret.
+  const bool body_ends = x.resp_body->verbatim_limit(SIZE_MAX) == avail;  // Content-Length
+  const bool final = n == avail && (body_ends || (no_more && n == c.up.rx.size()));
+  size_t keep = n;
+  if (x.scrubber && n > 0) {
+    keep = x.scrubber->scrub_in_place(std::span(c.up.rx.data(), n), final);
+  }
+  send_verbatim(c, keep);
+  const bool fresh = n > x.held;  // bytes not scanned before: the hold starts again
+  x.held = n - keep;
+  if (x.held == 0) {
+    x.held_since = Clock::time_point{};
+  } else if (fresh) {
+    x.held_since = Clock::now();
+  }
+  bool progress = keep > 0;
+  if (!x.resp_body->done() && c.up.rx.empty() && no_more) {
+    x.resp_body->finish_eof();
+    progress = true;
+  }
+  return progress;
+}
+
 bool response_body(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
   const size_t cap = in.options.buffer;
   if (c.box.pending() >= cap) {
     return false;
   }
-  const size_t room = std::min(c.up.rx.size(), cap - c.box.pending());
-  std::string decoded;
-  const size_t used = x.resp_body->feed(as_bytes(c.up.rx).first(room), decoded);
-  c.up.rx.erase(0, used);
-  bool progress = used > 0;
-  if (!x.resp_body->done() && c.up.rx.empty() && (c.up.eof || c.up.failed())) {
-    x.resp_body->finish_eof();
-    progress = true;
+  bool progress = false;
+  if (x.resp_body->verbatim()) {
+    progress = response_body_verbatim(in, c);
+  } else {
+    const size_t room = std::min(c.up.rx.size(), cap - c.box.pending());
+    std::string decoded;
+    const size_t used = x.resp_body->feed(c.up.rx.bytes().first(room), decoded);
+    c.up.rx.consume(used);
+    progress = used > 0;
+    if (!x.resp_body->done() && c.up.rx.empty() && (c.up.eof || c.up.failed())) {
+      x.resp_body->finish_eof();
+      progress = true;
+    }
+    x.body_down += decoded.size();
+    if (x.scrubber) {
+      decoded = x.scrubber->feed(decoded);
+      x.held_since = x.scrubber->held() > 0 ? Clock::now() : Clock::time_point{};
+    }
+    send_body(c, decoded);
   }
-  x.body_down += decoded.size();
-  if (x.scrubber) {
-    decoded = x.scrubber->feed(decoded);
-    x.held_since = x.scrubber->held() > 0 ? Clock::now() : Clock::time_point{};
-  }
-  send_body(c, decoded);
   if (x.resp_body->failed()) {
     ++in.counters.upstream_failures;
     audit_request(in, c, "aborted", "response body: " + x.resp_body->error());
@@ -376,12 +528,15 @@ bool response_body(ProxyHandler::Internals& in, Conn& c) {
 }  // namespace
 
 bool holds_bytes(const Conn& c) {
-  return (c.http.scrubber && c.http.scrubber->held() > 0) ||
+  return c.http.held > 0 || (c.http.scrubber && c.http.scrubber->held() > 0) ||
          (c.tunnel_scrubber && c.tunnel_scrubber->held() > 0);
 }
 
 void release_held(ProxyHandler::Internals&, Conn& c) {
-  if (c.mode == Mode::kHttp && c.http.scrubber && c.http.resp == Resp::kBody) {
+  if (c.mode == Mode::kHttp && c.http.resp == Resp::kBody && c.http.held > 0) {
+    send_verbatim(c, c.http.held);  // scrubbed already; only a longer needle could still match
+    c.http.held = 0;
+  } else if (c.mode == Mode::kHttp && c.http.scrubber && c.http.resp == Resp::kBody) {
     send_body(c, c.http.scrubber->finish());
   } else if (c.mode == Mode::kTunnel && c.tunnel_scrubber) {
     c.box.send(c.tunnel_scrubber->finish());
@@ -417,6 +572,8 @@ bool http_step(ProxyHandler::Internals& in, Conn& c) {
         return true;
       }
       step = request_head(in, c);
+    } else if (x.req == Req::kFresh) {
+      step = x.woken && await_credentials(in, c);
     } else if (x.req == Req::kHold) {
       step = hold_body(in, c);
     } else if (x.req == Req::kBody) {

@@ -13,10 +13,6 @@ namespace agentbox::proxy {
 
 namespace {
 
-std::span<const std::byte> as_bytes(const std::string& s) {
-  return std::as_bytes(std::span(s.data(), s.size()));
-}
-
 void audit_open(ProxyHandler::Internals& in, const Conn& c, std::string_view mode) {
   audit::Event e("proxy.open");
   e.num("id", static_cast<int64_t>(c.info.id))
@@ -132,14 +128,14 @@ int UpstreamSessions::on_new_session(SSL* ssl, SSL_SESSION* session) {
   return 0;  // the connection keeps its own reference
 }
 
-bool open_upstream(ProxyHandler::Internals& in, Conn& c) {
-  if (c.up.fd) {
-    return true;  // opened when the flow was (ProxyHandler::serve)
+bool open_upstream(ProxyHandler::Internals&, Conn& c) {
+  if (!c.up.fd && c.up.error.empty()) {
+    c.up.error = "no upstream connection";
   }
-  if (!c.up.error.empty()) {
-    return false;
-  }
-  auto r = in.connector.on_open(c.info);
+  return c.up.fd.valid();  // opened as the flow was, or when its name resolved
+}
+
+bool adopt_upstream(ProxyHandler::Internals& in, Conn& c, base::Result<net::OpenResult> r) {
   if (!r) {
     ++in.counters.upstream_failures;
     c.up.error = r.error().message();
@@ -164,7 +160,7 @@ bool classify(ProxyHandler::Internals& in, Conn& c) {
     c.done = true;
     return true;
   }
-  const auto bytes = as_bytes(c.box.rx);
+  const auto bytes = c.box.rx.bytes();
   const std::string where = c.info.name + ":" + std::to_string(c.info.orig_port);
   switch (http1::classify_stream(bytes)) {
     case http1::StreamKind::kNeedMore:
@@ -238,20 +234,20 @@ bool splice(ProxyHandler::Internals& in, Conn& c) {
   bool progress = false;
   if (!c.box.rx.empty() && c.up.pending() < cap) {
     const size_t n = std::min(c.box.rx.size(), cap - c.up.pending());
-    c.up.send(std::string_view(c.box.rx).substr(0, n));
-    c.box.rx.erase(0, n);
+    c.up.send(c.box.rx.view().substr(0, n));
+    c.box.rx.consume(n);
     progress = true;
   }
   if (!c.up.rx.empty() && c.box.pending() < cap) {
     const size_t n = std::min(c.up.rx.size(), cap - c.box.pending());
-    const auto piece = std::string_view(c.up.rx).substr(0, n);
+    const auto piece = c.up.rx.view().substr(0, n);
     if (c.tunnel_scrubber) {
       c.box.send(c.tunnel_scrubber->feed(piece));
       c.http.held_since = c.tunnel_scrubber->held() > 0 ? Clock::now() : Clock::time_point{};
     } else {
       c.box.send(piece);
     }
-    c.up.rx.erase(0, n);
+    c.up.rx.consume(n);
     progress = true;
   }
   if (c.box.eof && c.box.rx.empty() && !c.up.want_shut) {

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "agentbox/net/resolver.hpp"
+#include "agentbox/proxy/byte_buffer.hpp"
 #include "agentbox/proxy/proxy_handler.hpp"
 #include "agentbox/proxy/sni.hpp"
 #include "agentbox/proxy/tls_session.hpp"
@@ -41,10 +43,11 @@ class UpstreamSessions {
   std::map<std::string, ossl::SessionPtr> sessions_;
 };
 
-// One end of a proxied connection. Bytes from the fd land in `rx` (decrypted first when `tls`);
-// send() queues bytes for the peer (encrypted when `tls`; held in `out` until the handshake is
-// done); flush() writes what the socket takes. The owner reads a side only while rx is below its
-// cap and the consumer of rx has room: that is the whole back-pressure scheme.
+// One end of a proxied connection. Bytes from the fd land in `rx` (decrypted first when `tls`:
+// read(2) writes into the channel's input buffer, SSL_read_ex into rx); send() queues bytes for
+// the peer (plain in `tx`, or encrypted into the channel's output buffer; held in `out` until
+// the handshake is done); flush() writes what the socket takes. The owner reads a side only while
+// rx is below its cap and the consumer of rx has room: that is the whole back-pressure scheme.
 class Side {
  public:
   base::UniqueFd fd;
@@ -52,9 +55,9 @@ class Side {
   uint32_t interest = 0;
   bool connecting = false;        // non-blocking connect(2) in progress
   std::optional<TlsChannel> tls;  // set when this side speaks TLS through the proxy
-  std::string rx;                 // plaintext from the peer, not consumed yet
+  ByteBuffer rx;                  // plaintext from the peer, not consumed yet
   std::string out;                // plaintext waiting for the TLS handshake
-  std::string tx;                 // bytes for the fd (ciphertext when tls)
+  ByteBuffer tx;                  // bytes for the fd sent before TLS (if any): go first
   bool fd_eof = false;            // read(2) returned 0
   bool eof = false;               // the peer sends no more (fd EOF or close_notify)
   bool want_shut = false;         // send FIN (after close_notify) once everything is written
@@ -66,7 +69,9 @@ class Side {
 
   [[nodiscard]] bool open() const { return fd.valid(); }
   [[nodiscard]] bool failed() const { return !error.empty(); }
-  [[nodiscard]] size_t pending() const { return tx.size() + out.size(); }
+  // Bytes waiting for the fd (plain, or ciphertext made by the TLS channel).
+  [[nodiscard]] size_t unsent() const { return tx.size() + (tls ? tls->output().size() : 0); }
+  [[nodiscard]] size_t pending() const { return unsent() + out.size(); }
   [[nodiscard]] bool handshake_done() const { return !tls || tls->handshake_done(); }
   // Reads up to `budget` bytes. Returns true when anything changed (bytes, EOF, error).
   bool fill(size_t budget);
@@ -75,6 +80,10 @@ class Side {
   // Continues as TLS from the bytes already in rx (the ClientHello that was classified).
   void adopt_tls(TlsChannel channel);
   void send(std::string_view plain);
+  // Drops everything queued for the fd.
+  void discard_output();
+  // Frees large empty buffers (after a download, a kept-alive connection waits with little).
+  void trim();
   // Writes queued bytes; sends FIN when asked and all is written. Returns true on progress.
   bool flush();
   // connect(2) finished (EPOLLOUT): clears `connecting` or sets `error`.
@@ -91,7 +100,8 @@ class Side {
 struct Exchange {
   // kHold: a SigV4 request without x-amz-content-sha256 whose body must be read whole before
   // the head can be re-signed (the signature covers the body's hash).
-  enum class Req { kHead, kHold, kBody, kDone };
+  // kFresh: a file:/cmd: credential the request needs is being re-read off the loop.
+  enum class Req { kHead, kFresh, kHold, kBody, kDone };
   enum class Resp { kIdle, kHead, kBody, kDone };
   Req req = Req::kHead;
   Resp resp = Resp::kIdle;
@@ -103,6 +113,7 @@ struct Exchange {
   bool resp_started = false;  // bytes of this response went to the box
   bool close_after = false;   // Connection: close on either message (or an early response)
   std::optional<Scrubber> scrubber;
+  size_t held = 0;                 // verbatim body: scrubbed bytes held at the front of up.rx
   Clock::time_point held_since{};  // scrubber holds bytes since (for the flush timer)
   std::optional<uint64_t> max_body;
   uint64_t body_up = 0;    // request body bytes (decoded)
@@ -110,6 +121,11 @@ struct Exchange {
   std::string held_body;   // kHold: the body so far (<= CredentialSet::kMaxBodyScan)
   uint64_t scanned = 0;    // request body bytes scanned for placeholders
   std::string scan_tail;   // last bytes of the previous body piece (a placeholder split in two)
+  // `body = true` credentials scoped to the host: the decoded body goes through it (first
+  // CredentialSet::kMaxBodyScan bytes) and a chunked body is re-chunked.
+  std::optional<BodyInjector> injector;
+  bool rechunk = false;
+  bool woken = false;  // kFresh: a refresh it waited for finished
   // For the audit event.
   std::string method;
   std::string path;
@@ -142,7 +158,18 @@ struct Conn {
   Clock::time_point opened{};
   Clock::time_point last_activity{};
   uint64_t lingered = 0;  // bytes discarded while closing
-  bool done = false;      // destroy after the current callback
+  // Upstream name resolution on the worker (0: none running). While it runs the box side is not
+  // read; `plug` keeps the translator's end unwritable so the box gets its SYN-ACK (or RST) only
+  // once the upstream is known (ProxyHandler::on_open).
+  uint64_t resolving = 0;
+  struct Plug {
+    base::UniqueFd peer;  // a dup of the translator's end
+    size_t junk = 0;      // bytes written into our end to fill it
+    int sndbuf = 0;       // the translator end's SO_SNDBUF before
+  };
+  std::optional<Plug> plug;
+  bool done = false;     // destroy after the current callback
+  bool yielded = false;  // run() stopped at its round limit with work left
 };
 
 // What the connection code needs from the handler.
@@ -161,11 +188,17 @@ struct ProxyHandler::Internals {
   std::vector<policy::HostPattern> intercept;  // credential scopes + rule hosts
   UpstreamSessions sessions;
   ProxyCounters& counters;
+  // Runs a connection's state machine again (a background job it waited for finished).
+  std::function<void(uint64_t conn_id)> wake;
+  std::unique_ptr<net::AsyncResolver> resolver;  // upstream names, off the loop
+  std::unique_ptr<net::Worker> refresher;        // file:/cmd: credential re-reads, off the loop
 };
 
 // proxy_classify.cpp: first bytes -> mode. Returns true on progress.
 bool classify(ProxyHandler::Internals& in, Conn& c);
-// Opens the upstream socket for the flow (connecting); false (and the conn closing) on error.
+// Takes the upstream socket (connecting) for the flow; false (c.up.error set, audited) on error.
+bool adopt_upstream(ProxyHandler::Internals& in, Conn& c, base::Result<net::OpenResult> r);
+// Whether the flow has its upstream socket (opened when the flow was, or once resolved).
 bool open_upstream(ProxyHandler::Internals& in, Conn& c);
 // proxy_splice.cpp: kSplice / kTunnel step. Returns true on progress.
 bool splice(ProxyHandler::Internals& in, Conn& c);

@@ -2,6 +2,7 @@
 #include "agentbox/proxy/proxy_handler.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -20,6 +21,9 @@ constexpr int kMaxRounds = 64;                     // per callback, for fairness
 constexpr std::chrono::seconds kClosingGrace{10};
 
 bool can_read(const ProxyOptions& o, const Conn& c, const Side& s) {
+  if (c.resolving != 0) {
+    return false;  // nothing is read before the upstream is known
+  }
   if (!s.open() || s.connecting || s.fd_eof || s.failed() || s.rx.size() >= o.buffer) {
     return false;
   }
@@ -57,6 +61,70 @@ bool closing_step(Conn& c) {
     return true;
   }
   return progress;
+}
+
+// While the upstream name resolves, the translator's end of the socketpair is made unwritable:
+// its send buffer shrunk to the minimum and filled from our side. The translator treats a
+// returned socket that is not yet writable as a connect in progress (connected = false), so the
+// box gets its SYN-ACK when we drain the filler (resolved and connecting upstream) and a RST
+// when we close our end with the filler unread (AF_UNIX then reports ECONNRESET to the peer):
+// the same answers as for a name resolved on the spot, with no lookup on the loop. Returns
+// nullopt (nothing changed that matters) when the socket cannot be plugged.
+std::optional<Conn::Plug> plug(int theirs, int ours) {
+  Conn::Plug p;
+  socklen_t len = sizeof p.sndbuf;
+  if (::getsockopt(theirs, SOL_SOCKET, SO_SNDBUF, &p.sndbuf, &len) != 0) {
+    return std::nullopt;
+  }
+  const int fd = ::fcntl(theirs, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) {
+    return std::nullopt;
+  }
+  p.peer = base::UniqueFd(fd);
+  int small = 1;  // the kernel's minimum (a few KiB)
+  (void)::setsockopt(theirs, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  static const char kFiller[4096] = {};
+  for (int i = 0; i < 64; ++i) {
+    const ssize_t n = ::send(theirs, kFiller, sizeof kFiller, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n <= 0) {
+      break;
+    }
+    p.junk += static_cast<size_t>(n);
+  }
+  pollfd pfd{.fd = theirs, .events = POLLOUT, .revents = 0};
+  if (::poll(&pfd, 1, 0) != 0) {
+    // Still writable (or an error): this kernel does not hold it; undo.
+    Conn::Plug undo = std::move(p);
+    char buf[4096];
+    while (undo.junk > 0) {
+      const ssize_t n = ::recv(ours, buf, std::min(sizeof buf, undo.junk), MSG_DONTWAIT);
+      if (n <= 0) {
+        break;
+      }
+      undo.junk -= static_cast<size_t>(n);
+    }
+    int half = undo.sndbuf / 2;
+    (void)::setsockopt(theirs, SOL_SOCKET, SO_SNDBUF, &half, sizeof half);
+    return std::nullopt;
+  }
+  return p;
+}
+
+// The name resolved and the upstream is connecting: the translator's end becomes writable (the
+// box gets its SYN-ACK) and our end holds only what the box sends from now on.
+bool unplug(Conn::Plug& p, int ours) {
+  int half = p.sndbuf / 2;  // getsockopt reports the doubled value setsockopt makes
+  (void)::setsockopt(p.peer.get(), SOL_SOCKET, SO_SNDBUF, &half, sizeof half);
+  char buf[4096];
+  for (int i = 0; i < 1024 && p.junk > 0; ++i) {
+    const ssize_t n = ::recv(ours, buf, std::min(sizeof buf, p.junk), MSG_DONTWAIT);
+    if (n <= 0) {
+      return false;
+    }
+    p.junk -= static_cast<size_t>(n);
+  }
+  p.peer.reset();
+  return p.junk == 0;
 }
 
 }  // namespace
@@ -118,6 +186,30 @@ base::Result<std::unique_ptr<ProxyHandler>> ProxyHandler::create(
       .counters = h->counters_,
   });
   ProxyHandler* self = h.get();
+  h->in_->wake = [self](uint64_t id) { self->on_wake(id); };
+  const auto& o = h->in_->options;
+  AGENTBOX_ASSIGN_OR_RETURN(h->in_->resolver,
+                            net::AsyncResolver::create(loop, {.resolve = o.resolver,
+                                                              .threads = o.resolver_threads,
+                                                              .max_queue = 256,
+                                                              .timeout = o.resolve_timeout,
+                                                              .ttl = o.dns_ttl,
+                                                              .negative_ttl = o.dns_negative_ttl,
+                                                              .max_cache = 1024}));
+  if (credentials != nullptr) {
+    // file:/cmd: re-reads (a command may take up to its 10 s timeout) run on one worker thread.
+    AGENTBOX_ASSIGN_OR_RETURN(h->in_->refresher,
+                              net::Worker::create(loop, {.threads = 1, .max_queue = 64}));
+    auto source = std::make_shared<SecretSource>(credentials->source());
+    net::Worker* worker = h->in_->refresher.get();
+    credentials->set_refresher(
+        [worker, source](const std::string& from,
+                         const std::function<void(base::Result<std::string>)>& done) -> bool {
+          auto result = std::make_shared<base::Result<std::string>>(base::Error::msg("not read"));
+          return worker->post([result, source, from] { *result = source->read(from); },
+                              [result, done] { done(std::move(*result)); });
+        });
+  }
   AGENTBOX_ASSIGN_OR_RETURN(
       h->sweep_, loop.add_timer(h->in_->options.sweep_interval, h->in_->options.sweep_interval,
                                 [self](uint64_t) { self->on_sweep(); }));
@@ -127,6 +219,9 @@ base::Result<std::unique_ptr<ProxyHandler>> ProxyHandler::create(
 ProxyHandler::~ProxyHandler() {
   if (!in_) {
     return;
+  }
+  if (in_->credentials != nullptr) {
+    in_->credentials->set_refresher(nullptr);  // it points at this handler's worker
   }
   for (auto& [id, c] : conns_) {
     for (Side* s : {&c->box, &c->up}) {
@@ -148,11 +243,19 @@ base::Result<net::OpenResult> ProxyHandler::on_open(const net::FlowInfo& info) {
   }
   base::UniqueFd theirs(sv[0]);
   base::UniqueFd ours(sv[1]);
-  AGENTBOX_TRY(serve(info, std::move(ours)));
-  return net::OpenResult{.fd = std::move(theirs), .connected = true};
+  bool plugged = false;
+  AGENTBOX_TRY(serve_flow(info, std::move(ours), theirs.get(), plugged));
+  // Plugged: the translator waits for the socket to become writable (the name resolved).
+  return net::OpenResult{.fd = std::move(theirs), .connected = !plugged};
 }
 
 base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) {
+  bool plugged = false;
+  return serve_flow(info, std::move(box), -1, plugged);
+}
+
+base::Status ProxyHandler::serve_flow(const net::FlowInfo& info, base::UniqueFd box,
+                                      int translator_end, bool& plugged) {
   if (conns_.size() >= in_->options.max_connections) {
     return base::Error::msg("too many proxied connections");
   }
@@ -179,9 +282,39 @@ base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) 
   // The upstream is connected now, whatever the first bytes turn out to be: where bytes may go
   // does not depend on them (SNI and Host must equal the flow's name), a name that resolves
   // only to refused addresses (rebinding) or to nothing is answered with a RST as on the plain
-  // path, and the connect overlaps the box's handshake instead of following it.
-  if (!open_upstream(*in_, *c)) {
-    return base::Error::msg("cannot reach `" + info.name + "`: " + c->up.error);
+  // path, and the connect overlaps the box's handshake instead of following it. A name that
+  // must be looked up is resolved on the worker; the flow waits (plugged) meanwhile.
+  auto direct = in_->connector.open_direct(info);
+  std::optional<net::AsyncResolver::Addrs> known;
+  if (!direct) {
+    known = in_->resolver->cached(info.name);
+  }
+  if (direct || known) {
+    auto r = direct     ? std::move(*direct)
+             : (*known) ? in_->connector.connect_resolved(info, **known)
+                        : base::Result<net::OpenResult>(known->error());
+    if (!adopt_upstream(*in_, *c, std::move(r))) {
+      return base::Error::msg("cannot reach `" + info.name + "`: " + c->up.error);
+    }
+  } else {
+    if (translator_end >= 0) {
+      c->plug = plug(translator_end, c->box.fd.get());
+    }
+    if (translator_end >= 0 && !c->plug) {
+      // Not pluggable on this kernel: resolve here rather than answer SYN-ACK for a name that
+      // may lead nowhere (blocks the loop for this lookup only).
+      auto addrs = in_->options.resolver(info.name);
+      auto r = addrs ? in_->connector.connect_resolved(info, *addrs)
+                     : base::Result<net::OpenResult>(addrs.error());
+      if (!adopt_upstream(*in_, *c, std::move(r))) {
+        return base::Error::msg("cannot reach `" + info.name + "`: " + c->up.error);
+      }
+    } else {
+      plugged = c->plug.has_value();
+      const uint64_t id = c->id;
+      c->resolving = in_->resolver->resolve(
+          info.name, [this, id](const net::AsyncResolver::Addrs& a) { on_resolved(id, a); });
+    }
   }
   Conn& ref = *c;
   by_flow_[info.id] = c->id;
@@ -192,6 +325,68 @@ base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) 
     return base::Error::msg("cannot watch the proxied connection");
   }
   return base::ok();
+}
+
+void ProxyHandler::on_resolved(uint64_t id, const net::AsyncResolver::Addrs& addrs) noexcept {
+  try {
+    handle_resolved(id, addrs);
+  } catch (...) {
+    ++counters_.internal_errors;
+    auto it = conns_.find(id);
+    if (it != conns_.end()) {
+      it->second->done = true;
+    }
+  }
+}
+
+void ProxyHandler::handle_resolved(uint64_t id, const net::AsyncResolver::Addrs& addrs) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) {
+    return;
+  }
+  Conn& c = *it->second;
+  c.resolving = 0;
+  auto r = addrs ? in_->connector.connect_resolved(c.info, *addrs)
+                 : base::Result<net::OpenResult>(addrs.error());
+  const bool ok = adopt_upstream(*in_, c, std::move(r));
+  if (c.plug) {
+    if (!ok || !unplug(*c.plug, c.box.fd.get())) {
+      // Our end closes with the filler unread: the translator sees ECONNRESET and resets the
+      // box's connection attempt (as a refusal at SYN time would).
+      destroy(id);
+      return;
+    }
+    c.plug.reset();
+  } else if (!ok) {
+    drop(*in_, c, "cannot reach `" + c.info.name + "`: " + c.up.error);
+  }
+  run(c);
+  if (!c.done) {
+    update_interest(c);
+  }
+  if (c.done) {
+    destroy(id);
+  }
+}
+
+void ProxyHandler::on_wake(uint64_t id) noexcept {
+  try {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) {
+      return;
+    }
+    Conn& c = *it->second;
+    c.http.woken = true;
+    run(c);
+    if (!c.done) {
+      update_interest(c);
+    }
+    if (c.done) {
+      destroy(id);
+    }
+  } catch (...) {
+    ++counters_.internal_errors;
+  }
 }
 
 void ProxyHandler::on_close(const net::FlowInfo& info, const net::FlowStats& stats) {
@@ -245,6 +440,10 @@ void ProxyHandler::destroy(uint64_t id) {
     return;
   }
   Conn& c = *it->second;
+  if (c.resolving != 0) {
+    in_->resolver->cancel(c.resolving);
+    c.resolving = 0;
+  }
   const auto& x = c.http;
   if (c.mode == Mode::kHttp && (x.req != Exchange::Req::kHead || x.resp != Exchange::Resp::kIdle)) {
     audit_request(*in_, c, "aborted", c.box.failed() ? c.box.error : "connection closed");
@@ -282,9 +481,12 @@ void ProxyHandler::update_interest(Conn& c) {
     if (can_read(in_->options, c, *s)) {
       ev |= EPOLLIN;
     }
-    if (s->connecting || !s->tx.empty() || (!s->out.empty() && s->handshake_done()) ||
+    if (s->connecting || s->unsent() > 0 || (!s->out.empty() && s->handshake_done()) ||
         (s->want_shut && !s->shut)) {
       ev |= EPOLLOUT;
+    }
+    if (c.yielded && !c.done && (!box_side || !c.up.open() || c.up.failed())) {
+      ev |= EPOLLOUT;  // a writable socket: the next loop iteration runs the flow again
     }
     if (s->watch == 0) {
       const uint64_t id = c.id;
@@ -304,6 +506,11 @@ void ProxyHandler::update_interest(Conn& c) {
 }
 
 void ProxyHandler::run(Conn& c) noexcept {
+  // Ending on the round limit with work left must not end the flow's progress: the bytes may
+  // sit in our buffers with no fd event to come (rx at its cap, the other side all written).
+  // `yielded` asks update_interest for an EPOLLOUT that fires on the next loop iteration, so
+  // the flow goes on after the others had their turn.
+  c.yielded = true;
   try {
     for (int round = 0; round < kMaxRounds && !c.done; ++round) {
       bool progress = false;
@@ -330,6 +537,7 @@ void ProxyHandler::run(Conn& c) noexcept {
       progress = c.box.flush() || progress;
       progress = c.up.flush() || progress;
       if (!progress) {
+        c.yielded = false;
         break;
       }
       c.last_activity = Clock::now();
@@ -352,8 +560,7 @@ void ProxyHandler::on_fd(uint64_t id, bool box_side, uint32_t events) noexcept {
 }
 
 void ProxyHandler::on_flush_timer() noexcept {
-  // A fired one-shot timer stays registered (disarmed) until unwatched: drop it, or every hold
-  // would leave a timerfd behind.
+  // The loop already dropped this fired one-shot timer; unwatching it again is harmless.
   in_->loop.unwatch(flush_timer_);
   flush_timer_ = 0;
   try {
@@ -390,7 +597,7 @@ void ProxyHandler::handle_fd(uint64_t id, bool box_side, uint32_t events) {
     } catch (const std::exception&) {
       c.done = true;
     }
-    if (!s.failed() && !s.tx.empty()) {
+    if (!s.failed() && s.unsent() > 0) {
       s.error = "peer hung up";
     }
     s.eof = s.fd_eof = s.shut = true;
@@ -522,8 +729,7 @@ void close_side(ProxyHandler::Internals& in, Side& s) {
   }
   s.close_fd();
   s.rx.clear();
-  s.tx.clear();
-  s.out.clear();
+  s.discard_output();
   s.connecting = false;
   s.eof = s.fd_eof = s.shut = true;
 }

@@ -2,7 +2,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -11,27 +10,29 @@
 
 namespace agentbox::proxy {
 
+namespace {
+// Bytes per read(2): the socket's receive buffer rarely holds more at once.
+constexpr size_t kReadChunk = size_t{64} * 1024;
+}  // namespace
+
 void Side::start_tls() {
   if (tls && !tls->handshake_done()) {
     if (tls->handshake() == TlsChannel::Status::kError) {
       error = tls->error();
     }
-    tls->drain_into(tx);
   }
 }
 
 void Side::adopt_tls(TlsChannel channel) {
   tls = std::move(channel);
-  const std::string pending = std::move(rx);
+  tls->input().append(rx.view());
   rx.clear();
-  tls->feed(std::as_bytes(std::span(pending.data(), pending.size())));
   after_tls_input();
 }
 
 void Side::after_tls_input() {
   if (!tls->handshake_done()) {
     const auto st = tls->handshake();
-    tls->drain_into(tx);
     if (st == TlsChannel::Status::kError) {
       error = tls->error();
       return;
@@ -43,8 +44,8 @@ void Side::after_tls_input() {
       return;
     }
   }
-  const auto st = tls->read(rx);
-  tls->drain_into(tx);  // post-handshake messages (tickets, key updates, alerts)
+  // Post-handshake messages (tickets, key updates, alerts) go to the output buffer as well.
+  const auto st = tls->read_into(rx);
   // EOF without close_notify counts as EOF: the framing above decides if that truncated.
   if (st == TlsChannel::Status::kError && !fd_eof) {
     error = tls->error();
@@ -57,13 +58,14 @@ bool Side::fill(size_t budget) {
   if (!open() || connecting || fd_eof || failed()) {
     return false;
   }
-  // Not zeroed on purpose (read(2) fills what it reports); 64 KiB per call keeps syscalls few.
-  thread_local std::array<std::byte, 65536> buf;
+  // Straight into the buffer the bytes are consumed from: rx, or the TLS channel's input.
+  ByteBuffer& into = tls ? tls->input() : rx;
   size_t total = 0;
   bool changed = false;
   while (total < budget) {
-    const size_t want = std::min(buf.size(), budget - total);
-    const ssize_t n = base::retry_eintr([&] { return ::read(fd.get(), buf.data(), want); });
+    const auto space = into.prepare(std::min(kReadChunk, budget - total));
+    const size_t want = std::min(space.size(), budget - total);
+    const ssize_t n = base::retry_eintr([&] { return ::read(fd.get(), space.data(), want); });
     if (n < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
         error = std::string("read: ") + std::strerror(errno);
@@ -81,12 +83,11 @@ bool Side::fill(size_t budget) {
       }
       break;
     }
+    into.commit(static_cast<size_t>(n));
     bytes_in += static_cast<size_t>(n);
     total += static_cast<size_t>(n);
-    if (tls) {
-      tls->feed(std::span(buf).first(static_cast<size_t>(n)));
-    } else {
-      rx.append(reinterpret_cast<const char*>(buf.data()), static_cast<size_t>(n));
+    if (static_cast<size_t>(n) < want) {
+      break;  // the socket is empty now: skip the read(2) that would say EAGAIN
     }
   }
   if (changed && tls && !failed()) {
@@ -103,11 +104,26 @@ void Side::send(std::string_view plain) {
     tx.append(plain);
   } else if (!tls->handshake_done() || !out.empty()) {
     out.append(plain);
-  } else {
-    if (tls->write(plain) == TlsChannel::Status::kError) {
-      error = tls->error();
-    }
-    tls->drain_into(tx);
+  } else if (tls->write(plain) == TlsChannel::Status::kError) {
+    error = tls->error();
+  }
+}
+
+void Side::trim() {
+  constexpr size_t kKeep = size_t{64} * 1024;
+  rx.shrink_if_empty(kKeep);
+  tx.shrink_if_empty(kKeep);
+  if (tls) {
+    tls->input().shrink_if_empty(kKeep);
+    tls->output().shrink_if_empty(kKeep);
+  }
+}
+
+void Side::discard_output() {
+  tx.clear();
+  out.clear();
+  if (tls) {
+    tls->output().clear();
   }
 }
 
@@ -122,26 +138,26 @@ bool Side::flush() {
       return true;
     }
     out.clear();
-    tls->drain_into(tx);
   }
   if (want_shut && !notified && out.empty() && tls && tls->handshake_done()) {
     tls->close();  // close_notify, once; the peer may still send (TLS half-close)
-    tls->drain_into(tx);
     notified = true;
   }
-  while (!tx.empty()) {
-    const ssize_t n = base::retry_eintr(
-        [&] { return ::send(fd.get(), tx.data(), tx.size(), MSG_NOSIGNAL | MSG_DONTWAIT); });
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        return progress;
+  for (ByteBuffer* q : {&tx, tls ? &tls->output() : nullptr}) {
+    while (q != nullptr && !q->empty()) {
+      const ssize_t n = base::retry_eintr(
+          [&] { return ::send(fd.get(), q->data(), q->size(), MSG_NOSIGNAL | MSG_DONTWAIT); });
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          return progress;
+        }
+        error = std::string("send: ") + std::strerror(errno);
+        return true;
       }
-      error = std::string("send: ") + std::strerror(errno);
-      return true;
+      q->consume(static_cast<size_t>(n));
+      bytes_out += static_cast<size_t>(n);
+      progress = true;
     }
-    tx.erase(0, static_cast<size_t>(n));
-    bytes_out += static_cast<size_t>(n);
-    progress = true;
   }
   if (want_shut && !shut && out.empty()) {
     (void)::shutdown(fd.get(), SHUT_WR);

@@ -1,7 +1,10 @@
-// Streaming same-length replacer for response scrubbing (see credentials.hpp).
-#include <algorithm>
+// Streaming same-length replacer for response scrubbing (scrubber.hpp).
+#include "agentbox/proxy/scrubber.hpp"
 
-#include "agentbox/proxy/credentials.hpp"
+#include <string.h>  // memmem (GNU)
+
+#include <algorithm>
+#include <cstring>
 
 namespace agentbox::proxy {
 
@@ -14,28 +17,34 @@ void Scrubber::add(std::string needle, std::string replacement) {
       return;
     }
   }
-  // Longest needle first: the Basic form of user:secret contains the base64 of the secret's
-  // whole groups, and replacing that part first would leave the full form unmatched (and the
-  // secret's last bytes visible).
   auto pos = std::find_if(pairs_.begin(), pairs_.end(),
                           [&](const auto& p) { return p.first.size() < needle.size(); });
   pairs_.emplace(pos, std::move(needle), std::move(replacement));
 }
 
-void Scrubber::scrub(std::string& buf) {
+size_t Scrubber::scrub_in_place(std::span<char> buf, bool final) {
+  // One memmem pass per needle: glibc's memmem skips ahead by up to the needle's length on a
+  // mismatch (a Horspool-style shift table), so a pass costs a fraction of a byte-by-byte scan
+  // (std::string::find stops at every byte equal to the needle's first one).
+  char* const end = buf.data() + buf.size();
   for (const auto& [needle, repl] : pairs_) {
-    for (size_t pos = buf.find(needle); pos != std::string::npos;
-         pos = buf.find(needle, pos + needle.size())) {
-      buf.replace(pos, needle.size(), repl);
+    char* p = buf.data();
+    while (static_cast<size_t>(end - p) >= needle.size()) {
+      void* hit = ::memmem(p, static_cast<size_t>(end - p), needle.data(), needle.size());
+      if (hit == nullptr) {
+        break;
+      }
+      std::memcpy(hit, repl.data(), repl.size());
       ++replaced_;
+      p = static_cast<char*>(hit) + needle.size();
     }
   }
+  return final ? buf.size() : buf.size() - hold_length(std::string_view(buf.data(), buf.size()));
 }
 
 size_t Scrubber::hold_length(std::string_view buf) const {
   // The longest tail of `buf` that is a proper prefix of some needle: only those bytes can
-  // still become a secret when more data comes, so a stream that ends an event with "\n\n"
-  // (SSE) or any byte no needle starts with goes out at once.
+  // still become a secret when more data comes.
   size_t hold = 0;
   for (const auto& [needle, repl] : pairs_) {
     const size_t max_k = std::min(needle.size() - 1, buf.size());
@@ -56,17 +65,16 @@ std::string Scrubber::feed(std::string_view data) {
   std::string buf = std::move(tail_);
   tail_.clear();
   buf.append(data);
-  scrub(buf);
-  const size_t hold = hold_length(buf);
-  tail_ = buf.substr(buf.size() - hold);
-  buf.resize(buf.size() - hold);
+  const size_t keep = scrub_in_place(buf, false);
+  tail_.assign(buf, keep);
+  buf.resize(keep);
   return buf;
 }
 
 std::string Scrubber::finish() {
   std::string out = std::move(tail_);
   tail_.clear();
-  scrub(out);
+  (void)scrub_in_place(out, true);
   return out;
 }
 

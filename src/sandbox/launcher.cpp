@@ -153,6 +153,7 @@ struct Prepared {
   const BoxNetwork* network = nullptr;
   int ctl = -1;           // the child's end of the control socket
   std::vector<int> keep;  // sorted: ctl and the confinement's fds
+  int exit_report = -1;   // LaunchSpec::exit_report_fd
 };
 
 std::string box_path_env(const std::vector<std::string>& env) {
@@ -233,6 +234,10 @@ Prepared prepare(const LaunchSpec& spec, std::vector<std::string>& argv_store,
   p.confinement = spec.confinement;
   p.network = spec.network;
   p.keep = spec.keep_fds;
+  p.exit_report = spec.exit_report_fd;
+  if (p.exit_report >= 0) {
+    p.keep.push_back(p.exit_report);
+  }
   return p;
 }
 
@@ -327,6 +332,24 @@ bool protect(const PreparedOp& op) {
     ::close(fd);
     errno = saved;
     return false;
+  }
+  if (!op.read_only) {
+    // A parent of protected paths, pinned (mount_plan.cpp): a read-write bind of a directory
+    // onto itself, with the attributes of the workspace's mount. Nothing to pin otherwise.
+    bool ok = true;
+    if (S_ISDIR(st.st_mode)) {
+      int pin = static_cast<int>(
+          ::syscall(SYS_open_tree, fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+      ok = pin >= 0 && ::syscall(SYS_move_mount, pin, "", fd, "",
+                                 MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) == 0;
+      saved = errno;
+      if (pin >= 0) {
+        ::close(pin);
+      }
+    }
+    ::close(fd);
+    errno = saved;
+    return ok;
   }
   // A symlink is covered by a read-only empty file (the new mount API can mount on the link
   // itself): the box can neither write through it nor replace it.
@@ -520,7 +543,8 @@ int open_pty(const Prepared& p) {
 }
 
 // pid 1: reap everything, forward signals to the program's process group, mirror its status.
-[[noreturn]] void init_loop(pid_t program) {
+[[noreturn]] void init_loop(pid_t program, int report_fd) {
+  ExitReport report;
   sigset_t all;
   sigfillset(&all);
   while (true) {
@@ -533,7 +557,15 @@ int open_pty(const Prepared& p) {
       int status = 0;
       pid_t pid;
       while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        if (WIFSIGNALED(status)) {
+          report.died_of_sigxfsz += WTERMSIG(status) == SIGXFSZ ? 1 : 0;
+          report.died_of_sigxcpu += WTERMSIG(status) == SIGXCPU ? 1 : 0;
+        }
         if (pid == program) {
+          report.program_status = status;
+          if (report_fd >= 0) {  // one write of a few bytes to a pipe: atomic
+            [[maybe_unused]] ssize_t n = ::write(report_fd, &report, sizeof report);
+          }
           ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
         }
       }
@@ -742,7 +774,7 @@ struct NetSetup {
     ::close(slave);
   }
   ::close(p.ctl);  // the supervisor sees EOF once the program has executed (or failed)
-  init_loop(program);
+  init_loop(program, p.exit_report);
 }
 
 }  // namespace

@@ -342,6 +342,8 @@ Result<CgroupEvents> SessionCgroup::events() const {
     ev.oom_kills = keyed(mem, "oom_kill");
     ev.memory_max = keyed(mem, "max");
     ev.pids_max = keyed(pids, "max");
+    // Absent when the cpu controller is not enabled for our subtree.
+    ev.cpu_throttled = keyed(base::read_file(dirs_[0] + "/cpu.stat").value_or(""), "nr_throttled");
     return ev;
   }
   AGENTBOX_ASSIGN_OR_RETURN(std::string oom, base::read_file(dirs_[0] + "/memory.oom_control"));
@@ -350,6 +352,9 @@ Result<CgroupEvents> SessionCgroup::events() const {
   ev.oom_kills = keyed(oom, "oom_kill");
   ev.memory_max = std::strtoull(failcnt.c_str(), nullptr, 10);
   ev.pids_max = keyed(pids, "max");
+  if (dirs_.size() > 2) {
+    ev.cpu_throttled = keyed(base::read_file(dirs_[2] + "/cpu.stat").value_or(""), "nr_throttled");
+  }
   return ev;
 }
 

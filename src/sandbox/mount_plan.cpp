@@ -31,7 +31,7 @@ std::string MountOp::describe() const {
     case MountKind::kDevpts:
       return fmt::format("mount devpts `{}`", target);
     case MountKind::kProtect:
-      return fmt::format("protect `{}/{}`", target, source);
+      return fmt::format("protect `{}/{}`{}", target, source, read_only ? "" : " (pinned)");
     case MountKind::kRemountRoot:
       return "remount `/` read-only";
   }
@@ -258,6 +258,46 @@ bool path_within(const std::string& path, const std::string& dir) {
                          path[dir.size()] == '/');
 }
 
+namespace {
+
+// Protected workspace paths: read-only over whatever is there, placeholders for what is not.
+// Their parent directories inside the workspace (`.git` of `.git/hooks`) are first pinned with a
+// read-write bind onto themselves: a mountpoint cannot be renamed or removed (EBUSY), so the box
+// cannot move `.git` aside and create a fresh `.git/hooks/pre-commit` on the host (attack
+// `protected_parent_renamed`). A parent that is itself protected gets its read-only mount only.
+void add_protected(std::vector<MountOp>& ops, const MountSpec& spec) {
+  std::set<std::string> leaves;
+  for (const auto& rel : spec.protected_paths) {
+    if (!rel.empty() && rel[0] != '/') {
+      leaves.insert(rel);
+    }
+  }
+  std::set<std::string> pinned;
+  for (const auto& rel : leaves) {
+    for (size_t slash = rel.find('/'); slash != std::string::npos && slash + 1 < rel.size();
+         slash = rel.find('/', slash + 1)) {
+      std::string parent = rel.substr(0, slash);
+      if (!leaves.contains(parent) && pinned.insert(parent).second) {
+        ops.push_back({.kind = MountKind::kProtect,
+                       .target = spec.workspace,
+                       .source = parent,
+                       .read_only = false,
+                       .optional = true});
+      }
+    }
+  }
+  std::set<std::string> seen;
+  for (const auto& rel : spec.protected_paths) {
+    if (rel.empty() || rel[0] == '/' || !seen.insert(rel).second) {
+      continue;
+    }
+    ops.push_back(
+        {.kind = MountKind::kProtect, .target = spec.workspace, .source = rel, .read_only = true});
+  }
+}
+
+}  // namespace
+
 std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host) {
   std::vector<MountOp> ops;
   Planner plan(ops);
@@ -365,15 +405,7 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
               .read_only = true});
   }
 
-  // Protected workspace paths: read-only over whatever is there, placeholders for what is not.
-  std::set<std::string> seen;
-  for (const auto& rel : spec.protected_paths) {
-    if (rel.empty() || rel[0] == '/' || !seen.insert(rel).second) {
-      continue;
-    }
-    ops.push_back(
-        {.kind = MountKind::kProtect, .target = spec.workspace, .source = rel, .read_only = true});
-  }
+  add_protected(ops, spec);
   ops.push_back({.kind = MountKind::kRemountRoot, .target = "/"});
   return ops;
 }

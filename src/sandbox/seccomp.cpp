@@ -143,7 +143,8 @@ Status add_socket_rules(Builder& b) {
   return base::ok();
 }
 
-Result<std::vector<sock_filter>> build(const std::set<std::string>& allow, uint32_t deny) {
+Result<std::vector<sock_filter>> build(const std::set<std::string>& allow, uint32_t deny,
+                                       SeccompLayout layout) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
   if (ctx == nullptr) {
     return Error::msg("seccomp_init failed");
@@ -156,6 +157,10 @@ Result<std::vector<sock_filter>> build(const std::set<std::string>& allow, uint3
   }
   if (int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0); rc < 0) {
     return Error::sys(-rc, "seccomp_attr_set", "SCMP_FLTATR_CTL_NNP");
+  }
+  // libseccomp < 2.5 has no binary tree: the linear layout is as correct, only longer.
+  if (layout == SeccompLayout::kTree) {
+    (void)seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
   }
   Builder b(ctx, deny);
   for (const char* name : kAlwaysDenied) {
@@ -241,9 +246,9 @@ std::vector<sock_filter> notify_to_errno(std::vector<sock_filter> prog) {
 }
 
 Result<std::vector<sock_filter>> compile_seccomp_with(const std::set<std::string>& allow_groups,
-                                                      bool notify) {
+                                                      bool notify, SeccompLayout layout) {
   AGENTBOX_TRY(check_seccomp_groups(allow_groups));
-  return build(allow_groups, notify ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(EPERM));
+  return build(allow_groups, notify ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(EPERM), layout);
 }
 
 int send_fd(int sock, int fd) noexcept {

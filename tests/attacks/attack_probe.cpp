@@ -24,6 +24,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -421,9 +422,12 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
          return 0;
        }},
       // DoS probes, each bounded so that the control (run on the host) is harmless.
-      {"fork_bomb",  // fork_bomb N [MARKER]: N sleeping children, then all killed; EAGAIN = capped
+      // fork_bomb N [MARKER [HOLD_MS]]: up to N sleeping children, held HOLD_MS (<= 5000) once
+      // capped or done (as a bomb keeps what it has), then all killed; EAGAIN = capped.
+      {"fork_bomb",
        [](const Args& a) {
          int n = std::min(std::stoi(a.at(0)), 400);
+         int hold_ms = a.size() > 2 ? std::min(std::stoi(a.at(2)), 5000) : 0;
          std::vector<pid_t> kids;
          int result = 0;
          for (int i = 0; i < n; ++i) {
@@ -438,6 +442,7 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
            }
            kids.push_back(p);
          }
+         usleep(static_cast<useconds_t>(hold_ms) * 1000);
          for (pid_t p : kids) {
            kill(p, SIGKILL);
          }
@@ -446,9 +451,12 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
          }
          return result;
        }},
-      {"balloon",  // balloon MIB: touches MIB MiB (<= 1024); ENOMEM, or killed by the OOM killer
+      // balloon MIB [MARKER [HOLD_MS]]: touches MIB MiB (<= 1024), holds what it got HOLD_MS
+      // (<= 5000); ENOMEM, or killed by the OOM killer.
+      {"balloon",
        [](const Args& a) {
          int mib = std::min(std::stoi(a.at(0)), 1024);
+         int hold_ms = a.size() > 2 ? std::min(std::stoi(a.at(2)), 5000) : 0;
          std::vector<char*> blocks;
          int result = 0;
          for (int i = 0; i < mib; ++i) {
@@ -460,14 +468,18 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
            memset(b, i + 1, 1 << 20);
            blocks.push_back(b);
          }
+         usleep(static_cast<useconds_t>(hold_ms) * 1000);
          for (char* b : blocks) {
            free(b);  // NOLINT
          }
          return result;
        }},
-      {"fill",  // fill FILE MIB: writes up to MIB MiB (<= 1024) to FILE, then removes it
+      // fill FILE MIB [HOLD_MS]: writes up to MIB MiB (<= 1024) to FILE, keeps it HOLD_MS
+      // (<= 5000), then removes it.
+      {"fill",
        [](const Args& a) {
          int mib = std::min(std::stoi(a.at(1)), 1024);
+         int hold_ms = a.size() > 2 ? std::min(std::stoi(a.at(2)), 5000) : 0;
          signal(SIGXFSZ, SIG_IGN);  // an RLIMIT_FSIZE cap shows as EFBIG, not a kill
          int fd = open(a.at(0).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
          if (fd < 0) {
@@ -486,9 +498,113 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
              done += static_cast<size_t>(w);
            }
          }
+         usleep(static_cast<useconds_t>(hold_ms) * 1000);
          close(fd);
          unlink(a.at(0).c_str());
          return result;
+       }},
+      // race_protected MS: in the current directory (a workspace), one process swaps what is at
+      // the protected paths (renames them and their parent aside, puts symlinks and fresh
+      // directories in their place, renames back) while another keeps writing to them, for MS
+      // wall-clock ms (<= 3000) or 20,000 rounds each. "ok" when any write went through.
+      {"race_protected",
+       [](const Args& a) {
+         int ms = std::min(std::stoi(a.at(0)), 3000);
+         timespec start{};
+         clock_gettime(CLOCK_MONOTONIC, &start);
+         auto running = [&](int round) {
+           timespec now{};
+           clock_gettime(CLOCK_MONOTONIC, &now);
+           return round < 20000 &&
+                  (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 < ms;
+         };
+         mkdir("race-elsewhere", 0755);  // where swapped-in links lead: plain workspace
+         pid_t swapper = fork();
+         if (swapper == 0) {
+           for (int i = 0; running(i); ++i) {
+             std::string n = std::to_string(i);
+             // The hooks directory: aside, a link to it in its place, back.
+             rename(".git/hooks", ".git/hooks.swap");
+             (void)!symlink("hooks.swap", ".git/hooks");
+             unlink(".git/hooks");
+             rename(".git/hooks.swap", ".git/hooks");
+             // A protected file that did not exist: replaced by a link, atomically.
+             (void)!symlink("race-elsewhere/envrc", ".envrc.tmp");
+             rename(".envrc.tmp", ".envrc");
+             unlink(".envrc");
+             unlink(".envrc.tmp");
+             // A protected directory that did not exist: aside, link, fresh directory.
+             rename(".vscode", (".vscode.swap" + n).c_str());
+             (void)!symlink("race-elsewhere", ".vscode");
+             unlink(".vscode");
+             mkdir(".vscode", 0755);
+             // The parent: .git aside and a fresh one with an empty hooks directory.
+             if (rename(".git", ".git.swap") == 0) {
+               mkdir(".git", 0755);
+               mkdir(".git/hooks", 0755);
+               rename(".git", (".git.fake" + n).c_str());
+               rename(".git.swap", ".git");
+             }
+           }
+           _exit(0);
+         }
+         int got = 0;
+         int last = 0;
+         for (int i = 0; running(i); ++i) {
+           for (const char* path :
+                {".git/hooks/pre-commit", ".envrc", ".vscode/tasks.json", ".git/config"}) {
+             int flags = std::string(path) == ".git/config" ? O_WRONLY | O_APPEND
+                                                            : O_WRONLY | O_CREAT | O_TRUNC;
+             int fd = open(path, flags | O_CLOEXEC, 0755);
+             if (fd < 0) {
+               last = errno;
+               continue;
+             }
+             got += write(fd, "pwned\n", 6) == 6 ? 1 : 0;
+             close(fd);
+           }
+         }
+         waitpid(swapper, nullptr, 0);
+         return got > 0 ? 0 : (last != 0 ? last : EIO);
+       }},
+      // spin MS: busy for MS wall-clock ms (<= 5000), then prints "spin <CPU ms it used>".
+      {"spin",
+       [](const Args& a) {
+         int ms = std::min(std::stoi(a.at(0)), 5000);
+         timespec start{};
+         timespec now{};
+         clock_gettime(CLOCK_MONOTONIC, &start);
+         do {
+           clock_gettime(CLOCK_MONOTONIC, &now);
+         } while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 <
+                  ms);
+         timespec cpu{};
+         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+         std::printf("spin %ld\n", cpu.tv_sec * 1000 + cpu.tv_nsec / 1000000);
+         std::fflush(stdout);
+         _exit(0);  // one result line
+         return 0;
+       }},
+      // grow FILE MIB: appends up to MIB MiB (<= 1024) to FILE with SIGXFSZ at its default (as
+      // dd or cp would: an RLIMIT_FSIZE cap kills it), then removes it.
+      {"grow",
+       [](const Args& a) {
+         int mib = std::min(std::stoi(a.at(1)), 1024);
+         int fd = open(a.at(0).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+         if (fd < 0) {
+           return errno;
+         }
+         unlink(a.at(0).c_str());  // the open fd keeps it until exit, whatever ends it
+         std::vector<char> chunk(1 << 20, 'x');
+         for (int i = 0; i < mib; ++i) {
+           if (write(fd, chunk.data(), chunk.size()) < 0) {
+             int e = errno;
+             close(fd);
+             return e;
+           }
+         }
+         close(fd);
+         return 0;
        }},
       {"open_wronly",  // opens for writing and closes: the access check without a write
        [](const Args& a) {

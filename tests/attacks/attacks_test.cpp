@@ -60,16 +60,12 @@ struct Attack {
   // e.g. EROFS only, where the user variant is refused by file permissions first).
   std::set<std::string> blocked_as_root = {};
   Args box_flags = {};  // extra `agentbox run` flags (limits)
-  // When the session had a cgroup (audit: "cgroup":true), the exit summary must contain this.
-  const char* summary_with_cgroup = nullptr;
+  // The exit summary must contain this, as root (cgroup here) and as a user (rlimits only).
+  const char* summary = nullptr;
+  // ... and the audit log's "limits" event list this in "hit" ("timeout": session.end's reason).
+  const char* audit_hit = nullptr;
+  const char* config = nullptr;  // the user's config.toml for the run (XDG_CONFIG_HOME)
 };
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 bool exists(const std::string& path) {
   struct stat st {};
@@ -99,6 +95,24 @@ struct Fixture {
     chown_tree(w.as.home, w.as.uid, w.as.gid);
   }
 };
+
+// The "hit" list of the audit log's "limits" event ({} without one).
+std::set<std::string> limits_hit(const std::string& log) {
+  std::set<std::string> out;
+  size_t at = log.find(R"("type":"limits")");
+  size_t hit = at == std::string::npos ? at : log.find(R"("hit":[)", at);
+  size_t end = hit == std::string::npos ? hit : log.find(']', hit);
+  if (end == std::string::npos) {
+    return out;
+  }
+  std::string list = log.substr(hit + 7, end - hit - 7);
+  for (size_t q = list.find('"'); q != std::string::npos; q = list.find('"', q)) {
+    size_t close = list.find('"', q + 1);
+    out.insert(list.substr(q + 1, close - q - 1));
+    q = close + 1;
+  }
+  return out;
+}
 
 std::string unchanged(const std::string& path, const std::string& before) {
   std::string now = exists(path) ? slurp(path) : "<missing>";
@@ -367,6 +381,18 @@ std::vector<Attack> make_attacks() {
        [](Fixture& f) { return absent(f.ws(".git/hooks.old")); },
        nullptr,
        [](Fixture& f) { ::rename(f.ws(".git/hooks.old").c_str(), f.ws(".git/hooks").c_str()); }});
+  // The parent of protected paths moved aside, to create a fresh .git/hooks where it was: the
+  // parents are pinned (a mountpoint cannot be renamed).
+  v.push_back({"protected_parent_renamed",
+               "persistence",
+               [](Fixture& f) {
+                 return Args{"rename", f.ws(".git"), f.ws(".git.old")};
+               },
+               {"EBUSY"},
+               Control::kDirect,
+               [](Fixture& f) { return absent(f.ws(".git.old")); },
+               nullptr,
+               [](Fixture& f) { ::rename(f.ws(".git.old").c_str(), f.ws(".git").c_str()); }});
   v.push_back({"unlink_git_config",
                "persistence",
                [](Fixture& f) {
@@ -422,10 +448,12 @@ std::vector<Attack> make_attacks() {
     }
     return std::string("processes of the attack are still running on the host");
   };
+  // Each is held at its limit for a while (HOLD_MS), as a real bomb, leak or filler keeps what
+  // it took: without a cgroup the supervisor learns of a limit only by sampling (LimitWatch).
   v.push_back({"fork_bomb",
                "dos",
                [](Fixture& f) {
-                 return Args{"fork_bomb", "300", f.marker};
+                 return Args{"fork_bomb", "300", f.marker, "1500"};
                },
                {"EAGAIN"},
                Control::kDirect,
@@ -435,11 +463,12 @@ std::vector<Attack> make_attacks() {
                {},
                {},
                {"--pids", "32"},
-               "process limit"});
+               "the box reached its process limit",
+               "pids"});
   v.push_back({"memory_balloon",
                "dos",
                [](Fixture& f) {
-                 return Args{"balloon", "512", f.marker};
+                 return Args{"balloon", "512", f.marker, "1500"};
                },
                {"ENOMEM", "SIGKILL"},
                Control::kDirect,
@@ -449,15 +478,16 @@ std::vector<Attack> make_attacks() {
                {},
                {},
                {"--memory", "64M"},
-               "memory limit"});
+               "the box reached its memory limit",
+               "memory"});
   // The box's HOME and /tmp are size-limited tmpfs (here 8 MiB from the user's config): a disk
   // filler gets ENOSPC there; the control writes the same 32 MiB to the host and removes it.
-  auto fill = [&](const char* name, const char* dir) {
+  auto fill = [&](const char* name, const char* dir, const char* summary, const char* key) {
     v.push_back({name,
                  "dos",
                  [dir](Fixture& f) {
                    std::string d = std::string(dir) == "HOME" ? f.w.as.home : std::string(dir);
-                   return Args{"fill", d + "/agentbox-fill-" + f.marker, "32"};
+                   return Args{"fill", d + "/agentbox-fill-" + f.marker, "32", "1000"};
                  },
                  {"ENOSPC"},
                  Control::kDirect,
@@ -467,10 +497,33 @@ std::vector<Attack> make_attacks() {
                  },
                  nullptr,
                  nullptr,
-                 {{"XDG_CONFIG_HOME", "@config"}}});
+                 {},
+                 {},
+                 {},
+                 summary,
+                 key,
+                 "[sandbox]\nhome_size = \"8M\"\ntmp_size = \"8M\"\n"});
   };
-  fill("disk_filler_home", "HOME");
-  fill("disk_filler_tmp", "/tmp");
+  fill("disk_filler_home", "HOME", "the box reached its HOME size limit", "home_size");
+  fill("disk_filler_tmp", "/tmp", "the box reached its /tmp size limit", "tmp_size");
+  // A file in the workspace (the host's disk) grown past limits.file_size: RLIMIT_FSIZE kills the
+  // writer with SIGXFSZ, which init reports. The control grows 32 MiB on the host (unlinked).
+  v.push_back({"file_size_limit",
+               "dos",
+               [](Fixture& f) {
+                 return Args{"grow", f.ws("agentbox-grow-" + f.marker), "32"};
+               },
+               {"SIGXFSZ"},
+               Control::kDirect,
+               [](Fixture& f) { return absent(f.ws("agentbox-grow-" + f.marker)); },
+               nullptr,
+               nullptr,
+               {},
+               {},
+               {},
+               "the box reached its file size limit (RLIMIT_FSIZE 4 MiB",
+               "file_size",
+               "[limits]\nfile_size = \"4M\"\n"});
   v.push_back({"runs_past_timeout",
                "dos",
                [](Fixture&) { return Args{"sleep"}; },  // 5 s; the box allows 1 s
@@ -481,7 +534,9 @@ std::vector<Attack> make_attacks() {
                nullptr,
                {},
                {},
-               {"--timeout", "1s"}});
+               {"--timeout", "1s"},
+               "was stopped by --timeout (status 124)",
+               "timeout"});
 
   // DoS: nothing outlives the box.
   v.push_back({"daemon_survives_box",
@@ -559,9 +614,8 @@ class AttackTest : public ::testing::TestWithParam<std::tuple<size_t, std::strin
     chown_tree(w.root, w.as.uid, w.as.gid);
     f_.sentinel = start_sentinel();
     // Can this machine make a box at all for this variant?
-    Output o = run(w, {"run", "-q", "--", "true"});
-    if (o.status != 0) {
-      skip(fmt::format("cannot create a box as {}: {}", w.as.label, o.err));
+    if (std::string no = cannot_box(w, run(w, {"run", "-q", "--", "true"})); !no.empty()) {
+      skip(no);
     }
   }
   void TearDown() override {
@@ -581,12 +635,6 @@ class AttackTest : public ::testing::TestWithParam<std::tuple<size_t, std::strin
     if (made_) {
       destroy_world(f_.w);
     }
-  }
-  void skip(const std::string& why) {
-    if (must_work()) {
-      FAIL() << "AGENTBOX_MUST_WORK=1 and this would be skipped: " << why;
-    }
-    GTEST_SKIP() << "skipped: " << why;
   }
   // A `sleep` of the same user, outside the box.
   pid_t start_sentinel() {
@@ -608,6 +656,9 @@ class AttackTest : public ::testing::TestWithParam<std::tuple<size_t, std::strin
     }
     if (o.status == 128 + SIGKILL) {
       return "SIGKILL";  // the OOM killer
+    }
+    if (o.status == 128 + SIGXFSZ) {
+      return "SIGXFSZ";  // RLIMIT_FSIZE
     }
     std::string line = o.line_starting(attack + " ");
     return line.empty() ? fmt::format("<no result, status {}: {}>", o.status, o.err)
@@ -634,7 +685,7 @@ TEST_P(AttackTest, IsBlocked) {
   Args args = a.args(f_);
   // 1. In the box (stdin is the test's /dev/null; the attack binary is granted read-only).
   Args box = {"run", "--ro", f_.w.bin};
-  if (a.summary_with_cgroup == nullptr) {
+  if (a.summary == nullptr) {
     box.insert(box.begin() + 1, "-q");
   }
   box.insert(box.end(), a.box_flags.begin(), a.box_flags.end());
@@ -649,11 +700,10 @@ TEST_P(AttackTest, IsBlocked) {
   for (const auto& [k, val] : a.box_env) {
     box_ro.env[k] = val;
   }
-  if (box_ro.env.contains("XDG_CONFIG_HOME")) {  // "@config": a user config with small tmpfs
+  if (a.config != nullptr) {
     std::string dir = f_.w.root + "/config";
     std::filesystem::create_directories(dir + "/agentbox");
-    write_file(dir + "/agentbox/config.toml", "[sandbox]\nhome_size = \"8M\"\ntmp_size = \"8M\"\n",
-               0644);
+    write_file(dir + "/agentbox/config.toml", a.config, 0644);
     chown_tree(dir, f_.w.as.uid, f_.w.as.gid);
     box_ro.env["XDG_CONFIG_HOME"] = dir;
   }
@@ -666,15 +716,15 @@ TEST_P(AttackTest, IsBlocked) {
   } else {
     EXPECT_TRUE(blocked.contains(got)) << a.name << " inside the box: " << got << "\n" << in.err;
   }
-  if (a.summary_with_cgroup != nullptr) {
+  if (a.summary != nullptr) {
+    EXPECT_NE(in.err.find(a.summary), std::string::npos) << in.err;
     std::string log = slurp(newest_audit_log());
-    if (log.find(R"("cgroup":true)") != std::string::npos) {
-      EXPECT_NE(in.err.find(fmt::format("the box reached its {}", a.summary_with_cgroup)),
+    if (std::string(a.audit_hit) == "timeout") {
+      EXPECT_NE(log.find(R"("type":"session.end","exit":124,"reason":"timeout")"),
                 std::string::npos)
-          << in.err;
+          << log;
     } else {
-      std::cerr
-          << "note: no cgroup for this variant (rlimits): the summary cannot name the limit\n";
+      EXPECT_TRUE(limits_hit(log).contains(a.audit_hit)) << log;
     }
   }
   if (a.box_env.contains("AGENTBOX_UNSAFE_BENCH_UNCONFINED")) {
@@ -721,6 +771,188 @@ TEST_P(AttackTest, IsBlocked) {
         << "control without the box is blocked too (" << control << "): the test proves nothing";
   }
 }
+
+// Limits: what the summary claims without the attack's drama. Each case runs the same probes
+// as the DoS attacks, below their limits (nothing may be claimed) and, for --cpus, at it.
+class LimitTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!make_world(GetParam(), w_, why)) {
+      skip(why);
+      return;
+    }
+    made_ = true;
+    attack_ = w_.bin + "/agentbox-attack";
+    std::filesystem::copy_file(AGENTBOX_ATTACK_BIN, attack_);
+    ::chmod(attack_.c_str(), 0755);
+    std::string dir = w_.root + "/config";
+    std::filesystem::create_directories(dir + "/agentbox");
+    write_file(dir + "/agentbox/config.toml",
+               "[sandbox]\nhome_size = \"8M\"\ntmp_size = \"8M\"\n[limits]\nfile_size = \"4M\"\n",
+               0644);
+    chown_tree(w_.root, w_.as.uid, w_.as.gid);
+    opts_.env["XDG_CONFIG_HOME"] = dir;
+    if (std::string no = cannot_box(w_, run(w_, {"run", "-q", "--", "true"}, opts_)); !no.empty()) {
+      skip(no);
+    }
+  }
+  void TearDown() override {
+    if (made_) {
+      destroy_world(w_);
+    }
+  }
+  Output box(const Args& flags, const Args& cmd) {
+    Args a = {"run", "--ro", w_.bin};
+    a.insert(a.end(), flags.begin(), flags.end());
+    a.push_back("--");
+    a.insert(a.end(), cmd.begin(), cmd.end());
+    return run(w_, a, opts_);
+  }
+  World w_;
+  bool made_ = false;
+  std::string attack_;
+  RunOptions opts_;
+};
+
+// Below every limit, held as long as the attacks hold theirs: the summary names none and the
+// audit log's "limits" event lists none. A program's own exit status 153 (128+SIGXFSZ) under
+// RLIMIT_FSIZE is its exit code, not the limit: init's exit report tells them apart.
+TEST_P(LimitTest, LimitsNotReachedAreNotClaimed) {
+  struct Case {
+    Args flags;
+    Args cmd;
+    std::string result;
+  };
+  const Case cases[] = {
+      {{"--pids", "32"}, {attack_, "fork_bomb", "20", "-", "1000"}, "fork_bomb ok"},
+      {{"--memory", "64M"}, {attack_, "balloon", "16", "-", "1000"}, "balloon ok"},
+      {{}, {attack_, "fill", "/tmp/agentbox-fill", "2", "500"}, "fill ok"},
+      {{}, {attack_, "fill", w_.as.home + "/agentbox-fill", "2", "500"}, "fill ok"},
+      {{}, {attack_, "grow", w_.ws + "/agentbox-grow", "2"}, "grow ok"},
+      {{}, {"/bin/sh", "-c", "exit 153"}, ""},
+  };
+  for (const auto& c : cases) {
+    Output o = box(c.flags, c.cmd);
+    if (!c.result.empty()) {
+      EXPECT_TRUE(o.has_line(c.result)) << c.cmd[1] << ": " << o.out << o.err;
+    }
+    EXPECT_EQ(o.err.find("reached its"), std::string::npos) << c.cmd[1] << ": " << o.err;
+    std::string log = audit_log_of(o);
+    EXPECT_NE(log.find(R"("type":"limits")"), std::string::npos) << log;
+    EXPECT_TRUE(limits_hit(log).empty()) << c.cmd[1] << ": " << log;
+  }
+  Output own = box({}, {"/bin/sh", "-c", "exit 153"});
+  EXPECT_EQ(own.status, 153);
+  EXPECT_NE(own.err.find("`/bin/sh` exited with status 153"), std::string::npos) << own.err;
+}
+
+// --cpus: with a cgroup, cpu.max (v1: cfs_quota_us) throttles a busy loop, which the kernel's
+// cpu.stat counts, and the summary says so; without one, nothing can limit a CPU rate, and that
+// is said at the start even with -q, in the audit log and by `agentbox doctor`.
+TEST_P(LimitTest, CpusIsEnforcedOrSaidNotToBe) {
+  Output o = box({"-q", "--cpus", "0.05"}, {attack_, "spin", "1500"});
+  ASSERT_EQ(o.status, 0) << o.err;
+  std::string line = o.line_starting("spin ");
+  ASSERT_NE(line, "") << o.out;
+  long cpu_ms = std::stol(line.substr(5));
+  std::string log = all_audit_logs(w_);
+  if (log.find(R"("cpus":"cgroup")") != std::string::npos) {
+    // 5% of one CPU for 1.5 s is 75 ms; unthrottled, the loop would use up to 1500 ms.
+    EXPECT_LT(cpu_ms, 500) << "the busy loop was not throttled";
+    Output v = box({"--cpus", "0.05"}, {attack_, "spin", "1500"});
+    EXPECT_NE(v.err.find("the box reached its CPU limit (--cpus 0.05: throttled"),
+              std::string::npos)
+        << v.err;
+    EXPECT_TRUE(limits_hit(audit_log_of(v)).contains("cpus")) << audit_log_of(v);
+  } else {
+    EXPECT_NE(log.find(R"("cpus":"not enforced")"), std::string::npos) << log;
+    EXPECT_NE(o.err.find("--cpus 0.05 (from --cpus) is NOT enforced"), std::string::npos)
+        << "the warning must show even with -q: " << o.err;
+    Output doctor = run(w_, {"doctor"}, opts_);
+    EXPECT_NE(doctor.out.find("--cpus is NOT enforced"), std::string::npos) << doctor.out;
+    EXPECT_FALSE(limits_hit(log).contains("cpus")) << log;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(As, LimitTest, ::testing::Values(std::string("root"), std::string("user")),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+
+// A timing attack on the protected workspace paths: inside the box one process swaps what is at
+// .git/hooks, .envrc (missing before the run), .vscode (missing) and their parent .git (renamed
+// aside, symlinks and fresh directories put in their place) while another keeps writing
+// .git/hooks/pre-commit, .envrc, .vscode/tasks.json and .git/config, for 1.5 s. From outside:
+// nothing protected was created or changed. Control: the same race in a copy of the workspace
+// without the box gets its writes through.
+class RaceTest : public LimitTest {};
+
+// "" when the protected paths of workspace `ws` are as `hooks_before`/`config_before` say and
+// nothing protected was created; else what changed.
+std::string protected_intact(const std::string& ws, const std::set<std::string>& hooks_before,
+                             const std::string& config_before) {
+  std::set<std::string> hooks;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(ws + "/.git/hooks", ec)) {
+    hooks.insert(e.path().filename());
+  }
+  if (ec) {
+    return ws + "/.git/hooks: " + ec.message();
+  }
+  if (hooks != hooks_before) {
+    return ws + "/.git/hooks has new or missing entries";
+  }
+  if (slurp(ws + "/.git/config") != config_before) {
+    return ws + "/.git/config changed: " + slurp(ws + "/.git/config");
+  }
+  if (exists(ws + "/.envrc") && !slurp(ws + "/.envrc").empty()) {
+    return ws + "/.envrc was written";
+  }
+  if (exists(ws + "/.vscode/tasks.json")) {
+    return ws + "/.vscode/tasks.json was created";
+  }
+  for (const auto& e : std::filesystem::directory_iterator(ws, ec)) {
+    std::string name = e.path().filename();
+    if (name.rfind(".git.fake", 0) == 0 && exists(e.path().string() + "/hooks/pre-commit")) {
+      return e.path().string() + "/hooks/pre-commit was created";
+    }
+  }
+  return "";
+}
+
+TEST_P(RaceTest, SymlinkSwapRaceAgainstProtectedPaths) {
+  std::set<std::string> hooks;
+  write_file(w_.ws + "/.git/hooks/pre-push.sample", "#!/bin/sh\n", 0755);
+  hooks.insert("pre-push.sample");
+  chown_tree(w_.ws, w_.as.uid, w_.as.gid);
+  const std::string config = slurp(w_.ws + "/.git/config");
+  ASSERT_FALSE(exists(w_.ws + "/.envrc"));
+  ASSERT_FALSE(exists(w_.ws + "/.vscode"));
+
+  Output in = box({"-q"}, {attack_, "race_protected", "1500"});
+  std::string got = in.line_starting("race_protected ");
+  EXPECT_NE(got, "") << in.out << in.err;
+  EXPECT_NE(got, "race_protected ok") << "a protected write went through inside the box";
+  EXPECT_EQ(protected_intact(w_.ws, hooks, config), "");
+  EXPECT_TRUE(exists(w_.ws + "/.git/HEAD")) << "the real .git was moved";
+
+  // Control: the same race in a copy of the workspace's layout, without the box.
+  std::string ctl = w_.root + "/control-ws";
+  std::filesystem::create_directories(ctl + "/.git/hooks");
+  write_file(ctl + "/.git/config", config);
+  write_file(ctl + "/.git/hooks/pre-push.sample", "#!/bin/sh\n", 0755);
+  chown_tree(ctl, w_.as.uid, w_.as.gid);
+  World c = w_;
+  c.agentbox = attack_;
+  RunOptions co;
+  co.cwd = ctl;
+  Output out = run(c, {"race_protected", "1500"}, co);
+  EXPECT_EQ(out.line_starting("race_protected "), "race_protected ok") << out.out << out.err;
+  EXPECT_NE(protected_intact(ctl, hooks, config), "")
+      << "control: the race without the box should get through, or the test proves nothing";
+}
+
+INSTANTIATE_TEST_SUITE_P(As, RaceTest, ::testing::Values(std::string("root"), std::string("user")),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
 // The log names what the suite ran on: kernel release and the Landlock ABI it offers.
 class RanOn : public ::testing::Environment {

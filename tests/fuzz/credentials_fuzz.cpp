@@ -1,10 +1,12 @@
 // Fuzz target: credential inspection and response scrubbing on arbitrary requests and bodies.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "agentbox/proxy/credentials.hpp"
 
@@ -25,12 +27,22 @@ agentbox::proxy::CredentialSet& set() {
           .from = "env:GIT",
           .hosts = {"*.github.com"},
           .inject = "basic"},
-         {.name = "q", .env = "Q", .from = "env:Q", .hosts = {"q.example"}, .inject = "query:key"}},
+         {.name = "q", .env = "Q", .from = "env:Q", .hosts = {"q.example"}, .inject = "query:key"},
+         // Added to requests that lack the header; swapped in bodies (opt-in).
+         {.name = "fmt",
+          .env = "FMT",
+          .from = "env:FMT",
+          .hosts = {"api.github.com", "q.example"},
+          .inject = "header:X-Api-Key",
+          .format = "Bearer {}",
+          .body = true}},
         agentbox::proxy::SecretSource([](const std::string& k) -> std::optional<std::string> {
           if (k == "GH")
             return kSecret;
           if (k == "GIT")
             return std::string("gho_FuzzGitSecretValue0123456789abcdefgh");
+          if (k == "FMT")
+            return std::string("xoxb-9876543210-FuzzBodySecret0123456789");
           return std::string("qkey-0123456789-FUZZ");
         }),
         nullptr);
@@ -74,6 +86,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   out += s.feed(std::string_view(input).substr(split));
   out += s.finish();
   if (out.size() != input.size() || out.find(kSecret) != std::string::npos) {
+    std::abort();
+  }
+  // Body injection: same length, and the result does not depend on where reads split the body.
+  auto whole = set().body_injector("api.github.com", false);
+  std::string reference = whole.feed(input);
+  reference += whole.finish();
+  auto split_inj = set().body_injector("api.github.com", false);
+  const size_t cut = size == 0 ? 0 : data[0] % (input.size() + 1);
+  std::string pieces = split_inj.feed(std::string_view(input).substr(0, cut));
+  pieces += split_inj.feed(std::string_view(input).substr(cut, cut));
+  pieces += split_inj.feed(std::string_view(input).substr(std::min(input.size(), 2 * cut)));
+  pieces += split_inj.finish();
+  if (reference.size() != input.size() || pieces != reference) {
+    std::abort();
+  }
+  if (!set().body_injector("evil.example", false).empty() ||
+      !set().body_injector("api.github.com", true).empty()) {
     std::abort();
   }
   return 0;

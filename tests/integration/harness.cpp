@@ -5,9 +5,12 @@
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <grp.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,16 +50,76 @@ void copy_file(const std::string& from, const std::string& to, mode_t mode) {
   ::chmod(to.c_str(), mode);
 }
 
-int shell(const std::string& cmd) {
-  int rc = std::system(cmd.c_str());  // NOLINT: fixed strings built by the harness
+}  // namespace
+
+int sh(const std::string& cmd) {
+  int rc = std::system(cmd.c_str());  // NOLINT: fixed strings built by the tests
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
-
-}  // namespace
 
 bool must_work() {
   const char* v = std::getenv("AGENTBOX_MUST_WORK");
   return v != nullptr && std::string(v) == "1";
+}
+
+void skip(const std::string& why) {
+  if (must_work()) {
+    FAIL() << "AGENTBOX_MUST_WORK=1 and this would be skipped: " << why;
+  }
+  GTEST_SKIP() << "skipped: " << why;
+}
+
+std::string cannot_box(const World& w, const Output& probe) {
+  if (probe.status == 0) {
+    return {};
+  }
+  std::string first = probe.err.substr(0, probe.err.find('\n'));
+  return fmt::format("cannot create a box as {} (status {}): {}", w.as.label, probe.status, first);
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+uint16_t free_port() {
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(s);
+    return 0;
+  }
+  ::close(s);
+  return ntohs(a.sin_port);
+}
+
+std::string audit_log_of(const Output& o) {
+  auto pos = o.err.find("audit log: ");
+  if (pos == std::string::npos) {
+    return {};
+  }
+  std::string path = o.err.substr(pos + 11);
+  return slurp(path.substr(0, path.find('\n')));
+}
+
+std::string all_audit_logs(const World& w) {
+  std::string dir = w.state + "/agentbox/sessions";
+  std::string all;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] != '.') {
+        all += slurp(dir + "/" + e->d_name + "/audit.jsonl");
+      }
+    }
+    ::closedir(d);
+  }
+  return all;
 }
 
 bool Output::has_line(const std::string& line) const {
@@ -95,7 +158,7 @@ void write_file(const std::string& path, const std::string& data, mode_t mode) {
 }
 
 void chown_tree(const std::string& path, uid_t uid, gid_t gid) {
-  shell(fmt::format("chown -R {}:{} '{}'", uid, gid, path));
+  sh(fmt::format("chown -R {}:{} '{}'", uid, gid, path));
 }
 
 bool make_world(const std::string& label, World& w, std::string& why) {
@@ -108,7 +171,7 @@ bool make_world(const std::string& label, World& w, std::string& why) {
     w.as = RunAs{"root", 0, 0, "root", ""};
   } else if (root) {
     if (!lookup(kTestUser, w.as)) {
-      shell(fmt::format("useradd -m {} >/dev/null 2>&1", kTestUser));
+      sh(fmt::format("useradd -m {} >/dev/null 2>&1", kTestUser));
       if (!lookup(kTestUser, w.as)) {
         why = "cannot create the user agentbox-test (useradd failed)";
         return false;
@@ -159,7 +222,7 @@ bool make_world(const std::string& label, World& w, std::string& why) {
 
 void destroy_world(const World& w) {
   if (w.root.rfind("/tmp/agentbox-it-", 0) == 0) {
-    shell(fmt::format("rm -rf '{}'", w.root));
+    sh(fmt::format("rm -rf '{}'", w.root));
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -76,5 +77,22 @@ std::vector<std::string> mount_table();
 bool must_work();
 void chown_tree(const std::string& path, uid_t uid, gid_t gid);
 void write_file(const std::string& path, const std::string& data, mode_t mode = 0644);
+// The whole file ("" when it cannot be read).
+std::string slurp(const std::string& path);
+// `sh -c CMD` (fixed strings built by a test); the exit status, or -1 when killed.
+int sh(const std::string& cmd);
+// A TCP port on 127.0.0.1 that was free a moment ago (bound, read, closed), or 0.
+uint16_t free_port();
+
+// gtest set-up: a missing kernel feature or user is a visible skip with its reason, and a failure
+// when AGENTBOX_MUST_WORK=1 (CI). Call from SetUp() or a test body, then return.
+void skip(const std::string& why);
+// "" when `probe` (a `run ... -- true` of the variant) worked, else why no box can be made here,
+// for skip().
+std::string cannot_box(const World& w, const Output& probe);
+// The audit log named by the exit summary's "audit log: PATH" line in `o.err` ("" without one).
+std::string audit_log_of(const Output& o);
+// Every audit log of the world's sessions, concatenated.
+std::string all_audit_logs(const World& w);
 
 }  // namespace agentbox::it

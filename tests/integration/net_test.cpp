@@ -570,22 +570,14 @@ class NetTest : public ::testing::TestWithParam<std::string> {
     std::ifstream src(AGENTBOX_NET_CLIENT);
     write_file(client_, std::string(std::istreambuf_iterator<char>(src), {}), 0755);
     chown_tree(w_.bin, w_.as.uid, w_.as.gid);
-    Output o = box({"true"});
-    if (o.status != 0) {
-      std::string first = o.err.substr(0, o.err.find('\n'));
-      skip(fmt::format("cannot create a box as {} (status {}): {}", w_.as.label, o.status, first));
+    if (std::string no = cannot_box(w_, box({"true"})); !no.empty()) {
+      skip(no);
     }
   }
   void TearDown() override {
     if (made_) {
       destroy_world(w_);
     }
-  }
-  void skip(const std::string& why) {
-    if (must_work()) {
-      FAIL() << "AGENTBOX_MUST_WORK=1 and this would be skipped: " << why;
-    }
-    GTEST_SKIP() << "skipped: " << why;
   }
   RunOptions opts(RunOptions o = {}) {
     if (ns_.isolated()) {
@@ -624,20 +616,7 @@ class NetTest : public ::testing::TestWithParam<std::string> {
             fmt::format("{}:{}:127.0.0.1:{}", name, port, port)};
   }
   // Every audit log of this world's sessions, concatenated (names sort by second only).
-  std::string audit_log() {
-    std::string dir = w_.state + "/agentbox/sessions";
-    std::string all;
-    if (DIR* d = ::opendir(dir.c_str())) {
-      while (dirent* e = ::readdir(d)) {
-        if (e->d_name[0] != '.') {
-          std::ifstream f(dir + "/" + e->d_name + "/audit.jsonl");
-          all += std::string(std::istreambuf_iterator<char>(f), {});
-        }
-      }
-      ::closedir(d);
-    }
-    return all;
-  }
+  std::string audit_log() { return all_audit_logs(w_); }
   World w_;
   Netns ns_;
   std::string client_;

@@ -28,33 +28,6 @@ const std::string kRealApi = "ghp_RealApiTokenAAAA0123456789abcdefWXYZ";
 const std::string kRealGit = "ghp_RealGitTokenBBBB0123456789abcdefWXYZ";
 const std::string kRealFile = "sk-ant-oat01-RealFileTokenCCCC0123456789abcdef";
 
-int sh(const std::string& cmd) {
-  int rc = std::system(cmd.c_str());  // NOLINT: fixed strings built by the test
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-uint16_t free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(s);
-    return 0;
-  }
-  ::close(s);
-  return ntohs(a.sin_port);
-}
-
 class ProxyTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -153,12 +126,6 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
       destroy_world(w_);
     }
   }
-  void skip(const std::string& why) {
-    if (must_work()) {
-      FAIL() << "AGENTBOX_MUST_WORK=1 and this would be skipped: " << why;
-    }
-    GTEST_SKIP() << "skipped: " << why;
-  }
   // `agentbox run` with the test's network config, `sh -c SCRIPT` inside.
   Output box(const std::string& script, int timeout_ms = 60000) {
     Args a = {"run", "-q", "--upstream-ca", up_ + "/ca.pem"};
@@ -180,11 +147,7 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
   }
   std::string seen() { return slurp(up_ + "/seen.log"); }
   // Every audit line of every session this world ran.
-  std::string audit() {
-    (void)sh(fmt::format("cat {}/agentbox/sessions/*/audit.jsonl > {}/audit.all 2>/dev/null",
-                         w_.state, w_.root));
-    return slurp(w_.root + "/audit.all");
-  }
+  std::string audit() { return all_audit_logs(w_); }
 
   World w_;
   bool made_ = false;

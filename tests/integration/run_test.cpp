@@ -37,22 +37,14 @@ class RunTest : public ::testing::TestWithParam<std::string> {
     }
     made_ = true;
     // Can this machine make a box for this user at all?
-    Output o = run(w_, {"run", "-q", "--", "true"});
-    if (o.status != 0) {
-      std::string first = o.err.substr(0, o.err.find('\n'));
-      skip(fmt::format("cannot create a box as {} (status {}): {}", w_.as.label, o.status, first));
+    if (std::string no = cannot_box(w_, run(w_, {"run", "-q", "--", "true"})); !no.empty()) {
+      skip(no);
     }
   }
   void TearDown() override {
     if (made_) {
       destroy_world(w_);
     }
-  }
-  void skip(const std::string& why) {
-    if (must_work()) {
-      FAIL() << "AGENTBOX_MUST_WORK=1 and this would be skipped: " << why;
-    }
-    GTEST_SKIP() << "skipped: " << why;
   }
   // `agentbox run --ro BIN -- probe ARGS...`
   Output probe(const Args& probe_args, RunOptions o = {}, const Args& flags = {}) {
@@ -385,11 +377,8 @@ TEST_P(RunTest, TimeoutStopsTheBox) {
       << r.err;
   EXPECT_NE(r.err.find("was stopped by --timeout (status 124)"), std::string::npos) << r.err;
   EXPECT_LT(secs, 10.0);
-  auto pos = r.err.find("audit log: ");
-  ASSERT_NE(pos, std::string::npos) << r.err;
-  std::string path = r.err.substr(pos + 11);
-  std::ifstream f(path.substr(0, path.find('\n')));
-  std::string log((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string log = audit_log_of(r);
+  ASSERT_NE(log, "") << r.err;
   EXPECT_NE(log.find(R"("type":"session.end","exit":124,"reason":"timeout")"), std::string::npos)
       << log;
 }
@@ -432,11 +421,8 @@ TEST_P(RunTest, SummaryCountsSeccompDenials) {
       std::regex_search(r.err, m, std::regex(R"(([0-9]+) system call\(s\) denied by seccomp)")))
       << r.err;
   EXPECT_GE(std::stoi(m[1]), 2) << r.err;
-  auto pos = r.err.find("audit log: ");
-  ASSERT_NE(pos, std::string::npos) << r.err;
-  std::string path = r.err.substr(pos + 11);
-  std::ifstream f(path.substr(0, path.find('\n')));
-  std::string log((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string log = audit_log_of(r);
+  ASSERT_NE(log, "") << r.err;
   EXPECT_NE(log.find(R"("type":"seccomp.deny","syscall":"unshare")"), std::string::npos) << log;
   EXPECT_NE(log.find(fmt::format(R"("type":"seccomp.summary","denied":{})", m[1].str())),
             std::string::npos)

@@ -21,6 +21,7 @@
 #include "agentbox/event/loop.hpp"
 #include "agentbox/sandbox/confine.hpp"
 #include "agentbox/sandbox/confinement.hpp"
+#include "agentbox/sandbox/limit_watch.hpp"
 
 namespace agentbox::app {
 
@@ -56,13 +57,20 @@ class SessionConfinement final : public sandbox::Confinement {
   [[nodiscard]] sandbox::ConfineResult apply() const noexcept override;
   // The fds apply() uses in the box (notify socket, cgroup.procs): init must keep them open.
   [[nodiscard]] std::vector<int> child_fds() const;
+  // For LaunchSpec::exit_report_fd: init reports how the program and orphans died.
+  [[nodiscard]] int exit_report_fd() const { return report_write_.get(); }
 
-  // After Box::start succeeded: takes the seccomp listener, watches it on `loop`, writes the
-  // sandbox.confine audit event. A missing listener is not fatal (errno mode), but logged.
-  void started(event::Loop& loop);
-  // After the box ended: a "limits" audit event (which cgroup limit was hit), cgroup removed.
-  // Returns a short human phrase when a limit was hit ("memory limit (OOM kill)"), else "".
+  // After Box::start succeeded (`init`: the box's init): takes the seccomp listener, watches it
+  // on `loop`, writes the sandbox.confine audit event, starts watching the limits (LimitWatch).
+  // A missing listener is not fatal (errno mode), but logged.
+  void started(event::Loop& loop, pid_t init);
+  // After the box ended: a "limits" audit event (what the cgroup counted, what LimitWatch saw),
+  // cgroup removed. Returns a short human phrase per limit reached, joined ("memory limit (OOM
+  // kill)"), else "". Never names a limit it has no evidence for (see limit_watch.hpp).
   std::string finished();
+  // After finished(): init reported that the program exited by itself (so a status of 128+N is
+  // its own exit code, not a signal's).
+  [[nodiscard]] bool program_exited() const { return program_exited_; }
 
  private:
   SessionConfinement(sandbox::PreparedConfinement p, audit::Sink& sink)
@@ -77,6 +85,14 @@ class SessionConfinement final : public sandbox::Confinement {
   std::optional<sandbox::DenialMonitor> monitor_;
   event::Loop* loop_ = nullptr;
   event::WatchId watch_ = 0;
+  base::UniqueFd report_read_;  // init's ExitReport
+  base::UniqueFd report_write_;
+  sandbox::LimitWatchSpec watch_spec_;
+  sandbox::LimitWatch limit_watch_;
+  event::WatchId sample_timer_ = 0;
+  std::optional<double> cpus_;  // --cpus, enforced only by a cgroup
+  bool cpus_enforced_ = false;  // the session cgroup writes cpu.max
+  bool program_exited_ = false;
 };
 
 }  // namespace agentbox::app

@@ -44,7 +44,8 @@ struct Credential {
   std::string from;                // "env:NAME" | "file:PATH" | "cmd:COMMAND"
   std::vector<std::string> hosts;  // host patterns it is scoped to
   std::string inject;              // "header:NAME" | "basic" | "query:PARAM" | "sigv4"
-  std::string format = "{}";       // header value format, e.g. "Bearer {}"
+  std::string format;              // header ADDED when absent, e.g. "Bearer {}" (empty: never)
+  bool body = false;               // also swap the placeholder inside request bodies (opt-in)
   std::string placeholder_prefix;  // optional override of the detected prefix
   uint64_t ttl_seconds = 300;      // cmd: output cache lifetime
 };

@@ -51,7 +51,9 @@ class Loop {
   // Removes any watch (fd, timer, signals, child). Unknown ids are ignored. Safe in callbacks.
   void unwatch(WatchId id) noexcept;
 
-  // One-shot after `delay` when `interval` is zero, else periodic. The loop owns the timerfd.
+  // One-shot after `delay` when `interval` is zero, else periodic. The loop owns the timerfd. A
+  // one-shot timer removes itself when it fires (before its callback runs), so its id is then
+  // unknown; unwatching it again is harmless.
   [[nodiscard]] base::Result<WatchId> add_timer(std::chrono::milliseconds delay,
                                                 std::chrono::milliseconds interval,
                                                 TimerCallback cb);
@@ -78,6 +80,7 @@ class Loop {
     int fd = -1;
     base::UniqueFd owned;  // timerfd / signalfd
     bool dead = false;
+    bool once = false;  // one-shot timer: removed when it fires
     FdCallback on_fd;
     TimerCallback on_timer;
     SignalCallback on_signal;

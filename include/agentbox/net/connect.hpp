@@ -5,10 +5,13 @@
 // (getaddrinfo, or an injected resolver) -> drop every address in a special range unless a CIDR
 // rule names it (EgressPolicy::check_resolved: DNS rebinding / SSRF guard) -> non-blocking
 // connect to the first remaining address. The translator answers SYN-ACK when it completes.
-// Known limit: getaddrinfo blocks the loop; an asynchronous resolver is a follow-up.
+// on_open resolves synchronously (getaddrinfo blocks the caller): it serves the bare network
+// (no proxy: tests, benchmarks). The session's proxy uses open_direct / connect_resolved around
+// an AsyncResolver (resolver.hpp), so no lookup runs on the event loop.
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +38,12 @@ class ConnectHandler : public FlowHandler {
                  Resolver resolver = system_resolve)
       : policy_(policy), overrides_(std::move(overrides)), resolver_(std::move(resolver)) {}
   [[nodiscard]] base::Result<OpenResult> on_open(const FlowInfo& info) override;
+  // A --connect-to override or a literal address: connected without a lookup. nullopt: the
+  // name must be resolved first.
+  [[nodiscard]] std::optional<base::Result<OpenResult>> open_direct(const FlowInfo& info) const;
+  // The rebinding guard on every resolved address, then a connect to the first one allowed.
+  [[nodiscard]] base::Result<OpenResult> connect_resolved(
+      const FlowInfo& info, const std::vector<policy::IpAddr>& addrs) const;
 
  private:
   const policy::EgressPolicy& policy_;

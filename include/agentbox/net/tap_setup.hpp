@@ -10,9 +10,12 @@
 //   2. `net.ipv4.ping_group_range = GID GID`: the box's programs may open unprivileged ICMP echo
 //      sockets (ping the gateway); the stack answers echo to the gateway and DNS addresses and
 //      drops every other ICMP frame. Best effort too.
-//   3. open(/dev/net/tun) + TUNSETIFF(IFF_TAP | IFF_NO_PI): the device is created in the netns of
-//      the process that opened the fd, which is why this runs inside the box and not in the
-//      supervisor. TUNSETIFF needs CAP_NET_ADMIN over that netns, which init has in its user ns.
+//   3. open(/dev/net/tun) + TUNSETIFF(IFF_TAP | IFF_NO_PI, and IFF_VNET_HDR with `offload`): the
+//      device is created in the netns of the process that opened the fd, which is why this runs
+//      inside the box and not in the supervisor. TUNSETIFF needs CAP_NET_ADMIN over that netns,
+//      which init has in its user ns. With `offload`, TUNSETOFFLOAD(TUN_F_CSUM) too (best effort):
+//      checksums are left partial both ways (see net::FdTap); whoever reads the fd must then use
+//      FdTap(fd, /*vnet_hdr=*/true) and StackConfig::tap_offload.
 //   4. netlink (NETLINK_ROUTE, libnl-route-3): MTU and IFF_UP; ADDRESS/PREFIX; default route
 //      via GATEWAY. The DNS address sits in the same /24 and is answered by the stack (ARP too).
 // The tap fd is O_CLOEXEC; non-blocking is set by the supervisor once it holds it.
@@ -34,6 +37,7 @@ struct TapSpec {
   Ip4 gateway = ip4(10, 0, 2, 2);
   uint32_t mtu = 65520;
   std::optional<unsigned> ping_gid;  // the box's gid: may open ICMP echo sockets
+  bool offload = false;  // IFF_VNET_HDR + checksum offload (the reader must speak virtio_net_hdr)
 };
 
 enum class TapStep : uint8_t { kNone, kOpenTun, kCreate, kConfigure };

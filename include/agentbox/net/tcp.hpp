@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -63,6 +64,7 @@ struct TcpCounters {
   uint64_t short_writes = 0;  // the socket took less than a segment: the rest is dropped
   uint64_t segments_in = 0;
   uint64_t segments_out = 0;
+  uint64_t acks_coalesced = 0;  // ACKs not sent because a later one in the batch covered them
 };
 
 class TcpTranslator {
@@ -77,6 +79,13 @@ class TcpTranslator {
   void on_segment(const Ipv4& ip, const Tcp& seg, const Mac& box_mac, Clock::time_point now);
   // Readiness of a flow's socket; `token` is what the translator gave Poller::watch.
   void on_socket(uint64_t token, uint32_t events, Clock::time_point now);
+  // Frames read from the tap in one batch (Stack::drain): between begin_batch and end_batch the
+  // ACK for in-order data is held back and sent once per flow at the end, carrying the latest
+  // sequence and window (a burst of segments from the box then costs one ACK frame, not one per
+  // segment). Duplicate, challenge and FIN ACKs still go at once; any segment sent to the flow
+  // in the meantime carries the ACK and clears it. Outside a batch every ACK goes at once.
+  void begin_batch() { batching_ = true; }
+  void end_batch();
   // Retransmission and persist timers.
   void on_timer(Clock::time_point now);
   [[nodiscard]] std::optional<Clock::time_point> next_deadline() const;
@@ -107,6 +116,7 @@ class TcpTranslator {
   void send_data(Flow& f, Clock::time_point now);
   void send_segment(Flow& f, uint8_t flags, uint32_t seq, Bytes payload, bool syn_options);
   void send_ack(Flow& f) { send_segment(f, tcpflag::kAck, f_snd_nxt(f), {}, false); }
+  void ack_data(Flow& f);  // the ACK for accepted in-order data: held back within a batch
   static uint32_t f_snd_nxt(const Flow& f);
   void send_rst_for(const Ipv4& ip, const Tcp& seg, const Mac& box_mac);
   [[nodiscard]] uint16_t window_field(Flow& f);
@@ -129,9 +139,12 @@ class TcpTranslator {
   std::unordered_map<Key, uint64_t, KeyHash> by_key_;
   uint64_t next_id_ = 1;
   std::vector<std::byte> frame_;
-  std::vector<std::byte> data_;
+  std::unique_ptr<std::byte[]> data_buf_;  // peek buffer, kPeekChunk bytes
+  std::span<std::byte> data_;
   std::vector<std::byte> scratch_;
   TcpCounters counters_;
+  bool batching_ = false;
+  std::vector<uint64_t> pending_acks_;  // flows with an ACK held back in this batch
 };
 
 }  // namespace agentbox::net

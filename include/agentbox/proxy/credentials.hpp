@@ -16,6 +16,16 @@
 //          signature verifies under its placeholder is re-signed with the real key after every
 //          other swap (sigv4.hpp); the placeholder itself in a request is blocked;
 //        - a revoked credential or a failed refresh -> Block.
+//        - `format` (header:NAME only): the header is ADDED with the secret formatted ("Bearer
+//          {}") on requests to scoped hosts that do not carry it (tools that cannot be given a
+//          token). Precedence: the box's header holds the placeholder -> swapped as above; the
+//          box sent another value -> left as sent, audited "credential.skip"; absent -> added.
+//          Never on plain HTTP.
+//        - `body` (opt-in): BodyInjector swaps the placeholder inside request bodies to scoped
+//          hosts (same length, streamed with a hold-back like the Scrubber's, first 1 MiB).
+//   3b. file:/cmd: values older than ttl_seconds are re-read before a request that needs them;
+//      with a Refresher installed (the proxy's worker thread) the read runs off the event loop:
+//      await_fresh() starts it and says "wait"; the waiting request is woken when it is done.
 //   4. responses run through a Scrubber that turns any secret (raw, base64, and the Basic form
 //      that was sent) back into its placeholder, across buffer boundaries, same length.
 // Nothing here ever logs or audits a secret value; only credential names and hosts.
@@ -34,6 +44,7 @@
 #include "agentbox/base/result.hpp"
 #include "agentbox/policy/host.hpp"
 #include "agentbox/proxy/http1.hpp"
+#include "agentbox/proxy/scrubber.hpp"
 
 namespace agentbox::proxy {
 
@@ -55,7 +66,16 @@ struct CredentialSpec {
   std::string inject;              // see InjectSpec::parse
   std::string placeholder_prefix;  // optional override
   uint64_t ttl_seconds = 300;      // how long a file:/cmd: value is cached
+  // Header value to ADD when the box did not send the header ("Bearer {}": exactly one `{}`,
+  // no CR/LF/CTL); empty: never added. Only with inject = "header:NAME".
+  std::string format;
+  bool body = false;  // also swap the placeholder inside request bodies (opt-in)
 };
+
+// Checks a `format` string: exactly one `{}`, no control characters but HTAB. Empty is valid.
+[[nodiscard]] base::Status check_format(std::string_view format);
+// RFC 9110 token characters (a header name).
+[[nodiscard]] bool is_header_token(std::string_view s);
 
 // Reads a secret from its source. env: looks up the environment given at construction (the
 // launching shell's, captured once); file: reads the file (<= 64 KiB) and trims trailing
@@ -73,26 +93,27 @@ class SecretSource {
   EnvLookup env_;
 };
 
-// Streaming same-length replacer: feed() returns the bytes that are final, holding back only
-// the longest tail that is a proper prefix of a needle, so a secret split across two reads is
-// still caught and everything else streams through at once.
-class Scrubber {
+// Streams a request body through same-length placeholder -> secret swaps (one Scrubber per
+// credential, chained, so a placeholder split across reads or chunks is still swapped: each
+// holds back only the tail that may start its placeholder). Made per request by
+// CredentialSet::body_injector for the credentials with `body = true` scoped to the host.
+class BodyInjector {
  public:
-  Scrubber() = default;
-  // Adds needle -> replacement; both must be non-empty and of equal length.
-  void add(std::string needle, std::string replacement);
   [[nodiscard]] std::string feed(std::string_view data);
-  [[nodiscard]] std::string finish();  // the held-back tail, scrubbed
-  [[nodiscard]] bool empty() const { return pairs_.empty(); }
-  [[nodiscard]] uint64_t replaced() const { return replaced_; }
-  [[nodiscard]] size_t held() const { return tail_.size(); }
+  [[nodiscard]] std::string finish();
+  // Names of the credentials swapped so far, each reported once by take_new_uses().
+  [[nodiscard]] std::vector<std::string> take_new_uses();
+  [[nodiscard]] bool empty() const { return stages_.empty(); }
+  [[nodiscard]] size_t held() const;
 
  private:
-  void scrub(std::string& buf);
-  [[nodiscard]] size_t hold_length(std::string_view buf) const;
-  std::vector<std::pair<std::string, std::string>> pairs_;
-  std::string tail_;
-  uint64_t replaced_ = 0;
+  friend class CredentialSet;
+  struct Stage {
+    std::string name;
+    Scrubber swap;
+    bool reported = false;
+  };
+  std::vector<Stage> stages_;
 };
 
 struct Verdict {
@@ -118,11 +139,30 @@ class CredentialSet {
   // Scans and rewrites `req` bound for `host` (a canonical hostname). `body`, when given, is
   // scanned up to max_body_scan bytes (and hashed for a SigV4 request that carries no
   // x-amz-content-sha256: pass the whole body for those); placeholders in bodies are blocked
-  // off-scope, never swapped (body injection needs explicit opt-in, not built yet).
+  // off-scope; in scope they are swapped only by a BodyInjector (`body = true`).
   // `cleartext`: the request goes out as plain HTTP, so any placeholder of a credential, even in
   // scope, is blocked rather than swapped (the secret would cross the network unencrypted).
   [[nodiscard]] Verdict inspect(http1::Request& req, std::string_view host,
                                 std::string_view body = {}, bool cleartext = false);
+  // The body swapper for a request to `host` (empty when no `body = true` credential is scoped
+  // to it, or on plain HTTP). Call after inspect() allowed the request.
+  [[nodiscard]] BodyInjector body_injector(std::string_view host, bool cleartext) const;
+
+  // Runs `read(from)` off the caller's thread and calls `done(result)` back on it (the proxy
+  // passes its worker). Without one, stale values are re-read synchronously inside inspect().
+  using Refresher =
+      std::function<bool(std::string from, std::function<void(base::Result<std::string>)> done)>;
+  void set_refresher(Refresher r) { refresher_ = std::move(r); }
+  // For a request about to be inspected: starts a background refresh of every stale credential
+  // it would use (placeholder in target or headers, a `format` header to add, a `body`
+  // credential) and returns true when it must wait; `wake` is called (once per refresh) when
+  // one finishes. Each credential is re-read at most once a second, so a failing command does
+  // not make a request wait forever: after one attempt the request goes on (and is blocked as
+  // "unavailable").
+  [[nodiscard]] bool await_fresh(const http1::Request& req, std::string_view host, bool cleartext,
+                                 const std::function<void()>& wake);
+  [[nodiscard]] const SecretSource& source() const { return *source_; }
+
   // A scrubber loaded with every secret form this set knows (call per response).
   [[nodiscard]] Scrubber scrubber() const;
   // Revocation: the next request carrying its placeholder is blocked. Returns false if unknown.
@@ -136,7 +176,12 @@ class CredentialSet {
   struct Entry;
   CredentialSet() = default;
   base::Status refresh_if_due(Entry& e);
+  [[nodiscard]] bool due(const Entry& e) const;
+  [[nodiscard]] bool add_formatted(http1::Request& req, std::string_view host, bool cleartext,
+                                   const std::vector<Entry*>& swapped, Verdict& v);
+  void apply_refresh(Entry& e, base::Result<std::string> fresh);
   std::vector<std::unique_ptr<Entry>> entries_;
+  Refresher refresher_;
   std::unique_ptr<SecretSource> source_;
   audit::Sink* sink_ = nullptr;
 };

@@ -156,6 +156,14 @@ class BodyReader {
   size_t feed(std::span<const std::byte> in, std::string& out);
   // The peer closed: fine for kUntilClose, truncation (error) for the others if not done.
   void finish_eof();
+  // kContentLength and kUntilClose bodies are their raw bytes: the caller may use them where
+  // they are (no copy). verbatim_limit(n): how many of n available bytes belong to the body;
+  // skip(k) (k <= that) counts them as consumed, as feed() would have.
+  [[nodiscard]] bool verbatim() const {
+    return framing_ == Framing::kContentLength || framing_ == Framing::kUntilClose;
+  }
+  [[nodiscard]] size_t verbatim_limit(size_t available) const;
+  void skip(size_t n);
   [[nodiscard]] bool done() const { return state_ == ChunkedDecoder::State::kDone; }
   [[nodiscard]] bool failed() const { return state_ == ChunkedDecoder::State::kError; }
   [[nodiscard]] const std::string& error() const { return error_; }

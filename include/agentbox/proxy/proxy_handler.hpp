@@ -19,6 +19,9 @@
 //      one "http.request" audit event.
 //   5. upstream sockets come from net::ConnectHandler (--connect-to, supervisor-side resolution,
 //      rebinding guard), so the proxy and the plain path share one rule for where bytes may go.
+//      Names are resolved by a net::AsyncResolver (worker threads, per-session cache): a flow
+//      whose name is not cached waits "resolving" while every other flow moves; the box's
+//      SYN-ACK (or RST, when the name resolves only to refused addresses) waits for it too.
 // Event integration: the handler takes the session's event::Loop and registers each of its fds
 // with a callback (level-triggered, interest recomputed from buffer state after every event),
 // plus one periodic sweep timer for deadlines. All callbacks are noexcept; a connection that
@@ -51,7 +54,12 @@ struct ProxyOptions {
   std::vector<HttpRuleSpec> http_rules;
   std::vector<std::string> raw_tcp;  // egress rule grammar: "git.example.com:22", "CIDR:port"
   std::vector<net::ConnectTo> connect_to;
+  // Runs on the resolver's worker threads, never on the loop (net::AsyncResolver).
   net::Resolver resolver = net::system_resolve;
+  size_t resolver_threads = 2;
+  std::chrono::milliseconds resolve_timeout{5'000};
+  std::chrono::milliseconds dns_ttl{30'000};  // answers cached per session
+  std::chrono::milliseconds dns_negative_ttl{5'000};
   std::string system_bundle = kSystemBundle;  // upstream trust
   std::vector<std::string> upstream_ca;       // extra PEM files trusted upstream
   // Bytes buffered per direction and side before reading stops (back-pressure).
@@ -117,6 +125,11 @@ class ProxyHandler final : public net::FlowHandler {
  private:
   ProxyHandler() = default;
   void on_fd(uint64_t id, bool box_side, uint32_t events) noexcept;
+  void on_wake(uint64_t id) noexcept;
+  void on_resolved(uint64_t id, const base::Result<std::vector<policy::IpAddr>>& addrs) noexcept;
+  void handle_resolved(uint64_t id, const base::Result<std::vector<policy::IpAddr>>& addrs);
+  base::Status serve_flow(const net::FlowInfo& info, base::UniqueFd box, int translator_end,
+                          bool& plugged);
   void on_sweep() noexcept;
   void on_flush_timer() noexcept;
   void handle_fd(uint64_t id, bool box_side, uint32_t events);

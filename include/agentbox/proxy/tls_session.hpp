@@ -9,18 +9,24 @@
 //   3. makes a client TlsChannel to the upstream: SNI = the name, certificate verified against the
 //      system trust store plus any --upstream-ca files, hostname checked (no partial wildcards),
 //      TLS >= 1.2, ALPN http/1.1 only (the MITM path speaks HTTP/1.1; h2 stays passthrough);
-//   4. moves bytes: fd -> feed() -> read() plaintext -> http1 -> write() -> drain() -> fd.
+//   4. moves bytes: fd -> input() -> read_into() plaintext -> http1 -> write() -> output() -> fd.
 // A channel never blocks and never touches an fd itself; pull()/push() adapt it to non-blocking
-// fds for the event loop.
+// fds for the event loop. Its BIOs are two ByteBuffers (not OpenSSL memory BIOs): the caller
+// reads ciphertext from the socket straight into input() and sends straight from output(), and
+// plaintext lands straight in the caller's buffer, so a byte is copied by user space once on its
+// way in (into OpenSSL's record buffer; decryption is in place) and once on its way out (from
+// OpenSSL's record buffer, where encryption wrote it, into output()).
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "agentbox/base/result.hpp"
+#include "agentbox/proxy/byte_buffer.hpp"
 #include "agentbox/proxy/http1.hpp"
 #include "agentbox/proxy/openssl_ptr.hpp"
 #include "agentbox/proxy/sni.hpp"
@@ -44,6 +50,12 @@ namespace agentbox::proxy {
 class TlsChannel {
  public:
   enum class Status { kWant, kDone, kClosed, kError };
+  // What the channel's BIO reads from and writes to.
+  struct Wire {
+    ByteBuffer in;     // ciphertext from the peer, not yet taken by OpenSSL
+    ByteBuffer out;    // ciphertext for the peer
+    bool eof = false;  // the peer's fd reached EOF: empty `in` is the end, not "more later"
+  };
 
   // Box side: presents `leaf` (and its CA chain is the box's trust anchor).
   [[nodiscard]] static base::Result<TlsChannel> accept(SSL_CTX* ctx, const Leaf& leaf);
@@ -52,16 +64,22 @@ class TlsChannel {
   [[nodiscard]] static base::Result<TlsChannel> connect(SSL_CTX* ctx, const std::string& host,
                                                         SSL_SESSION* resume = nullptr);
 
-  // Ciphertext from the peer; feed_eof() when its fd reached EOF.
+  // Ciphertext from the peer (a copy; input() avoids it); feed_eof() when its fd reached EOF.
   void feed(std::span<const std::byte> data);
   void feed_eof();
-  // Ciphertext for the peer (empties the buffer).
+  // Ciphertext from the peer not yet taken by OpenSSL: read(2) may write into it directly.
+  [[nodiscard]] ByteBuffer& input() { return io_->in; }
+  // Ciphertext for the peer: send(2) from it directly, then consume() what was sent.
+  [[nodiscard]] ByteBuffer& output() { return io_->out; }
+  [[nodiscard]] const ByteBuffer& output() const { return io_->out; }
+  // Ciphertext for the peer as a string (empties the buffer).
   [[nodiscard]] std::string drain();
-  void drain_into(std::string& out);  // appends, saving a copy on the data path
+  void drain_into(std::string& out);
 
   Status handshake();
   // Appends the plaintext available now; kClosed after close_notify or EOF.
   Status read(std::string& out);
+  Status read_into(ByteBuffer& out);  // the same, decrypted straight into `out`
   // Encrypts all of `data` (memory BIOs never block); drain() afterwards.
   Status write(std::string_view data);
   void close();  // queues close_notify
@@ -75,10 +93,10 @@ class TlsChannel {
 
  private:
   TlsChannel() = default;
+  static base::Result<TlsChannel> make(SSL_CTX* ctx);
   Status fail(int ret);
-  ossl::SslPtr ssl_;
-  BIO* rbio_ = nullptr;  // owned by ssl_
-  BIO* wbio_ = nullptr;
+  std::unique_ptr<Wire> io_;  // on the heap: the BIO points at it and the channel moves
+  ossl::SslPtr ssl_;          // declared after io_: freed first
   std::string error_;
 };
 

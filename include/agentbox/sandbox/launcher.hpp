@@ -59,6 +59,18 @@ struct LaunchSpec {
   // fds (besides 0-2) that init keeps open for the confinement hook; everything else the
   // supervisor had open is closed in init at once, and all of it is close-on-exec in the program.
   std::vector<int> keep_fds;
+  // Write end of a pipe (kept by init, never seen by the program): init writes one ExitReport
+  // there before it exits, so the supervisor can tell a death by signal from an exit code of
+  // 128+N and see rlimit signals (SIGXFSZ, SIGXCPU) of processes init reaped. -1: none.
+  int exit_report_fd = -1;
+};
+
+// What init saw of the processes it reaped (the program and orphans; not the children other
+// processes of the box reap themselves).
+struct ExitReport {
+  int32_t program_status = 0;  // the program's raw wait status
+  uint32_t died_of_sigxfsz = 0;
+  uint32_t died_of_sigxcpu = 0;
 };
 
 // Why start() failed inside the box (stage kNone when it failed in the supervisor).

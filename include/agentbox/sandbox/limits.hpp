@@ -3,10 +3,12 @@
 // Memory and process counts are enforced by a session cgroup when one can be made (a delegated
 // cgroup v2 subtree; or, for root on a legacy/hybrid host, the v1 memory/pids/cpu hierarchies).
 // Without one, --memory falls back to RLIMIT_AS (per process, counts address space not memory:
-// weaker, and breaks programs that reserve large ranges) and --pids to RLIMIT_NPROC, which counts
-// every process of the real uid on the whole machine (not only the box's), and does not bind
-// real root at all (the kernel exempts INIT_USER). RLIMIT_CORE is always 0: a core dump would
-// write the box's memory (placeholders, tokens it read) into the workspace.
+// weaker, and breaks programs that reserve large ranges) and --pids to RLIMIT_NPROC, which since
+// Linux 5.14 (rlimits on ucounts) counts the tasks of the uid in the box's user namespace, i.e.
+// the box's own tasks, threads and init included (before 5.14: every process of the real uid on
+// the machine), and does not bind real root at all (the kernel exempts INIT_USER). RLIMIT_CORE is
+// always 0: a core dump would write the box's memory (placeholders, tokens it read) into the
+// workspace.
 #pragma once
 
 #include <sys/types.h>
@@ -50,9 +52,10 @@ struct CgroupLimits {
 
 // What the kernel counted, read at the end to say which limit the box hit.
 struct CgroupEvents {
-  uint64_t oom_kills = 0;   // memory.events oom_kill (v1: memory.oom_control oom_kill)
-  uint64_t memory_max = 0;  // memory.events max (v1: memory.failcnt)
-  uint64_t pids_max = 0;    // pids.events max: forks refused
+  uint64_t oom_kills = 0;      // memory.events oom_kill (v1: memory.oom_control oom_kill)
+  uint64_t memory_max = 0;     // memory.events max (v1: memory.failcnt)
+  uint64_t pids_max = 0;       // pids.events max: forks refused
+  uint64_t cpu_throttled = 0;  // cpu.stat nr_throttled: periods the quota of cpu.max ran out
 };
 
 enum class CgroupVersion : uint8_t { kV2, kV1 };
@@ -87,6 +90,11 @@ class SessionCgroup {
   [[nodiscard]] base::Result<std::vector<base::UniqueFd>> open_procs() const;
   [[nodiscard]] base::Result<CgroupEvents> events() const;
   [[nodiscard]] CgroupVersion version() const { return version_; }
+  // cpu.max is written (v2: always, creation fails without the controller; v1: only when a cpu
+  // hierarchy is mounted, which is optional).
+  [[nodiscard]] bool limits_cpu() const {
+    return version_ == CgroupVersion::kV2 || dirs_.size() > 2;
+  }
   // The directories (one for v2; one per controller for v1).
   [[nodiscard]] const std::vector<std::string>& dirs() const { return dirs_; }
   // Kills whatever is left and removes the directories (also done by the destructor).

@@ -57,10 +57,18 @@ struct SeccompProgram {
 // The build-time program for these groups, or nullptr (the build could not compile one).
 [[nodiscard]] const std::vector<sock_filter>* prebuilt_seccomp(
     const std::set<std::string>& allow_groups);
+// How libseccomp lays out the syscall-number dispatch. The kernel's action cache (Linux 5.11+)
+// already skips the filter for every syscall whose verdict does not depend on its arguments
+// (read, openat, newfstatat, ... : all but ioctl, socket, socketpair, clone, personality and
+// unshare here), so the layout only matters for those six: a sorted binary tree
+// (SCMP_FLTATR_CTL_OPTIMIZE=2) reaches them in ~8 comparisons instead of a ~65-long chain
+// (bench/seccomp_bench: ioctl and clone rows).
+enum class SeccompLayout : uint8_t { kTree, kLinear };
 // One program straight from libseccomp, with every deny as USER_NOTIF (notify) or ERRNO(EPERM).
 // compile_seccomp() uses the first; tests compare notify_to_errno() against the second.
 [[nodiscard]] base::Result<std::vector<sock_filter>> compile_seccomp_with(
-    const std::set<std::string>& allow_groups, bool notify);
+    const std::set<std::string>& allow_groups, bool notify,
+    SeccompLayout layout = SeccompLayout::kTree);
 // Every `return SECCOMP_RET_USER_NOTIF` of `prog` becomes `return SECCOMP_RET_ERRNO | EPERM`.
 [[nodiscard]] std::vector<sock_filter> notify_to_errno(std::vector<sock_filter> prog);
 

@@ -14,6 +14,9 @@
 #   GET  /demo-pkg         an npm registry document for one package
 #   *    /git/...          git http-backend (smart HTTP) over DIR/git, Basic auth required:
 #                          the password must be REAL_TOKEN, else 401
+#   *    /pub/...          git http-backend over DIR/pub, anonymous (a cargo registry index)
+#   POST /record-body      records the request body in seen.log ("BODY <body>"), 200 "got N"
+#   GET  /cargo/dl/NAME/VERSION/download   DIR/cargo/NAME-VERSION.crate
 import base64
 import hashlib
 import zipfile
@@ -75,6 +78,19 @@ class Handler(BaseHTTPRequestHandler):
         record(self.command, url.path, auth)
         if url.path.startswith("/git/"):
             return self.git(url, auth)
+        if url.path.startswith("/pub/"):
+            return self.git(url, auth, root="pub")
+        if url.path == "/record-body":
+            data = b"".join(self.body())
+            with LOCK, open(os.path.join(DIR, "seen.log"), "a") as f:
+                f.write("BODY " + data.decode(errors="replace") + "\n")
+            return self.reply(200, f"got {len(data)}\n".encode())
+        if url.path.startswith("/cargo/dl/"):
+            parts = url.path.split("/")  # "", cargo, dl, NAME, VERSION, download
+            path = os.path.join(DIR, "cargo", f"{parts[3]}-{parts[4]}.crate")
+            if len(parts) == 6 and os.path.isfile(path):
+                with open(path, "rb") as f:
+                    return self.reply(200, f.read(), "application/octet-stream")
         if url.path.startswith("/echo"):
             for _ in self.body():
                 pass
@@ -152,9 +168,9 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         self.close_connection = True
 
-    def git(self, url, auth):
-        ok = False
-        if auth.startswith("Basic "):
+    def git(self, url, auth, root="git"):
+        ok = root == "pub"
+        if not ok and auth.startswith("Basic "):
             user_pass = base64.b64decode(auth[6:]).decode(errors="replace")
             ok = user_pass.partition(":")[2] == REAL
         if not ok:
@@ -162,9 +178,9 @@ class Handler(BaseHTTPRequestHandler):
                 pass
             return self.reply(401, b"auth required\n", extra=[("WWW-Authenticate", 'Basic realm="git"')])
         env = {
-            "GIT_PROJECT_ROOT": os.path.join(DIR, "git"),
+            "GIT_PROJECT_ROOT": os.path.join(DIR, root),
             "GIT_HTTP_EXPORT_ALL": "1",
-            "PATH_INFO": url.path[len("/git"):],
+            "PATH_INFO": url.path[len(root) + 1:],
             "QUERY_STRING": url.query,
             "REQUEST_METHOD": self.command,
             "CONTENT_TYPE": self.headers.get("Content-Type", ""),

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/if_tun.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -45,16 +46,21 @@ std::string slurp(const char* path) {
 }
 
 // Codes a child reports: which check failed.
-enum Code { kOk = 0, kNoNs = 10, kApply, kMtu, kAddr, kUp, kRoute, kIpv6, kPing };
+enum Code { kOk = 0, kNoNs = 10, kApply, kMtu, kAddr, kUp, kRoute, kIpv6, kPing, kVnet };
 
-int check_in_fresh_netns() {
+int check_in_fresh_netns(bool offload) {
   if (::unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) {
     return kNoNs;
   }
-  auto t = TapSetup::prepare(TapSpec{.name = "eth0", .ping_gid = 65534});
+  auto t = TapSetup::prepare(TapSpec{.name = "eth0", .ping_gid = 65534, .offload = offload});
   TapResult r = t->apply("");
   if (r.err != 0) {
     return kApply;
+  }
+  // The fd's flags say whether every frame carries a virtio_net_hdr (what FdTap must be told).
+  ifreq tf{};
+  if (::ioctl(r.fd, TUNGETIFF, &tf) != 0 || ((tf.ifr_flags & IFF_VNET_HDR) != 0) != offload) {
+    return kVnet;
   }
   int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   ifreq ifr{};
@@ -85,14 +91,16 @@ int check_in_fresh_netns() {
   return kOk;
 }
 
-TEST(TapSetup, ConfiguresTheTapInAFreshNetworkNamespace) {
+class TapSetupInNetns : public ::testing::TestWithParam<bool> {};
+
+TEST_P(TapSetupInNetns, ConfiguresTheTapInAFreshNetworkNamespace) {
   if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
     GTEST_SKIP() << "skipped: /dev/net/tun is not usable here";
   }
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    ::_exit(check_in_fresh_netns());
+    ::_exit(check_in_fresh_netns(GetParam()));
   }
   int st = 0;
   ASSERT_EQ(::waitpid(pid, &st, 0), pid);
@@ -101,8 +109,12 @@ TEST(TapSetup, ConfiguresTheTapInAFreshNetworkNamespace) {
     GTEST_SKIP() << "skipped: cannot create a user + network namespace here";
   }
   EXPECT_EQ(WEXITSTATUS(st), kOk) << "failed check " << WEXITSTATUS(st)
-                                  << " (11 apply, 12 mtu, 13 addr, 14 up, 15 route, 16 ipv6)";
+                                  << " (11 apply, 12 mtu, 13 addr, 14 up, 15 route, 16 ipv6, "
+                                     "18 vnet header flag)";
 }
+
+INSTANTIATE_TEST_SUITE_P(Offload, TapSetupInNetns, ::testing::Values(false, true),
+                         [](const auto& p) { return p.param ? "VnetHdr" : "Plain"; });
 
 }  // namespace
 }  // namespace agentbox::net

@@ -445,6 +445,153 @@ TEST_P(TcpTest, HostClosesFirst) {
   EXPECT_EQ(stack_->tcp().flow_count(), 0u);
 }
 
+// A host that answers and closes at once (HTTP/1.0, the bench's server): the FIN rides on the
+// segment with the last bytes, and a retransmission carries both again.
+TEST_P(TcpTest, FinRidesOnTheLastDataSegment) {
+  uint32_t hs = handshake();
+  int peer = pair_.peers.begin()->second.get();
+  ASSERT_EQ(write(peer, "reply", 5), 5);
+  ASSERT_EQ(shutdown(peer, SHUT_WR), 0);
+  pump();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "reply");
+  EXPECT_EQ(segs[0].flags, tcpflag::kAck | tcpflag::kPsh | tcpflag::kFin);
+  EXPECT_EQ(segs[0].seq, hs);
+  box_send(tcpflag::kAck, 1001, hs + 2);  // acks "re" only
+  EXPECT_TRUE(take().empty());
+  now_ += 5s;
+  stack_->tcp().on_timer(now_);
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);  // "ply" + FIN again, in one segment
+  EXPECT_EQ(segs[0].data, "ply");
+  EXPECT_EQ(segs[0].seq, hs + 2);
+  EXPECT_TRUE(segs[0].has(tcpflag::kFin));
+  box_send(tcpflag::kAck, 1001, hs + 6);  // data and FIN acknowledged
+  EXPECT_TRUE(take().empty());
+  EXPECT_EQ(stack_->tcp().flow_count(), 1u);
+  box_send(tcpflag::kAck | tcpflag::kFin, 1001, hs + 6);
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].ack, 1002u);
+  EXPECT_EQ(stack_->tcp().flow_count(), 0u);
+  EXPECT_NE(audit_.lines().find(R"("bytes_up":0,"bytes_down":5,"reset":false)"), std::string::npos)
+      << audit_.lines();
+}
+
+// Data beyond the box's window: the FIN waits for the last segment, which only goes once the
+// window opens.
+TEST_P(TcpTest, FinWaitsForTheWindowWithTheLastData) {
+  mss_ = 1000;
+  uint32_t hs = handshake();
+  int peer = pair_.peers.begin()->second.get();
+  std::string blob(3000, 'z');
+  ASSERT_EQ(write(peer, blob.data(), blob.size()), 3000);
+  ASSERT_EQ(shutdown(peer, SHUT_WR), 0);
+  box_send(tcpflag::kAck, 1001, hs, {}, 2000);
+  pump();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 2u);
+  EXPECT_FALSE(segs[0].has(tcpflag::kFin));
+  EXPECT_FALSE(segs[1].has(tcpflag::kFin));
+  box_send(tcpflag::kAck, 1001, hs + 2000, {}, 2000);
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data.size(), 1000u);
+  EXPECT_TRUE(segs[0].has(tcpflag::kFin));
+}
+
+// A host that speaks first (SSH, SMTP banners): bytes queued before the socket joins epoll, and
+// bytes arriving before the box's handshake ACK, both reach the box right after the handshake.
+TEST_P(TcpTest, HostBytesBeforeTheHandshakeEndsAreSentAfterIt) {
+  struct BannerHandler : PairHandler {
+    base::Result<OpenResult> on_open(const FlowInfo& info) override {
+      auto r = PairHandler::on_open(info);
+      if (r && write(peers[info.id].get(), "banner", 6) != 6) {
+        return base::Error::msg("write banner");
+      }
+      return r;
+    }
+  } banner;
+  use(banner);
+  box_send(tcpflag::kSyn, 1000, 0, {}, 0xffff, 443, true);
+  pump();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  uint32_t hs = segs[0].seq + 1;
+  box_send(tcpflag::kAck, 1001, hs);
+  pump();
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "banner");
+
+  sport_ = 40001;
+  use(pair_);
+  box_send(tcpflag::kSyn, 1000, 0, {}, 0xffff, 443, true);
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  hs = segs[0].seq + 1;
+  ASSERT_EQ(write(pair_.peers.begin()->second.get(), "early", 5), 5);
+  pump();  // the edge arrives while the handshake is still open
+  EXPECT_TRUE(take().empty());
+  box_send(tcpflag::kAck, 1001, hs);
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "early");
+}
+
+// One tap batch: in-order segments of a flow get one ACK at the end (the latest sequence), per
+// flow; an out-of-order segment's duplicate ACK and a FIN's ACK still go at once.
+TEST_P(TcpTest, AcksOfOneBatchAreCoalescedPerFlow) {
+  uint32_t hs1 = handshake();
+  int peer1 = pair_.peers.begin()->second.get();
+  sport_ = 40001;
+  uint32_t hs2 = handshake();
+  int peer2 = pair_.peers.rbegin()->second.get();
+  auto& tcp = stack_->tcp();
+  tcp.begin_batch();
+  sport_ = 40000;
+  box_send(tcpflag::kAck, 1001, hs1, "aaa");
+  box_send(tcpflag::kAck, 1004, hs1, "bbb");
+  sport_ = 40001;
+  box_send(tcpflag::kAck, 1001, hs2, "cc");
+  sport_ = 40000;
+  box_send(tcpflag::kAck, 1007, hs1, "ddd");
+  EXPECT_TRUE(take().empty()) << "ACKs wait for the end of the batch";
+  tcp.end_batch();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 2u);
+  EXPECT_EQ(segs[0].ack, 1010u);  // flow 1: all of aaa, bbb, ddd
+  EXPECT_EQ(segs[1].ack, 1003u);  // flow 2: cc
+  EXPECT_EQ(read_all(peer1), "aaabbbddd");
+  EXPECT_EQ(read_all(peer2), "cc");
+  EXPECT_EQ(tcp.counters().acks_coalesced, 2u);
+
+  tcp.begin_batch();
+  box_send(tcpflag::kAck, 1020, hs1, "gap");  // out of order: duplicate ACK now
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].ack, 1010u);
+  box_send(tcpflag::kAck, 1010, hs1, "e");
+  ASSERT_EQ(write(peer1, "reply", 5), 5);
+  pump();  // data to the box carries the held-back ACK
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "reply");
+  EXPECT_EQ(segs[0].ack, 1011u);
+  box_send(tcpflag::kAck | tcpflag::kFin, 1011, hs1 + 5, "f");  // FIN: ACK at once
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].ack, 1013u);
+  tcp.end_batch();
+  EXPECT_TRUE(take().empty()) << "nothing left to acknowledge";
+  // Outside a batch every ACK goes at once, as before.
+  sport_ = 40001;
+  box_send(tcpflag::kAck, 1003, hs2, "x");
+  box_send(tcpflag::kAck, 1004, hs2, "y");
+  EXPECT_EQ(take().size(), 2u);
+}
+
 TEST_P(TcpTest, BoxRstClosesTheSocket) {
   handshake();
   int peer = pair_.peers.begin()->second.get();
@@ -578,6 +725,43 @@ TEST_P(TcpTest, LoopbackConnectFirstWithChecksummedBulkBothWays) {
   EXPECT_TRUE(got_up == up);
   EXPECT_EQ(got_down.size(), down.size());
   EXPECT_TRUE(got_down == down);
+}
+
+// A loopback connect completes inside connect(2): the SYN-ACK goes out while the SYN is handled,
+// with no epoll round trip, and the later EPOLLOUT edge sends no second one.
+TEST_P(TcpTest, LoopbackConnectIsAnsweredWithoutWaitingForEpoll) {
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  base::UniqueFd listener(lfd);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(listen(lfd, 64), 0);
+  socklen_t len = sizeof sa;
+  getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
+  LoopbackHandler lh;
+  lh.port = ntohs(sa.sin_port);
+  use(lh);
+  int immediate = 0;
+  for (int i = 0; i < 10; ++i) {
+    sport_ = static_cast<uint16_t>(30000 + i);
+    box_send(tcpflag::kSyn, 1000, 0, {}, 0xffff, 443, true);
+    auto first = take();
+    ASSERT_LE(first.size(), 1u);
+    immediate += static_cast<int>(first.size());
+    pump();
+    auto later = take();
+    ASSERT_EQ(first.size() + later.size(), 1u) << "one SYN-ACK per SYN, never two";
+    const Seg& sa_seg = first.empty() ? later[0] : first[0];
+    EXPECT_EQ(sa_seg.flags, tcpflag::kSyn | tcpflag::kAck);
+    EXPECT_EQ(sa_seg.ack, 1001u);
+    box_send(tcpflag::kAck, 1001, sa_seg.seq + 1);
+    EXPECT_TRUE(take().empty());
+  }
+  // Loopback handshakes run in connect(2)'s own softirq; a machine that deferred every one of
+  // ten to ksoftirqd would be broken, not slow.
+  EXPECT_GE(immediate, 1);
+  EXPECT_EQ(stack_->tcp().flow_count(), 10u);
 }
 
 TEST_P(TcpTest, ConnectFailureIsRst) {

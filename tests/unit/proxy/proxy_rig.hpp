@@ -201,8 +201,9 @@ inline std::string header_of(const std::string& head, std::string name) {
 
 // A loopback HTTP/1.1 server, TLS (leaf from a test CA) or plain, one thread per connection.
 // Routes: /echo (head + body back, Content-Length), /echo-chunked (same, chunked in two pieces
-// split in the middle), /sse (one event, waits for sse_gate, a second event), /big/N (N pattern
-// bytes), /upload (sha256 and length of the body), /ws (101 then a WebSocket echo), /close
+// split in the middle), /split/K and /split-chunked/K (the head echoed in two writes, cut K bytes
+// into the Authorization value), /sse (one event, waits for sse_gate, a second event), /big/N (N
+// pattern bytes), /upload (sha256 and length of the body), /ws (101 then a WebSocket echo), /close
 // (answers with Connection: close), anything else "ok\n". The raw mode ("banner") speaks first
 // and echoes lines, like an SSH server would start.
 class Upstream {
@@ -407,6 +408,26 @@ class Upstream {
       s.write(chunk(std::string_view(body).substr(0, half)));
       std::this_thread::sleep_for(20ms);
       s.write(chunk(std::string_view(body).substr(half)) + "0\r\n\r\n");
+    } else if (path.rfind("/split/", 0) == 0 || path.rfind("/split-chunked/", 0) == 0) {
+      // The echo of the request head, written in two pieces with a pause between them, cut K
+      // bytes into the Authorization value (/split/K: Content-Length; /split-chunked/K: two
+      // chunks): a secret echoed back arrives split across the proxy's reads.
+      const bool chunked = path.rfind("/split-chunked/", 0) == 0;
+      const std::string body = r.head + "\r\n";
+      const size_t k = std::stoull(path.substr(path.rfind('/') + 1));
+      const size_t auth = body.find(header_of(r.head, "authorization"));
+      const size_t cut = std::min(body.size(), (auth == std::string::npos ? 0 : auth) + k);
+      auto piece = [&](std::string_view d) {
+        char size[32];
+        std::snprintf(size, sizeof size, "%zx\r\n", d.size());
+        return chunked ? std::string(size) + std::string(d) + "\r\n" : std::string(d);
+      };
+      s.write(chunked ? "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" + conn + "\r\n"
+                      : "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) +
+                            "\r\n" + conn + "\r\n");
+      s.write(piece(std::string_view(body).substr(0, cut)));
+      std::this_thread::sleep_for(3ms);
+      s.write(piece(std::string_view(body).substr(cut)) + (chunked ? "0\r\n\r\n" : ""));
     } else if (path == "/sse") {
       s.write(
           "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: "

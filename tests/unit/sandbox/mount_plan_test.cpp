@@ -210,10 +210,28 @@ TEST(MountPlan, ProtectedPathsAfterTheWorkspaceAndRootReadOnlyLast) {
       EXPECT_GT(i, ws);
       EXPECT_EQ(ops[i].target, "/home/a/src/proj");
       protected_paths.push_back(ops[i].source);
+      EXPECT_EQ(ops[i].read_only, ops[i].source != ".git") << ops[i].source;  // .git: pinned
     }
   }
-  EXPECT_EQ(protected_paths, (std::vector<std::string>{".git/hooks", ".envrc"}));
+  EXPECT_EQ(protected_paths, (std::vector<std::string>{".git", ".git/hooks", ".envrc"}));
   EXPECT_EQ(ops.back().kind, MountKind::kRemountRoot);
+}
+
+// A protected parent of protected paths keeps its read-only mount; it is not pinned read-write.
+TEST(MountPlan, ProtectedParentIsReadOnlyNotPinned) {
+  MountSpec s = spec();
+  s.protected_paths = {".git/hooks", ".git", "a/b/c"};
+  auto ops = build_mount_plan(s, debian());
+  std::vector<std::pair<std::string, bool>> got;
+  for (const auto& op : ops) {
+    if (op.kind == MountKind::kProtect && op.target != "/proc") {
+      got.emplace_back(op.source, op.read_only);
+    }
+  }
+  EXPECT_EQ(
+      got,
+      (std::vector<std::pair<std::string, bool>>{
+          {"a", false}, {"a/b", false}, {".git/hooks", true}, {".git", true}, {"a/b/c", true}}));
 }
 
 TEST(MountPlan, SysOnlyWhenAsked) {

@@ -4,6 +4,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
@@ -17,6 +19,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <functional>
 #include <set>
 #include <thread>
@@ -511,6 +515,78 @@ TEST(SeccompNotify, NestedListenerFallsBackToErrno) {
     return second == SeccompMode::kErrnoOnly ? 0 : 104;
   });
   EXPECT_TRUE(r.exited && r.code == 0) << describe(r);
+}
+
+}  // namespace
+}  // namespace agentbox::sandbox
+
+namespace agentbox::sandbox {
+namespace {
+
+// A classic-BPF walk of `prog` for syscall `nr` on x86_64, as the kernel's action cache does it
+// when it prepares its bitmap (kernel/seccomp.c, seccomp_is_const_allow): only the number and
+// the arch are known. Returns {instructions executed, allowed without reading an argument}.
+std::pair<int, bool> const_walk(const std::vector<sock_filter>& prog, uint32_t nr) {
+  uint32_t a = 0;
+  size_t pc = 0;
+  for (int n = 1; pc < prog.size() && n < 4096; ++n) {
+    const sock_filter& in = prog[pc];
+    switch (BPF_CLASS(in.code)) {
+      case BPF_LD:
+        if (in.k != offsetof(seccomp_data, nr) && in.k != offsetof(seccomp_data, arch)) {
+          return {n, false};  // reads an argument (or ip): the cache cannot decide it
+        }
+        a = in.k == offsetof(seccomp_data, nr) ? nr : AUDIT_ARCH_X86_64;
+        ++pc;
+        break;
+      case BPF_JMP: {
+        if (BPF_OP(in.code) == BPF_JA) {
+          pc += 1 + in.k;
+          break;
+        }
+        bool c = BPF_OP(in.code) == BPF_JEQ   ? a == in.k
+                 : BPF_OP(in.code) == BPF_JGT ? a > in.k
+                 : BPF_OP(in.code) == BPF_JGE ? a >= in.k
+                                              : (a & in.k) != 0;
+        pc += 1 + (c ? in.jt : in.jf);
+        break;
+      }
+      case BPF_RET:
+        return {n, in.k == SECCOMP_RET_ALLOW};
+      default:
+        return {n, false};
+    }
+  }
+  return {0, false};
+}
+
+// The hot system calls of real work (git status: newfstatat, openat, getdents64, statx ...)
+// must be decided by the kernel's action cache without running the filter: their path may not
+// read an argument. And no allowed number may sit at the end of a long chain: the sorted binary
+// tree decides each in a few comparisons (bench/seccomp_bench, docs/BENCHMARKS.md).
+TEST(SeccompLayout, HotSyscallsAreConstantAllowAndTheTreeIsShallow) {
+  auto prog = compile_seccomp({});
+  ASSERT_TRUE(prog) << prog.error().message();
+  for (long nr : {SYS_read, SYS_write, SYS_close, SYS_openat, SYS_newfstatat, SYS_statx,
+                  SYS_getdents64, SYS_mmap, SYS_munmap, SYS_futex, SYS_lseek, SYS_fstat, SYS_execve,
+                  SYS_wait4, SYS_rt_sigprocmask, SYS_brk, SYS_mprotect, SYS_pread64}) {
+    auto [n, allowed] = const_walk(prog->notify, static_cast<uint32_t>(nr));
+    EXPECT_TRUE(allowed) << "syscall " << nr << " is not decided by the action cache";
+  }
+  int deepest = 0;
+  for (uint32_t nr = 0; nr < 460; ++nr) {
+    auto [n, allowed] = const_walk(prog->notify, nr);
+    deepest = allowed ? std::max(deepest, n) : deepest;
+  }
+  EXPECT_LE(deepest, 20) << "an allowed syscall takes " << deepest << " instructions to decide";
+  auto linear = compile_seccomp_with({}, true, SeccompLayout::kLinear);
+  ASSERT_TRUE(linear);
+  int linear_deepest = 0;
+  for (uint32_t nr = 0; nr < 460; ++nr) {
+    auto [n, allowed] = const_walk(*linear, nr);
+    linear_deepest = allowed ? std::max(linear_deepest, n) : linear_deepest;
+  }
+  EXPECT_GT(linear_deepest, 2 * deepest) << "the tree layout should be much shallower";
 }
 
 }  // namespace

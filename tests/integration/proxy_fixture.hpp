@@ -1,0 +1,138 @@
+// A loopback TLS upstream with its own CA (tests/integration/data/upstream.py) and
+// `agentbox run` pointed at it with --connect-to, for the proxy tests outside proxy_test.cpp.
+// sh, slurp and free_port come from the shared harness.
+#pragma once
+
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "harness.hpp"
+
+namespace agentbox::it {
+
+using Args = std::vector<std::string>;
+
+// The upstream answers for every name in hosts() (one certificate, one port); the subclass
+// writes the agentbox config (config()) and names the secrets that must never show up.
+class UpstreamFixture : public ::testing::TestWithParam<std::string> {
+ protected:
+  virtual std::vector<std::string> hosts() const = 0;
+  virtual std::string config() const = 0;
+  virtual std::vector<std::string> secrets() const = 0;
+  virtual std::map<std::string, std::string> env() const = 0;
+  // Runs before the upstream starts (extra files in up_).
+  virtual void prepare() {}
+
+  void SetUp() override {
+    std::string why;
+    if (!make_world(GetParam(), w_, why)) {
+      skip(why);
+      return;
+    }
+    made_ = true;
+    up_ = w_.root + "/upstream";
+    ASSERT_EQ(::mkdir(up_.c_str(), 0755), 0);
+    std::string san;
+    for (const auto& h : hosts()) {
+      san += (san.empty() ? "DNS:" : ",DNS:") + h;
+    }
+    ASSERT_EQ(sh(fmt::format(
+                  "(cd {0} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+                  "-nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=upstream test CA' && "
+                  "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key "
+                  "-out srv.csr -subj /CN={1} && printf 'subjectAltName={2}\\n' > ext.cnf && "
+                  "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+                  "-out srv.pem -days 2 -extfile ext.cnf && chmod 644 ca.pem) >/dev/null 2>&1",
+                  up_, hosts()[0], san)),
+              0);
+    ASSERT_EQ(::mkdir((up_ + "/git").c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir((up_ + "/pub").c_str(), 0755), 0);
+    prepare();
+    if (HasFatalFailure()) {
+      return;
+    }
+    port_ = free_port();
+    ASSERT_NE(port_, 0);
+    server_ = ::fork();
+    ASSERT_GE(server_, 0);
+    if (server_ == 0) {
+      ::execlp("python3", "python3", AGENTBOX_TEST_DATA "/upstream.py", up_.c_str(),
+               std::to_string(port_).c_str(), "unused-git-password", nullptr);
+      ::_exit(127);
+    }
+    for (int i = 0; i < 100 && ::access((up_ + "/ready").c_str(), F_OK) != 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_EQ(::access((up_ + "/ready").c_str(), F_OK), 0) << "the upstream did not start";
+    cfg_ = w_.root + "/cfg";
+    ASSERT_EQ(::mkdir(cfg_.c_str(), 0755), 0);
+    ASSERT_EQ(::mkdir((cfg_ + "/agentbox").c_str(), 0755), 0);
+    write_file(cfg_ + "/agentbox/config.toml", config());
+    chown_tree(cfg_, w_.as.uid, w_.as.gid);
+  }
+  void TearDown() override {
+    if (server_ > 0) {
+      ::kill(server_, SIGKILL);
+      ::waitpid(server_, nullptr, 0);
+    }
+    if (made_) {
+      for (const auto& s : secrets()) {
+        EXPECT_NE(sh(fmt::format("grep -rqsF -e '{}' {}", s, w_.state)), 0)
+            << "a real secret in " << w_.state;
+      }
+      destroy_world(w_);
+    }
+  }
+  void skip(const std::string& why) {
+    if (must_work()) {
+      FAIL() << "AGENTBOX_MUST_WORK=1 and this would be skipped: " << why;
+    }
+    GTEST_SKIP() << "skipped: " << why;
+  }
+  // `agentbox run` with the test's config, `sh -c SCRIPT` inside, cwd = the workspace.
+  Output box(const std::string& script, int timeout_ms = 60000) {
+    Args a = {"run", "-q", "--upstream-ca", up_ + "/ca.pem"};
+    for (const auto& h : hosts()) {
+      a.push_back("--connect-to");
+      a.push_back(fmt::format("{}:443:127.0.0.1:{}", h, port_));
+    }
+    a.insert(a.end(), {"--", "sh", "-c", script});
+    RunOptions o;
+    o.env = env();
+    o.env["XDG_CONFIG_HOME"] = cfg_;
+    o.timeout_ms = timeout_ms;
+    Output r = run(w_, a, o);
+    for (const auto& s : secrets()) {
+      EXPECT_EQ(r.out.find(s), std::string::npos) << r.out;
+      EXPECT_EQ(r.err.find(s), std::string::npos) << r.err;
+    }
+    return r;
+  }
+  std::string seen() { return slurp(up_ + "/seen.log"); }
+  std::string audit() {
+    (void)sh(fmt::format("cat {}/agentbox/sessions/*/audit.jsonl > {}/audit.all 2>/dev/null",
+                         w_.state, w_.root));
+    return slurp(w_.root + "/audit.all");
+  }
+
+  World w_;
+  bool made_ = false;
+  std::string up_;
+  std::string cfg_;
+  uint16_t port_ = 0;
+  pid_t server_ = -1;
+};
+
+}  // namespace agentbox::it

@@ -1,0 +1,82 @@
+// [credentials.NAME] `format` and `body`: parsed, and every bad value reported at file:line:col.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "agentbox/config/load.hpp"
+
+namespace agentbox::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CredentialOptions : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/agentbox-credopt-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  base::Result<Policy> load_text(const std::string& text) {
+    const std::string file = dir_ + "/system.toml";
+    std::ofstream(file) << text;
+    LoadOptions o;
+    o.system_file = file;
+    o.user_dir = dir_ + "/user";
+    auto r = load(o);
+    if (!r) {
+      return std::move(r).error();
+    }
+    return std::move(r->policy);
+  }
+  std::string dir_;
+};
+
+const char* kHead =
+    "[credentials.api]\n"
+    "env = \"API_KEY\"\n"
+    "from = \"env:REAL\"\n"
+    "hosts = [\"api.example.com\"]\n";
+
+TEST_F(CredentialOptions, FormatAndBodyAreParsed) {
+  auto p = load_text(std::string(kHead) + "format = \"Bearer {}\"\nbody = true\n");
+  ASSERT_TRUE(p) << p.error().render();
+  const Credential& c = p->credentials.at("api");
+  EXPECT_EQ(c.format, "Bearer {}");
+  EXPECT_TRUE(c.body);
+  EXPECT_EQ(c.inject, "header:Authorization");
+  auto q = load_text(kHead);
+  ASSERT_TRUE(q) << q.error().render();
+  EXPECT_EQ(q->credentials.at("api").format, "");  // unset: nothing is ever added
+  EXPECT_FALSE(q->credentials.at("api").body);
+}
+
+TEST_F(CredentialOptions, BadValuesNameTheLineAndColumn) {
+  struct Case {
+    std::string extra;
+    std::string where;
+    std::string what;
+  } cases[] = {
+      {"format = \"Bearer\"\n", ":5:10", "exactly once"},
+      {"format = \"{} {}\"\n", ":5:10", "exactly once"},
+      {"format = \"Bearer {}\\r\\nX-Evil: 1\"\n", ":5:10", "CR, LF"},
+      {"inject = \"header:X Api\"\n", ":5:10", "not a header name"},
+      {"inject = \"header:X:Api\"\n", ":5:10", "not a header name"},
+      {"inject = \"basic\"\nformat = \"Bearer {}\"\n", ":6:10", "only to inject"},
+      {"inject = \"sigv4\"\nbody = true\n", ":5:10", "SigV4"},
+      {"body = \"yes\"\n", ":5:8", "true or false"},
+  };
+  for (const auto& c : cases) {
+    auto p = load_text(std::string(kHead) + c.extra);
+    ASSERT_FALSE(p) << c.extra;
+    const std::string msg = p.error().render();
+    EXPECT_NE(msg.find("system.toml" + c.where), std::string::npos) << c.extra << "\n" << msg;
+    EXPECT_NE(msg.find(c.what), std::string::npos) << c.extra << "\n" << msg;
+  }
+}
+
+}  // namespace
+}  // namespace agentbox::config
