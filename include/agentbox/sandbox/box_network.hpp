@@ -8,11 +8,14 @@
 //
 // setup() runs in init (pid 1 of the box) after the uid/gid maps are written and `lo` is up,
 // before pivot_root into the box: the host's root is still reachable at `host_root` (the host's
-// /dev/net/tun and /proc/sys are under it). It returns the tap fd (O_CLOEXEC), which the launcher
-// sends to the supervisor over SCM_RIGHTS on the control socket and then closes, or a failure
-// that becomes the usual {stage, errno} report. Unlike Confinement::apply, setup() may allocate:
-// init is a fork-like clone3 child (no CLONE_VM) of the single-threaded supervisor, so no lock
-// can be held by a thread that did not come along, and libnl needs the heap.
+// /dev/net/tun and /proc/sys are under it). It runs on a second thread of init while the first
+// one builds the mount tree (the two are independent; it is joined before the host's tree is
+// detached), so it must not touch the mount namespace or the current directory. It returns the
+// tap fd (O_CLOEXEC), which the launcher sends to the supervisor over SCM_RIGHTS on the control
+// socket and then closes, or a failure that becomes the usual {stage, errno} report. Unlike
+// Confinement::apply, setup() may allocate: init is a fork-like clone3 child (no CLONE_VM) of the
+// single-threaded supervisor, so no lock can be held by a thread that did not come along, and
+// libnl needs the heap.
 #pragma once
 
 #include "agentbox/sandbox/confinement.hpp"

@@ -3,9 +3,11 @@
 // Landlock, capability dropping, no_new_privs, seccomp and rlimits live in their own files and
 // are applied through this one interface, so the launcher stays ignorant of them. The object is
 // prepared completely in the supervisor before clone (rulesets built, BPF compiled); apply() runs
-// in the freshly forked program process, after fds 3+ were marked close-on-exec and before
-// execve: async-signal-safe system calls only, no allocation, no locks. Any fd it opens must be
-// O_CLOEXEC (landlock rulesets and seccomp listeners are).
+// in the program's process, after fds 3+ were marked close-on-exec and before execve. That
+// process is started like posix_spawn's child (CLONE_VM|CLONE_VFORK: it shares init's memory
+// until execve, init waiting), so: async-signal-safe system calls only, no allocation, no locks,
+// no writes to shared state. Any fd it opens must be O_CLOEXEC (landlock rulesets and seccomp
+// listeners are).
 //
 // sandbox/confine.hpp (PreparedConfinement + apply()) plugs in through a small adapter whose
 // apply() calls sandbox::apply(prepared, notify_fd) and maps its ChildFailure stages onto
@@ -52,6 +54,7 @@ enum class SetupStage : uint16_t {
   kProtectCheck,  // a protected path found writable right before execve
   kConfine,       // any other confinement step
   kExec,
+  kNetns,  // init's network thread: unshare(CLONE_NEWNET); init's setns into it
 };
 
 // A short phrase for messages: "writing /proc/self/uid_map", "applying seccomp".

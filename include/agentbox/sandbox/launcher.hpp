@@ -3,16 +3,19 @@
 // Theory of operation:
 //   supervisor  prepares everything (paths with staging prefixes, argv, envp, candidate paths
 //               for the PATH search, /proc/self/*_map contents), then clone3(CLONE_NEWUSER|NEWNS|
-//               NEWPID|NEWIPC|NEWUTS|NEWNET|NEWCGROUP|CLONE_PIDFD) and reads the control socket.
+//               NEWPID|NEWIPC|NEWUTS|NEWCGROUP|CLONE_PIDFD) and reads the control socket.
 //   init (pid 1) PR_SET_PDEATHSIG(SIGKILL) and a check that the supervisor still lives; maps its
 //               own uid/gid 1:1 (setgroups=deny first); makes mounts private; mounts a staging
-//               tmpfs on /tmp and pivots into it (the host stays reachable at /oldroot); builds
-//               the box's root at /newroot by running the MountPlan; sets the hostname; brings
-//               lo up; runs the BoxNetwork hook (the tap; its fd goes to the supervisor over
-//               SCM_RIGHTS); pivots into /newroot and detaches the old root; chdir; with a
-//               terminal, opens the box's own /dev/ptmx and sends the master to the supervisor
-//               (SCM_RIGHTS); forks the program; then reaps, forwards signals to the program's
-//               process group, and exits with the program's status (128+N for signal N).
+//               tmpfs on /tmp and pivots into it (the host stays reachable at /oldroot); starts
+//               the network thread (unshare(CLONE_NEWNET): the box's network namespace; lo up;
+//               the BoxNetwork hook, whose tap fd goes to the supervisor over SCM_RIGHTS);
+//               meanwhile builds the box's root at /newroot by running the MountPlan and sets
+//               the hostname; joins the thread and setns()es into its network namespace; pivots
+//               into /newroot and detaches the old root; chdir; with a terminal, opens the box's
+//               own /dev/ptmx and sends the master to the supervisor (SCM_RIGHTS); starts the
+//               program (clone CLONE_VM|CLONE_VFORK, as posix_spawn); then reaps, forwards
+//               signals to the program's process group, and exits with the program's status
+//               (128+N for signal N).
 //   program     empty signal mask; setsid (no controlling terminal of the user's, ever); the pty
 //               slave as ctty and fds 0-2 when there is a terminal; fds >= 3 marked
 //               close-on-exec (close_range); the Confinement hook; execve along the PATH.
