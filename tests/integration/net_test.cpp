@@ -881,6 +881,10 @@ TEST_P(NetTest, MetadataAddressIsBlockedInEverySpelling) {
       << log;
   Output ok = py({"connect", "169.254.169.254", "80"}, {"-q", "--allow", "169.254.169.254/32:80"});
   EXPECT_TRUE(ok.has_line("connect 169.254.169.254 80 ok")) << ok.out << ok.err;
+  // The listener's thread accepts on its own schedule: the box can be gone before it has.
+  for (int i = 0; i < 300 && trap.tcp_accepted() < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_GE(trap.tcp_accepted(), 1);
 }
 
@@ -914,6 +918,9 @@ TEST_P(NetTest, NameResolvingToLoopbackIsRefused) {
   Output ok = py({"connect", "rebind.test", p},
                  {"-q", "--allow", "rebind.test:" + p, "--allow", "127.0.0.1/32:" + p}, o);
   EXPECT_TRUE(ok.has_line("connect rebind.test " + p + " ok")) << ok.out << ok.err;
+  for (int i = 0; i < 300 && trap.tcp_accepted() < 1; ++i) {  // the listener's own schedule
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_EQ(trap.tcp_accepted(), 1);
 }
 
