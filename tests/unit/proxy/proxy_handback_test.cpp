@@ -175,10 +175,10 @@ class HandBackTest : public ::testing::Test {
 
   // One box connection, driven by hand: frames in, the translator's frames collected.
   struct Box {
-    HandBackTest* t;
-    net::Ip4 dst;
-    uint16_t dport;
-    uint16_t sport;
+    HandBackTest* t = nullptr;
+    net::Ip4 dst = 0;
+    uint16_t dport = 0;
+    uint16_t sport = 0;
     uint32_t seq = 1000;  // next byte of the box
     uint32_t ack = 0;     // next byte expected from the host
     std::string got;
@@ -257,7 +257,11 @@ class HandBackTest : public ::testing::Test {
   };
 
   Box connect(const char* name, uint16_t port) {
-    Box b{this, *stack_->pool().assign(name), port, next_sport_++};
+    Box b;
+    b.t = this;
+    b.dst = *stack_->pool().assign(name);
+    b.dport = port;
+    b.sport = next_sport_++;
     b.send(kSyn);
     b.seq += 1;
     for (int i = 0; i < 100 && b.ack == 0; ++i) {
