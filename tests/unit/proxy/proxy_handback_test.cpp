@@ -37,6 +37,7 @@ using net::tcpflag::kSyn;
 constexpr const char* kTls = "tls.example.test";
 constexpr const char* kSlow = "slow.example.test";
 constexpr const char* kSsh = "ssh.example.test";
+constexpr const char* kLate = "late.example.test";  // raw, resolved on the worker
 const net::Ip4 kBox = net::ip4(10, 0, 2, 100);
 const net::Mac kBoxMac = {0x02, 0, 0, 0, 0, 0x01};
 constexpr uint16_t kMss = 65000;
@@ -139,8 +140,10 @@ class HandBackTest : public ::testing::Test {
     tls_listener_ = listen_loopback(tls_port_);
     ssh_listener_ = listen_loopback(ssh_port_);
     slow_listener_ = listen_loopback(slow_port_, 0);
-    policy_ = *policy::EgressPolicy::parse(
-        {std::string(kTls) + ":443", std::string(kSlow) + ":443", std::string(kSsh) + ":22"});
+    policy_ = *policy::EgressPolicy::parse({std::string(kTls) + ":443", std::string(kSlow) + ":443",
+                                            std::string(kSsh) + ":22",
+                                            std::string(kLate) + ":" + std::to_string(ssh_port_),
+                                            "127.0.0.1/32:" + std::to_string(ssh_port_)});
     ProxyOptions o;
     for (auto [name, port, to] :
          {std::tuple{kTls, 443, tls_port_}, std::tuple{kSlow, 443, slow_port_},
@@ -148,7 +151,16 @@ class HandBackTest : public ::testing::Test {
       o.connect_to.push_back(*net::parse_connect_to(std::string(name) + ":" + std::to_string(port) +
                                                     ":127.0.0.1:" + std::to_string(to)));
     }
-    o.raw_tcp = {std::string(kSsh) + ":22"};
+    const std::string late_port = std::to_string(ssh_port_);
+    o.raw_tcp = {std::string(kSsh) + ":22", std::string(kLate) + ":" + late_port};
+    // kLate has no --connect-to: the resolver (on the worker) answers loopback, which the
+    // rebinding guard lets through because a CIDR rule names it.
+    o.resolver = [](const std::string& name) -> base::Result<std::vector<policy::IpAddr>> {
+      if (name != kLate) {
+        return base::Error::msg("unknown name");
+      }
+      return std::vector<policy::IpAddr>{policy::IpAddr::v4(0x7f000001)};
+    };
     auto h = ProxyHandler::create(*loop_, policy_, o, nullptr, nullptr, audit_);
     ASSERT_TRUE(h.has_value()) << h.error().message();
     handler_ = std::move(*h);
@@ -410,6 +422,44 @@ TEST_F(HandBackTest, RawTcpFlowIsTheUpstreamSocketFromTheStart) {
             std::string::npos)
       << audit_.lines();
   EXPECT_NE(audit_.lines().find(R"("mode":"raw")"), std::string::npos);
+}
+
+// A raw flow whose name is resolved on the worker waits plugged (no SYN-ACK); when the name
+// resolves, the upstream socket replaces the socketpair before the box was answered, and the
+// translator answers it when that connect completes.
+TEST_F(HandBackTest, RawTcpFlowResolvedLaterIsHandedBackBeforeTheSynAck) {
+  Box b = connect(kLate, ssh_port_);
+  EXPECT_EQ(handler_->counters().raw, 1u);
+  EXPECT_EQ(handler_->counters().handed_back, 1u);
+  EXPECT_EQ(stack_->tcp().counters().handed_back, 1u);
+  EXPECT_EQ(handler_->connection_count(), 0u);
+  UniqueFd server = accept_one(ssh_listener_.get());
+  ASSERT_TRUE(server);
+  ASSERT_EQ(write(server.get(), "ready\n", 6), 6);
+  for (int i = 0; i < 100 && b.got.size() < 6; ++i) {
+    pump(2);
+    b.collect();
+  }
+  EXPECT_EQ(b.got, "ready\n");
+  b.send(kAck);
+  std::string server_got;
+  const std::string up = random_bytes(1 << 20, 5);
+  b.upload(up, server.get(), server_got);
+  EXPECT_TRUE(server_got == up) << server_got.size();
+  b.send(kAck | kFin);
+  b.seq += 1;
+  pump();
+  server.reset();
+  for (int i = 0; i < 100 && !b.fin; ++i) {
+    pump(2);
+    b.collect();
+  }
+  EXPECT_TRUE(b.fin);
+  b.send(kAck);
+  EXPECT_EQ(stack_->tcp().flow_count(), 0u);
+  const std::string want = "\"bytes_up\":" + std::to_string(up.size()) +
+                           ",\"bytes_down\":6,\"reset\":false,\"handed_back\":true";
+  EXPECT_NE(audit_.lines().find(want), std::string::npos) << audit_.lines();
 }
 
 // The box sends its ClientHello with its FIN: no hand-back (the FIN is in the socketpair), the
