@@ -61,19 +61,30 @@ const std::vector<std::string>& trust_env_names() {
 namespace {
 
 // The ProxyHandler belongs to SessionProxy (so it can be stopped before the loop goes away); the
-// network holds this forwarder.
+// network holds this forwarder. The translator detaches itself (attach(nullptr)) when it goes,
+// which may be after the handler is gone: that call reaches no handler then.
 class Forward final : public net::FlowHandler {
  public:
-  explicit Forward(net::FlowHandler& to) : to_(to) {}
+  explicit Forward(std::unique_ptr<proxy::ProxyHandler>& to) : to_(to) {}
   [[nodiscard]] Result<net::OpenResult> on_open(const net::FlowInfo& info) override {
-    return to_.on_open(info);
+    if (!to_) {
+      return Error::msg("the proxy has stopped");
+    }
+    return to_->on_open(info);
   }
   void on_close(const net::FlowInfo& info, const net::FlowStats& stats) override {
-    to_.on_close(info, stats);
+    if (to_) {
+      to_->on_close(info, stats);
+    }
+  }
+  void attach(net::FlowControl* control) override {
+    if (to_) {
+      to_->attach(control);
+    }
   }
 
  private:
-  net::FlowHandler& to_;
+  std::unique_ptr<proxy::ProxyHandler>& to_;
 };
 
 std::string expand_home(const std::string& path, const std::string& home) {
@@ -349,7 +360,7 @@ Result<std::unique_ptr<net::FlowHandler>> SessionProxy::make_handler(
     return std::move(h).error().context("starting the proxy");
   }
   impl_->handler = std::move(*h);
-  return std::unique_ptr<net::FlowHandler>(new Forward(*impl_->handler));
+  return std::unique_ptr<net::FlowHandler>(new Forward(impl_->handler));
 }
 
 std::vector<std::string> SessionProxy::finish() {

@@ -102,6 +102,7 @@ struct TcpTranslator::Flow {
   std::chrono::microseconds wnd_check_every{kWndCheckFirst};
   uint32_t adv_wnd = 0;      // bytes offered in the last segment
   bool ack_pending = false;  // an ACK is held back until the end of the tap batch
+  bool handed_back = false;  // the handler's upstream socket replaced on_open's (hand_back)
   FlowStats stats;
 
   [[nodiscard]] uint32_t data_inflight() const {
@@ -120,12 +121,60 @@ TcpTranslator::TcpTranslator(TcpConfig config, const policy::EgressPolicy& polic
       sink_(sink),
       audit_(audit),
       data_buf_(new std::byte[kPeekChunk]),
-      data_(data_buf_.get(), kPeekChunk) {}
+      data_(data_buf_.get(), kPeekChunk) {
+  handler_.attach(this);
+}
 
 TcpTranslator::~TcpTranslator() {
+  handler_.attach(nullptr);
   for (auto& [id, f] : flows_) {
     poller_.unwatch(f->fd.get());
   }
+}
+
+base::Status TcpTranslator::hand_back(uint64_t id, base::UniqueFd& fd) {
+  auto it = flows_.find(id);
+  if (it == flows_.end()) {
+    return base::Error::msg("no such flow");
+  }
+  Flow& f = *it->second;
+  if (!fd) {
+    return base::Error::msg("no socket to hand back");
+  }
+  if (f.box_fin || f.host_eof || f.rdhup || f.fin_sent) {
+    return base::Error::msg("the flow is half-closed");
+  }
+  // Host -> box: the box acknowledged everything it got from the old socket and nothing else is
+  // queued there (a peeked byte would otherwise be sent twice or never). Box -> host: the handler
+  // read everything the translator wrote (what it sends upstream is then in order before what
+  // the translator writes to the new socket).
+  int inq = 0;
+  int outq = 0;
+  if (f.snd_nxt != f.snd_una || f.snd_max != f.snd_una) {
+    return base::Error::msg("host bytes not yet acknowledged by the box");
+  }
+  if (ioctl(f.fd.get(), SIOCINQ, &inq) != 0 || ioctl(f.fd.get(), SIOCOUTQ, &outq) != 0 ||
+      inq != 0 || outq != 0) {
+    return base::Error::msg("bytes still queued in the old socket");
+  }
+  // Unwatch before the old fd is closed and the new one (perhaps the same number later) joins.
+  poller_.unwatch(f.fd.get());
+  f.fd = std::move(fd);
+  f.handed_back = true;
+  f.readable = false;  // EPOLL_CTL_ADD reports what is already queued as an edge of its own
+  f.sock_full = false;
+  f.wnd_constrained = false;
+  f.peek_off = config_.use_peek_off ? Flow::PeekOff::kUntried : Flow::PeekOff::kOff;
+  int one = 1;
+  (void)setsockopt(f.fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  ++counters_.handed_back;
+  poller_.watch(f.fd.get(), kInterest, id);
+  base::log::debug("tcp #{} {}:{} continues on the handler's upstream socket", id, f.info.name,
+                   f.info.orig_port);
+  if (f.state == Flow::State::kEstablished) {
+    send_ack(f);  // the window is the new socket's now
+  }
+  return base::ok();
 }
 
 uint32_t TcpTranslator::f_snd_nxt(const Flow& f) {
@@ -826,13 +875,17 @@ void TcpTranslator::finish(uint64_t id, bool reset) {
   f->fd.reset();
   f->stats.reset = reset;
   ++counters_.flows_closed;
-  audit_.emit(audit::Event("net.close")
-                  .num("id", static_cast<int64_t>(id))
-                  .str("name", f->info.name)
-                  .num("port", f->info.orig_port)
-                  .num("bytes_up", static_cast<int64_t>(f->stats.bytes_up))
-                  .num("bytes_down", static_cast<int64_t>(f->stats.bytes_down))
-                  .boolean("reset", reset));
+  audit::Event e("net.close");
+  e.num("id", static_cast<int64_t>(id))
+      .str("name", f->info.name)
+      .num("port", f->info.orig_port)
+      .num("bytes_up", static_cast<int64_t>(f->stats.bytes_up))
+      .num("bytes_down", static_cast<int64_t>(f->stats.bytes_down))
+      .boolean("reset", reset);
+  if (f->handed_back) {
+    e.boolean("handed_back", true);
+  }
+  audit_.emit(e);
   handler_.on_close(f->info, f->stats);
 }
 

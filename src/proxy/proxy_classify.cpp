@@ -38,7 +38,9 @@ bool start_passthrough(ProxyHandler::Internals& in, Conn& c) {
     drop(in, c, "cannot reach upstream: " + c.up.error);
     return true;
   }
-  // The ClientHello (and anything after it) is replayed as read; splice() moves box.rx.
+  // The ClientHello (and anything after it) is replayed as read: handed back to the translator
+  // with it, or moved by splice() when the upstream cannot take it yet.
+  (void)try_hand_back(in, c, false);
   return true;
 }
 
@@ -155,6 +157,71 @@ bool adopt_upstream(ProxyHandler::Internals& in, Conn& c, base::Result<net::Open
   return true;
 }
 
+bool try_hand_back(ProxyHandler::Internals& in, Conn& c, bool connecting_ok) {
+  constexpr size_t kDrainBudget = size_t{64} * 1024;
+  if (!c.handback) {
+    return false;
+  }
+  // Host -> box: only while nothing of the upstream's went through us (the translator would
+  // otherwise hold peeked bytes of the socketpair, or we bytes it never saw). Either FIN or a
+  // failure: the splice finishes the flow as it always did.
+  if (in.control == nullptr || c.mode != Mode::kSplice || c.up.bytes_in > 0 || !c.up.rx.empty() ||
+      c.up.fd_eof || c.box.bytes_out > 0 || c.box.pending() > 0 || c.box.eof || c.box.want_shut ||
+      c.up.want_shut || c.box.failed() || c.up.failed() || !c.box.open() || !c.up.open()) {
+    c.handback = false;
+    return false;
+  }
+  if (c.resolving != 0 || c.plug || (c.up.connecting && !connecting_ok)) {
+    return false;  // later
+  }
+  // Box -> host: everything the translator wrote into the socketpair goes upstream first. The
+  // loop is single-threaded, so nothing new arrives between this drain and the swap.
+  for (int i = 0; i < 16; ++i) {
+    const size_t before = c.box.rx.size();
+    if (!c.box.fill(kDrainBudget) || c.box.fd_eof || c.box.failed() ||
+        c.box.rx.size() - before < kDrainBudget) {
+      break;
+    }
+  }
+  if (c.box.eof || c.box.failed()) {
+    c.handback = false;
+    return false;
+  }
+  if (!c.box.rx.empty()) {
+    c.up.send(c.box.rx.view());
+    c.box.rx.clear();
+  }
+  (void)c.up.flush();
+  if (c.up.failed()) {
+    c.handback = false;
+    return false;
+  }
+  if (c.up.unsent() > 0) {
+    return false;  // the upstream takes the rest first; tried again on the next splice step
+  }
+  // Unwatched before the translator watches the same socket; update_interest watches again if
+  // the translator refuses.
+  for (Side* s : {&c.box, &c.up}) {
+    if (s->watch != 0) {
+      in.loop.unwatch(s->watch);
+      s->watch = 0;
+      s->interest = 0;
+    }
+  }
+  if (auto st = in.control->hand_back(c.info.id, c.up.fd); !st) {
+    base::log::debug("proxy #{}: not handed back: {}", c.info.id, st.error().message());
+    c.handback = false;
+    return false;
+  }
+  ++in.counters.handed_back;
+  base::log::debug("proxy #{} {}:{}: handed back to the network stack", c.info.id, c.info.name,
+                   c.info.orig_port);
+  c.box.close_fd();
+  c.handback = false;
+  c.done = true;
+  return true;
+}
+
 bool classify(ProxyHandler::Internals& in, Conn& c) {
   if (c.box.failed()) {
     c.done = true;
@@ -229,6 +296,9 @@ bool splice(ProxyHandler::Internals& in, Conn& c) {
                         .str("error", c.up.error));
     }
     drop(in, c, {});
+    return true;
+  }
+  if (c.handback && try_hand_back(in, c, false)) {
     return true;
   }
   bool progress = false;

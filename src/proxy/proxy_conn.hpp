@@ -168,6 +168,10 @@ struct Conn {
     int sndbuf = 0;       // the translator end's SO_SNDBUF before
   };
   std::optional<Plug> plug;
+  bool raw = false;  // a raw_tcp rule allowed it (spliced from the first byte)
+  // The box side is the translator's socketpair and the flow may still be handed back to it
+  // (cleared for good once a byte came from the upstream or went to the box, or either FIN).
+  bool handback = false;
   bool done = false;     // destroy after the current callback
   bool yielded = false;  // run() stopped at its round limit with work left
 };
@@ -192,6 +196,7 @@ struct ProxyHandler::Internals {
   std::function<void(uint64_t conn_id)> wake;
   std::unique_ptr<net::AsyncResolver> resolver;  // upstream names, off the loop
   std::unique_ptr<net::Worker> refresher;        // file:/cmd: credential re-reads, off the loop
+  net::FlowControl* control = nullptr;           // the translator, for hand-backs
 };
 
 // proxy_classify.cpp: first bytes -> mode. Returns true on progress.
@@ -200,6 +205,11 @@ bool classify(ProxyHandler::Internals& in, Conn& c);
 bool adopt_upstream(ProxyHandler::Internals& in, Conn& c, base::Result<net::OpenResult> r);
 // Whether the flow has its upstream socket (opened when the flow was, or once resolved).
 bool open_upstream(ProxyHandler::Internals& in, Conn& c);
+// Gives a kSplice flow's upstream socket to the translator when nothing is between the two:
+// the box side drained and written upstream, nothing read from the upstream or written to the
+// box. `connecting_ok`: the translator has not answered the box yet (a raw flow whose name just
+// resolved), so an upstream still connecting is fine. Returns true when handed back (c.done).
+bool try_hand_back(ProxyHandler::Internals& in, Conn& c, bool connecting_ok);
 // proxy_splice.cpp: kSplice / kTunnel step. Returns true on progress.
 bool splice(ProxyHandler::Internals& in, Conn& c);
 // http_exchange.cpp: kHttp step. Returns true on progress.

@@ -236,7 +236,53 @@ ProxyHandler::~ProxyHandler() {
   }
 }
 
+void ProxyHandler::attach(net::FlowControl* control) {
+  in_->control = control;
+}
+
+std::optional<base::Result<net::OpenResult>> ProxyHandler::open_raw(const net::FlowInfo& info) {
+  // Without a translator (tests serving the handler directly) the flow is relayed as before.
+  if (in_->control == nullptr || !in_->raw_tcp.decide(info.name, info.orig_port).allowed) {
+    return std::nullopt;
+  }
+  auto direct = in_->connector.open_direct(info);
+  std::optional<net::AsyncResolver::Addrs> known;
+  if (!direct) {
+    known = in_->resolver->cached(info.name);
+    if (!known) {
+      return std::nullopt;  // resolved on the worker: a Conn waits, then hands back
+    }
+  }
+  auto r = direct     ? std::move(*direct)
+           : (*known) ? in_->connector.connect_resolved(info, **known)
+                      : base::Result<net::OpenResult>(known->error());
+  if (!r) {
+    ++counters_.upstream_failures;
+    in_->audit.emit(audit::Event("proxy.upstream")
+                        .num("id", static_cast<int64_t>(info.id))
+                        .str("host", info.name)
+                        .num("port", info.orig_port)
+                        .str("error", r.error().message()));
+    return base::Result<net::OpenResult>(
+        base::Error::msg("cannot reach `" + info.name + "`: " + r.error().message()));
+  }
+  ++counters_.opened;
+  ++counters_.raw;
+  ++counters_.handed_back;
+  in_->audit.emit(audit::Event("proxy.open")
+                      .num("id", static_cast<int64_t>(info.id))
+                      .str("host", info.name)
+                      .num("port", info.orig_port)
+                      .str("mode", "raw"));
+  return r;
+}
+
 base::Result<net::OpenResult> ProxyHandler::on_open(const net::FlowInfo& info) {
+  // Raw TCP is spliced unchanged from the first byte: the upstream socket is the flow's at once
+  // (the translator carries it as a direct connection), no socketpair and no Conn.
+  if (auto raw = open_raw(info)) {
+    return std::move(*raw);
+  }
   int sv[2] = {-1, -1};
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
     return base::Error::sys(errno, "socketpair", "proxy flow");
@@ -268,10 +314,12 @@ base::Status ProxyHandler::serve_flow(const net::FlowInfo& info, base::UniqueFd 
   c->info = info;
   c->box.fd = std::move(box);
   c->opened = c->last_activity = Clock::now();
+  c->handback = translator_end >= 0;
   ++counters_.opened;
   if (in_->raw_tcp.decide(info.name, info.orig_port).allowed) {
     // Raw TCP: the server may speak first (SSH), so splice from the start.
     c->mode = Mode::kSplice;
+    c->raw = true;
     ++counters_.raw;
     in_->audit.emit(audit::Event("proxy.open")
                         .num("id", static_cast<int64_t>(info.id))
@@ -357,6 +405,12 @@ void ProxyHandler::handle_resolved(uint64_t id, const net::AsyncResolver::Addrs&
       return;
     }
     c.plug.reset();
+    // The box has not been answered yet: a raw flow continues on the upstream socket, connected
+    // or not, and the translator answers the box when that connect completes.
+    if (c.raw && try_hand_back(*in_, c, true)) {
+      destroy(id);
+      return;
+    }
   } else if (!ok) {
     drop(*in_, c, "cannot reach `" + c.info.name + "`: " + c.up.error);
   }

@@ -57,9 +57,26 @@ struct OpenResult {
   bool connected = true;  // false: non-blocking connect(2) in progress
 };
 
+// The translator's side of the seam: a handler that served a flow through a socketpair steps
+// out of it (the proxy, once a flow is TLS passthrough or raw TCP) by handing the translator the
+// upstream socket, on which the flow then continues as if on_open had returned it.
+class FlowControl {
+ public:
+  virtual ~FlowControl() = default;
+  // Continues flow `id` on `fd` (a TCP socket, connected; or still connecting while the box has
+  // not been answered yet) in place of the socket on_open returned, which is closed here. The
+  // flow's sequence space must not notice: refused unless the old socket holds no byte either
+  // way (everything the translator wrote into it was read, nothing the box has not acknowledged
+  // is queued in it) and no FIN was seen either way. On success `fd` is moved from; on error it
+  // stays with the caller and the flow goes on unchanged.
+  [[nodiscard]] virtual base::Status hand_back(uint64_t id, base::UniqueFd& fd) = 0;
+};
+
 class FlowHandler {
  public:
   virtual ~FlowHandler() = default;
+  // The translator serving this handler's flows, or null when it goes away.
+  virtual void attach(FlowControl* control) { (void)control; }
   // An error means "refuse": the box gets RST and the error is audited ("net.fail").
   [[nodiscard]] virtual base::Result<OpenResult> on_open(const FlowInfo& info) = 0;
   // The flow is gone (its fd already closed by the translator).

@@ -21,6 +21,10 @@
 //      the box after our data. Both FINs acknowledged -> the socket is closed at once (no fd
 //      lingers, unlike slirp4netns's 10 s). RST either way: box RST -> close with SO_LINGER 0
 //      (the host peer sees RST); socket error -> RST to the box.
+//   6. Hand-back (FlowControl): a handler that answered with a socketpair may give the translator
+//      its upstream socket while neither direction holds a byte in between; the old socket is
+//      unwatched and closed, the new one watched under the same token, and the flow goes on
+//      from the same sequence numbers and FlowStats, as if on_open had returned that socket.
 #pragma once
 
 #include <chrono>
@@ -65,13 +69,14 @@ struct TcpCounters {
   uint64_t segments_in = 0;
   uint64_t segments_out = 0;
   uint64_t acks_coalesced = 0;  // ACKs not sent because a later one in the batch covered them
+  uint64_t handed_back = 0;     // flows that moved onto the handler's upstream socket
 };
 
-class TcpTranslator {
+class TcpTranslator final : public FlowControl {
  public:
   TcpTranslator(TcpConfig config, const policy::EgressPolicy& policy, const SyntheticPool& pool,
                 FlowHandler& handler, Poller& poller, FrameSink& sink, audit::Sink& audit);
-  ~TcpTranslator();
+  ~TcpTranslator() override;
   TcpTranslator(const TcpTranslator&) = delete;
   TcpTranslator& operator=(const TcpTranslator&) = delete;
 
@@ -86,6 +91,8 @@ class TcpTranslator {
   // in the meantime carries the ACK and clears it. Outside a batch every ACK goes at once.
   void begin_batch() { batching_ = true; }
   void end_batch();
+  // FlowControl: the handler's upstream socket replaces the one on_open returned.
+  [[nodiscard]] base::Status hand_back(uint64_t id, base::UniqueFd& fd) override;
   // Retransmission and persist timers.
   void on_timer(Clock::time_point now);
   [[nodiscard]] std::optional<Clock::time_point> next_deadline() const;

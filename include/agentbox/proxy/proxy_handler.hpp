@@ -17,6 +17,10 @@
 //      rules, credentials injected or blocked), its body streamed; the response scrubbed and
 //      streamed (SSE unbuffered); after a 101, a tunnel in both directions. Every request is
 //      one "http.request" audit event.
+//   4b. hand-back: once a flow is TLS passthrough (the ClientHello checked and written upstream,
+//      nothing read from the upstream yet) or raw TCP (at open), the proxy has nothing left to
+//      do with its bytes: it gives the upstream socket to the translator (net::FlowControl),
+//      which carries the flow on it as it would a direct connection, and the Conn is released.
 //   5. upstream sockets come from net::ConnectHandler (--connect-to, supervisor-side resolution,
 //      rebinding guard), so the proxy and the plain path share one rule for where bytes may go.
 //      Names are resolved by a net::AsyncResolver (worker threads, per-session cache): a flow
@@ -33,6 +37,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -80,7 +85,8 @@ struct ProxyCounters {
   uint64_t intercepted = 0;
   uint64_t plain_http = 0;
   uint64_t raw = 0;
-  uint64_t dropped = 0;  // classification or name check failed
+  uint64_t handed_back = 0;  // passthrough / raw flows the translator carries on by itself
+  uint64_t dropped = 0;      // classification or name check failed
   uint64_t requests = 0;
   uint64_t denied = 0;  // requests answered by the proxy itself (403, 413, 400, 502, ...)
   uint64_t upstream_failures = 0;
@@ -105,6 +111,7 @@ class ProxyHandler final : public net::FlowHandler {
 
   [[nodiscard]] base::Result<net::OpenResult> on_open(const net::FlowInfo& info) override;
   void on_close(const net::FlowInfo& info, const net::FlowStats& stats) override;
+  void attach(net::FlowControl* control) override;
 
   // Serves `box` (any connected stream socket; made non-blocking here) as the box's end of the
   // flow. on_open calls it with its socketpair end; tests and benchmarks hand it accepted TCP
@@ -124,6 +131,8 @@ class ProxyHandler final : public net::FlowHandler {
 
  private:
   ProxyHandler() = default;
+  // A raw_tcp flow whose upstream can be connected at once: that socket is the flow's.
+  [[nodiscard]] std::optional<base::Result<net::OpenResult>> open_raw(const net::FlowInfo& info);
   void on_fd(uint64_t id, bool box_side, uint32_t events) noexcept;
   void on_wake(uint64_t id) noexcept;
   void on_resolved(uint64_t id, const base::Result<std::vector<policy::IpAddr>>& addrs) noexcept;

@@ -73,6 +73,29 @@ struct LoopbackHandler : FlowHandler {
   }
 };
 
+// PairHandler that keeps the translator's FlowControl (the proxy's hand-back).
+struct HandBackHandler : PairHandler {
+  FlowControl* control = nullptr;
+  void attach(FlowControl* c) override { control = c; }
+};
+
+// A connected loopback TCP pair: {client (non-blocking, the upstream), accepted server}.
+std::pair<base::UniqueFd, base::UniqueFd> loopback_pair() {
+  base::UniqueFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  EXPECT_EQ(listen(listener.get(), 1), 0);
+  socklen_t len = sizeof sa;
+  getsockname(listener.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+  base::UniqueFd client(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_EQ(connect(client.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  EXPECT_EQ(fcntl(client.get(), F_SETFL, O_NONBLOCK), 0);
+  base::UniqueFd server(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  return {std::move(client), std::move(server)};
+}
+
 class TcpTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
@@ -808,6 +831,118 @@ TEST_P(TcpTest, ManyShortConnectionsLeaveNoFds) {
   }
   EXPECT_EQ(stack_->tcp().flow_count(), 0u);
   EXPECT_EQ(count_fds(), before);
+}
+
+// The proxy's hand-back: after bytes went both ways through the socketpair, the flow continues
+// on a loopback TCP socket from the same sequence numbers, half-closes as a direct flow does,
+// and is audited once with the bytes of both sockets.
+TEST_P(TcpTest, HandBackContinuesTheFlowOnTheNewSocket) {
+  HandBackHandler hb;
+  use(hb);
+  ASSERT_NE(hb.control, nullptr);
+  uint32_t hs = handshake();
+  const uint64_t id = hb.opened.at(0).id;
+  int peer = hb.peers.at(id).get();
+  box_send(tcpflag::kAck | tcpflag::kPsh, 1001, hs, "hello");
+  EXPECT_EQ(take().at(0).ack, 1006u);
+  EXPECT_EQ(read_all(peer), "hello");
+  ASSERT_EQ(write(peer, "world", 5), 5);
+  pump();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "world");
+  box_send(tcpflag::kAck, 1006, hs + 5);
+
+  auto [up, server] = loopback_pair();
+  ASSERT_TRUE(up && server);
+  ASSERT_TRUE(hb.control->hand_back(id, up));
+  EXPECT_FALSE(up);  // taken
+  EXPECT_EQ(stack_->tcp().counters().handed_back, 1u);
+  char c;
+  EXPECT_EQ(read(peer, &c, 1), 0);  // the socketpair end was closed
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);  // a window update from the new socket
+  EXPECT_EQ(segs[0].ack, 1006u);
+
+  box_send(tcpflag::kAck | tcpflag::kPsh, 1006, hs + 5, "more");
+  EXPECT_EQ(take().at(0).ack, 1010u);
+  pump();
+  EXPECT_EQ(read_all(server.get()), "more");
+  ASSERT_EQ(write(server.get(), "again", 5), 5);
+  pump();
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "again");
+  EXPECT_EQ(segs[0].seq, hs + 5);
+  box_send(tcpflag::kAck, 1010, hs + 10);
+
+  // Box half-closes: the server sees its EOF and may still answer.
+  box_send(tcpflag::kAck | tcpflag::kFin, 1010, hs + 10, "bye");
+  EXPECT_EQ(take().at(0).ack, 1014u);
+  pump();
+  EXPECT_EQ(read_all(server.get()), "bye");
+  EXPECT_EQ(read(server.get(), &c, 1), 0);
+  ASSERT_EQ(write(server.get(), "late", 4), 4);
+  server.reset();
+  pump();
+  std::string got;
+  bool fin = false;
+  uint32_t fin_seq = 0;
+  for (auto& s : take()) {
+    got += s.data;
+    if (s.has(tcpflag::kFin)) {
+      fin = true;
+      fin_seq = s.seq + static_cast<uint32_t>(s.data.size());
+    }
+  }
+  EXPECT_EQ(got, "late");
+  ASSERT_TRUE(fin);
+  EXPECT_EQ(fin_seq, hs + 14);
+  box_send(tcpflag::kAck, 1014, hs + 15);
+  EXPECT_EQ(stack_->tcp().flow_count(), 0u);
+  EXPECT_EQ(hb.closed, 1);
+  const std::string lines = audit_.lines();
+  EXPECT_NE(lines.find(R"("bytes_up":12,"bytes_down":14,"reset":false,"handed_back":true)"),
+            std::string::npos)
+      << lines;
+  EXPECT_EQ(lines.find("net.close"), lines.rfind("net.close")) << lines;
+}
+
+// Bytes from the old socket that the box has not acknowledged (or that are still queued there)
+// and box bytes the handler has not read yet keep the flow where it is; once both are gone the
+// hand-back goes through and the sequence numbers carry on.
+TEST_P(TcpTest, HandBackWaitsUntilNothingIsBetweenTheSockets) {
+  HandBackHandler hb;
+  use(hb);
+  uint32_t hs = handshake();
+  const uint64_t id = hb.opened.at(0).id;
+  int peer = hb.peers.at(id).get();
+  auto [up, server] = loopback_pair();
+
+  ASSERT_EQ(write(peer, "x", 1), 1);  // queued, not yet sent to the box
+  EXPECT_FALSE(hb.control->hand_back(id, up));
+  pump();
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "x");
+  EXPECT_FALSE(hb.control->hand_back(id, up));  // sent, not acknowledged
+  EXPECT_TRUE(up);
+  box_send(tcpflag::kAck, 1001, hs + 1);
+
+  box_send(tcpflag::kAck | tcpflag::kPsh, 1001, hs + 1, "abc");
+  take();
+  EXPECT_FALSE(hb.control->hand_back(id, up));  // the handler has not read "abc"
+  EXPECT_EQ(read_all(peer), "abc");
+  EXPECT_EQ(stack_->tcp().counters().handed_back, 0u);
+  ASSERT_TRUE(hb.control->hand_back(id, up));
+  take();
+  ASSERT_EQ(write(server.get(), "y", 1), 1);
+  pump();
+  segs = take();
+  ASSERT_EQ(segs.size(), 1u);
+  EXPECT_EQ(segs[0].data, "y");
+  EXPECT_EQ(segs[0].seq, hs + 1);
+  EXPECT_FALSE(hb.control->hand_back(id + 100, server));  // no such flow
 }
 
 INSTANTIATE_TEST_SUITE_P(PeekOff, TcpTest, ::testing::Values(true, false),
