@@ -46,7 +46,7 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
                   "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key "
                   "-out srv.csr -subj /CN=api.example.test && printf 'subjectAltName=DNS:api."
                   "example.test,DNS:git.example.test,DNS:rules.example.test,DNS:pypi.example.test,"
-                  "DNS:npm.example.test\\n' > ext.cnf && "
+                  "DNS:npm.example.test,DNS:pass.example.test\\n' > ext.cnf && "
                   "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
                   "-out srv.pem -days 2 -extfile ext.cnf && chmod 644 ca.pem) >/dev/null 2>&1",
                   up_)),
@@ -80,7 +80,7 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
     write_file(cfg_ + "/agentbox/config.toml",
                "[network]\n"
                "allow = [\"api.example.test\", \"git.example.test\", \"rules.example.test\",\n"
-               "         \"pypi.example.test\", \"npm.example.test\"]\n"
+               "         \"pypi.example.test\", \"npm.example.test\", \"pass.example.test\"]\n"
                // Package registries: read-only (and so intercepted, under the session CA).
                "[[network.rule]]\n"
                "host = \"pypi.example.test\"\n"
@@ -129,7 +129,7 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
   // `agentbox run` with the test's network config, `sh -c SCRIPT` inside.
   Output box(const std::string& script, int timeout_ms = 60000) {
     Args a = {"run", "-q", "--upstream-ca", up_ + "/ca.pem"};
-    for (const char* host : {"api", "git", "rules", "pypi", "npm"}) {
+    for (const char* host : {"api", "git", "rules", "pypi", "npm", "pass"}) {
       a.push_back("--connect-to");
       a.push_back(fmt::format("{}.example.test:443:127.0.0.1:{}", host, port_));
     }
@@ -394,6 +394,43 @@ TEST_P(ProxyTest, LargeUploadAndDownloadThroughInterceptionKeepTheirChecksums) {
       300000);
   EXPECT_TRUE(r.has_line("up True")) << r.out << r.err;
   EXPECT_TRUE(r.has_line("down True")) << r.out << r.err;
+}
+
+// A host with no credential and no rule is passthrough: the box verifies the upstream's own
+// certificate (only the upstream CA is trusted here, so a session-CA leaf would fail), and once
+// the ClientHello is checked the flow is handed back to the stack (`handed_back` in net.close)
+// and still carries 32 MiB each way intact.
+TEST_P(ProxyTest, PassthroughIsNotDecryptedAndIsHandedBackToTheStack) {
+  ASSERT_EQ(sh(fmt::format("cp {}/ca.pem {}/upstream-ca.pem && chmod 644 {}/upstream-ca.pem", up_,
+                           w_.ws, w_.ws)),
+            0);
+  Output r = box(
+      "python3 -c 'import hashlib, http.client, ssl\n"
+      "N = 32 << 20\n"
+      "pattern = bytes(range(256)) * 256\n"
+      "def chunks():\n"
+      "    left = N\n"
+      "    while left > 0:\n"
+      "        part = pattern[:min(left, len(pattern))]; left -= len(part); yield part\n"
+      "want = hashlib.sha256()\n"
+      "for c in chunks(): want.update(c)\n"
+      "ctx = ssl.create_default_context(cafile=\"upstream-ca.pem\")\n"
+      "c = http.client.HTTPSConnection(\"pass.example.test\", context=ctx, timeout=60)\n"
+      "c.request(\"POST\", \"/upload\", body=chunks(), headers={\"Content-Length\": str(N)})\n"
+      "print(\"up\", c.getresponse().read().decode().strip() == want.hexdigest())\n"
+      "c.request(\"GET\", \"/download?n=\" + str(N))\n"
+      "got = hashlib.sha256(c.getresponse().read())\n"
+      "print(\"down\", got.hexdigest() == want.hexdigest())\n"
+      "print(\"issuer\", dict(x[0] for x in c.sock.getpeercert()[\"issuer\"])[\"commonName\"])\n'",
+      120000);
+  EXPECT_TRUE(r.has_line("up True")) << r.out << r.err;
+  EXPECT_TRUE(r.has_line("down True")) << r.out << r.err;
+  EXPECT_TRUE(r.has_line("issuer upstream test CA")) << r.out;
+  const std::string log = audit();
+  EXPECT_NE(log.find(R"("host":"pass.example.test","port":443,"mode":"passthrough")"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find(R"("handed_back":true)"), std::string::npos) << log;
 }
 
 INSTANTIATE_TEST_SUITE_P(As, ProxyTest, ::testing::Values("root", "user"),
