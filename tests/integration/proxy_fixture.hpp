@@ -24,6 +24,46 @@ namespace agentbox::it {
 
 using Args = std::vector<std::string>;
 
+// The upstream's own CA (`dir`/ca.pem, readable by all) and one server certificate (srv.pem) for
+// every name in `hosts`.
+inline bool make_upstream_certs(const std::string& dir, const std::vector<std::string>& hosts) {
+  std::string san;
+  for (const auto& h : hosts) {
+    san += (san.empty() ? "DNS:" : ",DNS:") + h;
+  }
+  return sh(fmt::format(
+             "(cd {0} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+             "-nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=upstream test CA' && "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key "
+             "-out srv.csr -subj /CN={1} && printf 'subjectAltName={2}\\n' > ext.cnf && "
+             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out srv.pem -days 2 -extfile ext.cnf && chmod 644 ca.pem) >/dev/null 2>&1",
+             dir, hosts.at(0), san)) == 0;
+}
+
+// Starts tests/integration/data/upstream.py serving `dir` on a free loopback port and waits (at
+// most 5 s) until it is ready. `pid` is set as soon as it is forked, so TearDown can kill it.
+inline bool start_upstream(const std::string& dir, const std::string& git_password, uint16_t& port,
+                           pid_t& pid) {
+  port = free_port();
+  if (port == 0) {
+    return false;
+  }
+  pid = ::fork();
+  if (pid < 0) {
+    return false;
+  }
+  if (pid == 0) {
+    ::execlp("python3", "python3", AGENTBOX_TEST_DATA "/upstream.py", dir.c_str(),
+             std::to_string(port).c_str(), git_password.c_str(), nullptr);
+    ::_exit(127);
+  }
+  for (int i = 0; i < 100 && ::access((dir + "/ready").c_str(), F_OK) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return ::access((dir + "/ready").c_str(), F_OK) == 0;
+}
+
 // The upstream answers for every name in hosts() (one certificate, one port); the subclass
 // writes the agentbox config (config()) and names the secrets that must never show up.
 class UpstreamFixture : public ::testing::TestWithParam<std::string> {
@@ -44,38 +84,15 @@ class UpstreamFixture : public ::testing::TestWithParam<std::string> {
     made_ = true;
     up_ = w_.root + "/upstream";
     ASSERT_EQ(::mkdir(up_.c_str(), 0755), 0);
-    std::string san;
-    for (const auto& h : hosts()) {
-      san += (san.empty() ? "DNS:" : ",DNS:") + h;
-    }
-    ASSERT_EQ(sh(fmt::format(
-                  "(cd {0} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-                  "-nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=upstream test CA' && "
-                  "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key "
-                  "-out srv.csr -subj /CN={1} && printf 'subjectAltName={2}\\n' > ext.cnf && "
-                  "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-                  "-out srv.pem -days 2 -extfile ext.cnf && chmod 644 ca.pem) >/dev/null 2>&1",
-                  up_, hosts()[0], san)),
-              0);
+    ASSERT_TRUE(make_upstream_certs(up_, hosts()));
     ASSERT_EQ(::mkdir((up_ + "/git").c_str(), 0755), 0);
     ASSERT_EQ(::mkdir((up_ + "/pub").c_str(), 0755), 0);
     prepare();
     if (HasFatalFailure()) {
       return;
     }
-    port_ = free_port();
-    ASSERT_NE(port_, 0);
-    server_ = ::fork();
-    ASSERT_GE(server_, 0);
-    if (server_ == 0) {
-      ::execlp("python3", "python3", AGENTBOX_TEST_DATA "/upstream.py", up_.c_str(),
-               std::to_string(port_).c_str(), "unused-git-password", nullptr);
-      ::_exit(127);
-    }
-    for (int i = 0; i < 100 && ::access((up_ + "/ready").c_str(), F_OK) != 0; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ASSERT_EQ(::access((up_ + "/ready").c_str(), F_OK), 0) << "the upstream did not start";
+    ASSERT_TRUE(start_upstream(up_, "unused-git-password", port_, server_))
+        << "the upstream did not start";
     cfg_ = w_.root + "/cfg";
     ASSERT_EQ(::mkdir(cfg_.c_str(), 0755), 0);
     ASSERT_EQ(::mkdir((cfg_ + "/agentbox").c_str(), 0755), 0);
@@ -94,12 +111,6 @@ class UpstreamFixture : public ::testing::TestWithParam<std::string> {
       }
       destroy_world(w_);
     }
-  }
-  void skip(const std::string& why) {
-    if (must_work()) {
-      FAIL() << "AGENTBOX_MUST_WORK=1 and this would be skipped: " << why;
-    }
-    GTEST_SKIP() << "skipped: " << why;
   }
   // `agentbox run` with the test's config, `sh -c SCRIPT` inside, cwd = the workspace.
   Output box(const std::string& script, int timeout_ms = 60000) {
@@ -121,11 +132,7 @@ class UpstreamFixture : public ::testing::TestWithParam<std::string> {
     return r;
   }
   std::string seen() { return slurp(up_ + "/seen.log"); }
-  std::string audit() {
-    (void)sh(fmt::format("cat {}/agentbox/sessions/*/audit.jsonl > {}/audit.all 2>/dev/null",
-                         w_.state, w_.root));
-    return slurp(w_.root + "/audit.all");
-  }
+  std::string audit() { return all_audit_logs(w_); }
 
   World w_;
   bool made_ = false;

@@ -17,11 +17,10 @@
 #include <thread>
 
 #include "harness.hpp"
+#include "proxy_fixture.hpp"
 
 namespace agentbox::it {
 namespace {
-
-using Args = std::vector<std::string>;
 
 // Same shape as GitHub tokens; the box must only ever see placeholders of them.
 const std::string kRealApi = "ghp_RealApiTokenAAAA0123456789abcdefWXYZ";
@@ -40,17 +39,9 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
     up_ = w_.root + "/upstream";
     ASSERT_EQ(::mkdir(up_.c_str(), 0755), 0);
     // The upstream's own CA and a certificate for every test host.
-    ASSERT_EQ(sh(fmt::format(
-                  "(cd {0} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
-                  "-nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=upstream test CA' && "
-                  "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key "
-                  "-out srv.csr -subj /CN=api.example.test && printf 'subjectAltName=DNS:api."
-                  "example.test,DNS:git.example.test,DNS:rules.example.test,DNS:pypi.example.test,"
-                  "DNS:npm.example.test,DNS:pass.example.test\\n' > ext.cnf && "
-                  "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-                  "-out srv.pem -days 2 -extfile ext.cnf && chmod 644 ca.pem) >/dev/null 2>&1",
-                  up_)),
-              0);
+    ASSERT_TRUE(
+        make_upstream_certs(up_, {"api.example.test", "git.example.test", "rules.example.test",
+                                  "pypi.example.test", "npm.example.test", "pass.example.test"}));
     // A bare repository with one commit, pushable over smart HTTP.
     ASSERT_EQ(sh(fmt::format("(cd {0} && git init -q --bare git/repo.git && "
                              "git -C git/repo.git config http.receivepack true && "
@@ -60,19 +51,7 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
                              "refs/heads/main) >/dev/null 2>&1",
                              up_)),
               0);
-    port_ = free_port();
-    ASSERT_NE(port_, 0);
-    server_ = ::fork();
-    ASSERT_GE(server_, 0);
-    if (server_ == 0) {
-      ::execlp("python3", "python3", AGENTBOX_TEST_DATA "/upstream.py", up_.c_str(),
-               std::to_string(port_).c_str(), kRealGit.c_str(), nullptr);
-      ::_exit(127);
-    }
-    for (int i = 0; i < 100 && ::access((up_ + "/ready").c_str(), F_OK) != 0; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ASSERT_EQ(::access((up_ + "/ready").c_str(), F_OK), 0) << "the upstream did not start";
+    ASSERT_TRUE(start_upstream(up_, kRealGit, port_, server_)) << "the upstream did not start";
 
     cfg_ = w_.root + "/cfg";
     ASSERT_EQ(::mkdir(cfg_.c_str(), 0755), 0);

@@ -9,25 +9,13 @@
 #include <map>
 
 #include "agentbox/proxy/credentials.hpp"
+#include "credentials_test_util.hpp"
 
 namespace agentbox::proxy {
 namespace {
 
 const std::string kApi = "sk-ant-api03-RealAnthropicKeyValue0123456789abcdefXYZ";
 const std::string kBodyKey = "xoxb-1234567890-REALSLACKBODYTOKEN0123456789";
-
-SecretSource fake_env(std::map<std::string, std::string> vars) {
-  return SecretSource([vars](const std::string& k) -> std::optional<std::string> {
-    auto it = vars.find(k);
-    return it == vars.end() ? std::nullopt : std::optional<std::string>(it->second);
-  });
-}
-
-http1::Request parse(const std::string& s) {
-  auto p = http1::parse_request(std::as_bytes(std::span(s.data(), s.size())));
-  EXPECT_EQ(p.status, http1::ParseStatus::kOk) << p.reason;
-  return p.message;
-}
 
 class InjectTest : public ::testing::Test {
  protected:

@@ -9,6 +9,7 @@
 
 #include "agentbox/proxy/placeholder.hpp"
 #include "agentbox/proxy/sigv4.hpp"
+#include "credentials_test_util.hpp"
 
 namespace agentbox::proxy {
 namespace {
@@ -17,19 +18,6 @@ const std::string kGithub = "ghp_R3alS3cretT0kenAbCdEfGhIjKlMnOpQrSt";
 const std::string kOther = "sk-ant-api03-RealAnthropicKeyValue0123456789abcdefXYZ";
 const std::string kQuery = "qk_0123456789abcdefREALQUERYKEY";
 const std::string kBody = "Action=GetCallerIdentity&Version=2011-06-15";
-
-SecretSource fake_env(std::map<std::string, std::string> vars) {
-  return SecretSource([vars](const std::string& k) -> std::optional<std::string> {
-    auto it = vars.find(k);
-    return it == vars.end() ? std::nullopt : std::optional<std::string>(it->second);
-  });
-}
-
-http1::Request parse(const std::string& s) {
-  auto p = http1::parse_request(std::as_bytes(std::span(s.data(), s.size())));
-  EXPECT_EQ(p.status, http1::ParseStatus::kOk) << p.reason;
-  return p.message;
-}
 
 class CredentialsTest : public ::testing::Test {
  protected:

@@ -26,23 +26,18 @@ class BodyInjectTest : public ProxyHandlerTest {
     }
     handler_.reset();
     std::map<std::string, std::string> env = {{"REAL_GH", kRealGh}, {"REAL_BODY", kRealBody}};
-    auto creds =
-        CredentialSet::load({{.name = "github",
-                              .env = "GITHUB_TOKEN",
-                              .from = "env:REAL_GH",
-                              .hosts = {kApi},
-                              .inject = "header:Authorization"},
-                             {.name = "slack",
-                              .env = "SLACK_TOKEN",
-                              .from = "env:REAL_BODY",
-                              .hosts = {kApi},
-                              .inject = "header:X-Unused",
-                              .body = true}},
-                            SecretSource([env](const std::string& k) -> std::optional<std::string> {
-                              auto it = env.find(k);
-                              return it == env.end() ? std::nullopt : std::optional(it->second);
-                            }),
-                            &audit_);
+    auto creds = CredentialSet::load({{.name = "github",
+                                       .env = "GITHUB_TOKEN",
+                                       .from = "env:REAL_GH",
+                                       .hosts = {kApi},
+                                       .inject = "header:Authorization"},
+                                      {.name = "slack",
+                                       .env = "SLACK_TOKEN",
+                                       .from = "env:REAL_BODY",
+                                       .hosts = {kApi},
+                                       .inject = "header:X-Unused",
+                                       .body = true}},
+                                     fake_env(env), &audit_);
     ASSERT_TRUE(creds.has_value()) << creds.error().message();
     creds_.emplace(std::move(*creds));
     gh_ph_ = *creds_->placeholder("github");

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "agentbox/proxy/sigv4.hpp"
+#include "credentials_test_util.hpp"
 #include "proxy_rig.hpp"
 
 namespace agentbox::proxy::testing {
@@ -171,27 +172,22 @@ class ProxyHandlerTest : public ::testing::Test {
 
     std::map<std::string, std::string> env = {
         {"REAL_GH", kRealGh}, {"REAL_GIT", kRealGit}, {"REAL_AWS", kRealAws}};
-    auto creds =
-        CredentialSet::load({{.name = "github",
-                              .env = "GITHUB_TOKEN",
-                              .from = "env:REAL_GH",
-                              .hosts = {kApi, kPlain},
-                              .inject = "header:Authorization"},
-                             {.name = "gitpw",
-                              .env = "GIT_TOKEN",
-                              .from = "env:REAL_GIT",
-                              .hosts = {kGit},
-                              .inject = "basic"},
-                             {.name = "aws",
-                              .env = "AWS_SECRET_ACCESS_KEY",
-                              .from = "env:REAL_AWS",
-                              .hosts = {kApi},
-                              .inject = "sigv4"}},
-                            SecretSource([env](const std::string& k) -> std::optional<std::string> {
-                              auto it = env.find(k);
-                              return it == env.end() ? std::nullopt : std::optional(it->second);
-                            }),
-                            &audit_);
+    auto creds = CredentialSet::load({{.name = "github",
+                                       .env = "GITHUB_TOKEN",
+                                       .from = "env:REAL_GH",
+                                       .hosts = {kApi, kPlain},
+                                       .inject = "header:Authorization"},
+                                      {.name = "gitpw",
+                                       .env = "GIT_TOKEN",
+                                       .from = "env:REAL_GIT",
+                                       .hosts = {kGit},
+                                       .inject = "basic"},
+                                      {.name = "aws",
+                                       .env = "AWS_SECRET_ACCESS_KEY",
+                                       .from = "env:REAL_AWS",
+                                       .hosts = {kApi},
+                                       .inject = "sigv4"}},
+                                     fake_env(env), &audit_);
     ASSERT_TRUE(creds.has_value()) << creds.error().message();
     creds_.emplace(std::move(*creds));
     gh_ph_ = *creds_->placeholder("github");
