@@ -11,19 +11,20 @@
 
 namespace agentbox::proxy {
 
-namespace {
-
-void audit_open(ProxyHandler::Internals& in, const Conn& c, std::string_view mode) {
+void audit_open(ProxyHandler::Internals& in, const net::FlowInfo& info, std::string_view mode,
+                std::string_view sni) {
   audit::Event e("proxy.open");
-  e.num("id", static_cast<int64_t>(c.info.id))
-      .str("host", c.info.name)
-      .num("port", c.info.orig_port)
+  e.num("id", static_cast<int64_t>(info.id))
+      .str("host", info.name)
+      .num("port", info.orig_port)
       .str("mode", mode);
-  if (!c.sni.empty()) {
-    e.str("sni", c.sni);
+  if (!sni.empty()) {
+    e.str("sni", sni);
   }
   in.audit.emit(e);
 }
+
+namespace {
 
 bool needs_interception(const ProxyHandler::Internals& in, std::string_view host) {
   return std::any_of(in.intercept.begin(), in.intercept.end(),
@@ -33,7 +34,7 @@ bool needs_interception(const ProxyHandler::Internals& in, std::string_view host
 bool start_passthrough(ProxyHandler::Internals& in, Conn& c) {
   c.mode = Mode::kSplice;
   ++in.counters.passthrough;
-  audit_open(in, c, "passthrough");
+  audit_open(in, c.info, "passthrough", c.sni);
   if (!open_upstream(in, c)) {
     drop(in, c, "cannot reach upstream: " + c.up.error);
     return true;
@@ -68,7 +69,7 @@ bool start_interception(ProxyHandler::Internals& in, Conn& c) {
   c.intercept = true;
   c.mode = Mode::kHttp;
   ++in.counters.intercepted;
-  audit_open(in, c, "intercept");
+  audit_open(in, c.info, "intercept", c.sni);
   // The box side continues from the bytes already read: nothing is lost or replayed.
   c.box.adopt_tls(std::move(*box_tls));
   if (!open_upstream(in, c)) {
@@ -242,7 +243,7 @@ bool classify(ProxyHandler::Internals& in, Conn& c) {
     case http1::StreamKind::kHttp1:
       c.mode = Mode::kHttp;
       ++in.counters.plain_http;
-      audit_open(in, c, "http");
+      audit_open(in, c.info, "http", c.sni);
       (void)open_upstream(in, c);  // a failure is answered as a 502 to the first request
       return true;
     case http1::StreamKind::kTls:

@@ -210,7 +210,7 @@ bool open_upstream(ProxyHandler::Internals& in, Conn& c);
 // box. `connecting_ok`: the translator has not answered the box yet (a raw flow whose name just
 // resolved), so an upstream still connecting is fine. Returns true when handed back (c.done).
 bool try_hand_back(ProxyHandler::Internals& in, Conn& c, bool connecting_ok);
-// proxy_splice.cpp: kSplice / kTunnel step. Returns true on progress.
+// proxy_classify.cpp: kSplice / kTunnel step. Returns true on progress.
 bool splice(ProxyHandler::Internals& in, Conn& c);
 // http_exchange.cpp: kHttp step. Returns true on progress.
 bool http_step(ProxyHandler::Internals& in, Conn& c);
@@ -225,6 +225,9 @@ void close_side(ProxyHandler::Internals& in, Side& s);
 void drop(ProxyHandler::Internals& in, Conn& c, std::string_view why);
 // Sends a complete response made by the proxy and closes after it.
 void answer(ProxyHandler::Internals& in, Conn& c, int status, std::string_view line);
+// Audits how a flow is served as one "proxy.open" event (mode: raw, passthrough, intercept, http).
+void audit_open(ProxyHandler::Internals& in, const net::FlowInfo& info, std::string_view mode,
+                std::string_view sni = {});
 // Audits the exchange as one "http.request" event.
 void audit_request(ProxyHandler::Internals& in, Conn& c, std::string_view decision,
                    std::string_view reason = {});

@@ -269,11 +269,7 @@ std::optional<base::Result<net::OpenResult>> ProxyHandler::open_raw(const net::F
   ++counters_.opened;
   ++counters_.raw;
   ++counters_.handed_back;
-  in_->audit.emit(audit::Event("proxy.open")
-                      .num("id", static_cast<int64_t>(info.id))
-                      .str("host", info.name)
-                      .num("port", info.orig_port)
-                      .str("mode", "raw"));
+  audit_open(*in_, info, "raw");
   return r;
 }
 
@@ -321,11 +317,7 @@ base::Status ProxyHandler::serve_flow(const net::FlowInfo& info, base::UniqueFd 
     c->mode = Mode::kSplice;
     c->raw = true;
     ++counters_.raw;
-    in_->audit.emit(audit::Event("proxy.open")
-                        .num("id", static_cast<int64_t>(info.id))
-                        .str("host", info.name)
-                        .num("port", info.orig_port)
-                        .str("mode", "raw"));
+    audit_open(*in_, info, "raw");
   }
   // The upstream is connected now, whatever the first bytes turn out to be: where bytes may go
   // does not depend on them (SNI and Host must equal the flow's name), a name that resolves
