@@ -272,6 +272,9 @@ void inject_body(ProxyHandler::Internals& in, Conn& c, std::string_view decoded)
       send_up(c, x.injector->finish());
     }
     note_body_uses(in, c);
+    // A tail that may start a placeholder waits for the next piece, but only for the hold: a
+    // client that pauses there (a streamed upload waiting on the server) must not stall.
+    x.req_held_since = x.injector->held() > 0 ? Clock::now() : Clock::time_point{};
   }
   send_up(c, decoded.substr(swap_part));
 }
@@ -527,12 +530,19 @@ bool response_body(ProxyHandler::Internals& in, Conn& c) {
 
 }  // namespace
 
-bool holds_bytes(const Conn& c) {
+namespace {
+
+bool response_holds(const Conn& c) {
   return c.http.held > 0 || (c.http.scrubber && c.http.scrubber->held() > 0) ||
          (c.tunnel_scrubber && c.tunnel_scrubber->held() > 0);
 }
 
-void release_held(ProxyHandler::Internals&, Conn& c) {
+bool request_holds(const Conn& c) {
+  return c.mode == Mode::kHttp && c.http.req == Req::kBody && c.http.injector &&
+         c.http.injector->held() > 0;
+}
+
+void release_held(Conn& c) {
   if (c.mode == Mode::kHttp && c.http.resp == Resp::kBody && c.http.held > 0) {
     send_verbatim(c, c.http.held);  // scrubbed already; only a longer needle could still match
     c.http.held = 0;
@@ -542,6 +552,25 @@ void release_held(ProxyHandler::Internals&, Conn& c) {
     c.box.send(c.tunnel_scrubber->finish());
   }
   c.http.held_since = Clock::time_point{};
+}
+
+}  // namespace
+
+bool holds_bytes(const Conn& c) {
+  return response_holds(c) || request_holds(c);
+}
+
+void release_expired(ProxyHandler::Internals& in, Conn& c, Clock::time_point now) {
+  if (response_holds(c) && now - c.http.held_since >= in.options.scrub_hold) {
+    release_held(c);
+  }
+  if (request_holds(c) && now - c.http.req_held_since >= in.options.inject_hold) {
+    // The held tail goes on as it is: a placeholder split by a pause longer than the hold
+    // reaches its own (scoped) host unswapped, which fails there and leaks nothing.
+    send_up(c, c.http.injector->finish());
+    note_body_uses(in, c);
+    c.http.req_held_since = Clock::time_point{};
+  }
 }
 
 bool http_step(ProxyHandler::Internals& in, Conn& c) {

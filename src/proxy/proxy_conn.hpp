@@ -115,6 +115,8 @@ struct Exchange {
   std::optional<Scrubber> scrubber;
   size_t held = 0;                 // verbatim body: scrubbed bytes held at the front of up.rx
   Clock::time_point held_since{};  // scrubber holds bytes since (for the flush timer)
+  // The injector holds a request body tail that may start a placeholder since (flush timer).
+  Clock::time_point req_held_since{};
   std::optional<uint64_t> max_body;
   uint64_t body_up = 0;    // request body bytes (decoded)
   uint64_t body_down = 0;  // response body bytes (decoded)
@@ -214,9 +216,10 @@ bool try_hand_back(ProxyHandler::Internals& in, Conn& c, bool connecting_ok);
 bool splice(ProxyHandler::Internals& in, Conn& c);
 // http_exchange.cpp: kHttp step. Returns true on progress.
 bool http_step(ProxyHandler::Internals& in, Conn& c);
-// Flushes a scrubber's held bytes of a response (the hold expired).
-void release_held(ProxyHandler::Internals& in, Conn& c);
-// Whether a scrubber holds bytes for this connection.
+// Flushes the held bytes whose hold has run out at `now`: a response scrubber's (scrub_hold)
+// and the request body injector's (inject_hold), each on its own clock.
+void release_expired(ProxyHandler::Internals& in, Conn& c, Clock::time_point now);
+// Whether a scrubber or the body injector holds bytes for this connection.
 [[nodiscard]] bool holds_bytes(const Conn& c);
 
 // Unwatches and closes a side; it counts as finished both ways.

@@ -700,10 +700,8 @@ void ProxyHandler::handle_flush_timer() {
       continue;
     }
     Conn& c = *it->second;
-    if (now - c.http.held_since >= in_->options.scrub_hold) {
-      release_held(*in_, c);
-      run(c);
-    }
+    release_expired(*in_, c, now);
+    run(c);
     if (c.done) {
       destroy(id);
       continue;

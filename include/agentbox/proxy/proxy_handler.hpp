@@ -77,6 +77,11 @@ struct ProxyOptions {
   // A response body byte held back by the scrubber (it may start a secret) goes out after this
   // long without more data from the upstream.
   std::chrono::milliseconds scrub_hold{50};
+  // A request body tail held back by a `body = true` credential's injector (it may start the
+  // placeholder) goes upstream after this long without more data from the box. Longer than
+  // scrub_hold: a placeholder split by a pause is sent unswapped once this passes, and clients
+  // write a body in bursts, rarely pausing inside one.
+  std::chrono::milliseconds inject_hold{1'000};
 };
 
 struct ProxyCounters {

@@ -2,7 +2,7 @@
 // credential's placeholder is swapped inside Content-Length and chunked request bodies, also
 // when the box sends it split across writes 100 ms apart (separate reads in the proxy) and
 // across chunks; lengths hold; the audit names the credential; without `body` the placeholder
-// in a body goes on unchanged.
+// in a body goes on unchanged; a tail held back mid-placeholder is released after the hold.
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -101,6 +101,42 @@ TEST_F(BodyInjectTest, ChunkedBodySplitAcrossChunksIsSwappedAndRechunked) {
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].body, "token=" + std::string(kRealBody) + "&x=1");
   EXPECT_EQ(header_of(seen[0].head, "transfer-encoding"), "chunked");
+}
+
+// A streamed upload that pauses right after the first bytes of a placeholder (a client waiting
+// on the server before it sends more): the held tail must reach the upstream after the hold,
+// not wait for bytes that may never come.
+TEST_F(BodyInjectTest, HeldBodyTailIsReleasedWhenTheClientPauses) {
+  auto chunk = [](const std::string& s) {
+    char size[16];
+    snprintf(size, sizeof size, "%zx", s.size());
+    return std::string(size) + "\r\n" + s + "\r\n";
+  };
+  const std::string first = "token=" + body_ph_.substr(0, 7);
+  Upstream& server = *servers_[kApi];
+  UniqueFd fd = open_flow(kApi);
+  const std::string r = while_pumping(*loop_, [&, fd = std::move(fd)]() mutable {
+    BoxClient c(std::move(fd), kApi, session_ca_file_);
+    if (!c.handshake()) {
+      return "handshake failed: " + c.error();
+    }
+    c.send("POST /upload HTTP/1.1\r\nHost: api.example.test\r\nTransfer-Encoding: chunked\r\n\r\n" +
+           chunk(first));
+    bool arrived = false;
+    for (int i = 0; i < 250 && !arrived; ++i) {  // 5 s at most; the hold is 50 ms
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      arrived = server.partial_body() == first;
+    }
+    if (!arrived) {
+      return "held until the body went on: upstream saw \"" + server.partial_body() + "\"";
+    }
+    c.send(chunk("&x=1") + "0\r\n\r\n");
+    return c.response();
+  });
+  EXPECT_NE(r.find("200"), std::string::npos) << r;
+  auto seen = servers_[kApi]->seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].body, first + "&x=1");
 }
 
 TEST_F(BodyInjectTest, OffScopeBodyPlaceholderIsStillBlocked) {

@@ -245,6 +245,11 @@ class Upstream {
     std::lock_guard lk(mu_);
     return seen_;
   }
+  // The body of the request being read so far (first 64 KiB), before the request is complete.
+  [[nodiscard]] std::string partial_body() {
+    std::lock_guard lk(mu_);
+    return partial_body_;
+  }
   [[nodiscard]] std::string last_alpn() {
     std::lock_guard lk(mu_);
     return alpn_;
@@ -308,7 +313,7 @@ class Upstream {
     }
   }
 
-  static bool read_body(Stream& s, std::string& buf, const std::string& head, SeenRequest& r) {
+  bool read_body(Stream& s, std::string& buf, const std::string& head, SeenRequest& r) {
     const std::string cl = header_of(head, "content-length");
     const bool chunked = header_of(head, "transfer-encoding") == "chunked";
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha(EVP_MD_CTX_new(), EVP_MD_CTX_free);
@@ -318,6 +323,8 @@ class Upstream {
       r.body_len += d.size();
       if (r.body.size() < 65536) {
         r.body.append(d.substr(0, 65536 - r.body.size()));
+        std::lock_guard lk(mu_);
+        partial_body_ = r.body;
       }
     };
     if (chunked) {
@@ -517,6 +524,7 @@ class Upstream {
   std::mutex mu_;
   std::condition_variable cv_;
   bool sse_gate_ = false;
+  std::string partial_body_;
   std::vector<SeenRequest> seen_;
   std::string alpn_;
 };
