@@ -167,6 +167,35 @@ if [[ $only == *rss* ]]; then
     wait $hold_pid || true
     echo "rss $p idle_kib=$idle flows1000_kib=$busy ($held)" | tee -a "$results" >&2
   done
+  # The product: the whole `agentbox run` supervisor (stack, proxy, session loop, audit), idle
+  # and while the program in the box holds 1,000 flows through it.
+  if [[ " ${peers[*]} " == *" agentbox-run "* ]]; then
+    sup_of() {  # the supervisor: the oldest `agentbox run` process (the box's init is its child)
+      pgrep -o -f -- "$ab_bin run -q --raw-tcp" || true
+    }
+    inside agentbox-run sleep 3 &
+    sleep_pid=$!
+    sleep 1.5
+    sup=$(sup_of)
+    idle=$([[ -n $sup ]] && rss_kib "$sup" || echo 0)
+    wait $sleep_pid || true
+    mkfifo "$tmp/hold.run"
+    inside agentbox-run "$nb" hold --addr "${addr[agentbox-run]}" --port "${cport[agentbox-run]}" \
+      --count 1000 <"$tmp/hold.run" >"$tmp/hold.run.out" 2>&1 &
+    hold_pid=$!
+    exec 7>"$tmp/hold.run"
+    for _ in $(seq 400); do
+      grep -q held "$tmp/hold.run.out" 2>/dev/null && break
+      grep -q net_bench "$tmp/hold.run.out" 2>/dev/null && break
+      sleep 0.05
+    done
+    held=$(tr '\n' ' ' <"$tmp/hold.run.out")
+    sup=$(sup_of)
+    busy=$([[ -n $sup ]] && rss_kib "$sup" || echo 0)
+    exec 7>&-
+    wait $hold_pid || true
+    echo "rss agentbox-run idle_kib=$idle flows1000_kib=$busy ($held)" | tee -a "$results" >&2
+  fi
 fi
 
 # Network attach: tap created + configured in a fresh netns (agentbox) vs spawn -> ready.
