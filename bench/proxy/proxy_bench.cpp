@@ -10,7 +10,8 @@
 // load on the (shared) machine hits both alike. Measured per HTTPS request:
 //   new connection: TCP connect + TLS handshake + GET + response, connection closed;
 //   reused: GET + response on a kept-alive connection;
-// and the throughput of one large download: plain TCP loopback, direct TLS, and TLS through the
+// and the throughput of one large download: plain TCP loopback, direct TLS, TLS through a bare
+// OpenSSL relay (BareRelay: the least any interceptor does, the floor), and TLS through the
 // proxy's interception (decrypt, parse, scrub, re-encrypt).
 #include <pthread.h>
 
@@ -108,14 +109,22 @@ struct Client {
 // upstream with the proxy's upstream context (verified the same way: trust store plus the test
 // CA, SNI, hostname check), and copies plaintext SSL_read -> SSL_write both ways through a
 // 64 KiB buffer per direction: no HTTP parsing, no scrub, no policy. OpenSSL drives the
-// non-blocking sockets itself (socket BIOs, read-ahead into a 64 KiB record buffer, partial and
-// moving writes); one thread, poll(2), one connection at a time (the bench needs one).
+// non-blocking sockets itself (socket BIOs, read-ahead into a 64 KiB record buffer, a buffering
+// write BIO, partial and moving writes); one thread, poll(2), one connection at a time (the
+// bench needs one).
 class BareRelay {
  public:
   BareRelay(std::shared_ptr<const Leaf> leaf, uint16_t upstream_port, const std::string& up_ca)
       : leaf_(std::move(leaf)), upstream_port_(upstream_port) {
-    box_ctx_ = std::move(*make_box_ctx());
-    up_ctx_ = std::move(*make_upstream_ctx(kSystemBundle, {up_ca}));
+    auto box_ctx = make_box_ctx();
+    auto up_ctx = make_upstream_ctx(kSystemBundle, {up_ca});
+    if (!box_ctx || !up_ctx) {
+      std::fprintf(stderr, "bare relay: %s\n",
+                   (box_ctx ? up_ctx.error() : box_ctx.error()).message().c_str());
+      std::exit(1);
+    }
+    box_ctx_ = std::move(*box_ctx);
+    up_ctx_ = std::move(*up_ctx);
     port_ = listen_loopback(listen_fd_);
     thread_ = std::thread([this] { run(); });
   }
