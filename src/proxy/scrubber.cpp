@@ -20,7 +20,7 @@ void Scrubber::add(std::string needle, std::string replacement) {
   auto pos = std::find_if(pairs_.begin(), pairs_.end(),
                           [&](const auto& p) { return p.first.size() < needle.size(); });
   pairs_.emplace(pos, std::move(needle), std::move(replacement));
-  build_index();
+  indexed_ = false;
 }
 
 namespace {
@@ -104,7 +104,15 @@ size_t Scrubber::scrub_in_place(std::span<char> buf, bool final) {
   const size_t limit = final ? buf.size() : buf.size() - hold_length(view);
   // The anchored scan only says whether any needle occurs; when one does (rare: a secret
   // echoed back), the memmem passes replace, with their exact order and overlap rules.
-  if (stride_ == 0 || any_needle(view)) {
+  bool anchored = false;
+  if (buf.size() >= anchored_from_ && !pairs_.empty()) {
+    if (!indexed_) {
+      build_index();
+      indexed_ = true;
+    }
+    anchored = stride_ != 0;
+  }
+  if (!anchored || any_needle(view)) {
     scan_memmem(buf, limit);
   }
   return limit;

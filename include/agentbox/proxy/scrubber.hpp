@@ -27,10 +27,15 @@ namespace agentbox::proxy {
 // is a multiple of S. So the scan reads one gram every S bytes (a 93-byte secret: one load per
 // 90 bytes, against one memmem pass per needle each stepping by up to the needle's length),
 // tests its bit in a 64 Kibit filter of all those grams of all needles, and on a set bit checks
-// the exact grams and confirms with memcmp. With a shorter needle it goes straight to memmem.
+// the exact grams and confirms with memcmp. With a shorter needle it goes straight to memmem,
+// and so does a buffer under `anchored_from` bytes: the filter is built on first use (about a
+// microsecond), more than memmem needs for a response head or a small body, and the proxy makes
+// a scrubber per response.
 class Scrubber {
  public:
+  static constexpr size_t kAnchoredFrom = 2048;
   Scrubber() = default;
+  explicit Scrubber(size_t anchored_from) : anchored_from_(anchored_from) {}
   // Adds needle -> replacement; both must be non-empty and of equal length.
   void add(std::string needle, std::string replacement);
 
@@ -53,7 +58,10 @@ class Scrubber {
   [[nodiscard]] bool any_needle(std::string_view buf) const;
   void build_index();
   std::vector<std::pair<std::string, std::string>> pairs_;
-  // The anchored scan's index (empty when some needle is shorter than kMinAnchored).
+  // The anchored scan's index, built on the first buffer of at least anchored_from_ bytes
+  // (stride_ stays 0 when some needle is shorter than kMinAnchored).
+  size_t anchored_from_ = kAnchoredFrom;
+  bool indexed_ = false;
   size_t stride_ = 0;
   std::vector<uint64_t> filter_;  // 65536 bits, by gram hash
   struct Anchor {

@@ -35,7 +35,7 @@ TEST(ScrubberInPlace, SecretSplitAtEveryOffsetAcrossTwoReads) {
   const std::string text = "{\"echo\":\"" + secret + "\",\"b64\":\"" + b64_secret + "\",\"s\":\"s";
   const std::string want = "{\"echo\":\"" + ph + "\",\"b64\":\"" + b64_ph + "\",\"s\":\"s";
   for (size_t split = 0; split <= text.size(); ++split) {
-    Scrubber s;
+    Scrubber s(split % 2 == 0 ? 0 : Scrubber::kAnchoredFrom);  // both search paths
     s.add(secret, ph);
     s.add(b64_secret, b64_ph);
     EXPECT_EQ(two_reads(s, text, split), want) << split;
@@ -66,11 +66,11 @@ TEST(ScrubberInPlace, HoldsOnlyAPossibleStartAndNothingWhenFinal) {
 // bytes in it.)
 TEST(ScrubberInPlace, ShorterNeedleInsideAHeldLongerOneWaits) {
   for (size_t split = 0; split <= 9; ++split) {
-    Scrubber s;
+    Scrubber s(0);
     s.add("abc", "xyz");
     s.add("--abc--!!", "==pqr==??");
     EXPECT_EQ(two_reads(s, "--abc--!!", split), "==pqr==??") << split;
-    Scrubber t;
+    Scrubber t(0);
     t.add("abc", "xyz");
     t.add("--abc--!!", "==pqr==??");
     EXPECT_EQ(two_reads(t, "--abc--!?", split), "--xyz--!?") << split;  // never completed
@@ -93,26 +93,49 @@ std::string reference(std::string text, std::vector<std::pair<std::string, std::
 // The one-pass anchored search looks at one 4-byte gram every (shortest needle - 3) bytes: a
 // secret at every offset of a buffer (so at every position relative to that stride), whole and
 // cut across two reads at every point, is caught, for a needle at the anchored minimum (8
-// bytes), a long one, and one below the minimum (the memmem fallback).
+// bytes), a long one, and one below the minimum (the memmem fallback); with the anchored scan
+// on every buffer (anchored_from 0) and as the proxy uses it (memmem under 2 KiB).
 TEST(ScrubberInPlace, SecretAtEveryOffsetAndEveryCut) {
-  for (const auto& [needle, repl] : std::vector<std::pair<std::string, std::string>>{
-           {"ghp_abcd", "ghp_WXYZ"},
-           {"sk-ant-api03-" + std::string(80, 'r'), "sk-ant-api03-" + std::string(80, 'P')},
-           {"tok", "TOK"}}) {
-    for (size_t at = 0; at < 160; ++at) {
-      const std::string text = std::string(at, 'x') + needle + std::string(37, 'y');
-      const std::string want = std::string(at, 'x') + repl + std::string(37, 'y');
-      Scrubber whole;
-      whole.add(needle, repl);
-      std::string buf = text;
-      EXPECT_EQ(whole.scrub_in_place(buf, true), buf.size());
-      EXPECT_EQ(buf, want) << needle << " at " << at;
-      for (size_t cut = at; cut <= at + needle.size(); ++cut) {
-        Scrubber s;
-        s.add(needle, repl);
-        EXPECT_EQ(two_reads(s, text, cut), want) << needle << " at " << at << " cut " << cut;
+  for (const size_t from : {size_t{0}, Scrubber::kAnchoredFrom}) {
+    for (const auto& [needle, repl] : std::vector<std::pair<std::string, std::string>>{
+             {"ghp_abcd", "ghp_WXYZ"},
+             {"sk-ant-api03-" + std::string(80, 'r'), "sk-ant-api03-" + std::string(80, 'P')},
+             {"tok", "TOK"}}) {
+      for (size_t at = 0; at < 160; ++at) {
+        const std::string text = std::string(at, 'x') + needle + std::string(37, 'y');
+        const std::string want = std::string(at, 'x') + repl + std::string(37, 'y');
+        Scrubber whole(from);
+        whole.add(needle, repl);
+        std::string buf = text;
+        EXPECT_EQ(whole.scrub_in_place(buf, true), buf.size());
+        EXPECT_EQ(buf, want) << needle << " at " << at << " from " << from;
+        for (size_t cut = at; cut <= at + needle.size(); ++cut) {
+          Scrubber s(from);
+          s.add(needle, repl);
+          EXPECT_EQ(two_reads(s, text, cut), want)
+              << needle << " at " << at << " cut " << cut << " from " << from;
+        }
       }
     }
+  }
+}
+
+// A secret in a large buffer (the anchored scan as the proxy runs it on a 64 KiB read), at
+// offsets around the stride and at both ends.
+TEST(ScrubberInPlace, SecretInALargeRead) {
+  const std::string needle = "sk-ant-api03-" + std::string(80, 'r');
+  const std::string repl = "sk-ant-api03-" + std::string(80, 'P');
+  std::string text(size_t{64} * 1024, 'z');
+  for (const size_t at : {size_t{0}, size_t{1}, size_t{89}, size_t{90}, size_t{91}, size_t{40000},
+                          text.size() - needle.size()}) {
+    std::string buf = text;
+    buf.replace(at, needle.size(), needle);
+    Scrubber s;
+    s.add(needle, repl);
+    EXPECT_EQ(s.scrub_in_place(buf, true), buf.size());
+    EXPECT_EQ(buf.find(needle), std::string::npos) << at;
+    EXPECT_EQ(buf.substr(at, repl.size()), repl) << at;
+    EXPECT_EQ(s.replaced(), 1u) << at;
   }
 }
 
@@ -142,7 +165,7 @@ TEST(ScrubberInPlace, MatchesTheDefinitionOnRandomText) {
         }
       }
     }
-    Scrubber s;
+    Scrubber s(round % 2 == 0 ? 0 : Scrubber::kAnchoredFrom);
     for (const auto& [n, r] : pairs) {
       s.add(n, r);
     }
