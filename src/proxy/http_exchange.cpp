@@ -412,7 +412,8 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
   std::string head = http1::serialize_head(resp);
   if (in.credentials != nullptr) {
     Scrubber s = in.credentials->scrubber();
-    head = s.feed(head) + s.finish();
+    head = s.feed(head);  // two statements: feed must run before finish takes its tail
+    head += s.finish();
   }
   c.box.send(head);
   x.resp_started = true;
@@ -544,7 +545,12 @@ bool request_holds(const Conn& c) {
 
 void release_held(Conn& c) {
   if (c.mode == Mode::kHttp && c.http.resp == Resp::kBody && c.http.held > 0) {
-    send_verbatim(c, c.http.held);  // scrubbed already; only a longer needle could still match
+    // The held bytes are scanned once more as final: a whole secret form inside them waited
+    // for a longer one that may contain it (Scrubber::scrub_in_place) and is replaced now.
+    if (c.http.scrubber) {
+      (void)c.http.scrubber->scrub_in_place(std::span(c.up.rx.data(), c.http.held), true);
+    }
+    send_verbatim(c, c.http.held);
     c.http.held = 0;
   } else if (c.mode == Mode::kHttp && c.http.scrubber && c.http.resp == Resp::kBody) {
     send_body(c, c.http.scrubber->finish());

@@ -113,7 +113,7 @@ struct Exchange {
   bool resp_started = false;  // bytes of this response went to the box
   bool close_after = false;   // Connection: close on either message (or an early response)
   std::optional<Scrubber> scrubber;
-  size_t held = 0;                 // verbatim body: scrubbed bytes held at the front of up.rx
+  size_t held = 0;                 // verbatim body: bytes the scrubber held, at the front of up.rx
   Clock::time_point held_since{};  // scrubber holds bytes since (for the flush timer)
   // The injector holds a request body tail that may start a placeholder since (flush timer).
   Clock::time_point req_held_since{};

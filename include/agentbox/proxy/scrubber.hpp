@@ -18,9 +18,24 @@ namespace agentbox::proxy {
 // event ending in "\n\n", any byte no needle starts with) streams through at once. Needles are
 // applied longest first (the Basic form of user:secret contains the base64 of the secret's whole
 // groups; replacing that part first would leave the longer form unmatched).
+//
+// The search (scrub_in_place) first asks, in one pass for all needles, whether any needle occurs
+// at all; only then (rare: a secret echoed back) does it replace, with one memmem pass per needle
+// in the order above. The one pass works when every needle has at least kMinAnchored bytes: with
+// L the shortest needle's length, an occurrence of any needle spans the start positions of
+// S = L - 3 grams of 4 bytes taken from its own first L bytes, and exactly one of those positions
+// is a multiple of S. So the scan reads one gram every S bytes (a 93-byte secret: one load per
+// 90 bytes, against one memmem pass per needle each stepping by up to the needle's length),
+// tests its bit in a 64 Kibit filter of all those grams of all needles, and on a set bit checks
+// the exact grams and confirms with memcmp. With a shorter needle it goes straight to memmem,
+// and so does a buffer under `anchored_from` bytes: the filter is built on first use (about a
+// microsecond), more than memmem needs for a response head or a small body, and the proxy makes
+// a scrubber per response.
 class Scrubber {
  public:
+  static constexpr size_t kAnchoredFrom = 2048;
   Scrubber() = default;
+  explicit Scrubber(size_t anchored_from) : anchored_from_(anchored_from) {}
   // Adds needle -> replacement; both must be non-empty and of equal length.
   void add(std::string needle, std::string replacement);
 
@@ -37,8 +52,24 @@ class Scrubber {
   [[nodiscard]] size_t held() const { return tail_.size(); }
 
  private:
+  static constexpr size_t kMinAnchored = 8;
   [[nodiscard]] size_t hold_length(std::string_view buf) const;
+  void scan_memmem(std::span<char> buf, size_t limit);
+  [[nodiscard]] bool any_needle(std::string_view buf) const;
+  void build_index();
   std::vector<std::pair<std::string, std::string>> pairs_;
+  // The anchored scan's index, built on the first buffer of at least anchored_from_ bytes
+  // (stride_ stays 0 when some needle is shorter than kMinAnchored).
+  size_t anchored_from_ = kAnchoredFrom;
+  bool indexed_ = false;
+  size_t stride_ = 0;
+  std::vector<uint64_t> filter_;  // 65536 bits, by gram hash
+  struct Anchor {
+    uint32_t gram;
+    uint16_t needle;  // index in pairs_
+    uint16_t offset;  // of the gram within the needle (< stride_)
+  };
+  std::vector<Anchor> anchors_;  // sorted by gram
   std::string tail_;
   uint64_t replaced_ = 0;
 };

@@ -415,11 +415,14 @@ class Upstream {
       s.write(chunk(std::string_view(body).substr(0, half)));
       std::this_thread::sleep_for(20ms);
       s.write(chunk(std::string_view(body).substr(half)) + "0\r\n\r\n");
-    } else if (path.rfind("/split/", 0) == 0 || path.rfind("/split-chunked/", 0) == 0) {
+    } else if (path.rfind("/split/", 0) == 0 || path.rfind("/split-chunked/", 0) == 0 ||
+               path.rfind("/split-slow/", 0) == 0) {
       // The echo of the request head, written in two pieces with a pause between them, cut K
       // bytes into the Authorization value (/split/K: Content-Length; /split-chunked/K: two
-      // chunks): a secret echoed back arrives split across the proxy's reads.
+      // chunks; /split-slow/K: Content-Length with a pause longer than the proxy's scrub hold):
+      // a secret echoed back arrives split across the proxy's reads.
       const bool chunked = path.rfind("/split-chunked/", 0) == 0;
+      const bool slow = path.rfind("/split-slow/", 0) == 0;
       const std::string body = r.head + "\r\n";
       const size_t k = std::stoull(path.substr(path.rfind('/') + 1));
       const size_t auth = body.find(header_of(r.head, "authorization"));
@@ -433,7 +436,7 @@ class Upstream {
                       : "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) +
                             "\r\n" + conn + "\r\n");
       s.write(piece(std::string_view(body).substr(0, cut)));
-      std::this_thread::sleep_for(3ms);
+      std::this_thread::sleep_for(slow ? 150ms : 3ms);
       s.write(piece(std::string_view(body).substr(cut)) + (chunked ? "0\r\n\r\n" : ""));
     } else if (path == "/sse") {
       s.write(

@@ -129,6 +129,51 @@ TEST_F(ProxyHandlerTest, SecretSplitAtEveryOffsetIsScrubbed) {
   EXPECT_EQ(servers_[kApi]->connections(), 2);
 }
 
+// A Basic value echoed back split inside it: base64("x-access-token:" + secret) contains the
+// base64 of the secret's whole 3-byte groups (the user part is 15 bytes), itself a needle. Cut
+// anywhere, the box gets the placeholder's Basic value whole (the shorter needle inside a held
+// Basic prefix waits for it). Cut after the groups with a pause longer than the scrub hold, the
+// held bytes go out when the hold expires, scanned as final: the secret's base64 is replaced
+// (only the last bytes after its whole groups, which arrive later, cannot be recognised).
+TEST_F(ProxyHandlerTest, BasicValueSplitInsideIsScrubbedWhole) {
+  const std::string user = "x-access-token:";
+  const std::string real_b64 = base64_encode(user + kRealGit);
+  const std::string ph_b64 = base64_encode(user + git_ph_);
+  const std::string secret = kRealGit;
+  const std::string groups_b64 = base64_encode(secret.substr(0, secret.size() / 3 * 3));
+  ASSERT_NE(real_b64.find(groups_b64), std::string::npos);  // the premise of the test
+  const std::string value = "Basic " + real_b64;
+  const size_t groups_end = 6 + real_b64.find(groups_b64) + groups_b64.size();
+  UniqueFd fd = open_flow(kGit);
+  const auto responses = while_pumping(*loop_, [&, fd = std::move(fd)]() mutable {
+    BoxClient c(std::move(fd), kGit, session_ca_file_);
+    std::vector<std::string> out;
+    if (!c.handshake()) {
+      return out;
+    }
+    const std::string auth = "Authorization: Basic " + ph_b64 + "\r\n";
+    for (size_t k = 0; k <= value.size(); ++k) {
+      c.send(get(kGit, "/split/" + std::to_string(k), auth));
+      out.push_back(c.response());
+    }
+    for (size_t k = groups_end; k < value.size(); ++k) {
+      c.send(get(kGit, "/split-slow/" + std::to_string(k), auth));
+      out.push_back(c.response());
+    }
+    return out;
+  });
+  ASSERT_EQ(responses.size(), value.size() + 1 + (value.size() - groups_end));
+  for (size_t i = 0; i < responses.size(); ++i) {
+    const auto& r = responses[i];
+    EXPECT_EQ(r.substr(0, 15), "HTTP/1.1 200 OK") << i << r;
+    EXPECT_EQ(r.find(groups_b64), std::string::npos) << i << r;
+    EXPECT_EQ(r.find(real_b64), std::string::npos) << i << r;
+    if (i <= value.size()) {
+      EXPECT_NE(r.find("uthorization: Basic " + ph_b64 + "\r\n"), std::string::npos) << i << r;
+    }
+  }
+}
+
 TEST_F(ProxyHandlerTest, PipelinedRequestsAnsweredInOrder) {
   UniqueFd fd = open_flow(kApi);
   const auto r = while_pumping(*loop_, [&, fd = std::move(fd)]() mutable {
