@@ -3,6 +3,7 @@
 //
 //   bench_proxy [ROUNDS] [MIB] [DOWNLOADS]   (defaults 300, 256 and 1; the figure uses
 //                                             MIB=1024)
+//   bench_proxy serve DIR                     (the upstreams alone, for bench/proxy/product.sh)
 //
 // The proxy runs on its own thread with its own event::Loop (as the supervisor would), behind
 // a loopback acceptor that hands each accepted connection to ProxyHandler::serve; the client is
@@ -414,10 +415,47 @@ void throughput(uint64_t mib, int rounds, Client& plain, Client& d, Client& r, C
       px / br, relay_thread.median() / proxy_cpu.median(), px / dt);
 }
 
+// `bench_proxy serve DIR`: the same upstreams for bench/proxy/product.sh (curl inside
+// `agentbox run`): DIR/ca.pem (the upstream's test CA), DIR/ports ("TLS PLAIN"), served until
+// stdin closes.
+int serve(const std::string& dir) {
+  auto ca = SessionCa::create({.hosts = {kHost}, .common_name = "bench upstream CA"});
+  if (!ca) {
+    std::fprintf(stderr, "bench_proxy serve: %s\n", ca.error().message().c_str());
+    return 1;
+  }
+  Upstream tls_server(Upstream::Kind::kTls, *ca->leaf_for(kHost));
+  Upstream plain_server(Upstream::Kind::kPlain);
+  const std::string pem = ca->pem();
+  FILE* f = std::fopen((dir + "/ca.pem").c_str(), "we");
+  if (f == nullptr || std::fwrite(pem.data(), 1, pem.size(), f) != pem.size() ||
+      std::fclose(f) != 0) {
+    std::fprintf(stderr, "bench_proxy serve: cannot write %s/ca.pem\n", dir.c_str());
+    return 1;
+  }
+  // Written last: the script waits for this file.
+  const std::string tmp = dir + "/ports.tmp";
+  f = std::fopen(tmp.c_str(), "we");
+  if (f == nullptr) {
+    return 1;
+  }
+  std::fprintf(f, "%u %u\n", tls_server.port(), plain_server.port());
+  if (std::fclose(f) != 0 || std::rename(tmp.c_str(), (dir + "/ports").c_str()) != 0) {
+    return 1;
+  }
+  char c = 0;
+  while (read(0, &c, 1) > 0) {
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  if (argc == 3 && std::string(argv[1]) == "serve") {
+    return serve(argv[2]);
+  }
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 300;
   const uint64_t mib = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 256;
   const int downloads = argc > 3 ? std::max(1, std::atoi(argv[3])) : 1;
