@@ -55,10 +55,11 @@ EOF
 export BENCH_REAL_TOKEN="sk-ant-api03-$(head -c 60 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 80)"
 
 curl_out=(-s -o /dev/null -w '%{http_code} %{size_download} %{speed_download}\n')
-box() {  # box CONFIG_HOME CURL_ARGS...: curl inside the box, the repository as workspace
+mkdir -p "$tmp/ws"
+box() {  # box CONFIG_HOME CURL_ARGS...: curl inside the box, an empty workspace of our own
   local cfg=$1
   shift
-  (cd "$here/../.." && XDG_CONFIG_HOME="$cfg" "$ab" run -q --ro "$tmp" \
+  (cd "$tmp/ws" && XDG_CONFIG_HOME="$cfg" "$ab" run -q --ro "$tmp" \
     --allow "$host:$tls" --connect-to "$host:$tls:127.0.0.1:$tls" --upstream-ca "$tmp/ca.pem" \
     -- curl "$@")
 }
