@@ -103,7 +103,18 @@ struct TcpTranslator::Flow {
   uint32_t adv_wnd = 0;      // bytes offered in the last segment
   bool ack_pending = false;  // an ACK is held back until the end of the tap batch
   bool handed_back = false;  // the handler's upstream socket replaced on_open's (hand_back)
+  std::optional<Clock::time_point> queued_at;  // what deadlines_ holds for this flow
   FlowStats stats;
+
+  [[nodiscard]] std::optional<Clock::time_point> earliest_timer() const {
+    std::optional<Clock::time_point> best;
+    for (const auto& t : {rto_at, persist_at, wnd_check_at}) {
+      if (t && (!best || *t < *best)) {
+        best = t;
+      }
+    }
+    return best;
+  }
 
   [[nodiscard]] uint32_t data_inflight() const {
     return snd_nxt - snd_una - (fin_sent && !fin_acked ? 1 : 0);
@@ -132,7 +143,29 @@ TcpTranslator::~TcpTranslator() {
   }
 }
 
+// Every public entry point that may change a flow's timers syncs that flow on its way out (all
+// its return paths), so deadlines_ never misses a change made deep inside.
+struct TcpTranslator::SyncOnExit {
+  TcpTranslator& t;
+  uint64_t id;
+  ~SyncOnExit() { t.sync_deadline(id); }
+};
+
+void TcpTranslator::sync_deadline(uint64_t id) {
+  auto it = flows_.find(id);
+  if (it == flows_.end()) {
+    return;  // finish() removed it from deadlines_
+  }
+  Flow& f = *it->second;
+  auto next = f.earliest_timer();
+  if (next != f.queued_at) {
+    deadlines_.set(id, next);
+    f.queued_at = next;
+  }
+}
+
 base::Status TcpTranslator::hand_back(uint64_t id, base::UniqueFd& fd) {
+  SyncOnExit sync{*this, id};
   auto it = flows_.find(id);
   if (it == flows_.end()) {
     return base::Error::msg("no such flow");
@@ -196,6 +229,7 @@ void TcpTranslator::on_segment(const Ipv4& ip, const Tcp& seg, const Mac& box_ma
     }
     return;
   }
+  SyncOnExit sync{*this, it->second};
   on_flow_segment(*flows_.at(it->second), seg, now);
 }
 
@@ -317,6 +351,7 @@ void TcpTranslator::on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac,
     send_segment(flow, tcpflag::kSyn | tcpflag::kAck, flow.iss, {}, true);
     flow.rto_at = now + flow.rto;
   }
+  sync_deadline(id);
 }
 
 void TcpTranslator::on_flow_segment(Flow& f, const Tcp& seg, Clock::time_point now) {
@@ -678,7 +713,8 @@ void TcpTranslator::end_batch() {
   for (uint64_t id : pending_acks_) {
     auto it = flows_.find(id);
     if (it != flows_.end() && it->second->ack_pending) {
-      send_ack(*it->second);
+      send_ack(*it->second);  // may arm the window check
+      sync_deadline(id);
     }
   }
   pending_acks_.clear();
@@ -717,6 +753,7 @@ void TcpTranslator::on_socket(uint64_t token, uint32_t events, Clock::time_point
   if (it == flows_.end()) {
     return;
   }
+  SyncOnExit sync{*this, token};
   Flow& f = *it->second;
   if (f.state == Flow::State::kConnecting) {
     if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) {
@@ -787,18 +824,12 @@ void TcpTranslator::on_socket(uint64_t token, uint32_t events, Clock::time_point
 }
 
 void TcpTranslator::on_timer(Clock::time_point now) {
-  std::vector<uint64_t> due;
-  for (auto& [id, f] : flows_) {
-    if ((f->rto_at && *f->rto_at <= now) || (f->persist_at && *f->persist_at <= now) ||
-        (f->wnd_check_at && *f->wnd_check_at <= now)) {
-      due.push_back(id);
-    }
-  }
-  for (uint64_t id : due) {
+  for (uint64_t id : deadlines_.due(now)) {
     auto it = flows_.find(id);
     if (it == flows_.end()) {
       continue;
     }
+    SyncOnExit sync{*this, id};
     Flow& f = *it->second;
     if (f.wnd_check_at && *f.wnd_check_at <= now) {
       f.wnd_check_at.reset();
@@ -836,18 +867,6 @@ void TcpTranslator::on_timer(Clock::time_point now) {
   }
 }
 
-std::optional<Clock::time_point> TcpTranslator::next_deadline() const {
-  std::optional<Clock::time_point> best;
-  for (const auto& [id, f] : flows_) {
-    for (const auto& t : {f->rto_at, f->persist_at, f->wnd_check_at}) {
-      if (t && (!best || *t < *best)) {
-        best = t;
-      }
-    }
-  }
-  return best;
-}
-
 void TcpTranslator::reset_flow(Flow& f, std::string_view why) {
   base::log::debug("tcp #{} {}:{} reset: {}", f.info.id, f.info.name, f.info.orig_port, why);
   send_segment(f, tcpflag::kRst | tcpflag::kAck, f.snd_nxt, {}, false);
@@ -871,6 +890,7 @@ void TcpTranslator::finish(uint64_t id, bool reset) {
   std::unique_ptr<Flow> f = std::move(it->second);
   flows_.erase(it);
   by_key_.erase(f->key);
+  deadlines_.set(id, std::nullopt);
   poller_.unwatch(f->fd.get());
   f->fd.reset();
   f->stats.reset = reset;
