@@ -8,11 +8,14 @@
 #
 #   sudo bench/net/net.sh [NET_BENCH] [ROUNDS]     (defaults: build/bench/net/net_bench, 5)
 #   NET_BENCH_ONLY="tput conn rss attach" selects parts, NET_BENCH_PEERS="loopback agentbox" the
-#   peers compared; NET_BENCH_SECONDS=3 per iperf3 run.
+#   peers compared; NET_BENCH_SECONDS=3 per iperf3 run; NET_BENCH_CONNS=2000 connections per
+#   connection round.
 #   Peer "agentbox-run" (not in the default list): the product itself, the clients run by
 #   `agentbox run --raw-tcp ...` from the repository root (the box sees only its workspace), so
 #   every flow also goes through the L7 proxy's handler and the session loop.
 #   NET_BENCH_AGENTBOX=PATH names the binary (default: build/cli/agentbox next to NET_BENCH).
+#   Peer "agentbox-base": the same as agentbox-run with another binary, NET_BENCH_AGENTBOX_BASE
+#   (a before/after comparison inside one run, interleaved like every other peer).
 #   Peer "relay" (not in the default list): the floor for any user-space relay, `net_bench relay`
 #   on host loopback (one thread, epoll, accept, connect, read/write, close; no tap, no second
 #   TCP stack, no policy): what a sequential connection costs with one more process and one
@@ -53,9 +56,10 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 iperf_port=5201
 # One connection server per peer: TIME_WAIT entries of one peer's 4-tuples must not slow another.
 declare -A cport=([loopback]=5202 [agentbox]=5203 [pasta]=5204 [slirp4netns]=5205
-                   [agentbox-run]=5206 [relay]=5207)
+                   [agentbox-run]=5206 [relay]=5207 [agentbox-base]=5209)
 relay_port=5208  # the relay listens here and connects to ${cport[relay]}
 ab_bin="$(realpath -m "${NET_BENCH_AGENTBOX:-$(dirname "$nb")/../../cli/agentbox}")"
+ab_base_bin="$(realpath -m "${NET_BENCH_AGENTBOX_BASE:-$ab_bin}")"
 repo_root="$(cd "$here/../.." && pwd)"
 iperf3 -s -B 127.0.0.1 -p $iperf_port >/dev/null 2>&1 &
 pids+=($!)
@@ -94,9 +98,10 @@ ab_addr="$(cat "$tmp/ab.ready")"
 pasta_pid="$(cat "$tmp/pasta.pid")"
 pasta_gw="$(ip netns exec nb-pasta ip -4 route show default | awk '{print $3; exit}')"
 declare -A addr=([loopback]=127.0.0.1 [agentbox]=$ab_addr [slirp4netns]=10.0.2.2
-                 [pasta]=$pasta_gw [agentbox-run]=bench.test [relay]=127.0.0.1)
+                 [pasta]=$pasta_gw [agentbox-run]=bench.test [relay]=127.0.0.1
+                 [agentbox-base]=bench.test)
 declare -A netns=([loopback]="" [agentbox]=nb-ab [slirp4netns]=nb-slirp [pasta]=nb-pasta
-                  [agentbox-run]="" [relay]="")
+                  [agentbox-run]="" [relay]="" [agentbox-base]="")
 # The port each peer's clients connect to (the relay's own, in front of its server).
 declare -A dport
 for p in "${!cport[@]}"; do dport[$p]=${cport[$p]}; done
@@ -107,10 +112,11 @@ declare -A middle_pid=([agentbox]=$ab_pid [slirp4netns]=$slirp_pid [pasta]=$past
                        [relay]=$relay_pid)
 read -r -a peers <<<"${NET_BENCH_PEERS:-loopback agentbox pasta slirp4netns}"
 inside() {  # inside PEER CMD...: run CMD where PEER's client lives
-  if [[ $1 == agentbox-run ]]; then
+  if [[ $1 == agentbox-run || $1 == agentbox-base ]]; then
+    local p=${cport[$1]} bin=$ab_bin
+    [[ $1 == agentbox-base ]] && bin=$ab_base_bin
     shift
-    local p=${cport[agentbox-run]}
-    (cd "$repo_root" && "$ab_bin" run -q --raw-tcp "bench.test:$iperf_port" --raw-tcp "bench.test:$p" \
+    (cd "$repo_root" && "$bin" run -q --raw-tcp "bench.test:$iperf_port" --raw-tcp "bench.test:$p" \
       --connect-to "bench.test:$iperf_port:127.0.0.1:$iperf_port" \
       --connect-to "bench.test:$p:127.0.0.1:$p" -- "$@")
     return
@@ -145,7 +151,8 @@ if [[ $only == *tput* ]]; then
 fi
 
 # New-connection rate: 10,000 in a row first, then interleaved rounds of 2,000 (connect, 1 byte
-# each way, the server closes first).
+# each way, the server closes first). Each round also counts the CPU per connection of client,
+# middle (stack, relay, supervisor, slirp4netns, pasta) and server.
 # CPU time a process has run, in ns (schedstat: the thread-group leader; every process counted
 # here is single-threaded except agentbox-run's, which is measured through `times` instead).
 cpu_ns() { if [[ -n ${1:-} && -r /proc/$1/schedstat ]]; then awk '{print $1}' "/proc/$1/schedstat"; else echo 0; fi; }
@@ -173,7 +180,7 @@ conn_round() {  # conn_round PEER COUNT: prints the client's output, then "cpu C
   tr '\n' ' ' <<<"$out"
   echo
   awk -v ok="${ok:-0}" -v cl="${client:-0}" -v s=$((s1 - s0)) -v m=$((m1 - m0)) \
-      -v ch=$((c1 - c0)) -v run="$([[ $p == agentbox-run ]] && echo 1 || echo 0)" 'BEGIN {
+      -v ch=$((c1 - c0)) -v run="$([[ $p == agentbox-run || $p == agentbox-base ]] && echo 1 || echo 0)" 'BEGIN {
     if (ok == 0) { print "cpu 0 0 0"; exit }
     mid = run ? ch / 1000 / ok - cl : m / 1000 / ok
     printf "cpu %.1f %.1f %.1f\n", cl, mid, s / 1000 / ok }'
@@ -186,7 +193,7 @@ if [[ $only == *conn* ]]; then
   for ((r = 0; r < rounds; r++)); do
     for ((k = 0; k < ${#peers[@]}; k++)); do
       p=${peers[$(((r + k) % ${#peers[@]}))]}
-      out=$(conn_round "$p" 2000)
+      out=$(conn_round "$p" "${NET_BENCH_CONNS:-2000}")
       v=$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' <<<"$out")
       echo "connrate $p ${v:-0}" | tee -a "$results" >&2
       echo "conncpu $p $(sed -n 's/^cpu //p' <<<"$out")" | tee -a "$results" >&2
@@ -240,7 +247,8 @@ for line in lines:
         vals[(kind, peer)].append(tuple(float(x) for x in rest[:3]))
         continue
     vals[(kind, peer)].append(float(rest[0]))
-order = ("loopback", "relay", "agentbox", "agentbox-run", "pasta", "slirp4netns")
+order = ("loopback", "relay", "agentbox", "agentbox-run", "agentbox-base", "pasta",
+         "slirp4netns")
 def table(kind, unit):
     # Ratios: of the medians, and the median of per-round ratios (same round = same load).
     loop = vals.get((kind, "loopback"))
