@@ -141,6 +141,9 @@ TcpTranslator::~TcpTranslator() {
   for (auto& [id, f] : flows_) {
     poller_.unwatch(f->fd.get());
   }
+  for (base::UniqueFd& fd : closing_) {
+    poller_.unwatch(fd.get());
+  }
 }
 
 // Every public entry point that may change a flow's timers syncs that flow on its way out (all
@@ -319,24 +322,11 @@ void TcpTranslator::on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac,
   f->mss = std::min<uint16_t>(seg.options.mss.value_or(536), our_mss);
   f->rto = config_.rto_initial;
   f->peek_off = config_.use_peek_off ? Flow::PeekOff::kUntried : Flow::PeekOff::kOff;
-  int one = 1;
-  (void)setsockopt(f->fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);  // TCP only
   ++counters_.flows_opened;
-  audit_.emit(audit::Event("net.connect")
-                  .num("id", static_cast<int64_t>(f->info.id))
-                  .str("proto", "tcp")
-                  .str("name", f->info.name)
-                  .num("port", seg.dport)
-                  .str("dst", ip4_to_string(ip.dst))
-                  .num("src_port", seg.sport)
-                  .str("rule", f->info.rule));
-  base::log::debug("tcp #{} {}:{} allowed by `{}`", f->info.id, f->info.name, seg.dport,
-                   f->info.rule);
   uint64_t id = f->info.id;
   Flow& flow = *f;
   by_key_[f->key] = id;
   flows_[id] = std::move(f);
-  poller_.watch(flow.fd.get(), kInterest, id);
   bool connected = opened->connected;
   if (!connected) {
     // A non-blocking connect to loopback (or any local address) runs the whole handshake inside
@@ -351,6 +341,22 @@ void TcpTranslator::on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac,
     send_segment(flow, tcpflag::kSyn | tcpflag::kAck, flow.iss, {}, true);
     flow.rto_at = now + flow.rto;
   }
+  // The rest waits until the SYN-ACK is out: a sequential client is blocked on it, and its next
+  // step runs on the other core while we do this. EPOLL_CTL_ADD reports whatever the socket
+  // already has (bytes, EOF, an error, a completed connect) as an edge of its own, so nothing
+  // that happened in between is missed.
+  poller_.watch(flow.fd.get(), kInterest, id);
+  int one = 1;
+  (void)setsockopt(flow.fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);  // TCP only
+  audit_.emit(audit::Event("net.connect")
+                  .num("id", static_cast<int64_t>(id))
+                  .str("proto", "tcp")
+                  .str("name", flow.info.name)
+                  .num("port", seg.dport)
+                  .str("dst", ip4_to_string(ip.dst))
+                  .num("src_port", seg.sport)
+                  .str("rule", flow.info.rule));
+  base::log::debug("tcp #{} {}:{} allowed by `{}`", id, flow.info.name, seg.dport, flow.info.rule);
   sync_deadline(id);
 }
 
@@ -718,6 +724,10 @@ void TcpTranslator::end_batch() {
     }
   }
   pending_acks_.clear();
+  for (base::UniqueFd& fd : closing_) {
+    poller_.unwatch(fd.get());
+  }
+  closing_.clear();  // closes them
 }
 
 void TcpTranslator::send_segment(Flow& f, uint8_t flags, uint32_t seq, Bytes payload,
@@ -891,8 +901,16 @@ void TcpTranslator::finish(uint64_t id, bool reset) {
   flows_.erase(it);
   by_key_.erase(f->key);
   deadlines_.set(id, std::nullopt);
-  poller_.unwatch(f->fd.get());
-  f->fd.reset();
+  if (batching_) {
+    // Within a tap batch the socket is unwatched and closed at end_batch(): a host close runs
+    // the whole FIN exchange with the peer inside close(2), and the box's next SYN, often in the
+    // same batch, is answered first (its flow id is new, so a late event for this socket finds
+    // no flow and is ignored; the fd number stays taken until then).
+    closing_.push_back(std::move(f->fd));
+  } else {
+    poller_.unwatch(f->fd.get());
+    f->fd.reset();
+  }
   f->stats.reset = reset;
   ++counters_.flows_closed;
   audit::Event e("net.close");

@@ -161,6 +161,7 @@ class TcpTranslator final : public FlowControl {
   bool batching_ = false;
   std::vector<uint64_t> pending_acks_;  // flows with an ACK held back in this batch
   DeadlineQueue deadlines_;
+  std::vector<base::UniqueFd> closing_;  // finished within a batch: closed at end_batch()
 };
 
 }  // namespace agentbox::net
