@@ -90,6 +90,11 @@ struct TcpTranslator::Flow {
   enum class PeekOff : uint8_t { kUntried, kOn, kOff };
   PeekOff peek_off = PeekOff::kUntried;
   int sndbuf = 64 * 1024;  // refreshed by every send_space() (SO_MEMINFO)
+  // send_space() as last measured, still a safe lower bound: nothing was written to the socket
+  // since (writing is the only thing that takes space; the peer reading and autotuning only give
+  // it back). Cleared by every write and before each check that must see space come back
+  // (EPOLLOUT, the window-check timer), so those still measure.
+  std::optional<uint32_t> space;
   uint32_t dup_acks = 0;
   std::optional<Clock::time_point> rto_at;
   std::chrono::milliseconds rto{1000};
@@ -200,6 +205,7 @@ base::Status TcpTranslator::hand_back(uint64_t id, base::UniqueFd& fd) {
   f.readable = false;  // EPOLL_CTL_ADD reports what is already queued as an edge of its own
   f.sock_full = false;
   f.wnd_constrained = false;
+  f.space.reset();
   f.peek_off = config_.use_peek_off ? Flow::PeekOff::kUntried : Flow::PeekOff::kOff;
   int one = 1;
   (void)setsockopt(f.fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
@@ -494,6 +500,7 @@ bool TcpTranslator::process_payload(Flow& f, const Tcp& seg) {
       return false;
     }
     written = n < 0 ? 0 : static_cast<size_t>(n);
+    f.space.reset();
     f.rcv_nxt += static_cast<uint32_t>(written);
     f.stats.bytes_up += written;
     f.sock_full = written < data.size();
@@ -648,6 +655,17 @@ uint16_t TcpTranslator::window_field(Flow& f) {
 }
 
 uint32_t TcpTranslator::send_space(Flow& f) {
+  if (f.space) {
+    // Measured since the last write: the reply segment of a request/response exchange, and every
+    // data segment of a download, need no SO_MEMINFO of their own (one syscall less on the path
+    // from the host's answer to the box).
+    return *f.space;
+  }
+  f.space = measure_space(f);
+  return *f.space;
+}
+
+uint32_t TcpTranslator::measure_space(Flow& f) {
   // Offer only what the socket is sure to take. The kernel charges each buffer's true size
   // (payload plus skb overhead) against SO_SNDBUF, so a window of "SO_SNDBUF minus bytes queued"
   // promises more than fits: the box sends it, send() comes up short, the rest of the burst is
@@ -819,6 +837,11 @@ void TcpTranslator::on_socket(uint64_t token, uint32_t events, Clock::time_point
     // ~200 ms per window with near-64 KiB segments (measured: uploads at ~1 MB/s).
     const bool was_full = f.sock_full;
     f.sock_full = false;
+    if (was_full || f.wnd_constrained) {
+      // The drain gave back space we offered less for: measure it. (EPOLLOUT comes with every
+      // edge of a writable socket, so an unconditional reset would measure on each reply.)
+      f.space.reset();
+    }
     if (was_full) {
       send_ack(f);  // window update
     } else if (f.wnd_constrained && f.adv_wnd < 4 * f.mss) {
@@ -843,6 +866,7 @@ void TcpTranslator::on_timer(Clock::time_point now) {
     Flow& f = *it->second;
     if (f.wnd_check_at && *f.wnd_check_at <= now) {
       f.wnd_check_at.reset();
+      f.space.reset();
       uint32_t wnd = uint32_t{window_field(f)} << (f.wscale_ok ? kOurWscale : 0);
       uint32_t low = std::min<uint32_t>(kLowWindow, static_cast<uint32_t>(f.sndbuf) / 4);
       if (wnd >= low || wnd >= 2 * f.adv_wnd + f.mss) {

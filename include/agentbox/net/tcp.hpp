@@ -135,7 +135,8 @@ class TcpTranslator final : public FlowControl {
   static uint32_t f_snd_nxt(const Flow& f);
   void send_rst_for(const Ipv4& ip, const Tcp& seg, const Mac& box_mac);
   [[nodiscard]] uint16_t window_field(Flow& f);
-  [[nodiscard]] static uint32_t send_space(Flow& f);  // also refreshes f.sndbuf
+  [[nodiscard]] static uint32_t send_space(Flow& f);     // cached until the next write
+  [[nodiscard]] static uint32_t measure_space(Flow& f);  // SO_MEMINFO; refreshes f.sndbuf
   static void note_window(Flow& f, uint32_t wnd);
   void rewind(Flow& f);
   void update_interest(Flow& f);
