@@ -12,9 +12,17 @@
 //       Loopback server for the connection tests: answers the first byte of each connection
 //       with one byte; after 'x' it closes at once (short connections: the server closes first,
 //       so no client port sits in TIME_WAIT), after 'h' it keeps the connection until EOF.
+//   relay --port P --to Q
+//       The floor for any user-space relay: listens on 127.0.0.1:P and relays every accepted
+//       connection to 127.0.0.1:Q. One thread, one epoll set, level-triggered; accept4, a
+//       non-blocking connect, read/write, close. No tap, no second TCP stack, no policy, no audit.
+//       Upstream EOF closes both sockets once its bytes are written (the server closing first is
+//       passed on as a close, as the server itself would); a client EOF is passed on as
+//       shutdown(SHUT_WR). CPU used (rusage) goes to stderr at SIGTERM/SIGINT.
 //   connrate --addr A --port P --count N       (A: an IPv4 address or a name, resolved once)
 //       N short connections in a row (connect, 'x', read the answer and EOF, close); prints
-//       "conns=N ok=K failed=F seconds=S rate=R" (first failure's error on stderr).
+//       "conns=N ok=K failed=F seconds=S rate=R cpu_us=C" (C: this client's own CPU per
+//       connection, user+sys; first failure's error on stderr).
 //   hold --addr A --port P --count N
 //       Opens N connections (1 byte each way) and keeps them until stdin closes; prints "held N".
 //   attach --rounds N [--peers]
@@ -388,6 +396,175 @@ int cmd_serve(const Args& a) {
   return 0;
 }
 
+// ---- the relay floor ----
+
+// A relayed connection: its two sockets and what a short write left for each.
+struct RelayConn {
+  int client = -1;
+  int upstream = -1;
+  std::string to_upstream;  // pending bytes (a short write), normally empty
+  std::string to_client;
+  bool client_eof = false;
+  bool upstream_eof = false;
+};
+
+int cmd_relay(const Args& a) {
+  raise_nofile();
+  int port = std::atoi(a.get("port", "0").c_str());
+  int to = std::atoi(a.get("to", "0").c_str());
+  if (port <= 0 || to <= 0) {
+    die("relay: --port P --to Q are required");
+  }
+  int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(static_cast<uint16_t>(port));
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(ls, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 || listen(ls, 4096) != 0) {
+    die_errno(fmt::format("listen 127.0.0.1:{}", port));
+  }
+  sockaddr_in up = sin;
+  up.sin_port = htons(static_cast<uint16_t>(to));
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  auto add = [ep](int fd, uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = fd;
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  };
+  auto mod = [ep](int fd, uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = fd;
+    epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+  };
+  add(ls, EPOLLIN);
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  // fd -> connection (both of its fds map to the same entry).
+  std::unordered_map<int, RelayConn*> conns;
+  auto finish = [&](RelayConn* c) {
+    conns.erase(c->client);
+    conns.erase(c->upstream);
+    close(c->client);  // also leaves the epoll set
+    close(c->upstream);
+    delete c;
+  };
+  // Writes `buf` (after anything pending) to fd; false on a hard error.
+  auto push = [&](int fd, std::string& pending, const char* p, size_t n) {
+    if (pending.empty()) {
+      ssize_t w = write(fd, p, n);
+      if (w < 0 && errno != EAGAIN) {
+        return false;
+      }
+      size_t done = w < 0 ? 0 : static_cast<size_t>(w);
+      if (done == n) {
+        return true;
+      }
+      p += done;
+      n -= done;
+      mod(fd, EPOLLIN | EPOLLOUT);  // wait until it drains
+    }
+    pending.append(p, n);
+    return true;
+  };
+  long relayed = 0;
+  epoll_event evs[256];
+  char buf[65536];
+  while (g_stop == 0) {
+    int n = epoll_wait(ep, evs, 256, 1000);
+    for (int i = 0; i < n; ++i) {
+      int fd = evs[i].data.fd;
+      if (fd == ls) {
+        // One accept per wakeup: the listener is level-triggered, so a backlog is reported
+        // again, and a sequential client never pays for the EAGAIN of a second accept4.
+        for (int once = 0; once < 1; ++once) {
+          int c = accept4(ls, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          if (c < 0) {
+            break;
+          }
+          int u = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+          if (u < 0 || (connect(u, reinterpret_cast<sockaddr*>(&up), sizeof up) != 0 &&
+                        errno != EINPROGRESS)) {
+            close(c);
+            if (u >= 0) {
+              close(u);
+            }
+            continue;
+          }
+          auto* rc = new RelayConn{c, u};
+          conns[c] = rc;
+          conns[u] = rc;
+          add(c, EPOLLIN);
+          add(u, EPOLLIN);
+          ++relayed;
+        }
+        continue;
+      }
+      auto it = conns.find(fd);
+      if (it == conns.end()) {
+        continue;  // closed earlier in this batch
+      }
+      RelayConn* c = it->second;
+      bool from_client = fd == c->client;
+      int other = from_client ? c->upstream : c->client;
+      std::string& pending_out = from_client ? c->to_client : c->to_upstream;  // fd's backlog
+      std::string& pending_in = from_client ? c->to_upstream : c->to_client;   // to `other`
+      if ((evs[i].events & EPOLLOUT) != 0 && !pending_out.empty()) {
+        ssize_t w = write(fd, pending_out.data(), pending_out.size());
+        if (w > 0) {
+          pending_out.erase(0, static_cast<size_t>(w));
+        }
+        if (pending_out.empty()) {
+          mod(fd, EPOLLIN);
+          if (!from_client && c->upstream_eof) {
+            finish(c);
+            continue;
+          }
+        }
+      }
+      if ((evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) == 0) {
+        continue;
+      }
+      ssize_t r = read(fd, buf, sizeof buf);
+      if (r > 0) {
+        if (!push(other, pending_in, buf, static_cast<size_t>(r))) {
+          finish(c);
+        }
+        continue;
+      }
+      if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+        continue;
+      }
+      if (r < 0 || !from_client) {
+        // The server closed (or an error): close both once its last bytes are out.
+        c->upstream_eof = true;
+        if (r < 0 || c->to_client.empty()) {
+          finish(c);
+        } else {
+          mod(fd, 0);
+        }
+        continue;
+      }
+      c->client_eof = true;
+      shutdown(c->upstream, SHUT_WR);
+      mod(fd, 0);  // nothing more to read from the client
+    }
+  }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](timeval tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  fmt::print(stderr, "relay: connections={} cpu user={:.3f}s sys={:.3f}s\n", relayed,
+             secs(ru.ru_utime), secs(ru.ru_stime));
+  return 0;
+}
+
 sockaddr_in target(const Args& a) {
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
@@ -460,8 +637,13 @@ int cmd_connrate(const Args& a) {
   if (!first_error.empty()) {
     fmt::print(stderr, "connrate: first failure at {}\n", first_error);
   }
-  fmt::print("conns={} ok={} failed={} seconds={:.3f} rate={:.0f}\n", count, ok, failed, secs,
-             static_cast<double>(ok) / secs);
+  // This process's CPU clock (user+sys), robust under load where the rate is not.
+  timespec cpu{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+  double cpu_us = (static_cast<double>(cpu.tv_sec) * 1e6 + static_cast<double>(cpu.tv_nsec) / 1e3) /
+                  static_cast<double>(std::max(ok, 1L));
+  fmt::print("conns={} ok={} failed={} seconds={:.3f} rate={:.0f} cpu_us={:.1f}\n", count, ok,
+             failed, secs, static_cast<double>(ok) / secs, cpu_us);
   return failed == 0 ? 0 : 1;
 }
 
@@ -636,7 +818,7 @@ int cmd_attach(const Args& a) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    fmt::print(stderr, "usage: net_bench stack|serve|connrate|hold|attach [options]\n");
+    fmt::print(stderr, "usage: net_bench stack|serve|relay|connrate|hold|attach [options]\n");
     return 2;
   }
   std::string_view cmd = argv[1];
@@ -646,6 +828,9 @@ int main(int argc, char** argv) {
   }
   if (cmd == "serve") {
     return cmd_serve(a);
+  }
+  if (cmd == "relay") {
+    return cmd_relay(a);
   }
   if (cmd == "connrate") {
     return cmd_connrate(a);

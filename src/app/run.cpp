@@ -497,6 +497,10 @@ int run(const RunRequest& req) {
     return 125;
   }
   event::WatchId sig_watch = *signals;
+  // Audit lines emitted during one loop iteration go out in one write at its end (a short
+  // connection's net.connect, proxy.open and net.close: three writes before); the sink writes
+  // what it holds on exit paths and fatal signals too (audit.hpp).
+  loop->set_dispatch_hooks([&s] { s.sink->hold(); }, [&s] { s.sink->release(); });
 
   sb::LaunchFailure failure;
   auto box = sb::Box::start(s.launch, &failure);

@@ -5,9 +5,13 @@
 
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <array>
+#include <atomic>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 
 #include "agentbox/base/sys.hpp"
@@ -197,13 +201,141 @@ base::Result<JsonlSink> JsonlSink::open(const std::string& path, std::string ses
   return JsonlSink(std::move(fd), path, std::move(session_id));
 }
 
+// Lines held between hold() and release(). `len` is published after the bytes it covers are in
+// `buf`, so the fatal-signal handler writes whole lines only, even when the crash hits an emit.
+struct JsonlSink::Held {
+  static constexpr size_t kBytes = 64 * 1024;
+  std::mutex mu;  // emit may come from another thread (a credential source's worker)
+  bool holding = false;
+  int fd = -1;
+  std::unique_ptr<char[]> buf{new char[kBytes]};
+  std::atomic<size_t> len{0};
+};
+
+namespace {
+
+// The sink whose held lines a fatal signal writes out: the session has one.
+std::atomic<void*> g_held{nullptr};  // JsonlSink::Held*, type-erased (private type)
+constexpr std::array<int, 5> kFatal = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+std::array<struct sigaction, kFatal.size()> g_previous{};
+
+struct HeldView {  // what the handler reads: the fd, the buffer, the published length
+  int fd;
+  const char* buf;
+  size_t len;
+};
+HeldView (*g_view)(void*) = nullptr;
+
+void on_fatal(int sig) {
+  if (void* h = g_held.exchange(nullptr); h != nullptr && g_view != nullptr) {
+    HeldView v = g_view(h);
+    size_t off = 0;
+    while (off < v.len) {
+      ssize_t w = ::write(v.fd, v.buf + off, v.len - off);
+      if (w <= 0) {
+        break;
+      }
+      off += static_cast<size_t>(w);
+    }
+  }
+  // Then what would have happened without us (the default: die, with a core; or a sanitizer's
+  // report). The signal is blocked while this handler runs, so raise() delivers it on return.
+  for (size_t i = 0; i < kFatal.size(); ++i) {
+    if (kFatal[i] == sig) {
+      ::sigaction(sig, &g_previous[i], nullptr);
+    }
+  }
+  ::raise(sig);
+}
+
+}  // namespace
+
 JsonlSink::JsonlSink(base::UniqueFd fd, std::string path, std::string session_id)
-    : fd_(std::move(fd)), path_(std::move(path)), session_id_(std::move(session_id)) {}
+    : fd_(std::move(fd)),
+      held_(std::make_unique<Held>()),
+      path_(std::move(path)),
+      session_id_(std::move(session_id)) {
+  held_->fd = fd_.get();
+}
+
+JsonlSink::JsonlSink(JsonlSink&& o) noexcept
+    : fd_(std::move(o.fd_)),
+      held_(std::move(o.held_)),
+      path_(std::move(o.path_)),
+      session_id_(std::move(o.session_id_)),
+      tally_(std::move(o.tally_)),
+      write_errors_(o.write_errors_) {}
+
+JsonlSink::~JsonlSink() {
+  if (held_) {
+    release();
+    void* self = held_.get();
+    g_held.compare_exchange_strong(self, nullptr);
+  }
+}
+
+void JsonlSink::write_held() noexcept {
+  size_t n = held_->len.load(std::memory_order_acquire);
+  if (n == 0) {
+    return;
+  }
+  if (!base::write_all(fd_.get(), std::string_view(held_->buf.get(), n))) {
+    ++write_errors_;
+  }
+  held_->len.store(0, std::memory_order_release);
+}
+
+void JsonlSink::hold() noexcept {
+  if (!held_) {
+    return;
+  }
+  static const bool installed = [] {
+    g_view = [](void* h) {
+      auto* held = static_cast<Held*>(h);
+      return HeldView{held->fd, held->buf.get(), held->len.load(std::memory_order_acquire)};
+    };
+    for (size_t i = 0; i < kFatal.size(); ++i) {
+      struct sigaction sa {};
+      sa.sa_handler = on_fatal;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = SA_ONSTACK;
+      ::sigaction(kFatal[i], &sa, &g_previous[i]);
+    }
+    return true;
+  }();
+  (void)installed;
+  std::lock_guard lock(held_->mu);
+  held_->holding = true;
+  g_held.store(held_.get());
+}
+
+void JsonlSink::release() noexcept {
+  if (!held_) {
+    return;
+  }
+  std::lock_guard lock(held_->mu);
+  write_held();
+  held_->holding = false;
+}
 
 void JsonlSink::emit(const Event& event) noexcept {
   try {
     tally_->add(event.type());
-    if (!base::write_all(fd_.get(), render_line(event, session_id_))) {
+    std::string line = render_line(event, session_id_);
+    if (held_) {
+      std::lock_guard lock(held_->mu);
+      if (held_->holding && line.size() <= Held::kBytes) {
+        if (held_->len.load(std::memory_order_relaxed) + line.size() > Held::kBytes) {
+          write_held();
+        }
+        size_t at = held_->len.load(std::memory_order_relaxed);
+        std::memcpy(held_->buf.get() + at, line.data(), line.size());
+        held_->len.store(at + line.size(), std::memory_order_release);
+        return;
+      }
+      write_held();  // keep the order of lines
+    }
+    if (!base::write_all(fd_.get(), line)) {
       ++write_errors_;
     }
   } catch (...) {  // allocation failure: drop the line, keep serving

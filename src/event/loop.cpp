@@ -192,8 +192,14 @@ Result<int> Loop::run_once(std::chrono::milliseconds timeout) {
   if (n < 0) {
     return Error::sys(errno, "epoll_wait");
   }
+  if (n > 0 && before_dispatch_) {
+    before_dispatch_();
+  }
   for (int i = 0; i < n; ++i) {
     dispatch(events[static_cast<size_t>(i)].data.u64, events[static_cast<size_t>(i)].events);
+  }
+  if (n > 0 && after_dispatch_) {
+    after_dispatch_();
   }
   graveyard_.clear();
   return n;

@@ -90,6 +90,11 @@ struct TcpTranslator::Flow {
   enum class PeekOff : uint8_t { kUntried, kOn, kOff };
   PeekOff peek_off = PeekOff::kUntried;
   int sndbuf = 64 * 1024;  // refreshed by every send_space() (SO_MEMINFO)
+  // send_space() as last measured, still a safe lower bound: nothing was written to the socket
+  // since (writing is the only thing that takes space; the peer reading and autotuning only give
+  // it back). Cleared by every write and before each check that must see space come back
+  // (EPOLLOUT, the window-check timer), so those still measure.
+  std::optional<uint32_t> space;
   uint32_t dup_acks = 0;
   std::optional<Clock::time_point> rto_at;
   std::chrono::milliseconds rto{1000};
@@ -103,7 +108,18 @@ struct TcpTranslator::Flow {
   uint32_t adv_wnd = 0;      // bytes offered in the last segment
   bool ack_pending = false;  // an ACK is held back until the end of the tap batch
   bool handed_back = false;  // the handler's upstream socket replaced on_open's (hand_back)
+  std::optional<Clock::time_point> queued_at;  // what deadlines_ holds for this flow
   FlowStats stats;
+
+  [[nodiscard]] std::optional<Clock::time_point> earliest_timer() const {
+    std::optional<Clock::time_point> best;
+    for (const auto& t : {rto_at, persist_at, wnd_check_at}) {
+      if (t && (!best || *t < *best)) {
+        best = t;
+      }
+    }
+    return best;
+  }
 
   [[nodiscard]] uint32_t data_inflight() const {
     return snd_nxt - snd_una - (fin_sent && !fin_acked ? 1 : 0);
@@ -130,9 +146,34 @@ TcpTranslator::~TcpTranslator() {
   for (auto& [id, f] : flows_) {
     poller_.unwatch(f->fd.get());
   }
+  for (base::UniqueFd& fd : closing_) {
+    poller_.unwatch(fd.get());
+  }
+}
+
+// Every public entry point that may change a flow's timers syncs that flow on its way out (all
+// its return paths), so deadlines_ never misses a change made deep inside.
+struct TcpTranslator::SyncOnExit {
+  TcpTranslator& t;
+  uint64_t id;
+  ~SyncOnExit() { t.sync_deadline(id); }
+};
+
+void TcpTranslator::sync_deadline(uint64_t id) {
+  auto it = flows_.find(id);
+  if (it == flows_.end()) {
+    return;  // finish() removed it from deadlines_
+  }
+  Flow& f = *it->second;
+  auto next = f.earliest_timer();
+  if (next != f.queued_at) {
+    deadlines_.set(id, next);
+    f.queued_at = next;
+  }
 }
 
 base::Status TcpTranslator::hand_back(uint64_t id, base::UniqueFd& fd) {
+  SyncOnExit sync{*this, id};
   auto it = flows_.find(id);
   if (it == flows_.end()) {
     return base::Error::msg("no such flow");
@@ -164,6 +205,7 @@ base::Status TcpTranslator::hand_back(uint64_t id, base::UniqueFd& fd) {
   f.readable = false;  // EPOLL_CTL_ADD reports what is already queued as an edge of its own
   f.sock_full = false;
   f.wnd_constrained = false;
+  f.space.reset();
   f.peek_off = config_.use_peek_off ? Flow::PeekOff::kUntried : Flow::PeekOff::kOff;
   int one = 1;
   (void)setsockopt(f.fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
@@ -196,6 +238,7 @@ void TcpTranslator::on_segment(const Ipv4& ip, const Tcp& seg, const Mac& box_ma
     }
     return;
   }
+  SyncOnExit sync{*this, it->second};
   on_flow_segment(*flows_.at(it->second), seg, now);
 }
 
@@ -285,24 +328,11 @@ void TcpTranslator::on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac,
   f->mss = std::min<uint16_t>(seg.options.mss.value_or(536), our_mss);
   f->rto = config_.rto_initial;
   f->peek_off = config_.use_peek_off ? Flow::PeekOff::kUntried : Flow::PeekOff::kOff;
-  int one = 1;
-  (void)setsockopt(f->fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);  // TCP only
   ++counters_.flows_opened;
-  audit_.emit(audit::Event("net.connect")
-                  .num("id", static_cast<int64_t>(f->info.id))
-                  .str("proto", "tcp")
-                  .str("name", f->info.name)
-                  .num("port", seg.dport)
-                  .str("dst", ip4_to_string(ip.dst))
-                  .num("src_port", seg.sport)
-                  .str("rule", f->info.rule));
-  base::log::debug("tcp #{} {}:{} allowed by `{}`", f->info.id, f->info.name, seg.dport,
-                   f->info.rule);
   uint64_t id = f->info.id;
   Flow& flow = *f;
   by_key_[f->key] = id;
   flows_[id] = std::move(f);
-  poller_.watch(flow.fd.get(), kInterest, id);
   bool connected = opened->connected;
   if (!connected) {
     // A non-blocking connect to loopback (or any local address) runs the whole handshake inside
@@ -317,6 +347,23 @@ void TcpTranslator::on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac,
     send_segment(flow, tcpflag::kSyn | tcpflag::kAck, flow.iss, {}, true);
     flow.rto_at = now + flow.rto;
   }
+  // The rest waits until the SYN-ACK is out: a sequential client is blocked on it, and its next
+  // step runs on the other core while we do this. EPOLL_CTL_ADD reports whatever the socket
+  // already has (bytes, EOF, an error, a completed connect) as an edge of its own, so nothing
+  // that happened in between is missed.
+  poller_.watch(flow.fd.get(), kInterest, id);
+  int one = 1;
+  (void)setsockopt(flow.fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);  // TCP only
+  audit_.emit(audit::Event("net.connect")
+                  .num("id", static_cast<int64_t>(id))
+                  .str("proto", "tcp")
+                  .str("name", flow.info.name)
+                  .num("port", seg.dport)
+                  .str("dst", ip4_to_string(ip.dst))
+                  .num("src_port", seg.sport)
+                  .str("rule", flow.info.rule));
+  base::log::debug("tcp #{} {}:{} allowed by `{}`", id, flow.info.name, seg.dport, flow.info.rule);
+  sync_deadline(id);
 }
 
 void TcpTranslator::on_flow_segment(Flow& f, const Tcp& seg, Clock::time_point now) {
@@ -453,6 +500,7 @@ bool TcpTranslator::process_payload(Flow& f, const Tcp& seg) {
       return false;
     }
     written = n < 0 ? 0 : static_cast<size_t>(n);
+    f.space.reset();
     f.rcv_nxt += static_cast<uint32_t>(written);
     f.stats.bytes_up += written;
     f.sock_full = written < data.size();
@@ -607,6 +655,17 @@ uint16_t TcpTranslator::window_field(Flow& f) {
 }
 
 uint32_t TcpTranslator::send_space(Flow& f) {
+  if (f.space) {
+    // Measured since the last write: the reply segment of a request/response exchange, and every
+    // data segment of a download, need no SO_MEMINFO of their own (one syscall less on the path
+    // from the host's answer to the box).
+    return *f.space;
+  }
+  f.space = measure_space(f);
+  return *f.space;
+}
+
+uint32_t TcpTranslator::measure_space(Flow& f) {
   // Offer only what the socket is sure to take. The kernel charges each buffer's true size
   // (payload plus skb overhead) against SO_SNDBUF, so a window of "SO_SNDBUF minus bytes queued"
   // promises more than fits: the box sends it, send() comes up short, the rest of the burst is
@@ -678,10 +737,15 @@ void TcpTranslator::end_batch() {
   for (uint64_t id : pending_acks_) {
     auto it = flows_.find(id);
     if (it != flows_.end() && it->second->ack_pending) {
-      send_ack(*it->second);
+      send_ack(*it->second);  // may arm the window check
+      sync_deadline(id);
     }
   }
   pending_acks_.clear();
+  for (base::UniqueFd& fd : closing_) {
+    poller_.unwatch(fd.get());
+  }
+  closing_.clear();  // closes them
 }
 
 void TcpTranslator::send_segment(Flow& f, uint8_t flags, uint32_t seq, Bytes payload,
@@ -717,6 +781,7 @@ void TcpTranslator::on_socket(uint64_t token, uint32_t events, Clock::time_point
   if (it == flows_.end()) {
     return;
   }
+  SyncOnExit sync{*this, token};
   Flow& f = *it->second;
   if (f.state == Flow::State::kConnecting) {
     if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) {
@@ -772,6 +837,11 @@ void TcpTranslator::on_socket(uint64_t token, uint32_t events, Clock::time_point
     // ~200 ms per window with near-64 KiB segments (measured: uploads at ~1 MB/s).
     const bool was_full = f.sock_full;
     f.sock_full = false;
+    if (was_full || f.wnd_constrained) {
+      // The drain gave back space we offered less for: measure it. (EPOLLOUT comes with every
+      // edge of a writable socket, so an unconditional reset would measure on each reply.)
+      f.space.reset();
+    }
     if (was_full) {
       send_ack(f);  // window update
     } else if (f.wnd_constrained && f.adv_wnd < 4 * f.mss) {
@@ -787,21 +857,16 @@ void TcpTranslator::on_socket(uint64_t token, uint32_t events, Clock::time_point
 }
 
 void TcpTranslator::on_timer(Clock::time_point now) {
-  std::vector<uint64_t> due;
-  for (auto& [id, f] : flows_) {
-    if ((f->rto_at && *f->rto_at <= now) || (f->persist_at && *f->persist_at <= now) ||
-        (f->wnd_check_at && *f->wnd_check_at <= now)) {
-      due.push_back(id);
-    }
-  }
-  for (uint64_t id : due) {
+  for (uint64_t id : deadlines_.due(now)) {
     auto it = flows_.find(id);
     if (it == flows_.end()) {
       continue;
     }
+    SyncOnExit sync{*this, id};
     Flow& f = *it->second;
     if (f.wnd_check_at && *f.wnd_check_at <= now) {
       f.wnd_check_at.reset();
+      f.space.reset();
       uint32_t wnd = uint32_t{window_field(f)} << (f.wscale_ok ? kOurWscale : 0);
       uint32_t low = std::min<uint32_t>(kLowWindow, static_cast<uint32_t>(f.sndbuf) / 4);
       if (wnd >= low || wnd >= 2 * f.adv_wnd + f.mss) {
@@ -836,18 +901,6 @@ void TcpTranslator::on_timer(Clock::time_point now) {
   }
 }
 
-std::optional<Clock::time_point> TcpTranslator::next_deadline() const {
-  std::optional<Clock::time_point> best;
-  for (const auto& [id, f] : flows_) {
-    for (const auto& t : {f->rto_at, f->persist_at, f->wnd_check_at}) {
-      if (t && (!best || *t < *best)) {
-        best = t;
-      }
-    }
-  }
-  return best;
-}
-
 void TcpTranslator::reset_flow(Flow& f, std::string_view why) {
   base::log::debug("tcp #{} {}:{} reset: {}", f.info.id, f.info.name, f.info.orig_port, why);
   send_segment(f, tcpflag::kRst | tcpflag::kAck, f.snd_nxt, {}, false);
@@ -871,8 +924,17 @@ void TcpTranslator::finish(uint64_t id, bool reset) {
   std::unique_ptr<Flow> f = std::move(it->second);
   flows_.erase(it);
   by_key_.erase(f->key);
-  poller_.unwatch(f->fd.get());
-  f->fd.reset();
+  deadlines_.set(id, std::nullopt);
+  if (batching_) {
+    // Within a tap batch the socket is unwatched and closed at end_batch(): a host close runs
+    // the whole FIN exchange with the peer inside close(2), and the box's next SYN, often in the
+    // same batch, is answered first (its flow id is new, so a late event for this socket finds
+    // no flow and is ignored; the fd number stays taken until then).
+    closing_.push_back(std::move(f->fd));
+  } else {
+    poller_.unwatch(f->fd.get());
+    f->fd.reset();
+  }
   f->stats.reset = reset;
   ++counters_.flows_closed;
   audit::Event e("net.close");

@@ -67,19 +67,36 @@ class Tally {
   std::map<std::string, uint64_t, std::less<>> counts_;
 };
 
-// Appends lines to a file opened O_APPEND; each event is one write(2).
+// Appends lines to a file opened O_APPEND; each event is one write(2), except while held.
+//
+// Holding (the session's loop holds the sink for each iteration that dispatches something):
+// between hold() and release() lines are kept in a fixed buffer and written with one write(2) by
+// release(), or earlier when the buffer is full; a short connection's two to three events then
+// cost one write instead of one each. Nothing emitted is lost on the way out: release() runs at
+// the end of every loop iteration, the destructor writes what is held, and a fatal signal
+// (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT) writes the held lines from an async-signal-safe
+// handler before the previous disposition runs (installed by the first hold()). Only SIGKILL can
+// take the lines of the current iteration with it.
 class JsonlSink final : public Sink {
  public:
   [[nodiscard]] static base::Result<JsonlSink> open(const std::string& path,
                                                     std::string session_id);
+  JsonlSink(JsonlSink&&) noexcept;
+  JsonlSink& operator=(JsonlSink&&) = delete;
+  ~JsonlSink() override;
   void emit(const Event& event) noexcept override;
+  void hold() noexcept;
+  void release() noexcept;  // writes what is held and stops holding
   [[nodiscard]] const Tally& tally() const { return *tally_; }
   [[nodiscard]] const std::string& path() const { return path_; }
   [[nodiscard]] uint64_t write_errors() const { return write_errors_; }
 
  private:
   JsonlSink(base::UniqueFd fd, std::string path, std::string session_id);
+  struct Held;
+  void write_held() noexcept;  // caller holds held_->mu
   base::UniqueFd fd_;
+  std::unique_ptr<Held> held_;
   std::string path_;
   std::string session_id_;
   std::unique_ptr<Tally> tally_ = std::make_unique<Tally>();

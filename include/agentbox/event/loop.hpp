@@ -71,6 +71,14 @@ class Loop {
   [[nodiscard]] base::Result<int> run_once(std::chrono::milliseconds timeout);
   void stop() noexcept { stopped_ = true; }
   [[nodiscard]] bool stopped() const noexcept { return stopped_; }
+  // Brackets every iteration that dispatches something: `before` runs after epoll_wait returned
+  // ready watches and before the first callback, `after` once the last one has returned (the
+  // session holds audit lines during an iteration and writes them with one write(2) in `after`).
+  // Either may be empty. They must not throw.
+  void set_dispatch_hooks(std::function<void()> before, std::function<void()> after) {
+    before_dispatch_ = std::move(before);
+    after_dispatch_ = std::move(after);
+  }
   [[nodiscard]] size_t watch_count() const noexcept { return entries_.size(); }
 
  private:
@@ -95,6 +103,8 @@ class Loop {
   std::unordered_map<WatchId, std::unique_ptr<Entry>> entries_;
   std::vector<std::unique_ptr<Entry>> graveyard_;  // freed after the current iteration
   bool stopped_ = false;
+  std::function<void()> before_dispatch_;
+  std::function<void()> after_dispatch_;
 };
 
 }  // namespace agentbox::event

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "agentbox/audit/audit.hpp"
+#include "agentbox/net/deadline_queue.hpp"
 #include "agentbox/net/dns.hpp"
 #include "agentbox/net/flow.hpp"
 #include "agentbox/policy/egress.hpp"
@@ -93,9 +94,13 @@ class TcpTranslator final : public FlowControl {
   void end_batch();
   // FlowControl: the handler's upstream socket replaces the one on_open returned.
   [[nodiscard]] base::Status hand_back(uint64_t id, base::UniqueFd& fd) override;
-  // Retransmission and persist timers.
+  // Retransmission, persist and window-check timers: on_timer handles the flows that are due;
+  // next_deadline() is the earliest of all flows' timers (a DeadlineQueue, kept in step by every
+  // entry point above for the flow it touched: O(log flows) per event, not a scan).
   void on_timer(Clock::time_point now);
-  [[nodiscard]] std::optional<Clock::time_point> next_deadline() const;
+  [[nodiscard]] std::optional<Clock::time_point> next_deadline() const {
+    return deadlines_.earliest();
+  }
 
   [[nodiscard]] size_t flow_count() const { return flows_.size(); }
   [[nodiscard]] const TcpCounters& counters() const { return counters_; }
@@ -116,6 +121,9 @@ class TcpTranslator final : public FlowControl {
     }
   };
 
+  struct SyncOnExit;
+  // Puts flow `id`'s earliest timer into deadlines_ (if the flow still exists and it changed).
+  void sync_deadline(uint64_t id);
   void on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac, Clock::time_point now);
   void on_flow_segment(Flow& f, const Tcp& seg, Clock::time_point now);
   bool process_ack(Flow& f, const Tcp& seg, Clock::time_point now);
@@ -127,7 +135,8 @@ class TcpTranslator final : public FlowControl {
   static uint32_t f_snd_nxt(const Flow& f);
   void send_rst_for(const Ipv4& ip, const Tcp& seg, const Mac& box_mac);
   [[nodiscard]] uint16_t window_field(Flow& f);
-  [[nodiscard]] static uint32_t send_space(Flow& f);  // also refreshes f.sndbuf
+  [[nodiscard]] static uint32_t send_space(Flow& f);     // cached until the next write
+  [[nodiscard]] static uint32_t measure_space(Flow& f);  // SO_MEMINFO; refreshes f.sndbuf
   static void note_window(Flow& f, uint32_t wnd);
   void rewind(Flow& f);
   void update_interest(Flow& f);
@@ -152,6 +161,8 @@ class TcpTranslator final : public FlowControl {
   TcpCounters counters_;
   bool batching_ = false;
   std::vector<uint64_t> pending_acks_;  // flows with an ACK held back in this batch
+  DeadlineQueue deadlines_;
+  std::vector<base::UniqueFd> closing_;  // finished within a batch: closed at end_batch()
 };
 
 }  // namespace agentbox::net

@@ -204,5 +204,35 @@ TEST(Loop, ModifyUnknownWatchFails) {
   loop->unwatch(12345);  // ignored
 }
 
+// The session holds its audit lines for one iteration: the hooks bracket every callback of an
+// iteration that dispatched something, and a wait that timed out runs neither.
+TEST(Loop, DispatchHooksBracketEachIteration) {
+  auto loop = Loop::create();
+  ASSERT_TRUE(loop);
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  std::string trace;
+  loop->set_dispatch_hooks([&] { trace += "("; }, [&] { trace += ")"; });
+  auto w = loop->watch_fd(p[0], EPOLLIN, [&](uint32_t) {
+    char buf[16];
+    while (::read(p[0], buf, sizeof buf) > 0) {
+    }
+    trace += "r";
+  });
+  ASSERT_TRUE(w);
+  auto n = loop->run_once(milliseconds(0));
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 0);
+  EXPECT_EQ(trace, "") << "nothing ready: no hooks";
+  ASSERT_EQ(::write(p[1], "a", 1), 1);
+  ASSERT_TRUE(loop->run_once(milliseconds(1000)));
+  ASSERT_EQ(::write(p[1], "b", 1), 1);
+  ASSERT_TRUE(loop->run_once(milliseconds(1000)));
+  EXPECT_EQ(trace, "(r)(r)");
+  loop->unwatch(*w);
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
 }  // namespace
 }  // namespace agentbox::event

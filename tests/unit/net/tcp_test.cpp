@@ -335,6 +335,46 @@ TEST_P(TcpTest, RetransmitOnTimeoutAndOnThirdDuplicateAck) {
   EXPECT_GE(stack_->tcp().counters().retransmits, 2u);
 }
 
+// next_deadline() is the earliest timer of all flows (a DeadlineQueue, not a scan): it follows
+// the one flow with data in flight among many idle ones, moves on when that flow is acknowledged,
+// and on_timer retransmits for the flow that is due and no other.
+TEST_P(TcpTest, NextDeadlineFollowsTheDueFlowAmongIdleOnes) {
+  std::vector<uint32_t> hs;
+  for (int i = 0; i < 40; ++i) {
+    sport_ = static_cast<uint16_t>(41000 + i);
+    hs.push_back(handshake());
+  }
+  ASSERT_EQ(stack_->tcp().flow_count(), 40u);
+  EXPECT_FALSE(stack_->tcp().next_deadline().has_value()) << "idle flows arm no timer";
+  // Flow ids are 1..40 in order; flow 31 (sport 41030) gets host data first, flow 8 later.
+  int peer31 = pair_.peers.at(31).get();
+  int peer8 = pair_.peers.at(8).get();
+  ASSERT_EQ(write(peer31, "abc", 3), 3);
+  pump();
+  ASSERT_EQ(take().size(), 1u);
+  auto first = stack_->tcp().next_deadline();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(*first, now_ + 1s) << "the retransmission timer of flow 31";
+  now_ += 100ms;
+  ASSERT_EQ(write(peer8, "de", 2), 2);
+  pump();
+  ASSERT_EQ(take().size(), 1u);
+  EXPECT_EQ(stack_->tcp().next_deadline(), first) << "flow 8's timer is later";
+  sport_ = 41030;
+  box_send(tcpflag::kAck, 1001, hs[30] + 3);  // flow 31 acknowledged: its timer goes
+  EXPECT_EQ(stack_->tcp().next_deadline(), now_ + 1s) << "now flow 8's";
+  now_ += 1s;
+  stack_->tcp().on_timer(now_);
+  auto segs = take();
+  ASSERT_EQ(segs.size(), 1u) << "only the due flow retransmits";
+  EXPECT_EQ(segs[0].data, "de");
+  EXPECT_EQ(segs[0].seq, hs[7]);
+  EXPECT_EQ(stack_->tcp().next_deadline(), now_ + 2s) << "backed off";
+  sport_ = 41007;
+  box_send(tcpflag::kAck, 1001, hs[7] + 2);
+  EXPECT_FALSE(stack_->tcp().next_deadline().has_value());
+}
+
 TEST_P(TcpTest, ZeroWindowIsProbedAndReopened) {
   uint32_t hs = handshake();
   int peer = pair_.peers.begin()->second.get();
