@@ -1,6 +1,12 @@
 // seccomp_bench: what a denied syscall costs with each denial mode, and what the filter costs an
 // allowed call. Modes: no filter (the kernel's own error), SECCOMP_RET_ERRNO (answered in the
 // kernel, unaudited), SECCOMP_RET_USER_NOTIF (answered by the supervisor, audited).
+//
+//   seccomp_bench [CALLS]                             the per-call table
+//   seccomp_bench exec none|allow-all|agentbox CMD...  CMD under no filter, a one-instruction
+//       allow-all filter, or agentbox's filter (its errno form), with no_new_privs in every case:
+//       what a filter's entry path costs real work, without the box's other layers
+//       (bench/confinement.sh's `git status` loop uses it, BENCHMARKS.md).
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -16,7 +22,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
+#include <string_view>
 
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/sandbox/seccomp.hpp"
@@ -104,9 +112,50 @@ double run(const SeccompProgram& prog, Mode mode, int calls, Call call) {
   return ns;
 }
 
+// exec mode: nothing else of the box (no namespaces, Landlock or capability changes).
+int exec_filtered(int argc, char** argv) {
+  if (argc < 4) {
+    std::fputs("seccomp_bench exec: usage: seccomp_bench exec none|allow-all|agentbox CMD...\n",
+               stderr);
+    return 2;
+  }
+  const std::string_view which = argv[2];
+  SeccompProgram prog;
+  if (which == "allow-all") {
+    prog.errno_only = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+  } else if (which == "agentbox") {
+    auto compiled = agentbox::sandbox::compile_seccomp({});
+    if (!compiled) {
+      std::fputs(compiled.error().render().c_str(), stderr);
+      return 1;
+    }
+    prog = std::move(*compiled);
+  } else if (which != "none") {
+    std::fprintf(stderr, "seccomp_bench exec: unknown filter '%s' (none, allow-all, agentbox)\n",
+                 argv[2]);
+    return 2;
+  }
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    std::perror("seccomp_bench exec: PR_SET_NO_NEW_PRIVS");
+    return 1;
+  }
+  if (!prog.errno_only.empty()) {
+    if (int err = agentbox::sandbox::load_seccomp(prog, -1); err != 0) {
+      std::fprintf(stderr, "seccomp_bench exec: loading the filter: %s\n", std::strerror(err));
+      return 1;
+    }
+  }
+  execvp(argv[3], argv + 3);
+  std::fprintf(stderr, "seccomp_bench exec: %s: %s\n", argv[3], std::strerror(errno));
+  return 127;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "exec") {
+    return exec_filtered(argc, argv);
+  }
   int calls = argc > 1 ? std::atoi(argv[1]) : 20000;
   auto prog = agentbox::sandbox::compile_seccomp({});
   auto linear =
