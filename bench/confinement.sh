@@ -35,8 +35,9 @@ trap 'rm -rf "$tmp"' EXIT
 export HOME="$tmp/home" XDG_STATE_HOME="$tmp/state"
 mkdir -p "$HOME"
 # The environment the box gives its command, for the bare runs.
+mkdir -p "$tmp/env-ws"
 box_env=()
-while IFS= read -r -d '' kv; do box_env+=("$kv"); done < <("$agentbox" run -q --workspace "$tmp" -- env -0)
+while IFS= read -r -d '' kv; do box_env+=("$kv"); done < <("$agentbox" run -q --workspace "$tmp/env-ws" -- env -0)
 [[ ${#box_env[@]} -gt 0 ]] || { echo "confinement.sh: could not read the box's environment" >&2; exit 1; }
 filter_helper="${CONFINEMENT_FILTER_HELPER:-}"
 if [[ -n $filter_helper ]]; then
