@@ -202,26 +202,34 @@ if [[ $only == *conn* ]]; then
 fi
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# with_1000_flows PEER PID_FN: `net_bench hold` opens 1,000 flows where PEER's client lives and
+# keeps them; once they are open, sets `busy` (VmRSS KiB of the pid PID_FN prints) and `held`.
+with_1000_flows() {
+  local peer=$1 pid_fn=$2 hold_pid pid
+  mkfifo "$tmp/hold.$peer"
+  inside "$peer" "$nb" hold --addr "${addr[$peer]}" --port "${cport[$peer]}" --count 1000 \
+    <"$tmp/hold.$peer" >"$tmp/hold.$peer.out" 2>&1 &
+  hold_pid=$!
+  exec 7>"$tmp/hold.$peer"
+  for _ in $(seq 400); do
+    grep -q held "$tmp/hold.$peer.out" 2>/dev/null && break
+    grep -q net_bench "$tmp/hold.$peer.out" 2>/dev/null && break
+    sleep 0.05
+  done
+  held=$(tr '\n' ' ' <"$tmp/hold.$peer.out")
+  pid=$($pid_fn)
+  busy=$([[ -n $pid ]] && rss_kib "$pid" || echo 0)
+  exec 7>&-
+  wait "$hold_pid" || true
+}
 # Supervisor RSS: idle, and with 1,000 open flows (client holds them, server keeps its end).
 if [[ $only == *rss* ]]; then
   sleep 12  # let slirp4netns drop the sockets it keeps for 10 s after close
   declare -A daemon=([agentbox]=$ab_pid [slirp4netns]=$slirp_pid [pasta]=$pasta_pid)
+  daemon_pid() { echo "${daemon[$p]}"; }
   for p in agentbox slirp4netns pasta; do
     idle=$(rss_kib "${daemon[$p]}")
-    mkfifo "$tmp/hold.$p"
-    inside "$p" "$nb" hold --addr "${addr[$p]}" --port "${cport[$p]}" --count 1000 \
-      <"$tmp/hold.$p" >"$tmp/hold.$p.out" 2>&1 &
-    hold_pid=$!
-    exec 7>"$tmp/hold.$p"
-    for _ in $(seq 200); do
-      grep -q held "$tmp/hold.$p.out" 2>/dev/null && break
-      grep -q net_bench "$tmp/hold.$p.out" 2>/dev/null && break
-      sleep 0.05
-    done
-    held=$(cat "$tmp/hold.$p.out" | tr '\n' ' ')
-    busy=$(rss_kib "${daemon[$p]}")
-    exec 7>&-
-    wait $hold_pid || true
+    with_1000_flows "$p" daemon_pid
     echo "rss $p idle_kib=$idle flows1000_kib=$busy ($held)" | tee -a "$results" >&2
   done
   # The product: the whole `agentbox run` supervisor (stack, proxy, session loop, audit), idle
@@ -236,21 +244,7 @@ if [[ $only == *rss* ]]; then
     sup=$(sup_of)
     idle=$([[ -n $sup ]] && rss_kib "$sup" || echo 0)
     wait $sleep_pid || true
-    mkfifo "$tmp/hold.run"
-    inside agentbox-run "$nb" hold --addr "${addr[agentbox-run]}" --port "${cport[agentbox-run]}" \
-      --count 1000 <"$tmp/hold.run" >"$tmp/hold.run.out" 2>&1 &
-    hold_pid=$!
-    exec 7>"$tmp/hold.run"
-    for _ in $(seq 400); do
-      grep -q held "$tmp/hold.run.out" 2>/dev/null && break
-      grep -q net_bench "$tmp/hold.run.out" 2>/dev/null && break
-      sleep 0.05
-    done
-    held=$(tr '\n' ' ' <"$tmp/hold.run.out")
-    sup=$(sup_of)
-    busy=$([[ -n $sup ]] && rss_kib "$sup" || echo 0)
-    exec 7>&-
-    wait $hold_pid || true
+    with_1000_flows agentbox-run sup_of
     echo "rss agentbox-run idle_kib=$idle flows1000_kib=$busy ($held)" | tee -a "$results" >&2
   fi
 fi

@@ -336,19 +336,26 @@ int cmd_stack(const Args& a) {
 
 // ---- loopback server and clients ----
 
-int cmd_serve(const Args& a) {
-  raise_nofile();
-  int port = std::atoi(a.get("port", "0").c_str());
+// A non-blocking listener on 127.0.0.1:port (dies on failure); `sin` gets its address.
+int listen_loopback(int port, sockaddr_in& sin) {
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in sin{};
+  sin = sockaddr_in{};
   sin.sin_family = AF_INET;
   sin.sin_port = htons(static_cast<uint16_t>(port));
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (bind(ls, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 || listen(ls, 4096) != 0) {
     die_errno(fmt::format("listen 127.0.0.1:{}", port));
   }
+  return ls;
+}
+
+int cmd_serve(const Args& a) {
+  raise_nofile();
+  int port = std::atoi(a.get("port", "0").c_str());
+  sockaddr_in sin{};
+  int ls = listen_loopback(port, sin);
   int ep = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -415,16 +422,8 @@ int cmd_relay(const Args& a) {
   if (port <= 0 || to <= 0) {
     die("relay: --port P --to Q are required");
   }
-  int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(static_cast<uint16_t>(port));
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(ls, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 || listen(ls, 4096) != 0) {
-    die_errno(fmt::format("listen 127.0.0.1:{}", port));
-  }
+  int ls = listen_loopback(port, sin);
   sockaddr_in up = sin;
   up.sin_port = htons(static_cast<uint16_t>(to));
   int ep = epoll_create1(EPOLL_CLOEXEC);
