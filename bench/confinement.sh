@@ -6,12 +6,18 @@
 #
 #   bench/confinement.sh [AGENTBOX] [ROUNDS]      (defaults: build/cli/agentbox, 7)
 #
+# With CONFINEMENT_FILTER_HELPER=build/bench/seccomp_bench a fourth variant, "filter", runs bare
+# under a one-instruction allow-all seccomp filter (`seccomp_bench exec allow-all`): what any
+# seccomp-filtered sandbox pays on the syscall entry path, whatever its rules.
+#
 # Workloads (each one box start; each takes more than a second bare on a 2-core VM):
 #   cc      make -j2 of a generated 50-file C program (gcc -O2), from clean
 #   git     `git status` x100 in a generated repository of 5,000 committed files
 #   python  a fresh /usr/bin/python3 importing 25 stdlib modules, x20
-# Bare runs get the box's environment (env -i, the box's PATH, HOME) and a new session: the same
-# programs with the same variables, so only the box differs (a shell's PYTHON*/pyenv would not).
+# Bare runs get the box's environment (env -i and exactly the variables `agentbox run -- env`
+# prints: PATH, HOME, LANG, ...) and a new session: the same programs with the same variables, so
+# only the box differs (a shell's PYTHON*/pyenv would not; LANG makes git and python load locale
+# files).
 # Two figures: wall time (what a user waits; on a loaded machine mostly scheduling noise) and CPU
 # time (user+sys of every process of the run: what seccomp and Landlock add to the work itself).
 set -euo pipefail
@@ -28,6 +34,16 @@ tmp="$(mktemp -d /tmp/agentbox-bench-XXXXXX)"
 trap 'rm -rf "$tmp"' EXIT
 export HOME="$tmp/home" XDG_STATE_HOME="$tmp/state"
 mkdir -p "$HOME"
+# The environment the box gives its command, for the bare runs.
+mkdir -p "$tmp/env-ws"
+box_env=()
+while IFS= read -r -d '' kv; do box_env+=("$kv"); done < <("$agentbox" run -q --workspace "$tmp/env-ws" -- env -0)
+[[ ${#box_env[@]} -gt 0 ]] || { echo "confinement.sh: could not read the box's environment" >&2; exit 1; }
+filter_helper="${CONFINEMENT_FILTER_HELPER:-}"
+if [[ -n $filter_helper ]]; then
+  [[ -x $filter_helper ]] || { echo "confinement.sh: no filter helper at $filter_helper" >&2; exit 2; }
+  filter_helper="$(realpath "$filter_helper")"
+fi
 
 # --- the workloads' inputs (made once, outside any timing) ---------------------------------------
 cc_dir="$tmp/cc"
@@ -118,6 +134,8 @@ dir[python]=$py_dir
 cmd[python]="for i in \$(seq 20); do /usr/bin/python3 -c '$py_import'; done"
 workloads=(cc git python)
 variants=(bare unconfined box)
+[[ -n $filter_helper ]] && variants+=(filter)
+nv=${#variants[@]}
 
 run_one() {  # run_one WORKLOAD VARIANT
   local w=$1
@@ -125,7 +143,8 @@ run_one() {  # run_one WORKLOAD VARIANT
   case $2 in
     # setsid: the box always runs in a new session, which with CONFIG_SCHED_AUTOGROUP is its
     # own scheduling group; bare gets one too, so that load elsewhere weighs on both alike.
-    bare) env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME" setsid -w /bin/sh -c "${cmd[$w]}" ;;
+    bare) env -i "${box_env[@]}" setsid -w /bin/sh -c "${cmd[$w]}" ;;
+    filter) env -i "${box_env[@]}" setsid -w "$filter_helper" exec allow-all /bin/sh -c "${cmd[$w]}" ;;
     unconfined)
       AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 "$agentbox" run -q --workspace "${dir[$w]}" -- \
         /bin/sh -c "${cmd[$w]}" 2>/dev/null ;;
@@ -145,8 +164,8 @@ done
 # included: agentbox reaps init, init reaps the command), from bash's `times` in a subshell.
 for ((r = 0; r < rounds; r++)); do
   for w in "${workloads[@]}"; do
-    for ((k = 0; k < 3; k++)); do
-      v=${variants[$(((r + k) % 3))]}
+    for ((k = 0; k < nv; k++)); do
+      v=${variants[$(((r + k) % nv))]}
       t0=$EPOCHREALTIME
       cpu=$(
         run_one "$w" "$v" >/dev/null
@@ -169,13 +188,20 @@ printf 'confinement cost, %d interleaved rounds as %s (%s, %s cpus, load %s)\n' 
   "$(id -un)" "$(uname -r)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 for kind in times cpu; do
   [[ $kind == times ]] && echo "  wall time, medians:" || echo "  CPU time (user+sys), medians:"
-  printf '    %-8s %10s %15s %10s %16s %10s\n' workload "bare ms" "unconfined ms" "box ms" \
+  printf '    %-8s %10s %15s %10s %16s %10s' workload "bare ms" "unconfined ms" "box ms" \
     "unconfined/bare" "box/bare"
+  [[ -n $filter_helper ]] && printf ' %10s %12s' "filter ms" "filter/bare"
+  echo
   for w in "${workloads[@]}"; do
     b=$(median "$tmp/$w.bare.$kind")
     u=$(median "$tmp/$w.unconfined.$kind")
     x=$(median "$tmp/$w.box.$kind")
     awk -v w="$w" -v b="$b" -v u="$u" -v x="$x" 'BEGIN {
-      printf "    %-8s %10.1f %15.1f %10.1f %16.3f %10.3f\n", w, b, u, x, u / b, x / b }'
+      printf "    %-8s %10.1f %15.1f %10.1f %16.3f %10.3f", w, b, u, x, u / b, x / b }'
+    if [[ -n $filter_helper ]]; then
+      f=$(median "$tmp/$w.filter.$kind")
+      awk -v b="$b" -v f="$f" 'BEGIN { printf " %10.1f %12.3f", f, f / b }'
+    fi
+    echo
   done
 done

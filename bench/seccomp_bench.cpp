@@ -1,6 +1,15 @@
 // seccomp_bench: what a denied syscall costs with each denial mode, and what the filter costs an
 // allowed call. Modes: no filter (the kernel's own error), SECCOMP_RET_ERRNO (answered in the
 // kernel, unaudited), SECCOMP_RET_USER_NOTIF (answered by the supervisor, audited).
+//
+//   seccomp_bench [CALLS]                             the per-call table
+//   seccomp_bench exec none|allow-all|agentbox CMD...  CMD under no filter, a one-instruction
+//       allow-all filter, or agentbox's filter (its errno form), with no_new_privs in every case:
+//       what a filter's entry path costs real work, without the box's other layers
+//       (bench/confinement.sh's `git status` loop uses it, BENCHMARKS.md).
+//   seccomp_bench calls FILE [N]                       CPU ns per newfstatat(FILE), getppid() and
+//       open(FILE)+close, N times each (default 200000): run it bare, under `exec`, and inside
+//       `agentbox run` to see what each layer adds per call (Landlock acts on open, not on stat).
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -8,15 +17,19 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <string_view>
 
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/sandbox/seccomp.hpp"
@@ -104,9 +117,96 @@ double run(const SeccompProgram& prog, Mode mode, int calls, Call call) {
   return ns;
 }
 
+// exec mode: nothing else of the box (no namespaces, Landlock or capability changes).
+int exec_filtered(int argc, char** argv) {
+  if (argc < 4) {
+    std::fputs("seccomp_bench exec: usage: seccomp_bench exec none|allow-all|agentbox CMD...\n",
+               stderr);
+    return 2;
+  }
+  const std::string_view which = argv[2];
+  SeccompProgram prog;
+  if (which == "allow-all") {
+    prog.errno_only = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+  } else if (which == "agentbox") {
+    auto compiled = agentbox::sandbox::compile_seccomp({});
+    if (!compiled) {
+      std::fputs(compiled.error().render().c_str(), stderr);
+      return 1;
+    }
+    prog = std::move(*compiled);
+  } else if (which != "none") {
+    std::fprintf(stderr, "seccomp_bench exec: unknown filter '%s' (none, allow-all, agentbox)\n",
+                 argv[2]);
+    return 2;
+  }
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    std::perror("seccomp_bench exec: PR_SET_NO_NEW_PRIVS");
+    return 1;
+  }
+  if (!prog.errno_only.empty()) {
+    if (int err = agentbox::sandbox::load_seccomp(prog, -1); err != 0) {
+      std::fprintf(stderr, "seccomp_bench exec: loading the filter: %s\n", std::strerror(err));
+      return 1;
+    }
+  }
+  execvp(argv[3], argv + 3);
+  std::fprintf(stderr, "seccomp_bench exec: %s: %s\n", argv[3], std::strerror(errno));
+  return 127;
+}
+
+double cpu_ns() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e9 + static_cast<double>(t.tv_nsec);
+}
+
+// calls mode: the per-call cost of the syscalls `git status` is made of, in whatever confinement
+// this process runs under.
+int time_calls(int argc, char** argv) {
+  if (argc < 3) {
+    std::fputs("seccomp_bench calls: usage: seccomp_bench calls FILE [N]\n", stderr);
+    return 2;
+  }
+  const char* file = argv[2];
+  const long n = argc > 3 ? std::atol(argv[3]) : 200000;
+  struct stat st {};
+  if (n <= 0 || fstatat(AT_FDCWD, file, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    std::fprintf(stderr, "seccomp_bench calls: %s: %s\n", file,
+                 n <= 0 ? "N must be positive" : std::strerror(errno));
+    return 2;
+  }
+  double t0 = cpu_ns();
+  for (long i = 0; i < n; ++i) {
+    (void)fstatat(AT_FDCWD, file, &st, AT_SYMLINK_NOFOLLOW);
+  }
+  double t1 = cpu_ns();
+  for (long i = 0; i < n; ++i) {
+    (void)syscall(SYS_getppid);
+  }
+  double t2 = cpu_ns();
+  const long opens = std::max(1L, n / 10);
+  for (long i = 0; i < opens; ++i) {
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      close(fd);
+    }
+  }
+  double t3 = cpu_ns();
+  std::printf("newfstatat %.0f ns  getppid %.0f ns  open+close %.0f ns\n", (t1 - t0) / n,
+              (t2 - t1) / n, (t3 - t2) / opens);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "exec") {
+    return exec_filtered(argc, argv);
+  }
+  if (argc > 1 && std::string_view(argv[1]) == "calls") {
+    return time_calls(argc, argv);
+  }
   int calls = argc > 1 ? std::atoi(argv[1]) : 20000;
   auto prog = agentbox::sandbox::compile_seccomp({});
   auto linear =
