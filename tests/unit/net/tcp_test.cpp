@@ -109,12 +109,19 @@ class TcpTest : public ::testing::TestWithParam<bool> {
     dst_ = *stack_->pool().assign("example.com");
   }
 
-  void use(FlowHandler& h) {
+  // The stack keeps a reference to `h` and its translator detaches from it on the way out, so
+  // the returned guard, declared after the handler, drops the stack before the handler goes.
+  struct DropStack {
+    std::optional<Stack>& stack;
+    ~DropStack() { stack.reset(); }
+  };
+  [[nodiscard]] DropStack use(FlowHandler& h) {
     StackConfig cfg;
     cfg.tcp.use_peek_off = GetParam();
     stack_.reset();
     stack_.emplace(cfg, policy_, h, *poller_, tap_, audit_);
     dst_ = *stack_->pool().assign("example.com");
+    return DropStack{stack_};
   }
 
   void box_send(uint8_t flags, uint32_t seq, uint32_t ack, std::string_view data = {},
@@ -576,7 +583,7 @@ TEST_P(TcpTest, HostBytesBeforeTheHandshakeEndsAreSentAfterIt) {
       return r;
     }
   } banner;
-  use(banner);
+  const auto drop_banner = use(banner);
   box_send(tcpflag::kSyn, 1000, 0, {}, 0xffff, 443, true);
   pump();
   auto segs = take();
@@ -589,7 +596,7 @@ TEST_P(TcpTest, HostBytesBeforeTheHandshakeEndsAreSentAfterIt) {
   EXPECT_EQ(segs[0].data, "banner");
 
   sport_ = 40001;
-  use(pair_);
+  const auto drop_pair_ = use(pair_);
   box_send(tcpflag::kSyn, 1000, 0, {}, 0xffff, 443, true);
   segs = take();
   ASSERT_EQ(segs.size(), 1u);
@@ -733,7 +740,7 @@ TEST_P(TcpTest, LoopbackConnectFirstWithChecksummedBulkBothWays) {
   getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
   LoopbackHandler lh;
   lh.port = ntohs(sa.sin_port);
-  use(lh);
+  const auto drop_lh = use(lh);
   mss_ = 65000;
   box_send(tcpflag::kSyn, 1000, 0, {}, 0xffff, 443, true);
   pump();
@@ -804,7 +811,7 @@ TEST_P(TcpTest, LoopbackConnectIsAnsweredWithoutWaitingForEpoll) {
   getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
   LoopbackHandler lh;
   lh.port = ntohs(sa.sin_port);
-  use(lh);
+  const auto drop_lh = use(lh);
   int immediate = 0;
   for (int i = 0; i < 10; ++i) {
     sport_ = static_cast<uint16_t>(30000 + i);
@@ -838,7 +845,7 @@ TEST_P(TcpTest, ConnectFailureIsRst) {
   close(lfd);  // nothing listens there now
   LoopbackHandler lh;
   lh.port = ntohs(sa.sin_port);
-  use(lh);
+  const auto drop_lh = use(lh);
   box_send(tcpflag::kSyn, 1000, 0, {}, 0xffff, 443, true);
   pump();
   auto segs = take();
@@ -878,7 +885,7 @@ TEST_P(TcpTest, ManyShortConnectionsLeaveNoFds) {
 // and is audited once with the bytes of both sockets.
 TEST_P(TcpTest, HandBackContinuesTheFlowOnTheNewSocket) {
   HandBackHandler hb;
-  use(hb);
+  const auto drop_hb = use(hb);
   ASSERT_NE(hb.control, nullptr);
   uint32_t hs = handshake();
   const uint64_t id = hb.opened.at(0).id;
@@ -953,7 +960,7 @@ TEST_P(TcpTest, HandBackContinuesTheFlowOnTheNewSocket) {
 // hand-back goes through and the sequence numbers carry on.
 TEST_P(TcpTest, HandBackWaitsUntilNothingIsBetweenTheSockets) {
   HandBackHandler hb;
-  use(hb);
+  const auto drop_hb = use(hb);
   uint32_t hs = handshake();
   const uint64_t id = hb.opened.at(0).id;
   int peer = hb.peers.at(id).get();
