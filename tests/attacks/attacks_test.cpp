@@ -774,15 +774,12 @@ TEST_P(AttackTest, IsBlocked) {
 
 // Limits: what the summary claims without the attack's drama. Each case runs the same probes
 // as the DoS attacks, below their limits (nothing may be claimed) and, for --cpus, at it.
-class LimitTest : public ::testing::TestWithParam<std::string> {
+class LimitTest : public WorldTest {
  protected:
   void SetUp() override {
-    std::string why;
-    if (!make_world(GetParam(), w_, why)) {
-      skip(why);
+    if (!enter_world()) {
       return;
     }
-    made_ = true;
     attack_ = w_.bin + "/agentbox-attack";
     std::filesystem::copy_file(AGENTBOX_ATTACK_BIN, attack_);
     ::chmod(attack_.c_str(), 0755);
@@ -809,8 +806,6 @@ class LimitTest : public ::testing::TestWithParam<std::string> {
     a.insert(a.end(), cmd.begin(), cmd.end());
     return run(w_, a, opts_);
   }
-  World w_;
-  bool made_ = false;
   std::string attack_;
   RunOptions opts_;
 };

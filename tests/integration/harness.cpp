@@ -69,6 +69,16 @@ void skip(const std::string& why) {
   GTEST_SKIP() << "skipped: " << why;
 }
 
+bool WorldTest::enter_world() {
+  std::string why;
+  if (!make_world(GetParam(), w_, why)) {
+    skip(why);
+    return false;
+  }
+  made_ = true;
+  return true;
+}
+
 std::string cannot_box(const World& w, const Output& probe) {
   if (probe.status == 0) {
     return {};

@@ -1,6 +1,7 @@
 // Integration harness: runs the real agentbox binary as a chosen user, with bounded waits.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -87,6 +88,16 @@ uint16_t free_port();
 // gtest set-up: a missing kernel feature or user is a visible skip with its reason, and a failure
 // when AGENTBOX_MUST_WORK=1 (CI). Call from SetUp() or a test body, then return.
 void skip(const std::string& why);
+// Base of the suites whose every case runs as root and as the unprivileged user (the
+// parameter): enter_world() in SetUp makes w_, or skips visibly with the reason.
+class WorldTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  // False after skip(why) when the world cannot be made (SetUp then returns).
+  bool enter_world();
+  World w_;
+  bool made_ = false;  // TearDown destroys w_ only then
+};
+
 // "" when `probe` (a `run ... -- true` of the variant) worked, else why no box can be made here,
 // for skip().
 std::string cannot_box(const World& w, const Output& probe);

@@ -553,15 +553,13 @@ uint64_t status_kib(pid_t pid, const std::string& key) {
   return 0;
 }
 
-class NetTest : public ::testing::TestWithParam<std::string> {
+class NetTest : public WorldTest {
  protected:
   void SetUp() override {
     std::string why;
-    if (!make_world(GetParam(), w_, why)) {
-      skip(why);
+    if (!enter_world()) {
       return;
     }
-    made_ = true;
     if (!ns_.create(why)) {
       skip(why);
       return;
@@ -617,10 +615,8 @@ class NetTest : public ::testing::TestWithParam<std::string> {
   }
   // Every audit log of this world's sessions, concatenated (names sort by second only).
   std::string audit_log() { return all_audit_logs(w_); }
-  World w_;
   Netns ns_;
   std::string client_;
-  bool made_ = false;
 };
 
 TEST_P(NetTest, TheBoxHasOneTapLinkAndOurResolver) {

@@ -66,7 +66,7 @@ inline bool start_upstream(const std::string& dir, const std::string& git_passwo
 
 // The upstream answers for every name in hosts() (one certificate, one port); the subclass
 // writes the agentbox config (config()) and names the secrets that must never show up.
-class UpstreamFixture : public ::testing::TestWithParam<std::string> {
+class UpstreamFixture : public WorldTest {
  protected:
   virtual std::vector<std::string> hosts() const = 0;
   virtual std::string config() const = 0;
@@ -76,12 +76,9 @@ class UpstreamFixture : public ::testing::TestWithParam<std::string> {
   virtual void prepare() {}
 
   void SetUp() override {
-    std::string why;
-    if (!make_world(GetParam(), w_, why)) {
-      skip(why);
+    if (!enter_world()) {
       return;
     }
-    made_ = true;
     up_ = w_.root + "/upstream";
     ASSERT_EQ(::mkdir(up_.c_str(), 0755), 0);
     ASSERT_TRUE(make_upstream_certs(up_, hosts()));
@@ -134,8 +131,6 @@ class UpstreamFixture : public ::testing::TestWithParam<std::string> {
   std::string seen() { return slurp(up_ + "/seen.log"); }
   std::string audit() { return all_audit_logs(w_); }
 
-  World w_;
-  bool made_ = false;
   std::string up_;
   std::string cfg_;
   uint16_t port_ = 0;

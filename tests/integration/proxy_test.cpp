@@ -27,15 +27,12 @@ const std::string kRealApi = "ghp_RealApiTokenAAAA0123456789abcdefWXYZ";
 const std::string kRealGit = "ghp_RealGitTokenBBBB0123456789abcdefWXYZ";
 const std::string kRealFile = "sk-ant-oat01-RealFileTokenCCCC0123456789abcdef";
 
-class ProxyTest : public ::testing::TestWithParam<std::string> {
+class ProxyTest : public WorldTest {
  protected:
   void SetUp() override {
-    std::string why;
-    if (!make_world(GetParam(), w_, why)) {
-      skip(why);
+    if (!enter_world()) {
       return;
     }
-    made_ = true;
     up_ = w_.root + "/upstream";
     ASSERT_EQ(::mkdir(up_.c_str(), 0755), 0);
     // The upstream's own CA and a certificate for every test host.
@@ -128,8 +125,6 @@ class ProxyTest : public ::testing::TestWithParam<std::string> {
   // Every audit line of every session this world ran.
   std::string audit() { return all_audit_logs(w_); }
 
-  World w_;
-  bool made_ = false;
   std::string up_;
   std::string cfg_;
   std::string auth_;

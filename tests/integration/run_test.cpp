@@ -27,15 +27,12 @@ namespace {
 
 using Args = std::vector<std::string>;
 
-class RunTest : public ::testing::TestWithParam<std::string> {
+class RunTest : public WorldTest {
  protected:
   void SetUp() override {
-    std::string why;
-    if (!make_world(GetParam(), w_, why)) {
-      skip(why);
+    if (!enter_world()) {
       return;
     }
-    made_ = true;
     // Can this machine make a box for this user at all?
     if (std::string no = cannot_box(w_, run(w_, {"run", "-q", "--", "true"})); !no.empty()) {
       skip(no);
@@ -55,8 +52,6 @@ class RunTest : public ::testing::TestWithParam<std::string> {
     a.insert(a.end(), probe_args.begin(), probe_args.end());
     return run(w_, a, o);
   }
-  World w_;
-  bool made_ = false;
 };
 
 TEST_P(RunTest, SecretsInHomeAndEnvironmentAreInvisible) {

@@ -79,16 +79,25 @@ struct HandBackHandler : PairHandler {
   void attach(FlowControl* c) override { control = c; }
 };
 
-// A connected loopback TCP pair: {client (non-blocking, the upstream), accepted server}.
-std::pair<base::UniqueFd, base::UniqueFd> loopback_pair() {
-  base::UniqueFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in sa{};
+// A socket bound to 127.0.0.1 on a free port (`sa` its address), listening with `backlog`
+// unless that is 0; an invalid fd (and a test failure) when that fails.
+base::UniqueFd loopback_listener(int backlog, sockaddr_in& sa) {
+  base::UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sa = sockaddr_in{};
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  EXPECT_EQ(listen(listener.get(), 1), 0);
   socklen_t len = sizeof sa;
-  getsockname(listener.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+  const bool ok = bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+                  (backlog == 0 || listen(fd.get(), backlog) == 0) &&
+                  getsockname(fd.get(), reinterpret_cast<sockaddr*>(&sa), &len) == 0;
+  EXPECT_TRUE(ok) << "loopback listener: " << strerror(errno);
+  return ok ? std::move(fd) : base::UniqueFd();
+}
+
+// A connected loopback TCP pair: {client (non-blocking, the upstream), accepted server}.
+std::pair<base::UniqueFd, base::UniqueFd> loopback_pair() {
+  sockaddr_in sa{};
+  base::UniqueFd listener = loopback_listener(1, sa);
   base::UniqueFd client(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   EXPECT_EQ(connect(client.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
   EXPECT_EQ(fcntl(client.get(), F_SETFL, O_NONBLOCK), 0);
@@ -729,15 +738,9 @@ TEST_P(TcpTest, TruncatedFramesNeverReachTheTranslator) {
 }
 
 TEST_P(TcpTest, LoopbackConnectFirstWithChecksummedBulkBothWays) {
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  base::UniqueFd listener(lfd);
   sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  ASSERT_EQ(listen(lfd, 8), 0);
-  socklen_t len = sizeof sa;
-  getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
+  base::UniqueFd listener = loopback_listener(8, sa);
+  ASSERT_TRUE(listener);
   LoopbackHandler lh;
   lh.port = ntohs(sa.sin_port);
   const auto drop_lh = use(lh);
@@ -749,7 +752,7 @@ TEST_P(TcpTest, LoopbackConnectFirstWithChecksummedBulkBothWays) {
   ASSERT_EQ(segs[0].flags, tcpflag::kSyn | tcpflag::kAck);
   uint32_t hs = segs[0].seq + 1;
   box_send(tcpflag::kAck, 1001, hs);
-  base::UniqueFd server(accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+  base::UniqueFd server(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
   ASSERT_TRUE(server);
 
   // 4 MiB each way, pseudo-random, compared byte for byte.
@@ -800,15 +803,9 @@ TEST_P(TcpTest, LoopbackConnectFirstWithChecksummedBulkBothWays) {
 // A loopback connect completes inside connect(2): the SYN-ACK goes out while the SYN is handled,
 // with no epoll round trip, and the later EPOLLOUT edge sends no second one.
 TEST_P(TcpTest, LoopbackConnectIsAnsweredWithoutWaitingForEpoll) {
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  base::UniqueFd listener(lfd);
   sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  ASSERT_EQ(listen(lfd, 64), 0);
-  socklen_t len = sizeof sa;
-  getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
+  base::UniqueFd listener = loopback_listener(64, sa);
+  ASSERT_TRUE(listener);
   LoopbackHandler lh;
   lh.port = ntohs(sa.sin_port);
   const auto drop_lh = use(lh);
@@ -835,14 +832,8 @@ TEST_P(TcpTest, LoopbackConnectIsAnsweredWithoutWaitingForEpoll) {
 }
 
 TEST_P(TcpTest, ConnectFailureIsRst) {
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-  socklen_t len = sizeof sa;
-  getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
-  close(lfd);  // nothing listens there now
+  ASSERT_TRUE(loopback_listener(0, sa));  // bound, then closed: nothing listens there now
   LoopbackHandler lh;
   lh.port = ntohs(sa.sin_port);
   const auto drop_lh = use(lh);
