@@ -9,24 +9,15 @@
 #include <memory>
 #include <thread>
 
+#include "../event/pump.hpp"
+
 namespace agentbox::net {
 namespace {
 
 using namespace std::chrono_literals;
 using Addrs = AsyncResolver::Addrs;
 
-// Runs the loop until `done` or the deadline; false on the deadline.
-template <typename F>
-bool pump_until(event::Loop& loop, F done, std::chrono::milliseconds limit = 5000ms) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= end) {
-      return false;
-    }
-    (void)loop.run_once(20ms);
-  }
-  return true;
-}
+using event::testing::pump_until;
 
 TEST(Worker, JobsRunOffTheLoopAndCompleteOnIt) {
   auto loop = event::Loop::create();

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <thread>
 
+#include "../event/pump.hpp"
 #include "agentbox/proxy/proxy_handler.hpp"
 
 namespace agentbox::proxy {
@@ -86,17 +87,7 @@ class TinyServer {
   std::atomic<int> accepted_{0};
 };
 
-template <typename F>
-bool pump_until(event::Loop& loop, F done, std::chrono::milliseconds limit = 5000ms) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= end) {
-      return false;
-    }
-    (void)loop.run_once(10ms);
-  }
-  return true;
-}
+using event::testing::pump_until;
 
 short poll_now(int fd, short events) {
   pollfd p{fd, events, 0};

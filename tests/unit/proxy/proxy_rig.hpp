@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "../event/pump.hpp"
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/unique_fd.hpp"
 #include "agentbox/event/loop.hpp"
@@ -535,14 +536,7 @@ class Upstream {
 // Pumps the event loop until `done` or the deadline (every test is bounded).
 inline bool pump_until(event::Loop& loop, const std::function<bool()>& done,
                        std::chrono::milliseconds max = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + max;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      return false;
-    }
-    (void)loop.run_once(5ms);
-  }
-  return true;
+  return event::testing::pump_until(loop, done, max);
 }
 
 // Runs a shell command (bounded by timeout(1)); exit status and stdout+stderr.
