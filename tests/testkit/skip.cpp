@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -57,7 +58,9 @@ void log_skip(std::string_view verdict, std::string_view why) {
   }
   const ::testing::TestInfo* t = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = t != nullptr ? std::string(t->test_suite_name()) + "." + t->name() : "?";
-  std::string line = name + "\t" + std::string(verdict) + ": " + std::string(why) + "\n";
+  std::string line = name + "\t" + std::string(verdict) + ": " + std::string(why);
+  std::replace(line.begin(), line.end(), '\n', ' ');  // one line per skip
+  line += '\n';
   int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     ADD_FAILURE() << "cannot open AGENTBOX_SKIP_LOG=" << path << ": " << std::strerror(errno);

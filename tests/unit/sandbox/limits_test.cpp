@@ -240,7 +240,7 @@ testkit::Need host_cgroup_mode() {
 void check_cgroup(const CgroupOptions& options, const char* what, const testkit::Need& need) {
   auto cg = SessionCgroup::create(unique_name(), {.memory_bytes = 32u << 20, .pids = 16}, options);
   if (!cg) {
-    testkit::skip(need, std::string("no ") + what + ": " + cg.error().render());
+    testkit::skip(need, std::string("no ") + what + ": " + cg.error().message());
     return;
   }
   exercise(*cg);
@@ -288,7 +288,7 @@ namespace {
 TEST(SessionCgroup, ChildJoinsThroughAnFdFromInsideItsNamespaces) {
   auto cg = SessionCgroup::create(unique_name(), {.pids = 64});
   if (!cg) {
-    testkit::skip(host_cgroup_mode(), "no session cgroup: " + cg.error().render());
+    testkit::skip(host_cgroup_mode(), "no session cgroup: " + cg.error().message());
     return;
   }
   auto fds = cg->open_procs();
