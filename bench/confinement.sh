@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Cost of confinement on real work: each workload runs bare, in the box without seccomp and
-# Landlock (AGENTBOX_UNSAFE_BENCH_UNCONFINED=1: namespaces, mounts, protected paths, capabilities
-# and rlimits stay), and in the full box. The three variants alternate round by round (rotating
+# Landlock (the test-only build agentbox-unconfined with AGENTBOX_UNSAFE_BENCH_UNCONFINED=1:
+# namespaces, mounts, protected paths, capabilities and rlimits stay; the shipped agentbox has no
+# such switch), and in the full box. The three variants alternate round by round (rotating
 # which goes first) so machine load hits all alike; prints medians and the ratios of the medians.
 #
 #   bench/confinement.sh [AGENTBOX] [ROUNDS]      (defaults: build/cli/agentbox, 7)
+#
+# The unconfined variant is AGENTBOX_UNCONFINED (default: agentbox-unconfined next to the build's
+# tests, build/tests/agentbox-unconfined; `ninja -C build agentbox-unconfined`).
 #
 # With CONFINEMENT_FILTER_HELPER=build/bench/seccomp_bench a fourth variant, "filter", runs bare
 # under a one-instruction allow-all seccomp filter (`seccomp_bench exec allow-all`): what any
@@ -26,6 +30,12 @@ agentbox="${1:-$here/../build/cli/agentbox}"
 rounds="${2:-7}"
 [[ -x "$agentbox" ]] || { echo "confinement.sh: no agentbox binary at $agentbox" >&2; exit 2; }
 agentbox="$(realpath "$agentbox")"
+unconfined="${AGENTBOX_UNCONFINED:-$(dirname "$agentbox")/../tests/agentbox-unconfined}"
+[[ -x "$unconfined" ]] || {
+  echo "confinement.sh: no agentbox-unconfined at $unconfined (ninja -C build agentbox-unconfined)" >&2
+  exit 2
+}
+unconfined="$(realpath "$unconfined")"
 for tool in gcc make git /usr/bin/python3; do
   command -v "$tool" >/dev/null || { echo "confinement.sh: $tool is not installed" >&2; exit 2; }
 done
@@ -146,7 +156,7 @@ run_one() {  # run_one WORKLOAD VARIANT
     bare) env -i "${box_env[@]}" setsid -w /bin/sh -c "${cmd[$w]}" ;;
     filter) env -i "${box_env[@]}" setsid -w "$filter_helper" exec allow-all /bin/sh -c "${cmd[$w]}" ;;
     unconfined)
-      AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 "$agentbox" run -q --workspace "${dir[$w]}" -- \
+      AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 "$unconfined" run -q --workspace "${dir[$w]}" -- \
         /bin/sh -c "${cmd[$w]}" 2>/dev/null ;;
     box) "$agentbox" run -q --workspace "${dir[$w]}" -- /bin/sh -c "${cmd[$w]}" ;;
   esac

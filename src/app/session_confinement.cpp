@@ -43,8 +43,13 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
     // Never loosened silently: said here (and in the sandbox.confine audit event).
     base::log::info("seccomp: the `{}` group is allowed (from {})", g.value, g.origin.describe());
   }
+#ifdef AGENTBOX_BENCH_UNCONFINED
+  // Only the test-only build agentbox-unconfined (tests/CMakeLists.txt) reads the switch.
   const char* unsafe = std::getenv(kUnsafeBenchUnconfinedEnv);
   const bool unconfined = unsafe != nullptr && std::string_view(unsafe) == "1";
+#else
+  constexpr bool unconfined = false;
+#endif
   if (unconfined) {
     // Printed even with -q: a box without seccomp and Landlock must never go unnoticed.
     fmt::print(stderr,

@@ -54,7 +54,8 @@ struct Attack {
   std::function<std::string(Fixture&)> truth = nullptr;
   const char* audit_syscall = nullptr;              // expect a seccomp.deny event for it
   std::function<void(Fixture&)> restore = nullptr;  // undoes what the control did to the host
-  // Extra environment of `agentbox run` (AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 tests one layer alone).
+  // Extra environment of `agentbox run` (AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 tests one layer alone,
+  // with the test-only build agentbox-unconfined).
   std::map<std::string, std::string> box_env = {};
   // When not empty: the results that mean "blocked" for the root variant (stricter than `blocked`,
   // e.g. EROFS only, where the user variant is refused by file permissions first).
@@ -707,7 +708,12 @@ TEST_P(AttackTest, IsBlocked) {
     chown_tree(dir, f_.w.as.uid, f_.w.as.gid);
     box_ro.env["XDG_CONFIG_HOME"] = dir;
   }
-  Output in = run(f_.w, box, box_ro);
+  // The switch is read only by the test-only build agentbox-unconfined, never by `agentbox`.
+  World in_world = f_.w;
+  if (a.box_env.contains("AGENTBOX_UNSAFE_BENCH_UNCONFINED")) {
+    in_world.agentbox = f_.w.agentbox_unconfined;
+  }
+  Output in = run(in_world, box, box_ro);
   std::string got = in.status == 124 ? "TIMEOUT" : result_of(in, args[0]);
   const std::set<std::string>& blocked =
       f_.w.as.uid == 0 && !a.blocked_as_root.empty() ? a.blocked_as_root : a.blocked;

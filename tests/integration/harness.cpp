@@ -9,7 +9,10 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -57,18 +60,6 @@ int sh(const std::string& cmd) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
-bool must_work() {
-  const char* v = std::getenv("AGENTBOX_MUST_WORK");
-  return v != nullptr && std::string(v) == "1";
-}
-
-void skip(const std::string& why) {
-  if (must_work()) {
-    FAIL() << "AGENTBOX_MUST_WORK=1 and this would be skipped: " << why;
-  }
-  GTEST_SKIP() << "skipped: " << why;
-}
-
 bool WorldTest::enter_world() {
   std::string why;
   if (!make_world(GetParam(), w_, why)) {
@@ -79,12 +70,125 @@ bool WorldTest::enter_world() {
   return true;
 }
 
+namespace {
+
+// The steps of environment_refuses_box(), in order; the child reports the index of the first one
+// the kernel refused.
+constexpr const char* kBoxSteps[] = {"open /dev/net/tun", "seccomp (prctl PR_GET_SECCOMP)",
+                                     "unshare(user, mount, pid, ipc, uts, cgroup, net namespaces)",
+                                     "write /proc/self/uid_map",
+                                     "mount a tmpfs in the new mount namespace"};
+
+bool write_all(const char* path, const std::string& data) {
+  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  bool ok = fd >= 0 && ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+  int err = errno;
+  ::close(fd);
+  errno = err;
+  return ok;
+}
+
+// The forked child: becomes the variant's user, tries each step, writes {step or -1, errno}.
+[[noreturn]] void try_box_steps(const World& w, const std::string& uid_map,
+                                const std::string& gid_map, int out) {
+  auto report = [&](int step, int err) {
+    int msg[2] = {step, err};
+    [[maybe_unused]] ssize_t n = ::write(out, msg, sizeof msg);
+    ::_exit(0);
+  };
+  if (::geteuid() == 0 && w.as.uid != 0 &&
+      (::setgroups(0, nullptr) != 0 || ::setresgid(w.as.gid, w.as.gid, w.as.gid) != 0 ||
+       ::setresuid(w.as.uid, w.as.uid, w.as.uid) != 0 ||
+       // The uid change made the process non-dumpable: /proc/self/*_map would be root's.
+       ::prctl(PR_SET_DUMPABLE, 1) != 0)) {
+    ::_exit(1);
+  }
+  if (::open("/dev/net/tun", O_RDWR | O_CLOEXEC) < 0) {
+    report(0, errno);
+  }
+  if (::prctl(PR_GET_SECCOMP) < 0 && errno == EINVAL) {
+    report(1, EINVAL);
+  }
+  if (::unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+                CLONE_NEWCGROUP | CLONE_NEWNET) != 0) {
+    report(2, errno);
+  }
+  if (!write_all("/proc/self/setgroups", "deny") || !write_all("/proc/self/uid_map", uid_map) ||
+      !write_all("/proc/self/gid_map", gid_map)) {
+    report(3, errno);
+  }
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+      ::mount("none", "/tmp", "tmpfs", 0, nullptr) != 0) {
+    report(4, errno);
+  }
+  report(-1, 0);
+  ::_exit(0);  // not reached (report exits): the compiler cannot see through the lambda
+}
+
+}  // namespace
+
+std::string environment_refuses_box(const World& w) {
+  // What `agentbox run` needs from the kernel, done the way it does it (namespaces with its own
+  // ids mapped 1:1, a private tmpfs, the tap device). Prepared before fork: the child only makes
+  // system calls (the harness may have threads) and reports {step, errno} on a pipe.
+  std::string uid_map = fmt::format("{} {} 1", w.as.uid, w.as.uid);
+  std::string gid_map = fmt::format("{} {} 1", w.as.gid, w.as.gid);
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe2: " << std::strerror(errno);
+    return {};
+  }
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    try_box_steps(w, uid_map, gid_map, p[1]);
+  }
+  ::close(p[1]);
+  int msg[2] = {-2, 0};
+  ssize_t n = pid > 0 ? ::read(p[0], msg, sizeof msg) : -1;
+  ::close(p[0]);
+  int status = pid > 0 ? wait_for(pid, 10000) : -1;
+  if (n != sizeof msg || status != 0) {
+    // A probe that cannot tell never makes a skip.
+    ADD_FAILURE() << "the harness's probe of this machine failed (status " << status << ")";
+    return {};
+  }
+  if (msg[0] < 0) {
+    return {};
+  }
+  const char* name = ::strerrorname_np(msg[1]);
+  return fmt::format("{} as {}: {} ({})", kBoxSteps[msg[0]], w.as.label, std::strerror(msg[1]),
+                     name != nullptr ? name : "?");
+}
+
 std::string cannot_box(const World& w, const Output& probe) {
   if (probe.status == 0) {
     return {};
   }
   std::string first = probe.err.substr(0, probe.err.find('\n'));
-  return fmt::format("cannot create a box as {} (status {}): {}", w.as.label, probe.status, first);
+  std::string refused = environment_refuses_box(w);
+  if (refused.empty() || probe.status != 125) {
+    // Fatal (FAIL() needs a void function): SetUp() then stops the test before its body runs.
+    [&] {
+      FAIL() << "`agentbox run -- true` as " << w.as.label << " ended with status " << probe.status
+             << (refused.empty()
+                     ? " on a machine that can make a box (the harness's own probe made the "
+                       "namespaces and opened /dev/net/tun as that user)"
+                     : " (a crash or timeout is never an environment cause)")
+             << ": agentbox is broken, this is not a skip.\nstderr:\n"
+             << probe.err;
+    }();
+    return "agentbox failed (recorded as a failure)";
+  }
+  Output doctor = run(w, {"doctor"});
+  std::string fails;
+  std::istringstream lines(doctor.out + doctor.err);
+  for (std::string l; std::getline(lines, l);) {
+    if (l.rfind("fail", 0) == 0) {
+      fails += (fails.empty() ? "" : "; ") + l.substr(l.find_first_not_of(' ', 4));
+    }
+  }
+  return fmt::format("this machine cannot make a box as {}: {} ({}; agentbox doctor: {})",
+                     w.as.label, refused, first, fails.empty() ? "no failed check" : fails);
 }
 
 std::string slurp(const std::string& path) {
@@ -223,8 +327,12 @@ bool make_world(const std::string& label, World& w, std::string& why) {
     ::mkdir(w.as.home.c_str(), 0700);
   }
   w.agentbox = w.bin + "/agentbox";
+  w.agentbox_unconfined = w.bin + "/agentbox-unconfined";
   w.probe = w.bin + "/agentbox-probe";
-  copy_file(AGENTBOX_BIN, w.agentbox, 0755);
+  const char* under_test = std::getenv("AGENTBOX_TEST_BIN");
+  copy_file(under_test != nullptr && *under_test != '\0' ? under_test : AGENTBOX_BIN, w.agentbox,
+            0755);
+  copy_file(AGENTBOX_UNCONFINED_BIN, w.agentbox_unconfined, 0755);
   copy_file(AGENTBOX_PROBE_BIN, w.probe, 0755);
   chown_tree(w.root, w.as.uid, w.as.gid);
   return true;

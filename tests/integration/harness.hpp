@@ -10,7 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "testkit/skip.hpp"
+
 namespace agentbox::it {
+
+// The one skip helper (tests/testkit/skip.hpp), under the names the suites use.
+using testkit::must_work;
+using testkit::Need;
+using testkit::skip;
 
 // Who runs agentbox in a test: root, or the unprivileged test user (when the harness is root),
 // or the current user (when it is not).
@@ -23,13 +30,19 @@ struct RunAs {
 };
 
 // One variant's private world under /tmp, readable by that user:
-//   ROOT/bin/{agentbox,agentbox-probe}  ROOT/ws (a git-like workspace)  ROOT/state (audit logs)
+//   ROOT/bin/{agentbox,agentbox-probe,agentbox-unconfined}  ROOT/ws (a git-like workspace)
+//   ROOT/state (audit logs)
+// agentbox is the binary under test: the build's, or $AGENTBOX_TEST_BIN (the test of the tests
+// points it at a deliberately broken build, tests/meta/broken_binary.sh).
 struct World {
   RunAs as;
   std::string root;
   std::string bin;
   std::string probe;  // path of the probe (granted read-only into the box)
   std::string agentbox;
+  // The test-only build that honours AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 (tests/CMakeLists.txt);
+  // `agentbox` itself never does.
+  std::string agentbox_unconfined;
   std::string ws;
   std::string state;
 };
@@ -75,7 +88,6 @@ std::vector<pid_t> pids_with_cmdline(const std::string& needle);
 size_t mountinfo_lines();
 // The host's mount table (mount point and source fields of /proc/self/mountinfo), one per line.
 std::vector<std::string> mount_table();
-bool must_work();
 void chown_tree(const std::string& path, uid_t uid, gid_t gid);
 void write_file(const std::string& path, const std::string& data, mode_t mode = 0644);
 // The whole file ("" when it cannot be read).
@@ -85,9 +97,6 @@ int sh(const std::string& cmd);
 // A TCP port on 127.0.0.1 that was free a moment ago (bound, read, closed), or 0.
 uint16_t free_port();
 
-// gtest set-up: a missing kernel feature or user is a visible skip with its reason, and a failure
-// when AGENTBOX_MUST_WORK=1 (CI). Call from SetUp() or a test body, then return.
-void skip(const std::string& why);
 // Base of the suites whose every case runs as root and as the unprivileged user (the
 // parameter): enter_world() in SetUp makes w_, or skips visibly with the reason.
 class WorldTest : public ::testing::TestWithParam<std::string> {
@@ -98,9 +107,15 @@ class WorldTest : public ::testing::TestWithParam<std::string> {
   bool made_ = false;  // TearDown destroys w_ only then
 };
 
-// "" when `probe` (a `run ... -- true` of the variant) worked, else why no box can be made here,
-// for skip().
+// "" when `probe` (a `run ... -- true` of the variant) worked. Otherwise non-empty, and the caller
+// calls skip() with it and returns: it is a skip only when this machine cannot make a box (checked
+// by the harness itself, as the variant's user: user namespaces, /dev/net/tun, seccomp; the text
+// then has agentbox doctor's reason). Any other failure (a crash, a timeout, status 125 on a
+// machine that can make a box) is recorded here as a test failure, and skip() is then a no-op.
 std::string cannot_box(const World& w, const Output& probe);
+// "" when this machine lets the variant's user make what a box needs, else which step the kernel
+// refused and why (the harness's own probe, independent of agentbox's messages).
+std::string environment_refuses_box(const World& w);
 // The audit log named by the exit summary's "audit log: PATH" line in `o.err` ("" without one).
 std::string audit_log_of(const Output& o);
 // Every audit log of the world's sessions, concatenated.

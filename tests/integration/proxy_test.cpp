@@ -205,7 +205,8 @@ TEST_P(ProxyTest, PipAndNpmFetchFromRegistriesWithoutProxySettings) {
   EXPECT_TRUE(r.has_line("demo_pkg-1.0-py3-none-any.whl")) << r.out << r.err;
   EXPECT_NE(seen().find("GET /files/demo_pkg-1.0-py3-none-any.whl"), std::string::npos) << seen();
   if (r.has_line("npm missing")) {
-    GTEST_SKIP() << "skipped: npm is not installed on this machine (pip was checked)";
+    skip("npm is not installed on this machine (pip was checked)");
+    return;
   }
   EXPECT_TRUE(r.has_line("npm 1.0.0")) << r.out << r.err;
   EXPECT_NE(seen().find("GET /demo-pkg"), std::string::npos) << seen();

@@ -801,6 +801,39 @@ TEST_P(RunTest, SigintIsForwardedWithoutATerminal) {
   ::close(err);
 }
 
+// The benchmark switch is not in the shipped binary: AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 in the
+// launching environment changes nothing, seen from inside the box (seccomp mode 2 in
+// /proc/self/status; Landlock's signal scoping refuses to signal init, outside the domain). The
+// control: the test-only build agentbox-unconfined, which honours it, shows both off.
+TEST_P(RunTest, BenchUnconfinedSwitchIsNotInTheShippedBinary) {
+  const Args cmd = {"run",
+                    "-q",
+                    "--",
+                    "/bin/sh",
+                    "-c",
+                    "grep '^Seccomp:' /proc/self/status; "
+                    "if kill -0 1 2>/dev/null; then echo init-signal-ok; "
+                    "else echo init-signal-refused; fi"};
+  RunOptions o;
+  o.env["AGENTBOX_UNSAFE_BENCH_UNCONFINED"] = "1";
+  Output shipped = run(w_, cmd, o);
+  ASSERT_EQ(shipped.status, 0) << shipped.err;
+  EXPECT_TRUE(shipped.has_line("Seccomp:\t2")) << shipped.out;
+  EXPECT_EQ(shipped.err.find("OFF"), std::string::npos) << shipped.err;
+  World bench = w_;
+  bench.agentbox = w_.agentbox_unconfined;
+  Output control = run(bench, cmd, o);
+  ASSERT_EQ(control.status, 0) << control.err;
+  EXPECT_TRUE(control.has_line("Seccomp:\t0")) << control.out;
+  EXPECT_NE(control.err.find("seccomp and Landlock are OFF"), std::string::npos) << control.err;
+  EXPECT_TRUE(control.has_line("init-signal-ok")) << control.out;
+  if (testkit::landlock_abi() < 6) {
+    skip(Need::landlock_abi(6), "Landlock is seen from inside by its signal scoping (ABI 6)");
+    return;
+  }
+  EXPECT_TRUE(shipped.has_line("init-signal-refused")) << shipped.out;
+}
+
 INSTANTIATE_TEST_SUITE_P(As, RunTest, ::testing::Values("root", "user"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 

@@ -25,12 +25,13 @@
 
 namespace agentbox::app {
 
-// Benchmark-only switch (bench/confinement.sh): with AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 in the
-// environment of `agentbox run`, seccomp and Landlock are not applied (namespaces, mounts,
-// protected paths, capabilities, rlimits and cgroup stay), to measure what those two layers cost
-// on real work. Never set by agentbox; the box cannot set it for a later run (it is read from the
-// launching shell only). Warned about on stderr even with -q and recorded in the audit log
-// (sandbox.confine: "unsafe_bench_unconfined": true, seccomp "off", landlock_abi 0).
+// Benchmark-only switch, read only by the test-only build `agentbox-unconfined` (compiled with
+// AGENTBOX_BENCH_UNCONFINED, tests/CMakeLists.txt; the shipped `agentbox` ignores it): with
+// AGENTBOX_UNSAFE_BENCH_UNCONFINED=1 in the environment of `agentbox-unconfined run`, seccomp and
+// Landlock are not applied (namespaces, mounts, protected paths, capabilities, rlimits and cgroup
+// stay), to measure what those two layers cost on real work (bench/confinement.sh) and to test
+// the mount layer alone (tests/attacks). Warned about on stderr even with -q and recorded in the
+// audit log (sandbox.confine: "unsafe_bench_unconfined": true, seccomp "off", landlock_abi 0).
 inline constexpr const char* kUnsafeBenchUnconfinedEnv = "AGENTBOX_UNSAFE_BENCH_UNCONFINED";
 
 struct ConfineInputs {

@@ -18,6 +18,8 @@
 #include <sstream>
 #include <string>
 
+#include "testkit/skip.hpp"
+
 namespace agentbox::net {
 namespace {
 
@@ -95,7 +97,8 @@ class TapSetupInNetns : public ::testing::TestWithParam<bool> {};
 
 TEST_P(TapSetupInNetns, ConfiguresTheTapInAFreshNetworkNamespace) {
   if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
-    GTEST_SKIP() << "skipped: /dev/net/tun is not usable here";
+    testkit::skip("/dev/net/tun is not usable here");
+    return;
   }
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
@@ -106,7 +109,8 @@ TEST_P(TapSetupInNetns, ConfiguresTheTapInAFreshNetworkNamespace) {
   ASSERT_EQ(::waitpid(pid, &st, 0), pid);
   ASSERT_TRUE(WIFEXITED(st));
   if (WEXITSTATUS(st) == kNoNs) {
-    GTEST_SKIP() << "skipped: cannot create a user + network namespace here";
+    testkit::skip("cannot create a user + network namespace here");
+    return;
   }
   EXPECT_EQ(WEXITSTATUS(st), kOk) << "failed check " << WEXITSTATUS(st)
                                   << " (11 apply, 12 mtu, 13 addr, 14 up, 15 route, 16 ipv6, "

@@ -32,6 +32,7 @@
 #include "agentbox/net/epoll_poller.hpp"
 #include "agentbox/net/stack.hpp"
 #include "agentbox/policy/egress.hpp"
+#include "testkit/skip.hpp"
 
 namespace agentbox::net {
 namespace {
@@ -290,11 +291,13 @@ class TapEndToEnd : public ::testing::TestWithParam<bool> {};
 TEST_P(TapEndToEnd, BulkBothWaysShortAndConcurrentConnections) {
   const bool offload = GetParam();
   if (geteuid() != 0) {
-    GTEST_SKIP() << "skipped: needs root to create a netns";
+    testkit::skip("needs root to create a netns");
+    return;
   }
   std::string py = python();
   if (py.empty()) {
-    GTEST_SKIP() << "skipped: no python3";
+    testkit::skip("no python3");
+    return;
   }
   // The namespace: this thread enters a new one, makes the tap, keeps a handle, comes back.
   int self_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);

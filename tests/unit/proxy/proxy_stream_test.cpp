@@ -5,6 +5,7 @@
 
 #include "agentbox/proxy/proxy_handler.hpp"
 #include "proxy_test_util.hpp"
+#include "testkit/skip.hpp"
 
 namespace agentbox::proxy {
 namespace {
@@ -325,7 +326,8 @@ TEST_F(ProxyHandlerTest, UntrustedUpstreamAnswered502) {
 
 TEST_F(ProxyHandlerTest, CurlThroughInterception) {
   if (!have_tool("curl")) {
-    GTEST_SKIP() << "skipped: curl not installed";
+    testkit::skip("curl not installed");
+    return;
   }
   Acceptor acc(*loop_, *handler_, kApi);
   const std::string connect_to = std::string(kApi) + ":443:127.0.0.1:" + std::to_string(acc.port());
@@ -348,7 +350,8 @@ TEST_F(ProxyHandlerTest, CurlThroughInterception) {
 
 TEST_F(ProxyHandlerTest, PythonThroughInterception) {
   if (!have_tool("python3")) {
-    GTEST_SKIP() << "skipped: python3 not installed";
+    testkit::skip("python3 not installed");
+    return;
   }
   Acceptor acc(*loop_, *handler_, kGit);
   // urllib with the session CA; the connection goes to the acceptor, SNI and Host stay the name.

@@ -16,6 +16,7 @@
 
 #include "agentbox/base/unique_fd.hpp"
 #include "agentbox/proxy/tls_ca.hpp"
+#include "testkit/skip.hpp"
 
 namespace agentbox::proxy {
 namespace {
@@ -129,7 +130,8 @@ class RealClients : public ::testing::Test {
 
 TEST_F(RealClients, OpensslVerify) {
   if (!have("openssl")) {
-    GTEST_SKIP() << "skipped: openssl(1) not installed";
+    testkit::skip("openssl(1) not installed");
+    return;
   }
   const std::string good = temp_file(cert_pem((*ca_->leaf_for("api.agentbox.test"))->cert.get()));
   const std::string bad = temp_file(cert_pem((*ca_->mint_unchecked("evil.example"))->cert.get()));
@@ -146,7 +148,8 @@ TEST_F(RealClients, OpensslVerify) {
 
 TEST_F(RealClients, Curl) {
   if (!have("curl")) {
-    GTEST_SKIP() << "skipped: curl not installed";
+    testkit::skip("curl not installed");
+    return;
   }
   for (const auto& [host, expect_ok] : std::vector<std::pair<std::string, bool>>{
            {"api.agentbox.test", true}, {"evil.example", false}}) {
@@ -166,7 +169,8 @@ TEST_F(RealClients, Curl) {
 
 TEST_F(RealClients, Node) {
   if (!have("node")) {
-    GTEST_SKIP() << "skipped: node not installed";
+    testkit::skip("node not installed");
+    return;
   }
   for (const auto& [host, expect_ok] : std::vector<std::pair<std::string, bool>>{
            {"api.agentbox.test", true}, {"evil.example", false}}) {

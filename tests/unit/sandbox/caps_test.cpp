@@ -17,6 +17,7 @@
 
 #include "agentbox/base/sys.hpp"
 #include "child.hpp"
+#include "testkit/skip.hpp"
 
 namespace agentbox::sandbox {
 namespace {
@@ -115,8 +116,10 @@ std::string exec_and_read_capeff(const std::string& exe, const CapDrop* drop) {
 
 TEST(Caps, RootAndSetuidRootGainNothingAtExec) {
   if (geteuid() != 0) {
-    GTEST_SKIP() << "skipped: needs real root to create a setuid-root file (covered by the caps "
-                    "test inside a user namespace)";
+    testkit::skip(
+        "needs real root to create a setuid-root file (covered by the caps test inside a user "
+        "namespace)");
+    return;
   }
   char tmpl[] = "/tmp/agentbox-caps-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);

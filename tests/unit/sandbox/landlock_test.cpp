@@ -15,6 +15,7 @@
 #include <string>
 
 #include "child.hpp"
+#include "testkit/skip.hpp"
 
 namespace agentbox::sandbox {
 namespace {
@@ -23,20 +24,30 @@ using testing::describe;
 using testing::errno_of;
 using testing::run_in_child;
 
-bool must_work() {
-  const char* v = getenv("AGENTBOX_MUST_WORK");
-  return v != nullptr && std::string(v) == "1";
-}
-
-#define REQUIRE_LANDLOCK()                                               \
-  do {                                                                   \
-    if (landlock_abi() == 0) {                                           \
-      if (must_work()) {                                                 \
-        FAIL() << "Landlock unavailable and AGENTBOX_MUST_WORK=1";       \
-      }                                                                  \
-      GTEST_SKIP() << "skipped: Landlock is not enabled in this kernel"; \
-    }                                                                    \
+// Returns from the test after testkit::skip when the kernel's Landlock ABI is below `abi`: a
+// failure where the machine declares that ABI (AGENTBOX_REQUIRE_LANDLOCK_ABI), else not
+// applicable here.
+#define REQUIRE_LANDLOCK_ABI(abi)                                                      \
+  do {                                                                                 \
+    if (landlock_abi() < (abi)) {                                                      \
+      testkit::skip(testkit::Need::landlock_abi(abi),                                  \
+                    "the kernel's Landlock ABI is " + std::to_string(landlock_abi())); \
+      return;                                                                          \
+    }                                                                                  \
   } while (0)
+#define REQUIRE_LANDLOCK() REQUIRE_LANDLOCK_ABI(1)
+
+// CI declares the ABI its kernel offers: below it this fails even if no test needs that level.
+TEST(LandlockMachine, KernelOffersTheDeclaredAbi) {
+  const int declared = testkit::declared_landlock_abi();
+  if (declared == 0) {
+    testkit::skip(testkit::Need::landlock_abi(1),
+                  "no Landlock ABI declared (AGENTBOX_REQUIRE_LANDLOCK_ABI unset)");
+    return;
+  }
+  EXPECT_GE(landlock_abi(), declared) << "AGENTBOX_REQUIRE_LANDLOCK_ABI=" << declared;
+  EXPECT_EQ(testkit::landlock_abi(), landlock_abi()) << "the helper and the module disagree";
+}
 
 class LandlockTest : public ::testing::Test {
  protected:
@@ -160,10 +171,7 @@ TEST_F(LandlockTest, Abi1ForbidsRenameAcrossDirectories) {
 
 // TRUNCATE is handled from ABI 3: before, truncating a read-only-granted file is not restricted.
 TEST_F(LandlockTest, TruncateRestrictedFromAbi3) {
-  REQUIRE_LANDLOCK();
-  if (landlock_abi() < 3) {
-    GTEST_SKIP() << "skipped: kernel Landlock ABI " << landlock_abi() << " < 3";
-  }
+  REQUIRE_LANDLOCK_ABI(3);
   auto probe = [&] { return errno_of(truncate((readonly_ + "/file").c_str(), 1)); };
   auto v3 = run(plan(3), true, probe);
   EXPECT_TRUE(v3.exited && v3.code == EACCES) << describe(v3);
@@ -172,10 +180,7 @@ TEST_F(LandlockTest, TruncateRestrictedFromAbi3) {
 }
 
 TEST_F(LandlockTest, ScopedSignalsFromAbi6) {
-  REQUIRE_LANDLOCK();
-  if (landlock_abi() < 6) {
-    GTEST_SKIP() << "skipped: kernel Landlock ABI " << landlock_abi() << " < 6";
-  }
+  REQUIRE_LANDLOCK_ABI(6);
   auto probe = [] { return errno_of(kill(getppid(), 0)); };
   auto with = run(plan(), true, probe);
   EXPECT_TRUE(with.exited && with.code == EPERM) << describe(with);

@@ -20,6 +20,7 @@
 
 #include "agentbox/base/sys.hpp"
 #include "child.hpp"
+#include "testkit/skip.hpp"
 
 namespace agentbox::sandbox {
 namespace {
@@ -27,11 +28,6 @@ namespace {
 using testing::describe;
 using testing::errno_of;
 using testing::run_in_child;
-
-bool must_work() {
-  const char* v = getenv("AGENTBOX_MUST_WORK");
-  return v != nullptr && std::string(v) == "1";
-}
 
 TEST(Rlimits, FallbackOnlyWithoutCgroup) {
   Limits with = rlimits_for(1 << 30, 64, 1 << 20, 1024, true);
@@ -90,7 +86,9 @@ constexpr bool kAsan = false;
 
 TEST(Rlimits, AddressSpaceStopsAllocation) {
   if (kAsan) {
-    GTEST_SKIP() << "skipped: ASan reserves terabytes of address space; RLIMIT_AS breaks it";
+    testkit::skip(testkit::Need::build_without_asan(),
+                  "ASan reserves terabytes of address space; RLIMIT_AS breaks it");
+    return;
   }
   auto probe = [] {
     void* p =
@@ -143,8 +141,10 @@ int count_forks(int tries) {
 
 TEST(Rlimits, NprocStopsForksOfANonRootUser) {
   if (geteuid() != 0) {
-    GTEST_SKIP() << "skipped: needs root to switch to an otherwise idle uid (RLIMIT_NPROC counts "
-                    "every process of the real uid on the machine)";
+    testkit::skip(
+        "needs root to switch to an otherwise idle uid (RLIMIT_NPROC counts every process of the "
+        "real uid on the machine)");
+    return;
   }
   constexpr uid_t kNobody = 65534;
   auto control = run_in_child([] {
@@ -226,13 +226,22 @@ void exercise(const SessionCgroup& cg) {
   EXPECT_GE(ev->pids_max, 1u);
 }
 
-void check_cgroup(const CgroupOptions& options, const char* what, bool required) {
+bool unified_root() {
+  struct statfs st {};
+  return statfs("/sys/fs/cgroup", &st) == 0 && st.f_type == 0x63677270;  // CGROUP2_SUPER_MAGIC
+}
+
+// The cgroup mode a session gets on this host: a failure to make one is a failure where the
+// machine declares that mode (AGENTBOX_REQUIRE_CGROUP), else not applicable here.
+testkit::Need host_cgroup_mode() {
+  return unified_root() ? testkit::Need::cgroup_v2() : testkit::Need::cgroup_v1();
+}
+
+void check_cgroup(const CgroupOptions& options, const char* what, const testkit::Need& need) {
   auto cg = SessionCgroup::create(unique_name(), {.memory_bytes = 32u << 20, .pids = 16}, options);
   if (!cg) {
-    if (required) {
-      FAIL() << what << ": " << cg.error().render();
-    }
-    GTEST_SKIP() << "skipped: no " << what << ": " << cg.error().message();
+    testkit::skip(need, std::string("no ") + what + ": " + cg.error().message());
+    return;
   }
   exercise(*cg);
   std::vector<std::string> dirs = cg->dirs();
@@ -243,27 +252,24 @@ void check_cgroup(const CgroupOptions& options, const char* what, bool required)
   }
 }
 
-bool unified_root() {
-  struct statfs st {};
-  return statfs("/sys/fs/cgroup", &st) == 0 && st.f_type == 0x63677270;  // CGROUP2_SUPER_MAGIC
-}
-
 TEST(SessionCgroup, EnforcesMemoryAndPids) {
-  check_cgroup({}, "session cgroup (v2 delegation, or v1 as root)", must_work());
+  check_cgroup({}, "session cgroup (v2 delegation, or v1 as root)", host_cgroup_mode());
 }
 
+// Hybrid hosts (cgroup v1 memory/pids, as on the CI VM) cannot offer v2 controllers at all: a
+// machine that declares AGENTBOX_REQUIRE_CGROUP=v2 must pass this one.
 TEST(SessionCgroup, V2Delegated) {
-  // Hybrid hosts (cgroup v1 memory/pids, as on this CI VM) cannot offer v2 controllers at all;
-  // only a unified host must pass this one under AGENTBOX_MUST_WORK.
   check_cgroup({.allow_v2 = true, .allow_v1 = false}, "cgroup v2 delegation",
-               must_work() && unified_root() && geteuid() == 0);
+               testkit::Need::cgroup_v2());
 }
 
 TEST(SessionCgroup, V1AsRoot) {
-  if (geteuid() != 0 || unified_root()) {
-    GTEST_SKIP() << "skipped: cgroup v1 is only used by root on hybrid/legacy hosts";
+  if (geteuid() != 0) {
+    testkit::skip("needs root: cgroup v1 is only used by root");
+    return;
   }
-  check_cgroup({.allow_v2 = false, .allow_v1 = true}, "cgroup v1 hierarchy", must_work());
+  check_cgroup({.allow_v2 = false, .allow_v1 = true}, "cgroup v1 hierarchy",
+               testkit::Need::cgroup_v1());
 }
 
 TEST(SessionCgroup, BadNameIsRefused) {
@@ -282,10 +288,8 @@ namespace {
 TEST(SessionCgroup, ChildJoinsThroughAnFdFromInsideItsNamespaces) {
   auto cg = SessionCgroup::create(unique_name(), {.pids = 64});
   if (!cg) {
-    if (must_work()) {
-      FAIL() << cg.error().render();
-    }
-    GTEST_SKIP() << "skipped: no session cgroup: " << cg.error().message();
+    testkit::skip(host_cgroup_mode(), "no session cgroup: " + cg.error().message());
+    return;
   }
   auto fds = cg->open_procs();
   ASSERT_TRUE(fds) << fds.error().render();
