@@ -67,6 +67,47 @@ void other_worktrees(const std::string& common, const std::string& mine,
   ::closedir(d);
 }
 
+// Programs inside the workspace that the host's git configs name: `core.hooksPath = .githooks`
+// (a common project set-up), `filter.x.clean = ./tools/clean`, `!./scripts/x` aliases. Git runs
+// them from the top of the worktree, so a relative path is taken from the workspace. The
+// configs read are those git on the host reads: system, global, the repository's, its includes.
+void programs_in_workspace(const std::vector<std::string>& configs, const std::string& workspace,
+                           std::vector<std::string>& rels) {
+  for (const auto& file : configs) {
+    for (const auto& e : sb::parse_git_config(sb::read_small_file(file))) {
+      if (!sb::git_key_runs_code(e.key, e.value) || e.key == "include.path" ||
+          e.key.rfind("includeif.", 0) == 0) {
+        continue;
+      }
+      std::string v = e.value;
+      size_t b = v.find_first_not_of(" \t!");
+      if (b == std::string::npos) {
+        continue;
+      }
+      std::string word = v.substr(b, v.find_first_of(" \t", b) - b);
+      if (word[0] == '~' || word[0] == '$') {
+        continue;  // in HOME (not the box's to write) or the caller's environment
+      }
+      if (word.find('/') == std::string::npos && e.key != "core.hookspath") {
+        continue;  // a program found on PATH
+      }
+      std::string abs = sb::lexically_normal_abs(word[0] == '/' ? word : workspace + "/" + word);
+      if (abs != workspace && abs != workspace + "/.git") {
+        add_rel(rels, abs, workspace);
+      }
+    }
+  }
+}
+
+std::vector<std::string> host_configs(const std::string& home) {
+  std::vector<std::string> out = {"/etc/gitconfig"};
+  if (!home.empty()) {
+    out.push_back(home + "/.gitconfig");
+    out.push_back(home + "/.config/git/config");
+  }
+  return out;
+}
+
 }  // namespace
 
 base::Result<GitGuard> GitGuard::prepare(const std::string& workspace, const std::string& home) {
@@ -91,9 +132,13 @@ base::Result<GitGuard> GitGuard::prepare(const std::string& workspace, const std
       if (exists(g.layout_.common + "/config.worktree") || worktree_config_on(config)) {
         g.ws_rels_.push_back(".git/config.worktree");
       }
+      std::vector<std::string> configs = host_configs(home);
+      configs.push_back(config);
       for (const auto& inc : sb::git_config_includes(config, home)) {
         add_rel(g.ws_rels_, inc, workspace);
+        configs.push_back(inc);
       }
+      programs_in_workspace(configs, workspace, g.ws_rels_);
       return g;
     }
     case Kind::kLinkedWorktree:
@@ -114,10 +159,14 @@ base::Result<GitGuard> GitGuard::prepare(const std::string& workspace, const std
     g.common_rels_.push_back(mine + "/config.worktree");
   }
   other_worktrees(c, g.layout_.gitdir, g.common_rels_);
+  std::vector<std::string> configs = host_configs(home);
+  configs.push_back(c + "/config");
   for (const auto& inc : sb::git_config_includes(c + "/config", home)) {
     add_rel(g.ws_rels_, inc, workspace);
     add_rel(g.common_rels_, inc, c);
+    configs.push_back(inc);
   }
+  programs_in_workspace(configs, workspace, g.ws_rels_);
   return g;
 }
 

@@ -70,9 +70,10 @@ class GitGuardTest : public WorldTest {
   }
   // The oracle: the host's git status and commit in `dir`; then the markers that appeared.
   std::vector<std::string> host_git_markers(const std::string& dir) {
-    sh(fmt::format("cd '{0}' && {1} -C '{0}' status >/dev/null 2>&1; {1} -C '{0}' commit -q "
-                   "--allow-empty -m oracle >/dev/null 2>&1; {1} -C '{0}' log -1 >/dev/null 2>&1",
-                   dir, git()));
+    sh(
+        fmt::format("cd '{0}' && {1} -C '{0}' status >/dev/null 2>&1; {1} -C '{0}' commit -q "
+                    "--allow-empty -m oracle >/dev/null 2>&1; {1} -C '{0}' log -1 >/dev/null 2>&1",
+                    dir, git()));
     std::vector<std::string> found;
     for (const char* m : {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}) {
       if (exists(marks_ + "/" + m)) {
@@ -96,7 +97,6 @@ TEST_P(GitGuardTest, HostGitRunsNothingTheBoxPlanted) {
                            ws, git(), w_.root)),
             0);
   chown_tree(w_.root, w_.as.uid, w_.as.gid);
-  std::string fsm = [&](const char* m) { return "touch " + mark(m); }("a");
   std::string script = fmt::format(
       // 1. commondir naming a directory the box controls, objects/refs linked back (status clean).
       "mkdir -p .git/evil/hooks; printf '[core]\\n\\tfsmonitor = touch {a}\\n' > .git/evil/config;"
@@ -123,7 +123,6 @@ TEST_P(GitGuardTest, HostGitRunsNothingTheBoxPlanted) {
       fmt::arg("a", mark("a")), fmt::arg("b", mark("b")), fmt::arg("c", mark("c")),
       fmt::arg("d", mark("d")), fmt::arg("e", mark("e")), fmt::arg("f", mark("f")),
       fmt::arg("g", mark("g")));
-  (void)fsm;
   Output r = in_box(script);
   ASSERT_EQ(r.status, 0) << r.err;
   // Ground truth on the host: no redirect, no alternates, nothing new in the protected places.
@@ -142,6 +141,27 @@ TEST_P(GitGuardTest, HostGitRunsNothingTheBoxPlanted) {
   EXPECT_NE(r.err.find("core.fsmonitor = touch " + mark("c")), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("not registered in .gitmodules"), std::string::npos) << r.err;
   EXPECT_FALSE(exists(ws + "/sub/.git")) << r.err;
+}
+
+// Programs the host's git config names inside the workspace (a project's `.githooks`, a filter
+// script) are protected too, existing or not.
+TEST_P(GitGuardTest, ProgramsTheConfigNamesInTheWorkspaceAreProtected) {
+  ASSERT_EQ(sh(fmt::format("{0} -C '{1}' config core.hooksPath .githooks && mkdir -p "
+                           "'{1}/.githooks' && {0} -C '{1}' config filter.x.clean ./tools/clean.sh "
+                           "&& echo '* filter=x' > '{1}/.gitattributes'",
+                           git(), w_.ws)),
+            0);
+  chown_tree(w_.ws, w_.as.uid, w_.as.gid);
+  Output r = in_box(fmt::format(
+      "printf '#!/bin/sh\ntouch {0}\n' > .githooks/pre-commit; chmod +x .githooks/pre-commit;"
+      "mkdir -p tools; printf '#!/bin/sh\ntouch {1}\ncat\n' > tools/clean.sh; chmod +x "
+      "tools/clean.sh; exit 0",
+      mark("a"), mark("b")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_FALSE(exists(w_.ws + "/.githooks/pre-commit"));
+  EXPECT_FALSE(exists(w_.ws + "/tools/clean.sh"));
+  sh(fmt::format("echo b > '{0}/b' && {1} -C '{0}' add b >/dev/null 2>&1", w_.ws, git()));
+  EXPECT_EQ(host_git_markers(w_.ws), std::vector<std::string>{});
 }
 
 TEST_P(GitGuardTest, CommondirOnTheHostRefusesTheStart) {
@@ -170,8 +190,7 @@ TEST_P(GitGuardTest, SessionEndReportsAndQuarantinesAPlantedRepository) {
   EXPECT_TRUE(exists(w_.ws + "/vendor/clean/.git"));
   EXPECT_NE(r.err.find("vendor/clean/.git`: a git repository appeared"), std::string::npos)
       << r.err;
-  std::string log = audit_log_of(r);
-  EXPECT_NE(slurp(log).find("\"type\":\"git.planted\""), std::string::npos);
+  EXPECT_NE(all_audit_logs(w_).find("\"type\":\"git.planted\""), std::string::npos);
   // The host's git in them runs nothing.
   EXPECT_EQ(host_git_markers(w_.ws + "/vendor/lib"), std::vector<std::string>{});
   EXPECT_EQ(host_git_markers(w_.ws + "/bare"), std::vector<std::string>{});
@@ -186,17 +205,28 @@ TEST_P(GitGuardTest, FilesThatRunCodeOutsideAreReadOnly) {
   ASSERT_EQ(::symlink((w_.root + "/elsewhere").c_str(), (ws + "/.codex").c_str()), 0);
   chown_tree(w_.root, w_.as.uid, w_.as.gid);
   ASSERT_EQ(::lchown((ws + "/.codex").c_str(), w_.as.uid, w_.as.gid), 0);
-  const std::vector<std::string> targets = {
-      ".claude/settings.json",   ".claude/settings.local.json", ".claude/hooks/x.sh",
-      ".mcp.json",               ".agentbox/x",                 ".codex/config.toml",
-      ".gemini/settings.json",   ".cursor/mcp.json",            ".windsurf/x",
-      ".kiro/x",                 ".continue/x",                 ".pre-commit-config.yaml",
-      ".husky/pre-commit",       ".devcontainer/devcontainer.json", ".envrc",
-      ".vscode/tasks.json",      ".idea/workspace.xml",         ".gitmodules"};
+  const std::vector<std::string> targets = {".claude/settings.json",
+                                            ".claude/settings.local.json",
+                                            ".claude/hooks/x.sh",
+                                            ".mcp.json",
+                                            ".agentbox/x",
+                                            ".codex/config.toml",
+                                            ".gemini/settings.json",
+                                            ".cursor/mcp.json",
+                                            ".windsurf/x",
+                                            ".kiro/x",
+                                            ".continue/x",
+                                            ".pre-commit-config.yaml",
+                                            ".husky/pre-commit",
+                                            ".devcontainer/devcontainer.json",
+                                            ".envrc",
+                                            ".vscode/tasks.json",
+                                            ".idea/workspace.xml",
+                                            ".gitmodules"};
   std::string script;
   for (const auto& t : targets) {
-    script += fmt::format("(echo 'touch {}' > '{}') 2>/dev/null && echo 'wrote {}';", mark("j"),
-                          t, t);
+    script +=
+        fmt::format("(echo 'touch {}' > '{}') 2>/dev/null && echo 'wrote {}';", mark("j"), t, t);
   }
   script += "echo done";
   Output r = in_box(script);
@@ -244,13 +274,13 @@ TEST_P(GitGuardTest, LinkedWorktreeIsAWorkspace) {
   chown_tree(w_.root, w_.as.uid, w_.as.gid);
   RunOptions o;
   o.cwd = wt;
-  Output r = in_box(fmt::format(
-                        "git status --short && echo b > b && git add b && git -c user.name=x -c "
-                        "user.email=x@x commit -qm inbox && echo committed; git config x.y z || "
-                        "echo config-refused; (echo 'touch {}' > {}/.git/hooks/pre-commit) "
-                        "2>/dev/null || echo hooks-refused",
-                        mark("a"), w_.ws),
-                    o);
+  Output r =
+      in_box(fmt::format("git status --short && echo b > b && git add b && git -c user.name=x -c "
+                         "user.email=x@x commit -qm inbox && echo committed; git config x.y z || "
+                         "echo config-refused; (echo 'touch {}' > {}/.git/hooks/pre-commit) "
+                         "2>/dev/null || echo hooks-refused",
+                         mark("a"), w_.ws),
+             o);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(r.has_line("committed")) << r.out << r.err;
   EXPECT_TRUE(r.has_line("config-refused")) << r.out;
