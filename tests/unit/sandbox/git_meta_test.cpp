@@ -2,7 +2,13 @@
 #include "agentbox/sandbox/git_meta.hpp"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <climits>
+#include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -114,6 +120,55 @@ TEST(GitFile, Target) {
   EXPECT_EQ(gitfile_target("gitdir: ../.git/modules/x\n", "/w/sub"), "/w/.git/modules/x");
   EXPECT_EQ(gitfile_target("gitdir: /abs/wt\n", "/w"), "/abs/wt");
   EXPECT_EQ(gitfile_target("not a gitfile", "/w"), "");
+}
+
+class Layout : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/agentbox-gitmeta-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    char real[PATH_MAX];
+    ASSERT_NE(::realpath(tmpl, real), nullptr);
+    d_ = real;
+  }
+  void TearDown() override { (void)std::system(("rm -rf '" + d_ + "'").c_str()); }
+  void put(const std::string& rel, const std::string& text) {
+    (void)std::system(("mkdir -p \"$(dirname '" + d_ + "/" + rel + "')\"").c_str());
+    std::ofstream(d_ + "/" + rel) << text;
+  }
+  std::string d_;
+};
+
+TEST_F(Layout, ARepositoryAndItsCommondir) {
+  put("ws/.git/HEAD", "ref: refs/heads/main\n");
+  auto ok = inspect_git(d_ + "/ws");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->kind, GitLayout::Kind::kDir);
+  put("ws/.git/commondir", ".\n");  // our placeholder, left by a killed session
+  EXPECT_TRUE(inspect_git(d_ + "/ws"));
+  put("ws/.git/commondir", "evil\n");
+  auto bad = inspect_git(d_ + "/ws");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("commondir` exists and names `evil`"), std::string::npos);
+}
+
+TEST_F(Layout, ALinkedWorktreeOnlyWhenBothWaysAgree) {
+  put("main/.git/HEAD", "ref: refs/heads/main\n");
+  put("main/.git/worktrees/wt/commondir", "../..\n");
+  put("main/.git/worktrees/wt/gitdir", d_ + "/wt/.git\n");
+  put("wt/.git", "gitdir: " + d_ + "/main/.git/worktrees/wt\n");
+  auto ok = inspect_git(d_ + "/wt");
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(ok->kind, GitLayout::Kind::kLinkedWorktree);
+  EXPECT_EQ(ok->common, d_ + "/main/.git");
+  // Another project's worktree metadata: its gitdir does not point back here.
+  put("other/.git", "gitdir: " + d_ + "/main/.git/worktrees/wt\n");
+  EXPECT_FALSE(inspect_git(d_ + "/other"));
+  // A planted git directory that claims a commondir elsewhere.
+  put("evil/commondir", d_ + "/main/.git\n");
+  put("evil/gitdir", d_ + "/ws2/.git\n");
+  put("ws2/.git", "gitdir: ../evil\n");
+  EXPECT_FALSE(inspect_git(d_ + "/ws2"));
 }
 
 }  // namespace
