@@ -8,6 +8,7 @@
 
 #include <climits>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -131,10 +132,11 @@ class Layout : public ::testing::Test {
     ASSERT_NE(::realpath(tmpl, real), nullptr);
     d_ = real;
   }
-  void TearDown() override { (void)std::system(("rm -rf '" + d_ + "'").c_str()); }
+  void TearDown() override { std::filesystem::remove_all(d_); }
   void put(const std::string& rel, const std::string& text) {
-    (void)std::system(("mkdir -p \"$(dirname '" + d_ + "/" + rel + "')\"").c_str());
-    std::ofstream(d_ + "/" + rel) << text;
+    std::filesystem::path p = d_ + "/" + rel;
+    std::filesystem::create_directories(p.parent_path());
+    std::ofstream(p) << text;
   }
   std::string d_;
 };
