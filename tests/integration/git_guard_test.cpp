@@ -66,6 +66,7 @@ class GitGuardTest : public WorldTest {
   }
   // `sh -c SCRIPT` inside the box, in the workspace.
   Output in_box(const std::string& script, RunOptions o = {}) {
+    o.timeout_ms = 120000;  // several git commands in a box on a shared, loaded machine
     return run(w_, {"run", "-q", "--", "/bin/sh", "-c", script}, o);
   }
   // The oracle: the host's git status and commit in `dir`; then the markers that appeared.
