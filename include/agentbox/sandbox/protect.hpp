@@ -4,8 +4,9 @@
 // A path that does not exist cannot be a mountpoint, yet it must not become creatable inside the
 // box (an agent writing .envrc or .vscode/tasks.json gets code run outside it later). So the
 // supervisor creates an empty placeholder (a directory for directory-like names, else an empty
-// file; `.git/commondir` holds "." because git dies on an empty one) before the box starts; init mounts it read-only, which also makes it impossible to
-// remove, rename or replace with a symlink from inside (EBUSY/EROFS). Placeholders are removed
+// file; `.git/commondir` holds "." because git dies on an empty one) before the box starts;
+// init mounts it read-only, which also makes it impossible to remove, rename or replace with a
+// symlink from inside (EBUSY/EROFS). Placeholders are removed
 // when the session ends if they are still empty and still the inode we made. A supervisor killed
 // by SIGKILL leaves them behind: empty, inert, and reused by the next run.
 //
