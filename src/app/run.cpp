@@ -21,6 +21,7 @@
 
 #include "agentbox/app/doctor.hpp"
 #include "agentbox/app/session_confinement.hpp"
+#include "agentbox/app/session_git.hpp"
 #include "agentbox/app/session_network.hpp"
 #include "agentbox/app/session_proxy.hpp"
 #include "agentbox/app/terminal.hpp"
@@ -171,6 +172,8 @@ struct Session {
   std::string workspace;
   std::vector<sb::Grant> grants;
   sb::ProtectedSet protect;
+  GitGuard git;                  // the repository's layout; the session-end scan
+  sb::ProtectedSet git_protect;  // a linked worktree's main repository
   sb::LaunchSpec launch;
   std::string id;
   std::string dir;
@@ -247,10 +250,18 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   for (const auto& p : req.policy.protected_paths) {
     rels.push_back(p.value);
   }
+  AGENTBOX_ASSIGN_OR_RETURN(s.git, GitGuard::prepare(s.workspace, s.user.home));
+  rels.insert(rels.end(), s.git.workspace_paths().begin(), s.git.workspace_paths().end());
   // Placeholders are recycled through agentbox's state dir (see protect.hpp: start-up cost).
   std::string stash = sessions_dir(env, s.user.home);
   stash.replace(stash.rfind('/') + 1, std::string::npos, "placeholders");
   AGENTBOX_ASSIGN_OR_RETURN(s.protect, sb::prepare_protected(s.workspace, rels, stash));
+  if (!s.git.common_dir().empty()) {
+    // A linked worktree: its repository's objects and refs are the box's to write.
+    s.grants.push_back({s.git.common_dir(), true});
+    AGENTBOX_ASSIGN_OR_RETURN(
+        s.git_protect, sb::prepare_protected(s.git.common_dir(), s.git.common_paths(), stash));
+  }
 
   s.id = new_session_id();
   s.dir = sessions_dir(env, s.user.home) + "/" + s.id;
@@ -277,6 +288,8 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
                    .mount_sys = req.policy.mount_sys.value,
                    .grants = s.grants,
                    .protected_paths = s.protect.paths,
+                   .git_common = s.git.common_dir(),
+                   .git_common_protected = s.git_protect.paths,
                    .etc_passwd = sb::make_etc_passwd(s.user),
                    .etc_group = sb::make_etc_group(s.user),
                    .etc_hosts = sb::make_etc_hosts(hostname),
@@ -333,6 +346,9 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   }
   for (const auto& rel : s.protect.paths) {
     ci.protected_abs.push_back(fmt::format("{}/{}", s.workspace, rel));
+  }
+  for (const auto& rel : s.git_protect.paths) {
+    ci.protected_abs.push_back(fmt::format("{}/{}", s.git.common_dir(), rel));
   }
   ci.seccomp_allow = req.policy.seccomp_allow;
   auto confinement = SessionConfinement::create(ci, *s.sink);
@@ -571,6 +587,10 @@ int run(const RunRequest& req) {
     reason = "setup failed";
   }
   s.protect.placeholders.remove();
+  s.git_protect.placeholders.remove();
+  if (started) {
+    s.git.finish(s.id, *s.sink);
+  }
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   audit::Event end("session.end");
   end.num("exit", code).str("reason", reason).num("duration_ms", static_cast<int64_t>(secs * 1000));

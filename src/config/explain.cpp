@@ -69,6 +69,10 @@ std::string explain(const Loaded& loaded) {
   for (const auto& [name, v] : p.setenv) {
     pr.line("setenv", fmt::format("{}={}", name, v.value), v.origin);
   }
+  // Git's metadata is protected by the sandbox itself (not a config entry; see CONFINEMENT.md).
+  pr.line("protected", ".git/hooks .git/config (+ includes) .git/commondir", {"built-in, always"});
+  pr.line("protected", ".git/modules .git/worktrees .git/objects/info/alternates .gitmodules",
+          {"built-in, always"});
   pr.list("protected", p.protected_paths);
   pr.line("home_size", format_size(p.home_size.value), p.home_size.origin);
   pr.line("tmp_size", format_size(p.tmp_size.value), p.tmp_size.origin);

@@ -232,6 +232,41 @@ bool valid_relative(std::string_view s) {
   return true;
 }
 
+std::string_view without_slash(std::string_view s) {
+  while (!s.empty() && s.back() == '/') {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+// `sandbox.unprotect`: drops entries of the protected list granted so far (built-in or lower
+// layers). Git's own metadata is not in that list: the sandbox always protects it.
+void unprotect(Ctx& c, const Value& v) {
+  auto items = get_strings(c, v, "sandbox.unprotect");
+  if (!items) {
+    return;
+  }
+  for (size_t i = 0; i < items->size(); ++i) {
+    const Value& e = v.as_array()[i];
+    std::string_view want = without_slash((*items)[i]);
+    if (want == ".git" || want.substr(0, 5) == ".git/" || want == ".gitmodules") {
+      problem(c, e,
+              fmt::format("`sandbox.unprotect`: `{}` is git metadata, always protected (git on "
+                          "the host would run what the box wrote there)",
+                          (*items)[i]));
+      continue;
+    }
+    auto& list = c.p.protected_paths;
+    auto gone = std::remove_if(list.begin(), list.end(), [&](const Sourced<std::string>& p) {
+      return without_slash(p.value) == want;
+    });
+    if (gone == list.end()) {
+      problem(c, e, fmt::format("`sandbox.unprotect`: `{}` is not protected", (*items)[i]));
+    }
+    list.erase(gone, list.end());
+  }
+}
+
 // "HOST:PORT:ADDR:PORT" as in curl (policy's grammar, so validation and use never disagree).
 std::optional<std::string> connect_to_problem(std::string_view s) {
   auto r = policy::parse_connect_to(s);
@@ -438,6 +473,7 @@ Schema sandbox_schema() {
            }
          }
        }},
+      grant_only("unprotect", [](Ctx& c, const Value& v) { unprotect(c, v); }),
       {"home_size",
        [](Ctx& c, const Value& v) {
          std::optional<Sourced<uint64_t>> cur = c.p.home_size;
@@ -1003,8 +1039,13 @@ bool valid_profile_name(std::string_view s) {
 }
 
 void apply_builtins(Policy& p) {
+  // Files and folders whose purpose is to run code outside the box (docs/CONFIG.md says why for
+  // each): agents' project settings (hooks, MCP servers), git hook managers, dev containers,
+  // editors' tasks, direnv. Git's own metadata is protected by the sandbox itself, always.
   for (const char* path :
-       {".git/hooks", ".git/config", ".gitmodules", ".envrc", ".vscode", ".idea"}) {
+       {".claude/settings.json", ".claude/settings.local.json", ".claude/hooks", ".mcp.json",
+        ".agentbox", ".codex", ".gemini", ".cursor", ".windsurf", ".kiro", ".continue",
+        ".pre-commit-config.yaml", ".husky", ".devcontainer", ".envrc", ".vscode", ".idea"}) {
     p.protected_paths.push_back({path, {"built-in"}});
   }
 }

@@ -216,8 +216,14 @@ const std::vector<std::string>& etc_entries() {
 }
 
 const std::vector<std::string>& default_protected_paths() {
-  static const std::vector<std::string> kPaths = {".git/hooks", ".git/config", ".gitmodules",
-                                                  ".envrc",     ".vscode",     ".idea"};
+  // Git's own metadata: every file git reads to decide what to run (docs/CONFINEMENT.md, "Git
+  // metadata"). `.git/commondir` would move config and hooks elsewhere; `modules` holds the
+  // submodules' git directories (config, hooks); `worktrees` the linked worktrees' (their
+  // commondir, config.worktree); `objects/info/alternates` names other object stores.
+  static const std::vector<std::string> kPaths = {".git/hooks",     ".git/config",
+                                                  ".git/commondir", ".git/modules",
+                                                  ".git/worktrees", ".git/objects/info/alternates",
+                                                  ".gitmodules"};
   return kPaths;
 }
 
@@ -265,9 +271,10 @@ namespace {
 // read-write bind onto themselves: a mountpoint cannot be renamed or removed (EBUSY), so the box
 // cannot move `.git` aside and create a fresh `.git/hooks/pre-commit` on the host (attack
 // `protected_parent_renamed`). A parent that is itself protected gets its read-only mount only.
-void add_protected(std::vector<MountOp>& ops, const MountSpec& spec) {
+void add_protected(std::vector<MountOp>& ops, const std::string& root,
+                   const std::vector<std::string>& rels) {
   std::set<std::string> leaves;
-  for (const auto& rel : spec.protected_paths) {
+  for (const auto& rel : rels) {
     if (!rel.empty() && rel[0] != '/') {
       leaves.insert(rel);
     }
@@ -279,7 +286,7 @@ void add_protected(std::vector<MountOp>& ops, const MountSpec& spec) {
       std::string parent = rel.substr(0, slash);
       if (!leaves.contains(parent) && pinned.insert(parent).second) {
         ops.push_back({.kind = MountKind::kProtect,
-                       .target = spec.workspace,
+                       .target = root,
                        .source = parent,
                        .read_only = false,
                        .optional = true});
@@ -287,12 +294,11 @@ void add_protected(std::vector<MountOp>& ops, const MountSpec& spec) {
     }
   }
   std::set<std::string> seen;
-  for (const auto& rel : spec.protected_paths) {
+  for (const auto& rel : rels) {
     if (rel.empty() || rel[0] == '/' || !seen.insert(rel).second) {
       continue;
     }
-    ops.push_back(
-        {.kind = MountKind::kProtect, .target = spec.workspace, .source = rel, .read_only = true});
+    ops.push_back({.kind = MountKind::kProtect, .target = root, .source = rel, .read_only = true});
   }
 }
 
@@ -405,7 +411,10 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
               .read_only = true});
   }
 
-  add_protected(ops, spec);
+  add_protected(ops, spec.workspace, spec.protected_paths);
+  if (!spec.git_common.empty()) {
+    add_protected(ops, spec.git_common, spec.git_common_protected);
+  }
   ops.push_back({.kind = MountKind::kRemountRoot, .target = "/"});
   return ops;
 }

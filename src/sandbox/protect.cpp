@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <set>
 
 #include "agentbox/base/unique_fd.hpp"
 
@@ -25,12 +26,25 @@ bool protected_is_dir(const std::string& rel) {
   if (!rel.empty() && rel.back() == '/') {
     return true;
   }
-  return rel == ".git/hooks" || rel == ".vscode" || rel == ".idea" || rel == ".git";
+  static const std::set<std::string> kDirs = {
+      ".git",      ".git/hooks", ".git/modules",  ".git/worktrees", ".vscode",      ".idea",
+      ".agentbox", ".claude",    ".claude/hooks", ".codex",         ".gemini",      ".cursor",
+      ".windsurf", ".kiro",      ".continue",     ".husky",         ".devcontainer"};
+  return kDirs.contains(rel);
+}
+
+std::string_view placeholder_content(const std::string& rel) {
+  // git reads `commondir` whenever it exists and dies on an empty one; "." names the
+  // repository's own .git (checked with git 2.39: status, commit, gc, worktree add).
+  if (rel == ".git/commondir" || rel == "commondir") {  // the workspace's, a common dir's
+    return ".\n";
+  }
+  return {};
 }
 
 namespace {
 
-constexpr int kStashSlots = 8;
+constexpr int kStashSlots = 24;  // the default set leaves ~20 placeholders in a fresh repo
 
 // struct linux_dirent64 (the kernel's getdents64 record; glibc declares none).
 struct linux_dirent64_view {
@@ -214,6 +228,36 @@ UniqueFd open_beneath(int dirfd, const std::string& rel, uint64_t flags) {
   return UniqueFd(static_cast<int>(::syscall(SYS_openat2, dirfd, rel.c_str(), &how, sizeof how)));
 }
 
+int create_file(int parent, const char* name, std::string_view content) {
+  UniqueFd fd(::openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!fd) {
+    return -1;
+  }
+  if (!content.empty() &&
+      ::write(fd.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size())) {
+    return -1;
+  }
+  return 0;
+}
+
+// A placeholder file as we made it: empty, or holding exactly its fixed content.
+bool inert_file(const std::string& path, const struct stat& st) {
+  if (!S_ISREG(st.st_mode)) {
+    return false;
+  }
+  if (st.st_size == 0) {
+    return true;
+  }
+  const std::string_view tail = "/commondir";
+  if (path.size() < tail.size() ||
+      path.compare(path.size() - tail.size(), tail.size(), tail) != 0 || st.st_size != 2) {
+    return false;
+  }
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  char buf[2];
+  return fd && ::read(fd.get(), buf, 2) == 2 && buf[0] == '.' && buf[1] == '\n';
+}
+
 std::vector<std::string> split(const std::string& rel) {
   std::vector<std::string> parts;
   size_t i = 0;
@@ -268,12 +312,12 @@ void Placeholders::remove() noexcept {
     if (::lstat(it->path.c_str(), &st) != 0 || st.st_dev != it->dev || st.st_ino != it->ino) {
       continue;
     }
-    if (stash && return_to_stash(stash.get(), *it)) {
+    if (stash && (it->dir || st.st_size == 0) && return_to_stash(stash.get(), *it)) {
       continue;
     }
     if (it->dir) {
       ::rmdir(it->path.c_str());  // fails (ENOTEMPTY) when someone put something there
-    } else if (S_ISREG(st.st_mode) && st.st_size == 0) {
+    } else if (inert_file(it->path, st)) {
       ::unlink(it->path.c_str());
     }
   }
@@ -377,17 +421,12 @@ base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
         done = true;
         last = true;
       }
-      int r = (stash && take_from_stash(stash.get(), parent.get(), parts[i].c_str(), dir)) ? 0
-              : dir
-                  ? ::mkdirat(parent.get(), parts[i].c_str(), 0755)
-                  : [&] {
-                      int fd = ::openat(parent.get(), parts[i].c_str(),
-                                        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-                      if (fd >= 0) {
-                        ::close(fd);
-                      }
-                      return fd < 0 ? -1 : 0;
-                    }();
+      std::string_view content = last ? placeholder_content(prefix) : std::string_view();
+      int r = (stash && content.empty() &&
+               take_from_stash(stash.get(), parent.get(), parts[i].c_str(), dir))
+                  ? 0
+              : dir ? ::mkdirat(parent.get(), parts[i].c_str(), 0755)
+                    : create_file(parent.get(), parts[i].c_str(), content);
       if (r != 0) {
         return Error::sys(errno, dir ? "mkdir" : "create", fmt::format("{}/{}", workspace, prefix))
             .context("creating a placeholder for a protected path");

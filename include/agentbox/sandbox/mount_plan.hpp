@@ -87,7 +87,11 @@ struct MountSpec {
   bool mount_sys = false;
   std::vector<Grant> grants;                 // --ro/--rw and policy ro/rw, canonical
   std::vector<std::string> protected_paths;  // workspace-relative, e.g. ".git/hooks"
-  std::vector<Overlay> overlays;             // shown read-only, after the user's trees
+  // A linked worktree's main repository (MAIN/.git): granted read-write (in `grants`), with
+  // these paths relative to it protected the same way (config, hooks, ...).
+  std::string git_common;
+  std::vector<std::string> git_common_protected;
+  std::vector<Overlay> overlays;  // shown read-only, after the user's trees
   // Synthesized /etc files (contents prepared by the caller).
   std::string etc_passwd;
   std::string etc_group;
@@ -100,7 +104,8 @@ struct MountSpec {
 [[nodiscard]] const std::vector<std::string>& system_trees();
 // Harmless /etc entries bound read-only when they exist. Never shadow, gshadow, sudoers, ssh keys.
 [[nodiscard]] const std::vector<std::string>& etc_entries();
-// Workspace paths protected by default.
+// Workspace paths always protected: git's metadata (the agents' and editors' files are the
+// config's built-in `sandbox.protected`, which the user may shorten).
 [[nodiscard]] const std::vector<std::string>& default_protected_paths();
 
 [[nodiscard]] std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host);

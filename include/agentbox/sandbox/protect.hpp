@@ -4,8 +4,9 @@
 // A path that does not exist cannot be a mountpoint, yet it must not become creatable inside the
 // box (an agent writing .envrc or .vscode/tasks.json gets code run outside it later). So the
 // supervisor creates an empty placeholder (a directory for directory-like names, else an empty
-// file) before the box starts; init mounts it read-only, which also makes it impossible to
-// remove, rename or replace with a symlink from inside (EBUSY/EROFS). Placeholders are removed
+// file; `.git/commondir` holds "." because git dies on an empty one) before the box starts;
+// init mounts it read-only, which also makes it impossible to remove, rename or replace with a
+// symlink from inside (EBUSY/EROFS). Placeholders are removed
 // when the session ends if they are still empty and still the inode we made. A supervisor killed
 // by SIGKILL leaves them behind: empty, inert, and reused by the next run.
 //
@@ -19,8 +20,8 @@
 // SIGKILL drops its locks with it; its placeholders are adopted and removed by the next ones.
 //
 // Recycling: with a stash directory (agentbox's state dir, `placeholders/`), the placeholders of a
-// session are renamed into the stash at its end (slots f0..f7, d0..d7) and renamed back out by the
-// next session instead of being created and deleted each time. Creating and deleting inodes was
+// session are renamed into the stash at its end (slots f0..f23, d0..d23) and renamed back out by
+// the next session instead of being created and deleted each time. Creating and deleting inodes was
 // the largest part of `agentbox run`'s start-up on a busy filesystem (ext4 scans recently deleted
 // inodes on every allocation: ~0.5 ms per placeholder here). A stashed entry is used only if,
 // once in place, it is exactly what a fresh one would be (ours, empty, a single link, no special
@@ -34,6 +35,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agentbox/base/result.hpp"
@@ -43,6 +45,8 @@ namespace agentbox::sandbox {
 
 // True for names protected as directories (.git/hooks, .vscode, .idea, a trailing '/').
 [[nodiscard]] bool protected_is_dir(const std::string& rel);
+// What a fresh placeholder file holds: nothing, except `.git/commondir` (".\n", see protect.cpp).
+[[nodiscard]] std::string_view placeholder_content(const std::string& rel);
 
 class Placeholders {
  public:

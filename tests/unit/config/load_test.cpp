@@ -89,10 +89,29 @@ TEST(Load, BuiltinsOnly) {
   auto r = load(isolated(dir));
   ASSERT_TRUE(r) << r.error().render();
   EXPECT_TRUE(r->files_read.empty());
-  EXPECT_EQ(r->policy.protected_paths.size(), 6u);
-  EXPECT_EQ(r->policy.protected_paths[0].value, ".git/hooks");
+  EXPECT_EQ(r->policy.protected_paths.size(), 17u);
+  EXPECT_EQ(r->policy.protected_paths[0].value, ".claude/settings.json");
   EXPECT_EQ(r->policy.protected_paths[0].origin.describe(), "built-in");
   EXPECT_EQ(r->policy.home_size.value, 256ull << 20);
+}
+
+TEST(Load, UnprotectDropsABuiltInButNeverGitMetadata) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  o.system_file = dir.write("sys.toml", "[sandbox]\nunprotect = [\".vscode/\", \".envrc\"]\n");
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  for (const auto& p : r->policy.protected_paths) {
+    EXPECT_NE(p.value, ".vscode");
+    EXPECT_NE(p.value, ".envrc");
+  }
+  EXPECT_EQ(r->policy.protected_paths.size(), 15u);
+  dir.write("sys.toml", "[sandbox]\nunprotect = [\".git/config\", \"nope\"]\n");
+  auto bad = load(o);
+  ASSERT_FALSE(bad);
+  std::string msg = bad.error().render();
+  EXPECT_NE(msg.find("`.git/config` is git metadata, always protected"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("`nope` is not protected"), std::string::npos) << msg;
 }
 
 TEST(Load, EveryKeyOfAValidFile) {
