@@ -42,7 +42,8 @@ namespace agentbox::sandbox {
 //              strace, rr). Still limited by the PID namespace: nothing outside the box is visible.
 //   "perf"   : perf_event_open (profilers); kernel.perf_event_paranoid still applies.
 //   "userns" : new namespaces (unshare/clone CLONE_NEW*, setns) and the mount family inside them,
-//              for nested sandboxes (bwrap, chromium, podman). Widens kernel attack surface.
+//              for nested sandboxes (bwrap, chromium, podman). Widens kernel attack surface;
+//              the box then keeps no Landlock filesystem rules (confine.cpp, LandlockFs).
 [[nodiscard]] const std::vector<std::string>& known_seccomp_groups();
 
 struct SeccompProgram {
