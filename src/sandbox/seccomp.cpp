@@ -3,7 +3,6 @@
 #include "agentbox/sandbox/seccomp.hpp"
 
 #include <fcntl.h>
-#include <linux/audit.h>
 #include <linux/netlink.h>
 #include <linux/seccomp.h>
 #include <poll.h>
@@ -99,33 +98,30 @@ int syscall_number(const char* name) {
 }
 
 // The ceiling prologue, in front of libseccomp's program (classic BPF jumps only forward, so
-// prepending leaves its offsets intact). For the native ABI, a number above `ceiling` returns
-// ENOSYS before any rule runs: a syscall added to a later kernel is not executed until a build
-// has reviewed it. Other architectures (i386 via int 0x80) and x32 numbers (bit 30 of the x86_64
-// ABI) fall through to libseccomp's bad-arch action, which kills.
+// prepending leaves its offsets intact). From 424 on every architecture but alpha and mips
+// numbers new syscalls alike, so one ceiling serves them all. For the native ABI, a number above
+// `ceiling` returns ENOSYS before any rule runs: a syscall added to a later kernel is not executed
+// until a build has reviewed it. Other architectures (i386 via int 0x80) and x32 numbers (bit 30 of
+// the x86_64 ABI) fall through to libseccomp's bad-arch action, which kills.
 std::vector<sock_filter> ceiling_prologue(uint32_t ceiling) {
-#if defined(__x86_64__)
-  constexpr uint32_t kArch = AUDIT_ARCH_X86_64;
-  constexpr uint32_t kX32Bit = 0x40000000;
-  return {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 0, 4),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, kX32Bit, 2, 0),
-      BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, ceiling, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-  };
-#elif defined(__aarch64__)
-  return {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_AARCH64, 0, 3),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, ceiling, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-  };
-#else
-#error "agentbox: no seccomp ceiling for this architecture (add its audit arch and numbering)"
+#if defined(__alpha__) || defined(__mips__)
+#error \
+    "agentbox: alpha and mips number syscalls apart from asm-generic; give kSyscallCeiling theirs"
 #endif
+  // The native audit arch (libseccomp's arch tokens are the AUDIT_ARCH_* values).
+  std::vector<sock_filter> p = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, seccomp_arch_native(), 0, 0),  // jf set below
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+  };
+#if defined(__x86_64__)
+  constexpr uint32_t kX32Bit = 0x40000000;
+  p.push_back(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, kX32Bit, 2, 0));  // x32: on to bad-arch
+#endif
+  p.push_back(BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, ceiling, 0, 1));
+  p.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS));
+  p[1].jf = static_cast<uint8_t>(p.size() - 2);  // a foreign arch: to libseccomp's first insn
+  return p;
 }
 
 // Address families a coding agent uses. AF_NETLINK only as NETLINK_ROUTE (ip addr, getifaddrs).
