@@ -101,6 +101,14 @@ class WorldTest : public ::testing::TestWithParam<std::string> {
 // "" when `probe` (a `run ... -- true` of the variant) worked, else why no box can be made here,
 // for skip().
 std::string cannot_box(const World& w, const Output& probe);
+
+// A WorldTest whose SetUp also checks that a box can be made for the variant (else a visible
+// skip) and whose TearDown destroys the world.
+class BoxWorldTest : public WorldTest {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+};
 // The audit log named by the exit summary's "audit log: PATH" line in `o.err` ("" without one).
 std::string audit_log_of(const Output& o);
 // Every audit log of the world's sessions, concatenated.

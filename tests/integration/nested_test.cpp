@@ -19,21 +19,8 @@ const Args kBwrap = {"bwrap", "--unshare-all", "--die-with-parent", "--ro-bind",
                      "--dev", "/dev",          "--tmpfs",           "/tmp",      "--", "/bin/true"};
 const Args kUnshare = {"unshare", "-Ur", "--", "/bin/true"};
 
-class NestedTest : public WorldTest {
+class NestedTest : public BoxWorldTest {
  protected:
-  void SetUp() override {
-    if (!enter_world()) {
-      return;
-    }
-    if (std::string no = cannot_box(w_, run(w_, {"run", "-q", "--", "true"})); !no.empty()) {
-      skip(no);
-    }
-  }
-  void TearDown() override {
-    if (made_) {
-      destroy_world(w_);
-    }
-  }
   Output box(const Args& flags, const Args& cmd) {
     Args a = {"run", "-q"};
     a.insert(a.end(), flags.begin(), flags.end());
