@@ -42,6 +42,13 @@ std::string sysctl(const char* path) {
   return r ? trim(*r) : std::string();
 }
 
+// True when this process runs under a seccomp filter (an agentbox box, a container runtime):
+// "Seccomp: 2" in /proc/self/status (proc(5)).
+bool under_seccomp_filter() {
+  auto r = base::read_file("/proc/self/status", 1u << 16);
+  return r && r->find("\nSeccomp:\t2\n") != std::string::npos;
+}
+
 // Runs `body` in a forked child; returns 0 on success or the errno the child exited with.
 template <class F>
 int in_child(F body) {
@@ -246,11 +253,25 @@ std::string userns_hint(int err) {
   if (err == ENOSPC) {
     return "the user namespace limit is reached: raise `user.max_user_namespaces`";
   }
+  if (err == EPERM && under_seccomp_filter()) {
+    return "a seccomp filter around this process (a container runtime's?) refuses new "
+           "namespaces; run `agentbox doctor` outside it";
+  }
   if (err == EPERM) {
     return "this process may not create user namespaces (a container or seccomp policy around "
            "agentbox forbids it); run `agentbox doctor` outside it";
   }
   return "run `agentbox doctor` for a diagnosis";
+}
+
+std::string nested_box_hint() {
+  // Inside a box, pid 1 is the box's init: a fork of agentbox that never executes anything else.
+  if (!under_seccomp_filter() || sysctl("/proc/1/comm") != "agentbox") {
+    return "";
+  }
+  return "this is an agentbox box, and agentbox does not run inside agentbox: the outer box "
+         "refuses new namespaces, and with `--allow-syscalls userns` (enough for bwrap and "
+         "`unshare -Ur`) the kernel still refuses the inner box's /proc mount";
 }
 
 std::vector<Check> run_doctor() {

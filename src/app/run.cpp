@@ -530,8 +530,14 @@ int run(const RunRequest& req) {
     bool userns =
         failure.stage == sb::SetupStage::kNone || failure.stage == sb::SetupStage::kUidMap ||
         failure.stage == sb::SetupStage::kGidMap || failure.stage == sb::SetupStage::kSetgroups;
-    if (userns && (failure.err == EPERM || failure.err == EACCES || failure.err == ENOSPC ||
-                   failure.err == EINVAL)) {
+    std::string nested =
+        (userns || failure.stage == sb::SetupStage::kMountOp) && failure.err == EPERM
+            ? nested_box_hint()
+            : "";
+    if (!nested.empty()) {
+      err.hint(nested);
+    } else if (userns && (failure.err == EPERM || failure.err == EACCES || failure.err == ENOSPC ||
+                          failure.err == EINVAL)) {
       err.hint(userns_hint(failure.err) + "; `agentbox doctor` checks this machine");
     } else if (failure.stage == sb::SetupStage::kTunOpen) {
       err.hint(tun_fix(failure.err) + "; `agentbox doctor` checks this machine");

@@ -42,6 +42,14 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
     spec.seccomp_allow_groups.insert(g.value);
     // Never loosened silently: said here (and in the sandbox.confine audit event).
     base::log::info("seccomp: the `{}` group is allowed (from {})", g.value, g.origin.describe());
+    if (g.value == "userns" && ::geteuid() == 0) {
+      // verify_root_map() (kernel/user_namespace.c, 5.12+): mapping the parent's uid 0 needs
+      // CAP_SETFCAP, which the box never keeps (file capabilities it wrote would hold on the host).
+      base::log::warn(
+          "seccomp: `userns` as root: a nested user namespace cannot map uid 0 without "
+          "CAP_SETFCAP, which the box never keeps, so bwrap and `unshare -Ur` fail inside; run "
+          "agentbox as your user for nested sandboxes");
+    }
   }
 #ifdef AGENTBOX_BENCH_UNCONFINED
   // Only the test-only build agentbox-unconfined (tests/CMakeLists.txt) reads the switch.

@@ -57,8 +57,14 @@ base::Result<PreparedConfinement> prepare(const ConfinementSpec& spec) {
   }
   LandlockPlan plan;
   if (spec.landlock) {
-    AGENTBOX_ASSIGN_OR_RETURN(plan,
-                              plan_landlock(spec.ro_paths, spec.rw_paths, spec.landlock_abi_cap));
+    // "userns" promises nested sandboxes, and they mount: under a Landlock domain that handles
+    // filesystem rights no mount can succeed (see LandlockFs), so that box keeps only Landlock's
+    // scopes and its filesystem rests on the mount namespace, whose read-only binds a nested
+    // namespace cannot make writable (MNT_LOCK_READONLY). docs/CONFINEMENT.md has the trade-off.
+    LandlockFs fs =
+        spec.seccomp_allow_groups.contains("userns") ? LandlockFs::kScopesOnly : LandlockFs::kRules;
+    AGENTBOX_ASSIGN_OR_RETURN(
+        plan, plan_landlock(spec.ro_paths, spec.rw_paths, spec.landlock_abi_cap, fs));
   }
   AGENTBOX_ASSIGN_OR_RETURN(CapDrop caps, CapDrop::prepare());
   for (const auto& p : spec.ro_within_rw) {
@@ -116,6 +122,7 @@ ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
 audit::Event confinement_event(const PreparedConfinement& p, bool notified) {
   audit::Event ev("sandbox.confine");
   ev.num("landlock_abi", p.spec.landlock ? p.landlock.abi : 0);
+  ev.boolean("landlock_fs", p.spec.landlock && p.landlock.handled_fs != 0);
   struct utsname u {};
   ev.str("kernel", ::uname(&u) == 0 ? std::string(u.release) : std::string("?"));
   ev.str("seccomp", !p.spec.seccomp ? "off" : notified ? "notify" : "errno");

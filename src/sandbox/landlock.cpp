@@ -84,21 +84,28 @@ LandlockPlan& LandlockPlan::operator=(const LandlockPlan& other) {
 }
 
 base::Result<LandlockPlan> plan_landlock(const std::vector<std::string>& ro,
-                                         const std::vector<std::string>& rw, int abi_cap) {
+                                         const std::vector<std::string>& rw, int abi_cap,
+                                         LandlockFs fs) {
   LandlockPlan plan;
   plan.abi = landlock_abi();
   if (abi_cap > 0 && abi_cap < plan.abi) {
     plan.abi = abi_cap;
   }
-  if (plan.abi == 0) {
-    return plan;
-  }
-  plan.handled_fs = fs_rights_for(plan.abi);
   if (plan.abi >= 6) {
     // Signals only within the domain (the box cannot signal the supervisor or init); abstract
     // unix sockets only within it (the network namespace already separates them from the host).
     plan.scoped = kScopeSignal | kScopeAbstractUnix;
   }
+  if (fs == LandlockFs::kScopesOnly) {
+    // A domain that handles no filesystem right does not trip Landlock's mount hooks; one with
+    // nothing at all to enforce is not created (the kernel refuses an empty ruleset).
+    plan.abi = plan.scoped != 0 ? plan.abi : 0;
+    return plan;
+  }
+  if (plan.abi == 0) {
+    return plan;
+  }
+  plan.handled_fs = fs_rights_for(plan.abi);
   // paths first, then rules pointing into them (no reallocation after this point).
   plan.paths.reserve(ro.size() + rw.size());
   for (const auto* list : {&ro, &rw}) {

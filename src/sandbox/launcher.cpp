@@ -803,6 +803,7 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
                CLONE_NEWCGROUP | CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);  // NOLINT: the kernel ABI takes an address
   args.exit_signal = SIGCHLD;
+  const char* call = "clone3";
 #ifdef AGENTBOX_FAULT_BOX_START
   // The test-only agentbox-broken-start (tests/CMakeLists.txt), never the shipped binary: every
   // start fails the way a refused user namespace looks, the one cause the tests may skip on.
@@ -812,12 +813,19 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
 #else
   long pid = ::syscall(SYS_clone3, &args, sizeof args);
 #endif
+  if (pid < 0 && errno == ENOSYS) {
+    call = "clone";
+    // Under a seccomp filter that answers clone3 with ENOSYS (an agentbox box does, so that libc
+    // falls back to the clone(2) its rules can read): the same call through clone(2), which
+    // writes the pidfd through parent_tid. A box that denies new namespaces refuses it (EPERM).
+    pid = ::syscall(SYS_clone, args.flags | SIGCHLD, nullptr, &pidfd, nullptr, nullptr);
+  }
   if (pid < 0) {
     int err = errno;
     if (failure != nullptr) {
       *failure = LaunchFailure{SetupStage::kNone, err, -1};
     }
-    return Error::sys(err, "clone3", "new user, mount, pid, ipc, uts and cgroup namespaces")
+    return Error::sys(err, call, "new user, mount, pid, ipc, uts and cgroup namespaces")
         .context("creating the box");
   }
   if (pid == 0) {

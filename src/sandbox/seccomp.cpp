@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -51,14 +52,77 @@ constexpr const char* kAlwaysDenied[] = {
     // file handles bypass path-based checks (the "shocker" container escape).
     "name_to_handle_at", "open_by_handle_at", "vmsplice", "quotactl", "quotactl_fd", "iopl",
     "ioperm", "modify_ldt", "syslog", "lookup_dcookie", "nfsservctl", "uselib", "_sysctl", "ustat",
-    "sysfs", "vhangup"};
+    "sysfs", "vhangup",
+    // Changes the caller's LSM context (the syscall twin of writing /proc/self/attr/*).
+    "lsm_set_self_attr",
+    // Sets inode flags and project ids by path, without opening the file Landlock would check.
+    "file_setattr"};
+
+// Syscalls newer than Debian 12's libseccomp (2.5.4 names nothing past futex_requeue, 456), by
+// number. From 424 on every architecture shares the asm-generic numbers, so one table serves
+// x86_64 and aarch64. Each one was reviewed and placed: allowed (not listed in a deny list below)
+// or in a group. Anything above the last row is unknown to this build: ENOSYS (see kCeiling).
+struct NewSyscall {
+  const char* name;
+  int nr;
+};
+constexpr NewSyscall kNewSyscalls[] = {
+    {"statmount", 457},         {"listmount", 458},        {"lsm_get_self_attr", 459},
+    {"lsm_set_self_attr", 460}, {"lsm_list_modules", 461}, {"mseal", 462},
+    {"setxattrat", 463},        {"getxattrat", 464},       {"listxattrat", 465},
+    {"removexattrat", 466},     {"open_tree_attr", 467},   {"file_getattr", 468},
+    {"file_setattr", 469}};
 
 constexpr const char* kPtraceGroup[] = {"ptrace",          "process_vm_readv", "process_vm_writev",
                                         "process_madvise", "pidfd_getfd",      "kcmp"};
 constexpr const char* kPerfGroup[] = {"perf_event_open"};
-constexpr const char* kMountFamily[] = {"mount",         "umount2",    "open_tree", "move_mount",
-                                        "fsopen",        "fsconfig",   "fsmount",   "fspick",
-                                        "mount_setattr", "pivot_root", "chroot",    "setns"};
+// open_tree_attr (6.15) is open_tree plus mount_setattr in one call; statmount/listmount (6.8)
+// read the mount tree by id (the box's /proc/self/mountinfo tells it the same, nothing more).
+constexpr const char* kMountFamily[] = {
+    "mount",      "umount2",  "open_tree", "open_tree_attr", "move_mount",
+    "fsopen",     "fsconfig", "fsmount",   "fspick",         "mount_setattr",
+    "pivot_root", "chroot",   "setns",     "statmount",      "listmount"};
+
+// The number for `name`: libseccomp's, else kNewSyscalls' (-1: not a syscall of this ABI).
+int syscall_number(const char* name) {
+  int nr = seccomp_syscall_resolve_name(name);
+  if (nr >= 0) {
+    return nr;
+  }
+  for (const auto& s : kNewSyscalls) {
+    if (std::strcmp(s.name, name) == 0) {
+      return s.nr;
+    }
+  }
+  return -1;  // __NR_SCMP_ERROR, or a pseudo number: not a syscall of the native ABI
+}
+
+// The ceiling prologue, in front of libseccomp's program (classic BPF jumps only forward, so
+// prepending leaves its offsets intact). From 424 on every architecture but alpha and mips
+// numbers new syscalls alike, so one ceiling serves them all. For the native ABI, a number above
+// `ceiling` returns ENOSYS before any rule runs: a syscall added to a later kernel is not executed
+// until a build has reviewed it. Other architectures (i386 via int 0x80) and x32 numbers (bit 30 of
+// the x86_64 ABI) fall through to libseccomp's bad-arch action, which kills.
+std::vector<sock_filter> ceiling_prologue(uint32_t ceiling) {
+#if defined(__alpha__) || defined(__mips__)
+#error \
+    "agentbox: alpha and mips number syscalls apart from asm-generic; give kSyscallCeiling theirs"
+#endif
+  // The native audit arch (libseccomp's arch tokens are the AUDIT_ARCH_* values).
+  std::vector<sock_filter> p = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, seccomp_arch_native(), 0, 0),  // jf set below
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+  };
+#if defined(__x86_64__)
+  constexpr uint32_t kX32Bit = 0x40000000;
+  p.push_back(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, kX32Bit, 2, 0));  // x32: on to bad-arch
+#endif
+  p.push_back(BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, ceiling, 0, 1));
+  p.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS));
+  p[1].jf = static_cast<uint8_t>(p.size() - 2);  // a foreign arch: to libseccomp's first insn
+  return p;
+}
 
 // Address families a coding agent uses. AF_NETLINK only as NETLINK_ROUTE (ip addr, getifaddrs).
 bool family_allowed(int family) {
@@ -72,8 +136,8 @@ class Builder {
   // Adds `action` for syscall `name` when all `args` match. Syscalls the native ABI lacks are
   // skipped (iopl on arm64, ...).
   Status add(const char* name, uint32_t action, std::initializer_list<scmp_arg_cmp> args = {}) {
-    int nr = seccomp_syscall_resolve_name(name);
-    if (nr < 0) {  // __NR_SCMP_ERROR, or a pseudo number: not a syscall of the native ABI
+    int nr = syscall_number(name);
+    if (nr < 0) {
       return base::ok();
     }
     std::vector<scmp_arg_cmp> v(args);
@@ -144,7 +208,7 @@ Status add_socket_rules(Builder& b) {
 }
 
 Result<std::vector<sock_filter>> build(const std::set<std::string>& allow, uint32_t deny,
-                                       SeccompLayout layout) {
+                                       SeccompLayout layout, uint32_t ceiling) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
   if (ctx == nullptr) {
     return Error::msg("seccomp_init failed");
@@ -207,8 +271,13 @@ Result<std::vector<sock_filter>> build(const std::set<std::string>& allow, uint3
     return Error::msg("seccomp_export_bpf produced " + std::to_string(bytes.size()) +
                       " bytes, not a loadable program");
   }
-  std::vector<sock_filter> prog(bytes.size() / sizeof(sock_filter));
-  std::memcpy(prog.data(), bytes.data(), bytes.size());
+  std::vector<sock_filter> prog = ceiling_prologue(ceiling);
+  size_t head = prog.size();
+  prog.resize(head + bytes.size() / sizeof(sock_filter));
+  std::memcpy(prog.data() + head, bytes.data(), bytes.size());
+  if (prog.size() > BPF_MAXINSNS) {
+    return Error::msg("seccomp program of " + std::to_string(prog.size()) + " instructions");
+  }
   return prog;
 }
 
@@ -216,6 +285,15 @@ int seccomp_syscall(unsigned op, unsigned flags, const std::vector<sock_filter>&
   sock_fprog prog{.len = static_cast<unsigned short>(insns.size()),
                   .filter = const_cast<sock_filter*>(insns.data())};  // NOLINT: the kernel reads
   return static_cast<int>(syscall(SYS_seccomp, op, flags, &prog));
+}
+
+const char* new_syscall_name(int nr) {
+  for (const auto& s : kNewSyscalls) {
+    if (s.nr == nr) {
+      return s.name;
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -246,9 +324,10 @@ std::vector<sock_filter> notify_to_errno(std::vector<sock_filter> prog) {
 }
 
 Result<std::vector<sock_filter>> compile_seccomp_with(const std::set<std::string>& allow_groups,
-                                                      bool notify, SeccompLayout layout) {
+                                                      bool notify, SeccompLayout layout,
+                                                      uint32_t ceiling) {
   AGENTBOX_TRY(check_seccomp_groups(allow_groups));
-  return build(allow_groups, notify ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(EPERM), layout);
+  return build(allow_groups, notify ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(EPERM), layout, ceiling);
 }
 
 int send_fd(int sock, int fd) noexcept {
@@ -401,6 +480,8 @@ void DenialMonitor::handle_one() noexcept {
     if (char* s = seccomp_syscall_resolve_num_arch(req_->data.arch, req_->data.nr)) {
       name = s;
       std::free(s);  // NOLINT: libseccomp hands out malloc'd strings
+    } else if (const char* known = new_syscall_name(req_->data.nr)) {
+      name = known;
     } else {
       name = "syscall_" + std::to_string(req_->data.nr);
     }

@@ -277,6 +277,11 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
        [](const Args& a) {
          return closing(static_cast<int>(syscall(SYS_open_tree, AT_FDCWD, a.at(0).c_str(), 1)));
        }},
+      // open_tree_attr (Linux 6.15, number 467 everywhere): open_tree with mount attributes.
+      {"open_tree_attr",
+       [](const Args& a) {
+         return closing(static_cast<int>(syscall(467, AT_FDCWD, a.at(0).c_str(), 1, nullptr, 0)));
+       }},
       {"ptrace_child",
        [](const Args&) {
          return with_sleeper([](pid_t p) {

@@ -191,6 +191,21 @@ std::string cannot_box(const World& w, const Output& probe) {
                      w.as.label, refused, first, fails.empty() ? "no failed check" : fails);
 }
 
+void BoxWorldTest::SetUp() {
+  if (!enter_world()) {
+    return;
+  }
+  if (std::string no = cannot_box(w_, run(w_, {"run", "-q", "--", "true"})); !no.empty()) {
+    skip(no);
+  }
+}
+
+void BoxWorldTest::TearDown() {
+  if (made_) {
+    destroy_world(w_);
+  }
+}
+
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

@@ -116,6 +116,14 @@ std::string cannot_box(const World& w, const Output& probe);
 // "" when this machine lets the variant's user make what a box needs, else which step the kernel
 // refused and why (the harness's own probe, independent of agentbox's messages).
 std::string environment_refuses_box(const World& w);
+
+// A WorldTest whose SetUp also checks that a box can be made for the variant (else a visible
+// skip) and whose TearDown destroys the world.
+class BoxWorldTest : public WorldTest {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+};
 // The audit log named by the exit summary's "audit log: PATH" line in `o.err` ("" without one).
 std::string audit_log_of(const Output& o);
 // Every audit log of the world's sessions, concatenated.

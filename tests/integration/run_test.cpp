@@ -27,22 +27,8 @@ namespace {
 
 using Args = std::vector<std::string>;
 
-class RunTest : public WorldTest {
+class RunTest : public BoxWorldTest {
  protected:
-  void SetUp() override {
-    if (!enter_world()) {
-      return;
-    }
-    // Can this machine make a box for this user at all?
-    if (std::string no = cannot_box(w_, run(w_, {"run", "-q", "--", "true"})); !no.empty()) {
-      skip(no);
-    }
-  }
-  void TearDown() override {
-    if (made_) {
-      destroy_world(w_);
-    }
-  }
   // `agentbox run --ro BIN -- probe ARGS...`
   Output probe(const Args& probe_args, RunOptions o = {}, const Args& flags = {}) {
     Args a = {"run", "-q", "--ro", w_.bin};

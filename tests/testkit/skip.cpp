@@ -96,6 +96,13 @@ Need Need::build_without_asan() {
   return {Kind::kBuild, 0};
 }
 
+Need Need::feature(std::string name, std::string what) {
+  Need n{Kind::kFeature, 0};
+  n.name_ = std::move(name);
+  n.what_ = std::move(what);
+  return n;
+}
+
 bool Need::declared() const {
   switch (kind_) {
     case Kind::kLandlockAbi:
@@ -106,6 +113,8 @@ bool Need::declared() const {
       return declared_cgroup() == "v2";
     case Kind::kBuild:
       return false;
+    case Kind::kFeature:
+      return env(("AGENTBOX_REQUIRE_" + name_).c_str()) == "1";
   }
   return false;
 }
@@ -120,6 +129,8 @@ std::string Need::describe() const {
       return "a delegated cgroup v2 session cgroup (AGENTBOX_REQUIRE_CGROUP=v2)";
     case Kind::kBuild:
       return "a build without AddressSanitizer";
+    case Kind::kFeature:
+      return what_ + " (AGENTBOX_REQUIRE_" + name_ + "=1)";
   }
   return {};
 }

@@ -33,16 +33,21 @@ class Need {
   static Need cgroup_v2();
   // A build without AddressSanitizer (never declared: a sanitizer build cannot run the test).
   static Need build_without_asan();
+  // Any other facility a machine may lack, declared by AGENTBOX_REQUIRE_<NAME>=1; e.g.
+  // feature("IA32", "the i386 syscall ABI (int 0x80)").
+  static Need feature(std::string name, std::string what);
 
   // The machine declared that it provides this (a skip is then a failure).
   [[nodiscard]] bool declared() const;
   [[nodiscard]] std::string describe() const;
 
  private:
-  enum class Kind { kLandlockAbi, kCgroupV1, kCgroupV2, kBuild };
+  enum class Kind { kLandlockAbi, kCgroupV1, kCgroupV2, kBuild, kFeature };
   Need(Kind kind, int level) : kind_(kind), level_(level) {}
   Kind kind_;
   int level_;
+  std::string name_;  // kFeature: NAME of AGENTBOX_REQUIRE_NAME, and what it is
+  std::string what_;
 };
 
 void skip(std::string_view why);

@@ -25,6 +25,10 @@ struct Check {
 // doctor's user-namespace check, so `run` and `doctor` never disagree.
 [[nodiscard]] std::string userns_hint(int err);
 
+// "" unless this process runs inside an agentbox box; then why a box cannot be made here (the
+// hint of `agentbox run` inside agentbox, instead of a bare EPERM).
+[[nodiscard]] std::string nested_box_hint();
+
 // The fix for /dev/net/tun failing with `err` (doctor's check and run's hint share it).
 [[nodiscard]] std::string tun_fix(int err);
 

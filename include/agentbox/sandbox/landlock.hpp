@@ -40,12 +40,20 @@ struct LandlockPlan {
   LandlockPlan& operator=(LandlockPlan&&) noexcept = default;
 };
 
+// Whether the domain handles filesystem rights. Landlock refuses mount, umount, remount,
+// move_mount and pivot_root (EPERM) to every process in a domain that handles any filesystem right,
+// whatever its rules allow (security/landlock/fs.c, hook_sb_mount and its siblings): no nested
+// sandbox (bwrap, unshare -m, Codex's helper) can build a mount tree under such a domain.
+// kScopesOnly keeps only the ABI 6 scopes (signals, abstract unix sockets), which do not.
+enum class LandlockFs : uint8_t { kRules, kScopesOnly };
+
 // ro: read files, list directories, execute. rw: everything the ABI can restrict.
 // abi_cap (tests, doctor) pretends the kernel knows at most that ABI; 0 means "the kernel's".
-// Paths must be absolute.
+// Paths must be absolute. With kScopesOnly the paths are ignored.
 [[nodiscard]] base::Result<LandlockPlan> plan_landlock(const std::vector<std::string>& ro,
                                                        const std::vector<std::string>& rw,
-                                                       int abi_cap = 0);
+                                                       int abi_cap = 0,
+                                                       LandlockFs fs = LandlockFs::kRules);
 
 // Child side. Needs no_new_privs or CAP_SYS_ADMIN in the current user namespace. Returns 0 or an
 // errno (EOPNOTSUPP never: a plan with abi 0 does nothing).

@@ -8,6 +8,8 @@
 //      event), once with SECCOMP_RET_ERRNO(EPERM) (no supervisor, or nested under a filter that
 //      already has a listener). clone3 is always ERRNO(ENOSYS) so libc falls back to clone(2),
 //      whose flags the filter can read. Foreign ABIs (i386 via int 0x80, x32) kill the process.
+//      A prologue in front of libseccomp's program answers ENOSYS for every native number above
+//      kSyscallCeiling (syscalls newer than this build), so unknown never means allowed.
 //   2. load_seccomp() (child, last step before execve, no allocation) installs the notify
 //      program with SECCOMP_FILTER_FLAG_NEW_LISTENER, sends the listener fd to the supervisor over
 //      a unix socket (SCM_RIGHTS) and closes its copy.
@@ -40,7 +42,8 @@ namespace agentbox::sandbox {
 //              strace, rr). Still limited by the PID namespace: nothing outside the box is visible.
 //   "perf"   : perf_event_open (profilers); kernel.perf_event_paranoid still applies.
 //   "userns" : new namespaces (unshare/clone CLONE_NEW*, setns) and the mount family inside them,
-//              for nested sandboxes (bwrap, chromium, podman). Widens kernel attack surface.
+//              for nested sandboxes (bwrap, chromium, podman). Widens kernel attack surface;
+//              the box then keeps no Landlock filesystem rules (confine.cpp, LandlockFs).
 [[nodiscard]] const std::vector<std::string>& known_seccomp_groups();
 
 struct SeccompProgram {
@@ -64,11 +67,16 @@ struct SeccompProgram {
 // (SCMP_FLTATR_CTL_OPTIMIZE=2) reaches them in ~8 comparisons instead of a ~65-long chain
 // (bench/seccomp_bench: ioctl and clone rows).
 enum class SeccompLayout : uint8_t { kTree, kLinear };
-// One program straight from libseccomp, with every deny as USER_NOTIF (notify) or ERRNO(EPERM).
-// compile_seccomp() uses the first; tests compare notify_to_errno() against the second.
+// The highest syscall number this build has reviewed (file_setattr, Linux 6.17; the same number
+// on x86_64 and aarch64). Every number above it is ERRNO(ENOSYS) before any rule: libseccomp's
+// default action (allow) never reaches a syscall added by a later kernel.
+inline constexpr uint32_t kSyscallCeiling = 469;
+// One program straight from libseccomp, with every deny as USER_NOTIF (notify) or ERRNO(EPERM),
+// behind the ceiling prologue. compile_seccomp() uses the first; tests compare notify_to_errno()
+// against the second, and lower `ceiling` to show a number above it is never executed.
 [[nodiscard]] base::Result<std::vector<sock_filter>> compile_seccomp_with(
     const std::set<std::string>& allow_groups, bool notify,
-    SeccompLayout layout = SeccompLayout::kTree);
+    SeccompLayout layout = SeccompLayout::kTree, uint32_t ceiling = kSyscallCeiling);
 // Every `return SECCOMP_RET_USER_NOTIF` of `prog` becomes `return SECCOMP_RET_ERRNO | EPERM`.
 [[nodiscard]] std::vector<sock_filter> notify_to_errno(std::vector<sock_filter> prog);
 

@@ -4,8 +4,10 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -203,6 +205,58 @@ TEST_F(LandlockTest, CopiedPlanPointsIntoItsOwnStrings) {
   }
   auto r = run(copy, true, [&] { return create(outside_ + "/x") == EACCES ? 0 : 1; });
   EXPECT_TRUE(r.exited && r.code == 0) << describe(r);
+}
+
+// A nested sandbox's first steps (user and mount namespace, uid map, a mount) after Landlock:
+// 0 when they all work, else the errno of the first that failed (+100 when it was not the mount).
+int nested_sandbox_steps() {
+  std::string uid = "0 " + std::to_string(getuid()) + " 1";
+  std::string gid = "0 " + std::to_string(getgid()) + " 1";
+  if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) {
+    return 100 + errno;
+  }
+  for (const auto& [path, data] :
+       {std::pair<const char*, std::string>{"/proc/self/setgroups", "deny"},
+        {"/proc/self/uid_map", uid},
+        {"/proc/self/gid_map", gid}}) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size())) {
+      return 100 + errno;
+    }
+    close(fd);
+  }
+  return mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0 ? 0 : errno;
+}
+
+int nested_after(LandlockFs fs) {
+  auto plan = plan_landlock({}, {"/"}, 0, fs);  // every right everywhere: only the mount hooks bite
+  if (!plan || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    return 200;
+  }
+  if (int err = apply_landlock(*plan); err != 0) {
+    return 210;
+  }
+  return nested_sandbox_steps();
+}
+
+// The true cause of "bwrap fails under --allow-syscalls userns": a Landlock domain that handles
+// filesystem rights refuses every mount (EPERM) even when its rules grant everything; a domain
+// with only the scopes (what a `userns` box keeps) does not.
+TEST(LandlockNested, FilesystemDomainRefusesMountsScopesOnlyDoesNot) {
+  REQUIRE_LANDLOCK();
+  auto control = run_in_child([] { return nested_sandbox_steps(); });
+  if (!control.exited || control.code != 0) {
+    testkit::skip("no user namespace here even without Landlock (" + describe(control) + ")");
+    return;
+  }
+  auto rules = run_in_child([] { return nested_after(LandlockFs::kRules); });
+  EXPECT_TRUE(rules.exited && rules.code == EPERM) << describe(rules);
+  auto scopes = run_in_child([] { return nested_after(LandlockFs::kScopesOnly); });
+  EXPECT_TRUE(scopes.exited && scopes.code == 0) << describe(scopes);
+  auto plan = plan_landlock({"/usr"}, {"/"}, 0, LandlockFs::kScopesOnly);
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(plan->handled_fs, 0u);
+  EXPECT_TRUE(plan->rules.empty());
 }
 
 }  // namespace
