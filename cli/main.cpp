@@ -31,6 +31,7 @@ int dispatch(int argc, char** argv) {
   agentbox::cli::register_run(app, exit_code);
   agentbox::cli::register_doctor(app, exit_code);
   agentbox::cli::register_explain(app, exit_code);
+  agentbox::cli::register_completion(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

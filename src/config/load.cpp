@@ -36,6 +36,7 @@
 #include "agentbox/policy/egress.hpp"
 #include "agentbox/policy/host.hpp"
 #include "problems.hpp"
+#include "trust.hpp"
 
 namespace agentbox::config {
 
@@ -854,19 +855,24 @@ void apply_root(Ctx& c, const Value& root) {
 // through an fd opened without following links).
 bool apply_file(const std::string& path, Mode mode, Policy& p, Problems& problems,
                 const std::string* text = nullptr) {
-  struct stat st {};
-  if (text == nullptr && ::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
-    return false;
+  std::optional<TrustedText> trusted;
+  if (text == nullptr) {
+    trusted = read_trusted(path);
+    if (!trusted) {
+      return false;
+    }
+    if (!trusted->refused.empty()) {
+      problems.add({path}, "", "refused: " + trusted->refused,
+                   "someone else could change what every box may do: make it yours and `chmod "
+                   "go-w` it and its directory");
+      return true;
+    }
+    text = &trusted->text;
   }
   Ctx c{mode, p, problems};
   try {
-    Value root;
-    if (text != nullptr) {
-      std::istringstream in(*text);
-      root = toml::parse(in, path);
-    } else {
-      root = toml::parse(path);
-    }
+    std::istringstream in(*text);
+    Value root = toml::parse(in, path);
     apply_root(c, root);
   } catch (const toml::exception& e) {
     const auto& loc = e.location();
@@ -1012,7 +1018,18 @@ void apply_builtins(Policy& p) {
 }  // namespace
 
 std::vector<std::string> default_profile_dirs() {
-  return {AGENTBOX_DATA_PROFILES, AGENTBOX_SOURCE_PROFILES};
+  // Relative to the binary, as installed (PREFIX/bin/agentbox -> PREFIX/share/agentbox/profiles)
+  // and in a build tree (build/cli/agentbox -> build/share/agentbox/profiles, a copy the build
+  // keeps current). Never a compiled-in path: a binary copied elsewhere must not read profiles
+  // from the tree it was built in. /etc/agentbox/profiles holds the administrator's.
+  std::vector<std::string> dirs{"/etc/agentbox/profiles"};
+  std::error_code ec;
+  std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec && exe.is_absolute()) {
+    dirs.push_back(
+        (exe.parent_path().parent_path() / "share" / "agentbox" / "profiles").lexically_normal());
+  }
+  return dirs;
 }
 
 std::vector<std::string> available_profiles(const std::vector<std::string>& dirs) {
