@@ -164,15 +164,20 @@ std::optional<std::vector<std::string>> get_strings(Ctx& c, const Value& v, std:
 }
 
 std::optional<uint64_t> get_size(Ctx& c, const Value& v, std::string_view name) {
-  if (v.is_integer() && v.as_integer() >= 0) {
-    return static_cast<uint64_t>(v.as_integer());
+  if (v.is_integer() && v.as_integer() == 0) {
+    return 0;
+  }
+  if (v.is_integer() && v.as_integer() > 0) {
+    problem(c, v, fmt::format("`{}`: a size needs a unit", name),
+            fmt::format("write \"{0}M\" or \"{0}G\" (or \"{0}B\" for bytes)", v.as_integer()));
+    return std::nullopt;
   }
   if (v.is_string()) {
     if (auto s = parse_size(v.as_string().str)) {
       return s;
     }
     problem(c, v, fmt::format("`{}`: invalid size `{}`", name, v.as_string().str),
-            "expected a number with an optional K, M, G or T suffix, e.g. \"512M\"");
+            "expected a number with a unit: B, K, M, G or T, e.g. \"512M\"");
     return std::nullopt;
   }
   problem(c, v, fmt::format("`{}` must be a size such as \"512M\", found {}", name, type_name(v)));
@@ -928,14 +933,14 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
   }
   for (const auto& a : f.allow) {
     if (auto r = policy::EgressRule::parse(a); !r) {
-      flag_problem(problems, "--allow", r.error().message());
+      flag_problem(problems, "--allow", r.error().message(), r.error().hint());
     } else {
       p.net_allow.push_back({a, {"--allow"}});
     }
   }
   for (const auto& a : f.raw_tcp) {
     if (auto r = policy::EgressRule::parse(a); !r) {
-      flag_problem(problems, "--raw-tcp", r.error().message());
+      flag_problem(problems, "--raw-tcp", r.error().message(), r.error().hint());
     } else {
       p.raw_tcp.push_back({a, {"--raw-tcp"}});
     }
@@ -967,7 +972,7 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
       p.limits.memory_bytes = Sourced<uint64_t>{*s, {"--memory"}};
     } else {
       flag_problem(problems, "--memory", fmt::format("invalid size `{}`", *f.memory),
-                   "expected a number with an optional K, M, G or T suffix, e.g. 4G");
+                   "expected a number with a unit: B, K, M, G or T, e.g. 4G");
     }
   }
   if (f.pids) {
