@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <exception>
 
+#include "usage.hpp"
 #include "verbs.hpp"
 
 namespace {
@@ -31,11 +32,14 @@ int dispatch(int argc, char** argv) {
   agentbox::cli::register_run(app, exit_code);
   agentbox::cli::register_doctor(app, exit_code);
   agentbox::cli::register_explain(app, exit_code);
+  agentbox::cli::register_completion(app, exit_code);
+  if (auto rc = agentbox::cli::handle_verb_word(app, argc, argv)) {
+    return *rc;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : 125;
+    return agentbox::cli::report_parse_error(app, e, argc, argv);
   }
   return exit_code;
 }

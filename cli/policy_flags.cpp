@@ -11,12 +11,17 @@ namespace agentbox::cli {
 // lets `--ro X -- cmd -x` swallow the `--` into --ro's list and parse `-x` as an option of ours.
 void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
   auto& f = o.flags;
-  sub->add_option("-p,--profile", f.profile, "Apply the named profile (claude, codex, node, ...)");
+  sub->add_option("-p,--profile", f.profile, "Apply the named profile (claude, codex, node, ...)")
+      ->type_name("PROFILE");
   sub->add_option("-w,--workspace", f.workspace,
-                  "The read-write directory (default: the enclosing git repository, else .)");
+                  "The read-write directory (default: the enclosing git repository, else .)")
+      ->type_name("PATH");
   sub->add_option("--ro", f.ro, "Also show PATH read-only (repeatable; ~ is your home)")
+      ->type_name("PATH")
       ->allow_extra_args(false);
-  sub->add_option("--rw", f.rw, "Also show PATH read-write (repeatable)")->allow_extra_args(false);
+  sub->add_option("--rw", f.rw, "Also show PATH read-write (repeatable)")
+      ->type_name("PATH")
+      ->allow_extra_args(false);
   sub->add_option("-e,--env", f.env, "Pass NAME from your environment, or set NAME=VALUE")
       ->allow_extra_args(false);
   sub->add_option("--allow", f.allow, "Allow connections to HOST[:PORT] or CIDR[:PORT]")
@@ -29,6 +34,7 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
                   "Send connections for HOST:PORT to ADDR:PORT (as curl's --connect-to)")
       ->allow_extra_args(false);
   sub->add_option("--upstream-ca", f.upstream_ca, "Also trust this PEM file for upstream TLS")
+      ->type_name("PATH")
       ->allow_extra_args(false);
   sub->add_option("--allow-syscalls", f.seccomp_allow,
                   "Loosen a named seccomp group (e.g. ptrace for debuggers)")

@@ -5,6 +5,7 @@
 
 namespace agentbox::cli {
 
+void register_completion(CLI::App& app, int& exit_code);
 void register_doctor(CLI::App& app, int& exit_code);
 void register_explain(CLI::App& app, int& exit_code);
 void register_run(CLI::App& app, int& exit_code);

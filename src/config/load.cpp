@@ -36,6 +36,7 @@
 #include "agentbox/policy/egress.hpp"
 #include "agentbox/policy/host.hpp"
 #include "problems.hpp"
+#include "trust.hpp"
 
 namespace agentbox::config {
 
@@ -163,15 +164,20 @@ std::optional<std::vector<std::string>> get_strings(Ctx& c, const Value& v, std:
 }
 
 std::optional<uint64_t> get_size(Ctx& c, const Value& v, std::string_view name) {
-  if (v.is_integer() && v.as_integer() >= 0) {
-    return static_cast<uint64_t>(v.as_integer());
+  if (v.is_integer() && v.as_integer() == 0) {
+    return 0;
+  }
+  if (v.is_integer() && v.as_integer() > 0) {
+    problem(c, v, fmt::format("`{}`: a size needs a unit", name),
+            fmt::format("write \"{0}M\" or \"{0}G\" (or \"{0}B\" for bytes)", v.as_integer()));
+    return std::nullopt;
   }
   if (v.is_string()) {
     if (auto s = parse_size(v.as_string().str)) {
       return s;
     }
     problem(c, v, fmt::format("`{}`: invalid size `{}`", name, v.as_string().str),
-            "expected a number with an optional K, M, G or T suffix, e.g. \"512M\"");
+            "expected a number with a unit: B, K, M, G or T, e.g. \"512M\"");
     return std::nullopt;
   }
   problem(c, v, fmt::format("`{}` must be a size such as \"512M\", found {}", name, type_name(v)));
@@ -890,19 +896,24 @@ void apply_root(Ctx& c, const Value& root) {
 // through an fd opened without following links).
 bool apply_file(const std::string& path, Mode mode, Policy& p, Problems& problems,
                 const std::string* text = nullptr) {
-  struct stat st {};
-  if (text == nullptr && ::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
-    return false;
+  std::optional<TrustedText> trusted;
+  if (text == nullptr) {
+    trusted = read_trusted(path);
+    if (!trusted) {
+      return false;
+    }
+    if (!trusted->refused.empty()) {
+      problems.add({path}, "", "refused: " + trusted->refused,
+                   "someone else could change what every box may do: make it yours and `chmod "
+                   "go-w` it and its directory");
+      return true;
+    }
+    text = &trusted->text;
   }
   Ctx c{mode, p, problems};
   try {
-    Value root;
-    if (text != nullptr) {
-      std::istringstream in(*text);
-      root = toml::parse(in, path);
-    } else {
-      root = toml::parse(path);
-    }
+    std::istringstream in(*text);
+    Value root = toml::parse(in, path);
     apply_root(c, root);
   } catch (const toml::exception& e) {
     const auto& loc = e.location();
@@ -958,14 +969,14 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
   }
   for (const auto& a : f.allow) {
     if (auto r = policy::EgressRule::parse(a); !r) {
-      flag_problem(problems, "--allow", r.error().message());
+      flag_problem(problems, "--allow", r.error().message(), r.error().hint());
     } else {
       p.net_allow.push_back({a, {"--allow"}});
     }
   }
   for (const auto& a : f.raw_tcp) {
     if (auto r = policy::EgressRule::parse(a); !r) {
-      flag_problem(problems, "--raw-tcp", r.error().message());
+      flag_problem(problems, "--raw-tcp", r.error().message(), r.error().hint());
     } else {
       p.raw_tcp.push_back({a, {"--raw-tcp"}});
     }
@@ -997,7 +1008,7 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
       p.limits.memory_bytes = Sourced<uint64_t>{*s, {"--memory"}};
     } else {
       flag_problem(problems, "--memory", fmt::format("invalid size `{}`", *f.memory),
-                   "expected a number with an optional K, M, G or T suffix, e.g. 4G");
+                   "expected a number with a unit: B, K, M, G or T, e.g. 4G");
     }
   }
   if (f.pids) {
@@ -1053,7 +1064,18 @@ void apply_builtins(Policy& p) {
 }  // namespace
 
 std::vector<std::string> default_profile_dirs() {
-  return {AGENTBOX_DATA_PROFILES, AGENTBOX_SOURCE_PROFILES};
+  // Relative to the binary, as installed (PREFIX/bin/agentbox -> PREFIX/share/agentbox/profiles)
+  // and in a build tree (build/cli/agentbox -> build/share/agentbox/profiles, a copy the build
+  // keeps current). Never a compiled-in path: a binary copied elsewhere must not read profiles
+  // from the tree it was built in. /etc/agentbox/profiles holds the administrator's.
+  std::vector<std::string> dirs{"/etc/agentbox/profiles"};
+  std::error_code ec;
+  std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec && exe.is_absolute()) {
+    dirs.push_back(
+        (exe.parent_path().parent_path() / "share" / "agentbox" / "profiles").lexically_normal());
+  }
+  return dirs;
 }
 
 std::vector<std::string> available_profiles(const std::vector<std::string>& dirs) {

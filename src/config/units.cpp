@@ -45,8 +45,13 @@ std::optional<uint64_t> parse_size(std::string_view s) {
   if (!n) {
     return std::nullopt;
   }
+  // A bare number is refused (but 0): `home_size = 12` meant megabytes or gigabytes, never 12
+  // bytes, and guessing a unit would hide the typo.
+  if (s.empty()) {
+    return *n == 0 ? n : std::nullopt;
+  }
   uint64_t mult = 1;
-  if (!s.empty()) {
+  {
     switch (std::toupper(static_cast<unsigned char>(s.front()))) {
       case 'K':
         mult = 1ull << 10;

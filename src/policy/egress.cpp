@@ -74,6 +74,14 @@ Result<EgressRule> EgressRule::parse(std::string_view s) {
   if (s.empty() || s.find_first_of(std::string_view(" \t\r\n\0", 5)) != std::string_view::npos) {
     return bad("empty or contains whitespace/NUL");
   }
+  if (auto scheme = s.find("://"); scheme != std::string_view::npos) {
+    // A URL pasted as a rule: say which part a rule takes rather than "bad port".
+    std::string_view rest = s.substr(scheme + 3);
+    rest = rest.substr(0, rest.find('/'));
+    return bad(fmt::format("a rule names a host, not a URL: drop the scheme and path, `{}` (ports "
+                           "443 and 80 by default) or `{}:PORT`",
+                           rest, rest.substr(0, rest.find(':'))));
+  }
   std::string_view target = s;
   std::optional<PortSet> ports = kDefaultPorts;
   if (s.front() == '[') {

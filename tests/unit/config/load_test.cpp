@@ -51,7 +51,9 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 }
 
 TEST(Units, Sizes) {
-  EXPECT_EQ(parse_size("512"), 512u);
+  EXPECT_FALSE(parse_size("512"));  // a bare number asks for a unit
+  EXPECT_EQ(parse_size("512B"), 512u);
+  EXPECT_EQ(parse_size("0"), 0u);
   EXPECT_EQ(parse_size("4K"), 4096u);
   EXPECT_EQ(parse_size("4k"), 4096u);
   EXPECT_EQ(parse_size("2G"), 2ull << 30);

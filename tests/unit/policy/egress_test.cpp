@@ -29,6 +29,18 @@ TEST(Egress, DefaultPortsAre443And80) {
   EXPECT_EQ(p.decide("api.github.com", 443).rule, 0u);
 }
 
+TEST(Egress, AUrlIsRefusedWithTheHostItMeant) {
+  for (const char* url :
+       {"http://x.example.com", "https://x.example.com/path?q", "git://x.example.com:9418"}) {
+    auto r = EgressRule::parse(url);
+    ASSERT_FALSE(r) << url;
+    EXPECT_NE(r.error().message().find("a rule names a host, not a URL"), std::string::npos);
+    EXPECT_NE(r.error().message().find("drop the scheme and path, `x.example.com"),
+              std::string::npos)
+        << r.error().message();
+  }
+}
+
 TEST(Egress, ExplicitAndAnyPort) {
   auto p = make({"example.com:8443", "*.npmjs.org:*"});
   EXPECT_TRUE(p.decide("example.com", 8443).allowed);
