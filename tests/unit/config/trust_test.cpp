@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "agentbox/config/load.hpp"
+#include "testkit/skip.hpp"
 
 namespace agentbox::config {
 namespace {
@@ -75,7 +76,8 @@ TEST_F(TrustTest, WritableProfileAndDirectoryAreRefused) {
 
 TEST_F(TrustTest, FileOfAnotherUserIsRefused) {
   if (::geteuid() != 0) {
-    GTEST_SKIP() << "skipped: giving a file to another user needs root";
+    testkit::skip("giving a file to another user needs root");
+    return;
   }
   std::string p = write("system.toml", 0644);
   ASSERT_EQ(::chown(p.c_str(), 65534, 65534), 0);
