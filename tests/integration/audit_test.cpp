@@ -210,10 +210,11 @@ TEST_P(AuditTest, OpenFlowsAtExitGetCloseLines) {
   std::string port = std::to_string(ntohs(sin.sin_port));
   // Three connections held by a process that outlives the program's own exit.
   std::string py = fmt::format(
-      "import socket,time\nss=[socket.create_connection(('127.0.0.1',{}))for _ in "
+      "import socket,time\nss=[socket.create_connection(('held.test',{}))for _ in "
       "range(3)]\nprint('held',flush=True)\ntime.sleep(30)",
       port);
-  Output r = run(w_, {"run", "--allow", "127.0.0.1/32:" + port, "--", "sh", "-c",
+  Output r = run(w_, {"run", "--allow", "held.test:" + port, "--connect-to",
+                      "held.test:" + port + ":127.0.0.1:" + port, "--", "sh", "-c",
                       "python3 -c \"$0\" & sleep 2; exit 0", py});
   ::close(lfd);
   ASSERT_EQ(r.status, 0) << r.err;
@@ -241,19 +242,27 @@ TEST_P(AuditTest, OpenFlowsAtExitGetCloseLines) {
 TEST_P(AuditTest, RetentionPrunesOldSessionsButNotARunningOne) {
   RunOptions o = with_config("[audit]\nkeep_sessions = 2\nmax_age = \"7d\"\n");
   std::string dir = w_.state + "/agentbox/sessions";
+  std::set<std::string> before;  // the set-up's own session
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    before.insert(e.path().filename());
+  }
   int out_fd = -1;
   int err_fd = -1;
   pid_t running = spawn(w_, {"run", "-q", "--", "sleep", "30"}, o, &out_fd, &err_fd);
   ASSERT_GT(running, 0);
   std::string running_id;
+  // Its session.start is written after its own pruning: the fake folders come after that.
   for (int i = 0; i < 500 && running_id.empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-      running_id = e.path().filename();
+      std::string name = e.path().filename();
+      if (before.count(name) == 0 &&
+          slurp(dir + "/" + name + "/audit.jsonl").find("session.start") != std::string::npos) {
+        running_id = name;
+      }
     }
   }
-  ASSERT_FALSE(running_id.empty());
   std::vector<std::string> fake = {"20200101T000000Z-000001", "20200102T000000Z-000002"};
   for (const auto& f : fake) {
     std::filesystem::create_directories(dir + "/" + f);
@@ -271,13 +280,21 @@ TEST_P(AuditTest, RetentionPrunesOldSessionsButNotARunningOne) {
   }
   ::kill(running, SIGTERM);
   EXPECT_GE(wait_for(running, 10000), 0);
-  ::close(out_fd);
-  ::close(err_fd);
-  EXPECT_EQ(left.count(running_id), 1u) << "the running session's folder is kept";
+  std::string all;
+  for (const auto& n : left) {
+    all += n + " ";
+  }
+  char buf[4096];
+  ssize_t n = ::read(err_fd, buf, sizeof buf);
+  std::string err(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  EXPECT_EQ(left.count(running_id), 1u) << "the running session's folder is kept: " << running_id
+                                        << " left: " << all << " err: " << err;
   for (const auto& f : fake) {
     EXPECT_EQ(left.count(f), 0u) << f;
   }
   EXPECT_EQ(left.size(), 3u) << "the running one and the two newest";
+  ::close(out_fd);
+  ::close(err_fd);
   EXPECT_NE(all_audit_logs(w_).find(R"("type":"session.prune")"), std::string::npos);
 }
 
