@@ -21,6 +21,7 @@
 
 #include "agentbox/app/doctor.hpp"
 #include "agentbox/app/session_confinement.hpp"
+#include "agentbox/app/session_dirs.hpp"
 #include "agentbox/app/session_git.hpp"
 #include "agentbox/app/session_network.hpp"
 #include "agentbox/app/session_proxy.hpp"
@@ -137,34 +138,6 @@ sb::UserInfo who_runs(const std::map<std::string, std::string>& env) {
   return u;
 }
 
-std::string new_session_id() {
-  unsigned char rnd[3] = {};
-  [[maybe_unused]] ssize_t n = ::getrandom(rnd, sizeof rnd, 0);
-  std::time_t now = std::time(nullptr);
-  struct tm tm {};
-  ::gmtime_r(&now, &tm);
-  char ts[32];
-  std::strftime(ts, sizeof ts, "%Y%m%dT%H%M%SZ", &tm);
-  return fmt::format("{}-{:02x}{:02x}{:02x}", ts, rnd[0], rnd[1], rnd[2]);
-}
-
-base::Status mkdir_p(const std::string& path, mode_t mode) {
-  std::string cur;
-  size_t i = 1;
-  while (i <= path.size()) {
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) {
-      j = path.size();
-    }
-    cur = path.substr(0, j);
-    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) {
-      return Error::sys(errno, "mkdir", cur);
-    }
-    i = j + 1;
-  }
-  return base::ok();
-}
-
 // Everything prepared before the clone.
 struct Session {
   sb::UserInfo user;
@@ -177,6 +150,7 @@ struct Session {
   sb::LaunchSpec launch;
   std::string id;
   std::string dir;
+  base::UniqueFd lock;  // flock on dir/lock while the session runs (session_dirs.hpp)
   std::unique_ptr<audit::JsonlSink> sink;
   std::unique_ptr<SessionConfinement> confinement;  // Landlock, caps, seccomp, rlimits, cgroup
   std::unique_ptr<SessionProxy> proxy;              // credentials, session CA, L7 handler
@@ -264,13 +238,29 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   }
 
   s.id = new_session_id();
-  s.dir = sessions_dir(env, s.user.home) + "/" + s.id;
-  AGENTBOX_TRY(mkdir_p(s.dir, 0700));
-  auto sink = audit::JsonlSink::open(s.dir + "/audit.jsonl", s.id);
+  std::string root = sessions_dir(env, s.user.home);
+  s.dir = root + "/" + s.id;
+  AGENTBOX_ASSIGN_OR_RETURN(s.lock, make_session_dir(s.dir));
+  const config::AuditSettings& as = req.policy.audit;
+  auto sink = audit::JsonlSink::open(s.dir + "/audit.jsonl", s.id,
+                                     {.max_bytes = as.max_size.value, .coalesce = true});
   if (!sink) {
     return std::move(sink).error().context("opening the audit log");
   }
   s.sink = std::make_unique<audit::JsonlSink>(std::move(*sink));
+  Pruned pruned = prune_sessions(
+      root, s.id, {.keep = as.keep_sessions.value, .max_age_seconds = as.max_age_seconds.value},
+      std::time(nullptr));
+  if (!pruned.removed.empty() || pruned.failed != 0) {
+    s.sink->emit(audit::Event("session.prune")
+                     .strs("removed", pruned.removed)
+                     .num("running", static_cast<int64_t>(pruned.running))
+                     .num("failed", static_cast<int64_t>(pruned.failed)));
+  }
+  if (pruned.failed != 0) {
+    base::log::warn("{} old session folder{} under {} could not be removed", pruned.failed,
+                    pruned.failed == 1 ? "" : "s", root);
+  }
 
   // Credentials and trust before the mount plan and the environment: the box is shown the
   // merged trust bundle and given placeholders, never the real values.
@@ -470,6 +460,27 @@ Outcome supervise(sb::Box& box, event::Loop& loop, const RunRequest& req, event:
   return {exit_code, ended_by};
 }
 
+// One line each for lines the audit log lost (issue 14): never only the path of a log that is
+// silently incomplete.
+std::vector<std::string> audit_losses(const audit::Losses& l, const std::string& path,
+                                      const config::AuditSettings& as) {
+  std::vector<std::string> out;
+  if (l.failed_lines != 0 || l.first_errno != 0) {
+    out.push_back(
+        fmt::format("the audit log lost {} line{}: write `{}`: {} ({})", l.failed_lines,
+                    l.failed_lines == 1 ? "" : "s", path, std::strerror(l.first_errno),
+                    strerrorname_np(l.first_errno) ? strerrorname_np(l.first_errno) : "?"));
+  }
+  if (l.truncated_lines != 0) {
+    out.push_back(fmt::format(
+        "the audit log reached its size cap of {} bytes (audit.max_size, {}): {} later line{} "
+        "dropped",
+        as.max_size.value, origin_text(as.max_size.origin), l.truncated_lines,
+        l.truncated_lines == 1 ? " was" : "s were"));
+  }
+  return out;
+}
+
 }  // namespace
 
 int run(const RunRequest& req) {
@@ -497,6 +508,14 @@ int run(const RunRequest& req) {
   }
   Session& s = *prepared;
   log_start(s, req);
+  const bool audit_required = req.policy.audit.required.value;
+  if (audit_required && s.sink->losses().lost()) {
+    for (const auto& line : audit_losses(s.sink->losses(), s.sink->path(), req.policy.audit)) {
+      fmt::print(stderr, "{}",
+                 Error::msg(line).hint("audit.required is set: the box did not start").render());
+    }
+    return 125;
+  }
   base::log::debug("workspace {}, cwd {}, {} mount operations, session {}", s.workspace,
                    s.launch.cwd, s.launch.mounts.size(), s.id);
 
@@ -560,6 +579,9 @@ int run(const RunRequest& req) {
                                                  std::chrono::steady_clock::now() - t0)
                                                  .count());
     s.confinement->started(*loop, box->pid());
+    if (audit_required) {  // fail closed: a lost line stops the box (pidfd: any thread may call)
+      s.sink->on_loss([&box] { [[maybe_unused]] auto k = box->signal(SIGKILL); });
+    }
     if (auto r = s.network->start(box->take_tap(), *loop); !r) {
       Error e = std::move(r).error().context("starting the network");
       fmt::print(stderr, "{}", e.render());
@@ -568,6 +590,7 @@ int run(const RunRequest& req) {
       net_failed = true;
     }
     Outcome out = supervise(*box, *loop, req, sig_watch);
+    s.sink->on_loss({});
     code = out.code;
     reason = out.reason;
     if (reason == "timeout") {
@@ -599,17 +622,36 @@ int run(const RunRequest& req) {
   }
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   audit::Event end("session.end");
+  audit::Losses lost = s.sink->losses();
+  if (audit_required && lost.lost() && started) {
+    code = 125;
+    reason = "audit failed";
+  }
   end.num("exit", code).str("reason", reason).num("duration_ms", static_cast<int64_t>(secs * 1000));
   if (!error.empty()) {
     end.str("error", error);
   }
-  s.sink->emit(end);
+  if (lost.lost()) {
+    end.num("audit_lines_lost", static_cast<int64_t>(lost.failed_lines + lost.truncated_lines));
+  }
+  s.sink->final(end);
+  for (const auto& line : audit_losses(s.sink->losses(), s.sink->path(), req.policy.audit)) {
+    if (audit_required) {
+      fmt::print(stderr, "{}",
+                 Error::msg(line)
+                     .hint("audit.required is set: the session ended with status 125")
+                     .render());
+    } else {
+      base::log::warn("{}", line);
+    }
+  }
   if (!req.quiet) {
-    std::string what = !started              ? fmt::format("did not run (status {})", code)
-                       : reason == "timeout" ? "was stopped by --timeout (status 124)"
-                       : s.confinement->program_exited()
-                           ? fmt::format("exited with status {}", code)
-                           : describe_exit(code);
+    std::string what =
+        !started                   ? fmt::format("did not run (status {})", code)
+        : reason == "timeout"      ? "was stopped by --timeout (status 124)"
+        : reason == "audit failed" ? "was stopped: its audit log could not be written (status 125)"
+        : s.confinement->program_exited() ? fmt::format("exited with status {}", code)
+                                          : describe_exit(code);
     base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,
                     s.dir);
   }

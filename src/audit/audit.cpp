@@ -8,11 +8,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <unordered_map>
 
 #include "agentbox/base/sys.hpp"
 
@@ -146,6 +148,11 @@ Event& Event::num(std::string_view k, int64_t value) {
   return *this;
 }
 
+Event& Event::coalesce(std::string key) {
+  coalesce_ = std::move(key);
+  return *this;
+}
+
 Event& Event::boolean(std::string_view k, bool value) {
   key(k);
   fields_ += value ? "true" : "false";
@@ -195,21 +202,40 @@ std::map<std::string, uint64_t> Tally::snapshot() const {
   return {counts_.begin(), counts_.end()};
 }
 
-base::Result<JsonlSink> JsonlSink::open(const std::string& path, std::string session_id) {
+base::Result<JsonlSink> JsonlSink::open(const std::string& path, std::string session_id,
+                                        SinkLimits limits) {
   AGENTBOX_ASSIGN_OR_RETURN(base::UniqueFd fd,
                             base::open_fd(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600));
-  return JsonlSink(std::move(fd), path, std::move(session_id));
+  return JsonlSink(std::move(fd), path, std::move(session_id), limits);
 }
 
 // Lines held between hold() and release(). `len` is published after the bytes it covers are in
 // `buf`, so the fatal-signal handler writes whole lines only, even when the crash hits an emit.
+// The rest of the sink's state lives here too, under `mu`: emit may come from another thread (a
+// credential source's worker).
 struct JsonlSink::Held {
   static constexpr size_t kBytes = 64 * 1024;
-  std::mutex mu;  // emit may come from another thread (a credential source's worker)
+  // Keys coalesced within one second; past that a line is written as usual (the cap bounds it).
+  static constexpr size_t kMaxRepeatKeys = 4096;
+  struct Repeat {
+    std::string type;
+    std::string key;
+    uint64_t count = 0;
+  };
+  std::mutex mu;
   bool holding = false;
   int fd = -1;
   std::unique_ptr<char[]> buf{new char[kBytes]};
   std::atomic<size_t> len{0};
+  SinkLimits limits;
+  uint64_t accepted = 0;  // bytes of the lines accepted so far (written or held)
+  bool truncated = false;
+  bool torn = false;  // the last write stopped inside a line
+  Losses losses;
+  std::function<void()> on_loss;
+  bool loss_reported = false;
+  int64_t repeat_second = -1;
+  std::unordered_map<std::string, Repeat> repeats;
 };
 
 namespace {
@@ -250,12 +276,13 @@ void on_fatal(int sig) {
 
 }  // namespace
 
-JsonlSink::JsonlSink(base::UniqueFd fd, std::string path, std::string session_id)
+JsonlSink::JsonlSink(base::UniqueFd fd, std::string path, std::string session_id, SinkLimits limits)
     : fd_(std::move(fd)),
       held_(std::make_unique<Held>()),
       path_(std::move(path)),
       session_id_(std::move(session_id)) {
   held_->fd = fd_.get();
+  held_->limits = limits;
 }
 
 JsonlSink::JsonlSink(JsonlSink&& o) noexcept
@@ -263,14 +290,70 @@ JsonlSink::JsonlSink(JsonlSink&& o) noexcept
       held_(std::move(o.held_)),
       path_(std::move(o.path_)),
       session_id_(std::move(o.session_id_)),
-      tally_(std::move(o.tally_)),
-      write_errors_(o.write_errors_) {}
+      tally_(std::move(o.tally_)) {}
 
 JsonlSink::~JsonlSink() {
   if (held_) {
+    {
+      std::lock_guard lock(held_->mu);
+      flush_repeats();
+    }
     release();
     void* self = held_.get();
     g_held.compare_exchange_strong(self, nullptr);
+  }
+}
+
+void JsonlSink::on_loss(std::function<void()> f) {
+  std::lock_guard lock(held_->mu);
+  held_->on_loss = std::move(f);
+  held_->loss_reported = false;
+  if (held_->losses.lost()) {
+    lose(0, 0);
+  }
+}
+
+Losses JsonlSink::losses() const {
+  std::lock_guard lock(held_->mu);
+  return held_->losses;
+}
+
+void JsonlSink::lose(uint64_t lines, int err) noexcept {
+  Losses& l = held_->losses;
+  l.failed_lines += lines;
+  if (l.first_errno == 0 && err != 0) {
+    l.first_errno = err;
+  }
+  if (!held_->loss_reported && held_->on_loss) {
+    held_->loss_reported = true;
+    held_->on_loss();
+  }
+}
+
+void JsonlSink::write_out(std::string_view s) noexcept {
+  auto lines_in = [](std::string_view rest) {
+    return static_cast<uint64_t>(std::count(rest.begin(), rest.end(), '\n'));
+  };
+  if (held_->torn) {  // end the torn line, so that this one parses on its own
+    if (::write(fd_.get(), "\n", 1) != 1) {
+      lose(lines_in(s), errno);
+      return;
+    }
+    held_->torn = false;
+  }
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t w = ::write(fd_.get(), s.data() + off, s.size() - off);
+    if (w < 0 && errno == EINTR) {
+      continue;
+    }
+    if (w <= 0) {
+      int err = w < 0 ? errno : EIO;
+      held_->torn = off != 0 && s[off - 1] != '\n';
+      lose(lines_in(s.substr(off)), err);
+      return;
+    }
+    off += static_cast<size_t>(w);
   }
 }
 
@@ -279,10 +362,109 @@ void JsonlSink::write_held() noexcept {
   if (n == 0) {
     return;
   }
-  if (!base::write_all(fd_.get(), std::string_view(held_->buf.get(), n))) {
-    ++write_errors_;
-  }
+  write_out(std::string_view(held_->buf.get(), n));
   held_->len.store(0, std::memory_order_release);
+}
+
+// The size cap, then the hold buffer (or one write). `final_line` passes the cap.
+void JsonlSink::append(std::string_view line, bool final_line) noexcept {
+  Held& h = *held_;
+  if (!final_line && (h.truncated || h.accepted + line.size() > h.limits.max_bytes)) {
+    ++h.losses.truncated_lines;
+    if (h.truncated) {
+      return;
+    }
+    h.truncated = true;
+    try {
+      append(render_line(Event("audit.truncated")
+                             .num("max_bytes", static_cast<int64_t>(h.limits.max_bytes))
+                             .str("setting", "audit.max_size"),
+                         session_id_),
+             true);
+    } catch (...) {
+      lose(1, ENOMEM);
+    }
+    lose(0, 0);
+    return;
+  }
+  h.accepted += line.size();
+  if (h.holding && line.size() <= Held::kBytes) {
+    if (h.len.load(std::memory_order_relaxed) + line.size() > Held::kBytes) {
+      write_held();
+    }
+    size_t at = h.len.load(std::memory_order_relaxed);
+    std::memcpy(h.buf.get() + at, line.data(), line.size());
+    h.len.store(at + line.size(), std::memory_order_release);
+    return;
+  }
+  write_held();  // keep the order of lines
+  write_out(line);
+}
+
+namespace {
+int64_t coarse_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return ts.tv_sec;
+}
+}  // namespace
+
+bool JsonlSink::fold(const Event& event) {
+  Held& h = *held_;
+  if (!h.limits.coalesce || event.coalesce_key().empty()) {
+    return false;
+  }
+  int64_t sec = coarse_seconds();
+  if (sec != h.repeat_second) {
+    flush_repeats();
+    h.repeat_second = sec;
+  }
+  std::string k = event.type();
+  k += '\0';
+  k += event.coalesce_key();
+  auto it = h.repeats.find(k);
+  if (it == h.repeats.end()) {
+    if (h.repeats.size() < Held::kMaxRepeatKeys) {
+      h.repeats.emplace(std::move(k), Held::Repeat{event.type(), event.coalesce_key(), 0});
+    }
+    return false;
+  }
+  ++it->second.count;
+  ++h.losses.coalesced;
+  return true;
+}
+
+void JsonlSink::flush_repeats() noexcept {
+  try {
+    for (const auto& [k, r] : held_->repeats) {
+      if (r.count != 0) {
+        append(render_line(Event("audit.repeated")
+                               .str("of", r.type)
+                               .str("key", r.key)
+                               .num("count", static_cast<int64_t>(r.count))
+                               .num("within_ms", 1000),
+                           session_id_),
+               false);
+      }
+    }
+  } catch (...) {
+    lose(1, ENOMEM);
+  }
+  held_->repeats.clear();
+}
+
+void JsonlSink::final(const Event& event) noexcept {
+  try {
+    tally_->add(event.type());
+    std::string line = render_line(event, session_id_);
+    std::lock_guard lock(held_->mu);
+    flush_repeats();
+    append(line, true);
+    write_held();
+  } catch (...) {
+    std::lock_guard lock(held_->mu);
+    lose(1, ENOMEM);
+  }
 }
 
 void JsonlSink::hold() noexcept {
@@ -314,32 +496,27 @@ void JsonlSink::release() noexcept {
     return;
   }
   std::lock_guard lock(held_->mu);
+  if (!held_->repeats.empty() && coarse_seconds() != held_->repeat_second) {
+    flush_repeats();  // the second is over: its counts go out now, not at the next denial
+  }
   write_held();
   held_->holding = false;
 }
 
 void JsonlSink::emit(const Event& event) noexcept {
+  if (!held_) {
+    return;  // moved from
+  }
   try {
     tally_->add(event.type());
-    std::string line = render_line(event, session_id_);
-    if (held_) {
-      std::lock_guard lock(held_->mu);
-      if (held_->holding && line.size() <= Held::kBytes) {
-        if (held_->len.load(std::memory_order_relaxed) + line.size() > Held::kBytes) {
-          write_held();
-        }
-        size_t at = held_->len.load(std::memory_order_relaxed);
-        std::memcpy(held_->buf.get() + at, line.data(), line.size());
-        held_->len.store(at + line.size(), std::memory_order_release);
-        return;
-      }
-      write_held();  // keep the order of lines
+    std::lock_guard lock(held_->mu);
+    if (fold(event)) {
+      return;
     }
-    if (!base::write_all(fd_.get(), line)) {
-      ++write_errors_;
-    }
+    append(render_line(event, session_id_), false);
   } catch (...) {  // allocation failure: drop the line, keep serving
-    ++write_errors_;
+    std::lock_guard lock(held_->mu);
+    lose(1, ENOMEM);
   }
 }
 

@@ -79,6 +79,12 @@ std::string explain(const Loaded& loaded) {
   pr.line("sys", p.mount_sys.value ? "true" : "false", p.mount_sys.origin);
   pr.line("hostname", p.hostname.value, p.hostname.origin);
   explain_limits(pr, p.limits);
+  pr.section("audit");
+  const auto& a = p.audit;
+  pr.line("required", a.required.value ? "true" : "false", a.required.origin);
+  pr.line("max_size", format_size(a.max_size.value), a.max_size.origin);
+  pr.line("keep_sessions", fmt::format("{}", a.keep_sessions.value), a.keep_sessions.origin);
+  pr.line("max_age", format_duration(a.max_age_seconds.value), a.max_age_seconds.origin);
   pr.section("seccomp");
   pr.list("allow", p.seccomp_allow);
   pr.section("network");

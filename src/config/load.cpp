@@ -558,6 +558,56 @@ Schema limits_schema() {
   };
 }
 
+// [audit]: a workspace file may only make the log required; the size and the retention are the
+// user's (a smaller cap would blind the log, a shorter retention would delete the user's logs).
+Schema audit_schema() {
+  auto user_only = [](std::string name, std::function<void(Ctx&, const Value&)> f) {
+    return std::pair<std::string, std::function<void(Ctx&, const Value&)>>(
+        name, [name, f](Ctx& c, const Value& v) {
+          if (c.mode == Mode::kNarrow) {
+            widen_error(c, v, "audit." + name);
+          } else {
+            f(c, v);
+          }
+        });
+  };
+  return {
+      {"required",
+       [](Ctx& c, const Value& v) {
+         if (!v.is_boolean()) {
+           problem(c, v,
+                   fmt::format("`audit.required` must be true or false, found {}", type_name(v)));
+         } else if (c.mode == Mode::kNarrow && !v.as_boolean() && c.p.audit.required.value) {
+           widen_error(c, v, "audit.required = false");
+         } else {
+           c.p.audit.required = {v.as_boolean(), origin_of(v)};
+         }
+       }},
+      user_only("max_size",
+                [](Ctx& c, const Value& v) {
+                  if (auto n = get_size(c, v, "audit.max_size")) {
+                    if (*n < 64 * 1024) {
+                      problem(c, v, "`audit.max_size` must be at least 64K");
+                    } else {
+                      c.p.audit.max_size = {*n, origin_of(v)};
+                    }
+                  }
+                }),
+      user_only("keep_sessions",
+                [](Ctx& c, const Value& v) {
+                  if (auto n = get_count(c, v, "audit.keep_sessions")) {
+                    c.p.audit.keep_sessions = {*n, origin_of(v)};
+                  }
+                }),
+      user_only("max_age",
+                [](Ctx& c, const Value& v) {
+                  if (auto n = get_duration(c, v, "audit.max_age")) {
+                    c.p.audit.max_age_seconds = {*n, origin_of(v)};
+                  }
+                }),
+  };
+}
+
 bool valid_group(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
     return std::islower(static_cast<unsigned char>(ch)) != 0 ||
@@ -884,6 +934,7 @@ void apply_root(Ctx& c, const Value& root) {
       {"sandbox", [](Ctx& cc, const Value& v) { walk(cc, v, "sandbox", sandbox_schema()); }},
       {"limits", [](Ctx& cc, const Value& v) { walk(cc, v, "limits", limits_schema()); }},
       {"seccomp", [](Ctx& cc, const Value& v) { walk(cc, v, "seccomp", seccomp_schema()); }},
+      {"audit", [](Ctx& cc, const Value& v) { walk(cc, v, "audit", audit_schema()); }},
       {"network", [](Ctx& cc, const Value& v) { walk(cc, v, "network", network_schema()); }},
       {"credentials", apply_credentials},
       {"token_file", apply_token_files},
@@ -994,6 +1045,9 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
     } else {
       p.seccomp_allow.push_back({g, {"--allow-syscalls"}});
     }
+  }
+  if (f.audit_required) {
+    p.audit.required = Sourced<bool>{true, {"--audit-required"}};
   }
   if (f.timeout) {
     if (auto d = parse_duration(*f.timeout)) {

@@ -2,6 +2,7 @@
 // The stages are described in include/agentbox/net/tcp.hpp; docs/NETWORK.md has the long form.
 #include "agentbox/net/tcp.hpp"
 
+#include <fmt/core.h>
 #include <linux/sock_diag.h>
 #include <linux/sockios.h>
 #include <poll.h>
@@ -143,8 +144,17 @@ TcpTranslator::TcpTranslator(TcpConfig config, const policy::EgressPolicy& polic
 
 TcpTranslator::~TcpTranslator() {
   handler_.attach(nullptr);
+  // Flows still open when the session ends get their close line too (issue 14: every
+  // net.connect has a net.close), in the order they were opened.
+  std::vector<uint64_t> open;
+  open.reserve(flows_.size());
   for (auto& [id, f] : flows_) {
     poller_.unwatch(f->fd.get());
+    open.push_back(id);
+  }
+  std::sort(open.begin(), open.end());
+  for (uint64_t id : open) {
+    audit_.emit(close_event(id, *flows_[id], false).str("reason", "session end"));
   }
   for (base::UniqueFd& fd : closing_) {
     poller_.unwatch(fd.get());
@@ -293,7 +303,8 @@ void TcpTranslator::on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac,
                     .str("name", info.name)
                     .str("dst", ip4_to_string(ip.dst))
                     .num("port", seg.dport)
-                    .str("reason", d.reason));
+                    .str("reason", d.reason)
+                    .coalesce(fmt::format("{}:{}", info.name, seg.dport)));
     base::log::debug("deny tcp {}:{} ({})", info.name, seg.dport, d.reason);
     send_rst_for(ip, seg, box_mac);
     return;
@@ -937,18 +948,22 @@ void TcpTranslator::finish(uint64_t id, bool reset) {
   }
   f->stats.reset = reset;
   ++counters_.flows_closed;
+  audit_.emit(close_event(id, *f, reset));
+  handler_.on_close(f->info, f->stats);
+}
+
+audit::Event TcpTranslator::close_event(uint64_t id, const Flow& f, bool reset) {
   audit::Event e("net.close");
   e.num("id", static_cast<int64_t>(id))
-      .str("name", f->info.name)
-      .num("port", f->info.orig_port)
-      .num("bytes_up", static_cast<int64_t>(f->stats.bytes_up))
-      .num("bytes_down", static_cast<int64_t>(f->stats.bytes_down))
+      .str("name", f.info.name)
+      .num("port", f.info.orig_port)
+      .num("bytes_up", static_cast<int64_t>(f.stats.bytes_up))
+      .num("bytes_down", static_cast<int64_t>(f.stats.bytes_down))
       .boolean("reset", reset);
-  if (f->handed_back) {
+  if (f.handed_back) {
     e.boolean("handed_back", true);
   }
-  audit_.emit(e);
-  handler_.on_close(f->info, f->stats);
+  return e;
 }
 
 }  // namespace agentbox::net

@@ -43,8 +43,8 @@ for verb in sorted(verbs):
         problems.append(f"man/agentbox.1 has no entry for the verb `{verb}`")
 
 source = read(f"{src}/src/config/load.cpp")
-keys = set(re.findall(r'\{"([a-z_]+)",', source)) | set(re.findall(r'grant_only\(\s*"([a-z_]+)"',
-                                                                         source))
+# Schema entries: `{"key", handler}` or a helper such as `grant_only("key", ...)`.
+keys = set(re.findall(r'\{"([a-z_]+)",', source)) | set(re.findall(r'_only\(\s*"([a-z_]+)"', source))
 keys |= set(re.findall(r'^\s*"([a-z_]+)",\s*$', source, re.M))
 for key in sorted(keys):
     if not re.search(rf"(\.B |\\fB|\[)(\[?network\.)?{key}\b", man5):

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,7 +35,12 @@ class Event {
   Event& num(std::string_view key, int64_t value);
   Event& boolean(std::string_view key, bool value);
   Event& strs(std::string_view key, std::span<const std::string> values);
+  // Marks the event as one of a kind a box can repeat at will (a denied name): a sink that
+  // coalesces writes the first event of each (type, key) in a second and counts the rest into
+  // one "audit.repeated" line. Not part of the line.
+  Event& coalesce(std::string key);
   [[nodiscard]] const std::string& type() const { return type_; }
+  [[nodiscard]] const std::string& coalesce_key() const { return coalesce_; }
   // The fields after "type", as `,"k":v,...` (used by sinks to build the line).
   [[nodiscard]] const std::string& fields() const { return fields_; }
   // The value of field `key` as written in the line: a string's JSON-escaped text without the
@@ -46,6 +52,7 @@ class Event {
   void key(std::string_view k);
   std::string type_;
   std::string fields_;
+  std::string coalesce_;
 };
 
 class Sink {
@@ -67,6 +74,21 @@ class Tally {
   std::map<std::string, uint64_t, std::less<>> counts_;
 };
 
+// The bounds of one session's log (config [audit], docs/CONFIG.md).
+struct SinkLimits {
+  uint64_t max_bytes = 64ull << 20;  // then one "audit.truncated" line, the rest dropped
+  bool coalesce = true;              // Event::coalesce() honoured
+};
+
+// What a sink could not write, for the exit summary and the session.end line.
+struct Losses {
+  uint64_t failed_lines = 0;     // lines a failed write(2) lost (whole or torn)
+  int first_errno = 0;           // the first failure's errno
+  uint64_t truncated_lines = 0;  // lines dropped after the size cap
+  uint64_t coalesced = 0;        // repeats counted into "audit.repeated" lines (not lost)
+  [[nodiscard]] bool lost() const { return failed_lines != 0 || truncated_lines != 0; }
+};
+
 // Appends lines to a file opened O_APPEND; each event is one write(2), except while held.
 //
 // Holding (the session's loop holds the sink for each iteration that dispatches something):
@@ -77,30 +99,45 @@ class Tally {
 // (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT) writes the held lines from an async-signal-safe
 // handler before the previous disposition runs (installed by the first hold()). Only SIGKILL can
 // take the lines of the current iteration with it.
+//
+// Integrity (issue 14): a failed write is counted in lines (losses()), never silent; a write torn
+// by ENOSPC is followed by a newline before the next line, so every later line parses. Past
+// max_bytes one "audit.truncated" line is written and later lines are only counted; final() is
+// written past the cap, so the log always says how the session ended. on_loss() runs once, at
+// the first line lost either way (the session's fail-closed switch, `audit.required`).
 class JsonlSink final : public Sink {
  public:
-  [[nodiscard]] static base::Result<JsonlSink> open(const std::string& path,
-                                                    std::string session_id);
+  [[nodiscard]] static base::Result<JsonlSink> open(const std::string& path, std::string session_id,
+                                                    SinkLimits limits = {});
   JsonlSink(JsonlSink&&) noexcept;
   JsonlSink& operator=(JsonlSink&&) = delete;
   ~JsonlSink() override;
   void emit(const Event& event) noexcept override;
+  // The session's last line: pending repeat counts first, then `event` even past the size cap.
+  void final(const Event& event) noexcept;
   void hold() noexcept;
   void release() noexcept;  // writes what is held and stops holding
+  // Called once, with the sink's lock held, when the first line is lost; must not emit.
+  void on_loss(std::function<void()> f);
   [[nodiscard]] const Tally& tally() const { return *tally_; }
   [[nodiscard]] const std::string& path() const { return path_; }
-  [[nodiscard]] uint64_t write_errors() const { return write_errors_; }
+  [[nodiscard]] Losses losses() const;
+  [[nodiscard]] uint64_t write_errors() const { return losses().failed_lines; }
 
  private:
-  JsonlSink(base::UniqueFd fd, std::string path, std::string session_id);
+  JsonlSink(base::UniqueFd fd, std::string path, std::string session_id, SinkLimits limits);
   struct Held;
-  void write_held() noexcept;  // caller holds held_->mu
+  void write_held() noexcept;                                    // caller holds held_->mu
+  void write_out(std::string_view s) noexcept;                   // ditto: one write, losses counted
+  void append(std::string_view line, bool final_line) noexcept;  // ditto: the cap, the buffer
+  bool fold(const Event& event);                // ditto: true when counted, not written
+  void flush_repeats() noexcept;                // ditto
+  void lose(uint64_t lines, int err) noexcept;  // ditto
   base::UniqueFd fd_;
   std::unique_ptr<Held> held_;
   std::string path_;
   std::string session_id_;
   std::unique_ptr<Tally> tally_ = std::make_unique<Tally>();
-  uint64_t write_errors_ = 0;
 };
 
 // Keeps lines in memory: for tests, and before the session folder exists.

@@ -68,6 +68,14 @@ struct Limits {
   std::optional<Sourced<uint64_t>> file_size_bytes;
 };
 
+// [audit]: the session's log (docs/CONFIG.md).
+struct AuditSettings {
+  Sourced<bool> required{false, {"built-in"}};  // a line that cannot be written ends the session
+  Sourced<uint64_t> max_size{64ull << 20, {"built-in"}};        // bytes per session's log
+  Sourced<uint64_t> keep_sessions{100, {"built-in"}};           // session dirs kept
+  Sourced<uint64_t> max_age_seconds{30 * 86400, {"built-in"}};  // older ones are removed
+};
+
 struct Policy {
   // [sandbox]
   std::optional<Sourced<std::string>> workspace;
@@ -82,6 +90,8 @@ struct Policy {
   Sourced<std::string> hostname{"agentbox", {"built-in"}};
   // [limits]
   Limits limits;
+  // [audit]
+  AuditSettings audit;
   // [seccomp]
   std::vector<Sourced<std::string>> seccomp_allow;  // named groups loosened, e.g. "ptrace"
   // [network]

@@ -134,6 +134,7 @@ class TcpTranslator final : public FlowControl {
   void ack_data(Flow& f);  // the ACK for accepted in-order data: held back within a batch
   static uint32_t f_snd_nxt(const Flow& f);
   void send_rst_for(const Ipv4& ip, const Tcp& seg, const Mac& box_mac);
+  [[nodiscard]] static audit::Event close_event(uint64_t id, const Flow& f, bool reset);
   [[nodiscard]] uint16_t window_field(Flow& f);
   [[nodiscard]] static uint32_t send_space(Flow& f);     // cached until the next write
   [[nodiscard]] static uint32_t measure_space(Flow& f);  // SO_MEMINFO; refreshes f.sndbuf

@@ -299,6 +299,41 @@ TEST(Narrow, WorkspaceFileMayKeepASubsetLowerLimitsAndProtectMore) {
   EXPECT_TRUE(narrow_with_workspace_file(*r, dir.path() + "/missing.toml"));
 }
 
+TEST(Audit, KeysLoadAndAWorkspaceFileMayOnlyRequireTheLog) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("system.toml", "[audit]\nmax_size = \"1M\"\nkeep_sessions = 5\nmax_age = \"2d\"\n");
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  const AuditSettings& a = r->policy.audit;
+  EXPECT_FALSE(a.required.value);
+  EXPECT_EQ(a.max_size.value, 1u << 20);
+  EXPECT_EQ(a.keep_sessions.value, 5u);
+  EXPECT_EQ(a.max_age_seconds.value, 2u * 86400);
+  std::string ok = dir.write("ok/.agentbox.toml", "[audit]\nrequired = true\n");
+  ASSERT_TRUE(narrow_with_workspace_file(*r, ok));
+  EXPECT_TRUE(r->policy.audit.required.value);
+  for (const char* bad : {"[audit]\nmax_size = \"64K\"\n", "[audit]\nkeep_sessions = 1\n",
+                          "[audit]\nmax_age = \"1s\"\n", "[audit]\nrequired = false\n"}) {
+    std::string ws = dir.write("bad/.agentbox.toml", bad);
+    auto st = narrow_with_workspace_file(*r, ws);
+    ASSERT_FALSE(st) << bad;
+    EXPECT_NE(st.error().render().find("cannot be set by a workspace file"), std::string::npos)
+        << st.error().render();
+  }
+  dir.write("system.toml", "[audit]\nmax_size = \"1K\"\n");
+  auto small = load(o);
+  ASSERT_FALSE(small);
+  EXPECT_NE(small.error().render().find("`audit.max_size` must be at least 64K"),
+            std::string::npos);
+  o.flags.audit_required = true;
+  dir.write("system.toml", "");
+  auto flag = load(o);
+  ASSERT_TRUE(flag);
+  EXPECT_TRUE(flag->policy.audit.required.value);
+  EXPECT_EQ(flag->policy.audit.required.origin.source, "--audit-required");
+}
+
 TEST(Narrow, WorkspaceFileCannotWiden) {
   TempDir dir;
   LoadOptions o = isolated(dir);

@@ -262,6 +262,19 @@ TEST_P(TcpTest, HandshakeGivesHandlerTheFlowInfo) {
   EXPECT_EQ(stack_->tcp().flow_count(), 1u);
 }
 
+// A flow still open when the session ends (the translator goes) gets its net.close line: every
+// net.connect has one (issue 14).
+TEST_P(TcpTest, FlowsOpenAtTheEndGetCloseLines) {
+  handshake();
+  ASSERT_EQ(stack_->tcp().flow_count(), 1u);
+  EXPECT_EQ(audit_.lines().find("net.close"), std::string::npos);
+  stack_.reset();
+  EXPECT_NE(audit_.lines().find(R"("type":"net.close","id":1,"name":"example.com","port":443,)"),
+            std::string::npos)
+      << audit_.lines();
+  EXPECT_NE(audit_.lines().find(R"("reason":"session end")"), std::string::npos);
+}
+
 TEST_P(TcpTest, DataBothWaysAndAckDiscards) {
   uint32_t hs = handshake();
   box_send(tcpflag::kAck | tcpflag::kPsh, 1001, hs, "hello");
