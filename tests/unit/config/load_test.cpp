@@ -331,7 +331,7 @@ TEST(Terminal, FilterOnByDefaultAllowListValidatedAndOnlyNarrowedByTheWorkspace)
   auto bad = load(o);
   ASSERT_FALSE(bad);
   m = bad.error().render();
-  EXPECT_NE(m.find("`terminal.filter` must be true or false, found string"), std::string::npos)
+  EXPECT_NE(m.find("`terminal.filter` must be true or false, found a string"), std::string::npos)
       << m;
   EXPECT_NE(m.find("`terminal.allow`: `links` is not an OSC kind"), std::string::npos) << m;
   EXPECT_NE(m.find("`osc70000` is not an OSC kind"), std::string::npos) << m;
