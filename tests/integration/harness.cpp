@@ -79,6 +79,21 @@ bool WorldTest::enter_world() {
   return true;
 }
 
+void BoxTest::SetUp() {
+  if (!enter_world()) {
+    return;
+  }
+  if (std::string no = cannot_box(w_, run(w_, {"run", "-q", "--", "true"})); !no.empty()) {
+    skip(no);
+  }
+}
+
+void BoxTest::TearDown() {
+  if (made_) {
+    destroy_world(w_);
+  }
+}
+
 std::string cannot_box(const World& w, const Output& probe) {
   if (probe.status == 0) {
     return {};

@@ -98,6 +98,14 @@ class WorldTest : public ::testing::TestWithParam<std::string> {
   bool made_ = false;  // TearDown destroys w_ only then
 };
 
+// A WorldTest that also skips, with the reason, when no box can be made here for the variant's
+// user (a `run -- true` fails), and destroys the world after each case.
+class BoxTest : public WorldTest {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+};
+
 // "" when `probe` (a `run ... -- true` of the variant) worked, else why no box can be made here,
 // for skip().
 std::string cannot_box(const World& w, const Output& probe);

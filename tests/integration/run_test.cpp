@@ -32,22 +32,8 @@ namespace {
 
 using Args = std::vector<std::string>;
 
-class RunTest : public WorldTest {
+class RunTest : public BoxTest {
  protected:
-  void SetUp() override {
-    if (!enter_world()) {
-      return;
-    }
-    // Can this machine make a box for this user at all?
-    if (std::string no = cannot_box(w_, run(w_, {"run", "-q", "--", "true"})); !no.empty()) {
-      skip(no);
-    }
-  }
-  void TearDown() override {
-    if (made_) {
-      destroy_world(w_);
-    }
-  }
   // `agentbox run --ro BIN -- probe ARGS...`
   Output probe(const Args& probe_args, RunOptions o = {}, const Args& flags = {}) {
     Args a = {"run", "-q", "--ro", w_.bin};
@@ -755,6 +741,7 @@ TEST_P(RunTest, SupervisorIsNotDumpableAndWritesNoCore) {
   }
   std::string dir = w_.root + "/xdg";
   std::string helper_limits = w_.root + "/helper-limits";
+  std::filesystem::create_directories(dir + "/agentbox");
   write_file(dir + "/agentbox/config.toml",
              fmt::format("[credentials.t]\nenv = \"T_TOKEN\"\nhosts = [\"example.test\"]\n"
                          "from = \"cmd:grep core /proc/self/limits > {}; echo tok\"\n",
