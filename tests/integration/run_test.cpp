@@ -709,8 +709,28 @@ TEST_P(RunTest, SigintIsForwardedWithoutATerminal) {
   ::close(err);
 }
 
-// From a fork of the test, as `uid` without any capability (root keeps uid 0 but drops them):
-// PTRACE_SEIZE of `pid`. 0 on success, else the errno.
+// Removes CAP_SYS_PTRACE from this process (and from its bounding set, so that what it executes
+// does not get it back). The ptrace check refuses a tracer whose permitted set lacks any of the
+// tracee's capabilities, whatever the tracee's dumpability: root's runs go without this one on
+// both sides, so that only dumpability decides.
+bool drop_sys_ptrace() {
+  if (::prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE) != 0) {
+    return false;
+  }
+  __user_cap_header_struct head{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct caps[2] = {};
+  if (::syscall(SYS_capget, &head, caps) != 0) {
+    return false;
+  }
+  const auto bit = ~(1u << CAP_SYS_PTRACE);
+  caps[0].effective &= bit;
+  caps[0].permitted &= bit;
+  caps[0].inheritable &= bit;
+  return ::syscall(SYS_capset, &head, caps) == 0;
+}
+
+// From a fork of the test, as `uid` (root: without CAP_SYS_PTRACE): PTRACE_SEIZE of `pid`. 0 on
+// success, else the errno.
 int seize_as(pid_t pid, uid_t uid, gid_t gid) {
   pid_t child = ::fork();
   if (child == 0) {
@@ -719,12 +739,8 @@ int seize_as(pid_t pid, uid_t uid, gid_t gid) {
           ::setresuid(uid, uid, uid) != 0) {
         ::_exit(120);
       }
-    } else {
-      __user_cap_header_struct head{_LINUX_CAPABILITY_VERSION_3, 0};
-      __user_cap_data_struct none[2] = {};
-      if (::syscall(SYS_capset, &head, none) != 0) {
-        ::_exit(121);
-      }
+    } else if (!drop_sys_ptrace()) {
+      ::_exit(121);
     }
     ::_exit(::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) == 0 ? 0 : errno);
   }
@@ -744,11 +760,12 @@ TEST_P(RunTest, SupervisorIsNotDumpableAndWritesNoCore) {
   std::filesystem::create_directories(dir + "/agentbox");
   write_file(dir + "/agentbox/config.toml",
              fmt::format("[credentials.t]\nenv = \"T_TOKEN\"\nhosts = [\"example.test\"]\n"
-                         "from = \"cmd:grep core /proc/self/limits > {}; echo tok\"\n",
+                         "from = \"cmd:grep core /proc/self/limits > {}; echo token-1234\"\n",
                          helper_limits));
   chown_tree(dir, w_.as.uid, w_.as.gid);
   RunOptions o;
   o.env["XDG_CONFIG_HOME"] = dir;
+  o.before_exec = [] { return ::prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE) == 0; };
   std::string marker = fmt::format("marker-dump-{}", ::getpid());
   int out = -1;
   int err = -1;
@@ -756,10 +773,11 @@ TEST_P(RunTest, SupervisorIsNotDumpableAndWritesNoCore) {
       spawn(w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "sleep", "30", ";", "id", marker}, o,
             &out, &err);
   ASSERT_GT(pid, 0);
-  for (int i = 0; i < 500 && pids_with_cmdline(marker).empty(); ++i) {
+  // The supervisor, init (its copy) and the probe.
+  for (int i = 0; i < 1000 && pids_with_cmdline(marker).size() < 3; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  ASSERT_FALSE(pids_with_cmdline(marker).empty());
+  ASSERT_GE(pids_with_cmdline(marker).size(), 3u);
   std::string limits = slurp(fmt::format("/proc/{}/limits", pid));
   EXPECT_TRUE(std::regex_search(limits, std::regex("Max core file size +0 "))) << limits;
   EXPECT_TRUE(std::regex_search(slurp(helper_limits), std::regex("Max core file size +0 ")))
@@ -768,6 +786,9 @@ TEST_P(RunTest, SupervisorIsNotDumpableAndWritesNoCore) {
   // The oracle: the same tracer attaches to a dumpable process of the same uid.
   pid_t control = ::fork();
   if (control == 0) {
+    if (::prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE) != 0) {
+      ::_exit(121);
+    }
     if (w_.as.uid != 0 && (::setresgid(w_.as.gid, w_.as.gid, w_.as.gid) != 0 ||
                            ::setresuid(w_.as.uid, w_.as.uid, w_.as.uid) != 0)) {
       ::_exit(120);

@@ -175,7 +175,7 @@ import curses
 def main(w):
     curses.start_color(); curses.use_default_colors()
     curses.init_pair(1, curses.COLOR_RED, -1)
-    w.border(); w.addstr(2, 3, "curses \u2502 caf\u00e9", curses.color_pair(1) | curses.A_BOLD)
+    w.border(); w.addstr(2, 3, "curses in a box", curses.color_pair(1) | curses.A_BOLD)
     w.addstr(4, 3, "press q"); w.refresh()
     while w.getch() != ord("q"): pass
 curses.wrapper(main)
