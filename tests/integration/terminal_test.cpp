@@ -235,7 +235,7 @@ TEST_P(TerminalTest, TuisRenderTheSameWithAndWithoutTheFilter) {
     text += fmt::format("line {} \u2500\u2502 caf\u00e9 {}\n", i, std::string(i % 90, 'x'));
   }
   write_file(w_.ws + "/file.txt", text);
-  write_file(w_.ws + "/curses.py", kCursesProgram);
+  write_file(w_.ws + "/box_curses.py", kCursesProgram);
   chown_tree(w_.ws, w_.as.uid, w_.as.gid);
   struct Tui {
     std::vector<std::string> cmd;
@@ -247,7 +247,7 @@ TEST_P(TerminalTest, TuisRenderTheSameWithAndWithoutTheFilter) {
        "line 10",
        "Escape :q! Enter"},
       {{"less", "file.txt"}, "line 10", "q"},
-      {{"python3", "curses.py"}, "press q", "q"},
+      {{"python3", "box_curses.py"}, "press q", "q"},
   };
   for (const auto& tui : tuis) {
     std::string on = tmux_screen(w_, with_config(""), tui.cmd, tui.ready, tui.quit);
