@@ -7,7 +7,9 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -386,16 +388,19 @@ void log_start(Session& s, const RunRequest& req) {
 struct Outcome {
   int code = 125;
   std::string reason;
+  std::string terminal;  // what the terminal filter dropped, for the summary
 };
 
-Outcome supervise(sb::Box& box, event::Loop& loop, const RunRequest& req, event::WatchId& signals) {
+Outcome supervise(sb::Box& box, event::Loop& loop, const RunRequest& req, event::WatchId& signals,
+                  audit::Sink& sink) {
   int exit_code = 125;
   std::unique_ptr<RawMode> raw;
   std::unique_ptr<PtyRelay> relay;
   base::UniqueFd master = box.take_pty_master();
   if (master) {
     raw = std::make_unique<RawMode>(STDIN_FILENO);
-    relay = std::make_unique<PtyRelay>(loop, STDIN_FILENO, STDOUT_FILENO, master.get());
+    relay = std::make_unique<PtyRelay>(loop, STDIN_FILENO, STDOUT_FILENO, master.get(),
+                                       terminal_filter_options(req.policy));
     if (auto r = relay->start(); !r) {
       base::log::warn("terminal relay: {}", r.error().message());
     }
@@ -455,9 +460,26 @@ Outcome supervise(sb::Box& box, event::Loop& loop, const RunRequest& req, event:
     auto r = box.reap(true);
     exit_code = r && r->has_value() ? **r : 125;
   }
+  std::string terminal = relay ? relay->report(sink) : std::string();
   relay.reset();
   raw.reset();  // the user's terminal is cooked again before anything else is printed
-  return {exit_code, ended_by};
+  return {exit_code, ended_by, std::move(terminal)};
+}
+
+// The supervisor holds the real secrets and the session CA key from prepare() on: no core file
+// of it (RLIMIT_CORE 0, inherited by the `cmd:` credential helpers it starts, which print
+// secrets) and no ptrace or /proc/PID/mem by other processes of your uid (not dumpable; this
+// also makes /proc/PID of the supervisor root's, see launcher.cpp's write_own_maps). The hard
+// limit is left alone: the box's programs get RLIMIT_CORE 0 from their own confinement.
+void keep_out_of_dumps() {
+  if (::prctl(PR_SET_DUMPABLE, 0) != 0) {
+    base::log::warn("prctl PR_SET_DUMPABLE 0: {}", std::strerror(errno));
+  }
+  struct rlimit core {};
+  if (::getrlimit(RLIMIT_CORE, &core) == 0) {
+    core.rlim_cur = 0;
+    ::setrlimit(RLIMIT_CORE, &core);
+  }
 }
 
 // One line each for lines the audit log lost (issue 14): never only the path of a log that is
@@ -484,6 +506,7 @@ std::vector<std::string> audit_losses(const audit::Losses& l, const std::string&
 }  // namespace
 
 int run(const RunRequest& req) {
+  keep_out_of_dumps();
   auto t0 = std::chrono::steady_clock::now();
   // fds 0-2 must be open: otherwise the next socket or pipe would land there and reach the box
   // as its stdin/stdout/stderr.
@@ -544,6 +567,7 @@ int run(const RunRequest& req) {
   std::string reason;
   std::string error;
   bool net_failed = false;
+  std::string terminal;
   if (!box) {
     Error err = std::move(box).error();
     bool userns =
@@ -589,10 +613,11 @@ int run(const RunRequest& req) {
       [[maybe_unused]] auto k = box->signal(SIGKILL);
       net_failed = true;
     }
-    Outcome out = supervise(*box, *loop, req, sig_watch);
+    Outcome out = supervise(*box, *loop, req, sig_watch, *s.sink);
     s.sink->on_loss({});
     code = out.code;
     reason = out.reason;
+    terminal = std::move(out.terminal);
     if (reason == "timeout") {
       code = 124;  // as timeout(1): the status itself says the time ran out
     }
@@ -605,6 +630,9 @@ int run(const RunRequest& req) {
   std::vector<std::string> net_summary = s.network->finish();
   for (auto& line : s.proxy->finish()) {
     net_summary.push_back(std::move(line));
+  }
+  if (!terminal.empty()) {
+    net_summary.push_back(std::move(terminal));
   }
   if (!req.quiet) {
     for (const auto& line : net_summary) {

@@ -2,11 +2,15 @@
 #include "agentbox/app/terminal.hpp"
 
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <exception>
+
+#include "agentbox/policy/terminal_allow.hpp"
 
 namespace agentbox::app {
 
@@ -36,6 +40,19 @@ void write_blocking(int fd, const char* data, size_t size) noexcept {
 }
 }  // namespace
 
+std::optional<TerminalFilterOptions> terminal_filter_options(const config::Policy& policy) {
+  if (!policy.terminal_filter.value) {
+    return std::nullopt;
+  }
+  TerminalFilterOptions o;
+  for (const auto& entry : policy.terminal_allow) {
+    if (auto n = policy::parse_terminal_allow(entry.value)) {  // validated by config::load
+      o.osc.insert(*n);
+    }
+  }
+  return o;
+}
+
 RawMode::RawMode(int fd) : fd_(fd) {
   struct termios t {};
   if (::tcgetattr(fd, &t) != 0) {
@@ -53,8 +70,13 @@ void RawMode::restore() noexcept {
   }
 }
 
-PtyRelay::PtyRelay(event::Loop& loop, int in_fd, int out_fd, int master)
-    : loop_(loop), in_(in_fd), out_(out_fd), master_(master) {}
+PtyRelay::PtyRelay(event::Loop& loop, int in_fd, int out_fd, int master,
+                   std::optional<TerminalFilterOptions> filter)
+    : loop_(loop), in_(in_fd), out_(out_fd), master_(master) {
+  if (filter) {
+    filter_.emplace(std::move(*filter));
+  }
+}
 
 PtyRelay::~PtyRelay() {
   loop_.unwatch(in_watch_);
@@ -138,7 +160,7 @@ void PtyRelay::on_master(uint32_t events) noexcept {
   char buf[kChunk];
   ssize_t n = ::read(master_, buf, sizeof buf);
   if (n > 0) {
-    write_blocking(out_, buf, static_cast<size_t>(n));
+    to_user(buf, static_cast<size_t>(n));
     return;
   }
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -150,6 +172,44 @@ void PtyRelay::on_master(uint32_t events) noexcept {
   master_watch_ = 0;
 }
 
+void PtyRelay::to_user(const char* data, size_t size) noexcept {
+  if (!filter_) {
+    write_blocking(out_, data, size);
+    return;
+  }
+  filtered_.clear();
+  try {
+    filter_->feed(std::string_view(data, size), filtered_);
+  } catch (const std::exception&) {
+    filtered_.clear();  // out of memory: this read is dropped rather than passed unfiltered
+  }
+  write_blocking(out_, filtered_.data(), filtered_.size());
+}
+
+std::string PtyRelay::report(audit::Sink& sink) {
+  if (!filter_) {
+    return {};
+  }
+  filter_->finish();
+  if (filter_->total() == 0) {
+    return {};
+  }
+  audit::Event ev("terminal.filtered");
+  std::string parts;
+  for (size_t i = 0; i < kFilteredKinds; ++i) {
+    auto kind = static_cast<Filtered>(i);
+    if (uint64_t n = filter_->count(kind); n > 0) {
+      ev.num(filtered_name(kind), static_cast<int64_t>(n));
+      parts += fmt::format("{}{} {}", parts.empty() ? "" : ", ", filtered_name(kind), n);
+    }
+  }
+  sink.emit(ev);
+  return fmt::format(
+      "terminal: {} sequence{} the box printed did not reach your terminal ({}); see "
+      "`[terminal]` in docs/CONFIG.md",
+      filter_->total(), filter_->total() == 1 ? "" : "s", parts);
+}
+
 void PtyRelay::drain() noexcept {
   char buf[kChunk];
   for (int i = 0; i < 256 && !master_done_; ++i) {
@@ -157,7 +217,7 @@ void PtyRelay::drain() noexcept {
     if (n <= 0) {
       break;
     }
-    write_blocking(out_, buf, static_cast<size_t>(n));
+    to_user(buf, static_cast<size_t>(n));
   }
 }
 

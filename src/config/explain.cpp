@@ -100,6 +100,9 @@ std::string explain(const Loaded& loaded) {
                         r.max_body ? " max_body=" + format_size(*r.max_body) : ""),
             r.origin);
   }
+  pr.section("terminal");
+  pr.line("filter", p.terminal_filter.value ? "true" : "false", p.terminal_filter.origin);
+  pr.list("allow", p.terminal_allow);
   pr.section("credentials");
   if (p.credentials.empty()) {
     pr.line("(none)", "", {"built-in"});

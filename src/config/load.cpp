@@ -35,6 +35,7 @@
 #include "agentbox/policy/connect_to.hpp"
 #include "agentbox/policy/egress.hpp"
 #include "agentbox/policy/host.hpp"
+#include "agentbox/policy/terminal_allow.hpp"
 #include "problems.hpp"
 #include "trust.hpp"
 
@@ -627,6 +628,30 @@ Schema seccomp_schema() {
            }}};
 }
 
+Schema terminal_schema() {
+  return {{"allow",
+           [](Ctx& c, const Value& v) {
+             apply_list(c, v, "terminal.allow", c.p.terminal_allow,
+                        [](const std::string& s) -> std::optional<std::string> {
+                          if (auto r = policy::parse_terminal_allow(s); !r) {
+                            return fmt::format("`terminal.allow`: {}", r.error().message());
+                          }
+                          return std::nullopt;
+                        });
+           }},
+          {"filter", [](Ctx& c, const Value& v) {
+             if (!v.is_boolean()) {
+               problem(
+                   c, v,
+                   fmt::format("`terminal.filter` must be true or false, found {}", type_name(v)));
+             } else if (c.mode == Mode::kNarrow && !v.as_boolean()) {
+               widen_error(c, v, "terminal.filter = false");
+             } else {
+               c.p.terminal_filter = {v.as_boolean(), origin_of(v)};
+             }
+           }}};
+}
+
 std::optional<HttpRule> parse_rule(Ctx& c, const Value& t) {
   HttpRule rule{.origin = origin_of(t)};
   bool ok = true;
@@ -936,6 +961,7 @@ void apply_root(Ctx& c, const Value& root) {
       {"seccomp", [](Ctx& cc, const Value& v) { walk(cc, v, "seccomp", seccomp_schema()); }},
       {"audit", [](Ctx& cc, const Value& v) { walk(cc, v, "audit", audit_schema()); }},
       {"network", [](Ctx& cc, const Value& v) { walk(cc, v, "network", network_schema()); }},
+      {"terminal", [](Ctx& cc, const Value& v) { walk(cc, v, "terminal", terminal_schema()); }},
       {"credentials", apply_credentials},
       {"token_file", apply_token_files},
   };

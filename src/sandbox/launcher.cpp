@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 #include "agentbox/base/sys.hpp"
 
@@ -249,16 +250,38 @@ Prepared prepare(const LaunchSpec& spec, std::vector<std::string>& argv_store,
   ::_exit(125);
 }
 
-bool write_proc(const char* path, const std::string& data) {
-  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return false;
+// init maps its own ids. The supervisor is not dumpable (it holds the secrets and the session
+// CA key, and init is a copy of it), so init's /proc/self files belong to the host's root
+// (proc(5), "PR_SET_DUMPABLE"): an unprivileged init could not open its own uid_map. It becomes
+// dumpable only for the three open() calls, before any map exists, and not dumpable again before
+// writing them (the permission is checked at open).
+void write_own_maps(const Prepared& p) {
+  const bool was_dumpable = ::prctl(PR_GET_DUMPABLE) == 1;
+  ::prctl(PR_SET_DUMPABLE, 1);
+  int setgroups = ::open("/proc/self/setgroups", O_WRONLY | O_CLOEXEC);
+  int setgroups_err = errno;
+  int uid_map = ::open("/proc/self/uid_map", O_WRONLY | O_CLOEXEC);
+  int uid_err = errno;
+  int gid_map = ::open("/proc/self/gid_map", O_WRONLY | O_CLOEXEC);
+  int gid_err = errno;
+  if (!was_dumpable) {
+    ::prctl(PR_SET_DUMPABLE, 0);
   }
-  ssize_t n = ::write(fd, data.data(), data.size());
-  int saved = errno;
-  ::close(fd);
-  errno = saved;
-  return n == static_cast<ssize_t>(data.size());
+  auto put = [](int fd, std::string_view data) {
+    return fd >= 0 && ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+  };
+  if (!put(setgroups, "deny")) {
+    fail(p, SetupStage::kSetgroups, setgroups < 0 ? setgroups_err : errno);
+  }
+  if (!put(uid_map, p.uid_map)) {
+    fail(p, SetupStage::kUidMap, uid_map < 0 ? uid_err : errno);
+  }
+  if (!put(gid_map, p.gid_map)) {
+    fail(p, SetupStage::kGidMap, gid_map < 0 ? gid_err : errno);
+  }
+  ::close(setgroups);
+  ::close(uid_map);
+  ::close(gid_map);
 }
 
 int sys_mount_setattr(int dfd, const char* path, unsigned flags, uint64_t attr_set) {
@@ -706,15 +729,7 @@ struct NetSetup {
   sigfillset(&all);
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
 
-  if (!write_proc("/proc/self/setgroups", "deny")) {
-    fail(p, SetupStage::kSetgroups, errno);
-  }
-  if (!write_proc("/proc/self/uid_map", p.uid_map)) {
-    fail(p, SetupStage::kUidMap, errno);
-  }
-  if (!write_proc("/proc/self/gid_map", p.gid_map)) {
-    fail(p, SetupStage::kGidMap, errno);
-  }
+  write_own_maps(p);
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     fail(p, SetupStage::kMountPrivate, errno);
   }

@@ -1,12 +1,16 @@
 // `agentbox run` end to end: the real binary, a probe inside the box, as root and as a user.
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -21,6 +25,7 @@
 #include <thread>
 
 #include "harness.hpp"
+#include "outer_terminal.hpp"
 
 namespace agentbox::it {
 namespace {
@@ -652,89 +657,6 @@ TEST_P(RunTest, NoTiocstiIntoTheUsersTerminal) {
   ::close(master);
 }
 
-// The user's terminal, played by a pty the test owns: agentbox gets the slave as fds 0-2.
-class OuterTerminal {
- public:
-  OuterTerminal() {
-    master_ = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (master_ < 0 || ::grantpt(master_) != 0 || ::unlockpt(master_) != 0) {
-      return;
-    }
-    slave_ = ::open(::ptsname(master_), O_RDWR | O_NOCTTY | O_CLOEXEC);
-    ::fcntl(master_, F_SETFL, O_NONBLOCK);
-  }
-  ~OuterTerminal() {
-    if (pid_ > 0 && status_ < 0) {
-      ::kill(pid_, SIGKILL);
-      wait_for(pid_, 5000);
-    }
-    for (int fd : {out_, err_, slave_, master_}) {
-      if (fd >= 0) {
-        ::close(fd);
-      }
-    }
-  }
-  [[nodiscard]] bool ok() const { return slave_ >= 0; }
-  int slave() const { return slave_; }
-  int master() const { return master_; }
-  pid_t start(const World& w, const Args& args) {
-    RunOptions o;
-    o.stdin_fd = slave_;
-    o.stdout_fd = slave_;
-    pid_ = spawn(w, args, o, &out_, &err_);
-    return pid_;
-  }
-  // Reads the terminal until `text` shows up (true) or the timeout/the exit of agentbox.
-  bool wait_for_text(const std::string& text, int timeout_ms = 10000) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (std::chrono::steady_clock::now() < deadline) {
-      pump();
-      if (seen_.find(text) != std::string::npos) {
-        return true;
-      }
-      if (status_ >= 0) {
-        pump();
-        return seen_.find(text) != std::string::npos;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return false;
-  }
-  void type(const std::string& s) {
-    ASSERT_EQ(::write(master_, s.data(), s.size()), static_cast<ssize_t>(s.size()));
-  }
-  int finish(int timeout_ms = 10000) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (status_ < 0 && std::chrono::steady_clock::now() < deadline) {
-      pump();
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    pump();
-    return status_;
-  }
-  const std::string& seen() const { return seen_; }
-
- private:
-  void pump() {
-    char buf[1024];
-    ssize_t n;
-    while ((n = ::read(master_, buf, sizeof buf)) > 0) {
-      seen_.append(buf, static_cast<size_t>(n));
-    }
-    int st = 0;
-    if (status_ < 0 && ::waitpid(pid_, &st, WNOHANG) == pid_) {
-      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    }
-  }
-  int master_ = -1;
-  int slave_ = -1;
-  int out_ = -1;
-  int err_ = -1;
-  pid_t pid_ = -1;
-  int status_ = -1;
-  std::string seen_;
-};
-
 TEST_P(RunTest, CtrlCInTheTerminalReachesTheProgram) {
   OuterTerminal t;
   ASSERT_TRUE(t.ok());
@@ -818,6 +740,103 @@ TEST_P(RunTest, BenchUnconfinedSwitchIsNotInTheShippedBinary) {
     return;
   }
   EXPECT_TRUE(shipped.has_line("init-signal-refused")) << shipped.out;
+}
+
+// Removes CAP_SYS_PTRACE from this process (and from its bounding set, so that what it executes
+// does not get it back). The ptrace check refuses a tracer whose permitted set lacks any of the
+// tracee's capabilities, whatever the tracee's dumpability: root's runs go without this one on
+// both sides, so that only dumpability decides.
+bool drop_sys_ptrace() {
+  if (::prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE) != 0) {
+    return false;
+  }
+  __user_cap_header_struct head{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct caps[2] = {};
+  if (::syscall(SYS_capget, &head, caps) != 0) {
+    return false;
+  }
+  const auto bit = ~(1u << CAP_SYS_PTRACE);
+  caps[0].effective &= bit;
+  caps[0].permitted &= bit;
+  caps[0].inheritable &= bit;
+  return ::syscall(SYS_capset, &head, caps) == 0;
+}
+
+// From a fork of the test, as `uid` (root: without CAP_SYS_PTRACE): PTRACE_SEIZE of `pid`. 0 on
+// success, else the errno.
+int seize_as(pid_t pid, uid_t uid, gid_t gid) {
+  pid_t child = ::fork();
+  if (child == 0) {
+    if (uid != 0) {
+      if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 ||
+          ::setresuid(uid, uid, uid) != 0) {
+        ::_exit(120);
+      }
+    } else if (!drop_sys_ptrace()) {
+      ::_exit(121);
+    }
+    ::_exit(::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) == 0 ? 0 : errno);
+  }
+  return wait_for(child, 10000);
+}
+
+// The supervisor holds the real secrets and the session CA key: a process of your uid cannot
+// ptrace it (nor read /proc/PID/mem), and it writes no core file; neither do the `cmd:`
+// credential helpers it starts (they print secrets).
+TEST_P(RunTest, SupervisorIsNotDumpableAndWritesNoCore) {
+  if (slurp("/proc/sys/kernel/yama/ptrace_scope").substr(0, 1) > "0") {
+    skip("Yama's ptrace_scope refuses attaching to non-children whatever the target");
+    return;
+  }
+  std::string dir = w_.root + "/xdg";
+  std::string helper_limits = w_.root + "/helper-limits";
+  std::filesystem::create_directories(dir + "/agentbox");
+  write_file(dir + "/agentbox/config.toml",
+             fmt::format("[credentials.t]\nenv = \"T_TOKEN\"\nhosts = [\"example.test\"]\n"
+                         "from = \"cmd:grep core /proc/self/limits > {}; echo token-1234\"\n",
+                         helper_limits));
+  chown_tree(dir, w_.as.uid, w_.as.gid);
+  RunOptions o;
+  o.env["XDG_CONFIG_HOME"] = dir;
+  o.before_exec = [] { return ::prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE) == 0; };
+  std::string marker = fmt::format("marker-dump-{}", ::getpid());
+  int out = -1;
+  int err = -1;
+  pid_t pid =
+      spawn(w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "sleep", "30", ";", "id", marker}, o,
+            &out, &err);
+  ASSERT_GT(pid, 0);
+  // The supervisor, init (its copy) and the probe.
+  for (int i = 0; i < 1000 && pids_with_cmdline(marker).size() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GE(pids_with_cmdline(marker).size(), 3u);
+  std::string limits = slurp(fmt::format("/proc/{}/limits", pid));
+  EXPECT_TRUE(std::regex_search(limits, std::regex("Max core file size +0 "))) << limits;
+  EXPECT_TRUE(std::regex_search(slurp(helper_limits), std::regex("Max core file size +0 ")))
+      << slurp(helper_limits);
+  EXPECT_EQ(seize_as(pid, w_.as.uid, w_.as.gid), EPERM) << "the supervisor can be traced";
+  // The oracle: the same tracer attaches to a dumpable process of the same uid.
+  pid_t control = ::fork();
+  if (control == 0) {
+    if (::prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE) != 0) {
+      ::_exit(121);
+    }
+    if (w_.as.uid != 0 && (::setresgid(w_.as.gid, w_.as.gid, w_.as.gid) != 0 ||
+                           ::setresuid(w_.as.uid, w_.as.uid, w_.as.uid) != 0)) {
+      ::_exit(120);
+    }
+    ::execl("/bin/sleep", "sleep", "30", nullptr);
+    ::_exit(127);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(seize_as(control, w_.as.uid, w_.as.gid), 0);
+  ::kill(control, SIGKILL);
+  wait_for(control, 5000);
+  ::kill(pid, SIGTERM);
+  EXPECT_EQ(wait_for(pid, 10000), 128 + SIGTERM);
+  ::close(out);
+  ::close(err);
 }
 
 INSTANTIATE_TEST_SUITE_P(As, RunTest, ::testing::Values("root", "user"),

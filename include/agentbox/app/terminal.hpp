@@ -5,7 +5,8 @@
 // every path out of run()), copies bytes both ways and propagates window size changes.
 // Output to the user's terminal is written blocking (a terminal drains quickly); input into the
 // pty master is buffered (bounded) and written when the master is writable, so a box that does
-// not read its input never stalls the loop.
+// not read its input never stalls the loop. What the box prints passes the terminal filter
+// (terminal_filter.hpp) unless `[terminal] filter = false`.
 #pragma once
 
 #include <termios.h>
@@ -13,10 +14,16 @@
 #include <optional>
 #include <string>
 
+#include "agentbox/app/terminal_filter.hpp"
+#include "agentbox/audit/audit.hpp"
 #include "agentbox/base/result.hpp"
+#include "agentbox/config/model.hpp"
 #include "agentbox/event/loop.hpp"
 
 namespace agentbox::app {
+
+// The filter's options from `[terminal]`; nullopt when `filter = false`.
+std::optional<TerminalFilterOptions> terminal_filter_options(const config::Policy& policy);
 
 class RawMode {
  public:
@@ -34,7 +41,9 @@ class RawMode {
 
 class PtyRelay {
  public:
-  PtyRelay(event::Loop& loop, int in_fd, int out_fd, int master);
+  // `filter`: nullopt passes the box's output unchanged.
+  PtyRelay(event::Loop& loop, int in_fd, int out_fd, int master,
+           std::optional<TerminalFilterOptions> filter);
   PtyRelay(const PtyRelay&) = delete;
   PtyRelay& operator=(const PtyRelay&) = delete;
   ~PtyRelay();
@@ -43,18 +52,24 @@ class PtyRelay {
   void resize() noexcept;
   // Writes whatever the box already printed (after it exited), without blocking on the master.
   void drain() noexcept;
+  // After the box ended: what the filter dropped, as one `terminal.filtered` audit event with a
+  // count per kind, and the line for the exit summary ("" when nothing was dropped).
+  std::string report(audit::Sink& sink);
 
  private:
   void on_input(uint32_t events) noexcept;
   void on_master(uint32_t events) noexcept;
   void flush_input() noexcept;
   void update_master_watch() noexcept;
+  void to_user(const char* data, size_t size) noexcept;
 
   event::Loop& loop_;
   int in_;
   int out_;
   int master_;
   std::string pending_;  // input not yet written to the master
+  std::optional<TerminalFilter> filter_;
+  std::string filtered_;  // the filter's output for one read (capacity kept)
   event::WatchId in_watch_ = 0;
   event::WatchId master_watch_ = 0;
   bool master_done_ = false;

@@ -100,6 +100,9 @@ struct Policy {
   std::vector<Sourced<std::string>> connect_to;   // "HOST:PORT:ADDR:PORT"
   std::vector<Sourced<std::string>> upstream_ca;  // extra PEM files trusted upstream
   std::vector<HttpRule> http_rules;
+  // [terminal]: what the box prints passes a filter on its way to your terminal
+  Sourced<bool> terminal_filter{true, {"built-in"}};
+  std::vector<Sourced<std::string>> terminal_allow;  // "osc8", "osc52", "oscN"
   // [credentials.*] and [[token_file]]
   std::map<std::string, Credential> credentials;
   std::vector<TokenFile> token_files;

@@ -358,6 +358,48 @@ TEST(Narrow, WorkspaceFileCannotWiden) {
   }
 }
 
+TEST(Terminal, FilterOnByDefaultAllowListValidatedAndOnlyNarrowedByTheWorkspace) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  auto plain = load(o);
+  ASSERT_TRUE(plain);
+  EXPECT_TRUE(plain->policy.terminal_filter.value);
+  EXPECT_TRUE(plain->policy.terminal_allow.empty());
+
+  dir.write("system.toml", "[terminal]\nallow = [\"osc8\", \"osc52\", \"osc133\"]\n");
+  auto r = load(o);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->policy.terminal_allow.size(), 3u);
+  EXPECT_EQ(r->policy.terminal_allow[2].value, "osc133");
+  std::string ws = dir.write("ws/.agentbox.toml", "[terminal]\nallow = [\"osc8\"]\n");
+  ASSERT_TRUE(narrow_with_workspace_file(*r, ws));
+  ASSERT_EQ(r->policy.terminal_allow.size(), 1u);
+  ws = dir.write("ws/.agentbox.toml", "[terminal]\nfilter = false\nallow = [\"osc52\"]\n");
+  auto st = narrow_with_workspace_file(*r, ws);
+  ASSERT_FALSE(st);
+  std::string m = st.error().render();
+  EXPECT_NE(m.find(":2:1: `terminal.filter = false` cannot be set by a workspace file"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("`terminal.allow`: `osc52` is not granted"), std::string::npos) << m;
+
+  dir.write("system.toml", "[terminal]\nfilter = \"no\"\nallow = [\"links\", \"osc70000\"]\n");
+  auto bad = load(o);
+  ASSERT_FALSE(bad);
+  m = bad.error().render();
+  EXPECT_NE(m.find("`terminal.filter` must be true or false, found a string"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("`terminal.allow`: `links` is not an OSC kind"), std::string::npos) << m;
+  EXPECT_NE(m.find("`osc70000` is not an OSC kind"), std::string::npos) << m;
+
+  dir.write("system.toml", "[terminal]\nfilter = false\n");
+  auto off = load(o);
+  ASSERT_TRUE(off);
+  EXPECT_FALSE(off->policy.terminal_filter.value);
+  EXPECT_NE(explain(*off).find("[terminal]\n  filter       false"), std::string::npos)
+      << explain(*off);
+}
+
 TEST(Narrow, WorkspaceFileThatIsALinkIsRefusedWithoutReadingTheTarget) {
   TempDir dir;
   LoadOptions o = isolated(dir);
