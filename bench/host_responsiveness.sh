@@ -62,6 +62,7 @@ sample() {  # FILE: appends SAMPLES latencies of /bin/true in microseconds
   done
 }
 
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 for v in root user; do
   as_variant "$v" "$tmp/agentbox" run -q --no-config -- true ||
     { echo "host_responsiveness.sh: agentbox does not run as $v" >&2; exit 1; }
@@ -87,7 +88,8 @@ pct() {  # FILE P: the P-th percentile (nearest rank), in ms with 2 decimals
   sort -n "$1" | awk -v p="$2" '{a[NR]=$1} END {i=int((NR*p+99)/100); if (i<1) i=1;
     printf "%.2f", a[i]/1000}'
 }
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, kernel $(uname -r)"
+echo "load average before: $load_before (after, bombs included: $(cut -d' ' -f1-3 /proc/loadavg))," \
+  "$(nproc) CPUs, kernel $(uname -r)"
 printf "%-6s %-6s %9s %9s\n" variant phase "p50 ms" "p90 ms"
 for v in root user; do
   for ph in idle bomb; do
