@@ -513,41 +513,27 @@ Schema sandbox_schema() {
   };
 }
 
+// A [limits] key read by `get` (get_duration, get_size, get_count) into `field`; only lowered when
+// narrowing.
+std::pair<std::string, KeyHandler> limit(const std::string& key,
+                                         std::optional<Sourced<uint64_t>> Limits::*field,
+                                         std::optional<uint64_t> (*get)(Ctx&, const Value&,
+                                                                        std::string_view)) {
+  return {key, [key, field, get](Ctx& c, const Value& v) {
+            std::string name = "limits." + key;
+            apply_limit(c, v, name, c.p.limits.*field, get(c, v, name));
+          }};
+}
+
 Schema limits_schema() {
   return {
-      {"timeout",
-       [](Ctx& c, const Value& v) {
-         apply_limit(c, v, "limits.timeout", c.p.limits.timeout_seconds,
-                     get_duration(c, v, "limits.timeout"));
-       }},
-      {"memory",
-       [](Ctx& c, const Value& v) {
-         apply_limit(c, v, "limits.memory", c.p.limits.memory_bytes,
-                     get_size(c, v, "limits.memory"));
-       }},
-      {"pids",
-       [](Ctx& c, const Value& v) {
-         apply_limit(c, v, "limits.pids", c.p.limits.pids, get_count(c, v, "limits.pids"));
-       }},
-      {"nofile",
-       [](Ctx& c, const Value& v) {
-         apply_limit(c, v, "limits.nofile", c.p.limits.nofile, get_count(c, v, "limits.nofile"));
-       }},
-      {"file_size",
-       [](Ctx& c, const Value& v) {
-         apply_limit(c, v, "limits.file_size", c.p.limits.file_size_bytes,
-                     get_size(c, v, "limits.file_size"));
-       }},
-      {"inotify_instances",
-       [](Ctx& c, const Value& v) {
-         apply_limit(c, v, "limits.inotify_instances", c.p.limits.inotify_instances,
-                     get_count(c, v, "limits.inotify_instances"));
-       }},
-      {"inotify_watches",
-       [](Ctx& c, const Value& v) {
-         apply_limit(c, v, "limits.inotify_watches", c.p.limits.inotify_watches,
-                     get_count(c, v, "limits.inotify_watches"));
-       }},
+      limit("timeout", &Limits::timeout_seconds, get_duration),
+      limit("memory", &Limits::memory_bytes, get_size),
+      limit("pids", &Limits::pids, get_count),
+      limit("nofile", &Limits::nofile, get_count),
+      limit("file_size", &Limits::file_size_bytes, get_size),
+      limit("inotify_instances", &Limits::inotify_instances, get_count),
+      limit("inotify_watches", &Limits::inotify_watches, get_count),
       {"cpus",
        [](Ctx& c, const Value& v) {
          double d = v.is_floating()  ? v.as_floating()
