@@ -64,6 +64,7 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
   std::unique_ptr<SessionConfinement> c(new SessionConfinement(std::move(prepared), sink));
   c->unsafe_unconfined_ = unconfined;
   c->cpus_ = lim.cpus;
+  c->start_note_ = std::move(lim.start_note);
   {
     int p[2];
     if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -155,6 +156,9 @@ void SessionConfinement::started(event::Loop& loop, pid_t init) {
   notify_child_.reset();  // only the box holds it now: EOF if it never sends a listener
   report_write_.reset();  // only init holds it now
   watch_spec_.init = init;
+  if (!start_note_.empty()) {
+    base::log::info("{}", start_note_);  // not with -q: the defaults, not something asked for
+  }
   limit_watch_ = sb::LimitWatch::start(watch_spec_);
   if (auto t = loop.add_timer(sb::kSampleInterval, sb::kSampleInterval,
                               [this](uint64_t) { limit_watch_.sample(); })) {

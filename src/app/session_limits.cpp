@@ -24,7 +24,7 @@ bool built_in(const config::Origin& o) {
 // Says, once, what holds without a cgroup. Explicit limits that do not hold at all are warned
 // about even with -q; the built-in defaults get one line (not with -q), since every start of an
 // unprivileged user without a delegated cgroup would otherwise repeat a warning.
-void say_without_cgroup(const config::Limits& in, const SessionLimits& out) {
+void say_without_cgroup(const config::Limits& in, SessionLimits& out) {
   const bool root = ::geteuid() == 0;
   std::vector<std::string> weaker;
   if (out.rlimits.processes) {
@@ -42,8 +42,8 @@ void say_without_cgroup(const config::Limits& in, const SessionLimits& out) {
                                  config::format_size(*out.rlimits.address_space)));
   }
   weaker.emplace_back("no CPU share of its own");
-  base::log::info("no cgroup for this box ({}): {}; `agentbox doctor` explains", out.no_cgroup_why,
-                  fmt::join(weaker, ", "));
+  out.start_note = fmt::format("no cgroup for this box ({}): {}; `agentbox doctor` explains",
+                               out.no_cgroup_why, fmt::join(weaker, ", "));
   if (out.cpus) {
     fmt::print(stderr,
                "agentbox: warning: --cpus {} (from {}) is NOT enforced: only a cgroup can limit "

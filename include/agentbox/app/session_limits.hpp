@@ -16,14 +16,16 @@ struct SessionLimits {
   sandbox::Limits rlimits;     // what the program runs under (fallbacks included)
   std::optional<double> cpus;  // asked; enforced only by a cgroup with a cpu controller
   std::string no_cgroup_why;   // why no cgroup could be made ("" when there is one)
+  // The one line said once the box has started (not before: a start that fails says only why):
+  // what is weaker without a cgroup. "" with a cgroup.
+  std::string start_note;
 };
 
 // Creates the session cgroup (memory, pids and, when asked, cpus; the box always gets its own
 // CPU group where the cgroup has a cpu controller) or falls back to rlimits: pids -> RLIMIT_NPROC
 // (per box since Linux 5.14, not for root), memory -> RLIMIT_AS when asked for explicitly,
-// RLIMIT_DATA for the built-in default (per process). Prints what does not hold as asked:
-// one line at start for the defaults (not with -q), a warning even with -q for an explicit
-// limit that is not enforced at all.
+// RLIMIT_DATA for the built-in default (per process). An explicit limit that is not enforced
+// at all is warned about here, even with -q; what is weaker goes to `start_note`.
 [[nodiscard]] SessionLimits plan_session_limits(const std::string& session_id,
                                                 const config::Limits& limits);
 
