@@ -27,6 +27,7 @@ class Printer {
       line(key, i.value, i.origin);
     }
   }
+  void note(std::string_view text) { out_ += fmt::format("  # {}\n", text); }
   std::string take() { return std::move(out_); }
 
  private:
@@ -58,6 +59,10 @@ void explain_limits(Printer& pr, const Limits& l) {
   show("file_size", l.file_size_bytes, size_or_unlimited);
   show("inotify_instances", l.inotify_instances, count_or_unlimited);
   show("inotify_watches", l.inotify_watches, count_or_unlimited);
+  // Whether a cgroup can be made is only known at `run` (it says so at start; `doctor` checks).
+  pr.note(
+      "without a session cgroup: pids -> RLIMIT_NPROC (per box; not for root), memory -> "
+      "RLIMIT_DATA per process (RLIMIT_AS when set explicitly), cpus not enforced, no CPU share");
 }
 
 // A tmpfs's size and inode cap on one line.
