@@ -40,8 +40,9 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
                   "Loosen a named seccomp group (e.g. ptrace for debuggers)")
       ->allow_extra_args(false);
   sub->add_option("--timeout", f.timeout, "Kill the box after this long (90s, 5m, 1h30m)");
-  sub->add_option("--memory", f.memory, "Memory limit for the whole box (e.g. 4G)");
-  sub->add_option("--pids", f.pids, "Maximum number of processes in the box");
+  sub->add_option("--memory", f.memory,
+                  "Memory limit for the whole box (e.g. 4G; default half the RAM; unlimited)");
+  sub->add_option("--pids", f.pids, "Maximum number of tasks in the box (default 4096; unlimited)");
   sub->add_option("--cpus", f.cpus, "CPU limit (e.g. 1.5; needs a cgroup, else not enforced)");
   sub->add_flag("--audit-required", f.audit_required,
                 "End the session (status 125) when an audit line cannot be written");

@@ -223,9 +223,10 @@ Check check_cgroup() {
                      : "no unified cgroup v2 hierarchy at /sys/fs/cgroup";
   // What each limit becomes without a cgroup (docs/CONFINEMENT.md, "Limits").
   c.detail +=
-      "; --memory/--pids fall back to rlimits (RLIMIT_AS, RLIMIT_NPROC: per process, weaker; "
-      "RLIMIT_NPROC does not bind root), and --cpus is NOT enforced: only a cgroup limits a CPU "
-      "rate";
+      "; memory and pids fall back to rlimits (the default memory limit to RLIMIT_DATA, an "
+      "explicit --memory to RLIMIT_AS: per process, weaker; RLIMIT_NPROC: per box, but it does "
+      "not bind root), tmpfs pages are charged to nothing but their own sizes, the box has no CPU "
+      "share of its own, and --cpus is NOT enforced: only a cgroup limits a CPU rate";
   c.fix = unified ? "run inside a systemd user session (`systemd-run --user --scope agentbox ...`)"
                   : "boot with systemd.unified_cgroup_hierarchy=1";
   return c;

@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@
 #include "agentbox/app/terminal.hpp"
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/log.hpp"
+#include "agentbox/config/defaults.hpp"
 #include "agentbox/event/loop.hpp"
 #include "agentbox/sandbox/launcher.hpp"
 #include "agentbox/sandbox/protect.hpp"
@@ -138,6 +140,16 @@ sb::UserInfo who_runs(const std::map<std::string, std::string>& env) {
     u.shell = "/bin/sh";
   }
   return u;
+}
+
+// A tmpfs size or inode cap as the mount option wants it (0: none).
+uint64_t tmpfs_cap(uint64_t v) {
+  return v == config::kUnlimited ? 0 : v;
+}
+
+uint64_t inode_cap(const config::Sourced<uint64_t>& size,
+                   const std::optional<config::Sourced<uint64_t>>& inodes) {
+  return tmpfs_cap(inodes ? inodes->value : config::default_inodes(size.value));
 }
 
 // Everything prepared before the clone.
@@ -273,10 +285,15 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   s.proxy = std::move(*proxy);
 
   const std::string& hostname = req.policy.hostname.value;
+  const config::Policy& pol = req.policy;
   sb::MountSpec ms{.workspace = s.workspace,
                    .home = s.user.home,
-                   .home_size = req.policy.home_size.value,
-                   .tmp_size = req.policy.tmp_size.value,
+                   .home_size = tmpfs_cap(pol.home_size.value),
+                   .tmp_size = tmpfs_cap(pol.tmp_size.value),
+                   .shm_size = tmpfs_cap(pol.shm_size.value),
+                   .home_inodes = inode_cap(pol.home_size, pol.home_inodes),
+                   .tmp_inodes = inode_cap(pol.tmp_size, pol.tmp_inodes),
+                   .shm_inodes = inode_cap(pol.shm_size, pol.shm_inodes),
                    .mount_sys = req.policy.mount_sys.value,
                    .grants = s.grants,
                    .protected_paths = s.protect.paths,
@@ -314,6 +331,13 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   s.launch.argv = req.command;
   s.launch.cwd = sb::box_cwd(s.cwd, s.workspace);
   s.launch.hostname = hostname;
+  for (const auto& [name, limit] :
+       {std::pair{"max_inotify_instances", &pol.limits.inotify_instances},
+        std::pair{"max_inotify_watches", &pol.limits.inotify_watches}}) {
+    if (auto v = config::imposed(*limit)) {
+      s.launch.userns_limits.emplace_back(name, *v);
+    }
+  }
   s.launch.uid = s.user.uid;
   s.launch.gid = s.user.gid;
   s.launch.pty = tty;
@@ -391,8 +415,25 @@ struct Outcome {
   std::string terminal;  // what the terminal filter dropped, for the summary
 };
 
+// A pidfd of the process that started agentbox (invalid when there is none to watch): when it
+// ends, the box ends too, as bubblewrap's --die-with-parent. A pidfd rather than
+// PR_SET_PDEATHSIG, which fires when the parent *thread* that forked us exits (a worker thread of
+// a CI runner or a Python pool), not the parent process.
+base::UniqueFd watch_parent(const config::Policy& policy) {
+  if (!policy.die_with_parent.value) {
+    return {};
+  }
+  pid_t parent = ::getppid();
+  base::UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, parent, 0)));
+  if (!fd || ::getppid() != parent) {  // gone already: we were reparented before the open
+    base::log::debug("parent {} not watched: {}", parent, fd ? "already gone" : "pidfd_open");
+    return {};
+  }
+  return fd;
+}
+
 Outcome supervise(sb::Box& box, event::Loop& loop, const RunRequest& req, event::WatchId& signals,
-                  audit::Sink& sink) {
+                  audit::Sink& sink, int parent) {
   int exit_code = 125;
   std::unique_ptr<RawMode> raw;
   std::unique_ptr<PtyRelay> relay;
@@ -433,6 +474,17 @@ Outcome supervise(sb::Box& box, event::Loop& loop, const RunRequest& req, event:
                                 });
   if (sig) {
     signals = *sig;
+  }
+  event::WatchId parent_watch = 0;
+  if (parent >= 0) {
+    auto w = loop.watch_fd(parent, EPOLLIN, [&](uint32_t) {
+      base::log::info("the process that started agentbox has ended: stopping the box");
+      ended_by = "parent ended";
+      [[maybe_unused]] auto r = box.signal(SIGTERM);
+      arm_kill();
+      loop.unwatch(parent_watch);
+    });
+    parent_watch = w ? *w : 0;
   }
   if (auto& t = req.policy.limits.timeout_seconds) {
     [[maybe_unused]] auto timer =
@@ -518,6 +570,8 @@ int run(const RunRequest& req) {
       }
     }
   }
+  // First: a parent that ends while agentbox prepares is seen once the loop runs.
+  base::UniqueFd parent = watch_parent(req.policy);
   auto env = sb::parse_environ(environ);
   if (req.command.empty()) {
     fmt::print(stderr, "{}",
@@ -613,7 +667,7 @@ int run(const RunRequest& req) {
       [[maybe_unused]] auto k = box->signal(SIGKILL);
       net_failed = true;
     }
-    Outcome out = supervise(*box, *loop, req, sig_watch, *s.sink);
+    Outcome out = supervise(*box, *loop, req, sig_watch, *s.sink, parent.get());
     s.sink->on_loss({});
     code = out.code;
     reason = out.reason;

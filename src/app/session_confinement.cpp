@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "agentbox/app/session_limits.hpp"
 #include "agentbox/base/log.hpp"
 
 namespace agentbox::app {
@@ -68,56 +69,15 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
     spec.landlock = false;
   }
 
-  std::optional<uint64_t> memory;
-  std::optional<uint64_t> pids;
-  sb::CgroupLimits cl;
-  if (in.limits.memory_bytes) {
-    memory = cl.memory_bytes = in.limits.memory_bytes->value;
-  }
-  if (in.limits.pids) {
-    pids = cl.pids = in.limits.pids->value;
-  }
-  if (in.limits.cpus) {
-    cl.cpus = in.limits.cpus->value;
-  }
-  std::optional<sb::SessionCgroup> cgroup;
-  if (memory || pids || cl.cpus) {
-    auto cg = sb::SessionCgroup::create("agentbox-" + in.session_id, cl);
-    if (cg) {
-      cgroup.emplace(std::move(*cg));
-    } else {
-      if (memory || pids) {
-        base::log::warn("{}; --memory/--pids fall back to rlimits (weaker)", cg.error().message());
-      }
-      // Printed even with -q, as every limit that does not hold: only a cgroup limits a rate.
-      if (cl.cpus) {
-        fmt::print(stderr,
-                   "agentbox: warning: --cpus {} (from {}) is NOT enforced: only a cgroup can "
-                   "limit CPU use and none can be made here ({}); `agentbox doctor` explains\n",
-                   *cl.cpus, in.limits.cpus->origin.describe(), cg.error().message());
-      }
-      if (pids && ::geteuid() == 0) {
-        fmt::print(stderr,
-                   "agentbox: warning: --pids {} (from {}) is NOT enforced: without a cgroup it "
-                   "is RLIMIT_NPROC, which the kernel does not apply to root\n",
-                   *pids, in.limits.pids->origin.describe());
-      }
-    }
-  }
-  std::optional<uint64_t> fsize;
-  std::optional<uint64_t> nofile;
-  if (in.limits.file_size_bytes) {
-    fsize = in.limits.file_size_bytes->value;
-  }
-  if (in.limits.nofile) {
-    nofile = in.limits.nofile->value;
-  }
-  spec.limits = sb::rlimits_for(memory, pids, fsize, nofile, cgroup.has_value());
+  SessionLimits lim = plan_session_limits(in.session_id, in.limits);
+  std::optional<sb::SessionCgroup>& cgroup = lim.cgroup;
+  spec.limits = lim.rlimits;
 
   AGENTBOX_ASSIGN_OR_RETURN(sb::PreparedConfinement prepared, sb::prepare(spec));
   std::unique_ptr<SessionConfinement> c(new SessionConfinement(std::move(prepared), sink));
   c->unsafe_unconfined_ = unconfined;
-  c->cpus_ = cl.cpus;
+  c->cpus_ = lim.cpus;
+  c->start_note_ = std::move(lim.start_note);
   {
     int p[2];
     if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -136,11 +96,11 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
     c->watch_spec_.tmpfs.push_back({"HOME", in.home, "sandbox.home_size"});
   }
   c->cpus_enforced_ = cgroup && cgroup->limits_cpu();
-  if (cl.cpus && cgroup && !c->cpus_enforced_) {
+  if (lim.cpus && cgroup && !c->cpus_enforced_) {
     fmt::print(stderr,
                "agentbox: warning: --cpus {} (from {}) is NOT enforced: the session cgroup has no "
                "cpu controller here; `agentbox doctor` explains\n",
-               *cl.cpus, in.limits.cpus->origin.describe());
+               *lim.cpus, in.limits.cpus->origin.describe());
   }
   if (cgroup) {
     AGENTBOX_ASSIGN_OR_RETURN(c->cgroup_fds_, cgroup->open_procs());
@@ -209,6 +169,9 @@ void SessionConfinement::started(event::Loop& loop, pid_t init) {
   notify_child_.reset();  // only the box holds it now: EOF if it never sends a listener
   report_write_.reset();  // only init holds it now
   watch_spec_.init = init;
+  if (!start_note_.empty()) {
+    base::log::info("{}", start_note_);  // not with -q: the defaults, not something asked for
+  }
   limit_watch_ = sb::LimitWatch::start(watch_spec_);
   if (auto t = loop.add_timer(sb::kSampleInterval, sb::kSampleInterval,
                               [this](uint64_t) { limit_watch_.sample(); })) {

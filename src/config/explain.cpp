@@ -2,6 +2,7 @@
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 
+#include "agentbox/config/defaults.hpp"
 #include "agentbox/config/load.hpp"
 #include "agentbox/config/units.hpp"
 
@@ -15,22 +16,31 @@ class Printer {
     out_ += fmt::format("{}[{}]\n", out_.empty() ? "" : "\n", name);
   }
   void line(std::string_view key, std::string_view value, const Origin& origin) {
-    out_ += fmt::format("  {:<12} {:<40} # {}\n", key, value, origin.describe());
+    out_ += fmt::format("  {:<17} {:<40} # {}\n", key, value, origin.describe());
   }
   template <class T>
   void list(std::string_view key, const std::vector<Sourced<T>>& items) {
     if (items.empty()) {
-      out_ += fmt::format("  {:<12} (none)\n", key);
+      out_ += fmt::format("  {:<17} (none)\n", key);
     }
     for (const auto& i : items) {
       line(key, i.value, i.origin);
     }
   }
+  void note(std::string_view text) { out_ += fmt::format("  # {}\n", text); }
   std::string take() { return std::move(out_); }
 
  private:
   std::string out_;
 };
+
+std::string size_or_unlimited(uint64_t b) {
+  return b == kUnlimited ? "unlimited" : format_size(b);
+}
+
+std::string count_or_unlimited(uint64_t n) {
+  return n == kUnlimited ? "unlimited" : fmt::format("{}", n);
+}
 
 void explain_limits(Printer& pr, const Limits& l) {
   pr.section("limits");
@@ -42,11 +52,29 @@ void explain_limits(Printer& pr, const Limits& l) {
     }
   };
   show("timeout", l.timeout_seconds, [](uint64_t s) { return format_duration(s); });
-  show("memory", l.memory_bytes, [](uint64_t b) { return format_size(b); });
-  show("pids", l.pids, [](uint64_t n) { return fmt::format("{}", n); });
+  show("memory", l.memory_bytes, size_or_unlimited);
+  show("pids", l.pids, count_or_unlimited);
   show("cpus", l.cpus, [](double d) { return fmt::format("{}", d); });
-  show("nofile", l.nofile, [](uint64_t n) { return fmt::format("{}", n); });
-  show("file_size", l.file_size_bytes, [](uint64_t b) { return format_size(b); });
+  show("nofile", l.nofile, count_or_unlimited);
+  show("file_size", l.file_size_bytes, size_or_unlimited);
+  show("inotify_instances", l.inotify_instances, count_or_unlimited);
+  show("inotify_watches", l.inotify_watches, count_or_unlimited);
+  // Whether a cgroup can be made is only known at `run` (it says so at start; `doctor` checks).
+  pr.note(
+      "without a session cgroup: pids -> RLIMIT_NPROC (per box; not for root), memory -> "
+      "RLIMIT_DATA per process (RLIMIT_AS when set explicitly), cpus not enforced, no CPU share");
+}
+
+// A tmpfs's size and inode cap on one line.
+void explain_tmpfs(Printer& pr, std::string_view key, const Sourced<uint64_t>& size,
+                   const std::optional<Sourced<uint64_t>>& inodes) {
+  pr.line(key, size_or_unlimited(size.value), size.origin);
+  std::string ikey = std::string(key.substr(0, key.find('_'))) + "_inodes";
+  if (inodes) {
+    pr.line(ikey, count_or_unlimited(inodes->value), inodes->origin);
+  } else {
+    pr.line(ikey, count_or_unlimited(default_inodes(size.value)), {"built-in: one per 4 KiB"});
+  }
 }
 
 }  // namespace
@@ -74,10 +102,12 @@ std::string explain(const Loaded& loaded) {
   pr.line("protected", ".git/modules .git/worktrees .git/objects/info/alternates .gitmodules",
           {"built-in, always"});
   pr.list("protected", p.protected_paths);
-  pr.line("home_size", format_size(p.home_size.value), p.home_size.origin);
-  pr.line("tmp_size", format_size(p.tmp_size.value), p.tmp_size.origin);
+  explain_tmpfs(pr, "home_size", p.home_size, p.home_inodes);
+  explain_tmpfs(pr, "tmp_size", p.tmp_size, p.tmp_inodes);
+  explain_tmpfs(pr, "shm_size", p.shm_size, p.shm_inodes);
   pr.line("sys", p.mount_sys.value ? "true" : "false", p.mount_sys.origin);
   pr.line("hostname", p.hostname.value, p.hostname.origin);
+  pr.line("die_with_parent", p.die_with_parent.value ? "true" : "false", p.die_with_parent.origin);
   explain_limits(pr, p.limits);
   pr.section("audit");
   const auto& a = p.audit;

@@ -31,6 +31,7 @@
 #include <toml.hpp>
 #include <tuple>
 
+#include "agentbox/config/defaults.hpp"
 #include "agentbox/config/units.hpp"
 #include "agentbox/policy/connect_to.hpp"
 #include "agentbox/policy/egress.hpp"
@@ -173,6 +174,9 @@ std::optional<uint64_t> get_size(Ctx& c, const Value& v, std::string_view name) 
             fmt::format("write \"{0}M\" or \"{0}G\" (or \"{0}B\" for bytes)", v.as_integer()));
     return std::nullopt;
   }
+  if (v.is_string() && v.as_string().str == "unlimited") {
+    return kUnlimited;
+  }
   if (v.is_string()) {
     if (auto s = parse_size(v.as_string().str)) {
       return s;
@@ -206,7 +210,12 @@ std::optional<uint64_t> get_count(Ctx& c, const Value& v, std::string_view name)
   if (v.is_integer() && v.as_integer() > 0) {
     return static_cast<uint64_t>(v.as_integer());
   }
-  problem(c, v, fmt::format("`{}` must be a positive integer, found {}", name, type_name(v)));
+  if (v.is_string() && v.as_string().str == "unlimited") {
+    return kUnlimited;
+  }
+  problem(c, v,
+          fmt::format("`{}` must be a positive integer or \"unlimited\", found {}", name,
+                      type_name(v)));
   return std::nullopt;
 }
 
@@ -406,6 +415,29 @@ void walk(Ctx& c, const Value& table, std::string_view section, const Schema& sc
   }
 }
 
+std::pair<std::string, KeyHandler> tmpfs_size(const std::string& key,
+                                              Sourced<uint64_t> Policy::*field) {
+  return {key, [key, field](Ctx& c, const Value& v) {
+            std::string name = "sandbox." + key;
+            std::optional<Sourced<uint64_t>> cur = c.p.*field;
+            auto size = get_size(c, v, name);
+            if (size && *size == 0) {  // tmpfs reads size=0 as "no limit": say so instead
+              problem(c, v, fmt::format("`{}` must not be 0 (write \"unlimited\")", name));
+              return;
+            }
+            apply_limit(c, v, name, cur, size);
+            c.p.*field = *cur;
+          }};
+}
+
+std::pair<std::string, KeyHandler> tmpfs_inodes(const std::string& key,
+                                                std::optional<Sourced<uint64_t>> Policy::*field) {
+  return {key, [key, field](Ctx& c, const Value& v) {
+            std::string name = "sandbox." + key;
+            apply_limit(c, v, name, c.p.*field, get_count(c, v, name));
+          }};
+}
+
 Schema sandbox_schema() {
   auto grant_only = [](std::string name, std::function<void(Ctx&, const Value&)> f) {
     return std::pair<std::string, KeyHandler>(name, [name, f](Ctx& c, const Value& v) {
@@ -481,18 +513,12 @@ Schema sandbox_schema() {
          }
        }},
       grant_only("unprotect", [](Ctx& c, const Value& v) { unprotect(c, v); }),
-      {"home_size",
-       [](Ctx& c, const Value& v) {
-         std::optional<Sourced<uint64_t>> cur = c.p.home_size;
-         apply_limit(c, v, "sandbox.home_size", cur, get_size(c, v, "sandbox.home_size"));
-         c.p.home_size = *cur;
-       }},
-      {"tmp_size",
-       [](Ctx& c, const Value& v) {
-         std::optional<Sourced<uint64_t>> cur = c.p.tmp_size;
-         apply_limit(c, v, "sandbox.tmp_size", cur, get_size(c, v, "sandbox.tmp_size"));
-         c.p.tmp_size = *cur;
-       }},
+      tmpfs_size("home_size", &Policy::home_size),
+      tmpfs_size("tmp_size", &Policy::tmp_size),
+      tmpfs_size("shm_size", &Policy::shm_size),
+      tmpfs_inodes("home_inodes", &Policy::home_inodes),
+      tmpfs_inodes("tmp_inodes", &Policy::tmp_inodes),
+      tmpfs_inodes("shm_inodes", &Policy::shm_inodes),
       {"sys",
        [](Ctx& c, const Value& v) {
          if (!v.is_boolean()) {
@@ -502,6 +528,18 @@ Schema sandbox_schema() {
            widen_error(c, v, "sandbox.sys = true");
          } else {
            c.p.mount_sys = {v.as_boolean(), origin_of(v)};
+         }
+       }},
+      {"die_with_parent",
+       [](Ctx& c, const Value& v) {
+         if (!v.is_boolean()) {
+           problem(c, v,
+                   fmt::format("`sandbox.die_with_parent` must be true or false, found {}",
+                               type_name(v)));
+         } else if (c.mode == Mode::kNarrow && !v.as_boolean() && c.p.die_with_parent.value) {
+           widen_error(c, v, "sandbox.die_with_parent = false");
+         } else {
+           c.p.die_with_parent = {v.as_boolean(), origin_of(v)};
          }
        }},
       grant_only("hostname",
@@ -518,31 +556,27 @@ Schema sandbox_schema() {
   };
 }
 
+// A [limits] key read by `get` (get_duration, get_size, get_count) into `field`; only lowered when
+// narrowing.
+std::pair<std::string, KeyHandler> limit(const std::string& key,
+                                         std::optional<Sourced<uint64_t>> Limits::*field,
+                                         std::optional<uint64_t> (*get)(Ctx&, const Value&,
+                                                                        std::string_view)) {
+  return {key, [key, field, get](Ctx& c, const Value& v) {
+            std::string name = "limits." + key;
+            apply_limit(c, v, name, c.p.limits.*field, get(c, v, name));
+          }};
+}
+
 Schema limits_schema() {
   return {
-      {"timeout",
-       [](Ctx& c, const Value& v) {
-         apply_limit(c, v, "limits.timeout", c.p.limits.timeout_seconds,
-                     get_duration(c, v, "limits.timeout"));
-       }},
-      {"memory",
-       [](Ctx& c, const Value& v) {
-         apply_limit(c, v, "limits.memory", c.p.limits.memory_bytes,
-                     get_size(c, v, "limits.memory"));
-       }},
-      {"pids",
-       [](Ctx& c, const Value& v) {
-         apply_limit(c, v, "limits.pids", c.p.limits.pids, get_count(c, v, "limits.pids"));
-       }},
-      {"nofile",
-       [](Ctx& c, const Value& v) {
-         apply_limit(c, v, "limits.nofile", c.p.limits.nofile, get_count(c, v, "limits.nofile"));
-       }},
-      {"file_size",
-       [](Ctx& c, const Value& v) {
-         apply_limit(c, v, "limits.file_size", c.p.limits.file_size_bytes,
-                     get_size(c, v, "limits.file_size"));
-       }},
+      limit("timeout", &Limits::timeout_seconds, get_duration),
+      limit("memory", &Limits::memory_bytes, get_size),
+      limit("pids", &Limits::pids, get_count),
+      limit("nofile", &Limits::nofile, get_count),
+      limit("file_size", &Limits::file_size_bytes, get_size),
+      limit("inotify_instances", &Limits::inotify_instances, get_count),
+      limit("inotify_watches", &Limits::inotify_watches, get_count),
       {"cpus",
        [](Ctx& c, const Value& v) {
          double d = v.is_floating()  ? v.as_floating()
@@ -1084,19 +1118,23 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
     }
   }
   if (f.memory) {
-    if (auto s = parse_size(*f.memory)) {
+    if (*f.memory == "unlimited") {
+      p.limits.memory_bytes = Sourced<uint64_t>{kUnlimited, {"--memory"}};
+    } else if (auto s = parse_size(*f.memory)) {
       p.limits.memory_bytes = Sourced<uint64_t>{*s, {"--memory"}};
     } else {
       flag_problem(problems, "--memory", fmt::format("invalid size `{}`", *f.memory),
-                   "expected a number with a unit: B, K, M, G or T, e.g. 4G");
+                   "expected a number with a unit: B, K, M, G or T, e.g. 4G, or unlimited");
     }
   }
   if (f.pids) {
     char* end = nullptr;
     unsigned long long n = std::strtoull(f.pids->c_str(), &end, 10);
-    if (f.pids->empty() || *end != '\0' || n == 0 || f.pids->front() == '-') {
+    if (*f.pids == "unlimited") {
+      p.limits.pids = Sourced<uint64_t>{kUnlimited, {"--pids"}};
+    } else if (f.pids->empty() || *end != '\0' || n == 0 || f.pids->front() == '-') {
       flag_problem(problems, "--pids", fmt::format("invalid count `{}`", *f.pids),
-                   "expected a positive integer");
+                   "expected a positive integer or unlimited");
     } else {
       p.limits.pids = Sourced<uint64_t>{n, {"--pids"}};
     }
@@ -1130,6 +1168,7 @@ bool valid_profile_name(std::string_view s) {
 }
 
 void apply_builtins(Policy& p) {
+  apply_resource_defaults(p, read_host_facts());
   // Files and folders whose purpose is to run code outside the box (docs/CONFIG.md says why for
   // each): agents' project settings (hooks, MCP servers), git hook managers, dev containers,
   // editors' tasks, direnv. Git's own metadata is protected by the sandbox itself, always.

@@ -135,6 +135,7 @@ audit::Event confinement_event(const PreparedConfinement& p, bool notified) {
   const Limits& l = p.spec.limits;
   const std::pair<const char*, const std::optional<uint64_t>*> rl[] = {
       {"rlimit_as", &l.address_space},
+      {"rlimit_data", &l.data},
       {"rlimit_nproc", &l.processes},
       {"rlimit_fsize", &l.file_size},
       {"rlimit_nofile", &l.open_files}};

@@ -63,6 +63,8 @@ const char* setup_stage_name(SetupStage stage) {
       return "bringing up `lo`";
     case SetupStage::kNetns:
       return "creating the box's network namespace";
+    case SetupStage::kUserLimits:
+      return "setting the box's user-namespace limits (/proc/sys/user)";
     case SetupStage::kTunOpen:
       return "opening `/dev/net/tun`";
     case SetupStage::kTapCreate:
@@ -155,6 +157,7 @@ struct Prepared {
   int ctl = -1;           // the child's end of the control socket
   std::vector<int> keep;  // sorted: ctl and the confinement's fds
   int exit_report = -1;   // LaunchSpec::exit_report_fd
+  std::vector<std::pair<std::string, std::string>> userns_limits;  // {path, value}
 };
 
 std::string box_path_env(const std::vector<std::string>& env) {
@@ -186,7 +189,7 @@ Prepared prepare(const LaunchSpec& spec, std::vector<std::string>& argv_store,
         po.source = "/oldroot" + op.source;
         break;
       case MountKind::kTmpfs:
-        po.data = fmt::format("mode={:o},size={}", op.mode, op.size_bytes);
+        po.data = fmt::format("mode={:o},size={},nr_inodes={}", op.mode, op.size_bytes, op.inodes);
         break;
       case MountKind::kMkdir:
       case MountKind::kSymlink:
@@ -236,6 +239,9 @@ Prepared prepare(const LaunchSpec& spec, std::vector<std::string>& argv_store,
   p.network = spec.network;
   p.keep = spec.keep_fds;
   p.exit_report = spec.exit_report_fd;
+  for (const auto& [name, value] : spec.userns_limits) {
+    p.userns_limits.emplace_back("/proc/sys/user/" + name, std::to_string(value));
+  }
   if (p.exit_report >= 0) {
     p.keep.push_back(p.exit_report);
   }
@@ -730,6 +736,20 @@ struct NetSetup {
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
 
   write_own_maps(p);
+  // init holds every capability in the box's new user namespace, CAP_SYS_RESOURCE included, which
+  // is what these files ask of a writer; the program will hold none, and /proc/sys is read-only.
+  // (/proc/sys is not per process: init's dumpability does not change who owns it.)
+  for (const auto& [path, value] : p.userns_limits) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    bool ok = fd >= 0 && ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+    int err = errno;
+    if (fd >= 0) {
+      ::close(fd);
+    }
+    if (!ok && err != ENOENT) {
+      fail(p, SetupStage::kUserLimits, err);
+    }
+  }
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     fail(p, SetupStage::kMountPrivate, errno);
   }

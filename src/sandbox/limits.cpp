@@ -1,6 +1,7 @@
 // Limits: rlimits for the child, and the session cgroup (v2 delegated subtree, v1 for root).
 #include "agentbox/sandbox/limits.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <cmath>
 #include <ctime>
+#include <string_view>
 #include <utility>
 
 #include "agentbox/base/sys.hpp"
@@ -156,6 +158,7 @@ Result<std::vector<std::string>> create_v2(const std::string& name, const Cgroup
       return std::move(st).error().context("enabling controllers for children of " + parent);
     }
   }
+  remove_stale_cgroups(parent);
   std::string dir = parent + "/" + name;
   if (mkdir(dir.c_str(), 0755) != 0) {
     return Error::sys(errno, "mkdir", dir);
@@ -212,6 +215,7 @@ Result<std::vector<std::string>> create_v1(const std::string& name, const Cgroup
       return undo(
           Error::msg(std::string("no cgroup v1 hierarchy with the ") + ctrl + " controller"));
     }
+    remove_stale_cgroups(dir_of(*m, path));
     std::string dir = dir_of(*m, path) + "/" + name;
     if (mkdir(dir.c_str(), 0755) != 0) {
       return undo(Error::sys(errno, "mkdir", dir));
@@ -241,7 +245,51 @@ Result<std::vector<std::string>> create_v1(const std::string& name, const Cgroup
   return dirs;
 }
 
+// The supervisor pid a session cgroup's name ends with (`...-p1234`), or 0.
+pid_t owner_of(std::string_view name) {
+  if (name.rfind("agentbox-", 0) != 0) {
+    return 0;
+  }
+  size_t at = name.rfind("-p");
+  if (at == std::string_view::npos || at + 2 >= name.size()) {
+    return 0;
+  }
+  pid_t pid = 0;
+  for (char ch : name.substr(at + 2)) {
+    if (ch < '0' || ch > '9' || pid > 100'000'000) {
+      return 0;
+    }
+    pid = pid * 10 + (ch - '0');
+  }
+  return pid;
+}
+
 }  // namespace
+
+std::string session_cgroup_name(const std::string& session_id) {
+  return "agentbox-" + session_id + "-p" + std::to_string(::getpid());
+}
+
+size_t remove_stale_cgroups(const std::string& parent) noexcept {
+  size_t removed = 0;
+  DIR* d = ::opendir(parent.c_str());
+  if (d == nullptr) {
+    return 0;
+  }
+  while (const dirent* e = ::readdir(d)) {
+    pid_t owner = owner_of(e->d_name);
+    // A live owner (or a recycled pid: then the cgroup waits for a later start) keeps it.
+    if (owner <= 0 || e->d_type != DT_DIR || (::kill(owner, 0) == 0 || errno != ESRCH)) {
+      continue;
+    }
+    // rmdir fails (EBUSY) while a process is in it: only empty ones go.
+    if (::unlinkat(::dirfd(d), e->d_name, AT_REMOVEDIR) == 0) {
+      ++removed;
+    }
+  }
+  ::closedir(d);
+  return removed;
+}
 
 Limits rlimits_for(std::optional<uint64_t> memory_bytes, std::optional<uint64_t> pids,
                    std::optional<uint64_t> file_size, std::optional<uint64_t> open_files,
@@ -257,6 +305,7 @@ Limits rlimits_for(std::optional<uint64_t> memory_bytes, std::optional<uint64_t>
 int apply_rlimits(const Limits& limits) noexcept {
   const std::pair<int, const std::optional<uint64_t>*> table[] = {
       {RLIMIT_AS, &limits.address_space},
+      {RLIMIT_DATA, &limits.data},
       {RLIMIT_NPROC, &limits.processes},
       {RLIMIT_FSIZE, &limits.file_size},
       {RLIMIT_NOFILE, &limits.open_files}};

@@ -364,20 +364,25 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
   plan.add({.kind = MountKind::kTmpfs,
             .target = "/dev/shm",
             .mode = 01777,
-            .size_bytes = spec.tmp_size});
+            .size_bytes = spec.shm_size,
+            .inodes = spec.shm_inodes});
   plan.add({.kind = MountKind::kDevpts, .target = "/dev/pts"});
 
   // The user's trees, parents first (stable: equal depth keeps the listed order).
   std::vector<UserTree> trees;
-  trees.push_back(
-      {"/tmp",
-       {.kind = MountKind::kTmpfs, .target = "/tmp", .mode = 01777, .size_bytes = spec.tmp_size}});
+  trees.push_back({"/tmp",
+                   {.kind = MountKind::kTmpfs,
+                    .target = "/tmp",
+                    .mode = 01777,
+                    .size_bytes = spec.tmp_size,
+                    .inodes = spec.tmp_inodes}});
   if (!spec.home.empty() && spec.home != "/") {
     trees.push_back({spec.home,
                      {.kind = MountKind::kTmpfs,
                       .target = spec.home,
                       .mode = 0700,
-                      .size_bytes = spec.home_size}});
+                      .size_bytes = spec.home_size,
+                      .inodes = spec.home_inodes}});
   }
   trees.push_back({spec.workspace,
                    {.kind = MountKind::kBindDir,

@@ -8,6 +8,7 @@
 #include <linux/perf_event.h>
 #include <linux/userfaultfd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -419,6 +420,38 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
          (void)!read(gate[0], &c, 1);  // EOF once the daemon has executed (close-on-exec)
          close(gate[0]);
          waitpid(p, nullptr, 0);
+         return 0;
+       }},
+      // fork_until_refused MAX: sleeping children until fork fails or MAX (<= 16384); prints
+      // "bomb N ERRNO" and "held", waits for stdin to close (<= 20 s), then kills them all.
+      // For the built-in defaults (defaults_test.cpp): light children, so thousands are quick.
+      {"fork_until_refused",
+       [](const Args& a) {
+         int max = std::min(std::stoi(a.at(0)), 16384);
+         std::vector<pid_t> kids;
+         int err = 0;
+         while (static_cast<int>(kids.size()) < max) {
+           pid_t p = fork();
+           if (p == 0) {
+             pause();
+             _exit(0);
+           }
+           if (p < 0) {
+             err = errno;
+             break;
+           }
+           kids.push_back(p);
+         }
+         std::printf("bomb %zu %d\nheld\n", kids.size(), err);
+         std::fflush(stdout);
+         pollfd pfd{0, POLLIN, 0};
+         (void)poll(&pfd, 1, 20000);
+         for (pid_t p : kids) {
+           kill(p, SIGKILL);
+         }
+         for (pid_t p : kids) {
+           waitpid(p, nullptr, 0);
+         }
          return 0;
        }},
       {"sleep",

@@ -93,6 +93,7 @@ class SessionConfinement final : public sandbox::Confinement {
   event::WatchId sample_timer_ = 0;
   std::optional<double> cpus_;  // --cpus, enforced only by a cgroup
   bool cpus_enforced_ = false;  // the session cgroup writes cpu.max
+  std::string start_note_;      // SessionLimits::start_note, said in started()
   bool program_exited_ = false;
 };
 

@@ -23,6 +23,9 @@ struct Origin {
   [[nodiscard]] std::string describe() const;  // "path:3:7", "--rw", "built-in"
 };
 
+// A limit or size written as "unlimited": nothing is imposed (tmpfs: no size or inode cap).
+inline constexpr uint64_t kUnlimited = UINT64_MAX;
+
 template <class T>
 struct Sourced {
   T value{};
@@ -59,6 +62,8 @@ struct TokenFile {
   std::string inject = "header:Authorization";  // as for credentials
 };
 
+// Unset: unlimited. kUnlimited: unlimited, said so by the origin. memory, pids and the inotify
+// counts have built-in defaults (load.cpp, apply_builtins: docs/CONFINEMENT.md gives the reasons).
 struct Limits {
   std::optional<Sourced<uint64_t>> timeout_seconds;
   std::optional<Sourced<uint64_t>> memory_bytes;
@@ -66,7 +71,17 @@ struct Limits {
   std::optional<Sourced<double>> cpus;
   std::optional<Sourced<uint64_t>> nofile;
   std::optional<Sourced<uint64_t>> file_size_bytes;
+  std::optional<Sourced<uint64_t>> inotify_instances;  // the box's user namespace's own limits
+  std::optional<Sourced<uint64_t>> inotify_watches;
 };
+
+// The value of a limit for the code that imposes it: nullopt when unset or "unlimited".
+[[nodiscard]] inline std::optional<uint64_t> imposed(const std::optional<Sourced<uint64_t>>& l) {
+  if (!l || l->value == kUnlimited) {
+    return std::nullopt;
+  }
+  return l->value;
+}
 
 // [audit]: the session's log (docs/CONFIG.md).
 struct AuditSettings {
@@ -84,9 +99,19 @@ struct Policy {
   std::vector<Sourced<std::string>> env;  // variable names passed through from the caller
   std::map<std::string, Sourced<std::string>> setenv;  // fixed variables set in the box
   std::vector<Sourced<std::string>> protected_paths;   // workspace-relative, read-only
-  Sourced<uint64_t> home_size{256ull << 20, {"built-in"}};
+  // The private tmpfs: HOME, /tmp, /dev/shm. Their inode caps default to one per 4 KiB of size
+  // (a file costs at least a page of the size budget; the kernel's own memory per inode, ~1 KiB,
+  // is then at most a quarter of the size); kUnlimited lifts a cap.
+  Sourced<uint64_t> home_size{1ull << 30, {"built-in"}};
   Sourced<uint64_t> tmp_size{1ull << 30, {"built-in"}};
+  Sourced<uint64_t> shm_size{256ull << 20, {"built-in"}};
+  std::optional<Sourced<uint64_t>> home_inodes;
+  std::optional<Sourced<uint64_t>> tmp_inodes;
+  std::optional<Sourced<uint64_t>> shm_inodes;
   Sourced<bool> mount_sys{false, {"built-in"}};
+  // The box ends when the process that started agentbox ends (a killed CI step), as bubblewrap's
+  // --die-with-parent; false for `nohup agentbox run ... &` that must outlive its shell.
+  Sourced<bool> die_with_parent{true, {"built-in"}};
   Sourced<std::string> hostname{"agentbox", {"built-in"}};
   // [limits]
   Limits limits;

@@ -54,7 +54,8 @@ enum class SetupStage : uint16_t {
   kProtectCheck,  // a protected path found writable right before execve
   kConfine,       // any other confinement step
   kExec,
-  kNetns,  // init's network thread: unshare(CLONE_NEWNET); init's setns into it
+  kNetns,       // init's network thread: unshare(CLONE_NEWNET); init's setns into it
+  kUserLimits,  // writing the box's user-namespace limits (/proc/sys/user/*)
 };
 
 // A short phrase for messages: "writing /proc/self/uid_map", "applying seccomp".

@@ -30,6 +30,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agentbox/base/result.hpp"
@@ -63,6 +64,11 @@ struct LaunchSpec {
   // there before it exits, so the supervisor can tell a death by signal from an exit code of
   // 128+N and see rlimit signals (SIGXFSZ, SIGXCPU) of processes init reaped. -1: none.
   int exit_report_fd = -1;
+  // Limits of the box's own user namespace, written by init into /proc/sys/user/NAME (which
+  // shows the writer's user namespace): {NAME, value}, e.g. {"max_inotify_instances", "64"}. The
+  // kernel checks such a count at every namespace level up (ucounts), so the box is held to
+  // these and the user's own limit outside still holds too.
+  std::vector<std::pair<std::string, uint64_t>> userns_limits;
 };
 
 // What init saw of the processes it reaped (the program and orphans; not the children other

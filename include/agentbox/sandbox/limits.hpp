@@ -25,9 +25,13 @@ namespace agentbox::sandbox {
 
 struct Limits {
   std::optional<uint64_t> address_space;  // RLIMIT_AS, bytes (memory fallback)
-  std::optional<uint64_t> processes;      // RLIMIT_NPROC (pids fallback; see above)
-  std::optional<uint64_t> file_size;      // RLIMIT_FSIZE, bytes (SIGXFSZ, then EFBIG)
-  std::optional<uint64_t> open_files;     // RLIMIT_NOFILE
+  // RLIMIT_DATA, bytes: the built-in memory default's fallback. It counts private writable
+  // mappings (what a process can actually fill), not reservations, so JITs and runtimes that
+  // reserve large PROT_NONE ranges (V8's cage, wasm guard regions, Go's arenas) keep working.
+  std::optional<uint64_t> data;
+  std::optional<uint64_t> processes;   // RLIMIT_NPROC (pids fallback; see above)
+  std::optional<uint64_t> file_size;   // RLIMIT_FSIZE, bytes (SIGXFSZ, then EFBIG)
+  std::optional<uint64_t> open_files;  // RLIMIT_NOFILE
 };
 
 // The rlimits for a session: file size and fd limits as asked, memory/pids only as a fallback
@@ -35,6 +39,13 @@ struct Limits {
 [[nodiscard]] Limits rlimits_for(std::optional<uint64_t> memory_bytes, std::optional<uint64_t> pids,
                                  std::optional<uint64_t> file_size,
                                  std::optional<uint64_t> open_files, bool have_cgroup);
+
+// The name of this session's cgroup: `agentbox-<session id>-p<our pid>` (see create()).
+[[nodiscard]] std::string session_cgroup_name(const std::string& session_id);
+
+// Removes the empty `agentbox-*-p<pid>` directories under `parent` whose pid no longer exists.
+// Returns how many were removed.
+size_t remove_stale_cgroups(const std::string& parent) noexcept;
 
 // Child side, async-signal-safe: writes "0" (the writer itself) to each fd from
 // SessionCgroup::open_procs(). Returns 0 or an errno.
@@ -71,8 +82,11 @@ struct CgroupOptions {
 class SessionCgroup {
  public:
   // Finds where we may create a child cgroup with the memory and pids controllers, creates
-  // `<that>/<name>` and writes the limits. An error says why none is available (the caller
-  // falls back to rlimits and says so).
+  // `<that>/<name>` and writes the limits. Before that, removes the empty `agentbox-*` cgroups
+  // there whose supervisor is gone (a `kill -9`ed supervisor never ran its destructor): names
+  // end in `-p<supervisor pid>` (session_cgroup_name), and one is removed only when that
+  // process no longer exists; rmdir itself refuses a cgroup that still holds a process. An error
+  // says why none is available (the caller falls back to rlimits and says so).
   [[nodiscard]] static base::Result<SessionCgroup> create(const std::string& name,
                                                           const CgroupLimits& limits,
                                                           const CgroupOptions& options = {});

@@ -38,7 +38,8 @@ struct MountOp {
   bool optional = false;  // a missing source is skipped, not an error
   bool devices = false;   // binds: keep device nodes usable (no MOUNT_ATTR_NODEV)
   uint32_t mode = 0755;
-  uint64_t size_bytes = 0;  // tmpfs
+  uint64_t size_bytes = 0;  // tmpfs; 0: no size cap
+  uint64_t inodes = 0;      // tmpfs nr_inodes; 0: no inode cap
   // A short human description for error messages: "bind `/usr` (read-only)".
   [[nodiscard]] std::string describe() const;
 };
@@ -82,8 +83,13 @@ struct Overlay {
 struct MountSpec {
   std::string workspace;  // absolute canonical; read-write at the same path
   std::string home;       // the user's real home path; an empty private tmpfs there
-  uint64_t home_size = 256ull << 20;
+  // The private tmpfs (0: no cap, as tmpfs itself reads 0).
+  uint64_t home_size = 1ull << 30;
   uint64_t tmp_size = 1ull << 30;
+  uint64_t shm_size = 256ull << 20;
+  uint64_t home_inodes = 0;
+  uint64_t tmp_inodes = 0;
+  uint64_t shm_inodes = 0;
   bool mount_sys = false;
   std::vector<Grant> grants;                 // --ro/--rw and policy ro/rw, canonical
   std::vector<std::string> protected_paths;  // workspace-relative, e.g. ".git/hooks"

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "agentbox/base/sys.hpp"
+#include "agentbox/config/defaults.hpp"
 #include "agentbox/config/units.hpp"
 
 namespace agentbox::config {
@@ -94,7 +95,56 @@ TEST(Load, BuiltinsOnly) {
   EXPECT_EQ(r->policy.protected_paths.size(), 17u);
   EXPECT_EQ(r->policy.protected_paths[0].value, ".claude/settings.json");
   EXPECT_EQ(r->policy.protected_paths[0].origin.describe(), "built-in");
-  EXPECT_EQ(r->policy.home_size.value, 256ull << 20);
+  EXPECT_EQ(r->policy.home_size.value, 1ull << 30);
+  EXPECT_EQ(r->policy.shm_size.value, 256ull << 20);
+  // The resource defaults (defaults.hpp): never unlimited unless said so.
+  EXPECT_EQ(r->policy.limits.pids->value, kDefaultPids);
+  ASSERT_TRUE(r->policy.limits.memory_bytes);
+  EXPECT_GT(r->policy.limits.memory_bytes->value, 0u);
+  EXPECT_EQ(r->policy.limits.memory_bytes->origin.describe(), "built-in: half the RAM");
+}
+
+TEST(Load, ResourceDefaultsComeFromTheHostFacts) {
+  Policy p;
+  apply_resource_defaults(
+      p, {.mem_total = 16ull << 30, .inotify_instances = 128, .inotify_watches = 65536});
+  EXPECT_EQ(p.limits.memory_bytes->value, 8ull << 30);
+  EXPECT_EQ(p.limits.inotify_instances->value, 64u);
+  EXPECT_EQ(p.limits.inotify_watches->value, 32768u);
+  Policy unknown;
+  apply_resource_defaults(unknown, {});
+  EXPECT_FALSE(unknown.limits.memory_bytes);
+  EXPECT_FALSE(unknown.limits.inotify_instances);
+  EXPECT_EQ(unknown.limits.pids->value, kDefaultPids);
+  EXPECT_EQ(default_inodes(1ull << 30), 262144u);
+  EXPECT_EQ(default_inodes(kUnlimited), kUnlimited);
+}
+
+TEST(Load, UnlimitedIsSpelledOut) {
+  TempDir dir;
+  dir.write("c.toml",
+            "[sandbox]\nhome_size = \"unlimited\"\nshm_inodes = \"unlimited\"\n"
+            "[limits]\nmemory = \"unlimited\"\npids = \"unlimited\"\n"
+            "inotify_instances = \"unlimited\"\n");
+  LoadOptions o = isolated(dir);
+  o.system_file = dir.path() + "/c.toml";
+  o.flags.memory = "unlimited";
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  EXPECT_EQ(r->policy.home_size.value, kUnlimited);
+  EXPECT_EQ(r->policy.shm_inodes->value, kUnlimited);
+  EXPECT_EQ(r->policy.limits.memory_bytes->value, kUnlimited);
+  EXPECT_EQ(r->policy.limits.memory_bytes->origin.describe(), "--memory");
+  EXPECT_EQ(r->policy.limits.pids->value, kUnlimited);
+  EXPECT_FALSE(imposed(r->policy.limits.pids));
+  EXPECT_FALSE(imposed(r->policy.limits.inotify_instances));
+  std::string text = explain(*r);
+  EXPECT_NE(text.find("unlimited"), std::string::npos) << text;
+  dir.write("zero.toml", "[sandbox]\ntmp_size = 0\n");
+  o.system_file = dir.path() + "/zero.toml";
+  auto zero = load(o);
+  ASSERT_FALSE(zero);
+  EXPECT_NE(zero.error().render().find("must not be 0"), std::string::npos);
 }
 
 TEST(Load, UnprotectDropsABuiltInButNeverGitMetadata) {

@@ -58,6 +58,10 @@ MountSpec spec() {
                    .home = "/home/a",
                    .home_size = 1 << 20,
                    .tmp_size = 2 << 20,
+                   .shm_size = 3 << 20,
+                   .home_inodes = 256,
+                   .tmp_inodes = 512,
+                   .shm_inodes = 768,
                    .grants = {{"/home/a/.gitconfig", false},
                               {"/home/a/.cache/pip", true},
                               {"/nonexistent", false}},
@@ -150,6 +154,12 @@ TEST(MountPlan, ProcDevAndTmp) {
   ASSERT_NE(tmp, nullptr);
   EXPECT_EQ(tmp->mode, 01777u);
   EXPECT_EQ(tmp->size_bytes, 2u << 20);
+  EXPECT_EQ(tmp->inodes, 512u);
+  // /dev/shm has a size and an inode cap of its own (it shared /tmp's size before).
+  const MountOp* shm = find(ops, MountKind::kTmpfs, "/dev/shm");
+  ASSERT_NE(shm, nullptr);
+  EXPECT_EQ(shm->size_bytes, 3u << 20);
+  EXPECT_EQ(shm->inodes, 768u);
 }
 
 TEST(MountPlan, HomeIsAPrivateTmpfsMountedBeforeWhatLivesInIt) {
@@ -158,6 +168,7 @@ TEST(MountPlan, HomeIsAPrivateTmpfsMountedBeforeWhatLivesInIt) {
   ASSERT_NE(home, nullptr);
   EXPECT_EQ(home->mode, 0700u);
   EXPECT_EQ(home->size_bytes, 1u << 20);
+  EXPECT_EQ(home->inodes, 256u);
   const MountOp* ws = find(ops, MountKind::kBindDir, "/home/a/src/proj");
   ASSERT_NE(ws, nullptr);
   EXPECT_FALSE(ws->read_only);
