@@ -66,6 +66,21 @@ inline bool start_upstream(const std::string& dir, const std::string& git_passwo
 
 // The upstream answers for every name in hosts() (one certificate, one port); the subclass
 // writes the agentbox config (config()) and names the secrets that must never show up.
+// No file under `dir` holds any of `secrets`. grep's exit status decides: 1 (nothing found) is the
+// only pass, 2 (a read error, a missing dir) fails; and the same search must find `present`, a
+// string that is there (so a broken search cannot pass).
+inline void expect_tree_lacks(const std::string& dir, const std::vector<std::string>& secrets,
+                              const std::string& present) {
+  EXPECT_EQ(sh(fmt::format("grep -rqF -e '{}' '{}'", present, dir)), 0)
+      << "control: the search does not find `" << present << "` in " << dir;
+  std::string pattern;
+  for (const auto& s : secrets) {
+    pattern += fmt::format(" -e '{}'", s);
+  }
+  EXPECT_EQ(sh(fmt::format("grep -rqF{} '{}'", pattern, dir)), 1)
+      << "a real secret in " << dir << " (or grep failed)";
+}
+
 class UpstreamFixture : public WorldTest {
  protected:
   virtual std::vector<std::string> hosts() const = 0;
@@ -102,10 +117,8 @@ class UpstreamFixture : public WorldTest {
       ::waitpid(server_, nullptr, 0);
     }
     if (made_) {
-      for (const auto& s : secrets()) {
-        EXPECT_NE(sh(fmt::format("grep -rqsF -e '{}' {}", s, w_.state)), 0)
-            << "a real secret in " << w_.state;
-      }
+      // The real secrets are in no file agentbox wrote (audit logs, session folders).
+      expect_tree_lacks(w_.state, secrets(), R"("type":"session.start")");
       destroy_world(w_);
     }
   }
