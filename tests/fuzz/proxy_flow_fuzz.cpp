@@ -26,6 +26,8 @@ namespace {
 using namespace agentbox;
 using namespace std::chrono_literals;
 
+constexpr std::string_view kSecret = "sk-fuzzsecret0123456789";
+
 struct World {
   std::optional<event::Loop> loop;
   audit::MemorySink audit;
@@ -69,8 +71,6 @@ struct World {
     handler = std::move(*proxy::ProxyHandler::create(*loop, policy, o, &*creds, nullptr, audit));
   }
 };
-
-constexpr std::string_view kSecret = "sk-fuzzsecret0123456789";
 
 // Reads what is there into `into`; the number of bytes read.
 size_t drain(int fd, std::string& into) {

@@ -95,7 +95,9 @@ class ProxyTest : public WorldTest {
     }
     if (made_) {
       // The real secrets are in no file agentbox wrote (audit logs, session folders).
-      expect_tree_lacks(w_.state, {kRealApi, kRealGit, kRealFile}, R"("type":"session.start")");
+      if (!all_audit_logs(w_).empty()) {  // a test whose set-up failed ran no session
+        expect_tree_lacks(w_.state, {kRealApi, kRealGit, kRealFile}, R"("type":"session.start")");
+      }
       destroy_world(w_);
     }
   }

