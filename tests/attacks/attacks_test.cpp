@@ -736,7 +736,9 @@ class AttackTest : public ::testing::TestWithParam<std::tuple<size_t, std::strin
     } else {
       c.agentbox = f_.attack_bin;
     }
-    return result_of(run(c, cargs, ro), args[0]);
+    RunOptions cro = ro;
+    cro.timeout_ms = 60000;  // bounded, but a loaded machine is slow to touch 512 MiB
+    return result_of(run(c, cargs, cro), args[0]);
   }
 
   Fixture f_;

@@ -27,6 +27,20 @@ namespace {
 
 using Args = std::vector<std::string>;
 
+// Waits (at most ~2 s) until `pid` has a child: a tight poll of /proc/PID/task/*/children.
+void wait_for_a_child(pid_t pid) {
+  const std::string tasks = fmt::format("/proc/{}/task", pid);
+  for (int i = 0; i < 20000; ++i) {
+    std::error_code ec;
+    for (const auto& t : std::filesystem::directory_iterator(tasks, ec)) {
+      if (!slurp(t.path().string() + "/children").empty()) {
+        return;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
 // Everything left in a pipe whose writer has exited.
 std::string read_all(int fd) {
   std::string s;
@@ -511,7 +525,12 @@ TEST_P(RunTest, SupervisorKilledDuringStartLeavesNothingBehind) {
         w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "sleep", "30", ";", "id", markers.back()},
         {}, &out, &err);
     ASSERT_GT(pid, 0);
-    std::this_thread::sleep_for(std::chrono::microseconds(500 * (round % 20)));  // 0 to 10 ms in
+    if (round < 20) {
+      std::this_thread::sleep_for(std::chrono::microseconds(500 * round));  // 0 to 10 ms in
+    } else {
+      // Later rounds, until it is proven: the kill as soon as the box's first process exists.
+      wait_for_a_child(pid);
+    }
     bool program_ran = !pids_with_cmdline(markers.back()).empty();
     ::kill(pid, SIGKILL);
     wait_for(pid, 5000);
