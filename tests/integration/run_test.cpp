@@ -521,9 +521,13 @@ TEST_P(RunTest, SupervisorKilledDuringStartLeavesNothingBehind) {
     markers.push_back(fmt::format("marker-early-{}-{}", ::getpid(), round));
     int out = -1;
     int err = -1;
-    pid_t pid = spawn(
-        w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "sleep", "30", ";", "id", markers.back()},
-        {}, &out, &err);
+    // The program's first act marks that it ran (the file outlives the box).
+    const std::string ran = fmt::format("{}/ran-{}", w_.ws, round);
+    pid_t pid =
+        spawn(w_,
+              {"run", "-q", "--ro", w_.bin, "--", "/bin/sh", "-c",
+               fmt::format("touch {}; exec {} sleep 30 ';' id {}", ran, w_.probe, markers.back())},
+              {}, &out, &err);
     ASSERT_GT(pid, 0);
     if (round < 20) {
       std::this_thread::sleep_for(std::chrono::microseconds(500 * round));  // 0 to 10 ms in
@@ -531,7 +535,6 @@ TEST_P(RunTest, SupervisorKilledDuringStartLeavesNothingBehind) {
       // Later rounds, until it is proven: the kill as soon as the box's first process exists.
       wait_for_a_child(pid);
     }
-    bool program_ran = !pids_with_cmdline(markers.back()).empty();
     ::kill(pid, SIGKILL);
     wait_for(pid, 5000);
     ::close(out);
@@ -548,6 +551,9 @@ TEST_P(RunTest, SupervisorKilledDuringStartLeavesNothingBehind) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
     }
+    struct stat st {};
+    bool program_ran = ::stat(ran.c_str(), &st) == 0;
+    ::unlink(ran.c_str());
     during_start += orphans > 0 && !program_ran ? 1 : 0;
   }
   EXPECT_GT(during_start, 0) << "no round killed the supervisor while its box was being set up";
