@@ -735,8 +735,9 @@ TEST_P(NetTest, SlowReaderInsideIsBackPressureNotMemory) {
   EXPECT_EQ(done, "done " + http.sent_digest());
   std::cerr << fmt::format("[ paused box: host sent {} KiB, supervisor RSS {} -> {} KiB ]\n",
                            sent_while_paused >> 10, base_rss, rss_paused);
-  // Kernel socket buffers plus the 4 MiB in flight towards the box: far from the 64 MiB.
-  EXPECT_LT(sent_while_paused, 40ull << 20);
+  // The 4 MiB in flight towards the box plus kernel socket buffers: 4-6 MiB measured here
+  // (docs/NETWORK.md says so); 16 MiB leaves room for other buffer sizes, far from the 64 MiB.
+  EXPECT_LT(sent_while_paused, 16ull << 20);
   EXPECT_LT(rss_paused, base_rss + 16 * 1024) << "supervisor RSS grew while the box did not read";
 }
 
