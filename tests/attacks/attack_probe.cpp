@@ -386,10 +386,20 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
          }
          return e;
        }},
-      {"tioclinux_fd0",
-       [](const Args&) {
-         char sub = 2;  // TIOCL_SETSEL-ish; any subcode: the request itself is refused
-         return err(syscall(SYS_ioctl, 0, TIOCLINUX, &sub));
+      // tioclinux [TTY]: TIOCLINUX on fd 0, or on TTY (a virtual console, for the control), with
+      // the read-only TIOCL_GETSHIFTSTATE subcode; the box refuses the request whatever the code.
+      {"tioclinux",
+       [](const Args& a) {
+         int fd = 0;
+         if (!a.empty() && (fd = open(a[0].c_str(), O_RDONLY | O_NOCTTY | O_CLOEXEC)) < 0) {
+           return errno;
+         }
+         char sub = 6;  // TIOCL_GETSHIFTSTATE
+         int e = err(syscall(SYS_ioctl, fd, TIOCLINUX, &sub));
+         if (fd != 0) {
+           close(fd);
+         }
+         return e;
        }},
       {"reboot_probe", [](const Args&) { return err(syscall(SYS_reboot, 0, 0, 0, nullptr)); }},
       {"init_module", [](const Args&) { return err(syscall(SYS_init_module, "", 0, "")); }},
@@ -480,6 +490,7 @@ const std::map<std::string, std::function<int(const Args&)>>& attacks() {
            }
            kids.push_back(p);
          }
+         std::printf("forked %zu\n", kids.size());  // how far it got (the limit's real size)
          usleep(static_cast<useconds_t>(hold_ms) * 1000);
          for (pid_t p : kids) {
            kill(p, SIGKILL);

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 #include <linux/landlock.h>
 #include <netinet/in.h>
@@ -29,7 +30,6 @@
 #include <set>
 #include <sstream>
 
-#include "../common/ia32_abi.hpp"
 #include "../integration/harness.hpp"
 
 namespace agentbox::it {
@@ -40,7 +40,7 @@ using Args = std::vector<std::string>;
 enum class Control {
   kDirect,  // the attack binary as the same user, outside any box
   kUserns,  // in `unshare -Urmn --fork` (root of a throwaway namespace; the host is untouched)
-  kRoot,    // directly, only meaningful as root (an unprivileged user is refused by the kernel)
+  kRoot,    // directly as root, for both variants (an unprivileged user is refused by the kernel)
 };
 
 struct Fixture;
@@ -67,9 +67,14 @@ struct Attack {
   // ... and the audit log's "limits" event list this in "hit" ("timeout": session.end's reason).
   const char* audit_hit = nullptr;
   const char* config = nullptr;  // the user's config.toml for the run (XDG_CONFIG_HOME)
-  // "" when the attack can be made on this machine, else "not applicable: why" (a visible skip,
-  // also under AGENTBOX_MUST_WORK: the block holds by construction there).
-  std::function<std::string()> applicable = nullptr;
+  // What the control (without the box) must print: the attack got through. "ok" unless the
+  // attack passes the kernel's permission check on purpose and then fails on a harmless argument.
+  std::set<std::string> control_gets = {"ok"};
+  // Control results that mean this kernel has no such attack surface (a foreign ABI compiled out,
+  // no virtual console), with the reason: the attack is then reported not applicable.
+  std::map<std::string, std::string> not_applicable = {};
+  // The control's arguments when they differ from the box's (a host device the box cannot see).
+  std::function<Args(Fixture&)> control_args = nullptr;
 };
 
 bool exists(const std::string& path) {
@@ -125,6 +130,11 @@ std::string unchanged(const std::string& path, const std::string& before) {
 }
 std::string absent(const std::string& path) {
   return exists(path) ? path + " was created on the host" : "";
+}
+
+int perf_event_paranoid() {
+  std::string v = slurp("/proc/sys/kernel/perf_event_paranoid");
+  return v.empty() ? 3 : std::stoi(v);
 }
 
 std::vector<Attack> make_attacks() {
@@ -303,18 +313,36 @@ std::vector<Attack> make_attacks() {
   sys("userfaultfd_race", {"userfaultfd"}, {"EPERM"}, Control::kDirect, "userfaultfd");
   sys("keyring_add_key", {"add_key"}, {"EPERM"}, Control::kDirect, "add_key");
   sys("keyring_join_session", {"keyctl_join"}, {"EPERM"}, Control::kDirect, "keyctl");
-  sys("perf_event_open", {"perf_self"}, {"EPERM"}, Control::kDirect, "perf_event_open");
+  // With perf_event_paranoid >= 3 (Debian's own kernels) the kernel refuses any unprivileged
+  // perf_event_open: the control then opens the same software event as root.
+  sys("perf_event_open", {"perf_self"}, {"EPERM"},
+      perf_event_paranoid() >= 3 ? Control::kRoot : Control::kDirect, "perf_event_open");
   sys("bpf_map_create", {"bpf_map"}, {"EPERM"}, Control::kRoot, "bpf");
   sys("raw_socket", {"raw_socket"}, {"EPERM"}, Control::kUserns, "socket");
   sys("packet_socket", {"packet_socket"}, {"EPERM"}, Control::kUserns, "socket");
   sys("netlink_audit_socket", {"netlink_audit"}, {"EPERM"}, Control::kDirect, "socket");
   sys("af_alg_socket", {"af_alg"}, {"EPERM"}, Control::kDirect, "socket");
+  v.back().not_applicable = {
+      {"EAFNOSUPPORT", "the kernel has no AF_ALG sockets (CONFIG_CRYPTO_USER_API unset)"}};
   sys("personality_disable_aslr", {"personality_aslr"}, {"EPERM"}, Control::kDirect, "personality");
   sys("init_module", {"init_module"}, {"EPERM"}, Control::kRoot, "init_module");
+  // An empty image: past CAP_SYS_MODULE the loader refuses it (ENOEXEC), nothing is loaded.
+  v.back().control_gets = {"ENOEXEC"};
+  v.back().not_applicable = {
+      {"ENOSYS",
+       "the kernel has no loadable modules (CONFIG_MODULES unset): init_module is ENOSYS"}};
   sys("reboot", {"reboot_probe"}, {"EPERM"}, Control::kRoot, "reboot");
+  // No magic numbers: past CAP_SYS_BOOT the kernel answers EINVAL and does nothing.
+  v.back().control_gets = {"EINVAL"};
   sys("int80_i386_abi", {"int80"}, {"SIGSYS"}, Control::kDirect, nullptr);
-  v.back().applicable = agentbox::testing::ia32_abi_unavailable;
+  v.back().not_applicable = {
+      {"SIGSEGV",
+       "no i386 syscall entry (IA32 emulation off, or the hypervisor's): int 0x80 "
+       "faults outside the box too"},
+      {"ENOSYS", "no i386 syscalls on this kernel: int 0x80 is ENOSYS outside the box too"}};
   sys("x32_abi", {"x32"}, {"SIGSYS"}, Control::kDirect, nullptr);
+  v.back().not_applicable = {
+      {"ENOSYS", "the kernel has no x32 ABI (CONFIG_X86_X32_ABI unset): x32 calls are ENOSYS"}};
   sys("capabilities_held", {"has_caps"}, {"EPERM"}, Control::kUserns, nullptr);
   sys("no_new_privs_off", {"regain_privs"}, {"EPERM"}, Control::kDirect, nullptr);
   v.push_back({"kill_sentinel_outside",
@@ -435,13 +463,20 @@ std::vector<Attack> make_attacks() {
                Control::kDirect,
                nullptr,
                "ioctl"});
+  // TIOCLINUX only means something on a virtual console: the control asks the host's current
+  // one (/dev/tty0, root's CAP_SYS_ADMIN passes tioclinux()'s own check) for its shift state.
   v.push_back({"tioclinux",
                "terminal",
-               [](Fixture&) { return Args{"tioclinux_fd0"}; },
+               [](Fixture&) { return Args{"tioclinux"}; },
                {"EPERM"},
-               Control::kDirect,
+               Control::kRoot,
                nullptr,
                "ioctl"});
+  v.back().control_args = [](Fixture&) { return Args{"tioclinux", "/dev/tty0"}; };
+  v.back().not_applicable = {
+      {"ENOENT", "no virtual console (/dev/tty0) on this machine: TIOCLINUX has no target"},
+      {"ENXIO", "no virtual console (/dev/tty0) on this machine: TIOCLINUX has no target"},
+      {"ENODEV", "no virtual console (/dev/tty0) on this machine: TIOCLINUX has no target"}};
 
   // DoS: limits end or fail the attempt inside the box; the host and the supervisor are fine.
   auto host_ok = [](Fixture& f) {
@@ -668,6 +703,9 @@ class AttackTest : public ::testing::TestWithParam<std::tuple<size_t, std::strin
     if (o.status == 128 + SIGXFSZ) {
       return "SIGXFSZ";  // RLIMIT_FSIZE
     }
+    if (o.status == 128 + SIGSEGV) {
+      return "SIGSEGV";  // int 0x80 on a kernel without the i386 ABI
+    }
     std::string line = o.line_starting(attack + " ");
     return line.empty() ? fmt::format("<no result, status {}: {}>", o.status, o.err)
                         : line.substr(attack.size() + 1);
@@ -684,16 +722,48 @@ class AttackTest : public ::testing::TestWithParam<std::tuple<size_t, std::strin
     return best;
   }
 
+  // The same attack without the box: as the variant's user (kDirect), as root of a throwaway
+  // user namespace (kUserns) or as the harness's root (kRoot). Its result line.
+  std::string run_control(const Attack& a, const Args& box_args, const RunOptions& ro) {
+    World c = f_.w;
+    if (a.control == Control::kRoot) {
+      c.as.uid = 0;
+      c.as.gid = 0;
+    }
+    Args args = a.control_args ? a.control_args(f_) : box_args;
+    Args cargs = args;
+    if (a.control == Control::kUserns) {
+      c.agentbox = "/usr/bin/unshare";
+      cargs = {"-Urmn", "--fork", "--", f_.attack_bin};
+      cargs.insert(cargs.end(), args.begin(), args.end());
+    } else {
+      c.agentbox = f_.attack_bin;
+    }
+    RunOptions cro = ro;
+    cro.timeout_ms = 60000;  // bounded, but a loaded machine is slow to touch 512 MiB
+    return result_of(run(c, cargs, cro), args[0]);
+  }
+
   Fixture f_;
   bool made_ = false;
 };
 
+// The kernel lacks the attack's surface (see Attack::not_applicable): reported not applicable,
+// with the reason. Not a missing feature of the box, so AGENTBOX_MUST_WORK does not make it a
+// failure; a machine that must offer the surface declares AGENTBOX_REQUIRE_KERNEL_<NAME>=1.
+void not_applicable(const std::string& name, const std::string& why) {
+  std::string upper;
+  for (char c : name) {
+    upper += std::isalnum(static_cast<unsigned char>(c)) != 0
+                 ? static_cast<char>(std::toupper(static_cast<unsigned char>(c)))
+                 : '_';
+  }
+  skip(Need::feature("KERNEL_" + upper, "the kernel surface of the " + name + " attack"),
+       "on this kernel: " + why);
+}
+
 TEST_P(AttackTest, IsBlocked) {
   const Attack& a = attacks()[std::get<0>(GetParam())];
-  if (std::string na = a.applicable ? a.applicable() : ""; !na.empty()) {
-    skip(Need::feature("IA32", "the i386 syscall ABI (int 0x80)"), na);
-    return;
-  }
   Args args = a.args(f_);
   // 1. In the box (stdin is the test's /dev/null; the attack binary is granted read-only).
   Args box = {"run", "--ro", f_.w.bin};
@@ -719,6 +789,24 @@ TEST_P(AttackTest, IsBlocked) {
     chown_tree(dir, f_.w.as.uid, f_.w.as.gid);
     box_ro.env["XDG_CONFIG_HOME"] = dir;
   }
+  if (f_.w.as.uid != 0 && a.control == Control::kRoot && ::geteuid() != 0) {
+    skip(fmt::format("{}: its control must run as root", a.name));
+    return;
+  }
+  // An attack this kernel cannot even express is not applicable: its control is asked first
+  // (such controls change nothing on the host). The box still runs it and must give the block or
+  // the kernel's own refusal, then the test is reported not applicable.
+  std::string control;
+  std::string na_why;
+  std::set<std::string> blocked =
+      f_.w.as.uid == 0 && !a.blocked_as_root.empty() ? a.blocked_as_root : a.blocked;
+  if (!a.not_applicable.empty()) {
+    control = run_control(a, args, ro);
+    if (auto na = a.not_applicable.find(control); na != a.not_applicable.end()) {
+      na_why = na->second;
+      blocked.insert(control);
+    }
+  }
   // The switch is read only by the test-only build agentbox-unconfined, never by `agentbox`.
   World in_world = f_.w;
   if (a.box_env.contains("AGENTBOX_UNSAFE_BENCH_UNCONFINED")) {
@@ -726,8 +814,6 @@ TEST_P(AttackTest, IsBlocked) {
   }
   Output in = run(in_world, box, box_ro);
   std::string got = in.status == 124 ? "TIMEOUT" : result_of(in, args[0]);
-  const std::set<std::string>& blocked =
-      f_.w.as.uid == 0 && !a.blocked_as_root.empty() ? a.blocked_as_root : a.blocked;
   if (blocked.empty()) {
     EXPECT_EQ(got.rfind("<no result", 0), std::string::npos) << got;
   } else {
@@ -762,21 +848,14 @@ TEST_P(AttackTest, IsBlocked) {
         << "no seccomp.deny for " << a.audit_syscall << " in the audit log:\n"
         << log;
   }
-  // 3. The control, without the box.
-  if (a.control == Control::kRoot && f_.w.as.uid != 0) {
-    return;  // the kernel refuses an unprivileged user by itself; the root variant proves it
+  if (!na_why.empty()) {
+    not_applicable(a.name, na_why);
+    return;
   }
-  World c = f_.w;
-  Args cargs = args;
-  if (a.control == Control::kUserns) {
-    c.agentbox = "/usr/bin/unshare";
-    cargs = {"-Urmn", "--fork", "--", f_.attack_bin};
-    cargs.insert(cargs.end(), args.begin(), args.end());
-  } else {
-    c.agentbox = f_.attack_bin;
+  // 3. The control, without the box: it must get through, or the test proves nothing.
+  if (control.empty()) {
+    control = run_control(a, args, ro);
   }
-  Output out = run(c, cargs, ro);
-  std::string control = result_of(out, args[0]);
   std::string control_truth = a.truth ? a.truth(f_) : "";
   if (a.restore) {
     a.restore(f_);
@@ -784,8 +863,9 @@ TEST_P(AttackTest, IsBlocked) {
   if (a.blocked.empty()) {
     EXPECT_FALSE(control_truth.empty()) << "control: the attack should work without the box";
   } else {
-    EXPECT_FALSE(a.blocked.contains(control))
-        << "control without the box is blocked too (" << control << "): the test proves nothing";
+    EXPECT_TRUE(a.control_gets.contains(control))
+        << "control without the box did not get through (" << control << ", expected "
+        << fmt::format("{}", fmt::join(a.control_gets, "|")) << "): the test proves nothing";
   }
 }
 
@@ -857,6 +937,40 @@ TEST_P(LimitTest, LimitsNotReachedAreNotClaimed) {
   Output own = box({}, {"/bin/sh", "-c", "exit 153"});
   EXPECT_EQ(own.status, 153);
   EXPECT_NE(own.err.find("`/bin/sh` exited with status 153"), std::string::npos) << own.err;
+}
+
+// docs/CONFINEMENT.md: without a cgroup (the user variant here), RLIMIT_NPROC counts the tasks
+// of the box's own user namespace (rlimits on ucounts, Linux 5.14+), so the user's other processes
+// on the host do not eat into --pids: a fork bomb gets as far with 8 of them running as without.
+TEST_P(LimitTest, PidsLimitIgnoresTheUsersOtherProcessesOnTheHost) {
+  auto forked = [&] {
+    Output o = box({"-q", "--pids", "32"}, {attack_, "fork_bomb", "100"});
+    std::string line = o.line_starting("forked ");
+    EXPECT_TRUE(o.has_line("fork_bomb EAGAIN")) << "the limit was not reached: " << o.out << o.err;
+    return line.empty() ? -1 : std::stoi(line.substr(7));
+  };
+  int alone = forked();
+  std::vector<pid_t> others;
+  for (int i = 0; i < 8; ++i) {
+    pid_t p = ::fork();
+    if (p == 0) {
+      if (::geteuid() == 0 && w_.as.uid != 0 &&
+          (::setgid(w_.as.gid) != 0 || ::setuid(w_.as.uid) != 0)) {
+        _exit(1);
+      }
+      ::execl("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    others.push_back(p);
+  }
+  int crowded = forked();
+  for (pid_t p : others) {
+    EXPECT_EQ(::kill(p, 0), 0) << "an other process of the user was gone during the run";
+    ::kill(p, SIGKILL);
+    ::waitpid(p, nullptr, 0);
+  }
+  EXPECT_GT(alone, 20) << "--pids 32 held far fewer tasks than 32";
+  EXPECT_EQ(crowded, alone) << "the user's 8 other processes counted against the box's --pids";
 }
 
 // --cpus: with a cgroup, cpu.max (v1: cfs_quota_us) throttles a busy loop, which the kernel's

@@ -1,8 +1,13 @@
 // Fuzz target: credential inspection and response scrubbing on arbitrary requests and bodies.
+// "@GH@", "@GIT@", "@Q@" and "@FMT@" in the input stand for the credentials' placeholders, so the
+// swap paths are reached. A real secret in what the box would get, or in a request to a host of
+// no credential, is a crash.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <iterator>
 #include <optional>
 #include <span>
 #include <string>
@@ -13,6 +18,15 @@
 namespace {
 
 const std::string kSecret = "ghp_FuzzRealSecretValue0123456789abcdefg";
+const std::string kGitSecret = "gho_FuzzGitSecretValue0123456789abcdefgh";
+const std::string kFmtSecret = "xoxb-9876543210-FuzzBodySecret0123456789";
+const std::string kQSecret = "qkey-0123456789-FUZZ";
+const std::string kSecrets[] = {kSecret, kGitSecret, kFmtSecret, kQSecret};
+
+bool has_secret(std::string_view s) {
+  return std::any_of(std::begin(kSecrets), std::end(kSecrets),
+                     [&](const std::string& k) { return s.find(k) != std::string_view::npos; });
+}
 
 agentbox::proxy::CredentialSet& set() {
   static auto* s = [] {
@@ -40,10 +54,10 @@ agentbox::proxy::CredentialSet& set() {
           if (k == "GH")
             return kSecret;
           if (k == "GIT")
-            return std::string("gho_FuzzGitSecretValue0123456789abcdefgh");
+            return kGitSecret;
           if (k == "FMT")
-            return std::string("xoxb-9876543210-FuzzBodySecret0123456789");
-          return std::string("qkey-0123456789-FUZZ");
+            return kFmtSecret;
+          return kQSecret;
         }),
         nullptr);
     if (!r) {
@@ -58,11 +72,17 @@ agentbox::proxy::CredentialSet& set() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace agentbox::proxy;
-  const auto bytes = std::as_bytes(std::span(data, size));
-  auto p = http1::parse_request(bytes);
+  std::string raw(reinterpret_cast<const char*>(data), size);
+  for (const auto& [name, marker] : {std::pair{"gh", "@GH@"}, std::pair{"git", "@GIT@"},
+                                     std::pair{"q", "@Q@"}, std::pair{"fmt", "@FMT@"}}) {
+    const std::string ph = *set().placeholder(name);
+    for (size_t at = raw.find(marker); at != std::string::npos; at = raw.find(marker, at)) {
+      raw.replace(at, std::strlen(marker), ph);
+    }
+  }
+  auto p = http1::parse_request(std::as_bytes(std::span(raw.data(), raw.size())));
   if (p.status == http1::ParseStatus::kOk) {
-    const std::string_view body(reinterpret_cast<const char*>(data) + p.head_bytes,
-                                size - p.head_bytes);
+    const std::string_view body = std::string_view(raw).substr(p.head_bytes);
     for (const char* host : {"api.github.com", "x.github.com", "q.example", "evil.example"}) {
       auto req = p.message;
       const auto v = set().inspect(req, host, body);
@@ -71,21 +91,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       // A rewritten request still parses.
       const std::string out = http1::serialize_head(req);
+      if (std::string_view(host) == "evil.example" && !v.blocked && has_secret(out) &&
+          !has_secret(raw)) {
+        std::abort();  // a real secret the box never had, forwarded to a host of no credential
+      }
       if (http1::parse_request(std::as_bytes(std::span(out.data(), out.size()))).status !=
           http1::ParseStatus::kOk) {
         std::abort();
       }
     }
   }
-  // Scrubbing never changes the length and never lets the secret through, at any split.
-  std::string input(reinterpret_cast<const char*>(data), size);
-  input += kSecret;
+  // Scrubbing never changes the length and never lets a secret through, at any split.
+  std::string input = raw;
+  for (const auto& k : kSecrets) {
+    input += k;
+  }
   auto s = set().scrubber();
-  const size_t split = size / 2;
+  const size_t split = input.size() / 2;
   std::string out = s.feed(std::string_view(input).substr(0, split));
   out += s.feed(std::string_view(input).substr(split));
   out += s.finish();
-  if (out.size() != input.size() || out.find(kSecret) != std::string::npos) {
+  if (out.size() != input.size() || has_secret(out)) {
     std::abort();
   }
   // Body injection: same length, and the result does not depend on where reads split the body.

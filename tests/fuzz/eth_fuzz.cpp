@@ -1,13 +1,18 @@
-// Fuzz target: an arbitrary frame through the Ethernet parser and every parser below it.
+// Fuzz target: an arbitrary frame through the Ethernet parser and every parser below it. The IPv4
+// and transport checksums are repaired first (sums.hpp) so mutations reach the parsers below.
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "agentbox/net/wire.hpp"
+#include "sums.hpp"
 
 using namespace agentbox::net;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  Bytes frame(reinterpret_cast<const std::byte*>(data), size);
+  std::vector<std::byte> bytes = agentbox::fuzz::copy(data, size);
+  agentbox::fuzz::fix_frame(bytes);
+  Bytes frame(bytes);
   auto e = parse_ethernet(frame);
   if (!e) {
     return 0;

@@ -1,8 +1,10 @@
 // Fuzz target: one whole proxied flow. The input is what the box sends, then
 // "\n--upstream--\n", then what the upstream answers; the ProxyHandler runs on a real event loop
 // with real sockets (plain HTTP: classification, request checks, body framing, response parsing,
-// scrubbing, tunnels). Invariants: nothing crashes, no internal error, and the flow is always
-// finished and freed within its deadlines.
+// scrubbing, tunnels). "@PH@" in the box's part stands for the credential's placeholder, and the
+// upstream may answer with the real secret (an echo endpoint). Invariants: nothing crashes, no
+// internal error, the flow is always finished and freed within its deadlines, the real secret
+// never reaches the box (responses are scrubbed), and never goes upstream (plain HTTP).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -23,6 +25,8 @@ namespace {
 
 using namespace agentbox;
 using namespace std::chrono_literals;
+
+constexpr std::string_view kSecret = "sk-fuzzsecret0123456789";
 
 struct World {
   std::optional<event::Loop> loop;
@@ -50,9 +54,8 @@ struct World {
           .from = "env:K",
           .hosts = {"fuzz.test"},
           .inject = "header:Authorization"}},
-        proxy::SecretSource([](const std::string&) -> std::optional<std::string> {
-          return std::string("sk-fuzzsecret0123456789");
-        }),
+        proxy::SecretSource(
+            [](const std::string&) -> std::optional<std::string> { return std::string(kSecret); }),
         &audit);
     creds.emplace(std::move(*set));
     proxy::ProxyOptions o;
@@ -69,14 +72,22 @@ struct World {
   }
 };
 
-size_t drain(int fd) {
+// Reads what is there into `into`; the number of bytes read.
+size_t drain(int fd, std::string& into) {
   char buf[4096];
   size_t total = 0;
   ssize_t n = 0;
   while ((n = ::read(fd, buf, sizeof buf)) > 0) {
+    into.append(buf, static_cast<size_t>(n));
     total += static_cast<size_t>(n);
   }
   return total;
+}
+
+void replace_all(std::string& s, std::string_view from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) {
+    s.replace(at, from.size(), to);
+  }
 }
 
 }  // namespace
@@ -87,6 +98,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   constexpr std::string_view kSplit = "\n--upstream--\n";
   const size_t split = in.find(kSplit);
   std::string box(in.substr(0, split));
+  static const std::string placeholder = *w.creds->placeholder("k");
+  replace_all(box, "@PH@", placeholder);
+  const bool box_had_secret = box.find(kSecret) != std::string::npos;
   const std::string up(split == std::string_view::npos ? std::string_view()
                                                        : in.substr(split + kSplit.size()));
   // Connections of earlier flows that ended before their upstream was accepted: drop them, so
@@ -105,6 +119,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   base::UniqueFd upstream;
   size_t up_sent = 0;
   size_t up_heard = 0;
+  std::string box_got;  // everything the box received
+  std::string up_got;   // everything the upstream received
   bool box_shut = false;
   const auto deadline = std::chrono::steady_clock::now() + 2s;
   while (w.handler->connection_count() > 0) {
@@ -122,13 +138,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)::shutdown(fd.get(), SHUT_WR);
       box_shut = true;
     }
-    (void)drain(fd.get());
+    (void)drain(fd.get(), box_got);
     if (!upstream) {
       upstream.reset(accept4(w.listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     }
     if (upstream) {
       // An HTTP server answers a request: it speaks once the proxy has forwarded something.
-      up_heard += drain(upstream.get());
+      up_heard += drain(upstream.get(), up_got);
     }
     if (upstream && up_heard > 0) {
       if (up_sent < up.size()) {
@@ -142,8 +158,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     (void)w.loop->run_once(1ms);
   }
+  (void)drain(fd.get(), box_got);
+  if (upstream) {
+    (void)drain(upstream.get(), up_got);
+  }
   if (w.handler->counters().internal_errors != 0) {
     std::abort();
+  }
+  // (A box that sent the secret itself already had it: its echo proves nothing.)
+  if (!box_had_secret && box_got.find(kSecret) != std::string::npos) {
+    std::abort();  // the real secret reached the box
+  }
+  if (!box_had_secret && up_got.find(kSecret) != std::string::npos) {
+    std::abort();  // the proxy put the secret on plain HTTP
   }
   return 0;
 }

@@ -1,14 +1,17 @@
 // Fuzz target: arbitrary frames into the whole stack (dispatch, ARP, ICMP, DNS, TCP translator).
 // The handler accepts with socketpairs, so TCP flows really open and carry data; some inputs run
-// inside a tap batch (held-back ACKs).
+// inside a tap batch (held-back ACKs). IPv4 and transport checksums are repaired first (sums.hpp)
+// so mutated frames reach the translator instead of stopping at the header check.
 #include <sys/socket.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "agentbox/net/epoll_poller.hpp"
 #include "agentbox/net/stack.hpp"
+#include "sums.hpp"
 
 using namespace agentbox;
 
@@ -55,7 +58,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     stack->tcp().end_batch();
     batch = false;
   }
-  stack->on_frame({reinterpret_cast<const std::byte*>(data), size}, now);
+  std::vector<std::byte> frame = fuzz::copy(data, size);
+  fuzz::fix_frame(frame);
+  stack->on_frame(frame, now);
   if (batch) {
     return 0;
   }

@@ -735,8 +735,9 @@ TEST_P(NetTest, SlowReaderInsideIsBackPressureNotMemory) {
   EXPECT_EQ(done, "done " + http.sent_digest());
   std::cerr << fmt::format("[ paused box: host sent {} KiB, supervisor RSS {} -> {} KiB ]\n",
                            sent_while_paused >> 10, base_rss, rss_paused);
-  // Kernel socket buffers plus the 4 MiB in flight towards the box: far from the 64 MiB.
-  EXPECT_LT(sent_while_paused, 40ull << 20);
+  // The 4 MiB in flight towards the box plus kernel socket buffers: 4-6 MiB measured here
+  // (docs/NETWORK.md says so); 16 MiB leaves room for other buffer sizes, far from the 64 MiB.
+  EXPECT_LT(sent_while_paused, 16ull << 20);
   EXPECT_LT(rss_paused, base_rss + 16 * 1024) << "supervisor RSS grew while the box did not read";
 }
 
@@ -952,9 +953,23 @@ TEST_P(NetTest, UdpAndIcmpNeverLeaveTheBox) {
   std::this_thread::sleep_for(200ms);
   EXPECT_EQ(trap.datagrams(), 0);
   EXPECT_EQ(trap.echoes(), 0);
+  // Every datagram was sent (no socket error in the box) and each target has its own drop in the
+  // audit log (one per kind: proto, address, port), so no target slipped past the stack.
+  EXPECT_EQ(r.out.find(" error "), std::string::npos) << r.out;
   std::string log = audit_log();
-  EXPECT_NE(log.find(R"("type":"net.drop","proto":"udp")"), std::string::npos) << log;
-  EXPECT_NE(log.find(R"("type":"net.drop","proto":"icmp")"), std::string::npos) << log;
+  for (const auto& t : targets) {
+    std::string dst = t == "allowed.test" ? "198.18." : t + "\"";  // its synthetic address
+    EXPECT_NE(log.find(fmt::format(R"("type":"net.drop","proto":"udp","dst":"{})", dst)),
+              std::string::npos)
+        << "no udp drop for " << t << "\n"
+        << log;
+    if (t != "10.0.2.2" && t != "10.0.2.3") {
+      EXPECT_NE(log.find(fmt::format(R"("type":"net.drop","proto":"icmp","dst":"{})", dst)),
+                std::string::npos)
+          << "no icmp drop for " << t << "\n"
+          << log;
+    }
+  }
   // Positive controls: the listeners do hear what reaches them.
   ns_.in([port] {
     int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);

@@ -94,11 +94,10 @@ class ProxyTest : public WorldTest {
       ::waitpid(server_, nullptr, 0);
     }
     if (made_) {
-      // The real secrets are in no file agentbox wrote (audit log, session folder).
-      EXPECT_NE(sh(fmt::format("grep -rqs -e {} -e {} -e {} {}", kRealApi, kRealGit, kRealFile,
-                               w_.state)),
-                0)
-          << "a real secret in " << w_.state;
+      // The real secrets are in no file agentbox wrote (audit logs, session folders).
+      if (!all_audit_logs(w_).empty()) {  // a test whose set-up failed ran no session
+        expect_tree_lacks(w_.state, {kRealApi, kRealGit, kRealFile}, R"("type":"session.start")");
+      }
       destroy_world(w_);
     }
   }
@@ -137,10 +136,18 @@ TEST_P(ProxyTest, CurlReachesTheHostWithTheRealTokenWhileTheBoxHoldsAPlaceholder
       box("echo \"token=$API_TOKEN\"; "
           "curl -sS https://api.example.test/echo -H \"Authorization: Bearer $API_TOKEN\"; "
           // Everything in the box that could hold it: environments, files it can write or read.
-          "echo \"environ=$(cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c "
-          "RealApiToken)\"; "
-          "echo \"files=$(grep -rls RealApiToken \"$HOME\" /tmp /etc . "
-          "2>/dev/null | wc -l)\"");
+          // Each search is run for the placeholder too, which must be found (a file of it is
+          // planted in HOME), so a search that reads nothing cannot pass.
+          "printf '%s\\n' \"$API_TOKEN\" > \"$HOME/placeholder-marker\"; "
+          "envs() { cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'; }; "
+          "echo \"environ=$(envs | grep -c RealApiToken)\"; "
+          "echo \"environ_ph=$(envs | grep -cF \"$API_TOKEN\")\"; "
+          "files() { grep -rlF \"$1\" \"$HOME\" /tmp /etc . 2>/dev/null; }; "
+          "echo \"files=$(files RealApiToken | wc -l)\"; "
+          // A file the box's user cannot read is no channel for it; any other error fails.
+          "echo \"files_err=$(grep -rlF RealApiToken \"$HOME\" /tmp /etc . 2>&1 >/dev/null | "
+          "grep -vc 'Permission denied')\"; "
+          "echo \"files_ph=$(files \"$API_TOKEN\" | wc -l)\"");
   ASSERT_EQ(r.status, 0) << r.err;
   std::string token = r.line_starting("token=").substr(6);
   ASSERT_EQ(token.size(), kRealApi.size()) << r.out;
@@ -150,7 +157,12 @@ TEST_P(ProxyTest, CurlReachesTheHostWithTheRealTokenWhileTheBoxHoldsAPlaceholder
   EXPECT_NE(seen().find("GET /echo Bearer " + kRealApi), std::string::npos) << seen();
   EXPECT_TRUE(r.has_line("you sent: Bearer " + token)) << r.out;
   EXPECT_TRUE(r.has_line("environ=0")) << r.out;
+  EXPECT_FALSE(r.has_line("environ_ph=0")) << "control: the placeholder is in an environment";
+  EXPECT_TRUE(r.line_starting("environ_ph=").size() > 11) << r.out;
   EXPECT_TRUE(r.has_line("files=0")) << r.out;
+  EXPECT_TRUE(r.has_line("files_err=0")) << "grep failed other than on unreadable files: " << r.out;
+  EXPECT_FALSE(r.has_line("files_ph=0")) << "control: the planted placeholder file is found";
+  EXPECT_TRUE(r.line_starting("files_ph=").size() > 9) << r.out;
 }
 
 TEST_P(ProxyTest, ATokenFileIsShownMaskedAndItsTokenWorksUpstream) {
@@ -199,13 +211,15 @@ TEST_P(ProxyTest, PipAndNpmFetchFromRegistriesWithoutProxySettings) {
   Output r =
       box("cd /tmp && python3 -m pip download -q --no-deps --disable-pip-version-check "
           "--index-url https://pypi.example.test/simple/ -d dl demo-pkg && ls dl; "
+          // npm asks only the loopback registry (no update check: it would go nowhere anyway).
           "if command -v npm >/dev/null; then echo \"npm $(npm view demo-pkg version "
-          "--registry https://npm.example.test/ 2>&1 | tail -1)\"; else echo npm missing; fi",
+          "--no-update-notifier --registry https://npm.example.test/ 2>&1 | tail -1)\"; "
+          "else echo npm missing; fi",
           120000);
   EXPECT_TRUE(r.has_line("demo_pkg-1.0-py3-none-any.whl")) << r.out << r.err;
   EXPECT_NE(seen().find("GET /files/demo_pkg-1.0-py3-none-any.whl"), std::string::npos) << seen();
   if (r.has_line("npm missing")) {
-    skip("npm is not installed on this machine (pip was checked)");
+    skip("npm is not installed (scripts/deps.txt lists it); pip was checked");
     return;
   }
   EXPECT_TRUE(r.has_line("npm 1.0.0")) << r.out << r.err;

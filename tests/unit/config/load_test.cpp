@@ -450,6 +450,36 @@ TEST(Terminal, FilterOnByDefaultAllowListValidatedAndOnlyNarrowedByTheWorkspace)
       << explain(*off);
 }
 
+// Every key docs/CONFIG.md ("The workspace file") lists as refused, one file each so that each
+// refusal is shown alone: the error names the key at its line, and the policy keeps its grants.
+TEST(Narrow, WorkspaceFileRefusesEveryGrantOnlyKey) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"[sandbox]\nworkspace = \"/tmp\"\n", ":2:1: `sandbox.workspace` cannot be set"},
+      {"[sandbox]\nsetenv = { A = \"b\" }\n", ":2:1: `sandbox.setenv` cannot be set"},
+      {"[sandbox]\nsys = true\n", ":2:1: `sandbox.sys = true` cannot be set"},
+      {"[network]\nconnect_to = [\"x.example:443:127.0.0.1:1\"]\n",
+       ":2:1: `network.connect_to` cannot be set"},
+      {"[network]\nupstream_ca = [\"/tmp/ca.pem\"]\n", ":2:1: `network.upstream_ca` cannot be set"},
+      {"[[network.rule]]\nhost = \"x.example\"\n", ":1:1: `network.rule` cannot be set"},
+      {"[credentials.x]\nenv = \"X\"\nfrom = \"env:X\"\nhosts = [\"x.example\"]\n",
+       ":1:1: `credentials` cannot be set"},
+      {"[[token_file]]\npath = \"/tmp/t.json\"\nhosts = [\"x.example\"]\n",
+       ":1:1: `token_file` cannot be set"},
+  };
+  for (const auto& [text, needle] : cases) {
+    TempDir dir;
+    LoadOptions o = isolated(dir);
+    dir.write("system.toml", "[network]\nallow = [\"x.example\"]\n");
+    auto r = load(o);
+    ASSERT_TRUE(r);
+    auto st = narrow_with_workspace_file(*r, dir.write(".agentbox.toml", text));
+    ASSERT_FALSE(st) << text;
+    std::string m = st.error().render();
+    EXPECT_NE(m.find(std::string(".agentbox.toml") + needle), std::string::npos) << text << "\n"
+                                                                                 << m;
+  }
+}
+
 TEST(Narrow, WorkspaceFileThatIsALinkIsRefusedWithoutReadingTheTarget) {
   TempDir dir;
   LoadOptions o = isolated(dir);

@@ -129,6 +129,13 @@ TEST_F(ProxyHandlerTest, PlaceholderInBodyToWrongHostBlocked) {
                              std::to_string(body.size()) + "\r\n\r\n" + body);
   EXPECT_EQ(r.substr(0, 12), "HTTP/1.1 403") << r;
   EXPECT_NE(r.find("credential github sent to docs.example.test"), std::string::npos) << r;
+  // The wrong host saw nothing: not the request, not the placeholder, not the real secret.
+  const auto seen = servers_[kDocs]->seen();
+  EXPECT_TRUE(seen.empty()) << seen.size() << " request(s) reached " << kDocs;
+  for (const auto& req : seen) {
+    EXPECT_EQ((req.head + req.body).find(kRealGh), std::string::npos) << req.head << req.body;
+  }
+  EXPECT_EQ(r.find(kRealGh), std::string::npos) << r;
 }
 
 TEST_F(ProxyHandlerTest, PlainHttpNeverCarriesASecret) {
