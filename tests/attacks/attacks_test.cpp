@@ -22,6 +22,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <functional>
