@@ -193,10 +193,20 @@ std::vector<Node>& scratch_nodes() {
 // each in its unit's kind and hex case.
 void replace_units(std::span<char> buf, size_t s, std::string_view repl,
                    const std::vector<Node>& nodes, size_t last) {
-  uint32_t at = static_cast<uint32_t>(last);
+  auto start = [&](const Node& n) {
+    return buf.data() + (n.parent == Node::kNone ? s : nodes[n.parent].next);
+  };
+  // One hex case for the span: an escape of a byte without letters ("%30") says nothing, so
+  // the span's lowercase letters decide (an encoder uses one case throughout).
+  bool lower = false;
+  for (auto at = static_cast<uint32_t>(last); at != Node::kNone; at = nodes[at].parent) {
+    const Node& n = nodes[at];
+    lower = lower || (n.kind != UnitKind::kRaw && lower_hex(start(n) + 1, n.len - 1));
+  }
+  auto at = static_cast<uint32_t>(last);
   for (size_t i = repl.size(); i-- > 0;) {
     const Node& n = nodes[at];
-    char* p = buf.data() + (n.parent == Node::kNone ? s : nodes[n.parent].next);
+    char* p = start(n);
     const char r = repl[i];
     const auto b = static_cast<uint8_t>(r);
     switch (n.kind) {
@@ -204,10 +214,10 @@ void replace_units(std::span<char> buf, size_t s, std::string_view repl,
         p[0] = r;
         break;
       case UnitKind::kPercent:
-        put_hex(p + 1, b, lower_hex(p + 1, 2));
+        put_hex(p + 1, b, lower);
         break;
       case UnitKind::kJsonU:
-        put_hex(p + 4, b, lower_hex(p + 2, 4));
+        put_hex(p + 4, b, lower);
         break;
       case UnitKind::kJsonShort:
         // Two characters can only spell / " or \: any other replacement byte leaves a fixed
