@@ -540,6 +540,11 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
   if (!add_formatted(req, host, cleartext, added_or_swapped, v)) {
     return v;
   }
+  if (!v.used.empty() || !resign.empty()) {
+    // So the response can be scrubbed (the proxy forces it on every intercepted request too:
+    // guard_request, http_guards.cpp; here for callers of inspect alone).
+    req.set_header("Accept-Encoding", "identity");
+  }
   // Re-signing comes last: the signature must cover the request as it leaves, including the
   // swaps above (a session token header, the access key id in Credential=).
   for (auto& [e, verified] : resign) {
