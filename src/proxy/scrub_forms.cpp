@@ -17,6 +17,7 @@
 
 #include "agentbox/proxy/placeholder.hpp"
 #include "agentbox/proxy/scrubber.hpp"
+#include "text.hpp"
 
 namespace agentbox::proxy {
 
@@ -32,18 +33,7 @@ struct Unit {
   UnitKind kind = UnitKind::kRaw;
 };
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
+using detail::hex_value;
 
 bool all_hex(const char* p, size_t n) {
   return std::all_of(p, p + n, [](char c) { return hex_value(c) >= 0; });
