@@ -852,6 +852,8 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
            problem(cc, v, "`body` must be true or false");
          } else {
            cred.body = v.as_boolean();
+           cred.body_origin = origin_of(v);
+           cred.body_line = v.location().line_str();
          }
        }},
       {"ttl",
@@ -1210,6 +1212,38 @@ std::vector<std::string> available_profiles(const std::vector<std::string>& dirs
   return {names.begin(), names.end()};
 }
 
+// `body = true` puts the secret into what the box sends, so a scoped host that stores a body and
+// serves it back would hand it over: only the methods and paths an HTTP rule names may be used
+// on such a host, for every host of the credential, by every rule naming that host (rules add up:
+// one without paths would allow any path).
+void check_body_rules(const Policy& p, Problems& problems) {
+  for (const auto& [name, cred] : p.credentials) {
+    if (!cred.body) {
+      continue;
+    }
+    for (const auto& host : cred.hosts) {
+      size_t named = 0;
+      bool open = false;
+      for (const auto& r : p.http_rules) {
+        if (r.host == host) {
+          ++named;
+          open = open || r.methods.empty() || r.paths.empty();
+        }
+      }
+      if (named == 0 || open) {
+        problems.add(cred.body_origin, cred.body_line,
+                     fmt::format("credentials.{}: `body = true` needs an HTTP rule with `methods` "
+                                 "and `paths` for every host it is scoped to; `{}` has {}",
+                                 name, host, named == 0 ? "none" : "one without them"),
+                     fmt::format("e.g. [[network.rule]] host = \"{}\" methods = [\"POST\"] paths = "
+                                 "[\"/v1/messages\"]: a host that stores a body and serves it "
+                                 "back would return the secret",
+                                 host));
+      }
+    }
+  }
+}
+
 base::Result<Loaded> load(const LoadOptions& options) {
   Loaded out;
   Problems problems;
@@ -1262,6 +1296,7 @@ base::Result<Loaded> load(const LoadOptions& options) {
     }
   }
   apply_flags(options.flags, out.policy, problems);
+  check_body_rules(out.policy, problems);
   if (!problems.empty()) {
     return base::Error::msg(problems.render());
   }

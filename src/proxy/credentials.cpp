@@ -541,7 +541,9 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
     return v;
   }
   if (!v.used.empty() || !resign.empty()) {
-    req.set_header("Accept-Encoding", "identity");  // so the response can be scrubbed
+    // So the response can be scrubbed (the proxy forces it on every intercepted request too:
+    // guard_request, http_guards.cpp; here for callers of inspect alone).
+    req.set_header("Accept-Encoding", "identity");
   }
   // Re-signing comes last: the signature must cover the request as it leaves, including the
   // swaps above (a session token header, the access key id in Credential=).
@@ -635,16 +637,9 @@ size_t BodyInjector::held() const {
 Scrubber CredentialSet::scrubber() const {
   Scrubber s;
   for (const auto& e : entries_) {
-    s.add(e->secret, e->placeholder);
-    // Base64 of the secret inside a larger encoded blob: only whole 3-byte groups encode the
-    // same whatever follows, so the needle covers those (alignment 0 within the blob).
-    const size_t whole = e->secret.size() / 3 * 3;
-    const auto real = std::string_view(e->secret).substr(0, whole);
-    const auto ph = std::string_view(e->placeholder).substr(0, whole);
-    s.add(base64_encode(real), base64_encode(ph));
-    s.add(base64_encode(real, true), base64_encode(ph, true));
+    add_secret_forms(s, e->secret, e->placeholder);
     for (const auto& [b64_real, b64_ph] : e->basic_forms) {
-      s.add(b64_real, b64_ph);
+      s.add(b64_real, b64_ph);  // whole, with the user name's bits in its first characters
     }
   }
   return s;

@@ -7,8 +7,9 @@
 //                 the upstream's 100 comes back like any interim response)
 //   request body  BodyReader validates the framing; the raw bytes go on unchanged, the decoded
 //                 bytes are counted (max_body) and scanned for placeholders (first 1 MiB)
-//   response head parse (framing from the request) -> scrubbed -> to the box; 1xx loop; 101 ->
-//                 tunnel (proxy_classify.cpp splice, responses scrubbed)
+//   response head parse (framing from the request) -> guard_response (codings, 206) ->
+//                 scrubbed -> to the box; 1xx loop; 101 (websocket only) -> kTunnel
+//                 (proxy_classify.cpp splice, frames read both ways: websocket.cpp)
 //   response body BodyReader -> Scrubber (same length) -> as is (Content-Length, until close)
 //                 or re-chunked (chunked; trailers dropped) -> the box, as it arrives
 // A request denied by the proxy is answered with a one-line 403/4xx body and the connection
@@ -130,6 +131,9 @@ bool begin_request(ProxyHandler::Internals& in, Conn& c) {
   }
   x.rule = rv.named ? rv.rule : c.info.rule;
   x.max_body = rv.max_body;
+  if (auto g = guard_request(in, c, r); g.status != 0) {
+    return deny(in, c, g.status, r.method + " " + url + " refused: " + g.reason);
+  }
   if (x.max_body && r.framing == http1::Framing::kContentLength && r.content_length > *x.max_body) {
     return deny(in, c, 413,
                 r.method + " " + url + " denied by rule " + rv.rule + " (body of " +
@@ -407,8 +411,12 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
     ++in.counters.upstream_failures;
     return deny(in, c, 502, "request blocked: bad response from " + c.info.name + ": " + p.reason);
   }
-  c.up.rx.consume(p.head_bytes);
   auto& resp = p.message;
+  if (auto g = guard_response(in, c, resp); g.status != 0) {
+    ++in.counters.upstream_failures;
+    return deny(in, c, g.status, "request blocked: " + g.reason);
+  }
+  c.up.rx.consume(p.head_bytes);
   std::string head = http1::serialize_head(resp);
   if (in.credentials != nullptr) {
     Scrubber s = in.credentials->scrubber();
@@ -423,8 +431,10 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
   }
   if (resp.framing == http1::Framing::kTunnel) {
     audit_request(in, c, "allowed", "switching protocols");
+    c.ws.emplace();
     if (in.credentials != nullptr) {
-      c.tunnel_scrubber = in.credentials->scrubber();
+      c.ws->scrubber = in.credentials->scrubber();
+      c.ws->fresh = c.ws->scrubber;
     }
     x = Exchange{};
     c.mode = Mode::kTunnel;
@@ -535,7 +545,7 @@ namespace {
 
 bool response_holds(const Conn& c) {
   return c.http.held > 0 || (c.http.scrubber && c.http.scrubber->held() > 0) ||
-         (c.tunnel_scrubber && c.tunnel_scrubber->held() > 0);
+         (c.ws && c.ws->scrubber.held() > 0);
 }
 
 bool request_holds(const Conn& c) {
@@ -554,8 +564,8 @@ void release_held(Conn& c) {
     c.http.held = 0;
   } else if (c.mode == Mode::kHttp && c.http.scrubber && c.http.resp == Resp::kBody) {
     send_body(c, c.http.scrubber->finish());
-  } else if (c.mode == Mode::kTunnel && c.tunnel_scrubber) {
-    c.box.send(c.tunnel_scrubber->finish());
+  } else if (c.mode == Mode::kTunnel && c.ws) {
+    ws_release(c);
   }
   c.http.held_since = Clock::time_point{};
 }

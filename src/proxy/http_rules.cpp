@@ -13,29 +13,89 @@ char lower(char c) {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
-bool icontains(std::string_view hay, std::string_view needle) {
-  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end(),
-                     [](char a, char b) { return lower(a) == lower(b); }) != hay.end();
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  c = lower(c);
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-// A path the upstream may resolve differently from the glob: dot segments (raw or %2e), an
-// encoded slash or backslash, a raw backslash.
-bool ambiguous_path(std::string_view path) {
-  if (icontains(path, "%2e") || icontains(path, "%2f") || icontains(path, "%5c") ||
-      path.find('\\') != std::string_view::npos) {
-    return true;
+// The byte a "%XX" at `i` encodes, or -1 when there is none there.
+int escaped_byte(std::string_view s, size_t i) {
+  if (i + 2 >= s.size() || s[i] != '%') {
+    return -1;
+  }
+  const int hi = hex_digit(s[i + 1]);
+  const int lo = hex_digit(s[i + 2]);
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
+// A segment an upstream may take for "." or "..": after one percent-decoding and with its
+// ";parameters" dropped (Tomcat, Jetty, Spring), only dots, maybe with trailing spaces (Windows
+// servers strip those and trailing dots).
+bool dot_segment(std::string_view seg) {
+  std::string d;
+  for (size_t i = 0; i < seg.size(); ++i) {
+    const int b = escaped_byte(seg, i);
+    d += b >= 0 ? static_cast<char>(b) : seg[i];
+    i += b >= 0 ? 2 : 0;
+  }
+  d.resize(std::min(d.size(), d.find(';')));
+  while (!d.empty() && d.back() == ' ') {
+    d.pop_back();
+  }
+  return !d.empty() && d.find_first_not_of('.') == std::string::npos;
+}
+
+// Why the upstream may resolve `path` differently from the glob, or empty. The list (in
+// docs/PROXY.md, "Path spellings refused under a glob") is what common servers and frameworks
+// normalise: dot segments in any spelling, encoded separators, backslashes, double encoding,
+// encoded control bytes, overlong UTF-8 and %u escapes, empty segments.
+std::string_view ambiguous_path(std::string_view path) {
+  if (path.find('\\') != std::string_view::npos) {
+    return "backslash in the path";
+  }
+  if (path.find("//") != std::string_view::npos) {
+    return "empty path segment";
+  }
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (path[i] != '%') {
+      continue;
+    }
+    if (i + 1 < path.size() && lower(path[i + 1]) == 'u') {
+      return "%u escape in the path";
+    }
+    const int b = escaped_byte(path, i);
+    if (b < 0) {
+      return "stray % in the path";
+    }
+    if (b == '/' || b == '\\') {
+      return "encoded separator in the path";
+    }
+    if (b == '%' && i + 4 < path.size() && hex_digit(path[i + 3]) >= 0 &&
+        hex_digit(path[i + 4]) >= 0) {
+      return "double percent-encoding in the path";
+    }
+    if (b < 0x20 || b == 0x7f) {
+      return "encoded control byte in the path";
+    }
+    const int next = escaped_byte(path, i + 3);
+    if (b == 0xc0 || b == 0xc1 || (b == 0xe0 && next >= 0x80 && next < 0xa0) ||
+        (b == 0xf0 && next >= 0x80 && next < 0x90)) {
+      return "overlong UTF-8 in the path";
+    }
   }
   size_t pos = 0;
-  while (pos < path.size()) {
+  while (pos <= path.size()) {
     size_t end = path.find('/', pos);
     end = end == std::string_view::npos ? path.size() : end;
-    const auto seg = path.substr(pos, end - pos);
-    if (seg == "." || seg == "..") {
-      return true;
+    if (dot_segment(path.substr(pos, end - pos))) {
+      return "dot segment in the path";
     }
     pos = end + 1;
   }
-  return false;
+  return {};
 }
 
 }  // namespace
@@ -171,8 +231,10 @@ RuleVerdict HttpRules::check(std::string_view host, std::string_view method,
         r.spec.methods.empty() ||
         std::find(r.spec.methods.begin(), r.spec.methods.end(), method) != r.spec.methods.end();
     bool path_ok = r.spec.paths.empty();
-    if (!path_ok && ambiguous_path(path)) {
-      v.why = "path with dot segments or encoded separators";
+    if (!path_ok && target.find('#') != std::string_view::npos) {
+      v.why = "fragment (#) in the request target";
+    } else if (auto why = path_ok ? std::string_view() : ambiguous_path(path); !why.empty()) {
+      v.why = why;
     } else if (!path_ok) {
       path_ok = std::any_of(r.spec.paths.begin(), r.spec.paths.end(),
                             [&](const std::string& g) { return glob_match(g, path); });

@@ -305,6 +305,9 @@ bool splice(ProxyHandler::Internals& in, Conn& c) {
   bool progress = false;
   if (!c.box.rx.empty() && c.up.pending() < cap) {
     const size_t n = std::min(c.box.rx.size(), cap - c.up.pending());
+    if (c.ws && !ws_up(in, c, c.box.rx.view().substr(0, n))) {
+      return true;  // ended: a placeholder off-scope, or not WebSocket
+    }
     c.up.send(c.box.rx.view().substr(0, n));
     c.box.rx.consume(n);
     progress = true;
@@ -312,9 +315,10 @@ bool splice(ProxyHandler::Internals& in, Conn& c) {
   if (!c.up.rx.empty() && c.box.pending() < cap) {
     const size_t n = std::min(c.up.rx.size(), cap - c.box.pending());
     const auto piece = c.up.rx.view().substr(0, n);
-    if (c.tunnel_scrubber) {
-      c.box.send(c.tunnel_scrubber->feed(piece));
-      c.http.held_since = c.tunnel_scrubber->held() > 0 ? Clock::now() : Clock::time_point{};
+    if (c.ws) {
+      if (!ws_down(in, c, piece)) {
+        return true;
+      }
     } else {
       c.box.send(piece);
     }
@@ -326,9 +330,6 @@ bool splice(ProxyHandler::Internals& in, Conn& c) {
     progress = true;
   }
   if (c.up.eof && c.up.rx.empty() && !c.box.want_shut) {
-    if (c.tunnel_scrubber) {
-      c.box.send(c.tunnel_scrubber->finish());
-    }
     c.box.want_shut = true;
     progress = true;
   }

@@ -15,6 +15,7 @@
 #include "agentbox/proxy/proxy_handler.hpp"
 #include "agentbox/proxy/sni.hpp"
 #include "agentbox/proxy/tls_session.hpp"
+#include "websocket.hpp"
 
 namespace agentbox::proxy {
 
@@ -141,7 +142,7 @@ enum class Mode {
   kClassify,  // waiting for the first bytes
   kSplice,    // passthrough TLS / raw TCP: bytes both ways, unchanged
   kHttp,      // HTTP/1.1 exchanges (intercepted TLS or plain)
-  kTunnel,    // after 101 on an HTTP connection: bytes both ways, responses scrubbed
+  kTunnel,    // after 101 (websocket only) on an HTTP connection: frames read both ways
   kClosing,   // flushing the last bytes to the box, then closed
 };
 
@@ -155,7 +156,7 @@ struct Conn {
   bool intercept = false;  // ... and the proxy terminates it
   std::string sni;
   Exchange http;
-  std::optional<Scrubber> tunnel_scrubber;
+  std::optional<WsRelay> ws;          // kTunnel: the upgraded WebSocket's frames, read both ways
   UpstreamSessions::Tag session_tag;  // where the upstream's tickets are kept
   Clock::time_point opened{};
   Clock::time_point last_activity{};
@@ -221,6 +222,24 @@ bool http_step(ProxyHandler::Internals& in, Conn& c);
 void release_expired(ProxyHandler::Internals& in, Conn& c, Clock::time_point now);
 // Whether a scrubber or the body injector holds bytes for this connection.
 [[nodiscard]] bool holds_bytes(const Conn& c);
+
+// http_guards.cpp: what keeps an exchange scannable. A status of 0 lets it go on.
+struct Refusal {
+  int status = 0;
+  std::string reason;
+};
+// Upgrade (websocket only), fragments, Range where bodies carry secrets; forces identity.
+[[nodiscard]] Refusal guard_request(ProxyHandler::Internals& in, Conn& c, http1::Request& r);
+// Content or transfer codings the scrubber cannot read, 206 where bodies carry secrets.
+[[nodiscard]] Refusal guard_response(ProxyHandler::Internals& in, const Conn& c,
+                                     const http1::Response& r);
+
+// websocket.cpp, kTunnel: bytes from the box checked (placeholders off-scope, masking) before
+// they go up; bytes from the upstream scrubbed into frames for the box; held bytes released.
+// ws_up/ws_down return false when they ended the connection.
+[[nodiscard]] bool ws_up(ProxyHandler::Internals& in, Conn& c, std::string_view bytes);
+[[nodiscard]] bool ws_down(ProxyHandler::Internals& in, Conn& c, std::string_view bytes);
+void ws_release(Conn& c);
 
 // Unwatches and closes a side; it counts as finished both ways.
 void close_side(ProxyHandler::Internals& in, Side& s);

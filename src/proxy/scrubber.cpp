@@ -19,6 +19,8 @@ void Scrubber::add(std::string needle, std::string replacement) {
   }
   auto pos = std::find_if(pairs_.begin(), pairs_.end(),
                           [&](const auto& p) { return p.first.size() < needle.size(); });
+  const auto first = static_cast<uint8_t>(needle[0]);
+  first_bytes_[first / 64] |= uint64_t{1} << (first % 64);
   pairs_.emplace(pos, std::move(needle), std::move(replacement));
   indexed_ = false;
 }
@@ -101,7 +103,9 @@ size_t Scrubber::scrub_in_place(std::span<char> buf, bool final) {
   // form of user:secret contains the base64 of the secret), and replacing the shorter one first
   // would break the longer one, leaving the secret's last bytes in it unreplaced.
   const std::string_view view(buf.data(), buf.size());
-  const size_t limit = final ? buf.size() : buf.size() - hold_length(view);
+  find_escapes(view);  // for escaped_hold and scan_escaped
+  const size_t limit =
+      final ? buf.size() : buf.size() - std::max(hold_length(view), escaped_hold(view));
   // The anchored scan only says whether any needle occurs; when one does (rare: a secret
   // echoed back), the memmem passes replace, with their exact order and overlap rules.
   bool anchored = false;
@@ -112,8 +116,11 @@ size_t Scrubber::scrub_in_place(std::span<char> buf, bool final) {
     }
     anchored = stride_ != 0;
   }
-  if (!anchored || any_needle(view)) {
+  if (!pairs_.empty() && (!anchored || any_needle(view))) {
     scan_memmem(buf, limit);
+  }
+  if (!escaped_.empty()) {
+    scan_escaped(buf, limit);
   }
   return limit;
 }
@@ -140,22 +147,27 @@ void Scrubber::scan_memmem(std::span<char> buf, size_t limit) {
 
 size_t Scrubber::hold_length(std::string_view buf) const {
   // The longest tail of `buf` that is a proper prefix of some needle: only those bytes can
-  // still become a secret when more data comes.
-  size_t hold = 0;
-  for (const auto& [needle, repl] : pairs_) {
-    const size_t max_k = std::min(needle.size() - 1, buf.size());
-    for (size_t k = max_k; k > hold; --k) {
-      if (buf[buf.size() - k] == needle[0] && buf.substr(buf.size() - k) == needle.substr(0, k)) {
-        hold = k;
-        break;
+  // still become a secret when more data comes. Tail starts are tried earliest first, and only
+  // at a byte some needle starts with (one look each, then the needles that start with it).
+  const size_t longest = pairs_.empty() ? 0 : pairs_.front().first.size();  // sorted longest first
+  const size_t from = buf.size() - std::min(buf.size(), longest > 0 ? longest - 1 : 0);
+  for (size_t i = from; i < buf.size(); ++i) {
+    const auto c = static_cast<uint8_t>(buf[i]);
+    if ((first_bytes_[c / 64] >> (c % 64) & 1) == 0) {
+      continue;
+    }
+    const auto tail = buf.substr(i);
+    for (const auto& [needle, repl] : pairs_) {
+      if (needle.size() > tail.size() && needle.compare(0, tail.size(), tail) == 0) {
+        return tail.size();
       }
     }
   }
-  return hold;
+  return 0;
 }
 
 std::string Scrubber::feed(std::string_view data) {
-  if (pairs_.empty()) {
+  if (empty()) {
     return std::string(data);
   }
   std::string buf = std::move(tail_);

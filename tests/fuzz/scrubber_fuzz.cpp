@@ -4,16 +4,21 @@
 // output is one the scrubber missed (a replacement can neither form nor hide one). Checked for
 // the in-place form (held bytes at the front of the next read, as http_exchange.cpp does) and
 // the copying form (feed/finish), both scan modes (anchored on every buffer, and as the proxy
-// runs it): the output has the input's length and holds no needle.
+// runs it): the output has the input's length and holds no needle. A first byte of 0xC0 or more
+// selects the forms mode (check_forms): a secret echoed raw, in base64 at any alignment, hex,
+// or percent/JSON escapes in any mix must not survive add_secret_forms.
 #include <algorithm>
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "agentbox/proxy/placeholder.hpp"
 #include "agentbox/proxy/scrubber.hpp"
 
 namespace {
@@ -25,15 +30,10 @@ char needle_byte(uint8_t b) {
   return static_cast<char>(b >= 0xF0 ? b - 0x80 : b);
 }
 
-void check(std::string_view text, const std::vector<std::pair<std::string, std::string>>& pairs,
-           std::span<const uint8_t> cuts, size_t anchored_from) {
-  // In place, held bytes carried to the front of the next read.
-  Scrubber a(anchored_from);
-  Scrubber b(anchored_from);
-  for (const auto& [n, r] : pairs) {
-    a.add(n, r);
-    b.add(n, r);
-  }
+// Runs `text` through a (in place, held bytes carried to the front of the next read) and b
+// (feed/finish) with reads cut by `cuts`; returns both outputs.
+std::pair<std::string, std::string> run(Scrubber& a, Scrubber& b, std::string_view text,
+                                        std::span<const uint8_t> cuts) {
   std::string out_a;
   std::string out_b;
   std::string buf;
@@ -54,6 +54,18 @@ void check(std::string_view text, const std::vector<std::pair<std::string, std::
     buf.erase(0, keep);
   }
   out_b += b.finish();
+  return {std::move(out_a), std::move(out_b)};
+}
+
+void check(std::string_view text, const std::vector<std::pair<std::string, std::string>>& pairs,
+           std::span<const uint8_t> cuts, size_t anchored_from) {
+  Scrubber a(anchored_from);
+  Scrubber b(anchored_from);
+  for (const auto& [n, r] : pairs) {
+    a.add(n, r);
+    b.add(n, r);
+  }
+  const auto [out_a, out_b] = run(a, b, text, cuts);
   for (const std::string* out : {&out_a, &out_b}) {
     if (out->size() != text.size()) {
       std::abort();
@@ -66,12 +78,165 @@ void check(std::string_view text, const std::vector<std::pair<std::string, std::
   }
 }
 
+constexpr std::string_view kLower = "0123456789abcdef";
+constexpr std::string_view kUpper = "0123456789ABCDEF";
+
+// The form a secret is echoed in: the encoded text and where the secret's part of it is.
+struct Echo {
+  std::string text;  // context + form + context
+  size_t at = 0;     // where the form starts in text
+  size_t len = 0;    // its length
+};
+
+// Escapes byte i of `s` as %XX (percent) or \u00XX (json) when bit i of `mask` is set; a JSON
+// '/' left raw is written "\/" as PHP does.
+std::string escape(std::string_view s, uint64_t mask, bool json, bool lower) {
+  const std::string_view d = lower ? kLower : kUpper;
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto b = static_cast<uint8_t>(s[i]);
+    if ((mask >> (i % 64) & 1) != 0) {
+      out += json ? std::string("\\u00") : std::string("%");
+      out += {d[b >> 4], d[b & 15]};
+    } else if (json && (s[i] == '/' || s[i] == '"' || s[i] == '\\')) {
+      out += {'\\', s[i]};
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// Decodes what escape() writes, and hex (the oracle: apart from the scrubber's decoder).
+std::string unescape(std::string_view s) {
+  auto hex = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(s[i + 1]) && std::isxdigit(s[i + 2])) {
+      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+      i += 2;
+    } else if (s.substr(i, 2) == "\\u" && i + 5 < s.size()) {
+      out += static_cast<char>(hex(s[i + 4]) * 16 + hex(s[i + 5]));
+      i += 5;
+    } else if (s[i] == '\\' && i + 1 < s.size()) {
+      out += s[++i];
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> b64_decode(std::string s) {
+  for (char& c : s) {
+    c = c == '-' ? '+' : c == '_' ? '/' : c;
+  }
+  while (s.size() % 4 != 0) {
+    s += '=';
+  }
+  auto d = agentbox::proxy::base64_decode(s);
+  return d ? std::optional<std::string>(std::move(*d)) : std::nullopt;
+}
+
+// Does the secret survive in `out` (the scrubbed echo.text)?
+bool survives(const Echo& e, const std::string& out, std::string_view secret, uint8_t form,
+              size_t before) {
+  const std::string_view region = std::string_view(out).substr(e.at, e.len);
+  switch (form % 5) {
+    case 0:
+      return region == secret;
+    case 1: {
+      const auto d = b64_decode(std::string(region));
+      // The bytes the secret alone encodes (all but its first and last).
+      return !d || d->substr(before + 1, secret.size() - 2) == secret.substr(1, secret.size() - 2);
+    }
+    case 2: {
+      std::string dec;
+      for (size_t i = 0; i + 1 < region.size(); i += 2) {
+        dec += unescape("%" + std::string(region.substr(i, 2)));
+      }
+      return dec == secret;
+    }
+    default:
+      return unescape(region) == secret;
+  }
+}
+
+// Forms mode: a printable secret echoed in one form between arbitrary context bytes, every
+// form of it loaded with add_secret_forms; it must not survive.
+// Layout: [0xC0-0xFF][form][secret length][mask 8][cuts 8][prefix length] then the bytes.
+void check_forms(const uint8_t* data, size_t size) {
+  constexpr size_t kHead = 20;
+  if (size < kHead + 8) {
+    return;
+  }
+  const uint8_t form = data[1];
+  uint64_t mask = 0;
+  for (size_t i = 0; i < 8; ++i) {
+    mask = mask << 8 | data[3 + i];
+  }
+  const std::span<const uint8_t> cuts(data + 11, 8);
+  const std::string_view rest(reinterpret_cast<const char*>(data + kHead), size - kHead);
+  const size_t len = std::min<size_t>(8 + data[2] % 57, rest.size());
+  std::string secret;
+  std::string place;
+  for (size_t i = 0; i < len; ++i) {
+    const auto c = static_cast<uint8_t>(rest[i]);
+    secret += static_cast<char>(33 + c % 94);
+    place += static_cast<char>(33 + (c % 94 + 47) % 94);  // differs at every byte
+  }
+  const std::string_view ctx = rest.substr(len);
+  const size_t before = std::min<size_t>(data[19] % 8, ctx.size());
+  const std::string_view pre = ctx.substr(0, before);
+  const std::string_view post = ctx.substr(before);
+  Echo e;
+  std::string form_text;
+  switch (form % 5) {
+    case 0:
+      form_text = secret;
+      break;
+    case 1:
+      form_text = agentbox::proxy::base64_encode(std::string(pre) + secret + std::string(post),
+                                                 (form & 8) != 0);
+      break;
+    case 2:
+      for (char c : secret) {
+        const std::string_view d = (form & 8) != 0 ? kLower : kUpper;
+        form_text += {d[static_cast<uint8_t>(c) >> 4], d[c & 15]};
+      }
+      break;
+    default:
+      form_text = escape(secret, mask, form % 5 == 4, (form & 8) != 0);
+      break;
+  }
+  const std::string_view around = form % 5 == 1 ? std::string_view() : post;
+  e.text = std::string(form % 5 == 1 ? "" : pre) + form_text + std::string(around);
+  e.at = form % 5 == 1 ? 0 : pre.size();
+  e.len = form_text.size();
+  for (const size_t anchored_from : {size_t{0}, Scrubber::kAnchoredFrom}) {
+    Scrubber a(anchored_from);
+    Scrubber b(anchored_from);
+    agentbox::proxy::add_secret_forms(a, secret, place);
+    agentbox::proxy::add_secret_forms(b, secret, place);
+    const auto [out_a, out_b] = run(a, b, e.text, cuts);
+    for (const std::string* out : {&out_a, &out_b}) {
+      if (out->size() != e.text.size() || survives(e, *out, secret, form, before)) {
+        std::abort();  // a secret form reached the box
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // Layout: [count 1-4] then per needle [offset hi, offset lo, length 1-96], then a cut table of
 // 8 bytes, then the text. Needles are taken from the text (mapped off the replacement bytes).
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) {
+    return 0;
+  }
+  if (data[0] >= 0xC0) {
+    check_forms(data, size);
     return 0;
   }
   const size_t count = 1 + data[0] % 4;

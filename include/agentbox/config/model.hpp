@@ -49,6 +49,8 @@ struct Credential {
   std::string inject;              // "header:NAME" | "basic" | "query:PARAM" | "sigv4"
   std::string format;              // header ADDED when absent, e.g. "Bearer {}" (empty: never)
   bool body = false;               // also swap the placeholder inside request bodies (opt-in)
+  Origin body_origin;              // where `body = true` was set, and its source line
+  std::string body_line;
   std::string placeholder_prefix;  // optional override of the detected prefix
   uint64_t ttl_seconds = 300;      // cmd: output cache lifetime
 };

@@ -2,6 +2,7 @@
 // one with every form of every secret it knows).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -38,6 +39,11 @@ class Scrubber {
   explicit Scrubber(size_t anchored_from) : anchored_from_(anchored_from) {}
   // Adds needle -> replacement; both must be non-empty and of equal length.
   void add(std::string needle, std::string replacement);
+  // Adds `secret` -> `replacement` in escaped text: percent escapes (%XX, either case) and JSON
+  // string escapes (\u00XX either case, \/ \" \\) in any mix with raw bytes (every byte
+  // escaped, or only some, as each encoder chooses). Matched on the decoded bytes, replaced unit
+  // by unit with the replacement's byte in the same unit kind and case (scrub_forms.cpp).
+  void add_escaped(std::string secret, std::string replacement);
 
   // In place, no copy: replaces every needle inside `buf` and returns how many leading bytes are
   // final. The rest (none when `final`) may still start a needle: the caller keeps those bytes
@@ -47,7 +53,7 @@ class Scrubber {
   // Copying form (heads, tunnels, chunked bodies): the scrubber keeps the held tail itself.
   [[nodiscard]] std::string feed(std::string_view data);
   [[nodiscard]] std::string finish();  // the held-back tail, scrubbed
-  [[nodiscard]] bool empty() const { return pairs_.empty(); }
+  [[nodiscard]] bool empty() const { return pairs_.empty() && escaped_.empty(); }
   [[nodiscard]] uint64_t replaced() const { return replaced_; }
   [[nodiscard]] size_t held() const { return tail_.size(); }
 
@@ -57,7 +63,15 @@ class Scrubber {
   void scan_memmem(std::span<char> buf, size_t limit);
   [[nodiscard]] bool any_needle(std::string_view buf) const;
   void build_index();
+  void find_escapes(std::string_view buf);
+  [[nodiscard]] size_t escaped_hold(std::string_view buf) const;
+  void scan_escaped(std::span<char> buf, size_t limit);
   std::vector<std::pair<std::string, std::string>> pairs_;
+  std::array<uint64_t, 4> first_bytes_{};  // first bytes of the needles (hold_length)
+  std::vector<std::pair<std::string, std::string>> escaped_;  // secret -> replacement
+  size_t escaped_span_ = 0;  // the longest escaped span of any of them (6 bytes per byte)
+  std::array<uint64_t, 4> escaped_bytes_{};  // bytes that occur in some escaped_ secret
+  std::vector<uint32_t> escapes_;            // scan_escaped's anchors (kept: no allocation)
   // The anchored scan's index, built on the first buffer of at least anchored_from_ bytes
   // (stride_ stays 0 when some needle is shorter than kMinAnchored).
   size_t anchored_from_ = kAnchoredFrom;
@@ -73,5 +87,15 @@ class Scrubber {
   std::string tail_;
   uint64_t replaced_ = 0;
 };
+
+// Loads `s` with every form of `secret` the proxy scrubs, each mapped to the same form of
+// `placeholder` (same length): raw; base64 and base64url, padded or not, at the three alignments
+// the secret can have inside a larger base64 text (only the characters the secret alone
+// determines: the first and last character of an unaligned encoding also carry the neighbouring
+// bytes' bits, so they stay, and carry at most 4 bits of the secret's first and last byte);
+// hex in lower and upper case; and the escaped forms (add_escaped). Forms shorter than
+// kMinForm characters are not added (they would match unrelated text).
+void add_secret_forms(Scrubber& s, std::string_view secret, std::string_view placeholder);
+inline constexpr size_t kMinForm = 8;
 
 }  // namespace agentbox::proxy

@@ -17,9 +17,12 @@
 #   *    /pub/...          git http-backend over DIR/pub, anonymous (a cargo registry index)
 #   POST /record-body      records the request body in seen.log ("BODY <body>"), 200 "got N"
 #   GET  /cargo/dl/NAME/VERSION/download   DIR/cargo/NAME-VERSION.crate
+#   /forms, /store, /h2c, /ws-auth          hostile echoes (hostile.py)
 import base64
 import hashlib
 import zipfile
+
+import hostile
 import os
 import socket
 import ssl
@@ -76,6 +79,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         auth = self.headers.get("Authorization", "")
         record(self.command, url.path, auth)
+        if hostile.handle(self, url, auth, DIR):
+            return None
         if url.path.startswith("/git/"):
             return self.git(url, auth)
         if url.path.startswith("/pub/"):

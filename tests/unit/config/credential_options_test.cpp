@@ -40,9 +40,14 @@ const char* kHead =
     "env = \"API_KEY\"\n"
     "from = \"env:REAL\"\n"
     "hosts = [\"api.example.com\"]\n";
+const char* kRule =
+    "[[network.rule]]\n"
+    "host = \"api.example.com\"\n"
+    "methods = [\"POST\"]\n"
+    "paths = [\"/v1/messages\"]\n";
 
 TEST_F(CredentialOptions, FormatAndBodyAreParsed) {
-  auto p = load_text(std::string(kHead) + "format = \"Bearer {}\"\nbody = true\n");
+  auto p = load_text(std::string(kHead) + "format = \"Bearer {}\"\nbody = true\n" + kRule);
   ASSERT_TRUE(p) << p.error().render();
   const Credential& c = p->credentials.at("api");
   EXPECT_EQ(c.format, "Bearer {}");
@@ -52,6 +57,36 @@ TEST_F(CredentialOptions, FormatAndBodyAreParsed) {
   ASSERT_TRUE(q) << q.error().render();
   EXPECT_EQ(q->credentials.at("api").format, "");  // unset: nothing is ever added
   EXPECT_FALSE(q->credentials.at("api").body);
+}
+
+// A store-and-read-back API on the scoped host would return the secret: `body = true` needs
+// rules naming the methods and paths for every host of the credential.
+TEST_F(CredentialOptions, BodyNeedsARuleWithMethodsAndPathsForEveryHost) {
+  const std::string body = std::string(kHead) + "body = true\n";
+  struct Case {
+    std::string rules;
+    bool ok;
+  } cases[] = {
+      {"", false},
+      {kRule, true},
+      {"[[network.rule]]\nhost = \"api.example.com\"\nmethods = [\"POST\"]\n", false},
+      {"[[network.rule]]\nhost = \"api.example.com\"\npaths = [\"/v1/**\"]\n", false},
+      {std::string(kRule) + "[[network.rule]]\nhost = \"api.example.com\"\n", false},
+      {"[[network.rule]]\nhost = \"other.example.com\"\nmethods = [\"POST\"]\n"
+       "paths = [\"/x\"]\n",
+       false},
+  };
+  for (const auto& c : cases) {
+    auto p = load_text(body + c.rules);
+    EXPECT_EQ(p.has_value(), c.ok) << c.rules;
+    if (!p) {
+      const std::string msg = p.error().render();
+      EXPECT_NE(msg.find("system.toml:5:8"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("needs an HTTP rule with `methods` and `paths`"), std::string::npos)
+          << msg;
+      EXPECT_NE(msg.find("api.example.com"), std::string::npos) << msg;
+    }
+  }
 }
 
 TEST_F(CredentialOptions, BadValuesNameTheLineAndColumn) {

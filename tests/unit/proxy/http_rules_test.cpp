@@ -67,6 +67,64 @@ TEST(HttpRules, AllowListPerHost) {
   EXPECT_FALSE(HttpRules::create({{.origin = "x", .host = "bad host"}}).has_value());
 }
 
+// Under `GET /allowed/**`, every spelling an upstream may normalise out of the glob is refused
+// (docs/PROXY.md, "Path spellings refused under a glob"), and ordinary paths still pass.
+TEST(HttpRules, PathSpellingsUpstreamsNormaliseAreRefused) {
+  auto rules = HttpRules::create(
+      {{.origin = "a.toml:1:1", .host = "api.test", .methods = {"GET"}, .paths = {"/allowed/**"}}});
+  ASSERT_TRUE(rules.has_value());
+  const char* refused[] = {
+      "/allowed/..;/admin",                 // Tomcat/Jetty path parameter on a dot segment
+      "/allowed/.;x/../admin",              //
+      "/allowed/..;jsessionid=1/x",         //
+      "/allowed/x#/../../admin",            // a fragment: cut by some, kept by others
+      "/allowed/%252e%252e/admin",          // double encoding
+      "/allowed/%252E%252E/admin",          //
+      "/allowed/%255c../admin",             //
+      "/allowed/../admin",                  // dot segments, raw
+      "/allowed/./x",                       //
+      "/allowed/%2e%2e/admin",              // ... and encoded, any case, any mix
+      "/allowed/%2E%2e/admin",              //
+      "/allowed/.%2e/admin",                //
+      "/allowed/%2e./admin",                //
+      "/allowed/%2e/x",                     //
+      "/allowed/%2e%2e;x/admin",            //
+      "/allowed/.%00/admin",                // encoded NUL and other control bytes
+      "/allowed/x%00.json",                 //
+      "/allowed/x%0d%0aHost:evil",          //
+      "/allowed/...",                       // Windows drops trailing dots and spaces
+      "/allowed/.. /admin",                 //
+      "/allowed/..%20/admin",               //
+      "/allowed/x\\..\\..\\admin",          // backslashes, raw and encoded
+      "/allowed/x%5c..%5cadmin",            //
+      "/allowed/x%5C..%5Cadmin",            //
+      "/allowed/x%2f..%2f..%2fadmin",       // encoded slash
+      "/allowed/x%2F..%2Fadmin",            //
+      "/allowed/%c0%ae%c0%ae/admin",        // overlong UTF-8 dots and slash
+      "/allowed/%c0%af../admin",            //
+      "/allowed/%e0%80%ae%e0%80%ae/x",      //
+      "/allowed/%u002e%u002e/admin",        // IIS %u escapes
+      "/allowed//../admin",                 // empty segments (collapsed by some)
+      "/allowed//x",                        //
+      "/allowed/x%zz",                      // a stray %
+      "/allowed/x%",                        //
+      "http://api.test/allowed/..;/admin",  // absolute form: the same checks
+  };
+  for (const char* target : refused) {
+    const auto v = rules->check("api.test", "GET", target);
+    EXPECT_FALSE(v.allowed) << target;
+    EXPECT_FALSE(v.why.empty()) << target;
+  }
+  const char* allowed[] = {
+      "/allowed/x",       "/allowed/x/y.json",   "/allowed/a.b/c..d",  "/allowed/x%20y",
+      "/allowed/%41bc",   "/allowed/file%2etxt", "/allowed/x;v=1",     "/allowed/x?a=..%2f",
+      "/allowed/.well-x", "/allowed/x?q=%252e",  "/allowed/%e2%82%ac", "/allowed/..x",
+  };
+  for (const char* target : allowed) {
+    EXPECT_TRUE(rules->check("api.test", "GET", target).allowed) << target;
+  }
+}
+
 TEST(Scrubber, HoldsOnlyWhatCouldStartASecret) {
   Scrubber s;
   s.add("sk-secret-123", "sk-placeh-987");

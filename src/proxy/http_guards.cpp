@@ -1,0 +1,118 @@
+// Checks on an intercepted exchange that keep the scrubber's view whole (proxy_conn.hpp):
+//   request   Upgrade only to websocket (no h2c, TLS/x or foreign tunnel past the checks), its
+//             extensions stripped (permessage-deflate frames could not be scanned); Range and
+//             If-Range refused where a credential is injected into bodies (a stored secret read
+//             back in pieces); Accept-Encoding: identity and no TE, so the answer is scannable.
+//   response  a content or transfer coding other than identity/chunked, or a 206 where a
+//             credential is injected into bodies: refused with 502 (the box never gets bytes
+//             the scrubber could not read).
+#include <algorithm>
+
+#include "proxy_conn.hpp"
+
+namespace agentbox::proxy {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+// Every item of every field `name` (comma lists, empty items dropped).
+std::vector<std::string_view> list_items(const http1::Message& m, std::string_view name) {
+  std::vector<std::string_view> out;
+  for (const auto& h : m.headers) {
+    if (!http1::iequals(h.name, name)) {
+      continue;
+    }
+    std::string_view v = h.value;
+    while (!v.empty()) {
+      const size_t comma = v.find(',');
+      const auto item = trim(v.substr(0, comma));
+      if (!item.empty()) {
+        out.push_back(item);
+      }
+      v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
+    }
+  }
+  return out;
+}
+
+bool body_injected(ProxyHandler::Internals& in, const Conn& c) {
+  return in.credentials != nullptr && !in.credentials->body_injector(c.info.name, !c.tls).empty();
+}
+
+}  // namespace
+
+Refusal guard_request(ProxyHandler::Internals& in, Conn& c, http1::Request& r) {
+  if (r.target.find('#') != std::string::npos) {
+    return {400, "a fragment (#) in the request target (servers disagree on what it means)"};
+  }
+  if (r.count("upgrade") > 0) {
+    const auto tokens = list_items(r, "upgrade");
+    const bool websocket = tokens.size() == 1 && http1::iequals(tokens[0], "websocket");
+    if (!websocket) {
+      std::string named;
+      for (auto t : tokens) {
+        named += (named.empty() ? "" : ", ") + std::string(t);
+      }
+      return {403, "Upgrade `" + named +
+                       "` refused: agentbox relays only websocket upgrades (an upgraded "
+                       "connection would skip every HTTP check)"};
+    }
+    // Frames stay plain, so the proxy can read them both ways (websocket.cpp).
+    (void)r.remove_header("sec-websocket-extensions");
+  }
+  if (in.credentials == nullptr) {
+    return {};
+  }
+  if ((r.count("range") > 0 || r.count("if-range") > 0) && body_injected(in, c)) {
+    return {403, "Range requests refused on " + c.info.name +
+                     ": a credential is injected into request bodies there, and a stored "
+                     "secret read back in pieces would pass the scrubber"};
+  }
+  r.set_header("Accept-Encoding", "identity");  // so the response can be scrubbed
+  (void)r.remove_header("te");
+  return {};
+}
+
+Refusal guard_response(ProxyHandler::Internals& in, const Conn& c, const http1::Response& r) {
+  if (r.framing == http1::Framing::kTunnel) {
+    const auto tokens = list_items(r, "upgrade");
+    if (tokens.size() != 1 || !http1::iequals(tokens[0], "websocket") ||
+        r.count("sec-websocket-extensions") > 0) {
+      return {502, "101 from " + c.info.name +
+                       " refused: only a websocket upgrade without extensions is relayed"};
+    }
+  }
+  if (in.credentials == nullptr || r.framing == http1::Framing::kNone ||
+      r.framing == http1::Framing::kTunnel) {
+    return {};
+  }
+  for (auto coding : list_items(r, "content-encoding")) {
+    if (!http1::iequals(coding, "identity")) {
+      return {502, "response from " + c.info.name + " refused: Content-Encoding `" +
+                       std::string(coding) +
+                       "` (identity was asked for; the proxy scans only what it can read)"};
+    }
+  }
+  for (auto coding : list_items(r, "transfer-encoding")) {
+    if (!http1::iequals(coding, "chunked")) {
+      return {502, "response from " + c.info.name + " refused: Transfer-Encoding `" +
+                       std::string(coding) + "` (the proxy scans only what it can read)"};
+    }
+  }
+  if (r.status == 206 && body_injected(in, c)) {
+    return {502, "partial response (206) from " + c.info.name +
+                     " refused: a credential is injected into request bodies there"};
+  }
+  return {};
+}
+
+}  // namespace agentbox::proxy
