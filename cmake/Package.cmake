@@ -24,8 +24,18 @@ add_custom_command(
 add_custom_target(completions ALL DEPENDS ${completions}/agentbox)
 
 install(FILES ${agentbox_profiles} DESTINATION ${CMAKE_INSTALL_DATADIR}/agentbox/profiles)
-install(FILES man/agentbox.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
-install(FILES man/agentbox.toml.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
+# Man pages compressed as Debian installs them (gzip -n: no timestamp, the same bytes every build).
+set(man_out ${PROJECT_BINARY_DIR}/share/man)
+add_custom_command(
+  OUTPUT ${man_out}/agentbox.1.gz ${man_out}/agentbox.toml.5.gz
+  COMMAND ${CMAKE_COMMAND} -E make_directory ${man_out}
+  COMMAND gzip -9nc ${PROJECT_SOURCE_DIR}/man/agentbox.1 > ${man_out}/agentbox.1.gz
+  COMMAND gzip -9nc ${PROJECT_SOURCE_DIR}/man/agentbox.toml.5 > ${man_out}/agentbox.toml.5.gz
+  DEPENDS man/agentbox.1 man/agentbox.toml.5
+  COMMENT "Man pages")
+add_custom_target(manpages ALL DEPENDS ${man_out}/agentbox.1.gz)
+install(FILES ${man_out}/agentbox.1.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES ${man_out}/agentbox.toml.5.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
 install(FILES ${completions}/agentbox DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions)
 install(FILES ${completions}/_agentbox DESTINATION ${CMAKE_INSTALL_DATADIR}/zsh/vendor-completions)
 install(FILES ${completions}/agentbox.fish
