@@ -272,7 +272,8 @@ std::string nested_box_hint() {
   }
   return "this is an agentbox box, and agentbox does not run inside agentbox: the outer box "
          "refuses new namespaces, and with `--allow-syscalls userns` (enough for bwrap and "
-         "`unshare -Ur`) the kernel still refuses the inner box's /proc mount";
+         "`unshare -Ur`) the inner box can set neither its limits in the outer box's read-only "
+         "/proc/sys nor mount its own /proc";
 }
 
 std::vector<Check> run_doctor() {

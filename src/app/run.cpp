@@ -628,7 +628,8 @@ int run(const RunRequest& req) {
         failure.stage == sb::SetupStage::kNone || failure.stage == sb::SetupStage::kUidMap ||
         failure.stage == sb::SetupStage::kGidMap || failure.stage == sb::SetupStage::kSetgroups;
     std::string nested =
-        (userns || failure.stage == sb::SetupStage::kMountOp) && failure.err == EPERM
+        ((userns || failure.stage == sb::SetupStage::kMountOp) && failure.err == EPERM) ||
+                (failure.stage == sb::SetupStage::kUserLimits && failure.err == EROFS)
             ? nested_box_hint()
             : "";
     if (!nested.empty()) {

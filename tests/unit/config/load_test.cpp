@@ -446,7 +446,7 @@ TEST(Terminal, FilterOnByDefaultAllowListValidatedAndOnlyNarrowedByTheWorkspace)
   auto off = load(o);
   ASSERT_TRUE(off);
   EXPECT_FALSE(off->policy.terminal_filter.value);
-  EXPECT_NE(explain(*off).find("[terminal]\n  filter       false"), std::string::npos)
+  EXPECT_NE(explain(*off).find("[terminal]\n  filter            false"), std::string::npos)
       << explain(*off);
 }
 
