@@ -216,15 +216,16 @@ std::vector<std::byte> DnsResponder::answer(Bytes query) {
     return reply_head(*q, rcode, 0, true);
   };
   // A box can repeat a refused or denied query at will (~9 MB/s of lines): the sink writes the
-  // first of each name in a second and counts the rest (audit.hpp, Event::coalesce).
+  // first of each name and type in a second and counts the rest (audit.hpp, Event::coalesce).
+  std::string key = fmt::format("{}/{}", q->name, q->qtype);
   if (q->qclass != 1 || refused_type(q->qtype)) {
-    ev.coalesce(q->name);
+    ev.coalesce(key);
     return finish(dnsrcode::kRefused, "refused");
   }
   auto name = q->name_ok ? policy::normalize_name(q->name) : std::nullopt;
   auto decision = name ? policy_.decide_name_any_port(*name) : policy::Decision{};
   if (!name || !decision.allowed) {
-    ev.str("reason", name ? decision.reason : "invalid name").coalesce(q->name);
+    ev.str("reason", name ? decision.reason : "invalid name").coalesce(key);
     return finish(dnsrcode::kNxDomain, "denied");
   }
   ev.str("rule", decision.rule_text);
