@@ -95,9 +95,17 @@ LimitWatch LimitWatch::start(const LimitWatchSpec& spec) {
     return w;
   }
   // /proc/<init>/root is the box's root (init pivoted before the program ran); paths below it
-  // are resolved as inside the box, symlinks refused: the box cannot send us elsewhere.
+  // are resolved as inside the box, symlinks refused: the box cannot send us elsewhere. init is
+  // not dumpable (a copy of the supervisor, secrets included), so an unprivileged supervisor may
+  // not open its root: the program's (init's child, dumpable again after execve) is the same.
   std::string root_path = fmt::format("/proc/{}/root", spec.init);
   base::UniqueFd root(::open(root_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  std::string children;
+  if (!root && read_proc(fmt::format("/proc/{}/task/{}/children", spec.init, spec.init), children,
+                         4096)) {
+    root_path = fmt::format("/proc/{}/root", std::strtol(children.c_str(), nullptr, 10));
+    root = base::UniqueFd(::open(root_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  }
   if (!root) {
     base::log::debug("limits: cannot open {}: {}", root_path, std::strerror(errno));
     return w;
