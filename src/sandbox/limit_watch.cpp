@@ -101,8 +101,8 @@ LimitWatch LimitWatch::start(const LimitWatchSpec& spec) {
   std::string root_path = fmt::format("/proc/{}/root", spec.init);
   base::UniqueFd root(::open(root_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   std::string children;
-  if (!root && read_proc(fmt::format("/proc/{}/task/{}/children", spec.init, spec.init), children,
-                         4096)) {
+  if (!root &&
+      read_proc(fmt::format("/proc/{}/task/{}/children", spec.init, spec.init), children, 4096)) {
     root_path = fmt::format("/proc/{}/root", std::strtol(children.c_str(), nullptr, 10));
     root = base::UniqueFd(::open(root_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   }

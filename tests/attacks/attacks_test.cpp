@@ -440,18 +440,19 @@ std::vector<Attack> make_attacks() {
                [](Fixture& f) { return unchanged(f.ws(".git/config"), "[core]\n"); },
                nullptr,
                [](Fixture& f) { write_file(f.ws(".git/config"), "[core]\n"); }});
-  v.push_back({"write_system_binary",
-               "persistence",
-               // Named per test: the control (as root, on the host) really creates it, and the
-               // root and user variants may run at once.
-               [](Fixture& f) {
-                 return Args{"write", "/usr/local/bin/agentbox-pwned-" + f.marker};
-               },
-               {"EROFS", "EACCES", "ENOENT"},
-               Control::kRoot,
-               [](Fixture& f) { return absent("/usr/local/bin/agentbox-pwned-" + f.marker); },
-               nullptr,
-               [](Fixture& f) { ::unlink(("/usr/local/bin/agentbox-pwned-" + f.marker).c_str()); }});
+  v.push_back(
+      {"write_system_binary",
+       "persistence",
+       // Named per test: the control (as root, on the host) really creates it, and the
+       // root and user variants may run at once.
+       [](Fixture& f) {
+         return Args{"write", "/usr/local/bin/agentbox-pwned-" + f.marker};
+       },
+       {"EROFS", "EACCES", "ENOENT"},
+       Control::kRoot,
+       [](Fixture& f) { return absent("/usr/local/bin/agentbox-pwned-" + f.marker); },
+       nullptr,
+       [](Fixture& f) { ::unlink(("/usr/local/bin/agentbox-pwned-" + f.marker).c_str()); }});
   v.push_back({"core_dump_enabled",
                "persistence",
                [](Fixture&) { return Args{"core_enabled"}; },
