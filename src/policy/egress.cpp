@@ -78,9 +78,10 @@ Result<EgressRule> EgressRule::parse(std::string_view s) {
     // A URL pasted as a rule: say which part a rule takes rather than "bad port".
     std::string_view rest = s.substr(scheme + 3);
     rest = rest.substr(0, rest.find('/'));
-    return bad(fmt::format("a rule names a host, not a URL: drop the scheme and path, `{}` (ports "
-                           "443 and 80 by default) or `{}:PORT`",
-                           rest, rest.substr(0, rest.find(':'))));
+    return bad(
+        fmt::format("a rule names a host, not a URL: drop the scheme and path, `{}` (ports "
+                    "443 and 80 by default) or `{}:PORT`",
+                    rest, rest.substr(0, rest.find(':'))));
   }
   std::string_view target = s;
   std::optional<PortSet> ports = kDefaultPorts;

@@ -741,7 +741,8 @@ struct NetSetup {
   // (/proc/sys is not per process: init's dumpability does not change who owns it.)
   for (const auto& [path, value] : p.userns_limits) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    bool ok = fd >= 0 && ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+    bool ok =
+        fd >= 0 && ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
     int err = errno;
     if (fd >= 0) {
       ::close(fd);
