@@ -38,7 +38,6 @@ std::string split_everywhere(std::string_view in, TerminalFilterOptions o = {}) 
   return whole;
 }
 
-constexpr std::string_view kEsc = "\x1b";
 
 TEST(TerminalFilter, OrdinaryOutputPassesUnchanged) {
   const std::vector<std::string> pass = {
