@@ -38,7 +38,6 @@ std::string split_everywhere(std::string_view in, TerminalFilterOptions o = {}) 
   return whole;
 }
 
-
 TEST(TerminalFilter, OrdinaryOutputPassesUnchanged) {
   const std::vector<std::string> pass = {
       "hello, world\r\n",
