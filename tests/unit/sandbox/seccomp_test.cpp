@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -275,8 +276,10 @@ int load_errno_filter() {
   return load_seccomp(program, -1);
 }
 
-// int 0x80 from a 64-bit process is the i386 ABI: the filter's bad-arch action kills.
+// int 0x80 from a 64-bit process is the i386 ABI: the filter's bad-arch action kills. The
+// kernel's own SIGSEGV (no i386 entry) must kill too, not be caught by a sanitizer's handler.
 int int80_getpid() {
+  ::signal(SIGSEGV, SIG_DFL);
   long ret = 20;                                       // __NR_getpid on i386
   asm volatile("int $0x80" : "+a"(ret) : : "memory");  // NOLINT(hicpp-no-assembler)
   return ret > 0 ? 0 : 1;
