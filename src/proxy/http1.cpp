@@ -6,6 +6,7 @@
 
 #include "agentbox/policy/host.hpp"
 #include "byte_reader.hpp"
+#include "text.hpp"
 
 namespace agentbox::proxy::http1 {
 
@@ -31,16 +32,6 @@ bool is_field_text(std::string_view s) {
   });
 }
 
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 // Calls f(token) for each element of a comma-separated list across every field `name`.
 template <class F>
 void for_each_list_item(const Message& m, std::string_view name, F&& f) {
@@ -51,7 +42,7 @@ void for_each_list_item(const Message& m, std::string_view name, F&& f) {
     std::string_view v = h.value;
     while (!v.empty()) {
       const size_t comma = v.find(',');
-      const auto item = trim_ows(v.substr(0, comma));
+      const auto item = detail::trim_ows(v.substr(0, comma));
       f(item);
       if (comma == std::string_view::npos) {
         break;
@@ -86,7 +77,7 @@ std::string parse_field(std::string_view line, std::vector<Header>& out) {
   if (!is_token(name)) {
     return "invalid field name (whitespace before the colon?)";
   }
-  const auto value = trim_ows(line.substr(colon + 1));
+  const auto value = detail::trim_ows(line.substr(colon + 1));
   if (!is_field_text(value)) {
     return "control character in a field value";
   }
@@ -504,6 +495,16 @@ std::string serialize_head(const Response& r) {
   out += r.reason;
   out += "\r\n";
   append_fields(out, r.headers);
+  return out;
+}
+
+std::vector<std::string_view> list_items(const Message& m, std::string_view name) {
+  std::vector<std::string_view> out;
+  for_each_list_item(m, name, [&](std::string_view item) {
+    if (!item.empty()) {
+      out.push_back(item);
+    }
+  });
   return out;
 }
 

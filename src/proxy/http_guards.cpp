@@ -14,36 +14,6 @@ namespace agentbox::proxy {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
-// Every item of every field `name` (comma lists, empty items dropped).
-std::vector<std::string_view> list_items(const http1::Message& m, std::string_view name) {
-  std::vector<std::string_view> out;
-  for (const auto& h : m.headers) {
-    if (!http1::iequals(h.name, name)) {
-      continue;
-    }
-    std::string_view v = h.value;
-    while (!v.empty()) {
-      const size_t comma = v.find(',');
-      const auto item = trim(v.substr(0, comma));
-      if (!item.empty()) {
-        out.push_back(item);
-      }
-      v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
-    }
-  }
-  return out;
-}
-
 bool body_injected(ProxyHandler::Internals& in, const Conn& c) {
   return in.credentials != nullptr && !in.credentials->body_injector(c.info.name, !c.tls).empty();
 }
@@ -55,7 +25,7 @@ Refusal guard_request(ProxyHandler::Internals& in, Conn& c, http1::Request& r) {
     return {400, "a fragment (#) in the request target (servers disagree on what it means)"};
   }
   if (r.count("upgrade") > 0) {
-    const auto tokens = list_items(r, "upgrade");
+    const auto tokens = http1::list_items(r, "upgrade");
     const bool websocket = tokens.size() == 1 && http1::iequals(tokens[0], "websocket");
     if (!websocket) {
       std::string named;
@@ -84,7 +54,7 @@ Refusal guard_request(ProxyHandler::Internals& in, Conn& c, http1::Request& r) {
 
 Refusal guard_response(ProxyHandler::Internals& in, const Conn& c, const http1::Response& r) {
   if (r.framing == http1::Framing::kTunnel) {
-    const auto tokens = list_items(r, "upgrade");
+    const auto tokens = http1::list_items(r, "upgrade");
     if (tokens.size() != 1 || !http1::iequals(tokens[0], "websocket") ||
         r.count("sec-websocket-extensions") > 0) {
       return {502, "101 from " + c.info.name +
@@ -95,14 +65,14 @@ Refusal guard_response(ProxyHandler::Internals& in, const Conn& c, const http1::
       r.framing == http1::Framing::kTunnel) {
     return {};
   }
-  for (auto coding : list_items(r, "content-encoding")) {
+  for (auto coding : http1::list_items(r, "content-encoding")) {
     if (!http1::iequals(coding, "identity")) {
       return {502, "response from " + c.info.name + " refused: Content-Encoding `" +
                        std::string(coding) +
                        "` (identity was asked for; the proxy scans only what it can read)"};
     }
   }
-  for (auto coding : list_items(r, "transfer-encoding")) {
+  for (auto coding : http1::list_items(r, "transfer-encoding")) {
     if (!http1::iequals(coding, "chunked")) {
       return {502, "response from " + c.info.name + " refused: Transfer-Encoding `" +
                        std::string(coding) + "` (the proxy scans only what it can read)"};

@@ -210,16 +210,6 @@ Result<std::string> canonical(const http1::Request& req, const Authorization& au
   return out;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 bool lower_hex(std::string_view s, size_t n) {
   return s.size() == n && std::all_of(s.begin(), s.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
@@ -256,7 +246,7 @@ Result<Authorization> parse_authorization(std::string_view value) {
     if (j == std::string_view::npos) {
       j = rest.size();
     }
-    std::string_view part = trim(rest.substr(i, j - i));
+    std::string_view part = detail::trim_ows(rest.substr(i, j - i));
     i = j + 1;
     size_t eq = part.find('=');
     if (eq == std::string_view::npos) {

@@ -21,6 +21,17 @@ inline int hex_value(char c) {
   return -1;
 }
 
+// `s` without the spaces and tabs around it (HTTP's optional whitespace).
+inline std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
 // Replaces every occurrence of `from` (non-empty) in `s`, left to right, never rescanning what
 // was put in. Returns how many.
 inline size_t replace_all(std::string& s, std::string_view from, std::string_view to) {

@@ -189,4 +189,7 @@ inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 // Case-insensitive ASCII comparison of field names and tokens.
 [[nodiscard]] bool iequals(std::string_view a, std::string_view b);
 
+// Every non-empty item of every field `name` (comma-separated lists, OWS trimmed), in order.
+[[nodiscard]] std::vector<std::string_view> list_items(const Message& m, std::string_view name);
+
 }  // namespace agentbox::proxy::http1
