@@ -28,7 +28,11 @@ std::string PortSet::to_string() const {
   }
   std::string s;
   for (auto p : ports) {
-    s += (s.empty() ? "" : ",") + std::to_string(p);
+    // Appending in two steps: g++ 12 at -O3 reports a false -Wrestrict on `"," + std::string&&`.
+    if (!s.empty()) {
+      s += ',';
+    }
+    s += std::to_string(p);
   }
   return s;
 }

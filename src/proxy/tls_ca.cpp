@@ -9,6 +9,8 @@
 #include <array>
 #include <ctime>
 
+#include <fmt/format.h>
+
 #include "agentbox/base/sys.hpp"
 #include "agentbox/policy/host.hpp"
 
@@ -147,7 +149,7 @@ base::Result<std::shared_ptr<const Leaf>> SessionCa::leaf_for(std::string_view h
     return it->second;
   }
   if (!permits(host)) {
-    return base::Error::msg("`" + std::string(host) + "` is outside the session CA's names");
+    return base::Error::msg(fmt::format("`{}` is outside the session CA's names", host));
   }
   AGENTBOX_ASSIGN_OR_RETURN(auto leaf, mint_unchecked(host));
   if (leaves_.size() >= kMaxCachedLeaves) {
@@ -160,7 +162,7 @@ base::Result<std::shared_ptr<const Leaf>> SessionCa::leaf_for(std::string_view h
 base::Result<std::shared_ptr<const Leaf>> SessionCa::mint_unchecked(std::string_view host) {
   auto canon = policy::normalize_name(host);
   if (!canon || *canon != host) {
-    return base::Error::msg("`" + std::string(host) + "` is not a canonical hostname");
+    return base::Error::msg(fmt::format("`{}` is not a canonical hostname", host));
   }
   auto leaf = std::make_shared<Leaf>();
   leaf->host = *canon;
