@@ -33,6 +33,9 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
   sub->add_option("--connect-to", f.connect_to,
                   "Send connections for HOST:PORT to ADDR:PORT (as curl's --connect-to)")
       ->allow_extra_args(false);
+  sub->add_option("--network", f.network,
+                  "none: the box has only lo (no /dev/net/tun needed); filtered: the default")
+      ->type_name("MODE");
   sub->add_option("--upstream-ca", f.upstream_ca, "Also trust this PEM file for upstream TLS")
       ->type_name("PATH")
       ->allow_extra_args(false);

@@ -24,6 +24,9 @@ add_custom_command(
 add_custom_target(completions ALL DEPENDS ${completions}/agentbox)
 
 install(FILES ${agentbox_profiles} DESTINATION ${CMAKE_INSTALL_DATADIR}/agentbox/profiles)
+# The seccomp profile a container around agentbox needs (deploy/README.md; doctor names its path).
+install(FILES packaging/container/seccomp.json DESTINATION ${CMAKE_INSTALL_DATADIR}/agentbox
+        RENAME container-seccomp.json)
 # Man pages compressed as Debian installs them (gzip -n: no timestamp, the same bytes every build).
 set(man_out ${PROJECT_BINARY_DIR}/share/man)
 add_custom_command(

@@ -21,6 +21,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string_view>
 
 #include "agentbox/base/sys.hpp"
@@ -96,16 +97,114 @@ int enter_userns(int extra_flags) {
 
 Check check_userns() {
   Check c{.name = "user namespaces"};
+  ContainerEngine engine = container_engine();
   int err = in_child([] { return enter_userns(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET); });
-  if (err == 0) {
-    c.detail = "unprivileged user, mount, pid and net namespaces can be created";
+  if (err != 0) {
+    c.state = CheckState::kFail;
+    c.detail = fmt::format("cannot create a user namespace: {} ({})", std::strerror(err),
+                           base::errno_name(err));
+    c.fix = engine != ContainerEngine::kNone
+                ? container_fix(engine,
+                                under_seccomp_filter() ? Facility::kSeccomp : Facility::kUserns)
+                : userns_hint(err);
     return c;
   }
-  c.state = CheckState::kFail;
-  c.detail = fmt::format("cannot create a user namespace: {} ({})", std::strerror(err),
-                         base::errno_name(err));
-  c.fix = userns_hint(err);
+  // The box also gets its own hostname and IPC namespace: container runtimes' default seccomp
+  // profiles allow the namespaces yet refuse sethostname without CAP_SYS_ADMIN in the caller's.
+  err = in_child([] {
+    if (int e = enter_userns(CLONE_NEWUTS | CLONE_NEWIPC); e != 0) {
+      return e;
+    }
+    return ::sethostname("agentbox", 8) == 0 ? 0 : errno;
+  });
+  if (err != 0) {
+    c.state = CheckState::kFail;
+    c.detail = fmt::format("namespaces can be created, but not the box's hostname: {} ({})",
+                           std::strerror(err), base::errno_name(err));
+    c.fix = engine != ContainerEngine::kNone ? container_fix(engine, Facility::kSeccomp)
+                                             : userns_hint(err);
+    return c;
+  }
+  c.detail = "unprivileged user, mount, pid, net, UTS and IPC namespaces can be created";
   return c;
+}
+
+// The security module's label of this process ("unconfined", "docker-default (enforce)").
+std::string lsm_label() {
+  auto r = base::read_file("/proc/self/attr/apparmor/current", 256);
+  if (!r) {
+    r = base::read_file("/proc/self/attr/current", 256);
+  }
+  return r ? trim(*r) : std::string();
+}
+
+// The box mounts its own /proc and sets its user namespace's limits in /proc/sys/user; a
+// container runtime's masked /proc (read-only /proc/sys, files bound over /proc/kcore...) makes
+// the kernel refuse both.
+Check check_proc() {
+  Check c{.name = "the box's own /proc"};
+  int err = in_child([] {
+    if (int e = enter_userns(CLONE_NEWNS | CLONE_NEWPID); e != 0) {
+      return e;
+    }
+    int fd = ::open("/proc/sys/user/max_inotify_instances", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return errno == EROFS ? EROFS : 0;  // other errors: the launcher's own check decides
+    }
+    ::close(fd);
+    if (mount("none", "/tmp", "tmpfs", 0, nullptr) != 0) {
+      return errno == EACCES ? EACCES : ENOTDIR;  // told apart from proc's EPERM below
+    }
+    if (mkdir("/tmp/p", 0700) != 0) {
+      return errno;
+    }
+    pid_t pid = fork();  // the first child is the new pid namespace's init, as the box's is
+    if (pid == 0) {
+      _exit(mount("proc", "/tmp/p", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0
+                ? 0
+                : errno);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+      return errno;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : EINTR;
+  });
+  if (err == 0) {
+    c.detail = "a new /proc can be mounted and the namespace's limits set";
+    return c;
+  }
+  ContainerEngine engine = container_engine();
+  c.state = CheckState::kFail;
+  if (err == EACCES || err == ENOTDIR) {
+    std::string label = lsm_label();
+    c.detail = fmt::format("mounts are refused in a new user namespace (security label: {})",
+                           label.empty() ? "none" : label);
+    c.fix = engine != ContainerEngine::kNone
+                ? container_fix(engine, Facility::kAppArmor)
+                : "a security module refuses mounts: install agentbox's AppArmor profile";
+    return c;
+  }
+  c.detail = err == EROFS ? "/proc/sys is read-only here (a masked /proc)"
+                          : fmt::format("a new /proc cannot be mounted: {} ({})",
+                                        std::strerror(err), base::errno_name(err));
+  c.fix = engine != ContainerEngine::kNone
+              ? container_fix(engine, Facility::kProc)
+              : "something has mounted over /proc (or /proc/sys read-only); run agentbox where "
+                "/proc is the kernel's own";
+  return c;
+}
+
+// Informational: named only inside a container, so each fix below reads in its terms.
+std::optional<Check> check_container() {
+  ContainerEngine engine = container_engine();
+  if (engine == ContainerEngine::kNone) {
+    return std::nullopt;
+  }
+  return Check{.name = "container",
+               .detail = fmt::format("running inside {}: each fix names that engine's setting "
+                                     "(deploy/README.md has tested manifests)",
+                                     engine_name(engine))};
 }
 
 Check check_landlock() {
@@ -152,9 +251,12 @@ Check check_tun() {
     c.detail = "present and openable (the box's network link)";
     return c;
   }
+  int err = errno;
   c.state = CheckState::kFail;
-  c.detail = fmt::format("cannot open: {} ({})", std::strerror(errno), base::errno_name(errno));
-  c.fix = tun_fix(errno);
+  c.detail = fmt::format("cannot open: {} ({}); only `--network none` works without it",
+                         std::strerror(err), base::errno_name(err));
+  ContainerEngine engine = container_engine();
+  c.fix = engine != ContainerEngine::kNone ? container_fix(engine, Facility::kTun) : tun_fix(err);
   return c;
 }
 
@@ -227,19 +329,30 @@ Check check_cgroup() {
       "explicit --memory to RLIMIT_AS: per process, weaker; RLIMIT_NPROC: per box, but it does "
       "not bind root), tmpfs pages are charged to nothing but their own sizes, the box has no CPU "
       "share of its own, and --cpus is NOT enforced: only a cgroup limits a CPU rate";
-  c.fix = unified ? "run inside a systemd user session (`systemd-run --user --scope agentbox ...`)"
-                  : "boot with systemd.unified_cgroup_hierarchy=1";
+  if (container_engine() != ContainerEngine::kNone) {
+    c.fix = "give the container a writable cgroup v2 subtree of its own (a cgroup v2 host and "
+            "`--cgroupns=private`; a pod's resources bound the whole pod instead)";
+  } else {
+    c.fix = unified ? "run inside a systemd user session (`systemd-run --user --scope agentbox ...`)"
+                    : "boot with systemd.unified_cgroup_hierarchy=1";
+  }
   return c;
 }
 
 }  // namespace
 
 std::string tun_fix(int err) {
+  if (ContainerEngine e = container_engine(); e != ContainerEngine::kNone) {
+    return container_fix(e, Facility::kTun);
+  }
   return err == ENOENT ? "sudo modprobe tun  (and add `tun` to /etc/modules-load.d/)"
                        : "make /dev/net/tun mode 0666 (the distribution default)";
 }
 
 std::string userns_hint(int err) {
+  if (ContainerEngine e = container_engine(); e != ContainerEngine::kNone) {
+    return container_fix(e, under_seccomp_filter() ? Facility::kSeccomp : Facility::kUserns);
+  }
   if (sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1") {
     return "AppArmor restricts unprivileged user namespaces: install agentbox's AppArmor profile "
            "(packaging/apparmor/agentbox) or `sudo sysctl "
@@ -266,8 +379,9 @@ std::string userns_hint(int err) {
 }
 
 std::string nested_box_hint() {
-  // Inside a box, pid 1 is the box's init: a fork of agentbox that never executes anything else.
-  if (!under_seccomp_filter() || sysctl("/proc/1/comm") != "agentbox") {
+  // Inside a box, pid 1 is the box's init: a fork of agentbox that never executes anything else,
+  // so agentbox there is never pid 1 itself (it is in a container started as `... agentbox run`).
+  if (getpid() == 1 || !under_seccomp_filter() || sysctl("/proc/1/comm") != "agentbox") {
     return "";
   }
   return "this is an agentbox box, and agentbox does not run inside agentbox: the outer box "
@@ -276,9 +390,31 @@ std::string nested_box_hint() {
          "/proc/sys nor mount its own /proc";
 }
 
+std::string proc_fix() {
+  ContainerEngine e = container_engine();
+  return e != ContainerEngine::kNone
+             ? container_fix(e, Facility::kProc)
+             : "/proc/sys is read-only or /proc is masked here; run agentbox where /proc is the "
+               "kernel's own";
+}
+
+std::string hostname_fix() {
+  ContainerEngine e = container_engine();
+  return e != ContainerEngine::kNone
+             ? container_fix(e, Facility::kSeccomp)
+             : "a seccomp filter around agentbox refuses sethostname in its own UTS namespace";
+}
+
 std::vector<Check> run_doctor() {
-  return {check_userns(), check_landlock(), check_seccomp(),
-          check_tun(),    check_overlay(),  check_cgroup()};
+  std::vector<Check> checks;
+  if (auto c = check_container()) {
+    checks.push_back(std::move(*c));
+  }
+  for (auto* check : {check_userns, check_proc, check_landlock, check_seccomp, check_tun,
+                      check_overlay, check_cgroup}) {
+    checks.push_back(check());
+  }
+  return checks;
 }
 
 std::string render_checks(const std::vector<Check>& checks) {

@@ -375,6 +375,9 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   s.launch.confinement = s.confinement.get();
   s.launch.keep_fds = s.confinement->child_fds();
   s.launch.exit_report_fd = s.confinement->exit_report_fd();
+  if (req.policy.network_none.value) {
+    return s;  // the box's own network namespace with only `lo`: no tap, no stack
+  }
   auto network = SessionNetwork::create(req.policy, s.user.gid, *s.sink);
   if (!network) {
     return std::move(network).error().context("preparing the network");
@@ -637,6 +640,10 @@ int run(const RunRequest& req) {
     } else if (userns && (failure.err == EPERM || failure.err == EACCES || failure.err == ENOSPC ||
                           failure.err == EINVAL)) {
       err.hint(userns_hint(failure.err) + "; `agentbox doctor` checks this machine");
+    } else if (failure.stage == sb::SetupStage::kUserLimits && failure.err == EROFS) {
+      err.hint(proc_fix() + "; `agentbox doctor` checks this machine");
+    } else if (failure.stage == sb::SetupStage::kHostname && failure.err == EPERM) {
+      err.hint(hostname_fix() + "; `agentbox doctor` checks this machine");
     } else if (failure.stage == sb::SetupStage::kTunOpen) {
       err.hint(tun_fix(failure.err) + "; `agentbox doctor` checks this machine");
     } else if (failure.stage == sb::SetupStage::kTapCreate) {
@@ -661,7 +668,7 @@ int run(const RunRequest& req) {
     if (audit_required) {  // fail closed: a lost line stops the box (pidfd: any thread may call)
       s.sink->on_loss([&box] { [[maybe_unused]] auto k = box->signal(SIGKILL); });
     }
-    if (auto r = s.network->start(box->take_tap(), *loop); !r) {
+    if (auto r = s.network ? s.network->start(box->take_tap(), *loop) : base::Status{}; !r) {
       Error e = std::move(r).error().context("starting the network");
       fmt::print(stderr, "{}", e.render());
       error = e.message();
@@ -682,7 +689,8 @@ int run(const RunRequest& req) {
     }
   }
   // The stack goes before the loop does; its summary comes just before the exit line.
-  std::vector<std::string> net_summary = s.network->finish();
+  std::vector<std::string> net_summary =
+      s.network ? s.network->finish() : std::vector<std::string>{};
   for (auto& line : s.proxy->finish()) {
     net_summary.push_back(std::move(line));
   }

@@ -118,6 +118,8 @@ std::string explain(const Loaded& loaded) {
   pr.section("seccomp");
   pr.list("allow", p.seccomp_allow);
   pr.section("network");
+  pr.line("mode", p.network_none.value ? "none (only lo; the rules below are unused)" : "filtered",
+          p.network_none.origin);
   pr.list("allow", p.net_allow);
   pr.list("raw_tcp", p.raw_tcp);
   pr.list("connect_to", p.connect_to);

@@ -736,6 +736,21 @@ Schema network_schema() {
     });
   };
   return {
+      {"mode",
+       [](Ctx& c, const Value& v) {
+         auto s = get_string(c, v, "network.mode");
+         if (!s) {
+           return;
+         }
+         if (*s != "none" && *s != "filtered") {
+           problem(c, v,
+                   fmt::format("`network.mode`: `{}` is neither \"filtered\" nor \"none\"", *s));
+         } else if (c.mode == Mode::kNarrow && *s == "filtered" && c.p.network_none.value) {
+           widen_error(c, v, "network.mode = \"filtered\"");
+         } else {
+           c.p.network_none = {*s == "none", origin_of(v)};
+         }
+       }},
       {"allow",
        [](Ctx& c, const Value& v) {
          apply_list(c, v, "network.allow", c.p.net_allow, egress_validator("network.allow"));
@@ -1110,6 +1125,14 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
   }
   if (f.audit_required) {
     p.audit.required = Sourced<bool>{true, {"--audit-required"}};
+  }
+  if (f.network) {
+    if (*f.network == "none" || *f.network == "filtered") {
+      p.network_none = Sourced<bool>{*f.network == "none", {"--network"}};
+    } else {
+      flag_problem(problems, "--network", fmt::format("`{}` is not a network mode", *f.network),
+                   "expected none (only `lo`) or filtered (the default)");
+    }
   }
   if (f.timeout) {
     if (auto d = parse_duration(*f.timeout)) {

@@ -636,6 +636,33 @@ TEST_P(NetTest, TheBoxHasOneTapLinkAndOurResolver) {
   EXPECT_NE(r.out.find("Network is unreachable"), std::string::npos) << r.out;
 }
 
+// --network none: the box's own network namespace with only lo; even a name that an allow rule
+// and --connect-to would admit is unreachable (the control: the same flags without it reach the
+// server), and the session made no tap (no network summary, no net.* audit line).
+TEST_P(NetTest, NetworkNoneLeavesOnlyLoopback) {
+  int lfd = ns_.in([] { return listen_on("127.0.0.1", 0); });
+  ASSERT_GE(lfd, 0);
+  HttpServer http(lfd);
+  Args cmd = {"/bin/sh", "-c",
+              fmt::format("awk -F: 'NR > 2 {{ print \"if:\" $1 }}' /proc/net/dev | tr -d ' '; "
+                          "curl -sS --max-time 10 -o /dev/null -w 'http:%{{http_code}}\\n' "
+                          "http://data.test:{}/blob/16 2>&1 || echo unreachable",
+                          http.port())};
+  Args flags = reach("data.test", http.port());
+  Output control = box(cmd, flags);
+  ASSERT_EQ(control.status, 0) << control.err;
+  EXPECT_TRUE(control.has_line("http:200")) << control.out;
+  EXPECT_TRUE(control.has_line("if:eth0")) << control.out;
+
+  flags.insert(flags.begin(), {"--network", "none"});
+  Output r = box(cmd, flags);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.has_line("if:lo")) << r.out;
+  EXPECT_FALSE(r.has_line("if:eth0")) << r.out;
+  EXPECT_TRUE(r.has_line("unreachable")) << r.out;
+  EXPECT_FALSE(r.has_line("http:200")) << r.out;
+}
+
 TEST_P(NetTest, CurlDownloadsAndUploadsWithChecksums) {
   int lfd = ns_.in([] { return listen_on("127.0.0.1", 0); });
   ASSERT_GE(lfd, 0);

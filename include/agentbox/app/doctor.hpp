@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace agentbox::app {
@@ -31,5 +32,20 @@ struct Check {
 
 // The fix for /dev/net/tun failing with `err` (doctor's check and run's hint share it).
 [[nodiscard]] std::string tun_fix(int err);
+
+// The fix when the box's /proc/sys is read-only or its /proc can't be mounted (a masked /proc),
+// and when sethostname is refused in the box's own UTS namespace (a runtime's seccomp profile).
+[[nodiscard]] std::string proc_fix();
+[[nodiscard]] std::string hostname_fix();
+
+// The container engine around this process, if any (doctor_container.cpp says how it is told).
+enum class ContainerEngine { kNone, kKubernetes, kPodman, kDocker, kOther };
+[[nodiscard]] ContainerEngine container_engine();
+[[nodiscard]] std::string_view engine_name(ContainerEngine e);  // "a podman container"; "" none
+
+// What the box needs of a container around it, each supplied by one setting of the engine.
+enum class Facility { kUserns, kSeccomp, kProc, kTun, kAppArmor };
+// The exact setting of engine `e` that supplies `f` ("" outside a container).
+[[nodiscard]] std::string container_fix(ContainerEngine e, Facility f);
 
 }  // namespace agentbox::app

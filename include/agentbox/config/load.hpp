@@ -33,6 +33,7 @@ struct Flags {
   std::optional<std::string> pids;
   std::optional<std::string> cpus;
   bool audit_required = false;  // --audit-required
+  std::optional<std::string> network;  // --network none|filtered
 };
 
 struct LoadOptions {

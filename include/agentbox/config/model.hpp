@@ -122,6 +122,9 @@ struct Policy {
   // [seccomp]
   std::vector<Sourced<std::string>> seccomp_allow;  // named groups loosened, e.g. "ptrace"
   // [network]
+  // mode = "none": the box has only `lo`: no tap, no stack, no proxy (works without
+  // /dev/net/tun); "filtered" (the default) is the allow-listed network through the proxy.
+  Sourced<bool> network_none{false, {"built-in"}};
   std::vector<Sourced<std::string>> net_allow;    // "host[:port]", "*.host", "CIDR[:port]"
   std::vector<Sourced<std::string>> raw_tcp;      // "host:port" allowed without TLS/HTTP
   std::vector<Sourced<std::string>> connect_to;   // "HOST:PORT:ADDR:PORT"

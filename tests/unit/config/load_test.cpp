@@ -545,3 +545,45 @@ TEST(Profiles, EveryShippedProfileLoads) {
 
 }  // namespace
 }  // namespace agentbox::config
+
+// `network.mode`: "none" from any layer (a workspace file too: it narrows), never back to
+// "filtered" from a workspace file; the flag wins; junk names the key and the flag.
+TEST(Network, ModeNoneNarrowsAndFilteredIsNotAWorkspaceChoice) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  auto r = load(o);
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->policy.network_none.value);
+  std::string none = dir.write("a/.agentbox.toml", "[network]\nmode = \"none\"\n");
+  ASSERT_TRUE(narrow_with_workspace_file(*r, none));
+  EXPECT_TRUE(r->policy.network_none.value);
+
+  dir.write("system.toml", "[network]\nmode = \"none\"\n");
+  auto sys = load(o);
+  ASSERT_TRUE(sys);
+  EXPECT_TRUE(sys->policy.network_none.value);
+  std::string back = dir.write("b/.agentbox.toml", "[network]\nmode = \"filtered\"\n");
+  auto st = narrow_with_workspace_file(*sys, back);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().render().find("cannot be set by a workspace file"), std::string::npos)
+      << st.error().render();
+
+  o.flags.network = "filtered";
+  auto flag = load(o);
+  ASSERT_TRUE(flag);
+  EXPECT_FALSE(flag->policy.network_none.value);
+  EXPECT_EQ(flag->policy.network_none.origin.source, "--network");
+
+  dir.write("system.toml", "[network]\nmode = \"off\"\n");
+  o.flags.network.reset();
+  auto junk = load(o);
+  ASSERT_FALSE(junk);
+  EXPECT_NE(junk.error().render().find("`network.mode`: `off`"), std::string::npos)
+      << junk.error().render();
+  dir.write("system.toml", "");
+  o.flags.network = "offline";
+  auto junk_flag = load(o);
+  ASSERT_FALSE(junk_flag);
+  EXPECT_NE(junk_flag.error().render().find("--network"), std::string::npos)
+      << junk_flag.error().render();
+}
