@@ -103,10 +103,10 @@ Check check_userns() {
     c.state = CheckState::kFail;
     c.detail = fmt::format("cannot create a user namespace: {} ({})", std::strerror(err),
                            base::errno_name(err));
-    c.fix = engine != ContainerEngine::kNone
-                ? container_fix(engine,
-                                under_seccomp_filter() ? Facility::kSeccomp : Facility::kUserns)
-                : userns_hint(err);
+    c.fix =
+        engine != ContainerEngine::kNone
+            ? container_fix(engine, under_seccomp_filter() ? Facility::kSeccomp : Facility::kUserns)
+            : userns_hint(err);
     return c;
   }
   // The box also gets its own hostname and IPC namespace: container runtimes' default seccomp
@@ -330,11 +330,13 @@ Check check_cgroup() {
       "not bind root), tmpfs pages are charged to nothing but their own sizes, the box has no CPU "
       "share of its own, and --cpus is NOT enforced: only a cgroup limits a CPU rate";
   if (container_engine() != ContainerEngine::kNone) {
-    c.fix = "give the container a writable cgroup v2 subtree of its own (a cgroup v2 host and "
-            "`--cgroupns=private`; a pod's resources bound the whole pod instead)";
+    c.fix =
+        "give the container a writable cgroup v2 subtree of its own (a cgroup v2 host and "
+        "`--cgroupns=private`; a pod's resources bound the whole pod instead)";
   } else {
-    c.fix = unified ? "run inside a systemd user session (`systemd-run --user --scope agentbox ...`)"
-                    : "boot with systemd.unified_cgroup_hierarchy=1";
+    c.fix = unified
+                ? "run inside a systemd user session (`systemd-run --user --scope agentbox ...`)"
+                : "boot with systemd.unified_cgroup_hierarchy=1";
   }
   return c;
 }

@@ -15,7 +15,9 @@ namespace agentbox::app {
 
 namespace {
 
-bool exists(const char* path) { return ::access(path, F_OK) == 0; }
+bool exists(const char* path) {
+  return ::access(path, F_OK) == 0;
+}
 
 // `container=NAME` in pid 1's environment (systemd's container interface, set by podman, LXC,
 // systemd-nspawn); unreadable for another user's pid 1, which is fine: the files decide first.
@@ -27,8 +29,7 @@ std::string pid1_container_var() {
   constexpr std::string_view kKey = "container=";
   for (size_t pos = 0; pos < env->size();) {
     size_t end = env->find('\0', pos);
-    std::string_view entry(env->data() + pos,
-                           (end == std::string::npos ? env->size() : end) - pos);
+    std::string_view entry(env->data() + pos, (end == std::string::npos ? env->size() : end) - pos);
     if (entry.substr(0, kKey.size()) == kKey) {
       return std::string(entry.substr(kKey.size()));
     }
@@ -113,9 +114,10 @@ std::string container_fix(ContainerEngine e, Facility f) {
       switch (f) {
         case Facility::kUserns:
         case Facility::kSeccomp:
-          return fmt::format("start the container with `{} run --security-opt seccomp={}` (the "
-                             "runtime's default profile refuses namespaces or sethostname)",
-                             cli, kSeccompFile);
+          return fmt::format(
+              "start the container with `{} run --security-opt seccomp={}` (the "
+              "runtime's default profile refuses namespaces or sethostname)",
+              cli, kSeccompFile);
         case Facility::kProc:
           return e == ContainerEngine::kDocker
                      ? "start the container with `docker run --security-opt "

@@ -64,37 +64,48 @@ out=$(pod "${full[@]}" -- agentbox run -q -- sh -c 'echo from-the-box >/ws/out; 
 [ "$(cat "$ws/out" 2>/dev/null)" = from-the-box ] || fail "the box's write did not reach the workspace: $out"
 echo "ok: doctor passes and a box runs inside rootless podman with the shipped settings"
 
-# 2. The network and the proxy: an upstream inside the container (its loopback), reached from the
-# box by name through the stack; the credential's real value reaches it, the box holds a
-# placeholder (the upstream's log, outside the box, is the oracle).
+# 2. The network and the proxy: a TLS upstream inside the container (its loopback, a CA made
+# here), reached from the box by name through the stack; the credential's real value reaches it,
+# the box holds a placeholder (the upstream's log, outside the box, is the oracle).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=test-ca \
+  -keyout "$ws/ca.key" -out "$ws/ca.pem" -addext basicConstraints=critical,CA:TRUE 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=up.test \
+  -keyout "$ws/up.key" -out "$ws/up.csr" 2>/dev/null
+openssl x509 -req -in "$ws/up.csr" -CA "$ws/ca.pem" -CAkey "$ws/ca.key" -CAcreateserial -days 1 \
+  -extfile <(echo subjectAltName=DNS:up.test) -out "$ws/up.pem" 2>/dev/null
 cat >"$ws/up.py" <<'PY'
-import http.server, sys
+import http.server, ssl
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         open("/ws/upstream.log", "a").write(self.headers.get("Authorization", "-") + "\n")
         self.send_response(200); self.send_header("Content-Length", "3"); self.end_headers()
         self.wfile.write(b"up\n")
     def log_message(self, *a): pass
-http.server.HTTPServer(("127.0.0.1", 18080), H).serve_forever()
+srv = http.server.HTTPServer(("127.0.0.1", 18443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain("/ws/up.pem", "/ws/up.key")
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
 PY
 cat >"$ws/box.toml" <<'TOML'
 [network]
-allow = ["up.test:18080"]
-connect_to = ["up.test:18080:127.0.0.1:18080"]
+allow = ["up.test:18443"]
+connect_to = ["up.test:18443:127.0.0.1:18443"]
+upstream_ca = ["/ws/ca.pem"]
 [credentials.up]
 env = "UP_TOKEN"
 from = "env:REAL_UP_TOKEN"
 hosts = ["up.test"]
 format = "Bearer {}"
 TOML
-chown "$user:" "$ws"/*
+chown -R "$user:" "$ws"
 out=$(pod "${full[@]}" -e REAL_UP_TOKEN=real-secret-4711 -e XDG_CONFIG_HOME=/ws/cfg -- sh -c '
   mkdir -p /ws/cfg/agentbox && cp /ws/box.toml /ws/cfg/agentbox/config.toml
-  python3 /ws/up.py & for i in $(seq 50); do [ -e /proc/net/tcp ] && grep -q ":46A0 " /proc/net/tcp && break; sleep 0.1; done
-  agentbox run -q -- sh -c "curl -sS --max-time 10 http://up.test:18080/x; echo \"box-sees:\$UP_TOKEN\""') ||
+  python3 /ws/up.py & for i in $(seq 50); do grep -q ":480B " /proc/net/tcp && break; sleep 0.1; done
+  agentbox run -q -- sh -c "curl -sS --max-time 10 https://up.test:18443/x; echo \"box-sees:\$UP_TOKEN\""') ||
   fail "the box could not reach the upstream through the stack and proxy: $out"
 grep -qx up <<<"$out" || fail "no answer from the upstream: $out"
 grep -q real-secret-4711 <<<"$out" && fail "the box saw the real secret: $out"
+grep -q "^box-sees:." <<<"$out" || fail "the box holds no placeholder: $out"
 grep -qx "Bearer real-secret-4711" "$ws/upstream.log" ||
   fail "the upstream did not get the real credential: $(cat "$ws/upstream.log" 2>/dev/null)"
 echo "ok: the box's network and the credential proxy work inside rootless podman"

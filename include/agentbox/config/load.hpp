@@ -32,7 +32,7 @@ struct Flags {
   std::optional<std::string> memory;       // "2G"
   std::optional<std::string> pids;
   std::optional<std::string> cpus;
-  bool audit_required = false;  // --audit-required
+  bool audit_required = false;         // --audit-required
   std::optional<std::string> network;  // --network none|filtered
 };
 
