@@ -543,8 +543,6 @@ TEST(Profiles, EveryShippedProfileLoads) {
   }
 }
 
-}  // namespace
-}  // namespace agentbox::config
 
 // `network.mode`: "none" from any layer (a workspace file too: it narrows), never back to
 // "filtered" from a workspace file; the flag wins; junk names the key and the flag.
@@ -587,3 +585,6 @@ TEST(Network, ModeNoneNarrowsAndFilteredIsNotAWorkspaceChoice) {
   EXPECT_NE(junk_flag.error().render().find("--network"), std::string::npos)
       << junk_flag.error().render();
 }
+
+}  // namespace
+}  // namespace agentbox::config
