@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Startup cost of a box: `agentbox run -- true` against bubblewrap with an equivalent profile and
-# against bare `unshare -Urmnp --fork true` (the floor: namespaces, no mounts). The three run
-# interleaved, round after round (rotating which goes first), so machine load hits all alike;
-# prints the median and 90th percentile of each and the ratios of the medians.
+# Startup cost of a box: `agentbox run -q -- true` against bubblewrap with an equivalent profile,
+# against the typical agent bwrap profile of issue 13 (`--unshare-all --die-with-parent
+# --new-session --clearenv`, /usr and /etc read-only, tmpfs /tmp and HOME, the workspace
+# read-write) and against bare `unshare -Urmnp --fork true` (the floor: namespaces, no mounts).
+# All run interleaved, round after round (rotating which goes first), so machine load hits all
+# alike; prints the median and 90th percentile of each and the ratios of the medians. Run it as
+# the user to measure (e.g. `runuser -u agentbox-test -- bench/startup.sh`).
 #
 #   bench/startup.sh [AGENTBOX] [ROUNDS]      (defaults: build/cli/agentbox, 200)
 set -euo pipefail
@@ -39,11 +42,21 @@ done
 bw+=(--proc /proc --dev /dev --tmpfs /tmp --tmpfs "$home" --bind "$ws" "$ws"
      --ro-bind "$ws/.git/hooks" "$ws/.git/hooks" --chdir "$ws" true)
 
-names=(agentbox bwrap unshare)
+# The typical agent profile: what agent sandboxes built on bwrap pass (the merged-/usr links so
+# that `true` is found on the default PATH).
+bt=(bwrap --unshare-all --die-with-parent --new-session --clearenv --ro-bind /usr /usr
+    --ro-bind /etc /etc)
+for d in /bin /sbin /lib /lib64; do
+  [[ -L $d ]] && bt+=(--symlink "$(readlink "$d")" "$d")
+done
+bt+=(--proc /proc --dev /dev --tmpfs /tmp --tmpfs "$home" --bind "$ws" "$ws" --chdir "$ws" true)
+
+names=(agentbox bwrap bwrap-typical unshare)
 run_one() {
   case $1 in
     agentbox) "$agentbox" run -q -- true ;;
     bwrap) "${bw[@]}" ;;
+    bwrap-typical) "${bt[@]}" ;;
     unshare) unshare -Urmnp --fork true ;;
   esac
 }
@@ -54,8 +67,8 @@ for n in "${names[@]}"; do
 done
 for n in "${names[@]}"; do : >"$tmp/$n.times"; done
 for ((r = 0; r < rounds; r++)); do
-  for ((k = 0; k < 3; k++)); do
-    n=${names[$(((r + k) % 3))]}
+  for ((k = 0; k < ${#names[@]}; k++)); do
+    n=${names[$(((r + k) % ${#names[@]}))]}
     t0=$EPOCHREALTIME
     run_one "$n" >/dev/null 2>&1
     t1=$EPOCHREALTIME
@@ -71,11 +84,14 @@ stat() {  # median and p90 in ms
 }
 read -r am ap < <(stat agentbox)
 read -r bm bp < <(stat bwrap)
+read -r tm tp < <(stat bwrap-typical)
 read -r um up < <(stat unshare)
 printf 'startup, %d interleaved rounds (%s, %s cpus, load %s)\n' "$rounds" "$(uname -r)" \
   "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '  %-34s median %7.2f ms   p90 %7.2f ms\n' "agentbox run -- true" "$am" "$ap"
 printf '  %-34s median %7.2f ms   p90 %7.2f ms\n' "bwrap (equivalent profile) true" "$bm" "$bp"
+printf '  %-34s median %7.2f ms   p90 %7.2f ms\n' "bwrap (typical agent profile) true" "$tm" "$tp"
 printf '  %-34s median %7.2f ms   p90 %7.2f ms\n' "unshare -Urmnp --fork true" "$um" "$up"
-awk -v a="$am" -v b="$bm" -v u="$um" 'BEGIN {
-  printf "  agentbox / bwrap   = %.2f\n  agentbox / unshare = %.2f\n", a / b, a / u }'
+awk -v a="$am" -v b="$bm" -v t="$tm" -v u="$um" 'BEGIN {
+  printf "  agentbox / bwrap   = %.2f\n  agentbox / bwrap-typical = %.2f\n", a / b, a / t
+  printf "  agentbox / unshare = %.2f\n", a / u }'

@@ -1,6 +1,7 @@
 // The terminal filter: ECMA-48 sequences the box prints, passed whole or dropped whole.
 #include "agentbox/app/terminal_filter.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace agentbox::app {
@@ -32,6 +33,87 @@ bool plain8(const uint8_t* p) {
   constexpr uint64_t kHigh = 0x8080808080808080ULL;
   const uint64_t esc = w ^ (kOnes * kEsc);
   return ((w & kHigh) | ((esc - kOnes) & ~esc & kHigh)) == 0;
+}
+
+// The length of a well-formed UTF-8 character of 2-4 bytes at `p` (lead byte p[0] >= 0xC2) that a
+// terminal shows as text, or 0: not well-formed, cut by the end of the read, or C2 80-9F (a C1
+// control). The first continuation byte's range depends on the lead, as in classify().
+size_t utf8_text(const uint8_t* p, size_t n) {
+  const uint8_t b = p[0];
+  const size_t len = b <= 0xDF ? 2 : b <= 0xEF ? 3 : 4;
+  if (b > 0xF4 || len > n) {
+    return 0;
+  }
+  const uint8_t lo = b == 0xC2 ? 0xA0 : b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80;
+  const uint8_t hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
+  if (p[1] < lo || p[1] > hi) {
+    return 0;
+  }
+  for (size_t k = 2; k < len; ++k) {
+    if (p[k] < 0x80 || p[k] > 0xBF) {
+      return 0;
+    }
+  }
+  return len;
+}
+
+// The length of a complete CSI sequence at `p` (ESC '[') that passes whatever its parameters
+// say: parameter bytes only (no intermediates, no C0 in between), at most kMaxCsi bytes before
+// the final, and a final other than 't' (a title report?) and 'i' (media copy), which csi() and
+// end_csi() decide. 0 for anything else, to go through the state machine.
+size_t plain_csi(const uint8_t* p, size_t n) {
+  const size_t end = std::min(n, kMaxCsi + 1);
+  if (end < 3 || p[1] != '[') {
+    return 0;
+  }
+  size_t j = 2;
+  while (j < end && p[j] >= 0x30 && p[j] < 0x40) {
+    ++j;
+  }
+  if (j == end || p[j] < 0x40 || p[j] > 0x7E || p[j] == 't' || p[j] == 'i') {
+    return 0;
+  }
+  return j + 1;
+}
+
+// How many bytes from `p` pass unchanged in the ground state with no UTF-8 character begun: text,
+// C0 controls but ESC, whole well-formed UTF-8 characters, the high bytes a terminal shows as
+// U+FFFD (A0-BF, C0, C1, F5-FF outside a character) and plain CSI sequences (colours, cursor
+// moves). Stops before any other ESC, a C1 control (80-9F, C2 80-9F) and a character or CSI not
+// complete in this read: those go through the state machine.
+size_t text_run(const uint8_t* p, size_t n) {
+  size_t j = 0;
+  while (j < n) {
+    while (j + 8 <= n && plain8(p + j)) {
+      j += 8;
+    }
+    if (j == n) {
+      break;
+    }
+    const uint8_t b = p[j];
+    if (b < 0x80) {
+      if (b != kEsc) {
+        ++j;
+        continue;
+      }
+      const size_t len = plain_csi(p + j, n - j);
+      if (len == 0) {
+        return j;
+      }
+      j += len;
+    } else if (b <= 0x9F) {
+      return j;
+    } else if (b <= 0xC1 || b >= 0xF5) {
+      ++j;
+    } else {
+      const size_t len = utf8_text(p + j, n - j);
+      if (len == 0) {
+        return j;
+      }
+      j += len;
+    }
+  }
+  return j;
 }
 
 }  // namespace
@@ -77,23 +159,38 @@ void TerminalFilter::feed(std::string_view in, std::string& out) {
   size_t i = 0;
   while (i < n) {
     if (state_ == State::kGround && cont_ == 0 && !held_c2_) {
-      // Text without ESC or high bytes passes in runs: the common case, measured in
-      // docs/BENCHMARKS.md ("terminal filter").
-      size_t j = i;
-      while (j + 8 <= n && plain8(p + j)) {
-        j += 8;
+      // Text passes in runs, copied at once; only sequences and the bytes a run cannot decide
+      // alone go through the state machine (measured in docs/BENCHMARKS.md, "terminal filter").
+      const size_t run = text_run(p + i, n - i);
+      out.append(in.data() + i, run);
+      i += run;
+      if (i == n) {
+        break;
       }
-      while (j < n && p[j] < 0x80 && p[j] != kEsc) {
-        ++j;
-      }
-      out.append(in.data() + i, j - i);
-      i = j;
+    } else if (state_ == State::kCsi && !intermediate_) {
+      i += csi_parameters(p + i, n - i);
       if (i == n) {
         break;
       }
     }
     step(p[i++], out);
   }
+}
+
+// A run of CSI parameter bytes (0-9 ; : < = > ?) before any intermediate, held at once: what
+// csi() does with each of them, for the run.
+size_t TerminalFilter::csi_parameters(const uint8_t* p, size_t n) {
+  size_t j = 0;
+  while (j < n && p[j] >= 0x30 && p[j] < 0x40) {
+    ++j;
+  }
+  if (keep_ && j > 0) {
+    seq_.append(reinterpret_cast<const char*>(p), j);
+    if (seq_.size() > kMaxCsi) {
+      drop(Filtered::kTooLong);
+    }
+  }
+  return j;
 }
 
 void TerminalFilter::finish() noexcept {

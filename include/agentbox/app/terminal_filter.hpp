@@ -83,6 +83,7 @@ class TerminalFilter {
   void ground(uint8_t b, std::string& out);
   void escape(uint8_t b, std::string& out);
   void csi(uint8_t b, std::string& out);
+  size_t csi_parameters(const uint8_t* p, size_t n);
   void string(uint8_t b, std::string& out);
   void string_text(uint8_t b);
   void start_c1(uint8_t c1, bool pair, std::string& out);

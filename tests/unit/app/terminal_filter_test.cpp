@@ -205,6 +205,57 @@ TEST(TerminalFilter, AllowListPassesNamedOscButNeverAClipboardRead) {
   EXPECT_EQ(split_everywhere("\x1b]9;notify\x07", o), "");
 }
 
+// The bulk paths (runs of text and of well-formed UTF-8, runs of CSI parameters) against the
+// state machine alone: fed one byte at a time, a read never holds a whole character or run, so
+// every byte goes through it. Random outputs drawn from the bytes that matter (ESC, the
+// introducers, C1, UTF-8 leads and continuations, CSI parameters and finals), fixed seeds.
+TEST(TerminalFilter, BulkPathsMatchTheByteByByteStateMachine) {
+  const std::string alphabet =
+      std::string("\x1b\x1b\x1b[[]P_^X\\\x07\x18\x1a\n\x7f 0123456789;:<=>?!\"*$mtyiHABC") +
+      "\x80\x90\x9b\x9c\x9d\x9f\xa0\xbf\xc0\xc1\xc2\xc3\xdf\xe0\xe2\xed\xef\xf0\xf4"
+      "\xf5\xff\x94\x80\x8f\x9f";
+  // A read that ends where a run of eight plain bytes ends: nothing after it is looked at.
+  for (std::string_view after : {"ZZZZZZZZ", "\x1b[31m", "\xe2\x94\x80"}) {
+    const std::string buf = std::string("abcdefgh") + std::string(after);
+    TerminalFilter f;
+    std::string out;
+    f.feed(std::string_view(buf).substr(0, 8), out);
+    EXPECT_EQ(out, "abcdefgh");
+  }
+  uint64_t x = 0x9E3779B97F4A7C15ULL;
+  auto next = [&x] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  for (int round = 0; round < 3000; ++round) {
+    std::string in;
+    const size_t len = 1 + next() % 200;
+    for (size_t k = 0; k < len; ++k) {
+      const uint64_t r = next();
+      in.push_back(r % 4 == 0 ? static_cast<char>('a' + r % 26)
+                              : alphabet[(r >> 8) % alphabet.size()]);
+    }
+    TerminalFilterOptions o;
+    if (round % 3 == 0) {
+      o.osc = {8, 52};
+    }
+    TerminalFilter bytewise(o);
+    std::string slow;
+    for (char c : in) {
+      bytewise.feed(std::string_view(&c, 1), slow);
+    }
+    bytewise.finish();
+    TerminalFilter whole(o);
+    std::string fast;
+    whole.feed(in, fast);
+    whole.finish();
+    ASSERT_EQ(fast, slow) << testing::PrintToString(in);
+    ASSERT_EQ(whole.total(), bytewise.total()) << testing::PrintToString(in);
+  }
+}
+
 TEST(TerminalFilter, MemoryIsBoundedAndLongStringsAreDropped) {
   TerminalFilter f;
   std::string out;
