@@ -36,7 +36,12 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
   sub->add_option("--network", f.network,
                   "none: the box has only lo (no /dev/net/tun needed); filtered: the default")
       ->type_name("MODE");
-  sub->add_option("--upstream-ca", f.upstream_ca, "Also trust this PEM file for upstream TLS")
+  sub->add_option("--upstream-ca", f.upstream_ca,
+                  "Also trust this PEM file for upstream TLS (intercepted hosts only)")
+      ->type_name("PATH")
+      ->allow_extra_args(false);
+  sub->add_option("--trust-ca", f.trust_ca,
+                  "Make the box trust this PEM file's CAs too (e.g. a test server's private CA)")
       ->type_name("PATH")
       ->allow_extra_args(false);
   sub->add_option("--allow-syscalls", f.seccomp_allow,

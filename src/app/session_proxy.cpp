@@ -1,17 +1,15 @@
 // The session's L7 proxy: credentials, CA and trust material for the box, the ProxyHandler.
 #include "agentbox/app/session_proxy.hpp"
 
-#include <fcntl.h>
 #include <fmt/core.h>
 #include <fmt/ranges.h>
-#include <openssl/x509.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <climits>
 #include <cstdlib>
 #include <optional>
 
+#include "agentbox/app/session_trust.hpp"
 #include "agentbox/base/log.hpp"
 #include "agentbox/base/sys.hpp"
 #include "agentbox/config/load.hpp"
@@ -102,24 +100,30 @@ bool is_file(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-base::Status write_file(const std::string& path, const std::string& data, mode_t mode) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
-  if (fd < 0) {
-    return Error::sys(errno, "open", path);
+std::string env_value(const std::map<std::string, std::string>& env, const std::string& name) {
+  auto it = env.find(name);
+  return it == env.end() ? std::string() : it->second;
+}
+
+// upstream_ca is for the proxy's own TLS client, which only talks to intercepted hosts; a
+// --connect-to host that is passed through is verified by the client in the box, which never
+// sees that CA. Says so, once per such host (a local HTTPS test server is the usual case).
+void warn_unused_upstream_ca(const config::Policy& policy, const proxy::SessionCa* ca) {
+  if (policy.upstream_ca.empty() || !policy.trust_ca.empty()) {
+    return;
   }
-  base::UniqueFd f(fd);
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return Error::sys(errno, "write", path);
+  std::set<std::string> said;
+  for (const auto& c : policy.connect_to) {
+    const std::string host = c.value.substr(0, c.value.find(':'));
+    if ((ca != nullptr && ca->permits(host)) || !said.insert(host).second) {
+      continue;
     }
-    off += static_cast<size_t>(n);
+    base::log::warn(
+        "upstream_ca ({}) does not apply to `{}`: it is passed through, not intercepted (no "
+        "credential or HTTP rule names it), so the program in the box verifies it with the box's "
+        "trust store; add a private CA to that with --trust-ca FILE (trust_ca)",
+        policy.upstream_ca.front().origin.describe(), host);
   }
-  return base::ok();
 }
 
 }  // namespace
@@ -129,8 +133,7 @@ struct SessionProxy::Impl {
   std::optional<proxy::CredentialSet> credentials;
   std::optional<proxy::SessionCa> ca;
   proxy::ProxyOptions options;
-  std::string bundle_path;  // host path of the merged bundle (session folder)
-  std::string cert_dir;     // host path of the hashed CA directory
+  std::vector<sandbox::Overlay> trust_overlays;  // bundle, CA directory, Java store
   std::vector<std::pair<std::string, std::string>> env;
   std::set<std::string> secret_sources;
   std::vector<sandbox::Overlay> token_overlays;  // masked token files
@@ -242,7 +245,8 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
       swaps.emplace_back(masked[i].values[j], *impl->credentials->placeholder(masked[i].names[j]));
     }
     std::string file = fmt::format("{}/token-file-{}", session_dir, i);
-    AGENTBOX_TRY(write_file(file, proxy::mask_token_text(std::move(masked[i].text), swaps), 0600));
+    AGENTBOX_TRY(
+        base::write_file(file, proxy::mask_token_text(std::move(masked[i].text), swaps), 0600));
     impl->token_overlays.push_back({.target = masked[i].target, .source = file});
   }
 
@@ -259,15 +263,22 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
   for (const auto& ca : policy.upstream_ca) {
     impl->options.upstream_ca.push_back(expand_home(ca.value, home));
   }
+  TrustInputs trust{.java_home = env_value(caller_env, "JAVA_HOME"), .session_dir = session_dir};
+  for (const auto& ca : policy.trust_ca) {
+    // The box trusts it, so the proxy does too when one of its hosts is intercepted.
+    impl->options.upstream_ca.push_back(expand_home(ca.value, home));
+    trust.trust_ca.emplace_back(expand_home(ca.value, home), ca.origin.describe());
+  }
   for (const auto& f : trust_store_files()) {
     if (is_file(f)) {
       impl->options.system_bundle = f;
       break;
     }
   }
+  trust.system_bundle = impl->options.system_bundle;
 
   // A CA only when something must be intercepted: a session without credentials or HTTP rules
-  // decrypts nothing and the box's trust stores stay as they are.
+  // decrypts nothing and the box's trust stores stay as they are (unless trust_ca adds to them).
   auto hosts = proxy::ProxyHandler::intercept_hosts(
       impl->options.http_rules, impl->credentials ? &*impl->credentials : nullptr);
   if (!hosts.empty()) {
@@ -276,26 +287,15 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
       return std::move(ca).error().context("making the session CA");
     }
     impl->ca.emplace(std::move(*ca));
-    AGENTBOX_ASSIGN_OR_RETURN(std::string bundle,
-                              proxy::merged_trust_bundle(impl->options.system_bundle, *impl->ca));
-    impl->bundle_path = session_dir + "/ca-bundle.pem";
-    AGENTBOX_TRY(write_file(impl->bundle_path, bundle, 0644));
-    // The hashed directory form (`openssl rehash`), for clients that look up by subject hash.
-    impl->cert_dir = session_dir + "/certs";
-    if (::mkdir(impl->cert_dir.c_str(), 0755) != 0 && errno != EEXIST) {
-      return Error::sys(errno, "mkdir", impl->cert_dir);
-    }
-    AGENTBOX_TRY(write_file(
-        fmt::format("{}/{:08x}.0", impl->cert_dir, X509_subject_name_hash(impl->ca->cert())),
-        impl->ca->pem(), 0644));
-    for (const auto& name : trust_env_names()) {
-      impl->env.emplace_back(name, kBoxBundle);
-    }
-    impl->env.emplace_back("SSL_CERT_DIR", fmt::format("{}:/etc/ssl/certs", kBoxCertDir));
+    trust.session_ca = impl->ca->cert();
     sink.emit(audit::Event("proxy.ca")
                   .str("hosts", fmt::format("{}", fmt::join(hosts, " ")))
-                  .str("bundle", impl->bundle_path));
+                  .str("bundle", session_dir + "/ca-bundle.pem"));
   }
+  warn_unused_upstream_ca(policy, impl->ca ? &*impl->ca : nullptr);
+  AGENTBOX_ASSIGN_OR_RETURN(BoxTrust box_trust, make_box_trust(trust));
+  impl->trust_overlays = std::move(box_trust.overlays);
+  impl->env.insert(impl->env.end(), box_trust.env.begin(), box_trust.env.end());
 
   // git asks a credential helper for https passwords: hand it the placeholder of each basic-auth
   // credential for its hosts (the proxy swaps it on the way out).
@@ -327,20 +327,7 @@ std::vector<std::pair<std::string, std::string>> SessionProxy::box_env() const {
 
 std::vector<sandbox::Overlay> SessionProxy::overlays() const {
   std::vector<sandbox::Overlay> out = impl_->token_overlays;
-  if (impl_->bundle_path.empty()) {
-    return out;
-  }
-  out.push_back({.target = kBoxBundle, .source = impl_->bundle_path});
-  out.push_back({.target = kBoxCertDir, .source = impl_->cert_dir, .dir = true});
-  // Links (Debian's /usr/lib/ssl/cert.pem, Fedora's ca-bundle.crt) are resolved: a bind lands
-  // on the file they lead to, once.
-  std::set<std::string> seen;
-  for (const auto& f : trust_store_files()) {
-    char buf[PATH_MAX];
-    if (is_file(f) && ::realpath(f.c_str(), buf) != nullptr && seen.insert(buf).second) {
-      out.push_back({.target = buf, .source = impl_->bundle_path});
-    }
-  }
+  out.insert(out.end(), impl_->trust_overlays.begin(), impl_->trust_overlays.end());
   return out;
 }
 
@@ -377,10 +364,17 @@ std::vector<std::string> SessionProxy::finish() {
                     c.requests, c.requests == 1 ? "" : "s", c.denied, c.intercepted,
                     c.intercepted == 1 ? "" : "s"));
   }
-  if (c.dropped > 0) {
+  if (c.ca_refused > 0) {
     lines.push_back(fmt::format(
-        "proxy: {} connection{} dropped (not TLS or HTTP, names that disagree, CONNECT)", c.dropped,
-        c.dropped == 1 ? "" : "s"));
+        "proxy: {} TLS connection{} closed by the client: the client rejected the session CA "
+        "(a program with a trust store of its own: point it at /etc/agentbox/ca-bundle.pem)",
+        c.ca_refused, c.ca_refused == 1 ? "" : "s"));
+  }
+  if (const uint64_t other = c.dropped - c.ca_refused; other > 0) {
+    lines.push_back(
+        fmt::format("proxy: {} connection{} dropped (not TLS or HTTP, a failed TLS "
+                    "handshake, names that disagree, CONNECT: the audit log says which)",
+                    other, other == 1 ? "" : "s"));
   }
   return lines;
 }

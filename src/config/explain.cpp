@@ -124,6 +124,7 @@ std::string explain(const Loaded& loaded) {
   pr.list("raw_tcp", p.raw_tcp);
   pr.list("connect_to", p.connect_to);
   pr.list("upstream_ca", p.upstream_ca);
+  pr.list("trust_ca", p.trust_ca);
   for (const auto& r : p.http_rules) {
     pr.line("rule",
             fmt::format("{} methods={} paths={}{}", r.host,

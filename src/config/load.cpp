@@ -767,6 +767,7 @@ Schema network_schema() {
                         return std::nullopt;
                       }),
       grant_only_list("upstream_ca", &Policy::upstream_ca, path_validator("network.upstream_ca")),
+      grant_only_list("trust_ca", &Policy::trust_ca, path_validator("network.trust_ca")),
       {"rule",
        [](Ctx& c, const Value& v) {
          if (c.mode == Mode::kNarrow) {
@@ -1083,6 +1084,7 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
   path_list("--ro", f.ro, p.ro);
   path_list("--rw", f.rw, p.rw);
   path_list("--upstream-ca", f.upstream_ca, p.upstream_ca);
+  path_list("--trust-ca", f.trust_ca, p.trust_ca);
   for (const auto& e : f.env) {
     size_t eq = e.find('=');
     std::string name = e.substr(0, eq);

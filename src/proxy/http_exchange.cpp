@@ -592,7 +592,12 @@ void release_expired(ProxyHandler::Internals& in, Conn& c, Clock::time_point now
 bool http_step(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
   if (c.box.failed() && !c.box.handshake_done()) {
-    drop(in, c, "TLS with the box failed: " + c.box.error);
+    if (c.box.tls && c.box.tls->peer_refused_certificate()) {
+      ++in.counters.ca_refused;
+      drop(in, c, "the client rejected the session CA: " + c.box.error);
+    } else {
+      drop(in, c, "TLS with the box failed: " + c.box.error);
+    }
     return true;
   }
   if (c.box.failed()) {

@@ -1,6 +1,7 @@
 // Session CA and leaf minting with OpenSSL 3 (see tls_ca.hpp).
 #include "agentbox/proxy/tls_ca.hpp"
 
+#include <fmt/format.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -9,10 +10,8 @@
 #include <array>
 #include <ctime>
 
-#include <fmt/format.h>
-
-#include "agentbox/base/sys.hpp"
 #include "agentbox/policy/host.hpp"
+#include "agentbox/proxy/trust_store.hpp"
 
 namespace agentbox::proxy {
 
@@ -132,6 +131,9 @@ base::Result<SessionCa> SessionCa::create(const CaOptions& options) {
       !add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") ||
       !add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") ||
       !add_ext(x, x, NID_subject_key_identifier, "hash") ||
+      // RFC 5280 4.2.1.1 lets a self-signed root omit it; strict verifiers (OpenSSL's
+      // -x509_strict, Python 3.13's default VERIFY_X509_STRICT) want it on every certificate.
+      !add_ext(x, x, NID_authority_key_identifier, "keyid:always") ||
       !add_ext(x, x, NID_name_constraints, constraints) ||
       X509_sign(x, ca.key_.get(), EVP_sha256()) == 0) {
     return ssl_error("making the session CA certificate");
@@ -191,31 +193,7 @@ base::Result<std::shared_ptr<const Leaf>> SessionCa::mint_unchecked(std::string_
 }
 
 std::string SessionCa::pem() const {
-  ossl::BioPtr bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_X509(bio.get(), cert_.get()) != 1) {
-    return {};
-  }
-  char* data = nullptr;
-  const long n = BIO_ctrl(bio.get(), BIO_CTRL_INFO, 0, &data);  // BIO_get_mem_data()
-  return n > 0 ? std::string(data, static_cast<size_t>(n)) : std::string();
-}
-
-base::Result<std::string> merged_trust_bundle(const std::string& system_bundle,
-                                              const SessionCa& ca) {
-  auto system = base::read_file(system_bundle, 16u << 20);
-  if (!system) {
-    return std::move(system)
-        .error()
-        .context("building the box's trust bundle")
-        .hint("install the distribution's CA bundle (Debian: ca-certificates)");
-  }
-  std::string out = std::move(*system);
-  if (!out.empty() && out.back() != '\n') {
-    out.push_back('\n');
-  }
-  out += "# agentbox session CA\n";
-  out += ca.pem();
-  return out;
+  return cert_pem(cert_.get());
 }
 
 }  // namespace agentbox::proxy

@@ -17,6 +17,25 @@ namespace agentbox::proxy {
 
 namespace {
 
+// An alert received from the peer is queued as an SSL error whose reason is
+// SSL_AD_REASON_OFFSET + the alert number (ssl/record: ssl3_read_bytes).
+bool alert_refuses_certificate(unsigned long err) {
+  if (err == 0 || ERR_GET_LIB(err) != ERR_LIB_SSL) {
+    return false;
+  }
+  switch (ERR_GET_REASON(err) - SSL_AD_REASON_OFFSET) {
+    case SSL3_AD_BAD_CERTIFICATE:
+    case SSL3_AD_UNSUPPORTED_CERTIFICATE:
+    case SSL3_AD_CERTIFICATE_REVOKED:
+    case SSL3_AD_CERTIFICATE_EXPIRED:
+    case SSL3_AD_CERTIFICATE_UNKNOWN:
+    case TLS1_AD_UNKNOWN_CA:
+      return true;
+    default:
+      return false;
+  }
+}
+
 constexpr std::string_view kAlpnHttp11 = "\x08http/1.1";
 constexpr const char* kTls13Suites =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
@@ -233,6 +252,7 @@ TlsChannel::Status TlsChannel::fail(int ret) {
   if (err == SSL_ERROR_ZERO_RETURN) {
     return Status::kClosed;
   }
+  refused_certificate_ = refused_certificate_ || alert_refuses_certificate(ERR_peek_error());
   error_ = ossl::drain_errors();
   if (const long v = SSL_get_verify_result(ssl_.get()); v != X509_V_OK) {
     error_ = std::string("certificate verification failed: ") + X509_verify_cert_error_string(v) +

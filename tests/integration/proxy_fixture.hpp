@@ -125,9 +125,15 @@ class UpstreamFixture : public WorldTest {
       destroy_world(w_);
     }
   }
-  // `agentbox run` with the test's config, `sh -c SCRIPT` inside, cwd = the workspace.
-  Output box(const std::string& script, int timeout_ms = 60000) {
-    Args a = {"run", "-q", "--upstream-ca", up_ + "/ca.pem"};
+  // `agentbox run` with the test's config, `sh -c SCRIPT` inside, cwd = the workspace; `flags`
+  // go after the fixture's own; `quiet` false keeps warnings and the exit summary on stderr.
+  Output box(const std::string& script, int timeout_ms = 60000, const Args& flags = {},
+             bool quiet = true) {
+    Args a = {"run", "--upstream-ca", up_ + "/ca.pem"};
+    if (quiet) {
+      a.push_back("-q");
+    }
+    a.insert(a.end(), flags.begin(), flags.end());
     for (const auto& h : hosts()) {
       a.push_back("--connect-to");
       a.push_back(fmt::format("{}:443:127.0.0.1:{}", h, port_));

@@ -129,6 +129,7 @@ struct Policy {
   std::vector<Sourced<std::string>> raw_tcp;      // "host:port" allowed without TLS/HTTP
   std::vector<Sourced<std::string>> connect_to;   // "HOST:PORT:ADDR:PORT"
   std::vector<Sourced<std::string>> upstream_ca;  // extra PEM files trusted upstream
+  std::vector<Sourced<std::string>> trust_ca;     // extra PEM files the box (and upstream) trusts
   std::vector<HttpRule> http_rules;
   // [terminal]: what the box prints passes a filter on its way to your terminal
   Sourced<bool> terminal_filter{true, {"built-in"}};

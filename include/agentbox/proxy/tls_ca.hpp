@@ -1,11 +1,14 @@
 // The session CA: an in-memory, name-constrained ECDSA CA that mints leaf certificates.
 //
 // Theory of operation: one CA per session, made at start (P-256 key that never leaves memory,
-// valid from now-1h to now+24h, basicConstraints CA:TRUE pathlen:0, keyUsage keyCertSign,
-// and critical X.509 name constraints that permit only the DNS names the session may intercept
-// and exclude every IPv4/IPv6 address). Its PEM is added to the box's trust bundle. Because
+// valid from now-1h to now+24h, critical basicConstraints CA:TRUE pathlen:0, critical keyUsage
+// keyCertSign+cRLSign, subject and authority key identifiers (what strict verifiers such as
+// `openssl verify -x509_strict` and Python's VERIFY_X509_STRICT require), and critical X.509
+// name constraints that permit only the DNS names the session may intercept and exclude every
+// IPv4/IPv6 address). Its PEM is added to the box's trust bundle. Because
 // OpenSSL, Go and Node enforce name constraints on a root, even a leaked CA key could not vouch
-// for any other name inside the box. Leaves (SAN dNSName, EKU serverAuth, signed by the CA,
+// for any other name inside the box. Leaves (SAN dNSName, critical keyUsage
+// digitalSignature, EKU serverAuth, critical CA:FALSE, both key identifiers, signed by the CA,
 // never self-signed) share one session leaf key and are cached per name.
 #pragma once
 
@@ -62,11 +65,6 @@ class SessionCa {
   ossl::X509Ptr cert_;
   std::map<std::string, std::shared_ptr<const Leaf>, std::less<>> leaves_;
 };
-
-// The box's trust bundle: the system bundle (PEM, e.g. /etc/ssl/certs/ca-certificates.crt)
-// followed by the session CA.
-[[nodiscard]] base::Result<std::string> merged_trust_bundle(const std::string& system_bundle,
-                                                            const SessionCa& ca);
 
 inline constexpr const char* kSystemBundle = "/etc/ssl/certs/ca-certificates.crt";
 

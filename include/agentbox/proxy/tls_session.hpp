@@ -90,6 +90,10 @@ class TlsChannel {
   [[nodiscard]] bool resumed() const;        // the handshake resumed an earlier session
   [[nodiscard]] SSL* native() const { return ssl_.get(); }
   [[nodiscard]] const std::string& error() const { return error_; }
+  // The peer ended the handshake with an alert about our certificate (unknown_ca,
+  // bad_certificate, certificate_unknown, ...): on the box side, its client does not trust the
+  // session CA (a trust store of its own).
+  [[nodiscard]] bool peer_refused_certificate() const { return refused_certificate_; }
 
  private:
   TlsChannel() = default;
@@ -98,6 +102,7 @@ class TlsChannel {
   std::unique_ptr<Wire> io_;  // on the heap: the BIO points at it and the channel moves
   ossl::SslPtr ssl_;          // declared after io_: freed first
   std::string error_;
+  bool refused_certificate_ = false;
 };
 
 // Event-loop adapters for non-blocking fds. pull() reads what `fd` has (bounded per call) and

@@ -10,6 +10,9 @@
 #include <fstream>
 #include <map>
 
+#include "agentbox/app/session_trust.hpp"
+#include "testkit/skip.hpp"
+
 namespace agentbox::app {
 namespace {
 
@@ -71,6 +74,14 @@ TEST(SessionProxy, ACredentialGivesThePlaceholderTrustAndAGitHelperNeverTheSecre
   if (::access("/etc/ssl/certs/ca-certificates.crt", R_OK) == 0) {
     EXPECT_TRUE(has("/etc/ssl/certs/ca-certificates.crt"));
   }
+  // The JVM's truststore: at /etc/agentbox and over every cacerts this host has.
+  EXPECT_TRUE(has(kBoxJavaStore));
+  for (const auto& f : java_trust_store_files("")) {
+    EXPECT_TRUE(has(f)) << f;
+  }
+  if (::access("/etc/ssl/certs/java/cacerts", R_OK) == 0) {
+    EXPECT_TRUE(has("/etc/ssl/certs/java/cacerts"));
+  }
   std::ifstream bundle(dir.path + "/ca-bundle.pem");
   std::string text((std::istreambuf_iterator<char>(bundle)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("BEGIN CERTIFICATE"), std::string::npos);
@@ -87,6 +98,43 @@ TEST(SessionProxy, AnUnsetEnvSourceMeansNoVariableNotAFailure) {
   auto env = as_map((*sp)->box_env());
   EXPECT_EQ(env.count("GITHUB_TOKEN"), 0u);
   EXPECT_EQ((*sp)->secret_env_sources().count("NOT_SET_ANYWHERE"), 1u);
+}
+
+TEST(SessionProxy, TrustCaAloneAddsItsCertificatesToTheBoxTrustWithoutACa) {
+  TempDir dir;
+  const std::string system = trust_store_files().front();
+  if (::access(system.c_str(), R_OK) != 0) {
+    testkit::skip("no system bundle at " + system);
+    return;
+  }
+  // Any PEM certificate does: the first one of the system bundle.
+  std::ifstream in(system);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t end = text.find("-----END CERTIFICATE-----");
+  ASSERT_NE(end, std::string::npos);
+  {
+    std::ofstream(dir.path + "/private-ca.pem")
+        << text.substr(text.find("-----BEGIN CERTIFICATE-----"), end + 26);
+  }
+  config::Policy p;
+  p.trust_ca.push_back({dir.path + "/private-ca.pem", {"--trust-ca"}});
+  audit::MemorySink sink;
+  auto sp = SessionProxy::create(p, {}, "/home/u", dir.path, sink);
+  ASSERT_TRUE(sp) << sp.error().message();
+  EXPECT_EQ(as_map((*sp)->box_env())["SSL_CERT_FILE"], kBoxBundle);
+  EXPECT_FALSE((*sp)->overlays().empty());
+  EXPECT_EQ(sink.lines().find("proxy.ca"), std::string::npos);  // nothing intercepted
+  std::ifstream bundle(dir.path + "/ca-bundle.pem");
+  std::string merged((std::istreambuf_iterator<char>(bundle)), std::istreambuf_iterator<char>());
+  EXPECT_NE(merged.find("# agentbox: "), std::string::npos);
+  EXPECT_EQ(::access((dir.path + "/cacerts.p12").c_str(), R_OK), 0);
+
+  p.trust_ca = {{dir.path + "/nothing.pem", {"--trust-ca"}}};
+  std::ofstream(dir.path + "/nothing.pem") << "not a certificate\n";
+  auto bad = SessionProxy::create(p, {}, "/home/u", dir.path, sink);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("no PEM certificate in"), std::string::npos)
+      << bad.error().message();
 }
 
 TEST(SessionProxy, NothingToInterceptMeansNoCaAndUntouchedTrustStores) {

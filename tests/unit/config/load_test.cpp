@@ -194,6 +194,7 @@ TEST(Load, EveryKeyOfAValidFile) {
   EXPECT_EQ(p.raw_tcp.at(0).value, "github.com:22");
   EXPECT_EQ(p.connect_to.at(0).value, "api.example.com:443:127.0.0.1:8443");
   EXPECT_EQ(p.upstream_ca.at(0).value, "/etc/corp/root.pem");
+  EXPECT_EQ(p.trust_ca.at(0).value, "/srv/test/ca.pem");
   ASSERT_EQ(p.http_rules.size(), 1u);
   EXPECT_EQ(p.http_rules[0].host, "docs.rs");
   EXPECT_EQ(p.http_rules[0].methods, (std::vector<std::string>{"GET", "HEAD"}));
@@ -460,6 +461,7 @@ TEST(Narrow, WorkspaceFileRefusesEveryGrantOnlyKey) {
       {"[network]\nconnect_to = [\"x.example:443:127.0.0.1:1\"]\n",
        ":2:1: `network.connect_to` cannot be set"},
       {"[network]\nupstream_ca = [\"/tmp/ca.pem\"]\n", ":2:1: `network.upstream_ca` cannot be set"},
+      {"[network]\ntrust_ca = [\"/tmp/ca.pem\"]\n", ":2:1: `network.trust_ca` cannot be set"},
       {"[[network.rule]]\nhost = \"x.example\"\n", ":1:1: `network.rule` cannot be set"},
       {"[credentials.x]\nenv = \"X\"\nfrom = \"env:X\"\nhosts = [\"x.example\"]\n",
        ":1:1: `credentials` cannot be set"},

@@ -4,17 +4,19 @@
 #include <gtest/gtest.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <sys/socket.h>
 
 #include <fstream>
 
 #include "agentbox/base/unique_fd.hpp"
+#include "agentbox/proxy/trust_store.hpp"
 
 namespace agentbox::proxy {
 namespace {
 
 // X509_verify_cert with a store holding only the CA, for `host` as a TLS server.
-int verify(const SessionCa& ca, X509* leaf, const std::string& host) {
+int verify(const SessionCa& ca, X509* leaf, const std::string& host, unsigned long flags = 0) {
   ossl::StorePtr store(X509_STORE_new());
   X509_STORE_add_cert(store.get(), ca.cert());
   ossl::StoreCtxPtr ctx(X509_STORE_CTX_new());
@@ -22,6 +24,7 @@ int verify(const SessionCa& ca, X509* leaf, const std::string& host) {
   X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
   X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
   X509_VERIFY_PARAM_set_purpose(param, X509_PURPOSE_SSL_SERVER);
+  X509_VERIFY_PARAM_set_flags(param, flags);
   const int ok = X509_verify_cert(ctx.get());
   return ok == 1 ? X509_V_OK : X509_STORE_CTX_get_error(ctx.get());
 }
@@ -108,6 +111,56 @@ TEST(SessionCa, NameConstraintsBiteEvenWhenMintingIsForced) {
   EXPECT_EQ(verify(ca, (*apex)->cert.get(), "github.com"), X509_V_ERR_PERMITTED_VIOLATION);
 }
 
+TEST(SessionCa, StrictVerificationAcceptsTheCaAndItsLeaves) {
+  auto ca = make_ca();
+  auto leaf = ca.leaf_for("api.github.com");
+  ASSERT_TRUE(leaf.has_value());
+  EXPECT_EQ(verify(ca, (*leaf)->cert.get(), "api.github.com", X509_V_FLAG_X509_STRICT), X509_V_OK);
+  // What strict verifiers look for, each present (OpenSSL 3.0 exempts a root from the AKI check;
+  // others do not).
+  for (X509* x : {ca.cert(), (*leaf)->cert.get()}) {
+    EXPECT_NE(X509_get0_subject_key_id(x), nullptr);
+    EXPECT_NE(X509_get0_authority_key_id(x), nullptr);
+    int crit = 0;
+    EXPECT_NE(X509_get_ext_d2i(x, NID_key_usage, &crit, nullptr), nullptr);
+    EXPECT_EQ(crit, 1);
+  }
+}
+
+TEST(TrustStore, Pkcs12HoldsEveryCertificateMarkedTrustedForTheJdk) {
+  auto ca = make_ca();
+  auto other = make_ca();
+  auto der = pkcs12_trust_store({ca.cert(), other.cert()});
+  ASSERT_TRUE(der.has_value()) << der.error().message();
+  const auto* p = reinterpret_cast<const unsigned char*>(der->data());
+  std::unique_ptr<PKCS12, ossl::Deleter<PKCS12, PKCS12_free>> p12(
+      d2i_PKCS12(nullptr, &p, static_cast<long>(der->size())));
+  ASSERT_TRUE(p12);
+  EXPECT_EQ(PKCS12_verify_mac(p12.get(), kJdkStorePassword, -1), 1);
+  STACK_OF(PKCS7)* safes = PKCS12_unpack_authsafes(p12.get());
+  ASSERT_NE(safes, nullptr);
+  ASSERT_EQ(sk_PKCS7_num(safes), 1);
+  PKCS7* p7 = sk_PKCS7_value(safes, 0);
+  EXPECT_EQ(OBJ_obj2nid(p7->type), NID_pkcs7_data);  // unencrypted: readable with no password
+  STACK_OF(PKCS12_SAFEBAG)* bags = PKCS12_unpack_p7data(p7);
+  ASSERT_NE(bags, nullptr);
+  ASSERT_EQ(sk_PKCS12_SAFEBAG_num(bags), 2);
+  std::unique_ptr<ASN1_OBJECT, ossl::Deleter<ASN1_OBJECT, ASN1_OBJECT_free>> trusted(
+      OBJ_txt2obj("2.16.840.1.113894.746875.1.1", 1));
+  for (int i = 0; i < 2; ++i) {
+    const PKCS12_SAFEBAG* bag = sk_PKCS12_SAFEBAG_value(bags, i);
+    EXPECT_EQ(PKCS12_SAFEBAG_get_nid(bag), NID_certBag);
+    EXPECT_GE(X509at_get_attr_by_OBJ(PKCS12_SAFEBAG_get0_attrs(bag), trusted.get(), -1), 0);
+    char* name = PKCS12_get_friendlyname(const_cast<PKCS12_SAFEBAG*>(bag));
+    EXPECT_NE(name, nullptr);
+    OPENSSL_free(name);
+    ossl::X509Ptr cert(PKCS12_SAFEBAG_get1_cert(bag));
+    EXPECT_EQ(X509_cmp(cert.get(), i == 0 ? ca.cert() : other.cert()), 0);
+  }
+  sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+  sk_PKCS7_pop_free(safes, PKCS7_free);
+}
+
 TEST(SessionCa, TrustBundleAppendsTheCa) {
   auto ca = make_ca();
   char path[] = "/tmp/agentbox-bundle-XXXXXX";
@@ -115,12 +168,12 @@ TEST(SessionCa, TrustBundleAppendsTheCa) {
   ASSERT_GE(fd, 0);
   close(fd);
   std::ofstream(path) << "-----BEGIN CERTIFICATE-----\nSYSTEM\n-----END CERTIFICATE-----";
-  auto bundle = merged_trust_bundle(path, ca);
+  auto bundle = merged_trust_bundle(path, {ca.cert()});
   unlink(path);
   ASSERT_TRUE(bundle.has_value());
   EXPECT_EQ(bundle->find("SYSTEM"), 28u);
   EXPECT_NE(bundle->find(ca.pem()), std::string::npos);
-  EXPECT_FALSE(merged_trust_bundle("/nonexistent/bundle.crt", ca).has_value());
+  EXPECT_FALSE(merged_trust_bundle("/nonexistent/bundle.crt", {ca.cert()}).has_value());
 }
 
 // Drives both ends of a TLS handshake over non-blocking socketpair ends, bounded.

@@ -1,0 +1,39 @@
+// The trust material the box sees, in the forms its clients read: a PEM bundle (OpenSSL, Go,
+// Python, Node, curl, git) and a PKCS#12 truststore (the JVM's cacerts format).
+//
+// Theory of operation: the supervisor reads the system bundle and the user's --trust-ca files
+// once, adds the session CA (when something is intercepted), and writes both forms into the
+// session folder; app binds them over the distributions' paths. Nothing here is secret: the
+// files hold certificates only.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "agentbox/base/result.hpp"
+#include "agentbox/proxy/openssl_ptr.hpp"
+
+namespace agentbox::proxy {
+
+// Every certificate in a PEM file (other PEM blocks are skipped). An unreadable file, or one
+// without a certificate, is an error naming it.
+[[nodiscard]] base::Result<std::vector<ossl::X509Ptr>> read_pem_certs(const std::string& path);
+
+// The box's PEM trust bundle: the system bundle (e.g. /etc/ssl/certs/ca-certificates.crt)
+// followed by `extra` (the session CA, --trust-ca certificates), each under a comment line.
+[[nodiscard]] base::Result<std::string> merged_trust_bundle(const std::string& system_bundle,
+                                                            const std::vector<X509*>& extra);
+
+// PEM text of one certificate (empty if OpenSSL cannot encode it).
+[[nodiscard]] std::string cert_pem(X509* cert);
+
+// A PKCS#12 truststore as the JDK reads one (keytool -importcert, or OpenSSL 3.2's
+// `pkcs12 -jdktrust`): one unencrypted certificate bag per certificate, each with a
+// friendlyName (the JDK's alias) and Oracle's trustedKeyUsage attribute (without it the JDK
+// ignores a certificate that has no private key), and a SHA-256 MAC under the JDK's default
+// cacerts password "changeit". The JDK loads it with or without that password.
+[[nodiscard]] base::Result<std::string> pkcs12_trust_store(const std::vector<X509*>& certs);
+
+inline constexpr const char* kJdkStorePassword = "changeit";
+
+}  // namespace agentbox::proxy

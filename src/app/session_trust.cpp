@@ -1,0 +1,166 @@
+// The box's trust material: PEM bundle, hashed directory, JVM truststore (see session_trust.hpp).
+#include "agentbox/app/session_trust.hpp"
+
+#include <fmt/format.h>
+#include <glob.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
+
+#include <climits>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "agentbox/app/session_proxy.hpp"
+#include "agentbox/base/sys.hpp"
+#include "agentbox/proxy/trust_store.hpp"
+
+namespace agentbox::app {
+
+using base::Error;
+using base::Result;
+
+namespace {
+
+// Where distributions keep the JVM's default truststore (the JDK's lib/security/cacerts is
+// often a link to one of these).
+const std::vector<std::string>& java_store_paths() {
+  static const std::vector<std::string> paths = {
+      "/etc/ssl/certs/java/cacerts",               // Debian, Ubuntu, Arch (ca-certificates-java)
+      "/etc/pki/ca-trust/extracted/java/cacerts",  // Fedora, RHEL
+      "/var/lib/ca-certificates/java-cacerts",     // openSUSE
+      "/usr/lib/jvm/*/lib/security/cacerts",       // JDK 9+ packages
+      "/usr/lib/jvm/*/jre/lib/security/cacerts",   // JDK 8
+      "/usr/lib64/jvm/*/lib/security/cacerts",     // openSUSE, older Fedora
+      "/opt/java/*/lib/security/cacerts",          // Temurin images (/opt/java/openjdk)
+  };
+  return paths;
+}
+
+// The real file behind `path` when it is a regular file.
+std::optional<std::string> real_file(const std::string& path) {
+  char buf[PATH_MAX];
+  struct stat st {};
+  if (::realpath(path.c_str(), buf) == nullptr || ::stat(buf, &st) != 0 || !S_ISREG(st.st_mode)) {
+    return std::nullopt;
+  }
+  return std::string(buf);
+}
+
+// The hashed directory form (`openssl rehash`), for clients that look certificates up by
+// subject hash: HASH.0, HASH.1, ... for subjects that share a hash.
+base::Status write_cert_dir(const std::string& dir, const std::vector<X509*>& certs) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Error::sys(errno, "mkdir", dir);
+  }
+  std::map<unsigned long, int> used;
+  for (X509* cert : certs) {
+    const unsigned long hash = X509_subject_name_hash(cert);
+    AGENTBOX_TRY(base::write_file(fmt::format("{}/{:08x}.{}", dir, hash, used[hash]++),
+                                  proxy::cert_pem(cert)));
+  }
+  return base::ok();
+}
+
+// The --trust-ca certificates, each file read once; an error names the file and where it was set.
+Result<std::vector<proxy::ossl::X509Ptr>> read_trust_ca(const TrustInputs& in) {
+  std::vector<proxy::ossl::X509Ptr> out;
+  for (const auto& [path, origin] : in.trust_ca) {
+    auto certs = proxy::read_pem_certs(path);
+    if (!certs) {
+      return std::move(certs).error().context(fmt::format("trust_ca `{}` ({})", path, origin));
+    }
+    for (auto& c : *certs) {
+      out.push_back(std::move(c));
+    }
+  }
+  return out;
+}
+
+// The JVM truststore: the system roots and the extras.
+Result<std::string> java_store(const std::string& system_bundle, const std::vector<X509*>& extra) {
+  AGENTBOX_ASSIGN_OR_RETURN(auto system, proxy::read_pem_certs(system_bundle));
+  std::vector<X509*> all;
+  for (const auto& c : system) {
+    all.push_back(c.get());
+  }
+  all.insert(all.end(), extra.begin(), extra.end());
+  auto store = proxy::pkcs12_trust_store(all);
+  if (!store) {
+    return std::move(store).error().context("building the box's Java truststore");
+  }
+  return store;
+}
+
+}  // namespace
+
+std::vector<std::string> java_trust_store_files(const std::string& java_home) {
+  std::vector<std::string> patterns = java_store_paths();
+  if (!java_home.empty()) {
+    patterns.push_back(java_home + "/lib/security/cacerts");
+    patterns.push_back(java_home + "/jre/lib/security/cacerts");
+  }
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& p : patterns) {
+    glob_t g{};
+    if (::glob(p.c_str(), GLOB_NOSORT, nullptr, &g) == 0) {
+      for (size_t i = 0; i < g.gl_pathc; ++i) {
+        if (auto real = real_file(g.gl_pathv[i]); real && seen.insert(*real).second) {
+          out.push_back(*real);
+        }
+      }
+    }
+    ::globfree(&g);
+  }
+  return out;
+}
+
+Result<BoxTrust> make_box_trust(const TrustInputs& in) {
+  BoxTrust out;
+  AGENTBOX_ASSIGN_OR_RETURN(auto trusted, read_trust_ca(in));
+  std::vector<X509*> extra;
+  if (in.session_ca != nullptr) {
+    extra.push_back(in.session_ca);
+  }
+  for (const auto& c : trusted) {
+    extra.push_back(c.get());
+  }
+  if (extra.empty()) {
+    return out;
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(std::string bundle,
+                            proxy::merged_trust_bundle(in.system_bundle, extra));
+  const std::string bundle_path = in.session_dir + "/ca-bundle.pem";
+  AGENTBOX_TRY(base::write_file(bundle_path, bundle));
+  const std::string cert_dir = in.session_dir + "/certs";
+  AGENTBOX_TRY(write_cert_dir(cert_dir, extra));
+  AGENTBOX_ASSIGN_OR_RETURN(std::string p12, java_store(in.system_bundle, extra));
+  const std::string java_path = in.session_dir + "/cacerts.p12";
+  AGENTBOX_TRY(base::write_file(java_path, p12));
+
+  for (const auto& name : trust_env_names()) {
+    out.env.emplace_back(name, kBoxBundle);
+  }
+  out.env.emplace_back("SSL_CERT_DIR", fmt::format("{}:/etc/ssl/certs", kBoxCertDir));
+  out.overlays.push_back({.target = kBoxBundle, .source = bundle_path});
+  out.overlays.push_back({.target = kBoxCertDir, .source = cert_dir, .dir = true});
+  out.overlays.push_back({.target = kBoxJavaStore, .source = java_path});
+  // Links (Debian's /usr/lib/ssl/cert.pem, Fedora's ca-bundle.crt, a JDK's cacerts) are
+  // resolved: a bind lands on the file they lead to, once.
+  std::set<std::string> seen;
+  for (const auto& f : trust_store_files()) {
+    if (auto real = real_file(f); real && seen.insert(*real).second) {
+      out.overlays.push_back({.target = *real, .source = bundle_path});
+    }
+  }
+  for (const auto& f : java_trust_store_files(in.java_home)) {
+    if (seen.insert(f).second) {
+      out.overlays.push_back({.target = f, .source = java_path});
+    }
+  }
+  return out;
+}
+
+}  // namespace agentbox::app

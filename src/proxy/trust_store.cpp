@@ -1,0 +1,146 @@
+// PEM certificates in, a JDK-readable PKCS#12 truststore out (see trust_store.hpp).
+#include "agentbox/proxy/trust_store.hpp"
+
+#include <fmt/format.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+
+#include <array>
+#include <memory>
+
+#include "agentbox/base/sys.hpp"
+#include "agentbox/proxy/tls_ca.hpp"
+
+namespace agentbox::proxy {
+
+namespace {
+
+// Oracle's trustedKeyUsage attribute (JDK sun.security.pkcs12.PKCS12KeyStore, TrustedKeyUsage_OID):
+// a certificate bag without a private key becomes a trusted entry only when it carries it.
+constexpr const char* kJdkTrustedKeyUsage = "2.16.840.1.113894.746875.1.1";
+constexpr const char* kAnyExtendedKeyUsage = "2.5.29.37.0";
+
+struct FreeBags {
+  void operator()(STACK_OF(PKCS12_SAFEBAG) * s) const {
+    sk_PKCS12_SAFEBAG_pop_free(s, PKCS12_SAFEBAG_free);
+  }
+};
+struct FreeSafes {
+  void operator()(STACK_OF(PKCS7) * s) const { sk_PKCS7_pop_free(s, PKCS7_free); }
+};
+using BagsPtr = std::unique_ptr<STACK_OF(PKCS12_SAFEBAG), FreeBags>;
+using SafesPtr = std::unique_ptr<STACK_OF(PKCS7), FreeSafes>;
+using P12Ptr = std::unique_ptr<PKCS12, ossl::Deleter<PKCS12, PKCS12_free>>;
+using ObjPtr = std::unique_ptr<ASN1_OBJECT, ossl::Deleter<ASN1_OBJECT, ASN1_OBJECT_free>>;
+
+base::Error ssl_error(std::string what) {
+  if (auto detail = ossl::drain_errors(); !detail.empty()) {
+    what = fmt::format("{}: {}", what, detail);
+  }
+  return base::Error::msg(std::move(what));
+}
+
+// One certificate bag: the certificate, its alias, and the JDK's trust mark.
+bool add_trusted_bag(STACK_OF(PKCS12_SAFEBAG) * *bags, X509* cert, const std::string& alias,
+                     const ASN1_OBJECT* any_eku) {
+  PKCS12_SAFEBAG* bag = PKCS12_add_cert(bags, cert);  // owned by *bags
+  return bag != nullptr && PKCS12_add_friendlyname_asc(bag, alias.c_str(), -1) == 1 &&
+         // len -1 with a non-string type: the data is the ASN1_OBJECT itself (copied).
+         PKCS12_add1_attr_by_txt(bag, kJdkTrustedKeyUsage, V_ASN1_OBJECT,
+                                 reinterpret_cast<const unsigned char*>(any_eku), -1) == 1;
+}
+
+}  // namespace
+
+base::Result<std::vector<ossl::X509Ptr>> read_pem_certs(const std::string& path) {
+  auto text = base::read_file(path, 16u << 20);
+  if (!text) {
+    return std::move(text).error();
+  }
+  ossl::BioPtr bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
+  if (!bio) {
+    return ssl_error("BIO_new_mem_buf");
+  }
+  std::vector<ossl::X509Ptr> out;
+  while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+    out.emplace_back(x);
+  }
+  (void)ossl::drain_errors();  // the end of the input reads as "no start line"
+  if (out.empty()) {
+    return base::Error::msg(fmt::format("no PEM certificate in `{}`", path))
+        .hint("expected one or more -----BEGIN CERTIFICATE----- blocks");
+  }
+  return out;
+}
+
+std::string cert_pem(X509* cert) {
+  ossl::BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_X509(bio.get(), cert) != 1) {
+    return {};
+  }
+  char* data = nullptr;
+  const long n = BIO_ctrl(bio.get(), BIO_CTRL_INFO, 0, &data);  // BIO_get_mem_data()
+  return n > 0 ? std::string(data, static_cast<size_t>(n)) : std::string();
+}
+
+base::Result<std::string> merged_trust_bundle(const std::string& system_bundle,
+                                              const std::vector<X509*>& extra) {
+  auto system = base::read_file(system_bundle, 16u << 20);
+  if (!system) {
+    return std::move(system)
+        .error()
+        .context("building the box's trust bundle")
+        .hint("install the distribution's CA bundle (Debian: ca-certificates)");
+  }
+  std::string out = std::move(*system);
+  if (!out.empty() && out.back() != '\n') {
+    out.push_back('\n');
+  }
+  for (X509* cert : extra) {
+    std::array<char, 256> name{};
+    X509_NAME_oneline(X509_get_subject_name(cert), name.data(), static_cast<int>(name.size()));
+    out += fmt::format("# agentbox: {}\n", name.data());
+    out += cert_pem(cert);
+  }
+  return out;
+}
+
+base::Result<std::string> pkcs12_trust_store(const std::vector<X509*>& certs) {
+  ObjPtr any_eku(OBJ_txt2obj(kAnyExtendedKeyUsage, 1));
+  if (!any_eku) {
+    return ssl_error("OBJ_txt2obj");
+  }
+  STACK_OF(PKCS12_SAFEBAG)* raw_bags = nullptr;
+  for (size_t i = 0; i < certs.size(); ++i) {
+    const bool ok =
+        add_trusted_bag(&raw_bags, certs[i], fmt::format("agentbox-{}", i), any_eku.get());
+    if (!ok) {
+      BagsPtr free_bags(raw_bags);
+      return ssl_error("adding a certificate to the PKCS#12 truststore");
+    }
+  }
+  BagsPtr bags(raw_bags);
+  // Unencrypted data: a JDK that loads the store without a password skips encrypted bags.
+  SafesPtr safes(sk_PKCS7_new_null());
+  PKCS7* p7 = bags ? PKCS12_pack_p7data(bags.get()) : nullptr;
+  if (!safes || p7 == nullptr || sk_PKCS7_push(safes.get(), p7) == 0) {
+    PKCS7_free(p7);
+    return ssl_error("packing the PKCS#12 truststore");
+  }
+  P12Ptr p12(PKCS12_add_safes(safes.get(), 0));
+  if (!p12 || PKCS12_set_mac(p12.get(), kJdkStorePassword, -1, nullptr, 0, PKCS12_DEFAULT_ITER,
+                             EVP_sha256()) != 1) {
+    return ssl_error("making the PKCS#12 truststore");
+  }
+  unsigned char* der = nullptr;
+  const int n = i2d_PKCS12(p12.get(), &der);
+  if (n <= 0) {
+    return ssl_error("encoding the PKCS#12 truststore");
+  }
+  std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(n));
+  OPENSSL_free(der);
+  return out;
+}
+
+}  // namespace agentbox::proxy
