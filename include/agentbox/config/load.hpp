@@ -33,6 +33,7 @@ struct Flags {
   std::optional<std::string> pids;
   std::optional<std::string> cpus;
   bool audit_required = false;  // --audit-required
+  bool inspect_all = false;     // --inspect-all
 };
 
 struct LoadOptions {
