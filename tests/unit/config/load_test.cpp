@@ -337,7 +337,7 @@ TEST(Load, AllowTablesMarkHostsToInspect) {
   ASSERT_TRUE(r) << r.error().render();
   const Policy& p = r->policy;
   ASSERT_EQ(p.net_allow.size(), 3u);
-  EXPECT_EQ(p.net_allow[1].value, "cdn.example:443");
+  EXPECT_EQ(p.net_allow[0].value, "cdn.example:443");  // tables first, then the strings
   ASSERT_EQ(p.inspect.size(), 1u);
   EXPECT_EQ(p.inspect[0].value, "cdn.example:443");
   EXPECT_TRUE(p.inspect_all.value);
