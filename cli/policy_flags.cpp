@@ -54,6 +54,8 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
   sub->add_option("--cpus", f.cpus, "CPU limit (e.g. 1.5; needs a cgroup, else not enforced)");
   sub->add_flag("--audit-required", f.audit_required,
                 "End the session (status 125) when an audit line cannot be written");
+  sub->add_flag("--inspect-all", f.inspect_all,
+                "Intercept every allowed TLS host to check Host = SNI and block placeholders");
   sub->add_flag("--no-config", o.no_user_config,
                 "Ignore /etc/agentbox and your user config (built-ins, profile and flags only)");
 }

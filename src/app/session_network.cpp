@@ -19,6 +19,7 @@
 
 #include "agentbox/base/log.hpp"
 #include "agentbox/net/connect.hpp"
+#include "agentbox/net/host_addr_watch.hpp"
 #include "agentbox/net/stack.hpp"
 #include "agentbox/net/tap_setup.hpp"
 #include "agentbox/policy/egress.hpp"
@@ -245,6 +246,7 @@ struct Running {
   std::unique_ptr<LoopPoller> poller;
   std::unique_ptr<net::FlowHandler> handler;
   std::unique_ptr<net::Stack> stack;
+  std::unique_ptr<net::HostAddrWatch> host_addrs;
   event::WatchId tap_watch = 0;
   event::WatchId timer_watch = 0;
   std::optional<net::Clock::time_point> armed;
@@ -345,6 +347,9 @@ base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop) {
   }
   run->timer = base::UniqueFd(tfd);
   Running* r = run.get();
+  // Before any flow: the host's own addresses are refused from the first connection on.
+  AGENTBOX_ASSIGN_OR_RETURN(run->host_addrs, net::HostAddrWatch::create(loop));
+  impl_->policy.use_host_addrs(run->host_addrs->addrs());
   run->poller = std::make_unique<LoopPoller>(loop, [r](uint64_t token, uint32_t events) {
     r->stack->tcp().on_socket(token, events, net::Clock::now());
     r->rearm();

@@ -13,6 +13,7 @@
 #include "agentbox/base/log.hpp"
 #include "agentbox/base/sys.hpp"
 #include "agentbox/config/load.hpp"
+#include "agentbox/policy/egress.hpp"
 #include "agentbox/proxy/credentials.hpp"
 #include "agentbox/proxy/http_rules.hpp"
 #include "agentbox/proxy/proxy_handler.hpp"
@@ -257,6 +258,14 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
                                         .paths = r.paths,
                                         .max_body = r.max_body});
   }
+  // Passthrough hosts to intercept only for the checks (Host = SNI, placeholders): the allow
+  // rules marked `inspect = true`, or every allowed name with --inspect-all.
+  for (const auto& r : policy.inspect_all.value ? policy.net_allow : policy.inspect) {
+    auto rule = policy::EgressRule::parse(r.value);
+    if (const auto* host = rule ? std::get_if<policy::HostPattern>(&rule->target) : nullptr) {
+      impl->options.inspect.push_back(host->to_string());
+    }
+  }
   for (const auto& r : policy.raw_tcp) {
     impl->options.raw_tcp.push_back(r.value);
   }
@@ -280,7 +289,8 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
   // A CA only when something must be intercepted: a session without credentials or HTTP rules
   // decrypts nothing and the box's trust stores stay as they are (unless trust_ca adds to them).
   auto hosts = proxy::ProxyHandler::intercept_hosts(
-      impl->options.http_rules, impl->credentials ? &*impl->credentials : nullptr);
+      impl->options.http_rules, impl->credentials ? &*impl->credentials : nullptr,
+      impl->options.inspect);
   if (!hosts.empty()) {
     auto ca = proxy::SessionCa::create({.hosts = hosts});
     if (!ca) {

@@ -724,6 +724,69 @@ std::optional<HttpRule> parse_rule(Ctx& c, const Value& t) {
   return ok && before == c.problems.size() ? std::optional(rule) : std::nullopt;
 }
 
+// `{ host = "cdn.example.com", inspect = true }` in network.allow: allowed as the string form,
+// and intercepted only to check Host = SNI and to block placeholders (docs/PROXY.md).
+void apply_allow_table(Ctx& c, const Value& t) {
+  if (c.mode == Mode::kNarrow) {
+    widen_error(c, t, "network.allow");
+    return;
+  }
+  std::optional<std::string> host;
+  bool inspect = false;
+  Ctx inner = c;
+  Schema schema = {
+      {"host",
+       [&](Ctx& cc, const Value& v) {
+         if (auto s = get_string(cc, v, "network.allow.host")) {
+           if (auto why = egress_validator("network.allow.host")(*s)) {
+             problem(cc, v, *why);
+           } else {
+             host = *s;
+           }
+         }
+       }},
+      {"inspect",
+       [&](Ctx& cc, const Value& v) {
+         if (!v.is_boolean()) {
+           problem(cc, v,
+                   fmt::format("`network.allow.inspect` must be true or false, found {}",
+                               type_name(v)));
+         } else {
+           inspect = v.as_boolean();
+         }
+       }},
+  };
+  size_t before = c.problems.size();
+  walk(inner, t, "network.allow", schema);
+  if (!host) {
+    if (before == c.problems.size()) {
+      problem(c, t, "a table in `network.allow` needs a `host`");
+    }
+    return;
+  }
+  c.p.net_allow.push_back({*host, origin_of(t)});
+  if (inspect) {
+    c.p.inspect.push_back({*host, origin_of(t)});
+  }
+}
+
+void apply_allow(Ctx& c, const Value& v) {
+  if (!v.is_array()) {
+    apply_list(c, v, "network.allow", c.p.net_allow, egress_validator("network.allow"));
+    return;
+  }
+  Value strings = v;  // the string entries, with their own locations
+  strings.as_array().clear();
+  for (const Value& e : v.as_array()) {
+    if (e.is_table()) {
+      apply_allow_table(c, e);
+    } else {
+      strings.as_array().push_back(e);
+    }
+  }
+  apply_list(c, strings, "network.allow", c.p.net_allow, egress_validator("network.allow"));
+}
+
 Schema network_schema() {
   auto grant_only_list = [](std::string name, std::vector<Sourced<std::string>> Policy::*field,
                             Validator check) {
@@ -751,10 +814,7 @@ Schema network_schema() {
            c.p.network_none = {*s == "none", origin_of(v)};
          }
        }},
-      {"allow",
-       [](Ctx& c, const Value& v) {
-         apply_list(c, v, "network.allow", c.p.net_allow, egress_validator("network.allow"));
-       }},
+      {"allow", &apply_allow},
       {"raw_tcp",
        [](Ctx& c, const Value& v) {
          apply_list(c, v, "network.raw_tcp", c.p.raw_tcp, egress_validator("network.raw_tcp"));
@@ -1135,6 +1195,9 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
       flag_problem(problems, "--network", fmt::format("`{}` is not a network mode", *f.network),
                    "expected none (only `lo`) or filtered (the default)");
     }
+  }
+  if (f.inspect_all) {
+    p.inspect_all = Sourced<bool>{true, {"--inspect-all"}};
   }
   if (f.timeout) {
     if (auto d = parse_duration(*f.timeout)) {

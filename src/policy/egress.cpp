@@ -176,9 +176,19 @@ Decision EgressPolicy::decide_name_any_port(std::string_view target) const {
   return {.allowed = false, .rule = {}, .rule_text = {}, .reason = "no rule allows this name"};
 }
 
+Classification EgressPolicy::classify_dest(const IpAddr& addr) const {
+  auto cls = classify(addr);
+  if (cls.kind == Special::kNone && host_addrs_) {
+    if (auto net = host_addrs_->find(addr)) {
+      return {Special::kHost, *net};
+    }
+  }
+  return cls;
+}
+
 Decision EgressPolicy::decide_address(const IpAddr& raw, uint16_t port) const {
   IpAddr addr = unmap(raw);
-  auto cls = classify(addr);
+  auto cls = classify_dest(addr);
   for (size_t i = 0; i < rules_.size(); ++i) {
     const auto* cidr = std::get_if<Cidr>(&rules_[i].target);
     if (!cidr || !cidr->contains(addr) || !rules_[i].ports.contains(port)) {
@@ -201,7 +211,7 @@ Decision EgressPolicy::decide_address(const IpAddr& raw, uint16_t port) const {
 
 Decision EgressPolicy::check_resolved(const IpAddr& raw, uint16_t port) const {
   IpAddr addr = unmap(raw);
-  if (classify(addr).kind == Special::kNone) {
+  if (classify_dest(addr).kind == Special::kNone) {
     return {.allowed = true, .rule = {}, .rule_text = {}, .reason = {}};
   }
   return decide_address(addr, port);

@@ -262,6 +262,8 @@ std::string_view to_string(Special s) {
       return "broadcast";
     case Special::kReserved:
       return "reserved";
+    case Special::kHost:
+      return "host's own";
   }
   return "?";
 }

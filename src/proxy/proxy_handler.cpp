@@ -130,10 +130,16 @@ bool unplug(Conn::Plug& p, int ours) {
 }  // namespace
 
 std::vector<std::string> ProxyHandler::intercept_hosts(const std::vector<HttpRuleSpec>& rules,
-                                                       const CredentialSet* credentials) {
+                                                       const CredentialSet* credentials,
+                                                       const std::vector<std::string>& inspect) {
   std::vector<std::string> out;
   for (const auto& r : rules) {
     if (auto p = policy::HostPattern::parse(r.host)) {
+      out.push_back(p->to_string());
+    }
+  }
+  for (const auto& h : inspect) {
+    if (auto p = policy::HostPattern::parse(h)) {
       out.push_back(p->to_string());
     }
   }
@@ -163,7 +169,7 @@ base::Result<std::unique_ptr<ProxyHandler>> ProxyHandler::create(
     UpstreamSessions::attach(upstream_ctx.get());
   }
   std::vector<policy::HostPattern> intercept;
-  for (const auto& p : intercept_hosts(options.http_rules, credentials)) {
+  for (const auto& p : intercept_hosts(options.http_rules, credentials, options.inspect)) {
     if (auto hp = policy::HostPattern::parse(p)) {
       intercept.push_back(std::move(*hp));
     }

@@ -138,6 +138,7 @@ class UpstreamFixture : public WorldTest {
       a.push_back("--connect-to");
       a.push_back(fmt::format("{}:443:127.0.0.1:{}", h, port_));
     }
+    a.insert(a.end(), extra_flags_.begin(), extra_flags_.end());
     a.insert(a.end(), {"--", "sh", "-c", script});
     RunOptions o;
     o.env = env();
@@ -153,6 +154,7 @@ class UpstreamFixture : public WorldTest {
   std::string seen() { return slurp(up_ + "/seen.log"); }
   std::string audit() { return all_audit_logs(w_); }
 
+  Args extra_flags_;  // more `agentbox run` flags for box()
   std::string up_;
   std::string cfg_;
   uint16_t port_ = 0;

@@ -35,6 +35,7 @@ struct Flags {
   std::optional<std::string> cpus;
   bool audit_required = false;         // --audit-required
   std::optional<std::string> network;  // --network none|filtered
+  bool inspect_all = false;            // --inspect-all
 };
 
 struct LoadOptions {

@@ -125,8 +125,12 @@ struct Policy {
   // mode = "none": the box has only `lo`: no tap, no stack, no proxy (works without
   // /dev/net/tun); "filtered" (the default) is the allow-listed network through the proxy.
   Sourced<bool> network_none{false, {"built-in"}};
-  std::vector<Sourced<std::string>> net_allow;    // "host[:port]", "*.host", "CIDR[:port]"
-  std::vector<Sourced<std::string>> raw_tcp;      // "host:port" allowed without TLS/HTTP
+  std::vector<Sourced<std::string>> net_allow;  // "host[:port]", "*.host", "CIDR[:port]"
+  std::vector<Sourced<std::string>> raw_tcp;    // "host:port" allowed without TLS/HTTP
+  // Allowed host patterns whose TLS is intercepted only to check Host = SNI and to block any
+  // placeholder (`{ host = ..., inspect = true }` in network.allow); inspect_all: every one.
+  std::vector<Sourced<std::string>> inspect;
+  Sourced<bool> inspect_all{false, {"built-in"}};
   std::vector<Sourced<std::string>> connect_to;   // "HOST:PORT:ADDR:PORT"
   std::vector<Sourced<std::string>> upstream_ca;  // extra PEM files trusted upstream
   std::vector<Sourced<std::string>> trust_ca;     // extra PEM files the box (and upstream) trusts

@@ -11,9 +11,12 @@
 // CIDR rule names them explicitly: it contains the address and is no wider than the special
 // range itself (10.0.0.0/8 names the private range; 0.0.0.0/0 does not). This applies both to
 // literal destinations and to the address an allowed name resolved to (check_resolved).
+// The host's own interface addresses (host_addrs.hpp) count as special too, their range being the
+// interface's network, once use_host_addrs() gave the policy the session's live set.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,6 +25,7 @@
 
 #include "agentbox/base/result.hpp"
 #include "agentbox/policy/host.hpp"
+#include "agentbox/policy/host_addrs.hpp"
 #include "agentbox/policy/ip.hpp"
 
 namespace agentbox::policy {
@@ -56,6 +60,8 @@ class EgressPolicy {
   [[nodiscard]] static base::Result<EgressPolicy> parse(const std::vector<std::string>& rules);
 
   void add(EgressRule r) { rules_.push_back(std::move(r)); }
+  // The host's interface addresses, read at every decision (kept current by its owner).
+  void use_host_addrs(std::shared_ptr<const HostAddrs> addrs) { host_addrs_ = std::move(addrs); }
   [[nodiscard]] const std::vector<EgressRule>& rules() const { return rules_; }
 
   // `target` is a host name or an address literal in any spelling.
@@ -68,7 +74,11 @@ class EgressPolicy {
   [[nodiscard]] Decision check_resolved(const IpAddr& addr, uint16_t port) const;
 
  private:
+  // classify(), plus kHost for the host's own addresses.
+  [[nodiscard]] Classification classify_dest(const IpAddr& addr) const;
+
   std::vector<EgressRule> rules_;
+  std::shared_ptr<const HostAddrs> host_addrs_;
 };
 
 }  // namespace agentbox::policy

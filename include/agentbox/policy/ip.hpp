@@ -67,6 +67,7 @@ enum class Special : uint8_t {
   kUnspecified,  // 0/8, ::
   kBroadcast,    // 255.255.255.255
   kReserved,     // 240/4, 192.0.0/24, 198.18/15 (our synthetic pool), 192.0.2/24 etc., ::/96
+  kHost,         // one of the host's own interface addresses (EgressPolicy, never classify())
 };
 
 [[nodiscard]] std::string_view to_string(Special s);

@@ -58,6 +58,9 @@ namespace agentbox::proxy {
 struct ProxyOptions {
   std::vector<HttpRuleSpec> http_rules;
   std::vector<std::string> raw_tcp;  // egress rule grammar: "git.example.com:22", "CIDR:port"
+  // Host patterns intercepted although no credential or HTTP rule names them: only to check
+  // Host = SNI and to block placeholders (`inspect = true`, --inspect-all).
+  std::vector<std::string> inspect;
   std::vector<net::ConnectTo> connect_to;
   // Runs on the resolver's worker threads, never on the loop (net::AsyncResolver).
   net::Resolver resolver = net::system_resolve;
@@ -126,10 +129,11 @@ class ProxyHandler final : public net::FlowHandler {
 
   [[nodiscard]] const ProxyCounters& counters() const { return counters_; }
   [[nodiscard]] size_t connection_count() const { return conns_.size(); }
-  // Hosts the session CA must be able to sign for: the credentials' scopes and the HTTP rules'
-  // hosts (what the app passes as CaOptions::hosts).
+  // Hosts the session CA must be able to sign for: the credentials' scopes, the HTTP rules'
+  // hosts and the inspected ones (what the app passes as CaOptions::hosts).
   [[nodiscard]] static std::vector<std::string> intercept_hosts(
-      const std::vector<HttpRuleSpec>& rules, const CredentialSet* credentials);
+      const std::vector<HttpRuleSpec>& rules, const CredentialSet* credentials,
+      const std::vector<std::string>& inspect = {});
 
   // Internal API for the connection code (http_exchange.cpp, proxy_conn.cpp).
   struct Internals;

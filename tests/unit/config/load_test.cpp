@@ -326,6 +326,39 @@ TEST(Load, EnvFlagPassesOrSets) {
   EXPECT_EQ(r->policy.setenv.at("BAR").value, "baz=qux");
 }
 
+// Issue 14 item 9: an allow entry may be a table naming a host to inspect.
+TEST(Load, AllowTablesMarkHostsToInspect) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("system.toml",
+            "[network]\nallow = [\"a.example\", { host = \"cdn.example:443\", inspect = true },"
+            " { host = \"b.example\" }]\n");
+  o.flags.inspect_all = true;
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  const Policy& p = r->policy;
+  ASSERT_EQ(p.net_allow.size(), 3u);
+  EXPECT_EQ(p.net_allow[0].value, "cdn.example:443");  // tables first, then the strings
+  ASSERT_EQ(p.inspect.size(), 1u);
+  EXPECT_EQ(p.inspect[0].value, "cdn.example:443");
+  EXPECT_TRUE(p.inspect_all.value);
+  for (const char* bad : {"allow = [{ inspect = true }]", "allow = [{ host = \"x y\" }]",
+                          "allow = [{ host = \"a.example\", inspect = 1 }]",
+                          "allow = [{ host = \"a.example\", inspekt = true }]"}) {
+    dir.write("system.toml", std::string("[network]\n") + bad + "\n");
+    auto e = load(isolated(dir));
+    EXPECT_FALSE(e) << bad;
+  }
+  dir.write("system.toml", "[network]\nallow = [\"a.example\"]\n");
+  auto w = load(isolated(dir));
+  ASSERT_TRUE(w);
+  std::string ws = dir.write("ws/.agentbox.toml",
+                             "[network]\nallow = [{ host = \"a.example\", inspect = true }]\n");
+  auto st = narrow_with_workspace_file(*w, ws);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().render().find("cannot be set by a workspace file"), std::string::npos);
+}
+
 TEST(Narrow, WorkspaceFileMayKeepASubsetLowerLimitsAndProtectMore) {
   TempDir dir;
   LoadOptions o = isolated(dir);

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
+
 namespace agentbox::policy {
 namespace {
 
@@ -95,6 +97,31 @@ TEST(Egress, CheckResolvedGuardsRebinding) {
   EXPECT_FALSE(p.check_resolved(*parse_ip("::ffff:192.168.0.1"), 443).allowed);
   EXPECT_FALSE(p.check_resolved(*parse_ip("fd00:ec2::254"), 443).allowed);
   EXPECT_TRUE(p.check_resolved(*parse_ip("127.0.0.1"), 8080).allowed);
+}
+
+// The host's own addresses (issue 14 item 7): public by range, refused like loopback unless a
+// CIDR rule no wider than the interface's network names them; the set is read live.
+TEST(Egress, HostsOwnAddressesNeedARuleNamingThem) {
+  auto addrs = std::make_shared<HostAddrs>();
+  auto p = make({"0.0.0.0/0:*", "[::/0]:*", "host.example.com"});
+  EXPECT_TRUE(p.check_resolved(*parse_ip("93.184.215.7"), 443).allowed);
+  p.use_host_addrs(addrs);
+  addrs->replace({{.addr = *parse_ip("93.184.215.7"), .net = *Cidr::parse("93.184.215.0/24")},
+                  {.addr = *parse_ip("2a00:1450::7"), .net = *Cidr::parse("2a00:1450::/64")}});
+  for (const char* a : {"93.184.215.7", "::ffff:93.184.215.7", "2a00:1450::7"}) {
+    auto d = p.check_resolved(*parse_ip(a), 443);
+    EXPECT_FALSE(d.allowed) << a;
+    EXPECT_NE(d.reason.find("host's own address"), std::string::npos) << d.reason;
+    EXPECT_FALSE(p.decide_address(*parse_ip(a), 443).allowed) << a;  // 0.0.0.0/0 is not naming
+  }
+  EXPECT_TRUE(p.check_resolved(*parse_ip("93.184.215.8"), 443).allowed);  // a neighbour
+  auto named = make({"93.184.215.7/32:443", "[2a00:1450::/64]:443"});
+  named.use_host_addrs(addrs);
+  EXPECT_TRUE(named.check_resolved(*parse_ip("93.184.215.7"), 443).allowed);
+  EXPECT_FALSE(named.check_resolved(*parse_ip("93.184.215.7"), 80).allowed);
+  EXPECT_TRUE(named.check_resolved(*parse_ip("2a00:1450::7"), 443).allowed);
+  addrs->replace({});  // removed from the interface: public again
+  EXPECT_TRUE(p.check_resolved(*parse_ip("93.184.215.7"), 443).allowed);
 }
 
 TEST(Egress, RuleGrammar) {
