@@ -46,6 +46,9 @@ base::Status CredentialSet::capture(std::string_view host, std::string_view meth
     std::string value;
   };
   std::vector<Found> found;
+  if (body.empty()) {
+    return base::ok();  // HEAD, 204, 304: nothing was minted
+  }
   const std::string_view path = target_path(target);
   const bool success = status >= 200 && status < 300;
   for (auto& e : entries_) {
