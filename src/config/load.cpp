@@ -771,6 +771,22 @@ Schema network_schema() {
   };
 }
 
+// An `inject` value: header:NAME (a token), basic, query:PARAM, and sigv4 where a signing key
+// can be (not in a token file).
+void check_inject(Ctx& c, const Value& v, const std::string& s, bool sigv4) {
+  const bool ok = s == "basic" || (sigv4 && s == "sigv4") ||
+                  (s.rfind("header:", 0) == 0 && s.size() > 7) ||
+                  (s.rfind("query:", 0) == 0 && s.size() > 6);
+  if (!ok) {
+    problem(c, v, fmt::format("`inject`: `{}` is not an injection", s),
+            sigv4 ? "expected \"header:NAME\", \"basic\", \"query:NAME\" or \"sigv4\""
+                  : "expected \"header:NAME\", \"basic\" or \"query:NAME\"");
+  } else if (s.rfind("header:", 0) == 0 && !is_token(s.substr(7))) {
+    problem(c, v, fmt::format("`inject`: `{}` is not a header name", s.substr(7)),
+            "a header name is letters, digits and !#$%&'*+-.^_`|~");
+  }
+}
+
 // `capture = [{ host, method, path, json | xml, inject, body, field }, ...]` of a credential or
 // a token file (`field` only for token files).
 std::vector<CaptureRule> parse_captures(Ctx& c, const Value& v, const std::string& section,
@@ -808,13 +824,7 @@ std::vector<CaptureRule> parse_captures(Ctx& c, const Value& v, const std::strin
         {"inject",
          [&](Ctx& cc, const Value& iv) {
            if (auto s = get_string(cc, iv, where + ".inject")) {
-             bool ok = *s == "basic" || *s == "sigv4" ||
-                       (s->rfind("header:", 0) == 0 && is_token(s->substr(7))) ||
-                       (s->rfind("query:", 0) == 0 && s->size() > 6);
-             if (!ok) {
-               problem(cc, iv, fmt::format("`inject`: `{}` is not an injection", *s),
-                       "expected \"header:NAME\", \"basic\", \"query:NAME\" or \"sigv4\"");
-             }
+             check_inject(cc, iv, *s, /*sigv4=*/true);
              rule.inject = *s;
            }
          }},
@@ -891,16 +901,7 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
       {"inject",
        [&](Ctx& cc, const Value& v) {
          if (auto s = get_string(cc, v, "credentials.inject")) {
-           bool ok = *s == "basic" || *s == "sigv4" ||
-                     (s->rfind("header:", 0) == 0 && s->size() > 7) ||
-                     (s->rfind("query:", 0) == 0 && s->size() > 6);
-           if (!ok) {
-             problem(cc, v, fmt::format("`inject`: `{}` is not an injection", *s),
-                     "expected \"header:NAME\", \"basic\", \"query:NAME\" or \"sigv4\"");
-           } else if (s->rfind("header:", 0) == 0 && !is_token(s->substr(7))) {
-             problem(cc, v, fmt::format("`inject`: `{}` is not a header name", s->substr(7)),
-                     "a header name is letters, digits and !#$%&'*+-.^_`|~");
-           }
+           check_inject(cc, v, *s, /*sigv4=*/true);
            cred.inject = *s;
            inject_value = &v;
          }
@@ -1059,12 +1060,7 @@ void apply_token_files(Ctx& c, const Value& v) {
            }},
           {"inject", [&](Ctx& cc, const Value& iv) {
              if (auto s = get_string(cc, iv, "token_file.inject")) {
-               bool ok = *s == "basic" || (s->rfind("header:", 0) == 0 && s->size() > 7) ||
-                         (s->rfind("query:", 0) == 0 && s->size() > 6);
-               if (!ok) {
-                 problem(cc, iv, fmt::format("`inject`: `{}` is not an injection", *s),
-                         "expected \"header:NAME\", \"basic\" or \"query:NAME\"");
-               }
+               check_inject(cc, iv, *s, /*sigv4=*/false);
                tf.inject = *s;
              }
            }}});
