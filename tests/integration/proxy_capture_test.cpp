@@ -1,8 +1,9 @@
 // Capture rules end to end, through the real `agentbox run` (as root and as the unprivileged
 // user), against endpoints that mint credentials (tests/integration/data/minting.py): an OAuth
-// refresh through a user's token file, STS AssumeRole with boto3, IAM CreateAccessKey. The
-// upstream's log is the oracle: the real values arrive there, the box (its output, its
-// workspace) holds only placeholders, and the user's token file is rewritten atomically.
+// refresh through a user's token file, STS AssumeRole with botocore (Debian's), IAM
+// CreateAccessKey. The upstream's log is the oracle: the real values arrive there, the box (its
+// output, its workspace) holds only placeholders, and the user's token file is rewritten
+// atomically.
 #include "proxy_fixture.hpp"
 
 namespace agentbox::it {
@@ -104,7 +105,7 @@ TEST_P(ProxyCaptureTest, OAuthRefreshGivesPlaceholdersAndRewritesTheTokenFile) {
       "set -e; mkdir -p {1}; ref=$({2} {0} refreshToken); "
       "curl -sS -X POST https://auth.example.test/oauth/token -H 'Content-Type: application/json' "
       "-d \"{{\\\"grant_type\\\":\\\"refresh_token\\\",\\\"refresh_token\\\":\\\"$ref\\\"}}\" "
-      "> {1}/token.json; cat {1}/token.json; "
+      "> {1}/token.json; cat {1}/token.json; echo; "
       "acc=$(python3 -c 'import json; print(json.load(open(\"{1}/token.json\"))"
       "[\"access_token\"])'); echo \"new=$acc\"; "
       "curl -sS https://api.example.test/echo/after -H \"Authorization: Bearer $acc\"; "
@@ -112,6 +113,7 @@ TEST_P(ProxyCaptureTest, OAuthRefreshGivesPlaceholdersAndRewritesTheTokenFile) {
       "cp {0} {1}/box-view.json; echo \"view=$({2} {0} accessToken)\"",
       creds_, out, kReadField));
   ASSERT_EQ(r.status, 0) << r.out << r.err;
+  ASSERT_FALSE(r.line_starting("new=").empty()) << r.out << r.err;
   const std::string ph = r.line_starting("new=").substr(4);
   ASSERT_EQ(ph.size(), kAccessNew.size()) << r.out;
   EXPECT_EQ(ph.substr(0, 13), "sk-ant-oat01-") << "the placeholder keeps the token's shape";
@@ -146,12 +148,13 @@ TEST_P(ProxyCaptureTest, StsCredentialsArePlaceholdersAndReSignedWithTheRealOnes
   const std::string out = w_.ws + "/sts-out";
   Output r = box(fmt::format(
       "set -e; mkdir -p {0}; export AWS_DEFAULT_REGION=us-east-1; python3 -c '\n"
-      "import boto3, json, sys\n"
-      "sts = boto3.client(\"sts\", endpoint_url=\"https://sts.amazonaws.com\")\n"
+      "import botocore.session, json, sys\n"
+      "ses = botocore.session.get_session()\n"
+      "sts = ses.create_client(\"sts\", endpoint_url=\"https://sts.amazonaws.com\")\n"
       "c = sts.assume_role(RoleArn=\"arn:aws:iam::123456789012:role/r\", "
       "RoleSessionName=\"s\")[\"Credentials\"]\n"
       "json.dump({{k: str(v) for k, v in c.items()}}, open(\"{0}/creds.json\", \"w\"))\n"
-      "s2 = boto3.client(\"sts\", endpoint_url=\"https://sts.amazonaws.com\", "
+      "s2 = ses.create_client(\"sts\", endpoint_url=\"https://sts.amazonaws.com\", "
       "aws_access_key_id=c[\"AccessKeyId\"], aws_secret_access_key=c[\"SecretAccessKey\"], "
       "aws_session_token=c[\"SessionToken\"])\n"
       "print(\"caller\", s2.get_caller_identity()[\"Account\"])\n"
@@ -169,6 +172,7 @@ TEST_P(ProxyCaptureTest, StsCredentialsArePlaceholdersAndReSignedWithTheRealOnes
   EXPECT_NE(s.find("TOKEN " + kStsToken), std::string::npos) << s;
   EXPECT_NE(s.find("SIGNATURE valid"), std::string::npos) << "re-signed with the real key: " << s;
   EXPECT_EQ(s.find("/echo/sts-off"), std::string::npos) << "off-scope host reached: " << s;
+  ASSERT_FALSE(r.line_starting("token=").empty()) << r.out << r.err;
   const std::string tok = r.line_starting("token=").substr(6);
   ASSERT_EQ(tok.size(), kStsToken.size()) << r.out;
   expect_tree_lacks(out, secrets(), "AccessKeyId");
@@ -177,8 +181,9 @@ TEST_P(ProxyCaptureTest, StsCredentialsArePlaceholdersAndReSignedWithTheRealOnes
 TEST_P(ProxyCaptureTest, IamCreateAccessKeyIsDeniedByDefault) {
   Output r =
       box("export AWS_DEFAULT_REGION=us-east-1; python3 -c '\n"
-          "import boto3\n"
-          "iam = boto3.client(\"iam\", endpoint_url=\"https://iam.amazonaws.com\")\n"
+          "import botocore.session\n"
+          "iam = botocore.session.get_session().create_client(\"iam\", "
+          "endpoint_url=\"https://iam.amazonaws.com\")\n"
           "try:\n"
           "    iam.create_access_key(UserName=\"u\")\n"
           "    print(\"minted\")\n"
