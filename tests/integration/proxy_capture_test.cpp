@@ -152,7 +152,7 @@ TEST_P(ProxyCaptureTest, StsCredentialsArePlaceholdersAndReSignedWithTheRealOnes
       "ses = botocore.session.get_session()\n"
       "sts = ses.create_client(\"sts\", endpoint_url=\"https://sts.amazonaws.com\")\n"
       "c = sts.assume_role(RoleArn=\"arn:aws:iam::123456789012:role/r\", "
-      "RoleSessionName=\"s\")[\"Credentials\"]\n"
+      "RoleSessionName=\"sess\")[\"Credentials\"]\n"
       "json.dump({{k: str(v) for k, v in c.items()}}, open(\"{0}/creds.json\", \"w\"))\n"
       "s2 = ses.create_client(\"sts\", endpoint_url=\"https://sts.amazonaws.com\", "
       "aws_access_key_id=c[\"AccessKeyId\"], aws_secret_access_key=c[\"SecretAccessKey\"], "
