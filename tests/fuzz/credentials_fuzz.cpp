@@ -88,6 +88,7 @@ void fuzz_capture(const std::string& raw) {
         .env = "OAUTH",
         .from = "env:OAUTH",
         .hosts = {"auth.example"},
+        .inject = "header:Authorization",
         .capture = {{.method = "POST", .json = "access_token"},
                     {.method = "POST", .json = "refresh_token", .body = true},
                     {.method = "POST", .xml = "SecretAccessKey", .inject = "sigv4"}}}},
