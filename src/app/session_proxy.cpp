@@ -129,6 +129,35 @@ void warn_unused_upstream_ca(const config::Policy& policy, const proxy::SessionC
 
 }  // namespace
 
+namespace {
+
+// Whether a setting comes from a profile shipped with agentbox (not the user's own config).
+bool shipped(const config::Origin& origin) {
+  for (const auto& dir : config::default_profile_dirs()) {
+    if (origin.source.rfind(dir + "/", 0) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::vector<proxy::CaptureSpec> capture_specs(const std::vector<config::CaptureRule>& rules) {
+  std::vector<proxy::CaptureSpec> out;
+  for (const auto& r : rules) {
+    out.push_back({.host = r.host,
+                   .method = r.method,
+                   .path = r.path,
+                   .json = r.json,
+                   .xml = r.xml,
+                   .inject = r.inject,
+                   .body = r.body,
+                   .field = r.field});
+  }
+  return out;
+}
+
+}  // namespace
+
 struct SessionProxy::Impl {
   audit::Sink* sink = nullptr;
   std::optional<proxy::CredentialSet> credentials;
@@ -157,11 +186,7 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
       // Nothing to protect and nothing to give: the box simply has no such variable. Profiles
       // name the usual variables (ANTHROPIC_API_KEY) that many users do not set (OAuth logins),
       // so only a credential of the user's own config says so out loud.
-      bool shipped = false;
-      for (const auto& dir : config::default_profile_dirs()) {
-        shipped = shipped || c.origin.source.rfind(dir + "/", 0) == 0;
-      }
-      if (shipped) {
+      if (shipped(c.origin)) {
         base::log::debug("credential `{}`: {} is not set; the box gets no {}", name,
                          c.from.substr(4), c.env);
       } else {
@@ -181,7 +206,9 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
                      .placeholder_prefix = c.placeholder_prefix,
                      .ttl_seconds = c.ttl_seconds,
                      .format = c.format,
-                     .body = c.body});
+                     .body = c.body,
+                     .capture = capture_specs(c.capture),
+                     .allow_mint = c.allow_mint});
     if (c.from.rfind("env:", 0) == 0) {
       impl->secret_sources.insert(c.from.substr(4));
     }
@@ -201,8 +228,15 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
     std::string path = expand_home(tf.path, home);
     auto text = base::read_file(path, size_t{1} << 20);
     if (!text) {
-      base::log::warn("token file `{}` ({}): {}: not shown", tf.path, tf.origin.describe(),
-                      text.error().message());
+      // Profiles name the usual login files, which API-key users do not have: only a token
+      // file of the user's own config says so out loud.
+      if (shipped(tf.origin)) {
+        base::log::debug("token file `{}` ({}): {}: not shown", tf.path, tf.origin.describe(),
+                         text.error().message());
+      } else {
+        base::log::warn("token file `{}` ({}): {}: not shown", tf.path, tf.origin.describe(),
+                        text.error().message());
+      }
       continue;
     }
     auto values =
@@ -217,6 +251,12 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
       std::string name = fmt::format("{}#{}", tf.path, j + 1);
       token_values[key] = (*values)[j];
       specs.push_back({.name = name, .from = "env:" + key, .hosts = tf.hosts, .inject = tf.inject});
+      if (j == 0) {
+        // The file's capture rules ride on its first value: scoped like it, written back here.
+        specs.back().capture = capture_specs(tf.capture);
+        specs.back().token_file = path;
+        specs.back().token_copy = fmt::format("{}/token-file-{}", session_dir, masked.size());
+      }
       m.names.push_back(name);
       m.values.push_back((*values)[j]);
     }

@@ -847,6 +847,93 @@ Schema network_schema() {
   };
 }
 
+// An `inject` value: header:NAME (a token), basic, query:PARAM, and sigv4 where a signing key
+// can be (not in a token file).
+void check_inject(Ctx& c, const Value& v, const std::string& s, bool sigv4) {
+  const bool ok = s == "basic" || (sigv4 && s == "sigv4") ||
+                  (s.rfind("header:", 0) == 0 && s.size() > 7) ||
+                  (s.rfind("query:", 0) == 0 && s.size() > 6);
+  if (!ok) {
+    problem(c, v, fmt::format("`inject`: `{}` is not an injection", s),
+            sigv4 ? "expected \"header:NAME\", \"basic\", \"query:NAME\" or \"sigv4\""
+                  : "expected \"header:NAME\", \"basic\" or \"query:NAME\"");
+  } else if (s.rfind("header:", 0) == 0 && !is_token(s.substr(7))) {
+    problem(c, v, fmt::format("`inject`: `{}` is not a header name", s.substr(7)),
+            "a header name is letters, digits and !#$%&'*+-.^_`|~");
+  }
+}
+
+// `capture = [{ host, method, path, json | xml, inject, body, field }, ...]` of a credential or
+// a token file (`field` only for token files).
+std::vector<CaptureRule> parse_captures(Ctx& c, const Value& v, const std::string& section,
+                                        bool token_file) {
+  std::vector<CaptureRule> out;
+  if (!v.is_array()) {
+    problem(c, v, fmt::format("`{}.capture` must be an array of tables", section));
+    return out;
+  }
+  const std::string where = section + ".capture";
+  for (const Value& t : v.as_array()) {
+    CaptureRule rule{.origin = origin_of(t)};
+    const size_t before = c.problems.size();
+    auto text = [&](std::string& field, const char* key) {
+      return [&field, key, where](Ctx& cc, const Value& fv) {
+        if (auto s = get_string(cc, fv, where + "." + key)) {
+          field = *s;
+        }
+      };
+    };
+    Schema schema = {
+        {"host",
+         [&](Ctx& cc, const Value& hv) {
+           if (auto s = get_string(cc, hv, where + ".host")) {
+             if (!policy::HostPattern::parse(*s)) {
+               problem(cc, hv, fmt::format("`host`: `{}` is not a host pattern", *s));
+             }
+             rule.host = *s;
+           }
+         }},
+        {"method", text(rule.method, "method")},
+        {"path", text(rule.path, "path")},
+        {"json", text(rule.json, "json")},
+        {"xml", text(rule.xml, "xml")},
+        {"inject",
+         [&](Ctx& cc, const Value& iv) {
+           if (auto s = get_string(cc, iv, where + ".inject")) {
+             check_inject(cc, iv, *s, /*sigv4=*/true);
+             rule.inject = *s;
+           }
+         }},
+        {"body",
+         [&](Ctx& cc, const Value& bv) {
+           if (!bv.is_boolean()) {
+             problem(cc, bv, "`body` must be true or false");
+           } else {
+             rule.body = bv.as_boolean();
+           }
+         }},
+    };
+    if (token_file) {
+      schema.push_back({"field", text(rule.field, "field")});
+    }
+    walk(c, t, where, schema);
+    if (before != c.problems.size()) {
+      continue;
+    }
+    if (rule.json.empty() == rule.xml.empty()) {
+      problem(c, t, fmt::format("a `{}` rule needs exactly one of `json` and `xml`", where),
+              "the response field that holds the new secret");
+    } else if (rule.body && rule.inject == "sigv4") {
+      problem(c, t, "`body = true` cannot apply to a SigV4 signing key (it is never sent)");
+    } else if (!rule.field.empty() && rule.json.empty()) {
+      problem(c, t, "`field` (write back to the token file) needs a `json` rule");
+    } else {
+      out.push_back(std::move(rule));
+    }
+  }
+  return out;
+}
+
 std::optional<Credential> parse_credential(Ctx& c, const std::string& name, const Value& t) {
   Credential cred{.origin = origin_of(t), .name = name, .inject = "header:Authorization"};
   size_t before = c.problems.size();
@@ -890,16 +977,7 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
       {"inject",
        [&](Ctx& cc, const Value& v) {
          if (auto s = get_string(cc, v, "credentials.inject")) {
-           bool ok = *s == "basic" || *s == "sigv4" ||
-                     (s->rfind("header:", 0) == 0 && s->size() > 7) ||
-                     (s->rfind("query:", 0) == 0 && s->size() > 6);
-           if (!ok) {
-             problem(cc, v, fmt::format("`inject`: `{}` is not an injection", *s),
-                     "expected \"header:NAME\", \"basic\", \"query:NAME\" or \"sigv4\"");
-           } else if (s->rfind("header:", 0) == 0 && !is_token(s->substr(7))) {
-             problem(cc, v, fmt::format("`inject`: `{}` is not a header name", s->substr(7)),
-                     "a header name is letters, digits and !#$%&'*+-.^_`|~");
-           }
+           check_inject(cc, v, *s, /*sigv4=*/true);
            cred.inject = *s;
            inject_value = &v;
          }
@@ -942,6 +1020,16 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
        [&](Ctx& cc, const Value& v) {
          if (auto s = get_string(cc, v, "credentials.prefix")) {
            cred.placeholder_prefix = *s;
+         }
+       }},
+      {"capture",
+       [&](Ctx& cc, const Value& v) {
+         cred.capture = parse_captures(cc, v, "credentials." + name, /*token_file=*/false);
+       }},
+      {"allow_mint",
+       [&](Ctx& cc, const Value& v) {
+         if (auto s = get_strings(cc, v, "credentials.allow_mint")) {
+           cred.allow_mint = *s;
          }
        }},
   };
@@ -1042,14 +1130,13 @@ void apply_token_files(Ctx& c, const Value& v) {
                tf.hosts = *hs;
              }
            }},
+          {"capture",
+           [&](Ctx& cc, const Value& cv) {
+             tf.capture = parse_captures(cc, cv, "token_file", /*token_file=*/true);
+           }},
           {"inject", [&](Ctx& cc, const Value& iv) {
              if (auto s = get_string(cc, iv, "token_file.inject")) {
-               bool ok = *s == "basic" || (s->rfind("header:", 0) == 0 && s->size() > 7) ||
-                         (s->rfind("query:", 0) == 0 && s->size() > 6);
-               if (!ok) {
-                 problem(cc, iv, fmt::format("`inject`: `{}` is not an injection", *s),
-                         "expected \"header:NAME\", \"basic\" or \"query:NAME\"");
-               }
+               check_inject(cc, iv, *s, /*sigv4=*/false);
                tf.inject = *s;
              }
            }}});

@@ -7,6 +7,7 @@
 #include "agentbox/policy/host.hpp"
 #include "agentbox/proxy/placeholder.hpp"
 #include "agentbox/proxy/sigv4.hpp"
+#include "credential_entry.hpp"
 #include "text.hpp"
 
 namespace agentbox::proxy {
@@ -40,21 +41,6 @@ std::optional<std::string> basic_decoded(std::string_view value) {
 }
 
 }  // namespace
-
-struct CredentialSet::Entry {
-  CredentialSpec spec;
-  InjectSpec inject;
-  std::string secret;
-  std::string placeholder;
-  std::vector<policy::HostPattern> scope;
-  bool revoked = false;
-  std::string failure;  // non-empty: unavailable (refresh failed)
-  Clock::time_point fetched;
-  Clock::time_point attempted;  // last refresh started (re-reads at most once a second)
-  bool refreshing = false;      // a background re-read is running
-  std::vector<std::function<void()>> waiters;                    // woken when it finishes
-  std::vector<std::pair<std::string, std::string>> basic_forms;  // b64(real) -> b64(placeholder)
-};
 
 bool is_header_token(std::string_view s) {
   static constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
@@ -148,6 +134,25 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
       h = pattern->to_string();
       e->scope.push_back(std::move(*pattern));
     }
+    for (auto& rule : spec.capture) {
+      std::vector<policy::HostPattern> hosts = e->scope;
+      if (!rule.host.empty()) {
+        auto pattern = policy::HostPattern::parse(rule.host);
+        if (!pattern) {
+          return base::Error::msg("capture host `" + rule.host + "` is not a hostname")
+              .context(ctx);
+        }
+        rule.host = pattern->to_string();
+        hosts = {std::move(*pattern)};
+      }
+      if (rule.json.empty() == rule.xml.empty()) {
+        return base::Error::msg("a capture rule needs `json` or `xml`").context(ctx);
+      }
+      if (auto inj = InjectSpec::parse(rule.inject); !inj) {
+        return std::move(inj).error().context(ctx);
+      }
+      e->capture_hosts.push_back(std::move(hosts));
+    }
     auto secret = set.source_->read(spec.from);
     if (!secret) {
       return std::move(secret).error().context(ctx);
@@ -159,23 +164,8 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
   }
   // Placeholders last, so each is checked against every secret and every other placeholder.
   for (auto& e : set.entries_) {
-    for (int attempt = 0;; ++attempt) {
-      if (attempt == kPlaceholderAttempts) {
-        return base::Error::msg("could not make a distinct placeholder")
-            .context("credential `" + e->spec.name + "`");
-      }
-      auto ph = make_placeholder(e->secret, e->spec.placeholder_prefix);
-      if (!ph) {
-        return std::move(ph).error().context("credential `" + e->spec.name + "`");
-      }
-      const bool clash = std::any_of(set.entries_.begin(), set.entries_.end(), [&](const auto& o) {
-        return contains(o->secret, *ph) || contains(*ph, o->secret) ||
-               (o != e && (contains(o->placeholder, *ph) || contains(*ph, o->placeholder)));
-      });
-      if (!clash) {
-        e->placeholder = std::move(*ph);
-        break;
-      }
+    if (auto st = set.make_placeholder_for(*e); !st) {
+      return std::move(st).error().context("credential `" + e->spec.name + "`");
     }
     if (sink != nullptr) {
       const auto kind = std::string_view(e->spec.from).substr(0, e->spec.from.find(':'));
@@ -187,6 +177,25 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
     }
   }
   return set;
+}
+
+base::Status CredentialSet::make_placeholder_for(Entry& e) const {
+  for (int attempt = 0; attempt < kPlaceholderAttempts; ++attempt) {
+    auto ph = make_placeholder(e.secret, e.spec.placeholder_prefix);
+    if (!ph) {
+      return std::move(ph).error();
+    }
+    const bool clash = std::any_of(entries_.begin(), entries_.end(), [&](const auto& o) {
+      return contains(o->secret, *ph) || contains(*ph, o->secret) || contains(e.secret, *ph) ||
+             contains(*ph, e.secret) ||
+             (o.get() != &e && (contains(o->placeholder, *ph) || contains(*ph, o->placeholder)));
+    });
+    if (!clash) {
+      e.placeholder = std::move(*ph);
+      return base::ok();
+    }
+  }
+  return base::Error::msg("could not make a distinct placeholder");
 }
 
 std::vector<std::pair<std::string, std::string>> CredentialSet::placeholder_env() const {
@@ -212,6 +221,11 @@ std::vector<std::string> CredentialSet::host_patterns() const {
   std::vector<std::string> out;
   for (const auto& e : entries_) {
     out.insert(out.end(), e->spec.hosts.begin(), e->spec.hosts.end());
+    for (const auto& rule : e->spec.capture) {
+      if (!rule.host.empty()) {
+        out.push_back(rule.host);
+      }
+    }
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
@@ -233,7 +247,7 @@ bool CredentialSet::revoke(std::string_view name) {
 
 bool CredentialSet::due(const Entry& e) const {
   const auto now = Clock::now();
-  if (e.spec.from.substr(0, 4) == "env:" || e.refreshing ||
+  if (e.captured || e.spec.from.substr(0, 4) == "env:" || e.refreshing ||
       now - e.attempted < std::chrono::seconds(1)) {
     return false;
   }
@@ -275,7 +289,7 @@ bool CredentialSet::await_fresh(const http1::Request& req, std::string_view host
   }
   bool wait = false;
   for (auto& e : entries_) {
-    if (e->revoked || e->spec.from.substr(0, 4) == "env:" ||
+    if (e->revoked || e->captured || e->spec.from.substr(0, 4) == "env:" ||
         !std::any_of(e->scope.begin(), e->scope.end(),
                      [&](const policy::HostPattern& p) { return p.matches(host); })) {
       continue;
@@ -506,6 +520,18 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
       present.push_back(e.get());
     }
   }
+  v.capture = captures(host, req.method, req.target);
+  if (!resign.empty() && !v.capture) {
+    std::vector<Entry*> signers;
+    for (auto& [e, verified] : resign) {
+      signers.push_back(e);
+    }
+    if (auto why = minting_denial(req, host, body, signers); !why.empty()) {
+      v.blocked = true;
+      v.reason = std::move(why);
+      return v;
+    }
+  }
   // Which headers the box sent itself, before any swap (for `format`: never add a second one).
   std::vector<Entry*> added_or_swapped;
   // Pass 2: swap in the configured place only; elsewhere the placeholder goes on unchanged
@@ -579,13 +605,15 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
   return v;
 }
 
-BodyInjector CredentialSet::body_injector(std::string_view host, bool cleartext) const {
+BodyInjector CredentialSet::body_injector(std::string_view host, bool cleartext,
+                                          bool capture) const {
   BodyInjector inj;
   if (cleartext) {
     return inj;
   }
   for (const auto& e : entries_) {
-    if (!e->spec.body || e->revoked || !e->failure.empty() ||
+    if (!(e->spec.body || (capture && e->inject.kind != InjectKind::kSigV4)) || e->revoked ||
+        !e->failure.empty() ||
         !std::any_of(e->scope.begin(), e->scope.end(),
                      [&](const policy::HostPattern& p) { return p.matches(host); })) {
       continue;

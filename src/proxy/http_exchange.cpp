@@ -80,6 +80,7 @@ bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body
       return deny(in, c, 403, "request blocked: " + v.reason);
     }
     x.credentials = v.used;
+    x.capture = v.capture;
   }
   if (!c.up.open()) {
     return deny(in, c, 502,
@@ -90,7 +91,7 @@ bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body
   x.ctx.asked_upgrade = r.wants_upgrade;
   x.close_after = !r.keep_alive;
   if (in.credentials != nullptr && r.framing != http1::Framing::kNone) {
-    auto inj = in.credentials->body_injector(c.info.name, /*cleartext=*/!c.tls);
+    auto inj = in.credentials->body_injector(c.info.name, /*cleartext=*/!c.tls, x.capture);
     if (!inj.empty()) {
       x.injector.emplace(std::move(inj));
       // Trailers are dropped with the re-chunking (as on responses).
@@ -164,11 +165,14 @@ bool continue_request(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
   auto& r = x.request;
   x.req = Req::kHead;
+  const bool form = http1::iequals(
+      r.header("content-type").value_or("").substr(0, 33), "application/x-www-form-urlencoded");
   if (in.credentials != nullptr && r.framing != http1::Framing::kNone &&
       sigv4::is_sigv4(r.header("authorization").value_or("")) &&
-      !r.header("x-amz-content-sha256")) {
+      (!r.header("x-amz-content-sha256") || form)) {
     // The signature covers the body's hash and the request does not state it: the body must be
-    // read whole before the head can be checked and re-signed.
+    // read whole before the head can be checked and re-signed. A form body is read whole
+    // anyway: an AWS query action in it may mint credentials (minting_action).
     if (r.framing != http1::Framing::kContentLength ||
         r.content_length >= CredentialSet::kMaxBodyScan) {
       return deny(in, c, 413,
@@ -417,6 +421,14 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
     return deny(in, c, g.status, "request blocked: " + g.reason);
   }
   c.up.rx.consume(p.head_bytes);
+  if (x.capture && !resp.interim() && resp.framing != http1::Framing::kTunnel) {
+    x.status = resp.status;
+    x.close_after = x.close_after || !resp.keep_alive;
+    x.resp_body.emplace(resp.framing, resp.content_length);
+    x.captured = std::move(resp);
+    x.resp = Resp::kCapture;
+    return true;
+  }
   std::string head = http1::serialize_head(resp);
   if (in.credentials != nullptr) {
     Scrubber s = in.credentials->scrubber();
@@ -539,6 +551,65 @@ bool response_body(ProxyHandler::Internals& in, Conn& c) {
   return progress;
 }
 
+// kCapture: the whole body is read (at most CredentialSet::kMaxCaptureBody), the new secrets
+// are taken out of it, then the head (framed by Content-Length) and the body, scrubbed with a
+// scrubber that knows the new secrets, go to the box at once.
+bool capture_body(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  const size_t used = x.resp_body->feed(c.up.rx.bytes(), x.captured_body);
+  c.up.rx.consume(used);
+  if (!x.resp_body->done() && c.up.rx.empty() && (c.up.eof || c.up.failed())) {
+    x.resp_body->finish_eof();
+  }
+  if (x.resp_body->failed()) {
+    ++in.counters.upstream_failures;
+    return deny(in, c, 502, "request blocked: response body: " + x.resp_body->error());
+  }
+  if (x.captured_body.size() > CredentialSet::kMaxCaptureBody) {
+    return deny(in, c, 502,
+                fmt::format("request blocked: a response that mints credentials is larger than "
+                            "{} bytes",
+                            CredentialSet::kMaxCaptureBody));
+  }
+  if (!x.resp_body->done()) {
+    return used > 0;
+  }
+  x.resp_body.reset();
+  if (auto st = in.credentials->capture(c.info.name, x.method, x.request.target, x.status,
+                                        x.captured_body);
+      !st) {
+    return deny(in, c, 502, "request blocked: " + st.error().message());
+  }
+  http1::Response& resp = *x.captured;
+  Scrubber s = in.credentials->scrubber();
+  std::string head;
+  std::string body;
+  if (resp.framing != http1::Framing::kNone) {
+    resp.remove_header("Transfer-Encoding");
+    resp.set_header("Content-Length", std::to_string(x.captured_body.size()));
+    body = s.feed(x.captured_body);
+    body += s.finish();
+  }
+  Scrubber hs = in.credentials->scrubber();
+  head = hs.feed(http1::serialize_head(resp));
+  head += hs.finish();
+  c.box.send(head);
+  c.box.send(body);
+  x.resp_started = true;
+  x.body_down = body.size();
+  x.captured_body.clear();
+  x.resp = Resp::kDone;
+  audit_request(in, c, "allowed");
+  if (x.close_after || x.req != Req::kDone || c.up.eof ||
+      resp.framing == http1::Framing::kUntilClose) {
+    x = Exchange{};
+    drop(in, c, {});
+    return true;
+  }
+  x = Exchange{};
+  return true;
+}
+
 }  // namespace
 
 namespace {
@@ -636,6 +707,8 @@ bool http_step(ProxyHandler::Internals& in, Conn& c) {
       step = response_head(in, c) || step;
     } else if (x.resp == Resp::kBody) {
       step = response_body(in, c) || step;
+    } else if (x.resp == Resp::kCapture) {
+      step = capture_body(in, c) || step;
     }
     if (!step) {
       break;

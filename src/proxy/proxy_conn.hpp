@@ -103,7 +103,9 @@ struct Exchange {
   // the head can be re-signed (the signature covers the body's hash).
   // kFresh: a file:/cmd: credential the request needs is being re-read off the loop.
   enum class Req { kHead, kFresh, kHold, kBody, kDone };
-  enum class Resp { kIdle, kHead, kBody, kDone };
+  // kCapture: a capture rule covers the response: its body is read whole (capped), the new
+  // secrets taken out (CredentialSet::capture), then head and scrubbed body go to the box.
+  enum class Resp { kIdle, kHead, kBody, kCapture, kDone };
   Req req = Req::kHead;
   Resp resp = Resp::kIdle;
   http1::Request request;
@@ -128,7 +130,10 @@ struct Exchange {
   // CredentialSet::kMaxBodyScan bytes) and a chunked body is re-chunked.
   std::optional<BodyInjector> injector;
   bool rechunk = false;
-  bool woken = false;  // kFresh: a refresh it waited for finished
+  bool woken = false;                       // kFresh: a refresh it waited for finished
+  bool capture = false;                     // a capture rule covers this request's response
+  std::optional<http1::Response> captured;  // kCapture: the head, held until the body is read
+  std::string captured_body;                // kCapture: the decoded body so far
   // For the audit event.
   std::string method;
   std::string path;

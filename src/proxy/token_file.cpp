@@ -122,3 +122,45 @@ std::string mask_token_text(std::string text,
 }
 
 }  // namespace agentbox::proxy
+
+namespace agentbox::proxy {
+
+base::Result<std::optional<std::string>> json_field(std::string_view text, std::string_view path) {
+  nlohmann::json root = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded()) {
+    return base::Error::msg("the response is not JSON");
+  }
+  const nlohmann::json* v = at_path(root, path);
+  if (v == nullptr || !v->is_string()) {
+    return std::optional<std::string>();
+  }
+  return std::optional<std::string>(v->get<std::string>());
+}
+
+base::Result<std::string> set_json_field_text(std::string text, std::string_view path,
+                                              std::string_view value) {
+  nlohmann::json root = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded()) {
+    return base::Error::msg("the file is not JSON");
+  }
+  nlohmann::json* v = const_cast<nlohmann::json*>(at_path(root, path));
+  if (v == nullptr || !v->is_string()) {
+    return base::Error::msg(fmt::format("`{}` holds no string", path));
+  }
+  const std::string old = v->get<std::string>();
+  // Keep the file's own formatting: replace the old value's spellings in the text, and check
+  // that this changed exactly the field (an old value that is short or occurs elsewhere would
+  // not); otherwise write the document back whole.
+  std::string edited = text;
+  if (old.size() >= kMinSecret) {
+    edited = mask_token_text(std::move(edited), {{old, std::string(value)}});
+  }
+  *v = std::string(value);
+  nlohmann::json check = nlohmann::json::parse(edited, nullptr, false);
+  if (old.size() >= kMinSecret && !check.is_discarded() && check == root) {
+    return edited;
+  }
+  return root.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace agentbox::proxy

@@ -68,6 +68,53 @@ agentbox::proxy::CredentialSet& set() {
   return *s;
 }
 
+// Capture (capture.hpp): bytes from an upstream never crash the field readers, a captured value
+// never reaches the box in clear, and a token file edit keeps the file JSON with the new value.
+void fuzz_capture(const std::string& raw) {
+  using namespace agentbox::proxy;
+  (void)json_field(raw, "access_token");
+  (void)json_field(raw, "a.0.b");
+  (void)xml_element(raw, "SessionToken");
+  (void)minting_action(raw, "application/x-www-form-urlencoded", raw);
+  const std::string value = "fuzz-new-value/0123456789";
+  if (auto edited = set_json_field_text(raw, "access_token", value)) {
+    auto back = json_field(*edited, "access_token");
+    if (!back || !*back || **back != value) {
+      std::abort();
+    }
+  }
+  auto r = CredentialSet::load(
+      {{.name = "oauth",
+        .env = "OAUTH",
+        .from = "env:OAUTH",
+        .hosts = {"auth.example"},
+        .inject = "header:Authorization",
+        .capture = {{.method = "POST", .json = "access_token"},
+                    {.method = "POST", .json = "refresh_token", .body = true},
+                    {.method = "POST", .xml = "SecretAccessKey", .inject = "sigv4"}}}},
+      SecretSource([](const std::string&) { return std::optional<std::string>(kSecret); }),
+      nullptr);
+  if (!r) {
+    std::abort();
+  }
+  if (!r->captures("auth.example", "POST", "/token") || r->captures("evil.example", "POST", "/")) {
+    std::abort();
+  }
+  if (!r->capture("auth.example", "POST", "/token", 200, raw)) {
+    return;  // refused: the response never reaches the box
+  }
+  auto s = r->scrubber();
+  std::string out = s.feed(raw);
+  out += s.finish();
+  for (auto v : {json_field(raw, "access_token"), json_field(raw, "refresh_token"),
+                 xml_element(raw, "SecretAccessKey")}) {
+    if (v && *v && (*v)->size() >= 8 && raw.find(**v) != std::string::npos &&
+        out.find(**v) != std::string::npos) {
+      std::abort();
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -80,6 +127,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       raw.replace(at, std::strlen(marker), ph);
     }
   }
+  fuzz_capture(raw);
   auto p = http1::parse_request(std::as_bytes(std::span(raw.data(), raw.size())));
   if (p.status == http1::ParseStatus::kOk) {
     const std::string_view body = std::string_view(raw).substr(p.head_bytes);

@@ -40,6 +40,20 @@ struct HttpRule {
   std::optional<uint64_t> max_body;  // bytes
 };
 
+// A response field that holds a new secret (proxy/capture.hpp): captured, replaced by a
+// placeholder for the box, swapped back on the owner's hosts.
+struct CaptureRule {
+  Origin origin;
+  std::string host;    // host pattern; empty: the owner's hosts
+  std::string method;  // empty: any
+  std::string path;    // glob; empty: any
+  std::string json;    // dotted JSON path of the value
+  std::string xml;     // or the XML element holding it
+  std::string inject = "header:Authorization";
+  bool body = false;
+  std::string field;  // token files: where the new value is written back in the user's file
+};
+
 struct Credential {
   Origin origin;
   std::string name;                // the [credentials.NAME] key
@@ -51,8 +65,10 @@ struct Credential {
   bool body = false;               // also swap the placeholder inside request bodies (opt-in)
   Origin body_origin;              // where `body = true` was set, and its source line
   std::string body_line;
-  std::string placeholder_prefix;  // optional override of the detected prefix
-  uint64_t ttl_seconds = 300;      // cmd: output cache lifetime
+  std::string placeholder_prefix;       // optional override of the detected prefix
+  uint64_t ttl_seconds = 300;           // cmd: output cache lifetime
+  std::vector<CaptureRule> capture;     // responses whose fields hold new secrets
+  std::vector<std::string> allow_mint;  // minting actions it may sign anyway (CreateAccessKey)
 };
 
 struct TokenFile {
@@ -62,6 +78,7 @@ struct TokenFile {
   std::vector<std::string> regexes;      // or regexes whose first group is masked
   std::vector<std::string> hosts;        // where the masked values are swapped back (required)
   std::string inject = "header:Authorization";  // as for credentials
+  std::vector<CaptureRule> capture;             // rotated values, written back at `field`
 };
 
 // Unset: unlimited. kUnlimited: unlimited, said so by the origin. memory, pids and the inotify

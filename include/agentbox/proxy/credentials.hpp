@@ -43,6 +43,7 @@
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/result.hpp"
 #include "agentbox/policy/host.hpp"
+#include "agentbox/proxy/capture.hpp"
 #include "agentbox/proxy/http1.hpp"
 #include "agentbox/proxy/scrubber.hpp"
 
@@ -70,6 +71,14 @@ struct CredentialSpec {
   // no CR/LF/CTL); empty: never added. Only with inject = "header:NAME".
   std::string format;
   bool body = false;  // also swap the placeholder inside request bodies (opt-in)
+  // Responses whose fields hold new secrets (capture.hpp); the values are scoped to `hosts`.
+  std::vector<CaptureSpec> capture;
+  // Minting actions (capture.hpp, minting_action) this credential may sign anyway.
+  std::vector<std::string> allow_mint;
+  // Token files: the user's file (rotated values are written back at a rule's `field`) and the
+  // box's masked copy (rewritten in place with the new placeholders).
+  std::string token_file;
+  std::string token_copy;
 };
 
 // Checks a `format` string: exactly one `{}`, no control characters but HTAB. Empty is valid.
@@ -120,6 +129,7 @@ struct Verdict {
   bool blocked = false;
   std::string reason;             // "credential github sent to evil.example" (for the agent)
   std::vector<std::string> used;  // credentials swapped into the request
+  bool capture = false;           // a capture rule covers the response: read it whole first
 };
 
 class CredentialSet {
@@ -145,8 +155,11 @@ class CredentialSet {
   [[nodiscard]] Verdict inspect(http1::Request& req, std::string_view host,
                                 std::string_view body = {}, bool cleartext = false);
   // The body swapper for a request to `host` (empty when no `body = true` credential is scoped
-  // to it, or on plain HTTP). Call after inspect() allowed the request.
-  [[nodiscard]] BodyInjector body_injector(std::string_view host, bool cleartext) const;
+  // to it, or on plain HTTP). Call after inspect() allowed the request. `capture`: a capture
+  // rule covers the request (a token endpoint: the refresh token travels in the body, and the
+  // response is read whole and scrubbed), so every credential scoped to the host is swapped.
+  [[nodiscard]] BodyInjector body_injector(std::string_view host, bool cleartext,
+                                           bool capture = false) const;
 
   // Runs `read(from)` off the caller's thread and calls `done(result)` back on it (the proxy
   // passes its worker). Without one, stale values are re-read synchronously inside inspect().
@@ -162,6 +175,18 @@ class CredentialSet {
   [[nodiscard]] bool await_fresh(const http1::Request& req, std::string_view host, bool cleartext,
                                  const std::function<void()>& wake);
   [[nodiscard]] const SecretSource& source() const { return *source_; }
+
+  // Capture (capture.hpp): whether a rule covers the response to this request, and taking the
+  // new secrets out of such a response (whole, decoded body). Each new value becomes a
+  // credential scoped like its owner; the response must then be scrubbed with a scrubber made
+  // after this call. An error (the body is not what the rule expects, too many captures) means
+  // the response must not reach the box.
+  [[nodiscard]] bool captures(std::string_view host, std::string_view method,
+                              std::string_view target) const;
+  [[nodiscard]] base::Status capture(std::string_view host, std::string_view method,
+                                     std::string_view target, int status, std::string_view body);
+  static constexpr size_t kMaxCaptureBody = 1 << 20;
+  static constexpr size_t kMaxCaptured = 1024;
 
   // A scrubber loaded with every secret form this set knows (call per response).
   [[nodiscard]] Scrubber scrubber() const;
@@ -180,6 +205,11 @@ class CredentialSet {
   [[nodiscard]] bool add_formatted(http1::Request& req, std::string_view host, bool cleartext,
                                    const std::vector<Entry*>& swapped, Verdict& v);
   void apply_refresh(Entry& e, base::Result<std::string> fresh);
+  [[nodiscard]] base::Status make_placeholder_for(Entry& e) const;
+  [[nodiscard]] std::string minting_denial(const http1::Request& req, std::string_view host,
+                                           std::string_view body,
+                                           const std::vector<Entry*>& signers) const;
+  void write_back(const Entry& owner, const CaptureSpec& rule, const Entry& captured);
   std::vector<std::unique_ptr<Entry>> entries_;
   Refresher refresher_;
   std::unique_ptr<SecretSource> source_;

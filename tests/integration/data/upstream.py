@@ -18,11 +18,13 @@
 #   POST /record-body      records the request body in seen.log ("BODY <body>"), 200 "got N"
 #   GET  /cargo/dl/NAME/VERSION/download   DIR/cargo/NAME-VERSION.crate
 #   /forms, /store, /h2c, /ws-auth          hostile echoes (hostile.py)
+#   /oauth/token, POST on sts.* and iam.*   endpoints that mint credentials (minting.py)
 import base64
 import hashlib
 import zipfile
 
 import hostile
+import minting
 import os
 import socket
 import ssl
@@ -80,6 +82,8 @@ class Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         record(self.command, url.path, auth)
         if hostile.handle(self, url, auth, DIR):
+            return None
+        if minting.handle(self, url, DIR):
             return None
         if url.path.startswith("/git/"):
             return self.git(url, auth)
