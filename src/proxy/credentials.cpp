@@ -118,7 +118,8 @@ CredentialSet& CredentialSet::operator=(CredentialSet&&) noexcept = default;
 CredentialSet::~CredentialSet() = default;
 
 base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> specs,
-                                                SecretSource source, audit::Sink* sink) {
+                                                SecretSource source, audit::Sink* sink,
+                                                std::string_view placeholder_key) {
   CredentialSet set;
   set.source_ = std::make_unique<SecretSource>(std::move(source));
   set.sink_ = sink;
@@ -164,7 +165,9 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
         return base::Error::msg("could not make a distinct placeholder")
             .context("credential `" + e->spec.name + "`");
       }
-      auto ph = make_placeholder(e->secret, e->spec.placeholder_prefix);
+      const PlaceholderSeed seed{
+          .key = placeholder_key, .label = e->spec.name, .attempt = static_cast<unsigned>(attempt)};
+      auto ph = make_placeholder(e->secret, e->spec.placeholder_prefix, &seed);
       if (!ph) {
         return std::move(ph).error().context("credential `" + e->spec.name + "`");
       }
