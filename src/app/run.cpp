@@ -57,11 +57,7 @@ std::string expand_home(const std::string& path, const std::string& home) {
 }
 
 std::string sessions_dir(const std::map<std::string, std::string>& env, const std::string& home) {
-  auto it = env.find("XDG_STATE_HOME");
-  std::string base = (it != env.end() && !it->second.empty() && it->second[0] == '/')
-                         ? it->second
-                         : home + "/.local/state";
-  return base + "/agentbox/sessions";
+  return agentbox_state_dir(env, home) + "/sessions";
 }
 
 std::string describe_exit(int code) {
