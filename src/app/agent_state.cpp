@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <openssl/evp.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,7 +17,6 @@
 
 #include "agentbox/base/sys.hpp"
 #include "agentbox/base/unique_fd.hpp"
-#include "agentbox/proxy/sigv4.hpp"
 
 namespace agentbox::app {
 
@@ -220,6 +220,18 @@ uint64_t tree_bytes(const std::string& path) {
   return total;
 }
 
+// The first 16 hex digits of SHA-256(s): a workspace's directory name.
+std::string short_hash(const std::string& s) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr);
+  std::string out;
+  for (unsigned i = 0; i < 8 && i < len; ++i) {
+    out += fmt::format("{:02x}", md[i]);
+  }
+  return out;
+}
+
 bool valid_scope(const std::string& s) {
   return !s.empty() && s.size() <= 64 && s[0] != '.' &&
          s.find_first_not_of(
@@ -255,8 +267,7 @@ std::string home_relative(const std::string& path) {
 }
 
 std::string scope_dir(const std::string& state_dir, const PersistSpec& spec) {
-  return fmt::format("{}/state/{}/{}", state_dir, spec.scope,
-                     proxy::sigv4::sha256_hex(spec.workspace).substr(0, 16));
+  return fmt::format("{}/state/{}/{}", state_dir, spec.scope, short_hash(spec.workspace));
 }
 
 Result<std::vector<std::string>> sanitize_persist(const std::string& state_dir,
