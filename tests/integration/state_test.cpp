@@ -147,7 +147,7 @@ inject = "header:x-api-key"
 }
 
 INSTANTIATE_TEST_SUITE_P(As, StateTest, ::testing::Values("root", "user"),
-                         [](const auto& info) { return info.param; });
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 }  // namespace
 }  // namespace agentbox::it
