@@ -20,6 +20,7 @@ class StateTest : public BoxWorldTest {
   // A user config dir inside the world with profiles/agent.toml = `profile`.
   RunOptions with_profile(const std::string& profile) {
     const std::string dir = w_.root + "/config";
+    std::filesystem::create_directories(dir + "/agentbox/profiles");
     write_file(dir + "/agentbox/profiles/agent.toml", profile);
     chown_tree(dir, w_.as.uid, w_.as.gid);
     RunOptions o;
@@ -61,7 +62,7 @@ TEST_P(StateTest, SecondSessionSeesTheFirstsStateForTheSameWorkspaceOnly) {
   EXPECT_TRUE(first.has_line("ro")) << first.out;
 
   Output second = box_sh(
-      "cat ~/.agent/state; cat ~/.agent/cfg.json; echo; ls -a ~/.agent; cat ~/other 2>&1", o);
+      "cat ~/.agent/state; cat ~/.agent/cfg.json; echo; ls -a ~/.agent; cat ~/other 2>&1; true", o);
   ASSERT_EQ(second.status, 0) << second.err;
   EXPECT_TRUE(second.has_line("one")) << second.out;
   EXPECT_NE(second.out.find("\"keep\": 2"), std::string::npos) << second.out;
