@@ -22,6 +22,7 @@
 #include <ctime>
 #include <memory>
 
+#include "agentbox/app/agent_state.hpp"
 #include "agentbox/app/doctor.hpp"
 #include "agentbox/app/session_confinement.hpp"
 #include "agentbox/app/session_dirs.hpp"
@@ -56,11 +57,7 @@ std::string expand_home(const std::string& path, const std::string& home) {
 }
 
 std::string sessions_dir(const std::map<std::string, std::string>& env, const std::string& home) {
-  auto it = env.find("XDG_STATE_HOME");
-  std::string base = (it != env.end() && !it->second.empty() && it->second[0] == '/')
-                         ? it->second
-                         : home + "/.local/state";
-  return base + "/agentbox/sessions";
+  return agentbox_state_dir(env, home) + "/sessions";
 }
 
 std::string describe_exit(int code) {
@@ -169,6 +166,8 @@ struct Session {
   std::unique_ptr<SessionConfinement> confinement;  // Landlock, caps, seccomp, rlimits, cgroup
   std::unique_ptr<SessionProxy> proxy;              // credentials, session CA, L7 handler
   std::unique_ptr<SessionNetwork> network;          // the tap in the box, the stack out here
+  std::string state_dir;                            // STATE/agentbox
+  PersistSpec persist;                              // the agent state kept (agent_state.hpp)
 };
 
 // Grants are resolved to their real paths, except that a path inside the workspace must stay
@@ -221,6 +220,32 @@ Result<std::string> workspace_for(const config::Policy& policy, const std::strin
         .hint("cd into a project directory or pass `--workspace DIR`");
   }
   return workspace;
+}
+
+// The profile's agent state: the state directories bound into HOME (agent_state.hpp).
+Result<std::vector<sb::Overlay>> keep_state(const config::Policy& policy, Session& s) {
+  s.persist = {.scope = policy.state_scope, .workspace = s.workspace};
+  for (const auto& p : policy.persist) {
+    s.persist.paths.push_back(p.value);
+  }
+  for (const auto& d : policy.persist_drop) {
+    s.persist.drop.push_back(d.value);
+  }
+  s.persist.strip = policy.persist_strip;
+  auto binds = prepare_persist(s.state_dir, s.persist, s.user.home);
+  if (!binds) {
+    return std::move(binds)
+        .error()
+        .context("keeping the agent's state")
+        .hint("`agentbox state rm PROFILE` starts it afresh");
+  }
+  if (!binds->empty()) {
+    s.sink->emit(audit::Event("state.persist")
+                     .str("profile", s.persist.scope)
+                     .str("dir", scope_dir(s.state_dir, s.persist))
+                     .strs("paths", s.persist.paths));
+  }
+  return binds;
 }
 
 Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::string>& env) {
@@ -276,9 +301,19 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
                     pruned.failed == 1 ? "" : "s", root);
   }
 
+  s.state_dir = agentbox_state_dir(env, s.user.home);
+  AGENTBOX_ASSIGN_OR_RETURN(std::vector<sb::Overlay> persisted, keep_state(req.policy, s));
+  std::string key;
+  if (!req.policy.credentials.empty() || !req.policy.token_files.empty()) {
+    auto k = placeholder_key(s.state_dir);
+    if (!k) {
+      base::log::warn("{}: placeholders are new this session", k.error().message());
+    }
+    key = k ? std::move(*k) : std::string();
+  }
   // Credentials and trust before the mount plan and the environment: the box is shown the
   // merged trust bundle and given placeholders, never the real values.
-  auto proxy = SessionProxy::create(req.policy, env, s.user.home, s.dir, *s.sink);
+  auto proxy = SessionProxy::create(req.policy, env, s.user.home, s.dir, *s.sink, key);
   if (!proxy) {
     return std::move(proxy).error().context("preparing the proxy");
   }
@@ -305,6 +340,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
                    .etc_hostname = hostname + "\n",
                    .etc_resolv_conf = "nameserver 10.0.2.3\n"};
   ms.overlays = s.proxy->overlays();
+  ms.persisted = std::move(persisted);
   sb::RealHostFs host;
   s.launch.mounts = sb::build_mount_plan(ms, host);
 
@@ -321,7 +357,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
     ein.pass.push_back(e.value);
   }
   for (const auto& [name, value] : req.policy.setenv) {
-    ein.set.emplace_back(name, value.value);
+    ein.set.emplace_back(name, expand_home(value.value, s.user.home));  // CLAUDE_CONFIG_DIR=~/x
   }
   // Last, so they win over a pass-through or setenv of the same name.
   for (auto& kv : s.proxy->box_env()) {
@@ -708,6 +744,13 @@ int run(const RunRequest& req) {
   }
   s.protect.placeholders.remove();
   s.git_protect.placeholders.remove();
+  if (!s.persist.paths.empty()) {
+    // Again now, so what the box left for its next session is checked before anyone reads it.
+    auto removed = sanitize_persist(s.state_dir, s.persist);
+    if (removed && !removed->empty()) {
+      s.sink->emit(audit::Event("state.sanitize").strs("removed", *removed));
+    }
+  }
   if (started) {
     s.git.finish(s.id, *s.sink);
   }

@@ -176,7 +176,8 @@ SessionProxy::~SessionProxy() = default;
 
 Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
     const config::Policy& policy, const std::map<std::string, std::string>& caller_env,
-    const std::string& home, const std::string& session_dir, audit::Sink& sink) {
+    const std::string& home, const std::string& session_dir, audit::Sink& sink,
+    std::string_view placeholder_key) {
   auto impl = std::make_unique<Impl>();
   impl->sink = &sink;
 
@@ -271,7 +272,8 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
           auto it = caller_env.find(k);
           return it == caller_env.end() ? std::nullopt : std::optional<std::string>(it->second);
         });
-    auto set = proxy::CredentialSet::load(std::move(specs), std::move(source), &sink);
+    auto set =
+        proxy::CredentialSet::load(std::move(specs), std::move(source), &sink, placeholder_key);
     if (!set) {
       return std::move(set).error().context("loading the credentials");
     }

@@ -686,6 +686,53 @@ Schema terminal_schema() {
            }}};
 }
 
+// [persist]: HOME-relative paths only ("~/.claude"), no `.` or `..` components.
+Validator home_path_validator(std::string name) {
+  return [name](const std::string& s) -> std::optional<std::string> {
+    std::string_view rest = without_slash(s);
+    if (rest.size() > 2 && rest.substr(0, 2) == "~/" && valid_relative(rest.substr(2)) &&
+        rest.find("//") == std::string_view::npos) {
+      return std::nullopt;
+    }
+    return fmt::format("`{}`: `{}` must be a path below ~/ (no `.` or `..`)", name, s);
+  };
+}
+
+// `persist.strip`: { "~/file.json" = ["key", "a.*.b"] }. Adding drops or strips only ever keeps
+// less, so a workspace file may add them too.
+void persist_strip(Ctx& c, const Value& v) {
+  if (!v.is_table()) {
+    problem(c, v, fmt::format("`persist.strip` must be a table, found {}", type_name(v)));
+    return;
+  }
+  const Validator check = home_path_validator("persist.strip");
+  for (const auto& kv : v.as_table()) {
+    if (auto err = check(kv.first)) {
+      problem(c, kv.second, *err);
+    } else if (auto keys = get_strings(c, kv.second, "persist.strip." + kv.first)) {
+      auto& into = c.p.persist_strip[kv.first];
+      into.insert(into.end(), keys->begin(), keys->end());
+    }
+  }
+}
+
+Schema persist_schema() {
+  return {{"paths",
+           [](Ctx& c, const Value& v) {
+             apply_list(c, v, "persist.paths", c.p.persist, home_path_validator("persist.paths"));
+           }},
+          {"drop",
+           [](Ctx& c, const Value& v) {
+             auto items = get_strings(c, v, "persist.drop");
+             if (items && validate_each(c, v, *items, home_path_validator("persist.drop"))) {
+               for (size_t i = 0; i < items->size(); ++i) {
+                 c.p.persist_drop.push_back({(*items)[i], origin_of(v.as_array()[i])});
+               }
+             }
+           }},
+          {"strip", persist_strip}};
+}
+
 std::optional<HttpRule> parse_rule(Ctx& c, const Value& t) {
   HttpRule rule{.origin = origin_of(t)};
   bool ok = true;
@@ -1161,6 +1208,7 @@ void apply_root(Ctx& c, const Value& root) {
       {"audit", [](Ctx& cc, const Value& v) { walk(cc, v, "audit", audit_schema()); }},
       {"network", [](Ctx& cc, const Value& v) { walk(cc, v, "network", network_schema()); }},
       {"terminal", [](Ctx& cc, const Value& v) { walk(cc, v, "terminal", terminal_schema()); }},
+      {"persist", [](Ctx& cc, const Value& v) { walk(cc, v, "persist", persist_schema()); }},
       {"credentials", apply_credentials},
       {"token_file", apply_token_files},
   };
@@ -1450,6 +1498,7 @@ base::Result<Loaded> load(const LoadOptions& options) {
         std::string path = d + "/" + name + ".toml";
         if (apply_file(path, Mode::kGrant, out.policy, problems)) {
           out.files_read.push_back(path);
+          out.policy.state_scope = name;
           found = true;
           break;
         }

@@ -104,7 +104,8 @@ CredentialSet& CredentialSet::operator=(CredentialSet&&) noexcept = default;
 CredentialSet::~CredentialSet() = default;
 
 base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> specs,
-                                                SecretSource source, audit::Sink* sink) {
+                                                SecretSource source, audit::Sink* sink,
+                                                std::string_view placeholder_key) {
   CredentialSet set;
   set.source_ = std::make_unique<SecretSource>(std::move(source));
   set.sink_ = sink;
@@ -164,7 +165,7 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
   }
   // Placeholders last, so each is checked against every secret and every other placeholder.
   for (auto& e : set.entries_) {
-    if (auto st = set.make_placeholder_for(*e); !st) {
+    if (auto st = set.make_placeholder_for(*e, placeholder_key); !st) {
       return std::move(st).error().context("credential `" + e->spec.name + "`");
     }
     if (sink != nullptr) {
@@ -179,9 +180,11 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
   return set;
 }
 
-base::Status CredentialSet::make_placeholder_for(Entry& e) const {
+base::Status CredentialSet::make_placeholder_for(Entry& e, std::string_view key) const {
   for (int attempt = 0; attempt < kPlaceholderAttempts; ++attempt) {
-    auto ph = make_placeholder(e.secret, e.spec.placeholder_prefix);
+    const PlaceholderSeed seed{
+        .key = key, .label = e.spec.name, .attempt = static_cast<unsigned>(attempt)};
+    auto ph = make_placeholder(e.secret, e.spec.placeholder_prefix, &seed);
     if (!ph) {
       return std::move(ph).error();
     }

@@ -1,6 +1,9 @@
 // Placeholder generation (see placeholder.hpp for the rules and why).
 #include "agentbox/proxy/placeholder.hpp"
 
+#include <fmt/format.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -25,18 +28,24 @@ bool is_alnum(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-// Uniform characters from `alphabet` via rejection sampling over RAND_bytes.
+// Uniform characters from `alphabet` via rejection sampling over a byte stream: RAND_bytes, or
+// with a seed HMAC-SHA256(key, label || secret || attempt || block counter), a PRF whose output
+// says nothing about the secret to whoever lacks the key.
 class Rng {
  public:
+  Rng() = default;
+  Rng(const PlaceholderSeed& seed, std::string_view secret) : key_(seed.key) {
+    msg_ = fmt::format("agentbox placeholder v1\n{}\n{}\n", seed.label.size(), seed.label);
+    msg_.append(secret);
+    msg_.append(fmt::format("\n{}\n", seed.attempt));
+  }
+
   base::Result<char> pick(std::string_view alphabet) {
     const unsigned n = static_cast<unsigned>(alphabet.size());
     const unsigned limit = 256 - (256 % n);
     for (;;) {
       if (pos_ == buf_.size()) {
-        if (RAND_bytes(buf_.data(), static_cast<int>(buf_.size())) != 1) {
-          return base::Error::msg("RAND_bytes failed: the CSPRNG is not available");
-        }
-        pos_ = 0;
+        AGENTBOX_TRY(refill());
       }
       const unsigned v = buf_[pos_++];
       if (v < limit) {
@@ -46,8 +55,30 @@ class Rng {
   }
 
  private:
-  std::array<unsigned char, 64> buf_{};
+  base::Status refill() {
+    pos_ = 0;
+    if (key_.empty()) {
+      if (RAND_bytes(buf_.data(), static_cast<int>(buf_.size())) != 1) {
+        return base::Error::msg("RAND_bytes failed: the CSPRNG is not available");
+      }
+      return base::ok();
+    }
+    const std::string block = fmt::format("{}{}", msg_, block_++);
+    unsigned len = 0;
+    if (HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
+             reinterpret_cast<const unsigned char*>(block.data()), block.size(), buf_.data(),
+             &len) == nullptr ||
+        len != buf_.size()) {
+      return base::Error::msg("HMAC-SHA256 failed");
+    }
+    return base::ok();
+  }
+
+  std::array<unsigned char, 32> buf_{};
   size_t pos_ = buf_.size();
+  std::string_view key_;
+  std::string msg_;
+  uint64_t block_ = 0;
 };
 
 // Appends `n` random characters of `alphabet`.
@@ -101,7 +132,7 @@ struct Known {
   std::string_view shape;
 };
 
-constexpr std::array<Known, 16> kKnown = {{
+constexpr std::array<Known, 17> kKnown = {{
     {"github_pat_", "", "github-fine-grained"},
     {"ghp_", "", "github"},
     {"gho_", "", "github"},
@@ -118,6 +149,7 @@ constexpr std::array<Known, 16> kKnown = {{
     {"glpat-", "", "gitlab"},
     {"npm_", "", "npm"},
     {"xapp-", "", "slack"},
+    {"AIza", kBase64Url, "google-api-key"},  // Gemini and other Google API keys
 }};
 
 const Known* known_prefix(std::string_view real) {
@@ -218,13 +250,14 @@ std::string_view placeholder_shape(std::string_view real) {
   return "generic";
 }
 
-base::Result<std::string> make_placeholder(std::string_view real, std::string_view prefix) {
+base::Result<std::string> make_placeholder(std::string_view real, std::string_view prefix,
+                                           const PlaceholderSeed* seed) {
   if (real.size() < kMinSecretLength) {
     return base::Error::msg("secret is " + std::to_string(real.size()) +
                             " characters long; a placeholder needs at least " +
                             std::to_string(kMinSecretLength));
   }
-  Rng rng;
+  Rng rng = seed != nullptr && !seed->key.empty() ? Rng(*seed, real) : Rng();
   std::string out;
   if (!prefix.empty()) {
     if (prefix.size() >= real.size()) {

@@ -403,6 +403,13 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
                       .source = g.path,
                       .read_only = !g.writable}});
   }
+  for (const auto& p : spec.persisted) {
+    trees.push_back({p.target,
+                     {.kind = p.dir ? MountKind::kBindDir : MountKind::kBindFile,
+                      .target = p.target,
+                      .source = p.source,
+                      .read_only = false}});
+  }
   std::stable_sort(trees.begin(), trees.end(), [](const UserTree& a, const UserTree& b) {
     return depth(a.path) < depth(b.path);
   });

@@ -48,9 +48,11 @@ class SessionProxy {
  public:
   // `caller_env`: the launching environment (env: credential sources). `home` expands `~`.
   // `session_dir`: the session folder (0700) where the bundle and CA directory are written.
+  // `placeholder_key`: the per-user key placeholders are derived from (empty: random ones).
   [[nodiscard]] static base::Result<std::unique_ptr<SessionProxy>> create(
       const config::Policy& policy, const std::map<std::string, std::string>& caller_env,
-      const std::string& home, const std::string& session_dir, audit::Sink& sink);
+      const std::string& home, const std::string& session_dir, audit::Sink& sink,
+      std::string_view placeholder_key = {});
   ~SessionProxy();
   SessionProxy(const SessionProxy&) = delete;
   SessionProxy& operator=(const SessionProxy&) = delete;

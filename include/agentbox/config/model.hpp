@@ -155,6 +155,11 @@ struct Policy {
   // [terminal]: what the box prints passes a filter on its way to your terminal
   Sourced<bool> terminal_filter{true, {"built-in"}};
   std::vector<Sourced<std::string>> terminal_allow;  // "osc8", "osc52", "oscN"
+  // [persist]: agent state kept per profile and workspace (app/agent_state.hpp)
+  std::vector<Sourced<std::string>> persist;       // HOME-relative directories, "~/.claude"
+  std::vector<Sourced<std::string>> persist_drop;  // never kept: removed before each session
+  std::map<std::string, std::vector<std::string>> persist_strip;  // JSON file -> keys erased
+  std::string state_scope = "default";  // the profile's name: one state directory per profile
   // [credentials.*] and [[token_file]]
   std::map<std::string, Credential> credentials;
   std::vector<TokenFile> token_files;

@@ -2,7 +2,8 @@
 //
 // Theory of operation, per session:
 //   1. load: every CredentialSpec's source is resolved once (env: from the launching
-//      environment, file:, cmd:) and a placeholder is made for it; placeholders are regenerated
+//      environment, file:, cmd:) and a placeholder is made for it (random, or stable across
+//      sessions when the per-user placeholder key is given); placeholders are regenerated
 //      until none is a substring of another placeholder or of any secret. Any failure fails the
 //      whole load (fail closed: the box never starts with a real secret or without its stand-in).
 //   2. the box gets placeholder_env() (VAR=placeholder) and never the real value.
@@ -136,8 +137,11 @@ class CredentialSet {
  public:
   using Clock = std::chrono::steady_clock;
 
+  // `placeholder_key` (optional, the per-user key): placeholders are derived from it and stay
+  // the same across sessions for the same credential and secret (placeholder.hpp).
   [[nodiscard]] static base::Result<CredentialSet> load(std::vector<CredentialSpec> specs,
-                                                        SecretSource source, audit::Sink* sink);
+                                                        SecretSource source, audit::Sink* sink,
+                                                        std::string_view placeholder_key = {});
   CredentialSet(CredentialSet&&) noexcept;
   CredentialSet& operator=(CredentialSet&&) noexcept;
   ~CredentialSet();
@@ -205,7 +209,8 @@ class CredentialSet {
   [[nodiscard]] bool add_formatted(http1::Request& req, std::string_view host, bool cleartext,
                                    const std::vector<Entry*>& swapped, Verdict& v);
   void apply_refresh(Entry& e, base::Result<std::string> fresh);
-  [[nodiscard]] base::Status make_placeholder_for(Entry& e) const;
+  // `key`: the user's placeholder key (stable placeholders, placeholder.hpp); empty: random.
+  [[nodiscard]] base::Status make_placeholder_for(Entry& e, std::string_view key = {}) const;
   [[nodiscard]] std::string minting_denial(const http1::Request& req, std::string_view host,
                                            std::string_view body,
                                            const std::vector<Entry*>& signers) const;

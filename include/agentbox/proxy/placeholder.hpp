@@ -5,6 +5,13 @@
 // real secret (so a swap never changes Content-Length), and is drawn from a CSPRNG (OpenSSL
 // RAND_bytes), so one box cannot predict another session's placeholders.
 //
+// Stable placeholders (a PlaceholderSeed): the same draws come from HMAC-SHA256 under a per-user
+// key kept outside every box (0600 in the user's state dir), keyed by the credential's name, the
+// secret and an attempt number. The same (credential, secret) then gets the same placeholder in
+// every session, so an agent's remembered key approval survives; a rotated secret gets a new one.
+// Without the key the output is a PRF's: it reveals nothing about the secret (no hash of the
+// secret alone, which a box could test guesses against).
+//
 // Alphabets: known formats use the format's alphabet (ghp_ + base62, AKIA + base32, ...). For
 // unknown formats every run of alphanumerics between separators draws from the union of the
 // character classes (digits, lower, upper) that run uses; the class of each single position is
@@ -28,10 +35,21 @@ inline constexpr size_t kMinSecretLength = 8;
 // Which shape make_placeholder() recognised (for tests and `agentbox explain`).
 [[nodiscard]] std::string_view placeholder_shape(std::string_view real);
 
-// A fresh placeholder for `real`. `prefix` (optional) overrides the detected prefix and is kept
-// verbatim. Fails if the secret is shorter than kMinSecretLength or the CSPRNG fails.
+// What makes a placeholder stable across sessions: the per-user key (>= 32 bytes; empty means
+// random), a label (the credential's name) and the attempt (a clash with another value is
+// retried with the next one).
+struct PlaceholderSeed {
+  std::string_view key;
+  std::string_view label;
+  unsigned attempt = 0;
+};
+
+// A placeholder for `real`: random, or derived from `seed` when it carries a key. `prefix`
+// (optional) overrides the detected prefix and is kept verbatim. Fails if the secret is shorter
+// than kMinSecretLength or the CSPRNG fails.
 [[nodiscard]] base::Result<std::string> make_placeholder(std::string_view real,
-                                                         std::string_view prefix = {});
+                                                         std::string_view prefix = {},
+                                                         const PlaceholderSeed* seed = nullptr);
 
 // Strict base64 (RFC 4648 4, padded) and base64url (5, unpadded) codecs used for Basic auth and
 // JWTs. decode returns nullopt-like error on any non-alphabet byte or bad padding.

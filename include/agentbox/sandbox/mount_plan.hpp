@@ -98,6 +98,10 @@ struct MountSpec {
   std::string git_common;
   std::vector<std::string> git_common_protected;
   std::vector<Overlay> overlays;  // shown read-only, after the user's trees
+  // Another host directory bound read-write at a path of the box (an agent's persisted state,
+  // app/agent_state.hpp), among the user's trees: parents first, so a read-only grant inside
+  // one lands on top of it.
+  std::vector<Overlay> persisted;
   // Synthesized /etc files (contents prepared by the caller).
   std::string etc_passwd;
   std::string etc_group;

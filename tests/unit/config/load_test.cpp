@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -619,6 +620,70 @@ TEST(Network, ModeNoneNarrowsAndFilteredIsNotAWorkspaceChoice) {
   ASSERT_FALSE(junk_flag);
   EXPECT_NE(junk_flag.error().render().find("--network"), std::string::npos)
       << junk_flag.error().render();
+// [persist] (issue 15): HOME-relative directories only; the profile's name scopes the state.
+TEST(Persist, PathsDropsStripsAndTheProfileScope) {
+  TempDir dir;
+  dir.write("profiles/p.toml",
+            "[persist]\npaths = [\"~/.agent\", \"~/.config/x/\"]\n"
+            "drop = [\"~/.agent/hooks.json\"]\n"
+            "strip = { \"~/.agent/cfg.json\" = [\"hooks\", \"projects.*.mcp\"] }\n");
+  LoadOptions o = isolated(dir);
+  auto none = load(o);
+  ASSERT_TRUE(none) << none.error().render();
+  EXPECT_EQ(none->policy.state_scope, "default");
+  o.flags.profile = "p";
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  EXPECT_EQ(r->policy.state_scope, "p");
+  ASSERT_EQ(r->policy.persist.size(), 2u);
+  EXPECT_EQ(r->policy.persist[0].value, "~/.agent");
+  ASSERT_EQ(r->policy.persist_drop.size(), 1u);
+  ASSERT_EQ(r->policy.persist_strip.count("~/.agent/cfg.json"), 1u);
+  EXPECT_EQ(r->policy.persist_strip.at("~/.agent/cfg.json").size(), 2u);
+  for (const char* bad : {"/etc", "~", "~/", "~/../x", "~/a/./b", "~user/x", "rel"}) {
+    dir.write("profiles/p.toml", std::string("[persist]\npaths = [\"") + bad + "\"]\n");
+    auto e = load(o);
+    ASSERT_FALSE(e) << bad;
+    EXPECT_NE(e.error().message().find("persist.paths"), std::string::npos) << e.error().message();
+  }
+}
+
+// Issue 15, item 2: what the shipped agent profiles must say for an interactive start.
+TEST(Profiles, ShippedAgentsKeepTheirStateAndStartWithoutDialogs) {
+  TempDir dir;
+  auto profile = [&](const char* name) {
+    LoadOptions o = isolated(dir);
+    o.profile_dirs = {std::string(AGENTBOX_SOURCE_DIR) + "/profiles"};
+    o.flags.profile = name;
+    auto r = load(o);
+    EXPECT_TRUE(r) << name;
+    return r ? r->policy : Policy{};
+  };
+  auto has = [](const std::vector<Sourced<std::string>>& l, const std::string& v) {
+    return std::any_of(l.begin(), l.end(), [&](const auto& e) { return e.value == v; });
+  };
+  const Policy claude = profile("claude");
+  EXPECT_TRUE(has(claude.persist, "~/.claude"));
+  EXPECT_TRUE(has(claude.persist_drop, "~/.claude/settings.json"));
+  EXPECT_EQ(claude.setenv.at("IS_SANDBOX").value, "1");
+  EXPECT_EQ(claude.setenv.at("CLAUDE_CONFIG_DIR").value, "~/.claude");
+  EXPECT_TRUE(has(claude.net_allow, "platform.claude.com"));
+  EXPECT_FALSE(has(claude.net_allow, "statsig.anthropic.com"));
+  EXPECT_TRUE(std::any_of(claude.http_rules.begin(), claude.http_rules.end(), [](const auto& r) {
+    return r.methods == std::vector<std::string>{"HEAD"} &&
+           r.paths == std::vector<std::string>{"/"};
+  }));
+  const Policy codex = profile("codex");
+  EXPECT_TRUE(has(codex.persist, "~/.codex"));
+  EXPECT_FALSE(has(codex.env, "CODEX_HOME")) << "the caller's CODEX_HOME names a hidden directory";
+  EXPECT_EQ(codex.setenv.at("CODEX_HOME").value, "~/.codex");
+  ASSERT_FALSE(codex.http_rules.empty());
+  EXPECT_FALSE(codex.http_rules[0].paths.empty());
+  const Policy gemini = profile("gemini");
+  EXPECT_TRUE(has(gemini.persist, "~/.gemini"));
+  EXPECT_EQ(gemini.setenv.at("GEMINI_CLI_TRUST_WORKSPACE").value, "true");
+  EXPECT_FALSE(has(gemini.ro, "~/.gemini/settings.json")) << "gemini writes its auth choice there";
+  EXPECT_TRUE(has(profile("aider").persist, "~/.aider"));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <string>
 
 namespace agentbox::proxy {
 namespace {
@@ -125,6 +126,61 @@ TEST(Base64, RoundTripAndStrictness) {
   EXPECT_FALSE(base64_decode("dXNl cjpw").has_value());
   EXPECT_FALSE(base64_decode("YR==").has_value());  // non-canonical padding bits
   EXPECT_FALSE(base64_decode("a-b_", false).has_value());
+}
+
+// Stable placeholders (issue 15): the same (key, credential, secret) gives the same placeholder
+// in every session; another secret, credential or key gives another; the shape is kept.
+std::string seeded(std::string_view real, std::string_view key, std::string_view label,
+                   unsigned attempt = 0) {
+  const PlaceholderSeed seed{.key = key, .label = label, .attempt = attempt};
+  auto p = make_placeholder(real, {}, &seed);
+  EXPECT_TRUE(p.has_value()) << (p ? "" : p.error().message());
+  EXPECT_EQ(p->size(), real.size());
+  EXPECT_NE(*p, real);
+  return p ? *p : std::string();
+}
+
+TEST(Placeholder, StableUnderAKeyAndOnlyUnderIt) {
+  const std::string key(32, 'k');
+  const std::string other_key(32, 'K');
+  const std::string real = "sk-ant-api03-" + std::string("aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5");
+  const auto p = seeded(real, key, "anthropic");
+  EXPECT_EQ(p.substr(0, 13), "sk-ant-api03-");
+  EXPECT_EQ(seeded(real, key, "anthropic"), p) << "same key, credential and secret";
+  std::string rotated = real;
+  rotated.back() = rotated.back() == 'Z' ? 'Y' : 'Z';
+  EXPECT_NE(seeded(rotated, key, "anthropic"), p) << "a different secret";
+  EXPECT_NE(seeded(real, key, "other"), p) << "a different credential";
+  EXPECT_NE(seeded(real, other_key, "anthropic"), p) << "a different user's key";
+  EXPECT_NE(seeded(real, key, "anthropic", 1), p) << "the next attempt after a clash";
+  EXPECT_NE(seeded(real, "", "anthropic"), seeded(real, "", "anthropic")) << "no key: random";
+}
+
+TEST(Placeholder, StableKeepsEveryShape) {
+  const std::string key(32, 'x');
+  const std::string gh = "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5";
+  EXPECT_EQ(seeded(gh, key, "g").substr(0, 4), "ghp_");
+  EXPECT_TRUE(all_in(seeded(gh, key, "g").substr(4), kBase62));
+  const std::string aws = "AKIAIOSFODNN7EXAMPLE";
+  EXPECT_TRUE(all_in(seeded(aws, key, "a").substr(4), "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"));
+  // The characters of a stable placeholder are spread over the alphabet like random ones: a
+  // secret of one repeated character does not show through.
+  std::set<char> seen;
+  for (char ch : seeded("ghp_" + std::string(36, 'a'), key, "g").substr(4)) {
+    seen.insert(ch);
+  }
+  EXPECT_GT(seen.size(), 15u);
+}
+
+TEST(Placeholder, GoogleApiKeyKeepsItsPrefix) {
+  const std::string real = "AIzaSyA1b2C3d4E5f6G7h8I9j0K_L-m2N3o4P5q";
+  ASSERT_EQ(real.size(), 39u);
+  EXPECT_EQ(placeholder_shape(real), "google-api-key");
+  for (const auto& p : {make(real), seeded(real, std::string(32, 'k'), "gemini")}) {
+    EXPECT_EQ(p.substr(0, 4), "AIza");
+    EXPECT_TRUE(
+        all_in(p.substr(4), "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"));
+  }
 }
 
 }  // namespace

@@ -1,0 +1,154 @@
+// Agent state kept per profile and workspace ([persist], `agentbox state`) and placeholders that
+// stay the same across sessions: the real binary, as root and as an unprivileged user.
+#include <fmt/core.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "harness.hpp"
+
+namespace agentbox::it {
+namespace {
+
+using Args = std::vector<std::string>;
+
+class StateTest : public BoxWorldTest {
+ protected:
+  // A user config dir inside the world with profiles/agent.toml = `profile`.
+  RunOptions with_profile(const std::string& profile) {
+    const std::string dir = w_.root + "/config";
+    std::filesystem::create_directories(dir + "/agentbox/profiles");
+    write_file(dir + "/agentbox/profiles/agent.toml", profile);
+    chown_tree(dir, w_.as.uid, w_.as.gid);
+    RunOptions o;
+    o.env["XDG_CONFIG_HOME"] = dir;
+    return o;
+  }
+  Output box_sh(const std::string& script, const RunOptions& o) {
+    return run(w_, {"run", "-q", "--profile", "agent", "--", "/bin/sh", "-c", script}, o);
+  }
+};
+
+constexpr const char* kAgentProfile = R"(
+[sandbox]
+ro = ["~/.agent/user-settings.json"]
+[persist]
+paths = ["~/.agent"]
+drop = ["~/.agent/hooks.json"]
+strip = { "~/.agent/cfg.json" = ["hooks", "projects.*.mcp"] }
+)";
+
+TEST_P(StateTest, SecondSessionSeesTheFirstsStateForTheSameWorkspaceOnly) {
+  RunOptions o = with_profile(kAgentProfile);
+  // The user's own file inside the kept directory: shown read-only on top of it.
+  const std::string user_agent = w_.as.home + "/.agent";
+  ::mkdir(user_agent.c_str(), 0700);
+  write_file(user_agent + "/user-settings.json", "users-own\n");
+  chown_tree(user_agent, w_.as.uid, w_.as.gid);
+
+  Output first = box_sh(
+      "echo one > ~/.agent/state && echo eph > ~/other && "
+      "echo '{\"hooks\":{\"Stop\":\"curl "
+      "evil\"},\"keep\":2,\"projects\":{\"/w\":{\"mcp\":1,\"t\":3}}}'"
+      " > ~/.agent/cfg.json && echo '{\"run\":\"x\"}' > ~/.agent/hooks.json && "
+      "cat ~/.agent/user-settings.json; echo planted > ~/.agent/user-settings.json || echo ro",
+      o);
+  std::filesystem::remove_all(user_agent);
+  ASSERT_EQ(first.status, 0) << first.err;
+  EXPECT_NE(first.out.find("users-own"), std::string::npos) << first.out;
+  EXPECT_TRUE(first.has_line("ro")) << first.out;
+
+  Output second = box_sh(
+      "cat ~/.agent/state; cat ~/.agent/cfg.json; echo; ls -a ~/.agent; cat ~/other 2>&1; true", o);
+  ASSERT_EQ(second.status, 0) << second.err;
+  EXPECT_TRUE(second.has_line("one")) << second.out;
+  EXPECT_NE(second.out.find("\"keep\": 2"), std::string::npos) << second.out;
+  EXPECT_NE(second.out.find("\"t\": 3"), std::string::npos) << second.out;
+  EXPECT_EQ(second.out.find("hooks"), std::string::npos) << "hooks carried over:\n" << second.out;
+  EXPECT_EQ(second.out.find("mcp"), std::string::npos) << second.out;
+  EXPECT_EQ(second.out.find("planted"), std::string::npos) << second.out;
+  EXPECT_EQ(second.out.find("eph"), std::string::npos) << "the rest of HOME is not kept";
+
+  // On the host: the hook file is gone already when the session ends.
+  Output list = run(w_, {"state", "list"}, o);
+  ASSERT_EQ(list.status, 0) << list.err;
+  EXPECT_NE(list.out.find("agent"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find(w_.ws), std::string::npos) << list.out;
+  bool hook_left = false;
+  for (const auto& e :
+       std::filesystem::recursive_directory_iterator(w_.state + "/agentbox/state")) {
+    hook_left = hook_left || e.path().filename() == "hooks.json";
+  }
+  EXPECT_FALSE(hook_left);
+
+  // Another workspace of the same profile starts empty.
+  const std::string ws2 = w_.root + "/ws2";
+  ::mkdir(ws2.c_str(), 0755);
+  chown_tree(ws2, w_.as.uid, w_.as.gid);
+  RunOptions o2 = o;
+  o2.cwd = ws2;
+  Output other = box_sh("cat ~/.agent/state 2>&1 || echo absent", o2);
+  ASSERT_EQ(other.status, 0) << other.err;
+  EXPECT_TRUE(other.has_line("absent")) << other.out;
+
+  Output rm = run(w_, {"state", "rm", "agent"}, o);
+  ASSERT_EQ(rm.status, 0) << rm.err;
+  EXPECT_NE(rm.out.find("2 workspaces"), std::string::npos) << rm.out;
+  Output after = box_sh("cat ~/.agent/state 2>&1 || echo absent", o);
+  EXPECT_TRUE(after.has_line("absent")) << after.out;
+  Output again = run(w_, {"state", "rm", "nosuch"}, o);
+  EXPECT_EQ(again.status, 125);
+  EXPECT_NE(again.err.find("agentbox: error: state rm: no state kept for profile `nosuch`"),
+            std::string::npos)
+      << again.err;
+  Output all = run(w_, {"state", "rm", "--all"}, o);
+  EXPECT_EQ(all.status, 0) << all.err;
+}
+
+TEST_P(StateTest, BadPersistPathsAreRefusedBeforeAnythingRuns) {
+  for (const char* bad : {"/etc", "~/../x", "~"}) {
+    RunOptions o = with_profile(fmt::format("[persist]\npaths = [\"{}\"]\n", bad));
+    Output r = box_sh("true", o);
+    EXPECT_EQ(r.status, 125) << bad;
+    EXPECT_NE(r.err.find("persist.paths"), std::string::npos) << r.err;
+  }
+}
+
+TEST_P(StateTest, PlaceholdersStayTheSameAcrossSessionsForTheSameSecret) {
+  RunOptions o = with_profile(R"(
+[credentials.tok]
+env = "TOK"
+from = "env:TOK_REAL"
+hosts = ["api.example.test"]
+inject = "header:x-api-key"
+)");
+  const std::string secret = "sk-proj-Abc123Def456Ghi789Jkl012Mno345Pqr678";
+  o.env["TOK_REAL"] = secret;
+  Output a = box_sh("echo \"tok=$TOK\"", o);
+  Output b = box_sh("echo \"tok=$TOK\"", o);
+  ASSERT_EQ(a.status, 0) << a.err;
+  ASSERT_EQ(b.status, 0) << b.err;
+  const std::string pa = a.line_starting("tok=");
+  ASSERT_EQ(pa.size(), 4 + secret.size()) << a.out;
+  EXPECT_EQ(pa.substr(0, 12), "tok=sk-proj-");
+  EXPECT_EQ(pa.find(secret.substr(8)), std::string::npos) << "the secret itself reached the box";
+  EXPECT_EQ(b.line_starting("tok="), pa) << "a new placeholder in the second session";
+  struct stat st {};
+  ASSERT_EQ(::stat((w_.state + "/agentbox/placeholder.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(st.st_uid, w_.as.uid);
+
+  o.env["TOK_REAL"] = "sk-proj-Zyx987Wvu654Tsr321Qpo098Nml765Kji432";
+  Output c = box_sh("echo \"tok=$TOK\"", o);
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_NE(c.line_starting("tok="), pa) << "a rotated secret must get a new placeholder";
+}
+
+INSTANTIATE_TEST_SUITE_P(As, StateTest, ::testing::Values("root", "user"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+}  // namespace
+}  // namespace agentbox::it
