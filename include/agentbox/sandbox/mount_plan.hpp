@@ -80,6 +80,13 @@ struct Overlay {
   bool dir = false;
 };
 
+// A symlink made in the box (in its private HOME or root tmpfs), after the overlays: a launcher
+// link of the program's installation (app/program_install.hpp), its text kept as on the host.
+struct Link {
+  std::string target;  // box path (a real directory + name)
+  std::string text;
+};
+
 struct MountSpec {
   std::string workspace;  // absolute canonical; read-write at the same path
   std::string home;       // the user's real home path; an empty private tmpfs there
@@ -98,6 +105,7 @@ struct MountSpec {
   std::string git_common;
   std::vector<std::string> git_common_protected;
   std::vector<Overlay> overlays;  // shown read-only, after the user's trees
+  std::vector<Link> links;        // made after the overlays
   // Synthesized /etc files (contents prepared by the caller).
   std::string etc_passwd;
   std::string etc_group;
