@@ -166,6 +166,8 @@ TEST_P(ProgramTest, Volta) {
   real_node(v + "/tools/image/node/20.11.0/bin/node");
   std::string pkg = v + "/tools/image/packages/@acme/agent/lib/node_modules/@acme/agent";
   std::string self = package(pkg);
+  fs::create_directories(v + "/tools/user/bins");
+  fs::create_directories(v + "/bin");
   write_file(v + "/tools/user/bins/agent.json",
              R"({"name":"agent","package":"@acme/agent","platform":{"node":"20.11.0"}})");
   write_file(v + "/bin/volta-shim",
@@ -180,6 +182,7 @@ TEST_P(ProgramTest, Volta) {
 // bun: ~/.bun/bin/TOOL -> ../install/global/node_modules/PKG/BIN, dependencies hoisted beside it.
 TEST_P(ProgramTest, Bun) {
   std::string global = home_ + "/.bun/install/global";
+  fs::create_directories(global);
   write_file(global + "/package.json", R"({"dependencies":{"@acme/agent":"1.0.0"}})");
   fs::create_directories(global + "/node_modules/acme-hello");
   write_file(global + "/node_modules/acme-hello/index.js",
