@@ -11,8 +11,11 @@ namespace agentbox::cli {
 // lets `--ro X -- cmd -x` swallow the `--` into --ro's list and parse `-x` as an option of ours.
 void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
   auto& f = o.flags;
-  sub->add_option("-p,--profile", f.profile, "Apply the named profile (claude, codex, node, ...)")
-      ->type_name("PROFILE");
+  sub->add_option("-p,--profile", f.profiles,
+                  "Apply the named profile (claude, codex, node, ...; repeatable: later ones "
+                  "layer over earlier ones)")
+      ->type_name("PROFILE")
+      ->allow_extra_args(false);
   sub->add_option("-w,--workspace", f.workspace,
                   "The read-write directory (default: the enclosing git repository, else .)")
       ->type_name("PATH");

@@ -30,6 +30,9 @@ int run_verb(const RunOptions& o) {
   if (!loaded) {
     return 125;
   }
+  for (const auto& note : loaded->notes) {
+    base::log::info("{}", note);  // one line per dropped credential, and why
+  }
   app::RunRequest req{.policy = std::move(loaded->policy),
                       .command = o.command,
                       .config_files = loaded->files_read,

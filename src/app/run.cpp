@@ -24,6 +24,7 @@
 
 #include "agentbox/app/agent_state.hpp"
 #include "agentbox/app/doctor.hpp"
+#include "agentbox/app/program_install.hpp"
 #include "agentbox/app/session_confinement.hpp"
 #include "agentbox/app/session_dirs.hpp"
 #include "agentbox/app/session_git.hpp"
@@ -155,6 +156,7 @@ struct Session {
   std::string cwd;
   std::string workspace;
   std::vector<sb::Grant> grants;
+  ProgramInstall program;  // what of the command's installation the box is shown
   sb::ProtectedSet protect;
   GitGuard git;                  // the repository's layout; the session-end scan
   sb::ProtectedSet git_protect;  // a linked worktree's main repository
@@ -199,6 +201,32 @@ Result<std::vector<sb::Grant>> resolve_grants(const config::Policy& policy, cons
   add(policy.ro, false);
   add(policy.rw, true);
   return out;
+}
+
+// The command's installation (program_install.hpp), its shown paths added as read-only grants;
+// said at -v.
+ProgramInstall resolve_for_box(const std::string& command,
+                               const std::map<std::string, std::string>& env,
+                               const std::string& cwd, const std::string& workspace,
+                               std::vector<sb::Grant>& grants) {
+  std::vector<std::string> visible = sb::system_trees();
+  if (!workspace.empty()) {
+    visible.push_back(workspace);
+  }
+  for (const auto& g : grants) {
+    visible.push_back(g.path);
+  }
+  ProgramInstall p = resolve_program(command, env, cwd, visible, sb::kDefaultPath);
+  for (const auto& line : p.resolution) {
+    base::log::debug("program {}", line);
+  }
+  for (const auto& line : describe(p)) {
+    base::log::debug("program: {}", line);
+  }
+  for (const auto& path : p.shown) {
+    grants.push_back({path, false});
+  }
+  return p;
 }
 
 Result<std::string> workspace_for(const config::Policy& policy, const std::string& home,
@@ -258,6 +286,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   AGENTBOX_ASSIGN_OR_RETURN(s.cwd, real_path(cwd_buf));
   AGENTBOX_ASSIGN_OR_RETURN(s.workspace, workspace_for(req.policy, s.user.home, s.cwd));
   AGENTBOX_ASSIGN_OR_RETURN(s.grants, resolve_grants(req.policy, s.user.home, s.workspace, s.cwd));
+  s.program = resolve_for_box(req.command[0], env, s.cwd, s.workspace, s.grants);
 
   std::vector<std::string> rels = sb::default_protected_paths();
   for (const auto& p : req.policy.protected_paths) {
@@ -341,11 +370,15 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
                    .etc_resolv_conf = "nameserver 10.0.2.3\n"};
   ms.overlays = s.proxy->overlays();
   ms.persisted = std::move(persisted);
+  for (const auto& l : s.program.links) {
+    ms.links.push_back({l.path, l.text});
+  }
   sb::RealHostFs host;
   s.launch.mounts = sb::build_mount_plan(ms, host);
 
   bool tty = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDOUT_FILENO) == 1;
-  sb::EnvInputs ein{.caller = env, .user = s.user, .tty = tty};
+  sb::EnvInputs ein{.caller = env, .user = s.user, .tty = tty, .pass = s.program.pass_env};
+  ein.path_prepend = s.program.path_dirs;
   for (const auto& e : req.policy.env) {
     if (s.proxy->secret_env_sources().count(e.value) != 0) {
       base::log::warn(
@@ -441,6 +474,7 @@ void log_start(Session& s, const RunRequest& req) {
       .strs("ro", ro)
       .strs("rw", rw)
       .strs("protected", s.protect.paths)
+      .strs("program", describe(s.program))
       .strs("config", req.config_files)
       .boolean("tty", s.launch.pty)
       .num("uid", s.user.uid);
@@ -801,6 +835,29 @@ Result<std::string> resolve_workspace(const config::Policy& policy) {
   }
   AGENTBOX_ASSIGN_OR_RETURN(std::string cwd, real_path(cwd_buf));
   return workspace_for(policy, user.home, cwd);
+}
+
+std::vector<std::string> explain_program(const config::Policy& policy, const std::string& command) {
+  auto env = sb::parse_environ(environ);
+  sb::UserInfo user = who_runs(env);
+  char cwd_buf[PATH_MAX];
+  auto cwd = ::getcwd(cwd_buf, sizeof cwd_buf) != nullptr ? real_path(cwd_buf)
+                                                          : Result<std::string>(Error::msg("cwd"));
+  auto ws = cwd ? workspace_for(policy, user.home, *cwd) : Result<std::string>(cwd.error());
+  std::vector<sb::Grant> grants;
+  if (ws) {
+    grants = resolve_grants(policy, user.home, *ws, *cwd).value_or(std::vector<sb::Grant>{});
+  }
+  ProgramInstall p = resolve_for_box(command, env, cwd ? *cwd : "/", ws ? *ws : "", grants);
+  std::vector<std::string> out = p.resolution;
+  if (out.empty()) {
+    out.push_back(
+        fmt::format("`{}`: not found on your PATH (the box looks on its own PATH)", command));
+  }
+  for (auto& line : describe(p)) {
+    out.push_back(std::move(line));
+  }
+  return out;
 }
 
 }  // namespace agentbox::app

@@ -184,12 +184,13 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
   std::vector<proxy::CredentialSpec> specs;
   for (const auto& [name, c] : policy.credentials) {
     if (c.from.rfind("env:", 0) == 0 && caller_env.count(c.from.substr(4)) == 0) {
-      // Nothing to protect and nothing to give: the box simply has no such variable. Profiles
-      // name the usual variables (ANTHROPIC_API_KEY) that many users do not set (OAuth logins),
-      // so only a credential of the user's own config says so out loud.
+      // Nothing to protect and nothing to give: the box simply has no such variable. Said in one
+      // line (an agent without its key says "Not logged in"); a warning only for a credential of
+      // the user's own config, since profiles name the usual variables (ANTHROPIC_API_KEY) that
+      // many users do not set (OAuth logins).
       if (shipped(c.origin)) {
-        base::log::debug("credential `{}`: {} is not set; the box gets no {}", name,
-                         c.from.substr(4), c.env);
+        base::log::info("credential `{}` ({}): {} is not set; the box gets no {}", name,
+                        c.origin.describe(), c.from.substr(4), c.env);
       } else {
         base::log::warn("credential `{}` ({}): {} is not set; the box gets no {}", name,
                         c.origin.describe(), c.from.substr(4), c.env);

@@ -150,6 +150,9 @@ std::string explain(const Loaded& loaded) {
   for (const auto& t : p.token_files) {
     pr.line("token_file", t.path, t.origin);
   }
+  for (const auto& n : loaded.notes) {
+    pr.note(n);
+  }
   return head + pr.take();
 }
 

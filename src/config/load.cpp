@@ -1467,6 +1467,81 @@ void check_body_rules(const Policy& p, Problems& problems) {
   }
 }
 
+namespace {
+
+// The file of profile `name`: the user's profiles folder first, then `dirs`; "" when none.
+std::pair<std::string, bool> find_profile(const std::string& name, const std::string& user_dir,
+                                          const std::vector<std::string>& dirs) {
+  if (!valid_profile_name(name)) {
+    return {};
+  }
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    std::string path = fmt::format("{}/{}.toml", dirs[i], name);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) {
+      return {path, !user_dir.empty() && i == 0};
+    }
+  }
+  return {};
+}
+
+// Applies profile `name` over `out`. A shipped profile never replaces a credential the user
+// defined (a config file or the user's own profile): the user's stays, and a note says so.
+void apply_profile(const std::string& name, const std::string& user_dir, const LoadOptions& options,
+                   Loaded& out, std::set<std::string>& shipped, Problems& problems) {
+  std::vector<std::string> dirs;
+  if (!user_dir.empty()) {
+    dirs.push_back(user_dir + "/profiles");
+  }
+  auto extra = options.profile_dirs.empty() ? default_profile_dirs() : options.profile_dirs;
+  dirs.insert(dirs.end(), extra.begin(), extra.end());
+  auto [path, own] = find_profile(name, user_dir, dirs);
+  if (path.empty()) {
+    auto names = available_profiles(dirs);
+    std::string best;
+    size_t best_d = 3;
+    for (const auto& n : names) {
+      if (size_t d = edit_distance(name, n); d < best_d) {
+        best_d = d;
+        best = n;
+      }
+    }
+    flag_problem(problems, "--profile", fmt::format("no profile named `{}`", name),
+                 best.empty() ? fmt::format("available: {}", fmt::join(names, ", "))
+                              : fmt::format("did you mean `{}`?", best));
+    return;
+  }
+  std::map<std::string, Credential> users;
+  if (!own) {
+    for (const auto& [cname, c] : out.policy.credentials) {
+      if (!shipped.contains(c.origin.source)) {
+        users.emplace(cname, c);
+      }
+    }
+    shipped.insert(path);
+  }
+  if (apply_file(path, Mode::kGrant, out.policy, problems)) {
+    out.files_read.push_back(path);
+    // The agent's state is kept under the first profile named (`--profile claude --profile
+    // python` keeps claude's), so adding a language profile does not start the agent afresh.
+    if (out.policy.state_scope == "default") {
+      out.policy.state_scope = name;
+    }
+  }
+  for (auto& [cname, c] : users) {
+    Credential& now = out.policy.credentials[cname];
+    if (now.origin.source != c.origin.source) {
+      out.notes.push_back(fmt::format(
+          "credential `{}`: yours ({}) is kept; profile `{}`'s ({}) is dropped: your own "
+          "configuration wins over a shipped profile",
+          cname, c.origin.describe(), name, now.origin.describe()));
+      now = std::move(c);
+    }
+  }
+}
+
+}  // namespace
+
 base::Result<Loaded> load(const LoadOptions& options) {
   Loaded out;
   Problems problems;
@@ -1484,40 +1559,9 @@ base::Result<Loaded> load(const LoadOptions& options) {
       }
     }
   }
-  if (options.flags.profile) {
-    const std::string& name = *options.flags.profile;
-    std::vector<std::string> dirs;
-    if (!user_dir.empty()) {
-      dirs.push_back(user_dir + "/profiles");
-    }
-    auto extra = options.profile_dirs.empty() ? default_profile_dirs() : options.profile_dirs;
-    dirs.insert(dirs.end(), extra.begin(), extra.end());
-    bool found = false;
-    if (valid_profile_name(name)) {
-      for (const auto& d : dirs) {
-        std::string path = d + "/" + name + ".toml";
-        if (apply_file(path, Mode::kGrant, out.policy, problems)) {
-          out.files_read.push_back(path);
-          out.policy.state_scope = name;
-          found = true;
-          break;
-        }
-      }
-    }
-    if (!found) {
-      auto names = available_profiles(dirs);
-      std::string best;
-      size_t best_d = 3;
-      for (const auto& n : names) {
-        if (size_t d = edit_distance(name, n); d < best_d) {
-          best_d = d;
-          best = n;
-        }
-      }
-      flag_problem(problems, "--profile", fmt::format("no profile named `{}`", name),
-                   best.empty() ? fmt::format("available: {}", fmt::join(names, ", "))
-                                : fmt::format("did you mean `{}`?", best));
-    }
+  std::set<std::string> shipped;  // profile files read that are not the user's own
+  for (const auto& name : options.flags.profiles) {
+    apply_profile(name, user_dir, options, out, shipped, problems);
   }
   apply_flags(options.flags, out.policy, problems);
   check_body_rules(out.policy, problems);

@@ -31,6 +31,11 @@ std::vector<std::string> build_environment(const EnvInputs& in) {
     }
   };
   env["PATH"] = kDefaultPath;
+  for (auto it = in.path_prepend.rbegin(); it != in.path_prepend.rend(); ++it) {
+    if (!it->empty() && it->find(':') == std::string::npos) {
+      env["PATH"] = fmt::format("{}:{}", *it, env["PATH"]);
+    }
+  }
   env["HOME"] = in.user.home;
   env["USER"] = in.user.name;
   env["LOGNAME"] = in.user.name;

@@ -422,6 +422,9 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
               .source = o.source,
               .read_only = true});
   }
+  for (const auto& l : spec.links) {
+    plan.add({.kind = MountKind::kSymlink, .target = l.target, .source = l.text});
+  }
 
   add_protected(ops, spec.workspace, spec.protected_paths);
   if (!spec.git_common.empty()) {

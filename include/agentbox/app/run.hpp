@@ -35,6 +35,11 @@ struct RunRequest {
 // directory or one of its ancestors. The CLI uses it to find the workspace's .agentbox.toml.
 [[nodiscard]] base::Result<std::string> resolve_workspace(const config::Policy& policy);
 
+// `agentbox explain -- CMD`: where CMD resolves on your PATH and what of its installation `run`
+// would show in the box (program_install.hpp), one line each.
+[[nodiscard]] std::vector<std::string> explain_program(const config::Policy& policy,
+                                                       const std::string& command);
+
 // Pieces of run() that are pure, exposed for tests.
 // `~` and `~/x` expanded against `home`; anything else unchanged.
 [[nodiscard]] std::string expand_home(const std::string& path, const std::string& home);

@@ -1,10 +1,13 @@
 // Loading the layered configuration into one Policy.
 //
 // Layers, lowest first: built-in defaults, /etc/agentbox/config.toml,
-// $XDG_CONFIG_HOME/agentbox/config.toml (~/.config when unset), the named profile (user profiles
-// folder $XDG_CONFIG_HOME/agentbox/profiles/NAME.toml first, then the shipped ones), then the
-// command-line flags. A workspace file (.agentbox.toml at the workspace root) may only narrow.
-// Errors carry file:line:col, the source line and a caret; every problem is reported, then stop.
+// $XDG_CONFIG_HOME/agentbox/config.toml (~/.config when unset), the named profiles in the order
+// given (each from the user profiles folder $XDG_CONFIG_HOME/agentbox/profiles/NAME.toml first,
+// then the shipped ones; a later one layers over an earlier one), then the command-line flags.
+// One exception: a credential the user defined (config files, the user's own profiles) is never
+// replaced by a shipped profile's of the same name; a note says which one was dropped. A workspace
+// file (.agentbox.toml at the workspace root) may only narrow. Errors carry file:line:col, the
+// source line and a caret; every problem is reported, then stop.
 #pragma once
 
 #include <optional>
@@ -18,7 +21,7 @@ namespace agentbox::config {
 
 // What the command line said, before validation. Strings are exactly as typed.
 struct Flags {
-  std::optional<std::string> profile;
+  std::vector<std::string> profiles;  // --profile, repeatable: later ones layer over earlier
   std::optional<std::string> workspace;
   std::vector<std::string> ro;
   std::vector<std::string> rw;
@@ -51,6 +54,9 @@ struct LoadOptions {
 struct Loaded {
   Policy policy;
   std::vector<std::string> files_read;
+  // One line per decision the user should hear about: a shipped profile's credential dropped
+  // because the user's own of the same name wins (run prints them, explain shows them).
+  std::vector<std::string> notes;
 };
 
 [[nodiscard]] base::Result<Loaded> load(const LoadOptions& options);

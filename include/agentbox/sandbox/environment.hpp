@@ -29,10 +29,14 @@ struct EnvInputs {
   bool tty = false;               // the box has a terminal (pty)
   std::vector<std::string> pass;  // names passed through from the caller (policy.env)
   std::vector<std::pair<std::string, std::string>> set;  // fixed values (policy.setenv)
+  // Directories put in front of kDefaultPath (the program's installation, program_install.hpp);
+  // a PATH passed through or set by the policy wins over both.
+  std::vector<std::string> path_prepend;
 };
 
-// "NAME=value" entries, sorted by name. PATH, HOME, USER, LOGNAME, SHELL, TERM, COLORTERM,
-// LANG/LANGUAGE/LC_*, TZ from the caller when set; then `pass`, then `set` (which wins).
+// "NAME=value" entries, sorted by name. PATH (path_prepend + kDefaultPath), HOME, USER, LOGNAME,
+// SHELL, TERM, COLORTERM, LANG/LANGUAGE/LC_*, TZ from the caller when set; then `pass`, then `set`
+// (which wins).
 [[nodiscard]] std::vector<std::string> build_environment(const EnvInputs& in);
 
 // environ -> map (first occurrence of a name wins, as getenv does).

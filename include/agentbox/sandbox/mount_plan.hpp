@@ -80,6 +80,13 @@ struct Overlay {
   bool dir = false;
 };
 
+// A symlink made in the box (in its private HOME or root tmpfs), after the overlays: a launcher
+// link of the program's installation (app/program_install.hpp), its text kept as on the host.
+struct Link {
+  std::string target;  // box path (a real directory + name)
+  std::string text;
+};
+
 struct MountSpec {
   std::string workspace;  // absolute canonical; read-write at the same path
   std::string home;       // the user's real home path; an empty private tmpfs there
@@ -102,6 +109,7 @@ struct MountSpec {
   // app/agent_state.hpp), among the user's trees: parents first, so a read-only grant inside
   // one lands on top of it.
   std::vector<Overlay> persisted;
+  std::vector<Link> links;        // made after the overlays
   // Synthesized /etc files (contents prepared by the caller).
   std::string etc_passwd;
   std::string etc_group;

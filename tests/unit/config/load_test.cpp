@@ -251,7 +251,7 @@ TEST(Load, LayersAccumulateListsOverrideScalarsAndKeepOrigins) {
   dir.write("system.toml", "[sandbox]\nro = [\"/sys-ro\"]\nhostname = \"sys\"\n");
   dir.write("user/config.toml", "[sandbox]\nro = [\"/user-ro\"]\nhostname = \"user\"\n");
   dir.write("profiles/p.toml", "[sandbox]\nro = [\"/prof-ro\"]\n[limits]\npids = 10\n");
-  o.flags.profile = "p";
+  o.flags.profiles = {"p"};
   o.flags.ro = {"/flag-ro"};
   o.flags.pids = "20";
   auto r = load(o);
@@ -270,6 +270,72 @@ TEST(Load, LayersAccumulateListsOverrideScalarsAndKeepOrigins) {
   EXPECT_EQ(r->files_read.size(), 3u);
 }
 
+constexpr const char* kCred =
+    "[credentials.anthropic]\nenv = \"ANTHROPIC_API_KEY\"\nfrom = \"{}\"\nhosts = "
+    "[\"api.anthropic.com\"]\ninject = \"header:x-api-key\"\n";
+
+std::string cred_from(const std::string& from) {
+  return replace_all(kCred, "{}", from);
+}
+
+// Issue 15 item 5: the user's credential is not replaced by a shipped profile's of the same name.
+TEST(Load, UsersCredentialWinsOverAShippedProfile) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("user/config.toml", cred_from("file:~/.anthropic-key"));
+  dir.write("profiles/claude.toml", cred_from("env:ANTHROPIC_API_KEY"));
+  o.flags.profiles = {"claude"};
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  const Credential& c = r->policy.credentials.at("anthropic");
+  EXPECT_EQ(c.from, "file:~/.anthropic-key");
+  EXPECT_EQ(c.origin.describe(), dir.path() + "/user/config.toml:1:1");
+  ASSERT_EQ(r->notes.size(), 1u);
+  EXPECT_NE(r->notes[0].find("credential `anthropic`: yours (" + dir.path() +
+                             "/user/config.toml:1:1) is kept; profile `claude`'s (" + dir.path() +
+                             "/profiles/claude.toml:1:1) is dropped"),
+            std::string::npos)
+      << r->notes[0];
+  EXPECT_NE(explain(*r).find("is dropped"), std::string::npos);
+}
+
+TEST(Load, UsersOwnProfileStillReplacesACredential) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("user/config.toml", cred_from("file:~/.anthropic-key"));
+  dir.write("user/profiles/mine.toml", cred_from("cmd:print-key"));
+  o.flags.profiles = {"mine"};
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  EXPECT_EQ(r->policy.credentials.at("anthropic").from, "cmd:print-key");
+  EXPECT_TRUE(r->notes.empty());
+}
+
+TEST(Load, RepeatedProfilesLayerInOrder) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("profiles/a.toml",
+            "[sandbox]\nro = [\"/a\"]\nhostname = \"a\"\n" + cred_from("env:A_KEY"));
+  dir.write("profiles/b.toml",
+            "[sandbox]\nro = [\"/b\"]\nhostname = \"b\"\n" + cred_from("env:B_KEY"));
+  o.flags.profiles = {"a", "b"};
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  ASSERT_EQ(r->policy.ro.size(), 2u);
+  EXPECT_EQ(r->policy.ro[0].value, "/a");
+  EXPECT_EQ(r->policy.ro[1].value, "/b");
+  EXPECT_EQ(r->policy.hostname.value, "b");
+  EXPECT_EQ(r->policy.credentials.at("anthropic").from, "env:B_KEY");  // shipped over shipped
+  EXPECT_TRUE(r->notes.empty());
+  EXPECT_EQ(r->files_read.size(), 2u);
+  o.flags.profiles = {"b", "a"};
+  r = load(o);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->policy.hostname.value, "a");
+  o.flags.profiles = {"a", "nope"};
+  EXPECT_FALSE(load(o));
+}
+
 TEST(Load, NoConfigSkipsSystemAndUserFiles) {
   TempDir dir;
   LoadOptions o = isolated(dir);
@@ -285,12 +351,12 @@ TEST(Load, UnknownProfileSuggestsTheClosest) {
   LoadOptions o = isolated(dir);
   dir.write("profiles/claude.toml", "");
   dir.write("profiles/codex.toml", "");
-  o.flags.profile = "claud";
+  o.flags.profiles = {"claud"};
   auto r = load(o);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().render(),
             "agentbox: error: --profile: no profile named `claud`\n      did you mean `claude`?\n");
-  o.flags.profile = "../../etc/passwd";
+  o.flags.profiles = {"../../etc/passwd"};
   r = load(o);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("available: claude, codex"), std::string::npos);
@@ -573,7 +639,7 @@ TEST(Profiles, EveryShippedProfileLoads) {
   for (const auto& n : names) {
     LoadOptions o = isolated(dir);
     o.profile_dirs = {std::string(AGENTBOX_SOURCE_DIR) + "/profiles"};
-    o.flags.profile = n;
+    o.flags.profiles = {n};
     auto r = load(o);
     EXPECT_TRUE(r) << n << ": " << (r ? "" : r.error().render());
   }

@@ -62,7 +62,7 @@ TEST_F(TrustTest, GroupOrWorldWritableConfigIsRefused) {
 TEST_F(TrustTest, WritableProfileAndDirectoryAreRefused) {
   write("user/profiles/mine.toml", 0644);
   LoadOptions o = options();
-  o.flags.profile = "mine";
+  o.flags.profiles = {"mine"};
   ASSERT_TRUE(load(o));
   ::chmod((dir_ + "/user/profiles").c_str(), 0777);
   auto loaded = load(o);

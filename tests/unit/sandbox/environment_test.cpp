@@ -83,6 +83,18 @@ TEST(Environment, PassAndSetFromThePolicy) {
             1);
 }
 
+// The program's installation directories (app/program_install.hpp) go in front, in order; a
+// PATH the policy sets still wins.
+TEST(Environment, ProgramDirectoriesGoInFrontOfThePath) {
+  EnvInputs in{.user = alice()};
+  in.path_prepend = {"/home/alice/.nvm/versions/node/v20/bin", "/home/alice/.bun/bin", "a:b"};
+  EXPECT_TRUE(has(build_environment(in),
+                  std::string("PATH=/home/alice/.nvm/versions/node/v20/bin:/home/alice/.bun/bin:") +
+                      kDefaultPath));
+  in.set = {{"PATH", "/usr/bin"}};
+  EXPECT_TRUE(has(build_environment(in), "PATH=/usr/bin"));
+}
+
 TEST(Environment, TermDefaultsDependOnTheTerminal) {
   EnvInputs in{.user = alice()};
   EXPECT_TRUE(has(build_environment(in), "TERM=dumb"));

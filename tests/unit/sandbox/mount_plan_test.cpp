@@ -284,6 +284,28 @@ TEST(MountPlan, OverlaysComeAfterTheUserTreesReadOnly) {
   EXPECT_LT(auth, at("/"));  // the root is remounted read-only last
 }
 
+// The program's launcher links (app/program_install.hpp) are made in the private HOME, after it
+// and the grants, their parents created there.
+TEST(MountPlan, ProgramLinksAreMadeInTheHomeTmpfs) {
+  MountSpec s = spec();
+  s.links = {{.target = "/home/a/.npm-global/bin/claude",
+              .text = "../lib/node_modules/@anthropic-ai/claude-code/cli.js"}};
+  auto ops = build_mount_plan(s, debian());
+  auto it = std::find_if(ops.begin(), ops.end(), [](const MountOp& o) {
+    return o.target == "/home/a/.npm-global/bin/claude";
+  });
+  ASSERT_NE(it, ops.end());
+  EXPECT_EQ(it->kind, MountKind::kSymlink);
+  EXPECT_EQ(it->source, "../lib/node_modules/@anthropic-ai/claude-code/cli.js");
+  auto home =
+      std::find_if(ops.begin(), ops.end(), [](const MountOp& o) { return o.target == "/home/a"; });
+  auto bin = std::find_if(ops.begin(), ops.end(),
+                          [](const MountOp& o) { return o.target == "/home/a/.npm-global/bin"; });
+  EXPECT_LT(home, bin);
+  EXPECT_LT(bin, it);
+  EXPECT_EQ(bin->kind, MountKind::kMkdir);
+}
+
 TEST(MountPlan, EveryParentIsCreatedBeforeItsChild) {
   auto ops = build_mount_plan(spec(), debian());
   std::set<std::string> made = {"/"};
