@@ -9,5 +9,6 @@ void register_completion(CLI::App& app, int& exit_code);
 void register_doctor(CLI::App& app, int& exit_code);
 void register_explain(CLI::App& app, int& exit_code);
 void register_run(CLI::App& app, int& exit_code);
+void register_control(CLI::App& app, int& exit_code);
 
 }  // namespace agentbox::cli

@@ -127,6 +127,8 @@ base::Status write_file(const std::string& path, const std::string& data, mode_t
 struct SessionProxy::Impl {
   audit::Sink* sink = nullptr;
   std::optional<proxy::CredentialSet> credentials;
+  std::vector<std::string> names;  // the credentials', for `agentbox policy`
+  std::set<std::string> revoked;
   std::optional<proxy::SessionCa> ca;
   proxy::ProxyOptions options;
   std::string bundle_path;  // host path of the merged bundle (session folder)
@@ -167,6 +169,7 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
       impl->secret_sources.insert(c.from.substr(4));
       continue;
     }
+    impl->names.push_back(c.name);
     specs.push_back({.name = c.name,
                      .env = c.env,
                      .from = c.from.rfind("file:", 0) == 0
@@ -383,6 +386,22 @@ std::vector<std::string> SessionProxy::finish() {
         c.dropped == 1 ? "" : "s"));
   }
   return lines;
+}
+
+bool SessionProxy::revoke(const std::string& name) {
+  if (!impl_->credentials || !impl_->credentials->revoke(name)) {
+    return false;
+  }
+  impl_->revoked.insert(name);
+  return true;
+}
+
+std::vector<std::pair<std::string, bool>> SessionProxy::credentials() const {
+  std::vector<std::pair<std::string, bool>> out;
+  for (const auto& name : impl_->names) {
+    out.emplace_back(name, impl_->revoked.count(name) != 0);
+  }
+  return out;
 }
 
 }  // namespace agentbox::app
