@@ -283,8 +283,12 @@ void SessionNetwork::allow(policy::EgressRule rule, config::Origin origin) {
     impl_->policy.remove_deny(t);
     impl_->deny_origins.erase(t);
   }
-  impl_->policy.add(std::move(rule));
-  impl_->rule_origins.push_back(std::move(origin));
+  const auto& rules = impl_->policy.rules();
+  if (std::none_of(rules.begin(), rules.end(),
+                   [&](const policy::EgressRule& r) { return r.text == rule.text; })) {
+    impl_->policy.add(std::move(rule));
+    impl_->rule_origins.push_back(std::move(origin));
+  }
 }
 
 size_t SessionNetwork::deny(policy::EgressRule rule, config::Origin origin) {

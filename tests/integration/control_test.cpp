@@ -199,11 +199,11 @@ TEST_P(ControlTest, AllowMakesTheNextAttemptSucceed) {
 // `deny` cuts a live download at once and the policy shows who denied what.
 TEST_P(ControlTest, DenyCutsALiveDownload) {
   Http http(true);
-  std::string id = start(
-      {"--allow", fmt::format("data.test:{}", http.port()), "--connect-to",
-       fmt::format("data.test:{0}:127.0.0.1:{0}", http.port())},
-      {"/bin/sh", "-c",
-       fmt::format("curl -s -o /dev/null http://data.test:{}/; echo curl=$?", http.port())});
+  std::string id =
+      start({"--allow", fmt::format("data.test:{}", http.port()), "--connect-to",
+             fmt::format("data.test:{0}:127.0.0.1:{0}", http.port())},
+            {"/bin/sh", "-c",
+             fmt::format("curl -s -o /dev/null http://data.test:{}/; echo curl=$?", http.port())});
   ASSERT_FALSE(id.empty()) << box_err();
   for (int i = 0; i < 400 && http.sent < (1u << 20); ++i) {
     std::this_thread::sleep_for(25ms);
@@ -305,10 +305,11 @@ TEST_P(ControlTest, AnotherUserIsRefused) {
   if (w_.as.uid == 0) {
     // The box is root's: the unprivileged user tries the socket and the verb.
     std::string as_user = "setpriv --reuid=agentbox-test --regid=agentbox-test --clear-groups ";
-    EXPECT_NE(sh(as_user + fmt::format("python3 -c \"import socket; s=socket.socket(socket.AF_UNIX);"
-                                       " s.connect('{}')\" 2>/dev/null",
-                                       sock)),
-              0);
+    EXPECT_NE(
+        sh(as_user + fmt::format("python3 -c \"import socket; s=socket.socket(socket.AF_UNIX);"
+                                 " s.connect('{}')\" 2>/dev/null",
+                                 sock)),
+        0);
     EXPECT_NE(sh(as_user + fmt::format("env XDG_RUNTIME_DIR={} {} kill {} 2>/dev/null", runtime_,
                                        w_.agentbox, id)),
               0);
@@ -346,7 +347,7 @@ TEST_P(ControlTest, AnotherUserIsRefused) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Users, ControlTest, ::testing::Values("root", "user"),
-                         [](const auto& info) { return info.param; });
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 }  // namespace
 }  // namespace agentbox::it

@@ -22,26 +22,37 @@ TEST(Protocol, AcceptsAWellFormedRequest) {
   EXPECT_EQ(r->verb, "allow");
   EXPECT_EQ(r->arg("rule"), "example.com:443");
   EXPECT_EQ(r->arg("missing", "x"), "x");
-  auto again = parse_request(std::string_view(encode_request(*r)).substr(
-      0, encode_request(*r).size() - 1));
+  auto again =
+      parse_request(std::string_view(encode_request(*r)).substr(0, encode_request(*r).size() - 1));
   ASSERT_TRUE(again);
   EXPECT_EQ(again->args, r->args);
 }
 
 TEST(Protocol, RefusesEverythingElse) {
   for (const char* bad : {
-           "", "[]", "1", "{}", R"({"verb":"ps"})", R"({"v":2,"verb":"ps"})",
-           R"({"v":"1","verb":"ps"})", R"({"v":1.0,"verb":"ps"})", R"({"v":1})",
-           R"({"v":1,"verb":"PS"})", R"({"v":1,"verb":"ps","extra":1})",
-           R"({"v":1,"verb":"ps","args":[]})", R"({"v":1,"verb":"ps","args":{"a":1}})",
-           R"({"v":1,"verb":"ps","args":{"A B":"x"}})", R"({"v":1,"verb":7})",
-           R"({"v":1,"verb":"ps"} trailing)", "{\"v\":1,\"verb\":\"p\\u0000s\"}",
+           "",
+           "[]",
+           "1",
+           "{}",
+           R"({"verb":"ps"})",
+           R"({"v":2,"verb":"ps"})",
+           R"({"v":"1","verb":"ps"})",
+           R"({"v":1.0,"verb":"ps"})",
+           R"({"v":1})",
+           R"({"v":1,"verb":"PS"})",
+           R"({"v":1,"verb":"ps","extra":1})",
+           R"({"v":1,"verb":"ps","args":[]})",
+           R"({"v":1,"verb":"ps","args":{"a":1}})",
+           R"({"v":1,"verb":"ps","args":{"A B":"x"}})",
+           R"({"v":1,"verb":7})",
+           R"({"v":1,"verb":"ps"} trailing)",
+           "{\"v\":1,\"verb\":\"p\\u0000s\"}",
        }) {
     EXPECT_FALSE(parse_request(bad)) << bad;
   }
   EXPECT_FALSE(parse_request(std::string(kMaxLine + 1, ' ')));
-  std::string big = R"({"v":1,"verb":"ps","args":{"a":")" + std::string(kMaxArgValue + 1, 'x') +
-                    "\"}}";
+  std::string big =
+      R"({"v":1,"verb":"ps","args":{"a":")" + std::string(kMaxArgValue + 1, 'x') + "\"}}";
   EXPECT_FALSE(parse_request(big));
 }
 
