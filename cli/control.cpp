@@ -168,7 +168,7 @@ void register_simple(CLI::App& app, int& exit_code, const Simple& v) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand(v.name, v.about);
-  sub->add_option("SESSION", a->session, "The session's id (`agentbox ps`)")->required();
+  sub->add_option("SESSION", a->session, "The session id (`agentbox ps`)")->required();
   if (v.arg != nullptr) {
     sub->add_option(v.arg, a->value, v.arg_about)->required();
   }
@@ -223,15 +223,15 @@ void register_control(CLI::App& app, int& exit_code) {
   register_log(app, exit_code);
   const Simple verbs[] = {
       {"stop", "Stop a session: TERM, then KILL after a grace period", nullptr, nullptr, nullptr},
-      {"kill", "Kill a session's box at once", nullptr, nullptr, nullptr},
+      {"kill", "Kill the box of a session at once", nullptr, nullptr, nullptr},
       {"allow", "Allow HOST[:PORT] (or CIDR[:PORT]) in a running session", "RULE",
        "An egress rule, as --allow takes", "rule"},
       {"deny", "Deny HOST[:PORT] in a running session and reset its live connections", "RULE",
        "An egress rule; without a port, every port", "rule"},
       {"revoke", "Revoke a credential: its next request is answered 403", "CREDENTIAL",
-       "The credential's name", "credential"},
-      {"policy", "Print a running session's live policy and where each line came from", nullptr,
-       nullptr, nullptr},
+       "The name of the credential", "credential"},
+      {"policy", "Print the live policy of a running session and where each line came from",
+       nullptr, nullptr, nullptr},
   };
   for (const auto& v : verbs) {
     register_simple(app, exit_code, v);

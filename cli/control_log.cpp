@@ -121,10 +121,11 @@ void register_log(CLI::App& app, int& exit_code) {
     bool json = false;
   };
   auto a = std::make_shared<Args>();
-  CLI::App* sub = app.add_subcommand("log", "Print a session's audit log, readable; -f follows it");
-  sub->add_option("SESSION", a->session, "The session's id (`agentbox ps`)")->required();
+  CLI::App* sub =
+      app.add_subcommand("log", "Print the audit log of a session, readable; -f follows it");
+  sub->add_option("SESSION", a->session, "The session id (`agentbox ps`)")->required();
   sub->add_flag("-f,--follow", a->follow, "Keep printing new events while the session runs");
-  sub->add_flag("--json", a->json, "Print the log's JSON lines as they are");
+  sub->add_flag("--json", a->json, "Print the JSON lines of the log as they are");
   sub->callback([&exit_code, a] {
     auto st = ask(a->session, {.verb = "status", .args = {}});
     Result<std::string> path =
