@@ -55,7 +55,9 @@ TEST_P(ControlRevokeTest, RevokeBlocksTheNextInjectedRequest) {
   int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   o.stdout_fd = out;
   o.stderr_fd = out;
-  pid_t pid = spawn(w_, a, o, nullptr, nullptr);
+  int unused_out = -1;
+  int unused_err = -1;  // spawn writes them; -1 when not captured
+  pid_t pid = spawn(w_, a, o, &unused_out, &unused_err);
   ASSERT_GT(pid, 0);
   // The first injected request arrived upstream with the real value.
   for (int i = 0; i < 600 && seen().find(kReal) == std::string::npos; ++i) {

@@ -125,7 +125,9 @@ class ControlTest : public BoxWorldTest {
     err_ = ::open((w_.root + "/box.err").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     o.stdout_fd = out_;
     o.stderr_fd = err_;
-    pid_ = spawn(w_, a, o, nullptr, nullptr);
+    int unused_out = -1;
+    int unused_err = -1;  // spawn writes them; -1 when not captured
+    pid_ = spawn(w_, a, o, &unused_out, &unused_err);
     for (int i = 0; i < 400 && pid_ > 0; ++i) {
       Output ps = agentbox({"ps", "--json"});
       auto pos = ps.out.find("\"id\": \"");
