@@ -205,7 +205,8 @@ TEST_P(ControlTest, DenyCutsALiveDownload) {
       start({"--allow", fmt::format("data.test:{}", http.port()), "--connect-to",
              fmt::format("data.test:{0}:127.0.0.1:{0}", http.port())},
             {"/bin/sh", "-c",
-             fmt::format("curl -s -o /dev/null http://data.test:{}/; echo curl=$?", http.port())});
+             fmt::format("curl -s -o /dev/null http://data.test:{}/; echo curl=$?; sleep 3",
+                         http.port())});
   ASSERT_FALSE(id.empty()) << box_err();
   for (int i = 0; i < 400 && http.sent < (1u << 20); ++i) {
     std::this_thread::sleep_for(25ms);
@@ -235,6 +236,12 @@ TEST_P(ControlTest, KillEndsTheBoxWithNothingLeftBehind) {
   ASSERT_EQ(k.status, 0) << k.err;
   int st = finish(10000);
   EXPECT_EQ(st, 128 + SIGKILL) << box_err();
+  // The pid namespace's last processes are torn down after init's death: bounded wait.
+  for (int i = 0; i < 100 && !(pids_with_cmdline(std::string("sleep\0987", 9)).empty() &&
+                               pids_with_cmdline(std::string("sleep\0986", 9)).empty());
+       ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
   EXPECT_TRUE(pids_with_cmdline(std::string("sleep\0987", 9)).empty());
   EXPECT_TRUE(pids_with_cmdline(std::string("sleep\0986", 9)).empty());
   struct stat sb {};
