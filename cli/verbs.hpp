@@ -10,5 +10,6 @@ void register_doctor(CLI::App& app, int& exit_code);
 void register_explain(CLI::App& app, int& exit_code);
 void register_run(CLI::App& app, int& exit_code);
 void register_state(CLI::App& app, int& exit_code);
+void register_control(CLI::App& app, int& exit_code);
 
 }  // namespace agentbox::cli

@@ -26,6 +26,7 @@
 #include "agentbox/app/doctor.hpp"
 #include "agentbox/app/program_install.hpp"
 #include "agentbox/app/session_confinement.hpp"
+#include "agentbox/app/session_control.hpp"
 #include "agentbox/app/session_dirs.hpp"
 #include "agentbox/app/session_git.hpp"
 #include "agentbox/app/session_network.hpp"
@@ -745,6 +746,20 @@ int run(const RunRequest& req) {
       [[maybe_unused]] auto k = box->signal(SIGKILL);
       net_failed = true;
     }
+    auto control = SessionControl::start(*loop,
+                                         {.id = s.id,
+                                          .argv = req.command,
+                                          .workspace = s.workspace,
+                                          .config_files = req.config_files,
+                                          .session_dir = s.dir,
+                                          .pid = box->pid(),
+                                          .signal = [&box](int n) { return box->signal(n); }},
+                                         env, *s.sink, *s.network, *s.proxy);
+    if (control) {
+      base::log::debug("session {}: control socket {}", short_id(s.id), (*control)->socket_path());
+    } else {
+      base::log::warn("no control socket: {}", control.error().message());
+    }
     Outcome out = supervise(*box, *loop, req, sig_watch, *s.sink, parent.get());
     s.sink->on_loss({});
     code = out.code;
@@ -820,8 +835,8 @@ int run(const RunRequest& req) {
         : reason == "audit failed" ? "was stopped: its audit log could not be written (status 125)"
         : s.confinement->program_exited() ? fmt::format("exited with status {}", code)
                                           : describe_exit(code);
-    base::log::info("`{}` {} after {:.1f}s; audit log: {}/audit.jsonl", req.command[0], what, secs,
-                    s.dir);
+    base::log::info("`{}` {} after {:.1f}s; session {}; audit log: {}/audit.jsonl", req.command[0],
+                    what, secs, short_id(s.id), s.dir);
   }
   return code;
 }

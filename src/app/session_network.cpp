@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -149,6 +150,12 @@ struct HostCounts {
   }
 };
 
+uint64_t number(std::string_view s) {
+  uint64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
 // Forwards every event to the session's log; keeps the counts for the summary; prints closes
 // and DNS answers on the debug stream (-v). Field values are the log's escaped text, so a
 // hostile name from the box cannot put control bytes on the user's terminal.
@@ -167,6 +174,8 @@ class NetAudit final : public audit::Sink {
       failed.add(f("name"));
       base::log::debug("tcp #{} {}:{} failed: {}", f("id"), f("name"), f("port"), f("error"));
     } else if (t == "net.close") {
+      bytes_up += number(f("bytes_up"));
+      bytes_down += number(f("bytes_down"));
       base::log::debug("tcp #{} {}:{} closed{}: {} bytes up, {} down", f("id"), f("name"),
                        f("port"), f("reset") == "true" ? " by reset" : "", f("bytes_up"),
                        f("bytes_down"));
@@ -184,6 +193,8 @@ class NetAudit final : public audit::Sink {
   HostCounts allowed;
   HostCounts denied;
   HostCounts failed;
+  uint64_t bytes_up = 0;
+  uint64_t bytes_down = 0;
 
  private:
   audit::Sink& next_;
@@ -258,7 +269,8 @@ struct Running {
 struct SessionNetwork::Impl {
   Impl(audit::Sink& sink, TapHook h) : audit(sink), hook(std::move(h)) {}
   policy::EgressPolicy policy;
-  std::vector<config::Origin> rule_origins;  // parallel to policy.rules()
+  std::vector<config::Origin> rule_origins;            // parallel to policy.rules()
+  std::map<std::string, config::Origin> deny_origins;  // by the rule's text
   std::vector<net::ConnectTo> overrides;
   net::StackConfig stack_config;
   NetAudit audit;
@@ -266,6 +278,62 @@ struct SessionNetwork::Impl {
   SessionNetwork::HandlerFactory factory;
   std::unique_ptr<Running> running;
 };
+
+void SessionNetwork::allow(policy::EgressRule rule, config::Origin origin) {
+  // `allow X` lifts `deny X` (stored as X:* when it named no port).
+  for (const std::string& t : {rule.text, rule.text + ":*"}) {
+    impl_->policy.remove_deny(t);
+    impl_->deny_origins.erase(t);
+  }
+  const auto& rules = impl_->policy.rules();
+  if (std::none_of(rules.begin(), rules.end(),
+                   [&](const policy::EgressRule& r) { return r.text == rule.text; })) {
+    impl_->policy.add(std::move(rule));
+    impl_->rule_origins.push_back(std::move(origin));
+  }
+}
+
+size_t SessionNetwork::deny(policy::EgressRule rule, config::Origin origin) {
+  impl_->deny_origins[rule.text] = std::move(origin);
+  std::string why = fmt::format("denied at run time by `{}`", rule.text);
+  // The live flows it matches: the same rule as the only allow rule of a policy of its own.
+  policy::EgressPolicy only;
+  only.add(rule);
+  impl_->policy.add_deny(std::move(rule));
+  if (!impl_->running || !impl_->running->stack) {
+    return 0;
+  }
+  return impl_->running->stack->tcp().reset_matching(
+      [&](const net::FlowInfo& fi) { return only.decide(fi.name, fi.orig_port).allowed; }, why);
+}
+
+std::vector<SessionNetwork::RuleLine> SessionNetwork::rules() const {
+  std::vector<RuleLine> out;
+  const auto& denies = impl_->policy.denies();
+  for (size_t i = 0; i < denies.size(); ++i) {
+    auto o = impl_->deny_origins.find(denies[i].text);
+    out.push_back(
+        {"deny", denies[i].text, o != impl_->deny_origins.end() ? origin_of(o->second) : ""});
+  }
+  const auto& rules = impl_->policy.rules();
+  for (size_t i = 0; i < rules.size(); ++i) {
+    out.push_back({"allow", rules[i].text,
+                   i < impl_->rule_origins.size() ? origin_of(impl_->rule_origins[i]) : ""});
+  }
+  return out;
+}
+
+SessionNetwork::Counts SessionNetwork::counts() const {
+  const NetAudit& a = impl_->audit;
+  return {.allowed = a.allowed.total,
+          .denied = a.denied.total,
+          .failed = a.failed.total,
+          .open = impl_->running && impl_->running->stack
+                      ? impl_->running->stack->tcp().flow_count()
+                      : 0,
+          .bytes_up = a.bytes_up,
+          .bytes_down = a.bytes_down};
+}
 
 void SessionNetwork::use_handler_factory(HandlerFactory factory) {
   impl_->factory = std::move(factory);

@@ -161,6 +161,8 @@ std::vector<proxy::CaptureSpec> capture_specs(const std::vector<config::CaptureR
 struct SessionProxy::Impl {
   audit::Sink* sink = nullptr;
   std::optional<proxy::CredentialSet> credentials;
+  std::vector<std::string> names;  // the credentials', for `agentbox policy`
+  std::set<std::string> revoked;
   std::optional<proxy::SessionCa> ca;
   proxy::ProxyOptions options;
   std::vector<sandbox::Overlay> trust_overlays;  // bundle, CA directory, Java store
@@ -198,6 +200,7 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
       impl->secret_sources.insert(c.from.substr(4));
       continue;
     }
+    impl->names.push_back(c.name);
     specs.push_back({.name = c.name,
                      .env = c.env,
                      .from = c.from.rfind("file:", 0) == 0
@@ -430,6 +433,22 @@ std::vector<std::string> SessionProxy::finish() {
                     other, other == 1 ? "" : "s"));
   }
   return lines;
+}
+
+bool SessionProxy::revoke(const std::string& name) {
+  if (!impl_->credentials || !impl_->credentials->revoke(name)) {
+    return false;
+  }
+  impl_->revoked.insert(name);
+  return true;
+}
+
+std::vector<std::pair<std::string, bool>> SessionProxy::credentials() const {
+  std::vector<std::pair<std::string, bool>> out;
+  for (const auto& name : impl_->names) {
+    out.emplace_back(name, impl_->revoked.count(name) != 0);
+  }
+  return out;
 }
 
 }  // namespace agentbox::app

@@ -921,6 +921,22 @@ void TcpTranslator::reset_flow(Flow& f, std::string_view why) {
   finish(f.info.id, true);
 }
 
+size_t TcpTranslator::reset_matching(const std::function<bool(const FlowInfo&)>& match,
+                                     std::string_view why) {
+  std::vector<uint64_t> ids;
+  for (const auto& [id, f] : flows_) {
+    if (match(f->info)) {
+      ids.push_back(id);
+    }
+  }
+  for (uint64_t id : ids) {
+    if (auto it = flows_.find(id); it != flows_.end()) {
+      reset_flow(*it->second, why);
+    }
+  }
+  return ids.size();
+}
+
 void TcpTranslator::maybe_close(Flow& f) {
   if (f.box_fin && f.fin_acked) {
     finish(f.info.id, false);

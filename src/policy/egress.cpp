@@ -141,6 +141,47 @@ Result<EgressPolicy> EgressPolicy::parse(const std::vector<std::string>& rules) 
   return p;
 }
 
+namespace {
+
+std::string deny_reason(const EgressRule& r) {
+  return fmt::format("denied at run time by `{}`", r.text);
+}
+
+size_t remove_text(std::vector<EgressRule>& rules, std::string_view text) {
+  return std::erase_if(rules, [&](const EgressRule& r) { return r.text == text; });
+}
+
+}  // namespace
+
+size_t EgressPolicy::remove_rule(std::string_view text) {
+  return remove_text(rules_, text);
+}
+
+size_t EgressPolicy::remove_deny(std::string_view text) {
+  return remove_text(denies_, text);
+}
+
+// `port` nullopt: every port (a DNS question), so only a deny of every port counts.
+const EgressRule* EgressPolicy::denied(std::string_view name, std::optional<uint16_t> port) const {
+  for (const auto& d : denies_) {
+    const auto* host = std::get_if<HostPattern>(&d.target);
+    if (host && host->matches(name) && (port ? d.ports.contains(*port) : d.ports.any)) {
+      return &d;
+    }
+  }
+  return nullptr;
+}
+
+const EgressRule* EgressPolicy::denied(const IpAddr& addr, uint16_t port) const {
+  for (const auto& d : denies_) {
+    const auto* cidr = std::get_if<Cidr>(&d.target);
+    if (cidr && cidr->contains(addr) && d.ports.contains(port)) {
+      return &d;
+    }
+  }
+  return nullptr;
+}
+
 Decision EgressPolicy::decide(std::string_view target, uint16_t port) const {
   if (looks_like_ip_literal(target)) {
     auto addr = parse_ip_literal(target);
@@ -152,6 +193,9 @@ Decision EgressPolicy::decide(std::string_view target, uint16_t port) const {
   auto name = normalize_name(target);
   if (!name) {
     return {.allowed = false, .rule = {}, .rule_text = {}, .reason = "invalid name"};
+  }
+  if (const EgressRule* d = denied(*name, port)) {
+    return {.allowed = false, .rule = {}, .rule_text = {}, .reason = deny_reason(*d)};
   }
   for (size_t i = 0; i < rules_.size(); ++i) {
     const auto* host = std::get_if<HostPattern>(&rules_[i].target);
@@ -166,6 +210,9 @@ Decision EgressPolicy::decide_name_any_port(std::string_view target) const {
   auto name = normalize_name(target);
   if (!name) {
     return {.allowed = false, .rule = {}, .rule_text = {}, .reason = "invalid name"};
+  }
+  if (const EgressRule* d = denied(*name, std::nullopt)) {
+    return {.allowed = false, .rule = {}, .rule_text = {}, .reason = deny_reason(*d)};
   }
   for (size_t i = 0; i < rules_.size(); ++i) {
     const auto* host = std::get_if<HostPattern>(&rules_[i].target);
@@ -189,6 +236,9 @@ Classification EgressPolicy::classify_dest(const IpAddr& addr) const {
 Decision EgressPolicy::decide_address(const IpAddr& raw, uint16_t port) const {
   IpAddr addr = unmap(raw);
   auto cls = classify_dest(addr);
+  if (const EgressRule* d = denied(addr, port)) {
+    return {.allowed = false, .rule = {}, .rule_text = {}, .reason = deny_reason(*d)};
+  }
   for (size_t i = 0; i < rules_.size(); ++i) {
     const auto* cidr = std::get_if<Cidr>(&rules_[i].target);
     if (!cidr || !cidr->contains(addr) || !rules_[i].ports.contains(port)) {

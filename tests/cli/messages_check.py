@@ -30,6 +30,10 @@ CASES = [
     (["run", "--allow", "https://x.example/path", "--", "true"], 125,
      ["agentbox: error: --allow: bad egress rule `https://x.example/path`: a rule names a host, "
       "not a URL: drop the scheme and path, `x.example`"]),
+    (["stop", "../x"], 125,
+     ["agentbox: error: stop: `../x` is not a session id",
+      "hint: a session id is 6 hex digits (or the full id); `agentbox ps` lists them"]),
+    (["kill"], 125, ["agentbox: error: kill: "]),
     (["run", "--memory", "4096", "--", "true"], 125,
      ["agentbox: error: --memory: invalid size `4096`"]),
 ]

@@ -52,6 +52,28 @@ class SessionNetwork {
   [[nodiscard]] const sandbox::BoxNetwork* box_hook() const;
   // Serves the tap on `loop` until finish(). `loop` must outlive that.
   [[nodiscard]] base::Status start(base::UniqueFd tap, event::Loop& loop);
+  // Run-time policy (the control socket; call on the loop thread). The stack and the proxy
+  // consult this same EgressPolicy object, so the next DNS answer and connection see a change;
+  // nothing else in the data path knows who changed it.
+  void allow(policy::EgressRule rule, config::Origin origin);
+  // Denies from now on and resets the live flows to a name or address `rule` matches; returns
+  // how many were reset.
+  size_t deny(policy::EgressRule rule, config::Origin origin);
+  struct RuleLine {
+    std::string verdict;  // "allow" or "deny"
+    std::string rule;     // as written
+    std::string origin;   // file:line:col, a flag, or who changed it at run time
+  };
+  [[nodiscard]] std::vector<RuleLine> rules() const;
+  struct Counts {
+    uint64_t allowed = 0;  // connections
+    uint64_t denied = 0;   // DNS queries and connections
+    uint64_t failed = 0;   // allowed, failed upstream
+    uint64_t open = 0;     // flows open now
+    uint64_t bytes_up = 0;
+    uint64_t bytes_down = 0;
+  };
+  [[nodiscard]] Counts counts() const;
   // Stops serving and returns the exit-summary lines (empty when the box never used the network).
   [[nodiscard]] std::vector<std::string> finish();
 

@@ -65,6 +65,12 @@ class SessionProxy {
   [[nodiscard]] base::Result<std::unique_ptr<net::FlowHandler>> make_handler(
       event::Loop& loop, const policy::EgressPolicy& policy,
       const std::vector<net::ConnectTo>& overrides);
+  // Revocation (the control socket, on the loop thread): the next request that would carry
+  // credential `name` is blocked with a 403 saying so; the box keeps its placeholder. False
+  // when the session has no such credential.
+  bool revoke(const std::string& name);
+  // The credentials' names, with "revoked" for those revoked.
+  [[nodiscard]] std::vector<std::pair<std::string, bool>> credentials() const;
   // Stops the handler (call before the event loop goes away) and returns the exit-summary
   // lines (requests, denials, interceptions).
   [[nodiscard]] std::vector<std::string> finish();

@@ -29,6 +29,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -103,6 +104,9 @@ class TcpTranslator final : public FlowControl {
   }
 
   [[nodiscard]] size_t flow_count() const { return flows_.size(); }
+  // Resets every flow `match` picks (RST to the box, the socket closed): a host denied while
+  // the session runs loses its live connections too. Returns how many.
+  size_t reset_matching(const std::function<bool(const FlowInfo&)>& match, std::string_view why);
   [[nodiscard]] const TcpCounters& counters() const { return counters_; }
 
   struct Flow;

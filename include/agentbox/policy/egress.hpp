@@ -63,6 +63,14 @@ class EgressPolicy {
   // The host's interface addresses, read at every decision (kept current by its owner).
   void use_host_addrs(std::shared_ptr<const HostAddrs> addrs) { host_addrs_ = std::move(addrs); }
   [[nodiscard]] const std::vector<EgressRule>& rules() const { return rules_; }
+  // Denials added while a session runs (`agentbox deny`): checked before every allow rule, so a
+  // deny of a name wins over `*.parent` allowing it. A name denied on every port gets no DNS
+  // answer either (decide_name_any_port).
+  void add_deny(EgressRule r) { denies_.push_back(std::move(r)); }
+  [[nodiscard]] const std::vector<EgressRule>& denies() const { return denies_; }
+  // Remove the allow (deny) rules written as `text`; the number removed.
+  size_t remove_rule(std::string_view text);
+  size_t remove_deny(std::string_view text);
 
   // `target` is a host name or an address literal in any spelling.
   [[nodiscard]] Decision decide(std::string_view target, uint16_t port) const;
@@ -76,8 +84,11 @@ class EgressPolicy {
  private:
   // classify(), plus kHost for the host's own addresses.
   [[nodiscard]] Classification classify_dest(const IpAddr& addr) const;
+  [[nodiscard]] const EgressRule* denied(std::string_view name, std::optional<uint16_t> port) const;
+  [[nodiscard]] const EgressRule* denied(const IpAddr& addr, uint16_t port) const;
 
   std::vector<EgressRule> rules_;
+  std::vector<EgressRule> denies_;
   std::shared_ptr<const HostAddrs> host_addrs_;
 };
 

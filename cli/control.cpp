@@ -1,0 +1,241 @@
+// `agentbox ps|log|stop|kill|allow|deny|revoke|policy`: steer running sessions through their
+// control sockets (docs/CONTROL.md). Thin: each verb is one request and a rendering of its answer.
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "agentbox/base/error.hpp"
+#include "agentbox/control/client.hpp"
+#include "agentbox/control/runtime_dir.hpp"
+#include "control_log.hpp"
+#include "verbs.hpp"
+
+extern char** environ;
+
+namespace agentbox::cli {
+
+using base::Error;
+using base::Result;
+using nlohmann::json;
+
+std::map<std::string, std::string> caller_env() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string kv = *e;
+    if (auto eq = kv.find('='); eq != std::string::npos) {
+      env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+  }
+  return env;
+}
+
+Result<std::string> session_socket(const std::string& session) {
+  auto id = control::short_id(session);
+  if (!id) {
+    return Error::msg(fmt::format("`{}` is not a session id", session))
+        .hint("a session id is 6 hex digits (or the full id); `agentbox ps` lists them");
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(std::string dir, control::runtime_dir(caller_env(), false));
+  return control::socket_path(dir, *id);
+}
+
+Result<json> ask(const std::string& session, control::Request req) {
+  AGENTBOX_ASSIGN_OR_RETURN(std::string path, session_socket(session));
+  auto client = control::Client::connect(path);
+  if (!client) {
+    int e = client.error().err();
+    if (e == ENOENT || e == ECONNREFUSED) {
+      return Error::msg(fmt::format("no running session `{}`", session))
+          .hint("`agentbox ps` lists the running sessions");
+    }
+    return std::move(client).error();
+  }
+  return client->call(req);
+}
+
+namespace {
+
+// Waits (bounded) until the session's socket is gone: the box ended and was reaped.
+bool wait_gone(const std::string& session, std::chrono::seconds limit) {
+  auto path = session_socket(session);
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (path && std::chrono::steady_clock::now() < deadline) {
+    if (!control::Client::connect(*path)) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+std::string human_bytes(uint64_t n) {
+  const char* units[] = {"B", "K", "M", "G", "T"};
+  double v = static_cast<double>(n);
+  size_t u = 0;
+  while (v >= 1024 && u + 1 < std::size(units)) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{}B", n) : fmt::format("{:.1f}{}", v, units[u]);
+}
+
+std::string human_secs(int64_t s) {
+  return s < 60     ? fmt::format("{}s", s)
+         : s < 3600 ? fmt::format("{}m{:02}s", s / 60, s % 60)
+                    : fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
+}
+
+int ps(bool as_json) {
+  auto dir = control::runtime_dir(caller_env(), false);
+  json all = json::array();
+  if (dir) {
+    for (const auto& id : control::list_sessions(*dir)) {
+      auto c = control::Client::connect(control::socket_path(*dir, id));
+      auto st = c ? c->call({.verb = "status", .args = {}}) : Result<json>(c.error());
+      if (st) {
+        all.push_back(*st);
+      }
+    }
+  }
+  if (as_json) {
+    fmt::print("{}\n", control::dump(all, 2));
+    return 0;
+  }
+  fmt::print("{:<7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>15}  {:<12} {}\n", "ID", "PID", "UPTIME",
+             "FLOWS", "OPEN", "DENIED", "BYTES UP/DOWN", "PROGRAM", "WORKSPACE");
+  for (const auto& s : all) {
+    fmt::print("{:<7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>15}  {:<12} {}\n", s.value("id", ""),
+               s.value("pid", 0), human_secs(s.value("uptime_s", 0)),
+               s.value("flows", json::object()).value("allowed", 0),
+               s.value("flows", json::object()).value("open", 0), s.value("denials", 0),
+               fmt::format("{}/{}", human_bytes(s.value("bytes", json::object()).value("up", 0ull)),
+                           human_bytes(s.value("bytes", json::object()).value("down", 0ull))),
+               control::dump(json(s.value("program", ""))),
+               control::dump(json(s.value("workspace", ""))));
+  }
+  return 0;
+}
+
+void print_policy(const json& p) {
+  for (const auto& r : p.value("rules", json::array())) {
+    fmt::print("{:<6} {:<40} # {}\n", r.value("verdict", ""),
+               control::dump(json(r.value("rule", ""))), r.value("origin", ""));
+  }
+  for (const auto& c : p.value("credentials", json::array())) {
+    fmt::print("credential {}{}\n", control::dump(json(c.value("name", ""))),
+               c.value("revoked", false) ? " (revoked)" : "");
+  }
+}
+
+// One verb that sends a request and prints its answer.
+struct Simple {
+  const char* name;
+  const char* about;
+  const char* arg;  // the positional after SESSION, or nullptr
+  const char* arg_about;
+  const char* key;  // its request key
+};
+
+void render(const std::string& verb, const std::string& session, const json& r) {
+  std::string head = fmt::format("session {}", session);
+  if (verb == "stop") {
+    fmt::print("{}: sent TERM; KILL after {}s if it still runs\n", head, r.value("grace_s", 0));
+  } else if (verb == "kill") {
+    fmt::print("{}: sent KILL\n", head);
+  } else if (verb == "allow") {
+    fmt::print("{}: allowed `{}` from the next DNS answer and connection\n", head,
+               r.value("rule", ""));
+  } else if (verb == "deny") {
+    fmt::print("{}: denied `{}`; {} live connection(s) reset\n", head, r.value("rule", ""),
+               r.value("flows_reset", 0));
+  } else if (verb == "revoke") {
+    fmt::print("{}: credential `{}` revoked; its next request is answered 403\n", head,
+               r.value("credential", ""));
+  } else if (verb == "policy") {
+    print_policy(r);
+  }
+}
+
+void register_simple(CLI::App& app, int& exit_code, const Simple& v) {
+  struct Args {
+    std::string session;
+    std::string value;
+    bool json = false;
+    unsigned grace = 5;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand(v.name, v.about);
+  sub->add_option("SESSION", a->session, "The session id (`agentbox ps`)")->required();
+  if (v.arg != nullptr) {
+    sub->add_option(v.arg, a->value, v.arg_about)->required();
+  }
+  if (std::string(v.name) == "stop") {
+    sub->add_option("--grace", a->grace, "Seconds between TERM and KILL (default 5)")
+        ->type_name("SECONDS");
+  }
+  sub->add_flag("--json", a->json, "Print the answer as JSON");
+  std::string verb = v.name;
+  std::string key = v.key != nullptr ? v.key : "";
+  sub->callback([&exit_code, a, verb, key] {
+    control::Request req{.verb = verb, .args = {}};
+    if (!key.empty()) {
+      req.args[key] = a->value;
+    }
+    if (verb == "stop") {
+      req.args["grace"] = std::to_string(a->grace);
+    }
+    auto r = ask(a->session, req);
+    if (!r) {
+      fmt::print(stderr, "{}", std::move(r).error().context(verb).render());
+      exit_code = 125;
+      return;
+    }
+    if (a->json) {
+      fmt::print("{}\n", control::dump(*r, 2));
+    } else {
+      render(verb, a->session, *r);
+    }
+    if (verb == "kill" || verb == "stop") {
+      auto limit = std::chrono::seconds(verb == "kill" ? 10 : a->grace + 10);
+      if (!wait_gone(a->session, limit)) {
+        fmt::print(stderr, "{}",
+                   Error::msg(fmt::format("{}: session {} still runs after {}s", verb, a->session,
+                                          limit.count()))
+                       .render());
+        exit_code = 125;
+        return;
+      }
+    }
+    exit_code = 0;
+  });
+}
+
+}  // namespace
+
+void register_control(CLI::App& app, int& exit_code) {
+  auto ps_json = std::make_shared<bool>(false);
+  CLI::App* sub = app.add_subcommand("ps", "List the running sessions of this user");
+  sub->add_flag("--json", *ps_json, "Print the sessions as JSON");
+  sub->callback([&exit_code, ps_json] { exit_code = ps(*ps_json); });
+  register_log(app, exit_code);
+  const Simple verbs[] = {
+      {"stop", "Stop a session: TERM, then KILL after a grace period", nullptr, nullptr, nullptr},
+      {"kill", "Kill the box of a session at once", nullptr, nullptr, nullptr},
+      {"allow", "Allow HOST[:PORT] (or CIDR[:PORT]) in a running session", "RULE",
+       "An egress rule, as --allow takes", "rule"},
+      {"deny", "Deny HOST[:PORT] in a running session and reset its live connections", "RULE",
+       "An egress rule; without a port, every port", "rule"},
+      {"revoke", "Revoke a credential: its next request is answered 403", "CREDENTIAL",
+       "The name of the credential", "credential"},
+      {"policy", "Print the live policy of a running session and where each line came from",
+       nullptr, nullptr, nullptr},
+  };
+  for (const auto& v : verbs) {
+    register_simple(app, exit_code, v);
+  }
+}
+
+}  // namespace agentbox::cli

@@ -1,0 +1,225 @@
+// The session's control verbs (session_control.hpp, docs/CONTROL.md).
+#include "agentbox/app/session_control.hpp"
+
+#include <fmt/core.h>
+#include <signal.h>
+
+#include <charconv>
+#include <chrono>
+#include <ctime>
+
+#include "agentbox/base/log.hpp"
+#include "agentbox/control/runtime_dir.hpp"
+#include "agentbox/control/server.hpp"
+
+namespace agentbox::app {
+
+using base::Error;
+using base::Result;
+using control::Peer;
+using control::Request;
+using nlohmann::json;
+
+struct SessionControl::Impl {
+  Impl(event::Loop& l, ControlInfo i, audit::JsonlSink& s, SessionNetwork& n, SessionProxy& p)
+      : loop(l), info(std::move(i)), sink(s), network(n), proxy(p) {}
+  event::Loop& loop;
+  ControlInfo info;
+  audit::JsonlSink& sink;
+  SessionNetwork& network;
+  SessionProxy& proxy;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::time_t started_wall = std::time(nullptr);
+  std::unique_ptr<control::Server> server;
+  event::WatchId kill_timer = 0;
+
+  void wire();
+  void emit(const char* type, const Peer& peer, const std::function<void(audit::Event&)>& more) {
+    audit::Event ev(type);
+    ev.num("by_uid", peer.uid).num("by_pid", peer.pid);
+    more(ev);
+    sink.emit(ev);
+  }
+  json status() const;
+  json policy() const;
+  Result<json> stop(const Request& r, const Peer& peer);
+  Result<json> allow(const Request& r, const Peer& peer, bool deny);
+  Result<json> revoke(const Request& r, const Peer& peer);
+};
+
+namespace {
+
+std::string who(const Peer& p) {
+  std::time_t now = std::time(nullptr);
+  struct tm tm {};
+  ::gmtime_r(&now, &tm);
+  char ts[32];
+  std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return fmt::format("uid {} pid {} at {}", p.uid, p.pid, ts);
+}
+
+Result<std::string> required(const Request& r, const std::string& key) {
+  std::string v = r.arg(key);
+  if (v.empty()) {
+    return Error::msg(fmt::format("`{}` needs the argument `{}`", r.verb, key));
+  }
+  return v;
+}
+
+}  // namespace
+
+std::string short_id(const std::string& id) {
+  return control::short_id(id).value_or(id);
+}
+
+json SessionControl::Impl::status() const {
+  SessionNetwork::Counts c = network.counts();
+  auto tally = sink.tally().snapshot();
+  uint64_t denials = c.denied;
+  for (const auto& [type, n] : tally) {
+    if (type != "net.deny" && type != "dns.query" && type.find("deny") != std::string::npos) {
+      denials += n;  // proxy and seccomp denials (net's are counted by the network)
+    }
+  }
+  json creds = json::array();
+  for (const auto& [name, revoked] : proxy.credentials()) {
+    creds.push_back({{"name", name}, {"revoked", revoked}});
+  }
+  auto up =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
+  return {{"id", short_id(info.id)},
+          {"session", info.id},
+          {"pid", info.pid},
+          {"program", info.argv.empty() ? "" : info.argv[0]},
+          {"argv", info.argv},
+          {"workspace", info.workspace},
+          {"config", info.config_files},
+          {"audit", info.session_dir + "/audit.jsonl"},
+          {"started", started_wall},
+          {"uptime_s", up.count()},
+          {"flows", {{"allowed", c.allowed}, {"open", c.open}, {"failed", c.failed}}},
+          {"bytes", {{"up", c.bytes_up}, {"down", c.bytes_down}}},
+          {"denials", denials},
+          {"credentials", creds},
+          {"events", tally}};
+}
+
+json SessionControl::Impl::policy() const {
+  json rules = json::array();
+  for (const auto& r : network.rules()) {
+    rules.push_back({{"verdict", r.verdict}, {"rule", r.rule}, {"origin", r.origin}});
+  }
+  json creds = json::array();
+  for (const auto& [name, revoked] : proxy.credentials()) {
+    creds.push_back({{"name", name}, {"revoked", revoked}});
+  }
+  return {{"rules", rules}, {"credentials", creds}};
+}
+
+Result<json> SessionControl::Impl::stop(const Request& r, const Peer& peer) {
+  std::string g = r.arg("grace", "5");
+  unsigned grace = 0;
+  auto [end, ec] = std::from_chars(g.data(), g.data() + g.size(), grace);
+  if (ec != std::errc() || end != g.data() + g.size() || grace > 3600) {
+    return Error::msg(fmt::format("grace `{}` is not a number of seconds from 0 to 3600", g));
+  }
+  emit("control.stop", peer, [&](audit::Event& ev) { ev.num("grace_s", grace); });
+  AGENTBOX_TRY(info.signal(grace == 0 ? SIGKILL : SIGTERM));
+  if (grace != 0 && kill_timer == 0) {
+    auto t =
+        loop.add_timer(std::chrono::seconds(grace), std::chrono::milliseconds(0), [this](uint64_t) {
+          kill_timer = 0;
+          [[maybe_unused]] auto k = info.signal(SIGKILL);
+        });
+    kill_timer = t ? *t : 0;
+  }
+  return json{{"signalled", grace == 0 ? "KILL" : "TERM"}, {"grace_s", grace}};
+}
+
+Result<json> SessionControl::Impl::allow(const Request& r, const Peer& peer, bool deny) {
+  AGENTBOX_ASSIGN_OR_RETURN(std::string text, required(r, "rule"));
+  // `deny HOST` without a port denies every port (and the DNS answer): HOST:*.
+  auto rule = policy::EgressRule::parse(deny ? text + ":*" : text);
+  if (deny && !rule) {
+    rule = policy::EgressRule::parse(text);  // it named a port
+  }
+  if (!rule) {
+    return std::move(rule).error().context(fmt::format("rule `{}`", text));
+  }
+  std::string written = rule->text;
+  config::Origin origin{.source =
+                            fmt::format("agentbox {} by {}", deny ? "deny" : "allow", who(peer))};
+  size_t cut = 0;
+  if (deny) {
+    cut = network.deny(std::move(*rule), std::move(origin));
+  } else {
+    network.allow(std::move(*rule), std::move(origin));
+  }
+  emit(deny ? "control.deny" : "control.allow", peer, [&](audit::Event& ev) {
+    ev.str("rule", written);
+    if (deny) {
+      ev.num("flows_reset", static_cast<int64_t>(cut));
+    }
+  });
+  base::log::debug("control: {} `{}` ({})", deny ? "deny" : "allow", written, who(peer));
+  return json{{"rule", written}, {"flows_reset", cut}};
+}
+
+Result<json> SessionControl::Impl::revoke(const Request& r, const Peer& peer) {
+  AGENTBOX_ASSIGN_OR_RETURN(std::string name, required(r, "credential"));
+  if (!proxy.revoke(name)) {
+    std::string names;
+    for (const auto& [n, revoked] : proxy.credentials()) {
+      names += fmt::format("{}{}", names.empty() ? "" : ", ", n);
+    }
+    return Error::msg(fmt::format("the session has no credential `{}` (it has: {})", name,
+                                  names.empty() ? "none" : names));
+  }
+  emit("control.revoke", peer, [&](audit::Event& ev) { ev.str("credential", name); });
+  return json{{"credential", name}, {"revoked", true}};
+}
+
+void SessionControl::Impl::wire() {
+  server->on("status", [this](const Request&, const Peer&) -> Result<json> { return status(); });
+  server->on("policy", [this](const Request&, const Peer&) -> Result<json> { return policy(); });
+  server->on("stop", [this](const Request& r, const Peer& p) { return stop(r, p); });
+  server->on("kill", [this](const Request&, const Peer& p) -> Result<json> {
+    emit("control.kill", p, [](audit::Event&) {});
+    AGENTBOX_TRY(info.signal(SIGKILL));
+    return json{{"signalled", "KILL"}};
+  });
+  server->on("allow", [this](const Request& r, const Peer& p) { return allow(r, p, false); });
+  server->on("deny", [this](const Request& r, const Peer& p) { return allow(r, p, true); });
+  server->on("revoke", [this](const Request& r, const Peer& p) { return revoke(r, p); });
+  server->on_refused([this](const Peer& p, const std::string& why) {
+    emit("control.refused", p, [&](audit::Event& ev) { ev.str("why", why); });
+  });
+}
+
+Result<std::unique_ptr<SessionControl>> SessionControl::start(
+    event::Loop& loop, ControlInfo info, const std::map<std::string, std::string>& env,
+    audit::JsonlSink& sink, SessionNetwork& network, SessionProxy& proxy) {
+  auto short_id = control::short_id(info.id);
+  if (!short_id) {
+    return Error::msg(fmt::format("session id `{}` has no short form", info.id));
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(std::string dir, control::runtime_dir(env, true));
+  auto impl = std::make_unique<Impl>(loop, std::move(info), sink, network, proxy);
+  AGENTBOX_ASSIGN_OR_RETURN(impl->server,
+                            control::Server::listen(loop, control::socket_path(dir, *short_id)));
+  impl->wire();
+  sink.emit(audit::Event("control.listen").str("socket", impl->server->path()));
+  return std::unique_ptr<SessionControl>(new SessionControl(std::move(impl)));
+}
+
+SessionControl::SessionControl(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+SessionControl::~SessionControl() {
+  impl_->loop.unwatch(impl_->kill_timer);
+}
+
+const std::string& SessionControl::socket_path() const {
+  return impl_->server->path();
+}
+
+}  // namespace agentbox::app
