@@ -754,7 +754,7 @@ int run(const RunRequest& req) {
                                           .session_dir = s.dir,
                                           .pid = box->pid(),
                                           .signal = [&box](int n) { return box->signal(n); }},
-                                         env, *s.sink, *s.network, *s.proxy);
+                                         env, *s.sink, s.network.get(), *s.proxy);
     if (control) {
       base::log::debug("session {}: control socket {}", short_id(s.id), (*control)->socket_path());
     } else {

@@ -21,12 +21,12 @@ using control::Request;
 using nlohmann::json;
 
 struct SessionControl::Impl {
-  Impl(event::Loop& l, ControlInfo i, audit::JsonlSink& s, SessionNetwork& n, SessionProxy& p)
+  Impl(event::Loop& l, ControlInfo i, audit::JsonlSink& s, SessionNetwork* n, SessionProxy& p)
       : loop(l), info(std::move(i)), sink(s), network(n), proxy(p) {}
   event::Loop& loop;
   ControlInfo info;
   audit::JsonlSink& sink;
-  SessionNetwork& network;
+  SessionNetwork* network;  // null with `--network none`: no rules to show or change
   SessionProxy& proxy;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::time_t started_wall = std::time(nullptr);
@@ -73,7 +73,7 @@ std::string short_id(const std::string& id) {
 }
 
 json SessionControl::Impl::status() const {
-  SessionNetwork::Counts c = network.counts();
+  SessionNetwork::Counts c = network != nullptr ? network->counts() : SessionNetwork::Counts{};
   auto tally = sink.tally().snapshot();
   uint64_t denials = c.denied;
   for (const auto& [type, n] : tally) {
@@ -106,7 +106,8 @@ json SessionControl::Impl::status() const {
 
 json SessionControl::Impl::policy() const {
   json rules = json::array();
-  for (const auto& r : network.rules()) {
+  auto lines = network != nullptr ? network->rules() : std::vector<SessionNetwork::RuleLine>{};
+  for (const auto& r : lines) {
     rules.push_back({{"verdict", r.verdict}, {"rule", r.rule}, {"origin", r.origin}});
   }
   json creds = json::array();
@@ -137,6 +138,10 @@ Result<json> SessionControl::Impl::stop(const Request& r, const Peer& peer) {
 }
 
 Result<json> SessionControl::Impl::allow(const Request& r, const Peer& peer, bool deny) {
+  if (network == nullptr) {
+    return base::Error::msg(
+        "this session has no network (`--network none`): nothing to allow or deny");
+  }
   AGENTBOX_ASSIGN_OR_RETURN(std::string text, required(r, "rule"));
   // `deny HOST` without a port denies every port (and the DNS answer): HOST:*.
   auto rule = policy::EgressRule::parse(deny ? text + ":*" : text);
@@ -151,9 +156,9 @@ Result<json> SessionControl::Impl::allow(const Request& r, const Peer& peer, boo
                             fmt::format("agentbox {} by {}", deny ? "deny" : "allow", who(peer))};
   size_t cut = 0;
   if (deny) {
-    cut = network.deny(std::move(*rule), std::move(origin));
+    cut = network->deny(std::move(*rule), std::move(origin));
   } else {
-    network.allow(std::move(*rule), std::move(origin));
+    network->allow(std::move(*rule), std::move(origin));
   }
   emit(deny ? "control.deny" : "control.allow", peer, [&](audit::Event& ev) {
     ev.str("rule", written);
@@ -198,7 +203,7 @@ void SessionControl::Impl::wire() {
 
 Result<std::unique_ptr<SessionControl>> SessionControl::start(
     event::Loop& loop, ControlInfo info, const std::map<std::string, std::string>& env,
-    audit::JsonlSink& sink, SessionNetwork& network, SessionProxy& proxy) {
+    audit::JsonlSink& sink, SessionNetwork* network, SessionProxy& proxy) {
   auto short_id = control::short_id(info.id);
   if (!short_id) {
     return Error::msg(fmt::format("session id `{}` has no short form", info.id));

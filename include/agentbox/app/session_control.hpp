@@ -43,7 +43,7 @@ class SessionControl {
  public:
   [[nodiscard]] static base::Result<std::unique_ptr<SessionControl>> start(
       event::Loop& loop, ControlInfo info, const std::map<std::string, std::string>& env,
-      audit::JsonlSink& sink, SessionNetwork& network, SessionProxy& proxy);
+      audit::JsonlSink& sink, SessionNetwork* network, SessionProxy& proxy);
   ~SessionControl();
   SessionControl(const SessionControl&) = delete;
   SessionControl& operator=(const SessionControl&) = delete;
