@@ -259,6 +259,7 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
   for (const auto& ca : policy.upstream_ca) {
     impl->options.upstream_ca.push_back(expand_home(ca.value, home));
   }
+  impl->options.max_connections = policy.max_flows.value;
   for (const auto& f : trust_store_files()) {
     if (is_file(f)) {
       impl->options.system_bundle = f;

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "agentbox/audit/audit.hpp"
+#include "agentbox/net/buffer_budget.hpp"
 #include "agentbox/net/deadline_queue.hpp"
 #include "agentbox/net/dns.hpp"
 #include "agentbox/net/flow.hpp"
@@ -50,6 +51,8 @@ struct TcpConfig {
   Mac gateway_mac = {0x52, 0x55, 0x0a, 0x00, 0x02, 0x02};
   uint32_t mtu = 65520;
   size_t max_flows = 4096;
+  // Session-wide cap on the kernel socket memory of all flows (BufferBudget); 0: none.
+  uint64_t buffer_budget = 0;
   uint32_t max_inflight = 4u << 20;  // bytes peeked ahead of the box's ACK
   std::chrono::milliseconds rto_initial{1000};
   std::chrono::milliseconds rto_max{30000};
@@ -103,6 +106,7 @@ class TcpTranslator final : public FlowControl {
   }
 
   [[nodiscard]] size_t flow_count() const { return flows_.size(); }
+  [[nodiscard]] const BufferBudget& budget() const { return budget_; }
   [[nodiscard]] const TcpCounters& counters() const { return counters_; }
 
   struct Flow;
@@ -163,6 +167,7 @@ class TcpTranslator final : public FlowControl {
   bool batching_ = false;
   std::vector<uint64_t> pending_acks_;  // flows with an ACK held back in this batch
   DeadlineQueue deadlines_;
+  BufferBudget budget_;
   std::vector<base::UniqueFd> closing_;  // finished within a batch: closed at end_batch()
 };
 
