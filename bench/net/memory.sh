@@ -90,9 +90,10 @@ run() {
   wait "$pid" 2>/dev/null || true
   local per=""
   [[ $1 == idle ]] && per=" per-flow=$(((rss - base) * 1024 / n))B"
-  printf '%-10s %-28s flows=%s rss=%sKiB (start %sKiB) sockets=%sKiB%s load=%s %s\n' "$label" \
-    "$(basename "$(dirname "$(dirname "$bin")")")" "$n" "$rss" "$base" "$sock" "$per" \
-    "$(cut -d' ' -f1 /proc/loadavg)" "${ok:+ok}${ok:-FAILED: $(tail -1 "$tmp/err")}"
+  local status=ok
+  [[ -n $ok ]] || status="FAILED: $(tail -1 "$tmp/err")"
+  printf '%-10s %-40s flows=%s rss=%sKiB (start %sKiB) sockets=%sKiB%s load=%s %s\n' "$label" \
+    "$bin" "$n" "$rss" "$base" "$sock" "$per" "$(cut -d' ' -f1 /proc/loadavg)" "$status"
 }
 
 for b in "${bins[@]}"; do run "$(realpath "$b")" plain "$plain" post "$n" "$host" "$plain" plain; done
