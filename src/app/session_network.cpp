@@ -355,6 +355,19 @@ Result<std::unique_ptr<SessionNetwork>> SessionNetwork::create(const config::Pol
                   // byte (stack CPU per 4 GiB 25-45% lower in net_bench; docs/BENCHMARKS.md).
                   .offload = true};
   sc.tap_offload = ts.offload;
+  sc.tcp.max_flows = policy.max_flows.value;
+  sc.tcp.buffer_budget = policy.buffer_budget.value;
+  if (sc.tcp.buffer_budget < sc.tcp.max_flows * net::BufferBudget::kFloor) {
+    return Error::msg(
+               fmt::format(
+                   "{}: network.buffer_budget {} KiB cannot give each of max_flows = {} ({}) the "
+                   "{} KiB a flow needs at least",
+                   origin_of(policy.buffer_budget.origin), sc.tcp.buffer_budget >> 10,
+                   sc.tcp.max_flows, origin_of(policy.max_flows.origin),
+                   net::BufferBudget::kFloor >> 10))
+        .hint(fmt::format("raise buffer_budget to at least {} MiB or lower max_flows",
+                          (sc.tcp.max_flows * net::BufferBudget::kFloor + (1 << 20) - 1) >> 20));
+  }
   AGENTBOX_ASSIGN_OR_RETURN(auto tap, net::TapSetup::prepare(ts));
   auto impl = std::make_unique<Impl>(sink, TapHook(std::move(tap)));
   impl->stack_config = sc;

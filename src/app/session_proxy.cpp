@@ -324,6 +324,7 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
     impl->options.upstream_ca.push_back(expand_home(ca.value, home));
     trust.trust_ca.emplace_back(expand_home(ca.value, home), ca.origin.describe());
   }
+  impl->options.max_connections = policy.max_flows.value;
   for (const auto& f : trust_store_files()) {
     if (is_file(f)) {
       impl->options.system_bundle = f;

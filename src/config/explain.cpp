@@ -125,6 +125,8 @@ std::string explain(const Loaded& loaded) {
   pr.list("connect_to", p.connect_to);
   pr.list("upstream_ca", p.upstream_ca);
   pr.list("trust_ca", p.trust_ca);
+  pr.line("buffer_budget", format_size(p.buffer_budget.value), p.buffer_budget.origin);
+  pr.line("max_flows", fmt::format("{}", p.max_flows.value), p.max_flows.origin);
   for (const auto& r : p.http_rules) {
     pr.line("rule",
             fmt::format("{} methods={} paths={}{}", r.host,

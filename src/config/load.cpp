@@ -430,6 +430,25 @@ std::pair<std::string, KeyHandler> tmpfs_size(const std::string& key,
           }};
 }
 
+// network.buffer_budget (a size) and network.max_flows (a count): never 0 or unlimited; a
+// workspace file may only lower them.
+std::pair<std::string, KeyHandler> net_limit(const std::string& key,
+                                             Sourced<uint64_t> Policy::*field, bool size) {
+  return {key, [key, field, size](Ctx& c, const Value& v) {
+            std::string name = "network." + key;
+            auto n = size ? get_size(c, v, name) : get_count(c, v, name);
+            if (n && (*n == 0 || *n == kUnlimited || (!size && *n > 65536))) {
+              problem(c, v,
+                      size ? fmt::format("`{}` must be a size such as \"128M\"", name)
+                           : fmt::format("`{}` must be between 1 and 65536", name));
+              return;
+            }
+            std::optional<Sourced<uint64_t>> cur = c.p.*field;
+            apply_limit(c, v, name, cur, n);
+            c.p.*field = *cur;
+          }};
+}
+
 std::pair<std::string, KeyHandler> tmpfs_inodes(const std::string& key,
                                                 std::optional<Sourced<uint64_t>> Policy::*field) {
   return {key, [key, field](Ctx& c, const Value& v) {
@@ -875,6 +894,8 @@ Schema network_schema() {
                       }),
       grant_only_list("upstream_ca", &Policy::upstream_ca, path_validator("network.upstream_ca")),
       grant_only_list("trust_ca", &Policy::trust_ca, path_validator("network.trust_ca")),
+      net_limit("buffer_budget", &Policy::buffer_budget, true),
+      net_limit("max_flows", &Policy::max_flows, false),
       {"rule",
        [](Ctx& c, const Value& v) {
          if (c.mode == Mode::kNarrow) {

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "agentbox/base/log.hpp"
+#include "agentbox/net/buffer_budget.hpp"
 
 namespace agentbox::net {
 
@@ -67,7 +68,8 @@ Result<std::vector<policy::IpAddr>> system_resolve(const std::string& name) {
   return out;
 }
 
-Result<OpenResult> connect_nonblocking(const policy::IpAddr& addr, uint16_t port) {
+Result<OpenResult> connect_nonblocking(const policy::IpAddr& addr, uint16_t port,
+                                       uint64_t buffers) {
   sockaddr_storage ss{};
   socklen_t len = 0;
   if (addr.is_v4()) {
@@ -90,6 +92,7 @@ Result<OpenResult> connect_nonblocking(const policy::IpAddr& addr, uint16_t port
     return Error::sys(errno, "socket");
   }
   base::UniqueFd owned(fd);
+  cap_socket_buffers(fd, buffers);  // before connect: the SYN's window scale follows SO_RCVBUF
   std::string where = fmt::format("{}:{}", addr.to_string(), port);
   if (connect(fd, reinterpret_cast<const sockaddr*>(&ss), len) == 0) {
     return OpenResult{.fd = std::move(owned), .connected = true};
@@ -105,7 +108,7 @@ std::optional<Result<OpenResult>> ConnectHandler::open_direct(const FlowInfo& in
     if (!info.literal && o.host == info.name && o.port == info.orig_port) {
       base::log::debug("tcp #{} {}:{} -> {}:{} (--connect-to)", info.id, info.name, info.orig_port,
                        o.addr.to_string(), o.to_port);
-      return connect_nonblocking(o.addr, o.to_port);
+      return connect_nonblocking(o.addr, o.to_port, info.buffers.upstream);
     }
   }
   if (info.literal) {
@@ -114,7 +117,7 @@ std::optional<Result<OpenResult>> ConnectHandler::open_direct(const FlowInfo& in
     if (!addr) {
       return Result<OpenResult>(Error::msg(fmt::format("bad literal `{}`", info.name)));
     }
-    return connect_nonblocking(*addr, info.orig_port);
+    return connect_nonblocking(*addr, info.orig_port, info.buffers.upstream);
   }
   return std::nullopt;
 }
@@ -139,7 +142,7 @@ Result<OpenResult> ConnectHandler::connect_resolved(
     }
     // An address that fails at once (ENETUNREACH for IPv6 on a host without it) is skipped
     // for the next one; a connect in progress is the answer.
-    auto r = connect_nonblocking(a, info.orig_port);
+    auto r = connect_nonblocking(a, info.orig_port, info.buffers.upstream);
     if (r) {
       base::log::debug("tcp #{} {}:{} -> {}", info.id, info.name, info.orig_port, a.to_string());
       return r;

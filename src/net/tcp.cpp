@@ -138,7 +138,8 @@ TcpTranslator::TcpTranslator(TcpConfig config, const policy::EgressPolicy& polic
       sink_(sink),
       audit_(audit),
       data_buf_(new std::byte[kPeekChunk]),
-      data_(data_buf_.get(), kPeekChunk) {
+      data_(data_buf_.get(), kPeekChunk),
+      budget_(config.buffer_budget, config.max_flows) {
   handler_.attach(this);
 }
 
@@ -311,8 +312,10 @@ void TcpTranslator::on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac,
   }
   info.rule = d.rule_text;
   info.id = next_id_++;
+  info.buffers = budget_.acquire(info.id);
   auto opened = handler_.on_open(info);
   if (!opened) {
+    budget_.release(info.id);
     ++counters_.flows_failed;
     audit_.emit(audit::Event("net.fail")
                     .num("id", static_cast<int64_t>(info.id))
@@ -951,6 +954,7 @@ void TcpTranslator::finish(uint64_t id, bool reset) {
   std::unique_ptr<Flow> f = std::move(it->second);
   flows_.erase(it);
   by_key_.erase(f->key);
+  budget_.release(id);
   deadlines_.set(id, std::nullopt);
   if (batching_) {
     // Within a tap batch the socket is unwatched and closed at end_batch(): a host close runs

@@ -289,7 +289,7 @@ void inject_body(ProxyHandler::Internals& in, Conn& c, std::string_view decoded)
 
 bool request_body(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
-  const size_t cap = in.options.buffer;
+  const size_t cap = c.cap;
   if (c.box.rx.empty() || c.up.pending() >= cap) {
     if (c.box.eof && c.box.rx.empty()) {
       audit_request(in, c, "aborted", "the box closed in the middle of the request body");
@@ -388,7 +388,7 @@ void finish_response(ProxyHandler::Internals& in, Conn& c) {
 
 bool response_head(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
-  if (c.box.pending() >= in.options.buffer) {
+  if (c.box.pending() >= c.cap) {
     return false;
   }
   auto p = http1::parse_response(c.up.rx.bytes(), x.ctx);
@@ -481,9 +481,9 @@ void send_verbatim(Conn& c, size_t n) {
 // straight from there (no copy). Bytes the scrubber holds back (a possible start of a secret)
 // stay at the front of up.rx (`held`) and are scanned again with what follows, until the body
 // ends or the hold expires (release_held).
-bool response_body_verbatim(ProxyHandler::Internals& in, Conn& c) {
+bool response_body_verbatim(Conn& c) {
   auto& x = c.http;
-  const size_t room = in.options.buffer - c.box.pending();
+  const size_t room = c.cap - c.box.pending();
   const size_t avail = x.resp_body->verbatim_limit(c.up.rx.size());
   const size_t n = std::min(avail, room);
   const bool no_more = c.up.eof || c.up.failed();
@@ -512,13 +512,13 @@ bool response_body_verbatim(ProxyHandler::Internals& in, Conn& c) {
 
 bool response_body(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
-  const size_t cap = in.options.buffer;
+  const size_t cap = c.cap;
   if (c.box.pending() >= cap) {
     return false;
   }
   bool progress = false;
   if (x.resp_body->verbatim()) {
-    progress = response_body_verbatim(in, c);
+    progress = response_body_verbatim(c);
   } else {
     const size_t room = std::min(c.up.rx.size(), cap - c.box.pending());
     std::string decoded;

@@ -282,7 +282,7 @@ bool classify(ProxyHandler::Internals& in, Conn& c) {
 }
 
 bool splice(ProxyHandler::Internals& in, Conn& c) {
-  const size_t cap = in.options.buffer;
+  const size_t cap = c.cap;
   if (c.box.failed()) {
     c.done = true;
     return true;

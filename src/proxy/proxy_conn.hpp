@@ -83,8 +83,9 @@ class Side {
   void send(std::string_view plain);
   // Drops everything queued for the fd.
   void discard_output();
-  // Frees large empty buffers (after a download, a kept-alive connection waits with little).
-  void trim();
+  // Frees empty buffers larger than `keep` (after a download, a kept-alive connection waits
+  // with little; an idle flow, swept, keeps none).
+  void trim(size_t keep = size_t{64} * 1024);
   // Writes queued bytes; sends FIN when asked and all is written. Returns true on progress.
   bool flush();
   // connect(2) finished (EPOLLOUT): clears `connecting` or sets `error`.
@@ -154,6 +155,10 @@ enum class Mode {
 struct Conn {
   uint64_t id = 0;
   net::FlowInfo info;
+  // Bytes of flow data buffered per direction before reading stops: ProxyOptions::buffer, or
+  // less when the session's buffer budget gave the flow small socket buffers (many flows open).
+  // Request and response heads may still grow to ProxyOptions::buffer (their size limit).
+  size_t cap = 0;
   Mode mode = Mode::kClassify;
   Side box;
   Side up;
@@ -206,6 +211,9 @@ struct ProxyHandler::Internals {
   std::unique_ptr<net::Worker> refresher;        // file:/cmd: credential re-reads, off the loop
   net::FlowControl* control = nullptr;           // the translator, for hand-backs
 };
+
+// The most `s` may hold in rx: its head size limit while a head is parsed, else c.cap.
+[[nodiscard]] size_t rx_limit(const ProxyOptions& o, const Conn& c, const Side& s);
 
 // proxy_classify.cpp: first bytes -> mode. Returns true on progress.
 bool classify(ProxyHandler::Internals& in, Conn& c);

@@ -10,6 +10,7 @@
 #include <exception>
 
 #include "agentbox/base/log.hpp"
+#include "agentbox/net/buffer_budget.hpp"
 #include "proxy_conn.hpp"
 
 namespace agentbox::proxy {
@@ -19,12 +20,13 @@ namespace {
 constexpr size_t kReadBudget = size_t{64} * 1024;  // per side per round
 constexpr int kMaxRounds = 64;                     // per callback, for fairness
 constexpr std::chrono::seconds kClosingGrace{10};
+constexpr size_t kMinCap = 2048;  // per direction, the smallest a flow's budget makes it
 
 bool can_read(const ProxyOptions& o, const Conn& c, const Side& s) {
   if (c.resolving != 0) {
     return false;  // nothing is read before the upstream is known
   }
-  if (!s.open() || s.connecting || s.fd_eof || s.failed() || s.rx.size() >= o.buffer) {
+  if (!s.open() || s.connecting || s.fd_eof || s.failed() || s.rx.size() >= rx_limit(o, c, s)) {
     return false;
   }
   if (c.mode == Mode::kClosing) {
@@ -34,7 +36,14 @@ bool can_read(const ProxyOptions& o, const Conn& c, const Side& s) {
     return &s == &c.box;
   }
   const Side& other = &s == &c.box ? c.up : c.box;
-  return other.pending() < o.buffer;
+  return other.pending() < c.cap;
+}
+
+// What one fill() may read: up to the side's limit (a TLS side's records may decrypt a little
+// past it), at most kReadBudget.
+size_t read_budget(const ProxyOptions& o, const Conn& c, const Side& s) {
+  const size_t limit = rx_limit(o, c, s);
+  return std::clamp<size_t>(limit > s.rx.size() ? limit - s.rx.size() : 0, 1, kReadBudget);
 }
 
 // Lingering close (as HTTP servers do): after our last bytes and FIN, what the box still sends
@@ -291,6 +300,10 @@ base::Result<net::OpenResult> ProxyHandler::on_open(const net::FlowInfo& info) {
   }
   base::UniqueFd theirs(sv[0]);
   base::UniqueFd ours(sv[1]);
+  // Both directions wait in these send buffers (the translator's window, our output): sized
+  // from the flow's share of the session's buffer budget.
+  net::cap_send_buffer(theirs.get(), info.buffers.pair);
+  net::cap_send_buffer(ours.get(), info.buffers.pair);
   bool plugged = false;
   AGENTBOX_TRY(serve_flow(info, std::move(ours), theirs.get(), plugged));
   // Plugged: the translator waits for the socket to become writable (the name resolved).
@@ -314,6 +327,11 @@ base::Status ProxyHandler::serve_flow(const net::FlowInfo& info, base::UniqueFd 
   auto c = std::make_unique<Conn>();
   c->id = next_id_++;
   c->info = info;
+  // A full-sized grant keeps the full buffer; a smaller one (many flows open) half of what one
+  // socketpair end holds, so that a stalled flow costs little memory on either side of us.
+  c->cap = info.buffers.pair == 0 || info.buffers.pair >= net::BufferBudget::kMaxPair
+               ? in_->options.buffer
+               : std::clamp<size_t>(info.buffers.pair / 2, kMinCap, in_->options.buffer);
   c->box.fd = std::move(box);
   c->opened = c->last_activity = Clock::now();
   c->handback = translator_end >= 0;
@@ -568,7 +586,7 @@ void ProxyHandler::run(Conn& c) noexcept {
       bool progress = false;
       for (Side* s : {&c.box, &c.up}) {
         if (can_read(in_->options, c, *s)) {
-          progress = s->fill(kReadBudget) || progress;
+          progress = s->fill(read_budget(in_->options, c, *s)) || progress;
         }
       }
       switch (c.mode) {
@@ -754,6 +772,11 @@ void ProxyHandler::handle_sweep() {
         ++counters_.timeouts;
         drop(*in_, c, "idle timeout");
       } else {
+        if (now - c.last_activity >= o.sweep_interval) {
+          // Idle for a sweep: its empty buffers go (an idle flow costs its state, not buffers).
+          c.box.trim(0);
+          c.up.trim(0);
+        }
         continue;
       }
     } catch (const std::exception&) {
@@ -771,6 +794,13 @@ void ProxyHandler::handle_sweep() {
 }
 
 // --- helpers shared by the connection code -----------------------------------------------------
+
+size_t rx_limit(const ProxyOptions& o, const Conn& c, const Side& s) {
+  const bool head = &s == &c.box ? c.mode == Mode::kClassify ||
+                                       (c.mode == Mode::kHttp && c.http.req == Exchange::Req::kHead)
+                                 : c.mode == Mode::kHttp && c.http.resp == Exchange::Resp::kHead;
+  return head ? o.buffer : c.cap;
+}
 
 void close_side(ProxyHandler::Internals& in, Side& s) {
   if (s.watch != 0) {

@@ -109,13 +109,12 @@ void Side::send(std::string_view plain) {
   }
 }
 
-void Side::trim() {
-  constexpr size_t kKeep = size_t{64} * 1024;
-  rx.shrink_if_empty(kKeep);
-  tx.shrink_if_empty(kKeep);
+void Side::trim(size_t keep) {
+  rx.shrink_if_empty(keep);
+  tx.shrink_if_empty(keep);
   if (tls) {
-    tls->input().shrink_if_empty(kKeep);
-    tls->output().shrink_if_empty(kKeep);
+    tls->input().shrink_if_empty(keep);
+    tls->output().shrink_if_empty(keep);
   }
 }
 

@@ -133,6 +133,9 @@ base::Result<ossl::SslCtxPtr> make_box_ctx() {
   // No session tickets or cache: every interception is its own short-lived session.
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);
+  // Record buffers (~17 KiB each way) are freed whenever they are empty: an idle intercepted
+  // flow keeps none (docs/PROXY.md, "Memory").
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
   return ctx;
 }
 
@@ -159,6 +162,7 @@ base::Result<ossl::SslCtxPtr> make_upstream_ctx(const std::string& system_bundle
   if (SSL_CTX_set_alpn_protos(ctx.get(), alpn, static_cast<unsigned>(kAlpnHttp11.size())) != 0) {
     return ssl_error("setting upstream ALPN");
   }
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);  // as on the box side
   return ctx;
 }
 

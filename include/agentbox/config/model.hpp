@@ -152,6 +152,10 @@ struct Policy {
   std::vector<Sourced<std::string>> upstream_ca;  // extra PEM files trusted upstream
   std::vector<Sourced<std::string>> trust_ca;     // extra PEM files the box (and upstream) trusts
   std::vector<HttpRule> http_rules;
+  // Kernel socket memory all flows together may hold (net::BufferBudget), and how many flows
+  // may be open at once.
+  Sourced<uint64_t> buffer_budget{128ull << 20, {"built-in"}};
+  Sourced<uint64_t> max_flows{4096, {"built-in"}};
   // [terminal]: what the box prints passes a filter on its way to your terminal
   Sourced<bool> terminal_filter{true, {"built-in"}};
   std::vector<Sourced<std::string>> terminal_allow;  // "osc8", "osc52", "oscN"

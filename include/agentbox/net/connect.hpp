@@ -52,7 +52,8 @@ class ConnectHandler : public FlowHandler {
 };
 
 // Non-blocking, close-on-exec connect to addr:port. connected=false while in progress.
+// `buffers`: SO_SNDBUF and SO_RCVBUF set before the connect (BufferGrant::upstream; 0: default).
 [[nodiscard]] base::Result<OpenResult> connect_nonblocking(const policy::IpAddr& addr,
-                                                           uint16_t port);
+                                                           uint16_t port, uint64_t buffers = 0);
 
 }  // namespace agentbox::net

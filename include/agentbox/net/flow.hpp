@@ -36,6 +36,15 @@ struct Endpoint {
   bool operator==(const Endpoint&) const = default;
 };
 
+// Socket buffer sizes for one flow, in the kernel's units (what getsockopt(SO_SNDBUF) reports:
+// setsockopt doubles the value it is given). 0: leave the kernel's default (no budget, or a grant
+// at least as large as what the kernel's autotuning can grow to).
+struct BufferGrant {
+  uint64_t pair = 0;      // each end of the proxy's socketpair (send buffer)
+  uint64_t upstream = 0;  // the upstream socket's send and receive buffer, each
+  uint64_t total = 0;     // what was charged to the budget
+};
+
 struct FlowInfo {
   uint64_t id = 0;         // unique per session, stable for the flow's life
   std::string name;        // allowed host name (from the synthetic address), or the literal
@@ -44,6 +53,7 @@ struct FlowInfo {
   Ip4 synthetic_dst = 0;   // destination address the box used
   Endpoint box_src;        // the box's address and port
   std::string rule;        // the egress rule that allowed the flow (for logs and audit)
+  BufferGrant buffers;     // socket buffer sizes from the session's budget (buffer_budget.hpp)
 };
 
 struct FlowStats {

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "agentbox/audit/audit.hpp"
+#include "agentbox/net/buffer_budget.hpp"
 #include "agentbox/net/deadline_queue.hpp"
 #include "agentbox/net/dns.hpp"
 #include "agentbox/net/flow.hpp"
@@ -51,6 +52,8 @@ struct TcpConfig {
   Mac gateway_mac = {0x52, 0x55, 0x0a, 0x00, 0x02, 0x02};
   uint32_t mtu = 65520;
   size_t max_flows = 4096;
+  // Session-wide cap on the kernel socket memory of all flows (BufferBudget); 0: none.
+  uint64_t buffer_budget = 0;
   uint32_t max_inflight = 4u << 20;  // bytes peeked ahead of the box's ACK
   std::chrono::milliseconds rto_initial{1000};
   std::chrono::milliseconds rto_max{30000};
@@ -107,6 +110,7 @@ class TcpTranslator final : public FlowControl {
   // Resets every flow `match` picks (RST to the box, the socket closed): a host denied while
   // the session runs loses its live connections too. Returns how many.
   size_t reset_matching(const std::function<bool(const FlowInfo&)>& match, std::string_view why);
+  [[nodiscard]] const BufferBudget& budget() const { return budget_; }
   [[nodiscard]] const TcpCounters& counters() const { return counters_; }
 
   struct Flow;
@@ -167,6 +171,7 @@ class TcpTranslator final : public FlowControl {
   bool batching_ = false;
   std::vector<uint64_t> pending_acks_;  // flows with an ACK held back in this batch
   DeadlineQueue deadlines_;
+  BufferBudget budget_;
   std::vector<base::UniqueFd> closing_;  // finished within a batch: closed at end_batch()
 };
 

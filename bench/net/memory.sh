@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# What a hostile box can make the supervisor hold: N connections posting into upstreams that stop
+# reading (plain HTTP, and TLS intercepted by an HTTP rule), and N idle intercepted connections.
+# For each: the supervisor's RSS (/proc/PID/status) and the kernel memory of its sockets (ss's
+# skmem: receive + send queue + forward allocation, TCP and unix), read from outside once the box
+# says its connections are stalled. Goals (issue 14): RSS <= 64 MiB and sockets <= 128 MiB with
+# 4096 stalled flows, plain and intercepted; an idle intercepted flow <= 32 KiB of RSS.
+#
+#   bench/net/memory.sh [AGENTBOX...]   (default build/cli/agentbox; N=4096 via FLOWS=)
+#
+# Several binaries (e.g. a build of main and one of the branch) are measured in turn, scenario by
+# scenario. Root or any user that can run a box; needs python3, openssl, ss (iproute2), and
+# nsenter when root (the supervisor's sockets are listed in its network namespace).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+bins=("$@")
+[[ ${#bins[@]} -gt 0 ]] || bins=("$here/../../build/cli/agentbox")
+n="${FLOWS:-4096}"
+host=stall.bench.test
+
+tmp="$(mktemp -d /tmp/agentbox-memory-XXXXXX)"
+chmod 755 "$tmp"
+srv=""
+cleanup() {
+  exec 7>&- 2>/dev/null || true
+  [[ -n $srv ]] && { kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; }
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+ulimit -n "$(ulimit -Hn)"
+
+(cd "$tmp" && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout srv.key -out srv.pem -days 2 -subj "/CN=$host" -addext "subjectAltName=DNS:$host" \
+  >/dev/null 2>&1 && chmod 644 srv.pem)
+cp "$here/stall.py" "$tmp/stall.py" && chmod 755 "$tmp/stall.py"
+mkfifo "$tmp/stop"
+python3 "$tmp/stall.py" serve "$tmp" <"$tmp/stop" &
+srv=$!
+exec 7>"$tmp/stop"
+for _ in $(seq 200); do [[ -s $tmp/ports ]] && break; sleep 0.05; done
+read -r plain tls <"$tmp/ports"
+
+# An HTTP rule makes the TLS host intercepted (the proxy terminates it with the session CA).
+mkdir -p "$tmp/cfg/agentbox" "$tmp/ws"
+cat >"$tmp/cfg/agentbox/config.toml" <<CFG
+[[network.rule]]
+host = "$host"
+methods = ["POST", "GET"]
+CFG
+
+# Sums skmem over the sockets of PID (in its network namespace when we are root).
+sockets_kib() {
+  local pid=$1 ns=()
+  [[ $(id -u) -eq 0 ]] && ns=(nsenter "--net=/proc/$pid/ns/net")
+  { "${ns[@]}" ss -tmnpHO; "${ns[@]}" ss -xmnpHO; } 2>/dev/null | grep "pid=$pid," |
+    sed -n 's/.*skmem:(\([^)]*\)).*/\1/p' | awk -F, '{
+      r=w=t=f=0
+      for (i = 1; i <= NF; i++) {
+        v = $i; k = v; sub(/[0-9]+$/, "", k); sub(/^[a-z]+/, "", v)
+        if (k == "r") r = v; else if (k == "w") w = v; else if (k == "t") t = v; else if (k == "f") f = v
+      }
+      s += r + (w > t ? w : t) + f
+    } END { printf "%d\n", s / 1024 }'
+}
+
+# run BIN LABEL PORT ARGS...: the box runs stall.py ARGS; prints one result line.
+run() {
+  local bin=$1 label=$2 port=$3; shift 3
+  local out="$tmp/out" in="$tmp/in"
+  rm -f "$out" "$in"; mkfifo "$in"
+  (cd "$tmp/ws" && XDG_CONFIG_HOME="$tmp/cfg" exec "$bin" run -q --ro "$tmp" \
+    --allow "$host:$port" --connect-to "$host:$port:127.0.0.1:$port" --upstream-ca "$tmp/srv.pem" \
+    -- python3 "$tmp/stall.py" "$@" <"$in" >"$out" 2>"$tmp/err") &
+  local pid=$!
+  exec 8>"$in"
+  sleep 1
+  local base
+  base=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+  local ok=""
+  for _ in $(seq 1800); do
+    grep -qE '^(stalled|idle) ' "$out" 2>/dev/null && { ok=1; break; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [[ $1 == idle ]] && sleep 3  # two sweeps: idle buffers released
+  local rss sock
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+  sock=$(sockets_kib "$pid")
+  echo >&8; exec 8>&-
+  wait "$pid" 2>/dev/null || true
+  local per=""
+  [[ $1 == idle ]] && per=" per-flow=$(((rss - base) * 1024 / n))B"
+  local status=ok
+  [[ -n $ok ]] || status="FAILED: $(tail -1 "$tmp/err")"
+  printf '%-10s %-40s flows=%s rss=%sKiB (start %sKiB) sockets=%sKiB%s load=%s %s\n' "$label" \
+    "$bin" "$n" "$rss" "$base" "$sock" "$per" "$(cut -d' ' -f1 /proc/loadavg)" "$status"
+}
+
+for b in "${bins[@]}"; do run "$(realpath "$b")" plain "$plain" post "$n" "$host" "$plain" plain; done
+for b in "${bins[@]}"; do run "$(realpath "$b")" intercept "$tls" post "$n" "$host" "$tls" tls; done
+for b in "${bins[@]}"; do run "$(realpath "$b")" idle-tls "$tls" idle "$n" "$host" "$tls"; done
