@@ -176,8 +176,16 @@ bool same_inode(const Placeholders::Item& it) {
 }
 
 // Moves a stashed placeholder of the right kind to parent/name. True: it is there, pristine.
-bool take_from_stash(int stash, int parent, const char* name, bool dir) {
-  for (int i = 0; i < kStashSlots; ++i) {
+// Where the next search of the stash starts, per kind: the slots before it were found empty (a
+// take) or full (a return) by this session, so N placeholders cost N renames, not N^2/2.
+struct StashCursor {
+  int dir = 0;
+  int file = 0;
+  int& operator[](bool is_dir) { return is_dir ? dir : file; }
+};
+
+bool take_from_stash(int stash, int parent, const char* name, bool dir, StashCursor& cursor) {
+  for (int& i = cursor[dir]; i < kStashSlots; ++i) {
     char slot[16];
     slot_name(slot, dir, i);
     if (::renameat2(stash, slot, parent, name, RENAME_NOREPLACE) != 0) {
@@ -186,6 +194,7 @@ bool take_from_stash(int stash, int parent, const char* name, bool dir) {
       }
       return false;  // EXDEV (the workspace is on another filesystem), EEXIST, ...
     }
+    ++i;  // taken: the next search starts after it
     ino_t ino = 0;
     if (pristine(parent, name, dir, &ino)) {
       return true;
@@ -200,8 +209,8 @@ bool take_from_stash(int stash, int parent, const char* name, bool dir) {
 
 // Returns a placeholder to the stash. True: handled (stashed, or it was not ours after all and
 // went back where it was); false: the caller deletes it as without a stash.
-bool return_to_stash(int stash, const Placeholders::Item& it) {
-  for (int i = 0; i < kStashSlots; ++i) {
+bool return_to_stash(int stash, const Placeholders::Item& it, StashCursor& cursor) {
+  for (int& i = cursor[it.dir]; i < kStashSlots; ++i) {
     char slot[16];
     slot_name(slot, it.dir, i);
     if (::renameat2(AT_FDCWD, it.path.c_str(), stash, slot, RENAME_NOREPLACE) != 0) {
@@ -210,6 +219,7 @@ bool return_to_stash(int stash, const Placeholders::Item& it) {
       }
       return false;
     }
+    ++i;  // filled: the next search starts after it
     // Renamed by path: check it is still our empty inode (something written or swapped in on the
     // host during the session goes back where it was).
     ino_t ino = 0;
@@ -307,12 +317,13 @@ void Placeholders::remove() noexcept {
     (void)::mkdir(stash_dir.c_str(), 0700);  // EEXIST is the usual case
     stash = open_stash(stash_dir);
   }
+  StashCursor cursor;
   for (auto it = todo.rbegin(); it != todo.rend(); ++it) {  // deepest first
     struct stat st {};
     if (::lstat(it->path.c_str(), &st) != 0 || st.st_dev != it->dev || st.st_ino != it->ino) {
       continue;
     }
-    if (stash && (it->dir || st.st_size == 0) && return_to_stash(stash.get(), *it)) {
+    if (stash && (it->dir || st.st_size == 0) && return_to_stash(stash.get(), *it, cursor)) {
       continue;
     }
     if (it->dir) {
@@ -371,6 +382,7 @@ base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
     listed.erase(it);
     return true;
   };
+  StashCursor cursor;
   for (const auto& rel : rels) {
     auto parts = split(rel);
     if (parts.empty() || std::find(parts.begin(), parts.end(), "..") != parts.end()) {
@@ -423,7 +435,7 @@ base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
       }
       std::string_view content = last ? placeholder_content(prefix) : std::string_view();
       int r = (stash && content.empty() &&
-               take_from_stash(stash.get(), parent.get(), parts[i].c_str(), dir))
+               take_from_stash(stash.get(), parent.get(), parts[i].c_str(), dir, cursor))
                   ? 0
               : dir ? ::mkdirat(parent.get(), parts[i].c_str(), 0755)
                     : create_file(parent.get(), parts[i].c_str(), content);
