@@ -686,6 +686,8 @@ TEST(Network, ModeNoneNarrowsAndFilteredIsNotAWorkspaceChoice) {
   ASSERT_FALSE(junk_flag);
   EXPECT_NE(junk_flag.error().render().find("--network"), std::string::npos)
       << junk_flag.error().render();
+}
+
 // [persist] (issue 15): HOME-relative directories only; the profile's name scopes the state.
 TEST(Persist, PathsDropsStripsAndTheProfileScope) {
   TempDir dir;
@@ -697,7 +699,7 @@ TEST(Persist, PathsDropsStripsAndTheProfileScope) {
   auto none = load(o);
   ASSERT_TRUE(none) << none.error().render();
   EXPECT_EQ(none->policy.state_scope, "default");
-  o.flags.profile = "p";
+  o.flags.profiles = {"p"};
   auto r = load(o);
   ASSERT_TRUE(r) << r.error().render();
   EXPECT_EQ(r->policy.state_scope, "p");
@@ -720,7 +722,7 @@ TEST(Profiles, ShippedAgentsKeepTheirStateAndStartWithoutDialogs) {
   auto profile = [&](const char* name) {
     LoadOptions o = isolated(dir);
     o.profile_dirs = {std::string(AGENTBOX_SOURCE_DIR) + "/profiles"};
-    o.flags.profile = name;
+    o.flags.profiles = {name};
     auto r = load(o);
     EXPECT_TRUE(r) << name;
     return r ? r->policy : Policy{};
