@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "testkit/skip.hpp"
@@ -26,7 +27,8 @@ TEST(Doctor, RendersAlignedStatesWithFixLines) {
 
 TEST(Doctor, EveryCheckHasDetailAndFailuresHaveAFix) {
   auto checks = run_doctor();
-  ASSERT_EQ(checks.size(), 6u);
+  // Seven facilities, and a first line naming the container engine when there is one.
+  ASSERT_EQ(checks.size(), container_engine() == ContainerEngine::kNone ? 7u : 8u);
   for (const Check& c : checks) {
     EXPECT_FALSE(c.name.empty());
     EXPECT_FALSE(c.detail.empty()) << c.name;
@@ -39,15 +41,39 @@ TEST(Doctor, EveryCheckHasDetailAndFailuresHaveAFix) {
 // The box cannot exist without user namespaces: on a machine where CI must work, doctor agrees.
 TEST(Doctor, UserNamespacesWorkWhereTheyMust) {
   auto checks = run_doctor();
-  if (checks[0].state != CheckState::kOk) {
-    testkit::skip("user namespaces unavailable: " + checks[0].detail);
+  auto userns = std::find_if(checks.begin(), checks.end(),
+                             [](const Check& c) { return c.name == "user namespaces"; });
+  ASSERT_NE(userns, checks.end());
+  if (userns->state != CheckState::kOk) {
+    testkit::skip("user namespaces unavailable: " + userns->detail);
     return;
   }
-  EXPECT_EQ(checks[0].name, "user namespaces");
+  EXPECT_NE(userns->detail.find("UTS and IPC"), std::string::npos) << userns->detail;
 }
 
 TEST(Doctor, HintAlwaysSaysWhatToDo) {
   EXPECT_FALSE(userns_hint(EPERM).empty());
+}
+
+// The container engine is told by its marker files, and each facility's fix names that engine's
+// own setting (deploy/README.md; tests/container/rootless_podman.sh proves podman's).
+TEST(Doctor, ContainerFixesNameTheEnginesSetting) {
+  EXPECT_EQ(container_fix(ContainerEngine::kNone, Facility::kTun), "");
+  EXPECT_NE(container_fix(ContainerEngine::kPodman, Facility::kProc).find("unmask=ALL"),
+            std::string::npos);
+  EXPECT_NE(container_fix(ContainerEngine::kDocker, Facility::kProc).find("systempaths=unconfined"),
+            std::string::npos);
+  EXPECT_NE(
+      container_fix(ContainerEngine::kKubernetes, Facility::kProc).find("procMount: Unmasked"),
+      std::string::npos);
+  EXPECT_NE(container_fix(ContainerEngine::kKubernetes, Facility::kUserns).find("hostUsers: false"),
+            std::string::npos);
+  for (auto e : {ContainerEngine::kPodman, ContainerEngine::kDocker, ContainerEngine::kOther}) {
+    EXPECT_NE(container_fix(e, Facility::kTun).find("--device /dev/net/tun"), std::string::npos);
+    EXPECT_NE(container_fix(e, Facility::kSeccomp).find("container-seccomp.json"),
+              std::string::npos);
+    EXPECT_NE(container_fix(e, Facility::kAppArmor).find("apparmor=unconfined"), std::string::npos);
+  }
 }
 
 }  // namespace
