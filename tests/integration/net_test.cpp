@@ -1208,7 +1208,13 @@ TEST_P(NetTest, MissingTunFailsWithTheDoctorHint) {
   EXPECT_NE(r.err.find("opening `/dev/net/tun`: No such file or directory (ENOENT)"),
             std::string::npos)
       << r.err;
-  EXPECT_NE(r.err.find("hint: sudo modprobe tun"), std::string::npos) << r.err;
+  // Inside a container (this test's machine may be one) the fix is that engine's setting.
+  bool container = ::access("/.dockerenv", F_OK) == 0 ||
+                   ::access("/run/.containerenv", F_OK) == 0 ||
+                   std::getenv("KUBERNETES_SERVICE_HOST") != nullptr;
+  EXPECT_NE(r.err.find(container ? "--device /dev/net/tun" : "hint: sudo modprobe tun"),
+            std::string::npos)
+      << r.err;
   EXPECT_NE(r.err.find("agentbox doctor"), std::string::npos) << r.err;
 }
 

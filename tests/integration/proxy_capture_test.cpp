@@ -4,6 +4,8 @@
 // CreateAccessKey. The upstream's log is the oracle: the real values arrive there, the box (its
 // output, its workspace) holds only placeholders, and the user's token file is rewritten
 // atomically.
+#include <fcntl.h>
+
 #include "proxy_fixture.hpp"
 
 namespace agentbox::it {
@@ -100,6 +102,18 @@ class ProxyCaptureTest : public UpstreamFixture {
 TEST_P(ProxyCaptureTest, OAuthRefreshGivesPlaceholdersAndRewritesTheTokenFile) {
   struct stat before {};
   ASSERT_EQ(::stat(creds_.c_str(), &before), 0);
+  // Held open, the old file's inode stays alive: its number cannot be reused by the write-back's
+  // temporary file, and its bytes show whether the file was rewritten in place.
+  const std::string original = slurp(creds_);
+  struct Fd {
+    int fd;
+    ~Fd() {
+      if (fd >= 0) {
+        ::close(fd);
+      }
+    }
+  } old_fd{::open(creds_.c_str(), O_RDONLY | O_CLOEXEC)};
+  ASSERT_GE(old_fd.fd, 0);
   const std::string out = w_.ws + "/oauth-out";
   Output r = box(fmt::format(
       "set -e; mkdir -p {1}; ref=$({2} {0} refreshToken); "
@@ -133,6 +147,11 @@ TEST_P(ProxyCaptureTest, OAuthRefreshGivesPlaceholdersAndRewritesTheTokenFile) {
   struct stat after {};
   ASSERT_EQ(::stat(creds_.c_str(), &after), 0);
   EXPECT_NE(after.st_ino, before.st_ino);
+  std::string old_bytes(original.size() + 1, '\0');
+  ssize_t n = ::pread(old_fd.fd, old_bytes.data(), old_bytes.size(), 0);
+  ASSERT_GE(n, 0);
+  old_bytes.resize(static_cast<size_t>(n));
+  EXPECT_EQ(old_bytes, original) << "the user's file was written in place, not replaced";
   EXPECT_EQ(after.st_mode, before.st_mode);
   EXPECT_EQ(after.st_uid, before.st_uid);
   EXPECT_EQ(after.st_gid, before.st_gid);
