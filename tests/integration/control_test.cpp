@@ -108,6 +108,20 @@ class ControlTest : public BoxWorldTest {
     ASSERT_EQ(::mkdir(runtime_.c_str(), 0700), 0);
     ASSERT_EQ(::chown(runtime_.c_str(), w_.as.uid, w_.as.gid), 0);
   }
+  // `sleep N`'s argument, distinct for the root and the user case of a test (they may run at
+  // once), so a check for leftovers sees only its own box's processes.
+  std::string sleep_arg(int n) const {
+    return std::to_string(w_.as.label == "root" ? n : n + 1000);
+  }
+  // No process runs `sleep ARG`, after a bounded wait: the pid namespace's last processes are
+  // torn down after init's death, asynchronously.
+  static bool gone(const std::string& arg) {
+    const std::string cmdline = "sleep" + std::string(1, '\0') + arg;
+    for (int i = 0; i < 100 && !pids_with_cmdline(cmdline).empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return pids_with_cmdline(cmdline).empty();
+  }
   RunOptions env(RunOptions o = {}) {
     o.env["XDG_RUNTIME_DIR"] = runtime_;
     return o;
@@ -230,20 +244,16 @@ TEST_P(ControlTest, DenyCutsALiveDownload) {
 
 // `kill` ends the box and everything in it; the socket goes with it.
 TEST_P(ControlTest, KillEndsTheBoxWithNothingLeftBehind) {
-  std::string id = start({}, {"/bin/sh", "-c", "sleep 987 & sleep 986; wait"});
+  // Distinct arguments per parameter: the root and user cases may run at once (ctest -j).
+  const std::string a = sleep_arg(987), b = sleep_arg(986);
+  std::string id = start({}, {"/bin/sh", "-c", fmt::format("sleep {} & sleep {}; wait", a, b)});
   ASSERT_FALSE(id.empty()) << box_err();
   Output k = agentbox({"kill", id});
   ASSERT_EQ(k.status, 0) << k.err;
   int st = finish(10000);
   EXPECT_EQ(st, 128 + SIGKILL) << box_err();
-  // The pid namespace's last processes are torn down after init's death: bounded wait.
-  for (int i = 0; i < 100 && !(pids_with_cmdline(std::string("sleep\0987", 9)).empty() &&
-                               pids_with_cmdline(std::string("sleep\0986", 9)).empty());
-       ++i) {
-    std::this_thread::sleep_for(50ms);
-  }
-  EXPECT_TRUE(pids_with_cmdline(std::string("sleep\0987", 9)).empty());
-  EXPECT_TRUE(pids_with_cmdline(std::string("sleep\0986", 9)).empty());
+  EXPECT_TRUE(gone(a));
+  EXPECT_TRUE(gone(b));
   struct stat sb {};
   EXPECT_NE(::stat(fmt::format("{}/agentbox/{}.sock", runtime_, id).c_str(), &sb), 0);
   EXPECT_EQ(agentbox({"ps"}).out.find(id), std::string::npos);
@@ -255,14 +265,15 @@ TEST_P(ControlTest, KillEndsTheBoxWithNothingLeftBehind) {
 
 // `stop`: TERM first; a program that ignores it is killed after the grace period.
 TEST_P(ControlTest, StopTermsThenKills) {
-  std::string id = start({}, {"/bin/sh", "-c", "trap '' TERM; sleep 985"});
+  const std::string a = sleep_arg(985);
+  std::string id = start({}, {"/bin/sh", "-c", fmt::format("trap '' TERM; sleep {}", a)});
   ASSERT_FALSE(id.empty()) << box_err();
   auto t0 = std::chrono::steady_clock::now();
   Output s = agentbox({"stop", "--grace", "1", id});
   ASSERT_EQ(s.status, 0) << s.err;
   EXPECT_NE(finish(15000), -1);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 12s);
-  EXPECT_TRUE(pids_with_cmdline(std::string("sleep\0985", 9)).empty());
+  EXPECT_TRUE(gone(a));
   EXPECT_NE(all_audit_logs(w_).find("\"type\":\"control.stop\""), std::string::npos);
 }
 
