@@ -45,23 +45,10 @@ run_one() {
 for n in "${names[@]}"; do
   run_one "$n" >/dev/null 2>&1 || { echo "startup_profile.sh: $n does not run here" >&2; exit 1; }
 done
-for n in "${names[@]}"; do : >"$tmp/$n.times"; done
-for ((r = 0; r < rounds; r++)); do
-  for ((k = 0; k < 3; k++)); do
-    n=${names[$(((r + k) % 3))]}
-    t0=$EPOCHREALTIME
-    run_one "$n" >/dev/null 2>&1
-    t1=$EPOCHREALTIME
-    echo "$t0 $t1" | awk '{printf "%.3f\n", ($2 - $1) * 1000}' >>"$tmp/$n.times"
-  done
-done
-
-stat() {  # median and p90 in ms
-  sort -n "$tmp/$1.times" | awk '{a[NR] = $1} END {
-    m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-    p = a[int(NR * 0.9 + 0.5)]
-    printf "%.2f %.2f\n", m, p }'
-}
+# shellcheck source=interleave.sh
+. "$here/interleave.sh"
+interleave "$tmp" "$rounds" "${names[@]}"
+stat() { median_p90 "$tmp" "$1"; }
 read -r pm pp < <(stat plain)
 read -r fm fp < <(stat profile)
 read -r im ip < <(stat installed)
