@@ -122,7 +122,9 @@ TEST(SessionCa, StrictVerificationAcceptsTheCaAndItsLeaves) {
     EXPECT_NE(X509_get0_subject_key_id(x), nullptr);
     EXPECT_NE(X509_get0_authority_key_id(x), nullptr);
     int crit = 0;
-    EXPECT_NE(X509_get_ext_d2i(x, NID_key_usage, &crit, nullptr), nullptr);
+    std::unique_ptr<ASN1_BIT_STRING, ossl::Deleter<ASN1_BIT_STRING, ASN1_BIT_STRING_free>> usage(
+        static_cast<ASN1_BIT_STRING*>(X509_get_ext_d2i(x, NID_key_usage, &crit, nullptr)));
+    EXPECT_NE(usage, nullptr);
     EXPECT_EQ(crit, 1);
   }
 }
