@@ -165,8 +165,8 @@ bool continue_request(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
   auto& r = x.request;
   x.req = Req::kHead;
-  const bool form = http1::iequals(
-      r.header("content-type").value_or("").substr(0, 33), "application/x-www-form-urlencoded");
+  const bool form = http1::iequals(r.header("content-type").value_or("").substr(0, 33),
+                                   "application/x-www-form-urlencoded");
   if (in.credentials != nullptr && r.framing != http1::Framing::kNone &&
       sigv4::is_sigv4(r.header("authorization").value_or("")) &&
       (!r.header("x-amz-content-sha256") || form)) {

@@ -109,7 +109,7 @@ struct MountSpec {
   // app/agent_state.hpp), among the user's trees: parents first, so a read-only grant inside
   // one lands on top of it.
   std::vector<Overlay> persisted;
-  std::vector<Link> links;        // made after the overlays
+  std::vector<Link> links;  // made after the overlays
   // Synthesized /etc files (contents prepared by the caller).
   std::string etc_passwd;
   std::string etc_group;

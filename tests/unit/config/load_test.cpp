@@ -645,7 +645,6 @@ TEST(Profiles, EveryShippedProfileLoads) {
   }
 }
 
-
 // `network.mode`: "none" from any layer (a workspace file too: it narrows), never back to
 // "filtered" from a workspace file; the flag wins; junk names the key and the flag.
 TEST(Network, ModeNoneNarrowsAndFilteredIsNotAWorkspaceChoice) {
