@@ -179,7 +179,7 @@ SessionProxy::~SessionProxy() = default;
 Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
     const config::Policy& policy, const std::map<std::string, std::string>& caller_env,
     const std::string& home, const std::string& session_dir, audit::Sink& sink,
-    std::string_view placeholder_key) {
+    std::string_view placeholder_key, TrustCache trust_cache) {
   auto impl = std::make_unique<Impl>();
   impl->sink = &sink;
 
@@ -318,7 +318,10 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
   for (const auto& ca : policy.upstream_ca) {
     impl->options.upstream_ca.push_back(expand_home(ca.value, home));
   }
-  TrustInputs trust{.java_home = env_value(caller_env, "JAVA_HOME"), .session_dir = session_dir};
+  TrustInputs trust{.java_home = env_value(caller_env, "JAVA_HOME"),
+                    .path = env_value(caller_env, "PATH"),
+                    .session_dir = session_dir,
+                    .cache = std::move(trust_cache)};
   for (const auto& ca : policy.trust_ca) {
     // The box trusts it, so the proxy does too when one of its hosts is intercepted.
     impl->options.upstream_ca.push_back(expand_home(ca.value, home));
@@ -407,6 +410,27 @@ Result<std::unique_ptr<net::FlowHandler>> SessionProxy::make_handler(
   return std::unique_ptr<net::FlowHandler>(new Forward(impl_->handler));
 }
 
+namespace {
+
+// One line for the connections whose client refused the session CA (TLS alert unknown_ca,
+// bad_certificate, certificate_unknown...): the host and the likely fix. Host names come from
+// the box: the log's escaping keeps control bytes off the terminal, and only a few are named.
+std::string ca_refused_line(const proxy::ProxyCounters& c) {
+  std::string hosts = fmt::format("{}", fmt::join(c.ca_refused_hosts, ", "));
+  if (c.ca_refused_hosts.size() >= proxy::ProxyCounters::kMaxRefusedHosts) {
+    hosts += ", ...";
+  }
+  return fmt::format(
+      "proxy: a client in the box rejected the session CA for {} ({} TLS connection{}): the "
+      "program does not read the box's trust store (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, "
+      "REQUESTS_CA_BUNDLE and the other variables the box sets, /etc/ssl/certs, the JVM's "
+      "cacerts); point it at {} (or a JVM at {}), or stop intercepting that host (no `inspect` "
+      "rule, credential or HTTP rule for it)",
+      hosts, c.ca_refused, c.ca_refused == 1 ? "" : "s", kBoxBundle, kBoxJavaStore);
+}
+
+}  // namespace
+
 std::vector<std::string> SessionProxy::finish() {
   if (impl_->handler) {
     impl_->last = impl_->handler->counters();
@@ -422,10 +446,7 @@ std::vector<std::string> SessionProxy::finish() {
                     c.intercepted == 1 ? "" : "s"));
   }
   if (c.ca_refused > 0) {
-    lines.push_back(fmt::format(
-        "proxy: {} TLS connection{} closed by the client: the client rejected the session CA "
-        "(a program with a trust store of its own: point it at /etc/agentbox/ca-bundle.pem)",
-        c.ca_refused, c.ca_refused == 1 ? "" : "s"));
+    lines.push_back(ca_refused_line(c));
   }
   if (const uint64_t other = c.dropped - c.ca_refused; other > 0) {
     lines.push_back(

@@ -5,6 +5,7 @@
 #include <glob.h>
 #include <openssl/x509.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <climits>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <set>
 
 #include "agentbox/app/session_proxy.hpp"
+#include "agentbox/base/log.hpp"
 #include "agentbox/base/sys.hpp"
 #include "agentbox/proxy/trust_store.hpp"
 
@@ -78,22 +80,42 @@ Result<std::vector<proxy::ossl::X509Ptr>> read_trust_ca(const TrustInputs& in) {
   return out;
 }
 
-// The JVM truststore: the system roots and the extras.
-Result<std::string> java_store(const std::string& system_bundle, const std::vector<X509*>& extra) {
-  AGENTBOX_ASSIGN_OR_RETURN(auto system, proxy::read_pem_certs(system_bundle));
-  std::vector<X509*> all;
-  for (const auto& c : system) {
-    all.push_back(c.get());
+// The JVM truststore: the system roots (cached between sessions, trust_cache.hpp) and the
+// extras, which join per session under their own aliases.
+Result<std::string> make_java_store(const TrustInputs& in, const std::vector<X509*>& extra,
+                                    BoxTrust& out) {
+  AGENTBOX_ASSIGN_OR_RETURN(SystemBags system, system_trusted_bags(in.system_bundle, in.cache));
+  out.java_roots = system.use;
+  if (system.use != CacheUse::kHit) {
+    base::log::debug("JVM truststore: system roots parsed ({})", system.why);
   }
-  all.insert(all.end(), extra.begin(), extra.end());
-  auto store = proxy::pkcs12_trust_store(all);
+  auto session = proxy::trusted_bags(extra, "agentbox-session-");
+  auto store = session ? proxy::pkcs12_from_bags({system.der, *session}) : std::move(session);
   if (!store) {
     return std::move(store).error().context("building the box's Java truststore");
   }
   return store;
 }
 
+bool executable_on_path(const std::string& name, const std::string& path_var) {
+  size_t start = 0;
+  while (start <= path_var.size()) {
+    size_t end = path_var.find(':', start);
+    end = end == std::string::npos ? path_var.size() : end;
+    const std::string dir = path_var.substr(start, end - start);
+    if (!dir.empty() && dir[0] == '/' && ::access((dir + "/" + name).c_str(), X_OK) == 0) {
+      return true;
+    }
+    start = end + 1;
+  }
+  return false;
+}
+
 }  // namespace
+
+bool jvm_reachable(const std::string& java_home, const std::string& path_var, bool host_stores) {
+  return host_stores || !java_home.empty() || executable_on_path("java", path_var);
+}
 
 std::vector<std::string> java_trust_store_files(const std::string& java_home) {
   std::vector<std::string> patterns = java_store_paths();
@@ -136,9 +158,17 @@ Result<BoxTrust> make_box_trust(const TrustInputs& in) {
   AGENTBOX_TRY(base::write_file(bundle_path, bundle));
   const std::string cert_dir = in.session_dir + "/certs";
   AGENTBOX_TRY(write_cert_dir(cert_dir, extra));
-  AGENTBOX_ASSIGN_OR_RETURN(std::string p12, java_store(in.system_bundle, extra));
+  const auto java_files = java_trust_store_files(in.java_home);
   const std::string java_path = in.session_dir + "/cacerts.p12";
-  AGENTBOX_TRY(base::write_file(java_path, p12));
+  out.java_store = jvm_reachable(in.java_home, in.path, !java_files.empty());
+  if (out.java_store) {
+    AGENTBOX_ASSIGN_OR_RETURN(std::string p12, make_java_store(in, extra, out));
+    AGENTBOX_TRY(base::write_file(java_path, p12));
+  } else {
+    base::log::debug(
+        "JVM truststore: not built (no JDK on this host, no JAVA_HOME, no java on "
+        "PATH)");
+  }
 
   for (const auto& name : trust_env_names()) {
     out.env.emplace_back(name, kBoxBundle);
@@ -146,7 +176,9 @@ Result<BoxTrust> make_box_trust(const TrustInputs& in) {
   out.env.emplace_back("SSL_CERT_DIR", fmt::format("{}:/etc/ssl/certs", kBoxCertDir));
   out.overlays.push_back({.target = kBoxBundle, .source = bundle_path});
   out.overlays.push_back({.target = kBoxCertDir, .source = cert_dir, .dir = true});
-  out.overlays.push_back({.target = kBoxJavaStore, .source = java_path});
+  if (out.java_store) {
+    out.overlays.push_back({.target = kBoxJavaStore, .source = java_path});
+  }
   // Links (Debian's /usr/lib/ssl/cert.pem, Fedora's ca-bundle.crt, a JDK's cacerts) are
   // resolved: a bind lands on the file they lead to, once.
   std::set<std::string> seen;
@@ -155,8 +187,8 @@ Result<BoxTrust> make_box_trust(const TrustInputs& in) {
       out.overlays.push_back({.target = *real, .source = bundle_path});
     }
   }
-  for (const auto& f : java_trust_store_files(in.java_home)) {
-    if (seen.insert(f).second) {
+  for (const auto& f : java_files) {
+    if (out.java_store && seen.insert(f).second) {
       out.overlays.push_back({.target = f, .source = java_path});
     }
   }

@@ -665,6 +665,11 @@ bool http_step(ProxyHandler::Internals& in, Conn& c) {
   if (c.box.failed() && !c.box.handshake_done()) {
     if (c.box.tls && c.box.tls->peer_refused_certificate()) {
       ++in.counters.ca_refused;
+      auto& hosts = in.counters.ca_refused_hosts;
+      if (hosts.size() < ProxyCounters::kMaxRefusedHosts &&
+          std::find(hosts.begin(), hosts.end(), c.sni) == hosts.end()) {
+        hosts.push_back(c.sni);
+      }
       drop(in, c, "the client rejected the session CA: " + c.box.error);
     } else {
       drop(in, c, "TLS with the box failed: " + c.box.error);

@@ -1,8 +1,11 @@
 // TLS channels over memory BIOs, their contexts, and the name agreement rule (tls_session.hpp).
 #include "agentbox/proxy/tls_session.hpp"
 
+#include <fmt/format.h>
 #include <openssl/err.h>
+#include <openssl/x509_vfy.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +13,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <mutex>
 
 #include "agentbox/base/sys.hpp"
 
@@ -115,6 +119,41 @@ struct WireBio {
   }
 };
 
+// The system roots of an upstream context, read on its first certificate verification: parsing
+// the ~140-certificate bundle costs ~50 ms of CPU (OpenSSL 3), which a session that intercepts
+// nothing, or only resumes, never pays. Owned by the SSL_CTX (ex_data, freed with it).
+struct LazyRoots {
+  std::string bundle;
+  std::once_flag once;
+  bool loaded = false;
+};
+
+void free_lazy_roots(void* /*parent*/, void* ptr, CRYPTO_EX_DATA* /*ad*/, int /*idx*/,
+                     long /*argl*/, void* /*argp*/) {
+  delete static_cast<LazyRoots*>(ptr);
+}
+
+int lazy_roots_index() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, free_lazy_roots);
+  return index;
+}
+
+// OpenSSL's own verification (X509_verify_cert, as without a callback), once the roots are in
+// the context's store: the store is consulted when the chain is built, not before.
+int verify_with_lazy_roots(X509_STORE_CTX* store_ctx, void* arg) {
+  auto* roots = static_cast<LazyRoots*>(arg);
+  std::call_once(roots->once, [&] {
+    roots->loaded =
+        X509_STORE_load_file(X509_STORE_CTX_get0_store(store_ctx), roots->bundle.c_str()) == 1;
+  });
+  if (!roots->loaded) {
+    // Trusting nothing rather than something else: the chain cannot verify.
+    X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_UNSPECIFIED);
+    return 0;
+  }
+  return X509_verify_cert(store_ctx);
+}
+
 }  // namespace
 
 base::Result<ossl::SslCtxPtr> make_box_ctx() {
@@ -145,9 +184,18 @@ base::Result<ossl::SslCtxPtr> make_upstream_ctx(const std::string& system_bundle
   if (!ctx || SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION) != 1) {
     return ssl_error("making the upstream TLS context");
   }
-  if (SSL_CTX_load_verify_file(ctx.get(), system_bundle.c_str()) != 1) {
-    return ssl_error("loading the system trust store `" + system_bundle + "`");
+  // The bundle is read on the first verification (LazyRoots); a missing one still fails here.
+  struct stat st {};
+  if (::stat(system_bundle.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return base::Error::msg(
+        fmt::format("loading the system trust store `{}`: not a readable file", system_bundle));
   }
+  auto* roots = new LazyRoots{.bundle = system_bundle};
+  if (SSL_CTX_set_ex_data(ctx.get(), lazy_roots_index(), roots) != 1) {
+    delete roots;
+    return ssl_error("making the upstream TLS context");
+  }
+  SSL_CTX_set_cert_verify_callback(ctx.get(), verify_with_lazy_roots, roots);
   for (const auto& file : extra_ca_files) {
     if (SSL_CTX_load_verify_file(ctx.get(), file.c_str()) != 1) {
       return ssl_error("loading upstream CA file `" + file + "`");

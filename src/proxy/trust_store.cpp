@@ -31,6 +31,7 @@ struct FreeSafes {
 };
 using BagsPtr = std::unique_ptr<STACK_OF(PKCS12_SAFEBAG), FreeBags>;
 using SafesPtr = std::unique_ptr<STACK_OF(PKCS7), FreeSafes>;
+using P7Ptr = std::unique_ptr<PKCS7, ossl::Deleter<PKCS7, PKCS7_free>>;
 using P12Ptr = std::unique_ptr<PKCS12, ossl::Deleter<PKCS12, PKCS12_free>>;
 using ObjPtr = std::unique_ptr<ASN1_OBJECT, ossl::Deleter<ASN1_OBJECT, ASN1_OBJECT_free>>;
 
@@ -58,7 +59,12 @@ base::Result<std::vector<ossl::X509Ptr>> read_pem_certs(const std::string& path)
   if (!text) {
     return std::move(text).error();
   }
-  ossl::BioPtr bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
+  return parse_pem_certs(*text, path);
+}
+
+base::Result<std::vector<ossl::X509Ptr>> parse_pem_certs(std::string_view text,
+                                                         const std::string& path) {
+  ossl::BioPtr bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
   if (!bio) {
     return ssl_error("BIO_new_mem_buf");
   }
@@ -106,7 +112,8 @@ base::Result<std::string> merged_trust_bundle(const std::string& system_bundle,
   return out;
 }
 
-base::Result<std::string> pkcs12_trust_store(const std::vector<X509*>& certs) {
+base::Result<std::string> trusted_bags(const std::vector<X509*>& certs,
+                                       std::string_view alias_prefix) {
   ObjPtr any_eku(OBJ_txt2obj(kAnyExtendedKeyUsage, 1));
   if (!any_eku) {
     return ssl_error("OBJ_txt2obj");
@@ -114,7 +121,7 @@ base::Result<std::string> pkcs12_trust_store(const std::vector<X509*>& certs) {
   STACK_OF(PKCS12_SAFEBAG)* raw_bags = nullptr;
   for (size_t i = 0; i < certs.size(); ++i) {
     const bool ok =
-        add_trusted_bag(&raw_bags, certs[i], fmt::format("agentbox-{}", i), any_eku.get());
+        add_trusted_bag(&raw_bags, certs[i], fmt::format("{}{}", alias_prefix, i), any_eku.get());
     if (!ok) {
       BagsPtr free_bags(raw_bags);
       return ssl_error("adding a certificate to the PKCS#12 truststore");
@@ -122,11 +129,32 @@ base::Result<std::string> pkcs12_trust_store(const std::vector<X509*>& certs) {
   }
   BagsPtr bags(raw_bags);
   // Unencrypted data: a JDK that loads the store without a password skips encrypted bags.
-  SafesPtr safes(sk_PKCS7_new_null());
-  PKCS7* p7 = bags ? PKCS12_pack_p7data(bags.get()) : nullptr;
-  if (!safes || p7 == nullptr || sk_PKCS7_push(safes.get(), p7) == 0) {
-    PKCS7_free(p7);
+  P7Ptr p7(bags ? PKCS12_pack_p7data(bags.get()) : nullptr);
+  unsigned char* der = nullptr;
+  const int n = p7 ? i2d_PKCS7(p7.get(), &der) : 0;
+  if (n <= 0) {
     return ssl_error("packing the PKCS#12 truststore");
+  }
+  std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(n));
+  OPENSSL_free(der);
+  return out;
+}
+
+base::Result<std::string> pkcs12_from_bags(const std::vector<std::string>& parts) {
+  SafesPtr safes(sk_PKCS7_new_null());
+  if (!safes) {
+    return ssl_error("packing the PKCS#12 truststore");
+  }
+  for (const auto& part : parts) {
+    const auto* p = reinterpret_cast<const unsigned char*>(part.data());
+    P7Ptr p7(d2i_PKCS7(nullptr, &p, static_cast<long>(part.size())));
+    // Only unencrypted data, read to its last byte: anything else is not what trusted_bags made.
+    if (!p7 || PKCS7_type_is_data(p7.get()) == 0 ||
+        p != reinterpret_cast<const unsigned char*>(part.data()) + part.size() ||
+        sk_PKCS7_push(safes.get(), p7.get()) == 0) {
+      return ssl_error("packing the PKCS#12 truststore");
+    }
+    (void)p7.release();  // owned by safes
   }
   P12Ptr p12(PKCS12_add_safes(safes.get(), 0));
   if (!p12 || PKCS12_set_mac(p12.get(), kJdkStorePassword, -1, nullptr, 0, PKCS12_DEFAULT_ITER,
@@ -141,6 +169,14 @@ base::Result<std::string> pkcs12_trust_store(const std::vector<X509*>& certs) {
   std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(n));
   OPENSSL_free(der);
   return out;
+}
+
+base::Result<std::string> pkcs12_trust_store(const std::vector<X509*>& certs) {
+  auto bags = trusted_bags(certs, "agentbox-");
+  if (!bags) {
+    return std::move(bags).error();
+  }
+  return pkcs12_from_bags({*bags});
 }
 
 }  // namespace agentbox::proxy

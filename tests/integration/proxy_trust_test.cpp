@@ -6,6 +6,8 @@
 //     `openssl verify -x509_strict -purpose sslserver` of the chain the box is shown;
 //   * --trust-ca makes the box trust a private CA for a passed-through host (curl, python,
 //     Java), which fails without it; --upstream-ca alone says it does not apply there.
+#include <sstream>
+
 #include "proxy_fixture.hpp"
 
 namespace agentbox::it {
@@ -167,6 +169,63 @@ TEST_P(ProxyTrustTest, WithoutTrustCaThePassthroughHostIsRefusedAndTheWarningSay
   EXPECT_NE(r.err.find("--trust-ca"), std::string::npos) << r.err;
   // The intercepted host is not named: --upstream-ca does apply there.
   EXPECT_EQ(r.err.find("does not apply to `api.example.test`"), std::string::npos) << r.err;
+}
+
+// A client in the box that trusts another CA only (its own bundle, not the box's): the proxy's
+// handshake with it ends in an alert (unknown_ca), and the exit summary names the host and the
+// fix in one line. Two clients, two TLS stacks: curl and Python.
+TEST_P(ProxyTrustTest, AClientThatRejectsTheSessionCaIsNamedInTheSummaryWithTheFix) {
+  Output r =
+      box("curl -sS --cacert ca-other.pem https://api.example.test/echo/curl; echo curl=$?; "
+          "python3 -c 'import ssl, urllib.request as u; "
+          "u.urlopen(\"https://api.example.test/echo/py\", "
+          "context=ssl.create_default_context(cafile=\"ca-other.pem\"))'; echo py=$?",
+          60000, {}, /*quiet=*/false);
+  EXPECT_TRUE(r.has_line("curl=60")) << r.out << r.err;
+  EXPECT_TRUE(r.has_line("py=1")) << r.out << r.err;
+  EXPECT_EQ(seen().find("GET /echo/"), std::string::npos) << seen();
+  std::string line;
+  std::istringstream err(r.err);
+  for (std::string l; std::getline(err, l);) {
+    if (l.find("rejected the session CA") != std::string::npos) {
+      EXPECT_TRUE(line.empty()) << "one line, not one per connection: " << r.err;
+      line = l;
+    }
+  }
+  EXPECT_NE(line.find("for api.example.test (2 TLS connections)"), std::string::npos) << r.err;
+  for (const char* fix : {"SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE",
+                          "/etc/agentbox/ca-bundle.pem", "cacerts", "stop intercepting"}) {
+    EXPECT_NE(line.find(fix), std::string::npos) << fix << ": " << line;
+  }
+}
+
+TEST_P(ProxyTrustTest, ATrustingClientGetsNoRejectionLine) {
+  Output r = box("curl -sS https://api.example.test/echo/curl; echo curl=$?", 60000, {},
+                 /*quiet=*/false);
+  EXPECT_TRUE(r.has_line("curl=0")) << r.out << r.err;
+  EXPECT_EQ(r.err.find("rejected the session CA"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("1 TLS connection intercepted"), std::string::npos) << r.err;
+}
+
+// The proxy still verifies the upstream it intercepts (its system roots are read on the first
+// interception now): without --upstream-ca the test server's private CA is refused, the box gets
+// a 502 and the request never reaches the server.
+TEST_P(ProxyTrustTest, AnInterceptedUpstreamWithAnUnknownCaIsRefused) {
+  Args a = {"run",
+            "-q",
+            "--connect-to",
+            fmt::format("api.example.test:443:127.0.0.1:{}", port_),
+            "--",
+            "sh",
+            "-c",
+            "curl -sS -o /dev/null -w 'code=%{http_code}\\n' https://api.example.test/echo/bad"};
+  RunOptions o;
+  o.env = env();
+  o.env["XDG_CONFIG_HOME"] = cfg_;
+  Output r = run(w_, a, o);
+  EXPECT_TRUE(r.has_line("code=502")) << r.out << r.err;
+  EXPECT_EQ(seen().find("GET /echo/bad"), std::string::npos) << seen();
+  EXPECT_NE(audit().find("certificate verification failed"), std::string::npos) << audit();
 }
 
 INSTANTIATE_TEST_SUITE_P(As, ProxyTrustTest, ::testing::Values("root", "user"),

@@ -16,7 +16,8 @@
 // that load it themselves) would not see the property, and a child started with a cleaned
 // environment (`env -i`, some build daemons) would lose it. The cost: a JDK elsewhere (unpacked
 // into the workspace) keeps its own cacerts; -Djavax.net.ssl.trustStore=/etc/agentbox/cacerts.p12
-// points it at the session's store.
+// points it at the session's store. The store is built only when a JVM can use it
+// (jvm_reachable), and its system part is kept between sessions (trust_cache.hpp).
 #pragma once
 
 #include <openssl/types.h>
@@ -25,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "agentbox/app/trust_cache.hpp"
 #include "agentbox/base/result.hpp"
 #include "agentbox/sandbox/mount_plan.hpp"
 
@@ -38,16 +40,28 @@ struct TrustInputs {
   // `trust_ca` files (paths as given, `~` expanded) and where each was named, for errors.
   std::vector<std::pair<std::string, std::string>> trust_ca;
   std::string java_home;    // the caller's JAVA_HOME, may be empty
+  std::string path;         // the caller's PATH (is a `java` there?)
   std::string session_dir;  // the session folder (written into)
+  TrustCache cache;         // where the JVM store's system part is kept (empty: nowhere)
 };
 
 struct BoxTrust {
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<sandbox::Overlay> overlays;
+  bool java_store = false;               // the JVM truststore was built (a JVM can use it)
+  CacheUse java_roots = CacheUse::kOff;  // where its system part came from
 };
 
 // Nothing to add (no CA, no trust_ca): an empty BoxTrust, and the box's stores stay as they are.
 [[nodiscard]] base::Result<BoxTrust> make_box_trust(const TrustInputs& in);
+
+// Whether a JVM in the box can read the JVM truststore, decided before the box starts: the host
+// has a JDK's or the distribution's cacerts (java_trust_store_files: a JDK under /usr/lib/jvm,
+// /opt/java..., or ca-certificates-java, which every Debian JDK pulls in), or the caller sets
+// JAVA_HOME, or `java` is on the caller's PATH (an SDKMAN or unpacked JDK). Otherwise no store
+// is built (~60-100 ms saved per session) and /etc/agentbox/cacerts.p12 does not exist.
+[[nodiscard]] bool jvm_reachable(const std::string& java_home, const std::string& path_var,
+                                 bool host_stores);
 
 // The JVM truststore files on this host that the session's store is bound over (links
 // resolved, each once).

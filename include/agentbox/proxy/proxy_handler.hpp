@@ -96,6 +96,9 @@ struct ProxyCounters {
   uint64_t handed_back = 0;  // passthrough / raw flows the translator carries on by itself
   uint64_t dropped = 0;      // classification or name check failed (ca_refused included)
   uint64_t ca_refused = 0;   // the box's client refused the session CA's certificate
+  // The hosts of those connections, the first kMaxRefusedHosts (the box chooses the names).
+  std::vector<std::string> ca_refused_hosts;
+  static constexpr size_t kMaxRefusedHosts = 4;
   uint64_t requests = 0;
   uint64_t denied = 0;  // requests answered by the proxy itself (403, 413, 400, 502, ...)
   uint64_t upstream_failures = 0;

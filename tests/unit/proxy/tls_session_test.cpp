@@ -205,6 +205,42 @@ TEST(Upstream, VerifiesAgainstExtraCaAndRefusesOtherwise) {
   ERR_clear_error();
 }
 
+size_t store_size(SSL_CTX* ctx) {
+  return static_cast<size_t>(
+      sk_X509_OBJECT_num(X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx))));
+}
+
+// The system bundle is read on the first verification, not when the context is made (issue 15:
+// ~50 ms of start-up), and what it holds is then trusted as before.
+TEST(Upstream, SystemRootsAreReadOnFirstVerification) {
+  Upstream up;
+  char dir[] = "/tmp/agentbox-roots-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string bundle = std::string(dir) + "/bundle.pem";
+  std::ifstream in(up.ca_file());
+  std::ofstream(bundle) << in.rdbuf();
+  auto ctx = make_upstream_ctx(bundle, {});
+  ASSERT_TRUE(ctx.has_value()) << ctx.error().message();
+  EXPECT_EQ(store_size(ctx->get()), 0u);  // nothing parsed yet
+  auto ch = TlsChannel::connect(ctx->get(), kHost);
+  ASSERT_TRUE(ch.has_value());
+  auto fd = connect_loopback(up.port());
+  EXPECT_EQ(drive_handshake(fd.get(), *ch), TlsChannel::Status::kDone) << ch->error();
+  EXPECT_EQ(ch->verify_result(), X509_V_OK);
+  EXPECT_EQ(store_size(ctx->get()), 1u);
+  // Read once: the file going away after the first verification changes nothing.
+  ::unlink(bundle.c_str());
+  ::rmdir(dir);
+  Upstream again;
+  auto ch2 = TlsChannel::connect(ctx->get(), kHost);
+  auto fd2 = connect_loopback(again.port());
+  EXPECT_EQ(drive_handshake(fd2.get(), *ch2), TlsChannel::Status::kError);  // another CA
+  EXPECT_NE(ch2->error().find("certificate verification failed"), std::string::npos);
+  // A missing bundle is still an error when the context is made.
+  EXPECT_FALSE(make_upstream_ctx(bundle, {}).has_value());
+  ERR_clear_error();
+}
+
 // The box: a blocking OpenSSL client on its end of the socketpair, trusting only the session CA.
 struct BoxClient {
   std::string response;
