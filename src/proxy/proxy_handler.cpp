@@ -459,6 +459,26 @@ void ProxyHandler::on_wake(uint64_t id) noexcept {
   }
 }
 
+// A box-side handshake still running when the flow closes: the client may have ended it with an
+// alert (unknown_ca: it does not trust the session CA) that is still unread in our end of the
+// socketpair, for a client that closes with our handshake bytes unread resets the connection
+// right after its alert. Read it (bounded), so the refusal is counted and its host named.
+void ProxyHandler::read_refusal(Conn& c) {
+  if (c.mode != Mode::kHttp || !c.box.tls || c.box.handshake_done() || !c.box.open() ||
+      c.box.failed()) {
+    return;
+  }
+  try {
+    for (int i = 0; i < 16 && c.box.fill(kReadBudget) && !c.box.fd_eof && !c.box.failed(); ++i) {
+    }
+    if (c.box.failed()) {
+      (void)http_step(*in_, c);
+    }
+  } catch (const std::exception&) {
+    c.done = true;
+  }
+}
+
 void ProxyHandler::on_close(const net::FlowInfo& info, const net::FlowStats& stats) {
   auto it = by_flow_.find(info.id);
   if (it == by_flow_.end()) {
@@ -471,6 +491,7 @@ void ProxyHandler::on_close(const net::FlowInfo& info, const net::FlowStats& sta
     return;
   }
   Conn& c = *cit->second;
+  read_refusal(c);
   // The translator is done with the box once both FINs are acknowledged, but what the box sent
   // before its FIN may still be in our end of the socketpair or our buffers, on its way up:
   // a splice reads the rest and finishes (its done rule, or the idle sweep) instead of dropping

@@ -161,6 +161,7 @@ class ProxyHandler final : public net::FlowHandler {
   void run(Conn& c) noexcept;
   void update_interest(Conn& c);
   void destroy(uint64_t id);
+  void read_refusal(Conn& c);
   base::Status watch(Conn& c);
 
   std::unique_ptr<Internals> in_;
