@@ -343,18 +343,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   }
   // Credentials and trust before the mount plan and the environment: the box is shown the
   // merged trust bundle and given placeholders, never the real values.
-  // The JVM truststore cache, unless the box can write where it lives (trust_cache.hpp).
-  const auto xdg_cache = env.find("XDG_CACHE_HOME");
-  TrustCache trust_cache{
-      .dir = trust_cache_dir(xdg_cache != env.end() ? xdg_cache->second : "", s.user.home),
-      .box_writable = {s.workspace}};
-  for (const auto& g : s.grants) {
-    if (g.writable) {
-      trust_cache.box_writable.push_back(g.path);
-    }
-  }
-  auto proxy = SessionProxy::create(req.policy, env, s.user.home, s.dir, *s.sink, key,
-                                    std::move(trust_cache));
+  auto proxy = SessionProxy::create(req.policy, env, s.user.home, s.dir, *s.sink, key);
   if (!proxy) {
     return std::move(proxy).error().context("preparing the proxy");
   }

@@ -179,7 +179,7 @@ SessionProxy::~SessionProxy() = default;
 Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
     const config::Policy& policy, const std::map<std::string, std::string>& caller_env,
     const std::string& home, const std::string& session_dir, audit::Sink& sink,
-    std::string_view placeholder_key, TrustCache trust_cache) {
+    std::string_view placeholder_key) {
   auto impl = std::make_unique<Impl>();
   impl->sink = &sink;
 
@@ -320,8 +320,7 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
   }
   TrustInputs trust{.java_home = env_value(caller_env, "JAVA_HOME"),
                     .path = env_value(caller_env, "PATH"),
-                    .session_dir = session_dir,
-                    .cache = std::move(trust_cache)};
+                    .session_dir = session_dir};
   for (const auto& ca : policy.trust_ca) {
     // The box trusts it, so the proxy does too when one of its hosts is intercepted.
     impl->options.upstream_ca.push_back(expand_home(ca.value, home));

@@ -80,17 +80,14 @@ Result<std::vector<proxy::ossl::X509Ptr>> read_trust_ca(const TrustInputs& in) {
   return out;
 }
 
-// The JVM truststore: the system roots (cached between sessions, trust_cache.hpp) and the
-// extras, which join per session under their own aliases.
-Result<std::string> make_java_store(const TrustInputs& in, const std::vector<X509*>& extra,
-                                    BoxTrust& out) {
-  AGENTBOX_ASSIGN_OR_RETURN(SystemBags system, system_trusted_bags(in.system_bundle, in.cache));
-  out.java_roots = system.use;
-  if (system.use != CacheUse::kHit) {
-    base::log::debug("JVM truststore: system roots parsed ({})", system.why);
-  }
-  auto session = proxy::trusted_bags(extra, "agentbox-session-");
-  auto store = session ? proxy::pkcs12_from_bags({system.der, *session}) : std::move(session);
+// The JVM truststore: the system roots (encoded from the bundle's DER, not parsed: see
+// trusted_bags_pem) and the extras, which join as a second set of bags under their own aliases.
+Result<std::string> make_java_store(const TrustInputs& in, const std::vector<X509*>& extra) {
+  auto text = base::read_file(in.system_bundle, 16u << 20);
+  auto system = text ? proxy::trusted_bags_pem(*text, "agentbox-", in.system_bundle)
+                     : Result<std::string>(std::move(text).error());
+  auto session = system ? proxy::trusted_bags(extra, "agentbox-session-") : std::move(system);
+  auto store = session ? proxy::pkcs12_from_bags({*system, *session}) : std::move(session);
   if (!store) {
     return std::move(store).error().context("building the box's Java truststore");
   }
@@ -162,7 +159,7 @@ Result<BoxTrust> make_box_trust(const TrustInputs& in) {
   const std::string java_path = in.session_dir + "/cacerts.p12";
   out.java_store = jvm_reachable(in.java_home, in.path, !java_files.empty());
   if (out.java_store) {
-    AGENTBOX_ASSIGN_OR_RETURN(std::string p12, make_java_store(in, extra, out));
+    AGENTBOX_ASSIGN_OR_RETURN(std::string p12, make_java_store(in, extra));
     AGENTBOX_TRY(base::write_file(java_path, p12));
   } else {
     base::log::debug(

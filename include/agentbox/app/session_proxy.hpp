@@ -22,7 +22,6 @@
 #include <utility>
 #include <vector>
 
-#include "agentbox/app/trust_cache.hpp"
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/result.hpp"
 #include "agentbox/config/model.hpp"
@@ -50,11 +49,10 @@ class SessionProxy {
   // `caller_env`: the launching environment (env: credential sources). `home` expands `~`.
   // `session_dir`: the session folder (0700) where the bundle and CA directory are written.
   // `placeholder_key`: the per-user key placeholders are derived from (empty: random ones).
-  // `trust_cache`: where the JVM truststore's system part is kept (trust_cache.hpp).
   [[nodiscard]] static base::Result<std::unique_ptr<SessionProxy>> create(
       const config::Policy& policy, const std::map<std::string, std::string>& caller_env,
       const std::string& home, const std::string& session_dir, audit::Sink& sink,
-      std::string_view placeholder_key = {}, TrustCache trust_cache = {});
+      std::string_view placeholder_key = {});
   ~SessionProxy();
   SessionProxy(const SessionProxy&) = delete;
   SessionProxy& operator=(const SessionProxy&) = delete;

@@ -17,7 +17,8 @@
 // environment (`env -i`, some build daemons) would lose it. The cost: a JDK elsewhere (unpacked
 // into the workspace) keeps its own cacerts; -Djavax.net.ssl.trustStore=/etc/agentbox/cacerts.p12
 // points it at the session's store. The store is built only when a JVM can use it
-// (jvm_reachable), and its system part is kept between sessions (trust_cache.hpp).
+// (jvm_reachable), and its system part is encoded from the bundle's DER without parsing a
+// certificate (proxy::trusted_bags_pem: ~3 ms where parsing cost 60-100 ms), so nothing is cached.
 #pragma once
 
 #include <openssl/types.h>
@@ -26,7 +27,6 @@
 #include <utility>
 #include <vector>
 
-#include "agentbox/app/trust_cache.hpp"
 #include "agentbox/base/result.hpp"
 #include "agentbox/sandbox/mount_plan.hpp"
 
@@ -42,14 +42,12 @@ struct TrustInputs {
   std::string java_home;    // the caller's JAVA_HOME, may be empty
   std::string path;         // the caller's PATH (is a `java` there?)
   std::string session_dir;  // the session folder (written into)
-  TrustCache cache;         // where the JVM store's system part is kept (empty: nowhere)
 };
 
 struct BoxTrust {
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<sandbox::Overlay> overlays;
-  bool java_store = false;               // the JVM truststore was built (a JVM can use it)
-  CacheUse java_roots = CacheUse::kOff;  // where its system part came from
+  bool java_store = false;  // the JVM truststore was built (a JVM can use it)
 };
 
 // Nothing to add (no CA, no trust_ca): an empty BoxTrust, and the box's stores stay as they are.

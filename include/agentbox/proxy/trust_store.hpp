@@ -38,14 +38,22 @@ namespace agentbox::proxy {
 // cacerts password "changeit". The JDK loads it with or without that password.
 [[nodiscard]] base::Result<std::string> pkcs12_trust_store(const std::vector<X509*>& certs);
 
-// The same in parts, so the system roots' part can be kept between sessions: trusted_bags()
-// encodes `certs` as one unencrypted PKCS#7 data item of trusted certificate bags (DER; aliases
-// `alias_prefix` + index, which must differ between parts), and pkcs12_from_bags() joins such
-// items into a store under the MAC. Joining re-reads each item only as an octet string: ~2 ms
-// for the ~140 system roots, where parsing them from PEM costs ~60-100 ms (OpenSSL 3).
+// The same in parts, so the system roots and the session's certificates are encoded apart:
+// trusted_bags() encodes `certs` as one unencrypted PKCS#7 data item of trusted certificate bags
+// (DER; aliases `alias_prefix` + index, which must differ between parts), and pkcs12_from_bags()
+// joins such items into a store under the MAC (each item is re-read only as an octet string).
 [[nodiscard]] base::Result<std::string> trusted_bags(const std::vector<X509*>& certs,
                                                      std::string_view alias_prefix);
 [[nodiscard]] base::Result<std::string> pkcs12_from_bags(const std::vector<std::string>& parts);
+
+// trusted_bags() of every certificate in PEM text, byte for byte the same, without parsing them:
+// each block is base64-decoded and its DER put into the bag as it is (~3 ms for a distribution's
+// ~140 roots, where parsing them costs 60-100 ms with OpenSSL 3). A block that is not one DER
+// SEQUENCE is skipped; no block at all is an error naming `path`. For the system bundle (root's
+// file, which the JDK parses when it loads the store); user files go through parse_pem_certs.
+[[nodiscard]] base::Result<std::string> trusted_bags_pem(std::string_view pem,
+                                                         std::string_view alias_prefix,
+                                                         const std::string& path);
 
 inline constexpr const char* kJdkStorePassword = "changeit";
 

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -87,6 +88,18 @@ TEST(SessionProxy, ACredentialGivesThePlaceholderTrustAndAGitHelperNeverTheSecre
   std::string text((std::istreambuf_iterator<char>(bundle)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("BEGIN CERTIFICATE"), std::string::npos);
   EXPECT_EQ(sink.lines().find(kReal), std::string::npos);
+}
+
+// The JVM truststore is built only when a JVM can read it (issue 15: ~60-100 ms saved).
+TEST(SessionTrust, JvmReachableOnlyWithAJdkJavaHomeOrJavaOnPath) {
+  TempDir bin;
+  EXPECT_FALSE(jvm_reachable("", bin.path + ":relative:", false));
+  EXPECT_TRUE(jvm_reachable("", "", true));
+  EXPECT_TRUE(jvm_reachable("/opt/jdk", "", false));
+  std::ofstream(bin.path + "/java") << "#!/bin/sh\n";
+  EXPECT_FALSE(jvm_reachable("", bin.path, false));  // not executable
+  ASSERT_EQ(::chmod((bin.path + "/java").c_str(), 0755), 0);
+  EXPECT_TRUE(jvm_reachable("", "/nonexistent:" + bin.path, false));
 }
 
 TEST(SessionProxy, AnUnsetEnvSourceMeansNoVariableNotAFailure) {

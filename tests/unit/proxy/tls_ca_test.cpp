@@ -163,6 +163,67 @@ TEST(TrustStore, Pkcs12HoldsEveryCertificateMarkedTrustedForTheJdk) {
   sk_PKCS7_pop_free(safes, PKCS7_free);
 }
 
+// The system roots' bags are made from the PEM's DER without parsing a certificate: they must be
+// byte for byte what OpenSSL's own parse-and-encode path makes (the oracle), for this host's
+// bundle and for generated CAs, and a block that is not a certificate's shape is skipped.
+TEST(TrustStore, BagsFromPemAreByteForByteThoseOfTheParsedCertificates) {
+  auto ca = make_ca();
+  auto other = make_ca();
+  std::string pem = cert_pem(ca.cert()) + "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n" +
+                    "-----END CERTIFICATE-----\n" + "-----BEGIN PRIVATE KEY-----\nAAAA\n" +
+                    "-----END PRIVATE KEY-----\n" + cert_pem(other.cert());
+  auto fast = trusted_bags_pem(pem, "agentbox-", "test.pem");
+  auto slow = trusted_bags({ca.cert(), other.cert()}, "agentbox-");
+  ASSERT_TRUE(fast.has_value()) << fast.error().message();
+  ASSERT_TRUE(slow.has_value());
+  EXPECT_EQ(*fast, *slow);
+  auto none = trusted_bags_pem("no certificate here", "agentbox-", "empty.pem");
+  ASSERT_FALSE(none.has_value());
+  EXPECT_NE(none.error().message().find("empty.pem"), std::string::npos);
+  for (const char* bundle :
+       {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"}) {
+    std::ifstream in(bundle);
+    if (!in) {
+      continue;
+    }
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto certs = read_pem_certs(bundle);
+    ASSERT_TRUE(certs.has_value());
+    std::vector<X509*> raw;
+    for (const auto& c : *certs) {
+      raw.push_back(c.get());
+    }
+    EXPECT_GT(raw.size(), 10u);
+    auto a = trusted_bags_pem(text, "agentbox-", bundle);
+    auto b = trusted_bags(raw, "agentbox-");
+    ASSERT_TRUE(a.has_value() && b.has_value());
+    EXPECT_EQ(*a, *b) << bundle;
+  }
+}
+
+// The session's certificates join the system's as a second item: the JDK reads every bag of
+// every item (proxy_trust_test runs a real JVM against it).
+TEST(TrustStore, PartsJoinUnderOneMac) {
+  auto ca = make_ca();
+  auto other = make_ca();
+  auto sys = trusted_bags_pem(cert_pem(ca.cert()), "agentbox-", "sys.pem");
+  auto mine = trusted_bags({other.cert()}, "agentbox-session-");
+  ASSERT_TRUE(sys.has_value() && mine.has_value());
+  auto der = pkcs12_from_bags({*sys, *mine});
+  ASSERT_TRUE(der.has_value()) << der.error().message();
+  const auto* p = reinterpret_cast<const unsigned char*>(der->data());
+  std::unique_ptr<PKCS12, ossl::Deleter<PKCS12, PKCS12_free>> p12(
+      d2i_PKCS12(nullptr, &p, static_cast<long>(der->size())));
+  ASSERT_TRUE(p12);
+  EXPECT_EQ(PKCS12_verify_mac(p12.get(), kJdkStorePassword, -1), 1);
+  STACK_OF(PKCS7)* safes = PKCS12_unpack_authsafes(p12.get());
+  ASSERT_NE(safes, nullptr);
+  EXPECT_EQ(sk_PKCS7_num(safes), 2);
+  sk_PKCS7_pop_free(safes, PKCS7_free);
+  EXPECT_FALSE(pkcs12_from_bags({"not DER"}).has_value());
+  ERR_clear_error();
+}
+
 TEST(SessionCa, TrustBundleAppendsTheCa) {
   auto ca = make_ca();
   char path[] = "/tmp/agentbox-bundle-XXXXXX";
