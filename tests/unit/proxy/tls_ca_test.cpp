@@ -129,17 +129,23 @@ TEST(SessionCa, StrictVerificationAcceptsTheCaAndItsLeaves) {
   }
 }
 
+// The items of a PKCS#12 store whose MAC verifies under the JDK's password (null otherwise).
+STACK_OF(PKCS7) * store_items(const std::string& der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  std::unique_ptr<PKCS12, ossl::Deleter<PKCS12, PKCS12_free>> p12(
+      d2i_PKCS12(nullptr, &p, static_cast<long>(der.size())));
+  if (!p12 || PKCS12_verify_mac(p12.get(), kJdkStorePassword, -1) != 1) {
+    return nullptr;
+  }
+  return PKCS12_unpack_authsafes(p12.get());
+}
+
 TEST(TrustStore, Pkcs12HoldsEveryCertificateMarkedTrustedForTheJdk) {
   auto ca = make_ca();
   auto other = make_ca();
   auto der = pkcs12_trust_store({ca.cert(), other.cert()});
   ASSERT_TRUE(der.has_value()) << der.error().message();
-  const auto* p = reinterpret_cast<const unsigned char*>(der->data());
-  std::unique_ptr<PKCS12, ossl::Deleter<PKCS12, PKCS12_free>> p12(
-      d2i_PKCS12(nullptr, &p, static_cast<long>(der->size())));
-  ASSERT_TRUE(p12);
-  EXPECT_EQ(PKCS12_verify_mac(p12.get(), kJdkStorePassword, -1), 1);
-  STACK_OF(PKCS7)* safes = PKCS12_unpack_authsafes(p12.get());
+  STACK_OF(PKCS7)* safes = store_items(*der);
   ASSERT_NE(safes, nullptr);
   ASSERT_EQ(sk_PKCS7_num(safes), 1);
   PKCS7* p7 = sk_PKCS7_value(safes, 0);
@@ -211,12 +217,7 @@ TEST(TrustStore, PartsJoinUnderOneMac) {
   ASSERT_TRUE(sys.has_value() && mine.has_value());
   auto der = pkcs12_from_bags({*sys, *mine});
   ASSERT_TRUE(der.has_value()) << der.error().message();
-  const auto* p = reinterpret_cast<const unsigned char*>(der->data());
-  std::unique_ptr<PKCS12, ossl::Deleter<PKCS12, PKCS12_free>> p12(
-      d2i_PKCS12(nullptr, &p, static_cast<long>(der->size())));
-  ASSERT_TRUE(p12);
-  EXPECT_EQ(PKCS12_verify_mac(p12.get(), kJdkStorePassword, -1), 1);
-  STACK_OF(PKCS7)* safes = PKCS12_unpack_authsafes(p12.get());
+  STACK_OF(PKCS7)* safes = store_items(*der);
   ASSERT_NE(safes, nullptr);
   EXPECT_EQ(sk_PKCS7_num(safes), 2);
   sk_PKCS7_pop_free(safes, PKCS7_free);
