@@ -4,6 +4,9 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <array>
+#include <climits>
+#include <cstdlib>
 
 #include "agentbox/base/log.hpp"
 
@@ -22,6 +25,18 @@ Result<SessionReview> start_review(const std::string& state_dir, const std::stri
     return std::move(lock).error().context("preparing the review directory (--review)");
   }
   r.lock = std::move(*lock);
+  // Overlayfs takes an upper directory inside its lower one on some kernels; the box would then
+  // see (and write) its own upper layer through the workspace.
+  std::array<char, PATH_MAX> real{};
+  if (::realpath(r.review.root.c_str(), real.data()) != nullptr &&
+      sb::path_within(real.data(), workspace)) {
+    r.lock = base::UniqueFd();
+    [[maybe_unused]] auto d = discard(r.review);
+    return base::Error::msg(fmt::format("--review: the review directory `{}` lies inside the "
+                                        "workspace `{}`",
+                                        real.data(), workspace))
+        .hint("set XDG_STATE_HOME to a directory outside the workspace");
+  }
   std::erase_if(grants, [&](const sb::Grant& g) {
     bool inside = g.writable && sb::path_within(g.path, workspace);
     if (inside) {
@@ -61,7 +76,8 @@ std::string review_mount_hint(const std::vector<sb::MountOp>& mounts,
       why = fmt::format(
           "the review directory `{}` must be on a filesystem that overlayfs takes as its upper "
           "layer with user.* extended attributes (ext4, xfs, btrfs, tmpfs >= 6.6; not NFS or "
-          "overlayfs)",
+          "overlayfs), and the workspace on at most one level of overlayfs already (the kernel "
+          "stacks two)",
           upper);
       break;
   }

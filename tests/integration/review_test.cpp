@@ -2,6 +2,8 @@
 // root and as an unprivileged user. The oracle is the real workspace read from outside the box.
 #include <fmt/core.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -218,23 +220,49 @@ TEST_P(ReviewTest, TwoConcurrentSessionsEachKeepTheirOwnChanges) {
 }
 
 TEST_P(ReviewTest, NoOverlayIsOneClearErrorAndNothingRuns) {
-  // The upper directory inside the workspace: overlayfs refuses overlapping layers.
+  // The workspace already under two overlayfs levels (a container in a container): the kernel
+  // stacks at most two, so the review overlay on top is refused. Made in a private mount
+  // namespace of the agentbox process only (before_exec, still root there).
+  const std::string layers = w_.root + "/layers";
+  for (const char* d : {"", "/u1", "/w1", "/u2", "/w2"}) {
+    ::mkdir((layers + d).c_str(), 0755);
+  }
+  chown_tree(layers, w_.as.uid, w_.as.gid);  // the merged root takes the upper root's owner
+  const std::string ws = w_.ws;
+  const std::string one = fmt::format("lowerdir={0},upperdir={1}/u1,workdir={1}/w1", ws, layers);
+  const std::string two = fmt::format("lowerdir={0},upperdir={1}/u2,workdir={1}/w2", ws, layers);
   RunOptions o;
-  o.env["XDG_STATE_HOME"] = w_.ws + "/state";
+  o.before_exec = [&] {
+    return ::unshare(CLONE_NEWNS) == 0 &&
+           ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0 &&
+           ::mount("overlay", ws.c_str(), "overlay", 0, one.c_str()) == 0 &&
+           ::mount("overlay", ws.c_str(), "overlay", 0, two.c_str()) == 0;
+  };
   Output box = review_sh("echo ran > ran.txt", o);
+  ASSERT_NE(box.status, 120) << "the test's own overlay mounts failed";
   EXPECT_EQ(box.status, 125) << box.err;
-  EXPECT_NE(box.err.find("agentbox: error: "), std::string::npos) << box.err;
-  EXPECT_NE(box.err.find("mount overlay"), std::string::npos) << box.err;
+  EXPECT_NE(box.err.find("agentbox: error: setting up the box: mount overlay"), std::string::npos)
+      << box.err;
   EXPECT_NE(box.err.find("hint: --review shows the workspace only through overlayfs"),
             std::string::npos)
       << box.err;
   EXPECT_FALSE(fs::exists(w_.ws + "/ran.txt")) << "no fallback to live writes";
-  std::error_code ec;
-  EXPECT_TRUE(fs::is_empty(w_.ws + "/state/agentbox/review", ec) || ec) << "nothing kept";
+  EXPECT_FALSE(fs::exists(layers + "/u2/ran.txt")) << "no fallback to live writes";
+  EXPECT_EQ(review_dirs(), "") << "nothing kept of a session that never started";
+}
+
+TEST_P(ReviewTest, AReviewDirectoryInsideTheWorkspaceIsRefused) {
+  RunOptions o;
+  o.env["XDG_STATE_HOME"] = w_.ws + "/state";
+  Output box = review_sh("echo ran > ran.txt", o);
+  EXPECT_EQ(box.status, 125) << box.err;
+  EXPECT_NE(box.err.find("lies inside the workspace"), std::string::npos) << box.err;
+  EXPECT_NE(box.err.find("hint: set XDG_STATE_HOME"), std::string::npos) << box.err;
+  EXPECT_FALSE(fs::exists(w_.ws + "/ran.txt"));
 }
 
 INSTANTIATE_TEST_SUITE_P(As, ReviewTest, ::testing::Values("root", "user"),
-                         [](const auto& info) { return info.param; });
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 }  // namespace
 }  // namespace agentbox::it
