@@ -365,7 +365,7 @@ Result<std::vector<Change>> scan(const Review& r) {
   for (auto& c : out) {
     c.danger = danger_of(c, r.protected_paths);
     if (c.danger.empty() && c.type == EntryType::kSymlink && link_escapes(c, r.workspace)) {
-      c.danger = fmt::format("symlink out of the workspace (-> {})", c.link);
+      c.danger = fmt::format("symlink out of the workspace (-> {})", shown(c.link));
     }
   }
   return out;
@@ -400,14 +400,24 @@ std::string danger_of(const Change& c, const std::vector<std::string>& protect) 
   return {};
 }
 
+std::string shown(std::string_view s) {
+  std::string out;
+  for (char ch : s) {
+    auto u = static_cast<unsigned char>(ch);
+    out += u < 0x20 || u == 0x7f ? fmt::format("\\x{:02x}", u) : std::string(1, ch);
+  }
+  return out;
+}
+
 std::string describe(const Change& c) {
   std::string what;
   std::string detail;
   switch (c.kind) {
     case ChangeKind::kAdded:
       what = c.renamed_from.empty() ? "added" : "renamed";
-      detail = c.renamed_from.empty() ? human(c.size)
-                                      : fmt::format("from {}, {}", c.renamed_from, human(c.size));
+      detail = c.renamed_from.empty()
+                   ? human(c.size)
+                   : fmt::format("from {}, {}", shown(c.renamed_from), human(c.size));
       break;
     case ChangeKind::kModified:
       what = "modified";
@@ -433,13 +443,14 @@ std::string describe(const Change& c) {
       detail += c.opaque ? ", made anew: what it held is deleted" : "";
       break;
     case EntryType::kSymlink:
-      detail = c.kind == ChangeKind::kDeleted ? "symlink" : fmt::format("symlink -> {}", c.link);
+      detail =
+          c.kind == ChangeKind::kDeleted ? "symlink" : fmt::format("symlink -> {}", shown(c.link));
       break;
     case EntryType::kOther:
       detail = "special file, never applied";
       break;
   }
-  return fmt::format("{:<9}{}  ({}){}", what, c.path, detail,
+  return fmt::format("{:<9}{}  ({}){}", what, shown(c.path), detail,
                      c.danger.empty() ? "" : fmt::format("  DANGEROUS: {}", c.danger));
 }
 

@@ -133,18 +133,19 @@ class Applier {
     }
     if (!c.danger.empty() &&
         std::find(o_.paths.begin(), o_.paths.end(), c.path) == o_.paths.end()) {
-      res.held.push_back(fmt::format("{}: {}", c.path, c.danger));
+      res.held.push_back(fmt::format("{}: {}", shown(c.path), c.danger));
       return;
     }
     if (c.type == EntryType::kOther) {
-      res.refused.push_back(fmt::format("{}: a special file (fifo, socket, device)", c.path));
+      res.refused.push_back(
+          fmt::format("{}: a special file (fifo, socket, device)", shown(c.path)));
       return;
     }
     struct stat st {};
     UniqueFd real = open_beneath(ws_, c.path, O_PATH);
     bool exists = real && ::fstat(real.get(), &st) == 0;
     if (!real && errno != ENOENT) {
-      res.refused.push_back(fmt::format("{}: {} in the workspace ({})", c.path,
+      res.refused.push_back(fmt::format("{}: {} in the workspace ({})", shown(c.path),
                                         std::strerror(errno),
                                         errno == ELOOP ? "a symlink on the way" : "open"));
       return;
@@ -152,15 +153,15 @@ class Applier {
     if (exists && !S_ISDIR(st.st_mode) && !o_.force && changed_since(st, r_.started)) {
       res.refused.push_back(fmt::format(
           "{}: changed in the workspace since the session started (--force applies it anyway)",
-          c.path));
+          shown(c.path)));
       return;
     }
     if (auto s = write(c); !s) {
-      res.refused.push_back(fmt::format("{}: {}", c.path, s.error().message()));
+      res.refused.push_back(fmt::format("{}: {}", shown(c.path), shown(s.error().message())));
       return;
     }
     forget(c);
-    res.applied.push_back(c.path);
+    res.applied.push_back(shown(c.path));
   }
 
  private:

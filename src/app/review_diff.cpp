@@ -36,8 +36,8 @@ bool binary(const std::string& path) {
 base::Status run_diff(const std::string& rel, const std::string& old_path,
                       const std::string& new_path) {
   std::fflush(stdout);
-  std::string a = "a/" + rel;
-  std::string b = "b/" + rel;
+  std::string a = "a/" + shown(rel);
+  std::string b = "b/" + shown(rel);
   std::array<const char*, 9> argv = {"diff",    "-u",      "--label",        a.c_str(),
                                      "--label", b.c_str(), old_path.c_str(), new_path.c_str(),
                                      nullptr};
@@ -61,7 +61,7 @@ base::Status one(const Review& r, const Change& c) {
   std::string old_path = c.kind == ChangeKind::kAdded ? "/dev/null" : r.workspace + "/" + c.path;
   std::string new_path = c.kind == ChangeKind::kDeleted ? "/dev/null" : r.upper + "/" + c.path;
   if (!c.danger.empty()) {
-    fmt::print("# DANGEROUS: {}: {}\n", c.path, c.danger);
+    fmt::print("# DANGEROUS: {}: {}\n", shown(c.path), c.danger);
   }
   if (c.type != EntryType::kFile || c.kind == ChangeKind::kMode) {
     fmt::print("# {}\n", describe(c));
@@ -71,8 +71,8 @@ base::Status one(const Review& r, const Change& c) {
     fmt::print("# {}\n", describe(c));
   }
   if (binary(old_path) || binary(new_path)) {
-    fmt::print("Binary files a/{} and b/{} differ ({} -> {} bytes)\n", c.path, c.path, c.old_size,
-               c.size);
+    fmt::print("Binary files a/{0} and b/{0} differ ({1} -> {2} bytes)\n", shown(c.path),
+               c.old_size, c.size);
     return {};
   }
   return run_diff(c.path, old_path, new_path);

@@ -83,7 +83,8 @@ constexpr const char* kAgent =
     "rm -r dir && mkdir dir && echo fresh > dir/fresh.txt && "
     "mkdir -p .github/workflows && echo 'on: push' > .github/workflows/ci.yml && "
     "printf '#!/bin/sh\\n' > tool && chmod 755 tool && ln -s /etc/passwd leak && "
-    "echo '* filter=x' > .gitattributes && echo 'ref: refs/heads/evil' > .git/HEAD && "
+    "echo '* filter=x' > .gitattributes && touch \"$(printf 'esc\\033]0;pwned\\007')\" && "
+    "echo 'ref: refs/heads/evil' > .git/HEAD && "
     "{ (echo /tmp > .git/commondir) 2>/dev/null && echo commondir-planted; "
     "(echo x > .git/hooks/pre-commit) 2>/dev/null && echo hook-planted; cat a.txt; }";
 
@@ -96,6 +97,8 @@ TEST_P(ReviewTest, WorkspaceUntouchedUntilApplyAndDangerousHeldUnlessNamed) {
   EXPECT_EQ(box.out.find("planted"), std::string::npos) << "protections apply on top:\n" << box.out;
   EXPECT_EQ(tree_of(w_.ws), before) << "review mode wrote to the real workspace";
   EXPECT_NE(box.err.find("DANGEROUS: git metadata"), std::string::npos) << box.err;
+  EXPECT_EQ(box.err.find('\033'), std::string::npos) << "a file name drove the terminal";
+  EXPECT_NE(box.err.find("esc\\x1b]0;pwned\\x07"), std::string::npos) << box.err;
   const std::string id = session_of(box);
   ASSERT_FALSE(id.empty()) << box.err;
 

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <ctime>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agentbox/base/result.hpp"
@@ -75,6 +76,10 @@ struct Change {
 
 // Why `c` is dangerous (runs code on the host later, or reaches outside the workspace), or "".
 [[nodiscard]] std::string danger_of(const Change& c, const std::vector<std::string>& protect);
+
+// `s` with control bytes written \xNN: the box names the files, and a name must not drive the
+// user's terminal (escape sequences) when the summary or diff prints it.
+[[nodiscard]] std::string shown(std::string_view s);
 
 // "A  src/new.c (1.2 KiB)", "M  .git/HEAD (41 B -> 45 B)  DANGEROUS: git metadata".
 [[nodiscard]] std::string describe(const Change& c);
