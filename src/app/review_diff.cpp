@@ -33,11 +33,12 @@ bool binary(const std::string& path) {
   return n > 0 && std::memchr(buf.data(), 0, size_t(n)) != nullptr;
 }
 
+// A side that does not exist is labelled /dev/null, as git and patch(1) expect.
 base::Status run_diff(const std::string& rel, const std::string& old_path,
                       const std::string& new_path) {
   std::fflush(stdout);
-  std::string a = "a/" + shown(rel);
-  std::string b = "b/" + shown(rel);
+  std::string a = old_path == "/dev/null" ? old_path : "a/" + shown(rel);
+  std::string b = new_path == "/dev/null" ? new_path : "b/" + shown(rel);
   std::array<const char*, 9> argv = {"diff",    "-u",      "--label",        a.c_str(),
                                      "--label", b.c_str(), old_path.c_str(), new_path.c_str(),
                                      nullptr};

@@ -119,6 +119,7 @@ TEST_P(ReviewTest, WorkspaceUntouchedUntilApplyAndDangerousHeldUnlessNamed) {
   EXPECT_TRUE(diff.has_line("--- a/a.txt")) << diff.out;
   EXPECT_TRUE(diff.has_line("+two")) << diff.out;
   EXPECT_TRUE(diff.has_line("+new")) << diff.out;
+  EXPECT_TRUE(diff.has_line("--- /dev/null")) << "an added file's old side:\n" << diff.out;
   EXPECT_EQ(diff.out.find("run.sh"), std::string::npos) << "only the named paths:\n" << diff.out;
 
   Output apply = run(w_, {"apply", id});
