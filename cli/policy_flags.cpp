@@ -59,6 +59,8 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
                 "End the session (status 125) when an audit line cannot be written");
   sub->add_flag("--inspect-all", f.inspect_all,
                 "Intercept every allowed TLS host to check Host = SNI and block placeholders");
+  sub->add_flag("--review", f.review,
+                "Show the workspace through an overlay: writes land only on `agentbox apply`");
   sub->add_flag("--no-config", o.no_user_config,
                 "Ignore /etc/agentbox and your user config (built-ins, profile and flags only)");
 }

@@ -28,22 +28,6 @@ struct StateArgs {
   bool all = false;
 };
 
-// STATE/agentbox as `agentbox run` computes it: from $XDG_STATE_HOME, else $HOME, else passwd.
-std::string state_dir() {
-  std::map<std::string, std::string> env;
-  for (const char* name : {"XDG_STATE_HOME", "HOME"}) {
-    if (const char* v = std::getenv(name)) {
-      env[name] = v;
-    }
-  }
-  std::string home = env.count("HOME") != 0 ? env["HOME"] : std::string();
-  if (home.empty() || home[0] != '/') {
-    const passwd* pw = ::getpwuid(::getuid());
-    home = pw != nullptr && pw->pw_dir != nullptr ? pw->pw_dir : "/";
-  }
-  return app::agentbox_state_dir(env, home);
-}
-
 std::string human(uint64_t bytes) {
   if (bytes >= (1u << 20)) {
     return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1u << 20));
@@ -88,6 +72,21 @@ int remove(const std::string& dir, const StateArgs& a) {
 
 }  // namespace
 
+std::string user_state_dir() {
+  std::map<std::string, std::string> env;
+  for (const char* name : {"XDG_STATE_HOME", "HOME"}) {
+    if (const char* v = std::getenv(name)) {
+      env[name] = v;
+    }
+  }
+  std::string home = env.count("HOME") != 0 ? env["HOME"] : std::string();
+  if (home.empty() || home[0] != '/') {
+    const passwd* pw = ::getpwuid(::getuid());
+    home = pw != nullptr && pw->pw_dir != nullptr ? pw->pw_dir : "/";
+  }
+  return app::agentbox_state_dir(env, home);
+}
+
 void register_state(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<StateArgs>();
   CLI::App* sub = app.add_subcommand(
@@ -97,7 +96,7 @@ void register_state(CLI::App& app, int& exit_code) {
   sub->add_option("profile", args->profile, "rm: the profile whose state goes");
   sub->add_flag("--all", args->all, "rm: remove the state of every profile");
   sub->callback([&exit_code, args] {
-    const std::string dir = state_dir();
+    const std::string dir = user_state_dir();
     if (args->action == "list" && (args->all || !args->profile.empty())) {
       exit_code = fail("state list takes no profile or --all", "agentbox state rm PROFILE|--all");
       return;

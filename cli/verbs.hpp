@@ -2,6 +2,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <string>
 
 namespace agentbox::cli {
 
@@ -11,5 +12,10 @@ void register_explain(CLI::App& app, int& exit_code);
 void register_run(CLI::App& app, int& exit_code);
 void register_state(CLI::App& app, int& exit_code);
 void register_control(CLI::App& app, int& exit_code);
+void register_review(CLI::App& app, int& exit_code);
+
+// STATE/agentbox as `agentbox run` computes it: from $XDG_STATE_HOME, else $HOME, else passwd
+// (state.cpp).
+[[nodiscard]] std::string user_state_dir();
 
 }  // namespace agentbox::cli

@@ -31,6 +31,7 @@
 #include "agentbox/app/session_git.hpp"
 #include "agentbox/app/session_network.hpp"
 #include "agentbox/app/session_proxy.hpp"
+#include "agentbox/app/session_review.hpp"
 #include "agentbox/app/terminal.hpp"
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/log.hpp"
@@ -171,6 +172,7 @@ struct Session {
   std::unique_ptr<SessionNetwork> network;          // the tap in the box, the stack out here
   std::string state_dir;                            // STATE/agentbox
   PersistSpec persist;                              // the agent state kept (agent_state.hpp)
+  std::optional<SessionReview> review;              // --review (session_review.hpp)
 };
 
 // Grants are resolved to their real paths, except that a path inside the workspace must stay
@@ -332,6 +334,11 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   }
 
   s.state_dir = agentbox_state_dir(env, s.user.home);
+  if (req.policy.review.value) {
+    AGENTBOX_ASSIGN_OR_RETURN(
+        s.review, start_review(s.state_dir, s.id, s.workspace, s.git.common_dir(), s.protect.paths,
+                               s.grants, *s.sink));
+  }
   AGENTBOX_ASSIGN_OR_RETURN(std::vector<sb::Overlay> persisted, keep_state(req.policy, s));
   std::string key;
   if (!req.policy.credentials.empty() || !req.policy.token_files.empty()) {
@@ -370,6 +377,10 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
                    .etc_hostname = hostname + "\n",
                    .etc_resolv_conf = "nameserver 10.0.2.3\n"};
   ms.overlays = s.proxy->overlays();
+  if (s.review) {
+    ms.review_upper = s.review->review.upper;
+    ms.review_work = s.review->review.work;
+  }
   ms.persisted = std::move(persisted);
   for (const auto& l : s.program.links) {
     ms.links.push_back({l.path, l.text});
@@ -727,6 +738,9 @@ int run(const RunRequest& req) {
                          "; show more with `--ro DIR` or set PATH with `--env PATH=...`"
                    : "the box shows system directories, the workspace and what --ro/--rw grant");
     }
+    if (std::string h = s.review ? review_mount_hint(s.launch.mounts, failure) : ""; !h.empty()) {
+      err.hint(h);
+    }
     fmt::print(stderr, "{}", err.render());
     code = sb::launch_exit_code(failure);
     reason = failure.stage == sb::SetupStage::kExec ? "exec failed" : "setup failed";
@@ -802,6 +816,12 @@ int run(const RunRequest& req) {
   }
   if (started) {
     s.git.finish(s.id, *s.sink);
+  }
+  for (const auto& line :
+       s.review ? finish_review(*s.review, started, *s.sink) : std::vector<std::string>{}) {
+    if (!req.quiet) {
+      base::log::info("{}", line);
+    }
   }
   auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   audit::Event end("session.end");

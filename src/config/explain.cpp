@@ -107,6 +107,7 @@ std::string explain(const Loaded& loaded) {
   explain_tmpfs(pr, "shm_size", p.shm_size, p.shm_inodes);
   pr.line("sys", p.mount_sys.value ? "true" : "false", p.mount_sys.origin);
   pr.line("hostname", p.hostname.value, p.hostname.origin);
+  pr.line("review", p.review.value ? "true" : "false", p.review.origin);
   pr.line("die_with_parent", p.die_with_parent.value ? "true" : "false", p.die_with_parent.origin);
   explain_limits(pr, p.limits);
   pr.section("audit");

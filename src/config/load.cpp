@@ -561,6 +561,17 @@ Schema sandbox_schema() {
            c.p.die_with_parent = {v.as_boolean(), origin_of(v)};
          }
        }},
+      {"review",
+       [](Ctx& c, const Value& v) {
+         if (!v.is_boolean()) {
+           problem(c, v,
+                   fmt::format("`sandbox.review` must be true or false, found {}", type_name(v)));
+         } else if (c.mode == Mode::kNarrow && !v.as_boolean() && c.p.review.value) {
+           widen_error(c, v, "sandbox.review = false");
+         } else {
+           c.p.review = {v.as_boolean(), origin_of(v)};
+         }
+       }},
       grant_only("hostname",
                  [](Ctx& c, const Value& v) {
                    if (auto s = get_string(c, v, "sandbox.hostname")) {
@@ -1354,6 +1365,9 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
   }
   if (f.inspect_all) {
     p.inspect_all = Sourced<bool>{true, {"--inspect-all"}};
+  }
+  if (f.review) {
+    p.review = Sourced<bool>{true, {"--review"}};
   }
   if (f.timeout) {
     if (auto d = parse_duration(*f.timeout)) {

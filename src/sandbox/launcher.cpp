@@ -169,6 +169,26 @@ std::string box_path_env(const std::vector<std::string>& env) {
   return "/usr/local/bin:/usr/bin:/bin";
 }
 
+// overlayfs's mount data for a review workspace. Paths are seen under /oldroot; `,` `:` and `\`
+// are escaped with a backslash (overlayfs's option splitter and its lowerdir list honour it).
+// userxattr: the only way an unprivileged user namespace may mount it (kernel >= 5.11); it also
+// keeps redirect_dir and metacopy off, so every change is a plain file, whiteout or opaque
+// directory in the upper directory (app/review.cpp reads it that way).
+std::string overlay_options(const MountOp& op) {
+  auto esc = [](const std::string& path) {
+    std::string out;
+    for (char c : "/oldroot" + path) {
+      if (c == ',' || c == ':' || c == '\\') {
+        out += '\\';
+      }
+      out += c;
+    }
+    return out;
+  };
+  return fmt::format("lowerdir={},upperdir={},workdir={},userxattr,index=off", esc(op.source),
+                     esc(op.data), esc(op.work));
+}
+
 Prepared prepare(const LaunchSpec& spec, std::vector<std::string>& argv_store,
                  std::vector<std::string>& env_store) {
   Prepared p;
@@ -190,6 +210,9 @@ Prepared prepare(const LaunchSpec& spec, std::vector<std::string>& argv_store,
         break;
       case MountKind::kTmpfs:
         po.data = fmt::format("mode={:o},size={},nr_inodes={}", op.mode, op.size_bytes, op.inodes);
+        break;
+      case MountKind::kOverlay:
+        po.data = overlay_options(op);
         break;
       case MountKind::kMkdir:
       case MountKind::kSymlink:
@@ -440,6 +463,9 @@ bool run_op(const PreparedOp& op) {
     case MountKind::kTmpfs:
       return mkdir_ok(t, 0755) &&
              ::mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, op.data.c_str()) == 0;
+    case MountKind::kOverlay:
+      return mkdir_ok(t, 0755) &&
+             ::mount("overlay", t, "overlay", MS_NOSUID | MS_NODEV, op.data.c_str()) == 0;
     case MountKind::kProc:
       return mkdir_ok(t, 0555) &&
              ::mount("proc", t, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) == 0;

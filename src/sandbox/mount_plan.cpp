@@ -30,6 +30,8 @@ std::string MountOp::describe() const {
       return fmt::format("mount proc `{}`", target);
     case MountKind::kDevpts:
       return fmt::format("mount devpts `{}`", target);
+    case MountKind::kOverlay:
+      return fmt::format("mount overlay `{}` (upper `{}`)", target, data);
     case MountKind::kProtect:
       return fmt::format("protect `{}/{}`{}", target, source, read_only ? "" : " (pinned)");
     case MountKind::kRemountRoot:
@@ -384,11 +386,20 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
                       .size_bytes = spec.home_size,
                       .inodes = spec.home_inodes}});
   }
-  trees.push_back({spec.workspace,
-                   {.kind = MountKind::kBindDir,
-                    .target = spec.workspace,
-                    .source = spec.workspace,
-                    .read_only = false}});
+  if (spec.review_upper.empty()) {
+    trees.push_back({spec.workspace,
+                     {.kind = MountKind::kBindDir,
+                      .target = spec.workspace,
+                      .source = spec.workspace,
+                      .read_only = false}});
+  } else {
+    trees.push_back({spec.workspace,
+                     {.kind = MountKind::kOverlay,
+                      .target = spec.workspace,
+                      .source = spec.workspace,
+                      .data = spec.review_upper,
+                      .work = spec.review_work}});
+  }
   for (const auto& g : spec.grants) {
     if (g.path == spec.workspace) {
       continue;

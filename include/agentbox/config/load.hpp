@@ -39,6 +39,7 @@ struct Flags {
   bool audit_required = false;         // --audit-required
   std::optional<std::string> network;  // --network none|filtered
   bool inspect_all = false;            // --inspect-all
+  bool review = false;                 // --review
 };
 
 struct LoadOptions {

@@ -131,6 +131,9 @@ struct Policy {
   // The box ends when the process that started agentbox ends (a killed CI step), as bubblewrap's
   // --die-with-parent; false for `nohup agentbox run ... &` that must outlive its shell.
   Sourced<bool> die_with_parent{true, {"built-in"}};
+  // --review: the workspace through an overlay; writes land only on `agentbox apply`
+  // (docs/REVIEW.md).
+  Sourced<bool> review{false, {"built-in"}};
   Sourced<std::string> hostname{"agentbox", {"built-in"}};
   // [limits]
   Limits limits;

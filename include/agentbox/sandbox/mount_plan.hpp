@@ -24,6 +24,7 @@ enum class MountKind {
   kTmpfs,       // tmpfs on `target` (mode, size_bytes), creating the mountpoint dir
   kProc,        // new procfs on `target`
   kDevpts,      // new devpts instance on `target`
+  kOverlay,     // overlayfs on `target`: lower `source`, upper `data`, work `work`
   kProtect,     // make workspace-relative `source` under workspace `target` read-only (openat2)
   kRemountRoot  // remount the box's root tmpfs read-only (last)
 };
@@ -32,7 +33,8 @@ struct MountOp {
   MountKind kind = MountKind::kMkdir;
   std::string target;  // box path
   std::string source;  // host path, link text or workspace-relative path
-  std::string data;    // file contents for kWriteFile
+  std::string data;    // file contents for kWriteFile; the upper directory for kOverlay
+  std::string work;    // kOverlay: overlayfs's work directory (host path)
   bool read_only = false;
   bool recursive = true;  // binds: MS_REC
   bool optional = false;  // a missing source is skipped, not an error
@@ -89,7 +91,11 @@ struct Link {
 
 struct MountSpec {
   std::string workspace;  // absolute canonical; read-write at the same path
-  std::string home;       // the user's real home path; an empty private tmpfs there
+  // Review mode (app/review.hpp): the workspace is an overlay whose writes land in these host
+  // directories instead of the real files; empty: the workspace is bound read-write.
+  std::string review_upper;
+  std::string review_work;
+  std::string home;  // the user's real home path; an empty private tmpfs there
   // The private tmpfs (0: no cap, as tmpfs itself reads 0).
   uint64_t home_size = 1ull << 30;
   uint64_t tmp_size = 1ull << 30;

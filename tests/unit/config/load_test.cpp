@@ -582,6 +582,32 @@ TEST(Narrow, WorkspaceFileRefusesEveryGrantOnlyKey) {
   }
 }
 
+// sandbox.review: a workspace file may turn review mode on (narrower), never off.
+TEST(Narrow, WorkspaceFileMayTurnReviewOnNeverOff) {
+  {
+    TempDir dir;
+    LoadOptions o = isolated(dir);
+    auto r = load(o);
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(r->policy.review.value);
+    ASSERT_TRUE(
+        narrow_with_workspace_file(*r, dir.write(".agentbox.toml", "[sandbox]\nreview = true\n")));
+    EXPECT_TRUE(r->policy.review.value);
+  }
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  o.flags.review = true;
+  auto r = load(o);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->policy.review.value);
+  EXPECT_EQ(r->policy.review.origin.source, "--review");
+  auto st =
+      narrow_with_workspace_file(*r, dir.write(".agentbox.toml", "[sandbox]\nreview = false\n"));
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().render().find("`sandbox.review = false` cannot be set"), std::string::npos)
+      << st.error().render();
+}
+
 TEST(Narrow, WorkspaceFileThatIsALinkIsRefusedWithoutReadingTheTarget) {
   TempDir dir;
   LoadOptions o = isolated(dir);

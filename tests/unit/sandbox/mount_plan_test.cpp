@@ -1,6 +1,7 @@
 // The mount plan: what is mounted, how, and in which order (against a fake host).
 #include "agentbox/sandbox/mount_plan.hpp"
 
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -226,6 +227,32 @@ TEST(MountPlan, ProtectedPathsAfterTheWorkspaceAndRootReadOnlyLast) {
   }
   EXPECT_EQ(protected_paths, (std::vector<std::string>{".git", ".git/hooks", ".envrc"}));
   EXPECT_EQ(ops.back().kind, MountKind::kRemountRoot);
+}
+
+// Review mode: overlayfs replaces the workspace's read-write bind, and the protections still
+// come after it, on top of the overlay.
+TEST(MountPlan, ReviewMountsTheWorkspaceAsAnOverlayUnderTheProtections) {
+  MountSpec s = spec();
+  s.review_upper = "/home/a/.local/state/agentbox/review/x/upper";
+  s.review_work = "/home/a/.local/state/agentbox/review/x/work";
+  auto ops = build_mount_plan(s, debian());
+  EXPECT_EQ(find(ops, MountKind::kBindDir, "/home/a/src/proj"), nullptr) << "no live bind";
+  const MountOp* ov = find(ops, MountKind::kOverlay, "/home/a/src/proj");
+  ASSERT_NE(ov, nullptr);
+  EXPECT_EQ(ov->source, "/home/a/src/proj");
+  EXPECT_EQ(ov->data, s.review_upper);
+  EXPECT_EQ(ov->work, s.review_work);
+  size_t ws = index_of(ops, "/home/a/src/proj");
+  size_t hooks = ops.size();
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (ops[i].kind == MountKind::kProtect && ops[i].source == ".git/hooks") {
+      hooks = i;
+    }
+  }
+  EXPECT_LT(ws, hooks);
+  EXPECT_NE(hooks, ops.size());
+  EXPECT_EQ(ov->describe(),
+            fmt::format("mount overlay `/home/a/src/proj` (upper `{}`)", s.review_upper));
 }
 
 // A protected parent of protected paths keeps its read-only mount; it is not pinned read-write.

@@ -1,0 +1,124 @@
+// `agentbox diff|apply|discard SESSION`: what a review session (`run --review`) changed, landed
+// or thrown away (app/review.hpp, docs/REVIEW.md).
+#include "agentbox/app/review.hpp"
+
+#include <fmt/core.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agentbox/app/session_control.hpp"
+#include "agentbox/base/error.hpp"
+#include "verbs.hpp"
+
+namespace agentbox::cli {
+namespace {
+
+struct ReviewArgs {
+  std::string session;
+  std::vector<std::string> paths;
+  bool stat = false;
+  bool force = false;
+};
+
+int fail(const base::Error& e) {
+  fmt::print(stderr, "{}", e.render());
+  return 125;
+}
+
+// Paths as the user types them: relative to the workspace, `./` and trailing `/` dropped.
+std::vector<std::string> clean(std::vector<std::string> paths) {
+  for (auto& p : paths) {
+    while (p.rfind("./", 0) == 0) {
+      p.erase(0, 2);
+    }
+    while (p.size() > 1 && p.back() == '/') {
+      p.pop_back();
+    }
+  }
+  return paths;
+}
+
+int list(const std::string& dir) {
+  auto all = app::list_reviews(dir);
+  if (!all) {
+    return fail(all.error());
+  }
+  if (all->empty()) {
+    fmt::print("no review sessions kept under {}\n", app::review_root(dir));
+    return 0;
+  }
+  for (const auto& r : *all) {
+    auto changes = app::scan(r);
+    fmt::print("{}  {} changes  {}\n", app::short_id(r.id), changes ? changes->size() : 0,
+               r.workspace);
+  }
+  return 0;
+}
+
+int verb(const std::string& name, const ReviewArgs& a) {
+  const std::string dir = user_state_dir();
+  if (a.session.empty()) {
+    return list(dir);
+  }
+  auto r = app::open_review(dir, a.session);
+  if (!r) {
+    return fail(std::move(r).error());
+  }
+  if (name == "diff") {
+    auto s = app::print_diff(*r, clean(a.paths), a.stat);
+    return s ? 0 : fail(s.error());
+  }
+  if (name == "discard") {
+    auto s = app::discard(*r);
+    if (!s) {
+      return fail(s.error());
+    }
+    fmt::print("discarded review session {}\n", app::short_id(r->id));
+    return 0;
+  }
+  auto res = app::apply(*r, {.paths = clean(a.paths), .force = a.force});
+  if (!res) {
+    return fail(res.error());
+  }
+  for (const auto& p : res->applied) {
+    fmt::print("applied  {}\n", p);
+  }
+  for (const auto& h : res->held) {
+    fmt::print("held     {} (name it to apply it)\n", h);
+  }
+  for (const auto& f : res->refused) {
+    fmt::print(stderr, "agentbox: error: apply: {}\n", f);
+  }
+  return res->refused.empty() ? 0 : 1;
+}
+
+void add(CLI::App& app, int& exit_code, const std::string& name, const std::string& help) {
+  auto args = std::make_shared<ReviewArgs>();
+  CLI::App* sub = app.add_subcommand(name, help);
+  sub->add_option("session", args->session,
+                  "The review session (its id or short id); none: list the sessions kept");
+  if (name != "discard") {
+    sub->add_option("paths", args->paths, "Only these workspace-relative paths");
+  }
+  if (name == "diff") {
+    sub->add_flag("--stat", args->stat, "One line per change instead of the diff");
+  }
+  if (name == "apply") {
+    sub->add_flag("--force", args->force,
+                  "Apply over real files that changed since the session started");
+  }
+  sub->callback([&exit_code, args, name] { exit_code = verb(name, *args); });
+}
+
+}  // namespace
+
+void register_review(CLI::App& app, int& exit_code) {
+  add(app, exit_code, "diff", "Show what a review session (run --review) changed");
+  add(app, exit_code, "apply",
+      "Land a review session's changes in the workspace (dangerous ones only when named)");
+  add(app, exit_code, "discard", "Throw a review session's changes away");
+}
+
+}  // namespace agentbox::cli

@@ -1,0 +1,268 @@
+// Review mode: `agentbox apply` (per file: temp + rename) and `agentbox discard`.
+#include <dirent.h>
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+
+#include "agentbox/app/review.hpp"
+#include "agentbox/base/sys.hpp"
+
+namespace agentbox::app {
+
+using base::Error;
+using base::Result;
+using base::UniqueFd;
+
+namespace {
+
+// `rel` beneath `root`, never through a symlink nor out of it (a link the box or anyone else
+// planted in the real workspace must not turn an apply into a write elsewhere).
+UniqueFd open_beneath(int root, const std::string& rel, uint64_t flags) {
+  struct open_how how {};
+  how.flags = flags | O_CLOEXEC | O_NOFOLLOW;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  return UniqueFd(static_cast<int>(::syscall(SYS_openat2, root, rel.c_str(), &how, sizeof how)));
+}
+
+std::string dir_of(const std::string& rel) {
+  auto slash = rel.rfind('/');
+  return slash == std::string::npos ? "." : rel.substr(0, slash);
+}
+
+std::string name_of(const std::string& rel) {
+  auto slash = rel.rfind('/');
+  return slash == std::string::npos ? rel : rel.substr(slash + 1);
+}
+
+// The parent directory of `rel` in the real workspace, made (0755) where missing.
+Result<UniqueFd> parent_dir(int ws, const std::string& rel) {
+  std::string dir = dir_of(rel);
+  UniqueFd fd = open_beneath(ws, dir, O_RDONLY | O_DIRECTORY);
+  if (fd || errno != ENOENT) {
+    return fd ? Result<UniqueFd>(std::move(fd)) : Error::sys(errno, "open", dir);
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(UniqueFd up, parent_dir(ws, dir));
+  if (::mkdirat(up.get(), name_of(dir).c_str(), 0755) != 0 && errno != EEXIST) {
+    return Error::sys(errno, "mkdir", dir);
+  }
+  fd = open_beneath(ws, dir, O_RDONLY | O_DIRECTORY);
+  return fd ? Result<UniqueFd>(std::move(fd)) : Error::sys(errno, "open", dir);
+}
+
+// Removes `name` in `dir` and everything below it (directories made writable first: overlayfs
+// leaves its work directory mode 000).
+bool remove_tree(int dir, const char* name) {
+  if (::unlinkat(dir, name, 0) == 0 || errno == ENOENT) {
+    return true;
+  }
+  if (errno != EISDIR && errno != EPERM) {
+    return false;
+  }
+  [[maybe_unused]] int rc = ::fchmodat(dir, name, 0700, 0);  // best effort: open says the rest
+  int fd = ::openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    return false;
+  }
+  DIR* d = ::fdopendir(fd);
+  if (d == nullptr) {
+    ::close(fd);
+    return false;
+  }
+  bool ok = true;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") {
+      ok = remove_tree(::dirfd(d), n.c_str()) && ok;
+    }
+  }
+  ::closedir(d);
+  return ::unlinkat(dir, name, AT_REMOVEDIR) == 0 && ok;
+}
+
+bool changed_since(const struct stat& st, const struct timespec& start) {
+  return st.st_ctim.tv_sec > start.tv_sec ||
+         (st.st_ctim.tv_sec == start.tv_sec && st.st_ctim.tv_nsec >= start.tv_nsec);
+}
+
+base::Status copy_into(int src, int parent, const std::string& name, mode_t mode) {
+  std::string tmp = fmt::format(".{}.agentbox-apply-{}", name, ::getpid());
+  UniqueFd out(::openat(parent, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!out) {
+    return Error::sys(errno, "create", tmp);
+  }
+  std::array<char, 1 << 16> buf{};
+  for (;;) {
+    ssize_t n = base::retry_eintr([&] { return ::read(src, buf.data(), buf.size()); });
+    if (n < 0) {
+      int e = errno;
+      ::unlinkat(parent, tmp.c_str(), 0);
+      return Error::sys(e, "read", name);
+    }
+    if (n == 0) {
+      break;
+    }
+    if (auto w = base::write_all(out.get(), std::string_view(buf.data(), size_t(n))); !w) {
+      ::unlinkat(parent, tmp.c_str(), 0);
+      return w;
+    }
+  }
+  // Permission bits only: a set-id bit made in the box never lands.
+  if (::fchmod(out.get(), mode & 0777) != 0 ||
+      ::renameat(parent, tmp.c_str(), parent, name.c_str()) != 0) {
+    int e = errno;
+    ::unlinkat(parent, tmp.c_str(), 0);
+    return Error::sys(e, "rename over", name);
+  }
+  return {};
+}
+
+class Applier {
+ public:
+  Applier(const Review& r, const ApplyOptions& o, int ws, int up)
+      : r_(r), o_(o), ws_(ws), up_(up) {}
+
+  void one(const Change& c, ApplyResult& res) {
+    if (!o_.paths.empty() && !selected(c.path, o_.paths)) {
+      return;
+    }
+    if (!c.danger.empty() &&
+        std::find(o_.paths.begin(), o_.paths.end(), c.path) == o_.paths.end()) {
+      res.held.push_back(fmt::format("{}: {}", shown(c.path), c.danger));
+      return;
+    }
+    if (c.type == EntryType::kOther) {
+      res.refused.push_back(
+          fmt::format("{}: a special file (fifo, socket, device)", shown(c.path)));
+      return;
+    }
+    struct stat st {};
+    UniqueFd real = open_beneath(ws_, c.path, O_PATH);
+    bool exists = real && ::fstat(real.get(), &st) == 0;
+    if (!real && errno != ENOENT) {
+      res.refused.push_back(fmt::format("{}: {} in the workspace ({})", shown(c.path),
+                                        std::strerror(errno),
+                                        errno == ELOOP ? "a symlink on the way" : "open"));
+      return;
+    }
+    if (exists && !S_ISDIR(st.st_mode) && !o_.force && changed_since(st, r_.started)) {
+      res.refused.push_back(fmt::format(
+          "{}: changed in the workspace since the session started (--force applies it anyway)",
+          shown(c.path)));
+      return;
+    }
+    if (auto s = write(c); !s) {
+      res.refused.push_back(fmt::format("{}: {}", shown(c.path), shown(s.error().message())));
+      return;
+    }
+    forget(c);
+    res.applied.push_back(shown(c.path));
+  }
+
+ private:
+  base::Status write(const Change& c) {
+    AGENTBOX_ASSIGN_OR_RETURN(UniqueFd parent, parent_dir(ws_, c.path));
+    const std::string name = name_of(c.path);
+    if (c.kind == ChangeKind::kDeleted) {
+      return remove_tree(parent.get(), name.c_str()) ? base::Status{}
+                                                     : Error::sys(errno, "remove", c.path);
+    }
+    switch (c.type) {
+      case EntryType::kDir:
+        if (::mkdirat(parent.get(), name.c_str(), c.mode & 0777) != 0 && errno != EEXIST) {
+          return Error::sys(errno, "mkdir", c.path);
+        }
+        return chmod_at(parent.get(), name, c.mode);
+      case EntryType::kSymlink: {
+        std::string tmp = fmt::format(".{}.agentbox-apply-{}", name, ::getpid());
+        if (::symlinkat(c.link.c_str(), parent.get(), tmp.c_str()) != 0 ||
+            ::renameat(parent.get(), tmp.c_str(), parent.get(), name.c_str()) != 0) {
+          int e = errno;
+          ::unlinkat(parent.get(), tmp.c_str(), 0);
+          return Error::sys(e, "symlink", c.path);
+        }
+        return {};
+      }
+      case EntryType::kFile: {
+        if (c.kind == ChangeKind::kMode) {
+          return chmod_at(parent.get(), name, c.mode);
+        }
+        UniqueFd src = open_beneath(up_, c.path, O_RDONLY);
+        if (!src) {
+          return Error::sys(errno, "open", r_.upper + "/" + c.path);
+        }
+        return copy_into(src.get(), parent.get(), name, c.mode);
+      }
+      case EntryType::kOther:
+        break;
+    }
+    return Error::msg("a special file");
+  }
+
+  static base::Status chmod_at(int parent, const std::string& name, mode_t mode) {
+    UniqueFd fd(::openat(parent, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!fd || ::fchmod(fd.get(), mode & 0777) != 0) {
+      return Error::sys(errno, "chmod", name);
+    }
+    return {};
+  }
+
+  // What was applied leaves the upper directory, so diff shows only what is left. Directories
+  // stay (they may hold changes not applied); they now equal the real ones.
+  void forget(const Change& c) {
+    if (c.type == EntryType::kDir && c.kind != ChangeKind::kDeleted) {
+      return;
+    }
+    if (UniqueFd p = open_beneath(up_, dir_of(c.path), O_RDONLY | O_DIRECTORY)) {
+      ::unlinkat(p.get(), name_of(c.path).c_str(), 0);
+    }
+  }
+
+  const Review& r_;
+  const ApplyOptions& o_;
+  int ws_;
+  int up_;
+};
+
+}  // namespace
+
+Result<ApplyResult> apply(const Review& r, const ApplyOptions& opts) {
+  AGENTBOX_ASSIGN_OR_RETURN(UniqueFd lock, lock_review(r));
+  AGENTBOX_ASSIGN_OR_RETURN(std::vector<Change> changes, scan(r));
+  AGENTBOX_ASSIGN_OR_RETURN(UniqueFd ws,
+                            base::open_fd(r.workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  AGENTBOX_ASSIGN_OR_RETURN(UniqueFd up,
+                            base::open_fd(r.upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Applier a(r, opts, ws.get(), up.get());
+  ApplyResult res;
+  // Additions parents first, deletions children first.
+  for (const auto& c : changes) {
+    if (c.kind != ChangeKind::kDeleted) {
+      a.one(c, res);
+    }
+  }
+  for (auto it = changes.rbegin(); it != changes.rend(); ++it) {
+    if (it->kind == ChangeKind::kDeleted) {
+      a.one(*it, res);
+    }
+  }
+  return res;
+}
+
+base::Status discard(const Review& r) {
+  AGENTBOX_ASSIGN_OR_RETURN(UniqueFd lock, lock_review(r));
+  std::string parent = dir_of(r.root);
+  AGENTBOX_ASSIGN_OR_RETURN(UniqueFd dir,
+                            base::open_fd(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!remove_tree(dir.get(), name_of(r.root).c_str())) {
+    return Error::sys(errno, "remove", r.root);
+  }
+  return {};
+}
+
+}  // namespace agentbox::app
