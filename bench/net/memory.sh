@@ -24,7 +24,7 @@ srv=""
 cleanup() {
   exec 7>&- 2>/dev/null || true
   [[ -n $srv ]] && { kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; }
-  rm -rf "$tmp"
+  [[ -n ${KEEP:-} ]] || rm -rf "$tmp"
 }
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
@@ -70,7 +70,7 @@ run() {
   rm -f "$out" "$in"; mkfifo "$in"
   (cd "$tmp/ws" && XDG_CONFIG_HOME="$tmp/cfg" exec "$bin" run -q --ro "$tmp" \
     --allow "$host:$port" --connect-to "$host:$port:127.0.0.1:$port" --upstream-ca "$tmp/srv.pem" \
-    -- python3 "$tmp/stall.py" "$@" <"$in" >"$out" 2>"$tmp/err") &
+    -- "${BOX_PYTHON:-/usr/bin/python3}" "$tmp/stall.py" "$@" <"$in" >"$out" 2>"$tmp/err") &
   local pid=$!
   exec 8>"$in"
   sleep 1
@@ -86,7 +86,7 @@ run() {
   local rss sock
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
   sock=$(sockets_kib "$pid")
-  echo >&8; exec 8>&-
+  echo >&8 2>/dev/null || true; exec 8>&-
   wait "$pid" 2>/dev/null || true
   local per=""
   [[ $1 == idle ]] && per=" per-flow=$(((rss - base) * 1024 / n))B"
@@ -96,6 +96,13 @@ run() {
     "$bin" "$n" "$rss" "$base" "$sock" "$per" "$(cut -d' ' -f1 /proc/loadavg)" "$status"
 }
 
-for b in "${bins[@]}"; do run "$(realpath "$b")" plain "$plain" post "$n" "$host" "$plain" plain; done
-for b in "${bins[@]}"; do run "$(realpath "$b")" intercept "$tls" post "$n" "$host" "$tls" tls; done
-for b in "${bins[@]}"; do run "$(realpath "$b")" idle-tls "$tls" idle "$n" "$host" "$tls"; done
+for what in ${SCENARIOS:-plain intercept idle-tls}; do
+  for b in "${bins[@]}"; do
+    case $what in
+      plain) run "$(realpath "$b")" plain "$plain" post "$n" "$host" "$plain" plain ;;
+      intercept) run "$(realpath "$b")" intercept "$tls" post "$n" "$host" "$tls" tls ;;
+      idle-tls) run "$(realpath "$b")" idle-tls "$tls" idle "$n" "$host" "$tls" ;;
+      *) echo "memory.sh: unknown scenario \`$what\` (plain, intercept, idle-tls)" >&2; exit 2 ;;
+    esac
+  done
+done
