@@ -33,12 +33,23 @@ ulimit -n "$(ulimit -Hn)"
   -keyout srv.key -out srv.pem -days 2 -subj "/CN=$host" -addext "subjectAltName=DNS:$host" \
   >/dev/null 2>&1 && chmod 644 srv.pem)
 cp "$here/stall.py" "$tmp/stall.py" && chmod 755 "$tmp/stall.py"
-mkfifo "$tmp/stop"
-python3 "$tmp/stall.py" serve "$tmp" <"$tmp/stop" &
-srv=$!
-exec 7>"$tmp/stop"
-for _ in $(seq 200); do [[ -s $tmp/ports ]] && break; sleep 0.05; done
-read -r plain tls <"$tmp/ports"
+# A fresh upstream for every run: it keeps every connection it accepted (4096 per run, within
+# RLIMIT_NOFILE only for one run at a time). Sets $plain and $tls (the ports).
+stop_server() {
+  exec 7>&- 2>/dev/null || true
+  [[ -n $srv ]] && { wait "$srv" 2>/dev/null || true; }
+  srv=""
+}
+start_server() {
+  stop_server
+  rm -f "$tmp/stop" "$tmp/ports"
+  mkfifo "$tmp/stop"
+  python3 "$tmp/stall.py" serve "$tmp" <"$tmp/stop" &
+  srv=$!
+  exec 7>"$tmp/stop"
+  for _ in $(seq 200); do [[ -s $tmp/ports ]] && break; sleep 0.05; done
+  read -r plain tls <"$tmp/ports"
+}
 
 # An HTTP rule makes the TLS host intercepted (the proxy terminates it with the session CA).
 mkdir -p "$tmp/cfg/agentbox" "$tmp/ws"
@@ -98,6 +109,7 @@ run() {
 
 for what in ${SCENARIOS:-plain intercept idle-tls}; do
   for b in "${bins[@]}"; do
+    start_server
     case $what in
       plain) run "$(realpath "$b")" plain "$plain" post "$n" "$host" "$plain" plain ;;
       intercept) run "$(realpath "$b")" intercept "$tls" post "$n" "$host" "$tls" tls ;;
