@@ -8,6 +8,13 @@
 #
 #   bench/net/memory.sh [AGENTBOX...]   (default build/cli/agentbox; N=4096 via FLOWS=)
 #
+# SCENARIOS="plain intercept idle-tls" picks and orders the runs; BOX_PYTHON is the python the
+# box runs (default /usr/bin/python3: a pyenv shim under HOME is not in the box); KEEP=1 keeps
+# the scratch directory (the box's stderr is in its err file). N=0 is each line's "start" (RSS
+# one second after the box started, before it opens anything). RLIMIT_NOFILE: the soft limit
+# is raised to the hard one here and in the box; the supervisor needs three fds per intercepted
+# flow and the upstream one per flow (each run gets a fresh upstream).
+#
 # Several binaries (e.g. a build of main and one of the branch) are measured in turn, scenario by
 # scenario. Root or any user that can run a box; needs python3, openssl, ss (iproute2), and
 # nsenter when root (the supervisor's sockets are listed in its network namespace).
