@@ -8,6 +8,13 @@
 #
 #   bench/net/memory.sh [AGENTBOX...]   (default build/cli/agentbox; N=4096 via FLOWS=)
 #
+# SCENARIOS="plain intercept idle-tls" picks and orders the runs; BOX_PYTHON is the python the
+# box runs (default /usr/bin/python3: a pyenv shim under HOME is not in the box); KEEP=1 keeps
+# the scratch directory (the box's stderr is in its err file). N=0 is each line's "start" (RSS
+# one second after the box started, before it opens anything). RLIMIT_NOFILE: the soft limit
+# is raised to the hard one here and in the box; the supervisor needs three fds per intercepted
+# flow and the upstream one per flow (each run gets a fresh upstream).
+#
 # Several binaries (e.g. a build of main and one of the branch) are measured in turn, scenario by
 # scenario. Root or any user that can run a box; needs python3, openssl, ss (iproute2), and
 # nsenter when root (the supervisor's sockets are listed in its network namespace).
@@ -24,7 +31,7 @@ srv=""
 cleanup() {
   exec 7>&- 2>/dev/null || true
   [[ -n $srv ]] && { kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; }
-  rm -rf "$tmp"
+  [[ -n ${KEEP:-} ]] || rm -rf "$tmp"
 }
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
@@ -33,12 +40,23 @@ ulimit -n "$(ulimit -Hn)"
   -keyout srv.key -out srv.pem -days 2 -subj "/CN=$host" -addext "subjectAltName=DNS:$host" \
   >/dev/null 2>&1 && chmod 644 srv.pem)
 cp "$here/stall.py" "$tmp/stall.py" && chmod 755 "$tmp/stall.py"
-mkfifo "$tmp/stop"
-python3 "$tmp/stall.py" serve "$tmp" <"$tmp/stop" &
-srv=$!
-exec 7>"$tmp/stop"
-for _ in $(seq 200); do [[ -s $tmp/ports ]] && break; sleep 0.05; done
-read -r plain tls <"$tmp/ports"
+# A fresh upstream for every run: it keeps every connection it accepted (4096 per run, within
+# RLIMIT_NOFILE only for one run at a time). Sets $plain and $tls (the ports).
+stop_server() {
+  exec 7>&- 2>/dev/null || true
+  [[ -n $srv ]] && { wait "$srv" 2>/dev/null || true; }
+  srv=""
+}
+start_server() {
+  stop_server
+  rm -f "$tmp/stop" "$tmp/ports"
+  mkfifo "$tmp/stop"
+  python3 "$tmp/stall.py" serve "$tmp" <"$tmp/stop" &
+  srv=$!
+  exec 7>"$tmp/stop"
+  for _ in $(seq 200); do [[ -s $tmp/ports ]] && break; sleep 0.05; done
+  read -r plain tls <"$tmp/ports"
+}
 
 # An HTTP rule makes the TLS host intercepted (the proxy terminates it with the session CA).
 mkdir -p "$tmp/cfg/agentbox" "$tmp/ws"
@@ -70,7 +88,7 @@ run() {
   rm -f "$out" "$in"; mkfifo "$in"
   (cd "$tmp/ws" && XDG_CONFIG_HOME="$tmp/cfg" exec "$bin" run -q --ro "$tmp" \
     --allow "$host:$port" --connect-to "$host:$port:127.0.0.1:$port" --upstream-ca "$tmp/srv.pem" \
-    -- python3 "$tmp/stall.py" "$@" <"$in" >"$out" 2>"$tmp/err") &
+    -- "${BOX_PYTHON:-/usr/bin/python3}" "$tmp/stall.py" "$@" <"$in" >"$out" 2>"$tmp/err") &
   local pid=$!
   exec 8>"$in"
   sleep 1
@@ -86,7 +104,7 @@ run() {
   local rss sock
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
   sock=$(sockets_kib "$pid")
-  echo >&8; exec 8>&-
+  echo >&8 2>/dev/null || true; exec 8>&-
   wait "$pid" 2>/dev/null || true
   local per=""
   [[ $1 == idle ]] && per=" per-flow=$(((rss - base) * 1024 / n))B"
@@ -96,6 +114,14 @@ run() {
     "$bin" "$n" "$rss" "$base" "$sock" "$per" "$(cut -d' ' -f1 /proc/loadavg)" "$status"
 }
 
-for b in "${bins[@]}"; do run "$(realpath "$b")" plain "$plain" post "$n" "$host" "$plain" plain; done
-for b in "${bins[@]}"; do run "$(realpath "$b")" intercept "$tls" post "$n" "$host" "$tls" tls; done
-for b in "${bins[@]}"; do run "$(realpath "$b")" idle-tls "$tls" idle "$n" "$host" "$tls"; done
+for what in ${SCENARIOS:-plain intercept idle-tls}; do
+  for b in "${bins[@]}"; do
+    start_server
+    case $what in
+      plain) run "$(realpath "$b")" plain "$plain" post "$n" "$host" "$plain" plain ;;
+      intercept) run "$(realpath "$b")" intercept "$tls" post "$n" "$host" "$tls" tls ;;
+      idle-tls) run "$(realpath "$b")" idle-tls "$tls" idle "$n" "$host" "$tls" ;;
+      *) echo "memory.sh: unknown scenario \`$what\` (plain, intercept, idle-tls)" >&2; exit 2 ;;
+    esac
+  done
+done

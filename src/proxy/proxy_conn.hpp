@@ -86,6 +86,11 @@ class Side {
   // Frees empty buffers larger than `keep` (after a download, a kept-alive connection waits
   // with little; an idle flow, swept, keeps none).
   void trim(size_t keep = size_t{64} * 1024);
+  // An idle flow (nothing moved for a sweep): every buffer shrinks to the bytes it holds (none
+  // when empty). Returns the bytes of memory freed.
+  size_t release();
+  // Bytes held and memory taken by this side's buffers.
+  [[nodiscard]] BufferUse use() const;
   // Writes queued bytes; sends FIN when asked and all is written. Returns true on progress.
   bool flush();
   // connect(2) finished (EPOLLOUT): clears `connecting` or sets `error`.

@@ -118,6 +118,30 @@ void Side::trim(size_t keep) {
   }
 }
 
+size_t Side::release() {
+  size_t freed = rx.shrink_to_fit() + tx.shrink_to_fit();
+  if (out.empty() && out.capacity() > std::string().capacity()) {
+    freed += out.capacity();
+    std::string().swap(out);
+  }
+  if (tls) {
+    freed += tls->input().shrink_to_fit() + tls->output().shrink_to_fit();
+    (void)tls->release_buffers();  // OpenSSL's own: not counted
+  }
+  return freed;
+}
+
+BufferUse Side::use() const {
+  BufferUse u{.bytes = rx.size() + tx.size() + out.size(),
+              .capacity = rx.capacity() + tx.capacity() +
+                          (out.capacity() > std::string().capacity() ? out.capacity() : 0)};
+  if (tls) {
+    u.bytes += tls->input().size() + tls->output().size();
+    u.capacity += tls->input().capacity() + tls->output().capacity();
+  }
+  return u;
+}
+
 void Side::discard_output() {
   tx.clear();
   out.clear();

@@ -76,19 +76,45 @@ struct WireBio {
   }
   static int read_ex(BIO* b, char* data, size_t n, size_t* got) {
     BIO_clear_retry_flags(b);
-    auto& in = wire(b).in;
-    if (in.empty()) {
+    auto& w = wire(b);
+    if (w.record_left == 0) {
+      w.record_left = whole_record(w);
+    }
+    if (w.in.empty() || w.record_left == 0) {
       *got = 0;
-      if (!wire(b).eof) {
+      if (!w.eof) {
         BIO_set_retry_read(b);
+      } else if (!w.in.empty()) {
+        w.record_left = w.in.size();  // truncated by EOF: OpenSSL reports it
+        return read_ex(b, data, n, got);
       }
       return 0;
     }
-    const size_t k = std::min(n, in.size());
-    std::memcpy(data, in.data(), k);
-    in.consume(k);
+    const size_t k = std::min({n, w.in.size(), w.record_left});
+    std::memcpy(data, w.in.data(), k);
+    w.in.consume(k);
+    w.record_left -= k;
     *got = k;
     return 1;
+  }
+  // At a record boundary: the length of the record at the front of `in` when all of it is
+  // there, else 0. OpenSSL (read-ahead off) asks for the 5-byte header, then the rest, and keeps
+  // what it got of a record in its record buffer (~17 KiB, however little arrived) until the
+  // record is complete; handing it whole records only keeps a stalled flow's partial record in
+  // `in`. A header that is not TLS (a length past the largest record) is handed over as it is:
+  // OpenSSL rejects it.
+  static size_t whole_record(const TlsChannel::Wire& w) {
+    constexpr size_t kHeader = 5;
+    constexpr size_t kMaxRecord = kHeader + 16384 + 2048;  // TLS 1.2's ciphertext limit
+    if (w.in.size() < kHeader) {
+      return 0;
+    }
+    const auto* h = reinterpret_cast<const unsigned char*>(w.in.data());
+    const size_t len = kHeader + ((size_t{h[3]} << 8) | h[4]);
+    if (len > kMaxRecord) {
+      return w.in.size();
+    }
+    return w.in.size() >= len ? len : 0;
   }
   static long ctrl(BIO* b, int cmd, long, void*) {
     switch (cmd) {
@@ -355,6 +381,10 @@ TlsChannel::Status TlsChannel::write(std::string_view data) {
 
 void TlsChannel::close() {
   (void)SSL_shutdown(ssl_.get());
+}
+
+bool TlsChannel::release_buffers() {
+  return SSL_free_buffers(ssl_.get()) == 1;
 }
 
 bool TlsChannel::handshake_done() const {

@@ -84,6 +84,23 @@ class ByteBuffer {
       cap_ = head_ = tail_ = 0;
     }
   }
+  // Frees what the bytes held do not use (all of it when empty): a stalled flow keeps its bytes,
+  // not the room a burst grew. Returns the bytes freed.
+  size_t shrink_to_fit() {
+    const size_t live = size();
+    if (cap_ - live < kSlack) {
+      return 0;
+    }
+    const size_t before = cap_;
+    std::unique_ptr<char[]> mem(live > 0 ? new char[live] : nullptr);
+    if (live > 0) {
+      std::memcpy(mem.get(), mem_.get() + head_, live);
+    }
+    mem_ = std::move(mem);
+    cap_ = tail_ = live;
+    head_ = 0;
+    return before - live;
+  }
   [[nodiscard]] size_t capacity() const { return cap_; }
 
  private:
@@ -113,6 +130,8 @@ class ByteBuffer {
     head_ = 0;
     tail_ = live;
   }
+
+  static constexpr size_t kSlack = 1024;  // less unused room than this is not worth a copy
 
   std::unique_ptr<char[]> mem_;
   size_t cap_ = 0;

@@ -105,6 +105,14 @@ struct ProxyCounters {
   uint64_t upstream_resumed = 0;  // intercepted connections whose upstream TLS was resumed
   uint64_t timeouts = 0;
   uint64_t internal_errors = 0;  // an exception in a callback: connection closed
+  uint64_t released = 0;         // bytes of buffer memory idle flows gave back (sweeps)
+  uint64_t heap_trims = 0;       // times freed heap went back to the system (malloc_trim)
+};
+
+// What the flows' buffers hold and the memory they take (OpenSSL's own not counted).
+struct BufferUse {
+  size_t bytes = 0;
+  size_t capacity = 0;
 };
 
 struct Conn;
@@ -132,6 +140,7 @@ class ProxyHandler final : public net::FlowHandler {
 
   [[nodiscard]] const ProxyCounters& counters() const { return counters_; }
   [[nodiscard]] size_t connection_count() const { return conns_.size(); }
+  [[nodiscard]] BufferUse buffer_use() const;
   // Hosts the session CA must be able to sign for: the credentials' scopes, the HTTP rules'
   // hosts and the inspected ones (what the app passes as CaOptions::hosts).
   [[nodiscard]] static std::vector<std::string> intercept_hosts(
@@ -171,6 +180,7 @@ class ProxyHandler final : public net::FlowHandler {
   event::WatchId sweep_ = 0;
   event::WatchId flush_timer_ = 0;
   ProxyCounters counters_;
+  size_t freed_since_trim_ = 0;  // heap freed since the last malloc_trim (estimate)
 };
 
 }  // namespace agentbox::proxy

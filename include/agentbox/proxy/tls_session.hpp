@@ -57,6 +57,10 @@ class TlsChannel {
     ByteBuffer in;     // ciphertext from the peer, not yet taken by OpenSSL
     ByteBuffer out;    // ciphertext for the peer
     bool eof = false;  // the peer's fd reached EOF: empty `in` is the end, not "more later"
+    // Bytes of the record OpenSSL is reading that are still to hand over (0: at a boundary).
+    // The BIO hands OpenSSL whole records only, so a partial record waits in `in`, sized to
+    // what arrived, instead of in a full-sized OpenSSL record buffer (docs/PROXY.md, "Memory").
+    size_t record_left = 0;
   };
 
   // Box side: presents `leaf` (and its CA chain is the box's trust anchor).
@@ -71,6 +75,7 @@ class TlsChannel {
   void feed_eof();
   // Ciphertext from the peer not yet taken by OpenSSL: read(2) may write into it directly.
   [[nodiscard]] ByteBuffer& input() { return io_->in; }
+  [[nodiscard]] const ByteBuffer& input() const { return io_->in; }
   // Ciphertext for the peer: send(2) from it directly, then consume() what was sent.
   [[nodiscard]] ByteBuffer& output() { return io_->out; }
   [[nodiscard]] const ByteBuffer& output() const { return io_->out; }
@@ -85,6 +90,11 @@ class TlsChannel {
   // Encrypts all of `data` (memory BIOs never block); drain() afterwards.
   Status write(std::string_view data);
   void close();  // queues close_notify
+  // Frees OpenSSL's record buffers when they hold nothing (SSL_free_buffers). Needed besides
+  // SSL_MODE_RELEASE_BUFFERS: that frees the write buffer only after a write, and a channel
+  // that last read (the upstream's session tickets, after the handshake) keeps ~17 KiB.
+  // Returns true when freed (or there was nothing to free).
+  bool release_buffers();
 
   [[nodiscard]] bool handshake_done() const;
   [[nodiscard]] std::string alpn() const;
