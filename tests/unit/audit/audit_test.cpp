@@ -246,7 +246,7 @@ TEST(AuditIntegrity, TornWriteIsEndedBeforeTheNextLine) {
     rlimit rl{};
     ::getrlimit(RLIMIT_FSIZE, &rl);
     rlimit small = rl;
-    small.rlim_cur = 120;  // inside the second line (each is 75 bytes)
+    small.rlim_cur = 220;  // inside the second line (each is ~150 bytes with its chain link)
     ::setrlimit(RLIMIT_FSIZE, &small);
     sink->emit(numbered(1));
     sink->emit(numbered(2));
