@@ -203,7 +203,6 @@ std::map<std::string, uint64_t> Tally::snapshot() const {
   return {counts_.begin(), counts_.end()};
 }
 
-
 // Lines held between hold() and release(). `len` is published after the bytes it covers are in
 // `buf`, so the fatal-signal handler writes whole lines only, even when the crash hits an emit.
 // The rest of the sink's state lives here too, under `mu`: emit may come from another thread (a

@@ -36,9 +36,15 @@ std::string join(const std::vector<std::string>& v) {
   return out;
 }
 
-// The budget `e` is over for `req`, and why (one line for the agent).
-Budget over(const CredentialSet::Entry& e, const http1::Request& req, std::string& why) {
-  const CredentialSpec& s = e.spec;
+// What a credential has spent (CredentialSet::Entry is private to the set).
+struct Spent {
+  CredentialSet::Clock::time_point expires_at;
+  uint64_t requests = 0;
+  uint64_t bytes = 0;
+};
+
+// The budget of `s` that `req` would pass, and why (one line for the agent).
+Budget over(const CredentialSpec& s, const Spent& e, const http1::Request& req, std::string& why) {
   if (!s.methods.empty() &&
       std::find(s.methods.begin(), s.methods.end(), req.method) == s.methods.end()) {
     why = fmt::format("credential {} may not be used with {} (its `methods`: {})", s.name,
@@ -94,7 +100,7 @@ std::string_view budget_key(Budget b) {
 bool CredentialSet::refuse_over_budget(Entry& e, const http1::Request& req, std::string_view host,
                                        Verdict& v) {
   std::string why;
-  const Budget b = over(e, req, why);
+  const Budget b = over(e.spec, {e.expires_at, e.requests, e.bytes}, req, why);
   if (b == Budget::kNone) {
     return false;
   }
