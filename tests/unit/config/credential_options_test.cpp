@@ -116,12 +116,8 @@ TEST_F(CredentialOptions, BadValuesNameTheLineAndColumn) {
 
 TEST_F(CredentialOptions, BudgetsAreParsedAndBadOnesNamed) {
   auto p = load_text(std::string(kHead) +
-                     "max_requests = 100
-max_bytes = \"10M\"
-methods = [\"GET\", \"HEAD\"]
-"
-                     "expires = \"2h\"
-");
+                     "max_requests = 100\nmax_bytes = \"10M\"\nmethods = [\"GET\", \"HEAD\"]\n"
+                     "expires = \"2h\"\n");
   ASSERT_TRUE(p) << p.error().render();
   const Credential& c = p->credentials.at("api");
   EXPECT_EQ(c.max_requests, 100u);
