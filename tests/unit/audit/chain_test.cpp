@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "agentbox/audit/audit.hpp"
+#include "temp_file.hpp"
 
 namespace agentbox::audit {
 namespace {
@@ -177,22 +178,8 @@ std::vector<std::string> file_lines(const std::string& path) {
   return out;
 }
 
-struct TempPath {
-  std::string path;
-  TempPath() {
-    char tmpl[] = "/tmp/agentbox-chain-test-XXXXXX";
-    int fd = ::mkstemp(tmpl);
-    EXPECT_GE(fd, 0);
-    ::close(fd);
-    path = tmpl;
-  }
-  ~TempPath() { ::unlink(path.c_str()); }
-  TempPath(const TempPath&) = delete;
-  TempPath& operator=(const TempPath&) = delete;
-};
-
 TEST(AuditChainSink, EveryWritePathKeepsTheChain) {
-  TempPath log;
+  TempFile log;
   std::string head;
   {
     auto sink = JsonlSink::open(log.path, "s", {.max_bytes = 300 * 1024, .coalesce = true});
@@ -223,7 +210,7 @@ TEST(AuditChainSink, EveryWritePathKeepsTheChain) {
 
 // The crash handler writes held lines as they were sealed: the log still verifies.
 TEST(AuditChainSink, LinesWrittenByTheCrashHandlerVerify) {
-  TempPath log;
+  TempFile log;
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
