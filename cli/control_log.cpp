@@ -81,7 +81,8 @@ void print_line(const std::string& line, bool raw) {
   std::string out = fmt::format("{} {}", ts.size() >= 23 ? ts.substr(11, 12) : safe(json(ts)),
                                 safe(json(j.value("type", "?"))));
   for (const auto& [k, v] : j.items()) {
-    if (k != "v" && k != "ts" && k != "session" && k != "type") {
+    // The chain's links are for --verify (and --json), not for reading.
+    if (k != "v" && k != "ts" && k != "session" && k != "type" && k != "prev" && k != "nonce") {
       out += fmt::format(" {}={}", safe(json(k)), safe(v));
     }
   }

@@ -332,6 +332,11 @@ TEST_P(AuditTest, ChainVerifiesARealLogAndNamesTheFirstBadLine) {
       << v.out;
   v = run(w_, {"log", "--verify", "--head", head, path});
   EXPECT_EQ(v.status, 0) << v.err;
+  Output shown = run(w_, {"log", id});  // readable: the links are left out (--json keeps them)
+  EXPECT_NE(shown.out.find("session.start"), std::string::npos) << shown.out;
+  EXPECT_EQ(shown.out.find("prev="), std::string::npos) << shown.out;
+  EXPECT_EQ(shown.out.find("nonce="), std::string::npos) << shown.out;
+  EXPECT_NE(run(w_, {"log", "--json", path}).out.find("\"prev\":\""), std::string::npos);
 
   // Copies, each with one kind of damage: (lines, the line --verify must name).
   auto copy_with = [&](const std::vector<std::string>& ls) {
