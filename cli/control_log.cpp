@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "agentbox/app/run.hpp"
+#include "agentbox/audit/chain.hpp"
 #include "agentbox/base/error.hpp"
 #include "agentbox/control/runtime_dir.hpp"
 
@@ -80,7 +81,8 @@ void print_line(const std::string& line, bool raw) {
   std::string out = fmt::format("{} {}", ts.size() >= 23 ? ts.substr(11, 12) : safe(json(ts)),
                                 safe(json(j.value("type", "?"))));
   for (const auto& [k, v] : j.items()) {
-    if (k != "v" && k != "ts" && k != "session" && k != "type") {
+    // The chain's links are for --verify (and --json), not for reading.
+    if (k != "v" && k != "ts" && k != "session" && k != "type" && k != "prev" && k != "nonce") {
       out += fmt::format(" {}={}", safe(json(k)), safe(v));
     }
   }
@@ -112,6 +114,51 @@ int show(const std::string& path, bool follow, bool raw, const std::string& sess
   }
 }
 
+// `--verify`: the hash chain of the log at `path`, line by line (docs/ARCHITECTURE.md, "Audit
+// log"). 0 when intact (and ending at `head`, when given), 1 at the first break, 125 unreadable.
+int verify(const std::string& path, const std::string& head) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    fmt::print(stderr, "{}", Error::sys(errno, "open", path).context("log --verify").render());
+    return 125;
+  }
+  audit::ChainVerifier v;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!in.eof()) {
+      line += '\n';  // getline took it; the chain hashes it
+    }
+    if (!v.feed(line)) {
+      break;
+    }
+  }
+  if (in.bad()) {
+    fmt::print(stderr, "{}", Error::sys(errno, "read", path).context("log --verify").render());
+    return 125;
+  }
+  if (auto broken = v.finish()) {
+    fmt::print(
+        stderr, "{}",
+        Error::msg(broken->line == 0 ? broken->reason
+                                     : fmt::format("line {}: {}", broken->line, broken->reason))
+            .context(fmt::format("log --verify: `{}`", path))
+            .render());
+    return 1;
+  }
+  if (!head.empty() && head != v.head()) {
+    fmt::print(stderr, "{}",
+               Error::msg(fmt::format("the chain ends at head {}, not at {}: lines were removed "
+                                      "from its end, or the log was rewritten from its nonce",
+                                      v.head(), head))
+                   .context(fmt::format("log --verify: `{}`", path))
+                   .render());
+    return 1;
+  }
+  fmt::print("{}: intact, {} lines, chain head {}{}\n", path, v.lines(), v.head(),
+             head.empty() ? "" : " (as given)");
+  return 0;
+}
+
 }  // namespace
 
 void register_log(CLI::App& app, int& exit_code) {
@@ -119,14 +166,27 @@ void register_log(CLI::App& app, int& exit_code) {
     std::string session;
     bool follow = false;
     bool json = false;
+    bool verify = false;
+    std::string head;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub =
       app.add_subcommand("log", "Print the audit log of a session, readable; -f follows it");
-  sub->add_option("SESSION", a->session, "The session id (`agentbox ps`)")->required();
+  sub->add_option("SESSION", a->session,
+                  "The session id (`agentbox ps`), or the path of a log (with a `/`)")
+      ->required();
   sub->add_flag("-f,--follow", a->follow, "Keep printing new events while the session runs");
   sub->add_flag("--json", a->json, "Print the JSON lines of the log as they are");
+  sub->add_flag("--verify", a->verify,
+                "Check the log's hash chain: status 0 when intact, else the first bad line");
+  sub->add_option("--head", a->head,
+                  "With --verify: the chain head the exit summary printed; a log cut at its end "
+                  "fails");
   sub->callback([&exit_code, a] {
+    if (a->session.find('/') != std::string::npos) {  // a path: a copy, or another machine's log
+      exit_code = a->verify ? verify(a->session, a->head) : show(a->session, false, a->json, "");
+      return;
+    }
     auto st = ask(a->session, {.verb = "status", .args = {}});
     Result<std::string> path =
         st ? Result<std::string>(st->value("audit", "")) : finished_log(a->session);
@@ -135,7 +195,8 @@ void register_log(CLI::App& app, int& exit_code) {
       exit_code = 125;
       return;
     }
-    exit_code = show(*path, a->follow && st.has_value(), a->json, a->session);
+    exit_code = a->verify ? verify(*path, a->head)
+                          : show(*path, a->follow && st.has_value(), a->json, a->session);
   });
 }
 

@@ -855,6 +855,9 @@ int run(const RunRequest& req) {
         : reason == "audit failed" ? "was stopped: its audit log could not be written (status 125)"
         : s.confinement->program_exited() ? fmt::format("exited with status {}", code)
                                           : describe_exit(code);
+    // The head, kept on the user's terminal, is what shows a log cut at its end or rewritten whole.
+    base::log::info("audit chain head {} (`agentbox log --verify --head HEAD {}` checks the log)",
+                    s.sink->chain_head(), short_id(s.id));
     base::log::info("`{}` {} after {:.1f}s; session {}; audit log: {}/audit.jsonl", req.command[0],
                     what, secs, short_id(s.id), s.dir);
   }

@@ -213,7 +213,11 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
                      .format = c.format,
                      .body = c.body,
                      .capture = capture_specs(c.capture),
-                     .allow_mint = c.allow_mint});
+                     .allow_mint = c.allow_mint,
+                     .max_requests = c.max_requests,
+                     .max_bytes = c.max_bytes,
+                     .methods = c.methods,
+                     .expires_seconds = c.expires_seconds});
     if (c.from.rfind("env:", 0) == 0) {
       impl->secret_sources.insert(c.from.substr(4));
     }
@@ -437,6 +441,11 @@ std::vector<std::string> SessionProxy::finish() {
   }
   const proxy::ProxyCounters& c = impl_->last;
   std::vector<std::string> lines;
+  if (impl_->credentials) {
+    for (auto& line : impl_->credentials->budget_summary()) {
+      lines.push_back("proxy: " + std::move(line));
+    }
+  }
   if (c.requests > 0 || c.intercepted > 0) {
     lines.push_back(
         fmt::format("proxy: {} HTTP request{} ({} answered by agentbox: denied or "

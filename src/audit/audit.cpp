@@ -16,6 +16,7 @@
 #include <ctime>
 #include <unordered_map>
 
+#include "agentbox/audit/chain.hpp"
 #include "agentbox/base/sys.hpp"
 
 namespace agentbox::audit {
@@ -202,13 +203,6 @@ std::map<std::string, uint64_t> Tally::snapshot() const {
   return {counts_.begin(), counts_.end()};
 }
 
-base::Result<JsonlSink> JsonlSink::open(const std::string& path, std::string session_id,
-                                        SinkLimits limits) {
-  AGENTBOX_ASSIGN_OR_RETURN(base::UniqueFd fd,
-                            base::open_fd(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600));
-  return JsonlSink(std::move(fd), path, std::move(session_id), limits);
-}
-
 // Lines held between hold() and release(). `len` is published after the bytes it covers are in
 // `buf`, so the fatal-signal handler writes whole lines only, even when the crash hits an emit.
 // The rest of the sink's state lives here too, under `mu`: emit may come from another thread (a
@@ -236,7 +230,18 @@ struct JsonlSink::Held {
   bool loss_reported = false;
   int64_t repeat_second = -1;
   std::unordered_map<std::string, Repeat> repeats;
+  std::optional<Chain> chain;  // set by open()
 };
+
+base::Result<JsonlSink> JsonlSink::open(const std::string& path, std::string session_id,
+                                        SinkLimits limits) {
+  AGENTBOX_ASSIGN_OR_RETURN(base::UniqueFd fd,
+                            base::open_fd(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600));
+  AGENTBOX_ASSIGN_OR_RETURN(Chain chain, Chain::start());
+  JsonlSink sink(std::move(fd), path, std::move(session_id), limits);
+  sink.held_->chain.emplace(std::move(chain));
+  return sink;
+}
 
 namespace {
 
@@ -313,6 +318,11 @@ void JsonlSink::on_loss(std::function<void()> f) {
   }
 }
 
+std::string JsonlSink::chain_head() const {
+  std::lock_guard lock(held_->mu);
+  return held_->chain ? held_->chain->head() : std::string();
+}
+
 Losses JsonlSink::losses() const {
   std::lock_guard lock(held_->mu);
   return held_->losses;
@@ -366,10 +376,11 @@ void JsonlSink::write_held() noexcept {
   held_->len.store(0, std::memory_order_release);
 }
 
-// The size cap, then the hold buffer (or one write). `final_line` passes the cap.
-void JsonlSink::append(std::string_view line, bool final_line) noexcept {
+// The size cap, the chain, then the hold buffer (or one write). `final_line` passes the cap.
+void JsonlSink::append(std::string line, bool final_line) noexcept {
   Held& h = *held_;
-  if (!final_line && (h.truncated || h.accepted + line.size() > h.limits.max_bytes)) {
+  size_t sealed = line.size() + (h.chain ? Chain::kGrowth : 0);
+  if (!final_line && (h.truncated || h.accepted + sealed > h.limits.max_bytes)) {
     ++h.losses.truncated_lines;
     if (h.truncated) {
       return;
@@ -386,6 +397,14 @@ void JsonlSink::append(std::string_view line, bool final_line) noexcept {
     }
     lose(0, 0);
     return;
+  }
+  if (h.chain) {
+    try {
+      h.chain->seal(line);  // here, in file order: a line dropped by the cap is never linked
+    } catch (...) {
+      lose(1, ENOMEM);
+      return;
+    }
   }
   h.accepted += line.size();
   if (h.holding && line.size() <= Held::kBytes) {
@@ -459,7 +478,7 @@ void JsonlSink::final(const Event& event) noexcept {
     std::string line = render_line(event, session_id_);
     std::lock_guard lock(held_->mu);
     flush_repeats();
-    append(line, true);
+    append(std::move(line), true);
     write_held();
   } catch (...) {
     std::lock_guard lock(held_->mu);

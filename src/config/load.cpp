@@ -1111,6 +1111,39 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
            cred.allow_mint = *s;
          }
        }},
+      {"max_requests",
+       [&](Ctx& cc, const Value& v) {
+         if (auto n = get_count(cc, v, "credentials.max_requests"); n && *n != kUnlimited) {
+           cred.max_requests = *n;
+         }
+       }},
+      {"max_bytes",
+       [&](Ctx& cc, const Value& v) {
+         if (auto n = get_size(cc, v, "credentials.max_bytes"); n && *n != kUnlimited) {
+           cred.max_bytes = *n;
+         }
+       }},
+      {"methods",
+       [&](Ctx& cc, const Value& v) {
+         if (auto ms = get_strings(cc, v, "credentials.methods")) {
+           validate_each(cc, v, *ms, [](const std::string& m) -> std::optional<std::string> {
+             if (!m.empty() && std::all_of(m.begin(), m.end(), [](char ch) {
+                   return (ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '_';
+                 })) {
+               return std::nullopt;
+             }
+             return fmt::format("`methods`: `{}` is not an HTTP method (upper case, e.g. \"GET\")",
+                                m);
+           });
+           cred.methods = *ms;
+         }
+       }},
+      {"expires",
+       [&](Ctx& cc, const Value& v) {
+         if (auto d = get_duration(cc, v, "credentials.expires")) {
+           cred.expires_seconds = *d;
+         }
+       }},
   };
   walk(c, t, "credentials." + name, schema);
   if (format_value != nullptr && cred.inject.rfind("header:", 0) != 0) {

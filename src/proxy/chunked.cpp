@@ -262,6 +262,7 @@ std::string denial_response(int status, std::string_view why) {
                        : status == 408 ? "Request Timeout"
                        : status == 413 ? "Content Too Large"
                        : status == 414 ? "URI Too Long"
+                       : status == 429 ? "Too Many Requests"
                        : status == 431 ? "Request Header Fields Too Large"
                        : status == 501 ? "Not Implemented"
                        : status == 505 ? "HTTP Version Not Supported"

@@ -27,6 +27,12 @@ struct CredentialSet::Entry {
   bool refreshing = false;      // a background re-read is running
   std::vector<std::function<void()>> waiters;                    // woken when it finishes
   std::vector<std::pair<std::string, std::string>> basic_forms;  // b64(real) -> b64(placeholder)
+  // Budgets (credential_budget.cpp): what was spent, and what was refused.
+  Clock::time_point expires_at = Clock::time_point::max();
+  uint64_t requests = 0;
+  uint64_t bytes = 0;
+  uint64_t refused = 0;
+  Budget last_hit = Budget::kNone;
 
   [[nodiscard]] bool in_scope(std::string_view host) const {
     for (const auto& p : scope) {

@@ -160,6 +160,9 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
     }
     e->secret = std::move(*secret);
     e->fetched = e->attempted = Clock::now();
+    if (spec.expires_seconds) {  // from the session's start: load() runs before the box does
+      e->expires_at = e->fetched + std::chrono::seconds(*spec.expires_seconds);
+    }
     e->spec = std::move(spec);
     set.entries_.push_back(std::move(e));
   }
@@ -430,6 +433,10 @@ bool CredentialSet::add_formatted(http1::Request& req, std::string_view host, bo
       v.used.clear();
       return false;
     }
+    if (refuse_over_budget(*e, req, host, v)) {
+      v.used.clear();
+      return false;
+    }
     std::string value = e->spec.format;
     value.replace(value.find("{}"), 2, e->secret);
     req.headers.push_back({e->inject.name, std::move(value)});
@@ -515,6 +522,10 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
       }
       v.blocked = true;
       v.reason = std::move(why);
+      return v;
+    }
+    // Budgets, before anything is swapped. Not on a body window (no method: nothing swaps there).
+    if (!req.method.empty() && refuse_over_budget(*e, req, host, v)) {
       return v;
     }
     if (verified) {
@@ -605,6 +616,7 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
                       .str("how", "sigv4"));
     }
   }
+  account(req, v);
   return v;
 }
 

@@ -76,8 +76,9 @@ bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body
   auto& r = x.request;
   if (in.credentials != nullptr) {
     const auto v = in.credentials->inspect(r, c.info.name, body, /*cleartext=*/!c.tls);
-    if (v.blocked) {
-      return deny(in, c, 403, "request blocked: " + v.reason);
+    if (v.blocked) {  // a spent budget is 429; a method or an expiry is policy: 403
+      const bool spent = v.budget == Budget::kRequests || v.budget == Budget::kBytes;
+      return deny(in, c, spent ? 429 : 403, "request blocked: " + v.reason);
     }
     x.credentials = v.used;
     x.capture = v.capture;

@@ -1,6 +1,7 @@
 // The audit log's integrity end to end (issue 14): a full or filling state filesystem is reported
 // and can fail closed, a denied-name flood is coalesced and capped, open flows get close lines,
-// old session folders are pruned but never a running one. As root and as the user.
+// old session folders are pruned but never a running one; the hash chain verifies a real log
+// and names the first bad line of a tampered copy. As root and as the user.
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <gtest/gtest.h>
@@ -296,6 +297,89 @@ TEST_P(AuditTest, RetentionPrunesOldSessionsButNotARunningOne) {
   ::close(out_fd);
   ::close(err_fd);
   EXPECT_NE(all_audit_logs(w_).find(R"("type":"session.prune")"), std::string::npos);
+}
+
+// The hash chain end to end (issue 17): a real session's log verifies, by id and by path, to
+// the head the exit summary printed; a copy with one byte changed, a line removed, two lines
+// swapped, a line appended with a wrong link or its last line cut fails, naming the line.
+TEST_P(AuditTest, ChainVerifiesARealLogAndNamesTheFirstBadLine) {
+  // A few events beyond start and end: a denied connection and a denied name.
+  Output r = run(w_, {"run", "--", "sh", "-c",
+                      "python3 -c \"import socket; s=socket.socket(); s.settimeout(2); "
+                      "s.connect_ex(('192.0.2.1', 80)); socket.getaddrinfo('x.invalid', 80)\" "
+                      "2>/dev/null; true"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.err, m, std::regex("audit chain head ([0-9a-f]{64})"))) << r.err;
+  const std::string head = m[1];
+  ASSERT_TRUE(std::regex_search(r.err, m, std::regex("session ([0-9a-f]{6}); audit log: (\\S+)")))
+      << r.err;
+  const std::string id = m[1];
+  const std::string path = m[2];
+  std::vector<std::string> lines;
+  {
+    std::istringstream in(slurp(path));
+    for (std::string l; std::getline(in, l);) {
+      lines.push_back(l + "\n");
+    }
+  }
+  ASSERT_GE(lines.size(), 4u) << slurp(path);
+
+  Output v = run(w_, {"log", "--verify", id});
+  EXPECT_EQ(v.status, 0) << v.err;
+  EXPECT_NE(v.out.find("intact, " + std::to_string(lines.size()) + " lines, chain head " + head),
+            std::string::npos)
+      << v.out;
+  v = run(w_, {"log", "--verify", "--head", head, path});
+  EXPECT_EQ(v.status, 0) << v.err;
+  Output shown = run(w_, {"log", id});  // readable: the links are left out (--json keeps them)
+  EXPECT_NE(shown.out.find("session.start"), std::string::npos) << shown.out;
+  EXPECT_EQ(shown.out.find("prev="), std::string::npos) << shown.out;
+  EXPECT_EQ(shown.out.find("nonce="), std::string::npos) << shown.out;
+  EXPECT_NE(run(w_, {"log", "--json", path}).out.find("\"prev\":\""), std::string::npos);
+
+  // Copies, each with one kind of damage: (lines, the line --verify must name).
+  auto copy_with = [&](const std::vector<std::string>& ls) {
+    std::string p = w_.root + "/copy.jsonl";
+    std::string all;
+    for (const auto& l : ls) {
+      all += l;
+    }
+    write_file(p, all, 0644);
+    return p;
+  };
+  auto expect_bad = [&](const std::vector<std::string>& ls, size_t line, const char* what,
+                        const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"log", "--verify"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.push_back(copy_with(ls));
+    Output b = run(w_, args);
+    EXPECT_EQ(b.status, 1) << what << ": " << b.out << b.err;
+    EXPECT_NE(b.err.find(fmt::format("line {}: ", line)), std::string::npos)
+        << what << ": " << b.err;
+    EXPECT_NE(b.err.find("agentbox: error: log --verify: "), std::string::npos) << b.err;
+  };
+  auto changed = lines;
+  changed[1][20] = changed[1][20] == 'x' ? 'y' : 'x';
+  expect_bad(changed, 3, "one byte changed in line 2");
+  auto removed = lines;
+  removed.erase(removed.begin() + 1);
+  expect_bad(removed, 2, "line 2 removed");
+  auto swapped = lines;
+  std::swap(swapped[1], swapped[2]);
+  expect_bad(swapped, 2, "lines 2 and 3 swapped");
+  auto appended = lines;
+  std::string forged = lines.back();
+  forged.replace(forged.size() - 67, 64, std::string(64, '0'));  // its prev link, zeroed
+  appended.push_back(forged);
+  expect_bad(appended, lines.size() + 1, "a line appended with a wrong link");
+  auto cut = lines;
+  cut.pop_back();
+  Output c = run(w_, {"log", "--verify", copy_with(cut)});
+  EXPECT_EQ(c.status, 0) << "a cut at the end alone verifies: " << c.err;
+  c = run(w_, {"log", "--verify", "--head", head, copy_with(cut)});
+  EXPECT_EQ(c.status, 1) << "but not against the summary's head: " << c.out;
+  EXPECT_NE(c.err.find("removed from its end"), std::string::npos) << c.err;
 }
 
 INSTANTIATE_TEST_SUITE_P(As, AuditTest, ::testing::Values("root", "user"),

@@ -100,6 +100,9 @@ struct Losses {
 // handler before the previous disposition runs (installed by the first hold()). Only SIGKILL can
 // take the lines of the current iteration with it.
 //
+// Each accepted line is sealed into the session's hash chain as it is accepted (audit/chain.hpp),
+// before it is held, so the held buffer and the crash handler write chained lines only.
+//
 // Integrity (issue 14): a failed write is counted in lines (losses()), never silent; a write torn
 // by ENOSPC is followed by a newline before the next line, so every later line parses. Past
 // max_bytes one "audit.truncated" line is written and later lines are only counted; final() is
@@ -123,16 +126,18 @@ class JsonlSink final : public Sink {
   [[nodiscard]] const std::string& path() const { return path_; }
   [[nodiscard]] Losses losses() const;
   [[nodiscard]] uint64_t write_errors() const { return losses().failed_lines; }
+  // The SHA-256 of the last line accepted, hex (audit/chain.hpp): the exit summary prints it.
+  [[nodiscard]] std::string chain_head() const;
 
  private:
   JsonlSink(base::UniqueFd fd, std::string path, std::string session_id, SinkLimits limits);
   struct Held;
-  void write_held() noexcept;                                    // caller holds held_->mu
-  void write_out(std::string_view s) noexcept;                   // ditto: one write, losses counted
-  void append(std::string_view line, bool final_line) noexcept;  // ditto: the cap, the buffer
-  bool fold(const Event& event);                // ditto: true when counted, not written
-  void flush_repeats() noexcept;                // ditto
-  void lose(uint64_t lines, int err) noexcept;  // ditto
+  void write_held() noexcept;                               // caller holds held_->mu
+  void write_out(std::string_view s) noexcept;              // ditto: one write, losses counted
+  void append(std::string line, bool final_line) noexcept;  // ditto: the cap, the chain, the buffer
+  bool fold(const Event& event);                            // ditto: true when counted, not written
+  void flush_repeats() noexcept;                            // ditto
+  void lose(uint64_t lines, int err) noexcept;              // ditto
   base::UniqueFd fd_;
   std::unique_ptr<Held> held_;
   std::string path_;

@@ -69,6 +69,11 @@ struct Credential {
   uint64_t ttl_seconds = 300;           // cmd: output cache lifetime
   std::vector<CaptureRule> capture;     // responses whose fields hold new secrets
   std::vector<std::string> allow_mint;  // minting actions it may sign anyway (CreateAccessKey)
+  // Budgets (docs/CONFIG.md): unset is unlimited.
+  std::optional<uint64_t> max_requests;     // requests it may be swapped into or added to
+  std::optional<uint64_t> max_bytes;        // request bytes sent with it (head + body)
+  std::vector<std::string> methods;         // HTTP methods it may go with (empty: any)
+  std::optional<uint64_t> expires_seconds;  // after the session's start
 };
 
 struct TokenFile {

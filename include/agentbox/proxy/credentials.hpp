@@ -52,6 +52,11 @@ namespace agentbox::proxy {
 
 enum class InjectKind { kHeader, kBasic, kQuery, kSigV4 };
 
+// A credential's budgets (docs/CONFIG.md, `max_requests` ...): the one that refused a request.
+// kRequests and kBytes are answered 429, kMethods and kExpired 403 (credential_budget.cpp).
+enum class Budget { kNone, kRequests, kBytes, kMethods, kExpired };
+[[nodiscard]] std::string_view budget_key(Budget b);  // "max_requests", ... (the config key)
+
 struct InjectSpec {
   InjectKind kind = InjectKind::kHeader;
   std::string name;  // header name (kHeader) or query parameter (kQuery)
@@ -80,6 +85,11 @@ struct CredentialSpec {
   // box's masked copy (rewritten in place with the new placeholders).
   std::string token_file;
   std::string token_copy;
+  // Budgets: past one, a request that would carry the credential is refused.
+  std::optional<uint64_t> max_requests;     // requests it is swapped into or added to
+  std::optional<uint64_t> max_bytes;        // their request bytes (head + declared body)
+  std::vector<std::string> methods;         // the methods it may go with (empty: any)
+  std::optional<uint64_t> expires_seconds;  // after load(): its placeholder stops working
 };
 
 // Checks a `format` string: exactly one `{}`, no control characters but HTAB. Empty is valid.
@@ -131,6 +141,7 @@ struct Verdict {
   std::string reason;             // "credential github sent to evil.example" (for the agent)
   std::vector<std::string> used;  // credentials swapped into the request
   bool capture = false;           // a capture rule covers the response: read it whole first
+  Budget budget = Budget::kNone;  // blocked by this budget of a credential
 };
 
 class CredentialSet {
@@ -196,6 +207,8 @@ class CredentialSet {
   [[nodiscard]] Scrubber scrubber() const;
   // Revocation: the next request carrying its placeholder is blocked. Returns false if unknown.
   bool revoke(std::string_view name);
+  // One line per credential that refused requests over a budget, for the exit summary.
+  [[nodiscard]] std::vector<std::string> budget_summary() const;
   // Hosts the credentials are scoped to (the TLS CA must be allowed to intercept them).
   [[nodiscard]] std::vector<std::string> host_patterns() const;
 
@@ -215,6 +228,11 @@ class CredentialSet {
                                            std::string_view body,
                                            const std::vector<Entry*>& signers) const;
   void write_back(const Entry& owner, const CaptureSpec& rule, const Entry& captured);
+  // Budgets (credential_budget.cpp): refuse `req` when `e` is over one (v says why, audited);
+  // count an allowed request against the credentials it carries.
+  [[nodiscard]] bool refuse_over_budget(Entry& e, const http1::Request& req, std::string_view host,
+                                        Verdict& v);
+  void account(const http1::Request& req, const Verdict& v);
   std::vector<std::unique_ptr<Entry>> entries_;
   Refresher refresher_;
   std::unique_ptr<SecretSource> source_;

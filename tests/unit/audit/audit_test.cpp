@@ -16,6 +16,8 @@
 #include <sstream>
 #include <string>
 
+#include "temp_file.hpp"
+
 namespace agentbox::audit {
 namespace {
 
@@ -65,18 +67,7 @@ TEST(Audit, NulByteCannotTruncate) {
 }
 
 // A temporary audit file, removed at the end of the test.
-struct TempLog {
-  std::string path;
-  TempLog() {
-    char tmpl[] = "/tmp/agentbox-audit-test-XXXXXX";
-    int fd = ::mkstemp(tmpl);
-    EXPECT_GE(fd, 0);
-    ::close(fd);
-    path = tmpl;
-  }
-  ~TempLog() { ::unlink(path.c_str()); }
-  TempLog(const TempLog&) = delete;
-  TempLog& operator=(const TempLog&) = delete;
+struct TempLog : TempFile {
   [[nodiscard]] std::vector<std::string> ids() const {  // the "n" field of each line, in order
     std::ifstream in(path);
     std::vector<std::string> out;
@@ -246,7 +237,7 @@ TEST(AuditIntegrity, TornWriteIsEndedBeforeTheNextLine) {
     rlimit rl{};
     ::getrlimit(RLIMIT_FSIZE, &rl);
     rlimit small = rl;
-    small.rlim_cur = 120;  // inside the second line (each is 75 bytes)
+    small.rlim_cur = 220;  // inside the second line (each is ~150 bytes with its chain link)
     ::setrlimit(RLIMIT_FSIZE, &small);
     sink->emit(numbered(1));
     sink->emit(numbered(2));

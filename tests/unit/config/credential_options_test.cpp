@@ -1,4 +1,5 @@
-// [credentials.NAME] `format` and `body`: parsed, and every bad value reported at file:line:col.
+// [credentials.NAME] `format`, `body` and the budgets: parsed, and every bad value reported at
+// file:line:col.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -110,6 +111,34 @@ TEST_F(CredentialOptions, BadValuesNameTheLineAndColumn) {
     const std::string msg = p.error().render();
     EXPECT_NE(msg.find("system.toml" + c.where), std::string::npos) << c.extra << "\n" << msg;
     EXPECT_NE(msg.find(c.what), std::string::npos) << c.extra << "\n" << msg;
+  }
+}
+
+TEST_F(CredentialOptions, BudgetsAreParsedAndBadOnesNamed) {
+  auto p = load_text(std::string(kHead) +
+                     "max_requests = 100\nmax_bytes = \"10M\"\nmethods = [\"GET\", \"HEAD\"]\n"
+                     "expires = \"2h\"\n");
+  ASSERT_TRUE(p) << p.error().render();
+  const Credential& c = p->credentials.at("api");
+  EXPECT_EQ(c.max_requests, 100u);
+  EXPECT_EQ(c.max_bytes, 10u << 20);
+  EXPECT_EQ(c.methods, (std::vector<std::string>{"GET", "HEAD"}));
+  EXPECT_EQ(c.expires_seconds, 7200u);
+  auto unset = load_text(kHead);
+  ASSERT_TRUE(unset);
+  EXPECT_FALSE(unset->credentials.at("api").max_requests);
+  EXPECT_FALSE(unset->credentials.at("api").expires_seconds);
+  for (const auto& [extra, what] : std::vector<std::pair<std::string, std::string>>{
+           {"methods = [\"get\"]\n", "`get` is not an HTTP method"},
+           {"methods = [\"GET /x\"]\n", "is not an HTTP method"},
+           {"max_bytes = 10\n", "a size needs a unit"},
+           {"expires = \"soon\"\n", "invalid duration"},
+           {"max_requests = -1\n", "max_requests"}}) {
+    auto bad = load_text(std::string(kHead) + extra);
+    ASSERT_FALSE(bad) << extra;
+    const std::string msg = bad.error().render();
+    EXPECT_NE(msg.find("system.toml:5:"), std::string::npos) << extra << "\n" << msg;
+    EXPECT_NE(msg.find(what), std::string::npos) << extra << "\n" << msg;
   }
 }
 
