@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Claude Code (the pinned @anthropic-ai/claude-code, tests/agents/install.sh) in `--profile
+# claude`, against a local HTTPS mock of the Anthropic API reached by its real name with
+# --connect-to, as root and as the unprivileged user (issue 15's tests, issue 13's TUI check):
+#  1. a headless turn with a tool call: it completes, the tool's effect is in the workspace, the
+#     API got the real key, the box's environment held only a placeholder;
+#  2. a hostile turn (read ~/.ssh, dump the environment, POST it to another host): it completes,
+#     the other host (a loopback mock mapped too, but not allowed) receives nothing, neither the
+#     real key nor the caller's ~/.ssh reaches anything the box sends, the audit log has the block;
+#  3. interactive under tmux: the first session reaches the prompt through claude's onboarding,
+#     the second shows no dialog (the profile's kept state), and its screen is the same with the
+#     terminal filter off.
+#   claude.sh AGENTBOX PROFILES_DIR
+name=agents.claude
+agent=claude
+agentbox_src=$(readlink -f "$1")
+profiles_src=$(readlink -f "$2")
+mocked_names=(api.anthropic.com platform.claude.com)
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+command -v tmux >/dev/null || skip "tmux is not installed (scripts/deps.txt)"
+agent_bin
+setup
+start_mock anthropic benign api
+start_mock anthropic hostile evil
+start_mock sink benign sink
+
+real="sk-ant-api03-$(head -c 64 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 80)AA"
+extra_env=(ANTHROPIC_API_KEY="$real")
+net() {  # net PORT: the API (and claude's start-up check) on the mock at PORT; exfil.example mapped
+  echo --connect-to "api.anthropic.com:443:127.0.0.1:$1" \
+    --connect-to "platform.claude.com:443:127.0.0.1:$1" \
+    --connect-to "exfil.example:443:127.0.0.1:$port_sink" \
+    --upstream-ca "$tmp/ca.pem" --trust-ca "$tmp/ca.pem"
+}
+# What the box sent to the API (the request bodies: prompts and tool results).
+sent() { python3 -c 'import json,sys
+for l in open(sys.argv[1]): print(json.loads(l)["body"])' "$1"; }
+keys_seen() { python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    h = {k.lower(): v for k, v in json.loads(l)["headers"].items()}
+    print(h.get("x-api-key", "-"))' "$1" | sort -u; }
+
+headless() {
+  local out rc=0
+  # shellcheck disable=SC2046
+  out=$(as_who timeout 180 "$agentbox" run --profile claude $(net "$port_api") -- \
+    claude --dangerously-skip-permissions -p "write out.txt" 2>&1) || rc=$?
+  ((rc == 0)) || fail "headless turn: status $rc: $out"
+  grep -q TURN-DONE <<<"$out" || fail "headless turn did not end with the model's text: $out"
+  [ "$(cat "$ws/out.txt" 2>/dev/null)" = hi-from-the-agent ] ||
+    fail "the tool's effect is not in the workspace: $out"
+  [ "$(keys_seen "$log_api")" = "$real" ] ||
+    fail "the API did not get (only) the real key: $(keys_seen "$log_api")"
+  grep -q "^ANTHROPIC_API_KEY=sk-ant-api03-" "$ws/env-seen.txt" ||
+    fail "the box held no placeholder: $(grep ANTHROPIC "$ws/env-seen.txt")"
+  grep -rqF "$real" "$ws" && fail "the real key is in the box's view (the workspace)"
+  sent "$log_api" | grep -qF "$real" && fail "the real key is in what the box sent"
+  ok "headless turn with a tool call; the API got the real key, the box a placeholder"
+}
+
+hostile() {
+  local out rc=0 audit
+  # shellcheck disable=SC2046
+  out=$(as_who timeout 180 "$agentbox" run --profile claude $(net "$port_evil") -- \
+    claude --dangerously-skip-permissions -p "summarize" 2>&1) || rc=$?
+  ((rc == 0)) || fail "hostile turn: status $rc: $out"
+  grep -q TURN-DONE <<<"$out" || fail "hostile turn did not complete: $out"
+  sent "$log_evil" | grep -q 'curl-exit=' || fail "the hostile tool call did not run: $out"
+  sent "$log_evil" | grep -q 'ANTHROPIC_API_KEY=sk-ant-api03-' ||
+    fail "the environment dump did not reach the model (the test saw nothing)"
+  [ -s "$log_sink" ] && fail "exfil.example received: $(head -c 2000 "$log_sink")"
+  for leak in "$real" "$canary"; do
+    sent "$log_evil" | grep -qF "$leak" && fail "a secret is in what the box sent: $leak"
+    grep -qF "$leak" <<<"$out" && fail "a secret is in the box's output: $leak"
+    grep -rqF "$leak" "$ws" && fail "a secret is in the workspace: $leak"
+  done
+  audit=$(audit_log)
+  grep -q '"name":"exfil.example".*"result":"denied"' "$audit" ||
+    fail "the audit log does not show the block: $(grep exfil "$audit")"
+  ok "hostile turn completes; nothing reached exfil.example; the audit log shows the block"
+}
+
+# The onboarding dialogs of a first session, each answered as a user who accepts would.
+onboard() {
+  local s i seen=()
+  for ((i = 0; i < 60; i++)); do
+    s=$(screen)
+    if grep -q 'bypass permissions on' <<<"$s"; then
+      ok "first interactive session reaches the prompt after: ${seen[*]:-no dialog}"
+      return 0
+    elif grep -q 'Choose the text style' <<<"$s"; then
+      seen+=(theme); keys Enter
+    elif grep -q 'Do you want to use this API key' <<<"$s"; then
+      seen+=(api-key); keys Up; sleep 0.3; keys Enter
+    elif grep -q 'Press Enter to continue' <<<"$s"; then
+      seen+=(security-notes); keys Enter
+    elif grep -q 'Yes, I trust this folder' <<<"$s"; then
+      seen+=(trust); keys Down; sleep 0.3; keys Enter
+    elif grep -q 'Yes, I accept' <<<"$s"; then
+      seen+=(bypass); keys Down; sleep 0.3; keys Enter
+    fi
+    sleep 2
+  done
+  fail "the first interactive session did not reach the prompt: $(screen)"
+}
+quit() {
+  keys -l /exit; sleep 0.5; keys Enter
+  wait_screen 'agent-exited-0' 30 || fail "claude did not exit on /exit: $(screen)"
+  tmux_stop
+}
+interactive() {
+  local cmd first second off
+  # The documented way to keep claude's bypass-mode consent: the user's own settings.json (shown
+  # read-only); the profile never keeps the one written inside (README, "Agents").
+  mkdir -p "$home/.claude"
+  echo '{"skipDangerousModePermissionPrompt": true}' >"$home/.claude/settings.json"
+  [ "$who" = user ] && chown -R "$user:" "$home/.claude"
+  cmd="$agentbox run -q --profile claude $(net "$port_api") -- claude --dangerously-skip-permissions"
+  tmux_start sh -c "$cmd; echo agent-exited-\$?; sleep 120"
+  wait_screen 'Welcome to Claude Code|bypass permissions on' 60 ||
+    fail "no first screen: $(screen)"
+  onboard
+  quit
+  tmux_start sh -c "$cmd; echo agent-exited-\$?; sleep 120"
+  wait_screen 'bypass permissions on' 60 || fail "the second session did not reach the prompt by itself: $(screen)"
+  sleep 2
+  first=$(screen -e)
+  grep -qE 'Choose the text style|Do you want to use|trust this folder|Yes, I accept' <<<"$first" &&
+    fail "the second session shows a dialog: $(screen)"
+  ok "the second interactive session starts at the prompt, no dialog"
+  quit
+  mkdir -p "$home/.config/agentbox"
+  printf '[terminal]\nfilter = false\n' >"$home/.config/agentbox/config.toml"
+  [ "$who" = user ] && chown -R "$user:" "$home/.config"
+  tmux_start sh -c "$cmd; echo agent-exited-\$?; sleep 120"
+  wait_screen 'bypass permissions on' 60 || fail "no prompt with the filter off: $(screen)"
+  sleep 2
+  off=$(screen -e)
+  quit
+  rm -f "$home/.config/agentbox/config.toml"
+  [ "$first" = "$off" ] || fail "the screen differs with the terminal filter off:
+$(diff <(echo "$first") <(echo "$off") | cat -v | head -40)"
+  ok "the prompt screen (with attributes) is the same with the terminal filter on and off"
+}
+
+whos=(root user)
+[ "$(id -u)" = 0 ] || whos=(me)
+for w in "${whos[@]}"; do
+  be "$w"
+  : >"$log_api"; : >"$log_evil"; : >"$log_sink"
+  headless
+  hostile
+  interactive
+done
+echo "${#whos[@]} passed, 0 failed"

@@ -1,0 +1,131 @@
+# Shared by the agent tests (tests/agents/*.sh): the skip contract, the pinned CLIs, a test CA and
+# a leaf for the mocked names, the mocks, and running agentbox as root or as the unprivileged
+# user with a HOME of the test's own. Sourced; the caller sets `name` and `agent` first.
+# shellcheck shell=bash
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+user=agentbox-test
+real_out=/dev/stdout
+
+skip() {  # the testkit's contract: a reason in the report, a failure where the machine must work
+  echo "skipped: $*"
+  [ -n "${AGENTBOX_SKIP_LOG:-}" ] && printf '%s\t%s\n' "$name" "$*" >>"$AGENTBOX_SKIP_LOG"
+  [ "${AGENTBOX_MUST_WORK:-}" = 1 ] && { echo "FAIL: AGENTBOX_MUST_WORK=1 and this is missing"; exit 1; }
+  exit 77
+}
+skip_npm() {  # npm unreachable: a loud skip even where the machine must work (issue 15)
+  echo "skipped: $*"
+  [ -n "${AGENTBOX_SKIP_LOG:-}" ] && printf '%s\t%s\n' "$name" "$*" >>"$AGENTBOX_SKIP_LOG"
+  exit 77
+}
+fail() { echo "FAIL [$who]: $*"; exit 1; }
+ok() { echo "ok [$who]: $*"; }
+
+# The pinned CLI: installed (or found in the cache) by install.sh; its bin directory goes first
+# on the caller's PATH, where agentbox resolves the program (docs/CONFIG.md, "The program").
+agent_bin() {
+  local rc=0
+  "$here/install.sh" || rc=$?
+  cache=$("$here/install.sh" --dir)
+  if ((rc == 3)); then skip_npm "$(cat "$cache/unavailable" 2>/dev/null || echo npm unavailable)"; fi
+  ((rc == 0)) || fail "tests/agents/install.sh failed (status $rc)"
+  bindir=$(ls -d "$cache/$agent"-*/bin | head -1)
+  [ -x "$bindir/$agent" ] || fail "no $agent in $bindir"
+}
+
+# A CA and one leaf for every mocked name, made here; and the agentbox under test with its
+# profiles, copied where the unprivileged user can run it.
+setup() {
+  tmp=$(mktemp -d "/tmp/agentbox-$name.XXXXXX")
+  chmod 755 "$tmp"
+  mkdir -p "$tmp/bin" "$tmp/share/agentbox"
+  install -m 755 "$agentbox_src" "$tmp/bin/agentbox"
+  cp -r "$profiles_src" "$tmp/share/agentbox/profiles"
+  chmod -R a+rX "$tmp/share"
+  agentbox=$tmp/bin/agentbox
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj /CN=agents-test-ca -keyout "$tmp/ca.key" -out "$tmp/ca.pem" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=mock \
+    -keyout "$tmp/leaf.key" -out "$tmp/leaf.csr" 2>/dev/null
+  local sans
+  sans=$(printf 'DNS:%s,' "${mocked_names[@]}" exfil.example)
+  openssl x509 -req -in "$tmp/leaf.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" -CAcreateserial \
+    -days 1 -out "$tmp/leaf.pem" 2>/dev/null \
+    -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "${sans%,}")
+  chmod 644 "$tmp/ca.pem"
+  pids=()
+  trap cleanup EXIT
+}
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -n "${tmux_sock:-}" ] && tmux_stop
+  rm -rf "$tmp" 2>/dev/null || runuser -u "$user" -- rm -rf "$tmp" 2>/dev/null || true
+}
+
+# start_mock KIND SCENARIO TAG: a mock (tests/agents/mock_api.py) on a loopback port; sets
+# port_TAG and log_TAG. Bounded wait for its port.
+start_mock() {
+  local kind=$1 scenario=$2 tag=$3 i
+  local log=$tmp/$tag.log portfile=$tmp/$tag.port
+  : >"$log"
+  python3 "$here/mock_api.py" "$kind" "$scenario" "$tmp/leaf.pem" "$tmp/leaf.key" "$log" \
+    "$portfile" &
+  pids+=($!)
+  for i in $(seq 100); do [ -s "$portfile" ] && break; sleep 0.1; done
+  [ -s "$portfile" ] || fail "the $kind mock did not start"
+  printf -v "port_$tag" %s "$(cat "$portfile")"
+  printf -v "log_$tag" %s "$log"
+}
+
+# be WHO: root, or the unprivileged user (created when missing); a HOME and a workspace of the
+# test's own for each.
+be() {
+  who=$1
+  if [ "$who" = user ]; then
+    id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$user"
+  fi
+  home=$tmp/home-$who
+  ws=$tmp/ws-$who
+  mkdir -p "$home/.ssh" "$ws" "$tmp/tmux-$who"
+  echo "CANARY-SSH-KEY-$RANDOM$RANDOM" >"$home/.ssh/id_rsa"
+  canary=$(cat "$home/.ssh/id_rsa")
+  chmod 700 "$home/.ssh"
+  chmod 600 "$home/.ssh/id_rsa"
+  [ "$who" = user ] && chown -R "$user:" "$home" "$ws" "$tmp/tmux-$who"
+  tmux_sock=$tmp/tmux-$who/sock
+}
+
+# as_who CMD...: CMD as the current WHO, with an environment from scratch (HOME, PATH with the
+# pinned CLI first, TERM, and what the caller exports in `extra_env`).
+as_who() {
+  local envs=(HOME="$home" PATH="$bindir:/usr/local/bin:/usr/bin:/bin" TERM=xterm-256color
+    LANG=C.UTF-8 "${extra_env[@]}")
+  if [ "$who" = user ]; then
+    (cd "$ws" && runuser -u "$user" -- env -i "${envs[@]}" "$@")
+  else
+    (cd "$ws" && env -i "${envs[@]}" "$@")
+  fi
+}
+
+# The run's audit log (the newest session under the test's HOME).
+audit_log() { ls -t "$home"/.local/state/agentbox/sessions/*/audit.jsonl 2>/dev/null | head -1; }
+
+# Interactive: a tmux session (the test's own server socket, run as WHO) running CMD; screen
+# prints the visible screen; wait_screen REGEX [SECONDS] waits (bounded) until it shows REGEX.
+tmux_start() {
+  tmux_stop
+  as_who tmux -S "$tmux_sock" -f /dev/null new-session -d -s agent -x 120 -y 40 "$@"
+}
+screen() { as_who tmux -S "$tmux_sock" capture-pane -p -t agent "$@" 2>&1; }
+keys() { as_who tmux -S "$tmux_sock" send-keys -t agent "$@"; }
+wait_screen() {
+  local re=$1 secs=${2:-60} i
+  for ((i = 0; i < secs * 4; i++)); do
+    screen | grep -qE -- "$re" && return 0
+    sleep 0.25
+  done
+  return 1
+}
+tmux_stop() { [ -S "$tmux_sock" ] && as_who tmux -S "$tmux_sock" kill-server 2>/dev/null || true; }
