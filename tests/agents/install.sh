@@ -25,7 +25,7 @@ pins=(
 mkdir -p "$cache"
 chmod 755 "$cache"
 rm -f "$cache/unavailable"
-unavailable() { echo "$*" | tee "$cache/unavailable" >&2; exit 3; }
+unavailable() { echo "$*" >"$cache/unavailable"; echo "agents: $*" >&2; exit 3; }
 
 for pin in "${pins[@]}"; do
   read -r cmd pkg version <<<"$pin"
@@ -37,8 +37,12 @@ for pin in "${pins[@]}"; do
   echo "agents: installing $pkg@$version into $prefix"
   rm -rf "$prefix.tmp"
   log=$cache/$cmd-install.log
-  if ! timeout 600 npm install --global --no-audit --no-fund --loglevel=error \
-      --prefix "$prefix.tmp" "$pkg@$version" >"$log" 2>&1; then
+  rc=0
+  timeout 600 npm install --global --no-audit --no-fund --loglevel=error \
+    --prefix "$prefix.tmp" "$pkg@$version" >"$log" 2>&1 || rc=$?
+  if ((rc == 124)); then
+    unavailable "npm install $pkg@$version did not finish in 10 minutes (the registry unreachable?)"
+  elif ((rc != 0)); then
     if grep -qiE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|ECONNRESET|ENETUNREACH|network' "$log"; then
       unavailable "the npm registry is unreachable: $(grep -m1 -iE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|ECONNRESET|ENETUNREACH|network' "$log")"
     fi
