@@ -26,62 +26,14 @@ start_mock anthropic benign api
 start_mock anthropic hostile evil
 start_mock sink benign sink
 
-real="sk-ant-api03-$(head -c 64 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 80)AA"
-extra_env=(ANTHROPIC_API_KEY="$real")
-net() {  # net PORT: the API (and claude's start-up check) on the mock at PORT; exfil.example mapped
-  echo --connect-to "api.anthropic.com:443:127.0.0.1:$1" \
-    --connect-to "platform.claude.com:443:127.0.0.1:$1" \
-    --connect-to "exfil.example:443:127.0.0.1:$port_sink" \
-    --upstream-ca "$tmp/ca.pem" --trust-ca "$tmp/ca.pem"
-}
-# What the box sent to the API (the request bodies: prompts and tool results).
-sent() { python3 -c 'import json,sys
-for l in open(sys.argv[1]): print(json.loads(l)["body"])' "$1"; }
-keys_seen() { python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    h = {k.lower(): v for k, v in json.loads(l)["headers"].items()}
-    print(h.get("x-api-key", "-"))' "$1" | sort -u; }
-
-headless() {
-  local out rc=0
-  # shellcheck disable=SC2046
-  out=$(as_who timeout 180 "$agentbox" run --profile claude $(net "$port_api") -- \
-    claude --dangerously-skip-permissions -p "write out.txt" 2>&1) || rc=$?
-  ((rc == 0)) || fail "headless turn: status $rc: $out"
-  grep -q TURN-DONE <<<"$out" || fail "headless turn did not end with the model's text: $out"
-  [ "$(cat "$ws/out.txt" 2>/dev/null)" = hi-from-the-agent ] ||
-    fail "the tool's effect is not in the workspace: $out"
-  [ "$(keys_seen "$log_api")" = "$real" ] ||
-    fail "the API did not get (only) the real key: $(keys_seen "$log_api")"
-  grep -q "^ANTHROPIC_API_KEY=sk-ant-api03-" "$ws/env-seen.txt" ||
-    fail "the box held no placeholder: $(grep ANTHROPIC "$ws/env-seen.txt")"
-  grep -rqF "$real" "$ws" && fail "the real key is in the box's view (the workspace)"
-  sent "$log_api" | grep -qF "$real" && fail "the real key is in what the box sent"
-  ok "headless turn with a tool call; the API got the real key, the box a placeholder"
-}
-
-hostile() {
-  local out rc=0 audit
-  # shellcheck disable=SC2046
-  out=$(as_who timeout 180 "$agentbox" run --profile claude $(net "$port_evil") -- \
-    claude --dangerously-skip-permissions -p "summarize" 2>&1) || rc=$?
-  ((rc == 0)) || fail "hostile turn: status $rc: $out"
-  grep -q TURN-DONE <<<"$out" || fail "hostile turn did not complete: $out"
-  sent "$log_evil" | grep -q 'curl-exit=' || fail "the hostile tool call did not run: $out"
-  sent "$log_evil" | grep -q 'ANTHROPIC_API_KEY=sk-ant-api03-' ||
-    fail "the environment dump did not reach the model (the test saw nothing)"
-  [ -s "$log_sink" ] && fail "exfil.example received: $(head -c 2000 "$log_sink")"
-  for leak in "$real" "$canary"; do
-    sent "$log_evil" | grep -qF "$leak" && fail "a secret is in what the box sent: $leak"
-    grep -qF "$leak" <<<"$out" && fail "a secret is in the box's output: $leak"
-    grep -rqF "$leak" "$ws" && fail "a secret is in the workspace: $leak"
-  done
-  audit=$(audit_log)
-  grep -q '"name":"exfil.example".*"result":"denied"' "$audit" ||
-    fail "the audit log does not show the block: $(grep exfil "$audit")"
-  ok "hostile turn completes; nothing reached exfil.example; the audit log shows the block"
-}
-
+profile=claude
+key_env=ANTHROPIC_API_KEY
+key_prefix=sk-ant-api03-
+key_header=x-api-key
+real="${key_prefix}$(head -c 64 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 80)AA"
+header_value=$real
+extra_env=("$key_env=$real")
+headless_cmd=(claude --dangerously-skip-permissions -p "write out.txt")
 # The onboarding dialogs of a first session, each answered as a user who accepts would.
 onboard() {
   local s i seen=()

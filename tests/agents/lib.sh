@@ -129,3 +129,64 @@ wait_screen() {
   return 1
 }
 tmux_stop() { [ -S "$tmux_sock" ] && as_who tmux -S "$tmux_sock" kill-server 2>/dev/null || true; }
+
+# The headless turns (the caller sets profile, key_env, key_prefix, key_header, header_value,
+# real, headless_cmd, and starts the mocks api, evil and sink).
+net() {  # net PORT: every mocked name on the mock at PORT; exfil.example mapped, not allowed
+  local n
+  for n in "${mocked_names[@]}"; do echo --connect-to "$n:443:127.0.0.1:$1"; done
+  echo --connect-to "exfil.example:443:127.0.0.1:$port_sink" \
+    --upstream-ca "$tmp/ca.pem" --trust-ca "$tmp/ca.pem"
+}
+# What the box sent to the API (the request bodies: prompts and tool results).
+sent() { python3 -c 'import json,sys
+for l in open(sys.argv[1]): print(json.loads(l)["body"])' "$1"; }
+# The key headers of the requests to the API host (the first mocked name).
+keys_seen() { python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    h = {k.lower(): v for k, v in e["headers"].items()}
+    if (e["host"] or "").split(":")[0] == sys.argv[3]:
+        print(h.get(sys.argv[2], "-"))' "$1" "$key_header" "${mocked_names[0]}" | sort -u; }
+
+headless() {
+  local out rc=0
+  # shellcheck disable=SC2046
+  out=$(as_who timeout 180 "$agentbox" run --profile "$profile" $(net "$port_api") -- \
+    "${headless_cmd[@]}" 2>&1 </dev/null) || rc=$?
+  ((rc == 0)) || fail "headless turn: status $rc: $out"
+  grep -q TURN-DONE <<<"$out" || fail "headless turn did not end with the model's text: $out"
+  [ "$(cat "$ws/out.txt" 2>/dev/null)" = hi-from-the-agent ] ||
+    fail "the tool's effect is not in the workspace: $out"
+  # Every request the API got carried the real key (codex's websocket attempts included).
+  [ "$(keys_seen "$log_api")" = "$header_value" ] ||
+    fail "the API did not get (only) the real key: $(keys_seen "$log_api")"
+  grep -q "^$key_env=$key_prefix" "$ws/env-seen.txt" ||
+    fail "the box held no placeholder: $(grep "$key_env" "$ws/env-seen.txt")"
+  grep -rqF "$real" "$ws" && fail "the real key is in the box's view (the workspace)"
+  sent "$log_api" | grep -qF "$real" && fail "the real key is in what the box sent"
+  ok "headless turn with a tool call; the API got the real key, the box a placeholder"
+}
+
+hostile() {
+  local out rc=0 audit
+  # shellcheck disable=SC2046
+  out=$(as_who timeout 180 "$agentbox" run --profile "$profile" $(net "$port_evil") -- \
+    "${headless_cmd[@]}" 2>&1 </dev/null) || rc=$?
+  ((rc == 0)) || fail "hostile turn: status $rc: $out"
+  grep -q TURN-DONE <<<"$out" || fail "hostile turn did not complete: $out"
+  sent "$log_evil" | grep -q 'curl-exit=' || fail "the hostile tool call did not run: $out"
+  sent "$log_evil" | grep -q "$key_env=$key_prefix" ||
+    fail "the environment dump did not reach the model (the test saw nothing)"
+  [ -s "$log_sink" ] && fail "exfil.example received: $(head -c 2000 "$log_sink")"
+  for leak in "$real" "$canary"; do
+    sent "$log_evil" | grep -qF "$leak" && fail "a secret is in what the box sent: $leak"
+    grep -qF "$leak" <<<"$out" && fail "a secret is in the box's output: $leak"
+    grep -rqF "$leak" "$ws" && fail "a secret is in the workspace: $leak"
+  done
+  audit=$(audit_log)
+  grep -q '"name":"exfil.example".*"result":"denied"' "$audit" ||
+    fail "the audit log does not show the block: $(grep exfil "$audit")"
+  ok "hostile turn completes; nothing reached exfil.example; the audit log shows the block"
+}
+

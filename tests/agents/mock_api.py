@@ -84,6 +84,52 @@ def anthropic_reply(req):
     return 200, "application/json", json.dumps(message).encode()
 
 
+def openai_reply(req):
+    """A streamed Responses API answer (codex): a call of codex's shell tool first, the final
+    message once its output came back."""
+    items = req.get("input", [])
+    answered = any(isinstance(i, dict) and i.get("type") in (
+        "function_call_output", "custom_tool_call_output") for i in items)
+    names = [t.get("name") for t in req.get("tools") or [] if isinstance(t, dict)]
+    # codex 0.171 declares its tools in the input ("additional_tools"): "code mode", one custom
+    # tool `exec` running JavaScript that calls the nested tools (exec_command runs a command).
+    code_mode = any(isinstance(i, dict) and i.get("type") == "additional_tools" for i in items)
+    if not answered and code_mode:
+        js = ("const r = await tools.exec_command({cmd: %s, yield_time_ms: 20000});\n"
+              "text(typeof r === 'string' ? r : JSON.stringify(r));" % json.dumps(COMMAND))
+        call = ("exec", js)
+    elif not answered and "shell_command" in names:
+        call = ("shell_command", {"command": COMMAND})
+    elif not answered and "exec_command" in names:
+        call = ("exec_command", {"cmd": COMMAND})
+    elif not answered and "shell" in names:
+        call = ("shell", {"command": ["bash", "-lc", COMMAND]})
+    else:
+        call = None
+    if call and isinstance(call[1], str):
+        item = {"type": "custom_tool_call", "id": "ctc_mock1", "call_id": "call_mock1",
+                "name": call[0], "input": call[1], "status": "completed"}
+    elif call:
+        item = {"type": "function_call", "id": "fc_mock1", "call_id": "call_mock1",
+                "name": call[0], "arguments": json.dumps(call[1]), "status": "completed"}
+    else:
+        item = {"type": "message", "id": "msg_mock1", "role": "assistant", "status": "completed",
+                "content": [{"type": "output_text", "text": FINAL, "annotations": []}]}
+    resp = {"id": "resp_mock", "object": "response", "status": "completed",
+            "model": req.get("model", "gpt-mock"), "output": [item],
+            "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15,
+                      "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens_details": {"reasoning_tokens": 0}}}
+    events = [("response.created", {"type": "response.created",
+                                    "response": dict(resp, status="in_progress", output=[])}),
+              ("response.output_item.added", {"type": "response.output_item.added",
+                                              "output_index": 0, "item": item}),
+              ("response.output_item.done", {"type": "response.output_item.done",
+                                             "output_index": 0, "item": item}),
+              ("response.completed", {"type": "response.completed", "response": resp})]
+    return 200, "text/event-stream", sse(events)
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -98,6 +144,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status, ctype, out = 200, "text/plain", b"ok\n"
         elif KIND == "anthropic" and self.command == "POST" and path == "/v1/messages":
             status, ctype, out = anthropic_reply(json.loads(body or b"{}"))
+        elif KIND == "openai" and self.command == "POST" and path == "/v1/responses":
+            status, ctype, out = openai_reply(json.loads(body or b"{}"))
         elif KIND == "anthropic" and self.command == "HEAD":
             status, out = 200, b""
         elif KIND == "anthropic" and path.endswith("/hello"):  # the interactive preflight
