@@ -130,6 +130,31 @@ def openai_reply(req):
     return 200, "text/event-stream", sse(events)
 
 
+def gemini_reply(req, stream):
+    """generateContent / streamGenerateContent (gemini-cli): a run_shell_command call first, the
+    final text once its functionResponse came back. Calls without tools (gemini's own checks,
+    e.g. who speaks next) get a JSON text saying the user does."""
+    contents = req.get("contents", [])
+    last = contents[-1] if contents else {}
+    answered = any("functionResponse" in p for p in last.get("parts", []) if isinstance(p, dict))
+    names = [d.get("name") for t in req.get("tools") or [] for d in t.get("functionDeclarations", [])]
+    if not names:
+        part = {"text": json.dumps({"reasoning": "the turn is over", "next_speaker": "user"})}
+    elif not answered and "run_shell_command" in names:
+        part = {"functionCall": {"name": "run_shell_command",
+                                 "args": {"command": COMMAND, "description": "run it"}}}
+    else:
+        part = {"text": FINAL}
+    chunk = {"candidates": [{"content": {"role": "model", "parts": [part]},
+                             "finishReason": "STOP", "index": 0}],
+             "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5,
+                               "totalTokenCount": 15},
+             "modelVersion": "gemini-mock"}
+    if stream:
+        return 200, "text/event-stream", f"data: {json.dumps(chunk)}\r\n\r\n".encode()
+    return 200, "application/json", json.dumps(chunk).encode()
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -146,6 +171,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status, ctype, out = anthropic_reply(json.loads(body or b"{}"))
         elif KIND == "openai" and self.command == "POST" and path == "/v1/responses":
             status, ctype, out = openai_reply(json.loads(body or b"{}"))
+        elif KIND == "gemini" and self.command == "POST" and path.endswith(":streamGenerateContent"):
+            status, ctype, out = gemini_reply(json.loads(body or b"{}"), True)
+        elif KIND == "gemini" and self.command == "POST" and path.endswith(":generateContent"):
+            status, ctype, out = gemini_reply(json.loads(body or b"{}"), False)
+        elif KIND == "gemini" and self.command == "POST" and path.endswith(":countTokens"):
+            status, out = 200, b'{"totalTokens": 10}'
         elif KIND == "anthropic" and self.command == "HEAD":
             status, out = 200, b""
         elif KIND == "anthropic" and path.endswith("/hello"):  # the interactive preflight

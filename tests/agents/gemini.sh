@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Gemini CLI (the pinned @google/gemini-cli, tests/agents/install.sh) in `--profile gemini`,
+# against a local HTTPS mock of the Gemini API (streamGenerateContent) reached by its real name
+# with --connect-to, as root and as the unprivileged user (issue 15): a headless `gemini -p` turn
+# with a tool call, and a hostile one (tests/agents/claude.sh says what each asserts). Not yet:
+# its TUI under tmux.
+#   gemini.sh AGENTBOX PROFILES_DIR
+name=agents.gemini
+agent=gemini
+agentbox_src=$(readlink -f "$1")
+profiles_src=$(readlink -f "$2")
+mocked_names=(generativelanguage.googleapis.com)
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+agent_bin
+setup
+start_mock gemini benign api
+start_mock gemini hostile evil
+start_mock sink benign sink
+
+profile=gemini
+key_env=GEMINI_API_KEY
+key_prefix=AIza
+key_header=x-goog-api-key
+real="${key_prefix}$(head -c 96 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 35)"
+header_value=$real
+extra_env=("$key_env=$real")
+headless_cmd=(gemini --yolo -p "write out.txt")
+
+read -ra whos <<<"${AGENTBOX_AGENTS_AS:-root user}"  # a subset while working on one
+[ "$(id -u)" = 0 ] || whos=(me)
+for w in "${whos[@]}"; do
+  be "$w"
+  : >"$log_api"; : >"$log_evil"; : >"$log_sink"
+  headless
+  hostile
+done
+echo "${#whos[@]} passed, 0 failed"
