@@ -34,67 +34,34 @@ real="${key_prefix}$(head -c 64 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' |
 header_value=$real
 extra_env=("$key_env=$real")
 headless_cmd=(claude --dangerously-skip-permissions -p "write out.txt")
-# The onboarding dialogs of a first session, each answered as a user who accepts would.
-onboard() {
-  local s i seen=()
-  for ((i = 0; i < 60; i++)); do
-    s=$(screen)
-    if grep -q 'bypass permissions on' <<<"$s"; then
-      ok "first interactive session reaches the prompt after: ${seen[*]:-no dialog}"
-      return 0
-    elif grep -q 'Choose the text style' <<<"$s"; then
-      seen+=(theme); keys Enter
-    elif grep -q 'Do you want to use this API key' <<<"$s"; then
-      seen+=(api-key); keys Up; sleep 0.3; keys Enter
-    elif grep -q 'Press Enter to continue' <<<"$s"; then
-      seen+=(security-notes); keys Enter
-    elif grep -q 'Yes, I trust this folder' <<<"$s"; then
-      seen+=(trust); keys Down; sleep 0.3; keys Enter
-    elif grep -q 'Yes, I accept' <<<"$s"; then
-      seen+=(bypass); keys Down; sleep 0.3; keys Enter
-    fi
-    sleep 2
-  done
-  fail "the first interactive session did not reach the prompt: $(screen)"
+# Interactive (lib.sh's interactive): claude's onboarding, each dialog answered as a user who
+# accepts would; a session ends with /exit.
+tui_cmd="claude --dangerously-skip-permissions"
+prompt_re='bypass permissions on'
+first_re='Welcome to Claude Code|bypass permissions on'
+dialog_re='Choose the text style|Do you want to use|trust this folder|Yes, I accept'
+dialog() {  # dialog SCREEN: answers the dialog on SCREEN, prints its name; 1 when none
+  if grep -q 'Choose the text style' <<<"$1"; then
+    echo theme; keys Enter
+  elif grep -q 'Do you want to use this API key' <<<"$1"; then
+    echo api-key; keys Up; sleep 0.3; keys Enter
+  elif grep -q 'Press Enter to continue' <<<"$1"; then
+    echo security-notes; keys Enter
+  elif grep -q 'Yes, I trust this folder' <<<"$1"; then
+    echo trust; keys Down; sleep 0.3; keys Enter
+  elif grep -q 'Yes, I accept' <<<"$1"; then
+    echo bypass; keys Down; sleep 0.3; keys Enter
+  else
+    return 1
+  fi
 }
-quit() {
-  keys -l /exit; sleep 0.5; keys Enter
-  wait_screen 'agent-exited-0' 30 || fail "claude did not exit on /exit: $(screen)"
-  tmux_stop
-}
-interactive() {
-  local cmd first second off
+quit_keys() { keys -l /exit; sleep 0.5; keys Enter; }
+before_interactive() {
   # The documented way to keep claude's bypass-mode consent: the user's own settings.json (shown
   # read-only); the profile never keeps the one written inside (README, "Agents").
   mkdir -p "$home/.claude"
   echo '{"skipDangerousModePermissionPrompt": true}' >"$home/.claude/settings.json"
   [ "$who" = user ] && chown -R "$user:" "$home/.claude"
-  cmd="$agentbox run -q --profile claude $(net "$port_api") -- claude --dangerously-skip-permissions"
-  tmux_start sh -c "$cmd; echo agent-exited-\$?; sleep 120"
-  wait_screen 'Welcome to Claude Code|bypass permissions on' 60 ||
-    fail "no first screen: $(screen)"
-  onboard
-  quit
-  tmux_start sh -c "$cmd; echo agent-exited-\$?; sleep 120"
-  wait_screen 'bypass permissions on' 60 || fail "the second session did not reach the prompt by itself: $(screen)"
-  sleep 2
-  first=$(screen -e)
-  grep -qE 'Choose the text style|Do you want to use|trust this folder|Yes, I accept' <<<"$first" &&
-    fail "the second session shows a dialog: $(screen)"
-  ok "the second interactive session starts at the prompt, no dialog"
-  quit
-  mkdir -p "$home/.config/agentbox"
-  printf '[terminal]\nfilter = false\n' >"$home/.config/agentbox/config.toml"
-  [ "$who" = user ] && chown -R "$user:" "$home/.config"
-  tmux_start sh -c "$cmd; echo agent-exited-\$?; sleep 120"
-  wait_screen 'bypass permissions on' 60 || fail "no prompt with the filter off: $(screen)"
-  sleep 2
-  off=$(screen -e)
-  quit
-  rm -f "$home/.config/agentbox/config.toml"
-  [ "$first" = "$off" ] || fail "the screen differs with the terminal filter off:
-$(diff <(echo "$first") <(echo "$off") | cat -v | head -40)"
-  ok "the prompt screen (with attributes) is the same with the terminal filter on and off"
 }
 
 read -ra whos <<<"${AGENTBOX_AGENTS_AS:-root user}"  # a subset while working on one

@@ -2,8 +2,7 @@
 # OpenAI's Codex CLI (the pinned @openai/codex, tests/agents/install.sh) in `--profile codex`,
 # against a local HTTPS mock of the Responses API reached by its real name with --connect-to, as
 # root and as the unprivileged user (issue 15's tests): a headless `codex exec` turn with a tool
-# call, and a hostile one (tests/agents/claude.sh says what each asserts). Not yet: codex's TUI
-# under tmux.
+# call, a hostile one, and its TUI under tmux (tests/agents/claude.sh says what each asserts).
 #   codex.sh AGENTBOX PROFILES_DIR
 name=agents.codex
 agent=codex
@@ -29,6 +28,28 @@ extra_env=("$key_env=$real")
 # The box is the sandbox: codex's own cannot start inside (profiles/codex.toml).
 headless_cmd=(codex exec --skip-git-repo-check --sandbox danger-full-access "write out.txt")
 
+# Interactive: codex's TUI asks how to sign in even with OPENAI_API_KEY set (its API-key choice
+# saves the placeholder in the kept ~/.codex), and to trust the folder despite --sandbox.
+tui_cmd="codex --sandbox danger-full-access"
+prompt_re='\? for shortcuts'
+first_re='Welcome to Codex|\? for shortcuts|Trust this folder'
+dialog_re='Sign in with ChatGPT|Use an OpenAI API key|Press enter to save|Trust this folder'
+dialog() {  # dialog SCREEN: answers the dialog on SCREEN, prints its name; 1 when none
+  if grep -q 'Sign in with ChatGPT' <<<"$1"; then
+    echo sign-in; keys Down Down; sleep 0.3; keys Enter
+  elif grep -q 'Use an OpenAI API key' <<<"$1"; then
+    echo api-key-choice; keys Enter
+  elif grep -q 'Press enter to save' <<<"$1"; then
+    echo api-key; keys Enter
+  elif grep -q 'Trust this folder' <<<"$1"; then
+    echo trust; keys Enter
+  else
+    return 1
+  fi
+}
+quit_keys() { keys -l /quit; sleep 0.5; keys Enter; }
+before_interactive() { :; }
+
 read -ra whos <<<"${AGENTBOX_AGENTS_AS:-root user}"  # a subset while working on one
 [ "$(id -u)" = 0 ] || whos=(me)
 for w in "${whos[@]}"; do
@@ -36,5 +57,6 @@ for w in "${whos[@]}"; do
   : >"$log_api"; : >"$log_evil"; : >"$log_sink"
   headless
   hostile
+  interactive
 done
 echo "${#whos[@]} passed, 0 failed"

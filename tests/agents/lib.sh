@@ -133,8 +133,8 @@ tmux_stop() { [ -S "$tmux_sock" ] && as_who tmux -S "$tmux_sock" kill-server 2>/
 # The headless turns (the caller sets profile, key_env, key_prefix, key_header, header_value,
 # real, headless_cmd, and starts the mocks api, evil and sink).
 net() {  # net PORT: every mocked name on the mock at PORT; exfil.example mapped, not allowed
-  local n
-  for n in "${mocked_names[@]}"; do echo --connect-to "$n:443:127.0.0.1:$1"; done
+  local n  # one line: interactive tests put it in a shell command
+  for n in "${mocked_names[@]}"; do printf -- '--connect-to %s ' "$n:443:127.0.0.1:$1"; done
   echo --connect-to "exfil.example:443:127.0.0.1:$port_sink" \
     --upstream-ca "$tmp/ca.pem" --trust-ca "$tmp/ca.pem"
 }
@@ -190,3 +190,57 @@ hostile() {
   ok "hostile turn completes; nothing reached exfil.example; the audit log shows the block"
 }
 
+
+# Interactive under tmux (the caller sets tui_cmd, first_re, prompt_re, dialog_re and defines
+# dialog, quit_keys and before_interactive): the first session reaches the prompt through the
+# agent's onboarding; the second shows no dialog (the profile's kept state); its screen, with
+# attributes, is the same with the terminal filter off (issue 13).
+onboard() {
+  local s i seen=() d
+  for ((i = 0; i < 60; i++)); do
+    s=$(screen)
+    if grep -qE -- "$prompt_re" <<<"$s"; then
+      ok "first interactive session reaches the prompt after: ${seen[*]:-no dialog}"
+      return 0
+    fi
+    d=$(dialog "$s") && seen+=("$d")
+    sleep 2
+  done
+  fail "the first interactive session did not reach the prompt: $(screen)"
+}
+tui_session() {
+  # shellcheck disable=SC2046
+  tmux_start sh -c "$agentbox run -q --profile $profile $(net "$port_api") -- $tui_cmd; echo agent-exited-\$?; sleep 120"
+}
+quit() {
+  quit_keys
+  wait_screen 'agent-exited-0' 30 || fail "$agent did not exit: $(screen)"
+  tmux_stop
+}
+interactive() {
+  local first off
+  before_interactive
+  tui_session
+  wait_screen "$first_re" 90 || fail "no first screen: $(screen)"
+  onboard
+  quit
+  tui_session
+  wait_screen "$prompt_re" 90 || fail "the second session did not reach the prompt by itself: $(screen)"
+  sleep 2
+  first=$(screen -e)
+  grep -qE -- "$dialog_re" <<<"$first" && fail "the second session shows a dialog: $(screen)"
+  ok "the second interactive session starts at the prompt, no dialog"
+  quit
+  mkdir -p "$home/.config/agentbox"
+  printf '[terminal]\nfilter = false\n' >"$home/.config/agentbox/config.toml"
+  [ "$who" = user ] && chown -R "$user:" "$home/.config"
+  tui_session
+  wait_screen "$prompt_re" 90 || fail "no prompt with the filter off: $(screen)"
+  sleep 2
+  off=$(screen -e)
+  quit
+  rm -f "$home/.config/agentbox/config.toml"
+  [ "$first" = "$off" ] || fail "the screen differs with the terminal filter off:
+$(diff <(echo "$first") <(echo "$off") | cat -v | head -40)"
+  ok "the prompt screen (with attributes) is the same with the terminal filter on and off"
+}
