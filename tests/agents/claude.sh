@@ -61,7 +61,7 @@ before_interactive() {
   # read-only); the profile never keeps the one written inside (README, "Agents").
   mkdir -p "$home/.claude"
   echo '{"skipDangerousModePermissionPrompt": true}' >"$home/.claude/settings.json"
-  [ "$who" = user ] && chown -R "$user:" "$home/.claude"
+  if [ "$who" = user ]; then chown -R "$user:" "$home/.claude"; fi
 }
 
 read -ra whos <<<"${AGENTBOX_AGENTS_AS:-root user}"  # a subset while working on one

@@ -29,10 +29,15 @@ extra_env=("$key_env=$real")
 headless_cmd=(codex exec --skip-git-repo-check --sandbox danger-full-access "write out.txt")
 
 # Interactive: codex's TUI asks how to sign in even with OPENAI_API_KEY set (its API-key choice
-# saves the placeholder in the kept ~/.codex), and to trust the folder despite --sandbox.
+# saves the placeholder in the kept ~/.codex/auth.json), and to trust the folder whatever the
+# flags. It writes that trust into ~/.codex/config.toml, which the profile never keeps (it can
+# name programs codex starts), so the question would come back every session: the user's own
+# config.toml (shown read-only) says it instead, as README.md ("Agents") documents.
 tui_cmd="codex --sandbox danger-full-access"
 prompt_re='\? for shortcuts'
-first_re='Welcome to Codex|\? for shortcuts|Trust this folder'
+# A first session always asks to sign in, after showing the prompt for ~20 s.
+first_re='Sign in with ChatGPT'
+settle=40
 dialog_re='Sign in with ChatGPT|Use an OpenAI API key|Press enter to save|Trust this folder'
 dialog() {  # dialog SCREEN: answers the dialog on SCREEN, prints its name; 1 when none
   if grep -q 'Sign in with ChatGPT' <<<"$1"; then
@@ -48,7 +53,11 @@ dialog() {  # dialog SCREEN: answers the dialog on SCREEN, prints its name; 1 wh
   fi
 }
 quit_keys() { keys -l /quit; sleep 0.5; keys Enter; }
-before_interactive() { :; }
+before_interactive() {
+  mkdir -p "$home/.codex"
+  printf '[projects."%s"]\ntrust_level = "trusted"\n' "$ws" >"$home/.codex/config.toml"
+  if [ "$who" = user ]; then chown -R "$user:" "$home/.codex"; fi
+}
 
 read -ra whos <<<"${AGENTBOX_AGENTS_AS:-root user}"  # a subset while working on one
 [ "$(id -u)" = 0 ] || whos=(me)
