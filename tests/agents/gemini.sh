@@ -2,8 +2,8 @@
 # Gemini CLI (the pinned @google/gemini-cli, tests/agents/install.sh) in `--profile gemini`,
 # against a local HTTPS mock of the Gemini API (streamGenerateContent) reached by its real name
 # with --connect-to, as root and as the unprivileged user (issue 15): a headless `gemini -p` turn
-# with a tool call, and a hostile one (tests/agents/claude.sh says what each asserts). Not yet:
-# its TUI under tmux.
+# with a tool call, a hostile one, and its TUI under tmux (tests/agents/claude.sh says what each
+# asserts).
 #   gemini.sh AGENTBOX PROFILES_DIR
 name=agents.gemini
 agent=gemini
@@ -28,6 +28,24 @@ header_value=$real
 extra_env=("$key_env=$real")
 headless_cmd=(gemini --yolo -p "write out.txt")
 
+# Interactive: gemini asks once how to authenticate (its API-key choice, kept in ~/.gemini) and
+# to confirm the key.
+tui_cmd=gemini
+prompt_re='Type your message'
+first_re='How would you like to authenticate|Type your message'
+dialog_re='How would you like to authenticate|Enter Gemini API Key|Do you trust'
+dialog() {  # dialog SCREEN: answers the dialog on SCREEN, prints its name; 1 when none
+  if grep -q 'How would you like to authenticate' <<<"$1"; then
+    echo auth-choice; keys Enter
+  elif grep -q 'Enter Gemini API Key' <<<"$1"; then
+    echo api-key; keys Enter
+  else
+    return 1
+  fi
+}
+quit_keys() { keys -l /quit; sleep 0.5; keys Enter; }
+before_interactive() { :; }
+
 read -ra whos <<<"${AGENTBOX_AGENTS_AS:-root user}"  # a subset while working on one
 [ "$(id -u)" = 0 ] || whos=(me)
 for w in "${whos[@]}"; do
@@ -35,5 +53,6 @@ for w in "${whos[@]}"; do
   : >"$log_api"; : >"$log_evil"; : >"$log_sink"
   headless
   hostile
+  interactive
 done
 echo "${#whos[@]} passed, 0 failed"
