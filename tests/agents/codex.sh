@@ -59,13 +59,4 @@ before_interactive() {
   if [ "$who" = user ]; then chown -R "$user:" "$home/.codex"; fi
 }
 
-read -ra whos <<<"${AGENTBOX_AGENTS_AS:-root user}"  # a subset while working on one
-[ "$(id -u)" = 0 ] || whos=(me)
-for w in "${whos[@]}"; do
-  be "$w"
-  : >"$log_api"; : >"$log_evil"; : >"$log_sink"
-  headless
-  hostile
-  interactive
-done
-echo "${#whos[@]} passed, 0 failed"
+run_all

@@ -46,13 +46,4 @@ dialog() {  # dialog SCREEN: answers the dialog on SCREEN, prints its name; 1 wh
 quit_keys() { keys -l /quit; sleep 0.5; keys Enter; }
 before_interactive() { :; }
 
-read -ra whos <<<"${AGENTBOX_AGENTS_AS:-root user}"  # a subset while working on one
-[ "$(id -u)" = 0 ] || whos=(me)
-for w in "${whos[@]}"; do
-  be "$w"
-  : >"$log_api"; : >"$log_evil"; : >"$log_sink"
-  headless
-  hostile
-  interactive
-done
-echo "${#whos[@]} passed, 0 failed"
+run_all

@@ -24,6 +24,9 @@ pins=(
 
 mkdir -p "$cache"
 chmod 755 "$cache"
+# One installer at a time (the agent tests call this in parallel).
+exec 9>"$cache/.lock"
+flock -w 1200 9 || { echo "agents: $cache/.lock is held by another installer" >&2; exit 1; }
 rm -f "$cache/unavailable"
 unavailable() { echo "$*" >"$cache/unavailable"; echo "agents: $*" >&2; exit 3; }
 

@@ -5,7 +5,6 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 user=agentbox-test
-real_out=/dev/stdout
 
 skip() {  # the testkit's contract: a reason in the report, a failure where the machine must work
   echo "skipped: $*"
@@ -266,4 +265,22 @@ interactive() {
   [ "$on" = "$off" ] || fail "the screen differs with the terminal filter off:
 $(diff <(echo "$on") <(echo "$off") | cat -v | head -40)"
   ok "the prompt screen (with attributes) is the same with the terminal filter on and off"
+}
+
+# Every part, as root and as the unprivileged user (as yourself when not root);
+# AGENTBOX_AGENTS_AS=root (or user) runs one half while working on it.
+run_all() {
+  local w whos
+  read -ra whos <<<"${AGENTBOX_AGENTS_AS:-root user}"
+  [ "$(id -u)" = 0 ] || whos=(me)
+  for w in "${whos[@]}"; do
+    be "$w"
+    : >"$log_api"
+    : >"$log_evil"
+    : >"$log_sink"
+    headless
+    hostile
+    interactive
+  done
+  echo "${#whos[@]} passed, 0 failed"
 }
