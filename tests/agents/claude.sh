@@ -19,7 +19,6 @@ mocked_names=(api.anthropic.com platform.claude.com)
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-command -v tmux >/dev/null || skip "tmux is not installed (scripts/deps.txt)"
 agent_bin
 setup
 start_mock anthropic benign api

@@ -24,6 +24,7 @@ ok() { echo "ok [$who]: $*"; }
 # on the caller's PATH, where agentbox resolves the program (docs/CONFIG.md, "The program").
 agent_bin() {
   local rc=0
+  command -v tmux >/dev/null || skip "tmux is not installed (scripts/deps.txt)"
   "$here/install.sh" || rc=$?
   cache=$("$here/install.sh" --dir)
   if ((rc == 3)); then skip_npm "$(cat "$cache/unavailable" 2>/dev/null || echo npm unavailable)"; fi
