@@ -144,6 +144,7 @@ audit::Event confinement_event(const PreparedConfinement& p, bool notified) {
       ev.num(key, static_cast<int64_t>(**value));
     }
   }
+  ev.num("nice", l.nice.value_or(0));
   return ev;
 }
 

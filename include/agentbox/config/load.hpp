@@ -36,9 +36,10 @@ struct Flags {
   std::optional<std::string> memory;       // "2G"
   std::optional<std::string> pids;
   std::optional<std::string> cpus;
-  bool audit_required = false;         // --audit-required
-  std::optional<std::string> network;  // --network none|filtered
-  bool inspect_all = false;            // --inspect-all
+  std::optional<std::string> cpu_priority;  // --cpu-priority background|normal
+  bool audit_required = false;              // --audit-required
+  std::optional<std::string> network;       // --network none|filtered
+  bool inspect_all = false;                 // --inspect-all
 };
 
 struct LoadOptions {
