@@ -56,7 +56,7 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
   sub->add_option("--pids", f.pids, "Maximum number of tasks in the box (default 4096; unlimited)");
   sub->add_option("--cpus", f.cpus, "CPU limit (e.g. 1.5; needs a cgroup, else not enforced)");
   sub->add_option("--cpu-priority", f.cpu_priority,
-                  "background (default: the box at nice 19, its session and cgroup too) or normal")
+                  "background (default: the box at nice 10, its session and cgroup too) or normal")
       ->type_name("PRIORITY");
   sub->add_flag("--audit-required", f.audit_required,
                 "End the session (status 125) when an audit line cannot be written");

@@ -42,7 +42,7 @@ void say_without_cgroup(const config::Limits& in, SessionLimits& out) {
                                  config::format_size(*out.rlimits.address_space)));
   }
   weaker.emplace_back(in.cpu_background.value
-                          ? "CPU bounded by nice 19 only (processes and their autogroup; a "
+                          ? "CPU bounded by nice 10 only (processes and their autogroup; a "
                             "process that calls setsid() leaves the autogroup)"
                           : "no CPU share of its own (cpu_priority normal)");
   out.start_note = fmt::format("no cgroup for this box ({}): {}; `agentbox doctor` explains",

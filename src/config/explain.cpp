@@ -65,7 +65,7 @@ void explain_limits(Printer& pr, const Limits& l) {
   pr.note(
       "without a session cgroup: pids -> RLIMIT_NPROC (per box; not for root), memory -> "
       "RLIMIT_DATA per process (RLIMIT_AS when set explicitly), cpus not enforced, the CPU bounded "
-      "by cpu_priority only (nice 19; a process that calls setsid() leaves its autogroup)");
+      "by cpu_priority only (nice 10; a process that calls setsid() leaves its autogroup)");
 }
 
 // A tmpfs's size and inode cap on one line.

@@ -583,7 +583,7 @@ int64_t monotonic_ms() {
 
 // The program's autogroup nice, retried while the kernel's rate limit (EAGAIN) holds, at most
 // every 20 ms and for at most a second; then given up (the box's autogroup stays at nice 0, its
-// processes at nice 19).
+// processes at their nice).
 struct AutogroupNice {
   int nice = -1;
   int64_t next_ms = 0;

@@ -242,7 +242,7 @@ Result<std::vector<std::string>> create_v1(const std::string& name, const Cgroup
     st = write_str(dirs[1] + "/pids.max", std::to_string(*limits.pids));
   }
   if (st && limits.background && dirs.size() > 2) {
-    st = write_str(dirs[2] + "/cpu.shares", "15");  // the weight of nice 19 (sched_prio_to_weight)
+    st = write_str(dirs[2] + "/cpu.shares", std::to_string(kBackgroundWeight));
   }
   if (st && limits.cpus && dirs.size() > 2) {
     st = write_str(dirs[2] + "/cpu.cfs_period_us", "100000");
@@ -327,15 +327,17 @@ int apply_rlimits(const Limits& limits) noexcept {
       }
     }
   }
-  if (limits.nice) {
-    if (::setpriority(PRIO_PROCESS, 0, *limits.nice) != 0) {
-      return errno;
-    }
-    if (int err = set_one(RLIMIT_NICE, 0); err != 0) {
-      return err;
-    }
-  }
   return set_one(RLIMIT_CORE, 0);
+}
+
+int apply_nice(const Limits& limits) noexcept {
+  if (!limits.nice) {
+    return 0;
+  }
+  if (::setpriority(PRIO_PROCESS, 0, *limits.nice) != 0) {
+    return errno;
+  }
+  return set_one(RLIMIT_NICE, 0);
 }
 
 int set_autogroup_nice(pid_t pid, int nice) noexcept {

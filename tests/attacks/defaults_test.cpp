@@ -419,7 +419,7 @@ def write(path, text):
 print("nice", os.getpriority(os.PRIO_PROCESS, 0))
 print("rlimit_nice", *resource.getrlimit(resource.RLIMIT_NICE))
 print("lower", attempt(lambda: os.setpriority(os.PRIO_PROCESS, 0, 0)))
-print("lower_by_one", attempt(lambda: os.setpriority(os.PRIO_PROCESS, 0, 18)))
+print("lower_by_one", attempt(lambda: os.setpriority(os.PRIO_PROCESS, 0, 9)))
 print("raise_rlimit", attempt(lambda: resource.setrlimit(resource.RLIMIT_NICE, (40, 40))))
 print("autogroup_self", attempt(lambda: write("/proc/self/autogroup", "0")))
 print("autogroup_init", attempt(lambda: write("/proc/1/autogroup", "0")))
@@ -462,9 +462,9 @@ std::string session_cpu_shares(pid_t pid) {
   return "";
 }
 
-// limits.cpu_priority (default "background"): every process of the box at nice 19 with
-// RLIMIT_NICE 0, its session's autogroup at nice 19, and (root, v1 cpu hierarchy) its session
-// cgroup at cpu.shares 15, all read from the host; the box can lower none of it. With
+// limits.cpu_priority (default "background"): every process of the box at nice 10 with
+// RLIMIT_NICE 0, its session's autogroup at nice 10, and (root, v1 cpu hierarchy) its session
+// cgroup at cpu.shares 110, all read from the host; the box can lower none of it. With
 // --cpu-priority normal none of it is applied.
 TEST_P(DefaultsTest, BoxRunsAtBackgroundCpuPriorityAndCannotRaiseIt) {
   for (bool background : {true, false}) {
@@ -486,7 +486,7 @@ TEST_P(DefaultsTest, BoxRunsAtBackgroundCpuPriorityAndCannotRaiseIt) {
       // once per 100 ms machine-wide, so it may take a few tries.
       for (int i = 0; i < 150; ++i) {
         autogroup = slurp(fmt::format("/proc/{}/autogroup", pids[0]));
-        if (!background || autogroup.find(" nice 19") != std::string::npos) {
+        if (!background || autogroup.find(" nice 10") != std::string::npos) {
           break;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -501,10 +501,10 @@ TEST_P(DefaultsTest, BoxRunsAtBackgroundCpuPriorityAndCannotRaiseIt) {
       return;
     }
     if (background) {
-      EXPECT_EQ(nice, 19) << "seen from the host";
-      EXPECT_NE(autogroup.find(" nice 19"), std::string::npos) << autogroup;
-      EXPECT_NE(out.find("nice 19\n"), std::string::npos) << out;
-      EXPECT_NE(out.find("child_nice 19\n"), std::string::npos) << out;
+      EXPECT_EQ(nice, 10) << "seen from the host";
+      EXPECT_NE(autogroup.find(" nice 10"), std::string::npos) << autogroup;
+      EXPECT_NE(out.find("nice 10\n"), std::string::npos) << out;
+      EXPECT_NE(out.find("child_nice 10\n"), std::string::npos) << out;
       EXPECT_NE(out.find("rlimit_nice 0 0\n"), std::string::npos) << out;
       for (const char* undo :
            {"lower", "lower_by_one", "raise_rlimit", "autogroup_self", "autogroup_init"}) {
@@ -513,10 +513,10 @@ TEST_P(DefaultsTest, BoxRunsAtBackgroundCpuPriorityAndCannotRaiseIt) {
             << out;
       }
       if (!shares.empty()) {
-        EXPECT_EQ(shares, "15");
+        EXPECT_EQ(shares, "110");
       }
     } else {
-      // (The host sees nice 18 by now: raising one's own nice needs no privilege.)
+      // (The host sees nice 9 by now: raising one's own nice needs no privilege.)
       EXPECT_EQ(out.rfind("nice 0\n", 0), 0u) << out;
       EXPECT_NE(autogroup.find(" nice 0"), std::string::npos) << autogroup;
       if (!shares.empty()) {
