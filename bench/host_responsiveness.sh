@@ -6,6 +6,8 @@
 # forking, so once the pids limit refuses, thousands of tasks spin on a failing fork().
 # Conditions run interleaved, round after round, so machine load hits all alike; prints p50
 # and p90 of each and the ratio of each bomb p90 to its idle p90 (goal: <= 2x).
+# The defaults include limits.cpu_priority = "background" (the box at nice 10); to compare two
+# binaries, run the script once per binary, alternating, and note the load (docs/BENCHMARKS.md).
 #
 #   bench/host_responsiveness.sh [AGENTBOX] [ROUNDS] [SAMPLES]   (defaults: build/cli/agentbox, 5, 40)
 # Run as root (the unprivileged variant runs as uid/gid 65534 through setpriv).

@@ -55,6 +55,9 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
                   "Memory limit for the whole box (e.g. 4G; default half the RAM; unlimited)");
   sub->add_option("--pids", f.pids, "Maximum number of tasks in the box (default 4096; unlimited)");
   sub->add_option("--cpus", f.cpus, "CPU limit (e.g. 1.5; needs a cgroup, else not enforced)");
+  sub->add_option("--cpu-priority", f.cpu_priority,
+                  "background (default: the box at nice 10, its session and cgroup too) or normal")
+      ->type_name("PRIORITY");
   sub->add_flag("--audit-required", f.audit_required,
                 "End the session (status 125) when an audit line cannot be written");
   sub->add_flag("--inspect-all", f.inspect_all,

@@ -456,6 +456,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   s.launch.confinement = s.confinement.get();
   s.launch.keep_fds = s.confinement->child_fds();
   s.launch.exit_report_fd = s.confinement->exit_report_fd();
+  s.launch.autogroup_nice = s.confinement->autogroup_nice();
   if (req.policy.network_none.value) {
     return s;  // the box's own network namespace with only `lo`: no tap, no stack
   }

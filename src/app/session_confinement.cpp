@@ -78,6 +78,7 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
   c->unsafe_unconfined_ = unconfined;
   c->cpus_ = lim.cpus;
   c->start_note_ = std::move(lim.start_note);
+  c->autogroup_nice_ = lim.autogroup_nice;
   {
     int p[2];
     if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {

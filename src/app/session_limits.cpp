@@ -41,7 +41,10 @@ void say_without_cgroup(const config::Limits& in, SessionLimits& out) {
     weaker.push_back(fmt::format("memory capped per process only (RLIMIT_AS {})",
                                  config::format_size(*out.rlimits.address_space)));
   }
-  weaker.emplace_back("no CPU share of its own");
+  weaker.emplace_back(in.cpu_background.value
+                          ? "CPU bounded by nice 10 only (processes and their autogroup; a "
+                            "process that calls setsid() leaves the autogroup)"
+                          : "no CPU share of its own (cpu_priority normal)");
   out.start_note = fmt::format("no cgroup for this box ({}): {}; `agentbox doctor` explains",
                                out.no_cgroup_why, fmt::join(weaker, ", "));
   if (out.cpus) {
@@ -63,7 +66,8 @@ void say_without_cgroup(const config::Limits& in, SessionLimits& out) {
 SessionLimits plan_session_limits(const std::string& session_id, const config::Limits& limits) {
   SessionLimits out;
   sb::CgroupLimits cl{.memory_bytes = config::imposed(limits.memory_bytes),
-                      .pids = config::imposed(limits.pids)};
+                      .pids = config::imposed(limits.pids),
+                      .background = limits.cpu_background.value};
   if (limits.cpus) {
     out.cpus = cl.cpus = limits.cpus->value;
   }
@@ -83,6 +87,10 @@ SessionLimits plan_session_limits(const std::string& session_id, const config::L
   }
   out.rlimits = sb::rlimits_for(std::nullopt, cl.pids, config::imposed(limits.file_size_bytes),
                                 config::imposed(limits.nofile), out.cgroup.has_value());
+  if (limits.cpu_background.value) {
+    out.rlimits.nice = sb::kBackgroundNice;
+    out.autogroup_nice = sb::kBackgroundNice;
+  }
   if (!out.cgroup && cl.memory_bytes) {
     (built_in(limits.memory_bytes->origin) ? out.rlimits.data : out.rlimits.address_space) =
         cl.memory_bytes;

@@ -59,10 +59,13 @@ void explain_limits(Printer& pr, const Limits& l) {
   show("file_size", l.file_size_bytes, size_or_unlimited);
   show("inotify_instances", l.inotify_instances, count_or_unlimited);
   show("inotify_watches", l.inotify_watches, count_or_unlimited);
+  pr.line("cpu_priority", l.cpu_background.value ? "background" : "normal",
+          l.cpu_background.origin);
   // Whether a cgroup can be made is only known at `run` (it says so at start; `doctor` checks).
   pr.note(
       "without a session cgroup: pids -> RLIMIT_NPROC (per box; not for root), memory -> "
-      "RLIMIT_DATA per process (RLIMIT_AS when set explicitly), cpus not enforced, no CPU share");
+      "RLIMIT_DATA per process (RLIMIT_AS when set explicitly), cpus not enforced, the CPU bounded "
+      "by cpu_priority only (nice 10; a process that calls setsid() leaves its autogroup)");
 }
 
 // A tmpfs's size and inode cap on one line.

@@ -620,6 +620,21 @@ Schema limits_schema() {
            c.p.limits.cpus = Sourced<double>{d, origin_of(v)};
          }
        }},
+      {"cpu_priority",
+       [](Ctx& c, const Value& v) {
+         auto s = get_string(c, v, "limits.cpu_priority");
+         if (!s) {
+           return;
+         }
+         if (*s != "background" && *s != "normal") {
+           problem(c, v,
+                   fmt::format("`limits.cpu_priority`: `{}` is not background or normal", *s));
+         } else if (c.mode == Mode::kNarrow && *s == "normal" && c.p.limits.cpu_background.value) {
+           widen_error(c, v, "limits.cpu_priority = \"normal\"");
+         } else {
+           c.p.limits.cpu_background = {*s == "background", origin_of(v)};
+         }
+       }},
   };
 }
 
@@ -1440,6 +1455,15 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
                    "expected a positive number, e.g. 1.5");
     } else {
       p.limits.cpus = Sourced<double>{d, {"--cpus"}};
+    }
+  }
+  if (f.cpu_priority) {
+    if (*f.cpu_priority != "background" && *f.cpu_priority != "normal") {
+      flag_problem(problems, "--cpu-priority",
+                   fmt::format("invalid CPU priority `{}`", *f.cpu_priority),
+                   "expected background or normal");
+    } else {
+      p.limits.cpu_background = {*f.cpu_priority == "background", {"--cpu-priority"}};
     }
   }
 }

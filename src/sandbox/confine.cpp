@@ -111,6 +111,9 @@ ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
       return {Stage::kCaps, err};
     }
   }
+  if (int err = apply_nice(p.spec.limits); err != 0) {
+    return {Stage::kLimits, err};
+  }
   if (p.spec.seccomp) {
     if (int err = load_seccomp(p.seccomp, notify_socket); err != 0) {
       return {Stage::kSeccomp, err};
@@ -144,6 +147,7 @@ audit::Event confinement_event(const PreparedConfinement& p, bool notified) {
       ev.num(key, static_cast<int64_t>(**value));
     }
   }
+  ev.num("nice", l.nice.value_or(0));
   return ev;
 }
 

@@ -25,9 +25,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <string_view>
 
 #include "agentbox/base/sys.hpp"
+#include "agentbox/sandbox/limits.hpp"
 
 namespace agentbox::sandbox {
 
@@ -158,6 +160,7 @@ struct Prepared {
   std::vector<int> keep;  // sorted: ctl and the confinement's fds
   int exit_report = -1;   // LaunchSpec::exit_report_fd
   std::vector<std::pair<std::string, std::string>> userns_limits;  // {path, value}
+  int autogroup_nice = -1;                                         // LaunchSpec::autogroup_nice
 };
 
 std::string box_path_env(const std::vector<std::string>& env) {
@@ -262,6 +265,7 @@ Prepared prepare(const LaunchSpec& spec, std::vector<std::string>& argv_store,
   p.network = spec.network;
   p.keep = spec.keep_fds;
   p.exit_report = spec.exit_report_fd;
+  p.autogroup_nice = spec.autogroup_nice;
   for (const auto& [name, value] : spec.userns_limits) {
     p.userns_limits.emplace_back("/proc/sys/user/" + name, std::to_string(value));
   }
@@ -597,14 +601,52 @@ int open_pty(const Prepared& p) {
   ::_exit((err == ENOENT || err == ENOTDIR) ? 127 : 126);
 }
 
+int64_t monotonic_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+// The program's autogroup nice, retried while the kernel's rate limit (EAGAIN) holds, at most
+// every 20 ms and for at most a second; then given up (the box's autogroup stays at nice 0, its
+// processes at their nice).
+struct AutogroupNice {
+  int nice = -1;
+  int64_t next_ms = 0;
+  int64_t until_ms = 0;
+  [[nodiscard]] bool pending() const { return nice >= 0; }
+  void attempt(pid_t program) {
+    int64_t now = monotonic_ms();
+    if (until_ms == 0) {
+      until_ms = now + 1000;
+    }
+    if (now < next_ms) {
+      return;
+    }
+    next_ms = now + 20;
+    // EACCES: init wakes from the vfork in the middle of the program's execve, while the new
+    // image is still non-dumpable as init is (so /proc/PID is not the user's); a moment later
+    // it is.
+    int err = set_autogroup_nice(program, nice);
+    if ((err != EAGAIN && err != EACCES) || now >= until_ms) {
+      nice = -1;
+    }
+  }
+};
+
 // pid 1: reap everything, forward signals to the program's process group, mirror its status.
-[[noreturn]] void init_loop(pid_t program, int report_fd) {
+[[noreturn]] void init_loop(pid_t program, int report_fd, int autogroup_nice) {
   ExitReport report;
   sigset_t all;
   sigfillset(&all);
+  AutogroupNice ag{.nice = autogroup_nice};
   while (true) {
     siginfo_t si{};
-    int sig = ::sigwaitinfo(&all, &si);
+    if (ag.pending()) {
+      ag.attempt(program);
+    }
+    const timespec wait{0, 20'000'000};
+    int sig = ag.pending() ? ::sigtimedwait(&all, &si, &wait) : ::sigwaitinfo(&all, &si);
     if (sig < 0) {
       continue;
     }
@@ -836,7 +878,7 @@ struct NetSetup {
     ::close(slave);
   }
   ::close(p.ctl);  // the supervisor sees EOF once the program has executed (or failed)
-  init_loop(program, p.exit_report);
+  init_loop(program, p.exit_report, p.autogroup_nice);
 }
 
 }  // namespace

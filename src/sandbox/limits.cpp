@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <ctime>
 #include <string_view>
 #include <utility>
@@ -184,6 +185,13 @@ Result<std::vector<std::string>> create_v2(const std::string& name, const Cgroup
       return fail(std::move(st).error());
     }
   }
+  // Absent when the parent does not pass the cpu controller down: the box then has no CPU group
+  // of its own, and its processes' nice and autogroup are what bound it.
+  if (limits.background && ::access((dir + "/cpu.weight.nice").c_str(), F_OK) == 0) {
+    if (auto st = write_str(dir + "/cpu.weight.nice", std::to_string(kBackgroundNice)); !st) {
+      return fail(std::move(st).error());
+    }
+  }
   return dirs;
 }
 
@@ -232,6 +240,9 @@ Result<std::vector<std::string>> create_v1(const std::string& name, const Cgroup
   }
   if (st && limits.pids) {
     st = write_str(dirs[1] + "/pids.max", std::to_string(*limits.pids));
+  }
+  if (st && limits.background && dirs.size() > 2) {
+    st = write_str(dirs[2] + "/cpu.shares", std::to_string(kBackgroundWeight));
   }
   if (st && limits.cpus && dirs.size() > 2) {
     st = write_str(dirs[2] + "/cpu.cfs_period_us", "100000");
@@ -317,6 +328,45 @@ int apply_rlimits(const Limits& limits) noexcept {
     }
   }
   return set_one(RLIMIT_CORE, 0);
+}
+
+int apply_nice(const Limits& limits) noexcept {
+  if (!limits.nice) {
+    return 0;
+  }
+  if (::setpriority(PRIO_PROCESS, 0, *limits.nice) != 0) {
+    return errno;
+  }
+  return set_one(RLIMIT_NICE, 0);
+}
+
+int set_autogroup_nice(pid_t pid, int nice) noexcept {
+  if (pid <= 0 || nice < 0 || nice > 19 || ::getsid(pid) != pid) {
+    return ESRCH;
+  }
+  // "/proc/<pid>/autogroup" and "<nice>", without allocating.
+  char path[40] = "/proc/";
+  char digits[12];
+  int n = 0;
+  for (auto v = static_cast<unsigned>(pid); v != 0; v /= 10) {
+    digits[n++] = static_cast<char>('0' + v % 10);
+  }
+  size_t at = 6;
+  while (n > 0) {
+    path[at++] = digits[--n];
+  }
+  std::memcpy(path + at, "/autogroup", sizeof "/autogroup");
+  char value[3] = {static_cast<char>(nice >= 10 ? '1' : '0' + nice),
+                   static_cast<char>('0' + nice % 10), 0};
+  const char* text = nice >= 10 ? value : value + 1;
+  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return errno;
+  }
+  size_t len = nice >= 10 ? 2 : 1;
+  int err = ::write(fd, text, len) == static_cast<ssize_t>(len) ? 0 : errno;
+  ::close(fd);
+  return err;
 }
 
 Result<SessionCgroup> SessionCgroup::create(const std::string& name, const CgroupLimits& limits,

@@ -6,6 +6,7 @@
 // killed with SIGKILL are removed at the next start, and the box ends when the process that
 // started agentbox is killed.
 #include <fcntl.h>
+#include <fmt/core.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
@@ -17,6 +18,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -80,6 +83,8 @@ class DefaultsTest : public WorldTest {
     }
   }
   std::string attack_;
+  Args flags_;                        // more flags for hold()'s `agentbox run`
+  std::function<void()> while_held_;  // host-side checks while hold()'s box holds
   void TearDown() override {
     if (made_) {
       destroy_world(w_);
@@ -103,7 +108,9 @@ class DefaultsTest : public WorldTest {
     o.timeout_ms = 60000;
     int out = -1;
     int err = -1;
-    Args args = {"run", "-q", "--no-config", "--ro", w_.bin, "--"};
+    Args args = {"run", "-q", "--no-config", "--ro", w_.bin};
+    args.insert(args.end(), flags_.begin(), flags_.end());
+    args.emplace_back("--");
     args.insert(args.end(), cmd.begin(), cmd.end());
     pid_t pid = spawn(w_, args, o, &out, &err);
     ::close(in[0]);
@@ -119,6 +126,9 @@ class DefaultsTest : public WorldTest {
         }
         text.append(buf, static_cast<size_t>(n));
       }
+    }
+    if (while_held_) {
+      while_held_();
     }
     *host_answered = host_as(w_, false) && (!inotify_check || host_as(w_, true));
     ::close(in[1]);
@@ -388,6 +398,135 @@ TEST_P(DefaultsTest, StaleCgroupsAreRemovedAtTheNextStart) {
   EXPECT_FALSE(std::filesystem::exists(mine)) << mine << " was left behind";
   ::close(out);
   ::close(err);
+}
+
+// What the box says of its own CPU priority, and what it gets when it tries to undo it: lower its
+// nice (to 0, or by one), raise RLIMIT_NICE, write a lower nice into its session's autogroup or
+// into init's (init shares the user's session). A child is asked too (inherited).
+constexpr const char* kCpuPriority = R"(
+import os, resource
+def attempt(f):
+    try:
+        f()
+        return "ok"
+    except OSError as e:
+        return "errno%d" % e.errno
+    except ValueError:
+        return "refused"
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+print("nice", os.getpriority(os.PRIO_PROCESS, 0))
+print("rlimit_nice", *resource.getrlimit(resource.RLIMIT_NICE))
+print("lower", attempt(lambda: os.setpriority(os.PRIO_PROCESS, 0, 0)))
+print("lower_by_one", attempt(lambda: os.setpriority(os.PRIO_PROCESS, 0, 9)))
+print("raise_rlimit", attempt(lambda: resource.setrlimit(resource.RLIMIT_NICE, (40, 40))))
+print("autogroup_self", attempt(lambda: write("/proc/self/autogroup", "0")))
+print("autogroup_init", attempt(lambda: write("/proc/1/autogroup", "0")))
+pid = os.fork()
+if pid == 0:
+    print("child_nice", os.getpriority(os.PRIO_PROCESS, 0), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+)";
+
+// The nice of a host process: field 19 of /proc/PID/stat.
+int host_nice(pid_t pid) {
+  std::string stat = slurp(fmt::format("/proc/{}/stat", pid));
+  std::istringstream in(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  for (int i = 3; i <= 19 && in >> field; ++i) {
+  }
+  return field.empty() ? -100 : std::stoi(field);
+}
+
+// The CPU weight of the v1 cpu cgroup a host process is in, when it is a session cgroup of
+// agentbox's ("" otherwise: no cpu hierarchy, or not root).
+std::string session_cpu_shares(pid_t pid) {
+  std::istringstream in(slurp(fmt::format("/proc/{}/cgroup", pid)));
+  std::string line;
+  while (std::getline(in, line)) {
+    auto a = line.find(':');
+    auto b = line.find(':', a + 1);
+    std::string ctrls = "," + line.substr(a + 1, b - a - 1) + ",";
+    std::string path = line.substr(b + 1);
+    if (ctrls.find(",cpu,") != std::string::npos && path.find("/agentbox-") != std::string::npos) {
+      for (const char* m : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"}) {
+        std::string v = slurp(std::string(m) + path + "/cpu.shares");
+        if (!v.empty()) {
+          return v.substr(0, v.find('\n'));
+        }
+      }
+    }
+  }
+  return "";
+}
+
+// limits.cpu_priority (default "background"): every process of the box at nice 10 with
+// RLIMIT_NICE 0, its session's autogroup at nice 10, and (root, v1 cpu hierarchy) its session
+// cgroup at cpu.shares 110, all read from the host; the box can lower none of it. With
+// --cpu-priority normal none of it is applied.
+TEST_P(DefaultsTest, BoxRunsAtBackgroundCpuPriorityAndCannotRaiseIt) {
+  for (bool background : {true, false}) {
+    SCOPED_TRACE(background ? "default (background)" : "--cpu-priority normal");
+    flags_ = background ? Args{} : Args{"--cpu-priority", "normal"};
+    const std::string marker = background ? "cpu-prio-bg-3141" : "cpu-prio-normal-3141";
+    int nice = -100;
+    std::string autogroup;
+    std::string shares;
+    while_held_ = [&] {
+      std::vector<pid_t> pids = pids_with_cmdline(marker);  // the supervisor, init, python
+      std::erase_if(pids, [](pid_t p) {
+        return slurp(fmt::format("/proc/{}/comm", p)).rfind("python3", 0) != 0;
+      });
+      ASSERT_EQ(pids.size(), 1u) << "the box's python, by its marker";
+      nice = host_nice(pids[0]);
+      shares = session_cpu_shares(pids[0]);
+      // init writes the autogroup's nice once the program runs; the kernel lets that happen
+      // once per 100 ms machine-wide, so it may take a few tries.
+      for (int i = 0; i < 150; ++i) {
+        autogroup = slurp(fmt::format("/proc/{}/autogroup", pids[0]));
+        if (!background || autogroup.find(" nice 10") != std::string::npos) {
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    };
+    bool host = false;
+    std::string out = hold(
+        Args{"/usr/bin/python3", "-c", std::string(kCpuPriority) + kWait, marker}, false, &host);
+    EXPECT_TRUE(host);
+    if (autogroup.empty()) {
+      skip("this kernel has no scheduler autogroup (CONFIG_SCHED_AUTOGROUP)");
+      return;
+    }
+    if (background) {
+      EXPECT_EQ(nice, 10) << "seen from the host";
+      EXPECT_NE(autogroup.find(" nice 10"), std::string::npos) << autogroup;
+      EXPECT_NE(out.find("nice 10\n"), std::string::npos) << out;
+      EXPECT_NE(out.find("child_nice 10\n"), std::string::npos) << out;
+      EXPECT_NE(out.find("rlimit_nice 0 0\n"), std::string::npos) << out;
+      for (const char* undo :
+           {"lower", "lower_by_one", "raise_rlimit", "autogroup_self", "autogroup_init"}) {
+        EXPECT_EQ(out.find(std::string(undo) + " ok\n"), std::string::npos)
+            << undo << " succeeded inside the box:\n"
+            << out;
+      }
+      if (!shares.empty()) {
+        EXPECT_EQ(shares, "110");
+      }
+    } else {
+      // (The host sees nice 9 by now: raising one's own nice needs no privilege.)
+      EXPECT_EQ(out.rfind("nice 0\n", 0), 0u) << out;
+      EXPECT_NE(autogroup.find(" nice 0"), std::string::npos) << autogroup;
+      if (!shares.empty()) {
+        EXPECT_EQ(shares, "1024");
+      }
+    }
+    if (w_.as.uid == 0 && background) {
+      EXPECT_FALSE(shares.empty()) << "root: no session cgroup with a cpu hierarchy was seen";
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(As, DefaultsTest,

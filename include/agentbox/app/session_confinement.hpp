@@ -60,6 +60,8 @@ class SessionConfinement final : public sandbox::Confinement {
   [[nodiscard]] std::vector<int> child_fds() const;
   // For LaunchSpec::exit_report_fd: init reports how the program and orphans died.
   [[nodiscard]] int exit_report_fd() const { return report_write_.get(); }
+  // For LaunchSpec::autogroup_nice: limits.cpu_priority's nice for the box's session (-1: none).
+  [[nodiscard]] int autogroup_nice() const { return autogroup_nice_; }
 
   // After Box::start succeeded (`init`: the box's init): takes the seccomp listener, watches it
   // on `loop`, writes the sandbox.confine audit event, starts watching the limits (LimitWatch).
@@ -94,6 +96,7 @@ class SessionConfinement final : public sandbox::Confinement {
   std::optional<double> cpus_;  // --cpus, enforced only by a cgroup
   bool cpus_enforced_ = false;  // the session cgroup writes cpu.max
   std::string start_note_;      // SessionLimits::start_note, said in started()
+  int autogroup_nice_ = -1;     // SessionLimits::autogroup_nice
   bool program_exited_ = false;
 };
 

@@ -19,6 +19,9 @@ struct SessionLimits {
   // The one line said once the box has started (not before: a start that fails says only why):
   // what is weaker without a cgroup. "" with a cgroup.
   std::string start_note;
+  // limits.cpu_priority = "background": the nice of the box's session autogroup, which init
+  // writes (LaunchSpec::autogroup_nice); -1 for "normal".
+  int autogroup_nice = -1;
 };
 
 // Creates the session cgroup (memory, pids and, when asked, cpus; the box always gets its own

@@ -36,10 +36,11 @@ struct Flags {
   std::optional<std::string> memory;       // "2G"
   std::optional<std::string> pids;
   std::optional<std::string> cpus;
-  bool audit_required = false;         // --audit-required
-  std::optional<std::string> network;  // --network none|filtered
-  bool inspect_all = false;            // --inspect-all
-  bool review = false;                 // --review
+  std::optional<std::string> cpu_priority;  // --cpu-priority background|normal
+  bool audit_required = false;              // --audit-required
+  std::optional<std::string> network;       // --network none|filtered
+  bool inspect_all = false;                 // --inspect-all
+  bool review = false;                      // --review
 };
 
 struct LoadOptions {

@@ -97,6 +97,10 @@ struct Limits {
   std::optional<Sourced<uint64_t>> file_size_bytes;
   std::optional<Sourced<uint64_t>> inotify_instances;  // the box's user namespace's own limits
   std::optional<Sourced<uint64_t>> inotify_watches;
+  // limits.cpu_priority: "background" (true: the box's tasks, their autogroup and the session
+  // cgroup's CPU weight at nice 10) or "normal". Background by default: an unattended agent must
+  // not starve the user's desktop (docs/CONFIG.md).
+  Sourced<bool> cpu_background{true, {"built-in"}};
 };
 
 // The value of a limit for the code that imposes it: nullopt when unset or "unlimited".

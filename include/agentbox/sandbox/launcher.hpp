@@ -15,7 +15,7 @@
 //               own /dev/ptmx and sends the master to the supervisor (SCM_RIGHTS); starts the
 //               program (clone CLONE_VM|CLONE_VFORK, as posix_spawn); then reaps, forwards
 //               signals to the program's process group, and exits with the program's status
-//               (128+N for signal N).
+//               (128+N for signal N); gives the program's session autogroup its nice.
 //   program     empty signal mask; setsid (no controlling terminal of the user's, ever); the pty
 //               slave as ctty and fds 0-2 when there is a terminal; fds >= 3 marked
 //               close-on-exec (close_range); the Confinement hook; execve along the PATH.
@@ -69,6 +69,11 @@ struct LaunchSpec {
   // kernel checks such a count at every namespace level up (ucounts), so the box is held to
   // these and the user's own limit outside still holds too.
   std::vector<std::pair<std::string, uint64_t>> userns_limits;
+  // The nice init gives the program's session autogroup once the program runs (-1: left as the
+  // kernel makes it, nice 0). Written from init, not the program: the kernel lets an unprivileged
+  // writer change an autogroup once per 100 ms machine-wide, so init retries (for up to a second)
+  // without holding up the program's start.
+  int autogroup_nice = -1;
 };
 
 // What init saw of the processes it reaped (the program and orphans; not the children other

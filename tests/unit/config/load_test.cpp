@@ -779,5 +779,44 @@ TEST(Profiles, ShippedAgentsKeepTheirStateAndStartWithoutDialogs) {
   EXPECT_TRUE(has(profile("aider").persist, "~/.aider"));
 }
 
+// limits.cpu_priority: background by default; the user's file, a profile or --cpu-priority may say
+// normal; a workspace file may only keep background; anything else names the key or the flag.
+TEST(Limits, CpuPriorityIsBackgroundByDefaultAndOnlyKeptByAWorkspaceFile) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  EXPECT_TRUE(r->policy.limits.cpu_background.value);
+  EXPECT_EQ(r->policy.limits.cpu_background.origin.source, "built-in");
+  dir.write("system.toml", "[limits]\ncpu_priority = \"normal\"\n");
+  r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  EXPECT_FALSE(r->policy.limits.cpu_background.value);
+  std::string keep = dir.write("ok/.agentbox.toml", "[limits]\ncpu_priority = \"background\"\n");
+  ASSERT_TRUE(narrow_with_workspace_file(*r, keep));
+  EXPECT_TRUE(r->policy.limits.cpu_background.value);
+  std::string widen = dir.write("bad/.agentbox.toml", "[limits]\ncpu_priority = \"normal\"\n");
+  auto st = narrow_with_workspace_file(*r, widen);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().render().find("cannot be set by a workspace file"), std::string::npos)
+      << st.error().render();
+  dir.write("system.toml", "[limits]\ncpu_priority = \"idle\"\n");
+  auto bad = load(o);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().render().find("`limits.cpu_priority`: `idle` is not background or normal"),
+            std::string::npos)
+      << bad.error().render();
+  dir.write("system.toml", "");
+  o.flags.cpu_priority = "normal";
+  auto flag = load(o);
+  ASSERT_TRUE(flag);
+  EXPECT_FALSE(flag->policy.limits.cpu_background.value);
+  EXPECT_EQ(flag->policy.limits.cpu_background.origin.source, "--cpu-priority");
+  o.flags.cpu_priority = "low";
+  auto bad_flag = load(o);
+  ASSERT_FALSE(bad_flag);
+  EXPECT_NE(bad_flag.error().render().find("--cpu-priority"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace agentbox::config

@@ -40,6 +40,75 @@ TEST(Rlimits, FallbackOnlyWithoutCgroup) {
   EXPECT_EQ(without.processes, 64u);
 }
 
+// apply_nice: the nice is set and RLIMIT_NICE is 0, so even nice 0 is refused again (EACCES);
+// without a nice, nothing changes. Ground truth from getpriority/getrlimit in the same child.
+TEST(Rlimits, NiceCannotBeLoweredAgain) {
+  auto r = run_in_child([] {
+    if (apply_nice({.nice = 10}) != 0) {
+      return 100;
+    }
+    rlimit rl{};
+    errno = 0;
+    if (getpriority(PRIO_PROCESS, 0) != 10 || errno != 0 || getrlimit(RLIMIT_NICE, &rl) != 0 ||
+        rl.rlim_cur != 0 || rl.rlim_max != 0) {
+      return 101;
+    }
+    if (geteuid() != 0 && setpriority(PRIO_PROCESS, 0, 9) == 0) {
+      return 102;  // (root keeps CAP_SYS_NICE here: the box drops it, tests/attacks check that)
+    }
+    return apply_nice({}) == 0 ? 0 : 103;  // no nice asked: nothing to do
+  });
+  EXPECT_TRUE(r.exited && r.code == 0) << describe(r);
+}
+
+// set_autogroup_nice only touches a process that leads its own session: never the caller's
+// session (for init, the user's). Read back from /proc/PID/autogroup.
+TEST(Autogroup, NiceOnlyForASessionLeader) {
+  if (access("/proc/self/autogroup", F_OK) != 0) {
+    testkit::skip("no scheduler autogroup in this kernel (CONFIG_SCHED_AUTOGROUP)");
+    return;
+  }
+  int go[2];
+  ASSERT_EQ(pipe2(go, O_CLOEXEC), 0);
+  auto spawn = [&](bool leader) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(go[1]);  // EOF on go[0] once the test closes its end
+      if (leader) {
+        setsid();
+      }
+      char c;
+      (void)!read(go[0], &c, 1);
+      _exit(0);
+    }
+    return pid;
+  };
+  pid_t follower = spawn(false);
+  pid_t leader = spawn(true);
+  ASSERT_GT(follower, 0);
+  ASSERT_GT(leader, 0);
+  for (int i = 0; i < 200 && getsid(leader) != leader; ++i) {
+    usleep(5000);
+  }
+  EXPECT_EQ(set_autogroup_nice(follower, 7), ESRCH);
+  int err = EAGAIN;
+  for (int i = 0; i < 100 && err == EAGAIN; ++i) {  // the kernel's 100 ms rate limit
+    err = set_autogroup_nice(leader, 7);
+    if (err == EAGAIN) {
+      usleep(20000);
+    }
+  }
+  EXPECT_EQ(err, 0) << strerror(err);
+  std::string ag = base::read_file("/proc/" + std::to_string(leader) + "/autogroup").value_or("");
+  EXPECT_NE(ag.find(" nice 7"), std::string::npos) << ag;
+  std::string own = base::read_file("/proc/self/autogroup").value_or("");
+  EXPECT_EQ(own.find(" nice 7"), std::string::npos) << "the caller's own session changed: " << own;
+  close(go[1]);
+  close(go[0]);
+  waitpid(follower, nullptr, 0);
+  waitpid(leader, nullptr, 0);
+}
+
 int write_big_file(const char* path) {
   int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
   if (fd < 0) {
