@@ -186,17 +186,18 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
   std::vector<proxy::CredentialSpec> specs;
   for (const auto& [name, c] : policy.credentials) {
     if (c.from.rfind("env:", 0) == 0 && caller_env.count(c.from.substr(4)) == 0) {
-      // Nothing to protect and nothing to give: the box simply has no such variable. Said in one
-      // line (an agent without its key says "Not logged in"); a warning only for a credential of
-      // the user's own config, since profiles name the usual variables (ANTHROPIC_API_KEY) that
-      // many users do not set (OAuth logins).
-      if (shipped(c.origin)) {
-        base::log::info("credential `{}` ({}): {} is not set; the box gets no {}", name,
-                        c.origin.describe(), c.from.substr(4), c.env);
-      } else {
-        base::log::warn("credential `{}` ({}): {} is not set; the box gets no {}", name,
-                        c.origin.describe(), c.from.substr(4), c.env);
+      // A profile shipped with agentbox names the usual variables (ANTHROPIC_API_KEY), which
+      // many users do not set (OAuth logins): the box simply has no such variable, said at info
+      // level. A credential of the user's own config is an error, like a `file:` or `cmd:`
+      // source that fails: every source failure stops the start with the file:line to fix.
+      if (!shipped(c.origin)) {
+        return base::Error::msg(fmt::format("credential `{}` ({}): variable `{}` is not set", name,
+                                            c.origin.describe(), c.from.substr(4)))
+            .hint(fmt::format("export {} before `agentbox run`, or remove the credential",
+                              c.from.substr(4)));
       }
+      base::log::info("credential `{}` ({}): {} is not set; the box gets no {}", name,
+                      c.origin.describe(), c.from.substr(4), c.env);
       impl->secret_sources.insert(c.from.substr(4));
       continue;
     }
@@ -217,7 +218,8 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
                      .max_requests = c.max_requests,
                      .max_bytes = c.max_bytes,
                      .methods = c.methods,
-                     .expires_seconds = c.expires_seconds});
+                     .expires_seconds = c.expires_seconds,
+                     .origin = c.origin.describe()});
     if (c.from.rfind("env:", 0) == 0) {
       impl->secret_sources.insert(c.from.substr(4));
     }
@@ -237,15 +239,16 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
     std::string path = expand_home(tf.path, home);
     auto text = base::read_file(path, size_t{1} << 20);
     if (!text) {
-      // Profiles name the usual login files, which API-key users do not have: only a token
-      // file of the user's own config says so out loud.
-      if (shipped(tf.origin)) {
-        base::log::debug("token file `{}` ({}): {}: not shown", tf.path, tf.origin.describe(),
-                         text.error().message());
-      } else {
-        base::log::warn("token file `{}` ({}): {}: not shown", tf.path, tf.origin.describe(),
-                        text.error().message());
+      // Profiles name the usual login files, which API-key users do not have; a token file of
+      // the user's own config that cannot be read stops the start, like any credential source.
+      if (!shipped(tf.origin)) {
+        return std::move(text)
+            .error()
+            .context(fmt::format("token file `{}` ({})", tf.path, tf.origin.describe()))
+            .hint("fix the path, or remove the token file from the config that names it");
       }
+      base::log::debug("token file `{}` ({}): {}: not shown", tf.path, tf.origin.describe(),
+                       text.error().message());
       continue;
     }
     auto values =

@@ -1,6 +1,8 @@
 // Credential set: load, placeholders, request inspection and swapping (see credentials.hpp).
 #include "agentbox/proxy/credentials.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <optional>
 
@@ -111,7 +113,9 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
   set.sink_ = sink;
   for (auto& spec : specs) {
     auto e = std::make_unique<Entry>();
-    const std::string ctx = "credential `" + spec.name + "`";
+    const std::string ctx = spec.origin.empty()
+                                ? fmt::format("credential `{}`", spec.name)
+                                : fmt::format("credential `{}` ({})", spec.name, spec.origin);
     auto inject = InjectSpec::parse(spec.inject);
     if (!inject) {
       return std::move(inject).error().context(ctx);
@@ -156,7 +160,8 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
     }
     auto secret = set.source_->read(spec.from);
     if (!secret) {
-      return std::move(secret).error().context(ctx);
+      return std::move(secret).error().context(ctx).hint(
+          "fix its `from` source, or remove the credential from the config that defines it");
     }
     e->secret = std::move(*secret);
     e->fetched = e->attempted = Clock::now();

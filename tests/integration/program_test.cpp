@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <regex>
 
 #include "harness.hpp"
 
@@ -74,6 +75,14 @@ class ProgramTest : public BoxWorldTest {
   void real_node(const std::string& at) {
     fs::create_directories(fs::path(at).parent_path());
     fs::copy_file("/usr/bin/node", at);
+  }
+
+  // The shipped profiles beside the binary the tests run (w_.root/bin), owned like the rest.
+  void install_profiles() {
+    std::string profiles = w_.root + "/share/agentbox/profiles";
+    fs::create_directories(profiles);
+    fs::copy(fs::path(AGENTBOX_BIN).parent_path().parent_path() / "share/agentbox/profiles",
+             profiles, fs::copy_options::recursive);
   }
 
   RunOptions opts(const std::string& path_front) {
@@ -195,10 +204,7 @@ TEST_P(ProgramTest, Bun) {
 // Item 5: the user's own credential is kept over the shipped claude profile's of the same name,
 // with one line saying so; `explain` shows it.
 TEST_P(ProgramTest, UsersCredentialWinsOverTheShippedProfile) {
-  std::string profiles = w_.root + "/share/agentbox/profiles";
-  fs::create_directories(profiles);
-  fs::copy(fs::path(AGENTBOX_BIN).parent_path().parent_path() / "share/agentbox/profiles", profiles,
-           fs::copy_options::recursive);
+  install_profiles();
   std::string cfg = home_ + "/.config/agentbox";
   fs::create_directories(cfg);
   write_file(cfg + "/config.toml",
@@ -241,6 +247,56 @@ TEST_P(ProgramTest, UsersCredentialWinsOverTheShippedProfile) {
                     o);
   ASSERT_EQ(both.status, 0) << both.err;
   EXPECT_NE(both.line_starting("key="), "key=none") << both.out;
+}
+
+// Issue 19 item 6: every credential source of the user's own config that fails stops the start
+// with one line naming the credential and its file:line, and nothing runs; a shipped profile's
+// variable that is not set only leaves the box without it (the control: same profile, no config).
+TEST_P(ProgramTest, EveryFailingCredentialSourceOfYourConfigStopsTheStartWithItsLine) {
+  std::string cfg = home_ + "/.config/agentbox";
+  fs::create_directories(cfg);
+  ::chmod(cfg.c_str(), 0700);
+  const std::string marker = w_.root + "/ran";
+  struct Case {
+    std::string toml;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {"[credentials.k]\nenv = \"K\"\nfrom = \"env:NOT_SET_ANYWHERE\"\nhosts = [\"a.test\"]\n",
+       "variable `NOT_SET_ANYWHERE` is not set"},
+      {"[credentials.k]\nenv = \"K\"\nfrom = \"file:" + w_.root +
+           "/absent\"\nhosts = [\"a.test\"]\n",
+       "No such file or directory"},
+      {"[credentials.k]\nenv = \"K\"\nfrom = \"cmd:exit 3\"\nhosts = [\"a.test\"]\n",
+       "command exited with status 3"},
+      {"[credentials.k]\nenv = \"K\"\nfrom = \"cmd:true\"\nhosts = [\"a.test\"]\n", "is empty"},
+      {"[[token_file]]\npath = \"" + w_.root +
+           "/absent.json\"\njson_fields = [\"t\"]\n"
+           "hosts = [\"a.test\"]\n",
+       "No such file or directory"},
+  };
+  for (const Case& c : cases) {
+    write_file(cfg + "/config.toml", "\n" + c.toml, 0600);
+    chown_tree(home_, w_.as.uid, w_.as.gid);
+    Output r = run(w_, {"run", "-q", "--", "sh", "-c", "touch " + marker}, opts("/usr/bin"));
+    EXPECT_EQ(r.status, 125) << c.toml << r.err;
+    EXPECT_TRUE(std::regex_search(r.err, std::regex("/config\\.toml:[0-9]+:[0-9]+")))
+        << c.toml << r.err;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << c.toml << r.err;
+    EXPECT_NE(r.err.find("hint: "), std::string::npos) << r.err;
+    EXPECT_NE(::access(marker.c_str(), F_OK), 0) << "the program ran: " << c.toml;
+  }
+  ::unlink((cfg + "/config.toml").c_str());
+  install_profiles();
+  chown_tree(w_.root, w_.as.uid, w_.as.gid);
+  RunOptions o = opts("/usr/bin");
+  o.env.erase("ANTHROPIC_API_KEY");
+  Output ok = run(w_,
+                  {"run", "-q", "--profile", "claude", "--", "sh", "-c",
+                   "printf 'key=%s\\n' \"${ANTHROPIC_API_KEY:-none}\""},
+                  o);
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  EXPECT_EQ(ok.line_starting("key="), "key=none") << ok.out;
 }
 
 INSTANTIATE_TEST_SUITE_P(As, ProgramTest, ::testing::Values("root", "user"),

@@ -90,6 +90,8 @@ struct CredentialSpec {
   std::optional<uint64_t> max_bytes;        // their request bytes (head + declared body)
   std::vector<std::string> methods;         // the methods it may go with (empty: any)
   std::optional<uint64_t> expires_seconds;  // after load(): its placeholder stops working
+  // Where it was defined ("path:3:1"), named in every message about it; empty: not known.
+  std::string origin;
 };
 
 // Checks a `format` string: exactly one `{}`, no control characters but HTAB. Empty is valid.
