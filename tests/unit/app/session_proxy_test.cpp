@@ -12,6 +12,7 @@
 #include <map>
 
 #include "agentbox/app/session_trust.hpp"
+#include "agentbox/config/load.hpp"
 #include "testkit/skip.hpp"
 
 namespace agentbox::app {
@@ -102,16 +103,34 @@ TEST(SessionTrust, JvmReachableOnlyWithAJdkJavaHomeOrJavaOnPath) {
   EXPECT_TRUE(jvm_reachable("", "/nonexistent:" + bin.path, false));
 }
 
-TEST(SessionProxy, AnUnsetEnvSourceMeansNoVariableNotAFailure) {
+// A shipped profile names the usual variables, which many users do not set: the box simply has
+// no such variable. The same credential in the user's own config is an error naming its line.
+TEST(SessionProxy, AnUnsetEnvSourceOfAShippedProfileMeansNoVariable) {
   TempDir dir;
   config::Policy p;
   p.credentials["github"] = github("env:NOT_SET_ANYWHERE");
+  p.credentials["github"].origin = {config::default_profile_dirs().front() + "/github.toml", 3, 1};
   audit::MemorySink sink;
   auto sp = SessionProxy::create(p, {}, "/home/u", dir.path, sink);
   ASSERT_TRUE(sp) << sp.error().message();
   auto env = as_map((*sp)->box_env());
   EXPECT_EQ(env.count("GITHUB_TOKEN"), 0u);
   EXPECT_EQ((*sp)->secret_env_sources().count("NOT_SET_ANYWHERE"), 1u);
+}
+
+TEST(SessionProxy, AnUnsetEnvSourceOfYourConfigFailsWithItsLine) {
+  TempDir dir;
+  config::Policy p;
+  p.credentials["github"] = github("env:NOT_SET_ANYWHERE");
+  p.credentials["github"].origin = {"/home/u/.config/agentbox/config.toml", 3, 1};
+  audit::MemorySink sink;
+  auto sp = SessionProxy::create(p, {}, "/home/u", dir.path, sink);
+  ASSERT_FALSE(sp);
+  EXPECT_NE(
+      sp.error().render().find("credential `github` (/home/u/.config/agentbox/config.toml:3:1)"
+                               ": variable `NOT_SET_ANYWHERE` is not set"),
+      std::string::npos)
+      << sp.error().render();
 }
 
 TEST(SessionProxy, TrustCaAloneAddsItsCertificatesToTheBoxTrustWithoutACa) {
