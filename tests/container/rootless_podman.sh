@@ -11,12 +11,7 @@ seccomp=$(readlink -f "$2")
 name=container.rootless_podman
 user=agentbox-test
 
-skip() {  # the testkit's contract: a reason in the report, a failure where the machine must work
-  echo "skipped: $*"
-  [ -n "${AGENTBOX_SKIP_LOG:-}" ] && printf '%s\t%s\n' "$name" "$*" >>"$AGENTBOX_SKIP_LOG"
-  [ "${AGENTBOX_MUST_WORK:-}" = 1 ] && { echo "FAIL: AGENTBOX_MUST_WORK=1 and this is missing"; exit 1; }
-  exit 77
-}
+. "$(dirname "$0")/../testkit/skip.sh"
 fail() { echo "FAIL: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || skip "needs root to run podman as the unprivileged user $user"
