@@ -379,6 +379,27 @@ void apply_limit(Ctx& c, const Value& v, std::string_view name,
 using KeyHandler = std::function<void(Ctx&, const Value&)>;
 using Schema = std::vector<std::pair<std::string, KeyHandler>>;
 
+// A key that names one of two words, kept as whether it says `narrow`. A workspace file may say
+// `narrow`, never go back to `wide` once your configuration said `narrow`.
+KeyHandler narrowing_choice(std::string name, std::string narrow, std::string wide,
+                            Sourced<bool>& (*field)(Policy&)) {
+  return [name = std::move(name), narrow = std::move(narrow), wide = std::move(wide), field](
+             Ctx& c, const Value& v) {
+    auto s = get_string(c, v, name);
+    if (!s) {
+      return;
+    }
+    Sourced<bool>& into = field(c.p);
+    if (*s != narrow && *s != wide) {
+      problem(c, v, fmt::format("`{}`: `{}` is neither \"{}\" nor \"{}\"", name, *s, narrow, wide));
+    } else if (c.mode == Mode::kNarrow && *s == wide && into.value) {
+      widen_error(c, v, fmt::format("{} = \"{}\"", name, wide));
+    } else {
+      into = {*s == narrow, origin_of(v)};
+    }
+  };
+}
+
 void walk(Ctx& c, const Value& table, std::string_view section, const Schema& schema) {
   if (!table.is_table()) {
     problem(c, table, fmt::format("`{}` must be a table, found {}", section, type_name(table)));
@@ -621,20 +642,8 @@ Schema limits_schema() {
          }
        }},
       {"cpu_priority",
-       [](Ctx& c, const Value& v) {
-         auto s = get_string(c, v, "limits.cpu_priority");
-         if (!s) {
-           return;
-         }
-         if (*s != "background" && *s != "normal") {
-           problem(c, v,
-                   fmt::format("`limits.cpu_priority`: `{}` is not background or normal", *s));
-         } else if (c.mode == Mode::kNarrow && *s == "normal" && c.p.limits.cpu_background.value) {
-           widen_error(c, v, "limits.cpu_priority = \"normal\"");
-         } else {
-           c.p.limits.cpu_background = {*s == "background", origin_of(v)};
-         }
-       }},
+       narrowing_choice("limits.cpu_priority", "background", "normal",
+                        [](Policy& p) -> Sourced<bool>& { return p.limits.cpu_background; })},
   };
 }
 
@@ -891,21 +900,8 @@ Schema network_schema() {
     });
   };
   return {
-      {"mode",
-       [](Ctx& c, const Value& v) {
-         auto s = get_string(c, v, "network.mode");
-         if (!s) {
-           return;
-         }
-         if (*s != "none" && *s != "filtered") {
-           problem(c, v,
-                   fmt::format("`network.mode`: `{}` is neither \"filtered\" nor \"none\"", *s));
-         } else if (c.mode == Mode::kNarrow && *s == "filtered" && c.p.network_none.value) {
-           widen_error(c, v, "network.mode = \"filtered\"");
-         } else {
-           c.p.network_none = {*s == "none", origin_of(v)};
-         }
-       }},
+      {"mode", narrowing_choice("network.mode", "none", "filtered",
+                                [](Policy& p) -> Sourced<bool>& { return p.network_none; })},
       {"allow", &apply_allow},
       {"raw_tcp",
        [](Ctx& c, const Value& v) {

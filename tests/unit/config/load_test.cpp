@@ -803,7 +803,8 @@ TEST(Limits, CpuPriorityIsBackgroundByDefaultAndOnlyKeptByAWorkspaceFile) {
   dir.write("system.toml", "[limits]\ncpu_priority = \"idle\"\n");
   auto bad = load(o);
   ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().render().find("`limits.cpu_priority`: `idle` is not background or normal"),
+  EXPECT_NE(bad.error().render().find(
+                R"(`limits.cpu_priority`: `idle` is neither "background" nor "normal")"),
             std::string::npos)
       << bad.error().render();
   dir.write("system.toml", "");
