@@ -19,6 +19,7 @@ struct ReviewArgs {
   std::string session;
   std::vector<std::string> paths;
   bool stat = false;
+  bool patch = false;
   bool force = false;
 };
 
@@ -66,6 +67,18 @@ int verb(const std::string& name, const ReviewArgs& a) {
   if (!r) {
     return fail(std::move(r).error());
   }
+  if (name == "diff" && a.patch) {
+    auto left_out = app::print_patch(*r, clean(a.paths));
+    if (!left_out) {
+      return fail(left_out.error());
+    }
+    if (*left_out > 0) {
+      fmt::print(stderr, "agentbox: error: diff --patch: {} change(s) left out (listed above)\n",
+                 *left_out);
+      return 1;
+    }
+    return 0;
+  }
   if (name == "diff") {
     auto s = app::print_diff(*r, clean(a.paths), a.stat);
     return s ? 0 : fail(s.error());
@@ -103,7 +116,11 @@ void add(CLI::App& app, int& exit_code, const std::string& name, const std::stri
     sub->add_option("paths", args->paths, "Only these workspace-relative paths");
   }
   if (name == "diff") {
-    sub->add_flag("--stat", args->stat, "One line per change instead of the diff");
+    auto* stat = sub->add_flag("--stat", args->stat, "One line per change instead of the diff");
+    sub->add_flag("--patch", args->patch,
+                  "A patch git apply takes (binary files included; dangerous changes only when "
+                  "named)")
+        ->excludes(stat);
   }
   if (name == "apply") {
     sub->add_flag("--force", args->force,

@@ -33,9 +33,11 @@ bool binary(const std::string& path) {
   return n > 0 && std::memchr(buf.data(), 0, size_t(n)) != nullptr;
 }
 
+}  // namespace
+
 // A side that does not exist is labelled /dev/null, as git and patch(1) expect.
-base::Status run_diff(const std::string& rel, const std::string& old_path,
-                      const std::string& new_path) {
+base::Status unified_diff(const std::string& rel, const std::string& old_path,
+                          const std::string& new_path) {
   std::fflush(stdout);
   std::string a = old_path == "/dev/null" ? old_path : "a/" + shown(rel);
   std::string b = new_path == "/dev/null" ? new_path : "b/" + shown(rel);
@@ -58,6 +60,8 @@ base::Status run_diff(const std::string& rel, const std::string& old_path,
   return {};
 }
 
+namespace {
+
 base::Status one(const Review& r, const Change& c) {
   std::string old_path = c.kind == ChangeKind::kAdded ? "/dev/null" : r.workspace + "/" + c.path;
   std::string new_path = c.kind == ChangeKind::kDeleted ? "/dev/null" : r.upper + "/" + c.path;
@@ -76,7 +80,7 @@ base::Status one(const Review& r, const Change& c) {
                c.old_size, c.size);
     return {};
   }
-  return run_diff(c.path, old_path, new_path);
+  return unified_diff(c.path, old_path, new_path);
 }
 
 }  // namespace

@@ -156,6 +156,54 @@ TEST_P(ReviewTest, WorkspaceUntouchedUntilApplyAndDangerousHeldUnlessNamed) {
   EXPECT_NE(run(w_, {"diff", id}).status, 0);
 }
 
+// `diff --patch` against the host's git: the patch applied by `git apply` to a copy of the
+// workspace gives the same tree as `agentbox apply` gives the workspace, for every kind of change
+// (text, no final newline, binary added and changed, deleted, empty, symlink, a name with a
+// space, an x bit named), and a dangerous change is left out unless named.
+TEST_P(ReviewTest, PatchAppliedByGitGivesTheSameTreeAsApply) {
+  write_file(w_.ws + "/blob.bin", std::string("\x01\x00\x02 old", 7));
+  write_file(w_.ws + "/gone.txt", "bye\n");
+  chown_tree(w_.ws, w_.as.uid, w_.as.gid);
+  const std::string copy = w_.root + "/copy";
+  ASSERT_EQ(sh(fmt::format("cp -a '{}' '{}'", w_.ws, copy)), 0);
+  Output box = review_sh(
+      "echo two >> a.txt && printf 'no newline' > b.txt && rm gone.txt && : > empty.txt && "
+      "printf '\\000\\001\\002\\003 new %0200d' 7 > blob.bin && "
+      "{ printf '\\000'; head -c 3000 /dev/urandom; } > new.bin && ln -s a.txt link && echo sp > "
+      "'with space.txt' && "
+      "chmod +x run.sh && mkdir -p .github/workflows && echo 'on: push' > "
+      ".github/workflows/ci.yml");
+  ASSERT_EQ(box.status, 0) << box.err;
+  const std::string id = session_of(box);
+  ASSERT_FALSE(id.empty()) << box.err;
+
+  Output held = run(w_, {"diff", "--patch", id});
+  EXPECT_EQ(held.status, 1) << held.err;
+  EXPECT_NE(held.err.find("held .github/workflows/ci.yml (dangerous: CI configuration)"),
+            std::string::npos)
+      << held.err;
+  EXPECT_EQ(held.out.find("ci.yml"), std::string::npos) << held.out;
+
+  const Args all = {"a.txt",   "b.txt", "gone.txt",       "empty.txt", "blob.bin",
+                    "new.bin", "link",  "with space.txt", "run.sh"};
+  Args diff_args = {"diff", "--patch", id};
+  Args apply_args = {"apply", id};
+  diff_args.insert(diff_args.end(), all.begin(), all.end());
+  apply_args.insert(apply_args.end(), all.begin(), all.end());
+  Output patch = run(w_, diff_args);
+  ASSERT_EQ(patch.status, 0) << patch.err;
+  EXPECT_NE(patch.out.find("GIT binary patch"), std::string::npos) << patch.out;
+  write_file(w_.root + "/p.patch", patch.out);
+  Output named = run(w_, apply_args);
+  ASSERT_EQ(named.status, 0) << named.out << named.err;
+  ASSERT_EQ(sh(fmt::format("cd '{}' && env -i PATH=/usr/bin:/bin GIT_CONFIG_NOSYSTEM=1 "
+                           "HOME=/nonexistent git apply --verbose '{}/p.patch' >&2",
+                           copy, w_.root)),
+            0)
+      << patch.out;
+  EXPECT_EQ(tree_of(copy), tree_of(w_.ws)) << patch.out;
+}
+
 TEST_P(ReviewTest, ApplyRefusesARealFileChangedSinceTheStartUnlessForced) {
   // review = true in a profile, not the flag.
   const std::string dir = w_.root + "/config";

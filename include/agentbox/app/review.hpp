@@ -111,4 +111,15 @@ struct ApplyResult {
 [[nodiscard]] base::Status print_diff(const Review& r, const std::vector<std::string>& paths,
                                       bool stat);
 
+// `agentbox diff --patch`: the selected changes as a patch `git apply` takes (git's headers and
+// modes, full blob ids, binary files as `GIT binary patch`). Dangerous changes not named, special
+// files and names git would quote are left out, one stderr line each; returns how many.
+[[nodiscard]] base::Result<size_t> print_patch(const Review& r,
+                                               const std::vector<std::string>& paths);
+
+// diffutils' `diff -u` of two files labelled a/REL and b/REL (a missing side is /dev/null),
+// written to stdout.
+[[nodiscard]] base::Status unified_diff(const std::string& rel, const std::string& old_path,
+                                        const std::string& new_path);
+
 }  // namespace agentbox::app
