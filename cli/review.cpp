@@ -3,6 +3,7 @@
 #include "agentbox/app/review.hpp"
 
 #include <fmt/core.h>
+#include <time.h>
 
 #include <memory>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "agentbox/app/session_control.hpp"
 #include "agentbox/base/error.hpp"
+#include "agentbox/config/units.hpp"
 #include "verbs.hpp"
 
 namespace agentbox::cli {
@@ -21,6 +23,7 @@ struct ReviewArgs {
   bool stat = false;
   bool patch = false;
   bool force = false;
+  std::string older_than;
 };
 
 int fail(const base::Error& e) {
@@ -41,6 +44,40 @@ std::vector<std::string> clean(std::vector<std::string> paths) {
   return paths;
 }
 
+// Seconds since review `r` started, by the clock its `started` file was stamped with.
+uint64_t age_of(const app::Review& r) {
+  struct timespec now {};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  return now.tv_sec > r.started.tv_sec ? uint64_t(now.tv_sec - r.started.tv_sec) : 0;
+}
+
+// `discard --older-than AGE`: retention is this explicit verb, never automatic, so work the
+// user has not looked at does not vanish on its own (docs/REVIEW.md). A running session is kept.
+int discard_older(const std::string& dir, const std::string& older_than) {
+  auto age = config::parse_duration(older_than);
+  if (!age) {
+    return fail(base::Error::msg(fmt::format("--older-than: invalid duration `{}`", older_than))
+                    .hint("expected e.g. 12h, 7d, 30d"));
+  }
+  auto all = app::list_reviews(dir);
+  if (!all) {
+    return fail(all.error());
+  }
+  for (const auto& r : *all) {
+    uint64_t a = age_of(r);
+    if (a < *age) {
+      continue;
+    }
+    if (auto s = app::discard(r); s) {
+      fmt::print("discarded review session {} ({} old)\n", app::short_id(r.id),
+                 config::format_duration(a));
+    } else {
+      fmt::print("kept review session {}: {}\n", app::short_id(r.id), s.error().message());
+    }
+  }
+  return 0;
+}
+
 int list(const std::string& dir) {
   auto all = app::list_reviews(dir);
   if (!all) {
@@ -52,14 +89,20 @@ int list(const std::string& dir) {
   }
   for (const auto& r : *all) {
     auto changes = app::scan(r);
-    fmt::print("{}  {} changes  {}\n", app::short_id(r.id), changes ? changes->size() : 0,
-               r.workspace);
+    fmt::print("{}  {} changes  {} old  {}\n", app::short_id(r.id), changes ? changes->size() : 0,
+               config::format_duration(age_of(r)), r.workspace);
   }
   return 0;
 }
 
 int verb(const std::string& name, const ReviewArgs& a) {
   const std::string dir = user_state_dir();
+  if (!a.older_than.empty()) {
+    if (!a.session.empty()) {
+      return fail(base::Error::msg("discard: give a session or --older-than, not both"));
+    }
+    return discard_older(dir, a.older_than);
+  }
   if (a.session.empty()) {
     return list(dir);
   }
@@ -121,6 +164,10 @@ void add(CLI::App& app, int& exit_code, const std::string& name, const std::stri
                   "A patch git apply takes (binary files included; dangerous changes only when "
                   "named)")
         ->excludes(stat);
+  }
+  if (name == "discard") {
+    sub->add_option("--older-than", args->older_than,
+                    "Discard every review session older than this (e.g. 30d); running ones stay");
   }
   if (name == "apply") {
     sub->add_flag("--force", args->force,

@@ -204,6 +204,30 @@ TEST_P(ReviewTest, PatchAppliedByGitGivesTheSameTreeAsApply) {
   EXPECT_EQ(tree_of(copy), tree_of(w_.ws)) << patch.out;
 }
 
+TEST_P(ReviewTest, DiscardOlderThanIsTheRetentionAndKeepsYoungerSessions) {
+  Output box = review_sh("echo kept > a.txt");
+  ASSERT_EQ(box.status, 0) << box.err;
+  const std::string id = session_of(box);
+  ASSERT_FALSE(id.empty()) << box.err;
+  Output young = run(w_, {"discard", "--older-than", "1h"});
+  ASSERT_EQ(young.status, 0) << young.err;
+  EXPECT_EQ(young.out, "") << "a session younger than the age stays";
+  EXPECT_NE(review_dirs(), "");
+  Output listed = run(w_, {"diff"});
+  EXPECT_NE(listed.out.find(id + "  1 changes  "), std::string::npos) << listed.out;
+  Output bad = run(w_, {"discard", "--older-than", "soon"});
+  EXPECT_EQ(bad.status, 125);
+  EXPECT_NE(bad.err.find("--older-than: invalid duration `soon`"), std::string::npos) << bad.err;
+  Output both = run(w_, {"discard", "--older-than", "1s", id});
+  EXPECT_EQ(both.status, 125) << both.err;
+  ::sleep(2);  // the session's start is the ctime of its `started` file, in whole seconds here
+  Output old = run(w_, {"discard", "--older-than", "1s"});
+  ASSERT_EQ(old.status, 0) << old.err;
+  EXPECT_NE(old.out.find("discarded review session " + id), std::string::npos) << old.out;
+  EXPECT_EQ(review_dirs(), "");
+  EXPECT_EQ(slurp(w_.ws + "/a.txt"), "one\n") << "discarding never touches the workspace";
+}
+
 TEST_P(ReviewTest, ApplyRefusesARealFileChangedSinceTheStartUnlessForced) {
   // review = true in a profile, not the flag.
   const std::string dir = w_.root + "/config";
