@@ -580,6 +580,8 @@ void ProxyHandler::grant_slots() {
     c.slot_wait = false;
     c.slot = true;
     ++in_->slots_taken;
+    // Its handshake deadline and its stall count from now, not from when it started waiting.
+    c.opened = c.last_activity = Clock::now();
     c.yielded = true;  // update_interest asks for the EPOLLOUT that runs it
     update_interest(c);
   }

@@ -182,7 +182,7 @@ class ProxyHandler final : public net::FlowHandler {
   // loop iteration (an EPOLLOUT), not inside the caller.
   void grant_slots();
   // Ends slot holders stalled for ProxyOptions::slot_stall while flows wait (handle_sweep).
-  void evict_stalled(Clock::time_point now);
+  void evict_stalled(std::chrono::steady_clock::time_point now);
   void read_refusal(Conn& c);
   base::Status watch(Conn& c);
 

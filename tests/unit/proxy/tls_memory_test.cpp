@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <future>
+#include <memory>
 
 #include "agentbox/proxy/tls_session.hpp"
 #include "proxy_test_util.hpp"
@@ -174,15 +175,16 @@ TEST_F(ProxyHandlerTest, StalledFlowKeepsItsBytesNotItsRoom) {
 // driven on threads: each client's handshake blocks until the proxy answers.
 class SlotTest : public ProxyHandlerTest {
  protected:
-  // A client whose handshake (blocking) runs on its own thread.
+  // A client whose handshake (blocking) runs on its own thread. The client is on the heap: the
+  // thread keeps its address while the Client moves.
   struct Client {
-    std::optional<BoxClient> box;
-    std::future<bool> shook;
+    std::unique_ptr<BoxClient> box;
+    std::future<bool> shook;  // declared last: joined before the client goes
   };
   Client start(const std::string& host) {
     Client c;
-    c.box.emplace(open_flow(host), host, session_ca_file_);
-    c.shook = std::async(std::launch::async, [b = &*c.box] { return b->handshake(); });
+    c.box = std::make_unique<BoxClient>(open_flow(host), host, session_ca_file_);
+    c.shook = std::async(std::launch::async, [b = c.box.get()] { return b->handshake(); });
     return c;
   }
   bool pump_for(const std::function<bool()>& done) { return pump_until(*loop_, done, 20s); }
