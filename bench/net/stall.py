@@ -39,7 +39,7 @@ def serve(d):
     lift_fd_limit()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(os.path.join(d, "srv.pem"), os.path.join(d, "srv.key"))
-    plain, tls = listener(), listener()
+    plain, tls, ok = listener(), listener(), listener()
     with open(os.path.join(d, "ports.tmp"), "w") as f:
         f.write("%d %d %d\n" % (plain.getsockname()[1], tls.getsockname()[1],
                                 ok.getsockname()[1]))
@@ -47,7 +47,6 @@ def serve(d):
     sel = selectors.DefaultSelector()
     sel.register(plain, selectors.EVENT_READ, "plain")
     sel.register(tls, selectors.EVENT_READ, "tls")
-    ok = listener()
     sel.register(ok, selectors.EVENT_READ, "ok")
     sel.register(sys.stdin, selectors.EVENT_READ, "stop")
     kept = []
