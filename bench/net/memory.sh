@@ -55,7 +55,7 @@ start_server() {
   srv=$!
   exec 7>"$tmp/stop"
   for _ in $(seq 200); do [[ -s $tmp/ports ]] && break; sleep 0.05; done
-  read -r plain tls <"$tmp/ports"
+  read -r plain tls _ <"$tmp/ports"
 }
 
 # An HTTP rule makes the TLS host intercepted (the proxy terminates it with the session CA).
@@ -65,6 +65,19 @@ cat >"$tmp/cfg/agentbox/config.toml" <<CFG
 host = "$host"
 methods = ["POST", "GET"]
 CFG
+# The idle scenario measures what one idle intercepted flow costs, not the interception cap
+# (network.max_intercepted, 256 by default: past it a flow waits before its handshake), so it
+# lifts the cap for a binary that knows the key.
+mkdir -p "$tmp/cfg-wide/agentbox"
+{ printf '[network]\nmax_intercepted = 65536\n'; cat "$tmp/cfg/agentbox/config.toml"; } \
+  >"$tmp/cfg-wide/agentbox/config.toml"
+config_for() {
+  if [[ $2 == idle-tls ]] && XDG_CONFIG_HOME="$tmp/cfg-wide" "$1" explain >/dev/null 2>&1; then
+    echo "$tmp/cfg-wide"
+  else
+    echo "$tmp/cfg"
+  fi
+}
 
 # Sums skmem over the sockets of PID (in its network namespace when we are root).
 sockets_kib() {
@@ -86,7 +99,9 @@ run() {
   local bin=$1 label=$2 port=$3; shift 3
   local out="$tmp/out" in="$tmp/in"
   rm -f "$out" "$in"; mkfifo "$in"
-  (cd "$tmp/ws" && XDG_CONFIG_HOME="$tmp/cfg" exec "$bin" run -q --ro "$tmp" \
+  local cfg
+  cfg=$(config_for "$bin" "$label")
+  (cd "$tmp/ws" && XDG_CONFIG_HOME="$cfg" exec "$bin" run -q --ro "$tmp" \
     --allow "$host:$port" --connect-to "$host:$port:127.0.0.1:$port" --upstream-ca "$tmp/srv.pem" \
     -- "${BOX_PYTHON:-/usr/bin/python3}" "$tmp/stall.py" "$@" <"$in" >"$out" 2>"$tmp/err") &
   local pid=$!

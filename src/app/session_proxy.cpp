@@ -334,6 +334,7 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
     trust.trust_ca.emplace_back(expand_home(ca.value, home), ca.origin.describe());
   }
   impl->options.max_connections = policy.max_flows.value;
+  impl->options.max_intercepted = policy.max_intercepted.value;
   for (const auto& f : trust_store_files()) {
     if (is_file(f)) {
       impl->options.system_bundle = f;

@@ -131,6 +131,7 @@ std::string explain(const Loaded& loaded) {
   pr.list("trust_ca", p.trust_ca);
   pr.line("buffer_budget", format_size(p.buffer_budget.value), p.buffer_budget.origin);
   pr.line("max_flows", fmt::format("{}", p.max_flows.value), p.max_flows.origin);
+  pr.line("max_intercepted", fmt::format("{}", p.max_intercepted.value), p.max_intercepted.origin);
   for (const auto& r : p.http_rules) {
     pr.line("rule",
             fmt::format("{} methods={} paths={}{}", r.host,

@@ -451,7 +451,8 @@ std::pair<std::string, KeyHandler> tmpfs_size(const std::string& key,
           }};
 }
 
-// network.buffer_budget (a size) and network.max_flows (a count): never 0 or unlimited; a
+// network.buffer_budget (a size), network.max_flows and max_intercepted (counts): never 0 or
+// unlimited; a
 // workspace file may only lower them.
 std::pair<std::string, KeyHandler> net_limit(const std::string& key,
                                              Sourced<uint64_t> Policy::*field, bool size) {
@@ -918,6 +919,7 @@ Schema network_schema() {
       grant_only_list("trust_ca", &Policy::trust_ca, path_validator("network.trust_ca")),
       net_limit("buffer_budget", &Policy::buffer_budget, true),
       net_limit("max_flows", &Policy::max_flows, false),
+      net_limit("max_intercepted", &Policy::max_intercepted, false),
       {"rule",
        [](Ctx& c, const Value& v) {
          if (c.mode == Mode::kNarrow) {

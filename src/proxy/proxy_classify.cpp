@@ -81,6 +81,35 @@ bool start_interception(ProxyHandler::Internals& in, Conn& c) {
   return true;
 }
 
+// Whether the flow holds an interception slot, taking a free one. Otherwise it queues (once),
+// its ClientHello kept in rx: the box side is not read until a slot is granted (grant_slots),
+// so the box's further bytes wait in its own socket, and the flow costs its TCP state and
+// that ClientHello, not two OpenSSL connections.
+bool take_slot(ProxyHandler::Internals& in, Conn& c) {
+  if (c.slot) {
+    return true;
+  }
+  if (in.slots_taken < in.options.max_intercepted && in.slot_waiters.empty()) {
+    c.slot = true;
+    ++in.slots_taken;
+    return true;
+  }
+  if (!c.slot_wait) {
+    c.slot_wait = true;
+    in.slot_waiters.push_back(c.id);
+    ++in.counters.slot_waits;
+    in.audit.emit(
+        audit::Event("proxy.wait")
+            .num("id", static_cast<int64_t>(c.info.id))
+            .str("host", c.info.name)
+            .num("port", c.info.orig_port)
+            .str("reason", fmt::format("{} intercepted flows open (network.max_intercepted):"
+                                       " waits for one to end",
+                                       in.slots_taken)));
+  }
+  return false;
+}
+
 }  // namespace
 
 namespace {
@@ -278,7 +307,10 @@ bool classify(ProxyHandler::Internals& in, Conn& c) {
     return true;
   }
   c.sni = r.hello.sni;
-  return needs_interception(in, c.sni) ? start_interception(in, c) : start_passthrough(in, c);
+  if (!needs_interception(in, c.sni)) {
+    return start_passthrough(in, c);
+  }
+  return take_slot(in, c) ? start_interception(in, c) : false;
 }
 
 bool splice(ProxyHandler::Internals& in, Conn& c) {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -190,6 +191,10 @@ struct Conn {
   // The box side is the translator's socketpair and the flow may still be handed back to it
   // (cleared for good once a byte came from the upstream or went to the box, or either FIN).
   bool handback = false;
+  // Interception slots (ProxyOptions::max_intercepted): `slot` holds one (from the decision to
+  // intercept until destroyed); `slot_wait` queues for one, the box side not read meanwhile.
+  bool slot = false;
+  bool slot_wait = false;
   bool done = false;     // destroy after the current callback
   bool yielded = false;  // run() stopped at its round limit with work left
 };
@@ -215,6 +220,8 @@ struct ProxyHandler::Internals {
   std::unique_ptr<net::AsyncResolver> resolver;  // upstream names, off the loop
   std::unique_ptr<net::Worker> refresher;        // file:/cmd: credential re-reads, off the loop
   net::FlowControl* control = nullptr;           // the translator, for hand-backs
+  size_t slots_taken = 0;                        // Conn::slot set
+  std::deque<uint64_t> slot_waiters;             // Conn::slot_wait set, first come first
 };
 
 // The most `s` may hold in rx: its head size limit while a head is parsed, else c.cap.

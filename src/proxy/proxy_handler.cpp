@@ -35,7 +35,7 @@ bool can_read(const ProxyOptions& o, const Conn& c, const Side& s) {
     return &s == &c.box;  // lingering close: see closing_step
   }
   if (c.mode == Mode::kClassify) {
-    return &s == &c.box;
+    return &s == &c.box && !c.slot_wait;
   }
   const Side& other = &s == &c.box ? c.up : c.box;
   return other.pending() < c.cap;
@@ -555,7 +555,73 @@ void ProxyHandler::destroy(uint64_t id) {
     by_flow_.erase(f);
   }
   freed_since_trim_ += sizeof(Conn) + c.box.use().capacity + c.up.use().capacity;
+  const bool slot = c.slot;
+  if (c.slot_wait) {
+    auto& q = in_->slot_waiters;
+    q.erase(std::remove(q.begin(), q.end(), id), q.end());
+  }
   conns_.erase(it);
+  if (slot) {
+    --in_->slots_taken;
+    grant_slots();
+  }
+}
+
+void ProxyHandler::grant_slots() {
+  auto& q = in_->slot_waiters;
+  while (in_->slots_taken < in_->options.max_intercepted && !q.empty()) {
+    const uint64_t id = q.front();
+    q.pop_front();
+    auto it = conns_.find(id);
+    if (it == conns_.end()) {
+      continue;
+    }
+    Conn& c = *it->second;
+    c.slot_wait = false;
+    c.slot = true;
+    ++in_->slots_taken;
+    // Its handshake deadline and its stall count from now, not from when it started waiting.
+    c.opened = c.last_activity = Clock::now();
+    c.yielded = true;  // update_interest asks for the EPOLLOUT that runs it
+    update_interest(c);
+  }
+}
+
+namespace {
+
+bool stalled_for_slot(const Conn& c) {
+  // A request sent whole and its answer awaited is not stalled by the box or by an upstream
+  // that stopped reading: a model's API may think for minutes. Everything else (a handshake
+  // not finished, a request head or body not complete, bytes the upstream does not take, an
+  // idle kept-alive connection) can be ended without losing an answer.
+  const bool awaiting =
+      c.mode == Mode::kHttp && c.box.handshake_done() && c.http.req == Exchange::Req::kDone &&
+      c.up.unsent() == 0 &&
+      (c.http.resp == Exchange::Resp::kIdle || c.http.resp == Exchange::Resp::kHead);
+  return c.slot && c.mode != Mode::kClosing && !awaiting;
+}
+
+}  // namespace
+
+void ProxyHandler::evict_stalled(Clock::time_point now) {
+  size_t waiting = in_->slot_waiters.size();
+  for (auto& [id, cp] : conns_) {
+    if (waiting == 0) {
+      break;
+    }
+    Conn& c = *cp;
+    if (stalled_for_slot(c) && now - c.last_activity >= in_->options.slot_stall) {
+      ++counters_.slot_evictions;
+      --waiting;
+      drop(*in_, c,
+           fmt::format(
+               "intercepted flow stalled for {} s while {} waited for an interception "
+               "slot (network.max_intercepted = {})",
+               std::chrono::duration_cast<std::chrono::seconds>(now - c.last_activity).count(),
+               waiting + 1, in_->options.max_intercepted));
+      c.done = true;  // the slot is free now; the sweep destroys it
+    }
+  }
 }
 
 BufferUse ProxyHandler::buffer_use() const {
@@ -777,6 +843,9 @@ void ProxyHandler::handle_flush_timer() {
 void ProxyHandler::handle_sweep() {
   const auto now = Clock::now();
   const auto& o = in_->options;
+  if (!in_->slot_waiters.empty()) {
+    evict_stalled(now);
+  }
   std::vector<uint64_t> ids;
   ids.reserve(conns_.size());
   for (auto& [id, c] : conns_) {
@@ -788,8 +857,12 @@ void ProxyHandler::handle_sweep() {
       continue;
     }
     Conn& c = *it->second;
+    if (c.done) {
+      destroy(id);
+      continue;
+    }
     try {
-      if (c.mode == Mode::kClassify && now - c.opened > o.first_bytes_timeout) {
+      if (c.mode == Mode::kClassify && !c.slot_wait && now - c.opened > o.first_bytes_timeout) {
         ++counters_.timeouts;
         drop(*in_, c, "no TLS ClientHello or HTTP request within the first-bytes timeout");
       } else if (c.mode == Mode::kHttp && c.http.req == Exchange::Req::kHead && !c.box.rx.empty() &&

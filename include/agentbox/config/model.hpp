@@ -168,6 +168,8 @@ struct Policy {
   // may be open at once.
   Sourced<uint64_t> buffer_budget{128ull << 20, {"built-in"}};
   Sourced<uint64_t> max_flows{4096, {"built-in"}};
+  // Intercepted TLS flows at once; more wait (proxy::ProxyOptions::max_intercepted).
+  Sourced<uint64_t> max_intercepted{256, {"built-in"}};
   // [terminal]: what the box prints passes a filter on its way to your terminal
   Sourced<bool> terminal_filter{true, {"built-in"}};
   std::vector<Sourced<std::string>> terminal_allow;  // "osc8", "osc52", "oscN"

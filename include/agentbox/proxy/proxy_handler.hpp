@@ -73,6 +73,12 @@ struct ProxyOptions {
   // Bytes buffered per direction and side before reading stops (back-pressure).
   size_t buffer = size_t{128} * 1024;
   size_t max_connections = 4096;
+  // Intercepted TLS flows at once (each holds two OpenSSL connections, ~34 KiB that cannot be
+  // released while the flow lives). A flow past it waits before its handshake, its ClientHello
+  // read and the box side no longer read (TCP back-pressure), until one ends; a waiting flow
+  // ends a holder stalled for slot_stall (docs/PROXY.md, "Interception slots").
+  size_t max_intercepted = 256;
+  std::chrono::milliseconds slot_stall{10'000};
   std::chrono::milliseconds first_bytes_timeout{10'000};  // classification
   std::chrono::milliseconds head_timeout{30'000};         // a started request head (slowloris)
   std::chrono::milliseconds idle_timeout{600'000};        // no byte either way
@@ -93,9 +99,11 @@ struct ProxyCounters {
   uint64_t intercepted = 0;
   uint64_t plain_http = 0;
   uint64_t raw = 0;
-  uint64_t handed_back = 0;  // passthrough / raw flows the translator carries on by itself
-  uint64_t dropped = 0;      // classification or name check failed (ca_refused included)
-  uint64_t ca_refused = 0;   // the box's client refused the session CA's certificate
+  uint64_t handed_back = 0;     // passthrough / raw flows the translator carries on by itself
+  uint64_t dropped = 0;         // classification or name check failed (ca_refused included)
+  uint64_t slot_waits = 0;      // intercepted flows that waited for a slot (max_intercepted)
+  uint64_t slot_evictions = 0;  // slot holders ended, stalled, for a waiting flow
+  uint64_t ca_refused = 0;      // the box's client refused the session CA's certificate
   // The hosts of those connections, the first kMaxRefusedHosts (the box chooses the names).
   std::vector<std::string> ca_refused_hosts;
   static constexpr size_t kMaxRefusedHosts = 4;
@@ -170,6 +178,11 @@ class ProxyHandler final : public net::FlowHandler {
   void run(Conn& c) noexcept;
   void update_interest(Conn& c);
   void destroy(uint64_t id);
+  // Gives free interception slots to waiting flows, first come first; each runs on its next
+  // loop iteration (an EPOLLOUT), not inside the caller.
+  void grant_slots();
+  // Ends slot holders stalled for ProxyOptions::slot_stall while flows wait (handle_sweep).
+  void evict_stalled(std::chrono::steady_clock::time_point now);
   void read_refusal(Conn& c);
   base::Status watch(Conn& c);
 

@@ -2,6 +2,10 @@
 // whole TLS records only, so a partial record waits in our input buffer sized to what arrived;
 // an idle channel gives its record buffers back; a stalled flow's buffers shrink to its bytes.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <future>
+#include <memory>
 
 #include "agentbox/proxy/tls_session.hpp"
 #include "proxy_test_util.hpp"
@@ -164,6 +168,108 @@ TEST_F(ProxyHandlerTest, StalledFlowKeepsItsBytesNotItsRoom) {
   std::string want;
   pattern(want, 0, kSize);
   EXPECT_EQ(sha256_hex(std::string_view(resp).substr(body)), sha256_hex(want));
+}
+
+// Interception slots (ProxyOptions::max_intercepted): an intercepted flow past the cap waits
+// after its ClientHello, unread and without OpenSSL state, and starts once a slot frees. It is
+// driven on threads: each client's handshake blocks until the proxy answers.
+class SlotTest : public ProxyHandlerTest {
+ protected:
+  // A client whose handshake (blocking) runs on its own thread. The client is on the heap: the
+  // thread keeps its address while the Client moves.
+  struct Client {
+    std::unique_ptr<BoxClient> box;
+    std::future<bool> shook;  // declared last: joined before the client goes
+  };
+  Client start(const std::string& host) {
+    Client c;
+    c.box = std::make_unique<BoxClient>(open_flow(host), host, session_ca_file_);
+    c.shook = std::async(std::launch::async, [b = c.box.get()] { return b->handshake(); });
+    return c;
+  }
+  bool pump_for(const std::function<bool()>& done) { return pump_until(*loop_, done, 20s); }
+  static bool ready(const std::future<bool>& f) {
+    return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+  }
+};
+
+// Two slots, three flows: the third waits (audited, counted) with its ClientHello read and no
+// SSL object, and completes its handshake and a request once the first flow closes.
+TEST_F(SlotTest, FlowPastTheCapWaitsUntilOneEnds) {
+  options_.max_intercepted = 2;
+  options_.slot_stall = 60s;  // no eviction here
+  make_handler();
+  Client a = start(kApi);
+  Client b = start(kDocs);
+  ASSERT_TRUE(pump_for([&] { return ready(a.shook) && ready(b.shook); }));
+  ASSERT_TRUE(a.shook.get() && b.shook.get());
+  Client c = start(kApi);
+  ASSERT_TRUE(pump_for([&] { return handler_->counters().slot_waits == 1; }));
+  // Several sweeps (50 ms) and first-bytes timeouts (400 ms) pass: it still waits, not dropped.
+  const auto until = std::chrono::steady_clock::now() + 800ms;
+  (void)pump_until(
+      *loop_, [&] { return std::chrono::steady_clock::now() > until; }, 3s);
+  EXPECT_FALSE(ready(c.shook));
+  EXPECT_EQ(handler_->counters().intercepted, 2u);
+  EXPECT_NE(audit().find("\"proxy.wait\""), std::string::npos) << audit();
+  a.box.reset();  // closes the first flow: its slot goes to the waiting one
+  ASSERT_TRUE(pump_for([&] { return ready(c.shook); }));
+  ASSERT_TRUE(c.shook.get()) << c.box->error();
+  const std::string resp = while_pumping(*loop_, [&] {
+    c.box->send(get(kApi, "/echo"));
+    return c.box->response();
+  });
+  EXPECT_EQ(resp.rfind("HTTP/1.1 200", 0), 0u) << resp;
+  EXPECT_EQ(handler_->counters().intercepted, 3u);
+  EXPECT_EQ(handler_->counters().slot_evictions, 0u);
+}
+
+// One slot held by a flow that does nothing (handshake done, no request): a waiting flow ends
+// it once it has been stalled for slot_stall, with a proxy.drop line naming why.
+TEST_F(SlotTest, WaitingFlowEndsAStalledHolder) {
+  options_.max_intercepted = 1;
+  options_.slot_stall = 200ms;
+  make_handler();
+  Client a = start(kApi);
+  ASSERT_TRUE(pump_for([&] { return ready(a.shook); }));
+  ASSERT_TRUE(a.shook.get());
+  Client c = start(kDocs);
+  ASSERT_TRUE(pump_for([&] { return ready(c.shook); }));
+  ASSERT_TRUE(c.shook.get()) << c.box->error();
+  EXPECT_EQ(handler_->counters().slot_evictions, 1u);
+  EXPECT_NE(audit().find("waited for an interception slot"), std::string::npos) << audit();
+  const std::string resp = while_pumping(*loop_, [&] {
+    c.box->send(get(kDocs, "/docs/a"));
+    return c.box->response();
+  });
+  EXPECT_EQ(resp.rfind("HTTP/1.1 200", 0), 0u) << resp;
+}
+
+// A waiting flow that closes leaves the queue: the next flow takes the free slot at once.
+TEST_F(SlotTest, WaiterThatClosesLeavesTheQueue) {
+  options_.max_intercepted = 1;
+  options_.slot_stall = 60s;
+  make_handler();
+  Client a = start(kApi);
+  ASSERT_TRUE(pump_for([&] { return ready(a.shook); }));
+  ASSERT_TRUE(a.shook.get());
+  {
+    UniqueFd fd = open_flow(kDocs);
+    const int raw = fd.get();
+    BoxClient w(std::move(fd), kDocs, session_ca_file_);
+    auto shook = std::async(std::launch::async, [&w] { return w.handshake(); });
+    ASSERT_TRUE(pump_for([&] { return handler_->counters().slot_waits == 1; }));
+    ::shutdown(raw, SHUT_RDWR);  // its handshake fails; the flow closes while it waits
+    ASSERT_TRUE(pump_for([&] { return ready(shook); }));
+    EXPECT_FALSE(shook.get());
+    ASSERT_TRUE(pump_for([&] { return handler_->connection_count() == 1; }));
+  }
+  a.box.reset();
+  ASSERT_TRUE(pump_for([&] { return handler_->connection_count() == 0; }));
+  Client c = start(kApi);
+  ASSERT_TRUE(pump_for([&] { return ready(c.shook); }));
+  EXPECT_TRUE(c.shook.get()) << c.box->error();
+  EXPECT_EQ(handler_->counters().slot_waits, 1u);
 }
 
 }  // namespace
