@@ -128,6 +128,9 @@ json log_record(const std::string& line) {
     }
     auto it = semconv().find(k);
     std::string key = it != semconv().end() ? std::string(it->second) : "agentbox." + k;
+    if (type == "dns.query" && k == "name") {
+      key = "dns.question.name";  // the name asked, not a server's address
+    }
     attrs.push_back(kv(key, any_value(v)));
   }
   rec["attributes"] = std::move(attrs);

@@ -47,9 +47,29 @@ std::string line_for(const std::string& what, const std::string& name, const Use
   return out;
 }
 
+// Whether a line can count, from its text: most lines of a long log (allowed DNS answers,
+// opens, credential loads) are skipped without being parsed.
+bool may_count(std::string_view line) {
+  static constexpr std::string_view kTypes[] = {
+      "\"type\":\"net.connect\"",       "\"type\":\"net.close\"",
+      "\"type\":\"http.request\"",      "\"type\":\"net.deny\"",
+      "\"type\":\"proxy.drop\"",        "\"type\":\"credential.blocked\"",
+      "\"type\":\"credential.budget\"", "\"type\":\"usage\""};
+  for (std::string_view t : kTypes) {
+    if (line.find(t) != std::string_view::npos) {
+      return true;
+    }
+  }
+  return line.find("\"type\":\"dns.query\"") != std::string_view::npos &&
+         line.find("\"result\":\"denied\"") != std::string_view::npos;
+}
+
 }  // namespace
 
 void LogSummary::feed(std::string_view line) {
+  if (!may_count(line)) {
+    return;
+  }
   json j = json::parse(line, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
     return;

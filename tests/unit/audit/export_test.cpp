@@ -46,7 +46,7 @@ TEST(Otlp, PayloadHasTheLogsShapeAndSemanticConventionNames) {
                   .num("input_tokens", 10)
                   .num("output_tokens", 5)
                   .num("cached_tokens", 2)),
-      "not json\n"};
+      line_of(Event("dns.query").str("name", "x.test").str("result", "denied")), "not json\n"};
   json p = json::parse(otlp_payload(lines, {{"service.name", "agentbox"}, {"host.name", "h"}}));
   ASSERT_EQ(p.at("resourceLogs").size(), 1u);
   const json& rl = p["resourceLogs"][0];
@@ -55,7 +55,7 @@ TEST(Otlp, PayloadHasTheLogsShapeAndSemanticConventionNames) {
   const json& sl = rl.at("scopeLogs").at(0);
   EXPECT_EQ(sl.at("scope").at("name"), "agentbox.audit");
   const json& recs = sl.at("logRecords");
-  ASSERT_EQ(recs.size(), 4u);
+  ASSERT_EQ(recs.size(), 5u);
   const json& r0 = recs[0];
   ASSERT_TRUE(r0.at("timeUnixNano").is_string());  // proto3 JSON: 64-bit integers as strings
   EXPECT_GT(std::stoll(r0["timeUnixNano"].get<std::string>()), 1700000000000000000LL);
@@ -76,7 +76,9 @@ TEST(Otlp, PayloadHasTheLogsShapeAndSemanticConventionNames) {
   EXPECT_EQ(attr(recs[2]["attributes"], "gen_ai.usage.input_tokens"), json({{"intValue", "10"}}));
   EXPECT_EQ(attr(recs[2]["attributes"], "gen_ai.request.model"),
             json({{"stringValue", "claude-x"}}));
-  EXPECT_EQ(recs[3], json({{"body", {{"stringValue", "not json"}}}}));
+  EXPECT_EQ(attr(recs[3]["attributes"], "dns.question.name"), json({{"stringValue", "x.test"}}));
+  EXPECT_EQ(recs[3].at("severityNumber"), 13);  // a denied name
+  EXPECT_EQ(recs[4], json({{"body", {{"stringValue", "not json"}}}}));
 }
 
 TEST(Otlp, EndpointGrammar) {
