@@ -638,19 +638,24 @@ Schema limits_schema() {
   };
 }
 
-// [audit]: a workspace file may only make the log required; the size and the retention are the
-// user's (a smaller cap would blind the log, a shorter retention would delete the user's logs).
-Schema audit_schema() {
-  auto user_only = [](std::string name, std::function<void(Ctx&, const Value&)> f) {
+// A key of `section` only the user's own files may set (a workspace file's is refused).
+auto user_only_in(std::string section) {
+  return [section](std::string name, std::function<void(Ctx&, const Value&)> f) {
     return std::pair<std::string, std::function<void(Ctx&, const Value&)>>(
-        name, [name, f](Ctx& c, const Value& v) {
+        name, [section, name, f](Ctx& c, const Value& v) {
           if (c.mode == Mode::kNarrow) {
-            widen_error(c, v, "audit." + name);
+            widen_error(c, v, section + "." + name);
           } else {
             f(c, v);
           }
         });
   };
+}
+
+// [audit]: a workspace file may only make the log required; the size and the retention are the
+// user's (a smaller cap would blind the log, a shorter retention would delete the user's logs).
+Schema audit_schema() {
+  auto user_only = user_only_in("audit");
   return {
       {"required",
        [](Ctx& c, const Value& v) {
@@ -691,16 +696,7 @@ Schema audit_schema() {
 // [telemetry]: the user's own files only: a workspace file naming a collector would ship the
 // session's log to whoever wrote it.
 Schema telemetry_schema() {
-  auto user_only = [](std::string name, std::function<void(Ctx&, const Value&)> f) {
-    return std::pair<std::string, std::function<void(Ctx&, const Value&)>>(
-        name, [name, f](Ctx& c, const Value& v) {
-          if (c.mode == Mode::kNarrow) {
-            widen_error(c, v, "telemetry." + name);
-          } else {
-            f(c, v);
-          }
-        });
-  };
+  auto user_only = user_only_in("telemetry");
   return {
       user_only("otlp_endpoint",
                 [](Ctx& c, const Value& v) {
