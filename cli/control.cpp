@@ -108,7 +108,9 @@ int ps(bool as_json) {
              "FLOWS", "OPEN", "DENIED", "BYTES UP/DOWN", "PROGRAM", "WORKSPACE", "LABELS");
   for (const auto& s : all) {
     std::string labels;
-    for (const auto& [k, v] : s.value("labels", json::object()).items()) {
+    const json given =
+        s.contains("labels") && s["labels"].is_object() ? s["labels"] : json::object();
+    for (const auto& [k, v] : given.items()) {  // a named value: items() of a temporary dangles
       labels += fmt::format("{}{}={}", labels.empty() ? "" : ",", k,
                             control::dump(json(v.is_string() ? v.get<std::string>() : "")));
     }
