@@ -104,17 +104,24 @@ int ps(bool as_json) {
     fmt::print("{}\n", control::dump(all, 2));
     return 0;
   }
-  fmt::print("{:<7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>15}  {:<12} {}\n", "ID", "PID", "UPTIME",
-             "FLOWS", "OPEN", "DENIED", "BYTES UP/DOWN", "PROGRAM", "WORKSPACE");
+  fmt::print("{:<7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>15}  {:<12} {}  {}\n", "ID", "PID", "UPTIME",
+             "FLOWS", "OPEN", "DENIED", "BYTES UP/DOWN", "PROGRAM", "WORKSPACE", "LABELS");
   for (const auto& s : all) {
-    fmt::print("{:<7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>15}  {:<12} {}\n", s.value("id", ""),
+    std::string labels;
+    const json given =
+        s.contains("labels") && s["labels"].is_object() ? s["labels"] : json::object();
+    for (const auto& [k, v] : given.items()) {  // a named value: items() of a temporary dangles
+      labels += fmt::format("{}{}={}", labels.empty() ? "" : ",", k,
+                            control::dump(json(v.is_string() ? v.get<std::string>() : "")));
+    }
+    fmt::print("{:<7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>15}  {:<12} {}  {}\n", s.value("id", ""),
                s.value("pid", 0), human_secs(s.value("uptime_s", 0)),
                s.value("flows", json::object()).value("allowed", 0),
                s.value("flows", json::object()).value("open", 0), s.value("denials", 0),
                fmt::format("{}/{}", human_bytes(s.value("bytes", json::object()).value("up", 0ull)),
                            human_bytes(s.value("bytes", json::object()).value("down", 0ull))),
                control::dump(json(s.value("program", ""))),
-               control::dump(json(s.value("workspace", ""))));
+               control::dump(json(s.value("workspace", ""))), labels);
   }
   return 0;
 }

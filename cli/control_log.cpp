@@ -7,6 +7,7 @@
 #include <fmt/core.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <memory>
@@ -14,6 +15,7 @@
 
 #include "agentbox/app/run.hpp"
 #include "agentbox/audit/chain.hpp"
+#include "agentbox/audit/summary.hpp"
 #include "agentbox/base/error.hpp"
 #include "agentbox/control/runtime_dir.hpp"
 
@@ -159,6 +161,30 @@ int verify(const std::string& path, const std::string& head) {
   return 0;
 }
 
+// `--summary`: per host, credential and model: requests, bytes, denials, tokens, spend.
+int summary(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    fmt::print(stderr, "{}", Error::sys(errno, "open", path).context("log --summary").render());
+    return 125;
+  }
+  in.close();
+  std::vector<std::string> lines = audit::summarize_log(path).render();
+  for (const auto& l : lines) {
+    fmt::print("{}\n", l);
+  }
+  if (lines.empty()) {
+    fmt::print("{}: no connections, requests or denials\n", path);
+  }
+  return 0;
+}
+
+bool is_head(const std::string& h) {
+  return h.size() == 64 && std::all_of(h.begin(), h.end(), [](char ch) {
+           return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+         });
+}
+
 }  // namespace
 
 void register_log(CLI::App& app, int& exit_code) {
@@ -167,6 +193,7 @@ void register_log(CLI::App& app, int& exit_code) {
     bool follow = false;
     bool json = false;
     bool verify = false;
+    bool summary = false;
     std::string head;
   };
   auto a = std::make_shared<Args>();
@@ -180,11 +207,35 @@ void register_log(CLI::App& app, int& exit_code) {
   sub->add_flag("--verify", a->verify,
                 "Check the log's hash chain: status 0 when intact, else the first bad line");
   sub->add_option("--head", a->head,
-                  "With --verify: the chain head the exit summary printed; a log cut at its end "
-                  "fails");
+                  "The chain head the exit summary printed (implies --verify); a log cut at its "
+                  "end fails");
+  sub->add_flag("--summary", a->summary,
+                "Per host, credential and model: requests, bytes, denials, tokens, spend");
   sub->callback([&exit_code, a] {
+    // --head only means something to the check: it implies --verify rather than being ignored.
+    if (!a->head.empty() && !is_head(a->head)) {
+      fmt::print(stderr, "{}",
+                 Error::msg(fmt::format("--head `{}` is not a chain head", a->head))
+                     .context("log")
+                     .hint("a chain head is 64 lower-case hex digits, as the exit summary prints")
+                     .render());
+      exit_code = 125;
+      return;
+    }
+    a->verify = a->verify || !a->head.empty();
+    if (a->summary && (a->verify || a->follow || a->json)) {
+      fmt::print(
+          stderr, "{}",
+          Error::msg("--summary cannot be combined with --verify, --head, --follow or --json")
+              .context("log")
+              .render());
+      exit_code = 125;
+      return;
+    }
     if (a->session.find('/') != std::string::npos) {  // a path: a copy, or another machine's log
-      exit_code = a->verify ? verify(a->session, a->head) : show(a->session, false, a->json, "");
+      exit_code = a->summary  ? summary(a->session)
+                  : a->verify ? verify(a->session, a->head)
+                              : show(a->session, false, a->json, "");
       return;
     }
     auto st = ask(a->session, {.verb = "status", .args = {}});
@@ -195,8 +246,9 @@ void register_log(CLI::App& app, int& exit_code) {
       exit_code = 125;
       return;
     }
-    exit_code = a->verify ? verify(*path, a->head)
-                          : show(*path, a->follow && st.has_value(), a->json, a->session);
+    exit_code = a->summary  ? summary(*path)
+                : a->verify ? verify(*path, a->head)
+                            : show(*path, a->follow && st.has_value(), a->json, a->session);
   });
 }
 

@@ -60,6 +60,10 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
       ->type_name("PRIORITY");
   sub->add_flag("--audit-required", f.audit_required,
                 "End the session (status 125) when an audit line cannot be written");
+  sub->add_option("--label", f.labels,
+                  "KEY=VALUE recorded with the session (audit, telemetry, `agentbox ps`), "
+                  "repeatable; e.g. a CI pipeline id")
+      ->type_name("KEY=VALUE");
   sub->add_flag("--inspect-all", f.inspect_all,
                 "Intercept every allowed TLS host to check Host = SNI and block placeholders");
   sub->add_flag("--review", f.review,

@@ -32,8 +32,10 @@
 #include "agentbox/app/session_network.hpp"
 #include "agentbox/app/session_proxy.hpp"
 #include "agentbox/app/session_review.hpp"
+#include "agentbox/app/session_telemetry.hpp"
 #include "agentbox/app/terminal.hpp"
 #include "agentbox/audit/audit.hpp"
+#include "agentbox/audit/summary.hpp"
 #include "agentbox/base/log.hpp"
 #include "agentbox/config/defaults.hpp"
 #include "agentbox/event/loop.hpp"
@@ -166,6 +168,7 @@ struct Session {
   std::string id;
   std::string dir;
   base::UniqueFd lock;  // flock on dir/lock while the session runs (session_dirs.hpp)
+  std::unique_ptr<SessionTelemetry> telemetry;  // observes the sink: declared first, outlives it
   std::unique_ptr<audit::JsonlSink> sink;
   std::unique_ptr<SessionConfinement> confinement;  // Landlock, caps, seccomp, rlimits, cgroup
   std::unique_ptr<SessionProxy> proxy;              // credentials, session CA, L7 handler
@@ -319,6 +322,14 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
     return std::move(sink).error().context("opening the audit log");
   }
   s.sink = std::make_unique<audit::JsonlSink>(std::move(*sink));
+  AGENTBOX_ASSIGN_OR_RETURN(s.telemetry,
+                            SessionTelemetry::attach(req.policy.telemetry,
+                                                     {.session = s.id,
+                                                      .profile = req.policy.state_scope,
+                                                      .workspace = s.workspace,
+                                                      .user = s.user.name,
+                                                      .labels = req.policy.labels},
+                                                     *s.sink));
   Pruned pruned = prune_sessions(
       root, s.id, {.keep = as.keep_sessions.value, .max_age_seconds = as.max_age_seconds.value},
       std::time(nullptr));
@@ -474,6 +485,14 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   return s;
 }
 
+std::vector<std::pair<std::string, std::string>> label_pairs(const config::Policy& p) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [k, v] : p.labels) {
+    out.emplace_back(k, v.value);
+  }
+  return out;
+}
+
 void log_start(Session& s, const RunRequest& req) {
   std::vector<std::string> ro;
   std::vector<std::string> rw;
@@ -490,7 +509,11 @@ void log_start(Session& s, const RunRequest& req) {
       .strs("program", describe(s.program))
       .strs("config", req.config_files)
       .boolean("tty", s.launch.pty)
-      .num("uid", s.user.uid);
+      .num("uid", s.user.uid)
+      .str("profile", req.policy.state_scope);
+  for (const auto& [k, v] : req.policy.labels) {
+    ev.str("label." + k, v.value);  // keys are [a-z0-9_.-] (config::label_problem)
+  }
   s.sink->emit(ev);
 }
 
@@ -751,6 +774,7 @@ int run(const RunRequest& req) {
                                                  std::chrono::steady_clock::now() - t0)
                                                  .count());
     s.confinement->started(*loop, box->pid());
+    s.telemetry->started();
     if (audit_required) {  // fail closed: a lost line stops the box (pidfd: any thread may call)
       s.sink->on_loss([&box] { [[maybe_unused]] auto k = box->signal(SIGKILL); });
     }
@@ -766,6 +790,8 @@ int run(const RunRequest& req) {
                                           .argv = req.command,
                                           .workspace = s.workspace,
                                           .config_files = req.config_files,
+                                          .profile = req.policy.state_scope,
+                                          .labels = label_pairs(req.policy),
                                           .session_dir = s.dir,
                                           .pid = box->pid(),
                                           .signal = [&box](int n) { return box->signal(n); }},
@@ -796,6 +822,10 @@ int run(const RunRequest& req) {
   }
   if (!terminal.empty()) {
     net_summary.push_back(std::move(terminal));
+  }
+  s.sink->release();
+  for (auto& line : audit::summarize_log(s.sink->path()).render()) {
+    net_summary.push_back(std::move(line));  // per host and credential, as `log --summary`
   }
   if (!req.quiet) {
     for (const auto& line : net_summary) {
@@ -838,7 +868,13 @@ int run(const RunRequest& req) {
   if (lost.lost()) {
     end.num("audit_lines_lost", static_cast<int64_t>(lost.failed_lines + lost.truncated_lines));
   }
+  s.telemetry->report(*s.sink);
   s.sink->final(end);
+  for (const auto& line : s.telemetry->finish()) {
+    if (!req.quiet) {
+      base::log::info("{}", line);
+    }
+  }
   for (const auto& line : audit_losses(s.sink->losses(), s.sink->path(), req.policy.audit)) {
     if (audit_required) {
       fmt::print(stderr, "{}",

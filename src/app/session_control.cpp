@@ -87,6 +87,10 @@ json SessionControl::Impl::status() const {
   }
   auto up =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
+  json labels = json::object();
+  for (const auto& [k, v] : info.labels) {
+    labels[k] = v;
+  }
   return {{"id", short_id(info.id)},
           {"session", info.id},
           {"pid", info.pid},
@@ -94,6 +98,8 @@ json SessionControl::Impl::status() const {
           {"argv", info.argv},
           {"workspace", info.workspace},
           {"config", info.config_files},
+          {"profile", info.profile},
+          {"labels", labels},
           {"audit", info.session_dir + "/audit.jsonl"},
           {"started", started_wall},
           {"uptime_s", up.count()},

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <ctime>
 #include <unordered_map>
+#include <vector>
 
 #include "agentbox/audit/chain.hpp"
 #include "agentbox/base/sys.hpp"
@@ -231,6 +232,7 @@ struct JsonlSink::Held {
   int64_t repeat_second = -1;
   std::unordered_map<std::string, Repeat> repeats;
   std::optional<Chain> chain;  // set by open()
+  std::vector<std::function<void(std::string_view)>> observers;
 };
 
 base::Result<JsonlSink> JsonlSink::open(const std::string& path, std::string session_id,
@@ -316,6 +318,11 @@ void JsonlSink::on_loss(std::function<void()> f) {
   if (held_->losses.lost()) {
     lose(0, 0);
   }
+}
+
+void JsonlSink::observe(std::function<void(std::string_view line)> f) {
+  std::lock_guard lock(held_->mu);
+  held_->observers.push_back(std::move(f));
 }
 
 std::string JsonlSink::chain_head() const {
@@ -407,6 +414,9 @@ void JsonlSink::append(std::string line, bool final_line) noexcept {
     }
   }
   h.accepted += line.size();
+  for (const auto& o : h.observers) {
+    o(line);
+  }
   if (h.holding && line.size() <= Held::kBytes) {
     if (h.len.load(std::memory_order_relaxed) + line.size() > Held::kBytes) {
       write_held();

@@ -648,19 +648,24 @@ Schema limits_schema() {
   };
 }
 
-// [audit]: a workspace file may only make the log required; the size and the retention are the
-// user's (a smaller cap would blind the log, a shorter retention would delete the user's logs).
-Schema audit_schema() {
-  auto user_only = [](std::string name, std::function<void(Ctx&, const Value&)> f) {
+// A key of `section` only the user's own files may set (a workspace file's is refused).
+auto user_only_in(std::string section) {
+  return [section](std::string name, std::function<void(Ctx&, const Value&)> f) {
     return std::pair<std::string, std::function<void(Ctx&, const Value&)>>(
-        name, [name, f](Ctx& c, const Value& v) {
+        name, [section, name, f](Ctx& c, const Value& v) {
           if (c.mode == Mode::kNarrow) {
-            widen_error(c, v, "audit." + name);
+            widen_error(c, v, section + "." + name);
           } else {
             f(c, v);
           }
         });
   };
+}
+
+// [audit]: a workspace file may only make the log required; the size and the retention are the
+// user's (a smaller cap would blind the log, a shorter retention would delete the user's logs).
+Schema audit_schema() {
+  auto user_only = user_only_in("audit");
   return {
       {"required",
        [](Ctx& c, const Value& v) {
@@ -696,6 +701,94 @@ Schema audit_schema() {
                   }
                 }),
   };
+}
+
+// [telemetry]: the user's own files only: a workspace file naming a collector would ship the
+// session's log to whoever wrote it.
+Schema telemetry_schema() {
+  auto user_only = user_only_in("telemetry");
+  return {
+      user_only("otlp_endpoint",
+                [](Ctx& c, const Value& v) {
+                  if (auto s = get_string(c, v, "telemetry.otlp_endpoint")) {
+                    c.p.telemetry.otlp_endpoint = {*s, origin_of(v)};
+                  }
+                }),
+      user_only("otlp_headers",
+                [](Ctx& c, const Value& v) {
+                  if (!v.is_table()) {
+                    problem(c, v,
+                            fmt::format("`telemetry.otlp_headers` must be a table, found {}",
+                                        type_name(v)));
+                    return;
+                  }
+                  for (const auto& [k, val] : v.as_table()) {
+                    auto s = get_string(c, val, "telemetry.otlp_headers." + k);
+                    bool bad = k.empty() || k.find_first_of(" :\r\n\t") != std::string::npos ||
+                               (s && s->find_first_of("\r\n") != std::string::npos);
+                    if (s && bad) {
+                      problem(c, val,
+                              fmt::format("`telemetry.otlp_headers.{}` is not a header", k));
+                    } else if (s) {
+                      c.p.telemetry.otlp_headers.emplace_back(k, *s);
+                    }
+                  }
+                }),
+      user_only("otlp_queue",
+                [](Ctx& c, const Value& v) {
+                  if (auto n = get_size(c, v, "telemetry.otlp_queue")) {
+                    if (*n < 16 * 1024) {
+                      problem(c, v, "`telemetry.otlp_queue` must be at least 16K");
+                    } else {
+                      c.p.telemetry.otlp_queue = {*n, origin_of(v)};
+                    }
+                  }
+                }),
+      user_only("journald",
+                [](Ctx& c, const Value& v) {
+                  if (!v.is_boolean()) {
+                    problem(c, v,
+                            fmt::format("`telemetry.journald` must be true or false, found {}",
+                                        type_name(v)));
+                  } else {
+                    c.p.telemetry.journald = {v.as_boolean(), origin_of(v)};
+                  }
+                }),
+  };
+}
+
+void set_label(std::vector<std::pair<std::string, Sourced<std::string>>>& labels,
+               const std::string& key, Sourced<std::string> value) {
+  for (auto& [k, v] : labels) {
+    if (k == key) {
+      v = std::move(value);
+      return;
+    }
+  }
+  labels.emplace_back(key, std::move(value));
+}
+
+// [labels]: KEY = "VALUE"; a workspace file may not set them (attribution is the caller's).
+void apply_labels(Ctx& c, const Value& v) {
+  if (c.mode == Mode::kNarrow) {
+    widen_error(c, v, "labels");
+    return;
+  }
+  if (!v.is_table()) {
+    problem(c, v, fmt::format("`[labels]` must be a table, found {}", type_name(v)));
+    return;
+  }
+  for (const auto& [k, val] : v.as_table()) {
+    auto s = get_string(c, val, "labels." + k);
+    if (!s) {
+      continue;
+    }
+    if (auto why = label_problem(k, *s)) {
+      problem(c, val, fmt::format("`labels.{}`: {}", k, *why));
+    } else {
+      set_label(c.p.labels, k, {*s, origin_of(val)});
+    }
+  }
 }
 
 bool valid_group(const std::string& s) {
@@ -1284,6 +1377,8 @@ void apply_root(Ctx& c, const Value& root) {
       {"limits", [](Ctx& cc, const Value& v) { walk(cc, v, "limits", limits_schema()); }},
       {"seccomp", [](Ctx& cc, const Value& v) { walk(cc, v, "seccomp", seccomp_schema()); }},
       {"audit", [](Ctx& cc, const Value& v) { walk(cc, v, "audit", audit_schema()); }},
+      {"telemetry", [](Ctx& cc, const Value& v) { walk(cc, v, "telemetry", telemetry_schema()); }},
+      {"labels", apply_labels},
       {"network", [](Ctx& cc, const Value& v) { walk(cc, v, "network", network_schema()); }},
       {"terminal", [](Ctx& cc, const Value& v) { walk(cc, v, "terminal", terminal_schema()); }},
       {"persist", [](Ctx& cc, const Value& v) { walk(cc, v, "persist", persist_schema()); }},
@@ -1400,6 +1495,19 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
   }
   if (f.audit_required) {
     p.audit.required = Sourced<bool>{true, {"--audit-required"}};
+  }
+  for (const auto& l : f.labels) {
+    size_t eq = l.find('=');
+    std::string key = l.substr(0, eq);
+    std::string value = eq == std::string::npos ? std::string() : l.substr(eq + 1);
+    if (eq == std::string::npos) {
+      flag_problem(problems, "--label", fmt::format("`{}` is not KEY=VALUE", l),
+                   "e.g. --label pipeline=1234");
+    } else if (auto why = label_problem(key, value)) {
+      flag_problem(problems, "--label", fmt::format("`{}`: {}", key, *why));
+    } else {
+      set_label(p.labels, key, {value, {"--label"}});
+    }
   }
   if (f.network) {
     if (*f.network == "none" || *f.network == "filtered") {
@@ -1699,6 +1807,29 @@ base::Status narrow_with_workspace_file(Loaded& loaded, const std::string& path)
     return base::Error::msg(problems.render());
   }
   return base::ok();
+}
+
+std::optional<std::string> label_problem(std::string_view key, std::string_view value) {
+  constexpr size_t kMaxKey = 63;
+  constexpr size_t kMaxValue = 256;
+  auto key_char = [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' ||
+           ch == '-';
+  };
+  if (key.empty() || key.size() > kMaxKey || key[0] < 'a' || key[0] > 'z' ||
+      !std::all_of(key.begin(), key.end(), key_char)) {
+    return std::string("a label key is 1 to 63 of a-z, 0-9, `_`, `.`, `-`, starting with a letter");
+  }
+  if (value.size() > kMaxValue) {
+    return fmt::format("a label value is at most {} bytes", kMaxValue);
+  }
+  if (std::any_of(value.begin(), value.end(), [](char ch) {
+        auto u = static_cast<unsigned char>(ch);
+        return u < 0x20 || u == 0x7f;
+      })) {
+    return std::string("a label value may not hold control characters");
+  }
+  return std::nullopt;
 }
 
 }  // namespace agentbox::config

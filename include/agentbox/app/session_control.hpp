@@ -34,8 +34,10 @@ struct ControlInfo {
   std::vector<std::string> argv;
   std::string workspace;
   std::vector<std::string> config_files;
-  std::string session_dir;                  // holds audit.jsonl
-  pid_t pid = 0;                            // the box's init, as seen outside
+  std::string profile;                                      // the policy's profile name
+  std::vector<std::pair<std::string, std::string>> labels;  // --label, [labels]
+  std::string session_dir;                                  // holds audit.jsonl
+  pid_t pid = 0;                                            // the box's init, as seen outside
   std::function<base::Status(int)> signal;  // to the box (init forwards it to the program)
 };
 

@@ -122,6 +122,10 @@ class JsonlSink final : public Sink {
   void release() noexcept;  // writes what is held and stops holding
   // Called once, with the sink's lock held, when the first line is lost; must not emit.
   void on_loss(std::function<void()> f);
+  // Called with each line as it is accepted (sealed, newline included, before it is written),
+  // with the sink's lock held: a telemetry exporter (audit/export.hpp) copies it and returns,
+  // never blocks and never emits.
+  void observe(std::function<void(std::string_view line)> f);
   [[nodiscard]] const Tally& tally() const { return *tally_; }
   [[nodiscard]] const std::string& path() const { return path_; }
   [[nodiscard]] Losses losses() const;

@@ -12,6 +12,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agentbox/base/result.hpp"
@@ -41,7 +42,14 @@ struct Flags {
   std::optional<std::string> network;       // --network none|filtered
   bool inspect_all = false;                 // --inspect-all
   bool review = false;                      // --review
+  std::vector<std::string> labels;          // --label KEY=VALUE
 };
+
+// Why a label key or value cannot be used, or nullopt: keys are 1-63 of [a-z0-9_.-] starting
+// with a letter (they become attribute and journal field names); values up to 256 bytes of
+// printable UTF-8, no control characters.
+[[nodiscard]] std::optional<std::string> label_problem(std::string_view key,
+                                                       std::string_view value);
 
 struct LoadOptions {
   Flags flags;

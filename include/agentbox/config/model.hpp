@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace agentbox::config {
@@ -119,6 +120,15 @@ struct AuditSettings {
   Sourced<uint64_t> max_age_seconds{30 * 86400, {"built-in"}};  // older ones are removed
 };
 
+// [telemetry] (docs/TELEMETRY.md): the user's own files only (a workspace file that names a
+// collector would ship the log elsewhere).
+struct TelemetrySettings {
+  std::optional<Sourced<std::string>> otlp_endpoint;              // http://HOST[:PORT]/PATH
+  std::vector<std::pair<std::string, std::string>> otlp_headers;  // e.g. an API key header
+  Sourced<uint64_t> otlp_queue{2ull << 20, {"built-in"}};         // bytes of lines waiting
+  Sourced<bool> journald{false, {"built-in"}};                    // the systemd journal, if present
+};
+
 struct Policy {
   // [sandbox]
   std::optional<Sourced<std::string>> workspace;
@@ -148,6 +158,10 @@ struct Policy {
   Limits limits;
   // [audit]
   AuditSettings audit;
+  TelemetrySettings telemetry;
+  // [labels] and --label KEY=VALUE: attribution (a CI pipeline id), in session.start, the OTLP
+  // resource and journal fields, `agentbox ps`. Later ones of a key win.
+  std::vector<std::pair<std::string, Sourced<std::string>>> labels;
   // [seccomp]
   std::vector<Sourced<std::string>> seccomp_allow;  // named groups loosened, e.g. "ptrace"
   // [network]

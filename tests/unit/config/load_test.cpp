@@ -819,5 +819,64 @@ TEST(Limits, CpuPriorityIsBackgroundByDefaultAndOnlyKeptByAWorkspaceFile) {
   EXPECT_NE(bad_flag.error().render().find("--cpu-priority"), std::string::npos);
 }
 
+TEST(Telemetry, KeysAndLabelsLoadAndAWorkspaceFileMaySetNeither) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("system.toml",
+            "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318/v1/logs\"\n"
+            "otlp_headers = { \"x-api-key\" = \"k\" }\notlp_queue = \"1M\"\njournald = true\n"
+            "[labels]\nteam = \"infra\"\npipeline = \"1\"\n");
+  o.flags.labels = {"pipeline=42", "ci.job=build-7"};
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  const Policy& p = r->policy;
+  EXPECT_EQ(p.telemetry.otlp_endpoint->value, "http://127.0.0.1:4318/v1/logs");
+  ASSERT_EQ(p.telemetry.otlp_headers.size(), 1u);
+  EXPECT_EQ(p.telemetry.otlp_headers[0].first, "x-api-key");
+  EXPECT_EQ(p.telemetry.otlp_queue.value, 1u << 20);
+  EXPECT_TRUE(p.telemetry.journald.value);
+  ASSERT_EQ(p.labels.size(), 3u);
+  EXPECT_EQ(p.labels[0].first, "team");
+  EXPECT_EQ(p.labels[1].first, "pipeline");
+  EXPECT_EQ(p.labels[1].second.value, "42");  // the flag wins over the file
+  EXPECT_EQ(p.labels[1].second.origin.source, "--label");
+  EXPECT_EQ(p.labels[2].first, "ci.job");
+  for (const char* bad : {"[telemetry]\notlp_endpoint = \"http://evil.test/\"\n",
+                          "[telemetry]\njournald = false\n", "[labels]\nteam = \"x\"\n"}) {
+    std::string ws = dir.write("bad/.agentbox.toml", bad);
+    auto st = narrow_with_workspace_file(*r, ws);
+    ASSERT_FALSE(st) << bad;
+    EXPECT_NE(st.error().render().find("cannot be set by a workspace file"), std::string::npos)
+        << st.error().render();
+  }
+}
+
+TEST(Telemetry, BadLabelsAndKeysAreReportedWithWhere) {
+  EXPECT_FALSE(label_problem("pipeline", "1234"));
+  EXPECT_FALSE(label_problem("ci.job-id_2", ""));
+  for (const char* key : {"", "Pipeline", "1abc", "a b", "a=b", "é"}) {
+    EXPECT_TRUE(label_problem(key, "v")) << key;
+  }
+  EXPECT_TRUE(label_problem(std::string(64, 'a'), "v"));
+  EXPECT_FALSE(label_problem(std::string(63, 'a'), "v"));
+  EXPECT_TRUE(label_problem("k", std::string(257, 'v')));
+  EXPECT_TRUE(label_problem("k", "a\nb"));
+  EXPECT_TRUE(label_problem("k", std::string("a\x7f")));
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("system.toml",
+            "[labels]\nBad = \"x\"\n[telemetry]\notlp_queue = \"1K\"\njournald = 1\n"
+            "otlp_headers = { \"a b\" = \"x\" }\n");
+  o.flags.labels = {"nokey"};
+  auto r = load(o);
+  ASSERT_FALSE(r);
+  std::string msg = r.error().render();
+  EXPECT_NE(msg.find("system.toml:2:7: `labels.Bad`: a label key is"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("`telemetry.otlp_queue` must be at least 16K"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("`telemetry.journald` must be true or false"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("`telemetry.otlp_headers.a b` is not a header"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("--label: `nokey` is not KEY=VALUE"), std::string::npos) << msg;
+}
+
 }  // namespace
 }  // namespace agentbox::config

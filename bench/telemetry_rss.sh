@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# OTLP export under load (issue 17): the supervisor's RSS while the box makes ~RATE audit events a
+# second (distinct denied DNS names, one dns.query line each) for SECS seconds, exported to a
+# loopback OTLP receiver, against the same session idle (the box sleeps) with the same telemetry
+# config. Goal: the flood's peak RSS within 8 MiB of the idle session's. Also: the flood without
+# telemetry (what the events themselves cost), and a dead collector (every line queued, then
+# dropped: the queue's bound is what holds the RSS). Scenarios run interleaved, ROUNDS times.
+#
+#   bench/telemetry_rss.sh [AGENTBOX] [ROUNDS] [SECS]   (RATE=10000; root or a user with a box)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+bin="${1:-$here/../build/cli/agentbox}"
+rounds="${2:-3}"
+secs="${3:-10}"
+rate="${RATE:-10000}"
+
+tmp="$(mktemp -d /tmp/agentbox-telemetry-XXXXXX)"
+chmod 755 "$tmp"
+srv=""
+cleanup() {
+  [[ -n $srv ]] && { kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; }
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# A receiver that reads each POST and answers 200 (keeps nothing).
+cat > "$tmp/recv.py" <<'PY'
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        while n > 0:
+            n -= len(self.rfile.read(min(n, 1 << 20)))
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+open(sys.argv[1], "w").write(str(s.server_address[1]))
+s.serve_forever()
+PY
+python3 "$tmp/recv.py" "$tmp/port" & srv=$!
+for _ in $(seq 100); do [[ -s $tmp/port ]] && break; sleep 0.05; done
+port="$(cat "$tmp/port")"
+dead="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+
+# The box's event source: RATE distinct denied names a second, fire and forget, paced.
+cat > "$tmp/flood.py" <<'PY'
+import socket, struct, sys, time
+rate, secs = int(sys.argv[1]), float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+t0 = time.monotonic(); i = 0
+while time.monotonic() - t0 < secs:
+    due = int((time.monotonic() - t0) * rate)
+    while i < due:
+        q = f"n{i}.flood.bench.test"
+        pkt = struct.pack('>HHHHHH', i & 0xffff, 0x0100, 1, 0, 0, 0)
+        pkt += b''.join(bytes([len(l)]) + l.encode() for l in q.split('.')) + b'\0'
+        try: s.sendto(pkt + struct.pack('>HH', 1, 1), ('10.0.2.3', 53))
+        except BlockingIOError: pass
+        i += 1
+        try:
+            while True: s.recv(512)
+        except BlockingIOError: pass
+    time.sleep(0.001)
+print("sent", i)
+PY
+
+config() {  # $1: endpoint port or "none"
+  mkdir -p "$tmp/cfg-$1/agentbox"
+  if [[ $1 == none ]]; then : > "$tmp/cfg-$1/agentbox/config.toml"; else
+    printf '[telemetry]\notlp_endpoint = "http://127.0.0.1:%s/v1/logs"\n' "$1" \
+      > "$tmp/cfg-$1/agentbox/config.toml"; fi
+  echo "$tmp/cfg-$1"
+}
+
+# Peak VmRSS (KiB) of the agentbox supervisor while it runs `sh -c SCRIPT`.
+peak() {  # $1: config dir, $2: script
+  XDG_CONFIG_HOME="$1" XDG_STATE_HOME="$tmp/state" "$bin" run -q --ro "$tmp" -- sh -c "$2" \
+    > "$tmp/out" 2> "$tmp/err" &
+  local pid=$! max=0 v
+  while kill -0 "$pid" 2>/dev/null; do
+    v="$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)"
+    [[ -n $v && $v -gt $max ]] && max=$v
+    sleep 0.1
+  done
+  wait "$pid" || { echo "agentbox failed: $(cat "$tmp/err")" >&2; exit 1; }
+  echo "$max"
+}
+
+ok="$(config "$port")"; none="$(config none)"; gone="$(config "$dead")"
+flood="python3 $tmp/flood.py $rate $secs"
+printf '%-6s %10s %14s %14s %16s   (peak VmRSS, MiB; load %s)\n' round idle+otlp flood+otlp \
+  flood-no-otlp flood+dead-otlp "$(cut -d' ' -f1-3 /proc/loadavg)"
+for r in $(seq "$rounds"); do
+  a="$(peak "$ok" "sleep $secs")"
+  b="$(peak "$ok" "$flood")"
+  c="$(peak "$none" "$flood")"
+  d="$(peak "$gone" "$flood")"
+  awk -v r="$r" -v a="$a" -v b="$b" -v c="$c" -v d="$d" 'BEGIN {
+    printf "%-6s %10.1f %14.1f %14.1f %16.1f   flood+otlp - idle = %.1f MiB\n",
+      r, a/1024, b/1024, c/1024, d/1024, (b-a)/1024 }'
+done
+log="$(ls -t "$tmp"/state/agentbox/sessions/*/audit.jsonl | sed -n 3p)"
+echo "events in the last flood+otlp session: $(wc -l < "$log")"
+grep -o '"type":"telemetry.export"[^}]*' "$log" | tail -1
