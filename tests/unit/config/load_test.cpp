@@ -836,11 +836,17 @@ TEST(Telemetry, KeysAndLabelsLoadAndAWorkspaceFileMaySetNeither) {
   EXPECT_EQ(p.telemetry.otlp_queue.value, 1u << 20);
   EXPECT_TRUE(p.telemetry.journald.value);
   ASSERT_EQ(p.labels.size(), 3u);
-  EXPECT_EQ(p.labels[0].first, "team");
-  EXPECT_EQ(p.labels[1].first, "pipeline");
-  EXPECT_EQ(p.labels[1].second.value, "42");  // the flag wins over the file
-  EXPECT_EQ(p.labels[1].second.origin.source, "--label");
-  EXPECT_EQ(p.labels[2].first, "ci.job");
+  // toml11 does not keep a table's order: look the labels up by key.
+  auto label = [&](const std::string& k) {
+    auto it =
+        std::find_if(p.labels.begin(), p.labels.end(), [&](const auto& l) { return l.first == k; });
+    return it == p.labels.end() ? nullptr : &it->second;
+  };
+  ASSERT_NE(label("team"), nullptr);
+  ASSERT_NE(label("pipeline"), nullptr);
+  EXPECT_EQ(label("pipeline")->value, "42");  // the flag wins over the file
+  EXPECT_EQ(label("pipeline")->origin.source, "--label");
+  ASSERT_NE(label("ci.job"), nullptr);
   for (const char* bad : {"[telemetry]\notlp_endpoint = \"http://evil.test/\"\n",
                           "[telemetry]\njournald = false\n", "[labels]\nteam = \"x\"\n"}) {
     std::string ws = dir.write("bad/.agentbox.toml", bad);
