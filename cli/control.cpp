@@ -88,6 +88,30 @@ std::string human_secs(int64_t s) {
                     : fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
 }
 
+std::string limit_text(const json& v) {
+  return v.is_null() ? "none" : control::dump(v);
+}
+
+std::string cost_text(const json& v) {
+  return v.is_number() ? fmt::format("${:.4f}", v.get<double>()) : "unknown (no price)";
+}
+
+// A session's budgets and its model usage (`agentbox budget`, `agentbox ps`).
+void print_budget(const json& b, const char* indent = "") {
+  const json l = b.value("limits", json::object());
+  fmt::print("{}budget: egress {} ({} sent), requests_per_host {}, spend {} (${:.4f} spent)\n",
+             indent, limit_text(l.value("egress", json())), b.value("egress", 0ull),
+             limit_text(l.value("requests_per_host", json())), limit_text(l.value("spend", json())),
+             b.value("spent", 0.0));
+  const json models = b.value("models", json::object());
+  for (const auto& [model, u] : models.items()) {
+    fmt::print("{}model {}: {} input tokens ({} cached), {} output tokens, {}\n", indent,
+               control::dump(json(model)), u.value("input_tokens", 0ull),
+               u.value("cached_tokens", 0ull), u.value("output_tokens", 0ull),
+               cost_text(u.value("cost", json())));
+  }
+}
+
 int ps(bool as_json) {
   auto dir = control::runtime_dir(caller_env(), false);
   json all = json::array();
@@ -122,6 +146,10 @@ int ps(bool as_json) {
                            human_bytes(s.value("bytes", json::object()).value("down", 0ull))),
                control::dump(json(s.value("program", ""))),
                control::dump(json(s.value("workspace", ""))), labels);
+    if (const json b = s.value("budget", json::object());
+        !b.value("models", json::object()).empty()) {
+      print_budget(b, "  ");
+    }
   }
   return 0;
 }
@@ -163,6 +191,8 @@ void render(const std::string& verb, const std::string& session, const json& r) 
                r.value("credential", ""));
   } else if (verb == "policy") {
     print_policy(r);
+  } else if (verb == "budget") {
+    print_budget(r);
   }
 }
 
@@ -239,6 +269,8 @@ void register_control(CLI::App& app, int& exit_code) {
        "The name of the credential", "credential"},
       {"policy", "Print the live policy of a running session and where each line came from",
        nullptr, nullptr, nullptr},
+      {"budget", "Change a session budget live (KEY=VALUE: egress, requests_per_host, spend)",
+       "SETTING", "KEY=VALUE, e.g. spend=10; KEY=none removes the budget", "set"},
   };
   for (const auto& v : verbs) {
     register_simple(app, exit_code, v);

@@ -58,6 +58,15 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
   sub->add_option("--cpu-priority", f.cpu_priority,
                   "background (default: the box at nice 10, its session and cgroup too) or normal")
       ->type_name("PRIORITY");
+  sub->add_option("--budget-egress", f.budget_egress,
+                  "Session budget: bytes the box may send (e.g. 500M); then requests get 429")
+      ->type_name("SIZE");
+  sub->add_option("--budget-requests-per-host", f.budget_requests_per_host,
+                  "Session budget: HTTP requests per host the proxy reads; then 429")
+      ->type_name("N");
+  sub->add_option("--budget-spend", f.budget_spend,
+                  "Session budget: dollars of model usage (e.g. 5); then model requests get 429")
+      ->type_name("DOLLARS");
   sub->add_flag("--audit-required", f.audit_required,
                 "End the session (status 125) when an audit line cannot be written");
   sub->add_option("--label", f.labels,

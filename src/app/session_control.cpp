@@ -45,6 +45,7 @@ struct SessionControl::Impl {
   Result<json> stop(const Request& r, const Peer& peer);
   Result<json> allow(const Request& r, const Peer& peer, bool deny);
   Result<json> revoke(const Request& r, const Peer& peer);
+  Result<json> budget(const Request& r, const Peer& peer);
 };
 
 namespace {
@@ -67,6 +68,38 @@ Result<std::string> required(const Request& r, const std::string& key) {
 }
 
 }  // namespace
+
+json use_json(const proxy::SessionBudget::Use& u) {
+  return {{"responses", u.responses},
+          {"input_tokens", u.tokens.input},
+          {"output_tokens", u.tokens.output},
+          {"cached_tokens", u.tokens.cached},
+          {"cost", u.dollars ? json(*u.dollars) : json(nullptr)}};
+}
+
+// The session's budgets and model usage (`ps --json`, `agentbox budget`).
+json budget_json(const proxy::SessionBudget& b) {
+  const auto& l = b.limits();
+  json limits = {
+      {"egress", l.egress ? json(*l.egress) : json(nullptr)},
+      {"requests_per_host", l.requests_per_host ? json(*l.requests_per_host) : json(nullptr)},
+      {"spend", l.spend ? json(*l.spend) : json(nullptr)}};
+  json refused = json::object();
+  for (const auto& [limit, n] : b.refused()) {
+    refused[std::string(proxy::limit_key(limit))] = n;
+  }
+  json models = json::object();
+  for (const auto& [model, u] : b.models()) {
+    models[model] = use_json(u);
+  }
+  json creds = json::object();
+  for (const auto& [name, u] : b.credentials()) {
+    creds[name] = use_json(u);
+  }
+  return {{"limits", limits},         {"egress", b.egress()}, {"spent", b.spent()},
+          {"unpriced", b.unpriced()}, {"refused", refused},   {"models", models},
+          {"credentials", creds}};
+}
 
 std::string short_id(const std::string& id) {
   return control::short_id(id).value_or(id);
@@ -107,6 +140,7 @@ json SessionControl::Impl::status() const {
           {"bytes", {{"up", c.bytes_up}, {"down", c.bytes_down}}},
           {"denials", denials},
           {"credentials", creds},
+          {"budget", budget_json(proxy.budget())},
           {"events", tally}};
 }
 
@@ -190,6 +224,27 @@ Result<json> SessionControl::Impl::revoke(const Request& r, const Peer& peer) {
   return json{{"credential", name}, {"revoked", true}};
 }
 
+// `agentbox budget SESSION KEY=VALUE`: a session budget changed live (none removes it).
+Result<json> SessionControl::Impl::budget(const Request& r, const Peer& peer) {
+  AGENTBOX_ASSIGN_OR_RETURN(std::string setting, required(r, "set"));
+  const auto eq = setting.find('=');
+  if (eq == std::string::npos) {
+    return Error::msg(fmt::format(
+        "`{}` is not KEY=VALUE (e.g. spend=10, egress=500000000, requests_per_host=100, or "
+        "KEY=none)",
+        setting));
+  }
+  const std::string key = setting.substr(0, eq);
+  const std::string value = setting.substr(eq + 1);
+  if (auto err = proxy.budget().set(key, value); !err.empty()) {
+    return Error::msg(err);
+  }
+  emit("control.budget", peer,
+       [&](audit::Event& ev) { ev.str("budget", key).str("value", value); });
+  base::log::debug("control: budget {} = {} ({})", key, value, who(peer));
+  return budget_json(proxy.budget());
+}
+
 void SessionControl::Impl::wire() {
   server->on("status", [this](const Request&, const Peer&) -> Result<json> { return status(); });
   server->on("policy", [this](const Request&, const Peer&) -> Result<json> { return policy(); });
@@ -202,6 +257,7 @@ void SessionControl::Impl::wire() {
   server->on("allow", [this](const Request& r, const Peer& p) { return allow(r, p, false); });
   server->on("deny", [this](const Request& r, const Peer& p) { return allow(r, p, true); });
   server->on("revoke", [this](const Request& r, const Peer& p) { return revoke(r, p); });
+  server->on("budget", [this](const Request& r, const Peer& p) { return budget(r, p); });
   server->on_refused([this](const Peer& p, const std::string& why) {
     emit("control.refused", p, [&](audit::Event& ev) { ev.str("why", why); });
   });

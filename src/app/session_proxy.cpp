@@ -156,6 +156,28 @@ std::vector<proxy::CaptureSpec> capture_specs(const std::vector<config::CaptureR
   return out;
 }
 
+proxy::BudgetLimits budget_limits(const config::Budget& b) {
+  proxy::BudgetLimits out;  // "unlimited" (config::kUnlimited) is no budget
+  if (b.egress && b.egress->value != config::kUnlimited) {
+    out.egress = b.egress->value;
+  }
+  if (b.requests_per_host && b.requests_per_host->value != config::kUnlimited) {
+    out.requests_per_host = b.requests_per_host->value;
+  }
+  if (b.spend) {
+    out.spend = b.spend->value;
+  }
+  return out;
+}
+
+proxy::PriceTable price_table(const std::map<std::string, config::ModelPrice>& pricing) {
+  proxy::PriceTable out;
+  for (const auto& [model, p] : pricing) {
+    out[model] = {.input = p.input, .output = p.output, .cached = p.cached};
+  }
+  return out;
+}
+
 }  // namespace
 
 struct SessionProxy::Impl {
@@ -170,7 +192,8 @@ struct SessionProxy::Impl {
   std::set<std::string> secret_sources;
   std::vector<sandbox::Overlay> token_overlays;  // masked token files
   std::unique_ptr<proxy::ProxyHandler> handler;
-  proxy::ProxyCounters last;  // counters kept after the handler is gone
+  proxy::ProxyCounters last;                   // counters kept after the handler is gone
+  std::optional<proxy::SessionBudget> budget;  // [budget] and the model usage ledger
 };
 
 SessionProxy::SessionProxy(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -335,6 +358,8 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
   }
   impl->options.max_connections = policy.max_flows.value;
   impl->options.max_intercepted = policy.max_intercepted.value;
+  impl->budget.emplace(budget_limits(policy.budget), price_table(policy.pricing), &sink);
+  impl->options.budget = &*impl->budget;
   for (const auto& f : trust_store_files()) {
     if (is_file(f)) {
       impl->options.system_bundle = f;
@@ -445,6 +470,9 @@ std::vector<std::string> SessionProxy::finish() {
   }
   const proxy::ProxyCounters& c = impl_->last;
   std::vector<std::string> lines;
+  for (auto& line : impl_->budget->summary()) {
+    lines.push_back("proxy: " + std::move(line));
+  }
   if (impl_->credentials) {
     for (auto& line : impl_->credentials->budget_summary()) {
       lines.push_back("proxy: " + std::move(line));
@@ -475,6 +503,10 @@ bool SessionProxy::revoke(const std::string& name) {
   }
   impl_->revoked.insert(name);
   return true;
+}
+
+proxy::SessionBudget& SessionProxy::budget() {
+  return *impl_->budget;
 }
 
 std::vector<std::pair<std::string, bool>> SessionProxy::credentials() const {

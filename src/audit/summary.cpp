@@ -27,8 +27,14 @@ void add_usage(Use& u, const json& j) {
   u.input_tokens += count(j, "input_tokens");
   u.output_tokens += count(j, "output_tokens");
   u.cached_tokens += count(j, "cached_tokens");
-  auto c = j.find("cost_usd");
-  u.cost_usd += c != j.end() && c->is_number() ? c->get<double>() : 0.0;
+  // The proxy writes `cost` as a decimal string, or "unknown" for a model without a price.
+  auto c = j.find("cost");
+  if (c != j.end() && c->is_string()) {
+    const std::string& s = c->get_ref<const std::string&>();
+    char* end = nullptr;
+    double d = std::strtod(s.c_str(), &end);
+    u.cost_usd += end != s.c_str() && *end == '\0' ? d : 0.0;
+  }
 }
 
 std::string line_for(const std::string& what, const std::string& name, const Use& u,
@@ -54,7 +60,7 @@ bool may_count(std::string_view line) {
       "\"type\":\"net.connect\"",       "\"type\":\"net.close\"",
       "\"type\":\"http.request\"",      "\"type\":\"net.deny\"",
       "\"type\":\"proxy.drop\"",        "\"type\":\"credential.blocked\"",
-      "\"type\":\"credential.budget\"", "\"type\":\"usage\""};
+      "\"type\":\"credential.budget\"", "\"type\":\"model.usage\""};
   for (std::string_view t : kTypes) {
     if (line.find(t) != std::string_view::npos) {
       return true;
@@ -102,10 +108,12 @@ void LogSummary::feed(std::string_view line) {
   } else if (type == "credential.blocked" || type == "credential.budget") {
     ++hosts[host].denials;
     ++credentials[cred].denials;
-  } else if (type == "usage") {
+  } else if (type == "model.usage") {
     add_usage(hosts[host], j);
-    if (!cred.empty()) {
-      add_usage(credentials[cred], j);
+    for (const auto& c : j.value("credentials", json::array())) {
+      if (c.is_string()) {
+        add_usage(credentials[c.get<std::string>()], j);
+      }
     }
     add_usage(models[text(j, "model")], j);
     ++models[text(j, "model")].requests;

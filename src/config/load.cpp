@@ -662,6 +662,73 @@ auto user_only_in(std::string section) {
   };
 }
 
+std::optional<double> get_number(Ctx& c, const Value& v, std::string_view name) {
+  const double d = v.is_floating()  ? v.as_floating()
+                   : v.is_integer() ? static_cast<double>(v.as_integer())
+                                    : -1;
+  if (!(d >= 0) || d > 1e9) {
+    problem(c, v, fmt::format("`{}` must be a number of dollars, e.g. 5 or 0.25", name));
+    return std::nullopt;
+  }
+  return d;
+}
+
+// [budget]: a workspace file may only lower a budget (it may be the agent's own writing).
+Schema budget_schema() {
+  return {
+      {"egress",
+       [](Ctx& c, const Value& v) {
+         apply_limit(c, v, "budget.egress", c.p.budget.egress, get_size(c, v, "budget.egress"));
+       }},
+      {"requests_per_host",
+       [](Ctx& c, const Value& v) {
+         apply_limit(c, v, "budget.requests_per_host", c.p.budget.requests_per_host,
+                     get_count(c, v, "budget.requests_per_host"));
+       }},
+      {"spend",
+       [](Ctx& c, const Value& v) {
+         auto d = get_number(c, v, "budget.spend");
+         if (!d) {
+           return;
+         }
+         if (c.mode == Mode::kNarrow && c.p.budget.spend && *d > c.p.budget.spend->value) {
+           problem(c, v, "`budget.spend` may only be lowered by a workspace file");
+         } else {
+           c.p.budget.spend = Sourced<double>{*d, origin_of(v)};
+         }
+       }},
+  };
+}
+
+// [pricing."MODEL"] input/output/cached, dollars per million tokens. Never from a workspace
+// file: a lower price there would raise what the spend cap lets through.
+void apply_pricing(Ctx& c, const Value& v) {
+  if (c.mode == Mode::kNarrow) {
+    widen_error(c, v, "pricing");
+    return;
+  }
+  if (!v.is_table()) {
+    problem(c, v, fmt::format("`pricing` must be a table, found {}", type_name(v)));
+    return;
+  }
+  for (const auto& kv : v.as_table()) {
+    const std::string& model = kv.first;
+    ModelPrice price = c.p.pricing.count(model) != 0 ? c.p.pricing[model] : ModelPrice{};
+    price.origin = origin_of(kv.second);
+    const std::string section = fmt::format("pricing.\"{}\"", model);
+    walk(
+        c, kv.second, section,
+        {{"input",
+          [&](Ctx& cc, const Value& x) { price.input = get_number(cc, x, "input").value_or(0); }},
+         {"output",
+          [&](Ctx& cc, const Value& x) { price.output = get_number(cc, x, "output").value_or(0); }},
+         {"cached", [&](Ctx& cc, const Value& x) {
+            price.cached = get_number(cc, x, "cached").value_or(0);
+          }}});
+    c.p.pricing[model] = price;
+  }
+}
+
 // [audit]: a workspace file may only make the log required; the size and the retention are the
 // user's (a smaller cap would blind the log, a shorter retention would delete the user's logs).
 Schema audit_schema() {
@@ -1384,6 +1451,8 @@ void apply_root(Ctx& c, const Value& root) {
       {"persist", [](Ctx& cc, const Value& v) { walk(cc, v, "persist", persist_schema()); }},
       {"credentials", apply_credentials},
       {"token_file", apply_token_files},
+      {"budget", [](Ctx& cc, const Value& v) { walk(cc, v, "budget", budget_schema()); }},
+      {"pricing", apply_pricing},
   };
   walk(c, root, "", schema);
 }
@@ -1433,6 +1502,43 @@ bool apply_file(const std::string& path, Mode mode, Policy& p, Problems& problem
 void flag_problem(Problems& problems, std::string_view flag, std::string what,
                   std::string note = {}) {
   problems.add({std::string(flag)}, "", std::move(what), std::move(note));
+}
+
+// --budget-egress SIZE, --budget-requests-per-host N, --budget-spend DOLLARS.
+void apply_budget_flags(const Flags& f, Policy& p, Problems& problems) {
+  if (f.budget_egress) {
+    if (auto s = parse_size(*f.budget_egress)) {
+      p.budget.egress = Sourced<uint64_t>{*s, {"--budget-egress"}};
+    } else {
+      flag_problem(problems, "--budget-egress", fmt::format("invalid size `{}`", *f.budget_egress),
+                   "expected a number with a unit: B, K, M, G or T, e.g. 500M");
+    }
+  }
+  if (f.budget_requests_per_host) {
+    char* end = nullptr;
+    const std::string& t = *f.budget_requests_per_host;
+    unsigned long long n = std::strtoull(t.c_str(), &end, 10);
+    if (t.empty() || *end != '\0' || t.front() == '-') {
+      flag_problem(problems, "--budget-requests-per-host", fmt::format("invalid count `{}`", t),
+                   "expected a whole number, e.g. 100");
+    } else {
+      p.budget.requests_per_host = Sourced<uint64_t>{n, {"--budget-requests-per-host"}};
+    }
+  }
+  if (f.budget_spend) {
+    std::string t = *f.budget_spend;
+    if (!t.empty() && t.front() == '$') {
+      t.erase(0, 1);
+    }
+    char* end = nullptr;
+    double d = std::strtod(t.c_str(), &end);
+    if (t.empty() || *end != '\0' || !(d >= 0) || d > 1e9) {
+      flag_problem(problems, "--budget-spend", fmt::format("invalid amount `{}`", *f.budget_spend),
+                   "expected a number of dollars, e.g. 5 or 0.50");
+    } else {
+      p.budget.spend = Sourced<double>{d, {"--budget-spend"}};
+    }
+  }
 }
 
 void apply_flags(const Flags& f, Policy& p, Problems& problems) {
@@ -1563,6 +1669,7 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
       p.limits.cpus = Sourced<double>{d, {"--cpus"}};
     }
   }
+  apply_budget_flags(f, p, problems);
   if (f.cpu_priority) {
     if (*f.cpu_priority != "background" && *f.cpu_priority != "normal") {
       flag_problem(problems, "--cpu-priority",
@@ -1625,7 +1732,7 @@ std::vector<std::string> available_profiles(const std::vector<std::string>& dirs
   for (const auto& d : dirs) {
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(d, ec)) {
-      if (e.path().extension() == ".toml") {
+      if (e.path().extension() == ".toml" && e.path().stem() != "pricing") {  // not a profile
         names.insert(e.path().stem().string());
       }
     }
@@ -1738,12 +1845,23 @@ void apply_profile(const std::string& name, const std::string& user_dir, const L
   }
 }
 
+// The shipped price table (profiles/pricing.toml), under every config file: the installed
+// one, then the administrator's (/etc/agentbox/profiles/pricing.toml) over it.
+void apply_shipped_pricing(const LoadOptions& options, Loaded& out, Problems& problems) {
+  auto dirs = options.profile_dirs.empty() ? default_profile_dirs() : options.profile_dirs;
+  for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+    const std::string path = *it + "/pricing.toml";
+    (void)apply_file(path, Mode::kGrant, out.policy, problems);  // absent: no defaults
+  }
+}
+
 }  // namespace
 
 base::Result<Loaded> load(const LoadOptions& options) {
   Loaded out;
   Problems problems;
   apply_builtins(out.policy);
+  apply_shipped_pricing(options, out, problems);
   std::string user_dir = options.user_dir.value_or(user_config_dir());
   if (!options.no_user_config) {
     std::string system = options.system_file.value_or("/etc/agentbox/config.toml");

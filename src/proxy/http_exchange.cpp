@@ -36,6 +36,28 @@ std::string scheme(const Conn& c) {
   return c.tls ? "https" : "http";
 }
 
+// Box bytes read off an HTTP connection count against the session's egress as they come.
+void count_egress(ProxyHandler::Internals& in, const Conn& c, size_t n) {
+  if (in.options.budget != nullptr && n > 0) {
+    in.options.budget->count_egress(c.info.id, n);
+  }
+}
+
+// A response whose token usage is read: a model host's (or one a credential went to) answer
+// in JSON or SSE. Content-Encoding needs no case: guard_request asks for identity on every
+// credential host and guard_response refuses any other coding there.
+void start_usage(ProxyHandler::Internals& in, Conn& c, const http1::Response& resp) {
+  auto& x = c.http;
+  SessionBudget* b = in.options.budget;
+  if (b == nullptr || resp.status < 200 || resp.status >= 300 ||
+      (x.credentials.empty() && !b->model_host(c.info.name))) {
+    return;
+  }
+  if (auto f = UsageMeter::format_for(resp.header("content-type").value_or(""))) {
+    x.usage.emplace(*f);
+  }
+}
+
 // Denies the request in flight: answered by the proxy, audited, connection closed.
 bool deny(ProxyHandler::Internals& in, Conn& c, int status, const std::string& line) {
   answer(in, c, status, line);
@@ -74,6 +96,11 @@ std::string host_mismatch(const Conn& c, const http1::Request& r) {
 bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body) {
   auto& x = c.http;
   auto& r = x.request;
+  if (in.options.budget != nullptr) {
+    if (auto b = in.options.budget->admit(c.info.name); b.limit != SessionLimit::kNone) {
+      return deny(in, c, 429, "request blocked: " + b.why);
+    }
+  }
   if (in.credentials != nullptr) {
     const auto v = in.credentials->inspect(r, c.info.name, body, /*cleartext=*/!c.tls);
     if (v.blocked) {  // a spent budget is 429; a method or an expiry is policy: 403
@@ -100,6 +127,9 @@ bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body
     }
   }
   c.up.send(http1::serialize_head(r));
+  if (in.options.budget != nullptr) {
+    in.options.budget->count_request(c.info.name);
+  }
   x.req_body.emplace(r.framing, r.content_length);  // max_body is counted in request_body
   x.req = x.req_body->done() ? Req::kDone : Req::kBody;
   x.resp = Resp::kHead;
@@ -237,6 +267,7 @@ bool request_head(ProxyHandler::Internals& in, Conn& c) {
     return deny(in, c, p.http_status, "request blocked: malformed request: " + p.reason);
   }
   c.box.rx.consume(p.head_bytes);
+  count_egress(in, c, p.head_bytes);
   x.request = std::move(p.message);
   return begin_request(in, c);
 }
@@ -342,6 +373,7 @@ bool request_body(ProxyHandler::Internals& in, Conn& c) {
     c.up.send(c.box.rx.view().substr(0, used));
   }
   c.box.rx.consume(used);
+  count_egress(in, c, used);
   if (x.req_body->done()) {
     if (x.injector) {
       send_up(c, x.injector->finish());
@@ -357,6 +389,9 @@ bool request_body(ProxyHandler::Internals& in, Conn& c) {
 }
 
 void send_body(Conn& c, std::string_view data) {
+  if (c.http.usage) {
+    c.http.usage->feed(data);
+  }
   if (!data.empty()) {
     if (c.http.resp_chunked) {
       c.box.send(http1::encode_chunk(data));
@@ -375,6 +410,7 @@ void finish_response(ProxyHandler::Internals& in, Conn& c) {
     c.box.send(http1::kLastChunk);
   }
   x.resp = Resp::kDone;
+  settle_usage(in, c);
   audit_request(in, c, "allowed");
   const bool until_close = x.resp_body && !x.resp_body->done();
   if (x.close_after || x.req != Req::kDone || until_close || c.up.eof) {
@@ -445,6 +481,9 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
   if (resp.framing == http1::Framing::kTunnel) {
     audit_request(in, c, "allowed", "switching protocols");
     c.ws.emplace();
+    c.ws->meter = in.options.budget != nullptr &&
+                  (!x.credentials.empty() || in.options.budget->model_host(c.info.name));
+    c.ws->credentials = x.credentials;
     if (in.credentials != nullptr) {
       c.ws->scrubber = in.credentials->scrubber();
       c.ws->fresh = c.ws->scrubber;
@@ -459,6 +498,7 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
   if (in.credentials != nullptr) {
     x.scrubber = in.credentials->scrubber();
   }
+  start_usage(in, c, resp);
   x.resp = Resp::kBody;
   if (x.resp_body->done()) {
     finish_response(in, c);
@@ -474,6 +514,9 @@ void send_verbatim(Conn& c, size_t n) {
   }
   x.resp_body->skip(n);
   x.body_down += n;
+  if (x.usage) {
+    x.usage->feed(c.up.rx.view().substr(0, n));
+  }
   c.box.send(c.up.rx.view().substr(0, n));
   c.up.rx.consume(n);
 }
@@ -539,6 +582,7 @@ bool response_body(ProxyHandler::Internals& in, Conn& c) {
   }
   if (x.resp_body->failed()) {
     ++in.counters.upstream_failures;
+    settle_usage(in, c);  // what was streamed before the cut is billed all the same
     audit_request(in, c, "aborted", "response body: " + x.resp_body->error());
     x = Exchange{};
     drop(in, c, {});  // the box sees the body cut short, never a made-up end
@@ -643,6 +687,18 @@ void release_held(Conn& c) {
 }
 
 }  // namespace
+
+void settle_usage(ProxyHandler::Internals& in, Conn& c) {
+  auto& x = c.http;
+  if (!x.usage) {
+    return;
+  }
+  const auto reading = x.usage->finish();
+  x.usage.reset();
+  if (in.options.budget != nullptr) {
+    in.options.budget->record(c.info.name, x.credentials, reading);
+  }
+}
 
 bool holds_bytes(const Conn& c) {
   return response_holds(c) || request_holds(c);

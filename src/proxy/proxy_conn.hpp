@@ -140,6 +140,7 @@ struct Exchange {
   bool woken = false;                       // kFresh: a refresh it waited for finished
   bool capture = false;                     // a capture rule covers this request's response
   std::optional<http1::Response> captured;  // kCapture: the head, held until the body is read
+  std::optional<UsageMeter> usage;          // a model response: its token usage, read as it goes
   std::string captured_body;                // kCapture: the decoded body so far
   // For the audit event.
   std::string method;
@@ -265,6 +266,9 @@ struct Refusal {
 [[nodiscard]] bool ws_up(ProxyHandler::Internals& in, Conn& c, std::string_view bytes);
 [[nodiscard]] bool ws_down(ProxyHandler::Internals& in, Conn& c, std::string_view bytes);
 void ws_release(Conn& c);
+
+// http_exchange.cpp: the response's token usage (read so far) goes to the session's ledger.
+void settle_usage(ProxyHandler::Internals& in, Conn& c);
 
 // Unwatches and closes a side; it counts as finished both ways.
 void close_side(ProxyHandler::Internals& in, Side& s);

@@ -262,6 +262,12 @@ std::optional<base::Result<net::OpenResult>> ProxyHandler::open_raw(const net::F
   if (in_->control == nullptr || !in_->raw_tcp.decide(info.name, info.orig_port).allowed) {
     return std::nullopt;
   }
+  if (in_->options.budget != nullptr) {
+    // Raw TCP has no request to answer: a spent egress budget refuses the flow (a reset).
+    if (auto b = in_->options.budget->admit_flow(info.name); b.limit != SessionLimit::kNone) {
+      return base::Result<net::OpenResult>(base::Error::msg(b.why));
+    }
+  }
   auto direct = in_->connector.open_direct(info);
   std::optional<net::AsyncResolver::Addrs> known;
   if (!direct) {
@@ -482,6 +488,9 @@ void ProxyHandler::read_refusal(Conn& c) {
 }
 
 void ProxyHandler::on_close(const net::FlowInfo& info, const net::FlowStats& stats) {
+  if (in_->options.budget != nullptr) {
+    in_->options.budget->flow_closed(info.id, stats.bytes_up);
+  }
   auto it = by_flow_.find(info.id);
   if (it == by_flow_.end()) {
     return;
@@ -539,6 +548,7 @@ void ProxyHandler::destroy(uint64_t id) {
   }
   const auto& x = c.http;
   if (c.mode == Mode::kHttp && (x.req != Exchange::Req::kHead || x.resp != Exchange::Resp::kIdle)) {
+    settle_usage(*in_, c);
     audit_request(*in_, c, "aborted", c.box.failed() ? c.box.error : "connection closed");
   }
   for (Side* s : {&c.box, &c.up}) {

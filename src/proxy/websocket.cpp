@@ -114,6 +114,7 @@ std::string WsRelay::down(std::string_view in, std::string& out) {
         head = h;
         if (h.opcode != 0 && h.opcode < 8) {
           message_opcode = h.opcode;  // a new data message (a stray one is the box's problem)
+          message_usage = UsageMeter(UsageMeter::Format::kJson);
         }
       },
       [&](std::string_view payload, bool end) {
@@ -127,6 +128,14 @@ std::string WsRelay::down(std::string_view in, std::string& out) {
             control.clear();
           }
           return;
+        }
+        if (meter && message_opcode == 1) {
+          message_usage.feed(payload);
+          if (end && head.fin) {
+            if (auto r = message_usage.finish(); r.seen) {
+              readings.push_back(std::move(r));
+            }
+          }
         }
         std::string part = scrubber.feed(payload);
         if (end && head.fin) {
@@ -147,6 +156,14 @@ bool ws_up(ProxyHandler::Internals& in, Conn& c, std::string_view bytes) {
   if (!err.empty()) {
     drop(in, c, "websocket from the box: " + err);
     return false;
+  }
+  if (!payload.empty() && ws.meter && in.options.budget != nullptr) {
+    // A message to a model API under a spent budget: a WebSocket has no status to answer
+    // with, so the connection ends (audited by the budget and as a drop).
+    if (auto r = in.options.budget->admit(c.info.name); r.limit != SessionLimit::kNone) {
+      drop(in, c, "websocket message refused: " + r.why);
+      return false;
+    }
   }
   if (payload.empty() || in.credentials == nullptr) {
     return true;
@@ -173,6 +190,12 @@ bool ws_down(ProxyHandler::Internals& in, Conn& c, std::string_view bytes) {
   }
   c.box.send(out);
   c.http.held_since = c.ws->scrubber.held() > 0 ? Clock::now() : Clock::time_point{};
+  if (in.options.budget != nullptr) {
+    for (const auto& r : c.ws->readings) {
+      in.options.budget->record(c.info.name, c.ws->credentials, r);
+    }
+  }
+  c.ws->readings.clear();
   return true;
 }
 

@@ -7,8 +7,10 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "agentbox/proxy/scrubber.hpp"
+#include "agentbox/proxy/usage.hpp"
 
 namespace agentbox::proxy {
 
@@ -60,6 +62,12 @@ struct WsRelay {
   uint8_t message_opcode = 0;
   bool message_started = false;  // a fragment of this message went to the box
   std::string control;           // an upstream control frame's payload so far
+  // A model API's WebSocket (the Responses API over WebSocket): each upstream text message is
+  // read for token usage like a JSON body; readings wait here until ws_down settles them.
+  bool meter = false;
+  std::vector<std::string> credentials;  // used by the upgrade request (charged the usage)
+  UsageMeter message_usage{UsageMeter::Format::kJson};
+  std::vector<UsageMeter::Reading> readings;
   // Frames for the box from upstream bytes; returns an error (the stream is not WebSocket).
   [[nodiscard]] std::string down(std::string_view in, std::string& out);
   // A data fragment for the box holding `payload` (fin: the message's last).

@@ -29,6 +29,7 @@
 #include "agentbox/net/connect.hpp"
 #include "agentbox/net/flow.hpp"
 #include "agentbox/policy/egress.hpp"
+#include "agentbox/proxy/session_budget.hpp"
 #include "agentbox/sandbox/mount_plan.hpp"
 
 namespace agentbox::app {
@@ -71,6 +72,9 @@ class SessionProxy {
   bool revoke(const std::string& name);
   // The credentials' names, with "revoked" for those revoked.
   [[nodiscard]] std::vector<std::pair<std::string, bool>> credentials() const;
+  // The session's budgets and model usage (the control socket reads and changes it on the loop
+  // thread, between two proxy events).
+  [[nodiscard]] proxy::SessionBudget& budget();
   // Stops the handler (call before the event loop goes away) and returns the exit-summary
   // lines (requests, denials, interceptions).
   [[nodiscard]] std::vector<std::string> finish();

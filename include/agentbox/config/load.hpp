@@ -37,11 +37,14 @@ struct Flags {
   std::optional<std::string> memory;       // "2G"
   std::optional<std::string> pids;
   std::optional<std::string> cpus;
-  std::optional<std::string> cpu_priority;  // --cpu-priority background|normal
-  bool audit_required = false;              // --audit-required
-  std::optional<std::string> network;       // --network none|filtered
-  bool inspect_all = false;                 // --inspect-all
-  bool review = false;                      // --review
+  std::optional<std::string> cpu_priority;   // --cpu-priority background|normal
+  bool audit_required = false;               // --audit-required
+  std::optional<std::string> network;        // --network none|filtered
+  bool inspect_all = false;                  // --inspect-all
+  bool review = false;                       // --review
+  std::optional<std::string> budget_egress;  // --budget-egress SIZE
+  std::optional<std::string> budget_requests_per_host;
+  std::optional<std::string> budget_spend;  // --budget-spend DOLLARS
   std::vector<std::string> labels;          // --label KEY=VALUE
 };
 

@@ -113,6 +113,21 @@ struct Limits {
 }
 
 // [audit]: the session's log (docs/CONFIG.md).
+// [budget]: the session's budgets (docs/CONFIG.md); unset: no limit.
+struct Budget {
+  std::optional<Sourced<uint64_t>> egress;             // bytes the box sends
+  std::optional<Sourced<uint64_t>> requests_per_host;  // HTTP requests the proxy reads, per host
+  std::optional<Sourced<double>> spend;                // dollars of model usage
+};
+
+// [pricing."MODEL"]: dollars per million tokens (profiles/pricing.toml ships the defaults).
+struct ModelPrice {
+  double input = 0;
+  double output = 0;
+  double cached = 0;  // cached input tokens (a prompt cache read)
+  Origin origin;
+};
+
 struct AuditSettings {
   Sourced<bool> required{false, {"built-in"}};  // a line that cannot be written ends the session
   Sourced<uint64_t> max_size{64ull << 20, {"built-in"}};        // bytes per session's log
@@ -194,6 +209,8 @@ struct Policy {
   std::string state_scope = "default";  // the profile's name: one state directory per profile
   // [credentials.*] and [[token_file]]
   std::map<std::string, Credential> credentials;
+  Budget budget;
+  std::map<std::string, ModelPrice> pricing;
   std::vector<TokenFile> token_files;
 };
 

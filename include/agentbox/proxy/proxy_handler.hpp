@@ -51,6 +51,7 @@
 #include "agentbox/proxy/credentials.hpp"
 #include "agentbox/proxy/http_rules.hpp"
 #include "agentbox/proxy/openssl_ptr.hpp"
+#include "agentbox/proxy/session_budget.hpp"
 #include "agentbox/proxy/tls_ca.hpp"
 
 namespace agentbox::proxy {
@@ -91,6 +92,9 @@ struct ProxyOptions {
   // scrub_hold: a placeholder split by a pause is sent unswapped once this passes, and clients
   // write a body in bursts, rarely pausing inside one.
   std::chrono::milliseconds inject_hold{1'000};
+  // The session's budgets and model usage ledger (session_budget.hpp); null: none kept. Must
+  // outlive the handler.
+  SessionBudget* budget = nullptr;
 };
 
 struct ProxyCounters {

@@ -19,12 +19,14 @@
 #   GET  /cargo/dl/NAME/VERSION/download   DIR/cargo/NAME-VERSION.crate
 #   /forms, /store, /h2c, /ws-auth          hostile echoes (hostile.py)
 #   /oauth/token, POST on sts.* and iam.*   endpoints that mint credentials (minting.py)
+#   POST /v1/..., /v1beta/...               a mock model API reporting token usage (model_api.py)
 import base64
 import hashlib
 import zipfile
 
 import hostile
 import minting
+import model_api
 import os
 import socket
 import ssl
@@ -85,6 +87,9 @@ class Handler(BaseHTTPRequestHandler):
             return None
         if minting.handle(self, url, DIR):
             return None
+        if url.path.startswith(("/v1/", "/v1beta/")) and self.command == "POST":
+            if model_api.handle(self, url, b"".join(self.body()).decode(errors="replace")):
+                return None
         if url.path.startswith("/git/"):
             return self.git(url, auth)
         if url.path.startswith("/pub/"):

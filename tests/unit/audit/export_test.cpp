@@ -41,7 +41,7 @@ TEST(Otlp, PayloadHasTheLogsShapeAndSemanticConventionNames) {
                   .strs("credentials", creds)
                   .str("decision", "allowed")),
       line_of(Event("net.deny").str("name", "evil.test").num("port", 443)),
-      line_of(Event("usage")
+      line_of(Event("model.usage")
                   .str("model", "claude-x")
                   .num("input_tokens", 10)
                   .num("output_tokens", 5)
@@ -155,22 +155,23 @@ TEST(Summary, CountsPerHostCredentialAndModel) {
   s.feed(line_of(
       Event("dns.query").str("name", "no.test").str("qtype", "AAAA").str("result", "denied")));
   s.feed(line_of(Event("credential.blocked").str("credential", "gh").str("host", "x.test")));
-  s.feed(line_of(Event("usage")
+  s.feed(line_of(Event("model.usage")
                      .str("host", "api.test")
-                     .str("credential", "gh")
                      .str("model", "m1")
                      .num("input_tokens", 100)
-                     .num("output_tokens", 7)));
+                     .num("output_tokens", 7)
+                     .str("cost", "0.012500")
+                     .strs("credentials", std::vector<std::string>{"gh"})));
   s.feed("garbage");
   std::vector<std::string> want = {
       "host \"api.test\": 1 connections, 2 requests, 300 bytes up, 400 bytes down, 1 denials, "
-      "tokens 100 in, 7 out, 0 cached, $0.0000",
+      "tokens 100 in, 7 out, 0 cached, $0.0125",
       "host \"no.test\": 0 connections, 0 requests, 0 bytes up, 0 bytes down, 1 denials",
       "host \"x.test\": 0 connections, 0 requests, 0 bytes up, 0 bytes down, 1 denials",
       "credential \"gh\": 2 requests, 11 bytes up, 22 bytes down, 2 denials, tokens 100 in, 7 "
-      "out, 0 cached, $0.0000",
+      "out, 0 cached, $0.0125",
       "model \"m1\": 1 requests, 0 bytes up, 0 bytes down, 0 denials, tokens 100 in, 7 out, 0 "
-      "cached, $0.0000"};
+      "cached, $0.0125"};
   EXPECT_EQ(s.render(), want);
 }
 

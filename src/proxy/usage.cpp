@@ -1,0 +1,370 @@
+// UsageMeter (usage.hpp): token usage read incrementally from a model API response body.
+//
+// The wire formats it knows (the member each carries, at nesting depth 1 or 2):
+//   Anthropic Messages  JSON: usage {input_tokens, output_tokens, cache_read_input_tokens,
+//                       cache_creation_input_tokens}, model. SSE: message_start.message.{usage,
+//                       model}, then message_delta.usage (cumulative output_tokens).
+//   OpenAI Responses    JSON: usage {input_tokens, output_tokens, input_tokens_details.
+//                       cached_tokens}, model. SSE: response.completed.response.{usage, model}.
+//   Chat Completions    JSON: usage {prompt_tokens, completion_tokens, prompt_tokens_details.
+//                       cached_tokens}, model; streamed: the last chunk (stream_options.
+//                       include_usage), earlier chunks have "usage": null.
+//   Gemini              usageMetadata {promptTokenCount, candidatesTokenCount,
+//                       cachedContentTokenCount, thoughtsTokenCount}, modelVersion; streamed as
+//                       SSE (alt=sse) or as one JSON array of chunks, each cumulative.
+#include "agentbox/proxy/usage.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <nlohmann/json.hpp>
+
+namespace agentbox::proxy {
+
+namespace {
+
+constexpr size_t kMaxKey = 16;     // longer than every wanted member name
+constexpr size_t kMaxModel = 128;  // a model name kept (printable subset)
+
+bool wanted(std::string_view key) {
+  return key == "usage" || key == "usageMetadata" || key == "model" || key == "modelVersion";
+}
+
+std::optional<uint64_t> tokens_at(const nlohmann::json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number_integer() || it->get<int64_t>() < 0) {
+    return std::nullopt;
+  }
+  return static_cast<uint64_t>(it->get<int64_t>());
+}
+
+std::optional<uint64_t> nested(const nlohmann::json& obj, const char* outer, const char* key) {
+  auto it = obj.find(outer);
+  return it != obj.end() && it->is_object() ? tokens_at(*it, key) : std::nullopt;
+}
+
+// A present field overwrites the one kept (reports are cumulative); an absent one keeps it.
+void take(std::optional<uint64_t>& slot, std::optional<uint64_t> v) {
+  if (v) {
+    slot = v;
+  }
+}
+
+std::string clean_model(std::string_view s) {
+  std::string out;
+  for (char ch : s.substr(0, kMaxModel)) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (std::isalnum(u) != 0 || ch == '.' || ch == '-' || ch == '_' || ch == ':' || ch == '/' ||
+        ch == '@') {
+      out.push_back(ch);
+    }
+  }
+  if (out.rfind("models/", 0) == 0) {  // Gemini's resource name form
+    out.erase(0, 7);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<UsageMeter::Format> UsageMeter::format_for(std::string_view content_type) {
+  std::string media(content_type.substr(0, content_type.find(';')));
+  std::transform(media.begin(), media.end(), media.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) {
+    media.pop_back();
+  }
+  if (media == "text/event-stream") {
+    return Format::kSse;
+  }
+  if (media == "application/json" ||
+      (media.size() > 5 && media.compare(media.size() - 5, 5, "+json") == 0)) {
+    return Format::kJson;
+  }
+  return std::nullopt;
+}
+
+// Bytes that end a run the scanner does not need to look at one by one: inside a string that is
+// neither captured nor a member name, only a quote, a backslash or a line end matter (a raw line
+// end cannot occur in JSON text, so it is the SSE line's); on a skipped SSE line, a line end.
+size_t UsageMeter::skippable(std::string_view bytes, size_t at) const {
+  const bool sse = format_ == Format::kSse;
+  if (sse && line_ == Line::kSkip && !after_cr_) {
+    while (at < bytes.size() && bytes[at] != '\n' && bytes[at] != '\r') {
+      ++at;
+    }
+    return at;
+  }
+  const bool plain_string = (!sse || line_ == Line::kData) && !skip_space_ && in_string_ &&
+                            !escape_ && !broken_ && capture_depth_ < 0 &&
+                            !(expect_key_ && depth_ <= 2) && !after_cr_;
+  if (!plain_string) {
+    return at;
+  }
+  while (at < bytes.size()) {
+    const char ch = bytes[at];
+    if (ch == '"' || ch == '\\' || ch == '\n' || ch == '\r') {
+      break;
+    }
+    ++at;
+  }
+  return at;
+}
+
+void UsageMeter::feed(std::string_view bytes) noexcept {
+  try {
+    size_t at = 0;
+    while (at < bytes.size()) {
+      at = skippable(bytes, at);
+      if (at == bytes.size()) {
+        break;
+      }
+      if (format_ == Format::kSse) {
+        sse_byte(bytes[at]);
+      } else {
+        json_byte(bytes[at]);
+      }
+      ++at;
+    }
+  } catch (...) {
+    broken_ = true;  // out of memory for a capture: this input counts nothing more
+  }
+}
+
+// SSE (WHATWG HTML, "Parsing an event stream"): a line ends at CRLF, LF or CR; `data:` lines
+// are joined with LF; an empty line dispatches the event; a line starting with ':' is a comment.
+void UsageMeter::sse_byte(char ch) {
+  if (after_cr_) {
+    after_cr_ = false;
+    if (ch == '\n') {
+      return;
+    }
+  }
+  if (ch == '\r' || ch == '\n') {
+    after_cr_ = ch == '\r';
+    if (line_ == Line::kStart) {  // an empty line: the event ends
+      reset_scan();
+      data_in_event_ = false;
+    } else if (line_ == Line::kField && field_ == "data") {  // "data" alone: an empty data line
+      if (data_in_event_) {
+        json_byte('\n');
+      }
+      data_in_event_ = true;
+    }
+    line_ = Line::kStart;
+    return;
+  }
+  switch (line_) {
+    case Line::kStart:
+      field_.clear();
+      line_ = Line::kField;
+      [[fallthrough]];
+    case Line::kField:
+      if (ch == ':') {
+        line_ = field_ == "data" ? Line::kData : Line::kSkip;
+        if (line_ == Line::kData) {
+          skip_space_ = true;
+          if (data_in_event_) {
+            json_byte('\n');
+          }
+          data_in_event_ = true;
+        }
+      } else if (field_.size() < 4) {
+        field_.push_back(ch);
+      } else {
+        line_ = Line::kSkip;
+      }
+      return;
+    case Line::kData:
+      if (skip_space_) {
+        skip_space_ = false;
+        if (ch == ' ') {
+          return;
+        }
+      }
+      json_byte(ch);
+      return;
+    case Line::kSkip:
+      return;
+  }
+}
+
+void UsageMeter::reset_scan() {
+  depth_ = 0;
+  object_levels_ = 0;
+  in_string_ = false;
+  escape_ = false;
+  expect_key_ = false;
+  broken_ = false;
+  key_.clear();
+  key_capped_ = false;
+  last_key_.clear();
+  capture_depth_ = -1;
+  capture_.clear();
+  capture_over_ = false;
+}
+
+void UsageMeter::end_capture() {
+  if (!capture_over_) {
+    apply(capture_key_, capture_);
+  }
+  capture_depth_ = -1;
+  capture_.clear();
+  capture_over_ = false;
+}
+
+// One byte of JSON text. Only the nesting and the member names at depth <= 2 are tracked; a
+// wanted member's value is copied out (capped) until the object it belongs to goes on (`,`) or
+// closes. Text that is not JSON makes the scan stop until the next reset (nothing is counted
+// from a value that did not complete).
+void UsageMeter::json_byte(char ch) {
+  if (broken_) {
+    return;
+  }
+  const bool capturing = capture_depth_ >= 0;
+  auto keep = [&] {
+    if (capture_.size() < kMaxCapture) {
+      capture_.push_back(ch);
+    } else {
+      capture_over_ = true;
+    }
+  };
+  const bool in_object = depth_ > 0 && ((object_levels_ >> (depth_ - 1)) & 1U) != 0;
+  if (in_string_) {
+    if (capturing) {
+      keep();
+    }
+    if (escape_) {
+      escape_ = false;
+    } else if (ch == '\\') {
+      escape_ = true;
+    } else if (ch == '"') {
+      in_string_ = false;
+      if (expect_key_) {
+        last_key_ = key_capped_ ? std::string() : key_;
+        expect_key_ = false;
+      }
+      return;
+    }
+    if (expect_key_ && depth_ <= 2) {
+      if (key_.size() < kMaxKey) {
+        key_.push_back(ch);
+      } else {
+        key_capped_ = true;
+      }
+    }
+    return;
+  }
+  switch (ch) {
+    case '"':
+      in_string_ = true;
+      if (expect_key_) {
+        key_.clear();
+        key_capped_ = false;
+      }
+      break;
+    case ':':
+      if (in_object && !capturing && depth_ <= 2 && wanted(last_key_)) {
+        capture_depth_ = depth_;
+        capture_key_ = last_key_;
+        return;  // the value starts after the colon
+      }
+      last_key_.clear();
+      break;
+    case ',':
+      if (capturing && capture_depth_ == depth_) {
+        end_capture();
+        expect_key_ = in_object;
+        return;
+      }
+      expect_key_ = in_object;
+      break;
+    case '{':
+    case '[':
+      if (depth_ >= kMaxDepth) {
+        broken_ = true;
+        return;
+      }
+      if (ch == '{') {
+        object_levels_ |= uint64_t{1} << depth_;
+      } else {
+        object_levels_ &= ~(uint64_t{1} << depth_);
+      }
+      ++depth_;
+      expect_key_ = ch == '{';
+      break;
+    case '}':
+    case ']':
+      if (depth_ == 0) {
+        broken_ = true;
+        return;
+      }
+      if (capturing && capture_depth_ == depth_) {
+        end_capture();
+        --depth_;
+        expect_key_ = false;
+        return;
+      }
+      --depth_;
+      expect_key_ = false;
+      break;
+    default:
+      break;
+  }
+  if (capture_depth_ >= 0) {
+    keep();
+  }
+}
+
+void UsageMeter::apply(std::string_view key, std::string_view value) {
+  try {
+    const auto v = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+    if (v.is_discarded()) {
+      return;
+    }
+    if (key == "model" || key == "modelVersion") {
+      if (v.is_string()) {
+        model_ = clean_model(v.get_ref<const std::string&>());
+      }
+      return;
+    }
+    if (!v.is_object()) {
+      return;  // "usage": null in the chunks before the last
+    }
+    take(raw_.input, tokens_at(v, "input_tokens"));
+    take(raw_.output, tokens_at(v, "output_tokens"));
+    take(raw_.cache_read, tokens_at(v, "cache_read_input_tokens"));
+    take(raw_.cache_write, tokens_at(v, "cache_creation_input_tokens"));
+    take(raw_.cached_detail, nested(v, "input_tokens_details", "cached_tokens"));
+    take(raw_.prompt, tokens_at(v, "prompt_tokens"));
+    take(raw_.completion, tokens_at(v, "completion_tokens"));
+    take(raw_.prompt_cached, nested(v, "prompt_tokens_details", "cached_tokens"));
+    take(raw_.g_prompt, tokens_at(v, "promptTokenCount"));
+    take(raw_.g_candidates, tokens_at(v, "candidatesTokenCount"));
+    take(raw_.g_cached, tokens_at(v, "cachedContentTokenCount"));
+    take(raw_.g_thoughts, tokens_at(v, "thoughtsTokenCount"));
+  } catch (const std::exception&) {
+    // A value that does not have the expected shape counts nothing (never breaks the flow).
+  }
+}
+
+UsageMeter::Reading UsageMeter::finish() noexcept {
+  if (format_ == Format::kSse) {
+    feed("\n\n");  // a last line without its end, a last event without its blank line
+  }
+  const Raw& r = raw_;
+  auto n = [](const std::optional<uint64_t>& v) { return v.value_or(0); };
+  Reading out;
+  out.seen = r.input || r.output || r.cache_read || r.cache_write || r.prompt || r.completion ||
+             r.g_prompt || r.g_candidates;
+  out.tokens.input = n(r.input) + n(r.cache_read) + n(r.cache_write) + n(r.prompt) + n(r.g_prompt);
+  out.tokens.output = n(r.output) + n(r.completion) + n(r.g_candidates) + n(r.g_thoughts);
+  out.tokens.cached = n(r.cache_read) + n(r.cached_detail) + n(r.prompt_cached) + n(r.g_cached);
+  try {
+    out.model = model_;
+  } catch (const std::exception&) {
+    out.model.clear();
+  }
+  return out;
+}
+
+}  // namespace agentbox::proxy

@@ -1,0 +1,263 @@
+// Model spend and session budgets end to end (issue 17), through the real `agentbox run` as root
+// and as the unprivileged user, against the mock model API of tests/integration/data/model_api.py
+// (Anthropic Messages, OpenAI Responses and Chat Completions, Gemini; streamed in 7-byte chunks
+// and not): the token counts in the audit log, the exit summary and `agentbox ps --json` are
+// exactly what the mock reported; `--budget-spend` refuses the next model request with 429 and
+// a "budget" event, fails closed on a model without a price, and `agentbox budget` raises it
+// live; `requests_per_host` and `egress` refuse at their boundary.
+#include <fcntl.h>
+
+#include <nlohmann/json.hpp>
+
+#include "proxy_fixture.hpp"
+
+namespace agentbox::it {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string kRealA = "ghp_RealAnthropicKeyAA0123456789abcdefWXYZ";
+const std::string kRealO = "ghp_RealOpenAIKeyBBBBB0123456789abcdefWXYZ";
+const std::string kRealG = "ghp_RealGeminiKeyCCCCC0123456789abcdefWXYZ";
+
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// One model request from the box; prints "code=N" (and "refused=<body>" when not 200).
+std::string call(const std::string& host, const std::string& path, const std::string& json_body,
+                 const std::string& key_header, const std::string& var) {
+  return fmt::format(
+      "c=$(curl -sS -o body -w '%{{http_code}}' -H \"{3}: ${4}\" -H 'content-type: "
+      "application/json' -d '{2}' 'https://{0}{1}'); echo \"code=$c\"; "
+      "[ \"$c\" = 200 ] || echo \"refused=$(cat body)\"; ",
+      host, path, json_body, key_header, var);
+}
+
+std::string claude(bool stream, const std::string& model = "mock-claude") {
+  return call("claude.model.test", "/v1/messages",
+              fmt::format(R"({{"model":"{}","stream":{},"max_tokens":5}})", model, stream),
+              "x-api-key", "ANTHROPIC_KEY");
+}
+
+std::string openai(const std::string& path, const std::string& model, bool stream) {
+  return call("openai.model.test", path,
+              fmt::format(R"({{"model":"{}","stream":{}}})", model, stream), "Authorization",
+              "OPENAI_KEY");
+}
+
+std::string gemini(const std::string& method) {
+  return call("gemini.model.test", "/v1beta/models/mock-gemini:" + method, R"({"contents":[]})",
+              "x-goog-api-key", "GEMINI_KEY");
+}
+
+class ModelSpendTest : public UpstreamFixture {
+ protected:
+  std::vector<std::string> hosts() const override {
+    return {"claude.model.test", "openai.model.test", "gemini.model.test"};
+  }
+  std::vector<std::string> secrets() const override { return {kRealA, kRealO, kRealG}; }
+  std::map<std::string, std::string> env() const override {
+    return {{"REAL_A", kRealA},
+            {"REAL_O", kRealO},
+            {"REAL_G", kRealG},
+            {"XDG_RUNTIME_DIR", w_.root + "/run"}};
+  }
+  void prepare() override {
+    const std::string run = w_.root + "/run";
+    ASSERT_EQ(::mkdir(run.c_str(), 0700), 0);
+    ASSERT_EQ(::chown(run.c_str(), w_.as.uid, w_.as.gid), 0);
+  }
+  std::string config() const override {
+    return "[network]\n"
+           "allow = [\"claude.model.test\", \"openai.model.test\", \"gemini.model.test\"]\n"
+           "[credentials.anthropic]\nenv = \"ANTHROPIC_KEY\"\nfrom = \"env:REAL_A\"\n"
+           "hosts = [\"claude.model.test\"]\ninject = \"header:x-api-key\"\n"
+           "[credentials.openai]\nenv = \"OPENAI_KEY\"\nfrom = \"env:REAL_O\"\n"
+           "hosts = [\"openai.model.test\"]\ninject = \"header:Authorization\"\n"
+           "[credentials.gemini]\nenv = \"GEMINI_KEY\"\nfrom = \"env:REAL_G\"\n"
+           "hosts = [\"gemini.model.test\"]\ninject = \"header:x-goog-api-key\"\n"
+           "[pricing.\"mock-claude\"]\ninput = 3.0\noutput = 15.0\ncached = 0.3\n"
+           "[pricing.\"mock-gpt\"]\ninput = 1.25\noutput = 10.0\ncached = 0.125\n"
+           "[pricing.\"mock-chat\"]\ninput = 0.15\noutput = 0.6\ncached = 0.075\n"
+           "[pricing.\"mock-gemini\"]\ninput = 0.3\noutput = 2.5\ncached = 0.03\n";
+  }
+  Output agentbox(const Args& args) {
+    RunOptions o;
+    o.env = env();
+    o.timeout_ms = 20000;
+    return run(w_, args, o);
+  }
+};
+
+// Each wire format, streamed and not: the audit log has one model.usage event per response with
+// exactly the mock's counts, and the summary sums them per model with the spend.
+TEST_P(ModelSpendTest, TokenCountsMatchWhatEachWireFormatReported) {
+  const std::string script =
+      claude(false) + claude(true) + "tail -c 80 body | grep -q message_stop && echo sse-intact; " +
+      openai("/v1/responses", "mock-gpt", false) + openai("/v1/responses", "mock-gpt", true) +
+      openai("/v1/chat/completions", "mock-chat", false) +
+      openai("/v1/chat/completions", "mock-chat", true) + gemini("generateContent") +
+      gemini("streamGenerateContent") + gemini("streamGenerateContent?alt=sse");
+  Output r = box(script, 120000, {}, /*quiet=*/false);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(count_of(r.out, "code=200\n"), 9u) << r.out;
+  EXPECT_NE(r.out.find("sse-intact"), std::string::npos) << r.out;
+  const std::string log = audit();
+  // Anthropic: input = 1000 + cache_read 200 + cache_creation 50; output the last report.
+  EXPECT_EQ(count_of(log, R"("model":"mock-claude","input_tokens":1250,"output_tokens":300,)"
+                          R"("cached_tokens":200)"),
+            2u)
+      << log;
+  EXPECT_EQ(count_of(log, R"("model":"mock-gpt","input_tokens":800,"output_tokens":250,)"
+                          R"("cached_tokens":100)"),
+            2u)
+      << log;
+  EXPECT_EQ(count_of(log, R"("model":"mock-chat","input_tokens":600,"output_tokens":120,)"
+                          R"("cached_tokens":64)"),
+            2u)
+      << log;
+  // Gemini: output = candidates 90 + thoughts 10, the last cumulative chunk of each stream.
+  EXPECT_EQ(count_of(log, R"("model":"mock-gemini","input_tokens":400,"output_tokens":100,)"
+                          R"("cached_tokens":40)"),
+            3u)
+      << log;
+  // (1050 * 3 + 200 * 0.3 + 300 * 15) / 1e6 = $0.00771 a response.
+  EXPECT_NE(r.err.find("model mock-claude: 2 responses, 2500 input tokens (400 cached), 600 "
+                       "output tokens, spend $0.0154"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("model mock-gemini: 3 responses, 1200 input tokens (120 cached), 300 "
+                       "output tokens"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST_P(ModelSpendTest, TheSpendCapRefusesTheNextModelRequestWith429) {
+  // $0.00771 a response: two pass a $0.01 cap, the third is refused before it leaves.
+  Output r = box(claude(false) + claude(true) + claude(false), 90000, {"--budget-spend", "0.01"},
+                 /*quiet=*/false);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(count_of(r.out, "code=200\n"), 2u) << r.out;
+  EXPECT_NE(r.out.find("code=429\nrefused=agentbox: request blocked: session budget spend = "
+                       "$0.0100 reached ($0.0154 spent on model usage)\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(count_of(seen(), "POST /v1/messages "), 2u) << seen();
+  EXPECT_NE(audit().find(R"("type":"budget","budget":"spend","host":"claude.model.test")"),
+            std::string::npos)
+      << audit();
+  EXPECT_NE(r.err.find("1 request refused over the session budget `spend`"), std::string::npos)
+      << r.err;
+}
+
+TEST_P(ModelSpendTest, AModelWithoutAPriceFailsClosedUnderASpendCap) {
+  Output r = box(claude(false, "mock-unpriced") + claude(false, "mock-unpriced"), 90000,
+                 {"--budget-spend", "5"}, /*quiet=*/false);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(count_of(r.out, "code=200\n"), 1u) << r.out;
+  EXPECT_NE(r.out.find("refused=agentbox: request blocked: session budget spend = $5.0000: the "
+                       "spend of model mock-unpriced is unknown (no price; the user can set "
+                       "[pricing.\"mock-unpriced\"])"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.err.find("model mock-unpriced: 1 response, 1250 input tokens (200 cached), 300 "
+                       "output tokens, spend unknown (no price)"),
+            std::string::npos)
+      << r.err;
+}
+
+// `ps --json` shows the usage of a running session; `agentbox budget` raises the spent cap live
+// (audited), and the next model request passes.
+TEST_P(ModelSpendTest, PsShowsUsageAndTheBudgetVerbChangesItLive) {
+  const std::string script = claude(false) +
+                             "for i in $(seq 600); do [ -e go ] && break; sleep 0.1; done; " +
+                             claude(false);
+  Args a = {"run", "-q", "--upstream-ca", up_ + "/ca.pem", "--budget-spend", "0.005"};
+  for (const auto& h : hosts()) {
+    a.insert(a.end(), {"--connect-to", fmt::format("{}:443:127.0.0.1:{}", h, port_)});
+  }
+  a.insert(a.end(), {"--", "sh", "-c", script});
+  RunOptions o;
+  o.env = env();
+  o.env["XDG_CONFIG_HOME"] = cfg_;
+  const std::string out_path = w_.root + "/box.out";
+  const int out_fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ASSERT_GE(out_fd, 0);
+  o.stdout_fd = out_fd;
+  o.stderr_fd = out_fd;
+  int unused_out = -1;
+  int unused_err = -1;  // spawn writes them; -1 when not captured
+  const pid_t pid = spawn(w_, a, o, &unused_out, &unused_err);
+  ASSERT_GT(pid, 0);
+  nlohmann::json session;
+  for (int i = 0; i < 600; ++i) {
+    auto all = nlohmann::json::parse(agentbox({"ps", "--json"}).out, nullptr, false);
+    if (all.is_array() && !all.empty() && all[0]["budget"]["models"].contains("mock-claude")) {
+      session = all[0];
+      break;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_FALSE(session.is_null()) << "ps never showed the usage";
+  const auto& b = session["budget"];
+  EXPECT_EQ(b["models"]["mock-claude"]["input_tokens"], 1250);
+  EXPECT_EQ(b["models"]["mock-claude"]["output_tokens"], 300);
+  EXPECT_EQ(b["models"]["mock-claude"]["cached_tokens"], 200);
+  EXPECT_NEAR(b["models"]["mock-claude"]["cost"].get<double>(), 0.00771, 1e-9);
+  EXPECT_EQ(b["credentials"]["anthropic"]["input_tokens"], 1250);
+  EXPECT_NEAR(b["limits"]["spend"].get<double>(), 0.005, 1e-12);
+  const auto id = session["id"].get<std::string>();
+  Output bad = agentbox({"budget", id, "spend=lots"});
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("not a non-negative number"), std::string::npos) << bad.err;
+  Output set = agentbox({"budget", id, "spend=1"});
+  EXPECT_EQ(set.status, 0) << set.err;
+  write_file(w_.ws + "/go", "");
+  const int st = wait_for(pid, 60000);
+  if (st == -1) {
+    ::kill(pid, SIGKILL);
+    wait_for(pid, 5000);
+  }
+  ::close(out_fd);
+  EXPECT_EQ(st, 0);
+  const std::string out = slurp(out_path);
+  EXPECT_EQ(count_of(out, "code=200\n"), 2u) << out;  // 429 without the raise
+  EXPECT_NE(audit().find(R"("type":"control.budget")"), std::string::npos) << audit();
+  EXPECT_NE(audit().find(R"("budget":"spend","value":"1")"), std::string::npos) << audit();
+}
+
+TEST_P(ModelSpendTest, RequestsPerHostAndEgressRefuseAtTheBoundary) {
+  const std::string get =
+      "c=$(curl -sS -o body -w '%{http_code}' https://claude.model.test/echo/n); echo "
+      "\"code=$c\"; ";
+  Output r = box(get + get + get, 60000, {"--budget-requests-per-host", "2"});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(count_of(r.out, "code=200\n"), 2u) << r.out;
+  EXPECT_EQ(count_of(r.out, "code=429\n"), 1u) << r.out;
+  EXPECT_EQ(count_of(seen(), "GET /echo/n "), 2u) << seen();
+  EXPECT_NE(audit().find(R"("type":"budget","budget":"requests_per_host")"), std::string::npos);
+
+  const std::string post =
+      "c=$(curl -sS -o body -w '%{http_code}' --data-binary @big "
+      "https://openai.model.test/upload); echo \"code=$c\"; [ \"$c\" = 200 ] || cat body; ";
+  Output e =
+      box("head -c 30000 /dev/zero > big; " + post + post, 60000, {"--budget-egress", "20K"});
+  ASSERT_EQ(e.status, 0) << e.out << e.err;
+  EXPECT_EQ(count_of(e.out, "code=200\n"), 1u) << e.out;
+  EXPECT_NE(e.out.find("code=429\nagentbox: request blocked: session budget egress = 20480 "
+                       "bytes reached"),
+            std::string::npos)
+      << e.out;
+  EXPECT_EQ(count_of(seen(), "POST /upload "), 1u) << seen();
+}
+
+INSTANTIATE_TEST_SUITE_P(As, ModelSpendTest, ::testing::Values("root", "user"),
+                         [](const auto& p) { return p.param; });
+
+}  // namespace
+}  // namespace agentbox::it

@@ -1,0 +1,246 @@
+// UsageMeter and SessionBudget: token usage read from every wire format, whatever the split.
+#include "agentbox/proxy/usage.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "agentbox/proxy/session_budget.hpp"
+
+namespace agentbox::proxy {
+namespace {
+
+using Format = UsageMeter::Format;
+
+struct Case {
+  const char* name;
+  Format format;
+  std::string body;
+  std::string model;
+  Tokens want;
+};
+
+std::vector<Case> cases() {
+  return {
+      {"anthropic_json",
+       Format::kJson,
+       R"({"id":"msg_1","type":"message","model":"claude-sonnet-4-5","content":[{"type":"text",)"
+       R"("text":"usage: {\"model\":\"x\"}"}],"usage":{"input_tokens":12,"output_tokens":34,)"
+       R"("cache_read_input_tokens":5,"cache_creation_input_tokens":7}})",
+       "claude-sonnet-4-5",
+       {24, 34, 5}},
+      {"anthropic_sse",
+       Format::kSse,
+       "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"model\":"
+       "\"claude-haiku-4-5\",\"usage\":{\"input_tokens\":100,\"output_tokens\":1,"
+       "\"cache_read_input_tokens\":40}}}\r\n\r\n"
+       "event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"delta\":"
+       "{\"text\":\"data: {\\\"usage\\\":{\\\"output_tokens\\\":999}}\"}}\r\n\r\n"
+       ": a comment line\r\n\r\n"
+       "event: message_delta\r\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":"
+       "57}}\r\n\r\nevent: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n",
+       "claude-haiku-4-5",
+       {140, 57, 40}},
+      {"responses_json",
+       Format::kJson,
+       R"({"id":"resp_1","object":"response","model":"gpt-5-2025-08-07","output":[{"content":)"
+       R"([{"text":"hi","usage":{"input_tokens":1}}]}],"usage":{"input_tokens":300,)"
+       R"("input_tokens_details":{"cached_tokens":128},"output_tokens":20,)"
+       R"("output_tokens_details":{"reasoning_tokens":8},"total_tokens":320}})",
+       "gpt-5-2025-08-07",
+       {300, 20, 128}},
+      {"responses_sse",
+       Format::kSse,
+       "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"model\":"
+       "\"gpt-5-mini\",\"usage\":null}}\n\n"
+       "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\","
+       "\"delta\":\"}}}\"}\n\n"
+       "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"model\""
+       ":\"gpt-5-mini\",\"usage\":{\"input_tokens\":50,\"input_tokens_details\":{\"cached_tokens"
+       "\":0},\"output_tokens\":9}}}\n\n",
+       "gpt-5-mini",
+       {50, 9, 0}},
+      {"chat_json",
+       Format::kJson,
+       R"({"object":"chat.completion","model":"gpt-4o-mini","choices":[],"usage":)"
+       R"({"prompt_tokens":19,"completion_tokens":10,"prompt_tokens_details":{"cached_tokens":3}}})",
+       "gpt-4o-mini",
+       {19, 10, 3}},
+      {"chat_sse",
+       Format::kSse,
+       "data: {\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{\"delta\":"
+       "{\"content\":\"a\"}}],\"usage\":null}\n\n"
+       "data: {\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":"
+       "{\"prompt_tokens\":8,\"completion_tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\""
+       ":0}}}\n\ndata: [DONE]\n\n",
+       "gpt-4o",
+       {8, 2, 0}},
+      {"gemini_json",
+       Format::kJson,
+       R"({"candidates":[{"content":{"parts":[{"text":"x"}]}}],"usageMetadata":{"promptTokenCount")"
+       R"(:11,"candidatesTokenCount":6,"cachedContentTokenCount":4,"thoughtsTokenCount":3,)"
+       R"("totalTokenCount":20},"modelVersion":"gemini-2.5-flash"})",
+       "gemini-2.5-flash",
+       {11, 9, 4}},
+      {"gemini_stream_array",
+       Format::kJson,
+       "[{\"candidates\":[],\"usageMetadata\":{\"promptTokenCount\":11,\"candidatesTokenCount\":"
+       "2},\"modelVersion\":\"gemini-2.5-pro\"}\r\n,\r\n{\"candidates\":[],\"usageMetadata\":{"
+       "\"promptTokenCount\":11,\"candidatesTokenCount\":7},\"modelVersion\":\"gemini-2.5-pro\"}]",
+       "gemini-2.5-pro",
+       {11, 7, 0}},
+      {"gemini_sse",
+       Format::kSse,
+       "data: {\"usageMetadata\":{\"promptTokenCount\":4,\"candidatesTokenCount\":1},"
+       "\"modelVersion\":\"gemini-2.5-flash\"}\r\rdata: {\"usageMetadata\":{\"promptTokenCount\":"
+       "4,\"candidatesTokenCount\":5},\"modelVersion\":\"gemini-2.5-flash\"}",
+       "gemini-2.5-flash",
+       {4, 5, 0}},
+  };
+}
+
+UsageMeter::Reading read_in_pieces(const Case& c, const std::vector<size_t>& cuts) {
+  UsageMeter m(c.format);
+  size_t at = 0;
+  for (size_t cut : cuts) {
+    m.feed(std::string_view(c.body).substr(at, cut - at));
+    at = cut;
+  }
+  m.feed(std::string_view(c.body).substr(at));
+  return m.finish();
+}
+
+void expect(const Case& c, const UsageMeter::Reading& r, const std::string& how) {
+  EXPECT_TRUE(r.seen) << c.name << how;
+  EXPECT_EQ(r.model, c.model) << c.name << how;
+  EXPECT_EQ(r.tokens.input, c.want.input) << c.name << how;
+  EXPECT_EQ(r.tokens.output, c.want.output) << c.name << how;
+  EXPECT_EQ(r.tokens.cached, c.want.cached) << c.name << how;
+}
+
+TEST(UsageMeter, ReadsEachWireFormatWhole) {
+  for (const auto& c : cases()) {
+    expect(c, read_in_pieces(c, {}), " whole");
+  }
+}
+
+// The class, not an example: every split point, and every pair of split points (an event, a
+// line end or a value cut in three), gives the reading of the whole body.
+TEST(UsageMeter, AnySplitGivesTheSameReading) {
+  for (const auto& c : cases()) {
+    for (size_t i = 0; i <= c.body.size(); ++i) {
+      expect(c, read_in_pieces(c, {i}), " split at " + std::to_string(i));
+      for (size_t j = i; j <= c.body.size(); j += 13) {
+        const auto r = read_in_pieces(c, {i, j});
+        ASSERT_EQ(r.tokens.input, c.want.input) << c.name << " cut at " << i << "," << j;
+        ASSERT_EQ(r.tokens.output, c.want.output) << c.name << " cut at " << i << "," << j;
+      }
+    }
+    std::vector<size_t> every;
+    for (size_t i = 1; i < c.body.size(); ++i) {
+      every.push_back(i);
+    }
+    expect(c, read_in_pieces(c, every), " byte by byte");
+  }
+}
+
+TEST(UsageMeter, FormatFromContentType) {
+  EXPECT_EQ(UsageMeter::format_for("text/event-stream; charset=utf-8"), Format::kSse);
+  EXPECT_EQ(UsageMeter::format_for("Application/JSON"), Format::kJson);
+  EXPECT_EQ(UsageMeter::format_for("application/problem+json"), Format::kJson);
+  EXPECT_FALSE(UsageMeter::format_for("text/html"));
+  EXPECT_FALSE(UsageMeter::format_for(""));
+}
+
+TEST(UsageMeter, BrokenInputCountsNothingAndNextEventStillCounts) {
+  UsageMeter m(Format::kSse);
+  m.feed("data: {\"usage\":{\"input_tokens\":5,\"output_tokens\":\n\n");              // value cut
+  m.feed("data: }}}}]]]{\"usage\":1}\n\n");                                           // not JSON
+  m.feed("data: {\"usage\":{\"input_tokens\":" + std::string(5000, '1') + "}}\n\n");  // over cap
+  auto none = m.finish();
+  EXPECT_FALSE(none.seen);
+  UsageMeter n(Format::kSse);
+  n.feed("data: {\"usage\":{\"input_tokens\":5,\"output_tokens\":\n\n");
+  n.feed("data: {\"usage\":{\"input_tokens\":6,\"output_tokens\":2}}\n\n");
+  auto r = n.finish();
+  EXPECT_TRUE(r.seen);
+  EXPECT_EQ(r.tokens.input, 6U);
+  EXPECT_EQ(r.tokens.output, 2U);
+}
+
+TEST(UsageMeter, DeepUsageMembersAreNotReports) {
+  UsageMeter m(Format::kJson);
+  m.feed(R"({"a":{"b":{"usage":{"input_tokens":9}}}})");
+  EXPECT_FALSE(m.finish().seen);
+  UsageMeter deep(Format::kJson);
+  deep.feed(std::string(100, '[') + std::string(100, ']') + R"({"usage":{"input_tokens":1}})");
+  EXPECT_FALSE(deep.finish().seen);  // past kMaxDepth the body is not read further
+}
+
+TEST(SessionBudget, PricesByExactNameThenDatedPrefix) {
+  PriceTable t{{"claude-sonnet-4-5", {3, 15, 0.3}}, {"claude-sonnet-4", {1, 1, 1}}};
+  ASSERT_NE(find_price(t, "claude-sonnet-4-5-20250929"), nullptr);
+  EXPECT_EQ(find_price(t, "claude-sonnet-4-5-20250929")->input, 3);
+  EXPECT_EQ(find_price(t, "claude-sonnet-4")->input, 1);
+  EXPECT_EQ(find_price(t, "claude-sonnet-45"), nullptr);
+  EXPECT_DOUBLE_EQ(cost({3, 15, 0.3}, {1'000'000, 100'000, 200'000}), 2.4 + 0.06 + 1.5);
+}
+
+UsageMeter::Reading reading(const char* model, uint64_t in, uint64_t out) {
+  UsageMeter::Reading r;
+  r.model = model;
+  r.tokens = {in, out, 0};
+  r.seen = true;
+  return r;
+}
+
+TEST(SessionBudget, SpendCapRefusesModelHostsOnceReached) {
+  SessionBudget b({.spend = 1.0}, {{"m", {1, 2, 0}}}, nullptr);
+  EXPECT_EQ(b.admit("api.openai.com").limit, SessionLimit::kNone);
+  b.record("api.openai.com", {"openai"}, reading("m", 400'000, 200'000));  // $0.80
+  EXPECT_EQ(b.admit("api.openai.com").limit, SessionLimit::kNone);
+  b.record("api.openai.com", {"openai"}, reading("m", 200'000, 0));  // $1.00
+  const auto r = b.admit("api.openai.com");
+  EXPECT_EQ(r.limit, SessionLimit::kSpend);
+  EXPECT_NE(r.why.find("spend = $1.0000 reached"), std::string::npos) << r.why;
+  EXPECT_EQ(b.admit("example.com").limit, SessionLimit::kNone);  // not a model host
+  EXPECT_EQ(b.credentials().at("openai").tokens.input, 600'000U);
+  EXPECT_EQ(b.set("spend", "2"), "");
+  EXPECT_EQ(b.admit("api.openai.com").limit, SessionLimit::kNone);
+  EXPECT_NE(b.set("spend", "-1"), "");
+  EXPECT_NE(b.set("tokens", "1"), "");
+}
+
+TEST(SessionBudget, UnpricedModelFailsClosedUnderASpendCap) {
+  SessionBudget open({}, {}, nullptr);
+  open.record("llm.example", {}, reading("mystery", 10, 10));
+  EXPECT_EQ(open.admit("llm.example").limit, SessionLimit::kNone);  // no cap: counted only
+  EXPECT_FALSE(open.models().at("mystery").dollars);
+  SessionBudget capped({.spend = 100}, {}, nullptr);
+  capped.record("llm.example", {}, reading("mystery", 10, 10));
+  const auto r = capped.admit("llm.example");  // the host reported usage: a model host now
+  EXPECT_EQ(r.limit, SessionLimit::kSpend);
+  EXPECT_NE(r.why.find("[pricing.\"mystery\"]"), std::string::npos) << r.why;
+}
+
+TEST(SessionBudget, RequestsPerHostAndEgressRefuseAtTheBoundary) {
+  SessionBudget b({.egress = 1000, .requests_per_host = 2}, {}, nullptr);
+  b.count_request("a.example");
+  EXPECT_EQ(b.admit("a.example").limit, SessionLimit::kNone);
+  b.count_request("a.example");
+  EXPECT_EQ(b.admit("a.example").limit, SessionLimit::kRequestsPerHost);
+  EXPECT_EQ(b.admit("b.example").limit, SessionLimit::kNone);
+  b.count_egress(7, 600);
+  b.flow_closed(7, 650);  // 50 bytes of TLS records not seen live
+  EXPECT_EQ(b.egress(), 650U);
+  EXPECT_EQ(b.admit_flow("b.example").limit, SessionLimit::kNone);
+  b.flow_closed(8, 350);  // a spliced flow, counted at close
+  EXPECT_EQ(b.admit_flow("b.example").limit, SessionLimit::kEgress);
+  EXPECT_EQ(b.set("egress", "none"), "");
+  EXPECT_EQ(b.admit_flow("b.example").limit, SessionLimit::kNone);
+  EXPECT_EQ(b.refused().at(SessionLimit::kEgress), 1U);
+}
+
+}  // namespace
+}  // namespace agentbox::proxy
