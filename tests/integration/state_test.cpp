@@ -184,6 +184,16 @@ answers = { "~/.agent/settings.json" = { skipPrompt = true }, "~/.agent/config.t
   EXPECT_NE(first.out.find("\"trusted\""), std::string::npos) << first.out;
   EXPECT_EQ(first.out.find("evil"), std::string::npos) << first.out;
 
+  // Outside the box, after the session: the kept state holds neither file (the box's view of the
+  // next session shows the answers on top, which would hide a file kept underneath).
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(w_.state, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string path = it->path().string();
+    if (path.ends_with("/.agent/settings.json") || path.ends_with("/.agent/config.toml")) {
+      ADD_FAILURE() << "kept: " << path << ": " << slurp(path);
+    }
+  }
   Output second = box_sh("cat ~/.agent/settings.json ~/.agent/config.toml", o);
   ASSERT_EQ(second.status, 0) << second.err;
   EXPECT_NE(second.out.find("\"skipPrompt\": true"), std::string::npos) << second.out;
