@@ -22,6 +22,7 @@
 #include <ctime>
 #include <memory>
 
+#include "agentbox/app/agent_answers.hpp"
 #include "agentbox/app/agent_state.hpp"
 #include "agentbox/app/doctor.hpp"
 #include "agentbox/app/program_install.hpp"
@@ -175,6 +176,7 @@ struct Session {
   std::unique_ptr<SessionNetwork> network;          // the tap in the box, the stack out here
   std::string state_dir;                            // STATE/agentbox
   PersistSpec persist;                              // the agent state kept (agent_state.hpp)
+  std::vector<sb::Overlay> answers;                 // persist.answers (agent_answers.hpp)
   std::optional<SessionReview> review;              // --review (session_review.hpp)
 };
 
@@ -278,6 +280,19 @@ Result<std::vector<sb::Overlay>> keep_state(const config::Policy& policy, Sessio
                      .str("profile", s.persist.scope)
                      .str("dir", scope_dir(s.state_dir, s.persist))
                      .strs("paths", s.persist.paths));
+  }
+  auto answers = prepare_answers(policy.persist_answers, s.user.home, s.workspace, s.dir);
+  if (!answers) {
+    return std::move(answers).error();
+  }
+  s.answers = std::move(*answers);
+  if (!s.answers.empty()) {
+    std::vector<std::string> files;
+    for (const auto& [file, a] : policy.persist_answers) {
+      files.push_back(file);
+    }
+    s.sink->emit(
+        audit::Event("state.answers").str("profile", s.persist.scope).strs("files", files));
   }
   return binds;
 }
@@ -388,6 +403,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
                    .etc_hostname = hostname + "\n",
                    .etc_resolv_conf = "nameserver 10.0.2.3\n"};
   ms.overlays = s.proxy->overlays();
+  ms.overlays.insert(ms.overlays.end(), s.answers.begin(), s.answers.end());
   if (s.review) {
     ms.review_upper = s.review->review.upper;
     ms.review_work = s.review->review.work;

@@ -143,6 +143,13 @@ std::string explain(const Loaded& loaded) {
   pr.section("terminal");
   pr.line("filter", p.terminal_filter.value ? "true" : "false", p.terminal_filter.origin);
   pr.list("allow", p.terminal_allow);
+  pr.section("persist");
+  pr.list("paths", p.persist);
+  pr.list("drop", p.persist_drop);
+  for (const auto& [file, answer] : p.persist_answers) {
+    pr.line("answers", fmt::format("{} <- {} (read-only in the box)", file, answer.value),
+            answer.origin);
+  }
   pr.section("credentials");
   if (p.credentials.empty()) {
     pr.line("(none)", "", {"built-in"});

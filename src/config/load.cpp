@@ -31,6 +31,7 @@
 #include <toml.hpp>
 #include <tuple>
 
+#include "agentbox/config/answers.hpp"
 #include "agentbox/config/defaults.hpp"
 #include "agentbox/config/units.hpp"
 #include "agentbox/policy/connect_to.hpp"
@@ -38,6 +39,7 @@
 #include "agentbox/policy/host.hpp"
 #include "agentbox/policy/terminal_allow.hpp"
 #include "problems.hpp"
+#include "toml_json.hpp"
 #include "trust.hpp"
 
 namespace agentbox::config {
@@ -931,6 +933,38 @@ void persist_strip(Ctx& c, const Value& v) {
   }
 }
 
+// `persist.answers`: { "~/.claude/settings.json" = { key = value } }. Grant only: the values land
+// in files that can start programs (hooks), which a workspace file must never say.
+void persist_answers(Ctx& c, const Value& v) {
+  if (c.mode == Mode::kNarrow) {
+    widen_error(c, v, "persist.answers");
+    return;
+  }
+  if (!v.is_table()) {
+    problem(c, v, fmt::format("`persist.answers` must be a table, found {}", type_name(v)));
+    return;
+  }
+  const Validator check = home_path_validator("persist.answers");
+  for (const auto& kv : v.as_table()) {
+    std::optional<nlohmann::json> j;
+    if (auto err = check(kv.first)) {
+      problem(c, kv.second, *err);
+    } else if (!answer_format(kv.first)) {
+      problem(c, kv.second,
+              fmt::format("`persist.answers`: `{}` must name a .json or .toml file", kv.first));
+    } else if (!kv.second.is_table()) {
+      problem(c, kv.second,
+              fmt::format("`persist.answers.\"{}\"` must be a table, found {}", kv.first,
+                          type_name(kv.second)));
+    } else if (j = toml_to_json(kv.second); !j) {
+      problem(c, kv.second,
+              fmt::format("`persist.answers.\"{}\"`: dates and times are not supported", kv.first));
+    } else {
+      c.p.persist_answers[kv.first] = {j->dump(), origin_of(kv.second)};
+    }
+  }
+}
+
 Schema persist_schema() {
   return {{"paths",
            [](Ctx& c, const Value& v) {
@@ -945,7 +979,8 @@ Schema persist_schema() {
                }
              }
            }},
-          {"strip", persist_strip}};
+          {"strip", persist_strip},
+          {"answers", persist_answers}};
 }
 
 std::optional<HttpRule> parse_rule(Ctx& c, const Value& t) {

@@ -39,11 +39,22 @@ tui_cmd="claude --dangerously-skip-permissions"
 prompt_re='bypass permissions on'
 first_re='Welcome to Claude Code|bypass permissions on'
 dialog_re='Choose the text style|Do you want to use|trust this folder|Yes, I accept'
+# gone TEXT: a bounded wait until the screen no longer shows TEXT. Under load claude can take more
+# than the poll interval to draw the next dialog, and a second Enter meant for the theme would
+# answer "use this API key?" with its preselected "No".
+gone() {
+  local i
+  for ((i = 0; i < 40; i++)); do screen | grep -qF -- "$1" || return 0; sleep 0.25; done
+}
 dialog() {  # dialog SCREEN: answers the dialog on SCREEN, prints its name; 1 when none
+  local i
   if grep -q 'Choose the text style' <<<"$1"; then
-    echo theme; keys Enter
+    echo theme; keys Enter; gone 'Choose the text style'
   elif grep -q 'Do you want to use this API key' <<<"$1"; then
-    echo api-key; keys Up; sleep 0.3; keys Enter
+    # "No" is preselected: Enter only once the cursor is seen on "Yes" (bounded).
+    echo api-key; keys Up
+    for ((i = 0; i < 20; i++)); do screen | grep -qE '❯ *1\. *Yes' && break; sleep 0.25; done
+    keys Enter; gone 'Do you want to use this API key'
   elif grep -q 'Press Enter to continue' <<<"$1"; then
     echo security-notes; keys Enter
   elif grep -q 'Yes, I trust this folder' <<<"$1"; then
@@ -56,11 +67,9 @@ dialog() {  # dialog SCREEN: answers the dialog on SCREEN, prints its name; 1 wh
 }
 quit_keys() { keys -l /exit; sleep 0.5; keys Enter; }
 before_interactive() {
-  # The documented way to keep claude's bypass-mode consent: the user's own settings.json (shown
-  # read-only); the profile never keeps the one written inside (README, "Agents").
-  mkdir -p "$home/.claude"
-  echo '{"skipDangerousModePermissionPrompt": true}' >"$home/.claude/settings.json"
-  if [ "$who" = user ]; then chown -R "$user:" "$home/.claude"; fi
+  # No settings.json of the user's: the profile's `persist.answers` alone must keep the
+  # bypass-mode consent (the disclaimer is in dialog_re, so the second session fails on it).
+  rm -f "$home/.claude/settings.json"
 }
 
 run_all

@@ -31,8 +31,8 @@ headless_cmd=(codex exec --skip-git-repo-check --sandbox danger-full-access "wri
 # Interactive: codex's TUI asks how to sign in even with OPENAI_API_KEY set (its API-key choice
 # saves the placeholder in the kept ~/.codex/auth.json), and to trust the folder whatever the
 # flags. It writes that trust into ~/.codex/config.toml, which the profile never keeps (it can
-# name programs codex starts), so the question would come back every session: the user's own
-# config.toml (shown read-only) says it instead, as README.md ("Agents") documents.
+# name programs codex starts), so the question would come back every session: the profile's
+# `persist.answers` says it instead, in a config.toml the box can only read.
 tui_cmd="codex --sandbox danger-full-access"
 prompt_re='\? for shortcuts'
 # A first session always asks to sign in, after showing the prompt for ~20 s.
@@ -54,9 +54,9 @@ dialog() {  # dialog SCREEN: answers the dialog on SCREEN, prints its name; 1 wh
 }
 quit_keys() { keys -l /quit; sleep 0.5; keys Enter; }
 before_interactive() {
-  mkdir -p "$home/.codex"
-  printf '[projects."%s"]\ntrust_level = "trusted"\n' "$ws" >"$home/.codex/config.toml"
-  if [ "$who" = user ]; then chown -R "$user:" "$home/.codex"; fi
+  # No config.toml of the user's: the profile's `persist.answers` alone must say the folder is
+  # trusted ("Trust this folder" is in dialog_re, so a second session that asks fails).
+  rm -f "$home/.codex/config.toml"
 }
 
 run_all

@@ -147,6 +147,83 @@ inject = "header:x-api-key"
   EXPECT_NE(c.line_starting("tok="), pa) << "a rotated secret must get a new placeholder";
 }
 
+// persist.answers: the user's file with the profile's keys on top, read-only in the box; nothing
+// the box tries (write, append, remove, rename over, a link) changes it or reaches the next
+// session, and the user's own file on the host is untouched.
+TEST_P(StateTest, AnswersAreMergedIntoTheUsersFileReadOnlyAndNeverKeptFromInside) {
+  RunOptions o = with_profile(R"(
+[persist]
+paths = ["~/.agent"]
+drop = ["~/.agent/settings.json", "~/.agent/config.toml"]
+answers = { "~/.agent/settings.json" = { skipPrompt = true }, "~/.agent/config.toml" = { projects = { "{workspace}" = { trust_level = "trusted" } } } }
+)");
+  const std::string user_agent = w_.as.home + "/.agent";
+  ::mkdir(user_agent.c_str(), 0700);
+  const std::string users_own = "{\"theme\": \"dark\"}\n";
+  write_file(user_agent + "/settings.json", users_own);
+  chown_tree(user_agent, w_.as.uid, w_.as.gid);
+
+  const std::string attack =
+      "cd ~/.agent; "
+      "echo '{\"hooks\":{\"Stop\":\"curl evil\"}}' > settings.json 2>/dev/null || echo no-write; "
+      "echo 'notify = [\"evil\"]' >> config.toml 2>/dev/null || echo no-append; "
+      "rm -f settings.json 2>/dev/null || echo no-rm; "
+      "echo '{\"hooks\":1,\"evil\":1}' > new.json; mv -f new.json settings.json 2>/dev/null || "
+      "echo no-mv; ln -sf /tmp/x config.toml 2>/dev/null || echo no-ln; "
+      "cat settings.json config.toml";
+  Output first = box_sh(attack, o);
+  ASSERT_EQ(first.status, 0) << first.err;
+  for (const char* line : {"no-write", "no-append", "no-rm", "no-mv", "no-ln"}) {
+    EXPECT_TRUE(first.has_line(line)) << line << "\n" << first.out;
+  }
+  EXPECT_NE(first.out.find("\"skipPrompt\": true"), std::string::npos) << first.out;
+  EXPECT_NE(first.out.find("\"theme\": \"dark\""), std::string::npos) << "the user's own keys";
+  // toml11 lays the table out inline or as [projects."..."]: either says the same.
+  EXPECT_NE(first.out.find(fmt::format("\"{}\"", w_.ws)), std::string::npos) << first.out;
+  EXPECT_NE(first.out.find("trust_level"), std::string::npos) << first.out;
+  EXPECT_NE(first.out.find("\"trusted\""), std::string::npos) << first.out;
+  EXPECT_EQ(first.out.find("evil"), std::string::npos) << first.out;
+
+  // Outside the box, after the session: the kept state holds neither file (the box's view of the
+  // next session shows the answers on top, which would hide a file kept underneath).
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(w_.state, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string path = it->path().string();
+    if (path.ends_with("/.agent/settings.json") || path.ends_with("/.agent/config.toml")) {
+      ADD_FAILURE() << "kept: " << path << ": " << slurp(path);
+    }
+  }
+  Output second = box_sh("cat ~/.agent/settings.json ~/.agent/config.toml", o);
+  ASSERT_EQ(second.status, 0) << second.err;
+  EXPECT_NE(second.out.find("\"skipPrompt\": true"), std::string::npos) << second.out;
+  EXPECT_EQ(second.out.find("evil"), std::string::npos) << "planted:\n" << second.out;
+  EXPECT_EQ(second.out.find("hooks"), std::string::npos) << "planted:\n" << second.out;
+  EXPECT_EQ(slurp(user_agent + "/settings.json"), users_own) << "the user's file changed";
+  EXPECT_NE(all_audit_logs(w_).find("\"state.answers\""), std::string::npos);
+  std::filesystem::remove_all(user_agent);
+}
+
+TEST_P(StateTest, AnswersAreRefusedInAWorkspaceFileAndForOtherFormats) {
+  RunOptions o = with_profile("[persist]\nanswers = { \"~/.a/x.ini\" = { k = 1 } }\n");
+  Output bad = box_sh("true", o);
+  EXPECT_EQ(bad.status, 125);
+  EXPECT_NE(bad.err.find("`persist.answers`: `~/.a/x.ini` must name a .json or .toml file"),
+            std::string::npos)
+      << bad.err;
+
+  RunOptions ok = with_profile("[persist]\npaths = [\"~/.a\"]\n");
+  write_file(w_.ws + "/.agentbox.toml",
+             "[persist]\nanswers = { \"~/.a/settings.json\" = { hooks = \"x\" } }\n");
+  chown_tree(w_.ws + "/.agentbox.toml", w_.as.uid, w_.as.gid);
+  Output narrow = box_sh("true", ok);
+  std::filesystem::remove(w_.ws + "/.agentbox.toml");
+  EXPECT_EQ(narrow.status, 125);
+  EXPECT_NE(narrow.err.find("`persist.answers` cannot be set by a workspace file"),
+            std::string::npos)
+      << narrow.err;
+}
+
 INSTANTIATE_TEST_SUITE_P(As, StateTest, ::testing::Values("root", "user"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 

@@ -206,6 +206,9 @@ struct Policy {
   std::vector<Sourced<std::string>> persist;       // HOME-relative directories, "~/.claude"
   std::vector<Sourced<std::string>> persist_drop;  // never kept: removed before each session
   std::map<std::string, std::vector<std::string>> persist_strip;  // JSON file -> keys erased
+  // The answers an agent would otherwise ask for each session (config/answers.hpp): file
+  // ("~/.claude/settings.json") -> a JSON object merged into the user's own file, shown read-only.
+  std::map<std::string, Sourced<std::string>> persist_answers;
   std::string state_scope = "default";  // the profile's name: one state directory per profile
   // [credentials.*] and [[token_file]]
   std::map<std::string, Credential> credentials;
