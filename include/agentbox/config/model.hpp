@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "agentbox/policy/exec_rule.hpp"
+
 namespace agentbox::config {
 
 // Where a value came from: a file position, a flag ("--rw"), or "built-in".
@@ -148,6 +150,11 @@ struct Policy {
   Limits limits;
   // [audit]
   AuditSettings audit;
+  // [exec]: every execve of the box in the audit log (on by default: docs/CONFIG.md), and the
+  // `[[exec.rule]]`s, most specific layer first (workspace file, profile, user, system), each
+  // file's rules in its order: the first that matches decides.
+  Sourced<bool> exec_log{true, {"built-in"}};
+  std::vector<policy::ExecRule> exec_rules;  // ExecRule::origin says where each was written
   // [seccomp]
   std::vector<Sourced<std::string>> seccomp_allow;  // named groups loosened, e.g. "ptrace"
   // [network]
