@@ -73,11 +73,11 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
   std::optional<sb::ExecGuardSpec> exec_spec;
   if (!in.exec_rules.empty() || in.exec_log) {
     AGENTBOX_ASSIGN_OR_RETURN(exec_spec, plan_exec_guard({.rules = in.exec_rules,
-                                                           .log = in.exec_log,
-                                                           .workspace = in.workspace,
-                                                           .command = in.command,
-                                                           .approver = in.approver},
-                                                          sink));
+                                                          .log = in.exec_log,
+                                                          .workspace = in.workspace,
+                                                          .command = in.command,
+                                                          .approver = in.approver},
+                                                         sink));
     if (!spec.seccomp && !in.exec_rules.empty()) {
       return base::Error::msg("exec rules need seccomp, which this benchmark build turned off");
     }

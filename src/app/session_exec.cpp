@@ -21,8 +21,7 @@ base::Result<sandbox::ExecGuardSpec> plan_exec_guard(const ExecInputs& in, audit
     if (v.action == policy::ExecAction::deny && v.rule >= 0) {
       const policy::ExecRule& r = pol.rules()[static_cast<size_t>(v.rule)];
       return base::Error::msg(fmt::format("the command `{}` is denied by the exec rule `{}` ({})",
-                                          policy::shell_quote(in.command), r.describe(),
-                                          r.origin));
+                                          policy::shell_quote(in.command), r.describe(), r.origin));
     }
     if (in.log || v.rule >= 0) {
       audit::Event ev("exec");

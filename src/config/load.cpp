@@ -703,7 +703,8 @@ std::optional<policy::ExecRule> parse_exec_rule_table(Ctx& c, const Value& t) {
   const Value* action_at = nullptr;
   Ctx inner = c;
   Schema schema = {
-      {"program", [&](Ctx& cc, const Value& v) { program = get_string(cc, v, "exec.rule.program"); }},
+      {"program",
+       [&](Ctx& cc, const Value& v) { program = get_string(cc, v, "exec.rule.program"); }},
       {"args",
        [&](Ctx& cc, const Value& v) {
          if (auto a = get_strings(cc, v, "exec.rule.args")) {
@@ -737,7 +738,7 @@ std::optional<policy::ExecRule> parse_exec_rule_table(Ctx& c, const Value& t) {
     return std::nullopt;
   }
   r->origin = origin_of(t).describe();
-  return r;
+  return std::move(*r);
 }
 
 Schema exec_schema() {

@@ -64,8 +64,8 @@ Result<ArgPattern> parse_arg(std::string_view s, size_t index) {
   ArgPattern p{.alts = {}, .source = std::string(s)};
   for (auto& alt : split_alternatives(s)) {
     if (alt.empty()) {
-      return Error::msg(fmt::format("argument pattern {} (`{}`) has an empty alternative",
-                                    index + 1, s));
+      return Error::msg(
+          fmt::format("argument pattern {} (`{}`) has an empty alternative", index + 1, s));
     }
     if (alt == kOutside) {
       p.alts.push_back({ArgAltKind::outside_workspace, {}});
@@ -142,8 +142,8 @@ bool exec_glob(std::string_view pat, std::string_view text, bool path) {
       }
       const bool crosses = !path || run >= 2;
       for (size_t j = 0; j <= text.size(); ++j) {
-        next[j] = static_cast<char>(
-            reach[j] != 0 || (j > 0 && next[j - 1] != 0 && (crosses || text[j - 1] != '/')));
+        next[j] = static_cast<char>(reach[j] != 0 ||
+                                    (j > 0 && next[j - 1] != 0 && (crosses || text[j - 1] != '/')));
       }
     } else {
       const bool any = pat[p] == '?';
@@ -237,8 +237,8 @@ ExecVerdict ExecPolicy::decide(const ExecCall& call) const {
 }
 
 std::string normalize_path(std::string_view base, std::string_view rel) {
-  std::string joined = rel.empty() || rel[0] != '/' ? fmt::format("{}/{}", base, rel)
-                                                    : std::string(rel);
+  std::string joined =
+      rel.empty() || rel[0] != '/' ? fmt::format("{}/{}", base, rel) : std::string(rel);
   std::vector<std::string_view> parts;
   std::string_view s = joined;
   while (!s.empty()) {

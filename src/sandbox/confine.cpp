@@ -1,9 +1,8 @@
 // Confinement: prepare() in the parent, apply() in the child; see confine.hpp for the stages.
 #include "agentbox/sandbox/confine.hpp"
 
-#include <sys/random.h>
-
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -151,7 +150,7 @@ audit::Event confinement_event(const PreparedConfinement& p, bool notified) {
       break;
     case ExecNotify::kLog:
     case ExecNotify::kEnforce:
-      ev.str("exec", !p.spec.seccomp || !notified ? "unseen"
+      ev.str("exec", !p.spec.seccomp || !notified      ? "unseen"
                      : p.spec.exec == ExecNotify::kLog ? "log"
                                                        : "rules");
       break;

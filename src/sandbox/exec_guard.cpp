@@ -60,8 +60,8 @@ Result<std::string> link_text(const std::string& path) {
 // `abs` (box view) with every symlink and `..` resolved inside the box's root; "" if it cannot
 // be (the file is gone, a memfd, a path over PATH_MAX).
 std::string resolve_in_box(pid_t pid, const std::string& abs) {
-  UniqueFd root(::open(fmt::format("/proc/{}/root", pid).c_str(),
-                       O_PATH | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd root(
+      ::open(fmt::format("/proc/{}/root", pid).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!root) {
     return {};
   }
@@ -172,7 +172,8 @@ audit::Event exec_event(pid_t pid, const policy::ExecCall& call, std::string_vie
   size_t bytes = 0;
   for (const auto& a : call.argv) {
     if (bytes + a.size() > ExecGuard::kAuditBytes) {
-      shown.push_back(a.substr(0, ExecGuard::kAuditBytes - std::min(bytes, ExecGuard::kAuditBytes)));
+      shown.push_back(
+          a.substr(0, ExecGuard::kAuditBytes - std::min(bytes, ExecGuard::kAuditBytes)));
       break;
     }
     bytes += a.size();
@@ -233,7 +234,8 @@ void ExecGuard::on_exec(int listener, const seccomp_notif& req) noexcept {
         st.stats.denied += allow ? 0 : 1;
         respond(listener, req.id, allow);
         if (st.spec.log || v.rule >= 0 || !allow) {
-          audit::Event ev = exec_event(static_cast<pid_t>(req.pid), *call, allow ? "allow" : "deny");
+          audit::Event ev =
+              exec_event(static_cast<pid_t>(req.pid), *call, allow ? "allow" : "deny");
           with_rule(ev);
           st.sink->emit(ev);
         }

@@ -49,7 +49,7 @@ struct ConfineInputs {
   config::Limits limits;
   // [exec]: rules and logging (sandbox/exec_guard.hpp). Neither: execve is never held.
   std::vector<policy::ExecRule> exec_rules;
-  bool exec_log = true;
+  bool exec_log = false;
   std::vector<std::string> command;      // the command agentbox starts (checked by deny rules)
   policy::Approver* approver = nullptr;  // for `ask` rules; nullptr: ask is a deny
 };

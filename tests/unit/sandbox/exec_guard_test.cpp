@@ -71,8 +71,13 @@ int serve(Child& c, ExecGuard& guard, audit::Sink& sink, const std::function<voi
       return WIFEXITED(status) ? WEXITSTATUS(status) : 1000 + WTERMSIG(status);
     }
     pollfd p{.fd = mon->fd(), .events = POLLIN, .revents = 0};
-    if (poll(&p, 1, 10) > 0) {
-      mon->on_readable();
+    if (poll(&p, 1, 10) > 0 && !mon->on_readable()) {
+      // The listener is dead: every filtered task has exited, though the child may not be a
+      // zombie yet; it cannot be held any more, so a blocking wait ends (alarm(20) bounds it).
+      if (waitpid(c.pid, &status, 0) != c.pid) {
+        return -2;
+      }
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 1000 + WTERMSIG(status);
     }
     if (tick) {
       tick();
@@ -200,10 +205,9 @@ int ask_and_answer(policy::Approver* approver, const std::function<void(HeldAppr
 TEST(ExecGuard, AskHoldsTheExecUntilAllowed) {
   HeldApprover a;
   std::string lines;
-  EXPECT_EQ(
-      ask_and_answer(
-          &a, [](HeldApprover& h) { h.pending(policy::Answer::allow_once); }, &lines),
-      0);
+  EXPECT_EQ(ask_and_answer(
+                &a, [](HeldApprover& h) { h.pending(policy::Answer::allow_once); }, &lines),
+            0);
   ASSERT_TRUE(a.question);
   EXPECT_EQ(a.question->kind, policy::ApprovalKind::exec);
   EXPECT_EQ(a.question->subject, "/usr/bin/true");
@@ -224,7 +228,9 @@ TEST(ExecGuard, AskUnansweredIsDeniedWhenTheWaitEnds) {
 
 TEST(ExecGuard, AskWithoutAnApproverIsADeny) {
   std::string lines;
-  EXPECT_EQ(ask_and_answer(nullptr, [](HeldApprover&) {}, &lines), EACCES);
+  EXPECT_EQ(ask_and_answer(
+                nullptr, [](HeldApprover&) {}, &lines),
+            EACCES);
   EXPECT_NE(lines.find("no approver"), std::string::npos) << lines;
 }
 
