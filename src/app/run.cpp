@@ -475,6 +475,9 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
     ci.protected_abs.push_back(fmt::format("{}/{}", s.git.common_dir(), rel));
   }
   ci.seccomp_allow = req.policy.seccomp_allow;
+  ci.exec_rules = req.policy.exec_rules;
+  ci.exec_log = req.policy.exec_log.value;
+  ci.command = req.command;
   auto confinement = SessionConfinement::create(ci, *s.sink);
   if (!confinement) {
     return std::move(confinement).error().context("preparing the confinement");

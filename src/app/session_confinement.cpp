@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "agentbox/app/session_exec.hpp"
 #include "agentbox/app/session_limits.hpp"
 #include "agentbox/base/log.hpp"
 
@@ -69,6 +70,19 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
     spec.landlock = false;
   }
 
+  std::optional<sb::ExecGuardSpec> exec_spec;
+  if (!in.exec_rules.empty() || in.exec_log) {
+    AGENTBOX_ASSIGN_OR_RETURN(exec_spec, plan_exec_guard({.rules = in.exec_rules,
+                                                          .log = in.exec_log,
+                                                          .workspace = in.workspace,
+                                                          .command = in.command,
+                                                          .approver = in.approver},
+                                                         sink));
+    if (!spec.seccomp && !in.exec_rules.empty()) {
+      return base::Error::msg("exec rules need seccomp, which this benchmark build turned off");
+    }
+    spec.exec = in.exec_rules.empty() ? sb::ExecNotify::kLog : sb::ExecNotify::kEnforce;
+  }
   SessionLimits lim = plan_session_limits(in.session_id, in.limits);
   std::optional<sb::SessionCgroup>& cgroup = lim.cgroup;
   spec.limits = lim.rlimits;
@@ -76,6 +90,7 @@ base::Result<std::unique_ptr<SessionConfinement>> SessionConfinement::create(
   AGENTBOX_ASSIGN_OR_RETURN(sb::PreparedConfinement prepared, sb::prepare(spec));
   std::unique_ptr<SessionConfinement> c(new SessionConfinement(std::move(prepared), sink));
   c->unsafe_unconfined_ = unconfined;
+  c->exec_spec_ = std::move(exec_spec);
   c->cpus_ = lim.cpus;
   c->start_note_ = std::move(lim.start_note);
   c->autogroup_nice_ = lim.autogroup_nice;
@@ -187,6 +202,10 @@ void SessionConfinement::started(event::Loop& loop, pid_t init) {
     auto mon = sb::DenialMonitor::create(std::move(*listener), *sink_);
     if (mon) {
       monitor_.emplace(std::move(*mon));
+      if (exec_spec_) {
+        exec_guard_ = std::make_unique<sb::ExecGuard>(std::move(*exec_spec_), *sink_);
+        monitor_->set_exec_handler(exec_guard_.get());
+      }
       auto w = loop.watch_fd(monitor_->fd(), EPOLLIN, [this](uint32_t) {
         if (!monitor_->on_readable() && loop_ != nullptr && watch_ != 0) {
           loop_->unwatch(watch_);  // every filtered process has exited
@@ -279,6 +298,14 @@ std::string SessionConfinement::finished() {
   }
   lim.strs("hit", keys);
   sink_->emit(lim);
+  if (exec_guard_) {
+    sb::ExecStats st = exec_guard_->stats();
+    audit::Event e("exec.summary");
+    e.num("execs", static_cast<int64_t>(st.execs))
+        .num("denied", static_cast<int64_t>(st.denied))
+        .num("asked", static_cast<int64_t>(st.asked));
+    sink_->emit(e);
+  }
   if (monitor_) {
     audit::Event e("seccomp.summary");
     e.num("denied", static_cast<int64_t>(monitor_->denied()));

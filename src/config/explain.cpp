@@ -121,6 +121,11 @@ std::string explain(const Loaded& loaded) {
   pr.line("max_age", format_duration(a.max_age_seconds.value), a.max_age_seconds.origin);
   pr.section("seccomp");
   pr.list("allow", p.seccomp_allow);
+  pr.section("exec");
+  pr.line("log", p.exec_log.value ? "true" : "false", p.exec_log.origin);
+  for (const auto& r : p.exec_rules) {  // in the order they are checked
+    pr.line("rule", fmt::format("{} -> {}", r.describe(), policy::to_string(r.action)), {r.origin});
+  }
   pr.section("network");
   pr.line("mode", p.network_none.value ? "none (only lo; the rules below are unused)" : "filtered",
           p.network_none.origin);

@@ -867,6 +867,82 @@ bool valid_group(const std::string& s) {
   });
 }
 
+// One `[[exec.rule]]`: program, args, action -> policy::ExecRule (grammar in policy/).
+std::optional<policy::ExecRule> parse_exec_rule_table(Ctx& c, const Value& t) {
+  std::optional<std::string> program;
+  std::vector<std::string> args;
+  std::optional<std::string> action;
+  const Value* action_at = nullptr;
+  Ctx inner = c;
+  Schema schema = {
+      {"program",
+       [&](Ctx& cc, const Value& v) { program = get_string(cc, v, "exec.rule.program"); }},
+      {"args",
+       [&](Ctx& cc, const Value& v) {
+         if (auto a = get_strings(cc, v, "exec.rule.args")) {
+           args = *a;
+         }
+       }},
+      {"action",
+       [&](Ctx& cc, const Value& v) {
+         action = get_string(cc, v, "exec.rule.action");
+         action_at = &v;
+       }},
+  };
+  size_t before = c.problems.size();
+  walk(inner, t, "exec.rule", schema);
+  if (before != c.problems.size()) {
+    return std::nullopt;
+  }
+  if (!program || !action) {
+    problem(c, t, fmt::format("`[[exec.rule]]` needs {}", !program ? "a `program`" : "an `action`"),
+            "e.g. program = \"git\"  args = [\"push\", \"--force*|-f\"]  action = \"deny\"");
+    return std::nullopt;
+  }
+  auto r = policy::parse_exec_rule(*program, args, *action);
+  if (!r) {
+    const std::string& hint = r.error().hint();
+    problem(c, t, fmt::format("`[[exec.rule]]`: {}", r.error().message()), hint);
+    return std::nullopt;
+  }
+  if (c.mode == Mode::kNarrow && r->action == policy::ExecAction::allow) {
+    widen_error(c, *action_at, "exec.rule action = \"allow\"");
+    return std::nullopt;
+  }
+  r->origin = origin_of(t).describe();
+  return std::move(*r);
+}
+
+Schema exec_schema() {
+  return {
+      {"log",
+       [](Ctx& c, const Value& v) {
+         if (!v.is_boolean()) {
+           problem(c, v, fmt::format("`exec.log` must be true or false, found {}", type_name(v)));
+         } else if (c.mode == Mode::kNarrow && !v.as_boolean()) {
+           widen_error(c, v, "exec.log = false");
+         } else {
+           c.p.exec_log = {v.as_boolean(), origin_of(v)};
+         }
+       }},
+      {"rule",
+       [](Ctx& c, const Value& v) {
+         if (!v.is_array()) {
+           problem(c, v, "`exec.rule` must be an array of tables ([[exec.rule]])");
+           return;
+         }
+         std::vector<policy::ExecRule> block;
+         for (const Value& t : v.as_array()) {
+           if (auto r = parse_exec_rule_table(c, t)) {
+             block.push_back(std::move(*r));
+           }
+         }
+         // A later (more specific) layer is checked first.
+         c.p.exec_rules.insert(c.p.exec_rules.begin(), block.begin(), block.end());
+       }},
+  };
+}
+
 Schema seccomp_schema() {
   return {{"allow", [](Ctx& c, const Value& v) {
              apply_list(c, v, "seccomp.allow", c.p.seccomp_allow,
@@ -1478,6 +1554,7 @@ void apply_root(Ctx& c, const Value& root) {
       {"sandbox", [](Ctx& cc, const Value& v) { walk(cc, v, "sandbox", sandbox_schema()); }},
       {"limits", [](Ctx& cc, const Value& v) { walk(cc, v, "limits", limits_schema()); }},
       {"seccomp", [](Ctx& cc, const Value& v) { walk(cc, v, "seccomp", seccomp_schema()); }},
+      {"exec", [](Ctx& cc, const Value& v) { walk(cc, v, "exec", exec_schema()); }},
       {"audit", [](Ctx& cc, const Value& v) { walk(cc, v, "audit", audit_schema()); }},
       {"telemetry", [](Ctx& cc, const Value& v) { walk(cc, v, "telemetry", telemetry_schema()); }},
       {"labels", apply_labels},

@@ -2,6 +2,7 @@
 #include "agentbox/sandbox/confine.hpp"
 
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -50,8 +51,18 @@ const char* stage_name(Stage stage) {
 
 base::Result<PreparedConfinement> prepare(const ConfinementSpec& spec) {
   SeccompProgram bpf;
+  uint64_t cookie = 0;
   if (spec.seccomp) {
     AGENTBOX_ASSIGN_OR_RETURN(bpf, compile_seccomp(spec.seccomp_allow_groups));
+    if (spec.exec != ExecNotify::kOff) {
+      while (cookie == 0) {
+        if (::getrandom(&cookie, sizeof cookie, 0) != static_cast<ssize_t>(sizeof cookie)) {
+          return base::Error::sys(errno, "getrandom", "exec filter cookie");
+        }
+      }
+      bpf.notify = with_exec_notify(std::move(bpf.notify), cookie);  // errno_only stays as is
+      bpf.exec_required = spec.exec == ExecNotify::kEnforce;
+    }
   } else {
     AGENTBOX_TRY(check_seccomp_groups(spec.seccomp_allow_groups));
   }
@@ -76,7 +87,8 @@ base::Result<PreparedConfinement> prepare(const ConfinementSpec& spec) {
                              .seccomp = std::move(bpf),
                              .landlock = std::move(plan),
                              .caps = std::move(caps),
-                             .protected_paths = spec.ro_within_rw};
+                             .protected_paths = spec.ro_within_rw,
+                             .exec_cookie = cookie};
 }
 
 ChildFailure apply(const PreparedConfinement& p, int notify_socket) noexcept {
@@ -132,6 +144,17 @@ audit::Event confinement_event(const PreparedConfinement& p, bool notified) {
   std::vector<std::string> groups(p.spec.seccomp_allow_groups.begin(),
                                   p.spec.seccomp_allow_groups.end());
   ev.strs("seccomp_allow", groups);
+  switch (p.spec.exec) {
+    case ExecNotify::kOff:
+      ev.str("exec", "off");
+      break;
+    case ExecNotify::kLog:
+    case ExecNotify::kEnforce:
+      ev.str("exec", !p.spec.seccomp || !notified      ? "unseen"
+                     : p.spec.exec == ExecNotify::kLog ? "log"
+                                                       : "rules");
+      break;
+  }
   ev.strs("ro", p.spec.ro_paths).strs("rw", p.spec.rw_paths).strs("protected", p.protected_paths);
   ev.str("caps", p.spec.drop_caps ? "none" : "kept");
   ev.boolean("cgroup", !p.cgroup_procs_fds.empty());

@@ -583,8 +583,9 @@ int open_pty(const Prepared& p) {
   }
   int err = ENOENT;
   bool denied = false;
+  const uint64_t cookie = p.confinement != nullptr ? p.confinement->exec_cookie() : 0;
   for (const auto& path : p.exec_candidates) {
-    ::execve(path.c_str(), p.argv.data(), p.envp.data());
+    ::syscall(SYS_execve, path.c_str(), p.argv.data(), p.envp.data(), 0, 0, cookie);
     err = errno;
     if (err == EACCES) {
       denied = true;

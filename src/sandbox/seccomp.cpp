@@ -281,6 +281,39 @@ Result<std::vector<sock_filter>> build(const std::set<std::string>& allow, uint3
   return prog;
 }
 
+}  // namespace
+
+std::vector<sock_filter> with_exec_notify(std::vector<sock_filter> prog, uint64_t cookie) {
+  // Classic BPF jumps forward only; the original program follows unchanged (it loads the arch
+  // again), so a foreign arch or an x32 number (bit 30: never equal to a native number) falls
+  // through to its bad-arch action.
+  constexpr uint32_t kArg5 = offsetof(seccomp_data, args) + 5 * sizeof(uint64_t);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  constexpr uint32_t kLo = kArg5;
+  constexpr uint32_t kHi = kArg5 + 4;
+#else
+  constexpr uint32_t kLo = kArg5 + 4;
+  constexpr uint32_t kHi = kArg5;
+#endif
+  const std::vector<sock_filter> head = {
+      /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, seccomp_arch_native(), 0, 9),  // -> 11
+      /* 2 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      /* 3 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_execveat, 5, 0),  // -> 9
+      /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_execve, 0, 6),    // -> 11
+      /* 5 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kLo),
+      /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(cookie), 0, 2),  // -> 9
+      /* 7 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kHi),
+      /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(cookie >> 32), 1, 0),
+      /* 9 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+      /* 10 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  prog.insert(prog.begin(), head.begin(), head.end());
+  return prog;
+}
+
+namespace {
+
 int seccomp_syscall(unsigned op, unsigned flags, const std::vector<sock_filter>& insns) noexcept {
   sock_fprog prog{.len = static_cast<unsigned short>(insns.size()),
                   .filter = const_cast<sock_filter*>(insns.data())};  // NOLINT: the kernel reads
@@ -385,8 +418,8 @@ int load_seccomp(const SeccompProgram& program, int notify_socket, SeccompMode* 
       }
       return err;
     }
-    if (errno != EBUSY) {
-      return errno;
+    if (errno != EBUSY || program.exec_required) {
+      return errno;  // EBUSY with exec rules: rules nobody could enforce stop the start
     }
     // EBUSY: an enclosing filter already has a listener (agentbox inside agentbox).
   }
@@ -455,6 +488,11 @@ void DenialMonitor::handle_one() noexcept {
   std::memset(req_, 0, sizeof(*req_));  // the kernel insists on a zeroed buffer
   if (seccomp_notify_receive(listener_.get(), req_) != 0) {
     return;  // ENOENT: the caller died (or was signalled) before we read it
+  }
+  if (exec_ != nullptr && req_->data.arch == seccomp_arch_native() &&
+      (req_->data.nr == __NR_execve || req_->data.nr == __NR_execveat)) {
+    exec_->on_exec(listener_.get(), *req_);
+    return;
   }
   // Collect what we audit while the caller is still blocked, then check the id is still live so
   // a recycled pid cannot lend us another program's exe.

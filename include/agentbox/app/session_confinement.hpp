@@ -21,6 +21,7 @@
 #include "agentbox/event/loop.hpp"
 #include "agentbox/sandbox/confine.hpp"
 #include "agentbox/sandbox/confinement.hpp"
+#include "agentbox/sandbox/exec_guard.hpp"
 #include "agentbox/sandbox/limit_watch.hpp"
 
 namespace agentbox::app {
@@ -46,6 +47,11 @@ struct ConfineInputs {
   // where it came from (`path:line:col` or the flag).
   std::vector<config::Sourced<std::string>> seccomp_allow;
   config::Limits limits;
+  // [exec]: rules and logging (sandbox/exec_guard.hpp). Neither: execve is never held.
+  std::vector<policy::ExecRule> exec_rules;
+  bool exec_log = false;
+  std::vector<std::string> command;      // the command agentbox starts (checked by deny rules)
+  policy::Approver* approver = nullptr;  // for `ask` rules; nullptr: ask is a deny
 };
 
 class SessionConfinement final : public sandbox::Confinement {
@@ -56,6 +62,7 @@ class SessionConfinement final : public sandbox::Confinement {
 
   // In the program's process (launcher hook): sandbox::apply with the notify socket.
   [[nodiscard]] sandbox::ConfineResult apply() const noexcept override;
+  [[nodiscard]] uint64_t exec_cookie() const noexcept override { return prepared_.exec_cookie; }
   // The fds apply() uses in the box (notify socket, cgroup.procs): init must keep them open.
   [[nodiscard]] std::vector<int> child_fds() const;
   // For LaunchSpec::exit_report_fd: init reports how the program and orphans died.
@@ -86,6 +93,9 @@ class SessionConfinement final : public sandbox::Confinement {
   std::optional<sandbox::SessionCgroup> cgroup_;
   std::vector<base::UniqueFd> cgroup_fds_;
   std::optional<sandbox::DenialMonitor> monitor_;
+  // Declared after monitor_: destroyed first, while the listener its answers go to is open.
+  std::unique_ptr<sandbox::ExecGuard> exec_guard_;
+  std::optional<sandbox::ExecGuardSpec> exec_spec_;  // until started()
   event::Loop* loop_ = nullptr;
   event::WatchId watch_ = 0;
   base::UniqueFd report_read_;  // init's ExitReport

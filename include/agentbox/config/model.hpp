@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "agentbox/policy/exec_rule.hpp"
+
 namespace agentbox::config {
 
 // Where a value came from: a file position, a flag ("--rw"), or "built-in".
@@ -177,6 +179,12 @@ struct Policy {
   // [labels] and --label KEY=VALUE: attribution (a CI pipeline id), in session.start, the OTLP
   // resource and journal fields, `agentbox ps`. Later ones of a key win.
   std::vector<std::pair<std::string, Sourced<std::string>>> labels;
+  // [exec]: every execve of the box in the audit log (off by default: its cost per exec is
+  // measured in docs/BENCHMARKS.md before it may be on), and the
+  // `[[exec.rule]]`s, most specific layer first (workspace file, profile, user, system), each
+  // file's rules in its order: the first that matches decides.
+  Sourced<bool> exec_log{false, {"built-in"}};
+  std::vector<policy::ExecRule> exec_rules;  // ExecRule::origin says where each was written
   // [seccomp]
   std::vector<Sourced<std::string>> seccomp_allow;  // named groups loosened, e.g. "ptrace"
   // [network]

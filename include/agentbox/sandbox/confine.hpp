@@ -36,6 +36,11 @@
 
 namespace agentbox::sandbox {
 
+// Whether seccomp holds execve/execveat for the exec guard (sandbox/exec_guard.hpp): off (the
+// kernel never stops an exec: no cost), log (every exec audited; nested under another listener:
+// not logged, said in sandbox.confine), enforce (exec rules; nested: the box does not start).
+enum class ExecNotify : uint8_t { kOff, kLog, kEnforce };
+
 struct ConfinementSpec {                  // plain data, no TOML
   std::vector<std::string> ro_paths;      // Landlock read+execute grants (paths inside the box)
   std::vector<std::string> rw_paths;      // Landlock read-write grants
@@ -44,6 +49,7 @@ struct ConfinementSpec {                  // plain data, no TOML
   Limits limits;                               // rlimits (cgroups are the supervisor's)
   bool landlock = true;                        // false: skip (tests; --no-landlock for debugging)
   bool seccomp = true;
+  ExecNotify exec = ExecNotify::kOff;
   bool drop_caps = true;
   int landlock_abi_cap = 0;  // tests: pretend an older Landlock ABI
 };
@@ -75,6 +81,9 @@ struct PreparedConfinement {
   LandlockPlan landlock;
   CapDrop caps;
   std::vector<std::string> protected_paths;
+  // The sixth execve argument that lets the launcher's own first exec through unnotified
+  // (with_exec_notify); 0 when exec notification is off.
+  uint64_t exec_cookie = 0;
   // Borrowed cgroup.procs fds (SessionCgroup::open_procs()); the agent joins them first thing.
   // Set after prepare(), kept open by the supervisor until the box has started.
   std::vector<int> cgroup_procs_fds;

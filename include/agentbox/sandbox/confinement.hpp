@@ -71,6 +71,10 @@ class Confinement {
   virtual ~Confinement() = default;
   // See the file comment. Returns {kNone, 0} on success.
   [[nodiscard]] virtual ConfineResult apply() const noexcept = 0;
+  // Passed as execve's unused sixth argument by the launcher's exec of the command: the seccomp
+  // filter lets exactly that exec through without asking the supervisor, which is still waiting
+  // for the box to start (seccomp.hpp, with_exec_notify). 0: no exec notification.
+  [[nodiscard]] virtual uint64_t exec_cookie() const noexcept { return 0; }
 };
 
 }  // namespace agentbox::sandbox

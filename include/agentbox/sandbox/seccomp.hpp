@@ -49,7 +49,20 @@ namespace agentbox::sandbox {
 struct SeccompProgram {
   std::vector<sock_filter> notify;      // denies answered by the supervisor
   std::vector<sock_filter> errno_only;  // denies answered by the kernel with EPERM
+  // with_exec_notify(): execve/execveat are notified too (exec rules or exec logging). Then an
+  // enclosing listener (EBUSY) is fatal when `exec_required` (rules that cannot be enforced),
+  // and falls back to errno_only (no exec log) otherwise.
+  bool exec_required = false;
 };
+
+// Puts a prologue in front of `prog`: native execve and execveat return USER_NOTIF (the exec
+// guard answers), except an execve whose unused sixth argument is `cookie`: the launcher's own
+// first exec of the command, which happens while the supervisor still waits for the box to start
+// and so could not be answered. The cookie is random per session and lives only in the filter
+// and in init's memory (not dumpable, owned by the host's user namespace): no process of the box
+// can read it. errno_only is left as it was (no exec notification there).
+[[nodiscard]] std::vector<sock_filter> with_exec_notify(std::vector<sock_filter> prog,
+                                                        uint64_t cookie);
 
 // Unknown group names are an error (config validates with known_seccomp_groups()).
 [[nodiscard]] base::Status check_seccomp_groups(const std::set<std::string>& allow_groups);
@@ -89,6 +102,14 @@ enum class SeccompMode : uint8_t { kNotified, kErrnoOnly };
 [[nodiscard]] int load_seccomp(const SeccompProgram& program, int notify_socket,
                                SeccompMode* mode = nullptr) noexcept;
 
+// Handles execve/execveat notifications (sandbox/exec_guard.hpp). It answers `req` on
+// `listener` now or later (SECCOMP_IOCTL_NOTIF_SEND), never blocking the loop.
+class ExecHandler {
+ public:
+  virtual ~ExecHandler() = default;
+  virtual void on_exec(int listener, const seccomp_notif& req) noexcept = 0;
+};
+
 // Sends/receives one fd over a unix socket (SCM_RIGHTS). send_fd is async-signal-safe.
 [[nodiscard]] int send_fd(int sock, int fd) noexcept;
 [[nodiscard]] base::Result<base::UniqueFd> receive_fd(int sock);
@@ -109,6 +130,8 @@ class DenialMonitor {
   ~DenialMonitor();
 
   [[nodiscard]] int fd() const { return listener_.get(); }
+  // Native execve/execveat notifications go to `h` (not owned; nullptr: denied as any other).
+  void set_exec_handler(ExecHandler* h) { exec_ = h; }
   // Answers every pending notification (bounded per call). Returns false once the listener is
   // dead (every filtered task has exited): the loop should remove fd() then.
   bool on_readable() noexcept;
@@ -122,6 +145,7 @@ class DenialMonitor {
   void handle_one() noexcept;
   base::UniqueFd listener_;
   audit::Sink* sink_;
+  ExecHandler* exec_ = nullptr;
   seccomp_notif* req_ = nullptr;
   seccomp_notif_resp* resp_ = nullptr;
   uint64_t denied_ = 0;

@@ -884,5 +884,38 @@ TEST(Telemetry, BadLabelsAndKeysAreReportedWithWhere) {
   EXPECT_NE(msg.find("--label: `nokey` is not KEY=VALUE"), std::string::npos) << msg;
 }
 
+TEST(Exec, RulesLoadInLayerOrderAndAWorkspaceFileMayOnlyAddDenyOrAsk) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("system.toml",
+            "[[exec.rule]]\nprogram = \"npm\"\nargs = [\"publish\"]\naction = \"ask\"\n");
+  dir.write("user/config.toml",
+            "[exec]\nlog = true\n[[exec.rule]]\nprogram = \"git\"\nargs = [\"push\", "
+            "\"--force*|-f\"]\naction = \"deny\"\n");
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  EXPECT_TRUE(r->policy.exec_log.value);
+  ASSERT_EQ(r->policy.exec_rules.size(), 2u);
+  EXPECT_EQ(r->policy.exec_rules[0].describe(), "git push --force*|-f");  // the user's first
+  EXPECT_EQ(r->policy.exec_rules[0].origin, dir.path() + "/user/config.toml:3:1");
+  EXPECT_EQ(r->policy.exec_rules[1].action, policy::ExecAction::ask);
+  std::string ok = dir.write(
+      "ok/.agentbox.toml", "[[exec.rule]]\nprogram = \"rm\"\nargs = [\"-r\"]\naction = \"deny\"\n");
+  ASSERT_TRUE(narrow_with_workspace_file(*r, ok));
+  EXPECT_EQ(r->policy.exec_rules[0].program, "rm");
+  for (const char* bad :
+       {"[exec]\nlog = false\n", "[[exec.rule]]\nprogram = \"git\"\naction = \"allow\"\n"}) {
+    std::string ws = dir.write("bad/.agentbox.toml", bad);
+    auto st = narrow_with_workspace_file(*r, ws);
+    ASSERT_FALSE(st) << bad;
+    EXPECT_NE(st.error().render().find("cannot be set by a workspace file"), std::string::npos)
+        << st.error().render();
+  }
+  dir.write("user/config.toml", "[[exec.rule]]\nprogram = \"git\"\naction = \"maybe\"\n");
+  auto bad = load(o);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().render().find("[[exec.rule]]"), std::string::npos) << bad.error().render();
+}
+
 }  // namespace
 }  // namespace agentbox::config
