@@ -112,7 +112,8 @@ TEST(ExecGuard, TheCookieExecIsNotHeld) {
   Child c = start(
       [] {
         const char* argv[] = {"true", nullptr};
-        syscall(SYS_execve, "/bin/true", argv, environ, 0, 0, 0x1234);
+        // Every argument a long: a variadic int leaves the register's upper half undefined.
+        syscall(SYS_execve, "/bin/true", argv, environ, 0L, 0L, 0x1234L);
         return errno;
       },
       0x1234);
