@@ -9,16 +9,20 @@
   stall.py post N HOST PORT plain|tls
                                 (in the box) N connections, each a POST with a huge
                                 Content-Length, then body bytes until none moves for 3 s; prints
-                                "stalled BYTES", then reads lines on stdin: "legit HOST PORT" makes
-                                one GET over TLS there and prints "legit STATUS"; any other ends.
-                                TLS handshakes are driven without blocking: past the proxy's
+                                "stalled BYTES open N ...", then reads lines on stdin: "count"
+                                prints "count open M of N" (M: those the proxy has not ended);
+                                "again" replaces the ended ones and stalls again;
+                                "legit HOST PORT" makes one GET over TLS there and prints
+                                "legit STATUS"; any other ends. Connects and TLS handshakes are
+                                driven without blocking, all N at once: past the proxy's
                                 network.max_intercepted a connection waits before its handshake,
-                                and a connection the proxy ends (a stalled one, for a waiting
-                                one) is dropped from the set.
+                                and one the proxy ends (a stalled holder, for a waiting one) is
+                                replaced until "stalled", as a hostile box would, so N are open
+                                when the supervisor is measured.
   stall.py idle N HOST PORT     (in the box) N TLS connections, handshake done, nothing sent;
                                 prints "idle N", waits for a line on stdin.
 """
-import os, resource, selectors, socket, ssl, sys, time
+import errno, os, resource, select, selectors, socket, ssl, sys, time
 
 
 def lift_fd_limit():
@@ -105,17 +109,34 @@ def answer(sel, t):
 
 
 class Upload:
-    """One connection's POST: the TLS handshake (non-blocking), the head, then body bytes."""
+    """One connection's POST: a non-blocking connect, the TLS handshake (non-blocking), the
+    head, then body bytes."""
 
-    def __init__(self, s, host):
-        self.s = s
+    def __init__(self, addr, host, ctx):
+        self.s = socket.socket()
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        self.s.setblocking(False)
+        self.s.connect_ex(addr)
+        self.addr, self.host, self.ctx = addr, host, ctx
+        self.connecting = True
+        self.shaking = ctx is not None
         self.pending = (b"POST /sink HTTP/1.1\r\nHost: %s\r\nContent-Length: 100000000000\r\n\r\n"
                         % host.encode())
-        self.shaking = isinstance(s, ssl.SSLSocket)
 
     def step(self, chunk):
-        """Bytes moved (1 for a handshake step), or None when the connection ended."""
+        """Bytes moved (1 for a connect or handshake step), or None when the connection ended."""
         try:
+            if self.connecting:
+                err = self.s.connect_ex(self.addr)
+                if err in (errno.EINPROGRESS, errno.EALREADY):
+                    return 0
+                if err not in (0, errno.EISCONN):
+                    raise OSError(err, os.strerror(err))
+                self.connecting = False
+                if self.ctx:
+                    self.s = self.ctx.wrap_socket(self.s, server_hostname=self.host,
+                                                  do_handshake_on_connect=False)
+                return 1
             if self.shaking:
                 self.s.do_handshake()
                 self.shaking = False
@@ -130,44 +151,55 @@ class Upload:
             self.s.close()
             return None
 
+    def ended(self):
+        """Whether the proxy ended it (FIN, RST or an error on the socket), without reading."""
+        p = select.poll()
+        p.register(self.s.fileno(), select.POLLRDHUP)
+        return bool(p.poll(0))
+
 
 def post(n, host, port, mode):
+    """Keeps N uploads open: one the proxy ends (a stalled holder of an interception slot, for a
+    waiting flow) is replaced, as a hostile box would, until none has moved a byte for 3 s."""
     lift_fd_limit()
     ctx = ssl.create_default_context() if mode == "tls" else None
-    ups = []
-    for _ in range(n):
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-        s.settimeout(60)
-        s.connect((host, port))
-        s.setblocking(False)
-        if ctx:
-            s = ctx.wrap_socket(s, server_hostname=host, do_handshake_on_connect=False)
-        up = Upload(s, host)
-        if up.step(b"") is not None:
-            ups.append(up)
+    addr = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4]
+    ups = [Upload(addr, host, ctx) for _ in range(n)]
     print("open", len(ups), flush=True)
-    chunk, sent = b"x" * 65536, 0
-    end, quiet = time.time() + 120, time.time()
+    hold(ups, lambda: Upload(addr, host, ctx))
+    for line in sys.stdin:
+        words = line.split()
+        if words == ["count"]:
+            # Nothing is replaced after "stalled": all still open now were open at the reading.
+            print("count open", sum(not u.ended() for u in ups), "of", n, flush=True)
+        elif words == ["again"]:
+            hold(ups, lambda: Upload(addr, host, ctx))  # replace the ended ones, stall again
+        elif words and words[0] == "legit":
+            print("legit", legit(words[1], int(words[2])), flush=True)
+        else:
+            break
+
+
+def hold(ups, new):
+    """Drives every upload, replacing ended ones, until nothing moved for 3 s (or 300 s)."""
+    chunk, sent, replaced = b"x" * 65536, 0, 0
+    end, quiet = time.time() + 300, time.time()
     while time.time() < end and time.time() - quiet < 3:
         moved = 0
-        for up in list(ups):
+        for i, up in enumerate(ups):
             m = up.step(chunk)
             if m is None:
-                ups.remove(up)
-            else:
-                moved += m
+                ups[i] = new()
+                replaced += 1
+                m = 1
+            moved += m
         sent += moved
         if moved:
             quiet = time.time()
         else:
             time.sleep(0.2)
-    print("stalled", sent, "open", len(ups), "handshaking", sum(u.shaking for u in ups), flush=True)
-    for line in sys.stdin:
-        words = line.split()
-        if not words or words[0] != "legit":
-            break
-        print("legit", legit(words[1], int(words[2])), flush=True)
+    print("stalled", sent, "open", len(ups), "connecting", sum(u.connecting for u in ups),
+          "handshaking", sum(u.shaking for u in ups), "replaced", replaced, flush=True)
 
 
 def legit(host, port):
