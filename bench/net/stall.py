@@ -110,7 +110,7 @@ def answer(sel, t):
 
 class Upload:
     """One connection's POST: a non-blocking connect, the TLS handshake (non-blocking), the
-    head, then body bytes."""
+    head, then body bytes. `events` is what it waits for (poll)."""
 
     def __init__(self, addr, host, ctx):
         self.s = socket.socket()
@@ -120,36 +120,45 @@ class Upload:
         self.addr, self.host, self.ctx = addr, host, ctx
         self.connecting = True
         self.shaking = ctx is not None
-        self.pending = (b"POST /sink HTTP/1.1\r\nHost: %s\r\nContent-Length: 100000000000\r\n\r\n"
-                        % host.encode())
+        self.events = select.POLLOUT
+        # Plain: a body that never ends. TLS: a whole request (its answer never comes) and then
+        # bytes of a next one, pipelined: a slot holder the proxy never ends for a waiting flow
+        # (a model's API may think for minutes), so all N stay open, stalled.
+        length = b"0" if ctx else b"100000000000"
+        self.pending = (b"POST /sink HTTP/1.1\r\nHost: %s\r\nContent-Length: %s\r\n\r\n"
+                        % (host.encode(), length))
 
     def step(self, chunk):
-        """Bytes moved (1 for a connect or handshake step), or None when the connection ended."""
+        """Bytes moved (1 for a connect or handshake step), or None when the connection ended.
+        A connect that completes goes on at once (ClientHello or request head): the proxy ends
+        a flow whose first bytes do not come within 10 s."""
+        moved = 0
         try:
             if self.connecting:
-                err = self.s.connect_ex(self.addr)
-                if err in (errno.EINPROGRESS, errno.EALREADY):
-                    return 0
-                if err not in (0, errno.EISCONN):
+                err = self.s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
                     raise OSError(err, os.strerror(err))
                 self.connecting = False
+                moved = 1
                 if self.ctx:
                     self.s = self.ctx.wrap_socket(self.s, server_hostname=self.host,
                                                   do_handshake_on_connect=False)
-                return 1
             if self.shaking:
                 self.s.do_handshake()
                 self.shaking = False
-                return 1
-            data = self.pending or chunk
-            n = self.s.send(data)
+                moved = 1
+            n = self.s.send(self.pending or chunk)
             self.pending = self.pending[n:]
-            return n
-        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            return 0
+            self.events = select.POLLOUT
+            return moved + n
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            self.events = select.POLLOUT
+        except ssl.SSLWantReadError:
+            self.events = select.POLLIN
         except (ssl.SSLError, OSError):
             self.s.close()
             return None
+        return moved
 
     def ended(self):
         """Whether the proxy ended it (FIN, RST or an error on the socket), without reading."""
@@ -164,14 +173,15 @@ def post(n, host, port, mode):
     lift_fd_limit()
     ctx = ssl.create_default_context() if mode == "tls" else None
     addr = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4]
-    ups = [Upload(addr, host, ctx) for _ in range(n)]
-    print("open", len(ups), flush=True)
+    ups = [None] * n
+    print("open", n, flush=True)
     hold(ups, lambda: Upload(addr, host, ctx))
     for line in sys.stdin:
         words = line.split()
         if words == ["count"]:
             # Nothing is replaced after "stalled": all still open now were open at the reading.
-            print("count open", sum(not u.ended() for u in ups), "of", n, flush=True)
+            print("count open", sum(u.s.fileno() >= 0 and not u.ended() for u in ups), "of", n,
+                  flush=True)
         elif words == ["again"]:
             hold(ups, lambda: Upload(addr, host, ctx))  # replace the ended ones, stall again
         elif words and words[0] == "legit":
@@ -180,26 +190,61 @@ def post(n, host, port, mode):
             break
 
 
-def hold(ups, new):
-    """Drives every upload, replacing ended ones, until nothing moved for 3 s (or 300 s)."""
-    chunk, sent, replaced = b"x" * 65536, 0, 0
-    end, quiet = time.time() + 300, time.time()
-    while time.time() < end and time.time() - quiet < 3:
+def hold(ups, new, fresh_max=64):
+    """Drives every upload (those poll says are ready), opening the missing ones (None) and
+    replacing ended ones, until nothing moved for 3 s (or 300 s). At most `fresh_max` are
+    between connect and their first bytes at a time: a loaded machine gives the box little CPU,
+    and a flow whose first bytes do not come within 10 s is ended by the proxy."""
+    chunk, sent, replaced = b"x" * 65536, 0, -sum(u is None for u in ups)
+    poller, by_fd = select.poll(), {}
+    watch = select.POLLRDHUP | select.POLLERR | select.POLLHUP
+
+    def start(i):
+        nonlocal replaced
+        up = ups[i] = new()
+        replaced += 1
+        by_fd[up.s.fileno()] = i
+        poller.register(up.s.fileno(), up.events | watch)
+
+    for i, up in enumerate(ups):
+        if up is not None and up.s.fileno() >= 0:
+            by_fd[up.s.fileno()] = i
+            poller.register(up.s.fileno(), up.events | watch)
+    missing = [i for i, up in enumerate(ups) if up is None or up.s.fileno() < 0]
+    end, quiet, shown = time.time() + 300, time.time(), 0
+    debug = os.environ.get("STALL_DEBUG")  # progress on stderr, once a second
+    while time.time() < end and (missing or time.time() - quiet < 3):
+        fresh = sum(u is not None and u.connecting for u in ups)
+        while missing and fresh < fresh_max:
+            start(missing.pop())
+            fresh += 1
         moved = 0
-        for i, up in enumerate(ups):
-            m = up.step(chunk)
+        for fd, ev in poller.poll(200):
+            i = by_fd[fd]
+            up = ups[i]
+            m = None if ev & watch and not up.connecting else up.step(chunk)
             if m is None:
-                ups[i] = new()
-                replaced += 1
+                poller.unregister(fd)
+                del by_fd[fd]
+                up.s.close()
+                missing.append(i)
                 m = 1
+            else:
+                poller.modify(fd, up.events | watch)
             moved += m
         sent += moved
         if moved:
             quiet = time.time()
-        else:
-            time.sleep(0.2)
-    print("stalled", sent, "open", len(ups), "connecting", sum(u.connecting for u in ups),
-          "handshaking", sum(u.shaking for u in ups), "replaced", replaced, flush=True)
+        if debug and time.time() - shown >= 1:
+            shown = time.time()
+            print("stall.py: missing", len(missing), "connecting",
+                  sum(u is not None and u.connecting for u in ups), "handshaking",
+                  sum(u is not None and u.shaking for u in ups), "replaced", replaced,
+                  file=sys.stderr, flush=True)
+    print("stalled", sent, "open", sum(u is not None for u in ups) - len(missing),
+          "connecting", sum(u is not None and u.connecting for u in ups),
+          "handshaking", sum(u is not None and u.shaking for u in ups), "replaced",
+          max(replaced, 0), flush=True)
 
 
 def legit(host, port):
