@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# What a hostile box can make the supervisor hold: N connections posting into upstreams that stop
-# reading (plain HTTP, and TLS intercepted by an HTTP rule), and N idle intercepted connections.
+# What a hostile box can make the supervisor hold: N connections, all open at once, into upstreams
+# that never read or answer (plain HTTP: a body that never ends; TLS intercepted by an HTTP rule:
+# a whole request, then a next one pipelined, so the 256 that hold an interception slot are never
+# ended for the others, which wait before their handshake), and N idle intercepted connections.
 # For each: the supervisor's RSS (/proc/PID/status) and the kernel memory of its sockets (ss's
 # skmem: receive + send queue + forward allocation, TCP and unix), read from outside once the box
-# says its connections are stalled. Goals (issue 14): RSS <= 64 MiB and sockets <= 128 MiB with
-# 4096 stalled flows, plain and intercepted; an idle intercepted flow <= 32 KiB of RSS.
+# says its connections are stalled; then the box counts those still open, and a run where fewer
+# than N were is FAILED (docs/BENCHMARKS.md, "Memory"). Goals (issue 14): RSS <= 64 MiB and
+# sockets <= 128 MiB with 4096 stalled flows, plain and intercepted; an idle intercepted flow
+# <= 32 KiB of RSS.
 #
 #   bench/net/memory.sh [AGENTBOX...]   (default build/cli/agentbox; N=4096 via FLOWS=)
 #

@@ -54,7 +54,7 @@ void start_usage(ProxyHandler::Internals& in, Conn& c, const http1::Response& re
     return;
   }
   if (auto f = UsageMeter::format_for(resp.header("content-type").value_or(""))) {
-    x.usage.emplace(*f);
+    x.usage = std::make_unique<UsageMeter>(*f);
   }
 }
 
@@ -480,7 +480,7 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
   }
   if (resp.framing == http1::Framing::kTunnel) {
     audit_request(in, c, "allowed", "switching protocols");
-    c.ws.emplace();
+    c.ws = std::make_unique<WsRelay>();
     c.ws->meter = in.options.budget != nullptr &&
                   (!x.credentials.empty() || in.options.budget->model_host(c.info.name));
     c.ws->credentials = x.credentials;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -140,7 +141,9 @@ struct Exchange {
   bool woken = false;                       // kFresh: a refresh it waited for finished
   bool capture = false;                     // a capture rule covers this request's response
   std::optional<http1::Response> captured;  // kCapture: the head, held until the body is read
-  std::optional<UsageMeter> usage;          // a model response: its token usage, read as it goes
+  // A model response: its token usage, read as it goes. Behind a pointer, as `ws` below: most
+  // flows never have one, and every open flow would carry its ~450 bytes.
+  std::unique_ptr<UsageMeter> usage;
   std::string captured_body;                // kCapture: the decoded body so far
   // For the audit event.
   std::string method;
@@ -173,7 +176,9 @@ struct Conn {
   bool intercept = false;  // ... and the proxy terminates it
   std::string sni;
   Exchange http;
-  std::optional<WsRelay> ws;          // kTunnel: the upgraded WebSocket's frames, read both ways
+  // kTunnel: the upgraded WebSocket's frames, read both ways. A pointer: ~1.2 KiB inline would
+  // be paid by every open flow (an idle intercepted flow's budget is 32 KiB; docs/PROXY.md).
+  std::unique_ptr<WsRelay> ws;
   UpstreamSessions::Tag session_tag;  // where the upstream's tickets are kept
   Clock::time_point opened{};
   Clock::time_point last_activity{};
