@@ -114,7 +114,7 @@ run() {
   local base
   base=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
   local ok=""
-  for _ in $(seq 1800); do
+  for _ in $(seq 6000); do
     grep -qE '^(stalled|idle) ' "$out" 2>/dev/null && { ok=1; break; }
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
@@ -129,7 +129,7 @@ run() {
   while :; do
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
     sock=$(sockets_kib "$pid")
-    [[ $1 == post && -n $ok ]] || break
+    [[ -n $ok ]] || break
     tries=$((tries + 1))
     echo count >&8 2>/dev/null || true
     held=""
@@ -151,7 +151,7 @@ run() {
   [[ $1 == idle ]] && per=" per-flow=$(((rss - base) * 1024 / n))B"
   local status=ok
   [[ -n $ok ]] || status="FAILED: $(tail -1 "$tmp/err")"
-  [[ $1 != post || ${held:-0} -eq $n ]] || status="FAILED: ${held:-no} of $n open when read"
+  [[ -z $ok || ${held:-0} -eq $n ]] || status="FAILED: ${held:-no} of $n open when read"
   local info
   info=$(sed -n 's/^stalled [0-9]* //p' "$out" 2>/dev/null | tail -1)
   printf '%-10s %-40s flows=%s rss=%sKiB (start %sKiB) sockets=%sKiB%s load=%s %s%s\n' "$label" \

@@ -19,8 +19,9 @@
                                 and one the proxy ends (a stalled holder, for a waiting one) is
                                 replaced until "stalled", as a hostile box would, so N are open
                                 when the supervisor is measured.
-  stall.py idle N HOST PORT     (in the box) N TLS connections, handshake done, nothing sent;
-                                prints "idle N", waits for a line on stdin.
+  stall.py idle N HOST PORT     (in the box) N TLS connections, handshake done, nothing sent,
+                                opened as post opens them; prints "idle N", then reads stdin as
+                                post does.
 """
 import errno, os, resource, select, selectors, socket, ssl, sys, time
 
@@ -112,7 +113,8 @@ class Upload:
     """One connection's POST: a non-blocking connect, the TLS handshake (non-blocking), the
     head, then body bytes. `events` is what it waits for (poll)."""
 
-    def __init__(self, addr, host, ctx):
+    def __init__(self, addr, host, ctx, idle=False):
+        self.idle = idle  # handshake only, nothing sent
         self.s = socket.socket()
         self.s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
         self.s.setblocking(False)
@@ -147,6 +149,9 @@ class Upload:
                 self.s.do_handshake()
                 self.shaking = False
                 moved = 1
+            if self.idle:
+                self.events = 0  # only a hang-up wakes it
+                return moved
             n = self.s.send(self.pending or chunk)
             self.pending = self.pending[n:]
             self.events = select.POLLOUT
@@ -167,15 +172,17 @@ class Upload:
         return bool(p.poll(0))
 
 
-def post(n, host, port, mode):
-    """Keeps N uploads open: one the proxy ends (a stalled holder of an interception slot, for a
-    waiting flow) is replaced, as a hostile box would, until none has moved a byte for 3 s."""
+def post(n, host, port, mode, idle=False):
+    """Keeps N uploads open (N idle TLS connections when `idle`): one the proxy ends is replaced,
+    as a hostile box would, until none has moved a byte for 3 s."""
     lift_fd_limit()
     ctx = ssl.create_default_context() if mode == "tls" else None
     addr = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4]
     ups = [None] * n
     print("open", n, flush=True)
-    hold(ups, lambda: Upload(addr, host, ctx))
+    hold(ups, lambda: Upload(addr, host, ctx, idle))
+    if idle:
+        print("idle", n, flush=True)
     for line in sys.stdin:
         words = line.split()
         if words == ["count"]:
@@ -183,7 +190,7 @@ def post(n, host, port, mode):
             print("count open", sum(u.s.fileno() >= 0 and not u.ended() for u in ups), "of", n,
                   flush=True)
         elif words == ["again"]:
-            hold(ups, lambda: Upload(addr, host, ctx))  # replace the ended ones, stall again
+            hold(ups, lambda: Upload(addr, host, ctx, idle))  # replace the ended, stall again
         elif words and words[0] == "legit":
             print("legit", legit(words[1], int(words[2])), flush=True)
         else:
@@ -265,17 +272,6 @@ def legit(host, port):
         return "error:" + type(e).__name__
 
 
-def idle(n, host, port):
-    lift_fd_limit()
-    ctx = ssl.create_default_context()
-    socks = []
-    for _ in range(n):
-        s = socket.create_connection((host, port), timeout=60)
-        socks.append(ctx.wrap_socket(s, server_hostname=host))
-    print("idle", len(socks), flush=True)
-    sys.stdin.readline()
-
-
 def main():
     cmd = sys.argv[1]
     if cmd == "serve":
@@ -283,7 +279,7 @@ def main():
     elif cmd == "post":
         post(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5])
     elif cmd == "idle":
-        idle(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+        post(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), "tls", idle=True)
     else:
         sys.exit("stall.py: serve DIR | post N HOST PORT plain|tls | idle N HOST PORT")
 
