@@ -144,7 +144,7 @@ struct Exchange {
   // A model response: its token usage, read as it goes. Behind a pointer, as `ws` below: most
   // flows never have one, and every open flow would carry its ~450 bytes.
   std::unique_ptr<UsageMeter> usage;
-  std::string captured_body;                // kCapture: the decoded body so far
+  std::string captured_body;  // kCapture: the decoded body so far
   // For the audit event.
   std::string method;
   std::string path;
