@@ -170,7 +170,7 @@ TEST_P(HostServicesTest, HostPortReachesTheListedLoopbackPortOnly) {
   std::string script = "curl -sS --max-time 10 http://localhost:" + p + "/hello.txt; " +
                        curl("http://127.0.0.1:" + p + "/hello.txt") +
                        curl("http://[::1]:" + p + "/hello.txt");
-  for (const std::string& host :
+  for (const char* host :
        {"127.0.0.1", "localhost", "0.0.0.0", "127.0.0.2", "[::1]", "[::ffff:127.0.0.1]",
         "[::ffff:7f00:1]", "2130706433", "0x7f000001", "10.0.2.2", "10.0.2.3", "[::]"}) {
     script += curl(fmt::format("http://{}:{}/", host, t));
@@ -343,7 +343,7 @@ TEST_P(HostServicesTest, ExplainAndVerboseShowTheMapping) {
 }
 
 INSTANTIATE_TEST_SUITE_P(As, HostServicesTest, ::testing::Values("root", "user"),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& param) { return param.param; });
 
 }  // namespace
 }  // namespace agentbox::it
