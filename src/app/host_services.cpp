@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -135,6 +136,7 @@ struct HostServices::Impl {
   uint64_t next_id = 1;
 
   void on_listener(int fd, Service service, const Mapping& m) noexcept;
+  void pause_listener(int fd) noexcept;
   void connect_next(Conn& c) noexcept;
   void on_connected(uint64_t id) noexcept;
   void on_factory() noexcept;
@@ -277,10 +279,32 @@ base::Status HostServices::start(event::Loop& loop, std::vector<UniqueFd> box_li
   return base::ok();
 }
 
+// Out of fds or memory: the level-triggered listener would wake the loop at once, forever.
+// Stop watching it for 100 ms instead; the pending connection waits in the kernel's queue.
+void HostServices::Impl::pause_listener(int fd) noexcept {
+  for (auto& [lfd, id] : listeners) {
+    if (lfd.get() == fd) {
+      base::log::warn("host services: cannot accept a connection now: {}", std::strerror(errno));
+      event::WatchId wid = id;
+      (void)loop->modify(wid, 0);
+      (void)loop->add_timer(std::chrono::milliseconds(100), std::chrono::milliseconds(0),
+                            [this, wid](uint64_t) {
+                              if (loop != nullptr) {
+                                (void)loop->modify(wid, EPOLLIN);
+                              }
+                            });
+      return;
+    }
+  }
+}
+
 void HostServices::Impl::on_listener(int fd, Service service, const Mapping& m) noexcept {
   for (int i = 0; i < 64; ++i) {
     int s = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (s < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        pause_listener(fd);  // the connection stays queued; retrying now would spin
+      }
       return;  // EAGAIN, or an aborted connection: nothing to do
     }
     auto c = std::make_unique<Conn>();

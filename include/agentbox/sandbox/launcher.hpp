@@ -15,7 +15,9 @@
 //               own /dev/ptmx and sends the master to the supervisor (SCM_RIGHTS); starts the
 //               program (clone CLONE_VM|CLONE_VFORK, as posix_spawn); then reaps, forwards
 //               signals to the program's process group, and exits with the program's status
-//               (128+N for signal N); gives the program's session autogroup its nice.
+//               (128+N for signal N); gives the program's session autogroup its nice; with
+//               LaunchSpec::socket_factory, makes sockets of the box's network namespace for
+//               the supervisor on request (--publish).
 //   program     empty signal mask; setsid (no controlling terminal of the user's, ever); the pty
 //               slave as ctty and fds 0-2 when there is a terminal; fds >= 3 marked
 //               close-on-exec (close_range); the Confinement hook; execve along the PATH.
