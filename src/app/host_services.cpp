@@ -135,12 +135,12 @@ struct HostServices::Impl {
   std::map<std::pair<Service, uint16_t>, Counts> counts;
   uint64_t next_id = 1;
 
-  void on_listener(int fd, Service service, const Mapping& m) noexcept;
-  void pause_listener(int fd) noexcept;
-  void connect_next(Conn& c) noexcept;
-  void on_connected(uint64_t id) noexcept;
-  void on_factory() noexcept;
-  void end(uint64_t id, int err, std::string_view why) noexcept;
+  void on_listener(int fd, Service service, const Mapping& m);
+  void pause_listener(int fd);
+  void connect_next(Conn& c);
+  void on_connected(uint64_t id);
+  void on_factory();
+  void end(uint64_t id, int err, std::string_view why);
 };
 
 HostServices::HostServices(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -281,7 +281,7 @@ base::Status HostServices::start(event::Loop& loop, std::vector<UniqueFd> box_li
 
 // Out of fds or memory: the level-triggered listener would wake the loop at once, forever.
 // Stop watching it for 100 ms instead; the pending connection waits in the kernel's queue.
-void HostServices::Impl::pause_listener(int fd) noexcept {
+void HostServices::Impl::pause_listener(int fd) {
   for (auto& [lfd, id] : listeners) {
     if (lfd.get() == fd) {
       base::log::warn("host services: cannot accept a connection now: {}", std::strerror(errno));
@@ -298,7 +298,7 @@ void HostServices::Impl::pause_listener(int fd) noexcept {
   }
 }
 
-void HostServices::Impl::on_listener(int fd, Service service, const Mapping& m) noexcept {
+void HostServices::Impl::on_listener(int fd, Service service, const Mapping& m) {
   for (int i = 0; i < 64; ++i) {
     int s = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (s < 0) {
@@ -334,7 +334,7 @@ void HostServices::Impl::on_listener(int fd, Service service, const Mapping& m) 
 
 // Starts the connection to the destination: the host's loopback (a host port) directly; the
 // box's (a published port) through a socket init makes in the box's network namespace.
-void HostServices::Impl::connect_next(Conn& c) noexcept {
+void HostServices::Impl::connect_next(Conn& c) {
   int family = c.attempt == 0 ? AF_INET : AF_INET6;
   if (c.service == Service::kPublish && !c.out) {
     char req = family == AF_INET6 ? '6' : '4';
@@ -374,7 +374,7 @@ void HostServices::Impl::connect_next(Conn& c) noexcept {
   c.connect_watch = *w;
 }
 
-void HostServices::Impl::on_connected(uint64_t id) noexcept {
+void HostServices::Impl::on_connected(uint64_t id) {
   auto it = conns.find(id);
   if (it == conns.end()) {
     return;
@@ -403,7 +403,7 @@ void HostServices::Impl::on_connected(uint64_t id) noexcept {
   }
 }
 
-void HostServices::Impl::on_factory() noexcept {
+void HostServices::Impl::on_factory() {
   for (int i = 0; i < 64; ++i) {
     struct {
       uint32_t type;
@@ -456,7 +456,7 @@ void HostServices::Impl::on_factory() noexcept {
   }
 }
 
-void HostServices::Impl::end(uint64_t id, int err, std::string_view why) noexcept {
+void HostServices::Impl::end(uint64_t id, int err, std::string_view why) {
   auto it = conns.find(id);
   if (it == conns.end()) {
     return;
@@ -510,17 +510,18 @@ std::vector<std::string> HostServices::finish() {
   }
   for (const auto& [key, n] : im.counts) {
     std::string failed = n.failed > 0 ? fmt::format(" ({} failed)", n.failed) : "";
-    lines.push_back(
-        key.first == Service::kHostPort
-            ? fmt::format("network: {} connection{} to the host's loopback port {}{}", n.conns,
-                          n.conns == 1 ? "" : "s",
-                          std::find_if(im.host_ports.begin(), im.host_ports.end(),
-                                       [&](const Mapping& m) { return m.port == key.second; })
-                              ->to_port,
-                          failed)
-            : fmt::format("network: {} connection{} from the host to published port "
-                          "{}{}",
-                          n.conns, n.conns == 1 ? "" : "s", key.second, failed));
+    std::string_view plural = n.conns == 1 ? "" : "s";
+    uint16_t port = key.second;
+    if (key.first == Service::kPublish) {
+      lines.push_back(fmt::format("network: {} connection{} from the host to published port {}{}",
+                                  n.conns, plural, port, failed));
+      continue;
+    }
+    auto m = std::find_if(im.host_ports.begin(), im.host_ports.end(),
+                          [port](const Mapping& h) { return h.port == port; });
+    lines.push_back(fmt::format("network: {} connection{} to the host's loopback port {}{}",
+                                n.conns, plural, m != im.host_ports.end() ? m->to_port : port,
+                                failed));
   }
   im.counts.clear();
   return lines;

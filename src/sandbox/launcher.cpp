@@ -26,7 +26,9 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <iterator>
 #include <string_view>
+#include <vector>
 
 #include "agentbox/base/sys.hpp"
 #include "agentbox/sandbox/limits.hpp"
@@ -934,6 +936,31 @@ struct NetSetup {
   init_loop(program, p.exit_report, p.autogroup_nice, p.factory);
 }
 
+// The socket factory's pair (LaunchSpec::socket_factory): init keeps `theirs`.
+base::Status socket_factory_pair(Prepared& p, UniqueFd& ours, UniqueFd& theirs) {
+  int fv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fv) != 0) {
+    return Error::sys(errno, "socketpair", "socket factory");
+  }
+  ours = UniqueFd(fv[0]);
+  theirs = UniqueFd(fv[1]);
+  p.factory = theirs.get();
+  p.keep.push_back(p.factory);
+  return base::ok();
+}
+
+// The fds of one SCM_RIGHTS message, owned.
+std::vector<UniqueFd> received_fds(const cmsghdr* c) {
+  size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+  std::vector<UniqueFd> fds;
+  for (size_t i = 0; i < count; ++i) {
+    int fd = -1;
+    std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+    fds.emplace_back(fd);
+  }
+  return fds;
+}
+
 }  // namespace
 
 Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
@@ -954,14 +981,7 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
   UniqueFd factory_ours;
   UniqueFd factory_theirs;
   if (spec.socket_factory) {
-    int fv[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fv) != 0) {
-      return Error::sys(errno, "socketpair", "socket factory");
-    }
-    factory_ours = UniqueFd(fv[0]);
-    factory_theirs = UniqueFd(fv[1]);
-    p.factory = factory_theirs.get();
-    p.keep.push_back(p.factory);
+    AGENTBOX_TRY(socket_factory_pair(p, factory_ours, factory_theirs));
   }
   std::sort(p.keep.begin(), p.keep.end());
 
@@ -1034,13 +1054,7 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
       if (c == nullptr || c->cmsg_type != SCM_RIGHTS) {
         return Error::msg("fd message without a file descriptor");
       }
-      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      std::vector<UniqueFd> fds;
-      for (size_t i = 0; i < count; ++i) {
-        int fd = -1;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        fds.emplace_back(fd);
-      }
+      std::vector<UniqueFd> fds = received_fds(c);
       if (fds.empty()) {
         return Error::msg("fd message without a file descriptor");
       }
