@@ -342,6 +342,16 @@ TEST_P(HostServicesTest, ExplainAndVerboseShowTheMapping) {
       << v.err;
 }
 
+// The listeners and the socket factory live in the supervisor (and init): the program holds
+// nothing but its standard streams.
+TEST_P(HostServicesTest, TheProgramHoldsNoneOfTheirSockets) {
+  uint16_t hp = free_port();
+  Output r = box("ls /proc/self/fd | tr '\\n' ' '",
+                 {"-q", "--host-port", "3000", "--publish", std::to_string(hp)});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "0 1 2 3 ") << r.err;  // 3: ls's own directory fd
+}
+
 INSTANTIATE_TEST_SUITE_P(As, HostServicesTest, ::testing::Values("root", "user"),
                          [](const auto& param) { return param.param; });
 
