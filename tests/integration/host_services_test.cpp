@@ -99,7 +99,7 @@ class PyServer {
       port_ = free_port();
       pid_ = ::fork();
       if (pid_ == 0) {
-        int null = ::open("/dev/null", O_RDWR);
+        int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);  // the dup2 copies stay open
         ::dup2(null, 1);
         ::dup2(null, 2);
         std::string p = std::to_string(port_);
