@@ -36,6 +36,16 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
   sub->add_option("--connect-to", f.connect_to,
                   "Send connections for HOST:PORT to ADDR:PORT (as curl's --connect-to)")
       ->allow_extra_args(false);
+  sub->add_option("--host-port", f.host_ports,
+                  "Let the box's localhost:PORT reach the host's loopback port HOSTPORT "
+                  "(default PORT; TCP, repeatable)")
+      ->type_name("PORT[:HOSTPORT]")
+      ->allow_extra_args(false);
+  sub->add_option("--publish", f.publish,
+                  "Serve the host's 127.0.0.1:PORT from the box's localhost:BOXPORT "
+                  "(default PORT; TCP, repeatable)")
+      ->type_name("PORT[:BOXPORT]")
+      ->allow_extra_args(false);
   sub->add_option("--network", f.network,
                   "none: the box has only lo (no /dev/net/tun needed); filtered: the default")
       ->type_name("MODE");

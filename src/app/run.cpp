@@ -488,6 +488,14 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   s.launch.exit_report_fd = s.confinement->exit_report_fd();
   s.launch.autogroup_nice = s.confinement->autogroup_nice();
   if (req.policy.network_none.value) {
+    if (!req.policy.host_ports.empty() || !req.policy.publish.empty()) {
+      const auto& first =
+          req.policy.host_ports.empty() ? req.policy.publish[0] : req.policy.host_ports[0];
+      return Error::msg(
+          fmt::format("{} `{}`: host services need the filtered network, not "
+                      "network mode `none`",
+                      first.origin.describe(), first.value));
+    }
     return s;  // the box's own network namespace with only `lo`: no tap, no stack
   }
   auto network = SessionNetwork::create(req.policy, s.user.gid, *s.sink);
@@ -501,6 +509,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
         return proxy->make_handler(loop, policy, overrides);
       });
   s.launch.network = s.network->box_hook();
+  s.launch.socket_factory = s.network->needs_socket_factory();
   return s;
 }
 
@@ -797,7 +806,10 @@ int run(const RunRequest& req) {
     if (audit_required) {  // fail closed: a lost line stops the box (pidfd: any thread may call)
       s.sink->on_loss([&box] { [[maybe_unused]] auto k = box->signal(SIGKILL); });
     }
-    if (auto r = s.network ? s.network->start(box->take_tap(), *loop) : base::Status{}; !r) {
+    if (auto r = s.network ? s.network->start(box->take_tap(), *loop, box->take_network_extra(),
+                                              box->take_socket_factory())
+                           : base::Status{};
+        !r) {
       Error e = std::move(r).error().context("starting the network");
       fmt::print(stderr, "{}", e.render());
       error = e.message();

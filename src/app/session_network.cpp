@@ -39,7 +39,20 @@ constexpr size_t kMaxHosts = 4096;   // distinct names remembered per list
 class TapHook final : public sandbox::BoxNetwork {
  public:
   explicit TapHook(net::TapSetup setup) : setup_(std::move(setup)) {}
+  void use_services(const HostServices* services) { services_ = services; }
   [[nodiscard]] sandbox::NetworkSetupResult setup(const char* host_root) const noexcept override {
+    sandbox::NetworkSetupResult out = tap(host_root);
+    if (out.err == 0 && services_ != nullptr) {
+      if (int err = services_->box_setup(out); err != 0) {
+        out.stage = sandbox::SetupStage::kHostPorts;
+        out.err = err;
+      }
+    }
+    return out;
+  }
+
+ private:
+  [[nodiscard]] sandbox::NetworkSetupResult tap(const char* host_root) const noexcept {
     net::TapResult r = setup_.apply(host_root);
     sandbox::SetupStage stage = sandbox::SetupStage::kNone;
     switch (r.step) {
@@ -55,11 +68,15 @@ class TapHook final : public sandbox::BoxNetwork {
         stage = sandbox::SetupStage::kTapConfigure;
         break;
     }
-    return {stage, r.err, r.fd};
+    sandbox::NetworkSetupResult out;
+    out.stage = stage;
+    out.err = r.err;
+    out.fd = r.fd;
+    return out;
   }
 
- private:
   net::TapSetup setup_;
+  const HostServices* services_ = nullptr;
 };
 
 // net::Poller over the session's event::Loop: flow sockets join the loop's one epoll set.
@@ -276,6 +293,7 @@ struct SessionNetwork::Impl {
   NetAudit audit;
   TapHook hook;
   SessionNetwork::HandlerFactory factory;
+  std::unique_ptr<HostServices> services;  // null without --host-port / --publish
   std::unique_ptr<Running> running;
 };
 
@@ -400,6 +418,8 @@ Result<std::unique_ptr<SessionNetwork>> SessionNetwork::create(const config::Pol
     base::log::debug("network: allow `{}` ({})", impl->policy.rules()[i].text,
                      origin_of(impl->rule_origins[i]));
   }
+  AGENTBOX_ASSIGN_OR_RETURN(impl->services, HostServices::create(policy));
+  impl->hook.use_services(impl->services.get());
   return std::unique_ptr<SessionNetwork>(new SessionNetwork(std::move(impl)));
 }
 
@@ -407,7 +427,13 @@ const sandbox::BoxNetwork* SessionNetwork::box_hook() const {
   return &impl_->hook;
 }
 
-base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop) {
+bool SessionNetwork::needs_socket_factory() const {
+  return impl_->services && impl_->services->needs_socket_factory();
+}
+
+base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop,
+                                   std::vector<base::UniqueFd> extra,
+                                   base::UniqueFd socket_factory) {
   if (!tap) {
     return Error::msg("the box sent no tap device");
   }
@@ -474,17 +500,27 @@ base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop) {
   }
   run->timer_watch = *timer;
   impl_->running = std::move(run);
+  if (impl_->services) {
+    if (auto started =
+            impl_->services->start(loop, std::move(extra), std::move(socket_factory), impl_->audit);
+        !started) {
+      return std::move(started).error().context("starting the host services");
+    }
+  }
   return base::ok();
 }
 
 std::vector<std::string> SessionNetwork::finish() {
   uint64_t dropped = 0;
+  std::vector<std::string> lines;
+  if (impl_->services) {
+    lines = impl_->services->finish();
+  }
   if (impl_->running) {
     dropped = impl_->running->stack->counters().dropped;
     impl_->running.reset();
   }
   const NetAudit& a = impl_->audit;
-  std::vector<std::string> lines;
   if (a.allowed.total > 0) {
     lines.push_back(fmt::format("network: {} connection{} allowed: {}", a.allowed.total,
                                 a.allowed.total == 1 ? "" : "s", a.allowed.list()));

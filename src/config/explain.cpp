@@ -2,9 +2,12 @@
 #include <fmt/core.h>
 #include <fmt/ranges.h>
 
+#include <tuple>
+
 #include "agentbox/config/defaults.hpp"
 #include "agentbox/config/load.hpp"
 #include "agentbox/config/units.hpp"
+#include "agentbox/policy/connect_to.hpp"
 
 namespace agentbox::config {
 
@@ -132,6 +135,19 @@ std::string explain(const Loaded& loaded) {
   pr.list("allow", p.net_allow);
   pr.list("raw_tcp", p.raw_tcp);
   pr.list("connect_to", p.connect_to);
+  // Host services as the mapping they make (docs/NETWORK.md, "Host services").
+  for (const auto& [key, items, fmt_line] :
+       {std::tuple{"host_ports", &p.host_ports, "box localhost:{} -> host loopback :{}"},
+        std::tuple{"publish", &p.publish, "host 127.0.0.1:{} -> box localhost:{}"}}) {
+    if (items->empty()) {
+      pr.list(key, *items);
+    }
+    for (const auto& i : *items) {
+      auto m = policy::parse_port_map(i.value);
+      pr.line(key, m ? fmt::format(fmt::runtime(fmt_line), m->port, m->to_port) : i.value,
+              i.origin);
+    }
+  }
   pr.list("upstream_ca", p.upstream_ca);
   pr.list("trust_ca", p.trust_ca);
   pr.line("buffer_budget", format_size(p.buffer_budget.value), p.buffer_budget.origin);

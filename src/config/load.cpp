@@ -286,6 +286,14 @@ void unprotect(Ctx& c, const Value& v) {
 }
 
 // "HOST:PORT:ADDR:PORT" as in curl (policy's grammar, so validation and use never disagree).
+// "PORT[:PORT]" of network.host_ports / network.publish (policy's grammar).
+std::optional<std::string> port_map_problem(std::string_view s) {
+  if (auto r = policy::parse_port_map(s); !r) {
+    return fmt::format("`{}`: {}", s, r.error().message());
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> connect_to_problem(std::string_view s) {
   auto r = policy::parse_connect_to(s);
   if (r) {
@@ -1186,6 +1194,20 @@ Schema network_schema() {
                         }
                         return std::nullopt;
                       }),
+      grant_only_list("host_ports", &Policy::host_ports,
+                      [](const std::string& s) -> std::optional<std::string> {
+                        if (auto why = port_map_problem(s)) {
+                          return fmt::format("`network.host_ports`: {}", *why);
+                        }
+                        return std::nullopt;
+                      }),
+      grant_only_list("publish", &Policy::publish,
+                      [](const std::string& s) -> std::optional<std::string> {
+                        if (auto why = port_map_problem(s)) {
+                          return fmt::format("`network.publish`: {}", *why);
+                        }
+                        return std::nullopt;
+                      }),
       grant_only_list("upstream_ca", &Policy::upstream_ca, path_validator("network.upstream_ca")),
       grant_only_list("trust_ca", &Policy::trust_ca, path_validator("network.trust_ca")),
       net_limit("buffer_budget", &Policy::buffer_budget, true),
@@ -1702,6 +1724,16 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
       flag_problem(problems, "--connect-to", *why);
     } else {
       p.connect_to.push_back({a, {"--connect-to"}});
+    }
+  }
+  for (const auto& [flag, values, into] : {std::tuple{"--host-port", &f.host_ports, &p.host_ports},
+                                           std::tuple{"--publish", &f.publish, &p.publish}}) {
+    for (const auto& a : *values) {
+      if (auto why = port_map_problem(a)) {
+        flag_problem(problems, flag, *why);
+      } else {
+        into->push_back({a, {flag}});
+      }
     }
   }
   for (const auto& g : f.seccomp_allow) {

@@ -1,4 +1,4 @@
-// The --connect-to grammar: HOST:PORT:ADDR:PORT.
+// The --connect-to grammar (HOST:PORT:ADDR:PORT) and the host services' PORT[:PORT].
 #include "agentbox/policy/connect_to.hpp"
 
 #include <charconv>
@@ -46,6 +46,16 @@ base::Result<ConnectTo> parse_connect_to(std::string_view s) {
     return base::Error::msg("ADDR must be an IP address");
   }
   return ConnectTo{.host = *host, .port = *port, .addr = *addr, .to_port = *to_port};
+}
+
+base::Result<PortMap> parse_port_map(std::string_view s) {
+  auto colon = s.find(':');
+  auto port = parse_port(s.substr(0, colon));
+  auto to_port = colon == std::string_view::npos ? port : parse_port(s.substr(colon + 1));
+  if (!port || !to_port) {
+    return base::Error::msg("expected PORT or PORT:PORT, ports 1-65535");
+  }
+  return PortMap{.port = *port, .to_port = *to_port};
 }
 
 }  // namespace agentbox::policy

@@ -26,7 +26,9 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <iterator>
 #include <string_view>
+#include <vector>
 
 #include "agentbox/base/sys.hpp"
 #include "agentbox/sandbox/limits.hpp"
@@ -75,6 +77,8 @@ const char* setup_stage_name(SetupStage stage) {
       return "configuring the box's network (netlink)";
     case SetupStage::kTapSend:
       return "handing the tap device to the supervisor";
+    case SetupStage::kHostPorts:
+      return "listening on the box's localhost for --host-port";
     case SetupStage::kPivotRoot:
       return "pivot_root into the box";
     case SetupStage::kChdir:
@@ -121,7 +125,7 @@ namespace {
 constexpr const char* kStaging = "/tmp";  // exists everywhere; shadowed only inside our mount ns
 constexpr const char* kEmptyFile = "/empty";  // in the staging root: covers protected symlinks
 
-enum class MsgType : uint32_t { kFailure = 1, kPtyMaster = 2, kTap = 3 };
+enum class MsgType : uint32_t { kFailure = 1, kPtyMaster = 2, kTap = 3, kSocket = 4 };
 struct Msg {
   MsgType type;
   uint16_t stage;
@@ -161,6 +165,7 @@ struct Prepared {
   int exit_report = -1;   // LaunchSpec::exit_report_fd
   std::vector<std::pair<std::string, std::string>> userns_limits;  // {path, value}
   int autogroup_nice = -1;                                         // LaunchSpec::autogroup_nice
+  int factory = -1;  // init's end of the socket factory (LaunchSpec::socket_factory), or -1
 };
 
 std::string box_path_env(const std::vector<std::string>& env) {
@@ -504,21 +509,29 @@ bool loopback_up() {
   return ok;
 }
 
-void send_fd(const Prepared& p, int fd, MsgType type, SetupStage stage) {
-  Msg m{type, 0, 0, -1};
+constexpr int kMaxFdsPerMsg = 1 + kMaxNetworkExtraFds;  // the tap and the hook's sockets
+
+// One message with `count` fds (SCM_RIGHTS) on `sock`; false with errno on failure.
+bool send_fds(int sock, const int* fds, int count, Msg m) {
   iovec iov{&m, sizeof m};
-  alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(int))] = {};
+  alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(int) * kMaxFdsPerMsg)] = {};
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  mh.msg_control = buf;
-  mh.msg_controllen = sizeof buf;
-  cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  if (::sendmsg(p.ctl, &mh, MSG_NOSIGNAL) < 0) {
+  if (count > 0) {
+    mh.msg_control = buf;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * static_cast<size_t>(count));
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * static_cast<size_t>(count));
+    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * static_cast<size_t>(count));
+  }
+  return ::sendmsg(sock, &mh, MSG_NOSIGNAL) >= 0;
+}
+
+void send_fd(const Prepared& p, int fd, MsgType type, SetupStage stage) {
+  if (!send_fds(p.ctl, &fd, 1, Msg{type, 0, 0, -1})) {
     fail(p, stage, errno);
   }
 }
@@ -636,7 +649,29 @@ struct AutogroupNice {
 };
 
 // pid 1: reap everything, forward signals to the program's process group, mirror its status.
-[[noreturn]] void init_loop(pid_t program, int report_fd, int autogroup_nice) {
+// The socket factory's wake-up (F_SETSIG): a queued real-time signal carrying the fd, so that
+// init's one sigwaitinfo() serves it; a box that sends this signal to init only makes it find
+// no request.
+int factory_signal() {
+  return SIGRTMAX - 1;
+}
+
+// Answers every request waiting on the socket factory with a new TCP socket of the box's
+// network namespace (init's), or the errno that socket(2) gave.
+void serve_factory(int factory) {
+  char req = 0;
+  for (int i = 0; i < 256 && ::recv(factory, &req, 1, MSG_DONTWAIT) == 1; ++i) {
+    int s =
+        ::socket(req == '6' ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    Msg m{MsgType::kSocket, 0, s < 0 ? errno : 0, -1};
+    [[maybe_unused]] bool sent = send_fds(factory, &s, s < 0 ? 0 : 1, m);
+    if (s >= 0) {
+      ::close(s);
+    }
+  }
+}
+
+[[noreturn]] void init_loop(pid_t program, int report_fd, int autogroup_nice, int factory) {
   ExitReport report;
   sigset_t all;
   sigfillset(&all);
@@ -649,6 +684,10 @@ struct AutogroupNice {
     const timespec wait{0, 20'000'000};
     int sig = ag.pending() ? ::sigtimedwait(&all, &si, &wait) : ::sigwaitinfo(&all, &si);
     if (sig < 0) {
+      continue;
+    }
+    if (factory >= 0 && (sig == factory_signal() || (sig == SIGIO && si.si_fd == factory))) {
+      serve_factory(factory);  // SIGIO: the real-time signal's queue was full
       continue;
     }
     if (sig == SIGCHLD) {
@@ -856,8 +895,23 @@ struct NetSetup {
   }
   ::close(net.netns);
   if (p.network != nullptr) {
-    send_fd(p, net.result.fd, MsgType::kTap, SetupStage::kTapSend);
-    ::close(net.result.fd);  // the supervisor's copy keeps the tap alive; the program never sees it
+    int fds[kMaxFdsPerMsg];
+    fds[0] = net.result.fd;
+    int extra = std::clamp(net.result.extra_count, 0, kMaxNetworkExtraFds);
+    std::copy_n(net.result.extra, extra, fds + 1);
+    if (!send_fds(p.ctl, fds, 1 + extra, Msg{MsgType::kTap, 0, 0, -1})) {
+      fail(p, SetupStage::kTapSend, errno);
+    }
+    // The supervisor's copies keep them alive; the program never sees them.
+    for (int i = 0; i < 1 + extra; ++i) {
+      ::close(fds[i]);
+    }
+  }
+  // The socket factory wakes init (now in the box's network namespace) with a queued signal.
+  if (p.factory >= 0 && (::fcntl(p.factory, F_SETOWN, ::getpid()) != 0 ||
+                         ::fcntl(p.factory, F_SETSIG, factory_signal()) != 0 ||
+                         ::fcntl(p.factory, F_SETFL, O_ASYNC | O_NONBLOCK) != 0)) {
+    fail(p, SetupStage::kTapSend, errno);
   }
   // Into the box: pivot_root(".", ".") stacks the staging root on top of the new one; detaching
   // it takes the staging tmpfs and the whole host tree (/oldroot) out of this namespace.
@@ -879,7 +933,32 @@ struct NetSetup {
     ::close(slave);
   }
   ::close(p.ctl);  // the supervisor sees EOF once the program has executed (or failed)
-  init_loop(program, p.exit_report, p.autogroup_nice);
+  init_loop(program, p.exit_report, p.autogroup_nice, p.factory);
+}
+
+// The socket factory's pair (LaunchSpec::socket_factory): init keeps `theirs`.
+base::Status socket_factory_pair(Prepared& p, UniqueFd& ours, UniqueFd& theirs) {
+  int fv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fv) != 0) {
+    return Error::sys(errno, "socketpair", "socket factory");
+  }
+  ours = UniqueFd(fv[0]);
+  theirs = UniqueFd(fv[1]);
+  p.factory = theirs.get();
+  p.keep.push_back(p.factory);
+  return base::ok();
+}
+
+// The fds of one SCM_RIGHTS message, owned.
+std::vector<UniqueFd> received_fds(const cmsghdr* c) {
+  size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+  std::vector<UniqueFd> fds;
+  for (size_t i = 0; i < count; ++i) {
+    int fd = -1;
+    std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+    fds.emplace_back(fd);
+  }
+  return fds;
 }
 
 }  // namespace
@@ -899,6 +978,11 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
   Prepared p = prepare(spec, argv_store, env_store);
   p.ctl = theirs.get();
   p.keep.push_back(p.ctl);
+  UniqueFd factory_ours;
+  UniqueFd factory_theirs;
+  if (spec.socket_factory) {
+    AGENTBOX_TRY(socket_factory_pair(p, factory_ours, factory_theirs));
+  }
   std::sort(p.keep.begin(), p.keep.end());
 
   int pidfd = -1;
@@ -937,16 +1021,19 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
     // No destructors in the child: it leaves through _exit or execve. box_init closes every
     // inherited fd but 0-2 and its end of the control socket.
     [[maybe_unused]] int inherited = ours.release();
+    [[maybe_unused]] int factory_end = factory_ours.release();
     box_init(p);
   }
   Box box(UniqueFd(pidfd), static_cast<pid_t>(pid));
   theirs.reset();
+  factory_theirs.reset();
+  box.factory_ = std::move(factory_ours);
 
   // Read reports until EOF (program executed) or a failure.
   while (true) {
     Msg m{};
     iovec iov{&m, sizeof m};
-    alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(int))] = {};
+    alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(int) * kMaxFdsPerMsg)] = {};
     msghdr mh{};
     mh.msg_iov = &iov;
     mh.msg_iovlen = 1;
@@ -967,9 +1054,14 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
       if (c == nullptr || c->cmsg_type != SCM_RIGHTS) {
         return Error::msg("fd message without a file descriptor");
       }
-      int fd = -1;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-      (m.type == MsgType::kTap ? box.tap_ : box.pty_master_) = UniqueFd(fd);
+      std::vector<UniqueFd> fds = received_fds(c);
+      if (fds.empty()) {
+        return Error::msg("fd message without a file descriptor");
+      }
+      (m.type == MsgType::kTap ? box.tap_ : box.pty_master_) = std::move(fds[0]);
+      if (m.type == MsgType::kTap) {
+        std::move(fds.begin() + 1, fds.end(), std::back_inserter(box.extra_));
+      }
       continue;
     }
     LaunchFailure f{static_cast<SetupStage>(m.stage), m.err, m.index};
@@ -995,6 +1087,8 @@ Box::Box(Box&& other) noexcept
       pid_(other.pid_),
       pty_master_(std::move(other.pty_master_)),
       tap_(std::move(other.tap_)),
+      extra_(std::move(other.extra_)),
+      factory_(std::move(other.factory_)),
       reaped_(other.reaped_) {
   other.reaped_ = true;
 }

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "agentbox/app/host_services.hpp"
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/result.hpp"
 #include "agentbox/base/unique_fd.hpp"
@@ -50,8 +51,14 @@ class SessionNetwork {
 
   // The launcher's hook (LaunchSpec::network): creates and configures the tap in init.
   [[nodiscard]] const sandbox::BoxNetwork* box_hook() const;
-  // Serves the tap on `loop` until finish(). `loop` must outlive that.
-  [[nodiscard]] base::Status start(base::UniqueFd tap, event::Loop& loop);
+  // The box must be started with a socket factory (LaunchSpec::socket_factory): --publish.
+  [[nodiscard]] bool needs_socket_factory() const;
+  // Serves the tap on `loop` until finish(). `loop` must outlive that. `extra` and
+  // `socket_factory`: what the box sent besides the tap (Box::take_network_extra(),
+  // take_socket_factory()), for the host services (app/host_services.hpp).
+  [[nodiscard]] base::Status start(base::UniqueFd tap, event::Loop& loop,
+                                   std::vector<base::UniqueFd> extra = {},
+                                   base::UniqueFd socket_factory = {});
   // Run-time policy (the control socket; call on the loop thread). The stack and the proxy
   // consult this same EgressPolicy object, so the next DNS answer and connection see a change;
   // nothing else in the data path knows who changed it.

@@ -197,7 +197,11 @@ struct Policy {
   // placeholder (`{ host = ..., inspect = true }` in network.allow); inspect_all: every one.
   std::vector<Sourced<std::string>> inspect;
   Sourced<bool> inspect_all{false, {"built-in"}};
-  std::vector<Sourced<std::string>> connect_to;   // "HOST:PORT:ADDR:PORT"
+  std::vector<Sourced<std::string>> connect_to;  // "HOST:PORT:ADDR:PORT"
+  // Host services (docs/NETWORK.md): "PORT[:HOSTPORT]", the box's localhost:PORT reaches the
+  // host's loopback HOSTPORT; "PORT[:BOXPORT]", the host's 127.0.0.1:PORT reaches the box's.
+  std::vector<Sourced<std::string>> host_ports;
+  std::vector<Sourced<std::string>> publish;
   std::vector<Sourced<std::string>> upstream_ca;  // extra PEM files trusted upstream
   std::vector<Sourced<std::string>> trust_ca;     // extra PEM files the box (and upstream) trusts
   std::vector<HttpRule> http_rules;

@@ -24,4 +24,13 @@ struct ConnectTo {
 // ("ADDR must be an IP address"); callers name the flag or file position.
 [[nodiscard]] base::Result<ConnectTo> parse_connect_to(std::string_view s);
 
+// `--host-port PORT[:HOSTPORT]` and `--publish PORT[:BOXPORT]`: a port, optionally mapped onto
+// another (the second defaults to the first). Only decimal 1-65535; no address: both ends are
+// loopback by construction (docs/NETWORK.md, "Host services").
+struct PortMap {
+  uint16_t port = 0;
+  uint16_t to_port = 0;
+};
+[[nodiscard]] base::Result<PortMap> parse_port_map(std::string_view s);
+
 }  // namespace agentbox::policy

@@ -22,10 +22,16 @@
 
 namespace agentbox::sandbox {
 
+// Sockets besides the tap that setup() may make in the box's network namespace and hand to the
+// supervisor with it (the host services' listeners on the box's loopback; docs/NETWORK.md).
+inline constexpr int kMaxNetworkExtraFds = 32;
+
 struct NetworkSetupResult {
   SetupStage stage = SetupStage::kNone;
   int err = 0;  // 0: success, `fd` is the tap
   int fd = -1;
+  int extra[kMaxNetworkExtraFds] = {};  // O_CLOEXEC; sent with the tap, then closed in init
+  int extra_count = 0;
 };
 
 class BoxNetwork {

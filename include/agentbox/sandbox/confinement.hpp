@@ -56,6 +56,7 @@ enum class SetupStage : uint16_t {
   kExec,
   kNetns,       // init's network thread: unshare(CLONE_NEWNET); init's setns into it
   kUserLimits,  // writing the box's user-namespace limits (/proc/sys/user/*)
+  kHostPorts,   // the BoxNetwork hook: listening on the box's loopback for --host-port
 };
 
 // A short phrase for messages: "writing /proc/self/uid_map", "applying seccomp".

@@ -15,7 +15,9 @@
 //               own /dev/ptmx and sends the master to the supervisor (SCM_RIGHTS); starts the
 //               program (clone CLONE_VM|CLONE_VFORK, as posix_spawn); then reaps, forwards
 //               signals to the program's process group, and exits with the program's status
-//               (128+N for signal N); gives the program's session autogroup its nice.
+//               (128+N for signal N); gives the program's session autogroup its nice; with
+//               LaunchSpec::socket_factory, makes sockets of the box's network namespace for
+//               the supervisor on request (--publish).
 //   program     empty signal mask; setsid (no controlling terminal of the user's, ever); the pty
 //               slave as ctty and fds 0-2 when there is a terminal; fds >= 3 marked
 //               close-on-exec (close_range); the Confinement hook; execve along the PATH.
@@ -57,6 +59,12 @@ struct LaunchSpec {
   // Creates the box's tap in init (after lo is up); its fd reaches the supervisor (take_tap()).
   // Null: the box has only `lo`.
   const BoxNetwork* network = nullptr;
+  // A socket factory in the box's network namespace (take_socket_factory()): the supervisor
+  // sends one byte per socket it wants ('4' AF_INET, '6' AF_INET6) on a SOCK_SEQPACKET pair,
+  // init answers each with a new unconnected TCP socket (SCM_RIGHTS) or an errno. Lets the
+  // supervisor connect to the box's own loopback (--publish) without a TCP active open in the
+  // stack. init wakes for it by a queued signal (F_SETSIG), so nothing changes when unused.
+  bool socket_factory = false;
   // fds (besides 0-2) that init keeps open for the confinement hook; everything else the
   // supervisor had open is closed in init at once, and all of it is close-on-exec in the program.
   std::vector<int> keep_fds;
@@ -113,6 +121,10 @@ class Box {
   [[nodiscard]] base::UniqueFd take_pty_master() { return std::move(pty_master_); }
   // The box's tap device (supervisor side) when spec.network; invalid otherwise.
   [[nodiscard]] base::UniqueFd take_tap() { return std::move(tap_); }
+  // Sockets the BoxNetwork hook made besides the tap (NetworkSetupResult::extra), in its order.
+  [[nodiscard]] std::vector<base::UniqueFd> take_network_extra() { return std::move(extra_); }
+  // The supervisor's end of the socket factory when spec.socket_factory; invalid otherwise.
+  [[nodiscard]] base::UniqueFd take_socket_factory() { return std::move(factory_); }
 
   // pidfd_send_signal to init (which forwards to the program's process group; SIGKILL ends the
   // whole box at once since init is pid 1 of its namespace).
@@ -128,6 +140,8 @@ class Box {
   pid_t pid_ = -1;
   base::UniqueFd pty_master_;
   base::UniqueFd tap_;
+  std::vector<base::UniqueFd> extra_;
+  base::UniqueFd factory_;
   bool reaped_ = false;
 };
 

@@ -560,6 +560,8 @@ TEST(Narrow, WorkspaceFileRefusesEveryGrantOnlyKey) {
       {"[sandbox]\nsys = true\n", ":2:1: `sandbox.sys = true` cannot be set"},
       {"[network]\nconnect_to = [\"x.example:443:127.0.0.1:1\"]\n",
        ":2:1: `network.connect_to` cannot be set"},
+      {"[network]\nhost_ports = [\"3000\"]\n", ":2:1: `network.host_ports` cannot be set"},
+      {"[network]\npublish = [\"8000\"]\n", ":2:1: `network.publish` cannot be set"},
       {"[network]\nupstream_ca = [\"/tmp/ca.pem\"]\n", ":2:1: `network.upstream_ca` cannot be set"},
       {"[network]\ntrust_ca = [\"/tmp/ca.pem\"]\n", ":2:1: `network.trust_ca` cannot be set"},
       {"[[network.rule]]\nhost = \"x.example\"\n", ":1:1: `network.rule` cannot be set"},
@@ -915,6 +917,27 @@ TEST(Exec, RulesLoadInLayerOrderAndAWorkspaceFileMayOnlyAddDenyOrAsk) {
   auto bad = load(o);
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().render().find("[[exec.rule]]"), std::string::npos) << bad.error().render();
+}
+
+// network.host_ports / network.publish: PORT[:PORT] strings, each bad one at its position.
+TEST(Network, HostPortsAndPublishComeFromTheConfig) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("system.toml",
+            "[network]\nhost_ports = [\"3000\", \"5433:5432\"]\npublish = [\"8000\"]\n");
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  ASSERT_EQ(r->policy.host_ports.size(), 2u);
+  EXPECT_EQ(r->policy.host_ports[1].value, "5433:5432");
+  EXPECT_EQ(r->policy.publish.at(0).value, "8000");
+  EXPECT_NE(explain(*r).find("box localhost:5433 -> host loopback :5432"), std::string::npos)
+      << explain(*r);
+  dir.write("system.toml", "[network]\nhost_ports = [\"3000\", \"web\"]\npublish = [\"0\"]\n");
+  auto bad = load(o);
+  ASSERT_FALSE(bad);
+  std::string m = bad.error().render();
+  EXPECT_NE(m.find("system.toml:2:23: `network.host_ports`: `web`"), std::string::npos) << m;
+  EXPECT_NE(m.find("system.toml:3:12: `network.publish`: `0`"), std::string::npos) << m;
 }
 
 }  // namespace

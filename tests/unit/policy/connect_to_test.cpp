@@ -40,3 +40,24 @@ TEST(ConnectTo, SaysWhatIsWrong) {
 
 }  // namespace
 }  // namespace agentbox::policy
+
+namespace agentbox::policy {
+
+// --host-port / --publish: PORT or PORT:PORT, decimal 1-65535, nothing else (no address: both
+// ends are loopback by construction).
+TEST(PortMap, ParsesOneOrTwoPorts) {
+  auto one = parse_port_map("3000");
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->port, 3000);
+  EXPECT_EQ(one->to_port, 3000);
+  auto two = parse_port_map("8080:80");
+  ASSERT_TRUE(two);
+  EXPECT_EQ(two->port, 8080);
+  EXPECT_EQ(two->to_port, 80);
+  for (const char* bad : {"", "0", "65536", "-1", "+80", " 80", "80 ", "0x50", "web", "80:", ":80",
+                          "1:2:3", "127.0.0.1:80", "[::1]:80", "80:0", "99999999999"}) {
+    EXPECT_FALSE(parse_port_map(bad)) << bad;
+  }
+}
+
+}  // namespace agentbox::policy
