@@ -797,28 +797,31 @@ int run(const RunRequest& req) {
     if (audit_required) {  // fail closed: a lost line stops the box (pidfd: any thread may call)
       s.sink->on_loss([&box] { [[maybe_unused]] auto k = box->signal(SIGKILL); });
     }
+    auto control =
+        SessionControl::start(*loop,
+                              {.id = s.id,
+                               .argv = req.command,
+                               .workspace = s.workspace,
+                               .config_files = req.config_files,
+                               .profile = req.policy.state_scope,
+                               .labels = label_pairs(req.policy),
+                               .session_dir = s.dir,
+                               .pid = box->pid(),
+                               .signal = [&box](int n) { return box->signal(n); },
+                               .ask_timeout = std::chrono::seconds(req.policy.ask_timeout.value)},
+                              env, *s.sink, s.network.get(), *s.proxy);
+    if (control) {
+      base::log::debug("session {}: control socket {}", short_id(s.id), (*control)->socket_path());
+    } else {
+      base::log::warn("no control socket: {}", control.error().message());
+    }
+    // After the control socket: the network's first DNS question may already need its queue.
     if (auto r = s.network ? s.network->start(box->take_tap(), *loop) : base::Status{}; !r) {
       Error e = std::move(r).error().context("starting the network");
       fmt::print(stderr, "{}", e.render());
       error = e.message();
       [[maybe_unused]] auto k = box->signal(SIGKILL);
       net_failed = true;
-    }
-    auto control = SessionControl::start(*loop,
-                                         {.id = s.id,
-                                          .argv = req.command,
-                                          .workspace = s.workspace,
-                                          .config_files = req.config_files,
-                                          .profile = req.policy.state_scope,
-                                          .labels = label_pairs(req.policy),
-                                          .session_dir = s.dir,
-                                          .pid = box->pid(),
-                                          .signal = [&box](int n) { return box->signal(n); }},
-                                         env, *s.sink, s.network.get(), *s.proxy);
-    if (control) {
-      base::log::debug("session {}: control socket {}", short_id(s.id), (*control)->socket_path());
-    } else {
-      base::log::warn("no control socket: {}", control.error().message());
     }
     Outcome out = supervise(*box, *loop, req, sig_watch, *s.sink, parent.get());
     s.sink->on_loss({});

@@ -8,7 +8,9 @@
 #include <chrono>
 #include <ctime>
 
+#include "agentbox/app/approvals.hpp"
 #include "agentbox/base/log.hpp"
+#include "agentbox/config/append.hpp"
 #include "agentbox/control/runtime_dir.hpp"
 #include "agentbox/control/server.hpp"
 
@@ -31,6 +33,7 @@ struct SessionControl::Impl {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::time_t started_wall = std::time(nullptr);
   std::unique_ptr<control::Server> server;
+  std::unique_ptr<Approvals> approvals;  // when the network asks (network.ask)
   event::WatchId kill_timer = 0;
 
   void wire();
@@ -46,17 +49,24 @@ struct SessionControl::Impl {
   Result<json> allow(const Request& r, const Peer& peer, bool deny);
   Result<json> revoke(const Request& r, const Peer& peer);
   Result<json> budget(const Request& r, const Peer& peer);
+  json questions() const;
+  Result<json> approve(const Request& r, const Peer& peer);
+  std::string widen_host(const policy::Question& q, policy::Answer a, const Approvals::Who& w);
 };
 
 namespace {
 
-std::string who(const Peer& p) {
+std::string utc_now(const char* format) {
   std::time_t now = std::time(nullptr);
   struct tm tm {};
   ::gmtime_r(&now, &tm);
   char ts[32];
-  std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return fmt::format("uid {} pid {} at {}", p.uid, p.pid, ts);
+  std::strftime(ts, sizeof ts, format, &tm);
+  return ts;
+}
+
+std::string who(const Peer& p) {
+  return fmt::format("uid {} pid {} at {}", p.uid, p.pid, utc_now("%Y-%m-%dT%H:%M:%SZ"));
 }
 
 Result<std::string> required(const Request& r, const std::string& key) {
@@ -245,7 +255,71 @@ Result<json> SessionControl::Impl::budget(const Request& r, const Peer& peer) {
   return budget_json(proxy.budget());
 }
 
+json SessionControl::Impl::questions() const {
+  json list = json::array();
+  if (approvals) {
+    for (const auto& p : approvals->pending()) {
+      list.push_back({{"id", p.id},
+                      {"kind", policy::to_string(p.question.kind)},
+                      {"subject", p.question.subject},
+                      {"detail", p.question.detail},
+                      {"asked", p.asked},
+                      {"waits_ms", p.waits_ms}});
+    }
+  }
+  return {{"asking", approvals != nullptr},
+          {"timeout_ms", approvals ? approvals->timeout().count() : 0},
+          {"pending", list}};
+}
+
+Result<json> SessionControl::Impl::approve(const Request& r, const Peer& peer) {
+  if (!approvals) {
+    return Error::msg("this session asks nothing (no network.ask, network.unlisted = \"deny\")");
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(std::string id, required(r, "id"));
+  AGENTBOX_ASSIGN_OR_RETURN(std::string word, required(r, "answer"));
+  AGENTBOX_ASSIGN_OR_RETURN(policy::Answer a, parse_answer(word));
+  Approvals::Who by{.uid = peer.uid, .pid = peer.pid};
+  AGENTBOX_ASSIGN_OR_RETURN(std::string note, approvals->answer(id, a, by));
+  return json{{"id", id}, {"answer", policy::to_string(a)}, {"note", note}};
+}
+
+// "session" and "always" for a host: the rule the question named (the name, with the ask
+// rule's port) is allowed as `agentbox allow` would; "always" also goes to the user's config.
+std::string SessionControl::Impl::widen_host(const policy::Question& q, policy::Answer a,
+                                             const Approvals::Who& w) {
+  if (q.kind != policy::ApprovalKind::host || network == nullptr) {
+    return {};
+  }
+  auto rule = policy::EgressRule::parse(q.detail);
+  if (!rule) {
+    return fmt::format("not allowed for the session: {}", rule.error().message());
+  }
+  Peer peer{.uid = w.uid, .pid = w.pid};
+  network->allow(std::move(*rule), {.source = fmt::format("agentbox approve {} by {}",
+                                                          policy::to_string(a), who(peer))});
+  if (a != policy::Answer::allow_always) {
+    return {};
+  }
+  if (info.user_config.empty()) {
+    return "not written: no config folder (neither XDG_CONFIG_HOME nor HOME is set); allowed "
+           "for this session only";
+  }
+  auto st = config::append_allow(
+      info.user_config, q.detail,
+      fmt::format("added by agentbox approve on {} for session {}", utc_now("%Y-%m-%d"), info.id));
+  if (!st) {
+    base::log::warn("approve always: {}", st.error().message());
+    return fmt::format("not written to {}: {}; allowed for this session only", info.user_config,
+                       st.error().message());
+  }
+  return fmt::format("written to {}", info.user_config);
+}
+
 void SessionControl::Impl::wire() {
+  server->on("approvals",
+             [this](const Request&, const Peer&) -> Result<json> { return questions(); });
+  server->on("approve", [this](const Request& r, const Peer& p) { return approve(r, p); });
   server->on("status", [this](const Request&, const Peer&) -> Result<json> { return status(); });
   server->on("policy", [this](const Request&, const Peer&) -> Result<json> { return policy(); });
   server->on("stop", [this](const Request& r, const Peer& p) { return stop(r, p); });
@@ -274,6 +348,22 @@ Result<std::unique_ptr<SessionControl>> SessionControl::start(
   auto impl = std::make_unique<Impl>(loop, std::move(info), sink, network, proxy);
   AGENTBOX_ASSIGN_OR_RETURN(impl->server,
                             control::Server::listen(loop, control::socket_path(dir, *short_id)));
+  if (network != nullptr && network->asks()) {
+    if (impl->info.user_config.empty()) {
+      auto get = [&](const char* k) {
+        auto it = env.find(k);
+        return it != env.end() ? it->second : std::string();
+      };
+      impl->info.user_config = config::user_config_file(get("XDG_CONFIG_HOME"), get("HOME"));
+    }
+    Impl* raw = impl.get();
+    impl->approvals = std::make_unique<Approvals>(
+        loop, sink, impl->info.ask_timeout,
+        [raw](const policy::Question& q, policy::Answer a, const Approvals::Who& w) {
+          return raw->widen_host(q, a, w);
+        });
+    network->use_approver(impl->approvals.get());
+  }
   impl->wire();
   sink.emit(audit::Event("control.listen").str("socket", impl->server->path()));
   return std::unique_ptr<SessionControl>(new SessionControl(std::move(impl)));
@@ -283,6 +373,10 @@ SessionControl::SessionControl(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 
 SessionControl::~SessionControl() {
   impl_->loop.unwatch(impl_->kill_timer);
+  if (impl_->approvals && impl_->network != nullptr) {
+    impl_->network->use_approver(nullptr);
+  }
+  impl_->approvals.reset();  // every question still waiting is denied
 }
 
 const std::string& SessionControl::socket_path() const {

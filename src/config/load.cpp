@@ -1160,6 +1160,32 @@ void apply_allow(Ctx& c, const Value& v) {
   apply_list(c, strings, "network.allow", c.p.net_allow, egress_validator("network.allow"));
 }
 
+// network.unlisted = "deny" (the default) or "ask": a name no rule admits is asked about.
+// "ask" widens (a person may then admit it), so a workspace file may not say it.
+void apply_unlisted(Ctx& c, const Value& v) {
+  auto s = get_string(c, v, "network.unlisted");
+  if (!s) {
+    return;
+  }
+  if (*s != "deny" && *s != "ask") {
+    problem(c, v, fmt::format("`network.unlisted`: `{}` is neither \"deny\" nor \"ask\"", *s));
+  } else if (c.mode == Mode::kNarrow && *s == "ask" && !c.p.unlisted_ask.value) {
+    widen_error(c, v, "network.unlisted = \"ask\"");
+  } else {
+    c.p.unlisted_ask = {*s == "ask", origin_of(v)};
+  }
+}
+
+// network.ask_timeout: seconds a question waits for `agentbox approve` before it is denied.
+void apply_ask_timeout(Ctx& c, const Value& v) {
+  auto n = get_count(c, v, "network.ask_timeout");
+  if (n && (*n == kUnlimited || *n > 3600)) {
+    problem(c, v, "`network.ask_timeout` must be a number of seconds from 1 to 3600");
+  } else if (n) {
+    c.p.ask_timeout = {*n, origin_of(v)};
+  }
+}
+
 Schema network_schema() {
   auto grant_only_list = [](std::string name, std::vector<Sourced<std::string>> Policy::*field,
                             Validator check) {
@@ -1191,6 +1217,9 @@ Schema network_schema() {
       net_limit("buffer_budget", &Policy::buffer_budget, true),
       net_limit("max_flows", &Policy::max_flows, false),
       net_limit("max_intercepted", &Policy::max_intercepted, false),
+      grant_only_list("ask", &Policy::ask, egress_validator("network.ask")),
+      {"unlisted", &apply_unlisted},
+      {"ask_timeout", &apply_ask_timeout},
       {"rule",
        [](Ctx& c, const Value& v) {
          if (c.mode == Mode::kNarrow) {
@@ -1696,6 +1725,16 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
     } else {
       p.raw_tcp.push_back({a, {"--raw-tcp"}});
     }
+  }
+  for (const auto& a : f.ask) {
+    if (auto r = policy::EgressRule::parse(a); !r) {
+      flag_problem(problems, "--ask", r.error().message(), r.error().hint());
+    } else {
+      p.ask.push_back({a, {"--ask"}});
+    }
+  }
+  if (f.ask_unlisted) {
+    p.unlisted_ask = {true, {"--ask-unlisted"}};
   }
   for (const auto& a : f.connect_to) {
     if (auto why = connect_to_problem(a)) {

@@ -8,10 +8,14 @@
 // CredentialSet) between two of its events, without locks; net and proxy never include
 // control. Every change and every refused client is an audit event naming the peer's uid and
 // pid. Destroyed (socket removed) before the network and the loop are torn down.
+// Approvals: when the network asks about names (network.ask), the session's Approvals (the
+// queue `agentbox approve` answers, verbs `approvals` and `approve`) is created here and handed
+// to the network; destroying this denies every question still waiting.
 #pragma once
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -39,6 +43,10 @@ struct ControlInfo {
   std::string session_dir;                                  // holds audit.jsonl
   pid_t pid = 0;                                            // the box's init, as seen outside
   std::function<base::Status(int)> signal;  // to the box (init forwards it to the program)
+  // Approvals (network.ask): how long a question waits.
+  std::chrono::milliseconds ask_timeout{60000};
+  // The file "always" appends to; empty: the user's config file, from `env` (config/append.hpp).
+  std::string user_config;
 };
 
 class SessionControl {
