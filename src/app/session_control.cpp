@@ -56,17 +56,22 @@ struct SessionControl::Impl {
 
 namespace {
 
-std::string utc_now(const char* format) {
+// Now in UTC: the date alone, or date and time (ISO 8601).
+std::string utc_now(bool date_only) {
   std::time_t now = std::time(nullptr);
   struct tm tm {};
   ::gmtime_r(&now, &tm);
   char ts[32];
-  std::strftime(ts, sizeof ts, format, &tm);
+  if (date_only) {
+    std::strftime(ts, sizeof ts, "%Y-%m-%d", &tm);
+  } else {
+    std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  }
   return ts;
 }
 
 std::string who(const Peer& p) {
-  return fmt::format("uid {} pid {} at {}", p.uid, p.pid, utc_now("%Y-%m-%dT%H:%M:%SZ"));
+  return fmt::format("uid {} pid {} at {}", p.uid, p.pid, utc_now(false));
 }
 
 Result<std::string> required(const Request& r, const std::string& key) {
@@ -307,7 +312,7 @@ std::string SessionControl::Impl::widen_host(const policy::Question& q, policy::
   }
   auto st = config::append_allow(
       info.user_config, q.detail,
-      fmt::format("added by agentbox approve on {} for session {}", utc_now("%Y-%m-%d"), info.id));
+      fmt::format("added by agentbox approve on {} for session {}", utc_now(true), info.id));
   if (!st) {
     base::log::warn("approve always: {}", st.error().message());
     return fmt::format("not written to {}: {}; allowed for this session only", info.user_config,
