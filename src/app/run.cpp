@@ -504,6 +504,11 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   return s;
 }
 
+bool exec_asks(const config::Policy& p) {
+  return std::any_of(p.exec_rules.begin(), p.exec_rules.end(),
+                     [](const policy::ExecRule& r) { return r.action == policy::ExecAction::ask; });
+}
+
 std::vector<std::pair<std::string, std::string>> label_pairs(const config::Policy& p) {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& [k, v] : p.labels) {
@@ -808,10 +813,13 @@ int run(const RunRequest& req) {
                                .session_dir = s.dir,
                                .pid = box->pid(),
                                .signal = [&box](int n) { return box->signal(n); },
-                               .ask_timeout = std::chrono::seconds(req.policy.ask_timeout.value)},
+                               .ask_timeout = std::chrono::seconds(req.policy.ask_timeout.value),
+                               .exec_asks = exec_asks(req.policy)},
                               env, *s.sink, s.network.get(), *s.proxy);
     if (control) {
       base::log::debug("session {}: control socket {}", short_id(s.id), (*control)->socket_path());
+      // Before the loop first runs: no exec notification is read before this.
+      s.confinement->use_approver((*control)->approver());
     } else {
       base::log::warn("no control socket: {}", control.error().message());
     }
@@ -824,6 +832,7 @@ int run(const RunRequest& req) {
       net_failed = true;
     }
     Outcome out = supervise(*box, *loop, req, sig_watch, *s.sink, parent.get());
+    s.confinement->use_approver(nullptr);  // the queue goes with `control`
     s.sink->on_loss({});
     code = out.code;
     reason = out.reason;

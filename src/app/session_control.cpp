@@ -279,7 +279,9 @@ json SessionControl::Impl::questions() const {
 
 Result<json> SessionControl::Impl::approve(const Request& r, const Peer& peer) {
   if (!approvals) {
-    return Error::msg("this session asks nothing (no network.ask, network.unlisted = \"deny\")");
+    return Error::msg(
+        "this session asks nothing (no network.ask, network.unlisted = \"deny\", no exec rule "
+        "with ask)");
   }
   AGENTBOX_ASSIGN_OR_RETURN(std::string id, required(r, "id"));
   AGENTBOX_ASSIGN_OR_RETURN(std::string word, required(r, "answer"));
@@ -293,6 +295,14 @@ Result<json> SessionControl::Impl::approve(const Request& r, const Peer& peer) {
 // rule's port) is allowed as `agentbox allow` would; "always" also goes to the user's config.
 std::string SessionControl::Impl::widen_host(const policy::Question& q, policy::Answer a,
                                              const Approvals::Who& w) {
+  if (q.kind == policy::ApprovalKind::exec) {
+    // The exec guard keeps the exact call allowed for the session. Not written: exec rules
+    // are first-match, so an allow appended under the user's own `ask` rule would never win.
+    return a == policy::Answer::allow_always
+               ? "exec rules are not written to the config (an appended allow rule would come "
+                 "after your ask rule); allowed for this session only"
+               : "";
+  }
   if (q.kind != policy::ApprovalKind::host || network == nullptr) {
     return {};
   }
@@ -353,7 +363,8 @@ Result<std::unique_ptr<SessionControl>> SessionControl::start(
   auto impl = std::make_unique<Impl>(loop, std::move(info), sink, network, proxy);
   AGENTBOX_ASSIGN_OR_RETURN(impl->server,
                             control::Server::listen(loop, control::socket_path(dir, *short_id)));
-  if (network != nullptr && network->asks()) {
+  const bool net_asks = network != nullptr && network->asks();
+  if (net_asks || impl->info.exec_asks) {
     if (impl->info.user_config.empty()) {
       auto get = [&](const char* k) {
         auto it = env.find(k);
@@ -367,7 +378,9 @@ Result<std::unique_ptr<SessionControl>> SessionControl::start(
         [raw](const policy::Question& q, policy::Answer a, const Approvals::Who& w) {
           return raw->widen_host(q, a, w);
         });
-    network->use_approver(impl->approvals.get());
+    if (net_asks) {
+      network->use_approver(impl->approvals.get());
+    }
   }
   impl->wire();
   sink.emit(audit::Event("control.listen").str("socket", impl->server->path()));
@@ -382,6 +395,10 @@ SessionControl::~SessionControl() {
     impl_->network->use_approver(nullptr);
   }
   impl_->approvals.reset();  // every question still waiting is denied
+}
+
+policy::Approver* SessionControl::approver() const {
+  return impl_->approvals.get();
 }
 
 const std::string& SessionControl::socket_path() const {

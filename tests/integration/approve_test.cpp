@@ -32,9 +32,13 @@ class ApproveTest : public ControlTest {
   std::string config() const { return cfg_ + "/agentbox/config.toml"; }
   // The id of the waiting question about `name` ("" when none came within the bound).
   std::string question(const std::string& id, const std::string& name) {
+    return question_with(id, fmt::format("\"subject\": \"{}\"", name));
+  }
+  // The id of the first waiting question whose JSON holds `needle` (keys sorted: "id" first).
+  std::string question_with(const std::string& id, const std::string& needle) {
     for (int i = 0; i < 600; ++i) {
       Output o = agentbox({"approve", id, "--json"});
-      auto at = o.out.find(fmt::format("\"subject\": \"{}\"", name));
+      auto at = o.out.find(needle);
       if (at != std::string::npos) {
         auto q = o.out.rfind("\"id\": \"q", at);
         if (q != std::string::npos) {
@@ -151,6 +155,76 @@ TEST_P(ApproveTest, OnceTimeoutSessionAlways) {
             line.find("\"subject\":\"sess.ex.test\"") != std::string::npos;
   }
   EXPECT_EQ(asks, 1u) << log;
+}
+
+// An exec rule with `ask`: `git push --force` to a bare repository in the workspace is held
+// (the caller blocked in execve, the rest of the box running) until `agentbox approve` answers
+// from outside; once lets it through, and a question left alone is denied when its wait ends.
+// The oracle is the bare repository's ref, read on the host.
+TEST_P(ApproveTest, ExecRuleHoldsForcePushUntilApprovedAndDeniesOnTimeout) {
+  if (sh("git --version >/dev/null 2>&1") != 0) {
+    skip("git is not installed");
+    return;
+  }
+  write_file(config(),
+             "[network]\nask_timeout = 8\n[[exec.rule]]\nprogram = \"git\"\n"
+             "args = [\"push\", \"--force*|-f\"]\naction = \"ask\"\n",
+             0600);
+  chown_tree(cfg_, w_.as.uid, w_.as.gid);
+  const std::string ws = w_.ws;
+  std::string script = fmt::format(
+      "set -u; G='git -c user.name=b -c user.email=b@example.com';"
+      "git init -q --bare remote.git && git -C remote.git symbolic-ref HEAD refs/heads/main &&"
+      " git init -q -b main repo && cd repo && $G commit -q --allow-empty -m one &&"
+      " git push -q ../remote.git main || exit 10;"
+      "git rev-parse HEAD > {0}/pushed;"
+      "$G commit -q --amend --allow-empty -m rewritten && git rev-parse HEAD > {0}/amended;"
+      // the agent keeps running while its push waits: this mark appears meanwhile
+      "(sleep 1; echo yes > {0}/alive) &"
+      "git push -q --force ../remote.git main 2>/dev/null; echo first=$?;"
+      "$G commit -q --amend --allow-empty -m again && git push -qf ../remote.git main 2>/dev/null;"
+      " echo second=$?",
+      ws);
+  std::string id = start({"--network", "none"}, {"/bin/sh", "-c", script});
+  ASSERT_FALSE(id.empty()) << box_err();
+  auto ref = [&](const std::string& name) {
+    std::string s = slurp(fmt::format("{}/{}", ws, name));
+    while (!s.empty() && s.back() == '\n') {
+      s.pop_back();
+    }
+    return s;
+  };
+
+  std::string q = question_with(id, "\"kind\": \"exec\"");
+  ASSERT_FALSE(q.empty()) << box_out() << box_err();
+  for (int i = 0; i < 100 && ref("alive").empty(); ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(ref("alive"), "yes") << "the box stopped while its push waited";
+  std::string pushed = ref("pushed");
+  ASSERT_EQ(pushed.size(), 40u) << box_out() << box_err();
+  EXPECT_EQ(ref("remote.git/refs/heads/main"), pushed);  // held: nothing pushed yet
+  EXPECT_EQ(box_out().find("first="), std::string::npos) << box_out();
+  Output a = agentbox({"approve", id, q, "once"});
+  ASSERT_EQ(a.status, 0) << a.err;
+  ASSERT_TRUE(box_said("first=0")) << box_out() << box_err();
+  std::string amended = ref("amended");
+  EXPECT_EQ(amended.size(), 40u);
+  EXPECT_EQ(ref("remote.git/refs/heads/main"), amended);
+
+  // The second force push (other arguments: asked anew) is left alone: denied after 8 s.
+  std::string second = question_with(id, "\"kind\": \"exec\"");
+  ASSERT_FALSE(second.empty()) << box_out() << box_err();
+  EXPECT_NE(second, q);
+  ASSERT_TRUE(box_said("second=")) << box_out() << box_err();
+  EXPECT_EQ(box_out().find("second=0"), std::string::npos) << box_out();
+  ASSERT_EQ(finish(), 0) << box_err();
+  EXPECT_EQ(ref("remote.git/refs/heads/main"), amended);
+
+  std::string log = all_audit_logs(w_);
+  EXPECT_NE(log.find(R"("type":"approval.timeout")"), std::string::npos) << log;
+  EXPECT_NE(log.find(R"("kind":"exec")"), std::string::npos) << log;
+  EXPECT_NE(log.find(R"("answer":"once")"), std::string::npos) << log;
 }
 
 INSTANTIATE_TEST_SUITE_P(Users, ApproveTest, ::testing::Values("root", "user"),

@@ -65,6 +65,9 @@ class ExecGuard final : public ExecHandler {
 
   void on_exec(int listener, const seccomp_notif& req) noexcept override;
   [[nodiscard]] ExecStats stats() const;
+  // The approver for `ask` from the next exec on (the session's queue starts after the box;
+  // nullptr again as it ends). Questions already asked keep their callbacks.
+  void use_approver(policy::Approver* approver) noexcept;
 
  private:
   struct State;
