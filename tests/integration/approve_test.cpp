@@ -227,6 +227,33 @@ TEST_P(ApproveTest, ExecRuleHoldsForcePushUntilApprovedAndDeniesOnTimeout) {
   EXPECT_NE(log.find(R"("answer":"once")"), std::string::npos) << log;
 }
 
+// The "empty replies" a smoke test of approvals saw after `once`: its server was not listening
+// yet, and the proxy closed a plain-HTTP flow whose upstream refused the connection without a
+// word (curl: "Empty reply from server", status 000; no audit line). An approved name whose
+// server refuses must get a 502 naming the cause.
+TEST_P(ApproveTest, AnUpstreamThatRefusesGetsA502NotAnEmptyReply) {
+  uint16_t closed = 0;
+  {
+    Http probe(false);  // a port that was just free: nothing listens on it once this is gone
+    closed = probe.port();
+  }
+  std::string id =
+      start({"--ask", fmt::format("shut.ex.test:{}", closed), "--connect-to",
+             fmt::format("shut.ex.test:{0}:127.0.0.1:{0}", closed)},
+            {"/bin/sh", "-c",
+             fmt::format("RES_OPTIONS='timeout:30 attempts:1' curl -s --max-time 40 -o /dev/null "
+                         "-w 'code=%{{http_code}}\\n' http://shut.ex.test:{}/; echo rc=$?",
+                         closed)});
+  ASSERT_FALSE(id.empty()) << box_err();
+  std::string q = question(id, "shut.ex.test");
+  ASSERT_FALSE(q.empty()) << box_err();
+  ASSERT_EQ(agentbox({"approve", id, q, "once"}).status, 0);
+  ASSERT_EQ(finish(), 0) << box_err();
+  EXPECT_NE(box_out().find("code=502\nrc=0"), std::string::npos) << box_out();
+  std::string log = all_audit_logs(w_);
+  EXPECT_NE(log.find("Connection refused"), std::string::npos) << log;
+}
+
 INSTANTIATE_TEST_SUITE_P(Users, ApproveTest, ::testing::Values("root", "user"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
