@@ -141,6 +141,21 @@ int interactive(const std::string& session) {
   }
 }
 
+// A verb's answer: as JSON with --json, else as `human` prints it; 125 with the error.
+template <typename Human>
+int print_reply(Result<json> r, bool as_json, const Human& human) {
+  if (!r) {
+    fmt::print(stderr, "{}", std::move(r).error().context("approve").render());
+    return 125;
+  }
+  if (as_json) {
+    fmt::print("{}\n", control::dump(*r, 2));
+  } else {
+    human(*r);
+  }
+  return 0;
+}
+
 int run_approve(const Args& a) {
   auto session = a.session.empty() ? only_session() : Result<std::string>(a.session);
   if (!session) {
@@ -148,32 +163,15 @@ int run_approve(const Args& a) {
     return 125;
   }
   if (!a.qid.empty()) {
-    auto r = send_answer(*session, a.qid, a.answer);
-    if (!r) {
-      fmt::print(stderr, "{}", std::move(r).error().context("approve").render());
-      return 125;
-    }
-    if (a.json) {
-      fmt::print("{}\n", control::dump(*r, 2));
-    } else {
-      print_answered(*session, *r);
-    }
-    return 0;
+    return print_reply(send_answer(*session, a.qid, a.answer), a.json,
+                       [&](const json& r) { print_answered(*session, r); });
   }
   if (a.json || ::isatty(STDIN_FILENO) == 0) {
-    auto r = ask(*session, {.verb = "approvals", .args = {}});
-    if (!r) {
-      fmt::print(stderr, "{}", std::move(r).error().context("approve").render());
-      return 125;
-    }
-    if (a.json) {
-      fmt::print("{}\n", control::dump(*r, 2));
-    } else {
-      for (const auto& q : r->value("pending", json::array())) {
+    return print_reply(ask(*session, {.verb = "approvals", .args = {}}), a.json, [](const json& r) {
+      for (const auto& q : r.value("pending", json::array())) {
         fmt::print("{}\n", line_of(q));
       }
-    }
-    return 0;
+    });
   }
   return interactive(*session);
 }
