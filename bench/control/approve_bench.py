@@ -6,8 +6,8 @@
 One session with `--ask '*.ex.test:PORT'`: a program in the box resolves h1.ex.test, h2..., one
 after the other, and connects to each (a loopback listener of ours, through --connect-to). Each
 round waits until the question is listed, then answers it `once` and measures from the moment
-the answer is sent to the moment our listener accepts the connection: over the socket (the
-`approve` verb), and for a few rounds with the `agentbox approve ID QID once` command (exec
+the answer is sent to the moment our listener accepts the connection (and the verb's own round
+trip): over the socket (the `approve` verb), and for a few rounds with the `agentbox approve ID QID once` command (exec
 included). Then, the DNS path with no question asked: sessions that resolve an allowed name
 2,000 times (each a query to the stack), without `--ask` and with `--ask` on other names,
 interleaved, three of each. Traffic stays on loopback. No timing assertion: it prints medians
@@ -122,18 +122,20 @@ def main():
             time.sleep(0.0002)
         return None
 
-    verb, command = [], []
+    verb, command, rtt = [], [], []
     for i in range(total):
         qid = next_question()
         t0 = time.monotonic()
         if i < rounds:
             call(path, "approve", id=qid, answer="once")
+            rtt.append(time.monotonic() - t0)
         else:
             subprocess.run([agentbox, "approve", sid, qid, "once"], env=env, check=True,
                            capture_output=True)
         d = accepted_after(t0)
         if d is not None:
             (verb if i < rounds else command).append(d)
+    stats("approve verb round trip", rtt)
     stats("approve verb -> connection accepted", verb)
     stats("`agentbox approve` -> accepted", command)
     box.wait(timeout=30)
