@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace agentbox::net {
 
@@ -309,7 +310,7 @@ std::vector<std::byte> DnsResponder::hold(const DnsQuery& q, const std::string& 
   audit_.emit(ev.str("result", "held").str("ask", rule));
   if (first) {
     std::weak_ptr<bool> alive = alive_;
-    approver_->ask({.kind = policy::ApprovalKind::host, .subject = name, .detail = rule},
+    approver_->ask({.kind = policy::ApprovalKind::host, .subject = name, .detail = std::move(rule)},
                    [this, alive, name](policy::Answer a) {
                      if (alive.lock()) {
                        release(name, a);
