@@ -303,6 +303,7 @@ void register_control(CLI::App& app, int& exit_code) {
   sub->add_flag("--json", *ps_json, "Print the sessions as JSON");
   sub->callback([&exit_code, ps_json] { exit_code = ps(*ps_json); });
   register_log(app, exit_code);
+  register_profile(app, exit_code);
   const Simple verbs[] = {
       {"stop", "Stop a session: TERM, then KILL after a grace period", nullptr, nullptr, nullptr},
       {"kill", "Kill the box of a session at once", nullptr, nullptr, nullptr},
