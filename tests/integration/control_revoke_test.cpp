@@ -10,6 +10,14 @@
 namespace agentbox::it {
 namespace {
 
+// `agentbox run` of `sh -c script` with the upstream reached as api.example.test.
+Args box_args(const std::string& up, uint16_t port, const std::string& script) {
+  return {"run",          "-q",           "--upstream-ca",
+          up + "/ca.pem", "--connect-to", fmt::format("api.example.test:443:127.0.0.1:{}", port),
+          "--",           "sh",           "-c",
+          script};
+}
+
 const std::string kReal = "ghp_RealRevokeTokenAAA0123456789abcdefWXYZ";
 
 class ControlRevokeTest : public UpstreamFixture {
@@ -39,16 +47,7 @@ TEST_P(ControlRevokeTest, RevokeBlocksTheNextInjectedRequest) {
       "-H \"Authorization: Bearer $GH_TOKEN\"); echo \"code=$code\"; "
       "if [ \"$code\" = 403 ]; then cat /tmp/body; echo; echo \"token=$GH_TOKEN\"; exit 0; fi; "
       "sleep 0.05; done; exit 3";
-  Args a = {"run",
-            "-q",
-            "--upstream-ca",
-            up_ + "/ca.pem",
-            "--connect-to",
-            fmt::format("api.example.test:443:127.0.0.1:{}", port_),
-            "--",
-            "sh",
-            "-c",
-            script};
+  Args a = box_args(up_, port_, script);
   RunOptions o;
   o.env = env();
   o.env["XDG_CONFIG_HOME"] = cfg_;
@@ -167,16 +166,7 @@ TEST_P(ControlRotateTest, RotateMakesTheNextRequestCarryTheNewValue) {
       "curl -sS -o /dev/null https://api.example.test/echo/r "
       "-H \"Authorization: Bearer $GH_TOKEN\"; "
       "if [ -e stop-now ]; then exit 0; fi; sleep 0.02; done; exit 3";
-  Args a = {"run",
-            "-q",
-            "--upstream-ca",
-            up_ + "/ca.pem",
-            "--connect-to",
-            fmt::format("api.example.test:443:127.0.0.1:{}", port_),
-            "--",
-            "sh",
-            "-c",
-            script};
+  Args a = box_args(up_, port_, script);
   RunOptions o;
   o.env["XDG_CONFIG_HOME"] = cfg_;
   o.env["XDG_RUNTIME_DIR"] = runtime;
