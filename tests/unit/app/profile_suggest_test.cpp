@@ -61,8 +61,9 @@ TEST(ProfileSuggest, GrantsWhatWasRefusedAndLoadsAsAProfile) {
   s.feed(line(
       "net.deny",
       R"("proto":"tcp","name":"evil.example","dst":"198.51.100.1","port":443,"reason":"denied at run time by `evil.example`")"));
-  s.feed(line("http.request",
-              R"("host":"api.example.com","method":"DELETE","path":"/v1/x","decision":"denied","rule":"api.example.com at config.toml:3:1","reason":"DELETE https://api.example.com/v1/x denied by rule r")"));
+  s.feed(line(
+      "http.request",
+      R"("host":"api.example.com","method":"DELETE","path":"/v1/x","decision":"denied","rule":"api.example.com at config.toml:3:1","reason":"DELETE https://api.example.com/v1/x denied by rule r")"));
   s.feed(line("seccomp.deny", R"("syscall":"ptrace","exe":"/usr/bin/strace")"));
   s.feed(line("seccomp.deny", R"("syscall":"kexec_load","exe":"/x")"));
   s.feed("not json at all");
