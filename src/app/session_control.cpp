@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <ctime>
@@ -48,6 +49,7 @@ struct SessionControl::Impl {
   Result<json> stop(const Request& r, const Peer& peer);
   Result<json> allow(const Request& r, const Peer& peer, bool deny);
   Result<json> revoke(const Request& r, const Peer& peer);
+  Result<json> rotate(const Request& r, const Peer& peer);
   Result<json> budget(const Request& r, const Peer& peer);
   json questions() const;
   Result<json> approve(const Request& r, const Peer& peer);
@@ -80,6 +82,27 @@ Result<std::string> required(const Request& r, const std::string& key) {
     return Error::msg(fmt::format("`{}` needs the argument `{}`", r.verb, key));
   }
   return v;
+}
+
+json credentials_json(const SessionProxy& proxy) {
+  json creds = json::array();
+  for (const auto& c : proxy.credentials()) {
+    json one = {{"name", c.name}, {"revoked", c.revoked}, {"refreshing", c.refreshing}};
+    if (!c.failure.empty()) {
+      one["failure"] = c.failure;
+    }
+    creds.push_back(std::move(one));
+  }
+  return creds;
+}
+
+Error no_credential(const SessionProxy& proxy, const std::string& name) {
+  std::string names;
+  for (const auto& c : proxy.credentials()) {
+    names += fmt::format("{}{}", names.empty() ? "" : ", ", c.name);
+  }
+  return Error::msg(fmt::format("the session has no credential `{}` (it has: {})", name,
+                                names.empty() ? "none" : names));
 }
 
 }  // namespace
@@ -129,10 +152,7 @@ json SessionControl::Impl::status() const {
       denials += n;  // proxy and seccomp denials (net's are counted by the network)
     }
   }
-  json creds = json::array();
-  for (const auto& [name, revoked] : proxy.credentials()) {
-    creds.push_back({{"name", name}, {"revoked", revoked}});
-  }
+  json creds = credentials_json(proxy);
   auto up =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
   json labels = json::object();
@@ -165,10 +185,7 @@ json SessionControl::Impl::policy() const {
   for (const auto& r : lines) {
     rules.push_back({{"verdict", r.verdict}, {"rule", r.rule}, {"origin", r.origin}});
   }
-  json creds = json::array();
-  for (const auto& [name, revoked] : proxy.credentials()) {
-    creds.push_back({{"name", name}, {"revoked", revoked}});
-  }
+  json creds = credentials_json(proxy);
   return {{"rules", rules}, {"credentials", creds}};
 }
 
@@ -228,15 +245,24 @@ Result<json> SessionControl::Impl::allow(const Request& r, const Peer& peer, boo
 Result<json> SessionControl::Impl::revoke(const Request& r, const Peer& peer) {
   AGENTBOX_ASSIGN_OR_RETURN(std::string name, required(r, "credential"));
   if (!proxy.revoke(name)) {
-    std::string names;
-    for (const auto& [n, revoked] : proxy.credentials()) {
-      names += fmt::format("{}{}", names.empty() ? "" : ", ", n);
-    }
-    return Error::msg(fmt::format("the session has no credential `{}` (it has: {})", name,
-                                  names.empty() ? "none" : names));
+    return no_credential(proxy, name);
   }
   emit("control.revoke", peer, [&](audit::Event& ev) { ev.str("credential", name); });
   return json{{"credential", name}, {"revoked", true}};
+}
+
+// `agentbox rotate SESSION CREDENTIAL`: the re-read starts now; the client polls `policy` for
+// its outcome (a cmd: source may take its whole timeout, and the loop never waits for it).
+Result<json> SessionControl::Impl::rotate(const Request& r, const Peer& peer) {
+  AGENTBOX_ASSIGN_OR_RETURN(std::string name, required(r, "credential"));
+  const auto creds = proxy.credentials();
+  if (std::none_of(creds.begin(), creds.end(), [&](const auto& c) { return c.name == name; })) {
+    return no_credential(proxy, name);
+  }
+  AGENTBOX_TRY(proxy.rotate(name));
+  emit("control.rotate", peer, [&](audit::Event& ev) { ev.str("credential", name); });
+  base::log::debug("control: rotate {} ({})", name, who(peer));
+  return json{{"credential", name}, {"rotating", true}};
 }
 
 // `agentbox budget SESSION KEY=VALUE`: a session budget changed live (none removes it).
@@ -346,6 +372,7 @@ void SessionControl::Impl::wire() {
   server->on("allow", [this](const Request& r, const Peer& p) { return allow(r, p, false); });
   server->on("deny", [this](const Request& r, const Peer& p) { return allow(r, p, true); });
   server->on("revoke", [this](const Request& r, const Peer& p) { return revoke(r, p); });
+  server->on("rotate", [this](const Request& r, const Peer& p) { return rotate(r, p); });
   server->on("budget", [this](const Request& r, const Peer& p) { return budget(r, p); });
   server->on_refused([this](const Peer& p, const std::string& why) {
     emit("control.refused", p, [&](audit::Event& ev) { ev.str("why", why); });
