@@ -38,6 +38,8 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
       ->allow_extra_args(false);
   sub->add_flag("--ask-unlisted", f.ask_unlisted,
                 "Ask (`agentbox approve`) for every name no rule allows, rather than deny it");
+  sub->add_flag("--learn", f.learn,
+                "Admit every name no rule allows and record it, for `agentbox profile suggest`");
   sub->add_option("--connect-to", f.connect_to,
                   "Send connections for HOST:PORT to ADDR:PORT (as curl's --connect-to)")
       ->allow_extra_args(false);

@@ -2,6 +2,7 @@
 #include "agentbox/app/approvals.hpp"
 
 #include <fmt/core.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <memory>
@@ -46,28 +47,47 @@ audit::Event Approvals::event(const char* type, const std::string& id,
   return ev;
 }
 
+void Approvals::defer(policy::AnswerCallback cb, Answer a) {
+  auto shared = std::make_shared<event::WatchId>(0);
+  auto t = loop_.add_timer(std::chrono::milliseconds(0), std::chrono::milliseconds(0),
+                           [this, shared, a](uint64_t) {
+                             auto it = deferred_.find(*shared);
+                             if (it != deferred_.end()) {
+                               auto run = std::move(it->second);
+                               deferred_.erase(it);
+                               run(a);
+                             }
+                           });
+  if (t) {
+    *shared = *t;
+    deferred_.emplace(*t, std::move(cb));
+  } else {
+    base::log::warn("approvals: no timer for an answer: {}", t.error().message());
+  }
+}
+
 void Approvals::ask(policy::Question q, policy::AnswerCallback answer) {
+  if (learning_) {
+    const Answer a =
+        q.kind == policy::ApprovalKind::host ? Answer::allow_session : Answer::allow_once;
+    audit_.emit(event("learn.allow", "", q).str("answer", policy::to_string(a)));
+    // The widening runs with the answer, outside the asker's own call (the DNS responder is
+    // in the middle of its decision while it asks).
+    defer(
+        [this, q = std::move(q), answer = std::move(answer)](Answer got) {
+          if (policy::allows(got) && got != Answer::allow_once && widen_) {
+            widen_(q, got, Who{.uid = ::getuid(), .pid = 0});
+          }
+          answer(got);
+        },
+        a);
+    return;
+  }
   if (pending_.size() >= kMaxPending) {
     audit_.emit(event("approval.overflow", "", q)
                     .num("pending", static_cast<int64_t>(pending_.size()))
                     .str("answer", "deny"));
-    // Denied on the next turn of the loop: never from inside ask().
-    auto shared = std::make_shared<event::WatchId>(0);
-    auto t = loop_.add_timer(std::chrono::milliseconds(0), std::chrono::milliseconds(0),
-                             [this, shared](uint64_t) {
-                               auto it = deferred_.find(*shared);
-                               if (it != deferred_.end()) {
-                                 auto cb = std::move(it->second);
-                                 deferred_.erase(it);
-                                 cb(Answer::deny);
-                               }
-                             });
-    if (t) {
-      *shared = *t;
-      deferred_.emplace(*t, std::move(answer));
-    } else {
-      base::log::warn("approvals: no timer for a denial: {}", t.error().message());
-    }
+    defer(std::move(answer), Answer::deny);
     return;
   }
   std::string id = fmt::format("q{}", next_);

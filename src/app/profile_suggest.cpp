@@ -92,6 +92,10 @@ void ProfileSuggestion::feed(std::string_view line) {
   } else if (type == "dns.query" && text(j, "result") == "denied" && text(j, "qtype") != "AAAA" &&
              text(j, "reason") == "no rule allows this name" && plain_name(text(j, "name"))) {
     need(hosts_, text(j, "name"), ts, "its DNS answer was refused");
+  } else if (type == "learn.allow" && text(j, "kind") == "host" && !text(j, "detail").empty()) {
+    need(hosts_, text(j, "detail"), ts, "admitted by --learn");
+  } else if (type == "learn.allow" && text(j, "kind") == "exec") {
+    need(notes_, "exec " + text(j, "subject"), ts, "an ask rule's exec, admitted by --learn");
   } else if (type == "net.deny") {
     const std::string name = text(j, "name");
     const std::string dst = text(j, "dst");

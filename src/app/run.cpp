@@ -814,7 +814,8 @@ int run(const RunRequest& req) {
                                .pid = box->pid(),
                                .signal = [&box](int n) { return box->signal(n); },
                                .ask_timeout = std::chrono::seconds(req.policy.ask_timeout.value),
-                               .exec_asks = exec_asks(req.policy)},
+                               .exec_asks = exec_asks(req.policy),
+                               .learn = req.policy.learn.value},
                               env, *s.sink, s.network.get(), *s.proxy);
     if (control) {
       base::log::debug("session {}: control socket {}", short_id(s.id), (*control)->socket_path());

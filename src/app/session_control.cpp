@@ -337,8 +337,10 @@ std::string SessionControl::Impl::widen_host(const policy::Question& q, policy::
     return fmt::format("not allowed for the session: {}", rule.error().message());
   }
   Peer peer{.uid = w.uid, .pid = w.pid};
-  network->allow(std::move(*rule), {.source = fmt::format("agentbox approve {} by {}",
-                                                          policy::to_string(a), who(peer))});
+  network->allow(std::move(*rule),
+                 {.source = w.pid == 0 ? fmt::format("agentbox run --learn at {}", utc_now(false))
+                                       : fmt::format("agentbox approve {} by {}",
+                                                     policy::to_string(a), who(peer))});
   if (a != policy::Answer::allow_always) {
     return {};
   }
@@ -405,6 +407,7 @@ Result<std::unique_ptr<SessionControl>> SessionControl::start(
         [raw](const policy::Question& q, policy::Answer a, const Approvals::Who& w) {
           return raw->widen_host(q, a, w);
         });
+    impl->approvals->set_learning(impl->info.learn);
     if (net_asks) {
       network->use_approver(impl->approvals.get());
     }

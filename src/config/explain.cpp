@@ -132,7 +132,11 @@ std::string explain(const Loaded& loaded) {
   pr.list("allow", p.net_allow);
   pr.list("raw_tcp", p.raw_tcp);
   pr.list("ask", p.ask);
-  pr.line("unlisted", p.unlisted_ask.value ? "ask" : "deny", p.unlisted_ask.origin);
+  pr.line("unlisted",
+          p.learn.value          ? "learn"
+          : p.unlisted_ask.value ? "ask"
+                                 : "deny",
+          p.unlisted_ask.origin);
   pr.line("ask_timeout", fmt::format("{}s", p.ask_timeout.value), p.ask_timeout.origin);
   pr.list("connect_to", p.connect_to);
   pr.list("upstream_ca", p.upstream_ca);

@@ -1160,19 +1160,22 @@ void apply_allow(Ctx& c, const Value& v) {
   apply_list(c, strings, "network.allow", c.p.net_allow, egress_validator("network.allow"));
 }
 
-// network.unlisted = "deny" (the default) or "ask": a name no rule admits is asked about.
-// "ask" widens (a person may then admit it), so a workspace file may not say it.
+// network.unlisted = "deny" (the default), "ask" (a name no rule admits is asked about) or
+// "learn" (admitted at once and recorded). Both widen, so a workspace file may say neither.
 void apply_unlisted(Ctx& c, const Value& v) {
   auto s = get_string(c, v, "network.unlisted");
   if (!s) {
     return;
   }
-  if (*s != "deny" && *s != "ask") {
-    problem(c, v, fmt::format("`network.unlisted`: `{}` is neither \"deny\" nor \"ask\"", *s));
-  } else if (c.mode == Mode::kNarrow && *s == "ask" && !c.p.unlisted_ask.value) {
-    widen_error(c, v, "network.unlisted = \"ask\"");
+  if (*s != "deny" && *s != "ask" && *s != "learn") {
+    problem(c, v,
+            fmt::format("`network.unlisted`: `{}` is not \"deny\", \"ask\" or \"learn\"", *s));
+  } else if (c.mode == Mode::kNarrow && *s != "deny" &&
+             (!c.p.unlisted_ask.value || (*s == "learn" && !c.p.learn.value))) {
+    widen_error(c, v, fmt::format("network.unlisted = \"{}\"", *s));
   } else {
-    c.p.unlisted_ask = {*s == "ask", origin_of(v)};
+    c.p.unlisted_ask = {*s != "deny", origin_of(v)};
+    c.p.learn = {*s == "learn", origin_of(v)};
   }
 }
 
@@ -1733,8 +1736,12 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
       p.ask.push_back({a, {"--ask"}});
     }
   }
-  if (f.ask_unlisted) {
+  if (f.ask_unlisted && !p.learn.value) {
     p.unlisted_ask = {true, {"--ask-unlisted"}};
+  }
+  if (f.learn) {
+    p.unlisted_ask = {true, {"--learn"}};
+    p.learn = {true, {"--learn"}};
   }
   for (const auto& a : f.connect_to) {
     if (auto why = connect_to_problem(a)) {

@@ -49,6 +49,10 @@ class Approvals final : public policy::Approver {
   Approvals& operator=(const Approvals&) = delete;
 
   void ask(policy::Question q, policy::AnswerCallback answer) override;
+  // Learning (`--learn`): nobody is asked. Each question is answered on the next turn of the
+  // loop (a host: for the session, through the widen hook with Who::pid 0; an exec: once) and
+  // recorded as `learn.allow`, which `agentbox profile suggest` reads.
+  void set_learning(bool on) { learning_ = on; }
 
   struct Pending {
     std::string id;
@@ -72,6 +76,8 @@ class Approvals final : public policy::Approver {
     uint64_t seq = 0;
   };
   void expire(const std::string& id);
+  // Runs `cb(a)` on the next turn of the loop (never from inside ask()).
+  void defer(policy::AnswerCallback cb, policy::Answer a);
   audit::Event event(const char* type, const std::string& id, const policy::Question& q) const;
 
   event::Loop& loop_;
@@ -79,6 +85,7 @@ class Approvals final : public policy::Approver {
   std::chrono::milliseconds timeout_;
   Widen widen_;
   uint64_t next_ = 1;
+  bool learning_ = false;
   std::map<std::string, Entry> pending_;
   std::map<event::WatchId, policy::AnswerCallback> deferred_;  // overflow denials not yet run
 };

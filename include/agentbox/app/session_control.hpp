@@ -48,6 +48,7 @@ struct ControlInfo {
   // for every question of the session).
   std::chrono::milliseconds ask_timeout{60000};
   bool exec_asks = false;  // an [[exec.rule]] says `ask`
+  bool learn = false;      // --learn: every question answered at once and recorded
   // The file "always" appends to; empty: the user's config file, from `env` (config/append.hpp).
   std::string user_config;
 };

@@ -108,6 +108,22 @@ TEST(ProfileSuggest, NamesAndPathsFromTheBoxCannotAddLines) {
   EXPECT_EQ(text.find("\n[credentials"), std::string::npos) << text;
 }
 
+TEST(ProfileSuggest, WhatALearningRunAdmittedIsSuggested) {
+  ProfileSuggestion s;
+  s.feed(line(
+      "learn.allow",
+      R"("id":"","kind":"host","subject":"npm.example","detail":"npm.example","answer":"session")"));
+  s.feed(line(
+      "learn.allow",
+      R"("id":"","kind":"exec","subject":"/usr/bin/git","detail":"git push -f","answer":"once")"));
+  const std::string text = s.render();
+  auto loaded = load_as_profile(text);
+  ASSERT_TRUE(loaded) << loaded.error().message() << "\n" << text;
+  EXPECT_TRUE(has(loaded->policy.net_allow, "npm.example")) << text;
+  EXPECT_NE(text.find("admitted by --learn"), std::string::npos) << text;
+  EXPECT_NE(text.find("#   \"exec /usr/bin/git\""), std::string::npos) << text;
+}
+
 TEST(ProfileSuggest, NothingRefusedSaysSo) {
   ProfileSuggestion s;
   s.feed(line("dns.query", R"("name":"ok.example","qtype":"A","result":"allowed")"));
