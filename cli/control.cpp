@@ -1,5 +1,6 @@
-// `agentbox ps|log|stop|kill|allow|deny|revoke|policy`: steer running sessions through their
-// control sockets (docs/CONTROL.md). Thin: each verb is one request and a rendering of its answer.
+// `agentbox ps|log|stop|kill|allow|deny|revoke|rotate|policy|budget`: steer running sessions
+// through their control sockets (docs/CONTROL.md). Thin: each verb is one request and a rendering
+// of its answer.
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -160,9 +161,31 @@ void print_policy(const json& p) {
                control::dump(json(r.value("rule", ""))), r.value("origin", ""));
   }
   for (const auto& c : p.value("credentials", json::array())) {
-    fmt::print("credential {}{}\n", control::dump(json(c.value("name", ""))),
-               c.value("revoked", false) ? " (revoked)" : "");
+    std::string state = c.value("revoked", false) ? " (revoked)" : "";
+    if (c.value("refreshing", false)) {
+      state += " (being re-read)";
+    }
+    if (c.contains("failure")) {
+      state += fmt::format(" (unavailable: {})", c.value("failure", ""));
+    }
+    fmt::print("credential {}{}\n", control::dump(json(c.value("name", ""))), state);
   }
+}
+
+// `rotate` answers once the re-read has started; its outcome is read from `policy` (a cmd:
+// source runs for up to its 10 s timeout). Returns the credential's state when the read is done.
+Result<json> await_rotation(const std::string& session, const std::string& name) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (std::chrono::steady_clock::now() < deadline) {
+    AGENTBOX_ASSIGN_OR_RETURN(json p, ask(session, control::Request{.verb = "policy", .args = {}}));
+    for (const auto& c : p.value("credentials", json::array())) {
+      if (c.value("name", "") == name && !c.value("refreshing", false)) {
+        return c;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return Error::msg(fmt::format("credential `{}` is still being re-read after 15s", name));
 }
 
 // One verb that sends a request and prints its answer.
@@ -189,6 +212,11 @@ void render(const std::string& verb, const std::string& session, const json& r) 
   } else if (verb == "revoke") {
     fmt::print("{}: credential `{}` revoked; its next request is answered 403\n", head,
                r.value("credential", ""));
+  } else if (verb == "rotate") {
+    fmt::print(
+        "{}: credential `{}` re-read from its source; the next request carries the new "
+        "value\n",
+        head, r.value("credential", ""));
   } else if (verb == "policy") {
     print_policy(r);
   } else if (verb == "budget") {
@@ -230,6 +258,23 @@ void register_simple(CLI::App& app, int& exit_code, const Simple& v) {
       exit_code = 125;
       return;
     }
+    if (verb == "rotate") {
+      auto done = await_rotation(a->session, a->value);
+      if (done && done->contains("failure")) {
+        done = Error::msg(fmt::format("credential `{}` could not be re-read: {}", a->value,
+                                      done->value("failure", "")))
+                   .hint(
+                       "requests that need it are refused until a re-read succeeds: fix its source "
+                       "and "
+                       "rotate again");
+      }
+      if (!done) {
+        fmt::print(stderr, "{}", std::move(done).error().context(verb).render());
+        exit_code = 125;
+        return;
+      }
+      (*r)["outcome"] = "ok";
+    }
     if (a->json) {
       fmt::print("{}\n", control::dump(*r, 2));
     } else {
@@ -258,6 +303,7 @@ void register_control(CLI::App& app, int& exit_code) {
   sub->add_flag("--json", *ps_json, "Print the sessions as JSON");
   sub->callback([&exit_code, ps_json] { exit_code = ps(*ps_json); });
   register_log(app, exit_code);
+  register_profile(app, exit_code);
   const Simple verbs[] = {
       {"stop", "Stop a session: TERM, then KILL after a grace period", nullptr, nullptr, nullptr},
       {"kill", "Kill the box of a session at once", nullptr, nullptr, nullptr},
@@ -266,6 +312,8 @@ void register_control(CLI::App& app, int& exit_code) {
       {"deny", "Deny HOST[:PORT] in a running session and reset its live connections", "RULE",
        "An egress rule; without a port, every port", "rule"},
       {"revoke", "Revoke a credential: its next request is answered 403", "CREDENTIAL",
+       "The name of the credential", "credential"},
+      {"rotate", "Re-read a credential from its file: or cmd: source now", "CREDENTIAL",
        "The name of the credential", "credential"},
       {"policy", "Print the live policy of a running session and where each line came from",
        nullptr, nullptr, nullptr},

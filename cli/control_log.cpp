@@ -187,6 +187,14 @@ bool is_head(const std::string& h) {
 
 }  // namespace
 
+Result<std::string> session_log(const std::string& session) {
+  if (session.find('/') != std::string::npos) {
+    return session;
+  }
+  auto st = ask(session, {.verb = "status", .args = {}});
+  return st ? Result<std::string>(st->value("audit", "")) : finished_log(session);
+}
+
 void register_log(CLI::App& app, int& exit_code) {
   struct Args {
     std::string session;

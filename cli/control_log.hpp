@@ -14,6 +14,11 @@ namespace agentbox::cli {
 [[nodiscard]] std::map<std::string, std::string> caller_env();
 // Asks the running session `session` (short or full id); a clear error when none runs.
 [[nodiscard]] base::Result<nlohmann::json> ask(const std::string& session, control::Request req);
+// The audit log of a session, running (its control socket names it) or finished (the state
+// folder); `session` with a `/` is taken as the log's path.
+[[nodiscard]] base::Result<std::string> session_log(const std::string& session);
 void register_log(CLI::App& app, int& exit_code);
+// `agentbox profile suggest SESSION` (cli/profile.cpp).
+void register_profile(CLI::App& app, int& exit_code);
 
 }  // namespace agentbox::cli

@@ -34,6 +34,7 @@ int dispatch(int argc, char** argv) {
   agentbox::cli::register_explain(app, exit_code);
   agentbox::cli::register_state(app, exit_code);
   agentbox::cli::register_control(app, exit_code);
+  agentbox::cli::register_approve(app, exit_code);
   agentbox::cli::register_review(app, exit_code);
   agentbox::cli::register_completion(app, exit_code);
   if (auto rc = agentbox::cli::handle_verb_word(app, argc, argv)) {

@@ -33,6 +33,13 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
          "--raw-tcp", f.raw_tcp,
          "Allow HOST:PORT for bytes that are neither TLS nor HTTP (e.g. ssh to a git host)")
       ->allow_extra_args(false);
+  sub->add_option("--ask", f.ask,
+                  "Hold HOST[:PORT]'s DNS answer until `agentbox approve` answers (repeatable)")
+      ->allow_extra_args(false);
+  sub->add_flag("--ask-unlisted", f.ask_unlisted,
+                "Ask (`agentbox approve`) for every name no rule allows, rather than deny it");
+  sub->add_flag("--learn", f.learn,
+                "Admit every name no rule allows and record it, for `agentbox profile suggest`");
   sub->add_option("--connect-to", f.connect_to,
                   "Send connections for HOST:PORT to ADDR:PORT (as curl's --connect-to)")
       ->allow_extra_args(false);

@@ -12,6 +12,7 @@ void register_explain(CLI::App& app, int& exit_code);
 void register_run(CLI::App& app, int& exit_code);
 void register_state(CLI::App& app, int& exit_code);
 void register_control(CLI::App& app, int& exit_code);
+void register_approve(CLI::App& app, int& exit_code);
 void register_review(CLI::App& app, int& exit_code);
 
 // STATE/agentbox as `agentbox run` computes it: from $XDG_STATE_HOME, else $HOME, else passwd

@@ -513,6 +513,11 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   return s;
 }
 
+bool exec_asks(const config::Policy& p) {
+  return std::any_of(p.exec_rules.begin(), p.exec_rules.end(),
+                     [](const policy::ExecRule& r) { return r.action == policy::ExecAction::ask; });
+}
+
 std::vector<std::pair<std::string, std::string>> label_pairs(const config::Policy& p) {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& [k, v] : p.labels) {
@@ -806,6 +811,29 @@ int run(const RunRequest& req) {
     if (audit_required) {  // fail closed: a lost line stops the box (pidfd: any thread may call)
       s.sink->on_loss([&box] { [[maybe_unused]] auto k = box->signal(SIGKILL); });
     }
+    auto control =
+        SessionControl::start(*loop,
+                              {.id = s.id,
+                               .argv = req.command,
+                               .workspace = s.workspace,
+                               .config_files = req.config_files,
+                               .profile = req.policy.state_scope,
+                               .labels = label_pairs(req.policy),
+                               .session_dir = s.dir,
+                               .pid = box->pid(),
+                               .signal = [&box](int n) { return box->signal(n); },
+                               .ask_timeout = std::chrono::seconds(req.policy.ask_timeout.value),
+                               .exec_asks = exec_asks(req.policy),
+                               .learn = req.policy.learn.value},
+                              env, *s.sink, s.network.get(), *s.proxy);
+    if (control) {
+      base::log::debug("session {}: control socket {}", short_id(s.id), (*control)->socket_path());
+      // Before the loop first runs: no exec notification is read before this.
+      s.confinement->use_approver((*control)->approver());
+    } else {
+      base::log::warn("no control socket: {}", control.error().message());
+    }
+    // After the control socket: the network's first DNS question may already need its queue.
     if (auto r = s.network ? s.network->start(box->take_tap(), *loop, box->take_network_extra(),
                                               box->take_socket_factory())
                            : base::Status{};
@@ -816,23 +844,8 @@ int run(const RunRequest& req) {
       [[maybe_unused]] auto k = box->signal(SIGKILL);
       net_failed = true;
     }
-    auto control = SessionControl::start(*loop,
-                                         {.id = s.id,
-                                          .argv = req.command,
-                                          .workspace = s.workspace,
-                                          .config_files = req.config_files,
-                                          .profile = req.policy.state_scope,
-                                          .labels = label_pairs(req.policy),
-                                          .session_dir = s.dir,
-                                          .pid = box->pid(),
-                                          .signal = [&box](int n) { return box->signal(n); }},
-                                         env, *s.sink, s.network.get(), *s.proxy);
-    if (control) {
-      base::log::debug("session {}: control socket {}", short_id(s.id), (*control)->socket_path());
-    } else {
-      base::log::warn("no control socket: {}", control.error().message());
-    }
     Outcome out = supervise(*box, *loop, req, sig_watch, *s.sink, parent.get());
+    s.confinement->use_approver(nullptr);  // the queue goes with `control`
     s.sink->on_loss({});
     code = out.code;
     reason = out.reason;

@@ -237,6 +237,14 @@ void SessionConfinement::started(event::Loop& loop, pid_t init) {
   prepared_.cgroup_procs_fds.clear();
 }
 
+void SessionConfinement::use_approver(policy::Approver* approver) {
+  if (exec_guard_) {
+    exec_guard_->use_approver(approver);
+  } else if (exec_spec_) {
+    exec_spec_->approver = approver;
+  }
+}
+
 std::string SessionConfinement::finished() {
   if (loop_ != nullptr && watch_ != 0) {
     if (monitor_) {

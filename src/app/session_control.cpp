@@ -4,11 +4,14 @@
 #include <fmt/core.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <ctime>
 
+#include "agentbox/app/approvals.hpp"
 #include "agentbox/base/log.hpp"
+#include "agentbox/config/append.hpp"
 #include "agentbox/control/runtime_dir.hpp"
 #include "agentbox/control/server.hpp"
 
@@ -31,6 +34,7 @@ struct SessionControl::Impl {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::time_t started_wall = std::time(nullptr);
   std::unique_ptr<control::Server> server;
+  std::unique_ptr<Approvals> approvals;  // when the network asks (network.ask)
   event::WatchId kill_timer = 0;
 
   void wire();
@@ -45,18 +49,31 @@ struct SessionControl::Impl {
   Result<json> stop(const Request& r, const Peer& peer);
   Result<json> allow(const Request& r, const Peer& peer, bool deny);
   Result<json> revoke(const Request& r, const Peer& peer);
+  Result<json> rotate(const Request& r, const Peer& peer);
   Result<json> budget(const Request& r, const Peer& peer);
+  json questions() const;
+  Result<json> approve(const Request& r, const Peer& peer);
+  std::string widen_host(const policy::Question& q, policy::Answer a, const Approvals::Who& w);
 };
 
 namespace {
 
-std::string who(const Peer& p) {
+// Now in UTC: the date alone, or date and time (ISO 8601).
+std::string utc_now(bool date_only) {
   std::time_t now = std::time(nullptr);
   struct tm tm {};
   ::gmtime_r(&now, &tm);
   char ts[32];
-  std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return fmt::format("uid {} pid {} at {}", p.uid, p.pid, ts);
+  if (date_only) {
+    std::strftime(ts, sizeof ts, "%Y-%m-%d", &tm);
+  } else {
+    std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  }
+  return ts;
+}
+
+std::string who(const Peer& p) {
+  return fmt::format("uid {} pid {} at {}", p.uid, p.pid, utc_now(false));
 }
 
 Result<std::string> required(const Request& r, const std::string& key) {
@@ -65,6 +82,27 @@ Result<std::string> required(const Request& r, const std::string& key) {
     return Error::msg(fmt::format("`{}` needs the argument `{}`", r.verb, key));
   }
   return v;
+}
+
+json credentials_json(const SessionProxy& proxy) {
+  json creds = json::array();
+  for (const auto& c : proxy.credentials()) {
+    json one = {{"name", c.name}, {"revoked", c.revoked}, {"refreshing", c.refreshing}};
+    if (!c.failure.empty()) {
+      one["failure"] = c.failure;
+    }
+    creds.push_back(std::move(one));
+  }
+  return creds;
+}
+
+Error no_credential(const SessionProxy& proxy, const std::string& name) {
+  std::string names;
+  for (const auto& c : proxy.credentials()) {
+    names += fmt::format("{}{}", names.empty() ? "" : ", ", c.name);
+  }
+  return Error::msg(fmt::format("the session has no credential `{}` (it has: {})", name,
+                                names.empty() ? "none" : names));
 }
 
 }  // namespace
@@ -114,10 +152,7 @@ json SessionControl::Impl::status() const {
       denials += n;  // proxy and seccomp denials (net's are counted by the network)
     }
   }
-  json creds = json::array();
-  for (const auto& [name, revoked] : proxy.credentials()) {
-    creds.push_back({{"name", name}, {"revoked", revoked}});
-  }
+  json creds = credentials_json(proxy);
   auto up =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
   json labels = json::object();
@@ -150,10 +185,7 @@ json SessionControl::Impl::policy() const {
   for (const auto& r : lines) {
     rules.push_back({{"verdict", r.verdict}, {"rule", r.rule}, {"origin", r.origin}});
   }
-  json creds = json::array();
-  for (const auto& [name, revoked] : proxy.credentials()) {
-    creds.push_back({{"name", name}, {"revoked", revoked}});
-  }
+  json creds = credentials_json(proxy);
   return {{"rules", rules}, {"credentials", creds}};
 }
 
@@ -213,15 +245,24 @@ Result<json> SessionControl::Impl::allow(const Request& r, const Peer& peer, boo
 Result<json> SessionControl::Impl::revoke(const Request& r, const Peer& peer) {
   AGENTBOX_ASSIGN_OR_RETURN(std::string name, required(r, "credential"));
   if (!proxy.revoke(name)) {
-    std::string names;
-    for (const auto& [n, revoked] : proxy.credentials()) {
-      names += fmt::format("{}{}", names.empty() ? "" : ", ", n);
-    }
-    return Error::msg(fmt::format("the session has no credential `{}` (it has: {})", name,
-                                  names.empty() ? "none" : names));
+    return no_credential(proxy, name);
   }
   emit("control.revoke", peer, [&](audit::Event& ev) { ev.str("credential", name); });
   return json{{"credential", name}, {"revoked", true}};
+}
+
+// `agentbox rotate SESSION CREDENTIAL`: the re-read starts now; the client polls `policy` for
+// its outcome (a cmd: source may take its whole timeout, and the loop never waits for it).
+Result<json> SessionControl::Impl::rotate(const Request& r, const Peer& peer) {
+  AGENTBOX_ASSIGN_OR_RETURN(std::string name, required(r, "credential"));
+  const auto creds = proxy.credentials();
+  if (std::none_of(creds.begin(), creds.end(), [&](const auto& c) { return c.name == name; })) {
+    return no_credential(proxy, name);
+  }
+  AGENTBOX_TRY(proxy.rotate(name));
+  emit("control.rotate", peer, [&](audit::Event& ev) { ev.str("credential", name); });
+  base::log::debug("control: rotate {} ({})", name, who(peer));
+  return json{{"credential", name}, {"rotating", true}};
 }
 
 // `agentbox budget SESSION KEY=VALUE`: a session budget changed live (none removes it).
@@ -245,7 +286,83 @@ Result<json> SessionControl::Impl::budget(const Request& r, const Peer& peer) {
   return budget_json(proxy.budget());
 }
 
+json SessionControl::Impl::questions() const {
+  json list = json::array();
+  if (approvals) {
+    for (const auto& p : approvals->pending()) {
+      list.push_back({{"id", p.id},
+                      {"kind", policy::to_string(p.question.kind)},
+                      {"subject", p.question.subject},
+                      {"detail", p.question.detail},
+                      {"asked", p.asked},
+                      {"waits_ms", p.waits_ms}});
+    }
+  }
+  return {{"asking", approvals != nullptr},
+          {"timeout_ms", approvals ? approvals->timeout().count() : 0},
+          {"pending", list}};
+}
+
+Result<json> SessionControl::Impl::approve(const Request& r, const Peer& peer) {
+  if (!approvals) {
+    return Error::msg(
+        "this session asks nothing (no network.ask, network.unlisted = \"deny\", no exec rule "
+        "with ask)");
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(std::string id, required(r, "id"));
+  AGENTBOX_ASSIGN_OR_RETURN(std::string word, required(r, "answer"));
+  AGENTBOX_ASSIGN_OR_RETURN(policy::Answer a, parse_answer(word));
+  Approvals::Who by{.uid = peer.uid, .pid = peer.pid};
+  AGENTBOX_ASSIGN_OR_RETURN(std::string note, approvals->answer(id, a, by));
+  return json{{"id", id}, {"answer", policy::to_string(a)}, {"note", note}};
+}
+
+// "session" and "always" for a host: the rule the question named (the name, with the ask
+// rule's port) is allowed as `agentbox allow` would; "always" also goes to the user's config.
+std::string SessionControl::Impl::widen_host(const policy::Question& q, policy::Answer a,
+                                             const Approvals::Who& w) {
+  if (q.kind == policy::ApprovalKind::exec) {
+    // The exec guard keeps the exact call allowed for the session. Not written: exec rules
+    // are first-match, so an allow appended under the user's own `ask` rule would never win.
+    return a == policy::Answer::allow_always
+               ? "exec rules are not written to the config (an appended allow rule would come "
+                 "after your ask rule); allowed for this session only"
+               : "";
+  }
+  if (q.kind != policy::ApprovalKind::host || network == nullptr) {
+    return {};
+  }
+  auto rule = policy::EgressRule::parse(q.detail);
+  if (!rule) {
+    return fmt::format("not allowed for the session: {}", rule.error().message());
+  }
+  Peer peer{.uid = w.uid, .pid = w.pid};
+  network->allow(std::move(*rule),
+                 {.source = w.pid == 0 ? fmt::format("agentbox run --learn at {}", utc_now(false))
+                                       : fmt::format("agentbox approve {} by {}",
+                                                     policy::to_string(a), who(peer))});
+  if (a != policy::Answer::allow_always) {
+    return {};
+  }
+  if (info.user_config.empty()) {
+    return "not written: no config folder (neither XDG_CONFIG_HOME nor HOME is set); allowed "
+           "for this session only";
+  }
+  auto st = config::append_allow(
+      info.user_config, q.detail,
+      fmt::format("added by agentbox approve on {} for session {}", utc_now(true), info.id));
+  if (!st) {
+    base::log::warn("approve always: {}", st.error().message());
+    return fmt::format("not written to {}: {}; allowed for this session only", info.user_config,
+                       st.error().message());
+  }
+  return fmt::format("written to {}", info.user_config);
+}
+
 void SessionControl::Impl::wire() {
+  server->on("approvals",
+             [this](const Request&, const Peer&) -> Result<json> { return questions(); });
+  server->on("approve", [this](const Request& r, const Peer& p) { return approve(r, p); });
   server->on("status", [this](const Request&, const Peer&) -> Result<json> { return status(); });
   server->on("policy", [this](const Request&, const Peer&) -> Result<json> { return policy(); });
   server->on("stop", [this](const Request& r, const Peer& p) { return stop(r, p); });
@@ -257,6 +374,7 @@ void SessionControl::Impl::wire() {
   server->on("allow", [this](const Request& r, const Peer& p) { return allow(r, p, false); });
   server->on("deny", [this](const Request& r, const Peer& p) { return allow(r, p, true); });
   server->on("revoke", [this](const Request& r, const Peer& p) { return revoke(r, p); });
+  server->on("rotate", [this](const Request& r, const Peer& p) { return rotate(r, p); });
   server->on("budget", [this](const Request& r, const Peer& p) { return budget(r, p); });
   server->on_refused([this](const Peer& p, const std::string& why) {
     emit("control.refused", p, [&](audit::Event& ev) { ev.str("why", why); });
@@ -274,6 +392,26 @@ Result<std::unique_ptr<SessionControl>> SessionControl::start(
   auto impl = std::make_unique<Impl>(loop, std::move(info), sink, network, proxy);
   AGENTBOX_ASSIGN_OR_RETURN(impl->server,
                             control::Server::listen(loop, control::socket_path(dir, *short_id)));
+  const bool net_asks = network != nullptr && network->asks();
+  if (net_asks || impl->info.exec_asks) {
+    if (impl->info.user_config.empty()) {
+      auto get = [&](const char* k) {
+        auto it = env.find(k);
+        return it != env.end() ? it->second : std::string();
+      };
+      impl->info.user_config = config::user_config_file(get("XDG_CONFIG_HOME"), get("HOME"));
+    }
+    Impl* raw = impl.get();
+    impl->approvals = std::make_unique<Approvals>(
+        loop, sink, impl->info.ask_timeout,
+        [raw](const policy::Question& q, policy::Answer a, const Approvals::Who& w) {
+          return raw->widen_host(q, a, w);
+        });
+    impl->approvals->set_learning(impl->info.learn);
+    if (net_asks) {
+      network->use_approver(impl->approvals.get());
+    }
+  }
   impl->wire();
   sink.emit(audit::Event("control.listen").str("socket", impl->server->path()));
   return std::unique_ptr<SessionControl>(new SessionControl(std::move(impl)));
@@ -283,6 +421,14 @@ SessionControl::SessionControl(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 
 SessionControl::~SessionControl() {
   impl_->loop.unwatch(impl_->kill_timer);
+  if (impl_->approvals && impl_->network != nullptr) {
+    impl_->network->use_approver(nullptr);
+  }
+  impl_->approvals.reset();  // every question still waiting is denied
+}
+
+policy::Approver* SessionControl::approver() const {
+  return impl_->approvals.get();
 }
 
 const std::string& SessionControl::socket_path() const {

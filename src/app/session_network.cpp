@@ -294,6 +294,7 @@ struct SessionNetwork::Impl {
   TapHook hook;
   SessionNetwork::HandlerFactory factory;
   std::unique_ptr<HostServices> services;  // null without --host-port / --publish
+  policy::Approver* approver = nullptr;
   std::unique_ptr<Running> running;
 };
 
@@ -353,6 +354,17 @@ SessionNetwork::Counts SessionNetwork::counts() const {
           .bytes_down = a.bytes_down};
 }
 
+void SessionNetwork::use_approver(policy::Approver* approver) {
+  impl_->approver = approver;
+  if (impl_->running && impl_->running->stack && impl_->policy.asks_anything()) {
+    impl_->running->stack->use_approver(approver);
+  }
+}
+
+bool SessionNetwork::asks() const {
+  return impl_->policy.asks_anything();
+}
+
 void SessionNetwork::use_handler_factory(HandlerFactory factory) {
   impl_->factory = std::move(factory);
 }
@@ -401,6 +413,15 @@ Result<std::unique_ptr<SessionNetwork>> SessionNetwork::create(const config::Pol
       impl->rule_origins.push_back(r.origin);
     }
   }
+  for (const auto& a : policy.ask) {
+    auto rule = policy::EgressRule::parse(a.value);
+    if (!rule) {
+      return Error::msg(
+          fmt::format("{}: `{}`: {}", origin_of(a.origin), a.value, rule.error().message()));
+    }
+    impl->policy.add_ask(std::move(*rule));
+  }
+  impl->policy.set_ask_unlisted(policy.unlisted_ask.value);
   for (const auto& c : policy.connect_to) {
     auto ct = policy::parse_connect_to(c.value);
     if (!ct) {
@@ -469,6 +490,9 @@ base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop,
   }
   run->stack = std::make_unique<net::Stack>(impl_->stack_config, impl_->policy, *run->handler,
                                             *run->poller, run->tap, impl_->audit);
+  if (impl_->approver != nullptr && impl_->policy.asks_anything()) {
+    run->stack->use_approver(impl_->approver);
+  }
   auto tw = loop.watch_fd(run->tap.fd(), EPOLLIN, [r](uint32_t events) {
     if (r->tap_failed) {
       return;

@@ -184,7 +184,6 @@ struct SessionProxy::Impl {
   audit::Sink* sink = nullptr;
   std::optional<proxy::CredentialSet> credentials;
   std::vector<std::string> names;  // the credentials', for `agentbox policy`
-  std::set<std::string> revoked;
   std::optional<proxy::SessionCa> ca;
   proxy::ProxyOptions options;
   std::vector<sandbox::Overlay> trust_overlays;  // bundle, CA directory, Java store
@@ -501,18 +500,27 @@ bool SessionProxy::revoke(const std::string& name) {
   if (!impl_->credentials || !impl_->credentials->revoke(name)) {
     return false;
   }
-  impl_->revoked.insert(name);
   return true;
+}
+
+base::Status SessionProxy::rotate(const std::string& name) {
+  if (!impl_->credentials) {
+    return base::Error::msg(fmt::format("the session has no credential `{}` (it has: none)", name));
+  }
+  return impl_->credentials->rotate(name);
 }
 
 proxy::SessionBudget& SessionProxy::budget() {
   return *impl_->budget;
 }
 
-std::vector<std::pair<std::string, bool>> SessionProxy::credentials() const {
-  std::vector<std::pair<std::string, bool>> out;
+std::vector<proxy::CredentialSet::State> SessionProxy::credentials() const {
+  if (impl_->credentials) {
+    return impl_->credentials->state();
+  }
+  std::vector<proxy::CredentialSet::State> out;
   for (const auto& name : impl_->names) {
-    out.emplace_back(name, impl_->revoked.count(name) != 0);
+    out.push_back({.name = name});
   }
   return out;
 }

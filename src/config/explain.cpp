@@ -134,6 +134,13 @@ std::string explain(const Loaded& loaded) {
           p.network_none.origin);
   pr.list("allow", p.net_allow);
   pr.list("raw_tcp", p.raw_tcp);
+  pr.list("ask", p.ask);
+  pr.line("unlisted",
+          p.learn.value          ? "learn"
+          : p.unlisted_ask.value ? "ask"
+                                 : "deny",
+          p.unlisted_ask.origin);
+  pr.line("ask_timeout", fmt::format("{}s", p.ask_timeout.value), p.ask_timeout.origin);
   pr.list("connect_to", p.connect_to);
   // Host services as the mapping they make (docs/NETWORK.md, "Host services").
   for (const auto& [key, items, fmt_line] :

@@ -1168,6 +1168,35 @@ void apply_allow(Ctx& c, const Value& v) {
   apply_list(c, strings, "network.allow", c.p.net_allow, egress_validator("network.allow"));
 }
 
+// network.unlisted = "deny" (the default), "ask" (a name no rule admits is asked about) or
+// "learn" (admitted at once and recorded). Both widen, so a workspace file may say neither.
+void apply_unlisted(Ctx& c, const Value& v) {
+  auto s = get_string(c, v, "network.unlisted");
+  if (!s) {
+    return;
+  }
+  if (*s != "deny" && *s != "ask" && *s != "learn") {
+    problem(c, v,
+            fmt::format("`network.unlisted`: `{}` is not \"deny\", \"ask\" or \"learn\"", *s));
+  } else if (c.mode == Mode::kNarrow && *s != "deny" &&
+             (!c.p.unlisted_ask.value || (*s == "learn" && !c.p.learn.value))) {
+    widen_error(c, v, fmt::format("network.unlisted = \"{}\"", *s));
+  } else {
+    c.p.unlisted_ask = {*s != "deny", origin_of(v)};
+    c.p.learn = {*s == "learn", origin_of(v)};
+  }
+}
+
+// network.ask_timeout: seconds a question waits for `agentbox approve` before it is denied.
+void apply_ask_timeout(Ctx& c, const Value& v) {
+  auto n = get_count(c, v, "network.ask_timeout");
+  if (n && (*n == kUnlimited || *n > 3600)) {
+    problem(c, v, "`network.ask_timeout` must be a number of seconds from 1 to 3600");
+  } else if (n) {
+    c.p.ask_timeout = {*n, origin_of(v)};
+  }
+}
+
 Schema network_schema() {
   auto grant_only_list = [](std::string name, std::vector<Sourced<std::string>> Policy::*field,
                             Validator check) {
@@ -1213,6 +1242,9 @@ Schema network_schema() {
       net_limit("buffer_budget", &Policy::buffer_budget, true),
       net_limit("max_flows", &Policy::max_flows, false),
       net_limit("max_intercepted", &Policy::max_intercepted, false),
+      grant_only_list("ask", &Policy::ask, egress_validator("network.ask")),
+      {"unlisted", &apply_unlisted},
+      {"ask_timeout", &apply_ask_timeout},
       {"rule",
        [](Ctx& c, const Value& v) {
          if (c.mode == Mode::kNarrow) {
@@ -1718,6 +1750,20 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
     } else {
       p.raw_tcp.push_back({a, {"--raw-tcp"}});
     }
+  }
+  for (const auto& a : f.ask) {
+    if (auto r = policy::EgressRule::parse(a); !r) {
+      flag_problem(problems, "--ask", r.error().message(), r.error().hint());
+    } else {
+      p.ask.push_back({a, {"--ask"}});
+    }
+  }
+  if (f.ask_unlisted && !p.learn.value) {
+    p.unlisted_ask = {true, {"--ask-unlisted"}};
+  }
+  if (f.learn) {
+    p.unlisted_ask = {true, {"--learn"}};
+    p.learn = {true, {"--learn"}};
   }
   for (const auto& a : f.connect_to) {
     if (auto why = connect_to_problem(a)) {

@@ -3,6 +3,9 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <utility>
+
 namespace agentbox::net {
 
 namespace {
@@ -194,7 +197,35 @@ std::optional<std::string> SyntheticPool::name_of(Ip4 addr) const {
   return it->second;
 }
 
-std::vector<std::byte> DnsResponder::answer(Bytes query) {
+void OnceGrants::grant(const std::string& name) {
+  auto now = std::chrono::steady_clock::now();
+  std::erase_if(until_, [&](const auto& g) { return g.second <= now; });
+  if (until_.size() >= kMax && until_.find(name) == until_.end()) {
+    auto oldest = std::min_element(until_.begin(), until_.end(), [](const auto& a, const auto& b) {
+      return a.second < b.second;
+    });
+    until_.erase(oldest);
+  }
+  until_[name] = now + kWindow;
+}
+
+bool OnceGrants::take(const std::string& name) {
+  auto it = until_.find(name);
+  if (it == until_.end()) {
+    return false;
+  }
+  bool live = it->second > std::chrono::steady_clock::now();
+  until_.erase(it);
+  return live;
+}
+
+void DnsResponder::use_approver(policy::Approver* approver, OnceGrants* once, Send send) {
+  approver_ = approver;
+  once_ = once;
+  send_ = std::move(send);
+}
+
+std::vector<std::byte> DnsResponder::answer(Bytes query, const ReplyTo* to) {
   auto q = parse_dns_query(query);
   if (!q) {
     audit_.emit(audit::Event("dns.query")
@@ -224,21 +255,37 @@ std::vector<std::byte> DnsResponder::answer(Bytes query) {
   }
   auto name = q->name_ok ? policy::normalize_name(q->name) : std::nullopt;
   auto decision = name ? policy_.decide_name_any_port(*name) : policy::Decision{};
+  if (name && !decision.allowed && approver_ != nullptr && to != nullptr &&
+      policy_.asks_anything()) {
+    if (auto rule = policy_.ask_rule(*name)) {
+      return hold(*q, *name, std::move(*rule), *to, ev);
+    }
+  }
   if (!name || !decision.allowed) {
     ev.str("reason", name ? decision.reason : "invalid name").coalesce(key);
     return finish(dnsrcode::kNxDomain, "denied");
   }
   ev.str("rule", decision.rule_text);
-  if (q->qtype != dnstype::kA) {
+  return reply_allowed(*q, *name, ev);
+}
+
+std::vector<std::byte> DnsResponder::reply_allowed(const DnsQuery& q, const std::string& name,
+                                                   audit::Event& ev) {
+  auto finish = [&](uint8_t rcode, std::string_view result) {
+    ev.str("result", result);
+    audit_.emit(ev);
+    return reply_head(q, rcode, 0, true);
+  };
+  if (q.qtype != dnstype::kA) {
     return finish(dnsrcode::kNoError, "empty");
   }
-  auto addr = pool_.assign(*name);
+  auto addr = pool_.assign(name);
   if (!addr) {
     return finish(dnsrcode::kServFail, "pool exhausted");
   }
   ev.str("answer", ip4_to_string(*addr));
   audit_.emit(ev.str("result", "allowed"));
-  auto out = reply_head(*q, dnsrcode::kNoError, 1, true);
+  auto out = reply_head(q, dnsrcode::kNoError, 1, true);
   put16(out, 0xc00c);  // pointer to the question name at offset 12
   put16(out, dnstype::kA);
   put16(out, 1);
@@ -246,6 +293,61 @@ std::vector<std::byte> DnsResponder::answer(Bytes query) {
   put16(out, 4);
   put32(out, *addr);
   return out;
+}
+
+// No reply now: the query waits for the person's answer (release). The first query for a name
+// asks; later ones (AAAA beside A, the resolver's retries) join it.
+std::vector<std::byte> DnsResponder::hold(const DnsQuery& q, const std::string& name,
+                                          std::string rule, const ReplyTo& to, audit::Event& ev) {
+  if (held_count_ >= kMaxHeld) {
+    ev.str("reason", "too many queries wait for a person").str("result", "servfail");
+    audit_.emit(ev.coalesce(fmt::format("held/{}", name)));
+    return reply_head(q, dnsrcode::kServFail, 0, true);
+  }
+  ++held_count_;
+  auto [it, first] = held_.try_emplace(name);
+  it->second.push_back({q, to});
+  audit_.emit(ev.str("result", "held").str("ask", rule));
+  if (first) {
+    std::weak_ptr<bool> alive = alive_;
+    approver_->ask({.kind = policy::ApprovalKind::host, .subject = name, .detail = std::move(rule)},
+                   [this, alive, name](policy::Answer a) {
+                     if (alive.lock()) {
+                       release(name, a);
+                     }
+                   });
+  }
+  return {};
+}
+
+void DnsResponder::release(const std::string& name, policy::Answer a) {
+  auto it = held_.find(name);
+  if (it == held_.end()) {
+    return;
+  }
+  std::vector<Held> waiting = std::move(it->second);
+  held_.erase(it);
+  held_count_ -= waiting.size();
+  if (a == policy::Answer::allow_once && once_ != nullptr) {
+    once_->grant(name);
+  }
+  for (const Held& h : waiting) {
+    auto ev = audit::Event("dns.query");
+    ev.str("name", h.query.name)
+        .str("qtype", qtype_name(h.query.qtype))
+        .num("qtype_num", h.query.qtype)
+        .str("approval", policy::to_string(a));
+    std::vector<std::byte> reply;
+    if (policy::allows(a)) {
+      reply = reply_allowed(h.query, name, ev.str("rule", "approved"));
+    } else {
+      audit_.emit(ev.str("reason", "not approved").str("result", "denied"));
+      reply = reply_head(h.query, dnsrcode::kNxDomain, 0, true);
+    }
+    if (send_) {
+      send_(h.to, reply);
+    }
+  }
 }
 
 }  // namespace agentbox::net

@@ -88,6 +88,15 @@ Stack::Stack(StackConfig config, const policy::EgressPolicy& policy, FlowHandler
           policy, pool_, handler, poller, sink, audit),
       rx_(config.mtu + kEthHeader + 64) {}
 
+void Stack::use_approver(policy::Approver* approver) {
+  tcp_.use_once_grants(approver != nullptr ? &once_ : nullptr);
+  dns_.use_approver(approver, &once_, [this](const ReplyTo& to, Bytes reply) {
+    build_udp(frame_, L2{.src = config_.gateway_mac, .dst = to.mac}, config_.dns_ip, to.ip, 53,
+              to.port, reply);
+    sink_.send_frame(frame_);
+  });
+}
+
 base::Result<size_t> Stack::drain(Tap& tap, Clock::time_point now, size_t budget) {
   size_t handled = 0;
   tcp_.begin_batch();  // one ACK per flow for the whole batch
@@ -172,7 +181,8 @@ void Stack::on_ipv4(const Ethernet& eth, Clock::time_point now, bool checksum_ok
         return;
       }
       ++counters_.dns_queries;
-      auto answer = dns_.answer(udp->payload);
+      ReplyTo to{.mac = eth.src, .ip = ip->src, .port = udp->sport};
+      auto answer = dns_.answer(udp->payload, &to);
       if (!answer.empty()) {
         build_udp(frame_, reply, ip->dst, ip->src, 53, udp->sport, answer);
         sink_.send_frame(frame_);

@@ -288,6 +288,9 @@ void TcpTranslator::on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac,
     } else {
       info.name = *name;
       d = policy_.decide(*name, seg.dport);
+      if (!d.allowed && once_ != nullptr && once_->take(*name)) {
+        d = {.allowed = true, .rule = {}, .rule_text = "approved once", .reason = {}};
+      }
     }
   } else {
     info.literal = true;

@@ -223,6 +223,24 @@ Decision EgressPolicy::decide_name_any_port(std::string_view target) const {
   return {.allowed = false, .rule = {}, .rule_text = {}, .reason = "no rule allows this name"};
 }
 
+std::optional<std::string> EgressPolicy::ask_rule(std::string_view target) const {
+  auto name = normalize_name(target);
+  if (!name || denied(*name, std::nullopt) != nullptr) {
+    return std::nullopt;
+  }
+  for (const auto& a : asks_) {
+    const auto* host = std::get_if<HostPattern>(&a.target);
+    if (host && host->matches(*name)) {
+      size_t colon = a.text.rfind(':');  // a host rule's only ':' starts its port
+      return colon == std::string::npos ? *name : *name + a.text.substr(colon);
+    }
+  }
+  if (ask_unlisted_) {
+    return *name;
+  }
+  return std::nullopt;
+}
+
 Classification EgressPolicy::classify_dest(const IpAddr& addr) const {
   auto cls = classify(addr);
   if (cls.kind == Special::kNone && host_addrs_) {

@@ -256,6 +256,75 @@ bool CredentialSet::revoke(std::string_view name) {
   return false;
 }
 
+bool CredentialSet::start_refresh(Entry& e, bool audit) {
+  Entry* entry = &e;
+  entry->refreshing = true;
+  entry->attempted = Clock::now();
+  const bool started =
+      refresher_(entry->spec.from, [this, entry, audit](base::Result<std::string> r) {
+        entry->refreshing = false;
+        apply_refresh(*entry, std::move(r));
+        if (audit && sink_ != nullptr) {
+          audit::Event ev("credential.rotate");
+          ev.str("credential", entry->spec.name);
+          ev.str("outcome", entry->failure.empty() ? "ok" : entry->failure);
+          sink_->emit(ev);
+        }
+        auto waiters = std::move(entry->waiters);
+        entry->waiters.clear();
+        for (auto& w : waiters) {
+          w();
+        }
+      });
+  if (!started) {
+    entry->refreshing = false;
+    entry->failure = "the refresh queue is full";
+  }
+  return started;
+}
+
+base::Status CredentialSet::rotate(std::string_view name) {
+  auto it = std::find_if(entries_.begin(), entries_.end(),
+                         [&](const auto& e) { return !e->captured && e->spec.name == name; });
+  if (it == entries_.end()) {
+    return base::Error::msg(fmt::format("the session has no credential `{}`", name));
+  }
+  Entry& e = **it;
+  if (e.spec.from.substr(0, 4) == "env:") {
+    return base::Error::msg(
+               fmt::format("credential `{}` comes from `{}`, which is read once when the session "
+                           "starts",
+                           name, e.spec.from))
+        .hint("give it a file: or cmd: source to rotate it while the session runs");
+  }
+  if (e.refreshing) {
+    return base::ok();  // a re-read is already under way: its result is the rotation
+  }
+  if (!refresher_) {
+    apply_refresh(e, source_->read(e.spec.from));
+    if (sink_ != nullptr) {
+      sink_->emit(audit::Event("credential.rotate")
+                      .str("credential", name)
+                      .str("outcome", e.failure.empty() ? "ok" : e.failure));
+    }
+    return base::ok();
+  }
+  if (!start_refresh(e, true)) {
+    return base::Error::msg(fmt::format("credential `{}`: {}", name, e.failure));
+  }
+  return base::ok();
+}
+
+std::vector<CredentialSet::State> CredentialSet::state() const {
+  std::vector<State> out;
+  for (const auto& e : entries_) {
+    if (!e->captured) {
+      out.push_back({e->spec.name, e->revoked, e->refreshing, e->failure});
+    }
+  }
+  return out;
+}
+
 bool CredentialSet::due(const Entry& e) const {
   const auto now = Clock::now();
   if (e.captured || e.spec.from.substr(0, 4) == "env:" || e.refreshing ||
@@ -314,24 +383,8 @@ bool CredentialSet::await_fresh(const http1::Request& req, std::string_view host
     if (!needed) {
       continue;
     }
-    if (!e->refreshing && due(*e)) {
-      Entry* entry = e.get();
-      entry->refreshing = true;
-      entry->attempted = Clock::now();
-      const bool started = refresher_(entry->spec.from, [this, entry](base::Result<std::string> r) {
-        entry->refreshing = false;
-        apply_refresh(*entry, std::move(r));
-        auto waiters = std::move(entry->waiters);
-        entry->waiters.clear();
-        for (auto& w : waiters) {
-          w();
-        }
-      });
-      if (!started) {
-        entry->refreshing = false;
-        entry->failure = "the refresh queue is full";
-        continue;
-      }
+    if (!e->refreshing && due(*e) && !start_refresh(*e, false)) {
+      continue;
     }
     if (e->refreshing) {
       e->waiters.push_back(wake);

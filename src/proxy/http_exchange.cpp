@@ -748,7 +748,11 @@ bool http_step(ProxyHandler::Internals& in, Conn& c) {
   for (int i = 0; i < 8 && c.mode == Mode::kHttp; ++i) {
     bool step = false;
     if (x.req == Req::kHead && x.resp == Resp::kIdle) {
-      if (!c.up.rx.empty() || c.up.eof) {
+      // An upstream that refused the connection (closed before the box's first request came)
+      // is not a closed keep-alive connection: the request is answered 502 naming the cause
+      // (begin_request), never an empty reply.
+      const bool never_connected = c.up.failed() && c.up.error.rfind("connect: ", 0) == 0;
+      if ((!c.up.rx.empty() || c.up.eof) && !never_connected) {
         // Bytes (or a close) from the upstream with no request in flight: end the connection;
         // a client retries a closed keep-alive connection.
         drop(in, c, {});

@@ -10,8 +10,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstring>
+#include <map>
 
 #include "agentbox/base/unique_fd.hpp"
 
@@ -139,7 +141,41 @@ struct ExecGuard::State {
   audit::Sink* sink;
   ExecStats stats;
   std::set<std::string> allowed_for_session;  // "path\nargv" answered allow_session/always
+  // "path\nargv" denied by a person or a timeout, until when: a shell's PATH search tries the
+  // next directory after EACCES (/usr/bin/git, then /bin/git: the same file), which must not
+  // ask the same question again.
+  std::map<std::string, std::chrono::steady_clock::time_point> denied_recently;
 };
+
+namespace {
+
+constexpr std::chrono::seconds kDeniedWindow{10};
+constexpr size_t kMaxDeniedRemembered = 256;
+
+using DeniedUntil = std::map<std::string, std::chrono::steady_clock::time_point>;
+
+bool recently_denied(DeniedUntil& denied, const std::string& key) {
+  auto it = denied.find(key);
+  if (it == denied.end()) {
+    return false;
+  }
+  if (it->second > std::chrono::steady_clock::now()) {
+    return true;
+  }
+  denied.erase(it);
+  return false;
+}
+
+void remember_denied(DeniedUntil& denied, const std::string& key) {
+  const auto now = std::chrono::steady_clock::now();
+  std::erase_if(denied, [&](const auto& d) { return d.second <= now; });
+  if (denied.size() >= kMaxDeniedRemembered) {
+    denied.erase(denied.begin());
+  }
+  denied[key] = now + kDeniedWindow;
+}
+
+}  // namespace
 
 ExecGuard::ExecGuard(ExecGuardSpec spec, audit::Sink& sink)
     : state_(std::make_shared<State>(State{std::move(spec), &sink, {}, {}})) {}
@@ -148,6 +184,10 @@ ExecGuard::~ExecGuard() = default;
 
 ExecStats ExecGuard::stats() const {
   return state_->stats;
+}
+
+void ExecGuard::use_approver(policy::Approver* approver) noexcept {
+  state_->spec.approver = approver;
 }
 
 namespace {
@@ -215,6 +255,9 @@ void ExecGuard::on_exec(int listener, const seccomp_notif& req) noexcept {
     if (v.action == policy::ExecAction::ask && st.allowed_for_session.contains(key)) {
       v = {policy::ExecAction::allow, v.rule, v.reason + ", allowed for this session"};
     }
+    if (v.action == policy::ExecAction::ask && recently_denied(st.denied_recently, key)) {
+      v = {policy::ExecAction::deny, v.rule, v.reason + ": denied moments ago, not asked again"};
+    }
     if (v.action == policy::ExecAction::ask && st.spec.approver == nullptr) {
       v = {policy::ExecAction::deny, v.rule, v.reason + ": no approver"};
     }
@@ -264,6 +307,8 @@ void ExecGuard::on_exec(int listener, const seccomp_notif& req) noexcept {
           respond(listener, id, allow);
           if (a == policy::Answer::allow_session || a == policy::Answer::allow_always) {
             s->allowed_for_session.insert(key);
+          } else if (!allow) {
+            remember_denied(s->denied_recently, key);
           }
           s->stats.denied += allow ? 0 : 1;
           try {

@@ -83,6 +83,28 @@ constexpr const char* kMountFamily[] = {
     "fsopen",     "fsconfig", "fsmount",   "fspick",         "mount_setattr",
     "pivot_root", "chroot",   "setns",     "statmount",      "listmount"};
 
+}  // namespace
+
+std::string_view seccomp_group_of(std::string_view syscall) {
+  auto in = [&](const auto& list) {
+    return std::any_of(std::begin(list), std::end(list),
+                       [&](const char* n) { return syscall == n; });
+  };
+  if (in(kPtraceGroup)) {
+    return "ptrace";
+  }
+  if (in(kPerfGroup)) {
+    return "perf";
+  }
+  // clone and unshare are refused for their CLONE_NEW* flags only.
+  if (in(kMountFamily) || syscall == "unshare" || syscall == "clone") {
+    return "userns";
+  }
+  return {};
+}
+
+namespace {
+
 // The number for `name`: libseccomp's, else kNewSyscalls' (-1: not a syscall of this ABI).
 int syscall_number(const char* name) {
   int nr = seccomp_syscall_resolve_name(name);

@@ -65,15 +65,6 @@ class AuditTest : public WorldTest {
     }
   }
   // A user config with `toml` (XDG_CONFIG_HOME inside the world, never the real home).
-  RunOptions with_config(const std::string& toml) {
-    std::string dir = w_.root + "/config";
-    std::filesystem::create_directories(dir + "/agentbox");
-    write_file(dir + "/agentbox/config.toml", toml);
-    chown_tree(dir, w_.as.uid, w_.as.gid);
-    RunOptions o;
-    o.env["XDG_CONFIG_HOME"] = dir;
-    return o;
-  }
   // The state dir becomes a tmpfs of `size` bytes, owned by the variant's user, in a private
   // mount namespace of the agentbox process, filled by root until `free_bytes` are left.
   RunOptions small_state(size_t size, size_t free_bytes) {
@@ -187,7 +178,7 @@ TEST_P(AuditTest, DeniedNameFloodIsCoalescedAndCapped) {
   EXPECT_LE(lines, 60u) << "two lines a second at most";
   EXPECT_LT(log.size(), 32u * 1024) << "4000 denials used to be ~1 MB";
 
-  RunOptions o = with_config("[audit]\nmax_size = \"64K\"\n");
+  RunOptions o = with_user_config(w_, "[audit]\nmax_size = \"64K\"\n");
   Output big = run(w_, {"run", "--", "python3", "-c", kDnsFlood, "many.test", "3000", "1"}, o);
   ASSERT_EQ(big.status, 0) << big.err;
   std::string capped = audit_log_of(big);
@@ -241,7 +232,7 @@ TEST_P(AuditTest, OpenFlowsAtExitGetCloseLines) {
 
 // keep_sessions = 2: old folders go, the running session's folder stays however old.
 TEST_P(AuditTest, RetentionPrunesOldSessionsButNotARunningOne) {
-  RunOptions o = with_config("[audit]\nkeep_sessions = 2\nmax_age = \"7d\"\n");
+  RunOptions o = with_user_config(w_, "[audit]\nkeep_sessions = 2\nmax_age = \"7d\"\n");
   std::string dir = w_.state + "/agentbox/sessions";
   std::set<std::string> before;  // the set-up's own session
   std::error_code ec;

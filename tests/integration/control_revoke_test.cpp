@@ -1,12 +1,22 @@
-// `agentbox revoke` end to end: a box keeps sending requests with the same placeholder through
-// the proxy to a loopback TLS upstream; after the revoke from outside, the next one is answered
-// 403 with the reason and never reaches the upstream. As root and as the user agentbox-test.
+// `agentbox revoke` and `agentbox rotate` end to end: a box keeps sending requests with the same
+// placeholder through the proxy to a loopback TLS upstream. After a revoke from outside, the next
+// one is answered 403 with the reason and never reaches the upstream; after a rotate, the next
+// one carries the new value of the credential's file, long before its ttl. As root and as the
+// user agentbox-test.
 #include <fcntl.h>
 
 #include "proxy_fixture.hpp"
 
 namespace agentbox::it {
 namespace {
+
+// `agentbox run` of `sh -c script` with the upstream reached as api.example.test.
+Args box_args(const std::string& up, uint16_t port, const std::string& script) {
+  return {"run",          "-q",           "--upstream-ca",
+          up + "/ca.pem", "--connect-to", fmt::format("api.example.test:443:127.0.0.1:{}", port),
+          "--",           "sh",           "-c",
+          script};
+}
 
 const std::string kReal = "ghp_RealRevokeTokenAAA0123456789abcdefWXYZ";
 
@@ -37,16 +47,7 @@ TEST_P(ControlRevokeTest, RevokeBlocksTheNextInjectedRequest) {
       "-H \"Authorization: Bearer $GH_TOKEN\"); echo \"code=$code\"; "
       "if [ \"$code\" = 403 ]; then cat /tmp/body; echo; echo \"token=$GH_TOKEN\"; exit 0; fi; "
       "sleep 0.05; done; exit 3";
-  Args a = {"run",
-            "-q",
-            "--upstream-ca",
-            up_ + "/ca.pem",
-            "--connect-to",
-            fmt::format("api.example.test:443:127.0.0.1:{}", port_),
-            "--",
-            "sh",
-            "-c",
-            script};
+  Args a = box_args(up_, port_, script);
   RunOptions o;
   o.env = env();
   o.env["XDG_CONFIG_HOME"] = cfg_;
@@ -112,6 +113,126 @@ TEST_P(ControlRevokeTest, RevokeBlocksTheNextInjectedRequest) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Users, ControlRevokeTest, ::testing::Values("root", "user"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+const std::string kFirst = "ghp_RotateFirstValueAAAA0123456789abcdefWXYZ";
+const std::string kSecond = "ghp_RotateSecondValueBBB0123456789abcdefWXYZ";
+
+class ControlRotateTest : public UpstreamFixture {
+ protected:
+  std::vector<std::string> hosts() const override { return {"api.example.test"}; }
+  std::vector<std::string> secrets() const override { return {kFirst, kSecond}; }
+  std::map<std::string, std::string> env() const override { return {}; }
+  void prepare() override {
+    token_ = w_.root + "/token";
+    put_token(kFirst);
+  }
+  std::string config() const override {
+    return "[network]\n"
+           "allow = [\"api.example.test\"]\n"
+           "[credentials.gh]\n"
+           "env = \"GH_TOKEN\"\n"
+           "from = \"file:" +
+           token_ +
+           "\"\n"
+           "hosts = [\"api.example.test\"]\n"
+           "inject = \"header:Authorization\"\n";
+  }
+  // As a user's tool rotates a token: a new file renamed over the old one.
+  void put_token(const std::string& value) {
+    const std::string tmp = token_ + ".new";
+    write_file(tmp, value + "\n");
+    ASSERT_EQ(::chmod(tmp.c_str(), 0600), 0);
+    ASSERT_EQ(::chown(tmp.c_str(), w_.as.uid, w_.as.gid), 0);
+    ASSERT_EQ(::rename(tmp.c_str(), token_.c_str()), 0);
+  }
+  static size_t count(const std::string& hay, const std::string& needle) {
+    size_t n = 0;
+    for (size_t p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) {
+      ++n;
+    }
+    return n;
+  }
+  std::string token_;
+};
+
+TEST_P(ControlRotateTest, RotateMakesTheNextRequestCarryTheNewValue) {
+  std::string runtime = w_.root + "/run";
+  ASSERT_EQ(::mkdir(runtime.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(runtime.c_str(), w_.as.uid, w_.as.gid), 0);
+  const std::string stop = w_.ws + "/stop-now";
+  std::string script =
+      "for i in $(seq 1 2400); do "
+      "curl -sS -o /dev/null https://api.example.test/echo/r "
+      "-H \"Authorization: Bearer $GH_TOKEN\"; "
+      "if [ -e stop-now ]; then exit 0; fi; sleep 0.02; done; exit 3";
+  Args a = box_args(up_, port_, script);
+  RunOptions o;
+  o.env["XDG_CONFIG_HOME"] = cfg_;
+  o.env["XDG_RUNTIME_DIR"] = runtime;
+  int unused_out = -1;
+  int unused_err = -1;
+  pid_t pid = spawn(w_, a, o, &unused_out, &unused_err);
+  ASSERT_GT(pid, 0);
+  auto wait_until = [&](const std::function<bool()>& done) {
+    for (int i = 0; i < 600 && !done(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return done();
+  };
+  const bool first = wait_until([&] { return seen().find(kFirst) != std::string::npos; });
+  // The file changes; within the ttl (300 s) the proxy keeps the value it read: five more
+  // requests go up with the first value, none with the second.
+  put_token(kSecond);
+  const size_t before = count(seen(), kFirst);
+  const bool cached = wait_until([&] { return count(seen(), kFirst) >= before + 5; });
+  const bool second_early = seen().find(kSecond) != std::string::npos;
+  RunOptions co;
+  co.env["XDG_RUNTIME_DIR"] = runtime;
+  std::string id;
+  Output ps = run(w_, {"ps", "--json"}, co);
+  if (auto pos = ps.out.find("\"id\": \""); pos != std::string::npos) {
+    id = ps.out.substr(pos + 7, 6);
+  }
+  Output r = run(w_, {"rotate", id, "gh"}, co);
+  const bool second = wait_until([&] { return seen().find(kSecond) != std::string::npos; });
+  const size_t first_total = count(seen(), kFirst);
+  // A value of another length cannot stand behind the placeholder the box holds: refused, and
+  // the credential is unavailable until a good value is read (the first is never used again).
+  put_token(kSecond + "X");
+  Output bad = run(w_, {"rotate", id, "gh"}, co);
+  Output unknown = run(w_, {"rotate", id, "nope"}, co);
+  write_file(stop, "");
+  int st = wait_for(pid, 60000);
+  if (st == -1) {
+    ::kill(pid, SIGKILL);
+    wait_for(pid, 5000);
+  }
+  ASSERT_TRUE(first) << seen();
+  ASSERT_TRUE(cached) << seen();
+  EXPECT_FALSE(second_early) << "the new value went up before the rotation";
+  ASSERT_FALSE(id.empty()) << ps.out << ps.err;
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("re-read from its source"), std::string::npos) << r.out;
+  EXPECT_TRUE(second) << seen();
+  EXPECT_EQ(count(seen(), kFirst), first_total) << "the old value went up after the rotation";
+  EXPECT_EQ(bad.status, 125) << bad.out;
+  EXPECT_NE(bad.err.find("changed length"), std::string::npos) << bad.err;
+  EXPECT_EQ(unknown.status, 125);
+  EXPECT_NE(unknown.err.find("the session has no credential `nope` (it has: gh)"),
+            std::string::npos)
+      << unknown.err;
+  EXPECT_EQ(st, 0);
+  const std::string log = audit();
+  EXPECT_NE(log.find(fmt::format(R"("type":"control.rotate","by_uid":{})", w_.as.uid)),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find(R"("type":"credential.rotate","credential":"gh","outcome":"ok")"),
+            std::string::npos)
+      << log;
+}
+
+INSTANTIATE_TEST_SUITE_P(Users, ControlRotateTest, ::testing::Values("root", "user"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 }  // namespace

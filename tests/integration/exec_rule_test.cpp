@@ -15,7 +15,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <filesystem>
 #include <optional>
 #include <string>
 #include <thread>
@@ -36,12 +35,7 @@ class ExecRuleTest : public BoxWorldTest {
  protected:
   // A user config with `toml` (XDG_CONFIG_HOME inside the world, never the real home).
   RunOptions with_config(const std::string& toml) {
-    std::string dir = w_.root + "/config";
-    std::filesystem::create_directories(dir + "/agentbox");
-    write_file(dir + "/agentbox/config.toml", toml);
-    chown_tree(dir, w_.as.uid, w_.as.gid);
-    RunOptions o;
-    o.env["XDG_CONFIG_HOME"] = dir;
+    RunOptions o = with_user_config(w_, toml);
     o.timeout_ms = 120000;  // several git commands in a box on a shared, loaded machine
     return o;
   }

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -284,6 +285,16 @@ void write_file(const std::string& path, const std::string& data, mode_t mode) {
   f << data;
   f.close();
   ::chmod(path.c_str(), mode);
+}
+
+RunOptions with_user_config(const World& w, const std::string& toml) {
+  const std::string dir = w.root + "/config";
+  std::filesystem::create_directories(dir + "/agentbox");
+  write_file(dir + "/agentbox/config.toml", toml);
+  chown_tree(dir, w.as.uid, w.as.gid);
+  RunOptions o;
+  o.env["XDG_CONFIG_HOME"] = dir;
+  return o;
 }
 
 void chown_tree(const std::string& path, uid_t uid, gid_t gid) {

@@ -80,6 +80,9 @@ pid_t spawn(const World& w, const std::vector<std::string>& args, const RunOptio
             int* err_fd);
 // Runs to completion (bounded by o.timeout_ms; SIGKILL on timeout).
 Output run(const World& w, const std::vector<std::string>& args, const RunOptions& o = {});
+// `toml` as the user's config (ROOT/config/agentbox/config.toml, owned by the variant's user),
+// and options whose XDG_CONFIG_HOME points at it.
+RunOptions with_user_config(const World& w, const std::string& toml);
 // Waits for `pid` at most timeout_ms; returns the shell-style status or -1.
 int wait_for(pid_t pid, int timeout_ms);
 

@@ -74,6 +74,9 @@ class SessionConfinement final : public sandbox::Confinement {
   // on `loop`, writes the sandbox.confine audit event, starts watching the limits (LimitWatch).
   // A missing listener is not fatal (errno mode), but logged.
   void started(event::Loop& loop, pid_t init);
+  // The approver for exec rules' `ask` (the session's queue, set once the control socket
+  // listens; nullptr again before it closes). Without one, `ask` is a deny ("no approver").
+  void use_approver(policy::Approver* approver);
   // After the box ended: a "limits" audit event (what the cgroup counted, what LimitWatch saw),
   // cgroup removed. Returns a short human phrase per limit reached, joined ("memory limit (OOM
   // kill)"), else "". Never names a limit it has no evidence for (see limit_watch.hpp).

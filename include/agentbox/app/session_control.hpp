@@ -8,10 +8,15 @@
 // CredentialSet) between two of its events, without locks; net and proxy never include
 // control. Every change and every refused client is an audit event naming the peer's uid and
 // pid. Destroyed (socket removed) before the network and the loop are torn down.
+// Approvals: when the network asks about names (network.ask) or an exec rule says `ask`, the
+// session's Approvals (the queue `agentbox approve` answers, verbs `approvals` and `approve`) is
+// created here and handed to the network; run hands approver() to the exec guard. Destroying
+// this denies every question still waiting. Without anything to ask, nothing is created.
 #pragma once
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -39,6 +44,13 @@ struct ControlInfo {
   std::string session_dir;                                  // holds audit.jsonl
   pid_t pid = 0;                                            // the box's init, as seen outside
   std::function<base::Status(int)> signal;  // to the box (init forwards it to the program)
+  // Approvals (network.ask, exec rules' `ask`): how long a question waits (network.ask_timeout,
+  // for every question of the session).
+  std::chrono::milliseconds ask_timeout{60000};
+  bool exec_asks = false;  // an [[exec.rule]] says `ask`
+  bool learn = false;      // --learn: every question answered at once and recorded
+  // The file "always" appends to; empty: the user's config file, from `env` (config/append.hpp).
+  std::string user_config;
 };
 
 class SessionControl {
@@ -51,6 +63,8 @@ class SessionControl {
   SessionControl& operator=(const SessionControl&) = delete;
 
   [[nodiscard]] const std::string& socket_path() const;
+  // The session's question queue; nullptr when nothing asks.
+  [[nodiscard]] policy::Approver* approver() const;
 
   struct Impl;
 

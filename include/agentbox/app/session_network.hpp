@@ -29,6 +29,7 @@
 #include "agentbox/event/loop.hpp"
 #include "agentbox/net/connect.hpp"
 #include "agentbox/net/flow.hpp"
+#include "agentbox/policy/approval.hpp"
 #include "agentbox/policy/egress.hpp"
 #include "agentbox/sandbox/box_network.hpp"
 
@@ -49,6 +50,10 @@ class SessionNetwork {
       event::Loop&, const policy::EgressPolicy&, const std::vector<net::ConnectTo>&)>;
   void use_handler_factory(HandlerFactory factory);
 
+  // Who is asked about names under `network.ask` / `network.unlisted = "ask"` (app's
+  // Approvals); it must stay until set back to null. Null: such names are denied.
+  void use_approver(policy::Approver* approver);
+  [[nodiscard]] bool asks() const;  // any ask rule, or unlisted = "ask"
   // The launcher's hook (LaunchSpec::network): creates and configures the tap in init.
   [[nodiscard]] const sandbox::BoxNetwork* box_hook() const;
   // The box must be started with a socket factory (LaunchSpec::socket_factory): --publish.

@@ -29,6 +29,7 @@
 #include "agentbox/net/connect.hpp"
 #include "agentbox/net/flow.hpp"
 #include "agentbox/policy/egress.hpp"
+#include "agentbox/proxy/credentials.hpp"
 #include "agentbox/proxy/session_budget.hpp"
 #include "agentbox/sandbox/mount_plan.hpp"
 
@@ -70,8 +71,11 @@ class SessionProxy {
   // credential `name` is blocked with a 403 saying so; the box keeps its placeholder. False
   // when the session has no such credential.
   bool revoke(const std::string& name);
-  // The credentials' names, with "revoked" for those revoked.
-  [[nodiscard]] std::vector<std::pair<std::string, bool>> credentials() const;
+  // Rotation (the control socket, on the loop thread): re-reads a file: or cmd: credential now
+  // (CredentialSet::rotate); the outcome shows in credentials() once the read is done.
+  [[nodiscard]] base::Status rotate(const std::string& name);
+  // The credentials, each with its state (revoked, being re-read, unavailable and why).
+  [[nodiscard]] std::vector<proxy::CredentialSet::State> credentials() const;
   // The session's budgets and model usage (the control socket reads and changes it on the loop
   // thread, between two proxy events).
   [[nodiscard]] proxy::SessionBudget& budget();

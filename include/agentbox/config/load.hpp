@@ -32,6 +32,9 @@ struct Flags {
   std::vector<std::string> raw_tcp;     // --raw-tcp HOST:PORT (neither TLS nor HTTP, e.g. ssh)
   std::vector<std::string> host_ports;  // --host-port PORT[:HOSTPORT]
   std::vector<std::string> publish;     // --publish PORT[:BOXPORT]
+  std::vector<std::string> ask;         // --ask HOST[:PORT]: held until `agentbox approve`
+  bool ask_unlisted = false;            // --ask-unlisted: every name not allowed is asked
+  bool learn = false;                   // --learn: every name not allowed is admitted, recorded
   std::vector<std::string> upstream_ca;
   std::vector<std::string> trust_ca;       // --trust-ca PATH (the box trusts it)
   std::vector<std::string> seccomp_allow;  // --allow-syscalls GROUP

@@ -193,6 +193,15 @@ struct Policy {
   Sourced<bool> network_none{false, {"built-in"}};
   std::vector<Sourced<std::string>> net_allow;  // "host[:port]", "*.host", "CIDR[:port]"
   std::vector<Sourced<std::string>> raw_tcp;    // "host:port" allowed without TLS/HTTP
+  // Approvals (docs/CONTROL.md): a name these match (same grammar as net_allow) and no allow
+  // rule admits gets its DNS answer held until `agentbox approve` answers; unlisted_ask: every
+  // name no rule admits. ask_timeout: seconds a question waits before it is denied.
+  std::vector<Sourced<std::string>> ask;
+  Sourced<bool> unlisted_ask{false, {"built-in"}};
+  // network.unlisted = "learn" (--learn): every name no rule admits is allowed at once for the
+  // session and recorded (`learn.allow`), for `agentbox profile suggest`; implies unlisted_ask.
+  Sourced<bool> learn{false, {"built-in"}};
+  Sourced<uint64_t> ask_timeout{60, {"built-in"}};
   // Allowed host patterns whose TLS is intercepted only to check Host = SNI and to block any
   // placeholder (`{ host = ..., inspect = true }` in network.allow); inspect_all: every one.
   std::vector<Sourced<std::string>> inspect;

@@ -10,9 +10,18 @@
 //      the box). TXT, NULL, SVCB, HTTPS, ANY, AXFR/IXFR: REFUSED for every name (DNS tunnelling
 //      channels; refusing HTTPS/SVCB also keeps ECH away so SNI stays readable).
 //   5. Names not allowed (and invalid names): NXDOMAIN. Every query is a "dns.query" audit event.
+//   6. Approvals: a name the policy says to ask about (EgressPolicy::ask_rule) gets no reply
+//      while a person decides (policy::Approver). Queries for one name share one question; at
+//      most kMaxHeld queries wait (past that: SERVFAIL). The answer releases every held query:
+//      allowed as in 3/4, or NXDOMAIN. "Once" also lets the next connection to the name through
+//      (OnceGrants). Without an approver, or with no ask rule, nothing here changes.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -20,6 +29,7 @@
 
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/net/wire.hpp"
+#include "agentbox/policy/approval.hpp"
 #include "agentbox/policy/egress.hpp"
 
 namespace agentbox::net {
@@ -82,20 +92,65 @@ class SyntheticPool {
   std::unordered_map<Ip4, std::string> by_addr_;
 };
 
+// Names a person admitted once (`agentbox approve ... once`): the next connection to the name
+// within kWindow is admitted, then the grant is gone. Bounded (kMax names; the oldest goes).
+class OnceGrants {
+ public:
+  static constexpr std::chrono::seconds kWindow{30};
+  static constexpr size_t kMax = 256;
+  void grant(const std::string& name);
+  // True (and the grant used up) when `name` holds an unexpired grant.
+  [[nodiscard]] bool take(const std::string& name);
+  [[nodiscard]] size_t size() const { return until_.size(); }
+
+ private:
+  std::map<std::string, std::chrono::steady_clock::time_point> until_;
+};
+
+// Where a held query's reply goes (the stack frames it).
+struct ReplyTo {
+  Mac mac{};
+  Ip4 ip = 0;
+  uint16_t port = 0;
+};
+
 class DnsResponder {
  public:
+  static constexpr size_t kMaxHeld = 64;  // queries waiting for a person, all names together
+  using Send = std::function<void(const ReplyTo&, Bytes reply)>;
   // `policy` is read on every query (a runtime policy change applies to the next query).
   DnsResponder(const policy::EgressPolicy& policy, SyntheticPool& pool, audit::Sink& audit,
                uint32_t ttl = 60)
       : policy_(policy), pool_(pool), audit_(audit), ttl_(ttl) {}
   // The reply message for `query`, or empty if there is to be no reply.
-  [[nodiscard]] std::vector<std::byte> answer(Bytes query);
+  // `to` null: nothing is held (a name to ask about is denied).
+  [[nodiscard]] std::vector<std::byte> answer(Bytes query, const ReplyTo* to = nullptr);
+  // Ask `approver` about names the policy says to ask about; `send` delivers released replies.
+  void use_approver(policy::Approver* approver, OnceGrants* once, Send send);
+  [[nodiscard]] size_t held() const { return held_count_; }
 
  private:
+  struct Held {
+    DnsQuery query;
+    ReplyTo to;
+  };
+  std::vector<std::byte> reply_allowed(const DnsQuery& q, const std::string& name,
+                                       audit::Event& ev);
+  std::vector<std::byte> hold(const DnsQuery& q, const std::string& name, std::string rule,
+                              const ReplyTo& to, audit::Event& ev);
+  void release(const std::string& name, policy::Answer a);
+
   const policy::EgressPolicy& policy_;
   SyntheticPool& pool_;
   audit::Sink& audit_;
   uint32_t ttl_;
+  policy::Approver* approver_ = nullptr;
+  OnceGrants* once_ = nullptr;
+  Send send_;
+  std::map<std::string, std::vector<Held>> held_;  // by name
+  size_t held_count_ = 0;
+  // Answers may come after this responder is gone (the session ending): they check this first.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace agentbox::net

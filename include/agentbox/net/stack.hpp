@@ -85,6 +85,11 @@ class Stack {
   // Reads and handles up to `budget` frames; returns how many (so the loop can stay fair).
   base::Result<size_t> drain(Tap& tap, Clock::time_point now, size_t budget = 64);
 
+  // Approvals: names the policy says to ask about wait for `approver` (dns.hpp, step 6); a
+  // name admitted once may then open one connection (OnceGrants). Null: nobody is asked.
+  void use_approver(policy::Approver* approver);
+  [[nodiscard]] const DnsResponder& dns() const { return dns_; }
+
   [[nodiscard]] TcpTranslator& tcp() { return tcp_; }
   [[nodiscard]] SyntheticPool& pool() { return pool_; }
   [[nodiscard]] const StackCounters& counters() const { return counters_; }
@@ -99,6 +104,7 @@ class Stack {
   FrameSink& sink_;
   audit::Sink& audit_;
   SyntheticPool pool_;
+  OnceGrants once_;
   DnsResponder dns_;
   TcpTranslator tcp_;
   std::vector<std::byte> frame_;

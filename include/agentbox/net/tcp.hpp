@@ -106,6 +106,9 @@ class TcpTranslator final : public FlowControl {
     return deadlines_.earliest();
   }
 
+  // Names a person admitted once (dns.hpp): a SYN the policy denies is admitted when its name
+  // holds a grant, which it uses up. Null (the default): no grants.
+  void use_once_grants(OnceGrants* once) { once_ = once; }
   [[nodiscard]] size_t flow_count() const { return flows_.size(); }
   // Resets every flow `match` picks (RST to the box, the socket closed): a host denied while
   // the session runs loses its live connections too. Returns how many.
@@ -156,6 +159,7 @@ class TcpTranslator final : public FlowControl {
   TcpConfig config_;
   const policy::EgressPolicy& policy_;
   const SyntheticPool& pool_;
+  OnceGrants* once_ = nullptr;
   FlowHandler& handler_;
   Poller& poller_;
   FrameSink& sink_;

@@ -72,6 +72,16 @@ class EgressPolicy {
   size_t remove_rule(std::string_view text);
   size_t remove_deny(std::string_view text);
 
+  // Approvals (approval.hpp): names a person is asked about rather than denied (network.ask,
+  // --ask), or every name no rule admits (network.unlisted = "ask"). Only the DNS responder
+  // reads them; with none set, nothing about a decision changes.
+  void add_ask(EgressRule r) { asks_.push_back(std::move(r)); }
+  void set_ask_unlisted(bool on) { ask_unlisted_ = on; }
+  [[nodiscard]] bool asks_anything() const { return ask_unlisted_ || !asks_.empty(); }
+  // For a name decide_name_any_port() denied: the rule "for this session" adds (the name with
+  // the matching ask rule's port, e.g. "api.example.com:8443"; a bare name under `unlisted`),
+  // or nullopt when no one is to be asked (no ask rule matches, invalid, denied at run time).
+  [[nodiscard]] std::optional<std::string> ask_rule(std::string_view name) const;
   // `target` is a host name or an address literal in any spelling.
   [[nodiscard]] Decision decide(std::string_view target, uint16_t port) const;
   [[nodiscard]] Decision decide_address(const IpAddr& addr, uint16_t port) const;
@@ -89,6 +99,8 @@ class EgressPolicy {
 
   std::vector<EgressRule> rules_;
   std::vector<EgressRule> denies_;
+  std::vector<EgressRule> asks_;
+  bool ask_unlisted_ = false;
   std::shared_ptr<const HostAddrs> host_addrs_;
 };
 

@@ -209,6 +209,20 @@ class CredentialSet {
   [[nodiscard]] Scrubber scrubber() const;
   // Revocation: the next request carrying its placeholder is blocked. Returns false if unknown.
   bool revoke(std::string_view name);
+  // Rotation (`agentbox rotate`): re-reads a file: or cmd: credential from its source now,
+  // whatever its ttl; a request that needs it meanwhile waits for the read (as for a stale
+  // value). An error at once when the name is unknown or its value cannot be re-read (env: is
+  // fixed at start; a captured value rotates with its own token endpoint). The outcome is
+  // audited (`credential.rotate`) and shown by state().
+  [[nodiscard]] base::Status rotate(std::string_view name);
+  struct State {
+    std::string name;
+    bool revoked = false;
+    bool refreshing = false;  // a re-read is running
+    std::string failure;      // non-empty: unavailable, and why
+  };
+  // Every credential named in the configuration, in order (captured values are not listed).
+  [[nodiscard]] std::vector<State> state() const;
   // One line per credential that refused requests over a budget, for the exit summary.
   [[nodiscard]] std::vector<std::string> budget_summary() const;
   // Hosts the credentials are scoped to (the TLS CA must be allowed to intercept them).
@@ -224,6 +238,8 @@ class CredentialSet {
   [[nodiscard]] bool add_formatted(http1::Request& req, std::string_view host, bool cleartext,
                                    const std::vector<Entry*>& swapped, Verdict& v);
   void apply_refresh(Entry& e, base::Result<std::string> fresh);
+  // Starts a background re-read of `e` (the refresher must be set); false when its queue is full.
+  bool start_refresh(Entry& e, bool audit);
   // `key`: the user's placeholder key (stable placeholders, placeholder.hpp); empty: random.
   [[nodiscard]] base::Status make_placeholder_for(Entry& e, std::string_view key = {}) const;
   [[nodiscard]] std::string minting_denial(const http1::Request& req, std::string_view host,

@@ -13,7 +13,9 @@
 //   4. policy::ExecPolicy::decide(): allow -> SECCOMP_USER_NOTIF_FLAG_CONTINUE; deny -> EACCES;
 //      ask -> policy::Approver::ask() and the notification simply stays unanswered (the caller
 //      stays blocked, the rest of the box runs) until the callback, which answers it; no
-//      approver -> deny ("no approver"). With rules, a read that fails is a deny.
+//      approver -> deny ("no approver"). With rules, a read that fails is a deny. A person's
+//      deny (or the wait's end) is remembered for the same program and argv for 10 s: a shell's
+//      PATH search retries the next directory after EACCES, and is denied without a new question.
 //   5. One `exec` audit event per exec (exec logging) and per decision a rule made.
 // Limits (docs/CONFINEMENT.md): the kernel reads the caller's memory again when it executes, so
 // another thread of the caller can change the arguments between the check and the exec; a
@@ -65,6 +67,9 @@ class ExecGuard final : public ExecHandler {
 
   void on_exec(int listener, const seccomp_notif& req) noexcept override;
   [[nodiscard]] ExecStats stats() const;
+  // The approver for `ask` from the next exec on (the session's queue starts after the box;
+  // nullptr again as it ends). Questions already asked keep their callbacks.
+  void use_approver(policy::Approver* approver) noexcept;
 
  private:
   struct State;

@@ -25,6 +25,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -45,6 +46,9 @@ namespace agentbox::sandbox {
 //              for nested sandboxes (bwrap, chromium, podman). Widens kernel attack surface;
 //              the box then keeps no Landlock filesystem rules (confine.cpp, LandlockFs).
 [[nodiscard]] const std::vector<std::string>& known_seccomp_groups();
+// The group whose allowing would admit a call of `syscall` (a name as the seccomp.deny audit line
+// gives it), or empty: not in any group, agentbox never allows it.
+[[nodiscard]] std::string_view seccomp_group_of(std::string_view syscall);
 
 struct SeccompProgram {
   std::vector<sock_filter> notify;      // denies answered by the supervisor

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "agentbox/base/sys.hpp"
+#include "agentbox/config/append.hpp"
 #include "agentbox/config/defaults.hpp"
 #include "agentbox/config/units.hpp"
 
@@ -938,6 +939,73 @@ TEST(Network, HostPortsAndPublishComeFromTheConfig) {
   std::string m = bad.error().render();
   EXPECT_NE(m.find("system.toml:2:23: `network.host_ports`: `web`"), std::string::npos) << m;
   EXPECT_NE(m.find("system.toml:3:12: `network.publish`: `0`"), std::string::npos) << m;
+}
+
+// Approvals: network.ask (a granted list), network.unlisted and network.ask_timeout, and the
+// flags; a workspace file may not ask.
+TEST(Load, AskKeysAndFlags) {
+  TempDir dir;
+  dir.write("user/config.toml",
+            "[network]\nask = [\"*.example.com\"]\nunlisted = \"ask\"\nask_timeout = 5\n");
+  auto o = isolated(dir);
+  o.flags.ask = {"api.test:8443"};
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_EQ(r->policy.ask.size(), 2u);
+  EXPECT_EQ(r->policy.ask[1].value, "api.test:8443");
+  EXPECT_EQ(r->policy.ask[1].origin.describe(), "--ask");
+  EXPECT_TRUE(r->policy.unlisted_ask.value);
+  EXPECT_EQ(r->policy.ask_timeout.value, 5u);
+  dir.write("user/config.toml", "[network]\nunlisted = \"maybe\"\nask_timeout = 0\n");
+  auto bad = load(isolated(dir));
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("`network.unlisted`: `maybe`"), std::string::npos);
+  EXPECT_NE(bad.error().message().find("network.ask_timeout"), std::string::npos);
+  dir.write("user/config.toml", "");
+  auto base = load(isolated(dir));
+  ASSERT_TRUE(base);
+  EXPECT_FALSE(base->policy.unlisted_ask.value);
+  EXPECT_EQ(base->policy.ask_timeout.value, 60u);
+  std::string ws = dir.write("ws/.agentbox.toml", "[network]\nask = [\"x.test\"]\n");
+  EXPECT_FALSE(narrow_with_workspace_file(*base, ws));
+}
+
+// `approve ... always`: one table appended, the user's text untouched; a file that would not
+// parse with it (an inline `allow = [...]`) is left as it was.
+TEST(AppendAllow, AppendsAndStillLoads) {
+  TempDir dir;
+  std::string text =
+      "# mine\n[network]\nmax_flows = 100 # keep\n[[network.allow]]\nhost = \"a.test\"";
+  std::string path = dir.write("user/config.toml", text);
+  ASSERT_TRUE(append_allow(path, "b.test:8443", "added by agentbox approve on D for session S"));
+  std::ifstream in(path);
+  std::string after((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(after, text +
+                       "\n\n# added by agentbox approve on D for session S\n[[network.allow]]\n"
+                       "host = \"b.test:8443\"\n");
+  auto r = load(isolated(dir));
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_EQ(r->policy.net_allow.size(), 2u);
+  EXPECT_EQ(r->policy.net_allow[1].value, "b.test:8443");
+
+  std::string inline_list = "[network]\nallow = [\"a.test\"]\n";
+  std::string p2 = dir.write("other/config.toml", inline_list);
+  auto refused = append_allow(p2, "b.test", "c");
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().hint().find("add \"b.test\""), std::string::npos);
+  std::ifstream in2(p2);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(in2)), std::istreambuf_iterator<char>()),
+            inline_list);
+  EXPECT_FALSE(append_allow(p2, "b.test\"\n[x]", "c"));  // never anything TOML would escape
+
+  std::string fresh = dir.path() + "/new/agentbox/config.toml";
+  ASSERT_TRUE(append_allow(fresh, "c.test", "c"));
+  EXPECT_TRUE(fs::exists(fresh));
+  EXPECT_EQ(fs::status(fresh).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(user_config_file("", "/home/u"), "/home/u/.config/agentbox/config.toml");
+  EXPECT_EQ(user_config_file("/x", "/home/u"), "/x/agentbox/config.toml");
+  EXPECT_EQ(user_config_file("rel", ""), "");
 }
 
 }  // namespace

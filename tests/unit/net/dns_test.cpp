@@ -1,6 +1,7 @@
 // DNS responder: synthetic answers for allowed names, NXDOMAIN/REFUSED otherwise, audit events.
 #include "agentbox/net/dns.hpp"
 
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 namespace agentbox::net {
@@ -141,6 +142,104 @@ TEST_F(Dns, CompressionLoopsAreRejected) {
     m.push_back(std::byte{b});
   }
   EXPECT_TRUE(dns_.answer(m).empty());
+}
+
+// An Approver that keeps the callbacks for the test to answer.
+struct HeldApprover final : policy::Approver {
+  void ask(policy::Question q, policy::AnswerCallback answer) override {
+    questions.push_back(std::move(q));
+    answers.push_back(std::move(answer));
+  }
+  std::vector<policy::Question> questions;
+  std::vector<policy::AnswerCallback> answers;
+};
+
+class DnsAsk : public Dns {
+ protected:
+  void SetUp() override {
+    policy_.add_ask(*policy::EgressRule::parse("*.ask.test:8443"));
+    dns_.use_approver(&approver_, &once_, [this](const ReplyTo& to, Bytes reply) {
+      sent_.push_back({to.port, decode(std::vector<std::byte>(reply.begin(), reply.end()))});
+    });
+  }
+  std::vector<std::byte> ask(const std::string& label, uint16_t qtype, uint16_t sport = 5353) {
+    ReplyTo to{.mac = {}, .ip = ip4(10, 0, 2, 100), .port = sport};
+    return dns_.answer(query({label, "ask", "test"}, qtype), &to);
+  }
+  HeldApprover approver_;
+  OnceGrants once_;
+  std::vector<std::pair<uint16_t, Reply>> sent_;
+};
+
+TEST_F(DnsAsk, HeldUntilAnsweredOneQuestionPerName) {
+  EXPECT_TRUE(ask("a", dnstype::kA, 1).empty());
+  EXPECT_TRUE(ask("a", dnstype::kAaaa, 2).empty());  // joins the same question
+  ASSERT_EQ(approver_.questions.size(), 1u);
+  EXPECT_EQ(approver_.questions[0].subject, "a.ask.test");
+  EXPECT_EQ(approver_.questions[0].detail, "a.ask.test:8443");  // what "session" would allow
+  EXPECT_EQ(dns_.held(), 2u);
+  // Not asked: allowed names, names no ask rule matches, and without a ReplyTo.
+  EXPECT_EQ(decode(dns_.answer(query({"api", "github", "com"}, dnstype::kA))).rcode, 0);
+  EXPECT_EQ(decode(dns_.answer(query({"evil", "com"}, dnstype::kA))).rcode, dnsrcode::kNxDomain);
+  EXPECT_EQ(decode(dns_.answer(query({"b", "ask", "test"}, dnstype::kA))).rcode,
+            dnsrcode::kNxDomain);
+  EXPECT_TRUE(sent_.empty());
+  approver_.answers[0](policy::Answer::allow_once);
+  ASSERT_EQ(sent_.size(), 2u);
+  EXPECT_EQ(sent_[0].first, 1);
+  ASSERT_TRUE(sent_[0].second.a);
+  EXPECT_EQ(pool_.name_of(*sent_[0].second.a), "a.ask.test");
+  EXPECT_EQ(sent_[1].second.ancount, 0);  // AAAA: empty
+  EXPECT_EQ(dns_.held(), 0u);
+  // Once: one connection's grant, used up by the first that takes it.
+  EXPECT_TRUE(once_.take("a.ask.test"));
+  EXPECT_FALSE(once_.take("a.ask.test"));
+  // The next query asks again.
+  EXPECT_TRUE(ask("a", dnstype::kA).empty());
+  EXPECT_EQ(approver_.questions.size(), 2u);
+}
+
+TEST_F(DnsAsk, DeniedGetsNxdomainAndNoGrant) {
+  EXPECT_TRUE(ask("a", dnstype::kA).empty());
+  approver_.answers[0](policy::Answer::deny);
+  ASSERT_EQ(sent_.size(), 1u);
+  EXPECT_EQ(sent_[0].second.rcode, dnsrcode::kNxDomain);
+  EXPECT_FALSE(once_.take("a.ask.test"));
+  EXPECT_NE(audit_.lines().find(R"("approval":"deny")"), std::string::npos);
+}
+
+TEST_F(DnsAsk, BoundedHeldQueries) {
+  for (size_t i = 0; i < DnsResponder::kMaxHeld; ++i) {
+    EXPECT_TRUE(ask(fmt::format("n{}", i), dnstype::kA).empty());
+  }
+  EXPECT_EQ(decode(ask("over", dnstype::kA)).rcode, dnsrcode::kServFail);
+  EXPECT_EQ(approver_.questions.size(), DnsResponder::kMaxHeld);
+  approver_.answers[0](policy::Answer::deny);
+  EXPECT_TRUE(ask("over", dnstype::kA).empty());  // room again
+}
+
+TEST_F(DnsAsk, AnAnswerAfterTheResponderIsGoneIsIgnored) {
+  std::vector<policy::AnswerCallback> late;
+  {
+    DnsResponder other{policy_, pool_, audit_};
+    other.use_approver(&approver_, &once_, [this](const ReplyTo&, Bytes) { sent_.push_back({}); });
+    ReplyTo to{};
+    EXPECT_TRUE(other.answer(query({"z", "ask", "test"}, dnstype::kA), &to).empty());
+  }
+  approver_.answers.back()(policy::Answer::allow_once);
+  EXPECT_TRUE(sent_.empty());
+  EXPECT_FALSE(once_.take("z.ask.test"));
+}
+
+TEST(OnceGrants, BoundedAndSingleUse) {
+  OnceGrants g;
+  for (size_t i = 0; i < OnceGrants::kMax + 10; ++i) {
+    g.grant(fmt::format("h{}", i));
+  }
+  EXPECT_EQ(g.size(), OnceGrants::kMax);
+  EXPECT_TRUE(g.take(fmt::format("h{}", OnceGrants::kMax + 9)));
+  EXPECT_FALSE(g.take(fmt::format("h{}", OnceGrants::kMax + 9)));
+  EXPECT_FALSE(g.take("never"));
 }
 
 TEST(SyntheticPool, BoundedAndBidirectional) {

@@ -144,5 +144,27 @@ TEST(Egress, RuleGrammar) {
   EXPECT_NE(all.error().message().find("x:0"), std::string::npos);
 }
 
+// Approvals: which names are asked about, and the rule "for this session" would add.
+TEST(Egress, AskRule) {
+  EgressPolicy p = *EgressPolicy::parse({"api.example.com"});
+  EXPECT_FALSE(p.asks_anything());
+  EXPECT_EQ(p.ask_rule("x.example.com"), std::nullopt);
+  p.add_ask(*EgressRule::parse("*.example.com:8443"));
+  p.add_ask(*EgressRule::parse("plain.test"));
+  EXPECT_TRUE(p.asks_anything());
+  EXPECT_EQ(p.ask_rule("X.Example.com"), "x.example.com:8443");
+  EXPECT_EQ(p.ask_rule("plain.test"), "plain.test");
+  EXPECT_EQ(p.ask_rule("other.test"), std::nullopt);
+  EXPECT_EQ(p.ask_rule("bad name"), std::nullopt);
+  p.set_ask_unlisted(true);
+  EXPECT_EQ(p.ask_rule("other.test"), "other.test");
+  // A name denied at run time is never asked about.
+  p.add_deny(*EgressRule::parse("other.test:*"));
+  EXPECT_EQ(p.ask_rule("other.test"), std::nullopt);
+  // Asking changes no decision.
+  EXPECT_FALSE(p.decide_name_any_port("x.example.com").allowed);
+  EXPECT_FALSE(p.decide("x.example.com", 8443).allowed);
+}
+
 }  // namespace
 }  // namespace agentbox::policy

@@ -230,5 +230,71 @@ TEST(Refresh, StaleValueWaitsForTheRefresherOthersDoNot) {
   ::rmdir(dir);
 }
 
+TEST(Refresh, RotateRereadsNowWhateverTheTtl) {
+  char dir[] = "/tmp/agentbox-rotate-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string file = std::string(dir) + "/token";
+  const std::string v1 = "ghp_FirstValueOfTheTokenAAAA0123456789abcd";
+  const std::string v2 = "ghp_SecondValueOfTheTokenBBB0123456789abcd";
+  std::ofstream(file) << v1 << "\n";
+  auto set = CredentialSet::load({{.name = "gh",
+                                   .env = "GH_TOKEN",
+                                   .from = "file:" + file,
+                                   .hosts = {"api.github.test"},
+                                   .inject = "header:Authorization",
+                                   .ttl_seconds = 3600},
+                                  {.name = "fixed",
+                                   .env = "FIXED",
+                                   .from = "env:REAL_FIXED",
+                                   .hosts = {"api.github.test"},
+                                   .inject = "header:X-Fixed"}},
+                                 fake_env({{"REAL_FIXED", "fixed-secret-value-0123"}}), nullptr);
+  ASSERT_TRUE(set) << set.error().message();
+  const std::string ph = *set->placeholder("gh");
+  std::vector<std::pair<std::string, std::function<void(base::Result<std::string>)>>> jobs;
+  set->set_refresher([&](std::string from, std::function<void(base::Result<std::string>)> done) {
+    jobs.emplace_back(std::move(from), std::move(done));
+    return true;
+  });
+  const std::string text =
+      "GET / HTTP/1.1\r\nHost: api.github.test\r\nAuthorization: token " + ph + "\r\n\r\n";
+  std::ofstream(file) << v2 << "\n";
+  // Within its ttl the cached value is used: without a rotation the new file is not read.
+  auto before = parse(text);
+  EXPECT_FALSE(set->await_fresh(before, "api.github.test", false, [] {}));
+  ASSERT_FALSE(set->inspect(before, "api.github.test").blocked);
+  EXPECT_EQ(before.header("authorization"), "token " + v1);
+  ASSERT_TRUE(set->rotate("gh"));
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_TRUE(set->state()[0].refreshing);
+  // A request during the re-read waits for it, then carries the new value.
+  auto during = parse(text);
+  int woken = 0;
+  EXPECT_TRUE(set->await_fresh(during, "api.github.test", false, [&] { ++woken; }));
+  jobs[0].second(set->source().read(jobs[0].first));
+  EXPECT_EQ(woken, 1);
+  EXPECT_FALSE(set->state()[0].refreshing);
+  EXPECT_TRUE(set->state()[0].failure.empty()) << set->state()[0].failure;
+  ASSERT_FALSE(set->inspect(during, "api.github.test").blocked);
+  EXPECT_EQ(during.header("authorization"), "token " + v2);
+  // A new value of another length cannot replace the placeholder the box holds: unavailable.
+  std::ofstream(file) << v2 << "X\n";
+  ASSERT_TRUE(set->rotate("gh"));
+  ASSERT_EQ(jobs.size(), 2u);
+  jobs[1].second(set->source().read(jobs[1].first));
+  EXPECT_NE(set->state()[0].failure.find("changed length"), std::string::npos);
+  // Unknown names and values read once at start are refused at once, saying why.
+  auto unknown = set->rotate("nope");
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message().find("no credential `nope`"), std::string::npos);
+  auto fixed = set->rotate("fixed");
+  ASSERT_FALSE(fixed);
+  EXPECT_NE(fixed.error().message().find("env:REAL_FIXED"), std::string::npos)
+      << fixed.error().message();
+  EXPECT_EQ(jobs.size(), 2u);
+  ::unlink(file.c_str());
+  ::rmdir(dir);
+}
+
 }  // namespace
 }  // namespace agentbox::proxy
