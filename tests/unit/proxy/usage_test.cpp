@@ -1,6 +1,7 @@
 // UsageMeter and SessionBudget: token usage read from every wire format, whatever the split.
 #include "agentbox/proxy/usage.hpp"
 
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -143,6 +144,69 @@ TEST(UsageMeter, AnySplitGivesTheSameReading) {
     }
     expect(c, read_in_pieces(c, every), " byte by byte");
   }
+}
+
+// A stream that mixes what the fast path passes over (text deltas, comments, lone `event:`
+// lines, names that only look like members) with what it must hand to the scanner (usage in
+// the first and last events, a member name split across data lines, a key in a string), over
+// LF, CRLF and CR line ends.
+std::string mixed_stream() {
+  std::string s =
+      "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":"
+      "{\"model\":\"claude-opus-4-1\",\"usage\":{\"input_tokens\":70,"
+      "\"cache_creation_input_tokens\":3,\"output_tokens\":1}}}\r\n\r\n";
+  for (int i = 0; i < 12; ++i) {
+    const char* eol = i % 3 == 0 ? "\n" : (i % 3 == 1 ? "\r\n" : "\r");
+    s += fmt::format(
+        "event: content_block_delta{0}data: {{\"type\":\"content_block_delta\","
+        "\"delta\":{{\"text\":\"tok{1} usage model\"}}}}{0}{0}",
+        eol, i);
+    if (i == 4) {
+      s += ": keep-alive\n\n";
+    }
+    if (i == 7) {  // names a member in text, and splits one across two data lines: no report
+      s += "data: {\"delta\":{\"text\":\"{\\\"usage\\\":{\\\"output_tokens\\\":9}}\"}}\n\n"
+           "data: {\"us\ndata: age\":{\"output_tokens\":8}}\n\n";
+    }
+  }
+  s += "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens"
+       "\":61}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+  return s;
+}
+
+// The fast path (events passed over whole) reads what the byte scanner reads: fed one byte at
+// a time no event is ever whole within a piece, so that is the scanner alone; fed whole, cut
+// once at every point, or cut at every pair of points 7 apart, the reading is the same and the
+// text deltas were passed over.
+TEST(UsageMeter, FastPathReadsWhatTheScannerReadsAtEverySplit) {
+  std::vector<Case> all = cases();
+  all.push_back({"mixed", Format::kSse, mixed_stream(), "claude-opus-4-1", {73, 61, 0}});
+  for (const auto& c : all) {
+    std::vector<size_t> every;
+    for (size_t i = 1; i < c.body.size(); ++i) {
+      every.push_back(i);
+    }
+    const auto scanner = read_in_pieces(c, every);
+    expect(c, scanner, " byte by byte");
+    for (size_t i = 0; i <= c.body.size(); ++i) {
+      expect(c, read_in_pieces(c, {i}), " split at " + std::to_string(i));
+      if (i + 7 <= c.body.size()) {
+        expect(c, read_in_pieces(c, {i, i + 7}), " cut at " + std::to_string(i) + "+7");
+      }
+    }
+  }
+  // Whole: the 12 deltas, the comment, the split name and message_stop are passed over.
+  UsageMeter whole(Format::kSse);
+  whole.feed(mixed_stream());
+  EXPECT_EQ(whole.events_passed_over(), 15U);
+  EXPECT_EQ(whole.finish().tokens.output, 61U);
+  // Byte by byte: no event lies whole within a piece, so the scanner reads every one.
+  UsageMeter bytewise(Format::kSse);
+  for (char ch : mixed_stream()) {
+    bytewise.feed(std::string_view(&ch, 1));
+  }
+  EXPECT_EQ(bytewise.events_passed_over(), 0U);
+  EXPECT_EQ(bytewise.finish().tokens.output, 61U);
 }
 
 TEST(UsageMeter, FormatFromContentType) {
