@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "../../tests/unit/proxy/proxy_rig.hpp"
+#include "../model_stream.hpp"
 #include "agentbox/proxy/session_budget.hpp"
 
 namespace {
@@ -36,27 +37,6 @@ std::string chunk(std::string_view d) {
   char size[32];
   std::snprintf(size, sizeof size, "%zx\r\n", d.size());
   return std::string(size) + std::string(d) + "\r\n";
-}
-
-// The stream, one string per event (the event's bytes, its blank line included).
-std::vector<std::string> anthropic_events(int n) {
-  std::vector<std::string> ev;
-  ev.push_back(
-      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01\","
-      "\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\","
-      "\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":2095,"
-      "\"cache_read_input_tokens\":18000,\"output_tokens\":1}}}\n\n");
-  for (int i = 0; i < n; ++i) {
-    ev.push_back(
-        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
-        "\"delta\":{\"type\":\"text_delta\",\"text\":\" token " +
-        std::to_string(i) + " of the answer, \\\"quoted\\\" and plain\"}}\n\n");
-  }
-  ev.push_back(
-      "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
-      "\"end_turn\"},\"usage\":{\"output_tokens\":" +
-      std::to_string(n) + "}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
-  return ev;
 }
 
 // The upstream: TLS, kept alive; GET /sse or /raw answers the stream (one write per event, or
@@ -148,7 +128,7 @@ int main(int argc, char** argv) {
 
   auto up_ca = SessionCa::create({.hosts = {kHost}, .common_name = "bench upstream CA"});
   const std::string up_ca_file = temp_file(up_ca->pem());
-  const auto stream = anthropic_events(events);
+  const auto stream = agentbox::bench::anthropic_events(events);
   size_t bytes = 0;
   for (const auto& e : stream) {
     bytes += e.size();
