@@ -4,6 +4,7 @@
 #include <fmt/core.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -304,6 +305,42 @@ TEST(SessionBudget, RequestsPerHostAndEgressRefuseAtTheBoundary) {
   EXPECT_EQ(b.set("egress", "none"), "");
   EXPECT_EQ(b.admit_flow("b.example").limit, SessionLimit::kNone);
   EXPECT_EQ(b.refused().at(SessionLimit::kEgress), 1U);
+}
+
+// Any 60 s span admits at most the budget; a refused connection is not counted (a client
+// retrying does not keep it spent); the slot of a second is reused 61 s later.
+TEST(SessionBudget, ConnectionsPerMinuteIsASlidingWindow) {
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  SessionBudget b({.connections_per_minute = 3}, {}, nullptr);
+  const std::chrono::steady_clock::time_point t0{seconds(1000) + milliseconds(900)};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(b.admit_connection("a.example", t0).limit, SessionLimit::kNone);
+  }
+  for (int s : {0, 1, 30, 59}) {
+    const auto r = b.admit_connection("b.example", t0 + seconds(s));
+    EXPECT_EQ(r.limit, SessionLimit::kConnectionsPerMinute) << s;
+    EXPECT_NE(r.why.find("connections_per_minute = 3 reached"), std::string::npos) << r.why;
+  }
+  EXPECT_EQ(b.connections_last_minute(t0 + seconds(59)), 3U);
+  // 59.9 s later the three still count; 60.1 s later (their whole second 61 s ago) they do not.
+  EXPECT_EQ(b.admit_connection("a.example", t0 + milliseconds(59900)).limit,
+            SessionLimit::kConnectionsPerMinute);
+  EXPECT_EQ(b.admit_connection("a.example", t0 + milliseconds(60100)).limit, SessionLimit::kNone);
+  EXPECT_EQ(b.connections_last_minute(t0 + seconds(61)), 1U);
+  EXPECT_EQ(b.refused().at(SessionLimit::kConnectionsPerMinute), 5U);
+  EXPECT_EQ(b.set("connections_per_minute", "none"), "");
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(b.admit_connection("a.example", t0 + seconds(62)).limit, SessionLimit::kNone);
+  }
+  EXPECT_EQ(b.set("connections_per_minute", "101"), "");
+  EXPECT_EQ(b.admit_connection("a.example", t0 + seconds(62)).limit,
+            SessionLimit::kConnectionsPerMinute);
+  EXPECT_NE(b.set("connections_per_minute", "1.5"), "");
+  const auto lines = b.summary();
+  EXPECT_NE(std::find(lines.begin(), lines.end(),
+                      "6 connections refused over the session budget `connections_per_minute`"),
+            lines.end());
 }
 
 }  // namespace
