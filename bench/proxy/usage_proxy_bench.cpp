@@ -21,9 +21,9 @@
 #include <cstdlib>
 #include <thread>
 
-#include "../../tests/unit/proxy/proxy_rig.hpp"
 #include "../model_stream.hpp"
 #include "agentbox/proxy/session_budget.hpp"
+#include "proxy_thread.hpp"
 
 namespace {
 
@@ -157,27 +157,10 @@ int main(int argc, char** argv) {
   const std::string session_ca_file = temp_file(session_ca->pem());
   policy::EgressPolicy policy;
 
-  std::atomic<bool> stop{false};
-  std::atomic<uint16_t> proxy_port{0};
-  std::thread proxy_thread([&] {
-    pthread_setname_np(pthread_self(), "proxy");
-    auto loop = event::Loop::create();
-    auto handler = ProxyHandler::create(*loop, policy, options, &*creds, &*session_ca, audit);
-    if (!handler) {
-      std::fprintf(stderr, "proxy: %s\n", handler.error().message().c_str());
-      std::exit(1);
-    }
-    Acceptor acc(*loop, **handler, kHost);
-    proxy_port = acc.port();
-    while (!stop) {
-      (void)loop->run_once(std::chrono::milliseconds(20));
-    }
-  });
-  while (proxy_port == 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  ProxyThread proxy(policy, options, &*creds, &*session_ca, audit, kHost);
+  const uint16_t proxy_port = proxy.port();
   clockid_t proxy_clock{};
-  if (pthread_getcpuclockid(proxy_thread.native_handle(), &proxy_clock) != 0) {
+  if (pthread_getcpuclockid(proxy.thread(), &proxy_clock) != 0) {
     return 1;
   }
 
@@ -250,8 +233,7 @@ int main(int argc, char** argv) {
   SSL_shutdown(ssl.get());
   ssl.reset();
   fd.reset();
-  stop = true;
-  proxy_thread.join();  // the budget is the proxy thread's: read once it has stopped
+  proxy.stop();  // the budget is the proxy thread's: read once it has stopped
   const auto models = budget.models();
   const auto it = models.find("claude-sonnet-4-5-20250929");
   std::printf(
