@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "agentbox/proxy/usage.hpp"
+#include "model_stream.hpp"
 
 namespace {
 
@@ -27,28 +28,6 @@ double cpu_now() {
   struct timespec ts {};
   ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-// An Anthropic Messages stream as the API sends it: message_start, N text deltas, the usage.
-std::vector<std::string> anthropic_stream(int n) {
-  std::vector<std::string> ev;
-  ev.push_back(
-      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01\","
-      "\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\","
-      "\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":2095,"
-      "\"cache_read_input_tokens\":18000,\"output_tokens\":1}}}\n\n");
-  for (int i = 0; i < n; ++i) {
-    ev.push_back(fmt::format(
-        "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,"
-        "\"delta\":{{\"type\":\"text_delta\",\"text\":\" token {} of the answer, \\\"quoted\\\" "
-        "and plain\"}}}}\n\n",
-        i));
-  }
-  ev.push_back(
-      "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
-      "\"end_turn\"},\"usage\":{\"output_tokens\":" +
-      std::to_string(n) + "}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
-  return ev;
 }
 
 struct Aead {
@@ -109,7 +88,7 @@ double run(Aead& aead, const std::vector<std::string>& stream, bool meter, uint6
 int main(int argc, char** argv) {
   const int events = argc > 1 ? std::atoi(argv[1]) : 2000;
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 9;
-  const auto stream = anthropic_stream(events);
+  const auto stream = agentbox::bench::anthropic_events(events);
   size_t bytes = 0;
   for (const auto& e : stream) {
     bytes += e.size();

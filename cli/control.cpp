@@ -100,10 +100,13 @@ std::string cost_text(const json& v) {
 // A session's budgets and its model usage (`agentbox budget`, `agentbox ps`).
 void print_budget(const json& b, const char* indent = "") {
   const json l = b.value("limits", json::object());
-  fmt::print("{}budget: egress {} ({} sent), requests_per_host {}, spend {} (${:.4f} spent)\n",
-             indent, limit_text(l.value("egress", json())), b.value("egress", 0ull),
-             limit_text(l.value("requests_per_host", json())), limit_text(l.value("spend", json())),
-             b.value("spent", 0.0));
+  fmt::print(
+      "{}budget: egress {} ({} sent), requests_per_host {}, spend {} (${:.4f} spent), "
+      "connections_per_minute {} ({} in the last minute)\n",
+      indent, limit_text(l.value("egress", json())), b.value("egress", 0ull),
+      limit_text(l.value("requests_per_host", json())), limit_text(l.value("spend", json())),
+      b.value("spent", 0.0), limit_text(l.value("connections_per_minute", json())),
+      b.value("connections_last_minute", 0ull));
   const json models = b.value("models", json::object());
   for (const auto& [model, u] : models.items()) {
     fmt::print("{}model {}: {} input tokens ({} cached), {} output tokens, {}\n", indent,
@@ -317,7 +320,9 @@ void register_control(CLI::App& app, int& exit_code) {
        "The name of the credential", "credential"},
       {"policy", "Print the live policy of a running session and where each line came from",
        nullptr, nullptr, nullptr},
-      {"budget", "Change a session budget live (KEY=VALUE: egress, requests_per_host, spend)",
+      {"budget",
+       "Change a session budget live (KEY=VALUE: egress, requests_per_host, spend, "
+       "connections_per_minute)",
        "SETTING", "KEY=VALUE, e.g. spend=10; KEY=none removes the budget", "set"},
   };
   for (const auto& v : verbs) {

@@ -81,6 +81,10 @@ void add_policy_flags(CLI::App* sub, config::LoadOptions& o) {
   sub->add_option("--budget-requests-per-host", f.budget_requests_per_host,
                   "Session budget: HTTP requests per host the proxy reads; then 429")
       ->type_name("N");
+  sub->add_option("--budget-connections-per-minute", f.budget_connections_per_minute,
+                  "Session budget: new connections the box may open in any minute; then 429 "
+                  "(a reset where there is no request)")
+      ->type_name("N");
   sub->add_option("--budget-spend", f.budget_spend,
                   "Session budget: dollars of model usage (e.g. 5); then model requests get 429")
       ->type_name("DOLLARS");

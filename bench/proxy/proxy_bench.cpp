@@ -22,8 +22,8 @@
 #include <ctime>
 #include <thread>
 
-#include "../../tests/unit/proxy/proxy_rig.hpp"
 #include "agentbox/proxy/tls_session.hpp"
+#include "proxy_thread.hpp"
 
 namespace {
 
@@ -487,26 +487,8 @@ int main(int argc, char** argv) {
   auto relay_leaf = session_ca->leaf_for(kHost).value();
   policy::EgressPolicy policy;
 
-  // The proxy's thread: its loop, handler and acceptor live and die there.
-  std::atomic<bool> stop{false};
-  std::atomic<uint16_t> proxy_port{0};
-  std::thread proxy_thread([&] {
-    pthread_setname_np(pthread_self(), "proxy");  // for perf --comm and top -H
-    auto loop = event::Loop::create();
-    auto handler = ProxyHandler::create(*loop, policy, options, &*creds, &*session_ca, audit);
-    if (!handler) {
-      std::fprintf(stderr, "proxy: %s\n", handler.error().message().c_str());
-      std::exit(1);
-    }
-    Acceptor acc(*loop, **handler, kHost);
-    proxy_port = acc.port();
-    while (!stop) {
-      (void)loop->run_once(std::chrono::milliseconds(20));
-    }
-  });
-  while (proxy_port == 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  ProxyThread proxy(policy, options, &*creds, &*session_ca, audit, kHost);
+  const uint16_t proxy_port = proxy.port();
 
   double load[3] = {0, 0, 0};
   FILE* f = std::fopen("/proc/loadavg", "re");
@@ -536,7 +518,7 @@ int main(int argc, char** argv) {
   }
   clockid_t proxy_clock{};
   clockid_t relay_clock{};
-  if (pthread_getcpuclockid(proxy_thread.native_handle(), &proxy_clock) != 0 ||
+  if (pthread_getcpuclockid(proxy.thread(), &proxy_clock) != 0 ||
       pthread_getcpuclockid(relay.thread(), &relay_clock) != 0) {
     return 1;
   }
@@ -545,8 +527,7 @@ int main(int argc, char** argv) {
   r.close();
   p.close();
   plain.close();
-  stop = true;
-  proxy_thread.join();
+  proxy.stop();
   unlink(up_ca_file.c_str());
   unlink(session_ca_file.c_str());
   return 0;

@@ -121,7 +121,9 @@ json budget_json(const proxy::SessionBudget& b) {
   json limits = {
       {"egress", l.egress ? json(*l.egress) : json(nullptr)},
       {"requests_per_host", l.requests_per_host ? json(*l.requests_per_host) : json(nullptr)},
-      {"spend", l.spend ? json(*l.spend) : json(nullptr)}};
+      {"spend", l.spend ? json(*l.spend) : json(nullptr)},
+      {"connections_per_minute",
+       l.connections_per_minute ? json(*l.connections_per_minute) : json(nullptr)}};
   json refused = json::object();
   for (const auto& [limit, n] : b.refused()) {
     refused[std::string(proxy::limit_key(limit))] = n;
@@ -134,9 +136,14 @@ json budget_json(const proxy::SessionBudget& b) {
   for (const auto& [name, u] : b.credentials()) {
     creds[name] = use_json(u);
   }
-  return {{"limits", limits},         {"egress", b.egress()}, {"spent", b.spent()},
-          {"unpriced", b.unpriced()}, {"refused", refused},   {"models", models},
-          {"credentials", creds}};
+  return {{"limits", limits},
+          {"egress", b.egress()},
+          {"spent", b.spent()},
+          {"unpriced", b.unpriced()},
+          {"refused", refused},
+          {"models", models},
+          {"credentials", creds},
+          {"connections_last_minute", b.connections_last_minute(std::chrono::steady_clock::now())}};
 }
 
 std::string short_id(const std::string& id) {
@@ -271,8 +278,8 @@ Result<json> SessionControl::Impl::budget(const Request& r, const Peer& peer) {
   const auto eq = setting.find('=');
   if (eq == std::string::npos) {
     return Error::msg(fmt::format(
-        "`{}` is not KEY=VALUE (e.g. spend=10, egress=500000000, requests_per_host=100, or "
-        "KEY=none)",
+        "`{}` is not KEY=VALUE (e.g. spend=10, egress=500000000, requests_per_host=100, "
+        "connections_per_minute=600, or KEY=none)",
         setting));
   }
   const std::string key = setting.substr(0, eq);

@@ -167,6 +167,9 @@ proxy::BudgetLimits budget_limits(const config::Budget& b) {
   if (b.spend) {
     out.spend = b.spend->value;
   }
+  if (b.connections_per_minute && b.connections_per_minute->value != config::kUnlimited) {
+    out.connections_per_minute = b.connections_per_minute->value;
+  }
   return out;
 }
 

@@ -695,6 +695,11 @@ Schema budget_schema() {
          apply_limit(c, v, "budget.requests_per_host", c.p.budget.requests_per_host,
                      get_count(c, v, "budget.requests_per_host"));
        }},
+      {"connections_per_minute",
+       [](Ctx& c, const Value& v) {
+         apply_limit(c, v, "budget.connections_per_minute", c.p.budget.connections_per_minute,
+                     get_count(c, v, "budget.connections_per_minute"));
+       }},
       {"spend",
        [](Ctx& c, const Value& v) {
          auto d = get_number(c, v, "budget.spend");
@@ -1670,7 +1675,25 @@ void flag_problem(Problems& problems, std::string_view flag, std::string what,
   problems.add({std::string(flag)}, "", std::move(what), std::move(note));
 }
 
-// --budget-egress SIZE, --budget-requests-per-host N, --budget-spend DOLLARS.
+// A whole-number budget flag (--budget-requests-per-host N, --budget-connections-per-minute N).
+void count_flag(const std::optional<std::string>& value, std::string_view flag,
+                std::optional<Sourced<uint64_t>>& out, Problems& problems) {
+  if (!value) {
+    return;
+  }
+  char* end = nullptr;
+  const std::string& t = *value;
+  const unsigned long long n = std::strtoull(t.c_str(), &end, 10);
+  if (t.empty() || *end != '\0' || t.front() == '-') {
+    flag_problem(problems, flag, fmt::format("invalid count `{}`", t),
+                 "expected a whole number, e.g. 100");
+  } else {
+    out = Sourced<uint64_t>{n, {std::string(flag)}};
+  }
+}
+
+// --budget-egress SIZE, --budget-requests-per-host N, --budget-spend DOLLARS,
+// --budget-connections-per-minute N.
 void apply_budget_flags(const Flags& f, Policy& p, Problems& problems) {
   if (f.budget_egress) {
     if (auto s = parse_size(*f.budget_egress)) {
@@ -1680,17 +1703,10 @@ void apply_budget_flags(const Flags& f, Policy& p, Problems& problems) {
                    "expected a number with a unit: B, K, M, G or T, e.g. 500M");
     }
   }
-  if (f.budget_requests_per_host) {
-    char* end = nullptr;
-    const std::string& t = *f.budget_requests_per_host;
-    unsigned long long n = std::strtoull(t.c_str(), &end, 10);
-    if (t.empty() || *end != '\0' || t.front() == '-') {
-      flag_problem(problems, "--budget-requests-per-host", fmt::format("invalid count `{}`", t),
-                   "expected a whole number, e.g. 100");
-    } else {
-      p.budget.requests_per_host = Sourced<uint64_t>{n, {"--budget-requests-per-host"}};
-    }
-  }
+  count_flag(f.budget_requests_per_host, "--budget-requests-per-host", p.budget.requests_per_host,
+             problems);
+  count_flag(f.budget_connections_per_minute, "--budget-connections-per-minute",
+             p.budget.connections_per_minute, problems);
   if (f.budget_spend) {
     std::string t = *f.budget_spend;
     if (!t.empty() && t.front() == '$') {

@@ -96,6 +96,9 @@ std::string host_mismatch(const Conn& c, const http1::Request& r) {
 bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body) {
   auto& x = c.http;
   auto& r = x.request;
+  if (!c.refused.empty()) {  // the connection budget refused the flow as it opened
+    return deny(in, c, 429, "request blocked: " + c.refused);
+  }
   if (in.options.budget != nullptr) {
     if (auto b = in.options.budget->admit(c.info.name); b.limit != SessionLimit::kNone) {
       return deny(in, c, 429, "request blocked: " + b.why);

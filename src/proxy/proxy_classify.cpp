@@ -32,6 +32,10 @@ bool needs_interception(const ProxyHandler::Internals& in, std::string_view host
 }
 
 bool start_passthrough(ProxyHandler::Internals& in, Conn& c) {
+  if (!c.refused.empty()) {
+    drop(in, c, "passthrough refused: " + c.refused);
+    return true;
+  }
   if (in.options.budget != nullptr) {
     // Passthrough TLS has no request the proxy can answer: a spent egress budget ends the flow.
     if (auto b = in.options.budget->admit_flow(c.info.name); b.limit != SessionLimit::kNone) {

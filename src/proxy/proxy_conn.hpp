@@ -193,7 +193,8 @@ struct Conn {
     int sndbuf = 0;       // the translator end's SO_SNDBUF before
   };
   std::optional<Plug> plug;
-  bool raw = false;  // a raw_tcp rule allowed it (spliced from the first byte)
+  bool raw = false;     // a raw_tcp rule allowed it (spliced from the first byte)
+  std::string refused;  // over the connections_per_minute budget: why (no upstream opened)
   // The box side is the translator's socketpair and the flow may still be handed back to it
   // (cleared for good once a byte came from the upstream or went to the box, or either FIN).
   bool handback = false;

@@ -302,10 +302,25 @@ std::optional<base::Result<net::OpenResult>> ProxyHandler::open_raw(const net::F
   return r;
 }
 
+namespace {
+
+// The session's connection budget, asked once per new box flow before anything is opened for
+// it: the refusal's one line, or empty.
+std::string admit_connection(ProxyHandler::Internals& in, const net::FlowInfo& info) {
+  if (in.options.budget == nullptr) {
+    return {};
+  }
+  auto r = in.options.budget->admit_connection(info.name, Clock::now());
+  return r.limit == SessionLimit::kNone ? std::string() : std::move(r.why);
+}
+
+}  // namespace
+
 base::Result<net::OpenResult> ProxyHandler::on_open(const net::FlowInfo& info) {
+  const std::string refused = admit_connection(*in_, info);
   // Raw TCP is spliced unchanged from the first byte: the upstream socket is the flow's at once
   // (the translator carries it as a direct connection), no socketpair and no Conn.
-  if (auto raw = open_raw(info)) {
+  if (auto raw = refused.empty() ? open_raw(info) : std::nullopt) {
     return std::move(*raw);
   }
   int sv[2] = {-1, -1};
@@ -319,20 +334,24 @@ base::Result<net::OpenResult> ProxyHandler::on_open(const net::FlowInfo& info) {
   net::cap_send_buffer(theirs.get(), info.buffers.pair);
   net::cap_send_buffer(ours.get(), info.buffers.pair);
   bool plugged = false;
-  AGENTBOX_TRY(serve_flow(info, std::move(ours), theirs.get(), plugged));
+  AGENTBOX_TRY(serve_flow(info, std::move(ours), theirs.get(), plugged, refused));
   // Plugged: the translator waits for the socket to become writable (the name resolved).
   return net::OpenResult{.fd = std::move(theirs), .connected = !plugged};
 }
 
 base::Status ProxyHandler::serve(const net::FlowInfo& info, base::UniqueFd box) {
   bool plugged = false;
-  return serve_flow(info, std::move(box), -1, plugged);
+  return serve_flow(info, std::move(box), -1, plugged, admit_connection(*in_, info));
 }
 
 base::Status ProxyHandler::serve_flow(const net::FlowInfo& info, base::UniqueFd box,
-                                      int translator_end, bool& plugged) {
+                                      int translator_end, bool& plugged,
+                                      const std::string& refused) {
   if (conns_.size() >= in_->options.max_connections) {
     return base::Error::msg("too many proxied connections");
+  }
+  if (!refused.empty() && in_->raw_tcp.decide(info.name, info.orig_port).allowed) {
+    return base::Error::msg(refused);  // raw TCP has no request to answer: a reset
   }
   const int flags = ::fcntl(box.get(), F_GETFL);
   if (flags < 0 || ::fcntl(box.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
@@ -357,17 +376,21 @@ base::Status ProxyHandler::serve_flow(const net::FlowInfo& info, base::UniqueFd 
     ++counters_.raw;
     audit_open(*in_, info, "raw");
   }
+  c->refused = refused;
+  c->up.error = refused;
   // The upstream is connected now, whatever the first bytes turn out to be: where bytes may go
   // does not depend on them (SNI and Host must equal the flow's name), a name that resolves
   // only to refused addresses (rebinding) or to nothing is answered with a RST as on the plain
   // path, and the connect overlaps the box's handshake instead of following it. A name that
   // must be looked up is resolved on the worker; the flow waits (plugged) meanwhile.
-  auto direct = in_->connector.open_direct(info);
+  auto direct = refused.empty() ? in_->connector.open_direct(info) : std::nullopt;
   std::optional<net::AsyncResolver::Addrs> known;
-  if (!direct) {
+  if (!direct && refused.empty()) {
     known = in_->resolver->cached(info.name);
   }
-  if (direct || known) {
+  if (!refused.empty()) {
+    // Refused by the connection budget: nothing upstream; the first request learns why.
+  } else if (direct || known) {
     auto r = direct     ? std::move(*direct)
              : (*known) ? in_->connector.connect_resolved(info, **known)
                         : base::Result<net::OpenResult>(known->error());

@@ -87,6 +87,8 @@ std::string_view limit_key(SessionLimit l) {
       return "requests_per_host";
     case SessionLimit::kSpend:
       return "spend";
+    case SessionLimit::kConnectionsPerMinute:
+      return "connections_per_minute";
   }
   return "";
 }
@@ -163,6 +165,44 @@ void SessionBudget::count_request(std::string_view host) {
   }
 }
 
+namespace {
+
+int64_t second_of(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+// One-second buckets, 61 of them: a connection counts until its whole second is more than 60 s
+// old, so any 60 s span holds at most the budget (a refused one is never counted: a client
+// retrying in a loop does not keep the budget spent).
+uint64_t SessionBudget::connections_last_minute(std::chrono::steady_clock::time_point now) const {
+  const int64_t sec = second_of(now);
+  uint64_t n = 0;
+  for (const auto& [second, count] : connections_) {
+    if (count > 0 && second > sec - static_cast<int64_t>(connections_.size())) {
+      n += count;
+    }
+  }
+  return n;
+}
+
+SessionBudget::Refusal SessionBudget::admit_connection(std::string_view host,
+                                                       std::chrono::steady_clock::time_point now) {
+  if (limits_.connections_per_minute &&
+      connections_last_minute(now) >= *limits_.connections_per_minute) {
+    return refuse(SessionLimit::kConnectionsPerMinute,
+                  fmt::format("session budget connections_per_minute = {} reached ({} new "
+                              "connections in the last minute)",
+                              *limits_.connections_per_minute, connections_last_minute(now)),
+                  host);
+  }
+  const int64_t sec = second_of(now);
+  auto& slot = connections_[static_cast<size_t>(sec) % connections_.size()];
+  slot = {sec, slot.first == sec ? slot.second + 1 : 1};
+  return {};
+}
+
 void SessionBudget::count_egress(uint64_t flow, uint64_t bytes) {
   egress_ += bytes;
   live_[flow] += bytes;
@@ -231,8 +271,13 @@ std::string SessionBudget::set(std::string_view key, std::string_view value) {
     limits_.egress = whole;
   } else if (key == "requests_per_host") {
     limits_.requests_per_host = whole;
+  } else if (key == "connections_per_minute") {
+    limits_.connections_per_minute = whole;
   } else {
-    return fmt::format("no session budget `{}` (there are: egress, requests_per_host, spend)", key);
+    return fmt::format(
+        "no session budget `{}` (there are: egress, requests_per_host, spend, "
+        "connections_per_minute)",
+        key);
   }
   return {};
 }
@@ -251,8 +296,10 @@ std::vector<std::string> SessionBudget::summary() const {
                               unpriced_.empty() ? "" : " (and models without a price)"));
   }
   for (const auto& [limit, n] : refused_) {
-    out.push_back(fmt::format("{} request{} refused over the session budget `{}`", n,
-                              n == 1 ? "" : "s", limit_key(limit)));
+    const bool flows = limit == SessionLimit::kConnectionsPerMinute;
+    out.push_back(fmt::format("{} {}{} refused over the session budget `{}`", n,
+                              flows ? "connection" : "request", n == 1 ? "" : "s",
+                              limit_key(limit)));
   }
   return out;
 }

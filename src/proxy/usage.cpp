@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 namespace agentbox::proxy {
@@ -27,6 +28,45 @@ constexpr size_t kMaxModel = 128;  // a model name kept (printable subset)
 
 bool wanted(std::string_view key) {
   return key == "usage" || key == "usageMetadata" || key == "model" || key == "modelVersion";
+}
+
+// Whether `text` holds `"usage` or `"model` (the start of all four wanted names) at `at`.
+bool names_at(std::string_view text, size_t at) {
+  const auto six = text.substr(at, 6);
+  return six == "\"usage" || six == "\"model";
+}
+
+// Whether `text` may hold a wanted member name. Sixteen positions at a time (GCC/clang vector
+// extensions: SSE2 or NEON): a quote followed by `u` or `m` is a candidate, checked exactly; in
+// JSON text such pairs are rare, so most blocks cost a few instructions.
+bool may_report(std::string_view text) {
+  using V = unsigned char __attribute__((vector_size(16)));
+  const char* p = text.data();
+  const size_t n = text.size();
+  size_t i = 0;
+  for (; i + 17 <= n; i += 16) {
+    V a;
+    V b;
+    std::memcpy(&a, p + i, 16);
+    std::memcpy(&b, p + i + 1, 16);
+    const auto hit = (a == '"') & ((b == 'u') | (b == 'm'));
+    uint64_t lanes[2];
+    std::memcpy(lanes, &hit, sizeof lanes);
+    if ((lanes[0] | lanes[1]) == 0) {
+      continue;
+    }
+    for (size_t j = 0; j < 16; ++j) {
+      if (hit[j] != 0 && names_at(text, i + j)) {
+        return true;
+      }
+    }
+  }
+  for (; i < n; ++i) {
+    if (p[i] == '"' && names_at(text, i)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 std::optional<uint64_t> tokens_at(const nlohmann::json& obj, const char* key) {
@@ -110,10 +150,71 @@ size_t UsageMeter::skippable(std::string_view bytes, size_t at) const {
   return at;
 }
 
+// Where the event that starts at `at` (a line start) ends: the offset of its empty line's
+// terminator, npos when that is not within `bytes` (or a CR ends them: it may be half a CRLF).
+// Line ends as in sse_byte: CRLF, LF or CR; an empty line is a terminator right after one.
+size_t UsageMeter::event_end(std::string_view bytes, size_t at, size_t& next_cr) {
+  const char* data = bytes.data();
+  const size_t size = bytes.size();
+  size_t line = at;
+  while (line < size) {
+    if (data[line] == '\n' || data[line] == '\r') {
+      return line;  // an empty line
+    }
+    if (next_cr != std::string_view::npos && next_cr < line) {
+      const void* cr = std::memchr(data + line, '\r', size - line);
+      next_cr = cr == nullptr ? std::string_view::npos
+                              : static_cast<size_t>(static_cast<const char*>(cr) - data);
+    }
+    const void* lf = std::memchr(data + line, '\n', std::min(next_cr, size) - line);
+    const size_t end =
+        lf != nullptr ? static_cast<size_t>(static_cast<const char*>(lf) - data) : next_cr;
+    if (end >= size || (data[end] == '\r' && end + 1 == size)) {
+      return std::string_view::npos;
+    }
+    line = end + (data[end] == '\r' && data[end + 1] == '\n' ? 2 : 1);
+  }
+  return std::string_view::npos;
+}
+
+// The fast path (SSE): an event whose bytes, all within this piece, hold no `"usage` and no
+// `"model` cannot carry a member the scanner captures (a member name is matched on its raw
+// bytes, and the scanner starts each event afresh), so it is passed over without the byte
+// scanner; only its empty line goes through sse_byte. Returns where the byte scanner resumes.
+size_t UsageMeter::skip_events(std::string_view bytes, size_t at, size_t& next_cr) {
+  while (at < bytes.size() && line_ == Line::kStart && !after_cr_ && !data_in_event_ &&
+         !scan_event_) {
+    const size_t end = event_end(bytes, at, next_cr);
+    const std::string_view event =
+        end == std::string_view::npos ? std::string_view() : bytes.substr(at, end - at);
+    if (end == std::string_view::npos || may_report(event)) {
+      scan_event_ = true;  // the byte scanner reads this event (until its empty line)
+      return at;
+    }
+    sse_byte(bytes[end]);  // the empty line: the event ends (as if read byte by byte)
+    at = end + 1;
+    ++passed_over_;
+  }
+  return at;
+}
+
 void UsageMeter::feed(std::string_view bytes) noexcept {
   try {
     size_t at = 0;
+    // The first CR at or after the line event_end looks at (npos: none); kept across events.
+    size_t next_cr = std::string_view::npos;
+    if (format_ == Format::kSse) {
+      const void* cr = std::memchr(bytes.data(), '\r', bytes.size());
+      next_cr = cr == nullptr ? next_cr
+                              : static_cast<size_t>(static_cast<const char*>(cr) - bytes.data());
+    }
     while (at < bytes.size()) {
+      if (format_ == Format::kSse) {
+        at = skip_events(bytes, at, next_cr);
+        if (at == bytes.size()) {
+          break;
+        }
+      }
       at = skippable(bytes, at);
       if (at == bytes.size()) {
         break;
@@ -144,6 +245,7 @@ void UsageMeter::sse_byte(char ch) {
     if (line_ == Line::kStart) {  // an empty line: the event ends
       reset_scan();
       data_in_event_ = false;
+      scan_event_ = false;
     } else if (line_ == Line::kField && field_ == "data") {  // "data" alone: an empty data line
       if (data_in_event_) {
         json_byte('\n');

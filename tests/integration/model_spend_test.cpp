@@ -7,6 +7,7 @@
 // live; `requests_per_host` and `egress` refuse at their boundary.
 #include <fcntl.h>
 
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "proxy_fixture.hpp"
@@ -92,6 +93,48 @@ class ModelSpendTest : public UpstreamFixture {
     o.timeout_ms = 20000;
     return run(w_, args, o);
   }
+  // `agentbox run FLAGS -- sh -c SCRIPT` in the background, its output to box.out.
+  pid_t start_box(const std::string& script, const Args& flags) {
+    Args a = {"run", "-q", "--upstream-ca", up_ + "/ca.pem"};
+    a.insert(a.end(), flags.begin(), flags.end());
+    for (const auto& h : hosts()) {
+      a.insert(a.end(), {"--connect-to", fmt::format("{}:443:127.0.0.1:{}", h, port_)});
+    }
+    a.insert(a.end(), {"--", "sh", "-c", script});
+    RunOptions o;
+    o.env = env();
+    o.env["XDG_CONFIG_HOME"] = cfg_;
+    out_fd_ =
+        ::open((w_.root + "/box.out").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    o.stdout_fd = out_fd_;
+    o.stderr_fd = out_fd_;
+    int unused_out = -1;
+    int unused_err = -1;  // spawn writes them; -1 when not captured
+    return out_fd_ < 0 ? -1 : spawn(w_, a, o, &unused_out, &unused_err);
+  }
+  // The running session as `ps --json` shows it once `ready` holds (null after 30 s).
+  nlohmann::json session_when(const std::function<bool(const nlohmann::json&)>& ready) {
+    for (int i = 0; i < 600; ++i) {
+      auto all = nlohmann::json::parse(agentbox({"ps", "--json"}).out, nullptr, false);
+      if (all.is_array() && !all.empty() && ready(all[0])) {
+        return all[0];
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    return nullptr;
+  }
+  // Lets the box go on (the file `go`), waits for it; its exit status and output.
+  std::pair<int, std::string> finish_box(pid_t pid) {
+    write_file(w_.ws + "/go", "");
+    int st = wait_for(pid, 60000);
+    if (st == -1) {
+      ::kill(pid, SIGKILL);
+      wait_for(pid, 5000);
+    }
+    ::close(out_fd_);
+    return {st, slurp(w_.root + "/box.out")};
+  }
+  int out_fd_ = -1;
 };
 
 // Each wire format, streamed and not: the audit log has one model.usage event per response with
@@ -177,32 +220,10 @@ TEST_P(ModelSpendTest, PsShowsUsageAndTheBudgetVerbChangesItLive) {
   const std::string script = claude(false) +
                              "for i in $(seq 600); do [ -e go ] && break; sleep 0.1; done; " +
                              claude(false);
-  Args a = {"run", "-q", "--upstream-ca", up_ + "/ca.pem", "--budget-spend", "0.005"};
-  for (const auto& h : hosts()) {
-    a.insert(a.end(), {"--connect-to", fmt::format("{}:443:127.0.0.1:{}", h, port_)});
-  }
-  a.insert(a.end(), {"--", "sh", "-c", script});
-  RunOptions o;
-  o.env = env();
-  o.env["XDG_CONFIG_HOME"] = cfg_;
-  const std::string out_path = w_.root + "/box.out";
-  const int out_fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  ASSERT_GE(out_fd, 0);
-  o.stdout_fd = out_fd;
-  o.stderr_fd = out_fd;
-  int unused_out = -1;
-  int unused_err = -1;  // spawn writes them; -1 when not captured
-  const pid_t pid = spawn(w_, a, o, &unused_out, &unused_err);
+  const pid_t pid = start_box(script, {"--budget-spend", "0.005"});
   ASSERT_GT(pid, 0);
-  nlohmann::json session;
-  for (int i = 0; i < 600; ++i) {
-    auto all = nlohmann::json::parse(agentbox({"ps", "--json"}).out, nullptr, false);
-    if (all.is_array() && !all.empty() && all[0]["budget"]["models"].contains("mock-claude")) {
-      session = all[0];
-      break;
-    }
-    std::this_thread::sleep_for(50ms);
-  }
+  const nlohmann::json session = session_when(
+      [](const nlohmann::json& s) { return s["budget"]["models"].contains("mock-claude"); });
   ASSERT_FALSE(session.is_null()) << "ps never showed the usage";
   const auto& b = session["budget"];
   EXPECT_EQ(b["models"]["mock-claude"]["input_tokens"], 1250);
@@ -217,15 +238,8 @@ TEST_P(ModelSpendTest, PsShowsUsageAndTheBudgetVerbChangesItLive) {
   EXPECT_NE(bad.err.find("not a non-negative number"), std::string::npos) << bad.err;
   Output set = agentbox({"budget", id, "spend=1"});
   EXPECT_EQ(set.status, 0) << set.err;
-  write_file(w_.ws + "/go", "");
-  const int st = wait_for(pid, 60000);
-  if (st == -1) {
-    ::kill(pid, SIGKILL);
-    wait_for(pid, 5000);
-  }
-  ::close(out_fd);
+  const auto [st, out] = finish_box(pid);
   EXPECT_EQ(st, 0);
-  const std::string out = slurp(out_path);
   EXPECT_EQ(count_of(out, "code=200\n"), 2u) << out;  // 429 without the raise
   EXPECT_NE(audit().find(R"("type":"control.budget")"), std::string::npos) << audit();
   EXPECT_NE(audit().find(R"("budget":"spend","value":"1")"), std::string::npos) << audit();
@@ -254,6 +268,61 @@ TEST_P(ModelSpendTest, RequestsPerHostAndEgressRefuseAtTheBoundary) {
             std::string::npos)
       << e.out;
   EXPECT_EQ(count_of(seen(), "POST /upload "), 1u) << seen();
+}
+
+// connections_per_minute: five new connections (curl, one each) under a budget of three: three
+// reach the upstream (its own count of accepted connections is the oracle), two are answered
+// 429 by the proxy without an upstream connection; a "budget" audit line each and a summary line.
+TEST_P(ModelSpendTest, ConnectionsPerMinuteRefusesPastTheBudget) {
+  const std::string get =
+      "c=$(curl -sS -o body -w '%{http_code}' https://claude.model.test/echo/n); echo "
+      "\"code=$c\"; [ \"$c\" = 200 ] || echo \"refused=$(cat body)\"; ";
+  Output r = box(get + get + get + get + get, 60000, {"--budget-connections-per-minute", "3"},
+                 /*quiet=*/false);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(count_of(r.out, "code=200\n"), 3u) << r.out;
+  EXPECT_EQ(count_of(r.out,
+                     "code=429\nrefused=agentbox: request blocked: session budget "
+                     "connections_per_minute = 3 reached (3 new connections in the last "
+                     "minute)"),
+            2u)
+      << r.out;
+  EXPECT_EQ(count_of(slurp(up_ + "/accepted.log"), "accepted\n"), 3u);
+  EXPECT_EQ(count_of(seen(), "GET /echo/n "), 3u) << seen();
+  EXPECT_EQ(count_of(audit(), R"("type":"budget","budget":"connections_per_minute")"), 2u)
+      << audit();
+  EXPECT_NE(r.err.find("2 connections refused over the session budget `connections_per_minute`"),
+            std::string::npos)
+      << r.err;
+}
+
+// The budget is visible in `ps --json` (limit, connections in the last minute) and raised live
+// with `agentbox budget`: the connection after the raise reaches the upstream.
+TEST_P(ModelSpendTest, ConnectionsPerMinuteShowsInPsAndChangesLive) {
+  const std::string get =
+      "c=$(curl -sS -o body -w '%{http_code}' https://claude.model.test/echo/n); echo "
+      "\"code=$c\"; ";
+  const std::string script =
+      get + get + "for i in $(seq 600); do [ -e go ] && break; sleep 0.1; done; " + get;
+  const pid_t pid = start_box(script, {"--budget-connections-per-minute", "1"});
+  ASSERT_GT(pid, 0);
+  const nlohmann::json session = session_when([](const nlohmann::json& s) {
+    return s["budget"]["refused"].contains("connections_per_minute");
+  });
+  ASSERT_FALSE(session.is_null()) << "ps never showed the refusal";
+  EXPECT_EQ(session["budget"]["limits"]["connections_per_minute"], 1);
+  EXPECT_EQ(session["budget"]["connections_last_minute"], 1);
+  Output set = agentbox({"budget", session["id"].get<std::string>(), "connections_per_minute=2"});
+  EXPECT_EQ(set.status, 0) << set.err;
+  EXPECT_NE(set.out.find("connections_per_minute 2 (1 in the last minute)"), std::string::npos)
+      << set.out;
+  const auto [st, out] = finish_box(pid);
+  EXPECT_EQ(st, 0);
+  EXPECT_EQ(count_of(out, "code=200\n"), 2u) << out;
+  EXPECT_EQ(count_of(out, "code=429\n"), 1u) << out;
+  EXPECT_EQ(count_of(slurp(up_ + "/accepted.log"), "accepted\n"), 2u);
+  EXPECT_NE(audit().find(R"("budget":"connections_per_minute","value":"2")"), std::string::npos)
+      << audit();
 }
 
 INSTANTIATE_TEST_SUITE_P(As, ModelSpendTest, ::testing::Values("root", "user"),

@@ -50,7 +50,8 @@ struct Flags {
   std::optional<std::string> budget_egress;  // --budget-egress SIZE
   std::optional<std::string> budget_requests_per_host;
   std::optional<std::string> budget_spend;  // --budget-spend DOLLARS
-  std::vector<std::string> labels;          // --label KEY=VALUE
+  std::optional<std::string> budget_connections_per_minute;
+  std::vector<std::string> labels;  // --label KEY=VALUE
 };
 
 // Why a label key or value cannot be used, or nullopt: keys are 1-63 of [a-z0-9_.-] starting

@@ -120,6 +120,7 @@ struct Budget {
   std::optional<Sourced<uint64_t>> egress;             // bytes the box sends
   std::optional<Sourced<uint64_t>> requests_per_host;  // HTTP requests the proxy reads, per host
   std::optional<Sourced<double>> spend;                // dollars of model usage
+  std::optional<Sourced<uint64_t>> connections_per_minute;  // new box connections in any 60 s
 };
 
 // [pricing."MODEL"]: dollars per million tokens (profiles/pricing.toml ships the defaults).

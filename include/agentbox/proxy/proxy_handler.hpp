@@ -171,8 +171,10 @@ class ProxyHandler final : public net::FlowHandler {
   void on_wake(uint64_t id) noexcept;
   void on_resolved(uint64_t id, const base::Result<std::vector<policy::IpAddr>>& addrs) noexcept;
   void handle_resolved(uint64_t id, const base::Result<std::vector<policy::IpAddr>>& addrs);
+  // `refused` (not empty): the connection budget refused the flow; no upstream is opened and
+  // its first request is answered 429 (a passthrough flow is dropped).
   base::Status serve_flow(const net::FlowInfo& info, base::UniqueFd box, int translator_end,
-                          bool& plugged);
+                          bool& plugged, const std::string& refused);
   void on_sweep() noexcept;
   void on_flush_timer() noexcept;
   void handle_fd(uint64_t id, bool box_side, uint32_t events);

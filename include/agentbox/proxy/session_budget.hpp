@@ -11,6 +11,8 @@
 // loop thread like every proxy call.
 #pragma once
 
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -38,12 +40,13 @@ using PriceTable = std::map<std::string, Price>;
 [[nodiscard]] double cost(const Price& p, const Tokens& t);
 
 struct BudgetLimits {
-  std::optional<uint64_t> egress;             // bytes the box sends, the whole session
-  std::optional<uint64_t> requests_per_host;  // HTTP requests the proxy reads, per host
-  std::optional<double> spend;                // dollars of model usage
+  std::optional<uint64_t> egress;                  // bytes the box sends, the whole session
+  std::optional<uint64_t> requests_per_host;       // HTTP requests the proxy reads, per host
+  std::optional<double> spend;                     // dollars of model usage
+  std::optional<uint64_t> connections_per_minute;  // new box connections in any 60 s
 };
 
-enum class SessionLimit { kNone, kEgress, kRequestsPerHost, kSpend };
+enum class SessionLimit { kNone, kEgress, kRequestsPerHost, kSpend, kConnectionsPerMinute };
 [[nodiscard]] std::string_view limit_key(SessionLimit l);  // "egress", ... (the config key)
 
 class SessionBudget {
@@ -60,6 +63,12 @@ class SessionBudget {
   // A flow may open while egress is under its budget (a refusal is audited).
   [[nodiscard]] Refusal admit_flow(std::string_view host);
   void count_request(std::string_view host);
+  // A new box connection to `host` at `now`: admitted (and counted) while fewer than
+  // connections_per_minute were admitted in the last minute, else refused (audited, counted).
+  [[nodiscard]] Refusal admit_connection(std::string_view host,
+                                         std::chrono::steady_clock::time_point now);
+  // Connections admitted in the last minute (kept in one-second steps: 60 to 61 s).
+  [[nodiscard]] uint64_t connections_last_minute(std::chrono::steady_clock::time_point now) const;
   // Box bytes seen live on flow `flow` (HTTP through the proxy).
   void count_egress(uint64_t flow, uint64_t bytes);
   // The flow ended with `bytes_up` box bytes written upstream: what was not counted live is.
@@ -70,7 +79,8 @@ class SessionBudget {
   // A host whose responses reported usage, or a known model API host.
   [[nodiscard]] bool model_host(std::string_view host) const;
 
-  // Control socket: `key` is egress, requests_per_host or spend; `value` a number, "none"
+  // Control socket: `key` is egress, requests_per_host, spend or connections_per_minute;
+  // `value` a number, "none"
   // removes the limit. Returns an error line (empty on success).
   [[nodiscard]] std::string set(std::string_view key, std::string_view value);
 
@@ -104,6 +114,8 @@ class SessionBudget {
   double spent_ = 0;
   std::vector<std::string> unpriced_;  // models seen without a price
   std::map<SessionLimit, uint64_t> refused_;
+  // Connections admitted per second: {second, count}, at slot second % 61.
+  std::array<std::pair<int64_t, uint64_t>, 61> connections_{};
 };
 
 }  // namespace agentbox::proxy

@@ -6,6 +6,11 @@
 //                payload of each `data:` line goes to the scanner, an empty line ends the event
 //                and resets the scanner (a broken event never spoils the next). kJson: the whole
 //                body is one scanner input (an object, or Gemini's streamed array of objects).
+//   1b. fast     (SSE) an event that lies whole within one feed() and whose raw bytes hold no
+//                `"usage` and no `"model` is passed over with memchr/memmem (its end found,
+//                the two names looked for), never scanned: most events of a stream (the text
+//                deltas) cost a few ns each. An event cut across feeds, or one that names a
+//                member, goes through the scanner; the reading is the same either way.
 //   2. scanner   a byte-at-a-time JSON tokenizer that keeps only its nesting (no tree): at
 //                nesting depth 1 or 2 the members `usage`, `usageMetadata`, `model` and
 //                `modelVersion` have their raw value text captured, at most kMaxCapture bytes
@@ -57,6 +62,8 @@ class UsageMeter {
   };
   // Ends the body (a last event without its blank line counts) and returns what was read.
   [[nodiscard]] Reading finish() noexcept;
+  // SSE events passed over by the fast path (no byte scan): for tests and benchmarks.
+  [[nodiscard]] uint64_t events_passed_over() const { return passed_over_; }
 
  private:
   // The raw usage fields seen (each overwritten by a later report).
@@ -67,6 +74,8 @@ class UsageMeter {
     std::optional<uint64_t> g_prompt, g_candidates, g_cached, g_thoughts;  // Gemini
   };
   enum class Line { kStart, kField, kData, kSkip };
+  [[nodiscard]] static size_t event_end(std::string_view bytes, size_t at, size_t& next_cr);
+  [[nodiscard]] size_t skip_events(std::string_view bytes, size_t at, size_t& next_cr);
   [[nodiscard]] size_t skippable(std::string_view bytes, size_t at) const;
   void sse_byte(char ch);
   void json_byte(char ch);
@@ -81,6 +90,8 @@ class UsageMeter {
   bool data_in_event_ = false;  // a data line was fed since the event began (joined with LF)
   std::string field_;           // the field name so far (at most 5 bytes: "data:")
   bool skip_space_ = false;     // after "data:", one space is not payload
+  bool scan_event_ = false;     // this event goes through the byte scanner (not the fast path)
+  uint64_t passed_over_ = 0;
   // scanner state
   int depth_ = 0;
   uint64_t object_levels_ = 0;  // bit d: the container at depth d+1 is an object

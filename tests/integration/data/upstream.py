@@ -4,6 +4,7 @@
 # DIR holds srv.pem/srv.key (written by the test) and receives:
 #   ready         written once listening
 #   seen.log      one line per request: "METHOD PATH AUTHORIZATION"
+#   accepted.log  one line per TCP connection accepted (the oracle of connection budgets)
 # Endpoints:
 #   GET  /echo...          200, body "you sent: <Authorization>" (a secret echoed back)
 #   POST /upload           200, body = sha256 hex of the request body (Content-Length or chunked)
@@ -233,7 +234,16 @@ with zipfile.ZipFile(os.path.join(DIR, "demo_pkg-1.0-py3-none-any.whl"), "w") as
                  "Tag: py3-none-any\n")
     whl.writestr("demo_pkg-1.0.dist-info/RECORD", "")
 
-server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+class CountingServer(ThreadingHTTPServer):
+    def get_request(self):
+        # Counted as the TCP connection is accepted, before the TLS handshake (ctx, below).
+        sock, addr = socket.socket.accept(self.socket)
+        with LOCK, open(os.path.join(DIR, "accepted.log"), "a") as f:
+            f.write("accepted\n")
+        return ctx.wrap_socket(sock, server_side=True), addr
+
+
+server = CountingServer(("127.0.0.1", PORT), Handler)
 server.daemon_threads = True
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(os.path.join(DIR, "srv.pem"), os.path.join(DIR, "srv.key"))

@@ -1,8 +1,10 @@
 // UsageMeter and SessionBudget: token usage read from every wire format, whatever the split.
 #include "agentbox/proxy/usage.hpp"
 
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -145,6 +147,69 @@ TEST(UsageMeter, AnySplitGivesTheSameReading) {
   }
 }
 
+// A stream that mixes what the fast path passes over (text deltas, comments, lone `event:`
+// lines, names that only look like members) with what it must hand to the scanner (usage in
+// the first and last events, a member name split across data lines, a key in a string), over
+// LF, CRLF and CR line ends.
+std::string mixed_stream() {
+  std::string s =
+      "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":"
+      "{\"model\":\"claude-opus-4-1\",\"usage\":{\"input_tokens\":70,"
+      "\"cache_creation_input_tokens\":3,\"output_tokens\":1}}}\r\n\r\n";
+  for (int i = 0; i < 12; ++i) {
+    const char* eol = i % 3 == 0 ? "\n" : (i % 3 == 1 ? "\r\n" : "\r");
+    s += fmt::format(
+        "event: content_block_delta{0}data: {{\"type\":\"content_block_delta\","
+        "\"delta\":{{\"text\":\"tok{1} usage model\"}}}}{0}{0}",
+        eol, i);
+    if (i == 4) {
+      s += ": keep-alive\n\n";
+    }
+    if (i == 7) {  // names a member in text, and splits one across two data lines: no report
+      s += "data: {\"delta\":{\"text\":\"{\\\"usage\\\":{\\\"output_tokens\\\":9}}\"}}\n\n"
+           "data: {\"us\ndata: age\":{\"output_tokens\":8}}\n\n";
+    }
+  }
+  s += "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens"
+       "\":61}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+  return s;
+}
+
+// The fast path (events passed over whole) reads what the byte scanner reads: fed one byte at
+// a time no event is ever whole within a piece, so that is the scanner alone; fed whole, cut
+// once at every point, or cut at every pair of points 7 apart, the reading is the same and the
+// text deltas were passed over.
+TEST(UsageMeter, FastPathReadsWhatTheScannerReadsAtEverySplit) {
+  std::vector<Case> all = cases();
+  all.push_back({"mixed", Format::kSse, mixed_stream(), "claude-opus-4-1", {73, 61, 0}});
+  for (const auto& c : all) {
+    std::vector<size_t> every;
+    for (size_t i = 1; i < c.body.size(); ++i) {
+      every.push_back(i);
+    }
+    const auto scanner = read_in_pieces(c, every);
+    expect(c, scanner, " byte by byte");
+    for (size_t i = 0; i <= c.body.size(); ++i) {
+      expect(c, read_in_pieces(c, {i}), " split at " + std::to_string(i));
+      if (i + 7 <= c.body.size()) {
+        expect(c, read_in_pieces(c, {i, i + 7}), " cut at " + std::to_string(i) + "+7");
+      }
+    }
+  }
+  // Whole: the 12 deltas, the comment, the split name and message_stop are passed over.
+  UsageMeter whole(Format::kSse);
+  whole.feed(mixed_stream());
+  EXPECT_EQ(whole.events_passed_over(), 15U);
+  EXPECT_EQ(whole.finish().tokens.output, 61U);
+  // Byte by byte: no event lies whole within a piece, so the scanner reads every one.
+  UsageMeter bytewise(Format::kSse);
+  for (char ch : mixed_stream()) {
+    bytewise.feed(std::string_view(&ch, 1));
+  }
+  EXPECT_EQ(bytewise.events_passed_over(), 0U);
+  EXPECT_EQ(bytewise.finish().tokens.output, 61U);
+}
+
 TEST(UsageMeter, FormatFromContentType) {
   EXPECT_EQ(UsageMeter::format_for("text/event-stream; charset=utf-8"), Format::kSse);
   EXPECT_EQ(UsageMeter::format_for("Application/JSON"), Format::kJson);
@@ -240,6 +305,42 @@ TEST(SessionBudget, RequestsPerHostAndEgressRefuseAtTheBoundary) {
   EXPECT_EQ(b.set("egress", "none"), "");
   EXPECT_EQ(b.admit_flow("b.example").limit, SessionLimit::kNone);
   EXPECT_EQ(b.refused().at(SessionLimit::kEgress), 1U);
+}
+
+// Any 60 s span admits at most the budget; a refused connection is not counted (a client
+// retrying does not keep it spent); the slot of a second is reused 61 s later.
+TEST(SessionBudget, ConnectionsPerMinuteIsASlidingWindow) {
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  SessionBudget b({.connections_per_minute = 3}, {}, nullptr);
+  const std::chrono::steady_clock::time_point t0{seconds(1000) + milliseconds(900)};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(b.admit_connection("a.example", t0).limit, SessionLimit::kNone);
+  }
+  for (int s : {0, 1, 30, 59}) {
+    const auto r = b.admit_connection("b.example", t0 + seconds(s));
+    EXPECT_EQ(r.limit, SessionLimit::kConnectionsPerMinute) << s;
+    EXPECT_NE(r.why.find("connections_per_minute = 3 reached"), std::string::npos) << r.why;
+  }
+  EXPECT_EQ(b.connections_last_minute(t0 + seconds(59)), 3U);
+  // 59.9 s later the three still count; 60.1 s later (their whole second 61 s ago) they do not.
+  EXPECT_EQ(b.admit_connection("a.example", t0 + milliseconds(59900)).limit,
+            SessionLimit::kConnectionsPerMinute);
+  EXPECT_EQ(b.admit_connection("a.example", t0 + milliseconds(60100)).limit, SessionLimit::kNone);
+  EXPECT_EQ(b.connections_last_minute(t0 + seconds(61)), 1U);
+  EXPECT_EQ(b.refused().at(SessionLimit::kConnectionsPerMinute), 5U);
+  EXPECT_EQ(b.set("connections_per_minute", "none"), "");
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(b.admit_connection("a.example", t0 + seconds(62)).limit, SessionLimit::kNone);
+  }
+  EXPECT_EQ(b.set("connections_per_minute", "101"), "");
+  EXPECT_EQ(b.admit_connection("a.example", t0 + seconds(62)).limit,
+            SessionLimit::kConnectionsPerMinute);
+  EXPECT_NE(b.set("connections_per_minute", "1.5"), "");
+  const auto lines = b.summary();
+  EXPECT_NE(std::find(lines.begin(), lines.end(),
+                      "6 connections refused over the session budget `connections_per_minute`"),
+            lines.end());
 }
 
 }  // namespace
