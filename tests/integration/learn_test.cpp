@@ -18,7 +18,7 @@ class LearnTest : public UpstreamFixture {
   std::string config() const override { return "[network]\nallow = []\n"; }
   static std::string fetch(const std::string& host) {
     return fmt::format(
-        "echo {0}=$(curl -sS -o /dev/null -w '%{{http_code}}' https://{0}/echo/learn);", host);
+        "echo {0}=$(curl -sS -o /dev/null -w '%{{http_code}}' https://{0}/echo/learn-{0});", host);
   }
 };
 
@@ -29,8 +29,8 @@ TEST_P(LearnTest, ALearnedProfileAdmitsWhatTheRunNeededAndNothingElse) {
   EXPECT_TRUE(learned.has_line("a.learn.test=200")) << learned.out << learned.err;
   EXPECT_TRUE(learned.has_line("b.learn.test=200")) << learned.out;
   // The upstream, outside the box, saw both.
-  EXPECT_NE(seen().find("a.learn.test"), std::string::npos) << seen();
-  EXPECT_NE(seen().find("b.learn.test"), std::string::npos) << seen();
+  EXPECT_NE(seen().find("/echo/learn-a.learn.test"), std::string::npos) << seen();
+  EXPECT_NE(seen().find("/echo/learn-b.learn.test"), std::string::npos) << seen();
   const auto at = learned.err.find("audit log: ");
   ASSERT_NE(at, std::string::npos) << learned.err;
   std::string log = learned.err.substr(at + 11);
@@ -52,7 +52,7 @@ TEST_P(LearnTest, ALearnedProfileAdmitsWhatTheRunNeededAndNothingElse) {
   EXPECT_TRUE(again.has_line("a.learn.test=200")) << again.out << again.err;
   EXPECT_TRUE(again.has_line("b.learn.test=200")) << again.out;
   EXPECT_TRUE(again.has_line("c.learn.test=000")) << again.out;
-  EXPECT_EQ(seen().find("c.learn.test"), std::string::npos) << seen();
+  EXPECT_EQ(seen().find("/echo/learn-c.learn.test"), std::string::npos) << seen();
   const std::string audit_log = audit();
   EXPECT_NE(
       audit_log.find(R"("type":"learn.allow","id":"","kind":"host","subject":"a.learn.test")"),
