@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <set>
 
+#include "agentbox/app/review_git.hpp"
 #include "agentbox/app/session_control.hpp"
 #include "agentbox/app/session_dirs.hpp"
 #include "agentbox/base/sys.hpp"
@@ -79,6 +80,7 @@ Result<UniqueFd> create_review(const std::string& state_dir, const std::string& 
   }
   AGENTBOX_TRY(base::write_file(root + "/workspace", workspace, 0600));
   AGENTBOX_TRY(base::write_file(root + "/protected", rels, 0600));
+  AGENTBOX_TRY(snapshot_refs(workspace, root));  // the compare-and-swap values of apply --refs
   AGENTBOX_TRY(base::write_file(root + "/started", "", 0600));  // last: its ctime is the start
   AGENTBOX_ASSIGN_OR_RETURN(out, read_review(root, id));
   return lock;
