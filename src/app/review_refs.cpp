@@ -321,18 +321,20 @@ namespace {
 
 // The index follows a move of the branch the real HEAD names, when nothing is staged in it (it
 // equals the old commit's tree): otherwise `git status` shows the landed commits as staged
-// reversals. `read-tree --reset` keeps the stat data of unchanged entries; the worktree is untouched.
-void follow_index(const Review& r, const RefChange& c, ApplyResult& res) {
+// reversals. `read-tree --reset` keeps the stat data of unchanged entries; the worktree is
+// untouched.
+void follow_index(const Review& r, const RefChange& c, const std::string& before,
+                  ApplyResult& res) {
   RefStore now;
   const std::string git_dir = r.workspace + "/.git";
   read_store(git_dir, false, now);
-  if (now.head != "ref: " + c.name || c.old_id.empty() || c.new_id.empty()) {
+  if (now.head != "ref: " + c.name || before.empty() || c.new_id.empty()) {
     return;
   }
-  if (!run_git(git_dir, "", {"diff-index", "--cached", "--quiet", c.old_id, "--"})) {
+  if (!run_git(git_dir, "", {"diff-index", "--cached", "--quiet", before, "--"})) {
     res.refused.push_back(fmt::format(
         "index: something is staged, so it stays at {} while {} moved; `git reset` re-reads it",
-        abbrev(c.old_id), shown(c.name)));
+        abbrev(before), shown(c.name)));
     return;
   }
   if (auto s = run_git(git_dir, "", {"read-tree", "--reset", c.new_id}); !s) {
@@ -390,7 +392,7 @@ void apply_refs(const Review& r, const GitChanges& g, bool force, ApplyResult& r
     }
     res.applied.push_back(
         fmt::format("ref {} {}..{}", shown(c.name), abbrev(c.old_id), abbrev(c.new_id)));
-    follow_index(r, c, res);
+    follow_index(r, c, real, res);
   }
 }
 
