@@ -136,6 +136,9 @@ TEST_P(ReviewGitTest, ApplyRefsLandsCommitsNeverConfigOrHooks) {
   const std::string id = session_of(box);
   ASSERT_FALSE(id.empty()) << box.err;
   ASSERT_EQ(box.out.size(), 82u) << box.out;
+  EXPECT_NE(box.err.find("the box's git moved 2 ref(s) (refs/heads/feat, refs/heads/main)"),
+            std::string::npos)
+      << box.err;
   const std::string feat = box.out.substr(0, 40);
   const std::string main = box.out.substr(41, 40);
   ASSERT_NE(upper(), "");
