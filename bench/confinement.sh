@@ -61,7 +61,6 @@ source "$here/workloads.sh"
 workloads=(cc git python)
 variants=(bare unconfined box)
 [[ -n $filter_helper ]] && variants+=(filter)
-nv=${#variants[@]}
 
 run_one() {  # run_one WORKLOAD VARIANT
   local w=$1
@@ -78,38 +77,9 @@ run_one() {  # run_one WORKLOAD VARIANT
   esac
 }
 
-# Each must work before it is timed (and the first runs warm the page cache).
-for w in "${workloads[@]}"; do
-  for v in "${variants[@]}"; do
-    run_one "$w" "$v" >/dev/null || { echo "confinement.sh: $w ($v) failed" >&2; exit 1; }
-    : >"$tmp/$w.$v.times"
-    : >"$tmp/$w.$v.cpu"
-  done
-done
-# Wall time, and CPU time (user + system of everything the run started, the box's processes
-# included: agentbox reaps init, init reaps the command), from bash's `times` in a subshell.
-for ((r = 0; r < rounds; r++)); do
-  for w in "${workloads[@]}"; do
-    for ((k = 0; k < nv; k++)); do
-      v=${variants[$(((r + k) % nv))]}
-      t0=$EPOCHREALTIME
-      cpu=$(
-        run_one "$w" "$v" >/dev/null
-        times  # no pipe: a pipeline's subshell would report its own (empty) children
-      )
-      cpu=${cpu##*$'\n'}
-      t1=$EPOCHREALTIME
-      echo "$t0 $t1" | awk '{printf "%.3f\n", ($2 - $1) * 1000}' >>"$tmp/$w.$v.times"
-      echo "$cpu" | awk '{ gsub(/s/, "", $1); gsub(/s/, "", $2); split($1, u, "m"); split($2, s, "m")
-        printf "%.3f\n", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1000 }' >>"$tmp/$w.$v.cpu"
-    done
-  done
-done
+check_and_warm confinement.sh
+time_rounds
 
-median() {
-  sort -n "$1" | awk '{a[NR] = $1} END {
-    printf "%.1f\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 printf 'confinement cost, %d interleaved rounds as %s (%s, %s cpus, load %s)\n' "$rounds" \
   "$(id -un)" "$(uname -r)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 for kind in times cpu; do

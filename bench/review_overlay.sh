@@ -34,41 +34,13 @@ run_one() {  # run_one WORKLOAD VARIANT
   cd "${dir[$w]}"
   "$agentbox" run -q "${flag[@]}" --workspace "${dir[$w]}" -- /bin/sh -c "${cmd[$w]}" 2>/dev/null
 }
-discard_all() {
+after_one() {  # untimed: the review session of the run, gone before the next
   "$agentbox" discard --older-than 0s >/dev/null
 }
 
-for w in "${workloads[@]}"; do  # each must work first (and warms the page cache)
-  for v in "${variants[@]}"; do
-    run_one "$w" "$v" >/dev/null || { echo "review_overlay.sh: $w ($v) failed" >&2; exit 1; }
-    discard_all
-    : >"$tmp/$w.$v.times"
-    : >"$tmp/$w.$v.cpu"
-  done
-done
-for ((r = 0; r < rounds; r++)); do
-  for w in "${workloads[@]}"; do
-    for ((k = 0; k < ${#variants[@]}; k++)); do
-      v=${variants[$(((r + k) % ${#variants[@]}))]}
-      t0=$EPOCHREALTIME
-      cpu=$(
-        run_one "$w" "$v" >/dev/null
-        times  # no pipe: a pipeline's subshell would report its own (empty) children
-      )
-      cpu=${cpu##*$'\n'}
-      t1=$EPOCHREALTIME
-      discard_all
-      echo "$t0 $t1" | awk '{printf "%.3f\n", ($2 - $1) * 1000}' >>"$tmp/$w.$v.times"
-      echo "$cpu" | awk '{ gsub(/s/, "", $1); gsub(/s/, "", $2); split($1, u, "m"); split($2, s, "m")
-        printf "%.3f\n", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1000 }' >>"$tmp/$w.$v.cpu"
-    done
-  done
-done
+check_and_warm review_overlay.sh
+time_rounds
 
-median() {
-  sort -n "$1" | awk '{a[NR] = $1} END {
-    printf "%.1f\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 printf 'review overlay cost, %d interleaved rounds as %s (%s, %s cpus, load %s)\n' "$rounds" \
   "$(id -un)" "$(uname -r)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 for kind in times cpu; do

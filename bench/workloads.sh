@@ -91,3 +91,48 @@ dir[git]=$git_dir
 cmd[git]='for i in $(seq 100); do git status --porcelain >/dev/null; done'
 dir[python]=$py_dir
 cmd[python]="for i in \$(seq 20); do /usr/bin/python3 -c '$py_import'; done"
+
+# --- timing, for a bench that defines workloads=(...), variants=(...), rounds and
+# run_one WORKLOAD VARIANT (and after_one VARIANT, untimed after each run, when it needs one) ---
+
+# Each must work before it is timed (and the first runs warm the page cache). $1: the bench's name.
+check_and_warm() {
+  for w in "${workloads[@]}"; do
+    for v in "${variants[@]}"; do
+      run_one "$w" "$v" >/dev/null || { echo "$1: $w ($v) failed" >&2; exit 1; }
+      if declare -F after_one >/dev/null; then after_one "$v"; fi
+      : >"$tmp/$w.$v.times"
+      : >"$tmp/$w.$v.cpu"
+    done
+  done
+}
+
+# Wall time, and CPU time (user + system of everything the run started, the box's processes
+# included: agentbox reaps init, init reaps the command), from bash's `times` in a subshell;
+# the variants rotate which goes first, round by round. Appends to $tmp/WORKLOAD.VARIANT.{times,cpu}.
+time_rounds() {
+  local r w k v t0 t1 cpu nv=${#variants[@]}
+  for ((r = 0; r < rounds; r++)); do
+    for w in "${workloads[@]}"; do
+      for ((k = 0; k < nv; k++)); do
+        v=${variants[$(((r + k) % nv))]}
+        t0=$EPOCHREALTIME
+        cpu=$(
+          run_one "$w" "$v" >/dev/null
+          times  # no pipe: a pipeline's subshell would report its own (empty) children
+        )
+        cpu=${cpu##*$'\n'}
+        t1=$EPOCHREALTIME
+        if declare -F after_one >/dev/null; then after_one "$v"; fi
+        echo "$t0 $t1" | awk '{printf "%.3f\n", ($2 - $1) * 1000}' >>"$tmp/$w.$v.times"
+        echo "$cpu" | awk '{ gsub(/s/, "", $1); gsub(/s/, "", $2); split($1, u, "m"); split($2, s, "m")
+          printf "%.3f\n", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1000 }' >>"$tmp/$w.$v.cpu"
+      done
+    done
+  done
+}
+
+median() {
+  sort -n "$1" | awk '{a[NR] = $1} END {
+    printf "%.1f\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}

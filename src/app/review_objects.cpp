@@ -40,27 +40,6 @@ bool hex_name(const std::string& s, size_t n) {
          });
 }
 
-std::vector<std::string> entries(int dir) {
-  std::vector<std::string> out;
-  int dup = ::fcntl(dir, F_DUPFD_CLOEXEC, 0);
-  DIR* d = dup >= 0 ? ::fdopendir(dup) : nullptr;
-  if (d == nullptr) {
-    if (dup >= 0) {
-      ::close(dup);
-    }
-    return out;
-  }
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") {
-      out.push_back(std::move(n));
-    }
-  }
-  ::closedir(d);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 // A loose object's file: zlib of "TYPE SIZE\0BYTES"; its id is the hash of that whole text.
 // Checked here: the stream inflates completely with nothing after it, the type is one of git's
 // four, the size is the true size, and the hash is the file's name.
@@ -163,7 +142,7 @@ void quarantine_packs(const Review& r, int up_objects, int quarantine,
     bad.push_back(fmt::format("git packs: {}", q.error().message()));
     return;
   }
-  for (const auto& n : entries(packs.get())) {
+  for (const auto& n : entries_of(packs.get())) {
     if (!n.ends_with(".pack")) {
       continue;
     }
@@ -206,13 +185,13 @@ Result<std::vector<std::string>> quarantine_objects(const Review& r) {
   }
   AGENTBOX_ASSIGN_OR_RETURN(UniqueFd root, base::open_fd(r.root, kDirFlags));
   AGENTBOX_ASSIGN_OR_RETURN(UniqueFd q, subdir(root.get(), "objects"));
-  for (const auto& fan : entries(up.get())) {
+  for (const auto& fan : entries_of(up.get())) {
     UniqueFd f(hex_name(fan, 2) ? ::openat(up.get(), fan.c_str(), kDirFlags) : -1);
     if (!f) {
       continue;  // info/ (alternates), pack/ below, anything else never lands
     }
     UniqueFd qf;
-    for (const auto& n : entries(f.get())) {
+    for (const auto& n : entries_of(f.get())) {
       struct stat st {};
       if (!(hex_name(n, 38) || hex_name(n, 62)) ||
           ::fstatat(f.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
@@ -342,13 +321,13 @@ base::Status land_objects(const Review& r) {
     return {};
   }
   AGENTBOX_ASSIGN_OR_RETURN(UniqueFd real, base::open_fd(r.workspace + "/.git/objects", kDirFlags));
-  for (const auto& fan : entries(q.get())) {
+  for (const auto& fan : entries_of(q.get())) {
     UniqueFd f(hex_name(fan, 2) ? ::openat(q.get(), fan.c_str(), kDirFlags) : -1);
     if (!f) {
       continue;
     }
     AGENTBOX_ASSIGN_OR_RETURN(UniqueFd to, subdir(real.get(), fan));
-    for (const auto& n : entries(f.get())) {
+    for (const auto& n : entries_of(f.get())) {
       struct stat st {};
       if (::fstatat(to.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
         continue;  // git has it: objects are immutable, never replaced
@@ -362,7 +341,7 @@ base::Status land_objects(const Review& r) {
     return {};
   }
   AGENTBOX_ASSIGN_OR_RETURN(UniqueFd to, subdir(real.get(), "pack"));
-  for (const auto& n : entries(qp.get())) {
+  for (const auto& n : entries_of(qp.get())) {
     if (n.rfind("pack-", 0) != 0 || !n.ends_with(".pack")) {
       continue;
     }

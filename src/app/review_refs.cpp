@@ -1,6 +1,5 @@
 // Review mode's git refs (app/review_git.hpp): the snapshot at the start, the box's refs as the
 // upper `.git` lays over it, and `apply --refs` (compare-and-swap through `git update-ref`).
-#include <dirent.h>
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <sys/stat.h>
@@ -112,19 +111,9 @@ void walk_loose(int dir, const std::string& prefix, bool overlay,
   if (overlay && opaque(dir)) {
     std::erase_if(out, [&](const auto& kv) { return kv.first.rfind(prefix, 0) == 0; });
   }
-  int dup = ::fcntl(dir, F_DUPFD_CLOEXEC, 0);
-  DIR* d = dup >= 0 ? ::fdopendir(dup) : nullptr;
-  if (d == nullptr) {
-    if (dup >= 0) {
-      ::close(dup);
-    }
-    return;
-  }
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
+  for (const auto& n : entries_of(dir)) {
     struct stat st {};
-    if (n == "." || n == ".." || out.size() >= kMaxRefs ||
-        ::fstatat(dir, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (out.size() >= kMaxRefs || ::fstatat(dir, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       continue;
     }
     const std::string name = prefix + n;
@@ -141,7 +130,6 @@ void walk_loose(int dir, const std::string& prefix, bool overlay,
       });
     }
   }
-  ::closedir(d);
 }
 
 // `git_dir`'s refs (`overlay`: laid over `store`, as the upper `.git` lays over the lower).

@@ -89,6 +89,9 @@ struct Change {
                                                      const std::vector<Change>& changes,
                                                      size_t max_lines);
 
+// The names in directory `dir` (without . and ..), sorted.
+[[nodiscard]] std::vector<std::string> entries_of(int dir);
+
 // True when `path` is `sel` or lies below it (both workspace-relative).
 [[nodiscard]] bool selected(const std::string& path, const std::vector<std::string>& sel);
 
