@@ -81,7 +81,8 @@ base::Status verify_loose(const std::string& data, const std::string& id) {
   if (type != "blob" && type != "tree" && type != "commit" && type != "tag") {
     return Error::msg(fmt::format("type `{}`", shown(type)));
   }
-  if (size.empty() || size.size() > 19 || !std::all_of(size.begin(), size.end(), ::isdigit) ||
+  if (size.empty() || size.size() > 19 ||
+      !std::all_of(size.begin(), size.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) ||
       std::stoull(size) != total - nul - 1) {
     return Error::msg("its header's size is wrong");
   }
