@@ -35,7 +35,10 @@ run_one() {  # run_one WORKLOAD VARIANT
   "$agentbox" run -q "${flag[@]}" --workspace "${dir[$w]}" -- /bin/sh -c "${cmd[$w]}" 2>/dev/null
 }
 after_one() {  # untimed: the review session of the run, gone before the next
-  "$agentbox" discard --older-than 0s >/dev/null
+  local id
+  for id in $(ls "$XDG_STATE_HOME/agentbox/review" 2>/dev/null); do
+    "$agentbox" discard "$id" >/dev/null
+  done
 }
 
 check_and_warm review_overlay.sh
