@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "agentbox/app/review_git.hpp"
 #include "agentbox/app/session_control.hpp"
 #include "agentbox/base/error.hpp"
 #include "agentbox/config/units.hpp"
@@ -23,6 +24,7 @@ struct ReviewArgs {
   bool stat = false;
   bool patch = false;
   bool force = false;
+  bool refs = false;
   std::string older_than;
 };
 
@@ -95,6 +97,63 @@ int list(const std::string& dir) {
   return 0;
 }
 
+// The box's git objects and refs are held as files (git metadata) one line each would drown the
+// rest: they are counted, and --refs is the way they land (verified, as objects and refs).
+bool git_store(const std::string& held) {
+  for (const char* p : {".git/objects/", ".git/refs/", ".git/logs/"}) {
+    if (held.rfind(p, 0) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+int apply(const app::Review& r, const ReviewArgs& a) {
+  auto res = app::apply(r, {.paths = clean(a.paths), .force = a.force});
+  if (!res) {
+    return fail(res.error());
+  }
+  auto g = app::git_changes(r, true);
+  if (!g) {
+    return fail(g.error());
+  }
+  for (const auto& line : app::describe_refs(*g)) {
+    fmt::print("{}\n", line);
+  }
+  if (a.refs) {
+    app::apply_refs(r, *g, a.force, *res);
+  }
+  for (const auto& p : res->applied) {
+    fmt::print("applied  {}\n", p);
+  }
+  size_t git_files = 0;
+  for (const auto& h : res->held) {
+    if (git_store(h)) {
+      ++git_files;
+      continue;
+    }
+    fmt::print("held     {} (name it to apply it)\n", h);
+  }
+  if (git_files > 0) {
+    fmt::print(
+        "held     {} file(s) under .git/objects, .git/refs, .git/logs: the box's git "
+        "({})\n",
+        git_files,
+        a.refs ? "its refs and verified objects landed through --refs"
+               : "apply --refs lands its commits as objects and refs");
+  }
+  if (!a.refs && !g->refs.empty()) {
+    fmt::print(
+        "left out {} commit(s) on {} ref(s) (listed above): agentbox apply --refs {} "
+        "lands them as objects and refs, never git config or hooks\n",
+        g->commits, g->refs.size(), app::short_id(r.id));
+  }
+  for (const auto& f : res->refused) {
+    fmt::print(stderr, "agentbox: error: apply: {}\n", f);
+  }
+  return res->refused.empty() ? 0 : 1;
+}
+
 int verb(const std::string& name, const ReviewArgs& a) {
   const std::string dir = user_state_dir();
   if (!a.older_than.empty()) {
@@ -124,6 +183,12 @@ int verb(const std::string& name, const ReviewArgs& a) {
   }
   if (name == "diff") {
     auto s = app::print_diff(*r, clean(a.paths), a.stat);
+    if (s && a.stat && a.paths.empty()) {
+      auto g = app::git_changes(*r, true);
+      for (const auto& line : g ? app::describe_refs(*g) : std::vector<std::string>()) {
+        fmt::print("{}\n", line);
+      }
+    }
     return s ? 0 : fail(s.error());
   }
   if (name == "discard") {
@@ -134,20 +199,7 @@ int verb(const std::string& name, const ReviewArgs& a) {
     fmt::print("discarded review session {}\n", app::short_id(r->id));
     return 0;
   }
-  auto res = app::apply(*r, {.paths = clean(a.paths), .force = a.force});
-  if (!res) {
-    return fail(res.error());
-  }
-  for (const auto& p : res->applied) {
-    fmt::print("applied  {}\n", p);
-  }
-  for (const auto& h : res->held) {
-    fmt::print("held     {} (name it to apply it)\n", h);
-  }
-  for (const auto& f : res->refused) {
-    fmt::print(stderr, "agentbox: error: apply: {}\n", f);
-  }
-  return res->refused.empty() ? 0 : 1;
+  return apply(*r, a);
 }
 
 void add(CLI::App& app, int& exit_code, const std::string& name, const std::string& help) {
@@ -171,7 +223,10 @@ void add(CLI::App& app, int& exit_code, const std::string& name, const std::stri
   }
   if (name == "apply") {
     sub->add_flag("--force", args->force,
-                  "Apply over real files that changed since the session started");
+                  "Apply over real files (and refs) that changed since the session started");
+    sub->add_flag("--refs", args->refs,
+                  "Also land the box's git commits: verified objects and the refs it moved "
+                  "(compare-and-swap), never git config or hooks");
   }
   sub->callback([&exit_code, args, name] { exit_code = verb(name, *args); });
 }

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <set>
 
+#include "agentbox/app/review_git.hpp"
 #include "agentbox/app/session_control.hpp"
 #include "agentbox/app/session_dirs.hpp"
 #include "agentbox/base/sys.hpp"
@@ -79,6 +80,7 @@ Result<UniqueFd> create_review(const std::string& state_dir, const std::string& 
   }
   AGENTBOX_TRY(base::write_file(root + "/workspace", workspace, 0600));
   AGENTBOX_TRY(base::write_file(root + "/protected", rels, 0600));
+  AGENTBOX_TRY(snapshot_refs(workspace, root));  // the compare-and-swap values of apply --refs
   AGENTBOX_TRY(base::write_file(root + "/started", "", 0600));  // last: its ctime is the start
   AGENTBOX_ASSIGN_OR_RETURN(out, read_review(root, id));
   return lock;
@@ -132,6 +134,27 @@ Result<UniqueFd> lock_review(const Review& r) {
   return fd;
 }
 
+std::vector<std::string> entries_of(int dir) {
+  std::vector<std::string> out;
+  int dup = ::fcntl(dir, F_DUPFD_CLOEXEC, 0);
+  DIR* d = dup >= 0 ? ::fdopendir(dup) : nullptr;
+  if (d == nullptr) {
+    if (dup >= 0) {
+      ::close(dup);
+    }
+    return out;
+  }
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") {
+      out.push_back(std::move(n));
+    }
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 bool selected(const std::string& path, const std::vector<std::string>& sel) {
   return std::any_of(sel.begin(), sel.end(), [&](const std::string& s) {
     return path == s ||
@@ -182,27 +205,6 @@ std::string link_text(int dir, const char* name) {
   return n > 0 ? std::string(buf.data(), size_t(n)) : std::string();
 }
 
-std::vector<std::string> names_in(int dir) {
-  std::vector<std::string> out;
-  int dup = ::fcntl(dir, F_DUPFD_CLOEXEC, 0);
-  DIR* d = dup >= 0 ? ::fdopendir(dup) : nullptr;
-  if (d == nullptr) {
-    if (dup >= 0) {
-      ::close(dup);
-    }
-    return out;
-  }
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") {
-      out.push_back(std::move(n));
-    }
-  }
-  ::closedir(d);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 // One directory level of the upper tree against the same level of the real workspace (lower
 // may be -1: nothing there).
 class Scanner {
@@ -211,12 +213,12 @@ class Scanner {
 
   void walk(int upper, int lower, const std::string& prefix, bool opaque) {
     std::set<std::string> seen;
-    for (const auto& name : names_in(upper)) {
+    for (const auto& name : entries_of(upper)) {
       seen.insert(name);
       entry(upper, lower, prefix + name, name.c_str());
     }
     if (opaque && lower >= 0) {  // what the box's new directory hides is gone
-      for (const auto& name : names_in(lower)) {
+      for (const auto& name : entries_of(lower)) {
         struct stat lst {};
         if (!seen.contains(name) &&
             ::fstatat(lower, name.c_str(), &lst, AT_SYMLINK_NOFOLLOW) == 0) {

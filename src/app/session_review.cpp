@@ -8,6 +8,8 @@
 #include <climits>
 #include <cstdlib>
 
+#include "agentbox/app/review_git.hpp"
+#include "agentbox/app/session_control.hpp"
 #include "agentbox/base/log.hpp"
 
 namespace agentbox::app {
@@ -107,7 +109,18 @@ std::vector<std::string> finish_review(SessionReview& r, bool started, audit::Si
                 .str("dir", r.review.root)
                 .num("changes", static_cast<int64_t>(changes->size()))
                 .strs("dangerous", dangerous));
-  return summary_lines(r.review, *changes, 40);
+  std::vector<std::string> lines = summary_lines(r.review, *changes, 40);
+  if (auto g = git_changes(r.review, false); g && !g->refs.empty()) {
+    std::string names;
+    for (const auto& c : g->refs) {
+      names += (names.empty() ? "" : ", ") + shown(c.name);
+    }
+    lines.push_back(
+        fmt::format("review: the box's git moved {} ref(s) ({}): `agentbox apply {}` "
+                    "lists their commits, `--refs` lands them",
+                    g->refs.size(), names, short_id(r.review.id)));
+  }
+  return lines;
 }
 
 }  // namespace agentbox::app

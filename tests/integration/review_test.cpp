@@ -5,8 +5,10 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <array>
 #include <filesystem>
 #include <string>
 
@@ -335,6 +337,45 @@ TEST_P(ReviewTest, AReviewDirectoryInsideTheWorkspaceIsRefused) {
   EXPECT_NE(box.err.find("lies inside the workspace"), std::string::npos) << box.err;
   EXPECT_NE(box.err.find("hint: set XDG_STATE_HOME"), std::string::npos) << box.err;
   EXPECT_FALSE(fs::exists(w_.ws + "/ran.txt"));
+}
+
+// apply moves the upper file in (no copy) and keeps the file it replaced under the review's
+// replaced/ until discard; what lands is what a copy would give: new bytes, the mode without
+// set-id bits, stamped now (a build sees it as new), no overlayfs extended attribute.
+TEST_P(ReviewTest, ApplyKeepsTheReplacedFileAndLandsAPlainNewOne) {
+  Output box = review_sh(
+      "sleep 1.1; echo two >> a.txt && printf x > dir/keep.txt && chmod 4755 "
+      "dir/keep.txt && echo new > dir/new.txt");
+  ASSERT_EQ(box.status, 0) << box.err;
+  const std::string id = session_of(box);
+  ASSERT_FALSE(id.empty()) << box.err;
+  ::sleep(1);
+  struct timespec before {};
+  ::clock_gettime(CLOCK_REALTIME, &before);
+  Output apply = run(w_, {"apply", id, "a.txt", "dir/keep.txt", "dir/new.txt"});
+  ASSERT_EQ(apply.status, 0) << apply.out << apply.err;
+  EXPECT_EQ(slurp(w_.ws + "/a.txt"), "one\ntwo\n");
+  EXPECT_EQ(slurp(w_.ws + "/dir/new.txt"), "new\n");
+  std::string kept;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(w_.state + "/agentbox/review", ec)) {
+    kept = e.path().string() + "/replaced";
+  }
+  EXPECT_EQ(slurp(kept + "/a.txt"), "one\n") << "the replaced bytes are kept until discard";
+  EXPECT_EQ(slurp(kept + "/dir/keep.txt"), "keep\n");
+  for (const char* f : {"a.txt", "dir/keep.txt", "dir/new.txt"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((w_.ws + "/" + f).c_str(), &st), 0) << f;
+    EXPECT_GE(st.st_mtim.tv_sec, before.tv_sec) << f << ": stamped at the apply";
+    EXPECT_EQ(st.st_uid, w_.as.uid) << f;
+    EXPECT_EQ(st.st_mode & 07000, 0u) << f;
+    std::array<char, 1024> names{};
+    EXPECT_LE(::listxattr((w_.ws + "/" + f).c_str(), names.data(), names.size()), 0)
+        << f << ": " << std::string(names.data());
+  }
+  EXPECT_EQ(run(w_, {"diff", "--stat", id}).out, "") << "applied entries leave the session";
+  ASSERT_EQ(run(w_, {"discard", id}).status, 0);
+  EXPECT_EQ(review_dirs(), "");
 }
 
 INSTANTIATE_TEST_SUITE_P(As, ReviewTest, ::testing::Values("root", "user"),

@@ -10,8 +10,10 @@
 //      directories = user.overlay.opaque "y") against the real workspace and lists the changes,
 //      each classified (added, modified, deleted, mode, symlink) and flagged when dangerous.
 //   3. apply(): per change, refuses one whose real file changed since the start (ctime) unless
-//      forced, applies dangerous ones only when named, writes temp + rename, and drops what it
+//      forced, applies dangerous ones only when named, moves the upper file in (exchanged with
+//      the old one, which is kept under replaced/) or writes temp + rename, and drops what it
 //      applied from the upper directory. discard() removes the session's directory.
+//   4. Commits made by the box's git: app/review_git.hpp (apply --refs).
 #pragma once
 
 #include <sys/types.h>
@@ -88,6 +90,9 @@ struct Change {
 [[nodiscard]] std::vector<std::string> summary_lines(const Review& r,
                                                      const std::vector<Change>& changes,
                                                      size_t max_lines);
+
+// The names in directory `dir` (without . and ..), sorted.
+[[nodiscard]] std::vector<std::string> entries_of(int dir);
 
 // True when `path` is `sel` or lies below it (both workspace-relative).
 [[nodiscard]] bool selected(const std::string& path, const std::vector<std::string>& sel);
