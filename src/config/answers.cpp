@@ -7,6 +7,10 @@
 
 #include "toml_json.hpp"
 
+// The one instantiation of toml11's parser (toml_json.hpp).
+template toml::value toml::parse<TOML11_DEFAULT_COMMENT_STRATEGY, std::unordered_map, std::vector>(
+    std::istream&, const std::string&);
+
 namespace agentbox::config {
 
 using base::Error;
