@@ -334,7 +334,14 @@ int apply_nice(const Limits& limits) noexcept {
   if (!limits.nice) {
     return 0;
   }
-  if (::setpriority(PRIO_PROCESS, 0, *limits.nice) != 0) {
+  // Only ever lower the priority: started from a shell niced past it (`nice -n 19 agentbox`, a
+  // batch runner), lowering the nice would need CAP_SYS_NICE, and the user asked for less CPU.
+  errno = 0;
+  const int now = ::getpriority(PRIO_PROCESS, 0);
+  if (errno != 0) {
+    return errno;
+  }
+  if (now < *limits.nice && ::setpriority(PRIO_PROCESS, 0, *limits.nice) != 0) {
     return errno;
   }
   return set_one(RLIMIT_NICE, 0);

@@ -295,6 +295,17 @@ TEST_P(RunTest, ProcShowsOnlyTheBox) {
   EXPECT_TRUE(r.has_line("pids 1 3")) << r.out;
 }
 
+// Started from a shell niced past the box's own nice 10 (`nice -n 19 agentbox`, batch runners):
+// the box keeps the lower priority. Before, an unprivileged start failed with EACCES (lowering
+// a nice needs CAP_SYS_NICE).
+TEST_P(RunTest, StartsFromANicedShellAndKeepsItsNice) {
+  RunOptions o;
+  o.wrapper = {"/usr/bin/nice", "-n", "19"};
+  Output r = run(w_, {"run", "-q", "--", "/bin/sh", "-c", "nice"}, o);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.has_line("19")) << r.out;
+}
+
 TEST_P(RunTest, ExitCodesPropagate) {
   EXPECT_EQ(probe({"exit", "3"}).status, 3);
   EXPECT_EQ(probe({"exit", "0"}).status, 0);

@@ -61,6 +61,27 @@ TEST(Rlimits, NiceCannotBeLoweredAgain) {
   EXPECT_TRUE(r.exited && r.code == 0) << describe(r);
 }
 
+// Started already niced past the target (`nice -n 19 agentbox run`), the box keeps the lower
+// priority: lowering the nice would need CAP_SYS_NICE, and an unprivileged start failed with
+// EACCES here before.
+TEST(Rlimits, AHigherNiceIsKept) {
+  auto r = run_in_child([] {
+    if (setpriority(PRIO_PROCESS, 0, 15) != 0) {
+      return 99;
+    }
+    // As root, become an unprivileged uid (setresuid clears the capabilities, CAP_SYS_NICE too).
+    if (geteuid() == 0 && setresuid(65534, 65534, 65534) != 0) {
+      return 98;
+    }
+    if (apply_nice({.nice = 10}) != 0) {
+      return 100;
+    }
+    errno = 0;
+    return getpriority(PRIO_PROCESS, 0) == 15 && errno == 0 ? 0 : 101;
+  });
+  EXPECT_TRUE(r.exited && r.code == 0) << describe(r);
+}
+
 // set_autogroup_nice only touches a process that leads its own session: never the caller's
 // session (for init, the user's). Read back from /proc/PID/autogroup.
 TEST(Autogroup, NiceOnlyForASessionLeader) {
