@@ -343,7 +343,8 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
                                                       .profile = req.policy.state_scope,
                                                       .workspace = s.workspace,
                                                       .user = s.user.name,
-                                                      .labels = req.policy.labels},
+                                                      .labels = req.policy.labels,
+                                                      .home = s.user.home},
                                                      *s.sink));
   Pruned pruned = prune_sessions(
       root, s.id, {.keep = as.keep_sessions.value, .max_age_seconds = as.max_age_seconds.value},

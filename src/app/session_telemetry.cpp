@@ -6,8 +6,10 @@
 #include <cctype>
 #include <climits>
 
+#include "agentbox/app/run.hpp"
 #include "agentbox/base/error.hpp"
 #include "agentbox/base/log.hpp"
+#include "agentbox/proxy/credentials.hpp"
 
 namespace agentbox::app {
 
@@ -39,25 +41,65 @@ std::string journal_name(const std::string& key) {
   return out;
 }
 
+// `telemetry.X (file:line:col)`, the context of an error in a value set there.
+std::string where(std::string_view key, const config::Origin& o) {
+  return fmt::format("telemetry.{} ({}:{}:{})", key, o.source, o.line, o.column);
+}
+
+// The exporter's options: the endpoint parsed, each otlp_headers_from value read from its source
+// (the supervisor's environment, a file, a command: no secret needs to sit in the config).
+Result<audit::OtlpOptions> otlp_options(const config::TelemetrySettings& settings,
+                                        const SessionIdentity& who) {
+  const auto& ep = *settings.otlp_endpoint;
+  auto parsed = audit::parse_endpoint(ep.value);
+  if (!parsed) {
+    return std::move(parsed).error().context(where("otlp_endpoint", ep.origin));
+  }
+  audit::OtlpOptions o{.endpoint = *parsed,
+                       .headers = settings.otlp_headers,
+                       .resource = resource_attributes(who),
+                       .max_queue_bytes = settings.otlp_queue.value};
+  proxy::SecretSource source([](const std::string& k) -> std::optional<std::string> {
+    const char* v = ::getenv(k.c_str());
+    return v == nullptr ? std::nullopt : std::optional<std::string>(v);
+  });
+  for (const auto& [name, from] : settings.otlp_headers_from) {
+    auto value = source.read(from.value);
+    if (!value) {
+      return std::move(value).error().context(where("otlp_headers_from." + name, from.origin));
+    }
+    if (value->find_first_of("\r\n") != std::string::npos) {
+      return Error::msg(fmt::format("{}: the value read is not one header line",
+                                    where("otlp_headers_from." + name, from.origin)));
+    }
+    o.headers.emplace_back(name, std::move(*value));
+  }
+  if (settings.otlp_ca) {
+    if (!parsed->tls) {
+      return Error::msg(fmt::format("{}: the endpoint `{}` is not https://",
+                                    where("otlp_ca", settings.otlp_ca->origin), ep.value));
+    }
+    o.ca_file = expand_home(settings.otlp_ca->value, who.home);
+  }
+  return o;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<SessionTelemetry>> SessionTelemetry::attach(
     const config::TelemetrySettings& settings, const SessionIdentity& who, audit::JsonlSink& sink) {
   auto t = std::make_unique<SessionTelemetry>();
   if (settings.otlp_endpoint) {
-    const auto& ep = *settings.otlp_endpoint;
-    auto parsed = audit::parse_endpoint(ep.value);
-    if (!parsed) {
-      return std::move(parsed).error().context(fmt::format("telemetry.otlp_endpoint ({}:{}:{})",
-                                                           ep.origin.source, ep.origin.line,
-                                                           ep.origin.column));
+    AGENTBOX_ASSIGN_OR_RETURN(audit::OtlpOptions o, otlp_options(settings, who));
+    auto x = audit::OtlpExporter::make(std::move(o));
+    if (!x) {
+      const config::Origin& at =
+          settings.otlp_ca ? settings.otlp_ca->origin : settings.otlp_endpoint->origin;
+      return std::move(x).error().context(
+          where(settings.otlp_ca ? "otlp_ca" : "otlp_endpoint", at));
     }
-    audit::OtlpOptions o{.endpoint = *parsed,
-                         .headers = settings.otlp_headers,
-                         .resource = resource_attributes(who),
-                         .max_queue_bytes = settings.otlp_queue.value};
-    t->endpoint_ = ep.value;
-    t->otlp_ = std::make_unique<audit::OtlpExporter>(std::move(o));
+    t->endpoint_ = settings.otlp_endpoint->value;
+    t->otlp_ = std::move(*x);
     sink.observe([e = t->otlp_.get()](std::string_view line) { e->push(line); });
   }
   if (settings.journald.value) {

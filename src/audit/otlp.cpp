@@ -1,13 +1,10 @@
 // The OTLP/HTTP exporter: a bounded queue filled under the audit sink's lock, drained by a worker
-// thread of its own that POSTs batches over plain HTTP/1.1 (audit/export.hpp). The worker's
-// socket is its own and every wait on it is bounded (poll with the POST's deadline), so a slow
+// thread of its own that POSTs batches over HTTP/1.1, plain or TLS (audit/export.hpp). The
+// worker's connection is its own and every wait on it is bounded (otlp_conn.hpp), so a slow
 // collector stalls only the worker; the session's loop only ever copies a line into the queue.
 #include <fmt/core.h>
-#include <netdb.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <condition_variable>
@@ -18,6 +15,7 @@
 
 #include "agentbox/audit/export.hpp"
 #include "agentbox/base/error.hpp"
+#include "otlp_conn.hpp"
 
 namespace agentbox::audit {
 
@@ -26,17 +24,21 @@ using base::Result;
 using Clock = std::chrono::steady_clock;
 
 Result<Endpoint> parse_endpoint(std::string_view url) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.rfind(kScheme, 0) != 0) {
-    return Error::msg(fmt::format("`{}` is not an http:// URL", url))
+  Endpoint e;
+  std::string_view rest;
+  if (url.starts_with("http://")) {
+    rest = url.substr(7);
+  } else if (url.starts_with("https://")) {
+    rest = url.substr(8);
+    e.tls = true;
+  } else {
+    return Error::msg(fmt::format("`{}` is not an http:// or https:// URL", url))
         .hint(
-            "the exporter speaks plain HTTP/1.1 (OTLP/HTTP JSON), e.g. "
-            "http://127.0.0.1:4318/v1/logs; reach a TLS collector through a local one");
+            "the exporter speaks OTLP/HTTP (JSON), e.g. http://127.0.0.1:4318/v1/logs or "
+            "https://collector.example:4318/v1/logs");
   }
-  std::string_view rest = url.substr(kScheme.size());
   size_t slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
-  Endpoint e;
   e.path = slash == std::string_view::npos ? "/v1/logs" : std::string(rest.substr(slash));
   size_t colon = authority.rfind(':');
   if (!authority.empty() && authority.front() == '[') {  // [::1]:4318
@@ -61,7 +63,7 @@ Result<Endpoint> parse_endpoint(std::string_view url) {
   bool bad = e.host.empty() || e.path.find_first_of(" \r\n\t") != std::string::npos ||
              e.host.find_first_of(" \r\n\t/@") != std::string::npos;
   if (bad) {
-    return Error::msg(fmt::format("`{}` is not a collector URL (http://HOST[:PORT]/PATH)", url));
+    return Error::msg(fmt::format("`{}` is not a collector URL (http[s]://HOST[:PORT]/PATH)", url));
   }
   return e;
 }
@@ -74,12 +76,24 @@ struct OtlpExporter::State {
   size_t queue_bytes = 0;
   bool stopping = false;
   Clock::time_point drain_until{};
+  std::atomic<Clock::rep> cutoff{0};  // drain_until, for waits begun before stop() (Deadline)
+  otlp::SslCtxPtr tls;                // https:// only
   ExportStats stats;
   std::thread worker;
 };
 
 OtlpExporter::OtlpExporter(OtlpOptions options) : st_(std::make_unique<State>()) {
   st_->opt = std::move(options);
+}
+
+Result<std::unique_ptr<OtlpExporter>> OtlpExporter::make(OtlpOptions options) {
+  otlp::SslCtxPtr tls;
+  if (options.endpoint.tls) {
+    AGENTBOX_ASSIGN_OR_RETURN(tls, otlp::make_tls_context(options.ca_file));
+  }
+  auto x = std::make_unique<OtlpExporter>(std::move(options));
+  x->st_->tls = std::move(tls);
+  return x;
 }
 
 OtlpExporter::~OtlpExporter() {
@@ -128,6 +142,7 @@ ExportStats OtlpExporter::stop(std::chrono::milliseconds drain) {
     if (!s.stopping) {
       s.stopping = true;
       s.drain_until = Clock::now() + drain;
+      s.cutoff.store(s.drain_until.time_since_epoch().count(), std::memory_order_relaxed);
     }
   }
   s.cv.notify_all();
@@ -176,63 +191,23 @@ void OtlpExporter::run() noexcept {
 
 namespace {
 
-// Waits for `events` on fd until `deadline`; false on timeout or error.
-bool wait_fd(int fd, short events, Clock::time_point deadline) {
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) {
-      return false;
-    }
-    struct pollfd p {
-      fd, events, 0
-    };
-    int n = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (n > 0) {
-      return true;
-    }
-    if (n < 0 && errno != EINTR) {
-      return false;
-    }
-  }
-}
+// What one POST came to: the collector's status code, or why there is none and whether another
+// attempt could help.
+struct Answer {
+  int status = 0;
+  std::string error;
+  otlp::Failure failure = otlp::Failure::kRetry;
+};
 
-Result<base::UniqueFd> connect_to(const Endpoint& e, Clock::time_point deadline) {
-  struct addrinfo hints {};
-  hints.ai_socktype = SOCK_STREAM;
-  struct addrinfo* res = nullptr;
-  std::string port = std::to_string(e.port);
-  if (int rc = ::getaddrinfo(e.host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    return Error::msg(fmt::format("resolve `{}`: {}", e.host, ::gai_strerror(rc)));
+// One POST; `Connection: close`, so a batch is one connection (and one TLS handshake).
+Answer post(const OtlpOptions& o, SSL_CTX* tls, const std::string& body,
+            const otlp::Deadline& deadline) {
+  Answer a;
+  auto conn = otlp::Conn::open(o.endpoint, tls, deadline, a.failure);
+  if (!conn) {
+    a.error = conn.error().message();
+    return a;
   }
-  Error last = Error::msg(fmt::format("no address for `{}`", e.host));
-  for (auto* ai = res; ai != nullptr; ai = ai->ai_next) {
-    base::UniqueFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!fd) {
-      last = Error::sys(errno, "socket");
-      continue;
-    }
-    if (::connect(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
-      last = Error::sys(errno, "connect", fmt::format("{}:{}", e.host, e.port));
-      continue;
-    }
-    int err = ETIMEDOUT;
-    socklen_t len = sizeof err;
-    if (wait_fd(fd.get(), POLLOUT, deadline)) {
-      ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-    }
-    if (err == 0) {
-      ::freeaddrinfo(res);
-      return fd;
-    }
-    last = Error::sys(err, "connect", fmt::format("{}:{}", e.host, e.port));
-  }
-  ::freeaddrinfo(res);
-  return last;
-}
-
-// One POST; the response's status code, or an error (connect, timeout, a torn response).
-Result<int> post(const OtlpOptions& o, const std::string& body, Clock::time_point deadline) {
-  AGENTBOX_ASSIGN_OR_RETURN(base::UniqueFd fd, connect_to(o.endpoint, deadline));
   std::string req = fmt::format(
       "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\n"
       "Content-Length: {}\r\nConnection: close\r\nUser-Agent: agentbox\r\n",
@@ -242,38 +217,30 @@ Result<int> post(const OtlpOptions& o, const std::string& body, Clock::time_poin
   }
   req += "\r\n";
   req += body;
-  for (size_t off = 0; off < req.size();) {
-    ssize_t n = ::send(fd.get(), req.data() + off, req.size() - off, MSG_NOSIGNAL);
-    if (n > 0) {
-      off += static_cast<size_t>(n);
-    } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-      return Error::sys(errno, "send");
-    } else if (!wait_fd(fd.get(), POLLOUT, deadline)) {
-      return Error::msg("the collector did not read the request in time");
-    }
+  if (auto w = conn->write_all(req, deadline); !w) {
+    a.error = w.error().message();
+    return a;
   }
   // The status line is all we need: "HTTP/1.1 200 OK".
   std::string resp;
   while (resp.find("\r\n") == std::string::npos && resp.size() < 4096) {
-    if (!wait_fd(fd.get(), POLLIN, deadline)) {
-      return Error::msg("the collector did not answer in time");
-    }
     char buf[1024];
-    ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
-    if (n == 0) {
+    auto n = conn->read_some(buf, deadline);
+    if (!n) {
+      a.error = n.error().message();
+      return a;
+    }
+    if (*n == 0) {
       break;
     }
-    if (n < 0 && errno != EAGAIN && errno != EINTR) {
-      return Error::sys(errno, "recv");
-    }
-    resp.append(buf, static_cast<size_t>(std::max<ssize_t>(n, 0)));
+    resp.append(buf, *n);
   }
-  int status = 0;
   if (resp.rfind("HTTP/1.", 0) != 0 || resp.size() < 12 ||
-      std::from_chars(resp.data() + 9, resp.data() + 12, status).ec != std::errc()) {
-    return Error::msg("the collector's answer is not HTTP");
+      std::from_chars(resp.data() + 9, resp.data() + 12, a.status).ec != std::errc()) {
+    a.status = 0;
+    a.error = "the collector's answer is not HTTP";
   }
-  return status;
+  return a;
 }
 
 // OTLP/HTTP: 429, 502, 503 and 504 are worth retrying; other 4xx/5xx are not.
@@ -298,15 +265,17 @@ bool OtlpExporter::send_batch(std::vector<std::string>& batch) noexcept {
       std::lock_guard lock(s.mu);  // stopping: a slow collector gets what is left of the drain
       deadline = s.stopping ? std::min(deadline, s.drain_until) : deadline;
     }
-    Result<int> r = post(s.opt, body, deadline);
+    Answer r = post(s.opt, s.tls.get(), body, {.own = deadline, .cutoff = &s.cutoff});
     std::unique_lock lock(s.mu);
     ++s.stats.posts;
-    if (r && *r / 100 == 2) {
+    if (r.error.empty() && r.status / 100 == 2) {
       s.stats.sent += batch.size();
       return true;
     }
-    s.stats.last_error = r ? fmt::format("the collector answered {}", *r) : r.error().message();
-    if (r && !retryable(*r)) {
+    s.stats.last_error =
+        r.error.empty() ? fmt::format("the collector answered {}", r.status) : r.error;
+    bool again = r.error.empty() ? retryable(r.status) : r.failure == otlp::Failure::kRetry;
+    if (!again) {
       return false;
     }
     // Back off; a stop() cuts the wait short, and past its drain deadline the batch is given up.

@@ -816,6 +816,42 @@ Schema telemetry_schema() {
                     }
                   }
                 }),
+      user_only("otlp_headers_from",
+                [](Ctx& c, const Value& v) {
+                  if (!v.is_table()) {
+                    problem(c, v,
+                            fmt::format("`telemetry.otlp_headers_from` must be a table, found {}",
+                                        type_name(v)));
+                    return;
+                  }
+                  for (const auto& [k, val] : v.as_table()) {
+                    auto s = get_string(c, val, "telemetry.otlp_headers_from." + k);
+                    bool source = s && (s->starts_with("env:") || s->starts_with("file:") ||
+                                        s->starts_with("cmd:"));
+                    if (s && (k.empty() || k.find_first_of(" :\r\n\t") != std::string::npos)) {
+                      problem(c, val,
+                              fmt::format("`telemetry.otlp_headers_from.{}` is not a header", k));
+                    } else if (s && !source) {
+                      problem(c, val,
+                              fmt::format("`telemetry.otlp_headers_from.{}`: `{}` is not "
+                                          "env:VAR, file:PATH or cmd:COMMAND",
+                                          k, *s));
+                    } else if (s) {
+                      c.p.telemetry.otlp_headers_from.emplace_back(
+                          k, Sourced<std::string>{*s, origin_of(val)});
+                    }
+                  }
+                }),
+      user_only("otlp_ca",
+                [](Ctx& c, const Value& v) {
+                  if (auto s = get_string(c, v, "telemetry.otlp_ca")) {
+                    if (auto bad = path_validator("telemetry.otlp_ca")(*s)) {
+                      problem(c, v, *bad);
+                    } else {
+                      c.p.telemetry.otlp_ca = {*s, origin_of(v)};
+                    }
+                  }
+                }),
       user_only("otlp_queue",
                 [](Ctx& c, const Value& v) {
                   if (auto n = get_size(c, v, "telemetry.otlp_queue")) {

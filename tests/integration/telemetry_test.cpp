@@ -3,12 +3,15 @@
 // shape and reach a journal socket the test binds, with no secret or placeholder in any payload;
 // a slow or dead collector costs counted drops, never the box's network; --label is validated,
 // recorded and shown by `agentbox ps`; `log --summary` and the exit summary agree on the numbers
-// of a known session; `log --head` checks the chain.
+// of a known session; `log --head` checks the chain. Over https:// (a TLS receiver with a CA of the
+// test's): the payload arrives with a header read from a file; a wrong CA, a wrong name and a
+// handshake that never finishes each cost counted drops with one clear line, never the box.
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <regex>
@@ -21,15 +24,46 @@ namespace agentbox::it {
 namespace {
 
 const std::string kReal = "ghp_RealTelemetryTokenA0123456789abcdefWXYZ";
+const std::string kAuth = "Bearer otlp-collector-token-7f3a9c0e5b";
 const std::string kData = AGENTBOX_TEST_DATA;
 
-enum class Collector { kOk, kSlow, kDead };
+enum class Collector { kOk, kSlow, kDead, kTlsOk, kTlsWrongCa, kTlsWrongName, kTlsStall };
+
+bool is_tls(Collector c) {
+  switch (c) {
+    case Collector::kOk:
+    case Collector::kSlow:
+    case Collector::kDead:
+      return false;
+    case Collector::kTlsOk:
+    case Collector::kTlsWrongCa:
+    case Collector::kTlsWrongName:
+    case Collector::kTlsStall:
+      return true;
+  }
+  return false;
+}
+
+// The collector's own CA (cca.pem) and two certificates it signed: ip.pem for IP:127.0.0.1 and
+// name.pem for another name only (DNS:collector.other.test).
+bool make_collector_certs(const std::string& dir) {
+  return sh(fmt::format(
+             "(cd {0} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+             "-keyout cca.key -out cca.pem -days 2 -subj '/CN=collector test CA' && "
+             "for c in ip:IP:127.0.0.1 name:DNS:collector.other.test; do n=${{c%%%%:*}}; "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key "
+             "-out $n.csr -subj /CN=collector && printf 'subjectAltName=%s\\n' ${{c#*:}} > "
+             "$n.cnf && openssl x509 -req -in $n.csr -CA cca.pem -CAkey cca.key "
+             "-CAcreateserial -out $n.pem -days 2 -extfile $n.cnf || exit 1; done && "
+             "chmod 644 cca.pem) >/dev/null 2>&1",
+             dir)) == 0;
+}
 
 class TelemetryTest : public UpstreamFixture {
  protected:
   virtual Collector collector() const { return Collector::kOk; }
   std::vector<std::string> hosts() const override { return {"api.example.test"}; }
-  std::vector<std::string> secrets() const override { return {kReal}; }
+  std::vector<std::string> secrets() const override { return {kReal, kAuth}; }
   std::map<std::string, std::string> env() const override {
     return {{"REAL_TOKEN", kReal}, {"AGENTBOX_JOURNAL_SOCKET", journal_path_}};
   }
@@ -41,13 +75,24 @@ class TelemetryTest : public UpstreamFixture {
       port_otlp_ = free_port();  // nothing listens there
       return;
     }
+    std::string cert = "-";
+    if (is_tls(collector())) {
+      ASSERT_TRUE(make_collector_certs(w_.root)) << "openssl could not make the test certificates";
+      cert = w_.root + (collector() == Collector::kTlsWrongName ? "/name" : "/ip");
+      write_file(w_.root + "/otlp-auth", kAuth + "\n");
+      ASSERT_EQ(::chown((w_.root + "/otlp-auth").c_str(), w_.as.uid, w_.as.gid), 0);
+      ::chmod((w_.root + "/otlp-auth").c_str(), 0600);
+    }
     std::string portfile = w_.root + "/otlp.port";
     receiver_ = ::fork();
     if (receiver_ == 0) {
-      const char* mode = collector() == Collector::kSlow ? "slow" : "ok";
+      const char* mode = collector() == Collector::kSlow       ? "slow"
+                         : collector() == Collector::kTlsStall ? "stall"
+                                                               : "ok";
       std::string script = kData + "/otlp_receiver.py";
+      std::string pem = cert + ".pem", key = cert + ".key";
       ::execlp("python3", "python3", script.c_str(), portfile.c_str(), received_.c_str(), mode,
-               static_cast<char*>(nullptr));
+               pem.c_str(), key.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
     for (int i = 0; i < 200 && ::access(portfile.c_str(), F_OK) != 0; ++i) {
@@ -101,12 +146,27 @@ class TelemetryTest : public UpstreamFixture {
         "inject = \"header:Authorization\"\n"
         "format = \"Bearer {{}}\"\n"
         "[telemetry]\n"
-        "otlp_endpoint = \"http://127.0.0.1:{}/v1/logs\"\n"
+        "otlp_endpoint = \"{}://127.0.0.1:{}/v1/logs\"\n"
         "otlp_queue = \"{}\"\n"
         "journald = true\n"
+        "{}"
         "[labels]\n"
         "team = \"infra\"\n",
-        port_otlp_, collector() == Collector::kOk ? "2M" : "16K");
+        is_tls(collector()) ? "https" : "http", port_otlp_,
+        collector() == Collector::kOk || collector() == Collector::kTlsOk ? "2M" : "16K",
+        tls_config());
+  }
+  // The collector's CA (the upstream's, another CA, for kTlsWrongCa) and the Authorization
+  // header read from a file of the test's: neither value sits in the config.
+  std::string tls_config() const {
+    if (!is_tls(collector())) {
+      return "";
+    }
+    std::string ca = collector() == Collector::kTlsWrongCa ? up_ + "/ca.pem" : w_.root + "/cca.pem";
+    return fmt::format(
+        "otlp_ca = \"{}\"\n"
+        "otlp_headers_from = {{ Authorization = \"file:{}/otlp-auth\" }}\n",
+        ca, w_.root);
   }
   void TearDown() override {
     stop_drainer();
@@ -373,6 +433,111 @@ TEST_P(DeadCollectorTest, LinesAreDroppedWithACountAndTheBoxIsUnaffected) {
 INSTANTIATE_TEST_SUITE_P(As, SlowCollectorTest, ::testing::Values("root", "user"),
                          [](const auto& i) { return i.param; });
 INSTANTIATE_TEST_SUITE_P(As, DeadCollectorTest, ::testing::Values("root", "user"),
+                         [](const auto& i) { return i.param; });
+
+// https:// with the collector's CA: the payload arrives whole (checked as over http://) with the
+// Authorization header read from a file, and every line is counted as sent.
+class TlsCollectorTest : public TelemetryTest {
+ protected:
+  Collector collector() const override { return Collector::kTlsOk; }
+};
+
+TEST_P(TlsCollectorTest, EveryLineArrivesOverTlsWithTheHeaderFromAFile) {
+  Output r =
+      box("curl -sS https://api.example.test/echo/a; curl -sS https://api.example.test/echo/b",
+          60000, {"--label", "pipeline=43"}, false);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string log = w_.root + "/audit.jsonl";
+  write_file(log, audit_log_of(r));
+  std::string cmd = fmt::format("python3 {}/otlp_check.py {} {} {} > {}/check.out 2>&1", kData,
+                                received_, log, kReal, w_.root);
+  int rc = sh(cmd);
+  std::string out = slurp(w_.root + "/check.out");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find(R"(resource agentbox.label.pipeline {"stringValue": "43"})"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find(R"(attr http.request http.request.method {"stringValue": "GET"})"),
+            std::string::npos)
+      << out;
+  std::istringstream posts(slurp(received_));
+  size_t n = 0;
+  for (std::string doc; std::getline(posts, doc); ++n) {
+    EXPECT_NE(doc.find("\"authorization\": \"" + kAuth + "\""), std::string::npos) << doc;
+  }
+  EXPECT_GT(n, 0u);
+  std::string text = slurp(log);
+  auto lines = std::count(text.begin(), text.end(), '\n');
+  EXPECT_NE(
+      r.err.find(fmt::format("telemetry: {} of {} events sent to https://127.0.0.1:{}/v1/logs, "
+                             "0 dropped",
+                             lines, lines, port_otlp_)),
+      std::string::npos)
+      << r.err;
+}
+
+// A collector whose certificate cannot be trusted, or that never finishes the handshake: the
+// box's own requests are served, every line is counted as dropped, and the summary's one line
+// says why.
+class TlsWrongCaTest : public TelemetryTest {
+ protected:
+  Collector collector() const override { return Collector::kTlsWrongCa; }
+};
+class TlsWrongNameTest : public TelemetryTest {
+ protected:
+  Collector collector() const override { return Collector::kTlsWrongName; }
+};
+class TlsStallTest : public TelemetryTest {
+ protected:
+  Collector collector() const override { return Collector::kTlsStall; }
+};
+
+void expect_refused(const Output& r, const std::string& why) {
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("you sent: Bearer "), std::string::npos) << r.out;
+  std::smatch m;
+  std::regex re(
+      R"(agentbox: telemetry: (\d+) of (\d+) events sent to https://\S+, (\d+) dropped \((.*)\)\n)");
+  ASSERT_TRUE(std::regex_search(r.err, m, re)) << r.err;
+  EXPECT_EQ(m[1].str(), "0");
+  EXPECT_GT(std::stoull(m[2].str()), 3u);
+  EXPECT_EQ(m[3].str(), m[2].str()) << "every line counted as dropped";
+  EXPECT_EQ(m[4].str(), why) << r.err;
+}
+
+constexpr const char* kTwoRequests =
+    "curl -sS https://api.example.test/echo/a -H \"Authorization: Bearer $TOK\"; sleep 2; "
+    "curl -sS https://api.example.test/echo/b";
+
+TEST_P(TlsWrongCaTest, IsRefusedAndEveryLineCountedAsDropped) {
+  Output r = box(kTwoRequests, 60000, {}, false);
+  expect_refused(r, fmt::format("TLS: the certificate of 127.0.0.1:{} is refused: unable to get "
+                                "local issuer certificate",
+                                port_otlp_));
+  EXPECT_EQ(slurp(received_), "");
+}
+
+TEST_P(TlsWrongNameTest, IsRefusedAndEveryLineCountedAsDropped) {
+  Output r = box(kTwoRequests, 60000, {}, false);
+  expect_refused(r, fmt::format("TLS: the certificate of 127.0.0.1:{} is refused: IP address "
+                                "mismatch",
+                                port_otlp_));
+  EXPECT_EQ(slurp(received_), "");
+}
+
+TEST_P(TlsStallTest, AHandshakeThatNeverEndsCostsDropsNotTheBox) {
+  Output r = box(kTwoRequests, 60000, {}, false);
+  expect_refused(r, "the collector did not finish the TLS handshake in time");
+  EXPECT_NE(slurp(received_ + ".accepted"), "") << "the exporter never reached the receiver";
+}
+
+INSTANTIATE_TEST_SUITE_P(As, TlsCollectorTest, ::testing::Values("root", "user"),
+                         [](const auto& i) { return i.param; });
+INSTANTIATE_TEST_SUITE_P(As, TlsWrongCaTest, ::testing::Values("root", "user"),
+                         [](const auto& i) { return i.param; });
+INSTANTIATE_TEST_SUITE_P(As, TlsWrongNameTest, ::testing::Values("root", "user"),
+                         [](const auto& i) { return i.param; });
+INSTANTIATE_TEST_SUITE_P(As, TlsStallTest, ::testing::Values("root", "user"),
                          [](const auto& i) { return i.param; });
 
 }  // namespace

@@ -20,12 +20,13 @@ struct SessionIdentity {
   std::string workspace;
   std::string user;
   std::vector<std::pair<std::string, config::Sourced<std::string>>> labels;
+  std::string home;  // for a `~/` in telemetry.otlp_ca
 };
 
 class SessionTelemetry {
  public:
-  // Nothing configured: an object that does nothing. A bad endpoint is an error naming where it
-  // was set; journald configured without a journal is a warning, not an error.
+  // Nothing configured: an object that does nothing. A bad endpoint, CA file or header source
+  // is an error naming where it was set; journald configured without a journal is a warning.
   [[nodiscard]] static base::Result<std::unique_ptr<SessionTelemetry>> attach(
       const config::TelemetrySettings& settings, const SessionIdentity& who,
       audit::JsonlSink& sink);

@@ -4,8 +4,9 @@
 // below, under the sink's lock; they only copy it.
 //  - OtlpExporter queues the line (bounded in bytes; the oldest line is dropped and counted when
 //    full) and a worker thread of its own batches the queue into OTLP/HTTP JSON log records
-//    (otlp_payload) and POSTs them to the collector, retrying with backoff. The session's loop
-//    never waits for the network: a slow or dead collector costs dropped lines, counted.
+//    (otlp_payload) and POSTs them to the collector (over TLS for https://), retrying with
+//    backoff. The session's loop never waits for the network: a slow, dead or never-handshaking
+//    collector costs dropped lines, counted.
 //  - JournaldWriter sends one datagram per line, in the journal's native protocol, with
 //    MSG_DONTWAIT: a full journal socket drops the line (counted), never blocks.
 #pragma once
@@ -26,8 +27,10 @@ namespace agentbox::audit {
 
 using Attributes = std::vector<std::pair<std::string, std::string>>;
 
-// Where an OTLP/HTTP collector listens: `http://HOST[:PORT]/PATH` (plain HTTP/1.1 only).
+// Where an OTLP/HTTP collector listens: `http://HOST[:PORT]/PATH`, or `https://` for HTTP/1.1
+// over TLS (the peer verified, its name checked).
 struct Endpoint {
+  bool tls = false;
   std::string host;
   uint16_t port = 4318;
   std::string path = "/v1/logs";
@@ -45,6 +48,7 @@ struct Endpoint {
 struct OtlpOptions {
   Endpoint endpoint;
   Attributes headers;   // sent with every POST (an API key of the collector, say)
+  std::string ca_file;  // https: the only CAs trusted (PEM); empty: the system trust store
   Attributes resource;  // resource attributes
   size_t max_queue_bytes = 2u << 20;
   size_t max_batch = 512;  // lines per POST
@@ -65,6 +69,9 @@ struct ExportStats {
 class OtlpExporter {
  public:
   explicit OtlpExporter(OtlpOptions options);
+  // The exporter, with its TLS context for an https:// endpoint (an unreadable CA file or one
+  // without certificates is an error here, at start, not a drop later).
+  [[nodiscard]] static base::Result<std::unique_ptr<OtlpExporter>> make(OtlpOptions options);
   ~OtlpExporter();
   OtlpExporter(const OtlpExporter&) = delete;
   OtlpExporter& operator=(const OtlpExporter&) = delete;

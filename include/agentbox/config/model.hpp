@@ -141,10 +141,13 @@ struct AuditSettings {
 // [telemetry] (docs/TELEMETRY.md): the user's own files only (a workspace file that names a
 // collector would ship the log elsewhere).
 struct TelemetrySettings {
-  std::optional<Sourced<std::string>> otlp_endpoint;              // http://HOST[:PORT]/PATH
+  std::optional<Sourced<std::string>> otlp_endpoint;              // http(s)://HOST[:PORT]/PATH
   std::vector<std::pair<std::string, std::string>> otlp_headers;  // e.g. an API key header
-  Sourced<uint64_t> otlp_queue{2ull << 20, {"built-in"}};         // bytes of lines waiting
-  Sourced<bool> journald{false, {"built-in"}};                    // the systemd journal, if present
+  // Header values read at start from env:VAR, file:PATH or cmd:COMMAND (no secret in the file).
+  std::vector<std::pair<std::string, Sourced<std::string>>> otlp_headers_from;
+  std::optional<Sourced<std::string>> otlp_ca;  // https://: the only CAs trusted (PEM file)
+  Sourced<uint64_t> otlp_queue{2ull << 20, {"built-in"}};  // bytes of lines waiting
+  Sourced<bool> journald{false, {"built-in"}};             // the systemd journal, if present
 };
 
 struct Policy {

@@ -95,8 +95,20 @@ TEST(Otlp, EndpointGrammar) {
   ASSERT_TRUE(bare);
   EXPECT_EQ(bare->port, 4318);
   EXPECT_EQ(bare->path, "/v1/logs");
-  for (const char* bad : {"https://c/v1/logs", "c:4318", "http://:1/x", "http://c:0/",
-                          "http://c:70000/", "http://c:12a/", "http://a b/", "http://u@c/"}) {
+  EXPECT_FALSE(e->tls);
+  auto tls = parse_endpoint("https://collector.example:443/otlp/v1/logs");
+  ASSERT_TRUE(tls);
+  EXPECT_TRUE(tls->tls);
+  EXPECT_EQ(tls->host, "collector.example");
+  EXPECT_EQ(tls->port, 443);
+  EXPECT_EQ(tls->path, "/otlp/v1/logs");
+  auto tls_bare = parse_endpoint("https://[::1]");
+  ASSERT_TRUE(tls_bare);
+  EXPECT_EQ(tls_bare->host, "::1");
+  EXPECT_EQ(tls_bare->port, 4318);
+  for (const char* bad :
+       {"ftp://c/v1/logs", "HTTPS://c/", "https:/c/", "c:4318", "http://:1/x", "http://c:0/",
+        "http://c:70000/", "http://c:12a/", "http://a b/", "http://u@c/"}) {
     EXPECT_FALSE(parse_endpoint(bad)) << bad;
   }
 }
@@ -114,6 +126,24 @@ TEST(Otlp, QueueIsBoundedInBytesAndDropsTheOldest) {
   s = x.stop(std::chrono::milliseconds(0));
   EXPECT_EQ(s.dropped, 50u);  // what was left at stop is counted too
   EXPECT_EQ(s.sent, 0u);
+}
+
+// A CA file that cannot be read, or holds no certificate, is refused when the exporter is made
+// (at the session's start, with the key's place), not discovered as drops later.
+TEST(Otlp, TlsExporterNeedsAReadableCaFile) {
+  OtlpOptions o{.endpoint = {.tls = true, .host = "127.0.0.1", .port = 9, .path = "/"}};
+  EXPECT_TRUE(OtlpExporter::make(o));  // the system trust store
+  o.ca_file = "/nonexistent/ca.pem";
+  auto missing = OtlpExporter::make(o);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message().find("/nonexistent/ca.pem"), std::string::npos)
+      << missing.error().message();
+  o.ca_file = "/dev/null";
+  auto empty = OtlpExporter::make(o);
+  ASSERT_FALSE(empty);
+  EXPECT_NE(empty.error().message().find("load CA certificates from `/dev/null`"),
+            std::string::npos)
+      << empty.error().message();
 }
 
 // Native protocol: FIELD=value lines; a value with a newline as FIELD\n<le64 size><value>\n.

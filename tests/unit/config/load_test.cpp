@@ -887,6 +887,53 @@ TEST(Telemetry, BadLabelsAndKeysAreReportedWithWhere) {
   EXPECT_NE(msg.find("--label: `nokey` is not KEY=VALUE"), std::string::npos) << msg;
 }
 
+// HTTPS export: a CA file and header values read from a source (never written in the config);
+// a bad source, a header name with a colon and a relative CA path are each reported; a workspace
+// file may set neither.
+TEST(Telemetry, TlsKeysLoadAndAreChecked) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("system.toml",
+            "[telemetry]\notlp_endpoint = \"https://collector.example:4318/v1/logs\"\n"
+            "otlp_ca = \"~/.config/agentbox/collector-ca.pem\"\n"
+            "otlp_headers_from = { Authorization = \"file:~/.otlp-token\", x-k = \"env:K\" }\n");
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  const auto& t = r->policy.telemetry;
+  ASSERT_TRUE(t.otlp_ca);
+  EXPECT_EQ(t.otlp_ca->value, "~/.config/agentbox/collector-ca.pem");
+  ASSERT_EQ(t.otlp_headers_from.size(), 2u);
+  for (const auto& [k, v] : t.otlp_headers_from) {
+    EXPECT_EQ(v.value, k == "x-k" ? "env:K" : "file:~/.otlp-token") << k;
+  }
+  for (const char* bad : {"[telemetry]\notlp_ca = \"/etc/ca.pem\"\n",
+                          "[telemetry]\notlp_headers_from = { a = \"env:A\" }\n"}) {
+    std::string ws = dir.write("bad/.agentbox.toml", bad);
+    auto st = narrow_with_workspace_file(*r, ws);
+    ASSERT_FALSE(st) << bad;
+    EXPECT_NE(st.error().render().find("cannot be set by a workspace file"), std::string::npos)
+        << st.error().render();
+  }
+  TempDir bad_dir;
+  LoadOptions b = isolated(bad_dir);
+  bad_dir.write("system.toml",
+                "[telemetry]\notlp_ca = \"ca.pem\"\n"
+                "otlp_headers_from = { \"a:b\" = \"env:A\", c = \"token\", d = 1 }\n");
+  auto e = load(b);
+  ASSERT_FALSE(e);
+  std::string msg = e.error().render();
+  EXPECT_NE(msg.find("`telemetry.otlp_ca`: `ca.pem` must be an absolute path or start with ~"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("`telemetry.otlp_headers_from.a:b` is not a header"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("`telemetry.otlp_headers_from.c`: `token` is not env:VAR, file:PATH or "
+                     "cmd:COMMAND"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("telemetry.otlp_headers_from.d"), std::string::npos) << msg;
+}
+
 TEST(Exec, RulesLoadInLayerOrderAndAWorkspaceFileMayOnlyAddDenyOrAsk) {
   TempDir dir;
   LoadOptions o = isolated(dir);
