@@ -123,9 +123,8 @@ int main(int argc, char** argv) {
       "start {:.1f} MiB, idle peak {:.1f} MiB, flood peak {:.1f} MiB (+{:.1f} MiB over idle); "
       "{} lines in {:.1f} s ({:.0f}/s); sent {}, dropped {}, posts {}{}\n",
       static_cast<double>(before) / 1024, static_cast<double>(idle_peak) / 1024,
-      static_cast<double>(busy_peak) / 1024,
-      static_cast<double>(busy_peak - idle_peak) / 1024, made, took,
-      static_cast<double>(made) / took, s.sent, s.dropped, s.posts,
+      static_cast<double>(busy_peak) / 1024, static_cast<double>(busy_peak - idle_peak) / 1024,
+      made, took, static_cast<double>(made) / took, s.sent, s.dropped, s.posts,
       s.last_error.empty() ? "" : fmt::format(" ({})", s.last_error));
   ::unlink(log.c_str());
   ::rmdir(dir);

@@ -1,5 +1,8 @@
 // An audit line as an OTLP log record (OTLP/HTTP, JSON encoding: opentelemetry-proto's
 // logs/v1 messages in proto3 JSON: 64-bit integers as strings, enums as numbers).
+#include <fmt/format.h>
+
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <unordered_map>
@@ -46,31 +49,63 @@ bool carried_elsewhere(std::string_view k) {
   return k == "v" || k == "ts" || k == "session" || k == "type" || k == "prev" || k == "nonce";
 }
 
-json any_value(const json& v) {
-  if (v.is_string()) {
-    return {{"stringValue", v}};
-  }
-  if (v.is_boolean()) {
-    return {{"boolValue", v}};
-  }
-  if (v.is_number_integer()) {
-    return {{"intValue", std::to_string(v.get<int64_t>())}};
-  }
-  if (v.is_number()) {
-    return {{"doubleValue", v}};
-  }
-  if (v.is_array()) {
-    json values = json::array();
-    for (const auto& e : v) {
-      values.push_back(any_value(e));
+// The payload is written straight into one string, record by record: a DOM of the whole batch
+// (512 records) cost ~3x the CPU and held ~1 MiB while it was dumped (docs/BENCHMARKS.md, OTLP).
+
+// A JSON string: ASCII escaped here; anything else through nlohmann's serializer, which
+// replaces invalid UTF-8 (U+FFFD) rather than sending a collector a body it cannot parse.
+void put_str(std::string& out, std::string_view s) {
+  for (unsigned char c : s) {
+    if (c >= 0x80) {
+      out += json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+      return;
     }
-    return {{"arrayValue", {{"values", values}}}};
   }
-  return {{"stringValue", v.dump()}};
+  out += '"';
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
 }
 
-json kv(std::string_view key, json value) {
-  return {{"key", key}, {"value", std::move(value)}};
+// An AnyValue (proto3 JSON: 64-bit integers as decimal strings).
+void put_any(std::string& out, const json& v) {
+  if (v.is_string()) {
+    out += R"({"stringValue":)";
+    put_str(out, v.get_ref<const std::string&>());
+  } else if (v.is_boolean()) {
+    out += v.get<bool>() ? R"({"boolValue":true)" : R"({"boolValue":false)";
+  } else if (v.is_number_integer()) {
+    fmt::format_to(std::back_inserter(out), R"({{"intValue":"{}")", v.get<int64_t>());
+  } else if (v.is_number()) {
+    out += R"({"doubleValue":)" + v.dump();
+  } else if (v.is_array()) {
+    out += R"({"arrayValue":{"values":[)";
+    for (size_t i = 0; i < v.size(); ++i) {
+      out += i == 0 ? "" : ",";
+      put_any(out, v[i]);
+    }
+    out += "]}";
+  } else {
+    out += R"({"stringValue":)";
+    put_str(out, v.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+  out += '}';
+}
+
+void put_kv(std::string& out, std::string_view key, const json& value) {
+  out += R"({"key":)";
+  put_str(out, key);
+  out += R"(,"value":)";
+  put_any(out, value);
+  out += '}';
 }
 
 // "2026-12-07T07:01:09.123Z" as nanoseconds since the epoch, in decimal (0 when malformed).
@@ -105,23 +140,25 @@ bool is_warning(const std::string& type, const json& j) {
   return type == "dns.query" && r != j.end() && *r == "denied";
 }
 
-json log_record(const std::string& line) {
+void put_record(std::string& out, const std::string& line) {
   std::string_view body(line);
   if (!body.empty() && body.back() == '\n') {
     body.remove_suffix(1);
   }
-  json rec = {{"body", {{"stringValue", body}}}};
+  out += R"({"body":{"stringValue":)";
+  put_str(out, body);
+  out += '}';
   json j = json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
-    return rec;
+    out += '}';
+    return;
   }
   std::string type = j.value("type", "");
-  std::string ts = j.value("ts", "");
-  rec["timeUnixNano"] = unix_nanos(ts);
   bool warn = is_warning(type, j);
-  rec["severityNumber"] = warn ? 13 : 9;
-  rec["severityText"] = warn ? "WARN" : "INFO";
-  json attrs = json::array({kv("event.name", {{"stringValue", "agentbox." + type}})});
+  fmt::format_to(std::back_inserter(out),
+                 R"(,"timeUnixNano":"{}","severityNumber":{},"severityText":"{}","attributes":[)",
+                 unix_nanos(j.value("ts", "")), warn ? 13 : 9, warn ? "WARN" : "INFO");
+  put_kv(out, "event.name", "agentbox." + type);
   for (const auto& [k, v] : j.items()) {
     if (carried_elsewhere(k)) {
       continue;
@@ -131,28 +168,32 @@ json log_record(const std::string& line) {
     if (type == "dns.query" && k == "name") {
       key = "dns.question.name";  // the name asked, not a server's address
     }
-    attrs.push_back(kv(key, any_value(v)));
+    out += ',';
+    put_kv(out, key, v);
   }
-  rec["attributes"] = std::move(attrs);
-  return rec;
+  out += "]}";
 }
 
 }  // namespace
 
 std::string otlp_payload(std::span<const std::string> lines, const Attributes& resource) {
-  json rattrs = json::array();
-  for (const auto& [k, v] : resource) {
-    rattrs.push_back(kv(k, {{"stringValue", v}}));
+  std::string out = R"({"resourceLogs":[{"resource":{"attributes":[)";
+  size_t bytes = 0;
+  for (const auto& l : lines) {
+    bytes += l.size();
   }
-  json records = json::array();
-  for (const auto& line : lines) {
-    records.push_back(log_record(line));
+  out.reserve(bytes * 3 + 1024);
+  for (size_t i = 0; i < resource.size(); ++i) {
+    out += i == 0 ? "" : ",";
+    put_kv(out, resource[i].first, resource[i].second);
   }
-  json scope = {{"scope", {{"name", "agentbox.audit"}, {"version", "1"}}},
-                {"logRecords", std::move(records)}};
-  json body = {{"resourceLogs", json::array({{{"resource", {{"attributes", rattrs}}},
-                                              {"scopeLogs", json::array({scope})}}})}};
-  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+  out += R"(]},"scopeLogs":[{"scope":{"name":"agentbox.audit","version":"1"},"logRecords":[)";
+  for (size_t i = 0; i < lines.size(); ++i) {
+    out += i == 0 ? "" : ",";
+    put_record(out, lines[i]);
+  }
+  out += "]}]}]}";
+  return out;
 }
 
 }  // namespace agentbox::audit

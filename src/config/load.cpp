@@ -326,6 +326,14 @@ Validator path_validator(std::string name) {
   };
 }
 
+// A secret's source: `env:NAME`, `file:PATH` (absolute or ~/) or `cmd:COMMAND` (credentials'
+// `from`, telemetry.otlp_headers_from).
+bool valid_secret_source(const std::string& s) {
+  return (s.rfind("env:", 0) == 0 && valid_env_name(s.substr(4))) ||
+         (s.rfind("file:", 0) == 0 && valid_path(s.substr(5))) ||
+         (s.rfind("cmd:", 0) == 0 && s.size() > 4);
+}
+
 Validator egress_validator(std::string name) {
   return [name](const std::string& s) -> std::optional<std::string> {
     auto r = policy::EgressRule::parse(s);
@@ -826,15 +834,14 @@ Schema telemetry_schema() {
                   }
                   for (const auto& [k, val] : v.as_table()) {
                     auto s = get_string(c, val, "telemetry.otlp_headers_from." + k);
-                    bool source = s && (s->starts_with("env:") || s->starts_with("file:") ||
-                                        s->starts_with("cmd:"));
+                    bool source = s && valid_secret_source(*s);
                     if (s && (k.empty() || k.find_first_of(" :\r\n\t") != std::string::npos)) {
                       problem(c, val,
                               fmt::format("`telemetry.otlp_headers_from.{}` is not a header", k));
                     } else if (s && !source) {
                       problem(c, val,
                               fmt::format("`telemetry.otlp_headers_from.{}`: `{}` is not "
-                                          "env:VAR, file:PATH or cmd:COMMAND",
+                                          "env:NAME, file:PATH or cmd:COMMAND",
                                           k, *s));
                     } else if (s) {
                       c.p.telemetry.otlp_headers_from.emplace_back(
@@ -1410,10 +1417,7 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
       {"from",
        [&](Ctx& cc, const Value& v) {
          if (auto s = get_string(cc, v, "credentials.from")) {
-           bool ok = (s->rfind("env:", 0) == 0 && valid_env_name(s->substr(4))) ||
-                     (s->rfind("file:", 0) == 0 && valid_path(s->substr(5))) ||
-                     (s->rfind("cmd:", 0) == 0 && s->size() > 4);
-           if (!ok) {
+           if (!valid_secret_source(*s)) {
              problem(cc, v, fmt::format("`from`: `{}` is not a credential source", *s),
                      "expected \"env:NAME\", \"file:/path\" or \"cmd:COMMAND\"");
            }

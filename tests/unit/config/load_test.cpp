@@ -927,7 +927,7 @@ TEST(Telemetry, TlsKeysLoadAndAreChecked) {
       << msg;
   EXPECT_NE(msg.find("`telemetry.otlp_headers_from.a:b` is not a header"), std::string::npos)
       << msg;
-  EXPECT_NE(msg.find("`telemetry.otlp_headers_from.c`: `token` is not env:VAR, file:PATH or "
+  EXPECT_NE(msg.find("`telemetry.otlp_headers_from.c`: `token` is not env:NAME, file:PATH or "
                      "cmd:COMMAND"),
             std::string::npos)
       << msg;
