@@ -47,16 +47,20 @@ bool is_tls(Collector c) {
 // The collector's own CA (cca.pem) and two certificates it signed: ip.pem for IP:127.0.0.1 and
 // name.pem for another name only (DNS:collector.other.test).
 bool make_collector_certs(const std::string& dir) {
-  return sh(fmt::format(
-             "(cd {0} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-             "-keyout cca.key -out cca.pem -days 2 -subj '/CN=collector test CA' && "
-             "for c in ip:IP:127.0.0.1 name:DNS:collector.other.test; do n=${{c%%%%:*}}; "
-             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key "
-             "-out $n.csr -subj /CN=collector && printf 'subjectAltName=%s\\n' ${{c#*:}} > "
-             "$n.cnf && openssl x509 -req -in $n.csr -CA cca.pem -CAkey cca.key "
-             "-CAcreateserial -out $n.pem -days 2 -extfile $n.cnf || exit 1; done && "
-             "chmod 644 cca.pem) >/dev/null 2>&1",
-             dir)) == 0;
+  auto leaf = [&](const std::string& name, const std::string& san) {
+    return fmt::format(
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {0}.key "
+        "-out {0}.csr -subj /CN=collector && echo 'subjectAltName={1}' > {0}.cnf && "
+        "openssl x509 -req -in {0}.csr -CA cca.pem -CAkey cca.key -CAcreateserial -out {0}.pem "
+        "-days 2 -extfile {0}.cnf",
+        name, san);
+  };
+  return sh(fmt::format("(cd {} && openssl req -x509 -newkey ec -pkeyopt "
+                        "ec_paramgen_curve:P-256 -nodes -keyout cca.key -out cca.pem -days 2 "
+                        "-subj '/CN=collector test CA' && {} && {} && chmod 644 cca.pem) "
+                        ">/dev/null 2>&1",
+                        dir, leaf("ip", "IP:127.0.0.1"),
+                        leaf("name", "DNS:collector.other.test"))) == 0;
 }
 
 class TelemetryTest : public UpstreamFixture {
@@ -90,7 +94,8 @@ class TelemetryTest : public UpstreamFixture {
                          : collector() == Collector::kTlsStall ? "stall"
                                                                : "ok";
       std::string script = kData + "/otlp_receiver.py";
-      std::string pem = cert + ".pem", key = cert + ".key";
+      std::string pem = cert == "-" ? cert : cert + ".pem";
+      std::string key = cert == "-" ? cert : cert + ".key";
       ::execlp("python3", "python3", script.c_str(), portfile.c_str(), received_.c_str(), mode,
                pem.c_str(), key.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An OTLP/HTTP logs receiver for the telemetry tests (loopback only).
 
-otlp_receiver.py PORTFILE OUT MODE [CERT KEY]: binds 127.0.0.1:0, writes its port to PORTFILE, and
+otlp_receiver.py PORTFILE OUT MODE [CERT KEY] (`-` `-`: plain HTTP): binds 127.0.0.1:0, writes its port to PORTFILE, and
 appends each POST body (one JSON document per line, with its path, Content-Type and Authorization)
 to OUT. MODE ok answers 200 at once; slow reads the request, then holds the answer for 30 s (a
 collector that never keeps up); stall accepts connections and never reads or writes a byte (with
@@ -16,8 +16,8 @@ import sys
 import time
 
 portfile, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-cert = sys.argv[4] if len(sys.argv) > 5 else None
-key = sys.argv[5] if len(sys.argv) > 5 else None
+cert = sys.argv[4] if len(sys.argv) > 5 and sys.argv[4] != "-" else None
+key = sys.argv[5] if cert else None
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
