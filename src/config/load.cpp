@@ -793,6 +793,28 @@ Schema audit_schema() {
   };
 }
 
+// A table of header names to strings (telemetry.otlp_headers, otlp_headers_from): a name with a
+// space or colon, or a value with a line break, is a problem; the rest go to `add`.
+template <class Add>
+void header_table(Ctx& c, const Value& v, std::string_view key, Add add) {
+  if (!v.is_table()) {
+    problem(c, v, fmt::format("`telemetry.{}` must be a table, found {}", key, type_name(v)));
+    return;
+  }
+  for (const auto& [k, val] : v.as_table()) {
+    auto s = get_string(c, val, fmt::format("telemetry.{}.{}", key, k));
+    if (!s) {
+      continue;
+    }
+    if (k.empty() || k.find_first_of(" :\r\n\t") != std::string::npos ||
+        s->find_first_of("\r\n") != std::string::npos) {
+      problem(c, val, fmt::format("`telemetry.{}.{}` is not a header", key, k));
+    } else {
+      add(k, *s, val);
+    }
+  }
+}
+
 // [telemetry]: the user's own files only: a workspace file naming a collector would ship the
 // session's log to whoever wrote it.
 Schema telemetry_schema() {
@@ -806,48 +828,26 @@ Schema telemetry_schema() {
                 }),
       user_only("otlp_headers",
                 [](Ctx& c, const Value& v) {
-                  if (!v.is_table()) {
-                    problem(c, v,
-                            fmt::format("`telemetry.otlp_headers` must be a table, found {}",
-                                        type_name(v)));
-                    return;
-                  }
-                  for (const auto& [k, val] : v.as_table()) {
-                    auto s = get_string(c, val, "telemetry.otlp_headers." + k);
-                    bool bad = k.empty() || k.find_first_of(" :\r\n\t") != std::string::npos ||
-                               (s && s->find_first_of("\r\n") != std::string::npos);
-                    if (s && bad) {
-                      problem(c, val,
-                              fmt::format("`telemetry.otlp_headers.{}` is not a header", k));
-                    } else if (s) {
-                      c.p.telemetry.otlp_headers.emplace_back(k, *s);
-                    }
-                  }
+                  header_table(c, v, "otlp_headers",
+                               [&](const std::string& k, const std::string& s, const Value&) {
+                                 c.p.telemetry.otlp_headers.emplace_back(k, s);
+                               });
                 }),
       user_only("otlp_headers_from",
                 [](Ctx& c, const Value& v) {
-                  if (!v.is_table()) {
-                    problem(c, v,
-                            fmt::format("`telemetry.otlp_headers_from` must be a table, found {}",
-                                        type_name(v)));
-                    return;
-                  }
-                  for (const auto& [k, val] : v.as_table()) {
-                    auto s = get_string(c, val, "telemetry.otlp_headers_from." + k);
-                    bool source = s && valid_secret_source(*s);
-                    if (s && (k.empty() || k.find_first_of(" :\r\n\t") != std::string::npos)) {
-                      problem(c, val,
-                              fmt::format("`telemetry.otlp_headers_from.{}` is not a header", k));
-                    } else if (s && !source) {
-                      problem(c, val,
-                              fmt::format("`telemetry.otlp_headers_from.{}`: `{}` is not "
-                                          "env:NAME, file:PATH or cmd:COMMAND",
-                                          k, *s));
-                    } else if (s) {
-                      c.p.telemetry.otlp_headers_from.emplace_back(
-                          k, Sourced<std::string>{*s, origin_of(val)});
-                    }
-                  }
+                  header_table(c, v, "otlp_headers_from",
+                               [&](const std::string& k, const std::string& s, const Value& val) {
+                                 if (!valid_secret_source(s)) {
+                                   problem(
+                                       c, val,
+                                       fmt::format("`telemetry.otlp_headers_from.{}`: `{}` is not "
+                                                   "env:NAME, file:PATH or cmd:COMMAND",
+                                                   k, s));
+                                 } else {
+                                   c.p.telemetry.otlp_headers_from.emplace_back(
+                                       k, Sourced<std::string>{s, origin_of(val)});
+                                 }
+                               });
                 }),
       user_only("otlp_ca",
                 [](Ctx& c, const Value& v) {
