@@ -9,6 +9,7 @@
 //
 //   build/bench/otlp_rss_bench URL RATE SECS [CA_FILE]
 #include <fmt/core.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -88,6 +89,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "{}\n", ep.error().message());
     return 2;
   }
+  ::signal(SIGPIPE, SIG_IGN);  // a collector hanging up mid-TLS-write: EPIPE, as in agentbox
   long rate = std::atol(argv[2]);
   double secs = std::atof(argv[3]);
   char dir[] = "/tmp/otlp-bench-XXXXXX";

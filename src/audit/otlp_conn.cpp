@@ -158,6 +158,9 @@ Result<Conn> Conn::open(const Endpoint& e, SSL_CTX* tls, const Deadline& deadlin
 base::Status Conn::handshake(const Endpoint& e, const Deadline& deadline, Failure& failure) {
   SSL* ssl = ssl_.get();
   ERR_clear_error();
+  // OpenSSL's socket BIO writes with write(2), not send(MSG_NOSIGNAL): a collector that hangs up
+  // raises SIGPIPE, which agentbox's main() catches with a no-op handler (cli/main.cpp), so the
+  // write fails with EPIPE and the POST is retried or dropped.
   if (ssl == nullptr || SSL_set_fd(ssl, fd_.get()) != 1) {
     return Error::msg(fmt::format("set up TLS: {}", ssl_errors("out of memory")));
   }
