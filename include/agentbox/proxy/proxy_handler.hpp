@@ -75,9 +75,10 @@ struct ProxyOptions {
   size_t buffer = size_t{128} * 1024;
   size_t max_connections = 4096;
   // Intercepted TLS flows at once (each holds two OpenSSL connections, ~34 KiB that cannot be
-  // released while a request is in flight or the flow is stalled; upstream_idle below). A flow past it waits before its handshake, its ClientHello
-  // read and the box side no longer read (TCP back-pressure), until one ends; a waiting flow
-  // ends a holder stalled for slot_stall (docs/PROXY.md, "Interception slots").
+  // released while a request is in flight or the flow is stalled; upstream_idle below). A flow past
+  // it waits before its handshake, its ClientHello read and the box side no longer read (TCP
+  // back-pressure), until one ends; a waiting flow ends a holder stalled for slot_stall
+  // (docs/PROXY.md, "Interception slots").
   size_t max_intercepted = 256;
   std::chrono::milliseconds slot_stall{10'000};
   std::chrono::milliseconds first_bytes_timeout{10'000};  // classification
