@@ -13,7 +13,8 @@
 #   bench/net/memory.sh [AGENTBOX...]   (default build/cli/agentbox; N=4096 via FLOWS=)
 #
 # SCENARIOS="plain intercept idle-tls" picks and orders the runs; BOX_PYTHON is the python the
-# box runs (default /usr/bin/python3: a pyenv shim under HOME is not in the box); KEEP=1 keeps
+# box runs (default /usr/bin/python3: a pyenv shim under HOME is not in the box); IDLE_WAIT is
+# how long idle flows sit before the reading (13 s: past the 10 s upstream_idle); KEEP=1 keeps
 # the scratch directory (the box's stderr is in its err file). N=0 is each line's "start" (RSS
 # one second after the box started, before it opens anything). RLIMIT_NOFILE: the soft limit
 # is raised to the hard one here and in the box; the supervisor needs three fds per intercepted
@@ -119,7 +120,9 @@ run() {
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  [[ $1 == idle ]] && sleep 3  # two sweeps: idle buffers released
+  # Idle flows: their buffers are released after a sweep (1 s) and their upstream connection
+  # after ProxyOptions::upstream_idle (10 s) with no request in flight; IDLE_WAIT (s) covers both.
+  [[ $1 == idle ]] && sleep "${IDLE_WAIT:-13}"
   # post: after the reading, how many of the N the proxy has not ended (nothing is replaced
   # after "stalled", so these were all open when read). Past network.max_intercepted the proxy
   # ends stalled holders for waiters every ~10 s; when it ended some before the count, the box

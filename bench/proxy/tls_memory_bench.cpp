@@ -100,11 +100,22 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::vector<Flow> flows(static_cast<size_t>(n));
+  const auto per = [n](size_t a, size_t b) { return a > b ? (a - b) / static_cast<size_t>(n) : 0; };
+  // Stages, each a heap delta over all flows: the proxy's channels made (SSL_new, the leaf
+  // set), the peers made and every handshake with one request and response done (the peers'
+  // heap counted too), the peers freed (the proxy's two channels as after their exchange),
+  // OpenSSL's record buffers freed per side (the sweep's SSL_free_buffers), then each side.
   const size_t before = heap_in_use();
   for (auto& f : flows) {
-    f.box_client.emplace(std::move(*TlsChannel::connect(up_ctx->get(), host)));
     f.box_side.emplace(std::move(*TlsChannel::accept(box_ctx->get(), **box_leaf)));
+  }
+  const size_t box_new = heap_in_use();
+  for (auto& f : flows) {
     f.upstream.emplace(std::move(*TlsChannel::connect(up_ctx->get(), host)));
+  }
+  const size_t up_new = heap_in_use();
+  for (auto& f : flows) {
+    f.box_client.emplace(std::move(*TlsChannel::connect(up_ctx->get(), host)));
     f.up_server.emplace(std::move(*TlsChannel::accept(server_ctx.get(), **up_leaf)));
     // The box's client trusts the session CA: it is verified against the upstream CA file
     // here, so its verification fails; it is not measured, only its peer is.
@@ -118,14 +129,21 @@ int main(int argc, char** argv) {
   for (auto& f : flows) {
     f.box_client.reset();
     f.up_server.reset();
-    // What the proxy's sweep does to an idle flow (Side::release).
     for (auto* ch : {&*f.box_side, &*f.upstream}) {
       ch->input().shrink_to_fit();
       ch->output().shrink_to_fit();
-      if (release && !ch->release_buffers()) {
+    }
+  }
+  const size_t talked = heap_in_use();
+  // What the proxy's sweep does to an idle flow (Side::release), side by side.
+  size_t released[2] = {talked, talked};
+  for (int side = 0; side < 2 && release; ++side) {
+    for (auto& f : flows) {
+      if (!(side == 0 ? f.box_side : f.upstream)->release_buffers()) {
         fmt::print(stderr, "bench: OpenSSL kept its buffers\n");
       }
     }
+    released[side] = heap_in_use();
   }
   const size_t both = heap_in_use();
   unlink(ca_file.c_str());  // not before: the upstream context reads it at its first verification
@@ -137,9 +155,13 @@ int main(int argc, char** argv) {
     f.box_side.reset();
   }
   const size_t upstream_only = heap_in_use();
-  const auto per = [n](size_t a, size_t b) { return a > b ? (a - b) / static_cast<size_t>(n) : 0; };
   fmt::print(
       "{} flows, heap in use per flow (mallinfo2): box side {} B, upstream {} B, both {} B\n", n,
       per(both, upstream_only), per(upstream_only, before), per(both, before));
+  fmt::print(
+      "  made (SSL_new, BIO, leaf set): box side {} B, upstream {} B; after the exchange, "
+      "record buffers kept: both {} B; SSL_free_buffers frees box side {} B, upstream {} B\n",
+      per(box_new, before), per(up_new, box_new), per(talked, before), per(talked, released[0]),
+      per(released[0], released[1]));
   return 0;
 }

@@ -113,6 +113,9 @@ bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body
     x.credentials = v.used;
     x.capture = v.capture;
   }
+  if (c.parked) {
+    (void)reopen_upstream(in, c);  // a failure is in c.up.error: answered 502 just below
+  }
   if (!c.up.open()) {
     return deny(in, c, 502,
                 "request blocked: cannot reach " + c.info.name + ": " +
@@ -754,7 +757,7 @@ bool http_step(ProxyHandler::Internals& in, Conn& c) {
       // An upstream that refused the connection (closed before the box's first request came)
       // is not a closed keep-alive connection: the request is answered 502 naming the cause
       // (begin_request), never an empty reply.
-      const bool never_connected = c.up.failed() && c.up.error.rfind("connect: ", 0) == 0;
+      const bool never_connected = c.up.failed() && c.up.connect_failed;
       if ((!c.up.rx.empty() || c.up.eof) && !never_connected) {
         // Bytes (or a close) from the upstream with no request in flight: end the connection;
         // a client retries a closed keep-alive connection.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agentbox/net/resolver.hpp"
+#include "agentbox/policy/ip.hpp"
 #include "agentbox/proxy/byte_buffer.hpp"
 #include "agentbox/proxy/proxy_handler.hpp"
 #include "agentbox/proxy/sni.hpp"
@@ -67,6 +68,7 @@ class Side {
   bool shut = false;              // FIN sent
   bool notified = false;          // close_notify queued
   std::string error;              // non-empty: the side failed (reset, TLS error, ...)
+  bool connect_failed = false;    // ... because connect(2) failed: nothing was ever exchanged
   uint64_t bytes_in = 0;          // from the fd
   uint64_t bytes_out = 0;         // to the fd
 
@@ -180,6 +182,13 @@ struct Conn {
   // be paid by every open flow (an idle intercepted flow's budget is 32 KiB; docs/PROXY.md).
   std::unique_ptr<WsRelay> ws;
   UpstreamSessions::Tag session_tag;  // where the upstream's tickets are kept
+  // Set while an idle intercepted flow's upstream connection is closed (ProxyOptions::
+  // upstream_idle): the address it was connected to, reconnected on the next request.
+  struct Parked {
+    policy::IpAddr addr;
+    uint16_t port = 0;
+  };
+  std::optional<Parked> parked;
   Clock::time_point opened{};
   Clock::time_point last_activity{};
   uint64_t lingered = 0;  // bytes discarded while closing
@@ -240,6 +249,13 @@ bool classify(ProxyHandler::Internals& in, Conn& c);
 bool adopt_upstream(ProxyHandler::Internals& in, Conn& c, base::Result<net::OpenResult> r);
 // Whether the flow has its upstream socket (opened when the flow was, or once resolved).
 bool open_upstream(ProxyHandler::Internals& in, Conn& c);
+// upstream_park.cpp: an idle intercepted HTTP/1.1 flow (nothing in flight, nothing held, idle
+// for ProxyOptions::upstream_idle at `now`) gives up its upstream connection and its `SSL`:
+// returns the bytes of heap it is estimated to free (0: not parked). reopen_upstream connects
+// to the same address again and starts TLS, resuming the session the connection left; false
+// (c.up.error set, audited) when the connect cannot start.
+size_t park_upstream(ProxyHandler::Internals& in, Conn& c, Clock::time_point now);
+bool reopen_upstream(ProxyHandler::Internals& in, Conn& c);
 // Gives a kSplice flow's upstream socket to the translator when nothing is between the two:
 // the box side drained and written upstream, nothing read from the upstream or written to the
 // box. `connecting_ok`: the translator has not answered the box yet (a raw flow whose name just

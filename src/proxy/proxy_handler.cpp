@@ -925,7 +925,7 @@ void ProxyHandler::handle_sweep() {
           // such a flow costs its state and its bytes, not the room a burst grew.
           const size_t freed = c.box.release() + c.up.release();
           counters_.released += freed;
-          freed_since_trim_ += freed;
+          freed_since_trim_ += freed + park_upstream(*in_, c, now);
         }
         continue;
       }

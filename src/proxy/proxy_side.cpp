@@ -202,6 +202,7 @@ void Side::finish_connect() {
   connecting = false;
   if (err != 0) {
     error = std::string("connect: ") + std::strerror(err);
+    connect_failed = true;
   }
 }
 

@@ -2,6 +2,8 @@
 // unprivileged user): `format` adds a header the box did not send, `body = true` swaps
 // placeholders inside request bodies (form, JSON, chunked), default-off bodies go unchanged, and
 // a cmd: credential is re-read after its ttl (on the proxy's worker, off the event loop).
+#include <algorithm>
+
 #include "proxy_fixture.hpp"
 
 namespace agentbox::it {
@@ -131,6 +133,39 @@ TEST_P(ProxyCredTest, CmdCredentialIsReReadAfterItsTtl) {
   const std::string s = seen();
   EXPECT_NE(s.find("GET /echo/first token " + kCmdV1), std::string::npos) << s;
   EXPECT_NE(s.find("GET /echo/second token " + kCmdV2), std::string::npos) << s;
+}
+
+// An idle intercepted flow gives up its upstream connection (after 10 s with nothing in flight:
+// ProxyOptions::upstream_idle) and the next request on the same box connection reconnects, the
+// credential swapped as before. Oracle: the upstream's own logs (TCP connections accepted, the
+// requests and the Authorization each carried); the box reports its connection's local port.
+TEST_P(ProxyCredTest, AnIdleFlowsUpstreamIsReconnectedForItsNextRequest) {
+  Output r = box(R"(python3 - <<'EOF'
+import http.client, os, time
+c = http.client.HTTPSConnection("api.example.test", timeout=30)
+ports = []
+for i, pause in enumerate((0, 13, 0)):
+    time.sleep(pause)
+    c.request("GET", "/echo/idle%d" % i,
+              headers={"Authorization": "Bearer " + os.environ["FMT_TOKEN"]})
+    resp = c.getresponse()
+    resp.read()
+    ports.append(c.sock.getsockname()[1])
+    print("status", i, resp.status, flush=True)
+print("box connections", len(set(ports)))
+EOF)",
+                 90000);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_TRUE(r.has_line("status 1 200")) << r.out;
+  EXPECT_TRUE(r.has_line("status 2 200")) << r.out;
+  EXPECT_TRUE(r.has_line("box connections 1")) << r.out;  // one box connection throughout
+  const std::string s = seen();
+  for (const char* path : {"/echo/idle0", "/echo/idle1", "/echo/idle2"}) {
+    EXPECT_NE(s.find(fmt::format("GET {} Bearer {}", path, kRealFmt)), std::string::npos) << s;
+  }
+  // Two upstream connections: the first closed in the pause, the second for idle1 and idle2.
+  const std::string accepted = slurp(up_ + "/accepted.log");
+  EXPECT_EQ(std::count(accepted.begin(), accepted.end(), '\n'), 2) << accepted;
 }
 
 INSTANTIATE_TEST_SUITE_P(As, ProxyCredTest, ::testing::Values("root", "user"),

@@ -242,6 +242,8 @@ class Upstream {
   }
   [[nodiscard]] uint16_t port() const { return port_; }
   [[nodiscard]] int connections() const { return connections_; }
+  // Connections this server has finished serving (the peer closed or went quiet).
+  [[nodiscard]] int closed() const { return closed_; }
   [[nodiscard]] std::vector<SeenRequest> seen() {
     std::lock_guard lk(mu_);
     return seen_;
@@ -270,7 +272,10 @@ class Upstream {
       }
       ++connections_;
       std::lock_guard lk(mu_);
-      conn_threads_.emplace_back([this, fd = c.release()] { serve(UniqueFd(fd)); });
+      conn_threads_.emplace_back([this, fd = c.release()] {
+        serve(UniqueFd(fd));
+        ++closed_;
+      });
     }
   }
 
@@ -523,6 +528,7 @@ class Upstream {
   ossl::SslCtxPtr ctx_;
   std::atomic<bool> stop_{false};
   std::atomic<int> connections_{0};
+  std::atomic<int> closed_{0};
   std::thread thread_;
   std::vector<std::thread> conn_threads_;
   std::mutex mu_;
