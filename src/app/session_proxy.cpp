@@ -244,7 +244,8 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
                      .max_bytes = c.max_bytes,
                      .methods = c.methods,
                      .expires_seconds = c.expires_seconds,
-                     .origin = c.origin.describe()});
+                     .origin = c.origin.describe(),
+                     .ask = c.ask});
     if (c.from.rfind("env:", 0) == 0) {
       impl->secret_sources.insert(c.from.substr(4));
     }
@@ -504,6 +505,16 @@ bool SessionProxy::revoke(const std::string& name) {
     return false;
   }
   return true;
+}
+
+bool SessionProxy::asks() const {
+  return impl_->credentials && impl_->credentials->asks();
+}
+
+void SessionProxy::use_approver(policy::Approver* approver) {
+  if (impl_->credentials) {
+    impl_->credentials->set_approver(approver);
+  }
 }
 
 base::Status SessionProxy::rotate(const std::string& name) {
