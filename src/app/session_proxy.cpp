@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include "agentbox/app/run.hpp"  // expand_home
 #include "agentbox/app/session_trust.hpp"
 #include "agentbox/base/log.hpp"
 #include "agentbox/base/sys.hpp"
@@ -85,16 +86,6 @@ class Forward final : public net::FlowHandler {
  private:
   std::unique_ptr<proxy::ProxyHandler>& to_;
 };
-
-std::string expand_home(const std::string& path, const std::string& home) {
-  if (path == "~") {
-    return home;
-  }
-  if (path.rfind("~/", 0) == 0) {
-    return home + path.substr(1);
-  }
-  return path;
-}
 
 bool is_file(const std::string& path) {
   struct stat st {};

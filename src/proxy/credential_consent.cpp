@@ -33,8 +33,10 @@ bool CredentialSet::await_consent(Entry& e, const http1::Request& req, std::stri
   }
   e.consent = Entry::Consent::kAsking;
   Entry* entry = &e;
-  // The request line it would go with: what a person needs to decide (never a value).
-  std::string detail = fmt::format("{} https://{}{}", req.method, host, req.target);
+  // The request line it would go with, what a person needs to decide: without the query, which
+  // may hold the placeholder itself (inject = "query:...") or other tokens.
+  std::string detail = fmt::format("{} https://{}{}", req.method, host,
+                                   std::string_view(req.target).substr(0, req.target.find('?')));
   if (detail.size() > 300) {
     detail.resize(300);
   }

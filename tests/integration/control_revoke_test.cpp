@@ -20,6 +20,37 @@ Args box_args(const std::string& up, uint16_t port, const std::string& script) {
 
 const std::string kReal = "ghp_RealRevokeTokenAAA0123456789abcdefWXYZ";
 
+// The runtime folder for the sessions' control sockets, the test user's own.
+std::string make_runtime(const World& w) {
+  std::string runtime = w.root + "/run";
+  EXPECT_EQ(::mkdir(runtime.c_str(), 0700), 0);
+  EXPECT_EQ(::chown(runtime.c_str(), w.as.uid, w.as.gid), 0);
+  return runtime;
+}
+
+// `agentbox run` started with its stdout and stderr in `out_path` (the fd, to close, in `out`).
+pid_t spawn_logged(const World& w, const Args& a, RunOptions o, const std::string& out_path,
+                   int& out) {
+  out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  o.stdout_fd = out;
+  o.stderr_fd = out;
+  int unused_out = -1;
+  int unused_err = -1;  // spawn writes them; -1 when not captured
+  return spawn(w, a, o, &unused_out, &unused_err);
+}
+
+// The short id of the running session ("" when `ps` shows none within `tries` polls).
+std::string session_id(const World& w, const RunOptions& co, int tries) {
+  for (int i = 0; i < tries; ++i) {
+    Output ps = run(w, {"ps", "--json"}, co);
+    if (auto pos = ps.out.find("\"id\": \""); pos != std::string::npos) {
+      return ps.out.substr(pos + 7, 6);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return "";
+}
+
 class ControlRevokeTest : public UpstreamFixture {
  protected:
   std::vector<std::string> hosts() const override { return {"api.example.test"}; }
@@ -37,9 +68,7 @@ class ControlRevokeTest : public UpstreamFixture {
 };
 
 TEST_P(ControlRevokeTest, RevokeBlocksTheNextInjectedRequest) {
-  std::string runtime = w_.root + "/run";
-  ASSERT_EQ(::mkdir(runtime.c_str(), 0700), 0);
-  ASSERT_EQ(::chown(runtime.c_str(), w_.as.uid, w_.as.gid), 0);
+  std::string runtime = make_runtime(w_);
   // Requests until one is refused (bounded), each with the placeholder the box was given.
   std::string script =
       "echo \"token=$GH_TOKEN\"; for i in $(seq 1 1200); do "
@@ -53,24 +82,16 @@ TEST_P(ControlRevokeTest, RevokeBlocksTheNextInjectedRequest) {
   o.env["XDG_CONFIG_HOME"] = cfg_;
   o.env["XDG_RUNTIME_DIR"] = runtime;
   std::string out_path = w_.root + "/box.out";
-  int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  o.stdout_fd = out;
-  o.stderr_fd = out;
-  int unused_out = -1;
-  int unused_err = -1;  // spawn writes them; -1 when not captured
-  pid_t pid = spawn(w_, a, o, &unused_out, &unused_err);
+  int out = -1;
+  pid_t pid = spawn_logged(w_, a, o, out_path, out);
   ASSERT_GT(pid, 0);
   // The first injected request arrived upstream with the real value.
   for (int i = 0; i < 600 && seen().find(kReal) == std::string::npos; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  std::string id;
   RunOptions co;
   co.env["XDG_RUNTIME_DIR"] = runtime;
-  Output ps = run(w_, {"ps", "--json"}, co);
-  if (auto pos = ps.out.find("\"id\": \""); pos != std::string::npos) {
-    id = ps.out.substr(pos + 7, 6);
-  }
+  std::string id = session_id(w_, co, 1);
   Output r = run(w_, {"revoke", id, "gh"}, co);
   Output unknown = run(w_, {"revoke", id, "nope"}, co);
   int st = wait_for(pid, 60000);
@@ -80,7 +101,7 @@ TEST_P(ControlRevokeTest, RevokeBlocksTheNextInjectedRequest) {
   }
   ::close(out);
   std::string box = slurp(out_path);
-  ASSERT_FALSE(id.empty()) << ps.out << ps.err << box;
+  ASSERT_FALSE(id.empty()) << box;
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(st, 0) << box;
   EXPECT_NE(box.find("code=200"), std::string::npos) << box;
@@ -157,9 +178,7 @@ class ControlRotateTest : public UpstreamFixture {
 };
 
 TEST_P(ControlRotateTest, RotateMakesTheNextRequestCarryTheNewValue) {
-  std::string runtime = w_.root + "/run";
-  ASSERT_EQ(::mkdir(runtime.c_str(), 0700), 0);
-  ASSERT_EQ(::chown(runtime.c_str(), w_.as.uid, w_.as.gid), 0);
+  std::string runtime = make_runtime(w_);
   const std::string stop = w_.ws + "/stop-now";
   std::string script =
       "for i in $(seq 1 2400); do "
@@ -189,11 +208,7 @@ TEST_P(ControlRotateTest, RotateMakesTheNextRequestCarryTheNewValue) {
   const bool second_early = seen().find(kSecond) != std::string::npos;
   RunOptions co;
   co.env["XDG_RUNTIME_DIR"] = runtime;
-  std::string id;
-  Output ps = run(w_, {"ps", "--json"}, co);
-  if (auto pos = ps.out.find("\"id\": \""); pos != std::string::npos) {
-    id = ps.out.substr(pos + 7, 6);
-  }
+  std::string id = session_id(w_, co, 1);
   Output r = run(w_, {"rotate", id, "gh"}, co);
   const bool second = wait_until([&] { return seen().find(kSecond) != std::string::npos; });
   const size_t first_total = count(seen(), kFirst);
@@ -211,7 +226,7 @@ TEST_P(ControlRotateTest, RotateMakesTheNextRequestCarryTheNewValue) {
   ASSERT_TRUE(first) << seen();
   ASSERT_TRUE(cached) << seen();
   EXPECT_FALSE(second_early) << "the new value went up before the rotation";
-  ASSERT_FALSE(id.empty()) << ps.out << ps.err;
+  ASSERT_FALSE(id.empty());
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("re-read from its source"), std::string::npos) << r.out;
   EXPECT_TRUE(second) << seen();
@@ -282,9 +297,7 @@ class CredentialAskTest : public UpstreamFixture {
 };
 
 TEST_P(CredentialAskTest, FirstUseWaitsForApprovalDenyIs403SessionLetsThrough) {
-  std::string runtime = w_.root + "/run";
-  ASSERT_EQ(::mkdir(runtime.c_str(), 0700), 0);
-  ASSERT_EQ(::chown(runtime.c_str(), w_.as.uid, w_.as.gid), 0);
+  std::string runtime = make_runtime(w_);
   std::string script =
       "for step in denied session later; do "
       "code=$(curl -sS --max-time 90 -o /tmp/body -w '%{http_code}' "
@@ -296,24 +309,12 @@ TEST_P(CredentialAskTest, FirstUseWaitsForApprovalDenyIs403SessionLetsThrough) {
   o.env["XDG_CONFIG_HOME"] = cfg_;
   o.env["XDG_RUNTIME_DIR"] = runtime;
   std::string out_path = w_.root + "/box.out";
-  int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  o.stdout_fd = out;
-  o.stderr_fd = out;
-  int unused_out = -1;
-  int unused_err = -1;
-  pid_t pid = spawn(w_, a, o, &unused_out, &unused_err);
+  int out = -1;
+  pid_t pid = spawn_logged(w_, a, o, out_path, out);
   ASSERT_GT(pid, 0);
   RunOptions co;
   co.env["XDG_RUNTIME_DIR"] = runtime;
-  std::string id;
-  for (int i = 0; i < 600 && id.empty(); ++i) {
-    Output ps = run(w_, {"ps", "--json"}, co);
-    if (auto pos = ps.out.find("\"id\": \""); pos != std::string::npos) {
-      id = ps.out.substr(pos + 7, 6);
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
+  std::string id = session_id(w_, co, 600);
   std::string q1 = id.empty() ? "" : question(id, co, "");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const size_t before_deny = arrived();

@@ -44,8 +44,8 @@ struct Asking {
     }
   }
   http1::Request request() {
-    return parse("POST /repos/x HTTP/1.1\r\nHost: " + kHost + "\r\nAuthorization: Bearer " + ph +
-                 "\r\n\r\n");
+    return parse("POST /repos/x?t=" + ph + " HTTP/1.1\r\nHost: " + kHost +
+                 "\r\nAuthorization: Bearer " + ph + "\r\n\r\n");
   }
   bool waits(const http1::Request& r) {
     return set->await_fresh(r, kHost, false, [this] { ++woken; });
