@@ -1,4 +1,5 @@
-// `agentbox run [options] -- CMD ARGS...`: flags -> config::load -> app::run -> exit code.
+// `agentbox run [options] -- CMD ARGS...`: flags -> config::load -> app::run -> its report
+// printed (without -q) -> exit code.
 #include "agentbox/app/run.hpp"
 
 #include <fmt/core.h>
@@ -37,7 +38,13 @@ int run_verb(const RunOptions& o) {
                       .command = o.command,
                       .config_files = loaded->files_read,
                       .quiet = o.quiet};
-  return app::run(req);
+  const app::SessionReport report = app::run(req);
+  if (!o.quiet) {
+    for (const auto& line : app::render(report)) {
+      base::log::info("{}", line);
+    }
+  }
+  return report.code;
 }
 
 }  // namespace

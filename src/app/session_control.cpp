@@ -314,7 +314,7 @@ Result<json> SessionControl::Impl::approve(const Request& r, const Peer& peer) {
   if (!approvals) {
     return Error::msg(
         "this session asks nothing (no network.ask, network.unlisted = \"deny\", no exec rule "
-        "with ask)");
+        "or credential with ask)");
   }
   AGENTBOX_ASSIGN_OR_RETURN(std::string id, required(r, "id"));
   AGENTBOX_ASSIGN_OR_RETURN(std::string word, required(r, "answer"));
@@ -334,6 +334,14 @@ std::string SessionControl::Impl::widen_host(const policy::Question& q, policy::
     return a == policy::Answer::allow_always
                ? "exec rules are not written to the config (an appended allow rule would come "
                  "after your ask rule); allowed for this session only"
+               : "";
+  }
+  if (q.kind == policy::ApprovalKind::credential) {
+    // The proxy keeps the credential allowed for the session. Not written: the config says
+    // `ask = true` on purpose; remove it there to stop asking.
+    return a == policy::Answer::allow_always
+               ? "credential approvals are not written to the config (remove `ask` from the "
+                 "credential to stop asking); allowed for this session only"
                : "";
   }
   if (q.kind != policy::ApprovalKind::host || network == nullptr) {
@@ -400,7 +408,7 @@ Result<std::unique_ptr<SessionControl>> SessionControl::start(
   AGENTBOX_ASSIGN_OR_RETURN(impl->server,
                             control::Server::listen(loop, control::socket_path(dir, *short_id)));
   const bool net_asks = network != nullptr && network->asks();
-  if (net_asks || impl->info.exec_asks) {
+  if (net_asks || impl->info.exec_asks || proxy.asks()) {
     if (impl->info.user_config.empty()) {
       auto get = [&](const char* k) {
         auto it = env.find(k);
@@ -418,6 +426,7 @@ Result<std::unique_ptr<SessionControl>> SessionControl::start(
     if (net_asks) {
       network->use_approver(impl->approvals.get());
     }
+    proxy.use_approver(impl->approvals.get());
   }
   impl->wire();
   sink.emit(audit::Event("control.listen").str("socket", impl->server->path()));
@@ -431,6 +440,8 @@ SessionControl::~SessionControl() {
   if (impl_->approvals && impl_->network != nullptr) {
     impl_->network->use_approver(nullptr);
   }
+  // Before the queue goes: a request its denials wake must not ask a queue being destroyed.
+  impl_->proxy.use_approver(nullptr);
   impl_->approvals.reset();  // every question still waiting is denied
 }
 

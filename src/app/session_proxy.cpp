@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include "agentbox/app/run.hpp"  // expand_home
 #include "agentbox/app/session_trust.hpp"
 #include "agentbox/base/log.hpp"
 #include "agentbox/base/sys.hpp"
@@ -85,16 +86,6 @@ class Forward final : public net::FlowHandler {
  private:
   std::unique_ptr<proxy::ProxyHandler>& to_;
 };
-
-std::string expand_home(const std::string& path, const std::string& home) {
-  if (path == "~") {
-    return home;
-  }
-  if (path.rfind("~/", 0) == 0) {
-    return home + path.substr(1);
-  }
-  return path;
-}
 
 bool is_file(const std::string& path) {
   struct stat st {};
@@ -244,7 +235,8 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
                      .max_bytes = c.max_bytes,
                      .methods = c.methods,
                      .expires_seconds = c.expires_seconds,
-                     .origin = c.origin.describe()});
+                     .origin = c.origin.describe(),
+                     .ask = c.ask});
     if (c.from.rfind("env:", 0) == 0) {
       impl->secret_sources.insert(c.from.substr(4));
     }
@@ -504,6 +496,16 @@ bool SessionProxy::revoke(const std::string& name) {
     return false;
   }
   return true;
+}
+
+bool SessionProxy::asks() const {
+  return impl_->credentials && impl_->credentials->asks();
+}
+
+void SessionProxy::use_approver(policy::Approver* approver) {
+  if (impl_->credentials) {
+    impl_->credentials->set_approver(approver);
+  }
 }
 
 base::Status SessionProxy::rotate(const std::string& name) {

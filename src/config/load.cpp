@@ -1404,6 +1404,7 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
   size_t before = c.problems.size();
   const Value* inject_value = nullptr;
   const Value* format_value = nullptr;
+  const Value* ask_value = nullptr;
   Schema schema = {
       {"env",
        [&](Ctx& cc, const Value& v) {
@@ -1472,6 +1473,15 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
            cred.body_line = v.location().line_str();
          }
        }},
+      {"ask",
+       [&](Ctx& cc, const Value& v) {
+         if (!v.is_boolean()) {
+           problem(cc, v, "`ask` must be true or false");
+         } else {
+           cred.ask = v.as_boolean();
+           ask_value = &v;
+         }
+       }},
       {"ttl",
        [&](Ctx& cc, const Value& v) {
          if (auto d = get_duration(cc, v, "credentials.ttl")) {
@@ -1532,6 +1542,10 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
   if (format_value != nullptr && cred.inject.rfind("header:", 0) != 0) {
     problem(c, *format_value, "`format` applies only to inject = \"header:NAME\"",
             fmt::format("this credential injects `{}`", cred.inject));
+  }
+  if (cred.ask && cred.body) {
+    problem(c, *ask_value, "`ask = true` does not combine with `body = true`",
+            "a `once` answer covers one request's head, not a body streamed after it");
   }
   if (cred.body && cred.inject == "sigv4") {
     problem(c, inject_value != nullptr ? *inject_value : t,

@@ -33,6 +33,13 @@ struct CredentialSet::Entry {
   uint64_t bytes = 0;
   uint64_t refused = 0;
   Budget last_hit = Budget::kNone;
+  // `ask` (credential_consent.cpp): no answer yet, a question waiting, or allowed for the
+  // session; the requests a `once` or `deny` answer was for, not yet decided; who waits.
+  enum class Consent : uint8_t { kNone, kAsking, kSession };
+  Consent consent = Consent::kNone;
+  size_t once = 0;
+  size_t denied = 0;
+  std::vector<std::function<void()>> consent_waiters;
 
   [[nodiscard]] bool in_scope(std::string_view host) const {
     for (const auto& p : scope) {

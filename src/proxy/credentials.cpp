@@ -364,14 +364,10 @@ base::Status CredentialSet::refresh_if_due(Entry& e) {
 
 bool CredentialSet::await_fresh(const http1::Request& req, std::string_view host, bool cleartext,
                                 const std::function<void()>& wake) {
-  if (!refresher_) {
-    return false;
-  }
   bool wait = false;
   for (auto& e : entries_) {
-    if (e->revoked || e->captured || e->spec.from.substr(0, 4) == "env:" ||
-        !std::any_of(e->scope.begin(), e->scope.end(),
-                     [&](const policy::HostPattern& p) { return p.matches(host); })) {
+    if (e->revoked || !std::any_of(e->scope.begin(), e->scope.end(),
+                                   [&](const auto& p) { return p.matches(host); })) {
       continue;
     }
     bool needed = !cleartext && (!e->spec.format.empty() || e->spec.body);
@@ -381,6 +377,13 @@ bool CredentialSet::await_fresh(const http1::Request& req, std::string_view host
                contains(basic_decoded(h.value).value_or(""), e->placeholder);
     }
     if (!needed) {
+      continue;
+    }
+    // On plain HTTP the placeholder is blocked, never swapped: nothing to ask about.
+    if (!cleartext && await_consent(*e, req, host, wake)) {
+      wait = true;
+    }
+    if (!refresher_ || e->captured || e->spec.from.substr(0, 4) == "env:") {
       continue;
     }
     if (!e->refreshing && due(*e) && !start_refresh(*e, false)) {
@@ -470,6 +473,8 @@ bool CredentialSet::add_formatted(http1::Request& req, std::string_view host, bo
     std::string why;
     if (e->revoked) {
       why = "credential " + e->spec.name + " was revoked";
+    } else if (std::string no = consent_refusal(*e); !no.empty()) {
+      why = std::move(no);
     } else if (auto st = refresh_if_due(*e); !st) {
       why = "credential " + e->spec.name + " is unavailable: " + st.error().message();
     } else if (std::any_of(e->secret.begin(), e->secret.end(), [](char ch) {
@@ -497,6 +502,7 @@ bool CredentialSet::add_formatted(http1::Request& req, std::string_view host, bo
     }
     std::string value = e->spec.format;
     value.replace(value.find("{}"), 2, e->secret);
+    consumed(*e);
     req.headers.push_back({e->inject.name, std::move(value)});
     v.used.push_back(e->spec.name);
     if (sink_ != nullptr) {
@@ -559,6 +565,8 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
       why = "credential " + e->spec.name + " would be sent unencrypted to " + std::string(host);
     } else if (e->revoked) {
       why = "credential " + e->spec.name + " was revoked";
+    } else if (std::string no = req.method.empty() ? "" : consent_refusal(*e); !no.empty()) {
+      why = std::move(no);
     } else if (e->inject.kind == InjectKind::kSigV4 && !verified) {
       why =
           "credential " + e->spec.name + " is a SigV4 signing key: it only signs, it is never sent";
@@ -627,6 +635,7 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
       swapped = swap_query(req.target, e->inject.name, e->placeholder, e->secret) || swapped;
     }
     if (swapped) {
+      consumed(*e);
       added_or_swapped.push_back(e);
       v.used.push_back(e->spec.name);
       if (sink_ != nullptr) {
@@ -666,6 +675,7 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
       return v;
     }
     req.set_header("Authorization", std::move(*signed_value));
+    consumed(*e);
     v.used.push_back(e->spec.name);
     if (sink_ != nullptr) {
       sink_->emit(audit::Event("credential.use")
@@ -686,7 +696,7 @@ BodyInjector CredentialSet::body_injector(std::string_view host, bool cleartext,
   }
   for (const auto& e : entries_) {
     if (!(e->spec.body || (capture && e->inject.kind != InjectKind::kSigV4)) || e->revoked ||
-        !e->failure.empty() ||
+        !e->failure.empty() || (e->spec.ask && e->consent != Entry::Consent::kSession) ||
         !std::any_of(e->scope.begin(), e->scope.end(),
                      [&](const policy::HostPattern& p) { return p.matches(host); })) {
       continue;

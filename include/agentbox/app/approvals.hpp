@@ -51,7 +51,8 @@ class Approvals final : public policy::Approver {
   void ask(policy::Question q, policy::AnswerCallback answer) override;
   // Learning (`--learn`): nobody is asked. Each question is answered on the next turn of the
   // loop (a host: for the session, through the widen hook with Who::pid 0; an exec: once) and
-  // recorded as `learn.allow`, which `agentbox profile suggest` reads.
+  // recorded as `learn.allow`, which `agentbox profile suggest` reads. A credential's question
+  // (`ask = true`) is still asked: learning never releases a real value by itself.
   void set_learning(bool on) { learning_ = on; }
 
   struct Pending {

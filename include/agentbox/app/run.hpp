@@ -1,17 +1,16 @@
 // `agentbox run`: one session from a loaded policy to the program's exit status.
 //
-// Theory of operation: resolve who runs (uid, names, real home) and where (workspace: the git
-// repository around the current directory unless the policy names one), turn the policy into a
-// MountSpec, environment and LaunchSpec, open the session folder and its audit log, block the
-// signals the event loop will read, start the box, relay the terminal or pass fds 0-2 through,
-// forward signals, enforce the timeout, reap, remove placeholders, log session.end and print the
-// summary. Everything before the clone is preparation; nothing is done twice.
+// Theory of operation: make the supervisor safe to hold secrets (no core dumps, not dumpable),
+// make sure fds 0-2 are open, watch the parent, then one app::Session (session.hpp): prepared
+// (everything before the clone), run (box, control socket, network, supervision) and finished
+// (session.end). What it reports, the CLI prints. Nothing is done twice.
 #pragma once
 
 #include <map>
 #include <string>
 #include <vector>
 
+#include "agentbox/app/session_report.hpp"
 #include "agentbox/base/result.hpp"
 #include "agentbox/config/model.hpp"
 #include "agentbox/sandbox/environment.hpp"
@@ -26,9 +25,10 @@ struct RunRequest {
   bool quiet = false;
 };
 
-// Runs the session; returns the exit code for the agentbox process (the program's own, 128+N,
-// 125 when agentbox failed, 126/127 when the command could not be executed). Errors are printed.
-[[nodiscard]] int run(const RunRequest& request);
+// Runs the session. The report's code is the exit code for the agentbox process (the program's
+// own, 128+N, 124 timeout, 125 when agentbox failed, 126/127 when the command could not be
+// executed); errors and warnings are printed as they happen, the summary is the report's.
+[[nodiscard]] SessionReport run(const RunRequest& request);
 
 // The workspace a session with `policy` gets, canonical: the one the policy names, else the git
 // repository around the current directory, else that directory. Refused when it is "/", the home

@@ -28,6 +28,7 @@
 #include "agentbox/event/loop.hpp"
 #include "agentbox/net/connect.hpp"
 #include "agentbox/net/flow.hpp"
+#include "agentbox/policy/approval.hpp"
 #include "agentbox/policy/egress.hpp"
 #include "agentbox/proxy/credentials.hpp"
 #include "agentbox/proxy/session_budget.hpp"
@@ -71,6 +72,10 @@ class SessionProxy {
   // credential `name` is blocked with a 403 saying so; the box keeps its placeholder. False
   // when the session has no such credential.
   bool revoke(const std::string& name);
+  // Some credential says `ask`: its first use waits for `approver` (the session's queue, set by
+  // the control socket; nullptr again before the queue goes: then such a use is refused).
+  [[nodiscard]] bool asks() const;
+  void use_approver(policy::Approver* approver);
   // Rotation (the control socket, on the loop thread): re-reads a file: or cmd: credential now
   // (CredentialSet::rotate); the outcome shows in credentials() once the read is done.
   [[nodiscard]] base::Status rotate(const std::string& name);

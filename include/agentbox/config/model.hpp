@@ -77,6 +77,7 @@ struct Credential {
   std::optional<uint64_t> max_bytes;        // request bytes sent with it (head + body)
   std::vector<std::string> methods;         // HTTP methods it may go with (empty: any)
   std::optional<uint64_t> expires_seconds;  // after the session's start
+  bool ask = false;  // a person approves the real value's first use (agentbox approve)
 };
 
 struct TokenFile {

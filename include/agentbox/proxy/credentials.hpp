@@ -27,6 +27,10 @@
 //   3b. file:/cmd: values older than ttl_seconds are re-read before a request that needs them;
 //      with a Refresher installed (the proxy's worker thread) the read runs off the event loop:
 //      await_fresh() starts it and says "wait"; the waiting request is woken when it is done.
+//   3c. `ask` (credential_consent.cpp): a request that would carry the real value waits in
+//      await_fresh() until a person answers through the Approver (policy/approval.hpp): once
+//      lets the waiting requests go, session lets every later one go, deny (or the wait's end)
+//      blocks the waiting ones with a 403; the next request asks again. No approver: blocked.
 //   4. responses run through a Scrubber that turns any secret (raw, base64, and the Basic form
 //      that was sent) back into its placeholder, across buffer boundaries, same length.
 // Nothing here ever logs or audits a secret value; only credential names and hosts.
@@ -43,6 +47,7 @@
 
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/result.hpp"
+#include "agentbox/policy/approval.hpp"
 #include "agentbox/policy/host.hpp"
 #include "agentbox/proxy/capture.hpp"
 #include "agentbox/proxy/http1.hpp"
@@ -92,6 +97,8 @@ struct CredentialSpec {
   std::optional<uint64_t> expires_seconds;  // after load(): its placeholder stops working
   // Where it was defined ("path:3:1"), named in every message about it; empty: not known.
   std::string origin;
+  // Ask a person before the real value first goes out (once, session, deny: approval.hpp).
+  bool ask = false;
 };
 
 // Checks a `format` string: exactly one `{}`, no control characters but HTAB. Empty is valid.
@@ -192,6 +199,11 @@ class CredentialSet {
   [[nodiscard]] bool await_fresh(const http1::Request& req, std::string_view host, bool cleartext,
                                  const std::function<void()>& wake);
   [[nodiscard]] const SecretSource& source() const { return *source_; }
+  // Who `ask` credentials ask (the session's queue; nullptr: nobody, so they are blocked). The
+  // approver must outlive the set or be reset to nullptr first.
+  void set_approver(policy::Approver* approver) { approver_ = approver; }
+  // Some credential says `ask`.
+  [[nodiscard]] bool asks() const;
 
   // Capture (capture.hpp): whether a rule covers the response to this request, and taking the
   // new secrets out of such a response (whole, decoded body). Each new value becomes a
@@ -251,7 +263,14 @@ class CredentialSet {
   [[nodiscard]] bool refuse_over_budget(Entry& e, const http1::Request& req, std::string_view host,
                                         Verdict& v);
   void account(const http1::Request& req, const Verdict& v);
+  // `ask` (credential_consent.cpp): waits for an answer about `e` (true: `wake` is kept);
+  // why the real value may not go now ("" when it may); a `once` grant used.
+  [[nodiscard]] bool await_consent(Entry& e, const http1::Request& req, std::string_view host,
+                                   const std::function<void()>& wake);
+  [[nodiscard]] std::string consent_refusal(Entry& e);
+  static void consumed(Entry& e);
   std::vector<std::unique_ptr<Entry>> entries_;
+  policy::Approver* approver_ = nullptr;
   Refresher refresher_;
   std::unique_ptr<SecretSource> source_;
   audit::Sink* sink_ = nullptr;
