@@ -37,9 +37,9 @@ function handle(req, res) {
         res.end('trailers need h2\n');
         return;
       }
-      res.stream.respond({':status': 200, 'content-type': 'text/plain'}, {waitForTrailers: true});
-      res.stream.on('wantTrailers', () => res.stream.sendTrailers({'x-echo-trailer': auth}));
-      res.stream.end('body before trailers\n');
+      res.setHeader('content-type', 'text/plain');
+      res.addTrailers({'x-echo-trailer': auth});
+      res.end('body before trailers\n');
     } else if (path.startsWith('/bytes/')) {
       const n = parseInt(path.slice(7), 10) || 0;
       res.setHeader('content-length', String(n));
