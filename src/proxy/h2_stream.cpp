@@ -213,6 +213,39 @@ void settle(H2Relay& h, H2Stream& s) {
   }
 }
 
+bool grpc_call(const H2Stream& s) {
+  return std::any_of(s.fields.begin(), s.fields.end(), [](const http1::Header& f) {
+    return f.name == "content-type" && f.value.rfind("application/grpc", 0) == 0;
+  });
+}
+
+// A gRPC client reads a refusal from grpc-status (a trailers-only response), not from the HTTP
+// status: the proxy's line goes in grpc-message, percent-encoded (the gRPC spec's encoding).
+void refuse_grpc(H2Relay& h, H2Stream& s, int status, const std::string& line) {
+  const char* code = "7";  // PERMISSION_DENIED
+  if (status == 429 || status == 413) {
+    code = "8";  // RESOURCE_EXHAUSTED
+  } else if (status == 502) {
+    code = "14";  // UNAVAILABLE
+  } else if (status == 400 || status == 405) {
+    code = "12";  // UNIMPLEMENTED
+  }
+  std::string message;
+  for (const char ch : "agentbox: " + line) {
+    const auto u = static_cast<unsigned char>(ch);
+    message += u >= 0x20 && u < 0x7f && u != '%' ? std::string(1, ch) : fmt::format("%{:02X}", u);
+  }
+  const std::vector<http1::Header> fields = {{":status", "200"},
+                                             {"content-type", "application/grpc"},
+                                             {"grpc-status", code},
+                                             {"grpc-message", message},
+                                             {"x-agentbox-denied", "1"}};
+  const auto nv = h2_nv(fields);
+  s.down_end = true;
+  (void)nghttp2_submit_response(h.box, s.box_id, nv.data(), nv.size(), nullptr);
+  s.headers_sent = true;
+}
+
 }  // namespace
 
 void h2_request_head(H2Relay& h, H2Stream& s) {
@@ -374,6 +407,10 @@ void h2_refuse(H2Relay& h, H2Stream& s, int status, const std::string& line) {
   h2_audit(h, s, "denied", line);
   if (s.headers_sent) {
     (void)nghttp2_submit_rst_stream(h.box, NGHTTP2_FLAG_NONE, s.box_id, NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  if (grpc_call(s)) {
+    refuse_grpc(h, s, status, line);
     return;
   }
   std::string body = "agentbox: " + line + "\n";
