@@ -349,7 +349,11 @@ bool ends(ProxyHandler::Internals& in, Conn& c, H2Relay& h) {
         (void)nghttp2_submit_rst_stream(h.box, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
       }
     }
-    (void)nghttp2_session_terminate_session(h.box, NGHTTP2_NO_ERROR);
+    // A graceful GOAWAY: responses already read go on to the box; the session ends (both
+    // want_read and want_write 0) once its last stream closed.
+    (void)nghttp2_submit_goaway(h.box, NGHTTP2_FLAG_NONE,
+                                nghttp2_session_get_last_proc_stream_id(h.box), NGHTTP2_NO_ERROR,
+                                nullptr, 0);
     return true;
   }
   return false;

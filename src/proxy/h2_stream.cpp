@@ -37,6 +37,8 @@ std::string as_http1(H2Stream& s, int& status, std::string& why) {
       fields += f.name + ": " + f.value + "\r\n";
     }
   }
+  s.x.method = method;  // for the audit line, also of a stream refused here
+  s.x.path = audit_path(path);
   if (method == "CONNECT") {
     status = 405;
     why = "CONNECT refused: agentbox does not relay CONNECT (no tunnels past the name checks)";
@@ -187,17 +189,26 @@ bool scan_body(H2Relay& h, H2Stream& s, std::string_view data) {
   return true;
 }
 
+// Every field name and value through one scrubber (a scrubber is built from every secret form
+// the set knows: one per head, not one per field). Scrubbing keeps lengths, so the fields are
+// cut back out of the joined text at their offsets.
 void scrub_fields(H2Relay& h, std::vector<http1::Header>& fields) {
-  if (h.in.credentials == nullptr) {
+  if (h.in.credentials == nullptr || fields.empty()) {
     return;
   }
+  std::string joined;
+  for (const auto& f : fields) {
+    joined += f.name + ": " + f.value + "\r\n";
+  }
+  Scrubber sc = h.in.credentials->scrubber();
+  std::string out = sc.feed(joined);  // two statements: feed runs before finish
+  out += sc.finish();
+  size_t at = 0;
   for (auto& f : fields) {
-    for (std::string* part : {&f.name, &f.value}) {
-      Scrubber sc = h.in.credentials->scrubber();
-      std::string out = sc.feed(*part);  // two statements: feed runs before finish
-      out += sc.finish();
-      *part = std::move(out);
-    }
+    f.name = out.substr(at, f.name.size());
+    at += f.name.size() + 2;
+    f.value = out.substr(at, f.value.size());
+    at += f.value.size() + 2;
   }
 }
 

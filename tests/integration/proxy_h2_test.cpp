@@ -255,6 +255,27 @@ TEST_P(ProxyH2Test, GrpcCallGetsTheRealTokenAndAnOffScopeOneIsDenied) {
   EXPECT_EQ(seen().find("bad "), std::string::npos) << seen();
 }
 
+// An upstream that speaks HTTP/1.1 only (tests/integration/data/upstream.py): a box offering h2
+// gets HTTP/1.1 on both sides, with the ordinary exchange (a guard: this held before h2 too).
+TEST_P(ProxyH2Test, AnHttp11UpstreamKeepsTheBoxOnHttp11) {
+  const std::string dir = w_.root + "/h1";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  ASSERT_EQ(sh(fmt::format("cp {0}/srv.pem {0}/srv.key {1}/", up_, dir)), 0);
+  uint16_t port = 0;
+  ASSERT_TRUE(start_upstream(dir, "unused-git-password", port, grpc_pid_));
+  Output r =
+      box("echo \"token=$API_TOKEN\"; curl -sS --http2 -v https://api.example.test/echo/h1 -H "
+          "\"Authorization: Bearer $API_TOKEN\" 2>&1 | grep -E '^< HTTP/|^you sent|ALPN'",
+          port);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  const std::string token = token_of(r);
+  EXPECT_TRUE(r.has_line("* ALPN: server accepted http/1.1")) << r.out;
+  EXPECT_TRUE(r.has_line("< HTTP/1.1 200 OK")) << r.out;
+  EXPECT_NE(r.out.find("you sent: Bearer " + token), std::string::npos) << r.out;
+  EXPECT_NE(slurp(dir + "/seen.log").find("GET /echo/h1 Bearer " + kRealApi), std::string::npos)
+      << slurp(dir + "/seen.log");
+}
+
 INSTANTIATE_TEST_SUITE_P(As, ProxyH2Test, ::testing::Values("root", "user"),
                          [](const auto& p) { return p.param; });
 
