@@ -12,6 +12,9 @@ namespace agentbox::proxy {
 namespace {
 
 constexpr size_t kMaxFieldBytes = size_t{64} * 1024;  // a head, as http1::Limits::max_head
+// Header bytes all streams of a connection may hold: 100 streams of 64 KiB heads would be
+// 6.4 MiB; past this a new head resets its stream (the client may retry it).
+constexpr size_t kMaxConnFieldBytes = size_t{512} * 1024;
 constexpr uint32_t kMaxStreams = 100;
 constexpr size_t kMinWindow = size_t{16} * 1024;
 constexpr size_t kBatch = size_t{64} * 1024;  // frames gathered before one TLS write
@@ -31,6 +34,7 @@ std::string_view view(const uint8_t* p, size_t n) {
 // Both sessions closed their side of the stream: nothing points at it any more.
 void release_stream(H2Relay& h, H2Stream& s) {
   if (s.box_closed && (s.up_id == 0 || s.up_closed)) {
+    h.field_bytes -= std::min(h.field_bytes, s.field_bytes);
     h.streams.erase(s.box_id);
   }
 }
@@ -50,13 +54,14 @@ int box_begin_headers(nghttp2_session* session, const nghttp2_frame* frame, void
 }
 
 int box_header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
-               size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void*) {
+               size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* ud) {
   H2Stream* s = stream_of(session, frame->hd.stream_id);
   if (s == nullptr || frame->hd.type != NGHTTP2_HEADERS) {
     return 0;
   }
   s->field_bytes += namelen + valuelen + 4;
-  if (s->field_bytes > kMaxFieldBytes) {
+  relay(ud).field_bytes += namelen + valuelen + 4;
+  if (s->field_bytes > kMaxFieldBytes || relay(ud).field_bytes > kMaxConnFieldBytes) {
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // the stream is reset
   }
   auto& to = frame->headers.cat == NGHTTP2_HCAT_REQUEST ? s->fields : s->up_trailers;
@@ -118,13 +123,14 @@ int box_close(nghttp2_session* session, int32_t id, uint32_t code, void* ud) {
 // --- upstream side (client session) -------------------------------------------------------------
 
 int up_header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
-              size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void*) {
+              size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* ud) {
   H2Stream* s = stream_of(session, frame->hd.stream_id);
   if (s == nullptr || frame->hd.type != NGHTTP2_HEADERS) {
     return 0;
   }
   s->field_bytes += namelen + valuelen + 4;
-  if (s->field_bytes > 2 * kMaxFieldBytes) {
+  relay(ud).field_bytes += namelen + valuelen + 4;
+  if (s->field_bytes > 2 * kMaxFieldBytes || relay(ud).field_bytes > 2 * kMaxConnFieldBytes) {
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
   auto& to = s->final_seen ? s->down_trailers : s->resp_fields;
@@ -172,8 +178,9 @@ int up_close(nghttp2_session* session, int32_t id, uint32_t code, void* ud) {
       h2_audit(h, *s, "aborted",
                fmt::format("the upstream reset the stream ({})", nghttp2_http2_strerror(code)));
     }
-    (void)nghttp2_submit_rst_stream(h.box, NGHTTP2_FLAG_NONE, s->box_id,
-                                    code == NGHTTP2_NO_ERROR ? uint32_t{NGHTTP2_INTERNAL_ERROR} : code);
+    (void)nghttp2_submit_rst_stream(
+        h.box, NGHTTP2_FLAG_NONE, s->box_id,
+        code == NGHTTP2_NO_ERROR ? uint32_t{NGHTTP2_INTERNAL_ERROR} : code);
   }
   release_stream(h, *s);
   return 0;
@@ -263,12 +270,13 @@ bool make_sessions(H2Relay& h, size_t cap) {
   const nghttp2_settings_entry box_settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxStreams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, window},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(kMaxFieldBytes)},
   };
   const nghttp2_settings_entry up_settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, window},
   };
-  return nghttp2_submit_settings(h.box, NGHTTP2_FLAG_NONE, box_settings, 2) == 0 &&
+  return nghttp2_submit_settings(h.box, NGHTTP2_FLAG_NONE, box_settings, 3) == 0 &&
          nghttp2_submit_settings(h.up, NGHTTP2_FLAG_NONE, up_settings, 2) == 0 &&
          nghttp2_session_set_local_window_size(h.box, NGHTTP2_FLAG_NONE, 0,
                                                static_cast<int32_t>(2 * window)) == 0 &&

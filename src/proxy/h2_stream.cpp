@@ -343,7 +343,6 @@ void h2_response_head(H2Relay& h, H2Stream& s, bool end_stream) {
   }
   if (r.status >= 100 && r.status < 200) {
     s.resp_fields.clear();  // interim (100, 103): not relayed; the final head follows
-    s.field_bytes = 0;
     return;
   }
   s.final_seen = true;

@@ -53,7 +53,8 @@ struct H2Relay {
   nghttp2_session* up = nullptr;                         // client session toward the upstream
   std::map<int32_t, std::unique_ptr<H2Stream>> streams;  // by box stream id
   std::string batch;                                     // frames for one side, then sent
-  bool up_gone = false;  // the upstream session ended: the box is told with GOAWAY
+  bool up_gone = false;    // the upstream session ended: the box is told with GOAWAY
+  size_t field_bytes = 0;  // header bytes held by the streams alive (kMaxConnFieldBytes)
 };
 
 // h2_stream.cpp: the request head checked and sent up (or refused); request DATA and trailers;
