@@ -41,7 +41,7 @@ bool alert_refuses_certificate(unsigned long err) {
 }
 
 constexpr std::string_view kAlpnHttp11 = "\x08http/1.1";
-constexpr std::string_view kAlpnH2 = "\x02h2";
+constexpr std::string_view kAlpnH2First = "\x02h2\x08http/1.1";
 constexpr const char* kTls13Suites =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 
@@ -59,10 +59,11 @@ int h2_index() {
 }
 
 // ALPN on the box side: h2 when the upstream picked it (TlsChannel::answer_h2) and the box
-// offered it, else http/1.1 if offered, otherwise no ALPN at all.
+// offered it, else http/1.1 if offered, otherwise no ALPN at all (our order wins).
 int select_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                 unsigned int inlen, void*) {
-  const std::string_view ours = SSL_get_ex_data(ssl, h2_index()) != nullptr ? kAlpnH2 : kAlpnHttp11;
+  const std::string_view ours =
+      SSL_get_ex_data(ssl, h2_index()) != nullptr ? kAlpnH2First : kAlpnHttp11;
   unsigned char* selected = nullptr;
   if (SSL_select_next_proto(&selected, outlen, reinterpret_cast<const unsigned char*>(ours.data()),
                             static_cast<unsigned>(ours.size()), in,
