@@ -21,6 +21,7 @@
 
 #include "agentbox/policy/ip.hpp"
 #include "agentbox/proxy/sigv4.hpp"
+#include "h2_relay.hpp"
 #include "proxy_conn.hpp"
 
 namespace agentbox::proxy {
@@ -63,33 +64,6 @@ bool deny(ProxyHandler::Internals& in, Conn& c, int status, const std::string& l
   answer(in, c, status, line);
   audit_request(in, c, "denied", line);
   return true;
-}
-
-// The Host field names the connection's host (and port), so no request reaches a host other
-// than the one the name checks were made for.
-std::string host_mismatch(const Conn& c, const http1::Request& r) {
-  const std::string sent(r.header("host").value_or(""));
-  if (c.info.literal) {
-    auto host = std::string_view(sent);
-    if (!host.empty() && host.front() == '[') {
-      host = host.substr(1, host.find(']') == std::string_view::npos ? 0 : host.find(']') - 1);
-    } else {
-      host = host.substr(0, host.rfind(':'));
-    }
-    const auto a = policy::parse_ip(host);
-    const auto b = policy::parse_ip(c.info.name);
-    if (!a || !b || !(*a == *b)) {
-      return "Host `" + sent + "` does not match the connection's address " + c.info.name;
-    }
-  } else if (r.host != c.info.name) {
-    return "Host `" + sent + "` does not match the connection's name `" + c.info.name +
-           "` (domain fronting)";
-  }
-  if (r.port && *r.port != c.info.orig_port) {
-    return "Host `" + sent + "` names port " + std::to_string(*r.port) + ", the connection is to " +
-           std::to_string(c.info.orig_port);
-  }
-  return {};
 }
 
 // Credentials (with the body when a SigV4 signature needs it), then the head goes upstream.
@@ -694,6 +668,33 @@ void release_held(Conn& c) {
 
 }  // namespace
 
+// The Host field names the connection's host (and port), so no request reaches a host other
+// than the one the name checks were made for.
+std::string host_mismatch(const Conn& c, const http1::Request& r) {
+  const std::string sent(r.header("host").value_or(""));
+  if (c.info.literal) {
+    auto host = std::string_view(sent);
+    if (!host.empty() && host.front() == '[') {
+      host = host.substr(1, host.find(']') == std::string_view::npos ? 0 : host.find(']') - 1);
+    } else {
+      host = host.substr(0, host.rfind(':'));
+    }
+    const auto a = policy::parse_ip(host);
+    const auto b = policy::parse_ip(c.info.name);
+    if (!a || !b || !(*a == *b)) {
+      return "Host `" + sent + "` does not match the connection's address " + c.info.name;
+    }
+  } else if (r.host != c.info.name) {
+    return "Host `" + sent + "` does not match the connection's name `" + c.info.name +
+           "` (domain fronting)";
+  }
+  if (r.port && *r.port != c.info.orig_port) {
+    return "Host `" + sent + "` names port " + std::to_string(*r.port) + ", the connection is to " +
+           std::to_string(c.info.orig_port);
+  }
+  return {};
+}
+
 void settle_usage(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
   if (!x.usage) {
@@ -707,10 +708,13 @@ void settle_usage(ProxyHandler::Internals& in, Conn& c) {
 }
 
 bool holds_bytes(const Conn& c) {
-  return response_holds(c) || request_holds(c);
+  return response_holds(c) || request_holds(c) || (c.h2 && h2_holds(c));
 }
 
 void release_expired(ProxyHandler::Internals& in, Conn& c, Clock::time_point now) {
+  if (c.h2) {
+    h2_release_expired(in, c, now);
+  }
   if (response_holds(c) && now - c.http.held_since >= in.options.scrub_hold) {
     release_held(c);
   }

@@ -7,6 +7,7 @@
 
 #include "agentbox/base/log.hpp"
 #include "agentbox/policy/ip.hpp"
+#include "h2_relay.hpp"
 #include "proxy_conn.hpp"
 
 namespace agentbox::proxy {
@@ -56,7 +57,8 @@ bool start_passthrough(ProxyHandler::Internals& in, Conn& c) {
   return true;
 }
 
-bool start_interception(ProxyHandler::Internals& in, Conn& c) {
+bool start_interception(ProxyHandler::Internals& in, Conn& c,
+                        const std::vector<std::string>& alpn) {
   if (in.ca == nullptr || in.upstream_ctx == nullptr || !in.ca->permits(c.sni)) {
     drop(in, c,
          "`" + c.sni +
@@ -81,8 +83,15 @@ bool start_interception(ProxyHandler::Internals& in, Conn& c) {
   c.mode = Mode::kHttp;
   ++in.counters.intercepted;
   audit_open(in, c.info, "intercept", c.sni);
-  // The box side continues from the bytes already read: nothing is lost or replayed.
-  c.box.adopt_tls(std::move(*box_tls));
+  const std::string up_alpn = h2_upstream_alpn(in, c, alpn);
+  if (!up_alpn.empty() && c.up.open()) {
+    // The box offered h2: it is answered once the upstream picked (alpn_step).
+    up_tls->offer_alpn(up_alpn);
+    h2_defer_box(in, c, std::move(*box_tls));
+  } else {
+    // The box side continues from the bytes already read: nothing is lost or replayed.
+    c.box.adopt_tls(std::move(*box_tls));
+  }
   if (!open_upstream(in, c)) {
     return true;  // http_step answers the first request with a 502 naming the cause
   }
@@ -321,7 +330,7 @@ bool classify(ProxyHandler::Internals& in, Conn& c) {
   if (!needs_interception(in, c.sni)) {
     return start_passthrough(in, c);
   }
-  return take_slot(in, c) ? start_interception(in, c) : false;
+  return take_slot(in, c) ? start_interception(in, c, r.hello.alpn) : false;
 }
 
 bool splice(ProxyHandler::Internals& in, Conn& c) {

@@ -24,6 +24,12 @@ namespace agentbox::proxy {
 
 using Clock = std::chrono::steady_clock;
 
+// An intercepted connection speaking HTTP/2 (h2_relay.hpp); freed where it is defined.
+struct H2Relay;
+struct H2RelayDeleter {
+  void operator()(H2Relay* r) const;
+};
+
 // Upstream TLS sessions for resumption, per host:port. A session comes only from a verified
 // handshake with that host (the new-session callback fires after verification), and is used
 // once: taken out of the cache when a new connection resumes it (the server's next ticket
@@ -161,6 +167,8 @@ enum class Mode {
   kSplice,    // passthrough TLS / raw TCP: bytes both ways, unchanged
   kHttp,      // HTTP/1.1 exchanges (intercepted TLS or plain)
   kTunnel,    // after 101 (websocket only) on an HTTP connection: frames read both ways
+  kAlpn,      // the box offered h2: its handshake waits for the upstream's ALPN (h2_relay.hpp)
+  kH2,        // HTTP/2 both sides of an intercepted connection (h2_relay.hpp)
   kClosing,   // flushing the last bytes to the box, then closed
 };
 
@@ -181,7 +189,8 @@ struct Conn {
   // kTunnel: the upgraded WebSocket's frames, read both ways. A pointer: ~1.2 KiB inline would
   // be paid by every open flow (an idle intercepted flow's budget is 32 KiB; docs/PROXY.md).
   std::unique_ptr<WsRelay> ws;
-  UpstreamSessions::Tag session_tag;  // where the upstream's tickets are kept
+  std::unique_ptr<H2Relay, H2RelayDeleter> h2;  // kAlpn, kH2
+  UpstreamSessions::Tag session_tag;            // where the upstream's tickets are kept
   // Set while an idle intercepted flow's upstream connection is closed (ProxyOptions::
   // upstream_idle): the address it was connected to, reconnected on the next request.
   struct Parked {
@@ -304,5 +313,11 @@ void audit_open(ProxyHandler::Internals& in, const net::FlowInfo& info, std::str
 // Audits the exchange as one "http.request" event.
 void audit_request(ProxyHandler::Internals& in, Conn& c, std::string_view decision,
                    std::string_view reason = {});
+// The same for an exchange other than c.http (an HTTP/2 stream's).
+void audit_exchange(ProxyHandler::Internals& in, const Conn& c, const Exchange& x,
+                    std::string_view decision, std::string_view reason = {});
+// http_exchange.cpp: why the request's Host does not name the connection's host and port
+// (empty when it does).
+[[nodiscard]] std::string host_mismatch(const Conn& c, const http1::Request& r);
 
 }  // namespace agentbox::proxy

@@ -12,6 +12,7 @@
 
 #include "agentbox/base/log.hpp"
 #include "agentbox/net/buffer_budget.hpp"
+#include "h2_relay.hpp"
 #include "proxy_conn.hpp"
 
 namespace agentbox::proxy {
@@ -501,8 +502,8 @@ void ProxyHandler::on_wake(uint64_t id) noexcept {
 // socketpair, for a client that closes with our handshake bytes unread resets the connection
 // right after its alert. Read it (bounded), so the refusal is counted and its host named.
 void ProxyHandler::read_refusal(Conn& c) {
-  if (c.mode != Mode::kHttp || !c.box.tls || c.box.handshake_done() || !c.box.open() ||
-      c.box.failed()) {
+  if ((c.mode != Mode::kHttp && c.mode != Mode::kH2) || !c.box.tls || c.box.handshake_done() ||
+      !c.box.open() || c.box.failed()) {
     return;
   }
   try {
@@ -576,6 +577,9 @@ void ProxyHandler::destroy(uint64_t id) {
     c.resolving = 0;
   }
   const auto& x = c.http;
+  if (c.h2) {
+    h2_abort(*in_, c);  // its streams still open: one "aborted" line each
+  }
   if (c.mode == Mode::kHttp && (x.req != Exchange::Req::kHead || x.resp != Exchange::Resp::kIdle)) {
     settle_usage(*in_, c);
     audit_request(*in_, c, "aborted", c.box.failed() ? c.box.error : "connection closed");
@@ -740,6 +744,12 @@ void ProxyHandler::run(Conn& c) noexcept {
           break;
         case Mode::kHttp:
           progress = http_step(*in_, c) || progress;
+          break;
+        case Mode::kAlpn:
+          progress = alpn_step(*in_, c) || progress;
+          break;
+        case Mode::kH2:
+          progress = h2_step(*in_, c) || progress;
           break;
         case Mode::kClosing:
           progress = closing_step(c) || progress;
@@ -910,7 +920,8 @@ void ProxyHandler::handle_sweep() {
         ++counters_.timeouts;
         answer(*in_, c, 408, "request blocked: request head not complete in time");
         audit_request(*in_, c, "denied", "request head timeout");
-      } else if (c.mode == Mode::kHttp && !c.box.handshake_done() &&
+      } else if ((c.mode == Mode::kHttp || c.mode == Mode::kH2 || c.mode == Mode::kAlpn) &&
+                 (!c.box.handshake_done() || c.mode == Mode::kAlpn) &&
                  now - c.opened > o.head_timeout) {
         ++counters_.timeouts;
         drop(*in_, c, "TLS handshake with the box not complete in time");
@@ -998,7 +1009,11 @@ void answer(ProxyHandler::Internals& in, Conn& c, int status, std::string_view l
 
 void audit_request(ProxyHandler::Internals& in, Conn& c, std::string_view decision,
                    std::string_view reason) {
-  const auto& x = c.http;
+  audit_exchange(in, c, c.http, decision, reason);
+}
+
+void audit_exchange(ProxyHandler::Internals& in, const Conn& c, const Exchange& x,
+                    std::string_view decision, std::string_view reason) {
   audit::Event e("http.request");
   e.num("id", static_cast<int64_t>(c.info.id))
       .str("host", c.info.name)

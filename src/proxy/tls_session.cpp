@@ -41,6 +41,7 @@ bool alert_refuses_certificate(unsigned long err) {
 }
 
 constexpr std::string_view kAlpnHttp11 = "\x08http/1.1";
+constexpr std::string_view kAlpnH2First = "\x02h2\x08http/1.1";
 constexpr const char* kTls13Suites =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 
@@ -51,12 +52,21 @@ base::Error ssl_error(std::string what) {
   return base::Error::msg(std::move(what));
 }
 
-// ALPN on the box side: http/1.1 if offered, otherwise no ALPN at all.
-int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+// Per-connection flag on a box-side SSL: the upstream picked h2, so h2 is answered (when offered).
+int h2_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// ALPN on the box side: h2 when the upstream picked it (TlsChannel::answer_h2) and the box
+// offered it, else http/1.1 if offered, otherwise no ALPN at all (our order wins).
+int select_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                 unsigned int inlen, void*) {
+  const std::string_view ours =
+      SSL_get_ex_data(ssl, h2_index()) != nullptr ? kAlpnH2First : kAlpnHttp11;
   unsigned char* selected = nullptr;
-  const auto* ours = reinterpret_cast<const unsigned char*>(kAlpnHttp11.data());
-  if (SSL_select_next_proto(&selected, outlen, ours, static_cast<unsigned>(kAlpnHttp11.size()), in,
+  if (SSL_select_next_proto(&selected, outlen, reinterpret_cast<const unsigned char*>(ours.data()),
+                            static_cast<unsigned>(ours.size()), in,
                             inlen) == OPENSSL_NPN_NEGOTIATED) {
     *out = selected;
     return SSL_TLSEXT_ERR_OK;
@@ -389,6 +399,17 @@ bool TlsChannel::release_buffers() {
 
 bool TlsChannel::handshake_done() const {
   return SSL_is_init_finished(ssl_.get()) == 1;
+}
+
+void TlsChannel::offer_alpn(std::string_view wire) {
+  if (SSL_set_alpn_protos(ssl_.get(), reinterpret_cast<const unsigned char*>(wire.data()),
+                          static_cast<unsigned>(wire.size())) != 0) {
+    (void)ossl::drain_errors();  // the context's http/1.1 stays offered
+  }
+}
+
+void TlsChannel::answer_h2(bool h2) {
+  (void)SSL_set_ex_data(ssl_.get(), h2_index(), h2 ? ssl_.get() : nullptr);
 }
 
 std::string TlsChannel::alpn() const {

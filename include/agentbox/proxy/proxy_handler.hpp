@@ -10,13 +10,14 @@
 //      else (dropped, audited). SNI = the flow's DNS name; ECH / no SNI refused.
 //   3. TLS to a host no credential and no HTTP rule names: passthrough (the ClientHello bytes
 //      are replayed upstream, then bytes are spliced; nothing is decrypted). Otherwise intercept:
-//      a leaf from the SessionCa answers the box (ALPN http/1.1), the upstream is a verified
-//      TLS client (system trust store + --upstream-ca files).
+//      a leaf from the SessionCa answers the box (ALPN http/1.1, or h2 when the box offered it
+//      and the upstream picked it: h2_relay.hpp), the upstream is a verified TLS client (system
+//      trust store + --upstream-ca files).
 //   4. HTTP/1.1 on intercepted and plain connections (http_exchange.cpp): one request at a time
 //      per connection, each checked (Host = SNI = flow name, CONNECT/TRACE/TRACK refused, HTTP
 //      rules, credentials injected or blocked), its body streamed; the response scrubbed and
 //      streamed (SSE unbuffered); after a 101, a tunnel in both directions. Every request is
-//      one "http.request" audit event.
+//      one "http.request" audit event. HTTP/2 (h2_*.cpp): the same checks per stream.
 //   4b. hand-back: once a flow is TLS passthrough (the ClientHello checked and written upstream,
 //      nothing read from the upstream yet) or raw TCP (at open), the proxy has nothing left to
 //      do with its bytes: it gives the upstream socket to the translator (net::FlowControl),

@@ -8,7 +8,8 @@
 //      (nothing is lost: channels run on memory BIOs, so the proxy owns every byte and every fd);
 //   3. makes a client TlsChannel to the upstream: SNI = the name, certificate verified against the
 //      system trust store plus any --upstream-ca files, hostname checked (no partial wildcards),
-//      TLS >= 1.2, ALPN http/1.1 only (the MITM path speaks HTTP/1.1; h2 stays passthrough);
+//      TLS >= 1.2, ALPN http/1.1, or what the box offered when it offered h2 (offer_alpn); the
+//      box is then answered with the protocol the upstream picked (answer_h2, h2_relay.hpp);
 //   4. moves bytes: fd -> input() -> read_into() plaintext -> http1 -> write() -> output() -> fd.
 // A channel never blocks and never touches an fd itself; pull()/push() adapt it to non-blocking
 // fds for the event loop. Its BIOs are two ByteBuffers (not OpenSSL memory BIOs): the caller
@@ -34,8 +35,8 @@
 
 namespace agentbox::proxy {
 
-// Server context for the box side: TLS 1.2+, ALPN answered with http/1.1 only (a hello that
-// offers only h2 gets no ALPN and then fails or falls back on the client's side).
+// Server context for the box side: TLS 1.2+, ALPN answered with http/1.1, or h2 on a channel
+// told so (answer_h2: the upstream picked h2); a hello offering neither gets no ALPN.
 [[nodiscard]] base::Result<ossl::SslCtxPtr> make_box_ctx();
 // Client context for upstream: verifies against `system_bundle` (PEM file) plus every PEM file
 // in `extra_ca_files` (--upstream-ca, trust_ca). A missing or unreadable file is an error. The
@@ -98,6 +99,11 @@ class TlsChannel {
 
   [[nodiscard]] bool handshake_done() const;
   [[nodiscard]] std::string alpn() const;
+  // Upstream side, before the handshake: the ALPN list to offer (wire format), instead of the
+  // context's http/1.1; the proxy offers what the box offered (h2_relay.hpp).
+  void offer_alpn(std::string_view wire);
+  // Box side, before the ClientHello is fed: answer h2 when offered (the upstream picked it).
+  void answer_h2(bool h2);
   [[nodiscard]] long verify_result() const;  // X509_V_OK when the peer verified
   [[nodiscard]] bool resumed() const;        // the handshake resumed an earlier session
   [[nodiscard]] SSL* native() const { return ssl_.get(); }

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# HTTP/2 against HTTP/1.1 through interception (issue 15): curl in the box (`agentbox run`)
+# against node's http2 server (tests/integration/data/h2_upstream.js, both protocols on one
+# port) on loopback, the host intercepted (a credential is scoped to it). Interleaved rounds:
+# each round runs every variant once, so load on the shared machine hits all alike.
+#   bench/proxy/h2_bench.sh [ROUNDS] [MIB] [REQUESTS]    (defaults 5, 128, 200)
+# Prints, per protocol, median over rounds of:
+#   download MB/s   one MIB-MiB download, in the box (intercepted) and directly (curl outside)
+#   reused ms       the median time of REQUESTS-1 small GETs on one kept-alive connection
+#                   (the first, which connects, left out), in the box and directly
+# AGENTBOX=path overrides the binary (default build/cli/agentbox). Timings are printed, never
+# asserted.
+set -euo pipefail
+rounds=${1:-5}
+mib=${2:-128}
+reqs=${3:-200}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${AGENTBOX:-$root/build/cli/agentbox}
+host=api.bench.test
+dir=$(mktemp -d /tmp/agentbox-h2bench-XXXXXX)
+server=
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+(cd "$dir" &&
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+    -out ca.pem -days 2 -subj '/CN=bench CA' &&
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key \
+    -out srv.csr -subj "/CN=$host" &&
+  printf 'subjectAltName=DNS:%s\n' "$host" >ext.cnf &&
+  openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem \
+    -days 2 -extfile ext.cnf) >/dev/null 2>&1
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+node "$root/tests/integration/data/h2_upstream.js" "$dir" "$port" >/dev/null 2>&1 &
+server=$!
+for _ in $(seq 100); do [ -e "$dir/ready" ] && break; sleep 0.1; done
+mkdir -p "$dir/cfg/agentbox" "$dir/ws"
+cat >"$dir/cfg/agentbox/config.toml" <<EOF
+[network]
+allow = ["$host"]
+[credentials.api]
+env = "API_TOKEN"
+from = "env:REAL_API"
+hosts = ["$host"]
+EOF
+urls=$(for _ in $(seq "$reqs"); do printf 'https://%s/echo/x ' "$host"; done)
+# Median of the numbers on stdin.
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# `sh -c SCRIPT` in the box, the host intercepted.
+inbox() {
+  (cd "$dir/ws" && REAL_API=ghp_BenchRealToken0123456789abcdefABCDEF XDG_CONFIG_HOME="$dir/cfg" \
+    "$bin" run -q --upstream-ca "$dir/ca.pem" --connect-to "$host:443:127.0.0.1:$port" \
+    -- sh -c "$1")
+}
+direct() { sh -c "$1 --cacert $dir/ca.pem --connect-to $host:443:127.0.0.1:$port"; }
+download="curl -s -o /dev/null -w '%{speed_download}\n' https://$host/bytes/$((mib << 20))"
+reused="curl -s -o /dev/null -w '%{time_total}\n' $urls"
+
+declare -A res
+for r in $(seq "$rounds"); do
+  for proto in http1.1 http2; do
+    res[box_dl_$proto]+="$(inbox "${download/curl/curl --$proto}") "
+    res[direct_dl_$proto]+="$(direct "${download/curl/curl --$proto}") "
+    res[box_lat_$proto]+="$(inbox "${reused/curl/curl --$proto}" | tail -n +2 | median) "
+    res[direct_lat_$proto]+="$(direct "${reused/curl/curl --$proto}" | tail -n +2 | median) "
+  done
+  echo "round $r done" >&2
+done
+mbps() { tr ' ' '\n' | grep . | median | awk '{printf "%.0f", $1 / 1e6}'; }
+ms() { tr ' ' '\n' | grep . | median | awk '{printf "%.3f", $1 * 1e3}'; }
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg); rounds $rounds, ${mib} MiB, $reqs requests"
+printf '%-9s %12s %12s %12s %12s\n' protocol "box MB/s" "direct MB/s" "box ms" "direct ms"
+for proto in http1.1 http2; do
+  printf '%-9s %12s %12s %12s %12s\n' "$proto" "$(echo "${res[box_dl_$proto]}" | mbps)" \
+    "$(echo "${res[direct_dl_$proto]}" | mbps)" "$(echo "${res[box_lat_$proto]}" | ms)" \
+    "$(echo "${res[direct_lat_$proto]}" | ms)"
+done
