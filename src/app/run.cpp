@@ -38,6 +38,7 @@
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/audit/summary.hpp"
 #include "agentbox/base/log.hpp"
+#include "agentbox/base/startup_trace.hpp"
 #include "agentbox/config/defaults.hpp"
 #include "agentbox/event/loop.hpp"
 #include "agentbox/sandbox/launcher.hpp"
@@ -308,6 +309,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   AGENTBOX_ASSIGN_OR_RETURN(s.workspace, workspace_for(req.policy, s.user.home, s.cwd));
   AGENTBOX_ASSIGN_OR_RETURN(s.grants, resolve_grants(req.policy, s.user.home, s.workspace, s.cwd));
   s.program = resolve_for_box(req.command[0], env, s.cwd, s.workspace, s.grants);
+  base::startup_trace::stamp("prep.paths");
 
   std::vector<std::string> rels = sb::default_protected_paths();
   for (const auto& p : req.policy.protected_paths) {
@@ -326,6 +328,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
         s.git_protect, sb::prepare_protected(s.git.common_dir(), s.git.common_paths(), stash));
   }
 
+  base::startup_trace::stamp("prep.protect");
   s.id = new_session_id();
   std::string root = sessions_dir(env, s.user.home);
   s.dir = root + "/" + s.id;
@@ -359,6 +362,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
                     pruned.failed == 1 ? "" : "s", root);
   }
 
+  base::startup_trace::stamp("prep.session");
   s.state_dir = agentbox_state_dir(env, s.user.home);
   if (req.policy.review.value) {
     AGENTBOX_ASSIGN_OR_RETURN(
@@ -381,6 +385,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
     return std::move(proxy).error().context("preparing the proxy");
   }
   s.proxy = std::move(*proxy);
+  base::startup_trace::stamp("prep.proxy");
 
   const std::string& hostname = req.policy.hostname.value;
   const config::Policy& pol = req.policy;
@@ -414,6 +419,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   }
   sb::RealHostFs host;
   s.launch.mounts = sb::build_mount_plan(ms, host);
+  base::startup_trace::stamp("prep.mounts");
 
   bool tty = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDOUT_FILENO) == 1;
   sb::EnvInputs ein{.caller = env, .user = s.user, .tty = tty, .pass = s.program.pass_env};
@@ -487,6 +493,7 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
   s.launch.keep_fds = s.confinement->child_fds();
   s.launch.exit_report_fd = s.confinement->exit_report_fd();
   s.launch.autogroup_nice = s.confinement->autogroup_nice();
+  base::startup_trace::stamp("prep.confine");
   if (req.policy.network_none.value) {
     if (!req.policy.host_ports.empty() || !req.policy.publish.empty()) {
       const auto& first =
@@ -700,6 +707,7 @@ std::vector<std::string> audit_losses(const audit::Losses& l, const std::string&
 }  // namespace
 
 int run(const RunRequest& req) {
+  base::startup_trace::stamp("run");
   keep_out_of_dumps();
   auto t0 = std::chrono::steady_clock::now();
   // fds 0-2 must be open: otherwise the next socket or pipe would land there and reach the box
@@ -726,6 +734,7 @@ int run(const RunRequest& req) {
     return 125;
   }
   Session& s = *prepared;
+  base::startup_trace::stamp("prepared");
   log_start(s, req);
   const bool audit_required = req.policy.audit.required.value;
   if (audit_required && s.sink->losses().lost()) {
@@ -758,6 +767,7 @@ int run(const RunRequest& req) {
 
   sb::LaunchFailure failure;
   auto box = sb::Box::start(s.launch, &failure);
+  base::startup_trace::stamp("started");
   const bool started = box.has_value();
   int code;
   std::string reason;
@@ -845,6 +855,7 @@ int run(const RunRequest& req) {
       net_failed = true;
     }
     Outcome out = supervise(*box, *loop, req, sig_watch, *s.sink, parent.get());
+    base::startup_trace::stamp("reaped");
     s.confinement->use_approver(nullptr);  // the queue goes with `control`
     s.sink->on_loss({});
     code = out.code;
@@ -942,6 +953,7 @@ int run(const RunRequest& req) {
     base::log::info("`{}` {} after {:.1f}s; session {}; audit log: {}/audit.jsonl", req.command[0],
                     what, secs, short_id(s.id), s.dir);
   }
+  base::startup_trace::stamp("end");
   return code;
 }
 
