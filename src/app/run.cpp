@@ -348,19 +348,12 @@ Result<Session> prepare(const RunRequest& req, const std::map<std::string, std::
                                                       .user = s.user.name,
                                                       .labels = req.policy.labels},
                                                      *s.sink));
-  Pruned pruned = prune_sessions(
-      root, s.id, {.keep = as.keep_sessions.value, .max_age_seconds = as.max_age_seconds.value},
-      std::time(nullptr));
-  if (!pruned.removed.empty() || pruned.failed != 0) {
-    s.sink->emit(audit::Event("session.prune")
-                     .strs("removed", pruned.removed)
-                     .num("running", static_cast<int64_t>(pruned.running))
-                     .num("failed", static_cast<int64_t>(pruned.failed)));
-  }
-  if (pruned.failed != 0) {
-    base::log::warn("{} old session folder{} under {} could not be removed", pruned.failed,
-                    pruned.failed == 1 ? "" : "s", root);
-  }
+  // Old folders go while init builds the box: the supervisor would only wait then (BENCHMARKS.md).
+  s.launch.after_clone =
+      [root, id = s.id, sink = s.sink.get(),
+       r = Retention{.keep = as.keep_sessions.value, .max_age_seconds = as.max_age_seconds.value}] {
+        prune_and_report(root, id, r, std::time(nullptr), *sink);
+      };
 
   base::startup_trace::stamp("prep.session");
   s.state_dir = agentbox_state_dir(env, s.user.home);

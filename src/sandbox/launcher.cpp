@@ -1025,6 +1025,9 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
   }
   if (pid < 0) {
     int err = errno;
+    if (spec.after_clone) {
+      spec.after_clone();
+    }
     if (failure != nullptr) {
       *failure = LaunchFailure{SetupStage::kNone, err, -1};
     }
@@ -1040,6 +1043,9 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
   }
   Box box(UniqueFd(pidfd), static_cast<pid_t>(pid));
   base::startup_trace::stamp("cloned");
+  if (spec.after_clone) {
+    spec.after_clone();  // init is building the box meanwhile
+  }
   theirs.reset();
   factory_theirs.reset();
   box.factory_ = std::move(factory_ours);
