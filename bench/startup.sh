@@ -8,6 +8,8 @@
 # the user to measure (e.g. `runuser -u agentbox-test -- bench/startup.sh`).
 #
 #   bench/startup.sh [AGENTBOX] [ROUNDS]      (defaults: build/cli/agentbox, 200)
+#   AGENTBOX_BASE=OTHER_BUILD bench/startup.sh ...   also times OTHER_BUILD, interleaved
+# A second pass (bench/cpu_pass.py) gives each variant's CPU (all its processes) beside its wall.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 agentbox="${1:-$here/../build/cli/agentbox}"
@@ -52,13 +54,22 @@ done
 bt+=(--proc /proc --dev /dev --tmpfs /tmp --tmpfs "$home" --bind "$ws" "$ws" --chdir "$ws" true)
 
 names=(agentbox bwrap bwrap-typical unshare)
-run_one() {
+# AGENTBOX_BASE=BINARY adds that build as a fifth variant (before/after, interleaved).
+base="${AGENTBOX_BASE:-}"
+[[ -n $base ]] && names+=(agentbox-base)
+argv_of() {
   case $1 in
-    agentbox) "$agentbox" run -q -- true ;;
-    bwrap) "${bw[@]}" ;;
-    bwrap-typical) "${bt[@]}" ;;
-    unshare) unshare -Urmnp --fork true ;;
+    agentbox) printf '%s\n' "$agentbox" run -q -- true ;;
+    agentbox-base) printf '%s\n' "$(realpath "$base")" run -q -- true ;;
+    bwrap) printf '%s\n' "$(command -v bwrap)" "${bw[@]:1}" ;;
+    bwrap-typical) printf '%s\n' "$(command -v bwrap)" "${bt[@]:1}" ;;
+    unshare) printf '%s\n' "$(command -v unshare)" -Urmnp --fork true ;;
   esac
+}
+run_one() {
+  local a
+  mapfile -t a < <(argv_of "$1")
+  "${a[@]}"
 }
 
 # Each must work before it is timed.
@@ -82,3 +93,19 @@ printf '  %-34s median %7.2f ms   p90 %7.2f ms\n' "unshare -Urmnp --fork true" "
 awk -v a="$am" -v b="$bm" -v t="$tm" -v u="$um" 'BEGIN {
   printf "  agentbox / bwrap   = %.2f\n  agentbox / bwrap-typical = %.2f\n", a / b, a / t
   printf "  agentbox / unshare = %.2f\n", a / u }'
+if [[ -n $base ]]; then
+  read -r xm xp < <(stat agentbox-base)
+  printf '  %-34s median %7.2f ms   p90 %7.2f ms\n' "AGENTBOX_BASE run -- true" "$xm" "$xp"
+fi
+
+# CPU: user + system of each variant's whole process tree (wait4), and wall again, in a second
+# interleaved pass of the same rounds (bench/cpu_pass.py).
+for n in "${names[@]}"; do argv_of "$n" >"$tmp/$n.argv"; done
+printf '  CPU pass, %d interleaved rounds (load %s): median wall / CPU (all processes)\n' "$rounds" \
+  "$(cut -d' ' -f1-3 /proc/loadavg)"
+python3 "$here/cpu_pass.py" "$tmp" "$rounds" "${names[@]}" | awk '
+  { w[$1] = $2; c[$1] = $3; printf "  %-34s %7.2f ms / %7.2f ms\n", $1, $2, $3 }
+  END { printf "  agentbox / bwrap-typical: wall %.2f, CPU %.2f\n", w["agentbox"] / w["bwrap-typical"],
+          c["agentbox"] / c["bwrap-typical"]
+        if ("agentbox-base" in c) printf "  agentbox / AGENTBOX_BASE: wall %.2f, CPU %.2f\n",
+          w["agentbox"] / w["agentbox-base"], c["agentbox"] / c["agentbox-base"] }'

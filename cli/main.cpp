@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <exception>
 
+#include "agentbox/base/startup_trace.hpp"
 #include "usage.hpp"
 #include "verbs.hpp"
 
@@ -51,9 +52,12 @@ int dispatch(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  agentbox::base::startup_trace::stamp("main");
   survive_sigpipe();
   try {
-    return dispatch(argc, argv);
+    int rc = dispatch(argc, argv);
+    agentbox::base::startup_trace::stamp("dispatched");
+    return rc;
   } catch (const std::exception& e) {
     fmt::print(stderr, "agentbox: error: {}\n", e.what());
   } catch (...) {

@@ -12,6 +12,7 @@
 
 #include "agentbox/app/session.hpp"
 #include "agentbox/base/log.hpp"
+#include "agentbox/base/startup_trace.hpp"
 
 extern char** environ;
 
@@ -85,6 +86,7 @@ void open_std_fds() {
 }  // namespace
 
 SessionReport run(const RunRequest& req) {
+  base::startup_trace::stamp("run");
   keep_out_of_dumps();
   auto t0 = std::chrono::steady_clock::now();
   open_std_fds();
@@ -101,7 +103,10 @@ SessionReport run(const RunRequest& req) {
     fmt::print(stderr, "{}", session.error().render());
     return {};
   }
-  return (*session)->run();
+  base::startup_trace::stamp("prepared");
+  SessionReport report = (*session)->run();
+  base::startup_trace::stamp("end");
+  return report;
 }
 
 }  // namespace agentbox::app

@@ -12,6 +12,7 @@
 #include "agentbox/app/session_control.hpp"
 #include "agentbox/audit/summary.hpp"
 #include "agentbox/base/log.hpp"
+#include "agentbox/base/startup_trace.hpp"
 #include "session_internal.hpp"
 
 namespace agentbox::app {
@@ -180,6 +181,7 @@ SessionReport Session::run() {
 
   sb::LaunchFailure failure;
   auto box = sb::Box::start(launch_, &failure);
+  base::startup_trace::stamp("started");
   started_ = box.has_value();
   if (!box) {
     start_failed(std::move(box).error(), failure);
@@ -252,6 +254,7 @@ void Session::supervise_box(sb::Box& box) {
     net_failed_ = true;
   }
   Outcome out = supervise(box);
+  base::startup_trace::stamp("reaped");
   confinement_->use_approver(nullptr);  // the queue goes with `control`
   sink_->on_loss({});
   code_ = out.code;

@@ -16,6 +16,7 @@
 #include "agentbox/app/session.hpp"
 #include "agentbox/app/session_dirs.hpp"
 #include "agentbox/base/log.hpp"
+#include "agentbox/base/startup_trace.hpp"
 #include "agentbox/config/defaults.hpp"
 #include "agentbox/sandbox/workspace.hpp"
 #include "session_internal.hpp"
@@ -214,7 +215,9 @@ Result<std::unique_ptr<Session>> Session::prepare(const RunRequest& req, const E
   s->parent_ = std::move(parent);
   s->t0_ = t0;
   AGENTBOX_TRY(s->prepare_paths());
+  base::startup_trace::stamp("prep.protect");
   AGENTBOX_TRY(s->open_log());
+  base::startup_trace::stamp("prep.session");
   s->state_dir_ = agentbox_state_dir(env, s->user_.home);
   if (req.policy.review.value) {
     AGENTBOX_ASSIGN_OR_RETURN(
@@ -223,9 +226,12 @@ Result<std::unique_ptr<Session>> Session::prepare(const RunRequest& req, const E
   }
   AGENTBOX_ASSIGN_OR_RETURN(std::vector<sb::Overlay> persisted, s->keep_state());
   AGENTBOX_TRY(s->prepare_proxy());
+  base::startup_trace::stamp("prep.proxy");
   s->plan_mounts(std::move(persisted));
+  base::startup_trace::stamp("prep.mounts");
   s->plan_environment();
   AGENTBOX_TRY(s->prepare_confinement());
+  base::startup_trace::stamp("prep.confine");
   AGENTBOX_TRY(s->prepare_network());
   return s;
 }
@@ -241,6 +247,7 @@ base::Status Session::prepare_paths() {
   AGENTBOX_ASSIGN_OR_RETURN(workspace_, workspace_for(req_.policy, user_.home, cwd_));
   AGENTBOX_ASSIGN_OR_RETURN(grants_, resolve_grants(req_.policy, user_.home, workspace_, cwd_));
   program_ = resolve_for_box(req_.command[0], env_, cwd_, workspace_, grants_);
+  base::startup_trace::stamp("prep.paths");
 
   std::vector<std::string> rels = sb::default_protected_paths();
   for (const auto& p : req_.policy.protected_paths) {
@@ -283,19 +290,12 @@ base::Status Session::open_log() {
                                                       .labels = req_.policy.labels,
                                                       .home = user_.home},
                                                      *sink_));
-  Pruned pruned = prune_sessions(
-      root, id_, {.keep = as.keep_sessions.value, .max_age_seconds = as.max_age_seconds.value},
-      std::time(nullptr));
-  if (!pruned.removed.empty() || pruned.failed != 0) {
-    sink_->emit(audit::Event("session.prune")
-                    .strs("removed", pruned.removed)
-                    .num("running", static_cast<int64_t>(pruned.running))
-                    .num("failed", static_cast<int64_t>(pruned.failed)));
-  }
-  if (pruned.failed != 0) {
-    base::log::warn("{} old session folder{} under {} could not be removed", pruned.failed,
-                    pruned.failed == 1 ? "" : "s", root);
-  }
+  // Old folders go while init builds the box: the supervisor would only wait then (BENCHMARKS.md).
+  launch_.after_clone =
+      [root, id = id_, sink = sink_.get(),
+       r = Retention{.keep = as.keep_sessions.value, .max_age_seconds = as.max_age_seconds.value}] {
+        prune_and_report(root, id, r, std::time(nullptr), *sink);
+      };
   return base::ok();
 }
 

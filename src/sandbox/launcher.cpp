@@ -30,6 +30,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agentbox/base/startup_trace.hpp"
 #include "agentbox/base/sys.hpp"
 #include "agentbox/sandbox/limits.hpp"
 
@@ -588,12 +589,14 @@ int open_pty(const Prepared& p) {
     fail(p, SetupStage::kCloseFds, errno);
   }
   // ---- confinement hook: Landlock, capabilities, no_new_privs, seccomp, rlimits ----
+  base::startup_trace::stamp("prog");
   if (p.confinement != nullptr) {
     ConfineResult e = p.confinement->apply();
     if (e.err != 0) {
       fail(p, e.stage == SetupStage::kNone ? SetupStage::kConfine : e.stage, e.err);
     }
   }
+  base::startup_trace::stamp("prog.confined");
   int err = ENOENT;
   bool denied = false;
   const uint64_t cookie = p.confinement != nullptr ? p.confinement->exec_cookie() : 0;
@@ -772,6 +775,7 @@ struct NetSetup {
   int netns = -1;  // the box's network namespace, for the main thread's setns
 
   void run() noexcept {
+    base::startup_trace::stamp("net");
     // The box's network namespace is made here rather than by clone3: creating one is most of
     // clone3's cost (~0.6 ms of pernet set-up, more while the kernel still cleans up a previous
     // box's), and here it overlaps the mount tree. The main thread joins it before the program
@@ -796,11 +800,15 @@ struct NetSetup {
       }
     }
   }
+  void run_traced() noexcept {
+    run();
+    base::startup_trace::stamp("net.done");
+  }
   void start() noexcept {
     threaded = ::pthread_create(
                    &thread, nullptr,
                    [](void* self) -> void* {
-                     static_cast<NetSetup*>(self)->run();
+                     static_cast<NetSetup*>(self)->run_traced();
                      return nullptr;
                    },
                    this) == 0;
@@ -816,6 +824,7 @@ struct NetSetup {
 };
 
 [[noreturn]] void box_init(const Prepared& p) {
+  base::startup_trace::stamp("init");
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
     fail(p, SetupStage::kPdeathsig, errno);
   }
@@ -844,6 +853,7 @@ struct NetSetup {
   ::sigprocmask(SIG_SETMASK, &all, nullptr);
 
   write_own_maps(p);
+  base::startup_trace::stamp("init.maps");
   // init holds every capability in the box's new user namespace, CAP_SYS_RESOURCE included, which
   // is what these files ask of a writer; the program will hold none, and /proc/sys is read-only.
   // (/proc/sys is not per process: init's dumpability does not change who owns it.)
@@ -883,10 +893,12 @@ struct NetSetup {
       fail(p, SetupStage::kMountOp, errno, static_cast<int>(i));
     }
   }
+  base::startup_trace::stamp("init.mounts");
   if (::sethostname(p.hostname.data(), p.hostname.size()) != 0) {
     fail(p, SetupStage::kHostname, errno);
   }
   net.join();
+  base::startup_trace::stamp("init.joined");
   if (net.result.err != 0) {
     fail(p, net.result.stage, net.result.err);
   }
@@ -924,6 +936,7 @@ struct NetSetup {
   if (::chdir(p.cwd.c_str()) != 0) {
     fail(p, SetupStage::kChdir, errno);
   }
+  base::startup_trace::stamp("init.pivot");
   int slave = p.pty ? open_pty(p) : -1;
   pid_t program = spawn_program(p, slave);
   if (program < 0) {
@@ -984,6 +997,7 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
     AGENTBOX_TRY(socket_factory_pair(p, factory_ours, factory_theirs));
   }
   std::sort(p.keep.begin(), p.keep.end());
+  base::startup_trace::stamp("clone");
 
   int pidfd = -1;
   clone_args args{};
@@ -1011,6 +1025,9 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
   }
   if (pid < 0) {
     int err = errno;
+    if (spec.after_clone) {
+      spec.after_clone();
+    }
     if (failure != nullptr) {
       *failure = LaunchFailure{SetupStage::kNone, err, -1};
     }
@@ -1025,6 +1042,10 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
     box_init(p);
   }
   Box box(UniqueFd(pidfd), static_cast<pid_t>(pid));
+  base::startup_trace::stamp("cloned");
+  if (spec.after_clone) {
+    spec.after_clone();  // init is building the box meanwhile
+  }
   theirs.reset();
   factory_theirs.reset();
   box.factory_ = std::move(factory_ours);

@@ -22,6 +22,7 @@
 #include <iostream>
 #include <iterator>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "harness.hpp"
@@ -304,6 +305,49 @@ TEST_P(RunTest, StartsFromANicedShellAndKeepsItsNice) {
   Output r = run(w_, {"run", "-q", "--", "/bin/sh", "-c", "nice"}, o);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(r.has_line("19")) << r.out;
+}
+
+// AGENTBOX_TRACE_STARTUP (bench/startup_trace.py): each phase once, in start-up order, from
+// agentbox, init, its network thread and the program's child; nothing without the variable, and
+// the program in the box never sees it.
+TEST_P(RunTest, StartupTraceStampsEveryPhaseOnlyWhenAsked) {
+  auto trace_phases = [](const std::string& err) {
+    std::vector<std::string> phases;
+    std::istringstream in(err);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("agentbox-trace ", 0) == 0) {
+        phases.push_back(line.substr(line.rfind(' ') + 1));
+      }
+    }
+    return phases;
+  };
+  RunOptions o;
+  o.env["AGENTBOX_TRACE_STARTUP"] = "1";
+  Output r = run(
+      w_, {"run", "-q", "--", "/bin/sh", "-c", "echo \"[${AGENTBOX_TRACE_STARTUP-unset}]\""}, o);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.has_line("[unset]")) << r.out;
+  std::vector<std::string> got = trace_phases(r.err);
+  auto at = [&](const std::string& phase) {
+    auto it = std::find(got.begin(), got.end(), phase);
+    EXPECT_EQ(std::count(got.begin(), got.end(), phase), 1) << phase << "\n" << r.err;
+    return it - got.begin();
+  };
+  // One process's stamps are in order; across processes, only where one waits for the other.
+  for (const char* phase : {"net", "net.done", "cloned"}) {
+    at(phase);
+  }
+  const std::vector<std::string> order = {
+      "main",        "run",          "prep.paths", "prep.protect", "prep.session",  "prep.proxy",
+      "prep.mounts", "prep.confine", "prepared",   "clone",        "init",          "init.maps",
+      "init.mounts", "init.joined",  "init.pivot", "prog",         "prog.confined", "started",
+      "reaped",      "end",          "dispatched"};
+  for (size_t i = 1; i < order.size(); ++i) {
+    EXPECT_LT(at(order[i - 1]), at(order[i])) << order[i - 1] << " before " << order[i];
+  }
+  Output quiet = run(w_, {"run", "-q", "--", "true"});
+  ASSERT_EQ(quiet.status, 0) << quiet.err;
+  EXPECT_TRUE(trace_phases(quiet.err).empty()) << quiet.err;
 }
 
 TEST_P(RunTest, ExitCodesPropagate) {

@@ -15,6 +15,10 @@
 #include "agentbox/base/result.hpp"
 #include "agentbox/base/unique_fd.hpp"
 
+namespace agentbox::audit {
+class Sink;
+}  // namespace agentbox::audit
+
 namespace agentbox::app {
 
 struct Retention {
@@ -36,6 +40,11 @@ struct Pruned {
 // (a session between mkdir and flock). Only names of the session-id form are considered.
 Pruned prune_sessions(const std::string& root, const std::string& current, const Retention& r,
                       std::time_t now);
+
+// prune_sessions, then the `session.prune` audit event and a warning for what could not be
+// removed.
+void prune_and_report(const std::string& root, const std::string& current, const Retention& r,
+                      std::time_t now, audit::Sink& sink);
 
 // The start time encoded in a session id, or -1 when `name` is not one.
 [[nodiscard]] std::time_t session_start(const std::string& name);

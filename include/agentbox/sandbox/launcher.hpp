@@ -30,6 +30,7 @@
 #include <sys/types.h>
 #include <termios.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -82,6 +83,10 @@ struct LaunchSpec {
   // writer change an autogroup once per 100 ms machine-wide, so init retries (for up to a second)
   // without holding up the program's start.
   int autogroup_nice = -1;
+  // Run once in the supervisor as soon as the clone was tried (whether it worked or not), while
+  // init builds the box and the supervisor would only wait for it: work that need not come
+  // before the box (removing old session folders, which can wait on the filesystem's journal).
+  std::function<void()> after_clone;
 };
 
 // What init saw of the processes it reaped (the program and orphans; not the children other

@@ -66,6 +66,21 @@ TEST(AuditChain, LinksAreTheNonceThenTheSha256OfThePreviousLine) {
   EXPECT_EQ(head, chain.head());
 }
 
+// The links are SHA-256 (FIPS 180-2's vectors, one block, two blocks, a million bytes), whatever
+// implementation Hasher uses.
+TEST(AuditChain, HasherIsSha256) {
+  Hasher h;
+  Digest d{};
+  ASSERT_TRUE(h.digest("", d));
+  EXPECT_EQ(hex(d), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  ASSERT_TRUE(h.digest("abc", d));
+  EXPECT_EQ(hex(d), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  ASSERT_TRUE(h.digest("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", d));
+  EXPECT_EQ(hex(d), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  ASSERT_TRUE(h.digest(std::string(1000000, 'a'), d));
+  EXPECT_EQ(hex(d), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
 TEST(AuditChain, NoncesDiffer) {
   auto a = Chain::start();
   auto b = Chain::start();
