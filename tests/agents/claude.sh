@@ -65,7 +65,8 @@ dialog() {  # dialog SCREEN: answers the dialog on SCREEN, prints its name; 1 wh
     return 1
   fi
 }
-quit_keys() { keys -l /exit; sleep 0.5; keys Enter; }
+quit_cmd=/exit  # what quit_keys types (lib.sh types it again when it was dropped)
+quit_keys() { keys -l "$quit_cmd"; sleep 0.5; keys Enter; }
 before_interactive() {
   # No settings.json of the user's: the profile's `persist.answers` alone must keep the
   # bypass-mode consent (the disclaimer is in dialog_re, so the second session fails on it).

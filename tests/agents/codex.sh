@@ -28,6 +28,28 @@ extra_env=("$key_env=$real")
 # The box is the sandbox: codex's own cannot start inside (profiles/codex.toml).
 headless_cmd=(codex exec --skip-git-repo-check --sandbox danger-full-access "write out.txt")
 
+# codex speaks the Responses API over a WebSocket first (the mock answers it too): the turn must
+# have gone that way, through the proxy's WebSocket relay, with its usage metered from the
+# messages.
+after_headless() {
+  grep -q '"ws": true' "$log_api" || fail "the turn did not use the WebSocket transport: $(
+    grep -o '"method": "[A-Z]*", "path": "[^"]*"' "$log_api" | sort | uniq -c)"
+  # Each turn's response.create the mock answered reported 10 input and 5 output tokens: the audit log
+  # has exactly one model.usage event per answer, with those counts.
+  local asked metered
+  asked=$(python3 -c 'import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    b = json.loads(e["body"]) if e.get("ws") else {}
+    n += b.get("type") == "response.create" and b.get("generate") is not False  # not a prewarm
+print(n)' "$log_api")
+  metered=$(grep -c '"type":"model.usage".*"input_tokens":10,"output_tokens":5,' "$(audit_log)")
+  ((asked > 0 && metered == asked)) ||
+    fail "the WebSocket turns were not metered one for one: $asked answered, $metered metered"
+  ok "the turn went over a WebSocket through the proxy; its $asked responses were metered"
+}
+
 # Interactive: codex's TUI asks how to sign in even with OPENAI_API_KEY set (its API-key choice
 # saves the placeholder in the kept ~/.codex/auth.json), and to trust the folder whatever the
 # flags. It writes that trust into ~/.codex/config.toml, which the profile never keeps (it can

@@ -161,6 +161,7 @@ headless() {
   grep -rqF "$real" "$ws" && fail "the real key is in the box's view (the workspace)"
   sent "$log_api" | grep -qF "$real" && fail "the real key is in what the box sent"
   ok "headless turn with a tool call; the API got the real key, the box a placeholder"
+  if declare -F after_headless >/dev/null; then after_headless; fi
 }
 
 hostile() {
@@ -211,13 +212,17 @@ tui_session() {
   tmux_start sh -c "$agentbox run -q --profile $profile $(net "$port_api") -- $tui_cmd; echo agent-exited-\$?; sleep 120"
 }
 quit() {
-  quit_keys
   local i
-  for ((i = 0; i < 3; i++)); do
+  for ((i = 0; i < 4; i++)); do
     # Under load the command's completion menu can take the first Enter (seen with gemini while
     # a compiler ran beside it): another Enter runs the command; after an exit it is harmless.
+    # An agent still starting up can drop what was typed (seen with codex): then type it again.
+    if ((i == 0)) || ! grep -qF -- "${quit_cmd:-/quit}" <<<"$(screen)"; then
+      quit_keys
+    else
+      keys Enter
+    fi
     wait_screen 'agent-exited-0' 20 && { tmux_stop; return 0; }
-    keys Enter
   done
   fail "$agent did not exit: $(screen)"
 }

@@ -5,11 +5,18 @@ headers, body) as JSON lines, the test's oracle outside the box.
 
   mock_api.py KIND SCENARIO CERT KEY LOG PORTFILE
   KIND: anthropic | openai | gemini | sink (answers 200 "ok" to anything, logs it)
+  openai also speaks the Responses API's WebSocket mode (codex's first choice): an upgrade of
+  GET /v1/responses, then one `response.create` text message per turn, answered by the streamed
+  events as text messages. Each message is logged with the upgrade's host and headers (the
+  connection that carried it) and "ws": true.
   SCENARIO: benign (the tool writes out.txt) | hostile (the tool reads ~/.ssh, dumps the
   environment and POSTs both to https://exfil.example/)
 """
+import base64
+import hashlib
 import http.server
 import json
+import struct
 import ssl
 import sys
 import threading
@@ -84,7 +91,7 @@ def anthropic_reply(req):
     return 200, "application/json", json.dumps(message).encode()
 
 
-def openai_reply(req):
+def openai_events(req):
     """A streamed Responses API answer (codex): a call of codex's shell tool first, the final
     message once its output came back."""
     items = req.get("input", [])
@@ -106,6 +113,13 @@ def openai_reply(req):
         call = ("shell", {"command": ["bash", "-lc", COMMAND]})
     else:
         call = None
+    if req.get("generate") is False:  # codex's prewarm: a response with nothing in it
+        resp = {"id": "resp_prewarm", "object": "response", "status": "completed",
+                "model": req.get("model", "gpt-mock"), "output": [],
+                "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}}
+        return [("response.created", {"type": "response.created",
+                                       "response": dict(resp, status="in_progress", usage=None)}),
+                ("response.completed", {"type": "response.completed", "response": resp})]
     if call and isinstance(call[1], str):
         item = {"type": "custom_tool_call", "id": "ctc_mock1", "call_id": "call_mock1",
                 "name": call[0], "input": call[1], "status": "completed"}
@@ -120,14 +134,63 @@ def openai_reply(req):
             "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15,
                       "input_tokens_details": {"cached_tokens": 0},
                       "output_tokens_details": {"reasoning_tokens": 0}}}
-    events = [("response.created", {"type": "response.created",
-                                    "response": dict(resp, status="in_progress", output=[])}),
+    started = dict(resp, status="in_progress", output=[], usage=None)  # as the real API
+    events = [("response.created", {"type": "response.created", "response": started}),
               ("response.output_item.added", {"type": "response.output_item.added",
                                               "output_index": 0, "item": item}),
               ("response.output_item.done", {"type": "response.output_item.done",
                                              "output_index": 0, "item": item}),
               ("response.completed", {"type": "response.completed", "response": resp})]
-    return 200, "text/event-stream", sse(events)
+    return events
+
+
+def openai_reply(req):
+    return 200, "text/event-stream", sse(openai_events(req))
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+MAX_MESSAGE = 64 << 20  # bounds what one message may make this mock hold
+
+
+def ws_read_message(rfile):
+    """One whole message from the client (masked frames, fragments joined; pings answered by
+    the caller): (opcode, payload), or None when the connection ends."""
+    opcode, parts = None, []
+    while True:
+        head = rfile.read(2)
+        if len(head) < 2:
+            return None
+        fin, op, masked, n = head[0] & 0x80, head[0] & 0x0F, head[1] & 0x80, head[1] & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", rfile.read(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", rfile.read(8))[0]
+        if not masked or n > MAX_MESSAGE:
+            return None  # a client's frame is always masked (RFC 6455 5.1)
+        mask = rfile.read(4)
+        data = rfile.read(n)
+        if len(data) < n:
+            return None
+        data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        if op >= 8:  # a control frame may come between fragments
+            return op, data
+        if op != 0:
+            opcode = op
+        parts.append(data)
+        if fin:
+            return opcode, b"".join(parts)
+
+
+def ws_send(wfile, opcode, payload):
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x80 | opcode, n)
+    elif n < 1 << 16:
+        head = struct.pack("!BBH", 0x80 | opcode, 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
+    wfile.write(head + payload)
+    wfile.flush()
 
 
 def gemini_reply(req, stream):
@@ -158,7 +221,50 @@ def gemini_reply(req, stream):
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    def websocket(self, host, headers):
+        """The Responses API's WebSocket mode: each `response.create` is answered with the
+        events the HTTP stream would carry, one text message each."""
+        accept = base64.b64encode(hashlib.sha1(
+            (self.headers["Sec-WebSocket-Key"] + WS_GUID).encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.close_connection = True
+        while True:
+            msg = ws_read_message(self.rfile)
+            if msg is None:
+                return
+            op, data = msg
+            if op == 8:
+                ws_send(self.wfile, 8, data[:2])
+                return
+            if op == 9:
+                ws_send(self.wfile, 10, data)
+                continue
+            if op != 1:
+                continue
+            text = data.decode("utf-8", "replace")
+            log({"method": "WS", "path": self.path, "host": host, "headers": headers,
+                 "body": text, "ws": True})
+            try:
+                req = json.loads(text)
+            except ValueError:
+                continue
+            if not isinstance(req, dict) or req.get("type") != "response.create":
+                continue  # e.g. codex's response.processed acknowledgements
+            for _, event in openai_events(req):
+                ws_send(self.wfile, 1, json.dumps(event).encode())
+
     def handle_any(self):
+        if (KIND == "openai" and self.command == "GET" and self.path.split("?")[0] ==
+                "/v1/responses" and self.headers.get("Upgrade", "").lower() == "websocket"):
+            headers = dict(self.headers.items())
+            log({"method": "GET", "path": self.path, "host": self.headers.get("Host"),
+                 "headers": headers, "body": ""})
+            self.websocket(self.headers.get("Host"), headers)
+            return
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
         log({"method": self.command, "path": self.path, "host": self.headers.get("Host"),
