@@ -8,6 +8,10 @@ function(agentbox_unity target)
       set(batch ${ARGV1})
     endif()
     set_target_properties(${target} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE ${batch})
+    # g++ takes a .cpp included by the batch for a header, and then warns that a class of that
+    # file with a member of an anonymous-namespace type (a pimpl's Impl) could be defined in two
+    # units: true of headers, not of these files.
+    target_compile_options(${target} PRIVATE $<$<CXX_COMPILER_ID:GNU>:-Wno-subobject-linkage>)
   endif()
 endfunction()
 
