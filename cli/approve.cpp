@@ -24,7 +24,7 @@ namespace {
 
 constexpr int kPollMs = 500;
 
-struct Args {
+struct ApproveArgs {
   std::string session;
   std::string qid;
   std::string answer;
@@ -156,7 +156,7 @@ int print_reply(Result<json> r, bool as_json, const Human& human) {
   return 0;
 }
 
-int run_approve(const Args& a) {
+int run_approve(const ApproveArgs& a) {
   auto session = a.session.empty() ? only_session() : Result<std::string>(a.session);
   if (!session) {
     fmt::print(stderr, "{}", std::move(session).error().context("approve").render());
@@ -179,7 +179,7 @@ int run_approve(const Args& a) {
 }  // namespace
 
 void register_approve(CLI::App& app, int& exit_code) {
-  auto a = std::make_shared<Args>();
+  auto a = std::make_shared<ApproveArgs>();
   CLI::App* sub = app.add_subcommand(
       "approve", "Answer the questions a running session holds (network.ask, --ask)");
   sub->add_option("SESSION", a->session, "The session id (default: the only running session)");

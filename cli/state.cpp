@@ -17,7 +17,7 @@ namespace agentbox::cli {
 namespace {
 
 // Agentbox's error format; 125 as for every other command-line mistake.
-int fail(const std::string& what, const std::string& hint) {
+int state_fail(const std::string& what, const std::string& hint) {
   fmt::print(stderr, "{}", base::Error::msg(what).hint(hint).render());
   return 125;
 }
@@ -35,10 +35,10 @@ std::string human(uint64_t bytes) {
   return fmt::format("{:.1f} KiB", static_cast<double>(bytes) / 1024);
 }
 
-int list(const std::string& dir) {
+int list_kept(const std::string& dir) {
   auto entries = app::list_state(dir);
   if (!entries) {
-    return fail(entries.error().message(), {});
+    return state_fail(entries.error().message(), {});
   }
   if (entries->empty()) {
     fmt::print("no agent state kept under {}/state\n", dir);
@@ -54,16 +54,16 @@ int list(const std::string& dir) {
 
 int remove(const std::string& dir, const StateArgs& a) {
   if (a.all == !a.profile.empty()) {
-    return fail("state rm: name one profile or pass --all",
-                "agentbox state rm PROFILE | agentbox state rm --all");
+    return state_fail("state rm: name one profile or pass --all",
+                      "agentbox state rm PROFILE | agentbox state rm --all");
   }
   auto n = app::remove_state(dir, a.profile);
   if (!n) {
-    return fail(fmt::format("state rm: {}", n.error().message()), {});
+    return state_fail(fmt::format("state rm: {}", n.error().message()), {});
   }
   if (*n == 0 && !a.all) {
-    return fail(fmt::format("state rm: no state kept for profile `{}`", a.profile),
-                "`agentbox state list` shows what is kept");
+    return state_fail(fmt::format("state rm: no state kept for profile `{}`", a.profile),
+                      "`agentbox state list` shows what is kept");
   }
   fmt::print("removed the state of {} workspace{}{}\n", *n, *n == 1 ? "" : "s",
              a.all ? "" : fmt::format(" of profile `{}`", a.profile));
@@ -98,10 +98,11 @@ void register_state(CLI::App& app, int& exit_code) {
   sub->callback([&exit_code, args] {
     const std::string dir = user_state_dir();
     if (args->action == "list" && (args->all || !args->profile.empty())) {
-      exit_code = fail("state list takes no profile or --all", "agentbox state rm PROFILE|--all");
+      exit_code =
+          state_fail("state list takes no profile or --all", "agentbox state rm PROFILE|--all");
       return;
     }
-    exit_code = args->action == "list" ? list(dir) : remove(dir, *args);
+    exit_code = args->action == "list" ? list_kept(dir) : remove(dir, *args);
   });
 }
 

@@ -15,7 +15,7 @@ namespace agentbox::app {
 
 namespace {
 
-bool exists(const char* path) {
+bool present(const char* path) {
   return ::access(path, F_OK) == 0;
 }
 
@@ -44,13 +44,13 @@ ContainerEngine container_engine() {
   // Kubernetes first: a pod also runs under containerd, CRI-O or docker, but the fix is named in
   // the pod spec, not in the runtime's flags.
   if (std::getenv("KUBERNETES_SERVICE_HOST") != nullptr ||
-      exists("/var/run/secrets/kubernetes.io/serviceaccount")) {
+      present("/var/run/secrets/kubernetes.io/serviceaccount")) {
     return ContainerEngine::kKubernetes;
   }
-  if (exists("/run/.containerenv")) {
+  if (present("/run/.containerenv")) {
     return ContainerEngine::kPodman;
   }
-  if (exists("/.dockerenv")) {
+  if (present("/.dockerenv")) {
     return ContainerEngine::kDocker;
   }
   std::string var = pid1_container_var();

@@ -10,7 +10,7 @@
 //      pnpm: its parent has a package.json, or the path goes through .pnpm), VOLTA_HOME for a
 //      volta shim, else the file alone. Never HOME or one of its ancestors.
 //   4. Read its `#!` line: `env NAME` resolves NAME on the caller's PATH (its directory joins the
-//      box's PATH), an absolute interpreter is followed the same way; at most kMaxDepth levels.
+//      box's PATH), an absolute interpreter is followed the same way; at most kShebangDepth levels.
 #include "agentbox/app/program_install.hpp"
 
 #include <fcntl.h>
@@ -33,8 +33,8 @@ namespace {
 
 namespace sb = sandbox;
 
-constexpr int kMaxHops = 40;  // as the kernel's MAXSYMLINKS
-constexpr int kMaxDepth = 3;  // program -> its interpreter -> that one's interpreter
+constexpr int kMaxHops = 40;      // as the kernel's MAXSYMLINKS
+constexpr int kShebangDepth = 3;  // program -> its interpreter -> that one's interpreter
 constexpr size_t kShebangMax = 256;
 
 std::string realpath_of(const std::string& path) {
@@ -45,7 +45,7 @@ std::string realpath_of(const std::string& path) {
   return buf;
 }
 
-std::string dir_of(const std::string& path) {
+std::string dirname_of(const std::string& path) {
   size_t slash = path.rfind('/');
   return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
 }
@@ -54,7 +54,7 @@ std::string base_of(const std::string& path) {
   return path.substr(path.rfind('/') + 1);
 }
 
-std::vector<std::string> split(const std::string& s, const char* seps) {
+std::vector<std::string> split_any(const std::string& s, const char* seps) {
   std::vector<std::string> out;
   size_t i = 0;
   while (i <= s.size()) {
@@ -83,7 +83,7 @@ struct Found {
 // As execvp: the first entry holding an executable regular file. Relative entries (the current
 // directory) are skipped: the box's cwd is not the caller's idea of them.
 std::optional<Found> find_on_path(const std::string& name, const std::string& path_var) {
-  for (const auto& dir : split(path_var, ":")) {
+  for (const auto& dir : split_any(path_var, ":")) {
     if (dir[0] != '/') {
       continue;
     }
@@ -111,7 +111,7 @@ Shebang read_shebang(const std::string& file) {
   }
   std::string line(buf + 2, static_cast<size_t>(n) - 2);
   line = line.substr(0, line.find('\n'));
-  std::vector<std::string> words = split(line, " \t\r");
+  std::vector<std::string> words = split_any(line, " \t\r");
   if (words.empty() || words[0][0] != '/') {
     return {};
   }
@@ -135,7 +135,7 @@ class Resolver {
  public:
   Resolver(const std::map<std::string, std::string>& env, std::vector<std::string> visible,
            const std::string& default_path)
-      : visible_(std::move(visible)), default_dirs_(split(default_path, ":")) {
+      : visible_(std::move(visible)), default_dirs_(split_any(default_path, ":")) {
     auto p = env.find("PATH");
     path_var_ = p == env.end() ? std::string() : p->second;
     auto h = env.find("HOME");
@@ -182,7 +182,7 @@ class Resolver {
   // Follows `path` link by link; returns the real regular file ("" when it is none).
   std::string follow(std::string path, std::string& chain) {
     for (int hop = 0; hop < kMaxHops; ++hop) {
-      std::string dir = realpath_of(dir_of(path));
+      std::string dir = realpath_of(dirname_of(path));
       if (dir.empty()) {
         return {};
       }
@@ -213,16 +213,16 @@ class Resolver {
   std::string installation_of(const std::string& real) {
     std::string dir = real;
     if (base_of(real) == "volta-shim") {
-      dir = dir_of(dir_of(real));  // VOLTA_HOME/bin/volta-shim
+      dir = dirname_of(dirname_of(real));  // VOLTA_HOME/bin/volta-shim
       out_.pass_env.emplace_back("VOLTA_HOME");
     } else if (size_t pnpm = real.find("/node_modules/.pnpm/"); pnpm != std::string::npos) {
       dir = real.substr(0, pnpm + 13);
     } else if (size_t nm = real.rfind("/node_modules/"); nm != std::string::npos) {
       std::string modules = real.substr(0, nm + 13);
-      std::vector<std::string> rest = split(real.substr(nm + 14), "/");
+      std::vector<std::string> rest = split_any(real.substr(nm + 14), "/");
       size_t parts = !rest.empty() && rest[0][0] == '@' ? 2 : 1;
       struct stat st {};
-      if (::stat(fmt::format("{}/package.json", dir_of(modules)).c_str(), &st) == 0) {
+      if (::stat(fmt::format("{}/package.json", dirname_of(modules)).c_str(), &st) == 0) {
         dir = modules;  // a project-style install: dependencies hoisted beside the package
       } else if (rest.size() > parts) {
         dir = modules;
@@ -252,7 +252,7 @@ class Resolver {
     if (!seen) {
       out_.shown.push_back(installation_of(real));
     }
-    if (depth + 1 >= kMaxDepth) {
+    if (depth + 1 >= kShebangDepth) {
       return;
     }
     Shebang sh = read_shebang(real);

@@ -33,7 +33,7 @@ std::string review_root(const std::string& state_dir) {
 
 namespace {
 
-constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+constexpr int kOpenDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 
 Result<Review> read_review(const std::string& root, const std::string& id) {
   Review r{.id = id, .root = root, .upper = root + "/upper", .work = root + "/work"};
@@ -283,8 +283,8 @@ class Scanner {
   }
 
   void dir(Change& c, int upper, int lower, const char* name) {
-    UniqueFd u(::openat(upper, name, kDirFlags));
-    UniqueFd l(lower >= 0 ? ::openat(lower, name, kDirFlags) : -1);
+    UniqueFd u(::openat(upper, name, kOpenDirFlags));
+    UniqueFd l(lower >= 0 ? ::openat(lower, name, kOpenDirFlags) : -1);
     std::array<char, 8> v{};
     ssize_t n = u ? ::fgetxattr(u.get(), "user.overlay.opaque", v.data(), v.size()) : -1;
     c.opaque = n == 1 && v[0] == 'y';
@@ -304,8 +304,8 @@ class Scanner {
 
 // An added file with the bytes of a deleted one (same size first) was most likely renamed.
 void find_renames(const Review& r, std::vector<Change>& changes) {
-  UniqueFd up(::open(r.upper.c_str(), kDirFlags));
-  UniqueFd low(::open(r.workspace.c_str(), kDirFlags));
+  UniqueFd up(::open(r.upper.c_str(), kOpenDirFlags));
+  UniqueFd low(::open(r.workspace.c_str(), kOpenDirFlags));
   size_t budget = 4096;  // content comparisons, so a pathological session stays quick
   for (auto& a : changes) {
     if (a.kind != ChangeKind::kAdded || a.type != EntryType::kFile || a.size == 0) {
@@ -356,11 +356,11 @@ bool link_escapes(const Change& c, const std::string& workspace) {
 }  // namespace
 
 Result<std::vector<Change>> scan(const Review& r) {
-  auto up = base::open_fd(r.upper, kDirFlags);
+  auto up = base::open_fd(r.upper, kOpenDirFlags);
   if (!up) {
     return std::move(up).error().context(fmt::format("review session `{}`", r.id));
   }
-  UniqueFd low(::open(r.workspace.c_str(), kDirFlags));
+  UniqueFd low(::open(r.workspace.c_str(), kOpenDirFlags));
   std::vector<Change> out;
   Scanner(out).walk(up->get(), low ? low.get() : -1, "", false);
   find_renames(r, out);

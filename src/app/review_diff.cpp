@@ -23,7 +23,7 @@ using base::Error;
 namespace {
 
 // git's rule: a NUL byte in the first 8000 bytes makes a file binary.
-bool binary(const std::string& path) {
+bool binary_file(const std::string& path) {
   base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) {
     return false;
@@ -75,7 +75,7 @@ base::Status one(const Review& r, const Change& c) {
   if (!c.renamed_from.empty()) {
     fmt::print("# {}\n", describe(c));
   }
-  if (binary(old_path) || binary(new_path)) {
+  if (binary_file(old_path) || binary_file(new_path)) {
     fmt::print("Binary files a/{0} and b/{0} differ ({1} -> {2} bytes)\n", shown(c.path),
                c.old_size, c.size);
     return {};

@@ -43,7 +43,7 @@ base::Status mkdir_p(const std::string& path, mode_t mode) {
 enum class LockState { kNone, kHeld, kFree };
 
 // kFree leaves the lock taken in `fd` until the caller closes it.
-LockState try_lock(const std::string& dir, base::UniqueFd& fd) {
+LockState try_lock_dir(const std::string& dir, base::UniqueFd& fd) {
   int raw = ::open((dir + "/lock").c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
   if (raw < 0) {
     return LockState::kNone;
@@ -130,7 +130,7 @@ Pruned prune_sessions(const std::string& root, const std::string& current, const
     }
     std::string path = root + "/" + name;
     base::UniqueFd lock;
-    switch (try_lock(path, lock)) {
+    switch (try_lock_dir(path, lock)) {
       case LockState::kHeld:
         ++out.running;
         continue;

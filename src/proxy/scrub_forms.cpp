@@ -162,7 +162,7 @@ Match match_at(std::string_view buf, size_t s, std::string_view secret, std::vec
   return Match::kYes;
 }
 
-bool lower_hex(const char* p, size_t n) {
+bool lower_hex_at(const char* p, size_t n) {
   return std::any_of(p, p + n, [](char c) { return c >= 'a' && c <= 'f'; });
 }
 
@@ -191,7 +191,7 @@ void replace_units(std::span<char> buf, size_t s, std::string_view repl,
   bool lower = false;
   for (auto at = static_cast<uint32_t>(last); at != Node::kNone; at = nodes[at].parent) {
     const Node& n = nodes[at];
-    lower = lower || (n.kind != UnitKind::kRaw && lower_hex(start(n) + 1, n.len - 1));
+    lower = lower || (n.kind != UnitKind::kRaw && lower_hex_at(start(n) + 1, n.len - 1));
   }
   auto at = static_cast<uint32_t>(last);
   for (size_t i = repl.size(); i-- > 0;) {

@@ -16,7 +16,7 @@ using detail::ByteReader;
 constexpr uint8_t kRecordHandshake = 22;
 constexpr uint8_t kHandshakeClientHello = 1;
 constexpr size_t kRecordHeader = 5;
-constexpr size_t kMaxRecord = 1u << 14;  // RFC 8446 5.1: TLSPlaintext.length <= 2^14
+constexpr size_t kMaxPlaintext = 1u << 14;  // RFC 8446 5.1: TLSPlaintext.length <= 2^14
 // Real clients send one record; a handful covers any split. Bounds the re-parse work too.
 constexpr size_t kMaxRecords = 8;
 constexpr uint16_t kExtServerName = 0;
@@ -188,7 +188,7 @@ HelloResult parse_client_hello(std::span<const std::byte> stream, size_t max_hel
     if (*type != kRecordHandshake || (*version >> 8) != 3 || (*version & 0xff) > 4) {
       return fail(HelloStatus::kMalformed, "unexpected record type or version inside ClientHello");
     }
-    if (*length == 0 || *length > kMaxRecord) {
+    if (*length == 0 || *length > kMaxPlaintext) {
       return fail(HelloStatus::kMalformed, "record length 0 or over 2^14");
     }
     auto fragment = rec.bytes(*length);

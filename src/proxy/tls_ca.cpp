@@ -36,7 +36,7 @@ namespace {
 
 constexpr size_t kMaxCachedLeaves = 4096;
 
-base::Error ssl_error(std::string_view op) {
+base::Error ca_ssl_error(std::string_view op) {
   std::string what(op);
   if (auto detail = ossl::drain_errors(); !detail.empty()) {
     what += ": " + detail;
@@ -50,7 +50,7 @@ base::Result<ossl::PkeyPtr> make_p256_key() {
   if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 ||
       EVP_PKEY_CTX_set_group_name(ctx.get(), "P-256") != 1 ||
       EVP_PKEY_generate(ctx.get(), &raw) != 1) {
-    return ssl_error("generating a P-256 key");
+    return ca_ssl_error("generating a P-256 key");
   }
   return ossl::PkeyPtr(raw);
 }
@@ -136,7 +136,7 @@ base::Result<SessionCa> SessionCa::create(const CaOptions& options) {
       !add_ext(x, x, NID_authority_key_identifier, "keyid:always") ||
       !add_ext(x, x, NID_name_constraints, constraints) ||
       X509_sign(x, ca.key_.get(), EVP_sha256()) == 0) {
-    return ssl_error("making the session CA certificate");
+    return ca_ssl_error("making the session CA certificate");
   }
   return ca;
 }
@@ -185,7 +185,7 @@ base::Result<std::shared_ptr<const Leaf>> SessionCa::mint_unchecked(std::string_
       !add_ext(x, cert_.get(), NID_subject_key_identifier, "hash") ||
       !add_ext(x, cert_.get(), NID_authority_key_identifier, "keyid:always") ||
       X509_sign(x, key_.get(), EVP_sha256()) == 0) {
-    return ssl_error("minting a leaf certificate for `" + *canon + "`");
+    return ca_ssl_error("minting a leaf certificate for `" + *canon + "`");
   }
   EVP_PKEY_up_ref(leaf_key_.get());
   leaf->key.reset(leaf_key_.get());

@@ -37,7 +37,7 @@ using P7Ptr = std::unique_ptr<PKCS7, ossl::Deleter<PKCS7, PKCS7_free>>;
 using P12Ptr = std::unique_ptr<PKCS12, ossl::Deleter<PKCS12, PKCS12_free>>;
 using ObjPtr = std::unique_ptr<ASN1_OBJECT, ossl::Deleter<ASN1_OBJECT, ASN1_OBJECT_free>>;
 
-base::Error ssl_error(std::string what) {
+base::Error store_ssl_error(std::string what) {
   if (auto detail = ossl::drain_errors(); !detail.empty()) {
     what = fmt::format("{}: {}", what, detail);
   }
@@ -141,7 +141,7 @@ base::Result<std::string> pack_bags(STACK_OF(PKCS12_SAFEBAG) * raw_bags) {
   unsigned char* der = nullptr;
   const int n = p7 ? i2d_PKCS7(p7.get(), &der) : 0;
   if (n <= 0) {
-    return ssl_error("packing the PKCS#12 truststore");
+    return store_ssl_error("packing the PKCS#12 truststore");
   }
   std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(n));
   OPENSSL_free(der);
@@ -162,7 +162,7 @@ base::Result<std::vector<ossl::X509Ptr>> parse_pem_certs(std::string_view text,
                                                          const std::string& path) {
   ossl::BioPtr bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
   if (!bio) {
-    return ssl_error("BIO_new_mem_buf");
+    return store_ssl_error("BIO_new_mem_buf");
   }
   std::vector<ossl::X509Ptr> out;
   while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
@@ -212,14 +212,14 @@ base::Result<std::string> trusted_bags(const std::vector<X509*>& certs,
                                        std::string_view alias_prefix) {
   ObjPtr any_eku(OBJ_txt2obj(kAnyExtendedKeyUsage, 1));
   if (!any_eku) {
-    return ssl_error("OBJ_txt2obj");
+    return store_ssl_error("OBJ_txt2obj");
   }
   STACK_OF(PKCS12_SAFEBAG)* bags = nullptr;
   for (size_t i = 0; i < certs.size(); ++i) {
     if (!add_trusted_bag(&bags, PKCS12_SAFEBAG_create_cert(certs[i]),
                          fmt::format("{}{}", alias_prefix, i), any_eku.get())) {
       BagsPtr free_bags(bags);
-      return ssl_error("adding a certificate to the PKCS#12 truststore");
+      return store_ssl_error("adding a certificate to the PKCS#12 truststore");
     }
   }
   return pack_bags(bags);
@@ -229,7 +229,7 @@ base::Result<std::string> trusted_bags_pem(std::string_view pem, std::string_vie
                                            const std::string& path) {
   ObjPtr any_eku(OBJ_txt2obj(kAnyExtendedKeyUsage, 1));
   if (!any_eku) {
-    return ssl_error("OBJ_txt2obj");
+    return store_ssl_error("OBJ_txt2obj");
   }
   const auto ders = pem_cert_ders(pem);
   if (ders.empty()) {
@@ -241,7 +241,7 @@ base::Result<std::string> trusted_bags_pem(std::string_view pem, std::string_vie
     if (!add_trusted_bag(&bags, cert_bag_from_der(ders[i]), fmt::format("{}{}", alias_prefix, i),
                          any_eku.get())) {
       BagsPtr free_bags(bags);
-      return ssl_error("adding a certificate to the PKCS#12 truststore");
+      return store_ssl_error("adding a certificate to the PKCS#12 truststore");
     }
   }
   return pack_bags(bags);
@@ -250,7 +250,7 @@ base::Result<std::string> trusted_bags_pem(std::string_view pem, std::string_vie
 base::Result<std::string> pkcs12_from_bags(const std::vector<std::string>& parts) {
   SafesPtr safes(sk_PKCS7_new_null());
   if (!safes) {
-    return ssl_error("packing the PKCS#12 truststore");
+    return store_ssl_error("packing the PKCS#12 truststore");
   }
   for (const auto& part : parts) {
     const auto* p = reinterpret_cast<const unsigned char*>(part.data());
@@ -259,19 +259,19 @@ base::Result<std::string> pkcs12_from_bags(const std::vector<std::string>& parts
     if (!p7 || PKCS7_type_is_data(p7.get()) == 0 ||
         p != reinterpret_cast<const unsigned char*>(part.data()) + part.size() ||
         sk_PKCS7_push(safes.get(), p7.get()) == 0) {
-      return ssl_error("packing the PKCS#12 truststore");
+      return store_ssl_error("packing the PKCS#12 truststore");
     }
     (void)p7.release();  // owned by safes
   }
   P12Ptr p12(PKCS12_add_safes(safes.get(), 0));
   if (!p12 || PKCS12_set_mac(p12.get(), kJdkStorePassword, -1, nullptr, 0, PKCS12_DEFAULT_ITER,
                              EVP_sha256()) != 1) {
-    return ssl_error("making the PKCS#12 truststore");
+    return store_ssl_error("making the PKCS#12 truststore");
   }
   unsigned char* der = nullptr;
   const int n = i2d_PKCS12(p12.get(), &der);
   if (n <= 0) {
-    return ssl_error("encoding the PKCS#12 truststore");
+    return store_ssl_error("encoding the PKCS#12 truststore");
   }
   std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(n));
   OPENSSL_free(der);

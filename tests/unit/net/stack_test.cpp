@@ -10,7 +10,7 @@
 namespace agentbox::net {
 namespace {
 
-const Ip4 kBox = ip4(10, 0, 2, 100);
+const Ip4 kStackBox = ip4(10, 0, 2, 100);
 const Mac kBoxMac = {0x02, 0, 0, 0, 0, 0x01};
 const Mac kGwMac = {0x52, 0x55, 0x0a, 0x00, 0x02, 0x02};
 
@@ -66,7 +66,7 @@ std::vector<std::byte> arp_request(Ip4 target) {
   u16(1);
   for (auto b : kBoxMac)
     u8(b);
-  u32(kBox);
+  u32(kStackBox);
   for (int i = 0; i < 6; ++i)
     u8(0);
   u32(target);
@@ -110,7 +110,7 @@ std::vector<std::byte> icmp_echo_frame(Ip4 dst) {
   // Build an echo *reply* with our builder and turn it into a request (type 8, fixed checksum).
   std::vector<std::byte> f;
   std::string payload = "ping";
-  build_icmp_echo_reply(f, L2{.src = kBoxMac, .dst = kGwMac}, kBox, dst, 7, 1,
+  build_icmp_echo_reply(f, L2{.src = kBoxMac, .dst = kGwMac}, kStackBox, dst, 7, 1,
                         Bytes(reinterpret_cast<const std::byte*>(payload.data()), 4));
   size_t icmp = kEthHeader + kIpv4Header;
   f[icmp] = std::byte{8};
@@ -141,7 +141,7 @@ TEST_F(StackTest, PingTheGatewayOnlyAndDropTheRest) {
 
 std::vector<std::byte> udp_frame(Ip4 dst, uint16_t dport, const std::vector<std::byte>& payload) {
   std::vector<std::byte> f;
-  build_udp(f, L2{.src = kBoxMac, .dst = kGwMac}, kBox, dst, 33333, dport, payload);
+  build_udp(f, L2{.src = kBoxMac, .dst = kGwMac}, kStackBox, dst, 33333, dport, payload);
   return f;
 }
 

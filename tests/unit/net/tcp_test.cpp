@@ -20,10 +20,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const Ip4 kBox = ip4(10, 0, 2, 100);
-const Mac kBoxMac = {0x02, 0, 0, 0, 0, 0x01};
+const Ip4 kTcpBox = ip4(10, 0, 2, 100);
+const Mac kTcpBoxMac = {0x02, 0, 0, 0, 0, 0x01};
 
-struct CaptureTap : FrameSink {
+struct CaptureSink : FrameSink {
   std::vector<std::vector<std::byte>> frames;
   void send_frame(Bytes f) override { frames.emplace_back(f.begin(), f.end()); }
 };
@@ -136,7 +136,7 @@ class TcpTest : public ::testing::TestWithParam<bool> {
   void box_send(uint8_t flags, uint32_t seq, uint32_t ack, std::string_view data = {},
                 uint16_t window = 0xffff, uint16_t dport = 443, bool syn_opts = false) {
     TcpOut t;
-    t.src = kBox;
+    t.src = kTcpBox;
     t.dst = dst_;
     t.sport = sport_;
     t.dport = dport;
@@ -149,7 +149,7 @@ class TcpTest : public ::testing::TestWithParam<bool> {
       t.wscale = 0;  // window scale offered, factor 1: windows stay exact in tests
     }
     std::vector<std::byte> f;
-    build_tcp(f, L2{.src = kBoxMac, .dst = {}}, t,
+    build_tcp(f, L2{.src = kTcpBoxMac, .dst = {}}, t,
               Bytes(reinterpret_cast<const std::byte*>(data.data()), data.size()));
     stack_->on_frame(f, now_);
   }
@@ -174,7 +174,7 @@ class TcpTest : public ::testing::TestWithParam<bool> {
       EXPECT_TRUE(e);
       auto ip = parse_ipv4(e->payload);
       EXPECT_TRUE(ip);
-      EXPECT_EQ(ip->dst, kBox);
+      EXPECT_EQ(ip->dst, kTcpBox);
       auto t = parse_tcp(ip->payload, ip->src, ip->dst);
       EXPECT_TRUE(t);
       if (!t) {
@@ -220,7 +220,7 @@ class TcpTest : public ::testing::TestWithParam<bool> {
   FlowHandler* handler_ = &pair_;
   std::optional<EpollPoller> poller_;
   policy::EgressPolicy policy_;
-  CaptureTap tap_;
+  CaptureSink tap_;
   audit::MemorySink audit_;
   std::optional<Stack> stack_;
   Ip4 dst_ = 0;
@@ -256,7 +256,7 @@ TEST_P(TcpTest, HandshakeGivesHandlerTheFlowInfo) {
   EXPECT_EQ(fi.name, "example.com");
   EXPECT_EQ(fi.orig_port, 443);
   EXPECT_EQ(fi.synthetic_dst, dst_);
-  EXPECT_EQ(fi.box_src, (Endpoint{kBox, 40000}));
+  EXPECT_EQ(fi.box_src, (Endpoint{kTcpBox, 40000}));
   EXPECT_EQ(fi.rule, "example.com");
   EXPECT_FALSE(fi.literal);
   EXPECT_EQ(stack_->tcp().flow_count(), 1u);
@@ -730,7 +730,7 @@ TEST_P(TcpTest, UnknownFlowSegmentsGetRst) {
 TEST_P(TcpTest, TruncatedFramesNeverReachTheTranslator) {
   uint32_t hs = handshake();
   TcpOut t;
-  t.src = kBox;
+  t.src = kTcpBox;
   t.dst = dst_;
   t.sport = sport_;
   t.dport = 443;
@@ -740,7 +740,7 @@ TEST_P(TcpTest, TruncatedFramesNeverReachTheTranslator) {
   t.window = 0xffff;
   std::vector<std::byte> f;
   std::string payload = "payload";
-  build_tcp(f, L2{.src = kBoxMac, .dst = {}}, t,
+  build_tcp(f, L2{.src = kTcpBoxMac, .dst = {}}, t,
             Bytes(reinterpret_cast<const std::byte*>(payload.data()), payload.size()));
   for (size_t n = 0; n < f.size(); ++n) {
     stack_->on_frame(Bytes(f.data(), n), now_);
