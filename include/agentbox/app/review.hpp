@@ -67,7 +67,9 @@ struct Change {
   uint64_t old_size = 0;              // size in the real workspace (kAdded: 0)
   mode_t mode = 0;                    // new permission bits
   mode_t old_mode = 0;
-  std::string link;          // kSymlink: the link text
+  nlink_t nlink = 0;  // the upper entry's links and owner (apply moves a file in only when it
+  uid_t uid = 0;      // has one link and is the caller's)
+  std::string link;   // kSymlink: the link text
   std::string renamed_from;  // an added file whose bytes equal a deleted one's
   bool opaque = false;       // a directory the box removed and made anew (lower hidden)
   std::string danger;        // why it is dangerous; empty when it is not
