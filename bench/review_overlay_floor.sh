@@ -41,20 +41,9 @@ int main(int argc, char** argv) {  /* lstat every path on stdin argv[1] times: C
 }
 C
 cc -O2 -o "$tmp/lstat" "$tmp/lstat.c"
-repo="$tmp/repo"
-mkdir -p "$repo"
-(
-  cd "$repo"
-  for ((d = 0; d < 50; d++)); do
-    mkdir -p "src/mod$d"
-    for ((f = 0; f < 100; f++)); do echo "module $d file $f" >"src/mod$d/f$f.txt"; done
-  done
-  git init -q .
-  git -c user.name=bench -c user.email=bench@localhost add -A
-  git -c user.name=bench -c user.email=bench@localhost commit -qm "5,000 files"
-  echo change >>src/mod7/f7.txt
-  git ls-files | sed 's|^|./|' >"$tmp/files"
-)
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/workloads.sh"  # the git workload's repository: $git_dir
+git -C "$git_dir" ls-files | sed 's|^|./|' >"$tmp/files"
 
 # One variant inside its own namespaces: prints "GIT_CPU_MS LSTAT_NS".
 cat >"$tmp/one.sh" <<'SH'
