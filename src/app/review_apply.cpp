@@ -1,4 +1,5 @@
-// Review mode: `agentbox apply` (per file: temp + rename) and `agentbox discard`.
+// Review mode: `agentbox apply` (per file: the upper file moved in, or temp + rename) and `agentbox
+// discard`.
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/core.h>

@@ -10,8 +10,8 @@
 //      directories = user.overlay.opaque "y") against the real workspace and lists the changes,
 //      each classified (added, modified, deleted, mode, symlink) and flagged when dangerous.
 //   3. apply(): per change, refuses one whose real file changed since the start (ctime) unless
-//      forced, applies dangerous ones only when named, moves the upper file in (exchanged with
-//      the old one, which is kept under replaced/) or writes temp + rename, and drops what it
+//      forced, applies dangerous ones only when named, moves the upper file in (renamed over
+//      the old one, which stays linked under replaced/) or writes temp + rename, and drops what it
 //      applied from the upper directory. discard() removes the session's directory.
 //   4. Commits made by the box's git: app/review_git.hpp (apply --refs).
 #pragma once
