@@ -1,7 +1,8 @@
 #!/bin/sh
 # Review mode at scale (docs/REVIEW.md): a `run --review` session rewrites N files (default
 # 10,000), then `agentbox diff --stat` and `agentbox apply` of it are timed; ROUNDS fresh sessions
-# (default 3), each line one round. Issue 18 asks for each <= 1 s. No assertion: a figure.
+# (default 3), each line one round, wall time and CPU time (user+sys). Issue 18 asks for each
+# <= 1 s. No assertion: a figure.
 # With AGENTBOX_BASE (another build, e.g. main's), each round times both on sessions of their
 # own, interleaved (the order alternates by round), for a paired before/after.
 #   AGENTBOX=build/cli/agentbox N=10000 ROUNDS=3 bench/review.sh
@@ -16,6 +17,10 @@ trap 'rm -rf "$ROOT"' EXIT
 export HOME="$ROOT" XDG_STATE_HOME="$ROOT/state"
 
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+# CPU (user+sys, ms) of the command a subshell ran before `times > $ROOT/times` (its children's
+# line): wall time on a loaded machine is mostly waiting for a CPU, so both are printed.
+cpu() { tail -n 1 "$ROOT/times" | awk '{ gsub(/s/, "", $1); gsub(/s/, "", $2); split($1, u, "m")
+  split($2, s, "m"); printf "%d", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1000 }'; }
 
 # one LABEL BINARY: a fresh session (made by BINARY) and its diff --stat and apply, timed.
 one() {
@@ -27,13 +32,17 @@ one() {
   id=$(ls "$ROOT/state/agentbox/review")
   sync  # the session's writes on disk before the clock starts, for both builds alike
   t=$(date +%s%N)
-  lines=$("$2" diff --stat "$id" | wc -l)
+  ("$2" diff --stat "$id" > "$ROOT/stat"; times > "$ROOT/times")
   stat_ms=$(ms "$t")
+  stat_cpu=$(cpu)
+  lines=$(wc -l < "$ROOT/stat")
   t=$(date +%s%N)
-  "$2" apply "$id" > /dev/null
+  ("$2" apply "$id" > /dev/null; times > "$ROOT/times")
   apply_ms=$(ms "$t")
+  apply_cpu=$(cpu)
   grep -q more "$ROOT/ws/src/f$N.txt"
-  echo "round $round $1: diff --stat ${stat_ms} ms ($lines changes), apply ${apply_ms} ms;" \
+  echo "round $round $1: diff --stat ${stat_ms} ms (CPU ${stat_cpu} ms, $lines changes)," \
+    "apply ${apply_ms} ms (CPU ${apply_cpu} ms);" \
     "load $(cut -d' ' -f1 /proc/loadavg)"
 }
 

@@ -256,7 +256,9 @@ class Scanner {
              .size = uint64_t(ust.st_size),
              .old_size = has_lower ? uint64_t(lst.st_size) : 0,
              .mode = mode_t(ust.st_mode & 07777),
-             .old_mode = has_lower ? mode_t(lst.st_mode & 07777) : 0};
+             .old_mode = has_lower ? mode_t(lst.st_mode & 07777) : 0,
+             .nlink = ust.st_nlink,
+             .uid = ust.st_uid};
     if (has_lower && (ust.st_mode & S_IFMT) != (lst.st_mode & S_IFMT)) {
       deleted(rel, lst);  // a file became a directory, or the reverse
       has_lower = false;

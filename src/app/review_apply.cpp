@@ -1,4 +1,5 @@
-// Review mode: `agentbox apply` (per file: temp + rename) and `agentbox discard`.
+// Review mode: `agentbox apply` (per file: the upper file moved in, or temp + rename) and `agentbox
+// discard`.
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/core.h>
@@ -146,47 +147,81 @@ class DirCache {
   UniqueFd fd_;
 };
 
-// Moves the upper file itself into place (`src`, open on it): one rename, no copy, no
-// temporary, and the upper entry leaves in the same step, where a copy costs a new file and the
-// removal of the upper one. Over an existing file the two are exchanged (atomic, as a rename
-// over it) and the replaced file is kept, moved to `keep` (the review's `replaced/` tree): so no
-// inode is freed during the apply (on a loaded ext4 each free waits on the journal for
-// milliseconds, most of an apply's time: docs/BENCHMARKS.md), and the old bytes stay until
-// `discard`. Only a file that is then the same as a copy would be: a single link, owned by the
-// caller, no extended attribute but overlayfs' own (removed), mode bits only, the time stamped
-// now (a build must see it as new). false: nothing moved, copy it instead.
-bool move_into(int src, int up_parent, int parent, const std::string& name, mode_t mode,
-               const struct stat* real, int keep) {
-  struct stat st {};
-  if (::fstat(src, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
-      st.st_uid != ::geteuid() || (real != nullptr && S_ISDIR(real->st_mode))) {
-    return false;
-  }
+// linux/xattr syscalls by directory and name (Linux 6.13; glibc 2.36 has no wrapper): a file's
+// extended attributes without opening it (an open, fstat and close per file saved). The numbers
+// are the same on every architecture (the generic table).
+constexpr long kListxattrat = 465;
+constexpr long kRemovexattrat = 466;
+
+// Removes overlayfs' own attributes (user.overlay.*; a copy-up leaves user.overlay.origin) from
+// `name` in `dir`; false when it has any other one (a copy would not carry it) or on an error.
+bool strip_overlay_xattrs(int dir, const char* name) {
   std::array<char, 4096> names{};
-  ssize_t n = ::flistxattr(src, names.data(), names.size());
-  if (n < 0 && errno != ENOTSUP) {
+  ssize_t n = ::syscall(kListxattrat, dir, name, AT_SYMLINK_NOFOLLOW, names.data(), names.size());
+  bool by_name = n >= 0 || (errno != ENOSYS && errno != ENOTSUP);
+  UniqueFd fd;
+  if (!by_name) {  // an older kernel: through a descriptor
+    fd = UniqueFd(::openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    n = fd ? ::flistxattr(fd.get(), names.data(), names.size()) : -1;
+    if (n < 0 && fd && errno == ENOTSUP) {
+      return true;
+    }
+  }
+  if (n < 0) {
     return false;
   }
   for (ssize_t i = 0; i < n;) {
     const char* x = names.data() + i;
-    if (std::strncmp(x, "user.overlay.", 13) != 0 || ::fremovexattr(src, x) != 0) {
+    if (std::strncmp(x, "user.overlay.", 13) != 0 ||
+        (by_name ? ::syscall(kRemovexattrat, dir, name, AT_SYMLINK_NOFOLLOW, x)
+                 : ::fremovexattr(fd.get(), x)) != 0) {
       return false;
     }
     i += ssize_t(std::strlen(x)) + 1;
   }
-  if (((st.st_mode & 07777) != (mode & 0777) && ::fchmod(src, mode & 0777) != 0) ||
-      ::futimens(src, nullptr) != 0) {
+  return true;
+}
+
+// Moves the upper file `name` itself into place: one rename, no copy, no temporary, and the
+// upper entry leaves in the same step, where a copy costs a new file and the removal of the
+// upper one. An existing file is first linked under `keep` (the review's `replaced/` tree),
+// then the upper file is renamed over it (atomic); where the link is refused (another owner's
+// file under fs.protected_hardlinks) the two are exchanged instead and the replaced one moved to
+// `keep`. Either way the replaced file is kept: no inode is freed during the apply (on a loaded
+// ext4 each free waits on the journal for milliseconds: docs/BENCHMARKS.md), and the old bytes
+// stay until `discard`. A link and a rename cost a third less than an exchange and a rename
+// (fewer directory-entry searches). Only a file that is then the same as a copy would be: a
+// single link, owned by the caller, no extended attribute but overlayfs' own (removed), mode
+// bits only, the time stamped now (a build must see it as new). The scan's facts about the upper
+// file (`c`) stand: the box has ended and the session is locked. false: nothing moved, copy it.
+bool move_into(const Change& c, int up_parent, int parent, const std::string& name,
+               const struct stat* real, int keep) {
+  static const uid_t euid = ::geteuid();
+  const char* n = name.c_str();
+  if (c.type != EntryType::kFile || c.nlink != 1 || c.uid != euid ||
+      (real != nullptr && S_ISDIR(real->st_mode)) || !strip_overlay_xattrs(up_parent, n)) {
+    return false;
+  }
+  if (((c.mode & 07000) != 0 && ::fchmodat(up_parent, n, c.mode & 0777, 0) != 0) ||
+      ::utimensat(up_parent, n, nullptr, AT_SYMLINK_NOFOLLOW) != 0) {
     return false;
   }
   if (real == nullptr || keep < 0) {
-    return ::renameat(up_parent, name.c_str(), parent, name.c_str()) == 0;
+    return ::renameat(up_parent, n, parent, n) == 0;
   }
-  if (::renameat2(up_parent, name.c_str(), parent, name.c_str(), RENAME_EXCHANGE) != 0) {
+  if (::linkat(parent, n, keep, n, 0) == 0) {
+    if (::renameat(up_parent, n, parent, n) == 0) {
+      return true;
+    }
+    ::unlinkat(keep, n, 0);  // the real file is still linked where it was
+    return false;
+  }
+  if (::renameat2(up_parent, n, parent, n, RENAME_EXCHANGE) != 0) {
     return false;
   }
   // The upper name now holds the replaced file: it must leave the upper tree either way.
-  if (::renameat(up_parent, name.c_str(), keep, name.c_str()) != 0) {
-    ::unlinkat(up_parent, name.c_str(), 0);
+  if (::renameat(up_parent, n, keep, n) != 0) {
+    ::unlinkat(up_parent, n, 0);
   }
   return true;
 }
@@ -273,14 +308,17 @@ class Applier {
           return chmod_at(parent, name, c.mode);
         }
         int up_parent = up_dir_.open(up_, dir_of(c.path));
+        moved_ = up_parent >= 0 && move_into(c, up_parent, parent, name, real, keep_dir(c.path));
+        if (moved_) {
+          return {};
+        }
         UniqueFd src(up_parent < 0 ? -1
                                    : ::openat(up_parent, name.c_str(),
                                               O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
         if (!src) {
           return Error::sys(errno, "open", r_.upper + "/" + c.path);
         }
-        moved_ = move_into(src.get(), up_parent, parent, name, c.mode, real, keep_dir(c.path));
-        return moved_ ? base::Status{} : copy_into(src.get(), parent, name, c.mode);
+        return copy_into(src.get(), parent, name, c.mode);
       }
       case EntryType::kOther:
         break;

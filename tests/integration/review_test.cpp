@@ -70,6 +70,15 @@ class ReviewTest : public BoxWorldTest {
     pos += key.size();
     return o.err.substr(pos, o.err.find_first_of(" \n", pos) - pos);
   }
+  // The (only) session's replaced/ directory: the files apply replaced, kept until discard.
+  std::string replaced_dir() {
+    std::string kept;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(w_.state + "/agentbox/review", ec)) {
+      kept = e.path().string() + "/replaced";
+    }
+    return kept;
+  }
   std::string review_dirs() {
     std::string out;
     std::error_code ec;
@@ -356,11 +365,7 @@ TEST_P(ReviewTest, ApplyKeepsTheReplacedFileAndLandsAPlainNewOne) {
   ASSERT_EQ(apply.status, 0) << apply.out << apply.err;
   EXPECT_EQ(slurp(w_.ws + "/a.txt"), "one\ntwo\n");
   EXPECT_EQ(slurp(w_.ws + "/dir/new.txt"), "new\n");
-  std::string kept;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(w_.state + "/agentbox/review", ec)) {
-    kept = e.path().string() + "/replaced";
-  }
+  const std::string kept = replaced_dir();
   EXPECT_EQ(slurp(kept + "/a.txt"), "one\n") << "the replaced bytes are kept until discard";
   EXPECT_EQ(slurp(kept + "/dir/keep.txt"), "keep\n");
   for (const char* f : {"a.txt", "dir/keep.txt", "dir/new.txt"}) {
@@ -376,6 +381,26 @@ TEST_P(ReviewTest, ApplyKeepsTheReplacedFileAndLandsAPlainNewOne) {
   EXPECT_EQ(run(w_, {"diff", "--stat", id}).out, "") << "applied entries leave the session";
   ASSERT_EQ(run(w_, {"discard", id}).status, 0);
   EXPECT_EQ(review_dirs(), "");
+}
+
+// apply keeps a replaced file by hard-linking it under replaced/; a file the caller may not link
+// (another owner's, not writable: fs.protected_hardlinks) is exchanged instead, and kept all the
+// same. As the user, other.txt (nobody's, 0644) takes that second path; as root, the first.
+TEST_P(ReviewTest, ApplyOverAFileItMayNotLinkStillKeepsTheOldOne) {
+  write_file(w_.ws + "/other.txt", "theirs\n");
+  ASSERT_EQ(::chown((w_.ws + "/other.txt").c_str(), 65534, 65534), 0);
+  ASSERT_EQ(::chmod((w_.ws + "/other.txt").c_str(), 0644), 0);
+  Output box = review_sh("sleep 1.1; rm -f other.txt && echo mine > other.txt");
+  ASSERT_EQ(box.status, 0) << box.err;
+  const std::string id = session_of(box);
+  ASSERT_FALSE(id.empty()) << box.err;
+  Output apply = run(w_, {"apply", id, "other.txt"});
+  ASSERT_EQ(apply.status, 0) << apply.out << apply.err;
+  EXPECT_EQ(slurp(w_.ws + "/other.txt"), "mine\n");
+  const std::string kept = replaced_dir();
+  EXPECT_EQ(slurp(kept + "/other.txt"), "theirs\n") << "the replaced bytes are kept";
+  EXPECT_EQ(run(w_, {"diff", "--stat", id}).out, "") << "the applied entry left the session";
+  ASSERT_EQ(run(w_, {"discard", id}).status, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(As, ReviewTest, ::testing::Values("root", "user"),

@@ -10,8 +10,8 @@
 //      directories = user.overlay.opaque "y") against the real workspace and lists the changes,
 //      each classified (added, modified, deleted, mode, symlink) and flagged when dangerous.
 //   3. apply(): per change, refuses one whose real file changed since the start (ctime) unless
-//      forced, applies dangerous ones only when named, moves the upper file in (exchanged with
-//      the old one, which is kept under replaced/) or writes temp + rename, and drops what it
+//      forced, applies dangerous ones only when named, moves the upper file in (renamed over
+//      the old one, which stays linked under replaced/) or writes temp + rename, and drops what it
 //      applied from the upper directory. discard() removes the session's directory.
 //   4. Commits made by the box's git: app/review_git.hpp (apply --refs).
 #pragma once
@@ -67,7 +67,9 @@ struct Change {
   uint64_t old_size = 0;              // size in the real workspace (kAdded: 0)
   mode_t mode = 0;                    // new permission bits
   mode_t old_mode = 0;
-  std::string link;          // kSymlink: the link text
+  nlink_t nlink = 0;  // the upper entry's links and owner (apply moves a file in only when it
+  uid_t uid = 0;      // has one link and is the caller's)
+  std::string link;   // kSymlink: the link text
   std::string renamed_from;  // an added file whose bytes equal a deleted one's
   bool opaque = false;       // a directory the box removed and made anew (lower hidden)
   std::string danger;        // why it is dangerous; empty when it is not
