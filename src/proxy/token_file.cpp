@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "agentbox/proxy/capture.hpp"  // declares json_field and set_json_field_text, defined here
 #include "text.hpp"
 
 namespace agentbox::proxy {
