@@ -127,15 +127,35 @@ std::string unescape(std::string_view s) {
   return out;
 }
 
-std::optional<std::string> b64_decode(std::string s) {
-  for (char& c : s) {
-    c = c == '-' ? '+' : c == '_' ? '/' : c;
+int b64_value(char c) {
+  if (c >= 'A' && c <= 'Z') {
+    return c - 'A';
   }
-  while (s.size() % 4 != 0) {
-    s += '=';
+  if (c >= 'a' && c <= 'z') {
+    return c - 'a' + 26;
   }
-  auto d = agentbox::proxy::base64_decode(s);
-  return d ? std::optional<std::string>(std::move(*d)) : std::nullopt;
+  if (c >= '0' && c <= '9') {
+    return c - '0' + 52;
+  }
+  return c == '+' || c == '-' ? 62 : c == '/' || c == '_' ? 63 : -1;
+}
+
+// Byte j of what base64 text `t` encodes, read from the two characters that carry its bits;
+// none when one of them is not in the alphabet. Byte by byte, not the whole region at once: a
+// replacement elsewhere in the region (the raw needle "//////////" is also the base64 of 0xFF
+// bytes, and is rightly replaced there) must not make the secret's own bytes unreadable.
+std::optional<uint8_t> b64_byte(std::string_view t, size_t j) {
+  const size_t c = j / 3 * 4 + j % 3;
+  if (c + 1 >= t.size()) {
+    return std::nullopt;
+  }
+  const int hi = b64_value(t[c]);
+  const int lo = b64_value(t[c + 1]);
+  if (hi < 0 || lo < 0) {
+    return std::nullopt;
+  }
+  const size_t k = j % 3;
+  return static_cast<uint8_t>(hi << (2 + 2 * k) | lo >> (4 - 2 * k));
 }
 
 // Does the secret survive in `out` (the scrubbed echo.text)?
@@ -145,11 +165,15 @@ bool survives(const Echo& e, const std::string& out, std::string_view secret, ui
   switch (form % 5) {
     case 0:
       return region == secret;
-    case 1: {
-      const auto d = b64_decode(std::string(region));
-      // The bytes the secret alone encodes (all but its first and last).
-      return !d || d->substr(before + 1, secret.size() - 2) == secret.substr(1, secret.size() - 2);
-    }
+    case 1:
+      // The bytes the secret alone encodes (all but its first and last) all read back.
+      for (size_t i = 1; i + 1 < secret.size(); ++i) {
+        const auto b = b64_byte(region, before + i);
+        if (!b || *b != static_cast<uint8_t>(secret[i])) {
+          return false;
+        }
+      }
+      return true;
     case 2: {
       std::string dec;
       for (size_t i = 0; i + 1 < region.size(); i += 2) {
