@@ -161,7 +161,7 @@ ExportStats OtlpExporter::stats() const {
   return st_->stats;
 }
 
-void OtlpExporter::run() noexcept {
+void OtlpExporter::run() noexcept {  // NOLINT(bugprone-exception-escape): export.hpp
   State& s = *st_;
   std::vector<std::string> batch;
   while (true) {
@@ -250,6 +250,7 @@ bool retryable(int status) {
 
 }  // namespace
 
+// NOLINTNEXTLINE(bugprone-exception-escape): export.hpp
 bool OtlpExporter::send_batch(std::vector<std::string>& batch) noexcept {
   State& s = *st_;
   std::string body;

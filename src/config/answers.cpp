@@ -177,7 +177,7 @@ std::optional<toml::value> to_toml(const nlohmann::json& j, int depth) {
         }
         out.push_back(std::move(*v));
       }
-      return toml::value(std::move(out));
+      return toml::value(out);
     }
     case nlohmann::json::value_t::object: {
       toml::table out;
@@ -188,7 +188,7 @@ std::optional<toml::value> to_toml(const nlohmann::json& j, int depth) {
         }
         out.emplace(it.key(), std::move(*v));
       }
-      return toml::value(std::move(out));
+      return toml::value(out);
     }
     case nlohmann::json::value_t::null:
     case nlohmann::json::value_t::binary:

@@ -317,7 +317,7 @@ bool validate_each(Ctx& c, const Value& arr, const std::vector<std::string>& ite
   return ok;
 }
 
-Validator path_validator(std::string name) {
+Validator path_validator(const std::string& name) {
   return [name](const std::string& s) -> std::optional<std::string> {
     if (valid_path(s)) {
       return std::nullopt;
@@ -334,7 +334,7 @@ bool valid_secret_source(const std::string& s) {
          (s.rfind("cmd:", 0) == 0 && s.size() > 4);
 }
 
-Validator egress_validator(std::string name) {
+Validator egress_validator(const std::string& name) {
   return [name](const std::string& s) -> std::optional<std::string> {
     auto r = policy::EgressRule::parse(s);
     if (r) {
@@ -497,8 +497,24 @@ std::pair<std::string, KeyHandler> tmpfs_inodes(const std::string& key,
           }};
 }
 
+// A boolean `sandbox.NAME`; a workspace file (narrowing) may not set it to `widening`.
+std::pair<std::string, KeyHandler> sandbox_bool(const std::string& name,
+                                                Sourced<bool> Policy::*field, bool widening) {
+  return {name, [name, field, widening](Ctx& c, const Value& v) {
+            const std::string key = "sandbox." + name;
+            if (!v.is_boolean()) {
+              problem(c, v, fmt::format("`{}` must be true or false, found {}", key, type_name(v)));
+            } else if (c.mode == Mode::kNarrow && v.as_boolean() == widening &&
+                       (c.p.*field).value != widening) {
+              widen_error(c, v, fmt::format("{} = {}", key, widening));
+            } else {
+              c.p.*field = {v.as_boolean(), origin_of(v)};
+            }
+          }};
+}
+
 Schema sandbox_schema() {
-  auto grant_only = [](std::string name, std::function<void(Ctx&, const Value&)> f) {
+  auto grant_only = [](const std::string& name, const std::function<void(Ctx&, const Value&)>& f) {
     return std::pair<std::string, KeyHandler>(name, [name, f](Ctx& c, const Value& v) {
       if (c.mode == Mode::kNarrow) {
         widen_error(c, v, "sandbox." + name);
@@ -578,40 +594,9 @@ Schema sandbox_schema() {
       tmpfs_inodes("home_inodes", &Policy::home_inodes),
       tmpfs_inodes("tmp_inodes", &Policy::tmp_inodes),
       tmpfs_inodes("shm_inodes", &Policy::shm_inodes),
-      {"sys",
-       [](Ctx& c, const Value& v) {
-         if (!v.is_boolean()) {
-           problem(c, v,
-                   fmt::format("`sandbox.sys` must be true or false, found {}", type_name(v)));
-         } else if (c.mode == Mode::kNarrow && v.as_boolean() && !c.p.mount_sys.value) {
-           widen_error(c, v, "sandbox.sys = true");
-         } else {
-           c.p.mount_sys = {v.as_boolean(), origin_of(v)};
-         }
-       }},
-      {"die_with_parent",
-       [](Ctx& c, const Value& v) {
-         if (!v.is_boolean()) {
-           problem(c, v,
-                   fmt::format("`sandbox.die_with_parent` must be true or false, found {}",
-                               type_name(v)));
-         } else if (c.mode == Mode::kNarrow && !v.as_boolean() && c.p.die_with_parent.value) {
-           widen_error(c, v, "sandbox.die_with_parent = false");
-         } else {
-           c.p.die_with_parent = {v.as_boolean(), origin_of(v)};
-         }
-       }},
-      {"review",
-       [](Ctx& c, const Value& v) {
-         if (!v.is_boolean()) {
-           problem(c, v,
-                   fmt::format("`sandbox.review` must be true or false, found {}", type_name(v)));
-         } else if (c.mode == Mode::kNarrow && !v.as_boolean() && c.p.review.value) {
-           widen_error(c, v, "sandbox.review = false");
-         } else {
-           c.p.review = {v.as_boolean(), origin_of(v)};
-         }
-       }},
+      sandbox_bool("sys", &Policy::mount_sys, true),
+      sandbox_bool("die_with_parent", &Policy::die_with_parent, false),
+      sandbox_bool("review", &Policy::review, false),
       grant_only("hostname",
                  [](Ctx& c, const Value& v) {
                    if (auto s = get_string(c, v, "sandbox.hostname")) {
@@ -667,8 +652,8 @@ Schema limits_schema() {
 }
 
 // A key of `section` only the user's own files may set (a workspace file's is refused).
-auto user_only_in(std::string section) {
-  return [section](std::string name, std::function<void(Ctx&, const Value&)> f) {
+auto user_only_in(const std::string& section) {
+  return [section](const std::string& name, const std::function<void(Ctx&, const Value&)>& f) {
     return std::pair<std::string, std::function<void(Ctx&, const Value&)>>(
         name, [section, name, f](Ctx& c, const Value& v) {
           if (c.mode == Mode::kNarrow) {
@@ -1036,7 +1021,7 @@ Schema terminal_schema() {
 }
 
 // [persist]: HOME-relative paths only ("~/.claude"), no `.` or `..` components.
-Validator home_path_validator(std::string name) {
+Validator home_path_validator(const std::string& name) {
   return [name](const std::string& s) -> std::optional<std::string> {
     std::string_view rest = without_slash(s);
     if (rest.size() > 2 && rest.substr(0, 2) == "~/" && valid_relative(rest.substr(2)) &&
@@ -1246,8 +1231,9 @@ void apply_ask_timeout(Ctx& c, const Value& v) {
 }
 
 Schema network_schema() {
-  auto grant_only_list = [](std::string name, std::vector<Sourced<std::string>> Policy::*field,
-                            Validator check) {
+  auto grant_only_list = [](const std::string& name,
+                            std::vector<Sourced<std::string>> Policy::*field,
+                            const Validator& check) {
     return std::pair<std::string, KeyHandler>(name, [name, field, check](Ctx& c, const Value& v) {
       if (c.mode == Mode::kNarrow) {
         widen_error(c, v, "network." + name);
@@ -1777,6 +1763,59 @@ void apply_budget_flags(const Flags& f, Policy& p, Problems& problems) {
   }
 }
 
+// --timeout, --memory, --pids, --cpus, --cpu-priority.
+void apply_limit_flags(const Flags& f, Policy& p, Problems& problems) {
+  if (f.timeout) {
+    if (auto d = parse_duration(*f.timeout)) {
+      p.limits.timeout_seconds = Sourced<uint64_t>{*d, {"--timeout"}};
+    } else {
+      flag_problem(problems, "--timeout", fmt::format("invalid duration `{}`", *f.timeout),
+                   "expected e.g. 90s, 5m, 1h30m");
+    }
+  }
+  if (f.memory) {
+    if (*f.memory == "unlimited") {
+      p.limits.memory_bytes = Sourced<uint64_t>{kUnlimited, {"--memory"}};
+    } else if (auto s = parse_size(*f.memory)) {
+      p.limits.memory_bytes = Sourced<uint64_t>{*s, {"--memory"}};
+    } else {
+      flag_problem(problems, "--memory", fmt::format("invalid size `{}`", *f.memory),
+                   "expected a number with a unit: B, K, M, G or T, e.g. 4G, or unlimited");
+    }
+  }
+  if (f.pids) {
+    char* end = nullptr;
+    unsigned long long n = std::strtoull(f.pids->c_str(), &end, 10);
+    if (*f.pids == "unlimited") {
+      p.limits.pids = Sourced<uint64_t>{kUnlimited, {"--pids"}};
+    } else if (f.pids->empty() || *end != '\0' || n == 0 || f.pids->front() == '-') {
+      flag_problem(problems, "--pids", fmt::format("invalid count `{}`", *f.pids),
+                   "expected a positive integer or unlimited");
+    } else {
+      p.limits.pids = Sourced<uint64_t>{n, {"--pids"}};
+    }
+  }
+  if (f.cpus) {
+    char* end = nullptr;
+    double d = std::strtod(f.cpus->c_str(), &end);
+    if (f.cpus->empty() || *end != '\0' || !(d > 0) || d > 4096) {
+      flag_problem(problems, "--cpus", fmt::format("invalid CPU count `{}`", *f.cpus),
+                   "expected a positive number, e.g. 1.5");
+    } else {
+      p.limits.cpus = Sourced<double>{d, {"--cpus"}};
+    }
+  }
+  if (f.cpu_priority) {
+    if (*f.cpu_priority != "background" && *f.cpu_priority != "normal") {
+      flag_problem(problems, "--cpu-priority",
+                   fmt::format("invalid CPU priority `{}`", *f.cpu_priority),
+                   "expected background or normal");
+    } else {
+      p.limits.cpu_background = {*f.cpu_priority == "background", {"--cpu-priority"}};
+    }
+  }
+}
+
 void apply_flags(const Flags& f, Policy& p, Problems& problems) {
   auto path_list = [&](std::string_view flag, const std::vector<std::string>& in,
                        std::vector<Sourced<std::string>>& out) {
@@ -1807,25 +1846,15 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
       p.setenv[name] = {e.substr(eq + 1), {"--env"}};
     }
   }
-  for (const auto& a : f.allow) {
-    if (auto r = policy::EgressRule::parse(a); !r) {
-      flag_problem(problems, "--allow", r.error().message(), r.error().hint());
-    } else {
-      p.net_allow.push_back({a, {"--allow"}});
-    }
-  }
-  for (const auto& a : f.raw_tcp) {
-    if (auto r = policy::EgressRule::parse(a); !r) {
-      flag_problem(problems, "--raw-tcp", r.error().message(), r.error().hint());
-    } else {
-      p.raw_tcp.push_back({a, {"--raw-tcp"}});
-    }
-  }
-  for (const auto& a : f.ask) {
-    if (auto r = policy::EgressRule::parse(a); !r) {
-      flag_problem(problems, "--ask", r.error().message(), r.error().hint());
-    } else {
-      p.ask.push_back({a, {"--ask"}});
+  for (const auto& [flag, values, into] :
+       {std::tuple{"--allow", &f.allow, &p.net_allow},
+        std::tuple{"--raw-tcp", &f.raw_tcp, &p.raw_tcp}, std::tuple{"--ask", &f.ask, &p.ask}}) {
+    for (const auto& a : *values) {
+      if (auto r = policy::EgressRule::parse(a); !r) {
+        flag_problem(problems, flag, r.error().message(), r.error().hint());
+      } else {
+        into->push_back({a, {flag}});
+      }
     }
   }
   if (f.ask_unlisted && !p.learn.value) {
@@ -1889,56 +1918,8 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
   if (f.review) {
     p.review = Sourced<bool>{true, {"--review"}};
   }
-  if (f.timeout) {
-    if (auto d = parse_duration(*f.timeout)) {
-      p.limits.timeout_seconds = Sourced<uint64_t>{*d, {"--timeout"}};
-    } else {
-      flag_problem(problems, "--timeout", fmt::format("invalid duration `{}`", *f.timeout),
-                   "expected e.g. 90s, 5m, 1h30m");
-    }
-  }
-  if (f.memory) {
-    if (*f.memory == "unlimited") {
-      p.limits.memory_bytes = Sourced<uint64_t>{kUnlimited, {"--memory"}};
-    } else if (auto s = parse_size(*f.memory)) {
-      p.limits.memory_bytes = Sourced<uint64_t>{*s, {"--memory"}};
-    } else {
-      flag_problem(problems, "--memory", fmt::format("invalid size `{}`", *f.memory),
-                   "expected a number with a unit: B, K, M, G or T, e.g. 4G, or unlimited");
-    }
-  }
-  if (f.pids) {
-    char* end = nullptr;
-    unsigned long long n = std::strtoull(f.pids->c_str(), &end, 10);
-    if (*f.pids == "unlimited") {
-      p.limits.pids = Sourced<uint64_t>{kUnlimited, {"--pids"}};
-    } else if (f.pids->empty() || *end != '\0' || n == 0 || f.pids->front() == '-') {
-      flag_problem(problems, "--pids", fmt::format("invalid count `{}`", *f.pids),
-                   "expected a positive integer or unlimited");
-    } else {
-      p.limits.pids = Sourced<uint64_t>{n, {"--pids"}};
-    }
-  }
-  if (f.cpus) {
-    char* end = nullptr;
-    double d = std::strtod(f.cpus->c_str(), &end);
-    if (f.cpus->empty() || *end != '\0' || !(d > 0) || d > 4096) {
-      flag_problem(problems, "--cpus", fmt::format("invalid CPU count `{}`", *f.cpus),
-                   "expected a positive number, e.g. 1.5");
-    } else {
-      p.limits.cpus = Sourced<double>{d, {"--cpus"}};
-    }
-  }
+  apply_limit_flags(f, p, problems);
   apply_budget_flags(f, p, problems);
-  if (f.cpu_priority) {
-    if (*f.cpu_priority != "background" && *f.cpu_priority != "normal") {
-      flag_problem(problems, "--cpu-priority",
-                   fmt::format("invalid CPU priority `{}`", *f.cpu_priority),
-                   "expected background or normal");
-    } else {
-      p.limits.cpu_background = {*f.cpu_priority == "background", {"--cpu-priority"}};
-    }
-  }
 }
 
 std::string user_config_dir() {

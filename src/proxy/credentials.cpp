@@ -603,6 +603,7 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
   v.capture = captures(host, req.method, req.target);
   if (!resign.empty() && !v.capture) {
     std::vector<Entry*> signers;
+    signers.reserve(resign.size());
     for (auto& [e, verified] : resign) {
       signers.push_back(e);
     }

@@ -138,7 +138,7 @@ void CredentialSet::write_back(const Entry& owner, const CaptureSpec& rule, cons
     if (!text) {
       return base::Status(std::move(text).error());
     }
-    auto edited = set_json_field_text(std::move(*text), rule.field, value);
+    auto edited = set_json_field_text(*text, rule.field, value);
     if (!edited) {
       return base::Status(std::move(edited).error().context(path));
     }
@@ -156,7 +156,7 @@ void CredentialSet::write_back(const Entry& owner, const CaptureSpec& rule, cons
     if (!st) {
       ev.str("error", st.error().message());
     }
-    sink_->emit(std::move(ev));
+    sink_->emit(ev);
   }
 }
 

@@ -138,7 +138,7 @@ base::Result<std::optional<std::string>> json_field(std::string_view text, std::
   return std::optional<std::string>(v->get<std::string>());
 }
 
-base::Result<std::string> set_json_field_text(std::string text, std::string_view path,
+base::Result<std::string> set_json_field_text(const std::string& text, std::string_view path,
                                               std::string_view value) {
   nlohmann::json root = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) {

@@ -46,7 +46,8 @@ struct CaptureSpec {
 // The JSON text with the string at `path` replaced by `value`, keeping the rest of its
 // formatting (every JSON-escaped spelling of the old value is replaced). An error when the
 // text is not JSON or `path` holds no string.
-[[nodiscard]] base::Result<std::string> set_json_field_text(std::string text, std::string_view path,
+[[nodiscard]] base::Result<std::string> set_json_field_text(const std::string& text,
+                                                            std::string_view path,
                                                             std::string_view value);
 // Writes `text` to a temporary file beside `path` with path's mode and owner, then renames it
 // over `path` (readers see the old or the new file, never a mix).
