@@ -8,12 +8,18 @@
 #   download MB/s   one MIB-MiB download, in the box (intercepted) and directly (curl outside)
 #   reused ms       the median time of REQUESTS-1 small GETs on one kept-alive connection
 #                   (the first, which connects, left out), in the box and directly
+#   new ms          the median time of NEW single GETs, each a new connection (curl run anew),
+#                   the two protocols alternating in one loop (paired), in the box and directly;
+#                   added = box - direct. An h2-offering client's handshake is answered only
+#                   once the upstream picked its protocol; an HTTP/1.1-only one's at once.
+# NEW=N sets the new-connection GETs per round and protocol (default 40).
 # AGENTBOX=path overrides the binary (default build/cli/agentbox). Timings are printed, never
 # asserted.
 set -euo pipefail
 rounds=${1:-5}
 mib=${2:-128}
 reqs=${3:-200}
+new=${NEW:-40}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${AGENTBOX:-$root/build/cli/agentbox}
 host=api.bench.test
@@ -59,6 +65,12 @@ direct() { sh -c "$1 --cacert $dir/ca.pem --connect-to $host:443:127.0.0.1:$port
 download="curl -s -o /dev/null -w '%{speed_download}\n' https://$host/bytes/$((mib << 20))"
 reused="curl -s -o /dev/null -w '%{time_total}\n' $urls"
 
+# One line "PROTO SECONDS" per new connection, the protocols alternating.
+newconn="for i in \$(seq $new); do for p in http1.1 http2; do printf '%s ' \$p; \
+  curl -s -o /dev/null -w '%{time_total}\\n' --\$p ARGS https://$host/echo/n; done; done"
+# Median seconds of the `proto` lines on stdin.
+pick() { awk -v p="$1" '$1 == p {print $2}' | median; }
+
 declare -A res
 for r in $(seq "$rounds"); do
   for proto in http1.1 http2; do
@@ -67,14 +79,22 @@ for r in $(seq "$rounds"); do
     res[box_lat_$proto]+="$(inbox "${reused/curl/curl --$proto}" | tail -n +2 | median) "
     res[direct_lat_$proto]+="$(direct "${reused/curl/curl --$proto}" | tail -n +2 | median) "
   done
+  box_new=$(inbox "${newconn//ARGS/}")
+  direct_new=$(sh -c "${newconn//ARGS/--cacert $dir/ca.pem --connect-to $host:443:127.0.0.1:$port}")
+  for proto in http1.1 http2; do
+    res[box_new_$proto]+="$(echo "$box_new" | pick $proto) "
+    res[direct_new_$proto]+="$(echo "$direct_new" | pick $proto) "
+  done
   echo "round $r done" >&2
 done
 mbps() { tr ' ' '\n' | grep . | median | awk '{printf "%.0f", $1 / 1e6}'; }
 ms() { tr ' ' '\n' | grep . | median | awk '{printf "%.3f", $1 * 1e3}'; }
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); rounds $rounds, ${mib} MiB, $reqs requests"
-printf '%-9s %12s %12s %12s %12s\n' protocol "box MB/s" "direct MB/s" "box ms" "direct ms"
+printf '%-9s %12s %12s %12s %12s %12s %12s\n' protocol "box MB/s" "direct MB/s" "box ms" \
+  "direct ms" "box new ms" "direct new"
 for proto in http1.1 http2; do
-  printf '%-9s %12s %12s %12s %12s\n' "$proto" "$(echo "${res[box_dl_$proto]}" | mbps)" \
+  printf '%-9s %12s %12s %12s %12s %12s %12s\n' "$proto" "$(echo "${res[box_dl_$proto]}" | mbps)" \
     "$(echo "${res[direct_dl_$proto]}" | mbps)" "$(echo "${res[box_lat_$proto]}" | ms)" \
-    "$(echo "${res[direct_lat_$proto]}" | ms)"
+    "$(echo "${res[direct_lat_$proto]}" | ms)" "$(echo "${res[box_new_$proto]}" | ms)" \
+    "$(echo "${res[direct_new_$proto]}" | ms)"
 done
