@@ -8,12 +8,22 @@
 #   download MB/s   one MIB-MiB download, in the box (intercepted) and directly (curl outside)
 #   reused ms       the median time of REQUESTS-1 small GETs on one kept-alive connection
 #                   (the first, which connects, left out), in the box and directly
+#   new ms          NEW pairs of single GETs, each on a new connection (curl run anew), an
+#                   HTTP/1.1-only curl then an h2-offering one, in the box and directly (curl
+#                   trusting only the one CA it needs on both sides: loading the box's whole
+#                   bundle would dominate): the median over pairs of h2 - http/1.1, for the
+#                   handshake (time_appconnect) and the whole GET (time_total). In the box an
+#                   h2-offering client's handshake is answered only once the upstream picked its
+#                   protocol; an HTTP/1.1-only one's at once, the upstream connected meanwhile.
+# NEW=N pairs per round (default 40); PARTS="dl reused new" picks the measurements.
 # AGENTBOX=path overrides the binary (default build/cli/agentbox). Timings are printed, never
 # asserted.
 set -euo pipefail
 rounds=${1:-5}
 mib=${2:-128}
 reqs=${3:-200}
+new=${NEW:-40}
+parts=${PARTS:-dl reused new}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${AGENTBOX:-$root/build/cli/agentbox}
 host=api.bench.test
@@ -59,14 +69,31 @@ direct() { sh -c "$1 --cacert $dir/ca.pem --connect-to $host:443:127.0.0.1:$port
 download="curl -s -o /dev/null -w '%{speed_download}\n' https://$host/bytes/$((mib << 20))"
 reused="curl -s -o /dev/null -w '%{time_total}\n' $urls"
 
+# One line per pair: "DIFF_HANDSHAKE DIFF_TOTAL" (h2 - http/1.1, seconds); ARGS are curl's.
+newconn="for i in \$(seq $new); do \
+  a=\$(curl -s -o /dev/null -w '%{time_appconnect} %{time_total}' --http1.1 ARGS https://$host/echo/n); \
+  b=\$(curl -s -o /dev/null -w '%{time_appconnect} %{time_total}' --http2 ARGS https://$host/echo/n); \
+  echo \$a \$b | awk '{print \$3 - \$1, \$4 - \$2}'; done"
+boxca='--cacert /etc/agentbox/certs/$(ls /etc/agentbox/certs | head -n 1)'
+
 declare -A res
+newpairs=$dir/newpairs
 for r in $(seq "$rounds"); do
   for proto in http1.1 http2; do
-    res[box_dl_$proto]+="$(inbox "${download/curl/curl --$proto}") "
-    res[direct_dl_$proto]+="$(direct "${download/curl/curl --$proto}") "
-    res[box_lat_$proto]+="$(inbox "${reused/curl/curl --$proto}" | tail -n +2 | median) "
-    res[direct_lat_$proto]+="$(direct "${reused/curl/curl --$proto}" | tail -n +2 | median) "
+    case " $parts " in *" dl "*)
+      res[box_dl_$proto]+="$(inbox "${download/curl/curl --$proto}") "
+      res[direct_dl_$proto]+="$(direct "${download/curl/curl --$proto}") " ;;
+    esac
+    case " $parts " in *" reused "*)
+      res[box_lat_$proto]+="$(inbox "${reused/curl/curl --$proto}" | tail -n +2 | median) "
+      res[direct_lat_$proto]+="$(direct "${reused/curl/curl --$proto}" | tail -n +2 | median) " ;;
+    esac
   done
+  case " $parts " in *" new "*)
+    inbox "${newconn//ARGS/$boxca}" | sed 's/^/box /' >>"$newpairs"
+    sh -c "${newconn//ARGS/--cacert $dir/ca.pem --connect-to $host:443:127.0.0.1:$port}" |
+      sed 's/^/direct /' >>"$newpairs" ;;
+  esac
   echo "round $r done" >&2
 done
 mbps() { tr ' ' '\n' | grep . | median | awk '{printf "%.0f", $1 / 1e6}'; }
@@ -74,7 +101,15 @@ ms() { tr ' ' '\n' | grep . | median | awk '{printf "%.3f", $1 * 1e3}'; }
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); rounds $rounds, ${mib} MiB, $reqs requests"
 printf '%-9s %12s %12s %12s %12s\n' protocol "box MB/s" "direct MB/s" "box ms" "direct ms"
 for proto in http1.1 http2; do
-  printf '%-9s %12s %12s %12s %12s\n' "$proto" "$(echo "${res[box_dl_$proto]}" | mbps)" \
-    "$(echo "${res[direct_dl_$proto]}" | mbps)" "$(echo "${res[box_lat_$proto]}" | ms)" \
-    "$(echo "${res[direct_lat_$proto]}" | ms)"
+  printf '%-9s %12s %12s %12s %12s\n' "$proto" "$(echo "${res[box_dl_$proto]:-}" | mbps)" \
+    "$(echo "${res[direct_dl_$proto]:-}" | mbps)" "$(echo "${res[box_lat_$proto]:-}" | ms)" \
+    "$(echo "${res[direct_lat_$proto]:-}" | ms)"
 done
+if [ -s "$newpairs" ]; then
+  echo "new connection, h2 - http/1.1, median over $(grep -c '^box' "$newpairs") pairs (ms):"
+  for where in box direct; do
+    printf '  %-7s handshake %+8.3f  whole GET %+8.3f\n' "$where" \
+      "$(awk -v w=$where '$1 == w {print $2}' "$newpairs" | median | awk '{print $1 * 1e3}')" \
+      "$(awk -v w=$where '$1 == w {print $3}' "$newpairs" | median | awk '{print $1 * 1e3}')"
+  done
+fi

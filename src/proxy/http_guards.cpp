@@ -5,7 +5,8 @@
 //             back in pieces); Accept-Encoding: identity and no TE, so the answer is scannable.
 //   response  a content or transfer coding other than identity/chunked, or a 206 where a
 //             credential is injected into bodies: refused with 502 (the box never gets bytes
-//             the scrubber could not read).
+//             the scrubber could not read). The coding is named in the refusal, which goes to
+//             the box and the audit log: scrubbed first (the upstream chose those bytes).
 #include <algorithm>
 
 #include "proxy_conn.hpp"
@@ -16,6 +17,14 @@ namespace {
 
 bool body_injected(ProxyHandler::Internals& in, const Conn& c) {
   return in.credentials != nullptr && !in.credentials->body_injector(c.info.name, !c.tls).empty();
+}
+
+// An upstream's own bytes quoted in a refusal, scrubbed like the response they came in.
+std::string quoted(ProxyHandler::Internals& in, std::string_view text) {
+  Scrubber s = in.credentials->scrubber();
+  std::string out = s.feed(text);  // two statements: feed runs before finish
+  out += s.finish();
+  return out;
 }
 
 }  // namespace
@@ -68,14 +77,14 @@ Refusal guard_response(ProxyHandler::Internals& in, const Conn& c, const http1::
   for (auto coding : http1::list_items(r, "content-encoding")) {
     if (!http1::iequals(coding, "identity")) {
       return {502, "response from " + c.info.name + " refused: Content-Encoding `" +
-                       std::string(coding) +
+                       quoted(in, coding) +
                        "` (identity was asked for; the proxy scans only what it can read)"};
     }
   }
   for (auto coding : http1::list_items(r, "transfer-encoding")) {
     if (!http1::iequals(coding, "chunked")) {
       return {502, "response from " + c.info.name + " refused: Transfer-Encoding `" +
-                       std::string(coding) + "` (the proxy scans only what it can read)"};
+                       quoted(in, coding) + "` (the proxy scans only what it can read)"};
     }
   }
   if (r.status == 206 && body_injected(in, c)) {

@@ -83,6 +83,12 @@ TEST_P(ProxyEchoTest, GzipIsNeverAskedForAndACodedAnswerIsRefused) {
   EXPECT_TRUE(r.has_line("honour 200 identity identity")) << r.out;
   EXPECT_TRUE(r.has_line("placeholder hex-lower yes")) << r.out;
   EXPECT_TRUE(r.has_line("forced 502")) << r.out;
+  // A coding named by the token itself: refused, and named in the refusal as the placeholder
+  // (the refusal goes to the box and the audit log, which TearDown searches).
+  EXPECT_NE(r.out.find("coding 502 agentbox: request blocked: response from echo.example.test "
+                       "refused: Content-Encoding `ghp_"),
+            std::string::npos)
+      << r.out;
   no_secret(r.out);
   const std::string a = audit();
   EXPECT_NE(a.find("Content-Encoding `gzip`"), std::string::npos) << a;

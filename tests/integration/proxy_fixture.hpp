@@ -65,6 +65,28 @@ inline bool start_upstream(const std::string& dir, const std::string& git_passwo
   return ::access((dir + "/ready").c_str(), F_OK) == 0;
 }
 
+// Starts `argv` (a server writing `dir`/ready when listening) and waits at most 20 s.
+inline bool start_server(const std::vector<std::string>& argv, const std::string& dir, pid_t& pid) {
+  ::unlink((dir + "/ready").c_str());
+  pid = ::fork();
+  if (pid < 0) {
+    return false;
+  }
+  if (pid == 0) {
+    std::vector<char*> a;
+    for (const auto& s : argv) {
+      a.push_back(const_cast<char*>(s.c_str()));
+    }
+    a.push_back(nullptr);
+    ::execv(a[0], a.data());
+    ::_exit(127);
+  }
+  for (int i = 0; i < 400 && ::access((dir + "/ready").c_str(), F_OK) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return ::access((dir + "/ready").c_str(), F_OK) == 0;
+}
+
 // No file under `dir` holds any of `secrets`. grep's exit status decides: 1 (nothing found) is the
 // only pass, 2 (a read error, a missing dir) fails; and the same search must find `present`, a
 // string that is there (so a broken search cannot pass).

@@ -21,28 +21,6 @@ bool have_grpc() {
   return sh("/usr/bin/python3 -c 'import grpc' >/dev/null 2>&1") == 0;
 }
 
-// Starts `argv` (a server writing `dir`/ready when listening) and waits at most 20 s.
-bool start_server(const std::vector<std::string>& argv, const std::string& dir, pid_t& pid) {
-  ::unlink((dir + "/ready").c_str());
-  pid = ::fork();
-  if (pid < 0) {
-    return false;
-  }
-  if (pid == 0) {
-    std::vector<char*> a;
-    for (const auto& s : argv) {
-      a.push_back(const_cast<char*>(s.c_str()));
-    }
-    a.push_back(nullptr);
-    ::execv(a[0], a.data());
-    ::_exit(127);
-  }
-  for (int i = 0; i < 400 && ::access((dir + "/ready").c_str(), F_OK) != 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return ::access((dir + "/ready").c_str(), F_OK) == 0;
-}
-
 class ProxyH2Test : public WorldTest {
  protected:
   void SetUp() override {

@@ -1,10 +1,11 @@
 # Hostile endpoints for the proxy's echo tests (imported by upstream.py; proxy_echo_test.cpp):
 # an upstream that hands a secret it was sent back in every form it can, in pieces, through a
 # coded body, or through an upgraded connection.
-#   GET  /forms[?gzip=1|honour=1]  the last Authorization token seen (this request's, or an
-#                                  earlier one's) in every form, one "NAME VALUE" per line;
+#   GET  /forms[?gzip=1|honour=1|coding=1]  the last Authorization token seen (this request's,
+#                                  or an earlier one's) in every form, one "NAME VALUE" per line;
 #                                  gzip=1: gzip whatever was asked, honour=1: gzip when the
-#                                  request's Accept-Encoding allows; X-Saw-AE says what it was
+#                                  request's Accept-Encoding allows; X-Saw-AE says what it was;
+#                                  coding=1: the token itself as the Content-Encoding
 #   POST /store, GET /store        stores a body, serves it back (Range honoured: 206);
 #                                  GET /store?partial=1 answers 206 unasked
 #   GET  /h2c                      101 to h2c when asked, then records and echoes the tunnel
@@ -62,6 +63,8 @@ def handle(h, url, auth, dir_):
         if "gzip" in q or ("honour" in q and "gzip" in ae):
             body = gzip.compress(body)
             extra.append(("Content-Encoding", "gzip"))
+        if "coding" in q:
+            extra.append(("Content-Encoding", STATE["token"]))
         h.reply(200, body, extra=extra)
         return True
     if url.path == "/store":

@@ -84,6 +84,9 @@ def gzip_mode():
     if h.get("Content-Encoding") == "gzip":
         body = gzip.decompress(body)
     print("forced-body", body.decode(errors="replace").replace("\n", " | "))
+    # The token as the coding's name: the refusal names the coding.
+    st, _, body = get("echo.example.test", "/forms?coding=1")
+    print("coding", st, body.decode(errors="replace").strip())
 
 
 def range_mode():
