@@ -13,7 +13,8 @@
 # WORKLOADS="git" picks workloads; REVIEW_UC=1 adds a third variant, review-uc: a review box whose
 # git uses its untracked cache (`core.untrackedCache=true` given through GIT_CONFIG_COUNT, so
 # nothing is written to any config; the cache lands in the session's copy of .git/index, which
-# apply never lands). What the product would gain by setting it for review boxes.
+# apply never lands): on main's binaries, what review boxes now set themselves.
+# AGENTBOX_BASE=path adds base-review: another build's review box, in the same rounds.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 agentbox="${1:-$here/../build/cli/agentbox}"
@@ -33,17 +34,19 @@ source "$here/workloads.sh"
 read -ra workloads <<<"${WORKLOADS:-cc git}"
 variants=(live review)
 [[ ${REVIEW_UC:-0} == 1 ]] && variants+=(review-uc)
+[[ -n ${AGENTBOX_BASE:-} ]] && variants+=(base-review)
 
 run_one() {  # run_one WORKLOAD VARIANT
-  local w=$1 flag=()
+  local w=$1 flag=() bin=$agentbox
   case $2 in
     live) ;;
     review) flag=(--review) ;;
     review-uc) flag=(--review -e GIT_CONFIG_COUNT=1 -e GIT_CONFIG_KEY_0=core.untrackedCache
       -e GIT_CONFIG_VALUE_0=true) ;;
+    base-review) flag=(--review) bin=$AGENTBOX_BASE ;;
   esac
   cd "${dir[$w]}"
-  "$agentbox" run -q "${flag[@]}" --workspace "${dir[$w]}" -- /bin/sh -c "${cmd[$w]}" 2>/dev/null
+  "$bin" run -q "${flag[@]}" --workspace "${dir[$w]}" -- /bin/sh -c "${cmd[$w]}" 2>/dev/null
 }
 after_one() {  # untimed: the review session of the run, gone before the next
   local id
