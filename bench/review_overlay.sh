@@ -9,6 +9,12 @@
 # review/live ratios.
 #
 #   bench/review_overlay.sh [AGENTBOX] [ROUNDS]      (defaults: build/cli/agentbox, 7)
+#
+# WORKLOADS="git" picks workloads; REVIEW_UC=1 adds a third variant, review-uc: a review box whose
+# git uses its untracked cache (`core.untrackedCache=true` given through GIT_CONFIG_COUNT, so
+# nothing is written to any config; the cache lands in the session's copy of .git/index, which
+# apply never lands): on main's binaries, what review boxes now set themselves.
+# AGENTBOX_BASE=path adds base-review: another build's review box, in the same rounds.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 agentbox="${1:-$here/../build/cli/agentbox}"
@@ -25,14 +31,22 @@ export HOME="$tmp/home" XDG_STATE_HOME="$tmp/state"
 mkdir -p "$HOME"
 source "$here/workloads.sh"
 
-workloads=(cc git)
+read -ra workloads <<<"${WORKLOADS:-cc git}"
 variants=(live review)
+[[ ${REVIEW_UC:-0} == 1 ]] && variants+=(review-uc)
+[[ -n ${AGENTBOX_BASE:-} ]] && variants+=(base-review)
 
 run_one() {  # run_one WORKLOAD VARIANT
-  local w=$1 flag=()
-  [[ $2 == review ]] && flag=(--review)
+  local w=$1 flag=() bin=$agentbox
+  case $2 in
+    live) ;;
+    review) flag=(--review) ;;
+    review-uc) flag=(--review -e GIT_CONFIG_COUNT=1 -e GIT_CONFIG_KEY_0=core.untrackedCache
+      -e GIT_CONFIG_VALUE_0=true) ;;
+    base-review) flag=(--review) bin=$AGENTBOX_BASE ;;
+  esac
   cd "${dir[$w]}"
-  "$agentbox" run -q "${flag[@]}" --workspace "${dir[$w]}" -- /bin/sh -c "${cmd[$w]}" 2>/dev/null
+  "$bin" run -q "${flag[@]}" --workspace "${dir[$w]}" -- /bin/sh -c "${cmd[$w]}" 2>/dev/null
 }
 after_one() {  # untimed: the review session of the run, gone before the next
   local id
@@ -50,8 +64,10 @@ for kind in times cpu; do
   [[ $kind == times ]] && echo "  wall time, medians:" || echo "  CPU time (user+sys), medians:"
   for w in "${workloads[@]}"; do
     live=$(median "$tmp/$w.live.$kind")
-    review=$(median "$tmp/$w.review.$kind")
-    printf '    %-4s live %9.1f ms  review %9.1f ms  review/live %.3fx\n' "$w" "$live" "$review" \
-      "$(echo "$review $live" | awk '{print $1 / $2}')"
+    for v in "${variants[@]:1}"; do
+      review=$(median "$tmp/$w.$v.$kind")
+      printf '    %-4s live %9.1f ms  %-9s %9.1f ms  %s/live %.3fx\n' "$w" "$live" "$v" "$review" \
+        "$v" "$(echo "$review $live" | awk '{print $1 / $2}')"
+    done
   done
 done

@@ -2,7 +2,7 @@
 # workloads' inputs under $tmp (once, outside any timing) and defines, per workload name,
 # dir[NAME] (its directory, the workspace) and cmd[NAME] (the shell line that runs it):
 #   cc      make -j2 of a generated 50-file C program (gcc -O2), from clean
-#   git     `git status` x100 in a generated repository of 5,000 committed files
+#   git     `git status` x100 (GIT_RUNS=N: xN) in a generated repository of 5,000 committed files
 #   python  a fresh /usr/bin/python3 importing 25 stdlib modules, x20
 # --- the workloads' inputs (made once, outside any timing) ---------------------------------------
 cc_dir="$tmp/cc"
@@ -88,7 +88,7 @@ declare -A dir cmd
 dir[cc]=$cc_dir
 cmd[cc]='make -s clean && make -s -j2 >/dev/null'
 dir[git]=$git_dir
-cmd[git]='for i in $(seq 100); do git status --porcelain >/dev/null; done'
+cmd[git]="for i in \$(seq ${GIT_RUNS:-100}); do git status --porcelain >/dev/null; done"
 dir[python]=$py_dir
 cmd[python]="for i in \$(seq 20); do /usr/bin/python3 -c '$py_import'; done"
 

@@ -6,6 +6,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -204,6 +205,27 @@ Result<std::string> workspace_for(const config::Policy& policy, const std::strin
         .hint("cd into a project directory or pass `--workspace DIR`");
   }
   return workspace;
+}
+
+// Appends one setting to the box's git configuration through git's own environment variables
+// (GIT_CONFIG_COUNT, GIT_CONFIG_KEY_n, GIT_CONFIG_VALUE_n: read by each git at its start, written
+// to no file), after the ones the box already gets (the user's, passed or set; the proxy's).
+void add_git_config(sb::EnvInputs& ein, const char* key, const char* value) {
+  int n = 0;
+  auto passed = ein.caller.find("GIT_CONFIG_COUNT");
+  if (passed != ein.caller.end() &&
+      std::find(ein.pass.begin(), ein.pass.end(), "GIT_CONFIG_COUNT") != ein.pass.end()) {
+    n = std::atoi(passed->second.c_str());
+  }
+  for (const auto& [name, v] : ein.set) {  // the last one set wins
+    if (name == "GIT_CONFIG_COUNT") {
+      n = std::atoi(v.c_str());
+    }
+  }
+  n = std::max(n, 0);
+  ein.set.emplace_back(fmt::format("GIT_CONFIG_KEY_{}", n), key);
+  ein.set.emplace_back(fmt::format("GIT_CONFIG_VALUE_{}", n), value);
+  ein.set.emplace_back("GIT_CONFIG_COUNT", std::to_string(n + 1));
 }
 
 }  // namespace
@@ -411,6 +433,12 @@ void Session::plan_environment() {
   // Last, so they win over a pass-through or setenv of the same name.
   for (auto& kv : proxy_->box_env()) {
     ein.set.push_back(std::move(kv));
+  }
+  if (review_) {
+    // Every lstat() through overlayfs costs more than through a bind mount (docs/REVIEW.md,
+    // "Cost"); git's untracked cache saves `git status` its readdir of every directory. The
+    // cache lives in the session's copy of .git/index, which apply never lands.
+    add_git_config(ein, "core.untrackedCache", "true");
   }
   launch_.env = sb::build_environment(ein);
   launch_.argv = req_.command;

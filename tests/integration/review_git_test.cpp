@@ -203,6 +203,37 @@ TEST_P(ReviewGitTest, ARefMovedOnTheHostSinceTheStartIsRefused) {
   EXPECT_EQ(rev("main") + "\n", box.out);
 }
 
+// The box's git keeps its untracked cache (core.untrackedCache, set for review boxes only) in the
+// session's copy of .git/index: `git status` inside still sees a file made after the cache was
+// written, the real index is byte-identical afterwards and never gets the cache (apply never lands
+// the index file), and the host's git sees the file only once it is applied. (Only d/ is compared:
+// the box's mount points for missing protected paths, .envrc and the like, show as untracked
+// inside.)
+TEST_P(ReviewGitTest, UntrackedCacheStaysInTheSession) {
+  fs::create_directories(w_.ws + "/d");
+  write_file(w_.ws + "/d/x.txt", "x\n");
+  ASSERT_EQ(sh(host_git(w_.ws, "add d && ") + host_git(w_.ws, "commit -qm d")), 0);
+  chown_tree(w_.ws, w_.as.uid, w_.as.gid);
+  const std::string index = slurp(w_.ws + "/.git/index");
+  ASSERT_FALSE(index.empty());
+  Output box = run(w_, {"run", "--review", "--", "/bin/sh", "-c",
+                        "git config core.untrackedCache && git status --porcelain >/dev/null && "
+                        "grep -q UNTR .git/index && echo cached && echo n > d/new.txt && "
+                        "git status --porcelain | grep ' d/'"});
+  ASSERT_EQ(box.status, 0) << box.out << box.err;
+  EXPECT_EQ(box.out, "true\ncached\n?? d/new.txt\n");
+  const std::string id = session_of(box);
+  ASSERT_FALSE(id.empty()) << box.err;
+  EXPECT_EQ(slurp(w_.ws + "/.git/index"), index) << "the box's index stays in the session";
+  EXPECT_EQ(out_of(host_git(w_.ws, "config core.untrackedCache") + "; echo $?"), "1\n");
+  EXPECT_EQ(out_of(host_git(w_.ws, "status --porcelain") + " && echo ok"), "ok\n");
+  Output applied = run(w_, {"apply", id});
+  ASSERT_EQ(applied.status, 0) << applied.out << applied.err;
+  EXPECT_EQ(slurp(w_.ws + "/.git/index").find("UNTR"), std::string::npos)
+      << "the index file is never applied";
+  EXPECT_EQ(out_of(host_git(w_.ws, "status --porcelain")), "?? d/new.txt\n");
+}
+
 INSTANTIATE_TEST_SUITE_P(As, ReviewGitTest, ::testing::Values("root", "user"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
