@@ -17,8 +17,9 @@
 // environment (`env -i`, some build daemons) would lose it. The cost: a JDK elsewhere (unpacked
 // into the workspace) keeps its own cacerts; -Djavax.net.ssl.trustStore=/etc/agentbox/cacerts.p12
 // points it at the session's store. The store is built only when a JVM can use it
-// (jvm_reachable), and its system part is encoded from the bundle's DER without parsing a
-// certificate (proxy::trusted_bags_pem: ~3 ms where parsing cost 60-100 ms), so nothing is cached.
+// (jvm_reachable), and written straight from the bundle's DER without parsing a certificate or
+// building OpenSSL's ASN.1 objects (proxy::write_jdk_trust_store: ~1 ms where parsing cost
+// 60-100 ms), so nothing is cached and nothing outlives the session folder.
 #pragma once
 
 #include <openssl/types.h>
