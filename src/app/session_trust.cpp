@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <set>
@@ -52,16 +54,19 @@ std::optional<std::string> real_file(const std::string& path) {
 
 // The hashed directory form (`openssl rehash`), for clients that look certificates up by
 // subject hash: HASH.0, HASH.1, ... for subjects that share a hash.
-base::Status write_cert_dir(const std::string& dir, const std::vector<X509*>& certs) {
+base::Status write_cert_dir(const std::string& dir, const std::vector<X509*>& certs,
+                            std::vector<std::string>* written) {
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return Error::sys(errno, "mkdir", dir);
   }
   std::map<unsigned long, int> used;
   for (X509* cert : certs) {
     const unsigned long hash = X509_subject_name_hash(cert);
-    AGENTBOX_TRY(base::write_file(fmt::format("{}/{:08x}.{}", dir, hash, used[hash]++),
-                                  proxy::cert_pem(cert)));
+    std::string file = fmt::format("{}/{:08x}.{}", dir, hash, used[hash]++);
+    AGENTBOX_TRY(base::write_file(file, proxy::cert_pem(cert)));
+    written->push_back(std::move(file));
   }
+  written->push_back(dir);
   return base::ok();
 }
 
@@ -122,6 +127,14 @@ std::vector<std::string> java_trust_store_files(const std::string& java_home) {
   return out;
 }
 
+void remove_box_trust(const std::vector<std::string>& written) {
+  for (const auto& path : written) {
+    if (::remove(path.c_str()) != 0 && errno != ENOENT) {
+      base::log::debug("removing `{}`: {}", path, std::strerror(errno));
+    }
+  }
+}
+
 Result<BoxTrust> make_box_trust(const TrustInputs& in) {
   BoxTrust out;
   AGENTBOX_ASSIGN_OR_RETURN(auto trusted, read_trust_ca(in));
@@ -137,8 +150,9 @@ Result<BoxTrust> make_box_trust(const TrustInputs& in) {
   }
   const std::string bundle_path = in.session_dir + "/ca-bundle.pem";
   AGENTBOX_TRY(proxy::write_trust_bundle(in.system_bundle, extra, bundle_path));
+  out.written.push_back(bundle_path);
   const std::string cert_dir = in.session_dir + "/certs";
-  AGENTBOX_TRY(write_cert_dir(cert_dir, extra));
+  AGENTBOX_TRY(write_cert_dir(cert_dir, extra, &out.written));
   const auto java_files = java_trust_store_files(in.java_home);
   const std::string java_path = in.session_dir + "/cacerts.p12";
   out.java_store = jvm_reachable(in.java_home, in.path, !java_files.empty());
@@ -147,6 +161,7 @@ Result<BoxTrust> make_box_trust(const TrustInputs& in) {
     if (!store) {
       return std::move(store).error().context("building the box's Java truststore");
     }
+    out.written.push_back(java_path);
   } else {
     base::log::debug(
         "JVM truststore: not built (no JDK on this host, no JAVA_HOME, no java on "
