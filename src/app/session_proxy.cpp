@@ -181,6 +181,7 @@ struct SessionProxy::Impl {
   std::optional<proxy::SessionCa> ca;
   proxy::ProxyOptions options;
   std::vector<sandbox::Overlay> trust_overlays;  // bundle, CA directory, Java store
+  std::vector<std::string> trust_files;          // their files, removed by finish()
   std::vector<std::pair<std::string, std::string>> env;
   std::set<std::string> secret_sources;
   std::vector<sandbox::Overlay> token_overlays;  // masked token files
@@ -190,7 +191,9 @@ struct SessionProxy::Impl {
 };
 
 SessionProxy::SessionProxy(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-SessionProxy::~SessionProxy() = default;
+SessionProxy::~SessionProxy() {
+  remove_box_trust(impl_->trust_files);  // a start that failed before finish()
+}
 
 Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
     const config::Policy& policy, const std::map<std::string, std::string>& caller_env,
@@ -381,6 +384,7 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
   warn_unused_upstream_ca(policy, impl->ca ? &*impl->ca : nullptr);
   AGENTBOX_ASSIGN_OR_RETURN(BoxTrust box_trust, make_box_trust(trust));
   impl->trust_overlays = std::move(box_trust.overlays);
+  impl->trust_files = std::move(box_trust.written);
   impl->env.insert(impl->env.end(), box_trust.env.begin(), box_trust.env.end());
 
   // git asks a credential helper for https passwords: hand it the placeholder of each basic-auth
@@ -462,6 +466,9 @@ std::vector<std::string> SessionProxy::finish() {
     impl_->last = impl_->handler->counters();
     impl_->handler.reset();
   }
+  // The box is gone: its trust files have no reader left, and the session folder is kept.
+  remove_box_trust(impl_->trust_files);
+  impl_->trust_files.clear();
   const proxy::ProxyCounters& c = impl_->last;
   std::vector<std::string> lines;
   for (auto& line : impl_->budget->summary()) {

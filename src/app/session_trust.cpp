@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <set>
@@ -52,16 +54,19 @@ std::optional<std::string> real_file(const std::string& path) {
 
 // The hashed directory form (`openssl rehash`), for clients that look certificates up by
 // subject hash: HASH.0, HASH.1, ... for subjects that share a hash.
-base::Status write_cert_dir(const std::string& dir, const std::vector<X509*>& certs) {
+base::Status write_cert_dir(const std::string& dir, const std::vector<X509*>& certs,
+                            std::vector<std::string>* written) {
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return Error::sys(errno, "mkdir", dir);
   }
   std::map<unsigned long, int> used;
   for (X509* cert : certs) {
     const unsigned long hash = X509_subject_name_hash(cert);
-    AGENTBOX_TRY(base::write_file(fmt::format("{}/{:08x}.{}", dir, hash, used[hash]++),
-                                  proxy::cert_pem(cert)));
+    std::string file = fmt::format("{}/{:08x}.{}", dir, hash, used[hash]++);
+    AGENTBOX_TRY(base::write_file(file, proxy::cert_pem(cert)));
+    written->push_back(std::move(file));
   }
+  written->push_back(dir);
   return base::ok();
 }
 
@@ -78,20 +83,6 @@ Result<std::vector<proxy::ossl::X509Ptr>> read_trust_ca(const TrustInputs& in) {
     }
   }
   return out;
-}
-
-// The JVM truststore: the system roots (encoded from the bundle's DER, not parsed: see
-// trusted_bags_pem) and the extras, which join as a second set of bags under their own aliases.
-Result<std::string> make_java_store(const TrustInputs& in, const std::vector<X509*>& extra) {
-  auto text = base::read_file(in.system_bundle, 16u << 20);
-  auto system = text ? proxy::trusted_bags_pem(*text, "agentbox-", in.system_bundle)
-                     : Result<std::string>(std::move(text).error());
-  auto session = system ? proxy::trusted_bags(extra, "agentbox-session-") : std::move(system);
-  auto store = session ? proxy::pkcs12_from_bags({*system, *session}) : std::move(session);
-  if (!store) {
-    return std::move(store).error().context("building the box's Java truststore");
-  }
-  return store;
 }
 
 bool executable_on_path(const std::string& name, const std::string& path_var) {
@@ -136,6 +127,14 @@ std::vector<std::string> java_trust_store_files(const std::string& java_home) {
   return out;
 }
 
+void remove_box_trust(const std::vector<std::string>& written) {
+  for (const auto& path : written) {
+    if (::remove(path.c_str()) != 0 && errno != ENOENT) {
+      base::log::debug("removing `{}`: {}", path, std::strerror(errno));
+    }
+  }
+}
+
 Result<BoxTrust> make_box_trust(const TrustInputs& in) {
   BoxTrust out;
   AGENTBOX_ASSIGN_OR_RETURN(auto trusted, read_trust_ca(in));
@@ -149,18 +148,20 @@ Result<BoxTrust> make_box_trust(const TrustInputs& in) {
   if (extra.empty()) {
     return out;
   }
-  AGENTBOX_ASSIGN_OR_RETURN(std::string bundle,
-                            proxy::merged_trust_bundle(in.system_bundle, extra));
   const std::string bundle_path = in.session_dir + "/ca-bundle.pem";
-  AGENTBOX_TRY(base::write_file(bundle_path, bundle));
+  AGENTBOX_TRY(proxy::write_trust_bundle(in.system_bundle, extra, bundle_path));
+  out.written.push_back(bundle_path);
   const std::string cert_dir = in.session_dir + "/certs";
-  AGENTBOX_TRY(write_cert_dir(cert_dir, extra));
+  AGENTBOX_TRY(write_cert_dir(cert_dir, extra, &out.written));
   const auto java_files = java_trust_store_files(in.java_home);
   const std::string java_path = in.session_dir + "/cacerts.p12";
   out.java_store = jvm_reachable(in.java_home, in.path, !java_files.empty());
   if (out.java_store) {
-    AGENTBOX_ASSIGN_OR_RETURN(std::string p12, make_java_store(in, extra));
-    AGENTBOX_TRY(base::write_file(java_path, p12));
+    auto store = proxy::write_jdk_trust_store(in.system_bundle, extra, java_path);
+    if (!store) {
+      return std::move(store).error().context("building the box's Java truststore");
+    }
+    out.written.push_back(java_path);
   } else {
     base::log::debug(
         "JVM truststore: not built (no JDK on this host, no JAVA_HOME, no java on "

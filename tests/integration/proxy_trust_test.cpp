@@ -5,7 +5,9 @@
 //   * strict verifiers accept the session CA and its leaves: Python with VERIFY_X509_STRICT,
 //     `openssl verify -x509_strict -purpose sslserver` of the chain the box is shown;
 //   * --trust-ca makes the box trust a private CA for a passed-through host (curl, python,
-//     Java), which fails without it; --upstream-ca alone says it does not apply there.
+//     Java), which fails without it; --upstream-ca alone says it does not apply there;
+//   * the trust files are removed from the kept session folder when the box is gone.
+#include <filesystem>
 #include <sstream>
 
 #include "proxy_fixture.hpp"
@@ -100,6 +102,26 @@ TEST_P(ProxyTrustTest, JavaHttpClientReachesAnInterceptedHost) {
   ASSERT_EQ(token.size(), kRealApi.size()) << r.out;
   EXPECT_TRUE(r.has_line("java 200 you sent: Bearer " + token)) << r.out;
   EXPECT_NE(seen().find("GET /echo/java Bearer " + kRealApi), std::string::npos) << seen();
+}
+
+// The box's trust files live in the session folder, which is kept (its audit log) after the box
+// is gone: they go with the box, so no truststore outlives its session.
+TEST_P(ProxyTrustTest, TheTrustFilesGoWithTheBox) {
+  Output r =
+      box("test -s /etc/agentbox/ca-bundle.pem && echo bundle=yes; "
+          "test -s /etc/agentbox/cacerts.p12 && echo java=yes; true");
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  ASSERT_TRUE(r.has_line("bundle=yes")) << r.out;
+  const std::string root = w_.state + "/agentbox/sessions";
+  int sessions = 0;
+  for (const auto& e : std::filesystem::directory_iterator(root)) {
+    ++sessions;
+    EXPECT_TRUE(std::filesystem::exists(e.path() / "audit.jsonl")) << e.path();
+    for (const char* name : {"ca-bundle.pem", "cacerts.p12", "certs"}) {
+      EXPECT_FALSE(std::filesystem::exists(e.path() / name)) << e.path() / name;
+    }
+  }
+  EXPECT_GE(sessions, 1);
 }
 
 TEST_P(ProxyTrustTest, StrictPythonAcceptsTheSessionCa) {

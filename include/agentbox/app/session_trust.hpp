@@ -17,8 +17,9 @@
 // environment (`env -i`, some build daemons) would lose it. The cost: a JDK elsewhere (unpacked
 // into the workspace) keeps its own cacerts; -Djavax.net.ssl.trustStore=/etc/agentbox/cacerts.p12
 // points it at the session's store. The store is built only when a JVM can use it
-// (jvm_reachable), and its system part is encoded from the bundle's DER without parsing a
-// certificate (proxy::trusted_bags_pem: ~3 ms where parsing cost 60-100 ms), so nothing is cached.
+// (jvm_reachable), and written straight from the bundle's DER without parsing a certificate or
+// building OpenSSL's ASN.1 objects (proxy::write_jdk_trust_store: ~1 ms where parsing cost
+// 60-100 ms), so nothing is cached and nothing outlives the session folder.
 #pragma once
 
 #include <openssl/types.h>
@@ -48,10 +49,16 @@ struct BoxTrust {
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<sandbox::Overlay> overlays;
   bool java_store = false;  // the JVM truststore was built (a JVM can use it)
+  // What was written into the session folder, each directory after its files: removed when the
+  // box is gone (remove_box_trust), so no store outlives its session in the kept folder.
+  std::vector<std::string> written;
 };
 
 // Nothing to add (no CA, no trust_ca): an empty BoxTrust, and the box's stores stay as they are.
 [[nodiscard]] base::Result<BoxTrust> make_box_trust(const TrustInputs& in);
+
+// Removes what make_box_trust wrote (`written`); a failure is logged at debug level, not fatal.
+void remove_box_trust(const std::vector<std::string>& written);
 
 // Whether a JVM in the box can read the JVM truststore, decided before the box starts: the host
 // has a JDK's or the distribution's cacerts (java_trust_store_files: a JDK under /usr/lib/jvm,

@@ -1,10 +1,10 @@
 // The trust material the box sees, in the forms its clients read: a PEM bundle (OpenSSL, Go,
 // Python, Node, curl, git) and a PKCS#12 truststore (the JVM's cacerts format).
 //
-// Theory of operation: the supervisor reads the system bundle and the user's --trust-ca files
-// once, adds the session CA (when something is intercepted), and writes both forms into the
-// session folder; app binds them over the distributions' paths. Nothing here is secret: the
-// files hold certificates only.
+// Theory of operation: the supervisor reads the user's --trust-ca files, adds the session CA
+// (when something is intercepted) and writes both forms into the session folder, the system
+// bundle copied by the kernel (PEM) or mapped and re-encoded without parsing (PKCS#12); app binds
+// them over the distributions' paths. Nothing here is secret: the files hold certificates only.
 #pragma once
 
 #include <string>
@@ -23,37 +23,34 @@ namespace agentbox::proxy {
 [[nodiscard]] base::Result<std::vector<ossl::X509Ptr>> parse_pem_certs(std::string_view text,
                                                                        const std::string& path);
 
-// The box's PEM trust bundle: the system bundle (e.g. /etc/ssl/certs/ca-certificates.crt)
-// followed by `extra` (the session CA, --trust-ca certificates), each under a comment line.
-[[nodiscard]] base::Result<std::string> merged_trust_bundle(const std::string& system_bundle,
-                                                            const std::vector<X509*>& extra);
+// The box's PEM trust bundle, written to `out_path`: the system bundle (e.g.
+// /etc/ssl/certs/ca-certificates.crt; its bytes copied by the kernel, never read into this
+// process) followed by `extra` (the session CA, --trust-ca certificates), each under a comment
+// line.
+[[nodiscard]] base::Status write_trust_bundle(const std::string& system_bundle,
+                                              const std::vector<X509*>& extra,
+                                              const std::string& out_path);
 
 // PEM text of one certificate (empty if OpenSSL cannot encode it).
 [[nodiscard]] std::string cert_pem(X509* cert);
 
 // A PKCS#12 truststore as the JDK reads one (keytool -importcert, or OpenSSL 3.2's
-// `pkcs12 -jdktrust`): one unencrypted certificate bag per certificate, each with a
-// friendlyName (the JDK's alias) and Oracle's trustedKeyUsage attribute (without it the JDK
-// ignores a certificate that has no private key), and a SHA-256 MAC under the JDK's default
-// cacerts password "changeit". The JDK loads it with or without that password.
-[[nodiscard]] base::Result<std::string> pkcs12_trust_store(const std::vector<X509*>& certs);
-
-// The same in parts, so the system roots and the session's certificates are encoded apart:
-// trusted_bags() encodes `certs` as one unencrypted PKCS#7 data item of trusted certificate bags
-// (DER; aliases `alias_prefix` + index, which must differ between parts), and pkcs12_from_bags()
-// joins such items into a store under the MAC (each item is re-read only as an octet string).
-[[nodiscard]] base::Result<std::string> trusted_bags(const std::vector<X509*>& certs,
-                                                     std::string_view alias_prefix);
-[[nodiscard]] base::Result<std::string> pkcs12_from_bags(const std::vector<std::string>& parts);
-
-// trusted_bags() of every certificate in PEM text, byte for byte the same, without parsing them:
-// each block is base64-decoded and its DER put into the bag as it is (~3 ms for a distribution's
-// ~140 roots, where parsing them costs 60-100 ms with OpenSSL 3). A block that is not one DER
-// SEQUENCE is skipped; no block at all is an error naming `path`. For the system bundle (root's
-// file, which the JDK parses when it loads the store); user files go through parse_pem_certs.
-[[nodiscard]] base::Result<std::string> trusted_bags_pem(std::string_view pem,
-                                                         std::string_view alias_prefix,
-                                                         const std::string& path);
+// `pkcs12 -jdktrust`), written to `out_path`: every certificate of the PEM file `system_pem`
+// (aliases agentbox-0, -1, ...; each block's DER put into its bag as it is, not parsed: the JDK
+// parses them when it loads the store; a block that is not one DER SEQUENCE is skipped, none at
+// all is an error naming the file), then `extra` (agentbox-session-0, ...), as two unencrypted
+// items (a JDK that loads the store without a password skips encrypted ones) of certificate
+// bags, each with a friendlyName (the JDK's alias) and Oracle's trustedKeyUsage attribute
+// (without it the JDK ignores a certificate that has no private key), under a SHA-256 MAC with
+// the JDK's default cacerts password "changeit" (2048 iterations; the JDK loads the store with
+// or without that password). Byte for byte what OpenSSL's PKCS12_add_cert, friendlyName,
+// attribute, PKCS12_add_safes and PKCS12_set_mac make of the same certificates and salt
+// (jdk_store_test), without OpenSSL's ASN.1 objects: ~1 ms and a handful of page faults for a
+// distribution's ~140 roots. `salt` (8 bytes) is random when empty.
+[[nodiscard]] base::Status write_jdk_trust_store(const std::string& system_pem,
+                                                 const std::vector<X509*>& extra,
+                                                 const std::string& out_path,
+                                                 std::string_view salt = {});
 
 inline constexpr const char* kJdkStorePassword = "changeit";
 

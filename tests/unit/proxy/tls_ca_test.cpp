@@ -4,13 +4,9 @@
 #include <gtest/gtest.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
-#include <openssl/pkcs12.h>
 #include <sys/socket.h>
 
-#include <fstream>
-
 #include "agentbox/base/unique_fd.hpp"
-#include "agentbox/proxy/trust_store.hpp"
 
 namespace agentbox::proxy {
 namespace {
@@ -127,117 +123,6 @@ TEST(SessionCa, StrictVerificationAcceptsTheCaAndItsLeaves) {
     EXPECT_NE(usage, nullptr);
     EXPECT_EQ(crit, 1);
   }
-}
-
-// The items of a PKCS#12 store whose MAC verifies under the JDK's password (null otherwise).
-STACK_OF(PKCS7) * store_items(const std::string& der) {
-  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-  std::unique_ptr<PKCS12, ossl::Deleter<PKCS12, PKCS12_free>> p12(
-      d2i_PKCS12(nullptr, &p, static_cast<long>(der.size())));
-  if (!p12 || PKCS12_verify_mac(p12.get(), kJdkStorePassword, -1) != 1) {
-    return nullptr;
-  }
-  return PKCS12_unpack_authsafes(p12.get());
-}
-
-TEST(TrustStore, Pkcs12HoldsEveryCertificateMarkedTrustedForTheJdk) {
-  auto ca = make_ca();
-  auto other = make_ca();
-  auto der = pkcs12_trust_store({ca.cert(), other.cert()});
-  ASSERT_TRUE(der.has_value()) << der.error().message();
-  STACK_OF(PKCS7)* safes = store_items(*der);
-  ASSERT_NE(safes, nullptr);
-  ASSERT_EQ(sk_PKCS7_num(safes), 1);
-  PKCS7* p7 = sk_PKCS7_value(safes, 0);
-  EXPECT_EQ(OBJ_obj2nid(p7->type), NID_pkcs7_data);  // unencrypted: readable with no password
-  STACK_OF(PKCS12_SAFEBAG)* bags = PKCS12_unpack_p7data(p7);
-  ASSERT_NE(bags, nullptr);
-  ASSERT_EQ(sk_PKCS12_SAFEBAG_num(bags), 2);
-  std::unique_ptr<ASN1_OBJECT, ossl::Deleter<ASN1_OBJECT, ASN1_OBJECT_free>> trusted(
-      OBJ_txt2obj("2.16.840.1.113894.746875.1.1", 1));
-  for (int i = 0; i < 2; ++i) {
-    const PKCS12_SAFEBAG* bag = sk_PKCS12_SAFEBAG_value(bags, i);
-    EXPECT_EQ(PKCS12_SAFEBAG_get_nid(bag), NID_certBag);
-    EXPECT_GE(X509at_get_attr_by_OBJ(PKCS12_SAFEBAG_get0_attrs(bag), trusted.get(), -1), 0);
-    char* name = PKCS12_get_friendlyname(const_cast<PKCS12_SAFEBAG*>(bag));
-    EXPECT_NE(name, nullptr);
-    OPENSSL_free(name);
-    ossl::X509Ptr cert(PKCS12_SAFEBAG_get1_cert(bag));
-    EXPECT_EQ(X509_cmp(cert.get(), i == 0 ? ca.cert() : other.cert()), 0);
-  }
-  sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
-  sk_PKCS7_pop_free(safes, PKCS7_free);
-}
-
-// The system roots' bags are made from the PEM's DER without parsing a certificate: they must be
-// byte for byte what OpenSSL's own parse-and-encode path makes (the oracle), for this host's
-// bundle and for generated CAs, and a block that is not a certificate's shape is skipped.
-TEST(TrustStore, BagsFromPemAreByteForByteThoseOfTheParsedCertificates) {
-  auto ca = make_ca();
-  auto other = make_ca();
-  std::string pem = cert_pem(ca.cert()) + "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n" +
-                    "-----END CERTIFICATE-----\n" + "-----BEGIN PRIVATE KEY-----\nAAAA\n" +
-                    "-----END PRIVATE KEY-----\n" + cert_pem(other.cert());
-  auto fast = trusted_bags_pem(pem, "agentbox-", "test.pem");
-  auto slow = trusted_bags({ca.cert(), other.cert()}, "agentbox-");
-  ASSERT_TRUE(fast.has_value()) << fast.error().message();
-  ASSERT_TRUE(slow.has_value());
-  EXPECT_EQ(*fast, *slow);
-  auto none = trusted_bags_pem("no certificate here", "agentbox-", "empty.pem");
-  ASSERT_FALSE(none.has_value());
-  EXPECT_NE(none.error().message().find("empty.pem"), std::string::npos);
-  for (const char* bundle :
-       {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"}) {
-    std::ifstream in(bundle);
-    if (!in) {
-      continue;
-    }
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto certs = read_pem_certs(bundle);
-    ASSERT_TRUE(certs.has_value());
-    std::vector<X509*> raw;
-    for (const auto& c : *certs) {
-      raw.push_back(c.get());
-    }
-    EXPECT_GT(raw.size(), 10u);
-    auto a = trusted_bags_pem(text, "agentbox-", bundle);
-    auto b = trusted_bags(raw, "agentbox-");
-    ASSERT_TRUE(a.has_value() && b.has_value());
-    EXPECT_EQ(*a, *b) << bundle;
-  }
-}
-
-// The session's certificates join the system's as a second item: the JDK reads every bag of
-// every item (proxy_trust_test runs a real JVM against it).
-TEST(TrustStore, PartsJoinUnderOneMac) {
-  auto ca = make_ca();
-  auto other = make_ca();
-  auto sys = trusted_bags_pem(cert_pem(ca.cert()), "agentbox-", "sys.pem");
-  auto mine = trusted_bags({other.cert()}, "agentbox-session-");
-  ASSERT_TRUE(sys.has_value() && mine.has_value());
-  auto der = pkcs12_from_bags({*sys, *mine});
-  ASSERT_TRUE(der.has_value()) << der.error().message();
-  STACK_OF(PKCS7)* safes = store_items(*der);
-  ASSERT_NE(safes, nullptr);
-  EXPECT_EQ(sk_PKCS7_num(safes), 2);
-  sk_PKCS7_pop_free(safes, PKCS7_free);
-  EXPECT_FALSE(pkcs12_from_bags({"not DER"}).has_value());
-  ERR_clear_error();
-}
-
-TEST(SessionCa, TrustBundleAppendsTheCa) {
-  auto ca = make_ca();
-  char path[] = "/tmp/agentbox-bundle-XXXXXX";
-  const int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  close(fd);
-  std::ofstream(path) << "-----BEGIN CERTIFICATE-----\nSYSTEM\n-----END CERTIFICATE-----";
-  auto bundle = merged_trust_bundle(path, {ca.cert()});
-  unlink(path);
-  ASSERT_TRUE(bundle.has_value());
-  EXPECT_EQ(bundle->find("SYSTEM"), 28u);
-  EXPECT_NE(bundle->find(ca.pem()), std::string::npos);
-  EXPECT_FALSE(merged_trust_bundle("/nonexistent/bundle.crt", {ca.cert()}).has_value());
 }
 
 // Drives both ends of a TLS handshake over non-blocking socketpair ends, bounded.
