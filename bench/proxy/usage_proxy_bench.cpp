@@ -8,7 +8,10 @@
 // intercepted connection with the credential's placeholder swapped, alternating metered and
 // unmetered streams (the order flips every round). Measured: the proxy thread's CPU clock per
 // stream; printed: medians, the median of the per-round ratios, and the tokens the budget
-// recorded (proof that the meter ran).
+// recorded (proof that the meter ran). Beside each round, on the bench's own thread: the meter
+// alone fed the same stream in 16 KiB pieces (as the proxy reads a bulk stream), and the floor
+// of any reading of those bytes, one memchr pass over them; both as a share of the unmetered
+// proxy CPU.
 //
 //   build/bench/proxy/bench_usage_proxy [EVENTS] [ROUNDS] [each|bulk]   (2000, 15, each)
 //     each: the upstream writes one event per TLS record, as a model streams tokens;
@@ -19,6 +22,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "../model_stream.hpp"
@@ -112,6 +116,30 @@ double thread_cpu(clockid_t clock) {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
+// The meter alone and the floor (one memchr pass) over `body` in 16 KiB pieces: CPU seconds of
+// `reps` passes each, alternated.
+std::pair<double, double> meter_and_floor(std::string_view body, int reps, uint64_t& sink) {
+  constexpr size_t kPiece = 16384;
+  double meter = 0;
+  double memchr_cpu = 0;
+  for (int i = 0; i < reps; ++i) {
+    const double t0 = thread_cpu(CLOCK_THREAD_CPUTIME_ID);
+    UsageMeter m(UsageMeter::Format::kSse);
+    for (size_t at = 0; at < body.size(); at += kPiece) {
+      m.feed(body.substr(at, kPiece));
+    }
+    sink += m.finish().tokens.output;
+    const double t1 = thread_cpu(CLOCK_THREAD_CPUTIME_ID);
+    meter += t1 - t0;
+    for (size_t at = 0; at < body.size(); at += kPiece) {
+      const auto piece = body.substr(at, kPiece);
+      sink += std::memchr(piece.data(), 0, piece.size()) == nullptr ? 1 : 0;
+    }
+    memchr_cpu += thread_cpu(CLOCK_THREAD_CPUTIME_ID) - t1;
+  }
+  return {meter / reps, memchr_cpu / reps};
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
@@ -129,10 +157,11 @@ int main(int argc, char** argv) {
   auto up_ca = SessionCa::create({.hosts = {kHost}, .common_name = "bench upstream CA"});
   const std::string up_ca_file = temp_file(up_ca->pem());
   const auto stream = agentbox::bench::anthropic_events(events);
-  size_t bytes = 0;
+  std::string body;
   for (const auto& e : stream) {
-    bytes += e.size();
+    body += e;
   }
+  const size_t bytes = body.size();
   StreamServer upstream(*up_ca->leaf_for(kHost), stream, bulk);
 
   audit::MemorySink audit;
@@ -214,7 +243,13 @@ int main(int argc, char** argv) {
   std::vector<double> on;
   std::vector<double> off;
   std::vector<double> ratio;
+  std::vector<double> alone;
+  std::vector<double> floors;
+  uint64_t sink = 0;
   for (int r = 0; r < rounds; ++r) {
+    const auto [meter_cpu, floor_cpu] = meter_and_floor(body, kPerRound, sink);
+    alone.push_back(meter_cpu);
+    floors.push_back(floor_cpu);
     double m = 0;
     double u = 0;
     for (int i = 0; i < kPerRound; ++i) {
@@ -241,13 +276,17 @@ int main(int argc, char** argv) {
       "streams each way (%u cpus, load %.2f %.2f %.2f)\n"
       "  proxy thread CPU per stream, median: unmetered %.1f us, metered %.1f us\n"
       "  metered / unmetered: median %.4f (min %.4f, max %.4f) -> meter adds %+.2f%%\n"
-      "  metered responses recorded: %llu (output tokens %llu)\n",
+      "  beside it, over the same bytes in 16 KiB pieces (bench thread): the meter alone %.1f us "
+      "(%.2f%% of unmetered), one memchr pass %.1f us (%.2f%%: the floor)\n"
+      "  metered responses recorded: %llu (output tokens %llu; bench checksum %llu)\n",
       bulk ? "bulk: one write" : "one TLS record per event", stream.size(), bytes, rounds,
       kPerRound, std::thread::hardware_concurrency(), load[0], load[1], load[2], median(off) * 1e6,
       median(on) * 1e6, median(ratio), *std::min_element(ratio.begin(), ratio.end()),
-      *std::max_element(ratio.begin(), ratio.end()), (median(ratio) - 1) * 100,
+      *std::max_element(ratio.begin(), ratio.end()), (median(ratio) - 1) * 100, median(alone) * 1e6,
+      median(alone) / median(off) * 100, median(floors) * 1e6, median(floors) / median(off) * 100,
       static_cast<unsigned long long>(it == models.end() ? 0 : it->second.responses),
-      static_cast<unsigned long long>(it == models.end() ? 0 : it->second.tokens.output));
+      static_cast<unsigned long long>(it == models.end() ? 0 : it->second.tokens.output),
+      static_cast<unsigned long long>(sink));
   unlink(up_ca_file.c_str());
   unlink(session_ca_file.c_str());
   return 0;

@@ -36,37 +36,72 @@ bool names_at(std::string_view text, size_t at) {
   return six == "\"usage" || six == "\"model";
 }
 
-// Whether `text` may hold a wanted member name. Sixteen positions at a time (GCC/clang vector
-// extensions: SSE2 or NEON): a quote followed by `u` or `m` is a candidate, checked exactly; in
-// JSON text such pairs are rare, so most blocks cost a few instructions.
-bool may_report(std::string_view text) {
+// Where the first `"usage` or `"model` (the start of all four wanted names) at or after `at`
+// lies in `text` (its size: none). Sixteen positions at a time, four blocks per step (GCC/clang
+// vector extensions: SSE2 or NEON): a quote followed by `u` or `m` is a candidate, checked
+// exactly; in JSON text such pairs are rare, so most steps cost a few instructions per block.
+size_t first_name(std::string_view text, size_t at) {
   using V = unsigned char __attribute__((vector_size(16)));
   const char* p = text.data();
   const size_t n = text.size();
-  size_t i = 0;
-  for (; i + 17 <= n; i += 16) {
+  auto candidates = [p](size_t i) {
     V a;
     V b;
     std::memcpy(&a, p + i, 16);
     std::memcpy(&b, p + i + 1, 16);
-    const auto hit = (a == '"') & ((b == 'u') | (b == 'm'));
+    return (a == '"') & ((b == 'u') | (b == 'm'));
+  };
+  auto none = [](const auto& hit) {
     uint64_t lanes[2];
     std::memcpy(lanes, &hit, sizeof lanes);
-    if ((lanes[0] | lanes[1]) == 0) {
+    return (lanes[0] | lanes[1]) == 0;
+  };
+  size_t i = at;
+  for (; i + 65 <= n; i += 64) {
+    if (!none(candidates(i) | candidates(i + 16) | candidates(i + 32) | candidates(i + 48))) {
+      break;  // a candidate in these 64 bytes: the loop below finds it
+    }
+  }
+  for (; i + 17 <= n; i += 16) {
+    const auto hit = candidates(i);
+    if (none(hit)) {
       continue;
     }
     for (size_t j = 0; j < 16; ++j) {
       if (hit[j] != 0 && names_at(text, i + j)) {
-        return true;
+        return i + j;
       }
     }
   }
   for (; i < n; ++i) {
     if (p[i] == '"' && names_at(text, i)) {
-      return true;
+      return i;
     }
   }
-  return false;
+  return n;
+}
+
+// The offset of the last empty line's terminator in [at, end), npos when there is none. `at`
+// is a line start not right after a CR (the state sse_byte is in between events), so a line end
+// there is an empty line; further on, a line end is one when a line end precedes it and the two
+// are not one CRLF (as sse_byte reads them: a terminator always starts a new line).
+size_t last_event_end(std::string_view bytes, size_t at, size_t end) {
+  const char* d = bytes.data();
+  for (size_t i = end; i > at;) {
+    --i;
+    const char ch = d[i];
+    if (ch != '\n' && ch != '\r') {
+      continue;
+    }
+    if (i == at) {
+      return i;
+    }
+    const char prev = d[i - 1];
+    if ((prev == '\n' || prev == '\r') && !(prev == '\r' && ch == '\n')) {
+      return i;
+    }
+  }
+  return std::string_view::npos;
 }
 
 std::optional<uint64_t> tokens_at(const nlohmann::json& obj, const char* key) {
@@ -150,67 +185,33 @@ size_t UsageMeter::skippable(std::string_view bytes, size_t at) const {
   return at;
 }
 
-// Where the event that starts at `at` (a line start) ends: the offset of its empty line's
-// terminator, npos when that is not within `bytes` (or a CR ends them: it may be half a CRLF).
-// Line ends as in sse_byte: CRLF, LF or CR; an empty line is a terminator right after one.
-size_t UsageMeter::event_end(std::string_view bytes, size_t at, size_t& next_cr) {
-  const char* data = bytes.data();
-  const size_t size = bytes.size();
-  size_t line = at;
-  while (line < size) {
-    if (data[line] == '\n' || data[line] == '\r') {
-      return line;  // an empty line
-    }
-    if (next_cr != std::string_view::npos && next_cr < line) {
-      const void* cr = std::memchr(data + line, '\r', size - line);
-      next_cr = cr == nullptr ? std::string_view::npos
-                              : static_cast<size_t>(static_cast<const char*>(cr) - data);
-    }
-    const void* lf = std::memchr(data + line, '\n', std::min(next_cr, size) - line);
-    const size_t end =
-        lf != nullptr ? static_cast<size_t>(static_cast<const char*>(lf) - data) : next_cr;
-    if (end >= size || (data[end] == '\r' && end + 1 == size)) {
-      return std::string_view::npos;
-    }
-    line = end + (data[end] == '\r' && data[end + 1] == '\n' ? 2 : 1);
+// The fast path (SSE): at an event's start, the events that lie whole within this piece before
+// its first `"usage` or `"model` cannot carry a member the scanner captures (a member name is
+// matched on its raw bytes, and the scanner starts each event afresh), so they are passed over
+// at once, without the byte scanner: one vector pass finds the first name, a short walk back
+// from it the last empty line before it, and only that empty line goes through sse_byte. The
+// event after it (the one naming a member, or one cut by the piece's end) is the scanner's.
+// Returns where the byte scanner resumes.
+size_t UsageMeter::skip_events(std::string_view bytes, size_t at) {
+  if (line_ != Line::kStart || after_cr_ || data_in_event_ || scan_event_) {
+    return at;
   }
-  return std::string_view::npos;
-}
-
-// The fast path (SSE): an event whose bytes, all within this piece, hold no `"usage` and no
-// `"model` cannot carry a member the scanner captures (a member name is matched on its raw
-// bytes, and the scanner starts each event afresh), so it is passed over without the byte
-// scanner; only its empty line goes through sse_byte. Returns where the byte scanner resumes.
-size_t UsageMeter::skip_events(std::string_view bytes, size_t at, size_t& next_cr) {
-  while (at < bytes.size() && line_ == Line::kStart && !after_cr_ && !data_in_event_ &&
-         !scan_event_) {
-    const size_t end = event_end(bytes, at, next_cr);
-    const std::string_view event =
-        end == std::string_view::npos ? std::string_view() : bytes.substr(at, end - at);
-    if (end == std::string_view::npos || may_report(event)) {
-      scan_event_ = true;  // the byte scanner reads this event (until its empty line)
-      return at;
-    }
+  const size_t end = last_event_end(bytes, at, first_name(bytes, at));
+  if (end != std::string_view::npos) {
     sse_byte(bytes[end]);  // the empty line: the event ends (as if read byte by byte)
+    passed_over_ += end + 1 - at;
     at = end + 1;
-    ++passed_over_;
   }
+  scan_event_ = at < bytes.size();  // the byte scanner reads the next event (to its empty line)
   return at;
 }
 
 void UsageMeter::feed(std::string_view bytes) noexcept {
   try {
     size_t at = 0;
-    // The first CR at or after the line event_end looks at (npos: none); kept across events.
-    size_t next_cr = std::string_view::npos;
-    if (format_ == Format::kSse) {
-      const void* cr = std::memchr(bytes.data(), '\r', bytes.size());
-      next_cr = cr == nullptr ? next_cr
-                              : static_cast<size_t>(static_cast<const char*>(cr) - bytes.data());
-    }
     while (at < bytes.size()) {
       if (format_ == Format::kSse) {
-        at = skip_events(bytes, at, next_cr);
+        at = skip_events(bytes, at);
         if (at == bytes.size()) {
           break;
         }

@@ -3,8 +3,9 @@
 // (Anthropic Messages, OpenAI Responses and Chat Completions, Gemini; streamed in 7-byte chunks
 // and not): the token counts in the audit log, the exit summary and `agentbox ps --json` are
 // exactly what the mock reported; `--budget-spend` refuses the next model request with 429 and
-// a "budget" event, fails closed on a model without a price, and `agentbox budget` raises it
-// live; `requests_per_host` and `egress` refuse at their boundary.
+// a "budget" event (reached through each wire format's streamed shape, every request past it
+// refused and none reaching the upstream), fails closed on a model without a price, and
+// `agentbox budget` raises it live; `requests_per_host` and `egress` refuse at their boundary.
 #include <fcntl.h>
 
 #include <functional>
@@ -195,6 +196,69 @@ TEST_P(ModelSpendTest, TheSpendCapRefusesTheNextModelRequestWith429) {
             std::string::npos)
       << audit();
   EXPECT_NE(r.err.find("1 request refused over the session budget `spend`"), std::string::npos)
+      << r.err;
+}
+
+// `n` requests from the box's client, one after the other whatever each gets back, so a request
+// after the cap is reached is tried too (and must be refused, as the first was).
+std::string repeat(int n, const std::string& body) {
+  return fmt::format("for i in $(seq {}); do {}done; ", n, body);
+}
+
+// The cap reached through a wire format other than Anthropic's: of `sent` streamed requests,
+// `passed` reach the upstream (its own log is the oracle: `upstream_line` counted) and get 200;
+// every later one gets the 429 naming the budget, and is audited and summed.
+void expect_capped(const Output& r, const std::string& seen_log, const std::string& audit_log,
+                   int passed, int sent, const std::string& upstream_line,
+                   const std::string& refusal, const std::string& host) {
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(count_of(r.out, "code=200\n"), static_cast<size_t>(passed)) << r.out;
+  EXPECT_EQ(count_of(r.out, "code=429\nrefused=agentbox: request blocked: " + refusal),
+            static_cast<size_t>(sent - passed))
+      << r.out;
+  EXPECT_EQ(count_of(seen_log, upstream_line), static_cast<size_t>(passed)) << seen_log;
+  EXPECT_EQ(
+      count_of(audit_log, fmt::format(R"("type":"budget","budget":"spend","host":"{}")", host)),
+      static_cast<size_t>(sent - passed))
+      << audit_log;
+  EXPECT_NE(
+      r.err.find(fmt::format("{} requests refused over the session budget `spend`", sent - passed)),
+      std::string::npos)
+      << r.err;
+}
+
+// Chat Completions streamed (usage in the last chunk, `"usage": null` before): $0.0001572 a
+// response (536 * 0.15 + 64 * 0.075 + 120 * 0.6 per million); four pass a $0.0005 cap.
+TEST_P(ModelSpendTest, TheSpendCapRefusesPastItThroughStreamedChatCompletions) {
+  Output r = box(repeat(7, openai("/v1/chat/completions", "mock-chat", true)), 120000,
+                 {"--budget-spend", "0.0005"}, /*quiet=*/false);
+  expect_capped(r, seen(), audit(), 4, 7, "POST /v1/chat/completions ",
+                "session budget spend = $0.0005 reached ($0.0006 spent on model usage)\n",
+                "openai.model.test");
+}
+
+// The Responses API streamed (usage in response.completed): $0.0033875 a response; three pass
+// a $0.01 cap.
+TEST_P(ModelSpendTest, TheSpendCapRefusesPastItThroughStreamedResponses) {
+  Output r = box(repeat(6, openai("/v1/responses", "mock-gpt", true)), 120000,
+                 {"--budget-spend", "0.01"}, /*quiet=*/false);
+  expect_capped(r, seen(), audit(), 3, 6, "POST /v1/responses ",
+                "session budget spend = $0.0100 reached ($0.0102 spent on model usage)\n",
+                "openai.model.test");
+}
+
+// Gemini streamed, as SSE (alt=sse) and as one JSON array, alternately (usageMetadata,
+// cumulative per chunk): $0.0003592 a response; three pass a $0.001 cap.
+TEST_P(ModelSpendTest, TheSpendCapRefusesPastItThroughStreamedGemini) {
+  const std::string one = "if [ $((i % 2)) = 1 ]; then " + gemini("streamGenerateContent?alt=sse") +
+                          "else " + gemini("streamGenerateContent") + "fi; ";
+  Output r = box(repeat(6, one), 120000, {"--budget-spend", "0.001"}, /*quiet=*/false);
+  expect_capped(r, seen(), audit(), 3, 6, "POST /v1beta/models/mock-gemini:streamGenerateContent",
+                "session budget spend = $0.0010 reached ($0.0011 spent on model usage)\n",
+                "gemini.model.test");
+  EXPECT_NE(r.err.find("model mock-gemini: 3 responses, 1200 input tokens (120 cached), 300 "
+                       "output tokens"),
+            std::string::npos)
       << r.err;
 }
 

@@ -6,11 +6,12 @@
 //                payload of each `data:` line goes to the scanner, an empty line ends the event
 //                and resets the scanner (a broken event never spoils the next). kJson: the whole
 //                body is one scanner input (an object, or Gemini's streamed array of objects).
-//   1b. fast     (SSE) an event that lies whole within one feed() and whose raw bytes hold no
-//                `"usage` and no `"model` is passed over with memchr/memmem (its end found,
-//                the two names looked for), never scanned: most events of a stream (the text
-//                deltas) cost a few ns each. An event cut across feeds, or one that names a
-//                member, goes through the scanner; the reading is the same either way.
+//   1b. fast     (SSE) at an event's start, one vector pass finds the piece's first `"usage` or
+//                `"model`; the events that lie whole within the piece before it (found by a
+//                short walk back to the last empty line) are passed over at once, never
+//                scanned: the text deltas of a stream cost about one pass of a vector compare.
+//                The event naming a member, and one cut across feeds, go through the scanner;
+//                the reading is the same either way.
 //   2. scanner   a byte-at-a-time JSON tokenizer that keeps only its nesting (no tree): at
 //                nesting depth 1 or 2 the members `usage`, `usageMetadata`, `model` and
 //                `modelVersion` have their raw value text captured, at most kMaxCapture bytes
@@ -62,8 +63,8 @@ class UsageMeter {
   };
   // Ends the body (a last event without its blank line counts) and returns what was read.
   [[nodiscard]] Reading finish() noexcept;
-  // SSE events passed over by the fast path (no byte scan): for tests and benchmarks.
-  [[nodiscard]] uint64_t events_passed_over() const { return passed_over_; }
+  // SSE bytes passed over by the fast path (no byte scan): for tests and benchmarks.
+  [[nodiscard]] uint64_t bytes_passed_over() const { return passed_over_; }
 
  private:
   // The raw usage fields seen (each overwritten by a later report).
@@ -74,8 +75,7 @@ class UsageMeter {
     std::optional<uint64_t> g_prompt, g_candidates, g_cached, g_thoughts;  // Gemini
   };
   enum class Line { kStart, kField, kData, kSkip };
-  [[nodiscard]] static size_t event_end(std::string_view bytes, size_t at, size_t& next_cr);
-  [[nodiscard]] size_t skip_events(std::string_view bytes, size_t at, size_t& next_cr);
+  [[nodiscard]] size_t skip_events(std::string_view bytes, size_t at);
   [[nodiscard]] size_t skippable(std::string_view bytes, size_t at) const;
   void sse_byte(char ch);
   void json_byte(char ch);

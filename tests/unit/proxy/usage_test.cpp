@@ -196,18 +196,61 @@ TEST(UsageMeter, FastPathReadsWhatTheScannerReadsAtEverySplit) {
       }
     }
   }
-  // Whole: the 12 deltas, the comment, the split name and message_stop are passed over.
+  // Whole: the events between the first and the one whose text names `"usage` (the deltas, the
+  // comment), then those up to message_delta, are passed over: most of the stream.
   UsageMeter whole(Format::kSse);
   whole.feed(mixed_stream());
-  EXPECT_EQ(whole.events_passed_over(), 15U);
+  EXPECT_GT(whole.bytes_passed_over(), mixed_stream().size() / 2);
   EXPECT_EQ(whole.finish().tokens.output, 61U);
   // Byte by byte: no event lies whole within a piece, so the scanner reads every one.
   UsageMeter bytewise(Format::kSse);
   for (char ch : mixed_stream()) {
     bytewise.feed(std::string_view(&ch, 1));
   }
-  EXPECT_EQ(bytewise.events_passed_over(), 0U);
+  EXPECT_EQ(bytewise.bytes_passed_over(), 0U);
   EXPECT_EQ(bytewise.finish().tokens.output, 61U);
+}
+
+// A long stream as the proxy reads it in bulk (many events per piece): deltas whose text holds
+// quote-u and quote-m pairs that are not member names (`"um`, `"mode`, `"usag`), a key named
+// `"usages` (scanned, not a report), a cumulative report in the middle (overwritten by the last),
+// over LF, CRLF and CR. In pieces of every size from 1 to 300 bytes, the reading is the
+// scanner's (byte by byte).
+TEST(UsageMeter, BulkPiecesOfEverySizeReadWhatTheScannerReads) {
+  std::string body =
+      "event: message_start\ndata: {\"message\":{\"model\":\"m-1\",\"usage\":"
+      "{\"input_tokens\":10,\"output_tokens\":1}}}\n\n";
+  for (int i = 0; i < 120; ++i) {
+    const char* eol = i % 3 == 0 ? "\n" : (i % 3 == 1 ? "\r\n" : "\r");
+    body += fmt::format(
+        "event: content_block_delta{0}data: {{\"delta\":{{\"text\":\"\\\"um {1}\\\" \\\"m\","
+        "\"mode\":\"usag\"}}}}{0}{0}",
+        eol, i);
+    if (i == 60) {
+      body += "data: {\"usage\":{\"input_tokens\":10,\"output_tokens\":30}}\n\n";
+    }
+    if (i == 90) {
+      body += "data: {\"usages\":{\"output_tokens\":99}}\r\r";
+    }
+  }
+  body += "data: {\"usage\":{\"output_tokens\":121}}\r\n\r\n";
+  const Case c{"bulk", Format::kSse, body, "m-1", {10, 121, 0}};
+  std::vector<size_t> every;
+  for (size_t i = 1; i < body.size(); ++i) {
+    every.push_back(i);
+  }
+  expect(c, read_in_pieces(c, every), " byte by byte");
+  expect(c, read_in_pieces(c, {}), " whole");
+  for (size_t size = 1; size <= 300; ++size) {
+    std::vector<size_t> cuts;
+    for (size_t at = size; at < body.size(); at += size) {
+      cuts.push_back(at);
+    }
+    expect(c, read_in_pieces(c, cuts), " in pieces of " + std::to_string(size));
+  }
+  UsageMeter whole(Format::kSse);
+  whole.feed(body);
+  EXPECT_GT(whole.bytes_passed_over(), body.size() * 9 / 10);  // all but four events
 }
 
 TEST(UsageMeter, FormatFromContentType) {
