@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The README's first command on a fresh Debian 12: builds a minimal bookworm root filesystem with
+# mmdebstrap (from this machine's own apt sources), clones this repository into it, enters it with
+# its own mount, pid, uts and ipc namespaces (pivot_root, not chroot: a chrooted process may not
+# create the user namespace a box needs), and runs `./scripts/demo` there as root exactly as the
+# README writes it. Prints the wall time of the whole and of each phase (apt's index update,
+# download, install; cmake; the build; the demo), the bytes apt fetched and the load average.
+# Deletes the root filesystem at the end, also on failure or timeout.
+#
+# Usage (root): bench/fresh_machine.sh [REF]    REF: the commit to clone (default HEAD)
+#   FRESH_TIMEOUT   seconds for the demo before it is killed (default 2400)
+#   FRESH_VARIANT   mmdebstrap variant (default minbase: Essential packages and apt, as the
+#                   debian:12 container image); `important` is a netinst without tasks
+#   FRESH_INCLUDE   packages the "user" had before cloning (default git)
+#   FRESH_DIR       where the root filesystem goes (default a new directory under /var/tmp)
+#   FRESH_KEEP=1    keep the root filesystem (for a look inside; delete it yourself)
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+ref="$(git -C "$repo" rev-parse "${1:-HEAD}")"
+timeout_s="${FRESH_TIMEOUT:-2400}"
+variant="${FRESH_VARIANT:-minbase}"
+include="${FRESH_INCLUDE:-git}"
+[ "$(id -u)" = 0 ] || { echo "fresh_machine: needs root (mmdebstrap, mount namespaces)" >&2; exit 2; }
+command -v mmdebstrap >/dev/null ||
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
+
+# Debian's own entries of this machine's apt sources (never a hostname written here): the files
+# apt reads that name Debian's archive keyring or a /debian path; other vendors' sources are left out.
+sources=()
+for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+  [ -f "$f" ] && grep -Eq '^[^#]*(debian-archive-keyring|/debian(-security)?/?([[:space:]]|$))' "$f" &&
+    sources+=("$f")
+done
+[ "${#sources[@]}" -gt 0 ] || { echo "fresh_machine: no Debian entry in /etc/apt/sources.list*" >&2; exit 2; }
+
+root="${FRESH_DIR:-$(mktemp -d /var/tmp/agentbox-fresh.XXXXXX)}"
+load_log="$(mktemp)"
+sampler=""
+cleanup() {
+  [ -z "$sampler" ] || kill "$sampler" 2>/dev/null || true
+  rm -f "$load_log"
+  # Every mount was made in the run's private mount namespace, gone with its processes; refuse
+  # to delete through a mount that is somehow still visible here.
+  if findmnt -rn -o TARGET | grep -q "^$root"; then
+    echo "fresh_machine: mounts left under $root; not deleting it" >&2
+  elif [ "${FRESH_KEEP:-0}" != 1 ]; then
+    rm -rf --one-file-system "$root"
+  fi
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; }
+
+echo "== bootstrap: bookworm, variant $variant, with: $include -> $root"
+t=$(now)
+mmdebstrap --quiet --variant="$variant" --include="$include" bookworm "$root" "${sources[@]}"
+echo "bootstrap: $(secs "$t" "$(now)") s, $(du -sm "$root" | cut -f1) MB"
+cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+git clone -q --no-hardlinks "$repo" "$root/root/agentbox"
+git -C "$root/root/agentbox" checkout -q "$ref"
+echo "cloned $ref into /root/agentbox"
+
+# What runs in the new namespaces (pid 1 of its pid namespace): the fresh machine's /proc, /sys
+# and a /dev of its own (new device nodes: a chmod in there cannot reach the host's), then
+# pivot_root into it and the README's command in a root login's environment.
+inner='
+set -euo pipefail
+r="$1"
+mount --bind "$r" "$r"
+mount -t proc proc "$r/proc"
+mount -t sysfs sysfs "$r/sys"
+if mountpoint -q /sys/fs/cgroup; then mount --rbind /sys/fs/cgroup "$r/sys/fs/cgroup"; fi
+mount -t tmpfs -o mode=0755,nosuid tmpfs "$r/dev"
+for d in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do
+  IFS=: read -r n ma mi <<<"$d"; mknod -m 0666 "$r/dev/$n" c "$ma" "$mi"
+done
+if [ -c /dev/net/tun ]; then
+  mkdir "$r/dev/net"; mknod -m "$(stat -c %a /dev/net/tun)" "$r/dev/net/tun" c 10 200
+fi
+mkdir "$r/dev/pts" "$r/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$r/dev/pts"
+ln -s pts/ptmx "$r/dev/ptmx"
+mount -t tmpfs -o mode=1777,nosuid,nodev shm "$r/dev/shm"
+ln -s /proc/self/fd "$r/dev/fd"
+for i in 0:stdin 1:stdout 2:stderr; do ln -s "/proc/self/fd/${i%%:*}" "$r/dev/${i#*:}"; done
+hostname fresh-bookworm
+mkdir -p "$r/.oldroot"
+cd "$r"
+pivot_root . .oldroot
+umount -l /.oldroot
+rmdir /.oldroot
+cd /root/agentbox
+exec chroot / /usr/bin/env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash TERM=dumb \
+  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  /bin/bash -c "cd /root/agentbox && ./scripts/demo"
+'
+
+iface="$(ip route show default | awk '{ for (i = 1; i < NF; i++) if ($i == "dev") { print $(i + 1); exit } }')"
+rx() { [ -n "$iface" ] && cat "/sys/class/net/$iface/statistics/rx_bytes" || echo 0; }
+(while :; do cut -d' ' -f1 /proc/loadavg >>"$load_log"; sleep 5; done) &
+sampler=$!
+echo "== ./scripts/demo (timeout ${timeout_s} s), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+rx0=$(rx)
+t0=$(now)
+rc=0
+timeout -k 30 "$timeout_s" unshare --mount --pid --uts --ipc --fork --kill-child --propagation private \
+  -- bash -c "$inner" inner "$root" </dev/null || rc=$?
+t1=$(now)
+rx1=$(rx)
+kill "$sampler" 2>/dev/null || true
+wait "$sampler" 2>/dev/null || true
+sampler=""
+
+# Phase ends, from what each phase left on the fresh machine's disk (seconds since the epoch).
+last_ctime() { find "$@" -maxdepth 1 -type f -printf '%C@\n' 2>/dev/null | sort -n | tail -1; }
+lists_end="$(last_ctime "$root/var/lib/apt/lists")"
+debs_end="$(last_ctime "$root/var/cache/apt/archives")"
+apt_end="$(sed -n 's/^End-Date: //p' "$root/var/log/apt/history.log" 2>/dev/null | tail -1)"
+[ -z "$apt_end" ] || apt_end="$(date -d "$apt_end" +%s)"
+b="$root/root/agentbox/build"
+cmake_end="$(stat -c %Y "$b/build.ninja" 2>/dev/null || true)"
+build_end="$(stat -c %Z "$b/cli/agentbox" 2>/dev/null || true)"
+phase() { [ -n "$2" ] && [ -n "$3" ] && printf '  %-34s %5s s\n' "$1" "$(secs "$2" "$3")"; return 0; }
+debs="$(find "$root/var/cache/apt/archives" -maxdepth 1 -name '*.deb' | wc -l)"
+deb_bytes="$(find "$root/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')"
+
+echo "== result: exit $rc, wall $(secs "$t0" "$t1") s"
+phase "apt-get update (indexes)" "$t0" "$lists_end"
+phase "apt download" "$lists_end" "$debs_end"
+phase "dpkg unpack and configure" "$debs_end" "$apt_end"
+phase "apt, all of it" "$t0" "$apt_end"
+phase "cmake configure" "$apt_end" "$cmake_end"
+phase "build agentbox and strip" "$cmake_end" "$build_end"
+phase "doctor and the demo box" "$build_end" "$t1"
+echo "  apt installed $debs packages, $((deb_bytes / 1000000)) MB of .deb"
+echo "  $iface received $(((rx1 - rx0) / 1000000)) MB in the run (indexes and .debs; other traffic on this machine too)"
+echo "  load average (1 min) during the run: $(sort -n "$load_log" | awk '{ v[NR] = $1 } END { if (NR) printf "min %s, median %s, max %s", v[1], v[int((NR + 1) / 2)], v[NR] }')"
+echo "  disk used by the fresh machine: $(du -sm "$root" | cut -f1) MB (deleted now)"
+exit "$rc"
