@@ -5,7 +5,10 @@
 # create the user namespace a box needs), and runs `./scripts/demo` there as root exactly as the
 # README writes it. Prints the wall time of the whole and of each phase (apt's index update,
 # download, install; cmake; the build; the demo), the bytes apt fetched and the load average.
-# Then, in the same machine, the optional FRESH_STEPS, each timed with the packages it installed:
+# FRESH_STEPS (default "demo") chooses what runs, in order, in the same machine, each timed (wall
+# and CPU, user + sys, of everything it ran) with the packages it installed:
+#   demo       the README's first command, `./scripts/demo`
+#   apt        its first line alone, `./scripts/install-deps build` (apt's CPU without the build's)
 #   install    the README's "Install": `./scripts/install-deps package && ./scripts/package`,
 #              `dpkg -i` of the package (as root: a fresh Debian has no sudo), `agentbox doctor`,
 #              the shipped profiles listed and a box, all from /usr/bin/agentbox
@@ -14,14 +17,14 @@
 # Deletes the root filesystem at the end, also on failure or timeout.
 #
 # Usage (root): bench/fresh_machine.sh [REF]    REF: the commit to clone (default HEAD)
-#   FRESH_STEPS     what runs after the demo, in order (default none; "install testdeps" for all)
+#   FRESH_STEPS     the steps, in order (default demo; "demo install testdeps" for all)
 #   FRESH_TIMEOUT   seconds for each step before it is killed (default 2400)
 #   FRESH_VARIANT   mmdebstrap variant (default minbase: Essential packages and apt, as the
 #                   debian:12 container image); `important` is a netinst without tasks
 #   FRESH_INCLUDE   packages the "user" had before cloning (default git)
 #   FRESH_DIR       where the root filesystem goes (default a new directory under /var/tmp)
 #   FRESH_KEEP=1    keep the root filesystem (for a look inside; delete it yourself)
-#   FRESH_REUSE=1   FRESH_DIR is a kept one: no bootstrap, no demo, only FRESH_STEPS
+#   FRESH_REUSE=1   FRESH_DIR is a kept one: no bootstrap, only FRESH_STEPS
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 ref="$(git -C "$repo" rev-parse "${1:-HEAD}")"
@@ -43,10 +46,11 @@ done
 
 root="${FRESH_DIR:-$(mktemp -d /var/tmp/agentbox-fresh.XXXXXX)}"
 load_log="$(mktemp)"
+cpu_log="$(mktemp)"
 sampler=""
 cleanup() {
   [ -z "$sampler" ] || kill "$sampler" 2>/dev/null || true
-  rm -f "$load_log"
+  rm -f "$load_log" "$cpu_log"
   # Every mount was made in the run's private mount namespace, gone with its processes; refuse
   # to delete through a mount that is somehow still visible here.
   if findmnt -rn -o TARGET | grep -q "^$root"; then
@@ -60,7 +64,7 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; }
 
-steps=(${FRESH_STEPS:-})
+steps=(${FRESH_STEPS:-demo})
 if [ "${FRESH_REUSE:-0}" = 1 ]; then
   [ -d "$root/root/agentbox/.git" ] || { echo "fresh_machine: FRESH_REUSE=1 needs a kept FRESH_DIR" >&2; exit 2; }
 else
@@ -72,7 +76,6 @@ else
   git clone -q --no-hardlinks "$repo" "$root/root/agentbox"
   git -C "$root/root/agentbox" checkout -q "$ref"
   echo "cloned $ref into /root/agentbox"
-  steps=(demo "${steps[@]}")
 fi
 
 # What runs in the new namespaces (pid 1 of its pid namespace): the fresh machine's /proc, /sys
@@ -126,6 +129,7 @@ echo "testdeps: every program, module and file the tests look for is there"
 '
 declare -A step_cmd=(
   [demo]='./scripts/demo'
+  [apt]='./scripts/install-deps build'
   [install]='./scripts/install-deps package && ./scripts/package && dpkg -i build-pkg/agentbox_*.deb &&
     agentbox doctor && ./scripts/package --check'
   [testdeps]="./scripts/install-deps; $testdeps_check"
@@ -138,31 +142,37 @@ debs() { find "$archives" -maxdepth 1 -name '*.deb' -printf '%s\n' 2>/dev/null |
 # newest change time of a file in a directory after T (seconds since the epoch)
 last_ctime() { find "$2" -maxdepth 1 -type f -newerct "@$1" -printf '%C@\n' 2>/dev/null | sort -n | tail -1; }
 phase() { [ -n "$2" ] && [ -n "$3" ] && printf '  %-34s %5s s\n' "$1" "$(secs "$2" "$3")"; return 0; }
+# CPU seconds (user + sys) of this shell's waited-for children so far
+# (`times` in this shell, not in a $(...) subshell, whose own children start at zero)
+cpu_now() { times >"$cpu_log"; }
+cpu_secs() { tail -1 "$cpu_log" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] } printf "%.1f", t }'; }
 load_summary() {
   sort -n "$load_log" | awk '{ v[NR] = $1 } END { if (NR) printf "min %s, median %s, max %s", v[1], v[int((NR + 1) / 2)], v[NR] }'
 }
 
 rc=0
 for step in "${steps[@]}"; do
-  [ -n "${step_cmd[$step]:-}" ] || { echo "fresh_machine: unknown step $step (demo, install, testdeps)" >&2; exit 2; }
+  [ -n "${step_cmd[$step]:-}" ] || { echo "fresh_machine: unknown step $step (demo, apt, install, testdeps)" >&2; exit 2; }
   : >"$load_log"
   (while :; do cut -d' ' -f1 /proc/loadavg >>"$load_log"; sleep 5; done) &
   sampler=$!
   echo "== $step: ${step_cmd[$step]%%;*} (timeout ${timeout_s} s), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   read -r n0 b0 < <(debs)
   rx0=$(rx)
+  cpu_now; c0=$(cpu_secs)
   t0=$(now)
   src=0
   timeout -k 30 "$timeout_s" unshare --mount --pid --uts --ipc --fork --kill-child --propagation private \
     -- bash -c "$inner" inner "$root" "${step_cmd[$step]}" </dev/null || src=$?
   t1=$(now)
+  cpu_now; c1=$(cpu_secs)
   rx1=$(rx)
   kill "$sampler" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
   sampler=""
   read -r n1 b1 < <(debs)
 
-  echo "== $step: exit $src, wall $(secs "$t0" "$t1") s"
+  echo "== $step: exit $src, wall $(secs "$t0" "$t1") s, CPU $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.0f", b - a }') s (user + sys)"
   # Phase ends, from what each phase left on the fresh machine's disk.
   lists_end="$(last_ctime "${t0%.*}" "$root/var/lib/apt/lists")"
   debs_end="$(last_ctime "${t0%.*}" "$archives")"
