@@ -64,7 +64,7 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; }
 
-steps=(${FRESH_STEPS:-demo})
+read -r -a steps <<<"${FRESH_STEPS:-demo}"
 if [ "${FRESH_REUSE:-0}" = 1 ]; then
   [ -d "$root/root/agentbox/.git" ] || { echo "fresh_machine: FRESH_REUSE=1 needs a kept FRESH_DIR" >&2; exit 2; }
 else
