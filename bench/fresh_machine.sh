@@ -39,12 +39,23 @@ command -v mmdebstrap >/dev/null ||
 # apt reads that name Debian's archive keyring or a /debian path; other vendors' sources are left out.
 sources=()
 for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-  [ -f "$f" ] && grep -Eq '^[^#]*(debian-archive-keyring|/debian(-security)?/?([[:space:]]|$))' "$f" &&
+  if [ -f "$f" ] && grep -Eq '^[^#]*(debian-archive-keyring|/debian(-security)?/?([[:space:]]|$))' "$f"; then
     sources+=("$f")
+  fi
 done
 [ "${#sources[@]}" -gt 0 ] || { echo "fresh_machine: no Debian entry in /etc/apt/sources.list*" >&2; exit 2; }
 
 root="${FRESH_DIR:-$(mktemp -d /var/tmp/agentbox-fresh.XXXXXX)}"
+root="$(realpath -m "$root")"
+# Only what this script made is ever deleted: a directory that was empty or absent, or one it
+# marked after its bootstrap and kept (FRESH_REUSE).
+mark="$root/.agentbox-fresh-machine"
+if [ "${FRESH_REUSE:-0}" = 1 ]; then
+  [ -f "$mark" ] || { echo "fresh_machine: FRESH_REUSE=1 needs a FRESH_DIR this script kept" >&2; exit 2; }
+elif [ -e "$root" ] && [ -n "$(ls -A "$root")" ]; then
+  echo "fresh_machine: $root is not empty" >&2
+  exit 2
+fi
 load_log="$(mktemp)"
 cpu_log="$(mktemp)"
 sampler=""
@@ -65,12 +76,11 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; }
 
 read -r -a steps <<<"${FRESH_STEPS:-demo}"
-if [ "${FRESH_REUSE:-0}" = 1 ]; then
-  [ -d "$root/root/agentbox/.git" ] || { echo "fresh_machine: FRESH_REUSE=1 needs a kept FRESH_DIR" >&2; exit 2; }
-else
+if [ "${FRESH_REUSE:-0}" != 1 ]; then
   echo "== bootstrap: bookworm, variant $variant, with: $include -> $root"
   t=$(now)
   mmdebstrap --quiet --variant="$variant" --include="$include" bookworm "$root" "${sources[@]}"
+  touch "$mark"
   echo "bootstrap: $(secs "$t" "$(now)") s, $(du -sm "$root" | cut -f1) MB"
   cp -L /etc/resolv.conf "$root/etc/resolv.conf"
   git clone -q --no-hardlinks "$repo" "$root/root/agentbox"
