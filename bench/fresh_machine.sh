@@ -126,7 +126,7 @@ exec chroot / /usr/bin/env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash 
 testdeps_check='
 missing=()
 for c in git curl python3 node npm go cargo java tmux vim less podman newuidmap runc bwrap \
-    openssl zsh fish clang-14 clang-format dpkg-shlibdeps useradd usermod setpriv runuser ip ps; do
+    openssl zsh fish clang-14 clang-format dpkg-shlibdeps file useradd usermod setpriv runuser ip ps; do
   command -v "$c" >/dev/null || missing+=("$c")
 done
 for m in requests botocore grpc; do python3 -c "import $m" 2>/dev/null || missing+=("python3:$m"); done
