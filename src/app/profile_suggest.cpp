@@ -62,7 +62,7 @@ std::string list(const std::set<std::string>& items) {
   return "[" + joined(items) + "]";
 }
 
-bool all_of(std::string_view s, std::string_view set) {
+bool made_of(std::string_view s, std::string_view set) {
   return !s.empty() && s.find_first_not_of(set) == std::string_view::npos;
 }
 
@@ -87,9 +87,9 @@ bool object_segment(std::string_view seg) {
   const bool digit = seg.find_first_of(kDigits) != std::string_view::npos;
   const bool letter = seg.find_first_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") !=
                       std::string_view::npos;
-  return all_of(seg, kDigits) || uuid(seg) || (seg.size() >= 8 && digit && all_of(seg, kHex)) ||
+  return made_of(seg, kDigits) || uuid(seg) || (seg.size() >= 8 && digit && made_of(seg, kHex)) ||
          (seg.size() >= 20 && digit && letter &&
-          all_of(seg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")) ||
+          made_of(seg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")) ||
          seg.find('*') != std::string_view::npos;
 }
 
@@ -217,7 +217,7 @@ void ProfileSuggestion::feed_learning(const std::string& type, const std::string
     ++ports_[text(j, "name")][j.value("port", uint64_t{0})];
     flow_rules_[j.value("id", uint64_t{0})] = text(j, "rule");
   } else if (type == "http.request" && learning_ && egress_only(j) && plain_name(text(j, "host")) &&
-             all_of(text(j, "method"), "ABCDEFGHIJKLMNOPQRSTUVWXYZ")) {
+             made_of(text(j, "method"), "ABCDEFGHIJKLMNOPQRSTUVWXYZ")) {
     Calls& c = calls_[text(j, "host")][text(j, "method")];
     if (c.count++ == 0) {
       c.first = ts;
