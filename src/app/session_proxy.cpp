@@ -391,7 +391,7 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
   // credential for its hosts (the proxy swaps it on the way out).
   int n = 0;
   for (const auto& [name, c] : policy.credentials) {
-    if (c.inject != "basic" || c.env.empty()) {
+    if (c.inject.kind != policy::InjectKind::kBasic || c.env.empty()) {
       continue;
     }
     for (const auto& h : c.hosts) {
