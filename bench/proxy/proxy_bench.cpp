@@ -471,7 +471,7 @@ int main(int argc, char** argv) {
                             .env = "KEY",
                             .from = "env:KEY",
                             .hosts = {kHost},
-                            .inject = "header:Authorization"}},
+                            .inject = agentbox::policy::InjectSpec::header("Authorization")}},
                           SecretSource([](const std::string&) -> std::optional<std::string> {
                             return std::string("sk-ant-api03-") + std::string(80, 'r');
                           }),

@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
                             .env = "KEY",
                             .from = "env:KEY",
                             .hosts = {kHost},
-                            .inject = "header:x-api-key"}},
+                            .inject = agentbox::policy::InjectSpec::header("x-api-key")}},
                           SecretSource([](const std::string&) -> std::optional<std::string> {
                             return std::string("sk-ant-api03-") + std::string(80, 'r');
                           }),

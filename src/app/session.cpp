@@ -142,6 +142,9 @@ void Session::log_start() {
       .boolean("tty", launch_.pty)
       .num("uid", user_.uid)
       .str("profile", req_.policy.state_scope);
+  if (req_.policy.learn.value) {
+    ev.boolean("learn", true);  // `agentbox profile suggest` learns methods, paths and ports
+  }
   for (const auto& [k, v] : req_.policy.labels) {
     ev.str("label." + k, v.value);  // keys are [a-z0-9_.-] (config::label_problem)
   }

@@ -295,8 +295,43 @@ struct SessionNetwork::Impl {
   SessionNetwork::HandlerFactory factory;
   std::unique_ptr<HostServices> services;  // null without --host-port / --publish
   policy::Approver* approver = nullptr;
+  bool learn = false;  // --learn: ports of admitted names are learned too (learn_port)
   std::unique_ptr<Running> running;
 };
+
+namespace {
+
+// --learn: a connection to a name the policy admits, on a port no rule allows, is allowed for the
+// session and recorded (`learn.allow`, kind "port"), unless `agentbox deny` refused it. Literal
+// addresses are never learned (a CIDR rule is a decision about a network, not a name).
+bool learn_port(SessionNetwork& net, const policy::EgressPolicy& p, audit::Sink& audit,
+                const std::string& name, uint16_t port) {
+  if (!p.decide_name_any_port(name).allowed) {
+    return false;
+  }
+  for (const auto& d : p.denies()) {
+    policy::EgressPolicy only;
+    only.add(d);
+    if (only.decide(name, port).allowed) {
+      return false;
+    }
+  }
+  const std::string text = fmt::format("{}:{}", name, port);
+  auto rule = policy::EgressRule::parse(text);
+  if (!rule) {
+    return false;
+  }
+  net.allow(std::move(*rule), {.source = "agentbox run --learn"});
+  audit.emit(audit::Event("learn.allow")
+                 .str("id", "")
+                 .str("kind", "port")
+                 .str("subject", name)
+                 .str("detail", text)
+                 .str("answer", "session"));
+  return true;
+}
+
+}  // namespace
 
 void SessionNetwork::allow(policy::EgressRule rule, config::Origin origin) {
   // `allow X` lifts `deny X` (stored as X:* when it named no port).
@@ -422,6 +457,7 @@ Result<std::unique_ptr<SessionNetwork>> SessionNetwork::create(const config::Pol
     impl->policy.add_ask(std::move(*rule));
   }
   impl->policy.set_ask_unlisted(policy.unlisted_ask.value);
+  impl->learn = policy.learn.value;
   for (const auto& c : policy.connect_to) {
     auto ct = policy::parse_connect_to(c.value);
     if (!ct) {
@@ -492,6 +528,11 @@ base::Status SessionNetwork::start(base::UniqueFd tap, event::Loop& loop,
                                             *run->poller, run->tap, impl_->audit);
   if (impl_->approver != nullptr && impl_->policy.asks_anything()) {
     run->stack->use_approver(impl_->approver);
+  }
+  if (impl_->learn) {
+    run->stack->tcp().use_port_learner([this](const std::string& name, uint16_t port) {
+      return learn_port(*this, impl_->policy, impl_->audit, name, port);
+    });
   }
   auto tw = loop.watch_fd(run->tap.fd(), EPOLLIN, [r](uint32_t events) {
     if (r->tap_failed) {

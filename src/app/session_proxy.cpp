@@ -370,15 +370,19 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
   auto hosts = proxy::ProxyHandler::intercept_hosts(
       impl->options.http_rules, impl->credentials ? &*impl->credentials : nullptr,
       impl->options.inspect);
-  if (!hosts.empty()) {
-    auto ca = proxy::SessionCa::create({.hosts = hosts});
+  // A learning run intercepts every name to record methods and paths: its CA permits any name.
+  impl->options.inspect_every = policy.learn.value;
+  if (!hosts.empty() || impl->options.inspect_every) {
+    auto ca = proxy::SessionCa::create({.hosts = hosts, .any_name = impl->options.inspect_every});
     if (!ca) {
       return std::move(ca).error().context("making the session CA");
     }
     impl->ca.emplace(std::move(*ca));
     trust.session_ca = impl->ca->cert();
     sink.emit(audit::Event("proxy.ca")
-                  .str("hosts", fmt::format("{}", fmt::join(hosts, " ")))
+                  .str("hosts", impl->options.inspect_every
+                                    ? std::string("* (--learn)")
+                                    : fmt::format("{}", fmt::join(hosts, " ")))
                   .str("bundle", session_dir + "/ca-bundle.pem"));
   }
   warn_unused_upstream_ca(policy, impl->ca ? &*impl->ca : nullptr);
@@ -391,7 +395,7 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
   // credential for its hosts (the proxy swaps it on the way out).
   int n = 0;
   for (const auto& [name, c] : policy.credentials) {
-    if (c.inject != "basic" || c.env.empty()) {
+    if (c.inject.kind != policy::InjectKind::kBasic || c.env.empty()) {
       continue;
     }
     for (const auto& h : c.hosts) {

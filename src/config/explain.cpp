@@ -185,7 +185,8 @@ std::string explain(const Loaded& loaded) {
   for (const auto& [name, c] : p.credentials) {
     pr.line(name,
             fmt::format("${} <- {} -> {} via {}{}{}", c.env, c.from, fmt::join(c.hosts, ","),
-                        c.inject, c.format.empty() ? "" : " (added as \"" + c.format + "\")",
+                        c.inject.to_string(),
+                        c.format.empty() ? "" : " (added as \"" + c.format + "\")",
                         c.body ? " +body" : ""),
             c.origin);
   }

@@ -112,15 +112,6 @@ std::string type_name(const Value& v) {
   return "a value";
 }
 
-// RFC 9110 token (a header field name).
-bool is_token(std::string_view s) {
-  static constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
-    auto u = static_cast<unsigned char>(ch);
-    return std::isalnum(u) != 0 || kExtra.find(ch) != std::string_view::npos;
-  });
-}
-
 Origin origin_of(const Value& v) {
   auto loc = v.location();
   return {loc.file_name(), static_cast<int>(loc.line()), static_cast<int>(loc.column())};
@@ -1299,19 +1290,22 @@ Schema network_schema() {
 }
 
 // An `inject` value: header:NAME (a token), basic, query:PARAM, and sigv4 where a signing key
-// can be (not in a token file).
-void check_inject(Ctx& c, const Value& v, const std::string& s, bool sigv4) {
-  const bool ok = s == "basic" || (sigv4 && s == "sigv4") ||
-                  (s.rfind("header:", 0) == 0 && s.size() > 7) ||
-                  (s.rfind("query:", 0) == 0 && s.size() > 6);
-  if (!ok) {
+// can be (not in a token file). Parsed here, once (policy/inject.hpp): the proxy gets the value.
+std::optional<policy::InjectSpec> parse_inject(Ctx& c, const Value& v, const std::string& s,
+                                               bool sigv4) {
+  auto spec = policy::InjectSpec::parse(s);
+  if (spec && (sigv4 || spec->kind != policy::InjectKind::kSigV4)) {
+    return std::move(*spec);
+  }
+  if (s.rfind("header:", 0) == 0 && s.size() > 7) {
+    problem(c, v, fmt::format("`inject`: `{}` is not a header name", s.substr(7)),
+            "a header name is letters, digits and !#$%&'*+-.^_`|~");
+  } else {
     problem(c, v, fmt::format("`inject`: `{}` is not an injection", s),
             sigv4 ? "expected \"header:NAME\", \"basic\", \"query:NAME\" or \"sigv4\""
                   : "expected \"header:NAME\", \"basic\" or \"query:NAME\"");
-  } else if (s.rfind("header:", 0) == 0 && !is_token(s.substr(7))) {
-    problem(c, v, fmt::format("`inject`: `{}` is not a header name", s.substr(7)),
-            "a header name is letters, digits and !#$%&'*+-.^_`|~");
   }
+  return std::nullopt;
 }
 
 // `capture = [{ host, method, path, json | xml, inject, body, field }, ...]` of a credential or
@@ -1351,8 +1345,9 @@ std::vector<CaptureRule> parse_captures(Ctx& c, const Value& v, const std::strin
         {"inject",
          [&](Ctx& cc, const Value& iv) {
            if (auto s = get_string(cc, iv, where + ".inject")) {
-             check_inject(cc, iv, *s, /*sigv4=*/true);
-             rule.inject = *s;
+             if (auto spec = parse_inject(cc, iv, *s, /*sigv4=*/true)) {
+               rule.inject = std::move(*spec);
+             }
            }
          }},
         {"body",
@@ -1374,7 +1369,7 @@ std::vector<CaptureRule> parse_captures(Ctx& c, const Value& v, const std::strin
     if (rule.json.empty() == rule.xml.empty()) {
       problem(c, t, fmt::format("a `{}` rule needs exactly one of `json` and `xml`", where),
               "the response field that holds the new secret");
-    } else if (rule.body && rule.inject == "sigv4") {
+    } else if (rule.body && rule.inject.kind == policy::InjectKind::kSigV4) {
       problem(c, t, "`body = true` cannot apply to a SigV4 signing key (it is never sent)");
     } else if (!rule.field.empty() && rule.json.empty()) {
       problem(c, t, "`field` (write back to the token file) needs a `json` rule");
@@ -1386,7 +1381,8 @@ std::vector<CaptureRule> parse_captures(Ctx& c, const Value& v, const std::strin
 }
 
 std::optional<Credential> parse_credential(Ctx& c, const std::string& name, const Value& t) {
-  Credential cred{.origin = origin_of(t), .name = name, .inject = "header:Authorization"};
+  Credential cred{.origin = origin_of(t), .name = name};
+  std::string inject_text = cred.inject.to_string();  // as written, for the messages below
   size_t before = c.problems.size();
   const Value* inject_value = nullptr;
   const Value* format_value = nullptr;
@@ -1426,8 +1422,10 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
       {"inject",
        [&](Ctx& cc, const Value& v) {
          if (auto s = get_string(cc, v, "credentials.inject")) {
-           check_inject(cc, v, *s, /*sigv4=*/true);
-           cred.inject = *s;
+           if (auto spec = parse_inject(cc, v, *s, /*sigv4=*/true)) {
+             cred.inject = std::move(*spec);
+           }
+           inject_text = *s;
            inject_value = &v;
          }
        }},
@@ -1525,15 +1523,15 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
        }},
   };
   walk(c, t, "credentials." + name, schema);
-  if (format_value != nullptr && cred.inject.rfind("header:", 0) != 0) {
+  if (format_value != nullptr && inject_text.rfind("header:", 0) != 0) {
     problem(c, *format_value, "`format` applies only to inject = \"header:NAME\"",
-            fmt::format("this credential injects `{}`", cred.inject));
+            fmt::format("this credential injects `{}`", inject_text));
   }
   if (cred.ask && cred.body) {
     problem(c, *ask_value, "`ask = true` does not combine with `body = true`",
             "a `once` answer covers one request's head, not a body streamed after it");
   }
-  if (cred.body && cred.inject == "sigv4") {
+  if (cred.body && inject_text == "sigv4") {
     problem(c, inject_value != nullptr ? *inject_value : t,
             "`body = true` cannot apply to a SigV4 signing key (it is never sent)");
   }
@@ -1631,8 +1629,9 @@ void apply_token_files(Ctx& c, const Value& v) {
            }},
           {"inject", [&](Ctx& cc, const Value& iv) {
              if (auto s = get_string(cc, iv, "token_file.inject")) {
-               check_inject(cc, iv, *s, /*sigv4=*/false);
-               tf.inject = *s;
+               if (auto spec = parse_inject(cc, iv, *s, /*sigv4=*/false)) {
+                 tf.inject = std::move(*spec);
+               }
              }
            }}});
     if (tf.path.empty() && before == c.problems.size()) {

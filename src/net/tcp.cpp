@@ -291,6 +291,9 @@ void TcpTranslator::on_syn(const Ipv4& ip, const Tcp& seg, const Mac& box_mac,
       if (!d.allowed && once_ != nullptr && once_->take(*name)) {
         d = {.allowed = true, .rule = {}, .rule_text = "approved once", .reason = {}};
       }
+      if (!d.allowed && learn_port_ && learn_port_(*name, seg.dport)) {
+        d = policy_.decide(*name, seg.dport);
+      }
     }
   } else {
     info.literal = true;

@@ -44,15 +44,6 @@ std::optional<std::string> basic_decoded(std::string_view value) {
 
 }  // namespace
 
-bool is_header_token(std::string_view s) {
-  static constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
-    const auto u = static_cast<unsigned char>(ch);
-    return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
-           kExtra.find(ch) != std::string_view::npos;
-  });
-}
-
 base::Status check_format(std::string_view format) {
   if (format.empty()) {
     return base::ok();
@@ -71,36 +62,6 @@ base::Status check_format(std::string_view format) {
   return base::ok();
 }
 
-base::Result<InjectSpec> InjectSpec::parse(std::string_view s) {
-  InjectSpec spec;
-  auto arg = [&](std::string_view prefix) -> std::optional<std::string> {
-    if (s.substr(0, prefix.size()) != prefix || s.size() == prefix.size()) {
-      return std::nullopt;
-    }
-    return std::string(s.substr(prefix.size()));
-  };
-  if (auto h = arg("header:")) {
-    if (!is_header_token(*h)) {
-      return base::Error::msg(
-          "inject `" + std::string(s) +
-          "`: the header name must be a token (letters, digits, !#$%&'*+-.^_`|~)");
-    }
-    spec.kind = InjectKind::kHeader;
-    spec.name = std::move(*h);
-  } else if (auto q = arg("query:")) {
-    spec.kind = InjectKind::kQuery;
-    spec.name = std::move(*q);
-  } else if (s == "basic") {
-    spec.kind = InjectKind::kBasic;
-  } else if (s == "sigv4") {
-    spec.kind = InjectKind::kSigV4;
-  } else {
-    return base::Error::msg("inject `" + std::string(s) +
-                            "`: want header:NAME, basic, query:PARAM or sigv4");
-  }
-  return spec;
-}
-
 CredentialSet::CredentialSet(CredentialSet&&) noexcept = default;
 CredentialSet& CredentialSet::operator=(CredentialSet&&) noexcept = default;
 CredentialSet::~CredentialSet() = default;
@@ -116,11 +77,7 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
     const std::string ctx = spec.origin.empty()
                                 ? fmt::format("credential `{}`", spec.name)
                                 : fmt::format("credential `{}` ({})", spec.name, spec.origin);
-    auto inject = InjectSpec::parse(spec.inject);
-    if (!inject) {
-      return std::move(inject).error().context(ctx);
-    }
-    e->inject = *inject;
+    e->inject = spec.inject;
     if (auto st = check_format(spec.format); !st) {
       return std::move(st).error().context(ctx);
     }
@@ -152,9 +109,6 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
       }
       if (rule.json.empty() == rule.xml.empty()) {
         return base::Error::msg("a capture rule needs `json` or `xml`").context(ctx);
-      }
-      if (auto inj = InjectSpec::parse(rule.inject); !inj) {
-        return std::move(inj).error().context(ctx);
       }
       e->capture_hosts.push_back(std::move(hosts));
     }

@@ -101,11 +101,7 @@ base::Status CredentialSet::capture(std::string_view host, std::string_view meth
                .allow_mint = owner.spec.allow_mint,
                .methods = owner.spec.methods,  // and its expiry (below): a refresh is no way out
                .expires_seconds = owner.spec.expires_seconds};
-    auto inject = InjectSpec::parse(f.rule->inject);
-    if (!inject) {
-      return std::move(inject).error();
-    }
-    e->inject = *inject;
+    e->inject = f.rule->inject;
     e->scope = owner.scope;
     e->expires_at = owner.expires_at;
     e->captured = true;

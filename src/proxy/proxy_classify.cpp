@@ -28,6 +28,9 @@ void audit_open(ProxyHandler::Internals& in, const net::FlowInfo& info, std::str
 namespace {
 
 bool needs_interception(const ProxyHandler::Internals& in, std::string_view host) {
+  if (in.options.inspect_every && in.ca != nullptr && in.ca->permits(host)) {
+    return true;
+  }
   return std::any_of(in.intercept.begin(), in.intercept.end(),
                      [&](const policy::HostPattern& p) { return p.matches(host); });
 }

@@ -114,7 +114,7 @@ base::Result<SessionCa> SessionCa::create(const CaOptions& options) {
     constraints += ",permitted;DNS:" + pattern->base();
     ca.patterns_.push_back(std::move(*pattern));
   }
-  if (ca.patterns_.empty()) {
+  if (ca.patterns_.empty() && !options.any_name) {
     // An empty permitted list would mean "no constraint": never make an unconstrained CA.
     return base::Error::msg("no host to intercept").context("making the session CA");
   }
@@ -142,6 +142,11 @@ base::Result<SessionCa> SessionCa::create(const CaOptions& options) {
 }
 
 bool SessionCa::permits(std::string_view host) const {
+  if (options_.any_name) {
+    // A name as the policy normalises it; never an address (excluded by the constraints too).
+    const auto name = policy::normalize_name(host);
+    return name.has_value() && *name == host;
+  }
   return std::any_of(patterns_.begin(), patterns_.end(),
                      [&](const policy::HostPattern& p) { return p.matches(host); });
 }

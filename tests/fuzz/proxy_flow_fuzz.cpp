@@ -53,7 +53,7 @@ struct World {
           .env = "K",
           .from = "env:K",
           .hosts = {"fuzz.test"},
-          .inject = "header:Authorization"}},
+          .inject = agentbox::policy::InjectSpec::header("Authorization")}},
         proxy::SecretSource(
             [](const std::string&) -> std::optional<std::string> { return std::string(kSecret); }),
         &audit);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "agentbox/policy/exec_rule.hpp"
+#include "agentbox/policy/inject.hpp"
 
 namespace agentbox::config {
 
@@ -47,12 +48,12 @@ struct HttpRule {
 // placeholder for the box, swapped back on the owner's hosts.
 struct CaptureRule {
   Origin origin;
-  std::string host;    // host pattern; empty: the owner's hosts
-  std::string method;  // empty: any
-  std::string path;    // glob; empty: any
-  std::string json;    // dotted JSON path of the value
-  std::string xml;     // or the XML element holding it
-  std::string inject = "header:Authorization";
+  std::string host;           // host pattern; empty: the owner's hosts
+  std::string method;         // empty: any
+  std::string path;           // glob; empty: any
+  std::string json;           // dotted JSON path of the value
+  std::string xml;            // or the XML element holding it
+  policy::InjectSpec inject;  // parsed here, once (policy/inject.hpp); default header:Authorization
   bool body = false;
   std::string field;  // token files: where the new value is written back in the user's file
 };
@@ -63,7 +64,7 @@ struct Credential {
   std::string env;                 // variable the box sees (holding the placeholder)
   std::string from;                // "env:NAME" | "file:PATH" | "cmd:COMMAND"
   std::vector<std::string> hosts;  // host patterns it is scoped to
-  std::string inject;              // "header:NAME" | "basic" | "query:PARAM" | "sigv4"
+  policy::InjectSpec inject;       // "header:NAME" | "basic" | "query:PARAM" | "sigv4", parsed
   std::string format;              // header ADDED when absent, e.g. "Bearer {}" (empty: never)
   bool body = false;               // also swap the placeholder inside request bodies (opt-in)
   Origin body_origin;              // where `body = true` was set, and its source line
@@ -86,8 +87,8 @@ struct TokenFile {
   std::vector<std::string> json_fields;  // dotted JSON paths to mask
   std::vector<std::string> regexes;      // or regexes whose first group is masked
   std::vector<std::string> hosts;        // where the masked values are swapped back (required)
-  std::string inject = "header:Authorization";  // as for credentials
-  std::vector<CaptureRule> capture;             // rotated values, written back at `field`
+  policy::InjectSpec inject;             // as for credentials
+  std::vector<CaptureRule> capture;      // rotated values, written back at `field`
 };
 
 // Unset: unlimited. kUnlimited: unlimited, said so by the origin. memory, pids and the inotify

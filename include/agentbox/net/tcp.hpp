@@ -109,6 +109,11 @@ class TcpTranslator final : public FlowControl {
   // Names a person admitted once (dns.hpp): a SYN the policy denies is admitted when its name
   // holds a grant, which it uses up. Null (the default): no grants.
   void use_once_grants(OnceGrants* once) { once_ = once; }
+  // A learning run (--learn): a SYN to a name the policy admitted, on a port no rule allows, asks
+  // `learn(name, port)`, which widens the policy and returns true (the SYN is then decided
+  // again) or refuses. Empty (the default): no learning.
+  using LearnPort = std::function<bool(const std::string& name, uint16_t port)>;
+  void use_port_learner(LearnPort learn) { learn_port_ = std::move(learn); }
   [[nodiscard]] size_t flow_count() const { return flows_.size(); }
   // Resets every flow `match` picks (RST to the box, the socket closed): a host denied while
   // the session runs loses its live connections too. Returns how many.
@@ -160,6 +165,7 @@ class TcpTranslator final : public FlowControl {
   const policy::EgressPolicy& policy_;
   const SyntheticPool& pool_;
   OnceGrants* once_ = nullptr;
+  LearnPort learn_port_;
   FlowHandler& handler_;
   Poller& poller_;
   FrameSink& sink_;

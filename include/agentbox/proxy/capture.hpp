@@ -20,19 +20,20 @@
 #include <vector>
 
 #include "agentbox/base/result.hpp"
+#include "agentbox/policy/inject.hpp"
 
 namespace agentbox::proxy {
 
 // One field of a response that holds a new secret.
 struct CaptureSpec {
-  std::string host;    // policy::HostPattern; empty: the owner's hosts
-  std::string method;  // empty: any
-  std::string path;    // glob (http_rules.hpp); empty: any
-  std::string json;    // dotted path of a string in a JSON response ("credentials.token")
-  std::string xml;     // or: the element whose text is the value ("SecretAccessKey")
-  std::string inject = "header:Authorization";  // how the captured value is swapped later
-  bool body = false;                            // ... also inside request bodies
-  std::string field;  // token files: dotted JSON path in the file to write the new value to
+  std::string host;           // policy::HostPattern; empty: the owner's hosts
+  std::string method;         // empty: any
+  std::string path;           // glob (http_rules.hpp); empty: any
+  std::string json;           // dotted path of a string in a JSON response ("credentials.token")
+  std::string xml;            // or: the element whose text is the value ("SecretAccessKey")
+  policy::InjectSpec inject;  // how the captured value is swapped later (parsed by config)
+  bool body = false;          // ... also inside request bodies
+  std::string field;          // token files: dotted JSON path in the file to write the new value to
 };
 
 // The string at dotted `path` of a JSON document: nullopt when absent or not a string; an error

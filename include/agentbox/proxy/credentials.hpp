@@ -49,25 +49,22 @@
 #include "agentbox/base/result.hpp"
 #include "agentbox/policy/approval.hpp"
 #include "agentbox/policy/host.hpp"
+#include "agentbox/policy/inject.hpp"
 #include "agentbox/proxy/capture.hpp"
 #include "agentbox/proxy/http1.hpp"
 #include "agentbox/proxy/scrubber.hpp"
 
 namespace agentbox::proxy {
 
-enum class InjectKind { kHeader, kBasic, kQuery, kSigV4 };
+// The `inject` grammar is parsed once, by config (policy/inject.hpp); the proxy reads the value.
+using policy::InjectKind;
+using policy::InjectSpec;
+using policy::is_header_token;
 
 // A credential's budgets (docs/CONFIG.md, `max_requests` ...): the one that refused a request.
 // kRequests and kBytes are answered 429, kMethods and kExpired 403 (credential_budget.cpp).
 enum class Budget { kNone, kRequests, kBytes, kMethods, kExpired };
 [[nodiscard]] std::string_view budget_key(Budget b);  // "max_requests", ... (the config key)
-
-struct InjectSpec {
-  InjectKind kind = InjectKind::kHeader;
-  std::string name;  // header name (kHeader) or query parameter (kQuery)
-  // "header:NAME" | "basic" | "query:PARAM" | "sigv4"
-  [[nodiscard]] static base::Result<InjectSpec> parse(std::string_view s);
-};
 
 // A credential as the proxy needs it (app translates config::Credential into this).
 struct CredentialSpec {
@@ -75,7 +72,7 @@ struct CredentialSpec {
   std::string env;                 // variable the box sees
   std::string from;                // "env:VAR" | "file:/abs/path" | "cmd:COMMAND"
   std::vector<std::string> hosts;  // policy::HostPattern: "api.github.com", "*.github.com"
-  std::string inject;              // see InjectSpec::parse
+  InjectSpec inject;               // parsed by config (policy/inject.hpp)
   std::string placeholder_prefix;  // optional override
   uint64_t ttl_seconds = 300;      // how long a file:/cmd: value is cached
   // Header value to ADD when the box did not send the header ("Bearer {}": exactly one `{}`,
@@ -103,8 +100,6 @@ struct CredentialSpec {
 
 // Checks a `format` string: exactly one `{}`, no control characters but HTAB. Empty is valid.
 [[nodiscard]] base::Status check_format(std::string_view format);
-// RFC 9110 token characters (a header name).
-[[nodiscard]] bool is_header_token(std::string_view s);
 
 // Reads a secret from its source. env: looks up the environment given at construction (the
 // launching shell's, captured once); file: reads the file (<= 64 KiB) and trims trailing

@@ -63,6 +63,10 @@ struct ProxyOptions {
   // Host patterns intercepted although no credential or HTTP rule names them: only to check
   // Host = SNI and to block placeholders (`inspect = true`, --inspect-all).
   std::vector<std::string> inspect;
+  // A learning run (--learn): every TLS flow with an SNI is intercepted the same way, so the
+  // audit log records each request's method and path for `agentbox profile suggest`. Needs a
+  // session CA made with CaOptions::any_name.
+  bool inspect_every = false;
   std::vector<net::ConnectTo> connect_to;
   // Runs on the resolver's worker threads, never on the loop (net::AsyncResolver).
   net::Resolver resolver = net::system_resolve;

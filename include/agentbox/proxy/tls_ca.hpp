@@ -7,9 +7,12 @@
 // name constraints that permit only the DNS names the session may intercept and exclude every
 // IPv4/IPv6 address). Its PEM is added to the box's trust bundle. Because
 // OpenSSL, Go and Node enforce name constraints on a root, even a leaked CA key could not vouch
-// for any other name inside the box. Leaves (SAN dNSName, critical keyUsage
-// digitalSignature, EKU serverAuth, critical CA:FALSE, both key identifiers, signed by the CA,
-// never self-signed) share one session leaf key and are cached per name.
+// for any other name inside the box. A learning run (`--learn`, CaOptions::any_name) is the one
+// exception: it intercepts every name to see methods and paths, so its CA permits every DNS name
+// (IP addresses stay excluded); its key still never leaves the supervisor's memory. Leaves (SAN
+// dNSName, critical keyUsage digitalSignature, EKU serverAuth, critical CA:FALSE, both key
+// identifiers, signed by the CA, never self-signed) share one session leaf key and are cached per
+// name.
 #pragma once
 
 #include <chrono>
@@ -29,6 +32,8 @@ namespace agentbox::proxy {
 struct CaOptions {
   // Names the CA may sign for: "api.github.com" or "*.github.com" (labels below only).
   std::vector<std::string> hosts;
+  // A learning run: any DNS name (no permitted subtree; every address still excluded).
+  bool any_name = false;
   std::chrono::seconds backdate{3600};  // clock skew in the box
   std::chrono::seconds lifetime{24 * 3600};
   std::string common_name = "agentbox session CA";

@@ -124,6 +124,78 @@ TEST(ProfileSuggest, WhatALearningRunAdmittedIsSuggested) {
   EXPECT_NE(text.find("#   \"exec /usr/bin/git\""), std::string::npos) << text;
 }
 
+TEST(ProfileSuggest, LearnedPathGlobsCollapseObjectsOnly) {
+  EXPECT_EQ(learned_path_glob("/v1/items/123"), "/v1/items/*");
+  EXPECT_EQ(learned_path_glob("/v1/items/123?expand=1#x"), "/v1/items/*");
+  EXPECT_EQ(learned_path_glob("/v1/items"), "/v1/items");
+  EXPECT_EQ(learned_path_glob("/v1/items/"), "/v1/items/");
+  EXPECT_EQ(learned_path_glob(""), "/");
+  EXPECT_EQ(learned_path_glob("/"), "/");
+  EXPECT_EQ(learned_path_glob("/users/4f1c2a9e-0b7d-4c3e-9a1f-2b3c4d5e6f70/keys"), "/users/*/keys");
+  EXPECT_EQ(learned_path_glob("/repo/git/commits/0123456789abcdef0123456789abcdef01234567"),
+            "/repo/git/commits/*");
+  EXPECT_EQ(learned_path_glob("/s/AbCdEf0123456789_-xyZ/raw"), "/s/*/raw");
+  // Words stay, even all-hex ones without a digit, and short tokens and file names.
+  EXPECT_EQ(learned_path_glob("/feed/cafe/added/v2/package-lock.json"),
+            "/feed/cafe/added/v2/package-lock.json");
+  EXPECT_EQ(learned_path_glob("/a/abc123"), "/a/abc123");
+  // A `*` from the box is a glob already: its segment becomes one, never wider than a segment.
+  EXPECT_EQ(learned_path_glob("/a/**/b"), "/a/*/b");
+}
+
+TEST(ProfileSuggest, ALearningRunGivesPortsAndOneRulePerMethod) {
+  ProfileSuggestion s;
+  s.feed(line("session.start", R"("argv":["agent"],"workspace":"/w","learn":true)"));
+  s.feed(line(
+      "learn.allow",
+      R"("id":"","kind":"host","subject":"api.example","detail":"api.example","answer":"session")"));
+  s.feed(line(
+      "learn.allow",
+      R"("id":"","kind":"port","subject":"api.example","detail":"api.example:8443","answer":"session")"));
+  s.feed(line("net.connect", R"("id":1,"name":"api.example","port":443,"rule":"api.example")"));
+  s.feed(
+      line("net.connect", R"("id":2,"name":"api.example","port":8443,"rule":"api.example:8443")"));
+  s.feed(line("net.connect", R"("id":3,"name":"ruled.example","port":443,"rule":"ruled.example")"));
+  s.feed(line("net.connect", R"("id":4,"name":"api.example","port":443,"rule":"api.example")"));
+  for (
+      const char* req :
+      {R"("id":1,"host":"api.example","method":"GET","path":"/v1/items/123","rule":"api.example")",
+       R"("id":4,"host":"api.example","method":"GET","path":"/v1/items/77?x=1","rule":"api.example")",
+       R"("id":2,"host":"api.example","method":"POST","path":"/v1/items","rule":"api.example:8443")",
+       // Named by an HTTP rule of the config: that rule already decides.
+       R"x("id":3,"host":"ruled.example","method":"GET","path":"/x","rule":"ruled.example (c:1:1)")x",
+       // Refused, or cut short: not learned.
+       R"("id":1,"host":"api.example","method":"DELETE","path":"/v1/items/1","rule":"api.example","decision":"denied")",
+       R"("id":1,"host":"api.example","method":"PUT","path":"/v1/items/1","rule":"api.example","decision":"aborted")"}) {
+    std::string fields = req;
+    if (fields.find("decision") == std::string::npos) {
+      fields += R"(,"decision":"allowed")";
+    }
+    s.feed(line("http.request", fields));
+  }
+  const std::string text = s.render();
+  auto loaded = load_as_profile(text);
+  ASSERT_TRUE(loaded) << loaded.error().message() << "\n" << text;
+  const auto& p = loaded->policy;
+  EXPECT_TRUE(has(p.net_allow, "api.example:443")) << text;
+  EXPECT_TRUE(has(p.net_allow, "api.example:8443")) << text;
+  EXPECT_FALSE(has(p.net_allow, "api.example")) << "ports seen are the ports granted: " << text;
+  ASSERT_EQ(p.http_rules.size(), 2u) << text;
+  EXPECT_EQ(p.http_rules[0].host, "api.example");
+  EXPECT_EQ(p.http_rules[0].methods, std::vector<std::string>{"GET"});
+  EXPECT_EQ(p.http_rules[0].paths, std::vector<std::string>{"/v1/items/*"});
+  EXPECT_EQ(p.http_rules[1].methods, std::vector<std::string>{"POST"});
+  EXPECT_EQ(p.http_rules[1].paths, std::vector<std::string>{"/v1/items"});
+  EXPECT_NE(text.find("2 connections on port 443"), std::string::npos) << text;
+  EXPECT_EQ(text.find("ruled.example"), std::string::npos) << "an HTTP rule decides: " << text;
+  // The same log without the learning flag suggests no rule: only a learning run intercepts all.
+  ProfileSuggestion plain;
+  plain.feed(
+      line("http.request",
+           R"("host":"api.example","method":"GET","path":"/v1","rule":"","decision":"allowed")"));
+  EXPECT_TRUE(plain.empty());
+}
+
 TEST(ProfileSuggest, NothingRefusedSaysSo) {
   ProfileSuggestion s;
   s.feed(line("dns.query", R"("name":"ok.example","qtype":"A","result":"allowed")"));

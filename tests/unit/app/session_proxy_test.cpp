@@ -38,7 +38,7 @@ config::Credential github(const std::string& from) {
           .env = "GITHUB_TOKEN",
           .from = from,
           .hosts = {"github.com"},
-          .inject = "basic"};
+          .inject = agentbox::policy::InjectSpec::basic()};
 }
 
 std::map<std::string, std::string> as_map(

@@ -53,7 +53,7 @@ TEST_F(CredentialOptions, FormatAndBodyAreParsed) {
   const Credential& c = p->credentials.at("api");
   EXPECT_EQ(c.format, "Bearer {}");
   EXPECT_TRUE(c.body);
-  EXPECT_EQ(c.inject, "header:Authorization");
+  EXPECT_EQ(c.inject.to_string(), "header:Authorization");
   auto q = load_text(kHead);
   ASSERT_TRUE(q) << q.error().render();
   EXPECT_EQ(q->credentials.at("api").format, "");  // unset: nothing is ever added

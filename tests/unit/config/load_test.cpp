@@ -205,7 +205,7 @@ TEST(Load, EveryKeyOfAValidFile) {
   EXPECT_EQ(gh.env, "GITHUB_TOKEN");
   EXPECT_EQ(gh.from, "env:GITHUB_TOKEN");
   EXPECT_EQ(gh.hosts.size(), 2u);
-  EXPECT_EQ(gh.inject, "basic");
+  EXPECT_EQ(gh.inject.to_string(), "basic");
   EXPECT_EQ(gh.ttl_seconds, 600u);
   ASSERT_EQ(p.token_files.size(), 1u);
   EXPECT_EQ(p.token_files[0].json_fields.at(0), "oauth.access_token");

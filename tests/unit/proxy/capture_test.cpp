@@ -92,7 +92,7 @@ TEST(Capture, NewSecretsBecomePlaceholdersScopedLikeTheirOwner) {
         .env = "OAUTH",
         .from = "env:OAUTH",
         .hosts = {"api.example", "auth.example"},
-        .inject = "header:Authorization",
+        .inject = agentbox::policy::InjectSpec::header("Authorization"),
         .capture = {{.host = "auth.example",
                      .method = "POST",
                      .path = "/token",

@@ -33,7 +33,7 @@ struct Asking {
                                    .env = "GH_TOKEN",
                                    .from = "env:GH",
                                    .hosts = {kHost},
-                                   .inject = "header:Authorization",
+                                   .inject = agentbox::policy::InjectSpec::header("Authorization"),
                                    .ask = true}},
                                  fake_env({{"GH", kReal}}), nullptr);
     EXPECT_TRUE(s.has_value());

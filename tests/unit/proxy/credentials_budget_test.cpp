@@ -22,7 +22,7 @@ struct Budgeted {
     spec.env = "GH_TOKEN";
     spec.from = "env:GH";
     spec.hosts = {"api.example.test"};
-    spec.inject = "header:Authorization";
+    spec.inject = agentbox::policy::InjectSpec::header("Authorization");
     auto s = CredentialSet::load({std::move(spec)}, fake_env({{"GH", kReal}}), &sink);
     EXPECT_TRUE(s.has_value());
     set.emplace(std::move(*s));
@@ -100,7 +100,7 @@ TEST(CredentialBudget, AnAddedFormatHeaderIsHeldToTheBudgetToo) {
                                  .env = "API_KEY",
                                  .from = "env:API",
                                  .hosts = {"api.example.test"},
-                                 .inject = "header:Authorization",
+                                 .inject = agentbox::policy::InjectSpec::header("Authorization"),
                                  .format = "Bearer {}",
                                  .max_requests = 1}},
                                fake_env({{"API", kReal}}), &sink);

@@ -20,19 +20,20 @@ const std::string kBodyKey = "xoxb-1234567890-REALSLACKBODYTOKEN0123456789";
 class InjectTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto set = CredentialSet::load({{.name = "api",
-                                     .env = "API_KEY",
-                                     .from = "env:API",
-                                     .hosts = {"api.example.test"},
-                                     .inject = "header:Authorization",
-                                     .format = "Bearer {}"},
-                                    {.name = "slack",
-                                     .env = "SLACK_TOKEN",
-                                     .from = "env:SLACK",
-                                     .hosts = {"slack.example.test"},
-                                     .inject = "header:Authorization",
-                                     .body = true}},
-                                   fake_env({{"API", kApi}, {"SLACK", kBodyKey}}), &sink_);
+    auto set =
+        CredentialSet::load({{.name = "api",
+                              .env = "API_KEY",
+                              .from = "env:API",
+                              .hosts = {"api.example.test"},
+                              .inject = agentbox::policy::InjectSpec::header("Authorization"),
+                              .format = "Bearer {}"},
+                             {.name = "slack",
+                              .env = "SLACK_TOKEN",
+                              .from = "env:SLACK",
+                              .hosts = {"slack.example.test"},
+                              .inject = agentbox::policy::InjectSpec::header("Authorization"),
+                              .body = true}},
+                            fake_env({{"API", kApi}, {"SLACK", kBodyKey}}), &sink_);
     ASSERT_TRUE(set.has_value()) << set.error().message();
     set_.emplace(std::move(*set));
     api_ph_ = *set_->placeholder("api");
@@ -123,19 +124,22 @@ TEST(InjectSpecs, FormatAndHeaderNamesAreChecked) {
   EXPECT_FALSE(load({.name = "a",
                      .from = "env:K",
                      .hosts = {"x.test"},
-                     .inject = "basic",
+                     .inject = agentbox::policy::InjectSpec::basic(),
                      .format = "Bearer {}"}));
   EXPECT_FALSE(load({.name = "a",
                      .from = "env:K",
                      .hosts = {"x.test"},
-                     .inject = "header:Authorization",
+                     .inject = agentbox::policy::InjectSpec::header("Authorization"),
                      .format = "Bearer {}\r\n"}));
-  EXPECT_FALSE(
-      load({.name = "a", .from = "env:K", .hosts = {"x.test"}, .inject = "sigv4", .body = true}));
+  EXPECT_FALSE(load({.name = "a",
+                     .from = "env:K",
+                     .hosts = {"x.test"},
+                     .inject = agentbox::policy::InjectSpec::sigv4(),
+                     .body = true}));
   EXPECT_TRUE(load({.name = "a",
                     .from = "env:K",
                     .hosts = {"x.test"},
-                    .inject = "header:Authorization",
+                    .inject = agentbox::policy::InjectSpec::header("Authorization"),
                     .format = "token {}",
                     .body = true}));
 }
@@ -186,7 +190,7 @@ TEST(Refresh, StaleValueWaitsForTheRefresherOthersDoNot) {
                                    .env = "GH_TOKEN",
                                    .from = "file:" + file,
                                    .hosts = {"api.github.test"},
-                                   .inject = "header:Authorization",
+                                   .inject = agentbox::policy::InjectSpec::header("Authorization"),
                                    .ttl_seconds = 0}},
                                  fake_env({}), nullptr);
   ASSERT_TRUE(set) << set.error().message();
@@ -241,13 +245,13 @@ TEST(Refresh, RotateRereadsNowWhateverTheTtl) {
                                    .env = "GH_TOKEN",
                                    .from = "file:" + file,
                                    .hosts = {"api.github.test"},
-                                   .inject = "header:Authorization",
+                                   .inject = agentbox::policy::InjectSpec::header("Authorization"),
                                    .ttl_seconds = 3600},
                                   {.name = "fixed",
                                    .env = "FIXED",
                                    .from = "env:REAL_FIXED",
                                    .hosts = {"api.github.test"},
-                                   .inject = "header:X-Fixed"}},
+                                   .inject = agentbox::policy::InjectSpec::header("X-Fixed")}},
                                  fake_env({{"REAL_FIXED", "fixed-secret-value-0123"}}), nullptr);
   ASSERT_TRUE(set) << set.error().message();
   const std::string ph = *set->placeholder("gh");

@@ -22,37 +22,38 @@ const std::string kBody = "Action=GetCallerIdentity&Version=2011-06-15";
 class CredentialsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto set = CredentialSet::load({{.name = "github",
-                                     .env = "GITHUB_TOKEN",
-                                     .from = "env:GH",
-                                     .hosts = {"api.github.com", "github.com"},
-                                     .inject = "header:Authorization"},
-                                    {.name = "git",
-                                     .env = "GIT_TOKEN",
-                                     .from = "env:GH2",
-                                     .hosts = {"*.github.com"},
-                                     .inject = "basic"},
-                                    {.name = "anthropic",
-                                     .env = "ANTHROPIC_API_KEY",
-                                     .from = "env:ANT",
-                                     .hosts = {"api.anthropic.com"},
-                                     .inject = "header:x-api-key"},
-                                    {.name = "maps",
-                                     .env = "MAPS_KEY",
-                                     .from = "env:Q",
-                                     .hosts = {"maps.example"},
-                                     .inject = "query:key"},
-                                    {.name = "aws",
-                                     .env = "AWS_SECRET_ACCESS_KEY",
-                                     .from = "env:AWS",
-                                     .hosts = {"*.amazonaws.com"},
-                                     .inject = "sigv4"}},
-                                   fake_env({{"GH", kGithub},
-                                             {"GH2", "ghp_AnotherRealTokenForGitBasicAuth0123"},
-                                             {"ANT", kOther},
-                                             {"Q", kQuery},
-                                             {"AWS", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}}),
-                                   &sink_);
+    auto set =
+        CredentialSet::load({{.name = "github",
+                              .env = "GITHUB_TOKEN",
+                              .from = "env:GH",
+                              .hosts = {"api.github.com", "github.com"},
+                              .inject = agentbox::policy::InjectSpec::header("Authorization")},
+                             {.name = "git",
+                              .env = "GIT_TOKEN",
+                              .from = "env:GH2",
+                              .hosts = {"*.github.com"},
+                              .inject = agentbox::policy::InjectSpec::basic()},
+                             {.name = "anthropic",
+                              .env = "ANTHROPIC_API_KEY",
+                              .from = "env:ANT",
+                              .hosts = {"api.anthropic.com"},
+                              .inject = agentbox::policy::InjectSpec::header("x-api-key")},
+                             {.name = "maps",
+                              .env = "MAPS_KEY",
+                              .from = "env:Q",
+                              .hosts = {"maps.example"},
+                              .inject = agentbox::policy::InjectSpec::query("key")},
+                             {.name = "aws",
+                              .env = "AWS_SECRET_ACCESS_KEY",
+                              .from = "env:AWS",
+                              .hosts = {"*.amazonaws.com"},
+                              .inject = agentbox::policy::InjectSpec::sigv4()}},
+                            fake_env({{"GH", kGithub},
+                                      {"GH2", "ghp_AnotherRealTokenForGitBasicAuth0123"},
+                                      {"ANT", kOther},
+                                      {"Q", kQuery},
+                                      {"AWS", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}}),
+                            &sink_);
     ASSERT_TRUE(set.has_value()) << set.error().message();
     set_.emplace(std::move(*set));
     ph_ = *set_->placeholder("github");
@@ -251,22 +252,28 @@ TEST_F(CredentialsTest, ScrubsEverySplitAndBase64) {
 
 TEST(Credentials, LoadFailsClosed) {
   audit::MemorySink sink;
-  auto missing = CredentialSet::load(
-      {{.name = "x", .from = "env:NOPE", .hosts = {"a.example"}, .inject = "header:Authorization"}},
-      fake_env({}), &sink);
+  auto missing =
+      CredentialSet::load({{.name = "x",
+                            .from = "env:NOPE",
+                            .hosts = {"a.example"},
+                            .inject = agentbox::policy::InjectSpec::header("Authorization")}},
+                          fake_env({}), &sink);
   ASSERT_FALSE(missing.has_value());
   EXPECT_NE(missing.error().message().find("credential `x`"), std::string::npos);
-  auto bad_inject = CredentialSet::load(
-      {{.name = "x", .from = "env:A", .hosts = {"a.example"}, .inject = "cookie"}},
-      fake_env({{"A", "0123456789abcdef"}}), &sink);
-  EXPECT_FALSE(bad_inject.has_value());
-  auto bad_host = CredentialSet::load(
-      {{.name = "x", .from = "env:A", .hosts = {"a\x01.example"}, .inject = "basic"}},
-      fake_env({{"A", "0123456789abcdef"}}), &sink);
+  // A bad `inject` never reaches the proxy: its one parser (policy/inject.hpp, run by config)
+  // refuses it.
+  EXPECT_FALSE(agentbox::policy::InjectSpec::parse("cookie"));
+  auto bad_host = CredentialSet::load({{.name = "x",
+                                        .from = "env:A",
+                                        .hosts = {"a\x01.example"},
+                                        .inject = agentbox::policy::InjectSpec::basic()}},
+                                      fake_env({{"A", "0123456789abcdef"}}), &sink);
   EXPECT_FALSE(bad_host.has_value());
-  auto short_secret = CredentialSet::load(
-      {{.name = "x", .from = "env:A", .hosts = {"a.example"}, .inject = "basic"}},
-      fake_env({{"A", "abc"}}), &sink);
+  auto short_secret = CredentialSet::load({{.name = "x",
+                                            .from = "env:A",
+                                            .hosts = {"a.example"},
+                                            .inject = agentbox::policy::InjectSpec::basic()}},
+                                          fake_env({{"A", "abc"}}), &sink);
   EXPECT_FALSE(short_secret.has_value());
 }
 

@@ -172,22 +172,23 @@ class ProxyHandlerTest : public ::testing::Test {
 
     std::map<std::string, std::string> env = {
         {"REAL_GH", kRealGh}, {"REAL_GIT", kRealGit}, {"REAL_AWS", kRealAws}};
-    auto creds = CredentialSet::load({{.name = "github",
-                                       .env = "GITHUB_TOKEN",
-                                       .from = "env:REAL_GH",
-                                       .hosts = {kApi, kPlain},
-                                       .inject = "header:Authorization"},
-                                      {.name = "gitpw",
-                                       .env = "GIT_TOKEN",
-                                       .from = "env:REAL_GIT",
-                                       .hosts = {kGit},
-                                       .inject = "basic"},
-                                      {.name = "aws",
-                                       .env = "AWS_SECRET_ACCESS_KEY",
-                                       .from = "env:REAL_AWS",
-                                       .hosts = {kApi},
-                                       .inject = "sigv4"}},
-                                     fake_env(env), &audit_);
+    auto creds =
+        CredentialSet::load({{.name = "github",
+                              .env = "GITHUB_TOKEN",
+                              .from = "env:REAL_GH",
+                              .hosts = {kApi, kPlain},
+                              .inject = agentbox::policy::InjectSpec::header("Authorization")},
+                             {.name = "gitpw",
+                              .env = "GIT_TOKEN",
+                              .from = "env:REAL_GIT",
+                              .hosts = {kGit},
+                              .inject = agentbox::policy::InjectSpec::basic()},
+                             {.name = "aws",
+                              .env = "AWS_SECRET_ACCESS_KEY",
+                              .from = "env:REAL_AWS",
+                              .hosts = {kApi},
+                              .inject = agentbox::policy::InjectSpec::sigv4()}},
+                            fake_env(env), &audit_);
     ASSERT_TRUE(creds.has_value()) << creds.error().message();
     creds_.emplace(std::move(*creds));
     gh_ph_ = *creds_->placeholder("github");

@@ -287,7 +287,7 @@ TEST(Mitm, EndToEndSwapAndScrub) {
         .env = "GH_TOKEN",
         .from = "env:GH",
         .hosts = {kHost},
-        .inject = "header:Authorization"}},
+        .inject = agentbox::policy::InjectSpec::header("Authorization")}},
       SecretSource([](const std::string&) { return std::optional<std::string>(kSecret); }), &sink);
   ASSERT_TRUE(creds.has_value());
   const std::string ph = *creds->placeholder("gh");
