@@ -329,8 +329,8 @@ bool sealable(const MountOp& op) {
   return false;
 }
 
-// /etc's read-only binds (about 35 on Debian) restricted together: /etc is then a small tmpfs of
-// its own and one recursive mount_setattr at the end (kSeal) makes it and every mount under it
+// /etc's read-only binds (47 on the development VM) restricted together: /etc is then a small tmpfs
+// of its own and one recursive mount_setattr at the end (kSeal) makes it and every mount under it
 // read-only, nosuid and nodev, instead of one call per bind. Only when everything planned under
 // /etc is read-only anyway; a writable grant there (or a workspace under /etc) keeps the old
 // way: /etc a directory of the root tmpfs, each bind restricted on its own.
