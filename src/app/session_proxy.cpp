@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <functional>
 #include <optional>
 
 #include "agentbox/app/run.hpp"  // expand_home
@@ -164,12 +165,25 @@ proxy::BudgetLimits budget_limits(const config::Budget& b) {
   return out;
 }
 
-proxy::PriceTable price_table(const std::map<std::string, config::ModelPrice>& pricing) {
-  proxy::PriceTable out;
-  for (const auto& [model, p] : pricing) {
-    out[model] = {.input = p.input, .output = p.output, .cached = p.cached};
-  }
-  return out;
+// The prices, read when the proxy meters its first model response: parsing the shipped table was
+// 2.5 ms of every start, and most sessions meter nothing. A table that does not parse prices
+// nothing: the spend is "unknown" and a spend cap refuses the next model request (fail closed).
+std::function<proxy::PriceTable()> price_loader(const config::Policy& policy) {
+  return [files = policy.pricing_files, user = policy.pricing] {
+    auto pricing = config::resolve_pricing(files, user);
+    proxy::PriceTable out;
+    if (!pricing) {
+      base::log::warn("model prices: {}; no model is priced this session",
+                      pricing.error().render());
+      return out;
+    }
+    for (const auto& [model, p] : *pricing) {
+      out[model] = {.input = p.input.value_or(0),
+                    .output = p.output.value_or(0),
+                    .cached = p.cached.value_or(0)};
+    }
+    return out;
+  };
 }
 
 }  // namespace
@@ -355,7 +369,8 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
   }
   impl->options.max_connections = policy.max_flows.value;
   impl->options.max_intercepted = policy.max_intercepted.value;
-  impl->budget.emplace(budget_limits(policy.budget), price_table(policy.pricing), &sink);
+  impl->budget.emplace(budget_limits(policy.budget), proxy::PriceTable{}, &sink);
+  impl->budget->price_lazily(price_loader(policy));
   impl->options.budget = &*impl->budget;
   for (const auto& f : trust_store_files()) {
     if (is_file(f)) {

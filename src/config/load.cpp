@@ -2085,13 +2085,13 @@ void apply_profile(const std::string& name, const std::string& user_dir, const L
   }
 }
 
-// The shipped price table (profiles/pricing.toml), under every config file: the installed
-// one, then the administrator's (/etc/agentbox/profiles/pricing.toml) over it.
-void apply_shipped_pricing(const LoadOptions& options, Loaded& out, Problems& problems) {
+// The shipped price tables (profiles/pricing.toml), under every config file: the installed
+// one, then the administrator's (/etc/agentbox/profiles/pricing.toml) over it. Only named here:
+// resolve_pricing reads them when a session meters a response.
+void name_shipped_pricing(const LoadOptions& options, Loaded& out) {
   auto dirs = options.profile_dirs.empty() ? default_profile_dirs() : options.profile_dirs;
   for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
-    const std::string path = *it + "/pricing.toml";
-    (void)apply_file(path, Mode::kGrant, out.policy, problems);  // absent: no defaults
+    out.policy.pricing_files.push_back(*it + "/pricing.toml");
   }
 }
 
@@ -2101,7 +2101,7 @@ base::Result<Loaded> load(const LoadOptions& options) {
   Loaded out;
   Problems problems;
   apply_builtins(out.policy);
-  apply_shipped_pricing(options, out, problems);
+  name_shipped_pricing(options, out);
   std::string user_dir = options.user_dir.value_or(user_config_dir());
   if (!options.no_user_config) {
     std::string system = options.system_file.value_or("/etc/agentbox/config.toml");
@@ -2123,6 +2123,32 @@ base::Result<Loaded> load(const LoadOptions& options) {
   check_body_rules(out.policy, problems);
   if (!problems.empty()) {
     return base::Error::msg(problems.render());
+  }
+  return out;
+}
+
+base::Result<std::map<std::string, ModelPrice>> resolve_pricing(
+    const std::vector<std::string>& files, const std::map<std::string, ModelPrice>& user) {
+  Policy shipped;
+  Problems problems;
+  for (const auto& path : files) {
+    (void)apply_file(path, Mode::kGrant, shipped, problems);  // absent: no defaults
+  }
+  if (!problems.empty()) {
+    return base::Error::msg(problems.render());
+  }
+  std::map<std::string, ModelPrice> out = std::move(shipped.pricing);
+  for (const auto& [model, mine] : user) {
+    ModelPrice& p = out[model];
+    p.input = mine.input ? mine.input : p.input;
+    p.output = mine.output ? mine.output : p.output;
+    p.cached = mine.cached ? mine.cached : p.cached;
+    p.origin = mine.origin;
+  }
+  for (auto& [model, p] : out) {
+    p.input = p.input.value_or(0);
+    p.output = p.output.value_or(0);
+    p.cached = p.cached.value_or(0);
   }
   return out;
 }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <utility>
 
 namespace agentbox::proxy {
 
@@ -229,6 +230,9 @@ void SessionBudget::record(std::string_view host, const std::vector<std::string>
     return;
   }
   const std::string model = r.model.empty() ? "unknown" : r.model;
+  if (load_prices_) {
+    prices_ = std::exchange(load_prices_, nullptr)();
+  }
   std::optional<double> c;
   if (const Price* p = find_price(prices_, model)) {
     c = cost(*p, r.tokens);

@@ -122,6 +122,29 @@ TEST_P(RunTest, WorkspaceIsWritableAndFilesBelongToTheUser) {
   EXPECT_EQ(st.st_gid, w_.as.gid);
 }
 
+// Every mount at or under /etc is read-only, nosuid and nodev, as the kernel's own table in the
+// box says, whichever way init restricts them (one recursive seal of /etc, or a call per bind).
+TEST_P(RunTest, EveryEtcMountIsReadOnlyNosuidNodev) {
+  Output r = run(w_, {"run", "-q", "--", "/bin/sh", "-c", "cat /proc/self/mountinfo"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  size_t mounts = 0;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point, opts;
+    fields >> id >> parent >> dev >> root >> point >> opts;
+    if (point != "/etc" && point.rfind("/etc/", 0) != 0) {
+      continue;
+    }
+    ++mounts;
+    const std::string all = "," + opts + ",";
+    for (const char* flag : {",ro,", ",nosuid,", ",nodev,"}) {
+      EXPECT_NE(all.find(flag), std::string::npos) << flag << " missing: " << line;
+    }
+  }
+  EXPECT_GE(mounts, 3u) << r.out;  // ld.so.cache, ssl, nsswitch.conf, ... are bound on any host
+}
+
 TEST_P(RunTest, OutsideTheWorkspaceIsAbsentOrReadOnly) {
   Output r = probe({"stat",
                     "/etc/shadow",

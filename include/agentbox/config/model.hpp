@@ -125,11 +125,12 @@ struct Budget {
   std::optional<Sourced<uint64_t>> connections_per_minute;  // new box connections in any 60 s
 };
 
-// [pricing."MODEL"]: dollars per million tokens (profiles/pricing.toml ships the defaults).
+// [pricing."MODEL"]: dollars per million tokens (profiles/pricing.toml ships the defaults). A
+// field the user's files leave out keeps the shipped price (config::resolve_pricing).
 struct ModelPrice {
-  double input = 0;
-  double output = 0;
-  double cached = 0;  // cached input tokens (a prompt cache read)
+  std::optional<double> input;
+  std::optional<double> output;
+  std::optional<double> cached;  // cached input tokens (a prompt cache read)
   Origin origin;
 };
 
@@ -240,7 +241,10 @@ struct Policy {
   // [credentials.*] and [[token_file]]
   std::map<std::string, Credential> credentials;
   Budget budget;
+  // What the user's files price; the shipped tables (pricing_files, lowest first) are read only
+  // by a session that meters a model response (config::resolve_pricing), not at every start.
   std::map<std::string, ModelPrice> pricing;
+  std::vector<std::string> pricing_files;
   std::vector<TokenFile> token_files;
 };
 

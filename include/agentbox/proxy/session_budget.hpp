@@ -52,6 +52,9 @@ enum class SessionLimit { kNone, kEgress, kRequestsPerHost, kSpend, kConnections
 class SessionBudget {
  public:
   SessionBudget(BudgetLimits limits, PriceTable prices, audit::Sink* sink);
+  // The prices come from `load` instead, called once, on the first reading record() prices:
+  // most sessions meter nothing, and the shipped table costs a parse (app/session_proxy.cpp).
+  void price_lazily(std::function<PriceTable()> load) { load_prices_ = std::move(load); }
 
   struct Refusal {
     SessionLimit limit = SessionLimit::kNone;
@@ -104,6 +107,7 @@ class SessionBudget {
 
   BudgetLimits limits_;
   PriceTable prices_;
+  std::function<PriceTable()> load_prices_;  // set: prices_ still to be loaded
   audit::Sink* sink_;
   uint64_t egress_ = 0;
   std::unordered_map<uint64_t, uint64_t> live_;  // flow id -> bytes counted live

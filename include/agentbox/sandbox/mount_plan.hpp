@@ -26,6 +26,7 @@ enum class MountKind {
   kDevpts,      // new devpts instance on `target`
   kOverlay,     // overlayfs on `target`: lower `source`, upper `data`, work `work`
   kProtect,     // make workspace-relative `source` under workspace `target` read-only (openat2)
+  kSeal,        // make the mount at `target` and every mount under it read-only, nosuid, nodev
   kRemountRoot  // remount the box's root tmpfs read-only (last)
 };
 
@@ -39,6 +40,7 @@ struct MountOp {
   bool recursive = true;  // binds: MS_REC
   bool optional = false;  // a missing source is skipped, not an error
   bool devices = false;   // binds: keep device nodes usable (no MOUNT_ATTR_NODEV)
+  bool sealed = false;    // read-only binds: a later kSeal restricts it (not one call per bind)
   uint32_t mode = 0755;
   uint64_t size_bytes = 0;  // tmpfs; 0: no size cap
   uint64_t inodes = 0;      // tmpfs nr_inodes; 0: no inode cap

@@ -366,5 +366,51 @@ TEST(MountOp, DescribeNamesTheObject) {
   EXPECT_EQ(t.describe(), "mount tmpfs `/tmp`");
 }
 
+// /etc's read-only binds are restricted by one recursive seal of /etc (a tmpfs of its own),
+// which comes after everything else mounted under /etc, before the root's remount.
+TEST(MountPlan, EtcBindsAreSealedByOneCall) {
+  MountSpec s = spec();
+  s.overlays = {{.target = "/etc/ssl/certs/ca-certificates.crt", .source = "/s/bundle.pem"}};
+  auto ops = build_mount_plan(s, debian());
+  const MountOp* etc = find(ops, MountKind::kTmpfs, "/etc");
+  ASSERT_NE(etc, nullptr);
+  EXPECT_EQ(find(ops, MountKind::kMkdir, "/etc"), nullptr);
+  size_t seals = 0;
+  for (const auto& op : ops) {
+    seals += op.kind == MountKind::kSeal ? 1 : 0;
+    if (op.kind == MountKind::kBindDir || op.kind == MountKind::kBindFile) {
+      EXPECT_EQ(op.sealed, path_within(op.target, "/etc")) << op.describe();
+      EXPECT_TRUE(!op.sealed || op.read_only) << op.describe();
+    }
+  }
+  ASSERT_EQ(seals, 1u);
+  ASSERT_GE(ops.size(), 2u);
+  EXPECT_EQ(ops[ops.size() - 2].kind, MountKind::kSeal);
+  EXPECT_EQ(ops[ops.size() - 2].target, "/etc");
+  EXPECT_EQ(ops.back().kind, MountKind::kRemountRoot);
+}
+
+// Something writable under /etc (a --rw grant, a workspace there): no seal, which would make it
+// read-only; each bind is restricted on its own, /etc a directory of the root.
+TEST(MountPlan, EtcIsNotSealedOverAWritableMount) {
+  for (const bool workspace : {false, true}) {
+    MountSpec s = spec();
+    FakeHost h = debian();
+    if (workspace) {
+      s.workspace = "/etc/proj";
+    } else {
+      s.grants.push_back({"/etc/app.d", true});
+    }
+    h.kinds["/etc/app.d"] = HostFs::Kind::kDir;
+    auto ops = build_mount_plan(s, h);
+    EXPECT_NE(find(ops, MountKind::kMkdir, "/etc"), nullptr) << workspace;
+    EXPECT_EQ(find(ops, MountKind::kTmpfs, "/etc"), nullptr) << workspace;
+    for (const auto& op : ops) {
+      EXPECT_NE(op.kind, MountKind::kSeal);
+      EXPECT_FALSE(op.sealed) << op.describe();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace agentbox::sandbox
