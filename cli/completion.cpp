@@ -71,6 +71,7 @@ std::string names_of_type(const std::vector<Verb>& verbs, const std::string& typ
 
 void print_bash(const std::vector<Verb>& verbs) {
   std::vector<std::string> verb_names;
+  verb_names.reserve(verbs.size());
   for (const auto& v : verbs) {
     verb_names.push_back(v.name);
   }

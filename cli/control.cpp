@@ -43,7 +43,7 @@ Result<std::string> session_socket(const std::string& session) {
   return control::socket_path(dir, *id);
 }
 
-Result<json> ask(const std::string& session, control::Request req) {
+Result<json> ask(const std::string& session, const control::Request& req) {
   AGENTBOX_ASSIGN_OR_RETURN(std::string path, session_socket(session));
   auto client = control::Client::connect(path);
   if (!client) {

@@ -477,6 +477,7 @@ std::vector<std::string> summary_lines(const Review& r, const std::vector<Change
       changes.size(), changes.size() == 1 ? "" : "s", r.workspace, n[0], n[1], n[2], n[3],
       dangerous, short_id(r.id)));
   std::vector<const Change*> order;
+  order.reserve(changes.size());
   for (const auto& c : changes) {
     order.push_back(&c);
   }

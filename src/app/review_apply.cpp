@@ -352,7 +352,7 @@ class Applier {
     if (fd >= 0 || !root_) {
       return fd;
     }
-    UniqueFd at(::dup(root_.get()));
+    UniqueFd at(::fcntl(root_.get(), F_DUPFD_CLOEXEC, 0));
     for (size_t i = 0; at && i != std::string::npos;) {
       size_t j = dir.find('/', i);
       std::string part = dir.substr(i, j == std::string::npos ? std::string::npos : j - i);

@@ -273,6 +273,8 @@ Result<std::string> run_git(const std::string& git_dir, const std::string& objec
   std::vector<std::string> env = git_env(extra);
   std::vector<char*> av;
   std::vector<char*> ev;
+  av.reserve(argv.size() + 1);
+  ev.reserve(env.size() + 1);
   for (auto& a : argv) {
     av.push_back(a.data());
   }

@@ -109,9 +109,10 @@ Pruned prune_sessions(const std::string& root, const std::string& current, const
       std::string name = e->d_name;
       std::time_t start = session_start(name);
       struct stat st {};
-      bool dir = e->d_type == DT_DIR ||
-                 (e->d_type == DT_UNKNOWN && ::lstat((root + "/" + name).c_str(), &st) == 0 &&
-                  S_ISDIR(st.st_mode));
+      bool dir =
+          e->d_type == DT_DIR ||
+          (e->d_type == DT_UNKNOWN && ::lstat(fmt::format("{}/{}", root, name).c_str(), &st) == 0 &&
+           S_ISDIR(st.st_mode));
       if (start >= 0 && dir) {
         dirs.emplace_back(std::move(name), start);
       }
@@ -128,7 +129,7 @@ Pruned prune_sessions(const std::string& root, const std::string& current, const
     if (name == current || (i < r.keep && !old)) {
       continue;
     }
-    std::string path = root + "/" + name;
+    std::string path = fmt::format("{}/{}", root, name);
     base::UniqueFd lock;
     switch (try_lock_dir(path, lock)) {
       case LockState::kHeld:

@@ -60,7 +60,7 @@ void other_worktrees(const std::string& common, const std::string& mine,
       break;
     }
     std::string name = e->d_name;
-    if (name != "." && name != ".." && common + "/worktrees/" + name != mine) {
+    if (name != "." && name != ".." && fmt::format("{}/worktrees/{}", common, name) != mine) {
       rels.push_back("worktrees/" + name);
     }
   }
@@ -91,7 +91,8 @@ void programs_in_workspace(const std::vector<std::string>& configs, const std::s
       if (word.find('/') == std::string::npos && e.key != "core.hookspath") {
         continue;  // a program found on PATH
       }
-      std::string abs = sb::lexically_normal_abs(word[0] == '/' ? word : workspace + "/" + word);
+      std::string abs =
+          sb::lexically_normal_abs(word[0] == '/' ? word : fmt::format("{}/{}", workspace, word));
       if (abs != workspace && abs != workspace + "/.git") {
         add_rel(rels, abs, workspace);
       }

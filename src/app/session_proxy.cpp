@@ -135,6 +135,7 @@ bool shipped(const config::Origin& origin) {
 
 std::vector<proxy::CaptureSpec> capture_specs(const std::vector<config::CaptureRule>& rules) {
   std::vector<proxy::CaptureSpec> out;
+  out.reserve(rules.size());
   for (const auto& r : rules) {
     out.push_back({.host = r.host,
                    .method = r.method,

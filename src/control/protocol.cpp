@@ -10,9 +10,9 @@ using base::Error;
 using base::Result;
 using nlohmann::json;
 
-std::string Request::arg(const std::string& key, std::string fallback) const {
+std::string Request::arg(const std::string& key, const std::string& fallback) const {
   auto it = args.find(key);
-  return it == args.end() ? std::move(fallback) : it->second;
+  return it == args.end() ? fallback : it->second;
 }
 
 std::string dump(const json& j, int indent) {

@@ -135,7 +135,7 @@ void Server::refuse(UniqueFd fd, const Peer& peer, const std::string& why) noexc
   }
 }
 
-void Server::accept_one() noexcept {
+void Server::accept_one() noexcept {  // NOLINT(bugprone-exception-escape): server.hpp
   UniqueFd fd(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
   if (!fd) {
     return;
@@ -178,7 +178,7 @@ void Server::drop(int fd) noexcept {
   }
 }
 
-void Server::readable(Client& c) noexcept {
+void Server::readable(Client& c) noexcept {  // NOLINT(bugprone-exception-escape): server.hpp
   char buf[4096];
   ssize_t n = ::recv(c.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -201,6 +201,7 @@ void Server::readable(Client& c) noexcept {
   }
 }
 
+// NOLINTNEXTLINE(bugprone-exception-escape): server.hpp
 std::string Server::answer(std::string_view line, const Peer& peer) noexcept {
   auto req = parse_request(line);
   if (!req) {
@@ -210,8 +211,14 @@ std::string Server::answer(std::string_view line, const Peer& peer) noexcept {
   if (h == handlers_.end()) {
     return encode_error(fmt::format("unknown verb `{}`", req->verb));
   }
-  auto result = h->second(*req, peer);
-  return result ? encode_ok(*result) : encode_error(result.error().message());
+  // A handler that throws (a JSON type error, say) answers this request with why; it must not
+  // take the supervisor, and the box with it, down.
+  try {
+    auto result = h->second(*req, peer);
+    return result ? encode_ok(*result) : encode_error(result.error().message());
+  } catch (const std::exception& e) {
+    return encode_error(fmt::format("`{}` failed: {}", req->verb, e.what()));
+  }
 }
 
 }  // namespace agentbox::control

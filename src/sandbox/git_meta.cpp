@@ -429,9 +429,9 @@ std::vector<std::string> git_config_includes(const std::string& config_path,
         p = p.substr(11);
       }
       if (starts_with(p, "~/")) {
-        p = home.empty() ? std::string() : home + p.substr(1);
+        p = home.empty() ? std::string() : fmt::format("{}{}", home, p.substr(1));
       } else if (!p.empty() && p[0] != '/') {
-        p = dir_of(todo[n]) + "/" + p;
+        p = fmt::format("{}/{}", dir_of(todo[n]), p);
       }
       p = lexically_normal_abs(p);
       if (!p.empty() && std::find(out.begin(), out.end(), p) == out.end()) {

@@ -114,7 +114,7 @@ class Scanner {
           break;
         }
         std::string name = e->d_name;
-        std::string p = hooks + "/" + name;
+        std::string p = fmt::format("{}/{}", hooks, name);
         if (name == "." || name == ".." ||
             (name.size() > 7 && name.compare(name.size() - 7, 7, ".sample") == 0) ||
             (!fresh && !changed_since(p, since_))) {
@@ -134,7 +134,7 @@ class Scanner {
     std::string to = fmt::format("{}.agentbox-quarantined-{}", entry, session_);
     if (pd && ::renameat2(pd.get(), entry.c_str(), pd.get(), to.c_str(), RENAME_NOREPLACE) == 0) {
       for (size_t i = first; i < out_.findings.size(); ++i) {
-        out_.findings[i].quarantined_as = parent + "/" + to;
+        out_.findings[i].quarantined_as = fmt::format("{}/{}", parent, to);
       }
     }
   }
@@ -187,7 +187,7 @@ class Scanner {
                  : S_ISREG(st.st_mode)                                           ? DT_REG
                                                                                  : DT_UNKNOWN;
         }
-        std::string p = dir + "/" + name;
+        std::string p = fmt::format("{}/{}", dir, name);
         if (name == ".git" && type == DT_DIR) {
           if (p != own_) {
             repository(dir, name, p, false);

@@ -26,7 +26,7 @@ struct Request {
   std::map<std::string, std::string> args;
 
   // The value of `key`, or `fallback` when absent.
-  [[nodiscard]] std::string arg(const std::string& key, std::string fallback = {}) const;
+  [[nodiscard]] std::string arg(const std::string& key, const std::string& fallback = {}) const;
 };
 
 // Strict decoding of one line (without its newline). Never throws.

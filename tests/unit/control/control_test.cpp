@@ -140,6 +140,40 @@ TEST_F(TempDir, ServerAnswersOnTheLoopAndNamesThePeer) {
   EXPECT_NE(::stat(path.c_str(), &st), 0) << "the socket outlived its server";
 }
 
+// A handler that throws answers that request with why, and the server (the supervisor) goes on:
+// before, the exception met answer()'s noexcept and std::terminate took the box down.
+TEST_F(TempDir, AHandlerThatThrowsAnswersWithWhyAndTheServerGoesOn) {
+  auto loop = event::Loop::create();
+  ASSERT_TRUE(loop);
+  std::string path = socket_path(dir_, "abcdef");
+  auto server = Server::listen(*loop, path);
+  ASSERT_TRUE(server) << server.error().message();
+  (*server)->on("boom", [](const Request&, const Peer&) -> base::Result<nlohmann::json> {
+    return nlohmann::json(1).get<std::string>();  // nlohmann's type_error
+  });
+  (*server)->on("echo", [](const Request& r, const Peer&) -> base::Result<nlohmann::json> {
+    return nlohmann::json{{"said", r.arg("text")}};
+  });
+  std::string boom, said;
+  std::thread client([&] {
+    auto c = Client::connect(path);
+    if (!c) {
+      return;
+    }
+    auto b = c->call({.verb = "boom", .args = {}});
+    boom = b ? "ok" : b.error().message();
+    auto r = c->call({.verb = "echo", .args = {{"text", "still here"}}});
+    said = r ? r->value("said", "") : r.error().message();
+  });
+  for (int i = 0; i < 100 && (boom.empty() || said.empty()); ++i) {
+    ASSERT_TRUE(loop->run_once(std::chrono::milliseconds(50)));
+  }
+  client.join();
+  EXPECT_NE(boom.find("`boom` failed: "), std::string::npos) << boom;
+  EXPECT_NE(boom.find("type must be string"), std::string::npos) << boom;
+  EXPECT_EQ(said, "still here");
+}
+
 TEST(Server, PeerChecks) {
   EXPECT_TRUE(check_peer({.uid = ::geteuid(), .pid = ::getpid()}));
   auto other = check_peer({.uid = ::geteuid() + 1, .pid = ::getpid()});
