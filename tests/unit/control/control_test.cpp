@@ -149,7 +149,7 @@ TEST_F(TempDir, AHandlerThatThrowsAnswersWithWhyAndTheServerGoesOn) {
   auto server = Server::listen(*loop, path);
   ASSERT_TRUE(server) << server.error().message();
   (*server)->on("boom", [](const Request&, const Peer&) -> base::Result<nlohmann::json> {
-    return nlohmann::json(1).get<std::string>();  // nlohmann's type_error
+    return nlohmann::json(nlohmann::json(1).get<std::string>());  // a type_error
   });
   (*server)->on("echo", [](const Request& r, const Peer&) -> base::Result<nlohmann::json> {
     return nlohmann::json{{"said", r.arg("text")}};
