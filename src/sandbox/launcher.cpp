@@ -890,14 +890,10 @@ struct NetSetup {
   }
 };
 
-[[noreturn]] void box_init(const Prepared& p) {
-  base::startup_trace::stamp("init");
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
-    fail(p, SetupStage::kPdeathsig, errno);
-  }
-  // Drop what the supervisor had open (its end of the control socket, epoll, signalfd, the
-  // audit log): init needs none of it, and the liveness check below needs the supervisor's end
-  // of the socket to be held by the supervisor alone.
+// Drops what the supervisor had open (its end of the control socket, epoll, signalfd, the audit
+// log) but `p.keep`: init needs none of it, and its liveness check needs the supervisor's end of
+// the socket to be held by the supervisor alone.
+void close_inherited(const Prepared& p) {
   unsigned from = 3;
   for (int keep : p.keep) {
     auto k = static_cast<unsigned>(keep);
@@ -909,6 +905,14 @@ struct NetSetup {
   if (::syscall(SYS_close_range, from, ~0U, 0U) != 0) {
     fail(p, SetupStage::kCloseFds, errno);
   }
+}
+
+[[noreturn]] void box_init(const Prepared& p) {
+  base::startup_trace::stamp("init");
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+    fail(p, SetupStage::kPdeathsig, errno);
+  }
+  close_inherited(p);
   // The supervisor may have died before PR_SET_PDEATHSIG took effect: its end of the control
   // socket is then closed.
   pollfd pfd{p.ctl, POLLRDHUP, 0};
@@ -1041,6 +1045,28 @@ std::vector<UniqueFd> received_fds(const cmsghdr* c) {
   return fds;
 }
 
+// The box's init: clone3, or clone(2) under a seccomp filter that answers clone3 with ENOSYS
+// (`call` then names it). The child returns 0, as from fork.
+long clone_box(clone_args& args, int& pidfd, const char*& call) {
+#ifdef AGENTBOX_FAULT_BOX_START
+  // The test-only agentbox-broken-start (tests/CMakeLists.txt), never the shipped binary: every
+  // start fails the way a refused user namespace looks, the one cause the tests may skip on.
+  static_cast<void>(args);
+  long pid = -1;
+  errno = EPERM;
+#else
+  long pid = ::syscall(SYS_clone3, &args, sizeof args);
+#endif
+  if (pid < 0 && errno == ENOSYS) {
+    call = "clone";
+    // Under a seccomp filter that answers clone3 with ENOSYS (an agentbox box does, so that libc
+    // falls back to the clone(2) its rules can read): the same call through clone(2), which
+    // writes the pidfd through parent_tid. A box that denies new namespaces refuses it (EPERM).
+    pid = ::syscall(SYS_clone, args.flags | SIGCHLD, nullptr, &pidfd, nullptr, nullptr);
+  }
+  return pid;
+}
+
 }  // namespace
 
 Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
@@ -1074,22 +1100,7 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);  // NOLINT: the kernel ABI takes an address
   args.exit_signal = SIGCHLD;
   const char* call = "clone3";
-#ifdef AGENTBOX_FAULT_BOX_START
-  // The test-only agentbox-broken-start (tests/CMakeLists.txt), never the shipped binary: every
-  // start fails the way a refused user namespace looks, the one cause the tests may skip on.
-  static_cast<void>(args);
-  long pid = -1;
-  errno = EPERM;
-#else
-  long pid = ::syscall(SYS_clone3, &args, sizeof args);
-#endif
-  if (pid < 0 && errno == ENOSYS) {
-    call = "clone";
-    // Under a seccomp filter that answers clone3 with ENOSYS (an agentbox box does, so that libc
-    // falls back to the clone(2) its rules can read): the same call through clone(2), which
-    // writes the pidfd through parent_tid. A box that denies new namespaces refuses it (EPERM).
-    pid = ::syscall(SYS_clone, args.flags | SIGCHLD, nullptr, &pidfd, nullptr, nullptr);
-  }
+  long pid = clone_box(args, pidfd, call);
   if (pid < 0) {
     int err = errno;
     if (spec.after_clone) {
