@@ -18,12 +18,15 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <iterator>
@@ -332,6 +335,23 @@ int sys_mount_setattr(int dfd, const char* path, unsigned flags, uint64_t attr_s
   return static_cast<int>(::syscall(SYS_mount_setattr, dfd, path, flags, &attr, sizeof attr));
 }
 
+// The restriction without mount_setattr (kernels before 5.12): a remount of the one mount at
+// `target`, never of the mounts under it. A remount replaces every flag, and in a user namespace
+// the kernel refuses to clear one the host's mount locked (EPERM): the mount's current flags are
+// kept, as mount_setattr keeps them.
+bool remount_restricted(const char* target, bool read_only, bool devices) {
+  struct statfs fs {};
+  unsigned long flags =
+      MS_REMOUNT | MS_BIND | MS_NOSUID | (devices ? 0 : MS_NODEV) | (read_only ? MS_RDONLY : 0);
+  if (::statfs(target, &fs) == 0) {
+    const auto has = [&](unsigned long st) { return (fs.f_flags & st) != 0; };
+    flags |= (has(ST_RDONLY) ? MS_RDONLY : 0) | (has(ST_NODEV) ? MS_NODEV : 0) |
+             (has(ST_NOEXEC) ? MS_NOEXEC : 0) | (has(ST_NOATIME) ? MS_NOATIME : 0) |
+             (has(ST_NODIRATIME) ? MS_NODIRATIME : 0) | (has(ST_RELATIME) ? MS_RELATIME : 0);
+  }
+  return ::mount(nullptr, target, nullptr, flags, nullptr) == 0;
+}
+
 // Read-only (and nosuid/nodev) on a bind mount, recursively when asked. mount_setattr only sets
 // flags, so flags locked by the host mount (nosuid, noexec, ...) are kept, as the kernel demands
 // in a user namespace. Falls back to a plain remount on kernels before 5.12.
@@ -341,12 +361,36 @@ bool restrict_mount(const char* target, bool read_only, bool recursive, bool dev
   if (sys_mount_setattr(AT_FDCWD, target, recursive ? AT_RECURSIVE : 0, attrs) == 0) {
     return true;
   }
+  return errno == ENOSYS && remount_restricted(target, read_only, devices);
+}
+
+// Whether `path` is `dir` or lies under it (no allocation: the child calls it).
+bool within(const std::string& path, const std::string& dir) {
+  return path.compare(0, dir.size(), dir) == 0 &&
+         (path.size() == dir.size() || path[dir.size()] == '/');
+}
+
+// kSeal at `at`: the sealed binds under its target were made without their own restriction, and
+// one recursive mount_setattr makes the tree and every mount under it read-only, nosuid and nodev.
+// A kernel without it (before 5.12) gets the same mount by mount: each sealed bind, then the
+// tree's own tmpfs. (As for any bind restricted by a remount, a host mount below a sealed bind
+// stays as the host has it; the plan binds no such tree under /etc.)
+bool seal(const std::vector<PreparedOp>& ops, size_t at) {
+  const PreparedOp& root = ops[at];
+  if (sys_mount_setattr(AT_FDCWD, root.target.c_str(), AT_RECURSIVE,
+                        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) == 0) {
+    return true;
+  }
   if (errno != ENOSYS) {
     return false;
   }
-  unsigned long flags =
-      MS_REMOUNT | MS_BIND | MS_NOSUID | (devices ? 0 : MS_NODEV) | (read_only ? MS_RDONLY : 0);
-  return ::mount(nullptr, target, nullptr, flags, nullptr) == 0;
+  for (size_t i = 0; i < at; ++i) {
+    if (ops[i].sealed && within(ops[i].target, root.target) &&
+        !remount_restricted(ops[i].target.c_str(), true, false)) {
+      return false;
+    }
+  }
+  return remount_restricted(root.target.c_str(), true, false);
 }
 
 bool make_file(const char* path, uint32_t mode) {
@@ -370,6 +414,27 @@ bool make_file(const char* path, uint32_t mode) {
 
 bool mkdir_ok(const char* path, uint32_t mode) {
   return ::mkdir(path, mode) == 0 || errno == EEXIST;
+}
+
+// Mounts the detached clone `tree` on `at`, read-only, nosuid and nodev from its first moment. A
+// kernel without mount_setattr (before 5.12) cannot restrict a detached mount: there the clone is
+// attached first (the box does not run yet) and remounted through its fd's /proc link, the host's
+// /proc under /oldroot (the clone is a single mount: OPEN_TREE_CLONE without AT_RECURSIVE).
+bool attach_read_only(int tree, int at) {
+  auto attach = [&] {
+    return ::syscall(SYS_move_mount, tree, "", at, "",
+                     MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) == 0;
+  };
+  if (sys_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE,
+                        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) == 0) {
+    return attach();
+  }
+  if (errno != ENOSYS || !attach()) {
+    return false;
+  }
+  char link[64];
+  std::snprintf(link, sizeof link, "/oldroot/proc/self/fd/%d", tree);
+  return remount_restricted(link, true, false);
 }
 
 // Makes workspace-relative `rel` read-only without following any symlink: openat2 with
@@ -423,11 +488,7 @@ bool protect(const PreparedOp& op) {
                                               OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC))
                  : static_cast<int>(::syscall(SYS_open_tree, fd, "",
                                               OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
-  bool ok = tree >= 0 &&
-            sys_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE,
-                              MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) == 0 &&
-            ::syscall(SYS_move_mount, tree, "", fd, "",
-                      MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) == 0;
+  bool ok = tree >= 0 && attach_read_only(tree, fd);
   saved = errno;
   if (tree >= 0) {
     ::close(tree);
@@ -437,7 +498,8 @@ bool protect(const PreparedOp& op) {
   return ok;
 }
 
-bool run_op(const PreparedOp& op) {
+bool run_op(const std::vector<PreparedOp>& ops, size_t at) {
+  const PreparedOp& op = ops[at];
   const char* t = op.target.c_str();
   switch (op.kind) {
     case MountKind::kMkdir:
@@ -488,10 +550,7 @@ bool run_op(const PreparedOp& op) {
     case MountKind::kProtect:
       return protect(op);
     case MountKind::kSeal:
-      // The sealed binds were made without their own restriction: a kernel without
-      // mount_setattr (before 5.12) has no one-call way, so the box does not start there.
-      return sys_mount_setattr(AT_FDCWD, t, AT_RECURSIVE,
-                               MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) == 0;
+      return seal(ops, at);
     case MountKind::kRemountRoot:
       return ::mount(nullptr, t, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
                      nullptr) == 0;
@@ -831,14 +890,10 @@ struct NetSetup {
   }
 };
 
-[[noreturn]] void box_init(const Prepared& p) {
-  base::startup_trace::stamp("init");
-  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
-    fail(p, SetupStage::kPdeathsig, errno);
-  }
-  // Drop what the supervisor had open (its end of the control socket, epoll, signalfd, the
-  // audit log): init needs none of it, and the liveness check below needs the supervisor's end
-  // of the socket to be held by the supervisor alone.
+// Drops what the supervisor had open (its end of the control socket, epoll, signalfd, the audit
+// log) but `p.keep`: init needs none of it, and its liveness check needs the supervisor's end of
+// the socket to be held by the supervisor alone.
+void close_inherited(const Prepared& p) {
   unsigned from = 3;
   for (int keep : p.keep) {
     auto k = static_cast<unsigned>(keep);
@@ -850,6 +905,14 @@ struct NetSetup {
   if (::syscall(SYS_close_range, from, ~0U, 0U) != 0) {
     fail(p, SetupStage::kCloseFds, errno);
   }
+}
+
+[[noreturn]] void box_init(const Prepared& p) {
+  base::startup_trace::stamp("init");
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+    fail(p, SetupStage::kPdeathsig, errno);
+  }
+  close_inherited(p);
   // The supervisor may have died before PR_SET_PDEATHSIG took effect: its end of the control
   // socket is then closed.
   pollfd pfd{p.ctl, POLLRDHUP, 0};
@@ -897,7 +960,7 @@ struct NetSetup {
     fail(p, SetupStage::kStaging, errno);
   }
   for (size_t i = 0; i < p.ops.size(); ++i) {
-    if (!run_op(p.ops[i])) {
+    if (!run_op(p.ops, i)) {
       fail(p, SetupStage::kMountOp, errno, static_cast<int>(i));
     }
   }
@@ -982,6 +1045,28 @@ std::vector<UniqueFd> received_fds(const cmsghdr* c) {
   return fds;
 }
 
+// The box's init: clone3, or clone(2) under a seccomp filter that answers clone3 with ENOSYS
+// (`call` then names it). The child returns 0, as from fork.
+long clone_box(clone_args& args, int& pidfd, const char*& call) {
+#ifdef AGENTBOX_FAULT_BOX_START
+  // The test-only agentbox-broken-start (tests/CMakeLists.txt), never the shipped binary: every
+  // start fails the way a refused user namespace looks, the one cause the tests may skip on.
+  static_cast<void>(args);
+  long pid = -1;
+  errno = EPERM;
+#else
+  long pid = ::syscall(SYS_clone3, &args, sizeof args);
+#endif
+  if (pid < 0 && errno == ENOSYS) {
+    call = "clone";
+    // Under a seccomp filter that answers clone3 with ENOSYS (an agentbox box does, so that libc
+    // falls back to the clone(2) its rules can read): the same call through clone(2), which
+    // writes the pidfd through parent_tid. A box that denies new namespaces refuses it (EPERM).
+    pid = ::syscall(SYS_clone, args.flags | SIGCHLD, nullptr, &pidfd, nullptr, nullptr);
+  }
+  return pid;
+}
+
 }  // namespace
 
 Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
@@ -1015,22 +1100,7 @@ Result<Box> Box::start(const LaunchSpec& spec, LaunchFailure* failure) {
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);  // NOLINT: the kernel ABI takes an address
   args.exit_signal = SIGCHLD;
   const char* call = "clone3";
-#ifdef AGENTBOX_FAULT_BOX_START
-  // The test-only agentbox-broken-start (tests/CMakeLists.txt), never the shipped binary: every
-  // start fails the way a refused user namespace looks, the one cause the tests may skip on.
-  static_cast<void>(args);
-  long pid = -1;
-  errno = EPERM;
-#else
-  long pid = ::syscall(SYS_clone3, &args, sizeof args);
-#endif
-  if (pid < 0 && errno == ENOSYS) {
-    call = "clone";
-    // Under a seccomp filter that answers clone3 with ENOSYS (an agentbox box does, so that libc
-    // falls back to the clone(2) its rules can read): the same call through clone(2), which
-    // writes the pidfd through parent_tid. A box that denies new namespaces refuses it (EPERM).
-    pid = ::syscall(SYS_clone, args.flags | SIGCHLD, nullptr, &pidfd, nullptr, nullptr);
-  }
+  long pid = clone_box(args, pidfd, call);
   if (pid < 0) {
     int err = errno;
     if (spec.after_clone) {

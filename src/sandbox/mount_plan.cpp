@@ -353,15 +353,10 @@ void seal_etc(std::vector<MountOp>& ops, size_t etc_at) {
 
 }  // namespace
 
-std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host) {
-  std::vector<MountOp> ops;
-  Planner plan(ops);
+namespace {
 
-  for (const auto& tree : system_trees()) {
-    add_host_entry(plan, host, tree);
-  }
-
-  const size_t etc_at = ops.size();
+// /etc: the harmless host entries read-only, then the synthesized files.
+void add_etc(Planner& plan, const MountSpec& spec, const HostFs& host) {
   plan.add({.kind = MountKind::kMkdir, .target = "/etc", .mode = 0755});
   for (const auto& entry : etc_entries()) {
     add_host_entry(plan, host, "/etc/" + entry);
@@ -374,7 +369,9 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
   write("/etc/hosts", spec.etc_hosts);
   write("/etc/hostname", spec.etc_hostname);
   write("/etc/resolv.conf", spec.etc_resolv_conf);
+}
 
+void add_proc_sys(Planner& plan, const MountSpec& spec) {
   plan.add({.kind = MountKind::kProc, .target = "/proc"});
   // Read-only over the writable parts of the box's /proc, as bubblewrap does: a box whose uid is 0
   // passes the owner check of /proc/sys/* and /proc/sysrq-trigger with no capability at all
@@ -390,9 +387,11 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
   if (spec.mount_sys) {
     plan.add({.kind = MountKind::kBindDir, .target = "/sys", .source = "/sys", .read_only = true});
   }
+}
 
-  // A minimal /dev: the harmless character devices bound from the host, the usual links, a
-  // private shm and a devpts instance of the box's own (ptmx inside it, never the host's).
+// A minimal /dev: the harmless character devices bound from the host, the usual links, a
+// private shm and a devpts instance of the box's own (ptmx inside it, never the host's).
+void add_dev(Planner& plan, const MountSpec& spec) {
   plan.add({.kind = MountKind::kTmpfs, .target = "/dev", .mode = 0755, .size_bytes = 1u << 20});
   for (const char* dev : {"null", "zero", "full", "random", "urandom", "tty"}) {
     std::string p = std::string("/dev/") + dev;
@@ -417,9 +416,10 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
             .size_bytes = spec.shm_size,
             .inodes = spec.shm_inodes});
   plan.add({.kind = MountKind::kDevpts, .target = "/dev/pts"});
+}
 
-  // The user's trees, parents first (stable: equal depth keeps the listed order).
-  std::vector<UserTree> trees;
+// /tmp, HOME and the workspace (plain, or the review overlay).
+void own_trees(std::vector<UserTree>& trees, const MountSpec& spec) {
   trees.push_back({"/tmp",
                    {.kind = MountKind::kTmpfs,
                     .target = "/tmp",
@@ -448,6 +448,10 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
                       .data = spec.review_upper,
                       .work = spec.review_work}});
   }
+}
+
+// The grants present on the host (but the workspace) and the persisted paths.
+void granted_trees(std::vector<UserTree>& trees, const MountSpec& spec, const HostFs& host) {
   for (const auto& g : spec.grants) {
     if (g.path == spec.workspace) {
       continue;
@@ -469,6 +473,14 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
                       .source = p.source,
                       .read_only = false}});
   }
+}
+
+// The user's trees, parents first (stable: equal depth keeps the listed order), then the
+// overlaid files and the links.
+void add_user_trees(Planner& plan, const MountSpec& spec, const HostFs& host) {
+  std::vector<UserTree> trees;
+  own_trees(trees, spec);
+  granted_trees(trees, spec, host);
   std::stable_sort(trees.begin(), trees.end(), [](const UserTree& a, const UserTree& b) {
     return depth(a.path) < depth(b.path);
   });
@@ -484,7 +496,21 @@ std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host)
   for (const auto& l : spec.links) {
     plan.add({.kind = MountKind::kSymlink, .target = l.target, .source = l.text});
   }
+}
 
+}  // namespace
+
+std::vector<MountOp> build_mount_plan(const MountSpec& spec, const HostFs& host) {
+  std::vector<MountOp> ops;
+  Planner plan(ops);
+  for (const auto& tree : system_trees()) {
+    add_host_entry(plan, host, tree);
+  }
+  const size_t etc_at = ops.size();
+  add_etc(plan, spec, host);
+  add_proc_sys(plan, spec);
+  add_dev(plan, spec);
+  add_user_trees(plan, spec, host);
   add_protected(ops, spec.workspace, spec.protected_paths);
   if (!spec.git_common.empty()) {
     add_protected(ops, spec.git_common, spec.git_common_protected);

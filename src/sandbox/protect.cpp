@@ -336,13 +336,12 @@ void Placeholders::remove() noexcept {
   registry_.reset();
 }
 
-base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
-                                             const std::vector<std::string>& rels,
-                                             const std::string& stash_dir) {
-  ProtectedSet out;
-  out.placeholders.stash_dir = stash_dir;
+namespace {
+
+// The stash directory, made with its parents on the first run under this state dir (0700, as
+// the session folders); then opened if it is ours alone.
+UniqueFd make_stash(const std::string& stash_dir) {
   if (!stash_dir.empty() && ::mkdir(stash_dir.c_str(), 0700) != 0 && errno == ENOENT) {
-    // The first run under this state dir: make its parents (0700, as the session folders).
     for (size_t i = 1; i < stash_dir.size(); ++i) {
       if (stash_dir[i] == '/') {
         (void)::mkdir(stash_dir.substr(0, i).c_str(), 0700);
@@ -350,114 +349,174 @@ base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
     }
     (void)::mkdir(stash_dir.c_str(), 0700);
   }
-  UniqueFd stash = open_stash(stash_dir);
-  UniqueFd ws(::open(workspace.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!ws) {
-    return Error::sys(errno, "open", workspace);
-  }
-  std::vector<Placeholders::Item> listed;  // placeholders other sessions made here
-  if (stash) {
-    std::string key = workspace_key(workspace);
-    UniqueFd reg(::openat(stash.get(), (key + ".reg").c_str(),
-                          O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-    UniqueFd alive(::openat(stash.get(), (key + ".alive").c_str(),
-                            O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (reg && alive && ::flock(reg.get(), LOCK_EX) == 0 && ::flock(alive.get(), LOCK_SH) == 0) {
-      for (auto& it : read_registry(reg.get())) {
-        if (same_inode(it)) {
-          listed.push_back(std::move(it));
-        }
+  return open_stash(stash_dir);
+}
+
+// Joins the workspace's registry (locked exclusively until publish()) and its alive lock
+// (shared, for the session's life). Returns the placeholders other sessions made here that are
+// still where they were.
+std::vector<Placeholders::Item> join_registry(int stash, const std::string& workspace,
+                                              Placeholders& mine) {
+  std::vector<Placeholders::Item> listed;
+  std::string key = workspace_key(workspace);
+  UniqueFd reg(
+      ::openat(stash, (key + ".reg").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  UniqueFd alive(
+      ::openat(stash, (key + ".alive").c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (reg && alive && ::flock(reg.get(), LOCK_EX) == 0 && ::flock(alive.get(), LOCK_SH) == 0) {
+    for (auto& it : read_registry(reg.get())) {
+      if (same_inode(it)) {
+        listed.push_back(std::move(it));
       }
-      out.placeholders.registry_ = std::move(reg);
-      out.placeholders.alive_ = std::move(alive);
     }
+    mine.registry_ = std::move(reg);
+    mine.alive_ = std::move(alive);
   }
-  auto adopt = [&](const std::string& abs) {
-    auto it = std::find_if(listed.begin(), listed.end(),
-                           [&](const Placeholders::Item& l) { return l.path == abs; });
-    if (it == listed.end()) {
-      return false;
-    }
-    out.placeholders.items.push_back(*it);
-    listed.erase(it);
-    return true;
-  };
-  StashCursor cursor;
-  for (const auto& rel : rels) {
+  return listed;
+}
+
+// Resolves the protected paths of one workspace into `out`, making placeholders as it goes.
+class PlaceholderMaker {
+ public:
+  PlaceholderMaker(const std::string& workspace, int ws, int stash, ProtectedSet& out,
+                   std::vector<Placeholders::Item> listed)
+      : workspace_(workspace), ws_(ws), stash_(stash), out_(out), listed_(std::move(listed)) {}
+
+  // One protected path, component by component: the first that is read-only as a whole (a link,
+  // a file where a directory was expected, a placeholder) ends it.
+  base::Status add(const std::string& rel) {
     auto parts = split(rel);
     if (parts.empty() || std::find(parts.begin(), parts.end(), "..") != parts.end()) {
-      continue;
+      return base::ok();
     }
     std::string prefix;
-    bool done = false;
-    for (size_t i = 0; i < parts.size() && !done; ++i) {
+    for (size_t i = 0; i < parts.size(); ++i) {
       prefix += (i ? "/" : "") + parts[i];
-      bool last = i + 1 == parts.size();
-      if (std::find(out.paths.begin(), out.paths.end(), prefix) != out.paths.end()) {
+      const bool last = i + 1 == parts.size();
+      if (std::find(out_.paths.begin(), out_.paths.end(), prefix) != out_.paths.end()) {
         break;  // already read-only as a whole
       }
       struct stat st {};
-      if (::fstatat(ws.get(), prefix.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        if (adopt(fmt::format("{}/{}", workspace, prefix))) {
-          // A placeholder of another session (live, or killed before it could remove it): ours
-          // now too, protected as a whole as when we make one.
-          out.paths.push_back(prefix);
-          done = true;
-          continue;
-        }
-        if (S_ISLNK(st.st_mode) || (!S_ISDIR(st.st_mode) && !last)) {
-          // A link (covered by init) or a file where a directory was expected (a worktree's
-          // `.git` file): protect this component itself.
-          out.paths.push_back(prefix);
-          done = true;
-        } else if (last) {
-          out.paths.push_back(prefix);
+      if (::fstatat(ws_, prefix.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (existing(prefix, last, st)) {
+          break;
         }
         continue;
       }
       if (errno != ENOENT) {
-        return Error::sys(errno, "stat", fmt::format("{}/{}", workspace, prefix));
-      }
-      // Create the missing component in its (symlink-free) parent.
-      std::string parent_rel = prefix.find('/') == std::string::npos
-                                   ? std::string(".")
-                                   : prefix.substr(0, prefix.rfind('/'));
-      UniqueFd parent = open_beneath(ws.get(), parent_rel, O_PATH | O_DIRECTORY);
-      if (!parent) {
-        return Error::sys(errno, "open", fmt::format("{}/{}", workspace, parent_rel));
+        return Error::sys(errno, "stat", abs(prefix));
       }
       // A missing intermediate directory (`.git` outside a repository) is itself protected: a
       // read-only empty directory, so nothing can be created below it.
-      bool dir = !last || protected_is_dir(rel);
-      if (!last) {
-        done = true;
-        last = true;
-      }
-      std::string_view content = last ? placeholder_content(prefix) : std::string_view();
-      int r = (stash && content.empty() &&
-               take_from_stash(stash.get(), parent.get(), parts[i].c_str(), dir, cursor))
-                  ? 0
-              : dir ? ::mkdirat(parent.get(), parts[i].c_str(), 0755)
-                    : create_file(parent.get(), parts[i].c_str(), content);
-      if (r != 0) {
-        return Error::sys(errno, dir ? "mkdir" : "create", fmt::format("{}/{}", workspace, prefix))
-            .context("creating a placeholder for a protected path");
-      }
-      if (::fstatat(ws.get(), prefix.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        out.placeholders.items.push_back(
-            {fmt::format("{}/{}", workspace, prefix), dir, st.st_dev, st.st_ino});
-      }
-      if (last) {
-        out.paths.push_back(prefix);
-      }
+      AGENTBOX_TRY(create(prefix, parts[i], !last || protected_is_dir(rel)));
+      break;
     }
+    return base::ok();
   }
-  if (out.placeholders.registry_) {
-    std::vector<Placeholders::Item> all = out.placeholders.items;
-    all.insert(all.end(), listed.begin(), listed.end());  // others' we did not need: still listed
-    write_registry(out.placeholders.registry_.get(), all);
-    (void)::flock(out.placeholders.registry_.get(), LOCK_UN);  // the alive lock stays
+
+  // Others' placeholders this session did not need: they stay listed.
+  const std::vector<Placeholders::Item>& unused() const { return listed_; }
+
+ private:
+  std::string abs(const std::string& prefix) const {
+    return fmt::format("{}/{}", workspace_, prefix);
   }
+
+  // A placeholder of another session (live, or killed before it could remove it): ours now too.
+  bool adopt(const std::string& path) {
+    auto it = std::find_if(listed_.begin(), listed_.end(),
+                           [&](const Placeholders::Item& l) { return l.path == path; });
+    if (it == listed_.end()) {
+      return false;
+    }
+    out_.placeholders.items.push_back(*it);
+    listed_.erase(it);
+    return true;
+  }
+
+  // An existing component; true when it is protected as a whole (nothing below it to walk).
+  bool existing(const std::string& prefix, bool last, const struct stat& st) {
+    // An adopted placeholder is protected as a whole, as when we make one; a link (covered by
+    // init) or a file where a directory was expected (a worktree's `.git` file): this component.
+    if (adopt(abs(prefix)) || S_ISLNK(st.st_mode) || (!S_ISDIR(st.st_mode) && !last)) {
+      out_.paths.push_back(prefix);
+      return true;
+    }
+    if (last) {
+      out_.paths.push_back(prefix);
+    }
+    return false;
+  }
+
+  // Creates the missing component `prefix` (named `name`) in its symlink-free parent, from the
+  // stash when there is one, and protects it.
+  base::Status create(const std::string& prefix, const std::string& name, bool dir) {
+    std::string parent_rel = prefix.find('/') == std::string::npos
+                                 ? std::string(".")
+                                 : prefix.substr(0, prefix.rfind('/'));
+    UniqueFd parent = open_beneath(ws_, parent_rel, O_PATH | O_DIRECTORY);
+    if (!parent) {
+      return Error::sys(errno, "open", abs(parent_rel));
+    }
+    std::string_view content = placeholder_content(prefix);
+    int r = (stash_ >= 0 && content.empty() &&
+             take_from_stash(stash_, parent.get(), name.c_str(), dir, cursor_))
+                ? 0
+            : dir ? ::mkdirat(parent.get(), name.c_str(), 0755)
+                  : create_file(parent.get(), name.c_str(), content);
+    if (r != 0) {
+      return Error::sys(errno, dir ? "mkdir" : "create", abs(prefix))
+          .context("creating a placeholder for a protected path");
+    }
+    struct stat st {};
+    if (::fstatat(ws_, prefix.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      out_.placeholders.items.push_back({abs(prefix), dir, st.st_dev, st.st_ino});
+    }
+    out_.paths.push_back(prefix);
+    return base::ok();
+  }
+
+  const std::string& workspace_;
+  int ws_;
+  int stash_;
+  ProtectedSet& out_;
+  std::vector<Placeholders::Item> listed_;  // placeholders other sessions made here
+  StashCursor cursor_;
+};
+
+// Lists this session's placeholders with the others' still there, and unlocks the registry (the
+// alive lock stays).
+void publish(Placeholders& mine, const std::vector<Placeholders::Item>& others) {
+  if (!mine.registry_) {
+    return;
+  }
+  std::vector<Placeholders::Item> all = mine.items;
+  all.insert(all.end(), others.begin(), others.end());
+  write_registry(mine.registry_.get(), all);
+  (void)::flock(mine.registry_.get(), LOCK_UN);
+}
+
+}  // namespace
+
+base::Result<ProtectedSet> prepare_protected(const std::string& workspace,
+                                             const std::vector<std::string>& rels,
+                                             const std::string& stash_dir) {
+  ProtectedSet out;
+  out.placeholders.stash_dir = stash_dir;
+  UniqueFd stash = make_stash(stash_dir);
+  UniqueFd ws(::open(workspace.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!ws) {
+    return Error::sys(errno, "open", workspace);
+  }
+  std::vector<Placeholders::Item> listed;
+  if (stash) {
+    listed = join_registry(stash.get(), workspace, out.placeholders);
+  }
+  PlaceholderMaker maker(workspace, ws.get(), stash ? stash.get() : -1, out, std::move(listed));
+  for (const auto& rel : rels) {
+    AGENTBOX_TRY(maker.add(rel));
+  }
+  publish(out.placeholders, maker.unused());
   std::sort(out.paths.begin(), out.paths.end());
   out.paths.erase(std::unique(out.paths.begin(), out.paths.end()), out.paths.end());
   return out;

@@ -4,6 +4,8 @@
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -17,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -124,25 +127,81 @@ TEST_P(RunTest, WorkspaceIsWritableAndFilesBelongToTheUser) {
 
 // Every mount at or under /etc is read-only, nosuid and nodev, as the kernel's own table in the
 // box says, whichever way init restricts them (one recursive seal of /etc, or a call per bind).
-TEST_P(RunTest, EveryEtcMountIsReadOnlyNosuidNodev) {
-  Output r = run(w_, {"run", "-q", "--", "/bin/sh", "-c", "cat /proc/self/mountinfo"});
-  ASSERT_EQ(r.status, 0) << r.err;
-  size_t mounts = 0;
-  std::istringstream in(r.out);
+// The mountinfo lines (as `cat /proc/self/mountinfo` printed them) whose mount point is `dir` or
+// lies under it, each as {mount point, options}.
+std::vector<std::pair<std::string, std::string>> mounts_under(const std::string& mountinfo,
+                                                              const std::string& dir) {
+  std::vector<std::pair<std::string, std::string>> found;
+  std::istringstream in(mountinfo);
   for (std::string line; std::getline(in, line);) {
     std::istringstream fields(line);
     std::string id, parent, dev, root, point, opts;
     fields >> id >> parent >> dev >> root >> point >> opts;
-    if (point != "/etc" && point.rfind("/etc/", 0) != 0) {
-      continue;
-    }
-    ++mounts;
-    const std::string all = "," + opts + ",";
-    for (const char* flag : {",ro,", ",nosuid,", ",nodev,"}) {
-      EXPECT_NE(all.find(flag), std::string::npos) << flag << " missing: " << line;
+    if (point == dir || point.rfind(dir + "/", 0) == 0) {
+      found.emplace_back(point, "," + opts + ",");
     }
   }
-  EXPECT_GE(mounts, 3u) << r.out;  // ld.so.cache, ssl, nsswitch.conf, ... are bound on any host
+  return found;
+}
+
+// Every mount at or under `dir` in `mountinfo` is read-only, nosuid and nodev; how many there are.
+size_t expect_all_restricted(const std::string& mountinfo, const std::string& dir) {
+  auto mounts = mounts_under(mountinfo, dir);
+  for (const auto& [point, opts] : mounts) {
+    for (const char* flag : {",ro,", ",nosuid,", ",nodev,"}) {
+      EXPECT_NE(opts.find(flag), std::string::npos) << flag << " missing: " << point << " " << opts;
+    }
+  }
+  return mounts.size();
+}
+
+TEST_P(RunTest, EveryEtcMountIsReadOnlyNosuidNodev) {
+  Output r = run(w_, {"run", "-q", "--", "/bin/sh", "-c", "cat /proc/self/mountinfo"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  // ld.so.cache, ssl, nsswitch.conf, ... are bound on any host
+  EXPECT_GE(expect_all_restricted(r.out, "/etc"), 3u) << r.out;
+}
+
+// mount_setattr fails with ENOSYS for the process and everything it starts, as on a kernel
+// before 5.12 (the number is the same on every architecture and ABI). Only system calls: it runs
+// in the harness's forked child (RunOptions::before_exec).
+bool deny_mount_setattr() {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mount_setattr, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(std::size(filter)), filter};
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+}
+
+// Without mount_setattr the box still starts, with the same restrictions: /etc's binds (sealed
+// together by one mount_setattr elsewhere), /proc's writable parts and the protected paths
+// (detached clones restricted before they are attached elsewhere) by a remount each.
+TEST_P(RunTest, WithoutMountSetattrEveryRestrictionFallsBackToARemount) {
+  RunOptions o;
+  o.before_exec = deny_mount_setattr;
+  const std::string hook = w_.ws + "/.git/hooks/pre-commit";
+  Output r = run(w_,
+                 {"run", "-q", "--ro", w_.bin, "--", "/bin/sh", "-c",
+                  "cat /proc/self/mountinfo; " + w_.probe + " write /etc/passwd \\; write " + hook +
+                      " \\; write /etc/ssl/agentbox-test-write"},
+                 o);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_GE(expect_all_restricted(r.out, "/etc"), 3u) << r.out;
+  EXPECT_EQ(expect_all_restricted(r.out, "/proc/sys"), 1u) << r.out;
+  EXPECT_EQ(expect_all_restricted(r.out, w_.ws + "/.git/hooks"), 1u) << r.out;
+  for (const auto& p :
+       {std::string("/etc/passwd"), hook, std::string("/etc/ssl/agentbox-test-write")}) {
+    std::string l = r.line_starting("write " + p + " ");
+    ASSERT_FALSE(l.empty()) << p << "\n" << r.out;
+    EXPECT_EQ(l.find(" ok"), std::string::npos) << l;
+  }
+  struct stat st {};
+  EXPECT_NE(::lstat(hook.c_str(), &st), 0);
+  EXPECT_NE(::lstat("/etc/ssl/agentbox-test-write", &st), 0);
 }
 
 TEST_P(RunTest, OutsideTheWorkspaceIsAbsentOrReadOnly) {
