@@ -7,6 +7,9 @@
 # Prints, per protocol, median over rounds of:
 #   download MB/s   one MIB-MiB download, in the box (intercepted) and directly (curl outside)
 #   reused ms       the median time of REQUESTS-1 small GETs on one kept-alive connection
+#                   and (p10) their 10th percentile: on a loaded machine the times are bimodal
+#                   (a request either finds the CPUs it needs or waits ms for them), the median
+#                   then follows the load and the low percentile the path's own cost
 #                   (the first, which connects, left out), in the box and directly
 #   new ms          NEW pairs of single GETs, each on a new connection (curl run anew), an
 #                   HTTP/1.1-only curl then an h2-offering one, in the box and directly (curl
@@ -63,6 +66,8 @@ EOF
 urls=$(for _ in $(seq "$reqs"); do printf -- '-o /dev/null https://%s/echo/x ' "$host"; done)
 # Median of the numbers on stdin.
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# "MEDIAN P10" of the numbers on stdin.
+spread() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)], a[int((NR+9)/10)]}'; }
 # `sh -c SCRIPT` in the box, the host intercepted (BOX: the binary, default $bin). The box at
 # the priority of the curl it is compared with: at the default (background, nice 10) a loaded
 # machine gives it so little CPU that its own wait, not the proxy, is the figure.
@@ -97,15 +102,18 @@ for r in $(seq "$rounds"); do
         res[${b}_dl_$proto]+="$(BOX=$box inbox "${download/curl/curl --$proto}") " ;;
       esac
       case " $parts " in *" reused "*)
-        res[${b}_lat_$proto]+="$(BOX=$box inbox "${reused/curl/curl --$proto}" | tail -n +2 |
-          median) " ;;
+        read -r m p < <(BOX=$box inbox "${reused/curl/curl --$proto}" | tail -n +2 | spread)
+        res[${b}_lat_$proto]+="$m "
+        res[${b}_p10_$proto]+="$p " ;;
       esac
     done
     case " $parts " in *" dl "*)
       res[direct_dl_$proto]+="$(direct "${download/curl/curl --$proto}") " ;;
     esac
     case " $parts " in *" reused "*)
-      res[direct_lat_$proto]+="$(direct "${reused/curl/curl --$proto}" | tail -n +2 | median) " ;;
+      read -r m p < <(direct "${reused/curl/curl --$proto}" | tail -n +2 | spread)
+      res[direct_lat_$proto]+="$m "
+      res[direct_p10_$proto]+="$p " ;;
     esac
   done
   case " $parts " in *" new "*)
@@ -118,14 +126,16 @@ done
 mbps() { tr ' ' '\n' | grep . | median | awk '{printf "%.0f", $1 / 1e6}'; }
 ms() { tr ' ' '\n' | grep . | median | awk '{printf "%.3f", $1 * 1e3}'; }
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); rounds $rounds, ${mib} MiB, $reqs requests"
-printf '%-14s %12s %12s %12s %12s\n' protocol "box MB/s" "direct MB/s" "box ms" "direct ms"
+printf '%-14s %12s %12s %12s %12s %10s %10s\n' protocol "box MB/s" "direct MB/s" "box ms" \
+  "direct ms" "box p10" "direct p10"
 for b in "${boxes[@]}"; do
   for proto in http1.1 http2; do
     name=$proto
     [ "$b" = box ] || name="base $proto"
-    printf '%-14s %12s %12s %12s %12s\n' "$name" "$(echo "${res[${b}_dl_$proto]:-}" | mbps)" \
-      "$(echo "${res[direct_dl_$proto]:-}" | mbps)" "$(echo "${res[${b}_lat_$proto]:-}" | ms)" \
-      "$(echo "${res[direct_lat_$proto]:-}" | ms)"
+    printf '%-14s %12s %12s %12s %12s %10s %10s\n' "$name" \
+      "$(echo "${res[${b}_dl_$proto]:-}" | mbps)" "$(echo "${res[direct_dl_$proto]:-}" | mbps)" \
+      "$(echo "${res[${b}_lat_$proto]:-}" | ms)" "$(echo "${res[direct_lat_$proto]:-}" | ms)" \
+      "$(echo "${res[${b}_p10_$proto]:-}" | ms)" "$(echo "${res[direct_p10_$proto]:-}" | ms)"
   done
 done
 if [ -s "$newpairs" ]; then
