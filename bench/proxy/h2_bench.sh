@@ -7,6 +7,9 @@
 # Prints, per protocol, median over rounds of:
 #   download MB/s   one MIB-MiB download, in the box (intercepted) and directly (curl outside)
 #   reused ms       the median time of REQUESTS-1 small GETs on one kept-alive connection
+#                   and (p10) their 10th percentile: on a loaded machine the times are bimodal
+#                   (a request either finds the CPUs it needs or waits ms for them), the median
+#                   then follows the load and the low percentile the path's own cost
 #                   (the first, which connects, left out), in the box and directly
 #   new ms          NEW pairs of single GETs, each on a new connection (curl run anew), an
 #                   HTTP/1.1-only curl then an h2-offering one, in the box and directly (curl
@@ -16,8 +19,9 @@
 #                   h2-offering client's handshake is answered only once the upstream picked its
 #                   protocol; an HTTP/1.1-only one's at once, the upstream connected meanwhile.
 # NEW=N pairs per round (default 40); PARTS="dl reused new" picks the measurements.
-# AGENTBOX=path overrides the binary (default build/cli/agentbox). Timings are printed, never
-# asserted.
+# AGENTBOX=path overrides the binary (default build/cli/agentbox); AGENTBOX_BASE=path adds a
+# second binary (main's, say) measured in the same rounds, the two alternated and their order
+# swapped every round (rows "base ..."). Timings are printed, never asserted.
 set -euo pipefail
 rounds=${1:-5}
 mib=${2:-128}
@@ -26,6 +30,7 @@ new=${NEW:-40}
 parts=${PARTS:-dl reused new}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${AGENTBOX:-$root/build/cli/agentbox}
+base=${AGENTBOX_BASE:-}
 host=api.bench.test
 dir=$(mktemp -d /tmp/agentbox-h2bench-XXXXXX)
 server=
@@ -56,18 +61,24 @@ env = "API_TOKEN"
 from = "env:REAL_API"
 hosts = ["$host"]
 EOF
-urls=$(for _ in $(seq "$reqs"); do printf 'https://%s/echo/x ' "$host"; done)
+# One -o per URL: curl pairs each -o with one URL, and the bodies of the others would go to
+# stdout among the timings (a median over both was half the fastest request).
+urls=$(for _ in $(seq "$reqs"); do printf -- '-o /dev/null https://%s/echo/x ' "$host"; done)
 # Median of the numbers on stdin.
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-# `sh -c SCRIPT` in the box, the host intercepted.
+# "MEDIAN P10" of the numbers on stdin.
+spread() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)], a[int((NR+9)/10)]}'; }
+# `sh -c SCRIPT` in the box, the host intercepted (BOX: the binary, default $bin). The box at
+# the priority of the curl it is compared with: at the default (background, nice 10) a loaded
+# machine gives it so little CPU that its own wait, not the proxy, is the figure.
 inbox() {
   (cd "$dir/ws" && REAL_API=ghp_BenchRealToken0123456789abcdefABCDEF XDG_CONFIG_HOME="$dir/cfg" \
-    "$bin" run -q --upstream-ca "$dir/ca.pem" --connect-to "$host:443:127.0.0.1:$port" \
+    "${BOX:-$bin}" run -q --cpu-priority normal --upstream-ca "$dir/ca.pem" --connect-to "$host:443:127.0.0.1:$port" \
     -- sh -c "$1")
 }
 direct() { sh -c "$1 --cacert $dir/ca.pem --connect-to $host:443:127.0.0.1:$port"; }
 download="curl -s -o /dev/null -w '%{speed_download}\n' https://$host/bytes/$((mib << 20))"
-reused="curl -s -o /dev/null -w '%{time_total}\n' $urls"
+reused="curl -s -w '%{time_total}\n' $urls"
 
 # One line per pair: "DIFF_HANDSHAKE DIFF_TOTAL" (h2 - http/1.1, seconds); ARGS are curl's.
 newconn="for i in \$(seq $new); do \
@@ -78,15 +89,31 @@ boxca='--cacert /etc/agentbox/certs/$(ls /etc/agentbox/certs | head -n 1)'
 
 declare -A res
 newpairs=$dir/newpairs
+boxes=(box)
+[ -z "$base" ] || boxes=(box base)
 for r in $(seq "$rounds"); do
+  order=("${boxes[@]}")
+  [ $((r % 2)) = 1 ] || order=($(printf '%s\n' "${boxes[@]}" | tac))
   for proto in http1.1 http2; do
+    for b in "${order[@]}"; do
+      box=$bin
+      [ "$b" = box ] || box=$base
+      case " $parts " in *" dl "*)
+        res[${b}_dl_$proto]+="$(BOX=$box inbox "${download/curl/curl --$proto}") " ;;
+      esac
+      case " $parts " in *" reused "*)
+        read -r m p < <(BOX=$box inbox "${reused/curl/curl --$proto}" | tail -n +2 | spread)
+        res[${b}_lat_$proto]+="$m "
+        res[${b}_p10_$proto]+="$p " ;;
+      esac
+    done
     case " $parts " in *" dl "*)
-      res[box_dl_$proto]+="$(inbox "${download/curl/curl --$proto}") "
       res[direct_dl_$proto]+="$(direct "${download/curl/curl --$proto}") " ;;
     esac
     case " $parts " in *" reused "*)
-      res[box_lat_$proto]+="$(inbox "${reused/curl/curl --$proto}" | tail -n +2 | median) "
-      res[direct_lat_$proto]+="$(direct "${reused/curl/curl --$proto}" | tail -n +2 | median) " ;;
+      read -r m p < <(direct "${reused/curl/curl --$proto}" | tail -n +2 | spread)
+      res[direct_lat_$proto]+="$m "
+      res[direct_p10_$proto]+="$p " ;;
     esac
   done
   case " $parts " in *" new "*)
@@ -99,11 +126,17 @@ done
 mbps() { tr ' ' '\n' | grep . | median | awk '{printf "%.0f", $1 / 1e6}'; }
 ms() { tr ' ' '\n' | grep . | median | awk '{printf "%.3f", $1 * 1e3}'; }
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); rounds $rounds, ${mib} MiB, $reqs requests"
-printf '%-9s %12s %12s %12s %12s\n' protocol "box MB/s" "direct MB/s" "box ms" "direct ms"
-for proto in http1.1 http2; do
-  printf '%-9s %12s %12s %12s %12s\n' "$proto" "$(echo "${res[box_dl_$proto]:-}" | mbps)" \
-    "$(echo "${res[direct_dl_$proto]:-}" | mbps)" "$(echo "${res[box_lat_$proto]:-}" | ms)" \
-    "$(echo "${res[direct_lat_$proto]:-}" | ms)"
+printf '%-14s %12s %12s %12s %12s %10s %10s\n' protocol "box MB/s" "direct MB/s" "box ms" \
+  "direct ms" "box p10" "direct p10"
+for b in "${boxes[@]}"; do
+  for proto in http1.1 http2; do
+    name=$proto
+    [ "$b" = box ] || name="base $proto"
+    printf '%-14s %12s %12s %12s %12s %10s %10s\n' "$name" \
+      "$(echo "${res[${b}_dl_$proto]:-}" | mbps)" "$(echo "${res[direct_dl_$proto]:-}" | mbps)" \
+      "$(echo "${res[${b}_lat_$proto]:-}" | ms)" "$(echo "${res[direct_lat_$proto]:-}" | ms)" \
+      "$(echo "${res[${b}_p10_$proto]:-}" | ms)" "$(echo "${res[direct_p10_$proto]:-}" | ms)"
+  done
 done
 if [ -s "$newpairs" ]; then
   echo "new connection, h2 - http/1.1, median over $(grep -c '^box' "$newpairs") pairs (ms):"

@@ -189,25 +189,25 @@ bool scan_body(H2Relay& h, H2Stream& s, std::string_view data) {
   return true;
 }
 
-// Every field name and value through one scrubber (a scrubber is built from every secret form
-// the set knows: one per head, not one per field). Scrubbing keeps lengths, so the fields are
-// cut back out of the joined text at their offsets.
-void scrub_fields(H2Relay& h, std::vector<http1::Header>& fields) {
-  if (h.in.credentials == nullptr || fields.empty()) {
+// Every field name and value through the stream's scrubber (it holds every secret form the set
+// knows: building one costs more than scrubbing a head, so a stream builds one, for its head,
+// DATA and trailers; finish() leaves it empty for the next part). Scrubbing keeps lengths, so
+// the fields are cut back out of the joined text at their offsets.
+void scrub_fields(Scrubber& sc, std::vector<http1::Header>& fields) {
+  if (fields.empty()) {
     return;
   }
   std::string joined;
   for (const auto& f : fields) {
-    joined += f.name + ": " + f.value + "\r\n";
+    joined.append(f.name).append(": ").append(f.value).append("\r\n");
   }
-  Scrubber sc = h.in.credentials->scrubber();
   std::string out = sc.feed(joined);  // two statements: feed runs before finish
   out += sc.finish();
   size_t at = 0;
   for (auto& f : fields) {
-    f.name = out.substr(at, f.name.size());
+    f.name.assign(out, at, f.name.size());
     at += f.name.size() + 2;
-    f.value = out.substr(at, f.value.size());
+    f.value.assign(out, at, f.value.size());
     at += f.value.size() + 2;
   }
 }
@@ -355,9 +355,9 @@ void h2_response_head(H2Relay& h, H2Stream& s, bool end_stream) {
     return;
   }
   x.status = r.status;
-  scrub_fields(h, s.resp_fields);
   if (h.in.credentials != nullptr) {
     x.scrubber = h.in.credentials->scrubber();
+    scrub_fields(*x.scrubber, s.resp_fields);
   }
   SessionBudget* b = h.in.options.budget;
   if (b != nullptr && r.status >= 200 && r.status < 300 &&
@@ -394,10 +394,13 @@ void h2_response_data(H2Relay& h, H2Stream& s, std::string_view data) {
 
 void h2_response_end(H2Relay& h, H2Stream& s) {
   auto& x = s.x;
+  if (h.in.credentials != nullptr && !x.scrubber) {
+    x.scrubber = h.in.credentials->scrubber();  // no head came through h2_response_head
+  }
   if (x.scrubber) {
     s.down.append(x.scrubber->finish());
+    scrub_fields(*x.scrubber, s.down_trailers);
   }
-  scrub_fields(h, s.down_trailers);
   s.down_end = true;
   settle(h, s);
   h2_audit(h, s, "allowed");
