@@ -76,8 +76,8 @@ def main():
     bus = dbus.bus.BusConnection(a.address)
     log = open(a.log, "a")
     server = Server(bus, log, a.act, [c for c in a.caps.split(",") if c])
-    dbus.service.BusName(IFACE, bus)
-    server.record(method="ready")
+    name = dbus.service.BusName(IFACE, bus)  # held while it is referenced
+    server.record(method="ready", name=str(name.get_name()))
     GLib.MainLoop().run()
 
 
