@@ -2,10 +2,12 @@
 # A freedesktop notification server for tests/integration/notify_test.cpp: it owns
 # org.freedesktop.Notifications on the test's own session bus, writes every call it gets to a log
 # (one JSON object a line), and with --act KEY answers each notification by emitting
-# ActionInvoked(id, KEY) a moment after showing it, as a person clicking that button would.
+# ActionInvoked(id, KEY) a moment after showing it, as a person clicking that button would;
+# with --stall S it hangs S seconds in GetCapabilities (a server too slow to wait for).
 # Debian's python3-dbus with the GLib main loop (python3-gi).
 import argparse
 import json
+import time
 
 import dbus
 import dbus.service
@@ -16,8 +18,9 @@ IFACE = "org.freedesktop.Notifications"
 
 
 class Server(dbus.service.Object):
-    def __init__(self, bus, log, act, caps):
+    def __init__(self, bus, log, act, caps, stall):
         super().__init__(bus, "/org/freedesktop/Notifications")
+        self.stall = stall
         self.log = log
         self.act = act
         self.caps = caps
@@ -30,6 +33,8 @@ class Server(dbus.service.Object):
     @dbus.service.method(IFACE, in_signature="", out_signature="as")
     def GetCapabilities(self):
         self.record(method="GetCapabilities")
+        if self.stall:
+            time.sleep(self.stall)  # a server that hangs: agentbox must not wait for it
         return self.caps
 
     @dbus.service.method(IFACE, in_signature="", out_signature="ssss")
@@ -71,11 +76,12 @@ def main():
     p.add_argument("--log", required=True)
     p.add_argument("--act", default="")
     p.add_argument("--caps", default="actions,body")
+    p.add_argument("--stall", type=float, default=0)
     a = p.parse_args()
     DBusGMainLoop(set_as_default=True)
     bus = dbus.bus.BusConnection(a.address)
     log = open(a.log, "a")
-    server = Server(bus, log, a.act, [c for c in a.caps.split(",") if c])
+    server = Server(bus, log, a.act, [c for c in a.caps.split(",") if c], a.stall)
     name = dbus.service.BusName(IFACE, bus)  # held while it is referenced
     server.record(method="ready", name=str(name.get_name()))
     GLib.MainLoop().run()

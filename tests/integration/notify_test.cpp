@@ -20,7 +20,8 @@ namespace {
 // only its own uid), gone with this object.
 class Desktop {
  public:
-  Desktop(const World& w, const std::string& act) : dir_(w.root + "/desktop") {
+  Desktop(const World& w, const std::string& act, const std::string& stall = "0")
+      : dir_(w.root + "/desktop") {
     ::mkdir(dir_.c_str(), 0700);
     chown_tree(dir_, w.as.uid, w.as.gid);
     address_ = "unix:path=" + dir_ + "/bus";
@@ -35,7 +36,7 @@ class Desktop {
     write_file(dir_ + "/server.py", slurp(AGENTBOX_NOTIFY_SERVER), 0644);
     server_ = launch(w,
                      {"/usr/bin/python3", dir_ + "/server.py", "--address", address_, "--log",
-                      log(), "--act", act},
+                      log(), "--act", act, "--stall", stall},
                      "/server.err");
     for (int i = 0; i < 400 && slurp(log()).find("\"ready\"") == std::string::npos; ++i) {
       std::this_thread::sleep_for(25ms);
@@ -268,6 +269,38 @@ TEST_P(NotifyTest, ApproveInTheTerminalClosesTheNotification) {
   EXPECT_TRUE(d.logged("\"method\": \"CloseNotification\", \"id\": 1")) << slurp(d.log());
   ASSERT_EQ(finish(), 0) << box_err();
   EXPECT_EQ(http.accepted, 3);
+}
+
+// A server that hangs: given up after its 5 s bound (one audit line); the question was never
+// held for it, and the terminal answers it.
+TEST_P(NotifyTest, AHangingServerIsGivenUpAndTheTerminalAnswers) {
+  Desktop d(w_, "session", "12");
+  ASSERT_TRUE(d.ready()) << d.why();
+  use(d);
+  Http http(false);
+  std::string id = box(http);
+  ASSERT_FALSE(id.empty()) << box_err();
+  std::string q;
+  for (int i = 0; i < 200 && q.empty(); ++i) {
+    q = waiting(id);
+  }
+  ASSERT_FALSE(q.empty()) << box_err();
+  // The control socket answers at once while the notifier waits for the server.
+  const auto asked = std::chrono::steady_clock::now();
+  ASSERT_EQ(agentbox({"approve", id, "--json"}).status, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, 3s);
+  for (int i = 0;
+       i < 200 && all_audit_logs(w_).find("approval.notify\",\"state\":\"off") == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(agentbox({"approve", id, q, "session"}).status, 0);
+  ASSERT_TRUE(box_said("try3=")) << box_out() << box_err();
+  ASSERT_EQ(finish(), 0) << box_err();
+  EXPECT_NE(box_out().find("try1=0\ntry2=0\ntry3=0"), std::string::npos) << box_out();
+  std::string log = all_audit_logs(w_);
+  EXPECT_NE(log.find("approval.notify\",\"state\":\"off"), std::string::npos) << log;
+  EXPECT_EQ(slurp(d.log()).find("\"method\": \"Notify\""), std::string::npos);
 }
 
 // A session bus that is not there: one audit line, and the terminal queue works as before.
