@@ -57,6 +57,7 @@ constexpr size_t kTextLimit = 200;
 
 struct SdBus {
   void* handle = nullptr;
+// NOLINTNEXTLINE(bugprone-macro-parentheses): a declarator, where parentheses would not parse
 #define AGENTBOX_SD_POINTER(name) decltype(&::name) name = nullptr;
   AGENTBOX_SD_BUS_CALLS(AGENTBOX_SD_POINTER)
 #undef AGENTBOX_SD_POINTER
