@@ -27,6 +27,9 @@ Approvals::~Approvals() {
   for (auto& [id, e] : pending) {
     loop_.unwatch(e.timer);
     audit_.emit(event("approval.end", id, e.question).str("answer", "deny"));
+    if (observer_ != nullptr) {
+      observer_->settled(id);
+    }
     e.callback(Answer::deny);
   }
   auto deferred = std::move(deferred_);
@@ -108,7 +111,10 @@ void Approvals::ask(policy::Question q, policy::AnswerCallback answer) {
   audit_.emit(event("approval.ask", id, e.question).num("timeout_ms", timeout_.count()));
   base::log::debug("approval {}: {} {} asked", id, policy::to_string(e.question.kind),
                    e.question.subject);
-  pending_.emplace(id, std::move(e));
+  auto placed = pending_.emplace(id, std::move(e)).first;
+  if (observer_ != nullptr) {
+    observer_->waiting(id, placed->second.question, timeout_);
+  }
 }
 
 void Approvals::expire(const std::string& id) {
@@ -121,6 +127,9 @@ void Approvals::expire(const std::string& id) {
   audit_.emit(event("approval.timeout", id, e.question)
                   .num("timeout_ms", timeout_.count())
                   .str("answer", "deny"));
+  if (observer_ != nullptr) {
+    observer_->settled(id);
+  }
   e.callback(Answer::deny);
 }
 
@@ -153,10 +162,16 @@ Result<std::string> Approvals::answer(const std::string& id, Answer a, const Who
   }
   auto ev = event("approval.answer", id, e.question);
   ev.str("answer", policy::to_string(a)).num("by_uid", who.uid).num("by_pid", who.pid);
+  if (!who.via.empty()) {
+    ev.str("by", who.via);
+  }
   if (!note.empty()) {
     ev.str("note", note);
   }
   audit_.emit(ev);
+  if (observer_ != nullptr) {
+    observer_->settled(id);
+  }
   e.callback(a);
   return note;
 }

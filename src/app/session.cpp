@@ -236,7 +236,8 @@ void Session::supervise_box(sb::Box& box) {
                                         .signal = [&box](int n) { return box.signal(n); },
                                         .ask_timeout = std::chrono::seconds(pol.ask_timeout.value),
                                         .exec_asks = exec_asks(pol),
-                                        .learn = pol.learn.value},
+                                        .learn = pol.learn.value,
+                                        .ask_desktop = pol.ask_desktop.value},
                                        env_, *sink_, network_.get(), *proxy_);
   if (control) {
     base::log::debug("session {}: control socket {}", short_id(id_), (*control)->socket_path());

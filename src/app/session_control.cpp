@@ -3,6 +3,7 @@
 
 #include <fmt/core.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -10,6 +11,7 @@
 #include <ctime>
 
 #include "agentbox/app/approvals.hpp"
+#include "agentbox/app/desktop_notify.hpp"
 #include "agentbox/base/log.hpp"
 #include "agentbox/config/append.hpp"
 #include "agentbox/control/runtime_dir.hpp"
@@ -34,7 +36,9 @@ struct SessionControl::Impl {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::time_t started_wall = std::time(nullptr);
   std::unique_ptr<control::Server> server;
-  std::unique_ptr<Approvals> approvals;  // when the network asks (network.ask)
+  // Declared before approvals: it outlives the queue, whose end closes every notification.
+  std::unique_ptr<DesktopNotify> notify;  // when there is a desktop (network.ask_desktop)
+  std::unique_ptr<Approvals> approvals;   // when the network asks (network.ask)
   event::WatchId kill_timer = 0;
 
   void wire();
@@ -54,6 +58,7 @@ struct SessionControl::Impl {
   json questions() const;
   Result<json> approve(const Request& r, const Peer& peer);
   std::string widen_host(const policy::Question& q, policy::Answer a, const Approvals::Who& w);
+  void start_notify(const std::map<std::string, std::string>& env);
 };
 
 namespace {
@@ -352,10 +357,12 @@ std::string SessionControl::Impl::widen_host(const policy::Question& q, policy::
     return fmt::format("not allowed for the session: {}", rule.error().message());
   }
   Peer peer{.uid = w.uid, .pid = w.pid};
-  network->allow(std::move(*rule),
-                 {.source = w.pid == 0 ? fmt::format("agentbox run --learn at {}", utc_now(false))
-                                       : fmt::format("agentbox approve {} by {}",
-                                                     policy::to_string(a), who(peer))});
+  std::string source =
+      !w.via.empty() ? fmt::format("agentbox approve {} by {} at {}", policy::to_string(a), w.via,
+                                   utc_now(false))
+      : w.pid == 0   ? fmt::format("agentbox run --learn at {}", utc_now(false))
+                     : fmt::format("agentbox approve {} by {}", policy::to_string(a), who(peer));
+  network->allow(std::move(*rule), {.source = std::move(source)});
   if (a != policy::Answer::allow_always) {
     return {};
   }
@@ -372,6 +379,33 @@ std::string SessionControl::Impl::widen_host(const policy::Question& q, policy::
                        st.error().message());
   }
   return fmt::format("written to {}", info.user_config);
+}
+
+// Desktop notifications for the queue (desktop_notify.hpp): the supervisor's environment, never
+// the box's; an action answers as `agentbox approve` would, audited "by desktop notification".
+void SessionControl::Impl::start_notify(const std::map<std::string, std::string>& env) {
+  std::vector<std::string> hidden;
+  const auto& trust = trust_env_names();
+  for (auto& [name, value] : proxy.box_env()) {
+    if (std::find(trust.begin(), trust.end(), name) == trust.end()) {
+      hidden.push_back(value);  // a placeholder, or a path: never worth showing either way
+    }
+  }
+  notify = DesktopNotify::start(
+      loop, sink, env,
+      {.session = short_id(info.id),
+       .program = info.argv.empty() ? "the box" : info.argv[0],
+       .hidden = std::move(hidden),
+       .answer = [this](const std::string& id, policy::Answer a) {
+         auto r =
+             approvals->answer(id, a, {.uid = ::getuid(), .pid = 0, .via = "desktop notification"});
+         if (!r) {
+           base::log::debug("desktop notification for {}: {}", id, r.error().message());
+         }
+       }});
+  if (notify) {
+    approvals->set_observer(notify.get());
+  }
 }
 
 void SessionControl::Impl::wire() {
@@ -423,6 +457,9 @@ Result<std::unique_ptr<SessionControl>> SessionControl::start(
           return raw->widen_host(q, a, w);
         });
     impl->approvals->set_learning(impl->info.learn);
+    if (impl->info.ask_desktop && !impl->info.learn) {
+      impl->start_notify(env);
+    }
     if (net_asks) {
       network->use_approver(impl->approvals.get());
     }

@@ -141,6 +141,9 @@ std::string explain(const Loaded& loaded) {
                                  : "deny",
           p.unlisted_ask.origin);
   pr.line("ask_timeout", fmt::format("{}s", p.ask_timeout.value), p.ask_timeout.origin);
+  pr.line("ask_desktop",
+          p.ask_desktop.value ? "true (desktop notifications when there is a desktop)" : "false",
+          p.ask_desktop.origin);
   pr.list("connect_to", p.connect_to);
   // Host services as the mapping they make (docs/NETWORK.md, "Host services").
   for (const auto& [key, items, fmt_line] :

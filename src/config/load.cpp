@@ -1221,6 +1221,17 @@ void apply_ask_timeout(Ctx& c, const Value& v) {
   }
 }
 
+// network.ask_desktop: questions also appear as desktop notifications (a display choice: any
+// file may set it either way, since it grants nothing).
+void apply_ask_desktop(Ctx& c, const Value& v) {
+  if (!v.is_boolean()) {
+    problem(c, v,
+            fmt::format("`network.ask_desktop` must be true or false, found {}", type_name(v)));
+  } else {
+    c.p.ask_desktop = {v.as_boolean(), origin_of(v)};
+  }
+}
+
 Schema network_schema() {
   auto grant_only_list = [](const std::string& name,
                             std::vector<Sourced<std::string>> Policy::*field,
@@ -1270,6 +1281,7 @@ Schema network_schema() {
       grant_only_list("ask", &Policy::ask, egress_validator("network.ask")),
       {"unlisted", &apply_unlisted},
       {"ask_timeout", &apply_ask_timeout},
+      {"ask_desktop", &apply_ask_desktop},
       {"rule",
        [](Ctx& c, const Value& v) {
          if (c.mode == Mode::kNarrow) {

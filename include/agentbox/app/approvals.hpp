@@ -12,6 +12,9 @@
 //              `approval.answer` names who answered (uid, pid).
 //   timeout    the callback gets Answer::deny; `approval.timeout`.
 //   ~Approvals every question still waiting is denied (`approval.end`), as the session ends.
+//   Observer   told when a question starts waiting and when it stops (answered anywhere, timed
+//              out, ended): the desktop notifications (desktop_notify.hpp) show and close one
+//              notification per question and answer through answer() like the control verb.
 #pragma once
 
 #include <sys/types.h>
@@ -37,6 +40,14 @@ class Approvals final : public policy::Approver {
   struct Who {
     uid_t uid = 0;
     pid_t pid = 0;
+    std::string via;  // the answerer when not a control client ("desktop notification")
+  };
+  class Observer {
+   public:
+    virtual ~Observer() = default;
+    virtual void waiting(const std::string& id, const policy::Question& q,
+                         std::chrono::milliseconds timeout) = 0;
+    virtual void settled(const std::string& id) = 0;
   };
   // Runs before the asker hears "session" or "always"; returns a note for the answerer
   // ("also written to FILE", or why it was not). Errors only for what it could not do at all.
@@ -54,6 +65,8 @@ class Approvals final : public policy::Approver {
   // recorded as `learn.allow`, which `agentbox profile suggest` reads. A credential's question
   // (`ask = true`) is still asked: learning never releases a real value by itself.
   void set_learning(bool on) { learning_ = on; }
+  // Not owned; nullptr to stop. Called on the loop thread, after the audit event.
+  void set_observer(Observer* o) { observer_ = o; }
 
   struct Pending {
     std::string id;
@@ -87,6 +100,7 @@ class Approvals final : public policy::Approver {
   Widen widen_;
   uint64_t next_ = 1;
   bool learning_ = false;
+  Observer* observer_ = nullptr;
   std::map<std::string, Entry> pending_;
   std::map<event::WatchId, policy::AnswerCallback> deferred_;  // overflow denials not yet run
 };

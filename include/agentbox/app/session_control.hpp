@@ -47,8 +47,9 @@ struct ControlInfo {
   // Approvals (network.ask, exec rules' `ask`): how long a question waits (network.ask_timeout,
   // for every question of the session).
   std::chrono::milliseconds ask_timeout{60000};
-  bool exec_asks = false;  // an [[exec.rule]] says `ask`
-  bool learn = false;      // --learn: every question answered at once and recorded
+  bool exec_asks = false;   // an [[exec.rule]] says `ask`
+  bool learn = false;       // --learn: every question answered at once and recorded
+  bool ask_desktop = true;  // network.ask_desktop: questions as desktop notifications too
   // The file "always" appends to; empty: the user's config file, from `env` (config/append.hpp).
   std::string user_config;
 };

@@ -209,6 +209,10 @@ struct Policy {
   // session and recorded (`learn.allow`), for `agentbox profile suggest`; implies unlisted_ask.
   Sourced<bool> learn{false, {"built-in"}};
   Sourced<uint64_t> ask_timeout{60, {"built-in"}};
+  // network.ask_desktop: each question is also shown as a desktop notification (with Allow
+  // once / Allow for this session / Deny) when the supervisor's own environment has a
+  // graphical session and a session bus (docs/CONTROL.md, "Desktop notifications").
+  Sourced<bool> ask_desktop{true, {"built-in"}};
   // Allowed host patterns whose TLS is intercepted only to check Host = SNI and to block any
   // placeholder (`{ host = ..., inspect = true }` in network.allow); inspect_all: every one.
   std::vector<Sourced<std::string>> inspect;

@@ -2,6 +2,7 @@
 // exactly once (answer, timeout, overflow or the session's end), never from inside ask().
 #include "agentbox/app/approvals.hpp"
 
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -99,6 +100,36 @@ TEST_F(ApprovalsTest, SessionEndDeniesWhatWaits) {
   EXPECT_EQ(widened, 1u);
   EXPECT_EQ(got, (std::vector<Answer>{Answer::allow_session, Answer::deny}));
   EXPECT_NE(audit_.lines().find(R"("type":"approval.end","id":"q1")"), std::string::npos);
+}
+
+// The observer (the desktop notifications) hears each question start and stop waiting, however
+// it ends: answered (with who, when not a control client), timed out, or the session's end.
+TEST_F(ApprovalsTest, ObserverSeesEveryQuestionStartAndSettle) {
+  struct Log final : Approvals::Observer {
+    std::vector<std::string> seen;
+    void waiting(const std::string& id, const policy::Question& q,
+                 std::chrono::milliseconds t) override {
+      seen.push_back(fmt::format("wait {} {} {}", id, q.subject, t.count()));
+    }
+    void settled(const std::string& id) override { seen.push_back("settle " + id); }
+  } log;
+  {
+    Approvals a(loop_, audit_, 200ms);
+    a.set_observer(&log);
+    std::vector<Answer> got;
+    a.ask(host("a.test"), [&](Answer x) { got.push_back(x); });
+    a.ask(host("b.test"), [&](Answer x) { got.push_back(x); });
+    a.ask(host("c.test"), [&](Answer x) { got.push_back(x); });
+    ASSERT_TRUE(a.answer("q1", Answer::deny, {.uid = 7, .via = "desktop notification"}));
+    run_until([&] { return got.size() == 3; });
+    EXPECT_EQ(got.size(), 3u);
+    a.ask(host("d.test"), [](Answer) {});
+  }
+  EXPECT_EQ(log.seen, (std::vector<std::string>{"wait q1 a.test 200", "wait q2 b.test 200",
+                                                "wait q3 c.test 200", "settle q1", "settle q2",
+                                                "settle q3", "wait q4 d.test 200", "settle q4"}));
+  EXPECT_NE(audit_.lines().find(R"("by_pid":0,"by":"desktop notification")"), std::string::npos)
+      << audit_.lines();
 }
 
 TEST(ParseAnswer, Words) {

@@ -1013,6 +1013,18 @@ TEST(Load, AskKeysAndFlags) {
   ASSERT_TRUE(base);
   EXPECT_FALSE(base->policy.unlisted_ask.value);
   EXPECT_EQ(base->policy.ask_timeout.value, 60u);
+  EXPECT_TRUE(base->policy.ask_desktop.value);  // desktop notifications unless turned off
+  dir.write("user/config.toml", "[network]\nask_desktop = false\n");
+  auto off = load(isolated(dir));
+  ASSERT_TRUE(off) << off.error().message();
+  EXPECT_FALSE(off->policy.ask_desktop.value);
+  EXPECT_NE(explain(*off).find("ask_desktop       false"), std::string::npos) << explain(*off);
+  dir.write("user/config.toml", "[network]\nask_desktop = \"no\"\n");
+  auto wrong = load(isolated(dir));
+  ASSERT_FALSE(wrong);
+  EXPECT_NE(wrong.error().message().find("`network.ask_desktop` must be true or false"),
+            std::string::npos);
+  dir.write("user/config.toml", "");
   std::string ws = dir.write("ws/.agentbox.toml", "[network]\nask = [\"x.test\"]\n");
   EXPECT_FALSE(narrow_with_workspace_file(*base, ws));
 }
