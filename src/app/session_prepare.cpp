@@ -207,27 +207,6 @@ Result<std::string> workspace_for(const config::Policy& policy, const std::strin
   return workspace;
 }
 
-// Appends one setting to the box's git configuration through git's own environment variables
-// (GIT_CONFIG_COUNT, GIT_CONFIG_KEY_n, GIT_CONFIG_VALUE_n: read by each git at its start, written
-// to no file), after the ones the box already gets (the user's, passed or set; the proxy's).
-void add_git_config(sb::EnvInputs& ein, const char* key, const char* value) {
-  int n = 0;
-  auto passed = ein.caller.find("GIT_CONFIG_COUNT");
-  if (passed != ein.caller.end() &&
-      std::find(ein.pass.begin(), ein.pass.end(), "GIT_CONFIG_COUNT") != ein.pass.end()) {
-    n = std::atoi(passed->second.c_str());
-  }
-  for (const auto& [name, v] : ein.set) {  // the last one set wins
-    if (name == "GIT_CONFIG_COUNT") {
-      n = std::atoi(v.c_str());
-    }
-  }
-  n = std::max(n, 0);
-  ein.set.emplace_back(fmt::format("GIT_CONFIG_KEY_{}", n), key);
-  ein.set.emplace_back(fmt::format("GIT_CONFIG_VALUE_{}", n), value);
-  ein.set.emplace_back("GIT_CONFIG_COUNT", std::to_string(n + 1));
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Session>> Session::prepare(const RunRequest& req, const Env& env,
@@ -402,6 +381,7 @@ void Session::plan_mounts(std::vector<sb::Overlay> persisted) {
   if (review_) {
     ms.review_upper = review_->review.upper;
     ms.review_work = review_->review.work;
+    ms.overlays.insert(ms.overlays.end(), review_->overlays.begin(), review_->overlays.end());
   }
   ms.persisted = std::move(persisted);
   for (const auto& l : program_.links) {
@@ -431,14 +411,18 @@ void Session::plan_environment() {
     ein.set.emplace_back(name, expand_home(value.value, user_.home));  // CLAUDE_CONFIG_DIR=~/x
   }
   // Last, so they win over a pass-through or setenv of the same name.
-  for (auto& kv : proxy_->box_env()) {
-    ein.set.push_back(std::move(kv));
-  }
+  sb::add_box_env(ein, proxy_->box_env());
   if (review_) {
     // Every lstat() through overlayfs costs more than through a bind mount (docs/REVIEW.md,
     // "Cost"); git's untracked cache saves `git status` its readdir of every directory. The
     // cache lives in the session's copy of .git/index, which apply never lands.
-    add_git_config(ein, "core.untrackedCache", "true");
+    sb::add_git_config(ein, "core.untrackedCache", "true");
+    if (!review_->fsmonitor.empty()) {
+      // git skips the lstat() of each entry the hook does not name (docs/REVIEW.md, "git
+      // status"); it writes its FSMN extension into the session's copy of .git/index too.
+      sb::add_git_config(ein, "core.fsmonitor", review_->fsmonitor);
+      sb::add_git_config(ein, "core.fsmonitorHookVersion", "2");
+    }
   }
   launch_.env = sb::build_environment(ein);
   launch_.argv = req_.command;

@@ -2,6 +2,7 @@
 #include "agentbox/app/session_review.hpp"
 
 #include <fmt/core.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -11,11 +12,55 @@
 #include "agentbox/app/review_git.hpp"
 #include "agentbox/app/session_control.hpp"
 #include "agentbox/base/log.hpp"
+#include "agentbox/base/sys.hpp"
 
 namespace agentbox::app {
 
 using base::Result;
 namespace sb = sandbox;
+
+namespace {
+
+// The installed hook: next to the executable (a build tree), or PREFIX/libexec/agentbox.
+std::string fsmonitor_helper() {
+  std::array<char, PATH_MAX> exe{};
+  ssize_t n = ::readlink("/proc/self/exe", exe.data(), exe.size() - 1);
+  if (n <= 0) {
+    return {};
+  }
+  std::string dir(exe.data(), static_cast<size_t>(n));
+  dir.erase(dir.rfind('/'));
+  for (std::string p :
+       {dir + "/agentbox-fsmonitor", dir + "/../libexec/agentbox/agentbox-fsmonitor"}) {
+    if (::access(p.c_str(), X_OK) == 0) {
+      return p;
+    }
+  }
+  return {};
+}
+
+// Gives the box's git an fsmonitor hook that answers from the upper directory (fsmonitor/
+// fsmonitor.cpp): the hook, the upper directory and the session's token, read-only in the box.
+// Without the helper installed the box's git lstat()s every entry, as before: slower, not wrong.
+void add_fsmonitor(SessionReview& r, const std::string& workspace) {
+  std::string helper = fsmonitor_helper();
+  if (helper.empty()) {
+    base::log::debug("--review: no agentbox-fsmonitor next to agentbox; git status lstat()s all");
+    return;
+  }
+  std::string session = r.review.root + "/fsmonitor";
+  std::string text = fmt::format("agentbox-review:{}\n{}\n", r.review.id, workspace);
+  if (auto w = base::write_file(session, text, 0600); !w) {
+    base::log::debug("--review: no fsmonitor hook: {}", w.error().message());
+    return;
+  }
+  r.fsmonitor = kBoxFsmonitor;
+  r.overlays = {{.target = kBoxFsmonitor, .source = helper},
+                {.target = kBoxFsmonitorSession, .source = session},
+                {.target = kBoxReviewUpper, .source = r.review.upper, .dir = true}};
+}
+
+}  // namespace
 
 Result<SessionReview> start_review(const std::string& state_dir, const std::string& id,
                                    const std::string& workspace, const std::string& git_common,
@@ -51,6 +96,7 @@ Result<SessionReview> start_review(const std::string& state_dir, const std::stri
       g.writable = false;  // commits in a linked worktree would land in its repository live
     }
   }
+  add_fsmonitor(r, workspace);
   sink.emit(audit::Event("review.start").str("dir", r.review.root).str("workspace", workspace));
   return r;
 }

@@ -3,6 +3,8 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 namespace agentbox::sandbox {
@@ -106,6 +108,40 @@ std::string make_etc_hosts(const std::string& hostname) {
   return fmt::format(
       "127.0.0.1\tlocalhost\n127.0.1.1\t{0}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
       hostname);
+}
+
+void add_git_config(EnvInputs& in, const std::string& key, const std::string& value) {
+  int n = 0;
+  auto passed = in.caller.find("GIT_CONFIG_COUNT");
+  if (passed != in.caller.end() &&
+      std::find(in.pass.begin(), in.pass.end(), "GIT_CONFIG_COUNT") != in.pass.end()) {
+    n = std::atoi(passed->second.c_str());
+  }
+  for (const auto& [name, v] : in.set) {  // the last one set wins
+    if (name == "GIT_CONFIG_COUNT") {
+      n = std::atoi(v.c_str());
+    }
+  }
+  n = std::max(n, 0);
+  in.set.emplace_back(fmt::format("GIT_CONFIG_KEY_{}", n), key);
+  in.set.emplace_back(fmt::format("GIT_CONFIG_VALUE_{}", n), value);
+  in.set.emplace_back("GIT_CONFIG_COUNT", std::to_string(n + 1));
+}
+
+void add_box_env(EnvInputs& in, const std::vector<std::pair<std::string, std::string>>& env) {
+  std::map<int, std::pair<std::string, std::string>> git;  // n -> key, value
+  for (const auto& [name, value] : env) {
+    if (name.starts_with("GIT_CONFIG_KEY_")) {
+      git[std::atoi(name.c_str() + 15)].first = value;
+    } else if (name.starts_with("GIT_CONFIG_VALUE_")) {
+      git[std::atoi(name.c_str() + 17)].second = value;
+    } else if (name != "GIT_CONFIG_COUNT") {
+      in.set.emplace_back(name, value);
+    }
+  }
+  for (const auto& [n, kv] : git) {
+    add_git_config(in, kv.first, kv.second);
+  }
 }
 
 }  // namespace agentbox::sandbox

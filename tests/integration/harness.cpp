@@ -356,8 +356,13 @@ bool make_world(const std::string& label, World& w, std::string& why) {
   w.agentbox_unconfined = w.bin + "/agentbox-unconfined";
   w.probe = w.bin + "/agentbox-probe";
   const char* under_test = std::getenv("AGENTBOX_TEST_BIN");
-  copy_file(under_test != nullptr && *under_test != '\0' ? under_test : AGENTBOX_BIN, w.agentbox,
-            0755);
+  const std::string bin = under_test != nullptr && *under_test != '\0' ? under_test : AGENTBOX_BIN;
+  copy_file(bin, w.agentbox, 0755);
+  // Review boxes' git fsmonitor hook, found next to agentbox as in a build tree (docs/REVIEW.md).
+  const std::string hook = bin.substr(0, bin.rfind('/') + 1) + "agentbox-fsmonitor";
+  if (::access(hook.c_str(), X_OK) == 0) {
+    copy_file(hook, w.bin + "/agentbox-fsmonitor", 0755);
+  }
   copy_file(AGENTBOX_UNCONFINED_BIN, w.agentbox_unconfined, 0755);
   copy_file(AGENTBOX_PROBE_BIN, w.probe, 0755);
   chown_tree(w.root, w.as.uid, w.as.gid);

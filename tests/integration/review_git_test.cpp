@@ -234,6 +234,61 @@ TEST_P(ReviewGitTest, UntrackedCacheStaysInTheSession) {
   EXPECT_EQ(out_of(host_git(w_.ws, "status --porcelain")), "?? d/new.txt\n");
 }
 
+// The box's git asks the fsmonitor hook (fsmonitor/fsmonitor.cpp), which answers from the upper
+// directory: after each change, three `git status` in a row (the first two check every entry: a
+// foreign token, then git's own first one) say exactly what a git without fsmonitor says, run
+// with --no-optional-locks so it never rewrites the index the hook's git keeps. The index ends
+// with the session's token in its FSMN extension (the hook answered), the real index untouched.
+TEST_P(ReviewGitTest, FsmonitorHookAgreesWithAFullStatus) {
+  for (const char* d : {"d", "e/f", "t", "ign", "keep"}) {
+    fs::create_directories(w_.ws + "/" + d);
+  }
+  for (const char* f : {"b.txt", "c.txt", "del.txt", "ren.txt", "same.txt", "d/1.txt", "d/2.txt",
+                        "e/f/g.txt", "t/1.txt", "keep/k.txt"}) {
+    write_file(w_.ws + "/" + f, std::string(f) + "\n");
+  }
+  write_file(w_.ws + "/.gitignore", "ign/\n");
+  write_file(w_.ws + "/ign/old.o", "o\n");
+  ASSERT_EQ(sh(host_git(w_.ws, "add -A && ") + host_git(w_.ws, "commit -qm files")), 0);
+  chown_tree(w_.ws, w_.as.uid, w_.as.gid);
+  const std::string index = slurp(w_.ws + "/.git/index");
+  const std::string script = R"(
+check() {
+  for run in 1 2 3; do
+    for args in "--porcelain" "--porcelain -uall --ignored"; do
+      a=$(git status $args 2>&1); b=$(git --no-optional-locks -c core.fsmonitor= status $args 2>&1)
+      [ "$a" = "$b" ] || printf 'MISMATCH after %s, run %s, status %s:\n%s\n--- without:\n%s\n' \
+        "$1" "$run" "$args" "$a" "$b"
+    done
+  done
+}
+check start
+echo more >> a.txt; check modify
+echo n > new.txt; check untracked
+rm del.txt; check delete
+mv ren.txt renamed.txt; check rename
+chmod +x b.txt; check chmod
+rm -rf d && mkdir d && echo z > d/1.txt; check "rm -rf d; mkdir d"
+echo x > same.txt; check "same.txt changed"
+printf 'same.txt\n' > same.txt; check "same.txt changed back"
+mkdir -p n/m/o && echo 1 > n/m/o/f && echo 2 > n/m/g; check "nested new directory"
+echo 1 > ign/new.o && mkdir ign/sub && echo x > ign/sub/x; check "ignored directory"
+rm -rf e && echo file > e; check "directory became a file"
+rm c.txt && mkdir c.txt && echo in > c.txt/inner; check "file became a directory"
+rm -rf t; check "rm -rf t"
+cd keep && echo k2 > k2.txt && check "in a subdirectory" && cd ..
+git add -A && check "git add -A"
+git -c user.name=Box -c user.email=box@example.invalid commit -qm box && check commit
+grep -c agentbox-review: .git/index
+)";
+  RunOptions o;
+  o.timeout_ms = 300000;  // ~200 git commands: minutes on a loaded 2-core machine
+  Output box = run(w_, {"run", "--review", "--", "/bin/sh", "-c", script}, o);
+  ASSERT_EQ(box.status, 0) << box.out << box.err;
+  EXPECT_EQ(box.out, "1\n") << "each status agrees, and the index holds the session's token";
+  EXPECT_EQ(slurp(w_.ws + "/.git/index"), index) << "the box's index stays in the session";
+}
+
 INSTANTIATE_TEST_SUITE_P(As, ReviewGitTest, ::testing::Values("root", "user"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 

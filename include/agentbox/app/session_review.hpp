@@ -18,7 +18,16 @@ namespace agentbox::app {
 struct SessionReview {
   Review review;
   base::UniqueFd lock;  // held while the box runs: apply and discard wait for its end
+  // The box's git fsmonitor hook (docs/REVIEW.md, "git status"): its box path ("" when the
+  // helper is not installed) and what it reads, shown read-only in the box.
+  std::string fsmonitor;
+  std::vector<sandbox::Overlay> overlays;
 };
+
+// The box paths of the fsmonitor hook (fsmonitor/fsmonitor.cpp reads the same ones).
+inline constexpr const char* kBoxFsmonitor = "/etc/agentbox/review/fsmonitor";
+inline constexpr const char* kBoxFsmonitorSession = "/etc/agentbox/review/session";
+inline constexpr const char* kBoxReviewUpper = "/etc/agentbox/review/upper";
 
 // Makes the review directory and narrows `grants`: a writable grant inside the workspace is
 // dropped (the overlay shows it writable, its writes reviewed like the rest) and the linked

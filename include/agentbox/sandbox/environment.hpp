@@ -39,6 +39,16 @@ struct EnvInputs {
 // (which wins).
 [[nodiscard]] std::vector<std::string> build_environment(const EnvInputs& in);
 
+// Appends one git setting through git's own variables (GIT_CONFIG_COUNT, GIT_CONFIG_KEY_n,
+// GIT_CONFIG_VALUE_n: read by each git at its start, written to no file), numbered after the
+// ones the box already gets (the user's, passed through or set, then those added before).
+void add_git_config(EnvInputs& in, const std::string& key, const std::string& value);
+
+// Appends `env` to `in.set` (it wins over a pass-through of the same name). Git settings in it
+// (GIT_CONFIG_KEY_n/VALUE_n, n from 0, and their GIT_CONFIG_COUNT) are renumbered after the
+// user's, never replacing them.
+void add_box_env(EnvInputs& in, const std::vector<std::pair<std::string, std::string>>& env);
+
 // environ -> map (first occurrence of a name wins, as getenv does).
 [[nodiscard]] std::map<std::string, std::string> parse_environ(char** envp);
 

@@ -83,6 +83,36 @@ TEST(Environment, PassAndSetFromThePolicy) {
             1);
 }
 
+// The proxy's git settings (a credential helper per basic-auth host) come after the user's own
+// GIT_CONFIG_COUNT/KEY_n/VALUE_n, never in their place; a later setting comes after both.
+TEST(Environment, GitSettingsOfTheBoxFollowTheUsers) {
+  EnvInputs in{.caller = {{"GIT_CONFIG_COUNT", "2"},
+                          {"GIT_CONFIG_KEY_0", "user.name"},
+                          {"GIT_CONFIG_VALUE_0", "Alice"},
+                          {"GIT_CONFIG_KEY_1", "user.email"},
+                          {"GIT_CONFIG_VALUE_1", "a@example.org"}},
+               .user = alice(),
+               .pass = {"GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0",
+                        "GIT_CONFIG_KEY_1", "GIT_CONFIG_VALUE_1"}};
+  add_box_env(in, {{"SSL_CERT_FILE", "/etc/agentbox/ca-bundle.pem"},
+                   {"GIT_CONFIG_KEY_0", "credential.https://a.example.helper"},
+                   {"GIT_CONFIG_VALUE_0", "!helper a"},
+                   {"GIT_CONFIG_KEY_1", "credential.https://b.example.helper"},
+                   {"GIT_CONFIG_VALUE_1", "!helper b"},
+                   {"GIT_CONFIG_COUNT", "2"}});
+  add_git_config(in, "core.untrackedCache", "true");
+  auto env = build_environment(in);
+  EXPECT_TRUE(has(env, "SSL_CERT_FILE=/etc/agentbox/ca-bundle.pem"));
+  EXPECT_TRUE(has(env, "GIT_CONFIG_COUNT=5"));
+  EXPECT_TRUE(has(env, "GIT_CONFIG_KEY_0=user.name"));
+  EXPECT_TRUE(has(env, "GIT_CONFIG_VALUE_1=a@example.org"));
+  EXPECT_TRUE(has(env, "GIT_CONFIG_KEY_2=credential.https://a.example.helper"));
+  EXPECT_TRUE(has(env, "GIT_CONFIG_VALUE_2=!helper a"));
+  EXPECT_TRUE(has(env, "GIT_CONFIG_KEY_3=credential.https://b.example.helper"));
+  EXPECT_TRUE(has(env, "GIT_CONFIG_KEY_4=core.untrackedCache"));
+  EXPECT_TRUE(has(env, "GIT_CONFIG_VALUE_4=true"));
+}
+
 // The program's installation directories (app/program_install.hpp) go in front, in order; a
 // PATH the policy sets still wins.
 TEST(Environment, ProgramDirectoriesGoInFrontOfThePath) {
