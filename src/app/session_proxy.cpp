@@ -210,14 +210,14 @@ SessionProxy::~SessionProxy() {
   remove_box_trust(impl_->trust_files);  // a start that failed before finish()
 }
 
-Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
-    const config::Policy& policy, const std::map<std::string, std::string>& caller_env,
-    const std::string& home, const std::string& session_dir, audit::Sink& sink,
-    std::string_view placeholder_key) {
-  auto impl = std::make_unique<Impl>();
-  impl->sink = &sink;
+namespace {
 
-  std::vector<proxy::CredentialSpec> specs;
+// The config's credentials as the proxy's specs. A shipped profile's `env:` credential whose
+// variable is unset is left out (said at info level); the user's own is an error.
+base::Status add_credential_specs(SessionProxy::Impl& impl, const config::Policy& policy,
+                                  const std::map<std::string, std::string>& caller_env,
+                                  const std::string& home,
+                                  std::vector<proxy::CredentialSpec>& specs) {
   for (const auto& [name, c] : policy.credentials) {
     if (c.from.rfind("env:", 0) == 0 && caller_env.count(c.from.substr(4)) == 0) {
       // A profile shipped with agentbox names the usual variables (ANTHROPIC_API_KEY), which
@@ -232,10 +232,10 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
       }
       base::log::info("credential `{}` ({}): {} is not set; the box gets no {}", name,
                       c.origin.describe(), c.from.substr(4), c.env);
-      impl->secret_sources.insert(c.from.substr(4));
+      impl.secret_sources.insert(c.from.substr(4));
       continue;
     }
-    impl->names.push_back(c.name);
+    impl.names.push_back(c.name);
     specs.push_back({.name = c.name,
                      .env = c.env,
                      .from = c.from.rfind("file:", 0) == 0
@@ -256,19 +256,28 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
                      .origin = c.origin.describe(),
                      .ask = c.ask});
     if (c.from.rfind("env:", 0) == 0) {
-      impl->secret_sources.insert(c.from.substr(4));
+      impl.secret_sources.insert(c.from.substr(4));
     }
   }
-  // Token files: each value to mask becomes a credential scoped to the file's hosts, read
-  // through a private name that no environment variable can have.
-  std::map<std::string, std::string> token_values;
-  struct Masked {
-    std::string target;
-    std::string text;
-    std::vector<std::string> names;
-    std::vector<std::string> values;
-  };
-  std::vector<Masked> masked;
+  return base::ok();
+}
+
+// A token file whose secrets the box sees masked: its text and, per value, the credential name.
+struct MaskedFile {
+  std::string target;
+  std::string text;
+  std::vector<std::string> names;
+  std::vector<std::string> values;
+};
+
+// Token files: each value to mask becomes a credential scoped to the file's hosts, read
+// through a private name (`values`) that no environment variable can have.
+Result<std::vector<MaskedFile>> add_token_file_specs(const config::Policy& policy,
+                                                     const std::string& home,
+                                                     const std::string& session_dir,
+                                                     std::vector<proxy::CredentialSpec>& specs,
+                                                     std::map<std::string, std::string>& values) {
+  std::vector<MaskedFile> masked;
   for (size_t i = 0; i < policy.token_files.size(); ++i) {
     const config::TokenFile& tf = policy.token_files[i];
     std::string path = expand_home(tf.path, home);
@@ -286,17 +295,17 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
                        text.error().message());
       continue;
     }
-    auto values =
+    auto found =
         proxy::find_token_secrets(*text, {.json_fields = tf.json_fields, .regexes = tf.regexes});
-    if (!values) {
-      return std::move(values).error().context(
+    if (!found) {
+      return std::move(found).error().context(
           fmt::format("token file `{}` ({})", tf.path, tf.origin.describe()));
     }
-    Masked m{.target = path, .text = std::move(*text)};
-    for (size_t j = 0; j < values->size(); ++j) {
+    MaskedFile m{.target = path, .text = std::move(*text)};
+    for (size_t j = 0; j < found->size(); ++j) {
       std::string key = fmt::format("@token_file/{}/{}", i, j);
       std::string name = fmt::format("{}#{}", tf.path, j + 1);
-      token_values[key] = (*values)[j];
+      values[key] = (*found)[j];
       specs.push_back({.name = name, .from = "env:" + key, .hosts = tf.hosts, .inject = tf.inject});
       if (j == 0) {
         // The file's capture rules ride on its first value: scoped like it, written back here.
@@ -305,119 +314,144 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
         specs.back().token_copy = fmt::format("{}/token-file-{}", session_dir, masked.size());
       }
       m.names.push_back(name);
-      m.values.push_back((*values)[j]);
+      m.values.push_back((*found)[j]);
     }
     masked.push_back(std::move(m));
   }
-  if (!specs.empty()) {
-    proxy::SecretSource source(
-        [&caller_env, &token_values](const std::string& k) -> std::optional<std::string> {
-          if (auto t = token_values.find(k); t != token_values.end()) {
-            return t->second;
-          }
-          auto it = caller_env.find(k);
-          return it == caller_env.end() ? std::nullopt : std::optional<std::string>(it->second);
-        });
-    auto set =
-        proxy::CredentialSet::load(std::move(specs), std::move(source), &sink, placeholder_key);
-    if (!set) {
-      return std::move(set).error().context("loading the credentials");
-    }
-    impl->credentials.emplace(std::move(*set));
-    for (auto& [var, placeholder] : impl->credentials->placeholder_env()) {
-      impl->env.emplace_back(var, placeholder);
-    }
+  return masked;
+}
+
+// Every secret read once (the token files' values first, then the caller's variables), the
+// placeholders made and given to the box under the credentials' variable names.
+base::Status load_credentials(SessionProxy::Impl& impl, std::vector<proxy::CredentialSpec> specs,
+                              const std::map<std::string, std::string>& caller_env,
+                              const std::map<std::string, std::string>& token_values,
+                              std::string_view placeholder_key) {
+  if (specs.empty()) {
+    return base::ok();
   }
+  proxy::SecretSource source(
+      [&caller_env, &token_values](const std::string& k) -> std::optional<std::string> {
+        if (auto t = token_values.find(k); t != token_values.end()) {
+          return t->second;
+        }
+        auto it = caller_env.find(k);
+        return it == caller_env.end() ? std::nullopt : std::optional<std::string>(it->second);
+      });
+  auto set =
+      proxy::CredentialSet::load(std::move(specs), std::move(source), impl.sink, placeholder_key);
+  if (!set) {
+    return std::move(set).error().context("loading the credentials");
+  }
+  impl.credentials.emplace(std::move(*set));
+  for (auto& [var, placeholder] : impl.credentials->placeholder_env()) {
+    impl.env.emplace_back(var, placeholder);
+  }
+  return base::ok();
+}
+
+// Each token file's text with its secrets swapped for their placeholders, in the session folder,
+// shown over the real file.
+base::Status write_masked_token_files(SessionProxy::Impl& impl, std::vector<MaskedFile> masked,
+                                      const std::string& session_dir) {
   for (size_t i = 0; i < masked.size(); ++i) {
     std::vector<std::pair<std::string, std::string>> swaps;
     for (size_t j = 0; j < masked[i].names.size(); ++j) {
-      swaps.emplace_back(masked[i].values[j], *impl->credentials->placeholder(masked[i].names[j]));
+      swaps.emplace_back(masked[i].values[j], *impl.credentials->placeholder(masked[i].names[j]));
     }
     std::string file = fmt::format("{}/token-file-{}", session_dir, i);
     AGENTBOX_TRY(
         base::write_file(file, proxy::mask_token_text(std::move(masked[i].text), swaps), 0600));
-    impl->token_overlays.push_back({.target = masked[i].target, .source = file});
+    impl.token_overlays.push_back({.target = masked[i].target, .source = file});
   }
+  return base::ok();
+}
 
+// The ProxyHandler's options from the policy (rules, inspected hosts, raw TCP, upstream CAs,
+// limits, the budget) and the inputs of the box's trust material.
+TrustInputs set_proxy_options(SessionProxy::Impl& impl, const config::Policy& policy,
+                              const std::map<std::string, std::string>& caller_env,
+                              const std::string& home, const std::string& session_dir) {
+  proxy::ProxyOptions& o = impl.options;
   for (const auto& r : policy.http_rules) {
-    impl->options.http_rules.push_back({.origin = r.origin.describe(),
-                                        .host = r.host,
-                                        .methods = r.methods,
-                                        .paths = r.paths,
-                                        .max_body = r.max_body});
+    o.http_rules.push_back({.origin = r.origin.describe(),
+                            .host = r.host,
+                            .methods = r.methods,
+                            .paths = r.paths,
+                            .max_body = r.max_body});
   }
   // Passthrough hosts to intercept only for the checks (Host = SNI, placeholders): the allow
   // rules marked `inspect = true`, or every allowed name with --inspect-all.
   for (const auto& r : policy.inspect_all.value ? policy.net_allow : policy.inspect) {
     auto rule = policy::EgressRule::parse(r.value);
     if (const auto* host = rule ? std::get_if<policy::HostPattern>(&rule->target) : nullptr) {
-      impl->options.inspect.push_back(host->to_string());
+      o.inspect.push_back(host->to_string());
     }
   }
   for (const auto& r : policy.raw_tcp) {
-    impl->options.raw_tcp.push_back(r.value);
+    o.raw_tcp.push_back(r.value);
   }
   for (const auto& ca : policy.upstream_ca) {
-    impl->options.upstream_ca.push_back(expand_home(ca.value, home));
+    o.upstream_ca.push_back(expand_home(ca.value, home));
   }
   TrustInputs trust{.java_home = env_value(caller_env, "JAVA_HOME"),
                     .path = env_value(caller_env, "PATH"),
                     .session_dir = session_dir};
   for (const auto& ca : policy.trust_ca) {
     // The box trusts it, so the proxy does too when one of its hosts is intercepted.
-    impl->options.upstream_ca.push_back(expand_home(ca.value, home));
+    o.upstream_ca.push_back(expand_home(ca.value, home));
     trust.trust_ca.emplace_back(expand_home(ca.value, home), ca.origin.describe());
   }
-  impl->options.max_connections = policy.max_flows.value;
-  impl->options.max_intercepted = policy.max_intercepted.value;
-  impl->budget.emplace(budget_limits(policy.budget), proxy::PriceTable{}, &sink);
-  impl->budget->price_lazily(price_loader(policy));
-  impl->options.budget = &*impl->budget;
+  o.max_connections = policy.max_flows.value;
+  o.max_intercepted = policy.max_intercepted.value;
+  // A learning run intercepts every name to record methods and paths: its CA permits any name.
+  o.inspect_every = policy.learn.value;
+  impl.budget.emplace(budget_limits(policy.budget), proxy::PriceTable{}, impl.sink);
+  impl.budget->price_lazily(price_loader(policy));
+  o.budget = &*impl.budget;
   for (const auto& f : trust_store_files()) {
     if (is_file(f)) {
-      impl->options.system_bundle = f;
+      o.system_bundle = f;
       break;
     }
   }
-  trust.system_bundle = impl->options.system_bundle;
+  trust.system_bundle = o.system_bundle;
+  return trust;
+}
 
-  // A CA only when something must be intercepted: a session without credentials or HTTP rules
-  // decrypts nothing and the box's trust stores stay as they are (unless trust_ca adds to them).
+// A CA only when something must be intercepted: a session without credentials or HTTP rules
+// decrypts nothing and the box's trust stores stay as they are (unless trust_ca adds to them).
+base::Status make_session_ca(SessionProxy::Impl& impl, const std::string& session_dir) {
+  const proxy::ProxyOptions& o = impl.options;
   auto hosts = proxy::ProxyHandler::intercept_hosts(
-      impl->options.http_rules, impl->credentials ? &*impl->credentials : nullptr,
-      impl->options.inspect);
-  // A learning run intercepts every name to record methods and paths: its CA permits any name.
-  impl->options.inspect_every = policy.learn.value;
-  if (!hosts.empty() || impl->options.inspect_every) {
-    auto ca = proxy::SessionCa::create({.hosts = hosts, .any_name = impl->options.inspect_every});
-    if (!ca) {
-      return std::move(ca).error().context("making the session CA");
-    }
-    impl->ca.emplace(std::move(*ca));
-    trust.session_ca = impl->ca->cert();
-    sink.emit(audit::Event("proxy.ca")
-                  .str("hosts", impl->options.inspect_every
-                                    ? std::string("* (--learn)")
-                                    : fmt::format("{}", fmt::join(hosts, " ")))
-                  .str("bundle", session_dir + "/ca-bundle.pem"));
+      o.http_rules, impl.credentials ? &*impl.credentials : nullptr, o.inspect);
+  if (hosts.empty() && !o.inspect_every) {
+    return base::ok();
   }
-  warn_unused_upstream_ca(policy, impl->ca ? &*impl->ca : nullptr);
-  AGENTBOX_ASSIGN_OR_RETURN(BoxTrust box_trust, make_box_trust(trust));
-  impl->trust_overlays = std::move(box_trust.overlays);
-  impl->trust_files = std::move(box_trust.written);
-  impl->env.insert(impl->env.end(), box_trust.env.begin(), box_trust.env.end());
+  auto ca = proxy::SessionCa::create({.hosts = hosts, .any_name = o.inspect_every});
+  if (!ca) {
+    return std::move(ca).error().context("making the session CA");
+  }
+  impl.ca.emplace(std::move(*ca));
+  impl.sink->emit(audit::Event("proxy.ca")
+                      .str("hosts", o.inspect_every ? std::string("* (--learn)")
+                                                    : fmt::format("{}", fmt::join(hosts, " ")))
+                      .str("bundle", session_dir + "/ca-bundle.pem"));
+  return base::ok();
+}
 
-  // git asks a credential helper for https passwords: hand it the placeholder of each basic-auth
-  // credential for its hosts (the proxy swaps it on the way out).
+// git asks a credential helper for https passwords: hand it the placeholder of each basic-auth
+// credential for its hosts (the proxy swaps it on the way out).
+void add_git_credential_helpers(SessionProxy::Impl& impl, const config::Policy& policy) {
   int n = 0;
   for (const auto& [name, c] : policy.credentials) {
     if (c.inject.kind != policy::InjectKind::kBasic || c.env.empty()) {
       continue;
     }
     for (const auto& h : c.hosts) {
-      impl->env.emplace_back(fmt::format("GIT_CONFIG_KEY_{}", n),
-                             fmt::format("credential.https://{}.helper", h));
-      impl->env.emplace_back(
+      impl.env.emplace_back(fmt::format("GIT_CONFIG_KEY_{}", n),
+                            fmt::format("credential.https://{}.helper", h));
+      impl.env.emplace_back(
           fmt::format("GIT_CONFIG_VALUE_{}", n),
           fmt::format("!f() {{ test \"$1\" = get || exit 0; echo username=x-access-token; "
                       "echo \"password=${}\"; }}; f",
@@ -426,8 +460,35 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
     }
   }
   if (n > 0) {
-    impl->env.emplace_back("GIT_CONFIG_COUNT", std::to_string(n));
+    impl.env.emplace_back("GIT_CONFIG_COUNT", std::to_string(n));
   }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
+    const config::Policy& policy, const std::map<std::string, std::string>& caller_env,
+    const std::string& home, const std::string& session_dir, audit::Sink& sink,
+    std::string_view placeholder_key) {
+  auto impl = std::make_unique<Impl>();
+  impl->sink = &sink;
+  std::vector<proxy::CredentialSpec> specs;
+  AGENTBOX_TRY(add_credential_specs(*impl, policy, caller_env, home, specs));
+  std::map<std::string, std::string> token_values;
+  AGENTBOX_ASSIGN_OR_RETURN(auto masked,
+                            add_token_file_specs(policy, home, session_dir, specs, token_values));
+  AGENTBOX_TRY(
+      load_credentials(*impl, std::move(specs), caller_env, token_values, placeholder_key));
+  AGENTBOX_TRY(write_masked_token_files(*impl, std::move(masked), session_dir));
+  TrustInputs trust = set_proxy_options(*impl, policy, caller_env, home, session_dir);
+  AGENTBOX_TRY(make_session_ca(*impl, session_dir));
+  trust.session_ca = impl->ca ? impl->ca->cert() : nullptr;
+  warn_unused_upstream_ca(policy, impl->ca ? &*impl->ca : nullptr);
+  AGENTBOX_ASSIGN_OR_RETURN(BoxTrust box_trust, make_box_trust(trust));
+  impl->trust_overlays = std::move(box_trust.overlays);
+  impl->trust_files = std::move(box_trust.written);
+  impl->env.insert(impl->env.end(), box_trust.env.begin(), box_trust.env.end());
+  add_git_credential_helpers(*impl, policy);
   return std::unique_ptr<SessionProxy>(new SessionProxy(std::move(impl)));
 }
 

@@ -62,11 +62,15 @@ bool start_passthrough(ProxyHandler::Internals& in, Conn& c) {
 
 bool start_interception(ProxyHandler::Internals& in, Conn& c,
                         const std::vector<std::string>& alpn) {
-  if (in.ca == nullptr || in.upstream_ctx == nullptr || !in.ca->permits(c.sni)) {
+  if (in.ca == nullptr || !in.ca->permits(c.sni)) {
     drop(in, c,
          "`" + c.sni +
              "` must be intercepted (a credential or HTTP rule names it) but the "
              "session CA cannot sign for it");
+    return true;
+  }
+  if (auto made = make_tls_contexts(in); !made) {
+    drop(in, c, "TLS setup failed: " + made.error().message());
     return true;
   }
   auto leaf = in.ca->leaf_for(c.sni);

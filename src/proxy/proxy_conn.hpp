@@ -232,8 +232,8 @@ struct ProxyHandler::Internals {
   HttpRules rules;
   policy::EgressPolicy raw_tcp;
   net::ConnectHandler connector;
-  ossl::SslCtxPtr box_ctx;       // null when nothing can be intercepted
-  ossl::SslCtxPtr upstream_ctx;  // null when nothing can be intercepted
+  ossl::SslCtxPtr box_ctx;       // null until the first interception (make_tls_contexts)
+  ossl::SslCtxPtr upstream_ctx;  // null until the first interception (make_tls_contexts)
   CredentialSet* credentials;
   SessionCa* ca;
   audit::Sink& audit;
@@ -251,6 +251,9 @@ struct ProxyHandler::Internals {
 
 // The most `s` may hold in rx: its head size limit while a head is parsed, else c.cap.
 [[nodiscard]] size_t rx_limit(const ProxyOptions& o, const Conn& c, const Side& s);
+
+// proxy_handler.cpp: makes in.box_ctx and in.upstream_ctx if they are not there yet.
+[[nodiscard]] base::Status make_tls_contexts(ProxyHandler::Internals& in);
 
 // proxy_classify.cpp: first bytes -> mode. Returns true on progress.
 bool classify(ProxyHandler::Internals& in, Conn& c);

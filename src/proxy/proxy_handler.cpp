@@ -170,21 +170,34 @@ std::vector<std::string> ProxyHandler::intercept_hosts(const std::vector<HttpRul
   return out;
 }
 
+// TLS contexts only where something is intercepted, and there on the session's first
+// interception: SSL_CTX_new and libssl's first use (~1 ms of CPU each session, and their frees at
+// its end) are not spent by a session whose program never reaches an intercepted host.
+base::Status make_tls_contexts(ProxyHandler::Internals& in) {
+  if (in.box_ctx && in.upstream_ctx) {
+    return base::ok();
+  }
+  AGENTBOX_ASSIGN_OR_RETURN(auto box_ctx, make_box_ctx());
+  AGENTBOX_ASSIGN_OR_RETURN(auto upstream_ctx,
+                            make_upstream_ctx(in.options.system_bundle, in.options.upstream_ca));
+  UpstreamSessions::attach(upstream_ctx.get());
+  in.box_ctx = std::move(box_ctx);
+  in.upstream_ctx = std::move(upstream_ctx);
+  return base::ok();
+}
+
+bool ProxyHandler::tls_contexts_made() const {
+  return in_->box_ctx != nullptr;
+}
+
 base::Result<std::unique_ptr<ProxyHandler>> ProxyHandler::create(
     event::Loop& loop, const policy::EgressPolicy& policy, ProxyOptions options,
     CredentialSet* credentials, SessionCa* ca, audit::Sink& audit) {
   std::unique_ptr<ProxyHandler> h(new ProxyHandler());
   AGENTBOX_ASSIGN_OR_RETURN(auto rules, HttpRules::create(options.http_rules));
   AGENTBOX_ASSIGN_OR_RETURN(auto raw, policy::EgressPolicy::parse(options.raw_tcp));
-  // TLS contexts only where something can be intercepted: a session that only passes TLS
-  // through never initialises OpenSSL's SSL library (~2 ms of start-up CPU measured here).
-  ossl::SslCtxPtr box_ctx;
-  ossl::SslCtxPtr upstream_ctx;
   if (ca != nullptr) {
-    AGENTBOX_ASSIGN_OR_RETURN(box_ctx, make_box_ctx());
-    AGENTBOX_ASSIGN_OR_RETURN(upstream_ctx,
-                              make_upstream_ctx(options.system_bundle, options.upstream_ca));
-    UpstreamSessions::attach(upstream_ctx.get());
+    AGENTBOX_TRY(check_system_bundle(options.system_bundle));
   }
   std::vector<policy::HostPattern> intercept;
   for (const auto& p : intercept_hosts(options.http_rules, credentials, options.inspect)) {
@@ -201,14 +214,16 @@ base::Result<std::unique_ptr<ProxyHandler>> ProxyHandler::create(
       .rules = std::move(rules),
       .raw_tcp = std::move(raw),
       .connector = net::ConnectHandler(policy, std::move(connect_to), std::move(resolver)),
-      .box_ctx = std::move(box_ctx),
-      .upstream_ctx = std::move(upstream_ctx),
       .credentials = credentials,
       .ca = ca,
       .audit = audit,
       .intercept = std::move(intercept),
       .counters = h->counters_,
   });
+  // Extra upstream CA files are loaded now, so that one which does not parse stops the start.
+  if (ca != nullptr && !h->in_->options.upstream_ca.empty()) {
+    AGENTBOX_TRY(make_tls_contexts(*h->in_));
+  }
   ProxyHandler* self = h.get();
   h->in_->wake = [self](uint64_t id) { self->on_wake(id); };
   const auto& o = h->in_->options;

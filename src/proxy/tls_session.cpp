@@ -214,6 +214,15 @@ base::Result<ossl::SslCtxPtr> make_box_ctx() {
   return ctx;
 }
 
+base::Status check_system_bundle(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return base::Error::msg(
+        fmt::format("loading the system trust store `{}`: not a readable file", path));
+  }
+  return base::ok();
+}
+
 base::Result<ossl::SslCtxPtr> make_upstream_ctx(const std::string& system_bundle,
                                                 const std::vector<std::string>& extra_ca_files) {
   ossl::SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
@@ -221,11 +230,7 @@ base::Result<ossl::SslCtxPtr> make_upstream_ctx(const std::string& system_bundle
     return ssl_error("making the upstream TLS context");
   }
   // The bundle is read on the first verification (LazyRoots); a missing one still fails here.
-  struct stat st {};
-  if (::stat(system_bundle.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    return base::Error::msg(
-        fmt::format("loading the system trust store `{}`: not a readable file", system_bundle));
-  }
+  AGENTBOX_TRY(check_system_bundle(system_bundle));
   auto* roots = new LazyRoots{.bundle = system_bundle};
   if (SSL_CTX_set_ex_data(ctx.get(), lazy_roots_index(), roots) != 1) {
     delete roots;

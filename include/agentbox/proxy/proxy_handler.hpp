@@ -165,6 +165,9 @@ class ProxyHandler final : public net::FlowHandler {
   [[nodiscard]] const ProxyCounters& counters() const { return counters_; }
   [[nodiscard]] size_t connection_count() const { return conns_.size(); }
   [[nodiscard]] BufferUse buffer_use() const;
+  // Whether the TLS contexts exist: made on the first interception (or at create() when
+  // ProxyOptions::upstream_ca names files), never for a session that intercepts nothing.
+  [[nodiscard]] bool tls_contexts_made() const;
   // Hosts the session CA must be able to sign for: the credentials' scopes, the HTTP rules'
   // hosts and the inspected ones (what the app passes as CaOptions::hosts).
   [[nodiscard]] static std::vector<std::string> intercept_hosts(

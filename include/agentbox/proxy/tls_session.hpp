@@ -38,6 +38,8 @@ namespace agentbox::proxy {
 // Server context for the box side: TLS 1.2+, ALPN answered with http/1.1, or h2 on a channel
 // told so (answer_h2: the upstream picked h2); a hello offering neither gets no ALPN.
 [[nodiscard]] base::Result<ossl::SslCtxPtr> make_box_ctx();
+// Whether `path` is a regular file (the system bundle is read on the first verification).
+[[nodiscard]] base::Status check_system_bundle(const std::string& path);
 // Client context for upstream: verifies against `system_bundle` (PEM file) plus every PEM file
 // in `extra_ca_files` (--upstream-ca, trust_ca). A missing or unreadable file is an error. The
 // extra files are read now; the system bundle (~140 roots, ~50 ms to parse) on the context's

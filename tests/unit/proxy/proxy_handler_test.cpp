@@ -53,6 +53,35 @@ TEST_F(ProxyHandlerTest, InterceptionInjectsAndScrubs) {
   EXPECT_EQ(a.find(kRealGh), std::string::npos);
 }
 
+// A session's TLS contexts are made on its first interception, not with the handler: a program
+// that never reaches an intercepted host costs no SSL_CTX (start-up, issue 15). The upstream's CA
+// is the system bundle here, so no extra CA file makes them early.
+TEST_F(ProxyHandlerTest, TlsContextsWaitForTheFirstInterception) {
+  options_.system_bundle = upstream_ca_file_;
+  options_.upstream_ca.clear();
+  make_handler();
+  EXPECT_FALSE(handler_->tls_contexts_made());
+  const auto plain = request(kPlain, get(kPlain, "/hello"), 80);
+  ASSERT_EQ(plain.substr(0, 15), "HTTP/1.1 200 OK") << plain;
+  EXPECT_FALSE(handler_->tls_contexts_made());
+  for (int i = 0; i < 2; ++i) {  // the second one reuses them
+    const auto r = request(kApi, get(kApi, "/echo", "Authorization: Bearer " + gh_ph_ + "\r\n"));
+    ASSERT_EQ(r.substr(0, 15), "HTTP/1.1 200 OK") << r;
+    EXPECT_TRUE(handler_->tls_contexts_made());
+  }
+  EXPECT_EQ(handler_->counters().intercepted, 2u);
+  EXPECT_EQ(header_of(servers_[kApi]->seen().back().head, "authorization"),
+            std::string("Bearer ") + kRealGh);
+}
+
+// Extra upstream CA files are loaded with the handler: one that does not parse stops the start.
+TEST_F(ProxyHandlerTest, AnUnreadableUpstreamCaStopsTheStart) {
+  options_.upstream_ca = {"/nonexistent/agentbox-upstream-ca.pem"};
+  auto h = ProxyHandler::create(*loop_, policy_, options_, &*creds_, &*session_ca_, audit_);
+  ASSERT_FALSE(h.has_value());
+  EXPECT_NE(h.error().message().find("agentbox-upstream-ca.pem"), std::string::npos);
+}
+
 TEST_F(ProxyHandlerTest, EchoSplitAcrossChunksIsScrubbed) {
   const auto r = request(
       kApi, get(kApi, "/echo-chunked",
