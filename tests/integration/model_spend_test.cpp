@@ -302,6 +302,14 @@ TEST_P(ModelSpendTest, PsShowsUsageAndTheBudgetVerbChangesItLive) {
   EXPECT_NE(bad.err.find("not a non-negative number"), std::string::npos) << bad.err;
   Output set = agentbox({"budget", id, "spend=1"});
   EXPECT_EQ(set.status, 0) << set.err;
+  // The text forms (`agentbox budget`, `agentbox ps`) show the tokens and spend per model too.
+  const std::string model_line =
+      "model \"mock-claude\": 1250 input tokens (200 cached), 300 output tokens, $0.0077";
+  EXPECT_NE(set.out.find(model_line), std::string::npos) << set.out;
+  Output ps = agentbox({"ps"});
+  EXPECT_EQ(ps.status, 0) << ps.err;
+  EXPECT_NE(ps.out.find(model_line), std::string::npos) << ps.out;
+  EXPECT_NE(ps.out.find("spend 1.0 ($0.0077 spent)"), std::string::npos) << ps.out;
   const auto [st, out] = finish_box(pid);
   EXPECT_EQ(st, 0);
   EXPECT_EQ(count_of(out, "code=200\n"), 2u) << out;  // 429 without the raise

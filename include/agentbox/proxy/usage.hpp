@@ -49,11 +49,19 @@ class UsageMeter {
   enum class Format { kJson, kSse };
   static constexpr size_t kMaxCapture = 4096;  // bytes of one captured member value
   static constexpr int kMaxDepth = 64;         // deeper nesting stops the scan of that input
+  static constexpr size_t kMaxHeld = 1024;     // bytes of an event cut by a piece's end, held
 
   // The format of a response by its Content-Type (nullopt: not a body usage is read from).
   [[nodiscard]] static std::optional<Format> format_for(std::string_view content_type);
 
   explicit UsageMeter(Format f) : format_(f) {}
+  // A meter whose every byte goes through the byte scanner (no event passed over): the reference
+  // the fast path is checked against (tests, the fuzzer).
+  [[nodiscard]] static UsageMeter scanner_only(Format f) {
+    UsageMeter m(f);
+    m.fast_ = false;
+    return m;
+  }
   // Any split of the body into pieces gives the same reading.
   void feed(std::string_view bytes) noexcept;
   struct Reading {
@@ -75,7 +83,9 @@ class UsageMeter {
     std::optional<uint64_t> g_prompt, g_candidates, g_cached, g_thoughts;  // Gemini
   };
   enum class Line { kStart, kField, kData, kSkip };
-  [[nodiscard]] size_t skip_events(std::string_view bytes, size_t at);
+  [[nodiscard]] size_t take_held(std::string_view bytes);
+  void read_piece(std::string_view bytes, bool may_hold);
+  [[nodiscard]] size_t skip_events(std::string_view bytes, size_t at, bool may_hold);
   [[nodiscard]] size_t skippable(std::string_view bytes, size_t at) const;
   void sse_byte(char ch);
   void json_byte(char ch);
@@ -91,7 +101,9 @@ class UsageMeter {
   std::string field_;           // the field name so far (at most 5 bytes: "data:")
   bool skip_space_ = false;     // after "data:", one space is not payload
   bool scan_event_ = false;     // this event goes through the byte scanner (not the fast path)
+  bool fast_ = true;  // events without a member name are passed over (scanner_only: never)
   uint64_t passed_over_ = 0;
+  std::string held_;  // the start of an SSE event cut by a piece's end (fast path), unread yet
   // scanner state
   int depth_ = 0;
   uint64_t object_levels_ = 0;  // bit d: the container at depth d+1 is an object

@@ -451,6 +451,33 @@ TEST(Narrow, WorkspaceFileMayKeepASubsetLowerLimitsAndProtectMore) {
   EXPECT_TRUE(narrow_with_workspace_file(*r, dir.path() + "/missing.toml"));
 }
 
+// [budget] from a file (issue 17; the integration tests set budgets by flag): every key loads
+// with its origin, and a workspace file may lower a budget, never raise one.
+TEST(Budget, KeysLoadAndAWorkspaceFileMayOnlyLowerThem) {
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  dir.write("system.toml",
+            "[budget]\negress = \"500M\"\nrequests_per_host = 100\nspend = 5\n"
+            "connections_per_minute = 600\n");
+  auto r = load(o);
+  ASSERT_TRUE(r) << r.error().render();
+  const Budget& b = r->policy.budget;
+  EXPECT_EQ(b.egress->value, 500ull << 20);
+  EXPECT_EQ(b.requests_per_host->value, 100u);
+  EXPECT_DOUBLE_EQ(b.spend->value, 5.0);
+  EXPECT_EQ(b.connections_per_minute->value, 600u);
+  EXPECT_NE(b.spend->origin.describe().find("system.toml"), std::string::npos);
+  std::string ok = dir.write("ok/.agentbox.toml", "[budget]\nspend = 1.5\negress = \"1M\"\n");
+  ASSERT_TRUE(narrow_with_workspace_file(*r, ok));
+  EXPECT_DOUBLE_EQ(r->policy.budget.spend->value, 1.5);
+  EXPECT_EQ(r->policy.budget.egress->value, 1ull << 20);
+  for (const char* bad : {"[budget]\nspend = 6\n", "[budget]\nrequests_per_host = 101\n",
+                          "[budget]\nconnections_per_minute = 601\n"}) {
+    std::string ws = dir.write("bad/.agentbox.toml", bad);
+    EXPECT_FALSE(narrow_with_workspace_file(*r, ws)) << bad;
+  }
+}
+
 TEST(Audit, KeysLoadAndAWorkspaceFileMayOnlyRequireTheLog) {
   TempDir dir;
   LoadOptions o = isolated(dir);

@@ -175,10 +175,10 @@ std::string mixed_stream() {
   return s;
 }
 
-// The fast path (events passed over whole) reads what the byte scanner reads: fed one byte at
-// a time no event is ever whole within a piece, so that is the scanner alone; fed whole, cut
-// once at every point, or cut at every pair of points 7 apart, the reading is the same and the
-// text deltas were passed over.
+// The fast path (events passed over whole, cut ones held until their end) reads what the byte
+// scanner alone reads (UsageMeter::scanner_only): fed whole, byte by byte, cut once at every
+// point, or cut at every pair of points 7 apart, the reading is the same and the text deltas
+// were passed over.
 TEST(UsageMeter, FastPathReadsWhatTheScannerReadsAtEverySplit) {
   std::vector<Case> all = cases();
   all.push_back({"mixed", Format::kSse, mixed_stream(), "claude-opus-4-1", {73, 61, 0}});
@@ -202,20 +202,26 @@ TEST(UsageMeter, FastPathReadsWhatTheScannerReadsAtEverySplit) {
   whole.feed(mixed_stream());
   EXPECT_GT(whole.bytes_passed_over(), mixed_stream().size() / 2);
   EXPECT_EQ(whole.finish().tokens.output, 61U);
-  // Byte by byte: no event lies whole within a piece, so the scanner reads every one.
+  // Byte by byte: each event is held until its end, then passed over as when whole; the
+  // scanner alone passes over nothing and reads the same.
   UsageMeter bytewise(Format::kSse);
+  auto scanner_only = UsageMeter::scanner_only(Format::kSse);
   for (char ch : mixed_stream()) {
     bytewise.feed(std::string_view(&ch, 1));
+    scanner_only.feed(std::string_view(&ch, 1));
   }
-  EXPECT_EQ(bytewise.bytes_passed_over(), 0U);
+  // (within the LF of a CRLF that ended a scanned event: passed over or read as it falls)
+  EXPECT_GE(bytewise.bytes_passed_over() + 2, whole.bytes_passed_over());
   EXPECT_EQ(bytewise.finish().tokens.output, 61U);
+  EXPECT_EQ(scanner_only.bytes_passed_over(), 0U);
+  EXPECT_EQ(scanner_only.finish().tokens.output, 61U);
 }
 
 // A long stream as the proxy reads it in bulk (many events per piece): deltas whose text holds
 // quote-u and quote-m pairs that are not member names (`"um`, `"mode`, `"usag`), a key named
 // `"usages` (scanned, not a report), a cumulative report in the middle (overwritten by the last),
-// over LF, CRLF and CR. In pieces of every size from 1 to 300 bytes, the reading is the
-// scanner's (byte by byte).
+// over LF, CRLF and CR; two events longer than a held start. In pieces of every size from 1 to
+// 300 bytes, and of sizes up to 4 KiB, the reading is the byte scanner's alone.
 TEST(UsageMeter, BulkPiecesOfEverySizeReadWhatTheScannerReads) {
   std::string body =
       "event: message_start\ndata: {\"message\":{\"model\":\"m-1\",\"usage\":"
@@ -232,16 +238,26 @@ TEST(UsageMeter, BulkPiecesOfEverySizeReadWhatTheScannerReads) {
     if (i == 90) {
       body += "data: {\"usages\":{\"output_tokens\":99}}\r\r";
     }
+    // Longer than a held event start (UsageMeter::kMaxHeld): one plain, one a report.
+    if (i == 30) {
+      const std::string text(1500, 'x');
+      body += fmt::format("data: {{\"delta\":{{\"text\":\"{0}\"}}}}\n\n", text);
+      body += fmt::format("data: {{\"delta\":{{\"text\":\"{0}\"}},\"usage\":{{", text) +
+              "\"cache_read_input_tokens\":5}}\n\n";
+    }
   }
   body += "data: {\"usage\":{\"output_tokens\":121}}\r\n\r\n";
-  const Case c{"bulk", Format::kSse, body, "m-1", {10, 121, 0}};
+  const Case c{"bulk", Format::kSse, body, "m-1", {15, 121, 5}};
   std::vector<size_t> every;
   for (size_t i = 1; i < body.size(); ++i) {
     every.push_back(i);
   }
+  auto scanner_only = UsageMeter::scanner_only(Format::kSse);
+  scanner_only.feed(body);
+  expect(c, scanner_only.finish(), " by the scanner alone");
   expect(c, read_in_pieces(c, every), " byte by byte");
   expect(c, read_in_pieces(c, {}), " whole");
-  for (size_t size = 1; size <= 300; ++size) {
+  for (size_t size = 1; size <= 4096; size += size < 300 ? 1 : 37) {
     std::vector<size_t> cuts;
     for (size_t at = size; at < body.size(); at += size) {
       cuts.push_back(at);
@@ -250,7 +266,38 @@ TEST(UsageMeter, BulkPiecesOfEverySizeReadWhatTheScannerReads) {
   }
   UsageMeter whole(Format::kSse);
   whole.feed(body);
-  EXPECT_GT(whole.bytes_passed_over(), body.size() * 9 / 10);  // all but four events
+  EXPECT_GT(whole.bytes_passed_over(), body.size() * 8 / 10);  // all but five events
+}
+
+// In bulk pieces the byte scanner reads only the events that name a member: an event cut by a
+// piece's end is held until its end arrives and then passed over whole like the others (a name
+// cut in two, `"usa` + `ge"`, is whole again when the event is). Exactly the two reporting
+// events' bytes are not passed over, at every piece size from 160 bytes (an event's size) up.
+TEST(UsageMeter, BulkPiecesPassOverEveryEventThatNamesNoMember) {
+  const std::string start =
+      "event: message_start\ndata: {\"message\":{\"model\":\"m-2\",\"usage\":"
+      "{\"input_tokens\":7,\"output_tokens\":1}}}\n\n";
+  const std::string last = "event: message_delta\ndata: {\"usage\":{\"output_tokens\":300}}\n\n";
+  std::string body = start;
+  for (int i = 0; i < 300; ++i) {
+    body += fmt::format(
+        "event: content_block_delta\ndata: {{\"delta\":{{\"text\":\" tok {} \\\"um\\\" "
+        "\\\"modest\\\"\"}}}}\n\n",
+        i);
+  }
+  body += last;
+  body += "event: message_stop\ndata: {}\n\n";
+  for (size_t size = 160; size <= 2000; size += 7) {
+    UsageMeter m(Format::kSse);
+    for (size_t at = 0; at < body.size(); at += size) {
+      m.feed(std::string_view(body).substr(at, size));
+    }
+    EXPECT_EQ(m.bytes_passed_over(), body.size() - start.size() - last.size())
+        << "in pieces of " << size;
+    const auto r = m.finish();
+    EXPECT_EQ(r.model, "m-2") << "in pieces of " << size;
+    EXPECT_EQ(r.tokens.output, 300U) << "in pieces of " << size;
+  }
 }
 
 TEST(UsageMeter, FormatFromContentType) {
