@@ -37,6 +37,7 @@
 #include "agentbox/policy/connect_to.hpp"
 #include "agentbox/policy/egress.hpp"
 #include "agentbox/policy/host.hpp"
+#include "agentbox/policy/source.hpp"
 #include "agentbox/policy/terminal_allow.hpp"
 #include "problems.hpp"
 #include "toml_json.hpp"
@@ -212,15 +213,6 @@ std::optional<uint64_t> get_count(Ctx& c, const Value& v, std::string_view name)
   return std::nullopt;
 }
 
-bool valid_env_name(std::string_view s) {
-  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0])) != 0) {
-    return false;
-  }
-  return std::all_of(s.begin(), s.end(), [](char ch) {
-    return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '_';
-  });
-}
-
 bool valid_path(std::string_view s) {
   return !s.empty() && (s[0] == '/' || s[0] == '~');
 }
@@ -315,14 +307,6 @@ Validator path_validator(const std::string& name) {
     }
     return fmt::format("`{}`: `{}` must be an absolute path or start with ~", name, s);
   };
-}
-
-// A secret's source: `env:NAME`, `file:PATH` (absolute or ~/) or `cmd:COMMAND` (credentials'
-// `from`, telemetry.otlp_headers_from).
-bool valid_secret_source(const std::string& s) {
-  return (s.rfind("env:", 0) == 0 && valid_env_name(s.substr(4))) ||
-         (s.rfind("file:", 0) == 0 && valid_path(s.substr(5))) ||
-         (s.rfind("cmd:", 0) == 0 && s.size() > 4);
 }
 
 Validator egress_validator(const std::string& name) {
@@ -538,7 +522,7 @@ Schema sandbox_schema() {
        [](Ctx& c, const Value& v) {
          apply_list(c, v, "sandbox.env", c.p.env,
                     [](const std::string& s) -> std::optional<std::string> {
-                      if (valid_env_name(s)) {
+                      if (policy::is_env_name(s)) {
                         return std::nullopt;
                       }
                       return fmt::format("`sandbox.env`: `{}` is not a variable name", s);
@@ -553,7 +537,7 @@ Schema sandbox_schema() {
               return;
             }
             for (const auto& [k, val] : v.as_table()) {
-              if (!valid_env_name(k)) {
+              if (!policy::is_env_name(k)) {
                 problem(c, val, fmt::format("`sandbox.setenv`: `{}` is not a variable name", k));
               } else if (auto s = get_string(c, val, "sandbox.setenv." + k)) {
                 c.p.setenv[k] = {*s, origin_of(val)};
@@ -813,15 +797,14 @@ Schema telemetry_schema() {
                 [](Ctx& c, const Value& v) {
                   header_table(c, v, "otlp_headers_from",
                                [&](const std::string& k, const std::string& s, const Value& val) {
-                                 if (!valid_secret_source(s)) {
-                                   problem(
-                                       c, val,
-                                       fmt::format("`telemetry.otlp_headers_from.{}`: `{}` is not "
-                                                   "env:NAME, file:PATH or cmd:COMMAND",
-                                                   k, s));
+                                 auto from = policy::SourceSpec::parse(s);
+                                 if (!from) {
+                                   problem(c, val,
+                                           fmt::format("`telemetry.otlp_headers_from.{}`: {}", k,
+                                                       from.error().message()));
                                  } else {
                                    c.p.telemetry.otlp_headers_from.emplace_back(
-                                       k, Sourced<std::string>{s, origin_of(val)});
+                                       k, Sourced<policy::SourceSpec>{*from, origin_of(val)});
                                  }
                                });
                 }),
@@ -1387,11 +1370,12 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
   const Value* inject_value = nullptr;
   const Value* format_value = nullptr;
   const Value* ask_value = nullptr;
+  bool from_given = false;
   Schema schema = {
       {"env",
        [&](Ctx& cc, const Value& v) {
          if (auto s = get_string(cc, v, "credentials.env")) {
-           if (!valid_env_name(*s)) {
+           if (!policy::is_env_name(*s)) {
              problem(cc, v, fmt::format("`env`: `{}` is not a variable name", *s));
            }
            cred.env = *s;
@@ -1400,11 +1384,14 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
       {"from",
        [&](Ctx& cc, const Value& v) {
          if (auto s = get_string(cc, v, "credentials.from")) {
-           if (!valid_secret_source(*s)) {
-             problem(cc, v, fmt::format("`from`: `{}` is not a credential source", *s),
+           from_given = true;
+           auto from = policy::SourceSpec::parse(*s);
+           if (!from) {
+             problem(cc, v, fmt::format("`from`: {}", from.error().message()),
                      "expected \"env:NAME\", \"file:/path\" or \"cmd:COMMAND\"");
+           } else {
+             cred.from = std::move(*from);
            }
-           cred.from = *s;
          }
        }},
       {"hosts",
@@ -1535,8 +1522,8 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
     problem(c, inject_value != nullptr ? *inject_value : t,
             "`body = true` cannot apply to a SigV4 signing key (it is never sent)");
   }
-  for (auto [field, key] : {std::pair{&cred.env, "env"}, {&cred.from, "from"}}) {
-    if (field->empty()) {
+  for (auto [missing, key] : {std::pair{cred.env.empty(), "env"}, {!from_given, "from"}}) {
+    if (missing) {
       problem(c, t, fmt::format("[credentials.{}] needs `{}`", name, key));
     }
   }
@@ -1836,7 +1823,7 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
   for (const auto& e : f.env) {
     size_t eq = e.find('=');
     std::string name = e.substr(0, eq);
-    if (!valid_env_name(name)) {
+    if (!policy::is_env_name(name)) {
       flag_problem(problems, "--env", fmt::format("`{}` is not a variable name", name),
                    "expected NAME (pass it through) or NAME=VALUE (set it)");
     } else if (eq == std::string::npos) {

@@ -131,10 +131,9 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
       return std::move(st).error().context("credential `" + e->spec.name + "`");
     }
     if (sink != nullptr) {
-      const auto kind = std::string_view(e->spec.from).substr(0, e->spec.from.find(':'));
       sink->emit(audit::Event("credential.load")
                      .str("credential", e->spec.name)
-                     .str("source", kind)
+                     .str("source", e->spec.from.kind_name())
                      .str("shape", placeholder_shape(e->secret))
                      .strs("hosts", e->spec.hosts));
     }
@@ -244,11 +243,11 @@ base::Status CredentialSet::rotate(std::string_view name) {
     return base::Error::msg(fmt::format("the session has no credential `{}`", name));
   }
   Entry& e = **it;
-  if (e.spec.from.substr(0, 4) == "env:") {
+  if (e.spec.from.kind == policy::SourceKind::kEnv) {
     return base::Error::msg(
                fmt::format("credential `{}` comes from `{}`, which is read once when the session "
                            "starts",
-                           name, e.spec.from))
+                           name, e.spec.from.to_string()))
         .hint("give it a file: or cmd: source to rotate it while the session runs");
   }
   if (e.refreshing) {
@@ -281,7 +280,7 @@ std::vector<CredentialSet::State> CredentialSet::state() const {
 
 bool CredentialSet::due(const Entry& e) const {
   const auto now = Clock::now();
-  if (e.captured || e.spec.from.substr(0, 4) == "env:" || e.refreshing ||
+  if (e.captured || e.spec.from.kind == policy::SourceKind::kEnv || e.refreshing ||
       now - e.attempted < std::chrono::seconds(1)) {
     return false;
   }
@@ -337,7 +336,7 @@ bool CredentialSet::await_fresh(const http1::Request& req, std::string_view host
     if (!cleartext && await_consent(*e, req, host, wake)) {
       wait = true;
     }
-    if (!refresher_ || e->captured || e->spec.from.substr(0, 4) == "env:") {
+    if (!refresher_ || e->captured || e->spec.from.kind == policy::SourceKind::kEnv) {
       continue;
     }
     if (!e->refreshing && due(*e) && !start_refresh(*e, false)) {
