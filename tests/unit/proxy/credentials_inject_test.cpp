@@ -188,7 +188,7 @@ TEST(Refresh, StaleValueWaitsForTheRefresherOthersDoNot) {
   std::ofstream(file) << v1 << "\n";
   auto set = CredentialSet::load({{.name = "gh",
                                    .env = "GH_TOKEN",
-                                   .from = policy::SourceSpec::file("") + file,
+                                   .from = policy::SourceSpec::file(file),
                                    .hosts = {"api.github.test"},
                                    .inject = agentbox::policy::InjectSpec::header("Authorization"),
                                    .ttl_seconds = 0}},
@@ -244,7 +244,7 @@ TEST(Refresh, RotateRereadsNowWhateverTheTtl) {
   std::ofstream(file) << v1 << "\n";
   auto set = CredentialSet::load({{.name = "gh",
                                    .env = "GH_TOKEN",
-                                   .from = policy::SourceSpec::file("") + file,
+                                   .from = policy::SourceSpec::file(file),
                                    .hosts = {"api.github.test"},
                                    .inject = agentbox::policy::InjectSpec::header("Authorization"),
                                    .ttl_seconds = 3600},
