@@ -1363,15 +1363,19 @@ std::vector<CaptureRule> parse_captures(Ctx& c, const Value& v, const std::strin
   return out;
 }
 
-std::optional<Credential> parse_credential(Ctx& c, const std::string& name, const Value& t) {
-  Credential cred{.origin = origin_of(t), .name = name};
-  std::string inject_text = cred.inject.to_string();  // as written, for the messages below
-  size_t before = c.problems.size();
+// What parse_credential remembers of a [credentials.NAME] table while walking it, for the checks
+// across its keys.
+struct CredentialSeen {
+  std::string inject_text;  // as written, for the messages
   const Value* inject_value = nullptr;
   const Value* format_value = nullptr;
   const Value* ask_value = nullptr;
   bool from_given = false;
-  Schema schema = {
+};
+
+// A credential's keys: what it is and where it comes from (env, from, hosts).
+Schema credential_source_keys(Credential& cred, CredentialSeen& seen) {
+  return {
       {"env",
        [&](Ctx& cc, const Value& v) {
          if (auto s = get_string(cc, v, "credentials.env")) {
@@ -1384,7 +1388,7 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
       {"from",
        [&](Ctx& cc, const Value& v) {
          if (auto s = get_string(cc, v, "credentials.from")) {
-           from_given = true;
+           seen.from_given = true;
            auto from = policy::SourceSpec::parse(*s);
            if (!from) {
              problem(cc, v, fmt::format("`from`: {}", from.error().message()),
@@ -1406,14 +1410,20 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
            cred.hosts = *hs;
          }
        }},
+  };
+}
+
+// How it is sent (inject, format, body).
+Schema credential_inject_keys(Credential& cred, CredentialSeen& seen) {
+  return {
       {"inject",
        [&](Ctx& cc, const Value& v) {
          if (auto s = get_string(cc, v, "credentials.inject")) {
            if (auto spec = parse_inject(cc, v, *s, /*sigv4=*/true)) {
              cred.inject = std::move(*spec);
            }
-           inject_text = *s;
-           inject_value = &v;
+           seen.inject_text = *s;
+           seen.inject_value = &v;
          }
        }},
       {"format",
@@ -1431,7 +1441,7 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
                      "it becomes a header value");
            }
            cred.format = *s;
-           format_value = &v;
+           seen.format_value = &v;
          }
        }},
       {"body",
@@ -1444,13 +1454,19 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
            cred.body_line = v.location().line_str();
          }
        }},
+  };
+}
+
+// Its value's life (ask, ttl, prefix, capture, allow_mint).
+Schema credential_limit_keys(Credential& cred, CredentialSeen& seen, const std::string& name) {
+  return {
       {"ask",
        [&](Ctx& cc, const Value& v) {
          if (!v.is_boolean()) {
            problem(cc, v, "`ask` must be true or false");
          } else {
            cred.ask = v.as_boolean();
-           ask_value = &v;
+           seen.ask_value = &v;
          }
        }},
       {"ttl",
@@ -1475,6 +1491,12 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
            cred.allow_mint = *s;
          }
        }},
+  };
+}
+
+// Its budgets (max_requests, max_bytes, methods, expires).
+Schema credential_budget_keys(Credential& cred) {
+  return {
       {"max_requests",
        [&](Ctx& cc, const Value& v) {
          if (auto n = get_count(cc, v, "credentials.max_requests"); n && *n != kUnlimited) {
@@ -1509,20 +1531,24 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
          }
        }},
   };
-  walk(c, t, "credentials." + name, schema);
-  if (format_value != nullptr && inject_text.rfind("header:", 0) != 0) {
-    problem(c, *format_value, "`format` applies only to inject = \"header:NAME\"",
-            fmt::format("this credential injects `{}`", inject_text));
+}
+
+// The rules across keys, once the table is walked.
+void check_credential(Ctx& c, const Credential& cred, const CredentialSeen& seen,
+                      const std::string& name, const Value& t) {
+  if (seen.format_value != nullptr && seen.inject_text.rfind("header:", 0) != 0) {
+    problem(c, *seen.format_value, "`format` applies only to inject = \"header:NAME\"",
+            fmt::format("this credential injects `{}`", seen.inject_text));
   }
   if (cred.ask && cred.body) {
-    problem(c, *ask_value, "`ask = true` does not combine with `body = true`",
+    problem(c, *seen.ask_value, "`ask = true` does not combine with `body = true`",
             "a `once` answer covers one request's head, not a body streamed after it");
   }
-  if (cred.body && inject_text == "sigv4") {
-    problem(c, inject_value != nullptr ? *inject_value : t,
+  if (cred.body && seen.inject_text == "sigv4") {
+    problem(c, seen.inject_value != nullptr ? *seen.inject_value : t,
             "`body = true` cannot apply to a SigV4 signing key (it is never sent)");
   }
-  for (auto [missing, key] : {std::pair{cred.env.empty(), "env"}, {!from_given, "from"}}) {
+  for (auto [missing, key] : {std::pair{cred.env.empty(), "env"}, {!seen.from_given, "from"}}) {
     if (missing) {
       problem(c, t, fmt::format("[credentials.{}] needs `{}`", name, key));
     }
@@ -1531,6 +1557,20 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
     problem(c, t,
             fmt::format("[credentials.{}] needs `hosts`: a credential is scoped to hosts", name));
   }
+}
+
+std::optional<Credential> parse_credential(Ctx& c, const std::string& name, const Value& t) {
+  Credential cred{.origin = origin_of(t), .name = name};
+  CredentialSeen seen{.inject_text = cred.inject.to_string()};
+  const size_t before = c.problems.size();
+  Schema schema = credential_source_keys(cred, seen);
+  for (const Schema& part :
+       {credential_inject_keys(cred, seen), credential_limit_keys(cred, seen, name),
+        credential_budget_keys(cred)}) {
+    schema.insert(schema.end(), part.begin(), part.end());
+  }
+  walk(c, t, "credentials." + name, schema);
+  check_credential(c, cred, seen, name, t);
   return before == c.problems.size() ? std::optional(cred) : std::nullopt;
 }
 

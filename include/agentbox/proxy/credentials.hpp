@@ -245,6 +245,17 @@ class CredentialSet {
   [[nodiscard]] bool due(const Entry& e) const;
   [[nodiscard]] bool add_formatted(http1::Request& req, std::string_view host, bool cleartext,
                                    const std::vector<Entry*>& swapped, Verdict& v);
+  // inspect's passes (credentials.cpp), each false when v blocks the request.
+  struct Carried;
+  [[nodiscard]] std::string presence_refusal(Entry& e, const http1::Request& req,
+                                             std::string_view host, bool cleartext, bool verified);
+  [[nodiscard]] bool find_present(const http1::Request& req, std::string_view host,
+                                  std::string_view body, bool cleartext, Carried& found,
+                                  Verdict& v);
+  [[nodiscard]] std::vector<Entry*> swap_present(http1::Request& req, std::string_view host,
+                                                 const std::vector<Entry*>& present, Verdict& v);
+  [[nodiscard]] bool resign_all(http1::Request& req, std::string_view host, Carried& found,
+                                Verdict& v);
   void apply_refresh(Entry& e, base::Result<std::string> fresh);
   // Starts a background re-read of `e` (the refresher must be set); false when its queue is full.
   bool start_refresh(Entry& e, bool audit);
