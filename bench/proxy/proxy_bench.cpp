@@ -469,7 +469,7 @@ int main(int argc, char** argv) {
   auto creds =
       CredentialSet::load({{.name = "key",
                             .env = "KEY",
-                            .from = "env:KEY",
+                            .from = policy::SourceSpec::env("KEY"),
                             .hosts = {kHost},
                             .inject = agentbox::policy::InjectSpec::header("Authorization")}},
                           SecretSource([](const std::string&) -> std::optional<std::string> {

@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
   auto creds =
       CredentialSet::load({{.name = "anthropic",
                             .env = "KEY",
-                            .from = "env:KEY",
+                            .from = policy::SourceSpec::env("KEY"),
                             .hosts = {kHost},
                             .inject = agentbox::policy::InjectSpec::header("x-api-key")}},
                           SecretSource([](const std::string&) -> std::optional<std::string> {

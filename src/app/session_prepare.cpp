@@ -40,6 +40,13 @@ std::string expand_home(const std::string& path, const std::string& home) {
   return path;
 }
 
+policy::SourceSpec expand_home(policy::SourceSpec from, const std::string& home) {
+  if (from.kind == policy::SourceKind::kFile) {
+    from.arg = expand_home(from.arg, home);
+  }
+  return from;
+}
+
 std::string sessions_dir(const std::map<std::string, std::string>& env, const std::string& home) {
   return agentbox_state_dir(env, home) + "/sessions";
 }

@@ -219,28 +219,27 @@ base::Status add_credential_specs(SessionProxy::Impl& impl, const config::Policy
                                   const std::string& home,
                                   std::vector<proxy::CredentialSpec>& specs) {
   for (const auto& [name, c] : policy.credentials) {
-    if (c.from.rfind("env:", 0) == 0 && caller_env.count(c.from.substr(4)) == 0) {
+    const bool from_env = c.from.kind == policy::SourceKind::kEnv;
+    if (from_env && caller_env.count(c.from.arg) == 0) {
       // A profile shipped with agentbox names the usual variables (ANTHROPIC_API_KEY), which
       // many users do not set (OAuth logins): the box simply has no such variable, said at info
       // level. A credential of the user's own config is an error, like a `file:` or `cmd:`
       // source that fails: every source failure stops the start with the file:line to fix.
       if (!shipped(c.origin)) {
         return base::Error::msg(fmt::format("credential `{}` ({}): variable `{}` is not set", name,
-                                            c.origin.describe(), c.from.substr(4)))
+                                            c.origin.describe(), c.from.arg))
             .hint(fmt::format("export {} before `agentbox run`, or remove the credential",
-                              c.from.substr(4)));
+                              c.from.arg));
       }
       base::log::info("credential `{}` ({}): {} is not set; the box gets no {}", name,
-                      c.origin.describe(), c.from.substr(4), c.env);
-      impl.secret_sources.insert(c.from.substr(4));
+                      c.origin.describe(), c.from.arg, c.env);
+      impl.secret_sources.insert(c.from.arg);
       continue;
     }
     impl.names.push_back(c.name);
     specs.push_back({.name = c.name,
                      .env = c.env,
-                     .from = c.from.rfind("file:", 0) == 0
-                                 ? "file:" + expand_home(c.from.substr(5), home)
-                                 : c.from,
+                     .from = expand_home(c.from, home),
                      .hosts = c.hosts,
                      .inject = c.inject,
                      .placeholder_prefix = c.placeholder_prefix,
@@ -255,8 +254,8 @@ base::Status add_credential_specs(SessionProxy::Impl& impl, const config::Policy
                      .expires_seconds = c.expires_seconds,
                      .origin = c.origin.describe(),
                      .ask = c.ask});
-    if (c.from.rfind("env:", 0) == 0) {
-      impl.secret_sources.insert(c.from.substr(4));
+    if (from_env) {
+      impl.secret_sources.insert(c.from.arg);
     }
   }
   return base::ok();
@@ -306,7 +305,10 @@ Result<std::vector<MaskedFile>> add_token_file_specs(const config::Policy& polic
       std::string key = fmt::format("@token_file/{}/{}", i, j);
       std::string name = fmt::format("{}#{}", tf.path, j + 1);
       values[key] = (*found)[j];
-      specs.push_back({.name = name, .from = "env:" + key, .hosts = tf.hosts, .inject = tf.inject});
+      specs.push_back({.name = name,
+                       .from = policy::SourceSpec::env(key),
+                       .hosts = tf.hosts,
+                       .inject = tf.inject});
       if (j == 0) {
         // The file's capture rules ride on its first value: scoped like it, written back here.
         specs.back().capture = capture_specs(tf.capture);

@@ -64,9 +64,7 @@ Result<audit::OtlpOptions> otlp_options(const config::TelemetrySettings& setting
     return v == nullptr ? std::nullopt : std::optional<std::string>(v);
   });
   for (const auto& [name, from] : settings.otlp_headers_from) {
-    auto value = source.read(from.value.starts_with("file:")
-                                 ? "file:" + expand_home(from.value.substr(5), who.home)
-                                 : from.value);
+    auto value = source.read(expand_home(from.value, who.home));
     if (!value) {
       return std::move(value).error().context(where("otlp_headers_from." + name, from.origin));
     }

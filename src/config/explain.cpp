@@ -187,8 +187,8 @@ std::string explain(const Loaded& loaded) {
   }
   for (const auto& [name, c] : p.credentials) {
     pr.line(name,
-            fmt::format("${} <- {} -> {} via {}{}{}", c.env, c.from, fmt::join(c.hosts, ","),
-                        c.inject.to_string(),
+            fmt::format("${} <- {} -> {} via {}{}{}", c.env, c.from.to_string(),
+                        fmt::join(c.hosts, ","), c.inject.to_string(),
                         c.format.empty() ? "" : " (added as \"" + c.format + "\")",
                         c.body ? " +body" : ""),
             c.origin);

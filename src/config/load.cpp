@@ -37,6 +37,7 @@
 #include "agentbox/policy/connect_to.hpp"
 #include "agentbox/policy/egress.hpp"
 #include "agentbox/policy/host.hpp"
+#include "agentbox/policy/source.hpp"
 #include "agentbox/policy/terminal_allow.hpp"
 #include "problems.hpp"
 #include "toml_json.hpp"
@@ -212,15 +213,6 @@ std::optional<uint64_t> get_count(Ctx& c, const Value& v, std::string_view name)
   return std::nullopt;
 }
 
-bool valid_env_name(std::string_view s) {
-  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0])) != 0) {
-    return false;
-  }
-  return std::all_of(s.begin(), s.end(), [](char ch) {
-    return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '_';
-  });
-}
-
 bool valid_path(std::string_view s) {
   return !s.empty() && (s[0] == '/' || s[0] == '~');
 }
@@ -315,14 +307,6 @@ Validator path_validator(const std::string& name) {
     }
     return fmt::format("`{}`: `{}` must be an absolute path or start with ~", name, s);
   };
-}
-
-// A secret's source: `env:NAME`, `file:PATH` (absolute or ~/) or `cmd:COMMAND` (credentials'
-// `from`, telemetry.otlp_headers_from).
-bool valid_secret_source(const std::string& s) {
-  return (s.rfind("env:", 0) == 0 && valid_env_name(s.substr(4))) ||
-         (s.rfind("file:", 0) == 0 && valid_path(s.substr(5))) ||
-         (s.rfind("cmd:", 0) == 0 && s.size() > 4);
 }
 
 Validator egress_validator(const std::string& name) {
@@ -538,7 +522,7 @@ Schema sandbox_schema() {
        [](Ctx& c, const Value& v) {
          apply_list(c, v, "sandbox.env", c.p.env,
                     [](const std::string& s) -> std::optional<std::string> {
-                      if (valid_env_name(s)) {
+                      if (policy::is_env_name(s)) {
                         return std::nullopt;
                       }
                       return fmt::format("`sandbox.env`: `{}` is not a variable name", s);
@@ -553,7 +537,7 @@ Schema sandbox_schema() {
               return;
             }
             for (const auto& [k, val] : v.as_table()) {
-              if (!valid_env_name(k)) {
+              if (!policy::is_env_name(k)) {
                 problem(c, val, fmt::format("`sandbox.setenv`: `{}` is not a variable name", k));
               } else if (auto s = get_string(c, val, "sandbox.setenv." + k)) {
                 c.p.setenv[k] = {*s, origin_of(val)};
@@ -813,15 +797,14 @@ Schema telemetry_schema() {
                 [](Ctx& c, const Value& v) {
                   header_table(c, v, "otlp_headers_from",
                                [&](const std::string& k, const std::string& s, const Value& val) {
-                                 if (!valid_secret_source(s)) {
-                                   problem(
-                                       c, val,
-                                       fmt::format("`telemetry.otlp_headers_from.{}`: `{}` is not "
-                                                   "env:NAME, file:PATH or cmd:COMMAND",
-                                                   k, s));
+                                 auto from = policy::SourceSpec::parse(s);
+                                 if (!from) {
+                                   problem(c, val,
+                                           fmt::format("`telemetry.otlp_headers_from.{}`: {}", k,
+                                                       from.error().message()));
                                  } else {
                                    c.p.telemetry.otlp_headers_from.emplace_back(
-                                       k, Sourced<std::string>{s, origin_of(val)});
+                                       k, Sourced<policy::SourceSpec>{*from, origin_of(val)});
                                  }
                                });
                 }),
@@ -1392,18 +1375,23 @@ std::vector<CaptureRule> parse_captures(Ctx& c, const Value& v, const std::strin
   return out;
 }
 
-std::optional<Credential> parse_credential(Ctx& c, const std::string& name, const Value& t) {
-  Credential cred{.origin = origin_of(t), .name = name};
-  std::string inject_text = cred.inject.to_string();  // as written, for the messages below
-  size_t before = c.problems.size();
+// What parse_credential remembers of a [credentials.NAME] table while walking it, for the checks
+// across its keys.
+struct CredentialSeen {
+  std::string inject_text;  // as written, for the messages
   const Value* inject_value = nullptr;
   const Value* format_value = nullptr;
   const Value* ask_value = nullptr;
-  Schema schema = {
+  bool from_given = false;
+};
+
+// A credential's keys: what it is and where it comes from (env, from, hosts).
+Schema credential_source_keys(Credential& cred, CredentialSeen& seen) {
+  return {
       {"env",
        [&](Ctx& cc, const Value& v) {
          if (auto s = get_string(cc, v, "credentials.env")) {
-           if (!valid_env_name(*s)) {
+           if (!policy::is_env_name(*s)) {
              problem(cc, v, fmt::format("`env`: `{}` is not a variable name", *s));
            }
            cred.env = *s;
@@ -1412,11 +1400,14 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
       {"from",
        [&](Ctx& cc, const Value& v) {
          if (auto s = get_string(cc, v, "credentials.from")) {
-           if (!valid_secret_source(*s)) {
-             problem(cc, v, fmt::format("`from`: `{}` is not a credential source", *s),
+           seen.from_given = true;
+           auto from = policy::SourceSpec::parse(*s);
+           if (!from) {
+             problem(cc, v, fmt::format("`from`: {}", from.error().message()),
                      "expected \"env:NAME\", \"file:/path\" or \"cmd:COMMAND\"");
+           } else {
+             cred.from = std::move(*from);
            }
-           cred.from = *s;
          }
        }},
       {"hosts",
@@ -1431,14 +1422,20 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
            cred.hosts = *hs;
          }
        }},
+  };
+}
+
+// How it is sent (inject, format, body).
+Schema credential_inject_keys(Credential& cred, CredentialSeen& seen) {
+  return {
       {"inject",
        [&](Ctx& cc, const Value& v) {
          if (auto s = get_string(cc, v, "credentials.inject")) {
            if (auto spec = parse_inject(cc, v, *s, /*sigv4=*/true)) {
              cred.inject = std::move(*spec);
            }
-           inject_text = *s;
-           inject_value = &v;
+           seen.inject_text = *s;
+           seen.inject_value = &v;
          }
        }},
       {"format",
@@ -1456,7 +1453,7 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
                      "it becomes a header value");
            }
            cred.format = *s;
-           format_value = &v;
+           seen.format_value = &v;
          }
        }},
       {"body",
@@ -1469,13 +1466,19 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
            cred.body_line = v.location().line_str();
          }
        }},
+  };
+}
+
+// Its value's life (ask, ttl, prefix, capture, allow_mint).
+Schema credential_limit_keys(Credential& cred, CredentialSeen& seen, const std::string& name) {
+  return {
       {"ask",
        [&](Ctx& cc, const Value& v) {
          if (!v.is_boolean()) {
            problem(cc, v, "`ask` must be true or false");
          } else {
            cred.ask = v.as_boolean();
-           ask_value = &v;
+           seen.ask_value = &v;
          }
        }},
       {"ttl",
@@ -1500,6 +1503,12 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
            cred.allow_mint = *s;
          }
        }},
+  };
+}
+
+// Its budgets (max_requests, max_bytes, methods, expires).
+Schema credential_budget_keys(Credential& cred) {
+  return {
       {"max_requests",
        [&](Ctx& cc, const Value& v) {
          if (auto n = get_count(cc, v, "credentials.max_requests"); n && *n != kUnlimited) {
@@ -1534,21 +1543,25 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
          }
        }},
   };
-  walk(c, t, "credentials." + name, schema);
-  if (format_value != nullptr && inject_text.rfind("header:", 0) != 0) {
-    problem(c, *format_value, "`format` applies only to inject = \"header:NAME\"",
-            fmt::format("this credential injects `{}`", inject_text));
+}
+
+// The rules across keys, once the table is walked.
+void check_credential(Ctx& c, const Credential& cred, const CredentialSeen& seen,
+                      const std::string& name, const Value& t) {
+  if (seen.format_value != nullptr && seen.inject_text.rfind("header:", 0) != 0) {
+    problem(c, *seen.format_value, "`format` applies only to inject = \"header:NAME\"",
+            fmt::format("this credential injects `{}`", seen.inject_text));
   }
   if (cred.ask && cred.body) {
-    problem(c, *ask_value, "`ask = true` does not combine with `body = true`",
+    problem(c, *seen.ask_value, "`ask = true` does not combine with `body = true`",
             "a `once` answer covers one request's head, not a body streamed after it");
   }
-  if (cred.body && inject_text == "sigv4") {
-    problem(c, inject_value != nullptr ? *inject_value : t,
+  if (cred.body && seen.inject_text == "sigv4") {
+    problem(c, seen.inject_value != nullptr ? *seen.inject_value : t,
             "`body = true` cannot apply to a SigV4 signing key (it is never sent)");
   }
-  for (auto [field, key] : {std::pair{&cred.env, "env"}, {&cred.from, "from"}}) {
-    if (field->empty()) {
+  for (auto [missing, key] : {std::pair{cred.env.empty(), "env"}, {!seen.from_given, "from"}}) {
+    if (missing) {
       problem(c, t, fmt::format("[credentials.{}] needs `{}`", name, key));
     }
   }
@@ -1556,6 +1569,20 @@ std::optional<Credential> parse_credential(Ctx& c, const std::string& name, cons
     problem(c, t,
             fmt::format("[credentials.{}] needs `hosts`: a credential is scoped to hosts", name));
   }
+}
+
+std::optional<Credential> parse_credential(Ctx& c, const std::string& name, const Value& t) {
+  Credential cred{.origin = origin_of(t), .name = name};
+  CredentialSeen seen{.inject_text = cred.inject.to_string()};
+  const size_t before = c.problems.size();
+  Schema schema = credential_source_keys(cred, seen);
+  for (const Schema& part :
+       {credential_inject_keys(cred, seen), credential_limit_keys(cred, seen, name),
+        credential_budget_keys(cred)}) {
+    schema.insert(schema.end(), part.begin(), part.end());
+  }
+  walk(c, t, "credentials." + name, schema);
+  check_credential(c, cred, seen, name, t);
   return before == c.problems.size() ? std::optional(cred) : std::nullopt;
 }
 
@@ -1848,7 +1875,7 @@ void apply_flags(const Flags& f, Policy& p, Problems& problems) {
   for (const auto& e : f.env) {
     size_t eq = e.find('=');
     std::string name = e.substr(0, eq);
-    if (!valid_env_name(name)) {
+    if (!policy::is_env_name(name)) {
       flag_problem(problems, "--env", fmt::format("`{}` is not a variable name", name),
                    "expected NAME (pass it through) or NAME=VALUE (set it)");
     } else if (eq == std::string::npos) {

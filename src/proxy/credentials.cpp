@@ -131,10 +131,9 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
       return std::move(st).error().context("credential `" + e->spec.name + "`");
     }
     if (sink != nullptr) {
-      const auto kind = std::string_view(e->spec.from).substr(0, e->spec.from.find(':'));
       sink->emit(audit::Event("credential.load")
                      .str("credential", e->spec.name)
-                     .str("source", kind)
+                     .str("source", e->spec.from.kind_name())
                      .str("shape", placeholder_shape(e->secret))
                      .strs("hosts", e->spec.hosts));
     }
@@ -244,11 +243,11 @@ base::Status CredentialSet::rotate(std::string_view name) {
     return base::Error::msg(fmt::format("the session has no credential `{}`", name));
   }
   Entry& e = **it;
-  if (e.spec.from.substr(0, 4) == "env:") {
+  if (e.spec.from.kind == policy::SourceKind::kEnv) {
     return base::Error::msg(
                fmt::format("credential `{}` comes from `{}`, which is read once when the session "
                            "starts",
-                           name, e.spec.from))
+                           name, e.spec.from.to_string()))
         .hint("give it a file: or cmd: source to rotate it while the session runs");
   }
   if (e.refreshing) {
@@ -281,7 +280,7 @@ std::vector<CredentialSet::State> CredentialSet::state() const {
 
 bool CredentialSet::due(const Entry& e) const {
   const auto now = Clock::now();
-  if (e.captured || e.spec.from.substr(0, 4) == "env:" || e.refreshing ||
+  if (e.captured || e.spec.from.kind == policy::SourceKind::kEnv || e.refreshing ||
       now - e.attempted < std::chrono::seconds(1)) {
     return false;
   }
@@ -337,7 +336,7 @@ bool CredentialSet::await_fresh(const http1::Request& req, std::string_view host
     if (!cleartext && await_consent(*e, req, host, wake)) {
       wait = true;
     }
-    if (!refresher_ || e->captured || e->spec.from.substr(0, 4) == "env:") {
+    if (!refresher_ || e->captured || e->spec.from.kind == policy::SourceKind::kEnv) {
       continue;
     }
     if (!e->refreshing && due(*e) && !start_refresh(*e, false)) {
@@ -469,12 +468,79 @@ bool CredentialSet::add_formatted(http1::Request& req, std::string_view host, bo
   return true;
 }
 
-Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::string_view body,
-                               bool cleartext) {
-  Verdict v;
-  body = body.substr(0, std::min(body.size(), kMaxBodyScan));
+namespace {
+
+// Pass 1's question for one placeholder: where in the request it appears ("" when nowhere). A
+// SigV4 key (`sigv4_key`: the request is SigV4-signed and the credential signs) appears when the
+// box's signature verifies under it; `verified` then holds what re-signing needs.
+std::string placeholder_place(const http1::Request& req, std::string_view body,
+                              std::string_view placeholder, bool sigv4_key,
+                              const std::string& body_sha,
+                              std::optional<sigv4::Verified>& verified) {
+  std::string where;
+  if (sigv4_key) {
+    if (auto r = sigv4::verify(req, placeholder, body_sha)) {
+      verified = std::move(*r);
+      where = "SigV4 signature";
+    }
+  }
+  if (contains(req.target, placeholder)) {
+    where = "request target";
+  }
+  for (const auto& h : req.headers) {
+    if (where.empty() && (contains(h.value, placeholder) ||
+                          contains(basic_decoded(h.value).value_or(""), placeholder))) {
+      where = "header " + h.name;
+    }
+  }
+  if (where.empty() && contains(body, placeholder)) {
+    where = "body";
+  }
+  return where;
+}
+
+}  // namespace
+
+// The credentials a request carries, sorted by pass 1 of inspect: swapped in place (pass 2) or
+// re-signed (SigV4, last).
+struct CredentialSet::Carried {
   std::vector<Entry*> present;
   std::vector<std::pair<Entry*, sigv4::Verified>> resign;
+};
+
+// Why the placeholder of `e`, found in the request, may not go to `host` ("" when it may). A
+// stale file:/cmd: value is re-read here (its failure makes the credential unavailable).
+std::string CredentialSet::presence_refusal(Entry& e, const http1::Request& req,
+                                            std::string_view host, bool cleartext, bool verified) {
+  const bool in_scope = std::any_of(e.scope.begin(), e.scope.end(),
+                                    [&](const policy::HostPattern& p) { return p.matches(host); });
+  std::string why;
+  if (!in_scope) {
+    why = "credential " + e.spec.name + " sent to " + std::string(host);
+  } else if (cleartext) {
+    why = "credential " + e.spec.name + " would be sent unencrypted to " + std::string(host);
+  } else if (e.revoked) {
+    why = "credential " + e.spec.name + " was revoked";
+  } else if (std::string no = req.method.empty() ? "" : consent_refusal(e); !no.empty()) {
+    why = std::move(no);
+  } else if (e.inject.kind == InjectKind::kSigV4 && !verified) {
+    why = "credential " + e.spec.name + " is a SigV4 signing key: it only signs, it is never sent";
+  } else if (auto st = refresh_if_due(e); !st) {
+    e.failure = st.error().message();
+  } else {
+    e.failure.clear();
+  }
+  if (why.empty() && !e.failure.empty()) {
+    why = "credential " + e.spec.name + " is unavailable: " + e.failure;
+  }
+  return why;
+}
+
+// Pass 1 of inspect: where does each placeholder appear, and may it go? Any block decides
+// before anything is swapped (false: v says why).
+bool CredentialSet::find_present(const http1::Request& req, std::string_view host,
+                                 std::string_view body, bool cleartext, Carried& found,
+                                 Verdict& v) {
   // SigV4: the placeholder secret never travels, it only keyed the box's signature, so "present"
   // means "the signature verifies under it". The body is hashed only when the SDK did not send
   // x-amz-content-sha256 and the caller passed the whole body.
@@ -484,55 +550,16 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
   if (signed_v4 && !req.header("x-amz-content-sha256") && body.size() < kMaxBodyScan) {
     body_sha = sigv4::sha256_hex(body);
   }
-  // Pass 1: where does each placeholder appear? Any block decides before anything is swapped.
   for (auto& e : entries_) {
-    std::string where;
     std::optional<sigv4::Verified> verified;
-    if (signed_v4 && e->inject.kind == InjectKind::kSigV4) {
-      if (auto r = sigv4::verify(req, e->placeholder, body_sha)) {
-        verified = std::move(*r);
-        where = "SigV4 signature";
-      }
-    }
-    if (contains(req.target, e->placeholder)) {
-      where = "request target";
-    }
-    for (const auto& h : req.headers) {
-      if (where.empty() && (contains(h.value, e->placeholder) ||
-                            contains(basic_decoded(h.value).value_or(""), e->placeholder))) {
-        where = "header " + h.name;
-      }
-    }
-    if (where.empty() && contains(body, e->placeholder)) {
-      where = "body";
-    }
+    const std::string where =
+        placeholder_place(req, body, e->placeholder,
+                          signed_v4 && e->inject.kind == InjectKind::kSigV4, body_sha, verified);
     if (where.empty()) {
       continue;
     }
-    const bool in_scope =
-        std::any_of(e->scope.begin(), e->scope.end(),
-                    [&](const policy::HostPattern& p) { return p.matches(host); });
-    std::string why;
-    if (!in_scope) {
-      why = "credential " + e->spec.name + " sent to " + std::string(host);
-    } else if (cleartext) {
-      why = "credential " + e->spec.name + " would be sent unencrypted to " + std::string(host);
-    } else if (e->revoked) {
-      why = "credential " + e->spec.name + " was revoked";
-    } else if (std::string no = req.method.empty() ? "" : consent_refusal(*e); !no.empty()) {
-      why = std::move(no);
-    } else if (e->inject.kind == InjectKind::kSigV4 && !verified) {
-      why =
-          "credential " + e->spec.name + " is a SigV4 signing key: it only signs, it is never sent";
-    } else if (auto st = refresh_if_due(*e); !st) {
-      e->failure = st.error().message();
-    } else {
-      e->failure.clear();
-    }
-    if (why.empty() && !e->failure.empty()) {
-      why = "credential " + e->spec.name + " is unavailable: " + e->failure;
-    }
-    if (!why.empty()) {
+    if (std::string why = presence_refusal(*e, req, host, cleartext, verified.has_value());
+        !why.empty()) {
       if (sink_ != nullptr) {
         sink_->emit(audit::Event("credential.blocked")
                         .str("credential", e->spec.name)
@@ -542,35 +569,28 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
       }
       v.blocked = true;
       v.reason = std::move(why);
-      return v;
+      return false;
     }
     // Budgets, before anything is swapped. Not on a body window (no method: nothing swaps there).
     if (!req.method.empty() && refuse_over_budget(*e, req, host, v)) {
-      return v;
+      return false;
     }
     if (verified) {
-      resign.emplace_back(e.get(), std::move(*verified));
+      found.resign.emplace_back(e.get(), std::move(*verified));
     } else {
-      present.push_back(e.get());
+      found.present.push_back(e.get());
     }
   }
-  v.capture = captures(host, req.method, req.target);
-  if (!resign.empty() && !v.capture) {
-    std::vector<Entry*> signers;
-    signers.reserve(resign.size());
-    for (auto& [e, verified] : resign) {
-      signers.push_back(e);
-    }
-    if (auto why = minting_denial(req, host, body, signers); !why.empty()) {
-      v.blocked = true;
-      v.reason = std::move(why);
-      return v;
-    }
-  }
-  // Which headers the box sent itself, before any swap (for `format`: never add a second one).
-  std::vector<Entry*> added_or_swapped;
-  // Pass 2: swap in the configured place only; elsewhere the placeholder goes on unchanged
-  // (it is worthless to the scoped host).
+  return true;
+}
+
+// Pass 2 of inspect: swap in the configured place only; elsewhere the placeholder goes on
+// unchanged (it is worthless to the scoped host). Returns the credentials swapped.
+std::vector<CredentialSet::Entry*> CredentialSet::swap_present(http1::Request& req,
+                                                               std::string_view host,
+                                                               const std::vector<Entry*>& present,
+                                                               Verdict& v) {
+  std::vector<Entry*> swapped_entries;
   for (Entry* e : present) {
     bool swapped = false;
     std::pair<std::string, std::string> basic;
@@ -591,7 +611,7 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
     }
     if (swapped) {
       consumed(*e);
-      added_or_swapped.push_back(e);
+      swapped_entries.push_back(e);
       v.used.push_back(e->spec.name);
       if (sink_ != nullptr) {
         sink_->emit(
@@ -599,17 +619,15 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
       }
     }
   }
-  if (!add_formatted(req, host, cleartext, added_or_swapped, v)) {
-    return v;
-  }
-  if (!v.used.empty() || !resign.empty()) {
-    // So the response can be scrubbed (the proxy forces it on every intercepted request too:
-    // guard_request, http_guards.cpp; here for callers of inspect alone).
-    req.set_header("Accept-Encoding", "identity");
-  }
-  // Re-signing comes last: the signature must cover the request as it leaves, including the
-  // swaps above (a session token header, the access key id in Credential=).
-  for (auto& [e, verified] : resign) {
+  return swapped_entries;
+}
+
+// The last pass of inspect: re-signing comes last, since the signature must cover the request as
+// it leaves, including the swaps before it (a session token header, the access key id in
+// Credential=). False when a signature cannot be made (v says why).
+bool CredentialSet::resign_all(http1::Request& req, std::string_view host, Carried& found,
+                               Verdict& v) {
+  for (auto& [e, verified] : found.resign) {
     std::string key_id;
     if (auto now = req.header("authorization")) {
       if (auto parsed = sigv4::parse_authorization(*now)) {
@@ -627,7 +645,7 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
                         .str("where", "SigV4 signature")
                         .str("reason", v.reason));
       }
-      return v;
+      return false;
     }
     req.set_header("Authorization", std::move(*signed_value));
     consumed(*e);
@@ -638,6 +656,43 @@ Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::
                       .str("host", host)
                       .str("how", "sigv4"));
     }
+  }
+  return true;
+}
+
+Verdict CredentialSet::inspect(http1::Request& req, std::string_view host, std::string_view body,
+                               bool cleartext) {
+  Verdict v;
+  body = body.substr(0, std::min(body.size(), kMaxBodyScan));
+  Carried found;
+  if (!find_present(req, host, body, cleartext, found, v)) {
+    return v;
+  }
+  v.capture = captures(host, req.method, req.target);
+  if (!found.resign.empty() && !v.capture) {
+    std::vector<Entry*> signers;
+    signers.reserve(found.resign.size());
+    for (auto& [e, verified] : found.resign) {
+      signers.push_back(e);
+    }
+    if (auto why = minting_denial(req, host, body, signers); !why.empty()) {
+      v.blocked = true;
+      v.reason = std::move(why);
+      return v;
+    }
+  }
+  // Which headers the box sent itself, before any swap (for `format`: never add a second one).
+  const std::vector<Entry*> added_or_swapped = swap_present(req, host, found.present, v);
+  if (!add_formatted(req, host, cleartext, added_or_swapped, v)) {
+    return v;
+  }
+  if (!v.used.empty() || !found.resign.empty()) {
+    // So the response can be scrubbed (the proxy forces it on every intercepted request too:
+    // guard_request, http_guards.cpp; here for callers of inspect alone).
+    req.set_header("Accept-Encoding", "identity");
+  }
+  if (!resign_all(req, host, found, v)) {
+    return v;
   }
   account(req, v);
   return v;

@@ -94,13 +94,15 @@ base::Status CredentialSet::capture(std::string_view host, std::string_view meth
     const Entry& owner = *f.owner;
     auto e = std::make_unique<Entry>();
     const std::string what = f.rule->json.empty() ? f.rule->xml : f.rule->json;
-    e->spec = {.name = fmt::format("{}:{}#{}", owner.spec.name, what, captured + 1),
-               .hosts = owner.spec.hosts,
-               .inject = f.rule->inject,
-               .body = f.rule->body,
-               .allow_mint = owner.spec.allow_mint,
-               .methods = owner.spec.methods,  // and its expiry (below): a refresh is no way out
-               .expires_seconds = owner.spec.expires_seconds};
+    // Field by field into the fresh spec: g++ 12 -O3 takes a braced temporary's defaulted
+    // SourceSpec for uninitialized (-Wmaybe-uninitialized).
+    e->spec.name = fmt::format("{}:{}#{}", owner.spec.name, what, captured + 1);
+    e->spec.hosts = owner.spec.hosts;
+    e->spec.inject = f.rule->inject;
+    e->spec.body = f.rule->body;
+    e->spec.allow_mint = owner.spec.allow_mint;
+    e->spec.methods = owner.spec.methods;  // and its expiry (below): a refresh is no way out
+    e->spec.expires_seconds = owner.spec.expires_seconds;
     e->inject = f.rule->inject;
     e->scope = owner.scope;
     e->expires_at = owner.expires_at;

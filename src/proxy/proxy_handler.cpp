@@ -242,7 +242,7 @@ base::Result<std::unique_ptr<ProxyHandler>> ProxyHandler::create(
     auto source = std::make_shared<SecretSource>(credentials->source());
     net::Worker* worker = h->in_->refresher.get();
     credentials->set_refresher(
-        [worker, source](const std::string& from,
+        [worker, source](const policy::SourceSpec& from,
                          const std::function<void(base::Result<std::string>)>& done) -> bool {
           auto result = std::make_shared<base::Result<std::string>>(base::Error::msg("not read"));
           return worker->post([result, source, from] { *result = source->read(from); },

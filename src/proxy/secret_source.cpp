@@ -1,4 +1,5 @@
-// Secret sources: env:, file:, cmd: (see credentials.hpp for the rules).
+// Secret sources: env:, file:, cmd: read (see credentials.hpp for the rules; the grammar is
+// policy/source.hpp's).
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -98,31 +99,34 @@ base::Result<std::string> run_command(const std::string& command) {
 
 }  // namespace
 
-base::Result<std::string> SecretSource::read(std::string_view from) const {
-  const size_t colon = from.find(':');
-  const auto kind = from.substr(0, colon);
-  const std::string arg(colon == std::string_view::npos ? std::string_view()
-                                                        : from.substr(colon + 1));
-  base::Result<std::string> value =
-      base::Error::msg("unknown source kind (want env:, file: or cmd:)");
-  if (arg.empty()) {
-    value = base::Error::msg("empty source argument");
-  } else if (kind == "env") {
-    auto v = env_ ? env_(arg) : std::nullopt;
-    value = v ? base::Result<std::string>(std::move(*v))
-              : base::Result<std::string>(base::Error::msg("variable `" + arg + "` is not set"));
-  } else if (kind == "file") {
-    value = base::read_file(arg, kMaxSecretBytes);
-  } else if (kind == "cmd") {
-    value = run_command(arg);
+base::Result<std::string> SecretSource::read(const policy::SourceSpec& from) const {
+  // Only a spec built in code can be empty: policy::SourceSpec::parse refuses one.
+  base::Result<std::string> value = base::Error::msg("empty source argument");
+  if (!from.arg.empty()) {
+    switch (from.kind) {
+      case policy::SourceKind::kEnv: {
+        auto v = env_ ? env_(from.arg) : std::nullopt;
+        value = v ? base::Result<std::string>(std::move(*v))
+                  : base::Result<std::string>(
+                        base::Error::msg("variable `" + from.arg + "` is not set"));
+        break;
+      }
+      case policy::SourceKind::kFile:
+        value = base::read_file(from.arg, kMaxSecretBytes);
+        break;
+      case policy::SourceKind::kCmd:
+        value = run_command(from.arg);
+        break;
+    }
   }
   if (!value) {
-    // The source string names a variable, path or command, never a secret: safe to show.
-    return std::move(value).error().context("reading secret from `" + std::string(from) + "`");
+    // The source names a variable, path or command, never a secret: safe to show.
+    return std::move(value).error().context("reading secret from `" + from.to_string() + "`");
   }
-  std::string v = kind == "env" ? std::move(*value) : trim(std::move(*value));
+  std::string v =
+      from.kind == policy::SourceKind::kEnv ? std::move(*value) : trim(std::move(*value));
   if (v.empty()) {
-    return base::Error::msg("secret from `" + std::string(from) + "` is empty");
+    return base::Error::msg("secret from `" + from.to_string() + "` is empty");
   }
   return v;
 }

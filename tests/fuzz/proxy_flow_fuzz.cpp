@@ -51,7 +51,7 @@ struct World {
     auto set = proxy::CredentialSet::load(
         {{.name = "k",
           .env = "K",
-          .from = "env:K",
+          .from = policy::SourceSpec::env("K"),
           .hosts = {"fuzz.test"},
           .inject = agentbox::policy::InjectSpec::header("Authorization")}},
         proxy::SecretSource(

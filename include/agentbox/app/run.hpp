@@ -43,6 +43,8 @@ struct RunRequest {
 // Pieces of run() that are pure, exposed for tests.
 // `~` and `~/x` expanded against `home`; anything else unchanged.
 [[nodiscard]] std::string expand_home(const std::string& path, const std::string& home);
+// A secret source with a file: path's `~` expanded the same way; env: and cmd: unchanged.
+[[nodiscard]] policy::SourceSpec expand_home(policy::SourceSpec from, const std::string& home);
 // The XDG state folder for sessions: $XDG_STATE_HOME/agentbox/sessions (default
 // HOME/.local/state/agentbox/sessions).
 [[nodiscard]] std::string sessions_dir(const std::map<std::string, std::string>& env,

@@ -16,6 +16,7 @@
 
 #include "agentbox/policy/exec_rule.hpp"
 #include "agentbox/policy/inject.hpp"
+#include "agentbox/policy/source.hpp"
 
 namespace agentbox::config {
 
@@ -62,7 +63,7 @@ struct Credential {
   Origin origin;
   std::string name;                // the [credentials.NAME] key
   std::string env;                 // variable the box sees (holding the placeholder)
-  std::string from;                // "env:NAME" | "file:PATH" | "cmd:COMMAND"
+  policy::SourceSpec from;         // "env:NAME" | "file:PATH" | "cmd:COMMAND", parsed
   std::vector<std::string> hosts;  // host patterns it is scoped to
   policy::InjectSpec inject;       // "header:NAME" | "basic" | "query:PARAM" | "sigv4", parsed
   std::string format;              // header ADDED when absent, e.g. "Bearer {}" (empty: never)
@@ -147,7 +148,7 @@ struct TelemetrySettings {
   std::optional<Sourced<std::string>> otlp_endpoint;              // http(s)://HOST[:PORT]/PATH
   std::vector<std::pair<std::string, std::string>> otlp_headers;  // e.g. an API key header
   // Header values read at start from env:VAR, file:PATH or cmd:COMMAND (no secret in the file).
-  std::vector<std::pair<std::string, Sourced<std::string>>> otlp_headers_from;
+  std::vector<std::pair<std::string, Sourced<policy::SourceSpec>>> otlp_headers_from;
   std::optional<Sourced<std::string>> otlp_ca;  // https://: the only CAs trusted (PEM file)
   Sourced<uint64_t> otlp_queue{2ull << 20, {"built-in"}};  // bytes of lines waiting
   Sourced<bool> journald{false, {"built-in"}};             // the systemd journal, if present

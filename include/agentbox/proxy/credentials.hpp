@@ -50,6 +50,7 @@
 #include "agentbox/policy/approval.hpp"
 #include "agentbox/policy/host.hpp"
 #include "agentbox/policy/inject.hpp"
+#include "agentbox/policy/source.hpp"
 #include "agentbox/proxy/capture.hpp"
 #include "agentbox/proxy/http1.hpp"
 #include "agentbox/proxy/scrubber.hpp"
@@ -70,7 +71,7 @@ enum class Budget { kNone, kRequests, kBytes, kMethods, kExpired };
 struct CredentialSpec {
   std::string name;                // [credentials.NAME]
   std::string env;                 // variable the box sees
-  std::string from;                // "env:VAR" | "file:/abs/path" | "cmd:COMMAND"
+  policy::SourceSpec from;         // parsed by config (policy/source.hpp), `~` expanded by app
   std::vector<std::string> hosts;  // policy::HostPattern: "api.github.com", "*.github.com"
   InjectSpec inject;               // parsed by config (policy/inject.hpp)
   std::string placeholder_prefix;  // optional override
@@ -111,7 +112,7 @@ class SecretSource {
  public:
   using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
   explicit SecretSource(EnvLookup env) : env_(std::move(env)) {}
-  [[nodiscard]] base::Result<std::string> read(std::string_view from) const;
+  [[nodiscard]] base::Result<std::string> read(const policy::SourceSpec& from) const;
 
  private:
   EnvLookup env_;
@@ -182,8 +183,8 @@ class CredentialSet {
 
   // Runs `read(from)` off the caller's thread and calls `done(result)` back on it (the proxy
   // passes its worker). Without one, stale values are re-read synchronously inside inspect().
-  using Refresher =
-      std::function<bool(std::string from, std::function<void(base::Result<std::string>)> done)>;
+  using Refresher = std::function<bool(policy::SourceSpec from,
+                                       std::function<void(base::Result<std::string>)> done)>;
   void set_refresher(Refresher r) { refresher_ = std::move(r); }
   // For a request about to be inspected: starts a background refresh of every stale credential
   // it would use (placeholder in target or headers, a `format` header to add, a `body`
@@ -244,6 +245,17 @@ class CredentialSet {
   [[nodiscard]] bool due(const Entry& e) const;
   [[nodiscard]] bool add_formatted(http1::Request& req, std::string_view host, bool cleartext,
                                    const std::vector<Entry*>& swapped, Verdict& v);
+  // inspect's passes (credentials.cpp), each false when v blocks the request.
+  struct Carried;
+  [[nodiscard]] std::string presence_refusal(Entry& e, const http1::Request& req,
+                                             std::string_view host, bool cleartext, bool verified);
+  [[nodiscard]] bool find_present(const http1::Request& req, std::string_view host,
+                                  std::string_view body, bool cleartext, Carried& found,
+                                  Verdict& v);
+  [[nodiscard]] std::vector<Entry*> swap_present(http1::Request& req, std::string_view host,
+                                                 const std::vector<Entry*>& present, Verdict& v);
+  [[nodiscard]] bool resign_all(http1::Request& req, std::string_view host, Carried& found,
+                                Verdict& v);
   void apply_refresh(Entry& e, base::Result<std::string> fresh);
   // Starts a background re-read of `e` (the refresher must be set); false when its queue is full.
   bool start_refresh(Entry& e, bool audit);

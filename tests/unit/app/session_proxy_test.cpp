@@ -36,7 +36,7 @@ config::Credential github(const std::string& from) {
   return {.origin = {"/home/u/.config/agentbox/config.toml", 3, 1},
           .name = "github",
           .env = "GITHUB_TOKEN",
-          .from = from,
+          .from = *agentbox::policy::SourceSpec::parse(from),
           .hosts = {"github.com"},
           .inject = agentbox::policy::InjectSpec::basic()};
 }

@@ -203,7 +203,7 @@ TEST(Load, EveryKeyOfAValidFile) {
   EXPECT_EQ(p.http_rules[0].max_body, 1u << 20);
   const Credential& gh = p.credentials.at("github");
   EXPECT_EQ(gh.env, "GITHUB_TOKEN");
-  EXPECT_EQ(gh.from, "env:GITHUB_TOKEN");
+  EXPECT_EQ(gh.from.to_string(), "env:GITHUB_TOKEN");
   EXPECT_EQ(gh.hosts.size(), 2u);
   EXPECT_EQ(gh.inject.to_string(), "basic");
   EXPECT_EQ(gh.ttl_seconds, 600u);
@@ -279,6 +279,33 @@ std::string cred_from(const std::string& from) {
   return replace_all(kCred, "{}", from);
 }
 
+// A credential's `from` is parsed once (policy::SourceSpec); the message says what is wrong with
+// it, at the value's file:line:col, and a missing `from` is named as missing.
+TEST(Load, CredentialSourceErrorsNameTheValue) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"vault:x", ":3:8: `from`: `vault:x` is not env:NAME, file:PATH or cmd:COMMAND"},
+      {"env:1X", ":3:8: `from`: `env:1X`: `1X` is not a variable name"},
+      {"file:key", ":3:8: `from`: `file:key`: the path must be absolute or start with ~"},
+      {"cmd:", ":3:8: `from`: `cmd:`: names no command"},
+  };
+  for (const auto& [from, message] : cases) {
+    TempDir dir;
+    LoadOptions o = isolated(dir);
+    o.system_file = dir.write("system.toml", cred_from(from));
+    auto r = load(o);
+    ASSERT_FALSE(r) << from;
+    EXPECT_NE(r.error().message().find(message), std::string::npos) << r.error().message();
+    EXPECT_EQ(r.error().message().find("needs `from`"), std::string::npos) << r.error().message();
+  }
+  TempDir dir;
+  LoadOptions o = isolated(dir);
+  o.system_file = dir.write("system.toml", "[credentials.k]\nenv = \"K\"\nhosts = [\"a.test\"]\n");
+  auto r = load(o);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("[credentials.k] needs `from`"), std::string::npos)
+      << r.error().message();
+}
+
 // Issue 15 item 5: the user's credential is not replaced by a shipped profile's of the same name.
 TEST(Load, UsersCredentialWinsOverAShippedProfile) {
   TempDir dir;
@@ -289,7 +316,7 @@ TEST(Load, UsersCredentialWinsOverAShippedProfile) {
   auto r = load(o);
   ASSERT_TRUE(r) << r.error().render();
   const Credential& c = r->policy.credentials.at("anthropic");
-  EXPECT_EQ(c.from, "file:~/.anthropic-key");
+  EXPECT_EQ(c.from.to_string(), "file:~/.anthropic-key");
   EXPECT_EQ(c.origin.describe(), dir.path() + "/user/config.toml:1:1");
   ASSERT_EQ(r->notes.size(), 1u);
   EXPECT_NE(r->notes[0].find("credential `anthropic`: yours (" + dir.path() +
@@ -308,7 +335,7 @@ TEST(Load, UsersOwnProfileStillReplacesACredential) {
   o.flags.profiles = {"mine"};
   auto r = load(o);
   ASSERT_TRUE(r) << r.error().render();
-  EXPECT_EQ(r->policy.credentials.at("anthropic").from, "cmd:print-key");
+  EXPECT_EQ(r->policy.credentials.at("anthropic").from.to_string(), "cmd:print-key");
   EXPECT_TRUE(r->notes.empty());
 }
 
@@ -326,7 +353,8 @@ TEST(Load, RepeatedProfilesLayerInOrder) {
   EXPECT_EQ(r->policy.ro[0].value, "/a");
   EXPECT_EQ(r->policy.ro[1].value, "/b");
   EXPECT_EQ(r->policy.hostname.value, "b");
-  EXPECT_EQ(r->policy.credentials.at("anthropic").from, "env:B_KEY");  // shipped over shipped
+  EXPECT_EQ(r->policy.credentials.at("anthropic").from.to_string(),
+            "env:B_KEY");  // shipped over shipped
   EXPECT_TRUE(r->notes.empty());
   EXPECT_EQ(r->files_read.size(), 2u);
   o.flags.profiles = {"b", "a"};
@@ -931,7 +959,7 @@ TEST(Telemetry, TlsKeysLoadAndAreChecked) {
   EXPECT_EQ(t.otlp_ca->value, "~/.config/agentbox/collector-ca.pem");
   ASSERT_EQ(t.otlp_headers_from.size(), 2u);
   for (const auto& [k, v] : t.otlp_headers_from) {
-    EXPECT_EQ(v.value, k == "x-k" ? "env:K" : "file:~/.otlp-token") << k;
+    EXPECT_EQ(v.value.to_string(), k == "x-k" ? "env:K" : "file:~/.otlp-token") << k;
   }
   for (const char* bad : {"[telemetry]\notlp_ca = \"/etc/ca.pem\"\n",
                           "[telemetry]\notlp_headers_from = { a = \"env:A\" }\n"}) {

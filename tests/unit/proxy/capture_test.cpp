@@ -90,7 +90,7 @@ TEST(Capture, NewSecretsBecomePlaceholdersScopedLikeTheirOwner) {
   auto set = CredentialSet::load(
       {{.name = "oauth",
         .env = "OAUTH",
-        .from = "env:OAUTH",
+        .from = policy::SourceSpec::env("OAUTH"),
         .hosts = {"api.example", "auth.example"},
         .inject = agentbox::policy::InjectSpec::header("Authorization"),
         .capture = {{.host = "auth.example",

@@ -31,7 +31,7 @@ struct Asking {
   explicit Asking(bool with_approver = true) {
     auto s = CredentialSet::load({{.name = "gh",
                                    .env = "GH_TOKEN",
-                                   .from = "env:GH",
+                                   .from = policy::SourceSpec::env("GH"),
                                    .hosts = {kHost},
                                    .inject = agentbox::policy::InjectSpec::header("Authorization"),
                                    .ask = true}},

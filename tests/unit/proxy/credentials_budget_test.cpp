@@ -20,7 +20,7 @@ struct Budgeted {
   explicit Budgeted(CredentialSpec spec) {
     spec.name = "gh";
     spec.env = "GH_TOKEN";
-    spec.from = "env:GH";
+    spec.from = policy::SourceSpec::env("GH");
     spec.hosts = {"api.example.test"};
     spec.inject = agentbox::policy::InjectSpec::header("Authorization");
     auto s = CredentialSet::load({std::move(spec)}, fake_env({{"GH", kReal}}), &sink);
@@ -98,7 +98,7 @@ TEST(CredentialBudget, AnAddedFormatHeaderIsHeldToTheBudgetToo) {
   audit::MemorySink sink;
   auto s = CredentialSet::load({{.name = "api",
                                  .env = "API_KEY",
-                                 .from = "env:API",
+                                 .from = policy::SourceSpec::env("API"),
                                  .hosts = {"api.example.test"},
                                  .inject = agentbox::policy::InjectSpec::header("Authorization"),
                                  .format = "Bearer {}",

@@ -23,13 +23,13 @@ class InjectTest : public ::testing::Test {
     auto set =
         CredentialSet::load({{.name = "api",
                               .env = "API_KEY",
-                              .from = "env:API",
+                              .from = policy::SourceSpec::env("API"),
                               .hosts = {"api.example.test"},
                               .inject = agentbox::policy::InjectSpec::header("Authorization"),
                               .format = "Bearer {}"},
                              {.name = "slack",
                               .env = "SLACK_TOKEN",
-                              .from = "env:SLACK",
+                              .from = policy::SourceSpec::env("SLACK"),
                               .hosts = {"slack.example.test"},
                               .inject = agentbox::policy::InjectSpec::header("Authorization"),
                               .body = true}},
@@ -122,22 +122,22 @@ TEST(InjectSpecs, FormatAndHeaderNamesAreChecked) {
     return CredentialSet::load({std::move(s)}, fake_env({{"K", kApi}}), nullptr);
   };
   EXPECT_FALSE(load({.name = "a",
-                     .from = "env:K",
+                     .from = policy::SourceSpec::env("K"),
                      .hosts = {"x.test"},
                      .inject = agentbox::policy::InjectSpec::basic(),
                      .format = "Bearer {}"}));
   EXPECT_FALSE(load({.name = "a",
-                     .from = "env:K",
+                     .from = policy::SourceSpec::env("K"),
                      .hosts = {"x.test"},
                      .inject = agentbox::policy::InjectSpec::header("Authorization"),
                      .format = "Bearer {}\r\n"}));
   EXPECT_FALSE(load({.name = "a",
-                     .from = "env:K",
+                     .from = policy::SourceSpec::env("K"),
                      .hosts = {"x.test"},
                      .inject = agentbox::policy::InjectSpec::sigv4(),
                      .body = true}));
   EXPECT_TRUE(load({.name = "a",
-                    .from = "env:K",
+                    .from = policy::SourceSpec::env("K"),
                     .hosts = {"x.test"},
                     .inject = agentbox::policy::InjectSpec::header("Authorization"),
                     .format = "token {}",
@@ -188,18 +188,19 @@ TEST(Refresh, StaleValueWaitsForTheRefresherOthersDoNot) {
   std::ofstream(file) << v1 << "\n";
   auto set = CredentialSet::load({{.name = "gh",
                                    .env = "GH_TOKEN",
-                                   .from = "file:" + file,
+                                   .from = policy::SourceSpec::file(file),
                                    .hosts = {"api.github.test"},
                                    .inject = agentbox::policy::InjectSpec::header("Authorization"),
                                    .ttl_seconds = 0}},
                                  fake_env({}), nullptr);
   ASSERT_TRUE(set) << set.error().message();
   const std::string ph = *set->placeholder("gh");
-  std::vector<std::pair<std::string, std::function<void(base::Result<std::string>)>>> jobs;
-  set->set_refresher([&](std::string from, std::function<void(base::Result<std::string>)> done) {
-    jobs.emplace_back(std::move(from), std::move(done));
-    return true;
-  });
+  std::vector<std::pair<policy::SourceSpec, std::function<void(base::Result<std::string>)>>> jobs;
+  set->set_refresher(
+      [&](policy::SourceSpec from, std::function<void(base::Result<std::string>)> done) {
+        jobs.emplace_back(std::move(from), std::move(done));
+        return true;
+      });
   std::ofstream(file) << v2 << "\n";
   ::sleep(1);  // values are re-read at most once a second
   auto req =
@@ -243,23 +244,24 @@ TEST(Refresh, RotateRereadsNowWhateverTheTtl) {
   std::ofstream(file) << v1 << "\n";
   auto set = CredentialSet::load({{.name = "gh",
                                    .env = "GH_TOKEN",
-                                   .from = "file:" + file,
+                                   .from = policy::SourceSpec::file(file),
                                    .hosts = {"api.github.test"},
                                    .inject = agentbox::policy::InjectSpec::header("Authorization"),
                                    .ttl_seconds = 3600},
                                   {.name = "fixed",
                                    .env = "FIXED",
-                                   .from = "env:REAL_FIXED",
+                                   .from = policy::SourceSpec::env("REAL_FIXED"),
                                    .hosts = {"api.github.test"},
                                    .inject = agentbox::policy::InjectSpec::header("X-Fixed")}},
                                  fake_env({{"REAL_FIXED", "fixed-secret-value-0123"}}), nullptr);
   ASSERT_TRUE(set) << set.error().message();
   const std::string ph = *set->placeholder("gh");
-  std::vector<std::pair<std::string, std::function<void(base::Result<std::string>)>>> jobs;
-  set->set_refresher([&](std::string from, std::function<void(base::Result<std::string>)> done) {
-    jobs.emplace_back(std::move(from), std::move(done));
-    return true;
-  });
+  std::vector<std::pair<policy::SourceSpec, std::function<void(base::Result<std::string>)>>> jobs;
+  set->set_refresher(
+      [&](policy::SourceSpec from, std::function<void(base::Result<std::string>)> done) {
+        jobs.emplace_back(std::move(from), std::move(done));
+        return true;
+      });
   const std::string text =
       "GET / HTTP/1.1\r\nHost: api.github.test\r\nAuthorization: token " + ph + "\r\n\r\n";
   std::ofstream(file) << v2 << "\n";

@@ -25,27 +25,27 @@ class CredentialsTest : public ::testing::Test {
     auto set =
         CredentialSet::load({{.name = "github",
                               .env = "GITHUB_TOKEN",
-                              .from = "env:GH",
+                              .from = policy::SourceSpec::env("GH"),
                               .hosts = {"api.github.com", "github.com"},
                               .inject = agentbox::policy::InjectSpec::header("Authorization")},
                              {.name = "git",
                               .env = "GIT_TOKEN",
-                              .from = "env:GH2",
+                              .from = policy::SourceSpec::env("GH2"),
                               .hosts = {"*.github.com"},
                               .inject = agentbox::policy::InjectSpec::basic()},
                              {.name = "anthropic",
                               .env = "ANTHROPIC_API_KEY",
-                              .from = "env:ANT",
+                              .from = policy::SourceSpec::env("ANT"),
                               .hosts = {"api.anthropic.com"},
                               .inject = agentbox::policy::InjectSpec::header("x-api-key")},
                              {.name = "maps",
                               .env = "MAPS_KEY",
-                              .from = "env:Q",
+                              .from = policy::SourceSpec::env("Q"),
                               .hosts = {"maps.example"},
                               .inject = agentbox::policy::InjectSpec::query("key")},
                              {.name = "aws",
                               .env = "AWS_SECRET_ACCESS_KEY",
-                              .from = "env:AWS",
+                              .from = policy::SourceSpec::env("AWS"),
                               .hosts = {"*.amazonaws.com"},
                               .inject = agentbox::policy::InjectSpec::sigv4()}},
                             fake_env({{"GH", kGithub},
@@ -254,7 +254,7 @@ TEST(Credentials, LoadFailsClosed) {
   audit::MemorySink sink;
   auto missing =
       CredentialSet::load({{.name = "x",
-                            .from = "env:NOPE",
+                            .from = policy::SourceSpec::env("NOPE"),
                             .hosts = {"a.example"},
                             .inject = agentbox::policy::InjectSpec::header("Authorization")}},
                           fake_env({}), &sink);
@@ -264,13 +264,13 @@ TEST(Credentials, LoadFailsClosed) {
   // refuses it.
   EXPECT_FALSE(agentbox::policy::InjectSpec::parse("cookie"));
   auto bad_host = CredentialSet::load({{.name = "x",
-                                        .from = "env:A",
+                                        .from = policy::SourceSpec::env("A"),
                                         .hosts = {"a\x01.example"},
                                         .inject = agentbox::policy::InjectSpec::basic()}},
                                       fake_env({{"A", "0123456789abcdef"}}), &sink);
   EXPECT_FALSE(bad_host.has_value());
   auto short_secret = CredentialSet::load({{.name = "x",
-                                            .from = "env:A",
+                                            .from = policy::SourceSpec::env("A"),
                                             .hosts = {"a.example"},
                                             .inject = agentbox::policy::InjectSpec::basic()}},
                                           fake_env({{"A", "abc"}}), &sink);
@@ -278,23 +278,27 @@ TEST(Credentials, LoadFailsClosed) {
 }
 
 TEST(SecretSource, FileAndCommand) {
+  using policy::SourceSpec;
   SecretSource src(nullptr);
   char path[] = "/tmp/agentbox-secret-XXXXXX";
   const int fd = mkstemp(path);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(write(fd, "  filesecret123\n", 16), 16);
   close(fd);
-  EXPECT_EQ(*src.read(std::string("file:") + path), "filesecret123");
+  EXPECT_EQ(*src.read(SourceSpec::file(path)), "filesecret123");
   unlink(path);
-  EXPECT_FALSE(src.read(std::string("file:") + path).has_value());
-  EXPECT_EQ(*src.read("cmd:printf 'cmdsecret42\\n\\n' | cat"), "cmdsecret42");
-  const auto failed = src.read("cmd:echo partial; exit 3");
+  const auto gone = src.read(SourceSpec::file(path));
+  ASSERT_FALSE(gone.has_value());
+  EXPECT_NE(gone.error().message().find(std::string("reading secret from `file:") + path + "`"),
+            std::string::npos)
+      << gone.error().message();
+  EXPECT_EQ(*src.read(SourceSpec::cmd("printf 'cmdsecret42\\n\\n' | cat")), "cmdsecret42");
+  const auto failed = src.read(SourceSpec::cmd("echo partial; exit 3"));
   ASSERT_FALSE(failed.has_value());
   EXPECT_NE(failed.error().message().find("status 3"), std::string::npos);
-  EXPECT_FALSE(src.read("cmd:true").has_value()) << "empty output fails";
-  EXPECT_FALSE(src.read("env:HOME").has_value()) << "no env lookup given";
-  EXPECT_FALSE(src.read("vault:x").has_value());
-  EXPECT_FALSE(src.read("file:").has_value());
+  EXPECT_FALSE(src.read(SourceSpec::cmd("true")).has_value()) << "empty output fails";
+  EXPECT_FALSE(src.read(SourceSpec::env("HOME")).has_value()) << "no env lookup given";
+  EXPECT_FALSE(src.read(SourceSpec::file("")).has_value());
 }
 
 TEST(Scrubber, IgnoresUnequalLengthsAndPassesThroughWhenEmpty) {

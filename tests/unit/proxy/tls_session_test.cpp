@@ -285,7 +285,7 @@ TEST(Mitm, EndToEndSwapAndScrub) {
   auto creds = CredentialSet::load(
       {{.name = "gh",
         .env = "GH_TOKEN",
-        .from = "env:GH",
+        .from = policy::SourceSpec::env("GH"),
         .hosts = {kHost},
         .inject = agentbox::policy::InjectSpec::header("Authorization")}},
       SecretSource([](const std::string&) { return std::optional<std::string>(kSecret); }), &sink);
