@@ -29,6 +29,8 @@ namespace {
 
 using namespace agentbox;
 using namespace agentbox::proxy;
+using namespace agentbox::cred;
+using namespace agentbox::http;
 using namespace agentbox::proxy::testing;
 using Clock = std::chrono::steady_clock;
 

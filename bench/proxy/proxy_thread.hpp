@@ -19,7 +19,8 @@ class ProxyThread {
  public:
   // Everything passed must outlive the thread (stop() or the destructor joins it).
   ProxyThread(const policy::EgressPolicy& policy, const ProxyOptions& options,
-              CredentialSet* credentials, SessionCa* ca, audit::Sink& audit, std::string host) {
+              cred::CredentialSet* credentials, SessionCa* ca, audit::Sink& audit,
+              std::string host) {
     thread_ = std::thread([this, &policy, &options, credentials, ca, &audit, host] {
       pthread_setname_np(pthread_self(), "proxy");  // for perf --comm and top -H
       auto loop = event::Loop::create();

@@ -33,6 +33,8 @@ namespace {
 
 using namespace agentbox;
 using namespace agentbox::proxy;
+using namespace agentbox::cred;
+using namespace agentbox::http;
 using namespace agentbox::proxy::testing;
 
 constexpr const char* kHost = "api.anthropic.bench.test";

@@ -216,7 +216,7 @@ std::string DesktopNotify::describe(const policy::Question& q,
   what = printable(what);
   for (const auto& h : hidden) {
     if (h.size() < 8) {
-      continue;  // too short to tell from ordinary text (proxy::kMinSecretLength)
+      continue;  // too short to tell from ordinary text (cred::kMinSecretLength)
     }
     for (size_t at = what.find(h); at != std::string::npos; at = what.find(h, at)) {
       what.replace(at, h.size(), "[placeholder]");

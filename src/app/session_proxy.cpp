@@ -15,12 +15,12 @@
 #include "agentbox/base/log.hpp"
 #include "agentbox/base/sys.hpp"
 #include "agentbox/config/load.hpp"
+#include "agentbox/cred/credentials.hpp"
+#include "agentbox/cred/token_file.hpp"
+#include "agentbox/http/http_rules.hpp"
 #include "agentbox/policy/egress.hpp"
-#include "agentbox/proxy/credentials.hpp"
-#include "agentbox/proxy/http_rules.hpp"
 #include "agentbox/proxy/proxy_handler.hpp"
 #include "agentbox/proxy/tls_ca.hpp"
-#include "agentbox/proxy/token_file.hpp"
 
 namespace agentbox::app {
 
@@ -133,8 +133,8 @@ bool shipped(const config::Origin& origin) {
   return false;
 }
 
-std::vector<proxy::CaptureSpec> capture_specs(const std::vector<config::CaptureRule>& rules) {
-  std::vector<proxy::CaptureSpec> out;
+std::vector<cred::CaptureSpec> capture_specs(const std::vector<config::CaptureRule>& rules) {
+  std::vector<cred::CaptureSpec> out;
   out.reserve(rules.size());
   for (const auto& r : rules) {
     out.push_back({.host = r.host,
@@ -191,7 +191,7 @@ std::function<proxy::PriceTable()> price_loader(const config::Policy& policy) {
 
 struct SessionProxy::Impl {
   audit::Sink* sink = nullptr;
-  std::optional<proxy::CredentialSet> credentials;
+  std::optional<cred::CredentialSet> credentials;
   std::vector<std::string> names;  // the credentials', for `agentbox policy`
   std::optional<proxy::SessionCa> ca;
   proxy::ProxyOptions options;
@@ -217,7 +217,7 @@ namespace {
 base::Status add_credential_specs(SessionProxy::Impl& impl, const config::Policy& policy,
                                   const std::map<std::string, std::string>& caller_env,
                                   const std::string& home,
-                                  std::vector<proxy::CredentialSpec>& specs) {
+                                  std::vector<cred::CredentialSpec>& specs) {
   for (const auto& [name, c] : policy.credentials) {
     const bool from_env = c.from.kind == policy::SourceKind::kEnv;
     if (from_env && caller_env.count(c.from.arg) == 0) {
@@ -274,7 +274,7 @@ struct MaskedFile {
 Result<std::vector<MaskedFile>> add_token_file_specs(const config::Policy& policy,
                                                      const std::string& home,
                                                      const std::string& session_dir,
-                                                     std::vector<proxy::CredentialSpec>& specs,
+                                                     std::vector<cred::CredentialSpec>& specs,
                                                      std::map<std::string, std::string>& values) {
   std::vector<MaskedFile> masked;
   for (size_t i = 0; i < policy.token_files.size(); ++i) {
@@ -295,7 +295,7 @@ Result<std::vector<MaskedFile>> add_token_file_specs(const config::Policy& polic
       continue;
     }
     auto found =
-        proxy::find_token_secrets(*text, {.json_fields = tf.json_fields, .regexes = tf.regexes});
+        cred::find_token_secrets(*text, {.json_fields = tf.json_fields, .regexes = tf.regexes});
     if (!found) {
       return std::move(found).error().context(
           fmt::format("token file `{}` ({})", tf.path, tf.origin.describe()));
@@ -325,14 +325,14 @@ Result<std::vector<MaskedFile>> add_token_file_specs(const config::Policy& polic
 
 // Every secret read once (the token files' values first, then the caller's variables), the
 // placeholders made and given to the box under the credentials' variable names.
-base::Status load_credentials(SessionProxy::Impl& impl, std::vector<proxy::CredentialSpec> specs,
+base::Status load_credentials(SessionProxy::Impl& impl, std::vector<cred::CredentialSpec> specs,
                               const std::map<std::string, std::string>& caller_env,
                               const std::map<std::string, std::string>& token_values,
                               std::string_view placeholder_key) {
   if (specs.empty()) {
     return base::ok();
   }
-  proxy::SecretSource source(
+  cred::SecretSource source(
       [&caller_env, &token_values](const std::string& k) -> std::optional<std::string> {
         if (auto t = token_values.find(k); t != token_values.end()) {
           return t->second;
@@ -341,7 +341,7 @@ base::Status load_credentials(SessionProxy::Impl& impl, std::vector<proxy::Crede
         return it == caller_env.end() ? std::nullopt : std::optional<std::string>(it->second);
       });
   auto set =
-      proxy::CredentialSet::load(std::move(specs), std::move(source), impl.sink, placeholder_key);
+      cred::CredentialSet::load(std::move(specs), std::move(source), impl.sink, placeholder_key);
   if (!set) {
     return std::move(set).error().context("loading the credentials");
   }
@@ -363,7 +363,7 @@ base::Status write_masked_token_files(SessionProxy::Impl& impl, std::vector<Mask
     }
     std::string file = fmt::format("{}/token-file-{}", session_dir, i);
     AGENTBOX_TRY(
-        base::write_file(file, proxy::mask_token_text(std::move(masked[i].text), swaps), 0600));
+        base::write_file(file, cred::mask_token_text(std::move(masked[i].text), swaps), 0600));
     impl.token_overlays.push_back({.target = masked[i].target, .source = file});
   }
   return base::ok();
@@ -474,7 +474,7 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
     std::string_view placeholder_key) {
   auto impl = std::make_unique<Impl>();
   impl->sink = &sink;
-  std::vector<proxy::CredentialSpec> specs;
+  std::vector<cred::CredentialSpec> specs;
   AGENTBOX_TRY(add_credential_specs(*impl, policy, caller_env, home, specs));
   std::map<std::string, std::string> token_values;
   AGENTBOX_ASSIGN_OR_RETURN(auto masked,
@@ -609,11 +609,11 @@ proxy::SessionBudget& SessionProxy::budget() {
   return *impl_->budget;
 }
 
-std::vector<proxy::CredentialSet::State> SessionProxy::credentials() const {
+std::vector<cred::CredentialSet::State> SessionProxy::credentials() const {
   if (impl_->credentials) {
     return impl_->credentials->state();
   }
-  std::vector<proxy::CredentialSet::State> out;
+  std::vector<cred::CredentialSet::State> out;
   for (const auto& name : impl_->names) {
     out.push_back({.name = name});
   }

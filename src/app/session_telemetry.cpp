@@ -9,7 +9,7 @@
 #include "agentbox/app/run.hpp"
 #include "agentbox/base/error.hpp"
 #include "agentbox/base/log.hpp"
-#include "agentbox/proxy/credentials.hpp"
+#include "agentbox/cred/credentials.hpp"
 
 namespace agentbox::app {
 
@@ -59,7 +59,7 @@ Result<audit::OtlpOptions> otlp_options(const config::TelemetrySettings& setting
                        .headers = settings.otlp_headers,
                        .resource = resource_attributes(who),
                        .max_queue_bytes = settings.otlp_queue.value};
-  proxy::SecretSource source([](const std::string& k) -> std::optional<std::string> {
+  cred::SecretSource source([](const std::string& k) -> std::optional<std::string> {
     const char* v = ::getenv(k.c_str());
     return v == nullptr ? std::nullopt : std::optional<std::string>(v);
   });

@@ -9,7 +9,7 @@
 //      spoken only when both sides speak it; otherwise the connection is the HTTP/1.1 exchange.
 //   2. Box stream headers (HPACK-decoded by nghttp2, which also enforces RFC 9113's message
 //      rules: pseudo-headers, no connection-specific fields, content-length vs DATA) become an
-//      HTTP/1.1 head that http1::parse_request reads with all its strictness; then the same
+//      HTTP/1.1 head that http::parse_request reads with all its strictness; then the same
 //      checks as an HTTP/1.1 request: refused methods, Host/:authority = SNI and port, HTTP rules
 //      (path spellings), guard_request, max_body, the session budget, credential refresh and
 //      CredentialSet::inspect (swap or block). Then the request goes up as a new stream.

@@ -11,7 +11,7 @@ namespace agentbox::proxy {
 
 namespace {
 
-constexpr size_t kMaxFieldBytes = size_t{64} * 1024;  // a head, as http1::Limits::max_head
+constexpr size_t kMaxFieldBytes = size_t{64} * 1024;  // a head, as http::Limits::max_head
 // Header bytes all streams of a connection may hold: 100 streams of 64 KiB heads would be
 // 6.4 MiB; past this a new head resets its stream (the client may retry it).
 constexpr size_t kMaxConnFieldBytes = size_t{512} * 1024;
@@ -191,7 +191,7 @@ int up_close(nghttp2_session* session, int32_t id, uint32_t code, void* ud) {
 // Hands queued bytes of `from` to nghttp2 and gives their window back on the session they came
 // from; at the end, trailers (when any) follow on `session`.
 ssize_t provide(H2Relay& h, nghttp2_session* session, int32_t id, uint8_t* buf, size_t length,
-                uint32_t* flags, ByteBuffer& from, bool end, std::vector<http1::Header>& trailers,
+                uint32_t* flags, ByteBuffer& from, bool end, std::vector<http::Header>& trailers,
                 nghttp2_session* source, int32_t source_id) {
   const size_t n = std::min(length, from.size());
   std::memcpy(buf, from.data(), n);
@@ -378,7 +378,7 @@ void H2RelayDeleter::operator()(H2Relay* r) const {
   delete r;
 }
 
-std::vector<nghttp2_nv> h2_nv(const std::vector<http1::Header>& fields) {
+std::vector<nghttp2_nv> h2_nv(const std::vector<http::Header>& fields) {
   std::vector<nghttp2_nv> nv;
   nv.reserve(fields.size());
   for (const auto& f : fields) {

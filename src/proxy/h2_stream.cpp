@@ -6,19 +6,19 @@
 
 #include <algorithm>
 
-#include "agentbox/proxy/sigv4.hpp"
+#include "agentbox/cred/sigv4.hpp"
 
 namespace agentbox::proxy {
 
 namespace {
 
-constexpr size_t kScanOverlap = 4096;  // longer than any placeholder (as http_exchange.cpp)
+constexpr size_t kH2ScanOverlap = 4096;  // longer than any placeholder (as http_exchange.cpp)
 
 std::string url(const H2Relay& h, const H2Stream& s) {
-  return "https://" + h.c.info.name + std::string(target_path(s.x.request.target));
+  return "https://" + h.c.info.name + std::string(http::target_path(s.x.request.target));
 }
 
-// The request head as HTTP/1.1, read back by http1::parse_request: the one strict parser (Host
+// The request head as HTTP/1.1, read back by http::parse_request: the one strict parser (Host
 // grammar, Content-Length, field syntax, limits) judges both protocols. Empty with `why` set when
 // the pseudo-headers cannot make a request line.
 std::string as_http1(H2Stream& s, int& status, std::string& why) {
@@ -38,7 +38,7 @@ std::string as_http1(H2Stream& s, int& status, std::string& why) {
     }
   }
   s.x.method = method;  // for the audit line, also of a stream refused here
-  s.x.path = audit_path(path);
+  s.x.path = http::audit_path(path);
   if (method == "CONNECT") {
     status = 405;
     why = "CONNECT refused: agentbox does not relay CONNECT (no tunnels past the name checks)";
@@ -56,12 +56,12 @@ std::string as_http1(H2Stream& s, int& status, std::string& why) {
 }
 
 // The checked request as HTTP/2 fields: pseudo-headers, then the fields in their order.
-std::vector<http1::Header> up_fields(const H2Stream& s) {
+std::vector<http::Header> up_fields(const H2Stream& s) {
   const auto& r = s.x.request;
-  std::vector<http1::Header> out = {{":method", r.method},
-                                    {":scheme", "https"},
-                                    {":authority", s.authority},
-                                    {":path", r.target}};
+  std::vector<http::Header> out = {{":method", r.method},
+                                   {":scheme", "https"},
+                                   {":authority", s.authority},
+                                   {":path", r.target}};
   for (const auto& f : r.headers) {
     std::string name = f.name;
     std::transform(name.begin(), name.end(), name.begin(),
@@ -105,7 +105,7 @@ bool check_policy(H2Relay& h, H2Stream& s, bool had_te) {
   if (had_te) {
     r.set_header("te", "trailers");  // the only TE HTTP/2 allows; gRPC servers require it
   }
-  if (x.max_body && r.framing == http1::Framing::kContentLength && r.content_length > *x.max_body) {
+  if (x.max_body && r.framing == http::Framing::kContentLength && r.content_length > *x.max_body) {
     h2_refuse(h, s, 413,
               fmt::format("{} {} denied by rule {} (body of {} bytes exceeds max_body {})",
                           r.method, url(h, s), rv.rule, r.content_length, *x.max_body));
@@ -130,7 +130,7 @@ void forward(H2Relay& h, H2Stream& s) {
   auto& x = s.x;
   auto& r = x.request;
   if (in.credentials != nullptr) {
-    if (sigv4::is_sigv4(r.header("authorization").value_or(""))) {
+    if (cred::sigv4::is_sigv4(r.header("authorization").value_or(""))) {
       h2_refuse(h, s, 403,
                 "request blocked: SigV4 requests are relayed over HTTP/1.1 only (the signature "
                 "may cover the body)");
@@ -138,7 +138,7 @@ void forward(H2Relay& h, H2Stream& s) {
     }
     const auto v = in.credentials->inspect(r, h.c.info.name, {}, /*cleartext=*/false);
     if (v.blocked) {
-      const bool spent = v.budget == Budget::kRequests || v.budget == Budget::kBytes;
+      const bool spent = v.budget == cred::Budget::kRequests || v.budget == cred::Budget::kBytes;
       h2_refuse(h, s, spent ? 429 : 403, "request blocked: " + v.reason);
       return;
     }
@@ -173,19 +173,20 @@ void forward(H2Relay& h, H2Stream& s) {
 // Placeholders in request DATA (first kMaxBodyScan bytes, with an overlap across frames).
 bool scan_body(H2Relay& h, H2Stream& s, std::string_view data) {
   auto& x = s.x;
-  if (h.in.credentials == nullptr || x.scanned >= CredentialSet::kMaxBodyScan || data.empty()) {
+  if (h.in.credentials == nullptr || x.scanned >= cred::CredentialSet::kMaxBodyScan ||
+      data.empty()) {
     return true;
   }
   std::string window = x.scan_tail;
-  window.append(data.substr(0, CredentialSet::kMaxBodyScan));
-  http1::Request none;
+  window.append(data.substr(0, cred::CredentialSet::kMaxBodyScan));
+  http::Request none;
   const auto v = h.in.credentials->inspect(none, h.c.info.name, window, false);
   if (v.blocked) {
     h2_refuse(h, s, 403, "request blocked: " + v.reason);
     return false;
   }
   x.scanned += data.size();
-  x.scan_tail = window.substr(window.size() - std::min(window.size(), kScanOverlap));
+  x.scan_tail = window.substr(window.size() - std::min(window.size(), kH2ScanOverlap));
   return true;
 }
 
@@ -193,7 +194,7 @@ bool scan_body(H2Relay& h, H2Stream& s, std::string_view data) {
 // knows: building one costs more than scrubbing a head, so a stream builds one, for its head,
 // DATA and trailers; finish() leaves it empty for the next part). Scrubbing keeps lengths, so
 // the fields are cut back out of the joined text at their offsets.
-void scrub_fields(Scrubber& sc, std::vector<http1::Header>& fields) {
+void scrub_fields(cred::Scrubber& sc, std::vector<http::Header>& fields) {
   if (fields.empty()) {
     return;
   }
@@ -225,7 +226,7 @@ void settle(H2Relay& h, H2Stream& s) {
 }
 
 bool grpc_call(const H2Stream& s) {
-  return std::any_of(s.fields.begin(), s.fields.end(), [](const http1::Header& f) {
+  return std::any_of(s.fields.begin(), s.fields.end(), [](const http::Header& f) {
     return f.name == "content-type" && f.value.rfind("application/grpc", 0) == 0;
   });
 }
@@ -246,11 +247,11 @@ void refuse_grpc(H2Relay& h, H2Stream& s, int status, const std::string& line) {
     const auto u = static_cast<unsigned char>(ch);
     message += u >= 0x20 && u < 0x7f && u != '%' ? std::string(1, ch) : fmt::format("%{:02X}", u);
   }
-  const std::vector<http1::Header> fields = {{":status", "200"},
-                                             {"content-type", "application/grpc"},
-                                             {"grpc-status", code},
-                                             {"grpc-message", message},
-                                             {"x-agentbox-denied", "1"}};
+  const std::vector<http::Header> fields = {{":status", "200"},
+                                            {"content-type", "application/grpc"},
+                                            {"grpc-status", code},
+                                            {"grpc-message", message},
+                                            {"x-agentbox-denied", "1"}};
   const auto nv = h2_nv(fields);
   s.down_end = true;
   (void)nghttp2_submit_response(h.box, s.box_id, nv.data(), nv.size(), nullptr);
@@ -269,15 +270,15 @@ void h2_request_head(H2Relay& h, H2Stream& s) {
     return;
   }
   if (s.phase == H2Stream::Phase::kHeaders) {
-    auto p = http1::parse_request(std::as_bytes(std::span(head.data(), head.size())));
-    if (p.status != http1::ParseStatus::kOk) {
-      h2_refuse(h, s, p.status == http1::ParseStatus::kError ? p.http_status : 400,
+    auto p = http::parse_request(std::as_bytes(std::span(head.data(), head.size())));
+    if (p.status != http::ParseStatus::kOk) {
+      h2_refuse(h, s, p.status == http::ParseStatus::kError ? p.http_status : 400,
                 "request blocked: malformed request: " + p.reason);
       return;
     }
     x.request = std::move(p.message);
     x.method = x.request.method;
-    x.path = audit_path(x.request.target);
+    x.path = http::audit_path(x.request.target);
     const bool had_te = x.request.count("te") > 0;
     if (!check_policy(h, s, had_te)) {
       return;
@@ -317,7 +318,7 @@ void h2_request_data(H2Relay& h, H2Stream& s, std::string_view data) {
 void h2_request_trailers(H2Relay& h, H2Stream& s) {
   s.up_end = true;
   if (h.in.credentials != nullptr && s.phase != H2Stream::Phase::kAnswered) {
-    http1::Request t;
+    http::Request t;
     t.headers = s.up_trailers;
     const auto v = h.in.credentials->inspect(t, h.c.info.name, {}, false);
     if (v.blocked) {
@@ -333,7 +334,7 @@ void h2_request_trailers(H2Relay& h, H2Stream& s) {
 
 void h2_response_head(H2Relay& h, H2Stream& s, bool end_stream) {
   auto& x = s.x;
-  http1::Response r;
+  http::Response r;
   for (auto& f : s.resp_fields) {
     if (f.name == ":status") {
       r.status = std::atoi(f.value.c_str());
@@ -346,9 +347,9 @@ void h2_response_head(H2Relay& h, H2Stream& s, bool end_stream) {
     return;
   }
   s.final_seen = true;
-  r.framing = end_stream                   ? http1::Framing::kNone
-              : r.header("content-length") ? http1::Framing::kContentLength
-                                           : http1::Framing::kChunked;
+  r.framing = end_stream                   ? http::Framing::kNone
+              : r.header("content-length") ? http::Framing::kContentLength
+                                           : http::Framing::kChunked;
   if (auto g = guard_response(h.in, h.c, r); g.status != 0) {
     ++h.in.counters.upstream_failures;
     h2_refuse(h, s, g.status, "request blocked: " + g.reason);
@@ -434,10 +435,10 @@ void h2_refuse(H2Relay& h, H2Stream& s, int status, const std::string& line) {
   s.down.append(body);
   s.down_end = true;
   s.down_trailers.clear();
-  const std::vector<http1::Header> fields = {{":status", std::to_string(status)},
-                                             {"content-type", "text/plain; charset=utf-8"},
-                                             {"content-length", std::to_string(body.size())},
-                                             {"x-agentbox-denied", "1"}};
+  const std::vector<http::Header> fields = {{":status", std::to_string(status)},
+                                            {"content-type", "text/plain; charset=utf-8"},
+                                            {"content-length", std::to_string(body.size())},
+                                            {"x-agentbox-denied", "1"}};
   const auto nv = h2_nv(fields);
   nghttp2_data_provider p = h2_down_body(s);
   (void)nghttp2_submit_response(h.box, s.box_id, nv.data(), nv.size(), &p);

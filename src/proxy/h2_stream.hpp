@@ -20,20 +20,20 @@ struct H2Stream {
   enum class Phase { kHeaders, kFresh, kOpen, kAnswered };
   Phase phase = Phase::kHeaders;
   int32_t box_id = 0;
-  int32_t up_id = 0;                  // 0: not sent upstream
-  std::vector<http1::Header> fields;  // request head as received (pseudo-headers first)
+  int32_t up_id = 0;                 // 0: not sent upstream
+  std::vector<http::Header> fields;  // request head as received (pseudo-headers first)
   size_t field_bytes = 0;
-  std::vector<http1::Header> resp_fields;
+  std::vector<http::Header> resp_fields;
   bool final_seen = false;  // the final response head came (later HEADERS are trailers)
   std::string authority;    // :authority as sent (forwarded as sent)
   // Exchange holds the parsed request, the audit fields, the body scan state and the scrubber.
   Exchange x;
   ByteBuffer up;  // request DATA for the upstream stream (window not yet given back)
   bool up_end = false;
-  std::vector<http1::Header> up_trailers;
+  std::vector<http::Header> up_trailers;
   ByteBuffer down;  // response DATA for the box stream, scrubbed
   bool down_end = false;
-  std::vector<http1::Header> down_trailers;
+  std::vector<http::Header> down_trailers;
   bool headers_sent = false;  // a response head went to the box
   bool audited = false;
   bool box_closed = false;
@@ -71,6 +71,6 @@ void h2_audit(H2Relay& h, H2Stream& s, std::string_view decision, std::string_vi
 [[nodiscard]] nghttp2_data_provider h2_up_body(H2Stream& s);
 [[nodiscard]] nghttp2_data_provider h2_down_body(H2Stream& s);
 // Lowercased fields as nghttp2 name/value pairs (pointing into `fields`).
-[[nodiscard]] std::vector<nghttp2_nv> h2_nv(const std::vector<http1::Header>& fields);
+[[nodiscard]] std::vector<nghttp2_nv> h2_nv(const std::vector<http::Header>& fields);
 
 }  // namespace agentbox::proxy

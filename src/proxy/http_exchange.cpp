@@ -19,8 +19,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "agentbox/cred/sigv4.hpp"
 #include "agentbox/policy/ip.hpp"
-#include "agentbox/proxy/sigv4.hpp"
 #include "h2_relay.hpp"
 #include "proxy_conn.hpp"
 
@@ -47,7 +47,7 @@ void count_egress(ProxyHandler::Internals& in, const Conn& c, size_t n) {
 // A response whose token usage is read: a model host's (or one a credential went to) answer
 // in JSON or SSE. Content-Encoding needs no case: guard_request asks for identity on every
 // credential host and guard_response refuses any other coding there.
-void start_usage(ProxyHandler::Internals& in, Conn& c, const http1::Response& resp) {
+void start_usage(ProxyHandler::Internals& in, Conn& c, const http::Response& resp) {
   auto& x = c.http;
   SessionBudget* b = in.options.budget;
   if (b == nullptr || resp.status < 200 || resp.status >= 300 ||
@@ -81,7 +81,7 @@ bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body
   if (in.credentials != nullptr) {
     const auto v = in.credentials->inspect(r, c.info.name, body, /*cleartext=*/!c.tls);
     if (v.blocked) {  // a spent budget is 429; a method or an expiry is policy: 403
-      const bool spent = v.budget == Budget::kRequests || v.budget == Budget::kBytes;
+      const bool spent = v.budget == cred::Budget::kRequests || v.budget == cred::Budget::kBytes;
       return deny(in, c, spent ? 429 : 403, "request blocked: " + v.reason);
     }
     x.credentials = v.used;
@@ -98,15 +98,15 @@ bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body
   x.ctx.head = r.method == "HEAD";
   x.ctx.asked_upgrade = r.wants_upgrade;
   x.close_after = !r.keep_alive;
-  if (in.credentials != nullptr && r.framing != http1::Framing::kNone) {
+  if (in.credentials != nullptr && r.framing != http::Framing::kNone) {
     auto inj = in.credentials->body_injector(c.info.name, /*cleartext=*/!c.tls, x.capture);
     if (!inj.empty()) {
       x.injector.emplace(std::move(inj));
       // Trailers are dropped with the re-chunking (as on responses).
-      x.rechunk = r.framing == http1::Framing::kChunked;
+      x.rechunk = r.framing == http::Framing::kChunked;
     }
   }
-  c.up.send(http1::serialize_head(r));
+  c.up.send(http::serialize_head(r));
   if (in.options.budget != nullptr) {
     in.options.budget->count_request(c.info.name);
   }
@@ -124,8 +124,9 @@ bool begin_request(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
   auto& r = x.request;
   x.method = r.method;
-  x.path = audit_path(r.target);
-  const std::string url = scheme(c) + "://" + c.info.name + std::string(target_path(r.target));
+  x.path = http::audit_path(r.target);
+  const std::string url =
+      scheme(c) + "://" + c.info.name + std::string(http::target_path(r.target));
   if (r.refused_method()) {
     return deny(in, c, 405,
                 r.method + " " + url + " refused: agentbox does not relay " + r.method +
@@ -146,7 +147,7 @@ bool begin_request(ProxyHandler::Internals& in, Conn& c) {
   if (auto g = guard_request(in, c, r); g.status != 0) {
     return deny(in, c, g.status, r.method + " " + url + " refused: " + g.reason);
   }
-  if (x.max_body && r.framing == http1::Framing::kContentLength && r.content_length > *x.max_body) {
+  if (x.max_body && r.framing == http::Framing::kContentLength && r.content_length > *x.max_body) {
     return deny(in, c, 413,
                 r.method + " " + url + " denied by rule " + rv.rule + " (body of " +
                     std::to_string(r.content_length) + " bytes exceeds max_body " +
@@ -176,16 +177,16 @@ bool continue_request(ProxyHandler::Internals& in, Conn& c) {
   auto& x = c.http;
   auto& r = x.request;
   x.req = Req::kHead;
-  const bool form = http1::iequals(r.header("content-type").value_or("").substr(0, 33),
-                                   "application/x-www-form-urlencoded");
-  if (in.credentials != nullptr && r.framing != http1::Framing::kNone &&
-      sigv4::is_sigv4(r.header("authorization").value_or("")) &&
+  const bool form = http::iequals(r.header("content-type").value_or("").substr(0, 33),
+                                  "application/x-www-form-urlencoded");
+  if (in.credentials != nullptr && r.framing != http::Framing::kNone &&
+      cred::sigv4::is_sigv4(r.header("authorization").value_or("")) &&
       (!r.header("x-amz-content-sha256") || form)) {
     // The signature covers the body's hash and the request does not state it: the body must be
     // read whole before the head can be checked and re-signed. A form body is read whole
     // anyway: an AWS query action in it may mint credentials (minting_action).
-    if (r.framing != http1::Framing::kContentLength ||
-        r.content_length >= CredentialSet::kMaxBodyScan) {
+    if (r.framing != http::Framing::kContentLength ||
+        r.content_length >= cred::CredentialSet::kMaxBodyScan) {
       return deny(in, c, 413,
                   "request blocked: a SigV4 request without x-amz-content-sha256 can be re-signed "
                   "only with a Content-Length body under 1 MiB");
@@ -232,8 +233,8 @@ bool request_head(ProxyHandler::Internals& in, Conn& c) {
   if (x.head_started == Clock::time_point{}) {
     x.head_started = Clock::now();
   }
-  auto p = http1::parse_request(c.box.rx.bytes());
-  if (p.status == http1::ParseStatus::kNeedMore) {
+  auto p = http::parse_request(c.box.rx.bytes());
+  if (p.status == http::ParseStatus::kNeedMore) {
     if (c.box.eof) {
       drop(in, c, "request head cut short");
       return true;
@@ -243,7 +244,7 @@ bool request_head(ProxyHandler::Internals& in, Conn& c) {
     }
     return false;
   }
-  if (p.status == http1::ParseStatus::kError) {
+  if (p.status == http::ParseStatus::kError) {
     return deny(in, c, p.http_status, "request blocked: malformed request: " + p.reason);
   }
   c.box.rx.consume(p.head_bytes);
@@ -258,7 +259,7 @@ void send_up(Conn& c, std::string_view data) {
     return;
   }
   if (c.http.rechunk) {
-    c.up.send(http1::encode_chunk(data));
+    c.up.send(http::encode_chunk(data));
   } else {
     c.up.send(data);
   }
@@ -282,13 +283,13 @@ void note_body_uses(ProxyHandler::Internals& in, Conn& c) {
 void inject_body(ProxyHandler::Internals& in, Conn& c, std::string_view decoded) {
   auto& x = c.http;
   const uint64_t before = x.body_up - decoded.size();
-  const size_t swap_part = before >= CredentialSet::kMaxBodyScan
+  const size_t swap_part = before >= cred::CredentialSet::kMaxBodyScan
                                ? 0
                                : static_cast<size_t>(std::min<uint64_t>(
-                                     decoded.size(), CredentialSet::kMaxBodyScan - before));
+                                     decoded.size(), cred::CredentialSet::kMaxBodyScan - before));
   if (swap_part > 0) {
     send_up(c, x.injector->feed(decoded.substr(0, swap_part)));
-    if (before + swap_part >= CredentialSet::kMaxBodyScan) {
+    if (before + swap_part >= cred::CredentialSet::kMaxBodyScan) {
       send_up(c, x.injector->finish());
     }
     note_body_uses(in, c);
@@ -327,7 +328,7 @@ bool request_body(ProxyHandler::Internals& in, Conn& c) {
   }
   x.body_up += decoded.size();
   const std::string url =
-      scheme(c) + "://" + c.info.name + std::string(target_path(x.request.target));
+      scheme(c) + "://" + c.info.name + std::string(http::target_path(x.request.target));
   if (x.max_body && x.body_up > *x.max_body) {
     return deny(in, c, 413,
                 x.method + " " + url + " denied by rule " + x.rule + " (body exceeds max_body " +
@@ -336,10 +337,11 @@ bool request_body(ProxyHandler::Internals& in, Conn& c) {
   if (x.req_body->failed()) {
     return deny(in, c, 400, "request blocked: malformed request body: " + x.req_body->error());
   }
-  if (in.credentials != nullptr && x.scanned < CredentialSet::kMaxBodyScan && !decoded.empty()) {
+  if (in.credentials != nullptr && x.scanned < cred::CredentialSet::kMaxBodyScan &&
+      !decoded.empty()) {
     std::string window = x.scan_tail;
-    window.append(decoded.substr(0, CredentialSet::kMaxBodyScan));
-    http1::Request none;
+    window.append(decoded.substr(0, cred::CredentialSet::kMaxBodyScan));
+    http::Request none;
     const auto v = in.credentials->inspect(none, c.info.name, window, !c.tls);
     if (v.blocked) {
       return deny(in, c, 403, "request blocked: " + v.reason);
@@ -361,7 +363,7 @@ bool request_body(ProxyHandler::Internals& in, Conn& c) {
       x.injector.reset();
     }
     if (x.rechunk) {
-      c.up.send(http1::kLastChunk);
+      c.up.send(http::kLastChunk);
     }
     x.req = Req::kDone;
   }
@@ -374,7 +376,7 @@ void send_body(Conn& c, std::string_view data) {
   }
   if (!data.empty()) {
     if (c.http.resp_chunked) {
-      c.box.send(http1::encode_chunk(data));
+      c.box.send(http::encode_chunk(data));
     } else {
       c.box.send(data);
     }
@@ -387,7 +389,7 @@ void finish_response(ProxyHandler::Internals& in, Conn& c) {
     send_body(c, x.scrubber->finish());
   }
   if (x.resp_chunked) {
-    c.box.send(http1::kLastChunk);
+    c.box.send(http::kLastChunk);
   }
   x.resp = Resp::kDone;
   settle_usage(in, c);
@@ -408,8 +410,8 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
   if (c.box.pending() >= c.cap) {
     return false;
   }
-  auto p = http1::parse_response(c.up.rx.bytes(), x.ctx);
-  if (p.status == http1::ParseStatus::kNeedMore) {
+  auto p = http::parse_response(c.up.rx.bytes(), x.ctx);
+  if (p.status == http::ParseStatus::kNeedMore) {
     if (c.up.eof || c.up.failed() || c.up.rx.size() >= in.options.buffer) {
       std::string why = "the upstream closed without answering";
       if (c.up.failed()) {
@@ -428,7 +430,7 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
     }
     return false;
   }
-  if (p.status == http1::ParseStatus::kError) {
+  if (p.status == http::ParseStatus::kError) {
     ++in.counters.upstream_failures;
     return deny(in, c, 502, "request blocked: bad response from " + c.info.name + ": " + p.reason);
   }
@@ -438,7 +440,7 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
     return deny(in, c, g.status, "request blocked: " + g.reason);
   }
   c.up.rx.consume(p.head_bytes);
-  if (x.capture && !resp.interim() && resp.framing != http1::Framing::kTunnel) {
+  if (x.capture && !resp.interim() && resp.framing != http::Framing::kTunnel) {
     x.status = resp.status;
     x.close_after = x.close_after || !resp.keep_alive;
     x.resp_body.emplace(resp.framing, resp.content_length);
@@ -446,9 +448,9 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
     x.resp = Resp::kCapture;
     return true;
   }
-  std::string head = http1::serialize_head(resp);
+  std::string head = http::serialize_head(resp);
   if (in.credentials != nullptr) {
-    Scrubber s = in.credentials->scrubber();
+    cred::Scrubber s = in.credentials->scrubber();
     head = s.feed(head);  // two statements: feed must run before finish takes its tail
     head += s.finish();
   }
@@ -458,7 +460,7 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
   if (resp.interim()) {
     return true;
   }
-  if (resp.framing == http1::Framing::kTunnel) {
+  if (resp.framing == http::Framing::kTunnel) {
     audit_request(in, c, "allowed", "switching protocols");
     c.ws = std::make_unique<WsRelay>();
     c.ws->meter = in.options.budget != nullptr &&
@@ -473,7 +475,7 @@ bool response_head(ProxyHandler::Internals& in, Conn& c) {
     return true;
   }
   x.close_after = x.close_after || !resp.keep_alive;
-  x.resp_chunked = resp.framing == http1::Framing::kChunked;
+  x.resp_chunked = resp.framing == http::Framing::kChunked;
   x.resp_body.emplace(resp.framing, resp.content_length);
   if (in.credentials != nullptr) {
     x.scrubber = in.credentials->scrubber();
@@ -590,11 +592,11 @@ bool capture_body(ProxyHandler::Internals& in, Conn& c) {
     ++in.counters.upstream_failures;
     return deny(in, c, 502, "request blocked: response body: " + x.resp_body->error());
   }
-  if (x.captured_body.size() > CredentialSet::kMaxCaptureBody) {
+  if (x.captured_body.size() > cred::CredentialSet::kMaxCaptureBody) {
     return deny(in, c, 502,
                 fmt::format("request blocked: a response that mints credentials is larger than "
                             "{} bytes",
-                            CredentialSet::kMaxCaptureBody));
+                            cred::CredentialSet::kMaxCaptureBody));
   }
   if (!x.resp_body->done()) {
     return used > 0;
@@ -605,18 +607,18 @@ bool capture_body(ProxyHandler::Internals& in, Conn& c) {
       !st) {
     return deny(in, c, 502, "request blocked: " + st.error().message());
   }
-  http1::Response& resp = *x.captured;
-  Scrubber s = in.credentials->scrubber();
+  http::Response& resp = *x.captured;
+  cred::Scrubber s = in.credentials->scrubber();
   std::string head;
   std::string body;
-  if (resp.framing != http1::Framing::kNone) {
+  if (resp.framing != http::Framing::kNone) {
     resp.remove_header("Transfer-Encoding");
     resp.set_header("Content-Length", std::to_string(x.captured_body.size()));
     body = s.feed(x.captured_body);
     body += s.finish();
   }
-  Scrubber hs = in.credentials->scrubber();
-  head = hs.feed(http1::serialize_head(resp));
+  cred::Scrubber hs = in.credentials->scrubber();
+  head = hs.feed(http::serialize_head(resp));
   head += hs.finish();
   c.box.send(head);
   c.box.send(body);
@@ -626,7 +628,7 @@ bool capture_body(ProxyHandler::Internals& in, Conn& c) {
   x.resp = Resp::kDone;
   audit_request(in, c, "allowed");
   if (x.close_after || x.req != Req::kDone || c.up.eof ||
-      resp.framing == http1::Framing::kUntilClose) {
+      resp.framing == http::Framing::kUntilClose) {
     x = Exchange{};
     drop(in, c, {});
     return true;
@@ -670,7 +672,7 @@ void release_held(Conn& c) {
 
 // The Host field names the connection's host (and port), so no request reaches a host other
 // than the one the name checks were made for.
-std::string host_mismatch(const Conn& c, const http1::Request& r) {
+std::string host_mismatch(const Conn& c, const http::Request& r) {
   const std::string sent(r.header("host").value_or(""));
   if (c.info.literal) {
     auto host = std::string_view(sent);

@@ -21,7 +21,7 @@ bool body_injected(ProxyHandler::Internals& in, const Conn& c) {
 
 // An upstream's own bytes quoted in a refusal, scrubbed like the response they came in.
 std::string quoted(ProxyHandler::Internals& in, std::string_view text) {
-  Scrubber s = in.credentials->scrubber();
+  cred::Scrubber s = in.credentials->scrubber();
   std::string out = s.feed(text);  // two statements: feed runs before finish
   out += s.finish();
   return out;
@@ -29,13 +29,13 @@ std::string quoted(ProxyHandler::Internals& in, std::string_view text) {
 
 }  // namespace
 
-Refusal guard_request(ProxyHandler::Internals& in, Conn& c, http1::Request& r) {
+Refusal guard_request(ProxyHandler::Internals& in, Conn& c, http::Request& r) {
   if (r.target.find('#') != std::string::npos) {
     return {400, "a fragment (#) in the request target (servers disagree on what it means)"};
   }
   if (r.count("upgrade") > 0) {
-    const auto tokens = http1::list_items(r, "upgrade");
-    const bool websocket = tokens.size() == 1 && http1::iequals(tokens[0], "websocket");
+    const auto tokens = http::list_items(r, "upgrade");
+    const bool websocket = tokens.size() == 1 && http::iequals(tokens[0], "websocket");
     if (!websocket) {
       std::string named;
       for (auto t : tokens) {
@@ -61,28 +61,28 @@ Refusal guard_request(ProxyHandler::Internals& in, Conn& c, http1::Request& r) {
   return {};
 }
 
-Refusal guard_response(ProxyHandler::Internals& in, const Conn& c, const http1::Response& r) {
-  if (r.framing == http1::Framing::kTunnel) {
-    const auto tokens = http1::list_items(r, "upgrade");
-    if (tokens.size() != 1 || !http1::iequals(tokens[0], "websocket") ||
+Refusal guard_response(ProxyHandler::Internals& in, const Conn& c, const http::Response& r) {
+  if (r.framing == http::Framing::kTunnel) {
+    const auto tokens = http::list_items(r, "upgrade");
+    if (tokens.size() != 1 || !http::iequals(tokens[0], "websocket") ||
         r.count("sec-websocket-extensions") > 0) {
       return {502, "101 from " + c.info.name +
                        " refused: only a websocket upgrade without extensions is relayed"};
     }
   }
-  if (in.credentials == nullptr || r.framing == http1::Framing::kNone ||
-      r.framing == http1::Framing::kTunnel) {
+  if (in.credentials == nullptr || r.framing == http::Framing::kNone ||
+      r.framing == http::Framing::kTunnel) {
     return {};
   }
-  for (auto coding : http1::list_items(r, "content-encoding")) {
-    if (!http1::iequals(coding, "identity")) {
+  for (auto coding : http::list_items(r, "content-encoding")) {
+    if (!http::iequals(coding, "identity")) {
       return {502, "response from " + c.info.name + " refused: Content-Encoding `" +
                        quoted(in, coding) +
                        "` (identity was asked for; the proxy scans only what it can read)"};
     }
   }
-  for (auto coding : http1::list_items(r, "transfer-encoding")) {
-    if (!http1::iequals(coding, "chunked")) {
+  for (auto coding : http::list_items(r, "transfer-encoding")) {
+    if (!http::iequals(coding, "chunked")) {
       return {502, "response from " + c.info.name + " refused: Transfer-Encoding `" +
                        quoted(in, coding) + "` (the proxy scans only what it can read)"};
     }

@@ -286,38 +286,38 @@ bool classify(ProxyHandler::Internals& in, Conn& c) {
   }
   const auto bytes = c.box.rx.bytes();
   const std::string where = c.info.name + ":" + std::to_string(c.info.orig_port);
-  switch (http1::classify_stream(bytes)) {
-    case http1::StreamKind::kNeedMore:
+  switch (http::classify_stream(bytes)) {
+    case http::StreamKind::kNeedMore:
       if (c.box.eof) {
         drop(in, c, c.box.rx.empty() ? "closed before sending anything" : "closed mid-preamble");
         return true;
       }
       return false;
-    case http1::StreamKind::kOther:
+    case http::StreamKind::kOther:
       drop(in, c, "neither TLS nor HTTP to " + where + " (no raw_tcp rule allows it)");
       return true;
-    case http1::StreamKind::kHttp1:
+    case http::StreamKind::kHttp1:
       c.mode = Mode::kHttp;
       ++in.counters.plain_http;
       audit_open(in, c.info, "http", c.sni);
       (void)open_upstream(in, c);  // a failure is answered as a 502 to the first request
       return true;
-    case http1::StreamKind::kTls:
+    case http::StreamKind::kTls:
       break;
   }
-  const auto r = parse_client_hello(bytes);
+  const auto r = http::parse_client_hello(bytes);
   switch (r.status) {
-    case HelloStatus::kNeedMore:
+    case http::HelloStatus::kNeedMore:
       if (c.box.eof) {
         drop(in, c, "closed in the middle of a TLS ClientHello");
         return true;
       }
       return false;
-    case HelloStatus::kNotTls:
-    case HelloStatus::kMalformed:
+    case http::HelloStatus::kNotTls:
+    case http::HelloStatus::kMalformed:
       drop(in, c, "malformed TLS ClientHello to " + where + ": " + r.reason);
       return true;
-    case HelloStatus::kOk:
+    case http::HelloStatus::kOk:
       break;
   }
   c.tls = true;

@@ -12,11 +12,11 @@
 #include <string_view>
 #include <vector>
 
+#include "agentbox/http/sni.hpp"
 #include "agentbox/net/resolver.hpp"
 #include "agentbox/policy/ip.hpp"
 #include "agentbox/proxy/byte_buffer.hpp"
 #include "agentbox/proxy/proxy_handler.hpp"
-#include "agentbox/proxy/sni.hpp"
 #include "agentbox/proxy/tls_session.hpp"
 #include "websocket.hpp"
 
@@ -124,14 +124,14 @@ struct Exchange {
   enum class Resp { kIdle, kHead, kBody, kCapture, kDone };
   Req req = Req::kHead;
   Resp resp = Resp::kIdle;
-  http1::Request request;
-  http1::RequestContext ctx;
-  std::optional<http1::BodyReader> req_body;
-  std::optional<http1::BodyReader> resp_body;
+  http::Request request;
+  http::RequestContext ctx;
+  std::optional<http::BodyReader> req_body;
+  std::optional<http::BodyReader> resp_body;
   bool resp_chunked = false;  // re-chunk the scrubbed body
   bool resp_started = false;  // bytes of this response went to the box
   bool close_after = false;   // Connection: close on either message (or an early response)
-  std::optional<Scrubber> scrubber;
+  std::optional<cred::Scrubber> scrubber;
   size_t held = 0;                 // verbatim body: bytes the scrubber held, at the front of up.rx
   Clock::time_point held_since{};  // scrubber holds bytes since (for the flush timer)
   // The injector holds a request body tail that may start a placeholder since (flush timer).
@@ -144,11 +144,11 @@ struct Exchange {
   std::string scan_tail;   // last bytes of the previous body piece (a placeholder split in two)
   // `body = true` credentials scoped to the host: the decoded body goes through it (first
   // CredentialSet::kMaxBodyScan bytes) and a chunked body is re-chunked.
-  std::optional<BodyInjector> injector;
+  std::optional<cred::BodyInjector> injector;
   bool rechunk = false;
-  bool woken = false;                       // kFresh: a refresh it waited for finished
-  bool capture = false;                     // a capture rule covers this request's response
-  std::optional<http1::Response> captured;  // kCapture: the head, held until the body is read
+  bool woken = false;                      // kFresh: a refresh it waited for finished
+  bool capture = false;                    // a capture rule covers this request's response
+  std::optional<http::Response> captured;  // kCapture: the head, held until the body is read
   // A model response: its token usage, read as it goes. Behind a pointer, as `ws` below: most
   // flows never have one, and every open flow would carry its ~450 bytes.
   std::unique_ptr<UsageMeter> usage;
@@ -229,12 +229,12 @@ struct ProxyHandler::Internals {
   event::Loop& loop;
   const policy::EgressPolicy& policy;
   ProxyOptions options;
-  HttpRules rules;
+  http::HttpRules rules;
   policy::EgressPolicy raw_tcp;
   net::ConnectHandler connector;
   ossl::SslCtxPtr box_ctx;       // null until the first interception (make_tls_contexts)
   ossl::SslCtxPtr upstream_ctx;  // null until the first interception (make_tls_contexts)
-  CredentialSet* credentials;
+  cred::CredentialSet* credentials;
   SessionCa* ca;
   audit::Sink& audit;
   std::vector<policy::HostPattern> intercept;  // credential scopes + rule hosts
@@ -289,10 +289,10 @@ struct Refusal {
   std::string reason;
 };
 // Upgrade (websocket only), fragments, Range where bodies carry secrets; forces identity.
-[[nodiscard]] Refusal guard_request(ProxyHandler::Internals& in, Conn& c, http1::Request& r);
+[[nodiscard]] Refusal guard_request(ProxyHandler::Internals& in, Conn& c, http::Request& r);
 // Content or transfer codings the scrubber cannot read, 206 where bodies carry secrets.
 [[nodiscard]] Refusal guard_response(ProxyHandler::Internals& in, const Conn& c,
-                                     const http1::Response& r);
+                                     const http::Response& r);
 
 // websocket.cpp, kTunnel: bytes from the box checked (placeholders off-scope, masking) before
 // they go up; bytes from the upstream scrubbed into frames for the box; held bytes released.
@@ -321,6 +321,6 @@ void audit_exchange(ProxyHandler::Internals& in, const Conn& c, const Exchange& 
                     std::string_view decision, std::string_view reason = {});
 // http_exchange.cpp: why the request's Host does not name the connection's host and port
 // (empty when it does).
-[[nodiscard]] std::string host_mismatch(const Conn& c, const http1::Request& r);
+[[nodiscard]] std::string host_mismatch(const Conn& c, const http::Request& r);
 
 }  // namespace agentbox::proxy

@@ -147,8 +147,8 @@ bool unplug(Conn::Plug& p, int ours) {
 
 }  // namespace
 
-std::vector<std::string> ProxyHandler::intercept_hosts(const std::vector<HttpRuleSpec>& rules,
-                                                       const CredentialSet* credentials,
+std::vector<std::string> ProxyHandler::intercept_hosts(const std::vector<http::HttpRuleSpec>& rules,
+                                                       const cred::CredentialSet* credentials,
                                                        const std::vector<std::string>& inspect) {
   std::vector<std::string> out;
   for (const auto& r : rules) {
@@ -192,9 +192,9 @@ bool ProxyHandler::tls_contexts_made() const {
 
 base::Result<std::unique_ptr<ProxyHandler>> ProxyHandler::create(
     event::Loop& loop, const policy::EgressPolicy& policy, ProxyOptions options,
-    CredentialSet* credentials, SessionCa* ca, audit::Sink& audit) {
+    cred::CredentialSet* credentials, SessionCa* ca, audit::Sink& audit) {
   std::unique_ptr<ProxyHandler> h(new ProxyHandler());
-  AGENTBOX_ASSIGN_OR_RETURN(auto rules, HttpRules::create(options.http_rules));
+  AGENTBOX_ASSIGN_OR_RETURN(auto rules, http::HttpRules::create(options.http_rules));
   AGENTBOX_ASSIGN_OR_RETURN(auto raw, policy::EgressPolicy::parse(options.raw_tcp));
   if (ca != nullptr) {
     AGENTBOX_TRY(check_system_bundle(options.system_bundle));
@@ -239,7 +239,7 @@ base::Result<std::unique_ptr<ProxyHandler>> ProxyHandler::create(
     // file:/cmd: re-reads (a command may take up to its 10 s timeout) run on one worker thread.
     AGENTBOX_ASSIGN_OR_RETURN(h->in_->refresher,
                               net::Worker::create(loop, {.threads = 1, .max_queue = 64}));
-    auto source = std::make_shared<SecretSource>(credentials->source());
+    auto source = std::make_shared<cred::SecretSource>(credentials->source());
     net::Worker* worker = h->in_->refresher.get();
     credentials->set_refresher(
         [worker, source](const policy::SourceSpec& from,
@@ -1017,7 +1017,7 @@ void answer(ProxyHandler::Internals& in, Conn& c, int status, std::string_view l
   ++in.counters.denied;
   c.http.status = status;
   c.box.rx.clear();
-  c.box.send(http1::denial_response(status, line));
+  c.box.send(http::denial_response(status, line));
   close_side(in, c.up);
   c.mode = Mode::kClosing;
 }

@@ -255,8 +255,8 @@ base::Result<ossl::SslCtxPtr> make_upstream_ctx(const std::string& system_bundle
   return ctx;
 }
 
-base::Status names_agree(std::string_view flow_name, const ClientHello& hello,
-                         const http1::Request* request) {
+base::Status names_agree(std::string_view flow_name, const http::ClientHello& hello,
+                         const http::Request* request) {
   if (hello.has_ech || hello.has_esni) {
     return base::Error::msg("encrypted ClientHello for `" + std::string(flow_name) +
                             "`: the name cannot be checked");

@@ -121,7 +121,7 @@ std::string WsRelay::down(std::string_view in, std::string& out) {
         if (head.opcode >= 8) {
           control.append(payload);
           if (end) {
-            Scrubber whole = fresh;  // none of the data's held bytes
+            cred::Scrubber whole = fresh;  // none of the data's held bytes
             std::string body = whole.feed(control);
             body += whole.finish();
             out += ws_frame(head.opcode, true, body);
@@ -171,7 +171,7 @@ bool ws_up(ProxyHandler::Internals& in, Conn& c, std::string_view bytes) {
   // Joined across frames and reads: a placeholder split over two fragments is still seen.
   std::string window = std::move(ws.scan_tail);
   window += payload;
-  http1::Request none;
+  http::Request none;
   const auto v = in.credentials->inspect(none, c.info.name, window, !c.tls);
   if (v.blocked) {
     drop(in, c, "websocket frame blocked: " + v.reason);

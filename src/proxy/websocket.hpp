@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agentbox/proxy/scrubber.hpp"
+#include "agentbox/cred/scrubber.hpp"
 #include "agentbox/proxy/usage.hpp"
 
 namespace agentbox::proxy {
@@ -56,9 +56,9 @@ struct WsRelay {
   WsReader from_box{true};
   std::string scan_tail;  // last payload bytes of the box, scanned again with the next ones
   WsReader from_up{false};
-  Scrubber scrubber;  // upstream data payloads
-  Scrubber fresh;     // the same needles, never fed: a copy scrubs each control frame
-  WsHead head;        // the upstream frame being read
+  cred::Scrubber scrubber;  // upstream data payloads
+  cred::Scrubber fresh;     // the same needles, never fed: a copy scrubs each control frame
+  WsHead head;              // the upstream frame being read
   uint8_t message_opcode = 0;
   bool message_started = false;  // a fragment of this message went to the box
   std::string control;           // an upstream control frame's payload so far

@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "agentbox/proxy/credentials.hpp"
+#include "agentbox/cred/credentials.hpp"
 
 namespace {
 
@@ -28,9 +28,9 @@ bool has_secret(std::string_view s) {
                      [&](const std::string& k) { return s.find(k) != std::string_view::npos; });
 }
 
-agentbox::proxy::CredentialSet& set() {
+agentbox::cred::CredentialSet& set() {
   static auto* s = [] {
-    auto r = agentbox::proxy::CredentialSet::load(
+    auto r = agentbox::cred::CredentialSet::load(
         {{.name = "gh",
           .env = "GH",
           .from = agentbox::policy::SourceSpec::env("GH"),
@@ -54,7 +54,7 @@ agentbox::proxy::CredentialSet& set() {
           .inject = agentbox::policy::InjectSpec::header("X-Api-Key"),
           .format = "Bearer {}",
           .body = true}},
-        agentbox::proxy::SecretSource([](const std::string& k) -> std::optional<std::string> {
+        agentbox::cred::SecretSource([](const std::string& k) -> std::optional<std::string> {
           if (k == "GH")
             return kSecret;
           if (k == "GIT")
@@ -67,7 +67,7 @@ agentbox::proxy::CredentialSet& set() {
     if (!r) {
       std::abort();
     }
-    return new agentbox::proxy::CredentialSet(std::move(*r));
+    return new agentbox::cred::CredentialSet(std::move(*r));
   }();
   return *s;
 }
@@ -75,7 +75,8 @@ agentbox::proxy::CredentialSet& set() {
 // Capture (capture.hpp): bytes from an upstream never crash the field readers, a captured value
 // never reaches the box in clear, and a token file edit keeps the file JSON with the new value.
 void fuzz_capture(const std::string& raw) {
-  using namespace agentbox::proxy;
+  using namespace agentbox::cred;
+  using namespace agentbox::http;
   (void)json_field(raw, "access_token");
   (void)json_field(raw, "a.0.b");
   (void)xml_element(raw, "SessionToken");
@@ -124,7 +125,8 @@ void fuzz_capture(const std::string& raw) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using namespace agentbox::proxy;
+  using namespace agentbox::cred;
+  using namespace agentbox::http;
   std::string raw(reinterpret_cast<const char*>(data), size);
   for (const auto& [name, marker] : {std::pair{"gh", "@GH@"}, std::pair{"git", "@GIT@"},
                                      std::pair{"q", "@Q@"}, std::pair{"fmt", "@FMT@"}}) {
@@ -134,8 +136,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   fuzz_capture(raw);
-  auto p = http1::parse_request(std::as_bytes(std::span(raw.data(), raw.size())));
-  if (p.status == http1::ParseStatus::kOk) {
+  auto p = agentbox::http::parse_request(std::as_bytes(std::span(raw.data(), raw.size())));
+  if (p.status == agentbox::http::ParseStatus::kOk) {
     const std::string_view body = std::string_view(raw).substr(p.head_bytes);
     for (const char* host : {"api.github.com", "x.github.com", "q.example", "evil.example"}) {
       auto req = p.message;
@@ -144,13 +146,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::abort();
       }
       // A rewritten request still parses.
-      const std::string out = http1::serialize_head(req);
+      const std::string out = agentbox::http::serialize_head(req);
       if (std::string_view(host) == "evil.example" && !v.blocked && has_secret(out) &&
           !has_secret(raw)) {
         std::abort();  // a real secret the box never had, forwarded to a host of no credential
       }
-      if (http1::parse_request(std::as_bytes(std::span(out.data(), out.size()))).status !=
-          http1::ParseStatus::kOk) {
+      if (agentbox::http::parse_request(std::as_bytes(std::span(out.data(), out.size()))).status !=
+          agentbox::http::ParseStatus::kOk) {
         std::abort();
       }
     }

@@ -5,10 +5,10 @@
 #include <span>
 #include <string>
 
-#include "agentbox/proxy/http1.hpp"
+#include "agentbox/http/http1.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using namespace agentbox::proxy::http1;
+  using namespace agentbox::http;
   const auto bytes = std::as_bytes(std::span(data, size));
   (void)classify_stream(bytes);
   const auto p = parse_request(bytes);

@@ -5,10 +5,10 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "agentbox/proxy/http_rules.hpp"
+#include "agentbox/http/http_rules.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using namespace agentbox::proxy;
+  using namespace agentbox::http;
   const std::string_view in(reinterpret_cast<const char*>(data), size);
   const size_t nul = in.find('\0');
   const auto pattern = in.substr(0, nul);

@@ -32,7 +32,7 @@ struct World {
   std::optional<event::Loop> loop;
   audit::MemorySink audit;
   policy::EgressPolicy policy;
-  std::optional<proxy::CredentialSet> creds;
+  std::optional<cred::CredentialSet> creds;
   std::unique_ptr<proxy::ProxyHandler> handler;
   base::UniqueFd listener;
   uint64_t flow = 0;
@@ -48,13 +48,13 @@ struct World {
     (void)listen(listener.get(), 16);
     socklen_t len = sizeof a;
     getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &len);
-    auto set = proxy::CredentialSet::load(
+    auto set = cred::CredentialSet::load(
         {{.name = "k",
           .env = "K",
           .from = policy::SourceSpec::env("K"),
           .hosts = {"fuzz.test"},
           .inject = agentbox::policy::InjectSpec::header("Authorization")}},
-        proxy::SecretSource(
+        cred::SecretSource(
             [](const std::string&) -> std::optional<std::string> { return std::string(kSecret); }),
         &audit);
     creds.emplace(std::move(*set));

@@ -18,12 +18,12 @@
 #include <string_view>
 #include <vector>
 
-#include "agentbox/proxy/placeholder.hpp"
-#include "agentbox/proxy/scrubber.hpp"
+#include "agentbox/cred/placeholder.hpp"
+#include "agentbox/cred/scrubber.hpp"
 
 namespace {
 
-using agentbox::proxy::Scrubber;
+using agentbox::cred::Scrubber;
 
 // Needle bytes: anything but 0xF0-0xFF, which replacements use.
 char needle_byte(uint8_t b) {
@@ -225,8 +225,8 @@ void check_forms(const uint8_t* data, size_t size) {
       form_text = secret;
       break;
     case 1:
-      form_text = agentbox::proxy::base64_encode(std::string(pre) + secret + std::string(post),
-                                                 (form & 8) != 0);
+      form_text = agentbox::cred::base64_encode(std::string(pre) + secret + std::string(post),
+                                                (form & 8) != 0);
       break;
     case 2:
       for (char c : secret) {
@@ -251,8 +251,8 @@ void check_forms(const uint8_t* data, size_t size) {
   for (const size_t anchored_from : {size_t{0}, Scrubber::kAnchoredFrom}) {
     Scrubber a(anchored_from);
     Scrubber b(anchored_from);
-    agentbox::proxy::add_secret_forms(a, secret, place);
-    agentbox::proxy::add_secret_forms(b, secret, place);
+    agentbox::cred::add_secret_forms(a, secret, place);
+    agentbox::cred::add_secret_forms(b, secret, place);
     const auto [out_a, out_b] = run(a, b, e.text, cuts);
     for (const std::string* out : {&out_a, &out_b}) {
       if (out->size() != e.text.size() || survives(e, *out, secret, form, before)) {

@@ -5,10 +5,10 @@
 #include <string>
 #include <string_view>
 
-#include "agentbox/proxy/sigv4.hpp"
+#include "agentbox/cred/sigv4.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  namespace s = agentbox::proxy::sigv4;
+  namespace s = agentbox::cred::sigv4;
   std::string_view in(reinterpret_cast<const char*>(data), size);
   // First line: the Authorization value; second: the request target; the rest: X-Amz-Date.
   size_t a = in.find('\n');
@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::abort();
     }
   }
-  agentbox::proxy::http1::Request req;
+  agentbox::http::Request req;
   req.method = "GET";
   req.target = std::string(target);
   req.headers = {{"Host", "example.amazonaws.com"},

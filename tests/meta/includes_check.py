@@ -18,6 +18,11 @@ MODULE = re.compile(r"agentbox_module\((\w+)\s+DEPS([^)]*)\)")
 INCLUDE = re.compile(r'^\s*#\s*include\s+[<"]([^>"]+)[>"]', re.M)
 # Third-party headers that throw: where each may be included.
 CONFINED = {"toml.hpp": {"config"}, "toml11/": {"config"}, "CLI/": {"cli"}}
+# System and TLS headers a module must not include: http parses, cred holds credentials;
+# neither touches a connection (docs/ARCHITECTURE.md).
+KEPT_OUT = {"sys/socket.h": {"http", "cred"}, "netinet/": {"http", "cred"},
+            "openssl/ssl.h": {"http", "cred"}, "nghttp2/": {"http", "cred"},
+            "openssl/": {"http"}}
 
 
 def modules(root):
@@ -67,6 +72,10 @@ def main():
                     if name != "cli" and target in deps and target not in allowed:
                         bad.append(f"{where}: {name} includes {inc}, but {target} is not below "
                                    f"{name} (src/{name}/CMakeLists.txt DEPS)")
+                for prefix, kept_out in KEPT_OUT.items():
+                    if inc.startswith(prefix) and name in kept_out:
+                        bad.append(f"{where}: {name} includes {inc}, which it must not "
+                                   f"(docs/ARCHITECTURE.md)")
                 for prefix, where_ok in CONFINED.items():
                     if inc.startswith(prefix) and name not in where_ok:
                         bad.append(f"{where}: {inc} (it throws) belongs in {', '.join(where_ok)} "

@@ -16,7 +16,7 @@
 // which is how agents save their state files.
 //
 // The per-user placeholder key (STATE/agentbox/placeholder.key, 32 random bytes, 0600) lives here
-// too: placeholders derived from it stay the same across sessions (proxy/placeholder.hpp).
+// too: placeholders derived from it stay the same across sessions (cred/placeholder.hpp).
 #pragma once
 
 #include <cstdint>

@@ -25,12 +25,12 @@
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/result.hpp"
 #include "agentbox/config/model.hpp"
+#include "agentbox/cred/credentials.hpp"
 #include "agentbox/event/loop.hpp"
 #include "agentbox/net/connect.hpp"
 #include "agentbox/net/flow.hpp"
 #include "agentbox/policy/approval.hpp"
 #include "agentbox/policy/egress.hpp"
-#include "agentbox/proxy/credentials.hpp"
 #include "agentbox/proxy/session_budget.hpp"
 #include "agentbox/sandbox/mount_plan.hpp"
 
@@ -80,7 +80,7 @@ class SessionProxy {
   // (CredentialSet::rotate); the outcome shows in credentials() once the read is done.
   [[nodiscard]] base::Status rotate(const std::string& name);
   // The credentials, each with its state (revoked, being re-read, unavailable and why).
-  [[nodiscard]] std::vector<proxy::CredentialSet::State> credentials() const;
+  [[nodiscard]] std::vector<cred::CredentialSet::State> credentials() const;
   // The session's budgets and model usage (the control socket reads and changes it on the loop
   // thread, between two proxy events).
   [[nodiscard]] proxy::SessionBudget& budget();

@@ -45,7 +45,7 @@ struct HttpRule {
   std::optional<uint64_t> max_body;  // bytes
 };
 
-// A response field that holds a new secret (proxy/capture.hpp): captured, replaced by a
+// A response field that holds a new secret (cred/capture.hpp): captured, replaced by a
 // placeholder for the box, swapped back on the owner's hosts.
 struct CaptureRule {
   Origin origin;

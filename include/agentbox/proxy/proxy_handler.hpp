@@ -45,12 +45,12 @@
 
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/result.hpp"
+#include "agentbox/cred/credentials.hpp"
 #include "agentbox/event/loop.hpp"
+#include "agentbox/http/http_rules.hpp"
 #include "agentbox/net/connect.hpp"
 #include "agentbox/net/flow.hpp"
 #include "agentbox/policy/egress.hpp"
-#include "agentbox/proxy/credentials.hpp"
-#include "agentbox/proxy/http_rules.hpp"
 #include "agentbox/proxy/openssl_ptr.hpp"
 #include "agentbox/proxy/session_budget.hpp"
 #include "agentbox/proxy/tls_ca.hpp"
@@ -58,7 +58,7 @@
 namespace agentbox::proxy {
 
 struct ProxyOptions {
-  std::vector<HttpRuleSpec> http_rules;
+  std::vector<http::HttpRuleSpec> http_rules;
   std::vector<std::string> raw_tcp;  // egress rule grammar: "git.example.com:22", "CIDR:port"
   // Host patterns intercepted although no credential or HTTP rule names them: only to check
   // Host = SNI and to block placeholders (`inspect = true`, --inspect-all).
@@ -148,7 +148,7 @@ class ProxyHandler final : public net::FlowHandler {
   // reference must outlive the handler.
   [[nodiscard]] static base::Result<std::unique_ptr<ProxyHandler>> create(
       event::Loop& loop, const policy::EgressPolicy& policy, ProxyOptions options,
-      CredentialSet* credentials, SessionCa* ca, audit::Sink& audit);
+      cred::CredentialSet* credentials, SessionCa* ca, audit::Sink& audit);
   ~ProxyHandler() override;
   ProxyHandler(const ProxyHandler&) = delete;
   ProxyHandler& operator=(const ProxyHandler&) = delete;
@@ -171,7 +171,7 @@ class ProxyHandler final : public net::FlowHandler {
   // Hosts the session CA must be able to sign for: the credentials' scopes, the HTTP rules'
   // hosts and the inspected ones (what the app passes as CaOptions::hosts).
   [[nodiscard]] static std::vector<std::string> intercept_hosts(
-      const std::vector<HttpRuleSpec>& rules, const CredentialSet* credentials,
+      const std::vector<http::HttpRuleSpec>& rules, const cred::CredentialSet* credentials,
       const std::vector<std::string>& inspect = {});
 
   // Internal API for the connection code (http_exchange.cpp, proxy_conn.cpp).

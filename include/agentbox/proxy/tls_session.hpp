@@ -27,10 +27,10 @@
 #include <vector>
 
 #include "agentbox/base/result.hpp"
+#include "agentbox/http/http1.hpp"
+#include "agentbox/http/sni.hpp"
 #include "agentbox/proxy/byte_buffer.hpp"
-#include "agentbox/proxy/http1.hpp"
 #include "agentbox/proxy/openssl_ptr.hpp"
-#include "agentbox/proxy/sni.hpp"
 #include "agentbox/proxy/tls_ca.hpp"
 
 namespace agentbox::proxy {
@@ -49,8 +49,8 @@ namespace agentbox::proxy {
 
 // Flow name = SNI (both canonical); no ECH/ESNI; an HTTP request's Host (if given) = SNI.
 // The error text is for the audit log and the agent (it names hosts, nothing else).
-[[nodiscard]] base::Status names_agree(std::string_view flow_name, const ClientHello& hello,
-                                       const http1::Request* request = nullptr);
+[[nodiscard]] base::Status names_agree(std::string_view flow_name, const http::ClientHello& hello,
+                                       const http::Request* request = nullptr);
 
 class TlsChannel {
  public:

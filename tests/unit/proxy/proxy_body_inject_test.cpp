@@ -26,19 +26,19 @@ class BodyInjectTest : public ProxyHandlerTest {
     }
     handler_.reset();
     std::map<std::string, std::string> env = {{"REAL_GH", kRealGh}, {"REAL_BODY", kRealBody}};
-    auto creds =
-        CredentialSet::load({{.name = "github",
-                              .env = "GITHUB_TOKEN",
-                              .from = policy::SourceSpec::env("REAL_GH"),
-                              .hosts = {kApi},
-                              .inject = agentbox::policy::InjectSpec::header("Authorization")},
-                             {.name = "slack",
-                              .env = "SLACK_TOKEN",
-                              .from = policy::SourceSpec::env("REAL_BODY"),
-                              .hosts = {kApi},
-                              .inject = agentbox::policy::InjectSpec::header("X-Unused"),
-                              .body = true}},
-                            fake_env(env), &audit_);
+    auto creds = cred::CredentialSet::load(
+        {{.name = "github",
+          .env = "GITHUB_TOKEN",
+          .from = policy::SourceSpec::env("REAL_GH"),
+          .hosts = {kApi},
+          .inject = agentbox::policy::InjectSpec::header("Authorization")},
+         {.name = "slack",
+          .env = "SLACK_TOKEN",
+          .from = policy::SourceSpec::env("REAL_BODY"),
+          .hosts = {kApi},
+          .inject = agentbox::policy::InjectSpec::header("X-Unused"),
+          .body = true}},
+        cred::fake_env(env), &audit_);
     ASSERT_TRUE(creds.has_value()) << creds.error().message();
     creds_.emplace(std::move(*creds));
     gh_ph_ = *creds_->placeholder("github");

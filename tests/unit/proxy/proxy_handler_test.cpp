@@ -92,16 +92,17 @@ TEST_F(ProxyHandlerTest, EchoSplitAcrossChunksIsScrubbed) {
 }
 
 TEST_F(ProxyHandlerTest, BasicAuthPasswordSwapped) {
-  const std::string basic = base64_encode("x-access-token:" + git_ph_);
+  const std::string basic = cred::base64_encode("x-access-token:" + git_ph_);
   const auto r = request(kGit, get(kGit, "/echo", "Authorization: Basic " + basic + "\r\n"));
   ASSERT_EQ(r.substr(0, 15), "HTTP/1.1 200 OK") << r;
   const auto seen = servers_[kGit]->seen();
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(header_of(seen[0].head, "authorization"),
-            "Basic " + base64_encode(std::string("x-access-token:") + kRealGit));
+            "Basic " + cred::base64_encode(std::string("x-access-token:") + kRealGit));
   EXPECT_NE(r.find("X-Echo-Auth: Basic " + basic), std::string::npos) << r;  // scrubbed back
   EXPECT_NE(r.find("Authorization: Basic " + basic), std::string::npos) << r;
-  EXPECT_EQ(r.find(base64_encode(std::string("x-access-token:") + kRealGit)), std::string::npos);
+  EXPECT_EQ(r.find(cred::base64_encode(std::string("x-access-token:") + kRealGit)),
+            std::string::npos);
 }
 
 // A SigV4 request signed with the placeholder key and no x-amz-content-sha256: the proxy reads
@@ -109,27 +110,28 @@ TEST_F(ProxyHandlerTest, BasicAuthPasswordSwapped) {
 TEST_F(ProxyHandlerTest, SigV4BodyHeldAndResigned) {
   const std::string body = "Action=GetCallerIdentity&Version=2011-06-15";
   auto signed_by = [&](const std::string& key) {
-    http1::Request r;
+    http::Request r;
     r.method = "POST";
     r.target = "/echo";
     r.headers = {{"Host", kApi},
                  {"Content-Type", "application/x-www-form-urlencoded"},
                  {"X-Amz-Date", "20261127T053000Z"},
                  {"Content-Length", std::to_string(body.size())}};
-    sigv4::Authorization a{.access_key = "AKIAEXAMPLE",
-                           .date = "20261127",
-                           .region = "us-east-1",
-                           .service = "sts",
-                           .signed_headers = {"content-type", "host", "x-amz-date"}};
-    auto cr = sigv4::canonical_request(r, a, sigv4::sha256_hex(body), sigv4::UriStyle::kNormalized);
-    a.signature = sigv4::signature(key, a, "20261127T053000Z", *cr);
+    cred::sigv4::Authorization a{.access_key = "AKIAEXAMPLE",
+                                 .date = "20261127",
+                                 .region = "us-east-1",
+                                 .service = "sts",
+                                 .signed_headers = {"content-type", "host", "x-amz-date"}};
+    auto cr = cred::sigv4::canonical_request(r, a, cred::sigv4::sha256_hex(body),
+                                             cred::sigv4::UriStyle::kNormalized);
+    a.signature = cred::sigv4::signature(key, a, "20261127T053000Z", *cr);
     r.headers.push_back({"Authorization", a.render()});
     return r;
   };
   const auto box_key = creds_->placeholder("aws");
   ASSERT_TRUE(box_key.has_value());
   const auto box_req = signed_by(*box_key);
-  const auto r = request(kApi, http1::serialize_head(box_req) + body);
+  const auto r = request(kApi, http::serialize_head(box_req) + body);
   ASSERT_EQ(r.substr(0, 15), "HTTP/1.1 200 OK") << r;
   const auto seen = servers_[kApi]->seen();
   ASSERT_EQ(seen.size(), 1u);

@@ -36,8 +36,8 @@
 #include "../event/pump.hpp"
 #include "agentbox/audit/audit.hpp"
 #include "agentbox/base/unique_fd.hpp"
+#include "agentbox/cred/placeholder.hpp"
 #include "agentbox/event/loop.hpp"
-#include "agentbox/proxy/placeholder.hpp"
 #include "agentbox/proxy/proxy_handler.hpp"
 #include "agentbox/proxy/tls_ca.hpp"
 
@@ -492,7 +492,7 @@ class Upstream {
     unsigned char md[SHA_DIGEST_LENGTH];
     SHA1(reinterpret_cast<const unsigned char*>(key.data()), key.size(), md);
     const std::string accept =
-        base64_encode(std::string_view(reinterpret_cast<const char*>(md), sizeof md));
+        cred::base64_encode(std::string_view(reinterpret_cast<const char*>(md), sizeof md));
     s.write(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Accept: " +

@@ -138,10 +138,10 @@ TEST_F(ProxyHandlerTest, SecretSplitAtEveryOffsetIsScrubbed) {
 // (only the last bytes after its whole groups, which arrive later, cannot be recognised).
 TEST_F(ProxyHandlerTest, BasicValueSplitInsideIsScrubbedWhole) {
   const std::string user = "x-access-token:";
-  const std::string real_b64 = base64_encode(user + kRealGit);
-  const std::string ph_b64 = base64_encode(user + git_ph_);
+  const std::string real_b64 = cred::base64_encode(user + kRealGit);
+  const std::string ph_b64 = cred::base64_encode(user + git_ph_);
   const std::string secret = kRealGit;
-  const std::string groups_b64 = base64_encode(secret.substr(0, secret.size() / 3 * 3));
+  const std::string groups_b64 = cred::base64_encode(secret.substr(0, secret.size() / 3 * 3));
   ASSERT_NE(real_b64.find(groups_b64), std::string::npos);  // the premise of the test
   const std::string value = "Basic " + real_b64;
   const size_t groups_end = 6 + real_b64.find(groups_b64) + groups_b64.size();
@@ -381,7 +381,7 @@ TEST_F(ProxyHandlerTest, PythonThroughInterception) {
   const auto seen = servers_[kGit]->seen();
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(header_of(seen[0].head, "authorization"),
-            "Basic " + base64_encode(std::string("x-access-token:") + kRealGit));
+            "Basic " + cred::base64_encode(std::string("x-access-token:") + kRealGit));
 }
 
 TEST_F(ProxyHandlerTest, HostileBytesNeverStopOtherFlows) {

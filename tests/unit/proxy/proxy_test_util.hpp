@@ -3,8 +3,8 @@
 
 #include <gtest/gtest.h>
 
-#include "agentbox/proxy/sigv4.hpp"
-#include "credentials_test_util.hpp"
+#include "../cred/credentials_test_util.hpp"
+#include "agentbox/cred/sigv4.hpp"
 #include "proxy_rig.hpp"
 
 namespace agentbox::proxy::testing {
@@ -172,23 +172,23 @@ class ProxyHandlerTest : public ::testing::Test {
 
     std::map<std::string, std::string> env = {
         {"REAL_GH", kRealGh}, {"REAL_GIT", kRealGit}, {"REAL_AWS", kRealAws}};
-    auto creds =
-        CredentialSet::load({{.name = "github",
-                              .env = "GITHUB_TOKEN",
-                              .from = policy::SourceSpec::env("REAL_GH"),
-                              .hosts = {kApi, kPlain},
-                              .inject = agentbox::policy::InjectSpec::header("Authorization")},
-                             {.name = "gitpw",
-                              .env = "GIT_TOKEN",
-                              .from = policy::SourceSpec::env("REAL_GIT"),
-                              .hosts = {kGit},
-                              .inject = agentbox::policy::InjectSpec::basic()},
-                             {.name = "aws",
-                              .env = "AWS_SECRET_ACCESS_KEY",
-                              .from = policy::SourceSpec::env("REAL_AWS"),
-                              .hosts = {kApi},
-                              .inject = agentbox::policy::InjectSpec::sigv4()}},
-                            fake_env(env), &audit_);
+    auto creds = cred::CredentialSet::load(
+        {{.name = "github",
+          .env = "GITHUB_TOKEN",
+          .from = policy::SourceSpec::env("REAL_GH"),
+          .hosts = {kApi, kPlain},
+          .inject = agentbox::policy::InjectSpec::header("Authorization")},
+         {.name = "gitpw",
+          .env = "GIT_TOKEN",
+          .from = policy::SourceSpec::env("REAL_GIT"),
+          .hosts = {kGit},
+          .inject = agentbox::policy::InjectSpec::basic()},
+         {.name = "aws",
+          .env = "AWS_SECRET_ACCESS_KEY",
+          .from = policy::SourceSpec::env("REAL_AWS"),
+          .hosts = {kApi},
+          .inject = agentbox::policy::InjectSpec::sigv4()}},
+        cred::fake_env(env), &audit_);
     ASSERT_TRUE(creds.has_value()) << creds.error().message();
     creds_.emplace(std::move(*creds));
     gh_ph_ = *creds_->placeholder("github");
@@ -270,7 +270,7 @@ class ProxyHandlerTest : public ::testing::Test {
   std::map<std::string, std::unique_ptr<Upstream>> servers_;
   std::unique_ptr<Upstream> plain_;
   std::unique_ptr<Upstream> banner_;
-  std::optional<CredentialSet> creds_;
+  std::optional<cred::CredentialSet> creds_;
   std::string gh_ph_;
   std::string git_ph_;
   ProxyOptions options_;

@@ -1,5 +1,5 @@
 // ClientHello reader: real OpenSSL hellos, every prefix, and crafted edge cases.
-#include "agentbox/proxy/sni.hpp"
+#include "agentbox/http/sni.hpp"
 
 #include <gtest/gtest.h>
 
@@ -37,8 +37,8 @@ TEST(Hostname, RejectsBadGrammar) {
 
 TEST(Sni, ParsesOpenSslHelloTls13) {
   const Bytes b = testing::openssl_client_hello("API.github.com", {"h2", "http/1.1"});
-  const auto r = parse_client_hello(b);
-  ASSERT_EQ(r.status, HelloStatus::kOk) << r.reason;
+  const auto r = http::parse_client_hello(b);
+  ASSERT_EQ(r.status, http::HelloStatus::kOk) << r.reason;
   EXPECT_TRUE(r.hello.has_sni);
   EXPECT_EQ(r.hello.sni, "api.github.com");
   EXPECT_EQ(r.hello.alpn, (std::vector<std::string>{"h2", "http/1.1"}));
@@ -49,24 +49,24 @@ TEST(Sni, ParsesOpenSslHelloTls13) {
 
 TEST(Sni, ParsesOpenSslHelloTls12NoAlpn) {
   const Bytes b = testing::openssl_client_hello("example.org", {}, TLS1_2_VERSION);
-  const auto r = parse_client_hello(b);
-  ASSERT_EQ(r.status, HelloStatus::kOk) << r.reason;
+  const auto r = http::parse_client_hello(b);
+  ASSERT_EQ(r.status, http::HelloStatus::kOk) << r.reason;
   EXPECT_EQ(r.hello.sni, "example.org");
   EXPECT_TRUE(r.hello.alpn.empty());
   EXPECT_FALSE(r.hello.offers_tls13);
 }
 
 TEST(Sni, NoSniIsOkButFlagged) {
-  const auto r = parse_client_hello(testing::openssl_client_hello("", {"http/1.1"}));
-  ASSERT_EQ(r.status, HelloStatus::kOk);
+  const auto r = http::parse_client_hello(testing::openssl_client_hello("", {"http/1.1"}));
+  ASSERT_EQ(r.status, http::HelloStatus::kOk);
   EXPECT_FALSE(r.hello.has_sni);
 }
 
 TEST(Sni, EveryPrefixNeedsMore) {
   const Bytes b = testing::openssl_client_hello("a.example", {"http/1.1"});
   for (size_t n = 0; n < b.size(); ++n) {
-    const auto r = parse_client_hello(std::span(b).first(n));
-    ASSERT_EQ(r.status, HelloStatus::kNeedMore) << "prefix " << n << ": " << r.reason;
+    const auto r = http::parse_client_hello(std::span(b).first(n));
+    ASSERT_EQ(r.status, http::HelloStatus::kNeedMore) << "prefix " << n << ": " << r.reason;
   }
 }
 
@@ -74,28 +74,29 @@ TEST(Sni, TrailingApplicationBytesAreNotPartOfTheHello) {
   Bytes b = testing::openssl_client_hello("a.example", {});
   const size_t n = b.size();
   testing::put_str(b, "GET / HTTP/1.1\r\n");
-  const auto r = parse_client_hello(b);
-  ASSERT_EQ(r.status, HelloStatus::kOk);
+  const auto r = http::parse_client_hello(b);
+  ASSERT_EQ(r.status, http::HelloStatus::kOk);
   EXPECT_EQ(r.hello.record_bytes, n);
 }
 
 TEST(Sni, NotTls) {
   const std::string get = "GET / HTTP/1.1\r\n";
-  EXPECT_EQ(parse_client_hello(std::as_bytes(std::span(get))).status, HelloStatus::kNotTls);
+  EXPECT_EQ(http::parse_client_hello(std::as_bytes(std::span(get))).status,
+            http::HelloStatus::kNotTls);
   const Bytes sslv2{std::byte{0x80}, std::byte{0x2e}, std::byte{0x01}};
-  EXPECT_EQ(parse_client_hello(sslv2).status, HelloStatus::kNotTls);
+  EXPECT_EQ(http::parse_client_hello(sslv2).status, http::HelloStatus::kNotTls);
   const Bytes bad_version{std::byte{22}, std::byte{2}};
-  EXPECT_EQ(parse_client_hello(bad_version).status, HelloStatus::kNotTls);
-  EXPECT_EQ(parse_client_hello(Bytes{std::byte{22}}).status, HelloStatus::kNeedMore);
+  EXPECT_EQ(http::parse_client_hello(bad_version).status, http::HelloStatus::kNotTls);
+  EXPECT_EQ(http::parse_client_hello(Bytes{std::byte{22}}).status, http::HelloStatus::kNeedMore);
 }
 
 TEST(Sni, SplitAcrossRecords) {
   const Bytes body = testing::hello_body({testing::sni_ext("split.example")});
-  const auto r = parse_client_hello(testing::records(body, 7));
+  const auto r = http::parse_client_hello(testing::records(body, 7));
   // 7-byte records: more than the record cap.
-  EXPECT_EQ(r.status, HelloStatus::kMalformed);
-  const auto r2 = parse_client_hello(testing::records(body, 40));
-  ASSERT_EQ(r2.status, HelloStatus::kOk) << r2.reason;
+  EXPECT_EQ(r.status, http::HelloStatus::kMalformed);
+  const auto r2 = http::parse_client_hello(testing::records(body, 40));
+  ASSERT_EQ(r2.status, http::HelloStatus::kOk) << r2.reason;
   EXPECT_EQ(r2.hello.sni, "split.example");
 }
 
@@ -103,12 +104,13 @@ TEST(Sni, LargeHelloOver16KiBSpansRecords) {
   testing::Ext pad{21, Bytes(20000, std::byte{0})};  // padding extension
   const Bytes body = testing::hello_body({testing::sni_ext("big.example"), pad});
   const Bytes wire = testing::records(body);
-  const auto r = parse_client_hello(wire);
-  ASSERT_EQ(r.status, HelloStatus::kOk) << r.reason;
+  const auto r = http::parse_client_hello(wire);
+  ASSERT_EQ(r.status, http::HelloStatus::kOk) << r.reason;
   EXPECT_EQ(r.hello.sni, "big.example");
   EXPECT_EQ(r.hello.record_bytes, wire.size());
   // Over the cap: refused before the whole message has arrived.
-  EXPECT_EQ(parse_client_hello(std::span(wire).first(100), 1024).status, HelloStatus::kMalformed);
+  EXPECT_EQ(http::parse_client_hello(std::span(wire).first(100), 1024).status,
+            http::HelloStatus::kMalformed);
 }
 
 TEST(Sni, OversizedRecordIsMalformed) {
@@ -116,7 +118,7 @@ TEST(Sni, OversizedRecordIsMalformed) {
   testing::put8(b, 22);
   testing::put16(b, 0x0301);
   testing::put16(b, 16385);
-  EXPECT_EQ(parse_client_hello(b).status, HelloStatus::kMalformed);
+  EXPECT_EQ(http::parse_client_hello(b).status, http::HelloStatus::kMalformed);
 }
 
 TEST(Sni, RejectsBadNames) {
@@ -124,12 +126,12 @@ TEST(Sni, RejectsBadNames) {
        {std::string("evil.com\0.github.com", 20), std::string("a..b"), std::string("x%y.com"),
         std::string(""), std::string("10.0.0.1")}) {
     const auto r =
-        parse_client_hello(testing::records(testing::hello_body({testing::sni_ext(name)})));
-    EXPECT_EQ(r.status, HelloStatus::kMalformed) << name;
+        http::parse_client_hello(testing::records(testing::hello_body({testing::sni_ext(name)})));
+    EXPECT_EQ(r.status, http::HelloStatus::kMalformed) << name;
   }
-  const auto ok =
-      parse_client_hello(testing::records(testing::hello_body({testing::sni_ext("Trail.Dot.")})));
-  ASSERT_EQ(ok.status, HelloStatus::kOk);
+  const auto ok = http::parse_client_hello(
+      testing::records(testing::hello_body({testing::sni_ext("Trail.Dot.")})));
+  ASSERT_EQ(ok.status, http::HelloStatus::kOk);
   EXPECT_EQ(ok.hello.sni, "trail.dot");
 }
 
@@ -143,24 +145,25 @@ TEST(Sni, TwoHostNamesOrDuplicateExtensionsAreMalformed) {
   }
   testing::put16(two.data, static_cast<unsigned>(list.size()));
   two.data.insert(two.data.end(), list.begin(), list.end());
-  EXPECT_EQ(parse_client_hello(testing::records(testing::hello_body({two}))).status,
-            HelloStatus::kMalformed);
-  EXPECT_EQ(parse_client_hello(testing::records(testing::hello_body(
+  EXPECT_EQ(http::parse_client_hello(testing::records(testing::hello_body({two}))).status,
+            http::HelloStatus::kMalformed);
+  EXPECT_EQ(
+      http::parse_client_hello(testing::records(testing::hello_body(
                                    {testing::sni_ext("a.example"), testing::sni_ext("a.example")})))
-                .status,
-            HelloStatus::kMalformed);
+          .status,
+      http::HelloStatus::kMalformed);
 }
 
 TEST(Sni, FlagsEchAndEsni) {
-  const auto r = parse_client_hello(testing::records(
+  const auto r = http::parse_client_hello(testing::records(
       testing::hello_body({testing::sni_ext("public.example"), {0xfe0d, Bytes(8, std::byte{1})}})));
-  ASSERT_EQ(r.status, HelloStatus::kOk);
+  ASSERT_EQ(r.status, http::HelloStatus::kOk);
   EXPECT_TRUE(r.hello.has_ech);
   EXPECT_FALSE(r.hello.has_esni);
   EXPECT_EQ(r.hello.sni, "public.example");
-  const auto r2 =
-      parse_client_hello(testing::records(testing::hello_body({{0xffce, Bytes(4, std::byte{0})}})));
-  ASSERT_EQ(r2.status, HelloStatus::kOk);
+  const auto r2 = http::parse_client_hello(
+      testing::records(testing::hello_body({{0xffce, Bytes(4, std::byte{0})}})));
+  ASSERT_EQ(r2.status, http::HelloStatus::kOk);
   EXPECT_TRUE(r2.hello.has_esni);
 }
 
@@ -169,11 +172,11 @@ TEST(Sni, BadAlpnAndTrailingBytes) {
   testing::put16(alpn, 3);
   testing::put8(alpn, 0);  // empty protocol name
   testing::put16(alpn, 0);
-  EXPECT_EQ(parse_client_hello(testing::records(testing::hello_body({{16, alpn}}))).status,
-            HelloStatus::kMalformed);
+  EXPECT_EQ(http::parse_client_hello(testing::records(testing::hello_body({{16, alpn}}))).status,
+            http::HelloStatus::kMalformed);
   Bytes body = testing::hello_body({testing::sni_ext("a.example")});
   body.push_back(std::byte{0});
-  EXPECT_EQ(parse_client_hello(testing::records(body)).status, HelloStatus::kMalformed);
+  EXPECT_EQ(http::parse_client_hello(testing::records(body)).status, http::HelloStatus::kMalformed);
 }
 
 TEST(Sni, NotAClientHelloMessage) {
@@ -183,7 +186,7 @@ TEST(Sni, NotAClientHelloMessage) {
   testing::put16(b, 4);
   testing::put8(b, 2);  // server_hello
   testing::put24(b, 0);
-  EXPECT_EQ(parse_client_hello(b).status, HelloStatus::kMalformed);
+  EXPECT_EQ(http::parse_client_hello(b).status, http::HelloStatus::kMalformed);
 }
 
 }  // namespace

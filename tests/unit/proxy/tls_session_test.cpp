@@ -17,7 +17,7 @@
 #include <thread>
 
 #include "agentbox/base/unique_fd.hpp"
-#include "agentbox/proxy/credentials.hpp"
+#include "agentbox/cred/credentials.hpp"
 
 namespace agentbox::proxy {
 namespace {
@@ -153,12 +153,12 @@ class IgnoreSigpipe : public ::testing::Environment {
 const auto* const kIgnoreSigpipe = ::testing::AddGlobalTestEnvironment(new IgnoreSigpipe);
 
 TEST(NamesAgree, Rules) {
-  ClientHello h;
+  http::ClientHello h;
   h.has_sni = true;
   h.sni = "api.github.com";
   EXPECT_TRUE(names_agree("api.github.com", h).has_value());
   EXPECT_FALSE(names_agree("github.com", h).has_value());
-  http1::Request r;
+  http::Request r;
   r.host = "api.github.com";
   EXPECT_TRUE(names_agree("api.github.com", h, &r).has_value());
   r.host = "evil.example";
@@ -168,7 +168,7 @@ TEST(NamesAgree, Rules) {
   EXPECT_NE(fronted.error().message().find("domain fronting"), std::string::npos);
   h.has_ech = true;
   EXPECT_FALSE(names_agree("api.github.com", h).has_value());
-  ClientHello none;
+  http::ClientHello none;
   EXPECT_FALSE(names_agree("api.github.com", none).has_value());
 }
 
@@ -282,13 +282,14 @@ TEST(Mitm, EndToEndSwapAndScrub) {
   auto session_ca = SessionCa::create({.hosts = {kHost}});
   ASSERT_TRUE(session_ca.has_value());
   audit::MemorySink sink;
-  auto creds = CredentialSet::load(
+  auto creds = cred::CredentialSet::load(
       {{.name = "gh",
         .env = "GH_TOKEN",
         .from = policy::SourceSpec::env("GH"),
         .hosts = {kHost},
         .inject = agentbox::policy::InjectSpec::header("Authorization")}},
-      SecretSource([](const std::string&) { return std::optional<std::string>(kSecret); }), &sink);
+      cred::SecretSource([](const std::string&) { return std::optional<std::string>(kSecret); }),
+      &sink);
   ASSERT_TRUE(creds.has_value());
   const std::string ph = *creds->placeholder("gh");
 
@@ -309,8 +310,8 @@ TEST(Mitm, EndToEndSwapAndScrub) {
 
   // 1. The first bytes: a ClientHello, its name checked.
   std::string first;
-  HelloResult hello;
-  for (int i = 0; i < 50 && hello.status == HelloStatus::kNeedMore; ++i) {
+  http::HelloResult hello;
+  for (int i = 0; i < 50 && hello.status == http::HelloStatus::kNeedMore; ++i) {
     char buf[4096];
     pollfd p{.fd = proxy_end.get(), .events = POLLIN, .revents = 0};
     poll(&p, 1, 100);
@@ -318,9 +319,9 @@ TEST(Mitm, EndToEndSwapAndScrub) {
     if (n > 0) {
       first.append(buf, static_cast<size_t>(n));
     }
-    hello = parse_client_hello(B(first));
+    hello = http::parse_client_hello(B(first));
   }
-  ASSERT_EQ(hello.status, HelloStatus::kOk);
+  ASSERT_EQ(hello.status, http::HelloStatus::kOk);
   ASSERT_TRUE(names_agree(kHost, hello.hello).has_value());
   fcntl(proxy_end.get(), F_SETFL, O_NONBLOCK);
 
@@ -339,7 +340,7 @@ TEST(Mitm, EndToEndSwapAndScrub) {
   std::string down_pending, up_pending, req_buf, resp_buf;
   bool request_sent = false;
   auto scrub = creds->scrubber();
-  Verdict verdict;
+  cred::Verdict verdict;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   bool box_eof = false, up_closed = false;
   while (std::chrono::steady_clock::now() < deadline && !up_closed) {
@@ -353,12 +354,12 @@ TEST(Mitm, EndToEndSwapAndScrub) {
       (void)down->read(req_buf);
     }
     if (!request_sent && upch->handshake_done()) {
-      auto req = http1::parse_request(B(req_buf));
-      if (req.status == http1::ParseStatus::kOk) {
+      auto req = http::parse_request(B(req_buf));
+      if (req.status == http::ParseStatus::kOk) {
         ASSERT_TRUE(names_agree(kHost, hello.hello, &req.message).has_value());
         verdict = creds->inspect(req.message, kHost);
         ASSERT_FALSE(verdict.blocked) << verdict.reason;
-        ASSERT_EQ(upch->write(http1::serialize_head(req.message)), TlsChannel::Status::kDone);
+        ASSERT_EQ(upch->write(http::serialize_head(req.message)), TlsChannel::Status::kDone);
         request_sent = true;
       }
     }
