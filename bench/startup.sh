@@ -44,14 +44,9 @@ done
 bw+=(--proc /proc --dev /dev --tmpfs /tmp --tmpfs "$home" --bind "$ws" "$ws"
      --ro-bind "$ws/.git/hooks" "$ws/.git/hooks" --chdir "$ws" true)
 
-# The typical agent profile: what agent sandboxes built on bwrap pass (the merged-/usr links so
-# that `true` is found on the default PATH).
-bt=(bwrap --unshare-all --die-with-parent --new-session --clearenv --ro-bind /usr /usr
-    --ro-bind /etc /etc)
-for d in /bin /sbin /lib /lib64; do
-  [[ -L $d ]] && bt+=(--symlink "$(readlink "$d")" "$d")
-done
-bt+=(--proc /proc --dev /dev --tmpfs /tmp --tmpfs "$home" --bind "$ws" "$ws" --chdir "$ws" true)
+# The typical agent profile (bench/bwrap_typical.sh).
+source "$here/bwrap_typical.sh"
+bwrap_typical "$home" "$ws"
 
 names=(agentbox bwrap bwrap-typical unshare)
 # AGENTBOX_BASE=BINARY adds that build as a fifth variant (before/after, interleaved).

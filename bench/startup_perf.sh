@@ -18,12 +18,9 @@ home="$tmp/home"
 mkdir -p "$ws/.git/hooks" "$home"
 chown -R "$user:" "$tmp"
 cd "$ws"
-bt=(bwrap --unshare-all --die-with-parent --new-session --clearenv --ro-bind /usr /usr
-    --ro-bind /etc /etc)
-for d in /bin /sbin /lib /lib64; do
-  [[ -L $d ]] && bt+=(--symlink "$(readlink "$d")" "$d")
-done
-bt+=(--proc /proc --dev /dev --tmpfs /tmp --tmpfs "$home" --bind "$ws" "$ws" --chdir "$ws" true)
+# The typical agent profile (bench/bwrap_typical.sh).
+source "$here/bwrap_typical.sh"
+bwrap_typical "$home" "$ws"
 as_user=(setpriv --reuid "$user" --regid "$user" --clear-groups env HOME="$home"
          XDG_STATE_HOME="$tmp/state")
 one() {  # NAME CMD...: "NAME EVENT VALUE" lines
