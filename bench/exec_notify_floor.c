@@ -80,40 +80,6 @@ static int install_notify_filter(void) {
   return fd;
 }
 
-static void send_fd(int sock, int fd) {
-  char c = 0;
-  struct iovec iov = {.iov_base = &c, .iov_len = 1};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  struct msghdr m = {
-      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-  struct cmsghdr* cm = CMSG_FIRSTHDR(&m);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-  if (sendmsg(sock, &m, 0) != 1)
-    die("sendmsg");
-}
-
-static int recv_fd(int sock) {
-  char c;
-  struct iovec iov = {.iov_base = &c, .iov_len = 1};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  struct msghdr m = {
-      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-  if (recvmsg(sock, &m, 0) != 1)
-    die("recvmsg");
-  int fd;
-  memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof fd);
-  return fd;
-}
-
 // One round with the filter: the child measures, the parent answers; returns us per exec.
 static double notify_round(int n) {
   int sv[2];
@@ -125,15 +91,23 @@ static double notify_round(int n) {
   if (child == 0) {
     close(sv[0]);
     int listener = install_notify_filter();
-    send_fd(sv[1], listener);
-    close(listener);
+    // The parent takes its own copy with pidfd_getfd(2), told the number through the socket.
+    if (write(sv[1], &listener, sizeof listener) != sizeof listener)
+      _exit(3);
     double us = exec_loop(n);
     if (write(sv[1], &us, sizeof us) != sizeof us)
       _exit(3);
     _exit(0);
   }
   close(sv[1]);
-  int listener = recv_fd(sv[0]);
+  int child_fd;
+  if (read(sv[0], &child_fd, sizeof child_fd) != sizeof child_fd)
+    die("read listener");
+  int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+  int listener = pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, child_fd, 0);
+  if (listener < 0)
+    die("pidfd_getfd");
+  close(pidfd);
   struct seccomp_notif_sizes sz;
   if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sz) != 0)
     die("notif sizes");
