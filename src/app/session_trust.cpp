@@ -91,7 +91,8 @@ bool executable_on_path(const std::string& name, const std::string& path_var) {
     size_t end = path_var.find(':', start);
     end = end == std::string::npos ? path_var.size() : end;
     const std::string dir = path_var.substr(start, end - start);
-    if (!dir.empty() && dir[0] == '/' && ::access((dir + "/" + name).c_str(), X_OK) == 0) {
+    if (!dir.empty() && dir[0] == '/' &&
+        ::access(fmt::format("{}/{}", dir, name).c_str(), X_OK) == 0) {
       return true;
     }
     start = end + 1;
