@@ -18,7 +18,12 @@
 #                   handshake (time_appconnect) and the whole GET (time_total). In the box an
 #                   h2-offering client's handshake is answered only once the upstream picked its
 #                   protocol; an HTTP/1.1-only one's at once, the upstream connected meanwhile.
-# NEW=N pairs per round (default 40); PARTS="dl reused new" picks the measurements.
+#   pass ms         (PARTS=pass) the reused GETs in the box with the host passed through (no
+#                   credential names it: the box's curl speaks TLS to node itself, spliced by the
+#                   translator): the floor of the box's path for the same two endpoints, without
+#                   the relay; "box - pass" is then what interception itself adds per request
+# NEW=N pairs per round (default 40); PARTS="dl reused new pass" picks the measurements (default
+# "dl reused new").
 # AGENTBOX=path overrides the binary (default build/cli/agentbox); AGENTBOX_BASE=path adds a
 # second binary (main's, say) measured in the same rounds, the two alternated and their order
 # swapped every round (rows "base ..."). Timings are printed, never asserted.
@@ -61,6 +66,10 @@ env = "API_TOKEN"
 from = "env:REAL_API"
 hosts = ["$host"]
 EOF
+# Passthrough: the host allowed, no credential (nothing intercepts it); curl trusts the test CA.
+mkdir -p "$dir/cfgpass/agentbox"
+printf '[network]\nallow = ["%s"]\n' "$host" >"$dir/cfgpass/agentbox/config.toml"
+cp "$dir/ca.pem" "$dir/ws/upstream-ca.pem"
 # One -o per URL: curl pairs each -o with one URL, and the bodies of the others would go to
 # stdout among the timings (a median over both was half the fastest request).
 urls=$(for _ in $(seq "$reqs"); do printf -- '-o /dev/null https://%s/echo/x ' "$host"; done)
@@ -75,6 +84,11 @@ inbox() {
   (cd "$dir/ws" && REAL_API=ghp_BenchRealToken0123456789abcdefABCDEF XDG_CONFIG_HOME="$dir/cfg" \
     "${BOX:-$bin}" run -q --cpu-priority normal --upstream-ca "$dir/ca.pem" --connect-to "$host:443:127.0.0.1:$port" \
     -- sh -c "$1")
+}
+# The same with the host passed through (BOX as above).
+passbox() {
+  (cd "$dir/ws" && XDG_CONFIG_HOME="$dir/cfgpass" "${BOX:-$bin}" run -q --cpu-priority normal \
+    --connect-to "$host:443:127.0.0.1:$port" -- sh -c "$1 --cacert $dir/ws/upstream-ca.pem")
 }
 direct() { sh -c "$1 --cacert $dir/ca.pem --connect-to $host:443:127.0.0.1:$port"; }
 download="curl -s -o /dev/null -w '%{speed_download}\n' https://$host/bytes/$((mib << 20))"
@@ -106,6 +120,11 @@ for r in $(seq "$rounds"); do
         res[${b}_lat_$proto]+="$m "
         res[${b}_p10_$proto]+="$p " ;;
       esac
+      case " $parts " in *" pass "*)
+        read -r m p < <(BOX=$box passbox "${reused/curl/curl --$proto}" | tail -n +2 | spread)
+        res[${b}_pass_$proto]+="$m "
+        res[${b}_passp10_$proto]+="$p " ;;
+      esac
     done
     case " $parts " in *" dl "*)
       res[direct_dl_$proto]+="$(direct "${download/curl/curl --$proto}") " ;;
@@ -126,16 +145,17 @@ done
 mbps() { tr ' ' '\n' | grep . | median | awk '{printf "%.0f", $1 / 1e6}'; }
 ms() { tr ' ' '\n' | grep . | median | awk '{printf "%.3f", $1 * 1e3}'; }
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); rounds $rounds, ${mib} MiB, $reqs requests"
-printf '%-14s %12s %12s %12s %12s %10s %10s\n' protocol "box MB/s" "direct MB/s" "box ms" \
-  "direct ms" "box p10" "direct p10"
+printf '%-14s %12s %12s %12s %12s %10s %10s %10s %10s\n' protocol "box MB/s" "direct MB/s" \
+  "box ms" "direct ms" "box p10" "direct p10" "pass ms" "pass p10"
 for b in "${boxes[@]}"; do
   for proto in http1.1 http2; do
     name=$proto
     [ "$b" = box ] || name="base $proto"
-    printf '%-14s %12s %12s %12s %12s %10s %10s\n' "$name" \
+    printf '%-14s %12s %12s %12s %12s %10s %10s %10s %10s\n' "$name" \
       "$(echo "${res[${b}_dl_$proto]:-}" | mbps)" "$(echo "${res[direct_dl_$proto]:-}" | mbps)" \
       "$(echo "${res[${b}_lat_$proto]:-}" | ms)" "$(echo "${res[direct_lat_$proto]:-}" | ms)" \
-      "$(echo "${res[${b}_p10_$proto]:-}" | ms)" "$(echo "${res[direct_p10_$proto]:-}" | ms)"
+      "$(echo "${res[${b}_p10_$proto]:-}" | ms)" "$(echo "${res[direct_p10_$proto]:-}" | ms)" \
+      "$(echo "${res[${b}_pass_$proto]:-}" | ms)" "$(echo "${res[${b}_passp10_$proto]:-}" | ms)"
   done
 done
 if [ -s "$newpairs" ]; then

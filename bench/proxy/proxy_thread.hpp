@@ -1,6 +1,6 @@
 // The proxy on a thread of its own, as the supervisor runs it: its event loop, handler and a
 // loopback Acceptor (every accepted connection is a box flow named `host`) live and die there.
-// Shared by bench_proxy and bench_usage_proxy; thread() gives its CPU clock.
+// Shared by bench_proxy, bench_usage_proxy and bench_h2_proxy; thread() gives its CPU clock.
 #pragma once
 
 #include <pthread.h>
