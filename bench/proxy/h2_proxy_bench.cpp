@@ -3,20 +3,28 @@
 // through the real ProxyHandler, so their own cost cancels out of "added" (timings are
 // printed, never asserted).
 //
-//   bench_h2_proxy [ROUNDS] [REQUESTS]   (defaults 20 and 400)
+//   bench_h2_proxy [ROUNDS] [REQUESTS] [split]   (defaults 20 and 400; `split`: the h2 server
+//                                                writes HEADERS and DATA apart, as node does)
 //
 // The upstream is a TLS server (one thread per connection, blocking) that picks h2 when offered
-// (an nghttp2 server session) and HTTP/1.1 otherwise, answering every GET with "ok\n". The
-// client (main thread, blocking) is an nghttp2 client session or a minimal HTTP/1.1 one; it
-// sends the placeholder's Authorization through the proxy (injection included). Every round
-// opens one connection per (protocol, path), a few requests warm it, then REQUESTS requests
-// are timed one after the other; directions alternate and the order flips every round, so load
-// on the shared machine hits all four alike. Printed per protocol (medians over rounds of each
-// round's median, and of the per-request CPU of each thread over the timed requests):
+// (an nghttp2 server session) and HTTP/1.1 otherwise, answering every GET with the
+// Authorization it got, in a header and in the body (as the node upstream of h2_bench.sh: the
+// proxy scrubs the real key out of both). The client (main thread, blocking) is an nghttp2
+// client session or a minimal HTTP/1.1 one; it sends the placeholder's Authorization through
+// the proxy (injection included). Every round opens one connection per (protocol, path), a few
+// requests warm it, then REQUESTS requests per path are timed, the four paths taken in turn
+// (the order rotating), so load on the shared machine hits all four alike. Printed per protocol
+// (medians over rounds of each round's median, and of the per-request CPU of each thread over the
+// timed requests):
 //   direct / proxied   the time of one request (write, then the whole response read)
 //   added              proxied - direct: what the relay adds, the endpoints' work cancelled
 //   proxy CPU          the proxy thread's CPU per request (user + system)
-//   client / server    the endpoints' CPU per request, proxied (their share of h2's cost)
+//   client / server    the endpoints' CPU per request, direct / proxied
+// Then that every proxied request reached the upstream with the real key, and that no response
+// brought it back. Pinned to one CPU (`taskset -c 1 bench_h2_proxy`) every hand-over is a
+// context switch on that CPU and the figures repeat; unpinned, on a shared 2-CPU machine, where
+// each connection's threads happen to land makes the rounds bimodal (20 against 70 us).
+#include <fmt/core.h>
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
 
@@ -24,6 +32,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <map>
 #include <thread>
 
 #include "proxy_thread.hpp"
@@ -36,7 +45,6 @@ using namespace agentbox::proxy::testing;
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kHost = "api.bench.test";
-constexpr std::string_view kBody = "ok\n";
 
 enum class Proto { kH1, kH2 };
 
@@ -48,10 +56,23 @@ double thread_cpu_us(clockid_t clock) {
 
 // The server threads' CPU, summed (each adds its own after every response it wrote).
 std::atomic<uint64_t> g_server_cpu_ns{0};
+bool g_split = false;  // the h2 server writes each frame on its own (`split`)
 // Requests the server received, and those that carried the real key (the proxy injected it).
 std::atomic<uint64_t> g_requests{0};
 std::atomic<uint64_t> g_injected{0};
 constexpr std::string_view kRealKey = "Bearer sk-ant-api03-rrrr";
+
+std::string echo_body(std::string_view auth) {
+  return fmt::format("you sent: {}\n", auth.empty() ? "-" : auth);
+}
+
+// Responses the client got with the real key in them (through the proxy: none, it is scrubbed).
+std::atomic<uint64_t> g_leaks{0};
+void check_leak(std::string_view bytes) {
+  if (bytes.find(kRealKey.substr(7)) != std::string_view::npos) {
+    ++g_leaks;
+  }
+}
 
 void note_key(std::string_view authorization) {
   if (authorization.substr(0, kRealKey.size()) == kRealKey) {
@@ -71,9 +92,11 @@ nghttp2_nv nv(std::string_view name, std::string_view value) {
           NGHTTP2_NV_FLAG_NONE};
 }
 
-// Writes every frame the session has, gathered into one SSL_write. False on an error.
-bool flush(nghttp2_session* session, SSL* ssl, std::string& out) {
+// Writes every frame the session has, gathered into one SSL_write, or (`split`) one SSL_write
+// per frame as node's http2 server answers (HEADERS, then DATA). False on an error.
+bool flush(nghttp2_session* session, SSL* ssl, std::string& out, bool split = false) {
   out.clear();
+  size_t w = 0;
   for (;;) {
     const uint8_t* p = nullptr;
     const ssize_t n = nghttp2_session_mem_send(session, &p);
@@ -83,10 +106,12 @@ bool flush(nghttp2_session* session, SSL* ssl, std::string& out) {
     if (n == 0) {
       break;
     }
+    if (split && SSL_write_ex(ssl, p, static_cast<size_t>(n), &w) != 1) {
+      return false;
+    }
     out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
   }
-  size_t w = 0;
-  return out.empty() || SSL_write_ex(ssl, out.data(), out.size(), &w) == 1;
+  return split || out.empty() || SSL_write_ex(ssl, out.data(), out.size(), &w) == 1;
 }
 
 // Reads one TLS read's worth into the session. False on EOF or an error.
@@ -174,42 +199,68 @@ class Server {
         return;
       }
       ++g_requests;
-      note_key(header_of(buf.substr(0, end), "authorization"));
+      const std::string auth = header_of(buf.substr(0, end), "authorization");
+      note_key(auth);
       buf.erase(0, end);
-      if (!s.write("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")) {
+      const std::string body = echo_body(auth);
+      if (!s.write(fmt::format("HTTP/1.1 200 OK\r\nx-echo: {}\r\ncontent-length: {}\r\n\r\n{}",
+                               auth, body.size(), body))) {
         return;
       }
       add_server_cpu(last);
     }
   }
 
-  static ssize_t body(nghttp2_session*, int32_t, uint8_t* buf, size_t, uint32_t* flags,
-                      nghttp2_data_source*, void*) {
-    std::memcpy(buf, kBody.data(), kBody.size());
+  // An h2 connection: each open stream's Authorization, then its response body.
+  struct H2Conn {
+    std::map<int32_t, std::string> auth, body;
+  };
+
+  static ssize_t body(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
+                      nghttp2_data_source* src, void*) {
+    const auto& b = *static_cast<const std::string*>(src->ptr);
+    const size_t n = std::min(length, b.size());  // a few dozen bytes: one frame
+    std::memcpy(buf, b.data(), n);
     *flags |= NGHTTP2_DATA_FLAG_EOF;
-    return static_cast<ssize_t>(kBody.size());
+    return static_cast<ssize_t>(n);
   }
 
-  static int on_header(nghttp2_session*, const nghttp2_frame*, const uint8_t* name, size_t namelen,
-                       const uint8_t* value, size_t valuelen, uint8_t, void*) {
-    if (std::string_view(reinterpret_cast<const char*>(name), namelen) == "authorization") {
-      note_key(std::string_view(reinterpret_cast<const char*>(value), valuelen));
-    } else if (std::string_view(reinterpret_cast<const char*>(name), namelen) == ":path") {
+  static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* ud) {
+    const std::string_view n(reinterpret_cast<const char*>(name), namelen);
+    const std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+    if (n == "authorization") {
+      note_key(v);
+      static_cast<H2Conn*>(ud)->auth[frame->hd.stream_id] = v;
+    } else if (n == ":path") {
       ++g_requests;
     }
     return 0;
   }
 
-  static int on_frame(nghttp2_session* session, const nghttp2_frame* frame, void*) {
+  // The request ended: the answer echoes its Authorization in a header and in the body, as
+  // the node upstream of h2_bench.sh does (through the proxy, both are scrubbed).
+  static int on_frame(nghttp2_session* session, const nghttp2_frame* frame, void* ud) {
     if (frame->hd.type != NGHTTP2_HEADERS || (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) {
       return 0;
     }
-    const nghttp2_nv head[] = {nv(":status", "200"), nv("content-length", "3")};
+    auto& c = *static_cast<H2Conn*>(ud);
+    const int32_t id = frame->hd.stream_id;
+    const std::string& auth = c.auth[id];
+    std::string& b = c.body[id] = echo_body(auth);
+    const std::string len = std::to_string(b.size());
+    const nghttp2_nv head[] = {nv(":status", "200"), nv("x-echo", auth), nv("content-length", len)};
     nghttp2_data_provider data{};
+    data.source.ptr = &b;
     data.read_callback = body;
-    return nghttp2_submit_response(session, frame->hd.stream_id, head, 2, &data) == 0
-               ? 0
-               : NGHTTP2_ERR_CALLBACK_FAILURE;
+    return nghttp2_submit_response(session, id, head, 3, &data) == 0 ? 0
+                                                                     : NGHTTP2_ERR_CALLBACK_FAILURE;
+  }
+
+  static int on_close(nghttp2_session*, int32_t id, uint32_t, void* ud) {
+    static_cast<H2Conn*>(ud)->auth.erase(id);
+    static_cast<H2Conn*>(ud)->body.erase(id);
+    return 0;
   }
 
   static void serve_h2(SSL* ssl) {
@@ -217,13 +268,15 @@ class Server {
     nghttp2_session_callbacks_new(&cb);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame);
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_close);
+    H2Conn conn;
     nghttp2_session* session = nullptr;
-    nghttp2_session_server_new(&session, cb, nullptr);
+    nghttp2_session_server_new(&session, cb, &conn);
     nghttp2_session_callbacks_del(cb);
     (void)nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, nullptr, 0);
     std::string out;
     double last = thread_cpu_us(CLOCK_THREAD_CPUTIME_ID);
-    while (flush(session, ssl, out)) {
+    while (flush(session, ssl, out, g_split)) {
       if (!out.empty()) {
         add_server_cpu(last);
       }
@@ -307,11 +360,11 @@ class Client {
       return false;
     }
     const size_t len = std::stoul(header_of(buf_.substr(0, end), "content-length"));
-    buf_.erase(0, end);
-    if (!s.read_exact(buf_, len)) {
+    if (!s.read_exact(buf_, end + len)) {
       return false;
     }
-    buf_.erase(0, len);
+    check_leak(std::string_view(buf_).substr(0, end + len));
+    buf_.erase(0, end + len);
     return true;
   }
 
@@ -320,10 +373,22 @@ class Client {
     return 0;
   }
 
+  static int on_header(nghttp2_session*, const nghttp2_frame*, const uint8_t*, size_t,
+                       const uint8_t* value, size_t valuelen, uint8_t, void*) {
+    check_leak(std::string_view(reinterpret_cast<const char*>(value), valuelen));
+    return 0;
+  }
+  static int on_data(nghttp2_session*, uint8_t, int32_t, const uint8_t* data, size_t len, void*) {
+    check_leak(std::string_view(reinterpret_cast<const char*>(data), len));
+    return 0;
+  }
+
   bool start_h2() {
     nghttp2_session_callbacks* cb = nullptr;
     nghttp2_session_callbacks_new(&cb);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_close);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
     nghttp2_session_client_new(&h2_, cb, this);
     nghttp2_session_callbacks_del(cb);
     return nghttp2_submit_settings(h2_, NGHTTP2_FLAG_NONE, nullptr, 0) == 0;
@@ -446,6 +511,7 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   const int rounds = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
   const int requests = argc > 2 ? std::max(1, std::atoi(argv[2])) : 400;
+  g_split = argc > 3 && std::string_view(argv[3]) == "split";
 
   auto up_ca = SessionCa::create({.hosts = {kHost}, .common_name = "bench upstream CA"});
   const std::string up_ca_file = temp_file(up_ca->pem());
@@ -491,8 +557,8 @@ int main(int argc, char** argv) {
     }
     std::fclose(f);
   }
-  std::printf("reused connection, %d rounds x %d requests (load %.2f %.2f %.2f)\n", rounds,
-              requests, load[0], load[1], load[2]);
+  std::printf("reused connection, %d rounds x %d requests%s (load %.2f %.2f %.2f)\n", rounds,
+              requests, g_split ? ", h2 answers in two writes" : "", load[0], load[1], load[2]);
   std::printf("%-9s %9s %9s %9s %10s %17s %17s\n", "protocol", "direct ms", "proxy ms", "added",
               "proxy us", "client us d/p", "server us d/p");
   report("http/1.1", paths[0], paths[1]);
@@ -503,10 +569,12 @@ int main(int argc, char** argv) {
       median(paths[3].proxy_us) - median(paths[1].proxy_us));
   // Every proxied request reached the upstream with the real key in place of the placeholder.
   const auto proxied_n = static_cast<uint64_t>(rounds) * 2 * static_cast<uint64_t>(requests + 5);
-  std::printf("the upstream saw %llu requests, %llu with the real key (proxied: %llu)\n",
-              static_cast<unsigned long long>(g_requests.load()),
-              static_cast<unsigned long long>(g_injected.load()),
-              static_cast<unsigned long long>(proxied_n));
+  std::printf(
+      "the upstream saw %llu requests, %llu with the real key (proxied: %llu); responses with "
+      "the real key: %llu (the proxy scrubs its echo)\n",
+      static_cast<unsigned long long>(g_requests.load()),
+      static_cast<unsigned long long>(g_injected.load()),
+      static_cast<unsigned long long>(proxied_n), static_cast<unsigned long long>(g_leaks.load()));
   proxy.stop();
   unlink(up_ca_file.c_str());
   unlink(session_ca_file.c_str());
