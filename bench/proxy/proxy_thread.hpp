@@ -15,6 +15,33 @@
 
 namespace agentbox::proxy::testing {
 
+// The benches' one credential: `name`, injected as the header `header` on `host`, its real key
+// an Anthropic-shaped constant ("sk-ant-api03-" and 80 'r'); the box sends its placeholder.
+inline base::Result<cred::CredentialSet> bench_credential(const std::string& host,
+                                                          const std::string& name,
+                                                          const std::string& header) {
+  return cred::CredentialSet::load(
+      {{.name = name,
+        .env = "KEY",
+        .from = policy::SourceSpec::env("KEY"),
+        .hosts = {host},
+        .inject = policy::InjectSpec::header(header)}},
+      cred::SecretSource([](const std::string&) -> std::optional<std::string> {
+        return std::string("sk-ant-api03-") + std::string(80, 'r');
+      }),
+      nullptr);
+}
+
+// Options that send `host`:443 to the loopback upstream on `port`, trusting `ca_file` for it.
+inline ProxyOptions bench_options(const std::string& host, uint16_t port,
+                                  const std::string& ca_file) {
+  ProxyOptions options;
+  options.connect_to.push_back(
+      *net::parse_connect_to(host + ":443:127.0.0.1:" + std::to_string(port)));
+  options.upstream_ca = {ca_file};
+  return options;
+}
+
 class ProxyThread {
  public:
   // Everything passed must outlive the thread (stop() or the destructor joins it).
