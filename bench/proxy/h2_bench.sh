@@ -22,8 +22,11 @@
 #                   credential names it: the box's curl speaks TLS to node itself, spliced by the
 #                   translator): the floor of the box's path for the same two endpoints, without
 #                   the relay; "box - pass" is then what interception itself adds per request
-# NEW=N pairs per round (default 40); PARTS="dl reused new pass" picks the measurements (default
-# "dl reused new").
+#   relay ms        (PARTS=relay) the same GETs by curl on the host through agentbox's proxy
+#                   alone (build/bench/proxy/bench_h2_proxy relay: the real ProxyHandler,
+#                   injection and scrub included, no box, no translator) in front of node
+# NEW=N pairs per round (default 40); PARTS="dl reused new pass relay" picks the measurements
+# (default "dl reused new").
 # AGENTBOX=path overrides the binary (default build/cli/agentbox); AGENTBOX_BASE=path adds a
 # second binary (main's, say) measured in the same rounds, the two alternated and their order
 # swapped every round (rows "base ..."). Timings are printed, never asserted.
@@ -39,8 +42,10 @@ base=${AGENTBOX_BASE:-}
 host=api.bench.test
 dir=$(mktemp -d /tmp/agentbox-h2bench-XXXXXX)
 server=
+relay_in=
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null
+  [ -n "$relay_in" ] && exec 9>&-
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -57,6 +62,12 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 node "$root/tests/integration/data/h2_upstream.js" "$dir" "$port" >/dev/null 2>&1 &
 server=$!
 for _ in $(seq 100); do [ -e "$dir/ready" ] && break; sleep 0.1; done
+case " $parts " in *" relay "*)
+  # The proxy alone, until its stdin (fd 9 here) closes.
+  exec 9> >("$root/build/bench/proxy/bench_h2_proxy" relay "$dir" "$port" "$dir/ca.pem")
+  relay_in=1
+  for _ in $(seq 100); do [ -e "$dir/relay-port" ] && break; sleep 0.1; done ;;
+esac
 mkdir -p "$dir/cfg/agentbox" "$dir/ws"
 cat >"$dir/cfg/agentbox/config.toml" <<EOF
 [network]
@@ -89,6 +100,11 @@ inbox() {
 passbox() {
   (cd "$dir/ws" && XDG_CONFIG_HOME="$dir/cfgpass" "${BOX:-$bin}" run -q --cpu-priority normal \
     --connect-to "$host:443:127.0.0.1:$port" -- sh -c "$1 --cacert $dir/ws/upstream-ca.pem")
+}
+# curl on the host through the proxy alone (PARTS=relay), with the placeholder.
+viarelay() {
+  sh -c "$1 --cacert $dir/relay-ca.pem --connect-to $host:443:127.0.0.1:$(cat "$dir/relay-port") \
+    -H 'Authorization: Bearer $(cat "$dir/relay-key")'"
 }
 direct() { sh -c "$1 --cacert $dir/ca.pem --connect-to $host:443:127.0.0.1:$port"; }
 download="curl -s -o /dev/null -w '%{speed_download}\n' https://$host/bytes/$((mib << 20))"
@@ -134,6 +150,11 @@ for r in $(seq "$rounds"); do
       res[direct_lat_$proto]+="$m "
       res[direct_p10_$proto]+="$p " ;;
     esac
+    case " $parts " in *" relay "*)
+      read -r m p < <(viarelay "${reused/curl/curl --$proto}" | tail -n +2 | spread)
+      res[relay_$proto]+="$m "
+      res[relayp10_$proto]+="$p " ;;
+    esac
   done
   case " $parts " in *" new "*)
     inbox "${newconn//ARGS/$boxca}" | sed 's/^/box /' >>"$newpairs"
@@ -158,6 +179,12 @@ for b in "${boxes[@]}"; do
       "$(echo "${res[${b}_pass_$proto]:-}" | ms)" "$(echo "${res[${b}_passp10_$proto]:-}" | ms)"
   done
 done
+case " $parts " in *" relay "*)
+  for proto in http1.1 http2; do
+    printf '%-14s relay ms %s  p10 %s (curl on the host through the proxy alone)\n' "$proto" \
+      "$(echo "${res[relay_$proto]:-}" | ms)" "$(echo "${res[relayp10_$proto]:-}" | ms)"
+  done ;;
+esac
 if [ -s "$newpairs" ]; then
   echo "new connection, h2 - http/1.1, median over $(grep -c '^box' "$newpairs") pairs (ms):"
   for where in box direct; do

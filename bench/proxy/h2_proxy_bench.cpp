@@ -5,6 +5,7 @@
 //
 //   bench_h2_proxy [ROUNDS] [REQUESTS] [split]   (defaults 20 and 400; `split`: the h2 server
 //                                                writes HEADERS and DATA apart, as node does)
+//   bench_h2_proxy relay DIR PORT CA             (the proxy alone for h2_bench.sh's PARTS=relay)
 //
 // The upstream is a TLS server (one thread per connection, blocking) that picks h2 when offered
 // (an nghttp2 server session) and HTTP/1.1 otherwise, answering every GET with the
@@ -505,10 +506,43 @@ void report(const char* name, Path& direct, Path& proxied) {
               median(direct.server_us), median(proxied.server_us));
 }
 
+// `bench_h2_proxy relay DIR PORT CA`: the same ProxyHandler in front of an outside upstream
+// (h2_bench.sh's node on loopback PORT, trusted through CA) for clients outside any box (curl
+// on the host): the relay with the real endpoints and without the box's translator. Writes
+// DIR/relay-ca.pem (the session CA), DIR/relay-key (the placeholder) and DIR/relay-port (last),
+// and serves until stdin closes.
+int relay(const std::string& dir, uint16_t port, const std::string& ca_file) {
+  audit::MemorySink audit;
+  auto creds = bench_credential(kHost, "key", "Authorization");
+  const ProxyOptions options = bench_options(kHost, port, ca_file);
+  auto session_ca = SessionCa::create({.hosts = {kHost}});
+  if (!creds || !session_ca) {
+    std::fprintf(stderr, "bench_h2_proxy relay: cannot set up\n");
+    return 1;
+  }
+  policy::EgressPolicy policy;
+  ProxyThread proxy(policy, options, &*creds, &*session_ca, audit, kHost);
+  auto put = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir + "/" + name + ".tmp") << text;
+    return std::rename((dir + "/" + name + ".tmp").c_str(), (dir + "/" + name).c_str()) == 0;
+  };
+  if (!put("relay-ca.pem", session_ca->pem()) || !put("relay-key", *creds->placeholder("key")) ||
+      !put("relay-port", std::to_string(proxy.port()))) {
+    return 1;
+  }
+  char c = 0;
+  while (read(0, &c, 1) > 0) {
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  if (argc == 5 && std::string_view(argv[1]) == "relay") {
+    return relay(argv[2], static_cast<uint16_t>(std::atoi(argv[3])), argv[4]);
+  }
   const int rounds = argc > 1 ? std::max(1, std::atoi(argv[1])) : 20;
   const int requests = argc > 2 ? std::max(1, std::atoi(argv[2])) : 400;
   g_split = argc > 3 && std::string_view(argv[3]) == "split";
