@@ -530,9 +530,7 @@ int relay(const std::string& dir, uint16_t port, const std::string& ca_file) {
       !put("relay-port", std::to_string(proxy.port()))) {
     return 1;
   }
-  char c = 0;
-  while (read(0, &c, 1) > 0) {
-  }
+  serve_until_stdin_closes();
   return 0;
 }
 

@@ -445,9 +445,7 @@ int serve(const std::string& dir) {
   if (std::fclose(f) != 0 || std::rename(tmp.c_str(), (dir + "/ports").c_str()) != 0) {
     return 1;
   }
-  char c = 0;
-  while (read(0, &c, 1) > 0) {
-  }
+  serve_until_stdin_closes();
   return 0;
 }
 

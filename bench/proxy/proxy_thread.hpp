@@ -42,6 +42,13 @@ inline ProxyOptions bench_options(const std::string& host, uint16_t port,
   return options;
 }
 
+// Serves (the caller's threads run) until the script that started the bench closes its stdin.
+inline void serve_until_stdin_closes() {
+  char c = 0;
+  while (read(0, &c, 1) > 0) {
+  }
+}
+
 class ProxyThread {
  public:
   // Everything passed must outlive the thread (stop() or the destructor joins it).
