@@ -18,7 +18,15 @@
 #                   handshake (time_appconnect) and the whole GET (time_total). In the box an
 #                   h2-offering client's handshake is answered only once the upstream picked its
 #                   protocol; an HTTP/1.1-only one's at once, the upstream connected meanwhile.
-# NEW=N pairs per round (default 40); PARTS="dl reused new" picks the measurements.
+#   pass ms         (PARTS=pass) the reused GETs in the box with the host passed through (no
+#                   credential names it: the box's curl speaks TLS to node itself, spliced by the
+#                   translator): the floor of the box's path for the same two endpoints, without
+#                   the relay; "box - pass" is then what interception itself adds per request
+#   relay ms        (PARTS=relay) the same GETs by curl on the host through agentbox's proxy
+#                   alone (build/bench/proxy/bench_h2_proxy relay: the real ProxyHandler,
+#                   injection and scrub included, no box, no translator) in front of node
+# NEW=N pairs per round (default 40); PARTS="dl reused new pass relay" picks the measurements
+# (default "dl reused new").
 # AGENTBOX=path overrides the binary (default build/cli/agentbox); AGENTBOX_BASE=path adds a
 # second binary (main's, say) measured in the same rounds, the two alternated and their order
 # swapped every round (rows "base ..."). Timings are printed, never asserted.
@@ -34,8 +42,10 @@ base=${AGENTBOX_BASE:-}
 host=api.bench.test
 dir=$(mktemp -d /tmp/agentbox-h2bench-XXXXXX)
 server=
+relay_in=
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null
+  [ -n "$relay_in" ] && exec 9>&-
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -52,6 +62,12 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 node "$root/tests/integration/data/h2_upstream.js" "$dir" "$port" >/dev/null 2>&1 &
 server=$!
 for _ in $(seq 100); do [ -e "$dir/ready" ] && break; sleep 0.1; done
+case " $parts " in *" relay "*)
+  # The proxy alone, until its stdin (fd 9 here) closes.
+  exec 9> >("$root/build/bench/proxy/bench_h2_proxy" relay "$dir" "$port" "$dir/ca.pem")
+  relay_in=1
+  for _ in $(seq 100); do [ -e "$dir/relay-port" ] && break; sleep 0.1; done ;;
+esac
 mkdir -p "$dir/cfg/agentbox" "$dir/ws"
 cat >"$dir/cfg/agentbox/config.toml" <<EOF
 [network]
@@ -61,6 +77,10 @@ env = "API_TOKEN"
 from = "env:REAL_API"
 hosts = ["$host"]
 EOF
+# Passthrough: the host allowed, no credential (nothing intercepts it); curl trusts the test CA.
+mkdir -p "$dir/cfgpass/agentbox"
+printf '[network]\nallow = ["%s"]\n' "$host" >"$dir/cfgpass/agentbox/config.toml"
+cp "$dir/ca.pem" "$dir/ws/upstream-ca.pem"
 # One -o per URL: curl pairs each -o with one URL, and the bodies of the others would go to
 # stdout among the timings (a median over both was half the fastest request).
 urls=$(for _ in $(seq "$reqs"); do printf -- '-o /dev/null https://%s/echo/x ' "$host"; done)
@@ -75,6 +95,16 @@ inbox() {
   (cd "$dir/ws" && REAL_API=ghp_BenchRealToken0123456789abcdefABCDEF XDG_CONFIG_HOME="$dir/cfg" \
     "${BOX:-$bin}" run -q --cpu-priority normal --upstream-ca "$dir/ca.pem" --connect-to "$host:443:127.0.0.1:$port" \
     -- sh -c "$1")
+}
+# The same with the host passed through (BOX as above).
+passbox() {
+  (cd "$dir/ws" && XDG_CONFIG_HOME="$dir/cfgpass" "${BOX:-$bin}" run -q --cpu-priority normal \
+    --connect-to "$host:443:127.0.0.1:$port" -- sh -c "$1 --cacert $dir/ws/upstream-ca.pem")
+}
+# curl on the host through the proxy alone (PARTS=relay), with the placeholder.
+viarelay() {
+  sh -c "$1 --cacert $dir/relay-ca.pem --connect-to $host:443:127.0.0.1:$(cat "$dir/relay-port") \
+    -H 'Authorization: Bearer $(cat "$dir/relay-key")'"
 }
 direct() { sh -c "$1 --cacert $dir/ca.pem --connect-to $host:443:127.0.0.1:$port"; }
 download="curl -s -o /dev/null -w '%{speed_download}\n' https://$host/bytes/$((mib << 20))"
@@ -106,6 +136,11 @@ for r in $(seq "$rounds"); do
         res[${b}_lat_$proto]+="$m "
         res[${b}_p10_$proto]+="$p " ;;
       esac
+      case " $parts " in *" pass "*)
+        read -r m p < <(BOX=$box passbox "${reused/curl/curl --$proto}" | tail -n +2 | spread)
+        res[${b}_pass_$proto]+="$m "
+        res[${b}_passp10_$proto]+="$p " ;;
+      esac
     done
     case " $parts " in *" dl "*)
       res[direct_dl_$proto]+="$(direct "${download/curl/curl --$proto}") " ;;
@@ -114,6 +149,11 @@ for r in $(seq "$rounds"); do
       read -r m p < <(direct "${reused/curl/curl --$proto}" | tail -n +2 | spread)
       res[direct_lat_$proto]+="$m "
       res[direct_p10_$proto]+="$p " ;;
+    esac
+    case " $parts " in *" relay "*)
+      read -r m p < <(viarelay "${reused/curl/curl --$proto}" | tail -n +2 | spread)
+      res[relay_$proto]+="$m "
+      res[relayp10_$proto]+="$p " ;;
     esac
   done
   case " $parts " in *" new "*)
@@ -126,18 +166,25 @@ done
 mbps() { tr ' ' '\n' | grep . | median | awk '{printf "%.0f", $1 / 1e6}'; }
 ms() { tr ' ' '\n' | grep . | median | awk '{printf "%.3f", $1 * 1e3}'; }
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg); rounds $rounds, ${mib} MiB, $reqs requests"
-printf '%-14s %12s %12s %12s %12s %10s %10s\n' protocol "box MB/s" "direct MB/s" "box ms" \
-  "direct ms" "box p10" "direct p10"
+printf '%-14s %12s %12s %12s %12s %10s %10s %10s %10s\n' protocol "box MB/s" "direct MB/s" \
+  "box ms" "direct ms" "box p10" "direct p10" "pass ms" "pass p10"
 for b in "${boxes[@]}"; do
   for proto in http1.1 http2; do
     name=$proto
     [ "$b" = box ] || name="base $proto"
-    printf '%-14s %12s %12s %12s %12s %10s %10s\n' "$name" \
+    printf '%-14s %12s %12s %12s %12s %10s %10s %10s %10s\n' "$name" \
       "$(echo "${res[${b}_dl_$proto]:-}" | mbps)" "$(echo "${res[direct_dl_$proto]:-}" | mbps)" \
       "$(echo "${res[${b}_lat_$proto]:-}" | ms)" "$(echo "${res[direct_lat_$proto]:-}" | ms)" \
-      "$(echo "${res[${b}_p10_$proto]:-}" | ms)" "$(echo "${res[direct_p10_$proto]:-}" | ms)"
+      "$(echo "${res[${b}_p10_$proto]:-}" | ms)" "$(echo "${res[direct_p10_$proto]:-}" | ms)" \
+      "$(echo "${res[${b}_pass_$proto]:-}" | ms)" "$(echo "${res[${b}_passp10_$proto]:-}" | ms)"
   done
 done
+case " $parts " in *" relay "*)
+  for proto in http1.1 http2; do
+    printf '%-14s relay ms %s  p10 %s (curl on the host through the proxy alone)\n' "$proto" \
+      "$(echo "${res[relay_$proto]:-}" | ms)" "$(echo "${res[relayp10_$proto]:-}" | ms)"
+  done ;;
+esac
 if [ -s "$newpairs" ]; then
   echo "new connection, h2 - http/1.1, median over $(grep -c '^box' "$newpairs") pairs (ms):"
   for where in box direct; do

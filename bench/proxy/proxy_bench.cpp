@@ -445,9 +445,7 @@ int serve(const std::string& dir) {
   if (std::fclose(f) != 0 || std::rename(tmp.c_str(), (dir + "/ports").c_str()) != 0) {
     return 1;
   }
-  char c = 0;
-  while (read(0, &c, 1) > 0) {
-  }
+  serve_until_stdin_closes();
   return 0;
 }
 
@@ -468,21 +466,9 @@ int main(int argc, char** argv) {
   Upstream plain_server(Upstream::Kind::kPlain);
 
   audit::MemorySink audit;
-  auto creds =
-      CredentialSet::load({{.name = "key",
-                            .env = "KEY",
-                            .from = policy::SourceSpec::env("KEY"),
-                            .hosts = {kHost},
-                            .inject = agentbox::policy::InjectSpec::header("Authorization")}},
-                          SecretSource([](const std::string&) -> std::optional<std::string> {
-                            return std::string("sk-ant-api03-") + std::string(80, 'r');
-                          }),
-                          nullptr);
+  auto creds = bench_credential(kHost, "key", "Authorization");
   const std::string auth = "Authorization: Bearer " + *creds->placeholder("key") + "\r\n";
-  ProxyOptions options;
-  options.connect_to.push_back(*net::parse_connect_to(
-      std::string(kHost) + ":443:127.0.0.1:" + std::to_string(tls_server.port())));
-  options.upstream_ca = {up_ca_file};
+  ProxyOptions options = bench_options(kHost, tls_server.port(), up_ca_file);
   auto session_ca = SessionCa::create({.hosts = {kHost}});
   const std::string session_ca_file = temp_file(session_ca->pem());
   // The bare relay's leaf, minted before the proxy's thread uses the CA.

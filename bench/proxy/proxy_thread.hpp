@@ -1,6 +1,6 @@
 // The proxy on a thread of its own, as the supervisor runs it: its event loop, handler and a
 // loopback Acceptor (every accepted connection is a box flow named `host`) live and die there.
-// Shared by bench_proxy and bench_usage_proxy; thread() gives its CPU clock.
+// Shared by bench_proxy, bench_usage_proxy and bench_h2_proxy; thread() gives its CPU clock.
 #pragma once
 
 #include <pthread.h>
@@ -14,6 +14,40 @@
 #include "../../tests/unit/proxy/proxy_rig.hpp"
 
 namespace agentbox::proxy::testing {
+
+// The benches' one credential: `name`, injected as the header `header` on `host`, its real key
+// an Anthropic-shaped constant ("sk-ant-api03-" and 80 'r'); the box sends its placeholder.
+inline base::Result<cred::CredentialSet> bench_credential(const std::string& host,
+                                                          const std::string& name,
+                                                          const std::string& header) {
+  return cred::CredentialSet::load(
+      {{.name = name,
+        .env = "KEY",
+        .from = policy::SourceSpec::env("KEY"),
+        .hosts = {host},
+        .inject = policy::InjectSpec::header(header)}},
+      cred::SecretSource([](const std::string&) -> std::optional<std::string> {
+        return std::string("sk-ant-api03-") + std::string(80, 'r');
+      }),
+      nullptr);
+}
+
+// Options that send `host`:443 to the loopback upstream on `port`, trusting `ca_file` for it.
+inline ProxyOptions bench_options(const std::string& host, uint16_t port,
+                                  const std::string& ca_file) {
+  ProxyOptions options;
+  options.connect_to.push_back(
+      *net::parse_connect_to(host + ":443:127.0.0.1:" + std::to_string(port)));
+  options.upstream_ca = {ca_file};
+  return options;
+}
+
+// Serves (the caller's threads run) until the script that started the bench closes its stdin.
+inline void serve_until_stdin_closes() {
+  char c = 0;
+  while (read(0, &c, 1) > 0) {
+  }
+}
 
 class ProxyThread {
  public:

@@ -167,22 +167,10 @@ int main(int argc, char** argv) {
   StreamServer upstream(*up_ca->leaf_for(kHost), stream, bulk);
 
   audit::MemorySink audit;
-  auto creds =
-      CredentialSet::load({{.name = "anthropic",
-                            .env = "KEY",
-                            .from = policy::SourceSpec::env("KEY"),
-                            .hosts = {kHost},
-                            .inject = agentbox::policy::InjectSpec::header("x-api-key")}},
-                          SecretSource([](const std::string&) -> std::optional<std::string> {
-                            return std::string("sk-ant-api03-") + std::string(80, 'r');
-                          }),
-                          nullptr);
+  auto creds = bench_credential(kHost, "anthropic", "x-api-key");
   const std::string auth = "x-api-key: " + *creds->placeholder("anthropic") + "\r\n";
   SessionBudget budget({}, {}, nullptr);  // no limits: the meter still reads (the ledger)
-  ProxyOptions options;
-  options.connect_to.push_back(*net::parse_connect_to(
-      std::string(kHost) + ":443:127.0.0.1:" + std::to_string(upstream.port())));
-  options.upstream_ca = {up_ca_file};
+  ProxyOptions options = bench_options(kHost, upstream.port(), up_ca_file);
   options.budget = &budget;
   auto session_ca = SessionCa::create({.hosts = {kHost}});
   const std::string session_ca_file = temp_file(session_ca->pem());
