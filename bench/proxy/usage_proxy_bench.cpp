@@ -15,6 +15,9 @@
 // of any reading of those bytes, one memchr pass over them; both as a share of the unmetered
 // proxy CPU.
 //
+// The floor in the proxy itself (the meter's feed replaced by one memchr pass over the same bytes)
+// is this bench built after `git apply bench/proxy/usage_floor.patch` (then `git apply -R` it).
+//
 //   build/bench/proxy/bench_usage_proxy [EVENTS] [ROUNDS] [each|bulk]   (2000, 15, each)
 //     each: the upstream writes one event per TLS record, as a model streams tokens;
 //     bulk: the whole stream in one write (16 KiB records, many events per proxy read: the
