@@ -7,11 +7,16 @@
 // `application/octet-stream` (not metered: the one thing that differs), on one kept-alive
 // intercepted connection with the credential's placeholder swapped, alternating metered and
 // unmetered streams (the order flips every round). Measured: the proxy thread's CPU clock per
-// stream; printed: medians, the median of the per-round ratios, and the tokens the budget
-// recorded (proof that the meter ran). Beside each round, on the bench's own thread: the meter
+// stream; printed: medians, the median of the per-round ratios, the ratios of the medians, lower
+// quartiles and tenth percentiles of all streams of each kind (on a loaded machine the noise only
+// adds CPU, so the low quantiles are the steadier figure), and the tokens the budget recorded
+// (proof that the meter ran). Beside each round, on the bench's own thread: the meter
 // alone fed the same stream in 16 KiB pieces (as the proxy reads a bulk stream), and the floor
 // of any reading of those bytes, one memchr pass over them; both as a share of the unmetered
 // proxy CPU.
+//
+// The floor in the proxy itself (the meter's feed replaced by one memchr pass over the same bytes)
+// is this bench built after `git apply bench/proxy/usage_floor.patch` (then `git apply -R` it).
 //
 //   build/bench/proxy/bench_usage_proxy [EVENTS] [ROUNDS] [each|bulk]   (2000, 15, each)
 //     each: the upstream writes one event per TLS record, as a model streams tokens;
@@ -142,9 +147,16 @@ std::pair<double, double> meter_and_floor(std::string_view body, int reps, uint6
   return {meter / reps, memchr_cpu / reps};
 }
 
-double median(std::vector<double> v) {
+// The value below which `q` of `v` lies (nearest rank). Under load the noise only adds CPU (cache
+// refills after preemption, a sibling's share of the core), so the low quantiles of many
+// streams are the steadier reading of what each kind costs.
+double quantile(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
+  return v.empty() ? 0 : v[static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5)];
+}
+
+double median(std::vector<double> v) {
+  return quantile(std::move(v), 0.5);
 }
 
 }  // namespace
@@ -230,9 +242,9 @@ int main(int argc, char** argv) {
     }
     std::fclose(f);
   }
-  std::vector<double> on;
+  std::vector<double> on;  // every stream's proxy CPU, metered and not
   std::vector<double> off;
-  std::vector<double> ratio;
+  std::vector<double> ratio;  // per round: metered / unmetered of its kPerRound pairs
   std::vector<double> alone;
   std::vector<double> floors;
   uint64_t sink = 0;
@@ -243,16 +255,14 @@ int main(int argc, char** argv) {
     double m = 0;
     double u = 0;
     for (int i = 0; i < kPerRound; ++i) {
-      if ((r + i) % 2 == 0) {
-        m += fetch("/sse");
-        u += fetch("/raw");
-      } else {
-        u += fetch("/raw");
-        m += fetch("/sse");
-      }
+      const bool metered_first = (r + i) % 2 == 0;
+      const double first = fetch(metered_first ? "/sse" : "/raw");
+      const double second = fetch(metered_first ? "/raw" : "/sse");
+      on.push_back(metered_first ? first : second);
+      off.push_back(metered_first ? second : first);
+      m += on.back();
+      u += off.back();
     }
-    on.push_back(m / kPerRound);
-    off.push_back(u / kPerRound);
     ratio.push_back(m / u);
   }
   SSL_shutdown(ssl.get());
@@ -265,14 +275,18 @@ int main(int argc, char** argv) {
       "streamed model response through the proxy (%s): %zu events, %zu bytes, %d rounds of %d "
       "streams each way (%u cpus, load %.2f %.2f %.2f)\n"
       "  proxy thread CPU per stream, median: unmetered %.1f us, metered %.1f us\n"
-      "  metered / unmetered: median %.4f (min %.4f, max %.4f) -> meter adds %+.2f%%\n"
+      "  metered / unmetered: median of rounds %.4f (min %.4f, max %.4f) -> meter adds %+.2f%%\n"
+      "  metered / unmetered over all %zu streams each: medians %.4f, lower quartiles %.4f, "
+      "tenth percentiles %.4f\n"
       "  beside it, over the same bytes in 16 KiB pieces (bench thread): the meter alone %.1f us "
       "(%.2f%% of unmetered), one memchr pass %.1f us (%.2f%%: the floor)\n"
       "  metered responses recorded: %llu (output tokens %llu; bench checksum %llu)\n",
       bulk ? "bulk: one write" : "one TLS record per event", stream.size(), bytes, rounds,
       kPerRound, std::thread::hardware_concurrency(), load[0], load[1], load[2], median(off) * 1e6,
       median(on) * 1e6, median(ratio), *std::min_element(ratio.begin(), ratio.end()),
-      *std::max_element(ratio.begin(), ratio.end()), (median(ratio) - 1) * 100, median(alone) * 1e6,
+      *std::max_element(ratio.begin(), ratio.end()), (median(ratio) - 1) * 100, on.size(),
+      median(on) / median(off), quantile(on, 0.25) / quantile(off, 0.25),
+      quantile(on, 0.1) / quantile(off, 0.1), median(alone) * 1e6,
       median(alone) / median(off) * 100, median(floors) * 1e6, median(floors) / median(off) * 100,
       static_cast<unsigned long long>(it == models.end() ? 0 : it->second.responses),
       static_cast<unsigned long long>(it == models.end() ? 0 : it->second.tokens.output),

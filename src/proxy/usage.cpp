@@ -86,83 +86,154 @@ size_t first_name_portable(std::string_view text, size_t at) {
 }
 
 #if defined(__x86_64__)
+// Quote-u/quote-m pairs starting in the 32 positions from `p` (a byte per position: 0xff a pair).
+// `u` or `m` in one compare: a byte equals the table's entry at its low nibble only when it is one
+// of the two (every other entry's low nibble differs from its index; a byte with its top bit set
+// looks up 0).
+__attribute__((target("avx2"))) inline __m256i name_candidates(const char* p) {
+  const __m256i um_table = _mm256_setr_epi8(1, 0, 0, 0, 0, 'u', 0, 0, 0, 0, 0, 0, 0, 'm', 0, 0, 1,
+                                            0, 0, 0, 0, 'u', 0, 0, 0, 0, 0, 0, 0, 'm', 0, 0);
+  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 1));
+  const __m256i um = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(um_table, b), b);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(a, _mm256_set1_epi8('"')), um);
+}
+
+// The first 128-byte step from `i` (i, i + 128, ...) that holds a candidate pair, or the first
+// whose end passes n - 1. A leaf with nothing but the vector step in its loop, so the offset stays
+// in a register (in first_name_avx2's loop, beside the calls of the candidates' check, the
+// compiler kept it on the stack: a store and a load per step on the loop's critical path).
+__attribute__((target("avx2"))) size_t candidate_step(const char* p, size_t i, size_t n) {
+  for (; i + 129 <= n; i += 128) {
+    const __m256i any =
+        _mm256_or_si256(_mm256_or_si256(name_candidates(p + i), name_candidates(p + i + 32)),
+                        _mm256_or_si256(name_candidates(p + i + 64), name_candidates(p + i + 96)));
+    if (_mm256_testz_si256(any, any) == 0) {
+      break;
+    }
+  }
+  return i;
+}
+
 // first_name with AVX2, 128 positions a step (four blocks of 32 before one branch): in a bulk
-// stream this search is most of what the meter costs (one pass over every byte), and the 16-byte
-// step was ~3x memchr's. The candidates' positions come out of one mask per block, so only real
-// quote-u/quote-m pairs are checked.
+// stream this search is most of what the meter costs (one pass over every byte). A step with a
+// candidate is read again block by block, and only real quote-u/quote-m pairs are checked.
 __attribute__((target("avx2"))) size_t first_name_avx2(std::string_view text, size_t at) {
   const char* p = text.data();
   const size_t n = text.size();
-  auto candidates = [p](size_t i) __attribute__((target("avx2"))) {
-    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i));
-    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 1));
-    const __m256i um = _mm256_or_si256(_mm256_cmpeq_epi8(b, _mm256_set1_epi8('u')),
-                                       _mm256_cmpeq_epi8(b, _mm256_set1_epi8('m')));
-    return _mm256_and_si256(_mm256_cmpeq_epi8(a, _mm256_set1_epi8('"')), um);
-  };
-  // The first real name among the candidates in `mask` (bit k: position base + k), or npos.
-  auto named = [&text](uint64_t mask, size_t base) {
-    for (; mask != 0; mask &= mask - 1) {
-      const size_t j = base + static_cast<size_t>(__builtin_ctzll(mask));
-      if (names_at(text, j)) {
-        return j;
+  size_t i = at;
+  for (;;) {
+    i = candidate_step(p, i, n);
+    if (i + 129 > n) {
+      break;
+    }
+    for (size_t block = i; block < i + 128; block += 32) {
+      auto mask = static_cast<uint32_t>(_mm256_movemask_epi8(name_candidates(p + block)));
+      for (; mask != 0; mask &= mask - 1) {
+        const size_t j = block + static_cast<size_t>(__builtin_ctz(mask));
+        if (names_at(text, j)) {
+          return j;
+        }
       }
     }
-    return std::string_view::npos;
-  };
-  auto bits = [](__m256i lo, __m256i hi) __attribute__((target("avx2"))) {
-    return static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(lo))) |
-           static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(hi))) << 32;
-  };
-  size_t i = at;
-  for (; i + 129 <= n; i += 128) {
-    const __m256i c0 = candidates(i);
-    const __m256i c1 = candidates(i + 32);
-    const __m256i c2 = candidates(i + 64);
-    const __m256i c3 = candidates(i + 96);
-    const __m256i any = _mm256_or_si256(_mm256_or_si256(c0, c1), _mm256_or_si256(c2, c3));
-    if (_mm256_testz_si256(any, any) != 0) {
-      continue;
-    }
-    size_t j = named(bits(c0, c1), i);
-    if (j == std::string_view::npos) {
-      j = named(bits(c2, c3), i + 64);
-    }
-    if (j != std::string_view::npos) {
-      return j;
-    }
+    i += 128;
   }
   return first_name_portable(text, i);
 }
 #endif
 
+#if defined(__x86_64__)
+bool has_avx2() {
+  static const bool avx2 = __builtin_cpu_supports("avx2") != 0;
+  return avx2;
+}
+#endif
+
 size_t first_name(std::string_view text, size_t at) {
 #if defined(__x86_64__)
-  static const bool avx2 = __builtin_cpu_supports("avx2") != 0;
-  if (avx2) {
+  if (has_avx2()) {
     return first_name_avx2(text, at);
   }
 #endif
   return first_name_portable(text, at);
 }
 
+bool line_end(char ch) {
+  return ch == '\n' || ch == '\r';
+}
+
+// Whether `ch`, after `prev`, ends an empty line as sse_byte reads them between events: a line
+// end right after a line end, the two not one CRLF (a terminator always starts a new line).
+bool ends_event(char prev, char ch) {
+  return line_end(ch) && line_end(prev) && !(prev == '\r' && ch == '\n');
+}
+
+#if defined(__x86_64__)
+// ends_event for the 32 positions from `p` (bit k: p[k] after p[k - 1]; p[-1] is read): the
+// walks to an event's end are one vector step per 32 bytes, not a loop over them (in bulk pieces
+// they run at every piece's end, for the event the piece cuts).
+__attribute__((target("avx2"))) uint32_t event_ends_avx2(const char* p) {
+  const __m256i at = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i before = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p - 1));
+  const __m256i lf = _mm256_cmpeq_epi8(at, _mm256_set1_epi8('\n'));
+  const __m256i end = _mm256_or_si256(lf, _mm256_cmpeq_epi8(at, _mm256_set1_epi8('\r')));
+  const __m256i cr_before = _mm256_cmpeq_epi8(before, _mm256_set1_epi8('\r'));
+  const __m256i end_before =
+      _mm256_or_si256(cr_before, _mm256_cmpeq_epi8(before, _mm256_set1_epi8('\n')));
+  const __m256i both = _mm256_and_si256(end, end_before);
+  return static_cast<uint32_t>(
+      _mm256_movemask_epi8(_mm256_andnot_si256(_mm256_and_si256(cr_before, lf), both)));
+}
+#endif
+
 // The offset of the last empty line's terminator in [at, end), npos when there is none. `at`
 // is a line start not right after a CR (the state sse_byte is in between events), so a line end
-// there is an empty line; further on, a line end is one when a line end precedes it and the two
-// are not one CRLF (as sse_byte reads them: a terminator always starts a new line).
+// there is an empty line; further on, ends_event.
 size_t last_event_end(std::string_view bytes, size_t at, size_t end) {
   const char* d = bytes.data();
+#if defined(__x86_64__)
+  if (has_avx2()) {
+    for (; end >= at + 33; end -= 32) {  // the block's first byte has its previous in range
+      const uint32_t m = event_ends_avx2(d + end - 32);
+      if (m != 0) {
+        return end - 32 + static_cast<size_t>(31 - __builtin_clz(m));
+      }
+    }
+  }
+#endif
   for (size_t i = end; i > at;) {
     --i;
-    const char ch = d[i];
-    if (ch != '\n' && ch != '\r') {
-      continue;
-    }
-    if (i == at) {
+    if (i == at ? line_end(d[i]) : ends_event(d[i - 1], d[i])) {
       return i;
     }
-    const char prev = d[i - 1];
-    if ((prev == '\n' || prev == '\r') && !(prev == '\r' && ch == '\n')) {
+  }
+  return std::string_view::npos;
+}
+
+// The offset of the first empty line's terminator in `bytes`, which go on an event whose last
+// byte so far is `before` (a line end at 0 ends it when `before` is one), npos when none does.
+size_t next_event_end(std::string_view bytes, char before) {
+  const char* d = bytes.data();
+  const size_t n = bytes.size();
+  if (n == 0) {
+    return std::string_view::npos;
+  }
+  if (ends_event(before, d[0])) {
+    return 0;
+  }
+  size_t i = 1;
+#if defined(__x86_64__)
+  if (has_avx2()) {
+    for (; i + 32 <= n; i += 32) {
+      const uint32_t m = event_ends_avx2(d + i);
+      if (m != 0) {
+        return i + static_cast<size_t>(__builtin_ctz(m));
+      }
+    }
+  }
+#endif
+  for (; i < n; ++i) {
+    if (ends_event(d[i - 1], d[i])) {
       return i;
     }
   }
@@ -202,26 +273,6 @@ std::string clean_model(std::string_view s) {
     out.erase(0, 7);
   }
   return out;
-}
-
-// The offset of the first empty line's terminator in `text` at or after `from`, npos when there
-// is none. `text` starts at a line start not right after a CR (an event's start), so a line end
-// at 0 is an empty line; elsewhere the rule of last_event_end.
-size_t first_event_end(std::string_view text, size_t from) {
-  for (size_t i = from; i < text.size(); ++i) {
-    const char ch = text[i];
-    if (ch != '\n' && ch != '\r') {
-      continue;
-    }
-    if (i == 0) {
-      return i;
-    }
-    const char prev = text[i - 1];
-    if ((prev == '\n' || prev == '\r') && !(prev == '\r' && ch == '\n')) {
-      return i;
-    }
-  }
-  return std::string_view::npos;
 }
 
 // Between events, the byte after a CR as sse_byte reads it (an LF there ends no line), so the
@@ -315,22 +366,22 @@ size_t UsageMeter::skip_events(std::string_view bytes, size_t at, bool may_hold)
 }
 
 // The held start of an event (skip_events) and the start of `bytes`: the rest of the event, up
-// to its empty line, is appended, and the whole event read as one piece, so the fast path
-// passes over it unless it names a member (a name cut in two is whole again). An event longer
-// than kMaxHeld is read on by the byte scanner from its start. Returns the bytes of `bytes` used.
+// to its empty line, is appended (no more), and the whole event read as one piece, so the fast
+// path passes over it unless it names a member (a name cut in two is whole again). An event
+// longer than kMaxHeld is read on by the byte scanner from its start. Returns the bytes of
+// `bytes` used.
 size_t UsageMeter::take_held(std::string_view bytes) {
-  const size_t old = held_.size();
-  const size_t take = std::min(bytes.size(), kMaxHeld - std::min(old, kMaxHeld));
-  held_.append(bytes.substr(0, take));
-  const size_t end = first_event_end(held_, old);
-  if (end == std::string_view::npos && take == bytes.size()) {
-    return take;  // still cut: held on
+  const std::string_view room = bytes.substr(0, kMaxHeld - std::min(held_.size(), kMaxHeld));
+  const size_t end = next_event_end(room, held_.back());
+  if (end == std::string_view::npos && room.size() == bytes.size()) {
+    held_.append(bytes);
+    return bytes.size();  // still cut: held on
   }
-  const size_t upto = end == std::string_view::npos ? held_.size() : end + 1;
-  const std::string event = std::move(held_);
-  held_.clear();
-  read_piece(std::string_view(event).substr(0, upto), /*may_hold=*/false);
-  return upto - old;
+  const size_t take = end == std::string_view::npos ? room.size() : end + 1;
+  held_.append(room.substr(0, take));
+  read_piece(held_, /*may_hold=*/false);  // never holds: held_ is not written while read
+  held_.clear();                          // its buffer is kept for the next piece's cut event
+  return take;
 }
 
 void UsageMeter::feed(std::string_view bytes) noexcept {

@@ -300,6 +300,52 @@ TEST(UsageMeter, BulkPiecesPassOverEveryEventThatNamesNoMember) {
   }
 }
 
+// The walks to an event's end (back from a name or a piece's end, forward through a held event)
+// go 32 bytes a step where the CPU has a vector unit: empty lines at every offset of a step and
+// across two, by LF, CRLF, CR and a mix (a CRLF cut between steps is one line end, CR CR and
+// LF CR are two), in pieces of every size up to 70 bytes and a few larger. Every event but the
+// two reports is passed over, and the reading is the byte scanner's.
+TEST(UsageMeter, EventEndsAtEveryOffsetOfAVectorStep) {
+  const char* kinds[] = {"\n", "\r\n", "\r", "mixed"};
+  for (const std::string kind : kinds) {
+    for (size_t pad = 0; pad < 40; ++pad) {
+      auto eol = [&](size_t i) -> std::string {
+        if (kind != "mixed") {
+          return kind;
+        }
+        return i % 3 == 0 ? "\n" : (i % 3 == 1 ? "\r\n" : "\r");
+      };
+      const std::string start =
+          "data: {\"model\":\"m-3\",\"usage\":{\"input_tokens\":4}}" + eol(0) + eol(0);
+      std::string body = start;
+      for (size_t i = 0; i < 13; ++i) {  // in the mix, i % 3 == 2 joins two events by a CRLF
+        body += (i % 2 == 0 ? "event: e" + eol(i) : std::string()) + "data: {\"t\":\"" +
+                std::string(pad + i * 7 % 33, 'x') + "\"}" + eol(i) + eol(i + 1);
+      }
+      const std::string last =
+          "data: {\"usage\":{\"output_tokens\":" + std::to_string(pad) + "}}" + eol(2) + eol(2);
+      body += last;
+      const Case c{"ends", Format::kSse, body, "m-3", {4, pad, 0}};
+      // The scanner ends a report at its empty line's CR; the LF after it is passed over.
+      const size_t lf_after = kind == "\r\n" ? 2 : 0;
+      auto scanner_only = UsageMeter::scanner_only(Format::kSse);
+      scanner_only.feed(body);
+      const std::string how =
+          " (" + std::to_string(kind.size()) + "-byte ends, pad " + std::to_string(pad) + ")";
+      expect(c, scanner_only.finish(), " by the scanner alone" + how);
+      for (size_t size : {1, 2, 3, 5, 8, 13, 21, 31, 32, 33, 34, 55, 64, 65, 70, 97, 160, 4096}) {
+        UsageMeter m(Format::kSse);
+        for (size_t at = 0; at < body.size(); at += size) {
+          m.feed(std::string_view(body).substr(at, size));
+        }
+        EXPECT_EQ(m.bytes_passed_over(), body.size() - start.size() - last.size() + lf_after)
+            << "in pieces of " << size << how;
+        expect(c, m.finish(), " in pieces of " + std::to_string(size) + how);
+      }
+    }
+  }
+}
+
 TEST(UsageMeter, FormatFromContentType) {
   EXPECT_EQ(UsageMeter::format_for("text/event-stream; charset=utf-8"), Format::kSse);
   EXPECT_EQ(UsageMeter::format_for("Application/JSON"), Format::kJson);
