@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
+#include <sys/random.h>
 
 #include <algorithm>
 #include <array>
@@ -55,10 +55,12 @@ base::Result<ossl::PkeyPtr> make_p256_key() {
   return ossl::PkeyPtr(raw);
 }
 
-// A positive random 127-bit serial (RFC 5280 4.1.2.2: unique, at most 20 octets).
+// A positive random 127-bit serial (RFC 5280 4.1.2.2: unique, at most 20 octets). From the
+// kernel's CSPRNG: RAND_bytes would instantiate OpenSSL's public DRBG (AES-CTR, ~1 ms at a
+// session's start) for these 16 bytes alone; the keys use the private DRBG either way.
 bool set_random_serial(X509* x) {
   std::array<unsigned char, 16> bytes{};
-  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
+  if (::getrandom(bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size())) {
     return false;
   }
   bytes[0] &= 0x7f;
@@ -120,7 +122,6 @@ base::Result<SessionCa> SessionCa::create(const CaOptions& options) {
   }
   constraints += ",excluded;IP:0.0.0.0/0.0.0.0,excluded;IP:::/::";
   AGENTBOX_ASSIGN_OR_RETURN(ca.key_, make_p256_key());
-  AGENTBOX_ASSIGN_OR_RETURN(ca.leaf_key_, make_p256_key());
   ca.cert_.reset(X509_new());
   ca.created_ = std::time(nullptr);
   X509* x = ca.cert_.get();
@@ -181,6 +182,11 @@ base::Result<std::shared_ptr<const Leaf>> SessionCa::mint_unchecked(std::string_
     return base::Error::msg("the session CA has expired");
   }
   const long back = -static_cast<long>(options_.backdate.count());
+  if (!leaf_key_) {
+    // Made by the first leaf, not with the CA: a session whose program never reaches an
+    // intercepted host spends no second key generation at its start.
+    AGENTBOX_ASSIGN_OR_RETURN(leaf_key_, make_p256_key());
+  }
   if (!x || !init_cert(x, leaf_key_.get(), *canon, back, life) ||
       X509_set_issuer_name(x, X509_get_subject_name(cert_.get())) != 1 ||
       !add_ext(x, cert_.get(), NID_basic_constraints, "critical,CA:FALSE") ||

@@ -59,6 +59,8 @@ class SessionCa {
   [[nodiscard]] X509* cert() const { return cert_.get(); }
   [[nodiscard]] std::string pem() const;
   [[nodiscard]] size_t cached_leaves() const { return leaves_.size(); }
+  // False until the first leaf: a session that intercepts nothing makes one key, not two.
+  [[nodiscard]] bool leaf_key_made() const { return leaf_key_ != nullptr; }
 
  private:
   SessionCa() = default;
@@ -66,7 +68,7 @@ class SessionCa {
   std::time_t created_ = 0;
   std::vector<policy::HostPattern> patterns_;
   ossl::PkeyPtr key_;
-  ossl::PkeyPtr leaf_key_;
+  ossl::PkeyPtr leaf_key_;  // every leaf's key, made by the first leaf
   ossl::X509Ptr cert_;
   std::map<std::string, std::shared_ptr<const Leaf>, std::less<>> leaves_;
 };

@@ -89,6 +89,21 @@ TEST(SessionCa, LeafVerifiesForPermittedNames) {
   EXPECT_EQ(ca.cached_leaves(), 3u);
 }
 
+// The leaves' key is made by the first leaf (the CA's own key at create), then shared by all.
+TEST(SessionCa, LeafKeyWaitsForTheFirstLeaf) {
+  auto ca = make_ca();
+  EXPECT_FALSE(ca.leaf_key_made());
+  auto first = ca.leaf_for("api.github.com");
+  ASSERT_TRUE(first.has_value()) << first.error().message();
+  EXPECT_TRUE(ca.leaf_key_made());
+  auto second = ca.leaf_for("raw.githubusercontent.com");
+  ASSERT_TRUE(second.has_value()) << second.error().message();
+  EXPECT_EQ((*first)->key.get(), (*second)->key.get());
+  EXPECT_NE(EVP_PKEY_eq(X509_get0_pubkey(ca.cert()), (*first)->key.get()), 1)
+      << "a leaf must not carry the CA's key";
+  EXPECT_EQ(X509_check_private_key((*second)->cert.get(), (*second)->key.get()), 1);
+}
+
 TEST(SessionCa, RefusesNamesOutsideItsScope) {
   auto ca = make_ca();
   for (const std::string host : {"evil.example", "github.com", "githubusercontent.com",
