@@ -1,7 +1,6 @@
 // app::Session, before the clone: who runs and where, the session folder and its log, the
 // proxy, the mount plan, the environment, the confinement and the network (session.hpp).
 #include <grp.h>
-#include <openssl/crypto.h>
 #include <pwd.h>
 #include <sys/ioctl.h>
 #include <termios.h>
@@ -20,6 +19,7 @@
 #include "agentbox/base/log.hpp"
 #include "agentbox/base/startup_trace.hpp"
 #include "agentbox/config/defaults.hpp"
+#include "agentbox/proxy/tls_ca.hpp"
 #include "agentbox/sandbox/workspace.hpp"
 #include "session_internal.hpp"
 
@@ -228,10 +228,9 @@ Result<std::unique_ptr<Session>> Session::prepare(const RunRequest& req, const E
   AGENTBOX_TRY(s->open_log());
   base::startup_trace::stamp("prep.session");
   s->state_dir_ = agentbox_state_dir(env, s->user_.home);
-  // Before OpenSSL's first use (the state folder's hash, the session CA, review's objects): its
-  // exit-time cleanup only frees what the process's exit frees anyway (~1 ms at a profile's
-  // exit). Without that first use this is a few locks, no config read and no provider.
-  OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr);
+  if (!proxy::prepare_openssl()) {
+    base::log::debug("OpenSSL was used before the session: its default random generator stays");
+  }
   if (req.policy.review.value) {
     AGENTBOX_ASSIGN_OR_RETURN(
         s->review_, start_review(s->state_dir_, s->id_, s->workspace_, s->git_.common_dir(),

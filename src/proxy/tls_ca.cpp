@@ -5,6 +5,7 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <sys/random.h>
 
 #include <algorithm>
@@ -108,6 +109,15 @@ bool init_cert(X509* x, EVP_PKEY* pub, const std::string& cn, long not_before, l
 }
 
 }  // namespace
+
+bool prepare_openssl() {
+  OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr);
+  if (RAND_set_DRBG_type(nullptr, "HASH-DRBG", nullptr, nullptr, "SHA256") != 1) {
+    ERR_clear_error();  // a generator already made (OpenSSL used before): the default stays
+    return false;
+  }
+  return true;
+}
 
 base::Result<SessionCa> SessionCa::create(const CaOptions& options) {
   SessionCa ca;
