@@ -19,6 +19,7 @@
 #include "agentbox/base/log.hpp"
 #include "agentbox/base/startup_trace.hpp"
 #include "agentbox/config/defaults.hpp"
+#include "agentbox/proxy/tls_ca.hpp"
 #include "agentbox/sandbox/workspace.hpp"
 #include "session_internal.hpp"
 
@@ -214,6 +215,15 @@ Result<std::string> workspace_for(const config::Policy& policy, const std::strin
   return workspace;
 }
 
+// Whether the session will use OpenSSL (state folder's hash, placeholders' keyed hash, the CA,
+// trust files, review's objects): only then is it set up first (proxy::prepare_openssl), which
+// alone costs a plain run ~0.3 ms (bare C program). One missed here only forgoes that set-up.
+bool uses_openssl(const config::Policy& p) {
+  return p.review.value || !p.persist.empty() || !p.credentials.empty() || !p.token_files.empty() ||
+         !p.trust_ca.empty() || !p.http_rules.empty() || !p.inspect.empty() ||
+         p.inspect_all.value || p.learn.value;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Session>> Session::prepare(const RunRequest& req, const Env& env,
@@ -227,6 +237,9 @@ Result<std::unique_ptr<Session>> Session::prepare(const RunRequest& req, const E
   AGENTBOX_TRY(s->open_log());
   base::startup_trace::stamp("prep.session");
   s->state_dir_ = agentbox_state_dir(env, s->user_.home);
+  if (uses_openssl(req.policy) && !proxy::prepare_openssl()) {
+    base::log::debug("OpenSSL was used before the session: its default random generator stays");
+  }
   if (req.policy.review.value) {
     AGENTBOX_ASSIGN_OR_RETURN(
         s->review_, start_review(s->state_dir_, s->id_, s->workspace_, s->git_.common_dir(),

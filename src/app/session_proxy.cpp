@@ -398,6 +398,7 @@ TrustInputs set_proxy_options(SessionProxy::Impl& impl, const config::Policy& po
   }
   TrustInputs trust{.java_home = env_value(caller_env, "JAVA_HOME"),
                     .path = env_value(caller_env, "PATH"),
+                    .runtime_dir = env_value(caller_env, "XDG_RUNTIME_DIR"),
                     .session_dir = session_dir};
   for (const auto& ca : policy.trust_ca) {
     // The box trusts it, so the proxy does too when one of its hosts is intercepted.
@@ -423,7 +424,7 @@ TrustInputs set_proxy_options(SessionProxy::Impl& impl, const config::Policy& po
 
 // A CA only when something must be intercepted: a session without credentials or HTTP rules
 // decrypts nothing and the box's trust stores stay as they are (unless trust_ca adds to them).
-base::Status make_session_ca(SessionProxy::Impl& impl, const std::string& session_dir) {
+base::Status make_session_ca(SessionProxy::Impl& impl) {
   const proxy::ProxyOptions& o = impl.options;
   auto hosts = proxy::ProxyHandler::intercept_hosts(
       o.http_rules, impl.credentials ? &*impl.credentials : nullptr, o.inspect);
@@ -438,7 +439,7 @@ base::Status make_session_ca(SessionProxy::Impl& impl, const std::string& sessio
   impl.sink->emit(audit::Event("proxy.ca")
                       .str("hosts", o.inspect_every ? std::string("* (--learn)")
                                                     : fmt::format("{}", fmt::join(hosts, " ")))
-                      .str("bundle", session_dir + "/ca-bundle.pem"));
+                      .str("bundle", kBoxBundle));
   return base::ok();
 }
 
@@ -483,7 +484,7 @@ Result<std::unique_ptr<SessionProxy>> SessionProxy::create(
       load_credentials(*impl, std::move(specs), caller_env, token_values, placeholder_key));
   AGENTBOX_TRY(write_masked_token_files(*impl, std::move(masked), session_dir));
   TrustInputs trust = set_proxy_options(*impl, policy, caller_env, home, session_dir);
-  AGENTBOX_TRY(make_session_ca(*impl, session_dir));
+  AGENTBOX_TRY(make_session_ca(*impl));
   trust.session_ca = impl->ca ? impl->ca->cert() : nullptr;
   warn_unused_upstream_ca(policy, impl->ca ? &*impl->ca : nullptr);
   AGENTBOX_ASSIGN_OR_RETURN(BoxTrust box_trust, make_box_trust(trust));

@@ -3,8 +3,10 @@
 
 #include <fmt/format.h>
 #include <glob.h>
+#include <linux/magic.h>
 #include <openssl/x509.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <climits>
@@ -85,6 +87,37 @@ Result<std::vector<proxy::ossl::X509Ptr>> read_trust_ca(const TrustInputs& in) {
   return out;
 }
 
+bool private_tmpfs(const std::string& dir) {
+  struct statfs fs {};
+  struct stat st {};
+  return !dir.empty() && dir[0] == '/' && ::statfs(dir.c_str(), &fs) == 0 &&
+         fs.f_type == TMPFS_MAGIC && ::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// Where the trust files go: a private folder (0700, made here) on a tmpfs, $XDG_RUNTIME_DIR
+// when it is one and ours, else /dev/shm; the session folder when neither is a tmpfs. They are
+// written at every start and removed at its end, and on the session folder's ext4 each new
+// inode cost a search of the inode bitmap past those that recent sessions freed (perf:
+// find_inode_bit, ~0.3-0.5 ms per file at a profile's start); a tmpfs has no such search.
+std::string trust_folder(const TrustInputs& in) {
+  struct stat st {};
+  std::string base = in.runtime_dir;
+  if (!private_tmpfs(base) || ::lstat(base.c_str(), &st) != 0 || st.st_uid != ::geteuid() ||
+      (st.st_mode & 077) != 0) {
+    base = "/dev/shm";
+  }
+  if (!private_tmpfs(base)) {
+    return in.session_dir;
+  }
+  std::string dir = base + "/agentbox-trust-XXXXXX";
+  if (::mkdtemp(dir.data()) == nullptr) {
+    base::log::debug("trust files in the session folder: mkdtemp in `{}`: {}", base,
+                     std::strerror(errno));
+    return in.session_dir;
+  }
+  return dir;
+}
+
 bool executable_on_path(const std::string& name, const std::string& path_var) {
   size_t start = 0;
   while (start <= path_var.size()) {
@@ -136,26 +169,19 @@ void remove_box_trust(const std::vector<std::string>& written) {
   }
 }
 
-Result<BoxTrust> make_box_trust(const TrustInputs& in) {
-  BoxTrust out;
-  AGENTBOX_ASSIGN_OR_RETURN(auto trusted, read_trust_ca(in));
-  std::vector<X509*> extra;
-  if (in.session_ca != nullptr) {
-    extra.push_back(in.session_ca);
-  }
-  for (const auto& c : trusted) {
-    extra.push_back(c.get());
-  }
-  if (extra.empty()) {
-    return out;
-  }
-  const std::string bundle_path = in.session_dir + "/ca-bundle.pem";
+namespace {
+
+// The files and the box's view of them, into `out` (`written` as they are made, so a failure
+// half way removes what was written).
+base::Status write_box_trust(const TrustInputs& in, const std::vector<X509*>& extra,
+                             const std::string& folder, BoxTrust& out) {
+  const std::string bundle_path = folder + "/ca-bundle.pem";
   AGENTBOX_TRY(proxy::write_trust_bundle(in.system_bundle, extra, bundle_path));
   out.written.push_back(bundle_path);
-  const std::string cert_dir = in.session_dir + "/certs";
+  const std::string cert_dir = folder + "/certs";
   AGENTBOX_TRY(write_cert_dir(cert_dir, extra, &out.written));
   const auto java_files = java_trust_store_files(in.java_home);
-  const std::string java_path = in.session_dir + "/cacerts.p12";
+  const std::string java_path = folder + "/cacerts.p12";
   out.java_store = jvm_reachable(in.java_home, in.path, !java_files.empty());
   if (out.java_store) {
     auto store = proxy::write_jdk_trust_store(in.system_bundle, extra, java_path);
@@ -190,6 +216,33 @@ Result<BoxTrust> make_box_trust(const TrustInputs& in) {
     if (out.java_store && seen.insert(f).second) {
       out.overlays.push_back({.target = f, .source = java_path});
     }
+  }
+  return base::ok();
+}
+
+}  // namespace
+
+Result<BoxTrust> make_box_trust(const TrustInputs& in) {
+  BoxTrust out;
+  AGENTBOX_ASSIGN_OR_RETURN(auto trusted, read_trust_ca(in));
+  std::vector<X509*> extra;
+  if (in.session_ca != nullptr) {
+    extra.push_back(in.session_ca);
+  }
+  for (const auto& c : trusted) {
+    extra.push_back(c.get());
+  }
+  if (extra.empty()) {
+    return out;
+  }
+  const std::string folder = trust_folder(in);
+  auto written = write_box_trust(in, extra, folder, out);
+  if (folder != in.session_dir) {
+    out.written.push_back(folder);  // after its files: removed last
+  }
+  if (!written) {
+    remove_box_trust(out.written);
+    return std::move(written).error();
   }
   return out;
 }

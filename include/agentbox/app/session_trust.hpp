@@ -2,10 +2,12 @@
 // something is intercepted) and the user's `trust_ca` files, in every form the box's clients read.
 //
 // Theory of operation: make_box_trust() runs in the supervisor before the box exists. It writes
-// into the session folder the PEM bundle (system roots + extras), a hashed certificate
-// directory (the extras, `openssl rehash` names) and a PKCS#12 truststore for the JVM (the
-// same certificates), and returns the read-only overlays that show them in the box and the
-// trust variables that point at the bundle.
+// the PEM bundle (system roots + extras), a hashed certificate directory (the extras, `openssl
+// rehash` names) and a PKCS#12 truststore for the JVM (the same certificates) into a private
+// folder on a tmpfs ($XDG_RUNTIME_DIR when it is one, else /dev/shm; the session folder when
+// neither is: an ext4 inode per file cost more than the rest of the writing), and returns the
+// read-only overlays that show them in the box and the trust variables that point at the
+// bundle. All of it is removed when the box is gone (remove_box_trust).
 //
 // The JVM reads neither the PEM bundle nor SSL_CERT_FILE: its default truststore is the file
 // `cacerts`. The truststore is bound over the distributions' cacerts files and every JDK's
@@ -42,15 +44,16 @@ struct TrustInputs {
   std::vector<std::pair<std::string, std::string>> trust_ca;
   std::string java_home;    // the caller's JAVA_HOME, may be empty
   std::string path;         // the caller's PATH (is a `java` there?)
-  std::string session_dir;  // the session folder (written into)
+  std::string runtime_dir;  // the caller's XDG_RUNTIME_DIR, may be empty
+  std::string session_dir;  // the session folder (written into when no tmpfs is at hand)
 };
 
 struct BoxTrust {
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<sandbox::Overlay> overlays;
   bool java_store = false;  // the JVM truststore was built (a JVM can use it)
-  // What was written into the session folder, each directory after its files: removed when the
-  // box is gone (remove_box_trust), so no store outlives its session in the kept folder.
+  // What was written, each directory after its files (the tmpfs folder last): removed when the
+  // box is gone (remove_box_trust), so no store outlives its session.
   std::vector<std::string> written;
 };
 

@@ -2,8 +2,10 @@
 #include "agentbox/app/session_proxy.hpp"
 
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,6 +41,21 @@ config::Credential github(const std::string& from) {
           .from = *agentbox::policy::SourceSpec::parse(from),
           .hosts = {"github.com"},
           .inject = agentbox::policy::InjectSpec::basic()};
+}
+
+// The host file shown at `target` in the box ("" when none is).
+std::string source_of(const std::vector<sandbox::Overlay>& overlays, const std::string& target) {
+  for (const auto& o : overlays) {
+    if (o.target == target) {
+      return o.source;
+    }
+  }
+  return {};
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 std::map<std::string, std::string> as_map(
@@ -85,9 +102,7 @@ TEST(SessionProxy, ACredentialGivesThePlaceholderTrustAndAGitHelperNeverTheSecre
   if (::access("/etc/ssl/certs/java/cacerts", R_OK) == 0) {
     EXPECT_TRUE(has("/etc/ssl/certs/java/cacerts"));
   }
-  std::ifstream bundle(dir.path + "/ca-bundle.pem");
-  std::string text((std::istreambuf_iterator<char>(bundle)), std::istreambuf_iterator<char>());
-  EXPECT_NE(text.find("BEGIN CERTIFICATE"), std::string::npos);
+  EXPECT_NE(read_text(source_of(ov, kBoxBundle)).find("BEGIN CERTIFICATE"), std::string::npos);
   EXPECT_EQ(sink.lines().find(kReal), std::string::npos);
 }
 
@@ -157,11 +172,25 @@ TEST(SessionProxy, TrustCaAloneAddsItsCertificatesToTheBoxTrustWithoutACa) {
   EXPECT_EQ(as_map((*sp)->box_env())["SSL_CERT_FILE"], kBoxBundle);
   EXPECT_FALSE((*sp)->overlays().empty());
   EXPECT_EQ(sink.lines().find("proxy.ca"), std::string::npos);  // nothing intercepted
-  std::ifstream bundle(dir.path + "/ca-bundle.pem");
-  std::string merged((std::istreambuf_iterator<char>(bundle)), std::istreambuf_iterator<char>());
-  EXPECT_NE(merged.find("# agentbox: "), std::string::npos);
-  EXPECT_EQ(::access((dir.path + "/cacerts.p12").c_str(), R_OK) == 0,
+  const std::string bundle = source_of((*sp)->overlays(), kBoxBundle);
+  EXPECT_NE(read_text(bundle).find("# agentbox: "), std::string::npos);
+  const std::string folder = bundle.substr(0, bundle.rfind('/'));
+  EXPECT_EQ(::access((folder + "/cacerts.p12").c_str(), R_OK) == 0,
             jvm_reachable("", "", !java_trust_store_files("").empty()));
+  // On a tmpfs when one is at hand (an ext4 inode per file cost more than the writing), in a
+  // private folder that goes with the session.
+  struct statfs fs {};
+  if (::statfs("/dev/shm", &fs) == 0 && fs.f_type == TMPFS_MAGIC) {
+    ASSERT_EQ(::statfs(bundle.c_str(), &fs), 0);
+    EXPECT_EQ(fs.f_type, TMPFS_MAGIC) << bundle;
+    EXPECT_NE(folder, dir.path);
+    struct stat st {};
+    ASSERT_EQ(::stat(folder.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0700u);
+    EXPECT_EQ(st.st_uid, ::geteuid());
+    sp->reset();
+    EXPECT_FALSE(std::filesystem::exists(folder)) << folder;
+  }
 
   p.trust_ca = {{dir.path + "/nothing.pem", {"--trust-ca"}}};
   std::ofstream(dir.path + "/nothing.pem") << "not a certificate\n";

@@ -167,6 +167,19 @@ TEST(JdkStore, VerifiesUnderTheJdkPasswordAndMarksEveryCertificateTrusted) {
   EXPECT_EQ(read(out).size(), read(again).size());
 }
 
+// A real certificate's PEM with one byte of its base64 replaced by `ch` (removed for NUL): a
+// byte outside the alphabet, padding in the middle, a length not in groups of four.
+std::string broken(const SessionCa& ca, char ch) {
+  std::string pem = cert_pem(ca.cert());
+  const size_t at = std::string_view("-----BEGIN CERTIFICATE-----\n").size() + 100;
+  if (ch == '\0') {
+    pem.erase(at, 1);
+  } else {
+    pem[at] = ch;
+  }
+  return pem;
+}
+
 TEST(JdkStore, SkipsBlocksThatAreNotCertificatesAndNamesAFileWithNone) {
   auto ca = make_ca();
   auto other = make_ca();
@@ -176,7 +189,8 @@ TEST(JdkStore, SkipsBlocksThatAreNotCertificatesAndNamesAFileWithNone) {
                        "-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\n!!!!\n" +
                        "-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nAAAA\n" +
                        "-----END PRIVATE KEY-----\n" + cert_pem(other.cert()) +
-                       "-----BEGIN CERTIFICATE-----\nMIIB");  // no end line
+                       "-----BEGIN CERTIFICATE-----\nMIIB" +  // no end line
+                       broken(ca, '*') + broken(ca, '=') + broken(ca, '\0'));
   const std::string out = dir.path + "/cacerts.p12";
   ASSERT_TRUE(write_jdk_trust_store(mixed, {ca.cert()}, out, kSalt).has_value());
   EXPECT_EQ(read(out), openssl_store({{{ca.cert(), other.cert()}, "agentbox-"},

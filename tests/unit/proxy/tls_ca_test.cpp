@@ -4,7 +4,16 @@
 #include <gtest/gtest.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
 
 #include "agentbox/base/unique_fd.hpp"
 
@@ -29,6 +38,34 @@ SessionCa make_ca() {
   auto ca = SessionCa::create({.hosts = {"api.github.com", "*.githubusercontent.com"}});
   EXPECT_TRUE(ca.has_value()) << (ca ? "" : ca.error().message());
   return std::move(*ca);
+}
+
+// A supervisor's OpenSSL draws from Hash_DRBG over SHA-256 when prepare_openssl() ran before its
+// first use; a second call (OpenSSL used by then) leaves the generator as it is. In a fresh process
+// (this test binary again, this test alone): in this one other tests have used OpenSSL already.
+TEST(PrepareOpenssl, HashDrbgWhenSetBeforeTheFirstUse) {
+  if (std::getenv("AGENTBOX_TEST_FRESH_OPENSSL") != nullptr) {
+    const bool taken = prepare_openssl();
+    std::array<unsigned char, 16> b{};
+    EVP_RAND_CTX* priv = RAND_get0_private(nullptr);
+    EVP_RAND_CTX* pub = RAND_get0_public(nullptr);
+    const std::string name = priv ? EVP_RAND_get0_name(EVP_RAND_CTX_get0_rand(priv)) : "";
+    const std::string pub_name = pub ? EVP_RAND_get0_name(EVP_RAND_CTX_get0_rand(pub)) : "";
+    const bool ok = taken && RAND_priv_bytes(b.data(), 16) == 1 && RAND_bytes(b.data(), 16) == 1 &&
+                    name == "HASH-DRBG" && pub_name == "HASH-DRBG" && !prepare_openssl();
+    std::fprintf(stderr, "taken %d private %s public %s\n", taken, name.c_str(), pub_name.c_str());
+    std::fflush(stderr);
+    ::_exit(ok ? 0 : 1);
+  }
+  std::string filter = "--gtest_filter=PrepareOpenssl.HashDrbgWhenSetBeforeTheFirstUse";
+  char* argv[] = {const_cast<char*>("/proc/self/exe"), filter.data(), nullptr};
+  std::vector<std::string> env_s = {"AGENTBOX_TEST_FRESH_OPENSSL=1"};
+  std::vector<char*> envp = {env_s[0].data(), nullptr};
+  pid_t pid = 0;
+  ASSERT_EQ(::posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv, envp.data()), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 TEST(SessionCa, RefusesEmptyOrBadNames) {
@@ -87,6 +124,21 @@ TEST(SessionCa, LeafVerifiesForPermittedNames) {
   // Cached: the same object comes back.
   EXPECT_EQ(ca.leaf_for("api.github.com")->get(), ca.leaf_for("api.github.com")->get());
   EXPECT_EQ(ca.cached_leaves(), 3u);
+}
+
+// The leaves' key is made by the first leaf (the CA's own key at create), then shared by all.
+TEST(SessionCa, LeafKeyWaitsForTheFirstLeaf) {
+  auto ca = make_ca();
+  EXPECT_FALSE(ca.leaf_key_made());
+  auto first = ca.leaf_for("api.github.com");
+  ASSERT_TRUE(first.has_value()) << first.error().message();
+  EXPECT_TRUE(ca.leaf_key_made());
+  auto second = ca.leaf_for("raw.githubusercontent.com");
+  ASSERT_TRUE(second.has_value()) << second.error().message();
+  EXPECT_EQ((*first)->key.get(), (*second)->key.get());
+  EXPECT_NE(EVP_PKEY_eq(X509_get0_pubkey(ca.cert()), (*first)->key.get()), 1)
+      << "a leaf must not carry the CA's key";
+  EXPECT_EQ(X509_check_private_key((*second)->cert.get(), (*second)->key.get()), 1);
 }
 
 TEST(SessionCa, RefusesNamesOutsideItsScope) {
