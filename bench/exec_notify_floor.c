@@ -228,10 +228,12 @@ static void quartiles(double* v, int n, double q[3]) {
   }
 }
 
-static void report(const char* what, double* v, int n) {
+// A difference is printed with its sign.
+static void report(const char* what, double* v, int n, int difference) {
   double q[3];
   quartiles(v, n, q);
-  printf("  %-28s %+8.1f  [%+.1f .. %+.1f]\n", what, q[1], q[0], q[2]);
+  printf(difference ? "  %-30s %+8.1f  [%+.1f .. %+.1f]\n" : "  %-30s %8.1f  [%.1f .. %.1f]\n",
+         what, q[1], q[0], q[2]);
 }
 
 int main(int argc, char** argv) {
@@ -258,21 +260,21 @@ int main(int argc, char** argv) {
     printf("%s\n", kNames[k]);
     for (int r = 0; r < rounds; ++r)
       v[r] = s[r][k].wall;
-    report("wall", v, rounds);
+    report("wall", v, rounds, 0);
     for (int r = 0; r < rounds; ++r)
       v[r] = s[r][k].loop_cpu + s[r][k].parent_cpu;
-    report("cpu (loop + answering parent)", v, rounds);
+    report("cpu (loop + answering parent)", v, rounds, 0);
     if (k == kBare)
       continue;
     for (int r = 0; r < rounds; ++r)
       v[r] = s[r][k].wall - s[r][kBare].wall;
-    report("wall - bare (paired)", v, rounds);
+    report("wall - bare (paired)", v, rounds, 1);
     for (int r = 0; r < rounds; ++r)
       v[r] = s[r][k].loop_cpu - s[r][kBare].loop_cpu;
-    report("loop cpu - bare (paired)", v, rounds);
+    report("loop cpu - bare (paired)", v, rounds, 1);
     for (int r = 0; r < rounds; ++r)
       v[r] = s[r][k].parent_cpu;
-    report("answering parent cpu", v, rounds);
+    report("answering parent cpu", v, rounds, 0);
   }
   return 0;
 }
