@@ -44,7 +44,7 @@ static const char* const kNames[kVariants] = {"bare", "notify", "read"};
 // One round of one variant, per exec: wall, CPU of the loop (and its children), CPU of the
 // answering parent.
 struct Sample {
-  double wall, loop_cpu, parent_cpu;
+  double wall, loop_cpu, parent_cpu, parent_switches;
 };
 
 static void die(const char* what) {
@@ -84,7 +84,7 @@ static struct Sample exec_loop(int n) {
     if (waitpid(p, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
       die("child");
   }
-  struct Sample s = {.wall = (now_us() - start) / n, .parent_cpu = 0};
+  struct Sample s = {.wall = (now_us() - start) / n, .parent_cpu = 0, .parent_switches = 0};
   s.loop_cpu = (cpu_us(RUSAGE_SELF) + cpu_us(RUSAGE_CHILDREN) - cpu0) / n;
   return s;
 }
@@ -138,13 +138,16 @@ static void read_call(int listener, const struct seccomp_notif* req) {
     return;
 }
 
-// Answers every notification until the filter's last user is gone; returns the CPU it used.
-static double answer_all(int listener, int with_read) {
+// Answers every notification until the filter's last user is gone; returns the CPU it used and
+// counts its context switches (a sleep in RECV and a wake-up per exec at least) in *switches.
+static double answer_all(int listener, int with_read, double* switches) {
   struct seccomp_notif_sizes sz;
   if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sz) != 0)
     die("notif sizes");
   struct seccomp_notif* req = calloc(1, sz.seccomp_notif);
   struct seccomp_notif_resp* resp = calloc(1, sz.seccomp_notif_resp);
+  struct rusage u0, u1;
+  getrusage(RUSAGE_SELF, &u0);
   double cpu0 = cpu_us(RUSAGE_SELF);
   for (;;) {
     memset(req, 0, sz.seccomp_notif);
@@ -163,6 +166,8 @@ static double answer_all(int listener, int with_read) {
   }
   free(req);
   free(resp);
+  getrusage(RUSAGE_SELF, &u1);
+  *switches = (double)(u1.ru_nvcsw + u1.ru_nivcsw - u0.ru_nvcsw - u0.ru_nivcsw);
   return cpu_us(RUSAGE_SELF) - cpu0;
 }
 
@@ -200,11 +205,13 @@ static struct Sample notify_round(int n, int with_read) {
   close(pidfd);
   if (write(sv[0], "g", 1) != 1)
     die("go");
-  double parent_cpu = answer_all(listener, with_read);
+  double switches = 0;
+  double parent_cpu = answer_all(listener, with_read, &switches);
   struct Sample s;
   if (read(sv[0], &s, sizeof s) != sizeof s)
     die("read result");
   s.parent_cpu = parent_cpu / n;
+  s.parent_switches = switches / n;
   int st;
   waitpid(child, &st, 0);
   close(listener);
@@ -275,6 +282,9 @@ int main(int argc, char** argv) {
     for (int r = 0; r < rounds; ++r)
       v[r] = s[r][k].parent_cpu;
     report("answering parent cpu", v, rounds, 0);
+    for (int r = 0; r < rounds; ++r)
+      v[r] = s[r][k].parent_switches;
+    report("answering parent switches", v, rounds, 0);
   }
   return 0;
 }
