@@ -355,10 +355,6 @@ audit::Event exec_event(pid_t pid, const policy::ExecCall& call, std::string_vie
   return ev;
 }
 
-}  // namespace
-
-namespace {
-
 audit::Event unreadable_event(pid_t pid, const Error& e, bool allowed) {
   audit::Event ev("exec");
   ev.num("pid", pid).str("verdict", allowed ? "allow" : "deny");
