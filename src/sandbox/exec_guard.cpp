@@ -6,9 +6,11 @@
 #include <linux/openat2.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -21,33 +23,154 @@ namespace agentbox::sandbox {
 
 using base::Error;
 using base::Result;
+using base::Status;
 using base::UniqueFd;
 
 namespace {
 
 constexpr size_t kPage = 4096;
+// argv pointers read at once, and the first bytes of each of their strings, read together with
+// one process_vm_readv: a typical exec's argv costs two reads of the caller's memory.
+constexpr size_t kBatch = 64;
+constexpr size_t kFirstBytes = 256;
 
-// A NUL-terminated string at `addr` in the caller, at most `max` bytes; reads never cross a
-// page so an unmapped next page is not an error when the string ends before it.
-Result<std::string> read_string(int mem, uint64_t addr, size_t max, bool* cut) {
-  std::string out;
-  char buf[kPage];
+size_t page_rest(uint64_t addr) {
+  return kPage - static_cast<size_t>(addr % kPage);
+}
+
+void* remote(uint64_t addr) {
+  return reinterpret_cast<void*>(addr);  // NOLINT(performance-no-int-to-ptr): in the caller
+}
+
+Error read_error(ssize_t n) {
+  return Error::sys(n < 0 ? errno : EIO, "process_vm_readv", "the caller's memory");
+}
+
+// Appends the rest of the NUL-terminated string at `addr` to `out`, `out` at most `max` bytes;
+// reads never cross a page so an unmapped next page is not an error when the string ends
+// before it.
+Status read_rest(pid_t pid, uint64_t addr, size_t max, std::string& out, bool* cut) {
   while (out.size() < max) {
-    size_t want = std::min<size_t>(kPage - (addr % kPage), max - out.size());
-    ssize_t n = ::pread(mem, buf, want, static_cast<off_t>(addr));
+    const size_t want = std::min(page_rest(addr), max - out.size());
+    const size_t old = out.size();
+    out.resize(old + want);
+    iovec l{.iov_base = out.data() + old, .iov_len = want};
+    iovec r{.iov_base = remote(addr), .iov_len = want};
+    ssize_t n = ::process_vm_readv(pid, &l, 1, &r, 1, 0);
     if (n <= 0) {
-      return Error::sys(n < 0 ? errno : EIO, "pread", "/proc/PID/mem");
+      return read_error(n);
     }
-    const auto* nul = static_cast<const char*>(std::memchr(buf, 0, static_cast<size_t>(n)));
+    const auto* nul = static_cast<const char*>(std::memchr(out.data() + old, 0, size_t(n)));
     if (nul != nullptr) {
-      out.append(buf, static_cast<size_t>(nul - buf));
-      return out;
+      out.resize(static_cast<size_t>(nul - out.data()));
+      return {};
     }
-    out.append(buf, static_cast<size_t>(n));
+    out.resize(old + static_cast<size_t>(n));
     addr += static_cast<uint64_t>(n);
   }
   *cut = true;
+  return {};
+}
+
+// Pieces of the caller's memory, none crossing a page, read back to back into one buffer with
+// one process_vm_readv; got(i) is what of piece i arrived (short from the first piece the
+// kernel could not read on: those are read again one by one).
+class Pieces {
+ public:
+  void add(uint64_t addr, size_t len) {
+    local_[n_] = {.iov_base = buf_.data() + used_, .iov_len = len};
+    remote_[n_++] = {.iov_base = remote(addr), .iov_len = len};
+    used_ += len;
+  }
+  void read(pid_t pid) {
+    if (n_ == 0) {
+      return;
+    }
+    ssize_t n = ::process_vm_readv(pid, local_.data(), n_, remote_.data(), n_, 0);
+    total_ = n < 0 ? 0 : static_cast<size_t>(n);
+  }
+  [[nodiscard]] std::string_view got(size_t i) const {
+    const size_t off = static_cast<size_t>(static_cast<char*>(local_[i].iov_base) - buf_.data());
+    const size_t len = off >= total_ ? 0 : std::min(local_[i].iov_len, total_ - off);
+    return {buf_.data() + off, len};
+  }
+
+ private:
+  std::array<char, kBatch * kFirstBytes> buf_{};
+  std::array<iovec, kBatch> local_{};
+  std::array<iovec, kBatch> remote_{};
+  size_t n_ = 0;
+  size_t used_ = 0;
+  size_t total_ = 0;
+};
+
+// One string from its first bytes (`first`, read at `addr`): complete when they hold its NUL,
+// else read on from where they end; at most `max` bytes.
+Result<std::string> finish_string(pid_t pid, uint64_t addr, std::string_view first, size_t max,
+                                  bool* cut) {
+  first = first.substr(0, max);
+  if (auto nul = first.find('\0'); nul != std::string_view::npos) {
+    return std::string(first.substr(0, nul));
+  }
+  std::string out(first);
+  AGENTBOX_TRY(read_rest(pid, addr + out.size(), max, out, cut));
   return out;
+}
+
+// The bytes of argv pointers read at once from `at`: up to kBatch, never past its page unless
+// one pointer straddles it.
+size_t pointer_bytes(uint64_t at) {
+  return std::max(sizeof(uint64_t), std::min(page_rest(at), kBatch * sizeof(uint64_t)));
+}
+
+// Up to kBatch argv pointers from argv[i] on; how many were read, 0 on error.
+size_t read_pointers(pid_t pid, uint64_t argv_ptr, size_t i, std::array<uint64_t, kBatch>& p) {
+  const uint64_t at = argv_ptr + i * sizeof(uint64_t);
+  iovec l{.iov_base = p.data(), .iov_len = pointer_bytes(at)};
+  iovec r{.iov_base = remote(at), .iov_len = l.iov_len};
+  ssize_t n = ::process_vm_readv(pid, &l, 1, &r, 1, 0);
+  return n <= 0 ? 0 : static_cast<size_t>(n) / sizeof(uint64_t);
+}
+
+// argv[0..] into call.argv, bounded by kMaxArgs and kMaxBytes: a batch of pointers, then the
+// first bytes of all their strings at once. The first `prefetched` pointers are in `ptrs`.
+Status read_argv(pid_t pid, uint64_t argv_ptr, std::array<uint64_t, kBatch>& ptrs,
+                 size_t prefetched, policy::ExecCall& call) {
+  size_t budget = ExecGuard::kMaxBytes;
+  for (size_t i = 0; argv_ptr != 0;) {
+    const size_t got =
+        i == 0 && prefetched > 0 ? prefetched : read_pointers(pid, argv_ptr, i, ptrs);
+    if (got == 0) {
+      return Error::sys(errno == 0 ? EIO : errno, "process_vm_readv", "argv");
+    }
+    size_t k = 0;
+    while (k < got && ptrs[k] != 0 && i + k < ExecGuard::kMaxArgs) {
+      ++k;
+    }
+    Pieces first;
+    for (size_t j = 0; j < k; ++j) {
+      first.add(ptrs[j], std::min(page_rest(ptrs[j]), kFirstBytes));
+    }
+    first.read(pid);
+    for (size_t j = 0; j < k; ++j) {
+      if (budget == 0) {
+        call.truncated = true;
+        return {};
+      }
+      bool cut = false;
+      AGENTBOX_ASSIGN_OR_RETURN(std::string a,
+                                finish_string(pid, ptrs[j], first.got(j), budget, &cut));
+      budget -= std::min(budget, a.size() + 1);
+      call.truncated = call.truncated || cut;
+      call.argv.push_back(std::move(a));
+    }
+    i += k;
+    if (k < got) {  // a NULL pointer, or the bound on pointers
+      call.truncated = call.truncated || ptrs[k] != 0;
+      return {};
+    }
+  }
+  return {};
 }
 
 Result<std::string> link_text(const std::string& path) {
@@ -59,18 +182,19 @@ Result<std::string> link_text(const std::string& path) {
   return std::string(buf, static_cast<size_t>(n));
 }
 
+// The box's root as the caller sees it: an fd that stays valid when the caller is gone.
+UniqueFd open_root(pid_t pid) {
+  return UniqueFd(
+      ::open(fmt::format("/proc/{}/root", pid).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+}
+
 // `abs` (box view) with every symlink and `..` resolved inside the box's root; "" if it cannot
 // be (the file is gone, a memfd, a path over PATH_MAX).
-std::string resolve_in_box(pid_t pid, const std::string& abs) {
-  UniqueFd root(
-      ::open(fmt::format("/proc/{}/root", pid).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!root) {
-    return {};
-  }
+std::string resolve_in_box(int root, const std::string& abs) {
   open_how how{};
   how.flags = O_PATH | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  UniqueFd f(static_cast<int>(::syscall(SYS_openat2, root.get(), abs.c_str(), &how, sizeof how)));
+  UniqueFd f(static_cast<int>(::syscall(SYS_openat2, root, abs.c_str(), &how, sizeof how)));
   if (!f) {
     return {};
   }
@@ -81,39 +205,29 @@ std::string resolve_in_box(pid_t pid, const std::string& abs) {
   return text ? *text : std::string();
 }
 
-}  // namespace
-
-Result<policy::ExecCall> read_exec_call(pid_t pid, const seccomp_data& data) {
+// Everything of an exec that must be read while the caller is held: path and argv as given,
+// the cwd; returns the absolute box path to resolve ("" when there is none).
+Result<std::string> read_exec_args(pid_t pid, const seccomp_data& data, policy::ExecCall& call) {
   const bool at = data.nr == __NR_execveat;
   const uint64_t path_ptr = at ? data.args[1] : data.args[0];
   const uint64_t argv_ptr = at ? data.args[2] : data.args[1];
-  UniqueFd mem(::open(fmt::format("/proc/{}/mem", pid).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!mem) {
-    return Error::sys(errno, "open", fmt::format("/proc/{}/mem", pid));
-  }
-  policy::ExecCall call;
+  // The path's first bytes and argv's first pointers with one read; what it missed, on its own.
+  std::array<char, kFirstBytes> head{};
+  std::array<uint64_t, kBatch> ptrs{};
+  std::array<iovec, 2> l{
+      {{.iov_base = head.data(), .iov_len = std::min(page_rest(path_ptr), kFirstBytes)},
+       {.iov_base = ptrs.data(), .iov_len = pointer_bytes(argv_ptr)}}};
+  std::array<iovec, 2> r{{{.iov_base = remote(path_ptr), .iov_len = l[0].iov_len},
+                          {.iov_base = remote(argv_ptr), .iov_len = l[1].iov_len}}};
+  const ssize_t n =
+      ::process_vm_readv(pid, l.data(), argv_ptr != 0 ? 2 : 1, r.data(), argv_ptr != 0 ? 2 : 1, 0);
+  const size_t total = n < 0 ? 0 : static_cast<size_t>(n);
+  const size_t prefetched = total > l[0].iov_len ? (total - l[0].iov_len) / sizeof(uint64_t) : 0;
   bool cut = false;
-  AGENTBOX_ASSIGN_OR_RETURN(call.given, read_string(mem.get(), path_ptr, PATH_MAX, &cut));
-  size_t budget = ExecGuard::kMaxBytes;
-  for (size_t i = 0; argv_ptr != 0; ++i) {
-    if (i == ExecGuard::kMaxArgs || budget == 0) {
-      call.truncated = true;
-      break;
-    }
-    uint64_t p = 0;
-    if (::pread(mem.get(), &p, sizeof p, static_cast<off_t>(argv_ptr + i * sizeof p)) !=
-        static_cast<ssize_t>(sizeof p)) {
-      return Error::sys(errno == 0 ? EIO : errno, "pread", "argv");
-    }
-    if (p == 0) {
-      break;
-    }
-    bool arg_cut = false;
-    AGENTBOX_ASSIGN_OR_RETURN(std::string a, read_string(mem.get(), p, budget, &arg_cut));
-    budget -= std::min(budget, a.size() + 1);
-    call.truncated = call.truncated || arg_cut;
-    call.argv.push_back(std::move(a));
-  }
+  AGENTBOX_ASSIGN_OR_RETURN(
+      call.given,
+      finish_string(pid, path_ptr, {head.data(), std::min(total, l[0].iov_len)}, PATH_MAX, &cut));
+  AGENTBOX_TRY(read_argv(pid, argv_ptr, ptrs, prefetched, call));
   auto cwd = link_text(fmt::format("/proc/{}/cwd", pid));
   call.cwd = cwd ? *cwd : std::string();
   std::string base = call.cwd;
@@ -130,8 +244,21 @@ Result<policy::ExecCall> read_exec_call(pid_t pid, const seccomp_data& data) {
   } else if (!base.empty() && base[0] == '/') {
     abs = base + "/" + call.given;
   }
-  if (!abs.empty() && abs[0] == '/') {
-    call.path = resolve_in_box(pid, abs);
+  if (abs.empty() || abs[0] != '/') {
+    abs.clear();
+  }
+  return abs;
+}
+
+}  // namespace
+
+Result<policy::ExecCall> read_exec_call(pid_t pid, const seccomp_data& data) {
+  policy::ExecCall call;
+  AGENTBOX_ASSIGN_OR_RETURN(std::string abs, read_exec_args(pid, data, call));
+  if (!abs.empty()) {
+    if (UniqueFd root = open_root(pid)) {
+      call.path = resolve_in_box(root.get(), abs);
+    }
   }
   return call;
 }
@@ -192,14 +319,15 @@ void ExecGuard::use_approver(policy::Approver* approver) noexcept {
 
 namespace {
 
-void respond(int listener, uint64_t id, bool allow) noexcept {
+// False when the caller is gone: it died or was interrupted meanwhile (a signal restarts its
+// execve, which notifies anew). True proves it was held from the notification until now, so
+// its pid was not reused and what was read from /proc/PID was its own (as NOTIF_ID_VALID would).
+bool respond(int listener, uint64_t id, bool allow) noexcept {
   seccomp_notif_resp resp{};
   resp.id = id;
   resp.error = allow ? 0 : -EACCES;
   resp.flags = allow ? SECCOMP_USER_NOTIF_FLAG_CONTINUE : 0;
-  // ENOENT: the caller died or was interrupted meanwhile (a signal restarts its execve, which
-  // notifies anew).
-  [[maybe_unused]] int rc = ::ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+  return ::ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0;
 }
 
 audit::Event exec_event(pid_t pid, const policy::ExecCall& call, std::string_view verdict) {
@@ -227,39 +355,68 @@ audit::Event exec_event(pid_t pid, const policy::ExecCall& call, std::string_vie
   return ev;
 }
 
+audit::Event unreadable_event(pid_t pid, const Error& e, bool allowed) {
+  audit::Event ev("exec");
+  ev.num("pid", pid).str("verdict", allowed ? "allow" : "deny");
+  ev.str("reason", "argv unreadable: " + e.message());
+  return ev;
+}
+
 }  // namespace
+
+// No rule can match: the caller runs on as soon as what names its exec is copied out of it
+// (path and argv as given, cwd, an fd of its root); the path is resolved and the line emitted
+// after it continues, off the exec's latency.
+void ExecGuard::log_after_continuing(int listener, const seccomp_notif& req) {
+  State& st = *state_;
+  const auto pid = static_cast<pid_t>(req.pid);
+  if (!st.spec.log) {
+    respond(listener, req.id, true);
+    return;
+  }
+  policy::ExecCall call;
+  auto abs = read_exec_args(pid, req.data, call);
+  UniqueFd root = abs && !abs->empty() ? open_root(pid) : UniqueFd();
+  if (!respond(listener, req.id, true)) {
+    return;  // gone: what was read may be another process's
+  }
+  if (!abs) {
+    st.sink->emit(unreadable_event(pid, abs.error(), true));
+    return;
+  }
+  if (root) {
+    call.path = resolve_in_box(root.get(), *abs);
+  }
+  st.sink->emit(exec_event(pid, call, "allow"));
+}
 
 void ExecGuard::on_exec(int listener, const seccomp_notif& req) noexcept {
   try {
     State& st = *state_;
     ++st.stats.execs;
-    auto call = read_exec_call(static_cast<pid_t>(req.pid), req.data);
-    // Checked after reading: the pid we read is still the caller that stopped.
-    if (::ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &req.id) != 0) {
+    if (st.spec.policy.empty()) {
+      log_after_continuing(listener, req);
       return;
     }
-    const bool enforcing = !st.spec.policy.empty();
+    auto call = read_exec_call(static_cast<pid_t>(req.pid), req.data);
     if (!call) {
-      if (enforcing) {
+      if (respond(listener, req.id, false)) {
         ++st.stats.denied;
+        st.sink->emit(unreadable_event(static_cast<pid_t>(req.pid), call.error(), false));
       }
-      respond(listener, req.id, !enforcing);
-      audit::Event ev("exec");
-      ev.num("pid", req.pid).str("verdict", enforcing ? "deny" : "allow");
-      ev.str("reason", "argv unreadable: " + call.error().message());
-      st.sink->emit(ev);
       return;
     }
     policy::ExecVerdict v = st.spec.policy.decide(*call);
-    std::string key = fmt::format("{}\n{}", call->path, policy::shell_quote(call->argv));
-    if (v.action == policy::ExecAction::ask && st.allowed_for_session.contains(key)) {
-      v = {policy::ExecAction::allow, v.rule, v.reason + ", allowed for this session"};
-    }
-    if (v.action == policy::ExecAction::ask && recently_denied(st.denied_recently, key)) {
-      v = {policy::ExecAction::deny, v.rule, v.reason + ": denied moments ago, not asked again"};
-    }
-    if (v.action == policy::ExecAction::ask && st.spec.approver == nullptr) {
-      v = {policy::ExecAction::deny, v.rule, v.reason + ": no approver"};
+    std::string key;
+    if (v.action == policy::ExecAction::ask) {
+      key = fmt::format("{}\n{}", call->path, policy::shell_quote(call->argv));
+      if (st.allowed_for_session.contains(key)) {
+        v = {policy::ExecAction::allow, v.rule, v.reason + ", allowed for this session"};
+      } else if (recently_denied(st.denied_recently, key)) {
+        v = {policy::ExecAction::deny, v.rule, v.reason + ": denied moments ago, not asked again"};
+      } else if (st.spec.approver == nullptr) {
+        v = {policy::ExecAction::deny, v.rule, v.reason + ": no approver"};
+      }
     }
     const auto with_rule = [&](audit::Event& ev) {
       if (v.rule >= 0) {
@@ -274,8 +431,10 @@ void ExecGuard::on_exec(int listener, const seccomp_notif& req) noexcept {
       case policy::ExecAction::allow:
       case policy::ExecAction::deny: {
         const bool allow = v.action == policy::ExecAction::allow;
+        if (!respond(listener, req.id, allow)) {
+          return;  // gone: what was read may be another process's
+        }
         st.stats.denied += allow ? 0 : 1;
-        respond(listener, req.id, allow);
         if (st.spec.log || v.rule >= 0 || !allow) {
           audit::Event ev =
               exec_event(static_cast<pid_t>(req.pid), *call, allow ? "allow" : "deny");
@@ -286,6 +445,10 @@ void ExecGuard::on_exec(int listener, const seccomp_notif& req) noexcept {
       }
       case policy::ExecAction::ask:
         break;
+    }
+    // Held for a person: checked first that the pid we read is still the caller that stopped.
+    if (::ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &req.id) != 0) {
+      return;
     }
     ++st.stats.asked;
     audit::Event held = exec_event(static_cast<pid_t>(req.pid), *call, "ask");

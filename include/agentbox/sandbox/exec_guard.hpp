@@ -3,14 +3,20 @@
 //
 // Theory of operation (supervisor, event-loop thread; the caller is blocked in the kernel):
 //   1. DenialMonitor hands over each native execve/execveat notification (on_exec).
-//   2. read_exec_call(): the path and argv from /proc/PID/mem, bounded (kMaxArgs pointers,
-//      kMaxBytes of strings; a longer argv is `truncated`); the path resolved in the box's view
-//      (relative to the caller's cwd or execveat's dirfd, then every symlink and `..` followed
-//      with openat2(RESOLVE_IN_ROOT) under /proc/PID/root) so every spelling of a program names
-//      the same file.
-//   3. SECCOMP_IOCTL_NOTIF_ID_VALID: the caller is still the one that stopped (its pid was not
-//      recycled while we read); otherwise nothing is answered.
-//   4. policy::ExecPolicy::decide(): allow -> SECCOMP_USER_NOTIF_FLAG_CONTINUE; deny -> EACCES;
+//   2. read_exec_call(): the path and argv with process_vm_readv (argv's pointers and the first
+//      bytes of their strings in one read each, the rest page by page), bounded (kMaxArgs
+//      pointers, kMaxBytes of strings; a longer argv is `truncated`); the path resolved in the
+//      box's view (relative to the caller's cwd or execveat's dirfd, then every symlink and `..`
+//      followed with openat2(RESOLVE_IN_ROOT) under /proc/PID/root) so every spelling of a
+//      program names the same file.
+//   3. The caller must still be the one that stopped (its pid not recycled while we read): a
+//      successful SECCOMP_IOCTL_NOTIF_SEND proves it (it was held until the answer), so allow
+//      and deny audit only after a successful answer; `ask` checks SECCOMP_IOCTL_NOTIF_ID_VALID
+//      before it asks.
+//   4. No exec rules (exec logging only): the caller is continued as soon as path, argv, cwd and
+//      an fd of its root are copied, and the path is resolved under that fd and the line emitted
+//      after it runs on. With rules, policy::ExecPolicy::decide(): allow ->
+//      SECCOMP_USER_NOTIF_FLAG_CONTINUE; deny -> EACCES;
 //      ask -> policy::Approver::ask() and the notification simply stays unanswered (the caller
 //      stays blocked, the rest of the box runs) until the callback, which answers it; no
 //      approver -> deny ("no approver"). With rules, a read that fails is a deny. A person's
@@ -72,6 +78,8 @@ class ExecGuard final : public ExecHandler {
   void use_approver(policy::Approver* approver) noexcept;
 
  private:
+  void log_after_continuing(int listener, const seccomp_notif& req);
+
   struct State;
   std::shared_ptr<State> state_;  // pending approvals hold it weakly
 };

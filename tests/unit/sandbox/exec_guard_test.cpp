@@ -5,12 +5,14 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <functional>
 #include <optional>
 
@@ -167,6 +169,109 @@ TEST(ExecGuard, DenyHoldsForEverySpellingOfTheProgram) {
   EXPECT_NE(lines.find(R"("reason":"argv unreadable)"), std::string::npos) << lines;
   unlink(sym.c_str());
   rmdir(dir.c_str());
+}
+
+// read_exec_call on a forked copy of this process (the same addresses, paused): the argv built
+// here is read out of the child. Pages are laid out so that a string crosses a page, one ends
+// at the last byte before a page it may not touch, and the pointer array straddles a page with
+// a pointer split across the boundary.
+struct Paused {
+  pid_t pid = -1;
+  ~Paused() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+base::Result<policy::ExecCall> read_in_child(const char* path, char** argv) {
+  Paused child;
+  child.pid = fork();
+  if (child.pid == 0) {
+    alarm(20);
+    pause();
+    _exit(0);
+  }
+  seccomp_data data{};
+  data.nr = __NR_execve;
+  data.args[0] = reinterpret_cast<uint64_t>(path);  // NOLINT: the child's address, the same
+  data.args[1] = reinterpret_cast<uint64_t>(argv);  // NOLINT
+  return read_exec_call(child.pid, data);
+}
+
+TEST(ExecGuard, ReadsArgvAcrossPagesAndBatchesExactly) {
+  const size_t page = 4096;
+  auto* strs = static_cast<char*>(
+      mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  auto* ptrs = static_cast<char*>(
+      mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(strs, MAP_FAILED);
+  ASSERT_NE(ptrs, MAP_FAILED);
+  ASSERT_EQ(mprotect(strs + 2 * page, page, PROT_NONE), 0);
+  std::vector<std::string> want;
+  for (size_t i = 0; i < 300; ++i) {  // several batches; lengths around the first read's size
+    const size_t len = std::vector<size_t>{0, 1, 255, 256, 257, 1000, 7}[i % 7];
+    want.push_back(std::string(len, static_cast<char>('a' + i % 26)));
+  }
+  char* crossing = strs + page - 10;  // 20 bytes over the first page's end
+  std::memset(crossing, 'x', 20);
+  crossing[20] = '\0';
+  want[3] = std::string(20, 'x');
+  char* at_end = strs + 3 * page - page - 4;  // "end" and its NUL: the last bytes before PROT_NONE
+  std::memcpy(at_end, "end", 4);
+  want[70] = "end";
+  // The pointer array: unaligned, its 6th pointer split by the page boundary.
+  auto** argv = reinterpret_cast<char**>(ptrs + page - 5 * sizeof(char*) - 4);  // NOLINT
+  std::vector<std::string> owned = want;
+  for (size_t i = 0; i < want.size(); ++i) {
+    char* p = i == 3 ? crossing : i == 70 ? at_end : owned[i].data();
+    std::memcpy(reinterpret_cast<char*>(argv) + i * sizeof p, &p, sizeof p);  // NOLINT
+  }
+  char* null = nullptr;
+  std::memcpy(reinterpret_cast<char*>(argv) + want.size() * sizeof null, &null, sizeof null);
+  auto call = read_in_child(crossing, argv);
+  ASSERT_TRUE(call) << call.error().message();
+  EXPECT_EQ(call->given, std::string(20, 'x'));
+  EXPECT_FALSE(call->truncated);
+  ASSERT_EQ(call->argv.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(call->argv[i], want[i]) << "argument " << i;
+  }
+  munmap(strs, 3 * page);
+  munmap(ptrs, 2 * page);
+}
+
+TEST(ExecGuard, ReadingStopsAtTheBoundsAndSaysSo) {
+  // More pointers than kMaxArgs: the first kMaxArgs, truncated.
+  std::vector<std::string> many(ExecGuard::kMaxArgs + 3, "a");
+  std::vector<char*> argv;
+  for (auto& a : many) {
+    argv.push_back(a.data());
+  }
+  argv.push_back(nullptr);
+  auto call = read_in_child("/bin/true", argv.data());
+  ASSERT_TRUE(call) << call.error().message();
+  EXPECT_TRUE(call->truncated);
+  EXPECT_EQ(call->argv.size(), ExecGuard::kMaxArgs);
+  // Strings over kMaxBytes in all: cut at the bound, truncated.
+  std::string big(ExecGuard::kMaxBytes - 10, 'b');
+  std::string next(100, 'c');
+  char* two[] = {big.data(), next.data(), next.data(), nullptr};
+  call = read_in_child("/bin/true", two);
+  ASSERT_TRUE(call) << call.error().message();
+  EXPECT_TRUE(call->truncated);
+  ASSERT_EQ(call->argv.size(), 2u);
+  EXPECT_EQ(call->argv[0], big);
+  EXPECT_EQ(call->argv[1], std::string(9, 'c'));
+  // Exactly the bound of pointers, NULL after: nothing is missing, so nothing is truncated (a
+  // truncated exec of a program a deny rule names is denied).
+  std::vector<char*> exact(argv.begin(), argv.begin() + ExecGuard::kMaxArgs);
+  exact.push_back(nullptr);
+  call = read_in_child("/bin/true", exact.data());
+  ASSERT_TRUE(call) << call.error().message();
+  EXPECT_EQ(call->argv.size(), ExecGuard::kMaxArgs);
+  EXPECT_FALSE(call->truncated);
 }
 
 // A test Approver: keeps the question and its callback for the test to answer.
