@@ -22,14 +22,6 @@ const std::string kRealA = "ghp_RealAnthropicKeyAA0123456789abcdefWXYZ";
 const std::string kRealO = "ghp_RealOpenAIKeyBBBBB0123456789abcdefWXYZ";
 const std::string kRealG = "ghp_RealGeminiKeyCCCCC0123456789abcdefWXYZ";
 
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
-    ++n;
-  }
-  return n;
-}
-
 // One model request from the box; prints "code=N" (and "refused=<body>" when not 200).
 std::string call(const std::string& host, const std::string& path, const std::string& json_body,
                  const std::string& key_header, const std::string& var) {
@@ -474,64 +466,18 @@ TEST_P(ModelSpendTest, CredentialBudgetsShowInPsAndChangeLive) {
       << log;
 }
 
-// A real WebSocket client in the box (python, RFC 6455 by hand: the test image has no
-// WebSocket library) speaks the Responses API's WebSocket mode to the mock: `response.create`
-// out, `response.completed` with its usage back.
-constexpr const char* kWsClient = R"(import base64, json, os, socket, ssl, sys
-host = "openai.model.test"
-s = ssl.create_default_context().wrap_socket(socket.create_connection((host, 443), 20),
-                                             server_hostname=host)
-s.sendall(b"GET /v1/responses HTTP/1.1\r\nHost: " + host.encode() + b"\r\nUpgrade: websocket\r\n"
-          b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " +
-          base64.b64encode(os.urandom(16)) + b"\r\nAuthorization: Bearer " +
-          os.environ["OPENAI_KEY"].encode() + b"\r\n\r\n")
-head = b""
-while b"\r\n\r\n" not in head:
-    b = s.recv(1)
-    if not b:
-        break
-    head += b
-print("ws", head.split(b"\r\n")[0].decode())
-def exact(n):
-    out = b""
-    while len(out) < n:
-        b = s.recv(n - len(out))
-        if not b:
-            raise EOFError
-        out += b
-    return out
-def message():
-    h = exact(2)
-    n = h[1] & 0x7F
-    n = int.from_bytes(exact(2), "big") if n == 126 else n
-    data = exact(n)
-    if h[0] & 0x0F == 8:
-        raise EOFError
-    return data
-done = 0
-for i in range(int(sys.argv[1])):
-    try:
-        payload = json.dumps({"type": "response.create", "model": "mock-gpt"}).encode()
-        mask = os.urandom(4)
-        s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask +
-                  bytes(c ^ mask[j % 4] for j, c in enumerate(payload)))
-        event = json.loads(message())
-        print("ws-usage", event["response"]["model"], event["response"]["usage"]["input_tokens"])
-        done += 1
-    except (EOFError, OSError):
-        break
-print("ws-closed after", done)
-)";
-
 // WebSocket usage end to end: each `response.completed` message is metered (the audit log, the
 // summary), and once the spend cap is reached the next message ends the connection (a WebSocket
 // has no status to answer with) and the next model request over HTTP is refused with 429.
 TEST_P(ModelSpendTest, WebSocketUsageIsCountedAndTheSpendCapRefusesTheNext) {
-  write_file(w_.ws + "/ws_client.py", kWsClient);
+  // A real WebSocket client in the box: python, RFC 6455 by hand (the test image has no
+  // WebSocket library), speaking the Responses API's WebSocket mode (hostile_client.py model-ws).
+  ASSERT_EQ(sh(fmt::format("cp {}/hostile_client.py {}/", AGENTBOX_TEST_DATA, w_.ws)), 0);
   chown_tree(w_.ws, w_.as.uid, w_.as.gid);
   // $0.0033875 a response: three pass a $0.01 cap, the fourth message is refused.
-  Output r = box("python3 ws_client.py 6; " + openai("/v1/responses", "mock-gpt", false), 90000,
-                 {"--budget-spend", "0.01"}, /*quiet=*/false);
+  Output r =
+      box("python3 hostile_client.py model-ws 6; " + openai("/v1/responses", "mock-gpt", false),
+          90000, {"--budget-spend", "0.01"}, /*quiet=*/false);
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_TRUE(r.has_line("ws HTTP/1.1 101 Switching Protocols")) << r.out;
   EXPECT_EQ(count_of(r.out, "ws-usage mock-gpt 800\n"), 3u) << r.out;

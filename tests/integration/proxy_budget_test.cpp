@@ -25,14 +25,6 @@ std::string requests(const std::string& var, int n, const std::string& curl_args
       var, n, curl_args);
 }
 
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
-    ++n;
-  }
-  return n;
-}
-
 class ProxyBudgetTest : public UpstreamFixture {
  protected:
   std::vector<std::string> hosts() const override {

@@ -239,14 +239,6 @@ TEST_P(ProxyH2Test, GrpcCallGetsTheRealTokenAndAnOffScopeOneIsDenied) {
   EXPECT_EQ(seen().find("bad "), std::string::npos) << seen();
 }
 
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
-    ++n;
-  }
-  return n;
-}
-
 // Model usage read from h2 responses (h2_stream.cpp meters them), JSON and SSE, through curl
 // --http2: the audit log and the exit summary have the mock's exact counts, and the spend cap
 // refuses the next request on its own h2 stream with 429 (it never reaches the upstream).
