@@ -116,6 +116,27 @@ void print_budget(const json& b, const char* indent = "") {
   }
 }
 
+// A credential's budgets, used/limit (`agentbox ps`, `agentbox budget --credential`).
+void print_credential_budget(const json& c, const char* indent = "") {
+  const json l = c.value("limits", json::object());
+  std::string methods = "any";
+  if (const json m = l.value("methods", json()); m.is_array()) {
+    methods.clear();
+    for (const auto& one : m) {
+      methods += fmt::format("{}{}", methods.empty() ? "" : ",", one.get<std::string>());
+    }
+  }
+  std::string expires = "never";
+  if (const json e = l.value("expires_in_s", json()); e.is_number()) {
+    const int64_t left = e.get<int64_t>();
+    expires = left > 0 ? fmt::format("in {}", human_secs(left)) : "expired";
+  }
+  fmt::print("{}credential {}: requests {}/{}, bytes {}/{}, methods {}, expires {}, {} refused\n",
+             indent, control::dump(json(c.value("name", ""))), c.value("requests", 0ull),
+             limit_text(l.value("max_requests", json())), c.value("bytes", 0ull),
+             limit_text(l.value("max_bytes", json())), methods, expires, c.value("refused", 0ull));
+}
+
 int ps(bool as_json) {
   auto dir = control::runtime_dir(caller_env(), false);
   json all = json::array();
@@ -153,6 +174,9 @@ int ps(bool as_json) {
     if (const json b = s.value("budget", json::object());
         !b.value("models", json::object()).empty()) {
       print_budget(b, "  ");
+    }
+    for (const auto& c : s.value("credentials", json::array())) {
+      print_credential_budget(c, "  ");
     }
   }
   return 0;
@@ -222,6 +246,8 @@ void render(const std::string& verb, const std::string& session, const json& r) 
         head, r.value("credential", ""));
   } else if (verb == "policy") {
     print_policy(r);
+  } else if (verb == "budget" && r.contains("credential")) {
+    print_credential_budget(r["credential"]);
   } else if (verb == "budget") {
     print_budget(r);
   }
@@ -231,6 +257,7 @@ void register_simple(CLI::App& app, int& exit_code, const Simple& v) {
   struct Args {
     std::string session;
     std::string value;
+    std::string credential;  // budget --credential
     bool json = false;
     unsigned grace = 5;
   };
@@ -244,6 +271,12 @@ void register_simple(CLI::App& app, int& exit_code, const Simple& v) {
     sub->add_option("--grace", a->grace, "Seconds between TERM and KILL (default 5)")
         ->type_name("SECONDS");
   }
+  if (std::string(v.name) == "budget") {
+    sub->add_option("--credential", a->credential,
+                    "Change this credential's budget (KEY=VALUE: max_requests, max_bytes, "
+                    "methods, expires)")
+        ->type_name("NAME");
+  }
   sub->add_flag("--json", a->json, "Print the answer as JSON");
   std::string verb = v.name;
   std::string key = v.key != nullptr ? v.key : "";
@@ -254,6 +287,9 @@ void register_simple(CLI::App& app, int& exit_code, const Simple& v) {
     }
     if (verb == "stop") {
       req.args["grace"] = std::to_string(a->grace);
+    }
+    if (!a->credential.empty()) {
+      req.args["credential"] = a->credential;
     }
     auto r = ask(a->session, req);
     if (!r) {
@@ -322,7 +358,7 @@ void register_control(CLI::App& app, int& exit_code) {
        nullptr, nullptr, nullptr},
       {"budget",
        "Change a session budget live (KEY=VALUE: egress, requests_per_host, spend, "
-       "connections_per_minute)",
+       "connections_per_minute), or with --credential a credential's",
        "SETTING", "KEY=VALUE, e.g. spend=10; KEY=none removes the budget", "set"},
   };
   for (const auto& v : verbs) {

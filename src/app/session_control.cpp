@@ -14,6 +14,7 @@
 #include "agentbox/app/desktop_notify.hpp"
 #include "agentbox/base/log.hpp"
 #include "agentbox/config/append.hpp"
+#include "agentbox/config/units.hpp"
 #include "agentbox/control/runtime_dir.hpp"
 #include "agentbox/control/server.hpp"
 
@@ -89,16 +90,83 @@ Result<std::string> required(const Request& r, const std::string& key) {
   return v;
 }
 
+template <typename T>
+json maybe(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+// One credential's state and budgets (`ps --json`, `policy`, `budget --credential`).
+json credential_json(const cred::CredentialSet::State& c) {
+  json one = {{"name", c.name},
+              {"revoked", c.revoked},
+              {"refreshing", c.refreshing},
+              {"requests", c.requests},
+              {"bytes", c.bytes},
+              {"refused", c.refused},
+              {"limits",
+               {{"max_requests", maybe(c.max_requests)},
+                {"max_bytes", maybe(c.max_bytes)},
+                {"methods", c.methods.empty() ? json(nullptr) : json(c.methods)},
+                {"expires_in_s", maybe(c.expires_in_s)}}}};
+  if (!c.failure.empty()) {
+    one["failure"] = c.failure;
+  }
+  return one;
+}
+
 json credentials_json(const SessionProxy& proxy) {
   json creds = json::array();
   for (const auto& c : proxy.credentials()) {
-    json one = {{"name", c.name}, {"revoked", c.revoked}, {"refreshing", c.refreshing}};
-    if (!c.failure.empty()) {
-      one["failure"] = c.failure;
-    }
-    creds.push_back(std::move(one));
+    creds.push_back(credential_json(c));
   }
   return creds;
+}
+
+std::optional<uint64_t> count(const std::string& v) {
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  return ec == std::errc() && end == v.data() + v.size() ? std::optional(n) : std::nullopt;
+}
+
+// `KEY=VALUE` of `agentbox budget SESSION --credential NAME`: the config's keys and units
+// (max_bytes "2M", expires "10m" from now or "now"); KEY=none removes the budget.
+Result<cred::CredentialSet::BudgetSetting> credential_setting(const std::string& key,
+                                                              const std::string& value) {
+  using cred::Budget;
+  cred::CredentialSet::BudgetSetting s{.key = cred::budget_named(key), .value = {}, .methods = {}};
+  const bool none = value == "none";
+  auto bad = [&](const char* what) {
+    return Error::msg(
+        fmt::format("credential budget {} = `{}`: not {} (or `none`)", key, value, what));
+  };
+  if (s.key == Budget::kNone) {
+    return Error::msg(fmt::format(
+        "no credential budget `{}` (there are: max_requests, max_bytes, methods, expires)", key));
+  }
+  if (s.key == Budget::kMethods) {
+    for (size_t at = 0; !none && at <= value.size();) {
+      const size_t comma = std::min(value.find(',', at), value.size());
+      std::string m = value.substr(at, comma - at);
+      if (m.empty() || !std::all_of(m.begin(), m.end(), [](char ch) {
+            return (ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '_';  // as the config's check
+          })) {
+        return bad("HTTP methods in upper case, comma-separated (e.g. GET,HEAD)");
+      }
+      s.methods.push_back(std::move(m));
+      at = comma + 1;
+    }
+  } else if (!none) {
+    s.value = s.key == Budget::kRequests ? count(value)
+              : s.key == Budget::kBytes  ? config::parse_size(value)
+              : value == "now"           ? std::optional<uint64_t>(0)
+                                         : config::parse_duration(value);
+    if (!s.value) {
+      return bad(s.key == Budget::kRequests ? "a number of requests"
+                 : s.key == Budget::kBytes  ? "a size (e.g. 2M)"
+                                            : "a duration from now (e.g. 10m) or `now`");
+    }
+  }
+  return s;
 }
 
 Error no_credential(const SessionProxy& proxy, const std::string& name) {
@@ -277,24 +345,46 @@ Result<json> SessionControl::Impl::rotate(const Request& r, const Peer& peer) {
   return json{{"credential", name}, {"rotating", true}};
 }
 
-// `agentbox budget SESSION KEY=VALUE`: a session budget changed live (none removes it).
+// `agentbox budget SESSION [--credential NAME] KEY=VALUE`: a session budget, or a credential's,
+// changed live (none removes it); audited with who changed it.
 Result<json> SessionControl::Impl::budget(const Request& r, const Peer& peer) {
   AGENTBOX_ASSIGN_OR_RETURN(std::string setting, required(r, "set"));
+  const std::string name = r.arg("credential");
   const auto eq = setting.find('=');
   if (eq == std::string::npos) {
     return Error::msg(fmt::format(
-        "`{}` is not KEY=VALUE (e.g. spend=10, egress=500000000, requests_per_host=100, "
-        "connections_per_minute=600, or KEY=none)",
-        setting));
+        "`{}` is not KEY=VALUE (e.g. {}, or KEY=none)", setting,
+        name.empty() ? "spend=10, egress=500000000, requests_per_host=100, "
+                       "connections_per_minute=600"
+                     : "max_requests=100, max_bytes=10M, methods=GET,HEAD, expires=10m"));
   }
   const std::string key = setting.substr(0, eq);
   const std::string value = setting.substr(eq + 1);
-  if (auto err = proxy.budget().set(key, value); !err.empty()) {
-    return Error::msg(err);
+  if (name.empty()) {
+    if (auto err = proxy.budget().set(key, value); !err.empty()) {
+      return Error::msg(err);
+    }
+  } else {
+    AGENTBOX_ASSIGN_OR_RETURN(auto s, credential_setting(key, value));
+    if (auto st = proxy.set_credential_budget(name, s); !st) {
+      return no_credential(proxy, name);
+    }
   }
-  emit("control.budget", peer,
-       [&](audit::Event& ev) { ev.str("budget", key).str("value", value); });
-  base::log::debug("control: budget {} = {} ({})", key, value, who(peer));
+  emit("control.budget", peer, [&](audit::Event& ev) {
+    if (!name.empty()) {
+      ev.str("credential", name);
+    }
+    ev.str("budget", key).str("value", value);
+  });
+  base::log::debug("control: budget {}{} = {} ({})", name.empty() ? "" : name + ".", key, value,
+                   who(peer));
+  if (!name.empty()) {
+    for (const auto& c : proxy.credentials()) {
+      if (c.name == name) {
+        return json{{"credential", credential_json(c)}};
+      }
+    }
+  }
   return budget_json(proxy.budget());
 }
 

@@ -606,6 +606,14 @@ base::Status SessionProxy::rotate(const std::string& name) {
   return impl_->credentials->rotate(name);
 }
 
+base::Status SessionProxy::set_credential_budget(const std::string& name,
+                                                 const cred::CredentialSet::BudgetSetting& s) {
+  if (!impl_->credentials) {
+    return base::Error::msg(fmt::format("the session has no credential `{}` (it has: none)", name));
+  }
+  return impl_->credentials->set_budget(name, s);
+}
+
 proxy::SessionBudget& SessionProxy::budget() {
   return *impl_->budget;
 }

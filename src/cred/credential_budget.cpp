@@ -39,6 +39,7 @@ std::string join(const std::vector<std::string>& v) {
 // What a credential has spent (CredentialSet::Entry is private to the set).
 struct Spent {
   CredentialSet::Clock::time_point expires_at;
+  const std::string& expiry;
   uint64_t requests = 0;
   uint64_t bytes = 0;
 };
@@ -52,8 +53,7 @@ Budget over(const CredentialSpec& s, const Spent& e, const http::Request& req, s
     return Budget::kMethods;
   }
   if (CredentialSet::Clock::now() >= e.expires_at) {
-    why = fmt::format("credential {} expired {} s after the session started (its `expires`)",
-                      s.name, *s.expires_seconds);
+    why = fmt::format("credential {} reached its budget expires ({})", s.name, e.expiry);
     return Budget::kExpired;
   }
   if (s.max_requests && e.requests >= *s.max_requests) {
@@ -97,10 +97,23 @@ std::string_view budget_key(Budget b) {
   return "";
 }
 
+int refusal_status(Budget b) {
+  return b == Budget::kMethods ? 403 : 429;
+}
+
+Budget budget_named(std::string_view key) {
+  for (Budget b : {Budget::kRequests, Budget::kBytes, Budget::kMethods, Budget::kExpired}) {
+    if (budget_key(b) == key) {
+      return b;
+    }
+  }
+  return Budget::kNone;
+}
+
 bool CredentialSet::refuse_over_budget(Entry& e, const http::Request& req, std::string_view host,
                                        Verdict& v) {
   std::string why;
-  const Budget b = over(e.spec, {e.expires_at, e.requests, e.bytes}, req, why);
+  const Budget b = over(e.spec, {e.expires_at, e.expiry, e.requests, e.bytes}, req, why);
   if (b == Budget::kNone) {
     return false;
   }
@@ -133,6 +146,58 @@ void CredentialSet::account(const http::Request& req, const Verdict& v) {
       e->bytes += cost;
     }
   }
+}
+
+std::vector<CredentialSet::State> CredentialSet::state() const {
+  std::vector<State> out;
+  const auto now = Clock::now();
+  for (const auto& e : entries_) {
+    if (e->captured) {
+      continue;
+    }
+    State st{.name = e->spec.name,
+             .revoked = e->revoked,
+             .refreshing = e->refreshing,
+             .failure = e->failure,
+             .requests = e->requests,
+             .bytes = e->bytes,
+             .refused = e->refused,
+             .max_requests = e->spec.max_requests,
+             .max_bytes = e->spec.max_bytes,
+             .methods = e->spec.methods};
+    if (e->expires_at != Clock::time_point::max()) {
+      st.expires_in_s = std::chrono::ceil<std::chrono::seconds>(e->expires_at - now).count();
+    }
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+base::Status CredentialSet::set_budget(std::string_view name, const BudgetSetting& s) {
+  const std::string prefix = fmt::format("{}:", name);
+  Entry* owner = nullptr;
+  for (auto& e : entries_) {
+    const bool own = !e->captured && e->spec.name == name;
+    if (!own && !(e->captured && e->spec.name.starts_with(prefix))) {
+      continue;  // a captured value follows its owner's methods and expiry (as at capture)
+    }
+    owner = own ? e.get() : owner;
+    if (s.key == Budget::kMethods) {
+      e->spec.methods = s.methods;
+    } else if (s.key == Budget::kExpired) {
+      e->expires_at =
+          s.value ? Clock::now() + std::chrono::seconds(*s.value) : Clock::time_point::max();
+      e->expiry = s.value ? fmt::format("{} s after `agentbox budget` set it", *s.value) : "";
+    } else if (own && s.key == Budget::kRequests) {
+      e->spec.max_requests = s.value;
+    } else if (own && s.key == Budget::kBytes) {
+      e->spec.max_bytes = s.value;
+    }
+  }
+  if (owner == nullptr) {
+    return base::Error::msg(fmt::format("the session has no credential `{}`", name));
+  }
+  return base::ok();
 }
 
 std::vector<std::string> CredentialSet::budget_summary() const {

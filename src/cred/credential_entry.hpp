@@ -29,6 +29,8 @@ struct CredentialSet::Entry {
   std::vector<std::pair<std::string, std::string>> basic_forms;  // b64(real) -> b64(placeholder)
   // Budgets (credential_budget.cpp): what was spent, and what was refused.
   Clock::time_point expires_at = Clock::time_point::max();
+  std::string
+      expiry;  // when it expires, as the refusal says it ("300 s after the session started")
   uint64_t requests = 0;
   uint64_t bytes = 0;
   uint64_t refused = 0;

@@ -121,6 +121,7 @@ base::Result<CredentialSet> CredentialSet::load(std::vector<CredentialSpec> spec
     e->fetched = e->attempted = Clock::now();
     if (spec.expires_seconds) {  // from the session's start: load() runs before the box does
       e->expires_at = e->fetched + std::chrono::seconds(*spec.expires_seconds);
+      e->expiry = fmt::format("{} s after the session started", *spec.expires_seconds);
     }
     e->spec = std::move(spec);
     set.entries_.push_back(std::move(e));
@@ -266,16 +267,6 @@ base::Status CredentialSet::rotate(std::string_view name) {
     return base::Error::msg(fmt::format("credential `{}`: {}", name, e.failure));
   }
   return base::ok();
-}
-
-std::vector<CredentialSet::State> CredentialSet::state() const {
-  std::vector<State> out;
-  for (const auto& e : entries_) {
-    if (!e->captured) {
-      out.push_back({e->spec.name, e->revoked, e->refreshing, e->failure});
-    }
-  }
-  return out;
 }
 
 bool CredentialSet::due(const Entry& e) const {

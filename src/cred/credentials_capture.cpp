@@ -106,6 +106,7 @@ base::Status CredentialSet::capture(std::string_view host, std::string_view meth
     e->inject = f.rule->inject;
     e->scope = owner.scope;
     e->expires_at = owner.expires_at;
+    e->expiry = owner.expiry;
     e->captured = true;
     e->secret = std::move(f.value);
     e->fetched = e->attempted = Clock::now();

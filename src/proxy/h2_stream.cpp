@@ -137,9 +137,9 @@ void forward(H2Relay& h, H2Stream& s) {
       return;
     }
     const auto v = in.credentials->inspect(r, h.c.info.name, {}, /*cleartext=*/false);
-    if (v.blocked) {
-      const bool spent = v.budget == cred::Budget::kRequests || v.budget == cred::Budget::kBytes;
-      h2_refuse(h, s, spent ? 429 : 403, "request blocked: " + v.reason);
+    if (v.blocked) {  // as forward_request: a budget reached 429, other refusals 403
+      const int status = v.budget == cred::Budget::kNone ? 403 : cred::refusal_status(v.budget);
+      h2_refuse(h, s, status, "request blocked: " + v.reason);
       return;
     }
     if (v.capture) {

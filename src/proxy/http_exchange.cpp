@@ -80,9 +80,9 @@ bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body
   }
   if (in.credentials != nullptr) {
     const auto v = in.credentials->inspect(r, c.info.name, body, /*cleartext=*/!c.tls);
-    if (v.blocked) {  // a spent budget is 429; a method or an expiry is policy: 403
-      const bool spent = v.budget == cred::Budget::kRequests || v.budget == cred::Budget::kBytes;
-      return deny(in, c, spent ? 429 : 403, "request blocked: " + v.reason);
+    if (v.blocked) {  // a budget reached is 429, a method or any other credential refusal 403
+      const int status = v.budget == cred::Budget::kNone ? 403 : cred::refusal_status(v.budget);
+      return deny(in, c, status, "request blocked: " + v.reason);
     }
     x.credentials = v.used;
     x.capture = v.capture;

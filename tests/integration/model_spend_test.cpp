@@ -22,14 +22,6 @@ const std::string kRealA = "ghp_RealAnthropicKeyAA0123456789abcdefWXYZ";
 const std::string kRealO = "ghp_RealOpenAIKeyBBBBB0123456789abcdefWXYZ";
 const std::string kRealG = "ghp_RealGeminiKeyCCCCC0123456789abcdefWXYZ";
 
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
-    ++n;
-  }
-  return n;
-}
-
 // One model request from the box; prints "code=N" (and "refused=<body>" when not 200).
 std::string call(const std::string& host, const std::string& path, const std::string& json_body,
                  const std::string& key_header, const std::string& var) {
@@ -395,6 +387,116 @@ TEST_P(ModelSpendTest, ConnectionsPerMinuteShowsInPsAndChangesLive) {
   EXPECT_EQ(count_of(slurp(up_ + "/accepted.log"), "accepted\n"), 2u);
   EXPECT_NE(audit().find(R"("budget":"connections_per_minute","value":"2")"), std::string::npos)
       << audit();
+}
+
+// The credential's entry of a `ps --json` session (null when absent).
+nlohmann::json credential_of(const nlohmann::json& session, const std::string& name) {
+  for (const auto& c : session.value("credentials", nlohmann::json::array())) {
+    if (c.value("name", "") == name) {
+      return c;
+    }
+  }
+  return nullptr;
+}
+
+// Each credential's use against its budgets shows in `ps` (text and --json); `agentbox budget
+// --credential` changes one live, audited with who changed it, and a limit set below what the
+// credential already used refuses its next request with 429 (none reaches the upstream).
+TEST_P(ModelSpendTest, CredentialBudgetsShowInPsAndChangeLive) {
+  const std::string script = claude(false) + claude(false) +
+                             "for i in $(seq 600); do [ -e go ] && break; sleep 0.1; done; " +
+                             claude(false);
+  const pid_t pid = start_box(script, {});
+  ASSERT_GT(pid, 0);
+  const nlohmann::json session = session_when([](const nlohmann::json& s) {
+    const auto c = credential_of(s, "anthropic");
+    return c.is_object() && c.value("requests", 0) == 2;
+  });
+  ASSERT_FALSE(session.is_null()) << "ps never showed the credential's two requests";
+  const auto before = credential_of(session, "anthropic");
+  EXPECT_GT(before["bytes"].get<uint64_t>(), 200u) << before;
+  EXPECT_EQ(before["refused"], 0) << before;
+  EXPECT_TRUE(before["limits"]["max_requests"].is_null()) << before;
+  EXPECT_TRUE(before["limits"]["methods"].is_null()) << before;
+  EXPECT_TRUE(before["limits"]["expires_in_s"].is_null()) << before;
+  const auto id = session["id"].get<std::string>();
+
+  Output bad = agentbox({"budget", id, "--credential", "anthropic", "max_requests=lots"});
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("not a number of requests"), std::string::npos) << bad.err;
+  Output unknown = agentbox({"budget", id, "--credential", "nope", "max_requests=1"});
+  EXPECT_NE(unknown.status, 0);
+  EXPECT_NE(unknown.err.find("no credential `nope`"), std::string::npos) << unknown.err;
+  Output set = agentbox({"budget", id, "--credential", "anthropic", "max_requests=1"});
+  EXPECT_EQ(set.status, 0) << set.err;
+  EXPECT_NE(set.out.find("credential \"anthropic\": requests 2/1, bytes "), std::string::npos)
+      << set.out;
+  Output exp = agentbox({"budget", id, "--credential", "anthropic", "expires=2h", "--json"});
+  EXPECT_EQ(exp.status, 0) << exp.err;
+  const auto answer = nlohmann::json::parse(exp.out, nullptr, false);
+  ASSERT_TRUE(answer.is_object()) << exp.out;
+  EXPECT_GT(answer["credential"]["limits"]["expires_in_s"].get<int64_t>(), 7100) << exp.out;
+  Output ps = agentbox({"ps"});
+  EXPECT_EQ(ps.status, 0) << ps.err;
+  EXPECT_NE(ps.out.find("  credential \"anthropic\": requests 2/1, bytes "), std::string::npos)
+      << ps.out;
+  EXPECT_NE(ps.out.find("/none, methods any, expires in "), std::string::npos) << ps.out;
+  EXPECT_NE(ps.out.find("  credential \"openai\": requests 0/none, bytes 0/none, methods any, "
+                        "expires never, 0 refused"),
+            std::string::npos)
+      << ps.out;
+
+  const auto [st, out] = finish_box(pid);
+  EXPECT_EQ(st, 0);
+  EXPECT_EQ(count_of(out, "code=200\n"), 2u) << out;
+  EXPECT_NE(out.find("code=429\nrefused=agentbox: request blocked: credential anthropic reached "
+                     "its budget max_requests = 1\n"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(count_of(seen(), "POST /v1/messages "), 2u) << seen();
+  const std::string log = audit();
+  EXPECT_NE(log.find(fmt::format(R"("type":"control.budget","by_uid":{},)", w_.as.uid)),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find(R"("credential":"anthropic","budget":"max_requests","value":"1")"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find(R"("credential":"anthropic","budget":"expires","value":"2h")"),
+            std::string::npos)
+      << log;
+}
+
+// WebSocket usage end to end: each `response.completed` message is metered (the audit log, the
+// summary), and once the spend cap is reached the next message ends the connection (a WebSocket
+// has no status to answer with) and the next model request over HTTP is refused with 429.
+TEST_P(ModelSpendTest, WebSocketUsageIsCountedAndTheSpendCapRefusesTheNext) {
+  // A real WebSocket client in the box: python, RFC 6455 by hand (the test image has no
+  // WebSocket library), speaking the Responses API's WebSocket mode (hostile_client.py model-ws).
+  ASSERT_EQ(sh(fmt::format("cp {}/hostile_client.py {}/", AGENTBOX_TEST_DATA, w_.ws)), 0);
+  chown_tree(w_.ws, w_.as.uid, w_.as.gid);
+  // $0.0033875 a response: three pass a $0.01 cap, the fourth message is refused.
+  Output r =
+      box("python3 hostile_client.py model-ws 6; " + openai("/v1/responses", "mock-gpt", false),
+          90000, {"--budget-spend", "0.01"}, /*quiet=*/false);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_TRUE(r.has_line("ws HTTP/1.1 101 Switching Protocols")) << r.out;
+  EXPECT_EQ(count_of(r.out, "ws-usage mock-gpt 800\n"), 3u) << r.out;
+  EXPECT_TRUE(r.has_line("ws-closed after 3")) << r.out;
+  EXPECT_NE(r.out.find("code=429\nrefused=agentbox: request blocked: session budget spend = "
+                       "$0.0100 reached ($0.0102 spent on model usage)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(count_of(seen(), "WS {\"type\": \"response.create\""), 3u) << seen();
+  EXPECT_EQ(count_of(seen(), "POST /v1/responses "), 0u) << seen();
+  const std::string log = audit();
+  EXPECT_EQ(count_of(log, R"("model":"mock-gpt","input_tokens":800,"output_tokens":250,)"
+                          R"("cached_tokens":100)"),
+            3u)
+      << log;
+  EXPECT_NE(r.err.find("model mock-gpt: 3 responses, 2400 input tokens (300 cached), 750 output "
+                       "tokens, spend $0.0102"),
+            std::string::npos)
+      << r.err;
 }
 
 INSTANTIATE_TEST_SUITE_P(As, ModelSpendTest, ::testing::Values("root", "user"),

@@ -1,9 +1,9 @@
 // Per-credential budgets end to end (issue 17), through the real `agentbox run` as root and as the
 // unprivileged user, against the loopback TLS upstream: the (N+1)th request over `max_requests`
-// is answered 429 by agentbox and the upstream saw exactly N; a method outside `methods` and a
-// request after `expires` get 403; `max_bytes` refuses the request that would pass it (and a
-// chunked body). The refusal names the budget, never the placeholder; each is audited and the
-// exit summary counts them.
+// is answered 429 by agentbox and the upstream saw exactly N; a request after `expires` gets 429
+// too (a budget reached), a method outside `methods` 403 (a policy denial); `max_bytes` refuses the
+// request that would pass it (and a chunked body). The refusal names the budget, never the
+// placeholder; each is audited and the exit summary counts them.
 #include <regex>
 
 #include "proxy_fixture.hpp"
@@ -23,14 +23,6 @@ std::string requests(const std::string& var, int n, const std::string& curl_args
       "c=$(curl -sS -o body -w '%{{http_code}}' -H \"Authorization: Bearer ${0}\" {2}); "
       "echo \"code=$c\"; [ \"$c\" = 200 ] || echo \"refused=$(cat body)\"; done",
       var, n, curl_args);
-}
-
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
-    ++n;
-  }
-  return n;
 }
 
 class ProxyBudgetTest : public UpstreamFixture {
@@ -122,19 +114,19 @@ TEST_P(ProxyBudgetTest, AMethodOutsideMethodsIsRefusedWith403) {
       << audit();
 }
 
-TEST_P(ProxyBudgetTest, AnExpiredCredentialIsRefusedWith403) {
+TEST_P(ProxyBudgetTest, AnExpiredCredentialIsRefusedWith429) {
   Output r = box(requests("EXP_TOKEN", 1, "https://exp.example.test/echo/early") + "; sleep 9; " +
                  requests("EXP_TOKEN", 1, "https://exp.example.test/echo/late"));
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_EQ(count_of(r.out, "code=200\n"), 1u) << r.out;
-  EXPECT_EQ(count_of(r.out, "code=403\n"), 1u) << r.out;
+  EXPECT_EQ(count_of(r.out, "code=429\n"), 1u) << r.out;
   EXPECT_NE(seen().find("GET /echo/early "), std::string::npos) << seen();
   EXPECT_EQ(seen().find("/echo/late"), std::string::npos) << seen();
   auto bodies = refusals(r);
   ASSERT_EQ(bodies.size(), 1u);
   EXPECT_EQ(bodies[0],
-            "agentbox: request blocked: credential exp expired 8 s after the session started "
-            "(its `expires`)");
+            "agentbox: request blocked: credential exp reached its budget expires (8 s after the "
+            "session started)");
   EXPECT_NE(audit().find(R"("budget":"expires")"), std::string::npos) << audit();
 }
 

@@ -102,6 +102,15 @@ inline void expect_tree_lacks(const std::string& dir, const std::vector<std::str
       << "a real secret in " << dir << " (or grep failed)";
 }
 
+// How many times `needle` occurs in `text` (requests in a log, answers in the box's output).
+inline size_t count_of(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
 // The upstream answers for every name in hosts() (one certificate, one port); the subclass
 // writes the agentbox config (config()) and names the secrets that must never show up.
 class UpstreamFixture : public WorldTest {

@@ -65,15 +65,19 @@ class ProxyH2Test : public WorldTest {
     }
   }
   // `agentbox run` with `sh -c script` inside, the name routed to `port`.
-  Output box(const std::string& script, uint16_t port) {
+  // `flags` go after the fixture's own; `quiet` false keeps the exit summary on stderr.
+  Output box(const std::string& script, uint16_t port, const Args& flags = {}, bool quiet = true) {
     RunOptions o;
     o.env = {{"REAL_API", kRealApi}, {"REAL_OTHER", kRealOther}, {"XDG_CONFIG_HOME", cfg_}};
     o.timeout_ms = 90000;
-    Output r =
-        run(w_,
-            {"run", "-q", "--upstream-ca", up_ + "/ca.pem", "--connect-to",
-             fmt::format("api.example.test:443:127.0.0.1:{}", port), "--", "sh", "-c", script},
-            o);
+    Args a = {"run", "--upstream-ca", up_ + "/ca.pem", "--connect-to",
+              fmt::format("api.example.test:443:127.0.0.1:{}", port)};
+    if (quiet) {
+      a.push_back("-q");
+    }
+    a.insert(a.end(), flags.begin(), flags.end());
+    a.insert(a.end(), {"--", "sh", "-c", script});
+    Output r = run(w_, a, o);
     for (const auto& s : {kRealApi, kRealOther}) {
       EXPECT_EQ(r.out.find(s), std::string::npos) << r.out;
       EXPECT_EQ(r.err.find(s), std::string::npos) << r.err;
@@ -89,7 +93,8 @@ class ProxyH2Test : public WorldTest {
       "[[network.rule]]\n"
       "host = \"api.example.test\"\n"
       "methods = [\"GET\", \"POST\"]\n"
-      "paths = [\"/echo/**\", \"/upload\", \"/trailers\", \"/agentbox.Echo/**\"]\n"
+      "paths = [\"/echo/**\", \"/upload\", \"/trailers\", \"/agentbox.Echo/**\", "
+      "\"/v1/messages\"]\n"
       "[credentials.api]\n"
       "env = \"API_TOKEN\"\n"
       "from = \"env:REAL_API\"\n"
@@ -97,7 +102,8 @@ class ProxyH2Test : public WorldTest {
       "[credentials.other]\n"
       "env = \"OTHER_TOKEN\"\n"
       "from = \"env:REAL_OTHER\"\n"
-      "hosts = [\"other.example.test\"]\n";
+      "hosts = [\"other.example.test\"]\n"
+      "[pricing.\"mock-claude\"]\ninput = 3.0\noutput = 15.0\ncached = 0.3\n";
   static constexpr const char* kNodeClient =
       "const http2 = require('http2');\n"
       "const c = http2.connect('https://api.example.test');\n"
@@ -231,6 +237,50 @@ TEST_P(ProxyH2Test, GrpcCallGetsTheRealTokenAndAnOffScopeOneIsDenied) {
             std::string::npos)
       << seen();
   EXPECT_EQ(seen().find("bad "), std::string::npos) << seen();
+}
+
+// Model usage read from h2 responses (h2_stream.cpp meters them), JSON and SSE, through curl
+// --http2: the audit log and the exit summary have the mock's exact counts, and the spend cap
+// refuses the next request on its own h2 stream with 429 (it never reaches the upstream).
+TEST_P(ProxyH2Test, ModelUsageIsReadFromH2ResponsesAndTheSpendCapRefusesTheNext) {
+  const std::string call =
+      "c=$(curl -sS --http2 -o body -w '%{http_version} %{http_code}' -H \"Authorization: Bearer "
+      "$API_TOKEN\" -H 'content-type: application/json' -d '{\"model\":\"mock-claude\","
+      "\"stream\":STREAM}' https://api.example.test/v1/messages); echo \"code=$c\"; "
+      "[ \"$c\" = '2 200' ] || echo \"refused=$(cat body)\"; ";
+  auto with = [&](const char* stream) {
+    std::string s = call;
+    s.replace(s.find("STREAM"), 6, stream);
+    return s;
+  };
+  // $0.00771 a response ((1050 * 3 + 200 * 0.3 + 300 * 15) / 1e6): two pass a $0.01 cap.
+  Output r = box(with("false") + with("true") +
+                     "tail -c 60 body | grep -q message_stop && echo "
+                     "sse-intact; " +
+                     with("false"),
+                 h2_port_, {"--budget-spend", "0.01"}, /*quiet=*/false);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(count_of(r.out, "code=2 200\n"), 2u) << r.out;
+  EXPECT_TRUE(r.has_line("sse-intact")) << r.out;
+  EXPECT_NE(r.out.find("code=2 429\nrefused=agentbox: request blocked: session budget spend = "
+                       "$0.0100 reached ($0.0154 spent on model usage)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(count_of(seen(), "h2 POST /v1/messages Bearer " + kRealApi), 2u) << seen();
+  const std::string audit = all_audit_logs(w_);
+  EXPECT_EQ(count_of(audit, R"("model":"mock-claude","input_tokens":1250,"output_tokens":300,)"
+                            R"("cached_tokens":200)"),
+            2u)
+      << audit;
+  EXPECT_NE(audit.find(R"("type":"budget","budget":"spend","host":"api.example.test")"),
+            std::string::npos)
+      << audit;
+  EXPECT_NE(r.err.find("model mock-claude: 2 responses, 2500 input tokens (400 cached), 600 "
+                       "output tokens, spend $0.0154"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("1 request refused over the session budget `spend`"), std::string::npos)
+      << r.err;
 }
 
 // An upstream that speaks HTTP/1.1 only (tests/integration/data/upstream.py): a box offering h2

@@ -79,7 +79,12 @@ class SessionProxy {
   // Rotation (the control socket, on the loop thread): re-reads a file: or cmd: credential now
   // (CredentialSet::rotate); the outcome shows in credentials() once the read is done.
   [[nodiscard]] base::Status rotate(const std::string& name);
-  // The credentials, each with its state (revoked, being re-read, unavailable and why).
+  // A credential's budget changed live (the control socket, on the loop thread; parsed by
+  // CredentialSet::BudgetSetting's caller). An error when the session has no such credential.
+  [[nodiscard]] base::Status set_credential_budget(const std::string& name,
+                                                   const cred::CredentialSet::BudgetSetting& s);
+  // The credentials, each with its state (revoked, being re-read, unavailable and why) and its
+  // budgets (what it spent, its limits).
   [[nodiscard]] std::vector<cred::CredentialSet::State> credentials() const;
   // The session's budgets and model usage (the control socket reads and changes it on the loop
   // thread, between two proxy events).

@@ -63,9 +63,14 @@ using policy::InjectSpec;
 using policy::is_header_token;
 
 // A credential's budgets (docs/CONFIG.md, `max_requests` ...): the one that refused a request.
-// kRequests and kBytes are answered 429, kMethods and kExpired 403 (credential_budget.cpp).
 enum class Budget { kNone, kRequests, kBytes, kMethods, kExpired };
 [[nodiscard]] std::string_view budget_key(Budget b);  // "max_requests", ... (the config key)
+// The HTTP status a refusal by `b` is answered with: a budget reached (max_requests, max_bytes,
+// expires) is 429; a method the credential may not go with is a policy denial, 403, as a
+// `[[network.rule]]` whose `methods` leave it out (docs/CONFIG.md, "Credential budgets").
+[[nodiscard]] int refusal_status(Budget b);
+// The budget a config key names (kNone when it names none).
+[[nodiscard]] Budget budget_named(std::string_view key);
 
 // A credential as the proxy needs it (app translates config::Credential into this).
 struct CredentialSpec {
@@ -228,9 +233,27 @@ class CredentialSet {
     bool revoked = false;
     bool refreshing = false;  // a re-read is running
     std::string failure;      // non-empty: unavailable, and why
+    // Its budgets: what it spent and was refused, and the limits (nullopt, empty: none).
+    uint64_t requests = 0;
+    uint64_t bytes = 0;
+    uint64_t refused = 0;
+    std::optional<uint64_t> max_requests;
+    std::optional<uint64_t> max_bytes;
+    std::vector<std::string> methods;
+    std::optional<int64_t> expires_in_s;  // seconds left before `expires` (<= 0: expired)
   };
   // Every credential named in the configuration, in order (captured values are not listed).
   [[nodiscard]] std::vector<State> state() const;
+  // A budget changed live (`agentbox budget SESSION --credential NAME KEY=VALUE`): `value`
+  // (nullopt removes it) for max_requests and max_bytes, seconds from now for expires;
+  // `methods` (empty: any). A limit below what was spent refuses the next request. Values
+  // captured from its responses follow its methods and expiry. The caller audits who made it.
+  struct BudgetSetting {
+    Budget key = Budget::kNone;
+    std::optional<uint64_t> value;
+    std::vector<std::string> methods;
+  };
+  [[nodiscard]] base::Status set_budget(std::string_view name, const BudgetSetting& s);
   // One line per credential that refused requests over a budget, for the exit summary.
   [[nodiscard]] std::vector<std::string> budget_summary() const;
   // Hosts the credentials are scoped to (the TLS CA must be allowed to intercept them).

@@ -5,6 +5,9 @@
 //   /upload        the request body logged and echoed back, its length in x-got
 //   /trailers      a body, then the Authorization echoed in a trailer (x-echo-trailer)
 //   /bytes/N       N bytes of 'a' (the bench)
+//   /v1/messages   a mock Anthropic Messages API (as data/model_api.py): JSON, or SSE when the
+//                  body says "stream":true (events written one by one); usage input 1000 +
+//                  cache_read 200 + cache_creation 50, output 300
 //   anything else  200 "ok"
 // Each request appends "PROTO METHOD PATH AUTHORIZATION [BODY]" to seen.log.
 'use strict';
@@ -13,6 +16,46 @@ const http2 = require('http2');
 
 const [dir, port] = process.argv.slice(2);
 const log = (line) => fs.appendFileSync(`${dir}/seen.log`, line + '\n');
+
+// The model API route: what model_api.py's anthropic() answers, over h2 (issue 17's usage).
+function messages(body, res) {
+  let req = {};
+  try {
+    req = JSON.parse(body || '{}');
+  } catch (e) {
+    req = {};
+  }
+  const usage = {input_tokens: 1000, output_tokens: 300, cache_read_input_tokens: 200,
+                 cache_creation_input_tokens: 50};
+  if (!req.stream) {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({id: 'msg_1', type: 'message', model: req.model, role: 'assistant',
+                            content: [{type: 'text', text: 'hello'}], usage}));
+    return;
+  }
+  const ev = (name, obj) => `event: ${name}\ndata: ${JSON.stringify(obj)}\n\n`;
+  const events = [ev('message_start', {type: 'message_start', message: {
+    id: 'msg_1', type: 'message', model: req.model, content: [],
+    usage: Object.assign({}, usage, {output_tokens: 1})}})];
+  for (let i = 0; i < 10; i++) {
+    events.push(ev('content_block_delta', {type: 'content_block_delta', index: 0,
+                                           delta: {type: 'text_delta', text: `word ${i} `}}));
+  }
+  events.push(ev('message_delta', {type: 'message_delta', delta: {stop_reason: 'end_turn'},
+                                   usage: {output_tokens: 300}}));
+  events.push(ev('message_stop', {type: 'message_stop'}));
+  res.setHeader('content-type', 'text/event-stream');
+  const next = () => {  // one DATA frame an event, a tick apart
+    const e = events.shift();
+    if (e === undefined) {
+      res.end();
+      return;
+    }
+    res.write(e);
+    setTimeout(next, 2);
+  };
+  next();
+}
 
 function handle(req, res) {
   const auth = req.headers['authorization'] || '-';
@@ -25,7 +68,9 @@ function handle(req, res) {
     if (!path.startsWith('/bytes/')) {
       log(`${proto} ${req.method} ${path} ${auth}${body ? ' ' + body : ''}`);
     }
-    if (path.startsWith('/echo/')) {
+    if (path === '/v1/messages') {
+      messages(body, res);
+    } else if (path.startsWith('/echo/')) {
       res.setHeader('x-echo', auth);
       res.setHeader('content-type', 'text/plain');
       res.end(`you sent: ${auth}\n`);

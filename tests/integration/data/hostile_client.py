@@ -3,6 +3,8 @@
 # box: no real secret (nor the part of one a form carries) may appear, and each form must give
 # back the box's own placeholder.
 #   hostile_client.py forms | gzip | range | h2c | ws
+# and, for model_spend_test.cpp, a model API's WebSocket (the usage the proxy meters):
+#   hostile_client.py model-ws N
 import base64
 import binascii
 import gzip
@@ -136,10 +138,10 @@ def h2c():
         print("tunnel", s.recv(4096).decode(errors="replace").replace("\r\n", " | "))
 
 
-def ws_open(path, extra=b""):
-    s = tls_socket("echo.example.test")
+def ws_open(path, extra=b"", host="echo.example.test"):
+    s = tls_socket(host)
     key = base64.b64encode(os.urandom(16))
-    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: echo.example.test\r\nUpgrade: websocket\r\n"
+    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\nUpgrade: websocket\r\n"
               b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key +
               b"\r\n" + extra + b"\r\n")
     return s, read_head(s)
@@ -159,7 +161,8 @@ def ws_message(s):
     data = b""
     while True:
         h = recv_exact(s, 2)
-        data += recv_exact(s, h[1] & 0x7F)
+        n = h[1] & 0x7F
+        data += recv_exact(s, int.from_bytes(recv_exact(s, 2), "big") if n == 126 else n)
         if h[0] & 0x80:
             return data
 
@@ -200,4 +203,25 @@ def ws():
         print("ws-unmasked closed")
 
 
-{"forms": forms, "gzip": gzip_mode, "range": range_mode, "h2c": h2c, "ws": ws}[sys.argv[1]]()
+def model_ws():
+    """The Responses API's WebSocket mode: `response.create` out, `response.completed` back, N
+    times; prints each one's model and input tokens, then how many came back before the
+    connection ended (a spent budget ends it: a WebSocket has no status to answer with)."""
+    auth = b"Authorization: Bearer " + os.environ["OPENAI_KEY"].encode() + b"\r\n"
+    s, head = ws_open(b"/v1/responses", auth, host="openai.model.test")
+    print("ws", head.split("\r\n")[0])
+    done = 0
+    for _ in range(int(sys.argv[2])):
+        try:
+            s.sendall(frame(1, True, json.dumps({"type": "response.create",
+                                                 "model": "mock-gpt"}).encode()))
+            r = json.loads(ws_message(s))["response"]
+            print("ws-usage", r["model"], r["usage"]["input_tokens"])
+            done += 1
+        except (EOFError, OSError):
+            break
+    print("ws-closed after", done)
+
+
+{"forms": forms, "gzip": gzip_mode, "range": range_mode, "h2c": h2c, "ws": ws,
+ "model-ws": model_ws}[sys.argv[1]]()

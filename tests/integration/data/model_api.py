@@ -8,6 +8,7 @@
 #   POST /v1/chat/completions               Chat Completions ("stream": true -> SSE, usage last)
 #   POST /v1beta/models/M:generateContent   Gemini, JSON
 #   POST /v1beta/models/M:streamGenerateContent[?alt=sse]   a JSON array, or SSE with alt=sse
+#   WebSocket /v1/responses                 `response.create` -> `response.completed` (ws_message)
 # The model is the request's "model" (Gemini: M). The usage each reports (the test's oracle):
 #   Anthropic  input 1000 + cache_read 200 + cache_creation 50, output 300 (streamed: 1, then 300)
 #   Responses  input 800 (cached 100), output 250
@@ -85,6 +86,23 @@ def responses(h, req):
                                                       "delta": f"tok{i} "}))
     events.append(("response.completed", {"type": "response.completed", "response": body}))
     send_stream(h, sse(events), "text/event-stream")
+
+
+def ws_message(data):
+    """The Responses API over WebSocket: a `response.create` message is answered with one
+    `response.completed` event carrying the usage of `responses`; None for any other message."""
+    try:
+        req = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(req, dict) or req.get("type") != "response.create":
+        return None
+    usage = {"input_tokens": 800, "input_tokens_details": {"cached_tokens": 100},
+             "output_tokens": 250, "output_tokens_details": {"reasoning_tokens": 30},
+             "total_tokens": 1050}
+    body = {"id": "resp_ws", "object": "response", "model": req.get("model", ""),
+            "status": "completed", "usage": usage}
+    return json.dumps({"type": "response.completed", "response": body}).encode()
 
 
 def chat(h, req):

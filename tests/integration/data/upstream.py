@@ -21,6 +21,7 @@
 #   /forms, /store, /h2c, /ws-auth          hostile echoes (hostile.py)
 #   /oauth/token, POST on sts.* and iam.*   endpoints that mint credentials (minting.py)
 #   POST /v1/..., /v1beta/...               a mock model API reporting token usage (model_api.py)
+#   GET  /v1/responses (WebSocket)          its Responses API over WebSocket (model_api.ws_message)
 import base64
 import hashlib
 import zipfile
@@ -138,7 +139,8 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(0.6)
             self.close_connection = True
             return
-        if url.path == "/ws":
+        upgrade = self.headers.get("Upgrade", "").lower() == "websocket"
+        if url.path == "/ws" or (url.path == "/v1/responses" and upgrade):
             return self.websocket()
         # A package index (PEP 503) and an npm registry, each with one package.
         if url.path == "/simple/demo-pkg/":
@@ -178,8 +180,13 @@ class Handler(BaseHTTPRequestHandler):
             data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(n)))
             if opcode == 8:
                 return
-            out = b"echo: " + data
-            self.wfile.write(bytes([0x81, len(out)]) + out)
+            out = model_api.ws_message(data)
+            if out is None:
+                out = b"echo: " + data
+            else:
+                record("WS", data.decode(errors="replace"), "")
+            size = bytes([len(out)]) if len(out) < 126 else bytes([126]) + len(out).to_bytes(2, "big")
+            self.wfile.write(bytes([0x81]) + size + out)
             self.wfile.flush()
         self.close_connection = True
 

@@ -80,6 +80,80 @@ TEST(CredentialBudget, ExpiresFromLoad) {
   Verdict v = b.send("GET");
   EXPECT_TRUE(v.blocked);
   EXPECT_EQ(v.budget, Budget::kExpired);
+  EXPECT_EQ(v.reason, "credential gh reached its budget expires (1 s after the session started)");
+}
+
+// What a client is answered: a budget reached (count, size, time) is 429; a method the
+// credential may never go with is a policy denial, 403 (docs/CONFIG.md, "Budgets").
+TEST(CredentialBudget, EachBudgetIsAnsweredWithItsStatus) {
+  EXPECT_EQ(refusal_status(Budget::kRequests), 429);
+  EXPECT_EQ(refusal_status(Budget::kBytes), 429);
+  EXPECT_EQ(refusal_status(Budget::kExpired), 429);
+  EXPECT_EQ(refusal_status(Budget::kMethods), 403);
+  for (Budget b : {Budget::kRequests, Budget::kBytes, Budget::kMethods, Budget::kExpired}) {
+    EXPECT_EQ(budget_named(budget_key(b)), b) << budget_key(b);
+  }
+  EXPECT_EQ(budget_named("spend"), Budget::kNone);
+}
+
+// state() shows what each credential spent against its limits (`agentbox ps`).
+TEST(CredentialBudget, StateShowsUseAgainstTheLimits) {
+  Budgeted b({.max_requests = 5, .max_bytes = 100000, .methods = {"GET"}, .expires_seconds = 600});
+  EXPECT_FALSE(b.send("GET").blocked);
+  EXPECT_FALSE(b.send("GET").blocked);
+  EXPECT_TRUE(b.send("POST").blocked);
+  auto st = b.set->state();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].requests, 2u);
+  EXPECT_GT(st[0].bytes, 100u);
+  EXPECT_EQ(st[0].refused, 1u);
+  EXPECT_EQ(st[0].max_requests, 5u);
+  EXPECT_EQ(st[0].max_bytes, 100000u);
+  EXPECT_EQ(st[0].methods, std::vector<std::string>{"GET"});
+  ASSERT_TRUE(st[0].expires_in_s.has_value());
+  EXPECT_GT(*st[0].expires_in_s, 590);
+  EXPECT_LE(*st[0].expires_in_s, 600);
+  Budgeted none({});
+  st = none.set->state();
+  EXPECT_FALSE(st[0].max_requests || st[0].max_bytes || st[0].expires_in_s);
+}
+
+// A budget changed live (`agentbox budget --credential`): a limit below what was used refuses
+// the next request; `none` lifts it; expires counts from the change.
+TEST(CredentialBudget, ALiveChangeAppliesToTheNextRequest) {
+  using S = CredentialSet::BudgetSetting;
+  Budgeted b({});
+  EXPECT_FALSE(b.send("GET").blocked);
+  EXPECT_FALSE(b.send("GET").blocked);
+  ASSERT_TRUE(b.set->set_budget("gh", S{.key = Budget::kRequests, .value = 1, .methods = {}}));
+  Verdict v = b.send("GET");
+  EXPECT_TRUE(v.blocked);
+  EXPECT_EQ(v.reason, "credential gh reached its budget max_requests = 1");
+  ASSERT_TRUE(b.set->set_budget("gh", S{.key = Budget::kRequests, .value = {}, .methods = {}}));
+  EXPECT_FALSE(b.send("GET").blocked) << "none lifts it";
+
+  ASSERT_TRUE(b.set->set_budget("gh", S{.key = Budget::kBytes, .value = 10, .methods = {}}));
+  EXPECT_EQ(b.send("GET").budget, Budget::kBytes);
+  ASSERT_TRUE(b.set->set_budget("gh", S{.key = Budget::kBytes, .value = {}, .methods = {}}));
+
+  ASSERT_TRUE(
+      b.set->set_budget("gh", S{.key = Budget::kMethods, .value = {}, .methods = {"HEAD"}}));
+  EXPECT_EQ(b.send("GET").budget, Budget::kMethods);
+  EXPECT_FALSE(b.send("HEAD").blocked);
+  ASSERT_TRUE(b.set->set_budget("gh", S{.key = Budget::kMethods, .value = {}, .methods = {}}));
+  EXPECT_FALSE(b.send("GET").blocked) << "no methods: any";
+
+  ASSERT_TRUE(b.set->set_budget("gh", S{.key = Budget::kExpired, .value = 0, .methods = {}}));
+  v = b.send("GET");
+  EXPECT_EQ(v.budget, Budget::kExpired);
+  EXPECT_EQ(v.reason,
+            "credential gh reached its budget expires (0 s after `agentbox budget` set it)");
+  ASSERT_TRUE(b.set->set_budget("gh", S{.key = Budget::kExpired, .value = 3600, .methods = {}}));
+  EXPECT_FALSE(b.send("GET").blocked);
+  EXPECT_GT(*b.set->state()[0].expires_in_s, 3590);
+
+  EXPECT_FALSE(b.set->set_budget("nope", S{.key = Budget::kRequests, .value = 1, .methods = {}}));
+  EXPECT_EQ(b.set->state()[0].max_requests, std::nullopt);
 }
 
 TEST(CredentialBudget, MaxBytesCountsHeadAndDeclaredBodyAndRefusesChunked) {
