@@ -50,12 +50,13 @@ bwrap_typical "$home" "$ws"
 
 names=(agentbox bwrap bwrap-typical unshare)
 # AGENTBOX_BASE=BINARY adds that build as a fifth variant (before/after, interleaved).
-base="${AGENTBOX_BASE:-}"
+# Resolved once here: a realpath in argv_of would be one more exec inside the timed run.
+base="${AGENTBOX_BASE:+$(realpath "$AGENTBOX_BASE")}"
 [[ -n $base ]] && names+=(agentbox-base)
 argv_of() {
   case $1 in
     agentbox) printf '%s\n' "$agentbox" run -q -- true ;;
-    agentbox-base) printf '%s\n' "$(realpath "$base")" run -q -- true ;;
+    agentbox-base) printf '%s\n' "$base" run -q -- true ;;
     bwrap) printf '%s\n' "$(command -v bwrap)" "${bw[@]:1}" ;;
     bwrap-typical) printf '%s\n' "$(command -v bwrap)" "${bt[@]:1}" ;;
     unshare) printf '%s\n' "$(command -v unshare)" -Urmnp --fork true ;;

@@ -86,7 +86,8 @@ Stack::Stack(StackConfig config, const policy::EgressPolicy& policy, FlowHandler
             return t;
           }(),
           policy, pool_, handler, poller, sink, audit),
-      rx_(config.mtu + kEthHeader + 64) {}
+      rx_size_(config.mtu + kEthHeader + 64),
+      rx_(std::make_unique_for_overwrite<std::byte[]>(rx_size_)) {}
 
 void Stack::use_approver(policy::Approver* approver) {
   tcp_.use_once_grants(approver != nullptr ? &once_ : nullptr);
@@ -102,11 +103,12 @@ base::Result<size_t> Stack::drain(Tap& tap, Clock::time_point now, size_t budget
   tcp_.begin_batch();  // one ACK per flow for the whole batch
   base::Result<size_t> r = size_t{0};
   while (handled < budget) {
-    r = tap.read_frame(rx_);
+    std::span<std::byte> rx(rx_.get(), rx_size_);
+    r = tap.read_frame(rx);
     if (!r || *r == 0) {
       break;
     }
-    on_frame(Bytes(rx_).first(*r), now, tap.last_frame_checksum_ok());
+    on_frame(Bytes(rx).first(*r), now, tap.last_frame_checksum_ok());
     ++handled;
   }
   tcp_.end_batch();
