@@ -297,6 +297,8 @@ TEST_F(ProxyHandlerTest, RawTcpRuleSplicesServerFirstProtocol) {
 }
 
 TEST_F(ProxyHandlerTest, SlowlorisAndHugeHeadsAnswered) {
+  options_.head_timeout = 400ms;
+  make_handler();
   UniqueFd fd = open_flow(kPlain, 80);
   const auto slow = while_pumping(*loop_, [&, fd = std::move(fd)]() mutable {
     BoxClient c(std::move(fd));
