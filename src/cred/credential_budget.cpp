@@ -98,7 +98,7 @@ std::string_view budget_key(Budget b) {
 }
 
 int refusal_status(Budget b) {
-  return b == Budget::kMethods ? 403 : 429;
+  return b == Budget::kNone || b == Budget::kMethods ? 403 : 429;
 }
 
 Budget budget_named(std::string_view key) {

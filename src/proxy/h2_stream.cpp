@@ -138,8 +138,7 @@ void forward(H2Relay& h, H2Stream& s) {
     }
     const auto v = in.credentials->inspect(r, h.c.info.name, {}, /*cleartext=*/false);
     if (v.blocked) {  // as forward_request: a budget reached 429, other refusals 403
-      const int status = v.budget == cred::Budget::kNone ? 403 : cred::refusal_status(v.budget);
-      h2_refuse(h, s, status, "request blocked: " + v.reason);
+      h2_refuse(h, s, cred::refusal_status(v.budget), "request blocked: " + v.reason);
       return;
     }
     if (v.capture) {

@@ -81,8 +81,7 @@ bool forward_request(ProxyHandler::Internals& in, Conn& c, std::string_view body
   if (in.credentials != nullptr) {
     const auto v = in.credentials->inspect(r, c.info.name, body, /*cleartext=*/!c.tls);
     if (v.blocked) {  // a budget reached is 429, a method or any other credential refusal 403
-      const int status = v.budget == cred::Budget::kNone ? 403 : cred::refusal_status(v.budget);
-      return deny(in, c, status, "request blocked: " + v.reason);
+      return deny(in, c, cred::refusal_status(v.budget), "request blocked: " + v.reason);
     }
     x.credentials = v.used;
     x.capture = v.capture;

@@ -67,7 +67,8 @@ enum class Budget { kNone, kRequests, kBytes, kMethods, kExpired };
 [[nodiscard]] std::string_view budget_key(Budget b);  // "max_requests", ... (the config key)
 // The HTTP status a refusal by `b` is answered with: a budget reached (max_requests, max_bytes,
 // expires) is 429; a method the credential may not go with is a policy denial, 403, as a
-// `[[network.rule]]` whose `methods` leave it out (docs/CONFIG.md, "Credential budgets").
+// `[[network.rule]]` whose `methods` leave it out (docs/CONFIG.md, "Credential budgets"); any
+// other credential refusal (kNone: off scope, revoked, ...) is 403 too.
 [[nodiscard]] int refusal_status(Budget b);
 // The budget a config key names (kNone when it names none).
 [[nodiscard]] Budget budget_named(std::string_view key);
